@@ -1,0 +1,33 @@
+"""Temporal activities: thin, idempotent wrappers around the adapters.
+
+Each class receives its adapters in its constructor; the worker is the one place that builds them.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import ParamSpec, TypeVar
+
+from temporalio.exceptions import ApplicationError
+
+from promoter.errors import PermanentError, TemporaryError
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def sorted_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """Permanent errors become non-retryable `ApplicationError`s named after their type; temporary
+    ones retry under the caller's RetryPolicy; anything unexpected retries too."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except PermanentError as e:
+            raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from None
+        except TemporaryError as e:
+            raise ApplicationError(str(e), type="TemporaryError") from None
+
+    return wrapper

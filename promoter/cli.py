@@ -1,0 +1,484 @@
+"""The `promoter` command line. It parses and dispatches; each command is a function returning an exit
+code: 0 success, 1 the promotion or check did not succeed, 2 bad input (one line saying what to fix).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.live import Live
+from rich.table import Table
+
+from promoter.errors import PromoterError
+from promoter.settings import DEFAULT_STATE_DIR, Settings
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Policy-gated GitOps promotion on Temporal.")
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+StateDir = Annotated[str | None, typer.Option("--state-dir", help="the embedded stack's state directory")]
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (see README)")]
+
+STAGE_COLOURS = {"healthy": "green", "skipped": "dim", "awaiting_approval": "yellow", "failed": "red",
+                 "policy_denied": "red", "rejected": "red", "expired": "red", "reverted": "red", "cancelled": "red"}
+
+
+class Exit(Exception):
+    def __init__(self, code: int) -> None:
+        self.code = code
+
+
+def _run(coro: Awaitable[int]) -> None:
+    raise Exit(asyncio.run(coro))  # type: ignore[arg-type]
+
+
+def workflow_id(promotion: str) -> str:
+    return promotion if promotion.startswith("promote-") else f"promote-{promotion}"
+
+
+# ------------------------------------------------------------------------------------ stack
+
+
+@app.command()
+def up(
+    repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path("."),
+    state_dir: Annotated[str, typer.Option("--state-dir")] = DEFAULT_STATE_DIR,
+    detach: Annotated[bool, typer.Option("--detach", help="return once everything is up")] = False,
+    port: Annotated[int | None, typer.Option(help="Temporal gRPC port (default 7233, or a free one)")] = None,
+    ui_port: Annotated[int | None, typer.Option(help="Web UI port (default 8233, or a free one)")] = None,
+) -> None:
+    """Start the embedded stack: Temporal dev server with its Web UI, a worker, origin and local forge."""
+    from promoter.stack import Stack, alive, wait_until
+
+    stack = Stack(Path(state_dir))
+    info = stack.up(repo, port=port, ui_port=ui_port)
+    out.print(f"Temporal UI   {info['ui_url']}")
+    out.print(f"Temporal      {info['temporal_address']}")
+    out.print(f"origin        {info['repo_url']}")
+    out.print(f"state         {stack.dir}")
+    if detach:
+        raise Exit(0)
+    out.print("Press Ctrl-C to stop.")
+    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
+    try:
+        wait_until(lambda: not all(alive(p) for p in pids.values()), float("inf"), "a stack process to exit", 0.5)
+        err.print("error: a stack process exited; see the logs in " + str(stack.logs))
+        raise Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.down()
+    raise Exit(0)
+
+
+@app.command()
+def down(state_dir: Annotated[str, typer.Option("--state-dir")] = DEFAULT_STATE_DIR) -> None:
+    """Stop what `promoter up` started (its state stays for the next `up`)."""
+    from promoter.stack import Stack
+
+    stopped = Stack(Path(state_dir)).down()
+    out.print("stopped" if stopped else f"nothing running in {state_dir}")
+    raise Exit(0)
+
+
+@app.command()
+def worker(ready_file: Annotated[str | None, typer.Option(hidden=True)] = None) -> None:
+    """Run a worker against PROMOTER_TEMPORAL_ADDRESS (default localhost:7233)."""
+    import logging
+
+    from promoter.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    _run(_worker(Settings.load(), ready_file, run_worker))
+
+
+async def _worker(settings: Settings, ready_file: str | None, runner: Callable[..., Awaitable[None]]) -> int:
+    await runner(settings, ready_file)
+    return 0
+
+
+# ------------------------------------------------------------------------------------ promotions
+
+
+@app.command()
+def promote(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    commit: Annotated[str | None, typer.Option(help="commit of main (default: newest touching the source app folder)")] = None,
+    to: Annotated[str | None, typer.Option(help="last environment to promote to")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
+    as_json: AsJson = False,
+    requested_by: Annotated[str | None, typer.Option("--as", help="who asks (default: $USER)")] = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Start a promotion of APP; prints its ID and UI link."""
+    _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by))
+
+
+async def _promote(s: Settings, app_name: str, commit: str | None, to: str | None, wait: bool,
+                   as_json: bool, requested_by: str | None) -> int:
+    import uuid
+    from datetime import timedelta
+
+    from temporalio.client import WorkflowFailureError
+    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+    from temporalio.exceptions import WorkflowAlreadyStartedError
+
+    from promoter.models import PlanInput, PromotionInput, PromotionPlan
+
+    client = await _client(s)
+    wid = workflow_id(app_name)
+    running = await _describe(client, wid)
+    if running is not None and running.status is not None and running.status.name == "RUNNING":
+        raise PromoterError(f"a promotion of {app_name} is already running ({wid}); follow it with "
+                            f"`promoter status {wid}` or end it with `promoter cancel {wid}`")
+    try:
+        plan = await client.execute_workflow(
+            "PlanWorkflow", PlanInput(app=app_name, commit=commit, to_env=to), id=f"plan-{app_name}-{uuid.uuid4()}",
+            task_queue=s.task_queue, result_type=PromotionPlan, execution_timeout=timedelta(minutes=2),
+        )
+    except WorkflowFailureError as e:
+        message = _failure_message(e)
+        if "timed out" in message.lower() or "timeout" in message.lower():
+            message = f"planning timed out: is a worker running on task queue '{s.task_queue}'? ({message})"
+        raise PromoterError(message) from None
+    try:
+        handle = await client.start_workflow(
+            "PromotionWorkflow",
+            PromotionInput(plan=plan, requested_by=requested_by or _whoami()),
+            id=wid, task_queue=s.task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"Promote {plan.app} @ {plan.short_commit}: "
+                           + " → ".join(e.config.name for e in plan.environments),
+        )
+    except WorkflowAlreadyStartedError:
+        raise PromoterError(f"a promotion of {app_name} is already running ({wid}); end it with "
+                            f"`promoter cancel {wid}`") from None
+    url = s.workflow_url(wid, handle.result_run_id)
+    if as_json and not wait:
+        print(json.dumps({"id": wid, "run_id": handle.result_run_id, "app": plan.app, "commit": plan.commit,
+                          "environments": [e.config.name for e in plan.environments], "url": url}))
+        return 0
+    if not as_json:
+        out.print(f"started {wid} ({plan.app} @ {plan.short_commit}: "
+                  f"{' → '.join(e.config.name for e in plan.environments)})")
+        if url:
+            out.print(f"UI: {url}")
+    if not wait:
+        return 0
+    status = await _follow(client, wid, handle.result_run_id, quiet=as_json)
+    if as_json:
+        print(status.model_dump_json())
+    else:
+        out.print(f"{wid}: [bold]{status.state.value}[/bold]" + (f" — {status.message}" if status.message else ""))
+    return 0 if status.state.value == "succeeded" else 1
+
+
+async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any:
+    """Poll the `status` query until the workflow closes; a live table on a terminal, lines otherwise."""
+    from promoter.models import PromotionState, PromotionStatus
+
+    handle = client.get_workflow_handle(wid, run_id=run_id)
+    result = asyncio.ensure_future(handle.result())
+    seen: dict[str, str] = {}
+    live = Live(console=out, auto_refresh=False) if (out.is_terminal and not quiet) else None
+    status: PromotionStatus | None = None
+    try:
+        if live:
+            live.start()
+        while not result.done():
+            try:
+                status = await handle.query("status", result_type=PromotionStatus)
+            except Exception:  # noqa: BLE001 - a query can fail transiently (no worker yet); keep following
+                status = None
+            if status is not None:
+                if live:
+                    live.update(_table(status), refresh=True)
+                elif not quiet:
+                    for st in status.stages:
+                        line = f"{st.state.value}" + (f" — {st.message}" if st.message else "")
+                        if seen.get(st.env) != line:
+                            seen[st.env] = line
+                            out.print(f"  {st.env}: {line}")
+            await asyncio.wait([result], timeout=0.3)
+    finally:
+        if live:
+            live.stop()
+    try:
+        final: PromotionStatus = await handle.query("status", result_type=PromotionStatus)
+    except Exception:  # noqa: BLE001
+        final = status or PromotionStatus(id=wid, app="", commit="")
+    if result.exception() is not None and final.state == PromotionState.RUNNING:
+        final.state = PromotionState.FAILED
+        final.message = str(result.exception())
+    if live:
+        out.print(_table(final))
+    return final
+
+
+def _table(status: Any) -> Table:
+    table = Table(title=f"{status.id}  {status.app} @ {status.commit[:7]}  [{status.state.value}]")
+    for col in ("env", "state", "PR", "approvals", "message"):
+        table.add_column(col)
+    for st in status.stages:
+        colour = STAGE_COLOURS.get(st.state.value, "cyan")
+        approvals = f"{len(st.approvals)}/{st.approvals_required}" if st.approvals_required else ""
+        table.add_row(st.env, f"[{colour}]{st.state.value}[/{colour}]", f"#{st.pr_number}" if st.pr_number else "",
+                      approvals, st.message)
+    return table
+
+
+@app.command()
+def status(
+    promotion: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
+    as_json: AsJson = False,
+    state_dir: StateDir = None,
+) -> None:
+    """The stages of one promotion, or the running ones."""
+    _run(_status(Settings.load(state_dir), promotion, as_json))
+
+
+async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
+    from promoter.models import PromotionStatus
+
+    client = await _client(s)
+    if promotion is None:
+        return await _list(s, None, "running", as_json, 50, client)
+    wid = workflow_id(promotion)
+    desc = await _describe(client, wid)
+    if desc is None:
+        raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
+    st = await client.get_workflow_handle(wid).query("status", result_type=PromotionStatus)
+    if as_json:
+        data = st.model_dump(mode="json")
+        data["run_id"] = desc.run_id
+        data["url"] = s.workflow_url(wid, desc.run_id)
+        print(json.dumps(data))
+    else:
+        out.print(_table(st))
+        for stage in st.stages:
+            for a in stage.approvals:
+                out.print(f"  {stage.env}: approved by {a.approver} via {a.via} at {a.at:%Y-%m-%d %H:%M:%S}Z"
+                          + (f": {a.comment}" if a.comment else ""))
+            for r in stage.refusals:
+                out.print(f"  {stage.env}: refused {r.approver} via {r.via}: {r.reason}")
+        url = s.workflow_url(wid, desc.run_id)
+        if url:
+            out.print(f"UI: {url}")
+    return 0
+
+
+@app.command()
+def approve(
+    promotion: Annotated[str, typer.Argument(metavar="ID")],
+    env: Annotated[str, typer.Option("--env", help="environment whose gate to approve")],
+    approver: Annotated[str, typer.Option("--as", help="who approves")],
+    comment: Annotated[str, typer.Option(help="a note kept with the approval")] = "",
+    state_dir: StateDir = None,
+) -> None:
+    """Approve a gate (the workflow's `approve` update)."""
+    _run(_decide(Settings.load(state_dir), promotion, "approve", env, approver, comment))
+
+
+@app.command()
+def reject(
+    promotion: Annotated[str, typer.Argument(metavar="ID")],
+    env: Annotated[str, typer.Option("--env", help="environment whose gate to reject")],
+    approver: Annotated[str, typer.Option("--as", help="who rejects")],
+    reason: Annotated[str, typer.Option(help="why (required)")],
+    state_dir: StateDir = None,
+) -> None:
+    """Reject a gate (the workflow's `reject` update); the promotion ends `rejected`."""
+    _run(_decide(Settings.load(state_dir), promotion, "reject", env, approver, reason))
+
+
+async def _decide(s: Settings, promotion: str, update: str, env: str, approver: str, comment: str) -> int:
+    from temporalio.client import WorkflowUpdateFailedError
+    from temporalio.service import RPCError
+
+    from promoter.models import Decision, StageStatus
+
+    if update == "reject" and not comment.strip():
+        raise PromoterError("a rejection needs a reason: add --reason TEXT")
+    client = await _client(s)
+    wid = workflow_id(promotion)
+    await _require_running(client, wid)
+    try:
+        stage = await client.get_workflow_handle(wid).execute_update(
+            update, Decision(env=env, approver=approver, comment=comment, via="cli"), result_type=StageStatus
+        )
+    except WorkflowUpdateFailedError as e:
+        raise PromoterError(f"{update} refused: {_failure_message(e)}") from None
+    except RPCError as e:
+        raise PromoterError(f"{update} refused: {e.message}") from None
+    verb = "approved" if update == "approve" else "rejected"
+    extra = f" ({len(stage.approvals)}/{stage.approvals_required})" if update == "approve" else ""
+    out.print(f"{wid}: {env} {verb} by {approver}{extra}")
+    return 0
+
+
+@app.command()
+def cancel(promotion: Annotated[str, typer.Argument(metavar="ID")], state_dir: StateDir = None) -> None:
+    """End a promotion, closing its open pull requests."""
+    _run(_cancel(Settings.load(state_dir), promotion))
+
+
+async def _cancel(s: Settings, promotion: str) -> int:
+    client = await _client(s)
+    wid = workflow_id(promotion)
+    await _require_running(client, wid)
+    handle = client.get_workflow_handle(wid)
+    await handle.cancel()
+    try:
+        await asyncio.wait_for(handle.result(), timeout=60)
+    except asyncio.TimeoutError:
+        err.print(f"{wid}: cancel requested; the workflow has not finished closing its PRs yet")
+        return 1
+    except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
+        pass
+    out.print(f"{wid}: cancelled")
+    return 0
+
+
+@app.command("list")
+def list_(
+    app_name: Annotated[str | None, typer.Option("--app", help="only this application")] = None,
+    state: Annotated[str | None, typer.Option(help="only promotions in this state")] = None,
+    as_json: AsJson = False,
+    limit: Annotated[int, typer.Option(min=1, help="at most this many")] = 50,
+    state_dir: StateDir = None,
+) -> None:
+    """Promotions, newest first."""
+    _run(_list(Settings.load(state_dir), app_name, state, as_json, limit))
+
+
+async def _list(s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int,
+                client: Any = None) -> int:
+    from promoter.models import PromotionState
+
+    if state is not None and state not in {x.value for x in PromotionState}:
+        raise PromoterError(f"unknown state '{state}'; choose one of: {', '.join(x.value for x in PromotionState)}")
+    client = client or await _client(s)
+    query = "WorkflowType = 'PromotionWorkflow'"
+    if app_name:
+        query += f" AND WorkflowId = '{workflow_id(app_name)}'"
+    rows: list[dict[str, Any]] = []
+    async for wf in client.list_workflows(query):
+        memo = await wf.memo()
+        closed = {"COMPLETED": None, "CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed",
+                  "FAILED": "failed", "CONTINUED_AS_NEW": None, "RUNNING": None}
+        status_name = wf.status.name if wf.status else "RUNNING"
+        row_state = memo.get("state", "running")
+        if status_name != "RUNNING" and row_state == "running":
+            row_state = closed.get(status_name) or "failed"
+        if state is not None and row_state != state:
+            continue
+        rows.append({"id": wf.id, "run_id": wf.run_id, "app": memo.get("app", wf.id.removeprefix("promote-")),
+                     "commit": memo.get("commit", ""), "state": row_state, "stage": memo.get("stage"),
+                     "stage_state": memo.get("stage_state"),
+                     "started_at": wf.start_time.isoformat() if wf.start_time else None,
+                     "closed_at": wf.close_time.isoformat() if wf.close_time else None})
+        if len(rows) >= limit:
+            break
+    rows.sort(key=lambda r: r["started_at"] or "", reverse=True)
+    if as_json:
+        print(json.dumps(rows))
+        return 0
+    table = Table()
+    for col in ("id", "app", "commit", "state", "stage", "started"):
+        table.add_column(col)
+    for r in rows:
+        stage = f"{r['stage']}: {r['stage_state']}" if r["stage"] else ""
+        table.add_row(r["id"], r["app"], r["commit"][:7], r["state"], stage, (r["started_at"] or "")[:19])
+    out.print(table if rows else "no promotions")
+    return 0
+
+
+# ------------------------------------------------------------------------------------ helpers
+
+
+async def _client(s: Settings) -> Any:
+    from promoter.settings import connect
+
+    return await connect(s)
+
+
+async def _describe(client: Any, wid: str) -> Any:
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        return await client.get_workflow_handle(wid).describe()
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+
+
+async def _require_running(client: Any, wid: str) -> None:
+    desc = await _describe(client, wid)
+    if desc is None:
+        raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
+    if desc.status is None or desc.status.name != "RUNNING":
+        memo = await desc.memo()
+        state = memo.get("state") or (desc.status.name.lower() if desc.status else "ended")
+        raise PromoterError(f"promotion {wid} has already ended ({state}); start a new one with `promoter promote`")
+
+
+def _failure_message(e: BaseException) -> str:
+    cause: BaseException | None = e
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    msg = getattr(cause, "message", None) or str(cause)
+    return str(msg).splitlines()[0] if msg else "failed"
+
+
+def _whoami() -> str:
+    try:
+        return os.environ.get("USER") or getpass.getuser()
+    except Exception:  # noqa: BLE001
+        return "unknown"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point. Exits through `os._exit` with the documented code: a Python process that used a
+    Temporal client can otherwise abort at interpreter exit (temporalio/sdk-python#300, exit 134)."""
+    code = run(argv)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def run(argv: list[str] | None = None) -> int:
+    import click
+
+    try:
+        app(args=argv, standalone_mode=False, prog_name="promoter")
+        return 0
+    except Exit as e:
+        return e.code
+    except PromoterError as e:
+        err.print(f"error: {e}", markup=False)
+        return 2
+    except click.exceptions.Exit as e:  # --help
+        return int(e.exit_code or 0)
+    except click.exceptions.Abort:
+        err.print("aborted")
+        return 1
+    except click.ClickException as e:
+        err.print(f"error: {e.format_message()}", markup=False)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - an unexpected failure still exits with a line, not a trace
+        err.print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", markup=False)
+        return 1

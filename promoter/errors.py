@@ -1,0 +1,29 @@
+"""One user-facing error type, and named errors that say whether retrying can help.
+
+The CLI prints a `PromoterError` as one line and exits 2; activities turn a `PermanentError` into a
+non-retryable `ApplicationError` of the same type name, and let everything else retry.
+"""
+
+
+class PromoterError(Exception):
+    """Something a person got wrong (input, configuration). The message says what to fix."""
+
+
+class PermanentError(PromoterError):
+    """Retrying will not help."""
+
+
+class BadInput(PermanentError):
+    pass
+
+
+class NotFound(PermanentError):
+    pass
+
+
+class Conflict(PermanentError):
+    pass
+
+
+class TemporaryError(Exception):
+    """Retrying later may help (a remote that is down, a push race lost too often)."""

@@ -1,0 +1,170 @@
+"""The local forge of the embedded default.
+
+The origin is a bare repository on disk; a pull request is a real branch on it plus a record (number,
+title, body, head, base, state, reviews, comments, merge commit) in a SQLite file beside it. Merging
+is a real merge commit pushed to origin's main by the Git adapter.
+
+Where it differs from a hosted forge: there is no web page (a PR's URL is `local://<origin>/pulls/N`)
+and no authentication (a review's author is whoever wrote the record).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+from promoter.errors import Conflict, NotFound
+from promoter.forges import Review, register
+from promoter.gitrepo import MAIN, GitRepository
+from promoter.models import PullRequest
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pulls (
+    number INTEGER PRIMARY KEY AUTOINCREMENT,
+    title TEXT NOT NULL, body TEXT NOT NULL, head TEXT NOT NULL, base TEXT NOT NULL,
+    state TEXT NOT NULL, head_sha TEXT, merge_commit TEXT, labels TEXT NOT NULL DEFAULT '[]',
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS one_open_pull_per_head ON pulls(head) WHERE state = 'open';
+CREATE TABLE IF NOT EXISTS comments (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL, body TEXT NOT NULL, at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS reviews (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, number INTEGER NOT NULL, author TEXT NOT NULL,
+    state TEXT NOT NULL, body TEXT NOT NULL, commit_id TEXT, at TEXT NOT NULL
+);
+"""
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat()
+
+
+class LocalForge:
+    def __init__(self, repo: GitRepository, db_path: str | Path, origin: str | None = None) -> None:
+        self.repo = repo
+        self.db_path = Path(db_path)
+        self.origin = str(Path(origin or repo.url).resolve()) if "://" not in (origin or repo.url) else (origin or repo.url)
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._db() as db:
+            db.executescript(SCHEMA)
+
+    @contextmanager
+    def _db(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+        db.row_factory = sqlite3.Row
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            yield db
+        finally:
+            db.close()
+
+    def _pr(self, row: sqlite3.Row) -> PullRequest:
+        return PullRequest(
+            number=row["number"], title=row["title"], body=row["body"], head=row["head"], base=row["base"],
+            state=row["state"], url=f"local://{self.origin}/pulls/{row['number']}",
+            head_sha=row["head_sha"], merge_commit=row["merge_commit"],
+        )
+
+    def find_pull_request(self, head: str) -> PullRequest | None:
+        with self._db() as db:
+            row = db.execute(
+                "SELECT * FROM pulls WHERE head = ? ORDER BY (state = 'open') DESC, number DESC LIMIT 1", (head,)
+            ).fetchone()
+        return self._pr(row) if row else None
+
+    def open_pull_request(self, head: str, title: str, body: str, base: str = MAIN,
+                          labels: list[str] | None = None) -> PullRequest:
+        sha = self.repo.branch_head(head)
+        if sha is None:
+            raise NotFound(f"cannot open a pull request: branch {head} does not exist on {self.origin}")
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            row = db.execute("SELECT * FROM pulls WHERE head = ? AND state = 'open'", (head,)).fetchone()
+            if row is None:
+                now = _now()
+                cur = db.execute(
+                    "INSERT INTO pulls (title, body, head, base, state, head_sha, labels, created_at, updated_at)"
+                    " VALUES (?, ?, ?, ?, 'open', ?, ?, ?, ?)",
+                    (title, body, head, base, sha, json.dumps(labels or []), now, now),
+                )
+                row = db.execute("SELECT * FROM pulls WHERE number = ?", (cur.lastrowid,)).fetchone()
+            elif row["head_sha"] != sha:
+                db.execute("UPDATE pulls SET head_sha = ?, updated_at = ? WHERE number = ?", (sha, _now(), row["number"]))
+                row = db.execute("SELECT * FROM pulls WHERE number = ?", (row["number"],)).fetchone()
+            db.execute("COMMIT")
+        return self._pr(row)
+
+    def get_pull_request(self, number: int) -> PullRequest:
+        with self._db() as db:
+            row = db.execute("SELECT * FROM pulls WHERE number = ?", (number,)).fetchone()
+        if row is None:
+            raise NotFound(f"pull request #{number} does not exist on {self.origin}")
+        return self._pr(row)
+
+    def list_pull_requests(self, state: str | None = None) -> list[PullRequest]:
+        with self._db() as db:
+            rows = db.execute(
+                "SELECT * FROM pulls WHERE ? IS NULL OR state = ? ORDER BY number", (state, state)
+            ).fetchall()
+        return [self._pr(r) for r in rows]
+
+    def comment(self, number: int, body: str) -> None:
+        self.get_pull_request(number)
+        with self._db() as db:
+            db.execute("INSERT INTO comments (number, body, at) VALUES (?, ?, ?)", (number, body, _now()))
+
+    def comments(self, number: int) -> list[str]:
+        with self._db() as db:
+            return [r["body"] for r in db.execute("SELECT body FROM comments WHERE number = ? ORDER BY id", (number,))]
+
+    def add_review(self, number: int, author: str, state: str, body: str = "") -> None:
+        pr = self.get_pull_request(number)
+        with self._db() as db:
+            db.execute(
+                "INSERT INTO reviews (number, author, state, body, commit_id, at) VALUES (?, ?, ?, ?, ?, ?)",
+                (number, author, state, body, pr.head_sha, _now()),
+            )
+
+    def reviews(self, number: int) -> list[Review]:
+        with self._db() as db:
+            rows = db.execute("SELECT * FROM reviews WHERE number = ? ORDER BY id", (number,)).fetchall()
+        return [Review(r["author"], r["state"], datetime.fromisoformat(r["at"]), r["commit_id"], r["body"]) for r in rows]
+
+    def merge(self, number: int, message: str | None = None) -> PullRequest:
+        """Merge once: a retry after a crash finds the merge already on main and records it."""
+        pr = self.get_pull_request(number)
+        if pr.state == "merged":
+            return pr
+        if pr.state == "closed":
+            raise Conflict(f"pull request #{number} is closed; it cannot be merged")
+        msg = message or f"Merge pull request #{number} from {pr.head}\n\n{pr.title}"
+        merge_commit = self.repo.merge_branch(pr.head, msg)
+        with self._db() as db:
+            db.execute(
+                "UPDATE pulls SET state = 'merged', merge_commit = ?, updated_at = ? WHERE number = ? AND state = 'open'",
+                (merge_commit, _now(), number),
+            )
+        return self.get_pull_request(number)
+
+    def close(self, number: int, comment: str = "") -> PullRequest:
+        """Close with an optional comment, in one transaction: a retry never comments twice."""
+        self.get_pull_request(number)
+        with self._db() as db:
+            db.execute("BEGIN IMMEDIATE")
+            state = db.execute("SELECT state FROM pulls WHERE number = ?", (number,)).fetchone()["state"]
+            if state == "open":
+                if comment:
+                    db.execute("INSERT INTO comments (number, body, at) VALUES (?, ?, ?)", (number, comment, _now()))
+                db.execute("UPDATE pulls SET state = 'closed', updated_at = ? WHERE number = ?", (_now(), number))
+            db.execute("COMMIT")
+        return self.get_pull_request(number)
+
+
+@register("local")
+def _factory(repo: GitRepository, db_path: str | Path, origin: str | None = None) -> LocalForge:
+    return LocalForge(repo, db_path, origin)

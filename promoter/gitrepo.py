@@ -1,0 +1,402 @@
+"""The Git adapter: one persistent working clone per remote, driven through GitPython.
+
+Every change is built with plumbing (a private index, `commit-tree`, `merge-tree --write-tree`), so
+no working tree is ever half-updated: a worker killed at any point leaves the clone usable, and the
+next activity simply fetches again. A file lock serialises activities that share a clone, across
+threads and worker processes alike.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+import git
+import yaml
+from pydantic import ValidationError
+
+from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
+from promoter.models import (
+    DiffSummary,
+    EnvironmentConfig,
+    PlanInput,
+    PlannedEnvironment,
+    PrepareInput,
+    PrepareResult,
+    PromotionPlan,
+)
+
+MAIN = "main"
+ENVIRONMENTS = "environments"
+PUSH_ATTEMPTS = 8
+
+
+@dataclass(frozen=True)
+class Entry:
+    mode: str
+    sha: str
+
+
+def promotion_branch(app: str, env: str, commit: str) -> str:
+    return f"promote/{app}/{env}/{commit[:7]}"
+
+
+def format_validation_error(where: str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
+    msg = first["msg"]
+    if first["type"] == "extra_forbidden":
+        msg = "unknown key; remove it or fix its spelling"
+    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{where}: {loc}: {msg}{more}"
+
+
+class GitRepository(Protocol):
+    url: str
+
+    def plan(self, req: PlanInput) -> PromotionPlan: ...
+    def prepare(self, req: PrepareInput) -> PrepareResult: ...
+    def branch_head(self, branch: str) -> str | None: ...
+    def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
+    def find_merge_of(self, head: str) -> str | None: ...
+
+
+class GitClone:
+    """A `GitRepository` over any URL git can fetch (a path, file://, https, ssh)."""
+
+    def __init__(
+        self,
+        url: str,
+        cache_dir: Path,
+        author_name: str = "promoter",
+        author_email: str = "promoter@localhost",
+    ) -> None:
+        self.url = url
+        key = hashlib.sha256(url.encode()).hexdigest()[:16]
+        self.path = Path(cache_dir) / key
+        self._lock_path = Path(cache_dir) / f"{key}.lock"
+        Path(cache_dir).mkdir(parents=True, exist_ok=True)
+        self._identity = {
+            "GIT_AUTHOR_NAME": author_name,
+            "GIT_AUTHOR_EMAIL": author_email,
+            "GIT_COMMITTER_NAME": author_name,
+            "GIT_COMMITTER_EMAIL": author_email,
+            "GIT_TERMINAL_PROMPT": "0",
+        }
+        self._repo: git.Repo | None = None
+
+    # ------------------------------------------------------------ plumbing
+
+    @contextmanager
+    def _locked(self) -> Iterator[git.Repo]:
+        with open(self._lock_path, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield self._open()
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
+    def _open(self) -> git.Repo:
+        if self._repo is None:
+            if not (self.path / ".git").exists():
+                tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=".clone-"))
+                try:
+                    git.Repo.clone_from(self.url, tmp, no_checkout=True, env={"GIT_TERMINAL_PROMPT": "0"})
+                except git.GitCommandError as e:
+                    raise TemporaryError(f"cannot clone {self.url}: {_stderr(e)}") from e
+                os.replace(tmp, self.path)  # atomic: a crash mid-clone never leaves a broken cache
+            self._repo = git.Repo(self.path)
+        return self._repo
+
+    def _git(self, repo: git.Repo, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
+        full_env = dict(self._identity)
+        if env:
+            full_env.update(env)
+        if stdin is None:
+            out: str = repo.git.execute(["git", *args], env=full_env)  # type: ignore[call-overload]
+            return out
+        with tempfile.TemporaryFile("w+b") as fh:
+            fh.write(stdin.encode())
+            fh.seek(0)
+            out = repo.git.execute(["git", *args], env=full_env, istream=fh)  # type: ignore[call-overload]
+            return out
+
+    def _fetch(self, repo: git.Repo) -> None:
+        try:
+            self._git(repo, "fetch", "--prune", "--quiet", "origin")
+        except git.GitCommandError as e:
+            raise TemporaryError(f"cannot fetch {self.url}: {_stderr(e)}") from e
+
+    def _rev(self, repo: git.Repo, rev: str) -> str | None:
+        try:
+            return self._git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
+        except git.GitCommandError:
+            return None
+
+    def _tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
+        out = self._git(repo, "ls-tree", "-r", "--full-tree", rev, "--", folder + "/")
+        entries: dict[str, Entry] = {}
+        prefix = folder + "/"
+        for line in out.splitlines():
+            meta, path = line.split("\t", 1)
+            mode, _kind, sha = meta.split()
+            entries[path[len(prefix) :]] = Entry(mode, sha)
+        return entries
+
+    def _is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
+        try:
+            self._git(repo, "merge-base", "--is-ancestor", sha, of)
+            return True
+        except git.GitCommandError:
+            return False
+
+    def _show(self, repo: git.Repo, rev: str, path: str) -> str | None:
+        try:
+            return self._git(repo, "show", f"{rev}:{path}")
+        except git.GitCommandError:
+            return None
+
+    # ------------------------------------------------------------ planning
+
+    def plan(self, req: PlanInput) -> PromotionPlan:
+        with self._locked() as repo:
+            self._fetch(repo)
+            main = f"origin/{MAIN}"
+            if self._rev(repo, main) is None:
+                raise BadInput(f"{self.url} has no branch '{MAIN}'; push the GitOps repository's main branch first")
+            envs = self._environments(repo, main)
+            source = envs[0].config.name
+            if req.to_env is not None:
+                names = [e.config.name for e in envs]
+                if req.to_env not in names:
+                    raise BadInput(f"unknown environment '{req.to_env}'; environments: {', '.join(names)}")
+                envs = envs[: names.index(req.to_env) + 1]
+            apps_here = sorted(
+                {p.split("/")[0] for p in self._tree(repo, main, f"{ENVIRONMENTS}/{source}") if "/" in p}
+            )
+            if req.commit is None:
+                sha = self._git(repo, "log", "-1", "--format=%H", main, "--", f"{ENVIRONMENTS}/{source}/{req.app}")
+                if not sha:
+                    raise BadInput(
+                        f"unknown app '{req.app}': no {ENVIRONMENTS}/{source}/{req.app} on {MAIN}; "
+                        f"apps in {source}: {', '.join(apps_here) or 'none'}"
+                    )
+            else:
+                sha = self._rev(repo, req.commit) or ""
+                if not sha:
+                    raise BadInput(f"commit '{req.commit}' does not exist in {self.url}; give a commit of {MAIN}")
+                if not self._is_ancestor(repo, sha, main):
+                    raise BadInput(f"commit {sha[:12]} is not on {MAIN}; promote only commits of {MAIN}")
+                if not self._tree(repo, sha, f"{ENVIRONMENTS}/{source}/{req.app}"):
+                    raise BadInput(
+                        f"unknown app '{req.app}': {ENVIRONMENTS}/{source}/{req.app} does not exist at {sha[:12]}; "
+                        f"apps in {source}: {', '.join(apps_here) or 'none'}"
+                    )
+            info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
+            return PromotionPlan(
+                app=req.app,
+                commit=sha,
+                short_commit=sha[:7],
+                author=info[0],
+                message=info[1] if len(info) > 1 else "",
+                environments=envs,
+            )
+
+    def _environments(self, repo: git.Repo, rev: str) -> list[PlannedEnvironment]:
+        listing = self._git(repo, "ls-tree", "-d", "--name-only", rev, f"{ENVIRONMENTS}/")
+        groups = self._groups(repo, rev)
+        envs: list[PlannedEnvironment] = []
+        for folder in listing.splitlines():
+            name = folder.rsplit("/", 1)[-1]
+            where = f"{folder}/environment.yaml"
+            text = self._show(repo, rev, where)
+            if text is None:
+                continue  # a folder without environment.yaml is not an environment
+            try:
+                raw = yaml.safe_load(text)
+            except yaml.YAMLError as e:
+                mark = getattr(e, "problem_mark", None)
+                line = f" line {mark.line + 1}:" if mark is not None else ""
+                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+                raise BadInput(f"{where}:{line} invalid YAML: {problem}") from None
+            if not isinstance(raw, dict):
+                raise BadInput(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+            try:
+                config = EnvironmentConfig.model_validate(raw)
+            except ValidationError as e:
+                raise BadInput(format_validation_error(where, e)) from None
+            if config.name != name:
+                raise BadInput(f"{where}: name is '{config.name}' but the folder is '{name}'; make them equal")
+            allowed: list[str] = []
+            for who in config.approval.approvers:
+                if who.startswith("group:"):
+                    allowed.extend(groups.get(who[len("group:") :], []))
+                else:
+                    allowed.append(who)
+            envs.append(PlannedEnvironment(config=config, allowed_approvers=sorted(set(allowed))))
+        if not envs:
+            raise BadInput(f"no environments: {ENVIRONMENTS}/<name>/environment.yaml is missing on {MAIN}")
+        by_order: dict[int, str] = {}
+        for e in envs:
+            if e.config.order in by_order:
+                raise BadInput(
+                    f"environments '{by_order[e.config.order]}' and '{e.config.name}' both have order "
+                    f"{e.config.order}; give each environment a distinct order"
+                )
+            by_order[e.config.order] = e.config.name
+        return sorted(envs, key=lambda e: e.config.order)
+
+    def _groups(self, repo: git.Repo, rev: str) -> dict[str, list[str]]:
+        text = self._show(repo, rev, "policies/data.yaml")
+        if text is None:
+            return {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            raise BadInput(f"policies/data.yaml: invalid YAML: {getattr(e, 'problem', e)}") from None
+        groups = data.get("groups", {}) if isinstance(data, dict) else {}
+        if not isinstance(groups, dict):
+            raise BadInput("policies/data.yaml: 'groups' must map a group name to a list of users")
+        return {str(k): [str(u) for u in (v or [])] for k, v in groups.items()}
+
+    # ------------------------------------------------------------ a stage's change
+
+    def prepare(self, req: PrepareInput) -> PrepareResult:
+        """Make the target's app folder the source's at the commit, except `local_files`.
+
+        Idempotent: an existing branch that already carries that content is returned as it is.
+        """
+        src = f"{ENVIRONMENTS}/{req.source_env}/{req.app}"
+        dst = f"{ENVIRONMENTS}/{req.target_env}/{req.app}"
+        branch = promotion_branch(req.app, req.target_env, req.commit)
+        local = set(req.local_files)
+        with self._locked() as repo:
+            self._fetch(repo)
+            if self._rev(repo, req.commit) is None:
+                raise NotFound(f"commit {req.commit[:12]} not found in {self.url}")
+            main = self._rev(repo, f"origin/{MAIN}")
+            assert main is not None
+            current = self._tree(repo, main, dst)
+            desired = {p: e for p, e in self._tree(repo, req.commit, src).items() if p not in local}
+            if not desired:
+                raise BadInput(f"{src} is empty at {req.commit[:12]}; nothing to promote from it")
+            desired.update({p: e for p, e in current.items() if p in local})
+            diff = DiffSummary(
+                added=sorted(p for p in desired if p not in current),
+                modified=sorted(p for p in desired if p in current and current[p] != desired[p]),
+                removed=sorted(p for p in current if p not in desired),
+            )
+            if diff.empty:
+                return PrepareResult(changed=False, base=main, diff=diff)
+            existing = self._rev(repo, f"origin/{branch}")
+            if (
+                existing is not None
+                and self._tree(repo, existing, dst) == desired
+                and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
+            ):
+                return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
+            head = self._commit_folder(repo, main, dst, desired, self._message(req, diff))
+            try:
+                self._git(repo, "push", "--quiet", "--force-with-lease", "origin", f"{head}:refs/heads/{branch}")
+            except git.GitCommandError as e:
+                raise TemporaryError(f"cannot push {branch} to {self.url}: {_stderr(e)}") from e
+            return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
+
+    def _message(self, req: PrepareInput, diff: DiffSummary) -> str:
+        n = len(diff.added) + len(diff.modified) + len(diff.removed)
+        return (
+            f"promote({req.app}): {req.target_env} <- {req.source_env} @ {req.commit[:7]}\n\n"
+            f"{n} file(s) changed in {ENVIRONMENTS}/{req.target_env}/{req.app}.\n\n"
+            f"Promoted-Commit: {req.commit}\n"
+            f"Source-Environment: {req.source_env}\n"
+            f"Target-Environment: {req.target_env}\n"
+        )
+
+    def _commit_folder(self, repo: git.Repo, base: str, folder: str, entries: dict[str, Entry], message: str) -> str:
+        fd, index = tempfile.mkstemp(prefix="promoter-index-")
+        os.close(fd)
+        os.unlink(index)  # git wants to create it itself
+        env = {"GIT_INDEX_FILE": index}
+        try:
+            self._git(repo, "read-tree", base, env=env)
+            self._git(repo, "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", folder, env=env)
+            if entries:
+                lines = "".join(f"{e.mode} {e.sha}\t{folder}/{p}\n" for p, e in sorted(entries.items()))
+                self._git(repo, "update-index", "--add", "--index-info", env=env, stdin=lines)
+            tree = self._git(repo, "write-tree", env=env)
+        finally:
+            if os.path.exists(index):
+                os.unlink(index)
+        return self._git(repo, "commit-tree", tree, "-p", base, "-m", message)
+
+    # ------------------------------------------------------------ merging
+
+    def branch_head(self, branch: str) -> str | None:
+        with self._locked() as repo:
+            self._fetch(repo)
+            return self._rev(repo, f"origin/{branch}")
+
+    def find_merge_of(self, head: str) -> str | None:
+        """The commit of main that merged `head`, when main already has it (a retry after a crash)."""
+        with self._locked() as repo:
+            self._fetch(repo)
+            return self._find_merge(repo, head)
+
+    def _find_merge(self, repo: git.Repo, head: str) -> str | None:
+        if not self._is_ancestor(repo, head, f"origin/{MAIN}"):
+            return None
+        out = self._git(repo, "rev-list", "--first-parent", "--parents", "-n", "2000", f"origin/{MAIN}")
+        for line in out.splitlines():
+            shas = line.split()
+            if head in shas[2:]:
+                return shas[0]
+            if shas[0] == head:
+                return head  # fast-forwarded
+        return head
+
+    def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str:
+        """Merge `branch` into main with a merge commit and push; a main that moved meanwhile is
+        fetched and the merge redone on top of it, so no commit pushed by anyone else is lost."""
+        with self._locked() as repo:
+            last = ""
+            for _ in range(PUSH_ATTEMPTS):
+                self._fetch(repo)
+                head = self._rev(repo, f"origin/{branch}")
+                if head is None:
+                    raise NotFound(f"branch {branch} not found in {self.url}")
+                if expected_head is not None and head != expected_head:
+                    raise Conflict(
+                        f"branch {branch} is at {head[:12]}, not the reviewed {expected_head[:12]}; "
+                        "review the new commit first"
+                    )
+                done = self._find_merge(repo, head)
+                if done is not None:
+                    return done
+                main = self._rev(repo, f"origin/{MAIN}")
+                assert main is not None
+                try:
+                    tree = self._git(repo, "merge-tree", "--write-tree", "--no-messages", main, head).splitlines()[0]
+                except git.GitCommandError as e:
+                    files = ", ".join(str(e.stdout).split()[1:4]) if e.stdout else ""
+                    raise Conflict(f"{branch} conflicts with {MAIN}{': ' + files if files else ''}") from e
+                merge = self._git(repo, "commit-tree", tree, "-p", main, "-p", head, "-m", message)
+                try:
+                    self._git(repo, "push", "--quiet", "origin", f"{merge}:refs/heads/{MAIN}")
+                    self._git(repo, "update-ref", f"refs/remotes/origin/{MAIN}", merge)
+                    return merge
+                except git.GitCommandError as e:
+                    last = _stderr(e)
+                    continue  # main moved under us: fetch and merge again on top of it
+            raise TemporaryError(f"could not push {MAIN} of {self.url} after {PUSH_ATTEMPTS} attempts: {last}")
+
+
+def _stderr(e: git.GitCommandError) -> str:
+    text = str(e.stderr or e).strip().replace("\n", " ")
+    return text.removeprefix("stderr: ").strip("' ")

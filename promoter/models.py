@@ -1,0 +1,357 @@
+"""Pydantic models: environment.yaml, and every workflow, activity, update, signal and query payload.
+
+All of them travel through `pydantic_data_converter`, so fields may be added later (with defaults)
+without breaking running workflows.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+_DURATION = re.compile(r"(\d+)\s*(w|d|h|m|s)")
+_UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+
+
+def parse_duration(value: Any) -> timedelta | None:
+    """`"24h"`, `"1h30m"`, `"7d"`, seconds as a number, or null (no deadline)."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return timedelta(seconds=value)
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("", "none", "never"):
+            return None
+        if text.startswith("p"):
+            return value  # ISO 8601 (how a timedelta serialises): pydantic parses it
+        pos, total = 0, 0
+        for match in _DURATION.finditer(text):
+            if match.start() != pos:
+                break
+            total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+            pos = match.end()
+        if pos == len(text) and pos > 0:
+            return timedelta(seconds=total)
+    raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 24h, 7d or 1h30m")
+
+
+Duration = Annotated[timedelta | None, BeforeValidator(parse_duration)]
+
+_NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class ClusterConfig(_Strict):
+    context: str | None = None
+    kubeconfig: str | None = None
+    namespace: str = "default"
+
+
+class ApprovalConfig(_Strict):
+    required: int = Field(default=0, ge=0)
+    approvers: list[str] = Field(default_factory=list)
+    timeout: Duration = None
+    pull_request_reviews: bool = True
+
+
+class PolicyConfig(_Strict):
+    enforce: list[str] = Field(default_factory=lambda: ["kubernetes", "promotion"])
+    warn_only: list[str] = Field(default_factory=list)
+
+
+class HttpProbe(_Strict):
+    url: str
+    expect_status: int = 200
+
+
+class HealthConfig(_Strict):
+    timeout: Duration = timedelta(minutes=5)
+    http: list[HttpProbe] = Field(default_factory=list)
+
+
+class RevertConfig(_Strict):
+    automatic: bool = True
+
+
+class Webhook(_Strict):
+    url: str
+    events: list[str] = Field(default_factory=list)
+
+
+class EnvironmentConfig(_Strict):
+    """`environments/<name>/environment.yaml`; unknown keys are an error."""
+
+    name: str = Field(pattern=_NAME)
+    order: int
+    cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
+    revert: RevertConfig = Field(default_factory=RevertConfig)
+    soak: Duration = None
+    local_files: list[str] = Field(default_factory=list)
+    notify: list[Webhook] = Field(default_factory=list)
+
+    @field_validator("approval")
+    @classmethod
+    def _approvers_can_reach_quorum(cls, approval: ApprovalConfig) -> ApprovalConfig:
+        if approval.required > 0 and not approval.approvers:
+            raise ValueError(f"approval.required is {approval.required} but approval.approvers is empty")
+        return approval
+
+
+class StageState(StrEnum):
+    PENDING = "pending"
+    CHECKING_POLICY = "checking_policy"
+    POLICY_DENIED = "policy_denied"
+    PR_OPEN = "pr_open"
+    AWAITING_APPROVAL = "awaiting_approval"
+    APPROVED = "approved"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    MERGING = "merging"
+    SYNCING = "syncing"
+    VERIFYING = "verifying"
+    HEALTHY = "healthy"
+    REVERTING = "reverting"
+    REVERTED = "reverted"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    SKIPPED = "skipped"
+
+
+class PromotionState(StrEnum):
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    POLICY_DENIED = "policy_denied"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+    REVERTED = "reverted"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+# ---------------------------------------------------------------- planning
+
+
+class PlanInput(BaseModel):
+    app: str
+    commit: str | None = None
+    to_env: str | None = None
+
+
+class PlannedEnvironment(BaseModel):
+    config: EnvironmentConfig
+    # approvers with `group:NAME` expanded from policies/data.yaml, for the update validator
+    allowed_approvers: list[str] = Field(default_factory=list)
+
+
+class PromotionPlan(BaseModel):
+    app: str
+    commit: str
+    short_commit: str
+    author: str
+    message: str
+    environments: list[PlannedEnvironment]  # sorted by order, the source first, up to `to_env`
+
+
+# ---------------------------------------------------------------- workflow in/out
+
+
+class PromotionInput(BaseModel):
+    plan: PromotionPlan
+    requested_by: str = "unknown"
+
+
+class Approval(BaseModel):
+    approver: str
+    at: datetime
+    via: str  # ui | cli | pull_request
+    comment: str = ""
+
+
+class Refusal(BaseModel):
+    approver: str
+    at: datetime
+    via: str
+    reason: str
+
+
+class Decision(BaseModel):
+    """Payload of the `approve` / `reject` update and signal."""
+
+    env: str
+    approver: str
+    comment: str = ""
+    via: str = "ui"
+
+
+class StageStatus(BaseModel):
+    env: str
+    order: int
+    state: StageState = StageState.PENDING
+    source: bool = False
+    branch: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
+    merge_commit: str | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    approvals_required: int = 0
+    approvals: list[Approval] = Field(default_factory=list)
+    refusals: list[Refusal] = Field(default_factory=list)
+    rejected_by: str | None = None
+    deadline: datetime | None = None
+    message: str = ""
+
+
+class PromotionStatus(BaseModel):
+    id: str
+    app: str
+    commit: str
+    author: str = ""
+    requested_by: str = ""
+    state: PromotionState = PromotionState.RUNNING
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    message: str = ""
+    stages: list[StageStatus] = Field(default_factory=list)
+
+
+# ---------------------------------------------------------------- activities
+
+
+class PrepareInput(BaseModel):
+    app: str
+    commit: str
+    source_env: str
+    target_env: str
+    local_files: list[str] = Field(default_factory=list)
+
+
+class DiffSummary(BaseModel):
+    added: list[str] = Field(default_factory=list)
+    modified: list[str] = Field(default_factory=list)
+    removed: list[str] = Field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        return not (self.added or self.modified or self.removed)
+
+
+class PrepareResult(BaseModel):
+    changed: bool
+    branch: str | None = None
+    head: str | None = None
+    base: str | None = None
+    diff: DiffSummary = Field(default_factory=DiffSummary)
+
+
+class OpenPullRequestInput(BaseModel):
+    branch: str
+    title: str
+    body: str
+    labels: list[str] = Field(default_factory=list)
+
+
+class PullRequest(BaseModel):
+    number: int
+    title: str
+    body: str
+    head: str
+    base: str
+    state: str  # open | merged | closed
+    url: str
+    head_sha: str | None = None
+    merge_commit: str | None = None
+
+
+class PullRequestRef(BaseModel):
+    number: int
+    comment: str = ""
+
+
+class MergeResult(BaseModel):
+    number: int
+    merge_commit: str
+
+
+class PolicyCheckInput(BaseModel):
+    """Final shape of the policy step's input (the policy issue fills the engine in)."""
+
+    promotion_id: str
+    app: str
+    commit: str
+    author: str
+    source_env: str
+    target_env: str
+    started_at: datetime
+    environment: EnvironmentConfig
+    diff: DiffSummary = Field(default_factory=DiffSummary)
+    approvals: list[Approval] = Field(default_factory=list)
+
+
+class PolicyViolation(BaseModel):
+    rule: str
+    message: str
+    severity: str = "high"
+    object: str | None = None
+
+
+class PolicyDecision(BaseModel):
+    allow: bool
+    deny: list[PolicyViolation] = Field(default_factory=list)
+    warn: list[PolicyViolation] = Field(default_factory=list)
+    engine: str = ""
+
+
+class SyncInput(BaseModel):
+    promotion_id: str
+    app: str
+    env: str
+    revision: str
+    cluster: ClusterConfig
+
+
+class SyncResult(BaseModel):
+    applied: int = 0
+    pruned: int = 0
+    engine: str = ""
+
+
+class HealthInput(BaseModel):
+    app: str
+    env: str
+    revision: str
+    cluster: ClusterConfig
+    timeout: Duration = None
+
+
+class HealthResult(BaseModel):
+    healthy: bool
+    reason: str = ""
+    engine: str = ""
+
+
+class RevertInput(BaseModel):
+    app: str
+    env: str
+    merge_commit: str
+    pr_number: int
+    reason: str
+
+
+class RevertResult(BaseModel):
+    reverted: bool
+    revert_commit: str | None = None
+    engine: str = ""

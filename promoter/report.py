@@ -1,0 +1,63 @@
+"""Text a person reads: pull request titles and bodies. Pure functions, safe inside a workflow."""
+
+from __future__ import annotations
+
+from promoter.models import DiffSummary, PolicyDecision, PromotionPlan
+
+
+def pr_title(plan: PromotionPlan, source: str, target: str) -> str:
+    return f"Promote {plan.app} to {target}: {source} @ {plan.short_commit}"
+
+
+def diff_lines(diff: DiffSummary) -> list[str]:
+    lines = [f"- added `{p}`" for p in diff.added]
+    lines += [f"- modified `{p}`" for p in diff.modified]
+    lines += [f"- removed `{p}`" for p in diff.removed]
+    return lines or ["- (no file changes)"]
+
+
+def policy_lines(decision: PolicyDecision) -> list[str]:
+    if decision.engine == "none":
+        return ["Policy engine not configured yet: no rule was evaluated."]
+    lines = [f"**{'allowed' if decision.allow else 'denied'}** by `{decision.engine}`"]
+    for title, items in (("Denied", decision.deny), ("Warnings", decision.warn)):
+        if items:
+            lines += ["", f"| {title} | rule | severity | object |", "|---|---|---|---|"]
+            lines += [f"| {v.message} | `{v.rule}` | {v.severity} | {v.object or ''} |" for v in items]
+    return lines
+
+
+def pr_body(
+    plan: PromotionPlan,
+    promotion_id: str,
+    source: str,
+    target: str,
+    diff: DiffSummary,
+    decision: PolicyDecision,
+    approvers: list[str],
+    required: int,
+) -> str:
+    gate = (
+        f"Needs {required} approval(s) from: {', '.join(approvers)}.\n"
+        f"Approve with `promoter approve {promotion_id} --env {target} --as <you>` "
+        "or the `approve` update in the Temporal Web UI."
+        if required
+        else "No approval required: this PR merges as soon as its checks pass."
+    )
+    return "\n".join(
+        [
+            f"Promotion `{promotion_id}` carries `{plan.app}` from **{source}** to **{target}**.",
+            "",
+            f"- commit: `{plan.commit}` by {plan.author}",
+            f"- message: {plan.message}",
+            "",
+            f"### Changes in `environments/{target}/{plan.app}`",
+            *diff_lines(diff),
+            "",
+            "### Policy",
+            *policy_lines(decision),
+            "",
+            "### Gate",
+            gate,
+        ]
+    )

