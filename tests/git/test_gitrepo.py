@@ -1,0 +1,159 @@
+"""The Git adapter on real repositories: planning and its bad input, preparing a stage's change
+(local_files, nothing to promote, idempotency), and merging into a main that moved meanwhile."""
+
+from __future__ import annotations
+
+import os
+import stat
+from pathlib import Path
+
+import git
+import pytest
+
+from promoter.errors import BadInput, Conflict
+from promoter.gitrepo import GitClone, promotion_branch
+from promoter.models import PlanInput, PrepareInput
+from tests.conftest import Origin
+
+ENV = "environments/{}/environment.yaml"
+
+
+def prep(plan_commit: str, target: str = "staging", local: list[str] | None = None) -> PrepareInput:
+    return PrepareInput(app="demo", commit=plan_commit, source_env="dev", target_env=target,
+                        local_files=local if local is not None else ["configmap.yaml"])
+
+
+def test_plan_orders_environments_and_resolves_the_newest_commit(origin: Origin, clone: GitClone) -> None:
+    sha = origin.bump()
+    origin.commit({"README.md": "unrelated\n"}, "docs")
+    plan = clone.plan(PlanInput(app="demo"))
+    assert [e.config.name for e in plan.environments] == ["dev", "staging", "prod"]
+    assert plan.commit == sha  # the newest commit that touched dev/demo, not the docs commit
+    assert plan.author == "dana <dana@example.com>"
+    prod = plan.environments[2]
+    assert prod.allowed_approvers == ["alice", "bob", "carol"]  # group:release-managers expanded
+
+
+def test_plan_to_env_truncates(origin: Origin, clone: GitClone) -> None:
+    plan = clone.plan(PlanInput(app="demo", to_env="staging"))
+    assert [e.config.name for e in plan.environments] == ["dev", "staging"]
+
+
+@pytest.mark.parametrize(
+    ("files", "request_", "expected"),
+    [
+        ({}, PlanInput(app="nope"), "unknown app 'nope'"),
+        ({}, PlanInput(app="demo", to_env="qa"), "unknown environment 'qa'; environments: dev, staging, prod"),
+        ({}, PlanInput(app="demo", commit="0123456789abcdef0123456789abcdef01234567"), "does not exist"),
+        ({ENV.format("staging"): "name: staging\norder: [2\n"}, PlanInput(app="demo"),
+         "environments/staging/environment.yaml: line 2: invalid YAML"),
+        ({ENV.format("staging"): "name: staging\norder: 2\napprovals: {}\n"}, PlanInput(app="demo"),
+         "environments/staging/environment.yaml: approvals: unknown key"),
+        ({ENV.format("staging"): "name: staging\norder: 1\n"}, PlanInput(app="demo"),
+         "environments 'dev' and 'staging' both have order 1"),
+        ({ENV.format("staging"): "name: stage\norder: 2\n"}, PlanInput(app="demo"), "but the folder is 'staging'"),
+        ({ENV.format("prod"): "name: prod\norder: 3\napproval: {required: 1}\n"}, PlanInput(app="demo"),
+         "approval.required is 1 but approval.approvers is empty"),
+        ({ENV.format("prod"): "name: prod\norder: 3\napproval: {timeout: soon}\n"}, PlanInput(app="demo"),
+         "'soon' is not a duration"),
+    ],
+)
+def test_plan_refuses_bad_input_with_one_line(origin: Origin, clone: GitClone, files: dict[str, str],
+                                              request_: PlanInput, expected: str) -> None:
+    if files:
+        origin.commit(files, "break it")
+    before = origin.main_log()
+    with pytest.raises(BadInput) as err:
+        clone.plan(request_)
+    assert expected in str(err.value)
+    assert "\n" not in str(err.value)
+    assert origin.main_log() == before and origin.branches() == ["main"]  # nothing pushed
+
+
+def test_plan_refuses_a_commit_not_on_main(origin: Origin, clone: GitClone) -> None:
+    origin.repo.git.checkout("-q", "-b", "side")
+    (origin.work / "x.txt").write_text("x")
+    origin.repo.git.add("x.txt")
+    origin.repo.git.commit("-q", "-m", "side")
+    origin.repo.git.push("-q", "origin", "side")
+    with pytest.raises(BadInput, match="is not on main"):
+        clone.plan(PlanInput(app="demo", commit=origin.repo.head.commit.hexsha))
+
+
+def test_prepare_copies_the_source_folder_except_local_files(origin: Origin, clone: GitClone) -> None:
+    sha = origin.bump(tag="2.0.0")
+    origin.commit({"environments/dev/demo/extra.yaml": "kind: ConfigMap\n"}, "add extra")
+    sha = origin.repo.head.commit.hexsha
+    result = clone.prepare(prep(sha))
+    assert result.changed and result.branch == promotion_branch("demo", "staging", sha)
+    assert result.diff.added == ["extra.yaml"] and result.diff.modified == ["deployment.yaml"]
+    assert result.diff.removed == []
+    head = result.head
+    assert head is not None
+    assert "demo:2.0.0" in origin.show(head, "environments/staging/demo/deployment.yaml")
+    # the target's own settings file is kept as it was, not the source's
+    assert "ENVIRONMENT: staging" in origin.show(head, "environments/staging/demo/configmap.yaml")
+    changed = git.Repo(origin.path).git.diff("--name-only", f"{head}~1", head).splitlines()
+    assert all(p.startswith("environments/staging/demo/") for p in changed)
+
+
+def test_prepare_removes_files_the_source_no_longer_has(origin: Origin, clone: GitClone) -> None:
+    sha = origin.commit({"environments/dev/demo/service.yaml": None}, "drop service")
+    result = clone.prepare(prep(sha))
+    assert result.diff.removed == ["service.yaml"]
+
+
+def test_prepare_detects_nothing_to_promote(origin: Origin, clone: GitClone) -> None:
+    sha = origin.repo.head.commit.hexsha
+    result = clone.prepare(prep(sha))
+    assert not result.changed and result.branch is None
+    assert origin.branches() == ["main"]
+
+
+def test_prepare_twice_yields_one_branch_and_one_commit(origin: Origin, clone: GitClone, tmp_path: Path) -> None:
+    sha = origin.bump()
+    first = clone.prepare(prep(sha))
+    origin.commit({"README.md": "main moved meanwhile\n"}, "docs")
+    again = GitClone(origin.url, tmp_path / "other-cache").prepare(prep(sha))  # another worker's clone
+    assert again.head == first.head
+    bare = git.Repo(origin.path)
+    assert bare.git.rev_list("--count", f"main..{first.branch}") == "1"
+    assert sorted(origin.branches()) == sorted(["main", first.branch])
+
+
+def test_merge_rebases_onto_a_main_that_moved_and_loses_nothing(origin: Origin, clone: GitClone,
+                                                                 tmp_path: Path) -> None:
+    sha = origin.bump()
+    prepared = clone.prepare(prep(sha))
+    assert prepared.branch is not None
+    # Someone else pushes to main between our fetch and our push: a pre-push hook in our clone
+    # pushes their commit from another clone first, so our first push is refused as non-fast-forward.
+    other = git.Repo.clone_from(origin.url, tmp_path / "intruder")
+    (tmp_path / "intruder" / "NOTES.md").write_text("pushed by someone else\n")
+    other.git.add("NOTES.md")
+    other.git.execute(["git", "-c", "user.name=eve", "-c", "user.email=eve@example.com", "commit", "-q", "-m",
+                       "intruder"])
+    hook = clone.path / ".git" / "hooks" / "pre-push"
+    marker = tmp_path / "pushed-once"
+    hook.write_text(f"#!/bin/sh\nif [ ! -e {marker} ]; then touch {marker}; "
+                    f"git -C {tmp_path / 'intruder'} push -q origin main; fi\nexit 0\n")
+    hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
+    merge = clone.merge_branch(prepared.branch, "Merge promotion")
+    assert marker.exists()
+    log = origin.main_log()
+    subjects = [line.split(" ", 1)[1] for line in log]
+    assert subjects[0] == "Merge promotion" and "intruder" in subjects and "demo 1.1.0" in subjects
+    assert log[0].split()[0] == merge
+    # merging again (a retry after a crash) finds the merge instead of making another
+    os.unlink(hook)
+    assert clone.merge_branch(prepared.branch, "Merge promotion") == merge
+    assert len(origin.main_log()) == len(log)
+
+
+def test_merge_refuses_a_branch_that_conflicts(origin: Origin, clone: GitClone) -> None:
+    sha = origin.bump(tag="3.0.0")
+    prepared = clone.prepare(prep(sha))
+    assert prepared.branch is not None
+    origin.bump(env="staging", tag="9.9.9")  # someone edits staging's copy directly
+    with pytest.raises(Conflict, match="conflicts with main"):
+        clone.merge_branch(prepared.branch, "Merge")

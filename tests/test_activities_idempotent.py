@@ -1,0 +1,48 @@
+"""Each git and forge activity, run twice through Temporal's ActivityEnvironment, yields one branch,
+one commit, one PR and one merge; permanent errors surface as non-retryable ApplicationErrors."""
+
+from __future__ import annotations
+
+import git
+import pytest
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+
+from activities.forge import ForgeActivities
+from activities.repository import GitActivities
+from promoter.forges.local import LocalForge
+from promoter.gitrepo import GitClone
+from promoter.models import OpenPullRequestInput, PlanInput, PrepareInput, PullRequestRef
+from tests.conftest import Origin
+
+
+def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitClone, forge: LocalForge) -> None:
+    env = ActivityEnvironment()
+    gits, forges = GitActivities(clone), ForgeActivities(forge)
+    sha = origin.bump()
+    plans = [env.run(gits.plan, PlanInput(app="demo")) for _ in range(2)]
+    assert plans[0] == plans[1]
+    req = PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging")
+    first, second = (env.run(gits.prepare, req) for _ in range(2))
+    assert first == second and first.branch is not None
+    assert sorted(origin.branches()) == ["main", first.branch]
+    assert git.Repo(origin.path).git.rev_list("--count", f"main..{first.branch}") == "1"
+
+    open_req = OpenPullRequestInput(branch=first.branch, title="t", body="b")
+    pr1, pr2 = (env.run(forges.open_pull_request, open_req) for _ in range(2))
+    assert pr1.number == pr2.number and len(forge.list_pull_requests()) == 1
+
+    before = len(origin.main_log())
+    m1, m2 = (env.run(forges.merge_pull_request, PullRequestRef(number=pr1.number)) for _ in range(2))
+    assert m1 == m2 and len(origin.main_log()) == before + 2  # the branch commit and one merge
+
+    c1, c2 = (env.run(forges.close_pull_request, PullRequestRef(number=pr1.number, comment="x")) for _ in range(2))
+    assert c1.state == c2.state == "merged"  # closing a merged PR changes nothing
+    assert forge.comments(pr1.number) == []
+
+
+def test_permanent_errors_do_not_retry(origin: Origin, clone: GitClone) -> None:
+    with pytest.raises(ApplicationError) as err:
+        ActivityEnvironment().run(GitActivities(clone).plan, PlanInput(app="nope"))
+    assert err.value.non_retryable and err.value.type == "BadInput"
+    assert "unknown app 'nope'" in err.value.message
