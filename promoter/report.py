@@ -2,7 +2,24 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from promoter.models import DiffSummary, PolicyDecision, PromotionPlan
+
+
+def human_duration(d: timedelta | None) -> str:
+    """`1d2h`, `24h` reads better than `1 day, 0:00:00`: days only past 48 hours."""
+    if d is None:
+        return "no deadline"
+    total = int(d.total_seconds())
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if unit == "d" and total < 2 * 86400:
+            continue
+        if total >= size:
+            parts.append(f"{total // size}{unit}")
+            total %= size
+    return "".join(parts) or "0s"
 
 
 def pr_title(plan: PromotionPlan, source: str, target: str) -> str:

@@ -224,12 +224,13 @@ class PromotionWorkflow:
             )
         except TimeoutError:
             assert stage.pr_number is not None
-            self._set(stage, StageState.EXPIRED, f"no decision within {timeout}")
+            waited = report.human_duration(timeout)
+            self._set(stage, StageState.EXPIRED, f"no decision within {waited}")
             await self._close(stage.pr_number,
-                              f"Closed: the {stage.env} gate expired after {timeout} without "
+                              f"Closed: the {stage.env} gate expired after {waited} without "
                               f"{approval.required} approval(s).")
             stage.finished_at = workflow.now()
-            self._finish(PromotionState.EXPIRED, f"{stage.env}: gate expired after {timeout}")
+            self._finish(PromotionState.EXPIRED, f"{stage.env}: gate expired after {waited}")
             return False
         if stage.env in self.rejection:
             d = self.rejection[stage.env]
