@@ -426,23 +426,16 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    import click
-
+    """Usage errors and --help are click's own (exit 2 and 0); our errors are one line each."""
     try:
-        app(args=argv, standalone_mode=False, prog_name="promoter")
+        app(args=argv, prog_name="promoter")
         return 0
+    except SystemExit as e:
+        return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except Exit as e:
         return e.code
     except PromoterError as e:
         err.print(f"error: {e}", markup=False)
-        return 2
-    except click.exceptions.Exit as e:  # --help
-        return int(e.exit_code or 0)
-    except click.exceptions.Abort:
-        err.print("aborted")
-        return 1
-    except click.ClickException as e:
-        err.print(f"error: {e.format_message()}", markup=False)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,174 @@
+"""The CLI end to end on the embedded stack, as a person runs it: `promoter up --detach`, a promotion
+followed with `--wait` and prod approved with `promoter approve`; bad input refused with one line and
+exit 2 and nothing pushed; every command's exit code stable over 20 runs in a row; `down`."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import git
+import pytest
+
+from promoter.stack import Stack, free_port
+from tests.conftest import Origin, make_gitops
+
+PROMOTER = [sys.executable, "-m", "promoter"]
+
+
+class Cli:
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {**os.environ, "PROMOTER_STATE_DIR": str(state_dir), "COLUMNS": "200"}
+        self.state_dir = state_dir
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*PROMOTER, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL)
+
+    def status(self, wid: str) -> dict[str, object]:
+        r = self("status", wid, "--json")
+        assert r.returncode == 0, r.stderr
+        data: dict[str, object] = json.loads(r.stdout)
+        return data
+
+    def wait_status(self, wid: str, check: object, timeout_s: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            r = self("status", wid, "--json")
+            if r.returncode == 0:
+                data = json.loads(r.stdout)
+                if callable(check) and check(data):
+                    return data  # type: ignore[no-any-return]
+        raise TimeoutError(f"{wid} never reached the expected status")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin]]:
+    base = tmp_path_factory.mktemp("stack")
+    src = make_gitops(base)
+    state = base / "state"
+    cli = Cli(state)
+    r = cli("up", "--detach", "--repo", str(src), "--state-dir", str(state),
+            "--port", str(free_port()), "--ui-port", str(free_port()))
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Temporal UI   http://127.0.0.1:" in r.stdout
+        yield cli, Origin(state / "origin.git", base / "person")
+    finally:
+        down = cli("down", "--state-dir", str(state))
+        Stack(state).down()  # in case `down` itself failed: end what we started, by PID
+        assert down.returncode == 0, down.stderr
+
+
+def refs(origin: Origin) -> dict[str, str]:
+    return {h.name: h.commit.hexsha for h in git.Repo(origin.path).heads}
+
+
+def test_up_is_idempotent_and_writes_its_state(stack: tuple[Cli, Origin]) -> None:
+    cli, _ = stack
+    info = json.loads((cli.state_dir / "stack.json").read_text())
+    r = cli("up", "--detach", "--state-dir", str(cli.state_dir))
+    assert r.returncode == 0 and info["ui_url"] in r.stdout
+    assert (cli.state_dir / "origin.git").is_dir() and (cli.state_dir / "temporal.db").is_file()
+
+
+def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    commit = origin.bump(tag="4.2.0")
+    follower = cli.popen("promote", "demo", "--wait", "--json")
+    try:
+        waiting = cli.wait_status("promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"]
+                                  == "awaiting_approval")
+        assert waiting["state"] == "running" and waiting["url"]
+        refused = cli("approve", "promote-demo", "--env", "prod", "--as", "mallory")
+        assert refused.returncode == 2 and "mallory may not decide prod" in refused.stderr
+        ok = cli("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go")
+        assert ok.returncode == 0, ok.stderr
+        out, errs = follower.communicate(timeout=120)
+    finally:
+        follower.kill()
+    assert follower.returncode == 0, errs
+    final = json.loads(out.strip().splitlines()[-1])
+    assert final["state"] == "succeeded"
+    status = cli.status("promote-demo")
+    assert [s["state"] for s in status["stages"]] == ["healthy", "healthy", "healthy"]
+    assert status["stages"][2]["approvals"][0]["approver"] == "alice"
+    assert status["stages"][2]["approvals"][0]["via"] == "cli"
+    bare = git.Repo(origin.path)
+    for env in ("staging", "prod"):
+        for f in ("deployment.yaml", "service.yaml"):
+            assert bare.git.rev_parse(f"main:environments/{env}/demo/{f}") == bare.git.rev_parse(
+                f"{commit}:environments/dev/demo/{f}")
+    import sqlite3
+
+    with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
+        pulls = db.execute("SELECT head, state FROM pulls WHERE head LIKE ?", (f"%/{commit[:7]}",)).fetchall()
+    assert sorted(pulls) == [(f"promote/demo/prod/{commit[:7]}", "merged"),
+                             (f"promote/demo/staging/{commit[:7]}", "merged")]
+    listed = json.loads(cli("list", "--json", "--app", "demo").stdout)
+    assert listed[0]["id"] == "promote-demo" and listed[0]["state"] == "succeeded"
+
+
+@pytest.mark.parametrize(
+    ("args", "files", "expected"),
+    [
+        (["promote", "nosuchapp"], {}, "unknown app 'nosuchapp'"),
+        (["promote", "demo", "--to", "qa"], {}, "unknown environment 'qa'"),
+        (["promote", "demo", "--commit", "deadbeefdeadbeef"], {}, "commit 'deadbeefdeadbeef' does not exist"),
+        (["promote", "demo"], {"environments/staging/environment.yaml": "name: staging\norder: 2\ncluster: [\n"},
+         "environments/staging/environment.yaml: line 3: invalid YAML"),
+        (["promote", "demo"], {"environments/staging/environment.yaml": "name: staging\norder: 3\n"},
+         "environments 'prod' and 'staging' both have order 3"),
+    ],
+    ids=["unknown-app", "unknown-env", "missing-commit", "malformed-yaml", "same-order"],
+)
+def test_bad_input_is_one_line_exit_2_and_nothing_pushed(stack: tuple[Cli, Origin], args: list[str],
+                                                         files: dict[str, str], expected: str) -> None:
+    cli, origin = stack
+    if files:
+        origin.commit(files, "break the configuration")
+    before = refs(origin)
+    try:
+        r = cli(*args)
+        assert r.returncode == 2, r.stdout + r.stderr
+        assert expected in r.stderr
+        assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+        assert refs(origin) == before
+    finally:
+        if files:
+            origin.repo.git.revert("--no-edit", "HEAD")
+            origin.repo.git.push("-q", "origin", "main")
+
+
+def test_each_command_exits_with_its_documented_code_20_times(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    empty = cli.state_dir.parent / "empty-state"
+    calls: list[tuple[list[str], int]] = [
+        (["status", "promote-demo"], 0),
+        (["status", "--json"], 0),
+        (["status", "promote-nothing"], 2),
+        (["list"], 0),
+        (["list", "--state", "bogus"], 2),
+        (["approve", "promote-demo", "--env", "prod", "--as", "alice"], 2),  # the promotion has ended
+        (["reject", "promote-demo", "--env", "prod", "--as", "alice", "--reason", "no"], 2),
+        (["cancel", "promote-nothing"], 2),
+        (["promote", "nosuchapp"], 2),
+        (["promote", "demo", "--wait"], 0),  # nothing new to promote: every later stage skipped
+        (["up", "--detach", "--state-dir", str(cli.state_dir)], 0),
+        (["down", "--state-dir", str(empty)], 0),
+        (["--help"], 0),
+        (["approve"], 2),
+    ]
+    for args, code in calls:
+        for i in range(20):
+            r = cli(*args)
+            assert r.returncode == code, f"run {i + 1} of `promoter {' '.join(args)}`: {r.returncode} {r.stderr}"
