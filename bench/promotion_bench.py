@@ -1,0 +1,100 @@
+"""The engine's own time for a dev -> staging -> prod promotion of `demo` on the embedded stack.
+
+Starts the real stack (`promoter up --detach`: Temporal dev server, worker process, local origin
+and forge) in a temporary state directory, makes prod's gate open by itself (approval.required: 0)
+so no human time is counted, then runs 5 promotions, each of a fresh commit to dev. For each it
+measures the wall time from the workflow's start to its result (planning excluded, printed apart),
+and the worker process's peak RSS. The last line is `median <seconds> s`.
+
+    .venv/bin/python bench/promotion_bench.py [--runs 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import git
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from promoter import api  # noqa: E402
+from promoter.models import PromotionState  # noqa: E402
+from promoter.settings import Settings, connect  # noqa: E402
+from promoter.stack import Stack  # noqa: E402
+
+
+def auto_approving_copy(tmp: Path) -> Path:
+    import shutil
+
+    src = tmp / "gitops"
+    shutil.copytree(ROOT / "environments", src / "environments")
+    shutil.copytree(ROOT / "policies", src / "policies")
+    prod = src / "environments" / "prod" / "environment.yaml"
+    prod.write_text(re.sub(r"required: 1", "required: 0", prod.read_text()))
+    return src
+
+
+def peak_rss_mb(pid: int) -> float:
+    # VmHWM: the process's high-water mark of resident memory, as the kernel counts it
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return psutil.Process(pid).memory_info().rss / 2**20
+
+
+async def main(runs: int) -> None:
+    with tempfile.TemporaryDirectory(prefix="promoter-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        stack = Stack(tmp / "state")
+        info = stack.up(auto_approving_copy(tmp))
+        try:
+            settings = Settings.load(str(stack.dir))
+            client = await connect(settings)
+            person = git.Repo.clone_from(str(info["repo_url"]), tmp / "person")
+            deployment = tmp / "person" / "environments" / "dev" / "demo" / "deployment.yaml"
+            totals, plans = [], []
+            for i in range(runs):
+                person.git.pull("-q", "--rebase", "origin", "main")
+                text = deployment.read_text()
+                deployment.write_text(re.sub(r"(image: \S+):\S+", rf"\1:bench-{i}-{time.time_ns()}", text))
+                person.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam",
+                                    f"bench {i}"])
+                person.git.push("-q", "origin", "main")
+                t0 = time.perf_counter()
+                plan = await api.plan(client, settings.task_queue, "demo")
+                t1 = time.perf_counter()
+                handle = await api.start(client, settings.task_queue, plan, "bench")
+                result = await handle.result()
+                t2 = time.perf_counter()
+                assert result.state == PromotionState.SUCCEEDED, result.message
+                assert [s.state.value for s in result.stages] == ["healthy"] * 3
+                plans.append(t1 - t0)
+                totals.append(t2 - t1)
+                print(f"run {i + 1}: promotion {t2 - t1:.3f} s (plan {t1 - t0:.3f} s)")
+            worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
+            rss = peak_rss_mb(worker_pid)
+            median = statistics.median(totals)
+            print(json.dumps({"runs": runs, "median_s": round(median, 3), "min_s": round(min(totals), 3),
+                              "max_s": round(max(totals), 3), "per_environment_s": round(median / 3, 3),
+                              "plan_median_s": round(statistics.median(plans), 3),
+                              "worker_peak_rss_mb": round(rss, 1)}))
+            print(f"worker peak RSS {rss:.1f} MiB")
+            print(f"median {median:.3f} s")
+        finally:
+            stack.down()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    asyncio.run(main(parser.parse_args().runs))
