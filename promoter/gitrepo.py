@@ -120,12 +120,12 @@ class GitClone:
         if env:
             full_env.update(env)
         if stdin is None:
-            out: str = repo.git.execute(["git", *args], env=full_env)  # type: ignore[call-overload]
+            out: str = repo.git.execute(["git", *args], env=full_env)
             return out
         with tempfile.TemporaryFile("w+b") as fh:
             fh.write(stdin.encode())
             fh.seek(0)
-            out = repo.git.execute(["git", *args], env=full_env, istream=fh)  # type: ignore[call-overload]
+            out = repo.git.execute(["git", *args], env=full_env, istream=fh)
             return out
 
     def _fetch(self, repo: git.Repo) -> None:
@@ -244,14 +244,15 @@ class GitClone:
         if not envs:
             raise BadInput(f"no environments: {ENVIRONMENTS}/<name>/environment.yaml is missing on {MAIN}")
         by_order: dict[int, str] = {}
-        for e in envs:
-            if e.config.order in by_order:
+        for planned in envs:
+            cfg = planned.config
+            if cfg.order in by_order:
                 raise BadInput(
-                    f"environments '{by_order[e.config.order]}' and '{e.config.name}' both have order "
-                    f"{e.config.order}; give each environment a distinct order"
+                    f"environments '{by_order[cfg.order]}' and '{cfg.name}' both have order "
+                    f"{cfg.order}; give each environment a distinct order"
                 )
-            by_order[e.config.order] = e.config.name
-        return sorted(envs, key=lambda e: e.config.order)
+            by_order[cfg.order] = cfg.name
+        return sorted(envs, key=lambda p: p.config.order)
 
     def _groups(self, repo: git.Repo, rev: str) -> dict[str, list[str]]:
         text = self._show(repo, rev, "policies/data.yaml")

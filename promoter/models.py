@@ -17,8 +17,8 @@ _DURATION = re.compile(r"(\d+)\s*(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
 
 
-def parse_duration(value: Any) -> timedelta | None:
-    """`"24h"`, `"1h30m"`, `"7d"`, seconds as a number, or null (no deadline)."""
+def parse_duration(value: Any) -> Any:
+    """`"24h"`, `"1h30m"`, `"7d"`, seconds as a number, or null (no deadline); ISO 8601 passes through."""
     if value is None or isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):

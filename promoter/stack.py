@@ -139,9 +139,9 @@ class Stack:
     def up(self, repo: Path, port: int | None = None, ui_port: int | None = None,
            ready_timeout_s: float = 60.0) -> dict[str, object]:
         if self.running():
-            info = self.info()
-            assert info is not None
-            return info
+            current = self.info()
+            assert current is not None
+            return current
         self.down()  # a half-dead earlier stack: clear it before starting anew
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
