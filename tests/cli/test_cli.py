@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -116,6 +117,35 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
                              (f"promote/demo/staging/{commit[:7]}", "merged")]
     listed = json.loads(cli("list", "--json", "--app", "demo").stdout)
     assert listed[0]["id"] == "promote-demo" and listed[0]["state"] == "succeeded"
+
+
+def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    commit = origin.bump(tag="7.0.0")
+    started = cli("promote", "demo", "--json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)["commit"] == commit
+    cli.wait_status("promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval")
+    pids = json.loads((cli.state_dir / "stack.json").read_text())["pids"]
+    os.kill(pids["worker"], signal.SIGKILL)  # a crash, not a shutdown
+    assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0
+    again = cli("up", "--detach", "--state-dir", str(cli.state_dir))
+    assert again.returncode == 0, again.stderr
+    assert json.loads((cli.state_dir / "stack.json").read_text())["pids"]["worker"] != pids["worker"]
+    waiting = cli.status("promote-demo")  # the gate survived the crash and the server's restart
+    assert waiting["state"] == "running" and waiting["stages"][2]["state"] == "awaiting_approval"
+    assert cli("approve", "promote-demo", "--env", "prod", "--as", "bob").returncode == 0
+    done = cli.wait_status("promote-demo", lambda s: s["state"] != "running")
+    assert done["state"] == "succeeded", done["message"]
+    import sqlite3
+
+    with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
+        pulls = db.execute("SELECT head, state FROM pulls WHERE head LIKE ?", (f"%/{commit[:7]}",)).fetchall()
+    assert sorted(pulls) == [(f"promote/demo/prod/{commit[:7]}", "merged"),
+                             (f"promote/demo/staging/{commit[:7]}", "merged")]
+    subjects = [line.split(" ", 1)[1] for line in origin.main_log()]
+    assert subjects.count(f"Merge pull request #{done['stages'][2]['pr_number']} "
+                          f"from promote/demo/prod/{commit[:7]}") == 1
 
 
 @pytest.mark.parametrize(
