@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -109,8 +110,6 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
         for f in ("deployment.yaml", "service.yaml"):
             assert bare.git.rev_parse(f"main:environments/{env}/demo/{f}") == bare.git.rev_parse(
                 f"{commit}:environments/dev/demo/{f}")
-    import sqlite3
-
     with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
         pulls = db.execute("SELECT head, state FROM pulls WHERE head LIKE ?", (f"%/{commit[:7]}",)).fetchall()
     assert sorted(pulls) == [(f"promote/demo/prod/{commit[:7]}", "merged"),
@@ -137,8 +136,6 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     assert cli("approve", "promote-demo", "--env", "prod", "--as", "bob").returncode == 0
     done = cli.wait_status("promote-demo", lambda s: s["state"] != "running")
     assert done["state"] == "succeeded", done["message"]
-    import sqlite3
-
     with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
         pulls = db.execute("SELECT head, state FROM pulls WHERE head LIKE ?", (f"%/{commit[:7]}",)).fetchall()
     assert sorted(pulls) == [(f"promote/demo/prod/{commit[:7]}", "merged"),
@@ -146,6 +143,31 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     subjects = [line.split(" ", 1)[1] for line in origin.main_log()]
     assert subjects.count(f"Merge pull request #{done['stages'][2]['pr_number']} "
                           f"from promote/demo/prod/{commit[:7]}") == 1
+
+
+@pytest.mark.parametrize("ending", ["reject", "cancel"])
+def test_wait_exits_1_when_the_promotion_does_not_succeed(stack: tuple[Cli, Origin], ending: str) -> None:
+    cli, origin = stack
+    commit = origin.bump(tag=f"8.0.0-{ending}")
+    follower = cli.popen("promote", "demo", "--wait")
+    try:
+        waiting = cli.wait_status("promote-demo", lambda s: s["commit"] == commit
+                                  and s["stages"][2]["state"] == "awaiting_approval")
+        if ending == "reject":
+            r = cli("reject", "promote-demo", "--env", "prod", "--as", "carol", "--reason", "freeze")
+        else:
+            r = cli("cancel", "promote-demo")
+        assert r.returncode == 0, r.stderr
+        out, _ = follower.communicate(timeout=120)
+    finally:
+        follower.kill()
+    assert follower.returncode == 1
+    expected = {"reject": "rejected", "cancel": "cancelled"}[ending]
+    assert f"promote-demo: {expected}" in out
+    assert cli.status("promote-demo")["state"] == expected
+    with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
+        state = db.execute("SELECT state FROM pulls WHERE number = ?", (waiting["stages"][2]["pr_number"],)).fetchone()
+    assert state == ("closed",)
 
 
 @pytest.mark.parametrize(
