@@ -1,4 +1,4 @@
-"""Git activities: plan a promotion, prepare a stage's change on its branch."""
+"""Git activities: plan a promotion, prepare a stage's change (dry), push it on its branch."""
 
 from __future__ import annotations
 
@@ -22,3 +22,8 @@ class GitActivities:
     @sorted_errors
     def prepare(self, req: PrepareInput) -> PrepareResult:
         return self.repo.prepare(req)
+
+    @activity.defn(name="push_branch")
+    @sorted_errors
+    def push_branch(self, req: PrepareInput) -> PrepareResult:
+        return self.repo.push_branch(req)

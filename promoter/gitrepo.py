@@ -63,6 +63,7 @@ class GitRepository(Protocol):
 
     def plan(self, req: PlanInput) -> PromotionPlan: ...
     def prepare(self, req: PrepareInput) -> PrepareResult: ...
+    def push_branch(self, req: PrepareInput) -> PrepareResult: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
     def find_merge_of(self, head: str) -> str | None: ...
@@ -270,10 +271,17 @@ class GitClone:
     # ------------------------------------------------------------ a stage's change
 
     def prepare(self, req: PrepareInput) -> PrepareResult:
-        """Make the target's app folder the source's at the commit, except `local_files`.
+        """What promoting would change in the target's app folder, with nothing pushed: the policy
+        step judges this before any branch or pull request exists."""
+        return self._prepare(req, push=False)
 
-        Idempotent: an existing branch that already carries that content is returned as it is.
-        """
+    def push_branch(self, req: PrepareInput) -> PrepareResult:
+        """Commit the change on `promote/<app>/<env>/<short-sha>` and push it. Idempotent: a branch
+        that already carries that content (and is not merged) is returned as it is."""
+        return self._prepare(req, push=True)
+
+    def _prepare(self, req: PrepareInput, push: bool) -> PrepareResult:
+        """The target's app folder becomes the source's at the commit, except `local_files`."""
         src = f"{ENVIRONMENTS}/{req.source_env}/{req.app}"
         dst = f"{ENVIRONMENTS}/{req.target_env}/{req.app}"
         branch = promotion_branch(req.app, req.target_env, req.commit)
@@ -303,6 +311,8 @@ class GitClone:
                 and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
             ):
                 return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
+            if not push:
+                return PrepareResult(changed=True, branch=branch, base=main, diff=diff)
             head = self._commit_folder(repo, main, dst, desired, self._message(req, diff))
             try:
                 self._git(repo, "push", "--quiet", "--force-with-lease", "origin", f"{head}:refs/heads/{branch}")

@@ -39,7 +39,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         task_queue=settings.task_queue,
         workflows=[PromotionWorkflow, PlanWorkflow],
         activities=[
-            git_acts.plan, git_acts.prepare,
+            git_acts.plan, git_acts.prepare, git_acts.push_branch,
             forge_acts.open_pull_request, forge_acts.merge_pull_request,
             forge_acts.close_pull_request, forge_acts.comment_pull_request,
             policy.check_policy, cluster.sync, cluster.check_health, cluster.revert,

@@ -23,7 +23,9 @@ def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitC
     plans = [env.run(gits.plan, PlanInput(app="demo")) for _ in range(2)]
     assert plans[0] == plans[1]
     req = PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging")
-    first, second = (env.run(gits.prepare, req) for _ in range(2))
+    dry = [env.run(gits.prepare, req) for _ in range(2)]
+    assert dry[0] == dry[1] and origin.branches() == ["main"]
+    first, second = (env.run(gits.push_branch, req) for _ in range(2))
     assert first == second and first.branch is not None
     assert sorted(origin.branches()) == ["main", first.branch]
     assert git.Repo(origin.path).git.rev_list("--count", f"main..{first.branch}") == "1"

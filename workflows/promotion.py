@@ -130,10 +130,11 @@ class PromotionWorkflow:
         stage.started_at = workflow.now()
         self._set(stage, StageState.PENDING, "preparing the change")
         try:
+            change = PrepareInput(app=self.plan.app, commit=self.plan.commit, source_env=source,
+                                  target_env=stage.env, local_files=planned.config.local_files)
             prepared: PrepareResult = await workflow.execute_activity(
                 "prepare",
-                PrepareInput(app=self.plan.app, commit=self.plan.commit, source_env=source,
-                             target_env=stage.env, local_files=planned.config.local_files),
+                change,
                 result_type=PrepareResult,
                 summary=f"prepare {stage.env}",
                 **GIT_TIMEOUTS,
@@ -143,10 +144,13 @@ class PromotionWorkflow:
                 self._set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
                 stage.finished_at = workflow.now()
                 return True
-            stage.branch = prepared.branch
             decision = await self._policy(stage, source, diff=prepared, report_only=True)
             if decision is None:
-                return False
+                return False  # denied before anything was pushed or opened
+            prepared = await workflow.execute_activity(
+                "push_branch", change, result_type=PrepareResult, summary=f"push {prepared.branch}", **GIT_TIMEOUTS,
+            )
+            stage.branch = prepared.branch
             assert prepared.branch is not None
             pr: PullRequest = await workflow.execute_activity(
                 "open_pull_request",

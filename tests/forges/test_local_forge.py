@@ -17,7 +17,7 @@ from tests.conftest import Origin
 
 def branch_for(origin: Origin, clone: GitClone, tag: str = "1.1.0") -> str:
     sha = origin.bump(tag=tag)
-    result = clone.prepare(PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging"))
+    result = clone.push_branch(PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging"))
     assert result.branch is not None
     return result.branch
 

@@ -84,7 +84,7 @@ def test_prepare_copies_the_source_folder_except_local_files(origin: Origin, clo
     sha = origin.bump(tag="2.0.0")
     origin.commit({"environments/dev/demo/extra.yaml": "kind: ConfigMap\n"}, "add extra")
     sha = origin.repo.head.commit.hexsha
-    result = clone.prepare(prep(sha))
+    result = clone.push_branch(prep(sha))
     assert result.changed and result.branch == promotion_branch("demo", "staging", sha)
     assert result.diff.added == ["extra.yaml"] and result.diff.modified == ["deployment.yaml"]
     assert result.diff.removed == []
@@ -103,6 +103,16 @@ def test_prepare_removes_files_the_source_no_longer_has(origin: Origin, clone: G
     assert result.diff.removed == ["service.yaml"]
 
 
+def test_prepare_pushes_nothing_and_push_branch_pushes_the_same_change(origin: Origin, clone: GitClone) -> None:
+    sha = origin.bump()
+    dry = clone.prepare(prep(sha))
+    assert dry.changed and dry.head is None and dry.diff.modified == ["deployment.yaml"]
+    assert origin.branches() == ["main"]  # a denied stage leaves no branch behind
+    pushed = clone.push_branch(prep(sha))
+    assert pushed.branch == dry.branch and pushed.diff == dry.diff and pushed.head is not None
+    assert clone.prepare(prep(sha)).head == pushed.head  # found again once it exists
+
+
 def test_prepare_detects_nothing_to_promote(origin: Origin, clone: GitClone) -> None:
     sha = origin.repo.head.commit.hexsha
     result = clone.prepare(prep(sha))
@@ -112,9 +122,9 @@ def test_prepare_detects_nothing_to_promote(origin: Origin, clone: GitClone) -> 
 
 def test_prepare_twice_yields_one_branch_and_one_commit(origin: Origin, clone: GitClone, tmp_path: Path) -> None:
     sha = origin.bump()
-    first = clone.prepare(prep(sha))
+    first = clone.push_branch(prep(sha))
     origin.commit({"README.md": "main moved meanwhile\n"}, "docs")
-    again = GitClone(origin.url, tmp_path / "other-cache").prepare(prep(sha))  # another worker's clone
+    again = GitClone(origin.url, tmp_path / "other-cache").push_branch(prep(sha))  # another worker's clone
     assert again.head == first.head
     bare = git.Repo(origin.path)
     assert bare.git.rev_list("--count", f"main..{first.branch}") == "1"
@@ -124,7 +134,7 @@ def test_prepare_twice_yields_one_branch_and_one_commit(origin: Origin, clone: G
 def test_merge_rebases_onto_a_main_that_moved_and_loses_nothing(origin: Origin, clone: GitClone,
                                                                  tmp_path: Path) -> None:
     sha = origin.bump()
-    prepared = clone.prepare(prep(sha))
+    prepared = clone.push_branch(prep(sha))
     assert prepared.branch is not None
     # Someone else pushes to main between our fetch and our push: a pre-push hook in our clone
     # pushes their commit from another clone first, so our first push is refused as non-fast-forward.
@@ -152,7 +162,7 @@ def test_merge_rebases_onto_a_main_that_moved_and_loses_nothing(origin: Origin, 
 
 def test_merge_refuses_a_branch_that_conflicts(origin: Origin, clone: GitClone) -> None:
     sha = origin.bump(tag="3.0.0")
-    prepared = clone.prepare(prep(sha))
+    prepared = clone.push_branch(prep(sha))
     assert prepared.branch is not None
     origin.bump(env="staging", tag="9.9.9")  # someone edits staging's copy directly
     with pytest.raises(Conflict, match="conflicts with main"):
