@@ -66,7 +66,9 @@ async def connect(settings: Settings) -> Client:
             settings.temporal_address, namespace=settings.namespace, data_converter=pydantic_data_converter
         )
     except RuntimeError as e:
+        text = str(e)
+        reason = next((r for r in ("Connection refused", "timed out", "dns error") if r in text), text.splitlines()[0])
         raise BadInput(
-            f"cannot reach Temporal at {settings.temporal_address} ({str(e).splitlines()[0]}); "
+            f"cannot reach Temporal at {settings.temporal_address} ({reason}); "
             "start the embedded stack with `promoter up` or set PROMOTER_TEMPORAL_ADDRESS"
         ) from None
