@@ -31,15 +31,20 @@ def awaiting(s: PromotionStatus) -> bool:
     return s.stages[1].state == StageState.AWAITING_APPROVAL
 
 
+async def start_until_gate(env: WorkflowEnvironment, task_queue: str) -> tuple[Any, PromotionStatus]:
+    """Start a promotion of demo and return once prod's gate waits (no time skipped on the way)."""
+    handle = await api.start(env.client, task_queue, await api.plan(env.client, task_queue, "demo"))
+    with env.auto_time_skipping_disabled():
+        return handle, await api.wait_for(handle, awaiting)
+
+
 async def test_gate_expires_at_its_deadline_and_closes_the_pr(
         ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
     origin = origin_factory(envs("24h"))
     origin.bump()
     forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
     async with run_worker(ts_env, origin) as tq:
-        handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
-        with ts_env.auto_time_skipping_disabled():
-            waiting = await api.wait_for(handle, awaiting)
+        handle, waiting = await start_until_gate(ts_env, tq)
         assert waiting.stages[1].deadline is not None
         result = await handle.result()  # the server skips the 24 hours
     assert result.state == PromotionState.EXPIRED and "gate expired after 24h" in result.message
@@ -57,9 +62,7 @@ async def test_approval_at_hour_23_passes(ts_env: WorkflowEnvironment, origin_fa
     origin = origin_factory(envs("24h"))
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
-        handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
-        with ts_env.auto_time_skipping_disabled():
-            await api.wait_for(handle, awaiting)
+        handle, _ = await start_until_gate(ts_env, tq)
         await ts_env.sleep(timedelta(hours=23))
         status = await handle.query("status", result_type=PromotionStatus)
         assert status.stages[1].state == StageState.AWAITING_APPROVAL
@@ -74,9 +77,7 @@ async def test_gate_without_timeout_still_waits_after_30_days(
     origin = origin_factory(envs(None))
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
-        handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
-        with ts_env.auto_time_skipping_disabled():
-            await api.wait_for(handle, awaiting)
+        handle, _ = await start_until_gate(ts_env, tq)
         await ts_env.sleep(timedelta(days=30))
         status = await handle.query("status", result_type=PromotionStatus)
         assert status.stages[1].state == StageState.AWAITING_APPROVAL and status.stages[1].deadline is None
