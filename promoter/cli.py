@@ -309,6 +309,8 @@ def cancel(promotion: Annotated[str, typer.Argument(metavar="ID")], state_dir: S
 
 
 async def _cancel(s: Settings, promotion: str) -> int:
+    from promoter.models import PromotionStatus
+
     client = await _client(s)
     wid = workflow_id(promotion)
     await _require_running(client, wid)
@@ -316,13 +318,18 @@ async def _cancel(s: Settings, promotion: str) -> int:
     await handle.cancel()
     try:
         await asyncio.wait_for(handle.result(), timeout=60)
-    except TimeoutError:
+    except asyncio.TimeoutError:
         err.print(f"{wid}: cancel requested; the workflow has not finished closing its PRs yet")
         return 1
     except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
         pass
-    out.print(f"{wid}: cancelled")
-    return 0
+    final = await handle.query("status", result_type=PromotionStatus)
+    if final.state.value == "cancelled":
+        out.print(f"{wid}: cancelled")
+        return 0
+    # the cancel arrived while a merge was in flight: that stage ran to its verdict, and that was the last
+    out.print(f"{wid}: cancel came too late: {final.state.value} — {final.message}")
+    return 1
 
 
 @app.command("list")

@@ -93,6 +93,7 @@ class PromotionWorkflow:
         )
         self.stage_by_env = {s.env: s for s in self.status.stages}
         self.rejection: dict[str, Decision] = {}
+        self.cancel_requested = False
 
     # ------------------------------------------------------------------ run
 
@@ -100,6 +101,7 @@ class PromotionWorkflow:
     async def run(self, inp: PromotionInput) -> PromotionStatus:
         try:
             for index, stage in enumerate(self.status.stages):
+                self._checkpoint()
                 done = await (self._source_stage(stage) if index == 0 else self._stage(stage))
                 if not done:
                     break
@@ -118,7 +120,7 @@ class PromotionWorkflow:
         """The source already has the commit: policy, sync and health, no pull request."""
         stage.started_at = workflow.now()
         try:
-            if not await self._policy(stage, self.plan.environments[0].config.name, report_only=False):
+            if not await self._policy(stage, self.plan.environments[0].config.name):
                 return False
             return await self._sync_and_verify(stage, self.plan.commit)
         except ActivityError as e:
@@ -132,27 +134,19 @@ class PromotionWorkflow:
         try:
             change = PrepareInput(app=self.plan.app, commit=self.plan.commit, source_env=source,
                                   target_env=stage.env, local_files=planned.config.local_files)
-            prepared: PrepareResult = await workflow.execute_activity(
-                "prepare",
-                change,
-                result_type=PrepareResult,
-                summary=f"prepare {stage.env}",
-                **GIT_TIMEOUTS,
-            )
+            prepared: PrepareResult = await self._act("prepare", change, PrepareResult, f"prepare {stage.env}")
             if not prepared.changed:
                 folder = f"environments/{stage.env}/{self.plan.app}"
                 self._set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
                 stage.finished_at = workflow.now()
                 return True
-            decision = await self._policy(stage, source, diff=prepared, report_only=True)
+            decision = await self._policy(stage, source, diff=prepared)
             if decision is None:
                 return False  # denied before anything was pushed or opened
-            prepared = await workflow.execute_activity(
-                "push_branch", change, result_type=PrepareResult, summary=f"push {prepared.branch}", **GIT_TIMEOUTS,
-            )
+            prepared = await self._act("push_branch", change, PrepareResult, f"push {prepared.branch}")
             stage.branch = prepared.branch
             assert prepared.branch is not None
-            pr: PullRequest = await workflow.execute_activity(
+            pr: PullRequest = await self._act(
                 "open_pull_request",
                 OpenPullRequestInput(
                     branch=prepared.branch,
@@ -161,21 +155,18 @@ class PromotionWorkflow:
                                         planned.config.approval.approvers, planned.config.approval.required),
                     labels=["promotion", f"env:{stage.env}", f"app:{self.plan.app}"],
                 ),
-                result_type=PullRequest,
-                summary=f"open PR for {stage.env}",
-                **GIT_TIMEOUTS,
+                PullRequest,
+                f"open PR for {stage.env}",
             )
             stage.pr_number, stage.pr_url = pr.number, pr.url
             self._set(stage, StageState.PR_OPEN, f"PR #{pr.number} opened")
+            self._checkpoint()
             if not await self._gate(stage, planned):
                 return False
             self._set(stage, StageState.MERGING)
-            merged: MergeResult = await workflow.execute_activity(
-                "merge_pull_request",
-                PullRequestRef(number=pr.number),
-                result_type=MergeResult,
-                summary=f"merge PR #{pr.number}",
-                **GIT_TIMEOUTS,
+            # from the merge on, the stage runs to its verdict even if cancelled: never a merge without sync
+            merged: MergeResult = await self._act(
+                "merge_pull_request", PullRequestRef(number=pr.number), MergeResult, f"merge PR #{pr.number}"
             )
             stage.merge_commit = merged.merge_commit
             return await self._sync_and_verify(stage, merged.merge_commit)
@@ -184,10 +175,9 @@ class PromotionWorkflow:
 
     # ------------------------------------------------------------------ steps
 
-    async def _policy(self, stage: StageStatus, source: str, *, report_only: bool,
-                      diff: PrepareResult | None = None) -> Any:
+    async def _policy(self, stage: StageStatus, source: str, diff: PrepareResult | None = None) -> Any:
         self._set(stage, StageState.CHECKING_POLICY)
-        decision: PolicyDecision = await workflow.execute_activity(
+        decision: PolicyDecision = await self._act(
             "check_policy",
             PolicyCheckInput(
                 promotion_id=self.status.id, app=self.plan.app, commit=self.plan.commit, author=self.plan.author,
@@ -196,10 +186,10 @@ class PromotionWorkflow:
                 diff=diff.diff if diff else PrepareResult(changed=False).diff,
                 approvals=stage.approvals,
             ),
-            result_type=PolicyDecision,
+            PolicyDecision,
+            f"policy for {stage.env}",
             start_to_close_timeout=timedelta(minutes=2),
             retry_policy=RETRY,
-            summary=f"policy for {stage.env}",
         )
         if not decision.allow:
             reasons = "; ".join(f"{v.rule}: {v.message}" for v in decision.deny) or "denied"
@@ -252,25 +242,25 @@ class PromotionWorkflow:
     async def _sync_and_verify(self, stage: StageStatus, revision: str) -> bool:
         cfg = self.envs[stage.env].config
         self._set(stage, StageState.SYNCING)
-        await workflow.execute_activity(
+        await self._act(
             "sync",
             SyncInput(promotion_id=self.status.id, app=self.plan.app, env=stage.env, revision=revision,
                       cluster=cfg.cluster),
-            result_type=SyncResult,
+            SyncResult,
+            f"sync {stage.env}",
             start_to_close_timeout=timedelta(minutes=5),
             retry_policy=RETRY,
-            summary=f"sync {stage.env}",
         )
         self._set(stage, StageState.VERIFYING)
         timeout = cfg.health.timeout or timedelta(minutes=5)
-        health: HealthResult = await workflow.execute_activity(
+        health: HealthResult = await self._act(
             "check_health",
             HealthInput(app=self.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster,
                         timeout=cfg.health.timeout),
-            result_type=HealthResult,
+            HealthResult,
+            f"health of {stage.env}",
             start_to_close_timeout=timeout + timedelta(minutes=1),
             retry_policy=RETRY,
-            summary=f"health of {stage.env}",
         )
         if health.healthy:
             self._set(stage, StageState.HEALTHY)
@@ -286,14 +276,14 @@ class PromotionWorkflow:
             self._finish(PromotionState.FAILED, f"{stage.env}: unhealthy: {reason}")
             return False
         self._set(stage, StageState.REVERTING, reason)
-        result: RevertResult = await workflow.execute_activity(
+        result: RevertResult = await self._act(
             "revert",
             RevertInput(app=self.plan.app, env=stage.env, merge_commit=stage.merge_commit,
                         pr_number=stage.pr_number, reason=reason),
-            result_type=RevertResult,
+            RevertResult,
+            f"revert {stage.env}",
             start_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
-            summary=f"revert {stage.env}",
         )
         self._set(stage, StageState.REVERTED, f"unhealthy: {reason}; reverted by {result.revert_commit}")
         stage.finished_at = workflow.now()
@@ -301,10 +291,8 @@ class PromotionWorkflow:
         return False
 
     async def _close(self, number: int, comment: str) -> None:
-        await workflow.execute_activity(
-            "close_pull_request", PullRequestRef(number=number, comment=comment), result_type=PullRequest,
-            summary=f"close PR #{number}", **GIT_TIMEOUTS,
-        )
+        await self._act("close_pull_request", PullRequestRef(number=number, comment=comment), PullRequest,
+                        f"close PR #{number}")
 
     async def _close_open_prs(self, comment: str) -> None:
         for stage in self.status.stages:
@@ -317,6 +305,25 @@ class PromotionWorkflow:
         stage.finished_at = workflow.now()
         self._finish(PromotionState.FAILED, f"{stage.env}: {message}")
         return False
+
+    # ------------------------------------------------------------------ cancellation
+
+    async def _act(self, name: str, arg: Any, result_type: type, summary: str, **options: Any) -> Any:
+        """Run an activity to its end even when the promotion is cancelled meanwhile: a side effect in
+        flight (a push, a PR, a merge) is always known to the workflow, so cancel can clean it up and
+        a merge is never left without its sync. The cancel then takes effect at `_checkpoint`."""
+        task = asyncio.ensure_future(workflow.execute_activity(
+            name, arg, result_type=result_type, summary=summary, **(options or GIT_TIMEOUTS)))
+        try:
+            return await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.cancel_requested = True
+            self.status.message = f"cancel requested: finishing '{summary}' first"
+            return await task
+
+    def _checkpoint(self) -> None:
+        if self.cancel_requested:
+            raise asyncio.CancelledError()
 
     # ------------------------------------------------------------------ bookkeeping
 

@@ -6,7 +6,9 @@ second promotion of a running app refused."""
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import git
@@ -206,3 +208,41 @@ async def test_two_apps_at_once_lose_no_commit(dev_env: WorkflowEnvironment, ori
         for env in ("staging", "prod"):
             assert f"promote({app}): {env} <- dev @ {sha[:7]}" in subjects
     assert sum(s.startswith("Merge pull request") for s in subjects) == 4
+
+
+async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
+        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, tmp_path: Path) -> None:
+    """A merge in flight when the cancel arrives completes, and is synced and verified: never a
+    merged PR without its sync. The promotion then stops before the next environment."""
+    commit = origin.bump()
+    entered, release = tmp_path / "entered", tmp_path / "release"
+    async with run_worker(dev_env, origin) as tq:
+        plan = await api.plan(dev_env.client, tq, "demo")  # the worker's clone exists from here on
+        hook = GitClone(origin.url, tmp_path / "cache").path / ".git" / "hooks" / "pre-push"
+        hook.write_text(  # holds the first push to main until the test releases it (deadline 60 s)
+            "#!/bin/sh\ngrep -q ' refs/heads/main ' || exit 0\n"
+            f"touch {entered}\ni=0\nwhile [ ! -e {release} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n")
+        hook.chmod(0o755)
+        handle = await api.start(dev_env.client, tq, plan)
+        await asyncio.to_thread(wait_for_file, entered)
+        await handle.cancel()
+        status = await api.wait_for(handle, lambda s: s.message.startswith("cancel requested"))
+        assert "finishing 'merge PR #" in status.message
+        release.touch()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        final = await handle.query("status", result_type=PromotionStatus)
+    assert final.state == PromotionState.CANCELLED
+    staging, prod = final.stages[1], final.stages[2]
+    assert staging.state == StageState.HEALTHY and staging.merge_commit
+    assert prod.state == StageState.CANCELLED and prod.pr_number is None
+    assert_promoted(origin, commit, ["dev", "staging"])
+    assert not [b for b in origin.branches() if "/prod/" in b]
+
+
+def wait_for_file(path: Path, timeout_s: float = 60) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} never appeared")
+        time.sleep(0.02)
