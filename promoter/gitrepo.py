@@ -392,11 +392,17 @@ class GitClone:
                     return done
                 main = self._rev(repo, f"origin/{MAIN}")
                 assert main is not None
-                try:
-                    tree = self._git(repo, "merge-tree", "--write-tree", "--no-messages", main, head).splitlines()[0]
-                except git.GitCommandError as e:
-                    files = ", ".join(str(e.stdout).split()[1:4]) if e.stdout else ""
-                    raise Conflict(f"{branch} conflicts with {MAIN}{': ' + files if files else ''}") from e
+                status, out, _ = repo.git.execute(
+                    ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", main, head],
+                    env=self._identity, with_extended_output=True, with_exceptions=False,
+                )
+                if status != 0:  # exit 1: conflicts; the lines after the tree name the files
+                    files = sorted(set(out.splitlines()[1:])) or ["(unknown files)"]
+                    raise Conflict(
+                        f"{branch} conflicts with {MAIN} in {', '.join(files)}: that folder was changed on "
+                        f"{MAIN} directly; reconcile it there, then promote again"
+                    )
+                tree = out.splitlines()[0]
                 merge = self._git(repo, "commit-tree", tree, "-p", main, "-p", head, "-m", message)
                 try:
                     self._git(repo, "push", "--quiet", "origin", f"{merge}:refs/heads/{MAIN}")

@@ -124,7 +124,7 @@ class PromotionWorkflow:
                 return False
             return await self._sync_and_verify(stage, self.plan.commit)
         except ActivityError as e:
-            return self._fail(stage, e)
+            return await self._fail(stage, e)
 
     async def _stage(self, stage: StageStatus) -> bool:
         planned = self.envs[stage.env]
@@ -171,7 +171,7 @@ class PromotionWorkflow:
             stage.merge_commit = merged.merge_commit
             return await self._sync_and_verify(stage, merged.merge_commit)
         except ActivityError as e:
-            return self._fail(stage, e)
+            return await self._fail(stage, e)
 
     # ------------------------------------------------------------------ steps
 
@@ -299,11 +299,21 @@ class PromotionWorkflow:
             if stage.pr_number is not None and stage.state in OPEN_PR_STATES:
                 await self._close(stage.pr_number, comment)
 
-    def _fail(self, stage: StageStatus, err: ActivityError) -> bool:
+    async def _fail(self, stage: StageStatus, err: ActivityError) -> bool:
+        """End the promotion `failed`, and close the stage's PR with the reason: it belongs to a
+        promotion that is over, and a new promotion of the same commit opens a fresh one."""
         message = _cause(err)
+        step = stage.state.value
+        had_open_pr = stage.pr_number is not None and stage.state in OPEN_PR_STATES | {StageState.MERGING}
         self._set(stage, StageState.FAILED, message)
         stage.finished_at = workflow.now()
         self._finish(PromotionState.FAILED, f"{stage.env}: {message}")
+        if had_open_pr and stage.pr_number is not None:
+            try:
+                await self._close(stage.pr_number, f"Promotion `{self.status.id}` failed while {step}: {message}\n\n"
+                                                   "Fix the cause, then start a new promotion.")
+            except ActivityError as close_err:  # best effort: the failure itself is already recorded
+                stage.message += f" (closing PR #{stage.pr_number} failed too: {_cause(close_err)})"
         return False
 
     # ------------------------------------------------------------------ cancellation

@@ -165,5 +165,7 @@ def test_merge_refuses_a_branch_that_conflicts(origin: Origin, clone: GitClone) 
     prepared = clone.push_branch(prep(sha))
     assert prepared.branch is not None
     origin.bump(env="staging", tag="9.9.9")  # someone edits staging's copy directly
-    with pytest.raises(Conflict, match="conflicts with main"):
+    with pytest.raises(Conflict) as err:
         clone.merge_branch(prepared.branch, "Merge")
+    assert str(err.value) == (f"{prepared.branch} conflicts with main in environments/staging/demo/deployment.yaml: "
+                              "that folder was changed on main directly; reconcile it there, then promote again")

@@ -246,3 +246,21 @@ def wait_for_file(path: Path, timeout_s: float = 60) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError(f"{path} never appeared")
         time.sleep(0.02)
+
+
+async def test_merge_conflict_fails_the_stage_and_closes_its_pr(dev_env: WorkflowEnvironment, origin: Origin,
+                                                                run_worker: Any) -> None:
+    origin.bump(tag="6.0.0")
+    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        status = await api.wait_for(handle, awaiting("prod"))
+        hotfix = origin.bump(env="prod", tag="6.0.1-hotfix")  # someone edits prod's folder on main directly
+        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        result = await handle.result()
+    assert result.state == PromotionState.FAILED
+    assert "conflicts with main in environments/prod/demo/deployment.yaml" in result.message
+    assert result.stages[2].state == StageState.FAILED and result.stages[1].state == StageState.HEALTHY
+    pr = forge.get_pull_request(status.stages[2].pr_number or 0)
+    assert pr.state == "closed" and "failed while merging" in forge.comments(pr.number)[0]
+    assert origin.main_log()[0].startswith(hotfix)  # main untouched by the failed merge
