@@ -214,7 +214,7 @@ def test_each_command_exits_with_its_documented_code_20_times(stack: tuple[Cli, 
         (["reject", "promote-demo", "--env", "prod", "--as", "alice", "--reason", "no"], 2),
         (["cancel", "promote-nothing"], 2),
         (["promote", "nosuchapp"], 2),
-        (["promote", "demo", "--wait"], 0),  # nothing new to promote: every later stage skipped
+        (["promote", "demo", "--to", "staging", "--wait"], 0),  # nothing new for staging: skipped
         (["up", "--detach", "--state-dir", str(cli.state_dir)], 0),
         (["down", "--state-dir", str(empty)], 0),
         (["--help"], 0),
