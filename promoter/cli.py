@@ -318,7 +318,7 @@ async def _cancel(s: Settings, promotion: str) -> int:
     await handle.cancel()
     try:
         await asyncio.wait_for(handle.result(), timeout=60)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         err.print(f"{wid}: cancel requested; the workflow has not finished closing its PRs yet")
         return 1
     except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
