@@ -306,6 +306,7 @@ class PolicyViolation(BaseModel):
     message: str
     severity: str = "high"
     object: str | None = None
+    remediation: str = ""
 
 
 class PolicyDecision(BaseModel):
@@ -313,6 +314,7 @@ class PolicyDecision(BaseModel):
     deny: list[PolicyViolation] = Field(default_factory=list)
     warn: list[PolicyViolation] = Field(default_factory=list)
     engine: str = ""
+    revision: str = ""  # of the policy bundle that decided
 
 
 class SyncInput(BaseModel):

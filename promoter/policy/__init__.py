@@ -1,0 +1,210 @@
+"""Policy evaluation: the `PolicyEngine` protocol, the policy bundle, the input document and the
+fail-closed decision.
+
+Python builds the input and reads `data.promoter.decision`; the rules live only in Rego. Severity and
+remediation come from each rule's `# METADATA` block, handed to the policies as
+`data.policy_metadata` so the decision document itself carries them, whatever the backend.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from promoter.errors import BadInput
+from promoter.models import EnvironmentConfig, PolicyDecision, PolicyViolation
+
+DECISION = "data.promoter.decision"
+_META_LINE = re.compile(r"^\s*#\s?(.*)$")
+_RULE_HEAD = re.compile(r"^([a-z_][a-zA-Z0-9_]*)\b")
+
+
+@dataclass(frozen=True)
+class PolicyBundle:
+    """Every `.rego` file of `policies/` (by path), its data, and the METADATA of its rules."""
+
+    modules: dict[str, str]
+    data: dict[str, Any]
+    metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @property
+    def revision(self) -> str:
+        h = hashlib.sha256()
+        for path in sorted(self.modules):
+            h.update(path.encode() + b"\0" + self.modules[path].encode() + b"\0")
+        h.update(json.dumps(self.data, sort_keys=True, default=str).encode())
+        return h.hexdigest()[:16]
+
+    def policies(self) -> dict[str, str]:
+        """The modules that decide (unit tests are loaded only by `policy test`)."""
+        return {p: s for p, s in self.modules.items() if not p.endswith("_test.rego")}
+
+    def full_data(self) -> dict[str, Any]:
+        return {**self.data, "policy_metadata": self.metadata}
+
+    @classmethod
+    def from_files(cls, files: dict[str, str]) -> PolicyBundle:
+        """`files`: paths relative to policies/ → text, as read from disk or from a Git tree."""
+        modules = {p: t for p, t in files.items() if p.endswith(".rego")}
+        data: dict[str, Any] = {}
+        for p in sorted(files):
+            if Path(p).name in ("data.yaml", "data.yml", "data.json"):
+                try:
+                    loaded = yaml.safe_load(files[p]) or {}
+                except yaml.YAMLError as e:
+                    raise BadInput(f"policies/{p}: invalid YAML: {getattr(e, 'problem', e)}") from None
+                if not isinstance(loaded, dict):
+                    raise BadInput(f"policies/{p}: expected a mapping")
+                data.update(loaded)
+        metadata: dict[str, dict[str, Any]] = {}
+        for text in modules.values():
+            metadata.update(parse_metadata(text))
+        return cls(modules=modules, data=data, metadata=metadata)
+
+    @classmethod
+    def from_dir(cls, root: Path) -> PolicyBundle:
+        root = Path(root)
+        if not root.is_dir():
+            raise BadInput(f"{root} does not exist; policies live in policies/ of the GitOps repository")
+        files = {
+            str(p.relative_to(root)): p.read_text()
+            for p in sorted(root.rglob("*"))
+            if p.is_file() and p.suffix in (".rego", ".yaml", ".yml", ".json")
+        }
+        return cls.from_files(files)
+
+
+def parse_metadata(source: str) -> dict[str, dict[str, Any]]:
+    """`{"<package>.<rule>": {title, description, severity, remediation}}` and `{"<package>": ...}`
+    from the `# METADATA` comment blocks of one module."""
+    lines = source.splitlines()
+    package = ""
+    for line in lines:
+        if line.startswith("package "):
+            package = line.split()[1]
+            break
+    found: dict[str, dict[str, Any]] = {}
+    i = 0
+    while i < len(lines):
+        if lines[i].strip() == "# METADATA":
+            block = []
+            i += 1
+            while i < len(lines) and lines[i].lstrip().startswith("#"):
+                m = _META_LINE.match(lines[i])
+                block.append(m.group(1) if m else "")
+                i += 1
+            try:
+                meta = yaml.safe_load("\n".join(block)) or {}
+            except yaml.YAMLError:
+                meta = {}
+            custom = meta.get("custom", {}) if isinstance(meta, dict) else {}
+            entry = {"title": meta.get("title", ""), "description": meta.get("description", ""),
+                     "severity": custom.get("severity"), "remediation": custom.get("remediation")}
+            head = lines[i] if i < len(lines) else ""
+            if head.startswith("package "):
+                found[package] = entry
+            elif (m := _RULE_HEAD.match(head)) is not None:
+                found[f"{package}.{m.group(1)}"] = entry
+            continue
+        i += 1
+    return found
+
+
+class PolicyEngine(Protocol):
+    name: str
+
+    def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
+        """The raw `data.promoter.decision` document; raises on any failure."""
+        ...
+
+
+def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]) -> PolicyDecision:
+    """Evaluate and read the decision, failing closed: any error is a denial that names its cause."""
+    try:
+        raw = engine.evaluate(bundle, input_doc)
+        if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
+            raise ValueError(f"{DECISION} is not a decision document (got {str(raw)[:120]})")
+        return PolicyDecision(
+            allow=raw["allow"] and not raw.get("deny"),
+            deny=[_violation(v) for v in raw.get("deny", [])],
+            warn=[_violation(v) for v in raw.get("warn", [])],
+            engine=engine.name,
+            revision=bundle.revision,
+        )
+    except Exception as e:  # noqa: BLE001 - fail closed on anything
+        return PolicyDecision(
+            allow=False,
+            deny=[PolicyViolation(rule="promoter.engine_error", message=f"policy evaluation failed: {clean_error(e)}",
+                                  severity="critical",
+                                  remediation="Fix the policy or the engine's configuration; nothing is allowed "
+                                              "until the policies evaluate.")],
+            engine=engine.name,
+            revision=bundle.revision,
+        )
+
+
+def _violation(v: dict[str, Any]) -> PolicyViolation:
+    return PolicyViolation(rule=str(v.get("rule", "?")), message=str(v.get("message", "")),
+                           severity=str(v.get("severity") or "high"), object=v.get("object"),
+                           remediation=str(v.get("remediation") or ""))
+
+
+def clean_error(e: BaseException) -> str:
+    """One readable line from an engine error (the Rust engine appends a backtrace)."""
+    text = str(e).split("Stack backtrace:")[0]
+    text = " ".join(part.strip() for part in text.splitlines() if part.strip() and set(part.strip()) != {"|"})
+    return text or type(e).__name__
+
+
+def environment_document(env: EnvironmentConfig) -> dict[str, Any]:
+    """environment.yaml as JSON, durations in seconds (what Rego compares best)."""
+    doc: dict[str, Any] = json.loads(env.model_dump_json())
+
+    def seconds(d: timedelta | None) -> float | None:
+        return None if d is None else d.total_seconds()
+
+    doc["approval"]["timeout"] = seconds(env.approval.timeout)
+    doc["health"]["timeout"] = seconds(env.health.timeout)
+    doc["soak"] = seconds(env.soak)
+    return doc
+
+
+ENGINES: dict[str, Callable[..., PolicyEngine]] = {}
+
+
+def register(name: str) -> Callable[[Callable[..., PolicyEngine]], Callable[..., PolicyEngine]]:
+    def deco(factory: Callable[..., PolicyEngine]) -> Callable[..., PolicyEngine]:
+        ENGINES[name] = factory
+        return factory
+
+    return deco
+
+
+def make_engine(name: str, **settings: Any) -> PolicyEngine:
+    from promoter.policy import embedded, opa  # noqa: F401  (register themselves)
+
+    if name not in ENGINES:
+        raise BadInput(f"unknown policy engine '{name}'; choose one of: {', '.join(sorted(ENGINES))}")
+    return ENGINES[name](**settings)
+
+
+def metadata_gaps(bundle: PolicyBundle) -> Iterable[str]:
+    """Packages and deny_ rules without a METADATA block carrying severity and remediation."""
+    for path, text in sorted(bundle.policies().items()):
+        package = next((ln.split()[1] for ln in text.splitlines() if ln.startswith("package ")), "")
+        meta = parse_metadata(text)
+        if package not in meta:
+            yield f"{path}: package {package} has no METADATA block"
+        for rule in sorted({m.group(1) for ln in text.splitlines() if (m := _RULE_HEAD.match(ln))}):
+            if rule.startswith("deny_"):
+                entry = meta.get(f"{package}.{rule}")
+                if not entry or not entry.get("severity") or not entry.get("remediation"):
+                    yield f"{path}: rule {rule} has no METADATA with custom.severity and custom.remediation"
