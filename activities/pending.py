@@ -11,20 +11,11 @@ from temporalio import activity
 from promoter.models import (
     HealthInput,
     HealthResult,
-    PolicyCheckInput,
-    PolicyDecision,
     RevertInput,
     RevertResult,
     SyncInput,
     SyncResult,
 )
-
-
-class PolicyActivities:
-    # CAPABILITY: policy gates (issue 3) - Rego evaluation, embedded engine or OPA, failing closed.
-    @activity.defn(name="check_policy")
-    def check_policy(self, req: PolicyCheckInput) -> PolicyDecision:
-        return PolicyDecision(allow=True, engine="none")
 
 
 class ClusterActivities:

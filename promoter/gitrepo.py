@@ -11,6 +11,7 @@ from __future__ import annotations
 import fcntl
 import hashlib
 import os
+import shutil
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -64,6 +65,9 @@ class GitRepository(Protocol):
     def plan(self, req: PlanInput) -> PromotionPlan: ...
     def prepare(self, req: PrepareInput) -> PrepareResult: ...
     def push_branch(self, req: PrepareInput) -> PrepareResult: ...
+    def change_files(self, req: PrepareInput) -> dict[str, bytes]: ...
+    def export_change(self, req: PrepareInput, dest: Path) -> Path: ...
+    def policy_files(self) -> tuple[str, dict[str, str]]: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
     def find_merge_of(self, head: str) -> str | None: ...
@@ -282,21 +286,11 @@ class GitClone:
 
     def _prepare(self, req: PrepareInput, push: bool) -> PrepareResult:
         """The target's app folder becomes the source's at the commit, except `local_files`."""
-        src = f"{ENVIRONMENTS}/{req.source_env}/{req.app}"
         dst = f"{ENVIRONMENTS}/{req.target_env}/{req.app}"
         branch = promotion_branch(req.app, req.target_env, req.commit)
-        local = set(req.local_files)
         with self._locked() as repo:
             self._fetch(repo)
-            if self._rev(repo, req.commit) is None:
-                raise NotFound(f"commit {req.commit[:12]} not found in {self.url}")
-            main = self._rev(repo, f"origin/{MAIN}")
-            assert main is not None
-            current = self._tree(repo, main, dst)
-            desired = {p: e for p, e in self._tree(repo, req.commit, src).items() if p not in local}
-            if not desired:
-                raise BadInput(f"{src} is empty at {req.commit[:12]}; nothing to promote from it")
-            desired.update({p: e for p, e in current.items() if p in local})
+            main, current, desired = self._desired(repo, req)
             diff = DiffSummary(
                 added=sorted(p for p in desired if p not in current),
                 modified=sorted(p for p in desired if p in current and current[p] != desired[p]),
@@ -319,6 +313,62 @@ class GitClone:
             except git.GitCommandError as e:
                 raise TemporaryError(f"cannot push {branch} to {self.url}: {_stderr(e)}") from e
             return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
+
+    def _desired(self, repo: git.Repo, req: PrepareInput) -> tuple[str, dict[str, Entry], dict[str, Entry]]:
+        """(main, the target folder on main, the target folder after the change). The source stage's
+        "change" is its own folder at the commit."""
+        src = f"{ENVIRONMENTS}/{req.source_env}/{req.app}"
+        dst = f"{ENVIRONMENTS}/{req.target_env}/{req.app}"
+        if self._rev(repo, req.commit) is None:
+            raise NotFound(f"commit {req.commit[:12]} not found in {self.url}")
+        main = self._rev(repo, f"origin/{MAIN}")
+        assert main is not None
+        if req.source_env == req.target_env:
+            return main, self._tree(repo, main, dst), self._tree(repo, req.commit, src)
+        local = set(req.local_files)
+        current = self._tree(repo, main, dst)
+        desired = {p: e for p, e in self._tree(repo, req.commit, src).items() if p not in local}
+        if not desired:
+            raise BadInput(f"{src} is empty at {req.commit[:12]}; nothing to promote from it")
+        desired.update({p: e for p, e in current.items() if p in local})
+        return main, current, desired
+
+    def change_files(self, req: PrepareInput) -> dict[str, bytes]:
+        """The files of the target's app folder after the change (relative paths → content)."""
+        with self._locked() as repo:
+            self._fetch(repo)
+            _, _, desired = self._desired(repo, req)
+            return {p: repo.odb.stream(bytes.fromhex(e.sha)).read() for p, e in sorted(desired.items())}
+
+    def export_change(self, req: PrepareInput, dest: Path) -> Path:
+        """Main's whole tree in `dest`, with the target's app folder as it is after the change (what
+        kustomize needs when an overlay reaches a base elsewhere). Returns the app folder."""
+        import tarfile
+
+        files = self.change_files(req)
+        with self._locked() as repo, tempfile.TemporaryFile() as tar:
+            repo.archive(tar, treeish=f"origin/{MAIN}", format="tar")
+            tar.seek(0)
+            with tarfile.open(fileobj=tar) as archive:
+                archive.extractall(dest, filter="data")
+        folder = Path(dest) / ENVIRONMENTS / req.target_env / req.app
+        if folder.exists():
+            shutil.rmtree(folder)
+        for rel, content in files.items():
+            (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+            (folder / rel).write_bytes(content)
+        return folder
+
+    def policy_files(self) -> tuple[str, dict[str, str]]:
+        """(tree id, files) of policies/ on main: the tree id names the policy revision."""
+        with self._locked() as repo:
+            self._fetch(repo)
+            try:
+                tree = self._git(repo, "rev-parse", f"origin/{MAIN}:policies")
+            except git.GitCommandError:
+                raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required") from None
+            entries = self._tree(repo, f"origin/{MAIN}", "policies")
+            return tree, {p: repo.odb.stream(bytes.fromhex(e.sha)).read().decode() for p, e in entries.items()}
 
     def _message(self, req: PrepareInput, diff: DiffSummary) -> str:
         n = len(diff.added) + len(diff.modified) + len(diff.removed)

@@ -213,6 +213,7 @@ class StageStatus(BaseModel):
     rejected_by: str | None = None
     deadline: datetime | None = None
     message: str = ""
+    policy: PolicyDecision | None = None
 
 
 class PromotionStatus(BaseModel):
@@ -286,8 +287,15 @@ class MergeResult(BaseModel):
     merge_commit: str
 
 
+class HistoryEntry(BaseModel):
+    env: str
+    state: str
+    healthy_since: datetime | None = None
+    soak_seconds: float = 0
+
+
 class PolicyCheckInput(BaseModel):
-    """Final shape of the policy step's input (the policy issue fills the engine in)."""
+    """The policy step's input; the activity renders the objects and builds PRODUCT.md's document."""
 
     promotion_id: str
     app: str
@@ -297,8 +305,18 @@ class PolicyCheckInput(BaseModel):
     target_env: str
     started_at: datetime
     environment: EnvironmentConfig
+    environments: list[str] = Field(default_factory=list)  # in promotion order
+    history: list[HistoryEntry] = Field(default_factory=list)
+    phase: str = "pre_pr"  # pre_pr | approval | merge | check
+    evaluated_at: datetime | None = None
+    render_objects: bool = True
     diff: DiffSummary = Field(default_factory=DiffSummary)
     approvals: list[Approval] = Field(default_factory=list)
+
+
+class ApprovalCheck(BaseModel):
+    allowed: bool
+    reason: str = ""
 
 
 class PolicyViolation(BaseModel):
@@ -357,3 +375,7 @@ class RevertResult(BaseModel):
     reverted: bool
     revert_commit: str | None = None
     engine: str = ""
+
+
+StageStatus.model_rebuild()
+PromotionStatus.model_rebuild()

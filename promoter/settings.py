@@ -7,12 +7,16 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from promoter import TASK_QUEUE
 from promoter.errors import BadInput
+
+if TYPE_CHECKING:
+    from promoter.policy import PolicyEngine
 
 DEFAULT_STATE_DIR = ".promoter"
 
@@ -27,6 +31,9 @@ class Settings:
     forge_db: str | None = None
     cache_dir: str = str(Path.home() / ".cache" / "promoter")
     ui_url: str | None = None
+    opa_url: str | None = None
+    policy_engine: str | None = None  # embedded | opa; default: opa when opa_url is set
+    policy_timeout_s: float = 10.0
 
     @classmethod
     def load(cls, state_dir: str | None = None) -> Settings:
@@ -51,7 +58,25 @@ class Settings:
         s.forge_db = env.get("PROMOTER_FORGE_DB", s.forge_db)
         s.cache_dir = env.get("PROMOTER_CACHE_DIR", s.cache_dir)
         s.ui_url = env.get("PROMOTER_UI_URL", s.ui_url)
+        s.opa_url = env.get("PROMOTER_OPA_URL", s.opa_url)
+        s.policy_engine = env.get("PROMOTER_POLICY_ENGINE", s.policy_engine)
+        timeout = env.get("PROMOTER_POLICY_TIMEOUT", str(s.policy_timeout_s))
+        try:
+            s.policy_timeout_s = float(timeout)
+        except ValueError:
+            raise BadInput(f"PROMOTER_POLICY_TIMEOUT must be seconds, not {timeout!r}") from None
         return s
+
+    def make_policy_engine(self) -> PolicyEngine:
+        from promoter.policy import make_engine
+
+        name = self.policy_engine or ("opa" if self.opa_url else "embedded")
+        if name == "opa":
+            if not self.opa_url:
+                raise BadInput("PROMOTER_POLICY_ENGINE=opa needs PROMOTER_OPA_URL (e.g. http://localhost:8181)")
+            return make_engine("opa", url=self.opa_url, timeout_s=self.policy_timeout_s,
+                               token=os.environ.get("PROMOTER_OPA_TOKEN"))
+        return make_engine(name, timeout_s=self.policy_timeout_s)
 
     def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
         if not self.ui_url:

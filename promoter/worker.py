@@ -13,7 +13,8 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.forge import ForgeActivities
-from activities.pending import ClusterActivities, PolicyActivities
+from activities.pending import ClusterActivities
+from activities.policy import PolicyActivities
 from activities.repository import GitActivities
 from promoter.errors import BadInput
 from promoter.forges import make_forge
@@ -33,7 +34,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         forge_settings["db_path"] = settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
     forge = make_forge(settings.forge, **forge_settings)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge)
-    policy, cluster = PolicyActivities(), ClusterActivities()
+    policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities()
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -42,7 +43,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             git_acts.plan, git_acts.prepare, git_acts.push_branch,
             forge_acts.open_pull_request, forge_acts.merge_pull_request,
             forge_acts.close_pull_request, forge_acts.comment_pull_request,
-            policy.check_policy, cluster.sync, cluster.check_health, cluster.revert,
+            policy.check_policy, policy.check_approval, cluster.sync, cluster.check_health, cluster.revert,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

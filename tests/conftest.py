@@ -85,8 +85,10 @@ def make_gitops(tmp: Path, envs: list[dict[str, object]] | None = None, apps: tu
                 for env in ("dev", "staging", "prod"):
                     shutil.copytree(src / "environments" / env / "demo", src / "environments" / env / app)
         return src
-    (src / "policies").mkdir(parents=True)
-    (src / "policies" / "data.yaml").write_text("groups:\n  sre: [sam, sue]\n")
+    shutil.copytree(ROOT / "policies", src / "policies")
+    data = yaml.safe_load((src / "policies" / "data.yaml").read_text())
+    data["groups"]["sre"] = ["sam", "sue"]
+    (src / "policies" / "data.yaml").write_text(yaml.safe_dump(data))
     for env in envs:
         folder = src / "environments" / str(env["name"])
         folder.mkdir(parents=True)

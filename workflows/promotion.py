@@ -18,9 +18,11 @@ with workflow.unsafe.imports_passed_through():
     from promoter import report
     from promoter.models import (
         Approval,
+        ApprovalCheck,
         Decision,
         HealthInput,
         HealthResult,
+        HistoryEntry,
         MergeResult,
         OpenPullRequestInput,
         PlanInput,
@@ -114,13 +116,14 @@ class PromotionWorkflow:
                     self._set(stage, StageState.CANCELLED)
             self._finish(PromotionState.CANCELLED, "cancelled")
             raise
+        await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
 
     async def _source_stage(self, stage: StageStatus) -> bool:
         """The source already has the commit: policy, sync and health, no pull request."""
         stage.started_at = workflow.now()
         try:
-            if not await self._policy(stage, self.plan.environments[0].config.name):
+            if not await self._policy(stage):
                 return False
             return await self._sync_and_verify(stage, self.plan.commit)
         except ActivityError as e:
@@ -130,6 +133,8 @@ class PromotionWorkflow:
         planned = self.envs[stage.env]
         source = self.plan.environments[0].config.name
         stage.started_at = workflow.now()
+        await self._soak_previous(stage)
+        self._checkpoint()
         self._set(stage, StageState.PENDING, "preparing the change")
         try:
             change = PrepareInput(app=self.plan.app, commit=self.plan.commit, source_env=source,
@@ -140,7 +145,7 @@ class PromotionWorkflow:
                 self._set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
                 stage.finished_at = workflow.now()
                 return True
-            decision = await self._policy(stage, source, diff=prepared)
+            decision = await self._policy(stage, "pre_pr", prepared)
             if decision is None:
                 return False  # denied before anything was pushed or opened
             prepared = await self._act("push_branch", change, PrepareResult, f"push {prepared.branch}")
@@ -163,6 +168,9 @@ class PromotionWorkflow:
             self._checkpoint()
             if not await self._gate(stage, planned):
                 return False
+            if planned.config.approval.required and not await self._policy(stage, "merge", prepared):
+                await self._close(pr.number, f"Not merged: the policies deny it at merge time.\n\n{stage.message}")
+                return False
             self._set(stage, StageState.MERGING)
             # from the merge on, the stage runs to its verdict even if cancelled: never a merge without sync
             merged: MergeResult = await self._act(
@@ -175,22 +183,37 @@ class PromotionWorkflow:
 
     # ------------------------------------------------------------------ steps
 
-    async def _policy(self, stage: StageStatus, source: str, diff: PrepareResult | None = None) -> Any:
-        self._set(stage, StageState.CHECKING_POLICY)
+    def _policy_input(self, stage: StageStatus, phase: str, diff: PrepareResult | None = None,
+                      approvals: list[Approval] | None = None) -> PolicyCheckInput:
+        index = self.status.stages.index(stage)
+        return PolicyCheckInput(
+            promotion_id=self.status.id, app=self.plan.app, commit=self.plan.commit, author=self.plan.author,
+            source_env=self.status.stages[0].env, target_env=stage.env, started_at=workflow.info().start_time,
+            environment=self.envs[stage.env].config,
+            environments=[s.env for s in self.status.stages],
+            history=[
+                HistoryEntry(env=s.env, state=s.state.value, healthy_since=s.finished_at if s.state ==
+                             StageState.HEALTHY else None, soak_seconds=self._soak(s.env).total_seconds())
+                for s in self.status.stages[:index]
+            ],
+            phase=phase,
+            evaluated_at=workflow.now(),
+            diff=diff.diff if diff else PrepareResult(changed=False).diff,
+            approvals=stage.approvals if approvals is None else approvals,
+        )
+
+    def _soak(self, env: str) -> timedelta:
+        return self.envs[env].config.soak or timedelta(0)
+
+    async def _policy(self, stage: StageStatus, phase: str = "pre_pr", diff: PrepareResult | None = None) -> Any:
+        """The policy step: the decision is kept on the stage; a denial ends the promotion there."""
+        self._set(stage, StageState.CHECKING_POLICY, "before merging" if phase == "merge" else "")
         decision: PolicyDecision = await self._act(
-            "check_policy",
-            PolicyCheckInput(
-                promotion_id=self.status.id, app=self.plan.app, commit=self.plan.commit, author=self.plan.author,
-                source_env=source, target_env=stage.env, started_at=workflow.info().start_time,
-                environment=self.envs[stage.env].config,
-                diff=diff.diff if diff else PrepareResult(changed=False).diff,
-                approvals=stage.approvals,
-            ),
-            PolicyDecision,
-            f"policy for {stage.env}",
-            start_to_close_timeout=timedelta(minutes=2),
+            "check_policy", self._policy_input(stage, phase, diff), PolicyDecision, f"policy ({phase}) for {stage.env}",
+            start_to_close_timeout=timedelta(minutes=2), schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
         )
+        stage.policy = decision
         if not decision.allow:
             reasons = "; ".join(f"{v.rule}: {v.message}" for v in decision.deny) or "denied"
             self._set(stage, StageState.POLICY_DENIED, reasons)
@@ -198,6 +221,17 @@ class PromotionWorkflow:
             self._finish(PromotionState.POLICY_DENIED, f"{stage.env}: {reasons}")
             return None
         return decision
+
+    async def _soak_previous(self, stage: StageStatus) -> None:
+        """Wait until the previous environment has been healthy for its soak time (a durable timer)."""
+        index = self.status.stages.index(stage)
+        previous = self.status.stages[index - 1]
+        if previous.state != StageState.HEALTHY or previous.finished_at is None:
+            return
+        ready = previous.finished_at + self._soak(previous.env)
+        if workflow.now() < ready:
+            self._set(stage, StageState.PENDING, f"waiting for {previous.env} to soak until {ready:%Y-%m-%d %H:%M:%S}Z")
+            await workflow.sleep(ready - workflow.now(), summary=f"soak of {previous.env}")
 
     async def _gate(self, stage: StageStatus, planned: PlannedEnvironment) -> bool:
         approval = planned.config.approval
@@ -389,39 +423,64 @@ class PromotionWorkflow:
         if reason is not None:
             raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
 
+    async def _policy_says(self, d: Decision) -> str | None:
+        """The `promotion` policies' word on one more approval (None: allowed)."""
+        stage = self.stage_by_env[d.env]
+        candidate = Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment)
+        check: ApprovalCheck = await workflow.execute_activity(
+            "check_approval", self._policy_input(stage, "approval", approvals=[*stage.approvals, candidate]),
+            result_type=ApprovalCheck, start_to_close_timeout=timedelta(minutes=1),
+            schedule_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
+            summary=f"may {d.approver} approve {d.env}?",
+        )
+        return None if check.allowed else check.reason
+
+    async def _decide(self, d: Decision, approving: bool) -> str | None:
+        """Validate, ask the policies (approvals only), validate again (the gate may have moved
+        meanwhile), accept. Returns the reason for a refusal, or None."""
+        reason = self._refusal(d, approving)
+        if reason is None and approving:
+            reason = await self._policy_says(d)
+            reason = reason or self._refusal(d, approving)
+        if reason is None:
+            self._accept(d, approving)
+        return reason
+
     @workflow.update(name="approve")
-    def approve(self, d: Decision) -> StageStatus:
-        self._validate(d, True)  # the state may have moved between validator and handler
-        return self._accept(d, True)
+    async def approve(self, d: Decision) -> StageStatus:
+        reason = await self._decide(d, True)
+        if reason is not None:
+            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
+        return self.stage_by_env[d.env]
 
     @approve.validator
     def _approve_validator(self, d: Decision) -> None:
         self._validate(d, True)
 
     @workflow.update(name="reject")
-    def reject(self, d: Decision) -> StageStatus:
-        self._validate(d, False)
-        return self._accept(d, False)
+    async def reject(self, d: Decision) -> StageStatus:
+        reason = await self._decide(d, False)
+        if reason is not None:
+            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
+        return self.stage_by_env[d.env]
 
     @reject.validator
     def _reject_validator(self, d: Decision) -> None:
         self._validate(d, False)
 
-    def _signalled(self, d: Decision, approving: bool) -> None:
-        reason = self._refusal(d, approving)
-        if reason is None:
-            self._accept(d, approving)
-        elif d.env in self.stage_by_env:
+    async def _signalled(self, d: Decision, approving: bool) -> None:
+        reason = await self._decide(d, approving)
+        if reason is not None and d.env in self.stage_by_env:
             self.stage_by_env[d.env].refusals.append(
                 Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason))
 
     @workflow.signal(name="approve")
-    def approve_signal(self, d: Decision) -> None:
-        self._signalled(d, True)
+    async def approve_signal(self, d: Decision) -> None:
+        await self._signalled(d, True)
 
     @workflow.signal(name="reject")
-    def reject_signal(self, d: Decision) -> None:
-        self._signalled(d, False)
+    async def reject_signal(self, d: Decision) -> None:
+        await self._signalled(d, False)
 
     @workflow.query(name="status")
     def query_status(self) -> PromotionStatus:

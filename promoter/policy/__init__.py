@@ -208,3 +208,27 @@ def metadata_gaps(bundle: PolicyBundle) -> Iterable[str]:
                 entry = meta.get(f"{package}.{rule}")
                 if not entry or not entry.get("severity") or not entry.get("remediation"):
                     yield f"{path}: rule {rule} has no METADATA with custom.severity and custom.remediation"
+
+
+def _rfc3339(d: Any) -> str | None:
+    return None if d is None else d.isoformat().replace("+00:00", "Z")
+
+
+def build_input(req: Any, objects: list[dict[str, Any]]) -> dict[str, Any]:
+    """PRODUCT.md's policy input from a `PolicyCheckInput` and the rendered objects."""
+    return {
+        "promotion": {
+            "id": req.promotion_id, "app": req.app, "commit": req.commit, "author": req.author,
+            "source_env": req.source_env, "target_env": req.target_env,
+            "started_at": _rfc3339(req.started_at),
+            "evaluated_at": _rfc3339(req.evaluated_at or req.started_at),
+            "phase": req.phase,
+            "environments": req.environments,
+            "history": [{"env": h.env, "state": h.state, "healthy_since": _rfc3339(h.healthy_since),
+                         "soak_seconds": h.soak_seconds} for h in req.history],
+        },
+        "environment": environment_document(req.environment),
+        "objects": objects,
+        "diff": req.diff.model_dump(),
+        "approvals": [{"approver": a.approver, "at": _rfc3339(a.at), "via": a.via} for a in req.approvals],
+    }

@@ -140,6 +140,9 @@ class EmbeddedEngine:
             raise TimeoutError(f"{rule} did not finish within {self.timeout_s:g}s") from None
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
+        if not any(text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text
+                   for text in bundle.policies().values()):
+            raise PolicyLoadError("policies/ has no package promoter, so no decision; add policies/promoter/decision.rego")
         result: dict[str, Any] = self.query(bundle, DECISION, input_doc)
         return result
 

@@ -1,0 +1,72 @@
+"""Policy activities: render the target's objects after the change, build the input, decide.
+
+Rendering or policy problems are denials that name their cause (fail closed); only a repository that
+cannot be reached is left to retry.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+
+from activities import sorted_errors
+from promoter.errors import PromoterError
+from promoter.gitrepo import GitRepository
+from promoter.models import ApprovalCheck, PolicyCheckInput, PolicyDecision, PolicyViolation, PrepareInput
+from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
+from promoter.policy.render import is_kustomization, kustomize, parse_manifests
+
+
+class PolicyActivities:
+    def __init__(self, repo: GitRepository, engine: PolicyEngine) -> None:
+        self.repo = repo
+        self.engine = engine
+        self._bundles: dict[str, PolicyBundle] = {}
+        self._lock = threading.Lock()
+
+    def bundle(self) -> PolicyBundle:
+        """policies/ on main, parsed once per tree id (the policy revision)."""
+        tree, files = self.repo.policy_files()
+        with self._lock:
+            if tree not in self._bundles:
+                self._bundles = {tree: PolicyBundle.from_files(files)}  # keep only the newest revision
+            return self._bundles[tree]
+
+    def objects(self, req: PolicyCheckInput) -> list[dict[str, Any]]:
+        change = PrepareInput(app=req.app, commit=req.commit, source_env=req.source_env,
+                              target_env=req.target_env, local_files=req.environment.local_files)
+        where = f"environments/{req.target_env}/{req.app}"
+        files = self.repo.change_files(change)
+        if not is_kustomization(files):
+            return parse_manifests(files, where)
+        with tempfile.TemporaryDirectory(prefix="promoter-render-") as tmp:
+            return kustomize(self.repo.export_change(change, Path(tmp)), where)
+
+    def evaluate(self, req: PolicyCheckInput) -> PolicyDecision:
+        try:
+            bundle = self.bundle()
+            objects = self.objects(req) if req.render_objects else []
+        except PromoterError as e:
+            return PolicyDecision(allow=False, engine=self.engine.name, deny=[PolicyViolation(
+                rule="promoter.input_error", message=clean_error(e), severity="critical",
+                remediation="Fix the manifests or policies named here, then promote again.")])
+        return decide(self.engine, bundle, build_input(req, objects))
+
+    @activity.defn(name="check_policy")
+    @sorted_errors
+    def check_policy(self, req: PolicyCheckInput) -> PolicyDecision:
+        return self.evaluate(req)
+
+    @activity.defn(name="check_approval")
+    @sorted_errors
+    def check_approval(self, req: PolicyCheckInput) -> ApprovalCheck:
+        """The `promotion` policies' word on the last approval of `req.approvals` (the candidate): any
+        approval rule that denies now is about it, since the earlier ones were all accepted."""
+        decision = self.evaluate(req.model_copy(update={"phase": "approval", "render_objects": False}))
+        reasons = [v.message for v in decision.deny
+                   if v.rule.startswith("promotion.approvals.") or v.rule.startswith("promoter.")]
+        return ApprovalCheck(allowed=not reasons, reason="; ".join(reasons))

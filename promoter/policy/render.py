@@ -1,0 +1,80 @@
+"""The Kubernetes objects of an app folder: plain multi-document YAML (and JSON) files, or a
+kustomization rendered by `kubectl kustomize` or `kustomize build`, whichever is on PATH."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from promoter.errors import BadInput
+
+KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
+MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def is_kustomization(files: dict[str, bytes]) -> bool:
+    return any(name in files for name in KUSTOMIZATIONS)
+
+
+def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]:
+    """Every document of every manifest file, in path order; a broken one is a one-line error."""
+    objects: list[dict[str, Any]] = []
+    for rel in sorted(files):
+        if not rel.endswith(MANIFEST_SUFFIXES):
+            continue
+        text = files[rel].decode("utf-8", errors="replace")
+        try:
+            docs = [json.loads(text)] if rel.endswith(".json") else list(yaml.safe_load_all(text))
+        except (yaml.YAMLError, ValueError) as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}:" if mark is not None else ""
+            raise BadInput(f"{where}/{rel}:{line} invalid manifest: {getattr(e, 'problem', None) or e}") from None
+        for doc in docs:
+            if doc is None:
+                continue
+            if not isinstance(doc, dict) or "kind" not in doc or not isinstance(doc.get("metadata"), dict):
+                raise BadInput(f"{where}/{rel}: every document must be a Kubernetes object with kind and metadata")
+            if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):
+                objects.extend(i for i in doc["items"] if isinstance(i, dict))
+            else:
+                objects.append(doc)
+    return objects
+
+
+def kustomize_command() -> list[str]:
+    if shutil.which("kubectl"):
+        return ["kubectl", "kustomize"]
+    if shutil.which("kustomize"):
+        return ["kustomize", "build"]
+    raise BadInput("this app folder has a kustomization.yaml, but neither kubectl nor kustomize is on PATH; "
+                   "install one of them on the worker")
+
+
+def kustomize(folder: Path, where: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
+    try:
+        out = subprocess.run([*kustomize_command(), str(folder)], capture_output=True, text=True,
+                             timeout=timeout_s, check=False)
+    except subprocess.TimeoutExpired:
+        raise BadInput(f"{where}: kustomize did not finish within {timeout_s:g}s") from None
+    if out.returncode != 0:
+        first = next((ln.strip() for ln in out.stderr.splitlines() if ln.strip()), "failed")
+        raise BadInput(f"{where}: kustomize failed: {first}")
+    return parse_manifests({"kustomize-output.yaml": out.stdout.encode()}, where)
+
+
+def render_dir(folder: Path) -> list[dict[str, Any]]:
+    """Objects of a folder on disk (for `promoter policy check`)."""
+    folder = Path(folder)
+    if folder.is_file():
+        return parse_manifests({folder.name: folder.read_bytes()}, str(folder.parent))
+    if not folder.is_dir():
+        raise BadInput(f"{folder} does not exist")
+    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    if is_kustomization(files):
+        return kustomize(folder, str(folder))
+    return parse_manifests(files, str(folder))
