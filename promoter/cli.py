@@ -386,6 +386,94 @@ async def _list(s: Settings, app_name: str | None, state: str | None, as_json: b
     return 0
 
 
+# ------------------------------------------------------------------------------------ policy
+
+policy_app = typer.Typer(no_args_is_help=True, help="Rego policies: unit tests, shift-left checks, evaluation.")
+app.add_typer(policy_app, name="policy")
+RepoOpt = Annotated[Path, typer.Option("--repo", help="the GitOps repository (its policies/ and environments/)")]
+
+
+@policy_app.command("test")
+def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
+    """Run every test_* rule of every *_test.rego; non-zero exit on any failure."""
+    from promoter.policy import PolicyBundle
+    from promoter.policy.testing import run_tests
+
+    results = run_tests(PolicyBundle.from_dir(repo / "policies"))
+    if not results:
+        raise PromoterError(f"no Rego tests under {repo / 'policies'}; write *_test.rego files with test_* rules")
+    failed = [r for r in results if not r.passed]
+    if as_json:
+        print(json.dumps({"passed": len(results) - len(failed), "failed": len(failed),
+                          "tests": [{"name": r.name, "passed": r.passed, "error": r.error} for r in results]}))
+    else:
+        for r in results:
+            mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
+            out.print(f"{mark} {r.name}" + (f"  — {r.error}" if r.error else ""))
+        out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
+    raise Exit(1 if failed else 0)
+
+
+@policy_app.command("check")
+def policy_check(
+    env: Annotated[str, typer.Option("--env", help="the environment whose rules apply")],
+    app_name: Annotated[str | None, typer.Option("--app", help="check environments/ENV/APP")] = None,
+    paths: Annotated[list[Path] | None, typer.Argument(metavar="[PATH]...", help="files or folders")] = None,
+    repo: RepoOpt = Path("."),
+    as_json: AsJson = False,
+) -> None:
+    """Check manifests on disk against the policies (exit 1 on deny): for CI and pre-commit."""
+    from datetime import UTC, datetime
+
+    from promoter.gitrepo import load_environment
+    from promoter.models import PolicyCheckInput
+    from promoter.policy import PolicyBundle, build_input, decide
+    from promoter.policy.render import render_dir
+
+    config = load_environment(repo / "environments" / env / "environment.yaml", env)
+    targets = list(paths or [])
+    if app_name:
+        targets.append(repo / "environments" / env / app_name)
+    if not targets:
+        raise PromoterError("say what to check: --app APP, or one or more PATHs")
+    objects = [o for target in targets for o in render_dir(target)]
+    now = datetime.now(UTC)
+    req = PolicyCheckInput(promotion_id="check", app=app_name or "", commit="", author="", source_env=env,
+                           target_env=env, started_at=now, evaluated_at=now, environment=config, phase="check")
+    decision = decide(Settings.load().make_policy_engine(), PolicyBundle.from_dir(repo / "policies"),
+                      build_input(req, objects))
+    if as_json:
+        print(decision.model_dump_json())
+    else:
+        from promoter.report import decision_table
+
+        out.print(decision_table(decision, f"{len(objects)} object(s) for {env}"))
+    raise Exit(0 if decision.allow else 1)
+
+
+@policy_app.command("eval")
+def policy_eval(
+    input_file: Annotated[Path, typer.Option("--input", help="a JSON (or YAML) policy input document")],
+    repo: RepoOpt = Path("."),
+) -> None:
+    """Evaluate data.promoter.decision for an input document; prints the decision as JSON."""
+    import yaml
+
+    from promoter.policy import PolicyBundle, decide
+
+    if not input_file.is_file():
+        raise PromoterError(f"{input_file} does not exist")
+    try:
+        doc = yaml.safe_load(input_file.read_text())
+    except yaml.YAMLError as e:
+        raise PromoterError(f"{input_file}: not JSON or YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(doc, dict):
+        raise PromoterError(f"{input_file}: the input must be an object")
+    decision = decide(Settings.load().make_policy_engine(), PolicyBundle.from_dir(repo / "policies"), doc)
+    print(decision.model_dump_json(indent=2))
+    raise Exit(0 if decision.allow else 1)
+
+
 # ------------------------------------------------------------------------------------ helpers
 
 

@@ -49,6 +49,32 @@ def promotion_branch(app: str, env: str, commit: str) -> str:
     return f"promote/{app}/{env}/{commit[:7]}"
 
 
+def parse_environment(text: str, where: str, name: str) -> EnvironmentConfig:
+    """environment.yaml's text → its model; every mistake is one line naming the file and the key."""
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark is not None else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise BadInput(f"{where}:{line} invalid YAML: {problem}") from None
+    if not isinstance(raw, dict):
+        raise BadInput(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
+    try:
+        config = EnvironmentConfig.model_validate(raw)
+    except ValidationError as e:
+        raise BadInput(format_validation_error(where, e)) from None
+    if config.name != name:
+        raise BadInput(f"{where}: name is '{config.name}' but the folder is '{name}'; make them equal")
+    return config
+
+
+def load_environment(path: Path, name: str) -> EnvironmentConfig:
+    if not path.is_file():
+        raise BadInput(f"{path} does not exist; is '{name}' an environment of this repository?")
+    return parse_environment(path.read_text(), str(path), name)
+
+
 def format_validation_error(where: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
@@ -224,21 +250,7 @@ class GitClone:
             text = self._show(repo, rev, where)
             if text is None:
                 continue  # a folder without environment.yaml is not an environment
-            try:
-                raw = yaml.safe_load(text)
-            except yaml.YAMLError as e:
-                mark = getattr(e, "problem_mark", None)
-                line = f" line {mark.line + 1}:" if mark is not None else ""
-                problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-                raise BadInput(f"{where}:{line} invalid YAML: {problem}") from None
-            if not isinstance(raw, dict):
-                raise BadInput(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
-            try:
-                config = EnvironmentConfig.model_validate(raw)
-            except ValidationError as e:
-                raise BadInput(format_validation_error(where, e)) from None
-            if config.name != name:
-                raise BadInput(f"{where}: name is '{config.name}' but the folder is '{name}'; make them equal")
+            config = parse_environment(text, where, name)
             allowed: list[str] = []
             for who in config.approval.approvers:
                 if who.startswith("group:"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 from promoter.models import DiffSummary, PolicyDecision, PromotionPlan
 
@@ -34,14 +35,28 @@ def diff_lines(diff: DiffSummary) -> list[str]:
 
 
 def policy_lines(decision: PolicyDecision) -> list[str]:
-    if decision.engine == "none":
-        return ["Policy engine not configured yet: no rule was evaluated."]
-    lines = [f"**{'allowed' if decision.allow else 'denied'}** by `{decision.engine}`"]
+    lines = [f"**{'allowed' if decision.allow else 'denied'}** by the `{decision.engine}` engine, "
+             f"policy revision `{decision.revision}`: {len(decision.deny)} denial(s), {len(decision.warn)} warning(s)."]
     for title, items in (("Denied", decision.deny), ("Warnings", decision.warn)):
         if items:
-            lines += ["", f"| {title} | rule | severity | object |", "|---|---|---|---|"]
-            lines += [f"| {v.message} | `{v.rule}` | {v.severity} | {v.object or ''} |" for v in items]
+            lines += ["", f"| {title} | rule | severity | object | remediation |", "|---|---|---|---|---|"]
+            lines += [f"| {v.message} | `{v.rule}` | {v.severity} | {v.object or ''} | {v.remediation} |"
+                      for v in items]
     return lines
+
+
+def decision_table(decision: PolicyDecision, title: str) -> Any:
+    """A rich table of a decision, for the terminal."""
+    from rich.table import Table
+
+    verdict = "[green]allowed[/green]" if decision.allow else "[red]denied[/red]"
+    table = Table(title=f"{title}: {verdict} ({decision.engine}, revision {decision.revision})")
+    for col in ("", "severity", "rule", "object", "message", "remediation"):
+        table.add_column(col)
+    for kind, items in (("[red]deny[/red]", decision.deny), ("[yellow]warn[/yellow]", decision.warn)):
+        for v in items:
+            table.add_row(kind, v.severity, v.rule, v.object or "", v.message, v.remediation)
+    return table
 
 
 def pr_body(

@@ -142,7 +142,9 @@ class EmbeddedEngine:
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
         if not any(text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text
                    for text in bundle.policies().values()):
-            raise PolicyLoadError("policies/ has no package promoter, so no decision; add policies/promoter/decision.rego")
+            raise PolicyLoadError(
+                "policies/ has no package promoter, so no decision; add policies/promoter/decision.rego"
+            )
         result: dict[str, Any] = self.query(bundle, DECISION, input_doc)
         return result
 
