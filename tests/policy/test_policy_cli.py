@@ -1,0 +1,115 @@
+"""`promoter policy test | check | eval` as CI and pre-commit run them, and rendering: plain YAML
+folders and kustomizations (through kubectl kustomize, which the CI machine has)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from promoter.errors import BadInput
+from promoter.policy.render import render_dir
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "promoter", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "COLUMNS": "200"}, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def repo(tmp_path: Path) -> Path:
+    for folder in ("environments", "policies"):
+        shutil.copytree(ROOT / folder, tmp_path / folder)
+    return tmp_path
+
+
+def test_policy_test_passes_every_rego_test() -> None:
+    r = run("policy", "test", "--json")
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr
+    report = json.loads(r.stdout)
+    assert report["failed"] == 0 and report["passed"] >= 60
+    names = {t["name"] for t in report["tests"]}
+    assert "data.kubernetes.images_test.test_deny_latest_tag" in names
+    assert "data.promotion.approvals_test.test_deny_author_approving_prod" in names
+
+
+def test_a_broken_rego_test_fails_the_run(repo: Path) -> None:
+    test = repo / "policies" / "kubernetes" / "images_test.rego"
+    test.write_text(test.read_text().replace('contains(v.msg, ":latest")', 'contains(v.msg, ":stable")'))
+    r = run("policy", "test", "--repo", str(repo))
+    assert r.returncode == 1
+    assert "FAIL data.kubernetes.images_test.test_deny_latest_tag" in r.stdout
+    assert r.stdout.strip().splitlines()[-1].endswith("passed, 1 failed")
+
+
+def test_policy_check_allows_the_sample(repo: Path) -> None:
+    r = run("policy", "check", "--env", "prod", "--app", "demo", "--repo", str(repo), "--json")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert json.loads(r.stdout)["allow"] is True
+
+
+def test_policy_check_denies_with_exit_1_and_a_table(repo: Path) -> None:
+    deployment = repo / "environments" / "prod" / "demo" / "deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("demo:1.0.0", "demo:latest").replace("replicas: 2",
+                                                                                              "replicas: 1"))
+    r = run("policy", "check", "--env", "prod", "--repo", str(repo), str(deployment))
+    assert r.returncode == 1
+    assert "denied" in r.stdout and "kubernetes.images.deny_unpinned_image" in r.stdout
+    assert "kubernetes.replicas.deny_too_few_replicas" in r.stdout
+    data = json.loads(run("policy", "check", "--env", "prod", "--repo", str(repo), "--json",
+                          str(deployment)).stdout)
+    assert {v["rule"] for v in data["deny"]} == {"kubernetes.images.deny_unpinned_image",
+                                                 "kubernetes.replicas.deny_too_few_replicas"}
+
+
+def test_policy_check_bad_input_is_exit_2(repo: Path) -> None:
+    r = run("policy", "check", "--env", "nowhere", "--app", "demo", "--repo", str(repo))
+    assert r.returncode == 2 and "environments/nowhere/environment.yaml does not exist" in r.stderr
+    broken = repo / "environments" / "prod" / "demo" / "broken.yaml"
+    broken.write_text("kind: [\n")
+    r = run("policy", "check", "--env", "prod", "--app", "demo", "--repo", str(repo))
+    assert r.returncode == 2 and "broken.yaml: line 2: invalid manifest" in r.stderr
+
+
+def test_policy_eval(tmp_path: Path) -> None:
+    doc = {"environment": {"name": "qa", "policy": {"enforce": ["kubernetes"], "warn_only": []},
+                           "approval": {"required": 0, "approvers": []}},
+           "promotion": {"phase": "check", "environments": [], "history": []},
+           "objects": [{"kind": "Secret", "metadata": {"name": "db", "labels": {
+               "app.kubernetes.io/name": "x", "app.kubernetes.io/part-of": "x"}}, "data": {"pw": "aHVudGVyMg=="}}],
+           "approvals": []}
+    (tmp_path / "input.json").write_text(json.dumps(doc))
+    r = run("policy", "eval", "--input", str(tmp_path / "input.json"))
+    assert r.returncode == 1
+    assert [v["rule"] for v in json.loads(r.stdout)["deny"]] == ["kubernetes.secrets.deny_literal_secret"]
+    assert run("policy", "eval", "--input", str(tmp_path / "missing.json")).returncode == 2
+
+
+def test_render_plain_folder() -> None:
+    kinds = sorted(o["kind"] for o in render_dir(ROOT / "environments" / "prod" / "demo"))
+    assert kinds == ["ConfigMap", "Deployment", "Service"]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
+                    reason="needs kubectl or kustomize on PATH")
+def test_render_kustomize_overlay_reaching_a_base(tmp_path: Path) -> None:
+    base, overlay = tmp_path / "base", tmp_path / "overlay"
+    base.mkdir()
+    overlay.mkdir()
+    shutil.copy(ROOT / "environments" / "prod" / "demo" / "deployment.yaml", base / "deployment.yaml")
+    (base / "kustomization.yaml").write_text("resources: [deployment.yaml]\n")
+    (overlay / "kustomization.yaml").write_text(
+        "resources: [../base]\nnamespace: shop\nimages:\n  - name: ghcr.io/promoter-dev/demo\n    newTag: 9.9.9\n")
+    [deployment] = render_dir(overlay)
+    assert deployment["metadata"]["namespace"] == "shop"
+    assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/promoter-dev/demo:9.9.9"
+    (overlay / "kustomization.yaml").write_text("resources: [../missing]\n")
+    with pytest.raises(BadInput, match="kustomize failed"):
+        render_dir(overlay)
