@@ -83,12 +83,16 @@ async def main(runs: int) -> None:
                 print(f"run {i + 1}: promotion {t2 - t1:.3f} s (plan {t1 - t0:.3f} s)")
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
             rss = peak_rss_mb(worker_pid)
+            # the policy engine runs in child processes of the worker (the fork server, one per revision)
+            children = psutil.Process(worker_pid).children(recursive=True)
+            engine_rss = sum(peak_rss_mb(c.pid) for c in children)
             median = statistics.median(totals)
             print(json.dumps({"runs": runs, "median_s": round(median, 3), "min_s": round(min(totals), 3),
                               "max_s": round(max(totals), 3), "per_environment_s": round(median / 3, 3),
                               "plan_median_s": round(statistics.median(plans), 3),
-                              "worker_peak_rss_mb": round(rss, 1)}))
-            print(f"worker peak RSS {rss:.1f} MiB")
+                              "worker_peak_rss_mb": round(rss, 1),
+                              "policy_engine_processes_peak_rss_mb": round(engine_rss, 1)}))
+            print(f"worker peak RSS {rss:.1f} MiB (+ {engine_rss:.1f} MiB in {len(children)} policy engine processes)")
             print(f"median {median:.3f} s")
         finally:
             stack.down()

@@ -15,7 +15,7 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_file_structure() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgresql", "temporal", "temporal-ui", "worker"} <= set(services)
+    assert {"postgresql", "temporal", "temporal-ui", "opa", "worker"} <= set(services)
     for name, svc in services.items():
         if "image" in svc:
             assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", svc["image"]), f"{name}: pin the image to a version"
@@ -28,3 +28,6 @@ def test_compose_file_structure() -> None:
     assert set(services["worker"]["environment"]) <= read
     assert services["worker"]["environment"]["PROMOTER_TEMPORAL_ADDRESS"] == "temporal:7233"
     assert (ROOT / "Dockerfile").is_file()
+    opa = services["opa"]
+    assert "./policies:/policies:ro" in opa["volumes"] and "*_test.rego" in opa["command"]
+    assert services["worker"]["environment"]["PROMOTER_OPA_URL"] == "http://opa:8181"

@@ -1,0 +1,96 @@
+"""The whole policy set over generated Deployments and Services, through the embedded engine.
+
+Cold: the first evaluation of a policy revision (engine process start, compiling every module, the
+evaluation itself). Warm: later evaluations of the same revision, which is how the worker runs.
+For 1,000 objects it prints p50/p99 per evaluation and objects per second; then the warm median for
+250 to 4,000 objects to show how the cost grows. The last line is `<N> objects/s` (warm, 1,000 objects).
+
+    .venv/bin/python bench/policy_bench.py [--runs 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from promoter.models import EnvironmentConfig, PolicyCheckInput  # noqa: E402
+from promoter.policy import PolicyBundle, build_input, decide  # noqa: E402
+from promoter.policy.embedded import EmbeddedEngine  # noqa: E402
+from promoter.policy.render import render_dir  # noqa: E402
+
+
+def objects(n: int) -> list[dict[str, Any]]:
+    """n objects: half Deployments, half Services, each a renamed copy of the demo app's."""
+    demo = {o["kind"]: o for o in render_dir(ROOT / "environments" / "prod" / "demo")}
+    out = []
+    for i in range(n):
+        o = copy.deepcopy(demo["Deployment" if i % 2 == 0 else "Service"])
+        o["metadata"]["name"] = f"app-{i // 2}"
+        out.append(o)
+    return out
+
+
+def document(n: int) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    env = EnvironmentConfig.model_validate(yaml.safe_load((ROOT / "environments/prod/environment.yaml").read_text()))
+    now = datetime.now(UTC)
+    req = PolicyCheckInput(promotion_id="bench", app="bench", commit="0" * 40, author="bench <b@x>",
+                           source_env="dev", target_env="prod", started_at=now, evaluated_at=now, environment=env,
+                           environments=["dev", "staging", "prod"],
+                           history=[{"env": "dev", "state": "healthy", "healthy_since": now},
+                                    {"env": "staging", "state": "healthy", "healthy_since": now}])
+    return build_input(req, objects(n))
+
+
+def main(runs: int) -> None:
+    bundle = PolicyBundle.from_dir(ROOT / "policies")
+    engine = EmbeddedEngine(timeout_s=120)
+    doc = document(1000)
+    t0 = time.perf_counter()
+    first = decide(engine, bundle, doc)
+    cold = time.perf_counter() - t0
+    assert first.allow, first.deny[:3]
+    warm = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        decision = decide(engine, bundle, doc)
+        warm.append(time.perf_counter() - t0)
+        assert decision.allow
+    warm.sort()
+    p50 = statistics.median(warm)
+    p99 = warm[min(len(warm) - 1, int(len(warm) * 0.99))]
+    print(f"1000 objects: cold {cold:.3f} s; warm p50 {p50:.3f} s, p99 {p99:.3f} s over {runs} runs")
+    scaling = {}
+    for n in (250, 500, 1000, 2000, 4000):
+        d = document(n)
+        times = []
+        for _ in range(max(3, runs // 4)):
+            t0 = time.perf_counter()
+            decide(engine, bundle, d)
+            times.append(time.perf_counter() - t0)
+        scaling[n] = statistics.median(times)
+        print(f"  {n:>5} objects: warm median {scaling[n]:.3f} s ({scaling[n] / n * 1e6:.0f} µs per object)")
+    engine.close()
+    rate = 1000 / p50
+    print(json.dumps({"objects": 1000, "cold_s": round(cold, 3), "warm_p50_s": round(p50, 3),
+                      "warm_p99_s": round(p99, 3), "warm_objects_per_s": round(rate),
+                      "scaling_median_s": {str(k): round(v, 3) for k, v in scaling.items()}}))
+    print(f"{rate:.0f} objects/s")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=20)
+    main(parser.parse_args().runs)
