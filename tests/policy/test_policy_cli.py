@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -113,3 +114,37 @@ def test_render_kustomize_overlay_reaching_a_base(tmp_path: Path) -> None:
     (overlay / "kustomization.yaml").write_text("resources: [../missing]\n")
     with pytest.raises(BadInput, match="kustomize failed"):
         render_dir(overlay)
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
+                    reason="needs kubectl or kustomize on PATH")
+def test_policy_activity_renders_a_kustomized_change(origin_factory: Any, tmp_path: Path) -> None:
+    """The worker's path: the change is exported with main's tree, so an overlay reaches its base."""
+    from temporalio.testing import ActivityEnvironment
+
+    from activities.policy import PolicyActivities
+    from promoter.gitrepo import GitClone
+    from promoter.models import EnvironmentConfig, PolicyCheckInput
+    from promoter.policy.embedded import EmbeddedEngine
+
+    origin = origin_factory()
+    base = (ROOT / "environments" / "dev" / "demo" / "deployment.yaml").read_text()
+    sha = origin.commit({
+        "bases/demo/deployment.yaml": base,
+        "bases/demo/kustomization.yaml": "resources: [deployment.yaml]\n",
+        "environments/dev/demo/kustomization.yaml": "resources: [../../../bases/demo]\nnamespace: shop\n",
+        "environments/dev/demo/deployment.yaml": None,
+    }, "kustomize dev")
+    clone = GitClone(origin.url, tmp_path / "cache")
+    activities = PolicyActivities(clone, EmbeddedEngine())
+    env = EnvironmentConfig(name="staging", order=2, local_files=["configmap.yaml"])
+    from datetime import UTC, datetime
+
+    req = PolicyCheckInput(promotion_id="p", app="demo", commit=sha, author="dana", source_env="dev",
+                           target_env="staging", started_at=datetime.now(UTC), environment=env,
+                           environments=["dev", "staging"], phase="check")
+    objects = activities.objects(req)
+    # staging keeps its own configmap.yaml (a local file, not listed by the kustomization)
+    assert [(o["kind"], o["metadata"].get("namespace")) for o in objects] == [("Deployment", "shop")]
+    decision = ActivityEnvironment().run(activities.check_policy, req)
+    assert decision.allow, decision.deny
