@@ -427,12 +427,15 @@ class PromotionWorkflow:
         """The `promotion` policies' word on one more approval (None: allowed)."""
         stage = self.stage_by_env[d.env]
         candidate = Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment)
-        check: ApprovalCheck = await workflow.execute_activity(
-            "check_approval", self._policy_input(stage, "approval", approvals=[*stage.approvals, candidate]),
-            result_type=ApprovalCheck, start_to_close_timeout=timedelta(minutes=1),
-            schedule_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
-            summary=f"may {d.approver} approve {d.env}?",
-        )
+        try:
+            check: ApprovalCheck = await workflow.execute_activity(
+                "check_approval", self._policy_input(stage, "approval", approvals=[*stage.approvals, candidate]),
+                result_type=ApprovalCheck, start_to_close_timeout=timedelta(minutes=1),
+                schedule_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
+                summary=f"may {d.approver} approve {d.env}?",
+            )
+        except ActivityError as e:  # fail closed, and never let a signal handler fail the workflow
+            return f"the approval could not be checked against the policies ({_cause(e)}); try again"
         return None if check.allowed else check.reason
 
     async def _decide(self, d: Decision, approving: bool) -> str | None:
