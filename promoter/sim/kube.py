@@ -1,0 +1,621 @@
+"""A simulated Kubernetes API server on loopback, for the embedded stack and the tests.
+
+The official `kubernetes` client (typed and dynamic) talks to it unchanged over HTTP: discovery
+(`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`), namespaced and cluster-scoped CRUD
+for any kind it knows (built-ins, and custom resources once their CustomResourceDefinition is
+created), `resourceVersion` and `generation`, list with label selectors, server-side apply
+(`application/apply-patch+yaml`), merge patches, delete, and a rollout controller: Deployments,
+StatefulSets and DaemonSets become available after `rollout_delay_s`, Jobs complete, unless the pod
+template carries the annotation `sim.promoter.dev/fail-in` naming this server's environment (a
+comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`.
+
+Where it differs from a real API server (kept honest on purpose):
+- no authentication or authorization; no admission, defaulting or schema validation beyond kind,
+  apiVersion and metadata.name; no watch, no subresources but `/status` reads;
+- server-side apply is simplified: one applied configuration is remembered per field manager; a new
+  apply removes the fields that manager applied before and no longer does, then merges the new
+  configuration in; lists are atomic; conflicts between managers are never reported;
+- generation counts changes to anything but metadata and status, for every kind;
+- no pods or ReplicaSets are created: the controller writes the workload's status directly;
+- namespaces are deleted at once (no finalizers), and deleting one deletes what is in it.
+Faults for tests: `fail_next(status, count)` answers the next requests with that HTTP status,
+`stall_next(seconds, count)` delays them.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import yaml
+
+FAIL_IN = "sim.promoter.dev/fail-in"
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
+
+
+@dataclass(frozen=True)
+class Kind:
+    group: str
+    version: str
+    plural: str
+    kind: str
+    namespaced: bool
+
+    @property
+    def group_version(self) -> str:
+        return f"{self.group}/{self.version}" if self.group else self.version
+
+
+BUILTIN = [
+    Kind("", "v1", "namespaces", "Namespace", False),
+    Kind("", "v1", "configmaps", "ConfigMap", True),
+    Kind("", "v1", "secrets", "Secret", True),
+    Kind("", "v1", "services", "Service", True),
+    Kind("", "v1", "serviceaccounts", "ServiceAccount", True),
+    Kind("", "v1", "pods", "Pod", True),
+    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
+    Kind("apps", "v1", "deployments", "Deployment", True),
+    Kind("apps", "v1", "statefulsets", "StatefulSet", True),
+    Kind("apps", "v1", "daemonsets", "DaemonSet", True),
+    Kind("batch", "v1", "jobs", "Job", True),
+    Kind("batch", "v1", "cronjobs", "CronJob", True),
+    Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True),
+    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
+    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
+    Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
+    Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
+    Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
+]
+
+
+class ApiError(Exception):
+    def __init__(self, code: int, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.code, self.reason, self.message = code, reason, message
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "kind": "Status",
+            "apiVersion": "v1",
+            "metadata": {},
+            "status": "Failure",
+            "message": self.message,
+            "reason": self.reason,
+            "code": self.code,
+        }
+
+
+def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
+    for term in filter(None, (t.strip() for t in selector.split(","))):
+        if "!=" in term:
+            k, v = term.split("!=", 1)
+            if labels.get(k.strip()) == v.strip():
+                return False
+        elif "=" in term:
+            k, v = term.split("==", 1) if "==" in term else term.split("=", 1)
+            if labels.get(k.strip()) != v.strip():
+                return False
+        elif term.startswith("!"):
+            if term[1:] in labels:
+                return False
+        elif term not in labels:
+            return False
+    return True
+
+
+def _prune(target: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
+    """Remove from `target` what `old` applied and `new` no longer does (recursing into mappings)."""
+    for key, old_value in old.items():
+        if key not in new:
+            target.pop(key, None)
+        elif isinstance(old_value, dict) and isinstance(new[key], dict) and isinstance(target.get(key), dict):
+            _prune(target[key], old_value, new[key])
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+    """JSON merge patch (RFC 7386): mappings merge, null deletes, anything else replaces."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+
+
+def _content(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
+
+
+class KubeSim:
+    def __init__(self, env: str = "sim", rollout_delay_s: float = 0.3, port: int = 0) -> None:
+        self.env = env
+        self.rollout_delay_s = rollout_delay_s
+        self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
+        self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
+        self.applied: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}  # + field manager
+        self.rollouts: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # generation, started
+        self.done: dict[tuple[str, str, str, str], int] = {}  # the generation whose rollout ended
+        self.version = 0
+        self.lock = threading.RLock()
+        self.requests: list[tuple[str, str]] = []
+        self._faults: list[tuple[str, float]] = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server.daemon_threads = True
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._stop = threading.Event()
+        self._threads = [
+            threading.Thread(target=self.server.serve_forever, daemon=True, name=f"kube-{env}"),
+            threading.Thread(target=self._controller, daemon=True, name=f"rollouts-{env}"),
+        ]
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> KubeSim:
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self.server.shutdown()
+        self.server.server_close()
+
+    def __enter__(self) -> KubeSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def fail_next(self, status: int, count: int = 1) -> None:
+        with self.lock:
+            self._faults += [("status", float(status))] * count
+
+    def stall_next(self, seconds: float, count: int = 1) -> None:
+        with self.lock:
+            self._faults += [("stall", seconds)] * count
+
+    # ------------------------------------------------------------------ store
+
+    def _kind_for(self, group: str, version: str, plural: str) -> Kind:
+        kind = self.kinds.get((group, version, plural))
+        if kind is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({plural})")
+        return kind
+
+    def _bump(self) -> str:
+        self.version += 1
+        return str(self.version)
+
+    def get(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.objects.get((kind.group, kind.plural, namespace, name))
+        if obj is None:
+            raise ApiError(404, "NotFound", f'{kind.plural}{"." + kind.group if kind.group else ""} "{name}" not found')
+        return obj
+
+    def _check_namespace(self, kind: Kind, namespace: str) -> None:
+        if kind.namespaced and ("", "namespaces", "", namespace) not in self.objects:
+            raise ApiError(404, "NotFound", f'namespaces "{namespace}" not found')
+
+    def _validate(self, kind: Kind, body: Any, name: str | None) -> dict[str, Any]:
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "the body must be an object")
+        if body.get("kind") not in (None, kind.kind):
+            raise ApiError(400, "BadRequest", f"kind {body.get('kind')} does not match {kind.kind}")
+        if body.get("apiVersion") not in (None, kind.group_version):
+            raise ApiError(
+                400, "BadRequest", f"apiVersion {body.get('apiVersion')} does not match {kind.group_version}"
+            )
+        meta = body.get("metadata") or {}
+        if name is not None and meta.get("name") not in (None, name):
+            raise ApiError(400, "BadRequest", "metadata.name does not match the URL")
+        if not (meta.get("name") or name):
+            raise ApiError(422, "Invalid", "metadata.name: Required value")
+        return body
+
+    def _store(
+        self, kind: Kind, namespace: str, obj: dict[str, Any], previous: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        meta = obj.setdefault("metadata", {})
+        meta["name"] = meta.get("name")
+        if kind.namespaced:
+            meta["namespace"] = namespace
+        else:
+            meta.pop("namespace", None)
+        obj["kind"], obj["apiVersion"] = kind.kind, kind.group_version
+        if previous is None:
+            meta["uid"] = f"sim-{self.env}-{self.version + 1}"
+            meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            meta["generation"] = 1
+        else:
+            for system in ("uid", "creationTimestamp", "generation", "resourceVersion"):
+                meta[system] = previous["metadata"][system]
+            if "status" in previous and "status" not in obj:
+                obj["status"] = previous["status"]
+            if obj == previous:
+                return previous  # a no-op write: no new resourceVersion or generation, as a real server
+            if _content(obj) != _content(previous):
+                meta["generation"] += 1
+        meta["resourceVersion"] = self._bump()
+        self.objects[(kind.group, kind.plural, namespace, meta["name"])] = obj
+        if kind.kind == "CustomResourceDefinition":
+            self._register_crd(obj)
+        return obj
+
+    def _register_crd(self, crd: dict[str, Any]) -> None:
+        spec = crd.get("spec", {})
+        for v in spec.get("versions", []):
+            if v.get("served", True):
+                k = Kind(
+                    spec["group"],
+                    v["name"],
+                    spec["names"]["plural"],
+                    spec["names"]["kind"],
+                    spec.get("scope", "Namespaced") == "Namespaced",
+                )
+                self.kinds[(k.group, k.version, k.plural)] = k
+
+    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = copy.deepcopy(self._validate(kind, body, None))
+        name = body["metadata"]["name"]
+        self._check_namespace(kind, namespace)
+        if (kind.group, kind.plural, namespace, name) in self.objects:
+            raise ApiError(409, "AlreadyExists", f'{kind.plural} "{name}" already exists')
+        body.pop("status", None)
+        return self._store(kind, namespace, body, None)
+
+    def replace(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+        body = copy.deepcopy(self._validate(kind, body, name))
+        previous = self.get(kind, namespace, name)
+        expected = body.get("metadata", {}).get("resourceVersion")
+        if expected and expected != previous["metadata"]["resourceVersion"]:
+            raise ApiError(
+                409,
+                "Conflict",
+                f'Operation cannot be fulfilled on {kind.plural} "{name}": '
+                "the object has been modified; please apply your changes to the latest version",
+            )
+        body["metadata"]["name"] = name
+        return self._store(kind, namespace, body, previous)
+
+    def apply(self, kind: Kind, namespace: str, name: str, body: dict[str, Any], manager: str) -> dict[str, Any]:
+        config = copy.deepcopy(self._validate(kind, body, name))
+        config.setdefault("metadata", {})["name"] = name
+        config.pop("status", None)
+        key = (kind.group, kind.plural, namespace, name)
+        previous = self.objects.get(key)
+        if previous is None:
+            self._check_namespace(kind, namespace)
+            obj: dict[str, Any] = {}
+        else:
+            obj = copy.deepcopy(previous)
+            _prune(obj, self.applied.get((*key, manager), {}), config)
+        _merge(obj, config)
+        self.applied[(*key, manager)] = config
+        return self._store(kind, namespace, obj, previous)
+
+    def merge_patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+        previous = self.get(kind, namespace, name)
+        obj = copy.deepcopy(previous)
+        _merge(obj, patch)
+        return self._store(kind, namespace, obj, previous)
+
+    def delete(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.get(kind, namespace, name)
+        del self.objects[(kind.group, kind.plural, namespace, name)]
+        for applied in [a for a in self.applied if a[:4] == (kind.group, kind.plural, namespace, name)]:
+            del self.applied[applied]
+        if kind.kind == "Namespace":
+            for inside in [o for o in self.objects if o[2] == name]:
+                del self.objects[inside]
+        self._bump()
+        return obj
+
+    def list(self, kind: Kind, namespace: str | None, selector: str) -> dict[str, Any]:
+        items = [
+            copy.deepcopy(o)
+            for (g, p, ns, _), o in sorted(self.objects.items())
+            if (g, p) == (kind.group, kind.plural)
+            and (namespace is None or ns == namespace)
+            and _selector_matches(selector, o.get("metadata", {}).get("labels") or {})
+        ]
+        return {
+            "kind": f"{kind.kind}List",
+            "apiVersion": kind.group_version,
+            "metadata": {"resourceVersion": str(self.version)},
+            "items": items,
+        }
+
+    # ------------------------------------------------------------------ rollout controller
+
+    def _controller(self) -> None:
+        while not self._stop.wait(0.02):
+            now = time.monotonic()
+            with self.lock:
+                for key, obj in list(self.objects.items()):
+                    if obj["kind"] in WORKLOADS or obj["kind"] == "Job":
+                        self._reconcile(key, obj, now)
+
+    def _reconcile(self, key: tuple[str, str, str, str], obj: dict[str, Any], now: float) -> None:
+        generation = obj["metadata"].get("generation", 1)
+        started = self.rollouts.get(key)
+        if started is None or started[0] != generation:
+            self.rollouts[key] = (generation, now)
+            self._set_status(key, obj, self._progressing(obj, generation))
+            return
+        if now - started[1] < self.rollout_delay_s or self.done.get(key) == generation:
+            return
+        annotations = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
+        targets = {t.strip() for t in str(annotations.get(FAIL_IN, "")).split(",") if t.strip()}
+        failing = "*" in targets or self.env in targets
+        self.done[key] = generation
+        self._set_status(key, obj, self._failed(obj, generation) if failing else self._available(obj, generation))
+
+    def _set_status(self, key: tuple[str, str, str, str], obj: dict[str, Any], status: dict[str, Any]) -> None:
+        updated = copy.deepcopy(obj)
+        updated["status"] = status
+        updated["metadata"]["resourceVersion"] = self._bump()
+        self.objects[key] = updated
+
+    @staticmethod
+    def _replicas(obj: dict[str, Any]) -> int:
+        return int(obj.get("spec", {}).get("replicas", 1)) if obj["kind"] != "DaemonSet" else 1
+
+    def _progressing(self, obj: dict[str, Any], generation: int) -> dict[str, Any]:
+        old = obj.get("status", {})
+        n = self._replicas(obj)
+        if obj["kind"] == "Job":
+            return {"active": 1}
+        if obj["kind"] == "DaemonSet":
+            return {
+                "observedGeneration": generation,
+                "desiredNumberScheduled": 1,
+                "updatedNumberScheduled": 0,
+                "numberAvailable": old.get("numberAvailable", 0),
+                "numberReady": old.get("numberReady", 0),
+            }
+        return {
+            "observedGeneration": generation,
+            "replicas": n,
+            "updatedReplicas": 0,
+            "readyReplicas": old.get("readyReplicas", 0),
+            "availableReplicas": old.get("availableReplicas", 0),
+            "conditions": [
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "ReplicaSetUpdated",
+                    "message": "rollout in progress",
+                }
+            ],
+        }
+
+    def _available(self, obj: dict[str, Any], generation: int) -> dict[str, Any]:
+        n = self._replicas(obj)
+        if obj["kind"] == "Job":
+            return {"succeeded": 1, "conditions": [{"type": "Complete", "status": "True"}]}
+        if obj["kind"] == "DaemonSet":
+            return {
+                "observedGeneration": generation,
+                "desiredNumberScheduled": 1,
+                "currentNumberScheduled": 1,
+                "updatedNumberScheduled": 1,
+                "numberAvailable": 1,
+                "numberReady": 1,
+            }
+        status: dict[str, Any] = {
+            "observedGeneration": generation,
+            "replicas": n,
+            "updatedReplicas": n,
+            "readyReplicas": n,
+            "availableReplicas": n,
+        }
+        if obj["kind"] == "StatefulSet":
+            status.update(
+                {"currentReplicas": n, "currentRevision": f"r{generation}", "updateRevision": f"r{generation}"}
+            )
+        else:
+            status["conditions"] = [
+                {"type": "Available", "status": "True", "reason": "MinimumReplicasAvailable"},
+                {
+                    "type": "Progressing",
+                    "status": "True",
+                    "reason": "NewReplicaSetAvailable",
+                    "message": f"ReplicaSet has successfully progressed (generation {generation})",
+                },
+            ]
+        return status
+
+    def _failed(self, obj: dict[str, Any], generation: int) -> dict[str, Any]:
+        status = self._progressing(obj, generation)
+        message = f"simulated failure in {self.env} ({FAIL_IN})"
+        if obj["kind"] == "Job":
+            return {
+                "failed": 1,
+                "conditions": [
+                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": message}
+                ],
+            }
+        status["conditions"] = [
+            {"type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": message}
+        ]
+        return status
+
+    # ------------------------------------------------------------------ HTTP
+
+    def _discovery(self, path: str) -> dict[str, Any] | None:
+        if path == "/version":
+            return {"major": "1", "minor": "31", "gitVersion": "v1.31.0-promoter-sim", "platform": "linux/amd64"}
+        if path == "/api":
+            return {
+                "kind": "APIVersions",
+                "versions": ["v1"],
+                "serverAddressByClientCIDRs": [{"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self.port}"}],
+            }
+        if path == "/apis":
+            groups: dict[str, list[str]] = {}
+            for g, v, _ in self.kinds:
+                if g:
+                    groups.setdefault(g, [])
+                    if v not in groups[g]:
+                        groups[g].append(v)
+            return {
+                "kind": "APIGroupList",
+                "apiVersion": "v1",
+                "groups": [
+                    {
+                        "name": g,
+                        "versions": [{"groupVersion": f"{g}/{v}", "version": v} for v in vs],
+                        "preferredVersion": {"groupVersion": f"{g}/{vs[0]}", "version": vs[0]},
+                    }
+                    for g, vs in sorted(groups.items())
+                ],
+            }
+        parts = path.strip("/").split("/")
+        if parts == ["api", "v1"] or (len(parts) == 3 and parts[0] == "apis"):
+            group, version = ("", "v1") if parts[0] == "api" else (parts[1], parts[2])
+            resources = [k for (g, v, _), k in self.kinds.items() if (g, v) == (group, version)]
+            if not resources:
+                return None
+            verbs = ["create", "delete", "get", "list", "patch", "update"]
+            return {
+                "kind": "APIResourceList",
+                "apiVersion": "v1",
+                "groupVersion": resources[0].group_version,
+                "resources": [
+                    {
+                        "name": k.plural,
+                        "singularName": k.kind.lower(),
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": verbs,
+                    }
+                    for k in resources
+                ]
+                + [
+                    {
+                        "name": f"{k.plural}/status",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "kind": k.kind,
+                        "verbs": ["get", "patch", "update"],
+                    }
+                    for k in resources
+                ],
+            }
+        return None
+
+    def _route(self, path: str) -> tuple[Kind, str | None, str | None, bool]:
+        parts = path.strip("/").split("/")
+        if parts[0] == "api":
+            group, version, rest = "", parts[1], parts[2:]
+        elif parts[0] == "apis" and len(parts) >= 4:
+            group, version, rest = parts[1], parts[2], parts[3:]
+        else:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        namespace = None
+        if len(rest) >= 3 and rest[0] == "namespaces":
+            namespace, rest = rest[1], rest[2:]
+        elif len(rest) == 2 and rest[0] == "namespaces" and (group, version, "namespaces") in self.kinds:
+            pass  # /api/v1/namespaces/NAME: the namespace object itself
+        kind = self._kind_for(group, version, rest[0])
+        name = rest[1] if len(rest) > 1 else None
+        status = len(rest) > 2 and rest[2] == "status"
+        if kind.namespaced and name is not None and namespace is None:
+            raise ApiError(404, "NotFound", f"{kind.plural} are namespaced: give a namespace")
+        return kind, namespace, name, status
+
+    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, Any]:
+        url = urlsplit(raw_path)
+        query = parse_qs(url.query)
+        with self.lock:
+            self.requests.append((method, url.path))
+            fault = self._faults.pop(0) if self._faults else None
+        if fault is not None:
+            if fault[0] == "stall":
+                time.sleep(fault[1])  # a slow server, on purpose
+            else:
+                code = int(fault[1])
+                return code, ApiError(code, "InternalError", "simulated fault").status()
+        if method == "GET":
+            found = self._discovery(url.path)
+            if found is not None:
+                return 200, found
+        with self.lock:
+            kind, namespace, name, _status = self._route(url.path)
+            ns = namespace or ""
+            payload: Any = None
+            if body:
+                try:
+                    payload = yaml.safe_load(body.decode()) if "yaml" in content_type else json.loads(body)
+                except (ValueError, yaml.YAMLError) as e:
+                    raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
+            if method == "GET":
+                if name is None:
+                    return 200, self.list(kind, namespace, query.get("labelSelector", [""])[0])
+                return 200, self.get(kind, ns, name)
+            if method == "POST" and name is None:
+                return 201, self.create(kind, ns, payload)
+            if method == "PUT" and name is not None:
+                return 200, self.replace(kind, ns, name, payload)
+            if method == "PATCH" and name is not None:
+                if content_type.startswith("application/apply-patch"):
+                    manager = query.get("fieldManager", [""])[0]
+                    if not manager:
+                        raise ApiError(400, "BadRequest", "fieldManager is required for apply requests")
+                    existed = (kind.group, kind.plural, ns, name) in self.objects
+                    return (200 if existed else 201), self.apply(kind, ns, name, payload, manager)
+                return 200, self.merge_patch(kind, ns, name, payload)
+            if method == "DELETE" and name is not None:
+                self.delete(kind, ns, name)
+                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+        raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        sim = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _serve(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                try:
+                    code, answer = sim.handle(self.command, self.path, self.headers.get("Content-Type", ""), body)
+                except ApiError as e:
+                    code, answer = e.code, e.status()
+                raw = json.dumps(answer).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _serve  # noqa: N815
+
+        return Handler
+
+
+def kubeconfig(servers: dict[str, str], namespace: str = "default") -> dict[str, Any]:
+    """A kubeconfig with one context per environment, named after it."""
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": env, "cluster": {"server": url}} for env, url in servers.items()],
+        "users": [{"name": "promoter", "user": {"token": "simulated"}}],
+        "contexts": [
+            {"name": env, "context": {"cluster": env, "user": "promoter", "namespace": namespace}} for env in servers
+        ],
+        "current-context": next(iter(servers), ""),
+    }
