@@ -1,0 +1,293 @@
+"""The Kubernetes adapter, with the official client over HTTP, as a real cluster expects.
+
+Sync is server-side apply (field manager `promoter`) through the dynamic client and discovery, so
+custom resources work like built-ins: namespaces first (created when missing), then
+CustomResourceDefinitions, then everything else. Every object is labelled with its app and annotated
+with the promotion that applied it. Prune deletes this app's objects that the new revision no longer
+has, among the kinds listed in the app's inventory ConfigMap (`promoter-inventory-<app>`), which each
+sync rewrites. Health judges workloads as `kubectl rollout status` does.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+
+from promoter.errors import BadInput, PermanentError, TemporaryError
+from promoter.models import ClusterConfig
+
+APP_LABEL = "promoter.dev/app"
+PROMOTION_ANNOTATION = "promoter.dev/promotion"
+MANAGER = "promoter"
+INVENTORY = "promoter-inventory-{app}"
+
+
+@dataclass
+class SyncOutcome:
+    applied: int
+    unchanged: int
+    pruned: int
+
+
+def _ident(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+    meta = obj.get("metadata", {})
+    return obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def _api_error(e: Exception, what: str) -> Exception:
+    """Sort an API failure: 5xx, 429 and transport errors retry; the rest is the manifests' fault."""
+    status = getattr(e, "status", None)
+    reason = getattr(e, "reason", None) or type(e).__name__
+    if status is None or status >= 500 or status == 429:
+        return TemporaryError(f"{what}: the API server answered {status or reason}; retrying")
+    body = getattr(e, "body", "") or ""
+    return PermanentError(f"{what}: {status} {reason} {str(body)[:200]}".strip())
+
+
+class KubeCluster:
+    def __init__(self, api: client.ApiClient, default_namespace: str = "default") -> None:
+        self.api = api
+        self.default_namespace = default_namespace
+        self._dynamic: DynamicClient | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, cfg: ClusterConfig, timeout_s: float = 10.0) -> KubeCluster:
+        path = cfg.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        configuration = client.Configuration()
+        if Path(path).is_file():
+            try:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path, context=cfg.context, client_configuration=configuration
+                )
+            except config.ConfigException as e:
+                raise BadInput(f"kubeconfig {path}, context {cfg.context!r}: {e}") from None
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            raise BadInput(f"no kubeconfig at {path} and not in a cluster; set cluster.kubeconfig or KUBECONFIG")
+        configuration.retries = 0  # retries are Temporal's, with backoff and a deadline
+        api = client.ApiClient(configuration)
+        api.rest_client.pool_manager.connection_pool_kw["timeout"] = timeout_s
+        return cls(api, cfg.namespace)
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        with self._lock:
+            if self._dynamic is None:
+                try:
+                    self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+                except Exception as e:  # noqa: BLE001 - discovery failing is the server's state
+                    raise _api_error(e, "discovery") from None
+            return self._dynamic
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        try:
+            return self.dynamic.resources.get(api_version=api_version, kind=kind)
+        except ResourceNotFoundError:
+            self.dynamic.resources.invalidate_cache()  # a CRD applied a moment ago
+            try:
+                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                raise PermanentError(
+                    f"the cluster does not serve {kind} ({api_version}); is its CRD installed?"
+                ) from None
+
+    def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        try:
+            result = resource.server_side_apply(
+                body=obj, name=obj["metadata"]["name"], namespace=namespace, field_manager=MANAGER, force_conflicts=True
+            )
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
+        except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)
+            raise TemporaryError(f"apply {obj['kind']}/{obj['metadata']['name']}: {type(e).__name__}") from None
+        out: dict[str, Any] = result.to_dict()
+        return out
+
+    def _label(self, raw: dict[str, Any], app: str, promotion: str) -> dict[str, Any]:
+        if not raw.get("apiVersion") or not (raw.get("metadata") or {}).get("name"):
+            raise PermanentError(
+                f"a {raw.get('kind', 'manifest')} without apiVersion or metadata.name cannot be applied"
+            )
+        obj = {**raw, "metadata": dict(raw.get("metadata") or {})}
+        meta = obj["metadata"]
+        if self._resource(obj["apiVersion"], obj["kind"]).namespaced:
+            meta.setdefault("namespace", self.default_namespace)
+        meta["labels"] = {**(meta.get("labels") or {}), APP_LABEL: app}
+        meta["annotations"] = {**(meta.get("annotations") or {}), PROMOTION_ANNOTATION: promotion}
+        return obj
+
+    def sync(self, app: str, promotion: str, objects: list[dict[str, Any]]) -> SyncOutcome:
+        applied = unchanged = 0
+
+        def apply(obj: dict[str, Any]) -> None:
+            nonlocal applied, unchanged
+            before = self._get(obj)
+            after = self._apply(obj)
+            same = before is not None and before["metadata"].get("resourceVersion") == after["metadata"].get(
+                "resourceVersion"
+            )
+            unchanged, applied = unchanged + same, applied + (not same)
+
+        # CRDs first (cluster-scoped), so discovery knows their kinds; then namespaces; then the rest
+        crds = [self._label(o, app, promotion) for o in objects if o["kind"] == "CustomResourceDefinition"]
+        for crd in crds:
+            apply(crd)
+        rest = [self._label(o, app, promotion) for o in objects if o["kind"] != "CustomResourceDefinition"]
+        for ns in sorted(
+            {o["metadata"]["namespace"] for o in rest if o["metadata"].get("namespace")} | {self.default_namespace}
+        ):
+            self._ensure_namespace(ns)  # created when missing; an existing one is left as it is
+        for obj in sorted(rest, key=lambda o: o["kind"] != "Namespace"):
+            apply(obj)
+        pruned = self._prune(app, crds + rest)
+        return SyncOutcome(applied=applied, unchanged=unchanged, pruned=pruned)
+
+    def _ensure_namespace(self, name: str) -> None:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        if self._get(ns) is None:
+            self._apply(ns)
+
+    def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        try:
+            found: dict[str, Any] = resource.get(name=obj["metadata"]["name"], namespace=namespace).to_dict()
+            return found
+        except NotFoundError:
+            return None
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
+        except Exception as e:  # noqa: BLE001
+            raise TemporaryError(f"read {obj['kind']}/{obj['metadata']['name']}: {type(e).__name__}") from None
+
+    def _prune(self, app: str, desired: list[dict[str, Any]]) -> int:
+        inventory_obj: dict[str, Any] = {
+            "apiVersion": "v1",
+            "kind": "ConfigMap",
+            "metadata": {"name": INVENTORY.format(app=app), "namespace": self.default_namespace},
+        }
+        current = self._get(inventory_obj)
+        present = {(o["apiVersion"], o["kind"]) for o in desired}
+        recorded = ((current or {}).get("data") or {}).get("kinds", "").split()
+        kinds = {(k.split("|", 1)[0], k.split("|", 1)[1]) for k in recorded if "|" in k} | present
+        wanted = {_ident(o) for o in desired}
+        pruned = 0
+        for api_version, kind in sorted(kinds):
+            if kind == "Namespace":
+                continue  # namespaces may hold more than this app: never pruned
+            try:
+                resource = self._resource(api_version, kind)
+            except PermanentError:
+                continue  # the kind is gone from the cluster, and its objects with it
+            try:
+                found = resource.get(label_selector=f"{APP_LABEL}={app}").to_dict().get("items", [])
+            except Exception as e:  # noqa: BLE001
+                raise _api_error(e, f"list {kind}") from None
+            for item in found:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                if _ident(item) not in wanted:
+                    try:
+                        resource.delete(name=item["metadata"]["name"], namespace=item["metadata"].get("namespace"))
+                        pruned += 1
+                    except NotFoundError:
+                        pass
+        inventory_obj["data"] = {"kinds": " ".join(sorted(f"{a}|{k}" for a, k in present))}
+        inventory_obj["metadata"]["labels"] = {APP_LABEL + "-inventory": app}
+        self._apply(inventory_obj)
+        return pruned
+
+    # ------------------------------------------------------------------ health
+
+    def rollout_verdict(self, obj: dict[str, Any]) -> tuple[bool | None, str]:
+        """(True healthy | False failed for good | None not yet, why) — `kubectl rollout status`'s rules."""
+        live = self._get(obj)
+        name = f"{obj['kind']}/{obj['metadata']['name']}"
+        if live is None:
+            return None, f"{name} does not exist yet"
+        spec, status = live.get("spec") or {}, live.get("status") or {}
+        generation = live["metadata"].get("generation", 0)
+        kind = obj["kind"]
+        if kind == "Job":
+            for c in status.get("conditions") or []:
+                if c.get("type") == "Failed" and c.get("status") == "True":
+                    return False, f"{name} failed: {c.get('reason')}: {c.get('message', '')}"
+            return (True, f"{name} complete") if status.get("succeeded") else (None, f"{name} is running")
+        observed = status.get("observedGeneration") or status.get("observed_generation") or 0
+        if observed < generation:
+            return None, f"{name}: waiting for the controller to observe generation {generation}"
+        if kind == "Deployment":
+            for c in status.get("conditions") or []:
+                if c.get("type") == "Progressing" and c.get("reason") == "ProgressDeadlineExceeded":
+                    return (
+                        False,
+                        f"{name}: condition Progressing=False, ProgressDeadlineExceeded: {c.get('message', '')}",
+                    )
+            want = spec.get("replicas", 1)
+            updated = status.get("updatedReplicas") or status.get("updated_replicas") or 0
+            available = status.get("availableReplicas") or status.get("available_replicas") or 0
+            total = status.get("replicas") or 0
+            if updated < want:
+                return None, f"{name}: {updated} of {want} replicas updated"
+            if total > updated:
+                return None, f"{name}: {total - updated} old replicas pending termination"
+            if available < updated:
+                return None, f"{name}: {available} of {updated} updated replicas available"
+            return True, f"{name} successfully rolled out"
+        if kind == "StatefulSet":
+            want = spec.get("replicas", 1)
+            ready = status.get("readyReplicas") or status.get("ready_replicas") or 0
+            updated = status.get("updatedReplicas") or status.get("updated_replicas") or 0
+            if ready < want or updated < want:
+                return None, f"{name}: {ready} of {want} ready, {updated} updated"
+            return True, f"{name} rolled out"
+        if kind == "DaemonSet":
+            want = status.get("desiredNumberScheduled") or status.get("desired_number_scheduled") or 0
+            updated = status.get("updatedNumberScheduled") or status.get("updated_number_scheduled") or 0
+            available = status.get("numberAvailable") or status.get("number_available") or 0
+            if updated < want or available < want:
+                return None, f"{name}: {updated} of {want} updated, {available} available"
+            return True, f"{name} rolled out"
+        return True, f"{name} exists"
+
+    def wait_healthy(
+        self,
+        objects: list[dict[str, Any]],
+        timeout_s: float,
+        progress: Callable[[str], None] = lambda _: None,
+        interval_s: float = 0.1,
+    ) -> tuple[bool, str]:
+        """Poll every workload until all are healthy, one fails for good, or the deadline passes."""
+        watched = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
+        for o in watched:
+            if self._resource(o["apiVersion"], o["kind"]).namespaced:
+                o.setdefault("metadata", {}).setdefault("namespace", self.default_namespace)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            pending = []
+            for obj in watched:
+                verdict, why = self.rollout_verdict(obj)
+                if verdict is False:
+                    return False, why
+                if verdict is None:
+                    pending.append(why)
+            if not pending:
+                return True, f"{len(watched)} workload(s) healthy"
+            progress("; ".join(pending))
+            if time.monotonic() >= deadline:
+                return False, f"not healthy within {timeout_s:g}s: {'; '.join(pending)}"
+            time.sleep(interval_s)
