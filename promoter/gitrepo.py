@@ -94,6 +94,9 @@ class GitRepository(Protocol):
     def change_files(self, req: PrepareInput) -> dict[str, bytes]: ...
     def export_change(self, req: PrepareInput, dest: Path) -> Path: ...
     def policy_files(self) -> tuple[str, dict[str, str]]: ...
+    def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
+    def export_tree(self, rev: str, dest: Path) -> None: ...
+    def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
     def find_merge_of(self, head: str) -> str | None: ...
@@ -370,6 +373,53 @@ class GitClone:
             (folder / rel).parent.mkdir(parents=True, exist_ok=True)
             (folder / rel).write_bytes(content)
         return folder
+
+    def folder_files(self, rev: str, folder: str) -> dict[str, bytes]:
+        """The files under `folder` at `rev` (relative paths → content)."""
+        with self._locked() as repo:
+            self._fetch(repo)
+            if self._rev(repo, rev) is None:
+                raise NotFound(f"revision {rev[:12]} not found in {self.url}")
+            entries = self._tree(repo, rev, folder)
+            return {p: repo.odb.stream(bytes.fromhex(e.sha)).read() for p, e in sorted(entries.items())}
+
+    def export_tree(self, rev: str, dest: Path) -> None:
+        """The whole tree at `rev` into `dest` (for kustomize overlays that reach a base elsewhere)."""
+        import tarfile
+
+        with self._locked() as repo, tempfile.TemporaryFile() as tar:
+            self._fetch(repo)
+            repo.archive(tar, treeish=rev, format="tar")
+            tar.seek(0)
+            with tarfile.open(fileobj=tar) as archive:
+                archive.extractall(dest, filter="data")
+
+    def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]:
+        """Commit on `revert/<app>/<env>/<short>` that puts the app folder back as it was before
+        `merge_commit`, and push it. Idempotent: an unmerged branch with that content is reused.
+        Returns (branch, head)."""
+        folder = f"{ENVIRONMENTS}/{env}/{app}"
+        branch = f"revert/{app}/{env}/{merge_commit[:7]}"
+        with self._locked() as repo:
+            self._fetch(repo)
+            if self._rev(repo, merge_commit) is None:
+                raise NotFound(f"merge commit {merge_commit[:12]} not found in {self.url}")
+            before = self._tree(repo, f"{merge_commit}^1", folder)
+            main = self._rev(repo, f"origin/{MAIN}")
+            assert main is not None
+            existing = self._rev(repo, f"origin/{branch}")
+            if existing is not None and self._tree(repo, existing, folder) == before:
+                return branch, existing
+            message = (
+                f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason}\n\n"
+                f"Reverts: {merge_commit}\nTarget-Environment: {env}\n"
+            )
+            head = self._commit_folder(repo, main, folder, before, message)
+            try:
+                self._git(repo, "push", "--quiet", "--force-with-lease", "origin", f"{head}:refs/heads/{branch}")
+            except git.GitCommandError as e:
+                raise TemporaryError(f"cannot push {branch} to {self.url}: {_stderr(e)}") from e
+            return branch, head
 
     def policy_files(self) -> tuple[str, dict[str, str]]:
         """(tree id, files) of policies/ on main: the tree id names the policy revision."""

@@ -205,6 +205,8 @@ class StageStatus(BaseModel):
     pr_number: int | None = None
     pr_url: str | None = None
     merge_commit: str | None = None
+    revert_commit: str | None = None
+    revert_pr_number: int | None = None
     started_at: datetime | None = None
     finished_at: datetime | None = None
     approvals_required: int = 0
@@ -345,6 +347,7 @@ class SyncInput(BaseModel):
 
 class SyncResult(BaseModel):
     applied: int = 0
+    unchanged: int = 0
     pruned: int = 0
     engine: str = ""
 
@@ -374,6 +377,8 @@ class RevertInput(BaseModel):
 class RevertResult(BaseModel):
     reverted: bool
     revert_commit: str | None = None
+    pr_number: int | None = None
+    pr_url: str | None = None
     engine: str = ""
 
 

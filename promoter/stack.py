@@ -170,6 +170,18 @@ class Stack:
             if not alive(temporal):
                 raise BadInput(f"the Temporal server did not start; see {self.logs / 'temporal.log'}")
             wait_until(lambda: port_open(f"127.0.0.1:{ui}"), ready_timeout_s, "the Temporal Web UI")
+            kubeconfig = self.dir / "kubeconfig"
+            kubeconfig.unlink(missing_ok=True)
+            envs = sorted(p.parent.name for p in self._environments(origin))
+            clusters = self._spawn([sys.executable, "-m", "promoter.sim", "--kubeconfig", str(kubeconfig),
+                                    *[a for env in envs for a in ("--env", env)]], "clusters.log", {})
+            info["pids"] = {"temporal": temporal, "clusters": clusters}
+            info["kubeconfig"] = str(kubeconfig)
+            info["clusters"] = envs
+            self._write(info)
+            wait_until(lambda: kubeconfig.exists() or not alive(clusters), ready_timeout_s, "the simulated clusters")
+            if not alive(clusters):
+                raise BadInput(f"the simulated clusters did not start; see {self.logs / 'clusters.log'}")
             worker_env = {
                 "PROMOTER_TEMPORAL_ADDRESS": address,
                 "PROMOTER_REPO_URL": str(origin),
@@ -177,10 +189,11 @@ class Stack:
                 "PROMOTER_FORGE_DB": str(self.dir / "forge.sqlite"),
                 "PROMOTER_CACHE_DIR": str(self.dir / "cache"),
                 "PROMOTER_UI_URL": f"http://127.0.0.1:{ui}",
+                "KUBECONFIG": str(kubeconfig),
             }
             worker = self._spawn([sys.executable, "-m", "promoter", "worker", "--ready-file",
                                   str(self.dir / "worker.ready")], "worker.log", worker_env)
-            info["pids"] = {"temporal": temporal, "worker": worker}
+            info["pids"] = {"temporal": temporal, "clusters": clusters, "worker": worker}
             self._write(info)
             ready = self.dir / "worker.ready"
             wait_until(lambda: ready.exists() or not alive(worker), ready_timeout_s, "the worker")
@@ -190,6 +203,13 @@ class Stack:
             self.down()
             raise
         return info
+
+    @staticmethod
+    def _environments(origin: Path) -> list[Path]:
+        """The environment.yaml files on origin's main (the environments to simulate a cluster for)."""
+        repo = git.Repo(origin)
+        listing = repo.git.ls_tree("-r", "--name-only", "main", "--", "environments/").splitlines()
+        return [Path(p) for p in listing if p.count("/") == 2 and p.endswith("/environment.yaml")]
 
     def _spawn(self, argv: list[str], log: str, env: dict[str, str]) -> int:
         with open(self.logs / log, "ab") as out:
@@ -207,7 +227,7 @@ class Stack:
         if info is None:
             return False
         pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
-        for name in ("worker", "temporal"):  # the worker first, so it never sees its server vanish
+        for name in ("worker", "clusters", "temporal"):  # the worker first: it never sees its servers vanish
             if name in pids:
                 stop_pid(int(pids[name]))
         (self.dir / "worker.ready").unlink(missing_ok=True)

@@ -12,8 +12,8 @@ from pathlib import Path
 from temporalio.client import Client
 from temporalio.worker import Worker
 
+from activities.cluster import ClusterActivities
 from activities.forge import ForgeActivities
-from activities.pending import ClusterActivities
 from activities.policy import PolicyActivities
 from activities.repository import GitActivities
 from promoter.errors import BadInput
@@ -34,7 +34,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         forge_settings["db_path"] = settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
     forge = make_forge(settings.forge, **forge_settings)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge)
-    policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities()
+    policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
     return Worker(
         client,
         task_queue=settings.task_queue,

@@ -14,6 +14,7 @@ from pathlib import Path
 import git
 import pytest
 import pytest_asyncio
+import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
@@ -21,6 +22,7 @@ from temporalio.worker import Worker
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.settings import Settings
+from promoter.sim.kube import KubeSim, kubeconfig
 from promoter.stack import binary, seed_origin
 from promoter.worker import build_worker
 
@@ -74,8 +76,6 @@ class Origin:
 
 def make_gitops(tmp: Path, envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",)) -> Path:
     """A GitOps source tree: this repository's sample, or environments built from `envs`."""
-    import yaml
-
     src = tmp / "gitops-src"
     if envs is None:
         shutil.copytree(ROOT / "environments", src / "environments")
@@ -90,6 +90,7 @@ def make_gitops(tmp: Path, envs: list[dict[str, object]] | None = None, apps: tu
     data["groups"]["sre"] = ["sam", "sue"]
     (src / "policies" / "data.yaml").write_text(yaml.safe_dump(data))
     for env in envs:
+        env.setdefault("cluster", {"context": env["name"], "namespace": "apps"})
         folder = src / "environments" / str(env["name"])
         folder.mkdir(parents=True)
         (folder / "environment.yaml").write_text(yaml.safe_dump(env))
@@ -161,11 +162,33 @@ def executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
 
 
 @pytest.fixture
-def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor):  # type: ignore[no-untyped-def]
-    """`async with run_worker(env, origin) as task_queue:` a real worker on a fresh task queue."""
+def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[list[str]], dict[str, KubeSim]]]:
+    """Simulated API servers, one per environment, and a kubeconfig naming each (KUBECONFIG)."""
+    started: dict[str, KubeSim] = {}
+
+    def start(envs: list[str]) -> dict[str, KubeSim]:
+        for env in envs:
+            if env not in started:
+                started[env] = KubeSim(env=env, rollout_delay_s=0.05).start()
+        path = tmp_path / "kubeconfig"
+        path.write_text(yaml.safe_dump(kubeconfig({e: s.url for e, s in started.items()})))
+        monkeypatch.setenv("KUBECONFIG", str(path))
+        return started
+
+    yield start
+    for sim in started.values():
+        sim.stop()
+
+
+@pytest.fixture
+def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor,  # type: ignore[no-untyped-def]
+               clusters: Callable[[list[str]], dict[str, KubeSim]]):
+    """`async with run_worker(env, origin) as task_queue:` a real worker on a fresh task queue, with a
+    simulated cluster for every environment of the origin."""
 
     @asynccontextmanager
     async def start(env: WorkflowEnvironment, origin: Origin) -> AsyncIterator[str]:
+        clusters(sorted(p.name for p in (origin.work / "environments").iterdir() if p.is_dir()))
         settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url,
                             forge_db=str(origin.path.parent / "forge.sqlite"), cache_dir=str(tmp_path / "cache"))
         worker: Worker = build_worker(env.client, settings, executor)

@@ -273,39 +273,55 @@ class PromotionWorkflow:
                   "approved by " + ", ".join(a.approver for a in stage.approvals))
         return True
 
-    async def _sync_and_verify(self, stage: StageStatus, revision: str) -> bool:
+    async def _sync_and_judge(self, stage: StageStatus, revision: str) -> HealthResult:
         cfg = self.envs[stage.env].config
-        self._set(stage, StageState.SYNCING)
-        await self._act(
+        self._set(stage, StageState.SYNCING if stage.state != StageState.REVERTING else StageState.REVERTING,
+                  f"syncing {revision[:7]}")
+        synced: SyncResult = await self._act(
             "sync",
             SyncInput(promotion_id=self.status.id, app=self.plan.app, env=stage.env, revision=revision,
                       cluster=cfg.cluster),
             SyncResult,
-            f"sync {stage.env}",
+            f"sync {stage.env} to {revision[:7]}",
             start_to_close_timeout=timedelta(minutes=5),
+            schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
         )
-        self._set(stage, StageState.VERIFYING)
+        if stage.state != StageState.REVERTING:
+            self._set(stage, StageState.VERIFYING,
+                      f"{synced.applied} applied, {synced.unchanged} unchanged, {synced.pruned} pruned")
         timeout = cfg.health.timeout or timedelta(minutes=5)
         health: HealthResult = await self._act(
             "check_health",
             HealthInput(app=self.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster,
                         timeout=cfg.health.timeout),
             HealthResult,
-            f"health of {stage.env}",
+            f"health of {stage.env} at {revision[:7]}",
             start_to_close_timeout=timeout + timedelta(minutes=1),
+            heartbeat_timeout=timedelta(seconds=30),
+            schedule_to_close_timeout=timeout + timedelta(minutes=5),
             retry_policy=RETRY,
         )
+        return health
+
+    async def _sync_and_verify(self, stage: StageStatus, revision: str) -> bool:
+        health = await self._sync_and_judge(stage, revision)
         if health.healthy:
-            self._set(stage, StageState.HEALTHY)
+            self._set(stage, StageState.HEALTHY, health.reason)
             stage.finished_at = workflow.now()
             return True
-        return await self._revert(stage, cfg.revert.automatic, health.reason)
+        return await self._revert(stage, self.envs[stage.env].config.revert.automatic, health.reason)
 
     async def _revert(self, stage: StageStatus, automatic: bool, reason: str) -> bool:
-        if not automatic or stage.merge_commit is None or stage.pr_number is None:
+        if stage.source or stage.merge_commit is None or stage.pr_number is None:
+            self._set(stage, StageState.FAILED, f"unhealthy: {reason}; the source environment has nothing to "
+                                                "revert to: fix it in the source folder and promote again")
+            stage.finished_at = workflow.now()
+            self._finish(PromotionState.FAILED, f"{stage.env}: unhealthy: {reason}")
+            return False
+        if not automatic:
             self._set(stage, StageState.FAILED, f"unhealthy: {reason}; revert.automatic is off, the environment "
-                                                "is left as it is: fix forward or revert the merge by hand")
+                                                "is left as it is: fix forward, or revert the merge by hand")
             stage.finished_at = workflow.now()
             self._finish(PromotionState.FAILED, f"{stage.env}: unhealthy: {reason}")
             return False
@@ -316,11 +332,21 @@ class PromotionWorkflow:
                         pr_number=stage.pr_number, reason=reason),
             RevertResult,
             f"revert {stage.env}",
-            start_to_close_timeout=timedelta(minutes=10),
+            start_to_close_timeout=timedelta(minutes=5),
+            schedule_to_close_timeout=timedelta(minutes=15),
             retry_policy=RETRY,
         )
-        self._set(stage, StageState.REVERTED, f"unhealthy: {reason}; reverted by {result.revert_commit}")
+        assert result.revert_commit is not None
+        stage.revert_commit, stage.revert_pr_number = result.revert_commit, result.pr_number
+        restored = await self._sync_and_judge(stage, result.revert_commit)
         stage.finished_at = workflow.now()
+        if not restored.healthy:
+            self._set(stage, StageState.FAILED, f"unhealthy: {reason}; reverted by {result.revert_commit[:7]} "
+                                                f"(PR #{result.pr_number}), but still unhealthy: {restored.reason}")
+            self._finish(PromotionState.FAILED, f"{stage.env}: the revert did not restore health: {restored.reason}")
+            return False
+        self._set(stage, StageState.REVERTED, f"unhealthy: {reason}; reverted by {result.revert_commit[:7]} "
+                                              f"(PR #{result.pr_number}), healthy again")
         self._finish(PromotionState.REVERTED, f"{stage.env}: unhealthy: {reason}")
         return False
 

@@ -1,0 +1,85 @@
+"""Cluster activities: sync an environment's app folder at a revision, judge its rollout (with
+heartbeats), and revert a stage's merge through a pull request merged without a gate.
+
+Each is idempotent: a sync of the same revision changes nothing, and the revert finds its branch, its
+PR and its merge again after a crash at any point.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from temporalio import activity
+
+from activities import sorted_errors
+from promoter.cluster import KubeCluster
+from promoter.forges import Forge
+from promoter.gitrepo import ENVIRONMENTS, GitRepository
+from promoter.models import ClusterConfig, HealthInput, HealthResult, RevertInput, RevertResult, SyncInput, SyncResult
+from promoter.policy.render import is_kustomization, kustomize, parse_manifests
+
+
+class ClusterActivities:
+    def __init__(self, repo: GitRepository, forge: Forge) -> None:
+        self.repo = repo
+        self.forge = forge
+        self._clusters: dict[tuple[str | None, str | None, str], KubeCluster] = {}
+        self._lock = threading.Lock()
+
+    def cluster(self, cfg: ClusterConfig) -> KubeCluster:
+        import os
+
+        key = (cfg.kubeconfig or os.environ.get("KUBECONFIG"), cfg.context, cfg.namespace)
+        with self._lock:
+            if key not in self._clusters:
+                self._clusters[key] = KubeCluster.from_config(cfg)
+            return self._clusters[key]
+
+    def objects(self, app: str, env: str, revision: str) -> list[dict[str, Any]]:
+        folder = f"{ENVIRONMENTS}/{env}/{app}"
+        files = self.repo.folder_files(revision, folder)
+        if not is_kustomization(files):
+            return parse_manifests(files, folder)
+        with tempfile.TemporaryDirectory(prefix="promoter-sync-") as tmp:
+            self.repo.export_tree(revision, Path(tmp))
+            return kustomize(Path(tmp) / folder, folder)
+
+    @activity.defn(name="sync")
+    @sorted_errors
+    def sync(self, req: SyncInput) -> SyncResult:
+        objects = self.objects(req.app, req.env, req.revision)
+        outcome = self.cluster(req.cluster).sync(req.app, req.promotion_id, objects)
+        return SyncResult(
+            applied=outcome.applied, unchanged=outcome.unchanged, pruned=outcome.pruned, engine="kubernetes"
+        )
+
+    @activity.defn(name="check_health")
+    @sorted_errors
+    def check_health(self, req: HealthInput) -> HealthResult:
+        objects = self.objects(req.app, req.env, req.revision)
+        timeout = req.timeout.total_seconds() if req.timeout else 300.0
+        healthy, reason = self.cluster(req.cluster).wait_healthy(objects, timeout, progress=activity.heartbeat)
+        return HealthResult(healthy=healthy, reason=reason, engine="kubernetes")
+
+    @activity.defn(name="revert")
+    @sorted_errors
+    def revert(self, req: RevertInput) -> RevertResult:
+        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason)
+        body = (
+            f"Automatic revert of the merge {req.merge_commit} (PR #{req.pr_number}): "
+            f"`environments/{req.env}/{req.app}` did not become healthy.\n\n"
+            f"**Evidence:** {req.reason}\n\nMerged without a gate by promoter to restore the previous state."
+        )
+        pr = self.forge.open_pull_request(
+            branch,
+            f"Revert {req.app} in {req.env}: unhealthy after PR #{req.pr_number}",
+            body,
+            labels=["revert", f"env:{req.env}", f"app:{req.app}"],
+        )
+        merged = self.forge.merge(pr.number)
+        return RevertResult(
+            reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"
+        )

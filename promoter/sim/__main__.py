@@ -1,0 +1,38 @@
+"""`python -m promoter.sim --kubeconfig PATH --env dev --env staging ...`: one simulated API server
+per environment on free loopback ports, and a kubeconfig with a context per environment; runs until
+SIGTERM or SIGINT. `promoter up` starts it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import threading
+from pathlib import Path
+
+import yaml
+
+from promoter.sim.kube import KubeSim, kubeconfig
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m promoter.sim")
+    parser.add_argument("--kubeconfig", required=True)
+    parser.add_argument("--env", action="append", required=True)
+    parser.add_argument("--rollout-delay", type=float, default=0.2)
+    args = parser.parse_args()
+    sims = [KubeSim(env=env, rollout_delay_s=args.rollout_delay).start() for env in args.env]
+    path = Path(args.kubeconfig)
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(yaml.safe_dump(kubeconfig({s.env: s.url for s in sims})))
+    os.replace(tmp, path)  # appears whole, once every server listens
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    stop.wait()
+    for s in sims:
+        s.stop()
+
+
+if __name__ == "__main__":
+    main()
