@@ -1,0 +1,92 @@
+"""Sync, health and automatic revert inside real promotions, on simulated clusters: a demo commit that
+adds `sim.promoter.dev/fail-in: staging` is merged into staging, fails its rollout, and is reverted
+(origin's main shows the revert, the cluster runs the previous pod template and is healthy), the
+promotion ends `reverted` with the reason, prod is untouched and has no PR; with
+`revert.automatic: false` the stage fails and says what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import git
+import pytest
+import yaml
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.forges.local import LocalForge
+from promoter.gitrepo import GitClone
+from promoter.models import PromotionState, StageState
+from promoter.sim.kube import FAIL_IN, KubeSim
+from tests.conftest import Origin
+
+pytestmark = pytest.mark.asyncio
+
+
+def failing_in(origin: Origin, where: str, tag: str = "3.1.0") -> str:
+    path = "environments/dev/demo/deployment.yaml"
+    doc = yaml.safe_load((origin.work / path).read_text())
+    template = doc["spec"]["template"]
+    template["metadata"]["annotations"] = {FAIL_IN: where}
+    template["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/demo:{tag}"
+    return origin.commit({path: yaml.safe_dump(doc, sort_keys=False)}, f"demo {tag}, failing in {where}")
+
+
+def deployment(sim: KubeSim) -> dict[str, Any]:
+    return sim.objects[("apps", "deployments", "apps", "demo")]
+
+
+async def test_unhealthy_staging_is_reverted_and_prod_untouched(
+        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any,
+        clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
+    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    async with run_worker(dev_env, origin) as tq:
+        sims = clusters([])
+        # a first, healthy promotion to staging gives staging a previous state to return to
+        good = origin.bump(tag="3.0.0")
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+        assert (await handle.result()).state == PromotionState.SUCCEEDED
+        healthy_template = deployment(sims["staging"])["spec"]["template"]
+        assert "demo:3.0.0" in str(healthy_template)
+
+        bad = failing_in(origin, "staging")
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        result = await handle.result()
+    assert result.state == PromotionState.REVERTED
+    assert "ProgressDeadlineExceeded" in result.message and result.message.startswith("staging: unhealthy")
+    dev, staging, prod = result.stages
+    assert dev.state == StageState.HEALTHY  # the annotation names staging only
+    assert staging.state == StageState.REVERTED and staging.revert_commit and staging.revert_pr_number
+    assert prod.state == StageState.PENDING and prod.pr_number is None
+    # origin's main: the merge, then the revert's merge on top; staging's folder is back to the good commit
+    bare = git.Repo(origin.path)
+    subjects = bare.git.log("--format=%s", "-4", "main").splitlines()
+    assert subjects[0].startswith(f"Merge pull request #{staging.revert_pr_number} from revert/demo/staging/")
+    assert bare.git.rev_parse("main:environments/staging/demo/deployment.yaml") == bare.git.rev_parse(
+        f"{staging.merge_commit}^1:environments/staging/demo/deployment.yaml")
+    assert "3.0.0" in bare.git.show("main:environments/staging/demo/deployment.yaml")
+    # the cluster runs the previous pod template again, and is healthy
+    live = deployment(sims["staging"])
+    assert live["spec"]["template"] == healthy_template
+    assert any(c.get("reason") == "NewReplicaSetAvailable" for c in live["status"]["conditions"])
+    # prod untouched, no prod PR; the revert PR is labelled and gives the evidence
+    assert ("apps", "deployments", "apps", "demo") not in sims["prod"].objects
+    prs = forge.list_pull_requests()
+    assert not [p for p in prs if "/prod/" in p.head]
+    revert_pr = forge.get_pull_request(staging.revert_pr_number)
+    assert revert_pr.state == "merged" and "ProgressDeadlineExceeded" in revert_pr.body
+    assert good != bad
+
+
+async def test_revert_off_leaves_the_environment_and_fails(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory([{"name": "dev", "order": 1},
+                             {"name": "staging", "order": 2, "revert": {"automatic": False}}])
+    failing_in(origin, "staging")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        result = await handle.result()
+    assert result.state == PromotionState.FAILED
+    assert "revert.automatic is off" in result.stages[1].message and "revert the merge by hand" in result.stages[1].message
+    assert "Merge pull request" in git.Repo(origin.path).git.log("-1", "--format=%s", "main")
