@@ -88,5 +88,6 @@ async def test_revert_off_leaves_the_environment_and_fails(
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         result = await handle.result()
     assert result.state == PromotionState.FAILED
-    assert "revert.automatic is off" in result.stages[1].message and "revert the merge by hand" in result.stages[1].message
+    message = result.stages[1].message
+    assert "revert.automatic is off" in message and "revert the merge by hand" in message
     assert "Merge pull request" in git.Repo(origin.path).git.log("-1", "--format=%s", "main")
