@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import tempfile
 import threading
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,8 +22,39 @@ from activities import sorted_errors
 from promoter.cluster import KubeCluster
 from promoter.forges import Forge
 from promoter.gitrepo import ENVIRONMENTS, GitRepository
-from promoter.models import ClusterConfig, HealthInput, HealthResult, RevertInput, RevertResult, SyncInput, SyncResult
+from promoter.models import (
+    ClusterConfig,
+    HealthInput,
+    HealthResult,
+    HttpProbe,
+    RevertInput,
+    RevertResult,
+    SyncInput,
+    SyncResult,
+)
 from promoter.policy.render import is_kustomization, kustomize, parse_manifests
+
+
+def probe_http(probes: list[HttpProbe], deadline: float, progress: Callable[[str], None]) -> tuple[bool, str]:
+    """Each probe must answer its expected status before the deadline (polled, each try 5 s at most)."""
+    for probe in probes:
+        last = "no answer"
+        while True:
+            try:
+                with urllib.request.urlopen(probe.url, timeout=5) as answer:  # noqa: S310 - the operator's URL
+                    status = answer.status
+            except urllib.error.HTTPError as e:
+                status = e.code
+            except (urllib.error.URLError, OSError) as e:
+                status, last = 0, f"{type(e).__name__}: {getattr(e, 'reason', e)}"
+            if status == probe.expect_status:
+                break
+            last = f"status {status}" if status else last
+            progress(f"{probe.url}: {last}")
+            if time.monotonic() >= deadline:
+                return False, f"HTTP probe {probe.url} answered {last}, expected {probe.expect_status}"
+            time.sleep(0.2)
+    return True, f"{len(probes)} HTTP probe(s) answered as expected"
 
 
 class ClusterActivities:
@@ -61,7 +96,11 @@ class ClusterActivities:
     def check_health(self, req: HealthInput) -> HealthResult:
         objects = self.objects(req.app, req.env, req.revision)
         timeout = req.timeout.total_seconds() if req.timeout else 300.0
+        deadline = time.monotonic() + timeout
         healthy, reason = self.cluster(req.cluster).wait_healthy(objects, timeout, progress=activity.heartbeat)
+        if healthy and req.http:
+            healthy, probes = probe_http(req.http, deadline, activity.heartbeat)
+            reason = f"{reason}; {probes}"
         return HealthResult(healthy=healthy, reason=reason, engine="kubernetes")
 
     @activity.defn(name="revert")

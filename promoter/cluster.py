@@ -81,14 +81,22 @@ class KubeCluster:
         api.rest_client.pool_manager.connection_pool_kw["timeout"] = timeout_s
         return cls(api, cfg.namespace)
 
+    def _unreachable(self, e: Exception, what: str) -> TemporaryError:
+        reason = getattr(e, "reason", None) or e
+        return TemporaryError(
+            f"{what}: cannot reach the Kubernetes API at {self.api.configuration.host} ({type(reason).__name__})"
+        )
+
     @property
     def dynamic(self) -> DynamicClient:
         with self._lock:
             if self._dynamic is None:
                 try:
                     self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
-                except Exception as e:  # noqa: BLE001 - discovery failing is the server's state
+                except (DynamicApiError, ApiException) as e:
                     raise _api_error(e, "discovery") from None
+                except Exception as e:  # noqa: BLE001 - transport
+                    raise self._unreachable(e, "discovery") from None
             return self._dynamic
 
     def _resource(self, api_version: str, kind: str) -> Any:
@@ -113,7 +121,7 @@ class KubeCluster:
         except (DynamicApiError, ApiException) as e:
             raise _api_error(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
         except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)
-            raise TemporaryError(f"apply {obj['kind']}/{obj['metadata']['name']}: {type(e).__name__}") from None
+            raise self._unreachable(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
         out: dict[str, Any] = result.to_dict()
         return out
 
@@ -172,7 +180,7 @@ class KubeCluster:
         except (DynamicApiError, ApiException) as e:
             raise _api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
         except Exception as e:  # noqa: BLE001
-            raise TemporaryError(f"read {obj['kind']}/{obj['metadata']['name']}: {type(e).__name__}") from None
+            raise self._unreachable(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
 
     def _prune(self, app: str, desired: list[dict[str, Any]]) -> int:
         inventory_obj: dict[str, Any] = {

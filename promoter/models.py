@@ -358,6 +358,7 @@ class HealthInput(BaseModel):
     revision: str
     cluster: ClusterConfig
     timeout: Duration = None
+    http: list[HttpProbe] = Field(default_factory=list)
 
 
 class HealthResult(BaseModel):

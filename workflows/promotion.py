@@ -67,7 +67,10 @@ TERMINAL = {
 def _cause(err: BaseException) -> str:
     while err.__cause__ is not None and isinstance(err, ActivityError):
         err = err.__cause__
-    return getattr(err, "message", None) or str(err)
+    message = getattr(err, "message", None) or str(err)
+    if isinstance(err, TimeoutError) and err.__cause__ is not None:  # a deadline: say what kept failing
+        message = f"{message}; last error: {_cause(err.__cause__)}"
+    return message
 
 
 @workflow.defn(name="PromotionWorkflow")
@@ -294,7 +297,7 @@ class PromotionWorkflow:
         health: HealthResult = await self._act(
             "check_health",
             HealthInput(app=self.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster,
-                        timeout=cfg.health.timeout),
+                        timeout=cfg.health.timeout, http=cfg.health.http),
             HealthResult,
             f"health of {stage.env} at {revision[:7]}",
             start_to_close_timeout=timeout + timedelta(minutes=1),
