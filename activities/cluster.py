@@ -86,7 +86,7 @@ class ClusterActivities:
     @sorted_errors
     def sync(self, req: SyncInput) -> SyncResult:
         objects = self.objects(req.app, req.env, req.revision)
-        outcome = self.cluster(req.cluster).sync(req.app, req.promotion_id, objects)
+        outcome = self.cluster(req.cluster).sync(req.app, req.promotion_id, objects, progress=activity.heartbeat)
         return SyncResult(
             applied=outcome.applied, unchanged=outcome.unchanged, pruned=outcome.pruned, engine="kubernetes"
         )
@@ -107,6 +107,7 @@ class ClusterActivities:
     @sorted_errors
     def revert(self, req: RevertInput) -> RevertResult:
         branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason)
+        activity.heartbeat("revert branch pushed")
         body = (
             f"Automatic revert of the merge {req.merge_commit} (PR #{req.pr_number}): "
             f"`environments/{req.env}/{req.app}` did not become healthy.\n\n"
@@ -118,6 +119,7 @@ class ClusterActivities:
             body,
             labels=["revert", f"env:{req.env}", f"app:{req.app}"],
         )
+        activity.heartbeat(f"revert PR #{pr.number} open")
         merged = self.forge.merge(pr.number)
         return RevertResult(
             reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"

@@ -138,11 +138,14 @@ class KubeCluster:
         meta["annotations"] = {**(meta.get("annotations") or {}), PROMOTION_ANNOTATION: promotion}
         return obj
 
-    def sync(self, app: str, promotion: str, objects: list[dict[str, Any]]) -> SyncOutcome:
+    def sync(
+        self, app: str, promotion: str, objects: list[dict[str, Any]], progress: Callable[[str], None] = lambda _: None
+    ) -> SyncOutcome:
         applied = unchanged = 0
 
         def apply(obj: dict[str, Any]) -> None:
             nonlocal applied, unchanged
+            progress(f"{obj['kind']}/{obj['metadata']['name']}")
             before = self._get(obj)
             after = self._apply(obj)
             same = before is not None and before["metadata"].get("resourceVersion") == after["metadata"].get(

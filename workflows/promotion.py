@@ -287,6 +287,7 @@ class PromotionWorkflow:
             SyncResult,
             f"sync {stage.env} to {revision[:7]}",
             start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
             schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
         )
@@ -301,7 +302,7 @@ class PromotionWorkflow:
             HealthResult,
             f"health of {stage.env} at {revision[:7]}",
             start_to_close_timeout=timeout + timedelta(minutes=1),
-            heartbeat_timeout=timedelta(seconds=30),
+            heartbeat_timeout=timedelta(seconds=15),
             schedule_to_close_timeout=timeout + timedelta(minutes=5),
             retry_policy=RETRY,
         )
@@ -336,6 +337,7 @@ class PromotionWorkflow:
             RevertResult,
             f"revert {stage.env}",
             start_to_close_timeout=timedelta(minutes=5),
+            heartbeat_timeout=timedelta(seconds=15),
             schedule_to_close_timeout=timedelta(minutes=15),
             retry_policy=RETRY,
         )

@@ -1,0 +1,99 @@
+"""A worker process killed with SIGKILL in the middle of a stage's sync and, in another run, in the
+middle of a revert, then replaced by a new worker: the promotion finishes with exactly one revert
+commit (or none, for the sync case) and a healthy cluster. Real processes, real signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.models import PromotionState, PromotionStatus, StageState
+from promoter.sim.kube import KubeSim
+from promoter.stack import alive, wait_until
+from tests.conftest import Origin
+from tests.workflows.test_revert import deployment, failing_in
+
+pytestmark = pytest.mark.asyncio
+
+
+@pytest.fixture
+def worker_process(tmp_path: Path, dev_env: WorkflowEnvironment) -> Iterator[Callable[[Origin, str], int]]:
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(origin: Origin, task_queue: str) -> int:
+        ready = tmp_path / f"ready-{len(started)}"
+        env = {**os.environ,
+               "PROMOTER_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+               "PROMOTER_TASK_QUEUE": task_queue, "PROMOTER_REPO_URL": origin.url,
+               "PROMOTER_FORGE_DB": str(origin.path.parent / "forge.sqlite"),
+               "PROMOTER_CACHE_DIR": str(tmp_path / "worker-cache")}
+        proc = subprocess.Popen([sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)], env=env,
+                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "ab"))
+        started.append(proc)
+        wait_until(lambda: ready.exists() or proc.poll() is not None, 60, "the worker")
+        assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
+        return proc.pid
+
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait(timeout=30)
+
+
+async def until(handle: Any, check: Callable[[PromotionStatus], bool]) -> PromotionStatus:
+    return await api.wait_for(handle, check, timeout_s=120)
+
+
+def kill(pid: int) -> None:
+    os.kill(pid, signal.SIGKILL)
+    wait_until(lambda: not alive(pid), 30, f"worker {pid} to die")
+
+
+async def test_worker_killed_during_sync(dev_env: WorkflowEnvironment, origin: Origin, clusters: Any,
+                                         worker_process: Callable[[Origin, str], int]) -> None:
+    sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
+    tq = str(uuid.uuid4())
+    pid = worker_process(origin, tq)
+    origin.bump(tag="5.0.0")
+    sims["staging"].stall_next(3.0, count=2)  # staging's API is slow: the sync is surely in flight
+    handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+    await until(handle, lambda s: s.stages[1].state == StageState.SYNCING)
+    kill(pid)
+    worker_process(origin, tq)
+    result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    assert "demo:5.0.0" in str(deployment(sims["staging"])["spec"])
+    merges = git.Repo(origin.path).git.log("--format=%s", "main").splitlines()
+    assert sum(m.startswith("Merge pull request") for m in merges) == 1
+
+
+async def test_worker_killed_during_revert(dev_env: WorkflowEnvironment, origin: Origin, clusters: Any,
+                                           worker_process: Callable[[Origin, str], int]) -> None:
+    sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
+    tq = str(uuid.uuid4())
+    pid = worker_process(origin, tq)
+    failing_in(origin, "staging")
+    handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+    await until(handle, lambda s: s.stages[1].state == StageState.REVERTING)
+    kill(pid)
+    worker_process(origin, tq)
+    result = await handle.result()
+    assert result.state == PromotionState.REVERTED, result.message
+    log = git.Repo(origin.path).git.log("--format=%s", "main").splitlines()
+    assert sum(line.startswith("revert(demo): staging back to before") for line in log) == 1
+    assert sum("from revert/demo/staging/" in line for line in log) == 1
+    live = deployment(sims["staging"])
+    assert "sim.promoter.dev/fail-in" not in str(live["spec"]["template"])
+    assert any(c.get("reason") == "NewReplicaSetAvailable" for c in live["status"]["conditions"])
