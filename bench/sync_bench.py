@@ -1,0 +1,129 @@
+"""Sync of an app of 10, 100 and 1,000 objects to the simulated API server (first sync and an
+unchanged re-sync), and the time from a failed health verdict to the reverted state healthy again.
+
+The revert figure comes from a real promotion (Temporal dev server, in-process worker, real git,
+local forge, simulated clusters with a 0.2 s rollout delay, as `promoter up` runs them): the time
+from the `revert` activity being scheduled (right after the failed verdict) to the workflow's end,
+which covers the revert commit, its PR and merge, the sync and the health of the reverted state.
+
+    .venv/bin/python bench/sync_bench.py
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import copy
+import json
+import shutil
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from kubernetes import client  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+from temporalio.testing import WorkflowEnvironment  # noqa: E402
+
+from promoter import api  # noqa: E402
+from promoter.cluster import KubeCluster  # noqa: E402
+from promoter.policy.render import render_dir  # noqa: E402
+from promoter.settings import Settings  # noqa: E402
+from promoter.sim.kube import FAIL_IN, KubeSim, kubeconfig  # noqa: E402
+from promoter.stack import binary, seed_origin  # noqa: E402
+from promoter.worker import build_worker  # noqa: E402
+
+
+def app_objects(n: int) -> list[dict[str, Any]]:
+    demo = {o["kind"]: o for o in render_dir(ROOT / "environments" / "staging" / "demo")}
+    out = []
+    for i in range(n):
+        o = copy.deepcopy(demo["Deployment" if i % 2 == 0 else "Service"])
+        o["metadata"]["name"] = f"app-{i // 2}"
+        out.append(o)
+    return out
+
+
+def sync_figures() -> dict[str, dict[str, float]]:
+    figures = {}
+    for n in (10, 100, 1000):
+        with KubeSim(env="bench", rollout_delay_s=0.2) as sim:
+            configuration = client.Configuration()
+            configuration.host = sim.url
+            cluster = KubeCluster(client.ApiClient(configuration), "apps")
+            objects = app_objects(n)
+            t0 = time.perf_counter()
+            cluster.sync("bench", "bench", objects)
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            outcome = cluster.sync("bench", "bench", objects)
+            again = time.perf_counter() - t0
+            assert outcome.unchanged == n
+        figures[str(n)] = {"first_s": round(first, 3), "resync_s": round(again, 3),
+                           "per_object_ms": round(first / n * 1000, 2)}
+        print(f"{n:>5} objects: first sync {first:.3f} s ({first / n * 1000:.2f} ms/object), unchanged re-sync {again:.3f} s")
+    return figures
+
+
+async def revert_figure() -> float:
+    with tempfile.TemporaryDirectory(prefix="promoter-sync-bench-") as tmp_s:
+        tmp = Path(tmp_s)
+        src = tmp / "src"
+        for folder in ("environments", "policies"):
+            shutil.copytree(ROOT / folder, src / folder)
+        deployment = src / "environments" / "dev" / "demo" / "deployment.yaml"
+        seed_origin(src, tmp / "origin.git")
+        sims = {env: KubeSim(env=env, rollout_delay_s=0.2).start() for env in ("dev", "staging", "prod")}
+        (tmp / "kubeconfig").write_text(yaml.safe_dump(kubeconfig({e: s.url for e, s in sims.items()})))
+        import os
+
+        os.environ["KUBECONFIG"] = str(tmp / "kubeconfig")
+        import git
+
+        person = git.Repo.clone_from(str(tmp / "origin.git"), tmp / "person")
+        doc = yaml.safe_load((tmp / "person" / deployment.relative_to(src)).read_text())
+        doc["spec"]["template"]["metadata"]["annotations"] = {FAIL_IN: "staging"}
+        doc["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/promoter-dev/demo:9.9.9"
+        (tmp / "person" / deployment.relative_to(src)).write_text(yaml.safe_dump(doc))
+        person.git.execute(["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qam", "fail in staging"])
+        person.git.push("-q", "origin", "main")
+        env = await WorkflowEnvironment.start_local(data_converter=pydantic_data_converter,
+                                                    dev_server_existing_path=binary("temporal"))
+        try:
+            settings = Settings(task_queue=str(uuid.uuid4()), repo_url=str(tmp / "origin.git"),
+                                forge_db=str(tmp / "forge.sqlite"), cache_dir=str(tmp / "cache"))
+            with concurrent.futures.ThreadPoolExecutor(16) as pool:
+                async with build_worker(env.client, settings, pool):
+                    plan = await api.plan(env.client, settings.task_queue, "demo")
+                    handle = await api.start(env.client, settings.task_queue, plan)
+                    result = await handle.result()
+                    assert result.state.value == "reverted", result.message
+                    history = await handle.fetch_history()
+        finally:
+            await env.shutdown()
+            for s in sims.values():
+                s.stop()
+    scheduled = next(e.event_time.ToDatetime() for e in history.events
+                     if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                     and e.activity_task_scheduled_event_attributes.activity_type.name == "revert")
+    ended = history.events[-1].event_time.ToDatetime()
+    return (ended - scheduled).total_seconds()
+
+
+def main() -> None:
+    figures = sync_figures()
+    revert_s = asyncio.run(revert_figure())
+    print(f"failed verdict -> reverted and healthy again: {revert_s:.3f} s")
+    print(json.dumps({"sync": figures, "revert_to_healthy_s": round(revert_s, 3)}))
+
+
+if __name__ == "__main__":
+    main()
