@@ -69,7 +69,8 @@ def sync_figures() -> dict[str, dict[str, float]]:
             assert outcome.unchanged == n
         figures[str(n)] = {"first_s": round(first, 3), "resync_s": round(again, 3),
                            "per_object_ms": round(first / n * 1000, 2)}
-        print(f"{n:>5} objects: first sync {first:.3f} s ({first / n * 1000:.2f} ms/object), unchanged re-sync {again:.3f} s")
+        print(f"{n:>5} objects: first sync {first:.3f} s ({first / n * 1000:.2f} ms/object), "
+              f"unchanged re-sync {again:.3f} s")
     return figures
 
 

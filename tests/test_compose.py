@@ -15,19 +15,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_compose_file_structure() -> None:
     compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
     services = compose["services"]
-    assert {"postgresql", "temporal", "temporal-ui", "opa", "worker"} <= set(services)
+    assert {"postgresql", "temporal", "temporal-ui", "opa", "k3s", "worker"} <= set(services)
     for name, svc in services.items():
         if "image" in svc:
-            assert re.fullmatch(r"[\w./-]+:\d[\w.-]*", svc["image"]), f"{name}: pin the image to a version"
+            assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", svc["image"]), f"{name}: pin the image to a version"
         else:
             assert svc.get("build") == ".", f"{name}: built from this repository"
-    for name in ("postgresql", "temporal", "worker"):
+    for name in ("postgresql", "temporal", "opa", "k3s", "worker"):
         assert "healthcheck" in services[name], f"{name} needs a healthcheck"
     settings_source = (ROOT / "promoter" / "settings.py").read_text()
-    read = set(re.findall(r'"(PROMOTER_[A-Z_]+)"', settings_source))
+    read = set(re.findall(r'"(PROMOTER_[A-Z_]+)"', settings_source)) | {"KUBECONFIG"}  # the kubernetes client
     assert set(services["worker"]["environment"]) <= read
     assert services["worker"]["environment"]["PROMOTER_TEMPORAL_ADDRESS"] == "temporal:7233"
     assert (ROOT / "Dockerfile").is_file()
     opa = services["opa"]
     assert "./policies:/policies:ro" in opa["volumes"] and "*_test.rego" in opa["command"]
     assert services["worker"]["environment"]["PROMOTER_OPA_URL"] == "http://opa:8181"
+    assert services["worker"]["environment"]["KUBECONFIG"] == "/kube/contexts.yaml"
