@@ -16,6 +16,7 @@ from pathlib import Path
 
 import git
 import pytest
+import yaml
 
 from promoter.stack import Stack, free_port
 from tests.conftest import Origin, make_gitops
@@ -81,6 +82,9 @@ def test_up_is_idempotent_and_writes_its_state(stack: tuple[Cli, Origin]) -> Non
     r = cli("up", "--detach", "--state-dir", str(cli.state_dir))
     assert r.returncode == 0 and info["ui_url"] in r.stdout
     assert (cli.state_dir / "origin.git").is_dir() and (cli.state_dir / "temporal.db").is_file()
+    kubeconfig = yaml.safe_load((cli.state_dir / "kubeconfig").read_text())
+    assert sorted(c["name"] for c in kubeconfig["contexts"]) == ["dev", "prod", "staging"]
+    assert all(c["cluster"]["server"].startswith("http://127.0.0.1:") for c in kubeconfig["clusters"])
 
 
 def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:

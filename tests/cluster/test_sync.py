@@ -131,3 +131,32 @@ def test_api_faults_are_sorted(sim: KubeSim, cluster: KubeCluster) -> None:
     sim.fail_next(422)
     with pytest.raises(PermanentError, match="422"):
         cluster.sync("demo", "p", demo())
+
+
+def workload(kind: str, fail_in: str | None = None) -> dict[str, Any]:
+    template: dict[str, Any] = {"metadata": {"labels": {"app": "w"}},
+                                "spec": {"containers": [{"name": "c", "image": "ghcr.io/promoter-dev/demo:1"}]}}
+    if fail_in:
+        template["metadata"]["annotations"] = {FAIL_IN: fail_in}
+    api_version = "batch/v1" if kind == "Job" else "apps/v1"
+    spec: dict[str, Any] = {"template": template}
+    if kind in ("StatefulSet", "Deployment"):
+        spec["replicas"] = 2
+    return {"apiVersion": api_version, "kind": kind, "metadata": {"name": kind.lower()}, "spec": spec}
+
+
+def test_statefulsets_daemonsets_and_jobs_roll_out(sim: KubeSim, cluster: KubeCluster) -> None:
+    objects = [workload("StatefulSet"), workload("DaemonSet"), workload("Job")]
+    cluster.sync("w", "p", objects)
+    healthy, why = cluster.wait_healthy(objects, timeout_s=10)
+    assert healthy and why == "3 workload(s) healthy"
+
+
+@pytest.mark.parametrize("kind", ["StatefulSet", "DaemonSet", "Job"])
+def test_failing_rollouts_of_other_kinds(sim: KubeSim, cluster: KubeCluster, kind: str) -> None:
+    objects = [workload(kind, fail_in="*")]
+    cluster.sync("w", "p", objects)
+    healthy, why = cluster.wait_healthy(objects, timeout_s=1.0)
+    assert not healthy
+    expected = "failed: BackoffLimitExceeded" if kind == "Job" else "not healthy within 1s"
+    assert expected in why
