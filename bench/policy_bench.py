@@ -11,7 +11,6 @@ For 1,000 objects it prints p50/p99 per evaluation and objects per second; then 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import statistics
 import sys
@@ -24,21 +23,10 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.generated import generated_objects  # noqa: E402
 from promoter.models import EnvironmentConfig, PolicyCheckInput  # noqa: E402
 from promoter.policy import PolicyBundle, build_input, decide  # noqa: E402
 from promoter.policy.embedded import EmbeddedEngine  # noqa: E402
-from promoter.policy.render import render_dir  # noqa: E402
-
-
-def objects(n: int) -> list[dict[str, Any]]:
-    """n objects: half Deployments, half Services, each a renamed copy of the demo app's."""
-    demo = {o["kind"]: o for o in render_dir(ROOT / "environments" / "prod" / "demo")}
-    out = []
-    for i in range(n):
-        o = copy.deepcopy(demo["Deployment" if i % 2 == 0 else "Service"])
-        o["metadata"]["name"] = f"app-{i // 2}"
-        out.append(o)
-    return out
 
 
 def document(n: int) -> dict[str, Any]:
@@ -51,7 +39,7 @@ def document(n: int) -> dict[str, Any]:
                            environments=["dev", "staging", "prod"],
                            history=[{"env": "dev", "state": "healthy", "healthy_since": now},
                                     {"env": "staging", "state": "healthy", "healthy_since": now}])
-    return build_input(req, objects(n))
+    return build_input(req, generated_objects(n, "prod"))
 
 
 def main(runs: int) -> None:

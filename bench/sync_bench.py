@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import copy
 import json
 import shutil
 import sys
@@ -21,7 +20,6 @@ import tempfile
 import time
 import uuid
 from pathlib import Path
-from typing import Any
 
 import yaml
 
@@ -33,23 +31,13 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
+from bench.generated import generated_objects  # noqa: E402
 from promoter import api  # noqa: E402
 from promoter.cluster import KubeCluster  # noqa: E402
-from promoter.policy.render import render_dir  # noqa: E402
 from promoter.settings import Settings  # noqa: E402
 from promoter.sim.kube import FAIL_IN, KubeSim, kubeconfig  # noqa: E402
 from promoter.stack import binary, seed_origin  # noqa: E402
 from promoter.worker import build_worker  # noqa: E402
-
-
-def app_objects(n: int) -> list[dict[str, Any]]:
-    demo = {o["kind"]: o for o in render_dir(ROOT / "environments" / "staging" / "demo")}
-    out = []
-    for i in range(n):
-        o = copy.deepcopy(demo["Deployment" if i % 2 == 0 else "Service"])
-        o["metadata"]["name"] = f"app-{i // 2}"
-        out.append(o)
-    return out
 
 
 def sync_figures() -> dict[str, dict[str, float]]:
@@ -59,7 +47,7 @@ def sync_figures() -> dict[str, dict[str, float]]:
             configuration = client.Configuration()
             configuration.host = sim.url
             cluster = KubeCluster(client.ApiClient(configuration), "apps")
-            objects = app_objects(n)
+            objects = generated_objects(n, "staging")
             t0 = time.perf_counter()
             cluster.sync("bench", "bench", objects)
             first = time.perf_counter() - t0
