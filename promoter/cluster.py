@@ -5,7 +5,8 @@ custom resources work like built-ins: namespaces first (created when missing), t
 CustomResourceDefinitions, then everything else. Every object is labelled with its app and annotated
 with the promotion that applied it. Prune deletes this app's objects that the new revision no longer
 has, among the kinds listed in the app's inventory ConfigMap (`promoter-inventory-<app>`), which each
-sync rewrites. Health judges workloads as `kubectl rollout status` does.
+sync rewrites. Health judges workloads as `kubectl rollout status` does. The promotion's ID (the
+workflow ID `promote-<app>`, a valid label value) is both a label and an annotation.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from promoter.errors import BadInput, PermanentError, TemporaryError
 from promoter.models import ClusterConfig
 
 APP_LABEL = "promoter.dev/app"
-PROMOTION_ANNOTATION = "promoter.dev/promotion"
+PROMOTION_LABEL = PROMOTION_ANNOTATION = "promoter.dev/promotion"
 MANAGER = "promoter"
 INVENTORY = "promoter-inventory-{app}"
 
@@ -134,7 +135,7 @@ class KubeCluster:
         meta = obj["metadata"]
         if self._resource(obj["apiVersion"], obj["kind"]).namespaced:
             meta.setdefault("namespace", self.default_namespace)
-        meta["labels"] = {**(meta.get("labels") or {}), APP_LABEL: app}
+        meta["labels"] = {**(meta.get("labels") or {}), APP_LABEL: app, PROMOTION_LABEL: promotion}
         meta["annotations"] = {**(meta.get("annotations") or {}), PROMOTION_ANNOTATION: promotion}
         return obj
 

@@ -63,6 +63,10 @@ class Origin:
 
         return self.commit({path: re.sub(r"(image: \S+):[\w.\-]+", rf"\1:{tag}", text)}, f"{app} {tag}")
 
+    def forge(self) -> LocalForge:
+        """The local forge's records of this origin, read through a clone of its own."""
+        return LocalForge(GitClone(self.url, self.path.parent / "forge-reader"), self.path.parent / "forge.sqlite")
+
     def main_log(self) -> list[str]:
         bare = git.Repo(self.path)
         return bare.git.log("--format=%H %s", "main").splitlines()

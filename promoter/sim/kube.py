@@ -18,6 +18,9 @@ Where it differs from a real API server (kept honest on purpose):
 - generation counts changes to anything but metadata and status, for every kind;
 - no pods or ReplicaSets are created: the controller writes the workload's status directly;
 - namespaces are deleted at once (no finalizers), and deleting one deletes what is in it.
+Why not kmock (PyPI, 0.8): it is a scripted mock of responses, with no server-side apply, no
+generation semantics and no controller, and a promotion needs all three behaving as a cluster does.
+
 Faults for tests: `fail_next(status, count)` answers the next requests with that HTTP status,
 `stall_next(seconds, count)` delays them.
 """

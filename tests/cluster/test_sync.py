@@ -55,6 +55,7 @@ def test_create_update_prune_and_idempotent_resync(sim: KubeSim, cluster: KubeCl
     assert ("", "namespaces", "", "apps") in sim.objects  # created when missing
     dep = sim.objects[("apps", "deployments", "apps", "demo")]
     assert dep["metadata"]["labels"][APP_LABEL] == "demo"
+    assert dep["metadata"]["labels"]["promoter.dev/promotion"] == "promote-demo"
     assert dep["metadata"]["annotations"]["promoter.dev/promotion"] == "promote-demo"
     before = generations(sim)
     again = cluster.sync("demo", "promote-demo", demo())

@@ -14,8 +14,6 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
-from promoter.forges.local import LocalForge
-from promoter.gitrepo import GitClone
 from promoter.models import PromotionState, StageState
 from promoter.sim.kube import KubeSim
 from tests.conftest import Origin
@@ -44,7 +42,7 @@ async def test_api_down_past_the_deadline_fails_the_stage(
     origin = origin_factory([{"name": "dev", "order": 1}, {"name": "staging", "order": 2},
                              {"name": "prod", "order": 3}])
     origin.bump()
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(ts_env, origin) as tq:
         clusters([])["staging"].stop()  # staging's API server is down, and stays down
         handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))

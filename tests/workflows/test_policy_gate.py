@@ -16,8 +16,6 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
-from promoter.forges.local import LocalForge
-from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, StageState
 from tests.conftest import Origin
 from tests.workflows.test_promotion import awaiting
@@ -28,7 +26,7 @@ pytestmark = pytest.mark.asyncio
 async def test_latest_image_is_denied_at_staging_before_any_pr(dev_env: WorkflowEnvironment, origin: Origin,
                                                                run_worker: Any) -> None:
     origin.bump(tag="latest")
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         result = await handle.result()

@@ -19,7 +19,6 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.errors import PromoterError
-from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState, StageStatus
 from tests.conftest import Origin
@@ -48,7 +47,7 @@ def assert_promoted(origin: Origin, commit: str, envs: list[str], app: str = "de
 async def test_full_promotion_with_prod_approved_by_update(dev_env: WorkflowEnvironment, origin: Origin,
                                                            run_worker: Any) -> None:
     commit = origin.bump()
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
         plan = await api.plan(dev_env.client, tq, "demo")
         assert plan.commit == commit
@@ -106,7 +105,7 @@ async def test_signal_from_a_stranger_is_recorded_as_refused_and_never_counts(
 async def test_rejection_closes_the_pr_and_ends_rejected(dev_env: WorkflowEnvironment, origin: Origin,
                                                          run_worker: Any) -> None:
     origin.bump()
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     before_prod = folder(origin, "main", "prod")
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
@@ -123,7 +122,7 @@ async def test_rejection_closes_the_pr_and_ends_rejected(dev_env: WorkflowEnviro
 
 async def test_cancel_closes_open_prs(dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
     origin.bump()
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))
@@ -251,7 +250,7 @@ def wait_for_file(path: Path, timeout_s: float = 60) -> None:
 async def test_merge_conflict_fails_the_stage_and_closes_its_pr(dev_env: WorkflowEnvironment, origin: Origin,
                                                                 run_worker: Any) -> None:
     origin.bump(tag="6.0.0")
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))

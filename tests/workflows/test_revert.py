@@ -15,8 +15,6 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
-from promoter.forges.local import LocalForge
-from promoter.gitrepo import GitClone
 from promoter.models import PromotionState, StageState
 from promoter.sim.kube import FAIL_IN, KubeSim
 from tests.conftest import Origin
@@ -40,7 +38,7 @@ def deployment(sim: KubeSim) -> dict[str, Any]:
 async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any,
         clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
         sims = clusters([])
         # a first, healthy promotion to staging gives staging a previous state to return to

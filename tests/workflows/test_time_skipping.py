@@ -12,8 +12,6 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
-from promoter.forges.local import LocalForge
-from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from tests.conftest import Origin
 
@@ -42,7 +40,7 @@ async def test_gate_expires_at_its_deadline_and_closes_the_pr(
         ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
     origin = origin_factory(envs("24h"))
     origin.bump()
-    forge = LocalForge(GitClone(origin.url, origin.path.parent / "c2"), origin.path.parent / "forge.sqlite")
+    forge = origin.forge()
     async with run_worker(ts_env, origin) as tq:
         handle, waiting = await start_until_gate(ts_env, tq)
         assert waiting.stages[1].deadline is not None
