@@ -7,7 +7,7 @@ PR and its merge again after a crash at any point.
 
 from __future__ import annotations
 
-import tempfile
+import os
 import threading
 import time
 import urllib.error
@@ -32,7 +32,7 @@ from promoter.models import (
     SyncInput,
     SyncResult,
 )
-from promoter.policy.render import is_kustomization, kustomize, parse_manifests
+from promoter.policy.render import render_files
 
 
 def probe_http(probes: list[HttpProbe], deadline: float, progress: Callable[[str], None]) -> tuple[bool, str]:
@@ -65,8 +65,6 @@ class ClusterActivities:
         self._lock = threading.Lock()
 
     def cluster(self, cfg: ClusterConfig) -> KubeCluster:
-        import os
-
         key = (cfg.kubeconfig or os.environ.get("KUBECONFIG"), cfg.context, cfg.namespace)
         with self._lock:
             if key not in self._clusters:
@@ -75,12 +73,12 @@ class ClusterActivities:
 
     def objects(self, app: str, env: str, revision: str) -> list[dict[str, Any]]:
         folder = f"{ENVIRONMENTS}/{env}/{app}"
-        files = self.repo.folder_files(revision, folder)
-        if not is_kustomization(files):
-            return parse_manifests(files, folder)
-        with tempfile.TemporaryDirectory(prefix="promoter-sync-") as tmp:
-            self.repo.export_tree(revision, Path(tmp))
-            return kustomize(Path(tmp) / folder, folder)
+
+        def materialize(tmp: Path) -> Path:
+            self.repo.export_tree(revision, tmp)
+            return tmp / folder
+
+        return render_files(self.repo.folder_files(revision, folder), folder, materialize)
 
     @activity.defn(name="sync")
     @sorted_errors

@@ -6,9 +6,7 @@ cannot be reached is left to retry.
 
 from __future__ import annotations
 
-import tempfile
 import threading
-from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -18,7 +16,7 @@ from promoter.errors import PromoterError
 from promoter.gitrepo import GitRepository
 from promoter.models import ApprovalCheck, PolicyCheckInput, PolicyDecision, PolicyViolation, PrepareInput
 from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
-from promoter.policy.render import is_kustomization, kustomize, parse_manifests
+from promoter.policy.render import render_files
 
 
 class PolicyActivities:
@@ -39,12 +37,8 @@ class PolicyActivities:
     def objects(self, req: PolicyCheckInput) -> list[dict[str, Any]]:
         change = PrepareInput(app=req.app, commit=req.commit, source_env=req.source_env,
                               target_env=req.target_env, local_files=req.environment.local_files)
-        where = f"environments/{req.target_env}/{req.app}"
-        files = self.repo.change_files(change)
-        if not is_kustomization(files):
-            return parse_manifests(files, where)
-        with tempfile.TemporaryDirectory(prefix="promoter-render-") as tmp:
-            return kustomize(self.repo.export_change(change, Path(tmp)), where)
+        return render_files(self.repo.change_files(change), f"environments/{req.target_env}/{req.app}",
+                            lambda tmp: self.repo.export_change(change, tmp))
 
     def evaluate(self, req: PolicyCheckInput) -> PolicyDecision:
         try:

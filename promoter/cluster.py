@@ -239,7 +239,7 @@ class KubeCluster:
                 if c.get("type") == "Failed" and c.get("status") == "True":
                     return False, f"{name} failed: {c.get('reason')}: {c.get('message', '')}"
             return (True, f"{name} complete") if status.get("succeeded") else (None, f"{name} is running")
-        observed = status.get("observedGeneration") or status.get("observed_generation") or 0
+        observed = status.get("observedGeneration") or 0
         if observed < generation:
             return None, f"{name}: waiting for the controller to observe generation {generation}"
         if kind == "Deployment":
@@ -250,8 +250,8 @@ class KubeCluster:
                         f"{name}: condition Progressing=False, ProgressDeadlineExceeded: {c.get('message', '')}",
                     )
             want = spec.get("replicas", 1)
-            updated = status.get("updatedReplicas") or status.get("updated_replicas") or 0
-            available = status.get("availableReplicas") or status.get("available_replicas") or 0
+            updated = status.get("updatedReplicas") or 0
+            available = status.get("availableReplicas") or 0
             total = status.get("replicas") or 0
             if updated < want:
                 return None, f"{name}: {updated} of {want} replicas updated"
@@ -262,15 +262,15 @@ class KubeCluster:
             return True, f"{name} successfully rolled out"
         if kind == "StatefulSet":
             want = spec.get("replicas", 1)
-            ready = status.get("readyReplicas") or status.get("ready_replicas") or 0
-            updated = status.get("updatedReplicas") or status.get("updated_replicas") or 0
+            ready = status.get("readyReplicas") or 0
+            updated = status.get("updatedReplicas") or 0
             if ready < want or updated < want:
                 return None, f"{name}: {ready} of {want} ready, {updated} updated"
             return True, f"{name} rolled out"
         if kind == "DaemonSet":
-            want = status.get("desiredNumberScheduled") or status.get("desired_number_scheduled") or 0
-            updated = status.get("updatedNumberScheduled") or status.get("updated_number_scheduled") or 0
-            available = status.get("numberAvailable") or status.get("number_available") or 0
+            want = status.get("desiredNumberScheduled") or 0
+            updated = status.get("updatedNumberScheduled") or 0
+            available = status.get("numberAvailable") or 0
             if updated < want or available < want:
                 return None, f"{name}: {updated} of {want} updated, {available} available"
             return True, f"{name} rolled out"

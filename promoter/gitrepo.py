@@ -353,19 +353,14 @@ class GitClone:
         with self._locked() as repo:
             self._fetch(repo)
             _, _, desired = self._desired(repo, req)
-            return {p: repo.odb.stream(bytes.fromhex(e.sha)).read() for p, e in sorted(desired.items())}
+            return self._contents(repo, desired)
 
     def export_change(self, req: PrepareInput, dest: Path) -> Path:
         """Main's whole tree in `dest`, with the target's app folder as it is after the change (what
         kustomize needs when an overlay reaches a base elsewhere). Returns the app folder."""
-        import tarfile
-
-        files = self.change_files(req)
-        with self._locked() as repo, tempfile.TemporaryFile() as tar:
-            repo.archive(tar, treeish=f"origin/{MAIN}", format="tar")
-            tar.seek(0)
-            with tarfile.open(fileobj=tar) as archive:
-                archive.extractall(dest, filter="data")
+        files = self.change_files(req)  # fetches
+        with self._locked() as repo:
+            self._extract(repo, f"origin/{MAIN}", dest)
         folder = Path(dest) / ENVIRONMENTS / req.target_env / req.app
         if folder.exists():
             shutil.rmtree(folder)
@@ -380,15 +375,23 @@ class GitClone:
             self._fetch(repo)
             if self._rev(repo, rev) is None:
                 raise NotFound(f"revision {rev[:12]} not found in {self.url}")
-            entries = self._tree(repo, rev, folder)
-            return {p: repo.odb.stream(bytes.fromhex(e.sha)).read() for p, e in sorted(entries.items())}
+            return self._contents(repo, self._tree(repo, rev, folder))
 
     def export_tree(self, rev: str, dest: Path) -> None:
         """The whole tree at `rev` into `dest` (for kustomize overlays that reach a base elsewhere)."""
+        with self._locked() as repo:
+            self._fetch(repo)
+            self._extract(repo, rev, dest)
+
+    @staticmethod
+    def _contents(repo: git.Repo, entries: dict[str, Entry]) -> dict[str, bytes]:
+        return {p: repo.odb.stream(bytes.fromhex(e.sha)).read() for p, e in sorted(entries.items())}
+
+    @staticmethod
+    def _extract(repo: git.Repo, rev: str, dest: Path) -> None:
         import tarfile
 
-        with self._locked() as repo, tempfile.TemporaryFile() as tar:
-            self._fetch(repo)
+        with tempfile.TemporaryFile() as tar:
             repo.archive(tar, treeish=rev, format="tar")
             tar.seek(0)
             with tarfile.open(fileobj=tar) as archive:
@@ -429,8 +432,8 @@ class GitClone:
                 tree = self._git(repo, "rev-parse", f"origin/{MAIN}:policies")
             except git.GitCommandError:
                 raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required") from None
-            entries = self._tree(repo, f"origin/{MAIN}", "policies")
-            return tree, {p: repo.odb.stream(bytes.fromhex(e.sha)).read().decode() for p, e in entries.items()}
+            contents = self._contents(repo, self._tree(repo, f"origin/{MAIN}", "policies"))
+            return tree, {p: data.decode() for p, data in contents.items()}
 
     def _message(self, req: PrepareInput, diff: DiffSummary) -> str:
         n = len(diff.added) + len(diff.modified) + len(diff.removed)

@@ -278,8 +278,8 @@ class PromotionWorkflow:
 
     async def _sync_and_judge(self, stage: StageStatus, revision: str) -> HealthResult:
         cfg = self.envs[stage.env].config
-        self._set(stage, StageState.SYNCING if stage.state != StageState.REVERTING else StageState.REVERTING,
-                  f"syncing {revision[:7]}")
+        reverting = stage.state == StageState.REVERTING  # the revert's sync keeps the stage `reverting`
+        self._set(stage, stage.state if reverting else StageState.SYNCING, f"syncing {revision[:7]}")
         synced: SyncResult = await self._act(
             "sync",
             SyncInput(promotion_id=self.status.id, app=self.plan.app, env=stage.env, revision=revision,
@@ -291,7 +291,7 @@ class PromotionWorkflow:
             schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
         )
-        if stage.state != StageState.REVERTING:
+        if not reverting:
             self._set(stage, StageState.VERIFYING,
                       f"{synced.applied} applied, {synced.unchanged} unchanged, {synced.pruned} pruned")
         timeout = cfg.health.timeout or timedelta(minutes=5)

@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -44,6 +46,15 @@ def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]
             else:
                 objects.append(doc)
     return objects
+
+
+def render_files(files: dict[str, bytes], where: str, materialize: Callable[[Path], Path]) -> list[dict[str, Any]]:
+    """Objects of an app folder given as files: parsed as they are, or, for a kustomization, built
+    from the folder that `materialize(tmp)` writes (with whatever else of the tree it reaches)."""
+    if not is_kustomization(files):
+        return parse_manifests(files, where)
+    with tempfile.TemporaryDirectory(prefix="promoter-render-") as tmp:
+        return kustomize(materialize(Path(tmp)), where)
 
 
 def kustomize_command() -> list[str]:

@@ -6,7 +6,6 @@ second promotion of a running app refused."""
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ from promoter import api
 from promoter.errors import PromoterError
 from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState, StageStatus
+from promoter.stack import wait_until
 from tests.conftest import Origin
 
 pytestmark = pytest.mark.asyncio
@@ -223,7 +223,7 @@ async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
             f"touch {entered}\ni=0\nwhile [ ! -e {release} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n")
         hook.chmod(0o755)
         handle = await api.start(dev_env.client, tq, plan)
-        await asyncio.to_thread(wait_for_file, entered)
+        await asyncio.to_thread(wait_until, entered.exists, 60, f"{entered} to appear")
         await handle.cancel()
         status = await api.wait_for(handle, lambda s: s.message.startswith("cancel requested"))
         assert "finishing 'merge PR #" in status.message
@@ -237,14 +237,6 @@ async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
     assert prod.state == StageState.CANCELLED and prod.pr_number is None
     assert_promoted(origin, commit, ["dev", "staging"])
     assert not [b for b in origin.branches() if "/prod/" in b]
-
-
-def wait_for_file(path: Path, timeout_s: float = 60) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not path.exists():
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{path} never appeared")
-        time.sleep(0.02)
 
 
 async def test_merge_conflict_fails_the_stage_and_closes_its_pr(dev_env: WorkflowEnvironment, origin: Origin,
