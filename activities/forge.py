@@ -1,27 +1,47 @@
-"""Forge activities: open (idempotent by head branch), comment, merge (once), close."""
+"""Forge activities: open (idempotent by head branch), update, comment, merge (once), close, and the
+gate's watcher of a pull request's reviews and head."""
 
 from __future__ import annotations
 
+import asyncio
+
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities import sorted_errors
+from promoter.errors import PermanentError, TemporaryError
 from promoter.forges import Forge
-from promoter.models import MergeResult, OpenPullRequestInput, PullRequest, PullRequestRef
+from promoter.models import (
+    MergeResult,
+    OpenPullRequestInput,
+    PullRequest,
+    PullRequestRef,
+    ReviewEvent,
+    WatchInput,
+    WatchResult,
+)
 
 
 class ForgeActivities:
-    def __init__(self, forge: Forge) -> None:
+    def __init__(self, forge: Forge, poll_seconds: float = 15.0) -> None:
         self.forge = forge
+        self.poll_seconds = poll_seconds
 
     @activity.defn(name="open_pull_request")
     @sorted_errors
     def open_pull_request(self, req: OpenPullRequestInput) -> PullRequest:
         return self.forge.open_pull_request(req.branch, req.title, req.body, labels=req.labels)
 
+    @activity.defn(name="update_pull_request")
+    @sorted_errors
+    def update_pull_request(self, req: PullRequestRef) -> PullRequest:
+        assert req.body is not None
+        return self.forge.update_body(req.number, req.body)
+
     @activity.defn(name="merge_pull_request")
     @sorted_errors
     def merge_pull_request(self, req: PullRequestRef) -> MergeResult:
-        pr = self.forge.merge(req.number, req.comment or None)
+        pr = self.forge.merge(req.number, req.comment or None, req.expected_head)
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
 
@@ -34,3 +54,35 @@ class ForgeActivities:
     @sorted_errors
     def comment_pull_request(self, req: PullRequestRef) -> None:
         self.forge.comment(req.number, req.comment)
+
+    def _look(self, req: WatchInput) -> WatchResult | None:
+        """One read of the PR and its reviews: a result when something changed, else None."""
+        pr = self.forge.get_pull_request(req.number)
+        seen = set(req.seen_reviews)
+        fresh = [ReviewEvent(id=r.id, author=r.author, state=r.state, at=r.at, commit=r.commit, body=r.body)
+                 for r in self.forge.reviews(req.number) if r.id not in seen]
+        if pr.state != "open" or pr.head_sha != req.head_sha or fresh:
+            return WatchResult(state=pr.state, head_sha=pr.head_sha, merge_commit=pr.merge_commit, reviews=fresh)
+        return None
+
+    @activity.defn(name="watch_pull_request")
+    async def watch_pull_request(self, req: WatchInput) -> WatchResult:
+        """Poll the PR until its head moves, a review arrives or it is closed outside promoter.
+
+        The gate runs it while it waits, so history grows by one activity per change, not per poll.
+        It heartbeats every poll: a worker that dies is noticed by the heartbeat timeout and the
+        watch starts again elsewhere. A forge that errs is polled again later (its error is in the
+        heartbeat details); a permanent error (a bad token, a deleted PR) ends the watch.
+        """
+        while True:
+            try:
+                changed = await asyncio.to_thread(self._look, req)
+                activity.heartbeat("ok")
+            except PermanentError as e:
+                raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from None
+            except (TemporaryError, OSError) as e:
+                changed = None
+                activity.heartbeat(f"forge error, polling again: {e}")
+            if changed is not None:
+                return changed
+            await asyncio.sleep(self.poll_seconds)

@@ -14,7 +14,16 @@ from temporalio import activity
 from activities import sorted_errors
 from promoter.errors import PromoterError
 from promoter.gitrepo import GitRepository
-from promoter.models import ApprovalCheck, PolicyCheckInput, PolicyDecision, PolicyViolation, PrepareInput
+from promoter.models import (
+    Approval,
+    ApprovalCheck,
+    PolicyCheckInput,
+    PolicyDecision,
+    PolicyViolation,
+    PrepareInput,
+    ScreenInput,
+    ScreenResult,
+)
 from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
 from promoter.policy.render import render_files
 
@@ -64,3 +73,18 @@ class PolicyActivities:
         reasons = [v.message for v in decision.deny
                    if v.rule.startswith("promotion.approvals.") or v.rule.startswith("promoter.")]
         return ApprovalCheck(allowed=not reasons, reason="; ".join(reasons))
+
+    @activity.defn(name="screen_approvers")
+    @sorted_errors
+    def screen_approvers(self, req: ScreenInput) -> ScreenResult:
+        """Ask the `promotion` policies about each possible approver alone, when a gate starts waiting,
+        so the update validator can refuse them with the policy's own reason before anything enters
+        history. The approval handler still asks the policies again for every approval it accepts."""
+        refused: dict[str, str] = {}
+        for who in req.candidates:
+            alone = req.check.model_copy(update={"approvals": [Approval(approver=who, at=req.check.started_at,
+                                                                        via="screen")]})
+            verdict = self.check_approval(alone)
+            if not verdict.allowed:
+                refused[who] = verdict.reason
+        return ScreenResult(refused=refused)

@@ -7,13 +7,22 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any
 
+from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
-from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 
+from promoter import search
 from promoter.errors import PromoterError
-from promoter.models import PlanInput, PromotionInput, PromotionPlan, PromotionStatus
+from promoter.models import PlanInput, PromotionInput, PromotionPlan, PromotionStatus, Supersede
 
 
 def workflow_id(app_or_id: str) -> str:
@@ -44,22 +53,80 @@ async def plan(client: Client, task_queue: str, app: str, commit: str | None = N
         raise PromoterError(message) from None
 
 
-async def start(client: Client, task_queue: str, promotion_plan: PromotionPlan,
-                requested_by: str = "unknown") -> WorkflowHandle[object, PromotionStatus]:
-    wid = workflow_id(promotion_plan.app)
+def static_details(plan: PromotionPlan, requested_by: str) -> str:
+    """The workflow page's summary details (markdown), fixed at the start."""
+    lines = [f"**{plan.app}** @ `{plan.commit}` by {plan.author}", "", f"> {plan.message}", "",
+             f"Requested by {requested_by}.", "", "| env | gate | approvers | soak |", "|---|---|---|---|"]
+    for i, e in enumerate(plan.environments):
+        a = e.config.approval
+        gate = "source" if i == 0 else (f"{a.required} approval(s)" + (" + PR review" if a.require_review else "")
+                                        if a.required or a.require_review else "none")
+        soak = str(e.config.soak) if e.config.soak else "-"
+        lines.append(f"| {e.config.name} | {gate} | {', '.join(a.approvers) or '-'} | {soak} |")
+    return "\n".join(lines)
+
+
+async def indexed(client: Client) -> bool:
+    """Whether the namespace has the Promotion* search attributes (`promoter up` registers them; a
+    production namespace needs them created once, see README). Without them promotions run unindexed."""
     try:
-        return await client.start_workflow(
-            "PromotionWorkflow",
-            PromotionInput(plan=promotion_plan, requested_by=requested_by),
-            id=wid, task_queue=task_queue, result_type=PromotionStatus,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"Promote {promotion_plan.app} @ {promotion_plan.short_commit}: "
-                           + " → ".join(e.config.name for e in promotion_plan.environments),
-        )
-    except WorkflowAlreadyStartedError:
-        raise PromoterError(f"a promotion of {promotion_plan.app} is already running ({wid}); follow it with "
-                            f"`promoter status {wid}` or end it with `promoter cancel {wid}`") from None
+        found = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace))
+    except RPCError:  # e.g. the time-skipping test server has no operator service
+        return False
+    return all(key.name in found.custom_attributes for key in search.KEYS)
+
+
+def _indexing(plan: PromotionPlan) -> TypedSearchAttributes:
+    first = plan.environments[0].config.name
+    return TypedSearchAttributes([SearchAttributePair(search.APP, plan.app), SearchAttributePair(search.ENV, first),
+                                  SearchAttributePair(search.COMMIT, plan.commit),
+                                  SearchAttributePair(search.STATE, "pending")])
+
+
+async def start(client: Client, task_queue: str, promotion_plan: PromotionPlan, requested_by: str = "unknown",
+                supersede: bool = False, ui_url: str | None = None) -> WorkflowHandle[object, PromotionStatus]:
+    """Start the promotion (indexed by search attributes when the namespace has them registered).
+
+    With `supersede`, a running promotion of the same app is told who replaces it, cancelled (its open
+    PRs are closed with a pointer to this one), and waited for, before this one starts.
+    """
+    wid = workflow_id(promotion_plan.app)
+    options: dict[str, Any] = {
+        "id": wid, "task_queue": task_queue, "result_type": PromotionStatus,
+        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE, "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+        "static_summary": f"Promote {promotion_plan.app} @ {promotion_plan.short_commit}: "
+                          + " → ".join(e.config.name for e in promotion_plan.environments),
+        "static_details": static_details(promotion_plan, requested_by),
+    }
+    arg = PromotionInput(plan=promotion_plan, requested_by=requested_by)
+    if await indexed(client):
+        options["search_attributes"] = _indexing(promotion_plan)
+    for attempt in range(2):
+        try:
+            return await client.start_workflow("PromotionWorkflow", arg, **options)
+        except WorkflowAlreadyStartedError:
+            if not supersede or attempt:
+                raise PromoterError(
+                    f"a promotion of {promotion_plan.app} is already running ({wid}); follow it with "
+                    f"`promoter status {wid}`, end it with `promoter cancel {wid}`, or replace it with "
+                    f"`promoter promote {promotion_plan.app} --supersede`") from None
+            await _supersede(client, wid, promotion_plan, requested_by, ui_url)
+    raise AssertionError("unreachable")
+
+
+async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by: str, ui_url: str | None) -> None:
+    old = client.get_workflow_handle(wid, result_type=PromotionStatus)
+    url = f"{ui_url}/namespaces/{client.namespace}/workflows/{wid}" if ui_url else None
+    try:
+        await old.signal("supersede", Supersede(commit=plan.commit, requested_by=requested_by, url=url))
+        await old.cancel()
+        await asyncio.wait_for(old.result(), timeout=120)
+    except (WorkflowFailureError, RPCError):
+        pass  # cancelled (the expected end), or it ended by itself meanwhile: either way it is over
+    except TimeoutError:
+        raise PromoterError(f"{wid} did not end within 2 minutes of its cancel (is a worker running?); "
+                            "nothing new was started") from None
 
 
 async def wait_for(handle: WorkflowHandle[object, PromotionStatus], check: Callable[[PromotionStatus], bool],

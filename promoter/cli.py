@@ -121,24 +121,27 @@ def promote(
     wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
     as_json: AsJson = False,
     requested_by: Annotated[str | None, typer.Option("--as", help="who asks (default: $USER)")] = None,
+    supersede: Annotated[bool, typer.Option(
+        "--supersede", help="replace a running promotion of APP: it is cancelled and its PRs closed")] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Start a promotion of APP; prints its ID and UI link."""
-    _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by))
+    _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by, supersede))
 
 
 async def _promote(s: Settings, app_name: str, commit: str | None, to: str | None, wait: bool,
-                   as_json: bool, requested_by: str | None) -> int:
+                   as_json: bool, requested_by: str | None, supersede: bool = False) -> int:
     from promoter import api
 
     client = await _client(s)
     wid = workflow_id(app_name)
     running = await _describe(client, wid)
-    if running is not None and running.status is not None and running.status.name == "RUNNING":
+    if not supersede and running is not None and running.status is not None and running.status.name == "RUNNING":
         raise PromoterError(f"a promotion of {app_name} is already running ({wid}); follow it with "
-                            f"`promoter status {wid}` or end it with `promoter cancel {wid}`")
+                            f"`promoter status {wid}`, end it with `promoter cancel {wid}`, or replace it with "
+                            f"`promoter promote {app_name} --supersede`")
     plan = await api.plan(client, s.task_queue, app_name, commit, to)
-    handle = await api.start(client, s.task_queue, plan, requested_by or _whoami())
+    handle = await api.start(client, s.task_queue, plan, requested_by or _whoami(), supersede, s.ui_url)
     url = s.workflow_url(wid, handle.result_run_id)
     if as_json and not wait:
         print(json.dumps({"id": wid, "run_id": handle.result_run_id, "app": plan.app, "commit": plan.commit,
@@ -241,12 +244,14 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
         print(json.dumps(data))
     else:
         out.print(_table(st))
-        for stage in st.stages:
-            for a in stage.approvals:
-                out.print(f"  {stage.env}: approved by {a.approver} via {a.via} at {a.at:%Y-%m-%d %H:%M:%S}Z"
-                          + (f": {a.comment}" if a.comment else ""))
-            for r in stage.refusals:
-                out.print(f"  {stage.env}: refused {r.approver} via {r.via}: {r.reason}")
+        if st.audit:
+            out.print("audit:")
+        for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert
+            who = f"{e.actor} via {e.via}" if e.via else e.actor
+            out.print(f"  {e.at:%Y-%m-%d %H:%M:%S}Z {e.env} {e.kind} by {who}" + (f": {e.detail}" if e.detail else ""),
+                      markup=False, highlight=False)
+        for notice in st.notices:
+            out.print(f"  note: {notice}", markup=False, highlight=False)
         url = s.workflow_url(wid, desc.run_id)
         if url:
             out.print(f"UI: {url}")

@@ -61,7 +61,8 @@ class ApprovalConfig(_Strict):
     required: int = Field(default=0, ge=0)
     approvers: list[str] = Field(default_factory=list)
     timeout: Duration = None
-    pull_request_reviews: bool = True
+    pull_request_reviews: bool = True  # an approving review on the stage's PR counts as an approval
+    require_review: bool = False  # the gate also needs one approving review (the forge authenticates its author)
 
 
 class PolicyConfig(_Strict):
@@ -83,9 +84,23 @@ class RevertConfig(_Strict):
     automatic: bool = True
 
 
+NOTIFY_EVENTS = ("waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded")
+
+
 class Webhook(_Strict):
+    """A Slack-compatible webhook. `url` may be `${NAME}`: the worker reads it from its environment, so
+    a secret URL never enters the repository or the workflow history."""
+
     url: str
-    events: list[str] = Field(default_factory=list)
+    events: list[str] = Field(default_factory=list)  # empty: every event
+
+    @field_validator("events")
+    @classmethod
+    def _known_events(cls, events: list[str]) -> list[str]:
+        unknown = [e for e in events if e not in NOTIFY_EVENTS]
+        if unknown:
+            raise ValueError(f"unknown event(s) {', '.join(unknown)}; choose from: {', '.join(NOTIFY_EVENTS)}")
+        return events
 
 
 class EnvironmentConfig(_Strict):
@@ -178,6 +193,32 @@ class Approval(BaseModel):
     at: datetime
     via: str  # ui | cli | pull_request
     comment: str = ""
+    head: str | None = None  # the PR head it was given on: a new commit on the branch voids it
+
+
+class AuditEntry(BaseModel):
+    """One decision, kept in the status, the PR body and the merge commit's trailers."""
+
+    at: datetime
+    env: str
+    kind: str  # policy | approval | refusal | rejection | voided | merge | expired | revert | cancelled
+    actor: str = "promoter"
+    via: str = ""
+    detail: str = ""
+
+    def trailer(self) -> str:
+        """A git trailer (one line): `Promoter-Approval: alice via ui at 2026-...: looks good`."""
+        who = f"{self.actor} via {self.via}" if self.via else self.actor
+        text = f"{who} at {self.at:%Y-%m-%dT%H:%M:%SZ}" + (f": {self.detail}" if self.detail else "")
+        return f"Promoter-{self.kind.capitalize()}: " + " ".join(text.split())
+
+
+class Supersede(BaseModel):
+    """Payload of the `supersede` signal: a newer promotion of the same app replaces this one."""
+
+    commit: str
+    requested_by: str = "unknown"
+    url: str | None = None  # of the newer promotion in the Web UI
 
 
 class Refusal(BaseModel):
@@ -212,6 +253,12 @@ class StageStatus(BaseModel):
     approvals_required: int = 0
     approvals: list[Approval] = Field(default_factory=list)
     refusals: list[Refusal] = Field(default_factory=list)
+    voided: list[Approval] = Field(default_factory=list)  # given on an older head of the PR
+    approvers: list[str] = Field(default_factory=list)  # who may decide this gate (groups expanded)
+    screened: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason to refuse them
+    head_sha: str | None = None  # the PR head the gate knows
+    seen_reviews: list[str] = Field(default_factory=list)  # review ids already taken into account
+    review_required: bool = False
     rejected_by: str | None = None
     deadline: datetime | None = None
     message: str = ""
@@ -229,6 +276,9 @@ class PromotionStatus(BaseModel):
     finished_at: datetime | None = None
     message: str = ""
     stages: list[StageStatus] = Field(default_factory=list)
+    audit: list[AuditEntry] = Field(default_factory=list)
+    superseded_by: str | None = None
+    notices: list[str] = Field(default_factory=list)  # what went wrong without failing it (a webhook, ...)
 
 
 # ---------------------------------------------------------------- activities
@@ -282,6 +332,48 @@ class PullRequest(BaseModel):
 class PullRequestRef(BaseModel):
     number: int
     comment: str = ""
+    expected_head: str | None = None  # merge only if the PR's head is still this commit
+    body: str | None = None  # update: the new body
+
+
+class WatchInput(BaseModel):
+    """What the gate already knows of its PR; the watcher returns when the forge says otherwise."""
+
+    number: int
+    head_sha: str | None = None
+    seen_reviews: list[str] = Field(default_factory=list)
+
+
+class ReviewEvent(BaseModel):
+    id: str
+    author: str
+    state: str  # approved | changes_requested | commented
+    at: datetime
+    commit: str | None = None
+    body: str = ""
+
+
+class WatchResult(BaseModel):
+    state: str  # open | merged | closed
+    head_sha: str | None = None
+    merge_commit: str | None = None
+    reviews: list[ReviewEvent] = Field(default_factory=list)  # new since `seen_reviews`
+
+
+class ScreenResult(BaseModel):
+    refused: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason
+
+
+class NotifyInput(BaseModel):
+    url: str  # or ${NAME}
+    event: str
+    text: str
+    promotion_id: str
+    app: str
+    env: str
+    commit: str
+    state: str
+    pr_url: str | None = None
 
 
 class MergeResult(BaseModel):
@@ -314,6 +406,11 @@ class PolicyCheckInput(BaseModel):
     render_objects: bool = True
     diff: DiffSummary = Field(default_factory=DiffSummary)
     approvals: list[Approval] = Field(default_factory=list)
+
+
+class ScreenInput(BaseModel):
+    check: PolicyCheckInput
+    candidates: list[str]
 
 
 class ApprovalCheck(BaseModel):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from promoter.models import DiffSummary, PolicyDecision, PromotionPlan
+from promoter.models import AuditEntry, DiffSummary, PolicyDecision, PromotionPlan
 
 
 def human_duration(d: timedelta | None) -> str:
@@ -93,3 +93,17 @@ def pr_body(
             gate,
         ]
     )
+
+
+def audit_section(entries: list[AuditEntry]) -> str:
+    """The stage's decisions, appended to its PR body: the record outlives Temporal's retention."""
+    lines = ["", "### Audit", "", "| when (UTC) | what | who | via | detail |", "|---|---|---|---|---|"]
+    lines += [f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {e.actor} | {e.via} | {' '.join(e.detail.split())} |"
+              for e in entries]
+    return "\n".join(lines)
+
+
+def merge_message(number: int, branch: str, title: str, promotion: str, entries: list[AuditEntry]) -> str:
+    """The merge commit's message: git trailers carry every decision of the stage."""
+    trailers = [f"Promoter-Promotion: {promotion}", *(e.trailer() for e in entries)]
+    return f"Merge pull request #{number} from {branch}\n\n{title}\n\n" + "\n".join(trailers) + "\n"

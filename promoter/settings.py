@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,6 +35,7 @@ class Settings:
     opa_url: str | None = None
     policy_engine: str | None = None  # embedded | opa; default: opa when opa_url is set
     policy_timeout_s: float = 10.0
+    review_poll_s: float = 15.0  # how often a waiting gate reads its PR's reviews and head
 
     @classmethod
     def load(cls, state_dir: str | None = None) -> Settings:
@@ -60,11 +62,8 @@ class Settings:
         s.ui_url = env.get("PROMOTER_UI_URL", s.ui_url)
         s.opa_url = env.get("PROMOTER_OPA_URL", s.opa_url)
         s.policy_engine = env.get("PROMOTER_POLICY_ENGINE", s.policy_engine)
-        timeout = env.get("PROMOTER_POLICY_TIMEOUT", str(s.policy_timeout_s))
-        try:
-            s.policy_timeout_s = float(timeout)
-        except ValueError:
-            raise BadInput(f"PROMOTER_POLICY_TIMEOUT must be seconds, not {timeout!r}") from None
+        s.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", s.policy_timeout_s)
+        s.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", s.review_poll_s)
         return s
 
     def make_policy_engine(self) -> PolicyEngine:
@@ -83,6 +82,17 @@ class Settings:
             return None
         url = f"{self.ui_url}/namespaces/{self.namespace}/workflows/{workflow_id}"
         return f"{url}/{run_id}/history" if run_id else url
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    text = env.get(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if value <= 0:
+        raise BadInput(f"{name} must be a positive number of seconds, not {text!r}")
+    return value
 
 
 async def connect(settings: Settings) -> Client:

@@ -36,6 +36,14 @@ def binary(name: str) -> str:
     return found
 
 
+def search_attribute_args() -> list[str]:
+    """`--search-attribute PromotionApp=Keyword ...`: the dev server registers them (again, harmlessly,
+    on a restart over the same database)."""
+    from promoter import search
+
+    return [arg for key in search.KEYS for arg in ("--search-attribute", f"{key.name}=Keyword")]
+
+
 def free_port(preferred: int | None = None) -> int:
     for port in ([preferred] if preferred else []) + [0]:
         with socket.socket() as s:
@@ -153,7 +161,8 @@ class Stack:
         address = f"127.0.0.1:{grpc}"
         temporal = self._spawn(
             [binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(grpc),
-             "--ui-port", str(ui), "--db-filename", str(self.dir / "temporal.db"), "--log-level", "warn"],
+             "--ui-port", str(ui), "--db-filename", str(self.dir / "temporal.db"), "--log-level", "warn",
+             *search_attribute_args()],
             "temporal.log", {},
         )
         info: dict[str, object] = {

@@ -14,6 +14,7 @@ from temporalio.worker import Worker
 
 from activities.cluster import ClusterActivities
 from activities.forge import ForgeActivities
+from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
 from activities.repository import GitActivities
 from promoter.errors import BadInput
@@ -33,8 +34,9 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     if settings.forge == "local":
         forge_settings["db_path"] = settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
     forge = make_forge(settings.forge, **forge_settings)
-    git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge)
+    git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
+    notify = NotifyActivities()
     return Worker(
         client,
         task_queue=settings.task_queue,
@@ -42,8 +44,9 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         activities=[
             git_acts.plan, git_acts.prepare, git_acts.push_branch,
             forge_acts.open_pull_request, forge_acts.merge_pull_request,
-            forge_acts.close_pull_request, forge_acts.comment_pull_request,
-            policy.check_policy, policy.check_approval, cluster.sync, cluster.check_health, cluster.revert,
+            forge_acts.close_pull_request, forge_acts.comment_pull_request, forge_acts.update_pull_request,
+            forge_acts.watch_pull_request, policy.check_policy, policy.check_approval, policy.screen_approvers,
+            cluster.sync, cluster.check_health, cluster.revert, notify.notify,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -19,6 +19,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from promoter import search
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.settings import Settings
@@ -140,6 +141,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         data_converter=pydantic_data_converter,
         dev_server_existing_path=binary("temporal"),
+        search_attributes=search.KEYS,
     )
     try:
         yield env
@@ -193,7 +195,7 @@ def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor, 
     @asynccontextmanager
     async def start(env: WorkflowEnvironment, origin: Origin) -> AsyncIterator[str]:
         clusters(sorted(p.name for p in (origin.work / "environments").iterdir() if p.is_dir()))
-        settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url,
+        settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, review_poll_s=0.1,
                             forge_db=str(origin.path.parent / "forge.sqlite"), cache_dir=str(tmp_path / "cache"))
         worker: Worker = build_worker(env.client, settings, executor)
         async with worker:

@@ -15,10 +15,11 @@ from promoter.models import PullRequest
 
 @dataclass(frozen=True)
 class Review:
-    author: str
+    id: str  # the forge's id of the review, stable across reads
+    author: str  # as the forge authenticated them
     state: str  # approved | changes_requested | commented
     at: datetime
-    commit: str | None = None
+    commit: str | None = None  # the PR head it was given on
     body: str = ""
 
 
@@ -29,10 +30,17 @@ class Forge(Protocol):
         ...
 
     def find_pull_request(self, head: str) -> PullRequest | None: ...
-    def get_pull_request(self, number: int) -> PullRequest: ...
+    def get_pull_request(self, number: int) -> PullRequest:
+        """The PR as the forge has it now; `head_sha` is the branch's current head while it is open."""
+        ...
+
+    def update_body(self, number: int, body: str) -> PullRequest: ...
     def comment(self, number: int, body: str) -> None: ...
     def reviews(self, number: int) -> list[Review]: ...
-    def merge(self, number: int, message: str | None = None) -> PullRequest: ...
+    def merge(self, number: int, message: str | None = None, expected_head: str | None = None) -> PullRequest:
+        """Merge once. With `expected_head`, refuse (Conflict) when the PR's head moved past it."""
+        ...
+
     def close(self, number: int, comment: str = "") -> PullRequest: ...
 
 

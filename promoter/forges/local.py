@@ -107,7 +107,20 @@ class LocalForge:
             row = db.execute("SELECT * FROM pulls WHERE number = ?", (number,)).fetchone()
         if row is None:
             raise NotFound(f"pull request #{number} does not exist on {self.origin}")
+        if row["state"] == "open":  # a hosted forge follows pushes to the branch; read it from origin
+            sha = self.repo.branch_head(row["head"])
+            if sha is not None and sha != row["head_sha"]:
+                with self._db() as db:
+                    db.execute("UPDATE pulls SET head_sha = ?, updated_at = ? WHERE number = ? AND state = 'open'",
+                               (sha, _now(), number))
+                    row = db.execute("SELECT * FROM pulls WHERE number = ?", (number,)).fetchone()
         return self._pr(row)
+
+    def update_body(self, number: int, body: str) -> PullRequest:
+        self.get_pull_request(number)
+        with self._db() as db:
+            db.execute("UPDATE pulls SET body = ?, updated_at = ? WHERE number = ?", (body, _now(), number))
+        return self.get_pull_request(number)
 
     def list_pull_requests(self, state: str | None = None) -> list[PullRequest]:
         with self._db() as db:
@@ -137,18 +150,22 @@ class LocalForge:
         with self._db() as db:
             rows = db.execute("SELECT * FROM reviews WHERE number = ? ORDER BY id", (number,)).fetchall()
         return [
-            Review(r["author"], r["state"], datetime.fromisoformat(r["at"]), r["commit_id"], r["body"]) for r in rows
+            Review(str(r["id"]), r["author"], r["state"], datetime.fromisoformat(r["at"]), r["commit_id"], r["body"])
+            for r in rows
         ]
 
-    def merge(self, number: int, message: str | None = None) -> PullRequest:
+    def merge(self, number: int, message: str | None = None, expected_head: str | None = None) -> PullRequest:
         """Merge once: a retry after a crash finds the merge already on main and records it."""
         pr = self.get_pull_request(number)
         if pr.state == "merged":
             return pr
         if pr.state == "closed":
             raise Conflict(f"pull request #{number} is closed; it cannot be merged")
+        if expected_head is not None and pr.head_sha != expected_head:
+            raise Conflict(f"pull request #{number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
+                           f"{expected_head[:7]}; it was not merged")
         msg = message or f"Merge pull request #{number} from {pr.head}\n\n{pr.title}"
-        merge_commit = self.repo.merge_branch(pr.head, msg)
+        merge_commit = self.repo.merge_branch(pr.head, msg, expected_head)
         with self._db() as db:
             db.execute(
                 "UPDATE pulls SET state = 'merged', merge_commit = ?, updated_at = ?"

@@ -109,6 +109,11 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     assert [s["state"] for s in status["stages"]] == ["healthy", "healthy", "healthy"]
     assert status["stages"][2]["approvals"][0]["approver"] == "alice"
     assert status["stages"][2]["approvals"][0]["via"] == "cli"
+    audit = [(e["env"], e["kind"], e["actor"]) for e in status["audit"]]  # the audit trail, in --json too
+    assert ("prod", "approval", "alice") in audit and ("prod", "merge", "promoter") in audit
+    assert [e["via"] for e in status["audit"] if e["kind"] == "refusal"] == []  # mallory never entered history
+    human = cli("status", "promote-demo")
+    assert "prod approval by alice via cli: go" in human.stdout, human.stdout
     bare = git.Repo(origin.path)
     for env in ("staging", "prod"):
         for f in ("deployment.yaml", "service.yaml"):

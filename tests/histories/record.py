@@ -1,23 +1,29 @@
 """Record workflow histories for the replay test: `python -m tests.histories.record`.
 
 Run it only when a change to PromotionWorkflow is meant to be incompatible *and* is guarded by
-`workflow.patched`; otherwise the replay test is exactly what should catch the change.
+`workflow.patched`; otherwise the replay test is exactly what should catch the change. Histories of
+earlier versions stay: `promotion_*.json` were recorded before the `gates-v2` patch and must keep
+replaying; this script writes `gates_v2_*.json` (search attributes registered, the prod gate opened by
+an approving review on the PR, or rejected after a refused signal).
 """
 
 from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import os
 import tempfile
 import uuid
 from pathlib import Path
 
+import yaml
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
-from promoter import api
+from promoter import api, search
 from promoter.models import Decision
 from promoter.settings import Settings
+from promoter.sim.kube import KubeSim, kubeconfig
 from promoter.stack import binary, seed_origin
 from promoter.worker import build_worker
 from tests.conftest import Origin, make_gitops
@@ -27,24 +33,33 @@ HERE = Path(__file__).parent
 
 async def main() -> None:
     env = await WorkflowEnvironment.start_local(data_converter=pydantic_data_converter,
-                                                dev_server_existing_path=binary("temporal"))
+                                                dev_server_existing_path=binary("temporal"),
+                                                search_attributes=search.KEYS)
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(16) as pool:
         base = Path(tmp)
         seed_origin(make_gitops(base), base / "origin.git")
         origin = Origin(base / "origin.git", base / "person")
+        sims = {e: KubeSim(env=e, rollout_delay_s=0.05).start() for e in ("dev", "staging", "prod")}
+        (base / "kubeconfig").write_text(yaml.safe_dump(kubeconfig({e: sim.url for e, sim in sims.items()})))
+        os.environ["KUBECONFIG"] = str(base / "kubeconfig")
         settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge_db=str(base / "forge.sqlite"),
-                            cache_dir=str(base / "cache"))
+                            cache_dir=str(base / "cache"), review_poll_s=0.1)
         async with build_worker(env.client, settings, pool):
             for name, decide in (("approved", "approve"), ("rejected", "reject")):
                 origin.bump(tag=f"{name}-1")
                 handle = await api.start(env.client, settings.task_queue,
                                          await api.plan(env.client, settings.task_queue, "demo"))
-                await api.wait_for(handle, lambda s: s.stages[2].state == "awaiting_approval")
+                status = await api.wait_for(handle, lambda s: s.stages[2].state == "awaiting_approval")
                 await handle.signal("approve", Decision(env="prod", approver="mallory"))
-                await handle.execute_update(decide, Decision(env="prod", approver="alice", comment="recorded"))
+                if decide == "approve":  # by an approving review on the PR
+                    origin.forge().add_review(status.stages[2].pr_number or 0, "alice", "approved", "recorded")
+                else:
+                    await handle.execute_update(decide, Decision(env="prod", approver="alice", comment="recorded"))
                 await handle.result()
                 history = await handle.fetch_history()
-                (HERE / f"promotion_{name}.json").write_text(history.to_json())
+                (HERE / f"gates_v2_{name}.json").write_text(history.to_json())
+        for sim in sims.values():
+            sim.stop()
     await env.shutdown()
 
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import git
 import pytest
+from temporalio.api.enums.v1 import EventType
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
@@ -60,6 +61,9 @@ async def test_prod_approval_by_the_commits_author_is_refused(dev_env: WorkflowE
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
         assert f"alice wrote commit {plan.short_commit} and may not approve it for prod" in str(refused.value.cause)
+        history = await handle.fetch_history()  # the policy screened alice when the gate opened: the
+        assert not [e for e in history.events  # validator refused her, so nothing entered history
+                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
         await handle.signal("approve", Decision(env="prod", approver="alice"))  # the UI's signal: recorded, refused
         await handle.execute_update("approve", Decision(env="prod", approver="bob"))
         result = await handle.result()

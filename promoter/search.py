@@ -1,0 +1,16 @@
+"""The search attributes a promotion carries, so the Temporal Web UI lists and filters promotions
+without reading JSON: `PromotionState="awaiting_approval"` lists every gate that waits.
+
+`promoter up` registers them on its dev server; on a production namespace register them once with
+`temporal operator search-attribute create --name PromotionApp --type Keyword` (and the three others).
+"""
+
+from __future__ import annotations
+
+from temporalio.common import SearchAttributeKey
+
+APP = SearchAttributeKey.for_keyword("PromotionApp")
+ENV = SearchAttributeKey.for_keyword("PromotionEnv")
+COMMIT = SearchAttributeKey.for_keyword("PromotionCommit")
+STATE = SearchAttributeKey.for_keyword("PromotionState")  # the stage's state while running, then the outcome
+KEYS = (APP, ENV, COMMIT, STATE)

@@ -1,0 +1,263 @@
+"""Approval gates on a real Temporal dev server with real git and the local forge: quorums, approving
+reviews on the PR, a new commit voiding approvals, require_review, supersede, webhooks, search
+attributes and the audit trail (status, PR body, merge commit trailers)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import git
+import pytest
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api, search
+from promoter.models import Decision, PromotionState, PromotionStatus, StageState
+from promoter.stack import wait_until
+from tests.conftest import Origin
+
+pytestmark = pytest.mark.asyncio
+
+
+def envs(**approval: Any) -> list[dict[str, object]]:
+    gate = {"required": 1, "approvers": ["alice", "group:sre"], "timeout": "24h", **approval}
+    return [{"name": "dev", "order": 1}, {"name": "prod", "order": 2, "approval": gate}]
+
+
+def waiting(s: PromotionStatus) -> bool:
+    return s.stages[1].state == StageState.AWAITING_APPROVAL
+
+
+async def start(env: WorkflowEnvironment, tq: str, **options: Any) -> Any:
+    return await api.start(env.client, tq, await api.plan(env.client, tq, "demo"), "dana", **options)
+
+
+async def accepted_updates(handle: Any) -> int:
+    history = await handle.fetch_history()
+    return len([e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED])
+
+
+def push_to_branch(origin: Origin, branch: str) -> str:
+    """A person pushes one more commit onto a promotion's branch (as onto a PR on a hosted forge)."""
+    repo = origin.repo
+    repo.git.fetch("-q", "origin", branch)
+    repo.git.checkout("-q", "-B", "fix", f"origin/{branch}")
+    (origin.work / "environments/prod/demo/extra.yaml").write_text(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n")
+    repo.git.add("-A")
+    repo.git.commit("-qm", "a fix on the PR")
+    repo.git.push("-q", "origin", f"fix:{branch}")
+    sha = repo.head.commit.hexsha
+    repo.git.checkout("-q", "main")
+    return sha
+
+
+async def test_quorum_of_two_counts_each_person_once_and_records_everything(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs(required=2))
+    commit = origin.bump()
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        await api.wait_for(handle, waiting)
+        await handle.execute_update("approve", Decision(env="prod", approver="sam", comment="lgtm", via="cli"))
+        status = await handle.query("status", result_type=PromotionStatus)
+        assert waiting(status) and "1 of 2 approval(s)" in status.stages[1].message
+        before = await accepted_updates(handle)
+        with pytest.raises(WorkflowUpdateFailedError) as twice:
+            await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))
+        assert "sam has already approved prod; one person counts once" in str(twice.value.cause)
+        assert await accepted_updates(handle) == before  # refused by the validator: history unchanged
+        assert waiting(await handle.query("status", result_type=PromotionStatus))
+        await handle.execute_update("approve", Decision(env="prod", approver="alice", comment="go", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    prod = result.stages[1]
+    assert [a.approver for a in prod.approvals] == ["sam", "alice"]
+    kinds = [(e.kind, e.actor) for e in result.audit if e.env == "prod"]
+    assert ("approval", "sam") in kinds and ("approval", "alice") in kinds and ("merge", "promoter") in kinds
+    assert [k for k, _ in kinds].count("policy") == 2  # before the PR and before the merge
+    policy = next(e for e in result.audit if e.kind == "policy" and e.env == "prod")
+    assert prod.policy is not None and prod.policy.revision in policy.detail
+    # the record outlives Temporal: trailers on the merge commit, a table in the PR body
+    message = git.Repo(origin.path).git.log("-1", "--format=%B", prod.merge_commit)
+    assert f"Promoter-Promotion: {result.id}" in message
+    assert "Promoter-Approval: sam via cli at " in message and ": lgtm" in message
+    assert f"revision {prod.policy.revision}" in message
+    body = forge.get_pull_request(prod.pr_number or 0).body
+    assert "### Audit" in body and "| approval | alice | cli | go |" in body and "| verdict |" in body
+    assert commit in message or commit[:7] in message
+
+
+async def test_an_approving_review_on_the_pr_opens_the_gate(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs())
+    origin.bump()
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        number = status.stages[1].pr_number or 0
+        forge.add_review(number, "mallory", "approved", "me too")  # not an approver: refused, recorded
+        forge.add_review(number, "sue", "changes_requested", "hm")  # not an approval
+        status = await api.wait_for(handle, lambda s: bool(s.stages[1].refusals))
+        assert "mallory may not decide prod" in status.stages[1].refusals[0].reason
+        assert status.stages[1].refusals[0].via == "pull_request" and waiting(status)
+        forge.add_review(number, "sue", "approved", "fine now")
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    approvals = result.stages[1].approvals
+    assert [(a.approver, a.via, a.comment) for a in approvals] == [("sue", "pull_request", "fine now")]
+    assert ("review", "sue") in [(e.kind, e.actor) for e in result.audit]
+
+
+async def test_a_new_commit_on_the_waiting_pr_voids_earlier_approvals(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs(required=2))
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        branch = status.stages[1].branch or ""
+        await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))
+        fix = push_to_branch(origin, branch)
+        status = await api.wait_for(handle, lambda s: bool(s.stages[1].voided))
+        prod = status.stages[1]
+        assert prod.approvals == [] and [a.approver for a in prod.voided] == ["sam"]
+        assert prod.head_sha == fix and waiting(status)
+        assert f"new commit {fix[:7]} on {branch}" in prod.message and "no longer count" in prod.message
+        await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))  # again, anew
+        await handle.execute_update("approve", Decision(env="prod", approver="sue", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    assert [a.head for a in result.stages[1].approvals] == [fix, fix]
+    assert "extra" in origin.show("main", "environments/prod/demo/extra.yaml")  # what was approved was merged
+
+
+async def test_require_review_needs_a_review_besides_the_quorum(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs(require_review=True))
+    origin.bump()
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+        status = await handle.query("status", result_type=PromotionStatus)
+        assert waiting(status) and "also needs an approving review" in status.stages[1].message
+        forge.add_review(status.stages[1].pr_number or 0, "sam", "approved")
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    assert [a.via for a in result.stages[1].approvals] == ["cli", "pull_request"]
+
+
+async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs())
+    origin.bump(tag="1.1.0")
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        old = await start(dev_env, tq)
+        first = await api.wait_for(old, waiting)
+        newer = origin.bump(tag="1.2.0")
+        new = await start(dev_env, tq, supersede=True, ui_url="http://ui.example")
+        ended = await dev_env.client.get_workflow_handle(old.id, run_id=first_run(old),
+                                                         result_type=PromotionStatus).query(
+            "status", result_type=PromotionStatus)
+        assert ended.state == PromotionState.CANCELLED and ended.superseded_by is not None
+        assert newer[:7] in ended.superseded_by and "http://ui.example/namespaces/default/workflows/" in (
+            ended.superseded_by)
+        old_pr = forge.get_pull_request(first.stages[1].pr_number or 0)
+        assert old_pr.state == "closed" and "Superseded" in forge.comments(old_pr.number)[-1]
+        assert newer[:7] in forge.comments(old_pr.number)[-1]
+        status = await api.wait_for(new, waiting)
+        assert status.commit == newer
+        await new.execute_update("approve", Decision(env="prod", approver="alice"))
+        assert (await new.result()).state == PromotionState.SUCCEEDED
+
+
+def first_run(handle: Any) -> str:
+    run_id: str = handle.result_run_id
+    return run_id
+
+
+@pytest.fixture
+def hooks() -> Iterator[dict[str, Any]]:
+    """A webhook receiver on loopback: /ok answers 200 and records, /broken answers 500."""
+    got: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:  # noqa: N802
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/ok":
+                got.append(body)
+            self.send_response(200 if self.path == "/ok" else 500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": f"http://127.0.0.1:{server.server_port}", "got": got}
+    server.shutdown()
+    server.server_close()
+
+
+async def test_webhooks_are_sent_and_a_failing_one_never_fails_the_promotion(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any,
+        hooks: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PROMOTER_TEST_HOOK", f"{hooks['url']}/ok")  # a secret URL stays out of history
+    prod = envs()[1] | {"notify": [{"url": "${PROMOTER_TEST_HOOK}"},
+                                   {"url": f"{hooks['url']}/broken", "events": ["succeeded"]}]}
+    origin = origin_factory([envs()[0], prod])
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        await api.wait_for(handle, waiting)
+        await asyncio.to_thread(wait_until, lambda: bool(hooks["got"]), 30, "the waiting webhook")
+        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        result = await handle.result()
+        history = json.dumps([str(e) for e in (await handle.fetch_history()).events])
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    events = [h["event"] for h in hooks["got"]]
+    assert events == ["waiting", "succeeded"]
+    assert "waits for approval in prod" in hooks["got"][0]["text"] and hooks["got"][0]["pr_url"]
+    assert [n for n in result.notices if "succeeded webhook failed" in n and "answered 500" in n]
+    assert "/ok" not in history  # only ${PROMOTER_TEST_HOOK} is in the workflow's history
+
+
+async def test_search_attributes_list_what_waits(dev_env: WorkflowEnvironment,
+                                                 origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs())
+    commit = origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        await api.wait_for(handle, waiting)
+        query = f'PromotionState="awaiting_approval" AND PromotionApp="demo" AND PromotionCommit="{commit}"'
+
+        async def listed() -> list[str]:
+            return [w.id async for w in dev_env.client.list_workflows(query)]
+
+        found: list[str] = []
+        for _ in range(200):  # visibility is eventually consistent: wait for it, with a deadline
+            found = await listed()
+            if found:
+                break
+            await asyncio.sleep(0.05)
+        assert found == [handle.id]
+        described = await handle.describe()
+        summary, details = await described.static_summary(), await described.static_details()
+        assert summary and summary.startswith("Promote demo @ ")
+        assert details and "| prod | 1 approval(s) | alice, group:sre |" in details
+        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.result()
+    states = (await handle.describe()).typed_search_attributes
+    assert states.get(search.STATE) == "succeeded" and states.get(search.ENV) == "prod"
