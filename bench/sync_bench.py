@@ -28,12 +28,12 @@ sys.path.insert(0, str(ROOT))
 
 from kubernetes import client  # noqa: E402
 from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from bench.generated import generated_objects  # noqa: E402
 from promoter import api  # noqa: E402
 from promoter.cluster import KubeCluster  # noqa: E402
+from promoter.converter import DATA_CONVERTER  # noqa: E402
 from promoter.settings import Settings  # noqa: E402
 from promoter.sim.kube import FAIL_IN, KubeSim, kubeconfig  # noqa: E402
 from promoter.stack import binary, seed_origin  # noqa: E402
@@ -84,7 +84,7 @@ async def revert_figure() -> float:
         (tmp / "person" / deployment.relative_to(src)).write_text(yaml.safe_dump(doc))
         person.git.execute(["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qam", "fail in staging"])
         person.git.push("-q", "origin", "main")
-        env = await WorkflowEnvironment.start_local(data_converter=pydantic_data_converter,
+        env = await WorkflowEnvironment.start_local(data_converter=DATA_CONVERTER,
                                                     dev_server_existing_path=binary("temporal"))
         try:
             settings = Settings(task_queue=str(uuid.uuid4()), repo_url=str(tmp / "origin.git"),

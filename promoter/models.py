@@ -1,7 +1,7 @@
 """Pydantic models: environment.yaml, and every workflow, activity, update, signal and query payload.
 
-All of them travel through `pydantic_data_converter`, so fields may be added later (with defaults)
-without breaking running workflows.
+All of them travel through the pydantic data converter (promoter.converter), so fields may be added
+later (with defaults) without breaking running workflows.
 """
 
 from __future__ import annotations

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 
 from promoter import TASK_QUEUE
+from promoter.converter import DATA_CONVERTER
 from promoter.errors import BadInput
 
 if TYPE_CHECKING:
@@ -98,7 +98,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
 async def connect(settings: Settings) -> Client:
     try:
         return await Client.connect(
-            settings.temporal_address, namespace=settings.namespace, data_converter=pydantic_data_converter
+            settings.temporal_address, namespace=settings.namespace, data_converter=DATA_CONVERTER
         )
     except RuntimeError as e:
         text = str(e)

@@ -5,7 +5,12 @@ and never downloaded."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import os
 import shutil
+import subprocess
+import sys
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
@@ -15,16 +20,16 @@ import git
 import pytest
 import pytest_asyncio
 import yaml
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from promoter import search
+from promoter.converter import DATA_CONVERTER
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim, kubeconfig
-from promoter.stack import binary, seed_origin
+from promoter.stack import Stack, binary, free_port, seed_origin
 from promoter.worker import build_worker
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -139,7 +144,7 @@ def forge(clone: GitClone, origin: Origin) -> LocalForge:
 @pytest_asyncio.fixture(scope="session")
 async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         dev_server_existing_path=binary("temporal"),
         search_attributes=search.KEYS,
     )
@@ -152,7 +157,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
 @pytest_asyncio.fixture(scope="session")
 async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_time_skipping(
-        data_converter=pydantic_data_converter,
+        data_converter=DATA_CONVERTER,
         test_server_existing_path=binary("temporal-test-server"),
     )
     try:
@@ -202,3 +207,54 @@ def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor, 
             yield settings.task_queue
 
     return start
+
+
+PROMOTER = [sys.executable, "-m", "promoter"]
+
+
+class Cli:
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {**os.environ, "PROMOTER_STATE_DIR": str(state_dir), "COLUMNS": "200"}
+        self.state_dir = state_dir
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
+                              stdin=subprocess.DEVNULL)
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen([*PROMOTER, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, stdin=subprocess.DEVNULL)
+
+    def status(self, wid: str) -> dict[str, object]:
+        r = self("status", wid, "--json")
+        assert r.returncode == 0, r.stderr
+        data: dict[str, object] = json.loads(r.stdout)
+        return data
+
+    def wait_status(self, wid: str, check: object, timeout_s: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            r = self("status", wid, "--json")
+            if r.returncode == 0:
+                data = json.loads(r.stdout)
+                if callable(check) and check(data):
+                    return data  # type: ignore[no-any-return]
+        raise TimeoutError(f"{wid} never reached the expected status")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin]]:
+    base = tmp_path_factory.mktemp("stack")
+    src = make_gitops(base)
+    state = base / "state"
+    cli = Cli(state)
+    r = cli("up", "--detach", "--repo", str(src), "--state-dir", str(state),
+            "--port", str(free_port()), "--ui-port", str(free_port()))
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Temporal UI   http://127.0.0.1:" in r.stdout
+        yield cli, Origin(state / "origin.git", base / "person")
+    finally:
+        down = cli("down", "--state-dir", str(state))
+        Stack(state).down()  # in case `down` itself failed: end what we started, by PID
+        assert down.returncode == 0, down.stderr

@@ -8,68 +8,12 @@ import json
 import os
 import signal
 import sqlite3
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import git
 import pytest
 import yaml
 
-from promoter.stack import Stack, free_port
-from tests.conftest import Origin, make_gitops
-
-PROMOTER = [sys.executable, "-m", "promoter"]
-
-
-class Cli:
-    def __init__(self, state_dir: Path) -> None:
-        self.env = {**os.environ, "PROMOTER_STATE_DIR": str(state_dir), "COLUMNS": "200"}
-        self.state_dir = state_dir
-
-    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
-
-    def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*PROMOTER, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, stdin=subprocess.DEVNULL)
-
-    def status(self, wid: str) -> dict[str, object]:
-        r = self("status", wid, "--json")
-        assert r.returncode == 0, r.stderr
-        data: dict[str, object] = json.loads(r.stdout)
-        return data
-
-    def wait_status(self, wid: str, check: object, timeout_s: float = 60) -> dict[str, object]:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            r = self("status", wid, "--json")
-            if r.returncode == 0:
-                data = json.loads(r.stdout)
-                if callable(check) and check(data):
-                    return data  # type: ignore[no-any-return]
-        raise TimeoutError(f"{wid} never reached the expected status")
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin]]:
-    base = tmp_path_factory.mktemp("stack")
-    src = make_gitops(base)
-    state = base / "state"
-    cli = Cli(state)
-    r = cli("up", "--detach", "--repo", str(src), "--state-dir", str(state),
-            "--port", str(free_port()), "--ui-port", str(free_port()))
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "Temporal UI   http://127.0.0.1:" in r.stdout
-        yield cli, Origin(state / "origin.git", base / "person")
-    finally:
-        down = cli("down", "--state-dir", str(state))
-        Stack(state).down()  # in case `down` itself failed: end what we started, by PID
-        assert down.returncode == 0, down.stderr
+from tests.conftest import Cli, Origin
 
 
 def refs(origin: Origin) -> dict[str, str]:

@@ -17,10 +17,10 @@ import uuid
 from pathlib import Path
 
 import yaml
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api, search
+from promoter.converter import DATA_CONVERTER
 from promoter.models import Decision
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim, kubeconfig
@@ -32,7 +32,7 @@ HERE = Path(__file__).parent
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_local(data_converter=pydantic_data_converter,
+    env = await WorkflowEnvironment.start_local(data_converter=DATA_CONVERTER,
                                                 dev_server_existing_path=binary("temporal"),
                                                 search_attributes=search.KEYS)
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(16) as pool:

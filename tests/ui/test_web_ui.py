@@ -1,0 +1,129 @@
+"""The Temporal Web UI that `promoter up` serves (UI 2.54), driven by headless Chromium as a person
+would use it: find the waiting promotion by its search attributes, open it, and send the `approve`
+update through the UI's own dialog (More Actions → Send an Update). An approver the policies refuse
+(the commit's author, for prod) sees the policy's reason in the dialog and the gate keeps waiting;
+an allowed approver opens it and the promotion completes.
+
+Chromium is the Debian package (`.ci/run` installs `chromium` when missing), driven by Playwright's
+Python package with `executable_path`; no browser is ever downloaded. Screenshots are saved under
+`test-artifacts/web-ui/` (or $PROMOTER_ARTIFACTS). The UI refreshes itself, so the test waits for
+elements, never for "networkidle".
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+import urllib.parse
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import Browser, Locator, Page, sync_playwright
+
+from tests.conftest import ROOT, Cli, Origin
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(os.environ.get("PROMOTER_ARTIFACTS", ROOT / "test-artifacts")) / "web-ui"
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)"
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
+        try:
+            yield b
+        finally:
+            b.close()
+
+
+def ui_url(cli: Cli) -> str:
+    url: str = json.loads((cli.state_dir / "stack.json").read_text())["ui_url"]
+    return url
+
+
+def shot(page: Page, name: str) -> None:
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+
+
+def open_waiting_promotion(page: Page, ui: str, app: str) -> None:
+    """The workflow list filtered by search attributes, as a person bookmarks it; visibility is
+    eventually consistent, so reload until the row is there (with a deadline)."""
+    query = f'PromotionState="awaiting_approval" AND PromotionApp="{app}"'
+    page.goto(f"{ui}/namespaces/default/workflows?query={urllib.parse.quote(query)}")
+    link = page.get_by_role("link", name=f"promote-{app}").first
+    deadline = time.monotonic() + 60
+    while not link.is_visible():
+        assert time.monotonic() < deadline, "the waiting promotion never appeared in the filtered list"
+        page.reload()
+        try:
+            link.wait_for(state="visible", timeout=3000)
+        except Exception:  # noqa: BLE001 - not there yet: reload again
+            continue
+    shot(page, "1-filtered-list")
+    link.click()
+    page.get_by_role("button", name="More Actions").wait_for(state="visible", timeout=30000)
+
+
+def send_update(page: Page, name: str, payload: dict[str, str]) -> Locator:
+    """More Actions → Send an Update → pick the update, type its JSON input, Submit; returns the dialog."""
+    page.get_by_role("button", name="More Actions").click()
+    page.get_by_role("menuitem", name="Send an Update").click()
+    dialog = page.locator("dialog[open]")
+    dialog.get_by_role("button", name="Select an Update").click()
+    dialog.get_by_role("option", name=name, exact=True).click()
+    dialog.get_by_role("textbox", name="Data").click()
+    page.keyboard.press("Control+A")  # the dialog keeps the last input: replace it
+    page.keyboard.press("Delete")
+    page.keyboard.type(json.dumps(payload))
+    # the editor re-formats its JSON when it loses focus, which moves the button under a mouse
+    # click; pressing Enter on the focused Submit button is what a keyboard user does
+    dialog.get_by_test_id("confirm-modal-button").press("Enter")
+    return dialog
+
+
+def test_approve_through_the_web_ui(stack: tuple[Cli, Origin], browser: Browser) -> None:
+    cli, origin = stack
+    path = "environments/dev/demo/deployment.yaml"
+    text = re.sub(r"demo:[\w.\-]+", "demo:7.7.7", (origin.work / path).read_text())
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    (origin.work / path).write_text(text)
+    origin.repo.git.execute(["git", "-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit",
+                             "-qam", "demo 7.7.7 by alice"])
+    origin.repo.git.push("-q", "origin", "main")
+    commit = origin.repo.head.commit.hexsha
+    started = cli("promote", "demo")
+    assert started.returncode == 0, started.stderr
+    cli.wait_status("promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval")
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_waiting_promotion(page, ui_url(cli), "demo")
+    shot(page, "2-workflow-page")
+
+    # the commit's author may not approve prod: the policy's reason, in the dialog, and nothing else
+    dialog = send_update(page, "approve", {"env": "prod", "approver": "alice", "comment": "my own change"})
+    reason = f"alice wrote commit {commit[:7]} and may not approve it for prod"
+    dialog.get_by_text(reason).wait_for(state="visible", timeout=30000)
+    shot(page, "3-refused-in-the-dialog")
+    assert "File \"" not in dialog.inner_text()  # no stack trace under the reason
+    dialog.get_by_test_id("cancel-modal-button").click()
+    status = cli.status("promote-demo")
+    prod = status["stages"][2]  # type: ignore[index]
+    assert prod["state"] == "awaiting_approval" and prod["approvals"] == []
+
+    # bob is a release manager: the gate opens and the promotion completes
+    dialog = send_update(page, "approve", {"env": "prod", "approver": "bob", "comment": "ship it"})
+    dialog.wait_for(state="hidden", timeout=30000)  # a successful update closes the dialog
+    shot(page, "4-approved")
+    final = cli.wait_status("promote-demo", lambda s: s["state"] != "running", timeout_s=120)
+    assert final["state"] == "succeeded", final["message"]
+    approvals = final["stages"][2]["approvals"]  # type: ignore[index]
+    assert [(a["approver"], a["via"], a["comment"]) for a in approvals] == [("bob", "ui", "ship it")]
+    page.reload()
+    page.get_by_text("COMPLETED").first.wait_for(state="visible", timeout=30000)
+    shot(page, "5-completed")
+    page.close()
