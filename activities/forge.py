@@ -30,7 +30,15 @@ class ForgeActivities:
     @activity.defn(name="open_pull_request")
     @sorted_errors
     def open_pull_request(self, req: OpenPullRequestInput) -> PullRequest:
-        return self.forge.open_pull_request(req.branch, req.title, req.body, labels=req.labels)
+        """Open (or find again) the stage's PR, then close older promotion PRs of the same app and
+        environment with a pointer to it, so the repository does not fill with stale ones."""
+        pr = self.forge.open_pull_request(req.branch, req.title, req.body, labels=req.labels)
+        family = req.branch.rsplit("/", 1)[0] + "/"  # promote/<app>/<env>/
+        for stale in self.forge.list_open(family):
+            if stale.number != pr.number:
+                self.forge.close(stale.number, f"Superseded by #{pr.number} ({pr.url}), which promotes a newer "
+                                               f"commit: {req.title}.")
+        return pr
 
     @activity.defn(name="update_pull_request")
     @sorted_errors

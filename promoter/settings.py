@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -28,8 +28,14 @@ class Settings:
     namespace: str = "default"
     task_queue: str = TASK_QUEUE
     repo_url: str | None = None
-    forge: str = "local"
+    forge: str = "local"  # local | github | gitlab | gitea
     forge_db: str | None = None
+    forge_repo: str | None = None  # OWNER/NAME (GitHub, Gitea) or group/project (GitLab)
+    forge_url: str | None = None  # the API's base URL; default: the provider's public one
+    forge_token: str | None = field(default=None, repr=False)  # never printed, logged or put in history
+    merge_method: str = "merge"  # merge | squash
+    ssh_key: str | None = None
+    metrics_port: int | None = None  # the worker's /metrics endpoint
     cache_dir: str = str(Path.home() / ".cache" / "promoter")
     ui_url: str | None = None
     opa_url: str | None = None
@@ -58,6 +64,16 @@ class Settings:
         s.repo_url = env.get("PROMOTER_REPO_URL", s.repo_url)
         s.forge = env.get("PROMOTER_FORGE", s.forge)
         s.forge_db = env.get("PROMOTER_FORGE_DB", s.forge_db)
+        s.forge_repo = env.get("PROMOTER_FORGE_REPO", s.forge_repo)
+        s.forge_url = env.get("PROMOTER_FORGE_URL", s.forge_url)
+        s.forge_token = _secret(env, "PROMOTER_FORGE_TOKEN") or s.forge_token
+        s.merge_method = env.get("PROMOTER_MERGE_METHOD", s.merge_method)
+        s.ssh_key = env.get("PROMOTER_SSH_KEY", s.ssh_key)
+        if env.get("PROMOTER_METRICS_PORT"):
+            port = env["PROMOTER_METRICS_PORT"]
+            if not port.isdigit() or not 0 < int(port) < 65536:
+                raise BadInput(f"PROMOTER_METRICS_PORT must be a port number, not {port!r}")
+            s.metrics_port = int(port)
         s.cache_dir = env.get("PROMOTER_CACHE_DIR", s.cache_dir)
         s.ui_url = env.get("PROMOTER_UI_URL", s.ui_url)
         s.opa_url = env.get("PROMOTER_OPA_URL", s.opa_url)
@@ -82,6 +98,19 @@ class Settings:
             return None
         url = f"{self.ui_url}/namespaces/{self.namespace}/workflows/{workflow_id}"
         return f"{url}/{run_id}/history" if run_id else url
+
+
+def _secret(env: Mapping[str, str], name: str) -> str | None:
+    """NAME, or the content of the file NAME_FILE (a mounted secret); never echoed in an error."""
+    if env.get(name):
+        return env[name].strip()
+    path = env.get(f"{name}_FILE")
+    if not path:
+        return None
+    try:
+        return Path(path).read_text().strip() or None
+    except OSError as e:
+        raise BadInput(f"{name}_FILE: cannot read {path} ({e.strerror})") from None
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

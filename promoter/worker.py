@@ -18,8 +18,8 @@ from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
 from activities.repository import GitActivities
 from promoter.errors import BadInput
-from promoter.forges import make_forge
-from promoter.gitrepo import GitClone
+from promoter.forges import Forge, make_forge
+from promoter.gitrepo import GitClone, auth_env
 from promoter.settings import Settings, connect
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
 
@@ -29,11 +29,9 @@ log = logging.getLogger("promoter.worker")
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Worker:
     if not settings.repo_url:
         raise BadInput("no GitOps repository: set PROMOTER_REPO_URL (or start the embedded stack with `promoter up`)")
-    repo = GitClone(settings.repo_url, Path(settings.cache_dir))
-    forge_settings: dict[str, object] = {"repo": repo}
-    if settings.forge == "local":
-        forge_settings["db_path"] = settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
-    forge = make_forge(settings.forge, **forge_settings)
+    repo = GitClone(settings.repo_url, Path(settings.cache_dir), auth_env=auth_env(
+        settings.forge_token, GIT_USERS.get(settings.forge, "promoter"), settings.ssh_key))
+    forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
     notify = NotifyActivities()
@@ -51,6 +49,26 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         activity_executor=executor,
         max_concurrent_activities=16,
     )
+
+
+GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a token
+
+
+def build_forge(settings: Settings, repo: GitClone) -> Forge:
+    if settings.forge == "local":
+        assert settings.repo_url is not None
+        return make_forge("local", repo=repo,
+                          db_path=settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite"))
+    if not settings.forge_repo:
+        raise BadInput(f"PROMOTER_FORGE={settings.forge} needs PROMOTER_FORGE_REPO (the repository, e.g. acme/gitops)")
+    if not settings.forge_token:
+        raise BadInput(f"PROMOTER_FORGE={settings.forge} needs a token: set PROMOTER_FORGE_TOKEN or "
+                       "PROMOTER_FORGE_TOKEN_FILE")
+    options: dict[str, object] = {"repository": settings.forge_repo, "token": settings.forge_token,
+                                  "merge_method": settings.merge_method}
+    if settings.forge_url:
+        options["api_url"] = settings.forge_url
+    return make_forge(settings.forge, **options)
 
 
 async def run_worker(settings: Settings, ready_file: str | None = None) -> None:

@@ -1,6 +1,6 @@
 """The `Forge` protocol and the name -> factory table of its providers.
 
-A provider is one module; adding GitHub, GitLab or Gitea means one module and one line here.
+A provider is one module that registers itself: local (the embedded stack), github, gitlab, gitea.
 """
 
 from __future__ import annotations
@@ -30,6 +30,10 @@ class Forge(Protocol):
         ...
 
     def find_pull_request(self, head: str) -> PullRequest | None: ...
+    def list_open(self, head_prefix: str) -> list[PullRequest]:
+        """Open PRs whose head branch starts with `head_prefix`."""
+        ...
+
     def get_pull_request(self, number: int) -> PullRequest:
         """The PR as the forge has it now; `head_sha` is the branch's current head while it is open."""
         ...
@@ -56,7 +60,7 @@ def register(name: str) -> Callable[[Callable[..., Forge]], Callable[..., Forge]
 
 
 def make_forge(name: str, **settings: object) -> Forge:
-    from promoter.forges import local  # noqa: F401  (registers itself)
+    from promoter.forges import gitea, github, gitlab, local  # noqa: F401  (each registers itself)
 
     if name not in FORGES:
         from promoter.errors import BadInput

@@ -129,6 +129,9 @@ class LocalForge:
             ).fetchall()
         return [self._pr(r) for r in rows]
 
+    def list_open(self, head_prefix: str) -> list[PullRequest]:
+        return [pr for pr in self.list_pull_requests("open") if pr.head.startswith(head_prefix)]
+
     def comment(self, number: int, body: str) -> None:
         self.get_pull_request(number)
         with self._db() as db:

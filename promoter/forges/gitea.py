@@ -1,0 +1,67 @@
+"""Gitea and Forgejo (API v1): GitHub's model with its own paths, auth header and merge call.
+
+The token needs the scopes `write:repository` and `write:issue` (labels and comments). Where Gitea
+differs from GitHub: no check runs (CI reports commit statuses, whose field is `status`), PRs are
+not filterable by head (the open ones are listed and filtered here), and a merge is
+`POST …/pulls/N/merge` with `Do`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from promoter.forges import Review, register
+from promoter.forges.github import GitHubForge, _time
+from promoter.models import PullRequest
+
+REVIEW_STATES = {"APPROVED": "approved", "REQUEST_CHANGES": "changes_requested", "COMMENT": "commented",
+                 "PENDING": "pending", "REQUEST_REVIEW": "requested"}
+
+
+class GiteaForge(GitHubForge):
+    name = "Gitea"
+    scopes = "the scopes write:repository and write:issue"
+
+    def __init__(self, repository: str, token: str, api_url: str = "http://localhost:3000",
+                 merge_method: str = "merge", **kwargs: Any) -> None:
+        base = api_url.rstrip("/")
+        super().__init__(repository, token, base if base.endswith("/api/v1") else base + "/api/v1",
+                         merge_method, **kwargs)
+
+    def auth(self, token: str) -> str:
+        return f"token {token}"
+
+    def find_pull_request(self, head: str) -> PullRequest | None:
+        found = [self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", {"state": "all"},
+                                                        what=f"PRs of {head}") if p["head"]["ref"] == head]
+        found.sort(key=lambda p: (p.state == "open", p.number), reverse=True)
+        return found[0] if found else None
+
+    def reviews(self, number: int) -> list[Review]:
+        return [
+            Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
+                   state=REVIEW_STATES.get(r.get("state", ""), str(r.get("state", "")).lower()),
+                   at=_time(r.get("submitted_at")), commit=r.get("commit_id"), body=r.get("body") or "")
+            for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
+            if not r.get("dismissed") and not r.get("stale")
+        ]
+
+    def checks(self, sha: str) -> list[str]:
+        status = self.api.request("GET", f"{self.repo_path}/commits/{sha}/status", what=f"statuses of {sha[:7]}")
+        return [f"{s['context']} ({s.get('status') or s.get('state')})"
+                for s in (status.body or {}).get("statuses") or []
+                if (s.get("status") or s.get("state")) != "success"]
+
+    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None) -> None:
+        payload: dict[str, Any] = {"Do": self.merge_method, "MergeTitleField": title, "MergeMessageField": message}
+        if expected_head:
+            payload["head_commit_id"] = expected_head
+        self.api.request("POST", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}")
+
+
+@register("gitea")
+def _factory(repo: object = None, **settings: Any) -> GiteaForge:
+    return GiteaForge(**settings)
+
+
+register("forgejo")(_factory)

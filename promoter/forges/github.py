@@ -1,0 +1,175 @@
+"""GitHub (REST v3), with a personal access token or a GitHub App installation token.
+
+The token needs: classic PAT `repo`; fine-grained PAT or App: Pull requests read & write, Contents
+read & write, Issues write (labels, comments), Commit statuses and Checks read. Gitea and Forgejo
+speak a dialect of the same API (see gitea.py).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from promoter.errors import Conflict, NotFound
+from promoter.forges import Review, register
+from promoter.forges.http import ApiClient, Blocked
+from promoter.models import PullRequest
+
+BODY_LIMIT = 65536  # characters GitHub accepts in a PR body or comment
+TRUNCATED = "\n\n… (truncated to fit the forge's limit; the full report is in the promotion's result)"
+REVIEW_STATES = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes_requested", "COMMENTED": "commented",
+                 "DISMISSED": "dismissed", "PENDING": "pending"}
+
+
+def fit(text: str, limit: int = BODY_LIMIT) -> str:
+    return text if len(text) <= limit else text[: limit - len(TRUNCATED)] + TRUNCATED
+
+
+class GitHubForge:
+    name = "GitHub"
+    scopes = "`repo` (classic) or Pull requests, Contents and Issues read & write (fine-grained, App)"
+
+    def __init__(self, repository: str, token: str, api_url: str = "https://api.github.com",
+                 merge_method: str = "merge", client: ApiClient | None = None) -> None:
+        if repository.count("/") != 1:
+            raise NotFound(f"the {self.name} repository must be OWNER/NAME, not {repository!r}")
+        if merge_method not in ("merge", "squash", "rebase"):
+            raise Conflict(f"merge method must be merge, squash or rebase, not {merge_method!r}")
+        self.repository = repository
+        self.owner = repository.split("/")[0]
+        self.merge_method = merge_method
+        self.api = client or ApiClient(self.name, api_url, self.auth(token), scope_hint=self.scopes)
+        self.repo_path = f"/repos/{repository}"
+
+    def auth(self, token: str) -> str:
+        return f"Bearer {token}"
+
+    # ---------------------------------------------------------------- reading
+
+    def _pr(self, data: dict[str, Any]) -> PullRequest:
+        state = "merged" if data.get("merged") or data.get("merged_at") else str(data["state"])
+        return PullRequest(
+            number=data["number"], title=data["title"], body=data.get("body") or "",
+            head=data["head"]["ref"], base=data["base"]["ref"], state=state, url=data["html_url"],
+            head_sha=data["head"]["sha"], merge_commit=data.get("merge_commit_sha") if state == "merged" else None,
+        )
+
+    def find_pull_request(self, head: str) -> PullRequest | None:
+        found = [self._pr(p) for p in self.api.paginate(
+            f"{self.repo_path}/pulls", {"head": f"{self.owner}:{head}", "state": "all"}, what=f"PRs of {head}")
+            if p["head"]["ref"] == head]
+        found.sort(key=lambda p: (p.state == "open", p.number), reverse=True)
+        return found[0] if found else None
+
+    def list_open(self, head_prefix: str) -> list[PullRequest]:
+        return [self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", {"state": "open"},
+                                                       what="open PRs")
+                if p["head"]["ref"].startswith(head_prefix)]
+
+    def get_pull_request(self, number: int) -> PullRequest:
+        return self._pr(self.api.request("GET", f"{self.repo_path}/pulls/{number}", what=f"PR #{number}").body)
+
+    def reviews(self, number: int) -> list[Review]:
+        return [
+            Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
+                   state=REVIEW_STATES.get(r.get("state", ""), str(r.get("state", "")).lower()),
+                   at=_time(r.get("submitted_at")), commit=r.get("commit_id"), body=r.get("body") or "")
+            for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
+        ]
+
+    def checks(self, sha: str) -> list[str]:
+        """Commit statuses and check runs of `sha` that are not successful, as `name (state)`."""
+        status = self.api.request("GET", f"{self.repo_path}/commits/{sha}/status", what=f"statuses of {sha[:7]}")
+        pending = [f"{s['context']} ({s['state']})" for s in (status.body or {}).get("statuses", [])
+                   if s.get("state") != "success"]
+        runs = self.api.request("GET", f"{self.repo_path}/commits/{sha}/check-runs", what=f"checks of {sha[:7]}")
+        pending += [f"{r['name']} ({r.get('conclusion') or r.get('status')})"
+                    for r in (runs.body or {}).get("check_runs", []) if r.get("conclusion") != "success"]
+        return pending
+
+    # ---------------------------------------------------------------- writing
+
+    def open_pull_request(self, head: str, title: str, body: str, base: str = "main",
+                          labels: list[str] | None = None) -> PullRequest:
+        existing = self.find_pull_request(head)
+        if existing is None or existing.state != "open":
+            try:
+                data = self.api.request("POST", f"{self.repo_path}/pulls",
+                                        {"title": title, "head": head, "base": base, "body": fit(body)},
+                                        what=f"a PR from {head}").body
+                existing = self._pr(data)
+            except Conflict:  # "A pull request already exists": a retry after a lost answer
+                existing = self.find_pull_request(head)
+                if existing is None or existing.state != "open":
+                    raise
+        if labels:
+            self.api.request("POST", f"/repos/{self.repository}/issues/{existing.number}/labels",
+                             {"labels": labels}, what=f"labels of PR #{existing.number}")
+        return existing
+
+    def update_body(self, number: int, body: str) -> PullRequest:
+        return self._pr(self.api.request("PATCH", f"{self.repo_path}/pulls/{number}", {"body": fit(body)},
+                                         what=f"PR #{number}").body)
+
+    def comments(self, number: int) -> list[str]:
+        return [c.get("body") or "" for c in self.api.paginate(f"{self.repo_path}/issues/{number}/comments",
+                                                               what=f"comments of PR #{number}")]
+
+    def comment(self, number: int, body: str) -> None:
+        self.api.request("POST", f"{self.repo_path}/issues/{number}/comments", {"body": fit(body)},
+                         what=f"a comment on PR #{number}")
+
+    def merge(self, number: int, message: str | None = None, expected_head: str | None = None) -> PullRequest:
+        """Merge once: a PR already merged is returned as it is; a blocked merge is reported as blocked."""
+        pr = self.get_pull_request(number)
+        if pr.state == "merged":
+            return pr
+        if pr.state == "closed":
+            raise Conflict(f"pull request #{number} is closed; it cannot be merged")
+        if expected_head is not None and pr.head_sha != expected_head:
+            raise Conflict(f"pull request #{number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
+                           f"{expected_head[:7]}; it was not merged")
+        title, _, rest = (message or pr.title).partition("\n")
+        try:
+            self._merge_call(number, title, rest.strip("\n"), expected_head)
+        except Conflict as e:
+            again = self.get_pull_request(number)
+            if again.state == "merged":  # merged by an earlier attempt whose answer was lost
+                return again
+            raise self._why_blocked(again, str(e)) from None
+        return self.get_pull_request(number)
+
+    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None) -> None:
+        payload: dict[str, Any] = {"merge_method": self.merge_method, "commit_title": title, "commit_message": message}
+        if expected_head:
+            payload["sha"] = expected_head  # GitHub refuses (409) if the head moved meanwhile
+        self.api.request("PUT", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}")
+
+    def _why_blocked(self, pr: PullRequest, answer: str) -> Exception:
+        if "head branch was modified" in answer.lower() or "merge conflict" in answer.lower():
+            return Conflict(answer)
+        failing = self.checks(pr.head_sha or "") if pr.head_sha else []
+        if failing:
+            return Blocked(f"PR #{pr.number} is blocked by required check {', '.join(failing)}")
+        if "required" in answer.lower() or "protected" in answer.lower() or "review" in answer.lower():
+            return Blocked(f"PR #{pr.number} is blocked by branch protection: {answer}")
+        return Conflict(answer)
+
+    def close(self, number: int, comment: str = "") -> PullRequest:
+        """Close with a comment, once: a retry finds the comment (or the closed PR) and does not repeat it."""
+        pr = self.get_pull_request(number)
+        if pr.state != "open":
+            return pr
+        if comment and fit(comment) not in self.comments(number):
+            self.comment(number, comment)
+        return self._pr(self.api.request("PATCH", f"{self.repo_path}/pulls/{number}", {"state": "closed"},
+                                         what=f"PR #{number}").body)
+
+
+def _time(text: str | None) -> datetime:
+    return datetime.fromisoformat((text or "1970-01-01T00:00:00Z").replace("Z", "+00:00"))
+
+
+@register("github")
+def _factory(repo: object = None, **settings: Any) -> GitHubForge:
+    return GitHubForge(**settings)

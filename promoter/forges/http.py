@@ -1,0 +1,202 @@
+"""The HTTP side of the hosted forges: one client that sorts every error once, retries what is worth
+retrying with backoff that honours the forge's own hints, follows pagination, and revalidates GETs
+with ETags so that polling a waiting gate costs (almost) nothing of the API budget.
+
+The token is only ever put in the Authorization header. It is never part of a URL, a log line or an
+exception: messages name the method, the path and the forge's own message.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import urllib.parse
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+import urllib3
+
+from promoter.errors import BadInput, Conflict, NotFound, PermanentError, TemporaryError
+
+log = logging.getLogger("promoter.forges.http")
+_NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+
+
+class Unauthorized(PermanentError):
+    """401/403 that no retry will fix: a bad token or a missing scope or permission."""
+
+
+class Blocked(TemporaryError):
+    """A merge that branch protection or a required check holds back: retried until it passes or the
+    merge step's deadline ends the stage with this message."""
+
+
+@dataclass
+class Response:
+    status: int
+    headers: dict[str, str]
+    body: Any
+
+    def header(self, name: str) -> str:
+        return self.headers.get(name.lower(), "")
+
+
+@dataclass
+class ApiClient:
+    """A JSON API at `base_url` with `auth_header` as its credentials (e.g. `Bearer <token>`)."""
+
+    name: str  # "GitHub", "GitLab", "Gitea": for messages
+    base_url: str
+    auth_header: str = field(repr=False)
+    attempts: int = 5
+    max_wait_s: float = 60.0  # a hint to wait longer than this is left to the activity's retry policy
+    sleep: Callable[[float], None] = time.sleep
+    timeout_s: float = 30.0
+    scope_hint: str = ""  # what the token needs, for 401/403 messages
+    _pool: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(retries=False), repr=False)
+    _etags: dict[str, tuple[str, Any, dict[str, str]]] = field(default_factory=dict, repr=False)
+    calls: int = 0  # requests sent (tests and metrics read it)
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url.rstrip("/") + path
+
+    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
+                what: str = "") -> Response:
+        """Send once or a few times; returns a 2xx (or a 304 turned into the cached 200) or raises
+        a sorted error: Unauthorized, NotFound, Conflict, Blocked, BadInput or TemporaryError."""
+        url = self.url(path)
+        if params:
+            url += ("&" if "?" in url else "?") + urllib.parse.urlencode(
+                {k: v for k, v in params.items() if v is not None})
+        headers = {"Authorization": self.auth_header, "Accept": "application/json",
+                   "User-Agent": "promoter", "Content-Type": "application/json"}
+        cached = self._etags.get(url) if method == "GET" else None
+        if cached:
+            headers["If-None-Match"] = cached[0]
+        data = json.dumps(body).encode() if body is not None else None
+        label = f"{self.name} {method} {urllib3.util.parse_url(url).path}"
+        last = ""
+        for attempt in range(1, self.attempts + 1):
+            try:
+                raw = self._pool.request(method, url, body=data, headers=headers, timeout=self.timeout_s,
+                                         redirect=False)
+            except urllib3.exceptions.HTTPError as e:  # refused, reset, timed out: the network
+                last = f"{label}: {type(e).__name__}"
+                self._pause(attempt, None, label)
+                continue
+            finally:
+                self.calls += 1
+            resp = Response(raw.status, {k.lower(): v for k, v in raw.headers.items()}, _json(raw.data))
+            if resp.status == 304 and cached:
+                return Response(200, cached[2], cached[1])
+            if 200 <= resp.status < 300:
+                if method == "GET" and resp.header("etag"):
+                    self._etags[url] = (resp.header("etag"), resp.body, resp.headers)
+                return resp
+            wait = self._retry_after(resp)
+            if wait is not None:  # rate limited or the forge is unwell: wait as told, then again
+                last = f"{label} answered {resp.status}{_message(resp)}"
+                if wait > self.max_wait_s:
+                    raise TemporaryError(f"{last}; the forge asks to wait {wait:.0f}s, retrying later")
+                self._pause(attempt, wait, label)
+                continue
+            raise self._sorted(resp, label, what)
+        raise TemporaryError(f"{last} (gave up after {self.attempts} attempts)")
+
+    def paginate(self, path: str, params: dict[str, Any] | None = None, what: str = "") -> Iterator[Any]:
+        """Every item of a paginated list, following `Link: <…>; rel="next"` (GitHub, Gitea, GitLab)."""
+        url: str | None = path
+        query = {"per_page": 100, **(params or {})}
+        while url:
+            resp = self.request("GET", url, params=query, what=what)
+            yield from resp.body or []
+            match = _NEXT.search(resp.header("link"))
+            url, query = (match.group(1), {}) if match else (None, {})
+
+    # ---------------------------------------------------------------- sorting
+
+    def _retry_after(self, resp: Response) -> float | None:
+        """Seconds to wait before trying again, or None when retrying cannot help."""
+        limited = resp.status == 429 or (resp.status == 403 and (
+            resp.header("x-ratelimit-remaining") == "0" or "rate limit" in _message(resp).lower()))
+        if not (limited or resp.status in (500, 502, 503, 504)):
+            return None
+        hint = resp.header("retry-after")
+        if hint:
+            try:
+                return max(0.0, float(hint))
+            except ValueError:
+                try:
+                    return max(0.0, parsedate_to_datetime(hint).timestamp() - time.time())
+                except (TypeError, ValueError):
+                    pass
+        reset = resp.header("x-ratelimit-reset") or resp.header("ratelimit-reset")
+        if limited and reset.isdigit():
+            value = float(reset)
+            return max(0.0, value - time.time()) if value > 1e9 else value  # epoch (GitHub) or seconds
+        return 0.0 if not limited else 60.0  # a secondary limit with no hint: GitHub asks for a minute
+
+    def _pause(self, attempt: int, hint: float | None, label: str) -> None:
+        if attempt >= self.attempts:
+            return
+        wait = hint if hint is not None else min(8.0, 0.25 * 2 ** (attempt - 1))
+        wait = max(wait, 0.25 * 2 ** (attempt - 1)) if hint == 0.0 else wait
+        log.info("%s: retrying in %.2fs (attempt %d of %d)", label, wait, attempt + 1, self.attempts)
+        self.sleep(wait)
+
+    def _sorted(self, resp: Response, label: str, what: str) -> PermanentError:
+        message = _message(resp)
+        subject = f" ({what})" if what else ""
+        if resp.status == 401:
+            return Unauthorized(f"{label}{subject} answered 401{message}: the token is missing, invalid or "
+                                f"expired; set PROMOTER_FORGE_TOKEN (or _FILE) to a valid token{self._needs()}")
+        if resp.status == 403:
+            return Unauthorized(f"{label}{subject} answered 403{message}: the token lacks a permission"
+                                f"{_scopes(resp)}{self._needs()}")
+        if resp.status == 404:
+            return NotFound(f"{label} answered 404: {what or 'the resource'} was not found (or the token "
+                            f"cannot see it){message}")
+        if resp.status in (405, 406, 409, 422):  # 405: "not mergeable" (GitHub, GitLab), 406: GitLab conflicts
+            return Conflict(f"{label}{subject} answered {resp.status}{message}")
+        return BadInput(f"{label}{subject} answered {resp.status}{message}")
+
+    def _needs(self) -> str:
+        return f"; it needs {self.scope_hint}" if self.scope_hint else ""
+
+
+def _json(data: bytes) -> Any:
+    if not data:
+        return None
+    try:
+        return json.loads(data)
+    except ValueError:
+        return data.decode(errors="replace")[:500]
+
+
+def _message(resp: Response) -> str:
+    body = resp.body
+    text = ""
+    if isinstance(body, dict):
+        text = str(body.get("message") or body.get("error") or "")
+        errors = body.get("errors")
+        if isinstance(errors, list) and errors:
+            details = [e.get("message") or e.get("code") or "" if isinstance(e, dict) else str(e) for e in errors]
+            text += " (" + "; ".join(d for d in details if d) + ")"
+    elif isinstance(body, str):
+        text = body.strip().splitlines()[0] if body.strip() else ""
+    return f": {text}" if text else ""
+
+
+def _scopes(resp: Response) -> str:
+    """GitHub says what was needed: classic tokens in X-Accepted-OAuth-Scopes, fine-grained tokens and
+    Apps in X-Accepted-GitHub-Permissions."""
+    needed = resp.header("x-accepted-github-permissions") or resp.header("x-accepted-oauth-scopes")
+    has = resp.header("x-oauth-scopes")
+    out = f" (needs {needed}" if needed else ""
+    if has:
+        out += ("; " if out else " (") + f"the token has {has}"
+    return out + ")" if out else ""

@@ -1,0 +1,301 @@
+"""A stand-in for GitHub's REST API on loopback, backed by a real bare repository.
+
+It answers the documented endpoints promoter uses, with GitHub's shapes, status codes and headers:
+pulls (list with `head` filter, create, get, update, merge), reviews (list, create as the token's
+user), issue comments and labels, commit statuses and check runs; `Link` pagination; `ETag` and
+`304 Not Modified`; `X-RateLimit-*`; 401 for an unknown token. Merges are real `--no-ff` merges
+pushed to the bare repository with plain git.
+
+Where it differs from GitHub: one repository; no web pages (html_url is not served); no GraphQL;
+the merge is always a merge commit whatever `merge_method` says; required checks are a list set by
+the test (`required`), reported as failing until `checks[sha]` says success; no secondary rate
+limits unless injected with `fail_next`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, urlparse
+
+import git
+
+Query = dict[str, list[str]]
+Answer = tuple[int, Any, dict[str, str]]
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: dict[str, str]
+    body: Any
+
+
+@dataclass
+class GitHubStandIn:
+    origin: str  # path of the bare repository
+    repository: str = "acme/gitops"
+    tokens: dict[str, str] = field(default_factory=dict)  # token -> login
+    required: list[str] = field(default_factory=list)  # required status checks on main
+    checks: dict[str, str] = field(default_factory=dict)  # sha -> state of every check
+    pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
+    reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    requests: list[Recorded] = field(default_factory=list)
+    faults: list[tuple[int, dict[str, str], str]] = field(default_factory=list)  # (status, headers, path re)
+    lock: threading.RLock = field(default_factory=threading.RLock)
+    page_size: int = 100
+
+    def start(self) -> GitHubStandIn:
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self) -> None:  # noqa: N802
+                standin._serve(self, "GET")
+
+            def do_POST(self) -> None:  # noqa: N802
+                standin._serve(self, "POST")
+
+            def do_PATCH(self) -> None:  # noqa: N802
+                standin._serve(self, "PATCH")
+
+            def do_PUT(self) -> None:  # noqa: N802
+                standin._serve(self, "PUT")
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        self._thread.start()
+        self._work = Path(tempfile.mkdtemp(prefix="github-standin-"))
+        self._clone = git.Repo.clone_from(self.origin, self._work / "clone")
+        with self._clone.config_writer() as cw:
+            cw.set_value("user", "name", "GitHub")
+            cw.set_value("user", "email", "noreply@github.com")
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_port}"
+
+    def fail_next(self, status: int, count: int = 1, headers: dict[str, str] | None = None, path: str = "") -> None:
+        self.faults += [(status, headers or {}, path)] * count
+
+    # ---------------------------------------------------------------- plumbing
+
+    def _serve(self, h: BaseHTTPRequestHandler, method: str) -> None:
+        url = urlparse(h.path)
+        length = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(length) if length else b""
+        body = json.loads(raw) if raw else None
+        with self.lock:
+            self.requests.append(Recorded(method, url.path, parse_qs(url.query), dict(h.headers.items()), body))
+            status, payload, headers = self._answer(h, method, url.path, parse_qs(url.query), body)
+        data = b"" if payload is None else json.dumps(payload).encode()
+        h.send_response(status)
+        h.send_header("Content-Type", "application/json; charset=utf-8")
+        h.send_header("X-RateLimit-Limit", "5000")
+        h.send_header("X-RateLimit-Remaining", "4999")
+        for k, v in headers.items():
+            h.send_header(k, v)
+        h.send_header("Content-Length", str(len(data)))
+        h.end_headers()
+        h.wfile.write(data)
+
+    def _answer(self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict[str, list[str]],
+                body: Any) -> Answer:
+        for i, (status, headers, pattern) in enumerate(self.faults):
+            if re.search(pattern, path):
+                del self.faults[i]
+                return status, {"message": "injected fault"}, headers
+        auth = h.headers.get("Authorization", "")
+        token = auth.split(" ", 1)[1] if " " in auth else ""
+        user = self.tokens.get(token)
+        if user is None:
+            return 401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}, {}
+        prefix = f"/repos/{self.repository}"
+        if not path.startswith(prefix):
+            return 404, {"message": "Not Found"}, {}
+        rest = path[len(prefix):]
+        for pattern, handler in self._routes():
+            m = re.fullmatch(pattern, f"{method} {rest}")
+            if m:
+                result: tuple[int, Any, dict[str, str]] = handler(user, query, body, *m.groups())
+                status, payload, headers = result
+                if method == "GET" and status == 200:
+                    etag = '"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest() + '"'
+                    if h.headers.get("If-None-Match") == etag:
+                        return 304, None, {"ETag": etag}
+                    headers = {**headers, "ETag": etag}
+                return status, payload, headers
+        return 404, {"message": "Not Found"}, {}
+
+    def _routes(self) -> list[tuple[str, Any]]:
+        return [
+            (r"GET /pulls", self._list_pulls),
+            (r"POST /pulls", self._create_pull),
+            (r"GET /pulls/(\d+)", self._get_pull),
+            (r"PATCH /pulls/(\d+)", self._update_pull),
+            (r"PUT /pulls/(\d+)/merge", self._merge),
+            (r"GET /pulls/(\d+)/reviews", self._list_reviews),
+            (r"POST /pulls/(\d+)/reviews", self._create_review),
+            (r"GET /issues/(\d+)/comments", self._list_comments),
+            (r"POST /issues/(\d+)/comments", self._create_comment),
+            (r"POST /issues/(\d+)/labels", self._labels),
+            (r"GET /commits/(\w+)/status", self._status),
+            (r"GET /commits/(\w+)/check-runs", self._check_runs),
+        ]
+
+    def _page(self, items: list[Any], query: dict[str, list[str]], path: str) -> Answer:
+        size = min(int(query.get("per_page", ["30"])[0]), self.page_size)
+        page = int(query.get("page", ["1"])[0])
+        chunk = items[(page - 1) * size: page * size]
+        headers = {}
+        if page * size < len(items):
+            rest = {k: v[0] for k, v in query.items() if k != "page"}
+            q = "&".join(f"{k}={v}" for k, v in {**rest, "page": str(page + 1)}.items())
+            headers["Link"] = f'<{self.url}/repos/{self.repository}{path}?{q}>; rel="next"'
+        return 200, chunk, headers
+
+    def _head(self, branch: str) -> str | None:
+        try:
+            return str(git.Repo(self.origin).git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}"))
+        except git.GitCommandError:
+            return None
+
+    def _pr(self, number: int) -> dict[str, Any]:
+        pr = self.pulls[number]
+        if pr["state"] == "open":
+            pr["head"]["sha"] = self._head(pr["head"]["ref"]) or pr["head"]["sha"]
+        return pr
+
+    # ---------------------------------------------------------------- endpoints
+
+    def _list_pulls(self, user: str, query: Query, body: Any) -> Answer:
+        state = query.get("state", ["open"])[0]
+        head = query.get("head", [""])[0]
+        items = [self._pr(n) for n in sorted(self.pulls, reverse=True)
+                 if (state == "all" or self.pulls[n]["state"] == state)
+                 and (not head or f"{self.repository.split('/')[0]}:{self.pulls[n]['head']['ref']}" == head)]
+        return self._page(items, query, "/pulls")
+
+    def _create_pull(self, user: str, query: Query, body: Any) -> Answer:
+        head, base = body["head"], body["base"]
+        sha = self._head(head)
+        if sha is None:
+            return 422, {"message": "Validation Failed", "errors": [{"field": "head", "code": "invalid"}]}, {}
+        if any(p["state"] == "open" and p["head"]["ref"] == head for p in self.pulls.values()):
+            return 422, {"message": "Validation Failed",
+                         "errors": [{"message": f"A pull request already exists for acme:{head}."}]}, {}
+        number = max([*self.pulls, 0]) + 1
+        now = _now()
+        self.pulls[number] = {
+            "number": number, "state": "open", "title": body["title"], "body": body.get("body") or "",
+            "html_url": f"https://github.example/{self.repository}/pull/{number}",
+            "head": {"ref": head, "sha": sha}, "base": {"ref": base}, "merged": False, "merged_at": None,
+            "merge_commit_sha": None, "labels": [], "user": {"login": user}, "created_at": now,
+        }
+        return 201, self.pulls[number], {}
+
+    def _get_pull(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        if int(n) not in self.pulls:
+            return 404, {"message": "Not Found"}, {}
+        return 200, self._pr(int(n)), {}
+
+    def _update_pull(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        pr = self._pr(int(n))
+        if "body" in body:
+            if len(body["body"]) > 65536:
+                return 422, {"message": "Validation Failed", "errors": [{"message": "body is too long"}]}, {}
+            pr["body"] = body["body"]
+        if body.get("state") == "closed" and pr["state"] == "open":
+            pr["state"] = "closed"
+        return 200, pr, {}
+
+    def _merge(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        pr = self._pr(int(n))
+        if pr["state"] != "open":
+            return 405, {"message": "Pull Request is not mergeable"}, {}
+        if body.get("sha") and body["sha"] != pr["head"]["sha"]:
+            return 409, {"message": "Head branch was modified. Review and try the merge again."}, {}
+        for check in self.required:
+            if self.checks.get(pr["head"]["sha"]) != "success":
+                return 405, {"message": f'Required status check "{check}" is expected.'}, {}
+        repo = self._clone
+        repo.git.fetch("-q", "origin")
+        repo.git.checkout("-q", "-B", "main", "origin/main")
+        message = body.get("commit_title") or f"Merge pull request #{n}"
+        if body.get("commit_message"):
+            message += "\n\n" + body["commit_message"]
+        try:
+            repo.git.merge("--no-ff", "-q", "-m", message, f"origin/{pr['head']['ref']}")
+        except git.GitCommandError:
+            repo.git.merge("--abort")
+            return 405, {"message": "Pull Request is not mergeable"}, {}
+        repo.git.push("-q", "origin", "main")
+        pr.update(state="closed", merged=True, merged_at=_now(), merge_commit_sha=repo.head.commit.hexsha)
+        return 200, {"sha": repo.head.commit.hexsha, "merged": True, "message": "Pull Request successfully merged"}, {}
+
+    def _list_reviews(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        return self._page(self.reviews.get(int(n), []), query, f"/pulls/{n}/reviews")
+
+    def _create_review(self, user: str, query: Query, body: Any,
+                       n: str) -> Answer:
+        states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
+        pr = self._pr(int(n))
+        review = {"id": 1000 + sum(len(v) for v in self.reviews.values()), "user": {"login": user},
+                  "state": states[body["event"]], "body": body.get("body") or "",
+                  "commit_id": body.get("commit_id") or pr["head"]["sha"], "submitted_at": _now()}
+        self.reviews.setdefault(int(n), []).append(review)
+        return 200, review, {}
+
+    def _list_comments(self, user: str, query: Query, body: Any,
+                       n: str) -> Answer:
+        return self._page(self.comments.get(int(n), []), query, f"/issues/{n}/comments")
+
+    def _create_comment(self, user: str, query: Query, body: Any,
+                        n: str) -> Answer:
+        comment = {"id": 5000 + sum(len(v) for v in self.comments.values()), "body": body["body"],
+                   "user": {"login": user}}
+        self.comments.setdefault(int(n), []).append(comment)
+        return 201, comment, {}
+
+    def _labels(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        pr = self.pulls[int(n)]
+        pr["labels"] = sorted({*(x["name"] for x in pr["labels"]), *body["labels"]})
+        pr["labels"] = [{"name": x} for x in pr["labels"]]
+        return 200, pr["labels"], {}
+
+    def _status(self, user: str, query: Query, body: Any, sha: str) -> Answer:
+        state = self.checks.get(sha, "pending")
+        return 200, {"state": state, "statuses": [{"context": c, "state": state} for c in self.required]}, {}
+
+    def _check_runs(self, user: str, query: Query, body: Any,
+                    sha: str) -> Answer:
+        return 200, {"total_count": 0, "check_runs": []}, {}
+
+    # ---------------------------------------------------------------- for tests
+
+    def open_pulls(self) -> list[dict[str, Any]]:
+        return [p for p in self.pulls.values() if p["state"] == "open"]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -1,0 +1,110 @@
+"""A whole promotion through the GitHub provider, against a loopback stand-in of GitHub's REST API
+whose git remote is a local bare repository: PRs opened, approved by an approving review, merged,
+exactly once each; and a token planted in the settings appears in no log line, no workflow history,
+no PR body or comment and no status output."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.models import PromotionState, PromotionStatus, StageState
+from promoter.settings import Settings
+from promoter.sim.kube import KubeSim
+from promoter.worker import build_worker
+from tests.conftest import Origin
+from tests.forges.github_standin import GitHubStandIn
+
+BOT = "ghp_PLANTED0123456789abcdefSECRETtoken"  # the worker's token: must never leak
+ALICE = "ghp_alice0123456789abcdefghijklmnopq"
+
+
+@pytest.fixture
+def github(origin: Origin) -> Iterator[GitHubStandIn]:
+    standin = GitHubStandIn(origin=origin.url, tokens={BOT: "promoter-bot", ALICE: "alice"}).start()
+    yield standin
+    standin.stop()
+
+
+def review(standin: GitHubStandIn, number: int, token: str, event: str = "APPROVE", body: str = "") -> None:
+    request = urllib.request.Request(
+        f"{standin.url}/repos/acme/gitops/pulls/{number}/reviews", method="POST",
+        data=json.dumps({"event": event, "body": body}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as response:
+        assert response.status == 200
+
+
+@pytest.mark.asyncio
+async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_leaks_the_token(
+        dev_env: WorkflowEnvironment, origin: Origin, github: GitHubStandIn, tmp_path: Path,
+        executor: concurrent.futures.ThreadPoolExecutor, clusters: Callable[[list[str]], dict[str, KubeSim]],
+        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG)
+    commit = origin.bump(tag="8.0.0")
+    clusters(["dev", "staging", "prod"])
+    settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge="github", forge_repo="acme/gitops",
+                        forge_url=github.url, forge_token=BOT, cache_dir=str(tmp_path / "cache"), review_poll_s=0.1)
+    github.page_size = 2  # reviews and PR lists come back in pages of two: pagination is exercised
+    async with build_worker(dev_env.client, settings, executor):
+        handle = await api.start(dev_env.client, settings.task_queue,
+                                 await api.plan(dev_env.client, settings.task_queue, "demo"), "dana")
+        waiting = await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
+        number = waiting.stages[2].pr_number or 0
+        review(github, number, ALICE, "COMMENT", "reading")
+        review(github, number, ALICE, "REQUEST_CHANGES", "hm")
+        review(github, number, ALICE, "APPROVE", "ship it")
+        result = await handle.result()
+        history = (await handle.fetch_history()).to_json()
+        status = (await handle.query("status", result_type=PromotionStatus)).model_dump_json()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    prod = result.stages[2]
+    assert [(a.approver, a.via, a.comment) for a in prod.approvals] == [("alice", "pull_request", "ship it")]
+    assert prod.pr_url == f"https://github.example/acme/gitops/pull/{number}"
+
+    # exactly once each: two PRs opened, two merges, on the right branches, with the merge trailers
+    sent = [(r.method, r.path) for r in github.requests]
+    assert sent.count(("POST", "/repos/acme/gitops/pulls")) == 2
+    assert sent.count(("PUT", f"/repos/acme/gitops/pulls/{number}/merge")) == 1
+    assert sorted((p["head"]["ref"], p["merged"]) for p in github.pulls.values()) == [
+        (f"promote/demo/prod/{commit[:7]}", True), (f"promote/demo/staging/{commit[:7]}", True)]
+    merge = next(r for r in github.requests if r.method == "PUT" and r.path.endswith(f"/{number}/merge"))
+    assert merge.body["sha"] == prod.approvals[0].head and merge.body["merge_method"] == "merge"
+    assert "Promoter-Approval: alice via pull_request" in merge.body["commit_message"]
+    assert all(r.headers["Authorization"] == f"Bearer {BOT}" for r in github.requests
+               if not r.path.endswith("/reviews") or r.method == "GET")
+    labels = next(r.body for r in github.requests if r.path.endswith(f"/issues/{number}/labels"))
+    assert labels == {"labels": ["promotion", "env:prod", "app:demo"]}
+    assert any("If-None-Match" in r.headers for r in github.requests)  # polling revalidates with ETags
+
+    # the planted token is nowhere a person or Temporal can read
+    texts = {"logs": caplog.text, "history": history, "status": status,
+             "PR bodies": json.dumps([p["body"] for p in github.pulls.values()]),
+             "comments": json.dumps(github.comments), "settings repr": repr(settings)}
+    leaked = [where for where, text in texts.items() if BOT in text or BOT[4:20] in text]
+    assert leaked == [], f"the token appears in: {leaked}"
+    assert len(caplog.text) > 0 and len(history) > 10000  # the grep looked at something real
+
+
+def test_a_bad_token_is_a_one_line_error_naming_what_to_fix(github: GitHubStandIn) -> None:
+    from promoter.forges import make_forge
+    from promoter.forges.http import Unauthorized
+
+    forge = make_forge("github", repository="acme/gitops", token="ghp_wrong", api_url=github.url)
+    with pytest.raises(Unauthorized) as err:
+        forge.get_pull_request(1)
+    message = str(err.value)
+    assert "answered 401: Bad credentials" in message and "PROMOTER_FORGE_TOKEN" in message
+    assert "ghp_wrong" not in message and "\n" not in message
+    assert len([r for r in github.requests if r.path.endswith("/pulls/1")]) == 1  # a 401 is never retried
+
+
