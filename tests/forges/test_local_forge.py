@@ -74,5 +74,5 @@ def test_reviews_are_recorded_against_the_head(origin: Origin, clone: GitClone, 
 
 def test_factory_table(clone: GitClone, origin: Origin) -> None:
     assert isinstance(make_forge("local", repo=clone, db_path=origin.path.parent / "f.sqlite"), LocalForge)
-    with pytest.raises(Exception, match="unknown forge 'gitlab'; choose one of: local"):
-        make_forge("gitlab")
+    with pytest.raises(Exception, match="unknown forge 'bitbucket'; choose one of: forgejo, gitea, github, gitlab"):
+        make_forge("bitbucket")
