@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
 from promoter import TASK_QUEUE
 from promoter.converter import DATA_CONVERTER
@@ -124,10 +125,23 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-async def connect(settings: Settings) -> Client:
+def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:  # noqa: S104 - scraped from outside
+    """A Temporal runtime whose Prometheus exporter serves `/metrics` on `port`: the SDK's own metrics
+    (workflow and activity task latencies, polls, failures) and the product's (promoter_*), which
+    the workflow records through its metric meter."""
+    hour = 3600.0
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
+        bind_address=f"{host}:{port}", counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True,
+        histogram_bucket_overrides={  # gates wait for hours or days, stages for seconds to minutes
+            "promoter_gate_wait": [60, 300, 900, hour, 4 * hour, 12 * hour, 24 * hour, 72 * hour, 168 * hour],
+            "promoter_stage_duration": [1, 2, 5, 10, 30, 60, 300, 900, hour, 4 * hour, 24 * hour],
+        })))
+
+
+async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
     try:
         return await Client.connect(
-            settings.temporal_address, namespace=settings.namespace, data_converter=DATA_CONVERTER
+            settings.temporal_address, namespace=settings.namespace, data_converter=DATA_CONVERTER, runtime=runtime,
         )
     except RuntimeError as e:
         text = str(e)

@@ -20,7 +20,7 @@ from activities.repository import GitActivities
 from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone, auth_env
-from promoter.settings import Settings, connect
+from promoter.settings import Settings, connect, metrics_runtime
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
 
 log = logging.getLogger("promoter.worker")
@@ -72,7 +72,8 @@ def build_forge(settings: Settings, repo: GitClone) -> Forge:
 
 
 async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
-    client = await connect(settings)
+    runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
+    client = await connect(settings, runtime)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -124,6 +124,7 @@ class PromotionWorkflow:
         self.indexed = False
         self.notifications: list[asyncio.Task[None]] = []
         self.indexed_values: dict[str, str] = {}
+        self.gate_opened_at: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ run
 
@@ -329,6 +330,7 @@ class PromotionWorkflow:
         if self.v2:
             await self._screen(stage)
         self._set(stage, StageState.AWAITING_APPROVAL, self._waiting_message(stage, planned))
+        self.gate_opened_at[stage.env] = workflow.now()
         self._notify(stage, "waiting", f"{self.plan.app} @ {self.plan.short_commit} waits for approval in "
                                        f"{stage.env}: {stage.message}")
         watching = self.v2 and (approval.pull_request_reviews or approval.require_review)
@@ -366,6 +368,7 @@ class PromotionWorkflow:
         finally:
             if watch is not None and not watch.done():
                 watch.cancel()
+        self._gate_waited(stage, "rejected" if stage.env in self.rejection else "approved")
         if stage.env in self.rejection:
             d = self.rejection[stage.env]
             stage.rejected_by = d.approver
@@ -385,6 +388,7 @@ class PromotionWorkflow:
         approval = planned.config.approval
         assert stage.pr_number is not None
         waited = report.human_duration(approval.timeout)
+        self._gate_waited(stage, "expired")
         self._set(stage, StageState.EXPIRED, f"no decision within {waited}")
         self._audit(stage.env, "expired", detail=f"{len(stage.approvals)} of {approval.required} approval(s) "
                                                  f"within {waited}")
@@ -396,6 +400,14 @@ class PromotionWorkflow:
         self._notify(stage, "expired", f"The {stage.env} gate of {self.plan.app} @ {self.plan.short_commit} "
                                        f"expired after {waited}; PR #{stage.pr_number} was closed")
         return False
+
+    def _gate_waited(self, stage: StageStatus, outcome: str) -> None:
+        opened = self.gate_opened_at.get(stage.env)
+        if opened is not None:
+            workflow.metric_meter().create_histogram_float(
+                "promoter_gate_wait", "from a gate starting to wait to its decision", "seconds",
+            ).record((workflow.now() - opened).total_seconds(),
+                     {"app": self.plan.app, "env": stage.env, "outcome": outcome})
 
     async def _screen(self, stage: StageStatus) -> None:
         """Ask the policies about each possible approver, so the update validator can refuse one
@@ -543,6 +555,8 @@ class PromotionWorkflow:
         stage.revert_commit, stage.revert_pr_number = result.revert_commit, result.pr_number
         self._audit(stage.env, "revert", detail=f"{reason}; reverted by {result.revert_commit[:12]} "
                                                 f"(PR #{result.pr_number})")
+        workflow.metric_meter().create_counter("promoter_reverts", "automatic reverts of a merged stage").add(
+            1, {"app": self.plan.app, "env": stage.env})
         restored = await self._sync_and_judge(stage, result.revert_commit)
         stage.finished_at = workflow.now()
         if not restored.healthy:
@@ -649,6 +663,15 @@ class PromotionWorkflow:
         self.status.finished_at = workflow.now()
         workflow.upsert_memo({"state": state.value})
         self._index(self.indexed_values.get("env", ""), state.value)
+        meter = workflow.metric_meter()  # the SDK skips these while replaying: each is counted once
+        meter.create_counter("promoter_promotions", "promotions ended, by outcome").add(
+            1, {"app": self.plan.app, "outcome": state.value})
+        for stage in self.status.stages:
+            if stage.started_at is not None and stage.state not in (StageState.PENDING, StageState.SKIPPED):
+                seconds = ((stage.finished_at or workflow.now()) - stage.started_at).total_seconds()
+                meter.create_histogram_float("promoter_stage_duration", "a stage from its start to its end", "seconds"
+                                             ).record(seconds, {"app": self.plan.app, "env": stage.env,
+                                                                "state": stage.state.value})
 
     def _audit(self, env: str, kind: str, actor: str = "promoter", via: str = "", detail: str = "") -> None:
         self.status.audit.append(AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via,
