@@ -1,34 +1,84 @@
-"""docker-compose.yml's structure (no Docker engine runs here): the services of the first version,
-images pinned to versions, healthchecks, and a worker environment made only of variables that
-`promoter worker` reads."""
+"""docker-compose.yml's structure (no Docker engine runs here): the services of the production stack,
+images pinned to versions, healthchecks, volumes, the one-shot setup order, and a worker environment
+that `promoter worker` reads entirely (each variable is loaded into the worker's settings)."""
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
+from typing import Any
 
+import pytest
 import yaml
 
+from promoter.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
+COMPOSE = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+SERVICES = COMPOSE["services"]
 
 
-def test_compose_file_structure() -> None:
-    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
-    services = compose["services"]
-    assert {"postgresql", "temporal", "temporal-ui", "opa", "k3s", "worker"} <= set(services)
-    for name, svc in services.items():
+def test_services_images_healthchecks_and_volumes() -> None:
+    assert {"postgresql", "temporal", "temporal-ui", "opa", "gitea", "gitea-init", "seed", "k3s", "kubeconfig",
+            "worker"} <= set(SERVICES)
+    for name, svc in SERVICES.items():
         if "image" in svc:
             assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", svc["image"]), f"{name}: pin the image to a version"
         else:
             assert svc.get("build") == ".", f"{name}: built from this repository"
-    for name in ("postgresql", "temporal", "opa", "k3s", "worker"):
-        assert "healthcheck" in services[name], f"{name} needs a healthcheck"
-    settings_source = (ROOT / "promoter" / "settings.py").read_text()
-    read = set(re.findall(r'"(PROMOTER_[A-Z_]+)"', settings_source)) | {"KUBECONFIG"}  # the kubernetes client
-    assert set(services["worker"]["environment"]) <= read
-    assert services["worker"]["environment"]["PROMOTER_TEMPORAL_ADDRESS"] == "temporal:7233"
-    assert (ROOT / "Dockerfile").is_file()
-    opa = services["opa"]
+    for name in ("postgresql", "temporal", "opa", "gitea", "k3s", "worker"):
+        assert "healthcheck" in SERVICES[name], f"{name} needs a healthcheck"
+    declared = set(COMPOSE["volumes"])
+    for name, svc in SERVICES.items():
+        for volume in svc.get("volumes", []):
+            source = volume.split(":")[0]
+            if not source.startswith("."):
+                assert source in declared, f"{name}: volume {source} is not declared"
+            else:
+                assert (ROOT / source).exists(), f"{name}: {source} does not exist in the repository"
+    assert (ROOT / "Dockerfile").is_file() and (ROOT / "deploy" / "seed_gitea.py").is_file()
+
+
+def test_setup_runs_in_order_before_the_worker() -> None:
+    worker = SERVICES["worker"]["depends_on"]
+    assert worker["seed"]["condition"] == "service_completed_successfully"
+    assert worker["temporal"]["condition"] == "service_healthy"
+    assert SERVICES["seed"]["depends_on"]["gitea-init"]["condition"] == "service_completed_successfully"
+    assert SERVICES["gitea-init"]["depends_on"]["gitea"]["condition"] == "service_healthy"
+    opa = SERVICES["opa"]
     assert "./policies:/policies:ro" in opa["volumes"] and "*_test.rego" in opa["command"]
-    assert services["worker"]["environment"]["PROMOTER_OPA_URL"] == "http://opa:8181"
-    assert services["worker"]["environment"]["KUBECONFIG"] == "/kube/contexts.yaml"
+
+
+class Recording(dict[str, str]):
+    """An environment that notes every variable read from it."""
+
+    def __init__(self, values: dict[str, str]) -> None:
+        super().__init__(values)
+        self.read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        self.read.add(key)
+        return super().get(key, default)
+
+    def __getitem__(self, key: str) -> str:
+        self.read.add(key)
+        return super().__getitem__(key)
+
+
+def test_the_worker_reads_every_variable_it_is_given(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    env = dict(SERVICES["worker"]["environment"])
+    token = tmp_path / "token"
+    token.write_text("from-the-file\n")
+    env["PROMOTER_FORGE_TOKEN_FILE"] = str(token)  # the compose secret's path, here
+    recording = Recording({**env, "HOME": str(tmp_path)})
+    monkeypatch.setattr(os, "environ", recording)
+    monkeypatch.chdir(tmp_path)  # no stack.json around
+    s = Settings.load()
+    ignored = set(env) - recording.read - {"KUBECONFIG"}  # KUBECONFIG: read by the Kubernetes client itself
+    assert not ignored, f"`promoter worker` ignores {sorted(ignored)}"
+    assert (s.forge, s.forge_repo, s.forge_url, s.forge_token) == ("gitea", "promoter/gitops", "http://gitea:3000",
+                                                                   "from-the-file")
+    assert s.repo_url == "http://gitea:3000/promoter/gitops.git" and s.metrics_port == 9464
+    assert s.temporal_address == "temporal:7233" and s.opa_url == "http://opa:8181" and s.review_poll_s == 15
+    assert "from-the-file" not in repr(s)
