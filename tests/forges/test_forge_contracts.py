@@ -328,3 +328,80 @@ def test_gitlab_merge_conflict_is_a_conflict(httpserver: HTTPServer, gitlab: Git
         mr(detailed_merge_status="conflict"))
     with pytest.raises(Conflict, match="detailed_merge_status: conflict"):
         gitlab.merge(4, "m")
+
+
+# ---------------------------------------------------------------- the same contract, every provider
+
+
+class Provider:
+    def __init__(self, name: str, make: Callable[[str, list[float]], Any], pulls: str, one: str,
+                 item: Callable[[int], dict[str, Any]], open_query: dict[str, str], auth: str,
+                 forbidden: dict[str, Any], says: str) -> None:
+        self.name, self.make, self.pulls, self.one, self.item = name, make, pulls, one, item
+        self.open_query, self.auth, self.forbidden, self.says = open_query, auth, forbidden, says
+
+
+def _gh_item(n: int) -> dict[str, Any]:
+    return gh_pr(n) | {"head": {"ref": f"promote/demo/prod/{n:07d}", "sha": "a" * 40}}
+
+
+PROVIDERS = [
+    Provider("github", lambda url, w: GitHubForge("acme/gitops", TOKEN, client=ApiClient(
+        "GitHub", url, f"Bearer {TOKEN}", sleep=w.append, scope_hint=GitHubForge.scopes)),
+        f"{REPO}/pulls", f"{REPO}/pulls/7", _gh_item, {"state": "open"}, f"Bearer {TOKEN}",
+        {"message": "Resource not accessible by integration"}, "Pull requests, Contents and Issues"),
+    Provider("gitea", lambda url, w: GiteaForge("acme/gitops", TOKEN, client=ApiClient(
+        "Gitea", url + "/api/v1", f"token {TOKEN}", sleep=w.append, scope_hint=GiteaForge.scopes)),
+        f"{GT}/pulls", f"{GT}/pulls/7", _gh_item, {"state": "open"}, f"token {TOKEN}",
+        {"message": "token does not have at least one of required scope(s): [write:repository]"},
+        "write:repository and write:issue"),
+    Provider("gitlab", lambda url, w: GitLabForge("acme/gitops", TOKEN, client=ApiClient(
+        "GitLab", url + "/api/v4", f"Bearer {TOKEN}", sleep=w.append, scope_hint=GitLabForge.scopes)),
+        f"{GL}/merge_requests", f"{GL}/merge_requests/7",
+        lambda n: mr(n) | {"source_branch": f"promote/demo/prod/{n:07d}"}, {"state": "opened"}, f"Bearer {TOKEN}",
+        {"error": "insufficient_scope", "error_description": "The request requires higher privileges"},
+        "the scope `api`"),
+]
+
+
+@pytest.fixture(params=PROVIDERS, ids=[p.name for p in PROVIDERS])
+def provider(request: pytest.FixtureRequest) -> Provider:
+    p: Provider = request.param
+    return p
+
+
+def test_every_provider_follows_pagination(httpserver: HTTPServer, provider: Provider, waits: list[float]) -> None:
+    forge = provider.make(httpserver.url_for("/").rstrip("/"), waits)
+    nxt = httpserver.url_for(provider.pulls) + "?" + "&".join(f"{k}={v}" for k, v in provider.open_query.items()) \
+        + "&per_page=100&page=2"
+    httpserver.expect_ordered_request(provider.pulls, "GET", headers={"Authorization": provider.auth},
+                                      query_string={**provider.open_query, "per_page": "100"}).respond_with_json(
+        [provider.item(1), provider.item(2)], headers={"Link": f'<{nxt}>; rel="next"'})
+    httpserver.expect_ordered_request(provider.pulls, "GET", query_string={
+        **provider.open_query, "per_page": "100", "page": "2"}).respond_with_json([provider.item(3)])
+    assert [p.number for p in forge.list_open("promote/demo/prod/")] == [1, 2, 3]
+    httpserver.check_assertions()
+
+
+def test_every_provider_honours_rate_limits_and_recovers_from_a_502(httpserver: HTTPServer, provider: Provider,
+                                                                    waits: list[float]) -> None:
+    forge = provider.make(httpserver.url_for("/").rstrip("/"), waits)
+    httpserver.expect_ordered_request(provider.one, "GET").respond_with_json(
+        {"message": "slow down"}, status=429, headers={"Retry-After": "7"})
+    httpserver.expect_ordered_request(provider.one, "GET").respond_with_data("Bad Gateway", status=502)
+    httpserver.expect_ordered_request(provider.one, "GET").respond_with_json(provider.item(7))
+    assert forge.get_pull_request(7).number == 7
+    httpserver.check_assertions()
+    assert waits == [7.0, 0.5]  # as told, then the second step of the backoff
+
+
+def test_every_provider_names_the_missing_scope_on_403_and_does_not_retry(
+        httpserver: HTTPServer, provider: Provider, waits: list[float]) -> None:
+    forge = provider.make(httpserver.url_for("/").rstrip("/"), waits)
+    httpserver.expect_ordered_request(provider.one, "GET").respond_with_json(provider.forbidden, status=403)
+    with pytest.raises(Unauthorized) as err:
+        forge.get_pull_request(7)
+    message = str(err.value)
+    assert "answered 403" in message and provider.says in message and TOKEN not in message
+    assert next(iter(provider.forbidden.values())) in message  # the forge's own words
+    assert len(httpserver.log) == 1 and waits == []
