@@ -11,6 +11,7 @@ from temporalio.exceptions import ApplicationError
 from activities import sorted_errors
 from promoter.errors import PermanentError, TemporaryError
 from promoter.forges import Forge
+from promoter.forges.http import Blocked
 from promoter.models import (
     MergeResult,
     OpenPullRequestInput,
@@ -49,7 +50,10 @@ class ForgeActivities:
     @activity.defn(name="merge_pull_request")
     @sorted_errors
     def merge_pull_request(self, req: PullRequestRef) -> MergeResult:
-        pr = self.forge.merge(req.number, req.comment or None, req.expected_head)
+        try:
+            pr = self.forge.merge(req.number, req.comment or None, req.expected_head, req.merge_method)
+        except Blocked as e:  # retried under the stage's merge.wait, unless merge.on_blocked is fail
+            raise ApplicationError(str(e), type="Blocked", non_retryable=req.fail_when_blocked) from None
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -84,6 +84,12 @@ class RevertConfig(_Strict):
     automatic: bool = True
 
 
+class MergeConfig(_Strict):
+    method: Literal["merge", "squash"] | None = None  # default: the worker's PROMOTER_MERGE_METHOD
+    on_blocked: Literal["wait", "fail"] = "wait"  # a merge held back by branch protection or a required check
+    wait: Duration = timedelta(minutes=30)  # how long `wait` retries before the stage fails
+
+
 NOTIFY_EVENTS = ("waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded")
 
 
@@ -113,6 +119,7 @@ class EnvironmentConfig(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     revert: RevertConfig = Field(default_factory=RevertConfig)
+    merge: MergeConfig = Field(default_factory=MergeConfig)
     soak: Duration = None
     local_files: list[str] = Field(default_factory=list)
     notify: list[Webhook] = Field(default_factory=list)
@@ -333,6 +340,8 @@ class PullRequestRef(BaseModel):
     number: int
     comment: str = ""
     expected_head: str | None = None  # merge only if the PR's head is still this commit
+    merge_method: str | None = None  # merge | squash; None: the forge's configured default
+    fail_when_blocked: bool = False  # a blocked merge fails at once instead of being retried
     body: str | None = None  # update: the new body
 
 

@@ -225,7 +225,13 @@ class PromotionWorkflow:
                 await self._act("update_pull_request", record, PullRequest, f"record decisions on PR #{pr.number}")
                 merge = PullRequestRef(number=pr.number, expected_head=stage.head_sha, comment=report.merge_message(
                     pr.number, prepared.branch, title, self.status.id, entries))
-            merged: MergeResult = await self._act("merge_pull_request", merge, MergeResult, f"merge PR #{pr.number}")
+            merging = planned.config.merge
+            merge.merge_method, merge.fail_when_blocked = merging.method, merging.on_blocked == "fail"
+            waits = merging.wait or timedelta(minutes=30)
+            merged: MergeResult = await self._act(
+                "merge_pull_request", merge, MergeResult, f"merge PR #{pr.number}",
+                start_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
+                schedule_to_close_timeout=max(waits, timedelta(minutes=2)) if self.v2 else timedelta(minutes=15))
             stage.merge_commit = merged.merge_commit
             self._audit(stage.env, "merge", detail=f"PR #{pr.number} merged as {merged.merge_commit[:12]}")
             return await self._verified(stage, body, await self._sync_and_verify(stage, merged.merge_commit))

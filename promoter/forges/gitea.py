@@ -52,8 +52,8 @@ class GiteaForge(GitHubForge):
                 for s in (status.body or {}).get("statuses") or []
                 if (s.get("status") or s.get("state")) != "success"]
 
-    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None) -> None:
-        payload: dict[str, Any] = {"Do": self.merge_method, "MergeTitleField": title, "MergeMessageField": message}
+    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> None:
+        payload: dict[str, Any] = {"Do": method, "MergeTitleField": title, "MergeMessageField": message}
         if expected_head:
             payload["head_commit_id"] = expected_head
         self.api.request("POST", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}")

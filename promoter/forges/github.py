@@ -119,7 +119,8 @@ class GitHubForge:
         self.api.request("POST", f"{self.repo_path}/issues/{number}/comments", {"body": fit(body)},
                          what=f"a comment on PR #{number}")
 
-    def merge(self, number: int, message: str | None = None, expected_head: str | None = None) -> PullRequest:
+    def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
+              method: str | None = None) -> PullRequest:
         """Merge once: a PR already merged is returned as it is; a blocked merge is reported as blocked."""
         pr = self.get_pull_request(number)
         if pr.state == "merged":
@@ -131,7 +132,7 @@ class GitHubForge:
                            f"{expected_head[:7]}; it was not merged")
         title, _, rest = (message or pr.title).partition("\n")
         try:
-            self._merge_call(number, title, rest.strip("\n"), expected_head)
+            self._merge_call(number, title, rest.strip("\n"), expected_head, method or self.merge_method)
         except Conflict as e:
             again = self.get_pull_request(number)
             if again.state == "merged":  # merged by an earlier attempt whose answer was lost
@@ -139,8 +140,8 @@ class GitHubForge:
             raise self._why_blocked(again, str(e)) from None
         return self.get_pull_request(number)
 
-    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None) -> None:
-        payload: dict[str, Any] = {"merge_method": self.merge_method, "commit_title": title, "commit_message": message}
+    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> None:
+        payload: dict[str, Any] = {"merge_method": method, "commit_title": title, "commit_message": message}
         if expected_head:
             payload["sha"] = expected_head  # GitHub refuses (409) if the head moved meanwhile
         self.api.request("PUT", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}")

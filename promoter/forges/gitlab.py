@@ -121,7 +121,8 @@ class GitLabForge:
                               state=state, at=at, commit=_head_at(versions, at), body=""))
         return out
 
-    def merge(self, number: int, message: str | None = None, expected_head: str | None = None) -> PullRequest:
+    def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
+              method: str | None = None) -> PullRequest:
         mr = self.get_pull_request(number)
         if mr.state == "merged":
             return mr
@@ -130,7 +131,8 @@ class GitLabForge:
         if expected_head is not None and mr.head_sha != expected_head:
             raise Conflict(f"merge request !{number} moved to {(mr.head_sha or '?')[:7]} after it was approved at "
                            f"{expected_head[:7]}; it was not merged")
-        payload: dict[str, Any] = {"merge_commit_message": message or mr.title, "squash": self.squash,
+        squash = self.squash if method is None else method == "squash"
+        payload: dict[str, Any] = {"merge_commit_message": message or mr.title, "squash": squash,
                                    "should_remove_source_branch": False}
         if expected_head:
             payload["sha"] = expected_head

@@ -157,8 +157,10 @@ class LocalForge:
             for r in rows
         ]
 
-    def merge(self, number: int, message: str | None = None, expected_head: str | None = None) -> PullRequest:
-        """Merge once: a retry after a crash finds the merge already on main and records it."""
+    def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
+              method: str | None = None) -> PullRequest:
+        """Merge once: a retry after a crash finds the merge already on main and records it. Always a
+        merge commit (`method` is ignored: the local forge has no squash)."""
         pr = self.get_pull_request(number)
         if pr.state == "merged":
             return pr

@@ -120,7 +120,7 @@ def test_github_403_for_a_missing_permission_names_it_and_is_not_retried(
         {"message": "Resource not accessible by personal access token"}, status=403,
         headers={"X-Accepted-GitHub-Permissions": "pull_requests=write; contents=write"})
     with pytest.raises(Unauthorized) as err:
-        github._merge_call(7, "t", "m", None)
+        github._merge_call(7, "t", "m", None, "merge")
     httpserver.check_assertions()
     assert "answered 403: Resource not accessible by personal access token" in str(err.value)
     assert "needs pull_requests=write; contents=write" in str(err.value)

@@ -5,12 +5,13 @@ no PR body or comment and no status output."""
 
 from __future__ import annotations
 
+import asyncio
 import concurrent.futures
 import json
 import logging
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,7 @@ from promoter import api
 from promoter.models import PromotionState, PromotionStatus, StageState
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim
+from promoter.stack import wait_until
 from promoter.worker import build_worker
 from tests.conftest import Origin
 from tests.forges.github_standin import GitHubStandIn
@@ -108,3 +110,51 @@ def test_a_bad_token_is_a_one_line_error_naming_what_to_fix(github: GitHubStandI
     assert len([r for r in github.requests if r.path.endswith("/pulls/1")]) == 1  # a 401 is never retried
 
 
+
+
+async def promote_on(github: GitHubStandIn, origin: Origin, dev_env: WorkflowEnvironment, tmp_path: Path,
+                     executor: concurrent.futures.ThreadPoolExecutor,
+                     during: Callable[[], Awaitable[None]] | None = None) -> PromotionStatus:
+    settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge="github", forge_repo="acme/gitops",
+                        forge_url=github.url, forge_token=BOT, cache_dir=str(tmp_path / "cache"), review_poll_s=0.1)
+    async with build_worker(dev_env.client, settings, executor):
+        handle = await api.start(dev_env.client, settings.task_queue,
+                                 await api.plan(dev_env.client, settings.task_queue, "demo"))
+        if during is not None:
+            await api.wait_for(handle, lambda s: s.stages[1].state == StageState.MERGING)
+            await during()
+        return await handle.result()
+
+
+@pytest.mark.asyncio
+@pytest.mark.parametrize("on_blocked", ["fail", "wait"])
+async def test_a_merge_blocked_by_a_required_check_fails_or_waits_as_configured(
+        on_blocked: str, dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], tmp_path: Path,
+        executor: concurrent.futures.ThreadPoolExecutor, clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
+    origin = origin_factory([{"name": "dev", "order": 1},
+                             {"name": "staging", "order": 2, "merge": {"on_blocked": on_blocked, "wait": "5m",
+                                                                       "method": "squash"}}])
+    origin.bump(tag="9.0.0")
+    clusters(["dev", "staging"])
+    github = GitHubStandIn(origin=origin.url, tokens={BOT: "promoter-bot"}, required=["ci"]).start()
+    try:
+        async def ci_passes() -> None:  # the required check turns green after a merge was refused
+            await asyncio.to_thread(wait_until, lambda: any(r.method == "PUT" for r in github.requests), 30,
+                                    "a first, blocked, merge attempt")
+            for pr in github.open_pulls():
+                github.checks[pr["head"]["sha"]] = "success"
+
+        result = await promote_on(github, origin, dev_env, tmp_path, executor,
+                                  ci_passes if on_blocked == "wait" else None)
+    finally:
+        github.stop()
+    merges = [r for r in github.requests if r.method == "PUT" and r.path.endswith("/merge")]
+    assert merges and all(r.body["merge_method"] == "squash" for r in merges)  # environment.yaml's method
+    staging = result.stages[1]
+    if on_blocked == "fail":
+        assert result.state == PromotionState.FAILED
+        assert "PR #1 is blocked by required check ci (pending)" in staging.message
+        assert len(merges) == 1 and not any(p["merged"] for p in github.pulls.values())  # never reported merged
+    else:
+        assert result.state == PromotionState.SUCCEEDED, result.message
+        assert staging.merge_commit and github.pulls[1]["merged"] and len(merges) == 2  # refused, then merged
