@@ -21,12 +21,30 @@ from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone, auth_env
 from promoter.settings import Settings, connect, metrics_runtime
-from workflows.promotion import PlanWorkflow, PromotionWorkflow
+from workflows.promotion import WATCH_QUEUE_SUFFIX, PlanWorkflow, PromotionWorkflow
 
 log = logging.getLogger("promoter.worker")
 
 
-def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Worker:
+class Workers:
+    """The worker of the task queue, and beside it the gates' PR watchers on `<task queue>-watch`: a
+    waiting gate holds one of those (an async activity, no thread) and never a slot the git, forge,
+    policy and cluster activities need. `async with` runs both."""
+
+    def __init__(self, *workers: Worker) -> None:
+        self.workers = workers
+
+    async def __aenter__(self) -> Workers:
+        for w in self.workers:
+            await w.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        for w in reversed(self.workers):
+            await w.__aexit__(*exc)  # type: ignore[arg-type]
+
+
+def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
     if not settings.repo_url:
         raise BadInput("no GitOps repository: set PROMOTER_REPO_URL (or start the embedded stack with `promoter up`)")
     repo = GitClone(settings.repo_url, Path(settings.cache_dir), auth_env=auth_env(
@@ -35,7 +53,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
     notify = NotifyActivities()
-    return Worker(
+    main = Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[PromotionWorkflow, PlanWorkflow],
@@ -43,12 +61,15 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             git_acts.plan, git_acts.prepare, git_acts.push_branch,
             forge_acts.open_pull_request, forge_acts.merge_pull_request,
             forge_acts.close_pull_request, forge_acts.comment_pull_request, forge_acts.update_pull_request,
-            forge_acts.watch_pull_request, policy.check_policy, policy.check_approval, policy.screen_approvers,
+            policy.check_policy, policy.check_approval, policy.screen_approvers,
             cluster.sync, cluster.check_health, cluster.revert, notify.notify,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
     )
+    watchers = Worker(client, task_queue=settings.task_queue + WATCH_QUEUE_SUFFIX,
+                      activities=[forge_acts.watch_pull_request], max_concurrent_activities=1000)
+    return Workers(main, watchers)
 
 
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a token

@@ -21,7 +21,6 @@ import pytest
 import pytest_asyncio
 import yaml
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
 
 from promoter import search
 from promoter.converter import DATA_CONVERTER
@@ -202,7 +201,7 @@ def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor, 
         clusters(sorted(p.name for p in (origin.work / "environments").iterdir() if p.is_dir()))
         settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, review_poll_s=0.1,
                             forge_db=str(origin.path.parent / "forge.sqlite"), cache_dir=str(tmp_path / "cache"))
-        worker: Worker = build_worker(env.client, settings, executor)
+        worker = build_worker(env.client, settings, executor)
         async with worker:
             yield settings.task_queue
 

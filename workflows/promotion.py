@@ -65,6 +65,7 @@ OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.A
 # `workflow.patched` id of gates that watch their PR, screen approvers, notify, audit and index
 # (promotions started before it replay as they ran)
 GATES_V2 = "gates-v2"
+WATCH_QUEUE_SUFFIX = "-watch"  # the watchers' own task queue (see promoter.worker.Workers)
 WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no deadline starts another
 NOTIFY_TIMEOUTS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(seconds=15),
@@ -442,6 +443,7 @@ class PromotionWorkflow:
             "watch_pull_request",
             WatchInput(number=stage.pr_number, head_sha=stage.head_sha, seen_reviews=stage.seen_reviews),
             result_type=WatchResult,
+            task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX,
             start_to_close_timeout=window + timedelta(minutes=1),
             heartbeat_timeout=timedelta(minutes=1),
             retry_policy=RETRY,
