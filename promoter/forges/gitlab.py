@@ -121,6 +121,12 @@ class GitLabForge:
                               state=state, at=at, commit=_head_at(versions, at), body=""))
         return out
 
+    def checks(self, sha: str) -> list[str]:
+        """Commit statuses of `sha` (pipelines and external checks) that are not successful."""
+        return [f"{s['name']} ({s['status']})" for s in self.api.paginate(
+            f"{self.project}/repository/commits/{sha}/statuses", what=f"statuses of {sha[:7]}")
+            if s.get("status") != "success"]
+
     def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
               method: str | None = None) -> PullRequest:
         mr = self.get_pull_request(number)
@@ -146,6 +152,8 @@ class GitLabForge:
             if status in BLOCKING:
                 pipeline = data.get("head_pipeline") or {}
                 detail = f" (pipeline #{pipeline['id']} {pipeline.get('status')})" if pipeline.get("id") else ""
+                if status in ("external_status_checks", "status_checks_must_pass") and data.get("sha"):
+                    detail = f": {', '.join(self.checks(str(data['sha']))) or 'none reported yet'}"
                 raise Blocked(f"merge request !{number} is blocked by {BLOCKING[status]}{detail}") from None
             raise Conflict(f"{e} (detailed_merge_status: {status or 'unknown'})") from None
         return self.get_pull_request(number)

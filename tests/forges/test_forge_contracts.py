@@ -405,3 +405,18 @@ def test_every_provider_names_the_missing_scope_on_403_and_does_not_retry(
     assert "answered 403" in message and provider.says in message and TOKEN not in message
     assert next(iter(provider.forbidden.values())) in message  # the forge's own words
     assert len(httpserver.log) == 1 and waits == []
+
+
+def test_gitlab_merge_blocked_by_a_status_check_names_it(httpserver: HTTPServer, gitlab: GitLabForge) -> None:
+    sha = "d" * 40
+    httpserver.expect_ordered_request(f"{GL}/merge_requests/4", "GET").respond_with_json(mr(sha=sha))
+    httpserver.expect_ordered_request(f"{GL}/merge_requests/4/merge", "PUT").respond_with_json(
+        {"message": "405 Method Not Allowed"}, status=405)
+    httpserver.expect_ordered_request(f"{GL}/merge_requests/4", "GET").respond_with_json(
+        mr(sha=sha, detailed_merge_status="status_checks_must_pass"))
+    httpserver.expect_ordered_request(f"{GL}/repository/commits/{sha}/statuses", "GET").respond_with_json(
+        [{"name": "security-scan", "status": "failed"}, {"name": "lint", "status": "success"}])
+    with pytest.raises(Blocked) as err:
+        gitlab.merge(4, "m")
+    httpserver.check_assertions()
+    assert str(err.value) == "merge request !4 is blocked by a status check: security-scan (failed)"
