@@ -37,6 +37,17 @@ class GiteaForge(GitHubForge):
         found.sort(key=lambda p: (p.state == "open", p.number), reverse=True)
         return found[0] if found else None
 
+    def _label(self, number: int, labels: list[str]) -> None:
+        """Gitea adds labels by ID: the repository's labels are looked up, missing ones created."""
+        ids = {lb["name"]: lb["id"] for lb in self.api.paginate(f"{self.repo_path}/labels", what="labels")}
+        for name in labels:
+            if name not in ids:
+                made = self.api.request("POST", f"{self.repo_path}/labels", {"name": name, "color": "#5319e7"},
+                                        what=f"label {name}")
+                ids[name] = made.body["id"]
+        self.api.request("POST", f"{self.repo_path}/issues/{number}/labels", {"labels": [ids[n] for n in labels]},
+                         what=f"labels of PR #{number}")
+
     def reviews(self, number: int) -> list[Review]:
         return [
             Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),

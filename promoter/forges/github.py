@@ -103,9 +103,12 @@ class GitHubForge:
                 if existing is None or existing.state != "open":
                     raise
         if labels:
-            self.api.request("POST", f"/repos/{self.repository}/issues/{existing.number}/labels",
-                             {"labels": labels}, what=f"labels of PR #{existing.number}")
+            self._label(existing.number, labels)
         return existing
+
+    def _label(self, number: int, labels: list[str]) -> None:
+        self.api.request("POST", f"{self.repo_path}/issues/{number}/labels", {"labels": labels},
+                         what=f"labels of PR #{number}")
 
     def update_body(self, number: int, body: str) -> PullRequest:
         return self._pr(self.api.request("PATCH", f"{self.repo_path}/pulls/{number}", {"body": fit(body)},

@@ -420,3 +420,18 @@ def test_gitlab_merge_blocked_by_a_status_check_names_it(httpserver: HTTPServer,
         gitlab.merge(4, "m")
     httpserver.check_assertions()
     assert str(err.value) == "merge request !4 is blocked by a status check: security-scan (failed)"
+
+
+def test_gitea_labels_by_id_creating_the_missing_ones(httpserver: HTTPServer, gitea: GiteaForge) -> None:
+    httpserver.expect_ordered_request(f"{GT}/pulls", "GET", query_string={"state": "all", "per_page": "100"}
+                                      ).respond_with_json([])
+    httpserver.expect_ordered_request(f"{GT}/pulls", "POST", json={
+        "title": "t", "head": "promote/demo/prod/abc1234", "base": "main", "body": "b"}).respond_with_json(
+        gh_pr(3), status=201)
+    httpserver.expect_ordered_request(f"{GT}/labels", "GET").respond_with_json([{"id": 11, "name": "promotion"}])
+    httpserver.expect_ordered_request(f"{GT}/labels", "POST", json={"name": "env:prod", "color": "#5319e7"}
+                                      ).respond_with_json({"id": 12, "name": "env:prod"}, status=201)
+    httpserver.expect_ordered_request(f"{GT}/issues/3/labels", "POST", json={"labels": [11, 12]}
+                                      ).respond_with_json([])
+    gitea.open_pull_request("promote/demo/prod/abc1234", "t", "b", labels=["promotion", "env:prod"])
+    httpserver.check_assertions()
