@@ -7,6 +7,7 @@ cannot be reached is left to retry.
 from __future__ import annotations
 
 import threading
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
@@ -44,9 +45,18 @@ class PolicyActivities:
             return self._bundles[tree]
 
     def objects(self, req: PolicyCheckInput) -> list[dict[str, Any]]:
+        folder = f"environments/{req.target_env}/{req.app}"
+        if req.head:  # what the PR would merge, including commits pushed onto it since it was opened
+
+            def tree(tmp: Path) -> Path:
+                assert req.head is not None
+                self.repo.export_tree(req.head, tmp)
+                return tmp / folder
+
+            return render_files(self.repo.folder_files(req.head, folder), folder, tree)
         change = PrepareInput(app=req.app, commit=req.commit, source_env=req.source_env,
                               target_env=req.target_env, local_files=req.environment.local_files)
-        return render_files(self.repo.change_files(change), f"environments/{req.target_env}/{req.app}",
+        return render_files(self.repo.change_files(change), folder,
                             lambda tmp: self.repo.export_change(change, tmp))
 
     def evaluate(self, req: PolicyCheckInput) -> PolicyDecision:

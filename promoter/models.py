@@ -413,6 +413,7 @@ class PolicyCheckInput(BaseModel):
     phase: str = "pre_pr"  # pre_pr | approval | merge | check
     evaluated_at: datetime | None = None
     render_objects: bool = True
+    head: str | None = None  # render the target from this commit (the PR's head) instead of the computed change
     diff: DiffSummary = Field(default_factory=DiffSummary)
     approvals: list[Approval] = Field(default_factory=list)
 

@@ -267,6 +267,7 @@ class PromotionWorkflow:
                 for s in self.status.stages[:index]
             ],
             phase=phase,
+            head=stage.head_sha if self.v2 and phase == "merge" else None,  # what the merge would take
             evaluated_at=workflow.now(),
             diff=diff.diff if diff else PrepareResult(changed=False).diff,
             approvals=stage.approvals if approvals is None else approvals,

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -43,13 +44,17 @@ async def accepted_updates(handle: Any) -> int:
     return len([e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED])
 
 
-def push_to_branch(origin: Origin, branch: str) -> str:
+EXTRA = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  labels:\n"
+         "    app.kubernetes.io/name: demo\n    app.kubernetes.io/part-of: demo\ndata:\n  a: b\n")
+
+
+def push_to_branch(origin: Origin, branch: str, files: dict[str, str] | None = None) -> str:
     """A person pushes one more commit onto a promotion's branch (as onto a PR on a hosted forge)."""
     repo = origin.repo
     repo.git.fetch("-q", "origin", branch)
     repo.git.checkout("-q", "-B", "fix", f"origin/{branch}")
-    (origin.work / "environments/prod/demo/extra.yaml").write_text(
-        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\ndata:\n  a: b\n")
+    for rel, text in (files or {"environments/prod/demo/extra.yaml": EXTRA}).items():
+        (origin.work / rel).write_text(text)
     repo.git.add("-A")
     repo.git.commit("-qm", "a fix on the PR")
     repo.git.push("-q", "origin", f"fix:{branch}")
@@ -138,6 +143,26 @@ async def test_a_new_commit_on_the_waiting_pr_voids_earlier_approvals(
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [a.head for a in result.stages[1].approvals] == [fix, fix]
     assert "extra" in origin.show("main", "environments/prod/demo/extra.yaml")  # what was approved was merged
+
+
+async def test_a_commit_pushed_onto_the_pr_is_judged_by_the_policies_before_the_merge(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs())
+    origin.bump()
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        path = "environments/prod/demo/deployment.yaml"
+        text = re.sub(r"(image: \S+):[\w.\-]+", r"\1:latest", origin.show(status.stages[1].branch or "", path))
+        fix = push_to_branch(origin, status.stages[1].branch or "", {path: text})
+        await api.wait_for(handle, lambda s: s.stages[1].head_sha == fix)
+        await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.POLICY_DENIED, result.message
+    assert ":latest" in result.stages[1].message or "latest" in result.stages[1].message
+    assert forge.get_pull_request(result.stages[1].pr_number or 0).state == "closed"
+    assert ":latest" not in origin.show("main", path)  # never merged
 
 
 async def test_require_review_needs_a_review_besides_the_quorum(
