@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
+from promoter.errors import Conflict
 from promoter.models import PullRequest
 
 
@@ -49,6 +50,19 @@ class Forge(Protocol):
         ...
 
     def close(self, number: int, comment: str = "") -> PullRequest: ...
+
+
+def already_merged(pr: PullRequest, expected_head: str | None, name: str = "pull request #") -> bool:
+    """Before a merge: True when `pr` is merged already (a retry after a lost answer: merge once);
+    Conflict when it is closed, or when its head moved past the approved `expected_head`."""
+    if pr.state == "merged":
+        return True
+    if pr.state == "closed":
+        raise Conflict(f"{name}{pr.number} is closed; it cannot be merged")
+    if expected_head is not None and pr.head_sha != expected_head:
+        raise Conflict(f"{name}{pr.number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
+                       f"{expected_head[:7]}; it was not merged")
+    return False
 
 
 FORGES: dict[str, Callable[..., Forge]] = {}

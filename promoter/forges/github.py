@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, register
+from promoter.forges import Review, already_merged, register
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
 
@@ -126,13 +126,8 @@ class GitHubForge:
               method: str | None = None) -> PullRequest:
         """Merge once: a PR already merged is returned as it is; a blocked merge is reported as blocked."""
         pr = self.get_pull_request(number)
-        if pr.state == "merged":
+        if already_merged(pr, expected_head):
             return pr
-        if pr.state == "closed":
-            raise Conflict(f"pull request #{number} is closed; it cannot be merged")
-        if expected_head is not None and pr.head_sha != expected_head:
-            raise Conflict(f"pull request #{number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
-                           f"{expected_head[:7]}; it was not merged")
         title, _, rest = (message or pr.title).partition("\n")
         try:
             self._merge_call(number, title, rest.strip("\n"), expected_head, method or self.merge_method)

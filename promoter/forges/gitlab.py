@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, register
+from promoter.forges import Review, already_merged, register
 from promoter.forges.github import _time, fit
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
@@ -130,13 +130,8 @@ class GitLabForge:
     def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
               method: str | None = None) -> PullRequest:
         mr = self.get_pull_request(number)
-        if mr.state == "merged":
+        if already_merged(mr, expected_head, "merge request !"):
             return mr
-        if mr.state == "closed":
-            raise Conflict(f"merge request !{number} is closed; it cannot be merged")
-        if expected_head is not None and mr.head_sha != expected_head:
-            raise Conflict(f"merge request !{number} moved to {(mr.head_sha or '?')[:7]} after it was approved at "
-                           f"{expected_head[:7]}; it was not merged")
         squash = self.squash if method is None else method == "squash"
         payload: dict[str, Any] = {"merge_commit_message": message or mr.title, "squash": squash,
                                    "should_remove_source_branch": False}

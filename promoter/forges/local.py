@@ -17,8 +17,8 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
-from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, register
+from promoter.errors import NotFound
+from promoter.forges import Review, already_merged, register
 from promoter.gitrepo import MAIN, GitRepository
 from promoter.models import PullRequest
 
@@ -162,13 +162,8 @@ class LocalForge:
         """Merge once: a retry after a crash finds the merge already on main and records it. Always a
         merge commit (`method` is ignored: the local forge has no squash)."""
         pr = self.get_pull_request(number)
-        if pr.state == "merged":
+        if already_merged(pr, expected_head):
             return pr
-        if pr.state == "closed":
-            raise Conflict(f"pull request #{number} is closed; it cannot be merged")
-        if expected_head is not None and pr.head_sha != expected_head:
-            raise Conflict(f"pull request #{number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
-                           f"{expected_head[:7]}; it was not merged")
         msg = message or f"Merge pull request #{number} from {pr.head}\n\n{pr.title}"
         merge_commit = self.repo.merge_branch(pr.head, msg, expected_head)
         with self._db() as db:
