@@ -72,7 +72,8 @@ class ForgeActivities:
         pr = self.forge.get_pull_request(req.number)
         seen = set(req.seen_reviews)
         fresh = [ReviewEvent(id=r.id, author=r.author, state=r.state, at=r.at, commit=r.commit, body=r.body)
-                 for r in self.forge.reviews(req.number) if r.id not in seen]
+                 for r in self.forge.reviews(req.number)
+                 if r.id not in seen or (r.id in req.review_states and req.review_states[r.id] != r.state)]
         if pr.state != "open" or pr.head_sha != req.head_sha or fresh:
             return WatchResult(state=pr.state, head_sha=pr.head_sha, merge_commit=pr.merge_commit, reviews=fresh)
         return None

@@ -265,6 +265,7 @@ class StageStatus(BaseModel):
     screened: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason to refuse them
     head_sha: str | None = None  # the PR head the gate knows
     seen_reviews: list[str] = Field(default_factory=list)  # review ids already taken into account
+    review_states: dict[str, str] = Field(default_factory=dict)  # review id -> its last state seen
     review_required: bool = False
     rejected_by: str | None = None
     deadline: datetime | None = None
@@ -351,6 +352,7 @@ class WatchInput(BaseModel):
     number: int
     head_sha: str | None = None
     seen_reviews: list[str] = Field(default_factory=list)
+    review_states: dict[str, str] = Field(default_factory=dict)  # a seen review whose state changes is news
 
 
 class ReviewEvent(BaseModel):
@@ -366,7 +368,7 @@ class WatchResult(BaseModel):
     state: str  # open | merged | closed
     head_sha: str | None = None
     merge_commit: str | None = None
-    reviews: list[ReviewEvent] = Field(default_factory=list)  # new since `seen_reviews`
+    reviews: list[ReviewEvent] = Field(default_factory=list)  # new, or changed (e.g. dismissed), since last seen
 
 
 class ScreenResult(BaseModel):

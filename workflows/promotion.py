@@ -65,6 +65,7 @@ OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.A
 # `workflow.patched` id of gates that watch their PR, screen approvers, notify, audit and index
 # (promotions started before it replay as they ran)
 GATES_V2 = "gates-v2"
+WITHDRAWN = ("dismissed", "unapproved")  # review states that take an approval back
 WATCH_QUEUE_SUFFIX = "-watch"  # the watchers' own task queue (see promoter.worker.Workers)
 WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no deadline starts another
 NOTIFY_TIMEOUTS: dict[str, Any] = {
@@ -442,7 +443,8 @@ class PromotionWorkflow:
         window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
         task = asyncio.ensure_future(workflow.execute_activity(
             "watch_pull_request",
-            WatchInput(number=stage.pr_number, head_sha=stage.head_sha, seen_reviews=stage.seen_reviews),
+            WatchInput(number=stage.pr_number, head_sha=stage.head_sha, seen_reviews=stage.seen_reviews,
+                       review_states=stage.review_states),
             result_type=WatchResult,
             task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX,
             start_to_close_timeout=window + timedelta(minutes=1),
@@ -479,7 +481,12 @@ class PromotionWorkflow:
                                                             if voided else ""))
             self._set(stage, StageState.AWAITING_APPROVAL, f"{note}; " + self._waiting_message(stage, planned))
         for review in seen.reviews:
-            stage.seen_reviews.append(review.id)
+            if review.id not in stage.seen_reviews:
+                stage.seen_reviews.append(review.id)
+            stage.review_states[review.id] = review.state
+            if review.state in WITHDRAWN:
+                self._withdraw(stage, planned, review.author, review.state)
+                continue
             if review.state != "approved":
                 self._audit(stage.env, "review", actor=review.author, via="pull_request", detail=review.state)
                 continue
@@ -490,6 +497,17 @@ class PromotionWorkflow:
             if reason is not None:
                 self._refused(d, reason)
         return None
+
+    def _withdraw(self, stage: StageStatus, planned: PlannedEnvironment, who: str, how: str) -> None:
+        """A review dismissed, or an approval withdrawn, on the forge: the approval it gave stops counting."""
+        gone = [a for a in stage.approvals if a.via == "pull_request" and a.approver == who]
+        if not gone:
+            return
+        stage.approvals = [a for a in stage.approvals if a not in gone]
+        stage.voided.extend(gone)
+        note = f"{who}'s approving review was {how} on the forge; it no longer counts"
+        self._audit(stage.env, "voided", actor=who, via="pull_request", detail=note)
+        self._set(stage, StageState.AWAITING_APPROVAL, f"{note}; " + self._waiting_message(stage, planned))
 
     async def _sync_and_judge(self, stage: StageStatus, revision: str) -> HealthResult:
         cfg = self.envs[stage.env].config

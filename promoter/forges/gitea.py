@@ -51,10 +51,11 @@ class GiteaForge(GitHubForge):
     def reviews(self, number: int) -> list[Review]:
         return [
             Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
-                   state=REVIEW_STATES.get(r.get("state", ""), str(r.get("state", "")).lower()),
+                   state="dismissed" if r.get("dismissed") else REVIEW_STATES.get(r.get("state", ""),
+                                                                                  str(r.get("state", "")).lower()),
                    at=_time(r.get("submitted_at")), commit=r.get("commit_id"), body=r.get("body") or "")
             for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
-            if not r.get("dismissed") and not r.get("stale")
+            if not r.get("stale")  # given on an older head
         ]
 
     def checks(self, sha: str) -> list[str]:

@@ -113,6 +113,7 @@ class GitLabForge:
             if not note.get("system"):
                 continue
             state = ("approved" if body.startswith("approved this merge request") else
+                     "unapproved" if body.startswith("unapproved this merge request") else
                      "changes_requested" if body.startswith("requested changes") else None)
             if state is None:
                 continue

@@ -149,6 +149,11 @@ class LocalForge:
                 (number, author, state, body, pr.head_sha, _now()),
             )
 
+    def dismiss_review(self, number: int, review_id: str) -> None:
+        """As a maintainer dismissing a review on a hosted forge."""
+        with self._db() as db:
+            db.execute("UPDATE reviews SET state = 'dismissed' WHERE number = ? AND id = ?", (number, int(review_id)))
+
     def reviews(self, number: int) -> list[Review]:
         with self._db() as db:
             rows = db.execute("SELECT * FROM reviews WHERE number = ? ORDER BY id", (number,)).fetchall()

@@ -213,8 +213,9 @@ def test_gitea_reviews_map_states_and_skip_stale_ones(httpserver: HTTPServer, gi
     base = {"user": {"login": "bob"}, "body": "", "commit_id": "c" * 40, "submitted_at": "2026-11-26T10:00:00Z"}
     httpserver.expect_ordered_request(f"{GT}/pulls/3/reviews", "GET").respond_with_json([
         {**base, "id": 1, "state": "REQUEST_CHANGES"}, {**base, "id": 2, "state": "APPROVED", "stale": True},
-        {**base, "id": 3, "state": "APPROVED"}])
-    assert [(r.id, r.state) for r in gitea.reviews(3)] == [("1", "changes_requested"), ("3", "approved")]
+        {**base, "id": 3, "state": "APPROVED"}, {**base, "id": 4, "state": "APPROVED", "dismissed": True}])
+    assert [(r.id, r.state) for r in gitea.reviews(3)] == [
+        ("1", "changes_requested"), ("3", "approved"), ("4", "dismissed")]
 
 
 def test_gitea_merge_blocked_by_a_failing_status(httpserver: HTTPServer, gitea: GiteaForge,
@@ -287,11 +288,14 @@ def test_gitlab_approvals_are_tied_to_the_head_they_were_given_on(httpserver: HT
             {"id": 12, "system": False, "body": "looks fine", "author": {"username": "bob"},
              "created_at": "2026-11-26T10:03:00Z"},
             {"id": 13, "system": True, "body": "approved this merge request", "author": {"username": "carol"},
-             "created_at": "2026-11-26T10:06:00Z"}])
+             "created_at": "2026-11-26T10:06:00Z"},
+            {"id": 14, "system": True, "body": "unapproved this merge request", "author": {"username": "bob"},
+             "created_at": "2026-11-26T10:07:00Z"}])
     reviews = gitlab.reviews(4)
     httpserver.check_assertions()
     assert [(r.id, r.author, r.state, r.commit) for r in reviews] == [
-        ("11", "bob", "approved", "1" * 40), ("13", "carol", "approved", "2" * 40)]
+        ("11", "bob", "approved", "1" * 40), ("13", "carol", "approved", "2" * 40),
+        ("14", "bob", "unapproved", "2" * 40)]
 
 
 def test_gitlab_merge_blocked_by_a_failed_pipeline(httpserver: HTTPServer, gitlab: GitLabForge) -> None:

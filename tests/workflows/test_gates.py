@@ -122,6 +122,30 @@ async def test_an_approving_review_on_the_pr_opens_the_gate(
     assert ("review", "sue") in [(e.kind, e.actor) for e in result.audit]
 
 
+async def test_a_review_dismissed_on_the_forge_stops_counting(
+        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    origin = origin_factory(envs(required=2))
+    origin.bump()
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        number = status.stages[1].pr_number or 0
+        forge.add_review(number, "sue", "approved", "ok")
+        await api.wait_for(handle, lambda s: [a.approver for a in s.stages[1].approvals] == ["sue"])
+        forge.dismiss_review(number, forge.reviews(number)[0].id)
+        status = await api.wait_for(handle, lambda s: bool(s.stages[1].voided))
+        prod = status.stages[1]
+        assert prod.approvals == [] and [a.approver for a in prod.voided] == ["sue"] and waiting(status)
+        assert "sue's approving review was dismissed on the forge" in prod.message
+        await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))
+        await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    assert [a.approver for a in result.stages[1].approvals] == ["sam", "alice"]
+    assert ("voided", "sue") in [(e.kind, e.actor) for e in result.audit]
+
+
 async def test_a_new_commit_on_the_waiting_pr_voids_earlier_approvals(
         dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
     origin = origin_factory(envs(required=2))
