@@ -310,3 +310,21 @@ async def test_search_attributes_list_what_waits(dev_env: WorkflowEnvironment,
         await handle.result()
     states = (await handle.describe()).typed_search_attributes
     assert states.get(search.STATE) == "succeeded" and states.get(search.ENV) == "prod"
+
+
+async def test_denial_and_expiry_are_notified(dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
+                                              run_worker: Any, hooks: dict[str, Any]) -> None:
+    hook = {"url": f"{hooks['url']}/ok", "events": ["denied", "expired", "rejected"]}
+    lenient = {"enforce": ["promotion"], "warn_only": ["kubernetes"]}  # dev only warns about hygiene
+    origin = origin_factory([{"name": "dev", "order": 1, "policy": lenient},
+                             {"name": "prod", "order": 2, "notify": [hook],
+                              "approval": {"required": 1, "approvers": ["alice"], "timeout": "2s"}}])
+    origin.bump(tag="latest")  # denied in prod before any PR
+    async with run_worker(dev_env, origin) as tq:
+        denied = await (await start(dev_env, tq)).result()
+        origin.bump(tag="2.0.0")  # then a clean change whose gate nobody decides within 2 s
+        expired = await (await start(dev_env, tq)).result()
+    assert (denied.state, expired.state) == (PromotionState.POLICY_DENIED, PromotionState.EXPIRED)
+    assert [(h["event"], h["env"]) for h in hooks["got"]] == [("denied", "prod"), ("expired", "prod")]
+    assert "deny_unpinned_image" in hooks["got"][0]["text"] and "expired after 2s" in hooks["got"][1]["text"]
+    assert hooks["got"][1]["pr_url"] and hooks["got"][0]["pr_url"] is None  # a denial opens nothing
