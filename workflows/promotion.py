@@ -7,7 +7,7 @@ activity whose name is derived from the input, so a retry or a replay never open
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -126,7 +126,7 @@ class PromotionWorkflow:
         self.indexed = False
         self.notifications: list[asyncio.Task[None]] = []
         self.indexed_values: dict[str, str] = {}
-        self.gate_opened_at: dict[str, Any] = {}
+        self.gate_opened_at: dict[str, datetime] = {}
 
     # ------------------------------------------------------------------ run
 
@@ -438,7 +438,7 @@ class PromotionWorkflow:
             return
         stage.screened = result.refused
 
-    def _watch(self, stage: StageStatus, deadline: Any) -> asyncio.Task[WatchResult]:
+    def _watch(self, stage: StageStatus, deadline: datetime | None) -> asyncio.Task[WatchResult]:
         assert stage.pr_number is not None
         window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
         task = asyncio.ensure_future(workflow.execute_activity(
