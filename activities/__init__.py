@@ -6,7 +6,8 @@ Each class receives its adapters in its constructor; the worker is the one place
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import ParamSpec, TypeVar
 
 from temporalio.exceptions import ApplicationError
@@ -17,17 +18,24 @@ P = ParamSpec("P")
 R = TypeVar("R")
 
 
-def sorted_errors(fn: Callable[P, R]) -> Callable[P, R]:
+@contextmanager
+def errors_sorted() -> Iterator[None]:
     """Permanent errors become non-retryable `ApplicationError`s named after their type; temporary
     ones retry under the caller's RetryPolicy; anything unexpected retries too."""
+    try:
+        yield
+    except PermanentError as e:
+        raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from None
+    except TemporaryError as e:
+        raise ApplicationError(str(e), type="TemporaryError") from None
+
+
+def sorted_errors(fn: Callable[P, R]) -> Callable[P, R]:
+    """`errors_sorted` around a (synchronous) activity."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
+        with errors_sorted():
             return fn(*args, **kwargs)
-        except PermanentError as e:
-            raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from None
-        except TemporaryError as e:
-            raise ApplicationError(str(e), type="TemporaryError") from None
 
     return wrapper

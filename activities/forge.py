@@ -8,8 +8,8 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import sorted_errors
-from promoter.errors import PermanentError, TemporaryError
+from activities import errors_sorted, sorted_errors
+from promoter.errors import TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked
 from promoter.models import (
@@ -70,10 +70,8 @@ class ForgeActivities:
     def _look(self, req: WatchInput) -> WatchResult | None:
         """One read of the PR and its reviews: a result when something changed, else None."""
         pr = self.forge.get_pull_request(req.number)
-        seen = set(req.seen_reviews)
         fresh = [ReviewEvent(id=r.id, author=r.author, state=r.state, at=r.at, commit=r.commit, body=r.body)
-                 for r in self.forge.reviews(req.number)
-                 if r.id not in seen or (r.id in req.review_states and req.review_states[r.id] != r.state)]
+                 for r in self.forge.reviews(req.number) if req.review_states.get(r.id) != r.state]
         if pr.state != "open" or pr.head_sha != req.head_sha or fresh:
             return WatchResult(state=pr.state, head_sha=pr.head_sha, merge_commit=pr.merge_commit, reviews=fresh)
         return None
@@ -87,15 +85,14 @@ class ForgeActivities:
         watch starts again elsewhere. A forge that errs is polled again later (its error is in the
         heartbeat details); a permanent error (a bad token, a deleted PR) ends the watch.
         """
-        while True:
-            try:
-                changed = await asyncio.to_thread(self._look, req)
-                activity.heartbeat("ok")
-            except PermanentError as e:
-                raise ApplicationError(str(e), type=type(e).__name__, non_retryable=True) from None
-            except (TemporaryError, OSError) as e:
-                changed = None
-                activity.heartbeat(f"forge error, polling again: {e}")
-            if changed is not None:
-                return changed
-            await asyncio.sleep(self.poll_seconds)
+        with errors_sorted():  # a permanent error ends the watch; a temporary one is polled through
+            while True:
+                try:
+                    changed = await asyncio.to_thread(self._look, req)
+                    activity.heartbeat("ok")
+                except (TemporaryError, OSError) as e:
+                    changed = None
+                    activity.heartbeat(f"forge error, polling again: {e}")
+                if changed is not None:
+                    return changed
+                await asyncio.sleep(self.poll_seconds)

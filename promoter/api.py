@@ -53,6 +53,13 @@ async def plan(client: Client, task_queue: str, app: str, commit: str | None = N
         raise PromoterError(message) from None
 
 
+def already_running(app: str) -> PromoterError:
+    wid = workflow_id(app)
+    return PromoterError(f"a promotion of {app} is already running ({wid}); follow it with `promoter status {wid}`, "
+                         f"end it with `promoter cancel {wid}`, or replace it with "
+                         f"`promoter promote {app} --supersede`")
+
+
 def static_details(plan: PromotionPlan, requested_by: str) -> str:
     """The workflow page's summary details (markdown), fixed at the start."""
     lines = [f"**{plan.app}** @ `{plan.commit}` by {plan.author}", "", f"> {plan.message}", "",
@@ -107,10 +114,7 @@ async def start(client: Client, task_queue: str, promotion_plan: PromotionPlan, 
             return await client.start_workflow("PromotionWorkflow", arg, **options)
         except WorkflowAlreadyStartedError:
             if not supersede or attempt:
-                raise PromoterError(
-                    f"a promotion of {promotion_plan.app} is already running ({wid}); follow it with "
-                    f"`promoter status {wid}`, end it with `promoter cancel {wid}`, or replace it with "
-                    f"`promoter promote {promotion_plan.app} --supersede`") from None
+                raise already_running(promotion_plan.app) from None
             await _supersede(client, wid, promotion_plan, requested_by, ui_url)
     raise AssertionError("unreachable")
 

@@ -137,9 +137,7 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
     wid = workflow_id(app_name)
     running = await _describe(client, wid)
     if not supersede and running is not None and running.status is not None and running.status.name == "RUNNING":
-        raise PromoterError(f"a promotion of {app_name} is already running ({wid}); follow it with "
-                            f"`promoter status {wid}`, end it with `promoter cancel {wid}`, or replace it with "
-                            f"`promoter promote {app_name} --supersede`")
+        raise api.already_running(app_name)
     plan = await api.plan(client, s.task_queue, app_name, commit, to)
     handle = await api.start(client, s.task_queue, plan, requested_by or _whoami(), supersede, s.ui_url)
     url = s.workflow_url(wid, handle.result_run_id)

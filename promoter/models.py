@@ -264,8 +264,7 @@ class StageStatus(BaseModel):
     approvers: list[str] = Field(default_factory=list)  # who may decide this gate (groups expanded)
     screened: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason to refuse them
     head_sha: str | None = None  # the PR head the gate knows
-    seen_reviews: list[str] = Field(default_factory=list)  # review ids already taken into account
-    review_states: dict[str, str] = Field(default_factory=dict)  # review id -> its last state seen
+    review_states: dict[str, str] = Field(default_factory=dict)  # review id -> its state when last taken in
     review_required: bool = False
     rejected_by: str | None = None
     deadline: datetime | None = None
@@ -351,8 +350,7 @@ class WatchInput(BaseModel):
 
     number: int
     head_sha: str | None = None
-    seen_reviews: list[str] = Field(default_factory=list)
-    review_states: dict[str, str] = Field(default_factory=dict)  # a seen review whose state changes is news
+    review_states: dict[str, str] = Field(default_factory=dict)  # a review unseen, or whose state changed, is news
 
 
 class ReviewEvent(BaseModel):
@@ -368,7 +366,7 @@ class WatchResult(BaseModel):
     state: str  # open | merged | closed
     head_sha: str | None = None
     merge_commit: str | None = None
-    reviews: list[ReviewEvent] = Field(default_factory=list)  # new, or changed (e.g. dismissed), since last seen
+    reviews: list[ReviewEvent] = Field(default_factory=list)  # new, or changed (e.g. dismissed), since `review_states`
 
 
 class ScreenResult(BaseModel):

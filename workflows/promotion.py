@@ -73,13 +73,6 @@ NOTIFY_TIMEOUTS: dict[str, Any] = {
     "schedule_to_close_timeout": timedelta(minutes=1),
     "retry_policy": RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
 }
-TERMINAL = {
-    StageState.POLICY_DENIED: PromotionState.POLICY_DENIED,
-    StageState.REJECTED: PromotionState.REJECTED,
-    StageState.EXPIRED: PromotionState.EXPIRED,
-    StageState.REVERTED: PromotionState.REVERTED,
-    StageState.FAILED: PromotionState.FAILED,
-}
 
 
 def _cause(err: BaseException) -> str:
@@ -153,8 +146,8 @@ class PromotionWorkflow:
     async def _cancelled(self) -> None:
         by = self.status.superseded_by
         reason = f"superseded by {by}" if by else "cancelled"
-        await self._close_open_prs(f"Promotion `{self.status.id}` was {reason}." if not by else
-                                   f"Superseded: promotion `{self.status.id}` was replaced by {by}.")
+        await self._close_open_prs(f"Superseded: promotion `{self.status.id}` was replaced by {by}." if by else
+                                   f"Promotion `{self.status.id}` was cancelled.")
         for stage in self.status.stages:
             if stage.state not in (StageState.HEALTHY, StageState.SKIPPED):
                 if stage.state in OPEN_PR_STATES | {StageState.PENDING, StageState.CHECKING_POLICY}:
@@ -230,10 +223,10 @@ class PromotionWorkflow:
             merging = planned.config.merge
             merge.merge_method, merge.fail_when_blocked = merging.method, merging.on_blocked == "fail"
             waits = merging.wait or timedelta(minutes=30)
-            merged: MergeResult = await self._act(
+            merged: MergeResult = await self._act(  # a blocked merge is retried for merge.wait
                 "merge_pull_request", merge, MergeResult, f"merge PR #{pr.number}",
-                start_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
-                schedule_to_close_timeout=max(waits, timedelta(minutes=2)) if self.v2 else timedelta(minutes=15))
+                **(GIT_TIMEOUTS | {"schedule_to_close_timeout": max(waits, timedelta(minutes=2))} if self.v2
+                   else GIT_TIMEOUTS))
             stage.merge_commit = merged.merge_commit
             self._audit(stage.env, "merge", detail=f"PR #{pr.number} merged as {merged.merge_commit[:12]}")
             return await self._verified(stage, body, await self._sync_and_verify(stage, merged.merge_commit))
@@ -443,8 +436,7 @@ class PromotionWorkflow:
         window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
         task = asyncio.ensure_future(workflow.execute_activity(
             "watch_pull_request",
-            WatchInput(number=stage.pr_number, head_sha=stage.head_sha, seen_reviews=stage.seen_reviews,
-                       review_states=stage.review_states),
+            WatchInput(number=stage.pr_number, head_sha=stage.head_sha, review_states=stage.review_states),
             result_type=WatchResult,
             task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX,
             start_to_close_timeout=window + timedelta(minutes=1),
@@ -481,8 +473,6 @@ class PromotionWorkflow:
                                                             if voided else ""))
             self._set(stage, StageState.AWAITING_APPROVAL, f"{note}; " + self._waiting_message(stage, planned))
         for review in seen.reviews:
-            if review.id not in stage.seen_reviews:
-                stage.seen_reviews.append(review.id)
             stage.review_states[review.id] = review.state
             if review.state in WITHDRAWN:
                 self._withdraw(stage, planned, review.author, review.state)

@@ -52,6 +52,12 @@ class Forge(Protocol):
     def close(self, number: int, comment: str = "") -> PullRequest: ...
 
 
+def newest(prs: list[PullRequest]) -> PullRequest | None:
+    """The PR of a head branch to use: an open one first, else the newest (what the local forge's
+    query orders by too)."""
+    return max(prs, key=lambda p: (p.state == "open", p.number), default=None)
+
+
 def already_merged(pr: PullRequest, expected_head: str | None, name: str = "pull request #") -> bool:
     """Before a merge: True when `pr` is merged already (a retry after a lost answer: merge once);
     Conflict when it is closed, or when its head moved past the approved `expected_head`."""

@@ -8,11 +8,11 @@ not filterable by head (the open ones are listed and filtered here), and a merge
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from promoter.forges import Review, register
-from promoter.forges.github import GitHubForge, _time
-from promoter.models import PullRequest
+from promoter.forges.github import GitHubForge
 
 REVIEW_STATES = {"APPROVED": "approved", "REQUEST_CHANGES": "changes_requested", "COMMENT": "commented",
                  "PENDING": "pending", "REQUEST_REVIEW": "requested"}
@@ -31,11 +31,8 @@ class GiteaForge(GitHubForge):
     def auth(self, token: str) -> str:
         return f"token {token}"
 
-    def find_pull_request(self, head: str) -> PullRequest | None:
-        found = [self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", {"state": "all"},
-                                                        what=f"PRs of {head}") if p["head"]["ref"] == head]
-        found.sort(key=lambda p: (p.state == "open", p.number), reverse=True)
-        return found[0] if found else None
+    def _by_head(self, head: str) -> dict[str, str]:
+        return {"state": "all"}  # no head filter: every PR is listed and filtered by its head
 
     def _label(self, number: int, labels: list[str]) -> None:
         """Gitea adds labels by ID: the repository's labels are looked up, missing ones created."""
@@ -48,15 +45,13 @@ class GiteaForge(GitHubForge):
         self.api.request("POST", f"{self.repo_path}/issues/{number}/labels", {"labels": [ids[n] for n in labels]},
                          what=f"labels of PR #{number}")
 
-    def reviews(self, number: int) -> list[Review]:
-        return [
-            Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
-                   state="dismissed" if r.get("dismissed") else REVIEW_STATES.get(r.get("state", ""),
-                                                                                  str(r.get("state", "")).lower()),
-                   at=_time(r.get("submitted_at")), commit=r.get("commit_id"), body=r.get("body") or "")
-            for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
-            if not r.get("stale")  # given on an older head
-        ]
+    review_states = REVIEW_STATES
+
+    def _review(self, r: dict[str, Any]) -> Review | None:
+        if r.get("stale"):  # given on an older head
+            return None
+        review = super()._review(r)
+        return dataclasses.replace(review, state="dismissed") if review and r.get("dismissed") else review
 
     def checks(self, sha: str) -> list[str]:
         status = self.api.request("GET", f"{self.repo_path}/commits/{sha}/status", what=f"statuses of {sha[:7]}")

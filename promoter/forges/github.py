@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, already_merged, register
+from promoter.forges import Review, already_merged, newest, register
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
 
@@ -54,12 +54,13 @@ class GitHubForge:
             head_sha=data["head"]["sha"], merge_commit=data.get("merge_commit_sha") if state == "merged" else None,
         )
 
+    def _by_head(self, head: str) -> dict[str, str]:
+        """The list query that narrows PRs to a head branch (GitHub filters by `owner:branch`)."""
+        return {"head": f"{self.owner}:{head}", "state": "all"}
+
     def find_pull_request(self, head: str) -> PullRequest | None:
-        found = [self._pr(p) for p in self.api.paginate(
-            f"{self.repo_path}/pulls", {"head": f"{self.owner}:{head}", "state": "all"}, what=f"PRs of {head}")
-            if p["head"]["ref"] == head]
-        found.sort(key=lambda p: (p.state == "open", p.number), reverse=True)
-        return found[0] if found else None
+        return newest([self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", self._by_head(head),
+                                                              what=f"PRs of {head}") if p["head"]["ref"] == head])
 
     def list_open(self, head_prefix: str) -> list[PullRequest]:
         return [self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", {"state": "open"},
@@ -69,13 +70,18 @@ class GitHubForge:
     def get_pull_request(self, number: int) -> PullRequest:
         return self._pr(self.api.request("GET", f"{self.repo_path}/pulls/{number}", what=f"PR #{number}").body)
 
+    review_states = REVIEW_STATES
+
+    def _review(self, r: dict[str, Any]) -> Review | None:
+        state = str(r.get("state", ""))
+        return Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
+                      state=self.review_states.get(state, state.lower()), at=_time(r.get("submitted_at")),
+                      commit=r.get("commit_id"), body=r.get("body") or "")
+
     def reviews(self, number: int) -> list[Review]:
-        return [
-            Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
-                   state=REVIEW_STATES.get(r.get("state", ""), str(r.get("state", "")).lower()),
-                   at=_time(r.get("submitted_at")), commit=r.get("commit_id"), body=r.get("body") or "")
-            for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
-        ]
+        found = (self._review(r) for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews",
+                                                            what=f"reviews of PR #{number}"))
+        return [r for r in found if r is not None]
 
     def checks(self, sha: str) -> list[str]:
         """Commit statuses and check runs of `sha` that are not successful, as `name (state)`."""

@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, already_merged, register
+from promoter.forges import Review, already_merged, newest, register
 from promoter.forges.github import _time, fit
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
@@ -59,11 +59,9 @@ class GitLabForge:
         return f"{self.project}/merge_requests/{number}{tail}"
 
     def find_pull_request(self, head: str) -> PullRequest | None:
-        found = [self._mr(m) for m in self.api.paginate(f"{self.project}/merge_requests",
-                                                        {"source_branch": head, "state": "all"},
-                                                        what=f"merge requests of {head}")]
-        found.sort(key=lambda p: (p.state == "open", p.number), reverse=True)
-        return found[0] if found else None
+        return newest([self._mr(m) for m in self.api.paginate(f"{self.project}/merge_requests",
+                                                              {"source_branch": head, "state": "all"},
+                                                              what=f"merge requests of {head}")])
 
     def list_open(self, head_prefix: str) -> list[PullRequest]:
         return [self._mr(m) for m in self.api.paginate(f"{self.project}/merge_requests", {"state": "opened"},

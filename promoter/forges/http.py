@@ -97,10 +97,11 @@ class ApiClient:
                 if method == "GET" and resp.header("etag"):
                     self._etags[url] = (resp.header("etag"), resp.body, resp.headers)
                 return resp
-            wait = self._retry_after(resp)
-            if wait is not None:  # rate limited or the forge is unwell: wait as told, then again
+            limited = self._limited(resp)
+            if limited or resp.status in (500, 502, 503, 504):  # wait as told (or back off), then again
                 last = f"{label} answered {resp.status}{_message(resp)}"
-                if wait > self.max_wait_s:
+                wait = self._retry_after(resp, limited)
+                if wait is not None and wait > self.max_wait_s:
                     raise TemporaryError(f"{last}; the forge asks to wait {wait:.0f}s, retrying later")
                 self._pause(attempt, wait, label)
                 continue
@@ -119,12 +120,15 @@ class ApiClient:
 
     # ---------------------------------------------------------------- sorting
 
-    def _retry_after(self, resp: Response) -> float | None:
-        """Seconds to wait before trying again, or None when retrying cannot help."""
-        limited = resp.status == 429 or (resp.status == 403 and (
+    @staticmethod
+    def _limited(resp: Response) -> bool:
+        """A primary or secondary rate limit (429, or GitHub's 403 with the limit spent or named)."""
+        return resp.status == 429 or (resp.status == 403 and (
             resp.header("x-ratelimit-remaining") == "0" or "rate limit" in _message(resp).lower()))
-        if not (limited or resp.status in (500, 502, 503, 504)):
-            return None
+
+    @staticmethod
+    def _retry_after(resp: Response, limited: bool) -> float | None:
+        """Seconds the forge asks to wait before trying again; None: no hint, back off."""
         hint = resp.header("retry-after")
         if hint:
             try:
@@ -138,13 +142,12 @@ class ApiClient:
         if limited and reset.isdigit():
             value = float(reset)
             return max(0.0, value - time.time()) if value > 1e9 else value  # epoch (GitHub) or seconds
-        return 0.0 if not limited else 60.0  # a secondary limit with no hint: GitHub asks for a minute
+        return 60.0 if limited else None  # a secondary limit with no hint: GitHub asks for a minute
 
     def _pause(self, attempt: int, hint: float | None, label: str) -> None:
         if attempt >= self.attempts:
             return
-        wait = hint if hint is not None else min(8.0, 0.25 * 2 ** (attempt - 1))
-        wait = max(wait, 0.25 * 2 ** (attempt - 1)) if hint == 0.0 else wait
+        wait = hint or min(8.0, 0.25 * 2 ** (attempt - 1))  # no (or a zero) hint: exponential backoff
         log.info("%s: retrying in %.2fs (attempt %d of %d)", label, wait, attempt + 1, self.attempts)
         self.sleep(wait)
 

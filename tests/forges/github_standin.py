@@ -62,17 +62,10 @@ class GitHubStandIn:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_GET(self) -> None:  # noqa: N802
-                standin._serve(self, "GET")
+            def _any(self) -> None:
+                standin._serve(self, self.command)
 
-            def do_POST(self) -> None:  # noqa: N802
-                standin._serve(self, "POST")
-
-            def do_PATCH(self) -> None:  # noqa: N802
-                standin._serve(self, "PATCH")
-
-            def do_PUT(self) -> None:  # noqa: N802
-                standin._serve(self, "PUT")
+            do_GET = do_POST = do_PATCH = do_PUT = _any  # noqa: N815
 
             def log_message(self, *args: Any) -> None:
                 pass

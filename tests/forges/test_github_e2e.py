@@ -37,6 +37,12 @@ def github(origin: Origin) -> Iterator[GitHubStandIn]:
     standin.stop()
 
 
+def on_github(standin: GitHubStandIn, origin: Origin, tmp_path: Path) -> Settings:
+    """A worker's settings for the GitHub provider at the stand-in, with `origin` as its git remote."""
+    return Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge="github", forge_repo="acme/gitops",
+                    forge_url=standin.url, forge_token=BOT, cache_dir=str(tmp_path / "cache"), review_poll_s=0.1)
+
+
 def review(standin: GitHubStandIn, number: int, token: str, event: str = "APPROVE", body: str = "") -> None:
     request = urllib.request.Request(
         f"{standin.url}/repos/acme/gitops/pulls/{number}/reviews", method="POST",
@@ -54,8 +60,7 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
     caplog.set_level(logging.DEBUG)
     commit = origin.bump(tag="8.0.0")
     clusters(["dev", "staging", "prod"])
-    settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge="github", forge_repo="acme/gitops",
-                        forge_url=github.url, forge_token=BOT, cache_dir=str(tmp_path / "cache"), review_poll_s=0.1)
+    settings = on_github(github, origin, tmp_path)
     github.page_size = 2  # reviews and PR lists come back in pages of two: pagination is exercised
     async with build_worker(dev_env.client, settings, executor):
         handle = await api.start(dev_env.client, settings.task_queue,
@@ -115,8 +120,7 @@ def test_a_bad_token_is_a_one_line_error_naming_what_to_fix(github: GitHubStandI
 async def promote_on(github: GitHubStandIn, origin: Origin, dev_env: WorkflowEnvironment, tmp_path: Path,
                      executor: concurrent.futures.ThreadPoolExecutor,
                      during: Callable[[], Awaitable[None]] | None = None) -> PromotionStatus:
-    settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge="github", forge_repo="acme/gitops",
-                        forge_url=github.url, forge_token=BOT, cache_dir=str(tmp_path / "cache"), review_poll_s=0.1)
+    settings = on_github(github, origin, tmp_path)
     async with build_worker(dev_env.client, settings, executor):
         handle = await api.start(dev_env.client, settings.task_queue,
                                  await api.plan(dev_env.client, settings.task_queue, "demo"))

@@ -216,8 +216,7 @@ async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one
         first = await api.wait_for(old, waiting)
         newer = origin.bump(tag="1.2.0")
         new = await start(dev_env, tq, supersede=True, ui_url="http://ui.example")
-        ended = await dev_env.client.get_workflow_handle(old.id, run_id=first_run(old),
-                                                         result_type=PromotionStatus).query(
+        ended = await dev_env.client.get_workflow_handle(old.id, run_id=old.result_run_id).query(
             "status", result_type=PromotionStatus)
         assert ended.state == PromotionState.CANCELLED and ended.superseded_by is not None
         assert newer[:7] in ended.superseded_by and "http://ui.example/namespaces/default/workflows/" in (
@@ -229,11 +228,6 @@ async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one
         assert status.commit == newer
         await new.execute_update("approve", Decision(env="prod", approver="alice"))
         assert (await new.result()).state == PromotionState.SUCCEEDED
-
-
-def first_run(handle: Any) -> str:
-    run_id: str = handle.result_run_id
-    return run_id
 
 
 @pytest.fixture
