@@ -21,7 +21,7 @@ from temporalio import activity
 from activities import sorted_errors
 from promoter.cluster import KubeCluster
 from promoter.forges import Forge
-from promoter.gitrepo import ENVIRONMENTS, GitRepository
+from promoter.gitrepo import GitRepository
 from promoter.models import (
     ClusterConfig,
     HealthInput,
@@ -32,6 +32,7 @@ from promoter.models import (
     SyncInput,
     SyncResult,
 )
+from promoter.names import app_folder
 from promoter.policy.render import render_files
 
 
@@ -72,7 +73,7 @@ class ClusterActivities:
             return self._clusters[key]
 
     def objects(self, app: str, env: str, revision: str) -> list[dict[str, Any]]:
-        folder = f"{ENVIRONMENTS}/{env}/{app}"
+        folder = app_folder(env, app)
 
         def materialize(tmp: Path) -> Path:
             self.repo.export_tree(revision, tmp)
@@ -108,7 +109,7 @@ class ClusterActivities:
         activity.heartbeat("revert branch pushed")
         body = (
             f"Automatic revert of the merge {req.merge_commit} (PR #{req.pr_number}): "
-            f"`environments/{req.env}/{req.app}` did not become healthy.\n\n"
+            f"`{app_folder(req.env, req.app)}` did not become healthy.\n\n"
             f"**Evidence:** {req.reason}\n\nMerged without a gate by promoter to restore the previous state."
         )
         pr = self.forge.open_pull_request(

@@ -25,6 +25,7 @@ from promoter.models import (
     ScreenInput,
     ScreenResult,
 )
+from promoter.names import app_folder
 from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
 from promoter.policy.render import render_files
 
@@ -45,7 +46,7 @@ class PolicyActivities:
             return self._bundles[tree]
 
     def objects(self, req: PolicyCheckInput) -> list[dict[str, Any]]:
-        folder = f"environments/{req.target_env}/{req.app}"
+        folder = app_folder(req.target_env, req.app)
         if req.head:  # what the PR would merge, including commits pushed onto it since it was opened
 
             def tree(tmp: Path) -> Path:

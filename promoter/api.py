@@ -17,16 +17,24 @@ from temporalio.common import (
     WorkflowIDConflictPolicy,
     WorkflowIDReusePolicy,
 )
+from temporalio.exceptions import TimeoutError as TemporalTimeout
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError
 
-from promoter import search
+from promoter import names, search
 from promoter.errors import PromoterError
 from promoter.models import PlanInput, PromotionInput, PromotionPlan, PromotionStatus, Supersede
+from promoter.names import workflow_id
 
 
-def workflow_id(app_or_id: str) -> str:
-    return app_or_id if app_or_id.startswith("promote-") else f"promote-{app_or_id}"
+def _timed_out(e: BaseException) -> bool:
+    """Whether a failure really is a timeout (its chain holds one), whatever its words say."""
+    cause: BaseException | None = e
+    while cause is not None:
+        if isinstance(cause, TemporalTimeout):
+            return True
+        cause = cause.__cause__
+    return False
 
 
 def failure_message(e: BaseException) -> str:
@@ -39,7 +47,11 @@ def failure_message(e: BaseException) -> str:
 
 async def plan(client: Client, task_queue: str, app: str, commit: str | None = None,
                to_env: str | None = None) -> PromotionPlan:
-    """Resolve and validate on a worker (where the repository is); bad input raises `PromoterError`."""
+    """Resolve and validate on a worker (where the repository is); bad input raises `PromoterError`.
+    Names are checked here first, so a bad one never reaches Temporal."""
+    names.check(app, "app")
+    if to_env is not None:
+        names.check(to_env, "environment")
     try:
         result: PromotionPlan = await client.execute_workflow(
             "PlanWorkflow", PlanInput(app=app, commit=commit, to_env=to_env), id=f"plan-{app}-{uuid.uuid4()}",
@@ -48,7 +60,7 @@ async def plan(client: Client, task_queue: str, app: str, commit: str | None = N
         return result
     except WorkflowFailureError as e:
         message = failure_message(e)
-        if "timed out" in message.lower() or "timeout" in message.lower():
+        if _timed_out(e):  # the planner's own errors are shown as they are
             message = f"planning timed out: is a worker running on task queue '{task_queue}'? ({message})"
         raise PromoterError(message) from None
 

@@ -43,7 +43,8 @@ def _run(coro: Awaitable[int]) -> None:
 
 
 from promoter.api import failure_message as _failure_message  # noqa: E402
-from promoter.api import workflow_id  # noqa: E402
+from promoter.names import check as _check_name  # noqa: E402
+from promoter.names import check_revision, promotion_id, workflow_id  # noqa: E402
 
 # ------------------------------------------------------------------------------------ stack
 
@@ -133,8 +134,12 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
                    as_json: bool, requested_by: str | None, supersede: bool = False) -> int:
     from promoter import api
 
+    wid = workflow_id(app_name)  # checks the name before anything reaches Temporal
+    if to is not None:
+        _check_name(to, "environment")
+    if commit is not None:
+        check_revision(commit)
     client = await _client(s)
-    wid = workflow_id(app_name)
     running = await _describe(client, wid)
     if not supersede and running is not None and running.status is not None and running.status.name == "RUNNING":
         raise api.already_running(app_name)
@@ -227,10 +232,10 @@ def status(
 async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
     from promoter.models import PromotionStatus
 
+    wid = promotion_id(promotion) if promotion is not None else None
     client = await _client(s)
-    if promotion is None:
+    if wid is None:
         return await _list(s, None, "running", as_json, 50, client)
-    wid = workflow_id(promotion)
     desc = await _describe(client, wid)
     if desc is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
@@ -288,8 +293,9 @@ async def _decide(s: Settings, promotion: str, update: str, env: str, approver: 
 
     if update == "reject" and not comment.strip():
         raise PromoterError("a rejection needs a reason: add --reason TEXT")
+    wid = promotion_id(promotion)
+    _check_name(env, "environment")
     client = await _client(s)
-    wid = workflow_id(promotion)
     await _require_running(client, wid)
     try:
         stage = await client.get_workflow_handle(wid).execute_update(
@@ -314,8 +320,8 @@ def cancel(promotion: Annotated[str, typer.Argument(metavar="ID")], state_dir: S
 async def _cancel(s: Settings, promotion: str) -> int:
     from promoter.models import PromotionStatus
 
+    wid = promotion_id(promotion)
     client = await _client(s)
-    wid = workflow_id(promotion)
     await _require_running(client, wid)
     handle = client.get_workflow_handle(wid)
     await handle.cancel()
@@ -353,6 +359,8 @@ async def _list(s: Settings, app_name: str | None, state: str | None, as_json: b
 
     if state is not None and state not in {x.value for x in PromotionState}:
         raise PromoterError(f"unknown state '{state}'; choose one of: {', '.join(x.value for x in PromotionState)}")
+    if app_name is not None:
+        workflow_id(app_name)  # checks it: the query below quotes it
     client = client or await _client(s)
     query = "WorkflowType = 'PromotionWorkflow'"
     if app_name:
@@ -433,6 +441,9 @@ def policy_check(
     from promoter.policy import PolicyBundle, build_input, decide
     from promoter.policy.render import render_dir
 
+    _check_name(env, "environment")
+    if app_name is not None:
+        _check_name(app_name, "app")
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
     targets = list(paths or [])
     if app_name:
@@ -460,16 +471,12 @@ def policy_eval(
     repo: RepoOpt = Path("."),
 ) -> None:
     """Evaluate data.promoter.decision for an input document; prints the decision as JSON."""
-    import yaml
-
+    from promoter import yamlsafe
     from promoter.policy import PolicyBundle, decide
 
     if not input_file.is_file():
         raise PromoterError(f"{input_file} does not exist")
-    try:
-        doc = yaml.safe_load(input_file.read_text())
-    except yaml.YAMLError as e:
-        raise PromoterError(f"{input_file}: not JSON or YAML: {getattr(e, 'problem', e)}") from None
+    doc = yamlsafe.load(input_file.read_bytes(), str(input_file))
     if not isinstance(doc, dict):
         raise PromoterError(f"{input_file}: the input must be an object")
     decision = decide(Settings.load().make_policy_engine(), PolicyBundle.from_dir(repo / "policies"), doc)

@@ -12,8 +12,10 @@ import base64
 import fcntl
 import hashlib
 import os
+import posixpath
 import shlex
 import shutil
+import tarfile
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -22,9 +24,9 @@ from pathlib import Path
 from typing import Protocol
 
 import git
-import yaml
 from pydantic import ValidationError
 
+from promoter import yamlsafe
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
     DiffSummary,
@@ -35,10 +37,13 @@ from promoter.models import (
     PrepareResult,
     PromotionPlan,
 )
+from promoter.names import ENVIRONMENTS, app_folder, check, env_folder, shown
+from promoter.yamlsafe import MAX_FILE_BYTES
 
 MAIN = "main"
-ENVIRONMENTS = "environments"
 PUSH_ATTEMPTS = 8
+SYMLINK, GITLINK = "120000", "160000"
+FORBIDDEN_NAMES = {"", ".", "..", ".git"}
 
 
 @dataclass(frozen=True)
@@ -48,18 +53,35 @@ class Entry:
 
 
 def promotion_branch(app: str, env: str, commit: str) -> str:
-    return f"promote/{app}/{env}/{commit[:7]}"
+    return f"promote/{check(app, 'app')}/{check(env, 'environment')}/{commit[:7]}"
+
+
+def refuse_entry(folder: str, path: str, mode: str, link_target: str | None = None) -> str | None:
+    """Why a tree entry can never be promoted (None: it can): a component git itself should never
+    carry (`..`, `.`, `.git`), a name that is not UTF-8, a submodule, or a symlink that is absolute or
+    leaves the repository. Such an entry is bad input naming its path, never something to retry."""
+    where = f"{folder}/{path}"
+    try:
+        path.encode("utf-8")
+    except UnicodeEncodeError:
+        return f"{shown(where, 80)}: a file name that is not UTF-8; rename it"
+    for part in path.split("/"):
+        if part.lower() in FORBIDDEN_NAMES or part.lower().rstrip(". ") == ".git":
+            return f"{shown(where, 80)}: a path component named {part!r} cannot be promoted; remove it from the tree"
+    if mode == GITLINK:
+        return f"{shown(where, 80)}: a submodule cannot be promoted; vendor its files instead"
+    if mode == SYMLINK and link_target is not None:
+        if link_target.startswith("/"):
+            return f"{shown(where, 80)}: a symlink to the absolute path {shown(link_target)}; use a relative one"
+        resolved = posixpath.normpath(posixpath.join(posixpath.dirname(where), link_target))
+        if resolved == ".." or resolved.startswith("../"):
+            return f"{shown(where, 80)}: a symlink to {shown(link_target)} leaves the repository; keep it inside"
+    return None
 
 
 def parse_environment(text: str, where: str, name: str) -> EnvironmentConfig:
     """environment.yaml's text → its model; every mistake is one line naming the file and the key."""
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        line = f" line {mark.line + 1}:" if mark is not None else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise BadInput(f"{where}:{line} invalid YAML: {problem}") from None
+    raw = yamlsafe.load(text, where)
     if not isinstance(raw, dict):
         raise BadInput(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
     try:
@@ -128,8 +150,10 @@ class GitClone:
         author_name: str = "promoter",
         author_email: str = "promoter@localhost",
         auth_env: dict[str, str] | None = None,
+        max_file_bytes: int = MAX_FILE_BYTES,
     ) -> None:
         self.url = url
+        self.max_file_bytes = max_file_bytes
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / key
         self._lock_path = Path(cache_dir) / f"{key}.lock"
@@ -193,14 +217,28 @@ class GitClone:
             return None
 
     def _tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
-        out = self._git(repo, "ls-tree", "-r", "--full-tree", rev, "--", folder + "/")
+        """Every file under `folder` at `rev`, read NUL-separated (no quoting, any name survives).
+        An entry that can never be promoted is a `BadInput` naming it (see `refuse_entry`)."""
+        out = self._git(repo, "ls-tree", "-r", "-z", "--full-tree", rev, "--", folder + "/")
         entries: dict[str, Entry] = {}
         prefix = folder + "/"
-        for line in out.splitlines():
-            meta, path = line.split("\t", 1)
+        for record in out.split("\0"):
+            if not record:
+                continue
+            meta, path = record.split("\t", 1)
             mode, _kind, sha = meta.split()
-            entries[path[len(prefix) :]] = Entry(mode, sha)
+            rel = path[len(prefix) :]
+            target = self._blob(repo, sha).decode("utf-8", "surrogateescape") if mode == SYMLINK else None
+            reason = refuse_entry(folder, rel, mode, target)
+            if reason is not None:
+                raise BadInput(reason)
+            entries[rel] = Entry(mode, sha)
         return entries
+
+    @staticmethod
+    def _blob(repo: git.Repo, sha: str) -> bytes:
+        data: bytes = repo.odb.stream(bytes.fromhex(sha)).read()
+        return data
 
     def _is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
         try:
@@ -218,6 +256,13 @@ class GitClone:
     # ------------------------------------------------------------ planning
 
     def plan(self, req: PlanInput) -> PromotionPlan:
+        check(req.app, "app")
+        if req.to_env is not None:
+            check(req.to_env, "environment")
+        if req.commit is not None:
+            from promoter.names import check_revision
+
+            check_revision(req.commit)
         with self._locked() as repo:
             self._fetch(repo)
             main = f"origin/{MAIN}"
@@ -230,14 +275,13 @@ class GitClone:
                 if req.to_env not in names:
                     raise BadInput(f"unknown environment '{req.to_env}'; environments: {', '.join(names)}")
                 envs = envs[: names.index(req.to_env) + 1]
-            apps_here = sorted(
-                {p.split("/")[0] for p in self._tree(repo, main, f"{ENVIRONMENTS}/{source}") if "/" in p}
-            )
+            folder = app_folder(source, req.app)
+            apps_here = self._apps(repo, main, source)
             if req.commit is None:
-                sha = self._git(repo, "log", "-1", "--format=%H", main, "--", f"{ENVIRONMENTS}/{source}/{req.app}")
+                sha = self._git(repo, "log", "-1", "--format=%H", main, "--", folder + "/")
                 if not sha:
                     raise BadInput(
-                        f"unknown app '{req.app}': no {ENVIRONMENTS}/{source}/{req.app} on {MAIN}; "
+                        f"unknown app '{req.app}': no {folder} on {MAIN}; "
                         f"apps in {source}: {', '.join(apps_here) or 'none'}"
                     )
             else:
@@ -246,11 +290,11 @@ class GitClone:
                     raise BadInput(f"commit '{req.commit}' does not exist in {self.url}; give a commit of {MAIN}")
                 if not self._is_ancestor(repo, sha, main):
                     raise BadInput(f"commit {sha[:12]} is not on {MAIN}; promote only commits of {MAIN}")
-                if not self._tree(repo, sha, f"{ENVIRONMENTS}/{source}/{req.app}"):
-                    raise BadInput(
-                        f"unknown app '{req.app}': {ENVIRONMENTS}/{source}/{req.app} does not exist at {sha[:12]}; "
-                        f"apps in {source}: {', '.join(apps_here) or 'none'}"
-                    )
+            if not self._tree(repo, sha, folder):  # also refuses entries that can never be promoted
+                raise BadInput(
+                    f"unknown app '{req.app}': {folder} does not exist at {sha[:12]}; "
+                    f"apps in {source}: {', '.join(apps_here) or 'none'}"
+                )
             info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
             return PromotionPlan(
                 app=req.app,
@@ -261,12 +305,19 @@ class GitClone:
                 environments=envs,
             )
 
+    def _folders(self, repo: git.Repo, rev: str, folder: str) -> list[str]:
+        """The names of the folders directly under `folder` at `rev` (NUL-separated: any name survives)."""
+        out = self._git(repo, "ls-tree", "-d", "-z", "--name-only", rev, f"{folder}/")
+        return [p.rsplit("/", 1)[-1] for p in out.split("\0") if p]
+
+    def _apps(self, repo: git.Repo, rev: str, env: str) -> list[str]:
+        return [name for name in self._folders(repo, rev, env_folder(env)) if not name.startswith(".")]
+
     def _environments(self, repo: git.Repo, rev: str) -> list[PlannedEnvironment]:
-        listing = self._git(repo, "ls-tree", "-d", "--name-only", rev, f"{ENVIRONMENTS}/")
         groups = self._groups(repo, rev)
         envs: list[PlannedEnvironment] = []
-        for folder in listing.splitlines():
-            name = folder.rsplit("/", 1)[-1]
+        for name in self._folders(repo, rev, ENVIRONMENTS):
+            folder = f"{ENVIRONMENTS}/{name}"
             where = f"{folder}/environment.yaml"
             text = self._show(repo, rev, where)
             if text is None:
@@ -296,10 +347,7 @@ class GitClone:
         text = self._show(repo, rev, "policies/data.yaml")
         if text is None:
             return {}
-        try:
-            data = yaml.safe_load(text) or {}
-        except yaml.YAMLError as e:
-            raise BadInput(f"policies/data.yaml: invalid YAML: {getattr(e, 'problem', e)}") from None
+        data = yamlsafe.load(text, "policies/data.yaml") or {}
         groups = data.get("groups", {}) if isinstance(data, dict) else {}
         if not isinstance(groups, dict):
             raise BadInput("policies/data.yaml: 'groups' must map a group name to a list of users")
@@ -319,7 +367,7 @@ class GitClone:
 
     def _prepare(self, req: PrepareInput, push: bool) -> PrepareResult:
         """The target's app folder becomes the source's at the commit, except `local_files`."""
-        dst = f"{ENVIRONMENTS}/{req.target_env}/{req.app}"
+        dst = app_folder(req.target_env, req.app)
         branch = promotion_branch(req.app, req.target_env, req.commit)
         with self._locked() as repo:
             self._fetch(repo)
@@ -350,8 +398,8 @@ class GitClone:
     def _desired(self, repo: git.Repo, req: PrepareInput) -> tuple[str, dict[str, Entry], dict[str, Entry]]:
         """(main, the target folder on main, the target folder after the change). The source stage's
         "change" is its own folder at the commit."""
-        src = f"{ENVIRONMENTS}/{req.source_env}/{req.app}"
-        dst = f"{ENVIRONMENTS}/{req.target_env}/{req.app}"
+        src = app_folder(req.source_env, req.app)
+        dst = app_folder(req.target_env, req.app)
         if self._rev(repo, req.commit) is None:
             raise NotFound(f"commit {req.commit[:12]} not found in {self.url}")
         main = self._rev(repo, f"origin/{MAIN}")
@@ -379,7 +427,7 @@ class GitClone:
         files = self.change_files(req)  # fetches
         with self._locked() as repo:
             self._extract(repo, f"origin/{MAIN}", dest)
-        folder = Path(dest) / ENVIRONMENTS / req.target_env / req.app
+        folder = Path(dest) / app_folder(req.target_env, req.app)
         if folder.exists():
             shutil.rmtree(folder)
         for rel, content in files.items():
@@ -401,25 +449,34 @@ class GitClone:
             self._fetch(repo)
             self._extract(repo, rev, dest)
 
-    @staticmethod
-    def _contents(repo: git.Repo, entries: dict[str, Entry]) -> dict[str, bytes]:
-        return {p: repo.odb.stream(bytes.fromhex(e.sha)).read() for p, e in sorted(entries.items())}
+    def _contents(self, repo: git.Repo, entries: dict[str, Entry]) -> dict[str, bytes]:
+        """The content of each entry; a file over the size limit is refused before it is read."""
+        contents: dict[str, bytes] = {}
+        for path, entry in sorted(entries.items()):
+            size = repo.odb.info(bytes.fromhex(entry.sha)).size
+            if size > self.max_file_bytes:
+                raise BadInput(f"{shown(path, 80)} is {size:,} bytes, over the limit of {self.max_file_bytes:,} "
+                               "bytes per file (PROMOTER_MAX_FILE_SIZE); split it or raise the limit")
+            contents[path] = self._blob(repo, entry.sha)
+        return contents
 
     @staticmethod
     def _extract(repo: git.Repo, rev: str, dest: Path) -> None:
-        import tarfile
-
         with tempfile.TemporaryFile() as tar:
             repo.archive(tar, treeish=rev, format="tar")
             tar.seek(0)
             with tarfile.open(fileobj=tar) as archive:
-                archive.extractall(dest, filter="data")
+                try:
+                    archive.extractall(dest, filter="data")
+                except tarfile.FilterError as e:  # an absolute or escaping link elsewhere in the tree
+                    raise BadInput(f"the tree at {rev[:12]} holds {shown(e.tarinfo.name, 80)}, which cannot be "
+                                   f"checked out safely ({type(e).__name__}); remove it") from None
 
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]:
         """Commit on `revert/<app>/<env>/<short>` that puts the app folder back as it was before
         `merge_commit`, and push it. Idempotent: an unmerged branch with that content is reused.
         Returns (branch, head)."""
-        folder = f"{ENVIRONMENTS}/{env}/{app}"
+        folder = app_folder(env, app)
         branch = f"revert/{app}/{env}/{merge_commit[:7]}"
         with self._locked() as repo:
             self._fetch(repo)
@@ -451,13 +508,17 @@ class GitClone:
             except git.GitCommandError:
                 raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required") from None
             contents = self._contents(repo, self._tree(repo, f"origin/{MAIN}", "policies"))
-            return tree, {p: data.decode() for p, data in contents.items()}
+            try:
+                return tree, {p: data.decode() for p, data in contents.items()}
+            except UnicodeDecodeError:
+                bad = next(p for p, data in contents.items() if not _is_utf8(data))
+                raise BadInput(f"policies/{bad} is not UTF-8 text; save it as UTF-8") from None
 
     def _message(self, req: PrepareInput, diff: DiffSummary) -> str:
         n = len(diff.added) + len(diff.modified) + len(diff.removed)
         return (
             f"promote({req.app}): {req.target_env} <- {req.source_env} @ {req.commit[:7]}\n\n"
-            f"{n} file(s) changed in {ENVIRONMENTS}/{req.target_env}/{req.app}.\n\n"
+            f"{n} file(s) changed in {app_folder(req.target_env, req.app)}.\n\n"
             f"Promoted-Commit: {req.commit}\n"
             f"Source-Environment: {req.source_env}\n"
             f"Target-Environment: {req.target_env}\n"
@@ -471,9 +532,9 @@ class GitClone:
         try:
             self._git(repo, "read-tree", base, env=env)
             self._git(repo, "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", folder, env=env)
-            if entries:
-                lines = "".join(f"{e.mode} {e.sha}\t{folder}/{p}\n" for p, e in sorted(entries.items()))
-                self._git(repo, "update-index", "--add", "--index-info", env=env, stdin=lines)
+            if entries:  # NUL-terminated records: a name with a newline or a quote survives as it is
+                records = "".join(f"{e.mode} {e.sha}\t{folder}/{p}\0" for p, e in sorted(entries.items()))
+                self._git(repo, "update-index", "-z", "--add", "--index-info", env=env, stdin=records)
             tree = self._git(repo, "write-tree", env=env)
         finally:
             if os.path.exists(index):
@@ -545,6 +606,14 @@ class GitClone:
                     last = _stderr(e)
                     continue  # main moved under us: fetch and merge again on top of it
             raise TemporaryError(f"could not push {MAIN} of {self.url} after {PUSH_ATTEMPTS} attempts: {last}")
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode()
+        return True
+    except UnicodeDecodeError:
+        return False
 
 
 def _stderr(e: git.GitCommandError) -> str:

@@ -17,9 +17,8 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
-from promoter.errors import BadInput
+from promoter import yamlsafe
+from promoter.errors import BadInput, TemporaryError
 from promoter.models import EnvironmentConfig, PolicyDecision, PolicyViolation
 
 DECISION = "data.promoter.decision"
@@ -57,10 +56,7 @@ class PolicyBundle:
         data: dict[str, Any] = {}
         for p in sorted(files):
             if Path(p).name in ("data.yaml", "data.yml", "data.json"):
-                try:
-                    loaded = yaml.safe_load(files[p]) or {}
-                except yaml.YAMLError as e:
-                    raise BadInput(f"policies/{p}: invalid YAML: {getattr(e, 'problem', e)}") from None
+                loaded = yamlsafe.load(files[p], f"policies/{p}") or {}
                 if not isinstance(loaded, dict):
                     raise BadInput(f"policies/{p}: expected a mapping")
                 data.update(loaded)
@@ -102,8 +98,8 @@ def parse_metadata(source: str) -> dict[str, dict[str, Any]]:
                 block.append(m.group(1) if m else "")
                 i += 1
             try:
-                meta = yaml.safe_load("\n".join(block)) or {}
-            except yaml.YAMLError:
+                meta = yamlsafe.load("\n".join(block), "METADATA") or {}
+            except BadInput:
                 meta = {}
             custom = meta.get("custom", {}) if isinstance(meta, dict) else {}
             entry = {"title": meta.get("title", ""), "description": meta.get("description", ""),
@@ -118,6 +114,11 @@ def parse_metadata(source: str) -> dict[str, dict[str, Any]]:
     return found
 
 
+class EngineFault(TemporaryError):
+    """Our own engine broke (its process died, its pipe closed): nothing the policies said. It is
+    retried as an error, and never reported as a policy verdict; only the policies deny."""
+
+
 class PolicyEngine(Protocol):
     name: str
 
@@ -127,7 +128,9 @@ class PolicyEngine(Protocol):
 
 
 def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]) -> PolicyDecision:
-    """Evaluate and read the decision, failing closed: any error is a denial that names its cause."""
+    """Evaluate and read the decision, failing closed: any error of the policies (or of reaching
+    OPA) is a denial that names its cause. A fault of our own engine is raised (`EngineFault`), so
+    the policy step is retried instead of denying a good release."""
     try:
         raw = engine.evaluate(bundle, input_doc)
         if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
@@ -139,6 +142,8 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
             engine=engine.name,
             revision=bundle.revision,
         )
+    except EngineFault:
+        raise
     except Exception as e:  # noqa: BLE001 - fail closed on anything
         return PolicyDecision(
             allow=False,

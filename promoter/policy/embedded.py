@@ -20,7 +20,7 @@ import threading
 from collections import OrderedDict
 from typing import Any
 
-from promoter.policy import DECISION, PolicyBundle, clean_error, register
+from promoter.policy import DECISION, EngineFault, PolicyBundle, clean_error, register
 
 
 class PolicyLoadError(Exception):
@@ -59,7 +59,14 @@ _context = multiprocessing.get_context("forkserver")
 _context.set_forkserver_preload(["promoter.policy.embedded"])
 
 
+class _Retired(Exception):
+    """The compiled revision was closed (evicted, or ended by a timeout) before this use of it."""
+
+
 class _Compiled:
+    """One compiled revision in its process. `lock` serialises the pipe; `close()` takes it too, so
+    a process is never ended under an evaluation that is using it."""
+
     def __init__(self, bundle: PolicyBundle, with_tests: bool, timeout_s: float) -> None:
         modules = bundle.modules if with_tests else bundle.policies()
         self.conn, child = _context.Pipe()
@@ -68,70 +75,113 @@ class _Compiled:
         self.process.start()
         child.close()
         self.lock = threading.Lock()
+        self.closed = False
         # compiling is allowed more time than one evaluation: it happens once per revision
-        status, detail = self._receive(max(timeout_s, 30.0), "loading the policies")
+        with self.lock:
+            status, detail = self._receive(max(timeout_s, 30.0), "loading the policies")
         if status != "ok":
             self.close()
             raise PolicyLoadError(detail)
 
     def _receive(self, timeout_s: float, what: str) -> tuple[str, Any]:
-        if not self.conn.poll(timeout_s):
-            self.close()
-            raise TimeoutError(f"{what} did not finish within {timeout_s:g}s")
+        """An answer within `timeout_s` (the caller holds `lock`). A policy that runs too long is the
+        policies' fault: TimeoutError, and the process is ended. A process that dies is ours."""
         try:
-            answer: tuple[str, Any] = self.conn.recv()
-        except EOFError:
-            raise RuntimeError(f"the policy engine process ended while {what}") from None
+            ready = self.conn.poll(timeout_s)
+            answer: tuple[str, Any] | None = self.conn.recv() if ready else None
+        except (EOFError, OSError) as e:
+            self._end()
+            raise EngineFault(f"the policy engine process ended while {what} ({type(e).__name__}); "
+                              "retrying") from None
+        if answer is None:
+            self._end()
+            raise TimeoutError(f"{what} did not finish within {timeout_s:g}s")
         return answer
 
     def run(self, rule: str, input_doc: dict[str, Any], timeout_s: float) -> Any:
+        payload = json.dumps(input_doc)
         with self.lock:
-            self.conn.send((rule, json.dumps(input_doc)))
+            if self.closed:
+                raise _Retired()
+            try:
+                self.conn.send((rule, payload))
+            except OSError as e:
+                self._end()
+                raise EngineFault(f"the policy engine process is gone ({type(e).__name__}); retrying") from None
             status, detail = self._receive(timeout_s, rule)
         if status != "ok":
             raise RuntimeError(detail)
         return json.loads(detail)
 
-    def close(self) -> None:
+    def _end(self) -> None:
+        """End the process (the caller holds `lock`)."""
+        self.closed = True
         self.conn.close()
         if self.process.is_alive():
             self.process.kill()
         self.process.join(timeout=5)
 
+    def close(self) -> None:
+        with self.lock:  # waits for an evaluation in flight to answer (or time out)
+            if not self.closed:
+                self._end()
+
     @property
     def alive(self) -> bool:
-        return self.process.is_alive()
+        return not self.closed and self.process.is_alive()
 
 
 class EmbeddedEngine:
+    """Compiled revisions, shared by every thread of the worker. One thread compiles a revision while
+    the others wait for it (a lock per revision); an evicted revision is closed only once no
+    evaluation is using it, and a use that finds it closed compiles it again."""
+
     name = "embedded"
 
     def __init__(self, timeout_s: float = 10.0, cache_size: int = 4) -> None:
         self.timeout_s = timeout_s
         self._cache: OrderedDict[tuple[str, bool], _Compiled] = OrderedDict()
         self._cache_lock = threading.Lock()
+        self._compiling: dict[tuple[str, bool], threading.Lock] = {}  # one small lock per revision ever seen
         self._cache_size = cache_size
 
-    def compiled(self, bundle: PolicyBundle, with_tests: bool = False) -> _Compiled:
-        key = (bundle.revision, with_tests)
+    def _cached(self, key: tuple[str, bool]) -> _Compiled | None:
         with self._cache_lock:
             found = self._cache.get(key)
             if found is not None and found.alive:
                 self._cache.move_to_end(key)
                 return found
-        compiled = _Compiled(bundle, with_tests, self.timeout_s)  # outside the lock: compiling takes a while
+            return None
+
+    def compiled(self, bundle: PolicyBundle, with_tests: bool = False) -> _Compiled:
+        key = (bundle.revision, with_tests)
+        found = self._cached(key)
+        if found is not None:
+            return found
         with self._cache_lock:
-            old = self._cache.pop(key, None)
-            self._cache[key] = compiled
-            evicted = [self._cache.popitem(last=False)[1] for _ in range(len(self._cache) - self._cache_size)]
-        for c in ([old] if old else []) + evicted:
+            gate = self._compiling.setdefault(key, threading.Lock())
+        with gate:  # compiling takes a while: one thread does it, the others then find it cached
+            found = self._cached(key)
+            if found is not None:
+                return found
+            compiled = _Compiled(bundle, with_tests, self.timeout_s)
+            with self._cache_lock:
+                dead = self._cache.pop(key, None)
+                self._cache[key] = compiled
+                evicted = [self._cache.popitem(last=False)[1] for _ in range(len(self._cache) - self._cache_size)]
+        for c in ([dead] if dead else []) + evicted:
             c.close()
         return compiled
 
     def query(self, bundle: PolicyBundle, rule: str, input_doc: dict[str, Any] | None,
               with_tests: bool = False) -> Any:
-        compiled = self.compiled(bundle, with_tests)
-        return compiled.run(rule, input_doc if input_doc is not None else {}, self.timeout_s)
+        for _ in range(3):
+            compiled = self.compiled(bundle, with_tests)
+            try:
+                return compiled.run(rule, input_doc if input_doc is not None else {}, self.timeout_s)
+            except _Retired:
+                continue  # evicted or ended between the lookup and the use: compile it again
+        raise EngineFault("the policy engine kept closing under this evaluation; retrying")
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
         if not any(text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text

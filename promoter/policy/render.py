@@ -11,9 +11,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from promoter import yamlsafe
 from promoter.errors import BadInput
+from promoter.yamlsafe import MAX_FILE_BYTES
 
 KUSTOMIZATIONS = ("kustomization.yaml", "kustomization.yml", "Kustomization")
 MANIFEST_SUFFIXES = (".yaml", ".yml", ".json")
@@ -30,16 +30,18 @@ def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]
         if not rel.endswith(MANIFEST_SUFFIXES):
             continue
         text = files[rel].decode("utf-8", errors="replace")
-        try:
-            docs = [json.loads(text)] if rel.endswith(".json") else list(yaml.safe_load_all(text))
-        except (yaml.YAMLError, ValueError) as e:
-            mark = getattr(e, "problem_mark", None)
-            line = f" line {mark.line + 1}:" if mark is not None else ""
-            raise BadInput(f"{where}/{rel}:{line} invalid manifest: {getattr(e, 'problem', None) or e}") from None
+        if rel.endswith(".json"):
+            try:
+                docs = [json.loads(text)]
+            except (ValueError, RecursionError) as e:
+                raise BadInput(f"{where}/{rel}: invalid manifest: {str(e) or type(e).__name__}") from None
+        else:
+            docs = yamlsafe.load_all(text, f"{where}/{rel}", what="manifest")
         for doc in docs:
             if doc is None:
                 continue
-            if not isinstance(doc, dict) or "kind" not in doc or not isinstance(doc.get("metadata"), dict):
+            if (not isinstance(doc, dict) or not isinstance(doc.get("kind"), str) or not doc["kind"]
+                    or not isinstance(doc.get("metadata"), dict)):
                 raise BadInput(f"{where}/{rel}: every document must be a Kubernetes object with kind and metadata")
             if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):
                 objects.extend(i for i in doc["items"] if isinstance(i, dict))
@@ -78,14 +80,22 @@ def kustomize(folder: Path, where: str, timeout_s: float = 60.0) -> list[dict[st
     return parse_manifests({"kustomize-output.yaml": out.stdout.encode()}, where)
 
 
-def render_dir(folder: Path) -> list[dict[str, Any]]:
+def _read(path: Path, max_bytes: int) -> bytes:
+    size = path.stat().st_size
+    if size > max_bytes:
+        raise BadInput(f"{path} is {size:,} bytes, over the limit of {max_bytes:,} bytes per file "
+                       "(PROMOTER_MAX_FILE_SIZE); split it or raise the limit")
+    return path.read_bytes()
+
+
+def render_dir(folder: Path, max_bytes: int = MAX_FILE_BYTES) -> list[dict[str, Any]]:
     """Objects of a folder on disk (for `promoter policy check`)."""
     folder = Path(folder)
     if folder.is_file():
-        return parse_manifests({folder.name: folder.read_bytes()}, str(folder.parent))
+        return parse_manifests({folder.name: _read(folder, max_bytes)}, str(folder.parent))
     if not folder.is_dir():
         raise BadInput(f"{folder} does not exist")
-    files = {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+    files = {str(p.relative_to(folder)): _read(p, max_bytes) for p in sorted(folder.rglob("*")) if p.is_file()}
     if is_kustomization(files):
         return kustomize(folder, str(folder))
     return parse_manifests(files, str(folder))

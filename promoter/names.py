@@ -1,0 +1,74 @@
+"""App and environment names are identifiers, never paths: each is a DNS-1123 label (lowercase
+letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit), checked
+once at every edge that takes one (the CLI, planning, every activity). Folder paths and workflow IDs
+are built here, from checked names only, so `../staging/demo`, `demo/` or `''` can never become a
+folder of another environment or a second workflow ID for the same app.
+"""
+
+from __future__ import annotations
+
+import re
+
+from promoter.errors import BadInput
+
+MAX_NAME = 63
+ENVIRONMENTS = "environments"
+WORKFLOW_PREFIX = "promote-"
+_LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
+
+
+def shown(value: str, limit: int = 40) -> str:
+    """A name as an error message may quote it: on one line, and short."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def is_label(value: object) -> bool:
+    return isinstance(value, str) and _LABEL.fullmatch(value) is not None
+
+
+def check(value: str, what: str = "app") -> str:
+    """`value` when it is a valid name; else a `BadInput` saying what a name may be."""
+    if is_label(value):
+        return value
+    if not isinstance(value, str) or not value:
+        raise BadInput(f"the {what} name is empty; give one like 'demo'")
+    if len(value) > MAX_NAME:
+        raise BadInput(f"the {what} name {shown(value)} is {len(value)} characters long; "
+                       f"a name has at most {MAX_NAME}")
+    raise BadInput(f"{shown(value)} is not a valid {what} name: use lowercase letters, digits and '-', "
+                   f"starting and ending with a letter or digit (a DNS-1123 label, e.g. 'demo')")
+
+
+def app_folder(env: str, app: str) -> str:
+    """`environments/<env>/<app>`, from checked names only."""
+    return f"{env_folder(env)}/{check(app, 'app')}"
+
+
+def env_folder(env: str) -> str:
+    return f"{ENVIRONMENTS}/{check(env, 'environment')}"
+
+
+def workflow_id(app: str) -> str:
+    """The one workflow ID of an app's promotion: one promotion per app at a time."""
+    return WORKFLOW_PREFIX + check(app, "app")
+
+
+def promotion_id(id_or_app: str) -> str:
+    """What a person may type where a promotion is meant: its ID (`promote-demo`) or its app (`demo`)."""
+    if id_or_app.startswith(WORKFLOW_PREFIX) and is_label(id_or_app[len(WORKFLOW_PREFIX):]):
+        return id_or_app
+    try:
+        return workflow_id(id_or_app)
+    except BadInput as e:
+        raise BadInput(f"{e}; a promotion ID is promote-<app>") from None
+
+
+_REVISION = re.compile(r"[0-9A-Za-z][0-9A-Za-z._/~^@{}-]{0,199}")
+
+
+def check_revision(value: str) -> str:
+    """A commit as a person gives it (a SHA, or a revision of main such as `main~2`): never an option."""
+    if _REVISION.fullmatch(value) and ".." not in value:
+        return value
+    raise BadInput(f"{shown(value)} is not a commit: give a commit SHA of main (or a revision like main~1)")
