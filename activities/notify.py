@@ -13,21 +13,26 @@ import urllib.request
 from temporalio import activity
 
 from activities import sorted_errors
+from promoter import secrets
 from promoter.errors import BadInput, TemporaryError
 from promoter.models import NotifyInput
 
 _VAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 
 
-def resolve_url(url: str) -> str:
-    """`${NAME}` is read from the worker's environment, so a secret URL stays out of history."""
+def resolve_url(url: str) -> tuple[str, str]:
+    """(the URL, how to name it in a message). `${NAME}` is read from the worker's environment, so a
+    secret URL stays out of history; its value is registered as a secret and never quoted, in part or
+    whole, whatever it holds (a URL, or by mistake a token)."""
     match = _VAR.match(url.strip())
     if match is None:
-        return url
-    value = os.environ.get(match.group(1))
+        return url, "the webhook URL"
+    name = match.group(1)
+    value = os.environ.get(name)
     if not value:
-        raise BadInput(f"webhook URL ${{{match.group(1)}}}: set {match.group(1)} in the worker's environment")
-    return value
+        raise BadInput(f"webhook URL ${{{name}}}: set {name} in the worker's environment")
+    secrets.register(value)
+    return value.strip(), f"the webhook URL in ${{{name}}}"
 
 
 def payload(req: NotifyInput) -> dict[str, object]:
@@ -51,13 +56,17 @@ class NotifyActivities:
     @activity.defn(name="notify")
     @sorted_errors
     def notify(self, req: NotifyInput) -> int:
-        url = resolve_url(req.url)
-        if not url.startswith(("http://", "https://")):
-            raise BadInput(f"webhook URL must be http(s); got one starting with {url.split(':', 1)[0]!r}")
+        url, named = resolve_url(req.url)
+        parts = urllib.parse.urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise BadInput(f"{named} is not an http(s) URL; set it to one like https://hooks.slack.com/services/…")
+        host = parts.hostname + (f":{parts.port}" if parts.port else "")  # never the path: a Slack URL's secret
         body = json.dumps(payload(req)).encode()
-        request = urllib.request.Request(url, data=body, method="POST",
-                                         headers={"Content-Type": "application/json", "User-Agent": "promoter"})
-        host = urllib.parse.urlparse(url).netloc  # never the path: a Slack URL's path is its secret
+        try:
+            request = urllib.request.Request(url, data=body, method="POST",
+                                             headers={"Content-Type": "application/json", "User-Agent": "promoter"})
+        except ValueError:
+            raise BadInput(f"{named} is not a valid URL; check it for spaces or stray characters") from None
         try:
             with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
                 return int(response.status)
@@ -66,3 +75,5 @@ class NotifyActivities:
         except (urllib.error.URLError, OSError) as e:
             reason = getattr(e, "reason", e)
             raise TemporaryError(f"webhook at {host} unreachable: {reason}") from None
+        except ValueError as e:  # http.client refuses a URL with control characters, quoting it
+            raise BadInput(f"{named} is not a valid URL ({type(e).__name__}); fix it") from None

@@ -9,7 +9,10 @@ from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
+from temporalio.api.taskqueue.v1 import TaskQueue
+from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -143,6 +146,47 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     except TimeoutError:
         raise PromoterError(f"{wid} did not end within 2 minutes of its cancel (is a worker running?); "
                             "nothing new was started") from None
+
+
+QUERY_TIMEOUT = timedelta(seconds=5)
+POLLER_STALE = timedelta(seconds=90)  # an idle worker polls again at least every ~70 s
+
+
+async def pollers(client: Client, task_queue: str) -> int:
+    """How many workers polled `task_queue` for workflow tasks lately (a killed worker's last poll
+    lingers on the server for minutes: it counts only while it is recent)."""
+    found = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
+        namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
+        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    now = time.time()
+    return sum(1 for p in found.pollers
+               if now - p.last_access_time.ToSeconds() < POLLER_STALE.total_seconds())
+
+
+def no_worker(task_queue: str) -> PromoterError:
+    return PromoterError(f"no worker is polling task queue '{task_queue}'; start one with `promoter worker` "
+                         "(or `promoter up` for the embedded stack)")
+
+
+async def status_of(client: Client, wid: str, run_id: str | None, task_queue: str,
+                    completed: bool = False) -> PromotionStatus:
+    """The promotion's status: a completed one's result (no worker needed), else the `status` query,
+    answered within `QUERY_TIMEOUT` or explained: no worker polls its task queue, or it is too busy."""
+    handle = client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
+    if completed:
+        done: PromotionStatus = await handle.result()
+        return done
+    if await pollers(client, task_queue) == 0:
+        raise no_worker(task_queue)
+    try:
+        result: PromotionStatus = await handle.query("status", result_type=PromotionStatus,
+                                                     rpc_timeout=QUERY_TIMEOUT)
+        return result
+    except RPCError as e:
+        if await pollers(client, task_queue) == 0:
+            raise no_worker(task_queue) from None
+        raise PromoterError(f"the worker on task queue '{task_queue}' did not answer within "
+                            f"{QUERY_TIMEOUT.total_seconds():g}s ({e.message}); try again") from None
 
 
 async def wait_for(handle: WorkflowHandle[object, PromotionStatus], check: Callable[[PromotionStatus], bool],

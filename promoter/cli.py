@@ -10,6 +10,7 @@ import json
 import os
 import sys
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -98,9 +99,11 @@ def worker(ready_file: Annotated[str | None, typer.Option(hidden=True)] = None) 
     """Run a worker against PROMOTER_TEMPORAL_ADDRESS (default localhost:7233)."""
     import logging
 
+    from promoter.secrets import install_log_filter
     from promoter.worker import run_worker
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_filter()  # every line: secrets masked
     _run(_worker(Settings.load(), ready_file, run_worker))
 
 
@@ -157,7 +160,15 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
             out.print(f"UI: {url}")
     if not wait:
         return 0
-    status = await _follow(client, wid, handle.result_run_id, quiet=as_json)
+    try:
+        status = await _follow(client, wid, handle.result_run_id, quiet=as_json)
+    except ConnectionLost as e:
+        line = (f"lost the connection to Temporal at {s.temporal_address} ({e}); the promotion is still running: "
+                f"follow it with `promoter status {wid}`")
+        if as_json:
+            print(json.dumps({"id": wid, "run_id": handle.result_run_id, "state": "unknown", "message": line}))
+        err.print(f"error: {line}", markup=False)
+        return EXIT_CONNECTION_LOST
     if as_json:
         print(status.model_dump_json())
     else:
@@ -165,11 +176,21 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
     return 0 if status.state.value == "succeeded" else 1
 
 
+EXIT_CONNECTION_LOST = 3  # `--wait` lost Temporal: the promotion's outcome is unknown, not failed
+
+
+class ConnectionLost(Exception):
+    pass
+
+
 async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any:
-    """Poll the `status` query until the workflow closes; a live table on a terminal, lines otherwise."""
+    """Poll the `status` query until the workflow closes; a live table on a terminal, lines otherwise.
+    Raises `ConnectionLost` when Temporal cannot be reached any more: the outcome is then unknown."""
+    from temporalio.client import WorkflowFailureError
+
     from promoter.models import PromotionState, PromotionStatus
 
-    handle = client.get_workflow_handle(wid, run_id=run_id)
+    handle = client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
     result = asyncio.ensure_future(handle.result())
     seen: dict[str, str] = {}
     live = Live(console=out, auto_refresh=False) if (out.is_terminal and not quiet) else None
@@ -179,7 +200,7 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
             live.start()
         while not result.done():
             try:
-                status = await handle.query("status", result_type=PromotionStatus)
+                status = await handle.query("status", result_type=PromotionStatus, rpc_timeout=timedelta(seconds=5))
             except Exception:  # noqa: BLE001 - a query can fail transiently (no worker yet); keep following
                 status = None
             if status is not None:
@@ -195,13 +216,18 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
     finally:
         if live:
             live.stop()
-    try:
-        final: PromotionStatus = await handle.query("status", result_type=PromotionStatus)
-    except Exception:  # noqa: BLE001
-        final = status or PromotionStatus(id=wid, app="", commit="")
-    if result.exception() is not None and final.state == PromotionState.RUNNING:
-        final.state = PromotionState.FAILED
-        final.message = str(result.exception())
+    failure = result.exception()
+    if failure is not None and not isinstance(failure, WorkflowFailureError):
+        raise ConnectionLost(_failure_message(failure))  # no outcome: the server could not be asked
+    final: PromotionStatus | None = result.result() if failure is None else None  # a completed one's result
+    if final is None:
+        try:
+            final = await handle.query("status", result_type=PromotionStatus, rpc_timeout=timedelta(seconds=5))
+        except Exception:  # noqa: BLE001 - the workflow ended without an answer to give
+            final = status or PromotionStatus(id=wid, app="", commit="")
+        if final.state == PromotionState.RUNNING:
+            final.state = PromotionState.FAILED
+            final.message = _failure_message(failure) if failure is not None else "ended"
     if live:
         out.print(_table(final))
     return final
@@ -239,7 +265,10 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
     desc = await _describe(client, wid)
     if desc is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
-    st = await client.get_workflow_handle(wid).query("status", result_type=PromotionStatus)
+    from promoter.api import status_of
+
+    completed = desc.status is not None and desc.status.name == "COMPLETED"
+    st: PromotionStatus = await status_of(client, wid, desc.run_id, desc.task_queue, completed)
     if as_json:
         data = st.model_dump(mode="json")
         data["run_id"] = desc.run_id
@@ -450,7 +479,8 @@ def policy_check(
         targets.append(repo / "environments" / env / app_name)
     if not targets:
         raise PromoterError("say what to check: --app APP, or one or more PATHs")
-    objects = [o for target in targets for o in render_dir(target)]
+    limit = Settings.load().max_file_bytes
+    objects = [o for target in targets for o in render_dir(target, limit)]
     now = datetime.now(UTC)
     req = PolicyCheckInput(promotion_id="check", app=app_name or "", commit="", author="", source_env=env,
                            target_env=env, started_at=now, evaluated_at=now, environment=config, phase="check")

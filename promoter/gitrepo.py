@@ -102,7 +102,7 @@ def load_environment(path: Path, name: str) -> EnvironmentConfig:
 def format_validation_error(where: str, err: ValidationError) -> str:
     first = err.errors()[0]
     loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = first["msg"]
+    msg = str(first["msg"]).removeprefix("Value error, ")
     if first["type"] == "extra_forbidden":
         msg = "unknown key; remove it or fix its spelling"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""

@@ -11,10 +11,11 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
-_DURATION = re.compile(r"(\d+)\s*(w|d|h|m|s)")
+_DURATION = re.compile(r"(\d{1,18})\s*(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
+MAX_DURATION = timedelta(days=366)  # a gate, a soak or a health check longer than a year is a typo
 
 
 def parse_duration(value: Any) -> Any:
@@ -22,9 +23,9 @@ def parse_duration(value: Any) -> Any:
     if value is None or isinstance(value, timedelta):
         return value
     if isinstance(value, int | float) and not isinstance(value, bool):
-        if value < 0:
+        if value != value or value < 0:  # NaN or negative
             raise ValueError("a duration cannot be negative")
-        return timedelta(seconds=value)
+        return _bounded(value, value)
     if isinstance(value, str):
         text = value.strip().lower()
         if text in ("", "none", "never"):
@@ -38,11 +39,27 @@ def parse_duration(value: Any) -> Any:
             total += int(match.group(1)) * _UNIT_SECONDS[match.group(2)]
             pos = match.end()
         if pos == len(text) and pos > 0:
-            return timedelta(seconds=total)
-    raise ValueError(f"{value!r} is not a duration; write it like 30s, 5m, 24h, 7d or 1h30m")
+            return _bounded(total, value)
+    shown = value if not isinstance(value, str) or len(value) <= 40 else value[:39] + "…"
+    raise ValueError(f"{shown!r} is not a duration; write it like 30s, 5m, 24h, 7d or 1h30m")
 
 
-Duration = Annotated[timedelta | None, BeforeValidator(parse_duration)]
+def _bounded(seconds: float, written: Any) -> timedelta:
+    if seconds > MAX_DURATION.total_seconds():
+        shown = written if not isinstance(written, str) or len(written) <= 40 else written[:39] + "…"
+        raise ValueError(f"{shown!r} is longer than the maximum of {MAX_DURATION.days}d; give a shorter duration")
+    return timedelta(seconds=seconds)
+
+
+def _at_most_max(value: timedelta | None) -> timedelta | None:
+    if value is not None and value > MAX_DURATION:  # an ISO 8601 duration is parsed by pydantic itself
+        raise ValueError(f"{value} is longer than the maximum of {MAX_DURATION.days}d; give a shorter duration")
+    if value is not None and value < timedelta(0):
+        raise ValueError("a duration cannot be negative")
+    return value
+
+
+Duration = Annotated[timedelta | None, BeforeValidator(parse_duration), AfterValidator(_at_most_max)]
 
 _NAME = r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$"
 

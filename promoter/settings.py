@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,9 +14,10 @@ from typing import TYPE_CHECKING
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
-from promoter import TASK_QUEUE
+from promoter import TASK_QUEUE, secrets
 from promoter.converter import DATA_CONVERTER
 from promoter.errors import BadInput
+from promoter.yamlsafe import MAX_FILE_BYTES
 
 if TYPE_CHECKING:
     from promoter.policy import PolicyEngine
@@ -43,6 +45,7 @@ class Settings:
     policy_engine: str | None = None  # embedded | opa; default: opa when opa_url is set
     policy_timeout_s: float = 10.0
     review_poll_s: float = 15.0  # how often a waiting gate reads its PR's reviews and head
+    max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
 
     @classmethod
     def load(cls, state_dir: str | None = None) -> Settings:
@@ -68,6 +71,9 @@ class Settings:
         s.forge_repo = env.get("PROMOTER_FORGE_REPO", s.forge_repo)
         s.forge_url = env.get("PROMOTER_FORGE_URL", s.forge_url)
         s.forge_token = _secret(env, "PROMOTER_FORGE_TOKEN") or s.forge_token
+        secrets.register(s.forge_token)
+        secrets.register(_secret(env, "PROMOTER_OPA_TOKEN"))
+        secrets.register_environment(env)
         s.merge_method = env.get("PROMOTER_MERGE_METHOD", s.merge_method)
         s.ssh_key = env.get("PROMOTER_SSH_KEY", s.ssh_key)
         if env.get("PROMOTER_METRICS_PORT"):
@@ -81,6 +87,8 @@ class Settings:
         s.policy_engine = env.get("PROMOTER_POLICY_ENGINE", s.policy_engine)
         s.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", s.policy_timeout_s)
         s.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", s.review_poll_s)
+        if env.get("PROMOTER_MAX_FILE_SIZE"):
+            s.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
         return s
 
     def make_policy_engine(self) -> PolicyEngine:
@@ -91,7 +99,7 @@ class Settings:
             if not self.opa_url:
                 raise BadInput("PROMOTER_POLICY_ENGINE=opa needs PROMOTER_OPA_URL (e.g. http://localhost:8181)")
             return make_engine("opa", url=self.opa_url, timeout_s=self.policy_timeout_s,
-                               token=os.environ.get("PROMOTER_OPA_TOKEN"))
+                               token=_secret(os.environ, "PROMOTER_OPA_TOKEN"))
         return make_engine(name, timeout_s=self.policy_timeout_s)
 
     def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
@@ -112,6 +120,18 @@ def _secret(env: Mapping[str, str], name: str) -> str | None:
         return Path(path).read_text().strip() or None
     except OSError as e:
         raise BadInput(f"{name}_FILE: cannot read {path} ({e.strerror})") from None
+
+
+_SIZE = re.compile(r"(\d{1,15})\s*(|b|k|kb|kib|m|mb|mib|g|gb|gib)", re.IGNORECASE)
+
+
+def parse_size(text: str, name: str) -> int:
+    """`5MB`, `512k`, `1048576`: bytes (k, m and g are powers of 1024)."""
+    match = _SIZE.fullmatch(text.strip())
+    if match is None or int(match.group(1)) == 0:
+        raise BadInput(f"{name} must be a size like 5MB, 512k or a number of bytes, not {text[:40]!r}")
+    unit = match.group(2).lower()[:1]
+    return int(match.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -48,7 +48,8 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     if not settings.repo_url:
         raise BadInput("no GitOps repository: set PROMOTER_REPO_URL (or start the embedded stack with `promoter up`)")
     repo = GitClone(settings.repo_url, Path(settings.cache_dir), auth_env=auth_env(
-        settings.forge_token, GIT_USERS.get(settings.forge, "promoter"), settings.ssh_key))
+        settings.forge_token, GIT_USERS.get(settings.forge, "promoter"), settings.ssh_key),
+        max_file_bytes=settings.max_file_bytes)
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
