@@ -18,6 +18,7 @@ from promoter.errors import BadInput, TemporaryError
 from promoter.models import NotifyInput
 
 _VAR = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+_UNSAFE = re.compile(r"[\x00-\x20\x7f]")
 
 
 def resolve_url(url: str) -> tuple[str, str]:
@@ -57,10 +58,16 @@ class NotifyActivities:
     @sorted_errors
     def notify(self, req: NotifyInput) -> int:
         url, named = resolve_url(req.url)
-        parts = urllib.parse.urlsplit(url)
+        if _UNSAFE.search(url):  # http.client would refuse it, quoting the whole URL
+            raise BadInput(f"{named} is not a valid URL; check it for spaces or stray characters")
+        try:
+            parts = urllib.parse.urlsplit(url)
+            port = parts.port
+        except ValueError:  # e.g. a port out of range
+            raise BadInput(f"{named} is not a valid URL; check its host and port") from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadInput(f"{named} is not an http(s) URL; set it to one like https://hooks.slack.com/services/…")
-        host = parts.hostname + (f":{parts.port}" if parts.port else "")  # never the path: a Slack URL's secret
+        host = parts.hostname + (f":{port}" if port else "")  # never the path: a Slack URL's path is its secret
         body = json.dumps(payload(req)).encode()
         try:
             request = urllib.request.Request(url, data=body, method="POST",

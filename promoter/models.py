@@ -153,6 +153,7 @@ class StageState(StrEnum):
     PENDING = "pending"
     CHECKING_POLICY = "checking_policy"
     POLICY_DENIED = "policy_denied"
+    OPENING_PR = "opening_pr"  # pushing the stage's branch and opening its pull request
     PR_OPEN = "pr_open"
     AWAITING_APPROVAL = "awaiting_approval"
     APPROVED = "approved"

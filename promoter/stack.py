@@ -183,6 +183,7 @@ class Stack:
             kubeconfig.unlink(missing_ok=True)
             envs = sorted(p.parent.name for p in self._environments(origin))
             clusters = self._spawn([sys.executable, "-m", "promoter.sim", "--kubeconfig", str(kubeconfig),
+                                    "--state-dir", str(self.dir / "clusters"),
                                     *[a for env in envs for a in ("--env", env)]], "clusters.log", {})
             info["pids"] = {"temporal": temporal, "clusters": clusters}
             info["kubeconfig"] = str(kubeconfig)

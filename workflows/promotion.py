@@ -65,6 +65,9 @@ OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.A
 # `workflow.patched` id of gates that watch their PR, screen approvers, notify, audit and index
 # (promotions started before it replay as they ran)
 GATES_V2 = "gates-v2"
+# `workflow.patched` id of a stage that says `opening_pr` while its branch is pushed and its PR opened
+# (before it, the stage still said `checking_policy` while `push_branch` ran)
+OPENING_PR = "opening-pr-state"
 WITHDRAWN = ("dismissed", "unapproved")  # review states that take an approval back
 WATCH_QUEUE_SUFFIX = "-watch"  # the watchers' own task queue (see promoter.worker.Workers)
 WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no deadline starts another
@@ -150,7 +153,7 @@ class PromotionWorkflow:
                                    f"Promotion `{self.status.id}` was cancelled.")
         for stage in self.status.stages:
             if stage.state not in (StageState.HEALTHY, StageState.SKIPPED):
-                if stage.state in OPEN_PR_STATES | {StageState.PENDING, StageState.CHECKING_POLICY}:
+                if stage.state in OPEN_PR_STATES | {StageState.PENDING, StageState.CHECKING_POLICY, StageState.OPENING_PR}:
                     self._audit(stage.env, "cancelled", detail=reason)
                 self._set(stage, StageState.CANCELLED, reason if by else "")
         self._finish(PromotionState.CANCELLED, reason)
@@ -185,6 +188,8 @@ class PromotionWorkflow:
             decision = await self._policy(stage, "pre_pr", prepared)
             if decision is None:
                 return False  # denied before anything was pushed or opened
+            if workflow.patched(OPENING_PR):
+                self._set(stage, StageState.OPENING_PR, f"pushing {prepared.branch}")
             prepared = await self._act("push_branch", change, PrepareResult, f"push {prepared.branch}")
             stage.branch, stage.head_sha = prepared.branch, prepared.head
             assert prepared.branch is not None

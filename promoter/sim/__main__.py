@@ -1,6 +1,6 @@
 """`python -m promoter.sim --kubeconfig PATH --env dev --env staging ...`: one simulated API server
 per environment on free loopback ports, and a kubeconfig with a context per environment; runs until
-SIGTERM or SIGINT. `promoter up` starts it."""
+SIGTERM or SIGINT. `promoter up` starts it with `--state-dir`, so the clusters keep their objects."""
 
 from __future__ import annotations
 
@@ -20,8 +20,11 @@ def main() -> None:
     parser.add_argument("--kubeconfig", required=True)
     parser.add_argument("--env", action="append", required=True)
     parser.add_argument("--rollout-delay", type=float, default=0.2)
+    parser.add_argument("--state-dir", help="keep each cluster's objects in STATE_DIR/<env>.json across restarts")
     args = parser.parse_args()
-    sims = [KubeSim(env=env, rollout_delay_s=args.rollout_delay).start() for env in args.env]
+    state = Path(args.state_dir) if args.state_dir else None
+    sims = [KubeSim(env=env, rollout_delay_s=args.rollout_delay,
+                    state_file=state / f"{env}.json" if state else None).start() for env in args.env]
     path = Path(args.kubeconfig)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(kubeconfig({s.env: s.url for s in sims})))

@@ -21,6 +21,10 @@ Where it differs from a real API server (kept honest on purpose):
 Why not kmock (PyPI, 0.8): it is a scripted mock of responses, with no server-side apply, no
 generation semantics and no controller, and a promotion needs all three behaving as a cluster does.
 
+With `state_file`, the objects (and what each field manager applied, and which rollouts ended)
+are written to that JSON file within ~0.1 s of every change and read back at start, so the embedded
+stack's clusters survive `promoter down` / `up` as a real cluster would.
+
 Faults for tests: `fail_next(status, count)` answers the next requests with that HTTP status,
 `stall_next(seconds, count)` delays them.
 """
@@ -29,11 +33,13 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import socket
 import threading
 import time
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -138,7 +144,8 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class KubeSim:
-    def __init__(self, env: str = "sim", rollout_delay_s: float = 0.3, port: int = 0) -> None:
+    def __init__(self, env: str = "sim", rollout_delay_s: float = 0.3, port: int = 0,
+                 state_file: Path | None = None) -> None:
         self.env = env
         self.rollout_delay_s = rollout_delay_s
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
@@ -155,10 +162,16 @@ class KubeSim:
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
+        self.state_file = Path(state_file) if state_file is not None else None
+        self._saved_version = -1
+        if self.state_file is not None and self.state_file.is_file():
+            self._load(json.loads(self.state_file.read_text()))
         self._threads = [
             threading.Thread(target=self.server.serve_forever, daemon=True, name=f"kube-{env}"),
             threading.Thread(target=self._controller, daemon=True, name=f"rollouts-{env}"),
         ]
+        if self.state_file is not None:
+            self._threads.append(threading.Thread(target=self._saver, daemon=True, name=f"save-{env}"))
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -171,6 +184,44 @@ class KubeSim:
         self._stop.set()
         self.server.shutdown()
         self.server.server_close()
+        self.save()
+
+    # ------------------------------------------------------------------ persistence
+
+    def _snapshot(self) -> dict[str, Any]:
+        with self.lock:
+            return {
+                "version": self.version,
+                "objects": [[list(k), o] for k, o in self.objects.items()],
+                "applied": [[list(k), c] for k, c in self.applied.items()],
+                "done": [[list(k), g] for k, g in self.done.items()],
+            }
+
+    def _load(self, state: dict[str, Any]) -> None:
+        self.version = int(state.get("version", 0))
+        self.objects = {tuple(k): o for k, o in state.get("objects", [])}
+        self.applied = {tuple(k): c for k, c in state.get("applied", [])}
+        self.done = {tuple(k): g for k, g in state.get("done", [])}
+        self.rollouts = {k: (g, 0.0) for k, g in self.done.items()}  # ended rollouts stay ended
+        for obj in self.objects.values():
+            if obj.get("kind") == "CustomResourceDefinition":
+                self._register_crd(obj)
+        self._saved_version = self.version
+
+    def save(self) -> None:
+        """Write the state file (atomically) when anything changed since the last write."""
+        if self.state_file is None or self.version == self._saved_version:
+            return
+        snapshot = self._snapshot()
+        self.state_file.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.state_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(snapshot))
+        os.replace(tmp, self.state_file)
+        self._saved_version = snapshot["version"]
+
+    def _saver(self) -> None:
+        while not self._stop.wait(0.1):
+            self.save()
 
     def __enter__(self) -> KubeSim:
         return self.start()
