@@ -1,0 +1,153 @@
+"""Every file survives, and what can never be promoted is refused at once: an app folder holding files
+named with spaces, unicode, quotes, a leading dash and a newline is promoted byte-identical (a property
+test over file names too); tree entries git itself should never carry (`..`, `.git`, a submodule, an
+absolute or escaping symlink), planted with `git mktree` as a hostile pusher would, are bad input
+naming the path at planning and at every later read; and a checkout of a tree with an escaping link
+is refused instead of retried."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import git
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from promoter.errors import BadInput
+from promoter.gitrepo import GitClone, refuse_entry
+from promoter.models import PlanInput, PrepareInput
+from tests.conftest import Origin
+
+ODD_NAMES = ["with space.yaml", "café.yaml", "quote\"and'apostrophe.yaml", "-leading-dash.yaml",
+             "new\nline.yaml", "tab\there.yaml", "back\\slash.yaml", "ünï/cödé.yaml", "日本.yaml"]
+
+
+def configmap(name: str) -> str:
+    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
+
+
+def tree_of(repo: git.Repo, rev: str, folder: str) -> dict[str, tuple[str, str]]:
+    out = repo.git.execute(["git", "ls-tree", "-r", "-z", "--full-tree", rev, "--", folder + "/"])
+    found = {}
+    for record in filter(None, out.split("\0")):
+        meta, path = record.split("\t", 1)
+        mode, _, sha = meta.split()
+        found[path[len(folder) + 1:]] = (mode, sha)
+    return found
+
+
+def test_odd_file_names_are_promoted_byte_identical(origin: Origin, clone: GitClone) -> None:
+    files = {f"environments/dev/demo/{n}": configmap(f"odd-{i}") for i, n in enumerate(ODD_NAMES)}
+    commit = origin.commit(files, "odd names")
+    change = PrepareInput(app="demo", commit=commit, source_env="dev", target_env="staging",
+                          local_files=["configmap.yaml"])
+    prepared = clone.push_branch(change)
+    assert set(ODD_NAMES) <= set(prepared.diff.added), prepared.diff
+    assert prepared.branch is not None
+    merged = clone.merge_branch(prepared.branch, "merge")
+    bare = git.Repo(origin.path)
+    source, target = tree_of(bare, commit, "environments/dev/demo"), tree_of(bare, merged, "environments/staging/demo")
+    for name in ODD_NAMES:
+        assert target[name] == source[name], name  # same mode, same blob: byte-identical
+    contents = clone.folder_files(merged, "environments/staging/demo")  # what sync applies
+    assert all(contents[n] == configmap(f"odd-{i}").encode() for i, n in enumerate(ODD_NAMES))
+
+
+NAME_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/\0")
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.text(NAME_CHARS, min_size=1, max_size=20), min_size=1, max_size=4, unique=True))
+def test_any_name_git_allows_survives_the_round_trip(clone: GitClone, names: list[str]) -> None:
+    """Names built from any character but `/` and NUL: each either survives `_commit_folder` and
+    `_tree` unchanged, or (`.`, `..`, `.git`) is refused naming it."""
+    repo = clone._open()
+    base = repo.git.rev_parse("origin/main")
+    with tempfile.TemporaryDirectory() as tmp:
+        blob = Path(tmp) / "blob"
+        blob.write_bytes(b"kind: x\n")
+        sha = repo.git.hash_object("-w", str(blob))
+    from promoter.gitrepo import Entry
+
+    entries = {n: Entry("100644", sha) for n in names}
+    refused = [n for n in names if refuse_entry("f", n, "100644") is not None]
+    if refused:
+        assert all(n.lower().rstrip(". ") in {"", ".git"} or n in {".", ".."} for n in refused), refused
+        return
+    head = clone._commit_folder(repo, base, "environments/dev/x", entries, "odd")
+    assert clone._tree(repo, head, "environments/dev/x") == entries
+
+
+def _mktree(repo: git.Repo, entries: list[tuple[str, str, str, str]]) -> str:
+    records = "".join(f"{mode} {kind} {sha}\t{name}\0" for mode, kind, sha, name in entries)
+    with tempfile.TemporaryFile() as fh:
+        fh.write(records.encode())
+        fh.seek(0)
+        return str(repo.git.execute(["git", "mktree", "-z"], istream=fh))
+
+
+def _replace(repo: git.Repo, tree: str, parts: list[str], extra: list[tuple[str, str, str, str]]) -> str:
+    entries = []
+    for record in filter(None, repo.git.execute(["git", "ls-tree", "-z", tree]).split("\0")):
+        meta, name = record.split("\t", 1)
+        mode, kind, sha = meta.split()
+        if parts and name == parts[0]:
+            sha = _replace(repo, sha, parts[1:], extra)
+        entries.append((mode, kind, sha, name))
+    if not parts:
+        entries += extra
+    return _mktree(repo, entries)
+
+
+def plant(origin: Origin, folder: str, extra: list[tuple[str, str, str, str]]) -> str:
+    """Push a commit whose `folder` also holds `extra` raw entries (mode, type, sha, name): what no
+    `git add` would make, but a hostile or broken pusher can."""
+    repo = origin.repo
+    repo.git.pull("--quiet", "--rebase", "origin", "main")
+    tree = _replace(repo, repo.git.rev_parse("HEAD^{tree}"), folder.split("/"), extra)
+    commit = repo.git.commit_tree(tree, "-p", "HEAD", "-m", "planted")
+    repo.git.push("--quiet", "origin", f"{commit}:refs/heads/main")
+    return str(commit)
+
+
+def blob(origin: Origin, content: str) -> str:
+    path = origin.work / ".blob"
+    path.write_text(content)
+    return str(origin.repo.git.hash_object("-w", str(path)))
+
+
+@pytest.mark.parametrize(("mode", "kind", "content", "name", "expected"), [
+    ("100644", "blob", "x", "..", "a path component named '..' cannot be promoted"),
+    ("100644", "blob", "x", ".git", "a path component named '.git' cannot be promoted"),
+    ("100644", "blob", "x", ".GIT", "a path component named '.GIT' cannot be promoted"),
+    ("120000", "blob", "/etc/passwd", "abs.yaml", "a symlink to the absolute path '/etc/passwd'"),
+    ("120000", "blob", "../../../../etc/passwd", "esc.yaml", "a symlink to '../../../../etc/passwd' leaves the repo"),
+    ("160000", "commit", "0123456789abcdef0123456789abcdef01234567", "sub", "a submodule cannot be promoted"),
+])
+def test_entries_git_should_never_carry_are_refused_at_planning_naming_the_path(
+        origin: Origin, clone: GitClone, mode: str, kind: str, content: str, name: str, expected: str) -> None:
+    sha = content if kind == "commit" else blob(origin, content)
+    commit = plant(origin, "environments/dev/demo", [(mode, kind, sha, name)])
+    for request in (PlanInput(app="demo"), PlanInput(app="demo", commit=commit)):
+        with pytest.raises(BadInput) as refused:
+            clone.plan(request)
+        assert str(refused.value).startswith(f"'environments/dev/demo/{name}': {expected}"), refused.value
+
+
+def test_a_bad_entry_in_the_target_folder_is_refused_at_once(origin: Origin, clone: GitClone) -> None:
+    commit = origin.bump()
+    plant(origin, "environments/staging/demo", [("100644", "blob", blob(origin, "x"), "..")])
+    change = PrepareInput(app="demo", commit=commit, source_env="dev", target_env="staging")
+    for step in (clone.prepare, clone.push_branch):
+        with pytest.raises(BadInput, match=r"environments/staging/demo/\.\.'?: a path component named '\.\.'"):
+            step(change)
+    assert "promote/demo/staging/" not in " ".join(h.name for h in git.Repo(origin.path).heads)
+
+
+def test_a_checkout_with_an_escaping_link_elsewhere_is_refused(origin: Origin, clone: GitClone,
+                                                                tmp_path: Path) -> None:
+    commit = plant(origin, "environments", [("120000", "blob", blob(origin, "/etc"), "base")])
+    with pytest.raises(BadInput, match="cannot be checked out safely"):
+        clone.export_tree(commit, tmp_path / "out")
