@@ -177,6 +177,7 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
 
 
 EXIT_CONNECTION_LOST = 3  # `--wait` lost Temporal: the promotion's outcome is unknown, not failed
+UNREACHABLE_FOR_S = 10.0  # how long `--wait` keeps asking an unreachable Temporal before it says so
 
 
 class ConnectionLost(Exception):
@@ -186,7 +187,10 @@ class ConnectionLost(Exception):
 async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any:
     """Poll the `status` query until the workflow closes; a live table on a terminal, lines otherwise.
     Raises `ConnectionLost` when Temporal cannot be reached any more: the outcome is then unknown."""
+    import time
+
     from temporalio.client import WorkflowFailureError
+    from temporalio.service import RPCError, RPCStatusCode
 
     from promoter.models import PromotionState, PromotionStatus
 
@@ -195,12 +199,20 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
     seen: dict[str, str] = {}
     live = Live(console=out, auto_refresh=False) if (out.is_terminal and not quiet) else None
     status: PromotionStatus | None = None
+    unreachable_since: float | None = None
     try:
         if live:
             live.start()
         while not result.done():
             try:
                 status = await handle.query("status", result_type=PromotionStatus, rpc_timeout=timedelta(seconds=5))
+                unreachable_since = None
+            except RPCError as e:  # Temporal unreachable for a while: the outcome cannot be known from here
+                status = None
+                if e.status == RPCStatusCode.UNAVAILABLE:
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since > UNREACHABLE_FOR_S:
+                        raise ConnectionLost(_failure_message(e)) from None
             except Exception:  # noqa: BLE001 - a query can fail transiently (no worker yet); keep following
                 status = None
             if status is not None:
@@ -561,19 +573,28 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def run(argv: list[str] | None = None) -> int:
-    """Usage errors and --help are click's own (exit 2 and 0); our errors are one line each."""
+    """--help is click's own (exit 0); a usage error and our errors are one line each (exit 2)."""
     try:
-        app(args=argv, prog_name="promoter")
-        return 0
+        code = app(args=argv, prog_name="promoter", standalone_mode=False)
+        return code if isinstance(code, int) else 0
     except SystemExit as e:
         return e.code if isinstance(e.code, int) else (0 if e.code is None else 2)
     except Exit as e:
         return e.code
-    except PromoterError as e:
-        err.print(f"error: {e}", markup=False)
-        return 2
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, typer.Abort):
         return 130
+    except typer.Exit as e:
+        return int(getattr(e, "exit_code", 0))
+    except typer.TyperException as e:  # click's usage errors (typer bundles click): one line, exit 2
+        ctx = getattr(e, "ctx", None)
+        where = f" (see `{ctx.command_path} --help`)" if ctx is not None else ""
+        message = " ".join((e.format_message() if hasattr(e, "format_message") else str(e)).split())
+        if message:  # empty: the help was shown instead (a group called with no command)
+            err.print(f"error: {message}{where}", markup=False)
+        return int(getattr(e, "exit_code", 2))
+    except PromoterError as e:
+        err.print(f"error: {' '.join(str(e).split())}", markup=False)
+        return 2
     except Exception as e:  # noqa: BLE001 - an unexpected failure still exits with a line, not a trace
         err.print(f"error: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}", markup=False)
         return 1

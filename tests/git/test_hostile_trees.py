@@ -25,7 +25,8 @@ ODD_NAMES = ["with space.yaml", "café.yaml", "quote\"and'apostrophe.yaml", "-le
 
 
 def configmap(name: str) -> str:
-    return f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\ndata:\n  k: v\n"
+    return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n"
+            "    app.kubernetes.io/name: demo\n    app.kubernetes.io/part-of: demo\ndata:\n  k: v\n")
 
 
 def tree_of(repo: git.Repo, rev: str, folder: str) -> dict[str, tuple[str, str]]:
