@@ -62,6 +62,8 @@ GIT_TIMEOUTS: dict[str, Any] = {
 }
 # states in which a stage's PR is open and ours to close when the promotion ends early
 OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
+# states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
+UNSTARTED_STATES = {StageState.PENDING, StageState.CHECKING_POLICY, StageState.OPENING_PR}
 # `workflow.patched` id of gates that watch their PR, screen approvers, notify, audit and index
 # (promotions started before it replay as they ran)
 GATES_V2 = "gates-v2"
@@ -153,7 +155,7 @@ class PromotionWorkflow:
                                    f"Promotion `{self.status.id}` was cancelled.")
         for stage in self.status.stages:
             if stage.state not in (StageState.HEALTHY, StageState.SKIPPED):
-                if stage.state in OPEN_PR_STATES | {StageState.PENDING, StageState.CHECKING_POLICY, StageState.OPENING_PR}:
+                if stage.state in OPEN_PR_STATES | UNSTARTED_STATES:
                     self._audit(stage.env, "cancelled", detail=reason)
                 self._set(stage, StageState.CANCELLED, reason if by else "")
         self._finish(PromotionState.CANCELLED, reason)
