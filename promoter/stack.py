@@ -20,6 +20,7 @@ from pathlib import Path
 import git
 
 from promoter.errors import BadInput
+from promoter.names import is_label
 
 STACK_FILE = "stack.json"
 SEED_FOLDERS = ("environments", "policies")
@@ -218,8 +219,9 @@ class Stack:
     def _environments(origin: Path) -> list[Path]:
         """The environment.yaml files on origin's main (the environments to simulate a cluster for)."""
         repo = git.Repo(origin)
-        listing = repo.git.ls_tree("-r", "--name-only", "main", "--", "environments/").splitlines()
-        return [Path(p) for p in listing if p.count("/") == 2 and p.endswith("/environment.yaml")]
+        listing = repo.git.ls_tree("-r", "-z", "--name-only", "main", "--", "environments/").split("\0")
+        return [Path(p) for p in listing if p.count("/") == 2 and p.endswith("/environment.yaml")
+                and is_label(p.split("/")[1])]
 
     def _spawn(self, argv: list[str], log: str, env: dict[str, str]) -> int:
         with open(self.logs / log, "ab") as out:

@@ -2,9 +2,10 @@
 
 Run it only when a change to PromotionWorkflow is meant to be incompatible *and* is guarded by
 `workflow.patched`; otherwise the replay test is exactly what should catch the change. Histories of
-earlier versions stay: `promotion_*.json` were recorded before the `gates-v2` patch and must keep
-replaying; this script writes `gates_v2_*.json` (search attributes registered, the prod gate opened by
-an approving review on the PR, or rejected after a refused signal).
+earlier versions stay and must keep replaying: `promotion_*.json` were recorded before the `gates-v2`
+patch, `gates_v2_*.json` before `opening-pr-state`. This script writes `<VERSION>_*.json` for the
+current version (search attributes registered, the prod gate opened by an approving review on the
+PR, or rejected after a refused signal).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from promoter.worker import build_worker
 from tests.conftest import Origin, make_gitops
 
 HERE = Path(__file__).parent
+VERSION = "opening_pr"  # the newest patch the recorded histories carry
 
 
 async def main() -> None:
@@ -57,7 +59,7 @@ async def main() -> None:
                     await handle.execute_update(decide, Decision(env="prod", approver="alice", comment="recorded"))
                 await handle.result()
                 history = await handle.fetch_history()
-                (HERE / f"gates_v2_{name}.json").write_text(history.to_json())
+                (HERE / f"{VERSION}_{name}.json").write_text(history.to_json())
         for sim in sims.values():
             sim.stop()
     await env.shutdown()
