@@ -25,7 +25,7 @@ from promoter.models import (
     ScreenInput,
     ScreenResult,
 )
-from promoter.names import app_folder
+from promoter.names import app_folder, check
 from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
 from promoter.policy.render import render_files
 
@@ -62,6 +62,8 @@ class PolicyActivities:
 
     def evaluate(self, req: PolicyCheckInput) -> PolicyDecision:
         try:
+            for name, what in ((req.app, "app"), (req.source_env, "environment"), (req.target_env, "environment")):
+                check(name, what)
             bundle = self.bundle()
             objects = self.objects(req) if req.render_objects else []
         except PromoterError as e:
