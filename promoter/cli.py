@@ -447,21 +447,30 @@ RepoOpt = Annotated[Path, typer.Option("--repo", help="the GitOps repository (it
 
 @policy_app.command("test")
 def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
-    """Run every test_* rule of every *_test.rego; non-zero exit on any failure."""
+    """Run every test_* rule of every *_test.rego on each engine; non-zero exit on any failure."""
     from promoter.policy import PolicyBundle
-    from promoter.policy.testing import run_tests
+    from promoter.policy.goopa import INSTALL, available
+    from promoter.policy.testing import run_tests, test_engines
 
-    results = run_tests(PolicyBundle.from_dir(repo / "policies"))
+    engines = test_engines()
+    results = run_tests(PolicyBundle.from_dir(repo / "policies"), engines)
     if not results:
         raise PromoterError(f"no Rego tests under {repo / 'policies'}; write *_test.rego files with test_* rules")
     failed = [r for r in results if not r.passed]
+    counts = {e.name: sum(1 for r in results if r.engines.get(e.name)) for e in engines}
     if as_json:
         print(json.dumps({"passed": len(results) - len(failed), "failed": len(failed),
-                          "tests": [{"name": r.name, "passed": r.passed, "error": r.error} for r in results]}))
+                          "engines": {name: {"passed": n, "failed": len(results) - n} for name, n in counts.items()},
+                          "tests": [{"name": r.name, "passed": r.passed, "error": r.error, "engines": r.engines}
+                                    for r in results]}))
     else:
         for r in results:
             mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
             out.print(f"{mark} {r.name}" + (f"  — {r.error}" if r.error else ""))
+        for name, n in counts.items():
+            out.print(f"{name}: {n} of {len(results)} passed")
+        if not available():
+            out.print(f"opa-go: not installed, so OPA itself did not run these tests ({INSTALL})")
         out.print(f"{len(results) - len(failed)} passed, {len(failed)} failed")
     raise Exit(1 if failed else 0)
 

@@ -9,6 +9,14 @@ package kubernetes.images
 import data.lib.k8s
 import rego.v1
 
+default require_digest := []
+
+require_digest := data.require_digest
+
+default allowed_registries := []
+
+allowed_registries := data.allowed_registries
+
 # the part after the registry and repository: a tag is a ':' after the last '/'
 tag(image) := t if {
 	not contains(image, "@")
@@ -44,7 +52,7 @@ deny_unpinned_image contains k8s.result(o, msg, {"container": c.name, "image": c
 #   severity: high
 #   remediation: Reference the image as registry/repo@sha256:<digest>.
 deny_missing_digest contains k8s.result(o, msg, {"container": c.name, "image": c.image}) if {
-	input.environment.name in object.get(data, "require_digest", [])
+	input.environment.name in require_digest
 	some [o, c, _] in k8s.containers
 	not contains(c.image, "@sha256:")
 	msg := sprintf("%s requires image digests; container %s uses %s", [input.environment.name, c.name, c.image])
@@ -61,11 +69,11 @@ deny_registry contains k8s.result(o, msg, {"container": c.name, "image": c.image
 	not allowed(c.image)
 	msg := sprintf("container %s uses %s, not from an allowed registry (%s)", [
 		c.name, c.image,
-		concat(", ", object.get(data, "allowed_registries", [])),
+		concat(", ", allowed_registries),
 	])
 }
 
 allowed(image) if {
-	some prefix in object.get(data, "allowed_registries", [])
+	some prefix in allowed_registries
 	startswith(image, prefix)
 }

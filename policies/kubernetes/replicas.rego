@@ -9,6 +9,10 @@ package kubernetes.replicas
 import data.lib.k8s
 import rego.v1
 
+default min_replicas := {}
+
+min_replicas := data.min_replicas
+
 # METADATA
 # title: Minimum replicas
 # description: A single replica makes every rollout or node loss an outage.
@@ -16,7 +20,7 @@ import rego.v1
 #   severity: medium
 #   remediation: Set spec.replicas to at least the environment's minimum from policies/data.yaml.
 deny_too_few_replicas contains k8s.result(o, msg, {"replicas": n, "minimum": minimum}) if {
-	minimum := object.get(object.get(data, "min_replicas", {}), input.environment.name, 1)
+	minimum := object.get(min_replicas, input.environment.name, 1)
 	some o in input.objects
 	o.kind in {"Deployment", "StatefulSet"}
 	n := object.get(o.spec, "replicas", 1)

@@ -8,6 +8,14 @@ package promotion.approvals
 
 import rego.v1
 
+default groups := {}
+
+groups := data.groups
+
+default author_cannot_approve := ["prod"]
+
+author_cannot_approve := data.author_cannot_approve
+
 # METADATA
 # title: Allowed approvers
 # description: Users in approval.approvers, and members of each group:NAME in data groups.
@@ -22,7 +30,7 @@ allowed contains u if {
 allowed contains u if {
 	some a in input.environment.approval.approvers
 	startswith(a, "group:")
-	some u in object.get(object.get(data, "groups", {}), substring(a, 6, -1), [])
+	some u in object.get(groups, substring(a, 6, -1), [])
 }
 
 author_names contains lower(trim_space(split(input.promotion.author, "<")[0]))
@@ -39,7 +47,7 @@ author_names contains lower(split(email, "@")[0]) if {
 
 is_author(who) if lower(who) in author_names
 
-protected if input.environment.name in object.get(data, "author_cannot_approve", ["prod"])
+protected if input.environment.name in author_cannot_approve
 
 # METADATA
 # title: Approver is allowed

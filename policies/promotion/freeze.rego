@@ -8,6 +8,10 @@ package promotion.freeze
 
 import rego.v1
 
+default freeze_windows := []
+
+freeze_windows := data.freeze_windows
+
 # METADATA
 # title: Outside freeze windows
 # description: Checked against the promotion's start time from the input, never the wall clock.
@@ -15,7 +19,7 @@ import rego.v1
 #   severity: high
 #   remediation: Start the promotion after the freeze window ends.
 deny_freeze_window contains {"msg": msg, "object": null, "details": {"window": w.name}} if {
-	some w in object.get(data, "freeze_windows", [])
+	some w in freeze_windows
 	applies(w)
 	t := time.parse_rfc3339_ns(input.promotion.started_at)
 	in_window(w, t)
