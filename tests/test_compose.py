@@ -1,6 +1,7 @@
 """docker-compose.yml's structure (no Docker engine runs here): the services of the production stack,
 images pinned to versions, healthchecks, volumes, the one-shot setup order, and a worker environment
-that `promoter worker` reads entirely (each variable is loaded into the worker's settings)."""
+that `promoter worker` reads entirely (each variable is loaded into the worker's settings); and the OPA
+service's policies, loaded as its command loads them, compile in OPA's own engine."""
 
 from __future__ import annotations
 
@@ -82,3 +83,38 @@ def test_the_worker_reads_every_variable_it_is_given(tmp_path: Path, monkeypatch
     assert s.repo_url == "http://gitea:3000/promoter/gitops.git" and s.metrics_port == 9464
     assert s.temporal_address == "temporal:7233" and s.opa_url == "http://opa:8181" and s.review_poll_s == 15
     assert "from-the-file" not in repr(s)
+
+
+def test_the_opa_service_loads_and_compiles_exactly_what_it_serves() -> None:
+    """What `opa run --server --ignore '*_test.rego' /policies` loads, loaded into OPA's own Go engine:
+    every .rego file that no --ignore pattern names, and the data files at their folder's path; the
+    bundle compiles and the decision allows the sample app."""
+    import fnmatch
+
+    from opa_bindings import OpaEngine
+
+    from tests.policy.test_engines import make_input
+
+    command = SERVICES["opa"]["command"]
+    ignored = [command[i + 1] for i, arg in enumerate(command) if arg == "--ignore"]
+    host, mounted = next(v.split(":")[:2] for v in SERVICES["opa"]["volumes"] if v.endswith(":ro"))
+    assert command[-1] == mounted
+    root = ROOT / host.removeprefix("./")
+    engine = OpaEngine()
+    try:
+        loaded = []
+        for path in sorted(root.rglob("*")):
+            if not path.is_file() or any(fnmatch.fnmatch(path.name, pattern) for pattern in ignored):
+                continue
+            rel = path.relative_to(root)
+            if path.suffix == ".rego":
+                engine.add_policy(str(rel), path.read_text())
+                loaded.append(str(rel))
+            elif path.name in ("data.json", "data.yaml", "data.yml"):
+                engine.add_data(yaml.safe_load(path.read_text()), ".".join(rel.parent.parts))
+        assert loaded and not [p for p in loaded if p.endswith("_test.rego")]
+        engine.eval_query("true")  # compiles the whole bundle: a rego_recursion_error would raise here
+        decision = engine.eval_document("promoter.decision", make_input("staging"))
+        assert decision["allow"] is True and decision["deny"] == [], decision
+    finally:
+        engine.close()

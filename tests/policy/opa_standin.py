@@ -1,7 +1,9 @@
 """A stand-in OPA server on loopback that speaks OPA's REST Data API, for the `opa` backend's tests.
 
-No OPA binary installs from PyPI here, so this server wraps the embedded engine (regorus) over the
-same policies/ an OPA would serve with `opa run -s --ignore '*_test.rego' policies/`. It implements:
+No OPA server binary installs from PyPI here, so this server wraps OPA's own Go engine (the `opa-go`
+backend, `opa-golib-python-bindings`) over the same policies/ an OPA would serve with
+`opa run -s --ignore '*_test.rego' policies/`: the `opa` backend is tested against OPA's semantics,
+never against the embedded engine it is compared with. It implements:
 `POST /v1/data/{path}` with `{"input": ...}` → `{"result": ...}` (no "result" key when undefined),
 `PUT /v1/data/{path}` (stores a document, 204), `GET /health`. Where it differs from OPA: no policy
 upload API, no bundles, no decision logs, no query parameters (explain, metrics); data documents only
@@ -18,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from promoter.policy import PolicyBundle
-from promoter.policy.embedded import EmbeddedEngine
+from promoter.policy.goopa import GoOpaEngine
 
 
 class OpaStandIn:
@@ -26,7 +28,7 @@ class OpaStandIn:
         loaded = PolicyBundle.from_dir(policies)
         self.modules = loaded.policies()
         self.data: dict[str, Any] = dict(loaded.data)
-        self.engine = EmbeddedEngine(timeout_s=30)
+        self.engine = GoOpaEngine()
         self.requests: list[tuple[str, str, Any]] = []
         self.delay_s = 0.0
         self.fail_with: int | None = None
@@ -94,6 +96,6 @@ class OpaStandIn:
                     value = standin.engine.query(standin.bundle(), rule, (body or {}).get("input"))
                 except Exception as e:  # noqa: BLE001
                     return self._send(500, {"code": "internal_error", "message": str(e)[:200]})
-                self._send(200, {} if value == "<undefined>" else {"result": value})
+                self._send(200, {} if value is None else {"result": value})
 
         return Handler
