@@ -73,7 +73,8 @@ deny_registry contains k8s.result(o, msg, {"container": c.name, "image": c.image
 	])
 }
 
+# on path boundaries (lib.k8s.image_matches), never as a raw string prefix
 allowed(image) if {
-	some prefix in allowed_registries
-	startswith(image, prefix)
+	some entry in allowed_registries
+	k8s.image_matches(image, entry)
 }

@@ -9,6 +9,14 @@ package kubernetes.security
 import data.lib.k8s
 import rego.v1
 
+default allowed_host_paths := {}
+
+allowed_host_paths := data.allowed_host_paths
+
+default host_network_apps := {}
+
+host_network_apps := data.host_network_apps
+
 # METADATA
 # title: Not privileged
 # description: A privileged container is root on the node.
@@ -43,8 +51,12 @@ deny_host_namespace contains k8s.result(o, msg, {"field": field}) if {
 	some o in k8s.workloads
 	some field in ["hostNetwork", "hostPID", "hostIPC"]
 	k8s.pod_spec(o)[field] == true
+	not host_network_allowed(field)
 	msg := sprintf("the pod sets %s: true", [field])
 }
+
+# data.host_network_apps names the apps whose pods may use hostNetwork, per environment
+host_network_allowed("hostNetwork") if input.promotion.app in k8s.for_env(host_network_apps)
 
 # METADATA
 # title: No hostPath volumes
@@ -56,7 +68,28 @@ deny_host_path contains k8s.result(o, msg, {"volume": v.name}) if {
 	some o in k8s.workloads
 	some v in object.get(k8s.pod_spec(o), "volumes", [])
 	v.hostPath
+	not host_path_allowed(o, v)
 	msg := sprintf("volume %s is a hostPath (%s)", [v.name, v.hostPath.path])
+}
+
+# a hostPath under a prefix that data.allowed_host_paths allows (on path boundaries), and mounted
+# read-only by every container that mounts it
+host_path_allowed(o, v) if {
+	some prefix in k8s.for_env(allowed_host_paths)
+	under(v.hostPath.path, prefix)
+	not writable_mount(o, v.name)
+}
+
+under(path, prefix) if path == trim_suffix(prefix, "/")
+
+under(path, prefix) if startswith(path, concat("", [trim_suffix(prefix, "/"), "/"]))
+
+writable_mount(o, volume) if {
+	some [obj, c, _] in k8s.containers
+	obj == o
+	some m in object.get(c, "volumeMounts", [])
+	m.name == volume
+	not m.readOnly == true
 }
 
 # METADATA

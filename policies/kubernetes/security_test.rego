@@ -55,3 +55,60 @@ test_allow_non_root_on_container if {
 test_allow_non_root_on_pod if {
 	count(security.deny_run_as_root) == 0 with input as f.objects_input([f.good], "staging")
 }
+
+ephemeral(patch) := f.deployment_with({"ephemeralContainers": [object.union(f.container, object.union({"name": "debugger"}, patch))]})
+
+test_deny_privileged_ephemeral_container if {
+	obj := ephemeral({"securityContext": {"privileged": true, "allowPrivilegeEscalation": false}})
+	some v in security.deny_privileged with input as f.objects_input([obj], "staging")
+	v.details.container == "debugger"
+}
+
+test_deny_ephemeral_container_escalation_and_root if {
+	main := object.union(f.container, {"securityContext": {"runAsNonRoot": true, "allowPrivilegeEscalation": false}})
+	debugger := object.union(object.remove(f.container, ["securityContext"]), {"name": "debugger"})
+	obj := f.pod_replacing({"securityContext": {}, "containers": [main], "ephemeralContainers": [debugger]})
+	inp := f.objects_input([obj], "staging")
+	some v in security.deny_privilege_escalation with input as inp
+	v.details.container == "debugger"
+	some w in security.deny_run_as_root with input as inp
+	w.details.container == "debugger"
+}
+
+test_allow_host_network_for_a_named_app if {
+	obj := f.deployment_with({"hostNetwork": true})
+	count(security.deny_host_namespace) == 0 with input as f.objects_input([obj], "staging")
+		with data.host_network_apps as {"staging": ["demo"]}
+}
+
+test_deny_host_network_for_another_app if {
+	obj := f.deployment_with({"hostNetwork": true})
+	count(security.deny_host_namespace) == 1 with input as f.objects_input([obj], "staging")
+		with data.host_network_apps as {"*": ["node-exporter"]}
+}
+
+test_deny_host_pid_even_for_a_host_network_app if {
+	obj := f.deployment_with({"hostPID": true})
+	count(security.deny_host_namespace) == 1 with input as f.objects_input([obj], "staging")
+		with data.host_network_apps as {"*": ["demo"]}
+}
+
+logs(mount) := f.deployment_with({
+	"volumes": [{"name": "logs", "hostPath": {"path": "/var/log/pods"}}],
+	"containers": [object.union(f.container, {"volumeMounts": [object.union({"name": "logs", "mountPath": "/logs"}, mount)]})],
+})
+
+test_allow_read_only_host_path_under_an_allowed_prefix if {
+	count(security.deny_host_path) == 0 with input as f.objects_input([logs({"readOnly": true})], "staging")
+		with data.allowed_host_paths as {"*": ["/var/log"]}
+}
+
+test_deny_writable_host_path_under_an_allowed_prefix if {
+	count(security.deny_host_path) == 1 with input as f.objects_input([logs({})], "staging")
+		with data.allowed_host_paths as {"*": ["/var/log"]}
+}
+
+test_deny_host_path_that_only_shares_a_prefix_string if {
+	count(security.deny_host_path) == 1 with input as f.objects_input([logs({"readOnly": true})], "staging")
+		with data.allowed_host_paths as {"*": ["/var/lo"]}
+}

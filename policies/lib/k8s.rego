@@ -29,6 +29,75 @@ pod_spec(o) := o.spec.template.spec if o.kind in {"Deployment", "StatefulSet", "
 pod_spec(o) := o.spec.jobTemplate.spec.template.spec if o.kind == "CronJob"
 
 # METADATA
+# title: Per-environment lists
+# description: >-
+#   A data map from environment name to a list, "*" naming every environment: the list for the
+#   environment judged (the "*" entries and its own).
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+for_env(m) := array.concat(object.get(m, "*", []), object.get(m, input.environment.name, []))
+
+# METADATA
+# title: Per-environment setting
+# description: A data map from environment name to a value, "*" for every other environment.
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+setting(m, fallback) := object.get(m, input.environment.name, object.get(m, "*", fallback))
+
+# METADATA
+# title: Image repository
+# description: registry/path/name of an image, without its tag or digest.
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+repository(image) := concat("/", array.concat(array.slice(parts, 0, count(parts) - 1), [name])) if {
+	parts := split(split(image, "@")[0], "/")
+	name := split(parts[count(parts) - 1], ":")[0]
+}
+
+# METADATA
+# title: Image matches an entry
+# description: >-
+#   On path boundaries, never as a raw prefix: an entry ending in "/" (a registry or a folder of
+#   it) matches the images under it; any other entry names one repository, and matches it and the
+#   repositories below it. So "registry.example.com/postgres" never lets
+#   "registry.example.com/postgresmalicious" through.
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+image_matches(image, entry) if {
+	endswith(entry, "/")
+	startswith(repository(image), entry)
+}
+
+image_matches(image, entry) if {
+	not endswith(entry, "/")
+	repository(image) == entry
+}
+
+image_matches(image, entry) if {
+	not endswith(entry, "/")
+	startswith(repository(image), concat("", [entry, "/"]))
+}
+
+default exempt_images := {}
+
+exempt_images := data.exempt_images
+
+# METADATA
+# title: Exempt image
+# description: An image that data.exempt_images exempts in this environment; no container rule judges it.
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+exempt(image) if {
+	some entry in for_env(exempt_images)
+	image_matches(image, entry)
+}
+
+# METADATA
 # title: Workloads
 # description: Objects that run pods.
 # custom:
@@ -41,15 +110,19 @@ workloads contains o if {
 
 # METADATA
 # title: Containers
-# description: Every container and init container of every workload, with its object.
+# description: >-
+#   Every container, init container and ephemeral container of every workload, with its object and
+#   whether it is a helper (init or ephemeral) rather than a main container. Images that
+#   data.exempt_images exempts are left out.
 # custom:
 #   severity: info
 #   remediation: Not a rule.
-containers contains [o, c, init] if {
+containers contains [o, c, helper] if {
 	some o in workloads
-	some field in ["containers", "initContainers"]
+	some field in ["containers", "initContainers", "ephemeralContainers"]
 	some c in object.get(pod_spec(o), field, [])
-	init := field == "initContainers"
+	not exempt(object.get(c, "image", ""))
+	helper := field != "containers"
 }
 
 # METADATA
