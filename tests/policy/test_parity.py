@@ -3,7 +3,8 @@ documents over a corpus: the sample apps in every environment, every input a `*_
 rules with (captured by running the tests), the promotion cases, and 250 generated objects (every
 pod-running kind, images from good and confusable registries, tags and digests, privileged,
 escalating and root containers, ephemeral and init containers, probes with and without handlers,
-host namespaces and paths, missing labels, replicas). A difference fails naming the first input and the first field that differs."""
+host namespaces and paths, missing labels, replicas). A difference fails naming the first input
+and the first field that differs."""
 
 from __future__ import annotations
 
