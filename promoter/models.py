@@ -452,12 +452,14 @@ class PolicyViolation(BaseModel):
     severity: str = "high"
     object: str | None = None
     remediation: str = ""
+    exception: str = ""  # the exception that excepts it, or that expired ("id by owner until date: reason")
 
 
 class PolicyDecision(BaseModel):
     allow: bool
     deny: list[PolicyViolation] = Field(default_factory=list)
     warn: list[PolicyViolation] = Field(default_factory=list)
+    excepted: list[PolicyViolation] = Field(default_factory=list)  # denials a live exception excepts
     engine: str = ""
     revision: str = ""  # of the policy bundle that decided
 

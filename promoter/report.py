@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from promoter.models import AuditEntry, DiffSummary, PolicyDecision, PromotionPlan
+from promoter.models import AuditEntry, DiffSummary, PolicyDecision, PolicyViolation, PromotionPlan
 
 
 def human_duration(d: timedelta | None) -> str:
@@ -40,9 +40,16 @@ def policy_lines(decision: PolicyDecision) -> list[str]:
     for title, items in (("Denied", decision.deny), ("Warnings", decision.warn)):
         if items:
             lines += ["", f"| {title} | rule | severity | object | remediation |", "|---|---|---|---|---|"]
-            lines += [f"| {v.message} | `{v.rule}` | {v.severity} | {v.object or ''} | {v.remediation} |"
-                      for v in items]
+            lines += [f"| {v.message}{_exception_note(v)} | `{v.rule}` | {v.severity} | {v.object or ''} | "
+                      f"{v.remediation} |" for v in items]
+    if decision.excepted:
+        lines += ["", "| Excepted | rule | object | exception |", "|---|---|---|---|"]
+        lines += [f"| {v.message} | `{v.rule}` | {v.object or ''} | {v.exception} |" for v in decision.excepted]
     return lines
+
+
+def _exception_note(v: PolicyViolation) -> str:
+    return f" ({v.exception})" if v.exception else ""
 
 
 def decision_table(decision: PolicyDecision, title: str) -> Any:
@@ -53,9 +60,11 @@ def decision_table(decision: PolicyDecision, title: str) -> Any:
     table = Table(title=f"{title}: {verdict} ({decision.engine}, revision {decision.revision})")
     for col in ("", "severity", "rule", "object", "message", "remediation"):
         table.add_column(col)
-    for kind, items in (("[red]deny[/red]", decision.deny), ("[yellow]warn[/yellow]", decision.warn)):
+    for kind, items in (("[red]deny[/red]", decision.deny), ("[yellow]warn[/yellow]", decision.warn),
+                        ("[cyan]excepted[/cyan]", decision.excepted)):
         for v in items:
-            table.add_row(kind, v.severity, v.rule, v.object or "", v.message, v.remediation)
+            message = f"{v.message} ({v.exception})" if v.exception else v.message
+            table.add_row(kind, v.severity, v.rule, v.object or "", message, v.remediation)
     return table
 
 

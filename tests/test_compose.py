@@ -110,7 +110,7 @@ def test_the_opa_service_loads_and_compiles_exactly_what_it_serves() -> None:
             if path.suffix == ".rego":
                 engine.add_policy(str(rel), path.read_text())
                 loaded.append(str(rel))
-            elif path.name in ("data.json", "data.yaml", "data.yml"):
+            elif path.suffix in (".json", ".yaml", ".yml"):  # OPA loads every data file at its folder's path
                 engine.add_data(yaml.safe_load(path.read_text()), ".".join(rel.parent.parts))
         assert loaded and not [p for p in loaded if p.endswith("_test.rego")]
         engine.eval_query("true")  # compiles the whole bundle: a rego_recursion_error would raise here

@@ -70,7 +70,9 @@ findings contains f if {
 
 # METADATA
 # title: Decision
-# description: allow, deny (enforced concerns) and warn (warn_only concerns).
+# description: >-
+#   allow, deny (enforced concerns, less what a live exception excepts, plus exceptions that run
+#   too long), warn (warn_only concerns) and excepted (the denials live exceptions except).
 # custom:
 #   severity: info
 #   remediation: Not a rule.
@@ -78,8 +80,86 @@ decision := {
 	"allow": count(deny) == 0,
 	"deny": deny,
 	"warn": warn,
+	"excepted": excepted,
 }
 
-deny := [f | some f in findings; f.concern in enforced]
+enforced_findings := [f | some f in findings; f.concern in enforced]
+
+deny := array.concat([noted(f) | some f in enforced_findings; not live_exception(f)], too_long)
 
 warn := [f | some f in findings; f.concern in warned]
+
+excepted := [object.union(f, {"exception": describe(id, "until")}) |
+	some f in enforced_findings
+	id := live_exception(f)
+]
+
+# ------------------------------------------------------------------ exceptions
+# policies/exceptions/*.yaml, loaded (and checked for owner, reason and expiry) at data.exceptions:
+# {id: {rule, app, env, object, reason, owner, expires}}. `rule` names a rule or a whole package.
+
+default exceptions := {}
+
+exceptions := data.exceptions
+
+default max_exception_days := 90
+
+max_exception_days := data.max_exception_days
+
+day_ns := ((24 * 60) * 60) * 1000000000
+
+now_ns := time.parse_rfc3339_ns(input.promotion.evaluated_at)
+
+# an exception holds until the end of its expiry date (UTC)
+expires_ns(e) := time.parse_rfc3339_ns(sprintf("%sT00:00:00Z", [substring(e.expires, 0, 10)])) + day_ns
+
+applies(e, f) if {
+	e.app == input.promotion.app
+	object.get(e, "env", null) in {null, input.environment.name}
+	object.get(e, "object", null) in {null, f.object}
+	covers(e.rule, f.rule)
+}
+
+covers(rule, id) if rule == id
+
+covers(rule, id) if startswith(id, concat("", [rule, "."]))
+
+live(e) if now_ns < expires_ns(e)
+
+overlong(e) if expires_ns(e) - now_ns > max_exception_days * day_ns
+
+# the first (by ID) live exception that excepts finding f
+live_exception(f) := min(ids) if {
+	ids := {id | some id, e in exceptions; applies(e, f); live(e); not overlong(e)}
+	count(ids) > 0
+}
+
+expired_exception(f) := min(ids) if {
+	ids := {id | some id, e in exceptions; applies(e, f); not live(e)}
+	count(ids) > 0
+}
+
+noted(f) := object.union(f, {"exception": describe(id, "expired on")}) if id := expired_exception(f)
+
+noted(f) := f if not expired_exception(f)
+
+describe(id, state) := sprintf("exception %s by %s %s %s: %s", [
+	id, exceptions[id].owner, state,
+	substring(exceptions[id].expires, 0, 10), exceptions[id].reason,
+])
+
+# an exception of this app that runs longer than data.max_exception_days fails closed
+too_long := [f |
+	some id, e in exceptions
+	e.app == input.promotion.app
+	overlong(e)
+	f := {
+		"concern": "promoter", "rule": "promoter.exception_too_long",
+		"message": sprintf("exception %s (%s) expires %s, more than %d days ahead", [
+			id, e.file, substring(e.expires, 0, 10),
+			max_exception_days,
+		]),
+		"object": null, "severity": "critical",
+		"remediation": "Give the exception an earlier expires date, or raise data.max_exception_days.",
+	}
+]

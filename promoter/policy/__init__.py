@@ -55,11 +55,14 @@ class PolicyBundle:
         modules = {p: t for p, t in files.items() if p.endswith(".rego")}
         data: dict[str, Any] = {}
         for p in sorted(files):
-            if Path(p).name in ("data.yaml", "data.yml", "data.json"):
+            if Path(p).name in ("data.yaml", "data.yml", "data.json") and "/" not in p:
                 loaded = yamlsafe.load(files[p], f"policies/{p}") or {}
                 if not isinstance(loaded, dict):
                     raise BadInput(f"policies/{p}: expected a mapping")
                 data.update(loaded)
+        exceptions = load_exceptions({p: t for p, t in files.items() if p.startswith(EXCEPTIONS + "/")})
+        if exceptions:
+            data["exceptions"] = exceptions
         metadata: dict[str, dict[str, Any]] = {}
         for text in modules.values():
             metadata.update(parse_metadata(text))
@@ -76,6 +79,57 @@ class PolicyBundle:
             if p.is_file() and p.suffix in (".rego", ".yaml", ".yml", ".json")
         }
         return cls.from_files(files)
+
+
+EXCEPTIONS = "exceptions"
+_RULE_ID = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")
+_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+
+def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
+    """`policies/exceptions/*.yaml`: each a mapping of exception IDs to `{rule, app, env?, object?,
+    reason, owner, expires}` (the layout OPA itself loads at `data.exceptions`). A malformed one is
+    bad input naming its file and ID: the policies then deny everything (fail closed). Whether an
+    exception matches, has expired or runs too long is the policies' decision."""
+    from datetime import date
+
+    from promoter.names import is_label
+
+    found: dict[str, dict[str, Any]] = {}
+    for path in sorted(files):
+        if not path.endswith((".yaml", ".yml")):
+            continue
+        where = f"policies/{path}"
+        doc = yamlsafe.load(files[path], where) or {}
+        if not isinstance(doc, dict):
+            raise BadInput(f"{where}: expected a mapping of exception IDs to exceptions")
+        for key, entry in doc.items():
+            at = f"{where}: exception {key!r}"
+            if not isinstance(entry, dict):
+                raise BadInput(f"{at}: expected a mapping with rule, app, reason, owner and expires")
+            unknown = sorted(set(entry) - {"rule", "app", "env", "object", "reason", "owner", "expires"})
+            if unknown:
+                raise BadInput(f"{at}: unknown key {unknown[0]!r}; remove it or fix its spelling")
+            for needed in ("rule", "app", "reason", "owner", "expires"):
+                if not str(entry.get(needed) or "").strip():
+                    raise BadInput(f"{at}: {needed} is required (an exception names who owns it, why, and until when)")
+            rule, expires = str(entry["rule"]), entry["expires"]
+            if not _RULE_ID.match(rule):
+                raise BadInput(f"{at}: rule {rule!r} is not a rule or package (e.g. kubernetes.images.deny_registry)")
+            for name in ("app", "env"):
+                if entry.get(name) is not None and not is_label(entry[name]):
+                    raise BadInput(f"{at}: {name} {entry[name]!r} is not an app or environment name")
+            day = expires.isoformat()[:10] if isinstance(expires, date) else str(expires)
+            try:
+                date.fromisoformat(day[:10])
+            except ValueError:
+                raise BadInput(f"{at}: expires {str(expires)[:40]!r} is not a date; write it as YYYY-MM-DD") from None
+            if key in found:
+                raise BadInput(f"{at}: the ID is used twice; give each exception its own")
+            found[str(key)] = {"rule": rule, "app": entry["app"], "env": entry.get("env"),
+                               "object": entry.get("object"), "reason": str(entry["reason"]).strip(),
+                               "owner": str(entry["owner"]).strip(), "expires": day[:10], "file": where}
+    return found
 
 
 def parse_metadata(source: str) -> dict[str, dict[str, Any]]:
@@ -139,6 +193,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
             allow=raw["allow"] and not raw.get("deny"),
             deny=[_violation(v) for v in raw.get("deny", [])],
             warn=[_violation(v) for v in raw.get("warn", [])],
+            excepted=[_violation(v) for v in raw.get("excepted", [])],
             engine=engine.name,
             revision=bundle.revision,
         )
@@ -159,7 +214,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
 def _violation(v: dict[str, Any]) -> PolicyViolation:
     return PolicyViolation(rule=str(v.get("rule", "?")), message=str(v.get("message", "")),
                            severity=str(v.get("severity") or "high"), object=v.get("object"),
-                           remediation=str(v.get("remediation") or ""))
+                           remediation=str(v.get("remediation") or ""), exception=str(v.get("exception") or ""))
 
 
 def clean_error(e: BaseException) -> str:
