@@ -4,8 +4,6 @@ code: 0 success, 1 the promotion or check did not succeed, 2 bad input (one line
 
 from __future__ import annotations
 
-import asyncio
-import getpass
 import json
 import os
 import sys
@@ -16,8 +14,6 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
 from promoter.errors import PromoterError
 from promoter.settings import DEFAULT_STATE_DIR, Settings
@@ -40,10 +36,11 @@ class Exit(Exception):
 
 
 def _run(coro: Awaitable[int]) -> None:
+    import asyncio  # here, not at the top: `policy check` never needs an event loop
+
     raise Exit(asyncio.run(coro))  # type: ignore[arg-type]
 
 
-from promoter.api import failure_message as _failure_message  # noqa: E402
 from promoter.names import check as _check_name  # noqa: E402
 from promoter.names import check_revision, promotion_id, workflow_id  # noqa: E402
 
@@ -187,6 +184,7 @@ class ConnectionLost(Exception):
 async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any:
     """Poll the `status` query until the workflow closes; a live table on a terminal, lines otherwise.
     Raises `ConnectionLost` when Temporal cannot be reached any more: the outcome is then unknown."""
+    import asyncio
     import time
 
     from temporalio.client import WorkflowFailureError
@@ -197,6 +195,8 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
     handle = client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
     result = asyncio.ensure_future(handle.result())
     seen: dict[str, str] = {}
+    from rich.live import Live
+
     live = Live(console=out, auto_refresh=False) if (out.is_terminal and not quiet) else None
     status: PromotionStatus | None = None
     unreachable_since: float | None = None
@@ -245,7 +245,15 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
     return final
 
 
-def _table(status: Any) -> Table:
+def _failure_message(e: BaseException) -> str:
+    from promoter.api import failure_message
+
+    return failure_message(e)
+
+
+def _table(status: Any) -> Any:
+    from rich.table import Table
+
     table = Table(title=f"{status.id}  {status.app} @ {status.commit[:7]}  [{status.state.value}]")
     for col in ("env", "state", "PR", "approvals", "message"):
         table.add_column(col)
@@ -364,6 +372,8 @@ async def _cancel(s: Settings, promotion: str) -> int:
     wid = promotion_id(promotion)
     client = await _client(s)
     await _require_running(client, wid)
+    import asyncio
+
     handle = client.get_workflow_handle(wid)
     await handle.cancel()
     try:
@@ -428,6 +438,8 @@ async def _list(s: Settings, app_name: str | None, state: str | None, as_json: b
     if as_json:
         print(json.dumps(rows))
         return 0
+    from rich.table import Table
+
     table = Table()
     for col in ("id", "app", "commit", "state", "stage", "started"):
         table.add_column(col)
@@ -477,43 +489,84 @@ def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
 
 @policy_app.command("check")
 def policy_check(
-    env: Annotated[str, typer.Option("--env", help="the environment whose rules apply")],
+    env: Annotated[str | None, typer.Option(
+        "--env", help="the environment whose rules apply (default: each PATH's: environments/ENV/APP/...)")] = None,
     app_name: Annotated[str | None, typer.Option("--app", help="check environments/ENV/APP")] = None,
     paths: Annotated[list[Path] | None, typer.Argument(metavar="[PATH]...", help="files or folders")] = None,
     repo: RepoOpt = Path("."),
     as_json: AsJson = False,
 ) -> None:
-    """Check manifests on disk against the policies (exit 1 on deny): for CI and pre-commit."""
+    """Check manifests on disk against the policies (exit 1 on deny): for CI and pre-commit.
+
+    Without --env, each PATH must lie in environments/ENV/APP/: every app folder a PATH touches is
+    checked whole, with its environment's rules (what a pre-commit hook passes: the changed files)."""
+    from promoter.policy import PolicyBundle
+
+    bundle = PolicyBundle.from_dir(repo / "policies")
+    if env is None:
+        if app_name is not None:
+            raise PromoterError("--app needs --env")
+        groups = _app_folders(repo, paths or [])
+    else:
+        _check_name(env, "environment")
+        targets = list(paths or [])
+        if app_name is not None:
+            targets.append(repo / "environments" / env / _check_name(app_name, "app"))
+        groups = [(env, app_name or "", targets)]
+    if not groups or not any(targets for _, _, targets in groups):
+        raise PromoterError("say what to check: --env ENV --app APP, or PATHs (files or folders)")
+    allowed = True
+    for group_env, app, targets in groups:
+        allowed = _check_group(bundle, repo, group_env, app, targets, as_json) and allowed
+    raise Exit(0 if allowed else 1)
+
+
+def _app_folders(repo: Path, paths: list[Path]) -> list[tuple[str, str, list[Path]]]:
+    """(env, app, [its folder]) for every app folder the paths touch; an environment.yaml touches
+    every app of its environment; files elsewhere (policies/, docs) are not manifests and are skipped."""
+    root = repo.resolve()
+    found: dict[tuple[str, str], Path] = {}
+    for path in paths:
+        try:
+            parts = path.resolve().relative_to(root).parts
+        except ValueError:
+            raise PromoterError(f"{path} is not inside the repository {repo}; give --env for files elsewhere") from None
+        if len(parts) < 3 or parts[0] != "environments":
+            continue
+        env = _check_name(parts[1], "environment")
+        if len(parts) == 3 and parts[2] == "environment.yaml":
+            for folder in sorted(p for p in (root / "environments" / env).iterdir() if p.is_dir()):
+                found[(env, folder.name)] = folder
+        elif len(parts) >= 4 or (root / "environments" / env / parts[2]).is_dir():
+            app = _check_name(parts[2], "app")
+            if (root / "environments" / env / app).is_dir():  # a deleted folder has nothing left to check
+                found[(env, app)] = root / "environments" / env / app
+    return [(env, app, [folder]) for (env, app), folder in sorted(found.items())]
+
+
+def _check_group(bundle: Any, repo: Path, env: str, app: str, targets: list[Path], as_json: bool) -> bool:
     from datetime import UTC, datetime
 
-    from promoter.gitrepo import load_environment
+    from promoter.environments import load_environment
     from promoter.models import PolicyCheckInput
-    from promoter.policy import PolicyBundle, build_input, decide
+    from promoter.policy import build_input, decide
     from promoter.policy.render import render_dir
 
-    _check_name(env, "environment")
-    if app_name is not None:
-        _check_name(app_name, "app")
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
-    targets = list(paths or [])
-    if app_name:
-        targets.append(repo / "environments" / env / app_name)
-    if not targets:
-        raise PromoterError("say what to check: --app APP, or one or more PATHs")
     limit = Settings.load().max_file_bytes
     objects = [o for target in targets for o in render_dir(target, limit)]
     now = datetime.now(UTC)
-    req = PolicyCheckInput(promotion_id="check", app=app_name or "", commit="", author="", source_env=env,
+    req = PolicyCheckInput(promotion_id="check", app=app, commit="", author="", source_env=env,
                            target_env=env, started_at=now, evaluated_at=now, environment=config, phase="check")
-    decision = decide(Settings.load().make_policy_engine(), PolicyBundle.from_dir(repo / "policies"),
-                      build_input(req, objects))
+    decision = decide(_one_shot_engine(), bundle, build_input(req, objects))
     if as_json:
         print(decision.model_dump_json())
     else:
         from promoter.report import decision_table
 
-        out.print(decision_table(decision, f"{len(objects)} object(s) for {env}"))
-    raise Exit(0 if decision.allow else 1)
+        where = f"{app} in {env}" if app else env
+        out.print(decision_table(decision, f"{len(objects)} object(s) of {where}"))
+    return decision.allow
 
 
 @policy_app.command("eval")
@@ -530,12 +583,22 @@ def policy_eval(
     doc = yamlsafe.load(input_file.read_bytes(), str(input_file))
     if not isinstance(doc, dict):
         raise PromoterError(f"{input_file}: the input must be an object")
-    decision = decide(Settings.load().make_policy_engine(), PolicyBundle.from_dir(repo / "policies"), doc)
+    decision = decide(_one_shot_engine(), PolicyBundle.from_dir(repo / "policies"), doc)
     print(decision.model_dump_json(indent=2))
     raise Exit(0 if decision.allow else 1)
 
 
 # ------------------------------------------------------------------------------------ helpers
+
+
+def _one_shot_engine() -> Any:
+    """The configured engine; the embedded one in process (no engine process to start for one check)."""
+    settings = Settings.load()
+    if (settings.policy_engine or ("opa" if settings.opa_url else "embedded")) == "embedded":
+        from promoter.policy.embedded import InProcessEngine
+
+        return InProcessEngine()
+    return settings.make_policy_engine()
 
 
 async def _client(s: Settings) -> Any:
@@ -566,6 +629,8 @@ async def _require_running(client: Any, wid: str) -> None:
 
 
 def _whoami() -> str:
+    import getpass
+
     try:
         return os.environ.get("USER") or getpass.getuser()
     except Exception:  # noqa: BLE001

@@ -24,13 +24,12 @@ from pathlib import Path
 from typing import Protocol
 
 import git
-from pydantic import ValidationError
 
 from promoter import yamlsafe
+from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
     DiffSummary,
-    EnvironmentConfig,
     PlanInput,
     PlannedEnvironment,
     PrepareInput,
@@ -77,36 +76,6 @@ def refuse_entry(folder: str, path: str, mode: str, link_target: str | None = No
         if resolved == ".." or resolved.startswith("../"):
             return f"{shown(where, 80)}: a symlink to {shown(link_target)} leaves the repository; keep it inside"
     return None
-
-
-def parse_environment(text: str, where: str, name: str) -> EnvironmentConfig:
-    """environment.yaml's text → its model; every mistake is one line naming the file and the key."""
-    raw = yamlsafe.load(text, where)
-    if not isinstance(raw, dict):
-        raise BadInput(f"{where}: expected a mapping of settings, got {type(raw).__name__}")
-    try:
-        config = EnvironmentConfig.model_validate(raw)
-    except ValidationError as e:
-        raise BadInput(format_validation_error(where, e)) from None
-    if config.name != name:
-        raise BadInput(f"{where}: name is '{config.name}' but the folder is '{name}'; make them equal")
-    return config
-
-
-def load_environment(path: Path, name: str) -> EnvironmentConfig:
-    if not path.is_file():
-        raise BadInput(f"{path} does not exist; is '{name}' an environment of this repository?")
-    return parse_environment(path.read_text(), str(path), name)
-
-
-def format_validation_error(where: str, err: ValidationError) -> str:
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "(top level)"
-    msg = str(first["msg"]).removeprefix("Value error, ")
-    if first["type"] == "extra_forbidden":
-        msg = "unknown key; remove it or fix its spelling"
-    more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{where}: {loc}: {msg}{more}"
 
 
 class GitRepository(Protocol):

@@ -11,15 +11,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from temporalio.client import Client
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
-
 from promoter import TASK_QUEUE, secrets
-from promoter.converter import DATA_CONVERTER
 from promoter.errors import BadInput
 from promoter.yamlsafe import MAX_FILE_BYTES
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # Temporal's client is imported where it is used: `policy check` never needs it
+    from temporalio.client import Client
+    from temporalio.runtime import Runtime
+
     from promoter.policy import PolicyEngine
 
 DEFAULT_STATE_DIR = ".promoter"
@@ -149,6 +148,8 @@ def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:  # noqa: S104 
     """A Temporal runtime whose Prometheus exporter serves `/metrics` on `port`: the SDK's own metrics
     (workflow and activity task latencies, polls, failures) and the product's (promoter_*), which
     the workflow records through its metric meter."""
+    from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+
     hour = 3600.0
     return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
         bind_address=f"{host}:{port}", counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True,
@@ -159,6 +160,10 @@ def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:  # noqa: S104 
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    from temporalio.client import Client
+
+    from promoter.converter import DATA_CONVERTER
+
     try:
         return await Client.connect(
             settings.temporal_address, namespace=settings.namespace, data_converter=DATA_CONVERTER, runtime=runtime,

@@ -199,6 +199,40 @@ class EmbeddedEngine:
             c.close()
 
 
+class InProcessEngine:
+    """regorus on this thread, for one-shot commands (`promoter policy check`, `eval`): no fork
+    server and no engine process to start, so a pre-commit check answers in a blink. It carries no
+    deadline (Ctrl-C ends it); the worker always uses `EmbeddedEngine`, whose evaluations can be killed."""
+
+    name = "embedded"
+
+    def __init__(self) -> None:
+        self._compiled: tuple[str, Any] | None = None
+
+    def _engine(self, bundle: PolicyBundle) -> Any:
+        import regorus
+
+        if self._compiled is None or self._compiled[0] != bundle.revision:
+            engine = regorus.Engine()
+            for path, text in sorted(bundle.policies().items()):
+                try:
+                    engine.add_policy(f"policies/{path}", text)
+                except Exception as e:  # noqa: BLE001
+                    raise PolicyLoadError(f"policies/{path}: {clean_error(e)}") from None
+            engine.add_data(bundle.full_data())
+            self._compiled = (bundle.revision, engine)
+        return self._compiled[1]
+
+    def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
+        engine = self._engine(bundle)
+        engine.set_input_json(json.dumps(input_doc))
+        try:
+            result: dict[str, Any] = json.loads(engine.eval_rule_as_json(DECISION))
+        except Exception as e:  # noqa: BLE001 - a policy error: the caller denies, naming it
+            raise RuntimeError(clean_error(e)) from None
+        return result
+
+
 @register("embedded")
 def _factory(timeout_s: float = 10.0) -> EmbeddedEngine:
     return EmbeddedEngine(timeout_s=timeout_s)

@@ -15,8 +15,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promoter import yamlsafe
+from promoter.environments import parse_environment
 from promoter.errors import BadInput
-from promoter.gitrepo import parse_environment
 from promoter.policy.render import parse_manifests, render_dir
 
 
