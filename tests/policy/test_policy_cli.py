@@ -1,4 +1,6 @@
-"""`promoter policy test | check | eval` as CI and pre-commit run them, and rendering: plain YAML
+"""`promoter policy test | check | eval` as CI and pre-commit run them (policy test on both engines,
+with their counts; a test passing on one engine only fails; the hooks of .pre-commit-hooks.yaml run
+on changed files, each app folder checked with its environment's rules), and rendering: plain YAML
 folders and kustomizations (through kubectl kustomize, which the CI machine has)."""
 
 from __future__ import annotations
@@ -35,7 +37,9 @@ def test_policy_test_passes_every_rego_test() -> None:
     r = run("policy", "test", "--json")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     report = json.loads(r.stdout)
-    assert report["failed"] == 0 and report["passed"] >= 60
+    assert report["failed"] == 0 and report["passed"] >= 90
+    assert report["engines"] == {"embedded": {"passed": report["passed"], "failed": 0},
+                                 "opa-go": {"passed": report["passed"], "failed": 0}}  # OPA itself ran them
     names = {t["name"] for t in report["tests"]}
     assert "data.kubernetes.images_test.test_deny_latest_tag" in names
     assert "data.promotion.approvals_test.test_deny_author_approving_prod" in names
@@ -148,3 +152,47 @@ def test_policy_activity_renders_a_kustomized_change(origin_factory: Any, tmp_pa
     assert [(o["kind"], o["metadata"].get("namespace")) for o in objects] == [("Deployment", "shop")]
     decision = ActivityEnvironment().run(activities.check_policy, req)
     assert decision.allow, decision.deny
+
+
+def test_a_test_that_passes_on_one_engine_only_fails() -> None:
+    """The combination, with a second engine that disagrees on one test (the real engines agree)."""
+    from promoter.policy import PolicyBundle
+    from promoter.policy.embedded import EmbeddedEngine
+    from promoter.policy.testing import run_tests
+
+    class Disagreeing:
+        name = "other"
+
+        def query(self, bundle: Any, rule: str, input_doc: Any, with_tests: bool = False) -> Any:
+            return rule != "data.kubernetes.images_test.test_deny_latest_tag"
+
+    bundle = PolicyBundle.from_dir(ROOT / "policies")
+    results = {r.name: r for r in run_tests(bundle, [EmbeddedEngine(), Disagreeing()])}
+    odd = results["data.kubernetes.images_test.test_deny_latest_tag"]
+    assert not odd.passed and odd.engines == {"embedded": True, "other": False}
+    assert odd.error == "other: got False"
+    assert sum(not r.passed for r in results.values()) == 1
+
+
+def test_the_pre_commit_hooks_check_what_a_commit_touches(repo: Path) -> None:
+    import re
+
+    import yaml
+
+    hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
+    check, test = hooks["promoter-policy-check"], hooks["promoter-policy-test"]
+    changed = ["environments/prod/demo/deployment.yaml", "environments/staging/environment.yaml",
+               "policies/data.yaml", "README.md"]
+    staged = [f for f in changed if re.search(check["files"], f)]
+    assert staged == changed[:2]
+    entry = check["entry"].split()
+    assert entry[0] == "promoter"
+    r = run(*entry[1:], *staged, cwd=repo)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "object(s) of demo in prod: allowed" in r.stdout and "object(s) of demo in staging: allowed" in r.stdout
+    deployment = repo / "environments" / "prod" / "demo" / "deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("demo:1.0.0", "demo:latest"))
+    r = run(*entry[1:], *staged, cwd=repo)
+    assert r.returncode == 1 and "object(s) of demo in prod: denied" in r.stdout, r.stdout
+    assert test["pass_filenames"] is False and re.search(test["files"], "policies/kubernetes/images.rego")
+    assert run(*test["entry"].split()[1:], cwd=repo).returncode == 0
