@@ -26,14 +26,15 @@ deny_missing_requests contains k8s.result(o, msg, {"container": c.name, "resourc
 	msg := sprintf("container %s has no %s request", [c.name, r])
 }
 
+# data.required_limits says which limits each environment requires (default cpu and memory): e.g.
+# {"*": ["memory"]} for teams that run without CPU limits (Gatekeeper's cpu: "-1")
+
 # METADATA
 # title: Limits
 # description: CPU and memory limits keep one workload from starving its neighbours.
 # custom:
 #   severity: medium
 #   remediation: Set resources.limits.cpu and resources.limits.memory on every container.
-# data.required_limits says which limits each environment requires (default cpu and memory): e.g.
-# {"*": ["memory"]} for teams that run without CPU limits (Gatekeeper's cpu: "-1")
 deny_missing_limits contains k8s.result(o, msg, {"container": c.name, "resource": r}) if {
 	some [o, c, _] in k8s.containers
 	some r in k8s.setting(required_limits, ["cpu", "memory"])
