@@ -37,8 +37,9 @@ class ForgeActivities:
         family = req.branch.rsplit("/", 1)[0] + "/"  # promote/<app>/<env>/
         for stale in self.forge.list_open(family):
             if stale.number != pr.number:
-                self.forge.close(stale.number, f"Superseded by #{pr.number} ({pr.url}), which promotes a newer "
-                                               f"commit: {req.title}.")
+                self.forge.close(
+                    stale.number, f"Superseded by #{pr.number} ({pr.url}), which promotes a newer commit: {req.title}."
+                )
         return pr
 
     @activity.defn(name="update_pull_request")
@@ -70,8 +71,11 @@ class ForgeActivities:
     def _look(self, req: WatchInput) -> WatchResult | None:
         """One read of the PR and its reviews: a result when something changed, else None."""
         pr = self.forge.get_pull_request(req.number)
-        fresh = [ReviewEvent(id=r.id, author=r.author, state=r.state, at=r.at, commit=r.commit, body=r.body)
-                 for r in self.forge.reviews(req.number) if req.review_states.get(r.id) != r.state]
+        fresh = [
+            ReviewEvent(id=r.id, author=r.author, state=r.state, at=r.at, commit=r.commit, body=r.body)
+            for r in self.forge.reviews(req.number)
+            if req.review_states.get(r.id) != r.state
+        ]
         if pr.state != "open" or pr.head_sha != req.head_sha or fresh:
             return WatchResult(state=pr.state, head_sha=pr.head_sha, merge_commit=pr.merge_commit, reviews=fresh)
         return None

@@ -70,8 +70,9 @@ class NotifyActivities:
         host = parts.hostname + (f":{port}" if port else "")  # never the path: a Slack URL's path is its secret
         body = json.dumps(payload(req)).encode()
         try:
-            request = urllib.request.Request(url, data=body, method="POST",
-                                             headers={"Content-Type": "application/json", "User-Agent": "promoter"})
+            request = urllib.request.Request(
+                url, data=body, method="POST", headers={"Content-Type": "application/json", "User-Agent": "promoter"}
+            )
         except ValueError:
             raise BadInput(f"{named} is not a valid URL; check it for spaces or stray characters") from None
         try:

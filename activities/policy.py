@@ -55,10 +55,14 @@ class PolicyActivities:
                 return tmp / folder
 
             return render_files(self.repo.folder_files(req.head, folder), folder, tree)
-        change = PrepareInput(app=req.app, commit=req.commit, source_env=req.source_env,
-                              target_env=req.target_env, local_files=req.environment.local_files)
-        return render_files(self.repo.change_files(change), folder,
-                            lambda tmp: self.repo.export_change(change, tmp))
+        change = PrepareInput(
+            app=req.app,
+            commit=req.commit,
+            source_env=req.source_env,
+            target_env=req.target_env,
+            local_files=req.environment.local_files,
+        )
+        return render_files(self.repo.change_files(change), folder, lambda tmp: self.repo.export_change(change, tmp))
 
     def evaluate(self, req: PolicyCheckInput) -> PolicyDecision:
         try:
@@ -67,9 +71,18 @@ class PolicyActivities:
             bundle = self.bundle()
             objects = self.objects(req) if req.render_objects else []
         except PromoterError as e:
-            return PolicyDecision(allow=False, engine=self.engine.name, deny=[PolicyViolation(
-                rule="promoter.input_error", message=clean_error(e), severity="critical",
-                remediation="Fix the manifests or policies named here, then promote again.")])
+            return PolicyDecision(
+                allow=False,
+                engine=self.engine.name,
+                deny=[
+                    PolicyViolation(
+                        rule="promoter.input_error",
+                        message=clean_error(e),
+                        severity="critical",
+                        remediation="Fix the manifests or policies named here, then promote again.",
+                    )
+                ],
+            )
         return decide(self.engine, bundle, build_input(req, objects))
 
     @activity.defn(name="check_policy")
@@ -83,8 +96,11 @@ class PolicyActivities:
         """The `promotion` policies' word on the last approval of `req.approvals` (the candidate): any
         approval rule that denies now is about it, since the earlier ones were all accepted."""
         decision = self.evaluate(req.model_copy(update={"phase": "approval", "render_objects": False}))
-        reasons = [v.message for v in decision.deny
-                   if v.rule.startswith("promotion.approvals.") or v.rule.startswith("promoter.")]
+        reasons = [
+            v.message
+            for v in decision.deny
+            if v.rule.startswith("promotion.approvals.") or v.rule.startswith("promoter.")
+        ]
         return ApprovalCheck(allowed=not reasons, reason="; ".join(reasons))
 
     @activity.defn(name="screen_approvers")
@@ -95,8 +111,9 @@ class PolicyActivities:
         history. The approval handler still asks the policies again for every approval it accepts."""
         refused: dict[str, str] = {}
         for who in req.candidates:
-            alone = req.check.model_copy(update={"approvals": [Approval(approver=who, at=req.check.started_at,
-                                                                        via="screen")]})
+            alone = req.check.model_copy(
+                update={"approvals": [Approval(approver=who, at=req.check.started_at, via="screen")]}
+            )
             verdict = self.check_approval(alone)
             if not verdict.allowed:
                 refused[who] = verdict.reason

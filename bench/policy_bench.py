@@ -40,11 +40,22 @@ def document(n: int) -> dict[str, Any]:
 
     env = EnvironmentConfig.model_validate(yaml.safe_load((ROOT / "environments/prod/environment.yaml").read_text()))
     now = datetime.now(UTC)
-    req = PolicyCheckInput(promotion_id="bench", app="bench", commit="0" * 40, author="bench <b@x>",
-                           source_env="dev", target_env="prod", started_at=now, evaluated_at=now, environment=env,
-                           environments=["dev", "staging", "prod"],
-                           history=[{"env": "dev", "state": "healthy", "healthy_since": now},
-                                    {"env": "staging", "state": "healthy", "healthy_since": now}])
+    req = PolicyCheckInput(
+        promotion_id="bench",
+        app="bench",
+        commit="0" * 40,
+        author="bench <b@x>",
+        source_env="dev",
+        target_env="prod",
+        started_at=now,
+        evaluated_at=now,
+        environment=env,
+        environments=["dev", "staging", "prod"],
+        history=[
+            {"env": "dev", "state": "healthy", "healthy_since": now},
+            {"env": "staging", "state": "healthy", "healthy_since": now},
+        ],
+    )
     return build_input(req, generated_objects(n, "prod"))
 
 
@@ -63,8 +74,10 @@ def measure(engine: Any, bundle: PolicyBundle, runs: int) -> dict[str, Any]:
     warm.sort()
     p50 = statistics.median(warm)
     p99 = warm[min(len(warm) - 1, int(len(warm) * 0.99))]
-    print(f"{engine.name}: 1000 objects: cold {cold:.3f} s; warm p50 {p50:.3f} s, p99 {p99:.3f} s over {runs} runs "
-          f"({1000 / p50:.0f} objects/s)")
+    print(
+        f"{engine.name}: 1000 objects: cold {cold:.3f} s; warm p50 {p50:.3f} s, p99 {p99:.3f} s over {runs} runs "
+        f"({1000 / p50:.0f} objects/s)"
+    )
     scaling = {}
     for n in (250, 500, 1000, 2000, 4000):
         d = document(n)
@@ -76,9 +89,14 @@ def measure(engine: Any, bundle: PolicyBundle, runs: int) -> dict[str, Any]:
         scaling[n] = statistics.median(times)
         print(f"  {n:>5} objects: warm median {scaling[n]:.3f} s ({scaling[n] / n * 1e6:.0f} µs per object)")
     engine.close()
-    return {"objects": 1000, "cold_s": round(cold, 3), "warm_p50_s": round(p50, 3), "warm_p99_s": round(p99, 3),
-            "warm_objects_per_s": round(1000 / p50),
-            "scaling_median_s": {str(k): round(v, 3) for k, v in scaling.items()}}
+    return {
+        "objects": 1000,
+        "cold_s": round(cold, 3),
+        "warm_p50_s": round(p50, 3),
+        "warm_p99_s": round(p99, 3),
+        "warm_objects_per_s": round(1000 / p50),
+        "scaling_median_s": {str(k): round(v, 3) for k, v in scaling.items()},
+    }
 
 
 def policy_check_wall(runs: int = 10) -> float:
@@ -87,8 +105,12 @@ def policy_check_wall(runs: int = 10) -> float:
     times = []
     for _ in range(runs):
         t0 = time.perf_counter()
-        done = subprocess.run([str(promoter), "policy", "check", "--env", "staging", "--app", "demo"], cwd=ROOT,
-                              capture_output=True, check=False)
+        done = subprocess.run(
+            [str(promoter), "policy", "check", "--env", "staging", "--app", "demo"],
+            cwd=ROOT,
+            capture_output=True,
+            check=False,
+        )
         times.append(time.perf_counter() - t0)
         assert done.returncode == 0, done.stdout + done.stderr
     return statistics.median(times)

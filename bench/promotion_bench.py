@@ -67,8 +67,9 @@ async def main(runs: int) -> None:
                 person.git.pull("-q", "--rebase", "origin", "main")
                 text = deployment.read_text()
                 deployment.write_text(re.sub(r"(image: \S+):\S+", rf"\1:bench-{i}-{time.time_ns()}", text))
-                person.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam",
-                                    f"bench {i}"])
+                person.git.execute(
+                    ["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam", f"bench {i}"]
+                )
                 person.git.push("-q", "origin", "main")
                 t0 = time.perf_counter()
                 plan = await api.plan(client, settings.task_queue, "demo")
@@ -87,11 +88,20 @@ async def main(runs: int) -> None:
             children = psutil.Process(worker_pid).children(recursive=True)
             engine_rss = sum(peak_rss_mb(c.pid) for c in children)
             median = statistics.median(totals)
-            print(json.dumps({"runs": runs, "median_s": round(median, 3), "min_s": round(min(totals), 3),
-                              "max_s": round(max(totals), 3), "per_environment_s": round(median / 3, 3),
-                              "plan_median_s": round(statistics.median(plans), 3),
-                              "worker_peak_rss_mb": round(rss, 1),
-                              "policy_engine_processes_peak_rss_mb": round(engine_rss, 1)}))
+            print(
+                json.dumps(
+                    {
+                        "runs": runs,
+                        "median_s": round(median, 3),
+                        "min_s": round(min(totals), 3),
+                        "max_s": round(max(totals), 3),
+                        "per_environment_s": round(median / 3, 3),
+                        "plan_median_s": round(statistics.median(plans), 3),
+                        "worker_peak_rss_mb": round(rss, 1),
+                        "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
+                    }
+                )
+            )
             print(f"worker peak RSS {rss:.1f} MiB (+ {engine_rss:.1f} MiB in {len(children)} policy engine processes)")
             print(f"median {median:.3f} s")
         finally:

@@ -55,10 +55,15 @@ def sync_figures() -> dict[str, dict[str, float]]:
             outcome = cluster.sync("bench", "bench", objects)
             again = time.perf_counter() - t0
             assert outcome.unchanged == n
-        figures[str(n)] = {"first_s": round(first, 3), "resync_s": round(again, 3),
-                           "per_object_ms": round(first / n * 1000, 2)}
-        print(f"{n:>5} objects: first sync {first:.3f} s ({first / n * 1000:.2f} ms/object), "
-              f"unchanged re-sync {again:.3f} s")
+        figures[str(n)] = {
+            "first_s": round(first, 3),
+            "resync_s": round(again, 3),
+            "per_object_ms": round(first / n * 1000, 2),
+        }
+        print(
+            f"{n:>5} objects: first sync {first:.3f} s ({first / n * 1000:.2f} ms/object), "
+            f"unchanged re-sync {again:.3f} s"
+        )
     return figures
 
 
@@ -84,11 +89,16 @@ async def revert_figure() -> float:
         (tmp / "person" / deployment.relative_to(src)).write_text(yaml.safe_dump(doc))
         person.git.execute(["git", "-c", "user.name=b", "-c", "user.email=b@x", "commit", "-qam", "fail in staging"])
         person.git.push("-q", "origin", "main")
-        env = await WorkflowEnvironment.start_local(data_converter=DATA_CONVERTER,
-                                                    dev_server_existing_path=binary("temporal"))
+        env = await WorkflowEnvironment.start_local(
+            data_converter=DATA_CONVERTER, dev_server_existing_path=binary("temporal")
+        )
         try:
-            settings = Settings(task_queue=str(uuid.uuid4()), repo_url=str(tmp / "origin.git"),
-                                forge_db=str(tmp / "forge.sqlite"), cache_dir=str(tmp / "cache"))
+            settings = Settings(
+                task_queue=str(uuid.uuid4()),
+                repo_url=str(tmp / "origin.git"),
+                forge_db=str(tmp / "forge.sqlite"),
+                cache_dir=str(tmp / "cache"),
+            )
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
                 async with build_worker(env.client, settings, pool):
                     plan = await api.plan(env.client, settings.task_queue, "demo")
@@ -100,9 +110,12 @@ async def revert_figure() -> float:
             await env.shutdown()
             for s in sims.values():
                 s.stop()
-    scheduled = next(e.event_time.ToDatetime() for e in history.events
-                     if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-                     and e.activity_task_scheduled_event_attributes.activity_type.name == "revert")
+    scheduled = next(
+        e.event_time.ToDatetime()
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "revert"
+    )
     ended = history.events[-1].event_time.ToDatetime()
     return (ended - scheduled).total_seconds()
 

@@ -31,13 +31,17 @@ def main() -> int:
             print(f"Gitea answered {e.code} for {owner}/{name}", file=sys.stderr)
             return 1
     body = json.dumps({"name": name, "default_branch": "main", "private": True}).encode()
-    urllib.request.urlopen(urllib.request.Request(f"{base}/api/v1/user/repos", data=body, headers=headers,
-                                                  method="POST"))
+    urllib.request.urlopen(
+        urllib.request.Request(f"{base}/api/v1/user/repos", data=body, headers=headers, method="POST")
+    )
     with tempfile.TemporaryDirectory() as tmp:
         origin = Path(tmp) / "origin.git"
         seed_origin(Path("/repo"), origin)
-        subprocess.run(["git", "-C", str(origin), "push", f"{base}/{owner}/{name}.git", "main"], check=True,
-                       env={**os.environ, **auth_env(token, "promoter")})
+        subprocess.run(
+            ["git", "-C", str(origin), "push", f"{base}/{owner}/{name}.git", "main"],
+            check=True,
+            env={**os.environ, **auth_env(token, "promoter")},
+        )
     print(f"seeded {owner}/{name} on {base}")
     return 0
 

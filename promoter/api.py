@@ -48,8 +48,9 @@ def failure_message(e: BaseException) -> str:
     return str(msg).splitlines()[0] if msg else "failed"
 
 
-async def plan(client: Client, task_queue: str, app: str, commit: str | None = None,
-               to_env: str | None = None) -> PromotionPlan:
+async def plan(
+    client: Client, task_queue: str, app: str, commit: str | None = None, to_env: str | None = None
+) -> PromotionPlan:
     """Resolve and validate on a worker (where the repository is); bad input raises `PromoterError`.
     Names are checked here first, so a bad one never reaches Temporal."""
     names.check(app, "app")
@@ -57,8 +58,12 @@ async def plan(client: Client, task_queue: str, app: str, commit: str | None = N
         names.check(to_env, "environment")
     try:
         result: PromotionPlan = await client.execute_workflow(
-            "PlanWorkflow", PlanInput(app=app, commit=commit, to_env=to_env), id=f"plan-{app}-{uuid.uuid4()}",
-            task_queue=task_queue, result_type=PromotionPlan, execution_timeout=timedelta(minutes=2),
+            "PlanWorkflow",
+            PlanInput(app=app, commit=commit, to_env=to_env),
+            id=f"plan-{app}-{uuid.uuid4()}",
+            task_queue=task_queue,
+            result_type=PromotionPlan,
+            execution_timeout=timedelta(minutes=2),
         )
         return result
     except WorkflowFailureError as e:
@@ -70,19 +75,36 @@ async def plan(client: Client, task_queue: str, app: str, commit: str | None = N
 
 def already_running(app: str) -> PromoterError:
     wid = workflow_id(app)
-    return PromoterError(f"a promotion of {app} is already running ({wid}); follow it with `promoter status {wid}`, "
-                         f"end it with `promoter cancel {wid}`, or replace it with "
-                         f"`promoter promote {app} --supersede`")
+    return PromoterError(
+        f"a promotion of {app} is already running ({wid}); follow it with `promoter status {wid}`, "
+        f"end it with `promoter cancel {wid}`, or replace it with "
+        f"`promoter promote {app} --supersede`"
+    )
 
 
 def static_details(plan: PromotionPlan, requested_by: str) -> str:
     """The workflow page's summary details (markdown), fixed at the start."""
-    lines = [f"**{plan.app}** @ `{plan.commit}` by {plan.author}", "", f"> {plan.message}", "",
-             f"Requested by {requested_by}.", "", "| env | gate | approvers | soak |", "|---|---|---|---|"]
+    lines = [
+        f"**{plan.app}** @ `{plan.commit}` by {plan.author}",
+        "",
+        f"> {plan.message}",
+        "",
+        f"Requested by {requested_by}.",
+        "",
+        "| env | gate | approvers | soak |",
+        "|---|---|---|---|",
+    ]
     for i, e in enumerate(plan.environments):
         a = e.config.approval
-        gate = "source" if i == 0 else (f"{a.required} approval(s)" + (" + PR review" if a.require_review else "")
-                                        if a.required or a.require_review else "none")
+        gate = (
+            "source"
+            if i == 0
+            else (
+                f"{a.required} approval(s)" + (" + PR review" if a.require_review else "")
+                if a.required or a.require_review
+                else "none"
+            )
+        )
         soak = str(e.config.soak) if e.config.soak else "-"
         lines.append(f"| {e.config.name} | {gate} | {', '.join(a.approvers) or '-'} | {soak} |")
     return "\n".join(lines)
@@ -93,7 +115,8 @@ async def indexed(client: Client) -> bool:
     production namespace needs them created once, see README). Without them promotions run unindexed."""
     try:
         found = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=client.namespace))
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
     except RPCError:  # e.g. the time-skipping test server has no operator service
         return False
     return all(key.name in found.custom_attributes for key in search.KEYS)
@@ -101,13 +124,24 @@ async def indexed(client: Client) -> bool:
 
 def _indexing(plan: PromotionPlan) -> TypedSearchAttributes:
     first = plan.environments[0].config.name
-    return TypedSearchAttributes([SearchAttributePair(search.APP, plan.app), SearchAttributePair(search.ENV, first),
-                                  SearchAttributePair(search.COMMIT, plan.commit),
-                                  SearchAttributePair(search.STATE, "pending")])
+    return TypedSearchAttributes(
+        [
+            SearchAttributePair(search.APP, plan.app),
+            SearchAttributePair(search.ENV, first),
+            SearchAttributePair(search.COMMIT, plan.commit),
+            SearchAttributePair(search.STATE, "pending"),
+        ]
+    )
 
 
-async def start(client: Client, task_queue: str, promotion_plan: PromotionPlan, requested_by: str = "unknown",
-                supersede: bool = False, ui_url: str | None = None) -> WorkflowHandle[object, PromotionStatus]:
+async def start(
+    client: Client,
+    task_queue: str,
+    promotion_plan: PromotionPlan,
+    requested_by: str = "unknown",
+    supersede: bool = False,
+    ui_url: str | None = None,
+) -> WorkflowHandle[object, PromotionStatus]:
     """Start the promotion (indexed by search attributes when the namespace has them registered).
 
     With `supersede`, a running promotion of the same app is told who replaces it, cancelled (its open
@@ -115,10 +149,13 @@ async def start(client: Client, task_queue: str, promotion_plan: PromotionPlan, 
     """
     wid = workflow_id(promotion_plan.app)
     options: dict[str, Any] = {
-        "id": wid, "task_queue": task_queue, "result_type": PromotionStatus,
-        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE, "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
+        "id": wid,
+        "task_queue": task_queue,
+        "result_type": PromotionStatus,
+        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
         "static_summary": f"Promote {promotion_plan.app} @ {promotion_plan.short_commit}: "
-                          + " → ".join(e.config.name for e in promotion_plan.environments),
+        + " → ".join(e.config.name for e in promotion_plan.environments),
         "static_details": static_details(promotion_plan, requested_by),
     }
     arg = PromotionInput(plan=promotion_plan, requested_by=requested_by)
@@ -144,8 +181,9 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     except (WorkflowFailureError, RPCError):
         pass  # cancelled (the expected end), or it ended by itself meanwhile: either way it is over
     except TimeoutError:
-        raise PromoterError(f"{wid} did not end within 2 minutes of its cancel (is a worker running?); "
-                            "nothing new was started") from None
+        raise PromoterError(
+            f"{wid} did not end within 2 minutes of its cancel (is a worker running?); nothing new was started"
+        ) from None
 
 
 QUERY_TIMEOUT = timedelta(seconds=5)
@@ -155,21 +193,27 @@ POLLER_STALE = timedelta(seconds=90)  # an idle worker polls again at least ever
 async def pollers(client: Client, task_queue: str) -> int:
     """How many workers polled `task_queue` for workflow tasks lately (a killed worker's last poll
     lingers on the server for minutes: it counts only while it is recent)."""
-    found = await client.workflow_service.describe_task_queue(DescribeTaskQueueRequest(
-        namespace=client.namespace, task_queue=TaskQueue(name=task_queue),
-        task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW))
+    found = await client.workflow_service.describe_task_queue(
+        DescribeTaskQueueRequest(
+            namespace=client.namespace,
+            task_queue=TaskQueue(name=task_queue),
+            task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
+        )
+    )
     now = time.time()
-    return sum(1 for p in found.pollers
-               if now - p.last_access_time.ToSeconds() < POLLER_STALE.total_seconds())
+    return sum(1 for p in found.pollers if now - p.last_access_time.ToSeconds() < POLLER_STALE.total_seconds())
 
 
 def no_worker(task_queue: str) -> PromoterError:
-    return PromoterError(f"no worker is polling task queue '{task_queue}'; start one with `promoter worker` "
-                         "(or `promoter up` for the embedded stack)")
+    return PromoterError(
+        f"no worker is polling task queue '{task_queue}'; start one with `promoter worker` "
+        "(or `promoter up` for the embedded stack)"
+    )
 
 
-async def status_of(client: Client, wid: str, run_id: str | None, task_queue: str,
-                    completed: bool = False) -> PromotionStatus:
+async def status_of(
+    client: Client, wid: str, run_id: str | None, task_queue: str, completed: bool = False
+) -> PromotionStatus:
     """The promotion's status: a completed one's result (no worker needed), else the `status` query,
     answered within `QUERY_TIMEOUT` or explained: no worker polls its task queue, or it is too busy."""
     handle = client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
@@ -179,18 +223,20 @@ async def status_of(client: Client, wid: str, run_id: str | None, task_queue: st
     if await pollers(client, task_queue) == 0:
         raise no_worker(task_queue)
     try:
-        result: PromotionStatus = await handle.query("status", result_type=PromotionStatus,
-                                                     rpc_timeout=QUERY_TIMEOUT)
+        result: PromotionStatus = await handle.query("status", result_type=PromotionStatus, rpc_timeout=QUERY_TIMEOUT)
         return result
     except RPCError as e:
         if await pollers(client, task_queue) == 0:
             raise no_worker(task_queue) from None
-        raise PromoterError(f"the worker on task queue '{task_queue}' did not answer within "
-                            f"{QUERY_TIMEOUT.total_seconds():g}s ({e.message}); try again") from None
+        raise PromoterError(
+            f"the worker on task queue '{task_queue}' did not answer within "
+            f"{QUERY_TIMEOUT.total_seconds():g}s ({e.message}); try again"
+        ) from None
 
 
-async def wait_for(handle: WorkflowHandle[object, PromotionStatus], check: Callable[[PromotionStatus], bool],
-                   timeout_s: float = 60.0) -> PromotionStatus:
+async def wait_for(
+    handle: WorkflowHandle[object, PromotionStatus], check: Callable[[PromotionStatus], bool], timeout_s: float = 60.0
+) -> PromotionStatus:
     """Poll the `status` query until `check` holds (a condition with a deadline, never a fixed sleep)."""
     deadline = time.monotonic() + timeout_s
     last: PromotionStatus | None = None

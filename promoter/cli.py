@@ -18,16 +18,29 @@ from rich.console import Console
 from promoter.errors import PromoterError
 from promoter.settings import DEFAULT_STATE_DIR, Settings
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
-                  help="Policy-gated GitOps promotion on Temporal.")
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Policy-gated GitOps promotion on Temporal.",
+)
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 StateDir = Annotated[str | None, typer.Option("--state-dir", help="the embedded stack's state directory")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (see README)")]
 
-STAGE_COLOURS = {"healthy": "green", "skipped": "dim", "awaiting_approval": "yellow", "failed": "red",
-                 "policy_denied": "red", "rejected": "red", "expired": "red", "reverted": "red", "cancelled": "red"}
+STAGE_COLOURS = {
+    "healthy": "green",
+    "skipped": "dim",
+    "awaiting_approval": "yellow",
+    "failed": "red",
+    "policy_denied": "red",
+    "rejected": "red",
+    "expired": "red",
+    "reverted": "red",
+    "cancelled": "red",
+}
 
 
 class Exit(Exception):
@@ -122,16 +135,25 @@ def promote(
     wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
     as_json: AsJson = False,
     requested_by: Annotated[str | None, typer.Option("--as", help="who asks (default: $USER)")] = None,
-    supersede: Annotated[bool, typer.Option(
-        "--supersede", help="replace a running promotion of APP: it is cancelled and its PRs closed")] = False,
+    supersede: Annotated[
+        bool, typer.Option("--supersede", help="replace a running promotion of APP: it is cancelled and its PRs closed")
+    ] = False,
     state_dir: StateDir = None,
 ) -> None:
     """Start a promotion of APP; prints its ID and UI link."""
     _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by, supersede))
 
 
-async def _promote(s: Settings, app_name: str, commit: str | None, to: str | None, wait: bool,
-                   as_json: bool, requested_by: str | None, supersede: bool = False) -> int:
+async def _promote(
+    s: Settings,
+    app_name: str,
+    commit: str | None,
+    to: str | None,
+    wait: bool,
+    as_json: bool,
+    requested_by: str | None,
+    supersede: bool = False,
+) -> int:
     from promoter import api
 
     wid = workflow_id(app_name)  # checks the name before anything reaches Temporal
@@ -147,12 +169,23 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
     handle = await api.start(client, s.task_queue, plan, requested_by or _whoami(), supersede, s.ui_url)
     url = s.workflow_url(wid, handle.result_run_id)
     if as_json and not wait:
-        print(json.dumps({"id": wid, "run_id": handle.result_run_id, "app": plan.app, "commit": plan.commit,
-                          "environments": [e.config.name for e in plan.environments], "url": url}))
+        print(
+            json.dumps(
+                {
+                    "id": wid,
+                    "run_id": handle.result_run_id,
+                    "app": plan.app,
+                    "commit": plan.commit,
+                    "environments": [e.config.name for e in plan.environments],
+                    "url": url,
+                }
+            )
+        )
         return 0
     if not as_json:
-        out.print(f"started {wid} ({plan.app} @ {plan.short_commit}: "
-                  f"{' → '.join(e.config.name for e in plan.environments)})")
+        out.print(
+            f"started {wid} ({plan.app} @ {plan.short_commit}: {' → '.join(e.config.name for e in plan.environments)})"
+        )
         if url:
             out.print(f"UI: {url}")
     if not wait:
@@ -160,8 +193,10 @@ async def _promote(s: Settings, app_name: str, commit: str | None, to: str | Non
     try:
         status = await _follow(client, wid, handle.result_run_id, quiet=as_json)
     except ConnectionLost as e:
-        line = (f"lost the connection to Temporal at {s.temporal_address} ({e}); the promotion is still running: "
-                f"follow it with `promoter status {wid}`")
+        line = (
+            f"lost the connection to Temporal at {s.temporal_address} ({e}); the promotion is still running: "
+            f"follow it with `promoter status {wid}`"
+        )
         if as_json:
             print(json.dumps({"id": wid, "run_id": handle.result_run_id, "state": "unknown", "message": line}))
         err.print(f"error: {line}", markup=False)
@@ -260,8 +295,13 @@ def _table(status: Any) -> Any:
     for st in status.stages:
         colour = STAGE_COLOURS.get(st.state.value, "cyan")
         approvals = f"{len(st.approvals)}/{st.approvals_required}" if st.approvals_required else ""
-        table.add_row(st.env, f"[{colour}]{st.state.value}[/{colour}]", f"#{st.pr_number}" if st.pr_number else "",
-                      approvals, st.message)
+        table.add_row(
+            st.env,
+            f"[{colour}]{st.state.value}[/{colour}]",
+            f"#{st.pr_number}" if st.pr_number else "",
+            approvals,
+            st.message,
+        )
     return table
 
 
@@ -300,8 +340,11 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
             out.print("audit:")
         for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert
             who = f"{e.actor} via {e.via}" if e.via else e.actor
-            out.print(f"  {e.at:%Y-%m-%d %H:%M:%S}Z {e.env} {e.kind} by {who}" + (f": {e.detail}" if e.detail else ""),
-                      markup=False, highlight=False)
+            out.print(
+                f"  {e.at:%Y-%m-%d %H:%M:%S}Z {e.env} {e.kind} by {who}" + (f": {e.detail}" if e.detail else ""),
+                markup=False,
+                highlight=False,
+            )
         for notice in st.notices:
             out.print(f"  note: {notice}", markup=False, highlight=False)
         url = s.workflow_url(wid, desc.run_id)
@@ -404,8 +447,9 @@ def list_(
     _run(_list(Settings.load(state_dir), app_name, state, as_json, limit))
 
 
-async def _list(s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int,
-                client: Any = None) -> int:
+async def _list(
+    s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int, client: Any = None
+) -> int:
     from promoter.models import PromotionState
 
     if state is not None and state not in {x.value for x in PromotionState}:
@@ -419,19 +463,34 @@ async def _list(s: Settings, app_name: str | None, state: str | None, as_json: b
     rows: list[dict[str, Any]] = []
     async for wf in client.list_workflows(query):
         memo = await wf.memo()
-        closed = {"COMPLETED": None, "CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed",
-                  "FAILED": "failed", "CONTINUED_AS_NEW": None, "RUNNING": None}
+        closed = {
+            "COMPLETED": None,
+            "CANCELED": "cancelled",
+            "TERMINATED": "failed",
+            "TIMED_OUT": "failed",
+            "FAILED": "failed",
+            "CONTINUED_AS_NEW": None,
+            "RUNNING": None,
+        }
         status_name = wf.status.name if wf.status else "RUNNING"
         row_state = memo.get("state", "running")
         if status_name != "RUNNING" and row_state == "running":
             row_state = closed.get(status_name) or "failed"
         if state is not None and row_state != state:
             continue
-        rows.append({"id": wf.id, "run_id": wf.run_id, "app": memo.get("app", wf.id.removeprefix("promote-")),
-                     "commit": memo.get("commit", ""), "state": row_state, "stage": memo.get("stage"),
-                     "stage_state": memo.get("stage_state"),
-                     "started_at": wf.start_time.isoformat() if wf.start_time else None,
-                     "closed_at": wf.close_time.isoformat() if wf.close_time else None})
+        rows.append(
+            {
+                "id": wf.id,
+                "run_id": wf.run_id,
+                "app": memo.get("app", wf.id.removeprefix("promote-")),
+                "commit": memo.get("commit", ""),
+                "state": row_state,
+                "stage": memo.get("stage"),
+                "stage_state": memo.get("stage_state"),
+                "started_at": wf.start_time.isoformat() if wf.start_time else None,
+                "closed_at": wf.close_time.isoformat() if wf.close_time else None,
+            }
+        )
         if len(rows) >= limit:
             break
     rows.sort(key=lambda r: r["started_at"] or "", reverse=True)
@@ -471,10 +530,18 @@ def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
     failed = [r for r in results if not r.passed]
     counts = {e.name: sum(1 for r in results if r.engines.get(e.name)) for e in engines}
     if as_json:
-        print(json.dumps({"passed": len(results) - len(failed), "failed": len(failed),
-                          "engines": {name: {"passed": n, "failed": len(results) - n} for name, n in counts.items()},
-                          "tests": [{"name": r.name, "passed": r.passed, "error": r.error, "engines": r.engines}
-                                    for r in results]}))
+        print(
+            json.dumps(
+                {
+                    "passed": len(results) - len(failed),
+                    "failed": len(failed),
+                    "engines": {name: {"passed": n, "failed": len(results) - n} for name, n in counts.items()},
+                    "tests": [
+                        {"name": r.name, "passed": r.passed, "error": r.error, "engines": r.engines} for r in results
+                    ],
+                }
+            )
+        )
     else:
         for r in results:
             mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
@@ -489,8 +556,12 @@ def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
 
 @policy_app.command("check")
 def policy_check(
-    env: Annotated[str | None, typer.Option(
-        "--env", help="the environment whose rules apply (default: each PATH's: environments/ENV/APP/...)")] = None,
+    env: Annotated[
+        str | None,
+        typer.Option(
+            "--env", help="the environment whose rules apply (default: each PATH's: environments/ENV/APP/...)"
+        ),
+    ] = None,
     app_name: Annotated[str | None, typer.Option("--app", help="check environments/ENV/APP")] = None,
     paths: Annotated[list[Path] | None, typer.Argument(metavar="[PATH]...", help="files or folders")] = None,
     repo: RepoOpt = Path("."),
@@ -556,8 +627,18 @@ def _check_group(bundle: Any, repo: Path, env: str, app: str, targets: list[Path
     limit = Settings.load().max_file_bytes
     objects = [o for target in targets for o in render_dir(target, limit)]
     now = datetime.now(UTC)
-    req = PolicyCheckInput(promotion_id="check", app=app, commit="", author="", source_env=env,
-                           target_env=env, started_at=now, evaluated_at=now, environment=config, phase="check")
+    req = PolicyCheckInput(
+        promotion_id="check",
+        app=app,
+        commit="",
+        author="",
+        source_env=env,
+        target_env=env,
+        started_at=now,
+        evaluated_at=now,
+        environment=config,
+        phase="check",
+    )
     decision = decide(_one_shot_engine(), bundle, build_input(req, objects))
     if as_json:
         print(decision.model_dump_json())

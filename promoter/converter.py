@@ -24,5 +24,6 @@ class AnswersWithoutTraces(DefaultFailureConverter):
             failure.stack_trace = ""
 
 
-DATA_CONVERTER: DataConverter = dataclasses.replace(pydantic_data_converter,
-                                                    failure_converter_class=AnswersWithoutTraces)
+DATA_CONVERTER: DataConverter = dataclasses.replace(
+    pydantic_data_converter, failure_converter_class=AnswersWithoutTraces
+)

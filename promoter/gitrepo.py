@@ -102,8 +102,13 @@ def auth_env(token: str | None = None, username: str = "x-access-token", ssh_key
     env: dict[str, str] = {}
     if token:
         basic = base64.b64encode(f"{username}:{token}".encode()).decode()
-        env.update({"GIT_CONFIG_COUNT": "1", "GIT_CONFIG_KEY_0": "http.extraHeader",
-                    "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}"})
+        env.update(
+            {
+                "GIT_CONFIG_COUNT": "1",
+                "GIT_CONFIG_KEY_0": "http.extraHeader",
+                "GIT_CONFIG_VALUE_0": f"Authorization: Basic {basic}",
+            }
+        )
     if ssh_key:
         env["GIT_SSH_COMMAND"] = f"ssh -i {shlex.quote(ssh_key)} -o IdentitiesOnly=yes -o BatchMode=yes"
     return env
@@ -424,8 +429,10 @@ class GitClone:
         for path, entry in sorted(entries.items()):
             size = repo.odb.info(bytes.fromhex(entry.sha)).size
             if size > self.max_file_bytes:
-                raise BadInput(f"{shown(path, 80)} is {size:,} bytes, over the limit of {self.max_file_bytes:,} "
-                               "bytes per file (PROMOTER_MAX_FILE_SIZE); split it or raise the limit")
+                raise BadInput(
+                    f"{shown(path, 80)} is {size:,} bytes, over the limit of {self.max_file_bytes:,} "
+                    "bytes per file (PROMOTER_MAX_FILE_SIZE); split it or raise the limit"
+                )
             contents[path] = self._blob(repo, entry.sha)
         return contents
 
@@ -438,8 +445,10 @@ class GitClone:
                 try:
                     archive.extractall(dest, filter="data")
                 except tarfile.FilterError as e:  # an absolute or escaping link elsewhere in the tree
-                    raise BadInput(f"the tree at {rev[:12]} holds {shown(e.tarinfo.name, 80)}, which cannot be "
-                                   f"checked out safely ({type(e).__name__}); remove it") from None
+                    raise BadInput(
+                        f"the tree at {rev[:12]} holds {shown(e.tarinfo.name, 80)}, which cannot be "
+                        f"checked out safely ({type(e).__name__}); remove it"
+                    ) from None
 
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]:
         """Commit on `revert/<app>/<env>/<short>` that puts the app folder back as it was before
@@ -557,7 +566,9 @@ class GitClone:
                 assert main is not None
                 status, out, _ = repo.git.execute(
                     ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", main, head],
-                    env=self._identity, with_extended_output=True, with_exceptions=False,
+                    env=self._identity,
+                    with_extended_output=True,
+                    with_exceptions=False,
                 )
                 if status != 0:  # exit 1: conflicts; the lines after the tree name the files
                     files = sorted(set(out.splitlines()[1:])) or ["(unknown files)"]

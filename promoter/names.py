@@ -34,10 +34,11 @@ def check(value: str, what: str = "app") -> str:
     if not isinstance(value, str) or not value:
         raise BadInput(f"the {what} name is empty; give one like 'demo'")
     if len(value) > MAX_NAME:
-        raise BadInput(f"the {what} name {shown(value)} is {len(value)} characters long; "
-                       f"a name has at most {MAX_NAME}")
-    raise BadInput(f"{shown(value)} is not a valid {what} name: use lowercase letters, digits and '-', "
-                   f"starting and ending with a letter or digit (a DNS-1123 label, e.g. 'demo')")
+        raise BadInput(f"the {what} name {shown(value)} is {len(value)} characters long; a name has at most {MAX_NAME}")
+    raise BadInput(
+        f"{shown(value)} is not a valid {what} name: use lowercase letters, digits and '-', "
+        f"starting and ending with a letter or digit (a DNS-1123 label, e.g. 'demo')"
+    )
 
 
 def app_folder(env: str, app: str) -> str:
@@ -56,7 +57,7 @@ def workflow_id(app: str) -> str:
 
 def promotion_id(id_or_app: str) -> str:
     """What a person may type where a promotion is meant: its ID (`promote-demo`) or its app (`demo`)."""
-    if id_or_app.startswith(WORKFLOW_PREFIX) and is_label(id_or_app[len(WORKFLOW_PREFIX):]):
+    if id_or_app.startswith(WORKFLOW_PREFIX) and is_label(id_or_app[len(WORKFLOW_PREFIX) :]):
         return id_or_app
     try:
         return workflow_id(id_or_app)

@@ -35,13 +35,17 @@ def diff_lines(diff: DiffSummary) -> list[str]:
 
 
 def policy_lines(decision: PolicyDecision) -> list[str]:
-    lines = [f"**{'allowed' if decision.allow else 'denied'}** by the `{decision.engine}` engine, "
-             f"policy revision `{decision.revision}`: {len(decision.deny)} denial(s), {len(decision.warn)} warning(s)."]
+    lines = [
+        f"**{'allowed' if decision.allow else 'denied'}** by the `{decision.engine}` engine, "
+        f"policy revision `{decision.revision}`: {len(decision.deny)} denial(s), {len(decision.warn)} warning(s)."
+    ]
     for title, items in (("Denied", decision.deny), ("Warnings", decision.warn)):
         if items:
             lines += ["", f"| {title} | rule | severity | object | remediation |", "|---|---|---|---|---|"]
-            lines += [f"| {v.message}{_exception_note(v)} | `{v.rule}` | {v.severity} | {v.object or ''} | "
-                      f"{v.remediation} |" for v in items]
+            lines += [
+                f"| {v.message}{_exception_note(v)} | `{v.rule}` | {v.severity} | {v.object or ''} | {v.remediation} |"
+                for v in items
+            ]
     if decision.excepted:
         lines += ["", "| Excepted | rule | object | exception |", "|---|---|---|---|"]
         lines += [f"| {v.message} | `{v.rule}` | {v.object or ''} | {v.exception} |" for v in decision.excepted]
@@ -60,8 +64,11 @@ def decision_table(decision: PolicyDecision, title: str) -> Any:
     table = Table(title=f"{title}: {verdict} ({decision.engine}, revision {decision.revision})")
     for col in ("", "severity", "rule", "object", "message", "remediation"):
         table.add_column(col)
-    for kind, items in (("[red]deny[/red]", decision.deny), ("[yellow]warn[/yellow]", decision.warn),
-                        ("[cyan]excepted[/cyan]", decision.excepted)):
+    for kind, items in (
+        ("[red]deny[/red]", decision.deny),
+        ("[yellow]warn[/yellow]", decision.warn),
+        ("[cyan]excepted[/cyan]", decision.excepted),
+    ):
         for v in items:
             message = f"{v.message} ({v.exception})" if v.exception else v.message
             table.add_row(kind, v.severity, v.rule, v.object or "", message, v.remediation)
@@ -107,8 +114,9 @@ def pr_body(
 def audit_section(entries: list[AuditEntry]) -> str:
     """The stage's decisions, appended to its PR body: the record outlives Temporal's retention."""
     lines = ["", "### Audit", "", "| when (UTC) | what | who | via | detail |", "|---|---|---|---|---|"]
-    lines += [f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {e.actor} | {e.via} | {' '.join(e.detail.split())} |"
-              for e in entries]
+    lines += [
+        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {e.actor} | {e.via} | {' '.join(e.detail.split())} |" for e in entries
+    ]
     return "\n".join(lines)
 
 

@@ -97,8 +97,12 @@ class Settings:
         if name == "opa":
             if not self.opa_url:
                 raise BadInput("PROMOTER_POLICY_ENGINE=opa needs PROMOTER_OPA_URL (e.g. http://localhost:8181)")
-            return make_engine("opa", url=self.opa_url, timeout_s=self.policy_timeout_s,
-                               token=_secret(os.environ, "PROMOTER_OPA_TOKEN"))
+            return make_engine(
+                "opa",
+                url=self.opa_url,
+                timeout_s=self.policy_timeout_s,
+                token=_secret(os.environ, "PROMOTER_OPA_TOKEN"),
+            )
         return make_engine(name, timeout_s=self.policy_timeout_s)
 
     def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
@@ -144,19 +148,27 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:  # noqa: S104 - scraped from outside
+def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:
     """A Temporal runtime whose Prometheus exporter serves `/metrics` on `port`: the SDK's own metrics
     (workflow and activity task latencies, polls, failures) and the product's (promoter_*), which
     the workflow records through its metric meter."""
     from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 
     hour = 3600.0
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(
-        bind_address=f"{host}:{port}", counters_total_suffix=True, unit_suffix=True, durations_as_seconds=True,
-        histogram_bucket_overrides={  # gates wait for hours or days, stages for seconds to minutes
-            "promoter_gate_wait": [60, 300, 900, hour, 4 * hour, 12 * hour, 24 * hour, 72 * hour, 168 * hour],
-            "promoter_stage_duration": [1, 2, 5, 10, 30, 60, 300, 900, hour, 4 * hour, 24 * hour],
-        })))
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(
+                bind_address=f"{host}:{port}",
+                counters_total_suffix=True,
+                unit_suffix=True,
+                durations_as_seconds=True,
+                histogram_bucket_overrides={  # gates wait for hours or days, stages for seconds to minutes
+                    "promoter_gate_wait": [60, 300, 900, hour, 4 * hour, 12 * hour, 24 * hour, 72 * hour, 168 * hour],
+                    "promoter_stage_duration": [1, 2, 5, 10, 30, 60, 300, 900, hour, 4 * hour, 24 * hour],
+                },
+            )
+        )
+    )
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
@@ -166,7 +178,10 @@ async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
 
     try:
         return await Client.connect(
-            settings.temporal_address, namespace=settings.namespace, data_converter=DATA_CONVERTER, runtime=runtime,
+            settings.temporal_address,
+            namespace=settings.namespace,
+            data_converter=DATA_CONVERTER,
+            runtime=runtime,
         )
     except RuntimeError as e:
         text = str(e)

@@ -69,8 +69,12 @@ def seed_origin(source: Path, origin: Path, folders: tuple[str, ...] = SEED_FOLD
             if (source / folder).is_dir():
                 shutil.copytree(source / folder, Path(tmp) / folder)
         work.git.add("-A")
-        env = {"GIT_AUTHOR_NAME": "promoter", "GIT_AUTHOR_EMAIL": "promoter@localhost",
-               "GIT_COMMITTER_NAME": "promoter", "GIT_COMMITTER_EMAIL": "promoter@localhost"}
+        env = {
+            "GIT_AUTHOR_NAME": "promoter",
+            "GIT_AUTHOR_EMAIL": "promoter@localhost",
+            "GIT_COMMITTER_NAME": "promoter",
+            "GIT_COMMITTER_EMAIL": "promoter@localhost",
+        }
         work.git.execute(["git", "commit", "-q", "-m", f"Seed from {source.name}"], env=env)
         work.git.push(str(origin), "main:main")
         return work.head.commit.hexsha
@@ -145,8 +149,9 @@ class Stack:
         info = self.info()
         return bool(info) and all(alive(int(p)) for p in info.get("pids", {}).values())  # type: ignore[union-attr]
 
-    def up(self, repo: Path, port: int | None = None, ui_port: int | None = None,
-           ready_timeout_s: float = 60.0) -> dict[str, object]:
+    def up(
+        self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
+    ) -> dict[str, object]:
         if self.running():
             current = self.info()
             assert current is not None
@@ -161,10 +166,24 @@ class Stack:
         ui = free_port(ui_port or 8233)
         address = f"127.0.0.1:{grpc}"
         temporal = self._spawn(
-            [binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(grpc),
-             "--ui-port", str(ui), "--db-filename", str(self.dir / "temporal.db"), "--log-level", "warn",
-             *search_attribute_args()],
-            "temporal.log", {},
+            [
+                binary("temporal"),
+                "server",
+                "start-dev",
+                "--ip",
+                "127.0.0.1",
+                "--port",
+                str(grpc),
+                "--ui-port",
+                str(ui),
+                "--db-filename",
+                str(self.dir / "temporal.db"),
+                "--log-level",
+                "warn",
+                *search_attribute_args(),
+            ],
+            "temporal.log",
+            {},
         )
         info: dict[str, object] = {
             "temporal_address": address,
@@ -183,9 +202,20 @@ class Stack:
             kubeconfig = self.dir / "kubeconfig"
             kubeconfig.unlink(missing_ok=True)
             envs = sorted(p.parent.name for p in self._environments(origin))
-            clusters = self._spawn([sys.executable, "-m", "promoter.sim", "--kubeconfig", str(kubeconfig),
-                                    "--state-dir", str(self.dir / "clusters"),
-                                    *[a for env in envs for a in ("--env", env)]], "clusters.log", {})
+            clusters = self._spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "promoter.sim",
+                    "--kubeconfig",
+                    str(kubeconfig),
+                    "--state-dir",
+                    str(self.dir / "clusters"),
+                    *[a for env in envs for a in ("--env", env)],
+                ],
+                "clusters.log",
+                {},
+            )
             info["pids"] = {"temporal": temporal, "clusters": clusters}
             info["kubeconfig"] = str(kubeconfig)
             info["clusters"] = envs
@@ -202,8 +232,11 @@ class Stack:
                 "PROMOTER_UI_URL": f"http://127.0.0.1:{ui}",
                 "KUBECONFIG": str(kubeconfig),
             }
-            worker = self._spawn([sys.executable, "-m", "promoter", "worker", "--ready-file",
-                                  str(self.dir / "worker.ready")], "worker.log", worker_env)
+            worker = self._spawn(
+                [sys.executable, "-m", "promoter", "worker", "--ready-file", str(self.dir / "worker.ready")],
+                "worker.log",
+                worker_env,
+            )
             info["pids"] = {"temporal": temporal, "clusters": clusters, "worker": worker}
             self._write(info)
             ready = self.dir / "worker.ready"
@@ -220,13 +253,23 @@ class Stack:
         """The environment.yaml files on origin's main (the environments to simulate a cluster for)."""
         repo = git.Repo(origin)
         listing = repo.git.ls_tree("-r", "-z", "--name-only", "main", "--", "environments/").split("\0")
-        return [Path(p) for p in listing if p.count("/") == 2 and p.endswith("/environment.yaml")
-                and is_label(p.split("/")[1])]
+        return [
+            Path(p)
+            for p in listing
+            if p.count("/") == 2 and p.endswith("/environment.yaml") and is_label(p.split("/")[1])
+        ]
 
     def _spawn(self, argv: list[str], log: str, env: dict[str, str]) -> int:
         with open(self.logs / log, "ab") as out:
-            proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**os.environ, **env}, start_new_session=True, cwd=self.dir)
+            proc = subprocess.Popen(
+                argv,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**os.environ, **env},
+                start_new_session=True,
+                cwd=self.dir,
+            )
         return proc.pid
 
     def _write(self, info: dict[str, object]) -> None:

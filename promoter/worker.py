@@ -47,9 +47,12 @@ class Workers:
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
     if not settings.repo_url:
         raise BadInput("no GitOps repository: set PROMOTER_REPO_URL (or start the embedded stack with `promoter up`)")
-    repo = GitClone(settings.repo_url, Path(settings.cache_dir), auth_env=auth_env(
-        settings.forge_token, GIT_USERS.get(settings.forge, "promoter"), settings.ssh_key),
-        max_file_bytes=settings.max_file_bytes)
+    repo = GitClone(
+        settings.repo_url,
+        Path(settings.cache_dir),
+        auth_env=auth_env(settings.forge_token, GIT_USERS.get(settings.forge, "promoter"), settings.ssh_key),
+        max_file_bytes=settings.max_file_bytes,
+    )
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
@@ -59,17 +62,31 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         task_queue=settings.task_queue,
         workflows=[PromotionWorkflow, PlanWorkflow],
         activities=[
-            git_acts.plan, git_acts.prepare, git_acts.push_branch,
-            forge_acts.open_pull_request, forge_acts.merge_pull_request,
-            forge_acts.close_pull_request, forge_acts.comment_pull_request, forge_acts.update_pull_request,
-            policy.check_policy, policy.check_approval, policy.screen_approvers,
-            cluster.sync, cluster.check_health, cluster.revert, notify.notify,
+            git_acts.plan,
+            git_acts.prepare,
+            git_acts.push_branch,
+            forge_acts.open_pull_request,
+            forge_acts.merge_pull_request,
+            forge_acts.close_pull_request,
+            forge_acts.comment_pull_request,
+            forge_acts.update_pull_request,
+            policy.check_policy,
+            policy.check_approval,
+            policy.screen_approvers,
+            cluster.sync,
+            cluster.check_health,
+            cluster.revert,
+            notify.notify,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
     )
-    watchers = Worker(client, task_queue=settings.task_queue + WATCH_QUEUE_SUFFIX,
-                      activities=[forge_acts.watch_pull_request], max_concurrent_activities=1000)
+    watchers = Worker(
+        client,
+        task_queue=settings.task_queue + WATCH_QUEUE_SUFFIX,
+        activities=[forge_acts.watch_pull_request],
+        max_concurrent_activities=1000,
+    )
     return Workers(main, watchers)
 
 
@@ -79,15 +96,20 @@ GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user t
 def build_forge(settings: Settings, repo: GitClone) -> Forge:
     if settings.forge == "local":
         assert settings.repo_url is not None
-        return make_forge("local", repo=repo,
-                          db_path=settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite"))
+        return make_forge(
+            "local", repo=repo, db_path=settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
+        )
     if not settings.forge_repo:
         raise BadInput(f"PROMOTER_FORGE={settings.forge} needs PROMOTER_FORGE_REPO (the repository, e.g. acme/gitops)")
     if not settings.forge_token:
-        raise BadInput(f"PROMOTER_FORGE={settings.forge} needs a token: set PROMOTER_FORGE_TOKEN or "
-                       "PROMOTER_FORGE_TOKEN_FILE")
-    options: dict[str, object] = {"repository": settings.forge_repo, "token": settings.forge_token,
-                                  "merge_method": settings.merge_method}
+        raise BadInput(
+            f"PROMOTER_FORGE={settings.forge} needs a token: set PROMOTER_FORGE_TOKEN or PROMOTER_FORGE_TOKEN_FILE"
+        )
+    options: dict[str, object] = {
+        "repository": settings.forge_repo,
+        "token": settings.forge_token,
+        "merge_method": settings.merge_method,
+    }
     if settings.forge_url:
         options["api_url"] = settings.forge_url
     return make_forge(settings.forge, **options)
@@ -102,8 +124,12 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
     with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
         worker = build_worker(client, settings, executor)
-        log.info("worker on %s, task queue %s, repository %s", settings.temporal_address,
-                 settings.task_queue, settings.repo_url)
+        log.info(
+            "worker on %s, task queue %s, repository %s",
+            settings.temporal_address,
+            settings.task_queue,
+            settings.repo_url,
+        )
         async with worker:
             if ready_file:
                 Path(ready_file).write_text(str(os.getpid()))

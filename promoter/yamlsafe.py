@@ -98,8 +98,10 @@ def load_all(text: str | bytes, where: str, max_nodes: int = MAX_EXPANDED_NODES,
             try:
                 _expanded_size(node, max_nodes)
             except _TooBig:
-                raise BadInput(f"{where}: its YAML aliases expand to more than {max_nodes:,} nodes (an alias bomb); "
-                               "write the values out instead of nesting anchors") from None
+                raise BadInput(
+                    f"{where}: its YAML aliases expand to more than {max_nodes:,} nodes (an alias bomb); "
+                    "write the values out instead of nesting anchors"
+                ) from None
             except ValueError as e:
                 raise BadInput(f"{where}: {e}; YAML that refers to itself cannot be a manifest") from None
             docs.append(loader.construct_document(node))

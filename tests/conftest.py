@@ -191,16 +191,24 @@ def clusters(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callab
 
 
 @pytest.fixture
-def run_worker(tmp_path: Path, executor: concurrent.futures.ThreadPoolExecutor,  # type: ignore[no-untyped-def]
-               clusters: Callable[[list[str]], dict[str, KubeSim]]):
+def run_worker(
+    tmp_path: Path,
+    executor: concurrent.futures.ThreadPoolExecutor,  # type: ignore[no-untyped-def]
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+):
     """`async with run_worker(env, origin) as task_queue:` a real worker on a fresh task queue, with a
     simulated cluster for every environment of the origin."""
 
     @asynccontextmanager
     async def start(env: WorkflowEnvironment, origin: Origin) -> AsyncIterator[str]:
         clusters(sorted(p.name for p in (origin.work / "environments").iterdir() if p.is_dir()))
-        settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, review_poll_s=0.1,
-                            forge_db=str(origin.path.parent / "forge.sqlite"), cache_dir=str(tmp_path / "cache"))
+        settings = Settings(
+            task_queue=str(uuid.uuid4()),
+            repo_url=origin.url,
+            review_poll_s=0.1,
+            forge_db=str(origin.path.parent / "forge.sqlite"),
+            cache_dir=str(tmp_path / "cache"),
+        )
         worker = build_worker(env.client, settings, executor)
         async with worker:
             yield settings.task_queue
@@ -217,12 +225,19 @@ class Cli:
         self.state_dir = state_dir
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout,
-                              stdin=subprocess.DEVNULL)
+        return subprocess.run(
+            [*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
-        return subprocess.Popen([*PROMOTER, *args], env=self.env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                text=True, stdin=subprocess.DEVNULL)
+        return subprocess.Popen(
+            [*PROMOTER, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
 
     def status(self, wid: str) -> dict[str, object]:
         r = self("status", wid, "--json")
@@ -247,8 +262,18 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origi
     src = make_gitops(base)
     state = base / "state"
     cli = Cli(state)
-    r = cli("up", "--detach", "--repo", str(src), "--state-dir", str(state),
-            "--port", str(free_port()), "--ui-port", str(free_port()))
+    r = cli(
+        "up",
+        "--detach",
+        "--repo",
+        str(src),
+        "--state-dir",
+        str(state),
+        "--port",
+        str(free_port()),
+        "--ui-port",
+        str(free_port()),
+    )
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Temporal UI   http://127.0.0.1:" in r.stdout

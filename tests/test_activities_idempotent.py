@@ -51,7 +51,8 @@ def test_permanent_errors_do_not_retry(origin: Origin, clone: GitClone) -> None:
 
 
 def test_opening_a_newer_promotion_pr_closes_the_stale_one_with_a_pointer(
-        origin: Origin, clone: GitClone, forge: LocalForge) -> None:
+    origin: Origin, clone: GitClone, forge: LocalForge
+) -> None:
     """A PR left open by an earlier promotion (e.g. terminated) of the same app and environment is
     closed when a newer one opens; other apps' and environments' PRs are left alone."""
     env = ActivityEnvironment()
@@ -61,9 +62,11 @@ def test_opening_a_newer_promotion_pr_closes_the_stale_one_with_a_pointer(
         sha = origin.bump(tag=tag)
         pushed = env.run(gits.push_branch, PrepareInput(app="demo", commit=sha, source_env="dev", target_env=app_env))
         assert pushed.branch is not None
-        opened[tag] = env.run(forges.open_pull_request, OpenPullRequestInput(branch=pushed.branch, title=f"t {tag}",
-                                                                            body="b"))
+        opened[tag] = env.run(
+            forges.open_pull_request, OpenPullRequestInput(branch=pushed.branch, title=f"t {tag}", body="b")
+        )
     stale, other_env, newest = (forge.get_pull_request(opened[t].number) for t in ("1.1.0", "1.2.0", "1.3.0"))
     assert stale.state == "closed" and other_env.state == "open" and newest.state == "open"
-    assert forge.comments(stale.number) == [f"Superseded by #{newest.number} ({newest.url}), which promotes a newer "
-                                            "commit: t 1.3.0."]
+    assert forge.comments(stale.number) == [
+        f"Superseded by #{newest.number} ({newest.url}), which promotes a newer commit: t 1.3.0."
+    ]

@@ -21,8 +21,18 @@ SERVICES = COMPOSE["services"]
 
 
 def test_services_images_healthchecks_and_volumes() -> None:
-    assert {"postgresql", "temporal", "temporal-ui", "opa", "gitea", "gitea-init", "seed", "k3s", "kubeconfig",
-            "worker"} <= set(SERVICES)
+    assert {
+        "postgresql",
+        "temporal",
+        "temporal-ui",
+        "opa",
+        "gitea",
+        "gitea-init",
+        "seed",
+        "k3s",
+        "kubeconfig",
+        "worker",
+    } <= set(SERVICES)
     for name, svc in SERVICES.items():
         if "image" in svc:
             assert re.fullmatch(r"[\w./-]+:v?\d[\w.-]*", svc["image"]), f"{name}: pin the image to a version"
@@ -78,8 +88,12 @@ def test_the_worker_reads_every_variable_it_is_given(tmp_path: Path, monkeypatch
     s = Settings.load()
     ignored = set(env) - recording.read - {"KUBECONFIG"}  # KUBECONFIG: read by the Kubernetes client itself
     assert not ignored, f"`promoter worker` ignores {sorted(ignored)}"
-    assert (s.forge, s.forge_repo, s.forge_url, s.forge_token) == ("gitea", "promoter/gitops", "http://gitea:3000",
-                                                                   "from-the-file")
+    assert (s.forge, s.forge_repo, s.forge_url, s.forge_token) == (
+        "gitea",
+        "promoter/gitops",
+        "http://gitea:3000",
+        "from-the-file",
+    )
     assert s.repo_url == "http://gitea:3000/promoter/gitops.git" and s.metrics_port == 9464
     assert s.temporal_address == "temporal:7233" and s.opa_url == "http://opa:8181" and s.review_poll_s == 15
     assert "from-the-file" not in repr(s)

@@ -53,8 +53,9 @@ with workflow.unsafe.imports_passed_through():
         WatchResult,
     )
 
-RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
-                    maximum_interval=timedelta(seconds=30))
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
 GIT_TIMEOUTS: dict[str, Any] = {
     "start_to_close_timeout": timedelta(minutes=2),
     "schedule_to_close_timeout": timedelta(minutes=15),  # then the stage fails with the last error
@@ -151,8 +152,11 @@ class PromotionWorkflow:
     async def _cancelled(self) -> None:
         by = self.status.superseded_by
         reason = f"superseded by {by}" if by else "cancelled"
-        await self._close_open_prs(f"Superseded: promotion `{self.status.id}` was replaced by {by}." if by else
-                                   f"Promotion `{self.status.id}` was cancelled.")
+        await self._close_open_prs(
+            f"Superseded: promotion `{self.status.id}` was replaced by {by}."
+            if by
+            else f"Promotion `{self.status.id}` was cancelled."
+        )
         for stage in self.status.stages:
             if stage.state not in (StageState.HEALTHY, StageState.SKIPPED):
                 if stage.state in OPEN_PR_STATES | UNSTARTED_STATES:
@@ -179,8 +183,13 @@ class PromotionWorkflow:
         self._checkpoint()
         self._set(stage, StageState.PENDING, "preparing the change")
         try:
-            change = PrepareInput(app=self.plan.app, commit=self.plan.commit, source_env=source,
-                                  target_env=stage.env, local_files=planned.config.local_files)
+            change = PrepareInput(
+                app=self.plan.app,
+                commit=self.plan.commit,
+                source_env=source,
+                target_env=stage.env,
+                local_files=planned.config.local_files,
+            )
             prepared: PrepareResult = await self._act("prepare", change, PrepareResult, f"prepare {stage.env}")
             if not prepared.changed:
                 folder = f"environments/{stage.env}/{self.plan.app}"
@@ -196,12 +205,24 @@ class PromotionWorkflow:
             stage.branch, stage.head_sha = prepared.branch, prepared.head
             assert prepared.branch is not None
             title = report.pr_title(self.plan, source, stage.env)
-            body = report.pr_body(self.plan, self.status.id, source, stage.env, prepared.diff, decision,
-                                  planned.config.approval.approvers, planned.config.approval.required)
+            body = report.pr_body(
+                self.plan,
+                self.status.id,
+                source,
+                stage.env,
+                prepared.diff,
+                decision,
+                planned.config.approval.approvers,
+                planned.config.approval.required,
+            )
             pr: PullRequest = await self._act(
                 "open_pull_request",
-                OpenPullRequestInput(branch=prepared.branch, title=title, body=body,
-                                     labels=["promotion", f"env:{stage.env}", f"app:{self.plan.app}"]),
+                OpenPullRequestInput(
+                    branch=prepared.branch,
+                    title=title,
+                    body=body,
+                    labels=["promotion", f"env:{stage.env}", f"app:{self.plan.app}"],
+                ),
                 PullRequest,
                 f"open PR for {stage.env}",
             )
@@ -225,15 +246,25 @@ class PromotionWorkflow:
                 entries = self._entries(stage.env)
                 record = PullRequestRef(number=pr.number, body=body + report.audit_section(entries))
                 await self._act("update_pull_request", record, PullRequest, f"record decisions on PR #{pr.number}")
-                merge = PullRequestRef(number=pr.number, expected_head=stage.head_sha, comment=report.merge_message(
-                    pr.number, prepared.branch, title, self.status.id, entries))
+                merge = PullRequestRef(
+                    number=pr.number,
+                    expected_head=stage.head_sha,
+                    comment=report.merge_message(pr.number, prepared.branch, title, self.status.id, entries),
+                )
             merging = planned.config.merge
             merge.merge_method, merge.fail_when_blocked = merging.method, merging.on_blocked == "fail"
             waits = merging.wait or timedelta(minutes=30)
             merged: MergeResult = await self._act(  # a blocked merge is retried for merge.wait
-                "merge_pull_request", merge, MergeResult, f"merge PR #{pr.number}",
-                **(GIT_TIMEOUTS | {"schedule_to_close_timeout": max(waits, timedelta(minutes=2))} if self.v2
-                   else GIT_TIMEOUTS))
+                "merge_pull_request",
+                merge,
+                MergeResult,
+                f"merge PR #{pr.number}",
+                **(
+                    GIT_TIMEOUTS | {"schedule_to_close_timeout": max(waits, timedelta(minutes=2))}
+                    if self.v2
+                    else GIT_TIMEOUTS
+                ),
+            )
             stage.merge_commit = merged.merge_commit
             self._audit(stage.env, "merge", detail=f"PR #{pr.number} merged as {merged.merge_commit[:12]}")
             return await self._verified(stage, body, await self._sync_and_verify(stage, merged.merge_commit))
@@ -245,26 +276,39 @@ class PromotionWorkflow:
         if self.v2 and stage.pr_number is not None:
             self._audit(stage.env, "verdict", detail=f"{stage.state.value}: {stage.message}")
             try:
-                await self._act("update_pull_request", PullRequestRef(
-                    number=stage.pr_number, body=body + report.audit_section(self._entries(stage.env))),
-                    PullRequest, f"record the verdict on PR #{stage.pr_number}")
+                await self._act(
+                    "update_pull_request",
+                    PullRequestRef(number=stage.pr_number, body=body + report.audit_section(self._entries(stage.env))),
+                    PullRequest,
+                    f"record the verdict on PR #{stage.pr_number}",
+                )
             except ActivityError as e:  # the verdict stands; the record is also in the status
                 self.status.notices.append(f"PR #{stage.pr_number}: the audit could not be written: {_cause(e)}")
         return healthy
 
     # ------------------------------------------------------------------ steps
 
-    def _policy_input(self, stage: StageStatus, phase: str, diff: PrepareResult | None = None,
-                      approvals: list[Approval] | None = None) -> PolicyCheckInput:
+    def _policy_input(
+        self, stage: StageStatus, phase: str, diff: PrepareResult | None = None, approvals: list[Approval] | None = None
+    ) -> PolicyCheckInput:
         index = self.status.stages.index(stage)
         return PolicyCheckInput(
-            promotion_id=self.status.id, app=self.plan.app, commit=self.plan.commit, author=self.plan.author,
-            source_env=self.status.stages[0].env, target_env=stage.env, started_at=workflow.info().start_time,
+            promotion_id=self.status.id,
+            app=self.plan.app,
+            commit=self.plan.commit,
+            author=self.plan.author,
+            source_env=self.status.stages[0].env,
+            target_env=stage.env,
+            started_at=workflow.info().start_time,
             environment=self.envs[stage.env].config,
             environments=[s.env for s in self.status.stages],
             history=[
-                HistoryEntry(env=s.env, state=s.state.value, healthy_since=s.finished_at if s.state ==
-                             StageState.HEALTHY else None, soak_seconds=self._soak(s.env).total_seconds())
+                HistoryEntry(
+                    env=s.env,
+                    state=s.state.value,
+                    healthy_since=s.finished_at if s.state == StageState.HEALTHY else None,
+                    soak_seconds=self._soak(s.env).total_seconds(),
+                )
                 for s in self.status.stages[:index]
             ],
             phase=phase,
@@ -281,22 +325,33 @@ class PromotionWorkflow:
         """The policy step: the decision is kept on the stage; a denial ends the promotion there."""
         self._set(stage, StageState.CHECKING_POLICY, "before merging" if phase == "merge" else "")
         decision: PolicyDecision = await self._act(
-            "check_policy", self._policy_input(stage, phase, diff), PolicyDecision, f"policy ({phase}) for {stage.env}",
-            start_to_close_timeout=timedelta(minutes=2), schedule_to_close_timeout=timedelta(minutes=10),
+            "check_policy",
+            self._policy_input(stage, phase, diff),
+            PolicyDecision,
+            f"policy ({phase}) for {stage.env}",
+            start_to_close_timeout=timedelta(minutes=2),
+            schedule_to_close_timeout=timedelta(minutes=10),
             retry_policy=RETRY,
         )
         stage.policy = decision
         verdict = "allow" if decision.allow else "deny"
-        self._audit(stage.env, "policy", actor=decision.engine or "policy", detail=(
-            f"{phase} {verdict}, revision {decision.revision or '?'}, {len(decision.deny)} denial(s), "
-            f"{len(decision.warn)} warning(s)"))
+        self._audit(
+            stage.env,
+            "policy",
+            actor=decision.engine or "policy",
+            detail=(
+                f"{phase} {verdict}, revision {decision.revision or '?'}, {len(decision.deny)} denial(s), "
+                f"{len(decision.warn)} warning(s)"
+            ),
+        )
         if not decision.allow:
             reasons = "; ".join(f"{v.rule}: {v.message}" for v in decision.deny) or "denied"
             self._set(stage, StageState.POLICY_DENIED, reasons)
             stage.finished_at = workflow.now()
             self._finish(PromotionState.POLICY_DENIED, f"{stage.env}: {reasons}")
-            self._notify(stage, "denied", f"Policy denied {self.plan.app} @ {self.plan.short_commit} for "
-                                          f"{stage.env}: {reasons}")
+            self._notify(
+                stage, "denied", f"Policy denied {self.plan.app} @ {self.plan.short_commit} for {stage.env}: {reasons}"
+            )
             return None
         return decision
 
@@ -340,8 +395,11 @@ class PromotionWorkflow:
             await self._screen(stage)
         self._set(stage, StageState.AWAITING_APPROVAL, self._waiting_message(stage, planned))
         self.gate_opened_at[stage.env] = workflow.now()
-        self._notify(stage, "waiting", f"{self.plan.app} @ {self.plan.short_commit} waits for approval in "
-                                       f"{stage.env}: {stage.message}")
+        self._notify(
+            stage,
+            "waiting",
+            f"{self.plan.app} @ {self.plan.short_commit} waits for approval in {stage.env}: {stage.message}",
+        )
         watching = self.v2 and (approval.pull_request_reviews or approval.require_review)
         watch: asyncio.Task[WatchResult] | None = None
         try:
@@ -352,6 +410,7 @@ class PromotionWorkflow:
                 try:
                     if remaining is not None and remaining <= timedelta(0):
                         raise TimeoutError()
+
                     def moved(w: asyncio.Task[WatchResult] | None = watch) -> bool:
                         return stage.env in self.rejection or self._gate_open(stage, planned) or bool(w and w.done())
 
@@ -369,7 +428,8 @@ class PromotionWorkflow:
                     except ActivityError as e:
                         watching = False  # the gate still opens by the UI and the CLI
                         stage.message = f"reviews are no longer read ({_cause(e)}); " + self._waiting_message(
-                            stage, planned)
+                            stage, planned
+                        )
                         self.status.notices.append(f"{stage.env}: watching PR #{stage.pr_number} failed: {_cause(e)}")
                         continue
                     if outcome is not None:
@@ -386,11 +446,15 @@ class PromotionWorkflow:
             await self._close(stage.pr_number, f"Rejected by {d.approver} via {d.via}: {d.comment}")
             stage.finished_at = workflow.now()
             self._finish(PromotionState.REJECTED, f"{stage.env}: rejected by {d.approver}: {d.comment}")
-            self._notify(stage, "rejected", f"{self.plan.app} @ {self.plan.short_commit} was rejected in "
-                                            f"{stage.env} by {d.approver}: {d.comment}")
+            self._notify(
+                stage,
+                "rejected",
+                f"{self.plan.app} @ {self.plan.short_commit} was rejected in {stage.env} by {d.approver}: {d.comment}",
+            )
             return False
-        self._set(stage, StageState.APPROVED,
-                  "approved by " + ", ".join(f"{a.approver} ({a.via})" for a in stage.approvals))
+        self._set(
+            stage, StageState.APPROVED, "approved by " + ", ".join(f"{a.approver} ({a.via})" for a in stage.approvals)
+        )
         return True
 
     async def _expire(self, stage: StageStatus, planned: PlannedEnvironment) -> bool:
@@ -399,24 +463,33 @@ class PromotionWorkflow:
         waited = report.human_duration(approval.timeout)
         self._gate_waited(stage, "expired")
         self._set(stage, StageState.EXPIRED, f"no decision within {waited}")
-        self._audit(stage.env, "expired", detail=f"{len(stage.approvals)} of {approval.required} approval(s) "
-                                                 f"within {waited}")
-        await self._close(stage.pr_number,
-                          f"Closed: the {stage.env} gate expired after {waited} without "
-                          f"{approval.required} approval(s).")
+        self._audit(
+            stage.env, "expired", detail=f"{len(stage.approvals)} of {approval.required} approval(s) within {waited}"
+        )
+        await self._close(
+            stage.pr_number,
+            f"Closed: the {stage.env} gate expired after {waited} without {approval.required} approval(s).",
+        )
         stage.finished_at = workflow.now()
         self._finish(PromotionState.EXPIRED, f"{stage.env}: gate expired after {waited}")
-        self._notify(stage, "expired", f"The {stage.env} gate of {self.plan.app} @ {self.plan.short_commit} "
-                                       f"expired after {waited}; PR #{stage.pr_number} was closed")
+        self._notify(
+            stage,
+            "expired",
+            f"The {stage.env} gate of {self.plan.app} @ {self.plan.short_commit} "
+            f"expired after {waited}; PR #{stage.pr_number} was closed",
+        )
         return False
 
     def _gate_waited(self, stage: StageStatus, outcome: str) -> None:
         opened = self.gate_opened_at.get(stage.env)
         if opened is not None:
             workflow.metric_meter().create_histogram_float(
-                "promoter_gate_wait", "from a gate starting to wait to its decision", "seconds",
-            ).record((workflow.now() - opened).total_seconds(),
-                     {"app": self.plan.app, "env": stage.env, "outcome": outcome})
+                "promoter_gate_wait",
+                "from a gate starting to wait to its decision",
+                "seconds",
+            ).record(
+                (workflow.now() - opened).total_seconds(), {"app": self.plan.app, "env": stage.env, "outcome": outcome}
+            )
 
     async def _screen(self, stage: StageStatus) -> None:
         """Ask the policies about each possible approver, so the update validator can refuse one
@@ -429,8 +502,10 @@ class PromotionWorkflow:
             result: ScreenResult = await self._act(
                 "screen_approvers",
                 ScreenInput(check=self._policy_input(stage, "approval", approvals=[]), candidates=candidates),
-                ScreenResult, f"who may approve {stage.env}?",
-                start_to_close_timeout=timedelta(minutes=1), schedule_to_close_timeout=timedelta(minutes=2),
+                ScreenResult,
+                f"who may approve {stage.env}?",
+                start_to_close_timeout=timedelta(minutes=1),
+                schedule_to_close_timeout=timedelta(minutes=2),
                 retry_policy=RETRY,
             )
         except ActivityError as e:
@@ -441,31 +516,39 @@ class PromotionWorkflow:
     def _watch(self, stage: StageStatus, deadline: datetime | None) -> asyncio.Task[WatchResult]:
         assert stage.pr_number is not None
         window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
-        task = asyncio.ensure_future(workflow.execute_activity(
-            "watch_pull_request",
-            WatchInput(number=stage.pr_number, head_sha=stage.head_sha, review_states=stage.review_states),
-            result_type=WatchResult,
-            task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX,
-            start_to_close_timeout=window + timedelta(minutes=1),
-            heartbeat_timeout=timedelta(minutes=1),
-            retry_policy=RETRY,
-            summary=f"watch PR #{stage.pr_number} for reviews and new commits",
-        ))
+        task = asyncio.ensure_future(
+            workflow.execute_activity(
+                "watch_pull_request",
+                WatchInput(number=stage.pr_number, head_sha=stage.head_sha, review_states=stage.review_states),
+                result_type=WatchResult,
+                task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX,
+                start_to_close_timeout=window + timedelta(minutes=1),
+                heartbeat_timeout=timedelta(minutes=1),
+                retry_policy=RETRY,
+                summary=f"watch PR #{stage.pr_number} for reviews and new commits",
+            )
+        )
         task.add_done_callback(_consume)  # a watch cancelled when the gate decides ends in an error nobody reads
         return task
 
-    async def _on_watch(self, stage: StageStatus, planned: PlannedEnvironment,
-                        seen: WatchResult) -> bool | str | None:
+    async def _on_watch(self, stage: StageStatus, planned: PlannedEnvironment, seen: WatchResult) -> bool | str | None:
         """Take in what the watcher saw; a result ends the gate, None keeps it waiting."""
         if seen.state == "merged" and seen.merge_commit:
             stage.merge_commit = seen.merge_commit
-            self._audit(stage.env, "merge", actor="forge",
-                        detail=f"PR #{stage.pr_number} merged outside promoter as {seen.merge_commit[:12]}")
+            self._audit(
+                stage.env,
+                "merge",
+                actor="forge",
+                detail=f"PR #{stage.pr_number} merged outside promoter as {seen.merge_commit[:12]}",
+            )
             self._set(stage, StageState.MERGING, "merged on the forge by hand; syncing what was merged")
             return "merged"
         if seen.state != "open":
-            self._set(stage, StageState.FAILED, f"PR #{stage.pr_number} was {seen.state} outside promoter; "
-                                                "start a new promotion to open another")
+            self._set(
+                stage,
+                StageState.FAILED,
+                f"PR #{stage.pr_number} was {seen.state} outside promoter; start a new promotion to open another",
+            )
             stage.finished_at = workflow.now()
             self._finish(PromotionState.FAILED, f"{stage.env}: {stage.message}")
             self._notify(stage, "failed", f"{self.plan.app} @ {self.plan.short_commit}: {stage.env}: {stage.message}")
@@ -474,10 +557,13 @@ class PromotionWorkflow:
             old, stage.head_sha = stage.head_sha, seen.head_sha
             voided, stage.approvals = stage.approvals, []
             stage.voided.extend(voided)
-            note = (f"new commit {(seen.head_sha or '?')[:7]} on {stage.branch} (was {(old or '?')[:7]}): "
-                    f"{len(voided)} earlier approval(s) no longer count")
-            self._audit(stage.env, "voided", detail=note + (": " + ", ".join(a.approver for a in voided)
-                                                            if voided else ""))
+            note = (
+                f"new commit {(seen.head_sha or '?')[:7]} on {stage.branch} (was {(old or '?')[:7]}): "
+                f"{len(voided)} earlier approval(s) no longer count"
+            )
+            self._audit(
+                stage.env, "voided", detail=note + (": " + ", ".join(a.approver for a in voided) if voided else "")
+            )
             self._set(stage, StageState.AWAITING_APPROVAL, f"{note}; " + self._waiting_message(stage, planned))
         for review in seen.reviews:
             stage.review_states[review.id] = review.state
@@ -512,8 +598,9 @@ class PromotionWorkflow:
         self._set(stage, stage.state if reverting else StageState.SYNCING, f"syncing {revision[:7]}")
         synced: SyncResult = await self._act(
             "sync",
-            SyncInput(promotion_id=self.status.id, app=self.plan.app, env=stage.env, revision=revision,
-                      cluster=cfg.cluster),
+            SyncInput(
+                promotion_id=self.status.id, app=self.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster
+            ),
             SyncResult,
             f"sync {stage.env} to {revision[:7]}",
             start_to_close_timeout=timedelta(minutes=5),
@@ -522,13 +609,22 @@ class PromotionWorkflow:
             retry_policy=RETRY,
         )
         if not reverting:
-            self._set(stage, StageState.VERIFYING,
-                      f"{synced.applied} applied, {synced.unchanged} unchanged, {synced.pruned} pruned")
+            self._set(
+                stage,
+                StageState.VERIFYING,
+                f"{synced.applied} applied, {synced.unchanged} unchanged, {synced.pruned} pruned",
+            )
         timeout = cfg.health.timeout or timedelta(minutes=5)
         health: HealthResult = await self._act(
             "check_health",
-            HealthInput(app=self.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster,
-                        timeout=cfg.health.timeout, http=cfg.health.http),
+            HealthInput(
+                app=self.plan.app,
+                env=stage.env,
+                revision=revision,
+                cluster=cfg.cluster,
+                timeout=cfg.health.timeout,
+                http=cfg.health.http,
+            ),
             HealthResult,
             f"health of {stage.env} at {revision[:7]}",
             start_to_close_timeout=timeout + timedelta(minutes=1),
@@ -552,22 +648,35 @@ class PromotionWorkflow:
 
     async def _revert(self, stage: StageStatus, automatic: bool, reason: str) -> bool:
         if stage.source or stage.merge_commit is None or stage.pr_number is None:
-            self._set(stage, StageState.FAILED, f"unhealthy: {reason}; the source environment has nothing to "
-                                                "revert to: fix it in the source folder and promote again")
+            self._set(
+                stage,
+                StageState.FAILED,
+                f"unhealthy: {reason}; the source environment has nothing to "
+                "revert to: fix it in the source folder and promote again",
+            )
             stage.finished_at = workflow.now()
             self._finish(PromotionState.FAILED, f"{stage.env}: unhealthy: {reason}")
             return False
         if not automatic:
-            self._set(stage, StageState.FAILED, f"unhealthy: {reason}; revert.automatic is off, the environment "
-                                                "is left as it is: fix forward, or revert the merge by hand")
+            self._set(
+                stage,
+                StageState.FAILED,
+                f"unhealthy: {reason}; revert.automatic is off, the environment "
+                "is left as it is: fix forward, or revert the merge by hand",
+            )
             stage.finished_at = workflow.now()
             self._finish(PromotionState.FAILED, f"{stage.env}: unhealthy: {reason}")
             return False
         self._set(stage, StageState.REVERTING, reason)
         result: RevertResult = await self._act(
             "revert",
-            RevertInput(app=self.plan.app, env=stage.env, merge_commit=stage.merge_commit,
-                        pr_number=stage.pr_number, reason=reason),
+            RevertInput(
+                app=self.plan.app,
+                env=stage.env,
+                merge_commit=stage.merge_commit,
+                pr_number=stage.pr_number,
+                reason=reason,
+            ),
             RevertResult,
             f"revert {stage.env}",
             start_to_close_timeout=timedelta(minutes=5),
@@ -577,25 +686,35 @@ class PromotionWorkflow:
         )
         assert result.revert_commit is not None
         stage.revert_commit, stage.revert_pr_number = result.revert_commit, result.pr_number
-        self._audit(stage.env, "revert", detail=f"{reason}; reverted by {result.revert_commit[:12]} "
-                                                f"(PR #{result.pr_number})")
+        self._audit(
+            stage.env, "revert", detail=f"{reason}; reverted by {result.revert_commit[:12]} (PR #{result.pr_number})"
+        )
         workflow.metric_meter().create_counter("promoter_reverts", "automatic reverts of a merged stage").add(
-            1, {"app": self.plan.app, "env": stage.env})
+            1, {"app": self.plan.app, "env": stage.env}
+        )
         restored = await self._sync_and_judge(stage, result.revert_commit)
         stage.finished_at = workflow.now()
         if not restored.healthy:
-            self._set(stage, StageState.FAILED, f"unhealthy: {reason}; reverted by {result.revert_commit[:7]} "
-                                                f"(PR #{result.pr_number}), but still unhealthy: {restored.reason}")
+            self._set(
+                stage,
+                StageState.FAILED,
+                f"unhealthy: {reason}; reverted by {result.revert_commit[:7]} "
+                f"(PR #{result.pr_number}), but still unhealthy: {restored.reason}",
+            )
             self._finish(PromotionState.FAILED, f"{stage.env}: the revert did not restore health: {restored.reason}")
             return False
-        self._set(stage, StageState.REVERTED, f"unhealthy: {reason}; reverted by {result.revert_commit[:7]} "
-                                              f"(PR #{result.pr_number}), healthy again")
+        self._set(
+            stage,
+            StageState.REVERTED,
+            f"unhealthy: {reason}; reverted by {result.revert_commit[:7]} (PR #{result.pr_number}), healthy again",
+        )
         self._finish(PromotionState.REVERTED, f"{stage.env}: unhealthy: {reason}")
         return False
 
     async def _close(self, number: int, comment: str) -> None:
-        await self._act("close_pull_request", PullRequestRef(number=number, comment=comment), PullRequest,
-                        f"close PR #{number}")
+        await self._act(
+            "close_pull_request", PullRequestRef(number=number, comment=comment), PullRequest, f"close PR #{number}"
+        )
 
     async def _close_open_prs(self, comment: str) -> None:
         for stage in self.status.stages:
@@ -614,8 +733,11 @@ class PromotionWorkflow:
         self._notify(stage, "failed", f"{self.plan.app} @ {self.plan.short_commit} failed in {stage.env}: {message}")
         if had_open_pr and stage.pr_number is not None:
             try:
-                await self._close(stage.pr_number, f"Promotion `{self.status.id}` failed while {step}: {message}\n\n"
-                                                   "Fix the cause, then start a new promotion.")
+                await self._close(
+                    stage.pr_number,
+                    f"Promotion `{self.status.id}` failed while {step}: {message}\n\n"
+                    "Fix the cause, then start a new promotion.",
+                )
             except ActivityError as close_err:  # best effort: the failure itself is already recorded
                 stage.message += f" (closing PR #{stage.pr_number} failed too: {_cause(close_err)})"
         return False
@@ -626,8 +748,9 @@ class PromotionWorkflow:
         """Run an activity to its end even when the promotion is cancelled meanwhile: a side effect in
         flight (a push, a PR, a merge) is always known to the workflow, so cancel can clean it up and
         a merge is never left without its sync. The cancel then takes effect at `_checkpoint`."""
-        task = asyncio.ensure_future(workflow.execute_activity(
-            name, arg, result_type=result_type, summary=summary, **(options or GIT_TIMEOUTS)))
+        task = asyncio.ensure_future(
+            workflow.execute_activity(name, arg, result_type=result_type, summary=summary, **(options or GIT_TIMEOUTS))
+        )
         try:
             return await asyncio.shield(task)
         except asyncio.CancelledError:
@@ -644,13 +767,24 @@ class PromotionWorkflow:
     def _set(self, stage: StageStatus, state: StageState, message: str = "") -> None:
         stage.state = state
         stage.message = message
-        workflow.set_current_details(self._details(stage) if self.v2 else (
-            f"{self.plan.app} @ {self.plan.short_commit} — {stage.env}: {state.value}"
-            + (f" — {message}" if message else "")
-            + (f" — PR {stage.pr_url}" if stage.pr_url else "")
-        ))
-        workflow.upsert_memo({"app": self.plan.app, "commit": self.plan.commit, "state": self.status.state.value,
-                              "stage": stage.env, "stage_state": state.value})
+        workflow.set_current_details(
+            self._details(stage)
+            if self.v2
+            else (
+                f"{self.plan.app} @ {self.plan.short_commit} — {stage.env}: {state.value}"
+                + (f" — {message}" if message else "")
+                + (f" — PR {stage.pr_url}" if stage.pr_url else "")
+            )
+        )
+        workflow.upsert_memo(
+            {
+                "app": self.plan.app,
+                "commit": self.plan.commit,
+                "state": self.status.state.value,
+                "stage": stage.env,
+                "stage_state": state.value,
+            }
+        )
         self._index(stage.env, state.value)
 
     def _details(self, stage: StageStatus) -> str:
@@ -666,9 +800,12 @@ class PromotionWorkflow:
             lines += ["", f"May approve: {people}."]
             if stage.deadline is not None:
                 lines.append(f"Deadline: {stage.deadline:%Y-%m-%d %H:%M} UTC.")
-            lines += ["", 'Approve: More Actions → Send an Update → `approve`, input '
-                      f'`{{"env": "{stage.env}", "approver": "<you>", "comment": "..."}}`',
-                      f"(or `promoter approve {self.status.id} --env {stage.env} --as <you>`)."]
+            lines += [
+                "",
+                "Approve: More Actions → Send an Update → `approve`, input "
+                f'`{{"env": "{stage.env}", "approver": "<you>", "comment": "..."}}`',
+                f"(or `promoter approve {self.status.id} --env {stage.env} --as <you>`).",
+            ]
         return "\n".join(lines)
 
     def _index(self, env: str, state: str) -> None:
@@ -689,17 +826,17 @@ class PromotionWorkflow:
         self._index(self.indexed_values.get("env", ""), state.value)
         meter = workflow.metric_meter()  # the SDK skips these while replaying: each is counted once
         meter.create_counter("promoter_promotions", "promotions ended, by outcome").add(
-            1, {"app": self.plan.app, "outcome": state.value})
+            1, {"app": self.plan.app, "outcome": state.value}
+        )
         for stage in self.status.stages:
             if stage.started_at is not None and stage.state not in (StageState.PENDING, StageState.SKIPPED):
                 seconds = ((stage.finished_at or workflow.now()) - stage.started_at).total_seconds()
-                meter.create_histogram_float("promoter_stage_duration", "a stage from its start to its end", "seconds"
-                                             ).record(seconds, {"app": self.plan.app, "env": stage.env,
-                                                                "state": stage.state.value})
+                meter.create_histogram_float(
+                    "promoter_stage_duration", "a stage from its start to its end", "seconds"
+                ).record(seconds, {"app": self.plan.app, "env": stage.env, "state": stage.state.value})
 
     def _audit(self, env: str, kind: str, actor: str = "promoter", via: str = "", detail: str = "") -> None:
-        self.status.audit.append(AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via,
-                                            detail=detail))
+        self.status.audit.append(AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via, detail=detail))
 
     def _entries(self, env: str) -> list[AuditEntry]:
         return [e for e in self.status.audit if e.env == env]
@@ -711,14 +848,24 @@ class PromotionWorkflow:
         for hook in self.envs[stage.env].config.notify:
             if hook.events and event not in hook.events:
                 continue
-            req = NotifyInput(url=hook.url, event=event, text=text, promotion_id=self.status.id, app=self.plan.app,
-                              env=stage.env, commit=self.plan.commit, state=stage.state.value, pr_url=stage.pr_url)
+            req = NotifyInput(
+                url=hook.url,
+                event=event,
+                text=text,
+                promotion_id=self.status.id,
+                app=self.plan.app,
+                env=stage.env,
+                commit=self.plan.commit,
+                state=stage.state.value,
+                pr_url=stage.pr_url,
+            )
             self.notifications.append(asyncio.ensure_future(self._post(req)))
 
     async def _post(self, req: NotifyInput) -> None:
         try:
-            await workflow.execute_activity("notify", req, result_type=int, summary=f"notify {req.event}",
-                                            **NOTIFY_TIMEOUTS)
+            await workflow.execute_activity(
+                "notify", req, result_type=int, summary=f"notify {req.event}", **NOTIFY_TIMEOUTS
+            )
         except ActivityError as e:
             self.status.notices.append(f"{req.env}: the {req.event} webhook failed: {_cause(e)}")
 
@@ -753,8 +900,9 @@ class PromotionWorkflow:
     def _accept(self, d: Decision, approving: bool) -> StageStatus:
         stage = self.stage_by_env[d.env]
         if approving:
-            stage.approvals.append(Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment,
-                                            head=stage.head_sha))
+            stage.approvals.append(
+                Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment, head=stage.head_sha)
+            )
             if self.v2 and not self._gate_open(stage, self.envs[d.env]):
                 self._set(stage, StageState.AWAITING_APPROVAL, self._waiting_message(stage, self.envs[d.env]))
         else:
@@ -765,7 +913,8 @@ class PromotionWorkflow:
     def _refused(self, d: Decision, reason: str) -> None:
         if d.env in self.stage_by_env:
             self.stage_by_env[d.env].refusals.append(
-                Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason))
+                Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason)
+            )
             self._audit(d.env, "refusal", actor=d.approver, via=d.via, detail=reason)
 
     def _validate(self, d: Decision, approving: bool) -> None:
@@ -779,9 +928,12 @@ class PromotionWorkflow:
         candidate = Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment)
         try:
             check: ApprovalCheck = await workflow.execute_activity(
-                "check_approval", self._policy_input(stage, "approval", approvals=[*stage.approvals, candidate]),
-                result_type=ApprovalCheck, start_to_close_timeout=timedelta(minutes=1),
-                schedule_to_close_timeout=timedelta(minutes=2), retry_policy=RETRY,
+                "check_approval",
+                self._policy_input(stage, "approval", approvals=[*stage.approvals, candidate]),
+                result_type=ApprovalCheck,
+                start_to_close_timeout=timedelta(minutes=1),
+                schedule_to_close_timeout=timedelta(minutes=2),
+                retry_policy=RETRY,
                 summary=f"may {d.approver} approve {d.env}?",
             )
         except ActivityError as e:  # fail closed, and never let a signal handler fail the workflow
@@ -840,8 +992,9 @@ class PromotionWorkflow:
         """Sent by `promoter promote --supersede` just before it cancels this promotion: the cancel
         then closes the open PRs with a pointer to the newer promotion."""
         where = f" ({by.url})" if by.url else ""
-        self.status.superseded_by = (f"the promotion of {self.plan.app} @ {by.commit[:7]} requested by "
-                                     f"{by.requested_by}{where}")
+        self.status.superseded_by = (
+            f"the promotion of {self.plan.app} @ {by.commit[:7]} requested by {by.requested_by}{where}"
+        )
 
     @workflow.query(name="status")
     def query_status(self) -> PromotionStatus:
@@ -859,8 +1012,11 @@ class PlanWorkflow:
     @workflow.run
     async def run(self, req: PlanInput) -> PromotionPlan:
         plan: PromotionPlan = await workflow.execute_activity(
-            "plan", req,
-            result_type=PromotionPlan, start_to_close_timeout=timedelta(minutes=2),
-            retry_policy=RetryPolicy(maximum_attempts=3), summary="plan",
+            "plan",
+            req,
+            result_type=PromotionPlan,
+            start_to_close_timeout=timedelta(minutes=2),
+            retry_policy=RetryPolicy(maximum_attempts=3),
+            summary="plan",
         )
         return plan

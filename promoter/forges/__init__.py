@@ -25,8 +25,9 @@ class Review:
 
 
 class Forge(Protocol):
-    def open_pull_request(self, head: str, title: str, body: str, base: str = "main",
-                          labels: list[str] | None = None) -> PullRequest:
+    def open_pull_request(
+        self, head: str, title: str, body: str, base: str = "main", labels: list[str] | None = None
+    ) -> PullRequest:
         """Open a PR from `head`, or return the open one that already has that head."""
         ...
 
@@ -42,8 +43,9 @@ class Forge(Protocol):
     def update_body(self, number: int, body: str) -> PullRequest: ...
     def comment(self, number: int, body: str) -> None: ...
     def reviews(self, number: int) -> list[Review]: ...
-    def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
-              method: str | None = None) -> PullRequest:
+    def merge(
+        self, number: int, message: str | None = None, expected_head: str | None = None, method: str | None = None
+    ) -> PullRequest:
         """Merge once (`method`: merge or squash; None: the provider's default). With `expected_head`,
         refuse (Conflict) when the PR's head moved past it. A merge that branch protection or a
         required check holds back raises `Blocked`."""
@@ -66,8 +68,10 @@ def already_merged(pr: PullRequest, expected_head: str | None, name: str = "pull
     if pr.state == "closed":
         raise Conflict(f"{name}{pr.number} is closed; it cannot be merged")
     if expected_head is not None and pr.head_sha != expected_head:
-        raise Conflict(f"{name}{pr.number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
-                       f"{expected_head[:7]}; it was not merged")
+        raise Conflict(
+            f"{name}{pr.number} moved to {(pr.head_sha or '?')[:7]} after it was approved at "
+            f"{expected_head[:7]}; it was not merged"
+        )
     return False
 
 

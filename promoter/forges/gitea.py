@@ -14,19 +14,31 @@ from typing import Any
 from promoter.forges import Review, register
 from promoter.forges.github import GitHubForge
 
-REVIEW_STATES = {"APPROVED": "approved", "REQUEST_CHANGES": "changes_requested", "COMMENT": "commented",
-                 "PENDING": "pending", "REQUEST_REVIEW": "requested"}
+REVIEW_STATES = {
+    "APPROVED": "approved",
+    "REQUEST_CHANGES": "changes_requested",
+    "COMMENT": "commented",
+    "PENDING": "pending",
+    "REQUEST_REVIEW": "requested",
+}
 
 
 class GiteaForge(GitHubForge):
     name = "Gitea"
     scopes = "the scopes write:repository and write:issue"
 
-    def __init__(self, repository: str, token: str, api_url: str = "http://localhost:3000",
-                 merge_method: str = "merge", **kwargs: Any) -> None:
+    def __init__(
+        self,
+        repository: str,
+        token: str,
+        api_url: str = "http://localhost:3000",
+        merge_method: str = "merge",
+        **kwargs: Any,
+    ) -> None:
         base = api_url.rstrip("/")
-        super().__init__(repository, token, base if base.endswith("/api/v1") else base + "/api/v1",
-                         merge_method, **kwargs)
+        super().__init__(
+            repository, token, base if base.endswith("/api/v1") else base + "/api/v1", merge_method, **kwargs
+        )
 
     def auth(self, token: str) -> str:
         return f"token {token}"
@@ -39,11 +51,16 @@ class GiteaForge(GitHubForge):
         ids = {lb["name"]: lb["id"] for lb in self.api.paginate(f"{self.repo_path}/labels", what="labels")}
         for name in labels:
             if name not in ids:
-                made = self.api.request("POST", f"{self.repo_path}/labels", {"name": name, "color": "#5319e7"},
-                                        what=f"label {name}")
+                made = self.api.request(
+                    "POST", f"{self.repo_path}/labels", {"name": name, "color": "#5319e7"}, what=f"label {name}"
+                )
                 ids[name] = made.body["id"]
-        self.api.request("POST", f"{self.repo_path}/issues/{number}/labels", {"labels": [ids[n] for n in labels]},
-                         what=f"labels of PR #{number}")
+        self.api.request(
+            "POST",
+            f"{self.repo_path}/issues/{number}/labels",
+            {"labels": [ids[n] for n in labels]},
+            what=f"labels of PR #{number}",
+        )
 
     review_states = REVIEW_STATES
 
@@ -55,9 +72,11 @@ class GiteaForge(GitHubForge):
 
     def checks(self, sha: str) -> list[str]:
         status = self.api.request("GET", f"{self.repo_path}/commits/{sha}/status", what=f"statuses of {sha[:7]}")
-        return [f"{s['context']} ({s.get('status') or s.get('state')})"
-                for s in (status.body or {}).get("statuses") or []
-                if (s.get("status") or s.get("state")) != "success"]
+        return [
+            f"{s['context']} ({s.get('status') or s.get('state')})"
+            for s in (status.body or {}).get("statuses") or []
+            if (s.get("status") or s.get("state")) != "success"
+        ]
 
     def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> None:
         payload: dict[str, Any] = {"Do": method, "MergeTitleField": title, "MergeMessageField": message}

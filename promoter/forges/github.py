@@ -17,8 +17,13 @@ from promoter.models import PullRequest
 
 BODY_LIMIT = 65536  # characters GitHub accepts in a PR body or comment
 TRUNCATED = "\n\n… (truncated to fit the forge's limit; the full report is in the promotion's result)"
-REVIEW_STATES = {"APPROVED": "approved", "CHANGES_REQUESTED": "changes_requested", "COMMENTED": "commented",
-                 "DISMISSED": "dismissed", "PENDING": "pending"}
+REVIEW_STATES = {
+    "APPROVED": "approved",
+    "CHANGES_REQUESTED": "changes_requested",
+    "COMMENTED": "commented",
+    "DISMISSED": "dismissed",
+    "PENDING": "pending",
+}
 
 
 def fit(text: str, limit: int = BODY_LIMIT) -> str:
@@ -29,8 +34,14 @@ class GitHubForge:
     name = "GitHub"
     scopes = "`repo` (classic) or Pull requests, Contents and Issues read & write (fine-grained, App)"
 
-    def __init__(self, repository: str, token: str, api_url: str = "https://api.github.com",
-                 merge_method: str = "merge", client: ApiClient | None = None) -> None:
+    def __init__(
+        self,
+        repository: str,
+        token: str,
+        api_url: str = "https://api.github.com",
+        merge_method: str = "merge",
+        client: ApiClient | None = None,
+    ) -> None:
         if repository.count("/") != 1:
             raise NotFound(f"the {self.name} repository must be OWNER/NAME, not {repository!r}")
         if merge_method not in ("merge", "squash", "rebase"):
@@ -49,9 +60,15 @@ class GitHubForge:
     def _pr(self, data: dict[str, Any]) -> PullRequest:
         state = "merged" if data.get("merged") or data.get("merged_at") else str(data["state"])
         return PullRequest(
-            number=data["number"], title=data["title"], body=data.get("body") or "",
-            head=data["head"]["ref"], base=data["base"]["ref"], state=state, url=data["html_url"],
-            head_sha=data["head"]["sha"], merge_commit=data.get("merge_commit_sha") if state == "merged" else None,
+            number=data["number"],
+            title=data["title"],
+            body=data.get("body") or "",
+            head=data["head"]["ref"],
+            base=data["base"]["ref"],
+            state=state,
+            url=data["html_url"],
+            head_sha=data["head"]["sha"],
+            merge_commit=data.get("merge_commit_sha") if state == "merged" else None,
         )
 
     def _by_head(self, head: str) -> dict[str, str]:
@@ -59,13 +76,20 @@ class GitHubForge:
         return {"head": f"{self.owner}:{head}", "state": "all"}
 
     def find_pull_request(self, head: str) -> PullRequest | None:
-        return newest([self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", self._by_head(head),
-                                                              what=f"PRs of {head}") if p["head"]["ref"] == head])
+        return newest(
+            [
+                self._pr(p)
+                for p in self.api.paginate(f"{self.repo_path}/pulls", self._by_head(head), what=f"PRs of {head}")
+                if p["head"]["ref"] == head
+            ]
+        )
 
     def list_open(self, head_prefix: str) -> list[PullRequest]:
-        return [self._pr(p) for p in self.api.paginate(f"{self.repo_path}/pulls", {"state": "open"},
-                                                       what="open PRs")
-                if p["head"]["ref"].startswith(head_prefix)]
+        return [
+            self._pr(p)
+            for p in self.api.paginate(f"{self.repo_path}/pulls", {"state": "open"}, what="open PRs")
+            if p["head"]["ref"].startswith(head_prefix)
+        ]
 
     def get_pull_request(self, number: int) -> PullRequest:
         return self._pr(self.api.request("GET", f"{self.repo_path}/pulls/{number}", what=f"PR #{number}").body)
@@ -74,35 +98,52 @@ class GitHubForge:
 
     def _review(self, r: dict[str, Any]) -> Review | None:
         state = str(r.get("state", ""))
-        return Review(id=str(r["id"]), author=(r.get("user") or {}).get("login", ""),
-                      state=self.review_states.get(state, state.lower()), at=_time(r.get("submitted_at")),
-                      commit=r.get("commit_id"), body=r.get("body") or "")
+        return Review(
+            id=str(r["id"]),
+            author=(r.get("user") or {}).get("login", ""),
+            state=self.review_states.get(state, state.lower()),
+            at=_time(r.get("submitted_at")),
+            commit=r.get("commit_id"),
+            body=r.get("body") or "",
+        )
 
     def reviews(self, number: int) -> list[Review]:
-        found = (self._review(r) for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews",
-                                                            what=f"reviews of PR #{number}"))
+        found = (
+            self._review(r)
+            for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
+        )
         return [r for r in found if r is not None]
 
     def checks(self, sha: str) -> list[str]:
         """Commit statuses and check runs of `sha` that are not successful, as `name (state)`."""
         status = self.api.request("GET", f"{self.repo_path}/commits/{sha}/status", what=f"statuses of {sha[:7]}")
-        pending = [f"{s['context']} ({s['state']})" for s in (status.body or {}).get("statuses", [])
-                   if s.get("state") != "success"]
+        pending = [
+            f"{s['context']} ({s['state']})"
+            for s in (status.body or {}).get("statuses", [])
+            if s.get("state") != "success"
+        ]
         runs = self.api.request("GET", f"{self.repo_path}/commits/{sha}/check-runs", what=f"checks of {sha[:7]}")
-        pending += [f"{r['name']} ({r.get('conclusion') or r.get('status')})"
-                    for r in (runs.body or {}).get("check_runs", []) if r.get("conclusion") != "success"]
+        pending += [
+            f"{r['name']} ({r.get('conclusion') or r.get('status')})"
+            for r in (runs.body or {}).get("check_runs", [])
+            if r.get("conclusion") != "success"
+        ]
         return pending
 
     # ---------------------------------------------------------------- writing
 
-    def open_pull_request(self, head: str, title: str, body: str, base: str = "main",
-                          labels: list[str] | None = None) -> PullRequest:
+    def open_pull_request(
+        self, head: str, title: str, body: str, base: str = "main", labels: list[str] | None = None
+    ) -> PullRequest:
         existing = self.find_pull_request(head)
         if existing is None or existing.state != "open":
             try:
-                data = self.api.request("POST", f"{self.repo_path}/pulls",
-                                        {"title": title, "head": head, "base": base, "body": fit(body)},
-                                        what=f"a PR from {head}").body
+                data = self.api.request(
+                    "POST",
+                    f"{self.repo_path}/pulls",
+                    {"title": title, "head": head, "base": base, "body": fit(body)},
+                    what=f"a PR from {head}",
+                ).body
                 existing = self._pr(data)
             except Conflict:  # "A pull request already exists": a retry after a lost answer
                 existing = self.find_pull_request(head)
@@ -113,23 +154,31 @@ class GitHubForge:
         return existing
 
     def _label(self, number: int, labels: list[str]) -> None:
-        self.api.request("POST", f"{self.repo_path}/issues/{number}/labels", {"labels": labels},
-                         what=f"labels of PR #{number}")
+        self.api.request(
+            "POST", f"{self.repo_path}/issues/{number}/labels", {"labels": labels}, what=f"labels of PR #{number}"
+        )
 
     def update_body(self, number: int, body: str) -> PullRequest:
-        return self._pr(self.api.request("PATCH", f"{self.repo_path}/pulls/{number}", {"body": fit(body)},
-                                         what=f"PR #{number}").body)
+        return self._pr(
+            self.api.request(
+                "PATCH", f"{self.repo_path}/pulls/{number}", {"body": fit(body)}, what=f"PR #{number}"
+            ).body
+        )
 
     def comments(self, number: int) -> list[str]:
-        return [c.get("body") or "" for c in self.api.paginate(f"{self.repo_path}/issues/{number}/comments",
-                                                               what=f"comments of PR #{number}")]
+        return [
+            c.get("body") or ""
+            for c in self.api.paginate(f"{self.repo_path}/issues/{number}/comments", what=f"comments of PR #{number}")
+        ]
 
     def comment(self, number: int, body: str) -> None:
-        self.api.request("POST", f"{self.repo_path}/issues/{number}/comments", {"body": fit(body)},
-                         what=f"a comment on PR #{number}")
+        self.api.request(
+            "POST", f"{self.repo_path}/issues/{number}/comments", {"body": fit(body)}, what=f"a comment on PR #{number}"
+        )
 
-    def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
-              method: str | None = None) -> PullRequest:
+    def merge(
+        self, number: int, message: str | None = None, expected_head: str | None = None, method: str | None = None
+    ) -> PullRequest:
         """Merge once: a PR already merged is returned as it is; a blocked merge is reported as blocked."""
         pr = self.get_pull_request(number)
         if already_merged(pr, expected_head):
@@ -167,8 +216,11 @@ class GitHubForge:
             return pr
         if comment and fit(comment) not in self.comments(number):
             self.comment(number, comment)
-        return self._pr(self.api.request("PATCH", f"{self.repo_path}/pulls/{number}", {"state": "closed"},
-                                         what=f"PR #{number}").body)
+        return self._pr(
+            self.api.request(
+                "PATCH", f"{self.repo_path}/pulls/{number}", {"state": "closed"}, what=f"PR #{number}"
+            ).body
+        )
 
 
 def _time(text: str | None) -> datetime:

@@ -64,16 +64,22 @@ class ApiClient:
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url.rstrip("/") + path
 
-    def request(self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None,
-                what: str = "") -> Response:
+    def request(
+        self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None, what: str = ""
+    ) -> Response:
         """Send once or a few times; returns a 2xx (or a 304 turned into the cached 200) or raises
         a sorted error: Unauthorized, NotFound, Conflict, Blocked, BadInput or TemporaryError."""
         url = self.url(path)
         if params:
             url += ("&" if "?" in url else "?") + urllib.parse.urlencode(
-                {k: v for k, v in params.items() if v is not None})
-        headers = {"Authorization": self.auth_header, "Accept": "application/json",
-                   "User-Agent": "promoter", "Content-Type": "application/json"}
+                {k: v for k, v in params.items() if v is not None}
+            )
+        headers = {
+            "Authorization": self.auth_header,
+            "Accept": "application/json",
+            "User-Agent": "promoter",
+            "Content-Type": "application/json",
+        }
         cached = self._etags.get(url) if method == "GET" else None
         if cached:
             headers["If-None-Match"] = cached[0]
@@ -82,8 +88,9 @@ class ApiClient:
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                raw = self._pool.request(method, url, body=data, headers=headers, timeout=self.timeout_s,
-                                         redirect=False)
+                raw = self._pool.request(
+                    method, url, body=data, headers=headers, timeout=self.timeout_s, redirect=False
+                )
             except urllib3.exceptions.HTTPError as e:  # refused, reset, timed out: the network
                 last = f"{label}: {type(e).__name__}"
                 self._pause(attempt, None, label)
@@ -123,8 +130,10 @@ class ApiClient:
     @staticmethod
     def _limited(resp: Response) -> bool:
         """A primary or secondary rate limit (429, or GitHub's 403 with the limit spent or named)."""
-        return resp.status == 429 or (resp.status == 403 and (
-            resp.header("x-ratelimit-remaining") == "0" or "rate limit" in _message(resp).lower()))
+        return resp.status == 429 or (
+            resp.status == 403
+            and (resp.header("x-ratelimit-remaining") == "0" or "rate limit" in _message(resp).lower())
+        )
 
     @staticmethod
     def _retry_after(resp: Response, limited: bool) -> float | None:
@@ -155,14 +164,18 @@ class ApiClient:
         message = _message(resp)
         subject = f" ({what})" if what else ""
         if resp.status == 401:
-            return Unauthorized(f"{label}{subject} answered 401{message}: the token is missing, invalid or "
-                                f"expired; set PROMOTER_FORGE_TOKEN (or _FILE) to a valid token{self._needs()}")
+            return Unauthorized(
+                f"{label}{subject} answered 401{message}: the token is missing, invalid or "
+                f"expired; set PROMOTER_FORGE_TOKEN (or _FILE) to a valid token{self._needs()}"
+            )
         if resp.status == 403:
-            return Unauthorized(f"{label}{subject} answered 403{message}: the token lacks a permission"
-                                f"{_scopes(resp)}{self._needs()}")
+            return Unauthorized(
+                f"{label}{subject} answered 403{message}: the token lacks a permission{_scopes(resp)}{self._needs()}"
+            )
         if resp.status == 404:
-            return NotFound(f"{label} answered 404: {what or 'the resource'} was not found (or the token "
-                            f"cannot see it){message}")
+            return NotFound(
+                f"{label} answered 404: {what or 'the resource'} was not found (or the token cannot see it){message}"
+            )
         if resp.status in (405, 406, 409, 422):  # 405: "not mergeable" (GitHub, GitLab), 406: GitLab conflicts
             return Conflict(f"{label}{subject} answered {resp.status}{message}")
         return BadInput(f"{label}{subject} answered {resp.status}{message}")

@@ -66,9 +66,15 @@ class LocalForge:
 
     def _pr(self, row: sqlite3.Row) -> PullRequest:
         return PullRequest(
-            number=row["number"], title=row["title"], body=row["body"], head=row["head"], base=row["base"],
-            state=row["state"], url=f"local://{self.origin}/pulls/{row['number']}",
-            head_sha=row["head_sha"], merge_commit=row["merge_commit"],
+            number=row["number"],
+            title=row["title"],
+            body=row["body"],
+            head=row["head"],
+            base=row["base"],
+            state=row["state"],
+            url=f"local://{self.origin}/pulls/{row['number']}",
+            head_sha=row["head_sha"],
+            merge_commit=row["merge_commit"],
         )
 
     def find_pull_request(self, head: str) -> PullRequest | None:
@@ -78,8 +84,9 @@ class LocalForge:
             ).fetchone()
         return self._pr(row) if row else None
 
-    def open_pull_request(self, head: str, title: str, body: str, base: str = MAIN,
-                          labels: list[str] | None = None) -> PullRequest:
+    def open_pull_request(
+        self, head: str, title: str, body: str, base: str = MAIN, labels: list[str] | None = None
+    ) -> PullRequest:
         sha = self.repo.branch_head(head)
         if sha is None:
             raise NotFound(f"cannot open a pull request: branch {head} does not exist on {self.origin}")
@@ -111,8 +118,10 @@ class LocalForge:
             sha = self.repo.branch_head(row["head"])
             if sha is not None and sha != row["head_sha"]:
                 with self._db() as db:
-                    db.execute("UPDATE pulls SET head_sha = ?, updated_at = ? WHERE number = ? AND state = 'open'",
-                               (sha, _now(), number))
+                    db.execute(
+                        "UPDATE pulls SET head_sha = ?, updated_at = ? WHERE number = ? AND state = 'open'",
+                        (sha, _now(), number),
+                    )
                     row = db.execute("SELECT * FROM pulls WHERE number = ?", (number,)).fetchone()
         return self._pr(row)
 
@@ -162,8 +171,9 @@ class LocalForge:
             for r in rows
         ]
 
-    def merge(self, number: int, message: str | None = None, expected_head: str | None = None,
-              method: str | None = None) -> PullRequest:
+    def merge(
+        self, number: int, message: str | None = None, expected_head: str | None = None, method: str | None = None
+    ) -> PullRequest:
         """Merge once: a retry after a crash finds the merge already on main and records it. Always a
         merge commit (`method` is ignored: the local forge has no squash)."""
         pr = self.get_pull_request(number)

@@ -126,9 +126,16 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
                 raise BadInput(f"{at}: expires {str(expires)[:40]!r} is not a date; write it as YYYY-MM-DD") from None
             if key in found:
                 raise BadInput(f"{at}: the ID is used twice; give each exception its own")
-            found[str(key)] = {"rule": rule, "app": entry["app"], "env": entry.get("env"),
-                               "object": entry.get("object"), "reason": str(entry["reason"]).strip(),
-                               "owner": str(entry["owner"]).strip(), "expires": day[:10], "file": where}
+            found[str(key)] = {
+                "rule": rule,
+                "app": entry["app"],
+                "env": entry.get("env"),
+                "object": entry.get("object"),
+                "reason": str(entry["reason"]).strip(),
+                "owner": str(entry["owner"]).strip(),
+                "expires": day[:10],
+                "file": where,
+            }
     return found
 
 
@@ -156,8 +163,12 @@ def parse_metadata(source: str) -> dict[str, dict[str, Any]]:
             except BadInput:
                 meta = {}
             custom = meta.get("custom", {}) if isinstance(meta, dict) else {}
-            entry = {"title": meta.get("title", ""), "description": meta.get("description", ""),
-                     "severity": custom.get("severity"), "remediation": custom.get("remediation")}
+            entry = {
+                "title": meta.get("title", ""),
+                "description": meta.get("description", ""),
+                "severity": custom.get("severity"),
+                "remediation": custom.get("remediation"),
+            }
             head = lines[i] if i < len(lines) else ""
             if head.startswith("package "):
                 found[package] = entry
@@ -202,19 +213,29 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
     except Exception as e:  # noqa: BLE001 - fail closed on anything
         return PolicyDecision(
             allow=False,
-            deny=[PolicyViolation(rule="promoter.engine_error", message=f"policy evaluation failed: {clean_error(e)}",
-                                  severity="critical",
-                                  remediation="Fix the policy or the engine's configuration; nothing is allowed "
-                                              "until the policies evaluate.")],
+            deny=[
+                PolicyViolation(
+                    rule="promoter.engine_error",
+                    message=f"policy evaluation failed: {clean_error(e)}",
+                    severity="critical",
+                    remediation="Fix the policy or the engine's configuration; nothing is allowed "
+                    "until the policies evaluate.",
+                )
+            ],
             engine=engine.name,
             revision=bundle.revision,
         )
 
 
 def _violation(v: dict[str, Any]) -> PolicyViolation:
-    return PolicyViolation(rule=str(v.get("rule", "?")), message=str(v.get("message", "")),
-                           severity=str(v.get("severity") or "high"), object=v.get("object"),
-                           remediation=str(v.get("remediation") or ""), exception=str(v.get("exception") or ""))
+    return PolicyViolation(
+        rule=str(v.get("rule", "?")),
+        message=str(v.get("message", "")),
+        severity=str(v.get("severity") or "high"),
+        object=v.get("object"),
+        remediation=str(v.get("remediation") or ""),
+        exception=str(v.get("exception") or ""),
+    )
 
 
 def clean_error(e: BaseException) -> str:
@@ -283,14 +304,25 @@ def build_input(req: Any, objects: list[dict[str, Any]]) -> dict[str, Any]:
     """PRODUCT.md's policy input from a `PolicyCheckInput` and the rendered objects."""
     return {
         "promotion": {
-            "id": req.promotion_id, "app": req.app, "commit": req.commit, "author": req.author,
-            "source_env": req.source_env, "target_env": req.target_env,
+            "id": req.promotion_id,
+            "app": req.app,
+            "commit": req.commit,
+            "author": req.author,
+            "source_env": req.source_env,
+            "target_env": req.target_env,
             "started_at": _rfc3339(req.started_at),
             "evaluated_at": _rfc3339(req.evaluated_at or req.started_at),
             "phase": req.phase,
             "environments": req.environments,
-            "history": [{"env": h.env, "state": h.state, "healthy_since": _rfc3339(h.healthy_since),
-                         "soak_seconds": h.soak_seconds} for h in req.history],
+            "history": [
+                {
+                    "env": h.env,
+                    "state": h.state,
+                    "healthy_since": _rfc3339(h.healthy_since),
+                    "soak_seconds": h.soak_seconds,
+                }
+                for h in req.history
+            ],
         },
         "environment": environment_document(req.environment),
         "objects": objects,

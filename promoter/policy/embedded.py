@@ -70,8 +70,9 @@ class _Compiled:
     def __init__(self, bundle: PolicyBundle, with_tests: bool, timeout_s: float) -> None:
         modules = bundle.modules if with_tests else bundle.policies()
         self.conn, child = _context.Pipe()
-        self.process = _context.Process(target=_serve, args=(child, modules, bundle.full_data()), daemon=True,
-                                        name="promoter-rego")
+        self.process = _context.Process(
+            target=_serve, args=(child, modules, bundle.full_data()), daemon=True, name="promoter-rego"
+        )
         self.process.start()
         child.close()
         self.lock = threading.Lock()
@@ -91,8 +92,7 @@ class _Compiled:
             answer: tuple[str, Any] | None = self.conn.recv() if ready else None
         except (EOFError, OSError) as e:
             self._end()
-            raise EngineFault(f"the policy engine process ended while {what} ({type(e).__name__}); "
-                              "retrying") from None
+            raise EngineFault(f"the policy engine process ended while {what} ({type(e).__name__}); retrying") from None
         if answer is None:
             self._end()
             raise TimeoutError(f"{what} did not finish within {timeout_s:g}s")
@@ -173,8 +173,7 @@ class EmbeddedEngine:
             c.close()
         return compiled
 
-    def query(self, bundle: PolicyBundle, rule: str, input_doc: dict[str, Any] | None,
-              with_tests: bool = False) -> Any:
+    def query(self, bundle: PolicyBundle, rule: str, input_doc: dict[str, Any] | None, with_tests: bool = False) -> Any:
         for _ in range(3):
             compiled = self.compiled(bundle, with_tests)
             try:
@@ -184,8 +183,10 @@ class EmbeddedEngine:
         raise EngineFault("the policy engine kept closing under this evaluation; retrying")
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
-        if not any(text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text
-                   for text in bundle.policies().values()):
+        if not any(
+            text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text
+            for text in bundle.policies().values()
+        ):
             raise PolicyLoadError(
                 "policies/ has no package promoter, so no decision; add policies/promoter/decision.rego"
             )

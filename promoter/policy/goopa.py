@@ -59,8 +59,7 @@ class GoOpaEngine:
                 self._engines[key] = engine
             return self._engines[key]
 
-    def query(self, bundle: PolicyBundle, rule: str, input_doc: dict[str, Any] | None,
-              with_tests: bool = False) -> Any:
+    def query(self, bundle: PolicyBundle, rule: str, input_doc: dict[str, Any] | None, with_tests: bool = False) -> Any:
         """The value of `rule` (`data.a.b`); None when it is undefined."""
         from opa_bindings import OpaError, OpaUndefinedError
 

@@ -25,8 +25,14 @@ class OpaEngine:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise BadInput(f"PROMOTER_OPA_URL must look like http://host:8181, not {url!r}")
         self.url = f"{parts.scheme}://{parts.hostname}:{parts.port or 8181}"
-        self.client = OpaClient(host=parts.hostname, port=parts.port or 8181, ssl=parts.scheme == "https",
-                                timeout=timeout_s, retries=0, token=token)
+        self.client = OpaClient(
+            host=parts.hostname,
+            port=parts.port or 8181,
+            ssl=parts.scheme == "https",
+            timeout=timeout_s,
+            retries=0,
+            token=token,
+        )
         self._pushed: set[str] = set()
         self._lock = threading.Lock()
 

@@ -40,8 +40,12 @@ def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]
         for doc in docs:
             if doc is None:
                 continue
-            if (not isinstance(doc, dict) or not isinstance(doc.get("kind"), str) or not doc["kind"]
-                    or not isinstance(doc.get("metadata"), dict)):
+            if (
+                not isinstance(doc, dict)
+                or not isinstance(doc.get("kind"), str)
+                or not doc["kind"]
+                or not isinstance(doc.get("metadata"), dict)
+            ):
                 raise BadInput(f"{where}/{rel}: every document must be a Kubernetes object with kind and metadata")
             if doc["kind"].endswith("List") and isinstance(doc.get("items"), list):
                 objects.extend(i for i in doc["items"] if isinstance(i, dict))
@@ -64,14 +68,17 @@ def kustomize_command() -> list[str]:
         return ["kubectl", "kustomize"]
     if shutil.which("kustomize"):
         return ["kustomize", "build"]
-    raise BadInput("this app folder has a kustomization.yaml, but neither kubectl nor kustomize is on PATH; "
-                   "install one of them on the worker")
+    raise BadInput(
+        "this app folder has a kustomization.yaml, but neither kubectl nor kustomize is on PATH; "
+        "install one of them on the worker"
+    )
 
 
 def kustomize(folder: Path, where: str, timeout_s: float = 60.0) -> list[dict[str, Any]]:
     try:
-        out = subprocess.run([*kustomize_command(), str(folder)], capture_output=True, text=True,
-                             timeout=timeout_s, check=False)
+        out = subprocess.run(
+            [*kustomize_command(), str(folder)], capture_output=True, text=True, timeout=timeout_s, check=False
+        )
     except subprocess.TimeoutExpired:
         raise BadInput(f"{where}: kustomize did not finish within {timeout_s:g}s") from None
     if out.returncode != 0:
@@ -83,8 +90,10 @@ def kustomize(folder: Path, where: str, timeout_s: float = 60.0) -> list[dict[st
 def _read(path: Path, max_bytes: int) -> bytes:
     size = path.stat().st_size
     if size > max_bytes:
-        raise BadInput(f"{path} is {size:,} bytes, over the limit of {max_bytes:,} bytes per file "
-                       "(PROMOTER_MAX_FILE_SIZE); split it or raise the limit")
+        raise BadInput(
+            f"{path} is {size:,} bytes, over the limit of {max_bytes:,} bytes per file "
+            "(PROMOTER_MAX_FILE_SIZE); split it or raise the limit"
+        )
     return path.read_bytes()
 
 

@@ -23,8 +23,12 @@ def main() -> None:
     parser.add_argument("--state-dir", help="keep each cluster's objects in STATE_DIR/<env>.json across restarts")
     args = parser.parse_args()
     state = Path(args.state_dir) if args.state_dir else None
-    sims = [KubeSim(env=env, rollout_delay_s=args.rollout_delay,
-                    state_file=state / f"{env}.json" if state else None).start() for env in args.env]
+    sims = [
+        KubeSim(
+            env=env, rollout_delay_s=args.rollout_delay, state_file=state / f"{env}.json" if state else None
+        ).start()
+        for env in args.env
+    ]
     path = Path(args.kubeconfig)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(kubeconfig({s.env: s.url for s in sims})))

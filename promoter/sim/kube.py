@@ -144,8 +144,9 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
 
 
 class KubeSim:
-    def __init__(self, env: str = "sim", rollout_delay_s: float = 0.3, port: int = 0,
-                 state_file: Path | None = None) -> None:
+    def __init__(
+        self, env: str = "sim", rollout_delay_s: float = 0.3, port: int = 0, state_file: Path | None = None
+    ) -> None:
         self.env = env
         self.rollout_delay_s = rollout_delay_s
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}

@@ -36,8 +36,9 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     commit = origin.bump(tag="4.2.0")
     follower = cli.popen("promote", "demo", "--wait", "--json")
     try:
-        waiting = cli.wait_status("promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"]
-                                  == "awaiting_approval")
+        waiting = cli.wait_status(
+            "promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval"
+        )
         assert waiting["state"] == "running" and waiting["url"]
         refused = cli("approve", "promote-demo", "--env", "prod", "--as", "mallory")
         assert refused.returncode == 2 and "mallory may not decide prod" in refused.stderr
@@ -62,11 +63,14 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     for env in ("staging", "prod"):
         for f in ("deployment.yaml", "service.yaml"):
             assert bare.git.rev_parse(f"main:environments/{env}/demo/{f}") == bare.git.rev_parse(
-                f"{commit}:environments/dev/demo/{f}")
+                f"{commit}:environments/dev/demo/{f}"
+            )
     with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
         pulls = db.execute("SELECT head, state FROM pulls WHERE head LIKE ?", (f"%/{commit[:7]}",)).fetchall()
-    assert sorted(pulls) == [(f"promote/demo/prod/{commit[:7]}", "merged"),
-                             (f"promote/demo/staging/{commit[:7]}", "merged")]
+    assert sorted(pulls) == [
+        (f"promote/demo/prod/{commit[:7]}", "merged"),
+        (f"promote/demo/staging/{commit[:7]}", "merged"),
+    ]
     listed = json.loads(cli("list", "--json", "--app", "demo").stdout)
     assert listed[0]["id"] == "promote-demo" and listed[0]["state"] == "succeeded"
 
@@ -91,11 +95,14 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     assert done["state"] == "succeeded", done["message"]
     with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
         pulls = db.execute("SELECT head, state FROM pulls WHERE head LIKE ?", (f"%/{commit[:7]}",)).fetchall()
-    assert sorted(pulls) == [(f"promote/demo/prod/{commit[:7]}", "merged"),
-                             (f"promote/demo/staging/{commit[:7]}", "merged")]
+    assert sorted(pulls) == [
+        (f"promote/demo/prod/{commit[:7]}", "merged"),
+        (f"promote/demo/staging/{commit[:7]}", "merged"),
+    ]
     subjects = [line.split(" ", 1)[1] for line in origin.main_log()]
-    assert subjects.count(f"Merge pull request #{done['stages'][2]['pr_number']} "
-                          f"from promote/demo/prod/{commit[:7]}") == 1
+    assert (
+        subjects.count(f"Merge pull request #{done['stages'][2]['pr_number']} from promote/demo/prod/{commit[:7]}") == 1
+    )
 
 
 @pytest.mark.parametrize("ending", ["reject", "cancel"])
@@ -104,8 +111,9 @@ def test_wait_exits_1_when_the_promotion_does_not_succeed(stack: tuple[Cli, Orig
     commit = origin.bump(tag=f"8.0.0-{ending}")
     follower = cli.popen("promote", "demo", "--wait")
     try:
-        waiting = cli.wait_status("promote-demo", lambda s: s["commit"] == commit
-                                  and s["stages"][2]["state"] == "awaiting_approval")
+        waiting = cli.wait_status(
+            "promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval"
+        )
         if ending == "reject":
             r = cli("reject", "promote-demo", "--env", "prod", "--as", "carol", "--reason", "freeze")
         else:
@@ -129,15 +137,22 @@ def test_wait_exits_1_when_the_promotion_does_not_succeed(stack: tuple[Cli, Orig
         (["promote", "nosuchapp"], {}, "unknown app 'nosuchapp'"),
         (["promote", "demo", "--to", "qa"], {}, "unknown environment 'qa'"),
         (["promote", "demo", "--commit", "deadbeefdeadbeef"], {}, "commit 'deadbeefdeadbeef' does not exist"),
-        (["promote", "demo"], {"environments/staging/environment.yaml": "name: staging\norder: 2\ncluster: [\n"},
-         "environments/staging/environment.yaml: line 3: invalid YAML"),
-        (["promote", "demo"], {"environments/staging/environment.yaml": "name: staging\norder: 3\n"},
-         "environments 'prod' and 'staging' both have order 3"),
+        (
+            ["promote", "demo"],
+            {"environments/staging/environment.yaml": "name: staging\norder: 2\ncluster: [\n"},
+            "environments/staging/environment.yaml: line 3: invalid YAML",
+        ),
+        (
+            ["promote", "demo"],
+            {"environments/staging/environment.yaml": "name: staging\norder: 3\n"},
+            "environments 'prod' and 'staging' both have order 3",
+        ),
     ],
     ids=["unknown-app", "unknown-env", "missing-commit", "malformed-yaml", "same-order"],
 )
-def test_bad_input_is_one_line_exit_2_and_nothing_pushed(stack: tuple[Cli, Origin], args: list[str],
-                                                         files: dict[str, str], expected: str) -> None:
+def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
+    stack: tuple[Cli, Origin], args: list[str], files: dict[str, str], expected: str
+) -> None:
     cli, origin = stack
     if files:
         origin.commit(files, "break the configuration")

@@ -14,31 +14,57 @@ from promoter.stack import free_port
 
 
 def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promoter", *args], capture_output=True, text=True, timeout=60,
-                          env={**os.environ, "COLUMNS": "200", **(env or {})}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "promoter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "COLUMNS": "200", **(env or {})},
+        stdin=subprocess.DEVNULL,
+    )
 
 
-@pytest.mark.parametrize("args", [["list"], ["status", "promote-demo"], ["promote", "demo"],
-                                  ["approve", "promote-demo", "--env", "prod", "--as", "alice"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["list"],
+        ["status", "promote-demo"],
+        ["promote", "demo"],
+        ["approve", "promote-demo", "--env", "prod", "--as", "alice"],
+    ],
+)
 def test_unreachable_temporal(args: list[str], tmp_path: Path) -> None:
     address = f"127.0.0.1:{free_port()}"  # nothing listens there
     r = run(*args, env={"PROMOTER_TEMPORAL_ADDRESS": address, "PROMOTER_STATE_DIR": str(tmp_path)})
     assert r.returncode == 2
-    assert r.stderr.strip() == (f"error: cannot reach Temporal at {address} (Connection refused); start the "
-                                "embedded stack with `promoter up` or set PROMOTER_TEMPORAL_ADDRESS")
+    assert r.stderr.strip() == (
+        f"error: cannot reach Temporal at {address} (Connection refused); start the "
+        "embedded stack with `promoter up` or set PROMOTER_TEMPORAL_ADDRESS"
+    )
 
 
 def test_up_refuses_a_repo_without_environments(tmp_path: Path) -> None:
     r = run("up", "--detach", "--repo", str(tmp_path / "nowhere"), "--state-dir", str(tmp_path / "state"))
     assert r.returncode == 2
-    assert r.stderr.strip() == f"error: {tmp_path / 'nowhere'} has no environments/ folder; point --repo at a " \
-                               "GitOps repository"
+    assert (
+        r.stderr.strip() == f"error: {tmp_path / 'nowhere'} has no environments/ folder; point --repo at a "
+        "GitOps repository"
+    )
     assert not (tmp_path / "state" / "stack.json").exists() and not (tmp_path / "state" / "origin.git").exists()
 
 
 def test_reject_needs_a_reason(tmp_path: Path) -> None:
-    r = run("reject", "promote-demo", "--env", "prod", "--as", "alice", "--reason", " ",
-            env={"PROMOTER_STATE_DIR": str(tmp_path)})
+    r = run(
+        "reject",
+        "promote-demo",
+        "--env",
+        "prod",
+        "--as",
+        "alice",
+        "--reason",
+        " ",
+        env={"PROMOTER_STATE_DIR": str(tmp_path)},
+    )
     assert r.returncode == 2 and r.stderr.strip() == "error: a rejection needs a reason: add --reason TEXT"
 
 

@@ -43,8 +43,18 @@ def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Ori
         s.bind(("127.0.0.1", 0))
         hook = f"http://127.0.0.1:{s.getsockname()[1]}/services/T0/B0/{HOOK_KEY}"
     cli.env.update({"PROMOTER_FORGE_TOKEN": FORGE_TOKEN, "PROMOTER_OPA_TOKEN": OPA_TOKEN, "TEAM_WEBHOOK": hook})
-    r = cli("up", "--detach", "--repo", str(src), "--state-dir", str(state),
-            "--port", str(free_port()), "--ui-port", str(free_port()))
+    r = cli(
+        "up",
+        "--detach",
+        "--repo",
+        str(src),
+        "--state-dir",
+        str(state),
+        "--port",
+        str(free_port()),
+        "--ui-port",
+        str(free_port()),
+    )
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         yield cli, Origin(state / "origin.git", base / "person"), hook
@@ -64,13 +74,18 @@ def promotions(cli: Cli) -> list[str]:
 
 
 def kubectl(cli: Cli, context: str, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(["kubectl", "--kubeconfig", str(cli.state_dir / "kubeconfig"), "--context", context,
-                           "-n", "apps", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run(
+        ["kubectl", "--kubeconfig", str(cli.state_dir / "kubeconfig"), "--context", context, "-n", "apps", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
 
 
 @pytest.mark.parametrize("name", ["../staging/demo", "demo/", "./demo", "", ".", "d" * 10_000, "Demo", "-x"])
 def test_an_app_name_that_is_a_path_is_exit_2_one_line_and_touches_nothing(
-        hostile: tuple[Cli, Origin, str], name: str) -> None:
+    hostile: tuple[Cli, Origin, str], name: str
+) -> None:
     cli, origin, _ = hostile
     before, started = refs(origin), promotions(cli)
     r = cli("promote", name, "--wait")
@@ -80,10 +95,18 @@ def test_an_app_name_that_is_a_path_is_exit_2_one_line_and_touches_nothing(
     assert refs(origin) == before and promotions(cli) == started
 
 
-@pytest.mark.parametrize("args", [["status", "../x"], ["approve", "promote-../x", "--env", "prod", "--as", "a"],
-                                  ["approve", "demo", "--env", "../prod", "--as", "a"], ["cancel", "demo/"],
-                                  ["list", "--app", "x' OR WorkflowId != '"], ["promote", "demo", "--to", "../prod"],
-                                  ["promote", "demo", "--commit", "--output=/tmp/x"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["status", "../x"],
+        ["approve", "promote-../x", "--env", "prod", "--as", "a"],
+        ["approve", "demo", "--env", "../prod", "--as", "a"],
+        ["cancel", "demo/"],
+        ["list", "--app", "x' OR WorkflowId != '"],
+        ["promote", "demo", "--to", "../prod"],
+        ["promote", "demo", "--commit", "--output=/tmp/x"],
+    ],
+)
 def test_every_command_refuses_a_bad_name(hostile: tuple[Cli, Origin, str], args: list[str]) -> None:
     cli, _, _ = hostile
     r = cli(*args)
@@ -92,8 +115,7 @@ def test_every_command_refuses_a_bad_name(hostile: tuple[Cli, Origin, str], args
 
 @settings(max_examples=8, deadline=None)
 @given(st.text(st.characters(blacklist_categories=("Cs",), blacklist_characters="\0"), max_size=30))
-def test_any_name_but_an_app_is_refused_with_exit_2_and_one_line(hostile: tuple[Cli, Origin, str],
-                                                                  name: str) -> None:
+def test_any_name_but_an_app_is_refused_with_exit_2_and_one_line(hostile: tuple[Cli, Origin, str], name: str) -> None:
     cli, origin, _ = hostile
     if name == "demo" or name.startswith("-"):  # the app itself; an option-looking word is click's usage error
         return
@@ -104,12 +126,12 @@ def test_any_name_but_an_app_is_refused_with_exit_2_and_one_line(hostile: tuple[
     assert refs(origin) == before
 
 
-def test_odd_file_names_are_applied_and_promoted_and_secrets_are_never_quoted(
-        hostile: tuple[Cli, Origin, str]) -> None:
+def test_odd_file_names_are_applied_and_promoted_and_secrets_are_never_quoted(hostile: tuple[Cli, Origin, str]) -> None:
     cli, origin, hook = hostile
     notify = [{"url": "${PROMOTER_FORGE_TOKEN}"}, {"url": "${PROMOTER_OPA_TOKEN}"}, {"url": "${TEAM_WEBHOOK}"}]
-    files: dict[str, str | None] = {f"environments/dev/demo/{n}": configmap(f"odd-{i}")
-                                    for i, n in enumerate(ODD_NAMES)}
+    files: dict[str, str | None] = {
+        f"environments/dev/demo/{n}": configmap(f"odd-{i}") for i, n in enumerate(ODD_NAMES)
+    }
     for env in ("dev", "staging"):
         path = f"environments/{env}/environment.yaml"
         config = yaml.safe_load((origin.work / path).read_text())
@@ -127,7 +149,8 @@ def test_odd_file_names_are_applied_and_promoted_and_secrets_are_never_quoted(
     bare = git.Repo(origin.path)
     for name in ODD_NAMES:
         assert bare.git.rev_parse(f"main:environments/staging/demo/{name}") == bare.git.rev_parse(
-            f"{commit}:environments/dev/demo/{name}")
+            f"{commit}:environments/dev/demo/{name}"
+        )
 
     # the webhooks failed and said so, naming the variable, never its value
     notices = " ".join(status["notices"])
@@ -136,8 +159,13 @@ def test_odd_file_names_are_applied_and_promoted_and_secrets_are_never_quoted(
     planted = [FORGE_TOKEN, OPA_TOKEN, HOOK_KEY, hook]
     shown = cli("status", "promote-demo", "--json").stdout + cli("status", "promote-demo").stdout
     assert not [p for p in planted if p in shown]
-    leaks = [(str(f.relative_to(cli.state_dir)), p) for f in sorted(cli.state_dir.rglob("*")) if f.is_file()
-             and "origin.git" not in f.parts for p in planted if p.encode() in f.read_bytes()]
+    leaks = [
+        (str(f.relative_to(cli.state_dir)), p)
+        for f in sorted(cli.state_dir.rglob("*"))
+        if f.is_file() and "origin.git" not in f.parts
+        for p in planted
+        if p.encode() in f.read_bytes()
+    ]
     assert leaks == [], leaks  # logs, the Temporal database (its WAL too), the forge's records, the clusters
 
 
@@ -149,8 +177,9 @@ def test_status_says_no_worker_polls_the_queue_within_seconds(hostile: tuple[Cli
 
     async def start() -> None:
         client = await Client.connect(info["temporal_address"], data_converter=DATA_CONVERTER)
-        await client.start_workflow("PromotionWorkflow", {"plan": {}}, id="promote-ghost",
-                                    task_queue="nobody-polls-this")
+        await client.start_workflow(
+            "PromotionWorkflow", {"plan": {}}, id="promote-ghost", task_queue="nobody-polls-this"
+        )
 
     async def end() -> None:
         client = await Client.connect(info["temporal_address"], data_converter=DATA_CONVERTER)
@@ -219,18 +248,25 @@ class Proxy:
             s.close()
 
 
-def test_wait_that_loses_temporal_exits_3_and_says_the_promotion_still_runs(
-        hostile: tuple[Cli, Origin, str]) -> None:
+def test_wait_that_loses_temporal_exits_3_and_says_the_promotion_still_runs(hostile: tuple[Cli, Origin, str]) -> None:
     cli, origin, _ = hostile
     commit = origin.bump(tag="9.9.9")
     info = json.loads((cli.state_dir / "stack.json").read_text())
     proxy = Proxy(info["temporal_address"])
-    follower = subprocess.Popen([*cli_argv(), "promote", "demo", "--wait", "--json"],
-                                env={**cli.env, "PROMOTER_TEMPORAL_ADDRESS": proxy.address},
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, stdin=subprocess.DEVNULL)
+    follower = subprocess.Popen(
+        [*cli_argv(), "promote", "demo", "--wait", "--json"],
+        env={**cli.env, "PROMOTER_TEMPORAL_ADDRESS": proxy.address},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
     try:
-        cli.wait_status("promote-demo", lambda s: s["commit"] == commit
-                        and s["stages"][2]["state"] == "awaiting_approval", timeout_s=120)
+        cli.wait_status(
+            "promote-demo",
+            lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval",
+            timeout_s=120,
+        )
         proxy.cut()
         out, errs = follower.communicate(timeout=120)
     finally:
@@ -260,5 +296,3 @@ def test_the_simulated_clusters_keep_their_objects_across_down_and_up(hostile: t
     kept, now = json.loads(before.stdout), json.loads(after.stdout)
     assert now["metadata"]["uid"] == kept["metadata"]["uid"]
     assert now["spec"] == kept["spec"] and now["status"]["availableReplicas"] == kept["status"]["availableReplicas"]
-
-

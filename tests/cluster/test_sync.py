@@ -20,10 +20,17 @@ from promoter.sim.kube import FAIL_IN, KubeSim
 
 ROOT = Path(__file__).resolve().parents[2]
 
-CRD = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
-       "metadata": {"name": "widgets.example.com"},
-       "spec": {"group": "example.com", "scope": "Namespaced", "names": {"plural": "widgets", "kind": "Widget"},
-                "versions": [{"name": "v1", "served": True, "storage": True}]}}
+CRD = {
+    "apiVersion": "apiextensions.k8s.io/v1",
+    "kind": "CustomResourceDefinition",
+    "metadata": {"name": "widgets.example.com"},
+    "spec": {
+        "group": "example.com",
+        "scope": "Namespaced",
+        "names": {"plural": "widgets", "kind": "Widget"},
+        "versions": [{"name": "v1", "served": True, "storage": True}],
+    },
+}
 WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}
 
 
@@ -60,8 +67,9 @@ def test_create_update_prune_and_idempotent_resync(sim: KubeSim, cluster: KubeCl
     before = generations(sim)
     again = cluster.sync("demo", "promote-demo", demo())
     assert (again.applied, again.unchanged) == (0, 3)
-    assert {k: v for k, v in generations(sim).items() if "deployments" in k} == \
-           {k: v for k, v in before.items() if "deployments" in k}
+    assert {k: v for k, v in generations(sim).items() if "deployments" in k} == {
+        k: v for k, v in before.items() if "deployments" in k
+    }
     changed = demo()
     for o in changed:
         if o["kind"] == "Deployment":
@@ -135,8 +143,10 @@ def test_api_faults_are_sorted(sim: KubeSim, cluster: KubeCluster) -> None:
 
 
 def workload(kind: str, fail_in: str | None = None) -> dict[str, Any]:
-    template: dict[str, Any] = {"metadata": {"labels": {"app": "w"}},
-                                "spec": {"containers": [{"name": "c", "image": "ghcr.io/promoter-dev/demo:1"}]}}
+    template: dict[str, Any] = {
+        "metadata": {"labels": {"app": "w"}},
+        "spec": {"containers": [{"name": "c", "image": "ghcr.io/promoter-dev/demo:1"}]},
+    }
     if fail_in:
         template["metadata"]["annotations"] = {FAIL_IN: fail_in}
     api_version = "batch/v1" if kind == "Job" else "apps/v1"

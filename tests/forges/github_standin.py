@@ -112,8 +112,9 @@ class GitHubStandIn:
         h.end_headers()
         h.wfile.write(data)
 
-    def _answer(self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict[str, list[str]],
-                body: Any) -> Answer:
+    def _answer(
+        self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict[str, list[str]], body: Any
+    ) -> Answer:
         for i, (status, headers, pattern) in enumerate(self.faults):
             if re.search(pattern, path):
                 del self.faults[i]
@@ -126,7 +127,7 @@ class GitHubStandIn:
         prefix = f"/repos/{self.repository}"
         if not path.startswith(prefix):
             return 404, {"message": "Not Found"}, {}
-        rest = path[len(prefix):]
+        rest = path[len(prefix) :]
         for pattern, handler in self._routes():
             m = re.fullmatch(pattern, f"{method} {rest}")
             if m:
@@ -159,7 +160,7 @@ class GitHubStandIn:
     def _page(self, items: list[Any], query: dict[str, list[str]], path: str) -> Answer:
         size = min(int(query.get("per_page", ["30"])[0]), self.page_size)
         page = int(query.get("page", ["1"])[0])
-        chunk = items[(page - 1) * size: page * size]
+        chunk = items[(page - 1) * size : page * size]
         headers = {}
         if page * size < len(items):
             rest = {k: v[0] for k, v in query.items() if k != "page"}
@@ -184,9 +185,12 @@ class GitHubStandIn:
     def _list_pulls(self, user: str, query: Query, body: Any) -> Answer:
         state = query.get("state", ["open"])[0]
         head = query.get("head", [""])[0]
-        items = [self._pr(n) for n in sorted(self.pulls, reverse=True)
-                 if (state == "all" or self.pulls[n]["state"] == state)
-                 and (not head or f"{self.repository.split('/')[0]}:{self.pulls[n]['head']['ref']}" == head)]
+        items = [
+            self._pr(n)
+            for n in sorted(self.pulls, reverse=True)
+            if (state == "all" or self.pulls[n]["state"] == state)
+            and (not head or f"{self.repository.split('/')[0]}:{self.pulls[n]['head']['ref']}" == head)
+        ]
         return self._page(items, query, "/pulls")
 
     def _create_pull(self, user: str, query: Query, body: Any) -> Answer:
@@ -195,15 +199,30 @@ class GitHubStandIn:
         if sha is None:
             return 422, {"message": "Validation Failed", "errors": [{"field": "head", "code": "invalid"}]}, {}
         if any(p["state"] == "open" and p["head"]["ref"] == head for p in self.pulls.values()):
-            return 422, {"message": "Validation Failed",
-                         "errors": [{"message": f"A pull request already exists for acme:{head}."}]}, {}
+            return (
+                422,
+                {
+                    "message": "Validation Failed",
+                    "errors": [{"message": f"A pull request already exists for acme:{head}."}],
+                },
+                {},
+            )
         number = max([*self.pulls, 0]) + 1
         now = _now()
         self.pulls[number] = {
-            "number": number, "state": "open", "title": body["title"], "body": body.get("body") or "",
+            "number": number,
+            "state": "open",
+            "title": body["title"],
+            "body": body.get("body") or "",
             "html_url": f"https://github.example/{self.repository}/pull/{number}",
-            "head": {"ref": head, "sha": sha}, "base": {"ref": base}, "merged": False, "merged_at": None,
-            "merge_commit_sha": None, "labels": [], "user": {"login": user}, "created_at": now,
+            "head": {"ref": head, "sha": sha},
+            "base": {"ref": base},
+            "merged": False,
+            "merged_at": None,
+            "merge_commit_sha": None,
+            "labels": [],
+            "user": {"login": user},
+            "created_at": now,
         }
         return 201, self.pulls[number], {}
 
@@ -249,24 +268,29 @@ class GitHubStandIn:
     def _list_reviews(self, user: str, query: Query, body: Any, n: str) -> Answer:
         return self._page(self.reviews.get(int(n), []), query, f"/pulls/{n}/reviews")
 
-    def _create_review(self, user: str, query: Query, body: Any,
-                       n: str) -> Answer:
+    def _create_review(self, user: str, query: Query, body: Any, n: str) -> Answer:
         states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
         pr = self._pr(int(n))
-        review = {"id": 1000 + sum(len(v) for v in self.reviews.values()), "user": {"login": user},
-                  "state": states[body["event"]], "body": body.get("body") or "",
-                  "commit_id": body.get("commit_id") or pr["head"]["sha"], "submitted_at": _now()}
+        review = {
+            "id": 1000 + sum(len(v) for v in self.reviews.values()),
+            "user": {"login": user},
+            "state": states[body["event"]],
+            "body": body.get("body") or "",
+            "commit_id": body.get("commit_id") or pr["head"]["sha"],
+            "submitted_at": _now(),
+        }
         self.reviews.setdefault(int(n), []).append(review)
         return 200, review, {}
 
-    def _list_comments(self, user: str, query: Query, body: Any,
-                       n: str) -> Answer:
+    def _list_comments(self, user: str, query: Query, body: Any, n: str) -> Answer:
         return self._page(self.comments.get(int(n), []), query, f"/issues/{n}/comments")
 
-    def _create_comment(self, user: str, query: Query, body: Any,
-                        n: str) -> Answer:
-        comment = {"id": 5000 + sum(len(v) for v in self.comments.values()), "body": body["body"],
-                   "user": {"login": user}}
+    def _create_comment(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        comment = {
+            "id": 5000 + sum(len(v) for v in self.comments.values()),
+            "body": body["body"],
+            "user": {"login": user},
+        }
         self.comments.setdefault(int(n), []).append(comment)
         return 201, comment, {}
 
@@ -280,8 +304,7 @@ class GitHubStandIn:
         state = self.checks.get(sha, "pending")
         return 200, {"state": state, "statuses": [{"context": c, "state": state} for c in self.required]}, {}
 
-    def _check_runs(self, user: str, query: Query, body: Any,
-                    sha: str) -> Answer:
+    def _check_runs(self, user: str, query: Query, body: Any, sha: str) -> Answer:
         return 200, {"total_count": 0, "check_runs": []}, {}
 
     # ---------------------------------------------------------------- for tests

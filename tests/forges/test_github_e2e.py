@@ -39,32 +39,48 @@ def github(origin: Origin) -> Iterator[GitHubStandIn]:
 
 def on_github(standin: GitHubStandIn, origin: Origin, tmp_path: Path) -> Settings:
     """A worker's settings for the GitHub provider at the stand-in, with `origin` as its git remote."""
-    return Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge="github", forge_repo="acme/gitops",
-                    forge_url=standin.url, forge_token=BOT, cache_dir=str(tmp_path / "cache"), review_poll_s=0.1)
+    return Settings(
+        task_queue=str(uuid.uuid4()),
+        repo_url=origin.url,
+        forge="github",
+        forge_repo="acme/gitops",
+        forge_url=standin.url,
+        forge_token=BOT,
+        cache_dir=str(tmp_path / "cache"),
+        review_poll_s=0.1,
+    )
 
 
 def review(standin: GitHubStandIn, number: int, token: str, event: str = "APPROVE", body: str = "") -> None:
     request = urllib.request.Request(
-        f"{standin.url}/repos/acme/gitops/pulls/{number}/reviews", method="POST",
+        f"{standin.url}/repos/acme/gitops/pulls/{number}/reviews",
+        method="POST",
         data=json.dumps({"event": event, "body": body}).encode(),
-        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request) as response:
         assert response.status == 200
 
 
 @pytest.mark.asyncio
 async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_leaks_the_token(
-        dev_env: WorkflowEnvironment, origin: Origin, github: GitHubStandIn, tmp_path: Path,
-        executor: concurrent.futures.ThreadPoolExecutor, clusters: Callable[[list[str]], dict[str, KubeSim]],
-        caplog: pytest.LogCaptureFixture) -> None:
+    dev_env: WorkflowEnvironment,
+    origin: Origin,
+    github: GitHubStandIn,
+    tmp_path: Path,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
     caplog.set_level(logging.DEBUG)
     commit = origin.bump(tag="8.0.0")
     clusters(["dev", "staging", "prod"])
     settings = on_github(github, origin, tmp_path)
     github.page_size = 2  # reviews and PR lists come back in pages of two: pagination is exercised
     async with build_worker(dev_env.client, settings, executor):
-        handle = await api.start(dev_env.client, settings.task_queue,
-                                 await api.plan(dev_env.client, settings.task_queue, "demo"), "dana")
+        handle = await api.start(
+            dev_env.client, settings.task_queue, await api.plan(dev_env.client, settings.task_queue, "demo"), "dana"
+        )
         waiting = await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
         number = waiting.stages[2].pr_number or 0
         review(github, number, ALICE, "COMMENT", "reading")
@@ -83,20 +99,30 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
     assert sent.count(("POST", "/repos/acme/gitops/pulls")) == 2
     assert sent.count(("PUT", f"/repos/acme/gitops/pulls/{number}/merge")) == 1
     assert sorted((p["head"]["ref"], p["merged"]) for p in github.pulls.values()) == [
-        (f"promote/demo/prod/{commit[:7]}", True), (f"promote/demo/staging/{commit[:7]}", True)]
+        (f"promote/demo/prod/{commit[:7]}", True),
+        (f"promote/demo/staging/{commit[:7]}", True),
+    ]
     merge = next(r for r in github.requests if r.method == "PUT" and r.path.endswith(f"/{number}/merge"))
     assert merge.body["sha"] == prod.approvals[0].head and merge.body["merge_method"] == "merge"
     assert "Promoter-Approval: alice via pull_request" in merge.body["commit_message"]
-    assert all(r.headers["Authorization"] == f"Bearer {BOT}" for r in github.requests
-               if not r.path.endswith("/reviews") or r.method == "GET")
+    assert all(
+        r.headers["Authorization"] == f"Bearer {BOT}"
+        for r in github.requests
+        if not r.path.endswith("/reviews") or r.method == "GET"
+    )
     labels = next(r.body for r in github.requests if r.path.endswith(f"/issues/{number}/labels"))
     assert labels == {"labels": ["promotion", "env:prod", "app:demo"]}
     assert any("If-None-Match" in r.headers for r in github.requests)  # polling revalidates with ETags
 
     # the planted token is nowhere a person or Temporal can read
-    texts = {"logs": caplog.text, "history": history, "status": status,
-             "PR bodies": json.dumps([p["body"] for p in github.pulls.values()]),
-             "comments": json.dumps(github.comments), "settings repr": repr(settings)}
+    texts = {
+        "logs": caplog.text,
+        "history": history,
+        "status": status,
+        "PR bodies": json.dumps([p["body"] for p in github.pulls.values()]),
+        "comments": json.dumps(github.comments),
+        "settings repr": repr(settings),
+    }
     leaked = [where for where, text in texts.items() if BOT in text or BOT[4:20] in text]
     assert leaked == [], f"the token appears in: {leaked}"
     assert len(caplog.text) > 0 and len(history) > 10000  # the grep looked at something real
@@ -115,15 +141,19 @@ def test_a_bad_token_is_a_one_line_error_naming_what_to_fix(github: GitHubStandI
     assert len([r for r in github.requests if r.path.endswith("/pulls/1")]) == 1  # a 401 is never retried
 
 
-
-
-async def promote_on(github: GitHubStandIn, origin: Origin, dev_env: WorkflowEnvironment, tmp_path: Path,
-                     executor: concurrent.futures.ThreadPoolExecutor,
-                     during: Callable[[], Awaitable[None]] | None = None) -> PromotionStatus:
+async def promote_on(
+    github: GitHubStandIn,
+    origin: Origin,
+    dev_env: WorkflowEnvironment,
+    tmp_path: Path,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    during: Callable[[], Awaitable[None]] | None = None,
+) -> PromotionStatus:
     settings = on_github(github, origin, tmp_path)
     async with build_worker(dev_env.client, settings, executor):
-        handle = await api.start(dev_env.client, settings.task_queue,
-                                 await api.plan(dev_env.client, settings.task_queue, "demo"))
+        handle = await api.start(
+            dev_env.client, settings.task_queue, await api.plan(dev_env.client, settings.task_queue, "demo")
+        )
         if during is not None:
             await api.wait_for(handle, lambda s: s.stages[1].state == StageState.MERGING)
             await during()
@@ -133,23 +163,37 @@ async def promote_on(github: GitHubStandIn, origin: Origin, dev_env: WorkflowEnv
 @pytest.mark.asyncio
 @pytest.mark.parametrize("on_blocked", ["fail", "wait"])
 async def test_a_merge_blocked_by_a_required_check_fails_or_waits_as_configured(
-        on_blocked: str, dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], tmp_path: Path,
-        executor: concurrent.futures.ThreadPoolExecutor, clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
-    origin = origin_factory([{"name": "dev", "order": 1},
-                             {"name": "staging", "order": 2, "merge": {"on_blocked": on_blocked, "wait": "5m",
-                                                                       "method": "squash"}}])
+    on_blocked: str,
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    tmp_path: Path,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    origin = origin_factory(
+        [
+            {"name": "dev", "order": 1},
+            {"name": "staging", "order": 2, "merge": {"on_blocked": on_blocked, "wait": "5m", "method": "squash"}},
+        ]
+    )
     origin.bump(tag="9.0.0")
     clusters(["dev", "staging"])
     github = GitHubStandIn(origin=origin.url, tokens={BOT: "promoter-bot"}, required=["ci"]).start()
     try:
+
         async def ci_passes() -> None:  # the required check turns green after a merge was refused
-            await asyncio.to_thread(wait_until, lambda: any(r.method == "PUT" for r in github.requests), 30,
-                                    "a first, blocked, merge attempt")
+            await asyncio.to_thread(
+                wait_until,
+                lambda: any(r.method == "PUT" for r in github.requests),
+                30,
+                "a first, blocked, merge attempt",
+            )
             for pr in github.open_pulls():
                 github.checks[pr["head"]["sha"]] = "success"
 
-        result = await promote_on(github, origin, dev_env, tmp_path, executor,
-                                  ci_passes if on_blocked == "wait" else None)
+        result = await promote_on(
+            github, origin, dev_env, tmp_path, executor, ci_passes if on_blocked == "wait" else None
+        )
     finally:
         github.stop()
     merges = [r for r in github.requests if r.method == "PUT" and r.path.endswith("/merge")]

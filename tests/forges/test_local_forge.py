@@ -37,8 +37,9 @@ def test_open_requires_the_branch(forge: LocalForge) -> None:
         forge.open_pull_request("promote/x", "t", "b")
 
 
-def test_merge_once_even_after_a_crash_between_push_and_record(origin: Origin, clone: GitClone,
-                                                               forge: LocalForge) -> None:
+def test_merge_once_even_after_a_crash_between_push_and_record(
+    origin: Origin, clone: GitClone, forge: LocalForge
+) -> None:
     branch = branch_for(origin, clone)
     pr = forge.open_pull_request(branch, "title", "body")
     merged = forge.merge(pr.number)
@@ -52,8 +53,7 @@ def test_merge_once_even_after_a_crash_between_push_and_record(origin: Origin, c
     assert len(origin.main_log()) == commits
 
 
-def test_close_comments_once_and_a_closed_pr_cannot_merge(origin: Origin, clone: GitClone,
-                                                         forge: LocalForge) -> None:
+def test_close_comments_once_and_a_closed_pr_cannot_merge(origin: Origin, clone: GitClone, forge: LocalForge) -> None:
     pr = forge.open_pull_request(branch_for(origin, clone), "title", "body")
     forge.close(pr.number, "expired")
     forge.close(pr.number, "expired")

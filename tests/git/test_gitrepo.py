@@ -19,8 +19,13 @@ ENV = "environments/{}/environment.yaml"
 
 
 def prep(plan_commit: str, target: str = "staging", local: list[str] | None = None) -> PrepareInput:
-    return PrepareInput(app="demo", commit=plan_commit, source_env="dev", target_env=target,
-                        local_files=local if local is not None else ["configmap.yaml"])
+    return PrepareInput(
+        app="demo",
+        commit=plan_commit,
+        source_env="dev",
+        target_env=target,
+        local_files=local if local is not None else ["configmap.yaml"],
+    )
 
 
 def test_plan_orders_environments_and_resolves_the_newest_commit(origin: Origin, clone: GitClone) -> None:
@@ -45,21 +50,37 @@ def test_plan_to_env_truncates(origin: Origin, clone: GitClone) -> None:
         ({}, PlanInput(app="nope"), "unknown app 'nope'"),
         ({}, PlanInput(app="demo", to_env="qa"), "unknown environment 'qa'; environments: dev, staging, prod"),
         ({}, PlanInput(app="demo", commit="0123456789abcdef0123456789abcdef01234567"), "does not exist"),
-        ({ENV.format("staging"): "name: staging\norder: [2\n"}, PlanInput(app="demo"),
-         "environments/staging/environment.yaml: line 2: invalid YAML"),
-        ({ENV.format("staging"): "name: staging\norder: 2\napprovals: {}\n"}, PlanInput(app="demo"),
-         "environments/staging/environment.yaml: approvals: unknown key"),
-        ({ENV.format("staging"): "name: staging\norder: 1\n"}, PlanInput(app="demo"),
-         "environments 'dev' and 'staging' both have order 1"),
+        (
+            {ENV.format("staging"): "name: staging\norder: [2\n"},
+            PlanInput(app="demo"),
+            "environments/staging/environment.yaml: line 2: invalid YAML",
+        ),
+        (
+            {ENV.format("staging"): "name: staging\norder: 2\napprovals: {}\n"},
+            PlanInput(app="demo"),
+            "environments/staging/environment.yaml: approvals: unknown key",
+        ),
+        (
+            {ENV.format("staging"): "name: staging\norder: 1\n"},
+            PlanInput(app="demo"),
+            "environments 'dev' and 'staging' both have order 1",
+        ),
         ({ENV.format("staging"): "name: stage\norder: 2\n"}, PlanInput(app="demo"), "but the folder is 'staging'"),
-        ({ENV.format("prod"): "name: prod\norder: 3\napproval: {required: 1}\n"}, PlanInput(app="demo"),
-         "approval.required is 1 but approval.approvers is empty"),
-        ({ENV.format("prod"): "name: prod\norder: 3\napproval: {timeout: soon}\n"}, PlanInput(app="demo"),
-         "'soon' is not a duration"),
+        (
+            {ENV.format("prod"): "name: prod\norder: 3\napproval: {required: 1}\n"},
+            PlanInput(app="demo"),
+            "approval.required is 1 but approval.approvers is empty",
+        ),
+        (
+            {ENV.format("prod"): "name: prod\norder: 3\napproval: {timeout: soon}\n"},
+            PlanInput(app="demo"),
+            "'soon' is not a duration",
+        ),
     ],
 )
-def test_plan_refuses_bad_input_with_one_line(origin: Origin, clone: GitClone, files: dict[str, str],
-                                              request_: PlanInput, expected: str) -> None:
+def test_plan_refuses_bad_input_with_one_line(
+    origin: Origin, clone: GitClone, files: dict[str, str], request_: PlanInput, expected: str
+) -> None:
     if files:
         origin.commit(files, "break it")
     before = origin.main_log()
@@ -131,8 +152,9 @@ def test_prepare_twice_yields_one_branch_and_one_commit(origin: Origin, clone: G
     assert sorted(origin.branches()) == sorted(["main", first.branch])
 
 
-def test_merge_rebases_onto_a_main_that_moved_and_loses_nothing(origin: Origin, clone: GitClone,
-                                                                 tmp_path: Path) -> None:
+def test_merge_rebases_onto_a_main_that_moved_and_loses_nothing(
+    origin: Origin, clone: GitClone, tmp_path: Path
+) -> None:
     sha = origin.bump()
     prepared = clone.push_branch(prep(sha))
     assert prepared.branch is not None
@@ -141,12 +163,15 @@ def test_merge_rebases_onto_a_main_that_moved_and_loses_nothing(origin: Origin, 
     other = git.Repo.clone_from(origin.url, tmp_path / "intruder")
     (tmp_path / "intruder" / "NOTES.md").write_text("pushed by someone else\n")
     other.git.add("NOTES.md")
-    other.git.execute(["git", "-c", "user.name=eve", "-c", "user.email=eve@example.com", "commit", "-q", "-m",
-                       "intruder"])
+    other.git.execute(
+        ["git", "-c", "user.name=eve", "-c", "user.email=eve@example.com", "commit", "-q", "-m", "intruder"]
+    )
     hook = clone.path / ".git" / "hooks" / "pre-push"
     marker = tmp_path / "pushed-once"
-    hook.write_text(f"#!/bin/sh\nif [ ! -e {marker} ]; then touch {marker}; "
-                    f"git -C {tmp_path / 'intruder'} push -q origin main; fi\nexit 0\n")
+    hook.write_text(
+        f"#!/bin/sh\nif [ ! -e {marker} ]; then touch {marker}; "
+        f"git -C {tmp_path / 'intruder'} push -q origin main; fi\nexit 0\n"
+    )
     hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
     merge = clone.merge_branch(prepared.branch, "Merge promotion")
     assert marker.exists()
@@ -167,5 +192,7 @@ def test_merge_refuses_a_branch_that_conflicts(origin: Origin, clone: GitClone) 
     origin.bump(env="staging", tag="9.9.9")  # someone edits staging's copy directly
     with pytest.raises(Conflict) as err:
         clone.merge_branch(prepared.branch, "Merge")
-    assert str(err.value) == (f"{prepared.branch} conflicts with main in environments/staging/demo/deployment.yaml: "
-                              "that folder was changed on main directly; reconcile it there, then promote again")
+    assert str(err.value) == (
+        f"{prepared.branch} conflicts with main in environments/staging/demo/deployment.yaml: "
+        "that folder was changed on main directly; reconcile it there, then promote again"
+    )

@@ -20,13 +20,24 @@ from promoter.gitrepo import GitClone, refuse_entry
 from promoter.models import PlanInput, PrepareInput
 from tests.conftest import Origin
 
-ODD_NAMES = ["with space.yaml", "café.yaml", "quote\"and'apostrophe.yaml", "-leading-dash.yaml",
-             "new\nline.yaml", "tab\there.yaml", "back\\slash.yaml", "ünï/cödé.yaml", "日本.yaml"]
+ODD_NAMES = [
+    "with space.yaml",
+    "café.yaml",
+    "quote\"and'apostrophe.yaml",
+    "-leading-dash.yaml",
+    "new\nline.yaml",
+    "tab\there.yaml",
+    "back\\slash.yaml",
+    "ünï/cödé.yaml",
+    "日本.yaml",
+]
 
 
 def configmap(name: str) -> str:
-    return (f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n"
-            "    app.kubernetes.io/name: demo\n    app.kubernetes.io/part-of: demo\ndata:\n  k: v\n")
+    return (
+        f"apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n  labels:\n"
+        "    app.kubernetes.io/name: demo\n    app.kubernetes.io/part-of: demo\ndata:\n  k: v\n"
+    )
 
 
 def tree_of(repo: git.Repo, rev: str, folder: str) -> dict[str, tuple[str, str]]:
@@ -35,15 +46,16 @@ def tree_of(repo: git.Repo, rev: str, folder: str) -> dict[str, tuple[str, str]]
     for record in filter(None, out.split("\0")):
         meta, path = record.split("\t", 1)
         mode, _, sha = meta.split()
-        found[path[len(folder) + 1:]] = (mode, sha)
+        found[path[len(folder) + 1 :]] = (mode, sha)
     return found
 
 
 def test_odd_file_names_are_promoted_byte_identical(origin: Origin, clone: GitClone) -> None:
     files = {f"environments/dev/demo/{n}": configmap(f"odd-{i}") for i, n in enumerate(ODD_NAMES)}
     commit = origin.commit(files, "odd names")
-    change = PrepareInput(app="demo", commit=commit, source_env="dev", target_env="staging",
-                          local_files=["configmap.yaml"])
+    change = PrepareInput(
+        app="demo", commit=commit, source_env="dev", target_env="staging", local_files=["configmap.yaml"]
+    )
     prepared = clone.push_branch(change)
     assert set(ODD_NAMES) <= set(prepared.diff.added), prepared.diff
     assert prepared.branch is not None
@@ -119,16 +131,26 @@ def blob(origin: Origin, content: str) -> str:
     return str(origin.repo.git.hash_object("-w", str(path)))
 
 
-@pytest.mark.parametrize(("mode", "kind", "content", "name", "expected"), [
-    ("100644", "blob", "x", "..", "a path component named '..' cannot be promoted"),
-    ("100644", "blob", "x", ".git", "a path component named '.git' cannot be promoted"),
-    ("100644", "blob", "x", ".GIT", "a path component named '.GIT' cannot be promoted"),
-    ("120000", "blob", "/etc/passwd", "abs.yaml", "a symlink to the absolute path '/etc/passwd'"),
-    ("120000", "blob", "../../../../etc/passwd", "esc.yaml", "a symlink to '../../../../etc/passwd' leaves the repo"),
-    ("160000", "commit", "0123456789abcdef0123456789abcdef01234567", "sub", "a submodule cannot be promoted"),
-])
+@pytest.mark.parametrize(
+    ("mode", "kind", "content", "name", "expected"),
+    [
+        ("100644", "blob", "x", "..", "a path component named '..' cannot be promoted"),
+        ("100644", "blob", "x", ".git", "a path component named '.git' cannot be promoted"),
+        ("100644", "blob", "x", ".GIT", "a path component named '.GIT' cannot be promoted"),
+        ("120000", "blob", "/etc/passwd", "abs.yaml", "a symlink to the absolute path '/etc/passwd'"),
+        (
+            "120000",
+            "blob",
+            "../../../../etc/passwd",
+            "esc.yaml",
+            "a symlink to '../../../../etc/passwd' leaves the repo",
+        ),
+        ("160000", "commit", "0123456789abcdef0123456789abcdef01234567", "sub", "a submodule cannot be promoted"),
+    ],
+)
 def test_entries_git_should_never_carry_are_refused_at_planning_naming_the_path(
-        origin: Origin, clone: GitClone, mode: str, kind: str, content: str, name: str, expected: str) -> None:
+    origin: Origin, clone: GitClone, mode: str, kind: str, content: str, name: str, expected: str
+) -> None:
     sha = content if kind == "commit" else blob(origin, content)
     commit = plant(origin, "environments/dev/demo", [(mode, kind, sha, name)])
     for request in (PlanInput(app="demo"), PlanInput(app="demo", commit=commit)):
@@ -147,8 +169,7 @@ def test_a_bad_entry_in_the_target_folder_is_refused_at_once(origin: Origin, clo
     assert "promote/demo/staging/" not in " ".join(h.name for h in git.Repo(origin.path).heads)
 
 
-def test_a_checkout_with_an_escaping_link_elsewhere_is_refused(origin: Origin, clone: GitClone,
-                                                                tmp_path: Path) -> None:
+def test_a_checkout_with_an_escaping_link_elsewhere_is_refused(origin: Origin, clone: GitClone, tmp_path: Path) -> None:
     commit = plant(origin, "environments", [("120000", "blob", blob(origin, "/etc"), "base")])
     with pytest.raises(BadInput, match="cannot be checked out safely"):
         clone.export_tree(commit, tmp_path / "out")

@@ -47,10 +47,18 @@ def https_remote(origin: Origin) -> Iterator[str]:
                 return
             url = urlparse(self.path)
             body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-            env = {**os.environ, "GIT_PROJECT_ROOT": str(root), "GIT_HTTP_EXPORT_ALL": "1",
-                   "PATH_INFO": url.path, "QUERY_STRING": url.query, "REQUEST_METHOD": self.command,
-                   "CONTENT_TYPE": self.headers.get("Content-Type", ""), "CONTENT_LENGTH": str(len(body)),
-                   "REMOTE_USER": "x-access-token", "REMOTE_ADDR": "127.0.0.1"}
+            env = {
+                **os.environ,
+                "GIT_PROJECT_ROOT": str(root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": url.path,
+                "QUERY_STRING": url.query,
+                "REQUEST_METHOD": self.command,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "REMOTE_USER": "x-access-token",
+                "REMOTE_ADDR": "127.0.0.1",
+            }
             out = subprocess.run(["git", "http-backend"], input=body, env=env, capture_output=True, check=True).stdout
             head, _, payload = out.partition(b"\r\n\r\n")
             status = 200
@@ -81,7 +89,8 @@ def https_remote(origin: Origin) -> Iterator[str]:
 
 
 def test_https_with_a_token_fetches_and_pushes_and_writes_the_token_nowhere(
-        origin: Origin, https_remote: str, tmp_path: Path) -> None:
+    origin: Origin, https_remote: str, tmp_path: Path
+) -> None:
     commit = origin.bump(tag="5.5.5")
     clone = GitClone(https_remote, tmp_path / "cache", auth_env=auth_env(TOKEN))
     plan = clone.plan(PlanInput(app="demo"))  # clone + fetch over HTTP with the token
@@ -93,23 +102,24 @@ def test_https_with_a_token_fetches_and_pushes_and_writes_the_token_nowhere(
     assert f"url = {https_remote}\n" in config  # the remote URL carries no credentials
 
 
-def test_https_without_the_token_is_refused_with_a_clear_error(origin: Origin, https_remote: str,
-                                                              tmp_path: Path) -> None:
+def test_https_without_the_token_is_refused_with_a_clear_error(
+    origin: Origin, https_remote: str, tmp_path: Path
+) -> None:
     clone = GitClone(https_remote, tmp_path / "cache", auth_env=auth_env("wrong-token"))
     with pytest.raises(TemporaryError) as err:
         clone.plan(PlanInput(app="demo"))
     assert f"cannot clone {https_remote}" in str(err.value) and "wrong-token" not in str(err.value)
 
 
-def test_ssh_remotes_use_the_configured_key_non_interactively(tmp_path: Path,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+def test_ssh_remotes_use_the_configured_key_non_interactively(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     bin_dir, record = tmp_path / "bin", tmp_path / "ssh-args"
     bin_dir.mkdir()
     (bin_dir / "ssh").write_text(f'#!/bin/sh\necho "$@" > {record}\nexit 255\n')
     (bin_dir / "ssh").chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
-    clone = GitClone("ssh://git@forge.example/acme/gitops.git", tmp_path / "cache",
-                     auth_env=auth_env(ssh_key="/secrets/deploy key"))
+    clone = GitClone(
+        "ssh://git@forge.example/acme/gitops.git", tmp_path / "cache", auth_env=auth_env(ssh_key="/secrets/deploy key")
+    )
     with pytest.raises(TemporaryError, match="cannot clone ssh://git@forge.example/acme/gitops.git"):
         clone.plan(PlanInput(app="demo"))
     args = record.read_text()

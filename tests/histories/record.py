@@ -34,9 +34,9 @@ VERSION = "opening_pr"  # the newest patch the recorded histories carry
 
 
 async def main() -> None:
-    env = await WorkflowEnvironment.start_local(data_converter=DATA_CONVERTER,
-                                                dev_server_existing_path=binary("temporal"),
-                                                search_attributes=search.KEYS)
+    env = await WorkflowEnvironment.start_local(
+        data_converter=DATA_CONVERTER, dev_server_existing_path=binary("temporal"), search_attributes=search.KEYS
+    )
     with tempfile.TemporaryDirectory() as tmp, concurrent.futures.ThreadPoolExecutor(16) as pool:
         base = Path(tmp)
         seed_origin(make_gitops(base), base / "origin.git")
@@ -44,13 +44,19 @@ async def main() -> None:
         sims = {e: KubeSim(env=e, rollout_delay_s=0.05).start() for e in ("dev", "staging", "prod")}
         (base / "kubeconfig").write_text(yaml.safe_dump(kubeconfig({e: sim.url for e, sim in sims.items()})))
         os.environ["KUBECONFIG"] = str(base / "kubeconfig")
-        settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, forge_db=str(base / "forge.sqlite"),
-                            cache_dir=str(base / "cache"), review_poll_s=0.1)
+        settings = Settings(
+            task_queue=str(uuid.uuid4()),
+            repo_url=origin.url,
+            forge_db=str(base / "forge.sqlite"),
+            cache_dir=str(base / "cache"),
+            review_poll_s=0.1,
+        )
         async with build_worker(env.client, settings, pool):
             for name, decide in (("approved", "approve"), ("rejected", "reject")):
                 origin.bump(tag=f"{name}-1")
-                handle = await api.start(env.client, settings.task_queue,
-                                         await api.plan(env.client, settings.task_queue, "demo"))
+                handle = await api.start(
+                    env.client, settings.task_queue, await api.plan(env.client, settings.task_queue, "demo")
+                )
                 status = await api.wait_for(handle, lambda s: s.stages[2].state == "awaiting_approval")
                 await handle.signal("approve", Decision(env="prod", approver="mallory"))
                 if decide == "approve":  # by an approving review on the PR

@@ -14,8 +14,25 @@ from promoter import names
 from promoter.errors import BadInput
 
 LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
-HOSTILE = ["../staging/demo", "demo/", "./demo", "", ".", "..", "Demo", "-demo", "demo-", "de mo", "demo\n",
-           "x" * 64, "d" * 10_000, "démo", "demo;rm", "promote-", "a/b"]
+HOSTILE = [
+    "../staging/demo",
+    "demo/",
+    "./demo",
+    "",
+    ".",
+    "..",
+    "Demo",
+    "-demo",
+    "demo-",
+    "de mo",
+    "demo\n",
+    "x" * 64,
+    "d" * 10_000,
+    "démo",
+    "demo;rm",
+    "promote-",
+    "a/b",
+]
 
 
 @given(st.one_of(st.text(max_size=80), st.from_regex(LABEL, fullmatch=True), st.sampled_from(HOSTILE)))

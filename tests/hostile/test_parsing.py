@@ -24,8 +24,11 @@ def bomb(levels: int = 12) -> str:
     """The classic: each level nine references to the one before (9^12 strings once written out)."""
     lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
     lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
-    return "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n" + "\n".join(
-        "  " + line for line in lines) + "\n"
+    return (
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n"
+        + "\n".join("  " + line for line in lines)
+        + "\n"
+    )
 
 
 def test_an_alias_bomb_is_refused_naming_the_file_fast_and_flat() -> None:
@@ -34,8 +37,11 @@ def test_an_alias_bomb_is_refused_naming_the_file_fast_and_flat() -> None:
     tracemalloc.start()
     started = time.perf_counter()
     try:
-        with pytest.raises(BadInput, match=r"environments/dev/demo/lol\.yaml: its YAML aliases expand to more "
-                                           r"than 1,000,000 nodes"):
+        with pytest.raises(
+            BadInput,
+            match=r"environments/dev/demo/lol\.yaml: its YAML aliases expand to more "
+            r"than 1,000,000 nodes",
+        ):
             parse_manifests({"lol.yaml": text.encode()}, "environments/dev/demo")
         elapsed = time.perf_counter() - started
         _, peak = tracemalloc.get_traced_memory()
@@ -50,11 +56,14 @@ def test_aliases_within_the_budget_still_load() -> None:
     assert docs == [{"a": {"k": [1, 2]}, "b": {"k": [1, 2]}}]
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    ("&a [*a]", "a recursive alias"),
-    ("[" * 20_000 + "]" * 20_000, "deep.yaml"),
-    ("a: [1\n", "deep.yaml: line 2: invalid YAML"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("&a [*a]", "a recursive alias"),
+        ("[" * 20_000 + "]" * 20_000, "deep.yaml"),
+        ("a: [1\n", "deep.yaml: line 2: invalid YAML"),
+    ],
+)
 def test_odd_yaml_is_one_line(text: str, expected: str) -> None:
     with pytest.raises(BadInput, match=re.escape(expected)) as e:
         yamlsafe.load_all(text, "deep.yaml")
@@ -63,8 +72,11 @@ def test_odd_yaml_is_one_line(text: str, expected: str) -> None:
 
 def test_a_file_over_the_limit_is_refused_naming_the_limit(tmp_path: Path) -> None:
     (tmp_path / "big.yaml").write_bytes(b"# padding\n" * 2000)
-    with pytest.raises(BadInput, match=r"big\.yaml is 20,000 bytes, over the limit of 10,000 bytes per file "
-                                       r"\(PROMOTER_MAX_FILE_SIZE\)"):
+    with pytest.raises(
+        BadInput,
+        match=r"big\.yaml is 20,000 bytes, over the limit of 10,000 bytes per file "
+        r"\(PROMOTER_MAX_FILE_SIZE\)",
+    ):
         render_dir(tmp_path, max_bytes=10_000)
 
 
@@ -73,12 +85,15 @@ def test_a_manifest_with_a_kind_that_is_not_a_string_is_bad_input() -> None:
         parse_manifests({"x.yaml": b"kind: 5\nmetadata: {name: x}\n"}, "f")
 
 
-@pytest.mark.parametrize(("soak", "expected"), [
-    ("99999999999999d", "'99999999999999d' is longer than the maximum of 366d"),
-    ("P9999999D", "is longer than the maximum of 366d"),
-    ("banana", "'banana' is not a duration"),
-    ("-5", "a duration cannot be negative"),
-])
+@pytest.mark.parametrize(
+    ("soak", "expected"),
+    [
+        ("99999999999999d", "'99999999999999d' is longer than the maximum of 366d"),
+        ("P9999999D", "is longer than the maximum of 366d"),
+        ("banana", "'banana' is not a duration"),
+        ("-5", "a duration cannot be negative"),
+    ],
+)
 def test_durations_have_a_sane_maximum(soak: str, expected: str) -> None:
     with pytest.raises(BadInput, match=r"^environments/dev/environment\.yaml: soak: .*" + re.escape(expected)):
         parse_environment(f"name: dev\norder: 1\nsoak: {soak}\n", "environments/dev/environment.yaml", "dev")
@@ -89,15 +104,51 @@ def test_the_health_timeout_error_names_the_key_not_a_timeout() -> None:
         parse_environment("name: dev\norder: 1\nhealth: {timeout: banana}\n", "e.yaml", "dev")
 
 
-SCALARS = st.one_of(st.none(), st.booleans(), st.integers(min_value=-10**20, max_value=10**20),
-                    st.floats(allow_nan=True), st.text(max_size=30),
-                    st.sampled_from(["5m", "1h30m", "99999999999999d", "P1D", "0s", "7d", "366d", "367d"]))
-KEYS = st.sampled_from(["soak", "order", "name", "local_files", "notify", "approval", "health", "cluster",
-                        "policy", "merge", "revert", "bogus"])
-SUBKEYS = st.sampled_from(["timeout", "required", "approvers", "context", "namespace", "enforce", "wait",
-                           "method", "url", "events", "automatic", "http"])
-VALUES = st.recursive(SCALARS, lambda inner: st.one_of(st.lists(inner, max_size=3),
-                                                        st.dictionaries(SUBKEYS, inner, max_size=3)), max_leaves=6)
+SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(10**20), max_value=10**20),
+    st.floats(allow_nan=True),
+    st.text(max_size=30),
+    st.sampled_from(["5m", "1h30m", "99999999999999d", "P1D", "0s", "7d", "366d", "367d"]),
+)
+KEYS = st.sampled_from(
+    [
+        "soak",
+        "order",
+        "name",
+        "local_files",
+        "notify",
+        "approval",
+        "health",
+        "cluster",
+        "policy",
+        "merge",
+        "revert",
+        "bogus",
+    ]
+)
+SUBKEYS = st.sampled_from(
+    [
+        "timeout",
+        "required",
+        "approvers",
+        "context",
+        "namespace",
+        "enforce",
+        "wait",
+        "method",
+        "url",
+        "events",
+        "automatic",
+        "http",
+    ]
+)
+VALUES = st.recursive(
+    SCALARS,
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(SUBKEYS, inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 @settings(max_examples=300, deadline=None)

@@ -21,8 +21,16 @@ HOOK_KEY = "XyZplantedHookKey42"
 
 
 def notice(url: str) -> NotifyInput:
-    return NotifyInput(url=url, event="waiting", text="t", promotion_id="promote-demo", app="demo", env="dev",
-                       commit="c", state="awaiting_approval")
+    return NotifyInput(
+        url=url,
+        event="waiting",
+        text="t",
+        promotion_id="promote-demo",
+        app="demo",
+        env="dev",
+        commit="c",
+        state="awaiting_approval",
+    )
 
 
 def closed_port() -> int:
@@ -31,13 +39,17 @@ def closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.mark.parametrize(("value", "expected"), [
-    (TOKEN, "the webhook URL in ${PLANTED} is not an http(s) URL"),
-    (f"https://hooks.example/{TOKEN} x", "the webhook URL in ${PLANTED} is not a valid URL"),
-    (f"http://127.0.0.1:{closed_port()}/services/T0/B0/{HOOK_KEY}", "webhook at 127.0.0.1:"),
-])
-def test_a_webhook_error_never_quotes_the_value_of_its_variable(monkeypatch: pytest.MonkeyPatch, value: str,
-                                                                 expected: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (TOKEN, "the webhook URL in ${PLANTED} is not an http(s) URL"),
+        (f"https://hooks.example/{TOKEN} x", "the webhook URL in ${PLANTED} is not a valid URL"),
+        (f"http://127.0.0.1:{closed_port()}/services/T0/B0/{HOOK_KEY}", "webhook at 127.0.0.1:"),
+    ],
+)
+def test_a_webhook_error_never_quotes_the_value_of_its_variable(
+    monkeypatch: pytest.MonkeyPatch, value: str, expected: str
+) -> None:
     monkeypatch.setenv("PLANTED", value)
     with pytest.raises(ApplicationError) as e:
         NotifyActivities(timeout_s=2).notify(notice("${PLANTED}"))

@@ -67,14 +67,14 @@ class OpaStandIn:
                 length = int(self.headers.get("Content-Length", "0"))
                 return json.loads(self.rfile.read(length) or b"null")
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 standin.requests.append(("GET", self.path, None))
                 if self.path.startswith("/health"):
                     self._send(200, {})
                 else:
                     self._send(404, {"code": "resource_not_found", "message": self.path})
 
-            def do_PUT(self) -> None:  # noqa: N802
+            def do_PUT(self) -> None:
                 body = self._body()
                 standin.requests.append(("PUT", self.path, body))
                 if not self.path.startswith("/v1/data/"):
@@ -82,7 +82,7 @@ class OpaStandIn:
                 standin.data[self.path.removeprefix("/v1/data/").strip("/")] = body
                 self._send(204)
 
-            def do_POST(self) -> None:  # noqa: N802
+            def do_POST(self) -> None:
                 body = self._body()
                 standin.requests.append(("POST", self.path, body))
                 if standin.delay_s:

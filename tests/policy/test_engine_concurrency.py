@@ -56,8 +56,9 @@ def test_twenty_evaluations_at_once_on_a_cold_engine_are_all_allowed(bundle: Pol
 
 def test_revisions_evicted_while_in_use_are_never_closed_under_an_evaluation(bundle: PolicyBundle) -> None:
     """Six revisions through a cache of two, three evaluations each, all at once."""
-    revisions = [PolicyBundle(modules=bundle.modules, data={**bundle.data, "rev": i}, metadata=bundle.metadata)
-                 for i in range(6)]
+    revisions = [
+        PolicyBundle(modules=bundle.modules, data={**bundle.data, "rev": i}, metadata=bundle.metadata) for i in range(6)
+    ]
     engine = EmbeddedEngine(cache_size=2)
     try:
         decisions = at_once(engine, revisions * 3, make_input())

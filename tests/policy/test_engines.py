@@ -29,19 +29,36 @@ def demo_objects(env: str = "staging") -> list[dict[str, Any]]:
     return render_dir(ROOT / "environments" / env / "demo")
 
 
-def make_input(env: str = "staging", objects: list[dict[str, Any]] | None = None, phase: str = "pre_pr",
-               approvals: list[str] = (), author: str = "dana <dana@example.com>") -> dict[str, Any]:
+def make_input(
+    env: str = "staging",
+    objects: list[dict[str, Any]] | None = None,
+    phase: str = "pre_pr",
+    approvals: list[str] = (),
+    author: str = "dana <dana@example.com>",
+) -> dict[str, Any]:
     from datetime import UTC, datetime
 
     path = ROOT / "environments" / env / "environment.yaml"
     config = EnvironmentConfig.model_validate(yaml.safe_load(path.read_text()))
     now = datetime(2026, 11, 25, 10, tzinfo=UTC)
-    req = PolicyCheckInput(promotion_id="promote-demo", app="demo", commit="0123456789abcdef", author=author,
-                           source_env="dev", target_env=env, started_at=now, evaluated_at=now, environment=config,
-                           environments=["dev", "staging", "prod"], phase=phase,
-                           history=[{"env": e, "state": "healthy", "healthy_since": now, "soak_seconds": 0}
-                                    for e in ["dev", "staging", "prod"][: ["dev", "staging", "prod"].index(env)]],
-                           approvals=[{"approver": a, "at": now, "via": "cli"} for a in approvals])
+    req = PolicyCheckInput(
+        promotion_id="promote-demo",
+        app="demo",
+        commit="0123456789abcdef",
+        author=author,
+        source_env="dev",
+        target_env=env,
+        started_at=now,
+        evaluated_at=now,
+        environment=config,
+        environments=["dev", "staging", "prod"],
+        phase=phase,
+        history=[
+            {"env": e, "state": "healthy", "healthy_since": now, "soak_seconds": 0}
+            for e in ["dev", "staging", "prod"][: ["dev", "staging", "prod"].index(env)]
+        ],
+        approvals=[{"approver": a, "at": now, "via": "cli"} for a in approvals],
+    )
     return build_input(req, demo_objects(env) if objects is None else objects)
 
 
@@ -56,11 +73,11 @@ def latest_image() -> list[dict[str, Any]]:
 CASES = {
     "clean": lambda: make_input(),
     "latest": lambda: make_input(objects=latest_image()),
-    "author-approves-prod": lambda: make_input("prod", phase="approval", approvals=["alice"],
-                                               author="alice <alice@example.com>"),
+    "author-approves-prod": lambda: make_input(
+        "prod", phase="approval", approvals=["alice"], author="alice <alice@example.com>"
+    ),
     "missing-approvals-at-merge": lambda: make_input("prod", phase="merge"),
-    "skipped-staging": lambda: {**make_input("prod"), "promotion": {**make_input("prod")["promotion"],
-                                                                     "history": []}},
+    "skipped-staging": lambda: {**make_input("prod"), "promotion": {**make_input("prod")["promotion"], "history": []}},
 }
 
 
@@ -86,7 +103,8 @@ def test_embedded_decisions(bundle: PolicyBundle) -> None:
     assert [v.rule for v in author.deny] == ["promotion.approvals.deny_author_approval"]
     assert "alice wrote commit 0123456 and may not approve it for prod" in author.deny[0].message
     assert [v.rule for v in decide(engine, bundle, CASES["skipped-staging"]()).deny] == [
-        "promotion.order.deny_skipped_environment"]
+        "promotion.order.deny_skipped_environment"
+    ]
 
 
 def test_opa_backend_gives_the_same_decisions_over_http(bundle: PolicyBundle) -> None:
@@ -95,8 +113,9 @@ def test_opa_backend_gives_the_same_decisions_over_http(bundle: PolicyBundle) ->
         engine = OpaEngine(opa.url)
         for name, make in CASES.items():
             doc = make()
-            assert decide(engine, bundle, doc) == decide(embedded, bundle, doc).model_copy(
-                update={"engine": "opa"}), name
+            assert decide(engine, bundle, doc) == decide(embedded, bundle, doc).model_copy(update={"engine": "opa"}), (
+                name
+            )
         # what went over the wire: the metadata once, then one Data API query per decision
         puts = [r for r in opa.requests if r[0] == "PUT"]
         assert [(m, p) for m, p, _ in puts] == [("PUT", "/v1/data/policy_metadata")]
@@ -130,8 +149,9 @@ def test_slow_opa_times_out_into_a_denial(bundle: PolicyBundle) -> None:
 
 def test_rego_syntax_error_denies_naming_the_file(tmp_path: Path) -> None:
     shutil.copytree(POLICIES, tmp_path / "policies")
-    (tmp_path / "policies" / "kubernetes" / "broken.rego").write_text("package kubernetes.broken\n\nimport rego.v1\n\n"
-                                                                     "deny_x contains msg if {\n")
+    (tmp_path / "policies" / "kubernetes" / "broken.rego").write_text(
+        "package kubernetes.broken\n\nimport rego.v1\n\ndeny_x contains msg if {\n"
+    )
     decision = decide(EmbeddedEngine(), PolicyBundle.from_dir(tmp_path / "policies"), CASES["clean"]())
     assert not decision.allow
     assert decision.deny[0].message.startswith("policy evaluation failed: policies/kubernetes/broken.rego")
@@ -141,8 +161,9 @@ def test_slow_evaluation_times_out_into_a_denial(tmp_path: Path) -> None:
     shutil.copytree(POLICIES, tmp_path / "policies")
     (tmp_path / "policies" / "kubernetes" / "slow.rego").write_text(
         "package kubernetes.slow\n\nimport rego.v1\n\n"
-        "deny_slow contains {\"msg\": \"never\"} if {\n"
-        "\tcount([x | some x in numbers.range(1, 30000000); x % 7 == 0]) < 0\n}\n")
+        'deny_slow contains {"msg": "never"} if {\n'
+        "\tcount([x | some x in numbers.range(1, 30000000); x % 7 == 0]) < 0\n}\n"
+    )
     engine = EmbeddedEngine(timeout_s=0.3)
     decision = decide(engine, PolicyBundle.from_dir(tmp_path / "policies"), CASES["clean"]())
     assert not decision.allow and "did not finish within 0.3s" in decision.deny[0].message

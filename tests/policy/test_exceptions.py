@@ -20,26 +20,30 @@ from promoter.models import PromotionState
 from promoter.policy import PolicyBundle
 from tests.conftest import Origin
 
-GOOD = ("demo-debug:\n  rule: kubernetes.images.deny_unpinned_image\n  app: demo\n  env: staging\n"
-        "  reason: the debug build, until the fix lands\n  owner: alice\n  expires: {expires}\n")
+GOOD = (
+    "demo-debug:\n  rule: kubernetes.images.deny_unpinned_image\n  app: demo\n  env: staging\n"
+    "  reason: the debug build, until the fix lands\n  owner: alice\n  expires: {expires}\n"
+)
 
 
 def load(text: str) -> PolicyBundle:
-    return PolicyBundle.from_files({"promoter/decision.rego": "package promoter\n",
-                                    "exceptions/demo.yaml": text})
+    return PolicyBundle.from_files({"promoter/decision.rego": "package promoter\n", "exceptions/demo.yaml": text})
 
 
-@pytest.mark.parametrize(("text", "expected"), [
-    (GOOD.replace("  owner: alice\n", ""), "exception 'demo-debug': owner is required"),
-    (GOOD.replace("  reason: the debug build, until the fix lands\n", ""), "reason is required"),
-    (GOOD.replace("  expires: {expires}\n", ""), "expires is required"),
-    (GOOD.replace("{expires}", "soon"), "expires 'soon' is not a date; write it as YYYY-MM-DD"),
-    (GOOD + "  ticket: OPS-1\n", "unknown key 'ticket'"),
-    (GOOD.replace("deny_unpinned_image", "deny unpinned"), "is not a rule or package"),
-    (GOOD.replace("app: demo", "app: ../prod"), "app '../prod' is not an app or environment name"),
-    ("- rule: x\n", "expected a mapping of exception IDs to exceptions"),
-    ("demo-debug: yes\n", "expected a mapping with rule, app, reason, owner and expires"),
-])
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (GOOD.replace("  owner: alice\n", ""), "exception 'demo-debug': owner is required"),
+        (GOOD.replace("  reason: the debug build, until the fix lands\n", ""), "reason is required"),
+        (GOOD.replace("  expires: {expires}\n", ""), "expires is required"),
+        (GOOD.replace("{expires}", "soon"), "expires 'soon' is not a date; write it as YYYY-MM-DD"),
+        (GOOD + "  ticket: OPS-1\n", "unknown key 'ticket'"),
+        (GOOD.replace("deny_unpinned_image", "deny unpinned"), "is not a rule or package"),
+        (GOOD.replace("app: demo", "app: ../prod"), "app '../prod' is not an app or environment name"),
+        ("- rule: x\n", "expected a mapping of exception IDs to exceptions"),
+        ("demo-debug: yes\n", "expected a mapping with rule, app, reason, owner and expires"),
+    ],
+)
 def test_a_malformed_exception_is_bad_input_naming_its_file_and_id(text: str, expected: str) -> None:
     with pytest.raises(BadInput) as e:
         load(text.replace("{expires}", "2026-12-01"))
@@ -48,20 +52,30 @@ def test_a_malformed_exception_is_bad_input_naming_its_file_and_id(text: str, ex
 
 def test_a_valid_exception_loads_at_data_exceptions() -> None:
     bundle = load(GOOD.replace("{expires}", "2026-12-01"))  # an unquoted YAML date, normalised
-    assert bundle.data["exceptions"] == {"demo-debug": {
-        "rule": "kubernetes.images.deny_unpinned_image", "app": "demo", "env": "staging", "object": None,
-        "reason": "the debug build, until the fix lands", "owner": "alice", "expires": "2026-12-01",
-        "file": "policies/exceptions/demo.yaml"}}
+    assert bundle.data["exceptions"] == {
+        "demo-debug": {
+            "rule": "kubernetes.images.deny_unpinned_image",
+            "app": "demo",
+            "env": "staging",
+            "object": None,
+            "reason": "the debug build, until the fix lands",
+            "owner": "alice",
+            "expires": "2026-12-01",
+            "file": "policies/exceptions/demo.yaml",
+        }
+    }
 
 
 @pytest.mark.asyncio
 async def test_a_live_exception_lets_a_latest_image_into_staging_as_a_recorded_exception(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     expires = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     text = (origin.work / "environments/dev/demo/deployment.yaml").read_text()
     origin.commit({"policies/exceptions/demo.yaml": GOOD.replace("{expires}", expires)}, "an exception")
-    commit = origin.commit({"environments/dev/demo/deployment.yaml": re.sub(r"(image: \S+):\S+", r"\1:latest", text)},
-                           "demo :latest")
+    commit = origin.commit(
+        {"environments/dev/demo/deployment.yaml": re.sub(r"(image: \S+):\S+", r"\1:latest", text)}, "demo :latest"
+    )
     async with run_worker(dev_env, origin) as tq:
         plan = await api.plan(dev_env.client, tq, "demo", to_env="staging")
         assert plan.commit == commit
@@ -70,8 +84,9 @@ async def test_a_live_exception_lets_a_latest_image_into_staging_as_a_recorded_e
     staging = result.stages[1]
     assert staging.policy is not None and staging.policy.allow and staging.policy.deny == []
     [excepted] = [v for v in staging.policy.excepted if v.rule == "kubernetes.images.deny_unpinned_image"]
-    assert excepted.exception == (f"exception demo-debug by alice until {expires}: "
-                                  "the debug build, until the fix lands")
+    assert excepted.exception == (
+        f"exception demo-debug by alice until {expires}: the debug build, until the fix lands"
+    )
     assert staging.pr_number is not None
     body = origin.forge().get_pull_request(staging.pr_number).body
     assert "| Excepted | rule | object | exception |" in body and "exception demo-debug by alice" in body

@@ -23,21 +23,43 @@ from tests.policy.test_engines import CASES, POLICIES, demo_objects, make_input
 
 ENVS = ("dev", "staging", "prod")
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")
-IMAGES = ("ghcr.io/promoter-dev/demo:1.2.3", "ghcr.io/promoter-dev/demo:latest", "ghcr.io/promoter-dev/demo",
-          "ghcr.io/promoter-dev/demo@sha256:0a1b", "ghcr.io/promoter-devil/demo:1.0", "docker.io/library/nginx:1.27",
-          "localhost:5000/demo:2", "ghcr.io.evil.example/promoter-dev/demo:1", "busybox")
-PROBES = (None, {}, {"httpGet": {"path": "/", "port": 80}}, {"tcpSocket": {"port": 80}},
-          {"exec": {"command": ["true"]}}, {"grpc": {"port": 9}}, {"periodSeconds": 3}, "absent")
+IMAGES = (
+    "ghcr.io/promoter-dev/demo:1.2.3",
+    "ghcr.io/promoter-dev/demo:latest",
+    "ghcr.io/promoter-dev/demo",
+    "ghcr.io/promoter-dev/demo@sha256:0a1b",
+    "ghcr.io/promoter-devil/demo:1.0",
+    "docker.io/library/nginx:1.27",
+    "localhost:5000/demo:2",
+    "ghcr.io.evil.example/promoter-dev/demo:1",
+    "busybox",
+)
+PROBES = (
+    None,
+    {},
+    {"httpGet": {"path": "/", "port": 80}},
+    {"tcpSocket": {"port": 80}},
+    {"exec": {"command": ["true"]}},
+    {"grpc": {"port": 9}},
+    {"periodSeconds": 3},
+    "absent",
+)
 
 
 def container(rng: random.Random, name: str) -> dict[str, Any]:
     c: dict[str, Any] = {"name": name, "image": rng.choice(IMAGES)}
     if rng.random() < 0.8:
-        c["resources"] = {k: {r: "1" for r in ("cpu", "memory") if rng.random() < 0.8}
-                          for k in ("requests", "limits") if rng.random() < 0.85}
+        c["resources"] = {
+            k: {r: "1" for r in ("cpu", "memory") if rng.random() < 0.8}
+            for k in ("requests", "limits")
+            if rng.random() < 0.85
+        }
     if rng.random() < 0.85:
-        c["securityContext"] = {k: rng.choice([True, False]) for k in
-                                ("privileged", "allowPrivilegeEscalation", "runAsNonRoot") if rng.random() < 0.7}
+        c["securityContext"] = {
+            k: rng.choice([True, False])
+            for k in ("privileged", "allowPrivilegeEscalation", "runAsNonRoot")
+            if rng.random() < 0.7
+        }
     for probe in ("readinessProbe", "livenessProbe"):
         choice = rng.choice(PROBES)
         if choice != "absent":
@@ -59,16 +81,21 @@ def workload(rng: random.Random, i: int) -> dict[str, Any]:
         if rng.random() < 0.1:
             spec[field] = True
     if rng.random() < 0.2:
-        spec["volumes"] = [{"name": "host", "hostPath": {"path": rng.choice(["/", "/var/log", "/var/log/pods",
-                                                                              "/var/logs"])}}]
+        spec["volumes"] = [
+            {"name": "host", "hostPath": {"path": rng.choice(["/", "/var/log", "/var/log/pods", "/var/logs"])}}
+        ]
     labels = {k: "demo" for k in ("app.kubernetes.io/name", "app.kubernetes.io/part-of") if rng.random() < 0.85}
     meta = {"name": f"w{i}", "labels": labels, **({"namespace": "apps"} if rng.random() < 0.5 else {})}
     template = {"metadata": {"labels": labels}, "spec": spec}
     if kind == "Pod":
         return {"apiVersion": "v1", "kind": kind, "metadata": meta, "spec": spec}
     if kind == "CronJob":
-        return {"apiVersion": "batch/v1", "kind": kind, "metadata": meta,
-                "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}}}
+        return {
+            "apiVersion": "batch/v1",
+            "kind": kind,
+            "metadata": meta,
+            "spec": {"schedule": "@daily", "jobTemplate": {"spec": {"template": template}}},
+        }
     body: dict[str, Any] = {"template": template}
     if kind in ("Deployment", "StatefulSet") and rng.random() < 0.8:
         body["replicas"] = rng.randint(0, 4)
@@ -78,8 +105,10 @@ def workload(rng: random.Random, i: int) -> dict[str, Any]:
 def generated(n: int = 250, seed: int = 11) -> list[dict[str, Any]]:
     rng = random.Random(seed)
     objects = [workload(rng, i) for i in range(n)]
-    objects += [{"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}},
-                {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}}]
+    objects += [
+        {"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"}, "data": {"k": "dg=="}},
+        {"apiVersion": "v1", "kind": "Service", "metadata": {"name": "svc"}, "spec": {"ports": [{"port": 80}]}},
+    ]
     return objects
 
 

@@ -22,8 +22,15 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "promoter", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=120, env={**os.environ, "COLUMNS": "200"}, stdin=subprocess.DEVNULL)
+    return subprocess.run(
+        [sys.executable, "-m", "promoter", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "COLUMNS": "200"},
+        stdin=subprocess.DEVNULL,
+    )
 
 
 @pytest.fixture
@@ -38,8 +45,10 @@ def test_policy_test_passes_every_rego_test() -> None:
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     report = json.loads(r.stdout)
     assert report["failed"] == 0 and report["passed"] >= 90
-    assert report["engines"] == {"embedded": {"passed": report["passed"], "failed": 0},
-                                 "opa-go": {"passed": report["passed"], "failed": 0}}  # OPA itself ran them
+    assert report["engines"] == {
+        "embedded": {"passed": report["passed"], "failed": 0},
+        "opa-go": {"passed": report["passed"], "failed": 0},
+    }  # OPA itself ran them
     names = {t["name"] for t in report["tests"]}
     assert "data.kubernetes.images_test.test_deny_latest_tag" in names
     assert "data.promotion.approvals_test.test_deny_author_approving_prod" in names
@@ -62,16 +71,18 @@ def test_policy_check_allows_the_sample(repo: Path) -> None:
 
 def test_policy_check_denies_with_exit_1_and_a_table(repo: Path) -> None:
     deployment = repo / "environments" / "prod" / "demo" / "deployment.yaml"
-    deployment.write_text(deployment.read_text().replace("demo:1.0.0", "demo:latest").replace("replicas: 2",
-                                                                                              "replicas: 1"))
+    deployment.write_text(
+        deployment.read_text().replace("demo:1.0.0", "demo:latest").replace("replicas: 2", "replicas: 1")
+    )
     r = run("policy", "check", "--env", "prod", "--repo", str(repo), str(deployment))
     assert r.returncode == 1
     assert "denied" in r.stdout and "kubernetes.images.deny_unpinned_image" in r.stdout
     assert "kubernetes.replicas.deny_too_few_replicas" in r.stdout
-    data = json.loads(run("policy", "check", "--env", "prod", "--repo", str(repo), "--json",
-                          str(deployment)).stdout)
-    assert {v["rule"] for v in data["deny"]} == {"kubernetes.images.deny_unpinned_image",
-                                                 "kubernetes.replicas.deny_too_few_replicas"}
+    data = json.loads(run("policy", "check", "--env", "prod", "--repo", str(repo), "--json", str(deployment)).stdout)
+    assert {v["rule"] for v in data["deny"]} == {
+        "kubernetes.images.deny_unpinned_image",
+        "kubernetes.replicas.deny_too_few_replicas",
+    }
 
 
 def test_policy_check_bad_input_is_exit_2(repo: Path) -> None:
@@ -84,12 +95,22 @@ def test_policy_check_bad_input_is_exit_2(repo: Path) -> None:
 
 
 def test_policy_eval(tmp_path: Path) -> None:
-    doc = {"environment": {"name": "qa", "policy": {"enforce": ["kubernetes"], "warn_only": []},
-                           "approval": {"required": 0, "approvers": []}},
-           "promotion": {"phase": "check", "environments": [], "history": []},
-           "objects": [{"kind": "Secret", "metadata": {"name": "db", "labels": {
-               "app.kubernetes.io/name": "x", "app.kubernetes.io/part-of": "x"}}, "data": {"pw": "aHVudGVyMg=="}}],
-           "approvals": []}
+    doc = {
+        "environment": {
+            "name": "qa",
+            "policy": {"enforce": ["kubernetes"], "warn_only": []},
+            "approval": {"required": 0, "approvers": []},
+        },
+        "promotion": {"phase": "check", "environments": [], "history": []},
+        "objects": [
+            {
+                "kind": "Secret",
+                "metadata": {"name": "db", "labels": {"app.kubernetes.io/name": "x", "app.kubernetes.io/part-of": "x"}},
+                "data": {"pw": "aHVudGVyMg=="},
+            }
+        ],
+        "approvals": [],
+    }
     (tmp_path / "input.json").write_text(json.dumps(doc))
     r = run("policy", "eval", "--input", str(tmp_path / "input.json"))
     assert r.returncode == 1
@@ -102,8 +123,9 @@ def test_render_plain_folder() -> None:
     assert kinds == ["ConfigMap", "Deployment", "Service"]
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="needs kubectl or kustomize on PATH")
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None and shutil.which("kustomize") is None, reason="needs kubectl or kustomize on PATH"
+)
 def test_render_kustomize_overlay_reaching_a_base(tmp_path: Path) -> None:
     base, overlay = tmp_path / "base", tmp_path / "overlay"
     base.mkdir()
@@ -111,7 +133,8 @@ def test_render_kustomize_overlay_reaching_a_base(tmp_path: Path) -> None:
     shutil.copy(ROOT / "environments" / "prod" / "demo" / "deployment.yaml", base / "deployment.yaml")
     (base / "kustomization.yaml").write_text("resources: [deployment.yaml]\n")
     (overlay / "kustomization.yaml").write_text(
-        "resources: [../base]\nnamespace: shop\nimages:\n  - name: ghcr.io/promoter-dev/demo\n    newTag: 9.9.9\n")
+        "resources: [../base]\nnamespace: shop\nimages:\n  - name: ghcr.io/promoter-dev/demo\n    newTag: 9.9.9\n"
+    )
     [deployment] = render_dir(overlay)
     assert deployment["metadata"]["namespace"] == "shop"
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/promoter-dev/demo:9.9.9"
@@ -120,8 +143,9 @@ def test_render_kustomize_overlay_reaching_a_base(tmp_path: Path) -> None:
         render_dir(overlay)
 
 
-@pytest.mark.skipif(shutil.which("kubectl") is None and shutil.which("kustomize") is None,
-                    reason="needs kubectl or kustomize on PATH")
+@pytest.mark.skipif(
+    shutil.which("kubectl") is None and shutil.which("kustomize") is None, reason="needs kubectl or kustomize on PATH"
+)
 def test_policy_activity_renders_a_kustomized_change(origin_factory: Any, tmp_path: Path) -> None:
     """The worker's path: the change is exported with main's tree, so an overlay reaches its base."""
     from temporalio.testing import ActivityEnvironment
@@ -133,20 +157,32 @@ def test_policy_activity_renders_a_kustomized_change(origin_factory: Any, tmp_pa
 
     origin = origin_factory()
     base = (ROOT / "environments" / "dev" / "demo" / "deployment.yaml").read_text()
-    sha = origin.commit({
-        "bases/demo/deployment.yaml": base,
-        "bases/demo/kustomization.yaml": "resources: [deployment.yaml]\n",
-        "environments/dev/demo/kustomization.yaml": "resources: [../../../bases/demo]\nnamespace: shop\n",
-        "environments/dev/demo/deployment.yaml": None,
-    }, "kustomize dev")
+    sha = origin.commit(
+        {
+            "bases/demo/deployment.yaml": base,
+            "bases/demo/kustomization.yaml": "resources: [deployment.yaml]\n",
+            "environments/dev/demo/kustomization.yaml": "resources: [../../../bases/demo]\nnamespace: shop\n",
+            "environments/dev/demo/deployment.yaml": None,
+        },
+        "kustomize dev",
+    )
     clone = GitClone(origin.url, tmp_path / "cache")
     activities = PolicyActivities(clone, EmbeddedEngine())
     env = EnvironmentConfig(name="staging", order=2, local_files=["configmap.yaml"])
     from datetime import UTC, datetime
 
-    req = PolicyCheckInput(promotion_id="p", app="demo", commit=sha, author="dana", source_env="dev",
-                           target_env="staging", started_at=datetime.now(UTC), environment=env,
-                           environments=["dev", "staging"], phase="check")
+    req = PolicyCheckInput(
+        promotion_id="p",
+        app="demo",
+        commit=sha,
+        author="dana",
+        source_env="dev",
+        target_env="staging",
+        started_at=datetime.now(UTC),
+        environment=env,
+        environments=["dev", "staging"],
+        phase="check",
+    )
     objects = activities.objects(req)
     # staging keeps its own configmap.yaml (a local file, not listed by the kustomization)
     assert [(o["kind"], o["metadata"].get("namespace")) for o in objects] == [("Deployment", "shop")]
@@ -181,8 +217,12 @@ def test_the_pre_commit_hooks_check_what_a_commit_touches(repo: Path) -> None:
 
     hooks = {h["id"]: h for h in yaml.safe_load((ROOT / ".pre-commit-hooks.yaml").read_text())}
     check, test = hooks["promoter-policy-check"], hooks["promoter-policy-test"]
-    changed = ["environments/prod/demo/deployment.yaml", "environments/staging/environment.yaml",
-               "policies/data.yaml", "README.md"]
+    changed = [
+        "environments/prod/demo/deployment.yaml",
+        "environments/staging/environment.yaml",
+        "policies/data.yaml",
+        "README.md",
+    ]
     staged = [f for f in changed if re.search(check["files"], f)]
     assert staged == changed[:2]
     entry = check["entry"].split()

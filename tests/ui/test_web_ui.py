@@ -92,8 +92,9 @@ def test_approve_through_the_web_ui(stack: tuple[Cli, Origin], browser: Browser)
     text = re.sub(r"demo:[\w.\-]+", "demo:7.7.7", (origin.work / path).read_text())
     origin.repo.git.pull("-q", "--rebase", "origin", "main")
     (origin.work / path).write_text(text)
-    origin.repo.git.execute(["git", "-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit",
-                             "-qam", "demo 7.7.7 by alice"])
+    origin.repo.git.execute(
+        ["git", "-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit", "-qam", "demo 7.7.7 by alice"]
+    )
     origin.repo.git.push("-q", "origin", "main")
     commit = origin.repo.head.commit.hexsha
     started = cli("promote", "demo")
@@ -109,7 +110,7 @@ def test_approve_through_the_web_ui(stack: tuple[Cli, Origin], browser: Browser)
     reason = f"alice wrote commit {commit[:7]} and may not approve it for prod"
     dialog.get_by_text(reason).wait_for(state="visible", timeout=30000)
     shot(page, "3-refused-in-the-dialog")
-    assert "File \"" not in dialog.inner_text()  # no stack trace under the reason
+    assert 'File "' not in dialog.inner_text()  # no stack trace under the reason
     dialog.get_by_test_id("cancel-modal-button").click()
     status = cli.status("promote-demo")
     prod = status["stages"][2]  # type: ignore[index]

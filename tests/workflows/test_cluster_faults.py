@@ -22,8 +22,8 @@ pytestmark = pytest.mark.asyncio
 
 
 async def test_500s_and_a_stall_are_retried_then_succeed(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any,
-        clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, clusters: Callable[[list[str]], dict[str, KubeSim]]
+) -> None:
     origin.bump(tag="4.0.0")
     async with run_worker(dev_env, origin) as tq:
         staging = clusters([])["staging"]
@@ -37,10 +37,14 @@ async def test_500s_and_a_stall_are_retried_then_succeed(
 
 
 async def test_api_down_past_the_deadline_fails_the_stage(
-        ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any,
-        clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
-    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "staging", "order": 2},
-                             {"name": "prod", "order": 3}])
+    ts_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    origin = origin_factory(
+        [{"name": "dev", "order": 1}, {"name": "staging", "order": 2}, {"name": "prod", "order": 3}]
+    )
     origin.bump()
     forge = origin.forge()
     async with run_worker(ts_env, origin) as tq:
@@ -63,7 +67,7 @@ def probe_server() -> Iterator[dict[str, Any]]:
         def log_message(self, *args: Any) -> None:
             pass
 
-        def do_GET(self) -> None:  # noqa: N802
+        def do_GET(self) -> None:
             self.send_response(state["status"])
             self.send_header("Content-Length", "0")
             self.end_headers()
@@ -77,13 +81,25 @@ def probe_server() -> Iterator[dict[str, Any]]:
 
 
 @pytest.mark.parametrize(("status", "healthy"), [(200, True), (503, False)])
-async def test_http_probes_decide_health(dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
-                                         run_worker: Any, probe_server: dict[str, Any], status: int,
-                                         healthy: bool) -> None:
+async def test_http_probes_decide_health(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    probe_server: dict[str, Any],
+    status: int,
+    healthy: bool,
+) -> None:
     probe_server["status"] = status
-    origin = origin_factory([{"name": "dev", "order": 1},
-                             {"name": "staging", "order": 2, "health": {"timeout": "2s", "http": [
-                                 {"url": probe_server["url"], "expect_status": 200}]}}])
+    origin = origin_factory(
+        [
+            {"name": "dev", "order": 1},
+            {
+                "name": "staging",
+                "order": 2,
+                "health": {"timeout": "2s", "http": [{"url": probe_server["url"], "expect_status": 200}]},
+            },
+        ]
+    )
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))

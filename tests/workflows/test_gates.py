@@ -44,8 +44,10 @@ async def accepted_updates(handle: Any) -> int:
     return len([e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED])
 
 
-EXTRA = ("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  labels:\n"
-         "    app.kubernetes.io/name: demo\n    app.kubernetes.io/part-of: demo\ndata:\n  a: b\n")
+EXTRA = (
+    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra\n  labels:\n"
+    "    app.kubernetes.io/name: demo\n    app.kubernetes.io/part-of: demo\ndata:\n  a: b\n"
+)
 
 
 def push_to_branch(origin: Origin, branch: str, files: dict[str, str] | None = None) -> str:
@@ -64,7 +66,8 @@ def push_to_branch(origin: Origin, branch: str, files: dict[str, str] | None = N
 
 
 async def test_quorum_of_two_counts_each_person_once_and_records_everything(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs(required=2))
     commit = origin.bump()
     forge = origin.forge()
@@ -101,7 +104,8 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
 
 
 async def test_an_approving_review_on_the_pr_opens_the_gate(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs())
     origin.bump()
     forge = origin.forge()
@@ -123,7 +127,8 @@ async def test_an_approving_review_on_the_pr_opens_the_gate(
 
 
 async def test_a_review_dismissed_on_the_forge_stops_counting(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs(required=2))
     origin.bump()
     forge = origin.forge()
@@ -147,7 +152,8 @@ async def test_a_review_dismissed_on_the_forge_stops_counting(
 
 
 async def test_a_new_commit_on_the_waiting_pr_voids_earlier_approvals(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs(required=2))
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
@@ -170,7 +176,8 @@ async def test_a_new_commit_on_the_waiting_pr_voids_earlier_approvals(
 
 
 async def test_a_commit_pushed_onto_the_pr_is_judged_by_the_policies_before_the_merge(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs())
     origin.bump()
     forge = origin.forge()
@@ -190,7 +197,8 @@ async def test_a_commit_pushed_onto_the_pr_is_judged_by_the_policies_before_the_
 
 
 async def test_require_review_needs_a_review_besides_the_quorum(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs(require_review=True))
     origin.bump()
     forge = origin.forge()
@@ -207,7 +215,8 @@ async def test_require_review_needs_a_review_besides_the_quorum(
 
 
 async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs())
     origin.bump(tag="1.1.0")
     forge = origin.forge()
@@ -217,10 +226,12 @@ async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one
         newer = origin.bump(tag="1.2.0")
         new = await start(dev_env, tq, supersede=True, ui_url="http://ui.example")
         ended = await dev_env.client.get_workflow_handle(old.id, run_id=old.result_run_id).query(
-            "status", result_type=PromotionStatus)
+            "status", result_type=PromotionStatus
+        )
         assert ended.state == PromotionState.CANCELLED and ended.superseded_by is not None
         assert newer[:7] in ended.superseded_by and "http://ui.example/namespaces/default/workflows/" in (
-            ended.superseded_by)
+            ended.superseded_by
+        )
         old_pr = forge.get_pull_request(first.stages[1].pr_number or 0)
         assert old_pr.state == "closed" and "Superseded" in forge.comments(old_pr.number)[-1]
         assert newer[:7] in forge.comments(old_pr.number)[-1]
@@ -236,7 +247,7 @@ def hooks() -> Iterator[dict[str, Any]]:
     got: list[dict[str, Any]] = []
 
     class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:  # noqa: N802
+        def do_POST(self) -> None:
             body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
             if self.path == "/ok":
                 got.append(body)
@@ -255,11 +266,16 @@ def hooks() -> Iterator[dict[str, Any]]:
 
 
 async def test_webhooks_are_sent_and_a_failing_one_never_fails_the_promotion(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any,
-        hooks: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    hooks: dict[str, Any],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     monkeypatch.setenv("PROMOTER_TEST_HOOK", f"{hooks['url']}/ok")  # a secret URL stays out of history
-    prod = envs()[1] | {"notify": [{"url": "${PROMOTER_TEST_HOOK}"},
-                                   {"url": f"{hooks['url']}/broken", "events": ["succeeded"]}]}
+    prod = envs()[1] | {
+        "notify": [{"url": "${PROMOTER_TEST_HOOK}"}, {"url": f"{hooks['url']}/broken", "events": ["succeeded"]}]
+    }
     origin = origin_factory([envs()[0], prod])
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
@@ -277,8 +293,9 @@ async def test_webhooks_are_sent_and_a_failing_one_never_fails_the_promotion(
     assert "/ok" not in history  # only ${PROMOTER_TEST_HOOK} is in the workflow's history
 
 
-async def test_search_attributes_list_what_waits(dev_env: WorkflowEnvironment,
-                                                 origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+async def test_search_attributes_list_what_waits(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs())
     commit = origin.bump()
     async with run_worker(dev_env, origin) as tq:
@@ -306,13 +323,22 @@ async def test_search_attributes_list_what_waits(dev_env: WorkflowEnvironment,
     assert states.get(search.STATE) == "succeeded" and states.get(search.ENV) == "prod"
 
 
-async def test_denial_and_expiry_are_notified(dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
-                                              run_worker: Any, hooks: dict[str, Any]) -> None:
+async def test_denial_and_expiry_are_notified(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any, hooks: dict[str, Any]
+) -> None:
     hook = {"url": f"{hooks['url']}/ok", "events": ["denied", "expired", "rejected"]}
     lenient = {"enforce": ["promotion"], "warn_only": ["kubernetes"]}  # dev only warns about hygiene
-    origin = origin_factory([{"name": "dev", "order": 1, "policy": lenient},
-                             {"name": "prod", "order": 2, "notify": [hook],
-                              "approval": {"required": 1, "approvers": ["alice"], "timeout": "2s"}}])
+    origin = origin_factory(
+        [
+            {"name": "dev", "order": 1, "policy": lenient},
+            {
+                "name": "prod",
+                "order": 2,
+                "notify": [hook],
+                "approval": {"required": 1, "approvers": ["alice"], "timeout": "2s"},
+            },
+        ]
+    )
     origin.bump(tag="latest")  # denied in prod before any PR
     async with run_worker(dev_env, origin) as tq:
         denied = await (await start(dev_env, tq)).result()

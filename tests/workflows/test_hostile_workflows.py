@@ -31,7 +31,8 @@ async def promote(env: WorkflowEnvironment, tq: str, app: str, to_env: str | Non
 
 
 async def test_twenty_promotions_at_once_right_after_a_worker_starts_are_never_denied(
-        dev_env: WorkflowEnvironment, origin_factory: Any, run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin_factory: Any, run_worker: Any
+) -> None:
     origin: Origin = origin_factory(apps=APPS)
     for round_ in range(3):
         async with run_worker(dev_env, origin) as tq:  # a fresh worker: a cold policy engine
@@ -41,7 +42,8 @@ async def test_twenty_promotions_at_once_right_after_a_worker_starts_are_never_d
 
 
 async def test_a_bad_entry_in_the_target_folder_fails_the_stage_at_once(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.bump()
     plant(origin, "environments/staging/demo", [("100644", "blob", blob(origin, "x"), "..")])
     async with run_worker(dev_env, origin) as tq:
@@ -52,7 +54,8 @@ async def test_a_bad_entry_in_the_target_folder_fails_the_stage_at_once(
 
 
 async def test_a_kustomization_over_a_tree_with_an_absolute_symlink_is_denied_at_once(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.commit({"environments/dev/demo/kustomization.yaml": "resources: [deployment.yaml, service.yaml]\n"})
     plant(origin, "environments", [("120000", "blob", blob(origin, "/etc"), "shared")])
     async with run_worker(dev_env, origin) as tq:
@@ -64,7 +67,8 @@ async def test_a_kustomization_over_a_tree_with_an_absolute_symlink_is_denied_at
 
 
 async def test_a_yaml_bomb_is_a_denial_naming_its_file_and_memory_stays_flat(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, tmp_path: Path) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, tmp_path: Path
+) -> None:
     origin.commit({"environments/dev/demo/lol.yaml": bomb()}, "a 1.5 KB alias bomb")
     me = psutil.Process()
     async with run_worker(dev_env, origin) as tq:

@@ -33,24 +33,43 @@ def value(text: str, name: str, **labels: str) -> float:
     for line in text.splitlines():
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"no {name} with {labels} in:\n" + "\n".join(
-        ln for ln in text.splitlines() if ln.startswith("promoter_")))
+    raise AssertionError(
+        f"no {name} with {labels} in:\n" + "\n".join(ln for ln in text.splitlines() if ln.startswith("promoter_"))
+    )
 
 
 @pytest.mark.asyncio
 async def test_metrics_endpoint_has_the_sdk_and_the_product_metrics(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], tmp_path: Path,
-        executor: concurrent.futures.ThreadPoolExecutor, clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
-    origin = origin_factory([{"name": "dev", "order": 1},
-                             {"name": "prod", "order": 2, "approval": {"required": 1, "approvers": ["alice"],
-                                                                       "pull_request_reviews": False}}])
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    tmp_path: Path,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    origin = origin_factory(
+        [
+            {"name": "dev", "order": 1},
+            {
+                "name": "prod",
+                "order": 2,
+                "approval": {"required": 1, "approvers": ["alice"], "pull_request_reviews": False},
+            },
+        ]
+    )
     origin.bump()
     clusters(["dev", "prod"])
     port = free_port()
-    client = await Client.connect(dev_env.client.service_client.config.target_host, data_converter=DATA_CONVERTER,
-                                  runtime=metrics_runtime(port, "127.0.0.1"))
-    settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, cache_dir=str(tmp_path / "cache"),
-                        forge_db=str(origin.path.parent / "forge.sqlite"))
+    client = await Client.connect(
+        dev_env.client.service_client.config.target_host,
+        data_converter=DATA_CONVERTER,
+        runtime=metrics_runtime(port, "127.0.0.1"),
+    )
+    settings = Settings(
+        task_queue=str(uuid.uuid4()),
+        repo_url=origin.url,
+        cache_dir=str(tmp_path / "cache"),
+        forge_db=str(origin.path.parent / "forge.sqlite"),
+    )
     async with build_worker(client, settings, executor):
         handle = await api.start(client, settings.task_queue, await api.plan(client, settings.task_queue, "demo"))
         await api.wait_for(handle, lambda s: s.stages[1].state == StageState.AWAITING_APPROVAL)

@@ -24,13 +24,24 @@ from tests.policy.opa_standin import OpaStandIn
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_promotion_judged_by_opa(dev_env: WorkflowEnvironment, origin: Origin, tmp_path: Path,
-                                         executor: Any, clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
+async def test_a_promotion_judged_by_opa(
+    dev_env: WorkflowEnvironment,
+    origin: Origin,
+    tmp_path: Path,
+    executor: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
     clusters(["dev", "staging", "prod"])
     with OpaStandIn(ROOT / "policies") as opa:
-        settings = Settings(task_queue=str(uuid.uuid4()), repo_url=origin.url, review_poll_s=0.1,
-                            forge_db=str(origin.path.parent / "forge.sqlite"), cache_dir=str(tmp_path / "cache"),
-                            opa_url=opa.url, policy_engine="opa")
+        settings = Settings(
+            task_queue=str(uuid.uuid4()),
+            repo_url=origin.url,
+            review_poll_s=0.1,
+            forge_db=str(origin.path.parent / "forge.sqlite"),
+            cache_dir=str(tmp_path / "cache"),
+            opa_url=opa.url,
+            policy_engine="opa",
+        )
         async with build_worker(dev_env.client, settings, executor):
             origin.bump(tag="2.0.0")
             plan = await api.plan(dev_env.client, settings.task_queue, "demo", to_env="staging")

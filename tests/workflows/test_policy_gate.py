@@ -24,8 +24,9 @@ from tests.workflows.test_promotion import awaiting
 pytestmark = pytest.mark.asyncio
 
 
-async def test_latest_image_is_denied_at_staging_before_any_pr(dev_env: WorkflowEnvironment, origin: Origin,
-                                                               run_worker: Any) -> None:
+async def test_latest_image_is_denied_at_staging_before_any_pr(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.bump(tag="latest")
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
@@ -45,13 +46,15 @@ async def test_latest_image_is_denied_at_staging_before_any_pr(dev_env: Workflow
     assert forge.list_pull_requests() == [] and origin.branches() == ["main"]
 
 
-async def test_prod_approval_by_the_commits_author_is_refused(dev_env: WorkflowEnvironment, origin: Origin,
-                                                              run_worker: Any) -> None:
+async def test_prod_approval_by_the_commits_author_is_refused(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     path = "environments/dev/demo/deployment.yaml"
     text = re.sub(r"demo:[\w.\-]+", "demo:2.2.2", (origin.work / path).read_text())
     (origin.work / path).write_text(text)
-    origin.repo.git.execute(["git", "-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit",
-                             "-qam", "alice's change"])
+    origin.repo.git.execute(
+        ["git", "-c", "user.name=alice", "-c", "user.email=alice@example.com", "commit", "-qam", "alice's change"]
+    )
     origin.repo.git.push("-q", "origin", "main")
     async with run_worker(dev_env, origin) as tq:
         plan = await api.plan(dev_env.client, tq, "demo")
@@ -62,8 +65,11 @@ async def test_prod_approval_by_the_commits_author_is_refused(dev_env: WorkflowE
             await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
         assert f"alice wrote commit {plan.short_commit} and may not approve it for prod" in str(refused.value.cause)
         history = await handle.fetch_history()  # the policy screened alice when the gate opened: the
-        assert not [e for e in history.events  # validator refused her, so nothing entered history
-                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
+        assert not [
+            e
+            for e in history.events  # validator refused her, so nothing entered history
+            if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        ]
         await handle.signal("approve", Decision(env="prod", approver="alice"))  # the UI's signal: recorded, refused
         await handle.execute_update("approve", Decision(env="prod", approver="bob"))
         result = await handle.result()
@@ -74,11 +80,12 @@ async def test_prod_approval_by_the_commits_author_is_refused(dev_env: WorkflowE
     assert prod.policy is not None and prod.policy.allow  # the merge-time check, with bob's approval
 
 
-async def test_staging_soaks_before_prod(ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
-                                         run_worker: Any) -> None:
-    origin = origin_factory([{"name": "dev", "order": 1},
-                             {"name": "staging", "order": 2, "soak": "10m"},
-                             {"name": "prod", "order": 3}])
+async def test_staging_soaks_before_prod(
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory(
+        [{"name": "dev", "order": 1}, {"name": "staging", "order": 2, "soak": "10m"}, {"name": "prod", "order": 3}]
+    )
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
         handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))

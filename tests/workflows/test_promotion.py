@@ -36,16 +36,18 @@ def folder(origin: Origin, rev: str, env: str, app: str = "demo") -> dict[str, s
     return {line.split("\t")[1].split("/", 3)[3]: line.split()[2] for line in out}
 
 
-def assert_promoted(origin: Origin, commit: str, envs: list[str], app: str = "demo",
-                    local: tuple[str, ...] = ("configmap.yaml",)) -> None:
+def assert_promoted(
+    origin: Origin, commit: str, envs: list[str], app: str = "demo", local: tuple[str, ...] = ("configmap.yaml",)
+) -> None:
     source = {k: v for k, v in folder(origin, commit, envs[0], app).items() if k not in local}
     for env in envs[1:]:
         target = {k: v for k, v in folder(origin, "main", env, app).items() if k not in local}
         assert target == source, f"{env}/{app} on main differs from {envs[0]}/{app} at {commit[:7]}"
 
 
-async def test_full_promotion_with_prod_approved_by_update(dev_env: WorkflowEnvironment, origin: Origin,
-                                                           run_worker: Any) -> None:
+async def test_full_promotion_with_prod_approved_by_update(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     commit = origin.bump()
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
@@ -62,17 +64,18 @@ async def test_full_promotion_with_prod_approved_by_update(dev_env: WorkflowEnvi
         # refused by the validator: nothing enters history
         with pytest.raises(WorkflowUpdateFailedError) as refused:
             await handle.execute_update("approve", Decision(env="prod", approver="dana", via="cli"))
-        assert "dana may not decide prod; its approvers are: alice, group:release-managers" in str(
-            refused.value.cause)
+        assert "dana may not decide prod; its approvers are: alice, group:release-managers" in str(refused.value.cause)
         with pytest.raises(WorkflowUpdateFailedError) as early:
             await handle.execute_update("approve", Decision(env="nope", approver="alice"))
         assert "has no environment 'nope'" in str(early.value.cause)
         history = await handle.fetch_history()
-        assert not [e for e in history.events
-                    if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED]
+        assert not [
+            e for e in history.events if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
+        ]
 
         stage = await handle.execute_update(  # carol is a release-manager: allowed through her group
-            "approve", Decision(env="prod", approver="carol", comment="ship it", via="cli"), result_type=StageStatus)
+            "approve", Decision(env="prod", approver="carol", comment="ship it", via="cli"), result_type=StageStatus
+        )
         assert [a.approver for a in stage.approvals] == ["carol"]
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
@@ -85,7 +88,8 @@ async def test_full_promotion_with_prod_approved_by_update(dev_env: WorkflowEnvi
 
 
 async def test_signal_from_a_stranger_is_recorded_as_refused_and_never_counts(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
@@ -102,8 +106,9 @@ async def test_signal_from_a_stranger_is_recorded_as_refused_and_never_counts(
     assert result.stages[2].approvals[0].via == "ui"
 
 
-async def test_rejection_closes_the_pr_and_ends_rejected(dev_env: WorkflowEnvironment, origin: Origin,
-                                                         run_worker: Any) -> None:
+async def test_rejection_closes_the_pr_and_ends_rejected(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.bump()
     forge = origin.forge()
     before_prod = folder(origin, "main", "prod")
@@ -143,8 +148,9 @@ async def test_nothing_to_promote_skips_stages(dev_env: WorkflowEnvironment, ori
     assert origin.branches() == ["main"]
 
 
-async def test_second_promotion_of_a_running_app_is_refused(dev_env: WorkflowEnvironment, origin: Origin,
-                                                            run_worker: Any) -> None:
+async def test_second_promotion_of_a_running_app_is_refused(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
         plan = await api.plan(dev_env.client, tq, "demo")
@@ -161,13 +167,13 @@ FOUR = [
     {"name": "qa", "order": 10},
     {"name": "uat", "order": 20, "local_files": ["local.env"]},
     {"name": "preprod", "order": 25},
-    {"name": "live", "order": 40,
-     "approval": {"required": 2, "approvers": ["lee", "group:sre"], "timeout": "2h"}},
+    {"name": "live", "order": 40, "approval": {"required": 2, "approvers": ["lee", "group:sre"], "timeout": "2h"}},
 ]
 
 
-async def test_four_environments_of_other_names(dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
-                                                run_worker: Any) -> None:
+async def test_four_environments_of_other_names(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(FOUR)
     origin.commit({"environments/uat/demo/local.env": "uat only\n"}, "uat settings")
     commit = origin.bump(env="qa", tag="5.0.0")
@@ -187,14 +193,16 @@ async def test_four_environments_of_other_names(dev_env: WorkflowEnvironment, or
     assert origin.show("main", "environments/uat/demo/local.env") == "uat only"
 
 
-async def test_two_apps_at_once_lose_no_commit(dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
-                                               run_worker: Any) -> None:
+async def test_two_apps_at_once_lose_no_commit(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(None, ("demo", "shop"))
     demo = origin.bump("demo", tag="2.0.0")
     shop = origin.bump("shop", tag="3.0.0")
     async with run_worker(dev_env, origin) as tq:
-        handles = [await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, app))
-                   for app in ("demo", "shop")]
+        handles = [
+            await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, app)) for app in ("demo", "shop")
+        ]
         for h in handles:
             await api.wait_for(h, awaiting("prod"))
         await asyncio.gather(*(h.execute_update("approve", Decision(env="prod", approver="alice")) for h in handles))
@@ -210,7 +218,8 @@ async def test_two_apps_at_once_lose_no_commit(dev_env: WorkflowEnvironment, ori
 
 
 async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, tmp_path: Path) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, tmp_path: Path
+) -> None:
     """A merge in flight when the cancel arrives completes, and is synced and verified: never a
     merged PR without its sync. The promotion then stops before the next environment."""
     commit = origin.bump()
@@ -220,7 +229,8 @@ async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
         hook = GitClone(origin.url, tmp_path / "cache").path / ".git" / "hooks" / "pre-push"
         hook.write_text(  # holds the first push to main until the test releases it (deadline 60 s)
             "#!/bin/sh\ngrep -q ' refs/heads/main ' || exit 0\n"
-            f"touch {entered}\ni=0\nwhile [ ! -e {release} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n")
+            f"touch {entered}\ni=0\nwhile [ ! -e {release} ] && [ $i -lt 1200 ]; do sleep 0.05; i=$((i+1)); done\n"
+        )
         hook.chmod(0o755)
         handle = await api.start(dev_env.client, tq, plan)
         await asyncio.to_thread(wait_until, entered.exists, 60, f"{entered} to appear")
@@ -239,8 +249,9 @@ async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
     assert not [b for b in origin.branches() if "/prod/" in b]
 
 
-async def test_merge_conflict_fails_the_stage_and_closes_its_pr(dev_env: WorkflowEnvironment, origin: Origin,
-                                                                run_worker: Any) -> None:
+async def test_merge_conflict_fails_the_stage_and_closes_its_pr(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any
+) -> None:
     origin.bump(tag="6.0.0")
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:

@@ -36,8 +36,8 @@ def deployment(sim: KubeSim) -> dict[str, Any]:
 
 
 async def test_unhealthy_staging_is_reverted_and_prod_untouched(
-        dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any,
-        clusters: Callable[[list[str]], dict[str, KubeSim]]) -> None:
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, clusters: Callable[[list[str]], dict[str, KubeSim]]
+) -> None:
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
         sims = clusters([])
@@ -62,7 +62,8 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
     subjects = bare.git.log("--format=%s", "-4", "main").splitlines()
     assert subjects[0].startswith(f"Merge pull request #{staging.revert_pr_number} from revert/demo/staging/")
     assert bare.git.rev_parse("main:environments/staging/demo/deployment.yaml") == bare.git.rev_parse(
-        f"{staging.merge_commit}^1:environments/staging/demo/deployment.yaml")
+        f"{staging.merge_commit}^1:environments/staging/demo/deployment.yaml"
+    )
     assert "3.0.0" in bare.git.show("main:environments/staging/demo/deployment.yaml")
     # the cluster runs the previous pod template again, and is healthy
     live = deployment(sims["staging"])
@@ -78,9 +79,11 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
 
 
 async def test_revert_off_leaves_the_environment_and_fails(
-        dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
-    origin = origin_factory([{"name": "dev", "order": 1},
-                             {"name": "staging", "order": 2, "revert": {"automatic": False}}])
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory(
+        [{"name": "dev", "order": 1}, {"name": "staging", "order": 2, "revert": {"automatic": False}}]
+    )
     failing_in(origin, "staging")
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))

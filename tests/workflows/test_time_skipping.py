@@ -25,8 +25,11 @@ pytestmark = pytest.mark.asyncio
 def envs(timeout: str | None) -> list[dict[str, object]]:
     return [
         {"name": "dev", "order": 1},
-        {"name": "prod", "order": 2, "approval": {"required": 1, "approvers": ["alice"], "timeout": timeout,
-                                                  "pull_request_reviews": False}},
+        {
+            "name": "prod",
+            "order": 2,
+            "approval": {"required": 1, "approvers": ["alice"], "timeout": timeout, "pull_request_reviews": False},
+        },
     ]
 
 
@@ -42,7 +45,8 @@ async def start_until_gate(env: WorkflowEnvironment, task_queue: str) -> tuple[A
 
 
 async def test_gate_expires_at_its_deadline_and_closes_the_pr(
-        ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs("24h"))
     origin.bump()
     forge = origin.forge()
@@ -60,8 +64,9 @@ async def test_gate_expires_at_its_deadline_and_closes_the_pr(
     assert "demo:1.1.0" not in origin.show("main", "environments/prod/demo/deployment.yaml")
 
 
-async def test_approval_at_hour_23_passes(ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin],
-                                         run_worker: Any) -> None:
+async def test_approval_at_hour_23_passes(
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs("24h"))
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
@@ -76,7 +81,8 @@ async def test_approval_at_hour_23_passes(ts_env: WorkflowEnvironment, origin_fa
 
 
 async def test_gate_without_timeout_still_waits_after_30_days(
-        ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any) -> None:
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
     origin = origin_factory(envs(None))
     origin.bump()
     async with run_worker(ts_env, origin) as tq:

@@ -33,13 +33,20 @@ def worker_process(tmp_path: Path, dev_env: WorkflowEnvironment) -> Iterator[Cal
 
     def start(origin: Origin, task_queue: str) -> int:
         ready = tmp_path / f"ready-{len(started)}"
-        env = {**os.environ,
-               "PROMOTER_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-               "PROMOTER_TASK_QUEUE": task_queue, "PROMOTER_REPO_URL": origin.url,
-               "PROMOTER_FORGE_DB": str(origin.path.parent / "forge.sqlite"),
-               "PROMOTER_CACHE_DIR": str(tmp_path / "worker-cache")}
-        proc = subprocess.Popen([sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)], env=env,
-                                stdout=subprocess.DEVNULL, stderr=open(tmp_path / "worker.log", "ab"))
+        env = {
+            **os.environ,
+            "PROMOTER_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
+            "PROMOTER_TASK_QUEUE": task_queue,
+            "PROMOTER_REPO_URL": origin.url,
+            "PROMOTER_FORGE_DB": str(origin.path.parent / "forge.sqlite"),
+            "PROMOTER_CACHE_DIR": str(tmp_path / "worker-cache"),
+        }
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=open(tmp_path / "worker.log", "ab"),
+        )
         started.append(proc)
         wait_until(lambda: ready.exists() or proc.poll() is not None, 60, "the worker")
         assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
@@ -61,8 +68,9 @@ def kill(pid: int) -> None:
     wait_until(lambda: not alive(pid), 30, f"worker {pid} to die")
 
 
-async def test_worker_killed_during_sync(dev_env: WorkflowEnvironment, origin: Origin, clusters: Any,
-                                         worker_process: Callable[[Origin, str], int]) -> None:
+async def test_worker_killed_during_sync(
+    dev_env: WorkflowEnvironment, origin: Origin, clusters: Any, worker_process: Callable[[Origin, str], int]
+) -> None:
     sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
     tq = str(uuid.uuid4())
     pid = worker_process(origin, tq)
@@ -79,8 +87,9 @@ async def test_worker_killed_during_sync(dev_env: WorkflowEnvironment, origin: O
     assert sum(m.startswith("Merge pull request") for m in merges) == 1
 
 
-async def test_worker_killed_during_revert(dev_env: WorkflowEnvironment, origin: Origin, clusters: Any,
-                                           worker_process: Callable[[Origin, str], int]) -> None:
+async def test_worker_killed_during_revert(
+    dev_env: WorkflowEnvironment, origin: Origin, clusters: Any, worker_process: Callable[[Origin, str], int]
+) -> None:
     sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
     tq = str(uuid.uuid4())
     pid = worker_process(origin, tq)
