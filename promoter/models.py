@@ -416,7 +416,7 @@ class HistoryEntry(BaseModel):
 
 
 class PolicyCheckInput(BaseModel):
-    """The policy step's input; the activity renders the objects and builds PRODUCT.md's document."""
+    """The policy step's input; the activity renders the objects and builds the input document."""
 
     promotion_id: str
     app: str

@@ -13,7 +13,7 @@ from activities.repository import GitActivities
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.models import OpenPullRequestInput, PlanInput, PrepareInput, PullRequestRef
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 
 def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitClone, forge: LocalForge) -> None:

@@ -107,7 +107,7 @@ def test_the_opa_service_loads_and_compiles_exactly_what_it_serves() -> None:
 
     from opa_bindings import OpaEngine
 
-    from tests.policy.test_engines import make_input
+    from tests.support.policy import make_input
 
     command = SERVICES["opa"]["command"]
     ignored = [command[i + 1] for i, arg in enumerate(command) if arg == "--ignore"]

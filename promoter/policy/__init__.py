@@ -301,7 +301,7 @@ def _rfc3339(d: Any) -> str | None:
 
 
 def build_input(req: Any, objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """PRODUCT.md's policy input from a `PolicyCheckInput` and the rendered objects."""
+    """The policy input document (docs/policies.md) from a `PolicyCheckInput` and the rendered objects."""
     return {
         "promotion": {
             "id": req.promotion_id,

@@ -13,7 +13,7 @@ import git
 import pytest
 import yaml
 
-from tests.conftest import Cli, Origin
+from tests.support.gitops import Cli, Origin
 
 
 def refs(origin: Origin) -> dict[str, str]:

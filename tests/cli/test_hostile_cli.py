@@ -25,8 +25,8 @@ from hypothesis import strategies as st
 
 from promoter.converter import DATA_CONVERTER
 from promoter.stack import Stack, free_port
-from tests.conftest import Cli, Origin, make_gitops
-from tests.git.test_hostile_trees import ODD_NAMES, configmap
+from tests.support.gitops import Cli, Origin, make_gitops
+from tests.support.trees import ODD_NAMES, configmap
 
 FORGE_TOKEN = "ghp_PlantedForgeToken7Q2x9"
 OPA_TOKEN = "opa-PlantedOpaToken4K8z"
@@ -280,7 +280,7 @@ def test_wait_that_loses_temporal_exits_3_and_says_the_promotion_still_runs(host
 
 
 def cli_argv() -> list[str]:
-    from tests.conftest import PROMOTER
+    from tests.support.gitops import PROMOTER
 
     return list(PROMOTER)
 

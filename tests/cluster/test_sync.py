@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,8 +16,7 @@ from promoter.cluster import APP_LABEL, KubeCluster
 from promoter.errors import PermanentError, TemporaryError
 from promoter.policy.render import render_dir
 from promoter.sim.kube import FAIL_IN, KubeSim
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.gitops import ROOT
 
 CRD = {
     "apiVersion": "apiextensions.k8s.io/v1",

@@ -23,8 +23,8 @@ from promoter.settings import Settings
 from promoter.sim.kube import KubeSim
 from promoter.stack import wait_until
 from promoter.worker import build_worker
-from tests.conftest import Origin
-from tests.forges.github_standin import GitHubStandIn
+from tests.support.github_standin import GitHubStandIn
+from tests.support.gitops import Origin
 
 BOT = "ghp_PLANTED0123456789abcdefSECRETtoken"  # the worker's token: must never leak
 ALICE = "ghp_alice0123456789abcdefghijklmnopq"

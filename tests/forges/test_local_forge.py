@@ -12,7 +12,7 @@ from promoter.forges import make_forge
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.models import PrepareInput
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 
 def branch_for(origin: Origin, clone: GitClone, tag: str = "1.1.0") -> str:

@@ -13,7 +13,7 @@ import pytest
 from promoter.errors import BadInput, Conflict
 from promoter.gitrepo import GitClone, promotion_branch
 from promoter.models import PlanInput, PrepareInput
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 ENV = "environments/{}/environment.yaml"
 

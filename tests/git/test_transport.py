@@ -26,7 +26,7 @@ import pytest
 from promoter.errors import TemporaryError
 from promoter.gitrepo import GitClone, auth_env
 from promoter.models import PlanInput, PrepareInput
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 TOKEN = "glpat-PLANTED-0123456789abcdef"
 

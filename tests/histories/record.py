@@ -27,7 +27,7 @@ from promoter.settings import Settings
 from promoter.sim.kube import KubeSim, kubeconfig
 from promoter.stack import binary, seed_origin
 from promoter.worker import build_worker
-from tests.conftest import Origin, make_gitops
+from tests.support.gitops import Origin, make_gitops
 
 HERE = Path(__file__).parent
 VERSION = "opening_pr"  # the newest patch the recorded histories carry

@@ -18,17 +18,7 @@ from promoter import yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput
 from promoter.policy.render import parse_manifests, render_dir
-
-
-def bomb(levels: int = 12) -> str:
-    """The classic: each level nine references to the one before (9^12 strings once written out)."""
-    lines = ['l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]']
-    lines += [f"l{i}: &l{i} [" + ", ".join([f"*l{i - 1}"] * 9) + "]" for i in range(1, levels)]
-    return (
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n"
-        + "\n".join("  " + line for line in lines)
-        + "\n"
-    )
+from tests.support.bombs import bomb
 
 
 def test_an_alias_bomb_is_refused_naming_the_file_fast_and_flat() -> None:

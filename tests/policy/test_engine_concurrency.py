@@ -14,7 +14,7 @@ import pytest
 from promoter.models import PolicyDecision
 from promoter.policy import EngineFault, PolicyBundle, decide
 from promoter.policy.embedded import EmbeddedEngine
-from tests.policy.test_engines import POLICIES, make_input
+from tests.support.policy import POLICIES, make_input
 
 
 @pytest.fixture(scope="module")

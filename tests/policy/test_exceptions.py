@@ -18,7 +18,7 @@ from promoter import api
 from promoter.errors import BadInput
 from promoter.models import PromotionState
 from promoter.policy import PolicyBundle
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 GOOD = (
     "demo-debug:\n  rule: kubernetes.images.deny_unpinned_image\n  app: demo\n  env: staging\n"

@@ -19,7 +19,7 @@ from promoter.policy import PolicyBundle
 from promoter.policy.embedded import EmbeddedEngine
 from promoter.policy.goopa import GoOpaEngine
 from promoter.policy.testing import discover
-from tests.policy.test_engines import CASES, POLICIES, demo_objects, make_input
+from tests.support.policy import CASES, POLICIES, demo_objects, make_input
 
 ENVS = ("dev", "staging", "prod")
 KINDS = ("Deployment", "StatefulSet", "DaemonSet", "Job", "CronJob", "Pod", "ReplicaSet")

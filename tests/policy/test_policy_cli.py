@@ -17,8 +17,7 @@ import pytest
 
 from promoter.errors import BadInput
 from promoter.policy.render import render_dir
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.gitops import ROOT
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, Locator, Page, sync_playwright
 
-from tests.conftest import ROOT, Cli, Origin
+from tests.support.gitops import ROOT, Cli, Origin
 
 CHROMIUM = "/usr/bin/chromium"
 ARTIFACTS = Path(os.environ.get("PROMOTER_ARTIFACTS", ROOT / "test-artifacts")) / "web-ui"

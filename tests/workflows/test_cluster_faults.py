@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.models import PromotionState, StageState
 from promoter.sim.kube import KubeSim
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 pytestmark = pytest.mark.asyncio
 

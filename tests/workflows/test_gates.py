@@ -21,7 +21,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api, search
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from promoter.stack import wait_until
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 pytestmark = pytest.mark.asyncio
 

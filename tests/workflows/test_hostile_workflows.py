@@ -16,9 +16,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import PromotionState, PromotionStatus, StageState
-from tests.conftest import Origin
-from tests.git.test_hostile_trees import blob, plant
-from tests.hostile.test_parsing import bomb
+from tests.support.bombs import bomb
+from tests.support.gitops import Origin
+from tests.support.trees import blob, plant
 
 pytestmark = pytest.mark.asyncio
 APPS = tuple(f"app{i:02d}" for i in range(20))

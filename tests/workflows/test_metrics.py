@@ -20,7 +20,7 @@ from promoter.settings import Settings, metrics_runtime
 from promoter.sim.kube import KubeSim
 from promoter.stack import free_port
 from promoter.worker import build_worker
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 
 def scrape(port: int) -> str:

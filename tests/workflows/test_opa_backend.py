@@ -18,8 +18,8 @@ from promoter.models import PromotionState
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim
 from promoter.worker import build_worker
-from tests.conftest import ROOT, Origin
-from tests.policy.opa_standin import OpaStandIn
+from tests.support.gitops import ROOT, Origin
+from tests.support.opa_standin import OpaStandIn
 
 pytestmark = pytest.mark.asyncio
 

@@ -18,8 +18,8 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import Decision, PromotionState, StageState
-from tests.conftest import Origin
-from tests.workflows.test_promotion import awaiting
+from tests.support.gitops import Origin
+from tests.support.workflows import awaiting
 
 pytestmark = pytest.mark.asyncio
 

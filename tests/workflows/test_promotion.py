@@ -21,13 +21,10 @@ from promoter.errors import PromoterError
 from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState, StageStatus
 from promoter.stack import wait_until
-from tests.conftest import Origin
+from tests.support.gitops import Origin
+from tests.support.workflows import awaiting
 
 pytestmark = pytest.mark.asyncio
-
-
-def awaiting(env: str) -> Callable[[PromotionStatus], bool]:
-    return lambda s: any(st.env == env and st.state == StageState.AWAITING_APPROVAL for st in s.stages)
 
 
 def folder(origin: Origin, rev: str, env: str, app: str = "demo") -> dict[str, str]:

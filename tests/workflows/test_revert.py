@@ -11,28 +11,15 @@ from typing import Any
 
 import git
 import pytest
-import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import PromotionState, StageState
-from promoter.sim.kube import FAIL_IN, KubeSim
-from tests.conftest import Origin
+from promoter.sim.kube import KubeSim
+from tests.support.gitops import Origin
+from tests.support.workflows import deployment, failing_in
 
 pytestmark = pytest.mark.asyncio
-
-
-def failing_in(origin: Origin, where: str, tag: str = "3.1.0") -> str:
-    path = "environments/dev/demo/deployment.yaml"
-    doc = yaml.safe_load((origin.work / path).read_text())
-    template = doc["spec"]["template"]
-    template["metadata"]["annotations"] = {FAIL_IN: where}
-    template["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/demo:{tag}"
-    return origin.commit({path: yaml.safe_dump(doc, sort_keys=False)}, f"demo {tag}, failing in {where}")
-
-
-def deployment(sim: KubeSim) -> dict[str, Any]:
-    return sim.objects[("apps", "deployments", "apps", "demo")]
 
 
 async def test_unhealthy_staging_is_reverted_and_prod_untouched(

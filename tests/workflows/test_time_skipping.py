@@ -17,7 +17,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
-from tests.conftest import Origin
+from tests.support.gitops import Origin
 
 pytestmark = pytest.mark.asyncio
 

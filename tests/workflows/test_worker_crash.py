@@ -21,8 +21,8 @@ from promoter import api
 from promoter.models import PromotionState, PromotionStatus, StageState
 from promoter.sim.kube import KubeSim
 from promoter.stack import alive, wait_until
-from tests.conftest import Origin
-from tests.workflows.test_revert import deployment, failing_in
+from tests.support.gitops import Origin
+from tests.support.workflows import deployment, failing_in
 
 pytestmark = pytest.mark.asyncio
 

@@ -1,0 +1,136 @@
+"""A GitOps origin as a person uses it (a bare repository and a clone to push from), its seed, and
+the `promoter` CLI run as a person runs it."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import git
+import yaml
+
+from promoter.forges.local import LocalForge
+from promoter.gitrepo import GitClone
+
+ROOT = Path(__file__).resolve().parents[2]  # the repository
+
+
+class Origin:
+    """A bare origin repository plus a person's clone of it, to push changes as a person would."""
+
+    def __init__(self, path: Path, work: Path) -> None:
+        self.path = path
+        self.url = str(path)
+        self.work = work
+        self.repo = git.Repo.clone_from(self.url, work)
+        with self.repo.config_writer() as cw:
+            cw.set_value("user", "name", "dana")
+            cw.set_value("user", "email", "dana@example.com")
+
+    def commit(self, files: dict[str, str | None], message: str = "change") -> str:
+        """Write (or delete, for None) files, commit and push to main; returns the commit."""
+        self.repo.git.pull("--quiet", "--rebase", "origin", "main")
+        for rel, text in files.items():
+            p = self.work / rel
+            if text is None:
+                self.repo.git.rm("-q", rel)
+            else:
+                p.parent.mkdir(parents=True, exist_ok=True)
+                p.write_text(text)
+                self.repo.git.add(rel)
+        self.repo.git.commit("-q", "-m", message)
+        self.repo.git.push("--quiet", "origin", "main")
+        return self.repo.head.commit.hexsha
+
+    def bump(self, app: str = "demo", env: str = "dev", tag: str = "1.1.0") -> str:
+        path = f"environments/{env}/{app}/deployment.yaml"
+        text = (self.work / path).read_text()
+
+        return self.commit({path: re.sub(r"(image: \S+):[\w.\-]+", rf"\1:{tag}", text)}, f"{app} {tag}")
+
+    def forge(self) -> LocalForge:
+        """The local forge's records of this origin, read through a clone of its own."""
+        return LocalForge(GitClone(self.url, self.path.parent / "forge-reader"), self.path.parent / "forge.sqlite")
+
+    def main_log(self) -> list[str]:
+        bare = git.Repo(self.path)
+        return bare.git.log("--format=%H %s", "main").splitlines()
+
+    def show(self, rev: str, path: str) -> str:
+        return git.Repo(self.path).git.show(f"{rev}:{path}")
+
+    def branches(self) -> list[str]:
+        return [h.name for h in git.Repo(self.path).heads]
+
+
+def make_gitops(tmp: Path, envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",)) -> Path:
+    """A GitOps source tree: this repository's sample, or environments built from `envs`."""
+    src = tmp / "gitops-src"
+    if envs is None:
+        shutil.copytree(ROOT / "environments", src / "environments")
+        shutil.copytree(ROOT / "policies", src / "policies")
+        for app in apps:
+            if app != "demo":
+                for env in ("dev", "staging", "prod"):
+                    shutil.copytree(src / "environments" / env / "demo", src / "environments" / env / app)
+        return src
+    shutil.copytree(ROOT / "policies", src / "policies")
+    data = yaml.safe_load((src / "policies" / "data.yaml").read_text())
+    data["groups"]["sre"] = ["sam", "sue"]
+    (src / "policies" / "data.yaml").write_text(yaml.safe_dump(data))
+    for env in envs:
+        env.setdefault("cluster", {"context": env["name"], "namespace": "apps"})
+        folder = src / "environments" / str(env["name"])
+        folder.mkdir(parents=True)
+        (folder / "environment.yaml").write_text(yaml.safe_dump(env))
+        for app in apps:
+            for f in ("deployment.yaml", "service.yaml"):
+                (folder / app).mkdir(exist_ok=True)
+                (folder / app / f).write_text((ROOT / "environments" / "dev" / "demo" / f).read_text())
+    return src
+
+
+PROMOTER = [sys.executable, "-m", "promoter"]
+
+
+class Cli:
+    def __init__(self, state_dir: Path) -> None:
+        self.env = {**os.environ, "PROMOTER_STATE_DIR": str(state_dir), "COLUMNS": "200"}
+        self.state_dir = state_dir
+
+    def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+        )
+
+    def popen(self, *args: str) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [*PROMOTER, *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            stdin=subprocess.DEVNULL,
+        )
+
+    def status(self, wid: str) -> dict[str, object]:
+        r = self("status", wid, "--json")
+        assert r.returncode == 0, r.stderr
+        data: dict[str, object] = json.loads(r.stdout)
+        return data
+
+    def wait_status(self, wid: str, check: object, timeout_s: float = 60) -> dict[str, object]:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            r = self("status", wid, "--json")
+            if r.returncode == 0:
+                data = json.loads(r.stdout)
+                if callable(check) and check(data):
+                    return data  # type: ignore[no-any-return]
+        raise TimeoutError(f"{wid} never reached the expected status")

@@ -1,0 +1,183 @@
+"""The workflows' typed steps: every activity by name, with its input and result models, its timeouts
+and its retry policy, in one place. The workflows call these, never a name string with `Any`; the
+worker registers exactly these names (tests/workflows/test_steps.py checks both sides).
+
+Activities live in `activities/`, which a workflow may not import (`lint-imports`), so a step names
+its activity; `Step.call` is the one place that turns a step into `workflow.execute_activity`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any, Generic, TypeVar
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from promoter.models import (
+        ApprovalCheck,
+        HealthInput,
+        HealthResult,
+        MergeResult,
+        NotifyInput,
+        OpenPullRequestInput,
+        PlanInput,
+        PolicyCheckInput,
+        PolicyDecision,
+        PrepareInput,
+        PrepareResult,
+        PromotionPlan,
+        PullRequest,
+        PullRequestRef,
+        RevertInput,
+        RevertResult,
+        ScreenInput,
+        ScreenResult,
+        SyncInput,
+        SyncResult,
+        WatchInput,
+        WatchResult,
+    )
+
+In = TypeVar("In")
+Out = TypeVar("Out")
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
+)
+WATCH_QUEUE_SUFFIX = "-watch"  # the PR watchers' own task queue (see promoter.worker.Workers)
+
+
+@dataclass(frozen=True)
+class Step(Generic[In, Out]):
+    name: str
+    input: type[In]
+    result: type[Out]
+    start_to_close: timedelta
+    schedule_to_close: timedelta | None = None
+    retry: RetryPolicy = RETRY
+    heartbeat: timedelta | None = None
+    watch_queue: bool = False  # runs on `<task queue>-watch`
+
+    def but(self, **changes: Any) -> Step[In, Out]:
+        """This step with other timeouts (e.g. a merge that may wait for `merge.wait`)."""
+        return dataclasses.replace(self, **changes)
+
+    def call(self, arg: In, summary: str) -> Any:
+        """`workflow.execute_activity` for this step: an awaitable of its result."""
+        return workflow.execute_activity(
+            self.name,
+            arg,
+            result_type=self.result,
+            summary=summary,
+            start_to_close_timeout=self.start_to_close,
+            schedule_to_close_timeout=self.schedule_to_close,
+            heartbeat_timeout=self.heartbeat,
+            retry_policy=self.retry,
+            **({"task_queue": workflow.info().task_queue + WATCH_QUEUE_SUFFIX} if self.watch_queue else {}),
+        )
+
+
+def _git(name: str, inp: type[In], out: type[Out]) -> Step[In, Out]:
+    """A git or forge step: 2 minutes an attempt, retried for 15 minutes, then the stage fails with the last error."""
+    return Step(name, inp, out, start_to_close=timedelta(minutes=2), schedule_to_close=timedelta(minutes=15))
+
+
+PLAN = Step(
+    "plan", PlanInput, PromotionPlan, start_to_close=timedelta(minutes=2), retry=RetryPolicy(maximum_attempts=3)
+)
+PREPARE = _git("prepare", PrepareInput, PrepareResult)
+PUSH_BRANCH = _git("push_branch", PrepareInput, PrepareResult)
+OPEN_PULL_REQUEST = _git("open_pull_request", OpenPullRequestInput, PullRequest)
+UPDATE_PULL_REQUEST = _git("update_pull_request", PullRequestRef, PullRequest)
+MERGE_PULL_REQUEST = _git("merge_pull_request", PullRequestRef, MergeResult)
+CLOSE_PULL_REQUEST = _git("close_pull_request", PullRequestRef, PullRequest)
+CHECK_POLICY = Step(
+    "check_policy",
+    PolicyCheckInput,
+    PolicyDecision,
+    start_to_close=timedelta(minutes=2),
+    schedule_to_close=timedelta(minutes=10),
+)
+CHECK_APPROVAL = Step(
+    "check_approval",
+    PolicyCheckInput,
+    ApprovalCheck,
+    start_to_close=timedelta(minutes=1),
+    schedule_to_close=timedelta(minutes=2),
+)
+SCREEN_APPROVERS = Step(
+    "screen_approvers",
+    ScreenInput,
+    ScreenResult,
+    start_to_close=timedelta(minutes=1),
+    schedule_to_close=timedelta(minutes=2),
+)
+SYNC = Step(
+    "sync",
+    SyncInput,
+    SyncResult,
+    start_to_close=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
+    schedule_to_close=timedelta(minutes=10),
+)
+CHECK_HEALTH = Step(  # its timeouts grow with the environment's health.timeout (see `health_step`)
+    "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=timedelta(seconds=15)
+)
+REVERT = Step(
+    "revert",
+    RevertInput,
+    RevertResult,
+    start_to_close=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=15),
+    schedule_to_close=timedelta(minutes=15),
+)
+WATCH_PULL_REQUEST = Step(  # its limits follow the gate's deadline (see `watch_step`)
+    "watch_pull_request",
+    WatchInput,
+    WatchResult,
+    start_to_close=timedelta(days=30),
+    heartbeat=timedelta(minutes=1),
+    watch_queue=True,
+)
+NOTIFY = Step(
+    "notify",
+    NotifyInput,
+    int,
+    start_to_close=timedelta(seconds=15),
+    schedule_to_close=timedelta(minutes=1),
+    retry=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
+)
+
+ALL: tuple[Step[Any, Any], ...] = (
+    PLAN,
+    PREPARE,
+    PUSH_BRANCH,
+    OPEN_PULL_REQUEST,
+    UPDATE_PULL_REQUEST,
+    MERGE_PULL_REQUEST,
+    CLOSE_PULL_REQUEST,
+    CHECK_POLICY,
+    CHECK_APPROVAL,
+    SCREEN_APPROVERS,
+    SYNC,
+    CHECK_HEALTH,
+    REVERT,
+    WATCH_PULL_REQUEST,
+    NOTIFY,
+)
+
+
+def health_step(timeout: timedelta) -> Step[HealthInput, HealthResult]:
+    """The health check of an environment whose `health.timeout` is `timeout`."""
+    return CHECK_HEALTH.but(
+        start_to_close=timeout + timedelta(minutes=1), schedule_to_close=timeout + timedelta(minutes=5)
+    )
+
+
+def watch_step(window: timedelta) -> Step[WatchInput, WatchResult]:
+    """A PR watcher that may watch for `window` (up to the gate's deadline)."""
+    return WATCH_PULL_REQUEST.but(start_to_close=window + timedelta(minutes=1))
