@@ -77,7 +77,7 @@ class Step(Generic[In, Out]):
             schedule_to_close_timeout=self.schedule_to_close,
             heartbeat_timeout=self.heartbeat,
             retry_policy=self.retry,
-            **({"task_queue": workflow.info().task_queue + WATCH_QUEUE_SUFFIX} if self.watch_queue else {}),
+            task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX if self.watch_queue else None,
         )
 
 
