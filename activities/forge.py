@@ -63,11 +63,6 @@ class ForgeActivities:
     def close_pull_request(self, req: PullRequestRef) -> PullRequest:
         return self.forge.close(req.number, req.comment)
 
-    @activity.defn(name="comment_pull_request")
-    @sorted_errors
-    def comment_pull_request(self, req: PullRequestRef) -> None:
-        self.forge.comment(req.number, req.comment)
-
     def _look(self, req: WatchInput) -> WatchResult | None:
         """One read of the PR and its reviews: a result when something changed, else None."""
         pr = self.forge.get_pull_request(req.number)

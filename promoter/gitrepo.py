@@ -92,7 +92,6 @@ class GitRepository(Protocol):
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
-    def find_merge_of(self, head: str) -> str | None: ...
 
 
 def auth_env(token: str | None = None, username: str = "x-access-token", ssh_key: str | None = None) -> dict[str, str]:
@@ -525,12 +524,6 @@ class GitClone:
         with self._locked() as repo:
             self._fetch(repo)
             return self._rev(repo, f"origin/{branch}")
-
-    def find_merge_of(self, head: str) -> str | None:
-        """The commit of main that merged `head`, when main already has it (a retry after a crash)."""
-        with self._locked() as repo:
-            self._fetch(repo)
-            return self._find_merge(repo, head)
 
     def _find_merge(self, repo: git.Repo, head: str) -> str | None:
         if not self._is_ancestor(repo, head, f"origin/{MAIN}"):

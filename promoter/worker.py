@@ -21,7 +21,8 @@ from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone, auth_env
 from promoter.settings import Settings, connect, metrics_runtime
-from workflows.promotion import WATCH_QUEUE_SUFFIX, PlanWorkflow, PromotionWorkflow
+from workflows.promotion import PlanWorkflow, PromotionWorkflow
+from workflows.steps import WATCH_QUEUE_SUFFIX
 
 log = logging.getLogger("promoter.worker")
 
@@ -68,7 +69,6 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             forge_acts.open_pull_request,
             forge_acts.merge_pull_request,
             forge_acts.close_pull_request,
-            forge_acts.comment_pull_request,
             forge_acts.update_pull_request,
             policy.check_policy,
             policy.check_approval,

@@ -8,6 +8,7 @@ its activity; `Step.call` is the one place that turns a step into `workflow.exec
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from dataclasses import dataclass
 from datetime import timedelta
@@ -15,6 +16,7 @@ from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         PrepareInput,
         PrepareResult,
         PromotionPlan,
+        PromotionStatus,
         PullRequest,
         PullRequestRef,
         RevertInput,
@@ -58,7 +61,7 @@ class Step(Generic[In, Out]):
     result: type[Out]
     start_to_close: timedelta
     schedule_to_close: timedelta | None = None
-    retry: RetryPolicy = RETRY
+    retry: RetryPolicy = dataclasses.field(default_factory=lambda: RETRY)
     heartbeat: timedelta | None = None
     watch_queue: bool = False  # runs on `<task queue>-watch`
 
@@ -181,3 +184,37 @@ def health_step(timeout: timedelta) -> Step[HealthInput, HealthResult]:
 def watch_step(window: timedelta) -> Step[WatchInput, WatchResult]:
     """A PR watcher that may watch for `window` (up to the gate's deadline)."""
     return WATCH_PULL_REQUEST.but(start_to_close=window + timedelta(minutes=1))
+
+
+def cause(err: BaseException) -> str:
+    """What an activity error comes down to, in one line (a deadline says what kept failing)."""
+    while err.__cause__ is not None and isinstance(err, ActivityError):
+        err = err.__cause__
+    message = getattr(err, "message", None) or str(err)
+    if isinstance(err, TimeoutError) and err.__cause__ is not None:
+        message = f"{message}; last error: {cause(err.__cause__)}"
+    return message
+
+
+class Runner:
+    """Runs steps to their end even when the promotion is cancelled meanwhile: a side effect in flight
+    (a push, a PR, a merge) is always known to the workflow, so a cancel can clean it up and a merge
+    is never left without its sync. The cancel then takes effect at the next `checkpoint`."""
+
+    def __init__(self, status: PromotionStatus) -> None:
+        self.status = status
+        self.cancel_requested = False
+
+    async def run(self, step: Step[In, Out], arg: In, summary: str) -> Out:
+        task = asyncio.ensure_future(step.call(arg, summary))
+        try:
+            result: Out = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self.cancel_requested = True
+            self.status.message = f"cancel requested: finishing '{summary}' first"
+            result = await task
+        return result
+
+    def checkpoint(self) -> None:
+        if self.cancel_requested:
+            raise asyncio.CancelledError()

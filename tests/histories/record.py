@@ -1,11 +1,10 @@
 """Record workflow histories for the replay test: `python -m tests.histories.record`.
 
 Run it only when a change to PromotionWorkflow is meant to be incompatible *and* is guarded by
-`workflow.patched`; otherwise the replay test is exactly what should catch the change. Histories of
-earlier versions stay and must keep replaying: `promotion_*.json` were recorded before the `gates-v2`
-patch, `gates_v2_*.json` before `opening-pr-state`. This script writes `<VERSION>_*.json` for the
-current version (search attributes registered, the prod gate opened by an approving review on the
-PR, or rejected after a refused signal).
+`workflow.patched` (see CONTRIBUTING.md, "Versioning a workflow change"); otherwise the replay test is
+exactly what should catch the change. Histories of earlier versions stay and must keep replaying.
+This script writes `<VERSION>_approved.json` (search attributes registered, a refused signal, the prod
+gate opened by an approving review on the PR) and `<VERSION>_rejected.json` (rejected by update).
 """
 
 from __future__ import annotations
@@ -30,7 +29,7 @@ from promoter.worker import build_worker
 from tests.support.gitops import Origin, make_gitops
 
 HERE = Path(__file__).parent
-VERSION = "opening_pr"  # the newest patch the recorded histories carry
+VERSION = "v1"  # the workflow version the recorded histories carry (no patches yet)
 
 
 async def main() -> None:

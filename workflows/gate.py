@@ -1,0 +1,322 @@
+"""A stage's gate: it waits for its quorum of approvals (from the Web UI, the CLI or reviews on the
+PR), a rejection or its deadline; it watches the PR meanwhile (a review counts, a new commit voids
+earlier approvals, a review withdrawn stops counting, a PR merged or closed by hand ends the wait),
+and it decides every approval and rejection it is sent. Deterministic: workflow code only."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from promoter import report
+    from promoter.models import (
+        Approval,
+        Decision,
+        PlannedEnvironment,
+        PromotionState,
+        Refusal,
+        ScreenInput,
+        StageState,
+        StageStatus,
+        WatchInput,
+        WatchResult,
+    )
+    from workflows import steps
+    from workflows.recorder import Promotion, Recorder
+
+WITHDRAWN = ("dismissed", "unapproved")  # review states that take an approval back
+WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no deadline starts another
+Outcome = bool | Literal["merged"]  # open, ended, or merged on the forge by hand
+
+
+def _consume(task: asyncio.Task[Any]) -> None:
+    if not task.cancelled():
+        task.exception()
+
+
+class Gate:
+    def __init__(
+        self,
+        promotion: Promotion,
+        recorder: Recorder,
+        runner: steps.Runner,
+        close: Callable[[int, str], Awaitable[None]],
+    ) -> None:
+        self.p = promotion
+        self.r = recorder
+        self.runner = runner
+        self.close = close
+        self.rejection: dict[str, Decision] = {}
+
+    # ------------------------------------------------------------------ waiting
+
+    def is_open(self, stage: StageStatus, planned: PlannedEnvironment) -> bool:
+        approval = planned.config.approval
+        reviewed = not approval.require_review or any(a.via == "pull_request" for a in stage.approvals)
+        return len(stage.approvals) >= approval.required and reviewed
+
+    def waiting_message(self, stage: StageStatus, planned: PlannedEnvironment) -> str:
+        approval = planned.config.approval
+        have = f"{len(stage.approvals)} of {approval.required} approval(s)"
+        who = ", ".join(approval.approvers)
+        review = "; it also needs an approving review on the PR" if approval.require_review else ""
+        return f"waiting for {have} from {who} on PR #{stage.pr_number}{review}"
+
+    async def wait(self, stage: StageStatus, planned: PlannedEnvironment) -> Outcome:
+        """Wait for the quorum (or a rejection, or the deadline). Returns True (open), False (the
+        stage ended) or "merged" (merged on the forge by hand)."""
+        approval = planned.config.approval
+        if approval.required == 0 and not approval.require_review:
+            self.r.set(stage, StageState.APPROVED, "no approval required")
+            return True
+        deadline = workflow.now() + approval.timeout if approval.timeout is not None else None
+        stage.deadline = deadline
+        stage.approvers = list(planned.allowed_approvers)
+        stage.review_required = approval.require_review
+        await self._screen(stage)
+        self.r.set(stage, StageState.AWAITING_APPROVAL, self.waiting_message(stage, planned))
+        self.r.gate_opened(stage.env)
+        self.r.notify(stage, "waiting", f"{self.p.label} waits for approval in {stage.env}: {stage.message}")
+        outcome = await self._until_decided(stage, planned, deadline)
+        if outcome is not None:
+            return outcome
+        self.r.gate_waited(stage, "rejected" if stage.env in self.rejection else "approved")
+        if stage.env in self.rejection:
+            return await self._rejected(stage, self.rejection[stage.env])
+        approvers = ", ".join(f"{a.approver} ({a.via})" for a in stage.approvals)
+        self.r.set(stage, StageState.APPROVED, f"approved by {approvers}")
+        return True
+
+    async def _until_decided(
+        self, stage: StageStatus, planned: PlannedEnvironment, deadline: datetime | None
+    ) -> Outcome | None:
+        """Wait while the gate is undecided, taking in what the PR watcher sees; an outcome when the
+        stage ended meanwhile (expired, merged or closed by hand), None when the gate decided."""
+        approval = planned.config.approval
+        watching = approval.pull_request_reviews or approval.require_review
+        watch: asyncio.Task[WatchResult] | None = None
+        try:
+            while not (stage.env in self.rejection or self.is_open(stage, planned)):
+                if watching and watch is None:
+                    watch = self._watch(stage, deadline)
+                remaining = deadline - workflow.now() if deadline is not None else None
+                try:
+                    if remaining is not None and remaining <= timedelta(0):
+                        raise TimeoutError()
+
+                    def moved(w: asyncio.Task[WatchResult] | None = watch) -> bool:
+                        return stage.env in self.rejection or self.is_open(stage, planned) or bool(w and w.done())
+
+                    await workflow.wait_condition(
+                        moved, timeout=remaining, timeout_summary=f"{stage.env} approval deadline"
+                    )
+                except TimeoutError:
+                    return await self._expire(stage, planned)
+                if watch is not None and watch.done():
+                    seen, watch = watch, None
+                    try:
+                        outcome = await self._on_watch(stage, planned, seen.result())
+                    except ActivityError as e:
+                        watching = False  # the gate still opens by the UI and the CLI
+                        waiting = self.waiting_message(stage, planned)
+                        stage.message = f"reviews are no longer read ({steps.cause(e)}); {waiting}"
+                        self.status_notice(f"{stage.env}: watching PR #{stage.pr_number} failed: {steps.cause(e)}")
+                        continue
+                    if outcome is not None:
+                        return outcome
+        finally:
+            if watch is not None and not watch.done():
+                watch.cancel()
+        return None
+
+    def status_notice(self, text: str) -> None:
+        self.p.status.notices.append(text)
+
+    async def _rejected(self, stage: StageStatus, d: Decision) -> bool:
+        stage.rejected_by = d.approver
+        self.r.set(stage, StageState.REJECTED, f"rejected by {d.approver}: {d.comment}")
+        assert stage.pr_number is not None
+        await self.close(stage.pr_number, f"Rejected by {d.approver} via {d.via}: {d.comment}")
+        stage.finished_at = workflow.now()
+        self.r.finish(PromotionState.REJECTED, f"{stage.env}: rejected by {d.approver}: {d.comment}")
+        self.r.notify(stage, "rejected", f"{self.p.label} was rejected in {stage.env} by {d.approver}: {d.comment}")
+        return False
+
+    async def _expire(self, stage: StageStatus, planned: PlannedEnvironment) -> bool:
+        approval = planned.config.approval
+        assert stage.pr_number is not None
+        waited = report.human_duration(approval.timeout)
+        self.r.gate_waited(stage, "expired")
+        self.r.set(stage, StageState.EXPIRED, f"no decision within {waited}")
+        have = f"{len(stage.approvals)} of {approval.required} approval(s) within {waited}"
+        self.r.audit(stage.env, "expired", detail=have)
+        await self.close(
+            stage.pr_number,
+            f"Closed: the {stage.env} gate expired after {waited} without {approval.required} approval(s).",
+        )
+        stage.finished_at = workflow.now()
+        self.r.finish(PromotionState.EXPIRED, f"{stage.env}: gate expired after {waited}")
+        self.r.notify(
+            stage,
+            "expired",
+            f"The {stage.env} gate of {self.p.label} expired after {waited}; PR #{stage.pr_number} was closed",
+        )
+        return False
+
+    async def _screen(self, stage: StageStatus) -> None:
+        """Ask the policies about each possible approver, so the update validator can refuse one
+        with the policy's reason before anything enters history. Best effort: the approval handler
+        asks the policies again for every approval, so a failed screen only refuses later."""
+        candidates = sorted(set(stage.approvers))
+        if not candidates:
+            return
+        screen = ScreenInput(check=self.p.policy_input(stage, "approval", approvals=[]), candidates=candidates)
+        try:
+            result = await self.runner.run(steps.SCREEN_APPROVERS, screen, f"who may approve {stage.env}?")
+        except ActivityError as e:
+            self.status_notice(f"{stage.env}: approvers could not be screened ({steps.cause(e)})")
+            return
+        stage.screened = result.refused
+
+    # ------------------------------------------------------------------ the PR watcher
+
+    def _watch(self, stage: StageStatus, deadline: datetime | None) -> asyncio.Task[WatchResult]:
+        assert stage.pr_number is not None
+        window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
+        known = WatchInput(number=stage.pr_number, head_sha=stage.head_sha, review_states=stage.review_states)
+        task: asyncio.Task[WatchResult] = asyncio.ensure_future(
+            steps.watch_step(window).call(known, f"watch PR #{stage.pr_number} for reviews and new commits")
+        )
+        task.add_done_callback(_consume)  # a watch cancelled when the gate decides ends in an error nobody reads
+        return task
+
+    async def _on_watch(self, stage: StageStatus, planned: PlannedEnvironment, seen: WatchResult) -> Outcome | None:
+        """Take in what the watcher saw; an outcome ends the gate, None keeps it waiting."""
+        if seen.state == "merged" and seen.merge_commit:
+            stage.merge_commit = seen.merge_commit
+            detail = f"PR #{stage.pr_number} merged outside promoter as {seen.merge_commit[:12]}"
+            self.r.audit(stage.env, "merge", actor="forge", detail=detail)
+            self.r.set(stage, StageState.MERGING, "merged on the forge by hand; syncing what was merged")
+            return "merged"
+        if seen.state != "open":
+            message = f"PR #{stage.pr_number} was {seen.state} outside promoter; start a new promotion to open another"
+            self.r.end(stage, StageState.FAILED, message, PromotionState.FAILED, message)
+            self.r.notify(stage, "failed", f"{self.p.label}: {stage.env}: {stage.message}")
+            return False
+        if seen.head_sha != stage.head_sha:
+            self._void(stage, planned, seen.head_sha)
+        for review in seen.reviews:
+            stage.review_states[review.id] = review.state
+            if review.state in WITHDRAWN:
+                self._withdraw(stage, planned, review.author, review.state)
+            elif review.state != "approved":
+                self.r.audit(stage.env, "review", actor=review.author, via="pull_request", detail=review.state)
+            elif not review.commit or review.commit == stage.head_sha:  # one on an older head is stale
+                d = Decision(env=stage.env, approver=review.author, comment=review.body, via="pull_request")
+                reason = await self.decide(d, True)
+                if reason is not None:
+                    self.refused(d, reason)
+        return None
+
+    def _void(self, stage: StageStatus, planned: PlannedEnvironment, head: str | None) -> None:
+        """A new commit on the PR: the approvals given on the older head no longer count."""
+        old, stage.head_sha = stage.head_sha, head
+        voided, stage.approvals = stage.approvals, []
+        stage.voided.extend(voided)
+        note = (
+            f"new commit {(head or '?')[:7]} on {stage.branch} (was {(old or '?')[:7]}): "
+            f"{len(voided)} earlier approval(s) no longer count"
+        )
+        names = ": " + ", ".join(a.approver for a in voided) if voided else ""
+        self.r.audit(stage.env, "voided", detail=note + names)
+        self.r.set(stage, StageState.AWAITING_APPROVAL, f"{note}; " + self.waiting_message(stage, planned))
+
+    def _withdraw(self, stage: StageStatus, planned: PlannedEnvironment, who: str, how: str) -> None:
+        """A review dismissed, or an approval withdrawn, on the forge: the approval it gave stops counting."""
+        gone = [a for a in stage.approvals if a.via == "pull_request" and a.approver == who]
+        if not gone:
+            return
+        stage.approvals = [a for a in stage.approvals if a not in gone]
+        stage.voided.extend(gone)
+        note = f"{who}'s approving review was {how} on the forge; it no longer counts"
+        self.r.audit(stage.env, "voided", actor=who, via="pull_request", detail=note)
+        self.r.set(stage, StageState.AWAITING_APPROVAL, f"{note}; " + self.waiting_message(stage, planned))
+
+    # ------------------------------------------------------------------ decisions
+
+    def refusal(self, d: Decision, approving: bool) -> str | None:
+        """Why this decision cannot be taken now (None: it can), as far as the gate can see."""
+        stage = self.p.stage_by_env.get(d.env)
+        if stage is None:
+            return f"this promotion has no environment '{d.env}'; it has: {', '.join(self.p.stage_by_env)}"
+        if not d.approver.strip():
+            return "say who decides: the approver is empty"
+        if stage.source:
+            return f"{d.env} is the source environment; it has no gate"
+        if stage.state != StageState.AWAITING_APPROVAL:
+            return f"{d.env} is not awaiting approval (it is {stage.state.value})"
+        planned = self.p.envs[d.env]
+        if d.approver not in planned.allowed_approvers:
+            allowed = ", ".join(planned.config.approval.approvers) or "nobody"
+            return f"{d.approver} may not decide {d.env}; its approvers are: {allowed}"
+        if approving and any(a.approver == d.approver for a in stage.approvals):
+            return f"{d.approver} has already approved {d.env}; one person counts once"
+        if approving and d.approver in stage.screened:
+            return stage.screened[d.approver]
+        if not approving and not d.comment.strip():
+            return "a rejection needs a reason"
+        return None
+
+    def validate(self, d: Decision, approving: bool) -> None:
+        """For the update validators: refuse before anything enters history."""
+        reason = self.refusal(d, approving)
+        if reason is not None:
+            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
+
+    def refused(self, d: Decision, reason: str) -> None:
+        if d.env in self.p.stage_by_env:
+            refusal = Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason)
+            self.p.stage_by_env[d.env].refusals.append(refusal)
+            self.r.audit(d.env, "refusal", actor=d.approver, via=d.via, detail=reason)
+
+    async def decide(self, d: Decision, approving: bool) -> str | None:
+        """Validate, ask the policies (approvals only), validate again (the gate may have moved
+        meanwhile), accept. Returns the reason for a refusal, or None."""
+        reason = self.refusal(d, approving)
+        if reason is None and approving:
+            reason = await self._policy_says(d)
+            reason = reason or self.refusal(d, approving)
+        if reason is None:
+            self._accept(d, approving)
+        return reason
+
+    async def _policy_says(self, d: Decision) -> str | None:
+        """The `promotion` policies' word on one more approval (None: allowed)."""
+        stage = self.p.stage_by_env[d.env]
+        candidate = Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment)
+        check = self.p.policy_input(stage, "approval", approvals=[*stage.approvals, candidate])
+        try:
+            verdict = await steps.CHECK_APPROVAL.call(check, f"may {d.approver} approve {d.env}?")
+        except ActivityError as e:  # fail closed, and never let a signal handler fail the workflow
+            return f"the approval could not be checked against the policies ({steps.cause(e)}); try again"
+        return None if verdict.allowed else str(verdict.reason)
+
+    def _accept(self, d: Decision, approving: bool) -> None:
+        stage = self.p.stage_by_env[d.env]
+        if approving:
+            stage.approvals.append(
+                Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment, head=stage.head_sha)
+            )
+            planned = self.p.envs[d.env]
+            if not self.is_open(stage, planned):
+                self.r.set(stage, StageState.AWAITING_APPROVAL, self.waiting_message(stage, planned))
+        else:
+            self.rejection[d.env] = d
+        kind = "approval" if approving else "rejection"
+        self.r.audit(d.env, kind, actor=d.approver, via=d.via, detail=d.comment)

@@ -1,0 +1,233 @@
+"""What a promotion knows and records: its plan and status (`Promotion`), and everything that tells
+the world about it (`Recorder`): stage states, the Web UI's current details, the memo and search
+attributes, the audit trail, metrics and webhooks. Deterministic: workflow code only."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError
+
+with workflow.unsafe.imports_passed_through():
+    from promoter import search
+    from promoter.models import (
+        Approval,
+        AuditEntry,
+        HistoryEntry,
+        NotifyInput,
+        PlannedEnvironment,
+        PolicyCheckInput,
+        PrepareResult,
+        PromotionInput,
+        PromotionState,
+        PromotionStatus,
+        StageState,
+        StageStatus,
+    )
+    from workflows import steps
+
+
+class Promotion:
+    """The plan and the status of one promotion, and the policy input built from them."""
+
+    def __init__(self, inp: PromotionInput) -> None:
+        self.plan = inp.plan
+        self.envs: dict[str, PlannedEnvironment] = {e.config.name: e for e in inp.plan.environments}
+        self.status = PromotionStatus(
+            id=workflow.info().workflow_id,
+            app=inp.plan.app,
+            commit=inp.plan.commit,
+            author=inp.plan.author,
+            requested_by=inp.requested_by,
+            started_at=workflow.info().start_time,
+            stages=[
+                StageStatus(
+                    env=e.config.name,
+                    order=e.config.order,
+                    source=i == 0,
+                    approvals_required=0 if i == 0 else e.config.approval.required,
+                )
+                for i, e in enumerate(inp.plan.environments)
+            ],
+        )
+        self.stage_by_env = {s.env: s for s in self.status.stages}
+
+    @property
+    def label(self) -> str:
+        return f"{self.plan.app} @ {self.plan.short_commit}"
+
+    def soak(self, env: str) -> timedelta:
+        return self.envs[env].config.soak or timedelta(0)
+
+    def policy_input(
+        self, stage: StageStatus, phase: str, diff: PrepareResult | None = None, approvals: list[Approval] | None = None
+    ) -> PolicyCheckInput:
+        index = self.status.stages.index(stage)
+        return PolicyCheckInput(
+            promotion_id=self.status.id,
+            app=self.plan.app,
+            commit=self.plan.commit,
+            author=self.plan.author,
+            source_env=self.status.stages[0].env,
+            target_env=stage.env,
+            started_at=workflow.info().start_time,
+            environment=self.envs[stage.env].config,
+            environments=[s.env for s in self.status.stages],
+            history=[
+                HistoryEntry(
+                    env=s.env,
+                    state=s.state.value,
+                    healthy_since=s.finished_at if s.state == StageState.HEALTHY else None,
+                    soak_seconds=self.soak(s.env).total_seconds(),
+                )
+                for s in self.status.stages[:index]
+            ],
+            phase=phase,
+            head=stage.head_sha if phase == "merge" else None,  # what the merge would take
+            evaluated_at=workflow.now(),
+            diff=diff.diff if diff else PrepareResult(changed=False).diff,
+            approvals=stage.approvals if approvals is None else approvals,
+        )
+
+
+class Recorder:
+    """Every record of a promotion, kept in step with its status."""
+
+    def __init__(self, promotion: Promotion) -> None:
+        self.p = promotion
+        self.status = promotion.status
+        # indexed only when the starter could set the attributes (they are registered in the namespace)
+        self.indexed = workflow.info().typed_search_attributes.get(search.APP) is not None
+        self.indexed_values: dict[str, str] = {}
+        self.notifications: list[asyncio.Task[None]] = []
+        self.gate_opened_at: dict[str, datetime] = {}
+
+    # ------------------------------------------------------------------ states
+
+    def set(self, stage: StageStatus, state: StageState, message: str = "") -> None:
+        stage.state = state
+        stage.message = message
+        workflow.set_current_details(self.details(stage))
+        workflow.upsert_memo(
+            {
+                "app": self.p.plan.app,
+                "commit": self.p.plan.commit,
+                "state": self.status.state.value,
+                "stage": stage.env,
+                "stage_state": state.value,
+            }
+        )
+        self._index(stage.env, state.value)
+
+    def end(self, stage: StageStatus, state: StageState, message: str, outcome: PromotionState, summary: str) -> None:
+        """The stage ends in `state`, and with it the promotion, in `outcome`."""
+        self.set(stage, state, message)
+        stage.finished_at = workflow.now()
+        self.finish(outcome, f"{stage.env}: {summary}")
+
+    def details(self, stage: StageStatus) -> str:
+        """The workflow page's "current details" (markdown): the stage, and for a gate who may open it,
+        where, and the exact update to send from the UI."""
+        lines = [f"**{self.p.label} — {stage.env}: {stage.state.value}**", ""]
+        if stage.message:
+            lines.append(stage.message)
+        if stage.pr_url:
+            lines += ["", f"Pull request #{stage.pr_number}: {stage.pr_url}"]
+        if stage.state == StageState.AWAITING_APPROVAL:
+            people = ", ".join(a for a in stage.approvers if a not in stage.screened) or "nobody"
+            lines += ["", f"May approve: {people}."]
+            if stage.deadline is not None:
+                lines.append(f"Deadline: {stage.deadline:%Y-%m-%d %H:%M} UTC.")
+            lines += [
+                "",
+                "Approve: More Actions → Send an Update → `approve`, input "
+                f'`{{"env": "{stage.env}", "approver": "<you>", "comment": "..."}}`',
+                f"(or `promoter approve {self.status.id} --env {stage.env} --as <you>`).",
+            ]
+        return "\n".join(lines)
+
+    def _index(self, env: str, state: str) -> None:
+        """Search attributes, upserted only when they change (each upsert is a history event)."""
+        if not self.indexed:
+            return
+        values = {"env": env, "state": state}
+        if values == self.indexed_values:
+            return
+        self.indexed_values = values
+        workflow.upsert_search_attributes([search.ENV.value_set(env), search.STATE.value_set(state)])
+
+    def finish(self, state: PromotionState, message: str) -> None:
+        self.status.state = state
+        self.status.message = message
+        self.status.finished_at = workflow.now()
+        workflow.upsert_memo({"state": state.value})
+        self._index(self.indexed_values.get("env", ""), state.value)
+        meter = workflow.metric_meter()  # the SDK skips these while replaying: each is counted once
+        meter.create_counter("promoter_promotions", "promotions ended, by outcome").add(
+            1, {"app": self.p.plan.app, "outcome": state.value}
+        )
+        durations = meter.create_histogram_float(
+            "promoter_stage_duration", "a stage from its start to its end", "seconds"
+        )
+        for stage in self.status.stages:
+            if stage.started_at is not None and stage.state not in (StageState.PENDING, StageState.SKIPPED):
+                seconds = ((stage.finished_at or workflow.now()) - stage.started_at).total_seconds()
+                durations.record(seconds, {"app": self.p.plan.app, "env": stage.env, "state": stage.state.value})
+
+    # ------------------------------------------------------------------ audit and metrics
+
+    def audit(self, env: str, kind: str, actor: str = "promoter", via: str = "", detail: str = "") -> None:
+        self.status.audit.append(AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via, detail=detail))
+
+    def entries(self, env: str) -> list[AuditEntry]:
+        return [e for e in self.status.audit if e.env == env]
+
+    def gate_opened(self, env: str) -> None:
+        self.gate_opened_at[env] = workflow.now()
+
+    def gate_waited(self, stage: StageStatus, outcome: str) -> None:
+        opened = self.gate_opened_at.get(stage.env)
+        if opened is not None:
+            workflow.metric_meter().create_histogram_float(
+                "promoter_gate_wait", "from a gate starting to wait to its decision", "seconds"
+            ).record(
+                (workflow.now() - opened).total_seconds(),
+                {"app": self.p.plan.app, "env": stage.env, "outcome": outcome},
+            )
+
+    def reverted(self, env: str) -> None:
+        workflow.metric_meter().create_counter("promoter_reverts", "automatic reverts of a merged stage").add(
+            1, {"app": self.p.plan.app, "env": env}
+        )
+
+    # ------------------------------------------------------------------ webhooks
+
+    def notify(self, stage: StageStatus, event: str, text: str) -> None:
+        """Post to the environment's webhooks in the background; a failure is noted, never fatal."""
+        for hook in self.p.envs[stage.env].config.notify:
+            if hook.events and event not in hook.events:
+                continue
+            req = NotifyInput(
+                url=hook.url,
+                event=event,
+                text=text,
+                promotion_id=self.status.id,
+                app=self.p.plan.app,
+                env=stage.env,
+                commit=self.p.plan.commit,
+                state=stage.state.value,
+                pr_url=stage.pr_url,
+            )
+            self.notifications.append(asyncio.ensure_future(self._post(req)))
+
+    async def _post(self, req: NotifyInput) -> None:
+        try:
+            await steps.NOTIFY.call(req, f"notify {req.event}")
+        except ActivityError as e:
+            self.status.notices.append(f"{req.env}: the {req.event} webhook failed: {steps.cause(e)}")
+
+    async def notifications_sent(self) -> None:
+        if self.notifications:
+            await asyncio.gather(*self.notifications)

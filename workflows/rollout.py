@@ -1,0 +1,100 @@
+"""A merged stage's rollout: sync the environment's cluster to a revision, judge its health, and when
+it is unhealthy revert the merge (a revert PR merged without a gate), sync the revert and judge it
+again. Deterministic: workflow code only."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from promoter.models import (
+        HealthInput,
+        HealthResult,
+        PromotionState,
+        RevertInput,
+        StageState,
+        StageStatus,
+        SyncInput,
+    )
+    from workflows import steps
+    from workflows.recorder import Promotion, Recorder
+
+
+class Rollout:
+    def __init__(self, promotion: Promotion, recorder: Recorder, runner: steps.Runner) -> None:
+        self.p = promotion
+        self.r = recorder
+        self.runner = runner
+
+    async def verify(self, stage: StageStatus, revision: str) -> bool:
+        """Sync and judge `revision`; healthy: the stage is healthy, else it is reverted (or fails)."""
+        health = await self._sync_and_judge(stage, revision)
+        if health.healthy:
+            self.r.set(stage, StageState.HEALTHY, health.reason)
+            stage.finished_at = workflow.now()
+            self.r.notify(stage, "succeeded", f"{self.p.label} is healthy in {stage.env}")
+            return True
+        healthy = await self._revert(stage, self.p.envs[stage.env].config.revert.automatic, health.reason)
+        event = "reverted" if stage.state == StageState.REVERTED else "failed"
+        self.r.notify(stage, event, f"{self.p.label} in {stage.env}: {stage.message}")
+        return healthy
+
+    async def _sync_and_judge(self, stage: StageStatus, revision: str) -> HealthResult:
+        cfg = self.p.envs[stage.env].config
+        reverting = stage.state == StageState.REVERTING  # the revert's sync keeps the stage `reverting`
+        self.r.set(stage, stage.state if reverting else StageState.SYNCING, f"syncing {revision[:7]}")
+        sync = SyncInput(
+            promotion_id=self.p.status.id, app=self.p.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster
+        )
+        synced = await self.runner.run(steps.SYNC, sync, f"sync {stage.env} to {revision[:7]}")
+        if not reverting:
+            counts = f"{synced.applied} applied, {synced.unchanged} unchanged, {synced.pruned} pruned"
+            self.r.set(stage, StageState.VERIFYING, counts)
+        check = HealthInput(
+            app=self.p.plan.app,
+            env=stage.env,
+            revision=revision,
+            cluster=cfg.cluster,
+            timeout=cfg.health.timeout,
+            http=cfg.health.http,
+        )
+        step = steps.health_step(cfg.health.timeout or timedelta(minutes=5))
+        return await self.runner.run(step, check, f"health of {stage.env} at {revision[:7]}")
+
+    async def _revert(self, stage: StageStatus, automatic: bool, reason: str) -> bool:
+        unhealthy = f"unhealthy: {reason}"
+        if stage.source or stage.merge_commit is None or stage.pr_number is None:
+            why = "the source environment has nothing to revert to: fix it in the source folder and promote again"
+            self.r.end(stage, StageState.FAILED, f"{unhealthy}; {why}", PromotionState.FAILED, unhealthy)
+            return False
+        if not automatic:
+            why = "revert.automatic is off, the environment is left as it is: fix forward, or revert the merge by hand"
+            self.r.end(stage, StageState.FAILED, f"{unhealthy}; {why}", PromotionState.FAILED, unhealthy)
+            return False
+        self.r.set(stage, StageState.REVERTING, reason)
+        revert = RevertInput(
+            app=self.p.plan.app,
+            env=stage.env,
+            merge_commit=stage.merge_commit,
+            pr_number=stage.pr_number,
+            reason=reason,
+        )
+        result = await self.runner.run(steps.REVERT, revert, f"revert {stage.env}")
+        assert result.revert_commit is not None
+        stage.revert_commit, stage.revert_pr_number = result.revert_commit, result.pr_number
+        by = f"reverted by {result.revert_commit[:7]} (PR #{result.pr_number})"
+        self.r.audit(
+            stage.env, "revert", detail=f"{reason}; reverted by {result.revert_commit[:12]} (PR #{result.pr_number})"
+        )
+        self.r.reverted(stage.env)
+        restored = await self._sync_and_judge(stage, result.revert_commit)
+        stage.finished_at = workflow.now()
+        if not restored.healthy:
+            self.r.set(stage, StageState.FAILED, f"{unhealthy}; {by}, but still unhealthy: {restored.reason}")
+            self.r.finish(PromotionState.FAILED, f"{stage.env}: the revert did not restore health: {restored.reason}")
+            return False
+        self.r.set(stage, StageState.REVERTED, f"{unhealthy}; {by}, healthy again")
+        self.r.finish(PromotionState.REVERTED, f"{stage.env}: {unhealthy}")
+        return False
