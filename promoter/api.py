@@ -28,6 +28,7 @@ from promoter import names, search
 from promoter.errors import PromoterError
 from promoter.models import PlanInput, PromotionInput, PromotionPlan, PromotionStatus, Supersede
 from promoter.names import workflow_id
+from workflows.promotion import PlanWorkflow, PromotionWorkflow
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -58,11 +59,10 @@ async def plan(
         names.check(to_env, "environment")
     try:
         result: PromotionPlan = await client.execute_workflow(
-            "PlanWorkflow",
+            PlanWorkflow.run,
             PlanInput(app=app, commit=commit, to_env=to_env),
             id=f"plan-{app}-{uuid.uuid4()}",
             task_queue=task_queue,
-            result_type=PromotionPlan,
             execution_timeout=timedelta(minutes=2),
         )
         return result
@@ -141,29 +141,31 @@ async def start(
     requested_by: str = "unknown",
     supersede: bool = False,
     ui_url: str | None = None,
-) -> WorkflowHandle[object, PromotionStatus]:
+) -> WorkflowHandle[PromotionWorkflow, PromotionStatus]:
     """Start the promotion (indexed by search attributes when the namespace has them registered).
 
     With `supersede`, a running promotion of the same app is told who replaces it, cancelled (its open
     PRs are closed with a pointer to this one), and waited for, before this one starts.
     """
     wid = workflow_id(promotion_plan.app)
-    options: dict[str, Any] = {
-        "id": wid,
-        "task_queue": task_queue,
-        "result_type": PromotionStatus,
-        "id_reuse_policy": WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-        "id_conflict_policy": WorkflowIDConflictPolicy.FAIL,
-        "static_summary": f"Promote {promotion_plan.app} @ {promotion_plan.short_commit}: "
-        + " → ".join(e.config.name for e in promotion_plan.environments),
-        "static_details": static_details(promotion_plan, requested_by),
-    }
+    summary = f"Promote {promotion_plan.app} @ {promotion_plan.short_commit}: " + " → ".join(
+        e.config.name for e in promotion_plan.environments
+    )
     arg = PromotionInput(plan=promotion_plan, requested_by=requested_by)
-    if await indexed(client):
-        options["search_attributes"] = _indexing(promotion_plan)
+    attributes = _indexing(promotion_plan) if await indexed(client) else None
     for attempt in range(2):
         try:
-            return await client.start_workflow("PromotionWorkflow", arg, **options)
+            return await client.start_workflow(
+                PromotionWorkflow.run,
+                arg,
+                id=wid,
+                task_queue=task_queue,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                static_summary=summary,
+                static_details=static_details(promotion_plan, requested_by),
+                search_attributes=attributes,
+            )
         except WorkflowAlreadyStartedError:
             if not supersede or attempt:
                 raise already_running(promotion_plan.app) from None
@@ -175,7 +177,7 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     old = client.get_workflow_handle(wid, result_type=PromotionStatus)
     url = f"{ui_url}/namespaces/{client.namespace}/workflows/{wid}" if ui_url else None
     try:
-        await old.signal("supersede", Supersede(commit=plan.commit, requested_by=requested_by, url=url))
+        await old.signal(PromotionWorkflow.supersede, Supersede(commit=plan.commit, requested_by=requested_by, url=url))
         await old.cancel()
         await asyncio.wait_for(old.result(), timeout=120)
     except (WorkflowFailureError, RPCError):
@@ -223,7 +225,7 @@ async def status_of(
     if await pollers(client, task_queue) == 0:
         raise no_worker(task_queue)
     try:
-        result: PromotionStatus = await handle.query("status", result_type=PromotionStatus, rpc_timeout=QUERY_TIMEOUT)
+        result = await handle.query(PromotionWorkflow.query_status, rpc_timeout=QUERY_TIMEOUT)
         return result
     except RPCError as e:
         if await pollers(client, task_queue) == 0:
@@ -235,14 +237,15 @@ async def status_of(
 
 
 async def wait_for(
-    handle: WorkflowHandle[object, PromotionStatus], check: Callable[[PromotionStatus], bool], timeout_s: float = 60.0
+    handle: WorkflowHandle[Any, PromotionStatus], check: Callable[[PromotionStatus], bool], timeout_s: float = 60.0
 ) -> PromotionStatus:
     """Poll the `status` query until `check` holds (a condition with a deadline, never a fixed sleep)."""
     deadline = time.monotonic() + timeout_s
     last: PromotionStatus | None = None
     while time.monotonic() < deadline:
-        last = await handle.query("status", result_type=PromotionStatus)
-        if check(last):
-            return last
+        current = await handle.query(PromotionWorkflow.query_status)
+        last = current
+        if check(current):
+            return current
         await asyncio.sleep(0.05)
     raise TimeoutError(f"condition not met within {timeout_s}s; last status: {last}")

@@ -226,6 +226,7 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
     from temporalio.service import RPCError, RPCStatusCode
 
     from promoter.models import PromotionState, PromotionStatus
+    from workflows.promotion import PromotionWorkflow
 
     handle = client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
     result = asyncio.ensure_future(handle.result())
@@ -240,7 +241,7 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
             live.start()
         while not result.done():
             try:
-                status = await handle.query("status", result_type=PromotionStatus, rpc_timeout=timedelta(seconds=5))
+                status = await handle.query(PromotionWorkflow.query_status, rpc_timeout=timedelta(seconds=5))
                 unreachable_since = None
             except RPCError as e:  # Temporal unreachable for a while: the outcome cannot be known from here
                 status = None
@@ -269,7 +270,7 @@ async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any
     final: PromotionStatus | None = result.result() if failure is None else None  # a completed one's result
     if final is None:
         try:
-            final = await handle.query("status", result_type=PromotionStatus, rpc_timeout=timedelta(seconds=5))
+            final = await handle.query(PromotionWorkflow.query_status, rpc_timeout=timedelta(seconds=5))
         except Exception:  # noqa: BLE001 - the workflow ended without an answer to give
             final = status or PromotionStatus(id=wid, app="", commit="")
         if final.state == PromotionState.RUNNING:
@@ -381,7 +382,8 @@ async def _decide(s: Settings, promotion: str, update: str, env: str, approver: 
     from temporalio.client import WorkflowUpdateFailedError
     from temporalio.service import RPCError
 
-    from promoter.models import Decision, StageStatus
+    from promoter.models import Decision
+    from workflows.promotion import PromotionWorkflow
 
     if update == "reject" and not comment.strip():
         raise PromoterError("a rejection needs a reason: add --reason TEXT")
@@ -390,8 +392,9 @@ async def _decide(s: Settings, promotion: str, update: str, env: str, approver: 
     client = await _client(s)
     await _require_running(client, wid)
     try:
+        handler = PromotionWorkflow.approve if update == "approve" else PromotionWorkflow.reject
         stage = await client.get_workflow_handle(wid).execute_update(
-            update, Decision(env=env, approver=approver, comment=comment, via="cli"), result_type=StageStatus
+            handler, Decision(env=env, approver=approver, comment=comment, via="cli")
         )
     except WorkflowUpdateFailedError as e:
         raise PromoterError(f"{update} refused: {_failure_message(e)}") from None
@@ -410,7 +413,7 @@ def cancel(promotion: Annotated[str, typer.Argument(metavar="ID")], state_dir: S
 
 
 async def _cancel(s: Settings, promotion: str) -> int:
-    from promoter.models import PromotionStatus
+    from workflows.promotion import PromotionWorkflow
 
     wid = promotion_id(promotion)
     client = await _client(s)
@@ -426,7 +429,7 @@ async def _cancel(s: Settings, promotion: str) -> int:
         return 1
     except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
         pass
-    final = await handle.query("status", result_type=PromotionStatus)
+    final = await handle.query(PromotionWorkflow.query_status)
     if final.state.value == "cancelled":
         out.print(f"{wid}: cancelled")
         return 0

@@ -25,6 +25,7 @@ from promoter.stack import wait_until
 from promoter.worker import build_worker
 from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin
+from workflows.promotion import PromotionWorkflow
 
 BOT = "ghp_PLANTED0123456789abcdefSECRETtoken"  # the worker's token: must never leak
 ALICE = "ghp_alice0123456789abcdefghijklmnopq"
@@ -88,7 +89,7 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
         review(github, number, ALICE, "APPROVE", "ship it")
         result = await handle.result()
         history = (await handle.fetch_history()).to_json()
-        status = (await handle.query("status", result_type=PromotionStatus)).model_dump_json()
+        status = (await handle.query(PromotionWorkflow.query_status)).model_dump_json()
     assert result.state == PromotionState.SUCCEEDED, result.message
     prod = result.stages[2]
     assert [(a.approver, a.via, a.comment) for a in prod.approvals] == [("alice", "pull_request", "ship it")]

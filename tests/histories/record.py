@@ -27,6 +27,7 @@ from promoter.sim.kube import KubeSim, kubeconfig
 from promoter.stack import binary, seed_origin
 from promoter.worker import build_worker
 from tests.support.gitops import Origin, make_gitops
+from workflows.promotion import PromotionWorkflow
 
 HERE = Path(__file__).parent
 VERSION = "v1"  # the workflow version the recorded histories carry (no patches yet)
@@ -57,11 +58,13 @@ async def main() -> None:
                     env.client, settings.task_queue, await api.plan(env.client, settings.task_queue, "demo")
                 )
                 status = await api.wait_for(handle, lambda s: s.stages[2].state == "awaiting_approval")
-                await handle.signal("approve", Decision(env="prod", approver="mallory"))
+                await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="mallory"))
                 if decide == "approve":  # by an approving review on the PR
                     origin.forge().add_review(status.stages[2].pr_number or 0, "alice", "approved", "recorded")
                 else:
-                    await handle.execute_update(decide, Decision(env="prod", approver="alice", comment="recorded"))
+                    await handle.execute_update(
+                        PromotionWorkflow.reject, Decision(env="prod", approver="alice", comment="recorded")
+                    )
                 await handle.result()
                 history = await handle.fetch_history()
                 (HERE / f"{VERSION}_{name}.json").write_text(history.to_json())

@@ -22,6 +22,7 @@ from promoter import api, search
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from promoter.stack import wait_until
 from tests.support.gitops import Origin
+from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
 
@@ -74,16 +75,20 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
     async with run_worker(dev_env, origin) as tq:
         handle = await start(dev_env, tq)
         await api.wait_for(handle, waiting)
-        await handle.execute_update("approve", Decision(env="prod", approver="sam", comment="lgtm", via="cli"))
-        status = await handle.query("status", result_type=PromotionStatus)
+        await handle.execute_update(
+            PromotionWorkflow.approve, Decision(env="prod", approver="sam", comment="lgtm", via="cli")
+        )
+        status = await handle.query(PromotionWorkflow.query_status)
         assert waiting(status) and "1 of 2 approval(s)" in status.stages[1].message
         before = await accepted_updates(handle)
         with pytest.raises(WorkflowUpdateFailedError) as twice:
-            await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sam", via="cli"))
         assert "sam has already approved prod; one person counts once" in str(twice.value.cause)
         assert await accepted_updates(handle) == before  # refused by the validator: history unchanged
-        assert waiting(await handle.query("status", result_type=PromotionStatus))
-        await handle.execute_update("approve", Decision(env="prod", approver="alice", comment="go", via="cli"))
+        assert waiting(await handle.query(PromotionWorkflow.query_status))
+        await handle.execute_update(
+            PromotionWorkflow.approve, Decision(env="prod", approver="alice", comment="go", via="cli")
+        )
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     prod = result.stages[1]
@@ -143,8 +148,8 @@ async def test_a_review_dismissed_on_the_forge_stops_counting(
         prod = status.stages[1]
         assert prod.approvals == [] and [a.approver for a in prod.voided] == ["sue"] and waiting(status)
         assert "sue's approving review was dismissed on the forge" in prod.message
-        await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))
-        await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sam", via="cli"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [a.approver for a in result.stages[1].approvals] == ["sam", "alice"]
@@ -160,15 +165,17 @@ async def test_a_new_commit_on_the_waiting_pr_voids_earlier_approvals(
         handle = await start(dev_env, tq)
         status = await api.wait_for(handle, waiting)
         branch = status.stages[1].branch or ""
-        await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sam", via="cli"))
         fix = push_to_branch(origin, branch)
         status = await api.wait_for(handle, lambda s: bool(s.stages[1].voided))
         prod = status.stages[1]
         assert prod.approvals == [] and [a.approver for a in prod.voided] == ["sam"]
         assert prod.head_sha == fix and waiting(status)
         assert f"new commit {fix[:7]} on {branch}" in prod.message and "no longer count" in prod.message
-        await handle.execute_update("approve", Decision(env="prod", approver="sam", via="cli"))  # again, anew
-        await handle.execute_update("approve", Decision(env="prod", approver="sue", via="cli"))
+        await handle.execute_update(
+            PromotionWorkflow.approve, Decision(env="prod", approver="sam", via="cli")
+        )  # again, anew
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sue", via="cli"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [a.head for a in result.stages[1].approvals] == [fix, fix]
@@ -188,7 +195,7 @@ async def test_a_commit_pushed_onto_the_pr_is_judged_by_the_policies_before_the_
         text = re.sub(r"(image: \S+):[\w.\-]+", r"\1:latest", origin.show(status.stages[1].branch or "", path))
         fix = push_to_branch(origin, status.stages[1].branch or "", {path: text})
         await api.wait_for(handle, lambda s: s.stages[1].head_sha == fix)
-        await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
         result = await handle.result()
     assert result.state == PromotionState.POLICY_DENIED, result.message
     assert ":latest" in result.stages[1].message or "latest" in result.stages[1].message
@@ -205,8 +212,8 @@ async def test_require_review_needs_a_review_besides_the_quorum(
     async with run_worker(dev_env, origin) as tq:
         handle = await start(dev_env, tq)
         status = await api.wait_for(handle, waiting)
-        await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
-        status = await handle.query("status", result_type=PromotionStatus)
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+        status = await handle.query(PromotionWorkflow.query_status)
         assert waiting(status) and "also needs an approving review" in status.stages[1].message
         forge.add_review(status.stages[1].pr_number or 0, "sam", "approved")
         result = await handle.result()
@@ -237,7 +244,7 @@ async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one
         assert newer[:7] in forge.comments(old_pr.number)[-1]
         status = await api.wait_for(new, waiting)
         assert status.commit == newer
-        await new.execute_update("approve", Decision(env="prod", approver="alice"))
+        await new.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         assert (await new.result()).state == PromotionState.SUCCEEDED
 
 
@@ -282,7 +289,7 @@ async def test_webhooks_are_sent_and_a_failing_one_never_fails_the_promotion(
         handle = await start(dev_env, tq)
         await api.wait_for(handle, waiting)
         await asyncio.to_thread(wait_until, lambda: bool(hooks["got"]), 30, "the waiting webhook")
-        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         result = await handle.result()
         history = json.dumps([str(e) for e in (await handle.fetch_history()).events])
     assert result.state == PromotionState.SUCCEEDED, result.message
@@ -317,7 +324,7 @@ async def test_search_attributes_list_what_waits(
         summary, details = await described.static_summary(), await described.static_details()
         assert summary and summary.startswith("Promote demo @ ")
         assert details and "| prod | 1 approval(s) | alice, group:sre |" in details
-        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         await handle.result()
     states = (await handle.describe()).typed_search_attributes
     assert states.get(search.STATE) == "succeeded" and states.get(search.ENV) == "prod"

@@ -21,6 +21,7 @@ from promoter.sim.kube import KubeSim
 from promoter.stack import free_port
 from promoter.worker import build_worker
 from tests.support.gitops import Origin
+from workflows.promotion import PromotionWorkflow
 
 
 def scrape(port: int) -> str:
@@ -73,7 +74,7 @@ async def test_metrics_endpoint_has_the_sdk_and_the_product_metrics(
     async with build_worker(client, settings, executor):
         handle = await api.start(client, settings.task_queue, await api.plan(client, settings.task_queue, "demo"))
         await api.wait_for(handle, lambda s: s.stages[1].state == StageState.AWAITING_APPROVAL)
-        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         assert (await handle.result()).state == PromotionState.SUCCEEDED
         text = scrape(port)
     assert value(text, "promoter_promotions_total", app="demo", outcome="succeeded") == 1

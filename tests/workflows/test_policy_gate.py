@@ -20,6 +20,7 @@ from promoter import api
 from promoter.models import Decision, PromotionState, StageState
 from tests.support.gitops import Origin
 from tests.support.workflows import awaiting
+from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
 
@@ -62,7 +63,7 @@ async def test_prod_approval_by_the_commits_author_is_refused(
         handle = await api.start(dev_env.client, tq, plan)
         await api.wait_for(handle, awaiting("prod"))
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
         assert f"alice wrote commit {plan.short_commit} and may not approve it for prod" in str(refused.value.cause)
         history = await handle.fetch_history()  # the policy screened alice when the gate opened: the
         assert not [
@@ -70,8 +71,10 @@ async def test_prod_approval_by_the_commits_author_is_refused(
             for e in history.events  # validator refused her, so nothing entered history
             if e.event_type == EventType.EVENT_TYPE_WORKFLOW_EXECUTION_UPDATE_ACCEPTED
         ]
-        await handle.signal("approve", Decision(env="prod", approver="alice"))  # the UI's signal: recorded, refused
-        await handle.execute_update("approve", Decision(env="prod", approver="bob"))
+        await handle.signal(
+            PromotionWorkflow.approve_signal, Decision(env="prod", approver="alice")
+        )  # the UI's signal: recorded, refused
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="bob"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED
     prod = result.stages[2]

@@ -19,10 +19,11 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.errors import PromoterError
 from promoter.gitrepo import GitClone
-from promoter.models import Decision, PromotionState, PromotionStatus, StageState, StageStatus
+from promoter.models import Decision, PromotionState, StageState
 from promoter.stack import wait_until
 from tests.support.gitops import Origin
 from tests.support.workflows import awaiting
+from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
 
@@ -60,10 +61,10 @@ async def test_full_promotion_with_prod_approved_by_update(
 
         # refused by the validator: nothing enters history
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await handle.execute_update("approve", Decision(env="prod", approver="dana", via="cli"))
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="dana", via="cli"))
         assert "dana may not decide prod; its approvers are: alice, group:release-managers" in str(refused.value.cause)
         with pytest.raises(WorkflowUpdateFailedError) as early:
-            await handle.execute_update("approve", Decision(env="nope", approver="alice"))
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="nope", approver="alice"))
         assert "has no environment 'nope'" in str(early.value.cause)
         history = await handle.fetch_history()
         assert not [
@@ -71,7 +72,7 @@ async def test_full_promotion_with_prod_approved_by_update(
         ]
 
         stage = await handle.execute_update(  # carol is a release-manager: allowed through her group
-            "approve", Decision(env="prod", approver="carol", comment="ship it", via="cli"), result_type=StageStatus
+            PromotionWorkflow.approve, Decision(env="prod", approver="carol", comment="ship it", via="cli")
         )
         assert [a.approver for a in stage.approvals] == ["carol"]
         result = await handle.result()
@@ -91,12 +92,12 @@ async def test_signal_from_a_stranger_is_recorded_as_refused_and_never_counts(
     async with run_worker(dev_env, origin) as tq:
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         await api.wait_for(handle, awaiting("prod"))
-        await handle.signal("approve", Decision(env="prod", approver="mallory"))
+        await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="mallory"))
         status = await api.wait_for(handle, lambda s: bool(s.stages[2].refusals))
         assert status.stages[2].refusals[0].approver == "mallory"
         assert "mallory may not decide prod" in status.stages[2].refusals[0].reason
         assert status.stages[2].state == StageState.AWAITING_APPROVAL and not status.stages[2].approvals
-        await handle.signal("approve", Decision(env="prod", approver="alice"))
+        await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="alice"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED
     assert [a.approver for a in result.stages[2].approvals] == ["alice"]
@@ -113,8 +114,10 @@ async def test_rejection_closes_the_pr_and_ends_rejected(
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))
         with pytest.raises(WorkflowUpdateFailedError):
-            await handle.execute_update("reject", Decision(env="prod", approver="alice", comment=""))
-        await handle.execute_update("reject", Decision(env="prod", approver="alice", comment="not on a Friday"))
+            await handle.execute_update(PromotionWorkflow.reject, Decision(env="prod", approver="alice", comment=""))
+        await handle.execute_update(
+            PromotionWorkflow.reject, Decision(env="prod", approver="alice", comment="not on a Friday")
+        )
         result = await handle.result()
     assert result.state == PromotionState.REJECTED and "not on a Friday" in result.message
     pr = forge.get_pull_request(status.stages[2].pr_number or 0)
@@ -131,7 +134,7 @@ async def test_cancel_closes_open_prs(dev_env: WorkflowEnvironment, origin: Orig
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-        final = await handle.query("status", result_type=PromotionStatus)
+        final = await handle.query(PromotionWorkflow.query_status)
     assert final.state == PromotionState.CANCELLED and final.stages[2].state == StageState.CANCELLED
     assert forge.get_pull_request(status.stages[2].pr_number or 0).state == "closed"
 
@@ -179,10 +182,10 @@ async def test_four_environments_of_other_names(
         assert [e.config.name for e in plan.environments] == ["qa", "uat", "preprod", "live"]
         handle = await api.start(dev_env.client, tq, plan)
         await api.wait_for(handle, awaiting("live"))
-        await handle.execute_update("approve", Decision(env="live", approver="sue"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="live", approver="sue"))
         with pytest.raises(WorkflowUpdateFailedError):  # one person counts once
-            await handle.execute_update("approve", Decision(env="live", approver="sue"))
-        await handle.execute_update("approve", Decision(env="live", approver="lee"))
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="live", approver="sue"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="live", approver="lee"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [s.env for s in result.stages] == ["qa", "uat", "preprod", "live"]
@@ -202,7 +205,9 @@ async def test_two_apps_at_once_lose_no_commit(
         ]
         for h in handles:
             await api.wait_for(h, awaiting("prod"))
-        await asyncio.gather(*(h.execute_update("approve", Decision(env="prod", approver="alice")) for h in handles))
+        await asyncio.gather(
+            *(h.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice")) for h in handles)
+        )
         results = await asyncio.gather(*(h.result() for h in handles))
     assert [r.state for r in results] == [PromotionState.SUCCEEDED] * 2
     assert_promoted(origin, demo, ["dev", "staging", "prod"], "demo")
@@ -237,7 +242,7 @@ async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
         release.touch()
         with pytest.raises(WorkflowFailureError):
             await handle.result()
-        final = await handle.query("status", result_type=PromotionStatus)
+        final = await handle.query(PromotionWorkflow.query_status)
     assert final.state == PromotionState.CANCELLED
     staging, prod = final.stages[1], final.stages[2]
     assert staging.state == StageState.HEALTHY and staging.merge_commit
@@ -255,7 +260,7 @@ async def test_merge_conflict_fails_the_stage_and_closes_its_pr(
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))
         hotfix = origin.bump(env="prod", tag="6.0.1-hotfix")  # someone edits prod's folder on main directly
-        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         result = await handle.result()
     assert result.state == PromotionState.FAILED
     assert "conflicts with main in environments/prod/demo/deployment.yaml" in result.message

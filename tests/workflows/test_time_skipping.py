@@ -18,6 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from tests.support.gitops import Origin
+from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
 
@@ -72,9 +73,9 @@ async def test_approval_at_hour_23_passes(
     async with run_worker(ts_env, origin) as tq:
         handle, _ = await start_until_gate(ts_env, tq)
         await ts_env.sleep(timedelta(hours=23))
-        status = await handle.query("status", result_type=PromotionStatus)
+        status = await handle.query(PromotionWorkflow.query_status)
         assert status.stages[1].state == StageState.AWAITING_APPROVAL
-        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED
     assert "demo:1.1.0" in origin.show("main", "environments/prod/demo/deployment.yaml")
@@ -88,7 +89,7 @@ async def test_gate_without_timeout_still_waits_after_30_days(
     async with run_worker(ts_env, origin) as tq:
         handle, _ = await start_until_gate(ts_env, tq)
         await ts_env.sleep(timedelta(days=30))
-        status = await handle.query("status", result_type=PromotionStatus)
+        status = await handle.query(PromotionWorkflow.query_status)
         assert status.stages[1].state == StageState.AWAITING_APPROVAL and status.stages[1].deadline is None
-        await handle.execute_update("approve", Decision(env="prod", approver="alice"))
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         assert (await handle.result()).state == PromotionState.SUCCEEDED
