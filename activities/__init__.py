@@ -20,7 +20,7 @@ R = TypeVar("R")
 
 
 @contextmanager
-def errors_sorted() -> Iterator[None]:
+def classified_errors() -> Iterator[None]:
     """Permanent errors become non-retryable `ApplicationError`s named after their type; temporary
     ones retry under the caller's RetryPolicy; anything unexpected retries too. Every message that
     leaves here (into workflow history, the status and the logs) has its secrets masked."""
@@ -36,12 +36,12 @@ def errors_sorted() -> Iterator[None]:
         raise ApplicationError(redact(f"{type(e).__name__}: {e}"), type=type(e).__name__) from None
 
 
-def sorted_errors(fn: Callable[P, R]) -> Callable[P, R]:
-    """`errors_sorted` around a (synchronous) activity."""
+def classified(fn: Callable[P, R]) -> Callable[P, R]:
+    """`classified_errors` around a (synchronous) activity."""
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        with errors_sorted():
+        with classified_errors():
             return fn(*args, **kwargs)
 
     return wrapper

@@ -18,7 +18,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities import sorted_errors
+from activities import classified
 from promoter.cluster import KubeCluster
 from promoter.forges import Forge
 from promoter.gitrepo import GitRepository
@@ -33,7 +33,7 @@ from promoter.models import (
     SyncResult,
 )
 from promoter.names import app_folder
-from promoter.policy.render import render_files
+from promoter.render import render_files
 
 
 def probe_http(probes: list[HttpProbe], deadline: float, progress: Callable[[str], None]) -> tuple[bool, str]:
@@ -82,7 +82,7 @@ class ClusterActivities:
         return render_files(self.repo.folder_files(revision, folder), folder, materialize)
 
     @activity.defn(name="sync")
-    @sorted_errors
+    @classified
     def sync(self, req: SyncInput) -> SyncResult:
         objects = self.objects(req.app, req.env, req.revision)
         outcome = self.cluster(req.cluster).sync(req.app, req.promotion_id, objects, progress=activity.heartbeat)
@@ -91,7 +91,7 @@ class ClusterActivities:
         )
 
     @activity.defn(name="check_health")
-    @sorted_errors
+    @classified
     def check_health(self, req: HealthInput) -> HealthResult:
         objects = self.objects(req.app, req.env, req.revision)
         timeout = req.timeout.total_seconds() if req.timeout else 300.0
@@ -103,7 +103,7 @@ class ClusterActivities:
         return HealthResult(healthy=healthy, reason=reason, engine="kubernetes")
 
     @activity.defn(name="revert")
-    @sorted_errors
+    @classified
     def revert(self, req: RevertInput) -> RevertResult:
         branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason)
         activity.heartbeat("revert branch pushed")

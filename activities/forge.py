@@ -8,16 +8,19 @@ import asyncio
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import errors_sorted, sorted_errors
+from activities import classified, classified_errors
+from promoter import layout
 from promoter.errors import TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked
 from promoter.models import (
+    ClosePullRequest,
+    MergePullRequest,
     MergeResult,
     OpenPullRequestInput,
     PullRequest,
-    PullRequestRef,
     ReviewEvent,
+    UpdatePullRequest,
     WatchInput,
     WatchResult,
 )
@@ -29,12 +32,12 @@ class ForgeActivities:
         self.poll_seconds = poll_seconds
 
     @activity.defn(name="open_pull_request")
-    @sorted_errors
+    @classified
     def open_pull_request(self, req: OpenPullRequestInput) -> PullRequest:
         """Open (or find again) the stage's PR, then close older promotion PRs of the same app and
         environment with a pointer to it, so the repository does not fill with stale ones."""
         pr = self.forge.open_pull_request(req.branch, req.title, req.body, labels=req.labels)
-        family = req.branch.rsplit("/", 1)[0] + "/"  # promote/<app>/<env>/
+        family = layout.family_of(req.branch)  # promote/<app>/<env>/
         for stale in self.forge.list_open(family):
             if stale.number != pr.number:
                 self.forge.close(
@@ -43,14 +46,13 @@ class ForgeActivities:
         return pr
 
     @activity.defn(name="update_pull_request")
-    @sorted_errors
-    def update_pull_request(self, req: PullRequestRef) -> PullRequest:
-        assert req.body is not None
+    @classified
+    def update_pull_request(self, req: UpdatePullRequest) -> PullRequest:
         return self.forge.update_body(req.number, req.body)
 
     @activity.defn(name="merge_pull_request")
-    @sorted_errors
-    def merge_pull_request(self, req: PullRequestRef) -> MergeResult:
+    @classified
+    def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
         try:
             pr = self.forge.merge(req.number, req.comment or None, req.expected_head, req.merge_method)
         except Blocked as e:  # retried under the stage's merge.wait, unless merge.on_blocked is fail
@@ -59,8 +61,8 @@ class ForgeActivities:
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
 
     @activity.defn(name="close_pull_request")
-    @sorted_errors
-    def close_pull_request(self, req: PullRequestRef) -> PullRequest:
+    @classified
+    def close_pull_request(self, req: ClosePullRequest) -> PullRequest:
         return self.forge.close(req.number, req.comment)
 
     def _look(self, req: WatchInput) -> WatchResult | None:
@@ -84,7 +86,7 @@ class ForgeActivities:
         watch starts again elsewhere. A forge that errs is polled again later (its error is in the
         heartbeat details); a permanent error (a bad token, a deleted PR) ends the watch.
         """
-        with errors_sorted():  # a permanent error ends the watch; a temporary one is polled through
+        with classified_errors():  # a permanent error ends the watch; a temporary one is polled through
             while True:
                 try:
                     changed = await asyncio.to_thread(self._look, req)

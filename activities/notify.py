@@ -12,7 +12,7 @@ import urllib.request
 
 from temporalio import activity
 
-from activities import sorted_errors
+from activities import classified
 from promoter import secrets
 from promoter.errors import BadInput, TemporaryError
 from promoter.models import NotifyInput
@@ -55,7 +55,7 @@ class NotifyActivities:
         self.timeout_s = timeout_s
 
     @activity.defn(name="notify")
-    @sorted_errors
+    @classified
     def notify(self, req: NotifyInput) -> int:
         url, named = resolve_url(req.url)
         if _UNSAFE.search(url):  # http.client would refuse it, quoting the whole URL

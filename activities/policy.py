@@ -12,7 +12,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities import sorted_errors
+from activities import classified
 from promoter.errors import PromoterError
 from promoter.gitrepo import GitRepository
 from promoter.models import (
@@ -27,7 +27,7 @@ from promoter.models import (
 )
 from promoter.names import app_folder, check
 from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
-from promoter.policy.render import render_files
+from promoter.render import render_files
 
 
 class PolicyActivities:
@@ -86,12 +86,12 @@ class PolicyActivities:
         return decide(self.engine, bundle, build_input(req, objects))
 
     @activity.defn(name="check_policy")
-    @sorted_errors
+    @classified
     def check_policy(self, req: PolicyCheckInput) -> PolicyDecision:
         return self.evaluate(req)
 
     @activity.defn(name="check_approval")
-    @sorted_errors
+    @classified
     def check_approval(self, req: PolicyCheckInput) -> ApprovalCheck:
         """The `promotion` policies' word on the last approval of `req.approvals` (the candidate): any
         approval rule that denies now is about it, since the earlier ones were all accepted."""
@@ -104,7 +104,7 @@ class PolicyActivities:
         return ApprovalCheck(allowed=not reasons, reason="; ".join(reasons))
 
     @activity.defn(name="screen_approvers")
-    @sorted_errors
+    @classified
     def screen_approvers(self, req: ScreenInput) -> ScreenResult:
         """Ask the `promotion` policies about each possible approver alone, when a gate starts waiting,
         so the update validator can refuse them with the policy's own reason before anything enters

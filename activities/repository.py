@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities import sorted_errors
+from activities import classified
 from promoter.gitrepo import GitRepository
 from promoter.models import PlanInput, PrepareInput, PrepareResult, PromotionPlan
 
@@ -14,16 +14,16 @@ class GitActivities:
         self.repo = repo
 
     @activity.defn(name="plan")
-    @sorted_errors
+    @classified
     def plan(self, req: PlanInput) -> PromotionPlan:
         return self.repo.plan(req)
 
     @activity.defn(name="prepare")
-    @sorted_errors
+    @classified
     def prepare(self, req: PrepareInput) -> PrepareResult:
         return self.repo.prepare(req)
 
     @activity.defn(name="push_branch")
-    @sorted_errors
+    @classified
     def push_branch(self, req: PrepareInput) -> PrepareResult:
         return self.repo.push_branch(req)

@@ -7,7 +7,7 @@ import copy
 from pathlib import Path
 from typing import Any
 
-from promoter.policy.render import render_dir
+from promoter.render import render_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 

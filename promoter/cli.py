@@ -624,7 +624,7 @@ def _check_group(bundle: Any, repo: Path, env: str, app: str, targets: list[Path
     from promoter.environments import load_environment
     from promoter.models import PolicyCheckInput
     from promoter.policy import build_input, decide
-    from promoter.policy.render import render_dir
+    from promoter.render import render_dir
 
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
     limit = Settings.load().max_file_bytes

@@ -25,11 +25,12 @@ from typing import Protocol
 
 import git
 
-from promoter import yamlsafe
+from promoter import layout, yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
     DiffSummary,
+    EnvironmentConfig,
     PlanInput,
     PlannedEnvironment,
     PrepareInput,
@@ -49,10 +50,6 @@ FORBIDDEN_NAMES = {"", ".", "..", ".git"}
 class Entry:
     mode: str
     sha: str
-
-
-def promotion_branch(app: str, env: str, commit: str) -> str:
-    return f"promote/{check(app, 'app')}/{check(env, 'environment')}/{commit[:7]}"
 
 
 def refuse_entry(folder: str, path: str, mode: str, link_target: str | None = None) -> str | None:
@@ -287,44 +284,15 @@ class GitClone:
         return [name for name in self._folders(repo, rev, env_folder(env)) if not name.startswith(".")]
 
     def _environments(self, repo: git.Repo, rev: str) -> list[PlannedEnvironment]:
-        groups = self._groups(repo, rev)
-        envs: list[PlannedEnvironment] = []
+        configs: list[EnvironmentConfig] = []
         for name in self._folders(repo, rev, ENVIRONMENTS):
-            folder = f"{ENVIRONMENTS}/{name}"
-            where = f"{folder}/environment.yaml"
+            where = f"{ENVIRONMENTS}/{name}/environment.yaml"
             text = self._show(repo, rev, where)
-            if text is None:
-                continue  # a folder without environment.yaml is not an environment
-            config = parse_environment(text, where, name)
-            allowed: list[str] = []
-            for who in config.approval.approvers:
-                if who.startswith("group:"):
-                    allowed.extend(groups.get(who[len("group:") :], []))
-                else:
-                    allowed.append(who)
-            envs.append(PlannedEnvironment(config=config, allowed_approvers=sorted(set(allowed))))
-        if not envs:
-            raise BadInput(f"no environments: {ENVIRONMENTS}/<name>/environment.yaml is missing on {MAIN}")
-        by_order: dict[int, str] = {}
-        for planned in envs:
-            cfg = planned.config
-            if cfg.order in by_order:
-                raise BadInput(
-                    f"environments '{by_order[cfg.order]}' and '{cfg.name}' both have order "
-                    f"{cfg.order}; give each environment a distinct order"
-                )
-            by_order[cfg.order] = cfg.name
-        return sorted(envs, key=lambda p: p.config.order)
-
-    def _groups(self, repo: git.Repo, rev: str) -> dict[str, list[str]]:
+            if text is not None:  # a folder without environment.yaml is not an environment
+                configs.append(parse_environment(text, where, name))
         text = self._show(repo, rev, "policies/data.yaml")
-        if text is None:
-            return {}
-        data = yamlsafe.load(text, "policies/data.yaml") or {}
-        groups = data.get("groups", {}) if isinstance(data, dict) else {}
-        if not isinstance(groups, dict):
-            raise BadInput("policies/data.yaml: 'groups' must map a group name to a list of users")
-        return {str(k): [str(u) for u in (v or [])] for k, v in groups.items()}
+        data = yamlsafe.load(text, "policies/data.yaml") if text is not None else {}
+        return layout.in_order(configs, layout.groups_of(data))
 
     # ------------------------------------------------------------ a stage's change
 
@@ -341,7 +309,7 @@ class GitClone:
     def _prepare(self, req: PrepareInput, push: bool) -> PrepareResult:
         """The target's app folder becomes the source's at the commit, except `local_files`."""
         dst = app_folder(req.target_env, req.app)
-        branch = promotion_branch(req.app, req.target_env, req.commit)
+        branch = layout.promotion_branch(req.app, req.target_env, req.commit)
         with self._locked() as repo:
             self._fetch(repo)
             main, current, desired = self._desired(repo, req)
@@ -454,7 +422,7 @@ class GitClone:
         `merge_commit`, and push it. Idempotent: an unmerged branch with that content is reused.
         Returns (branch, head)."""
         folder = app_folder(env, app)
-        branch = f"revert/{app}/{env}/{merge_commit[:7]}"
+        branch = layout.revert_branch(app, env, merge_commit)
         with self._locked() as repo:
             self._fetch(repo)
             if self._rev(repo, merge_commit) is None:

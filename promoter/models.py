@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
@@ -107,7 +107,26 @@ class MergeConfig(_Strict):
     wait: Duration = timedelta(minutes=30)  # how long `wait` retries before the stage fails
 
 
-NOTIFY_EVENTS = ("waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded")
+Event = Literal["waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded"]
+NOTIFY_EVENTS: tuple[str, ...] = get_args(Event)
+# who or what gave an approval, a refusal or a decision: the Web UI, the CLI, a review on the PR, the
+# screening of approvers when a gate opens
+Via = Literal["ui", "cli", "pull_request", "screen"]
+AuditKind = Literal[
+    "policy",
+    "approval",
+    "refusal",
+    "rejection",
+    "voided",
+    "review",
+    "merge",
+    "expired",
+    "revert",
+    "verdict",
+    "cancelled",
+]
+Phase = Literal["pre_pr", "approval", "merge", "check"]  # when the policies are asked
+PullRequestState = Literal["open", "merged", "closed"]
 
 
 class Webhook(_Strict):
@@ -216,7 +235,7 @@ class PromotionInput(BaseModel):
 class Approval(BaseModel):
     approver: str
     at: datetime
-    via: str  # ui | cli | pull_request
+    via: Via
     comment: str = ""
     head: str | None = None  # the PR head it was given on: a new commit on the branch voids it
 
@@ -226,9 +245,9 @@ class AuditEntry(BaseModel):
 
     at: datetime
     env: str
-    kind: str  # policy | approval | refusal | rejection | voided | merge | expired | revert | cancelled
+    kind: AuditKind
     actor: str = "promoter"
-    via: str = ""
+    via: Via | Literal[""] = ""
     detail: str = ""
 
     def trailer(self) -> str:
@@ -249,7 +268,7 @@ class Supersede(BaseModel):
 class Refusal(BaseModel):
     approver: str
     at: datetime
-    via: str
+    via: Via
     reason: str
 
 
@@ -259,7 +278,7 @@ class Decision(BaseModel):
     env: str
     approver: str
     comment: str = ""
-    via: str = "ui"
+    via: Via = "ui"
 
 
 class StageStatus(BaseModel):
@@ -348,19 +367,28 @@ class PullRequest(BaseModel):
     body: str
     head: str
     base: str
-    state: str  # open | merged | closed
+    state: PullRequestState
     url: str
     head_sha: str | None = None
     merge_commit: str | None = None
 
 
-class PullRequestRef(BaseModel):
+class UpdatePullRequest(BaseModel):
     number: int
-    comment: str = ""
+    body: str  # the new body
+
+
+class MergePullRequest(BaseModel):
+    number: int
+    comment: str = ""  # the merge commit's message
     expected_head: str | None = None  # merge only if the PR's head is still this commit
-    merge_method: str | None = None  # merge | squash; None: the forge's configured default
+    merge_method: Literal["merge", "squash"] | None = None  # None: the forge's configured default
     fail_when_blocked: bool = False  # a blocked merge fails at once instead of being retried
-    body: str | None = None  # update: the new body
+
+
+class ClosePullRequest(BaseModel):
+    number: int
+    comment: str = ""  # why, left on the PR
 
 
 class WatchInput(BaseModel):
@@ -381,7 +409,7 @@ class ReviewEvent(BaseModel):
 
 
 class WatchResult(BaseModel):
-    state: str  # open | merged | closed
+    state: PullRequestState
     head_sha: str | None = None
     merge_commit: str | None = None
     reviews: list[ReviewEvent] = Field(default_factory=list)  # new, or changed (e.g. dismissed), since `review_states`
@@ -393,7 +421,7 @@ class ScreenResult(BaseModel):
 
 class NotifyInput(BaseModel):
     url: str  # or ${NAME}
-    event: str
+    event: Event
     text: str
     promotion_id: str
     app: str
@@ -428,7 +456,7 @@ class PolicyCheckInput(BaseModel):
     environment: EnvironmentConfig
     environments: list[str] = Field(default_factory=list)  # in promotion order
     history: list[HistoryEntry] = Field(default_factory=list)
-    phase: str = "pre_pr"  # pre_pr | approval | merge | check
+    phase: Phase = "pre_pr"
     evaluated_at: datetime | None = None
     render_objects: bool = True
     head: str | None = None  # render the target from this commit (the PR's head) instead of the computed change

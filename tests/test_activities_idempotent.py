@@ -12,7 +12,7 @@ from activities.forge import ForgeActivities
 from activities.repository import GitActivities
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
-from promoter.models import OpenPullRequestInput, PlanInput, PrepareInput, PullRequestRef
+from promoter.models import ClosePullRequest, MergePullRequest, OpenPullRequestInput, PlanInput, PrepareInput
 from tests.support.gitops import Origin
 
 
@@ -35,10 +35,10 @@ def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitC
     assert pr1.number == pr2.number and len(forge.list_pull_requests()) == 1
 
     before = len(origin.main_log())
-    m1, m2 = (env.run(forges.merge_pull_request, PullRequestRef(number=pr1.number)) for _ in range(2))
+    m1, m2 = (env.run(forges.merge_pull_request, MergePullRequest(number=pr1.number)) for _ in range(2))
     assert m1 == m2 and len(origin.main_log()) == before + 2  # the branch commit and one merge
 
-    c1, c2 = (env.run(forges.close_pull_request, PullRequestRef(number=pr1.number, comment="x")) for _ in range(2))
+    c1, c2 = (env.run(forges.close_pull_request, ClosePullRequest(number=pr1.number, comment="x")) for _ in range(2))
     assert c1.state == c2.state == "merged"  # closing a merged PR changes nothing
     assert forge.comments(pr1.number) == []
 

@@ -17,6 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from promoter import report
     from promoter.models import (
         Approval,
+        AuditKind,
         Decision,
         PlannedEnvironment,
         PromotionState,
@@ -221,7 +222,7 @@ class Gate:
                 d = Decision(env=stage.env, approver=review.author, comment=review.body, via="pull_request")
                 reason = await self.decide(d, True)
                 if reason is not None:
-                    self.refused(d, reason)
+                    self.record_refusal(d, reason)
         return None
 
     def _void(self, stage: StageStatus, planned: PlannedEnvironment, head: str | None) -> None:
@@ -279,7 +280,7 @@ class Gate:
         if reason is not None:
             raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
 
-    def refused(self, d: Decision, reason: str) -> None:
+    def record_refusal(self, d: Decision, reason: str) -> None:
         if d.env in self.p.stage_by_env:
             refusal = Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason)
             self.p.stage_by_env[d.env].refusals.append(refusal)
@@ -318,5 +319,5 @@ class Gate:
                 self.r.set(stage, StageState.AWAITING_APPROVAL, self.waiting_message(stage, planned))
         else:
             self.rejection[d.env] = d
-        kind = "approval" if approving else "rejection"
+        kind: AuditKind = "approval" if approving else "rejection"
         self.r.audit(d.env, kind, actor=d.approver, via=d.via, detail=d.comment)

@@ -17,8 +17,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from promoter import report
     from promoter.models import (
+        ClosePullRequest,
         Decision,
+        MergePullRequest,
         OpenPullRequestInput,
+        Phase,
         PlanInput,
         PlannedEnvironment,
         PolicyDecision,
@@ -29,10 +32,10 @@ with workflow.unsafe.imports_passed_through():
         PromotionState,
         PromotionStatus,
         PullRequest,
-        PullRequestRef,
         StageState,
         StageStatus,
         Supersede,
+        UpdatePullRequest,
     )
     from workflows import steps
     from workflows.gate import Gate
@@ -130,7 +133,9 @@ class PromotionWorkflow:
             gate = await self.gate.wait(stage, planned)
             if gate == "merged":  # merged on the forge by hand: sync what main has now
                 assert stage.merge_commit is not None
-                return await self._verified(stage, body, await self.rollout.verify(stage, stage.merge_commit))
+                healthy = await self.rollout.verify(stage, stage.merge_commit)
+                await self._record_verdict(stage, body)
+                return healthy
             if not gate:
                 return False
             return await self._merge(stage, planned, prepared, pr, body)
@@ -178,11 +183,11 @@ class PromotionWorkflow:
             return False
         self.r.set(stage, StageState.MERGING)
         entries = self.r.entries(stage.env)
-        record = PullRequestRef(number=pr.number, body=body + report.audit_section(entries))
+        record = UpdatePullRequest(number=pr.number, body=body + report.audit_section(entries))
         await self.runner.run(steps.UPDATE_PULL_REQUEST, record, f"record decisions on PR #{pr.number}")
         assert prepared.branch is not None
         merging = planned.config.merge
-        merge = PullRequestRef(
+        merge = MergePullRequest(
             number=pr.number,
             expected_head=stage.head_sha,
             comment=report.merge_message(pr.number, prepared.branch, pr.title, self.status.id, entries),
@@ -195,23 +200,26 @@ class PromotionWorkflow:
         )
         stage.merge_commit = merged.merge_commit
         self.r.audit(stage.env, "merge", detail=f"PR #{pr.number} merged as {merged.merge_commit[:12]}")
-        return await self._verified(stage, body, await self.rollout.verify(stage, merged.merge_commit))
+        healthy = await self.rollout.verify(stage, merged.merge_commit)
+        await self._record_verdict(stage, body)
+        return healthy
 
-    async def _verified(self, stage: StageStatus, body: str, healthy: bool) -> bool:
+    async def _record_verdict(self, stage: StageStatus, body: str) -> None:
         """After a merged stage's verdict, its PR body gets the whole record (merge, revert, verdict)."""
         if stage.pr_number is not None:
             self.r.audit(stage.env, "verdict", detail=f"{stage.state.value}: {stage.message}")
-            record = PullRequestRef(number=stage.pr_number, body=body + report.audit_section(self.r.entries(stage.env)))
+            record = UpdatePullRequest(
+                number=stage.pr_number, body=body + report.audit_section(self.r.entries(stage.env))
+            )
             try:
                 await self.runner.run(steps.UPDATE_PULL_REQUEST, record, f"record the verdict on PR #{stage.pr_number}")
             except ActivityError as e:  # the verdict stands; the record is also in the status
                 self.status.notices.append(f"PR #{stage.pr_number}: the audit could not be written: {steps.cause(e)}")
-        return healthy
 
     # ------------------------------------------------------------------ steps
 
     async def _policy(
-        self, stage: StageStatus, phase: str = "pre_pr", diff: PrepareResult | None = None
+        self, stage: StageStatus, phase: Phase = "pre_pr", diff: PrepareResult | None = None
     ) -> PolicyDecision | None:
         """The policy step: the decision is kept on the stage; a denial ends the promotion there."""
         self.r.set(stage, StageState.CHECKING_POLICY, "before merging" if phase == "merge" else "")
@@ -244,7 +252,7 @@ class PromotionWorkflow:
 
     async def _close(self, number: int, comment: str) -> None:
         await self.runner.run(
-            steps.CLOSE_PULL_REQUEST, PullRequestRef(number=number, comment=comment), f"close PR #{number}"
+            steps.CLOSE_PULL_REQUEST, ClosePullRequest(number=number, comment=comment), f"close PR #{number}"
         )
 
     async def _close_open_prs(self, comment: str) -> None:
@@ -277,7 +285,7 @@ class PromotionWorkflow:
     async def approve(self, d: Decision) -> StageStatus:
         reason = await self.gate.decide(d, True)
         if reason is not None:
-            self.gate.refused(d, reason)  # accepted by the validator, refused by the policies: on record
+            self.gate.record_refusal(d, reason)  # accepted by the validator, refused by the policies: on record
             raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
         return self.p.stage_by_env[d.env]
 
@@ -299,7 +307,7 @@ class PromotionWorkflow:
     async def _signalled(self, d: Decision, approving: bool) -> None:
         reason = await self.gate.decide(d, approving)
         if reason is not None:
-            self.gate.refused(d, reason)
+            self.gate.record_refusal(d, reason)
 
     @workflow.signal(name="approve")
     async def approve_signal(self, d: Decision) -> None:

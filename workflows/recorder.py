@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from typing import Literal
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
@@ -15,8 +16,11 @@ with workflow.unsafe.imports_passed_through():
     from promoter.models import (
         Approval,
         AuditEntry,
+        AuditKind,
+        Event,
         HistoryEntry,
         NotifyInput,
+        Phase,
         PlannedEnvironment,
         PolicyCheckInput,
         PrepareResult,
@@ -25,6 +29,7 @@ with workflow.unsafe.imports_passed_through():
         PromotionStatus,
         StageState,
         StageStatus,
+        Via,
     )
     from workflows import steps
 
@@ -62,7 +67,11 @@ class Promotion:
         return self.envs[env].config.soak or timedelta(0)
 
     def policy_input(
-        self, stage: StageStatus, phase: str, diff: PrepareResult | None = None, approvals: list[Approval] | None = None
+        self,
+        stage: StageStatus,
+        phase: Phase,
+        diff: PrepareResult | None = None,
+        approvals: list[Approval] | None = None,
     ) -> PolicyCheckInput:
         index = self.status.stages.index(stage)
         return PolicyCheckInput(
@@ -178,7 +187,9 @@ class Recorder:
 
     # ------------------------------------------------------------------ audit and metrics
 
-    def audit(self, env: str, kind: str, actor: str = "promoter", via: str = "", detail: str = "") -> None:
+    def audit(
+        self, env: str, kind: AuditKind, actor: str = "promoter", via: Via | Literal[""] = "", detail: str = ""
+    ) -> None:
         self.status.audit.append(AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via, detail=detail))
 
     def entries(self, env: str) -> list[AuditEntry]:
@@ -204,7 +215,7 @@ class Recorder:
 
     # ------------------------------------------------------------------ webhooks
 
-    def notify(self, stage: StageStatus, event: str, text: str) -> None:
+    def notify(self, stage: StageStatus, event: Event, text: str) -> None:
         """Post to the environment's webhooks in the background; a failure is noted, never fatal."""
         for hook in self.p.envs[stage.env].config.notify:
             if hook.events and event not in hook.events:

@@ -10,6 +10,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
+        Event,
         HealthInput,
         HealthResult,
         PromotionState,
@@ -37,7 +38,7 @@ class Rollout:
             self.r.notify(stage, "succeeded", f"{self.p.label} is healthy in {stage.env}")
             return True
         healthy = await self._revert(stage, self.p.envs[stage.env].config.revert.automatic, health.reason)
-        event = "reverted" if stage.state == StageState.REVERTED else "failed"
+        event: Event = "reverted" if stage.state == StageState.REVERTED else "failed"
         self.r.notify(stage, event, f"{self.p.label} in {stage.env}: {stage.message}")
         return healthy
 

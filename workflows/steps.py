@@ -21,8 +21,10 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
         ApprovalCheck,
+        ClosePullRequest,
         HealthInput,
         HealthResult,
+        MergePullRequest,
         MergeResult,
         NotifyInput,
         OpenPullRequestInput,
@@ -34,13 +36,13 @@ with workflow.unsafe.imports_passed_through():
         PromotionPlan,
         PromotionStatus,
         PullRequest,
-        PullRequestRef,
         RevertInput,
         RevertResult,
         ScreenInput,
         ScreenResult,
         SyncInput,
         SyncResult,
+        UpdatePullRequest,
         WatchInput,
         WatchResult,
     )
@@ -95,9 +97,9 @@ PLAN = Step(
 PREPARE = _git("prepare", PrepareInput, PrepareResult)
 PUSH_BRANCH = _git("push_branch", PrepareInput, PrepareResult)
 OPEN_PULL_REQUEST = _git("open_pull_request", OpenPullRequestInput, PullRequest)
-UPDATE_PULL_REQUEST = _git("update_pull_request", PullRequestRef, PullRequest)
-MERGE_PULL_REQUEST = _git("merge_pull_request", PullRequestRef, MergeResult)
-CLOSE_PULL_REQUEST = _git("close_pull_request", PullRequestRef, PullRequest)
+UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest)
+MERGE_PULL_REQUEST = _git("merge_pull_request", MergePullRequest, MergeResult)
+CLOSE_PULL_REQUEST = _git("close_pull_request", ClosePullRequest, PullRequest)
 CHECK_POLICY = Step(
     "check_policy",
     PolicyCheckInput,

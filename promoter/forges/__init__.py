@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Protocol
 
 from promoter.errors import Conflict
-from promoter.models import PullRequest
+from promoter.models import PullRequest, PullRequestState
 
 
 @dataclass(frozen=True)
@@ -94,3 +94,11 @@ def make_forge(name: str, **settings: object) -> Forge:
 
         raise BadInput(f"unknown forge '{name}'; choose one of: {', '.join(sorted(FORGES))}")
     return FORGES[name](**settings)
+
+
+_PR_STATES: dict[str, PullRequestState] = {"open": "open", "opened": "open", "locked": "open", "merged": "merged"}
+
+
+def pr_state(value: str) -> PullRequestState:
+    """A forge's word for a PR's state, in ours (open, merged, closed); anything else is closed."""
+    return _PR_STATES.get(value, "closed")

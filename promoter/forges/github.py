@@ -11,7 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, already_merged, newest, register
+from promoter.forges import Review, already_merged, newest, pr_state, register
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
 
@@ -58,7 +58,7 @@ class GitHubForge:
     # ---------------------------------------------------------------- reading
 
     def _pr(self, data: dict[str, Any]) -> PullRequest:
-        state = "merged" if data.get("merged") or data.get("merged_at") else str(data["state"])
+        state = pr_state("merged" if data.get("merged") or data.get("merged_at") else str(data["state"]))
         return PullRequest(
             number=data["number"],
             title=data["title"],

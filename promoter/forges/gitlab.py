@@ -17,7 +17,7 @@ from datetime import datetime
 from typing import Any
 
 from promoter.errors import Conflict, NotFound
-from promoter.forges import Review, already_merged, newest, register
+from promoter.forges import Review, already_merged, newest, pr_state, register
 from promoter.forges.github import _time, fit
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
@@ -61,7 +61,7 @@ class GitLabForge:
         self.project = f"/projects/{urllib.parse.quote(repository, safe='')}"
 
     def _mr(self, data: dict[str, Any]) -> PullRequest:
-        state = STATES.get(str(data["state"]), str(data["state"]))
+        state = pr_state(STATES.get(str(data["state"]), str(data["state"])))
         merged = data.get("merge_commit_sha") or data.get("squash_commit_sha")
         return PullRequest(
             number=data["iid"],

@@ -14,7 +14,7 @@ from kubernetes import client
 
 from promoter.cluster import APP_LABEL, KubeCluster
 from promoter.errors import PermanentError, TemporaryError
-from promoter.policy.render import render_dir
+from promoter.render import render_dir
 from promoter.sim.kube import FAIL_IN, KubeSim
 from tests.support.gitops import ROOT
 

@@ -11,7 +11,8 @@ import git
 import pytest
 
 from promoter.errors import BadInput, Conflict
-from promoter.gitrepo import GitClone, promotion_branch
+from promoter.gitrepo import GitClone
+from promoter.layout import promotion_branch
 from promoter.models import PlanInput, PrepareInput
 from tests.support.gitops import Origin
 

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from promoter import yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput
-from promoter.policy.render import parse_manifests, render_dir
+from promoter.render import parse_manifests, render_dir
 from tests.support.bombs import bomb
 
 

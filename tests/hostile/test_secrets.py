@@ -11,7 +11,7 @@ import socket
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from activities import errors_sorted
+from activities import classified_errors
 from activities.notify import NotifyActivities
 from promoter import secrets
 from promoter.models import NotifyInput
@@ -60,7 +60,7 @@ def test_a_webhook_error_never_quotes_the_value_of_its_variable(
 
 def test_an_unexpected_error_is_retried_with_its_secrets_masked() -> None:
     secrets.register(TOKEN)
-    with pytest.raises(ApplicationError) as e, errors_sorted():
+    with pytest.raises(ApplicationError) as e, classified_errors():
         raise ValueError(f"Authorization: Bearer {TOKEN} refused")
     assert e.value.message == "ValueError: Authorization: Bearer *** refused"
     assert e.value.type == "ValueError" and not e.value.non_retryable and e.value.__cause__ is None

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from promoter.errors import BadInput
-from promoter.policy.render import render_dir
+from promoter.render import render_dir
 from tests.support.gitops import ROOT
 
 

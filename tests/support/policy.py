@@ -9,7 +9,7 @@ import yaml
 
 from promoter.models import EnvironmentConfig, PolicyCheckInput
 from promoter.policy import build_input
-from promoter.policy.render import render_dir
+from promoter.render import render_dir
 from tests.support.gitops import ROOT
 
 POLICIES = ROOT / "policies"
