@@ -1,9 +1,5 @@
-"""Cluster activities: sync an environment's app folder at a revision, judge its rollout (with
-heartbeats), and revert a stage's merge through a pull request merged without a gate.
-
-Each is idempotent: a sync of the same revision changes nothing, and the revert finds its branch, its
-PR and its merge again after a crash at any point.
-"""
+"""Cluster activities: sync an environment's app folder at a revision, and judge its rollout (with
+heartbeats). Each is idempotent: a sync of the same revision changes nothing."""
 
 from __future__ import annotations
 
@@ -20,15 +16,12 @@ from temporalio import activity
 
 from activities import classified
 from promoter.cluster import KubeCluster
-from promoter.forges import Forge
 from promoter.gitrepo import GitRepository
 from promoter.models import (
     ClusterConfig,
     HealthInput,
     HealthResult,
     HttpProbe,
-    RevertInput,
-    RevertResult,
     SyncInput,
     SyncResult,
 )
@@ -59,9 +52,8 @@ def probe_http(probes: list[HttpProbe], deadline: float, progress: Callable[[str
 
 
 class ClusterActivities:
-    def __init__(self, repo: GitRepository, forge: Forge) -> None:
+    def __init__(self, repo: GitRepository) -> None:
         self.repo = repo
-        self.forge = forge
         self._clusters: dict[tuple[str | None, str | None, str], KubeCluster] = {}
         self._lock = threading.Lock()
 
@@ -101,25 +93,3 @@ class ClusterActivities:
             healthy, probes = probe_http(req.http, deadline, activity.heartbeat)
             reason = f"{reason}; {probes}"
         return HealthResult(healthy=healthy, reason=reason, engine="kubernetes")
-
-    @activity.defn(name="revert")
-    @classified
-    def revert(self, req: RevertInput) -> RevertResult:
-        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason)
-        activity.heartbeat("revert branch pushed")
-        body = (
-            f"Automatic revert of the merge {req.merge_commit} (PR #{req.pr_number}): "
-            f"`{app_folder(req.env, req.app)}` did not become healthy.\n\n"
-            f"**Evidence:** {req.reason}\n\nMerged without a gate by promoter to restore the previous state."
-        )
-        pr = self.forge.open_pull_request(
-            branch,
-            f"Revert {req.app} in {req.env}: unhealthy after PR #{req.pr_number}",
-            body,
-            labels=["revert", f"env:{req.env}", f"app:{req.app}"],
-        )
-        activity.heartbeat(f"revert PR #{pr.number} open")
-        merged = self.forge.merge(pr.number)
-        return RevertResult(
-            reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"
-        )

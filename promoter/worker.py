@@ -17,6 +17,7 @@ from activities.forge import ForgeActivities
 from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
 from activities.repository import GitActivities
+from activities.revert import RevertActivities
 from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone, auth_env
@@ -56,7 +57,8 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     )
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
-    policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo, forge)
+    policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo)
+    reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
     main = Worker(
         client,
@@ -75,7 +77,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             policy.screen_approvers,
             cluster.sync,
             cluster.check_health,
-            cluster.revert,
+            reverts.revert,
             notify.notify,
         ],
         activity_executor=executor,

@@ -1,0 +1,41 @@
+"""The revert activity: a stage's merge undone through a pull request merged without a gate (a
+folder-level revert of the app in that environment). Idempotent: it finds its branch, its PR and
+its merge again after a crash at any point."""
+
+from __future__ import annotations
+
+from temporalio import activity
+
+from activities import classified
+from promoter.forges import Forge
+from promoter.gitrepo import GitRepository
+from promoter.models import RevertInput, RevertResult
+from promoter.names import app_folder
+
+
+class RevertActivities:
+    def __init__(self, repo: GitRepository, forge: Forge) -> None:
+        self.repo = repo
+        self.forge = forge
+
+    @activity.defn(name="revert")
+    @classified
+    def revert(self, req: RevertInput) -> RevertResult:
+        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason)
+        activity.heartbeat("revert branch pushed")
+        body = (
+            f"Automatic revert of the merge {req.merge_commit} (PR #{req.pr_number}): "
+            f"`{app_folder(req.env, req.app)}` did not become healthy.\n\n"
+            f"**Evidence:** {req.reason}\n\nMerged without a gate by promoter to restore the previous state."
+        )
+        pr = self.forge.open_pull_request(
+            branch,
+            f"Revert {req.app} in {req.env}: unhealthy after PR #{req.pr_number}",
+            body,
+            labels=["revert", f"env:{req.env}", f"app:{req.app}"],
+        )
+        activity.heartbeat(f"revert PR #{pr.number} open")
+        merged = self.forge.merge(pr.number)
+        return RevertResult(
+            reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"
+        )
