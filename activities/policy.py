@@ -106,15 +106,17 @@ class PolicyActivities:
     @activity.defn(name="screen_approvers")
     @classified
     def screen_approvers(self, req: ScreenInput) -> ScreenResult:
-        """Ask the `promotion` policies about each possible approver alone, when a gate starts waiting,
-        so the update validator can refuse them with the policy's own reason before anything enters
-        history. The approval handler still asks the policies again for every approval it accepts."""
+        """Ask the policies who may decide the gate (its approvers, groups expanded), then about each of
+        them alone, when a gate starts waiting: the update validator refuses anyone else, and anyone
+        the policies refuse with their own reason, before anything enters history. The approval
+        handler still asks the policies again for every approval it accepts."""
+        who_may = self.evaluate(req.check.model_copy(update={"phase": "approval", "render_objects": False}))
         refused: dict[str, str] = {}
-        for who in req.candidates:
+        for who in who_may.approvers:
             alone = req.check.model_copy(
                 update={"approvals": [Approval(approver=who, at=req.check.started_at, via="screen")]}
             )
             verdict = self.check_approval(alone)
             if not verdict.allowed:
                 refused[who] = verdict.reason
-        return ScreenResult(refused=refused)
+        return ScreenResult(approvers=who_may.approvers, refused=refused)

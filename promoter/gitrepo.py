@@ -25,7 +25,7 @@ from typing import Protocol
 
 import git
 
-from promoter import layout, yamlsafe
+from promoter import layout
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
@@ -290,9 +290,7 @@ class GitClone:
             text = self._show(repo, rev, where)
             if text is not None:  # a folder without environment.yaml is not an environment
                 configs.append(parse_environment(text, where, name))
-        text = self._show(repo, rev, "policies/data.yaml")
-        data = yamlsafe.load(text, "policies/data.yaml") if text is not None else {}
-        return layout.in_order(configs, layout.groups_of(data))
+        return layout.in_order(configs)
 
     # ------------------------------------------------------------ a stage's change
 

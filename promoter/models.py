@@ -211,8 +211,6 @@ class PlanInput(BaseModel):
 
 class PlannedEnvironment(BaseModel):
     config: EnvironmentConfig
-    # approvers with `group:NAME` expanded from policies/data.yaml, for the update validator
-    allowed_approvers: list[str] = Field(default_factory=list)
 
 
 class PromotionPlan(BaseModel):
@@ -416,6 +414,7 @@ class WatchResult(BaseModel):
 
 
 class ScreenResult(BaseModel):
+    approvers: list[str] = Field(default_factory=list)  # who may decide the gate, as the policies say
     refused: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason
 
 
@@ -466,7 +465,6 @@ class PolicyCheckInput(BaseModel):
 
 class ScreenInput(BaseModel):
     check: PolicyCheckInput
-    candidates: list[str]
 
 
 class ApprovalCheck(BaseModel):
@@ -490,6 +488,7 @@ class PolicyDecision(BaseModel):
     excepted: list[PolicyViolation] = Field(default_factory=list)  # denials a live exception excepts
     engine: str = ""
     revision: str = ""  # of the policy bundle that decided
+    approvers: list[str] = Field(default_factory=list)  # who may decide the gate (groups expanded)
 
 
 class SyncInput(BaseModel):

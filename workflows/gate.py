@@ -78,7 +78,8 @@ class Gate:
             return True
         deadline = workflow.now() + approval.timeout if approval.timeout is not None else None
         stage.deadline = deadline
-        stage.approvers = list(planned.allowed_approvers)
+        # until the policies say who may decide (the screen), the approvers named without a group
+        stage.approvers = [a for a in approval.approvers if not a.startswith("group:")]
         stage.review_required = approval.require_review
         await self._screen(stage)
         self.r.set(stage, StageState.AWAITING_APPROVAL, self.waiting_message(stage, planned))
@@ -174,16 +175,13 @@ class Gate:
         """Ask the policies about each possible approver, so the update validator can refuse one
         with the policy's reason before anything enters history. Best effort: the approval handler
         asks the policies again for every approval, so a failed screen only refuses later."""
-        candidates = sorted(set(stage.approvers))
-        if not candidates:
-            return
-        screen = ScreenInput(check=self.p.policy_input(stage, "approval", approvals=[]), candidates=candidates)
+        screen = ScreenInput(check=self.p.policy_input(stage, "approval", approvals=[]))
         try:
             result = await self.runner.run(steps.SCREEN_APPROVERS, screen, f"who may approve {stage.env}?")
         except ActivityError as e:
             self.status_notice(f"{stage.env}: approvers could not be screened ({steps.cause(e)})")
             return
-        stage.screened = result.refused
+        stage.approvers, stage.screened = result.approvers, result.refused
 
     # ------------------------------------------------------------------ the PR watcher
 
@@ -263,7 +261,7 @@ class Gate:
         if stage.state != StageState.AWAITING_APPROVAL:
             return f"{d.env} is not awaiting approval (it is {stage.state.value})"
         planned = self.p.envs[d.env]
-        if d.approver not in planned.allowed_approvers:
+        if d.approver not in stage.approvers:
             allowed = ", ".join(planned.config.approval.approvers) or "nobody"
             return f"{d.approver} may not decide {d.env}; its approvers are: {allowed}"
         if approving and any(a.approver == d.approver for a in stage.approvals):

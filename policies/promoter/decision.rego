@@ -81,7 +81,12 @@ decision := {
 	"deny": deny,
 	"warn": warn,
 	"excepted": excepted,
+	"approvers": approvers,
 }
+
+# who may decide the environment's gate: its approvers, with group:NAME expanded from data.groups (the
+# one place groups are expanded; the workflow's validator takes this list)
+approvers := sort([u | some u in data.promotion.approvals.allowed])
 
 enforced_findings := [f | some f in findings; f.concern in enforced]
 

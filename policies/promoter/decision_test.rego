@@ -9,7 +9,7 @@ latest := f.with_container({"image": "ghcr.io/promoter-dev/demo:latest"})
 meta := {"kubernetes.images.deny_unpinned_image": {"severity": "high", "remediation": "Pin it."}}
 
 test_allow_clean_objects if {
-	promoter.decision == {"allow": true, "deny": [], "warn": [], "excepted": []} with input as f.objects_input([f.good], "staging")
+	object.remove(promoter.decision, ["approvers"]) == {"allow": true, "deny": [], "warn": [], "excepted": []} with input as f.objects_input([f.good], "staging")
 }
 
 test_deny_carries_rule_severity_and_remediation if {
@@ -103,4 +103,10 @@ test_an_exception_naming_the_object_applies if {
 	d := promoter.decision with input as f.objects_input([latest], "staging")
 		with data.exceptions as {"x": exception({"object": "Deployment/apps/demo"})}
 	d.allow
+}
+
+test_approvers_are_the_environment_s_with_groups_expanded if {
+	d := promoter.decision with input as f.objects_input([f.good], "staging")
+		with data.groups as {"release-managers": ["bob", "carol"]}
+	d.approvers == ["alice", "bob", "carol"]
 }

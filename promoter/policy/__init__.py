@@ -205,6 +205,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
             deny=[_violation(v) for v in raw.get("deny", [])],
             warn=[_violation(v) for v in raw.get("warn", [])],
             excepted=[_violation(v) for v in raw.get("excepted", [])],
+            approvers=[str(a) for a in raw.get("approvers", [])],
             engine=engine.name,
             revision=bundle.revision,
         )

@@ -37,7 +37,7 @@ def test_plan_orders_environments_and_resolves_the_newest_commit(origin: Origin,
     assert plan.commit == sha  # the newest commit that touched dev/demo, not the docs commit
     assert plan.author == "dana <dana@example.com>"
     prod = plan.environments[2]
-    assert prod.allowed_approvers == ["alice", "bob", "carol"]  # group:release-managers expanded
+    assert prod.config.approval.approvers == ["alice", "group:release-managers"]  # the policies expand groups
 
 
 def test_plan_to_env_truncates(origin: Origin, clone: GitClone) -> None:
