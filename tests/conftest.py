@@ -9,6 +9,7 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 import pytest_asyncio
@@ -21,9 +22,9 @@ from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim, kubeconfig
-from promoter.stack import Stack, binary, free_port, seed_origin
+from promoter.stack import binary, seed_origin
 from promoter.worker import build_worker
-from tests.support.gitops import Cli, Origin, make_gitops
+from tests.support.gitops import Cli, Origin, make_gitops, running_stack
 
 
 @pytest.fixture
@@ -112,11 +113,11 @@ def run_worker(
     executor: concurrent.futures.ThreadPoolExecutor,  # type: ignore[no-untyped-def]
     clusters: Callable[[list[str]], dict[str, KubeSim]],
 ):
-    """`async with run_worker(env, origin) as task_queue:` a real worker on a fresh task queue, with a
-    simulated cluster for every environment of the origin."""
+    """`async with run_worker(env, origin, **settings) as task_queue:` a real worker on a fresh task
+    queue, with a simulated cluster for every environment of the origin."""
 
     @asynccontextmanager
-    async def start(env: WorkflowEnvironment, origin: Origin) -> AsyncIterator[str]:
+    async def start(env: WorkflowEnvironment, origin: Origin, **overrides: Any) -> AsyncIterator[str]:
         clusters(sorted(p.name for p in (origin.work / "environments").iterdir() if p.is_dir()))
         settings = Settings(
             task_queue=str(uuid.uuid4()),
@@ -124,6 +125,7 @@ def run_worker(
             review_poll_s=0.1,
             forge_db=str(origin.path.parent / "forge.sqlite"),
             cache_dir=str(tmp_path / "cache"),
+            **overrides,  # e.g. opa_url and policy_engine for the opa backend
         )
         worker = build_worker(env.client, settings, executor)
         async with worker:
@@ -134,27 +136,5 @@ def run_worker(
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin]]:
-    base = tmp_path_factory.mktemp("stack")
-    src = make_gitops(base)
-    state = base / "state"
-    cli = Cli(state)
-    r = cli(
-        "up",
-        "--detach",
-        "--repo",
-        str(src),
-        "--state-dir",
-        str(state),
-        "--port",
-        str(free_port()),
-        "--ui-port",
-        str(free_port()),
-    )
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
-        assert "Temporal UI   http://127.0.0.1:" in r.stdout
-        yield cli, Origin(state / "origin.git", base / "person")
-    finally:
-        down = cli("down", "--state-dir", str(state))
-        Stack(state).down()  # in case `down` itself failed: end what we started, by PID
-        assert down.returncode == 0, down.stderr
+    with running_stack(tmp_path_factory.mktemp("stack")) as started:
+        yield started

@@ -24,8 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promoter.converter import DATA_CONVERTER
-from promoter.stack import Stack, free_port
-from tests.support.gitops import Cli, Origin, make_gitops
+from tests.support.gitops import Cli, Origin, running_stack
 from tests.support.trees import ODD_NAMES, configmap
 
 FORGE_TOKEN = "ghp_PlantedForgeToken7Q2x9"
@@ -35,32 +34,12 @@ HOOK_KEY = "PlantedHookKey5M1w3"
 
 @pytest.fixture(scope="module")
 def hostile(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin, str]]:
-    base = tmp_path_factory.mktemp("hostile")
-    src = make_gitops(base)
-    state = base / "state"
-    cli = Cli(state)
     with socket.socket() as s:  # a webhook whose port nobody listens on: every post fails, fast
         s.bind(("127.0.0.1", 0))
         hook = f"http://127.0.0.1:{s.getsockname()[1]}/services/T0/B0/{HOOK_KEY}"
-    cli.env.update({"PROMOTER_FORGE_TOKEN": FORGE_TOKEN, "PROMOTER_OPA_TOKEN": OPA_TOKEN, "TEAM_WEBHOOK": hook})
-    r = cli(
-        "up",
-        "--detach",
-        "--repo",
-        str(src),
-        "--state-dir",
-        str(state),
-        "--port",
-        str(free_port()),
-        "--ui-port",
-        str(free_port()),
-    )
-    try:
-        assert r.returncode == 0, r.stdout + r.stderr
-        yield cli, Origin(state / "origin.git", base / "person"), hook
-    finally:
-        cli("down", "--state-dir", str(state))
-        Stack(state).down()
+    planted = {"PROMOTER_FORGE_TOKEN": FORGE_TOKEN, "PROMOTER_OPA_TOKEN": OPA_TOKEN, "TEAM_WEBHOOK": hook}
+    with running_stack(tmp_path_factory.mktemp("hostile"), planted) as (cli, origin):
+        yield cli, origin, hook
 
 
 def refs(origin: Origin) -> dict[str, str]:
@@ -287,6 +266,8 @@ def cli_argv() -> list[str]:
 
 def test_the_simulated_clusters_keep_their_objects_across_down_and_up(hostile: tuple[Cli, Origin, str]) -> None:
     cli, _, _ = hostile
+    synced = cli("promote", "demo", "--to", "dev", "--wait")  # dev holds the app, whatever ran before
+    assert synced.returncode == 0, synced.stdout + synced.stderr
     before = kubectl(cli, "dev", "get", "deployment", "demo", "-o", "json")
     assert before.returncode == 0, before.stderr
     assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0

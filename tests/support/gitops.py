@@ -10,6 +10,8 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import git
@@ -134,3 +136,25 @@ class Cli:
                 if callable(check) and check(data):
                     return data  # type: ignore[no-any-return]
         raise TimeoutError(f"{wid} never reached the expected status")
+
+
+@contextmanager
+def running_stack(base: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Cli, Origin]]:
+    """`promoter up --detach` on free ports over the sample GitOps tree (with `env` added to the
+    environment the stack's processes start with), and `promoter down` after, whatever happened."""
+    from promoter.stack import Stack, free_port
+
+    src = make_gitops(base)
+    state = base / "state"
+    cli = Cli(state)
+    cli.env.update(env or {})
+    up = ["up", "--detach", "--repo", str(src), "--state-dir", str(state)]
+    r = cli(*up, "--port", str(free_port()), "--ui-port", str(free_port()))
+    try:
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert "Temporal UI   http://127.0.0.1:" in r.stdout
+        yield cli, Origin(state / "origin.git", base / "person")
+    finally:
+        down = cli("down", "--state-dir", str(state))
+        Stack(state).down()  # in case `down` itself failed: end what we started, by PID
+        assert down.returncode == 0, down.stderr

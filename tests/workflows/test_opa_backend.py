@@ -5,9 +5,6 @@ change reaches staging, and a `:latest` image is denied there by OPA, naming the
 from __future__ import annotations
 
 import re
-import uuid
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,41 +12,23 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import PromotionState
-from promoter.settings import Settings
-from promoter.sim.kube import KubeSim
-from promoter.worker import build_worker
 from tests.support.gitops import ROOT, Origin
 from tests.support.opa_standin import OpaStandIn
 
 pytestmark = pytest.mark.asyncio
 
 
-async def test_a_promotion_judged_by_opa(
-    dev_env: WorkflowEnvironment,
-    origin: Origin,
-    tmp_path: Path,
-    executor: Any,
-    clusters: Callable[[list[str]], dict[str, KubeSim]],
-) -> None:
-    clusters(["dev", "staging", "prod"])
+async def test_a_promotion_judged_by_opa(dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
     with OpaStandIn(ROOT / "policies") as opa:
-        settings = Settings(
-            task_queue=str(uuid.uuid4()),
-            repo_url=origin.url,
-            review_poll_s=0.1,
-            forge_db=str(origin.path.parent / "forge.sqlite"),
-            cache_dir=str(tmp_path / "cache"),
-            opa_url=opa.url,
-            policy_engine="opa",
-        )
-        async with build_worker(dev_env.client, settings, executor):
+        async with run_worker(dev_env, origin, opa_url=opa.url, policy_engine="opa") as tq:
             origin.bump(tag="2.0.0")
-            plan = await api.plan(dev_env.client, settings.task_queue, "demo", to_env="staging")
-            ok = await (await api.start(dev_env.client, settings.task_queue, plan, "dana")).result()
+            ok = await (
+                await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+            ).result()
             text = (origin.work / "environments/dev/demo/deployment.yaml").read_text()
             origin.commit({"environments/dev/demo/deployment.yaml": re.sub(r"(image: \S+):\S+", r"\1:latest", text)})
-            plan = await api.plan(dev_env.client, settings.task_queue, "demo", to_env="staging")
-            denied = await (await api.start(dev_env.client, settings.task_queue, plan, "dana")).result()
+            plan = await api.plan(dev_env.client, tq, "demo", to_env="staging")
+            denied = await (await api.start(dev_env.client, tq, plan, "dana")).result()
         posts = [path for method, path, _ in opa.requests if method == "POST"]
     assert ok.state == PromotionState.SUCCEEDED, ok.message
     assert {s.policy.engine for s in ok.stages if s.policy} == {"opa"}
