@@ -65,7 +65,8 @@ class Gate:
     def waiting_message(self, stage: StageStatus, planned: PlannedEnvironment) -> str:
         approval = planned.config.approval
         have = f"{len(stage.approvals)} of {approval.required} approval(s)"
-        who = ", ".join(approval.approvers)
+        # the same people the details' "May approve" names: groups expanded, screened-out ones left out
+        who = ", ".join(a for a in stage.approvers if a not in stage.screened) or ", ".join(approval.approvers)
         review = "; it also needs an approving review on the PR" if approval.require_review else ""
         return f"waiting for {have} from {who} on PR #{stage.pr_number}{review}"
 

@@ -157,6 +157,19 @@ class Recorder:
             ]
         return "\n".join(lines)
 
+    def outcome(self) -> str:
+        """The workflow page's details once the promotion has ended: its outcome, and per stage how it
+        ended, who approved it and how, and its PR (a list: the UI draws no markdown tables)."""
+        lines = [f"**{self.p.label}: {self.status.state.value}**", "", self.status.message, ""]
+        for stage in self.status.stages:
+            line = f"- {stage.env}: {stage.state.value}"
+            if stage.approvals:
+                line += " — approved by " + ", ".join(f"{a.approver} via {a.via}" for a in stage.approvals)
+            if stage.pr_url:
+                line += f" — PR #{stage.pr_number}: {stage.pr_url}"
+            lines.append(line)
+        return "\n".join(lines)
+
     def _index(self, env: str, state: str) -> None:
         """Search attributes, upserted only when they change (each upsert is a history event)."""
         if not self.indexed:
@@ -171,6 +184,7 @@ class Recorder:
         self.status.state = state
         self.status.message = message
         self.status.finished_at = workflow.now()
+        workflow.set_current_details(self.outcome())
         workflow.upsert_memo({"state": state.value})
         self._index(self.indexed_values.get("env", ""), state.value)
         meter = workflow.metric_meter()  # the SDK skips these while replaying: each is counted once

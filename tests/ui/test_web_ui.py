@@ -31,7 +31,7 @@ ARTIFACTS = Path(os.environ.get("PROMOTER_ARTIFACTS", ROOT / "test-artifacts")) 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: `apt-get install chromium` (.ci/run does)"
+    assert Path(CHROMIUM).exists(), f"{CHROMIUM} is missing: scripts/setup-system installs it (scripts/test runs it)"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])

@@ -13,6 +13,7 @@ from typing import Any
 import git
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
@@ -56,6 +57,8 @@ async def test_full_promotion_with_prod_approved_by_update(
         prod = status.stages[2]
         assert [s.state for s in status.stages[:2]] == [StageState.HEALTHY, StageState.HEALTHY]
         assert prod.pr_number is not None and prod.pr_url and prod.branch == f"promote/demo/prod/{commit[:7]}"
+        # the gate's message names the same people the details' "May approve" does: groups expanded
+        assert f"from alice, bob, carol on PR #{prod.pr_number}" in prod.message, prod.message
         body = forge.get_pull_request(prod.pr_number).body
         assert "modified `deployment.yaml`" in body and f"promoter approve {handle.id} --env prod" in body
 
@@ -76,8 +79,12 @@ async def test_full_promotion_with_prod_approved_by_update(
         )
         assert [a.approver for a in stage.approvals] == ["carol"]
         result = await handle.result()
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [s.state for s in result.stages] == [StageState.HEALTHY] * 3
+    # the page tells the truth once it is over: the outcome, and who approved how
+    assert metadata.current_details.startswith(f"**demo @ {commit[:7]}: succeeded**")
+    assert "- prod: healthy — approved by carol via cli — PR #" in metadata.current_details
     assert result.stages[2].approvals[0].via == "cli" and result.stages[2].approvals[0].comment == "ship it"
     assert_promoted(origin, commit, ["dev", "staging", "prod"])
     merged = [pr for pr in forge.list_pull_requests() if pr.state == "merged"]
