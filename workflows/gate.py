@@ -284,6 +284,7 @@ class Gate:
             refusal = Refusal(approver=d.approver, at=workflow.now(), via=d.via, reason=reason)
             self.p.stage_by_env[d.env].refusals.append(refusal)
             self.r.audit(d.env, "refusal", actor=d.approver, via=d.via, detail=reason)
+            workflow.set_current_details(self.r.details(self.p.stage_by_env[d.env]))
 
     async def decide(self, d: Decision, approving: bool) -> str | None:
         """Validate, ask the policies (approvals only), validate again (the gate may have moved

@@ -147,6 +147,10 @@ class Recorder:
         if stage.state == StageState.AWAITING_APPROVAL:
             people = ", ".join(a for a in stage.approvers if a not in stage.screened) or "nobody"
             lines += ["", f"May approve: {people}."]
+            last = stage.refusals[-1] if stage.refusals else None
+            if last is not None and not any(a.at > last.at for a in stage.approvals):
+                # a refused signal has no dialog to show its reason: it shows here, until the next decision
+                lines.append(f"Refused: {last.approver} via {last.via}: {last.reason}")
             if stage.deadline is not None:
                 lines.append(f"Deadline: {stage.deadline:%Y-%m-%d %H:%M} UTC.")
             lines += [

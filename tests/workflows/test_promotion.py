@@ -104,6 +104,8 @@ async def test_signal_from_a_stranger_is_recorded_as_refused_and_never_counts(
         assert status.stages[2].refusals[0].approver == "mallory"
         assert "mallory may not decide prod" in status.stages[2].refusals[0].reason
         assert status.stages[2].state == StageState.AWAITING_APPROVAL and not status.stages[2].approvals
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert "Refused: mallory via ui: mallory may not decide prod" in metadata.current_details  # shown in the UI
         await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="alice"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED
