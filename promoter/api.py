@@ -28,7 +28,7 @@ from promoter import names, search
 from promoter.errors import PromoterError
 from promoter.models import PlanInput, PromotionInput, PromotionPlan, PromotionStatus, Supersede
 from promoter.names import workflow_id
-from workflows.promotion import PlanWorkflow, PromotionWorkflow
+from workflows.promotion import SUPERSEDE, PlanWorkflow, PromotionWorkflow
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -177,7 +177,7 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     old = client.get_workflow_handle(wid, result_type=PromotionStatus)
     url = f"{ui_url}/namespaces/{client.namespace}/workflows/{wid}" if ui_url else None
     try:
-        await old.signal(PromotionWorkflow.supersede, Supersede(commit=plan.commit, requested_by=requested_by, url=url))
+        await old.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by=requested_by, url=url))
         await old.cancel()
         await asyncio.wait_for(old.result(), timeout=120)
     except (WorkflowFailureError, RPCError):

@@ -9,9 +9,11 @@ a second PR. The gate (`workflows/gate.py`), the rollout (`workflows/rollout.py`
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -42,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.recorder import Promotion, Recorder
     from workflows.rollout import Rollout
 
+SUPERSEDE = "supersede"  # the tools' signal that a newer promotion replaces this one
 # states in which a stage's PR is open and ours to close when the promotion ends early
 OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
 # states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
@@ -317,10 +320,16 @@ class PromotionWorkflow:
     async def reject_signal(self, d: Decision) -> None:
         await self._signalled(d, False)
 
-    @workflow.signal(name="supersede")
+    @workflow.signal(dynamic=True)
+    def tools_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """Signals for tools, not people: a dynamic handler is not offered in the Web UI's Signal
+        dialog. `supersede` is sent by `promoter promote --supersede` (see `api.supersede_signal`)."""
+        if name == SUPERSEDE and args:
+            self.supersede(workflow.payload_converter().from_payload(args[0].payload, Supersede))
+
     def supersede(self, by: Supersede) -> None:
-        """Sent by `promoter promote --supersede` just before it cancels this promotion: the cancel
-        then closes the open PRs with a pointer to the newer promotion."""
+        """A newer promotion of the app replaces this one, just before it is cancelled: the cancel then
+        closes the open PRs with a pointer to the newer promotion."""
         where = f" ({by.url})" if by.url else ""
         self.status.superseded_by = (
             f"the promotion of {self.plan.app} @ {by.commit[:7]} requested by {by.requested_by}{where}"

@@ -85,6 +85,9 @@ async def test_full_promotion_with_prod_approved_by_update(
     # the page tells the truth once it is over: the outcome, and who approved how
     assert metadata.current_details.startswith(f"**demo @ {commit[:7]}: succeeded**")
     assert "- prod: healthy — approved by carol via cli — PR #" in metadata.current_details
+    offered = {s.name for s in metadata.definition.signal_definitions}  # what the UI's Signal dialog lists
+    # supersede is a tools' signal, not offered to people (a dynamic handler is listed without a name)
+    assert offered - {""} == {"approve", "reject"}
     assert result.stages[2].approvals[0].via == "cli" and result.stages[2].approvals[0].comment == "ship it"
     assert_promoted(origin, commit, ["dev", "staging", "prod"])
     merged = [pr for pr in forge.list_pull_requests() if pr.state == "merged"]
