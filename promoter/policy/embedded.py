@@ -27,18 +27,33 @@ class PolicyLoadError(Exception):
     pass
 
 
-def _serve(conn: multiprocessing.connection.Connection, modules: dict[str, str], data: dict[str, Any]) -> None:
-    """The engine process: compile once, then answer (rule, input JSON) until the pipe closes."""
+def _compile(modules: dict[str, str], data: dict[str, Any]) -> Any:
+    """A regorus engine holding `modules` and `data`; a module that does not compile is a
+    `PolicyLoadError` naming its file."""
     import regorus
 
     engine = regorus.Engine()
+    for path, text in sorted(modules.items()):
+        try:
+            engine.add_policy(f"policies/{path}", text)
+        except Exception as e:  # noqa: BLE001 - the engine's own errors, made one line naming the file
+            raise PolicyLoadError(f"policies/{path}: {clean_error(e)}") from None
+    engine.add_data(data)
+    return engine
+
+
+def _require_decision(bundle: PolicyBundle) -> None:
+    if not any(
+        text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text
+        for text in bundle.policies().values()
+    ):
+        raise PolicyLoadError("policies/ has no package promoter, so no decision; add policies/promoter/decision.rego")
+
+
+def _serve(conn: multiprocessing.connection.Connection, modules: dict[str, str], data: dict[str, Any]) -> None:
+    """The engine process: compile once, then answer (rule, input JSON) until the pipe closes."""
     try:
-        for path, text in sorted(modules.items()):
-            try:
-                engine.add_policy(f"policies/{path}", text)
-            except Exception as e:  # noqa: BLE001
-                raise PolicyLoadError(f"policies/{path}: {clean_error(e)}") from None
-        engine.add_data(data)
+        engine = _compile(modules, data)
     except Exception as e:  # noqa: BLE001
         conn.send(("error", str(e)))
         return
@@ -183,13 +198,7 @@ class EmbeddedEngine:
         raise EngineFault("the policy engine kept closing under this evaluation; retrying")
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
-        if not any(
-            text.lstrip().startswith("package promoter\n") or "\npackage promoter\n" in text
-            for text in bundle.policies().values()
-        ):
-            raise PolicyLoadError(
-                "policies/ has no package promoter, so no decision; add policies/promoter/decision.rego"
-            )
+        _require_decision(bundle)
         result: dict[str, Any] = self.query(bundle, DECISION, input_doc)
         return result
 
@@ -211,20 +220,12 @@ class InProcessEngine:
         self._compiled: tuple[str, Any] | None = None
 
     def _engine(self, bundle: PolicyBundle) -> Any:
-        import regorus
-
         if self._compiled is None or self._compiled[0] != bundle.revision:
-            engine = regorus.Engine()
-            for path, text in sorted(bundle.policies().items()):
-                try:
-                    engine.add_policy(f"policies/{path}", text)
-                except Exception as e:  # noqa: BLE001
-                    raise PolicyLoadError(f"policies/{path}: {clean_error(e)}") from None
-            engine.add_data(bundle.full_data())
-            self._compiled = (bundle.revision, engine)
+            self._compiled = (bundle.revision, _compile(bundle.policies(), bundle.full_data()))
         return self._compiled[1]
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
+        _require_decision(bundle)
         engine = self._engine(bundle)
         engine.set_input_json(json.dumps(input_doc))
         try:

@@ -15,7 +15,7 @@ import threading
 from typing import Any
 
 from promoter.errors import BadInput
-from promoter.policy import DECISION, PolicyBundle, register
+from promoter.policy import DECISION, PolicyBundle, clean_error, register
 
 INSTALL = "pip install --ignore-requires-python opa-golib-python-bindings==0.4.4"
 
@@ -53,7 +53,7 @@ class GoOpaEngine:
                     engine.eval_query("true")  # compiles the whole bundle: OPA reports every error now
                 except OpaError as e:
                     engine.close()
-                    raise RuntimeError(clean(e)) from None
+                    raise RuntimeError(clean_error(e)) from None
                 for old in [k for k in self._engines if k[1] == with_tests]:
                     self._engines.pop(old).close()
                 self._engines[key] = engine
@@ -69,7 +69,7 @@ class GoOpaEngine:
         except OpaUndefinedError:
             return None
         except OpaError as e:
-            raise RuntimeError(clean(e)) from None
+            raise RuntimeError(clean_error(e)) from None
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
         result = self.query(bundle, DECISION, input_doc)
@@ -83,12 +83,6 @@ class GoOpaEngine:
             for engine in self._engines.values():
                 engine.close()
             self._engines.clear()
-
-
-def clean(e: Exception) -> str:
-    """OPA's message on one line, its many errors joined."""
-    text = getattr(e, "message", None) or str(e)
-    return " ".join(text.split())
 
 
 @register("opa-go")
