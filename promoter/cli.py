@@ -589,9 +589,11 @@ def policy_check(
         groups = [(env, app_name or "", targets)]
     if not groups or not any(targets for _, _, targets in groups):
         raise PromoterError("say what to check: --env ENV --app APP, or PATHs (files or folders)")
+    settings, engine = Settings.load(), _one_shot_engine()  # one of each, however many app folders
     allowed = True
     for group_env, app, targets in groups:
-        allowed = _check_group(bundle, repo, group_env, app, targets, as_json) and allowed
+        verdict = _check_group(engine, bundle, repo, group_env, app, targets, settings.max_file_bytes, as_json)
+        allowed = verdict and allowed
     raise Exit(0 if allowed else 1)
 
 
@@ -611,14 +613,16 @@ def _app_folders(repo: Path, paths: list[Path]) -> list[tuple[str, str, list[Pat
         if len(parts) == 3 and parts[2] == "environment.yaml":
             for folder in sorted(p for p in (root / "environments" / env).iterdir() if p.is_dir()):
                 found[(env, folder.name)] = folder
-        elif len(parts) >= 4 or (root / "environments" / env / parts[2]).is_dir():
-            app = _check_name(parts[2], "app")
-            if (root / "environments" / env / app).is_dir():  # a deleted folder has nothing left to check
-                found[(env, app)] = root / "environments" / env / app
+        else:
+            folder = root / "environments" / env / parts[2]
+            if folder.is_dir():  # a file beside the apps, or a deleted folder: nothing to check
+                found[(env, _check_name(parts[2], "app"))] = folder
     return [(env, app, [folder]) for (env, app), folder in sorted(found.items())]
 
 
-def _check_group(bundle: Any, repo: Path, env: str, app: str, targets: list[Path], as_json: bool) -> bool:
+def _check_group(
+    engine: Any, bundle: Any, repo: Path, env: str, app: str, targets: list[Path], limit: int, as_json: bool
+) -> bool:
     from datetime import UTC, datetime
 
     from promoter.environments import load_environment
@@ -627,7 +631,6 @@ def _check_group(bundle: Any, repo: Path, env: str, app: str, targets: list[Path
     from promoter.render import render_dir
 
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
-    limit = Settings.load().max_file_bytes
     objects = [o for target in targets for o in render_dir(target, limit)]
     now = datetime.now(UTC)
     req = PolicyCheckInput(
@@ -642,7 +645,7 @@ def _check_group(bundle: Any, repo: Path, env: str, app: str, targets: list[Path
         environment=config,
         phase="check",
     )
-    decision = decide(_one_shot_engine(), bundle, build_input(req, objects))
+    decision = decide(engine, bundle, build_input(req, objects))
     if as_json:
         print(decision.model_dump_json())
     else:

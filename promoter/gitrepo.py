@@ -25,7 +25,7 @@ from typing import Protocol
 
 import git
 
-from promoter import layout
+from promoter import layout, yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
@@ -392,13 +392,9 @@ class GitClone:
         """The content of each entry; a file over the size limit is refused before it is read."""
         contents: dict[str, bytes] = {}
         for path, entry in sorted(entries.items()):
-            size = repo.odb.info(bytes.fromhex(entry.sha)).size
-            if size > self.max_file_bytes:
-                raise BadInput(
-                    f"{shown(path, 80)} is {size:,} bytes, over the limit of {self.max_file_bytes:,} "
-                    "bytes per file (PROMOTER_MAX_FILE_SIZE); split it or raise the limit"
-                )
-            contents[path] = self._blob(repo, entry.sha)
+            stream = repo.odb.stream(bytes.fromhex(entry.sha))  # its size is known before it is read
+            yamlsafe.check_size(shown(path, 80), stream.size, self.max_file_bytes)
+            contents[path] = stream.read()
         return contents
 
     @staticmethod

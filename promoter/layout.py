@@ -9,7 +9,6 @@ from promoter.models import EnvironmentConfig, PlannedEnvironment
 from promoter.names import check
 
 PROMOTE, REVERT = "promote", "revert"
-GROUP = "group:"
 
 
 def promotion_branch(app: str, env: str, commit: str) -> str:

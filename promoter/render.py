@@ -88,12 +88,7 @@ def kustomize(folder: Path, where: str, timeout_s: float = 60.0) -> list[dict[st
 
 
 def _read(path: Path, max_bytes: int) -> bytes:
-    size = path.stat().st_size
-    if size > max_bytes:
-        raise BadInput(
-            f"{path} is {size:,} bytes, over the limit of {max_bytes:,} bytes per file "
-            "(PROMOTER_MAX_FILE_SIZE); split it or raise the limit"
-        )
+    yamlsafe.check_size(str(path), path.stat().st_size, max_bytes)
     return path.read_bytes()
 
 

@@ -26,6 +26,15 @@ except AttributeError:  # pragma: no cover - depends on the wheel
     _Loader = yaml.SafeLoader
 
 
+def check_size(where: str, size: int, limit: int = MAX_FILE_BYTES) -> None:
+    """A file of an app folder over the limit is refused, naming the limit, before it is read."""
+    if size > limit:
+        raise BadInput(
+            f"{where} is {size:,} bytes, over the limit of {limit:,} bytes per file "
+            "(PROMOTER_MAX_FILE_SIZE); split it or raise the limit"
+        )
+
+
 class _TooBig(Exception):
     pass
 

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promoter.converter import DATA_CONVERTER
-from tests.support.gitops import Cli, Origin, running_stack
+from tests.support.gitops import PROMOTER, Cli, Origin, running_stack
 from tests.support.trees import ODD_NAMES, configmap
 
 FORGE_TOKEN = "ghp_PlantedForgeToken7Q2x9"
@@ -233,7 +233,7 @@ def test_wait_that_loses_temporal_exits_3_and_says_the_promotion_still_runs(host
     info = json.loads((cli.state_dir / "stack.json").read_text())
     proxy = Proxy(info["temporal_address"])
     follower = subprocess.Popen(
-        [*cli_argv(), "promote", "demo", "--wait", "--json"],
+        [*PROMOTER, "promote", "demo", "--wait", "--json"],
         env={**cli.env, "PROMOTER_TEMPORAL_ADDRESS": proxy.address},
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -256,12 +256,6 @@ def test_wait_that_loses_temporal_exits_3_and_says_the_promotion_still_runs(host
     assert "the promotion is still running: follow it with `promoter status promote-demo`" in errs, errs
     assert cli.status("promote-demo")["state"] == "running"  # it was: nothing was invented
     assert cli("cancel", "promote-demo").returncode == 0
-
-
-def cli_argv() -> list[str]:
-    from tests.support.gitops import PROMOTER
-
-    return list(PROMOTER)
 
 
 def test_the_simulated_clusters_keep_their_objects_across_down_and_up(hostile: tuple[Cli, Origin, str]) -> None:
