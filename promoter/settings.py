@@ -35,6 +35,7 @@ class Settings:
     forge_repo: str | None = None  # OWNER/NAME (GitHub, Gitea) or group/project (GitLab)
     forge_url: str | None = None  # the API's base URL; default: the provider's public one
     forge_token: str | None = field(default=None, repr=False)  # never printed, logged or put in history
+    opa_token: str | None = field(default=None, repr=False)  # likewise
     merge_method: str = "merge"  # merge | squash
     ssh_key: str | None = None
     metrics_port: int | None = None  # the worker's /metrics endpoint
@@ -71,7 +72,8 @@ class Settings:
         s.forge_url = env.get("PROMOTER_FORGE_URL", s.forge_url)
         s.forge_token = _secret(env, "PROMOTER_FORGE_TOKEN") or s.forge_token
         secrets.register(s.forge_token)
-        secrets.register(_secret(env, "PROMOTER_OPA_TOKEN"))
+        s.opa_token = _secret(env, "PROMOTER_OPA_TOKEN") or s.opa_token
+        secrets.register(s.opa_token)
         secrets.register_environment(env)
         s.merge_method = env.get("PROMOTER_MERGE_METHOD", s.merge_method)
         s.ssh_key = env.get("PROMOTER_SSH_KEY", s.ssh_key)
@@ -101,7 +103,7 @@ class Settings:
                 "opa",
                 url=self.opa_url,
                 timeout_s=self.policy_timeout_s,
-                token=_secret(os.environ, "PROMOTER_OPA_TOKEN"),
+                token=self.opa_token,
             )
         return make_engine(name, timeout_s=self.policy_timeout_s)
 
