@@ -62,6 +62,9 @@ class Gate:
         reviewed = not approval.require_review or any(a.via == "pull_request" for a in stage.approvals)
         return len(stage.approvals) >= approval.required and reviewed
 
+    def _decided(self, stage: StageStatus, planned: PlannedEnvironment) -> bool:
+        return stage.env in self.rejection or self.is_open(stage, planned)
+
     def waiting_message(self, stage: StageStatus, planned: PlannedEnvironment) -> str:
         approval = planned.config.approval
         have = f"{len(stage.approvals)} of {approval.required} approval(s)"
@@ -105,7 +108,7 @@ class Gate:
         watching = approval.pull_request_reviews or approval.require_review
         watch: asyncio.Task[WatchResult] | None = None
         try:
-            while not (stage.env in self.rejection or self.is_open(stage, planned)):
+            while not self._decided(stage, planned):
                 if watching and watch is None:
                     watch = self._watch(stage, deadline)
                 remaining = deadline - workflow.now() if deadline is not None else None
@@ -114,7 +117,7 @@ class Gate:
                         raise TimeoutError()
 
                     def moved(w: asyncio.Task[WatchResult] | None = watch) -> bool:
-                        return stage.env in self.rejection or self.is_open(stage, planned) or bool(w and w.done())
+                        return self._decided(stage, planned) or bool(w and w.done())
 
                     await workflow.wait_condition(
                         moved, timeout=remaining, timeout_summary=f"{stage.env} approval deadline"
@@ -129,7 +132,9 @@ class Gate:
                         watching = False  # the gate still opens by the UI and the CLI
                         waiting = self.waiting_message(stage, planned)
                         stage.message = f"reviews are no longer read ({steps.cause(e)}); {waiting}"
-                        self.status_notice(f"{stage.env}: watching PR #{stage.pr_number} failed: {steps.cause(e)}")
+                        self.p.status.notices.append(
+                            f"{stage.env}: watching PR #{stage.pr_number} failed: {steps.cause(e)}"
+                        )
                         continue
                     if outcome is not None:
                         return outcome
@@ -137,9 +142,6 @@ class Gate:
             if watch is not None and not watch.done():
                 watch.cancel()
         return None
-
-    def status_notice(self, text: str) -> None:
-        self.p.status.notices.append(text)
 
     async def _rejected(self, stage: StageStatus, d: Decision) -> bool:
         stage.rejected_by = d.approver
@@ -180,7 +182,7 @@ class Gate:
         try:
             result = await self.runner.run(steps.SCREEN_APPROVERS, screen, f"who may approve {stage.env}?")
         except ActivityError as e:
-            self.status_notice(f"{stage.env}: approvers could not be screened ({steps.cause(e)})")
+            self.p.status.notices.append(f"{stage.env}: approvers could not be screened ({steps.cause(e)})")
             return
         stage.approvers, stage.screened = result.approvers, result.refused
 
