@@ -39,7 +39,11 @@ class PolicyActivities:
 
     def bundle(self) -> PolicyBundle:
         """policies/ on main, parsed once per tree id (the policy revision)."""
-        tree, files = self.repo.policy_files()
+        tree, commit = self.repo.policy_revision()
+        with self._lock:
+            if tree in self._bundles:
+                return self._bundles[tree]
+        _, files = self.repo.policy_files(commit)
         with self._lock:
             if tree not in self._bundles:
                 self._bundles = {tree: PolicyBundle.from_files(files)}  # keep only the newest revision

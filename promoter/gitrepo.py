@@ -2,8 +2,16 @@
 
 Every change is built with plumbing (a private index, `commit-tree`, `merge-tree --write-tree`), so
 no working tree is ever half-updated: a worker killed at any point leaves the clone usable, and the
-next activity simply fetches again. A file lock serialises activities that share a clone, across
-threads and worker processes alike.
+next activity simply fetches again.
+
+Concurrency, so that a hundred apps promoted at once do not queue behind one lock:
+- reads work on commit IDs, which never change, from a `git.Repo` per thread (GitPython's object
+  reader is a `cat-file` process that must not be shared);
+- fetches are coalesced: a caller that needs the remote as it is now waits for the next fetch to
+  start after its call, so one fetch serves every caller waiting at that moment (`_fresh`);
+- a stage's branch is pushed by URL, so no local ref is written beside a fetch;
+- only the update of main (merge and push) is serialised, by a lock held across threads and worker
+  processes (a file lock), and a push that lost the race is merged again on top of the new main.
 """
 
 from __future__ import annotations
@@ -17,6 +25,7 @@ import shlex
 import shutil
 import tarfile
 import tempfile
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -83,7 +92,8 @@ class GitRepository(Protocol):
     def push_branch(self, req: PrepareInput) -> PrepareResult: ...
     def change_files(self, req: PrepareInput) -> dict[str, bytes]: ...
     def export_change(self, req: PrepareInput, dest: Path) -> Path: ...
-    def policy_files(self) -> tuple[str, dict[str, str]]: ...
+    def policy_revision(self) -> tuple[str, str]: ...
+    def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]: ...
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
     def export_tree(self, rev: str, dest: Path) -> None: ...
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
@@ -136,30 +146,75 @@ class GitClone:
             "GIT_TERMINAL_PROMPT": "0",
             **(auth_env or {}),  # credentials reach git through its environment only (see auth_env())
         }
-        self._repo: git.Repo | None = None
+        self._local = threading.local()  # a git.Repo per thread
+        self._clone_lock = threading.Lock()
+        self._main_lock = threading.Lock()  # merges of main in this process (the file lock: across processes)
+        self._fetches = threading.Condition()
+        self._fetch_started = self._fetch_done = 0
+        self._fetching = False
+        self._pushed_main: str | None = None  # the main this process pushed last (merge_branch)
 
     # ------------------------------------------------------------ plumbing
 
     @contextmanager
-    def _locked(self) -> Iterator[git.Repo]:
-        with open(self._lock_path, "a") as lock:
+    def _file_lock(self, suffix: str = "") -> Iterator[None]:
+        """Exclusive across worker processes sharing the cache: `<key>.lock` guards fetches,
+        `<key>.main.lock` the update of main (threads take a thread lock or the fetch condition first)."""
+        with open(self._lock_path.with_suffix(suffix + ".lock"), "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                yield self._open()
+                yield
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
     def _open(self) -> git.Repo:
-        if self._repo is None:
-            if not (self.path / ".git").exists():
-                tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=".clone-"))
+        """This thread's `git.Repo` over the clone (made once, atomically: a crash mid-clone never
+        leaves a broken cache)."""
+        repo: git.Repo | None = getattr(self._local, "repo", None)
+        if repo is None:
+            with self._clone_lock:
+                if not (self.path / ".git").exists():
+                    with self._file_lock():
+                        if not (self.path / ".git").exists():
+                            tmp = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=".clone-"))
+                            try:
+                                git.Repo.clone_from(self.url, tmp, no_checkout=True, env=self._identity)
+                            except git.GitCommandError as e:
+                                shutil.rmtree(tmp, ignore_errors=True)
+                                raise TemporaryError(f"cannot clone {self.url}: {_stderr(e)}") from e
+                            os.replace(tmp, self.path)
+            repo = self._local.repo = git.Repo(self.path)
+        return repo
+
+    def _fresh(self) -> git.Repo:
+        """This thread's repo, fetched by a fetch that started after this call: the remote as it is
+        now, at least. Callers that arrive while a fetch runs share the next one."""
+        repo = self._open()
+        with self._fetches:
+            ticket = self._fetch_started + 1
+            while self._fetch_done < ticket:
+                if self._fetching:
+                    self._fetches.wait()
+                    continue
+                self._fetching = True
+                self._fetch_started += 1
+                mine = self._fetch_started
+                self._fetches.release()
                 try:
-                    git.Repo.clone_from(self.url, tmp, no_checkout=True, env=self._identity)
-                except git.GitCommandError as e:
-                    raise TemporaryError(f"cannot clone {self.url}: {_stderr(e)}") from e
-                os.replace(tmp, self.path)  # atomic: a crash mid-clone never leaves a broken cache
-            self._repo = git.Repo(self.path)
-        return self._repo
+                    with self._file_lock():
+                        self._fetch(repo)
+                finally:
+                    self._fetches.acquire()
+                    self._fetching = False
+                    self._fetches.notify_all()
+                self._fetch_done = mine  # reached only when the fetch succeeded
+        return repo
+
+    def _have(self, repo: git.Repo, rev: str) -> git.Repo:
+        """`repo`, fetched first unless it already has the commit `rev` (a commit never changes)."""
+        if len(rev) == 40 and self._rev(repo, rev) is not None:
+            return repo
+        return self._fresh()
 
     def _git(self, repo: git.Repo, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
         full_env = dict(self._identity)
@@ -176,34 +231,64 @@ class GitClone:
 
     def _fetch(self, repo: git.Repo) -> None:
         try:
-            self._git(repo, "fetch", "--prune", "--quiet", "origin")
+            self._git(repo, "fetch", "--quiet", "origin", f"+refs/heads/{MAIN}:refs/remotes/origin/{MAIN}")
         except git.GitCommandError as e:
             raise TemporaryError(f"cannot fetch {self.url}: {_stderr(e)}") from e
 
-    def _rev(self, repo: git.Repo, rev: str) -> str | None:
+    @staticmethod
+    def _rev(repo: git.Repo, rev: str) -> str | None:
+        """The commit `rev` names, or None; read in process (refs and the object reader), no git run."""
         try:
-            return self._git(repo, "rev-parse", "--verify", "--quiet", f"{rev}^{{commit}}")
-        except git.GitCommandError:
+            obj = repo.rev_parse(rev)
+            while obj.type == "tag":
+                obj = obj.object
+        except (git.BadName, git.BadObject, ValueError, IndexError, KeyError):
             return None
+        return obj.hexsha if obj.type == "commit" else None
 
     def _tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
-        """Every file under `folder` at `rev`, read NUL-separated (no quoting, any name survives).
-        An entry that can never be promoted is a `BadInput` naming it (see `refuse_entry`)."""
-        out = self._git(repo, "ls-tree", "-r", "-z", "--full-tree", rev, "--", folder + "/")
+        """Every file under `folder` at `rev`, from the raw tree objects (names as bytes: any name
+        survives). An entry that can never be promoted is a `BadInput` naming it (see `refuse_entry`)."""
+        commit = self._rev(repo, rev)
+        if commit is None:
+            raise NotFound(f"revision {rev[:12]} not found in {self.url}")
+        tree = self._raw(repo, commit).split(b"\n", 1)[0].split()[1].decode()
+        for part in folder.split("/"):
+            found = next((sha for m, name, sha in self._entries(repo, tree) if name == part and m == "040000"), None)
+            if found is None:
+                return {}
+            tree = found
         entries: dict[str, Entry] = {}
-        prefix = folder + "/"
-        for record in out.split("\0"):
-            if not record:
-                continue
-            meta, path = record.split("\t", 1)
-            mode, _kind, sha = meta.split()
-            rel = path[len(prefix) :]
+        for rel, mode, sha in self._walk(repo, tree, ""):
             target = self._blob(repo, sha).decode("utf-8", "surrogateescape") if mode == SYMLINK else None
             reason = refuse_entry(folder, rel, mode, target)
             if reason is not None:
                 raise BadInput(reason)
             entries[rel] = Entry(mode, sha)
         return entries
+
+    @staticmethod
+    def _raw(repo: git.Repo, sha: str) -> bytes:
+        data: bytes = repo.odb.stream(bytes.fromhex(sha)).read()
+        return data
+
+    def _entries(self, repo: git.Repo, tree: str) -> Iterator[tuple[str, str, str]]:
+        """(mode, name, sha) of each entry of a tree object, as `ls-tree` shows them."""
+        data = self._raw(repo, tree)
+        i = 0
+        while i < len(data):
+            space = data.index(b" ", i)
+            nul = data.index(b"\0", space)
+            mode = data[i:space].decode().zfill(6)
+            yield mode, data[space + 1 : nul].decode("utf-8", "surrogateescape"), data[nul + 1 : nul + 21].hex()
+            i = nul + 21
+
+    def _walk(self, repo: git.Repo, tree: str, prefix: str) -> Iterator[tuple[str, str, str]]:
+        for mode, name, sha in self._entries(repo, tree):
+            if mode == "040000":
+                yield from self._walk(repo, sha, f"{prefix}{name}/")
+            else:
+                yield f"{prefix}{name}", mode, sha
 
     @staticmethod
     def _blob(repo: git.Repo, sha: str) -> bytes:
@@ -233,47 +318,44 @@ class GitClone:
             from promoter.names import check_revision
 
             check_revision(req.commit)
-        with self._locked() as repo:
-            self._fetch(repo)
-            main = f"origin/{MAIN}"
-            if self._rev(repo, main) is None:
-                raise BadInput(f"{self.url} has no branch '{MAIN}'; push the GitOps repository's main branch first")
-            envs = self._environments(repo, main)
-            source = envs[0].config.name
-            if req.to_env is not None:
-                names = [e.config.name for e in envs]
-                if req.to_env not in names:
-                    raise BadInput(f"unknown environment '{req.to_env}'; environments: {', '.join(names)}")
-                envs = envs[: names.index(req.to_env) + 1]
-            folder = app_folder(source, req.app)
-            apps_here = self._apps(repo, main, source)
-            if req.commit is None:
-                sha = self._git(repo, "log", "-1", "--format=%H", main, "--", folder + "/")
-                if not sha:
-                    raise BadInput(
-                        f"unknown app '{req.app}': no {folder} on {MAIN}; "
-                        f"apps in {source}: {', '.join(apps_here) or 'none'}"
-                    )
-            else:
-                sha = self._rev(repo, req.commit) or ""
-                if not sha:
-                    raise BadInput(f"commit '{req.commit}' does not exist in {self.url}; give a commit of {MAIN}")
-                if not self._is_ancestor(repo, sha, main):
-                    raise BadInput(f"commit {sha[:12]} is not on {MAIN}; promote only commits of {MAIN}")
-            if not self._tree(repo, sha, folder):  # also refuses entries that can never be promoted
+        repo = self._fresh()
+        main = self._main(repo)
+        envs = self._environments(repo, main)
+        source = envs[0].config.name
+        if req.to_env is not None:
+            names = [e.config.name for e in envs]
+            if req.to_env not in names:
+                raise BadInput(f"unknown environment '{req.to_env}'; environments: {', '.join(names)}")
+            envs = envs[: names.index(req.to_env) + 1]
+        folder = app_folder(source, req.app)
+        apps_here = self._apps(repo, main, source)
+        if req.commit is None:
+            sha = self._git(repo, "log", "-1", "--format=%H", main, "--", folder + "/")
+            if not sha:
                 raise BadInput(
-                    f"unknown app '{req.app}': {folder} does not exist at {sha[:12]}; "
+                    f"unknown app '{req.app}': no {folder} on {MAIN}; "
                     f"apps in {source}: {', '.join(apps_here) or 'none'}"
                 )
-            info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
-            return PromotionPlan(
-                app=req.app,
-                commit=sha,
-                short_commit=sha[:7],
-                author=info[0],
-                message=info[1] if len(info) > 1 else "",
-                environments=envs,
+        else:
+            sha = self._rev(repo, req.commit) or ""
+            if not sha:
+                raise BadInput(f"commit '{req.commit}' does not exist in {self.url}; give a commit of {MAIN}")
+            if not self._is_ancestor(repo, sha, main):
+                raise BadInput(f"commit {sha[:12]} is not on {MAIN}; promote only commits of {MAIN}")
+        if not self._tree(repo, sha, folder):  # also refuses entries that can never be promoted
+            raise BadInput(
+                f"unknown app '{req.app}': {folder} does not exist at {sha[:12]}; "
+                f"apps in {source}: {', '.join(apps_here) or 'none'}"
             )
+        info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
+        return PromotionPlan(
+            app=req.app,
+            commit=sha,
+            short_commit=sha[:7],
+            author=info[0],
+            message=info[1] if len(info) > 1 else "",
+            environments=envs,
+        )
 
     def _folders(self, repo: git.Repo, rev: str, folder: str) -> list[str]:
         """The names of the folders directly under `folder` at `rev` (NUL-separated: any name survives)."""
@@ -308,31 +390,27 @@ class GitClone:
         """The target's app folder becomes the source's at the commit, except `local_files`."""
         dst = app_folder(req.target_env, req.app)
         branch = layout.promotion_branch(req.app, req.target_env, req.commit)
-        with self._locked() as repo:
-            self._fetch(repo)
-            main, current, desired = self._desired(repo, req)
-            diff = DiffSummary(
-                added=sorted(p for p in desired if p not in current),
-                modified=sorted(p for p in desired if p in current and current[p] != desired[p]),
-                removed=sorted(p for p in current if p not in desired),
-            )
-            if diff.empty:
-                return PrepareResult(changed=False, base=main, diff=diff)
-            existing = self._rev(repo, f"origin/{branch}")
-            if (
-                existing is not None
-                and self._tree(repo, existing, dst) == desired
-                and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
-            ):
-                return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
-            if not push:
-                return PrepareResult(changed=True, branch=branch, base=main, diff=diff)
-            head = self._commit_folder(repo, main, dst, desired, self._message(req, diff))
-            try:
-                self._git(repo, "push", "--quiet", "--force-with-lease", "origin", f"{head}:refs/heads/{branch}")
-            except git.GitCommandError as e:
-                raise TemporaryError(f"cannot push {branch} to {self.url}: {_stderr(e)}") from e
-            return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
+        repo = self._fresh()
+        main, current, desired = self._desired(repo, req)
+        diff = DiffSummary(
+            added=sorted(p for p in desired if p not in current),
+            modified=sorted(p for p in desired if p in current and current[p] != desired[p]),
+            removed=sorted(p for p in current if p not in desired),
+        )
+        if diff.empty:
+            return PrepareResult(changed=False, base=main, diff=diff)
+        if not push:
+            return PrepareResult(changed=True, branch=branch, base=main, diff=diff)
+        existing = self._branch(repo, branch)
+        if (
+            existing is not None
+            and self._tree(repo, existing, dst) == desired
+            and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
+        ):
+            return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
+        head = self._commit_folder(repo, main, dst, desired, self._message(req, diff))
+        self._push_branch(repo, branch, head, existing)
+        return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
 
     def _desired(self, repo: git.Repo, req: PrepareInput) -> tuple[str, dict[str, Entry], dict[str, Entry]]:
         """(main, the target folder on main, the target folder after the change). The source stage's
@@ -341,8 +419,7 @@ class GitClone:
         dst = app_folder(req.target_env, req.app)
         if self._rev(repo, req.commit) is None:
             raise NotFound(f"commit {req.commit[:12]} not found in {self.url}")
-        main = self._rev(repo, f"origin/{MAIN}")
-        assert main is not None
+        main = self._main(repo)
         if req.source_env == req.target_env:
             return main, self._tree(repo, main, dst), self._tree(repo, req.commit, src)
         local = set(req.local_files)
@@ -355,17 +432,18 @@ class GitClone:
 
     def change_files(self, req: PrepareInput) -> dict[str, bytes]:
         """The files of the target's app folder after the change (relative paths → content)."""
-        with self._locked() as repo:
-            self._fetch(repo)
-            _, _, desired = self._desired(repo, req)
-            return self._contents(repo, desired)
+        return self._change(req)[1]
+
+    def _change(self, req: PrepareInput) -> tuple[str, dict[str, bytes]]:
+        repo = self._fresh()
+        main, _, desired = self._desired(repo, req)
+        return main, self._contents(repo, desired)
 
     def export_change(self, req: PrepareInput, dest: Path) -> Path:
         """Main's whole tree in `dest`, with the target's app folder as it is after the change (what
         kustomize needs when an overlay reaches a base elsewhere). Returns the app folder."""
-        files = self.change_files(req)  # fetches
-        with self._locked() as repo:
-            self._extract(repo, f"origin/{MAIN}", dest)
+        main, files = self._change(req)
+        self._extract(self._open(), main, dest)
         folder = Path(dest) / app_folder(req.target_env, req.app)
         if folder.exists():
             shutil.rmtree(folder)
@@ -376,17 +454,14 @@ class GitClone:
 
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]:
         """The files under `folder` at `rev` (relative paths → content)."""
-        with self._locked() as repo:
-            self._fetch(repo)
-            if self._rev(repo, rev) is None:
-                raise NotFound(f"revision {rev[:12]} not found in {self.url}")
-            return self._contents(repo, self._tree(repo, rev, folder))
+        repo = self._have(self._open(), rev)
+        if self._rev(repo, rev) is None:
+            raise NotFound(f"revision {rev[:12]} not found in {self.url}")
+        return self._contents(repo, self._tree(repo, rev, folder))
 
     def export_tree(self, rev: str, dest: Path) -> None:
         """The whole tree at `rev` into `dest` (for kustomize overlays that reach a base elsewhere)."""
-        with self._locked() as repo:
-            self._fetch(repo)
-            self._extract(repo, rev, dest)
+        self._extract(self._have(self._open(), rev), rev, dest)
 
     def _contents(self, repo: git.Repo, entries: dict[str, Entry]) -> dict[str, bytes]:
         """The content of each entry; a file over the size limit is refused before it is read."""
@@ -417,41 +492,45 @@ class GitClone:
         Returns (branch, head)."""
         folder = app_folder(env, app)
         branch = layout.revert_branch(app, env, merge_commit)
-        with self._locked() as repo:
-            self._fetch(repo)
-            if self._rev(repo, merge_commit) is None:
-                raise NotFound(f"merge commit {merge_commit[:12]} not found in {self.url}")
-            before = self._tree(repo, f"{merge_commit}^1", folder)
-            main = self._rev(repo, f"origin/{MAIN}")
-            assert main is not None
-            existing = self._rev(repo, f"origin/{branch}")
-            if existing is not None and self._tree(repo, existing, folder) == before:
-                return branch, existing
-            message = (
-                f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason}\n\n"
-                f"Reverts: {merge_commit}\nTarget-Environment: {env}\n"
-            )
-            head = self._commit_folder(repo, main, folder, before, message)
-            try:
-                self._git(repo, "push", "--quiet", "--force-with-lease", "origin", f"{head}:refs/heads/{branch}")
-            except git.GitCommandError as e:
-                raise TemporaryError(f"cannot push {branch} to {self.url}: {_stderr(e)}") from e
-            return branch, head
+        repo = self._fresh()
+        if self._rev(repo, merge_commit) is None:
+            raise NotFound(f"merge commit {merge_commit[:12]} not found in {self.url}")
+        before = self._tree(repo, f"{merge_commit}^1", folder)
+        main = self._main(repo)
+        existing = self._branch(repo, branch)
+        if existing is not None and self._tree(repo, existing, folder) == before:
+            return branch, existing
+        message = (
+            f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason}\n\n"
+            f"Reverts: {merge_commit}\nTarget-Environment: {env}\n"
+        )
+        head = self._commit_folder(repo, main, folder, before, message)
+        self._push_branch(repo, branch, head, existing)
+        return branch, head
 
-    def policy_files(self) -> tuple[str, dict[str, str]]:
-        """(tree id, files) of policies/ on main: the tree id names the policy revision."""
-        with self._locked() as repo:
-            self._fetch(repo)
-            try:
-                tree = self._git(repo, "rev-parse", f"origin/{MAIN}:policies")
-            except git.GitCommandError:
-                raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required") from None
-            contents = self._contents(repo, self._tree(repo, f"origin/{MAIN}", "policies"))
-            try:
-                return tree, {p: data.decode() for p, data in contents.items()}
-            except UnicodeDecodeError:
-                bad = next(p for p, data in contents.items() if not _is_utf8(data))
-                raise BadInput(f"policies/{bad} is not UTF-8 text; save it as UTF-8") from None
+    def policy_revision(self) -> tuple[str, str]:
+        """(tree id of policies/, commit) on main as it is now: the tree id names the policy revision."""
+        repo = self._fresh()
+        main = self._main(repo)
+        return self._policy_tree(repo, main), main
+
+    def _policy_tree(self, repo: git.Repo, commit: str) -> str:
+        try:
+            return self._git(repo, "rev-parse", f"{commit}:policies")
+        except git.GitCommandError:
+            raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required") from None
+
+    def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]:
+        """(tree id, files) of policies/ at `commit` (by default main as it is now)."""
+        repo = self._fresh() if commit is None else self._have(self._open(), commit)
+        commit = commit or self._main(repo)
+        tree = self._policy_tree(repo, commit)
+        contents = self._contents(repo, self._tree(repo, commit, "policies"))
+        try:
+            return tree, {p: data.decode() for p, data in contents.items()}
+        except UnicodeDecodeError:
+            bad = next(p for p, data in contents.items() if not _is_utf8(data))
+            raise BadInput(f"policies/{bad} is not UTF-8 text; save it as UTF-8") from None
 
     def _message(self, req: PrepareInput, diff: DiffSummary) -> str:
         n = len(diff.added) + len(diff.modified) + len(diff.removed)
@@ -483,14 +562,49 @@ class GitClone:
     # ------------------------------------------------------------ merging
 
     def branch_head(self, branch: str) -> str | None:
-        with self._locked() as repo:
-            self._fetch(repo)
-            return self._rev(repo, f"origin/{branch}")
+        """The branch's head on the remote, asked of the remote itself (no fetch)."""
+        try:
+            out = self._git(self._open(), "ls-remote", "--heads", self.url, f"refs/heads/{branch}")
+        except git.GitCommandError as e:
+            raise TemporaryError(f"cannot read {branch} of {self.url}: {_stderr(e)}") from e
+        return out.split()[0] if out else None
 
-    def _find_merge(self, repo: git.Repo, head: str) -> str | None:
-        if not self._is_ancestor(repo, head, f"origin/{MAIN}"):
+    def _branch(self, repo: git.Repo, branch: str) -> str | None:
+        """The branch's head on the remote (None: no such branch), its objects fetched when missing.
+        Only main is tracked by the clone: branches are many and each is asked for alone."""
+        head = self.branch_head(branch)
+        if head is not None and self._rev(repo, head) is None:
+            try:  # objects only: no ref is written, so this may run beside any other fetch
+                self._git(repo, "fetch", "--quiet", "--no-write-fetch-head", "origin", f"refs/heads/{branch}")
+            except git.GitCommandError as e:
+                raise TemporaryError(f"cannot fetch {branch} from {self.url}: {_stderr(e)}") from e
+        return head
+
+    def _main(self, repo: git.Repo) -> str:
+        main = self._rev(repo, f"origin/{MAIN}")
+        if main is None:
+            raise BadInput(f"{self.url} has no branch '{MAIN}'; push the GitOps repository's main branch first")
+        return main
+
+    def _push_branch(self, repo: git.Repo, branch: str, head: str, expected: str | None) -> None:
+        """Push `head` to `branch` if the remote's branch is still `expected` (None: absent). By URL,
+        so that no local ref is written beside a concurrent fetch."""
+        try:
+            self._git(
+                repo,
+                "push",
+                "--quiet",
+                f"--force-with-lease=refs/heads/{branch}:{expected or ''}",
+                self.url,
+                f"{head}:refs/heads/{branch}",
+            )
+        except git.GitCommandError as e:
+            raise TemporaryError(f"cannot push {branch} to {self.url}: {_stderr(e)}") from e
+
+    def _find_merge(self, repo: git.Repo, head: str, main: str) -> str | None:
+        if not self._is_ancestor(repo, head, main):
             return None
-        out = self._git(repo, "rev-list", "--first-parent", "--parents", "-n", "2000", f"origin/{MAIN}")
+        out = self._git(repo, "rev-list", "--first-parent", "--parents", "-n", "2000", main)
         for line in out.splitlines():
             shas = line.split()
             if head in shas[2:]:
@@ -500,13 +614,19 @@ class GitClone:
         return head
 
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str:
-        """Merge `branch` into main with a merge commit and push; a main that moved meanwhile is
-        fetched and the merge redone on top of it, so no commit pushed by anyone else is lost."""
-        with self._locked() as repo:
+        """Merge `branch` into main with a merge commit and push it, if main is still what it was
+        merged onto; otherwise main is fetched and the merge redone on top of it, so no commit pushed
+        by anyone else is lost. The first try merges onto the main this process pushed last (no
+        fetch), since under load it is nearly always still main."""
+        with self._main_lock, self._file_lock(".main"):
             last = ""
+            repo = self._open()
+            main = self._pushed_main if self._pushed_main and self._rev(repo, self._pushed_main) else None
             for _ in range(PUSH_ATTEMPTS):
-                self._fetch(repo)
-                head = self._rev(repo, f"origin/{branch}")
+                if main is None:
+                    repo = self._fresh()
+                    main = self._main(repo)
+                head = self._branch(repo, branch)
                 if head is None:
                     raise NotFound(f"branch {branch} not found in {self.url}")
                 if expected_head is not None and head != expected_head:
@@ -514,11 +634,9 @@ class GitClone:
                         f"branch {branch} is at {head[:12]}, not the reviewed {expected_head[:12]}; "
                         "review the new commit first"
                     )
-                done = self._find_merge(repo, head)
+                done = self._find_merge(repo, head, main)
                 if done is not None:
                     return done
-                main = self._rev(repo, f"origin/{MAIN}")
-                assert main is not None
                 status, out, _ = repo.git.execute(
                     ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", main, head],
                     env=self._identity,
@@ -533,13 +651,20 @@ class GitClone:
                     )
                 tree = out.splitlines()[0]
                 merge = self._git(repo, "commit-tree", tree, "-p", main, "-p", head, "-m", message)
-                try:
-                    self._git(repo, "push", "--quiet", "origin", f"{merge}:refs/heads/{MAIN}")
-                    self._git(repo, "update-ref", f"refs/remotes/origin/{MAIN}", merge)
+                try:  # by URL, and only if main is still the one merged onto
+                    self._git(
+                        repo,
+                        "push",
+                        "--quiet",
+                        f"--force-with-lease=refs/heads/{MAIN}:{main}",
+                        self.url,
+                        f"{merge}:refs/heads/{MAIN}",
+                    )
+                    self._pushed_main = merge
                     return merge
                 except git.GitCommandError as e:
                     last = _stderr(e)
-                    continue  # main moved under us: fetch and merge again on top of it
+                    main = None  # main moved under us: fetch and merge again on top of it
             raise TemporaryError(f"could not push {MAIN} of {self.url} after {PUSH_ATTEMPTS} attempts: {last}")
 
 

@@ -12,10 +12,13 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+
+import git
 
 from promoter.errors import NotFound
 from promoter.forges import Review, already_merged, register
@@ -53,6 +56,21 @@ class LocalForge:
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
             db.executescript(SCHEMA)
+        self._local = threading.local()
+
+    def _head(self, branch: str) -> str | None:
+        """The branch's head as the origin has it: read from the origin's own refs when it is a
+        repository on this disk (as a hosted forge reads its own), else asked of it over git."""
+        if "://" in self.origin or not Path(self.origin).is_dir():
+            return self.repo.branch_head(branch)
+        origin: git.Repo | None = getattr(self._local, "origin", None)
+        if origin is None:
+            origin = self._local.origin = git.Repo(self.origin)
+        try:
+            sha: str = git.SymbolicReference.dereference_recursive(origin, f"refs/heads/{branch}")
+            return sha
+        except ValueError:  # no such ref
+            return None
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -87,7 +105,7 @@ class LocalForge:
     def open_pull_request(
         self, head: str, title: str, body: str, base: str = MAIN, labels: list[str] | None = None
     ) -> PullRequest:
-        sha = self.repo.branch_head(head)
+        sha = self._head(head)
         if sha is None:
             raise NotFound(f"cannot open a pull request: branch {head} does not exist on {self.origin}")
         with self._db() as db:
@@ -115,7 +133,7 @@ class LocalForge:
         if row is None:
             raise NotFound(f"pull request #{number} does not exist on {self.origin}")
         if row["state"] == "open":  # a hosted forge follows pushes to the branch; read it from origin
-            sha = self.repo.branch_head(row["head"])
+            sha = self._head(row["head"])
             if sha is not None and sha != row["head_sha"]:
                 with self._db() as db:
                     db.execute(
@@ -126,9 +144,10 @@ class LocalForge:
         return self._pr(row)
 
     def update_body(self, number: int, body: str) -> PullRequest:
-        self.get_pull_request(number)
         with self._db() as db:
-            db.execute("UPDATE pulls SET body = ?, updated_at = ? WHERE number = ?", (body, _now(), number))
+            updated = db.execute("UPDATE pulls SET body = ?, updated_at = ? WHERE number = ?", (body, _now(), number))
+        if not updated.rowcount:
+            raise NotFound(f"pull request #{number} does not exist on {self.origin}")
         return self.get_pull_request(number)
 
     def list_pull_requests(self, state: str | None = None) -> list[PullRequest]:

@@ -132,7 +132,8 @@ def test_prepare_pushes_nothing_and_push_branch_pushes_the_same_change(origin: O
     assert origin.branches() == ["main"]  # a denied stage leaves no branch behind
     pushed = clone.push_branch(prep(sha))
     assert pushed.branch == dry.branch and pushed.diff == dry.diff and pushed.head is not None
-    assert clone.prepare(prep(sha)).head == pushed.head  # found again once it exists
+    assert clone.push_branch(prep(sha)).head == pushed.head  # found again once it exists: not pushed twice
+    assert clone.prepare(prep(sha)).head is None  # the dry run never asks the remote for the branch
 
 
 def test_prepare_detects_nothing_to_promote(origin: Origin, clone: GitClone) -> None:
