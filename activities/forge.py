@@ -1,5 +1,5 @@
-"""Forge activities: open (idempotent by head branch), update, comment, merge (once), close, and the
-gate's watcher of a pull request's reviews and head."""
+"""Forge activities: push a stage's branch and open its PR (idempotent by head branch), update,
+merge (once), close, and the gate's watcher of a pull request's reviews and head."""
 
 from __future__ import annotations
 
@@ -13,10 +13,13 @@ from promoter import layout
 from promoter.errors import TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked
+from promoter.gitrepo import GitRepository
 from promoter.models import (
     ClosePullRequest,
     MergePullRequest,
     MergeResult,
+    OpenChangeInput,
+    OpenedChange,
     OpenPullRequestInput,
     PullRequest,
     ReviewEvent,
@@ -27,12 +30,25 @@ from promoter.models import (
 
 
 class ForgeActivities:
-    def __init__(self, forge: Forge, poll_seconds: float = 15.0) -> None:
+    def __init__(self, forge: Forge, repo: GitRepository, poll_seconds: float = 15.0) -> None:
         self.forge = forge
+        self.repo = repo
         self.poll_seconds = poll_seconds
 
-    @activity.defn(name="open_pull_request")
+    @activity.defn(name="open_change")
     @classified
+    def open_change(self, req: OpenChangeInput) -> OpenedChange:
+        """Commit the change on the stage's branch and push it, then open its PR: both idempotent, so
+        a retry finds the same branch and the same PR again. No PR when main already has the change
+        (it landed there since it was checked)."""
+        prepared = self.repo.push_branch(req.change)
+        if prepared.branch is None or prepared.head is None:
+            return OpenedChange(prepared=prepared)
+        pr = self.open_pull_request(
+            OpenPullRequestInput(branch=prepared.branch, title=req.title, body=req.body, labels=req.labels)
+        )
+        return OpenedChange(prepared=prepared, pr=pr)
+
     def open_pull_request(self, req: OpenPullRequestInput) -> PullRequest:
         """Open (or find again) the stage's PR, then close older promotion PRs of the same app and
         environment with a pointer to it, so the repository does not fill with stale ones."""

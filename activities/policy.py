@@ -18,6 +18,7 @@ from promoter.gitrepo import GitRepository
 from promoter.models import (
     Approval,
     ApprovalCheck,
+    ChangeCheck,
     PolicyCheckInput,
     PolicyDecision,
     PolicyViolation,
@@ -37,9 +38,14 @@ class PolicyActivities:
         self._bundles: dict[str, PolicyBundle] = {}
         self._lock = threading.Lock()
 
-    def bundle(self) -> PolicyBundle:
-        """policies/ on main, parsed once per tree id (the policy revision)."""
-        tree, commit = self.repo.policy_revision()
+    def warm(self) -> None:
+        """Compile main's policies now (the worker calls it as it starts), so that the first
+        promotion does not pay for a cold engine."""
+        self.engine.warm(self.bundle())
+
+    def bundle(self, base: str | None = None) -> PolicyBundle:
+        """policies/ on main (at `base`, or as it is now), parsed once per tree id (the policy revision)."""
+        tree, commit = self.repo.policy_revision(base)
         with self._lock:
             if tree in self._bundles:
                 return self._bundles[tree]
@@ -49,7 +55,7 @@ class PolicyActivities:
                 self._bundles = {tree: PolicyBundle.from_files(files)}  # keep only the newest revision
             return self._bundles[tree]
 
-    def objects(self, req: PolicyCheckInput) -> list[dict[str, Any]]:
+    def objects(self, req: PolicyCheckInput, base: str | None = None) -> list[dict[str, Any]]:
         folder = app_folder(req.target_env, req.app)
         if req.head:  # what the PR would merge, including commits pushed onto it since it was opened
 
@@ -59,21 +65,18 @@ class PolicyActivities:
                 return tmp / folder
 
             return render_files(self.repo.folder_files(req.head, folder), folder, tree)
-        change = PrepareInput(
-            app=req.app,
-            commit=req.commit,
-            source_env=req.source_env,
-            target_env=req.target_env,
-            local_files=req.environment.local_files,
+        change = self.change(req)
+        return render_files(
+            self.repo.change_files(change, base), folder, lambda tmp: self.repo.export_change(change, tmp, base)
         )
-        return render_files(self.repo.change_files(change), folder, lambda tmp: self.repo.export_change(change, tmp))
 
-    def evaluate(self, req: PolicyCheckInput) -> PolicyDecision:
+    def evaluate(self, req: PolicyCheckInput, base: str | None = None) -> PolicyDecision:
+        """The decision on `req`, with main (its policies and the target's folder) at `base`, or as it is now."""
         try:
             for name, what in ((req.app, "app"), (req.source_env, "environment"), (req.target_env, "environment")):
                 check(name, what)
-            bundle = self.bundle()
-            objects = self.objects(req) if req.render_objects else []
+            bundle = self.bundle(base)
+            objects = self.objects(req, base) if req.render_objects else []
         except PromoterError as e:
             return PolicyDecision(
                 allow=False,
@@ -93,6 +96,27 @@ class PolicyActivities:
     @classified
     def check_policy(self, req: PolicyCheckInput) -> PolicyDecision:
         return self.evaluate(req)
+
+    @activity.defn(name="check_change")
+    @classified
+    def check_change(self, req: PolicyCheckInput) -> ChangeCheck:
+        """What promoting would change in the target's folder (nothing is pushed), and the policies'
+        decision on exactly that change: one fetch of main serves both."""
+        prepared = self.repo.prepare(self.change(req))
+        if not prepared.changed:
+            return ChangeCheck(prepared=prepared)
+        decision = self.evaluate(req.model_copy(update={"diff": prepared.diff}), base=prepared.base)
+        return ChangeCheck(prepared=prepared, decision=decision)
+
+    @staticmethod
+    def change(req: PolicyCheckInput) -> PrepareInput:
+        return PrepareInput(
+            app=req.app,
+            commit=req.commit,
+            source_env=req.source_env,
+            target_env=req.target_env,
+            local_files=req.environment.local_files,
+        )
 
     @activity.defn(name="check_approval")
     @classified

@@ -1,4 +1,5 @@
-"""Git activities: plan a promotion, prepare a stage's change (dry), push it on its branch."""
+"""Git activities: plan a promotion. (A stage's change is prepared by `check_change` in
+activities/policy.py and pushed by `open_change` in activities/forge.py.)"""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ from temporalio import activity
 
 from activities import classified
 from promoter.gitrepo import GitRepository
-from promoter.models import PlanInput, PrepareInput, PrepareResult, PromotionPlan
+from promoter.models import PlanInput, PromotionPlan
 
 
 class GitActivities:
@@ -17,13 +18,3 @@ class GitActivities:
     @classified
     def plan(self, req: PlanInput) -> PromotionPlan:
         return self.repo.plan(req)
-
-    @activity.defn(name="prepare")
-    @classified
-    def prepare(self, req: PrepareInput) -> PrepareResult:
-        return self.repo.prepare(req)
-
-    @activity.defn(name="push_branch")
-    @classified
-    def push_branch(self, req: PrepareInput) -> PrepareResult:
-        return self.repo.push_branch(req)

@@ -164,6 +164,7 @@ async def start(
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 static_summary=summary,
                 static_details=static_details(promotion_plan, requested_by),
+                memo={"app": promotion_plan.app, "commit": promotion_plan.commit, "state": "running"},
                 search_attributes=attributes,
             )
         except WorkflowAlreadyStartedError:

@@ -453,6 +453,7 @@ def list_(
 async def _list(
     s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int, client: Any = None
 ) -> int:
+    from promoter import search
     from promoter.models import PromotionState
 
     if state is not None and state not in {x.value for x in PromotionState}:
@@ -479,6 +480,11 @@ async def _list(
         row_state = memo.get("state", "running")
         if status_name != "RUNNING" and row_state == "running":
             row_state = closed.get(status_name) or "failed"
+        stage, stage_state = memo.get("stage"), memo.get("stage_state")
+        if status_name == "RUNNING" and wf.typed_search_attributes.get(search.STATE):
+            # indexed: the search attributes follow every state (the memo only the stage)
+            stage = wf.typed_search_attributes.get(search.ENV) or stage
+            stage_state = wf.typed_search_attributes.get(search.STATE)
         if state is not None and row_state != state:
             continue
         rows.append(
@@ -488,8 +494,8 @@ async def _list(
                 "app": memo.get("app", wf.id.removeprefix("promote-")),
                 "commit": memo.get("commit", ""),
                 "state": row_state,
-                "stage": memo.get("stage"),
-                "stage_state": memo.get("stage_state"),
+                "stage": stage,
+                "stage_state": stage_state,
                 "started_at": wf.start_time.isoformat() if wf.start_time else None,
                 "closed_at": wf.close_time.isoformat() if wf.close_time else None,
             }

@@ -90,9 +90,9 @@ class GitRepository(Protocol):
     def plan(self, req: PlanInput) -> PromotionPlan: ...
     def prepare(self, req: PrepareInput) -> PrepareResult: ...
     def push_branch(self, req: PrepareInput) -> PrepareResult: ...
-    def change_files(self, req: PrepareInput) -> dict[str, bytes]: ...
-    def export_change(self, req: PrepareInput, dest: Path) -> Path: ...
-    def policy_revision(self) -> tuple[str, str]: ...
+    def change_files(self, req: PrepareInput, base: str | None = None) -> dict[str, bytes]: ...
+    def export_change(self, req: PrepareInput, dest: Path, base: str | None = None) -> Path: ...
+    def policy_revision(self, base: str | None = None) -> tuple[str, str]: ...
     def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]: ...
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
     def export_tree(self, rev: str, dest: Path) -> None: ...
@@ -412,14 +412,16 @@ class GitClone:
         self._push_branch(repo, branch, head, existing)
         return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
 
-    def _desired(self, repo: git.Repo, req: PrepareInput) -> tuple[str, dict[str, Entry], dict[str, Entry]]:
-        """(main, the target folder on main, the target folder after the change). The source stage's
-        "change" is its own folder at the commit."""
+    def _desired(
+        self, repo: git.Repo, req: PrepareInput, base: str | None = None
+    ) -> tuple[str, dict[str, Entry], dict[str, Entry]]:
+        """(main, the target folder on main, the target folder after the change); `base` stands for
+        main when given. The source stage's "change" is its own folder at the commit."""
         src = app_folder(req.source_env, req.app)
         dst = app_folder(req.target_env, req.app)
         if self._rev(repo, req.commit) is None:
             raise NotFound(f"commit {req.commit[:12]} not found in {self.url}")
-        main = self._main(repo)
+        main = base or self._main(repo)
         if req.source_env == req.target_env:
             return main, self._tree(repo, main, dst), self._tree(repo, req.commit, src)
         local = set(req.local_files)
@@ -430,19 +432,21 @@ class GitClone:
         desired.update({p: e for p, e in current.items() if p in local})
         return main, current, desired
 
-    def change_files(self, req: PrepareInput) -> dict[str, bytes]:
-        """The files of the target's app folder after the change (relative paths → content)."""
-        return self._change(req)[1]
+    def change_files(self, req: PrepareInput, base: str | None = None) -> dict[str, bytes]:
+        """The files of the target's app folder after the change (relative paths → content), onto
+        `base` (a commit of main, e.g. the one `prepare` saw) or main as it is now."""
+        return self._change(req, base)[1]
 
-    def _change(self, req: PrepareInput) -> tuple[str, dict[str, bytes]]:
-        repo = self._fresh()
-        main, _, desired = self._desired(repo, req)
+    def _change(self, req: PrepareInput, base: str | None) -> tuple[str, dict[str, bytes]]:
+        repo = self._have(self._open(), base) if base else self._fresh()
+        main, _, desired = self._desired(repo, req, base)
         return main, self._contents(repo, desired)
 
-    def export_change(self, req: PrepareInput, dest: Path) -> Path:
-        """Main's whole tree in `dest`, with the target's app folder as it is after the change (what
-        kustomize needs when an overlay reaches a base elsewhere). Returns the app folder."""
-        main, files = self._change(req)
+    def export_change(self, req: PrepareInput, dest: Path, base: str | None = None) -> Path:
+        """Main's whole tree in `dest` (`base`, or main as it is now), with the target's app folder as
+        it is after the change (what kustomize needs when an overlay reaches a base elsewhere).
+        Returns the app folder."""
+        main, files = self._change(req, base)
         self._extract(self._open(), main, dest)
         folder = Path(dest) / app_folder(req.target_env, req.app)
         if folder.exists():
@@ -508,10 +512,11 @@ class GitClone:
         self._push_branch(repo, branch, head, existing)
         return branch, head
 
-    def policy_revision(self) -> tuple[str, str]:
-        """(tree id of policies/, commit) on main as it is now: the tree id names the policy revision."""
-        repo = self._fresh()
-        main = self._main(repo)
+    def policy_revision(self, base: str | None = None) -> tuple[str, str]:
+        """(tree id of policies/, commit) on main as it is now, or at `base` (a commit of main): the
+        tree id names the policy revision."""
+        repo = self._have(self._open(), base) if base else self._fresh()
+        main = base or self._main(repo)
         return self._policy_tree(repo, main), main
 
     def _policy_tree(self, repo: git.Repo, commit: str) -> str:

@@ -491,6 +491,28 @@ class PolicyDecision(BaseModel):
     approvers: list[str] = Field(default_factory=list)  # who may decide the gate (groups expanded)
 
 
+class ChangeCheck(BaseModel):
+    """`check_change`'s answer: what promoting would change (nothing pushed), and the policies'
+    decision on exactly that change (None when nothing would change)."""
+
+    prepared: PrepareResult
+    decision: PolicyDecision | None = None
+
+
+class OpenChangeInput(BaseModel):
+    """Push the stage's branch and open its PR (`open_change`)."""
+
+    change: PrepareInput
+    title: str
+    body: str
+    labels: list[str] = Field(default_factory=list)
+
+
+class OpenedChange(BaseModel):
+    prepared: PrepareResult  # the branch and the head that was pushed
+    pr: PullRequest | None = None  # None: main already has the change, nothing was opened
+
+
 class SyncInput(BaseModel):
     promotion_id: str
     app: str

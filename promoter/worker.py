@@ -7,6 +7,7 @@ import concurrent.futures
 import logging
 import os
 import signal
+from collections.abc import Callable
 from pathlib import Path
 
 from temporalio.client import Client
@@ -33,8 +34,9 @@ class Workers:
     waiting gate holds one of those (an async activity, no thread) and never a slot the git, forge,
     policy and cluster activities need. `async with` runs both."""
 
-    def __init__(self, *workers: Worker) -> None:
+    def __init__(self, *workers: Worker, warm: Callable[[], None] = lambda: None) -> None:
         self.workers = workers
+        self.warm = warm  # compiles main's policies: run once as the worker starts
 
     async def __aenter__(self) -> Workers:
         for w in self.workers:
@@ -56,7 +58,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         max_file_bytes=settings.max_file_bytes,
     )
     forge = build_forge(settings, repo)
-    git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, settings.review_poll_s)
+    git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo)
     reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
@@ -66,9 +68,8 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         workflows=[PromotionWorkflow, PlanWorkflow],
         activities=[
             git_acts.plan,
-            git_acts.prepare,
-            git_acts.push_branch,
-            forge_acts.open_pull_request,
+            policy.check_change,
+            forge_acts.open_change,
             forge_acts.merge_pull_request,
             forge_acts.close_pull_request,
             forge_acts.update_pull_request,
@@ -82,6 +83,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         ],
         activity_executor=executor,
         max_concurrent_activities=16,
+        max_concurrent_local_activities=16,  # the same threads run both kinds
     )
     watchers = Worker(
         client,
@@ -89,7 +91,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         activities=[forge_acts.watch_pull_request],
         max_concurrent_activities=1000,
     )
-    return Workers(main, watchers)
+    return Workers(main, watchers, warm=policy.warm)
 
 
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a token
@@ -132,6 +134,10 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
             settings.task_queue,
             settings.repo_url,
         )
+        try:
+            await asyncio.to_thread(worker.warm)
+        except Exception as e:  # noqa: BLE001 - never fatal: the first check of that revision denies, naming it
+            log.warning("the policies on main could not be compiled ahead: %s", e)
         async with worker:
             if ready_file:
                 Path(ready_file).write_text(str(os.getpid()))

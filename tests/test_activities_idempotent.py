@@ -12,27 +12,32 @@ from activities.forge import ForgeActivities
 from activities.repository import GitActivities
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
-from promoter.models import ClosePullRequest, MergePullRequest, OpenPullRequestInput, PlanInput, PrepareInput
+from promoter.models import (
+    ClosePullRequest,
+    MergePullRequest,
+    OpenChangeInput,
+    PlanInput,
+    PrepareInput,
+)
 from tests.support.gitops import Origin
 
 
 def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitClone, forge: LocalForge) -> None:
     env = ActivityEnvironment()
-    gits, forges = GitActivities(clone), ForgeActivities(forge)
+    gits, forges = GitActivities(clone), ForgeActivities(forge, clone)
     sha = origin.bump()
     plans = [env.run(gits.plan, PlanInput(app="demo")) for _ in range(2)]
     assert plans[0] == plans[1]
     req = PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging")
-    dry = [env.run(gits.prepare, req) for _ in range(2)]
+    dry = [clone.prepare(req) for _ in range(2)]
     assert dry[0] == dry[1] and origin.branches() == ["main"]
-    first, second = (env.run(gits.push_branch, req) for _ in range(2))
-    assert first == second and first.branch is not None
-    assert sorted(origin.branches()) == ["main", first.branch]
-    assert git.Repo(origin.path).git.rev_list("--count", f"main..{first.branch}") == "1"
-
-    open_req = OpenPullRequestInput(branch=first.branch, title="t", body="b")
-    pr1, pr2 = (env.run(forges.open_pull_request, open_req) for _ in range(2))
-    assert pr1.number == pr2.number and len(forge.list_pull_requests()) == 1
+    open_req = OpenChangeInput(change=req, title="t", body="b")
+    first, second = (env.run(forges.open_change, open_req) for _ in range(2))
+    assert first == second and first.pr is not None and first.prepared.branch is not None
+    assert sorted(origin.branches()) == ["main", first.prepared.branch]
+    assert git.Repo(origin.path).git.rev_list("--count", f"main..{first.prepared.branch}") == "1"
+    pr1 = first.pr
+    assert len(forge.list_pull_requests()) == 1
 
     before = len(origin.main_log())
     m1, m2 = (env.run(forges.merge_pull_request, MergePullRequest(number=pr1.number)) for _ in range(2))
@@ -56,15 +61,14 @@ def test_opening_a_newer_promotion_pr_closes_the_stale_one_with_a_pointer(
     """A PR left open by an earlier promotion (e.g. terminated) of the same app and environment is
     closed when a newer one opens; other apps' and environments' PRs are left alone."""
     env = ActivityEnvironment()
-    gits, forges = GitActivities(clone), ForgeActivities(forge)
+    forges = ForgeActivities(forge, clone)
     opened = {}
     for tag, app_env in (("1.1.0", "staging"), ("1.2.0", "prod"), ("1.3.0", "staging")):
         sha = origin.bump(tag=tag)
-        pushed = env.run(gits.push_branch, PrepareInput(app="demo", commit=sha, source_env="dev", target_env=app_env))
-        assert pushed.branch is not None
-        opened[tag] = env.run(
-            forges.open_pull_request, OpenPullRequestInput(branch=pushed.branch, title=f"t {tag}", body="b")
-        )
+        change = PrepareInput(app="demo", commit=sha, source_env="dev", target_env=app_env)
+        pr = env.run(forges.open_change, OpenChangeInput(change=change, title=f"t {tag}", body="b")).pr
+        assert pr is not None
+        opened[tag] = pr
     stale, other_env, newest = (forge.get_pull_request(opened[t].number) for t in ("1.1.0", "1.2.0", "1.3.0"))
     assert stale.state == "closed" and other_env.state == "open" and newest.state == "open"
     assert forge.comments(stale.number) == [

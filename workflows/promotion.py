@@ -19,10 +19,11 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from promoter import report
     from promoter.models import (
+        ChangeCheck,
         ClosePullRequest,
         Decision,
         MergePullRequest,
-        OpenPullRequestInput,
+        OpenChangeInput,
         Phase,
         PlanInput,
         PlannedEnvironment,
@@ -108,12 +109,12 @@ class PromotionWorkflow:
             return await self._fail(stage, e)
 
     async def _stage(self, stage: StageStatus) -> bool:
-        """A later environment: prepare, policy, PR, gate, merge, then the rollout's verdict."""
+        """A later environment: the change and its policy check, PR, gate, merge, then the rollout's verdict."""
         planned = self.p.envs[stage.env]
         stage.started_at = workflow.now()
         await self._soak_previous(stage)
         self.runner.checkpoint()
-        self.r.set(stage, StageState.PENDING, "preparing the change")
+        self.r.set(stage, StageState.CHECKING_POLICY, "preparing the change and checking it")
         try:
             change = PrepareInput(
                 app=self.plan.app,
@@ -122,17 +123,17 @@ class PromotionWorkflow:
                 target_env=stage.env,
                 local_files=planned.config.local_files,
             )
-            prepared = await self.runner.run(steps.PREPARE, change, f"prepare {stage.env}")
-            if not prepared.changed:
-                folder = f"environments/{stage.env}/{self.plan.app}"
-                source = self.status.stages[0].env
-                self.r.set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
-                stage.finished_at = workflow.now()
-                return True
-            decision = await self._policy(stage, "pre_pr", prepared)
-            if decision is None:
+            checked: ChangeCheck = await self.runner.run(
+                steps.CHECK_CHANGE, self.p.policy_input(stage, "pre_pr"), f"change and policy for {stage.env}"
+            )
+            if checked.decision is None:
+                return self._skip(stage)
+            if not self._judge(stage, "pre_pr", checked.decision):
                 return False  # denied before anything was pushed or opened
-            pr, body = await self._open_pull_request(stage, planned, change, prepared, decision)
+            opened = await self._open_pull_request(stage, planned, change, checked.prepared, checked.decision)
+            if opened is None:
+                return self._skip(stage)
+            pr, body = opened
             gate = await self.gate.wait(stage, planned)
             if gate == "merged":  # merged on the forge by hand: sync what main has now
                 assert stage.merge_commit is not None
@@ -141,9 +142,16 @@ class PromotionWorkflow:
                 return healthy
             if not gate:
                 return False
-            return await self._merge(stage, planned, prepared, pr, body)
+            return await self._merge(stage, planned, checked.prepared, pr, body)
         except ActivityError as e:
             return await self._fail(stage, e)
+
+    def _skip(self, stage: StageStatus) -> bool:
+        folder = f"environments/{stage.env}/{self.plan.app}"
+        source = self.status.stages[0].env
+        self.r.set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
+        stage.finished_at = workflow.now()
+        return True
 
     async def _open_pull_request(
         self,
@@ -152,24 +160,26 @@ class PromotionWorkflow:
         change: PrepareInput,
         prepared: PrepareResult,
         decision: PolicyDecision,
-    ) -> tuple[PullRequest, str]:
-        """Push the stage's branch and open its PR (with the diff and the policy report)."""
-        self.r.set(stage, StageState.OPENING_PR, f"pushing {prepared.branch}")
-        prepared = await self.runner.run(steps.PUSH_BRANCH, change, f"push {prepared.branch}")
-        stage.branch, stage.head_sha = prepared.branch, prepared.head
-        assert prepared.branch is not None
+    ) -> tuple[PullRequest, str] | None:
+        """Push the stage's branch and open its PR (with the diff and the policy report), in one step.
+        None: main has had the change since it was checked, so there is nothing to open."""
+        self.r.set(stage, StageState.OPENING_PR, f"pushing {prepared.branch} and opening its PR")
         source = self.status.stages[0].env
         approval = planned.config.approval
         body = report.pr_body(
             self.plan, self.status.id, source, stage.env, prepared.diff, decision, approval.approvers, approval.required
         )
-        request = OpenPullRequestInput(
-            branch=prepared.branch,
+        request = OpenChangeInput(
+            change=change,
             title=report.pr_title(self.plan, source, stage.env),
             body=body,
             labels=["promotion", f"env:{stage.env}", f"app:{self.plan.app}"],
         )
-        pr = await self.runner.run(steps.OPEN_PULL_REQUEST, request, f"open PR for {stage.env}")
+        opened = await self.runner.run(steps.OPEN_CHANGE, request, f"open PR for {stage.env}")
+        if opened.pr is None:
+            return None
+        pr = opened.pr
+        stage.branch, stage.head_sha = opened.prepared.branch, opened.prepared.head
         stage.pr_number, stage.pr_url = pr.number, pr.url
         self.r.set(stage, StageState.PR_OPEN, f"PR #{pr.number} opened")
         self.runner.checkpoint()
@@ -185,15 +195,13 @@ class PromotionWorkflow:
             await self._close(pr.number, f"Not merged: the policies deny it at merge time.\n\n{stage.message}")
             return False
         self.r.set(stage, StageState.MERGING)
-        entries = self.r.entries(stage.env)
-        record = UpdatePullRequest(number=pr.number, body=body + report.audit_section(entries))
-        await self.runner.run(steps.UPDATE_PULL_REQUEST, record, f"record decisions on PR #{pr.number}")
-        assert prepared.branch is not None
+        entries = self.r.entries(stage.env)  # in the merge commit's trailers; the PR body gets them with the verdict
+        assert stage.branch is not None
         merging = planned.config.merge
         merge = MergePullRequest(
             number=pr.number,
             expected_head=stage.head_sha,
-            comment=report.merge_message(pr.number, prepared.branch, pr.title, self.status.id, entries),
+            comment=report.merge_message(pr.number, stage.branch, pr.title, self.status.id, entries),
             merge_method=merging.method,
             fail_when_blocked=merging.on_blocked == "fail",
         )
@@ -221,25 +229,27 @@ class PromotionWorkflow:
 
     # ------------------------------------------------------------------ steps
 
-    async def _policy(
-        self, stage: StageStatus, phase: Phase = "pre_pr", diff: PrepareResult | None = None
-    ) -> PolicyDecision | None:
-        """The policy step: the decision is kept on the stage; a denial ends the promotion there."""
+    async def _policy(self, stage: StageStatus, phase: Phase = "pre_pr", diff: PrepareResult | None = None) -> bool:
+        """The policy step (the source's check, and a gated stage's check before its merge)."""
         self.r.set(stage, StageState.CHECKING_POLICY, "before merging" if phase == "merge" else "")
         decision = await self.runner.run(
             steps.CHECK_POLICY, self.p.policy_input(stage, phase, diff), f"policy ({phase}) for {stage.env}"
         )
+        return self._judge(stage, phase, decision)
+
+    def _judge(self, stage: StageStatus, phase: Phase, decision: PolicyDecision) -> bool:
+        """The decision is kept on the stage and audited; a denial ends the promotion there."""
         stage.policy = decision
         verdict = "allow" if decision.allow else "deny"
         counts = f"{len(decision.deny)} denial(s), {len(decision.warn)} warning(s)"
         detail = f"{phase} {verdict}, revision {decision.revision or '?'}, {counts}"
         self.r.audit(stage.env, "policy", actor=decision.engine or "policy", detail=detail)
         if decision.allow:
-            return decision
+            return True
         reasons = "; ".join(f"{v.rule}: {v.message}" for v in decision.deny) or "denied"
         self.r.end(stage, StageState.POLICY_DENIED, reasons, PromotionState.POLICY_DENIED, reasons)
         self.r.notify(stage, "denied", f"Policy denied {self.p.label} for {stage.env}: {reasons}")
-        return None
+        return False
 
     async def _soak_previous(self, stage: StageStatus) -> None:
         """Wait until the previous environment has been healthy for its soak time (a durable timer)."""

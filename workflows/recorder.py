@@ -110,6 +110,7 @@ class Recorder:
         # indexed only when the starter could set the attributes (they are registered in the namespace)
         self.indexed = workflow.info().typed_search_attributes.get(search.APP) is not None
         self.indexed_values: dict[str, str] = {}
+        self.memo_stage = ""  # the stage the memo names
         self.notifications: list[asyncio.Task[None]] = []
         self.gate_opened_at: dict[str, datetime] = {}
 
@@ -119,15 +120,19 @@ class Recorder:
         stage.state = state
         stage.message = message
         workflow.set_current_details(self.details(stage))
-        workflow.upsert_memo(
-            {
-                "app": self.p.plan.app,
-                "commit": self.p.plan.commit,
-                "state": self.status.state.value,
-                "stage": stage.env,
-                "stage_state": state.value,
-            }
-        )
+        # each upsert is a history event: with search attributes (which follow every state), the memo
+        # follows only the stage; without them it is what `promoter list` reads, so it follows every state
+        if not self.indexed or self.memo_stage != stage.env:
+            self.memo_stage = stage.env
+            workflow.upsert_memo(
+                {
+                    "app": self.p.plan.app,
+                    "commit": self.p.plan.commit,
+                    "state": self.status.state.value,
+                    "stage": stage.env,
+                    "stage_state": state.value,
+                }
+            )
         self._index(stage.env, state.value)
 
     def end(self, stage: StageStatus, state: StageState, message: str, outcome: PromotionState, summary: str) -> None:

@@ -4,6 +4,12 @@ worker registers exactly these names (tests/workflows/test_steps.py checks both 
 
 Activities live in `activities/`, which a workflow may not import (`lint-imports`), so a step names
 its activity; `Step.call` is the one place that turns a step into `workflow.execute_activity`.
+
+Short idempotent steps whose retry is harmless (policy checks, pushing a branch and opening its PR,
+a PR body, a sync) are *local* activities: they run in the worker that runs the workflow task and
+are recorded as one marker event, with no round trip through the server's task queues. The merge,
+the health check, the revert, the PR watcher and the webhooks stay ordinary activities: they may
+wait long, heartbeat, or must not hold a workflow task.
 """
 
 from __future__ import annotations
@@ -21,18 +27,18 @@ from temporalio.exceptions import ActivityError
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
         ApprovalCheck,
+        ChangeCheck,
         ClosePullRequest,
         HealthInput,
         HealthResult,
         MergePullRequest,
         MergeResult,
         NotifyInput,
-        OpenPullRequestInput,
+        OpenChangeInput,
+        OpenedChange,
         PlanInput,
         PolicyCheckInput,
         PolicyDecision,
-        PrepareInput,
-        PrepareResult,
         PromotionPlan,
         PromotionStatus,
         PullRequest,
@@ -66,13 +72,24 @@ class Step(Generic[In, Out]):
     retry: RetryPolicy = dataclasses.field(default_factory=lambda: RETRY)
     heartbeat: timedelta | None = None
     watch_queue: bool = False  # runs on `<task queue>-watch`
+    local: bool = False  # a local activity (see the module's docstring)
 
     def but(self, **changes: Any) -> Step[In, Out]:
         """This step with other timeouts (e.g. a merge that may wait for `merge.wait`)."""
         return dataclasses.replace(self, **changes)
 
     def call(self, arg: In, summary: str) -> Any:
-        """`workflow.execute_activity` for this step: an awaitable of its result."""
+        """`workflow.execute_activity` (or `execute_local_activity`) for this step: an awaitable of its result."""
+        if self.local:
+            return workflow.execute_local_activity(
+                self.name,
+                arg,
+                result_type=self.result,
+                summary=summary,
+                start_to_close_timeout=self.start_to_close,
+                schedule_to_close_timeout=self.schedule_to_close,
+                retry_policy=self.retry,
+            )
         return workflow.execute_activity(
             self.name,
             arg,
@@ -86,48 +103,44 @@ class Step(Generic[In, Out]):
         )
 
 
-def _git(name: str, inp: type[In], out: type[Out]) -> Step[In, Out]:
+def _git(name: str, inp: type[In], out: type[Out], local: bool = False) -> Step[In, Out]:
     """A git or forge step: 2 minutes an attempt, retried for 15 minutes, then the stage fails with the last error."""
-    return Step(name, inp, out, start_to_close=timedelta(minutes=2), schedule_to_close=timedelta(minutes=15))
+    return Step(
+        name, inp, out, start_to_close=timedelta(minutes=2), schedule_to_close=timedelta(minutes=15), local=local
+    )
+
+
+def _policy(name: str, inp: type[In], out: type[Out], minutes: int = 10) -> Step[In, Out]:
+    """A policy step (local): 2 minutes an attempt; only our own engine's faults and an unreachable
+    repository are retried, for `minutes` (a policy's own error is a denial, not a failure)."""
+    return Step(
+        name, inp, out, start_to_close=timedelta(minutes=2), schedule_to_close=timedelta(minutes=minutes), local=True
+    )
 
 
 PLAN = Step(
-    "plan", PlanInput, PromotionPlan, start_to_close=timedelta(minutes=2), retry=RetryPolicy(maximum_attempts=3)
-)
-PREPARE = _git("prepare", PrepareInput, PrepareResult)
-PUSH_BRANCH = _git("push_branch", PrepareInput, PrepareResult)
-OPEN_PULL_REQUEST = _git("open_pull_request", OpenPullRequestInput, PullRequest)
-UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest)
-MERGE_PULL_REQUEST = _git("merge_pull_request", MergePullRequest, MergeResult)
-CLOSE_PULL_REQUEST = _git("close_pull_request", ClosePullRequest, PullRequest)
-CHECK_POLICY = Step(
-    "check_policy",
-    PolicyCheckInput,
-    PolicyDecision,
+    "plan",
+    PlanInput,
+    PromotionPlan,
     start_to_close=timedelta(minutes=2),
-    schedule_to_close=timedelta(minutes=10),
+    retry=RetryPolicy(maximum_attempts=3),
+    local=True,
 )
-CHECK_APPROVAL = Step(
-    "check_approval",
-    PolicyCheckInput,
-    ApprovalCheck,
-    start_to_close=timedelta(minutes=1),
-    schedule_to_close=timedelta(minutes=2),
-)
-SCREEN_APPROVERS = Step(
-    "screen_approvers",
-    ScreenInput,
-    ScreenResult,
-    start_to_close=timedelta(minutes=1),
-    schedule_to_close=timedelta(minutes=2),
-)
-SYNC = Step(
-    "sync",
+CHECK_CHANGE = _policy("check_change", PolicyCheckInput, ChangeCheck)  # prepare (dry) + policy, one fetch
+OPEN_CHANGE = _git("open_change", OpenChangeInput, OpenedChange, local=True)  # push the branch + open its PR
+UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest, local=True)
+MERGE_PULL_REQUEST = _git("merge_pull_request", MergePullRequest, MergeResult)
+CLOSE_PULL_REQUEST = _git("close_pull_request", ClosePullRequest, PullRequest, local=True)
+CHECK_POLICY = _policy("check_policy", PolicyCheckInput, PolicyDecision)
+CHECK_APPROVAL = _policy("check_approval", PolicyCheckInput, ApprovalCheck, minutes=2)
+SCREEN_APPROVERS = _policy("screen_approvers", ScreenInput, ScreenResult, minutes=2)
+SYNC = Step(  # local: an app's sync takes a second or two; a worker that dies mid-sync loses its task, and
+    "sync",  # the workflow task's timeout hands it to another worker, which syncs again (idempotent)
     SyncInput,
     SyncResult,
     start_to_close=timedelta(minutes=5),
-    heartbeat=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
     schedule_to_close=timedelta(minutes=10),
+    local=True,
 )
 CHECK_HEALTH = Step(  # its timeouts grow with the environment's health.timeout (see `health_step`)
     "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=timedelta(seconds=15)
@@ -159,9 +172,8 @@ NOTIFY = Step(
 
 ALL: tuple[Step[Any, Any], ...] = (
     PLAN,
-    PREPARE,
-    PUSH_BRANCH,
-    OPEN_PULL_REQUEST,
+    CHECK_CHANGE,
+    OPEN_CHANGE,
     UPDATE_PULL_REQUEST,
     MERGE_PULL_REQUEST,
     CLOSE_PULL_REQUEST,

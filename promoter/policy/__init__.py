@@ -191,6 +191,10 @@ class PolicyEngine(Protocol):
         """The raw `data.promoter.decision` document; raises on any failure."""
         ...
 
+    def warm(self, bundle: PolicyBundle) -> None:
+        """Compile `bundle` now, so that its first evaluation does not pay for it."""
+        ...
+
 
 def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]) -> PolicyDecision:
     """Evaluate and read the decision, failing closed: any error of the policies (or of reaching

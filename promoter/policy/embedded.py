@@ -202,6 +202,9 @@ class EmbeddedEngine:
         result: dict[str, Any] = self.query(bundle, DECISION, input_doc)
         return result
 
+    def warm(self, bundle: PolicyBundle) -> None:
+        self.compiled(bundle)
+
     def close(self) -> None:
         with self._cache_lock:
             compiled, self._cache = list(self._cache.values()), OrderedDict()
@@ -223,6 +226,9 @@ class InProcessEngine:
         if self._compiled is None or self._compiled[0] != bundle.revision:
             self._compiled = (bundle.revision, _compile(bundle.policies(), bundle.full_data()))
         return self._compiled[1]
+
+    def warm(self, bundle: PolicyBundle) -> None:
+        self._engine(bundle)
 
     def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
         _require_decision(bundle)

@@ -78,6 +78,9 @@ class GoOpaEngine:
         decision: dict[str, Any] = result
         return decision
 
+    def warm(self, bundle: PolicyBundle) -> None:
+        self.compiled(bundle)
+
     def close(self) -> None:
         with self._lock:
             for engine in self._engines.values():

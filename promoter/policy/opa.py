@@ -50,6 +50,9 @@ class OpaEngine:
         result: dict[str, Any] = answer["result"]
         return result
 
+    def warm(self, bundle: PolicyBundle) -> None:
+        """Nothing to do here: the OPA server compiles its own policies."""
+
 
 @register("opa")
 def _factory(url: str, timeout_s: float = 5.0, token: str | None = None) -> OpaEngine:
