@@ -211,10 +211,15 @@ class GitClone:
         return repo
 
     def _have(self, repo: git.Repo, rev: str) -> git.Repo:
-        """`repo`, fetched first unless it already has the commit `rev` (a commit never changes)."""
+        """`repo`, fetched first unless it already has the commit `rev` (a commit never changes): main,
+        then, if that did not bring it (a commit pushed onto a PR's branch), every branch."""
         if len(rev) == 40 and self._rev(repo, rev) is not None:
             return repo
-        return self._fresh()
+        repo = self._fresh()
+        if self._rev(repo, rev) is None:
+            with self._file_lock():
+                self._fetch(repo, everything=True)
+        return repo
 
     def _git(self, repo: git.Repo, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
         full_env = dict(self._identity)
@@ -229,9 +234,13 @@ class GitClone:
             out = repo.git.execute(["git", *args], env=full_env, istream=fh)
             return out
 
-    def _fetch(self, repo: git.Repo) -> None:
+    def _fetch(self, repo: git.Repo, everything: bool = False) -> None:
+        """Fetch main (or every branch); callers hold the fetch lock."""
+        refspec = (
+            "+refs/heads/*:refs/remotes/origin/*" if everything else f"+refs/heads/{MAIN}:refs/remotes/origin/{MAIN}"
+        )
         try:
-            self._git(repo, "fetch", "--quiet", "origin", f"+refs/heads/{MAIN}:refs/remotes/origin/{MAIN}")
+            self._git(repo, "fetch", "--quiet", "--prune", "origin", refspec)
         except git.GitCommandError as e:
             raise TemporaryError(f"cannot fetch {self.url}: {_stderr(e)}") from e
 

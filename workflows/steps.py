@@ -5,11 +5,12 @@ worker registers exactly these names (tests/workflows/test_steps.py checks both 
 Activities live in `activities/`, which a workflow may not import (`lint-imports`), so a step names
 its activity; `Step.call` is the one place that turns a step into `workflow.execute_activity`.
 
-Short idempotent steps whose retry is harmless (policy checks, pushing a branch and opening its PR,
-a PR body, a sync) are *local* activities: they run in the worker that runs the workflow task and
+Short idempotent steps whose retry is harmless (planning, policy checks, pushing a branch and
+opening its PR, a PR body, closing a PR) are *local* activities: they run in the worker that runs the workflow task and
 are recorded as one marker event, with no round trip through the server's task queues. The merge,
-the health check, the revert, the PR watcher and the webhooks stay ordinary activities: they may
-wait long, heartbeat, or must not hold a workflow task.
+the sync, the health check, the revert, the PR watcher and the webhooks stay ordinary activities:
+they may wait long or heartbeat, and their retries are the server's (a local step's deadline is
+judged on the worker's clock, which a time-skipping test server does not move).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from typing import Any, Generic, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
@@ -59,6 +61,9 @@ Out = TypeVar("Out")
 RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), backoff_coefficient=2.0, maximum_interval=timedelta(seconds=30)
 )
+# a local step's retries wait in the worker up to this backoff; a longer one is a durable timer, so a
+# step that keeps failing (a cluster down for minutes) does not hold a workflow task meanwhile
+LOCAL_RETRY_THRESHOLD = timedelta(seconds=4)
 WATCH_QUEUE_SUFFIX = "-watch"  # the PR watchers' own task queue (see promoter.worker.Workers)
 
 
@@ -81,15 +86,7 @@ class Step(Generic[In, Out]):
     def call(self, arg: In, summary: str) -> Any:
         """`workflow.execute_activity` (or `execute_local_activity`) for this step: an awaitable of its result."""
         if self.local:
-            return workflow.execute_local_activity(
-                self.name,
-                arg,
-                result_type=self.result,
-                summary=summary,
-                start_to_close_timeout=self.start_to_close,
-                schedule_to_close_timeout=self.schedule_to_close,
-                retry_policy=self.retry,
-            )
+            return self._local(arg, summary)
         return workflow.execute_activity(
             self.name,
             arg,
@@ -101,6 +98,32 @@ class Step(Generic[In, Out]):
             retry_policy=self.retry,
             task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX if self.watch_queue else None,
         )
+
+    async def _local(self, arg: In, summary: str) -> Out:
+        """A local step, whose failure is raised as an `ActivityError` like any step's (the SDK raises
+        a local activity's error as it is), so that every caller handles both kinds alike."""
+        try:
+            result: Out = await workflow.execute_local_activity(
+                self.name,
+                arg,
+                result_type=self.result,
+                summary=summary,
+                start_to_close_timeout=self.start_to_close,
+                schedule_to_close_timeout=self.schedule_to_close,
+                retry_policy=self.retry,
+                local_retry_threshold=LOCAL_RETRY_THRESHOLD,
+            )
+            return result
+        except (ApplicationError, TemporalTimeoutError) as e:
+            raise ActivityError(
+                f"local activity {self.name} failed",
+                scheduled_event_id=0,
+                started_event_id=0,
+                identity="",
+                activity_type=self.name,
+                activity_id="",
+                retry_state=None,
+            ) from e
 
 
 def _git(name: str, inp: type[In], out: type[Out], local: bool = False) -> Step[In, Out]:
@@ -134,13 +157,13 @@ CLOSE_PULL_REQUEST = _git("close_pull_request", ClosePullRequest, PullRequest, l
 CHECK_POLICY = _policy("check_policy", PolicyCheckInput, PolicyDecision)
 CHECK_APPROVAL = _policy("check_approval", PolicyCheckInput, ApprovalCheck, minutes=2)
 SCREEN_APPROVERS = _policy("screen_approvers", ScreenInput, ScreenResult, minutes=2)
-SYNC = Step(  # local: an app's sync takes a second or two; a worker that dies mid-sync loses its task, and
-    "sync",  # the workflow task's timeout hands it to another worker, which syncs again (idempotent)
+SYNC = Step(  # an ordinary activity: it heartbeats, and a cluster down for minutes is retried by the server
+    "sync",
     SyncInput,
     SyncResult,
     start_to_close=timedelta(minutes=5),
+    heartbeat=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
     schedule_to_close=timedelta(minutes=10),
-    local=True,
 )
 CHECK_HEALTH = Step(  # its timeouts grow with the environment's health.timeout (see `health_step`)
     "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=timedelta(seconds=15)

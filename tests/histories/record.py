@@ -30,7 +30,7 @@ from tests.support.gitops import Origin, make_gitops
 from workflows.promotion import PromotionWorkflow
 
 HERE = Path(__file__).parent
-VERSION = "v1"  # the workflow version the recorded histories carry (no patches yet)
+VERSION = "v2"  # v2: the steps folded and made local (issue 13); v1 was retired by a drained cut-over
 
 
 async def main() -> None:
