@@ -26,7 +26,7 @@ are written to that JSON file within ~0.1 s of every change and read back at sta
 stack's clusters survive `promoter down` / `up` as a real cluster would.
 
 Faults for tests: `fail_next(status, count)` answers the next requests with that HTTP status,
-`stall_next(seconds, count)` delays them.
+`stall_next(seconds, count)` delays them; `fail_next(..., path=...)` only requests whose path ends so.
 """
 
 from __future__ import annotations
@@ -151,13 +151,14 @@ class KubeSim:
         self.rollout_delay_s = rollout_delay_s
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
+        self.workloads: set[tuple[str, str, str, str]] = set()  # the controller's keys (of objects)
         self.applied: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}  # + field manager
         self.rollouts: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # generation, started
         self.done: dict[tuple[str, str, str, str], int] = {}  # the generation whose rollout ended
         self.version = 0
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
-        self._faults: list[tuple[str, float]] = []
+        self._faults: list[tuple[str, float, str]] = []
         self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -201,6 +202,7 @@ class KubeSim:
     def _load(self, state: dict[str, Any]) -> None:
         self.version = int(state.get("version", 0))
         self.objects = {tuple(k): o for k, o in state.get("objects", [])}
+        self.workloads = {k for k, o in self.objects.items() if o.get("kind") in WORKLOADS or o.get("kind") == "Job"}
         self.applied = {tuple(k): c for k, c in state.get("applied", [])}
         self.done = {tuple(k): g for k, g in state.get("done", [])}
         self.rollouts = {k: (g, 0.0) for k, g in self.done.items()}  # ended rollouts stay ended
@@ -230,13 +232,14 @@ class KubeSim:
     def __exit__(self, *exc: object) -> None:
         self.stop()
 
-    def fail_next(self, status: int, count: int = 1) -> None:
+    def fail_next(self, status: int, count: int = 1, path: str = "") -> None:
+        """Answer the next `count` requests (whose path ends with `path`, if given) with `status`."""
         with self.lock:
-            self._faults += [("status", float(status))] * count
+            self._faults += [("status", float(status), path)] * count
 
     def stall_next(self, seconds: float, count: int = 1) -> None:
         with self.lock:
-            self._faults += [("stall", seconds)] * count
+            self._faults += [("stall", seconds, "")] * count
 
     # ------------------------------------------------------------------ store
 
@@ -301,6 +304,8 @@ class KubeSim:
                 meta["generation"] += 1
         meta["resourceVersion"] = self._bump()
         self.objects[(kind.group, kind.plural, namespace, meta["name"])] = obj
+        if kind.kind in WORKLOADS or kind.kind == "Job":
+            self.workloads.add((kind.group, kind.plural, namespace, meta["name"]))
         if kind.kind == "CustomResourceDefinition":
             self._register_crd(obj)
         return obj
@@ -395,8 +400,11 @@ class KubeSim:
         while not self._stop.wait(0.02):
             now = time.monotonic()
             with self.lock:
-                for key, obj in list(self.objects.items()):
-                    if obj["kind"] in WORKLOADS or obj["kind"] == "Job":
+                for key in list(self.workloads):
+                    obj = self.objects.get(key)
+                    if obj is None:
+                        self.workloads.discard(key)  # deleted
+                    else:
                         self._reconcile(key, obj, now)
 
     def _reconcile(self, key: tuple[str, str, str, str], obj: dict[str, Any], now: float) -> None:
@@ -593,7 +601,8 @@ class KubeSim:
         query = parse_qs(url.query)
         with self.lock:
             self.requests.append((method, url.path))
-            fault = self._faults.pop(0) if self._faults else None
+            at = next((i for i, f in enumerate(self._faults) if url.path.endswith(f[2])), None)
+            fault = self._faults.pop(at) if at is not None else None
         if fault is not None:
             if fault[0] == "stall":
                 time.sleep(fault[1])  # a slow server, on purpose
@@ -604,15 +613,20 @@ class KubeSim:
             found = self._discovery(url.path)
             if found is not None:
                 return 200, found
+        payload: Any = None
+        if body:  # outside the lock; JSON (which YAML includes, and which clients send) first
+            try:
+                payload = json.loads(body)
+            except ValueError:
+                if "yaml" not in content_type:
+                    raise ApiError(400, "BadRequest", "cannot decode the body: not JSON") from None
+                try:
+                    payload = yaml.safe_load(body.decode())
+                except (ValueError, yaml.YAMLError) as e:
+                    raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
         with self.lock:
             kind, namespace, name, _status = self._route(url.path)
             ns = namespace or ""
-            payload: Any = None
-            if body:
-                try:
-                    payload = yaml.safe_load(body.decode()) if "yaml" in content_type else json.loads(body)
-                except (ValueError, yaml.YAMLError) as e:
-                    raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
             if method == "GET":
                 if name is None:
                     return 200, self.list(kind, namespace, query.get("labelSelector", [""])[0])

@@ -6,16 +6,20 @@ resources apply through discovery; rollout verdicts as `kubectl rollout status` 
 from __future__ import annotations
 
 import copy
+import shutil
+import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from kubernetes import client
 
-from promoter.cluster import APP_LABEL, KubeCluster
+from promoter.cluster import APP_LABEL, KubeCluster, first_error
 from promoter.errors import PermanentError, TemporaryError
 from promoter.render import render_dir
-from promoter.sim.kube import FAIL_IN, KubeSim
+from promoter.sim.kube import FAIL_IN, KubeSim, kubeconfig
 from tests.support.gitops import ROOT
 
 CRD = {
@@ -169,3 +173,69 @@ def test_failing_rollouts_of_other_kinds(sim: KubeSim, cluster: KubeCluster, kin
     assert not healthy
     expected = "failed: BackoffLimitExceeded" if kind == "Job" else "not healthy within 1s"
     assert expected in why
+
+
+WRITES = {"POST", "PUT", "PATCH", "DELETE"}
+
+
+def writes(sim: KubeSim) -> list[tuple[str, str]]:
+    return [r for r in sim.requests if r[0] in WRITES]
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on PATH")
+def test_an_unchanged_resync_writes_nothing_and_an_edit_by_hand_is_applied_again(
+    sim: KubeSim, cluster: KubeCluster, tmp_path: Path
+) -> None:
+    cluster.sync("demo", "promote-demo", demo())
+    sim.requests.clear()
+    again = cluster.sync("demo", "promote-demo", demo())
+    assert (again.applied, again.unchanged, again.pruned) == (0, 3, 0)
+    assert writes(sim) == []  # no apply, no inventory rewrite
+    assert len(sim.requests) <= 6  # the inventory, a list per kind, the namespace: never a read per object
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump(kubeconfig({"staging": sim.url})))
+    subprocess.run(  # someone scales by hand, as people do
+        ["kubectl", "--kubeconfig", str(config), "--context", "staging", "-n", "apps", "patch", "deployment", "demo"]
+        + ["--type", "merge", "-p", '{"spec": {"replicas": 5}}'],
+        check=True,
+        capture_output=True,
+    )
+    sim.requests.clear()
+    healed = cluster.sync("demo", "promote-demo", demo())
+    assert (healed.applied, healed.unchanged) == (1, 2)
+    assert [m for m, path in writes(sim)] == ["PATCH"] and "/deployments/demo" in writes(sim)[0][1]
+    assert sim.objects[("apps", "deployments", "apps", "demo")]["spec"]["replicas"] == 2
+
+
+def test_a_changed_field_is_applied_and_a_dropped_one_removed(sim: KubeSim, cluster: KubeCluster) -> None:
+    first = demo()
+    for o in first:
+        if o["kind"] == "ConfigMap":
+            o["data"]["EXTRA"] = "1"
+    cluster.sync("demo", "p", first)
+    sim.requests.clear()
+    outcome = cluster.sync("demo", "p", demo())  # EXTRA dropped: the live object still holds all of demo()
+    assert (outcome.applied, outcome.unchanged) == (1, 2)  # ...but its hash says it was applied with more
+    assert "EXTRA" not in sim.objects[("", "configmaps", "apps", "demo-settings")]["data"]
+    assert [m for m, _ in writes(sim)] == ["PATCH"]
+
+
+def test_many_objects_apply_concurrently_and_a_permanent_error_wins(sim: KubeSim, cluster: KubeCluster) -> None:
+    many = [
+        {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": f"c{i}"}, "data": {"i": str(i)}}
+        for i in range(40)
+    ]
+    assert cluster.sync("many", "p", many).applied == 40
+    changed = [{**o, "data": {"i": "new"}} for o in many]
+    sim.fail_next(503, path="/configmaps/c3")  # applies fail at once, one for good, one for now
+    sim.fail_next(422, path="/configmaps/c37")
+    with pytest.raises(PermanentError, match="422"):  # whichever ended first: the manifests' fault is told
+        cluster.sync("many", "p", changed)
+    assert not sim._faults
+    assert first_error([TemporaryError("a"), PermanentError("b"), TemporaryError("c")]).args == ("b",)
+    assert first_error([TemporaryError("a"), TemporaryError("c")]).args == ("a",)
+    assert (
+        cluster.sync("many", "p", changed).applied == 2
+    )  # every other apply ended before the error: the retry mends the two
+    assert all(sim.objects[("", "configmaps", "apps", f"c{i}")]["data"] == {"i": "new"} for i in range(40))
