@@ -1,12 +1,14 @@
 """Hostile input through whole promotions on a real Temporal dev server: twenty promotions started at
-once right after a worker starts, three times, with zero denials (our own engine's race denied most of
-them); a deterministic error (a `..` entry in the target folder, a kustomization whose tree holds an
-absolute symlink) ends its stage at once instead of being retried for many minutes; a YAML alias bomb
-is a denial naming its file, and the worker's memory stays flat."""
+once right after a worker starts, dev -> staging -> prod, three times, all succeeding with nothing lost
+(our own engine's race once denied most of them); a deterministic error (a `..` entry in the target
+folder, a kustomization whose tree holds an absolute symlink) ends its stage at once instead of being
+retried for many minutes; a YAML alias bomb is a denial naming its file, and the worker's memory
+stays flat."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +32,33 @@ async def promote(env: WorkflowEnvironment, tq: str, app: str, to_env: str | Non
     return await asyncio.wait_for(handle.result(), timeout=120)
 
 
-async def test_twenty_promotions_at_once_right_after_a_worker_starts_are_never_denied(
+async def test_twenty_promotions_at_once_right_after_a_worker_starts_all_succeed_and_lose_nothing(
     dev_env: WorkflowEnvironment, origin_factory: Any, run_worker: Any
 ) -> None:
-    origin: Origin = origin_factory(apps=APPS)
+    """Three rounds of twenty apps changed in one commit and promoted at once, dev -> staging -> prod,
+    each by a fresh worker (a cold policy engine, an empty git cache): every promotion succeeds (a
+    single false denial or failure fails the test), main gets exactly one merge per app and stage,
+    and every target folder carries its new image."""
+    envs = [{"name": "dev", "order": 1}, {"name": "staging", "order": 2}, {"name": "prod", "order": 3}]
+    origin: Origin = origin_factory(envs, apps=APPS)
     for round_ in range(3):
-        async with run_worker(dev_env, origin) as tq:  # a fresh worker: a cold policy engine
-            results = await asyncio.gather(*(promote(dev_env, tq, app, "dev") for app in APPS))
+        tag = f"9.{round_}.0"
+        paths = [f"environments/dev/{app}/deployment.yaml" for app in APPS]
+        origin.repo.git.pull("--quiet", "--rebase", "origin", "main")
+        origin.commit({p: re.sub(r"(image: \S+):[\w.\-]+", rf"\1:{tag}", (origin.work / p).read_text()) for p in paths})
+        merges_before = sum(" Merge pull request" in line for line in origin.main_log())
+        async with run_worker(dev_env, origin) as tq:
+            results = await asyncio.gather(*(promote(dev_env, tq, app) for app in APPS))
         outcomes = {r.app: (r.state.value, r.message) for r in results if r.state != PromotionState.SUCCEEDED}
         assert outcomes == {}, f"round {round_ + 1}: {outcomes}"
+        assert sum(" Merge pull request" in line for line in origin.main_log()) - merges_before == 2 * len(APPS)
+        lost = [
+            f"{env}/{app}"
+            for app in APPS
+            for env in ("staging", "prod")
+            if f":{tag}" not in origin.show("main", f"environments/{env}/{app}/deployment.yaml")
+        ]
+        assert lost == [], f"round {round_ + 1}: changes lost in {lost}"
 
 
 async def test_a_bad_entry_in_the_target_folder_fails_the_stage_at_once(
