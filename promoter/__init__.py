@@ -3,3 +3,4 @@
 __version__ = "0.1.0"
 
 TASK_QUEUE = "promoter"
+MAX_FILE_BYTES = 5 * 1024 * 1024  # a file of an app folder larger than this is refused (PROMOTER_MAX_FILE_SIZE)

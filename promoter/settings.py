@@ -11,9 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from promoter import TASK_QUEUE, secrets
+from promoter import MAX_FILE_BYTES, TASK_QUEUE, secrets
 from promoter.errors import BadInput
-from promoter.yamlsafe import MAX_FILE_BYTES
 
 if TYPE_CHECKING:  # Temporal's client is imported where it is used: `policy check` never needs it
     from temporalio.client import Client

@@ -15,10 +15,11 @@ from typing import Any
 
 import yaml
 
+import promoter
 from promoter.errors import BadInput
 
 MAX_EXPANDED_NODES = 1_000_000  # scalars, sequences and mappings, with every alias written out
-MAX_FILE_BYTES = 5 * 1024 * 1024  # a file of an app folder larger than this is refused (PROMOTER_MAX_FILE_SIZE)
+MAX_FILE_BYTES = promoter.MAX_FILE_BYTES  # defined at the package's root, so settings need not import yaml
 
 try:  # libyaml when PyYAML was built with it: the same rules, faster
     _Loader: type[Any] = yaml.CSafeLoader
