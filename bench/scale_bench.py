@@ -33,7 +33,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.promotion_bench import peak_rss_mb  # noqa: E402
+from bench.promotion_bench import child_peaks, peak_rss_mb  # noqa: E402
 from promoter import api  # noqa: E402
 from promoter.models import PromotionState  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
@@ -127,8 +127,7 @@ async def main(apps: int) -> None:
                         lost.append(f"{env}/{name}")
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
             rss = peak_rss_mb(worker_pid)
-            children = psutil.Process(worker_pid).children(recursive=True)
-            engine_rss = sum(peak_rss_mb(c.pid) for c in children)
+            engine_rss, git_rss, _ = child_peaks(worker_pid)
             total = t3 - t0
             print(
                 json.dumps(
@@ -145,6 +144,7 @@ async def main(apps: int) -> None:
                         "cpu_s": cpu,
                         "worker_peak_rss_mb": round(rss, 1),
                         "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
+                        "git_reader_processes_pss_mb": round(git_rss, 1),
                     }
                 )
             )

@@ -17,6 +17,12 @@ import typer
 from promoter.errors import PromoterError
 from promoter.settings import DEFAULT_STATE_DIR, Settings
 
+
+def _state_dir(given: str | None) -> Path:
+    """--state-dir, else $PROMOTER_STATE_DIR, else .promoter: the same for every command."""
+    return Path(given or os.environ.get("PROMOTER_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
 app = typer.Typer(
     add_completion=False,
     no_args_is_help=True,
@@ -84,7 +90,7 @@ def up(
     repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path(
         "."
     ),
-    state_dir: Annotated[str, typer.Option("--state-dir")] = DEFAULT_STATE_DIR,
+    state_dir: StateDir = None,
     detach: Annotated[bool, typer.Option("--detach", help="return once everything is up")] = False,
     port: Annotated[int | None, typer.Option(help="Temporal gRPC port (default 7233, or a free one)")] = None,
     ui_port: Annotated[int | None, typer.Option(help="Web UI port (default 8233, or a free one)")] = None,
@@ -92,7 +98,7 @@ def up(
     """Start the embedded stack: Temporal dev server with its Web UI, a worker, origin and local forge."""
     from promoter.stack import Stack, alive, wait_until
 
-    stack = Stack(Path(state_dir))
+    stack = Stack(_state_dir(state_dir))
     info = stack.up(repo, port=port, ui_port=ui_port)
     out.print(f"Temporal UI   {info['ui_url']}")
     out.print(f"Temporal      {info['temporal_address']}")
@@ -114,12 +120,13 @@ def up(
 
 
 @app.command()
-def down(state_dir: Annotated[str, typer.Option("--state-dir")] = DEFAULT_STATE_DIR) -> None:
+def down(state_dir: StateDir = None) -> None:
     """Stop what `promoter up` started (its state stays for the next `up`)."""
     from promoter.stack import Stack
 
-    stopped = Stack(Path(state_dir)).down()
-    out.print("stopped" if stopped else f"nothing running in {state_dir}")
+    where = _state_dir(state_dir)
+    stopped = Stack(where).down()
+    out.print("stopped" if stopped else f"nothing running in {where}")
     raise Exit(0)
 
 
