@@ -110,6 +110,7 @@ class Recorder:
         # indexed only when the starter could set the attributes (they are registered in the namespace)
         self.indexed = workflow.info().typed_search_attributes.get(search.APP) is not None
         self.indexed_values: dict[str, str] = {}
+        self.pending_index: dict[str, str] | None = None  # set within this activation, upserted at its end
         self.memo_stage = ""  # the stage the memo names
         self.notifications: list[asyncio.Task[None]] = []
         self.gate_opened_at: dict[str, datetime] = {}
@@ -180,14 +181,23 @@ class Recorder:
         return "\n".join(lines)
 
     def _index(self, env: str, state: str) -> None:
-        """Search attributes, upserted only when they change (each upsert is a history event)."""
+        """Search attributes, upserted once per activation with the last values set in it, and only
+        when they changed (each upsert is a history event and a visibility write: the states a
+        stage passes through without waiting, e.g. pr_open → approved → merging, are one upsert)."""
         if not self.indexed:
             return
-        values = {"env": env, "state": state}
-        if values == self.indexed_values:
+        if self.pending_index is None:
+            asyncio.get_running_loop().call_soon(self.flush_index)  # after this activation's code
+        self.pending_index = {"env": env, "state": state}
+
+    def flush_index(self) -> None:
+        values, self.pending_index = self.pending_index, None
+        if values is None or values == self.indexed_values:
             return
         self.indexed_values = values
-        workflow.upsert_search_attributes([search.ENV.value_set(env), search.STATE.value_set(state)])
+        workflow.upsert_search_attributes(
+            [search.ENV.value_set(values["env"]), search.STATE.value_set(values["state"])]
+        )
 
     def finish(self, state: PromotionState, message: str) -> None:
         self.status.state = state
@@ -195,7 +205,9 @@ class Recorder:
         self.status.finished_at = workflow.now()
         workflow.set_current_details(self.outcome())
         workflow.upsert_memo({"state": state.value})
-        self._index(self.indexed_values.get("env", ""), state.value)
+        last = self.pending_index or self.indexed_values
+        self._index(last.get("env", ""), state.value)
+        self.flush_index()  # now: the workflow may return before the activation's callbacks run
         meter = workflow.metric_meter()  # the SDK skips these while replaying: each is counted once
         meter.create_counter("promoter_promotions", "promotions ended, by outcome").add(
             1, {"app": self.p.plan.app, "outcome": state.value}
