@@ -51,7 +51,7 @@ from promoter.yamlsafe import MAX_FILE_BYTES
 
 MAIN = "main"
 PUSH_ATTEMPTS = 8
-SYMLINK, GITLINK = "120000", "160000"
+SYMLINK, GITLINK, TREE = "120000", "160000", "040000"
 FORBIDDEN_NAMES = {"", ".", "..", ".git"}
 
 
@@ -258,23 +258,32 @@ class GitClone:
     def _tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
         """Every file under `folder` at `rev`, from the raw tree objects (names as bytes: any name
         survives). An entry that can never be promoted is a `BadInput` naming it (see `refuse_entry`)."""
-        commit = self._rev(repo, rev)
-        if commit is None:
-            raise NotFound(f"revision {rev[:12]} not found in {self.url}")
-        tree = self._raw(repo, commit).split(b"\n", 1)[0].split()[1].decode()
-        for part in folder.split("/"):
-            found = next((sha for m, name, sha in self._entries(repo, tree) if name == part and m == "040000"), None)
-            if found is None:
-                return {}
-            tree = found
+        found = self._path(repo, rev, folder)
+        if found is None or found.mode != TREE:
+            return {}
         entries: dict[str, Entry] = {}
-        for rel, mode, sha in self._walk(repo, tree, ""):
-            target = self._blob(repo, sha).decode("utf-8", "surrogateescape") if mode == SYMLINK else None
+        for rel, mode, sha in self._walk(repo, found.sha, ""):
+            target = self._raw(repo, sha).decode("utf-8", "surrogateescape") if mode == SYMLINK else None
             reason = refuse_entry(folder, rel, mode, target)
             if reason is not None:
                 raise BadInput(reason)
             entries[rel] = Entry(mode, sha)
         return entries
+
+    def _path(self, repo: git.Repo, rev: str, path: str) -> Entry | None:
+        """The entry at `path` (a/b/c) in the commit `rev` (None: no such path), read in process."""
+        commit = self._rev(repo, rev)
+        if commit is None:
+            raise NotFound(f"revision {rev[:12]} not found in {self.url}")
+        entry = Entry(TREE, self._raw(repo, commit).split(b"\n", 1)[0].split()[1].decode())
+        for part in path.split("/"):
+            if entry.mode != TREE:
+                return None
+            child = next((Entry(m, sha) for m, name, sha in self._entries(repo, entry.sha) if name == part), None)
+            if child is None:
+                return None
+            entry = child
+        return entry
 
     @staticmethod
     def _raw(repo: git.Repo, sha: str) -> bytes:
@@ -294,15 +303,10 @@ class GitClone:
 
     def _walk(self, repo: git.Repo, tree: str, prefix: str) -> Iterator[tuple[str, str, str]]:
         for mode, name, sha in self._entries(repo, tree):
-            if mode == "040000":
+            if mode == TREE:
                 yield from self._walk(repo, sha, f"{prefix}{name}/")
             else:
                 yield f"{prefix}{name}", mode, sha
-
-    @staticmethod
-    def _blob(repo: git.Repo, sha: str) -> bytes:
-        data: bytes = repo.odb.stream(bytes.fromhex(sha)).read()
-        return data
 
     def _is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
         try:
@@ -312,10 +316,12 @@ class GitClone:
             return False
 
     def _show(self, repo: git.Repo, rev: str, path: str) -> str | None:
-        try:
-            return self._git(repo, "show", f"{rev}:{path}")
-        except git.GitCommandError:
+        """The text of the file at `path` in `rev` (None: no such file)."""
+        found = self._path(repo, rev, path)
+        if found is None or found.mode == TREE:
             return None
+        # without the final newline: an error at the end of the file names its last line, not the one after
+        return self._raw(repo, found.sha).decode("utf-8", "replace").rstrip("\n")
 
     # ------------------------------------------------------------ planning
 
@@ -367,9 +373,11 @@ class GitClone:
         )
 
     def _folders(self, repo: git.Repo, rev: str, folder: str) -> list[str]:
-        """The names of the folders directly under `folder` at `rev` (NUL-separated: any name survives)."""
-        out = self._git(repo, "ls-tree", "-d", "-z", "--name-only", rev, f"{folder}/")
-        return [p.rsplit("/", 1)[-1] for p in out.split("\0") if p]
+        """The names of the folders directly under `folder` at `rev`."""
+        found = self._path(repo, rev, folder)
+        if found is None or found.mode != TREE:
+            return []
+        return [name for mode, name, _ in self._entries(repo, found.sha) if mode == TREE]
 
     def _apps(self, repo: git.Repo, rev: str, env: str) -> list[str]:
         return [name for name in self._folders(repo, rev, env_folder(env)) if not name.startswith(".")]
@@ -529,10 +537,10 @@ class GitClone:
         return self._policy_tree(repo, main), main
 
     def _policy_tree(self, repo: git.Repo, commit: str) -> str:
-        try:
-            return self._git(repo, "rev-parse", f"{commit}:policies")
-        except git.GitCommandError:
-            raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required") from None
+        found = self._path(repo, commit, "policies")
+        if found is None or found.mode != TREE:
+            raise BadInput(f"{self.url} has no policies/ folder on {MAIN}; policies are required")
+        return found.sha
 
     def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]:
         """(tree id, files) of policies/ at `commit` (by default main as it is now)."""
