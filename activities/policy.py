@@ -45,15 +45,19 @@ class PolicyActivities:
 
     def bundle(self, base: str | None = None) -> PolicyBundle:
         """policies/ on main (at `base`, or as it is now), parsed once per tree id (the policy revision)."""
+        return self._bundle(base)[0]
+
+    def _bundle(self, base: str | None) -> tuple[PolicyBundle, str]:
+        """(the bundle, the commit of main it was read at)."""
         tree, commit = self.repo.policy_revision(base)
         with self._lock:
             if tree in self._bundles:
-                return self._bundles[tree]
+                return self._bundles[tree], commit
         _, files = self.repo.policy_files(commit)
         with self._lock:
             if tree not in self._bundles:
                 self._bundles = {tree: PolicyBundle.from_files(files)}  # keep only the newest revision
-            return self._bundles[tree]
+            return self._bundles[tree], commit
 
     def objects(self, req: PolicyCheckInput, base: str | None = None) -> list[dict[str, Any]]:
         folder = app_folder(req.target_env, req.app)
@@ -75,8 +79,8 @@ class PolicyActivities:
         try:
             for name, what in ((req.app, "app"), (req.source_env, "environment"), (req.target_env, "environment")):
                 check(name, what)
-            bundle = self.bundle(base)
-            objects = self.objects(req, base) if req.render_objects else []
+            bundle, main = self._bundle(base)  # one fetch of main serves the policies and the change
+            objects = self.objects(req, main) if req.render_objects else []
         except PromoterError as e:
             return PolicyDecision(
                 allow=False,
