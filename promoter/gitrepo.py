@@ -1,8 +1,8 @@
 """The Git adapter: one persistent working clone per remote, driven through GitPython.
 
-Every change is built with plumbing (a private index, `commit-tree`, `merge-tree --write-tree`), so
-no working tree is ever half-updated: a worker killed at any point leaves the clone usable, and the
-next activity simply fetches again.
+Every change is built as objects (trees and commits written in process, `merge-tree --write-tree`
+for merges), so no working tree or index is ever half-updated: a worker killed at any point leaves
+the clone usable, and the next activity simply fetches again.
 
 Concurrency, so that a hundred apps promoted at once do not queue behind one lock:
 - reads work on commit IDs, which never change, from a `git.Repo` per thread (GitPython's object
@@ -19,6 +19,7 @@ from __future__ import annotations
 import base64
 import fcntl
 import hashlib
+import io
 import os
 import posixpath
 import shlex
@@ -26,6 +27,7 @@ import shutil
 import tarfile
 import tempfile
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,6 +35,7 @@ from pathlib import Path
 from typing import Protocol
 
 import git
+from gitdb.base import IStream
 
 from promoter import layout, yamlsafe
 from promoter.environments import parse_environment
@@ -565,21 +568,68 @@ class GitClone:
         )
 
     def _commit_folder(self, repo: git.Repo, base: str, folder: str, entries: dict[str, Entry], message: str) -> str:
-        fd, index = tempfile.mkstemp(prefix="promoter-index-")
-        os.close(fd)
-        os.unlink(index)  # git wants to create it itself
-        env = {"GIT_INDEX_FILE": index}
-        try:
-            self._git(repo, "read-tree", base, env=env)
-            self._git(repo, "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", folder, env=env)
-            if entries:  # NUL-terminated records: a name with a newline or a quote survives as it is
-                records = "".join(f"{e.mode} {e.sha}\t{folder}/{p}\0" for p, e in sorted(entries.items()))
-                self._git(repo, "update-index", "-z", "--add", "--index-info", env=env, stdin=records)
-            tree = self._git(repo, "write-tree", env=env)
-        finally:
-            if os.path.exists(index):
-                os.unlink(index)
-        return self._git(repo, "commit-tree", tree, "-p", base, "-m", message)
+        """A commit on `base` whose `folder` holds exactly `entries`: its trees and the commit are
+        written in process, as git would write them (no index, no git run)."""
+        root = self._raw(repo, base).split(b"\n", 1)[0].split()[1].decode()
+        tree = self._replace(repo, root, folder.split("/"), self._write_folder(repo, entries))
+        return self._write_commit(repo, tree or self._store(repo, b"tree", b""), [base], message)
+
+    def _write_folder(self, repo: git.Repo, files: dict[str, Entry]) -> str | None:
+        """The tree of `files` (relative paths), subfolders included; None when there are none."""
+        if not files:
+            return None
+        here: list[tuple[str, str, str]] = []
+        below: dict[str, dict[str, Entry]] = {}
+        for path, entry in files.items():
+            head, nested, rest = path.partition("/")
+            if nested:
+                below.setdefault(head, {})[rest] = entry
+            else:
+                here.append((entry.mode, head, entry.sha))
+        for name, sub in below.items():
+            sha = self._write_folder(repo, sub)
+            assert sha is not None
+            here.append((TREE, name, sha))
+        return self._write_tree(repo, here)
+
+    def _replace(self, repo: git.Repo, tree: str | None, parts: list[str], new: str | None) -> str | None:
+        """`tree` with the entry at `parts` replaced by the tree `new` (removed when None); a tree
+        left empty is removed from its parent, as git does."""
+        entries = list(self._entries(repo, tree)) if tree else []
+        name = parts[0]
+        current = next((sha for mode, n, sha in entries if n == name and mode == TREE), None)
+        child = new if len(parts) == 1 else self._replace(repo, current, parts[1:], new)
+        entries = [e for e in entries if e[1] != name]
+        if child is not None:
+            entries.append((TREE, name, child))
+        return self._write_tree(repo, entries) if entries else None
+
+    def _write_tree(self, repo: git.Repo, entries: list[tuple[str, str, str]]) -> str:
+        """A tree object of (mode, name, sha), in git's order (a folder's name sorts as if it ended in /)."""
+
+        def key(entry: tuple[str, str, str]) -> bytes:
+            return entry[1].encode("utf-8", "surrogateescape") + (b"/" if entry[0] == TREE else b"")
+
+        data = b"".join(
+            mode.lstrip("0").encode() + b" " + name.encode("utf-8", "surrogateescape") + b"\0" + bytes.fromhex(sha)
+            for mode, name, sha in sorted(entries, key=key)
+        )
+        return self._store(repo, b"tree", data)
+
+    def _write_commit(self, repo: git.Repo, tree: str, parents: list[str], message: str) -> str:
+        """A commit object by promoter's identity (as `git commit-tree -m` writes it)."""
+        when = f"{int(time.time())} +0000"
+        author = f"{self._identity['GIT_AUTHOR_NAME']} <{self._identity['GIT_AUTHOR_EMAIL']}> {when}"
+        committer = f"{self._identity['GIT_COMMITTER_NAME']} <{self._identity['GIT_COMMITTER_EMAIL']}> {when}"
+        lines = [f"tree {tree}", *(f"parent {p}" for p in parents), f"author {author}", f"committer {committer}"]
+        text = "\n".join(lines) + "\n\n" + (message if message.endswith("\n") else message + "\n")
+        return self._store(repo, b"commit", text.encode())
+
+    @staticmethod
+    def _store(repo: git.Repo, kind: bytes, data: bytes) -> str:
+        """Write an object into the clone's object store (a loose object, written atomically)."""
+        stored = repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
+        return bytes(stored.binsha).hex()
 
     # ------------------------------------------------------------ merging
 
@@ -672,7 +722,7 @@ class GitClone:
                         f"{MAIN} directly; reconcile it there, then promote again"
                     )
                 tree = out.splitlines()[0]
-                merge = self._git(repo, "commit-tree", tree, "-p", main, "-p", head, "-m", message)
+                merge = self._write_commit(repo, tree, [main, head], message)
                 try:  # by URL, and only if main is still the one merged onto
                     self._git(
                         repo,

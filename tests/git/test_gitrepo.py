@@ -11,7 +11,7 @@ import git
 import pytest
 
 from promoter.errors import BadInput, Conflict
-from promoter.gitrepo import GitClone
+from promoter.gitrepo import Entry, GitClone
 from promoter.layout import promotion_branch
 from promoter.models import PlanInput, PrepareInput
 from tests.support.gitops import Origin
@@ -198,3 +198,37 @@ def test_merge_refuses_a_branch_that_conflicts(origin: Origin, clone: GitClone) 
         f"{prepared.branch} conflicts with main in environments/staging/demo/deployment.yaml: "
         "that folder was changed on main directly; reconcile it there, then promote again"
     )
+
+
+def test_commits_written_in_process_are_the_trees_git_would_write(origin: Origin, clone: GitClone) -> None:
+    """A folder replaced (a nested file, a file gone, a folder new to its parent, a folder emptied)
+    gives exactly the tree git's own index would write, and objects `git fsck` accepts."""
+    repo = clone._fresh()
+    main = clone._main(repo)
+    content = origin.show("main", "environments/dev/demo/deployment.yaml").encode()
+    blob_sha = clone._store(repo, b"blob", content)
+    cases = {
+        "environments/staging/demo": {
+            "deployment.yaml": Entry("100644", blob_sha),
+            "sub/dir/x.yaml": Entry("100755", blob_sha),
+        },
+        "environments/qa/newapp": {"a.yaml": Entry("100644", blob_sha)},
+        "environments/prod/demo": {},
+    }
+    for folder, entries in cases.items():
+        commit = clone._commit_folder(repo, main, folder, entries, f"replace {folder}")
+        mine = repo.git.rev_parse(f"{commit}^{{tree}}")
+        index = {"GIT_INDEX_FILE": str(origin.path.parent / f"index-{len(folder)}")}
+        repo.git.execute(["git", "read-tree", main], env=index)
+        repo.git.execute(["git", "rm", "-r", "--cached", "--quiet", "--ignore-unmatch", "--", folder], env=index)
+        for path, e in entries.items():
+            repo.git.execute(
+                ["git", "update-index", "--add", "--cacheinfo", f"{e.mode},{e.sha},{folder}/{path}"], env=index
+            )
+        theirs = repo.git.execute(["git", "write-tree"], env=index)
+        assert mine == theirs, folder
+        assert repo.git.rev_parse(f"{commit}^") == main
+        assert repo.git.log("-1", "--format=%an <%ae>%n%B", commit).startswith(
+            f"promoter <promoter@localhost>\nreplace {folder}"
+        )
+    repo.git.fsck("--strict", "--no-dangling")
