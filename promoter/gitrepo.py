@@ -410,8 +410,8 @@ class GitClone:
         """The target's app folder becomes the source's at the commit, except `local_files`."""
         dst = app_folder(req.target_env, req.app)
         branch = layout.promotion_branch(req.app, req.target_env, req.commit)
-        repo = self._fresh()
-        main, current, desired = self._desired(repo, req)
+        repo = self._have(self._open(), req.base) if req.base else self._fresh()
+        main, current, desired = self._desired(repo, req, req.base)
         diff = DiffSummary(
             added=sorted(p for p in desired if p not in current),
             modified=sorted(p for p in desired if p in current and current[p] != desired[p]),
@@ -692,13 +692,15 @@ class GitClone:
         fetch), since under load it is nearly always still main."""
         with self._main_lock, self._file_lock(".main"):
             last = ""
-            repo = self._open()
+            repo = self._have(self._open(), expected_head) if expected_head else self._open()
             main = self._pushed_main if self._pushed_main and self._rev(repo, self._pushed_main) else None
             for _ in range(PUSH_ATTEMPTS):
                 if main is None:
                     repo = self._fresh()
                     main = self._main(repo)
-                head = self._branch(repo, branch)
+                # the reviewed head, when the forge has just checked that the PR is still at it: merged
+                # as it is (no round trip to ask the remote again); otherwise the branch's head
+                head = expected_head if expected_head and self._rev(repo, expected_head) else self._branch(repo, branch)
                 if head is None:
                     raise NotFound(f"branch {branch} not found in {self.url}")
                 if expected_head is not None and head != expected_head:

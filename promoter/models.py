@@ -332,6 +332,7 @@ class PrepareInput(BaseModel):
     source_env: str
     target_env: str
     local_files: list[str] = Field(default_factory=list)
+    base: str | None = None  # the commit of main to build on (the one the policies judged); None: main now
 
 
 class DiffSummary(BaseModel):

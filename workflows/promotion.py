@@ -130,6 +130,9 @@ class PromotionWorkflow:
                 return self._skip(stage)
             if not self._judge(stage, "pre_pr", checked.decision):
                 return False  # denied before anything was pushed or opened
+            # the branch builds on the main the policies judged: a change made to the folder on main
+            # since then is a merge conflict to reconcile, never silently overwritten
+            change = change.model_copy(update={"base": checked.prepared.base})
             opened = await self._open_pull_request(stage, planned, change, checked.prepared, checked.decision)
             if opened is None:
                 return self._skip(stage)

@@ -232,3 +232,13 @@ def test_commits_written_in_process_are_the_trees_git_would_write(origin: Origin
             f"promoter <promoter@localhost>\nreplace {folder}"
         )
     repo.git.fsck("--strict", "--no-dangling")
+
+
+def test_a_branch_builds_on_the_main_its_change_was_checked_on(origin: Origin, clone: GitClone) -> None:
+    """open_change pushes onto the main the policies judged, even when main moved on since."""
+    sha = origin.bump()
+    checked = clone.prepare(prep(sha))
+    moved = origin.commit({"environments/dev/notes.txt": "main moves on\n"}, "main moves on")
+    pushed = clone.push_branch(prep(sha).model_copy(update={"base": checked.base}))
+    assert pushed.base == checked.base != moved
+    assert git.Repo(origin.path).git.rev_parse(f"{pushed.head}^") == checked.base
