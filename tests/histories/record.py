@@ -1,8 +1,9 @@
 """Record workflow histories for the replay test: `python -m tests.histories.record`.
 
 Run it only when a change to PromotionWorkflow is meant to be incompatible *and* is guarded by
-`workflow.patched` (see CONTRIBUTING.md, "Versioning a workflow change"); otherwise the replay test is
-exactly what should catch the change. Histories of earlier versions stay and must keep replaying.
+`workflow.patched`, or is a documented cut-over (see CONTRIBUTING.md, "Versioning a workflow
+change"); otherwise the replay test is exactly what should catch the change. Histories of earlier
+versions stay and must keep replaying, unless a cut-over retired them (v1 was, by v2).
 This script writes `<VERSION>_approved.json` (search attributes registered, a refused signal, the prod
 gate opened by an approving review on the PR) and `<VERSION>_rejected.json` (rejected by update).
 """
