@@ -83,7 +83,8 @@ def already_running(app: str) -> PromoterError:
 
 
 def static_details(plan: PromotionPlan, requested_by: str) -> str:
-    """The workflow page's summary details (markdown), fixed at the start."""
+    """The workflow page's summary details (markdown), fixed at the start: a list per environment,
+    since the Web UI draws no markdown tables."""
     lines = [
         f"**{plan.app}** @ `{plan.commit}` by {plan.author}",
         "",
@@ -91,8 +92,6 @@ def static_details(plan: PromotionPlan, requested_by: str) -> str:
         "",
         f"Requested by {requested_by}.",
         "",
-        "| env | gate | approvers | soak |",
-        "|---|---|---|---|",
     ]
     for i, e in enumerate(plan.environments):
         a = e.config.approval
@@ -105,8 +104,12 @@ def static_details(plan: PromotionPlan, requested_by: str) -> str:
                 else "none"
             )
         )
-        soak = str(e.config.soak) if e.config.soak else "-"
-        lines.append(f"| {e.config.name} | {gate} | {', '.join(a.approvers) or '-'} | {soak} |")
+        line = f"- **{e.config.name}**: gate {gate}"
+        if a.approvers and i:
+            line += f"; approvers {', '.join(a.approvers)}"
+        if e.config.soak:
+            line += f"; soaks {e.config.soak}"
+        lines.append(line)
     return "\n".join(lines)
 
 

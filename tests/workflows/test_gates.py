@@ -323,7 +323,8 @@ async def test_search_attributes_list_what_waits(
         described = await handle.describe()
         summary, details = await described.static_summary(), await described.static_details()
         assert summary and summary.startswith("Promote demo @ ")
-        assert details and "| prod | 1 approval(s) | alice, group:sre |" in details
+        assert details and "- **prod**: gate 1 approval(s); approvers alice, group:sre" in details
+        assert "|" not in details  # lists: the Web UI draws no markdown tables
         await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         await handle.result()
     states = (await handle.describe()).typed_search_attributes
