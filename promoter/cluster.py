@@ -190,12 +190,13 @@ class KubeCluster:
     ) -> SyncOutcome:
         # CRDs first (cluster-scoped), so discovery knows their kinds; then namespaces; then the rest
         crds = [self._label(o, app, promotion) for o in objects if o["kind"] == "CustomResourceDefinition"]
-        live = self._live(app, {(o["apiVersion"], o["kind"]) for o in crds})
+        crd_kinds = {(o["apiVersion"], o["kind"]) for o in crds}
+        live = self._live(app, crd_kinds)
         applied = self._apply_all(crds, live, progress)
         rest = [self._label(o, app, promotion) for o in objects if o["kind"] != "CustomResourceDefinition"]
         inventory = self._inventory(app)
-        kinds = self._kinds(inventory) | {(o["apiVersion"], o["kind"]) for o in rest}
-        live.update(self._live(app, kinds))
+        recorded = self._kinds(inventory)
+        live.update(self._live(app, (recorded | {(o["apiVersion"], o["kind"]) for o in rest}) - crd_kinds))
         for ns in sorted(
             {o["metadata"]["namespace"] for o in rest if o["metadata"].get("namespace")} | {self.default_namespace}
         ):
@@ -206,7 +207,7 @@ class KubeCluster:
         desired = crds + rest
         pruned = self._prune(app, desired, live)
         present = {(o["apiVersion"], o["kind"]) for o in desired}
-        if self._kinds(inventory) != present or inventory is None:
+        if recorded != present or inventory is None:
             self._write_inventory(app, present)
         return SyncOutcome(applied=applied, unchanged=len(desired) - applied, pruned=pruned)
 

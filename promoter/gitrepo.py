@@ -213,9 +213,13 @@ class GitClone:
                 self._fetch_done = mine  # reached only when the fetch succeeded
         return repo
 
-    def _have(self, repo: git.Repo, rev: str) -> git.Repo:
-        """`repo`, fetched first unless it already has the commit `rev` (a commit never changes): main,
-        then, if that did not bring it (a commit pushed onto a PR's branch), every branch."""
+    def _have(self, rev: str | None) -> git.Repo:
+        """This thread's repo holding the commit `rev`, fetched only when it lacks it (a commit never
+        changes): main, then, if that did not bring it (a commit pushed onto a PR's branch), every
+        branch. Without `rev`: main as it is now (`_fresh`)."""
+        repo = self._open()
+        if rev is None:
+            return self._fresh()
         if len(rev) == 40 and self._rev(repo, rev) is not None:
             return repo
         repo = self._fresh()
@@ -224,18 +228,9 @@ class GitClone:
                 self._fetch(repo, everything=True)
         return repo
 
-    def _git(self, repo: git.Repo, *args: str, env: dict[str, str] | None = None, stdin: str | None = None) -> str:
-        full_env = dict(self._identity)
-        if env:
-            full_env.update(env)
-        if stdin is None:
-            out: str = repo.git.execute(["git", *args], env=full_env)
-            return out
-        with tempfile.TemporaryFile("w+b") as fh:
-            fh.write(stdin.encode())
-            fh.seek(0)
-            out = repo.git.execute(["git", *args], env=full_env, istream=fh)
-            return out
+    def _git(self, repo: git.Repo, *args: str) -> str:
+        out: str = repo.git.execute(["git", *args], env=self._identity)
+        return out
 
     def _fetch(self, repo: git.Repo, everything: bool = False) -> None:
         """Fetch main (or every branch); callers hold the fetch lock."""
@@ -278,7 +273,7 @@ class GitClone:
         commit = self._rev(repo, rev)
         if commit is None:
             raise NotFound(f"revision {rev[:12]} not found in {self.url}")
-        entry = Entry(TREE, self._raw(repo, commit).split(b"\n", 1)[0].split()[1].decode())
+        entry = Entry(TREE, self._root(repo, commit))
         for part in path.split("/"):
             if entry.mode != TREE:
                 return None
@@ -287,6 +282,10 @@ class GitClone:
                 return None
             entry = child
         return entry
+
+    def _root(self, repo: git.Repo, commit: str) -> str:
+        """The root tree of a commit (its object's first line: `tree <sha>`)."""
+        return self._raw(repo, commit).split(b"\n", 1)[0].split()[1].decode()
 
     @staticmethod
     def _raw(repo: git.Repo, sha: str) -> bytes:
@@ -410,7 +409,7 @@ class GitClone:
         """The target's app folder becomes the source's at the commit, except `local_files`."""
         dst = app_folder(req.target_env, req.app)
         branch = layout.promotion_branch(req.app, req.target_env, req.commit)
-        repo = self._have(self._open(), req.base) if req.base else self._fresh()
+        repo = self._have(req.base)
         main, current, desired = self._desired(repo, req, req.base)
         diff = DiffSummary(
             added=sorted(p for p in desired if p not in current),
@@ -458,7 +457,7 @@ class GitClone:
         return self._change(req, base)[1]
 
     def _change(self, req: PrepareInput, base: str | None) -> tuple[str, dict[str, bytes]]:
-        repo = self._have(self._open(), base) if base else self._fresh()
+        repo = self._have(base)
         main, _, desired = self._desired(repo, req, base)
         return main, self._contents(repo, desired)
 
@@ -478,14 +477,14 @@ class GitClone:
 
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]:
         """The files under `folder` at `rev` (relative paths → content)."""
-        repo = self._have(self._open(), rev)
+        repo = self._have(rev)
         if self._rev(repo, rev) is None:
             raise NotFound(f"revision {rev[:12]} not found in {self.url}")
         return self._contents(repo, self._tree(repo, rev, folder))
 
     def export_tree(self, rev: str, dest: Path) -> None:
         """The whole tree at `rev` into `dest` (for kustomize overlays that reach a base elsewhere)."""
-        self._extract(self._have(self._open(), rev), rev, dest)
+        self._extract(self._have(rev), rev, dest)
 
     def _contents(self, repo: git.Repo, entries: dict[str, Entry]) -> dict[str, bytes]:
         """The content of each entry; a file over the size limit is refused before it is read."""
@@ -535,7 +534,7 @@ class GitClone:
     def policy_revision(self, base: str | None = None) -> tuple[str, str]:
         """(tree id of policies/, commit) on main as it is now, or at `base` (a commit of main): the
         tree id names the policy revision."""
-        repo = self._have(self._open(), base) if base else self._fresh()
+        repo = self._have(base)
         main = base or self._main(repo)
         return self._policy_tree(repo, main), main
 
@@ -547,7 +546,7 @@ class GitClone:
 
     def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]:
         """(tree id, files) of policies/ at `commit` (by default main as it is now)."""
-        repo = self._fresh() if commit is None else self._have(self._open(), commit)
+        repo = self._have(commit)
         commit = commit or self._main(repo)
         tree = self._policy_tree(repo, commit)
         contents = self._contents(repo, self._tree(repo, commit, "policies"))
@@ -570,8 +569,7 @@ class GitClone:
     def _commit_folder(self, repo: git.Repo, base: str, folder: str, entries: dict[str, Entry], message: str) -> str:
         """A commit on `base` whose `folder` holds exactly `entries`: its trees and the commit are
         written in process, as git would write them (no index, no git run)."""
-        root = self._raw(repo, base).split(b"\n", 1)[0].split()[1].decode()
-        tree = self._replace(repo, root, folder.split("/"), self._write_folder(repo, entries))
+        tree = self._replace(repo, self._root(repo, base), folder.split("/"), self._write_folder(repo, entries))
         return self._write_commit(repo, tree or self._store(repo, b"tree", b""), [base], message)
 
     def _write_folder(self, repo: git.Repo, files: dict[str, Entry]) -> str | None:
@@ -692,7 +690,7 @@ class GitClone:
         fetch), since under load it is nearly always still main."""
         with self._main_lock, self._file_lock(".main"):
             last = ""
-            repo = self._have(self._open(), expected_head) if expected_head else self._open()
+            repo = self._have(expected_head) if expected_head else self._open()  # no fetch yet: see below
             main = self._pushed_main if self._pushed_main and self._rev(repo, self._pushed_main) else None
             for _ in range(PUSH_ATTEMPTS):
                 if main is None:
