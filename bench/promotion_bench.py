@@ -20,9 +20,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import git
 import psutil
+from temporalio.api.enums.v1 import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -42,6 +44,18 @@ def auto_approving_copy(tmp: Path) -> Path:
     prod = src / "environments" / "prod" / "environment.yaml"
     prod.write_text(re.sub(r"required: 1", "required: 0", prod.read_text()))
     return src
+
+
+async def history_shape(handle: Any) -> dict[str, int]:
+    """What one promotion costs the server: its history's events, ordinary and local activities."""
+    events = (await handle.fetch_history()).events
+    kinds = [e.event_type for e in events]
+    return {
+        "history_events": len(events),
+        "activities": kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED),
+        "local_activities": kinds.count(EventType.EVENT_TYPE_MARKER_RECORDED),
+        "search_attribute_upserts": kinds.count(EventType.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES),
+    }
 
 
 def child_peaks(worker_pid: int) -> tuple[float, float, int]:
@@ -101,6 +115,7 @@ async def main(runs: int) -> None:
                 plans.append(t1 - t0)
                 totals.append(t2 - t1)
                 print(f"run {i + 1}: promotion {t2 - t1:.3f} s (plan {t1 - t0:.3f} s)")
+            shape = await history_shape(handle)
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
             rss = peak_rss_mb(worker_pid)
             # the policy engine runs in child processes of the worker (the fork server, one per revision)
@@ -118,6 +133,7 @@ async def main(runs: int) -> None:
                         "worker_peak_rss_mb": round(rss, 1),
                         "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
                         "git_reader_processes_pss_mb": round(git_rss, 1),
+                        **shape,
                     }
                 )
             )
