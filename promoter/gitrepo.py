@@ -251,6 +251,8 @@ class GitClone:
                 obj = obj.object
         except (git.BadName, git.BadObject, ValueError, IndexError, KeyError):
             return None
+        if obj.binsha == git.Object.NULL_BIN_SHA:  # GitPython answers the all-zero ID without looking it up
+            return None
         return obj.hexsha if obj.type == "commit" else None
 
     def _tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:

@@ -10,7 +10,7 @@ from pathlib import Path
 import git
 import pytest
 
-from promoter.errors import BadInput, Conflict
+from promoter.errors import BadInput, Conflict, NotFound
 from promoter.gitrepo import Entry, GitClone
 from promoter.layout import promotion_branch
 from promoter.models import PlanInput, PrepareInput
@@ -242,3 +242,13 @@ def test_a_branch_builds_on_the_main_its_change_was_checked_on(origin: Origin, c
     pushed = clone.push_branch(prep(sha).model_copy(update={"base": checked.base}))
     assert pushed.base == checked.base != moved
     assert git.Repo(origin.path).git.rev_parse(f"{pushed.head}^") == checked.base
+
+
+@pytest.mark.parametrize("rev", ["0" * 40, "a" * 40, "-x", "HEAD@{-1}", "main:policies", "\x00", "x" * 5000])
+def test_a_base_that_is_no_commit_of_the_repository_is_not_found(origin: Origin, clone: GitClone, rev: str) -> None:
+    """A base commit the workflow passes back (hostile: the all-zero ID, an option, a revision
+    expression, a NUL, a huge one) is never looked up as anything but a commit: `NotFound`."""
+    main = clone.policy_revision()[1]
+    change = PrepareInput(app="demo", commit=main, source_env="dev", target_env="staging", base=rev)
+    with pytest.raises(NotFound):
+        clone.prepare(change)
