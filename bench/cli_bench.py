@@ -2,8 +2,9 @@
 
 Starts the embedded stack in a temporary state directory, runs one promotion of `demo` so that there
 is something to list and show, then times each command in fresh processes (as a person runs them)
-and prints the median and the fastest of `--runs` runs. The last line is
-`cli: status <s> s, approve <s> s, list <s> s` (medians).
+and prints the median and the fastest of `--runs` runs: first over gRPC (the SDK's client, with
+`PROMOTER_TEMPORAL_HTTP_URL` empty), then over Temporal's HTTP API (the stack's default). The last
+line is `cli over http: status <s> s, approve <s> s, list <s> s` (medians).
 
     .venv/bin/python bench/cli_bench.py [--runs 8]
 """
@@ -51,18 +52,20 @@ def main(runs: int) -> None:
         try:
             asyncio.run(one_promotion(stack))
             env = {**os.environ, "PROMOTER_STATE_DIR": str(stack.dir)}
-            figures = {}
-            for name, args in COMMANDS.items():
-                times = []
-                for _ in range(runs):
-                    t0 = time.perf_counter()
-                    done = subprocess.run([sys.executable, "-m", "promoter", *args], env=env, capture_output=True)
-                    times.append(time.perf_counter() - t0)
-                    assert done.returncode in (0, 2), done.stderr
-                figures[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3)}
-                print(f"{name:8} median {statistics.median(times):.3f} s, fastest {min(times):.3f} s")
-            print(json.dumps(figures))
-            print("cli: " + ", ".join(f"{n} {f['median_s']:.3f} s" for n, f in figures.items()))
+            for transport, extra in (("grpc", {"PROMOTER_TEMPORAL_HTTP_URL": ""}), ("http", {})):
+                figures = {}
+                for name, args in COMMANDS.items():
+                    times = []
+                    for _ in range(runs):
+                        t0 = time.perf_counter()
+                        argv = [sys.executable, "-m", "promoter", *args]
+                        done = subprocess.run(argv, env={**env, **extra}, capture_output=True)
+                        times.append(time.perf_counter() - t0)
+                        assert done.returncode in (0, 2), done.stderr
+                    figures[name] = {"median_s": round(statistics.median(times), 3), "min_s": round(min(times), 3)}
+                    print(f"{transport} {name:8} median {statistics.median(times):.3f} s, fastest {min(times):.3f} s")
+                print(json.dumps({transport: figures}))
+                print(f"cli over {transport}: " + ", ".join(f"{n} {f['median_s']:.3f} s" for n, f in figures.items()))
         finally:
             stack.down()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
@@ -13,7 +13,7 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -22,11 +22,19 @@ from temporalio.common import (
 )
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 from temporalio.exceptions import WorkflowAlreadyStartedError
-from temporalio.service import RPCError
+from temporalio.service import RPCError, RPCStatusCode
 
-from promoter import names, search
+from promoter import names, promotions, search
 from promoter.errors import PromoterError
-from promoter.models import PlanInput, PromotionInput, PromotionPlan, PromotionStatus, Supersede
+from promoter.models import (
+    Decision,
+    PlanInput,
+    PromotionInput,
+    PromotionPlan,
+    PromotionStatus,
+    StageStatus,
+    Supersede,
+)
 from promoter.names import workflow_id
 from workflows.promotion import SUPERSEDE, PlanWorkflow, PromotionWorkflow
 
@@ -192,10 +200,6 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
         ) from None
 
 
-QUERY_TIMEOUT = timedelta(seconds=5)
-POLLER_STALE = timedelta(seconds=90)  # an idle worker polls again at least every ~70 s
-
-
 async def pollers(client: Client, task_queue: str) -> int:
     """How many workers polled `task_queue` for workflow tasks lately (a killed worker's last poll
     lingers on the server for minutes: it counts only while it is recent)."""
@@ -206,38 +210,68 @@ async def pollers(client: Client, task_queue: str) -> int:
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         )
     )
-    now = time.time()
-    return sum(1 for p in found.pollers if now - p.last_access_time.ToSeconds() < POLLER_STALE.total_seconds())
+    return promotions.recent(p.last_access_time.ToSeconds() for p in found.pollers)
 
 
-def no_worker(task_queue: str) -> PromoterError:
-    return PromoterError(
-        f"no worker is polling task queue '{task_queue}'; start one with `promoter worker` "
-        "(or `promoter up` for the embedded stack)"
-    )
+class GrpcPromotions:
+    """`promotions.Promotions` over the Temporal SDK's client."""
 
+    def __init__(self, client: Client) -> None:
+        self.client = client
 
-async def status_of(
-    client: Client, wid: str, run_id: str | None, task_queue: str, completed: bool = False
-) -> PromotionStatus:
-    """The promotion's status: a completed one's result (no worker needed), else the `status` query,
-    answered within `QUERY_TIMEOUT` or explained: no worker polls its task queue, or it is too busy."""
-    handle = client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
-    if completed:
-        done: PromotionStatus = await handle.result()
-        return done
-    if await pollers(client, task_queue) == 0:
-        raise no_worker(task_queue)
-    try:
-        result = await handle.query(PromotionWorkflow.query_status, rpc_timeout=QUERY_TIMEOUT)
-        return result
-    except RPCError as e:
-        if await pollers(client, task_queue) == 0:
-            raise no_worker(task_queue) from None
-        raise PromoterError(
-            f"the worker on task queue '{task_queue}' did not answer within "
-            f"{QUERY_TIMEOUT.total_seconds():g}s ({e.message}); try again"
-        ) from None
+    async def describe(self, workflow_id: str) -> promotions.Execution | None:
+        try:
+            desc = await self.client.get_workflow_handle(workflow_id).describe()
+        except RPCError as e:
+            if e.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        return promotions.Execution(
+            id=desc.id,
+            run_id=desc.run_id,
+            status=desc.status.name if desc.status else "RUNNING",
+            task_queue=desc.task_queue,
+            memo=dict(await desc.memo()),
+        )
+
+    async def status(self, execution: promotions.Execution) -> PromotionStatus:
+        handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id, result_type=PromotionStatus)
+        if execution.status == "COMPLETED":
+            done: PromotionStatus = await handle.result()
+            return done
+        if await pollers(self.client, execution.task_queue) == 0:
+            raise promotions.no_worker(execution.task_queue)
+        try:
+            timeout = timedelta(seconds=promotions.QUERY_TIMEOUT_S)
+            return await handle.query(PromotionWorkflow.query_status, rpc_timeout=timeout)
+        except RPCError as e:
+            if await pollers(self.client, execution.task_queue) == 0:
+                raise promotions.no_worker(execution.task_queue) from None
+            raise promotions.unanswered(execution.task_queue, e.message) from None
+
+    async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
+        try:
+            handle = self.client.get_workflow_handle(workflow_id)
+            stage: StageStatus = await handle.execute_update(update, decision, result_type=StageStatus)
+        except WorkflowUpdateFailedError as e:
+            raise PromoterError(f"{update} refused: {failure_message(e)}") from None
+        except RPCError as e:
+            raise PromoterError(f"{update} refused: {e.message}") from None
+        return stage
+
+    async def listing(self, query: str) -> AsyncIterator[promotions.Listed]:
+        keys = (search.APP, search.ENV, search.COMMIT, search.STATE)
+        async for wf in self.client.list_workflows(query):
+            found = {key.name: wf.typed_search_attributes.get(key) for key in keys}
+            yield promotions.Listed(
+                id=wf.id,
+                run_id=wf.run_id,
+                status=wf.status.name if wf.status else "RUNNING",
+                memo=dict(await wf.memo()),
+                attributes={name: value for name, value in found.items() if value},
+                started_at=wf.start_time,
+                closed_at=wf.close_time,
+            )
 
 
 async def wait_for(

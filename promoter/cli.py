@@ -102,6 +102,8 @@ def up(
     info = stack.up(repo, port=port, ui_port=ui_port)
     out.print(f"Temporal UI   {info['ui_url']}")
     out.print(f"Temporal      {info['temporal_address']}")
+    if info.get("temporal_http_url"):
+        out.print(f"Temporal HTTP {info['temporal_http_url']}")
     out.print(f"origin        {info['repo_url']}")
     out.print(f"state         {stack.dir}")
     if detach:
@@ -188,8 +190,8 @@ async def _promote(
     if commit is not None:
         check_revision(commit)
     client = await _client(s)
-    running = await _describe(client, wid)
-    if not supersede and running is not None and running.status is not None and running.status.name == "RUNNING":
+    running = await api.GrpcPromotions(client).describe(wid)
+    if not supersede and running is not None and running.status == "RUNNING":
         raise api.already_running(app_name)
     plan = await api.plan(client, s.task_queue, app_name, commit, to)
     handle = await api.start(client, s.task_queue, plan, requested_by or _whoami(), supersede, s.ui_url)
@@ -346,20 +348,17 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
     from promoter.models import PromotionStatus
 
     wid = promotion_id(promotion) if promotion is not None else None
-    client = await _client(s)
+    promotions = await _promotions(s)
     if wid is None:
-        return await _list(s, None, "running", as_json, 50, client)
-    desc = await _describe(client, wid)
-    if desc is None:
+        return await _list(s, None, "running", as_json, 50, promotions)
+    execution = await promotions.describe(wid)
+    if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
-    from promoter.api import status_of
-
-    completed = desc.status is not None and desc.status.name == "COMPLETED"
-    st: PromotionStatus = await status_of(client, wid, desc.run_id, desc.task_queue, completed)
+    st: PromotionStatus = await promotions.status(execution)
     if as_json:
         data = st.model_dump(mode="json")
-        data["run_id"] = desc.run_id
-        data["url"] = s.workflow_url(wid, desc.run_id)
+        data["run_id"] = execution.run_id
+        data["url"] = s.workflow_url(wid, execution.run_id)
         print(json.dumps(data))
     else:
         out.print(_table(st))
@@ -374,7 +373,7 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
             )
         for notice in st.notices:
             out.print(f"  note: {notice}", markup=False, highlight=False)
-        url = s.workflow_url(wid, desc.run_id)
+        url = s.workflow_url(wid, execution.run_id)
         if url:
             out.print(f"UI: {url}")
     return 0
@@ -405,27 +404,15 @@ def reject(
 
 
 async def _decide(s: Settings, promotion: str, update: str, env: str, approver: str, comment: str) -> int:
-    from temporalio.client import WorkflowUpdateFailedError
-    from temporalio.service import RPCError
-
     from promoter.models import Decision
-    from workflows.promotion import PromotionWorkflow
 
     if update == "reject" and not comment.strip():
         raise PromoterError("a rejection needs a reason: add --reason TEXT")
     wid = promotion_id(promotion)
     _check_name(env, "environment")
-    client = await _client(s)
-    await _require_running(client, wid)
-    try:
-        handler = PromotionWorkflow.approve if update == "approve" else PromotionWorkflow.reject
-        stage = await client.get_workflow_handle(wid).execute_update(
-            handler, Decision(env=env, approver=approver, comment=comment, via="cli")
-        )
-    except WorkflowUpdateFailedError as e:
-        raise PromoterError(f"{update} refused: {_failure_message(e)}") from None
-    except RPCError as e:
-        raise PromoterError(f"{update} refused: {e.message}") from None
+    promotions = await _promotions(s)
+    await _require_running(promotions, wid)
+    stage = await promotions.decide(wid, update, Decision(env=env, approver=approver, comment=comment, via="cli"))
     verb = "approved" if update == "approve" else "rejected"
     extra = f" ({len(stage.approvals)}/{stage.approvals_required})" if update == "approve" else ""
     out.print(f"{wid}: {env} {verb} by {approver}{extra}")
@@ -439,14 +426,15 @@ def cancel(promotion: Annotated[str, typer.Argument(metavar="ID")], state_dir: S
 
 
 async def _cancel(s: Settings, promotion: str) -> int:
+    from promoter.api import GrpcPromotions
     from workflows.promotion import PromotionWorkflow
 
     wid = promotion_id(promotion)
-    client = await _client(s)
-    await _require_running(client, wid)
+    promotions = GrpcPromotions(await _client(s))
+    await _require_running(promotions, wid)
     import asyncio
 
-    handle = client.get_workflow_handle(wid)
+    handle = promotions.client.get_workflow_handle(wid)
     await handle.cancel()
     try:
         await asyncio.wait_for(handle.result(), timeout=60)
@@ -477,40 +465,31 @@ def list_(
 
 
 async def _list(
-    s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int, client: Any = None
+    s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int, promotions: Any = None
 ) -> int:
-    from promoter import search
+    from promoter import promotions as names
     from promoter.models import PromotionState
 
     if state is not None and state not in {x.value for x in PromotionState}:
         raise PromoterError(f"unknown state '{state}'; choose one of: {', '.join(x.value for x in PromotionState)}")
     if app_name is not None:
         workflow_id(app_name)  # checks it: the query below quotes it
-    client = client or await _client(s)
-    query = "WorkflowType = 'PromotionWorkflow'"
+    promotions = promotions or await _promotions(s)
+    query = names.PROMOTION_QUERY
     if app_name:
         query += f" AND WorkflowId = '{workflow_id(app_name)}'"
+    closed = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
     rows: list[dict[str, Any]] = []
-    async for wf in client.list_workflows(query):
-        memo = await wf.memo()
-        closed = {
-            "COMPLETED": None,
-            "CANCELED": "cancelled",
-            "TERMINATED": "failed",
-            "TIMED_OUT": "failed",
-            "FAILED": "failed",
-            "CONTINUED_AS_NEW": None,
-            "RUNNING": None,
-        }
-        status_name = wf.status.name if wf.status else "RUNNING"
+    async for wf in promotions.listing(query):
+        memo = wf.memo
         row_state = memo.get("state", "running")
-        if status_name != "RUNNING" and row_state == "running":
-            row_state = closed.get(status_name) or "failed"
+        if wf.status != "RUNNING" and row_state == "running":
+            row_state = closed.get(wf.status) or "failed"
         stage, stage_state = memo.get("stage"), memo.get("stage_state")
-        if status_name == "RUNNING" and wf.typed_search_attributes.get(search.STATE):
+        if wf.status == "RUNNING" and wf.attributes.get(names.STATE_ATTRIBUTE):
             # indexed: the search attributes follow every state (the memo only the stage)
-            stage = wf.typed_search_attributes.get(search.ENV) or stage
-            stage_state = wf.typed_search_attributes.get(search.STATE)
+            stage = wf.attributes.get(names.ENV_ATTRIBUTE) or stage
+            stage_state = wf.attributes[names.STATE_ATTRIBUTE]
         if state is not None and row_state != state:
             continue
         rows.append(
@@ -522,8 +501,8 @@ async def _list(
                 "state": row_state,
                 "stage": stage,
                 "stage_state": stage_state,
-                "started_at": wf.start_time.isoformat() if wf.start_time else None,
-                "closed_at": wf.close_time.isoformat() if wf.close_time else None,
+                "started_at": wf.started_at.isoformat() if wf.started_at else None,
+                "closed_at": wf.closed_at.isoformat() if wf.closed_at else None,
             }
         )
         if len(rows) >= limit:
@@ -726,24 +705,24 @@ async def _client(s: Settings) -> Any:
     return await connect(s)
 
 
-async def _describe(client: Any, wid: str) -> Any:
-    from temporalio.service import RPCError, RPCStatusCode
+async def _promotions(s: Settings) -> Any:
+    """How the everyday commands reach Temporal: its HTTP API when one is configured (the embedded stack
+    serves it), which starts in half the time, else the SDK's gRPC client."""
+    if s.temporal_http_url:
+        from promoter.temporal_http import HttpPromotions
 
-    try:
-        return await client.get_workflow_handle(wid).describe()
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return None
-        raise
+        return HttpPromotions(s.temporal_http_url, s.namespace, identity=f"promoter-cli {_whoami()}")
+    from promoter.api import GrpcPromotions
+
+    return GrpcPromotions(await _client(s))
 
 
-async def _require_running(client: Any, wid: str) -> None:
-    desc = await _describe(client, wid)
-    if desc is None:
+async def _require_running(promotions: Any, wid: str) -> None:
+    execution = await promotions.describe(wid)
+    if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
-    if desc.status is None or desc.status.name != "RUNNING":
-        memo = await desc.memo()
-        state = memo.get("state") or (desc.status.name.lower() if desc.status else "ended")
+    if execution.status != "RUNNING":
+        state = execution.memo.get("state") or execution.status.lower()
         raise PromoterError(f"promotion {wid} has already ended ({state}); start a new one with `promoter promote`")
 
 

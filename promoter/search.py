@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from temporalio.common import SearchAttributeKey
 
-APP = SearchAttributeKey.for_keyword("PromotionApp")
-ENV = SearchAttributeKey.for_keyword("PromotionEnv")
-COMMIT = SearchAttributeKey.for_keyword("PromotionCommit")
-STATE = SearchAttributeKey.for_keyword("PromotionState")  # the stage's state while running, then the outcome
+from promoter import promotions
+
+APP = SearchAttributeKey.for_keyword(promotions.APP_ATTRIBUTE)
+ENV = SearchAttributeKey.for_keyword(promotions.ENV_ATTRIBUTE)
+COMMIT = SearchAttributeKey.for_keyword(promotions.COMMIT_ATTRIBUTE)
+STATE = SearchAttributeKey.for_keyword(promotions.STATE_ATTRIBUTE)  # the stage's state while running, then the outcome
 KEYS = (APP, ENV, COMMIT, STATE)

@@ -26,6 +26,7 @@ DEFAULT_STATE_DIR = ".promoter"
 @dataclass
 class Settings:
     temporal_address: str = "localhost:7233"
+    temporal_http_url: str | None = None  # Temporal's HTTP API: the CLI's status, approve and list start faster
     namespace: str = "default"
     task_queue: str = TASK_QUEUE
     repo_url: str | None = None
@@ -56,12 +57,19 @@ class Settings:
             except ValueError:
                 raise BadInput(f"{stack} is not valid JSON; run `promoter down` and `promoter up` again") from None
             s.temporal_address = info.get("temporal_address", s.temporal_address)
+            s.temporal_http_url = info.get("temporal_http_url")
             s.repo_url = info.get("repo_url")
             s.forge_db = info.get("forge_db")
             s.cache_dir = info.get("cache_dir", s.cache_dir)
             s.ui_url = info.get("ui_url")
         env = os.environ
         s.temporal_address = env.get("PROMOTER_TEMPORAL_ADDRESS", s.temporal_address)
+        s.temporal_http_url = env.get("PROMOTER_TEMPORAL_HTTP_URL", s.temporal_http_url) or None
+        if s.temporal_http_url and not re.match(r"https?://[^/\s]+(/\S*)?$", s.temporal_http_url):
+            raise BadInput(
+                "PROMOTER_TEMPORAL_HTTP_URL must be an http:// or https:// URL such as http://localhost:7243, "
+                f"not {s.temporal_http_url[:60]!r}"
+            )
         s.namespace = env.get("PROMOTER_NAMESPACE", s.namespace)
         s.task_queue = env.get("PROMOTER_TASK_QUEUE", s.task_queue)
         s.repo_url = env.get("PROMOTER_REPO_URL", s.repo_url)

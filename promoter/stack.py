@@ -164,6 +164,7 @@ class Stack:
             seed_origin(repo, origin)
         grpc = free_port(port or 7233)
         ui = free_port(ui_port or 8233)
+        http = free_port()
         address = f"127.0.0.1:{grpc}"
         temporal = self._spawn(
             [
@@ -176,6 +177,8 @@ class Stack:
                 str(grpc),
                 "--ui-port",
                 str(ui),
+                "--http-port",
+                str(http),
                 "--db-filename",
                 str(self.dir / "temporal.db"),
                 "--log-level",
@@ -187,6 +190,7 @@ class Stack:
         )
         info: dict[str, object] = {
             "temporal_address": address,
+            "temporal_http_url": f"http://127.0.0.1:{http}",
             "ui_url": f"http://127.0.0.1:{ui}",
             "repo_url": str(origin),
             "forge_db": str(self.dir / "forge.sqlite"),
@@ -199,6 +203,7 @@ class Stack:
             if not alive(temporal):
                 raise BadInput(f"the Temporal server did not start; see {self.logs / 'temporal.log'}")
             wait_until(lambda: port_open(f"127.0.0.1:{ui}"), ready_timeout_s, "the Temporal Web UI")
+            wait_until(lambda: port_open(f"127.0.0.1:{http}"), ready_timeout_s, "Temporal's HTTP API")
             kubeconfig = self.dir / "kubeconfig"
             kubeconfig.unlink(missing_ok=True)
             envs = sorted(p.parent.name for p in self._environments(origin))

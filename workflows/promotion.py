@@ -40,6 +40,7 @@ with workflow.unsafe.imports_passed_through():
         Supersede,
         UpdatePullRequest,
     )
+    from promoter.promotions import APPROVE, REJECT, STATUS_QUERY
     from workflows import steps
     from workflows.gate import Gate
     from workflows.recorder import Promotion, Recorder
@@ -297,7 +298,7 @@ class PromotionWorkflow:
 
     # ------------------------------------------------------------------ handlers
 
-    @workflow.update(name="approve")
+    @workflow.update(name=APPROVE)
     async def approve(self, d: Decision) -> StageStatus:
         reason = await self.gate.decide(d, True)
         if reason is not None:
@@ -309,7 +310,7 @@ class PromotionWorkflow:
     def _approve_validator(self, d: Decision) -> None:
         self.gate.validate(d, True)
 
-    @workflow.update(name="reject")
+    @workflow.update(name=REJECT)
     async def reject(self, d: Decision) -> StageStatus:
         reason = await self.gate.decide(d, False)
         if reason is not None:
@@ -325,11 +326,11 @@ class PromotionWorkflow:
         if reason is not None:
             self.gate.record_refusal(d, reason)
 
-    @workflow.signal(name="approve")
+    @workflow.signal(name=APPROVE)
     async def approve_signal(self, d: Decision) -> None:
         await self._signalled(d, True)
 
-    @workflow.signal(name="reject")
+    @workflow.signal(name=REJECT)
     async def reject_signal(self, d: Decision) -> None:
         await self._signalled(d, False)
 
@@ -348,7 +349,7 @@ class PromotionWorkflow:
             f"the promotion of {self.plan.app} @ {by.commit[:7]} requested by {by.requested_by}{where}"
         )
 
-    @workflow.query(name="status")
+    @workflow.query(name=STATUS_QUERY)
     def query_status(self) -> PromotionStatus:
         return self.status
 

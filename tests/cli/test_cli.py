@@ -20,11 +20,19 @@ def refs(origin: Origin) -> dict[str, str]:
     return {h.name: h.commit.hexsha for h in git.Repo(origin.path).heads}
 
 
+def same_over_both(http: Cli, grpc: Cli, *commands: list[str]) -> None:
+    """Each command answers the same over Temporal's HTTP API (the stack's default) and over gRPC."""
+    for args in commands:
+        one, other = http(*args), grpc(*args)
+        assert (one.returncode, one.stdout, one.stderr) == (other.returncode, other.stdout, other.stderr), args
+
+
 def test_up_is_idempotent_and_writes_its_state(stack: tuple[Cli, Origin]) -> None:
     cli, _ = stack
     info = json.loads((cli.state_dir / "stack.json").read_text())
     r = cli("up", "--detach", "--state-dir", str(cli.state_dir))
     assert r.returncode == 0 and info["ui_url"] in r.stdout
+    assert info["temporal_http_url"].startswith("http://127.0.0.1:") and info["temporal_http_url"] in r.stdout
     assert (cli.state_dir / "origin.git").is_dir() and (cli.state_dir / "temporal.db").is_file()
     kubeconfig = yaml.safe_load((cli.state_dir / "kubeconfig").read_text())
     assert sorted(c["name"] for c in kubeconfig["contexts"]) == ["dev", "prod", "staging"]
@@ -40,10 +48,14 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
             "promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval"
         )
         assert waiting["state"] == "running" and waiting["url"]
+        grpc = cli.over_grpc()
         refused = cli("approve", "promote-demo", "--env", "prod", "--as", "mallory")
         assert refused.returncode == 2 and "mallory may not decide prod" in refused.stderr
-        ok = cli("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go")
+        same_over_both(cli, grpc, ["approve", "promote-demo", "--env", "prod", "--as", "mallory"])
+        same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "--json"], ["list", "--json"])
+        ok = grpc("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go")
         assert ok.returncode == 0, ok.stderr
+        assert ok.stdout.strip() == "promote-demo: prod approved by alice (1/1)"
         out, errs = follower.communicate(timeout=120)
     finally:
         follower.kill()
@@ -51,6 +63,7 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     final = json.loads(out.strip().splitlines()[-1])
     assert final["state"] == "succeeded"
     status = cli.status("promote-demo")
+    same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "promote-demo"])  # the result
     assert [s["state"] for s in status["stages"]] == ["healthy", "healthy", "healthy"]
     assert status["stages"][2]["approvals"][0]["approver"] == "alice"
     assert status["stages"][2]["approvals"][0]["via"] == "cli"
@@ -90,7 +103,8 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     assert json.loads((cli.state_dir / "stack.json").read_text())["pids"]["worker"] != pids["worker"]
     waiting = cli.status("promote-demo")  # the gate survived the crash and the server's restart
     assert waiting["state"] == "running" and waiting["stages"][2]["state"] == "awaiting_approval"
-    assert cli("approve", "promote-demo", "--env", "prod", "--as", "bob").returncode == 0
+    approved = cli("approve", "promote-demo", "--env", "prod", "--as", "bob")  # over the HTTP API
+    assert approved.returncode == 0 and approved.stdout.strip() == "promote-demo: prod approved by bob (1/1)"
     done = cli.wait_status("promote-demo", lambda s: s["state"] != "running")
     assert done["state"] == "succeeded", done["message"]
     with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:

@@ -148,8 +148,9 @@ def test_odd_file_names_are_applied_and_promoted_and_secrets_are_never_quoted(ho
     assert leaks == [], leaks  # logs, the Temporal database (its WAL too), the forge's records, the clusters
 
 
-def test_status_says_no_worker_polls_the_queue_within_seconds(hostile: tuple[Cli, Origin, str]) -> None:
-    cli, _, _ = hostile
+@pytest.mark.parametrize("transport", ["http", "grpc"])
+def test_status_says_no_worker_polls_the_queue_within_seconds(hostile: tuple[Cli, Origin, str], transport: str) -> None:
+    cli = hostile[0] if transport == "http" else hostile[0].over_grpc()
     from temporalio.client import Client
 
     info = json.loads((cli.state_dir / "stack.json").read_text())
@@ -174,6 +175,29 @@ def test_status_says_no_worker_polls_the_queue_within_seconds(hostile: tuple[Cli
     assert r.returncode == 2, r.stdout + r.stderr
     assert "no worker is polling task queue 'nobody-polls-this'" in r.stderr, r.stderr
     assert took < 10, took  # was ~30 s: a fault bound, not a speed target
+
+
+def test_a_wrong_temporal_http_url_is_one_line_that_says_what_to_set(hostile: tuple[Cli, Origin, str]) -> None:
+    cli, _, _ = hostile
+    kubeconfig = yaml.safe_load((cli.state_dir / "kubeconfig").read_text())
+    cluster = kubeconfig["clusters"][0]["cluster"]["server"]  # an HTTP API, but Kubernetes' (its 404s are JSON)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed = f"http://127.0.0.1:{s.getsockname()[1]}"
+    cases = {
+        closed: "cannot reach Temporal's HTTP API at " + closed,
+        cluster: f"{cluster} is not Temporal's HTTP API",
+        "localhost:7243": "PROMOTER_TEMPORAL_HTTP_URL must be an http:// or https:// URL",
+    }
+    commands = (["status", "promote-demo"], ["list"], ["approve", "promote-demo", "--env", "prod", "--as", "x"])
+    for url, said in cases.items():
+        cli.env["PROMOTER_TEMPORAL_HTTP_URL"] = url
+        try:
+            for args in commands:
+                r = cli(*args)
+                assert r.returncode == 2 and r.stderr.count("\n") == 1 and said in r.stderr, (url, args, r.stderr)
+        finally:
+            del cli.env["PROMOTER_TEMPORAL_HTTP_URL"]
 
 
 class Proxy:

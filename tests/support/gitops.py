@@ -111,6 +111,12 @@ class Cli:
             [*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
 
+    def over_grpc(self) -> Cli:
+        """The same CLI with Temporal's HTTP API switched off: every command takes the SDK's gRPC client."""
+        other = Cli(self.state_dir)
+        other.env = {**self.env, "PROMOTER_TEMPORAL_HTTP_URL": ""}
+        return other
+
     def popen(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [*PROMOTER, *args],

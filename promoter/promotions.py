@@ -1,0 +1,92 @@
+"""What a client asks Temporal about promotions, however it reaches Temporal.
+
+The CLI's everyday commands (`status`, `approve`, `reject`, `list`) go through `Promotions`. It has
+two implementations with the same answers: `promoter.api.GrpcPromotions` (the Temporal SDK's client,
+used by the worker, `promote` and the tests) and `promoter.temporal_http.HttpPromotions` (Temporal's
+HTTP API, for a command that must start fast: it imports neither the SDK nor its protobufs).
+
+This module also holds the names both sides share with the workflow: its query, its updates and the
+search attributes it keeps. It imports nothing of Temporal, so the fast path stays fast.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from promoter.errors import PromoterError
+from promoter.models import Decision, PromotionStatus, StageStatus
+
+STATUS_QUERY = "status"
+APPROVE = "approve"
+REJECT = "reject"
+
+APP_ATTRIBUTE = "PromotionApp"
+ENV_ATTRIBUTE = "PromotionEnv"
+COMMIT_ATTRIBUTE = "PromotionCommit"
+STATE_ATTRIBUTE = "PromotionState"  # the stage's state while running, then the outcome
+
+PROMOTION_QUERY = "WorkflowType = 'PromotionWorkflow'"
+QUERY_TIMEOUT_S = 5.0  # a worker answers the status query within this, or the CLI says why not
+POLLER_STALE_S = 90.0  # an idle worker polls again at least every ~70 s
+
+
+@dataclass(frozen=True)
+class Execution:
+    """One run of a promotion, as Temporal describes it."""
+
+    id: str
+    run_id: str
+    status: str  # Temporal's execution status: RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, TIMED_OUT, ...
+    task_queue: str
+    memo: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Listed:
+    """One row of a visibility listing."""
+
+    id: str
+    run_id: str
+    status: str
+    memo: dict[str, Any]
+    attributes: dict[str, str]  # the promotion's keyword search attributes that are set
+    started_at: datetime | None
+    closed_at: datetime | None
+
+
+class Promotions(Protocol):
+    async def describe(self, workflow_id: str) -> Execution | None:
+        """The latest run of `workflow_id`, or None when there is none."""
+
+    async def status(self, execution: Execution) -> PromotionStatus:
+        """A completed run's result, else the `status` query; `PromoterError` when no worker answers."""
+
+    async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
+        """The `approve` or `reject` update; `PromoterError("<update> refused: <why>")` when refused."""
+
+    def listing(self, query: str) -> AsyncIterator[Listed]:
+        """The executions matching a visibility query, as Temporal orders them."""
+
+
+def recent(last_polls: Iterable[float]) -> int:
+    """How many of the pollers (their last poll, in epoch seconds) polled lately: a killed worker's
+    last poll lingers on the server for minutes, so it counts only while it is recent."""
+    now = time.time()
+    return sum(1 for at in last_polls if now - at < POLLER_STALE_S)
+
+
+def no_worker(task_queue: str) -> PromoterError:
+    return PromoterError(
+        f"no worker is polling task queue '{task_queue}'; start one with `promoter worker` "
+        "(or `promoter up` for the embedded stack)"
+    )
+
+
+def unanswered(task_queue: str, why: str) -> PromoterError:
+    return PromoterError(
+        f"the worker on task queue '{task_queue}' did not answer within {QUERY_TIMEOUT_S:g}s ({why}); try again"
+    )

@@ -1,0 +1,306 @@
+"""`promotions.Promotions` over Temporal's HTTP API, for the CLI commands that must start fast.
+
+Temporal's frontend serves its gRPC API as HTTP/JSON too: the `/api/v1/namespaces/...` routes
+(the server's `frontend.httpPort`, 7243 by default; `temporal server start-dev --http-port`; tested
+here against Temporal Server 1.32, the embedded stack's). Speaking it needs only the standard library. Importing the Temporal SDK's client loads
+hundreds of protobuf descriptors, and that is most of a command's start-up. The answers are the gRPC
+client's: a test runs both against one server and compares them.
+
+Payloads travel whole (`metadata` and `data`, base64: the `application/json+no-payload-shorthand`
+media type), both ways. The API's default shorthand renders a JSON payload as a JSON value, but it is
+lossy: the dev server answers an empty list as `null`. Whole payloads are the bytes the worker wrote,
+decoded by the same pydantic models as the SDK's converter. A payload in an encoding other than JSON
+(a payload codec's encrypted bytes, say) is refused with a line that says to use gRPC instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from collections.abc import AsyncIterator
+from datetime import datetime
+from typing import Any
+
+from promoter import promotions
+from promoter.errors import BadInput, PromoterError
+from promoter.models import Decision, PromotionStatus, StageStatus
+
+NOT_FOUND = 5  # gRPC status codes, as the HTTP API's error bodies carry them
+DEADLINE_EXCEEDED = 4
+CALL_TIMEOUT_S = 20.0
+DECIDE_DEADLINE_S = 60.0
+PAGE_SIZE = 100
+SETTING = "PROMOTER_TEMPORAL_HTTP_URL"
+MEDIA_TYPE = "application/json+no-payload-shorthand"
+JSON_PLAIN = base64.b64encode(b"json/plain").decode()
+_KEYS = (
+    promotions.APP_ATTRIBUTE,
+    promotions.ENV_ATTRIBUTE,
+    promotions.COMMIT_ATTRIBUTE,
+    promotions.STATE_ATTRIBUTE,
+)
+
+
+class Failed(Exception):
+    """A Temporal error answered over HTTP: its gRPC status code and message."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class HttpPromotions:
+    def __init__(self, url: str, namespace: str, identity: str = "promoter-cli") -> None:
+        self.url = url.rstrip("/")
+        self.namespace = namespace
+        self.identity = identity
+
+    # ------------------------------------------------------------------------------ the answers
+
+    async def describe(self, workflow_id: str) -> promotions.Execution | None:
+        try:
+            found = self._call("GET", f"workflows/{_part(workflow_id)}")
+        except Failed as e:
+            if e.code == NOT_FOUND:
+                return None
+            raise PromoterError(f"Temporal could not describe {workflow_id}: {e.message}") from None
+        info = found.get("workflowExecutionInfo") or {}
+        execution = info.get("execution") or {}
+        queue = info.get("taskQueue") or ((found.get("executionConfig") or {}).get("taskQueue") or {}).get("name", "")
+        return promotions.Execution(
+            id=execution.get("workflowId", workflow_id),
+            run_id=execution.get("runId", ""),
+            status=_status(info.get("status")),
+            task_queue=queue,
+            memo=_memo(info),
+        )
+
+    async def status(self, execution: promotions.Execution) -> PromotionStatus:
+        if execution.status == "COMPLETED":
+            return PromotionStatus.model_validate_json(self._result(execution))
+        if self._pollers(execution.task_queue) == 0:
+            raise promotions.no_worker(execution.task_queue)
+        try:
+            answer = self._call(
+                "POST",
+                f"workflows/{_part(execution.id)}/query/{promotions.STATUS_QUERY}",
+                {
+                    "execution": {"workflowId": execution.id, "runId": execution.run_id},
+                    "query": {"queryType": promotions.STATUS_QUERY},
+                },
+                timeout_s=promotions.QUERY_TIMEOUT_S,
+            )
+        except Failed as e:
+            if self._pollers(execution.task_queue) == 0:
+                raise promotions.no_worker(execution.task_queue) from None
+            raise promotions.unanswered(execution.task_queue, e.message) from None
+        return PromotionStatus.model_validate_json(_first(answer.get("queryResult"), "the status query"))
+
+    async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
+        """The update, sent again with the same update ID until it has an outcome: Temporal runs an
+        update ID once and answers a repeat with the first one's outcome."""
+        body = {
+            "workflowExecution": {"workflowId": workflow_id},
+            "request": {
+                "meta": {"updateId": str(uuid.uuid4()), "identity": self.identity},
+                "input": {"name": update, "args": {"payloads": [_json_payload(decision.model_dump_json())]}},
+            },
+            "waitPolicy": {"lifecycleStage": "UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED"},
+        }
+        deadline = time.monotonic() + DECIDE_DEADLINE_S
+        while (left := deadline - time.monotonic()) > 0:
+            try:
+                answer = self._call(
+                    "POST", f"workflows/{_part(workflow_id)}/update/{update}", body, timeout_s=min(left, CALL_TIMEOUT_S)
+                )
+            except Failed as e:
+                if e.code == DEADLINE_EXCEEDED:
+                    continue
+                raise PromoterError(f"{update} refused: {e.message}") from None
+            outcome = answer.get("outcome")
+            if not outcome:
+                continue  # admitted or accepted, not yet completed: ask again for its outcome
+            if "failure" in outcome:
+                raise PromoterError(f"{update} refused: {_deepest(outcome['failure'])}")
+            return StageStatus.model_validate_json(_first(outcome.get("success"), f"the {update} update"))
+        raise PromoterError(
+            f"{update} of {workflow_id} had no answer within {DECIDE_DEADLINE_S:g}s; is a worker running? "
+            f"(`promoter status {workflow_id}` says)"
+        )
+
+    async def listing(self, query: str) -> AsyncIterator[promotions.Listed]:
+        token = ""
+        while True:
+            params = {"query": query, "pageSize": str(PAGE_SIZE)}
+            if token:
+                params["nextPageToken"] = token
+            try:
+                page = self._call("GET", "workflows", params=params)
+            except Failed as e:
+                raise PromoterError(f"Temporal could not list promotions: {e.message}") from None
+            for found in page.get("executions") or []:
+                execution = found.get("execution") or {}
+                fields = (found.get("searchAttributes") or {}).get("indexedFields") or {}
+                values = {key: _value(fields[key]) for key in _KEYS if key in fields}
+                yield promotions.Listed(
+                    id=execution.get("workflowId", ""),
+                    run_id=execution.get("runId", ""),
+                    status=_status(found.get("status")),
+                    memo=_memo(found),
+                    attributes={key: str(value) for key, value in values.items() if value},
+                    started_at=_time(found.get("startTime")),
+                    closed_at=_time(found.get("closeTime")),
+                )
+            token = page.get("nextPageToken") or ""
+            if not token:
+                return
+
+    # ------------------------------------------------------------------------------ the calls
+
+    def _result(self, execution: promotions.Execution) -> bytes:
+        history = self._call(
+            "GET",
+            f"workflows/{_part(execution.id)}/history",
+            params={
+                "execution.runId": execution.run_id,
+                "historyEventFilterType": "HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT",
+            },
+        )
+        events = (history.get("history") or {}).get("events") or []
+        done = events[-1].get("workflowExecutionCompletedEventAttributes") if events else None
+        if done is None:
+            raise PromoterError(f"Temporal has no result for {execution.id} run {execution.run_id}; try again")
+        return _first(done.get("result"), "the promotion's result")
+
+    def _pollers(self, task_queue: str) -> int:
+        found = self._call(
+            "GET", f"task-queues/{_part(task_queue)}", params={"taskQueueType": "TASK_QUEUE_TYPE_WORKFLOW"}
+        )
+        polls = (_time(p.get("lastAccessTime")) for p in found.get("pollers") or [])
+        return promotions.recent(at.timestamp() for at in polls if at is not None)
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        timeout_s: float = CALL_TIMEOUT_S,
+    ) -> dict[str, Any]:
+        url = f"{self.url}/api/v1/namespaces/{_part(self.namespace)}/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        request = urllib.request.Request(
+            url,
+            data=None if body is None else json.dumps(body).encode(),
+            method=method,
+            headers={"Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+                raw = answer.read()
+        except urllib.error.HTTPError as e:
+            raise self._failed(e) from None
+        except TimeoutError:
+            raise Failed(DEADLINE_EXCEEDED, f"no answer within {timeout_s:g}s") from None
+        except (urllib.error.URLError, OSError) as e:
+            reason = getattr(e, "reason", None) or e
+            if isinstance(reason, TimeoutError):
+                raise Failed(DEADLINE_EXCEEDED, f"no answer within {timeout_s:g}s") from None
+            raise BadInput(
+                f"cannot reach Temporal's HTTP API at {self.url} ({_reason(reason)}); start the embedded stack "
+                f"with `promoter up`, or set {SETTING} to the frontend's HTTP address (empty: use gRPC)"
+            ) from None
+        data = _json(raw)
+        if not isinstance(data, dict):
+            raise self._not_the_api("an answer that is not a JSON object")
+        return data
+
+    def _failed(self, e: urllib.error.HTTPError) -> Exception:
+        data = _json(e.read())
+        code = data.get("code") if isinstance(data, dict) else None
+        if isinstance(code, int) and 0 < code <= 16 and isinstance(data.get("message"), str):  # a gRPC status
+            return Failed(data["code"], " ".join(data["message"].split()))
+        return self._not_the_api(f"HTTP {e.code} without a Temporal error")
+
+    def _not_the_api(self, what: str) -> BadInput:
+        return BadInput(
+            f"{self.url} is not Temporal's HTTP API ({what}); set {SETTING} to the frontend's HTTP address "
+            "(empty: use gRPC)"
+        )
+
+
+def _part(text: str) -> str:
+    return urllib.parse.quote(text, safe="")
+
+
+def _json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None
+
+
+def _reason(reason: object) -> str:
+    text = reason.strerror if isinstance(reason, OSError) and reason.strerror else str(reason)
+    return " ".join(text.split()) or type(reason).__name__
+
+
+def _status(name: object) -> str:
+    return str(name or "WORKFLOW_EXECUTION_STATUS_RUNNING").removeprefix("WORKFLOW_EXECUTION_STATUS_")
+
+
+def _time(text: object) -> datetime | None:
+    return datetime.fromisoformat(text) if isinstance(text, str) and text else None
+
+
+def _memo(info: dict[str, Any]) -> dict[str, Any]:
+    fields = (info.get("memo") or {}).get("fields") or {}
+    return {key: _value(value) for key, value in fields.items()}
+
+
+def _json_payload(text: str) -> dict[str, Any]:
+    return {"metadata": {"encoding": JSON_PLAIN}, "data": base64.b64encode(text.encode()).decode()}
+
+
+def _raw(payload: Any) -> bytes:
+    """One whole payload's JSON text; `null` for a null payload."""
+    if not isinstance(payload, dict) or not isinstance(payload.get("metadata"), dict):
+        raise PromoterError(
+            f"Temporal's HTTP API did not answer whole payloads ({MEDIA_TYPE}); upgrade the Temporal Server, "
+            f"or set {SETTING} to nothing to use gRPC"
+        )
+    encoding = base64.b64decode(payload["metadata"].get("encoding") or "").decode(errors="replace")
+    if encoding == "binary/null":
+        return b"null"
+    if encoding != "json/plain":
+        raise PromoterError(
+            f"Temporal's HTTP API returned a payload in encoding {encoding[:40]!r}, which only the SDK can decode; "
+            f"set {SETTING} to nothing to use gRPC"
+        )
+    return base64.b64decode(payload.get("data") or "")
+
+
+def _value(payload: Any) -> Any:
+    return json.loads(_raw(payload))
+
+
+def _first(payloads: Any, what: str) -> bytes:
+    values = payloads.get("payloads") if isinstance(payloads, dict) else None
+    if not isinstance(values, list) or not values:
+        raise PromoterError(f"Temporal's HTTP API returned no value for {what}; try again")
+    return _raw(values[0])
+
+
+def _deepest(failure: dict[str, Any]) -> str:
+    """The innermost cause's message, first line: what the SDK's client shows for a failed update."""
+    while isinstance(failure.get("cause"), dict):
+        failure = failure["cause"]
+    message = str(failure.get("message") or "failed")
+    return message.splitlines()[0] if message else "failed"
