@@ -9,10 +9,11 @@ from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from typing import Any
 
+from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
-from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest
+from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest, DescribeTaskQueueRequest
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.common import (
     SearchAttributePair,
@@ -65,11 +66,12 @@ async def plan(
     names.check(app, "app")
     if to_env is not None:
         names.check(to_env, "environment")
+    wid = f"plan-{app}-{uuid.uuid4()}"
     try:
         result: PromotionPlan = await client.execute_workflow(
             PlanWorkflow.run,
             PlanInput(app=app, commit=commit, to_env=to_env),
-            id=f"plan-{app}-{uuid.uuid4()}",
+            id=wid,
             task_queue=task_queue,
             execution_timeout=timedelta(minutes=2),
         )
@@ -79,6 +81,20 @@ async def plan(
         if _timed_out(e):  # the planner's own errors are shown as they are
             message = f"planning timed out: is a worker running on task queue '{task_queue}'? ({message})"
         raise PromoterError(message) from None
+    finally:
+        await _forget(client, wid)
+
+
+async def _forget(client: Client, wid: str) -> None:
+    """Delete a finished plan run, so that the Web UI's workflow list shows promotions, not one
+    `plan-…` row per promotion. Best effort: a plan run left behind is only a row."""
+    try:
+        run = WorkflowExecution(workflow_id=wid)
+        await client.workflow_service.delete_workflow_execution(
+            DeleteWorkflowExecutionRequest(namespace=client.namespace, workflow_execution=run)
+        )
+    except RPCError:
+        pass
 
 
 def already_running(app: str) -> PromoterError:

@@ -2,9 +2,10 @@
 
 Temporal's frontend serves its gRPC API as HTTP/JSON too: the `/api/v1/namespaces/...` routes
 (the server's `frontend.httpPort`, 7243 by default; `temporal server start-dev --http-port`; tested
-here against Temporal Server 1.32, the embedded stack's). Speaking it needs only the standard library. Importing the Temporal SDK's client loads
-hundreds of protobuf descriptors, and that is most of a command's start-up. The answers are the gRPC
-client's: a test runs both against one server and compares them.
+here against Temporal Server 1.32, the embedded stack's). Speaking it needs only the standard
+library. Importing the Temporal SDK's client loads hundreds of protobuf descriptors, and that is
+most of a command's start-up. The answers are the gRPC client's: a test runs both against one
+server and compares them.
 
 Payloads travel whole (`metadata` and `data`, base64: the `application/json+no-payload-shorthand`
 media type), both ways. The API's default shorthand renders a JSON payload as a JSON value, but it is

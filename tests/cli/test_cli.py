@@ -4,10 +4,12 @@ exit 2 and nothing pushed; every command's exit code stable over 20 runs in a ro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
 import sqlite3
+import time
 
 import git
 import pytest
@@ -86,6 +88,25 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     ]
     listed = json.loads(cli("list", "--json", "--app", "demo").stdout)
     assert listed[0]["id"] == "promote-demo" and listed[0]["state"] == "succeeded"
+    assert plan_runs_listed(cli) == 0  # the Web UI's list shows promotions, not one plan-… row per promotion
+
+
+def plan_runs_listed(cli: Cli, timeout_s: float = 30) -> int:
+    """How many PlanWorkflow runs Temporal's visibility lists, once it has caught up (or the deadline)."""
+    from temporalio.client import Client
+
+    address = json.loads((cli.state_dir / "stack.json").read_text())["temporal_address"]
+
+    async def count() -> int:
+        client = await Client.connect(address)
+        deadline = time.monotonic() + timeout_s
+        while True:
+            n = (await client.count_workflows("WorkflowType = 'PlanWorkflow'")).count
+            if n == 0 or time.monotonic() > deadline:
+                return n
+            await asyncio.sleep(0.1)
+
+    return asyncio.run(count())
 
 
 def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[Cli, Origin]) -> None:
