@@ -4,6 +4,7 @@ merge (once), close, and the gate's watcher of a pull request's reviews and head
 from __future__ import annotations
 
 import asyncio
+import time
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -106,10 +107,20 @@ class ForgeActivities:
             while True:
                 try:
                     changed = await asyncio.to_thread(self._look, req)
-                    activity.heartbeat("ok")
+                    detail = "ok"
                 except (TemporaryError, OSError) as e:
                     changed = None
-                    activity.heartbeat(f"forge error, polling again: {e}")
+                    detail = f"forge error, polling again: {e}"
+                activity.heartbeat(detail)
                 if changed is not None:
                     return changed
-                await asyncio.sleep(self.poll_seconds)
+                await self._pause(detail)
+
+    async def _pause(self, detail: str) -> None:
+        """Wait until the next poll, heartbeating every second: a cancel (the gate decided) reaches the
+        watcher with a heartbeat's answer, and the SDK sends one per throttle interval (the watch
+        worker's `WATCH_HEARTBEAT_THROTTLE`), so the watcher ends within seconds of the decision."""
+        end = time.monotonic() + self.poll_seconds
+        while (left := end - time.monotonic()) > 0:
+            await asyncio.sleep(min(left, 1.0))
+            activity.heartbeat(detail)

@@ -8,6 +8,7 @@ import logging
 import os
 import signal
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from temporalio.client import Client
@@ -27,6 +28,7 @@ from workflows.promotion import PlanWorkflow, PromotionWorkflow
 from workflows.steps import WATCH_QUEUE_SUFFIX
 
 log = logging.getLogger("promoter.worker")
+WATCH_HEARTBEAT_THROTTLE = timedelta(seconds=5)  # a waiting gate's watcher: one heartbeat per 5 s at most
 
 
 class Workers:
@@ -90,6 +92,8 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         task_queue=settings.task_queue + WATCH_QUEUE_SUFFIX,
         activities=[forge_acts.watch_pull_request],
         max_concurrent_activities=1000,
+        # a decided gate's watcher learns of its cancel from a heartbeat's answer: sent this often
+        max_heartbeat_throttle_interval=min(WATCH_HEARTBEAT_THROTTLE, timedelta(seconds=settings.review_poll_s)),
     )
     return Workers(main, watchers, warm=policy.warm)
 

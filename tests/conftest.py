@@ -122,10 +122,9 @@ def run_worker(
         settings = Settings(
             task_queue=str(uuid.uuid4()),
             repo_url=origin.url,
-            review_poll_s=0.1,
             forge_db=str(origin.path.parent / "forge.sqlite"),
             cache_dir=str(tmp_path / "cache"),
-            **overrides,  # e.g. opa_url and policy_engine for the opa backend
+            **{"review_poll_s": 0.1, **overrides},  # e.g. opa_url and policy_engine for the opa backend
         )
         worker = build_worker(env.client, settings, executor)
         async with worker:

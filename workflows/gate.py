@@ -33,6 +33,9 @@ with workflow.unsafe.imports_passed_through():
 
 WITHDRAWN = ("dismissed", "unapproved")  # review states that take an approval back
 WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no deadline starts another
+# the patch that made a decided gate's watcher end before the promotion does (histories recorded
+# before it replay without waiting)
+WATCHERS_AWAITED = "watchers-awaited"
 Outcome = bool | Literal["merged"]  # open, ended, or merged on the forge by hand
 
 
@@ -54,6 +57,7 @@ class Gate:
         self.runner = runner
         self.close = close
         self.rejection: dict[str, Decision] = {}
+        self.ending: list[asyncio.Task[WatchResult]] = []  # cancelled watchers, until they have ended
 
     # ------------------------------------------------------------------ waiting
 
@@ -141,7 +145,15 @@ class Gate:
         finally:
             if watch is not None and not watch.done():
                 watch.cancel()
+                self.ending.append(watch)
         return None
+
+    async def watchers_ended(self) -> None:
+        """Wait for the cancelled PR watchers to end, so that a finished promotion leaves no pending
+        activity behind. The gate does not wait for them: the merge, sync and health check go on
+        meanwhile. A watcher sees its cancel at its next heartbeat, within seconds."""
+        if self.ending:
+            await asyncio.wait(self.ending)
 
     async def _rejected(self, stage: StageStatus, d: Decision) -> bool:
         stage.rejected_by = d.approver
@@ -192,8 +204,9 @@ class Gate:
         assert stage.pr_number is not None
         window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
         known = WatchInput(number=stage.pr_number, head_sha=stage.head_sha, review_states=stage.review_states)
+        step = steps.watch_step(window, awaited=workflow.patched(WATCHERS_AWAITED))
         task: asyncio.Task[WatchResult] = asyncio.ensure_future(
-            steps.watch_step(window).call(known, f"watch PR #{stage.pr_number} for reviews and new commits")
+            step.call(known, f"watch PR #{stage.pr_number} for reviews and new commits")
         )
         task.add_done_callback(_consume)  # a watch cancelled when the gate decides ends in an error nobody reads
         return task

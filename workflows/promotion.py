@@ -79,6 +79,7 @@ class PromotionWorkflow:
         except asyncio.CancelledError:
             await self._cancelled()
             raise
+        await self.gate.watchers_ended()
         await self.r.notifications_sent()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
@@ -97,6 +98,7 @@ class PromotionWorkflow:
                     self.r.audit(stage.env, "cancelled", detail=reason)
                 self.r.set(stage, StageState.CANCELLED, reason if by else "")
         self.r.finish(PromotionState.CANCELLED, reason)
+        await self.gate.watchers_ended()
         await self.r.notifications_sent()
 
     async def _source_stage(self, stage: StageStatus) -> bool:

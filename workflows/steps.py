@@ -25,6 +25,7 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
@@ -77,6 +78,7 @@ class Step(Generic[In, Out]):
     retry: RetryPolicy = dataclasses.field(default_factory=lambda: RETRY)
     heartbeat: timedelta | None = None
     watch_queue: bool = False  # runs on `<task queue>-watch`
+    wait_cancelled: bool = False  # a cancel resolves when the activity has ended, not when it is asked
     local: bool = False  # a local activity (see the module's docstring)
 
     def but(self, **changes: Any) -> Step[In, Out]:
@@ -97,6 +99,9 @@ class Step(Generic[In, Out]):
             heartbeat_timeout=self.heartbeat,
             retry_policy=self.retry,
             task_queue=workflow.info().task_queue + WATCH_QUEUE_SUFFIX if self.watch_queue else None,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED
+            if self.wait_cancelled
+            else ActivityCancellationType.TRY_CANCEL,
         )
 
     async def _local(self, arg: In, summary: str) -> Out:
@@ -218,9 +223,10 @@ def health_step(timeout: timedelta) -> Step[HealthInput, HealthResult]:
     )
 
 
-def watch_step(window: timedelta) -> Step[WatchInput, WatchResult]:
-    """A PR watcher that may watch for `window` (up to the gate's deadline)."""
-    return WATCH_PULL_REQUEST.but(start_to_close=window + timedelta(minutes=1))
+def watch_step(window: timedelta, awaited: bool) -> Step[WatchInput, WatchResult]:
+    """A PR watcher that may watch for `window` (up to the gate's deadline); `awaited`: its cancel
+    resolves once the watcher has ended (see `Gate.watchers_ended`)."""
+    return WATCH_PULL_REQUEST.but(start_to_close=window + timedelta(minutes=1), wait_cancelled=awaited)
 
 
 def cause(err: BaseException) -> str:

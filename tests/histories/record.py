@@ -31,7 +31,9 @@ from tests.support.gitops import Origin, make_gitops
 from workflows.promotion import PromotionWorkflow
 
 HERE = Path(__file__).parent
-VERSION = "v2"  # v2: the steps folded and made local (issue 13); v1 was retired by a drained cut-over
+# v2.1: a decided gate's PR watcher ends before the promotion does (patch "watchers-awaited");
+# v2: the steps folded and made local (issue 13); v1 was retired by a drained cut-over
+VERSION = "v2.1"
 
 
 async def main() -> None:

@@ -72,7 +72,8 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
     origin = origin_factory(envs(required=2))
     commit = origin.bump()
     forge = origin.forge()
-    async with run_worker(dev_env, origin) as tq:
+    # a slow poll (as in production), so the PR watcher cannot see the merge and end by itself
+    async with run_worker(dev_env, origin, review_poll_s=30) as tq:
         handle = await start(dev_env, tq)
         await api.wait_for(handle, waiting)
         await handle.execute_update(
@@ -90,6 +91,10 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
             PromotionWorkflow.approve, Decision(env="prod", approver="alice", comment="go", via="cli")
         )
         result = await handle.result()
+        # the gate's PR watcher, cancelled by the decision, has ended before the promotion did
+        kinds = [e.event_type for e in (await handle.fetch_history()).events]
+        assert kinds.count(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED) == 1
+        assert list((await handle.describe()).raw_description.pending_activities) == []
     assert result.state == PromotionState.SUCCEEDED, result.message
     prod = result.stages[1]
     assert [a.approver for a in prod.approvals] == ["sam", "alice"]
@@ -125,6 +130,7 @@ async def test_an_approving_review_on_the_pr_opens_the_gate(
         assert status.stages[1].refusals[0].via == "pull_request" and waiting(status)
         forge.add_review(number, "sue", "approved", "fine now")
         result = await handle.result()
+        assert list((await handle.describe()).raw_description.pending_activities) == []
     assert result.state == PromotionState.SUCCEEDED, result.message
     approvals = result.stages[1].approvals
     assert [(a.approver, a.via, a.comment) for a in approvals] == [("sue", "pull_request", "fine now")]
