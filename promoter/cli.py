@@ -104,6 +104,8 @@ def up(
     out.print(f"Temporal      {info['temporal_address']}")
     if info.get("temporal_http_url"):
         out.print(f"Temporal HTTP {info['temporal_http_url']}")
+    if info.get("forge_url"):
+        out.print(f"Forge         {info['forge_url']}/pulls")
     out.print(f"origin        {info['repo_url']}")
     out.print(f"state         {stack.dir}")
     if detach:
@@ -362,6 +364,9 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
         print(json.dumps(data))
     else:
         out.print(_table(st))
+        for stage in st.stages:
+            if stage.pr_url:
+                out.print(f"  {stage.env} PR #{stage.pr_number}: {stage.pr_url}", markup=False, highlight=False)
         if st.audit:
             out.print("audit:")
         for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert

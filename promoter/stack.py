@@ -165,6 +165,8 @@ class Stack:
         grpc = free_port(port or 7233)
         ui = free_port(ui_port or 8233)
         http = free_port()
+        forge_port = free_port()
+        forge_url = f"http://127.0.0.1:{forge_port}"
         address = f"127.0.0.1:{grpc}"
         temporal = self._spawn(
             [
@@ -192,6 +194,7 @@ class Stack:
             "temporal_address": address,
             "temporal_http_url": f"http://127.0.0.1:{http}",
             "ui_url": f"http://127.0.0.1:{ui}",
+            "forge_url": forge_url,
             "repo_url": str(origin),
             "forge_db": str(self.dir / "forge.sqlite"),
             "cache_dir": str(self.dir / "cache"),
@@ -221,13 +224,31 @@ class Stack:
                 "clusters.log",
                 {},
             )
-            info["pids"] = {"temporal": temporal, "clusters": clusters}
+            site = self._spawn(
+                [
+                    sys.executable,
+                    "-m",
+                    "promoter.forges.site",
+                    "--db",
+                    str(self.dir / "forge.sqlite"),
+                    "--origin",
+                    str(origin),
+                    "--port",
+                    str(forge_port),
+                ],
+                "forge.log",
+                {},
+            )
+            info["pids"] = {"temporal": temporal, "clusters": clusters, "forge": site}
             info["kubeconfig"] = str(kubeconfig)
             info["clusters"] = envs
             self._write(info)
             wait_until(lambda: kubeconfig.exists() or not alive(clusters), ready_timeout_s, "the simulated clusters")
             if not alive(clusters):
                 raise BadInput(f"the simulated clusters did not start; see {self.logs / 'clusters.log'}")
+            wait_until(lambda: port_open(f"127.0.0.1:{forge_port}") or not alive(site), ready_timeout_s, "the forge")
+            if not alive(site):
+                raise BadInput(f"the local forge's pages did not start; see {self.logs / 'forge.log'}")
             worker_env = {
                 "PROMOTER_TEMPORAL_ADDRESS": address,
                 "PROMOTER_REPO_URL": str(origin),
@@ -235,6 +256,7 @@ class Stack:
                 "PROMOTER_FORGE_DB": str(self.dir / "forge.sqlite"),
                 "PROMOTER_CACHE_DIR": str(self.dir / "cache"),
                 "PROMOTER_UI_URL": f"http://127.0.0.1:{ui}",
+                "PROMOTER_FORGE_URL": forge_url,  # the local forge's pages: PR links point there
                 "KUBECONFIG": str(kubeconfig),
             }
             worker = self._spawn(
@@ -242,7 +264,7 @@ class Stack:
                 "worker.log",
                 worker_env,
             )
-            info["pids"] = {"temporal": temporal, "clusters": clusters, "worker": worker}
+            info["pids"] = {"temporal": temporal, "clusters": clusters, "forge": site, "worker": worker}
             self._write(info)
             ready = self.dir / "worker.ready"
             wait_until(lambda: ready.exists() or not alive(worker), ready_timeout_s, "the worker")
@@ -287,7 +309,7 @@ class Stack:
         if info is None:
             return False
         pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
-        for name in ("worker", "clusters", "temporal"):  # the worker first: it never sees its servers vanish
+        for name in ("worker", "forge", "clusters", "temporal"):  # the worker first: it never sees its servers vanish
             if name in pids:
                 stop_pid(int(pids[name]))
         (self.dir / "worker.ready").unlink(missing_ok=True)

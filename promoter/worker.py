@@ -104,9 +104,8 @@ GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user t
 def build_forge(settings: Settings, repo: GitClone) -> Forge:
     if settings.forge == "local":
         assert settings.repo_url is not None
-        return make_forge(
-            "local", repo=repo, db_path=settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
-        )
+        db_path = settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
+        return make_forge("local", repo=repo, db_path=db_path, web_url=settings.forge_url)  # its pages' address
     if not settings.forge_repo:
         raise BadInput(f"PROMOTER_FORGE={settings.forge} needs PROMOTER_FORGE_REPO (the repository, e.g. acme/gitops)")
     if not settings.forge_token:

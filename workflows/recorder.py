@@ -101,6 +101,13 @@ class Promotion:
         )
 
 
+def pr_link(stage: StageStatus) -> str:
+    """The stage's PR for the Web UI's markdown: a link to its page when it has one on the web."""
+    if stage.pr_url and stage.pr_url.startswith(("http://", "https://")):
+        return f"[#{stage.pr_number}]({stage.pr_url})"
+    return f"#{stage.pr_number}: {stage.pr_url}"
+
+
 class Recorder:
     """Every record of a promotion, kept in step with its status."""
 
@@ -149,7 +156,7 @@ class Recorder:
         if stage.message:
             lines.append(stage.message)
         if stage.pr_url:
-            lines += ["", f"Pull request #{stage.pr_number}: {stage.pr_url}"]
+            lines += ["", f"Pull request {pr_link(stage)}"]
         if stage.state == StageState.AWAITING_APPROVAL:
             people = ", ".join(a for a in stage.approvers if a not in stage.screened) or "nobody"
             lines += ["", f"May approve: {people}."]
@@ -176,7 +183,7 @@ class Recorder:
             if stage.approvals:
                 line += " — approved by " + ", ".join(f"{a.approver} via {a.via}" for a in stage.approvals)
             if stage.pr_url:
-                line += f" — PR #{stage.pr_number}: {stage.pr_url}"
+                line += f" — PR {pr_link(stage)}"
             lines.append(line)
         return "\n".join(lines)
 

@@ -4,8 +4,12 @@ The origin is a bare repository on disk; a pull request is a real branch on it p
 title, body, head, base, state, reviews, comments, merge commit) in a SQLite file beside it. Merging
 is a real merge commit pushed to origin's main by the Git adapter.
 
-Where it differs from a hosted forge: there is no web page (a PR's URL is `local://<origin>/pulls/N`)
-and no authentication (a review's author is whoever wrote the record).
+Its web pages (`promoter.forges.site`, served by `promoter up`) list the pull requests and show each
+one: its body, the diff of its environment folder, its reviews, and a form to review it. With their
+address (`web_url`), a PR's URL is `<web_url>/pulls/N`; without, `local://<origin>/pulls/N`.
+
+Where it differs from a hosted forge: there is no authentication (a review's author is whoever wrote
+the record, through the page's form or the API), and no branch is deleted after a merge.
 """
 
 from __future__ import annotations
@@ -48,10 +52,14 @@ def _now() -> str:
 
 
 class LocalForge:
-    def __init__(self, repo: GitRepository, db_path: str | Path, origin: str | None = None) -> None:
+    def __init__(
+        self, repo: GitRepository | None, db_path: str | Path, origin: str | None = None, web_url: str | None = None
+    ) -> None:
+        """`repo` merges; the web pages, which never merge, pass None and the `origin` they show."""
         self.repo = repo
         self.db_path = Path(db_path)
-        where = origin or repo.url
+        self.web_url = web_url.rstrip("/") if web_url else None
+        where = origin or (repo.url if repo is not None else "")
         self.origin = where if "://" in where else str(Path(where).resolve())
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         with self._db() as db:
@@ -62,6 +70,7 @@ class LocalForge:
         """The branch's head as the origin has it: read from the origin's own refs when it is a
         repository on this disk (as a hosted forge reads its own), else asked of it over git."""
         if "://" in self.origin or not Path(self.origin).is_dir():
+            assert self.repo is not None, "a remote origin is read through the git adapter"
             return self.repo.branch_head(branch)
         origin: git.Repo | None = getattr(self._local, "origin", None)
         if origin is None:
@@ -90,7 +99,7 @@ class LocalForge:
             head=row["head"],
             base=row["base"],
             state=row["state"],
-            url=f"local://{self.origin}/pulls/{row['number']}",
+            url=f"{self.web_url or f'local://{self.origin}'}/pulls/{row['number']}",
             head_sha=row["head_sha"],
             merge_commit=row["merge_commit"],
         )
@@ -160,6 +169,11 @@ class LocalForge:
     def list_open(self, head_prefix: str) -> list[PullRequest]:
         return [pr for pr in self.list_pull_requests("open") if pr.head.startswith(head_prefix)]
 
+    def labels(self, number: int) -> list[str]:
+        with self._db() as db:
+            row = db.execute("SELECT labels FROM pulls WHERE number = ?", (number,)).fetchone()
+        return list(json.loads(row["labels"])) if row else []
+
     def comment(self, number: int, body: str) -> None:
         self.get_pull_request(number)
         with self._db() as db:
@@ -199,6 +213,7 @@ class LocalForge:
         if already_merged(pr, expected_head):
             return pr
         msg = message or f"Merge pull request #{number} from {pr.head}\n\n{pr.title}"
+        assert self.repo is not None, "merging needs the git adapter"
         merge_commit = self.repo.merge_branch(pr.head, msg, expected_head)
         with self._db() as db:
             db.execute(
@@ -223,5 +238,7 @@ class LocalForge:
 
 
 @register("local")
-def _factory(repo: GitRepository, db_path: str | Path, origin: str | None = None) -> LocalForge:
-    return LocalForge(repo, db_path, origin)
+def _factory(
+    repo: GitRepository, db_path: str | Path, origin: str | None = None, web_url: str | None = None
+) -> LocalForge:
+    return LocalForge(repo, db_path, origin, web_url)

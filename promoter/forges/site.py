@@ -1,0 +1,309 @@
+"""The local forge's web pages, served by `promoter up`: the pull requests of the embedded stack, to
+open, read and review like ones on a hosted forge.
+
+- `/pulls`: every pull request, newest first: number, title, app, environment, state, labels.
+- `/pulls/N`: its title, state, branch and commits, its body (the policy report and the audit, as
+  markdown), the diff it makes, its reviews and comments, and a review form while it is open.
+- `POST /pulls/N/reviews`: the form records a review exactly as `LocalForge.add_review` does, on the
+  PR's current head, so the gate's PR watcher takes it in as it takes in a review on a hosted forge.
+
+Every field is untrusted (PR bodies quote commit messages; names are whatever a person typed): text
+is escaped, and markdown is rendered with raw HTML off and only safe link schemes.
+
+    python -m promoter.forges.site --db forge.sqlite --origin origin.git --port 8234
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import re
+import sys
+import urllib.parse
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import git
+from markdown_it import MarkdownIt
+
+from promoter.errors import NotFound
+from promoter.forges.local import LocalForge
+from promoter.models import PullRequest
+
+REVIEW_STATES = {"approved": "Approve", "changes_requested": "Request changes", "commented": "Comment"}
+MAX_FORM_BYTES = 64 * 1024
+MAX_DIFF_CHARS = 400_000
+CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"  # no script runs, whatever a body holds
+_HEAD = re.compile(r"(?:promote|revert)/([a-z0-9-]+)/([a-z0-9-]+)/")
+_MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
+STYLE = """
+body { font: 14px/1.45 system-ui, sans-serif; margin: 0 auto; max-width: 1100px; padding: 0 16px; color: #1f2328 }
+header { border-bottom: 1px solid #d0d7de; padding: 12px 0; margin-bottom: 16px }
+header a { color: inherit; text-decoration: none; font-weight: 600 }
+table { border-collapse: collapse; width: 100% }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left }
+.state { border-radius: 12px; padding: 2px 10px; color: #fff; font-weight: 600 }
+.open { background: #1a7f37 } .merged { background: #8250df } .closed { background: #cf222e }
+.approved { color: #1a7f37 } .changes_requested { color: #cf222e } .dismissed { color: #656d76 }
+pre.diff { background: #f6f8fa; padding: 8px; overflow-x: auto } .add { color: #1a7f37 } .del { color: #cf222e }
+.hunk { color: #0969da } .meta { color: #656d76 } .body { border: 1px solid #d0d7de; padding: 0 12px }
+form label { display: block; margin: 6px 0 }
+"""
+
+
+def escape(value: object) -> str:
+    return html.escape(str(value), quote=True)
+
+
+class Refused(Exception):
+    """A request the site answers with a status and one line (a bad form, an unknown PR)."""
+
+    def __init__(self, status: HTTPStatus, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ForgeSite:
+    """The pages, rendered from the forge's records and the origin's commits."""
+
+    def __init__(self, forge: LocalForge, origin: Path) -> None:
+        self.forge = forge
+        self.origin = origin
+
+    def pulls_page(self) -> str:
+        rows = []
+        for pr in sorted(self.forge.list_pull_requests(), key=lambda p: p.number, reverse=True):
+            app, env = _app_env(pr)
+            labels = ", ".join(self.forge.labels(pr.number))
+            rows.append(
+                f'<tr><td><a href="/pulls/{pr.number}">#{pr.number}</a></td>'
+                f'<td><a href="/pulls/{pr.number}">{escape(pr.title)}</a></td><td>{escape(app)}</td>'
+                f'<td>{escape(env)}</td><td><span class="state {escape(pr.state)}">{escape(pr.state)}</span></td>'
+                f"<td>{escape(labels)}</td></tr>"
+            )
+        table = (
+            "<table><thead><tr><th>#</th><th>title</th><th>app</th><th>environment</th><th>state</th>"
+            f"<th>labels</th></tr></thead><tbody>{''.join(rows)}</tbody></table>"
+            if rows
+            else "<p>No pull requests yet: `promoter promote APP` opens them.</p>"
+        )
+        return self._page("Pull requests", f"<h1>Pull requests</h1>{table}")
+
+    def pull_page(self, number: int, error: str = "") -> str:
+        pr = self._pull(number)
+        app, env = _app_env(pr)
+        commits = f"<code>{escape(pr.head)}</code> → <code>{escape(pr.base)}</code>"
+        if pr.head_sha:
+            commits += f", head <code>{escape(pr.head_sha[:12])}</code>"
+        if pr.merge_commit:
+            commits += f", merged as <code>{escape(pr.merge_commit[:12])}</code>"
+        labels = ", ".join(self.forge.labels(number))
+        parts = [
+            f'<h1>{escape(pr.title)} <span class="meta">#{number}</span></h1>',
+            f'<p><span class="state {escape(pr.state)}">{escape(pr.state)}</span> {commits}</p>',
+            f"<p>app <b>{escape(app)}</b>, environment <b>{escape(env)}</b>"
+            + (f", labels {escape(labels)}" if labels else "")
+            + "</p>",
+            f'<h2>Description</h2><div class="body">{_MARKDOWN.render(pr.body)}</div>',
+            f'<h2 id="files">Files changed</h2>{self._diff(pr)}',
+            f'<h2 id="reviews">Reviews</h2>{self._reviews(number)}',
+        ]
+        comments = self.forge.comments(number)
+        if comments:
+            parts.append(
+                "<h2>Comments</h2>" + "".join(f'<div class="body">{_MARKDOWN.render(c)}</div>' for c in comments)
+            )
+        if pr.state == "open":
+            parts.append(self._form(number, error))
+        elif error:
+            parts.insert(2, _alert(error))
+        return self._page(f"#{number} {pr.title}", "".join(parts))
+
+    def review(self, number: int, raw: bytes) -> None:
+        """Record the form's review; `Refused` with the line to show when the form is wrong."""
+        form = {k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
+        reviewer = " ".join(form.get("reviewer", "").split())
+        state = form.get("state", "")
+        body = form.get("body", "").strip()
+        if not reviewer or len(reviewer) > 100:
+            raise Refused(HTTPStatus.BAD_REQUEST, "a review needs the reviewer's name (at most 100 characters)")
+        if state not in REVIEW_STATES:
+            raise Refused(HTTPStatus.BAD_REQUEST, f"choose one of: {', '.join(REVIEW_STATES.values())}")
+        if state == "changes_requested" and not body:
+            raise Refused(HTTPStatus.BAD_REQUEST, "requesting changes needs a comment that says which")
+        if self._pull(number).state != "open":
+            raise Refused(HTTPStatus.CONFLICT, f"pull request #{number} is no longer open: it takes no reviews")
+        self.forge.add_review(number, reviewer, state, body)
+
+    # ------------------------------------------------------------------ parts
+
+    def _pull(self, number: int) -> PullRequest:
+        try:
+            return self.forge.get_pull_request(number)
+        except NotFound:
+            raise Refused(HTTPStatus.NOT_FOUND, f"there is no pull request #{number}") from None
+
+    def _diff(self, pr: PullRequest) -> str:
+        repo = git.Repo(self.origin)
+        try:
+            if pr.merge_commit:
+                text = repo.git.diff("--no-color", "--no-ext-diff", f"{pr.merge_commit}^1", pr.merge_commit, "--")
+            else:
+                text = repo.git.diff("--no-color", "--no-ext-diff", f"{pr.base}...{pr.head_sha or pr.head}", "--")
+        except git.GitCommandError:
+            return "<p>The commits of this pull request are no longer on the origin.</p>"
+        finally:
+            repo.close()
+        if not text:
+            return "<p>No changes.</p>"
+        cut = len(text) > MAX_DIFF_CHARS
+        lines = []
+        for line in text[:MAX_DIFF_CHARS].splitlines():
+            kind = (
+                "meta"
+                if line.startswith(("diff ", "index ", "+++ ", "--- "))
+                else "hunk"
+                if line.startswith("@@")
+                else "add"
+                if line.startswith("+")
+                else "del"
+                if line.startswith("-")
+                else ""
+            )
+            lines.append(f'<span class="{kind}">{escape(line)}</span>' if kind else escape(line))
+        more = f"<p>The diff is cut at {MAX_DIFF_CHARS:,} characters.</p>" if cut else ""
+        return '<pre class="diff">' + "\n".join(lines) + "</pre>" + more
+
+    def _reviews(self, number: int) -> str:
+        rows = [
+            f'<tr><td>{escape(r.author)}</td><td class="{escape(r.state)}">{escape(r.state)}</td>'
+            f"<td>{escape(r.body)}</td><td><code>{escape((r.commit or '')[:12])}</code></td>"
+            f"<td>{escape(r.at.strftime('%Y-%m-%d %H:%M:%S'))}Z</td></tr>"
+            for r in self.forge.reviews(number)
+        ]
+        if not rows:
+            return "<p>No reviews yet.</p>"
+        return (
+            "<table><thead><tr><th>reviewer</th><th>state</th><th>comment</th><th>on commit</th><th>at</th></tr>"
+            f"</thead><tbody>{''.join(rows)}</tbody></table>"
+        )
+
+    def _form(self, number: int, error: str) -> str:
+        choices = "".join(
+            f'<label><input type="radio" name="state" value="{value}"{" checked" if value == "approved" else ""}>'
+            f" {label}</label>"
+            for value, label in REVIEW_STATES.items()
+        )
+        shown = _alert(error) if error else ""
+        return (
+            f'<h2>Review</h2>{shown}<form method="post" action="/pulls/{number}/reviews">'
+            '<label>Reviewer <input name="reviewer" required maxlength="100" autocomplete="username"></label>'
+            f"{choices}"
+            '<label>Comment<br><textarea name="body" rows="3" cols="80"></textarea></label>'
+            '<button type="submit">Submit review</button></form>'
+        )
+
+    def _page(self, title: str, content: str) -> str:
+        return (
+            f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{escape(title)} · local forge</title>'
+            f"<style>{STYLE}</style></head><body><header>"
+            f'<a href="/pulls">promoter · local forge</a> <span class="meta">{escape(self.origin)}</span>'
+            f"</header>{content}</body></html>"
+        )
+
+
+def _alert(text: str) -> str:
+    return f'<p class="changes_requested" role="alert">{escape(text)}</p>'
+
+
+def _app_env(pr: PullRequest) -> tuple[str, str]:
+    match = _HEAD.match(pr.head)
+    return (match.group(1), match.group(2)) if match else ("", "")
+
+
+def handler(site: ForgeSite) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "promoter-forge"
+
+        def do_GET(self) -> None:
+            path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+            if path in ("", "/pulls"):
+                return self._answer(lambda: site.pulls_page()) if path else self._redirect("/pulls")
+            number = _number(path, "")
+            if number is None:
+                return self._send(HTTPStatus.NOT_FOUND, site._page("Not found", "<p>No such page.</p>"))
+            return self._answer(lambda: site.pull_page(number))
+
+        def do_POST(self) -> None:
+            number = _number(urllib.parse.urlsplit(self.path).path, "/reviews")
+            length = int(self.headers.get("Content-Length") or 0)
+            if number is None or length > MAX_FORM_BYTES:
+                return self._send(HTTPStatus.BAD_REQUEST, site._page("Bad request", "<p>Not a review form.</p>"))
+            raw = self.rfile.read(length)
+            try:
+                site.review(number, raw)
+            except Refused as e:
+                if e.status == HTTPStatus.NOT_FOUND:
+                    return self._send(e.status, site._page("Not found", f"<p>{escape(e)}</p>"))
+                why = str(e)
+                return self._answer(lambda: site.pull_page(number, why), e.status)
+            return self._redirect(f"/pulls/{number}#reviews")
+
+        def _answer(self, render: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
+            try:
+                page = render()
+            except Refused as e:
+                return self._send(e.status, site._page("Not found", f"<p>{escape(e)}</p>"))
+            self._send(status, page)
+
+        def _send(self, status: HTTPStatus, page: str) -> None:
+            data = page.encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Security-Policy", CSP)
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _redirect(self, where: str) -> None:
+            self.send_response(HTTPStatus.SEE_OTHER)
+            self.send_header("Location", where)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stderr.write(f"forge site: {format % args}\n")
+
+    return Handler
+
+
+def _number(path: str, suffix: str) -> int | None:
+    match = re.fullmatch(rf"/pulls/(\d{{1,9}}){re.escape(suffix)}", path)
+    return int(match.group(1)) if match else None
+
+
+def serve(
+    db: Path, origin: Path, port: int, host: str = "127.0.0.1", web_url: str | None = None
+) -> ThreadingHTTPServer:
+    forge = LocalForge(None, db, str(origin), web_url=web_url)
+    server = ThreadingHTTPServer((host, port), handler(ForgeSite(forge, origin)))
+    server.daemon_threads = True
+    return server
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m promoter.forges.site", description=__doc__.splitlines()[0])
+    parser.add_argument("--db", type=Path, required=True, help="the local forge's records (forge.sqlite)")
+    parser.add_argument("--origin", type=Path, required=True, help="the bare origin repository")
+    parser.add_argument("--port", type=int, required=True)
+    parser.add_argument("--host", default="127.0.0.1")
+    args = parser.parse_args(argv)
+    server = serve(args.db, args.origin.resolve(), args.port, args.host, f"http://{args.host}:{args.port}")
+    print(f"forge site on http://{args.host}:{args.port}/pulls", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
