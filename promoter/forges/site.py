@@ -32,7 +32,7 @@ from promoter.errors import NotFound
 from promoter.forges.local import LocalForge
 from promoter.models import PullRequest
 
-REVIEW_STATES = {"approved": "Approve", "changes_requested": "Request changes", "commented": "Comment"}
+REVIEW_STATES = {"approved": "Approve", "changes_requested": "Request changes", "commented": "Comment only"}
 MAX_FORM_BYTES = 64 * 1024
 MAX_DIFF_CHARS = 400_000
 CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"  # no script runs, whatever a body holds

@@ -95,7 +95,7 @@ def test_the_review_form_records_a_review_as_the_api_does(
     [
         ({"reviewer": "", "state": "approved"}, "a review needs the reviewer&#x27;s name"),
         ({"reviewer": "x" * 101, "state": "approved"}, "at most 100 characters"),
-        ({"reviewer": "sue", "state": "merged"}, "choose one of: Approve, Request changes, Comment"),
+        ({"reviewer": "sue", "state": "merged"}, "choose one of: Approve, Request changes, Comment only"),
         ({"reviewer": "sue", "state": "changes_requested", "body": " "}, "needs a comment that says which"),
     ],
 )

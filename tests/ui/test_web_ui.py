@@ -128,3 +128,93 @@ def test_approve_through_the_web_ui(stack: tuple[Cli, Origin], browser: Browser)
     page.get_by_text("COMPLETED").first.wait_for(state="visible", timeout=30000)
     shot(page, "5-completed")
     page.close()
+
+
+def link_in_details(page: Page, timeout_s: float = 30) -> Locator:
+    """The PR link of the workflow's current details (User Metadata tab): the Web UI draws the
+    markdown in frames of its own, so every frame is looked in (until the deadline)."""
+    page.get_by_text("User Metadata", exact=True).first.click()
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for frame in page.frames:
+            link = frame.locator("a[href*='/pulls/']")
+            if link.count():
+                return link.first
+        assert time.monotonic() < deadline, "no pull request link in the workflow's current details"
+        page.wait_for_timeout(200)
+
+
+def details_text(page: Page) -> str:
+    return "\n".join(frame.locator("body").inner_text() for frame in page.frames[1:] if frame.url.startswith("http"))
+
+
+def test_review_the_pr_on_the_forge_page_opened_from_the_web_ui(stack: tuple[Cli, Origin], browser: Browser) -> None:
+    cli, origin = stack
+    path = "environments/dev/demo/deployment.yaml"
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    (origin.work / path).write_text(re.sub(r"demo:[\w.\-]+", "demo:8.8.8", (origin.work / path).read_text()))
+    message = "<script>window.pwned=1</script> demo 8.8.8"  # the PR body quotes the commit's message
+    origin.repo.git.execute(
+        ["git", "-c", "user.name=carol", "-c", "user.email=carol@example.com", "commit", "-qam", message]
+    )
+    origin.repo.git.push("-q", "origin", "main")
+    commit = origin.repo.head.commit.hexsha
+    assert cli("promote", "demo").returncode == 0
+    waiting = cli.wait_status(
+        "promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval"
+    )
+    prod_pr = waiting["stages"][2]["pr_url"]  # type: ignore[index]
+    forge_url = json.loads((cli.state_dir / "stack.json").read_text())["forge_url"]
+    assert prod_pr.startswith(f"{forge_url}/pulls/")
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    open_waiting_promotion(page, ui_url(cli), "demo")
+    link = link_in_details(page)
+    assert link.get_attribute("href") == prod_pr
+    shot(page, "6-details-with-the-pr-link")
+    with page.context.expect_page() as opened:
+        link.click()
+    pr = opened.value
+    pr.wait_for_load_state()
+    assert pr.url == prod_pr
+    pr.locator("pre.diff").get_by_text("demo:8.8.8").wait_for(state="visible", timeout=10000)
+    assert pr.evaluate("window.pwned") is None  # the commit message's script is shown, never run
+    assert message in pr.locator(".body").first.inner_text()
+    shot(pr, "7-forge-pr-page")
+
+    def review(reviewer: str, comment: str) -> None:
+        pr.get_by_label("Reviewer").fill(reviewer)
+        pr.get_by_label("Approve").check()
+        pr.get_by_label("Comment", exact=True).fill(comment)
+        pr.get_by_role("button", name="Submit review").click()
+        pr.locator("td", has_text=comment).wait_for(state="visible", timeout=10000)
+
+    # mallory may not decide prod: the forge records the review, the gate refuses it and says so
+    review("mallory", "me too")
+    refused = cli.wait_status("promote-demo", lambda s: bool(s["stages"][2]["refusals"]))
+    assert refused["stages"][2]["refusals"][0]["via"] == "pull_request"  # type: ignore[index]
+    assert refused["stages"][2]["state"] == "awaiting_approval"  # type: ignore[index]
+    page.reload()
+    link_in_details(page)
+    assert "Refused: mallory via pull_request: mallory may not decide prod" in details_text(page)
+    shot(page, "8-refused-review-in-the-details")
+
+    # bob is a release manager: his approving review opens the gate
+    review("bob", "lgtm from the forge")
+    final = cli.wait_status("promote-demo", lambda s: s["state"] != "running", timeout_s=120)
+    assert final["state"] == "succeeded", final["message"]
+    approvals = final["stages"][2]["approvals"]  # type: ignore[index]
+    assert [(a["approver"], a["via"]) for a in approvals] == [("bob", "pull_request")]
+    pr.reload()
+    pr.get_by_text("merged", exact=True).first.wait_for(state="visible", timeout=10000)
+    shot(pr, "9-forge-pr-merged")
+
+    # the completed promotion's details say so, name the approver, and nothing is left pending
+    page.reload()
+    link_in_details(page)
+    text = details_text(page)
+    assert "succeeded" in text and "approved by bob via pull_request" in text, text
+    assert re.search(r"Pending Activities\s*0\b", page.inner_text("body")), "a pending activity outlived the promotion"
+    shot(page, "10-completed-details")
+    pr.close()
+    page.close()
