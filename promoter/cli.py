@@ -192,7 +192,7 @@ async def _promote(
     if commit is not None:
         check_revision(commit)
     client = await _client(s)
-    running = await api.GrpcPromotions(client).describe(wid)
+    running = await _ended_or_running(api.GrpcPromotions(client), wid)
     if not supersede and running is not None and running.status == "RUNNING":
         raise api.already_running(app_name)
     plan = await api.plan(client, s.task_queue, app_name, commit, to)
@@ -244,6 +244,23 @@ UNREACHABLE_FOR_S = 10.0  # how long `--wait` keeps asking an unreachable Tempor
 
 class ConnectionLost(Exception):
     pass
+
+
+async def _ended_or_running(promotions: Any, wid: str, timeout_s: float = 60.0) -> Any:
+    """The latest run of `wid`. One that has reached its outcome (its memo says so) but is still closing
+    (a decided gate's PR watcher ends within seconds; one on a worker that died, within its heartbeat
+    timeout) is waited for, so that `promote` right after `status` said `succeeded` is not refused."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        execution = await promotions.describe(wid)
+        running = execution is not None and execution.status == "RUNNING"
+        ending = running and execution.memo.get("state", "running") != "running"
+        if not ending or time.monotonic() > deadline:
+            return execution
+        await asyncio.sleep(0.2)
 
 
 async def _follow(client: Any, wid: str, run_id: str | None, quiet: bool) -> Any:

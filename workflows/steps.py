@@ -186,7 +186,7 @@ WATCH_PULL_REQUEST = Step(  # its limits follow the gate's deadline (see `watch_
     WatchInput,
     WatchResult,
     start_to_close=timedelta(days=30),
-    heartbeat=timedelta(minutes=1),
+    heartbeat=timedelta(seconds=20),  # a watcher on a worker that died is retried (or ends, if cancelled) by then
     watch_queue=True,
 )
 NOTIFY = Step(
