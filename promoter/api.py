@@ -29,6 +29,7 @@ from promoter import names, promotions, search
 from promoter.errors import PromoterError
 from promoter.models import (
     Decision,
+    DryRun,
     PlanInput,
     PromotionInput,
     PromotionPlan,
@@ -37,6 +38,7 @@ from promoter.models import (
     Supersede,
 )
 from promoter.names import workflow_id
+from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import SUPERSEDE, PlanWorkflow, PromotionWorkflow
 
 
@@ -85,9 +87,38 @@ async def plan(
         await _forget(client, wid)
 
 
+async def dry_run(
+    client: Client, task_queue: str, app: str, commit: str | None = None, to_env: str | None = None
+) -> DryRun:
+    """What promoting `app` would do in every environment, without starting anything (`DryRunWorkflow`
+    on a worker, deleted once it has answered)."""
+    names.check(app, "app")
+    if to_env is not None:
+        names.check(to_env, "environment")
+    wid = f"dry-run-{app}-{uuid.uuid4()}"
+    try:
+        result: DryRun = await client.execute_workflow(
+            DryRunWorkflow.run,
+            PlanInput(app=app, commit=commit, to_env=to_env),
+            id=wid,
+            task_queue=task_queue,
+            execution_timeout=timedelta(minutes=5),
+        )
+        return result
+    except WorkflowFailureError as e:
+        message = failure_message(e)
+        if _timed_out(e):
+            message = f"the plan timed out: is a worker running on task queue '{task_queue}'? ({message})"
+        raise PromoterError(message) from None
+    finally:
+        await _forget(client, wid)
+
+
 async def _forget(client: Client, wid: str) -> None:
-    """Delete a finished plan run, so that the Web UI's workflow list shows promotions, not one
-    `plan-…` row per promotion. Best effort: a plan run left behind is only a row."""
+    """Ask the server to delete a finished plan (or dry) run, so that the Web UI's workflow list
+    shows promotions, not one `plan-…` row per promotion. Best effort: the server deletes in the
+    background, one run after another (the dev server takes about 25 s each), so under load the rows
+    linger for a while; docs/approving.md gives the list's query that shows promotions only."""
     try:
         run = WorkflowExecution(workflow_id=wid)
         await client.workflow_service.delete_workflow_execution(

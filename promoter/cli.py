@@ -246,6 +246,77 @@ class ConnectionLost(Exception):
     pass
 
 
+@app.command()
+def plan(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    commit: Annotated[
+        str | None, typer.Option(help="commit of main (default: the newest touching the source app folder)")
+    ] = None,
+    to: Annotated[str | None, typer.Option(help="last environment to plan for")] = None,
+    as_json: AsJson = False,
+    state_dir: StateDir = None,
+) -> None:
+    """What promoting APP would do in every environment, without starting anything: exit 0 when every
+    stage could pass, 1 when one would be denied."""
+    _run(_plan(Settings.load(state_dir), app_name, commit, to, as_json))
+
+
+async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, as_json: bool) -> int:
+    from promoter import api
+
+    workflow_id(app_name)
+    if to is not None:
+        _check_name(to, "environment")
+    if commit is not None:
+        check_revision(commit)
+    dry = await api.dry_run(await _client(s), s.task_queue, app_name, commit, to)
+    if as_json:
+        print(json.dumps({**dry.model_dump(mode="json"), "denied": dry.denied}))
+        return 1 if dry.denied else 0
+    p = dry.plan
+    envs = " → ".join(st.env for st in dry.stages)
+    out.print(f"plan of {p.app} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False)
+    for st in dry.stages:
+        for line in _stage_plan(st):
+            out.print(line, markup=False, highlight=False)
+    if dry.denied:
+        err.print(f"{dry.denied[0]} would be denied: a promotion of {p.app} would stop there", markup=False)
+        return 1
+    out.print("every stage could pass", markup=False)
+    return 0
+
+
+def _stage_plan(st: Any) -> list[str]:
+    """A stage of `promoter plan`, as lines: the change, the policies' decision, the gate."""
+    head = f"{st.env} (source)" if st.source else st.env
+    if st.skipped:
+        return [f"{head}: skipped, its folder already matches"]
+    lines = [head + ":"]
+    if not st.source:
+        changes = [f"{what} {', '.join(files)}" for what, files in st.diff.model_dump().items() if files]
+        lines.append("  change: " + ("; ".join(changes) or "none"))
+    if st.decision is not None:
+        d = st.decision
+        verdict = "allow" if d.allow else "DENY"
+        lines.append(f"  policy: {verdict} (revision {d.revision or '?'}, {d.engine})")
+        lines += [f"    deny {v.rule}: {v.message}" for v in d.deny]
+        lines += [f"    warn {v.rule}: {v.message}" for v in d.warn]
+        lines += [f"    excepted {v.rule}: {v.message}" for v in d.excepted]
+    if not st.source:
+        if st.approvals_required or st.require_review:
+            may = [a for a in st.approvers if a not in st.screened]
+            gate = f"  gate: {st.approvals_required} approval(s) from {', '.join(may) or 'nobody'}"
+            gate += " + a PR review" if st.require_review else ""
+            gate += "; an approving PR review counts" if st.pull_request_reviews else ""
+            lines.append(gate)
+            lines += [f"    {who} may not approve: {why}" for who, why in st.screened.items()]
+        else:
+            lines.append("  gate: none")
+    if st.soak_s:
+        lines.append(f"  soak: {timedelta(seconds=int(st.soak_s))} healthy before the next environment takes it")
+    return lines
+
+
 async def _ended_or_running(promotions: Any, wid: str, timeout_s: float = 60.0) -> Any:
     """The latest run of `wid`. One that has reached its outcome (its memo says so) but is still closing
     (a decided gate's PR watcher ends within seconds; one on a worker that died, within its heartbeat

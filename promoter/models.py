@@ -492,6 +492,37 @@ class PolicyDecision(BaseModel):
     approvers: list[str] = Field(default_factory=list)  # who may decide the gate (groups expanded)
 
 
+class StagePlan(BaseModel):
+    """What a promotion would do in one environment (`promoter plan`)."""
+
+    env: str
+    source: bool = False  # the source: its policy check, sync and health; no PR
+    skipped: bool = False  # its folder already matches the source at the commit
+    diff: DiffSummary = Field(default_factory=DiffSummary)
+    decision: PolicyDecision | None = None  # the policies' decision before the PR (None when skipped)
+    approvals_required: int = 0
+    require_review: bool = False
+    pull_request_reviews: bool = False
+    approvers: list[str] = Field(default_factory=list)  # who may decide its gate (groups expanded)
+    screened: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason to refuse them
+    soak_s: float = 0.0
+
+    @property
+    def denied(self) -> bool:
+        return self.decision is not None and not self.decision.allow
+
+
+class DryRun(BaseModel):
+    """`promoter plan`: the plan, and what each environment would see, in order."""
+
+    plan: PromotionPlan
+    stages: list[StagePlan]
+
+    @property
+    def denied(self) -> list[str]:
+        return [s.env for s in self.stages if s.denied]
+
+
 class ChangeCheck(BaseModel):
     """`check_change`'s answer: what promoting would change (nothing pushed), and the policies'
     decision on exactly that change (None when nothing would change)."""

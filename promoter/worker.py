@@ -24,6 +24,7 @@ from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone, auth_env
 from promoter.settings import Settings, connect, metrics_runtime
+from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
 from workflows.steps import WATCH_QUEUE_SUFFIX
 
@@ -67,7 +68,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PromotionWorkflow, PlanWorkflow],
+        workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow],
         activities=[
             git_acts.plan,
             policy.check_change,

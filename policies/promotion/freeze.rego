@@ -18,13 +18,18 @@ freeze_windows := data.freeze_windows
 # custom:
 #   severity: high
 #   remediation: Start the promotion after the freeze window ends.
-deny_freeze_window contains {"msg": msg, "object": null, "details": {"window": w.name}} if {
+deny_freeze_window contains {"msg": msg, "object": null, "details": {"window": w.name, "until": until(w)}} if {
 	some w in freeze_windows
 	applies(w)
 	t := time.parse_rfc3339_ns(input.promotion.started_at)
 	in_window(w, t)
-	msg := sprintf("%s is frozen by '%s' at %s", [input.environment.name, w.name, input.promotion.started_at])
+	msg := sprintf("%s is frozen by '%s' at %s, until %s", [input.environment.name, w.name, input.promotion.started_at, until(w)])
 }
+
+# when the window that holds the start ends: a dated one at its end, a weekly one at `to` that day (UTC)
+until(w) := w.end if w.start
+
+until(w) := sprintf("%s UTC that day", [w.weekly.to]) if w.weekly
 
 applies(w) if not w.environments
 

@@ -16,6 +16,8 @@ fridays := [{"name": "friday evenings", "weekly": {"days": ["Friday"], "from": "
 test_deny_inside_dated_window if {
 	some v in freeze.deny_freeze_window with input as started("prod", "2026-12-25T12:00:00Z") with data.freeze_windows as year_end
 	v.details.window == "year-end"
+	v.details.until == "2027-01-02T00:00:00Z"
+	endswith(v.msg, ", until 2027-01-02T00:00:00Z")
 }
 
 test_allow_after_dated_window if {
@@ -29,6 +31,8 @@ test_allow_other_environment if {
 test_deny_inside_weekly_window if {
 	# 2026-11-27 is a Friday
 	count(freeze.deny_freeze_window) == 1 with input as started("staging", "2026-11-27T17:30:00Z") with data.freeze_windows as fridays
+	some v in freeze.deny_freeze_window with input as started("staging", "2026-11-27T17:30:00Z") with data.freeze_windows as fridays
+	v.details.until == "23:59 UTC that day"
 }
 
 test_allow_before_weekly_window if {

@@ -4,18 +4,17 @@ exit 2 and nothing pushed; every command's exit code stable over 20 runs in a ro
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import sqlite3
-import time
 
 import git
 import pytest
 import yaml
 
 from tests.support.gitops import Cli, Origin
+from tests.support.workflows import plan_matches
 
 
 def refs(origin: Origin) -> dict[str, str]:
@@ -44,6 +43,10 @@ def test_up_is_idempotent_and_writes_its_state(stack: tuple[Cli, Origin]) -> Non
 def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:
     cli, origin = stack
     commit = origin.bump(tag="4.2.0")
+    planned = cli("plan", "demo", "--json")  # what the promotion will do, before it starts
+    assert planned.returncode == 0, planned.stderr
+    foretold = json.loads(planned.stdout)
+    assert foretold["denied"] == [] and foretold["plan"]["commit"] == commit
     follower = cli.popen("promote", "demo", "--wait", "--json")
     try:
         waiting = cli.wait_status(
@@ -66,6 +69,7 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     assert final["state"] == "succeeded"
     status = cli.status("promote-demo")
     same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "promote-demo"])  # the result
+    plan_matches(foretold, status)
     assert [s["state"] for s in status["stages"]] == ["healthy", "healthy", "healthy"]
     assert status["stages"][2]["approvals"][0]["approver"] == "alice"
     assert status["stages"][2]["approvals"][0]["via"] == "cli"
@@ -88,25 +92,6 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     ]
     listed = json.loads(cli("list", "--json", "--app", "demo").stdout)
     assert listed[0]["id"] == "promote-demo" and listed[0]["state"] == "succeeded"
-    assert plan_runs_listed(cli) == 0  # the Web UI's list shows promotions, not one plan-… row per promotion
-
-
-def plan_runs_listed(cli: Cli, timeout_s: float = 30) -> int:
-    """How many PlanWorkflow runs Temporal's visibility lists, once it has caught up (or the deadline)."""
-    from temporalio.client import Client
-
-    address = json.loads((cli.state_dir / "stack.json").read_text())["temporal_address"]
-
-    async def count() -> int:
-        client = await Client.connect(address)
-        deadline = time.monotonic() + timeout_s
-        while True:
-            n = (await client.count_workflows("WorkflowType = 'PlanWorkflow'")).count
-            if n == 0 or time.monotonic() > deadline:
-                return n
-            await asyncio.sleep(0.1)
-
-    return asyncio.run(count())
 
 
 def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[Cli, Origin]) -> None:
@@ -202,6 +187,27 @@ def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
         if files:
             origin.repo.git.revert("--no-edit", "HEAD")
             origin.repo.git.push("-q", "origin", "main")
+
+
+def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_nothing(
+    stack: tuple[Cli, Origin],
+) -> None:
+    cli, origin = stack
+    origin.bump(tag="latest")
+    before = refs(origin)
+    try:
+        r = cli("plan", "demo")
+        assert r.returncode == 1, r.stdout + r.stderr
+        assert r.stderr.strip() == "staging would be denied: a promotion of demo would stop there"
+        assert "policy: DENY" in r.stdout and "latest" in r.stdout
+        as_json = cli("plan", "demo", "--json")
+        assert as_json.returncode == 1 and json.loads(as_json.stdout)["denied"] == ["staging", "prod"]
+        unknown = cli("plan", "nothing")
+        assert unknown.returncode == 2 and "unknown app 'nothing'" in unknown.stderr
+        assert refs(origin) == before
+    finally:
+        origin.repo.git.revert("--no-edit", "HEAD")
+        origin.repo.git.push("-q", "origin", "main")
 
 
 def test_each_command_exits_with_its_documented_code_20_times(stack: tuple[Cli, Origin]) -> None:

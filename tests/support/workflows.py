@@ -27,3 +27,25 @@ def failing_in(origin: Origin, where: str, tag: str = "3.1.0") -> str:
 
 def deployment(sim: KubeSim) -> dict[str, Any]:
     return sim.objects[("apps", "deployments", "apps", "demo")]
+
+
+def plan_matches(plan: dict[str, Any], result: dict[str, Any]) -> None:
+    """A plan (`promoter plan --json`, or `DryRun` dumped) foretold what the promotion then did, stage
+    by stage: skipped or not, the pre-PR policy decision (its verdict, the policy revision, the
+    counts of denials and warnings, as audited), and who could open each gate."""
+    stages = {s["env"]: s for s in plan["stages"]}
+    assert [s["env"] for s in result["stages"]] == list(stages), (list(stages), result["stages"])
+    policy = [e for e in result["audit"] if e["kind"] == "policy" and e["detail"].startswith("pre_pr")]
+    audited = {e["env"]: e["detail"] for e in policy}
+    for stage in result["stages"]:
+        planned = stages[stage["env"]]
+        assert planned["skipped"] == (stage["state"] == "skipped"), (stage["env"], planned, stage["state"])
+        if planned["skipped"]:
+            continue
+        d = planned["decision"]
+        verdict = "allow" if d["allow"] else "deny"
+        counts = f"{len(d['deny'])} denial(s), {len(d['warn'])} warning(s)"
+        foretold = f"pre_pr {verdict}, revision {d['revision']}, {counts}"
+        assert audited[stage["env"]] == foretold, stage["env"]
+        if not planned["source"] and planned["approvals_required"]:
+            assert (planned["approvers"], planned["screened"]) == (stage["approvers"], stage["screened"]), stage["env"]

@@ -23,7 +23,7 @@ from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, StageState
 from promoter.stack import wait_until
 from tests.support.gitops import Origin
-from tests.support.workflows import awaiting
+from tests.support.workflows import awaiting, plan_matches
 from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -190,6 +190,7 @@ async def test_four_environments_of_other_names(
     origin.commit({"environments/uat/demo/local.env": "uat only\n"}, "uat settings")
     commit = origin.bump(env="qa", tag="5.0.0")
     async with run_worker(dev_env, origin) as tq:
+        foretold = await api.dry_run(dev_env.client, tq, "demo")  # `promoter plan`: nothing started
         plan = await api.plan(dev_env.client, tq, "demo")
         assert [e.config.name for e in plan.environments] == ["qa", "uat", "preprod", "live"]
         handle = await api.start(dev_env.client, tq, plan)
@@ -201,6 +202,7 @@ async def test_four_environments_of_other_names(
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [s.env for s in result.stages] == ["qa", "uat", "preprod", "live"]
+    plan_matches(foretold.model_dump(mode="json"), result.model_dump(mode="json"))
     assert_promoted(origin, commit, ["qa", "uat", "preprod", "live"], local=("local.env",))
     assert origin.show("main", "environments/uat/demo/local.env") == "uat only"
 

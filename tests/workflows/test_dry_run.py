@@ -1,0 +1,53 @@
+"""`promoter plan`'s workflow on a real Temporal dev server with real git, the local forge and the
+embedded policy engine: a plan writes nothing anywhere (origin, forge records; it starts no
+promotion, and its own run is deleted as a plan run is, see tests/cli/test_cli.py), names
+the stage a `:latest` image would be denied at, and reports a freeze window with its end. That a plan
+and the promotion after it agree is checked in test_promotion.py (four environments) and
+tests/cli/test_cli.py (the demo)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import git
+import pytest
+import yaml
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from tests.support.gitops import Origin
+
+pytestmark = pytest.mark.asyncio
+
+
+def refs(origin: Origin) -> dict[str, str]:
+    return {ref.path: ref.commit.hexsha for ref in git.Repo(origin.path).refs}
+
+
+async def test_a_plan_writes_nothing_names_the_denied_stage_and_a_freeze_with_its_end(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory()
+    now = datetime.now(UTC)
+    data = yaml.safe_load((origin.work / "policies/data.yaml").read_text())
+    end = (now + timedelta(hours=2)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    start = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    data["freeze_windows"] = [{"name": "launch week", "environments": ["prod"], "start": start, "end": end}]
+    origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "freeze prod")
+    origin.bump(tag="latest")
+    before = refs(origin)
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        dry = await api.dry_run(dev_env.client, tq, "demo")
+        assert dry.denied == ["staging", "prod"]
+        staging, prod = dry.stages[1], dry.stages[2]
+        assert any("latest" in v.message for v in staging.decision.deny)  # type: ignore[union-attr]
+        assert dry.stages[0].source and dry.stages[0].decision.allow  # type: ignore[union-attr]
+        freeze = [v for v in prod.decision.deny if v.rule.startswith("promotion.freeze")]  # type: ignore[union-attr]
+        assert [v.message.endswith(f"until {end}") for v in freeze] == [True], freeze
+        assert staging.diff.modified == ["deployment.yaml"] and not staging.skipped
+        assert await api.GrpcPromotions(dev_env.client).describe("promote-demo") is None  # nothing started
+    assert refs(origin) == before  # no branch pushed, main untouched
+    assert forge.list_pull_requests() == []
