@@ -7,6 +7,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from activities import classified
+from promoter import holds
 from promoter.forges import Forge
 from promoter.gitrepo import GitRepository
 from promoter.models import RevertInput, RevertResult
@@ -35,7 +36,10 @@ class RevertActivities:
             labels=["revert", f"env:{req.env}", f"app:{req.app}"],
         )
         activity.heartbeat(f"revert PR #{pr.number} open")
-        merged = self.forge.merge(pr.number)
+        message = f"Merge pull request #{pr.number} from {branch}\n\n{pr.title}\n\n"
+        if req.commit:  # the record of the hold is this merge on main: git, not Temporal
+            message += holds.trailers(req.app, req.env, req.commit, req.reason, pr.url)
+        merged = self.forge.merge(pr.number, message=message)
         return RevertResult(
             reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"
         )

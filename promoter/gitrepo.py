@@ -37,7 +37,7 @@ from typing import Protocol
 import git
 from gitdb.base import IStream
 
-from promoter import layout, yamlsafe
+from promoter import holds, layout, yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
@@ -366,6 +366,11 @@ class GitClone:
                 f"unknown app '{req.app}': {folder} does not exist at {sha[:12]}; "
                 f"apps in {source}: {', '.join(apps_here) or 'none'}"
             )
+        held = self._holds(repo, main, req.app)
+        for env in envs[1:]:
+            hold = held.get((env.config.name, sha))
+            if hold is not None:
+                raise BadInput(hold.refusal())
         info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
         return PromotionPlan(
             app=req.app,
@@ -375,6 +380,12 @@ class GitClone:
             message=info[1] if len(info) > 1 else "",
             environments=envs,
         )
+
+    def _holds(self, repo: git.Repo, main: str, app: str) -> dict[tuple[str, str], holds.Hold]:
+        """The holds of `app` in force on `main` (see promoter.holds): read from main's commits."""
+        out = self._git(repo, "log", "--format=%H%x1f%B%x1e", f"--grep=^{holds.HELD}-App: {app}$", main)
+        commits = [tuple(entry.strip().split("\x1f", 1)) for entry in out.split("\x1e") if "\x1f" in entry]
+        return holds.current(app, ((sha, message) for sha, message in reversed(commits)))
 
     def _folders(self, repo: git.Repo, rev: str, folder: str) -> list[str]:
         """The names of the folders directly under `folder` at `rev`."""

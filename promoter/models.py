@@ -581,6 +581,7 @@ class RevertInput(BaseModel):
     merge_commit: str
     pr_number: int
     reason: str
+    commit: str = ""  # the promoted commit: the revert's merge holds it out of `env` (see promoter.holds)
 
 
 class RevertResult(BaseModel):

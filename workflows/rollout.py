@@ -81,6 +81,7 @@ class Rollout:
             merge_commit=stage.merge_commit,
             pr_number=stage.pr_number,
             reason=reason,
+            commit=self.p.plan.commit,
         )
         result = await self.runner.run(steps.REVERT, revert, f"revert {stage.env}")
         assert result.revert_commit is not None
@@ -97,5 +98,9 @@ class Rollout:
             self.r.finish(PromotionState.FAILED, f"{stage.env}: the revert did not restore health: {restored.reason}")
             return False
         self.r.set(stage, StageState.REVERTED, f"{unhealthy}; {by}, healthy again")
+        self.p.status.notices.append(
+            f"{self.p.plan.app} @ {self.p.plan.short_commit} is now held out of {stage.env}: "
+            f"promoting it there again is refused until the hold is lifted"
+        )
         self.r.finish(PromotionState.REVERTED, f"{stage.env}: {unhealthy}")
         return False

@@ -13,7 +13,8 @@ import git
 import pytest
 from temporalio.testing import WorkflowEnvironment
 
-from promoter import api
+from promoter import api, holds
+from promoter.errors import PromoterError
 from promoter.models import PromotionState, StageState
 from promoter.sim.kube import KubeSim
 from tests.support.gitops import Origin
@@ -38,6 +39,24 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         bad = failing_in(origin, "staging")
         handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
         result = await handle.result()
+
+        # the reverted commit is held out of staging: planning it again is refused with the revert's
+        # reason and PR; dev alone, and a newer commit, are not held; a commit on main lifts the hold
+        staging_pr = result.stages[1].revert_pr_number
+        with pytest.raises(PromoterError) as held:
+            await api.plan(dev_env.client, tq, "demo", commit=bad)
+        said = str(held.value)
+        assert f"demo @ {bad[:7]} is held out of staging" in said and "ProgressDeadlineExceeded" in said
+        assert f"/pulls/{staging_pr}" in said
+        assert (await api.plan(dev_env.client, tq, "demo", commit=bad, to_env="dev")).commit == bad
+        newer = origin.bump(tag="3.0.1")
+        assert (await api.plan(dev_env.client, tq, "demo", commit=newer)).commit == newer
+        origin.repo.git.pull("-q", "--rebase", "origin", "main")
+        release = holds.release_trailers("demo", "staging", bad, "alice", "the cluster was at fault")
+        origin.repo.git.commit("-q", "--allow-empty", "-m", f"Release the hold of demo in staging\n\n{release}")
+        origin.repo.git.push("-q", "origin", "main")
+        assert (await api.plan(dev_env.client, tq, "demo", commit=bad)).commit == bad
+    assert any("is now held out of staging" in n for n in result.notices)
     assert result.state == PromotionState.REVERTED
     assert "ProgressDeadlineExceeded" in result.message and result.message.startswith("staging: unhealthy")
     dev, staging, prod = result.stages
@@ -46,8 +65,10 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
     assert prod.state == StageState.PENDING and prod.pr_number is None
     # origin's main: the merge, then the revert's merge on top; staging's folder is back to the good commit
     bare = git.Repo(origin.path)
-    subjects = bare.git.log("--format=%s", "-4", "main").splitlines()
-    assert subjects[0].startswith(f"Merge pull request #{staging.revert_pr_number} from revert/demo/staging/")
+    merges = bare.git.log("--format=%s", "--merges", "-3", "main").splitlines()
+    assert merges[0].startswith(f"Merge pull request #{staging.revert_pr_number} from revert/demo/staging/")
+    revert_merge = bare.git.log("-1", "--format=%B", staging.revert_commit)  # the hold's record, in git
+    assert f"Promoter-Held: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n" in revert_merge
     assert bare.git.rev_parse("main:environments/staging/demo/deployment.yaml") == bare.git.rev_parse(
         f"{staging.merge_commit}^1:environments/staging/demo/deployment.yaml"
     )
