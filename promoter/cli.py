@@ -317,6 +317,41 @@ def _stage_plan(st: Any) -> list[str]:
     return lines
 
 
+@app.command()
+def history(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str | None, typer.Option(help="only this environment")] = None,
+    as_json: AsJson = False,
+    state_dir: StateDir = None,
+) -> None:
+    """Every promotion, revert and released hold of APP, per environment, newest first: read from the
+    GitOps repository's main alone (no Temporal server needed)."""
+    from promoter.gitrepo import GIT_USERS, GitClone, auth_env
+
+    workflow_id(app_name)
+    if env is not None:
+        _check_name(env, "environment")
+    s = Settings.load(state_dir)
+    if not s.repo_url:
+        raise PromoterError("no GitOps repository: set PROMOTER_REPO_URL (or use `--state-dir` of `promoter up`)")
+    user = GIT_USERS.get(s.forge, "promoter")
+    repo = GitClone(s.repo_url, Path(s.cache_dir) / "cli", auth_env=auth_env(s.forge_token, user, s.ssh_key))
+    events = [e for e in repo.history(app_name) if env is None or e.env == env]
+    if as_json:
+        print(json.dumps([e.as_json() for e in events]))
+        return
+    if not events:
+        out.print(f"no promotions of {app_name} on main yet", markup=False)
+    for e in events:
+        where = f"PR #{e.pr_number}" if e.pr_number else e.main_commit[:12]
+        line = f"{e.at[:19]}  {e.env:<10} {e.kind:<13} {e.commit[:7]}  {where}"
+        line += f"  {e.promotion}" if e.promotion else ""
+        line += f"  {e.reason}" if e.reason else ""
+        out.print(line, markup=False, highlight=False)
+        for decision in e.decisions:
+            out.print(f"      {decision}", markup=False, highlight=False)
+
+
 async def _ended_or_running(promotions: Any, wid: str, timeout_s: float = 60.0) -> Any:
     """The latest run of `wid`. One that has reached its outcome (its memo says so) but is still closing
     (a decided gate's PR watcher ends within seconds; one on a worker that died, within its heartbeat

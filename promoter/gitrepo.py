@@ -37,7 +37,7 @@ from typing import Protocol
 import git
 from gitdb.base import IStream
 
-from promoter import holds, layout, yamlsafe
+from promoter import history, holds, layout, yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
@@ -102,6 +102,9 @@ class GitRepository(Protocol):
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
+
+
+GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a forge's token
 
 
 def auth_env(token: str | None = None, username: str = "x-access-token", ssh_key: str | None = None) -> dict[str, str]:
@@ -380,6 +383,40 @@ class GitClone:
             message=info[1] if len(info) > 1 else "",
             environments=envs,
         )
+
+    def history(self, app: str) -> list[history.Event]:
+        """The app's promotions, reverts and released holds per environment, newest first, read from
+        main's commits alone (see promoter.history)."""
+        check(app, "app")
+        repo = self._fresh()
+        main = self._main(repo)
+        glob = f":(glob){ENVIRONMENTS}/*/{app}/**"
+        out = self._git(
+            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
+        )
+        merges = []
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                sha, parents, at, message = parts
+                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
+        branches: dict[str, str] = {}
+        seconds = [m["parent"] for m in merges if m["parent"]]
+        if seconds:
+            shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *seconds)
+            for entry in shown.split("\x1e"):
+                sha, sep, message = entry.strip().partition("\x1f")
+                if sep:
+                    branches[sha] = message
+        for m in merges:
+            m["branch_message"] = branches.get(m["parent"], "")
+        out = self._git(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.RELEASE}: ", main)
+        releases = [
+            {"sha": p[0], "at": p[1], "message": p[2]}
+            for p in (entry.strip().split("\x1f") for entry in out.split("\x1e"))
+            if len(p) == 3
+        ]
+        return history.events(app, merges, releases)
 
     def _holds(self, repo: git.Repo, main: str, app: str) -> dict[tuple[str, str], holds.Hold]:
         """The holds of `app` in force on `main` (see promoter.holds): read from main's commits."""

@@ -22,7 +22,7 @@ from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
-from promoter.gitrepo import GitClone, auth_env
+from promoter.gitrepo import GIT_USERS, GitClone, auth_env
 from promoter.settings import Settings, connect, metrics_runtime
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
@@ -97,9 +97,6 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         max_heartbeat_throttle_interval=min(WATCH_HEARTBEAT_THROTTLE, timedelta(seconds=settings.review_poll_s)),
     )
     return Workers(main, watchers, warm=policy.warm)
-
-
-GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a token
 
 
 def build_forge(settings: Settings, repo: GitClone) -> Forge:

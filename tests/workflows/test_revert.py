@@ -6,7 +6,12 @@ promotion ends `reverted` with the reason, prod is untouched and has no PR; with
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import git
@@ -17,14 +22,18 @@ from promoter import api, holds
 from promoter.errors import PromoterError
 from promoter.models import PromotionState, StageState
 from promoter.sim.kube import KubeSim
-from tests.support.gitops import Origin
+from tests.support.gitops import PROMOTER, Origin
 from tests.support.workflows import deployment, failing_in
 
 pytestmark = pytest.mark.asyncio
 
 
 async def test_unhealthy_staging_is_reverted_and_prod_untouched(
-    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, clusters: Callable[[list[str]], dict[str, KubeSim]]
+    dev_env: WorkflowEnvironment,
+    origin: Origin,
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    tmp_path: Path,
 ) -> None:
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
@@ -84,6 +93,30 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
     revert_pr = forge.get_pull_request(staging.revert_pr_number)
     assert revert_pr.state == "merged" and "ProgressDeadlineExceeded" in revert_pr.body
     assert good != bad
+
+    # the history, read from git alone: Temporal's address is a closed port, and it tells what status did
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        env = {
+            **os.environ,
+            "PROMOTER_REPO_URL": origin.url,
+            "PROMOTER_TEMPORAL_ADDRESS": f"127.0.0.1:{closed.getsockname()[1]}",
+            "PROMOTER_STATE_DIR": str(tmp_path / "no-stack"),
+            "PROMOTER_CACHE_DIR": str(tmp_path / "cli-cache"),
+        }
+        shown = subprocess.run(
+            [*PROMOTER, "history", "demo", "--env", "staging", "--json"], env=env, capture_output=True, text=True
+        )
+    assert shown.returncode == 0, shown.stderr
+    released, reverted, promoted, first = json.loads(shown.stdout)
+    assert (released["kind"], released["commit"]) == ("hold-released", bad)
+    assert released["reason"] == "alice: the cluster was at fault"
+    assert (reverted["kind"], reverted["commit"], reverted["pr_number"]) == ("reverted", bad, staging.revert_pr_number)
+    assert reverted["main_commit"] == staging.revert_commit and "ProgressDeadlineExceeded" in reverted["reason"]
+    assert (promoted["kind"], promoted["commit"], promoted["pr_number"]) == ("promoted", bad, staging.pr_number)
+    assert promoted["main_commit"] == staging.merge_commit and promoted["promotion"] == result.id
+    assert staging.policy is not None and any(staging.policy.revision in d for d in promoted["decisions"])
+    assert (first["kind"], first["commit"]) == ("promoted", good)
 
 
 async def test_revert_off_leaves_the_environment_and_fails(

@@ -1,0 +1,102 @@
+"""An app's promotions, reverts and holds per environment, read from git alone (`promoter history`).
+
+Every fact is in origin's main: a promotion's merge (`Merge pull request #N from
+promote/<app>/<env>/<short>`) carries the promotion's ID and its decisions as trailers
+(`Promoter-Promotion`, `Promoter-Policy`, `Promoter-Approval`, ...), and its second parent, the
+branch's commit, names the promoted commit (`Promoted-Commit`). A revert's merge carries the hold it
+puts in place (promoter.holds), and a later commit may lift it. So the history outlives Temporal's
+retention and needs no Temporal server at all.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from promoter import holds
+
+_MERGE = re.compile(r"Merge pull request #(\d+) from (promote|revert)/([a-z0-9-]+)/([a-z0-9-]+)/")
+
+
+@dataclass
+class Event:
+    env: str
+    kind: str  # promoted | reverted | hold-released
+    at: str  # when it reached main (the commit's date, ISO 8601)
+    commit: str  # the app's commit this is about
+    main_commit: str  # the commit of main that records it
+    pr_number: int | None = None
+    promotion: str = ""
+    decisions: list[str] = field(default_factory=list)  # the Promoter-* trailers, in order
+    reason: str = ""
+
+    def as_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def trailers(message: str) -> list[tuple[str, str]]:
+    found = []
+    for line in message.splitlines():
+        key, sep, value = line.partition(": ")
+        if sep and re.fullmatch(r"[A-Z][A-Za-z-]+", key):
+            found.append((key, value.strip()))
+    return found
+
+
+def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]]) -> list[Event]:
+    """`merges`: main's merges touching the app ({sha, at, message, branch_message}); `releases`:
+    commits lifting a hold ({sha, at, message}); both newest first. Returns the events, newest first."""
+    found: list[Event] = []
+    for m in merges:
+        match = _MERGE.match(m["message"])
+        if match is None or match.group(3) != app:
+            continue
+        number, kind, env = int(match.group(1)), match.group(2), match.group(4)
+        fields = trailers(m["message"])
+        values = dict(fields)
+        if kind == "promote":
+            promoted = dict(trailers(m.get("branch_message", ""))).get("Promoted-Commit", "")
+            found.append(
+                Event(
+                    env=env,
+                    kind="promoted",
+                    at=m["at"],
+                    commit=promoted,
+                    main_commit=m["sha"],
+                    pr_number=number,
+                    promotion=values.get("Promoter-Promotion", ""),
+                    decisions=[
+                        f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k != "Promoter-Promotion"
+                    ],
+                )
+            )
+        else:
+            found.append(
+                Event(
+                    env=env,
+                    kind="reverted",
+                    at=m["at"],
+                    commit=values.get(holds.HELD, ""),
+                    main_commit=m["sha"],
+                    pr_number=number,
+                    reason=values.get(f"{holds.HELD}-Reason", ""),
+                    decisions=[f"{k}: {v}" for k, v in fields if k.startswith(holds.HELD)],
+                )
+            )
+    for r in releases:
+        values = dict(trailers(r["message"]))
+        if values.get(f"{holds.HELD}-App") != app:
+            continue
+        found.append(
+            Event(
+                env=values.get(f"{holds.HELD}-Env", ""),
+                kind="hold-released",
+                at=r["at"],
+                commit=values.get(holds.RELEASE, ""),
+                main_commit=r["sha"],
+                reason=values.get("Promoter-Released-By", ""),
+            )
+        )
+    found.sort(key=lambda e: e.at, reverse=True)
+    return found
