@@ -7,7 +7,7 @@ from temporalio import activity
 
 from activities import classified
 from promoter.gitrepo import GitRepository
-from promoter.models import PlanInput, PromotionPlan
+from promoter.models import PlanInput, PrepareInput, PromotionPlan
 
 
 class GitActivities:
@@ -18,3 +18,9 @@ class GitActivities:
     @classified
     def plan(self, req: PlanInput) -> PromotionPlan:
         return self.repo.plan(req)
+
+    @activity.defn(name="change_patch")
+    @classified
+    def change_patch(self, req: PrepareInput) -> str:
+        """A stage's change as a unified diff, with nothing written (`promoter plan --diff`)."""
+        return self.repo.change_patch(req)

@@ -88,7 +88,12 @@ async def plan(
 
 
 async def dry_run(
-    client: Client, task_queue: str, app: str, commit: str | None = None, to_env: str | None = None
+    client: Client,
+    task_queue: str,
+    app: str,
+    commit: str | None = None,
+    to_env: str | None = None,
+    with_patch: bool = False,
 ) -> DryRun:
     """What promoting `app` would do in every environment, without starting anything (`DryRunWorkflow`
     on a worker, deleted once it has answered)."""
@@ -99,7 +104,7 @@ async def dry_run(
     try:
         result: DryRun = await client.execute_workflow(
             DryRunWorkflow.run,
-            PlanInput(app=app, commit=commit, to_env=to_env),
+            PlanInput(app=app, commit=commit, to_env=to_env, with_patch=with_patch),
             id=wid,
             task_queue=task_queue,
             execution_timeout=timedelta(minutes=5),

@@ -253,15 +253,16 @@ def plan(
         str | None, typer.Option(help="commit of main (default: the newest touching the source app folder)")
     ] = None,
     to: Annotated[str | None, typer.Option(help="last environment to plan for")] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="each environment's change as a unified diff too")] = False,
     as_json: AsJson = False,
     state_dir: StateDir = None,
 ) -> None:
     """What promoting APP would do in every environment, without starting anything: exit 0 when every
     stage could pass, 1 when one would be denied."""
-    _run(_plan(Settings.load(state_dir), app_name, commit, to, as_json))
+    _run(_plan(Settings.load(state_dir), app_name, commit, to, diff, as_json))
 
 
-async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, as_json: bool) -> int:
+async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, diff: bool, as_json: bool) -> int:
     from promoter import api
 
     workflow_id(app_name)
@@ -269,7 +270,7 @@ async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, 
         _check_name(to, "environment")
     if commit is not None:
         check_revision(commit)
-    dry = await api.dry_run(await _client(s), s.task_queue, app_name, commit, to)
+    dry = await api.dry_run(await _client(s), s.task_queue, app_name, commit, to, with_patch=diff)
     if as_json:
         print(json.dumps({**dry.model_dump(mode="json"), "denied": dry.denied}))
         return 1 if dry.denied else 0
@@ -279,6 +280,8 @@ async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, 
     for st in dry.stages:
         for line in _stage_plan(st):
             out.print(line, markup=False, highlight=False)
+        if st.patch:
+            out.print(st.patch.rstrip("\n"), markup=False, highlight=False)
     if dry.denied:
         err.print(f"{dry.denied[0]} would be denied: a promotion of {p.app} would stop there", markup=False)
         return 1

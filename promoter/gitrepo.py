@@ -17,6 +17,7 @@ Concurrency, so that a hundred apps promoted at once do not queue behind one loc
 from __future__ import annotations
 
 import base64
+import difflib
 import fcntl
 import hashlib
 import io
@@ -100,10 +101,12 @@ class GitRepository(Protocol):
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
     def export_tree(self, rev: str, dest: Path) -> None: ...
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
+    def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
 
 
+MAX_PATCH_CHARS = 200_000  # of one environment's change, as `promoter plan --diff` shows it
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a forge's token
 
 
@@ -480,6 +483,30 @@ class GitClone:
         head = self._commit_folder(repo, main, dst, desired, self._message(req, diff))
         self._push_branch(repo, branch, head, existing)
         return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
+
+    def change_patch(self, req: PrepareInput, limit: int = MAX_PATCH_CHARS) -> str:
+        """The change `prepare` describes, as a unified diff of the target's app folder (nothing is
+        written): what the PR would show. Binary files are named, not shown; cut at `limit`."""
+        repo = self._have(req.base)
+        _, current, desired = self._desired(repo, req, req.base)
+        folder = app_folder(req.target_env, req.app)
+        changed = sorted(p for p in set(current) | set(desired) if current.get(p) != desired.get(p))
+        olds = self._contents(repo, {p: current[p] for p in changed if p in current})
+        news = self._contents(repo, {p: desired[p] for p in changed if p in desired})
+        parts: list[str] = []
+        for path in changed:
+            old, new = olds.get(path, b""), news.get(path, b"")
+            if not (_is_utf8(old) and _is_utf8(new)):
+                parts.append(f"Binary file {folder}/{path} differs\n")
+                continue
+            a = f"a/{folder}/{path}" if path in current else "/dev/null"
+            b = f"b/{folder}/{path}" if path in desired else "/dev/null"
+            lines = difflib.unified_diff(
+                old.decode().splitlines(keepends=True), new.decode().splitlines(keepends=True), a, b
+            )
+            parts.append("".join(line if line.endswith("\n") else line + "\n" for line in lines))
+        patch = "".join(parts)
+        return patch if len(patch) <= limit else patch[:limit] + f"\n… cut at {limit:,} characters\n"
 
     def _desired(
         self, repo: git.Repo, req: PrepareInput, base: str | None = None

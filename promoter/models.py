@@ -207,6 +207,7 @@ class PlanInput(BaseModel):
     app: str
     commit: str | None = None
     to_env: str | None = None
+    with_patch: bool = False  # `promoter plan --diff`: each stage's change as a unified diff too
 
 
 class PlannedEnvironment(BaseModel):
@@ -499,6 +500,7 @@ class StagePlan(BaseModel):
     source: bool = False  # the source: its policy check, sync and health; no PR
     skipped: bool = False  # its folder already matches the source at the commit
     diff: DiffSummary = Field(default_factory=DiffSummary)
+    patch: str = ""  # the change as a unified diff (`promoter plan --diff`)
     decision: PolicyDecision | None = None  # the policies' decision before the PR (None when skipped)
     approvals_required: int = 0
     require_review: bool = False

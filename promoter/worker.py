@@ -71,6 +71,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow],
         activities=[
             git_acts.plan,
+            git_acts.change_patch,
             policy.check_change,
             forge_acts.open_change,
             forge_acts.merge_pull_request,

@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from promoter.models import (
         DryRun,
         PlanInput,
+        PrepareInput,
         PromotionInput,
         PromotionPlan,
         ScreenInput,
@@ -57,6 +58,16 @@ class DryRunWorkflow:
                 shown.diff = checked.prepared.diff
                 shown.skipped = checked.decision is None
                 shown.decision = checked.decision
+                if req.with_patch and not shown.skipped:
+                    change = PrepareInput(
+                        app=plan.app,
+                        commit=plan.commit,
+                        source_env=p.status.stages[0].env,
+                        target_env=stage.env,
+                        local_files=config.local_files,
+                        base=checked.prepared.base,
+                    )
+                    shown.patch = await steps.CHANGE_PATCH.call(change, f"the change for {stage.env}, as a diff")
                 if not shown.skipped and (approval.required or approval.require_review):
                     screen = ScreenInput(check=p.policy_input(stage, "approval", approvals=[]))
                     who = await steps.SCREEN_APPROVERS.call(screen, f"who may approve {stage.env}?")

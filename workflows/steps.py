@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         PlanInput,
         PolicyCheckInput,
         PolicyDecision,
+        PrepareInput,
         PromotionPlan,
         PromotionStatus,
         PullRequest,
@@ -155,6 +156,7 @@ PLAN = Step(
     local=True,
 )
 CHECK_CHANGE = _policy("check_change", PolicyCheckInput, ChangeCheck)  # prepare (dry) + policy, one fetch
+CHANGE_PATCH = _git("change_patch", PrepareInput, str, local=True)  # `promoter plan --diff`: nothing written
 OPEN_CHANGE = _git("open_change", OpenChangeInput, OpenedChange, local=True)  # push the branch + open its PR
 UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest, local=True)
 MERGE_PULL_REQUEST = _git("merge_pull_request", MergePullRequest, MergeResult)
@@ -201,6 +203,7 @@ NOTIFY = Step(
 ALL: tuple[Step[Any, Any], ...] = (
     PLAN,
     CHECK_CHANGE,
+    CHANGE_PATCH,
     OPEN_CHANGE,
     UPDATE_PULL_REQUEST,
     MERGE_PULL_REQUEST,

@@ -40,7 +40,7 @@ async def test_a_plan_writes_nothing_names_the_denied_stage_and_a_freeze_with_it
     before = refs(origin)
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
-        dry = await api.dry_run(dev_env.client, tq, "demo")
+        dry = await api.dry_run(dev_env.client, tq, "demo", with_patch=True)
         assert dry.denied == ["staging", "prod"]
         staging, prod = dry.stages[1], dry.stages[2]
         assert any("latest" in v.message for v in staging.decision.deny)  # type: ignore[union-attr]
@@ -48,6 +48,15 @@ async def test_a_plan_writes_nothing_names_the_denied_stage_and_a_freeze_with_it
         freeze = [v for v in prod.decision.deny if v.rule.startswith("promotion.freeze")]  # type: ignore[union-attr]
         assert [v.message.endswith(f"until {end}") for v in freeze] == [True], freeze
         assert staging.diff.modified == ["deployment.yaml"] and not staging.skipped
+        # --diff: what the PR would show, as git shows it
+        assert staging.patch.startswith(
+            "--- a/environments/staging/demo/deployment.yaml\n+++ b/environments/staging/demo/deployment.yaml\n@@ "
+        )
+        added = [line for line in staging.patch.splitlines() if line.startswith("+ ")]
+        removed = [line for line in staging.patch.splitlines() if line.startswith("- ")]
+        assert [line.split()[-1] for line in added] == ["ghcr.io/promoter-dev/demo:latest"], staging.patch
+        assert len(removed) == 1 and "image: ghcr.io/promoter-dev/demo:" in removed[0]
+        assert dry.stages[0].patch == ""  # the source has no change of its own
         assert await api.GrpcPromotions(dev_env.client).describe("promote-demo") is None  # nothing started
     assert refs(origin) == before  # no branch pushed, main untouched
     assert forge.list_pull_requests() == []
