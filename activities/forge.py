@@ -21,8 +21,10 @@ from promoter.models import (
     MergeResult,
     OpenChangeInput,
     OpenedChange,
+    OpenedRelease,
     OpenPullRequestInput,
     PullRequest,
+    ReleaseHoldInput,
     ReviewEvent,
     UpdatePullRequest,
     WatchInput,
@@ -76,6 +78,27 @@ class ForgeActivities:
             raise ApplicationError(str(e), type="Blocked", non_retryable=req.fail_when_blocked) from None
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+
+    @activity.defn(name="open_release")
+    @classified
+    def open_release(self, req: ReleaseHoldInput) -> OpenedRelease:
+        """Push the commit that lifts a hold and open its PR (both idempotent); `BadInput` when there
+        is no such hold."""
+        hold, environment, author = self.repo.held(req.app, req.env, req.commit)
+        branch, _ = self.repo.push_release(hold, req.requested_by, req.reason)
+        body = (
+            f"Lifts the hold of **{req.app}** @ `{hold.commit}` in **{req.env}**, so that it may be promoted "
+            f"there again.\n\n- held because: {hold.reason}\n- revert: {hold.pr_url or hold.recorded_in}\n"
+            f"- asked by {req.requested_by}: {req.reason}\n\nMerged by promoter once {req.env}'s approvers "
+            "have approved it (`promoter approve`, or the `approve` update in the Temporal Web UI)."
+        )
+        pr = self.forge.open_pull_request(
+            branch,
+            f"Release the hold of {req.app} @ {hold.commit[:7]} in {req.env}",
+            body,
+            labels=["release-hold", f"env:{req.env}", f"app:{req.app}"],
+        )
+        return OpenedRelease(pr=pr, commit=hold.commit, author=author, hold_reason=hold.reason, environment=environment)
 
     @activity.defn(name="close_pull_request")
     @classified

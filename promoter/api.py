@@ -34,12 +34,14 @@ from promoter.models import (
     PromotionInput,
     PromotionPlan,
     PromotionStatus,
+    ReleaseHoldInput,
     StageStatus,
     Supersede,
 )
 from promoter.names import workflow_id
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import SUPERSEDE, PlanWorkflow, PromotionWorkflow
+from workflows.release_hold import ReleaseHoldWorkflow
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -117,6 +119,31 @@ async def dry_run(
         raise PromoterError(message) from None
     finally:
         await _forget(client, wid)
+
+
+def release_id(app: str, env: str) -> str:
+    return f"release-hold-{names.check(app, 'app')}-{names.check(env, 'environment')}"
+
+
+async def release_hold(
+    client: Client, task_queue: str, req: ReleaseHoldInput
+) -> WorkflowHandle[ReleaseHoldWorkflow, StageStatus]:
+    """Start lifting a hold (`ReleaseHoldWorkflow`): its PR is opened at once; `BadInput` (raised on the
+    worker, shown as one line) when there is no such hold. A release of that hold already running
+    is refused."""
+    wid = release_id(req.app, req.env)
+    try:
+        return await client.start_workflow(
+            ReleaseHoldWorkflow.run,
+            req,
+            id=wid,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            static_summary=f"Release the hold of {req.app} @ {req.commit[:7]} in {req.env}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise PromoterError(f"a release of a hold of {req.app} in {req.env} is already waiting ({wid})") from None
 
 
 async def _forget(client: Client, wid: str) -> None:

@@ -320,6 +320,59 @@ def _stage_plan(st: Any) -> list[str]:
     return lines
 
 
+@app.command("release-hold")
+def release_hold(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str, typer.Option("--env", help="the environment the commit is held out of")],
+    commit: Annotated[str, typer.Option("--commit", help="the held commit")],
+    requested_by: Annotated[str, typer.Option("--as", help="who asks")],
+    reason: Annotated[str, typer.Option(help="why it may be promoted there again (required)")],
+    state_dir: StateDir = None,
+) -> None:
+    """Lift the hold an automatic revert put on a commit, through a PR that ENV's approvers must approve."""
+    _run(_release_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason))
+
+
+async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: str, reason: str) -> int:
+    from temporalio.client import WorkflowFailureError
+
+    from promoter import api
+    from promoter.models import ReleaseHoldInput
+
+    workflow_id(app_name)
+    _check_name(env, "environment")
+    check_revision(commit)
+    if not reason.strip():
+        raise PromoterError("a release of a hold needs a reason: add --reason TEXT")
+    client = await _client(s)
+    req = ReleaseHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
+    handle = await api.release_hold(client, s.task_queue, req)
+    import asyncio
+
+    from promoter.models import StageStatus
+
+    deadline = asyncio.get_running_loop().time() + 60
+    while True:  # until its PR is open and its gate waits, or it ended (no such hold)
+        try:
+            stage: StageStatus = await handle.query("status", result_type=StageStatus)
+        except Exception:  # noqa: BLE001 - not answered yet: its first task has not run
+            stage = None  # type: ignore[assignment]
+        if stage is not None and stage.state.value != "opening_pr":
+            break
+        desc = await handle.describe()
+        if desc.status is not None and desc.status.name != "RUNNING":
+            try:
+                await handle.result()
+            except WorkflowFailureError as e:
+                raise PromoterError(api.failure_message(e)) from None
+        if asyncio.get_running_loop().time() > deadline:
+            raise PromoterError(f"{handle.id} did not open its PR within 60 s; is a worker running?")
+        await asyncio.sleep(0.1)
+    out.print(f"{handle.id}: PR #{stage.pr_number} {stage.pr_url}", markup=False, highlight=False)
+    out.print(f"{stage.message}; approve with `promoter approve {handle.id} --env {env} --as <you>`", markup=False)
+    return 0
+
+
 @app.command()
 def history(
     app_name: Annotated[str, typer.Argument(metavar="APP")],

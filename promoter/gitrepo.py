@@ -102,6 +102,8 @@ class GitRepository(Protocol):
     def export_tree(self, rev: str, dest: Path) -> None: ...
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
+    def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
+    def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
 
@@ -420,6 +422,39 @@ class GitClone:
             if len(p) == 3
         ]
         return history.events(app, merges, releases)
+
+    def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]:
+        """The hold of `app` @ `commit` in `env` on main, with the environment's configuration and the
+        commit's author; `BadInput` when there is no such hold."""
+        check(app, "app")
+        check(env, "environment")
+        repo = self._fresh()
+        main = self._main(repo)
+        configs = {e.config.name: e.config for e in self._environments(repo, main)}
+        if env not in configs:
+            raise BadInput(f"unknown environment '{env}'; environments: {', '.join(configs)}")
+        sha = self._rev(repo, commit) or ""
+        hold = self._holds(repo, main, app).get((env, sha)) if sha else None
+        if hold is None:
+            raise BadInput(f"{app} @ {commit[:12]} is not held in {env}; `promoter history {app}` shows the holds")
+        author = self._git(repo, "log", "-1", "--format=%an <%ae>", sha)
+        return hold, configs[env], author
+
+    def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
+        """An empty commit on main carrying the release of `hold`, pushed as
+        `release-hold/<app>/<env>/<short>` (idempotent: an unmerged branch is reused). (branch, head)"""
+        branch = layout.release_branch(hold.app, hold.env, hold.commit)
+        repo = self._fresh()
+        main = self._main(repo)
+        existing = self._branch(repo, branch)
+        if existing is not None and not self._is_ancestor(repo, existing, main):
+            return branch, existing
+        message = f"release-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + holds.release_trailers(
+            hold.app, hold.env, hold.commit, who, why
+        )
+        head = self._write_commit(repo, self._root(repo, main), [main], message)
+        self._push_branch(repo, branch, head, existing)
+        return branch, head
 
     def _holds(self, repo: git.Repo, main: str, app: str) -> dict[tuple[str, str], holds.Hold]:
         """The holds of `app` in force on `main` (see promoter.holds): read from main's commits."""

@@ -41,7 +41,8 @@ class Hold:
         return (
             f"{self.app} @ {self.commit[:7]} is held out of {self.env}: it was reverted there "
             f"({self.reason}; {self.pr_url or self.recorded_in[:12]}); promote a newer commit, or lift the hold "
-            f"with a commit on main carrying `{RELEASE}: {self.commit}` (see docs/approving.md, Held versions)"
+            f"with `promoter release-hold {self.app} --env {self.env} --commit {self.commit[:12]} --as <you> "
+            "--reason <why>`"
         )
 
 

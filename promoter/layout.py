@@ -30,6 +30,11 @@ def revert_branch(app: str, env: str, merge_commit: str) -> str:
     return f"{REVERT}/{check(app, 'app')}/{check(env, 'environment')}/{merge_commit[:7]}"
 
 
+def release_branch(app: str, env: str, commit: str) -> str:
+    """`release-hold/<app>/<env>/<short sha>`: the PR that lifts a hold (see promoter.holds)."""
+    return f"release-hold/{check(app, 'app')}/{check(env, 'environment')}/{commit[:7]}"
+
+
 def in_order(configs: list[EnvironmentConfig]) -> list[PlannedEnvironment]:
     """The environments by `order`, the source first; two with the same order are bad input."""
     if not configs:

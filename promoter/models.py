@@ -493,6 +493,26 @@ class PolicyDecision(BaseModel):
     approvers: list[str] = Field(default_factory=list)  # who may decide the gate (groups expanded)
 
 
+class ReleaseHoldInput(BaseModel):
+    """`promoter release-hold`: lift the hold of `app` @ `commit` in `env` (see promoter.holds)."""
+
+    app: str
+    env: str
+    commit: str
+    requested_by: str
+    reason: str
+
+
+class OpenedRelease(BaseModel):
+    """The release's PR, opened, and what its gate needs to know."""
+
+    pr: PullRequest
+    commit: str  # the held commit, in full
+    author: str  # its author (the policies may refuse them as an approver)
+    hold_reason: str
+    environment: EnvironmentConfig
+
+
 class StagePlan(BaseModel):
     """What a promotion would do in one environment (`promoter plan`)."""
 

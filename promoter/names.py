@@ -14,6 +14,7 @@ from promoter.errors import BadInput
 MAX_NAME = 63
 ENVIRONMENTS = "environments"
 WORKFLOW_PREFIX = "promote-"
+RELEASE_PREFIX = "release-hold-"
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -59,6 +60,8 @@ def promotion_id(id_or_app: str) -> str:
     """What a person may type where a promotion is meant: its ID (`promote-demo`) or its app (`demo`)."""
     if id_or_app.startswith(WORKFLOW_PREFIX) and is_label(id_or_app[len(WORKFLOW_PREFIX) :]):
         return id_or_app
+    if id_or_app.startswith(RELEASE_PREFIX) and is_label(id_or_app[len(RELEASE_PREFIX) :]):
+        return id_or_app  # `promoter release-hold`'s run, which takes approve and reject as a promotion does
     try:
         return workflow_id(id_or_app)
     except BadInput as e:

@@ -26,6 +26,7 @@ from promoter.gitrepo import GIT_USERS, GitClone, auth_env
 from promoter.settings import Settings, connect, metrics_runtime
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
+from workflows.release_hold import ReleaseHoldWorkflow
 from workflows.steps import WATCH_QUEUE_SUFFIX
 
 log = logging.getLogger("promoter.worker")
@@ -68,12 +69,13 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow],
+        workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow, ReleaseHoldWorkflow],
         activities=[
             git_acts.plan,
             git_acts.change_patch,
             policy.check_change,
             forge_acts.open_change,
+            forge_acts.open_release,
             forge_acts.merge_pull_request,
             forge_acts.close_pull_request,
             forge_acts.update_pull_request,

@@ -39,6 +39,7 @@ with workflow.unsafe.imports_passed_through():
         NotifyInput,
         OpenChangeInput,
         OpenedChange,
+        OpenedRelease,
         PlanInput,
         PolicyCheckInput,
         PolicyDecision,
@@ -46,6 +47,7 @@ with workflow.unsafe.imports_passed_through():
         PromotionPlan,
         PromotionStatus,
         PullRequest,
+        ReleaseHoldInput,
         RevertInput,
         RevertResult,
         ScreenInput,
@@ -157,6 +159,7 @@ PLAN = Step(
 )
 CHECK_CHANGE = _policy("check_change", PolicyCheckInput, ChangeCheck)  # prepare (dry) + policy, one fetch
 CHANGE_PATCH = _git("change_patch", PrepareInput, str, local=True)  # `promoter plan --diff`: nothing written
+OPEN_RELEASE = _git("open_release", ReleaseHoldInput, OpenedRelease, local=True)  # `promoter release-hold`
 OPEN_CHANGE = _git("open_change", OpenChangeInput, OpenedChange, local=True)  # push the branch + open its PR
 UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest, local=True)
 MERGE_PULL_REQUEST = _git("merge_pull_request", MergePullRequest, MergeResult)
@@ -204,6 +207,7 @@ ALL: tuple[Step[Any, Any], ...] = (
     PLAN,
     CHECK_CHANGE,
     CHANGE_PATCH,
+    OPEN_RELEASE,
     OPEN_CHANGE,
     UPDATE_PULL_REQUEST,
     MERGE_PULL_REQUEST,

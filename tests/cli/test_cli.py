@@ -204,6 +204,11 @@ def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_no
         assert as_json.returncode == 1 and json.loads(as_json.stdout)["denied"] == ["staging", "prod"]
         unknown = cli("plan", "nothing")
         assert unknown.returncode == 2 and "unknown app 'nothing'" in unknown.stderr
+        head = origin.repo.head.commit.hexsha
+        release = ["release-hold", "demo", "--env", "staging", "--commit", head, "--as", "alice"]
+        not_held = cli(*release, "--reason", "it was fine")
+        assert not_held.returncode == 2 and f"demo @ {head[:12]} is not held in staging" in not_held.stderr
+        assert cli(*release, "--reason", " ").returncode == 2
         assert refs(origin) == before
     finally:
         origin.repo.git.revert("--no-edit", "HEAD")

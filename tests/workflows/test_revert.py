@@ -6,26 +6,42 @@ promotion ends `reverted` with the reason, prod is untouched and has no PR; with
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import socket
 import subprocess
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import git
 import pytest
+from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from promoter import api, holds
+from promoter import api
 from promoter.errors import PromoterError
-from promoter.models import PromotionState, StageState
+from promoter.models import Decision, PromotionState, ReleaseHoldInput, StageState, StageStatus
 from promoter.sim.kube import KubeSim
 from tests.support.gitops import PROMOTER, Origin
 from tests.support.workflows import deployment, failing_in
 
 pytestmark = pytest.mark.asyncio
+
+
+async def wait_query(handle: WorkflowHandle[Any, Any], check: Callable[[StageStatus], bool]) -> StageStatus:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            stage = await handle.query("status", result_type=StageStatus)
+            if check(stage):
+                return stage
+        except Exception:  # noqa: BLE001 - its first workflow task has not run yet
+            pass
+        assert time.monotonic() < deadline, "the release never got there"
+        await asyncio.sleep(0.05)
 
 
 async def test_unhealthy_staging_is_reverted_and_prod_untouched(
@@ -60,11 +76,30 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         assert (await api.plan(dev_env.client, tq, "demo", commit=bad, to_env="dev")).commit == bad
         newer = origin.bump(tag="3.0.1")
         assert (await api.plan(dev_env.client, tq, "demo", commit=newer)).commit == newer
-        origin.repo.git.pull("-q", "--rebase", "origin", "main")
-        release = holds.release_trailers("demo", "staging", bad, "alice", "the cluster was at fault")
-        origin.repo.git.commit("-q", "--allow-empty", "-m", f"Release the hold of demo in staging\n\n{release}")
-        origin.repo.git.push("-q", "origin", "main")
+        # lifting the hold takes a PR that staging's approvers approve: refused approvers change nothing
+        ask = ReleaseHoldInput(
+            app="demo", env="staging", commit=bad, requested_by="alice", reason="the cluster was at fault"
+        )
+        release = await api.release_hold(dev_env.client, tq, ask)
+        waiting = await wait_query(release, lambda s: s.state == StageState.AWAITING_APPROVAL)
+        assert waiting.pr_url and "bob" in waiting.approvers
+        with pytest.raises(WorkflowUpdateFailedError) as refused:
+            await release.execute_update("approve", Decision(env="staging", approver="mallory", via="cli"))
+        assert "mallory may not decide staging" in str(refused.value.cause)
+        with pytest.raises(PromoterError):
+            await api.plan(dev_env.client, tq, "demo", commit=bad)  # still held
+        await release.execute_update("approve", Decision(env="staging", approver="bob", via="cli", comment="ok"))
+        released = await release.result()
+        assert released.state == StageState.HEALTHY and released.merge_commit, released.message
         assert (await api.plan(dev_env.client, tq, "demo", commit=bad)).commit == bad
+        assert forge.get_pull_request(released.pr_number or 0).state == "merged"
+        assert "Promoter-Approval: bob via cli at " in git.Repo(origin.path).git.log(
+            "-1", "--format=%B", released.merge_commit
+        )
+        not_held = await api.release_hold(dev_env.client, tq, ask.model_copy(update={"commit": newer}))
+        with pytest.raises(WorkflowFailureError) as nothing:
+            await not_held.result()
+        assert "is not held in staging" in api.failure_message(nothing.value)
     assert any("is now held out of staging" in n for n in result.notices)
     assert result.state == PromotionState.REVERTED
     assert "ProgressDeadlineExceeded" in result.message and result.message.startswith("staging: unhealthy")
@@ -74,8 +109,9 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
     assert prod.state == StageState.PENDING and prod.pr_number is None
     # origin's main: the merge, then the revert's merge on top; staging's folder is back to the good commit
     bare = git.Repo(origin.path)
-    merges = bare.git.log("--format=%s", "--merges", "-3", "main").splitlines()
-    assert merges[0].startswith(f"Merge pull request #{staging.revert_pr_number} from revert/demo/staging/")
+    merges = bare.git.log("--format=%s", "--merges", "-3", "main").splitlines()  # the newest lifted the hold
+    assert merges[0].startswith("Merge pull request #") and "from release-hold/demo/staging/" in merges[0]
+    assert merges[1].startswith(f"Merge pull request #{staging.revert_pr_number} from revert/demo/staging/")
     revert_merge = bare.git.log("-1", "--format=%B", staging.revert_commit)  # the hold's record, in git
     assert f"Promoter-Held: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n" in revert_merge
     assert bare.git.rev_parse("main:environments/staging/demo/deployment.yaml") == bare.git.rev_parse(

@@ -1,0 +1,143 @@
+"""`promoter release-hold`: lift the hold an automatic revert put on a commit (see promoter.holds),
+through a pull request that the environment's approvers must approve.
+
+The PR carries an empty commit with the `Promoter-Release-Hold` trailers. Its gate is the
+environment's: the approvals it requires (at least one), from its approvers as the policies expand
+and screen them (the held commit's author is asked about like any approver), given with the
+`approve` update (`promoter approve`, or the Temporal Web UI) and refused at once by its validator
+otherwise. `reject` closes the PR and the hold stays. Approved, the PR is merged and the hold is
+lifted: git holds the record, with the approvals as trailers on the merge.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from promoter.converter import REFUSED
+    from promoter.models import (
+        Approval,
+        ClosePullRequest,
+        Decision,
+        MergePullRequest,
+        OpenedRelease,
+        PolicyCheckInput,
+        ReleaseHoldInput,
+        ScreenInput,
+        StageState,
+        StageStatus,
+    )
+    from promoter.promotions import APPROVE, REJECT, STATUS_QUERY
+    from workflows import steps
+
+
+@workflow.defn
+class ReleaseHoldWorkflow:
+    @workflow.init
+    def __init__(self, inp: ReleaseHoldInput) -> None:
+        self.inp = inp
+        self.stage = StageStatus(env=inp.env, order=0, state=StageState.OPENING_PR, message="opening the PR")
+        self.allowed: list[str] | None = None
+        self.rejection: Decision | None = None
+
+    @workflow.run
+    async def run(self, inp: ReleaseHoldInput) -> StageStatus:
+        opened: OpenedRelease = await steps.OPEN_RELEASE.call(inp, f"open the release of the hold in {inp.env}")
+        self.stage.pr_number, self.stage.pr_url = opened.pr.number, opened.pr.url
+        self.stage.approvals_required = max(1, opened.environment.approval.required)
+        now = workflow.now()
+        check = PolicyCheckInput(
+            promotion_id=workflow.info().workflow_id,
+            app=inp.app,
+            commit=opened.commit,
+            author=opened.author,
+            source_env=inp.env,
+            target_env=inp.env,
+            started_at=now,
+            environment=opened.environment,
+            environments=[inp.env],
+            phase="approval",
+            evaluated_at=now,
+            render_objects=False,
+        )
+        who = await steps.SCREEN_APPROVERS.call(ScreenInput(check=check), f"who may release the hold in {inp.env}?")
+        self.stage.approvers, self.stage.screened = who.approvers, who.refused
+        self.allowed = [a for a in who.approvers if a not in who.refused]
+        self.stage.state = StageState.AWAITING_APPROVAL
+        self.stage.message = (
+            f"waiting for {self.stage.approvals_required} approval(s) from {', '.join(self.allowed) or 'nobody'} "
+            f"on PR #{opened.pr.number}"
+        )
+        await workflow.wait_condition(
+            lambda: self.rejection is not None or len(self.stage.approvals) >= self.stage.approvals_required
+        )
+        if self.rejection is not None:
+            d = self.rejection
+            await steps.CLOSE_PULL_REQUEST.call(
+                ClosePullRequest(number=opened.pr.number, comment=f"Rejected by {d.approver} via {d.via}: {d.comment}"),
+                f"close PR #{opened.pr.number}",
+            )
+            self.stage.state, self.stage.rejected_by = StageState.REJECTED, d.approver
+            self.stage.message = f"rejected by {d.approver}: {d.comment}; the hold stays"
+            return self.stage
+        self.stage.state = StageState.MERGING
+        approvals = "".join(
+            f"Promoter-Approval: {a.approver} via {a.via} at {a.at:%Y-%m-%dT%H:%M:%SZ}"
+            + (f": {' '.join(a.comment.split())}" if a.comment else "")
+            + "\n"
+            for a in self.stage.approvals
+        )
+        message = f"Merge pull request #{opened.pr.number} from {opened.pr.head}\n\n{opened.pr.title}\n\n{approvals}"
+        merged = await steps.MERGE_PULL_REQUEST.but(start_to_close=timedelta(minutes=2)).call(
+            MergePullRequest(number=opened.pr.number, comment=message, expected_head=opened.pr.head_sha),
+            f"merge PR #{opened.pr.number}",
+        )
+        self.stage.merge_commit = merged.merge_commit
+        self.stage.state = StageState.HEALTHY
+        self.stage.message = f"the hold is lifted: {inp.app} @ {opened.commit[:7]} may be promoted to {inp.env} again"
+        self.stage.finished_at = workflow.now()
+        return self.stage
+
+    def _refuse(self, d: Decision) -> None:
+        if d.env != self.inp.env:
+            raise ApplicationError(f"this release is for {self.inp.env}, not {d.env}", type=REFUSED)
+        if self.allowed is None or self.stage.state != StageState.AWAITING_APPROVAL:
+            raise ApplicationError(
+                f"the release is not waiting for a decision ({self.stage.state.value})", type=REFUSED
+            )
+        if d.approver in self.stage.screened:
+            raise ApplicationError(self.stage.screened[d.approver], type=REFUSED)
+        if d.approver not in self.allowed:
+            raise ApplicationError(
+                f"{d.approver} may not decide {d.env}; its approvers are: {', '.join(self.allowed) or 'nobody'}",
+                type=REFUSED,
+            )
+        if any(a.approver == d.approver for a in self.stage.approvals):
+            raise ApplicationError(f"{d.approver} has already approved; one person counts once", type=REFUSED)
+
+    @workflow.update(name=APPROVE)
+    async def approve(self, d: Decision) -> StageStatus:
+        self.stage.approvals.append(Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment))
+        return self.stage
+
+    @approve.validator
+    def _approve_valid(self, d: Decision) -> None:
+        self._refuse(d)
+
+    @workflow.update(name=REJECT)
+    async def reject(self, d: Decision) -> StageStatus:
+        self.rejection = d
+        return self.stage
+
+    @reject.validator
+    def _reject_valid(self, d: Decision) -> None:
+        self._refuse(d)
+        if not d.comment.strip():
+            raise ApplicationError("a rejection needs a reason", type=REFUSED)
+
+    @workflow.query(name=STATUS_QUERY)
+    def query_status(self) -> StageStatus:
+        return self.stage
