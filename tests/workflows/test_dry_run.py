@@ -1,7 +1,8 @@
 """`promoter plan`'s workflow on a real Temporal dev server with real git, the local forge and the
 embedded policy engine: a plan writes nothing anywhere (origin, forge records; it starts no
 promotion, and its own run is deleted as a plan run is, see tests/cli/test_cli.py), names
-the stage a `:latest` image would be denied at, and reports a freeze window with its end. That a plan
+the stage a `:latest` image would be denied at, reports a freeze window with its end, screens the
+commit's author out of prod's approvers, and shows each change as a unified diff. That a plan
 and the promotion after it agree is checked in test_promotion.py (four environments) and
 tests/cli/test_cli.py (the demo)."""
 
@@ -36,6 +37,9 @@ async def test_a_plan_writes_nothing_names_the_denied_stage_and_a_freeze_with_it
     start = (now - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
     data["freeze_windows"] = [{"name": "launch week", "environments": ["prod"], "start": start, "end": end}]
     origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "freeze prod")
+    with origin.repo.config_writer() as cw:  # alice writes it: she may not approve it for prod
+        cw.set_value("user", "name", "alice")
+        cw.set_value("user", "email", "alice@example.com")
     origin.bump(tag="latest")
     before = refs(origin)
     forge = origin.forge()
@@ -48,6 +52,8 @@ async def test_a_plan_writes_nothing_names_the_denied_stage_and_a_freeze_with_it
         freeze = [v for v in prod.decision.deny if v.rule.startswith("promotion.freeze")]  # type: ignore[union-attr]
         assert [v.message.endswith(f"until {end}") for v in freeze] == [True], freeze
         assert staging.diff.modified == ["deployment.yaml"] and not staging.skipped
+        assert prod.approvals_required == 1 and "alice" in prod.approvers  # the author, screened out of prod
+        assert prod.screened["alice"].startswith(f"alice wrote commit {dry.plan.short_commit}")
         # --diff: what the PR would show, as git shows it
         assert staging.patch.startswith(
             "--- a/environments/staging/demo/deployment.yaml\n+++ b/environments/staging/demo/deployment.yaml\n@@ "
