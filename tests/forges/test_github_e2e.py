@@ -185,12 +185,13 @@ async def test_a_merge_blocked_by_a_required_check_fails_or_waits_as_configured(
         async def ci_passes() -> None:  # the required check turns green after a merge was refused
             await asyncio.to_thread(
                 wait_until,
-                lambda: any(r.method == "PUT" and r.path.endswith("/merge") for r in github.requests),
+                lambda: any(r.method == "PUT" for r in github.requests),
                 30,
                 "a first, blocked, merge attempt",
             )
-            for pr in github.open_pulls():
-                github.checks[pr["head"]["sha"]] = "success"
+            with github.lock:  # after the refused attempt has been answered (it is recorded before)
+                for pr in github.open_pulls():
+                    github.checks[pr["head"]["sha"]] = "success"
 
         result = await promote_on(
             github, origin, dev_env, tmp_path, executor, ci_passes if on_blocked == "wait" else None
