@@ -334,10 +334,15 @@ def release_hold(
 
 
 async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: str, reason: str) -> int:
-    from temporalio.client import WorkflowFailureError
+    import asyncio
+    import time
+
+    from temporalio.client import WorkflowFailureError, WorkflowQueryFailedError
+    from temporalio.service import RPCError
 
     from promoter import api
-    from promoter.models import ReleaseHoldInput
+    from promoter.models import ReleaseHoldInput, StageState, StageStatus
+    from promoter.promotions import STATUS_QUERY
 
     workflow_id(app_name)
     _check_name(env, "environment")
@@ -347,25 +352,21 @@ async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: 
     client = await _client(s)
     req = ReleaseHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
     handle = await api.release_hold(client, s.task_queue, req)
-    import asyncio
-
-    from promoter.models import StageStatus
-
-    deadline = asyncio.get_running_loop().time() + 60
-    while True:  # until its PR is open and its gate waits, or it ended (no such hold)
-        try:
-            stage: StageStatus = await handle.query("status", result_type=StageStatus)
-        except Exception:  # noqa: BLE001 - not answered yet: its first task has not run
-            stage = None  # type: ignore[assignment]
-        if stage is not None and stage.state.value != "opening_pr":
-            break
+    deadline = time.monotonic() + 60
+    while True:  # until its PR is open and its gate waits, or it failed (no such hold)
         desc = await handle.describe()
-        if desc.status is not None and desc.status.name != "RUNNING":
+        if desc.status is not None and desc.status.name == "FAILED":
             try:
                 await handle.result()
             except WorkflowFailureError as e:
                 raise PromoterError(api.failure_message(e)) from None
-        if asyncio.get_running_loop().time() > deadline:
+        try:
+            stage = await handle.query(STATUS_QUERY, result_type=StageStatus)
+        except (RPCError, WorkflowQueryFailedError):  # its first workflow task has not run yet
+            stage = None
+        if stage is not None and stage.state != StageState.OPENING_PR:
+            break
+        if time.monotonic() > deadline:
             raise PromoterError(f"{handle.id} did not open its PR within 60 s; is a worker running?")
         await asyncio.sleep(0.1)
     out.print(f"{handle.id}: PR #{stage.pr_number} {stage.pr_url}", markup=False, highlight=False)

@@ -8,13 +8,14 @@ import json
 import os
 import signal
 import sqlite3
+import time
 
 import git
 import pytest
 import yaml
 
 from tests.support.gitops import Cli, Origin
-from tests.support.workflows import plan_matches
+from tests.support.workflows import failing_in, plan_matches
 
 
 def refs(origin: Origin) -> dict[str, str]:
@@ -213,6 +214,40 @@ def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_no
     finally:
         origin.repo.git.revert("--no-edit", "HEAD")
         origin.repo.git.push("-q", "origin", "main")
+
+
+def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    bad = failing_in(origin, "staging", tag="6.6.6")
+    reverted = cli("promote", "demo", "--to", "staging", "--wait", "--json")
+    assert reverted.returncode == 1 and json.loads(reverted.stdout.strip().splitlines()[-1])["state"] == "reverted"
+    assert any("is now held out of staging" in n for n in cli.status("promote-demo")["notices"])  # type: ignore[union-attr]
+    held = cli("plan", "demo", "--commit", bad, "--to", "staging")
+    assert held.returncode == 2 and f"demo @ {bad[:7]} is held out of staging" in held.stderr
+    assert "promoter release-hold demo --env staging" in held.stderr
+
+    asked = cli(
+        "release-hold", "demo", "--env", "staging", "--commit", bad, "--as", "alice", "--reason", "cluster fault"
+    )
+    assert asked.returncode == 0, asked.stderr
+    assert "release-hold-demo-staging: PR #" in asked.stdout and "/pulls/" in asked.stdout
+    refused = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "mallory")
+    assert refused.returncode == 2 and "mallory may not decide staging" in refused.stderr
+    ok = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob")
+    assert ok.returncode == 0 and "staging approved by bob (1/1)" in ok.stdout, ok.stdout + ok.stderr
+    deadline = time.monotonic() + 60  # the release merges its PR once approved
+    while (again := cli("plan", "demo", "--commit", bad, "--to", "staging")).returncode == 2:
+        assert time.monotonic() < deadline, again.stderr
+    assert again.returncode == 0, again.stderr
+    events = json.loads(cli("history", "demo", "--env", "staging", "--json").stdout)
+    assert [(e["kind"], e["commit"]) for e in events[:3]] == [
+        ("hold-released", bad),
+        ("reverted", bad),
+        ("promoted", bad),
+    ]
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")  # dev as it was: staging matches it again
+    origin.repo.git.revert("--no-edit", bad)
+    origin.repo.git.push("-q", "origin", "main")
 
 
 def test_each_command_exits_with_its_documented_code_20_times(stack: tuple[Cli, Origin]) -> None:
