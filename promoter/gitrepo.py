@@ -421,6 +421,18 @@ class GitClone:
             for p in (entry.strip().split("\x1f") for entry in out.split("\x1e"))
             if len(p) == 3
         ]
+        # newest first by main's own order (first parents), not by the clock: a release merged within
+        # the same second as the revert before it still comes after it
+        position = {sha: i for i, sha in enumerate(self._git(repo, "rev-list", "--first-parent", main).split())}
+        merged_by: dict[str, str] = {}
+        for line in self._git(repo, "log", "--first-parent", "--merges", "--format=%H %P", main).splitlines():
+            parts = line.split()
+            merged_by.update({p: parts[0] for p in parts[2:]})
+        for m in merges:
+            m["rank"] = str(position.get(m["sha"], len(position)))
+        for r in releases:
+            landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
+            r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
         return history.events(app, merges, releases)
 
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]:

@@ -16,6 +16,7 @@ from typing import Any
 
 from promoter import holds
 
+PROMOTION = "Promoter-Promotion"
 _MERGE = re.compile(r"Merge pull request #(\d+) from (promote|revert)/([a-z0-9-]+)/([a-z0-9-]+)/")
 
 
@@ -45,9 +46,10 @@ def trailers(message: str) -> list[tuple[str, str]]:
 
 
 def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]]) -> list[Event]:
-    """`merges`: main's merges touching the app ({sha, at, message, branch_message}); `releases`:
-    commits lifting a hold ({sha, at, message}); both newest first. Returns the events, newest first."""
-    found: list[Event] = []
+    """`merges`: main's merges touching the app ({sha, at, message, branch_message, rank}); `releases`:
+    commits lifting a hold ({sha, at, message, rank}). `rank` is the position on main's first-parent
+    line (0: the newest). Returns the events, newest first."""
+    ranked: list[tuple[int, Event]] = []
     for m in merges:
         match = _MERGE.match(m["message"])
         if match is None or match.group(3) != app:
@@ -56,47 +58,40 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
         fields = trailers(m["message"])
         values = dict(fields)
         if kind == "promote":
-            promoted = dict(trailers(m.get("branch_message", ""))).get("Promoted-Commit", "")
-            found.append(
-                Event(
-                    env=env,
-                    kind="promoted",
-                    at=m["at"],
-                    commit=promoted,
-                    main_commit=m["sha"],
-                    pr_number=number,
-                    promotion=values.get("Promoter-Promotion", ""),
-                    decisions=[
-                        f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k != "Promoter-Promotion"
-                    ],
-                )
+            event = Event(
+                env=env,
+                kind="promoted",
+                at=m["at"],
+                commit=dict(trailers(m.get("branch_message", ""))).get("Promoted-Commit", ""),
+                main_commit=m["sha"],
+                pr_number=number,
+                promotion=values.get(PROMOTION, ""),
+                decisions=[f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k != PROMOTION],
             )
         else:
-            found.append(
-                Event(
-                    env=env,
-                    kind="reverted",
-                    at=m["at"],
-                    commit=values.get(holds.HELD, ""),
-                    main_commit=m["sha"],
-                    pr_number=number,
-                    reason=values.get(f"{holds.HELD}-Reason", ""),
-                    decisions=[f"{k}: {v}" for k, v in fields if k.startswith(holds.HELD)],
-                )
+            event = Event(
+                env=env,
+                kind="reverted",
+                at=m["at"],
+                commit=values.get(holds.HELD, ""),
+                main_commit=m["sha"],
+                pr_number=number,
+                reason=values.get(f"{holds.HELD}-Reason", ""),
+                decisions=[f"{k}: {v}" for k, v in fields if k.startswith(holds.HELD)],
             )
+        ranked.append((int(m.get("rank", 0)), event))
     for r in releases:
         values = dict(trailers(r["message"]))
         if values.get(f"{holds.HELD}-App") != app:
             continue
-        found.append(
-            Event(
-                env=values.get(f"{holds.HELD}-Env", ""),
-                kind="hold-released",
-                at=r["at"],
-                commit=values.get(holds.RELEASE, ""),
-                main_commit=r["sha"],
-                reason=values.get("Promoter-Released-By", ""),
-            )
+        event = Event(
+            env=values.get(f"{holds.HELD}-Env", ""),
+            kind="hold-released",
+            at=r["at"],
+            commit=values.get(holds.RELEASE, ""),
+            main_commit=r["sha"],
+            reason=values.get("Promoter-Released-By", ""),
         )
-    found.sort(key=lambda e: e.at, reverse=True)
-    return found
+        ranked.append((int(r.get("rank", 0)), event))
+    ranked.sort(key=lambda pair: pair[0])
+    return [event for _, event in ranked]
