@@ -9,6 +9,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -16,9 +17,14 @@ from temporalio import activity
 
 from activities import classified
 from promoter.cluster import KubeCluster
+from promoter.errors import BadInput
 from promoter.gitrepo import GitRepository
 from promoter.models import (
+    AppDrift,
     ClusterConfig,
+    DriftInput,
+    DriftReport,
+    FieldDrift,
     HealthInput,
     HealthResult,
     HttpProbe,
@@ -81,6 +87,29 @@ class ClusterActivities:
         return SyncResult(
             applied=outcome.applied, unchanged=outcome.unchanged, pruned=outcome.pruned, engine="kubernetes"
         )
+
+    @activity.defn(name="detect_drift")
+    @classified
+    def detect_drift(self, req: DriftInput) -> DriftReport:
+        """Compare every app of the environment on main (or `req.apps`) with its live objects, field by
+        field for what promoter manages; with healing on, re-apply the apps that drifted from Git."""
+        main, config, apps = self.repo.environment_apps(req.env)
+        unknown = sorted(set(req.apps) - set(apps))
+        if unknown:
+            raise BadInput(f"no app {', '.join(unknown)} in {req.env} on main; apps there: {', '.join(apps)}")
+        heal = config.drift.self_heal if req.heal is None else req.heal
+        cluster = self.cluster(config.cluster)
+        report = DriftReport(env=req.env, revision=main, checked_at=datetime.now(UTC))
+        for app in req.apps or apps:
+            activity.heartbeat(f"comparing {app}")
+            objects = self.objects(app, req.env, main)
+            drifts = [FieldDrift(object=o, path=p, git=g, live=v) for o, p, g, v in cluster.drift(app, objects)]
+            healed = False
+            if drifts and heal:
+                cluster.sync(app, f"drift-heal-{main[:7]}", objects, progress=activity.heartbeat)
+                healed = True
+            report.apps.append(AppDrift(app=app, drifts=drifts, healed=healed))
+        return report
 
     @activity.defn(name="check_health")
     @classified

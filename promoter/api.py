@@ -29,6 +29,8 @@ from promoter import names, promotions, search
 from promoter.errors import PromoterError
 from promoter.models import (
     Decision,
+    DriftInput,
+    DriftReport,
     DryRun,
     PlanInput,
     PromotionInput,
@@ -39,6 +41,7 @@ from promoter.models import (
     Supersede,
 )
 from promoter.names import workflow_id
+from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import SUPERSEDE, PlanWorkflow, PromotionWorkflow
 from workflows.release_hold import ReleaseHoldWorkflow
@@ -144,6 +147,26 @@ async def release_hold(
         )
     except WorkflowAlreadyStartedError:
         raise PromoterError(f"a release of a hold of {req.app} in {req.env} is already waiting ({wid})") from None
+
+
+async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport:
+    """Compare an environment with Git now (`DriftWorkflow` on a worker, deleted once it has answered)."""
+    names.check(req.env, "environment")
+    for app in req.apps:
+        names.check(app, "app")
+    wid = f"drift-check-{req.env}-{uuid.uuid4()}"
+    try:
+        result: DriftReport = await client.execute_workflow(
+            DriftWorkflow.run, req, id=wid, task_queue=task_queue, execution_timeout=timedelta(minutes=15)
+        )
+        return result
+    except WorkflowFailureError as e:
+        message = failure_message(e)
+        if _timed_out(e):
+            message = f"the drift check timed out: is a worker running on task queue '{task_queue}'? ({message})"
+        raise PromoterError(message) from None
+    finally:
+        await _forget(client, wid)
 
 
 async def _forget(client: Client, wid: str) -> None:

@@ -375,6 +375,45 @@ async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: 
 
 
 @app.command()
+def drift(
+    env: Annotated[str, typer.Argument(metavar="ENV")],
+    apps: Annotated[list[str] | None, typer.Option("--app", help="only this app (repeatable)")] = None,
+    heal: Annotated[
+        bool | None, typer.Option("--heal/--no-heal", help="re-apply from Git what differs (default: drift.self_heal)")
+    ] = None,
+    as_json: AsJson = False,
+    state_dir: StateDir = None,
+) -> None:
+    """How ENV's live objects differ from Git now, field by field: exit 0 when they match (or were
+    healed), 1 when something differs."""
+    _run(_drift(Settings.load(state_dir), env, apps or [], heal, as_json))
+
+
+async def _drift(s: Settings, env: str, apps: list[str], heal: bool | None, as_json: bool) -> int:
+    from promoter import api
+    from promoter.models import DriftInput
+
+    _check_name(env, "environment")
+    for app_name in apps:
+        workflow_id(app_name)
+    report = await api.drift(await _client(s), s.task_queue, DriftInput(env=env, apps=apps, heal=heal))
+    remaining = [a for a in report.drifted if not a.healed]
+    if as_json:
+        print(report.model_dump_json())
+        return 1 if remaining else 0
+    out.print(f"{env} against main @ {report.revision[:7]}", markup=False)
+    for a in report.apps:
+        if not a.drifts:
+            out.print(f"  {a.app}: matches Git", markup=False)
+            continue
+        out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (", healed from Git" if a.healed else ""), markup=False)
+        for d in a.drifts:
+            what = f"{d.object} is missing" if not d.path else f"{d.object} {d.path}: Git {d.git!r}, live {d.live!r}"
+            out.print(f"    {what}", markup=False, highlight=False)
+    return 1 if remaining else 0
+
+
+@app.command()
 def history(
     app_name: Annotated[str, typer.Argument(metavar="APP")],
     env: Annotated[str | None, typer.Option(help="only this environment")] = None,

@@ -68,6 +68,18 @@ def holds(live: Any, want: Any) -> bool:
     return bool(live == want)
 
 
+def differences(want: Any, live: Any, path: str = "") -> list[tuple[str, Any, Any]]:
+    """Where `live` does not hold `want`: (path, Git's value, the live value), field by field (a list
+    is one value, as server-side apply treats most lists)."""
+    if isinstance(want, dict) and isinstance(live, dict):
+        found: list[tuple[str, Any, Any]] = []
+        for key, value in want.items():
+            here = f"{path}.{key}" if path else key
+            found += differences(value, live[key], here) if key in live else [(here, value, None)]
+        return found
+    return [] if holds(live, want) else [(path, want, live)]
+
+
 @dataclass
 class SyncOutcome:
     applied: int
@@ -250,6 +262,24 @@ class KubeCluster:
         return bool(
             annotations.get(APPLIED_ANNOTATION) == obj["metadata"]["annotations"][APPLIED_ANNOTATION]
         ) and holds(live, obj)
+
+    def drift(self, app: str, objects: list[dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
+        """How the live objects of `app` differ from `objects` (Git's): (object, path, Git's value, the
+        live value) for every field promoter manages that differs, and for every object that is gone.
+        Metadata is left out: the cluster and promoter itself write there."""
+        wanted = [self._label(o, app, "drift") for o in objects]
+        live = self._live(app, {(o["apiVersion"], o["kind"]) for o in wanted})
+        found: list[tuple[str, str, Any, Any]] = []
+        for obj in wanted:
+            meta = obj["metadata"]
+            name = "/".join(p for p in (obj["kind"], meta.get("namespace", ""), meta["name"]) if p)
+            there = live.get(_ident(obj))
+            if there is None:
+                found.append((name, "", "present", None))
+                continue
+            body = {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+            found += [(name, path, want, have) for path, want, have in differences(body, there)]
+        return found
 
     def _live(self, app: str, kinds: set[tuple[str, str]]) -> dict[Ident, dict[str, Any]]:
         """This app's objects in the cluster, of these kinds: one list per kind."""

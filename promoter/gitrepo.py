@@ -103,6 +103,8 @@ class GitRepository(Protocol):
     def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
+    def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
+    def environments(self) -> list[EnvironmentConfig]: ...
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
     def branch_head(self, branch: str) -> str | None: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
@@ -434,6 +436,20 @@ class GitClone:
             landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
             r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
         return history.events(app, merges, releases)
+
+    def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]:
+        """(main's commit, the environment's configuration, its apps) as main has them now."""
+        check(env, "environment")
+        repo = self._fresh()
+        main = self._main(repo)
+        configs = {e.config.name: e.config for e in self._environments(repo, main)}
+        if env not in configs:
+            raise BadInput(f"unknown environment '{env}'; environments: {', '.join(configs)}")
+        return main, configs[env], self._apps(repo, main, env)
+
+    def environments(self) -> list[EnvironmentConfig]:
+        repo = self._fresh()
+        return [e.config for e in self._environments(repo, self._main(repo))]
 
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]:
         """The hold of `app` @ `commit` in `env` on main, with the environment's configuration and the

@@ -101,6 +101,11 @@ class RevertConfig(_Strict):
     automatic: bool = True
 
 
+class DriftConfig(_Strict):
+    interval: Duration = timedelta(minutes=5)  # how often the environment's drift schedule looks
+    self_heal: bool = False  # re-apply from Git what differs
+
+
 class MergeConfig(_Strict):
     method: Literal["merge", "squash"] | None = None  # default: the worker's PROMOTER_MERGE_METHOD
     on_blocked: Literal["wait", "fail"] = "wait"  # a merge held back by branch protection or a required check
@@ -156,6 +161,7 @@ class EnvironmentConfig(_Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     revert: RevertConfig = Field(default_factory=RevertConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
     soak: Duration = None
     local_files: list[str] = Field(default_factory=list)
     notify: list[Webhook] = Field(default_factory=list)
@@ -491,6 +497,36 @@ class PolicyDecision(BaseModel):
     engine: str = ""
     revision: str = ""  # of the policy bundle that decided
     approvers: list[str] = Field(default_factory=list)  # who may decide the gate (groups expanded)
+
+
+class DriftInput(BaseModel):
+    env: str
+    apps: list[str] = Field(default_factory=list)  # none: every app of the environment on main
+    heal: bool | None = None  # None: as the environment's `drift.self_heal` says
+
+
+class FieldDrift(BaseModel):
+    object: str  # Kind/namespace/name
+    path: str  # e.g. spec.replicas; "" for the whole object (deleted by hand)
+    git: Any = None
+    live: Any = None
+
+
+class AppDrift(BaseModel):
+    app: str
+    drifts: list[FieldDrift] = Field(default_factory=list)
+    healed: bool = False
+
+
+class DriftReport(BaseModel):
+    env: str
+    revision: str  # the commit of main compared with
+    checked_at: datetime
+    apps: list[AppDrift] = Field(default_factory=list)
+
+    @property
+    def drifted(self) -> list[AppDrift]:
+        return [a for a in self.apps if a.drifts]
 
 
 class ReleaseHoldInput(BaseModel):

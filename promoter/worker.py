@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import logging
 import os
 import signal
@@ -11,7 +12,17 @@ from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
-from temporalio.client import Client
+from temporalio.client import (
+    Client,
+    Schedule,
+    ScheduleActionStartWorkflow,
+    ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
+    ScheduleOverlapPolicy,
+    SchedulePolicy,
+    ScheduleSpec,
+    ScheduleUpdate,
+)
 from temporalio.worker import Worker
 
 from activities.cluster import ClusterActivities
@@ -23,7 +34,9 @@ from activities.revert import RevertActivities
 from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GIT_USERS, GitClone, auth_env
+from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
+from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
 from workflows.release_hold import ReleaseHoldWorkflow
@@ -38,9 +51,15 @@ class Workers:
     waiting gate holds one of those (an async activity, no thread) and never a slot the git, forge,
     policy and cluster activities need. `async with` runs both."""
 
-    def __init__(self, *workers: Worker, warm: Callable[[], None] = lambda: None) -> None:
+    def __init__(
+        self,
+        *workers: Worker,
+        warm: Callable[[], None] = lambda: None,
+        environments: Callable[[], list[EnvironmentConfig]] = list,
+    ) -> None:
         self.workers = workers
         self.warm = warm  # compiles main's policies: run once as the worker starts
+        self.environments = environments  # main's environments, for their drift schedules
 
     async def __aenter__(self) -> Workers:
         for w in self.workers:
@@ -69,7 +88,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow, ReleaseHoldWorkflow],
+        workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow, ReleaseHoldWorkflow, DriftWorkflow],
         activities=[
             git_acts.plan,
             git_acts.change_patch,
@@ -84,6 +103,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             policy.screen_approvers,
             cluster.sync,
             cluster.check_health,
+            cluster.detect_drift,
             reverts.revert,
             notify.notify,
         ],
@@ -99,7 +119,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         # a decided gate's watcher learns of its cancel from a heartbeat's answer: sent this often
         max_heartbeat_throttle_interval=min(WATCH_HEARTBEAT_THROTTLE, timedelta(seconds=settings.review_poll_s)),
     )
-    return Workers(main, watchers, warm=policy.warm)
+    return Workers(main, watchers, warm=policy.warm, environments=repo.environments)
 
 
 def build_forge(settings: Settings, repo: GitClone) -> Forge:
@@ -123,6 +143,28 @@ def build_forge(settings: Settings, repo: GitClone) -> Forge:
     return make_forge(settings.forge, **options)
 
 
+def _replace_schedule(schedule: Schedule, _: object) -> ScheduleUpdate:
+    return ScheduleUpdate(schedule=schedule)
+
+
+async def drift_schedules(client: Client, task_queue: str, environments: list[EnvironmentConfig]) -> None:
+    """One Temporal Schedule per environment, `drift-<env>`, running `DriftWorkflow` every
+    `drift.interval`; made when missing, updated when its interval or task queue changed."""
+    for env in environments:
+        sid = f"drift-{env.name}"
+        schedule = Schedule(
+            action=ScheduleActionStartWorkflow(
+                DriftWorkflow.run, DriftInput(env=env.name), id=sid, task_queue=task_queue
+            ),
+            spec=ScheduleSpec(intervals=[ScheduleIntervalSpec(every=env.drift.interval or timedelta(minutes=5))]),
+            policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP),
+        )
+        try:
+            await client.create_schedule(sid, schedule)
+        except ScheduleAlreadyRunningError:
+            await client.get_schedule_handle(sid).update(functools.partial(_replace_schedule, schedule))
+
+
 async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings, runtime)
@@ -142,6 +184,10 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
             await asyncio.to_thread(worker.warm)
         except Exception as e:  # noqa: BLE001 - never fatal: the first check of that revision denies, naming it
             log.warning("the policies on main could not be compiled ahead: %s", e)
+        try:
+            await drift_schedules(client, settings.task_queue, await asyncio.to_thread(worker.environments))
+        except Exception as e:  # noqa: BLE001 - never fatal: promotions do not need them
+            log.warning("the drift schedules could not be made: %s", e)
         async with worker:
             if ready_file:
                 Path(ready_file).write_text(str(os.getpid()))

@@ -32,6 +32,8 @@ with workflow.unsafe.imports_passed_through():
         ApprovalCheck,
         ChangeCheck,
         ClosePullRequest,
+        DriftInput,
+        DriftReport,
         HealthInput,
         HealthResult,
         MergePullRequest,
@@ -175,6 +177,14 @@ SYNC = Step(  # an ordinary activity: it heartbeats, and a cluster down for minu
     heartbeat=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
     schedule_to_close=timedelta(minutes=10),
 )
+DETECT_DRIFT = Step(  # `promoter drift` and the environments' drift schedules
+    "detect_drift",
+    DriftInput,
+    DriftReport,
+    start_to_close=timedelta(minutes=10),
+    heartbeat=timedelta(seconds=30),
+    schedule_to_close=timedelta(minutes=15),
+)
 CHECK_HEALTH = Step(  # its timeouts grow with the environment's health.timeout (see `health_step`)
     "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=timedelta(seconds=15)
 )
@@ -208,6 +218,7 @@ ALL: tuple[Step[Any, Any], ...] = (
     CHECK_CHANGE,
     CHANGE_PATCH,
     OPEN_RELEASE,
+    DETECT_DRIFT,
     OPEN_CHANGE,
     UPDATE_PULL_REQUEST,
     MERGE_PULL_REQUEST,

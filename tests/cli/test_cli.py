@@ -4,6 +4,7 @@ exit 2 and nothing pushed; every command's exit code stable over 20 runs in a ro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -39,6 +40,14 @@ def test_up_is_idempotent_and_writes_its_state(stack: tuple[Cli, Origin]) -> Non
     kubeconfig = yaml.safe_load((cli.state_dir / "kubeconfig").read_text())
     assert sorted(c["name"] for c in kubeconfig["contexts"]) == ["dev", "prod", "staging"]
     assert all(c["cluster"]["server"].startswith("http://127.0.0.1:") for c in kubeconfig["clusters"])
+
+    async def drift_schedules() -> list[str]:  # the worker made one per environment as it started
+        from temporalio.client import Client
+
+        client = await Client.connect(info["temporal_address"])
+        return [(await client.get_schedule_handle(f"drift-{e}").describe()).id for e in ("dev", "staging", "prod")]
+
+    assert asyncio.run(drift_schedules()) == ["drift-dev", "drift-staging", "drift-prod"]
 
 
 def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:

@@ -1,0 +1,88 @@
+"""Drift on a real Temporal dev server, with real git, a simulated cluster and the real `kubectl`: a
+person scales the Deployment and deletes the Service by hand; `detect_drift` reports the field (Git's
+value and the live one) and the missing object, nothing for an unchanged cluster, and with healing on
+puts both back from Git. The worker's drift schedule exists per environment, at its interval."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from temporalio.client import ScheduleActionStartWorkflow
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.models import DriftInput, PromotionState
+from promoter.sim.kube import KubeSim
+from promoter.worker import drift_schedules
+from tests.support.gitops import Origin
+from tests.support.workflows import deployment
+
+pytestmark = [
+    pytest.mark.asyncio,
+    pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on PATH"),
+]
+
+
+def kubectl(*args: str) -> None:
+    """As a person runs it, against the kubeconfig the `clusters` fixture wrote (KUBECONFIG)."""
+    done = subprocess.run(
+        ["kubectl", "--kubeconfig", os.environ["KUBECONFIG"], "--context", "staging", "-n", "apps", *args],
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
+    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, clusters: Callable[[list[str]], dict[str, KubeSim]]
+) -> None:
+    origin.bump(tag="4.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        sims = clusters([])
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+        assert (await handle.result()).state == PromotionState.SUCCEEDED
+
+        clean = await api.drift(dev_env.client, tq, DriftInput(env="staging"))
+        assert [(a.app, a.drifts) for a in clean.apps] == [("demo", [])]  # nothing for an unchanged cluster
+
+        kubectl("patch", "deployment", "demo", "--type", "merge", "-p", '{"spec": {"replicas": 5}}')
+        kubectl("delete", "service", "demo")
+        seen = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=False))
+        [demo] = seen.drifted
+        found = {(d.object, d.path): (d.git, d.live) for d in demo.drifts}
+        assert found == {
+            ("Deployment/apps/demo", "spec.replicas"): (2, 5),
+            ("Service/apps/demo", ""): ("present", None),
+        }
+        assert not demo.healed and deployment(sims["staging"])["spec"]["replicas"] == 5  # reported, not touched
+
+        healed = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
+        assert healed.drifted[0].healed
+        assert deployment(sims["staging"])["spec"]["replicas"] == 2
+        assert ("", "services", "apps", "demo") in sims["staging"].objects
+        after = await api.drift(dev_env.client, tq, DriftInput(env="staging"))
+        assert after.drifted == []
+
+        with pytest.raises(Exception, match="no app nope in staging"):
+            await api.drift(dev_env.client, tq, DriftInput(env="staging", apps=["nope"]))
+
+        await drift_schedules(dev_env.client, tq, origin_environments(origin))
+        described = await dev_env.client.get_schedule_handle("drift-staging").describe()
+        assert described.schedule.spec.intervals[0].every == timedelta(minutes=5)
+        action = described.schedule.action
+        assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "DriftWorkflow"
+        assert action.task_queue == tq
+        for env in ("dev", "staging", "prod"):  # this server outlives the test: leave no schedule firing
+            await dev_env.client.get_schedule_handle(f"drift-{env}").delete()
+
+
+def origin_environments(origin: Origin) -> list[Any]:
+    from promoter.gitrepo import GitClone
+
+    return GitClone(origin.url, origin.path.parent / "env-reader").environments()
