@@ -82,6 +82,10 @@ class ClusterActivities:
     @activity.defn(name="sync")
     @classified
     def sync(self, req: SyncInput) -> SyncResult:
+        if req.cluster.sync != "native":  # Argo CD or Flux applies: ask it to, and apply nothing ourselves
+            name, namespace = req.cluster.reconciler(req.app, req.env)
+            self.cluster(req.cluster).request_reconcile(req.cluster.sync, name, namespace)
+            return SyncResult(applied=0, unchanged=0, pruned=0, engine=req.cluster.sync)
         objects = self.objects(req.app, req.env, req.revision)
         outcome = self.cluster(req.cluster).sync(req.app, req.promotion_id, objects, progress=activity.heartbeat)
         return SyncResult(
@@ -100,25 +104,42 @@ class ClusterActivities:
         heal = config.drift.self_heal if req.heal is None else req.heal
         cluster = self.cluster(config.cluster)
         report = DriftReport(env=req.env, revision=main, checked_at=datetime.now(UTC))
+        engine = config.cluster.sync
         for app in req.apps or apps:
             activity.heartbeat(f"comparing {app}")
-            objects = self.objects(app, req.env, main)
-            drifts = [FieldDrift(object=o, path=p, git=g, live=v) for o, p, g, v in cluster.drift(app, objects)]
             healed = False
-            if drifts and heal:
-                cluster.sync(app, f"drift-heal-{main[:7]}", objects, progress=activity.heartbeat)
-                healed = True
+            if engine != "native":  # Argo CD or Flux compares with Git itself: read its word
+                name, namespace = config.cluster.reconciler(app, req.env)
+                found = cluster.reconciler_drift(engine, name, namespace)
+                if found and heal:
+                    cluster.request_reconcile(engine, name, namespace)
+                    healed = True
+            else:
+                objects = self.objects(app, req.env, main)
+                found = cluster.drift(app, objects)
+                if found and heal:
+                    cluster.sync(app, f"drift-heal-{main[:7]}", objects, progress=activity.heartbeat)
+                    healed = True
+            drifts = [FieldDrift(object=o, path=p, git=g, live=v) for o, p, g, v in found]
             report.apps.append(AppDrift(app=app, drifts=drifts, healed=healed))
         return report
 
     @activity.defn(name="check_health")
     @classified
     def check_health(self, req: HealthInput) -> HealthResult:
-        objects = self.objects(req.app, req.env, req.revision)
         timeout = req.timeout.total_seconds() if req.timeout else 300.0
         deadline = time.monotonic() + timeout
-        healthy, reason = self.cluster(req.cluster).wait_healthy(objects, timeout, progress=activity.heartbeat)
+        cluster = self.cluster(req.cluster)
+        if req.cluster.sync != "native":  # its word on the merge commit: applied (synced) and healthy
+            name, namespace = req.cluster.reconciler(req.app, req.env)
+            healthy, reason = cluster.wait_reconciled(
+                req.cluster.sync, name, namespace, req.revision, timeout, progress=activity.heartbeat
+            )
+        else:
+            objects = self.objects(req.app, req.env, req.revision)
+            healthy, reason = cluster.wait_healthy(objects, timeout, progress=activity.heartbeat)
         if healthy and req.http:
             healthy, probes = probe_http(req.http, deadline, activity.heartbeat)
             reason = f"{reason}; {probes}"
-        return HealthResult(healthy=healthy, reason=reason, engine="kubernetes")
+        engine = "kubernetes" if req.cluster.sync == "native" else req.cluster.sync
+        return HealthResult(healthy=healthy, reason=reason, engine=engine)

@@ -80,6 +80,41 @@ def differences(want: Any, live: Any, path: str = "") -> list[tuple[str, Any, An
     return [] if holds(live, want) else [(path, want, live)]
 
 
+# what promoter asks a GitOps controller to do, and where it reads its answer
+RECONCILERS = {
+    "argocd": ("argoproj.io/v1alpha1", "Application", "argocd.argoproj.io/refresh"),
+    "flux": ("kustomize.toolkit.fluxcd.io/v1", "Kustomization", "reconcile.fluxcd.io/requestedAt"),
+}
+
+
+def reconcile_verdict(engine: str, obj: dict[str, Any], revision: str) -> tuple[bool | None, str]:
+    """Argo CD's or Flux's word on `revision`: True (applied and healthy), False (failed or degraded,
+    with why), None (not there yet), as their documented status fields say."""
+    status = obj.get("status") or {}
+    if engine == "argocd":
+        sync, health = status.get("sync") or {}, status.get("health") or {}
+        operation = status.get("operationState") or {}
+        at, synced, healthy = sync.get("revision", ""), sync.get("status", "Unknown"), health.get("status", "Unknown")
+        if operation.get("phase") in ("Failed", "Error") and (operation.get("syncResult") or {}).get("revision") in (
+            None,
+            revision,
+        ):
+            return False, f"Argo CD could not sync {revision[:7]}: {operation.get('message') or operation['phase']}"
+        if at == revision and healthy == "Degraded":
+            return False, f"Argo CD reports {revision[:7]} Degraded: {health.get('message') or 'no message'}"
+        if at == revision and synced == "Synced" and healthy == "Healthy":
+            return True, f"Argo CD: Synced and Healthy at {revision[:7]}"
+        return None, f"Argo CD: {synced} at {at[:7] or 'no revision'}, {healthy}"
+    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    applied = status.get("lastAppliedRevision") or ""
+    if revision in applied and ready.get("status") == "True":
+        return True, f"Flux: Ready at {revision[:7]}"
+    if revision in (status.get("lastAttemptedRevision") or "") and ready.get("status") == "False":
+        if ready.get("reason") not in ("Progressing", "DependencyNotReady"):
+            return False, f"Flux: not Ready at {revision[:7]}: {ready.get('reason')}: {ready.get('message', '')}"
+    return None, f"Flux: {ready.get('reason') or 'waiting'} at {applied or 'no revision'}"
+
+
 @dataclass
 class SyncOutcome:
     applied: int
@@ -262,6 +297,67 @@ class KubeCluster:
         return bool(
             annotations.get(APPLIED_ANNOTATION) == obj["metadata"]["annotations"][APPLIED_ANNOTATION]
         ) and holds(live, obj)
+
+    def request_reconcile(self, engine: str, name: str, namespace: str) -> None:
+        """Ask Argo CD (the refresh annotation) or Flux (requestedAt) to reconcile the app now."""
+        api_version, kind, annotation = RECONCILERS[engine]
+        value = "normal" if engine == "argocd" else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        try:
+            self._resource(api_version, kind).patch(
+                name=name,
+                namespace=namespace,
+                body={"metadata": {"annotations": {annotation: value}}},
+                content_type="application/merge-patch+json",
+            )
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"annotate {kind} {namespace}/{name}") from None
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, f"annotate {kind} {namespace}/{name}") from None
+
+    def reconciler_drift(self, engine: str, name: str, namespace: str) -> list[tuple[str, str, Any, Any]]:
+        """Drift as Argo CD (`OutOfSync`) or Flux (`Ready` not `True`) reports it: they compare the
+        cluster with Git themselves, so promoter does not recompute it."""
+        api_version, kind, _ = RECONCILERS[engine]
+        try:
+            obj = self._resource(api_version, kind).get(name=name, namespace=namespace, serializer=_plain)
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"read {kind} {namespace}/{name}") from None
+        status = obj.get("status") or {}
+        where = f"{kind}/{namespace}/{name}"
+        if engine == "argocd":
+            synced = (status.get("sync") or {}).get("status", "Unknown")
+            return [] if synced == "Synced" else [(where, "status.sync.status", "Synced", synced)]
+        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+        state = ready.get("status")
+        return [] if state == "True" else [(where, "status.conditions[Ready]", "True", state)]
+
+    def wait_reconciled(
+        self,
+        engine: str,
+        name: str,
+        namespace: str,
+        revision: str,
+        timeout_s: float,
+        progress: Callable[[str], None] = lambda _: None,
+    ) -> tuple[bool, str]:
+        """Until Argo CD or Flux says `revision` is applied and healthy (or failed), or `timeout_s`."""
+        api_version, kind, _ = RECONCILERS[engine]
+        deadline, pause, said = time.monotonic() + timeout_s, 0.05, "no answer yet"
+        while True:
+            try:
+                obj = self._resource(api_version, kind).get(name=name, namespace=namespace, serializer=_plain)
+            except (DynamicApiError, ApiException) as e:
+                raise _api_error(e, f"read {kind} {namespace}/{name}") from None
+            except Exception as e:  # noqa: BLE001 - transport
+                raise self._unreachable(e, f"read {kind} {namespace}/{name}") from None
+            verdict, said = reconcile_verdict(engine, obj, revision)
+            if verdict is not None:
+                return verdict, said
+            if time.monotonic() > deadline:
+                return False, f"not applied and healthy within {timeout_s:g}s: {said}"
+            progress(said)
+            time.sleep(pause)
+            pause = min(pause * 1.5, 2.0)
 
     def drift(self, app: str, objects: list[dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
         """How the live objects of `app` differ from `objects` (Git's): (object, path, Git's value, the

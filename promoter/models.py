@@ -72,6 +72,16 @@ class ClusterConfig(_Strict):
     context: str | None = None
     kubeconfig: str | None = None
     namespace: str = "default"
+    # who applies the merged folder: promoter itself (server-side apply), or Argo CD / Flux, which
+    # promoter asks to reconcile and then watches
+    sync: Literal["native", "argocd", "flux"] = "native"
+    application: str = "{app}-{env}"  # the Argo CD Application, or the Flux Kustomization, of an app
+    controller_namespace: str | None = None  # where it lives; default: argocd, or flux-system
+
+    def reconciler(self, app: str, env: str) -> tuple[str, str]:
+        """(name, namespace) of the app's Argo CD Application or Flux Kustomization."""
+        default = "argocd" if self.sync == "argocd" else "flux-system"
+        return self.application.replace("{app}", app).replace("{env}", env), self.controller_namespace or default
 
 
 class ApprovalConfig(_Strict):
