@@ -4,14 +4,17 @@ The official `kubernetes` client (typed and dynamic) talks to it unchanged over 
 (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`), namespaced and cluster-scoped CRUD
 for any kind it knows (built-ins, and custom resources once their CustomResourceDefinition is
 created), `resourceVersion` and `generation`, list with label selectors, server-side apply
-(`application/apply-patch+yaml`), merge patches, delete, and a rollout controller: Deployments,
+(`application/apply-patch+yaml`), merge patches (a strategic merge patch, as `kubectl edit` sends,
+is taken as one), JSON patches (`kubectl patch --type json`: add, replace, remove, test), the `/scale`
+subresource of Deployments and StatefulSets (`kubectl scale`), delete, and a rollout controller: Deployments,
 StatefulSets and DaemonSets become available after `rollout_delay_s`, Jobs complete, unless the pod
 template carries the annotation `sim.promoter.dev/fail-in` naming this server's environment (a
 comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`.
 
 Where it differs from a real API server (kept honest on purpose):
 - no authentication or authorization; no admission, defaulting or schema validation beyond kind,
-  apiVersion and metadata.name; no watch, no subresources but `/status` reads;
+  apiVersion and metadata.name; no watch, no subresources but `/status` reads and `/scale`;
+- a strategic merge patch is applied as a JSON merge patch (lists are replaced, never merged by key);
 - server-side apply is simplified: one applied configuration is remembered per field manager; a new
   apply removes the fields that manager applied before and no longer does, then merges the new
   configuration in; lists are atomic; conflicts between managers are never reported;
@@ -47,6 +50,8 @@ import yaml
 
 FAIL_IN = "sim.promoter.dev/fail-in"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
+SCALABLE = {"Deployment", "StatefulSet"}  # kinds with a `/scale` subresource
+SCALE = "scale"
 
 
 @dataclass(frozen=True)
@@ -362,6 +367,48 @@ class KubeSim:
         self.applied[(*key, manager)] = config
         return self._store(kind, namespace, obj, previous)
 
+    def _scale(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
+        obj = self.get(kind, namespace, name)
+        meta = obj["metadata"]
+        return {
+            "apiVersion": "autoscaling/v1",
+            "kind": "Scale",
+            "metadata": {k: meta[k] for k in ("name", "namespace", "uid", "resourceVersion") if k in meta},
+            "spec": {"replicas": (obj.get("spec") or {}).get("replicas", 1)},
+            "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)},
+        }
+
+    def json_patch(self, kind: Kind, namespace: str, name: str, ops: Any) -> dict[str, Any]:
+        """RFC 6902 `add`, `replace`, `remove` and `test` (`kubectl patch --type json`)."""
+        previous = self.get(kind, namespace, name)
+        obj = copy.deepcopy(previous)
+        if not isinstance(ops, list):
+            raise ApiError(400, "BadRequest", "a JSON patch is a list of operations")
+        for op in ops:
+            path = [p.replace("~1", "/").replace("~0", "~") for p in str(op.get("path", "")).split("/")[1:]]
+            if not path:
+                raise ApiError(422, "Invalid", f"the JSON patch path {op.get('path')!r} is not supported")
+            parent: Any = obj
+            try:
+                for part in path[:-1]:
+                    parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+                last: Any = int(path[-1]) if isinstance(parent, list) and path[-1] != "-" else path[-1]
+                if op.get("op") in ("add", "replace"):
+                    if isinstance(parent, list) and (last == "-" or op["op"] == "add"):
+                        parent.insert(len(parent) if last == "-" else last, op["value"])
+                    else:
+                        parent[last] = op["value"]
+                elif op.get("op") == "remove":
+                    del parent[last]
+                elif op.get("op") == "test":
+                    if parent[last] != op.get("value"):
+                        raise ApiError(422, "Invalid", f"the JSON patch test of {op['path']} failed")
+                else:
+                    raise ApiError(422, "Invalid", f"the JSON patch op {op.get('op')!r} is not supported")
+            except (KeyError, IndexError, ValueError, TypeError):
+                raise ApiError(422, "Invalid", f"the JSON patch path {op.get('path')} does not exist") from None
+        return self._store(kind, namespace, obj, previous)
+
     def merge_patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
         previous = self.get(kind, namespace, name)
         obj = copy.deepcopy(previous)
@@ -572,11 +619,24 @@ class KubeSim:
                         "verbs": ["get", "patch", "update"],
                     }
                     for k in resources
+                ]
+                + [
+                    {
+                        "name": f"{k.plural}/scale",
+                        "singularName": "",
+                        "namespaced": k.namespaced,
+                        "group": "autoscaling",
+                        "version": "v1",
+                        "kind": "Scale",
+                        "verbs": ["get", "patch", "update"],
+                    }
+                    for k in resources
+                    if k.kind in SCALABLE
                 ],
             }
         return None
 
-    def _route(self, path: str) -> tuple[Kind, str | None, str | None, bool]:
+    def _route(self, path: str) -> tuple[Kind, str | None, str | None, bool | str]:
         parts = path.strip("/").split("/")
         if parts[0] == "api":
             group, version, rest = "", parts[1], parts[2:]
@@ -594,6 +654,10 @@ class KubeSim:
         status = len(rest) > 2 and rest[2] == "status"
         if kind.namespaced and name is not None and namespace is None:
             raise ApiError(404, "NotFound", f"{kind.plural} are namespaced: give a namespace")
+        if len(rest) > 2 and rest[2] == "scale":
+            if kind.kind not in SCALABLE:
+                raise ApiError(404, "NotFound", f"{kind.plural} have no scale subresource")
+            return kind, namespace, name, SCALE
         return kind, namespace, name, status
 
     def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, Any]:
@@ -625,8 +689,19 @@ class KubeSim:
                 except (ValueError, yaml.YAMLError) as e:
                     raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
         with self.lock:
-            kind, namespace, name, _status = self._route(url.path)
+            kind, namespace, name, sub = self._route(url.path)
             ns = namespace or ""
+            if sub == SCALE and name is not None:  # `kubectl scale`: the workload's replicas, as a Scale
+                if method in ("PATCH", "PUT"):
+                    replicas = ((payload or {}).get("spec") or {}).get("replicas")
+                    if not isinstance(replicas, int) or replicas < 0:
+                        raise ApiError(422, "Invalid", "spec.replicas must be a non-negative integer")
+                    self.merge_patch(kind, ns, name, {"spec": {"replicas": replicas}})
+                elif method != "GET":
+                    raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on scale")
+                return 200, self._scale(kind, ns, name)
+            if method == "PATCH" and name is not None and content_type.startswith("application/json-patch"):
+                return 200, self.json_patch(kind, ns, name, payload)
             if method == "GET":
                 if name is None:
                     return 200, self.list(kind, namespace, query.get("labelSelector", [""])[0])

@@ -239,3 +239,35 @@ def test_many_objects_apply_concurrently_and_a_permanent_error_wins(sim: KubeSim
         cluster.sync("many", "p", changed).applied == 2
     )  # every other apply ended before the error: the retry mends the two
     assert all(sim.objects[("", "configmaps", "apps", f"c{i}")]["data"] == {"i": "new"} for i in range(40))
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on PATH")
+def test_kubectl_scale_and_json_patches_work_as_on_a_real_server(
+    sim: KubeSim, cluster: KubeCluster, tmp_path: Path
+) -> None:
+    cluster.sync("demo", "promote-demo", demo())
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump(kubeconfig({"staging": sim.url})))
+    base = ["kubectl", "--kubeconfig", str(config), "--context", "staging", "-n", "apps"]
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True)
+
+    assert run("scale", "deployment", "demo", "--replicas", "4").returncode == 0
+    assert sim.objects[("apps", "deployments", "apps", "demo")]["spec"]["replicas"] == 4
+    patched = run(
+        "patch",
+        "deployment",
+        "demo",
+        "--type",
+        "json",
+        "-p",
+        '[{"op": "replace", "path": "/spec/replicas", "value": 3}]',
+    )
+    assert patched.returncode == 0, patched.stderr
+    assert sim.objects[("apps", "deployments", "apps", "demo")]["spec"]["replicas"] == 3
+    wrong = run(
+        "patch", "deployment", "demo", "--type", "json", "-p", '[{"op": "replace", "path": "/spec/nope/x", "value": 1}]'
+    )
+    assert wrong.returncode != 0 and "does not exist" in wrong.stderr
+    assert run("scale", "service", "demo", "--replicas", "2").returncode != 0  # no scale subresource

@@ -51,7 +51,7 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
         clean = await api.drift(dev_env.client, tq, DriftInput(env="staging"))
         assert [(a.app, a.drifts) for a in clean.apps] == [("demo", [])]  # nothing for an unchanged cluster
 
-        kubectl("patch", "deployment", "demo", "--type", "merge", "-p", '{"spec": {"replicas": 5}}')
+        kubectl("scale", "deployment", "demo", "--replicas", "5")  # through the /scale subresource
         kubectl("delete", "service", "demo")
         seen = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=False))
         [demo] = seen.drifted
