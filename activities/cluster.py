@@ -103,7 +103,12 @@ class ClusterActivities:
             raise BadInput(f"no app {', '.join(unknown)} in {req.env} on main; apps there: {', '.join(apps)}")
         heal = config.drift.self_heal if req.heal is None else req.heal
         cluster = self.cluster(config.cluster)
-        report = DriftReport(env=req.env, revision=main, checked_at=datetime.now(UTC))
+        report = DriftReport(
+            env=req.env,
+            revision=main,
+            checked_at=datetime.now(UTC),
+            notify=[hook.url for hook in config.notify if "drift" in hook.events],  # only when asked for
+        )
         engine = config.cluster.sync
         for app in req.apps or apps:
             activity.heartbeat(f"comparing {app}")

@@ -122,7 +122,7 @@ class MergeConfig(_Strict):
     wait: Duration = timedelta(minutes=30)  # how long `wait` retries before the stage fails
 
 
-Event = Literal["waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded"]
+Event = Literal["waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded", "drift"]
 NOTIFY_EVENTS: tuple[str, ...] = get_args(Event)
 # who or what gave an approval, a refusal or a decision: the Web UI, the CLI, a review on the PR, the
 # screening of approvers when a gate opens
@@ -533,6 +533,7 @@ class DriftReport(BaseModel):
     revision: str  # the commit of main compared with
     checked_at: datetime
     apps: list[AppDrift] = Field(default_factory=list)
+    notify: list[str] = Field(default_factory=list)  # the environment's webhooks that take `drift` (or ${NAME})
 
     @property
     def drifted(self) -> list[AppDrift]:

@@ -5,9 +5,12 @@ and never downloaded."""
 from __future__ import annotations
 
 import concurrent.futures
+import json
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -137,3 +140,27 @@ def run_worker(
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin]]:
     with running_stack(tmp_path_factory.mktemp("stack")) as started:
         yield started
+
+
+@pytest.fixture
+def hooks() -> Iterator[dict[str, Any]]:
+    """A webhook receiver on loopback: /ok answers 200 and records, /broken answers 500."""
+    got: list[dict[str, Any]] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            if self.path == "/ok":
+                got.append(body)
+            self.send_response(200 if self.path == "/ok" else 500)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield {"url": f"http://127.0.0.1:{server.server_port}", "got": got}
+    server.shutdown()
+    server.server_close()

@@ -4,7 +4,9 @@ Each environment has a Temporal Schedule, `drift-<env>`, made by the worker as i
 on the Web UI's Schedules page. Every `drift.interval` (environment.yaml, 5 minutes by default) it
 runs this workflow. `promoter drift ENV` runs it at once. One step compares every app folder of the
 environment on main with the live objects (`detect_drift`). The report is the workflow's result:
-the last scheduled run's result is the environment's drift.
+the last scheduled run's result is the environment's drift. Each run sets the gauge
+`promoter_drift{env, app}` (differences found) and posts a `drift` event to the environment's webhooks
+that list it, for each app that differs.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ from __future__ import annotations
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from promoter.models import DriftInput, DriftReport
+    from promoter.models import DriftInput, DriftReport, NotifyInput
     from workflows import steps
 
 
@@ -24,4 +27,29 @@ class DriftWorkflow:
     async def run(self, req: DriftInput) -> DriftReport:
         step = steps.DETECT_DRIFT.but(start_to_close=timedelta(minutes=10))
         report: DriftReport = await step.call(req, f"compare {req.env} with Git")
+        gauge = workflow.metric_meter().create_gauge(
+            "promoter_drift", "fields and objects whose live state differs from Git", "differences"
+        )
+        for app in report.apps:
+            gauge.set(len(app.drifts), {"env": req.env, "app": app.app})
+        for app in report.drifted:
+            healed = " (healed from Git)" if app.healed else ""
+            for url in report.notify:
+                text = f"{app.app} in {req.env} differs from Git @ {report.revision[:7]}{healed}: " + "; ".join(
+                    f"{d.object} {d.path or 'missing'}" for d in app.drifts[:10]
+                )
+                notice = NotifyInput(
+                    url=url,
+                    event="drift",
+                    text=text,
+                    promotion_id=workflow.info().workflow_id,
+                    app=app.app,
+                    env=req.env,
+                    commit=report.revision,
+                    state="healed" if app.healed else "drifted",
+                )
+                try:
+                    await steps.NOTIFY.call(notice, f"notify drift of {app.app}")
+                except ActivityError:
+                    pass  # a webhook that fails never fails the check: the report is the record
         return report

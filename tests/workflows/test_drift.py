@@ -1,7 +1,8 @@
 """Drift on a real Temporal dev server, with real git, a simulated cluster and the real `kubectl`: a
 person scales the Deployment and deletes the Service by hand; `detect_drift` reports the field (Git's
 value and the live one) and the missing object, nothing for an unchanged cluster, and with healing on
-puts both back from Git. The worker's drift schedule exists per environment, at its interval."""
+puts both back from Git; a webhook that takes `drift` hears of it. The worker's drift schedule exists
+per environment, at its interval."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+import yaml
 from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
@@ -40,8 +42,16 @@ def kubectl(*args: str) -> None:
 
 
 async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
-    dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any, clusters: Callable[[list[str]], dict[str, KubeSim]]
+    dev_env: WorkflowEnvironment,
+    origin: Origin,
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    hooks: dict[str, Any],
 ) -> None:
+    path = origin.work / "environments/staging/environment.yaml"
+    config = yaml.safe_load(path.read_text())
+    config["notify"] = [{"url": f"{hooks['url']}/ok", "events": ["drift"]}]  # only drift: nothing else posts
+    origin.commit({"environments/staging/environment.yaml": yaml.safe_dump(config)}, "staging: drift webhook")
     origin.bump(tag="4.0.0")
     async with run_worker(dev_env, origin) as tq:
         sims = clusters([])
@@ -61,6 +71,8 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
             ("Service/apps/demo", ""): ("present", None),
         }
         assert not demo.healed and deployment(sims["staging"])["spec"]["replicas"] == 5  # reported, not touched
+        [posted] = hooks["got"]  # the drift event, and nothing for the clean check or the promotion
+        assert "demo in staging differs from Git" in posted["text"] and "spec.replicas" in posted["text"]
 
         healed = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
         assert healed.drifted[0].healed

@@ -7,9 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
-import threading
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
 from typing import Any
 
 import git
@@ -252,30 +250,6 @@ async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one
         assert status.commit == newer
         await new.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         assert (await new.result()).state == PromotionState.SUCCEEDED
-
-
-@pytest.fixture
-def hooks() -> Iterator[dict[str, Any]]:
-    """A webhook receiver on loopback: /ok answers 200 and records, /broken answers 500."""
-    got: list[dict[str, Any]] = []
-
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-            if self.path == "/ok":
-                got.append(body)
-            self.send_response(200 if self.path == "/ok" else 500)
-            self.end_headers()
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield {"url": f"http://127.0.0.1:{server.server_port}", "got": got}
-    server.shutdown()
-    server.server_close()
 
 
 async def test_webhooks_are_sent_and_a_failing_one_never_fails_the_promotion(
