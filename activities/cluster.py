@@ -111,6 +111,9 @@ class ClusterActivities:
         )
         engine = config.cluster.sync
         for app in req.apps or apps:
+            if app in req.paused:
+                report.apps.append(AppDrift(app=app, paused=True))
+                continue
             activity.heartbeat(f"comparing {app}")
             healed = False
             if engine != "native":  # Argo CD or Flux compares with Git itself: read its word

@@ -403,6 +403,9 @@ async def _drift(s: Settings, env: str, apps: list[str], heal: bool | None, as_j
         return 1 if remaining else 0
     out.print(f"{env} against main @ {report.revision[:7]}", markup=False)
     for a in report.apps:
+        if a.paused:
+            out.print(f"  {a.app}: not compared, a promotion of it is in flight", markup=False)
+            continue
         if not a.drifts:
             out.print(f"  {a.app}: matches Git", markup=False)
             continue

@@ -513,6 +513,7 @@ class DriftInput(BaseModel):
     env: str
     apps: list[str] = Field(default_factory=list)  # none: every app of the environment on main
     heal: bool | None = None  # None: as the environment's `drift.self_heal` says
+    paused: list[str] = Field(default_factory=list)  # apps being promoted now: left alone (no fight with a sync)
 
 
 class FieldDrift(BaseModel):
@@ -526,6 +527,7 @@ class AppDrift(BaseModel):
     app: str
     drifts: list[FieldDrift] = Field(default_factory=list)
     healed: bool = False
+    paused: bool = False  # a promotion of the app is in flight: not compared this time
 
 
 class DriftReport(BaseModel):

@@ -29,6 +29,7 @@ from activities.cluster import ClusterActivities
 from activities.forge import ForgeActivities
 from activities.notify import NotifyActivities
 from activities.policy import PolicyActivities
+from activities.promotions import PromotionActivities
 from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from promoter.errors import BadInput
@@ -85,6 +86,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo)
     reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
+    promotions = PromotionActivities(client)
     main = Worker(
         client,
         task_queue=settings.task_queue,
@@ -106,6 +108,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             cluster.detect_drift,
             reverts.revert,
             notify.notify,
+            promotions.running_promotions,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

@@ -4,7 +4,8 @@ Each environment has a Temporal Schedule, `drift-<env>`, made by the worker as i
 on the Web UI's Schedules page. Every `drift.interval` (environment.yaml, 5 minutes by default) it
 runs this workflow. `promoter drift ENV` runs it at once. One step compares every app folder of the
 environment on main with the live objects (`detect_drift`). The report is the workflow's result:
-the last scheduled run's result is the environment's drift. Each run sets the gauge
+the last scheduled run's result is the environment's drift. An app with a promotion in flight is
+left alone (reported `paused`): its sync and a heal must never fight. Each run sets the gauge
 `promoter_drift{env, app}` (differences found) and posts a `drift` event to the environment's webhooks
 that list it, for each app that differs.
 """
@@ -25,6 +26,8 @@ with workflow.unsafe.imports_passed_through():
 class DriftWorkflow:
     @workflow.run
     async def run(self, req: DriftInput) -> DriftReport:
+        promoting: list[str] = await steps.RUNNING_PROMOTIONS.call(req.env, "promotions in flight")
+        req = req.model_copy(update={"paused": sorted(set(req.paused) | set(promoting))})
         step = steps.DETECT_DRIFT.but(start_to_close=timedelta(minutes=10))
         report: DriftReport = await step.call(req, f"compare {req.env} with Git")
         gauge = workflow.metric_meter().create_gauge(

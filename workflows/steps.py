@@ -177,6 +177,13 @@ SYNC = Step(  # an ordinary activity: it heartbeats, and a cluster down for minu
     heartbeat=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
     schedule_to_close=timedelta(minutes=10),
 )
+RUNNING_PROMOTIONS = Step(  # the drift check leaves an app alone while it is being promoted
+    "running_promotions",
+    str,
+    list[str],
+    start_to_close=timedelta(seconds=30),
+    local=True,
+)
 DETECT_DRIFT = Step(  # `promoter drift` and the environments' drift schedules
     "detect_drift",
     DriftInput,
@@ -218,6 +225,7 @@ ALL: tuple[Step[Any, Any], ...] = (
     CHECK_CHANGE,
     CHANGE_PATCH,
     OPEN_RELEASE,
+    RUNNING_PROMOTIONS,
     DETECT_DRIFT,
     OPEN_CHANGE,
     UPDATE_PULL_REQUEST,

@@ -23,7 +23,7 @@ from promoter.models import DriftInput, PromotionState
 from promoter.sim.kube import KubeSim
 from promoter.worker import drift_schedules
 from tests.support.gitops import Origin
-from tests.support.workflows import deployment
+from tests.support.workflows import awaiting, deployment
 
 pytestmark = [
     pytest.mark.asyncio,
@@ -80,6 +80,14 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
         assert ("", "services", "apps", "demo") in sims["staging"].objects
         after = await api.drift(dev_env.client, tq, DriftInput(env="staging"))
         assert after.drifted == []
+
+        # a promotion in flight: the check leaves its app alone, so a heal never fights its sync
+        origin.bump(tag="4.1.0")
+        moving = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        await api.wait_for(moving, awaiting("prod"))
+        during = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
+        assert [(a.app, a.paused, a.drifts) for a in during.apps] == [("demo", True, [])]
+        await moving.cancel()
 
         with pytest.raises(Exception, match="no app nope in staging"):
             await api.drift(dev_env.client, tq, DriftInput(env="staging", apps=["nope"]))

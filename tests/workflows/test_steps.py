@@ -44,4 +44,4 @@ async def test_the_worker_registers_exactly_the_steps_with_their_signatures(
         hints = typing.get_type_hints(fn)
         params = [p for p in inspect.signature(fn).parameters if p != "self"]
         assert hints[params[0]] is step.input, f"{name} takes {hints[params[0]]}, its step says {step.input}"
-        assert hints["return"] is step.result, f"{name} returns {hints['return']}, its step says {step.result}"
+        assert hints["return"] == step.result, f"{name} returns {hints['return']}, its step says {step.result}"
