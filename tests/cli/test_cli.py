@@ -40,14 +40,20 @@ def test_up_is_idempotent_and_writes_its_state(stack: tuple[Cli, Origin]) -> Non
     kubeconfig = yaml.safe_load((cli.state_dir / "kubeconfig").read_text())
     assert sorted(c["name"] for c in kubeconfig["contexts"]) == ["dev", "prod", "staging"]
     assert all(c["cluster"]["server"].startswith("http://127.0.0.1:") for c in kubeconfig["clusters"])
+    assert drift_schedules(cli) == ["drift-dev", "drift-staging", "drift-prod"]  # the worker made them
 
-    async def drift_schedules() -> list[str]:  # the worker made one per environment as it started
-        from temporalio.client import Client
 
-        client = await Client.connect(info["temporal_address"])
+def drift_schedules(cli: Cli) -> list[str]:
+    """The drift schedules the stack's Temporal server has, one per environment."""
+    from temporalio.client import Client
+
+    address = json.loads((cli.state_dir / "stack.json").read_text())["temporal_address"]
+
+    async def ids() -> list[str]:
+        client = await Client.connect(address)
         return [(await client.get_schedule_handle(f"drift-{e}").describe()).id for e in ("dev", "staging", "prod")]
 
-    assert asyncio.run(drift_schedules()) == ["drift-dev", "drift-staging", "drift-prod"]
+    return asyncio.run(ids())
 
 
 def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:
@@ -118,6 +124,7 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     assert again.returncode == 0, again.stderr
     assert json.loads((cli.state_dir / "stack.json").read_text())["pids"]["worker"] != pids["worker"]
     waiting = cli.status("promote-demo")  # the gate survived the crash and the server's restart
+    assert drift_schedules(cli) == ["drift-dev", "drift-staging", "drift-prod"]  # and so did the schedules
     assert waiting["state"] == "running" and waiting["stages"][2]["state"] == "awaiting_approval"
     approved = cli("approve", "promote-demo", "--env", "prod", "--as", "bob")  # over the HTTP API
     assert approved.returncode == 0 and approved.stdout.strip() == "promote-demo: prod approved by bob (1/1)"

@@ -2,13 +2,16 @@
 person scales the Deployment and deletes the Service by hand; `detect_drift` reports the field (Git's
 value and the live one) and the missing object, nothing for an unchanged cluster, and with healing on
 puts both back from Git; a webhook that takes `drift` hears of it. The worker's drift schedule exists
-per environment, at its interval."""
+per environment, at its interval, and fires (at a one-second interval here) with the report as its
+run's result."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import subprocess
+import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -19,7 +22,7 @@ from temporalio.client import ScheduleActionStartWorkflow
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
-from promoter.models import DriftInput, PromotionState
+from promoter.models import DriftConfig, DriftInput, DriftReport, PromotionState
 from promoter.sim.kube import KubeSim
 from promoter.worker import drift_schedules
 from tests.support.gitops import Origin
@@ -92,12 +95,25 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
         with pytest.raises(Exception, match="no app nope in staging"):
             await api.drift(dev_env.client, tq, DriftInput(env="staging", apps=["nope"]))
 
-        await drift_schedules(dev_env.client, tq, origin_environments(origin))
+        environments = origin_environments(origin)
+        await drift_schedules(dev_env.client, tq, environments)
         described = await dev_env.client.get_schedule_handle("drift-staging").describe()
         assert described.schedule.spec.intervals[0].every == timedelta(minutes=5)
         action = described.schedule.action
         assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "DriftWorkflow"
         assert action.task_queue == tq
+        # the schedule fires at its interval and its run is the environment's report (a second here)
+        fast = [e.model_copy(update={"drift": DriftConfig(interval=timedelta(seconds=1))}) for e in environments]
+        await drift_schedules(dev_env.client, tq, fast)
+        query = f"WorkflowType = 'DriftWorkflow' AND TaskQueue = '{tq}' AND ExecutionStatus = 'Completed'"
+        deadline = time.monotonic() + 60
+        while not (runs := [wf async for wf in dev_env.client.list_workflows(query)]):
+            assert time.monotonic() < deadline, "the drift schedule never ran"
+            await asyncio.sleep(0.2)
+        scheduled: DriftReport = await dev_env.client.get_workflow_handle(
+            runs[0].id, run_id=runs[0].run_id, result_type=DriftReport
+        ).result()
+        assert scheduled.env in ("dev", "staging", "prod") and [a.app for a in scheduled.apps] == ["demo"]
         for env in ("dev", "staging", "prod"):  # this server outlives the test: leave no schedule firing
             await dev_env.client.get_schedule_handle(f"drift-{env}").delete()
 
