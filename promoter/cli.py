@@ -409,7 +409,8 @@ async def _drift(s: Settings, env: str, apps: list[str], heal: bool | None, as_j
         if not a.drifts:
             out.print(f"  {a.app}: matches Git", markup=False)
             continue
-        out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (", healed from Git" if a.healed else ""), markup=False)
+        healed = ", healed: re-applied from Git (live differed from Git; who changed it is not known)"
+        out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (healed if a.healed else ""), markup=False)
         for d in a.drifts:
             what = f"{d.object} is missing" if not d.path else f"{d.object} {d.path}: Git {d.git!r}, live {d.live!r}"
             out.print(f"    {what}", markup=False, highlight=False)

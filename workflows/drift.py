@@ -36,7 +36,7 @@ class DriftWorkflow:
         for app in report.apps:
             gauge.set(len(app.drifts), {"env": req.env, "app": app.app})
         for app in report.drifted:
-            healed = " (healed from Git)" if app.healed else ""
+            healed = " (healed: re-applied from Git; live differed from Git)" if app.healed else ""
             for url in report.notify:
                 text = f"{app.app} in {req.env} differs from Git @ {report.revision[:7]}{healed}: " + "; ".join(
                     f"{d.object} {d.path or 'missing'}" for d in app.drifts[:10]
