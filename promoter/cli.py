@@ -376,7 +376,7 @@ async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: 
 
 @app.command()
 def drift(
-    env: Annotated[str, typer.Argument(metavar="ENV")],
+    env: Annotated[str | None, typer.Argument(metavar="[ENV]", help="default: every environment")] = None,
     apps: Annotated[list[str] | None, typer.Option("--app", help="only this app (repeatable)")] = None,
     heal: Annotated[
         bool | None, typer.Option("--heal/--no-heal", help="re-apply from Git what differs (default: drift.self_heal)")
@@ -384,36 +384,47 @@ def drift(
     as_json: AsJson = False,
     state_dir: StateDir = None,
 ) -> None:
-    """How ENV's live objects differ from Git now, field by field: exit 0 when they match (or were
-    healed), 1 when something differs."""
+    """How ENV's (or every environment's) live objects differ from Git now, field by field: exit 0 when
+    they match (or were healed), 1 when something differs."""
     _run(_drift(Settings.load(state_dir), env, apps or [], heal, as_json))
 
 
-async def _drift(s: Settings, env: str, apps: list[str], heal: bool | None, as_json: bool) -> int:
+async def _drift(s: Settings, env: str | None, apps: list[str], heal: bool | None, as_json: bool) -> int:
     from promoter import api
     from promoter.models import DriftInput
 
-    _check_name(env, "environment")
     for app_name in apps:
         workflow_id(app_name)
-    report = await api.drift(await _client(s), s.task_queue, DriftInput(env=env, apps=apps, heal=heal))
-    remaining = [a for a in report.drifted if not a.healed]
+    if env is not None:
+        envs = [_check_name(env, "environment")]
+    else:  # every environment on main: read from the GitOps repository, as `history` does
+        from promoter.gitrepo import GIT_USERS, GitClone, auth_env
+
+        if not s.repo_url:
+            raise PromoterError("name the environment, or set PROMOTER_REPO_URL so that its environments can be read")
+        user = GIT_USERS.get(s.forge, "promoter")
+        repo = GitClone(s.repo_url, Path(s.cache_dir) / "cli", auth_env=auth_env(s.forge_token, user, s.ssh_key))
+        envs = [e.name for e in repo.environments()]
+    client = await _client(s)
+    reports = [await api.drift(client, s.task_queue, DriftInput(env=e, apps=apps, heal=heal)) for e in envs]
+    remaining = [a for r in reports for a in r.drifted if not a.healed]
     if as_json:
-        print(report.model_dump_json())
+        print(json.dumps([r.model_dump(mode="json") for r in reports]))
         return 1 if remaining else 0
-    out.print(f"{env} against main @ {report.revision[:7]}", markup=False)
-    for a in report.apps:
-        if a.paused:
-            out.print(f"  {a.app}: not compared, a promotion of it is in flight", markup=False)
-            continue
-        if not a.drifts:
-            out.print(f"  {a.app}: matches Git", markup=False)
-            continue
-        healed = ", healed: re-applied from Git (live differed from Git; who changed it is not known)"
-        out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (healed if a.healed else ""), markup=False)
-        for d in a.drifts:
-            what = f"{d.object} is missing" if not d.path else f"{d.object} {d.path}: Git {d.git!r}, live {d.live!r}"
-            out.print(f"    {what}", markup=False, highlight=False)
+    for report in reports:
+        out.print(f"{report.env} against main @ {report.revision[:7]}", markup=False)
+        for a in report.apps:
+            if a.paused:
+                out.print(f"  {a.app}: not compared, a promotion of it is in flight", markup=False)
+                continue
+            if not a.drifts:
+                out.print(f"  {a.app}: matches Git", markup=False)
+                continue
+            healed = ", healed: re-applied from Git (live differed from Git; who changed it is not known)"
+            out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (healed if a.healed else ""), markup=False)
+            for d in a.drifts:
+                what = f"{d.object} {d.path}: Git {d.git!r}, live {d.live!r}" if d.path else f"{d.object} is missing"
+                out.print(f"    {what}", markup=False, highlight=False)
     return 1 if remaining else 0
 
 

@@ -226,6 +226,11 @@ def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_no
         not_held = cli(*release, "--reason", "it was fine")
         assert not_held.returncode == 2 and f"demo @ {head[:12]} is not held in staging" in not_held.stderr
         assert cli(*release, "--reason", " ").returncode == 2
+        every = cli("drift", "--json")  # every environment, named from the repository (dev drifts: :latest)
+        assert every.returncode == 1 and [r["env"] for r in json.loads(every.stdout)] == ["dev", "staging", "prod"]
+        assert "dev against main @ " in cli("drift", "dev").stdout
+        unknown_env = cli("drift", "nope")
+        assert unknown_env.returncode == 2 and "unknown environment 'nope'" in unknown_env.stderr
         assert refs(origin) == before
     finally:
         origin.repo.git.revert("--no-edit", "HEAD")
