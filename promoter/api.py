@@ -73,23 +73,9 @@ async def plan(
     names.check(app, "app")
     if to_env is not None:
         names.check(to_env, "environment")
-    wid = f"plan-{app}-{uuid.uuid4()}"
-    try:
-        result: PromotionPlan = await client.execute_workflow(
-            PlanWorkflow.run,
-            PlanInput(app=app, commit=commit, to_env=to_env),
-            id=wid,
-            task_queue=task_queue,
-            execution_timeout=timedelta(minutes=2),
-        )
-        return result
-    except WorkflowFailureError as e:
-        message = failure_message(e)
-        if _timed_out(e):  # the planner's own errors are shown as they are
-            message = f"planning timed out: is a worker running on task queue '{task_queue}'? ({message})"
-        raise PromoterError(message) from None
-    finally:
-        await _forget(client, wid)
+    req = PlanInput(app=app, commit=commit, to_env=to_env)
+    result: PromotionPlan = await _short_run(client, task_queue, PlanWorkflow.run, req, f"plan-{app}", "planning")
+    return result
 
 
 async def dry_run(
@@ -105,23 +91,11 @@ async def dry_run(
     names.check(app, "app")
     if to_env is not None:
         names.check(to_env, "environment")
-    wid = f"dry-run-{app}-{uuid.uuid4()}"
-    try:
-        result: DryRun = await client.execute_workflow(
-            DryRunWorkflow.run,
-            PlanInput(app=app, commit=commit, to_env=to_env, with_patch=with_patch),
-            id=wid,
-            task_queue=task_queue,
-            execution_timeout=timedelta(minutes=5),
-        )
-        return result
-    except WorkflowFailureError as e:
-        message = failure_message(e)
-        if _timed_out(e):
-            message = f"the plan timed out: is a worker running on task queue '{task_queue}'? ({message})"
-        raise PromoterError(message) from None
-    finally:
-        await _forget(client, wid)
+    req = PlanInput(app=app, commit=commit, to_env=to_env, with_patch=with_patch)
+    result: DryRun = await _short_run(
+        client, task_queue, DryRunWorkflow.run, req, f"dry-run-{app}", "the plan", timedelta(minutes=5)
+    )
+    return result
 
 
 def release_id(app: str, env: str) -> str:
@@ -154,16 +128,31 @@ async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport
     names.check(req.env, "environment")
     for app in req.apps:
         names.check(app, "app")
-    wid = f"drift-check-{req.env}-{uuid.uuid4()}"
+    report: DriftReport = await _short_run(
+        client, task_queue, DriftWorkflow.run, req, f"drift-check-{req.env}", "the drift check", timedelta(minutes=15)
+    )
+    return report
+
+
+async def _short_run(
+    client: Client,
+    task_queue: str,
+    run: Any,
+    arg: Any,
+    prefix: str,
+    what: str,
+    timeout: timedelta = timedelta(minutes=2),
+) -> Any:
+    """Run a short workflow on a worker (planning, a dry run, a drift check) and return its answer; its
+    failure is one line (its own message as it is, a timeout said as one), and the run is forgotten
+    once it has answered."""
+    wid = f"{prefix}-{uuid.uuid4()}"
     try:
-        result: DriftReport = await client.execute_workflow(
-            DriftWorkflow.run, req, id=wid, task_queue=task_queue, execution_timeout=timedelta(minutes=15)
-        )
-        return result
+        return await client.execute_workflow(run, arg, id=wid, task_queue=task_queue, execution_timeout=timeout)
     except WorkflowFailureError as e:
         message = failure_message(e)
         if _timed_out(e):
-            message = f"the drift check timed out: is a worker running on task queue '{task_queue}'? ({message})"
+            message = f"{what} timed out: is a worker running on task queue '{task_queue}'? ({message})"
         raise PromoterError(message) from None
     finally:
         await _forget(client, wid)

@@ -54,6 +54,9 @@ err = _Console(stderr=True, highlight=False, soft_wrap=True)
 
 StateDir = Annotated[str | None, typer.Option("--state-dir", help="the embedded stack's state directory")]
 AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (see README)")]
+CommitOpt = Annotated[
+    str | None, typer.Option("--commit", help="commit of main (default: the newest touching the source app folder)")
+]
 
 STAGE_COLOURS = {
     "healthy": "green",
@@ -158,9 +161,7 @@ async def _worker(settings: Settings, ready_file: str | None, runner: Callable[.
 @app.command()
 def promote(
     app_name: Annotated[str, typer.Argument(metavar="APP")],
-    commit: Annotated[
-        str | None, typer.Option(help="commit of main (default: the newest touching the source app folder)")
-    ] = None,
+    commit: CommitOpt = None,
     to: Annotated[str | None, typer.Option(help="last environment to promote to")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
     as_json: AsJson = False,
@@ -186,11 +187,7 @@ async def _promote(
 ) -> int:
     from promoter import api
 
-    wid = workflow_id(app_name)  # checks the name before anything reaches Temporal
-    if to is not None:
-        _check_name(to, "environment")
-    if commit is not None:
-        check_revision(commit)
+    wid = _checked_request(app_name, to, commit)
     client = await _client(s)
     running = await _ended_or_running(api.GrpcPromotions(client), wid)
     if not supersede and running is not None and running.status == "RUNNING":
@@ -249,9 +246,7 @@ class ConnectionLost(Exception):
 @app.command()
 def plan(
     app_name: Annotated[str, typer.Argument(metavar="APP")],
-    commit: Annotated[
-        str | None, typer.Option(help="commit of main (default: the newest touching the source app folder)")
-    ] = None,
+    commit: CommitOpt = None,
     to: Annotated[str | None, typer.Option(help="last environment to plan for")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="each environment's change as a unified diff too")] = False,
     as_json: AsJson = False,
@@ -265,11 +260,7 @@ def plan(
 async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, diff: bool, as_json: bool) -> int:
     from promoter import api
 
-    workflow_id(app_name)
-    if to is not None:
-        _check_name(to, "environment")
-    if commit is not None:
-        check_revision(commit)
+    _checked_request(app_name, to, commit)
     dry = await api.dry_run(await _client(s), s.task_queue, app_name, commit, to, with_patch=diff)
     if as_json:
         print(json.dumps({**dry.model_dump(mode="json"), "denied": dry.denied}))
@@ -398,13 +389,9 @@ async def _drift(s: Settings, env: str | None, apps: list[str], heal: bool | Non
     if env is not None:
         envs = [_check_name(env, "environment")]
     else:  # every environment on main: read from the GitOps repository, as `history` does
-        from promoter.gitrepo import GIT_USERS, GitClone, auth_env
-
         if not s.repo_url:
             raise PromoterError("name the environment, or set PROMOTER_REPO_URL so that its environments can be read")
-        user = GIT_USERS.get(s.forge, "promoter")
-        repo = GitClone(s.repo_url, Path(s.cache_dir) / "cli", auth_env=auth_env(s.forge_token, user, s.ssh_key))
-        envs = [e.name for e in repo.environments()]
+        envs = [e.name for e in s.repository("cli").environments()]
     client = await _client(s)
     reports = [await api.drift(client, s.task_queue, DriftInput(env=e, apps=apps, heal=heal)) for e in envs]
     remaining = [a for r in reports for a in r.drifted if not a.healed]
@@ -437,17 +424,13 @@ def history(
 ) -> None:
     """Every promotion, revert and released hold of APP, per environment, newest first: read from the
     GitOps repository's main alone (no Temporal server needed)."""
-    from promoter.gitrepo import GIT_USERS, GitClone, auth_env
-
     workflow_id(app_name)
     if env is not None:
         _check_name(env, "environment")
     s = Settings.load(state_dir)
     if not s.repo_url:
         raise PromoterError("no GitOps repository: set PROMOTER_REPO_URL (or use `--state-dir` of `promoter up`)")
-    user = GIT_USERS.get(s.forge, "promoter")
-    repo = GitClone(s.repo_url, Path(s.cache_dir) / "cli", auth_env=auth_env(s.forge_token, user, s.ssh_key))
-    events = [e for e in repo.history(app_name) if env is None or e.env == env]
+    events = [e for e in s.repository("cli").history(app_name) if env is None or e.env == env]
     if as_json:
         print(json.dumps([e.as_json() for e in events]))
         return
@@ -936,6 +919,17 @@ def _one_shot_engine() -> Any:
 
         return InProcessEngine()
     return settings.make_policy_engine()
+
+
+def _checked_request(app_name: str, to: str | None, commit: str | None) -> str:
+    """The promotion's ID, once the app, the last environment and the commit asked for are checked:
+    a bad one is refused before anything reaches Temporal."""
+    wid = workflow_id(app_name)
+    if to is not None:
+        _check_name(to, "environment")
+    if commit is not None:
+        check_revision(commit)
+    return wid
 
 
 async def _client(s: Settings) -> Any:

@@ -87,6 +87,34 @@ RECONCILERS = {
 }
 
 
+def _ready(status: dict[str, Any]) -> dict[str, Any]:
+    """A Flux object's `Ready` condition ({} when it has none yet)."""
+    found: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    return found
+
+
+def _poll(
+    check: Callable[[], tuple[bool | None, str]],
+    timeout_s: float,
+    failing: str,
+    progress: Callable[[str], None],
+    interval_s: float = 0.05,
+    max_interval_s: float = 2.0,
+) -> tuple[bool, str]:
+    """Ask `check` until it has a verdict or `timeout_s` has passed (then `failing`, and what it said
+    last): first after `interval_s`, then half as long again each time, up to `max_interval_s`."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        verdict, said = check()
+        if verdict is not None:
+            return verdict, said
+        progress(said)
+        if time.monotonic() >= deadline:
+            return False, f"{failing} within {timeout_s:g}s: {said}"
+        time.sleep(min(interval_s, max(deadline - time.monotonic(), 0.0)))
+        interval_s = min(interval_s * 1.5, max_interval_s)
+
+
 def reconcile_verdict(engine: str, obj: dict[str, Any], revision: str) -> tuple[bool | None, str]:
     """Argo CD's or Flux's word on `revision`: True (applied and healthy), False (failed or degraded,
     with why), None (not there yet), as their documented status fields say."""
@@ -105,7 +133,7 @@ def reconcile_verdict(engine: str, obj: dict[str, Any], revision: str) -> tuple[
         if at == revision and synced == "Synced" and healthy == "Healthy":
             return True, f"Argo CD: Synced and Healthy at {revision[:7]}"
         return None, f"Argo CD: {synced} at {at[:7] or 'no revision'}, {healthy}"
-    ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
+    ready = _ready(status)
     applied = status.get("lastAppliedRevision") or ""
     if revision in applied and ready.get("status") == "True":
         return True, f"Flux: Ready at {revision[:7]}"
@@ -314,21 +342,28 @@ class KubeCluster:
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, f"annotate {kind} {namespace}/{name}") from None
 
+    def _reconciler(self, engine: str, name: str, namespace: str) -> dict[str, Any]:
+        """The app's Argo CD Application or Flux Kustomization, as the cluster has it."""
+        api_version, kind, _ = RECONCILERS[engine]
+        try:
+            found: dict[str, Any] = self._resource(api_version, kind).get(
+                name=name, namespace=namespace, serializer=_plain
+            )
+            return found
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"read {kind} {namespace}/{name}") from None
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, f"read {kind} {namespace}/{name}") from None
+
     def reconciler_drift(self, engine: str, name: str, namespace: str) -> list[tuple[str, str, Any, Any]]:
         """Drift as Argo CD (`OutOfSync`) or Flux (`Ready` not `True`) reports it: they compare the
         cluster with Git themselves, so promoter does not recompute it."""
-        api_version, kind, _ = RECONCILERS[engine]
-        try:
-            obj = self._resource(api_version, kind).get(name=name, namespace=namespace, serializer=_plain)
-        except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, f"read {kind} {namespace}/{name}") from None
-        status = obj.get("status") or {}
-        where = f"{kind}/{namespace}/{name}"
+        status = self._reconciler(engine, name, namespace).get("status") or {}
+        where = f"{RECONCILERS[engine][1]}/{namespace}/{name}"
         if engine == "argocd":
             synced = (status.get("sync") or {}).get("status", "Unknown")
             return [] if synced == "Synced" else [(where, "status.sync.status", "Synced", synced)]
-        ready: dict[str, Any] = next((c for c in status.get("conditions") or [] if c.get("type") == "Ready"), {})
-        state = ready.get("status")
+        state = _ready(status).get("status")
         return [] if state == "True" else [(where, "status.conditions[Ready]", "True", state)]
 
     def wait_reconciled(
@@ -341,23 +376,12 @@ class KubeCluster:
         progress: Callable[[str], None] = lambda _: None,
     ) -> tuple[bool, str]:
         """Until Argo CD or Flux says `revision` is applied and healthy (or failed), or `timeout_s`."""
-        api_version, kind, _ = RECONCILERS[engine]
-        deadline, pause, said = time.monotonic() + timeout_s, 0.05, "no answer yet"
-        while True:
-            try:
-                obj = self._resource(api_version, kind).get(name=name, namespace=namespace, serializer=_plain)
-            except (DynamicApiError, ApiException) as e:
-                raise _api_error(e, f"read {kind} {namespace}/{name}") from None
-            except Exception as e:  # noqa: BLE001 - transport
-                raise self._unreachable(e, f"read {kind} {namespace}/{name}") from None
-            verdict, said = reconcile_verdict(engine, obj, revision)
-            if verdict is not None:
-                return verdict, said
-            if time.monotonic() > deadline:
-                return False, f"not applied and healthy within {timeout_s:g}s: {said}"
-            progress(said)
-            time.sleep(pause)
-            pause = min(pause * 1.5, 2.0)
+        return _poll(
+            lambda: reconcile_verdict(engine, self._reconciler(engine, name, namespace), revision),
+            timeout_s,
+            "not applied and healthy",
+            progress,
+        )
 
     def drift(self, app: str, objects: list[dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
         """How the live objects of `app` differ from `objects` (Git's): (object, path, Git's value, the
@@ -520,8 +544,8 @@ class KubeCluster:
         for o in watched:
             if self._resource(o["apiVersion"], o["kind"]).namespaced:
                 o.setdefault("metadata", {}).setdefault("namespace", self.default_namespace)
-        deadline = time.monotonic() + timeout_s
-        while True:
+
+        def all_of_them() -> tuple[bool | None, str]:
             pending = []
             for obj in watched:
                 verdict, why = self.rollout_verdict(obj)
@@ -529,10 +553,6 @@ class KubeCluster:
                     return False, why
                 if verdict is None:
                     pending.append(why)
-            if not pending:
-                return True, f"{len(watched)} workload(s) healthy"
-            progress("; ".join(pending))
-            if time.monotonic() >= deadline:
-                return False, f"not healthy within {timeout_s:g}s: {'; '.join(pending)}"
-            time.sleep(min(interval_s, max(deadline - time.monotonic(), 0.0)))
-            interval_s = min(interval_s * 1.5, max_interval_s)
+            return (None, "; ".join(pending)) if pending else (True, f"{len(watched)} workload(s) healthy")
+
+        return _poll(all_of_them, timeout_s, "not healthy", progress, interval_s, max_interval_s)

@@ -442,10 +442,7 @@ class GitClone:
         check(env, "environment")
         repo = self._fresh()
         main = self._main(repo)
-        configs = {e.config.name: e.config for e in self._environments(repo, main)}
-        if env not in configs:
-            raise BadInput(f"unknown environment '{env}'; environments: {', '.join(configs)}")
-        return main, configs[env], self._apps(repo, main, env)
+        return main, self._environment(repo, main, env), self._apps(repo, main, env)
 
     def environments(self) -> list[EnvironmentConfig]:
         repo = self._fresh()
@@ -458,15 +455,13 @@ class GitClone:
         check(env, "environment")
         repo = self._fresh()
         main = self._main(repo)
-        configs = {e.config.name: e.config for e in self._environments(repo, main)}
-        if env not in configs:
-            raise BadInput(f"unknown environment '{env}'; environments: {', '.join(configs)}")
+        config = self._environment(repo, main, env)
         sha = self._rev(repo, commit) or ""
         hold = self._holds(repo, main, app).get((env, sha)) if sha else None
         if hold is None:
             raise BadInput(f"{app} @ {commit[:12]} is not held in {env}; `promoter history {app}` shows the holds")
         author = self._git(repo, "log", "-1", "--format=%an <%ae>", sha)
-        return hold, configs[env], author
+        return hold, config, author
 
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
         """An empty commit on main carrying the release of `hold`, pushed as
@@ -483,6 +478,13 @@ class GitClone:
         head = self._write_commit(repo, self._root(repo, main), [main], message)
         self._push_branch(repo, branch, head, existing)
         return branch, head
+
+    def _environment(self, repo: git.Repo, main: str, env: str) -> EnvironmentConfig:
+        """`env`'s configuration on `main`; `BadInput` naming the environments when there is none."""
+        configs = {e.config.name: e.config for e in self._environments(repo, main)}
+        if env not in configs:
+            raise BadInput(f"unknown environment '{env}'; environments: {', '.join(configs)}")
+        return configs[env]
 
     def _holds(self, repo: git.Repo, main: str, app: str) -> dict[tuple[str, str], holds.Hold]:
         """The holds of `app` in force on `main` (see promoter.holds): read from main's commits."""

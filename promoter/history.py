@@ -36,15 +36,6 @@ class Event:
         return asdict(self)
 
 
-def trailers(message: str) -> list[tuple[str, str]]:
-    found = []
-    for line in message.splitlines():
-        key, sep, value = line.partition(": ")
-        if sep and re.fullmatch(r"[A-Z][A-Za-z-]+", key):
-            found.append((key, value.strip()))
-    return found
-
-
 def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]]) -> list[Event]:
     """`merges`: main's merges touching the app ({sha, at, message, branch_message, rank}); `releases`:
     commits lifting a hold ({sha, at, message, rank}). `rank` is the position on main's first-parent
@@ -55,14 +46,14 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
         if match is None or match.group(3) != app:
             continue
         number, kind, env = int(match.group(1)), match.group(2), match.group(4)
-        fields = trailers(m["message"])
+        fields = holds.parse_trailers(m["message"])
         values = dict(fields)
         if kind == "promote":
             event = Event(
                 env=env,
                 kind="promoted",
                 at=m["at"],
-                commit=dict(trailers(m.get("branch_message", ""))).get("Promoted-Commit", ""),
+                commit=dict(holds.parse_trailers(m.get("branch_message", ""))).get("Promoted-Commit", ""),
                 main_commit=m["sha"],
                 pr_number=number,
                 promotion=values.get(PROMOTION, ""),
@@ -81,7 +72,7 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
             )
         ranked.append((int(m.get("rank", 0)), event))
     for r in releases:
-        values = dict(trailers(r["message"]))
+        values = dict(holds.parse_trailers(r["message"]))
         if values.get(f"{holds.HELD}-App") != app:
             continue
         event = Event(

@@ -21,6 +21,7 @@ A newer commit of the app is never held by an older one's revert.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -62,12 +63,22 @@ def release_trailers(app: str, env: str, commit: str, who: str, why: str) -> str
     return f"{RELEASE}: {commit}\n{HELD}-App: {app}\n{HELD}-Env: {env}\n{by}\n"
 
 
-def _fields(message: str) -> dict[str, str]:
-    found: dict[str, str] = {}
+def parse_trailers(message: str) -> list[tuple[str, str]]:
+    """A commit message's `Key: value` lines (git trailers, and the like), in order."""
+    found = []
     for line in message.splitlines():
         key, sep, value = line.partition(": ")
-        if sep and key.startswith("Promoter-") and key not in found:
-            found[key] = value.strip()
+        if sep and re.fullmatch(r"[A-Z][A-Za-z-]+", key):
+            found.append((key, value.strip()))
+    return found
+
+
+def _fields(message: str) -> dict[str, str]:
+    """The message's `Promoter-*` trailers, the first of each key."""
+    found: dict[str, str] = {}
+    for key, value in parse_trailers(message):
+        if key.startswith("Promoter-"):
+            found.setdefault(key, value)
     return found
 
 

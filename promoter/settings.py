@@ -18,6 +18,7 @@ if TYPE_CHECKING:  # Temporal's client is imported where it is used: `policy che
     from temporalio.client import Client
     from temporalio.runtime import Runtime
 
+    from promoter.gitrepo import GitClone
     from promoter.policy import PolicyEngine
 
 DEFAULT_STATE_DIR = ".promoter"
@@ -113,6 +114,22 @@ class Settings:
                 token=self.opa_token,
             )
         return make_engine(name, timeout_s=self.policy_timeout_s)
+
+    def repository(self, cache: str = "") -> GitClone:
+        """The GitOps repository, cloned under the cache directory (in `cache` beneath it: the CLI keeps
+        its own clone beside a worker's), authenticated as the forge's token or the SSH key says."""
+        from promoter.gitrepo import GIT_USERS, GitClone, auth_env
+
+        if not self.repo_url:
+            raise BadInput(
+                "no GitOps repository: set PROMOTER_REPO_URL (or start the embedded stack with `promoter up`)"
+            )
+        return GitClone(
+            self.repo_url,
+            Path(self.cache_dir) / cache if cache else Path(self.cache_dir),
+            auth_env=auth_env(self.forge_token, GIT_USERS.get(self.forge, "promoter"), self.ssh_key),
+            max_file_bytes=self.max_file_bytes,
+        )
 
     def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:
         if not self.ui_url:

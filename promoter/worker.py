@@ -34,7 +34,7 @@ from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from promoter.errors import BadInput
 from promoter.forges import Forge, make_forge
-from promoter.gitrepo import GIT_USERS, GitClone, auth_env
+from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
 from workflows.drift import DriftWorkflow
@@ -73,14 +73,7 @@ class Workers:
 
 
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
-    if not settings.repo_url:
-        raise BadInput("no GitOps repository: set PROMOTER_REPO_URL (or start the embedded stack with `promoter up`)")
-    repo = GitClone(
-        settings.repo_url,
-        Path(settings.cache_dir),
-        auth_env=auth_env(settings.forge_token, GIT_USERS.get(settings.forge, "promoter"), settings.ssh_key),
-        max_file_bytes=settings.max_file_bytes,
-    )
+    repo = settings.repository()  # no repository configured: one line that says what to set
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
     policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo)

@@ -11,8 +11,6 @@ lifted: git holds the record, with the approvals as trailers on the merge.
 
 from __future__ import annotations
 
-from datetime import timedelta
-
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -91,7 +89,7 @@ class ReleaseHoldWorkflow:
             for a in self.stage.approvals
         )
         message = f"Merge pull request #{opened.pr.number} from {opened.pr.head}\n\n{opened.pr.title}\n\n{approvals}"
-        merged = await steps.MERGE_PULL_REQUEST.but(start_to_close=timedelta(minutes=2)).call(
+        merged = await steps.MERGE_PULL_REQUEST.call(
             MergePullRequest(number=opened.pr.number, comment=message, expected_head=opened.pr.head_sha),
             f"merge PR #{opened.pr.number}",
         )
