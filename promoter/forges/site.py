@@ -238,7 +238,8 @@ def handler(site: ForgeSite) -> type[BaseHTTPRequestHandler]:
 
         def do_POST(self) -> None:
             number = _number(urllib.parse.urlsplit(self.path).path, "/reviews")
-            length = int(self.headers.get("Content-Length") or 0)
+            given = (self.headers.get("Content-Length") or "0").strip()
+            length = int(given) if given.isdigit() else MAX_FORM_BYTES + 1  # not a length: refused, never read
             if number is None or length > MAX_FORM_BYTES:
                 return self._send(HTTPStatus.BAD_REQUEST, site._page("Bad request", "<p>Not a review form.</p>"))
             raw = self.rfile.read(length)

@@ -5,6 +5,8 @@ Chromium opens these pages from the Temporal Web UI in tests/ui/test_web_ui.py."
 
 from __future__ import annotations
 
+import concurrent.futures
+import socket
 import threading
 import urllib.error
 import urllib.parse
@@ -120,3 +122,26 @@ def test_closed_and_unknown_pull_requests_take_no_review(
     assert get(f"{site}/pulls/999")[0] == 404
     assert get(f"{site}/pulls/x")[0] == 404
     assert get(f"{site}/")[0] == 200  # redirected to the list
+
+
+def test_hostile_requests_are_refused_and_twenty_reviews_at_once_are_all_recorded(
+    origin: Origin, clone: GitClone, forge: LocalForge, site: str
+) -> None:
+    pr = forge.open_pull_request(branch_for(origin, clone, tag="2.7.4"), "title", "body")
+    host, port = site.removeprefix("http://").split(":")
+    for length in ("-5", "abc", str(10**9)):  # a negative, a word, a gigabyte: refused without reading
+        with socket.create_connection((host, int(port)), timeout=10) as conn:
+            conn.sendall(
+                f"POST /pulls/{pr.number}/reviews HTTP/1.1\r\nHost: x\r\nContent-Length: {length}\r\n\r\n".encode()
+            )
+            assert conn.recv(64).startswith(b"HTTP/1.0 400"), length
+    assert get(f"{site}/pulls/{'9' * 40}")[0] == 404 and get(f"{site}/pulls/../../etc/passwd")[0] == 404
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:
+        answers = list(
+            pool.map(
+                lambda i: post(f"{site}/pulls/{pr.number}/reviews", {"reviewer": f"r{i}", "state": "commented"}),
+                range(20),
+            )
+        )
+    assert [a[0] for a in answers] == [200] * 20
+    assert sorted(r.author for r in forge.reviews(pr.number)) == sorted(f"r{i}" for i in range(20))
