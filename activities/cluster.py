@@ -24,7 +24,6 @@ from promoter.models import (
     ClusterConfig,
     DriftInput,
     DriftReport,
-    FieldDrift,
     HealthInput,
     HealthResult,
     HttpProbe,
@@ -128,8 +127,7 @@ class ClusterActivities:
                 if found and heal:
                     cluster.sync(app, f"drift-heal-{main[:7]}", objects, progress=activity.heartbeat)
                     healed = True
-            drifts = [FieldDrift(object=o, path=p, git=g, live=v) for o, p, g, v in found]
-            report.apps.append(AppDrift(app=app, drifts=drifts, healed=healed))
+            report.apps.append(AppDrift(app=app, drifts=found, healed=healed))
         return report
 
     @activity.defn(name="check_health")

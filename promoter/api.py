@@ -124,12 +124,20 @@ async def release_hold(
 
 
 async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport:
-    """Compare an environment with Git now (`DriftWorkflow` on a worker, deleted once it has answered)."""
+    """Compare an environment with Git now (`DriftWorkflow` on a worker). The run is kept, as a scheduled
+    one is: it is the latest drift of the apps it checked, which `promoter status` shows."""
     names.check(req.env, "environment")
     for app in req.apps:
         names.check(app, "app")
     report: DriftReport = await _short_run(
-        client, task_queue, DriftWorkflow.run, req, f"drift-check-{req.env}", "the drift check", timedelta(minutes=15)
+        client,
+        task_queue,
+        DriftWorkflow.run,
+        req,
+        f"drift-check-{req.env}",
+        "the drift check",
+        timedelta(minutes=15),
+        keep=True,
     )
     return report
 
@@ -142,10 +150,11 @@ async def _short_run(
     prefix: str,
     what: str,
     timeout: timedelta = timedelta(minutes=2),
+    keep: bool = False,
 ) -> Any:
     """Run a short workflow on a worker (planning, a dry run, a drift check) and return its answer; its
     failure is one line (its own message as it is, a timeout said as one), and the run is forgotten
-    once it has answered."""
+    once it has answered unless it is to be kept."""
     wid = f"{prefix}-{uuid.uuid4()}"
     try:
         return await client.execute_workflow(run, arg, id=wid, task_queue=task_queue, execution_timeout=timeout)
@@ -155,7 +164,8 @@ async def _short_run(
             message = f"{what} timed out: is a worker running on task queue '{task_queue}'? ({message})"
         raise PromoterError(message) from None
     finally:
-        await _forget(client, wid)
+        if not keep:
+            await _forget(client, wid)
 
 
 async def _forget(client: Client, wid: str) -> None:
@@ -350,9 +360,9 @@ class GrpcPromotions:
             raise PromoterError(f"{update} refused: {e.message}") from None
         return stage
 
-    async def listing(self, query: str) -> AsyncIterator[promotions.Listed]:
+    async def listing(self, query: str, page_size: int = 1000) -> AsyncIterator[promotions.Listed]:
         keys = (search.APP, search.ENV, search.COMMIT, search.STATE)
-        async for wf in self.client.list_workflows(query):
+        async for wf in self.client.list_workflows(query, page_size=page_size):
             found = {key.name: wf.typed_search_attributes.get(key) for key in keys}
             yield promotions.Listed(
                 id=wf.id,

@@ -410,8 +410,7 @@ async def _drift(s: Settings, env: str | None, apps: list[str], heal: bool | Non
             healed = ", healed: re-applied from Git (live differed from Git; who changed it is not known)"
             out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (healed if a.healed else ""), markup=False)
             for d in a.drifts:
-                what = f"{d.object} {d.path}: Git {d.git!r}, live {d.live!r}" if d.path else f"{d.object} is missing"
-                out.print(f"    {what}", markup=False, highlight=False)
+                out.print(f"    {_difference(d.model_dump(mode='json'))}", markup=False, highlight=False)
     return 1 if remaining else 0
 
 
@@ -574,10 +573,12 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
     if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
     st: PromotionStatus = await promotions.status(execution)
+    drift = await _app_drift(promotions, st.app, [stage.env for stage in st.stages])
     if as_json:
         data = st.model_dump(mode="json")
         data["run_id"] = execution.run_id
         data["url"] = s.workflow_url(wid, execution.run_id)
+        data["drift"] = drift
         print(json.dumps(data))
     else:
         out.print(_table(st))
@@ -595,10 +596,61 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
             )
         for notice in st.notices:
             out.print(f"  note: {notice}", markup=False, highlight=False)
+        if drift:
+            out.print("drift (the latest check of each environment):")
+        for env, seen in drift.items():
+            out.print(f"  {env}: {_drift_line(seen)}", markup=False, highlight=False)
+            for d in seen["drifts"]:
+                out.print(f"    {_difference(d)}", markup=False, highlight=False)
         url = s.workflow_url(wid, execution.run_id)
         if url:
             out.print(f"UI: {url}")
     return 0
+
+
+DRIFT_ROWS = 50  # the newest drift checks `status` reads (one page), for the latest of each environment
+
+
+async def _app_drift(promotions: Any, app_name: str, envs: list[str]) -> dict[str, dict[str, Any]]:
+    """The app's drift in each environment, as the newest drift check that compared it says (its
+    memo): {env: {checked_at, revision, count, healed, paused, drifts}}; an environment no recent
+    check compared is left out."""
+    from promoter.promotions import DRIFT_MEMO, DRIFT_QUERY
+
+    found: dict[str, dict[str, Any]] = {}
+    async for row in promotions.listing(DRIFT_QUERY, page_size=DRIFT_ROWS):
+        memo = row.memo.get(DRIFT_MEMO)
+        if not isinstance(memo, dict) or memo.get("env") not in envs or memo["env"] in found:
+            continue
+        mine = (memo.get("apps") or {}).get(app_name)
+        if app_name in (memo.get("checked") or []) or mine is not None:
+            found[memo["env"]] = {
+                "checked_at": memo.get("checked_at"),
+                "revision": memo.get("revision", ""),
+                **{"count": 0, "healed": False, "paused": False, "drifts": [], **(mine or {})},
+            }
+        if len(found) == len(envs):
+            break
+    return {env: found[env] for env in envs if env in found}
+
+
+def _drift_line(seen: dict[str, Any]) -> str:
+    when = f"checked {str(seen['checked_at'])[:19].replace('T', ' ')}Z against main @ {seen['revision'][:7]}"
+    if seen["paused"]:
+        return f"not compared, a promotion was in flight ({when})"
+    if not seen["count"]:
+        return f"matches Git ({when})"
+    healed = ", healed from Git (live differed from Git; who changed it is not known)" if seen["healed"] else ""
+    shown = f", the first {len(seen['drifts'])}" if len(seen["drifts"]) < seen["count"] else ""
+    return f"{seen['count']} difference(s){healed} ({when}{shown})"
+
+
+def _difference(d: dict[str, Any]) -> str:
+    """One difference, as `promoter drift` and `status` print it."""
+    since = f" (since {str(d['since'])[:19].replace('T', ' ')}Z)" if d.get("since") else ""
+    if not d.get("path"):
+        return f"{d['object']} is missing{since}" if d.get("git") else f"{d['object']} is not in Git{since}"
+    return f"{d['object']} {d['path']}: Git {d.get('git')!r}, live {d.get('live')!r}{since}"
 
 
 @app.command()

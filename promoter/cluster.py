@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,7 @@ from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
 from promoter.errors import BadInput, PermanentError, TemporaryError
-from promoter.models import ClusterConfig
+from promoter.models import ClusterConfig, FieldDrift
 
 APP_LABEL = "promoter.dev/app"
 PROMOTION_LABEL = PROMOTION_ANNOTATION = "promoter.dev/promotion"
@@ -68,16 +69,41 @@ def holds(live: Any, want: Any) -> bool:
     return bool(live == want)
 
 
-def differences(want: Any, live: Any, path: str = "") -> list[tuple[str, Any, Any]]:
-    """Where `live` does not hold `want`: (path, Git's value, the live value), field by field (a list
-    is one value, as server-side apply treats most lists)."""
+def differences(want: Any, live: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """Where `live` does not hold `want`: (the field's path, Git's value, the live value), field by
+    field (a list is one value, as server-side apply treats most lists)."""
     if isinstance(want, dict) and isinstance(live, dict):
-        found: list[tuple[str, Any, Any]] = []
+        found: list[tuple[tuple[str, ...], Any, Any]] = []
         for key, value in want.items():
-            here = f"{path}.{key}" if path else key
+            here = (*path, key)
             found += differences(value, live[key], here) if key in live else [(here, value, None)]
         return found
     return [] if holds(live, want) else [(path, want, live)]
+
+
+def at(obj: Any, path: tuple[str, ...]) -> Any:
+    """The value at `path` in `obj`, or None."""
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def changed_since(live: dict[str, Any], path: tuple[str, ...]) -> datetime | None:
+    """When a field manager other than promoter last wrote the field at `path` (its `managedFields`
+    entry's time), or None when none owns it (a field removed by hand, or a cluster that keeps none)."""
+    times: list[datetime] = []
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == MANAGER or not entry.get("time"):
+            continue
+        owned = entry.get("fieldsV1") or {}
+        for key in path:
+            owned = owned.get(f"f:{key}") if isinstance(owned, dict) else None
+        if owned is not None:
+            try:
+                times.append(datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")))
+            except ValueError:
+                continue  # a time we cannot read is no time
+    return max(times, default=None)
 
 
 # what promoter asks a GitOps controller to do, and where it reads its answer
@@ -148,6 +174,19 @@ class SyncOutcome:
     applied: int
     unchanged: int
     pruned: int
+
+
+def _where(obj: dict[str, Any]) -> str:
+    """Kind/namespace/name, as a person reads an object."""
+    meta = obj["metadata"]
+    return "/".join(p for p in (obj["kind"], meta.get("namespace", ""), meta["name"]) if p)
+
+
+def _created(obj: dict[str, Any]) -> datetime | None:
+    try:
+        return datetime.fromisoformat(str(obj["metadata"]["creationTimestamp"]).replace("Z", "+00:00"))
+    except (KeyError, ValueError):
+        return None
 
 
 def _ident(obj: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -228,7 +267,8 @@ class KubeCluster:
                     f"the cluster does not serve {kind} ({api_version}); is its CRD installed?"
                 ) from None
 
-    def _apply(self, obj: dict[str, Any]) -> dict[str, Any]:
+    def _apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
+        """Server-side apply `obj` as promoter; with `dry_run`, what it would leave (nothing written)."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace") if resource.namespaced else None
         try:
@@ -239,6 +279,7 @@ class KubeCluster:
                 field_manager=MANAGER,
                 force_conflicts=True,
                 serializer=_plain,
+                **({"dry_run": "All"} if dry_run else {}),
             )
         except (DynamicApiError, ApiException) as e:
             raise _api_error(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
@@ -355,16 +396,30 @@ class KubeCluster:
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, f"read {kind} {namespace}/{name}") from None
 
-    def reconciler_drift(self, engine: str, name: str, namespace: str) -> list[tuple[str, str, Any, Any]]:
-        """Drift as Argo CD (`OutOfSync`) or Flux (`Ready` not `True`) reports it: they compare the
-        cluster with Git themselves, so promoter does not recompute it."""
+    def reconciler_drift(self, engine: str, name: str, namespace: str) -> list[FieldDrift]:
+        """Drift as Argo CD (`OutOfSync`) or Flux (`Ready` not `True`, since its last transition)
+        reports it: they compare the cluster with Git themselves, so promoter does not recompute it."""
         status = self._reconciler(engine, name, namespace).get("status") or {}
         where = f"{RECONCILERS[engine][1]}/{namespace}/{name}"
         if engine == "argocd":
             synced = (status.get("sync") or {}).get("status", "Unknown")
-            return [] if synced == "Synced" else [(where, "status.sync.status", "Synced", synced)]
-        state = _ready(status).get("status")
-        return [] if state == "True" else [(where, "status.conditions[Ready]", "True", state)]
+            return (
+                []
+                if synced == "Synced"
+                else [FieldDrift(object=where, path="status.sync.status", git="Synced", live=synced)]
+            )
+        ready = _ready(status)
+        if ready.get("status") == "True":
+            return []
+        return [
+            FieldDrift(
+                object=where,
+                path="status.conditions[Ready]",
+                git="True",
+                live=ready.get("status"),
+                since=ready.get("lastTransitionTime"),
+            )
+        ]
 
     def wait_reconciled(
         self,
@@ -383,22 +438,39 @@ class KubeCluster:
             progress,
         )
 
-    def drift(self, app: str, objects: list[dict[str, Any]]) -> list[tuple[str, str, Any, Any]]:
-        """How the live objects of `app` differ from `objects` (Git's): (object, path, Git's value, the
-        live value) for every field promoter manages that differs, and for every object that is gone.
-        Metadata is left out: the cluster and promoter itself write there."""
+    def drift(self, app: str, objects: list[dict[str, Any]]) -> list[FieldDrift]:
+        """How the live objects of `app` differ from `objects` (Git's), for every field promoter
+        manages: a field that differs, an object that is gone, and an object with the app's label that
+        Git no longer has. Metadata is left out: the cluster and promoter itself write there.
+
+        A field that looks different is confirmed by a server-side apply dry run, so what the server
+        only normalises (`cpu: 0.5` stored as `500m`) is not drift; `since` is when another field
+        manager last wrote the field (from `managedFields`)."""
         wanted = [self._label(o, app, "drift") for o in objects]
-        live = self._live(app, {(o["apiVersion"], o["kind"]) for o in wanted})
-        found: list[tuple[str, str, Any, Any]] = []
+        kinds = {(o["apiVersion"], o["kind"]) for o in wanted} | self._kinds(self._inventory(app))
+        live = self._live(app, kinds)
+        found: list[FieldDrift] = []
         for obj in wanted:
-            meta = obj["metadata"]
-            name = "/".join(p for p in (obj["kind"], meta.get("namespace", ""), meta["name"]) if p)
-            there = live.get(_ident(obj))
+            there = live.pop(_ident(obj), None)
             if there is None:
-                found.append((name, "", "present", None))
+                found.append(FieldDrift(object=_where(obj), path="", git="present", live=None))
                 continue
             body = {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
-            found += [(name, path, want, have) for path, want, have in differences(body, there)]
+            suspects = differences(body, there)
+            if suspects:
+                applied = self._apply(obj, dry_run=True)
+                found += [
+                    FieldDrift(
+                        object=_where(obj), path=".".join(path), git=want, live=have, since=changed_since(there, path)
+                    )
+                    for path, want, have in suspects
+                    if at(there, path) != at(applied, path)
+                ]
+        found += [  # a sync would prune these (never a namespace: it may hold more)
+            FieldDrift(object=_where(extra), path="", git=None, live="present", since=_created(extra))
+            for extra in live.values()
+            if extra["kind"] != "Namespace"
+        ]
         return found
 
     def _live(self, app: str, kinds: set[tuple[str, str]]) -> dict[Ident, dict[str, Any]]:

@@ -518,9 +518,10 @@ class DriftInput(BaseModel):
 
 class FieldDrift(BaseModel):
     object: str  # Kind/namespace/name
-    path: str  # e.g. spec.replicas; "" for the whole object (deleted by hand)
-    git: Any = None
+    path: str  # e.g. spec.replicas; "" for the whole object (deleted by hand, or no longer in Git)
+    git: Any = None  # "present" for an object deleted by hand; None for one that Git no longer has
     live: Any = None
+    since: datetime | None = None  # when the live value was written, where the cluster records it
 
 
 class AppDrift(BaseModel):

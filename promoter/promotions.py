@@ -30,6 +30,8 @@ COMMIT_ATTRIBUTE = "PromotionCommit"
 STATE_ATTRIBUTE = "PromotionState"  # the stage's state while running, then the outcome
 
 PROMOTION_QUERY = "WorkflowType = 'PromotionWorkflow'"
+DRIFT_QUERY = "WorkflowType = 'DriftWorkflow' AND ExecutionStatus = 'Completed'"
+DRIFT_MEMO = "drift"  # a drift check's summary, in its memo: what `promoter status` shows of an app's drift
 QUERY_TIMEOUT_S = 5.0  # a worker answers the status query within this, or the CLI says why not
 POLLER_STALE_S = 90.0  # an idle worker polls again at least every ~70 s
 
@@ -68,8 +70,9 @@ class Promotions(Protocol):
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
         """The `approve` or `reject` update; `PromoterError("<update> refused: <why>")` when refused."""
 
-    def listing(self, query: str) -> AsyncIterator[Listed]:
-        """The executions matching a visibility query, as Temporal orders them."""
+    def listing(self, query: str, page_size: int = ...) -> AsyncIterator[Listed]:
+        """The executions matching a visibility query, as Temporal orders them (newest first), fetched
+        `page_size` at a time."""
 
 
 def recent(last_polls: Iterable[float]) -> int:

@@ -135,10 +135,10 @@ class HttpPromotions:
             f"(`promoter status {workflow_id}` says)"
         )
 
-    async def listing(self, query: str) -> AsyncIterator[promotions.Listed]:
+    async def listing(self, query: str, page_size: int = PAGE_SIZE) -> AsyncIterator[promotions.Listed]:
         token = ""
         while True:
-            params = {"query": query, "pageSize": str(PAGE_SIZE)}
+            params = {"query": query, "pageSize": str(page_size)}
             if token:
                 params["nextPageToken"] = token
             try:

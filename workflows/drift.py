@@ -7,7 +7,9 @@ environment on main with the live objects (`detect_drift`). The report is the wo
 the last scheduled run's result is the environment's drift. An app with a promotion in flight is
 left alone (reported `paused`): its sync and a heal must never fight. Each run sets the gauge
 `promoter_drift{env, app}` (differences found) and posts a `drift` event to the environment's webhooks
-that list it, for each app that differs.
+that list it, for each app that differs. Its memo carries a summary (`drift`: the apps checked, and
+for each that differs or was paused its first differences), which `promoter status APP` and the Web
+UI show without reading the result.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from promoter.models import DriftInput, DriftReport, NotifyInput
+    from promoter.promotions import DRIFT_MEMO
     from workflows import steps
 
 
@@ -52,4 +55,29 @@ class DriftWorkflow:
                     await steps.NOTIFY.call(notice, f"notify drift of {app.app}")
                 except ActivityError:
                     pass  # a webhook that fails never fails the check: the report is the record
+        if workflow.patched("drift-memo"):
+            workflow.upsert_memo({DRIFT_MEMO: summary(report)})
         return report
+
+
+SHOWN = 10  # differences per app kept in the memo (the result has them all)
+
+
+def summary(report: DriftReport) -> dict[str, object]:
+    """What the memo keeps of a report: small, whatever the environment's size."""
+    return {
+        "env": report.env,
+        "revision": report.revision,
+        "checked_at": report.checked_at.isoformat(),
+        "checked": [a.app for a in report.apps if not a.paused],
+        "apps": {
+            a.app: {
+                "count": len(a.drifts),
+                "healed": a.healed,
+                "paused": a.paused,
+                "drifts": [d.model_dump(mode="json") for d in a.drifts[:SHOWN]],
+            }
+            for a in report.apps
+            if a.drifts or a.paused
+        },
+    }

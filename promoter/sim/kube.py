@@ -6,7 +6,10 @@ for any kind it knows (built-ins, and custom resources once their CustomResource
 created), `resourceVersion` and `generation`, list with label selectors, server-side apply
 (`application/apply-patch+yaml`), merge patches (a strategic merge patch, as `kubectl edit` sends,
 is taken as one), JSON patches (`kubectl patch --type json`: add, replace, remove, test), the `/scale`
-subresource of Deployments and StatefulSets (`kubectl scale`), delete, and a rollout controller: Deployments,
+subresource of Deployments and StatefulSets (`kubectl scale`), delete, `dryRun=All` on every write
+(`kubectl apply --server-side --dry-run=server`, `kubectl diff --server-side`: the answer is what the
+write would leave, and nothing is kept), `metadata.managedFields` (promoter.sim.fields), resource
+quantities in canonical form, and a rollout controller: Deployments,
 StatefulSets and DaemonSets become available after `rollout_delay_s`, Jobs complete, unless the pod
 template carries the annotation `sim.promoter.dev/fail-in` naming this server's environment (a
 comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`.
@@ -18,6 +21,9 @@ Where it differs from a real API server (kept honest on purpose):
 - server-side apply is simplified: one applied configuration is remembered per field manager; a new
   apply removes the fields that manager applied before and no longer does, then merges the new
   configuration in; lists are atomic; conflicts between managers are never reported;
+- managed fields and quantities are kept as promoter.sim.fields says (lists are one field; only
+  decimal numbers and millis are canonicalised); an update names its manager from `fieldManager`,
+  else the User-Agent before its first `/`, as a real server does;
 - generation counts changes to anything but metadata and status, for every kind;
 - no pods or ReplicaSets are created: the controller writes the workload's status directly;
 - namespaces are deleted at once (no finalizers), and deleting one deletes what is in it.
@@ -48,10 +54,13 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from promoter.sim.fields import canonicalise, changed, fieldset, record
+
 FAIL_IN = "sim.promoter.dev/fail-in"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 SCALABLE = {"Deployment", "StatefulSet"}  # kinds with a `/scale` subresource
 SCALE = "scale"
+Query = dict[str, list[str]]  # a URL's parameters, as parse_qs reads them
 
 
 @dataclass(frozen=True)
@@ -285,8 +294,18 @@ class KubeSim:
         return body
 
     def _store(
-        self, kind: Kind, namespace: str, obj: dict[str, Any], previous: dict[str, Any] | None
+        self,
+        kind: Kind,
+        namespace: str,
+        obj: dict[str, Any],
+        previous: dict[str, Any] | None,
+        manager: str,
+        applied: dict[str, Any] | None = None,
+        subresource: str = "",
     ) -> dict[str, Any]:
+        """Keep `obj`, written by `manager` (`applied`: its server-side apply configuration, else an
+        update), with the system fields, generation and managed fields a real API server keeps."""
+        canonicalise(obj)
         meta = obj.setdefault("metadata", {})
         meta["name"] = meta.get("name")
         if kind.namespaced:
@@ -303,6 +322,18 @@ class KubeSim:
                 meta[system] = previous["metadata"][system]
             if "status" in previous and "status" not in obj:
                 obj["status"] = previous["status"]
+        written, removed = changed(previous or {}, obj)
+        meta["managedFields"] = record(
+            (previous or {}).get("metadata", {}).get("managedFields") or [],
+            manager,
+            "Update" if applied is None else "Apply",
+            kind.group_version,
+            written if applied is None else fieldset(applied),
+            removed,
+            moved=bool(written or removed),
+            subresource=subresource,
+        )
+        if previous is not None:
             if obj == previous:
                 return previous  # a no-op write: no new resourceVersion or generation, as a real server
             if _content(obj) != _content(previous):
@@ -328,16 +359,18 @@ class KubeSim:
                 )
                 self.kinds[(k.group, k.version, k.plural)] = k
 
-    def create(self, kind: Kind, namespace: str, body: dict[str, Any]) -> dict[str, Any]:
+    def create(self, kind: Kind, namespace: str, body: dict[str, Any], manager: str = "sim") -> dict[str, Any]:
         body = copy.deepcopy(self._validate(kind, body, None))
         name = body["metadata"]["name"]
         self._check_namespace(kind, namespace)
         if (kind.group, kind.plural, namespace, name) in self.objects:
             raise ApiError(409, "AlreadyExists", f'{kind.plural} "{name}" already exists')
         body.pop("status", None)
-        return self._store(kind, namespace, body, None)
+        return self._store(kind, namespace, body, None, manager)
 
-    def replace(self, kind: Kind, namespace: str, name: str, body: dict[str, Any]) -> dict[str, Any]:
+    def replace(
+        self, kind: Kind, namespace: str, name: str, body: dict[str, Any], manager: str = "sim"
+    ) -> dict[str, Any]:
         body = copy.deepcopy(self._validate(kind, body, name))
         previous = self.get(kind, namespace, name)
         expected = body.get("metadata", {}).get("resourceVersion")
@@ -349,7 +382,7 @@ class KubeSim:
                 "the object has been modified; please apply your changes to the latest version",
             )
         body["metadata"]["name"] = name
-        return self._store(kind, namespace, body, previous)
+        return self._store(kind, namespace, body, previous, manager)
 
     def apply(self, kind: Kind, namespace: str, name: str, body: dict[str, Any], manager: str) -> dict[str, Any]:
         config = copy.deepcopy(self._validate(kind, body, name))
@@ -365,7 +398,7 @@ class KubeSim:
             _prune(obj, self.applied.get((*key, manager), {}), config)
         _merge(obj, config)
         self.applied[(*key, manager)] = config
-        return self._store(kind, namespace, obj, previous)
+        return self._store(kind, namespace, obj, previous, manager, applied=config)
 
     def _scale(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
         obj = self.get(kind, namespace, name)
@@ -378,7 +411,7 @@ class KubeSim:
             "status": {"replicas": (obj.get("status") or {}).get("replicas", 0)},
         }
 
-    def json_patch(self, kind: Kind, namespace: str, name: str, ops: Any) -> dict[str, Any]:
+    def json_patch(self, kind: Kind, namespace: str, name: str, ops: Any, manager: str = "sim") -> dict[str, Any]:
         """RFC 6902 `add`, `replace`, `remove` and `test` (`kubectl patch --type json`)."""
         previous = self.get(kind, namespace, name)
         obj = copy.deepcopy(previous)
@@ -407,13 +440,15 @@ class KubeSim:
                     raise ApiError(422, "Invalid", f"the JSON patch op {op.get('op')!r} is not supported")
             except (KeyError, IndexError, ValueError, TypeError):
                 raise ApiError(422, "Invalid", f"the JSON patch path {op.get('path')} does not exist") from None
-        return self._store(kind, namespace, obj, previous)
+        return self._store(kind, namespace, obj, previous, manager)
 
-    def merge_patch(self, kind: Kind, namespace: str, name: str, patch: dict[str, Any]) -> dict[str, Any]:
+    def merge_patch(
+        self, kind: Kind, namespace: str, name: str, patch: dict[str, Any], manager: str = "sim", subresource: str = ""
+    ) -> dict[str, Any]:
         previous = self.get(kind, namespace, name)
         obj = copy.deepcopy(previous)
         _merge(obj, patch)
-        return self._store(kind, namespace, obj, previous)
+        return self._store(kind, namespace, obj, previous, manager, subresource=subresource)
 
     def delete(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
         obj = self.get(kind, namespace, name)
@@ -660,9 +695,16 @@ class KubeSim:
             return kind, namespace, name, SCALE
         return kind, namespace, name, status
 
-    def handle(self, method: str, raw_path: str, content_type: str, body: bytes) -> tuple[int, Any]:
+    def handle(
+        self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
+    ) -> tuple[int, Any]:
         url = urlsplit(raw_path)
         query = parse_qs(url.query)
+        dry_run = query.get("dryRun", [])
+        if dry_run not in ([], ["All"]):
+            raise ApiError(400, "BadRequest", f"unsupported dryRun value {dry_run}; the only one is All")
+        # a real server names an update's manager after the client when it does not say (kubectl-edit, ...)
+        manager = query.get("fieldManager", [""])[0] or user_agent.split("/", 1)[0] or "unknown"
         with self.lock:
             self.requests.append((method, url.path))
             at = next((i for i, f in enumerate(self._faults) if url.path.endswith(f[2])), None)
@@ -689,38 +731,49 @@ class KubeSim:
                 except (ValueError, yaml.YAMLError) as e:
                     raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
         with self.lock:
-            kind, namespace, name, sub = self._route(url.path)
-            ns = namespace or ""
-            if sub == SCALE and name is not None:  # `kubectl scale`: the workload's replicas, as a Scale
-                if method in ("PATCH", "PUT"):
-                    replicas = ((payload or {}).get("spec") or {}).get("replicas")
-                    if not isinstance(replicas, int) or replicas < 0:
-                        raise ApiError(422, "Invalid", "spec.replicas must be a non-negative integer")
-                    self.merge_patch(kind, ns, name, {"spec": {"replicas": replicas}})
-                elif method != "GET":
-                    raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on scale")
-                return 200, self._scale(kind, ns, name)
-            if method == "PATCH" and name is not None and content_type.startswith("application/json-patch"):
-                return 200, self.json_patch(kind, ns, name, payload)
-            if method == "GET":
-                if name is None:
-                    return 200, self.list(kind, namespace, query.get("labelSelector", [""])[0])
-                return 200, self.get(kind, ns, name)
-            if method == "POST" and name is None:
-                return 201, self.create(kind, ns, payload)
-            if method == "PUT" and name is not None:
-                return 200, self.replace(kind, ns, name, payload)
-            if method == "PATCH" and name is not None:
-                if content_type.startswith("application/apply-patch"):
-                    manager = query.get("fieldManager", [""])[0]
-                    if not manager:
-                        raise ApiError(400, "BadRequest", "fieldManager is required for apply requests")
-                    existed = (kind.group, kind.plural, ns, name) in self.objects
-                    return (200 if existed else 201), self.apply(kind, ns, name, payload, manager)
-                return 200, self.merge_patch(kind, ns, name, payload)
-            if method == "DELETE" and name is not None:
-                self.delete(kind, ns, name)
-                return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
+            if not dry_run or method == "GET":
+                return self._write(method, url.path, query, content_type, payload, manager)
+            saved = (dict(self.objects), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
+            try:  # what the write would leave, and then nothing of it
+                return self._write(method, url.path, query, content_type, payload, manager)
+            finally:
+                self.objects, self.applied, self.workloads, self.kinds, self.version = saved
+
+    def _write(
+        self, method: str, path: str, query: Query, content_type: str, payload: Any, manager: str
+    ) -> tuple[int, Any]:
+        """One request past discovery and faults, under the lock."""
+        kind, namespace, name, sub = self._route(path)
+        ns = namespace or ""
+        if sub == SCALE and name is not None:  # `kubectl scale`: the workload's replicas, as a Scale
+            if method in ("PATCH", "PUT"):
+                replicas = ((payload or {}).get("spec") or {}).get("replicas")
+                if not isinstance(replicas, int) or replicas < 0:
+                    raise ApiError(422, "Invalid", "spec.replicas must be a non-negative integer")
+                self.merge_patch(kind, ns, name, {"spec": {"replicas": replicas}}, manager, subresource=SCALE)
+            elif method != "GET":
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported on scale")
+            return 200, self._scale(kind, ns, name)
+        if method == "PATCH" and name is not None and content_type.startswith("application/json-patch"):
+            return 200, self.json_patch(kind, ns, name, payload, manager)
+        if method == "GET":
+            if name is None:
+                return 200, self.list(kind, namespace, query.get("labelSelector", [""])[0])
+            return 200, self.get(kind, ns, name)
+        if method == "POST" and name is None:
+            return 201, self.create(kind, ns, payload, manager)
+        if method == "PUT" and name is not None:
+            return 200, self.replace(kind, ns, name, payload, manager)
+        if method == "PATCH" and name is not None:
+            if content_type.startswith("application/apply-patch"):
+                if not query.get("fieldManager", [""])[0]:
+                    raise ApiError(400, "BadRequest", "fieldManager is required for apply requests")
+                existed = (kind.group, kind.plural, ns, name) in self.objects
+                return (200 if existed else 201), self.apply(kind, ns, name, payload, manager)
+            return 200, self.merge_patch(kind, ns, name, payload, manager)
+        if method == "DELETE" and name is not None:
+            self.delete(kind, ns, name)
+            return 200, {"kind": "Status", "apiVersion": "v1", "status": "Success", "metadata": {}}
         raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
@@ -742,7 +795,13 @@ class KubeSim:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 try:
-                    code, answer = sim.handle(self.command, self.path, self.headers.get("Content-Type", ""), body)
+                    code, answer = sim.handle(
+                        self.command,
+                        self.path,
+                        self.headers.get("Content-Type", ""),
+                        body,
+                        self.headers.get("User-Agent", ""),
+                    )
                 except ApiError as e:
                     code, answer = e.code, e.status()
                 raw = json.dumps(answer).encode()

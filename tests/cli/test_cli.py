@@ -9,6 +9,7 @@ import json
 import os
 import signal
 import sqlite3
+import subprocess
 import time
 
 import git
@@ -266,6 +267,26 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
         ("reverted", bad),
         ("promoted", bad),
     ]
+
+    # a person scales staging by hand: the drift check says so, and so does the app's status
+    scaled = subprocess.run(
+        ["kubectl", "--kubeconfig", str(cli.state_dir / "kubeconfig"), "--context", "staging", "-n", "apps"]
+        + ["scale", "deployment", "demo", "--replicas", "5"],
+        capture_output=True,
+        text=True,
+    )
+    assert scaled.returncode == 0, scaled.stderr
+    seen = cli("drift", "staging", "--no-heal")
+    assert seen.returncode == 1 and "Deployment/apps/demo spec.replicas: Git 2, live 5 (since 20" in seen.stdout
+    shown = cli("status", "demo")
+    assert "drift (the latest check of each environment):" in shown.stdout, shown.stdout
+    assert "  staging: 1 difference(s) (checked " in shown.stdout
+    assert "Deployment/apps/demo spec.replicas: Git 2, live 5 (since " in shown.stdout
+    assert cli.status("promote-demo")["drift"]["staging"]["drifts"][0]["live"] == 5  # type: ignore[index]
+    assert cli("drift", "staging", "--heal").returncode == 0
+    assert "  staging: 1 difference(s), healed from Git (live differed from Git; " in cli("status", "demo").stdout
+    assert "  staging: matches Git (checked " in (cli("drift", "staging"), cli("status", "demo"))[1].stdout
+
     origin.repo.git.pull("-q", "--rebase", "origin", "main")  # dev as it was: staging matches it again
     origin.repo.git.revert("--no-edit", bad)
     origin.repo.git.push("-q", "origin", "main")

@@ -271,3 +271,56 @@ def test_kubectl_scale_and_json_patches_work_as_on_a_real_server(
     )
     assert wrong.returncode != 0 and "does not exist" in wrong.stderr
     assert run("scale", "service", "demo", "--replicas", "2").returncode != 0  # no scale subresource
+
+
+@pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs kubectl on PATH")
+def test_managed_fields_dry_runs_and_quantities_as_a_real_server_keeps_them(
+    sim: KubeSim, cluster: KubeCluster, tmp_path: Path
+) -> None:
+    objects = demo()
+    [deploy] = [o for o in objects if o["kind"] == "Deployment"]
+    deploy["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] = 0.2  # stored as 200m
+    cluster.sync("demo", "promote-demo", objects)
+    key = ("apps", "deployments", "apps", "demo")
+    live = sim.objects[key]
+    assert live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "200m"
+    [applied] = live["metadata"]["managedFields"]
+    assert (applied["manager"], applied["operation"]) == ("promoter", "Apply")
+    assert "f:replicas" in applied["fieldsV1"]["f:spec"]
+    assert cluster.drift("demo", objects) == []  # 0.2 and 200m are one quantity: the dry run says so
+
+    config = tmp_path / "kubeconfig"
+    config.write_text(yaml.safe_dump(kubeconfig({"staging": sim.url})))
+    base = ["kubectl", "--kubeconfig", str(config), "--context", "staging", "-n", "apps"]
+
+    def run(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*base, *args], capture_output=True, text=True, input=stdin)
+
+    assert run("scale", "deployment", "demo", "--replicas", "5").returncode == 0
+    entries = {(e["manager"], e.get("subresource", "")): e for e in sim.objects[key]["metadata"]["managedFields"]}
+    assert entries[("kubectl", "scale")]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}  # kubectl took replicas
+    assert "f:replicas" not in entries[("promoter", "")]["fieldsV1"]["f:spec"]
+    [found] = cluster.drift("demo", objects)
+    assert (found.object, found.path, found.git, found.live) == ("Deployment/apps/demo", "spec.replicas", 2, 5)
+    assert found.since is not None and found.since.isoformat().startswith(entries[("kubectl", "scale")]["time"][:19])
+
+    # a person's server-side dry run and diff: the server answers what apply would leave, and keeps nothing
+    generation = sim.objects[key]["metadata"]["generation"]
+    manifest = yaml.safe_dump({**deploy, "metadata": {"name": "demo", "namespace": "apps"}})
+    dry = run("apply", "--validate=false", "--server-side", "--dry-run=server", "-f", "-", "-o", "json", stdin=manifest)
+    assert dry.returncode == 0, dry.stderr
+    assert yaml.safe_load(dry.stdout)["spec"]["replicas"] == 2
+    assert sim.objects[key]["metadata"]["generation"] == generation and sim.objects[key]["spec"]["replicas"] == 5
+    diff = run("diff", "--server-side", "-f", "-", stdin=manifest)
+    assert diff.returncode == 1 and "-  replicas: 5" in diff.stdout and "+  replicas: 2" in diff.stdout
+    assert (
+        run("apply", "--validate=false", "--server-side", "--dry-run=nope", "-f", "-", stdin=manifest).returncode != 0
+    )
+
+    # an object with the app's label that Git does not have: drift too, and a sync prunes it
+    assert run("create", "configmap", "stray", "--from-literal=a=b").returncode == 0
+    assert run("label", "configmap", "stray", f"{APP_LABEL}=demo").returncode == 0
+    stray = [d for d in cluster.drift("demo", objects) if d.object == "ConfigMap/apps/stray"]
+    assert [(d.path, d.git, d.live) for d in stray] == [("", None, "present")] and stray[0].since is not None
+    cluster.sync("demo", "promote-demo", objects)
+    assert cluster.drift("demo", objects) == [] and ("", "configmaps", "apps", "stray") not in sim.objects

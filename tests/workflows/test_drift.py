@@ -54,6 +54,7 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
     path = origin.work / "environments/staging/environment.yaml"
     config = yaml.safe_load(path.read_text())
     config["notify"] = [{"url": f"{hooks['url']}/ok", "events": ["drift"]}]  # only drift: nothing else posts
+    config["drift"] = {"interval": "5m", "self_heal": True}
     origin.commit({"environments/staging/environment.yaml": yaml.safe_dump(config)}, "staging: drift webhook")
     origin.bump(tag="4.0.0")
     async with run_worker(dev_env, origin) as tq:
@@ -62,7 +63,7 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
         assert (await handle.result()).state == PromotionState.SUCCEEDED
 
         clean = await api.drift(dev_env.client, tq, DriftInput(env="staging"))
-        assert [(a.app, a.drifts) for a in clean.apps] == [("demo", [])]  # nothing for an unchanged cluster
+        assert [(a.app, a.drifts, a.healed) for a in clean.apps] == [("demo", [], False)]  # nothing to report
 
         kubectl("scale", "deployment", "demo", "--replicas", "5")  # through the /scale subresource
         kubectl("delete", "service", "demo")
@@ -73,11 +74,14 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
             ("Deployment/apps/demo", "spec.replicas"): (2, 5),
             ("Service/apps/demo", ""): ("present", None),
         }
+        since = {d.path: d.since for d in demo.drifts}  # kubectl's write is in managedFields; a deletion leaves none
+        assert since[""] is None and since["spec.replicas"] is not None
+        assert abs((since["spec.replicas"] - seen.checked_at).total_seconds()) < 60
         assert not demo.healed and deployment(sims["staging"])["spec"]["replicas"] == 5  # reported, not touched
         [posted] = hooks["got"]  # the drift event, and nothing for the clean check or the promotion
         assert "demo in staging differs from Git" in posted["text"] and "spec.replicas" in posted["text"]
 
-        healed = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
+        healed = await api.drift(dev_env.client, tq, DriftInput(env="staging"))  # as drift.self_heal says
         assert healed.drifted[0].healed
         assert deployment(sims["staging"])["spec"]["replicas"] == 2
         assert ("", "services", "apps", "demo") in sims["staging"].objects
@@ -99,6 +103,12 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
         await drift_schedules(dev_env.client, tq, environments)
         described = await dev_env.client.get_schedule_handle("drift-staging").describe()
         assert described.schedule.spec.intervals[0].every == timedelta(minutes=5)
+        # the time-skipping test server has no schedules (CreateSchedule is unimplemented there), so the
+        # five-minute interval is read from the server's own plan: its next runs, five minutes apart
+        upcoming = described.info.next_action_times
+        assert len(upcoming) >= 2 and {b - a for a, b in zip(upcoming, upcoming[1:], strict=False)} == {
+            timedelta(minutes=5)
+        }
         action = described.schedule.action
         assert isinstance(action, ScheduleActionStartWorkflow) and action.workflow == "DriftWorkflow"
         assert action.task_queue == tq
