@@ -7,18 +7,20 @@ cannot be reached is left to retry.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 
 from activities import classified
-from promoter.errors import PromoterError
+from promoter.errors import PromoterError, TemporaryError
 from promoter.gitrepo import GitRepository
 from promoter.models import (
     Approval,
     ApprovalCheck,
     ChangeCheck,
+    ClusterConfig,
     PolicyCheckInput,
     PolicyDecision,
     PolicyViolation,
@@ -27,15 +29,22 @@ from promoter.models import (
     ScreenResult,
 )
 from promoter.names import app_folder, check
-from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide
-from promoter.render import render_files
+from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide, schema_input
+from promoter.render import parse_manifests, render_files
 
 
 class PolicyActivities:
-    def __init__(self, repo: GitRepository, engine: PolicyEngine) -> None:
+    def __init__(
+        self,
+        repo: GitRepository,
+        engine: PolicyEngine,
+        cluster_crds: Callable[[ClusterConfig], list[dict[str, Any]]] | None = None,
+    ) -> None:
         self.repo = repo
         self.engine = engine
+        self.cluster_crds = cluster_crds  # the target cluster's CRDs, for custom resources the repository has none for
         self._bundles: dict[str, PolicyBundle] = {}
+        self._crds: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (main, env) → its folder's CRDs
         self._lock = threading.Lock()
 
     def warm(self) -> None:
@@ -81,6 +90,7 @@ class PolicyActivities:
                 check(name, what)
             bundle, main = self._bundle(base)  # one fetch of main serves the policies and the change
             objects = self.objects(req, main) if req.render_objects else []
+            found = schema_input(req.environment, objects, self._more_crds(req, main)) if req.render_objects else None
         except PromoterError as e:
             return PolicyDecision(
                 allow=False,
@@ -94,7 +104,36 @@ class PolicyActivities:
                     )
                 ],
             )
-        return decide(self.engine, bundle, build_input(req, objects))
+        return decide(self.engine, bundle, build_input(req, objects, found))
+
+    def _more_crds(self, req: PolicyCheckInput, main: str) -> Callable[[], tuple[list[dict[str, Any]], str]]:
+        """The CRDs of the target environment's folder on main (read once per commit of main), then
+        the target cluster's: asked only for a custom resource whose CRD the app does not carry."""
+
+        def lookup() -> tuple[list[dict[str, Any]], str]:
+            key = (main, req.target_env)
+            with self._lock:
+                known = self._crds.get(key)
+            if known is None:
+                folder = f"environments/{req.target_env}"
+                known = []
+                for path, text in sorted(self.repo.folder_files(main, folder).items()):
+                    if path.endswith((".yaml", ".yml")) and b"CustomResourceDefinition" in text:
+                        try:
+                            found = parse_manifests({path: text}, f"{folder}/{path}")
+                        except PromoterError:
+                            continue  # another app's broken file is its own promotion's denial
+                        known += [o for o in found if o.get("kind") == "CustomResourceDefinition"]
+                with self._lock:
+                    self._crds = {key: known}  # keep only the newest commit's
+            if self.cluster_crds is None:
+                return known, ""
+            try:
+                return known + self.cluster_crds(req.environment.cluster), ""
+            except (PromoterError, TemporaryError) as e:  # said in the finding: the gate does not wait for a cluster
+                return known, f" (the cluster's could not be read: {clean_error(e)})"
+
+        return lookup
 
     @activity.defn(name="check_policy")
     @classified

@@ -912,7 +912,7 @@ def _check_group(
 
     from promoter.environments import load_environment
     from promoter.models import PolicyCheckInput
-    from promoter.policy import build_input, decide
+    from promoter.policy import build_input, decide, schema_input
     from promoter.render import render_dir
 
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
@@ -930,7 +930,7 @@ def _check_group(
         environment=config,
         phase="check",
     )
-    decision = decide(engine, bundle, build_input(req, objects))
+    decision = decide(engine, bundle, build_input(req, objects, schema_input(config, objects, _disk_crds(repo, env))))
     if as_json:
         print(decision.model_dump_json())
     else:
@@ -939,6 +939,30 @@ def _check_group(
         where = f"{app} in {env}" if app else env
         out.print(decision_table(decision, f"{len(objects)} object(s) of {where}"))
     return decision.allow
+
+
+def _disk_crds(repo: Path, env: str) -> Callable[[], tuple[list[dict[str, Any]], str]]:
+    """The CustomResourceDefinitions in environments/ENV on disk, for the schema gate (no cluster is
+    asked from a pre-commit hook: a custom resource without one there is reported not validated)."""
+
+    def lookup() -> tuple[list[dict[str, Any]], str]:
+        from promoter.render import parse_manifests
+
+        found: list[dict[str, Any]] = []
+        for path in sorted((repo / "environments" / env).rglob("*.y*ml")):
+            text = path.read_bytes()
+            if b"CustomResourceDefinition" in text:
+                try:
+                    found += [
+                        o
+                        for o in parse_manifests({path.name: text}, str(path))
+                        if o.get("kind") == "CustomResourceDefinition"
+                    ]
+                except PromoterError:
+                    continue  # a broken file is reported where it is checked
+        return found, " (the CLI does not read the cluster)"
+
+    return lookup
 
 
 @policy_app.command("eval")

@@ -473,6 +473,18 @@ class KubeCluster:
         ]
         return found
 
+    def crds(self) -> list[dict[str, Any]]:
+        """The cluster's CustomResourceDefinitions (for the schema gate's custom resources)."""
+        try:
+            answer = self._resource("apiextensions.k8s.io/v1", "CustomResourceDefinition").get(serializer=_plain)
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, "list CustomResourceDefinitions") from None
+        except PermanentError:
+            raise
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, "list CustomResourceDefinitions") from None
+        return list(answer.get("items") or [])
+
     def _live(self, app: str, kinds: set[tuple[str, str]]) -> dict[Ident, dict[str, Any]]:
         """This app's objects in the cluster, of these kinds: one list per kind."""
         found: dict[Ident, dict[str, Any]] = {}

@@ -77,6 +77,8 @@ class ClusterConfig(_Strict):
     sync: Literal["native", "argocd", "flux"] = "native"
     application: str = "{app}-{env}"  # the Argo CD Application, or the Flux Kustomization, of an app
     controller_namespace: str | None = None  # where it lives; default: argocd, or flux-system
+    # the Kubernetes minor version the schema gate checks objects against ("1.31"); default: the newest shipped
+    version: str | None = Field(default=None, pattern=r"^v?\d+\.\d+(\.\d+)?$")
 
     def reconciler(self, app: str, env: str) -> tuple[str, str]:
         """(name, namespace) of the app's Argo CD Application or Flux Kustomization."""
@@ -93,7 +95,7 @@ class ApprovalConfig(_Strict):
 
 
 class PolicyConfig(_Strict):
-    enforce: list[str] = Field(default_factory=lambda: ["kubernetes", "promotion"])
+    enforce: list[str] = Field(default_factory=lambda: ["kubernetes", "promotion", "schemas"])
     warn_only: list[str] = Field(default_factory=list)
 
 
@@ -495,6 +497,7 @@ class PolicyViolation(BaseModel):
     message: str
     severity: str = "high"
     object: str | None = None
+    path: str | None = None  # the field's JSON path, for a schema finding (spec.replicas)
     remediation: str = ""
     exception: str = ""  # the exception that excepts it, or that expired ("id by owner until date: reason")
 

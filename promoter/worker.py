@@ -76,7 +76,8 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     repo = settings.repository()  # no repository configured: one line that says what to set
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
-    policy, cluster = PolicyActivities(repo, settings.make_policy_engine()), ClusterActivities(repo)
+    cluster = ClusterActivities(repo)
+    policy = PolicyActivities(repo, settings.make_policy_engine(), lambda cfg: cluster.cluster(cfg).crds())
     reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
     promotions = PromotionActivities(client)

@@ -27,13 +27,17 @@ roots["kubernetes"] := data.kubernetes
 
 roots["promotion"] := data.promotion
 
+roots["schemas"] := data.schemas
+
 default policy_metadata := {}
 
 policy_metadata := data.policy_metadata
 
 # METADATA
 # title: Findings
-# description: One finding per result of a deny_* rule of a checked concern, with its severity and remediation.
+# description: >-
+#   One finding per result of a deny_* or warn_* rule of a checked concern, with its severity and
+#   remediation. A warn_* rule only ever warns, even in an enforced concern.
 # custom:
 #   severity: info
 #   remediation: Not a rule.
@@ -42,7 +46,7 @@ findings contains f if {
 	some pkg, rules in roots[concern]
 	not endswith(pkg, "_test")
 	some name, results in rules
-	startswith(name, "deny_")
+	checked(name)
 	some r in results
 	id := sprintf("%s.%s.%s", [concern, pkg, name])
 	meta := object.get(policy_metadata, id, {})
@@ -51,10 +55,16 @@ findings contains f if {
 		"rule": id,
 		"message": r.msg,
 		"object": object.get(r, "object", null),
+		"path": object.get(r, "path", null),
+		"advisory": startswith(name, "warn_"),
 		"severity": object.get(meta, "severity", "high"),
 		"remediation": object.get(meta, "remediation", ""),
 	}
 }
+
+checked(name) if startswith(name, "deny_")
+
+checked(name) if startswith(name, "warn_")
 
 # a concern named in environment.yaml with no policies behind it is a mistake, and fails closed
 findings contains f if {
@@ -63,7 +73,7 @@ findings contains f if {
 	f := {
 		"concern": concern, "rule": "promoter.unknown_concern",
 		"message": sprintf("policy.enforce names '%s' but policies/%s/ has no policy", [concern, concern]),
-		"object": null, "severity": "critical",
+		"object": null, "path": null, "advisory": false, "severity": "critical",
 		"remediation": "Fix policy.enforce in environment.yaml, or add the policies.",
 	}
 }
@@ -88,11 +98,15 @@ decision := {
 # one place groups are expanded; the workflow's validator takes this list)
 approvers := sort([u | some u in data.promotion.approvals.allowed])
 
-enforced_findings := [f | some f in findings; f.concern in enforced]
+enforced_findings := [f | some f in findings; f.concern in enforced; not f.advisory]
 
 deny := array.concat([noted(f) | some f in enforced_findings; not live_exception(f)], too_long)
 
-warn := [f | some f in findings; f.concern in warned]
+warn := [f | some f in findings; advisory(f)]
+
+advisory(f) if f.concern in warned
+
+advisory(f) if f.advisory
 
 excepted := [object.union(f, {"exception": describe(id, "until")}) |
 	some f in enforced_findings
@@ -122,6 +136,7 @@ applies(e, f) if {
 	e.app == input.promotion.app
 	object.get(e, "env", null) in {null, input.environment.name}
 	object.get(e, "object", null) in {null, f.object}
+	object.get(e, "path", null) in {null, f.path}
 	covers(e.rule, f.rule)
 }
 
@@ -164,7 +179,7 @@ too_long := [f |
 			id, e.file, substring(e.expires, 0, 10),
 			max_exception_days,
 		]),
-		"object": null, "severity": "critical",
+		"object": null, "path": null, "advisory": false, "severity": "critical",
 		"remediation": "Give the exception an earlier expires date, or raise data.max_exception_days.",
 	}
 ]

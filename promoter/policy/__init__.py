@@ -17,7 +17,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Protocol
 
-from promoter import yamlsafe
+from promoter import schemas, yamlsafe
 from promoter.errors import BadInput, TemporaryError
 from promoter.models import EnvironmentConfig, PolicyDecision, PolicyViolation
 
@@ -107,7 +107,7 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
             at = f"{where}: exception {key!r}"
             if not isinstance(entry, dict):
                 raise BadInput(f"{at}: expected a mapping with rule, app, reason, owner and expires")
-            unknown = sorted(set(entry) - {"rule", "app", "env", "object", "reason", "owner", "expires"})
+            unknown = sorted(set(entry) - {"rule", "app", "env", "object", "path", "reason", "owner", "expires"})
             if unknown:
                 raise BadInput(f"{at}: unknown key {unknown[0]!r}; remove it or fix its spelling")
             for needed in ("rule", "app", "reason", "owner", "expires"):
@@ -131,6 +131,7 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
                 "app": entry["app"],
                 "env": entry.get("env"),
                 "object": entry.get("object"),
+                "path": entry.get("path"),
                 "reason": str(entry["reason"]).strip(),
                 "owner": str(entry["owner"]).strip(),
                 "expires": day[:10],
@@ -238,6 +239,7 @@ def _violation(v: dict[str, Any]) -> PolicyViolation:
         message=str(v.get("message", "")),
         severity=str(v.get("severity") or "high"),
         object=v.get("object"),
+        path=v.get("path"),
         remediation=str(v.get("remediation") or ""),
         exception=str(v.get("exception") or ""),
     )
@@ -305,9 +307,27 @@ def _rfc3339(d: Any) -> str | None:
     return None if d is None else d.isoformat().replace("+00:00", "Z")
 
 
-def build_input(req: Any, objects: list[dict[str, Any]]) -> dict[str, Any]:
-    """The policy input document (docs/policies.md) from a `PolicyCheckInput` and the rendered objects."""
-    return {
+SCHEMAS = "schemas"  # the concern of the Kubernetes schema gate
+
+
+def schema_input(
+    env: EnvironmentConfig, objects: list[dict[str, Any]], more_crds: schemas.Lookup | None = None
+) -> dict[str, Any] | None:
+    """`input.schemas` (the schema gate's findings on `objects`, for the `schemas` concern's rules),
+    or None when the environment checks no schemas. A `cluster.version` with no schemas here is bad
+    input: the step denies (fail closed)."""
+    if SCHEMAS not in env.policy.enforce and SCHEMAS not in env.policy.warn_only:
+        return None
+    version = schemas.check_version(env.cluster.version)
+    return {"version": version, "findings": [f.as_input() for f in schemas.check(objects, version, more_crds)]}
+
+
+def build_input(
+    req: Any, objects: list[dict[str, Any]], schema_findings: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The policy input document (docs/policies.md) from a `PolicyCheckInput`, the rendered objects
+    and the schema gate's findings."""
+    doc = {
         "promotion": {
             "id": req.promotion_id,
             "app": req.app,
@@ -334,3 +354,6 @@ def build_input(req: Any, objects: list[dict[str, Any]]) -> dict[str, Any]:
         "diff": req.diff.model_dump(),
         "approvals": [{"approver": a.approver, "at": _rfc3339(a.at), "via": a.via} for a in req.approvals],
     }
+    if schema_findings is not None:
+        doc["schemas"] = schema_findings
+    return doc

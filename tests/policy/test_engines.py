@@ -1,6 +1,7 @@
 """Both policy backends: the embedded engine, and the `opa` backend over real HTTP (opa-python-client)
-against a loopback server that speaks OPA's Data API (tests/policy/opa_standin.py: no OPA binary
-installs here, so it wraps the embedded engine). Same inputs, same decisions; and every way to fail
+against a loopback server that speaks OPA's Data API (tests/support/opa_standin.py: no OPA server
+installs here, so it wraps OPA's own Go engine, never the embedded one it is compared with). Same
+inputs, same decisions; and every way to fail
 (a Rego syntax error, an unreachable OPA, an erroring OPA, a timeout) is a denial naming its cause."""
 
 from __future__ import annotations

@@ -58,6 +58,7 @@ def test_a_valid_exception_loads_at_data_exceptions() -> None:
             "app": "demo",
             "env": "staging",
             "object": None,
+            "path": None,
             "reason": "the debug build, until the fix lands",
             "owner": "alice",
             "expires": "2026-12-01",

@@ -8,7 +8,7 @@ from typing import Any
 import yaml
 
 from promoter.models import EnvironmentConfig, PolicyCheckInput
-from promoter.policy import build_input
+from promoter.policy import build_input, schema_input
 from promoter.render import render_dir
 from tests.support.gitops import ROOT
 
@@ -49,7 +49,21 @@ def make_input(
         ],
         approvals=[{"approver": a, "at": now, "via": "cli"} for a in approvals],
     )
-    return build_input(req, demo_objects(env) if objects is None else objects)
+    objects = demo_objects(env) if objects is None else objects
+    return build_input(req, objects, schema_input(config, objects))
+
+
+def schema_faults() -> list[dict[str, Any]]:
+    """The demo with what the schema gate catches: a typo, a quoted number, a removed apiVersion and
+    a custom resource without its CRD."""
+    objects = copy.deepcopy(demo_objects())
+    for o in objects:
+        if o["kind"] == "Deployment":
+            o["spec"]["replicsa"] = 3
+            o["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "8080"
+    old = {**copy.deepcopy(objects[-1]), "apiVersion": "extensions/v1beta1", "kind": "Ingress"}
+    widget = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w"}, "spec": {"size": 1}}
+    return [*objects, old, widget]
 
 
 def latest_image() -> list[dict[str, Any]]:
@@ -63,6 +77,8 @@ def latest_image() -> list[dict[str, Any]]:
 CASES = {
     "clean": lambda: make_input(),
     "latest": lambda: make_input(objects=latest_image()),
+    "schema-faults": lambda: make_input(objects=schema_faults()),
+    "schema-faults-in-dev": lambda: make_input("dev", objects=schema_faults()),
     "author-approves-prod": lambda: make_input(
         "prod", phase="approval", approvals=["alice"], author="alice <alice@example.com>"
     ),
