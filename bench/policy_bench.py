@@ -7,7 +7,9 @@ itself). Warm: later evaluations of the same revision, which is how the worker r
 it prints p50/p99 per evaluation and objects per second for each engine; then the warm median for 250
 to 4,000 objects to show how the cost grows. Its last lines time `promoter policy check` on the sample
 app as pre-commit runs it (a fresh process each time, median of 10) and say `<N> objects/s` (embedded,
-warm, 1,000 objects).
+warm, 1,000 objects). Before the engines, the schema gate (promoter/schemas.py) over the same 1,000
+objects: cold (the version's schemas read and each kind's validator compiled) and warm (the median of
+later checks, as the worker runs them); the Rego input then carries its findings, as in a promotion.
 
     .venv/bin/python bench/policy_bench.py [--runs 20]
 """
@@ -29,8 +31,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.generated import generated_objects  # noqa: E402
+from promoter import schemas  # noqa: E402
 from promoter.models import EnvironmentConfig, PolicyCheckInput  # noqa: E402
-from promoter.policy import PolicyBundle, build_input, decide  # noqa: E402
+from promoter.policy import PolicyBundle, build_input, decide, schema_input  # noqa: E402
 from promoter.policy.embedded import EmbeddedEngine  # noqa: E402
 from promoter.policy.goopa import GoOpaEngine, available  # noqa: E402
 
@@ -56,7 +59,8 @@ def document(n: int) -> dict[str, Any]:
             {"env": "staging", "state": "healthy", "healthy_since": now},
         ],
     )
-    return build_input(req, generated_objects(n, "prod"))
+    objects = generated_objects(n, "prod")
+    return build_input(req, objects, schema_input(env, objects))
 
 
 def measure(engine: Any, bundle: PolicyBundle, runs: int) -> dict[str, Any]:
@@ -99,6 +103,25 @@ def measure(engine: Any, bundle: PolicyBundle, runs: int) -> dict[str, Any]:
     }
 
 
+def schema_gate(runs: int) -> dict[str, Any]:
+    """1,000 objects against Kubernetes 1.31's schemas: the first check (schemas read, validators
+    compiled) and later ones."""
+    objects = generated_objects(1000, "prod")
+    t0 = time.perf_counter()
+    first = schemas.check(objects, "1.31")
+    cold = time.perf_counter() - t0
+    assert first == [], first[:3]
+    warm = []
+    for _ in range(runs):
+        t0 = time.perf_counter()
+        schemas.check(objects, "1.31")
+        warm.append(time.perf_counter() - t0)
+    p50 = statistics.median(warm)
+    rate = f"{1000 / p50:.0f} objects/s"
+    print(f"schema gate: 1000 objects: cold {cold:.3f} s; warm median {p50:.3f} s over {runs} runs ({rate})")
+    return {"objects": 1000, "cold_s": round(cold, 3), "warm_median_s": round(p50, 3)}
+
+
 def policy_check_wall(runs: int = 10) -> float:
     """`promoter policy check --env staging --app demo`, a fresh process each time, as pre-commit runs it."""
     promoter = Path(sys.executable).parent / "promoter"
@@ -118,7 +141,7 @@ def policy_check_wall(runs: int = 10) -> float:
 
 def main(runs: int) -> None:
     bundle = PolicyBundle.from_dir(ROOT / "policies")
-    results = {"embedded": measure(EmbeddedEngine(timeout_s=120), bundle, runs)}
+    results = {"schema_gate": schema_gate(runs), "embedded": measure(EmbeddedEngine(timeout_s=120), bundle, runs)}
     if available():
         results["opa-go"] = measure(GoOpaEngine(), bundle, runs)
     else:

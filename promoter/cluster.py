@@ -207,7 +207,15 @@ def _api_error(e: Exception, what: str) -> Exception:
     if status is None or status >= 500 or status == 429:
         return TemporaryError(f"{what}: the API server answered {status or reason}; retrying")
     body = getattr(e, "body", "") or ""
-    return PermanentError(f"{what}: {status} {reason} {str(body)[:200]}".strip())
+    try:  # a Status: its message says what the server refused (an invalid object names each field)
+        message = str(json.loads(body).get("message") or "")
+    except (ValueError, TypeError, AttributeError):
+        message = ""
+    return PermanentError(
+        f"{what}: {status} {reason}: {message[:400]}"
+        if message
+        else f"{what}: {status} {reason} {str(body)[:200]}".strip()
+    )
 
 
 class KubeCluster:
@@ -279,6 +287,7 @@ class KubeCluster:
                 field_manager=MANAGER,
                 force_conflicts=True,
                 serializer=_plain,
+                query_params=[("fieldValidation", "Strict")],  # an unknown field fails the sync, never dropped
                 **({"dry_run": "All"} if dry_run else {}),
             )
         except (DynamicApiError, ApiException) as e:

@@ -47,6 +47,7 @@ class Finding:
     object: str  # Kind/namespace/name, as the policies name objects
     path: str  # the field's JSON path, e.g. spec.template.spec.containers[0].ports[0].containerPort
     message: str
+    at: tuple[str | int, ...] = field(default=(), compare=False)  # the same path, as keys and indexes
 
     def as_input(self) -> dict[str, str]:
         return {"kind": self.kind, "object": self.object, "path": self.path, "message": self.message}
@@ -180,12 +181,12 @@ def _findings(where: str, error: Any) -> list[Finding]:
     if error.validator == "additionalProperties" and isinstance(value, dict):
         known = set(schema.get("properties") or {})
         return [
-            Finding("invalid", where, _path([*at, extra]), f'unknown field "{extra}"')
+            Finding("invalid", where, _path([*at, extra]), f'unknown field "{extra}"', (*at, extra))
             for extra in sorted(set(value) - known)
         ]
     if error.validator == "required" and isinstance(value, dict):
         return [
-            Finding("invalid", where, _path([*at, name]), "Required value")
+            Finding("invalid", where, _path([*at, name]), "Required value", (*at, name))
             for name in error.validator_value
             if name not in value
         ]
@@ -193,12 +194,13 @@ def _findings(where: str, error: Any) -> list[Finding]:
         options = [schema] if error.validator == "type" else error.validator_value
         wanted = [t for s in options for t in _types(s) if t != "null"]
         got = f"{_json_type(value)} {json.dumps(value)[:60]}"
-        return [Finding("invalid", where, _path(at), f"expected {' or '.join(dict.fromkeys(wanted))}, got {got}")]
+        message = f"expected {' or '.join(dict.fromkeys(wanted))}, got {got}"
+        return [Finding("invalid", where, _path(at), message, tuple(at))]
     if error.validator == "enum":
         allowed = ", ".join(json.dumps(v) for v in error.validator_value if v is not None)
         message = f"Unsupported value: {json.dumps(value)[:60]}: supported values: {allowed}"
-        return [Finding("invalid", where, _path(at), message)]
-    return [Finding("invalid", where, _path(at), error.message[:200])]
+        return [Finding("invalid", where, _path(at), message, tuple(at))]
+    return [Finding("invalid", where, _path(at), error.message[:200], tuple(at))]
 
 
 def _types(schema: Any) -> list[str]:

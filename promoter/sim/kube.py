@@ -15,8 +15,15 @@ template carries the annotation `sim.promoter.dev/fail-in` naming this server's 
 comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`.
 
 Where it differs from a real API server (kept honest on purpose):
-- no authentication or authorization; no admission, defaulting or schema validation beyond kind,
-  apiVersion and metadata.name; no watch, no subresources but `/status` reads and `/scale`;
+- no authentication or authorization, admission or defaulting; no watch, no subresources but
+  `/status` reads and `/scale`; no `/openapi` documents (so `kubectl apply` needs `--validate=false`,
+  and then sends `fieldValidation=Ignore`);
+- objects are validated against the strict schemas of `kubernetes_version` (promoter.schemas, the
+  schema gate's), as a real server's decoding and validation do: a wrong type is 400, an unknown
+  field is 400 under `fieldValidation=Strict` and dropped with a `Warning` header under `Warn` (the
+  default), anything else invalid is 422 `Invalid` with `details.causes`. What a real server checks
+  in Go code beyond the OpenAPI schema (name formats, a Job's restartPolicy, immutable fields) is not
+  checked, and a 400's message is shorter than a real server's;
 - a strategic merge patch is applied as a JSON merge patch (lists are replaced, never merged by key);
 - server-side apply is simplified: one applied configuration is remembered per field manager; a new
   apply removes the fields that manager applied before and no longer does, then merges the new
@@ -54,6 +61,7 @@ from urllib.parse import parse_qs, urlsplit
 
 import yaml
 
+from promoter import schemas
 from promoter.sim.fields import canonicalise, changed, fieldset, record
 
 FAIL_IN = "sim.promoter.dev/fail-in"
@@ -61,6 +69,7 @@ WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 SCALABLE = {"Deployment", "StatefulSet"}  # kinds with a `/scale` subresource
 SCALE = "scale"
 Query = dict[str, list[str]]  # a URL's parameters, as parse_qs reads them
+Warnings = list[str]  # a response's `Warning` headers
 
 
 @dataclass(frozen=True)
@@ -99,12 +108,13 @@ BUILTIN = [
 
 
 class ApiError(Exception):
-    def __init__(self, code: int, reason: str, message: str) -> None:
+    def __init__(self, code: int, reason: str, message: str, details: dict[str, Any] | None = None) -> None:
         super().__init__(message)
-        self.code, self.reason, self.message = code, reason, message
+        self.code, self.reason, self.message, self.details = code, reason, message, details
 
     def status(self) -> dict[str, Any]:
-        return {
+        """A `Status` as the API conventions define it (with `details.causes` for an invalid object)."""
+        answer = {
             "kind": "Status",
             "apiVersion": "v1",
             "metadata": {},
@@ -113,6 +123,16 @@ class ApiError(Exception):
             "reason": self.reason,
             "code": self.code,
         }
+        if self.details is not None:
+            answer["details"] = self.details
+        return answer
+
+
+def _drop(obj: Any, at: tuple[str | int, ...]) -> None:
+    """Remove the field at `at` from `obj` (an unknown field a lenient request loses)."""
+    for key in at[:-1]:
+        obj = obj[key]
+    obj.pop(at[-1], None)
 
 
 def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
@@ -159,9 +179,17 @@ def _content(obj: dict[str, Any]) -> dict[str, Any]:
 
 class KubeSim:
     def __init__(
-        self, env: str = "sim", rollout_delay_s: float = 0.3, port: int = 0, state_file: Path | None = None
+        self,
+        env: str = "sim",
+        rollout_delay_s: float = 0.3,
+        port: int = 0,
+        state_file: Path | None = None,
+        kubernetes_version: str | None = None,
     ) -> None:
         self.env = env
+        self.kubernetes_version = schemas.check_version(kubernetes_version)  # whose schemas writes must meet
+        self._field_validation = "Warn"  # the request's (under the lock): Strict, Warn or Ignore
+        self._warnings: Warnings = []  # the request's `Warning` headers
         self.rollout_delay_s = rollout_delay_s
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
@@ -305,6 +333,7 @@ class KubeSim:
     ) -> dict[str, Any]:
         """Keep `obj`, written by `manager` (`applied`: its server-side apply configuration, else an
         update), with the system fields, generation and managed fields a real API server keeps."""
+        self._check_schema(kind, obj)
         canonicalise(obj)
         meta = obj.setdefault("metadata", {})
         meta["name"] = meta.get("name")
@@ -345,6 +374,51 @@ class KubeSim:
         if kind.kind == "CustomResourceDefinition":
             self._register_crd(obj)
         return obj
+
+    def _check_schema(self, kind: Kind, obj: dict[str, Any]) -> None:
+        """Refuse what a real API server refuses, against the same schemas as the schema gate: a
+        value of the wrong type is a decoding error (400, whatever the field validation); an unknown
+        field is one under `fieldValidation=Strict` (400), else it is dropped with a warning (`Warn`,
+        the default) or silently (`Ignore`); anything else invalid is 422 `Invalid` with its causes."""
+        content = {k: v for k, v in obj.items() if k != "status"}
+        crds = lambda: ([o for (g, p, _, _), o in self.objects.items() if p == "customresourcedefinitions"], "")  # noqa: E731
+        found = [f for f in schemas.check([content], self.kubernetes_version, crds) if f.kind == "invalid"]
+        name = (obj.get("metadata") or {}).get("name", "")
+        decoding = [f for f in found if f.message.startswith("expected ")]
+        if decoding:
+            f = decoding[0]
+            raise ApiError(
+                400,
+                "BadRequest",
+                f'{kind.kind} in version "{kind.version}" cannot be handled as a {kind.kind}: {f.path}: {f.message}',
+            )
+        unknown = [f for f in found if f.message.startswith("unknown field")]
+        if unknown and self._field_validation == "Strict":
+            raise ApiError(
+                400, "BadRequest", "strict decoding error: " + ", ".join(f'unknown field "{f.path}"' for f in unknown)
+            )
+        for f in unknown:
+            _drop(obj, f.at)
+            if self._field_validation == "Warn":
+                self._warnings.append(f'unknown field "{f.path}"')
+        invalid = [f for f in found if f not in unknown]
+        if invalid:
+            group = f".{kind.group}" if kind.group else ""
+            causes = [
+                {
+                    "reason": "FieldValueRequired" if f.message == "Required value" else "FieldValueInvalid",
+                    "message": f.message,
+                    "field": f.path,
+                }
+                for f in invalid
+            ]
+            raise ApiError(
+                422,
+                "Invalid",
+                f'{kind.kind}{group} "{name}" is invalid: '
+                + ", ".join(f"{c['field']}: {c['message']}" for c in causes),
+                {"name": name, "group": kind.group, "kind": kind.kind, "causes": causes},
+            )
 
     def _register_crd(self, crd: dict[str, Any]) -> None:
         spec = crd.get("spec", {})
@@ -697,12 +771,26 @@ class KubeSim:
 
     def handle(
         self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
-    ) -> tuple[int, Any]:
+    ) -> tuple[int, Any, Warnings]:
+        """One request: (status, the answer, its `Warning` headers)."""
+        with self.lock:
+            self._warnings = []
+        try:
+            code, answer = self._handle(method, raw_path, content_type, body, user_agent)
+        finally:
+            with self.lock:
+                warnings, self._warnings = self._warnings, []
+        return code, answer, warnings
+
+    def _handle(self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str) -> tuple[int, Any]:
         url = urlsplit(raw_path)
         query = parse_qs(url.query)
         dry_run = query.get("dryRun", [])
         if dry_run not in ([], ["All"]):
             raise ApiError(400, "BadRequest", f"unsupported dryRun value {dry_run}; the only one is All")
+        validation = query.get("fieldValidation", ["Warn"])[0]
+        if validation not in ("Strict", "Warn", "Ignore"):
+            raise ApiError(400, "BadRequest", f"fieldValidation {validation!r} is not Strict, Warn or Ignore")
         # a real server names an update's manager after the client when it does not say (kubectl-edit, ...)
         manager = query.get("fieldManager", [""])[0] or user_agent.split("/", 1)[0] or "unknown"
         with self.lock:
@@ -731,6 +819,7 @@ class KubeSim:
                 except (ValueError, yaml.YAMLError) as e:
                     raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
         with self.lock:
+            self._field_validation = validation
             if not dry_run or method == "GET":
                 return self._write(method, url.path, query, content_type, payload, manager)
             saved = (dict(self.objects), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
@@ -794,8 +883,9 @@ class KubeSim:
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                warnings: list[str] = []
                 try:
-                    code, answer = sim.handle(
+                    code, answer, warnings = sim.handle(
                         self.command,
                         self.path,
                         self.headers.get("Content-Type", ""),
@@ -806,6 +896,8 @@ class KubeSim:
                     code, answer = e.code, e.status()
                 raw = json.dumps(answer).encode()
                 self.send_response(code)
+                for warning in warnings:  # RFC 7234 warn-code 299, as a real API server sends them
+                    self.send_header("Warning", '299 - "' + warning.replace('"', '\\"') + '"')
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(raw)))
                 self.end_headers()

@@ -153,6 +153,8 @@ def workload(kind: str, fail_in: str | None = None) -> dict[str, Any]:
         template["metadata"]["annotations"] = {FAIL_IN: fail_in}
     api_version = "batch/v1" if kind == "Job" else "apps/v1"
     spec: dict[str, Any] = {"template": template}
+    if kind != "Job":  # a Job's selector is generated; the others must say which pods are theirs
+        spec["selector"] = {"matchLabels": {"app": "w"}}
     if kind in ("StatefulSet", "Deployment"):
         spec["replicas"] = 2
     return {"apiVersion": api_version, "kind": kind, "metadata": {"name": kind.lower()}, "spec": spec}
@@ -324,3 +326,60 @@ def test_managed_fields_dry_runs_and_quantities_as_a_real_server_keeps_them(
     assert [(d.path, d.git, d.live) for d in stray] == [("", None, "present")] and stray[0].since is not None
     cluster.sync("demo", "promote-demo", objects)
     assert cluster.drift("demo", objects) == [] and ("", "configmaps", "apps", "stray") not in sim.objects
+
+
+def test_the_simulator_refuses_an_invalid_object_as_a_real_api_server_does(sim: KubeSim) -> None:
+    """The API conventions' Status: 422 `Invalid` with `details.causes` (reason, message, field) for an
+    invalid object; 400 `BadRequest` for a body that does not decode (a wrong type, always) and for an
+    unknown field under `fieldValidation=Strict`; under `Warn` (the default) the field is dropped and
+    a `Warning` header says so."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    cluster_of(sim).sync("demo", "p", [])  # the namespace
+    [deploy] = [o for o in demo() if o["kind"] == "Deployment"]
+    deploy["metadata"]["namespace"] = "apps"
+
+    def post(obj: dict[str, Any], query: str = "") -> tuple[int, dict[str, Any], list[str]]:
+        request = urllib.request.Request(
+            f"{sim.url}/apis/apps/v1/namespaces/apps/deployments{query}",
+            data=json.dumps(obj).encode(),
+            headers={"Content-Type": "application/json"},
+            method="POST",
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return answer.status, json.loads(answer.read()), answer.headers.get_all("Warning") or []
+        except urllib.error.HTTPError as e:
+            return e.code, json.loads(e.read()), e.headers.get_all("Warning") or []
+
+    no_selector = copy.deepcopy(deploy)
+    del no_selector["spec"]["selector"]
+    code, status, _ = post(no_selector)
+    assert (code, status["reason"], status["status"]) == (422, "Invalid", "Failure")
+    assert status["message"] == 'Deployment.apps "demo" is invalid: spec.selector: Required value'
+    assert status["details"] == {
+        "name": "demo",
+        "group": "apps",
+        "kind": "Deployment",
+        "causes": [{"reason": "FieldValueRequired", "message": "Required value", "field": "spec.selector"}],
+    }
+    quoted = copy.deepcopy(deploy)
+    quoted["spec"]["template"]["spec"]["containers"][0]["ports"][0]["containerPort"] = "80"
+    code, status, _ = post(quoted, "?fieldValidation=Ignore")  # a type is never a matter of validation level
+    assert (code, status["reason"]) == (400, "BadRequest") and "cannot be handled as a Deployment" in status["message"]
+    typo = copy.deepcopy(deploy)
+    typo["spec"]["replicsa"] = 3
+    code, status, _ = post(typo, "?fieldValidation=Strict")
+    assert (code, status["message"]) == (400, 'strict decoding error: unknown field "spec.replicsa"')
+    assert ("apps", "deployments", "apps", "demo") not in sim.objects  # nothing refused was kept
+    code, created, warnings = post(typo)  # Warn: kept without the field, and told
+    assert code == 201 and "replicsa" not in created["spec"]
+    assert warnings == ['299 - "unknown field \\"spec.replicsa\\""']
+
+
+def cluster_of(sim: KubeSim) -> KubeCluster:
+    configuration = client.Configuration()
+    configuration.host = sim.url
+    return KubeCluster(client.ApiClient(configuration), "apps")

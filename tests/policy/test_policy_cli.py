@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 
 from promoter.errors import BadInput
 from promoter.render import render_dir
@@ -82,6 +83,38 @@ def test_policy_check_denies_with_exit_1_and_a_table(repo: Path) -> None:
         "kubernetes.images.deny_unpinned_image",
         "kubernetes.replicas.deny_too_few_replicas",
     }
+
+
+def test_policy_check_runs_the_schema_gate(repo: Path) -> None:
+    """What pre-commit catches before anyone reviews: a typo at its path, a custom resource checked
+    against the CRD another folder of the environment holds, and one no CRD describes, said."""
+    from tests.policy.test_schemas import CRD
+
+    folder = repo / "environments" / "prod"
+    deployment = folder / "demo" / "deployment.yaml"
+    deployment.write_text(deployment.read_text().replace("replicas: 2", "replicsa: 2"))
+    (folder / "widgets").mkdir()
+    (folder / "widgets" / "crd.yaml").write_text(yaml.safe_dump(CRD))
+    (folder / "demo" / "widget.yaml").write_text(
+        "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\nspec: {size: many}\n"
+        "---\napiVersion: example.org/v2\nkind: Gadget\nmetadata: {name: g}\n"
+    )
+    r = run("policy", "check", "--env", "prod", "--app", "demo", "--repo", str(repo), "--json")
+    assert r.returncode == 1, r.stderr
+    data = json.loads(r.stdout)
+    denied = {(v["rule"], v["object"], v["path"]) for v in data["deny"] if v["rule"].startswith("schemas.")}
+    assert denied == {
+        ("schemas.kubernetes.deny_invalid", "Deployment/-/demo", "spec.replicsa"),
+        ("schemas.kubernetes.deny_invalid", "Widget/-/w", "spec.size"),
+    }
+    [unchecked] = [v for v in data["warn"] if v["rule"] == "schemas.kubernetes.warn_not_validated"]
+    assert unchecked["object"] == "Gadget/-/g" and "(the CLI does not read the cluster)" in unchecked["message"]
+    table = run("policy", "check", "--env", "prod", "--repo", str(repo), str(deployment))
+    assert table.returncode == 1 and "spec.replicsa" in table.stdout and "schemas.kubernetes" in table.stdout
+    environment = folder / "environment.yaml"
+    environment.write_text(environment.read_text().replace('version: "1.31"', 'version: "1.99"'))
+    r = run("policy", "check", "--env", "prod", "--app", "demo", "--repo", str(repo))
+    assert r.returncode == 2 and "cluster.version 1.99: the schemas here cover Kubernetes 1.25 to" in r.stderr
 
 
 def test_policy_check_bad_input_is_exit_2(repo: Path) -> None:
