@@ -329,10 +329,12 @@ def test_managed_fields_dry_runs_and_quantities_as_a_real_server_keeps_them(
 
 
 def test_the_simulator_refuses_an_invalid_object_as_a_real_api_server_does(sim: KubeSim) -> None:
-    """The API conventions' Status: 422 `Invalid` with `details.causes` (reason, message, field) for an
-    invalid object; 400 `BadRequest` for a body that does not decode (a wrong type, always) and for an
-    unknown field under `fieldValidation=Strict`; under `Warn` (the default) the field is dropped and
-    a `Warning` header says so."""
+    """The Status the Kubernetes API conventions define (sig-architecture/api-conventions.md, "Response
+    Status Kind" and "HTTP Status codes"): 422 `Invalid` with `details.causes` (reason, message,
+    field) for an invalid object; 400 `BadRequest` for a body that does not decode (a wrong type,
+    whatever the field validation: api-concepts.md, "Field validation") and for an unknown field
+    under `fieldValidation=Strict`; under `Warn` (the default) the field is dropped and a `Warning`
+    header (code 299) says so."""
     import json
     import urllib.error
     import urllib.request

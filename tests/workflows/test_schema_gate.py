@@ -81,3 +81,31 @@ async def test_a_kubernetes_version_without_schemas_denies_naming_it(
     [denial] = result.stages[1].policy.deny if result.stages[1].policy else []
     assert denial.rule == "promoter.input_error"
     assert denial.message.startswith("cluster.version 1.19: the schemas here cover Kubernetes 1.25 to")
+
+
+async def test_a_custom_resource_is_checked_against_the_crd_the_cluster_has(
+    ts_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    from tests.policy.test_schemas import CRD
+
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "staging", "order": 2}])
+    origin.commit(
+        {
+            "environments/dev/demo/widget.yaml": "apiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w}\n"
+            "spec: {size: many}\n"
+        },
+        "a widget of the wrong size",
+    )
+    async with run_worker(ts_env, origin) as tq:
+        for sim in clusters([]).values():  # installed by the platform team, not in the repository
+            sim.create(sim.kinds[("apiextensions.k8s.io", "v1", "customresourcedefinitions")], "", CRD)
+        result = await (await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))).result()
+    assert result.state == PromotionState.POLICY_DENIED, result.message
+    dev = result.stages[0]
+    assert dev.policy is not None
+    assert [(v.rule, v.object, v.path) for v in dev.policy.deny if v.rule.startswith("schemas.")] == [
+        ("schemas.kubernetes.deny_invalid", "Widget/-/w", "spec.size")
+    ]
