@@ -33,6 +33,26 @@ from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error
 from promoter.render import parse_manifests, render_files
 
 
+def combined(decisions: list[PolicyDecision]) -> PolicyDecision:
+    """Several members' decisions as one: allowed when all are, each finding once, in order."""
+
+    def once(found: list[PolicyViolation]) -> list[PolicyViolation]:
+        seen: dict[str, PolicyViolation] = {}
+        for v in found:
+            seen.setdefault(v.model_dump_json(), v)
+        return list(seen.values())
+
+    first = decisions[0]
+    return first.model_copy(
+        update={
+            "allow": all(d.allow for d in decisions),
+            "deny": once([v for d in decisions for v in d.deny]),
+            "warn": once([v for d in decisions for v in d.warn]),
+            "excepted": once([v for d in decisions for v in d.excepted]),
+        }
+    )
+
+
 class PolicyActivities:
     def __init__(
         self,
@@ -84,7 +104,13 @@ class PolicyActivities:
         )
 
     def evaluate(self, req: PolicyCheckInput, base: str | None = None) -> PolicyDecision:
-        """The decision on `req`, with main (its policies and the target's folder) at `base`, or as it is now."""
+        """The decision on `req`, with main (its policies and the target's folder) at `base`, or as it is now.
+        A release set's is one decision over its members: each judged as its app (its objects, its
+        exceptions), every finding kept once; it allows only when every member is allowed."""
+        if req.members:
+            return combined(
+                [self.evaluate(req.model_copy(update={"app": m, "members": []}), base) for m in req.members]
+            )
         try:
             for name, what in ((req.app, "app"), (req.source_env, "environment"), (req.target_env, "environment")):
                 check(name, what)
@@ -155,6 +181,7 @@ class PolicyActivities:
     def change(req: PolicyCheckInput) -> PrepareInput:
         return PrepareInput(
             app=req.app,
+            members=req.members,
             commit=req.commit,
             source_env=req.source_env,
             target_env=req.target_env,

@@ -22,11 +22,14 @@ class RevertActivities:
     @activity.defn(name="revert")
     @classified
     def revert(self, req: RevertInput) -> RevertResult:
-        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason)
+        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason, req.members)
         activity.heartbeat("revert branch pushed")
+        folders = ", ".join(f"`{app_folder(req.env, app)}`" for app in req.apps)
         body = (
             f"Automatic revert of the merge {req.merge_commit} (PR #{req.pr_number}): "
-            f"`{app_folder(req.env, req.app)}` did not become healthy.\n\n"
+            f"{folders} did not become healthy"
+            + (f" (release set {req.app}: every member is reverted together)" if req.members else "")
+            + ".\n\n"
             f"**Evidence:** {req.reason}\n\nMerged without a gate by promoter to restore the previous state."
         )
         pr = self.forge.open_pull_request(
@@ -38,7 +41,7 @@ class RevertActivities:
         activity.heartbeat(f"revert PR #{pr.number} open")
         message = f"Merge pull request #{pr.number} from {branch}\n\n{pr.title}\n\n"
         if req.commit:  # the record of the hold is this merge on main: git, not Temporal
-            message += holds.trailers(req.app, req.env, req.commit, req.reason, pr.url)
+            message += holds.trailers(req.apps, req.env, req.commit, req.reason, pr.url)
         merged = self.forge.merge(pr.number, message=message)
         return RevertResult(
             reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"

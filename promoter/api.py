@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -14,7 +14,13 @@ from temporalio.api.enums.v1 import TaskQueueType
 from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest, DescribeTaskQueueRequest
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowUpdateFailedError,
+)
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -66,14 +72,22 @@ def failure_message(e: BaseException) -> str:
 
 
 async def plan(
-    client: Client, task_queue: str, app: str, commit: str | None = None, to_env: str | None = None
+    client: Client,
+    task_queue: str,
+    app: str,
+    commit: str | None = None,
+    to_env: str | None = None,
+    members: Sequence[str] = (),
 ) -> PromotionPlan:
     """Resolve and validate on a worker (where the repository is); bad input raises `PromoterError`.
-    Names are checked here first, so a bad one never reaches Temporal."""
+    Names are checked here first, so a bad one never reaches Temporal. With `members`, `app` names a
+    release set of those apps."""
     names.check(app, "app")
+    for member in members:
+        names.check(member, "app")
     if to_env is not None:
         names.check(to_env, "environment")
-    req = PlanInput(app=app, commit=commit, to_env=to_env)
+    req = PlanInput(app=app, members=list(members), commit=commit, to_env=to_env)
     result: PromotionPlan = await _short_run(client, task_queue, PlanWorkflow.run, req, f"plan-{app}", "planning")
     return result
 
@@ -85,13 +99,16 @@ async def dry_run(
     commit: str | None = None,
     to_env: str | None = None,
     with_patch: bool = False,
+    members: Sequence[str] = (),
 ) -> DryRun:
-    """What promoting `app` would do in every environment, without starting anything (`DryRunWorkflow`
-    on a worker, deleted once it has answered)."""
+    """What promoting `app` (or the release set `app` of `members`) would do in every environment,
+    without starting anything (`DryRunWorkflow` on a worker, deleted once it has answered)."""
     names.check(app, "app")
+    for member in members:
+        names.check(member, "app")
     if to_env is not None:
         names.check(to_env, "environment")
-    req = PlanInput(app=app, commit=commit, to_env=to_env, with_patch=with_patch)
+    req = PlanInput(app=app, members=list(members), commit=commit, to_env=to_env, with_patch=with_patch)
     result: DryRun = await _short_run(
         client, task_queue, DryRunWorkflow.run, req, f"dry-run-{app}", "the plan", timedelta(minutes=5)
     )
@@ -231,19 +248,51 @@ async def indexed(client: Client) -> bool:
         )
     except RPCError:  # e.g. the time-skipping test server has no operator service
         return False
-    return all(key.name in found.custom_attributes for key in search.KEYS)
+    return all(key.name in found.custom_attributes for key in search.BASE)
 
 
-def _indexing(plan: PromotionPlan) -> TypedSearchAttributes:
+async def _registered(client: Client) -> set[str]:
+    try:
+        found = await client.operator_service.list_search_attributes(
+            ListSearchAttributesRequest(namespace=client.namespace)
+        )
+    except RPCError:
+        return set()
+    return set(found.custom_attributes)
+
+
+def _indexing(plan: PromotionPlan, with_apps: bool) -> TypedSearchAttributes:
     first = plan.environments[0].config.name
-    return TypedSearchAttributes(
-        [
-            SearchAttributePair(search.APP, plan.app),
-            SearchAttributePair(search.ENV, first),
-            SearchAttributePair(search.COMMIT, plan.commit),
-            SearchAttributePair(search.STATE, "pending"),
-        ]
-    )
+    pairs: list[SearchAttributePair[Any]] = [
+        SearchAttributePair(search.APP, plan.app),
+        SearchAttributePair(search.ENV, first),
+        SearchAttributePair(search.COMMIT, plan.commit),
+        SearchAttributePair(search.STATE, "pending"),
+    ]
+    if with_apps:
+        pairs.append(SearchAttributePair(search.APPS, plan.apps))
+    return TypedSearchAttributes(pairs)
+
+
+async def _overlapping(client: Client, plan: PromotionPlan, wid: str, registered: set[str]) -> list[str]:
+    """The running promotions (other than `wid`) that move one of the plan's apps: a member's own,
+    for a release set; and every set holding one of them (as `PromotionApps` lists, when registered)."""
+    found: list[str] = []
+    if plan.members:
+        for member in plan.members:
+            try:
+                desc = await client.get_workflow_handle(workflow_id(member)).describe()
+            except RPCError:
+                continue
+            if desc.status == WorkflowExecutionStatus.RUNNING:
+                found.append(desc.id)
+    if search.APPS.name in registered:
+        apps = ", ".join(f"'{a}'" for a in plan.apps)
+        query = f"{promotions.PROMOTION_QUERY} AND ExecutionStatus = 'Running' AND {search.APPS.name} IN ({apps})"
+        async for wf in client.list_workflows(query):
+            if wf.id != wid and wf.id not in found:
+                found.append(wf.id)
+    return found
 
 
 async def start(
@@ -260,11 +309,21 @@ async def start(
     PRs are closed with a pointer to this one), and waited for, before this one starts.
     """
     wid = workflow_id(promotion_plan.app)
-    summary = f"Promote {promotion_plan.app} @ {promotion_plan.short_commit}: " + " → ".join(
+    what = promotion_plan.app + (f" ({', '.join(promotion_plan.members)})" if promotion_plan.members else "")
+    summary = f"Promote {what} @ {promotion_plan.short_commit}: " + " → ".join(
         e.config.name for e in promotion_plan.environments
     )
     arg = PromotionInput(plan=promotion_plan, requested_by=requested_by)
-    attributes = _indexing(promotion_plan) if await indexed(client) else None
+    registered = await _registered(client)
+    base = all(key.name in registered for key in search.BASE)
+    attributes = _indexing(promotion_plan, search.APPS.name in registered) if base else None
+    for other in await _overlapping(client, promotion_plan, wid, registered):
+        if not supersede:
+            raise PromoterError(
+                f"{other} is running and moves an app of {what}; a release set and a promotion of one of its apps "
+                f"never run at once: wait for it, end it with `promoter cancel {other}`, or add --supersede"
+            )
+        await _supersede(client, other, promotion_plan, requested_by, ui_url)
     for attempt in range(2):
         try:
             return await client.start_workflow(
@@ -287,10 +346,13 @@ async def start(
 
 
 async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by: str, ui_url: str | None) -> None:
+    """Tell the running `wid` who replaces it (the promotion of `plan`), cancel it and wait for it."""
     old = client.get_workflow_handle(wid, result_type=PromotionStatus)
-    url = f"{ui_url}/namespaces/{client.namespace}/workflows/{wid}" if ui_url else None
+    new = workflow_id(plan.app)
+    url = f"{ui_url}/namespaces/{client.namespace}/workflows/{new}" if ui_url else None
     try:
-        await old.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by=requested_by, url=url))
+        what = f"the release set {plan.app} ({', '.join(plan.members)})" if plan.members else ""
+        await old.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by=requested_by, url=url, what=what))
         await old.cancel()
         await asyncio.wait_for(old.result(), timeout=120)
     except (WorkflowFailureError, RPCError):

@@ -158,9 +158,15 @@ async def _worker(settings: Settings, ready_file: str | None, runner: Callable[.
 # ------------------------------------------------------------------------------------ promotions
 
 
+SetName = Annotated[
+    str | None,
+    typer.Option("--name", help="a release set's name (default: its apps joined by '-'); its ID is promote-NAME"),
+]
+
+
 @app.command()
 def promote(
-    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
     commit: CommitOpt = None,
     to: Annotated[str | None, typer.Option(help="last environment to promote to")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
@@ -169,10 +175,28 @@ def promote(
     supersede: Annotated[
         bool, typer.Option("--supersede", help="replace a running promotion of APP: it is cancelled and its PRs closed")
     ] = False,
+    name: SetName = None,
     state_dir: StateDir = None,
 ) -> None:
-    """Start a promotion of APP; prints its ID and UI link."""
-    _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by, supersede))
+    """Start a promotion of APP (several APPs: one release set, moved together); prints its ID and UI link."""
+    app_name, members = _release(app_names, name)
+    _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by, supersede, members))
+
+
+def _release(app_names: list[str], name: str | None) -> tuple[str, list[str]]:
+    """(the promotion's subject, its members): one app alone, or a release set's name and apps."""
+    for app_name in app_names:
+        _check_name(app_name, "app")
+    if len(set(app_names)) != len(app_names):
+        raise PromoterError("name each app of a release set once")
+    if len(app_names) == 1:
+        if name is not None:
+            raise PromoterError("--name names a release set: give two apps or more")
+        return app_names[0], []
+    set_name = name if name is not None else "-".join(app_names)
+    if name is None and len(set_name) > 50:
+        raise PromoterError("the apps' names make too long a set name: give the set one with --name")
+    return _check_name(set_name, "release set"), app_names
 
 
 async def _promote(
@@ -184,6 +208,7 @@ async def _promote(
     as_json: bool,
     requested_by: str | None,
     supersede: bool = False,
+    members: list[str] | None = None,
 ) -> int:
     from promoter import api
 
@@ -192,7 +217,7 @@ async def _promote(
     running = await _ended_or_running(api.GrpcPromotions(client), wid)
     if not supersede and running is not None and running.status == "RUNNING":
         raise api.already_running(app_name)
-    plan = await api.plan(client, s.task_queue, app_name, commit, to)
+    plan = await api.plan(client, s.task_queue, app_name, commit, to, members or [])
     handle = await api.start(client, s.task_queue, plan, requested_by or _whoami(), supersede, s.ui_url)
     url = s.workflow_url(wid, handle.result_run_id)
     if as_json and not wait:
@@ -202,6 +227,7 @@ async def _promote(
                     "id": wid,
                     "run_id": handle.result_run_id,
                     "app": plan.app,
+                    "members": plan.members,
                     "commit": plan.commit,
                     "environments": [e.config.name for e in plan.environments],
                     "url": url,
@@ -210,8 +236,10 @@ async def _promote(
         )
         return 0
     if not as_json:
+        what = plan.app + (f" = {' + '.join(plan.members)}" if plan.members else "")
         out.print(
-            f"started {wid} ({plan.app} @ {plan.short_commit}: {' → '.join(e.config.name for e in plan.environments)})"
+            f"started {wid} ({what} @ {plan.short_commit}: {' → '.join(e.config.name for e in plan.environments)})",
+            markup=False,
         )
         if url:
             out.print(f"UI: {url}")
@@ -245,29 +273,42 @@ class ConnectionLost(Exception):
 
 @app.command()
 def plan(
-    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
     commit: CommitOpt = None,
     to: Annotated[str | None, typer.Option(help="last environment to plan for")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="each environment's change as a unified diff too")] = False,
     as_json: AsJson = False,
+    name: SetName = None,
     state_dir: StateDir = None,
 ) -> None:
-    """What promoting APP would do in every environment, without starting anything: exit 0 when every
-    stage could pass, 1 when one would be denied."""
-    _run(_plan(Settings.load(state_dir), app_name, commit, to, diff, as_json))
+    """What promoting APP (or the release set of several APPs) would do in every environment, without
+    starting anything: exit 0 when every stage could pass, 1 when one would be denied."""
+    app_name, members = _release(app_names, name)
+    _run(_plan(Settings.load(state_dir), app_name, commit, to, diff, as_json, members))
 
 
-async def _plan(s: Settings, app_name: str, commit: str | None, to: str | None, diff: bool, as_json: bool) -> int:
+async def _plan(
+    s: Settings,
+    app_name: str,
+    commit: str | None,
+    to: str | None,
+    diff: bool,
+    as_json: bool,
+    members: list[str] | None = None,
+) -> int:
     from promoter import api
 
     _checked_request(app_name, to, commit)
-    dry = await api.dry_run(await _client(s), s.task_queue, app_name, commit, to, with_patch=diff)
+    dry = await api.dry_run(
+        await _client(s), s.task_queue, app_name, commit, to, with_patch=diff, members=members or []
+    )
     if as_json:
         print(json.dumps({**dry.model_dump(mode="json"), "denied": dry.denied}))
         return 1 if dry.denied else 0
     p = dry.plan
     envs = " → ".join(st.env for st in dry.stages)
-    out.print(f"plan of {p.app} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False)
+    what = p.app + (f" = {' + '.join(p.members)}" if p.members else "")
+    out.print(f"plan of {what} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False)
     for st in dry.stages:
         for line in _stage_plan(st):
             out.print(line, markup=False, highlight=False)

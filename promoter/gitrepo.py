@@ -29,7 +29,7 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -100,7 +100,9 @@ class GitRepository(Protocol):
     def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]: ...
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
     def export_tree(self, rev: str, dest: Path) -> None: ...
-    def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]: ...
+    def push_revert(
+        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = ...
+    ) -> tuple[str, str]: ...
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
@@ -341,6 +343,10 @@ class GitClone:
 
     def plan(self, req: PlanInput) -> PromotionPlan:
         check(req.app, "app")
+        for member in req.members:
+            check(member, "app")
+        if req.members and (len(set(req.members)) != len(req.members) or len(req.members) < 2):
+            raise BadInput("a release set is two apps or more, each named once")
         if req.to_env is not None:
             check(req.to_env, "environment")
         if req.commit is not None:
@@ -356,34 +362,40 @@ class GitClone:
             if req.to_env not in names:
                 raise BadInput(f"unknown environment '{req.to_env}'; environments: {', '.join(names)}")
             envs = envs[: names.index(req.to_env) + 1]
-        folder = app_folder(source, req.app)
         apps_here = self._apps(repo, main, source)
-        if req.commit is None:
-            sha = self._git(repo, "log", "-1", "--format=%H", main, "--", folder + "/")
-            if not sha:
+        if req.members and req.app in apps_here:
+            raise BadInput(f"the release set's name '{req.app}' is an app's; give the set another --name")
+        for app in req.apps:
+            if app not in apps_here:
                 raise BadInput(
-                    f"unknown app '{req.app}': no {folder} on {MAIN}; "
+                    f"unknown app '{app}': no {app_folder(source, app)} on {MAIN}; "
                     f"apps in {source}: {', '.join(apps_here) or 'none'}"
                 )
+        if req.commit is None:  # the newest commit that changed the app (any member of a set)
+            folders = [app_folder(source, app) + "/" for app in req.apps]
+            sha = self._git(repo, "log", "-1", "--format=%H", main, "--", *folders)
         else:
             sha = self._rev(repo, req.commit) or ""
             if not sha:
                 raise BadInput(f"commit '{req.commit}' does not exist in {self.url}; give a commit of {MAIN}")
             if not self._is_ancestor(repo, sha, main):
                 raise BadInput(f"commit {sha[:12]} is not on {MAIN}; promote only commits of {MAIN}")
-        if not self._tree(repo, sha, folder):  # also refuses entries that can never be promoted
-            raise BadInput(
-                f"unknown app '{req.app}': {folder} does not exist at {sha[:12]}; "
-                f"apps in {source}: {', '.join(apps_here) or 'none'}"
-            )
-        held = self._holds(repo, main, req.app)
-        for env in envs[1:]:
-            hold = held.get((env.config.name, sha))
-            if hold is not None:
-                raise BadInput(hold.refusal())
+        for app in req.apps:
+            folder = app_folder(source, app)
+            if not self._tree(repo, sha, folder):  # also refuses entries that can never be promoted
+                raise BadInput(
+                    f"unknown app '{app}': {folder} does not exist at {sha[:12]}; "
+                    f"apps in {source}: {', '.join(apps_here) or 'none'}"
+                )
+            held = self._holds(repo, main, app)
+            for env in envs[1:]:
+                hold = held.get((env.config.name, sha))
+                if hold is not None:
+                    raise BadInput(hold.refusal())
         info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
         return PromotionPlan(
             app=req.app,
+            members=req.members,
             commit=sha,
             short_commit=sha[:7],
             author=info[0],
@@ -524,8 +536,8 @@ class GitClone:
         return self._prepare(req, push=True)
 
     def _prepare(self, req: PrepareInput, push: bool) -> PrepareResult:
-        """The target's app folder becomes the source's at the commit, except `local_files`."""
-        dst = app_folder(req.target_env, req.app)
+        """The target's app folder (each member's, for a release set) becomes the source's at the
+        commit, except `local_files`: one commit on one branch."""
         branch = layout.promotion_branch(req.app, req.target_env, req.commit)
         repo = self._have(req.base)
         main, current, desired = self._desired(repo, req, req.base)
@@ -541,11 +553,11 @@ class GitClone:
         existing = self._branch(repo, branch)
         if (
             existing is not None
-            and self._tree(repo, existing, dst) == desired
+            and self._target(repo, existing, req) == desired
             and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
         ):
             return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
-        head = self._commit_folder(repo, main, dst, desired, self._message(req, diff))
+        head = self._commit_folders(repo, main, req.target_env, req.apps, desired, self._message(req, diff))
         self._push_branch(repo, branch, head, existing)
         return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
 
@@ -554,7 +566,7 @@ class GitClone:
         written): what the PR would show. Binary files are named, not shown; cut at `limit`."""
         repo = self._have(req.base)
         _, current, desired = self._desired(repo, req, req.base)
-        folder = app_folder(req.target_env, req.app)
+        folder = app_folder(req.target_env, req.app) if not req.members else f"environments/{req.target_env}"
         changed = sorted(p for p in set(current) | set(desired) if current.get(p) != desired.get(p))
         olds = self._contents(repo, {p: current[p] for p in changed if p in current})
         news = self._contents(repo, {p: desired[p] for p in changed if p in desired})
@@ -577,7 +589,16 @@ class GitClone:
         self, repo: git.Repo, req: PrepareInput, base: str | None = None
     ) -> tuple[str, dict[str, Entry], dict[str, Entry]]:
         """(main, the target folder on main, the target folder after the change); `base` stands for
-        main when given. The source stage's "change" is its own folder at the commit."""
+        main when given. The source stage's "change" is its own folder at the commit. For a release
+        set, the members' folders together, each path under its app's name (`api/deployment.yaml`)."""
+        if req.members:
+            main = base or self._main(repo)
+            current, desired = {}, {}
+            for app in req.members:
+                _, now, after = self._desired(repo, req.model_copy(update={"app": app, "members": []}), main)
+                current.update({f"{app}/{p}": e for p, e in now.items()})
+                desired.update({f"{app}/{p}": e for p, e in after.items()})
+            return main, current, desired
         src = app_folder(req.source_env, req.app)
         dst = app_folder(req.target_env, req.app)
         if self._rev(repo, req.commit) is None:
@@ -651,25 +672,27 @@ class GitClone:
                         f"checked out safely ({type(e).__name__}); remove it"
                     ) from None
 
-    def push_revert(self, app: str, env: str, merge_commit: str, reason: str) -> tuple[str, str]:
-        """Commit on `revert/<app>/<env>/<short>` that puts the app folder back as it was before
-        `merge_commit`, and push it. Idempotent: an unmerged branch with that content is reused.
-        Returns (branch, head)."""
-        folder = app_folder(env, app)
+    def push_revert(
+        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = ()
+    ) -> tuple[str, str]:
+        """Commit on `revert/<app>/<env>/<short>` that puts the app folder (every member's, for a
+        release set) back as it was before `merge_commit`, and push it. Idempotent: an unmerged
+        branch with that content is reused. Returns (branch, head)."""
+        apps = list(members) or [app]
         branch = layout.revert_branch(app, env, merge_commit)
         repo = self._fresh()
         if self._rev(repo, merge_commit) is None:
             raise NotFound(f"merge commit {merge_commit[:12]} not found in {self.url}")
-        before = self._tree(repo, f"{merge_commit}^1", folder)
+        before = self._folders_at(repo, f"{merge_commit}^1", env, apps)
         main = self._main(repo)
         existing = self._branch(repo, branch)
-        if existing is not None and self._tree(repo, existing, folder) == before:
+        if existing is not None and self._folders_at(repo, existing, env, apps) == before:
             return branch, existing
         message = (
             f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason}\n\n"
             f"Reverts: {merge_commit}\nTarget-Environment: {env}\n"
         )
-        head = self._commit_folder(repo, main, folder, before, message)
+        head = self._commit_folders(repo, main, env, apps, before, message)
         self._push_branch(repo, branch, head, existing)
         return branch, head
 
@@ -700,13 +723,39 @@ class GitClone:
 
     def _message(self, req: PrepareInput, diff: DiffSummary) -> str:
         n = len(diff.added) + len(diff.modified) + len(diff.removed)
+        where = ", ".join(app_folder(req.target_env, app) for app in req.apps)
         return (
             f"promote({req.app}): {req.target_env} <- {req.source_env} @ {req.commit[:7]}\n\n"
-            f"{n} file(s) changed in {app_folder(req.target_env, req.app)}.\n\n"
+            f"{n} file(s) changed in {where}.\n\n"
             f"Promoted-Commit: {req.commit}\n"
             f"Source-Environment: {req.source_env}\n"
-            f"Target-Environment: {req.target_env}\n"
+            f"Target-Environment: {req.target_env}\n" + "".join(f"Release-Set-App: {app}\n" for app in req.members)
         )
+
+    def _target(self, repo: git.Repo, rev: str, req: PrepareInput) -> dict[str, Entry]:
+        """The target's app folder at `rev` (the members' together, for a release set)."""
+        if req.members:
+            return self._folders_at(repo, rev, req.target_env, req.members)
+        return self._tree(repo, rev, app_folder(req.target_env, req.app))
+
+    def _folders_at(self, repo: git.Repo, rev: str, env: str, apps: list[str]) -> dict[str, Entry]:
+        """The app folders of `env` at `rev`: one app's paths as they are, several under their names."""
+        if len(apps) == 1:
+            return self._tree(repo, rev, app_folder(env, apps[0]))
+        return {f"{app}/{p}": e for app in apps for p, e in self._tree(repo, rev, app_folder(env, app)).items()}
+
+    def _commit_folders(
+        self, repo: git.Repo, base: str, env: str, apps: list[str], entries: dict[str, Entry], message: str
+    ) -> str:
+        """A commit on `base` whose app folders of `env` hold exactly `entries` (one app's paths as they
+        are, several apps' under their names), in one tree."""
+        if len(apps) == 1:
+            return self._commit_folder(repo, base, app_folder(env, apps[0]), entries, message)
+        tree: str | None = self._root(repo, base)
+        for app in apps:
+            mine = {p[len(app) + 1 :]: e for p, e in entries.items() if p.startswith(app + "/")}
+            tree = self._replace(repo, tree, app_folder(env, app).split("/"), self._write_folder(repo, mine))
+        return self._write_commit(repo, tree or self._store(repo, b"tree", b""), [base], message)
 
     def _commit_folder(self, repo: git.Repo, base: str, folder: str, entries: dict[str, Entry], message: str) -> str:
         """A commit on `base` whose `folder` holds exactly `entries`: its trees and the commit are

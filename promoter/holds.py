@@ -51,9 +51,11 @@ def _one_line(text: str) -> str:
     return " ".join(text.split())
 
 
-def trailers(app: str, env: str, commit: str, reason: str, pr_url: str) -> str:
+def trailers(apps: str | list[str], env: str, commit: str, reason: str, pr_url: str) -> str:
+    """The hold of `commit` in `env` for each of `apps` (a release set's revert holds every member)."""
+    named = "".join(f"{HELD}-App: {app}\n" for app in ([apps] if isinstance(apps, str) else apps))
     return (
-        f"{HELD}: {commit}\n{HELD}-App: {app}\n{HELD}-Env: {env}\n"
+        f"{HELD}: {commit}\n{named}{HELD}-Env: {env}\n"
         f"{HELD}-Reason: {_one_line(reason)[:500]}\n{HELD}-PR: {_one_line(pr_url)}\n"
     )
 
@@ -88,7 +90,8 @@ def current(app: str, commits: Iterable[tuple[str, str]]) -> dict[tuple[str, str
     holds: dict[tuple[str, str], Hold] = {}
     for sha, message in commits:
         f = _fields(message)
-        if f.get(f"{HELD}-App") != app or not f.get(f"{HELD}-Env"):
+        apps = [value for key, value in parse_trailers(message) if key == f"{HELD}-App"]
+        if app not in apps or not f.get(f"{HELD}-Env"):
             continue
         env = f[f"{HELD}-Env"]
         if f.get(HELD):

@@ -222,10 +222,16 @@ class PromotionState(StrEnum):
 
 
 class PlanInput(BaseModel):
-    app: str
+    app: str  # the app, or a release set's name
+    members: list[str] = Field(default_factory=list)  # a release set: its apps, promoted as one
     commit: str | None = None
     to_env: str | None = None
     with_patch: bool = False  # `promoter plan --diff`: each stage's change as a unified diff too
+
+    @property
+    def apps(self) -> list[str]:
+        """The apps this moves: a release set's members, or the one app."""
+        return self.members or [self.app]
 
 
 class PlannedEnvironment(BaseModel):
@@ -233,12 +239,18 @@ class PlannedEnvironment(BaseModel):
 
 
 class PromotionPlan(BaseModel):
-    app: str
+    app: str  # the app, or a release set's name
+    members: list[str] = Field(default_factory=list)  # a release set: its apps (one PR per environment for all)
     commit: str
     short_commit: str
     author: str
     message: str
     environments: list[PlannedEnvironment]  # sorted by order, the source first, up to `to_env`
+
+    @property
+    def apps(self) -> list[str]:
+        """The apps this moves: a release set's members, or the one app."""
+        return self.members or [self.app]
 
 
 # ---------------------------------------------------------------- workflow in/out
@@ -275,11 +287,13 @@ class AuditEntry(BaseModel):
 
 
 class Supersede(BaseModel):
-    """Payload of the `supersede` signal: a newer promotion of the same app replaces this one."""
+    """Payload of the `supersede` signal: a newer promotion of the same app (or a release set holding
+    it) replaces this one."""
 
     commit: str
     requested_by: str = "unknown"
     url: str | None = None  # of the newer promotion in the Web UI
+    what: str = ""  # what the newer one promotes when it is not this app: a release set's name and apps
 
 
 class Refusal(BaseModel):
@@ -328,8 +342,9 @@ class StageStatus(BaseModel):
 
 class PromotionStatus(BaseModel):
     id: str
-    app: str
+    app: str  # the app, or a release set's name
     commit: str
+    members: list[str] = Field(default_factory=list)  # a release set's apps
     author: str = ""
     requested_by: str = ""
     state: PromotionState = PromotionState.RUNNING
@@ -346,12 +361,18 @@ class PromotionStatus(BaseModel):
 
 
 class PrepareInput(BaseModel):
-    app: str
+    app: str  # the app, or a release set's name
+    members: list[str] = Field(default_factory=list)  # a release set: every member's folder changes in one commit
     commit: str
     source_env: str
     target_env: str
     local_files: list[str] = Field(default_factory=list)
     base: str | None = None  # the commit of main to build on (the one the policies judged); None: main now
+
+    @property
+    def apps(self) -> list[str]:
+        """The apps this moves: a release set's members, or the one app."""
+        return self.members or [self.app]
 
 
 class DiffSummary(BaseModel):
@@ -466,7 +487,8 @@ class PolicyCheckInput(BaseModel):
     """The policy step's input; the activity renders the objects and builds the input document."""
 
     promotion_id: str
-    app: str
+    app: str  # the app, or a release set's name
+    members: list[str] = Field(default_factory=list)  # a release set: each member judged as its app, one decision
     commit: str
     author: str
     source_env: str
@@ -651,12 +673,18 @@ class HealthResult(BaseModel):
 
 
 class RevertInput(BaseModel):
-    app: str
+    app: str  # the app, or a release set's name
+    members: list[str] = Field(default_factory=list)  # a release set: every member's folder is reverted
     env: str
     merge_commit: str
     pr_number: int
     reason: str
     commit: str = ""  # the promoted commit: the revert's merge holds it out of `env` (see promoter.holds)
+
+    @property
+    def apps(self) -> list[str]:
+        """The apps this moves: a release set's members, or the one app."""
+        return self.members or [self.app]
 
 
 class RevertResult(BaseModel):

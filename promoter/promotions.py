@@ -24,7 +24,8 @@ STATUS_QUERY = "status"
 APPROVE = "approve"
 REJECT = "reject"
 
-APP_ATTRIBUTE = "PromotionApp"
+APP_ATTRIBUTE = "PromotionApp"  # the app, or a release set's name
+APPS_ATTRIBUTE = "PromotionApps"  # every app it moves (a keyword list: a release set's members)
 ENV_ATTRIBUTE = "PromotionEnv"
 COMMIT_ATTRIBUTE = "PromotionCommit"
 STATE_ATTRIBUTE = "PromotionState"  # the stage's state while running, then the outcome

@@ -61,6 +61,7 @@ class DryRunWorkflow:
                 if req.with_patch and not shown.skipped:
                     change = PrepareInput(
                         app=plan.app,
+                        members=plan.members,
                         commit=plan.commit,
                         source_env=p.status.stages[0].env,
                         target_env=stage.env,

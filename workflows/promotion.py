@@ -121,6 +121,7 @@ class PromotionWorkflow:
         try:
             change = PrepareInput(
                 app=self.plan.app,
+                members=self.plan.members,
                 commit=self.plan.commit,
                 source_env=self.status.stages[0].env,
                 target_env=stage.env,
@@ -153,9 +154,9 @@ class PromotionWorkflow:
             return await self._fail(stage, e)
 
     def _skip(self, stage: StageStatus) -> bool:
-        folder = f"environments/{stage.env}/{self.plan.app}"
+        folder = ", ".join(f"environments/{stage.env}/{app}" for app in self.plan.apps)
         source = self.status.stages[0].env
-        self.r.set(stage, StageState.SKIPPED, f"{folder} already matches {source} @ {self.plan.short_commit}")
+        self.r.set(stage, StageState.SKIPPED, f"{folder} already match(es) {source} @ {self.plan.short_commit}")
         stage.finished_at = workflow.now()
         return True
 
@@ -179,7 +180,7 @@ class PromotionWorkflow:
             change=change,
             title=report.pr_title(self.plan, source, stage.env),
             body=body,
-            labels=["promotion", f"env:{stage.env}", f"app:{self.plan.app}"],
+            labels=["promotion", f"env:{stage.env}", *(f"app:{app}" for app in self.plan.apps)],
         )
         opened = await self.runner.run(steps.OPEN_CHANGE, request, f"open PR for {stage.env}")
         if opened.pr is None:
@@ -348,7 +349,7 @@ class PromotionWorkflow:
         closes the open PRs with a pointer to the newer promotion."""
         where = f" ({by.url})" if by.url else ""
         self.status.superseded_by = (
-            f"the promotion of {self.plan.app} @ {by.commit[:7]} requested by {by.requested_by}{where}"
+            f"the promotion of {by.what or self.plan.app} @ {by.commit[:7]} requested by {by.requested_by}{where}"
         )
 
     @workflow.query(name=STATUS_QUERY)

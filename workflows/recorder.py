@@ -43,6 +43,7 @@ class Promotion:
         self.status = PromotionStatus(
             id=workflow.info().workflow_id,
             app=inp.plan.app,
+            members=inp.plan.members,
             commit=inp.plan.commit,
             author=inp.plan.author,
             requested_by=inp.requested_by,
@@ -61,6 +62,8 @@ class Promotion:
 
     @property
     def label(self) -> str:
+        if self.plan.members:
+            return f"{self.plan.app} ({', '.join(self.plan.members)}) @ {self.plan.short_commit}"
         return f"{self.plan.app} @ {self.plan.short_commit}"
 
     def soak(self, env: str) -> timedelta:
@@ -77,6 +80,7 @@ class Promotion:
         return PolicyCheckInput(
             promotion_id=self.status.id,
             app=self.plan.app,
+            members=self.plan.members,
             commit=self.plan.commit,
             author=self.plan.author,
             source_env=self.status.stages[0].env,

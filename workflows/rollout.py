@@ -43,26 +43,40 @@ class Rollout:
         return healthy
 
     async def _sync_and_judge(self, stage: StageStatus, revision: str) -> HealthResult:
+        """Sync every app (each member of a release set, in turn), then judge every app's health:
+        healthy only when all are."""
         cfg = self.p.envs[stage.env].config
+        apps = self.p.plan.apps
         reverting = stage.state == StageState.REVERTING  # the revert's sync keeps the stage `reverting`
         self.r.set(stage, stage.state if reverting else StageState.SYNCING, f"syncing {revision[:7]}")
-        sync = SyncInput(
-            promotion_id=self.p.status.id, app=self.p.plan.app, env=stage.env, revision=revision, cluster=cfg.cluster
-        )
-        synced = await self.runner.run(steps.SYNC, sync, f"sync {stage.env} to {revision[:7]}")
+        applied = unchanged = pruned = 0
+        for app in apps:
+            sync = SyncInput(
+                promotion_id=self.p.status.id, app=app, env=stage.env, revision=revision, cluster=cfg.cluster
+            )
+            of = f" ({app})" if self.p.plan.members else ""
+            synced = await self.runner.run(steps.SYNC, sync, f"sync {stage.env} to {revision[:7]}{of}")
+            applied, unchanged, pruned = applied + synced.applied, unchanged + synced.unchanged, pruned + synced.pruned
         if not reverting:
-            counts = f"{synced.applied} applied, {synced.unchanged} unchanged, {synced.pruned} pruned"
-            self.r.set(stage, StageState.VERIFYING, counts)
-        check = HealthInput(
-            app=self.p.plan.app,
-            env=stage.env,
-            revision=revision,
-            cluster=cfg.cluster,
-            timeout=cfg.health.timeout,
-            http=cfg.health.http,
-        )
+            self.r.set(stage, StageState.VERIFYING, f"{applied} applied, {unchanged} unchanged, {pruned} pruned")
         step = steps.health_step(cfg.health.timeout or timedelta(minutes=5))
-        return await self.runner.run(step, check, f"health of {stage.env} at {revision[:7]}")
+        verdicts: list[tuple[str, HealthResult]] = []
+        for app in apps:
+            check = HealthInput(
+                app=app,
+                env=stage.env,
+                revision=revision,
+                cluster=cfg.cluster,
+                timeout=cfg.health.timeout,
+                http=cfg.health.http,
+            )
+            of = f" ({app})" if self.p.plan.members else ""
+            verdicts.append((app, await self.runner.run(step, check, f"health of {stage.env} at {revision[:7]}{of}")))
+        if len(verdicts) == 1:
+            return verdicts[0][1]
+        sick = [(app, v) for app, v in verdicts if not v.healthy]
+        reasons = "; ".join(f"{app}: {v.reason}" for app, v in (sick or verdicts))
+        return HealthResult(healthy=not sick, reason=reasons, engine=verdicts[0][1].engine)
 
     async def _revert(self, stage: StageStatus, automatic: bool, reason: str) -> bool:
         unhealthy = f"unhealthy: {reason}"
@@ -77,6 +91,7 @@ class Rollout:
         self.r.set(stage, StageState.REVERTING, reason)
         revert = RevertInput(
             app=self.p.plan.app,
+            members=self.p.plan.members,
             env=stage.env,
             merge_commit=stage.merge_commit,
             pr_number=stage.pr_number,
@@ -98,8 +113,9 @@ class Rollout:
             self.r.finish(PromotionState.FAILED, f"{stage.env}: the revert did not restore health: {restored.reason}")
             return False
         self.r.set(stage, StageState.REVERTED, f"{unhealthy}; {by}, healthy again")
+        held = ", ".join(self.p.plan.apps)
         self.p.status.notices.append(
-            f"{self.p.plan.app} @ {self.p.plan.short_commit} is now held out of {stage.env}: "
+            f"{held} @ {self.p.plan.short_commit} is now held out of {stage.env}: "
             f"promoting it there again is refused until the hold is lifted"
         )
         self.r.finish(PromotionState.REVERTED, f"{stage.env}: {unhealthy}")

@@ -1,0 +1,155 @@
+"""Release sets: several apps promoted as one release (`promoter promote api worker --name release`),
+on real git, the local forge and simulated clusters. Per environment one PR carries every member's
+folder, one gate and one policy decision judge it, every member is synced and must be healthy; when
+one is not, one revert PR puts every member back and holds the commit out of that environment for
+each of them. A set and a promotion of one of its members never run at once."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.errors import PromoterError
+from promoter.models import Decision, PromotionState, PromotionStatus, StageState
+from promoter.sim.kube import FAIL_IN, KubeSim
+from tests.support.gitops import Origin
+from tests.support.workflows import awaiting
+from workflows.promotion import PromotionWorkflow
+
+pytestmark = pytest.mark.asyncio
+
+ENVS: list[dict[str, object]] = [
+    {"name": "dev", "order": 1},
+    {"name": "staging", "order": 2},
+    {"name": "prod", "order": 3, "approval": {"required": 1, "approvers": ["alice"]}},
+]
+APPS = ("api", "worker")
+
+
+def two_apps(origin_factory: Callable[..., Origin]) -> Origin:
+    """An origin with the apps `api` and `worker`, each the demo with its objects named after it."""
+    origin = origin_factory(ENVS, apps=APPS)
+    files = {}
+    for env in ("dev", "staging", "prod"):
+        for app in APPS:
+            for name in ("deployment.yaml", "service.yaml"):
+                path = f"environments/{env}/{app}/{name}"
+                files[path] = (origin.work / path).read_text().replace("demo", app)
+    origin.commit(files, "name each app's objects after it")
+    return origin
+
+
+def release(origin: Origin, tag: str, failing: dict[str, str] | None = None) -> str:
+    """One commit that moves both apps' dev images to `tag` (`failing`: app → where its rollout fails)."""
+    files = {}
+    for app in APPS:
+        path = f"environments/dev/{app}/deployment.yaml"
+        doc = yaml.safe_load((origin.work / path).read_text())
+        template = doc["spec"]["template"]
+        template["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/{app}:{tag}"
+        if failing and app in failing:
+            template["metadata"]["annotations"] = {FAIL_IN: failing[app]}
+        files[path] = yaml.safe_dump(doc, sort_keys=False)
+    return origin.commit(files, f"release {tag}")
+
+
+def image(sim: KubeSim, app: str) -> str:
+    obj = sim.objects[("apps", "deployments", "apps", app)]
+    return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def folder_image(origin: Origin, env: str, app: str) -> str:
+    doc = yaml.safe_load(origin.show("main", f"environments/{env}/{app}/deployment.yaml"))
+    return str(doc["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+async def test_two_apps_reach_prod_together_one_pr_per_environment(
+    ts_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    origin = two_apps(origin_factory)
+    commit = release(origin, "2.0.0")
+    async with run_worker(ts_env, origin) as tq:
+        plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
+        assert (plan.app, plan.members, plan.commit) == ("release", list(APPS), commit)
+        handle = await api.start(ts_env.client, tq, plan, "dana")
+        assert handle.id == "promote-release"
+        waiting = await api.wait_for(handle, awaiting("prod"))
+        assert waiting.members == list(APPS)
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    prs = origin.forge().list_pull_requests()
+    assert sorted(p.head for p in prs) == [
+        f"promote/release/prod/{commit[:7]}",
+        f"promote/release/staging/{commit[:7]}",
+    ]
+    for env in ("staging", "prod"):
+        for app in APPS:
+            assert folder_image(origin, env, app) == f"ghcr.io/promoter-dev/{app}:2.0.0"
+            assert image(clusters([])[env], app) == f"ghcr.io/promoter-dev/{app}:2.0.0"
+    staging = result.stages[1]
+    assert staging.policy is not None and staging.policy.allow  # one decision over both apps' objects
+
+
+async def test_one_unhealthy_member_reverts_every_member_in_one_pr_and_holds_them(
+    ts_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    origin = two_apps(origin_factory)
+    commit = release(origin, "3.0.0", failing={"worker": "staging"})
+    async with run_worker(ts_env, origin) as tq:
+        plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
+        result = await (await api.start(ts_env.client, tq, plan)).result()
+        assert result.state == PromotionState.REVERTED, result.message
+        staging = result.stages[1]
+        assert staging.state == StageState.REVERTED and "worker" in staging.message
+        assert result.stages[2].state == StageState.PENDING  # prod untouched
+        reverts = [p for p in origin.forge().list_pull_requests() if p.head.startswith("revert/")]
+        assert [p.head for p in reverts] == [f"revert/release/staging/{(staging.merge_commit or '')[:7]}"]
+        for app in APPS:  # both back as they were, in Git and in the cluster
+            assert folder_image(origin, "staging", app) == "ghcr.io/promoter-dev/demo:1.0.0".replace("demo", app)
+            assert image(clusters([])["staging"], app) == f"ghcr.io/promoter-dev/{app}:1.0.0"
+        assert not [p for p in origin.forge().list_pull_requests() if "/prod/" in p.head]
+        for app in APPS:  # the commit is held out of staging for each member, alone or in a set
+            with pytest.raises(PromoterError, match=f"{app} @ {commit[:7]} is held out of staging"):
+                await api.plan(ts_env.client, tq, app, commit=commit, to_env="staging")
+        assert any("api, worker @" in n and "held out of staging" in n for n in result.notices)
+
+
+async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = two_apps(origin_factory)
+    release(origin, "4.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        single = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "api"))
+        await api.wait_for(single, awaiting("prod"))
+        plan = await api.plan(dev_env.client, tq, "release", members=list(APPS))
+        with pytest.raises(PromoterError, match="promote-api is running and moves an app of release"):
+            await api.start(dev_env.client, tq, plan)
+        moving = await api.start(dev_env.client, tq, plan, supersede=True)  # the member's own is replaced
+        ended = await dev_env.client.get_workflow_handle(single.id, run_id=single.result_run_id).query(
+            "status", result_type=PromotionStatus
+        )
+        assert ended.state == PromotionState.CANCELLED and "release" in (ended.superseded_by or "")
+        await api.wait_for(moving, awaiting("prod"))
+        query = f"WorkflowId = 'promote-release' AND ExecutionStatus = 'Running' AND TaskQueue = '{tq}'"
+        deadline = time.monotonic() + 30
+        while not [wf async for wf in dev_env.client.list_workflows(query)]:  # visible to the next start
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.2)
+        with pytest.raises(PromoterError, match="promote-release is running and moves an app of worker"):
+            await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "worker"))
+        await moving.cancel()
