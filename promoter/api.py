@@ -214,6 +214,11 @@ def static_details(plan: PromotionPlan, requested_by: str) -> str:
     lines = [
         f"**{plan.app}** @ `{plan.commit}` by {plan.author}",
         "",
+        *(
+            [f"Release set of {', '.join(f'**{m}**' for m in plan.members)}: one PR per environment for all.", ""]
+            if plan.members
+            else []
+        ),
         f"> {plan.message}",
         "",
         f"Requested by {requested_by}.",

@@ -577,7 +577,8 @@ def _failure_message(e: BaseException) -> str:
 def _table(status: Any) -> Any:
     from rich.table import Table
 
-    table = Table(title=f"{status.id}  {status.app} @ {status.commit[:7]}  [{status.state.value}]")
+    what = status.app + (f" = {' + '.join(status.members)}" if status.members else "")
+    table = Table(title=f"{status.id}  {what} @ {status.commit[:7]}  [{status.state.value}]")
     for col in ("env", "state", "PR", "approvals", "message"):
         table.add_column(col)
     for st in status.stages:

@@ -36,6 +36,14 @@ class Event:
         return asdict(self)
 
 
+def _set_members(kind: str, merge: dict[str, str], fields: list[tuple[str, str]]) -> list[str]:
+    """A release set's apps, as its promotion's branch commit (`Release-Set-App`) or its revert's
+    merge (one `Promoter-Held-App` per member) names them."""
+    if kind == "promote":
+        return [v for k, v in holds.parse_trailers(merge.get("branch_message", "")) if k == "Release-Set-App"]
+    return [v for k, v in fields if k == f"{holds.HELD}-App"]
+
+
 def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]]) -> list[Event]:
     """`merges`: main's merges touching the app ({sha, at, message, branch_message, rank}); `releases`:
     commits lifting a hold ({sha, at, message, rank}). `rank` is the position on main's first-parent
@@ -43,10 +51,10 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
     ranked: list[tuple[int, Event]] = []
     for m in merges:
         match = _MERGE.match(m["message"])
-        if match is None or match.group(3) != app:
+        fields = holds.parse_trailers(m["message"])
+        if match is None or (match.group(3) != app and app not in _set_members(match.group(2), m, fields)):
             continue
         number, kind, env = int(match.group(1)), match.group(2), match.group(4)
-        fields = holds.parse_trailers(m["message"])
         values = dict(fields)
         if kind == "promote":
             event = Event(

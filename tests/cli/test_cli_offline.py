@@ -73,6 +73,21 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     assert run(*args).returncode == 2
 
 
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["promote", "api", "api"], "error: name each app of a release set once"),
+        (["promote", "api", "--name", "release"], "error: --name names a release set: give two apps or more"),
+        (["plan", "api", "worker", "--name", "Bad Name"], "error: 'Bad Name' is not a valid release set name"),
+        (["promote", "a" * 30, "b" * 30], "error: the apps' names make too long a set name"),
+    ],
+)
+def test_a_release_set_asked_for_wrongly_is_one_line_and_exit_2(args: list[str], said: str, tmp_path: Path) -> None:
+    r = run(*args, env={"PROMOTER_STATE_DIR": str(tmp_path)})
+    assert r.returncode == 2 and r.stderr.startswith(said), r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
+
+
 def test_help_exits_0() -> None:
     r = run("--help")
     assert r.returncode == 0 and "promote" in r.stdout

@@ -17,10 +17,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.errors import PromoterError
+from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from promoter.sim.kube import FAIL_IN, KubeSim
 from tests.support.gitops import Origin
-from tests.support.workflows import awaiting
+from tests.support.workflows import awaiting, plan_matches
 from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -79,6 +80,10 @@ async def test_two_apps_reach_prod_together_one_pr_per_environment(
     origin = two_apps(origin_factory)
     commit = release(origin, "2.0.0")
     async with run_worker(ts_env, origin) as tq:
+        dry = await api.dry_run(ts_env.client, tq, "release", members=list(APPS), with_patch=True)
+        assert dry.denied == [] and dry.plan.members == list(APPS)
+        patch = dry.stages[1].patch or ""  # the set's one change: both folders
+        assert "environments/staging/api/deployment.yaml" in patch and "environments/staging/worker/" in patch
         plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
         assert (plan.app, plan.members, plan.commit) == ("release", list(APPS), commit)
         handle = await api.start(ts_env.client, tq, plan, "dana")
@@ -99,6 +104,7 @@ async def test_two_apps_reach_prod_together_one_pr_per_environment(
             assert image(clusters([])[env], app) == f"ghcr.io/promoter-dev/{app}:2.0.0"
     staging = result.stages[1]
     assert staging.policy is not None and staging.policy.allow  # one decision over both apps' objects
+    plan_matches(dry.model_dump(mode="json"), result.model_dump(mode="json"))  # the plan foretold it
 
 
 async def test_one_unhealthy_member_reverts_every_member_in_one_pr_and_holds_them(
@@ -126,6 +132,12 @@ async def test_one_unhealthy_member_reverts_every_member_in_one_pr_and_holds_the
             with pytest.raises(PromoterError, match=f"{app} @ {commit[:7]} is held out of staging"):
                 await api.plan(ts_env.client, tq, app, commit=commit, to_env="staging")
         assert any("api, worker @" in n and "held out of staging" in n for n in result.notices)
+    for app in APPS:  # each member's history, from git alone, has the set's promotion and its revert
+        events = GitClone(origin.url, origin.path.parent / f"history-{app}").history(app)
+        assert [(e.env, e.kind, e.commit, e.promotion) for e in events if e.env == "staging"][:2] == [
+            ("staging", "reverted", commit, ""),
+            ("staging", "promoted", commit, "promote-release"),
+        ]
 
 
 async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
@@ -153,3 +165,23 @@ async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
         with pytest.raises(PromoterError, match="promote-release is running and moves an app of worker"):
             await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "worker"))
         await moving.cancel()
+
+
+async def test_a_denial_of_one_member_denies_the_set_before_any_pr(
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = two_apps(origin_factory)
+    release(origin, "5.0.0")
+    path = "environments/dev/worker/deployment.yaml"
+    origin.commit({path: (origin.work / path).read_text().replace("worker:5.0.0", "worker:latest")}, "worker :latest")
+    async with run_worker(ts_env, origin) as tq:
+        plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
+        result = await (await api.start(ts_env.client, tq, plan)).result()
+    assert result.state == PromotionState.POLICY_DENIED, result.message
+    [denied] = [s for s in result.stages if s.state == StageState.POLICY_DENIED]
+    assert denied.policy is not None
+    assert [v.object for v in denied.policy.deny if v.rule == "kubernetes.images.deny_unpinned_image"] == [
+        "Deployment/-/worker"
+    ]
+    assert origin.forge().list_pull_requests() == []
+    assert folder_image(origin, "staging", "api") == "ghcr.io/promoter-dev/api:1.0.0"  # api did not go alone

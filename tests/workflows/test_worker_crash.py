@@ -106,3 +106,36 @@ async def test_worker_killed_during_revert(
     live = deployment(sims["staging"])
     assert "sim.promoter.dev/fail-in" not in str(live["spec"]["template"])
     assert any(c.get("reason") == "NewReplicaSetAvailable" for c in live["status"]["conditions"])
+
+
+async def test_worker_killed_mid_release_set_finishes_with_one_pr_per_environment(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    clusters: Any,
+    worker_process: Callable[[Origin, str], int],
+) -> None:
+    from promoter.models import Decision
+    from tests.workflows.test_release_sets import APPS, image, release, two_apps
+    from workflows.promotion import PromotionWorkflow
+
+    origin = two_apps(origin_factory)
+    sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
+    tq = str(uuid.uuid4())
+    pid = worker_process(origin, tq)
+    commit = release(origin, "6.0.0")
+    sims["staging"].stall_next(3.0, count=2)  # the set's sync of staging is surely in flight
+    plan = await api.plan(dev_env.client, tq, "release", members=list(APPS))
+    handle = await api.start(dev_env.client, tq, plan)
+    await until(handle, lambda s: s.stages[1].state == StageState.SYNCING)
+    kill(pid)
+    worker_process(origin, tq)
+    await until(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
+    await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+    result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    heads = sorted(p.head for p in origin.forge().list_pull_requests())
+    assert heads == [f"promote/release/prod/{commit[:7]}", f"promote/release/staging/{commit[:7]}"]
+    merges = git.Repo(origin.path).git.log("--format=%s", "main").splitlines()
+    assert sum(m.startswith("Merge pull request") for m in merges) == 2
+    for env in ("staging", "prod"):
+        assert [image(sims[env], app) for app in APPS] == [f"ghcr.io/promoter-dev/{app}:6.0.0" for app in APPS]
