@@ -17,6 +17,12 @@ class PromotionActivities:
     @activity.defn(name="running_promotions")
     async def running_promotions(self, env: str) -> list[str]:
         """The apps with a promotion running now (in any environment: it may reach `env` any moment),
-        as Temporal's visibility lists them."""
+        as Temporal's visibility lists them: a release set's members (from its memo) too."""
         query = f"{PROMOTION_QUERY} AND ExecutionStatus = 'Running'"
-        return sorted({wf.id.removeprefix(WORKFLOW_PREFIX) async for wf in self.client.list_workflows(query)})
+        apps: set[str] = set()
+        async for wf in self.client.list_workflows(query):
+            apps.add(wf.id.removeprefix(WORKFLOW_PREFIX))
+            members = (await wf.memo()).get("members")
+            if isinstance(members, list):
+                apps.update(str(m) for m in members)
+        return sorted(apps)

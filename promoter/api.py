@@ -340,7 +340,12 @@ async def start(
                 id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
                 static_summary=summary,
                 static_details=static_details(promotion_plan, requested_by),
-                memo={"app": promotion_plan.app, "commit": promotion_plan.commit, "state": "running"},
+                memo={
+                    "app": promotion_plan.app,
+                    "commit": promotion_plan.commit,
+                    "state": "running",
+                    **({"members": promotion_plan.members} if promotion_plan.members else {}),
+                },
                 search_attributes=attributes,
             )
         except WorkflowAlreadyStartedError:

@@ -18,7 +18,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.errors import PromoterError
 from promoter.gitrepo import GitClone
-from promoter.models import Decision, PromotionState, PromotionStatus, StageState
+from promoter.models import Decision, DriftInput, PromotionState, PromotionStatus, StageState
 from promoter.sim.kube import FAIL_IN, KubeSim
 from tests.support.gitops import Origin
 from tests.support.workflows import awaiting, plan_matches
@@ -164,6 +164,8 @@ async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
             await asyncio.sleep(0.2)
         with pytest.raises(PromoterError, match="promote-release is running and moves an app of worker"):
             await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "worker"))
+        during = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
+        assert [(a.app, a.paused) for a in during.apps] == [("api", True), ("worker", True)]  # no fight with its sync
         await moving.cancel()
 
 
