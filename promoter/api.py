@@ -257,13 +257,17 @@ async def indexed(client: Client) -> bool:
 
 
 async def _registered(client: Client) -> set[str]:
+    """The Promotion* search attributes the namespace has, each with the type promoter gives it (one
+    registered with another type is left unset, so that a start never fails on it)."""
     try:
         found = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=client.namespace)
         )
     except RPCError:
         return set()
-    return set(found.custom_attributes)
+    return {
+        key.name for key in search.KEYS if int(found.custom_attributes.get(key.name, -1)) == int(key.indexed_value_type)
+    }
 
 
 def _indexing(plan: PromotionPlan, with_apps: bool) -> TypedSearchAttributes:

@@ -38,11 +38,12 @@ def binary(name: str) -> str:
 
 
 def search_attribute_args() -> list[str]:
-    """`--search-attribute PromotionApp=Keyword ...`: the dev server registers them (again, harmlessly,
-    on a restart over the same database)."""
+    """`--search-attribute PromotionApp=Keyword ... PromotionApps=KeywordList`: the dev server
+    registers them (again, harmlessly, on a restart over the same database)."""
     from promoter import search
 
-    return [arg for key in search.KEYS for arg in ("--search-attribute", f"{key.name}=Keyword")]
+    kinds = {key.name: "KeywordList" if key is search.APPS else "Keyword" for key in search.KEYS}
+    return [arg for name, kind in kinds.items() for arg in ("--search-attribute", f"{name}={kind}")]
 
 
 def free_port(preferred: int | None = None) -> int:

@@ -315,3 +315,43 @@ def test_each_command_exits_with_its_documented_code_20_times(stack: tuple[Cli, 
         for i in range(20):
             r = cli(*args)
             assert r.returncode == code, f"run {i + 1} of `promoter {' '.join(args)}`: {r.returncode} {r.stderr}"
+
+
+def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
+    """`promoter promote demo duo2 --name duo`: one run, one PR per environment with both folders."""
+    cli, origin = stack
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    second = {}
+    for env in ("dev", "staging", "prod"):
+        for source in sorted((origin.work / "environments" / env / "demo").iterdir()):
+            second[f"environments/{env}/duo2/{source.name}"] = source.read_text().replace("demo", "duo2")
+    origin.commit(second, "a second app, duo2")
+    try:
+        path = "environments/dev/duo2/deployment.yaml"
+        text = (origin.work / path).read_text()
+        commit = origin.commit({path: text.replace("duo2:1.0.0", "duo2:1.1.0")}, "duo2 1.1.0")
+        plan = cli("plan", "demo", "duo2", "--name", "duo", "--to", "staging")
+        assert plan.returncode == 0 and "plan of duo = demo + duo2 @ " in plan.stdout, plan.stdout + plan.stderr
+        r = cli("promote", "demo", "duo2", "--name", "duo", "--to", "staging", "--wait", "--json")
+        assert r.returncode == 0, r.stdout + r.stderr
+        done = json.loads(r.stdout.strip().splitlines()[-1])
+        assert (done["id"], done["members"], done["state"], done["commit"]) == (
+            "promote-duo",
+            ["demo", "duo2"],
+            "succeeded",
+            commit,
+        )
+        assert "promote-duo  duo = demo + duo2 @ " in cli("status", "duo").stdout
+        assert any(e["promotion"] == "promote-duo" for e in json.loads(cli("history", "duo2", "--json").stdout))
+        named_as_an_app = cli("promote", "demo", "duo2", "--name", "demo")
+        assert named_as_an_app.returncode == 2 and "the release set's name 'demo' is an app's" in named_as_an_app.stderr
+    finally:
+        origin.repo.git.pull("-q", "--rebase", "origin", "main")
+        origin.commit(
+            {
+                p.replace("/dev/", f"/{env}/"): None
+                for env in ("dev", "staging", "prod")
+                for p in [f"environments/dev/duo2/{f.name}" for f in (origin.work / "environments/dev/duo2").iterdir()]
+            },
+            "remove duo2",
+        )
