@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
@@ -329,7 +330,7 @@ def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
     try:
         path = "environments/dev/duo2/deployment.yaml"
         text = (origin.work / path).read_text()
-        commit = origin.commit({path: text.replace("duo2:1.0.0", "duo2:1.1.0")}, "duo2 1.1.0")
+        commit = origin.commit({path: re.sub(r"(duo2):[\w.\-]+", r"\1:9.9.9", text)}, "duo2 9.9.9")
         plan = cli("plan", "demo", "duo2", "--name", "duo", "--to", "staging")
         assert plan.returncode == 0 and "plan of duo = demo + duo2 @ " in plan.stdout, plan.stdout + plan.stderr
         r = cli("promote", "demo", "duo2", "--name", "duo", "--to", "staging", "--wait", "--json")

@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 import yaml
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -167,6 +168,8 @@ async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
         during = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
         assert [(a.app, a.paused) for a in during.apps] == [("api", True), ("worker", True)]  # no fight with its sync
         await moving.cancel()
+        with pytest.raises(WorkflowFailureError):  # ended while its worker runs: this server outlives the test
+            await moving.result()
 
 
 async def test_a_denial_of_one_member_denies_the_set_before_any_pr(

@@ -124,7 +124,7 @@ async def test_worker_killed_mid_release_set_finishes_with_one_pr_per_environmen
     pid = worker_process(origin, tq)
     commit = release(origin, "6.0.0")
     sims["staging"].stall_next(3.0, count=2)  # the set's sync of staging is surely in flight
-    plan = await api.plan(dev_env.client, tq, "release", members=list(APPS))
+    plan = await api.plan(dev_env.client, tq, "crash-set", members=list(APPS))
     handle = await api.start(dev_env.client, tq, plan)
     await until(handle, lambda s: s.stages[1].state == StageState.SYNCING)
     kill(pid)
@@ -134,7 +134,7 @@ async def test_worker_killed_mid_release_set_finishes_with_one_pr_per_environmen
     result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     heads = sorted(p.head for p in origin.forge().list_pull_requests())
-    assert heads == [f"promote/release/prod/{commit[:7]}", f"promote/release/staging/{commit[:7]}"]
+    assert heads == [f"promote/crash-set/prod/{commit[:7]}", f"promote/crash-set/staging/{commit[:7]}"]
     merges = git.Repo(origin.path).git.log("--format=%s", "main").splitlines()
     assert sum(m.startswith("Merge pull request") for m in merges) == 2
     for env in ("staging", "prod"):
