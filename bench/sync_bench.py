@@ -1,6 +1,10 @@
 """Sync of an app of 10, 100 and 1,000 objects to the simulated API server (first sync and an
 unchanged re-sync), and the time from a failed health verdict to the reverted state healthy again.
 
+The sync figures talk to a simulator in its own process, as `promoter up` runs it (a real API server
+is another machine): it validates every write against the schemas and keeps managed fields, as a
+real one does, and that work is not the client's.
+
 The revert figure comes from a real promotion (Temporal dev server, in-process worker, real git,
 local forge, simulated clusters with a 0.2 s rollout delay, as `promoter up` runs them): the time
 from the `revert` activity being scheduled (right after the failed verdict) to the workflow's end,
@@ -13,12 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import yaml
@@ -36,16 +43,35 @@ from promoter.cluster import KubeCluster  # noqa: E402
 from promoter.converter import DATA_CONVERTER  # noqa: E402
 from promoter.settings import Settings  # noqa: E402
 from promoter.sim.kube import FAIL_IN, KubeSim, kubeconfig  # noqa: E402
-from promoter.stack import binary, seed_origin  # noqa: E402
+from promoter.stack import binary, seed_origin, wait_until  # noqa: E402
 from promoter.worker import build_worker  # noqa: E402
+
+
+@contextlib.contextmanager
+def simulator() -> Iterator[str]:
+    """A simulated API server in its own process (`python -m promoter.sim`, as `promoter up` runs it,
+    and as a real cluster is another machine): its URL."""
+    with tempfile.TemporaryDirectory(prefix="promoter-sync-bench-sim-") as tmp:
+        config = Path(tmp) / "kubeconfig"
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "promoter.sim", "--kubeconfig", str(config), "--env", "bench"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: config.exists() or proc.poll() is not None, 30, "the simulator")
+            yield yaml.safe_load(config.read_text())["clusters"][0]["cluster"]["server"]
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def sync_figures() -> dict[str, dict[str, float]]:
     figures = {}
     for n in (10, 100, 1000):
-        with KubeSim(env="bench", rollout_delay_s=0.2) as sim:
+        with simulator() as url:
             configuration = client.Configuration()
-            configuration.host = sim.url
+            configuration.host = url
             cluster = KubeCluster(client.ApiClient(configuration), "apps")
             objects = generated_objects(n, "staging")
             t0 = time.perf_counter()
