@@ -47,9 +47,10 @@ from promoter.models import (
     Supersede,
 )
 from promoter.names import workflow_id
+from promoter.promotions import SUPERSEDE
 from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
-from workflows.promotion import SUPERSEDE, PlanWorkflow, PromotionWorkflow
+from workflows.promotion import PlanWorkflow, PromotionWorkflow
 from workflows.release_hold import ReleaseHoldWorkflow
 
 
@@ -365,7 +366,7 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     new = workflow_id(plan.app)
     url = f"{ui_url}/namespaces/{client.namespace}/workflows/{new}" if ui_url else None
     try:
-        what = f"the release set {plan.app} ({', '.join(plan.members)})" if plan.members else ""
+        what = f"the release set {plan.app} ({', '.join(plan.members)})" if plan.members else plan.app
         await old.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by=requested_by, url=url, what=what))
         await old.cancel()
         await asyncio.wait_for(old.result(), timeout=120)

@@ -687,6 +687,15 @@ class RevertInput(BaseModel):
         return self.members or [self.app]
 
 
+class ClaimInput(BaseModel):
+    """A release set's hold on `promote-<app>` while it runs (workflows/claim.py)."""
+
+    app: str
+    commit: str
+    set_id: str  # the release set's workflow ID
+    requested_by: str = "unknown"
+
+
 class RevertResult(BaseModel):
     reverted: bool
     revert_commit: str | None = None

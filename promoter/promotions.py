@@ -21,6 +21,7 @@ from promoter.errors import PromoterError
 from promoter.models import Decision, PromotionStatus, StageStatus
 
 STATUS_QUERY = "status"
+SUPERSEDE = "supersede"  # the tools' signal that a newer promotion replaces this one
 APPROVE = "approve"
 REJECT = "reject"
 

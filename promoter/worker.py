@@ -37,6 +37,7 @@ from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
+from workflows.claim import ReleaseSetClaim
 from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
@@ -84,7 +85,14 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     main = Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[PromotionWorkflow, PlanWorkflow, DryRunWorkflow, ReleaseHoldWorkflow, DriftWorkflow],
+        workflows=[
+            PromotionWorkflow,
+            PlanWorkflow,
+            DryRunWorkflow,
+            ReleaseHoldWorkflow,
+            DriftWorkflow,
+            ReleaseSetClaim,
+        ],
         activities=[
             git_acts.plan,
             git_acts.change_patch,

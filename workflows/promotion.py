@@ -13,13 +13,15 @@ from collections.abc import Sequence
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RawValue
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.common import RawValue, WorkflowIDReusePolicy
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from promoter import report
     from promoter.models import (
         ChangeCheck,
+        ClaimInput,
         ClosePullRequest,
         Decision,
         MergePullRequest,
@@ -40,13 +42,15 @@ with workflow.unsafe.imports_passed_through():
         Supersede,
         UpdatePullRequest,
     )
-    from promoter.promotions import APPROVE, REJECT, STATUS_QUERY
+    from promoter.names import workflow_id
+    from promoter.promotions import APPROVE, REJECT, STATUS_QUERY, SUPERSEDE
     from workflows import steps
+    from workflows.claim import RELEASE as CLAIM_RELEASE
+    from workflows.claim import ReleaseSetClaim
     from workflows.gate import Gate
     from workflows.recorder import Promotion, Recorder
     from workflows.rollout import Rollout
 
-SUPERSEDE = "supersede"  # the tools' signal that a newer promotion replaces this one
 # states in which a stage's PR is open and ours to close when the promotion ends early
 OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
 # states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
@@ -63,12 +67,16 @@ class PromotionWorkflow:
         self.r = Recorder(self.p)
         self.gate = Gate(self.p, self.r, self.runner, self._close)
         self.rollout = Rollout(self.p, self.r, self.runner)
+        self.claims: list[ChildWorkflowHandle[ReleaseSetClaim, PromotionStatus]] = []
 
     # ------------------------------------------------------------------ run
 
     @workflow.run
     async def run(self, inp: PromotionInput) -> PromotionStatus:
         try:
+            if self.plan.members and not await self._claim():
+                await self._release()
+                return self.status
             for index, stage in enumerate(self.status.stages):
                 self.runner.checkpoint()
                 done = await (self._source_stage(stage) if index == 0 else self._stage(stage))
@@ -78,11 +86,56 @@ class PromotionWorkflow:
                 self.r.finish(PromotionState.SUCCEEDED, f"{self.p.label} promoted")
         except asyncio.CancelledError:
             await self._cancelled()
+            await self._release()
             raise
+        await self._release()
         await self.gate.watchers_ended()
         await self.r.notifications_sent()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
+
+    async def _claim(self) -> bool:
+        """A release set holds `promote-<member>` for each member while it runs (workflows/claim.py),
+        so that no promotion of a member runs beside it; False (the set ends, nothing started) when
+        one of them is running."""
+        for member in self.plan.members:
+            try:
+                claim = await workflow.start_child_workflow(
+                    ReleaseSetClaim.run,
+                    ClaimInput(
+                        app=member,
+                        commit=self.plan.commit,
+                        set_id=self.status.id,
+                        requested_by=self.status.requested_by,
+                    ),
+                    id=workflow_id(member),
+                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    static_summary=f"Held for the release set {self.status.id}",
+                )
+            except WorkflowAlreadyStartedError:
+                self.r.finish(
+                    PromotionState.FAILED,
+                    f"{workflow_id(member)} is running: a release set and a promotion of one of its apps never run "
+                    f"at once; nothing of {self.p.label} was started",
+                )
+                return False
+            self.claims.append(claim)
+        return True
+
+    async def _release(self) -> None:
+        """Let the members go, with the set's outcome, and wait for their claims to end."""
+        claims, self.claims = self.claims, []
+        for claim in claims:
+            try:
+                await claim.signal(CLAIM_RELEASE, self.status.state)
+            except ApplicationError:
+                pass  # it has ended already (cancelled by a promotion of its member that superseded the set)
+        for claim in claims:
+            try:
+                await claim
+            except ChildWorkflowError:
+                pass  # cancelled by hand: the member is free all the same
 
     async def _cancelled(self) -> None:
         by = self.status.superseded_by

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -190,3 +191,67 @@ async def test_a_denial_of_one_member_denies_the_set_before_any_pr(
     ]
     assert origin.forge().list_pull_requests() == []
     assert folder_image(origin, "staging", "api") == "ghcr.io/promoter-dev/api:1.0.0"  # api did not go alone
+
+
+async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together(
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    """Past the starters' checks (two people starting at the same instant both pass them), Temporal's
+    one-run-per-ID decides: a set holds `promote-<member>` for each member while it runs."""
+    from promoter.models import PromotionInput
+
+    origin = two_apps(origin_factory)
+    release(origin, "7.0.0")
+    client = ts_env.client
+    async with run_worker(ts_env, origin) as tq:
+        set_plan = await api.plan(client, tq, "release", members=list(APPS))
+        single = await api.start(client, tq, await api.plan(client, tq, "api"))
+        await api.wait_for(single, awaiting("prod"))
+        raced = await client.start_workflow(  # as a second starter whose check ran a moment too early
+            PromotionWorkflow.run, PromotionInput(plan=set_plan), id="promote-release", task_queue=tq
+        )
+        lost = await raced.result()
+        assert lost.state == PromotionState.FAILED
+        assert lost.message.startswith("promote-api is running: a release set and a promotion of one of its apps")
+        assert [p.head for p in origin.forge().list_pull_requests() if "release" in p.head] == []  # nothing started
+        other = await api.GrpcPromotions(client).describe("promote-worker")
+        assert other is None or other.status != "RUNNING"  # nothing else was held
+        await single.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await single.result()
+
+        held = await api.start(client, tq, set_plan)
+        await api.wait_for(held, awaiting("prod"))
+        with pytest.raises(PromoterError, match="a promotion of worker is already running"):
+            await api.start(client, tq, await api.plan(client, tq, "worker"))  # this server has no visibility to ask
+        with pytest.raises(WorkflowAlreadyStartedError):  # past any check: the ID itself is taken
+            await client.start_workflow(
+                PromotionWorkflow.run,
+                PromotionInput(plan=await api.plan(client, tq, "worker")),
+                id="promote-worker",
+                task_queue=tq,
+            )
+        claim = client.get_workflow_handle("promote-worker", result_type=PromotionStatus)
+        holding = await claim.query("status", result_type=PromotionStatus)  # what `promoter status worker` shows
+        assert holding.message == "moving as a member of the release set promote-release"
+        await held.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+        assert (await held.result()).state == PromotionState.SUCCEEDED
+        ended = await claim.result()  # released with the set's outcome
+        assert (ended.state, ended.message) == (
+            PromotionState.SUCCEEDED,
+            "moved as a member of the release set promote-release: succeeded",
+        )
+
+        release(origin, "8.0.0")  # a new release waits at prod's gate; worker alone replaces it, through its claim
+        newer = await api.start(client, tq, await api.plan(client, tq, "release", members=list(APPS)))
+        await api.wait_for(newer, awaiting("prod"))
+        alone = await api.start(client, tq, await api.plan(client, tq, "worker"), supersede=True)
+        replaced = await client.get_workflow_handle("promote-release", run_id=newer.result_run_id).query(
+            "status", result_type=PromotionStatus
+        )
+        assert replaced.state == PromotionState.CANCELLED and "the promotion of worker" in (
+            replaced.superseded_by or ""
+        )
+        await alone.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await alone.result()

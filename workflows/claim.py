@@ -1,0 +1,74 @@
+"""A release set's hold on its members' promotion IDs.
+
+While a release set runs, it holds `promote-<member>` for each member as a child workflow of this
+type. Temporal allows one running workflow per ID, so a promotion of a member cannot start while the
+set runs, and a set cannot claim a member whose own promotion runs, however close together the two
+are started (the CLI's check before starting is only the friendly, early answer).
+
+A claim answers the `status` query as a promotion does ("moving as a member of the release set …"),
+ends with the set's outcome when the set releases it, and is cancelled by the server if the set ever
+closes without releasing it (parent close policy REQUEST_CANCEL). `promote APP --supersede` of a
+member supersedes and cancels the whole set through its claim.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+from temporalio import workflow
+from temporalio.common import RawValue
+
+with workflow.unsafe.imports_passed_through():
+    from promoter.models import ClaimInput, PromotionState, PromotionStatus, Supersede
+    from promoter.promotions import STATUS_QUERY, SUPERSEDE
+
+RELEASE = "release"  # the set's signal: it has ended, with this outcome
+
+
+@workflow.defn(name="ReleaseSetClaim")
+class ReleaseSetClaim:
+    @workflow.init
+    def __init__(self, inp: ClaimInput) -> None:
+        self.inp = inp
+        self.status = PromotionStatus(
+            id=workflow.info().workflow_id,
+            app=inp.app,
+            commit=inp.commit,
+            requested_by=inp.requested_by,
+            started_at=workflow.info().start_time,
+            message=f"moving as a member of the release set {inp.set_id}",
+        )
+        self.outcome: PromotionState | None = None
+
+    @workflow.run
+    async def run(self, inp: ClaimInput) -> PromotionStatus:
+        try:
+            await workflow.wait_condition(lambda: self.outcome is not None)
+        except asyncio.CancelledError:
+            self.status.state = PromotionState.CANCELLED
+            self.status.message = f"no longer held for the release set {inp.set_id}"
+            await workflow.wait_condition(workflow.all_handlers_finished)  # a supersede passed on to the set
+            raise
+        assert self.outcome is not None
+        self.status.state = self.outcome
+        self.status.finished_at = workflow.now()
+        self.status.message = f"moved as a member of the release set {inp.set_id}: {self.outcome.value}"
+        return self.status
+
+    @workflow.signal(name=RELEASE)
+    def release(self, outcome: PromotionState) -> None:
+        self.outcome = outcome
+
+    @workflow.signal(dynamic=True)
+    async def tools_signal(self, name: str, args: Sequence[RawValue]) -> None:
+        """`supersede` (from `promoter promote APP --supersede`): the set is what is replaced."""
+        if name == SUPERSEDE and args:
+            by = workflow.payload_converter().from_payload(args[0].payload, Supersede)
+            parent = workflow.get_external_workflow_handle(self.inp.set_id)
+            await parent.signal(SUPERSEDE, by)
+            await parent.cancel()
+
+    @workflow.query(name=STATUS_QUERY)
+    def query_status(self) -> PromotionStatus:
+        return self.status
