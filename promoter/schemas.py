@@ -254,10 +254,38 @@ def _strict(schema: Any, top: bool = False) -> Any:
     return out
 
 
+_crd_validators: dict[str, Any] = {}  # a CRD version's schema (as JSON) → its compiled validator
+_crd_lock = threading.Lock()
+
+
+class BrokenSchema:
+    """A CRD whose `openAPIV3Schema` is not a schema: every object of its kind is a finding saying so."""
+
+    def __init__(self, message: str) -> None:
+        self.message = message
+
+
+def _crd_validator(schema: dict[str, Any]) -> Any:
+    """The strict validator of a CRD version's schema, compiled once per distinct schema."""
+    key = json.dumps(schema, sort_keys=True, default=str)
+    with _crd_lock:
+        found = _crd_validators.get(key)
+    if found is None:
+        strict = _strict(copy.deepcopy(schema), top=True)
+        try:
+            jsonschema.Draft4Validator.check_schema(strict)
+            found = jsonschema.Draft4Validator(strict)
+        except jsonschema.SchemaError as e:
+            found = BrokenSchema(f"its CustomResourceDefinition's openAPIV3Schema is not a valid schema: {e.message}")
+        with _crd_lock:
+            _crd_validators[key] = found
+    return found
+
+
 @dataclass
 class CustomKinds:
     """What CustomResourceDefinitions say: (apiVersion, kind) → a validator (None: served without a
-    schema), built once per CRD."""
+    schema; compiled once per distinct schema)."""
 
     validators: dict[tuple[str, str], Any] = field(default_factory=dict)
 
@@ -272,7 +300,7 @@ class CustomKinds:
             schema = ((version.get("schema") or {}).get("openAPIV3Schema")) or (spec.get("validation") or {}).get(
                 "openAPIV3Schema"
             )
-            validator = jsonschema.Draft4Validator(_strict(copy.deepcopy(schema), top=True)) if schema else None
+            validator = _crd_validator(schema) if isinstance(schema, dict) else None
             self.validators[(f"{group}/{version.get('name')}", kind)] = validator
 
     @classmethod
@@ -358,7 +386,12 @@ def _errors(where: str, validator: Any, obj: dict[str, Any]) -> list[Finding]:
     """Every error of `obj` under `validator` (None: a CRD version without a schema takes anything)."""
     if validator is None:
         return []
-    return [f for error in validator.iter_errors(obj) for f in _findings(where, error)]
+    if isinstance(validator, BrokenSchema):
+        return [Finding("invalid", where, "", validator.message)]
+    try:
+        return [f for error in validator.iter_errors(obj) for f in _findings(where, error)]
+    except Exception as e:  # noqa: BLE001 - a schema the validator cannot apply ($ref to nowhere): fail closed
+        return [Finding("invalid", where, "", f"its schema could not be applied: {str(e).splitlines()[0][:200]}")]
 
 
 def _builtin(schemas: Catalog, group: str) -> bool:

@@ -214,3 +214,21 @@ def test_findings_decide_as_a_concern_with_warn_only_and_an_exception_by_path(en
         assert by_path.path == "spec.template.spec.containers[0].ports[0].containerPort"
         assert by_path.exception.startswith("exception port-as-text by alice until")
         assert "spec.replicsa" in {v.path for v in excepted.deny}  # the exception covers its path alone
+
+
+def test_a_crd_whose_schema_is_broken_fails_closed() -> None:
+    """A CRD's schema that is not a schema (or points nowhere) never passes its resources: each is a
+    finding, and the CRD itself is checked against Kubernetes' own schema for CRDs."""
+    broken = copy.deepcopy(CRD)
+    broken["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["type"] = 5
+    findings = {(f.object, f.path): f.message for f in schemas.check([broken, widget(size=1)], "1.31")}
+    assert findings[("Widget/-/w", "")].startswith("its CustomResourceDefinition's openAPIV3Schema is not a valid")
+    key = (
+        "CustomResourceDefinition/-/widgets.example.com",
+        "spec.versions[0].schema.openAPIV3Schema.properties.spec.type",
+    )
+    assert findings[key] == "expected string, got integer 5"
+    nowhere = copy.deepcopy(CRD)
+    nowhere["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {"$ref": "#/nowhere"}
+    [(kind, path, message)] = [f for f in found([nowhere, widget(size=1)]) if f[0] == "invalid"]
+    assert path == "" and message.startswith("its schema could not be applied: PointerToNowhere")
