@@ -78,7 +78,16 @@ class ClusterConfig(_Strict):
     application: str = "{app}-{env}"  # the Argo CD Application, or the Flux Kustomization, of an app
     controller_namespace: str | None = None  # where it lives; default: argocd, or flux-system
     # the Kubernetes minor version the schema gate checks objects against ("1.31"); default: the newest shipped
-    version: str | None = Field(default=None, pattern=r"^v?\d+\.\d+(\.\d+)?$")
+    version: str | None = None
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version(cls, value: Any) -> Any:
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            raise ValueError(f'write the version in quotes, e.g. "1.31" (YAML reads {value} as a number)')
+        if isinstance(value, str) and not re.fullmatch(r"v?\d+\.\d+(\.\d+)?", value.strip()):
+            raise ValueError(f'{value[:40]!r} is not a Kubernetes version; write it as "1.31"')
+        return value
 
     def reconciler(self, app: str, env: str) -> tuple[str, str]:
         """(name, namespace) of the app's Argo CD Application or Flux Kustomization."""

@@ -169,8 +169,12 @@ def test_versions_are_read_strictly() -> None:
     assert schemas.shipped()[0] == "1.25" and "1.37" in schemas.shipped()
     with pytest.raises(BadInput, match=r"cluster.version 1.99: the schemas here cover Kubernetes 1.25 to 1.37"):
         schemas.check_version("1.99")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ValidationError, match="'latest' is not a Kubernetes version"):
         ClusterConfig(version="latest")
+    with pytest.raises(
+        ValidationError, match=r'write the version in quotes, e.g. "1.31" \(YAML reads 1.3 as a number\)'
+    ):
+        ClusterConfig.model_validate(yaml.safe_load("version: 1.30"))  # the YAML number 1.3, not 1.30
 
 
 @pytest.fixture(scope="module")
