@@ -780,6 +780,21 @@ def list_(
     _run(_list(Settings.load(state_dir), app_name, state, as_json, limit))
 
 
+async def _listing(promotions: Any, queries: list[str]) -> Any:
+    """The rows of the first query the server takes (a namespace without an attribute refuses a
+    query naming it): an error after the first row is not a refusal and is raised."""
+    for i, query in enumerate(queries):
+        started = False
+        try:
+            async for wf in promotions.listing(query):
+                started = True
+                yield wf
+            return
+        except Exception:
+            if started or i == len(queries) - 1:
+                raise
+
+
 async def _list(
     s: Settings, app_name: str | None, state: str | None, as_json: bool, limit: int, promotions: Any = None
 ) -> int:
@@ -791,12 +806,16 @@ async def _list(
     if app_name is not None:
         workflow_id(app_name)  # checks it: the query below quotes it
     promotions = promotions or await _promotions(s)
-    query = names.PROMOTION_QUERY
-    if app_name:
-        query += f" AND WorkflowId = '{workflow_id(app_name)}'"
+    queries = [names.PROMOTION_QUERY]
+    if app_name:  # its own promotions, and the release sets holding it where `PromotionApps` is registered
+        own = f"WorkflowId = '{workflow_id(app_name)}'"
+        queries = [
+            f"{names.PROMOTION_QUERY} AND ({own} OR {names.APPS_ATTRIBUTE} = '{app_name}')",
+            f"{names.PROMOTION_QUERY} AND {own}",
+        ]
     closed = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
     rows: list[dict[str, Any]] = []
-    async for wf in promotions.listing(query):
+    async for wf in _listing(promotions, queries):
         memo = wf.memo
         row_state = memo.get("state", "running")
         if wf.status != "RUNNING" and row_state == "running":

@@ -344,6 +344,20 @@ def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
         )
         assert "promote-duo  duo = demo + duo2 @ " in cli("status", "duo").stdout
         assert any(e["promotion"] == "promote-duo" for e in json.loads(cli("history", "duo2", "--json").stdout))
+        listed = json.loads(cli("list", "--json", "--app", "duo2").stdout)  # the sets holding it too
+        assert [(r["id"], r["app"]) for r in listed] == [("promote-duo", "duo")]
+        from promoter.cli import _listing
+        from promoter.temporal_http import HttpPromotions
+
+        http = HttpPromotions(json.loads((cli.state_dir / "stack.json").read_text())["temporal_http_url"], "default")
+        refused = (
+            "WorkflowType = 'PromotionWorkflow' AND NoSuchAttribute = 'x'"  # as PromotionApps is where unregistered
+        )
+
+        async def rows() -> list[str]:
+            return [wf.id async for wf in _listing(http, [refused, "WorkflowId = 'promote-duo'"])]
+
+        assert asyncio.run(rows()) == ["promote-duo"]  # the server refused the first query: the second answered
         named_as_an_app = cli("promote", "demo", "duo2", "--name", "demo")
         assert named_as_an_app.returncode == 2 and "the release set's name 'demo' is an app's" in named_as_an_app.stderr
     finally:
