@@ -62,7 +62,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from promoter import schemas
-from promoter.sim.fields import canonicalise, changed, fieldset, record
+from promoter.sim.fields import canonicalise, changed, fieldset, now, record
 
 FAIL_IN = "sim.promoter.dev/fail-in"
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
@@ -126,6 +126,10 @@ class ApiError(Exception):
         if self.details is not None:
             answer["details"] = self.details
         return answer
+
+
+class _Server(ThreadingHTTPServer):
+    request_queue_size = 128  # connections waiting to be accepted (the stdlib's 5 resets a burst of clients)
 
 
 def _drop(obj: Any, at: tuple[str | int, ...]) -> None:
@@ -201,7 +205,7 @@ class KubeSim:
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
         self._faults: list[tuple[str, float, str]] = []
-        self.server = ThreadingHTTPServer(("127.0.0.1", port), self._handler())
+        self.server = _Server(("127.0.0.1", port), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -344,7 +348,7 @@ class KubeSim:
         obj["kind"], obj["apiVersion"] = kind.kind, kind.group_version
         if previous is None:
             meta["uid"] = f"sim-{self.env}-{self.version + 1}"
-            meta["creationTimestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+            meta["creationTimestamp"] = now()
             meta["generation"] = 1
         else:
             for system in ("uid", "creationTimestamp", "generation", "resourceVersion"):
@@ -773,16 +777,6 @@ class KubeSim:
         self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
     ) -> tuple[int, Any, Warnings]:
         """One request: (status, the answer, its `Warning` headers)."""
-        with self.lock:
-            self._warnings = []
-        try:
-            code, answer = self._handle(method, raw_path, content_type, body, user_agent)
-        finally:
-            with self.lock:
-                warnings, self._warnings = self._warnings, []
-        return code, answer, warnings
-
-    def _handle(self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str) -> tuple[int, Any]:
         url = urlsplit(raw_path)
         query = parse_qs(url.query)
         dry_run = query.get("dryRun", [])
@@ -802,11 +796,11 @@ class KubeSim:
                 time.sleep(fault[1])  # a slow server, on purpose
             else:
                 code = int(fault[1])
-                return code, ApiError(code, "InternalError", "simulated fault").status()
+                return code, ApiError(code, "InternalError", "simulated fault").status(), []
         if method == "GET":
             found = self._discovery(url.path)
             if found is not None:
-                return 200, found
+                return 200, found, []
         payload: Any = None
         if body:  # outside the lock; JSON (which YAML includes, and which clients send) first
             try:
@@ -818,13 +812,13 @@ class KubeSim:
                     payload = yaml.safe_load(body.decode())
                 except (ValueError, yaml.YAMLError) as e:
                     raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
-        with self.lock:
-            self._field_validation = validation
+        with self.lock:  # the request's field validation and warnings are its own while it holds the lock
+            self._field_validation, self._warnings = validation, []
             if not dry_run or method == "GET":
-                return self._write(method, url.path, query, content_type, payload, manager)
+                return (*self._write(method, url.path, query, content_type, payload, manager), self._warnings)
             saved = (dict(self.objects), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
             try:  # what the write would leave, and then nothing of it
-                return self._write(method, url.path, query, content_type, payload, manager)
+                return (*self._write(method, url.path, query, content_type, payload, manager), self._warnings)
             finally:
                 self.objects, self.applied, self.workloads, self.kinds, self.version = saved
 

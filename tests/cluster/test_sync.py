@@ -5,6 +5,7 @@ resources apply through discovery; rollout verdicts as `kubectl rollout status` 
 
 from __future__ import annotations
 
+import concurrent.futures
 import copy
 import shutil
 import subprocess
@@ -379,6 +380,17 @@ def test_the_simulator_refuses_an_invalid_object_as_a_real_api_server_does(sim: 
     code, created, warnings = post(typo)  # Warn: kept without the field, and told
     assert code == 201 and "replicsa" not in created["spec"]
     assert warnings == ['299 - "unknown field \\"spec.replicsa\\""']
+
+    def lenient(i: int) -> tuple[int, list[str]]:  # each with its own unknown field
+        obj = copy.deepcopy(deploy)
+        obj["metadata"]["name"] = f"many-{i}"
+        obj["spec"][f"extra{i}"] = i
+        code, _, said = post(obj)
+        return code, said
+
+    with concurrent.futures.ThreadPoolExecutor(20) as pool:  # twenty at a time, ten times over
+        answers = list(pool.map(lenient, range(200)))
+    assert answers == [(201, [f'299 - "unknown field \\"spec.extra{i}\\""']) for i in range(200)]  # each its own
 
 
 def cluster_of(sim: KubeSim) -> KubeCluster:
