@@ -108,6 +108,11 @@ class PolicyActivities:
         A release set's is one decision over its members: each judged as its app (its objects, its
         exceptions), every finding kept once; it allows only when every member is allowed."""
         if req.members:
+            if base is None:
+                try:
+                    base = self._bundle(None)[1]  # one fetch of main serves every member
+                except PromoterError:
+                    pass  # each member's evaluation denies, naming it
             return combined(
                 [self.evaluate(req.model_copy(update={"app": m, "members": []}), base) for m in req.members]
             )

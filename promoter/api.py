@@ -72,6 +72,15 @@ def failure_message(e: BaseException) -> str:
     return str(msg).splitlines()[0] if msg else "failed"
 
 
+def _plan_input(app: str, members: Sequence[str], commit: str | None, to_env: str | None) -> PlanInput:
+    """A planning request, its names checked first, so that a bad one never reaches Temporal."""
+    for name in (app, *members):
+        names.check(name, "app")
+    if to_env is not None:
+        names.check(to_env, "environment")
+    return PlanInput(app=app, members=list(members), commit=commit, to_env=to_env)
+
+
 async def plan(
     client: Client,
     task_queue: str,
@@ -83,12 +92,7 @@ async def plan(
     """Resolve and validate on a worker (where the repository is); bad input raises `PromoterError`.
     Names are checked here first, so a bad one never reaches Temporal. With `members`, `app` names a
     release set of those apps."""
-    names.check(app, "app")
-    for member in members:
-        names.check(member, "app")
-    if to_env is not None:
-        names.check(to_env, "environment")
-    req = PlanInput(app=app, members=list(members), commit=commit, to_env=to_env)
+    req = _plan_input(app, members, commit, to_env)
     result: PromotionPlan = await _short_run(client, task_queue, PlanWorkflow.run, req, f"plan-{app}", "planning")
     return result
 
@@ -104,12 +108,7 @@ async def dry_run(
 ) -> DryRun:
     """What promoting `app` (or the release set `app` of `members`) would do in every environment,
     without starting anything (`DryRunWorkflow` on a worker, deleted once it has answered)."""
-    names.check(app, "app")
-    for member in members:
-        names.check(member, "app")
-    if to_env is not None:
-        names.check(to_env, "environment")
-    req = PlanInput(app=app, members=list(members), commit=commit, to_env=to_env, with_patch=with_patch)
+    req = _plan_input(app, members, commit, to_env).model_copy(update={"with_patch": with_patch})
     result: DryRun = await _short_run(
         client, task_queue, DryRunWorkflow.run, req, f"dry-run-{app}", "the plan", timedelta(minutes=5)
     )
@@ -245,26 +244,16 @@ def static_details(plan: PromotionPlan, requested_by: str) -> str:
     return "\n".join(lines)
 
 
-async def indexed(client: Client) -> bool:
-    """Whether the namespace has the Promotion* search attributes (`promoter up` registers them; a
-    production namespace needs them created once, see README). Without them promotions run unindexed."""
+async def _registered(client: Client) -> set[str]:
+    """The Promotion* search attributes the namespace has, each with the type promoter gives it (one
+    registered with another type is left unset, so that a start never fails on it). `promoter up`
+    registers them; a production namespace needs them created once (docs/approving.md). Without the
+    four of `search.BASE` promotions run unindexed."""
     try:
         found = await client.operator_service.list_search_attributes(
             ListSearchAttributesRequest(namespace=client.namespace)
         )
     except RPCError:  # e.g. the time-skipping test server has no operator service
-        return False
-    return all(key.name in found.custom_attributes for key in search.BASE)
-
-
-async def _registered(client: Client) -> set[str]:
-    """The Promotion* search attributes the namespace has, each with the type promoter gives it (one
-    registered with another type is left unset, so that a start never fails on it)."""
-    try:
-        found = await client.operator_service.list_search_attributes(
-            ListSearchAttributesRequest(namespace=client.namespace)
-        )
-    except RPCError:
         return set()
     return {
         key.name for key in search.KEYS if int(found.custom_attributes.get(key.name, -1)) == int(key.indexed_value_type)
@@ -319,7 +308,7 @@ async def start(
     PRs are closed with a pointer to this one), and waited for, before this one starts.
     """
     wid = workflow_id(promotion_plan.app)
-    what = promotion_plan.app + (f" ({', '.join(promotion_plan.members)})" if promotion_plan.members else "")
+    what = promotion_plan.title
     summary = f"Promote {what} @ {promotion_plan.short_commit}: " + " → ".join(
         e.config.name for e in promotion_plan.environments
     )
@@ -366,7 +355,7 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     new = workflow_id(plan.app)
     url = f"{ui_url}/namespaces/{client.namespace}/workflows/{new}" if ui_url else None
     try:
-        what = f"the release set {plan.app} ({', '.join(plan.members)})" if plan.members else plan.app
+        what = f"the release set {plan.title}" if plan.members else plan.app
         await old.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by=requested_by, url=url, what=what))
         await old.cancel()
         await asyncio.wait_for(old.result(), timeout=120)

@@ -183,6 +183,11 @@ def promote(
     _run(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by, supersede, members))
 
 
+def _subject(app_name: str, members: list[str]) -> str:
+    """What a promotion moves, as the CLI prints it: `demo`, or a release set `release = api + worker`."""
+    return app_name + (f" = {' + '.join(members)}" if members else "")
+
+
 def _release(app_names: list[str], name: str | None) -> tuple[str, list[str]]:
     """(the promotion's subject, its members): one app alone, or a release set's name and apps."""
     for app_name in app_names:
@@ -236,11 +241,8 @@ async def _promote(
         )
         return 0
     if not as_json:
-        what = plan.app + (f" = {' + '.join(plan.members)}" if plan.members else "")
-        out.print(
-            f"started {wid} ({what} @ {plan.short_commit}: {' → '.join(e.config.name for e in plan.environments)})",
-            markup=False,
-        )
+        envs = " → ".join(e.config.name for e in plan.environments)
+        out.print(f"started {wid} ({_subject(plan.app, plan.members)} @ {plan.short_commit}: {envs})", markup=False)
         if url:
             out.print(f"UI: {url}")
     if not wait:
@@ -307,8 +309,9 @@ async def _plan(
         return 1 if dry.denied else 0
     p = dry.plan
     envs = " → ".join(st.env for st in dry.stages)
-    what = p.app + (f" = {' + '.join(p.members)}" if p.members else "")
-    out.print(f"plan of {what} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False)
+    out.print(
+        f"plan of {_subject(p.app, p.members)} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False
+    )
     for st in dry.stages:
         for line in _stage_plan(st):
             out.print(line, markup=False, highlight=False)
@@ -577,8 +580,9 @@ def _failure_message(e: BaseException) -> str:
 def _table(status: Any) -> Any:
     from rich.table import Table
 
-    what = status.app + (f" = {' + '.join(status.members)}" if status.members else "")
-    table = Table(title=f"{status.id}  {what} @ {status.commit[:7]}  [{status.state.value}]")
+    table = Table(
+        title=f"{status.id}  {_subject(status.app, status.members)} @ {status.commit[:7]}  [{status.state.value}]"
+    )
     for col in ("env", "state", "PR", "approvals", "message"):
         table.add_column(col)
     for st in status.stages:
@@ -669,7 +673,11 @@ async def _app_drift(promotions: Any, app_name: str, envs: list[str]) -> dict[st
             found[memo["env"]] = {
                 "checked_at": memo.get("checked_at"),
                 "revision": memo.get("revision", ""),
-                **{"count": 0, "healed": False, "paused": False, "drifts": [], **(mine or {})},
+                "count": 0,
+                "healed": False,
+                "paused": False,
+                "drifts": [],
+                **(mine or {}),
             }
         if len(found) == len(envs):
             break

@@ -98,12 +98,18 @@ def changed_since(live: dict[str, Any], path: tuple[str, ...]) -> datetime | Non
         owned = entry.get("fieldsV1") or {}
         for key in path:
             owned = owned.get(f"f:{key}") if isinstance(owned, dict) else None
-        if owned is not None:
-            try:
-                times.append(datetime.fromisoformat(str(entry["time"]).replace("Z", "+00:00")))
-            except ValueError:
-                continue  # a time we cannot read is no time
+        when = _timestamp(entry["time"]) if owned is not None else None
+        if when is not None:
+            times.append(when)
     return max(times, default=None)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An API server's RFC 3339 time (`2026-11-27T22:12:47Z`); None when it is not one."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
 
 
 # what promoter asks a GitOps controller to do, and where it reads its answer
@@ -180,13 +186,6 @@ def _where(obj: dict[str, Any]) -> str:
     """Kind/namespace/name, as a person reads an object."""
     meta = obj["metadata"]
     return "/".join(p for p in (obj["kind"], meta.get("namespace", ""), meta["name"]) if p)
-
-
-def _created(obj: dict[str, Any]) -> datetime | None:
-    try:
-        return datetime.fromisoformat(str(obj["metadata"]["creationTimestamp"]).replace("Z", "+00:00"))
-    except (KeyError, ValueError):
-        return None
 
 
 def _ident(obj: dict[str, Any]) -> tuple[str, str, str, str]:
@@ -476,7 +475,13 @@ class KubeCluster:
                     if at(there, path) != at(applied, path)
                 ]
         found += [  # a sync would prune these (never a namespace: it may hold more)
-            FieldDrift(object=_where(extra), path="", git=None, live="present", since=_created(extra))
+            FieldDrift(
+                object=_where(extra),
+                path="",
+                git=None,
+                live="present",
+                since=_timestamp(extra["metadata"].get("creationTimestamp")),
+            )
             for extra in live.values()
             if extra["kind"] != "Namespace"
         ]

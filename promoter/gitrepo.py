@@ -553,7 +553,7 @@ class GitClone:
         existing = self._branch(repo, branch)
         if (
             existing is not None
-            and self._target(repo, existing, req) == desired
+            and self._folders_at(repo, existing, req.target_env, req.apps) == desired
             and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
         ):
             return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
@@ -731,12 +731,6 @@ class GitClone:
             f"Source-Environment: {req.source_env}\n"
             f"Target-Environment: {req.target_env}\n" + "".join(f"Release-Set-App: {app}\n" for app in req.members)
         )
-
-    def _target(self, repo: git.Repo, rev: str, req: PrepareInput) -> dict[str, Entry]:
-        """The target's app folder at `rev` (the members' together, for a release set)."""
-        if req.members:
-            return self._folders_at(repo, rev, req.target_env, req.members)
-        return self._tree(repo, rev, app_folder(req.target_env, req.app))
 
     def _folders_at(self, repo: git.Repo, rev: str, env: str, apps: list[str]) -> dict[str, Entry]:
         """The app folders of `env` at `rev`: one app's paths as they are, several under their names."""

@@ -230,12 +230,12 @@ class PromotionState(StrEnum):
 # ---------------------------------------------------------------- planning
 
 
-class PlanInput(BaseModel):
-    app: str  # the app, or a release set's name
-    members: list[str] = Field(default_factory=list)  # a release set: its apps, promoted as one
-    commit: str | None = None
-    to_env: str | None = None
-    with_patch: bool = False  # `promoter plan --diff`: each stage's change as a unified diff too
+class Subject(BaseModel):
+    """What a promotion moves: one app, or a release set (`app` is then the set's name) of several
+    apps promoted as one, with one PR per environment for all."""
+
+    app: str
+    members: list[str] = Field(default_factory=list)  # a release set's apps
 
     @property
     def apps(self) -> list[str]:
@@ -243,13 +243,17 @@ class PlanInput(BaseModel):
         return self.members or [self.app]
 
 
+class PlanInput(Subject):
+    commit: str | None = None
+    to_env: str | None = None
+    with_patch: bool = False  # `promoter plan --diff`: each stage's change as a unified diff too
+
+
 class PlannedEnvironment(BaseModel):
     config: EnvironmentConfig
 
 
-class PromotionPlan(BaseModel):
-    app: str  # the app, or a release set's name
-    members: list[str] = Field(default_factory=list)  # a release set: its apps (one PR per environment for all)
+class PromotionPlan(Subject):
     commit: str
     short_commit: str
     author: str
@@ -257,9 +261,9 @@ class PromotionPlan(BaseModel):
     environments: list[PlannedEnvironment]  # sorted by order, the source first, up to `to_env`
 
     @property
-    def apps(self) -> list[str]:
-        """The apps this moves: a release set's members, or the one app."""
-        return self.members or [self.app]
+    def title(self) -> str:
+        """What it promotes, as people read it: `demo`, or a release set `release (api, worker)`."""
+        return f"{self.app} ({', '.join(self.members)})" if self.members else self.app
 
 
 # ---------------------------------------------------------------- workflow in/out
@@ -369,19 +373,12 @@ class PromotionStatus(BaseModel):
 # ---------------------------------------------------------------- activities
 
 
-class PrepareInput(BaseModel):
-    app: str  # the app, or a release set's name
-    members: list[str] = Field(default_factory=list)  # a release set: every member's folder changes in one commit
+class PrepareInput(Subject):  # a release set: every member's folder changes in one commit
     commit: str
     source_env: str
     target_env: str
     local_files: list[str] = Field(default_factory=list)
     base: str | None = None  # the commit of main to build on (the one the policies judged); None: main now
-
-    @property
-    def apps(self) -> list[str]:
-        """The apps this moves: a release set's members, or the one app."""
-        return self.members or [self.app]
 
 
 class DiffSummary(BaseModel):
@@ -681,19 +678,12 @@ class HealthResult(BaseModel):
     engine: str = ""
 
 
-class RevertInput(BaseModel):
-    app: str  # the app, or a release set's name
-    members: list[str] = Field(default_factory=list)  # a release set: every member's folder is reverted
+class RevertInput(Subject):  # a release set: every member's folder is reverted
     env: str
     merge_commit: str
     pr_number: int
     reason: str
     commit: str = ""  # the promoted commit: the revert's merge holds it out of `env` (see promoter.holds)
-
-    @property
-    def apps(self) -> list[str]:
-        """The apps this moves: a release set's members, or the one app."""
-        return self.members or [self.app]
 
 
 class ClaimInput(BaseModel):

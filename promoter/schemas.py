@@ -21,7 +21,6 @@ denials and warnings, so `policy.enforce`/`warn_only` and the exception files ap
 
 from __future__ import annotations
 
-import copy
 import json
 import re
 import threading
@@ -90,11 +89,16 @@ def _stem(api_version: str, kind: str) -> str:
     return f"{kind.lower()}-{group.split('.')[0]}-{version}" if group else f"{kind.lower()}-{version}"
 
 
+def _dir(version: str) -> Any:
+    """The strict schemas of a minor version ("1.31")."""
+    major, minor = version.split(".")
+    return _root() / f"v{major}.{minor}.0-local-strict"
+
+
 @cache
 def _files(version: str) -> frozenset[str]:
     """The schema files of one version (a directory listing: cheap, for what other versions serve)."""
-    major, minor = version.split(".")
-    return frozenset(f.name.removesuffix(".json") for f in (_root() / f"v{major}.{minor}.0-local-strict").iterdir())
+    return frozenset(f.name.removesuffix(".json") for f in _dir(version).iterdir())
 
 
 class Catalog:
@@ -102,8 +106,7 @@ class Catalog:
 
     def __init__(self, version: str) -> None:
         self.version = version
-        major, minor = version.split(".")
-        definitions = json.loads((_root() / f"v{major}.{minor}.0-local-strict" / "_definitions.json").read_text())
+        definitions = json.loads((_dir(version) / "_definitions.json").read_text())
         self.registry: Registry = Resource.from_contents(definitions) @ Registry()
         self.served: dict[tuple[str, str], str] = {}  # (apiVersion, kind) → the definition's name
         for name, schema in definitions["$defs"].items():
@@ -254,10 +257,6 @@ def _strict(schema: Any, top: bool = False) -> Any:
     return out
 
 
-_crd_validators: dict[str, Any] = {}  # a CRD version's schema (as JSON) → its compiled validator
-_crd_lock = threading.Lock()
-
-
 class BrokenSchema:
     """A CRD whose `openAPIV3Schema` is not a schema: every object of its kind is a finding saying so."""
 
@@ -267,19 +266,17 @@ class BrokenSchema:
 
 def _crd_validator(schema: dict[str, Any]) -> Any:
     """The strict validator of a CRD version's schema, compiled once per distinct schema."""
-    key = json.dumps(schema, sort_keys=True, default=str)
-    with _crd_lock:
-        found = _crd_validators.get(key)
-    if found is None:
-        strict = _strict(copy.deepcopy(schema), top=True)
-        try:
-            jsonschema.Draft4Validator.check_schema(strict)
-            found = jsonschema.Draft4Validator(strict)
-        except jsonschema.SchemaError as e:
-            found = BrokenSchema(f"its CustomResourceDefinition's openAPIV3Schema is not a valid schema: {e.message}")
-        with _crd_lock:
-            _crd_validators[key] = found
-    return found
+    return _compiled_crd(json.dumps(schema, sort_keys=True, default=str))
+
+
+@lru_cache(maxsize=1024)
+def _compiled_crd(schema_json: str) -> Any:
+    strict = _strict(json.loads(schema_json), top=True)
+    try:
+        jsonschema.Draft4Validator.check_schema(strict)
+        return jsonschema.Draft4Validator(strict)
+    except jsonschema.SchemaError as e:
+        return BrokenSchema(f"its CustomResourceDefinition's openAPIV3Schema is not a valid schema: {e.message}")
 
 
 @dataclass

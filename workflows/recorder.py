@@ -62,9 +62,7 @@ class Promotion:
 
     @property
     def label(self) -> str:
-        if self.plan.members:
-            return f"{self.plan.app} ({', '.join(self.plan.members)}) @ {self.plan.short_commit}"
-        return f"{self.plan.app} @ {self.plan.short_commit}"
+        return f"{self.plan.title} @ {self.plan.short_commit}"
 
     def soak(self, env: str) -> timedelta:
         return self.envs[env].config.soak or timedelta(0)
