@@ -85,7 +85,7 @@ class ClusterConfig(_Strict):
     def _version(cls, value: Any) -> Any:
         if isinstance(value, int | float) and not isinstance(value, bool):
             raise ValueError(f'write the version in quotes, e.g. "1.31" (YAML reads {value} as a number)')
-        if isinstance(value, str) and not re.fullmatch(r"v?\d+\.\d+(\.\d+)?", value.strip()):
+        if isinstance(value, str) and not re.fullmatch(r"v?\d{1,3}\.\d{1,3}(\.\d{1,4})?", value.strip()):
             raise ValueError(f'{value[:40]!r} is not a Kubernetes version; write it as "1.31"')
         return value
 

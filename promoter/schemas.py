@@ -71,7 +71,7 @@ def check_version(version: str | None) -> str:
     """`cluster.version` as a shipped minor version ("1.31"); None: the newest shipped."""
     if version is None:
         return newest()
-    m = re.fullmatch(r"v?(\d+)\.(\d+)(\.\d+)?", str(version).strip())
+    m = re.fullmatch(r"v?(\d{1,3})\.(\d{1,3})(\.\d{1,4})?", str(version).strip())
     if m is None:
         raise BadInput(f'cluster.version {str(version)[:40]!r} is not a Kubernetes version; write it as "1.31"')
     wanted = f"{int(m.group(1))}.{int(m.group(2))}"

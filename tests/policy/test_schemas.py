@@ -171,6 +171,10 @@ def test_versions_are_read_strictly() -> None:
         schemas.check_version("1.99")
     with pytest.raises(ValidationError, match="'latest' is not a Kubernetes version"):
         ClusterConfig(version="latest")
+    with pytest.raises(ValidationError, match=r"'1\.9{38}' is not a Kubernetes version"):  # cut, not echoed whole
+        ClusterConfig(version="1." + "9" * 10_000)
+    with pytest.raises(BadInput, match=r"^cluster.version '1\.9{38}' is not a Kubernetes version"):
+        schemas.check_version("1." + "9" * 10_000)
     with pytest.raises(
         ValidationError, match=r'write the version in quotes, e.g. "1.31" \(YAML reads 1.3 as a number\)'
     ):
