@@ -21,7 +21,7 @@ import re
 import sys
 import urllib.parse
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +30,7 @@ from markdown_it import MarkdownIt
 
 from promoter.errors import NotFound
 from promoter.forges.local import LocalForge
+from promoter.httpserver import Server
 from promoter.models import PullRequest
 
 REVIEW_STATES = {"approved": "Approve", "changes_requested": "Request changes", "commented": "Comment only"}
@@ -285,13 +286,9 @@ def _number(path: str, suffix: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def serve(
-    db: Path, origin: Path, port: int, host: str = "127.0.0.1", web_url: str | None = None
-) -> ThreadingHTTPServer:
+def serve(db: Path, origin: Path, port: int, host: str = "127.0.0.1", web_url: str | None = None) -> Server:
     forge = LocalForge(None, db, str(origin), web_url=web_url)
-    server = ThreadingHTTPServer((host, port), handler(ForgeSite(forge, origin)))
-    server.daemon_threads = True
-    return server
+    return Server((host, port), handler(ForgeSite(forge, origin)))
 
 
 def main(argv: list[str] | None = None) -> None:

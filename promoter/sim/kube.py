@@ -54,7 +54,7 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -62,6 +62,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from promoter import schemas
+from promoter.httpserver import Server
 from promoter.sim.fields import canonicalise, changed, fieldset, now, record
 
 FAIL_IN = "sim.promoter.dev/fail-in"
@@ -126,10 +127,6 @@ class ApiError(Exception):
         if self.details is not None:
             answer["details"] = self.details
         return answer
-
-
-class _Server(ThreadingHTTPServer):
-    request_queue_size = 128  # connections waiting to be accepted (the stdlib's 5 resets a burst of clients)
 
 
 def _drop(obj: Any, at: tuple[str | int, ...]) -> None:
@@ -205,8 +202,7 @@ class KubeSim:
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
         self._faults: list[tuple[str, float, str]] = []
-        self.server = _Server(("127.0.0.1", port), self._handler())
-        self.server.daemon_threads = True
+        self.server = Server(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()

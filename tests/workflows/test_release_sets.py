@@ -15,6 +15,7 @@ import pytest
 import yaml
 from temporalio.client import WorkflowFailureError
 from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -66,6 +67,34 @@ def release(origin: Origin, tag: str, failing: dict[str, str] | None = None) -> 
 def image(sim: KubeSim, app: str) -> str:
     obj = sim.objects[("apps", "deployments", "apps", app)]
     return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+async def answered_status(client: Any, wid: str, run_id: str | None) -> PromotionStatus:
+    """The `status` query of a run, asked again while the server's query deadline passes (a closed
+    run is answered by a worker replaying it, which a loaded machine may take a while to do)."""
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            status: PromotionStatus = await client.get_workflow_handle(wid, run_id=run_id).query(
+                "status", result_type=PromotionStatus
+            )
+            return status
+        except RPCError:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.5)
+
+
+async def end_leftovers(client: Any, task_queue: str, ids: list[str]) -> None:
+    """Terminate what a test left running on its task queue (a running workflow without a worker keeps
+    the time-skipping server from skipping time for every later test)."""
+    for wid in ids:
+        try:
+            desc = await client.get_workflow_handle(wid).describe()
+            if desc.status is not None and desc.status.name == "RUNNING" and desc.task_queue == task_queue:
+                await client.get_workflow_handle(wid).terminate("left running by a failed test")
+        except RPCError:
+            continue
 
 
 def folder_image(origin: Origin, env: str, app: str) -> str:
@@ -204,54 +233,57 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
     release(origin, "7.0.0")
     client = ts_env.client
     async with run_worker(ts_env, origin) as tq:
-        set_plan = await api.plan(client, tq, "release", members=list(APPS))
-        single = await api.start(client, tq, await api.plan(client, tq, "api"))
-        await api.wait_for(single, awaiting("prod"))
-        raced = await client.start_workflow(  # as a second starter whose check ran a moment too early
-            PromotionWorkflow.run, PromotionInput(plan=set_plan), id="promote-release", task_queue=tq
-        )
-        lost = await raced.result()
-        assert lost.state == PromotionState.FAILED
-        assert lost.message.startswith("promote-api is running: a release set and a promotion of one of its apps")
-        assert [p.head for p in origin.forge().list_pull_requests() if "release" in p.head] == []  # nothing started
-        other = await api.GrpcPromotions(client).describe("promote-worker")
-        assert other is None or other.status != "RUNNING"  # nothing else was held
-        await single.cancel()
-        with pytest.raises(WorkflowFailureError):
-            await single.result()
-
-        held = await api.start(client, tq, set_plan)
-        await api.wait_for(held, awaiting("prod"))
-        with pytest.raises(PromoterError, match="a promotion of worker is already running"):
-            await api.start(client, tq, await api.plan(client, tq, "worker"))  # this server has no visibility to ask
-        with pytest.raises(WorkflowAlreadyStartedError):  # past any check: the ID itself is taken
-            await client.start_workflow(
-                PromotionWorkflow.run,
-                PromotionInput(plan=await api.plan(client, tq, "worker")),
-                id="promote-worker",
-                task_queue=tq,
+        try:
+            set_plan = await api.plan(client, tq, "release", members=list(APPS))
+            single = await api.start(client, tq, await api.plan(client, tq, "api"))
+            await api.wait_for(single, awaiting("prod"))
+            raced = await client.start_workflow(  # as a second starter whose check ran a moment too early
+                PromotionWorkflow.run, PromotionInput(plan=set_plan), id="promote-release", task_queue=tq
             )
-        claim = client.get_workflow_handle("promote-worker", result_type=PromotionStatus)
-        holding = await claim.query("status", result_type=PromotionStatus)  # what `promoter status worker` shows
-        assert holding.message == "moving as a member of the release set promote-release"
-        await held.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
-        assert (await held.result()).state == PromotionState.SUCCEEDED
-        ended = await claim.result()  # released with the set's outcome
-        assert (ended.state, ended.message) == (
-            PromotionState.SUCCEEDED,
-            "moved as a member of the release set promote-release: succeeded",
-        )
+            lost = await raced.result()
+            assert lost.state == PromotionState.FAILED
+            assert lost.message.startswith("promote-api is running: a release set and a promotion of one of its apps")
+            assert [p.head for p in origin.forge().list_pull_requests() if "release" in p.head] == []  # nothing started
+            other = await api.GrpcPromotions(client).describe("promote-worker")
+            assert other is None or other.status != "RUNNING"  # nothing else was held
+            await single.cancel()
+            with pytest.raises(WorkflowFailureError):
+                await single.result()
 
-        release(origin, "8.0.0")  # a new release waits at prod's gate; worker alone replaces it, through its claim
-        newer = await api.start(client, tq, await api.plan(client, tq, "release", members=list(APPS)))
-        await api.wait_for(newer, awaiting("prod"))
-        alone = await api.start(client, tq, await api.plan(client, tq, "worker"), supersede=True)
-        replaced = await client.get_workflow_handle("promote-release", run_id=newer.result_run_id).query(
-            "status", result_type=PromotionStatus
-        )
-        assert replaced.state == PromotionState.CANCELLED and "the promotion of worker" in (
-            replaced.superseded_by or ""
-        )
-        await alone.cancel()
-        with pytest.raises(WorkflowFailureError):
-            await alone.result()
+            held = await api.start(client, tq, set_plan)
+            await api.wait_for(held, awaiting("prod"))
+            with pytest.raises(PromoterError, match="a promotion of worker is already running"):
+                await api.start(
+                    client, tq, await api.plan(client, tq, "worker")
+                )  # this server has no visibility to ask
+            with pytest.raises(WorkflowAlreadyStartedError):  # past any check: the ID itself is taken
+                await client.start_workflow(
+                    PromotionWorkflow.run,
+                    PromotionInput(plan=await api.plan(client, tq, "worker")),
+                    id="promote-worker",
+                    task_queue=tq,
+                )
+            claim = client.get_workflow_handle("promote-worker", result_type=PromotionStatus)
+            holding = await claim.query("status", result_type=PromotionStatus)  # what `promoter status worker` shows
+            assert holding.message == "moving as a member of the release set promote-release"
+            await held.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+            assert (await held.result()).state == PromotionState.SUCCEEDED
+            ended = await claim.result()  # released with the set's outcome
+            assert (ended.state, ended.message) == (
+                PromotionState.SUCCEEDED,
+                "moved as a member of the release set promote-release: succeeded",
+            )
+
+            release(origin, "8.0.0")  # a new release waits at prod's gate; worker alone replaces it, through its claim
+            newer = await api.start(client, tq, await api.plan(client, tq, "release", members=list(APPS)))
+            await api.wait_for(newer, awaiting("prod"))
+            alone = await api.start(client, tq, await api.plan(client, tq, "worker"), supersede=True)
+            replaced = await answered_status(client, "promote-release", newer.result_run_id)
+            assert replaced.state == PromotionState.CANCELLED and "the promotion of worker" in (
+                replaced.superseded_by or ""
+            )
+            await alone.cancel()
+            with pytest.raises(WorkflowFailureError):
+                await alone.result()
+        finally:  # this server is shared: a failure here must not leave a workflow that stops its clock
+            await end_leftovers(client, tq, ["promote-api", "promote-worker", "promote-release"])
