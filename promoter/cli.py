@@ -1089,7 +1089,9 @@ async def _promotions(s: Settings) -> Any:
     if s.temporal_http_url:
         from promoter.temporal_http import HttpPromotions
 
-        return HttpPromotions(s.temporal_http_url, s.namespace, identity=f"promoter-cli {_whoami()}")
+        identity = f"promoter-cli {_whoami()}"
+        tls = s.temporal_tls_config()  # as for gRPC: the CA bundle, client certificate and server name
+        return HttpPromotions(s.temporal_http_url, s.namespace, identity, tls, s.temporal_api_key)
     from promoter.api import GrpcPromotions
 
     return GrpcPromotions(await _client(s))

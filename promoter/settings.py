@@ -15,6 +15,8 @@ from promoter import MAX_FILE_BYTES, TASK_QUEUE, secrets
 from promoter.errors import BadInput
 
 if TYPE_CHECKING:  # Temporal's client is imported where it is used: `policy check` never needs it
+    import ssl
+
     from temporalio.client import Client
     from temporalio.runtime import Runtime
 
@@ -28,6 +30,14 @@ DEFAULT_STATE_DIR = ".promoter"
 class Settings:
     temporal_address: str = "localhost:7233"
     temporal_http_url: str | None = None  # Temporal's HTTP API: the CLI's status, approve and list start faster
+    # Authenticated connections to Temporal (both transports): TLS is on when any of these is set, or
+    # when temporal_tls is True; the three files are paths to PEM files (see temporal_tls_config).
+    temporal_tls: bool | None = None  # PROMOTER_TEMPORAL_TLS: None means "on when any setting below is set"
+    temporal_tls_ca: str | None = None  # the CA bundle the frontend's certificate is checked against
+    temporal_tls_cert: str | None = None  # a client certificate (mutual TLS): the worker's or a person's
+    temporal_tls_key: str | None = None  # its private key, unencrypted
+    temporal_tls_server_name: str | None = None  # the name the server's certificate holds (the address is an IP)
+    temporal_api_key: str | None = field(default=None, repr=False)  # sent as `authorization: Bearer`; never printed
     namespace: str = "default"
     task_queue: str = TASK_QUEUE
     repo_url: str | None = None
@@ -71,6 +81,14 @@ class Settings:
                 "PROMOTER_TEMPORAL_HTTP_URL must be an http:// or https:// URL such as http://localhost:7243, "
                 f"not {s.temporal_http_url[:60]!r}"
             )
+        if env.get("PROMOTER_TEMPORAL_TLS"):
+            s.temporal_tls = _flag(env, "PROMOTER_TEMPORAL_TLS")
+        s.temporal_tls_ca = env.get("PROMOTER_TEMPORAL_TLS_CA") or s.temporal_tls_ca
+        s.temporal_tls_cert = env.get("PROMOTER_TEMPORAL_TLS_CERT") or s.temporal_tls_cert
+        s.temporal_tls_key = env.get("PROMOTER_TEMPORAL_TLS_KEY") or s.temporal_tls_key
+        s.temporal_tls_server_name = env.get("PROMOTER_TEMPORAL_TLS_SERVER_NAME") or s.temporal_tls_server_name
+        s.temporal_api_key = _secret(env, "PROMOTER_TEMPORAL_API_KEY") or s.temporal_api_key
+        secrets.register(s.temporal_api_key)
         s.namespace = env.get("PROMOTER_NAMESPACE", s.namespace)
         s.task_queue = env.get("PROMOTER_TASK_QUEUE", s.task_queue)
         s.repo_url = env.get("PROMOTER_REPO_URL", s.repo_url)
@@ -137,6 +155,150 @@ class Settings:
         url = f"{self.ui_url}/namespaces/{self.namespace}/workflows/{workflow_id}"
         return f"{url}/{run_id}/history" if run_id else url
 
+    def tls_enabled(self) -> bool:
+        """PROMOTER_TEMPORAL_TLS when it is set; otherwise on as soon as any TLS setting or an API key is."""
+        if self.temporal_tls is not None:
+            return self.temporal_tls
+        return any(self._tls_settings().values()) or bool(self.temporal_api_key)
+
+    def temporal_tls_config(self) -> TemporalTLS | None:
+        """TLS to Temporal, for both transports, its files read and checked (None: plaintext). Checked
+        here, where a connection is made, not in `load`: `policy check` never needs Temporal."""
+        if not self.tls_enabled():
+            given = [name for name, value in self._tls_settings().items() if value]
+            if self.temporal_api_key:
+                raise BadInput(
+                    "PROMOTER_TEMPORAL_API_KEY is sent only over TLS, and PROMOTER_TEMPORAL_TLS=false turns it off "
+                    "(Temporal Cloud and any sane deployment accept an API key only over TLS); "
+                    "unset PROMOTER_TEMPORAL_TLS"
+                )
+            if given:
+                raise BadInput(f"PROMOTER_TEMPORAL_TLS=false, yet {given[0]} is set; unset one of them")
+            return None
+        if bool(self.temporal_tls_cert) != bool(self.temporal_tls_key):
+            have, lack = (
+                ("PROMOTER_TEMPORAL_TLS_CERT", "PROMOTER_TEMPORAL_TLS_KEY")
+                if self.temporal_tls_cert
+                else ("PROMOTER_TEMPORAL_TLS_KEY", "PROMOTER_TEMPORAL_TLS_CERT")
+            )
+            raise BadInput(f"{have} is set but {lack} is not; a client certificate needs its private key: set both")
+        ca = _pem(self.temporal_tls_ca, "PROMOTER_TEMPORAL_TLS_CA", "certificate bundle")
+        cert = _pem(self.temporal_tls_cert, "PROMOTER_TEMPORAL_TLS_CERT", "certificate")
+        key = _pem(self.temporal_tls_key, "PROMOTER_TEMPORAL_TLS_KEY", "private key")
+        if key is not None and _ENCRYPTED.search(key):
+            raise BadInput(
+                f"PROMOTER_TEMPORAL_TLS_KEY: {self.temporal_tls_key} is encrypted, and no passphrase can be given; "
+                "decrypt it (`openssl pkey -in KEY -out KEY.plain`) into a file only the promoter's user may read"
+            )
+        return TemporalTLS(
+            ca=ca,
+            cert=cert,
+            key=key,
+            server_name=self.temporal_tls_server_name,
+            context=_ssl_context(self, ca),
+        )
+
+    def _tls_settings(self) -> dict[str, str | None]:
+        return {
+            "PROMOTER_TEMPORAL_TLS_CA": self.temporal_tls_ca,
+            "PROMOTER_TEMPORAL_TLS_CERT": self.temporal_tls_cert,
+            "PROMOTER_TEMPORAL_TLS_KEY": self.temporal_tls_key,
+            "PROMOTER_TEMPORAL_TLS_SERVER_NAME": self.temporal_tls_server_name,
+        }
+
+
+@dataclass(frozen=True)
+class TemporalTLS:
+    """What a TLS connection to Temporal trusts and presents: PEM bytes for the SDK's gRPC client, and
+    the same as an `ssl.SSLContext` for the HTTP API."""
+
+    ca: bytes | None  # None: the system's trusted CAs
+    cert: bytes | None  # None: no client certificate (server-side TLS only, or an API key)
+    key: bytes | None = field(repr=False)
+    server_name: str | None  # the name the server's certificate is checked against, and sent as SNI
+    context: ssl.SSLContext = field(repr=False)
+
+
+_CERTIFICATE = re.compile(rb"-----BEGIN CERTIFICATE-----")
+_PRIVATE_KEY = re.compile(rb"-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----")  # PKCS#8, or RSA/EC
+_ENCRYPTED = re.compile(rb"-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED")  # PKCS#8, or OpenSSL's
+MAX_PEM_BYTES = 1024 * 1024  # a CA bundle is tens of kilobytes; more is not a PEM file (nor /dev/zero)
+
+
+def _pem(path: str | None, name: str, what: str) -> bytes | None:
+    """The PEM file at `path` (a certificate, or a private key), or a line naming the variable and what
+    to give it instead."""
+    if not path:
+        return None
+    marker, label, tool = (
+        (_PRIVATE_KEY, "-----BEGIN PRIVATE KEY-----", "pkey")
+        if what == "private key"
+        else (_CERTIFICATE, "-----BEGIN CERTIFICATE-----", "x509")
+    )
+    try:
+        with open(path, "rb") as f:
+            data = f.read(MAX_PEM_BYTES + 1)
+    except OSError as e:
+        raise BadInput(f"{name}: cannot read {path} ({e.strerror}); point it at a readable PEM file") from None
+    if len(data) > MAX_PEM_BYTES or not marker.search(data):
+        raise BadInput(
+            f"{name}: {path} is not a PEM {what} (no '{label}' line); give the PEM file "
+            f"(`openssl {tool} -inform der -in FILE -out FILE.pem` converts a DER one)"
+        )
+    return data
+
+
+def _ssl_context(settings: Settings, ca: bytes | None) -> ssl.SSLContext:
+    """The HTTP API's TLS: the CA bundle (or the system's CAs), the client certificate, the server
+    name. Made here also to check the files: a key that is not the certificate's is refused now."""
+    import socket
+    import ssl
+
+    class NamedContext(ssl.SSLContext):
+        """Checks the server's certificate against (and sends as SNI) the configured server name, not
+        the URL's host: for an address that is an IP, as the gRPC client's `domain` does."""
+
+        server_name: str | None = None
+
+        def wrap_socket(
+            self,
+            sock: socket.socket,
+            server_side: bool = False,
+            do_handshake_on_connect: bool = True,
+            suppress_ragged_eofs: bool = True,
+            server_hostname: str | bytes | None = None,
+            session: ssl.SSLSession | None = None,
+        ) -> ssl.SSLSocket:
+            name = self.server_name or server_hostname
+            return super().wrap_socket(sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, name, session)
+
+    context = NamedContext(ssl.PROTOCOL_TLS_CLIENT)  # verifies the certificate and its name, as create_default_context
+    context.server_name = settings.temporal_tls_server_name
+    context.set_alpn_protocols(["http/1.1"])
+    try:
+        if ca is None:
+            context.load_default_certs()
+        else:
+            context.load_verify_locations(cadata=ca.decode("ascii", "replace"))
+    except ssl.SSLError as e:
+        raise BadInput(
+            f"PROMOTER_TEMPORAL_TLS_CA: {settings.temporal_tls_ca} holds no certificate that can be read "
+            f"({e.reason or e}); give the PEM bundle of the CA that signs Temporal's certificate"
+        ) from None
+    if settings.temporal_tls_cert and settings.temporal_tls_key:
+        try:
+            context.load_cert_chain(settings.temporal_tls_cert, settings.temporal_tls_key)
+        except ssl.SSLError as e:
+            mismatch = "KEY_VALUES_MISMATCH" in str(e)
+            raise BadInput(
+                f"PROMOTER_TEMPORAL_TLS_KEY: {settings.temporal_tls_key} is not the private key of "
+                f"{settings.temporal_tls_cert}; set PROMOTER_TEMPORAL_TLS_CERT and _KEY to a certificate and its key"
+                if mismatch
+                else f"PROMOTER_TEMPORAL_TLS_CERT and _KEY: {settings.temporal_tls_cert} and "
+                f"{settings.temporal_tls_key} cannot be used ({e.reason or e}); give a PEM certificate and its key"
+            ) from None
+    return context
+
 
 def _secret(env: Mapping[str, str], name: str) -> str | None:
     """NAME, or the content of the file NAME_FILE (a mounted secret); never echoed in an error."""
@@ -161,6 +323,13 @@ def parse_size(text: str, name: str) -> int:
         raise BadInput(f"{name} must be a size like 5MB, 512k or a number of bytes, not {text[:40]!r}")
     unit = match.group(2).lower()[:1]
     return int(match.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env[name].strip().lower()
+    if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
+        raise BadInput(f"{name} must be true or false, not {env[name][:40]!r}")
+    return text in ("true", "1", "yes", "on")
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
@@ -198,21 +367,122 @@ def metrics_runtime(port: int, host: str = "0.0.0.0") -> Runtime:
 
 
 async def connect(settings: Settings, runtime: Runtime | None = None) -> Client:
+    """The SDK's client, over TLS (with a client certificate and an API key) when the settings say so:
+    the worker's and the CLI's one way to Temporal's gRPC API."""
     from temporalio.client import Client
+    from temporalio.service import TLSConfig
 
     from promoter.converter import DATA_CONVERTER
 
+    tls = settings.temporal_tls_config()
     try:
         return await Client.connect(
             settings.temporal_address,
             namespace=settings.namespace,
             data_converter=DATA_CONVERTER,
             runtime=runtime,
+            tls=False
+            if tls is None
+            else TLSConfig(
+                server_root_ca_cert=tls.ca,  # None: the system's CAs
+                client_cert=tls.cert,
+                client_private_key=tls.key,
+                domain=tls.server_name,
+            ),
+            api_key=settings.temporal_api_key,  # sent as `authorization: Bearer KEY` on every call
         )
     except RuntimeError as e:
-        text = str(e)
-        reason = next((r for r in ("Connection refused", "timed out", "dns error") if r in text), text.splitlines()[0])
-        raise BadInput(
-            f"cannot reach Temporal at {settings.temporal_address} ({reason}); "
-            "start the embedded stack with `promoter up` or set PROMOTER_TEMPORAL_ADDRESS"
-        ) from None
+        raise _unreachable(settings, tls, secrets.redact(str(e))) from None
+
+
+def _unreachable(settings: Settings, tls: TemporalTLS | None, text: str) -> BadInput:
+    """The SDK's connection error (a Rust debug dump) as one line that says what to fix."""
+    where = settings.temporal_address
+    if tls is not None and (problem := _grpc_tls_problem(text)) is not None:
+        return tls_refused(f"Temporal at {where}", "PROMOTER_TEMPORAL_ADDRESS", tls, *problem)
+    # Temporal's own refusal (a gRPC status), or a proxy's (an HTTP status in place of a gRPC answer)
+    said = None
+    if refused := re.search(r'code: (Unauthenticated|PermissionDenied), message: "([^"]*)"', text):
+        said = refused.group(2) or refused.group(1)
+    elif proxy := re.search(r"status: (40[13] [A-Za-z ]+)", text):
+        said = f"HTTP {proxy.group(1)}"
+    if said is not None:
+        return BadInput(
+            f"Temporal at {where} refused this client ({said}); "
+            "set PROMOTER_TEMPORAL_API_KEY (or PROMOTER_TEMPORAL_TLS_CERT and _KEY) to credentials it accepts "
+            "for namespace " + settings.namespace
+        )
+    fix = "start the embedded stack with `promoter up` or set PROMOTER_TEMPORAL_ADDRESS"
+    reason = next((r for r in ("Connection refused", "timed out", "dns error") if r in text), None)
+    if reason is None and tls is None and any(closed in text for closed in _CLOSED):
+        # a TLS-only frontend drops a plaintext client without a word
+        reason = "the server closed the connection"
+        fix = "if it is served over TLS, set PROMOTER_TEMPORAL_TLS_CA (or PROMOTER_TEMPORAL_TLS=true); else " + fix
+    return BadInput(f"cannot reach Temporal at {where} ({reason or text.splitlines()[0]}); {fix}")
+
+
+_CLOSED = ("connection closed", "broken pipe", "Connection reset", "BrokenPipe", "ConnectionReset")
+
+
+def _grpc_tls_problem(text: str) -> tuple[str, str] | None:
+    """(kind, detail) of a TLS failure in the SDK's (rustls') error text, for `tls_refused`."""
+    if alert := re.search(r"received fatal alert: (\w+)", text):
+        return ("certificate required" if alert.group(1) == "CertificateRequired" else "alert"), alert.group(1)
+    if invalid := re.search(r"InvalidCertificate\((\w+)", text):
+        if invalid.group(1).startswith("NotValidForName"):
+            expected = re.search(r'expected: \w+\("?([^")]+)', text)  # DnsName("host") or IpAddress(1.2.3.4)
+            return "name", expected.group(1) if expected else ""
+        unknown = invalid.group(1) in ("UnknownIssuer", "BadSignature")  # BadSignature: another CA of that name
+        return ("unknown issuer" if unknown else "server certificate"), invalid.group(1)
+    if any(w in text for w in ("InvalidContentType", "CorruptMessage", "InvalidMessage")):
+        return "not tls", ""
+    if "H2NotNegotiated" in text:
+        return "not grpc", ""
+    if any(closed in text for closed in _CLOSED):
+        return "closed", ""
+    return None
+
+
+CLIENT_CERTIFICATE_FIX = "set PROMOTER_TEMPORAL_TLS_CERT and _KEY to a client certificate it trusts"
+
+
+def tls_refused(what: str, setting: str, tls: TemporalTLS | None, kind: str, detail: str) -> BadInput:
+    """A failed TLS handshake as one line, in the same words for gRPC and for the HTTP API: `what` is
+    where (`Temporal at HOST:PORT`), `setting` the variable holding that address, `kind` the failure
+    (None for `tls`: an https:// URL with no TLS settings, the system's CAs and no certificate)."""
+    ca = "PROMOTER_TEMPORAL_TLS_CA" if tls is not None and tls.ca is not None else "the system's trust store"
+    presented = tls is not None and tls.cert is not None
+    why, fix = {
+        "certificate required": (
+            "the server refused the handshake: it requires a client certificate"
+            + (", and it did not accept this one" if presented else ", and none is set"),
+            CLIENT_CERTIFICATE_FIX,
+        ),
+        "alert": (f"the server refused the handshake: TLS alert {detail}", CLIENT_CERTIFICATE_FIX),
+        "closed": (
+            "the server closed the connection during the handshake, as one does that "
+            + ("does not trust the client certificate" if presented else "requires a client certificate"),
+            CLIENT_CERTIFICATE_FIX,
+        ),
+        "unknown issuer": (
+            f"the server's certificate is not signed by a CA of {ca}",
+            "set PROMOTER_TEMPORAL_TLS_CA to the PEM bundle of the CA that signs it",
+        ),
+        "name": (
+            f"the server's certificate is not valid for the name {detail or 'dialed'}",
+            "set PROMOTER_TEMPORAL_TLS_SERVER_NAME to a name it holds (its subjectAltName)",
+        ),
+        "server certificate": (
+            f"the server's certificate is refused: {detail}",
+            f"check the server's certificate and {ca}",
+        ),
+        "not tls": (
+            "the server does not speak TLS there",
+            f"set {setting} to its TLS address, or unset the PROMOTER_TEMPORAL_TLS* settings for a plaintext one",
+        ),
+        "not grpc": (
+            "the server does not speak gRPC (HTTP/2) there",
+            f"set {setting} to the frontend's gRPC address, not its HTTP API's",
+        ),
+    }.get(kind, (detail, f"check {setting} and the PROMOTER_TEMPORAL_TLS* settings"))
+    return BadInput(f"cannot reach {what} over TLS ({why}); {fix}")

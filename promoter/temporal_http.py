@@ -18,6 +18,8 @@ from __future__ import annotations
 
 import base64
 import json
+import re
+import ssl
 import time
 import urllib.error
 import urllib.parse
@@ -27,12 +29,15 @@ from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
-from promoter import promotions
+from promoter import promotions, secrets
 from promoter.errors import BadInput, PromoterError
 from promoter.models import Decision, PromotionStatus, StageStatus
+from promoter.settings import TemporalTLS, tls_refused
 
 NOT_FOUND = 5  # gRPC status codes, as the HTTP API's error bodies carry them
 DEADLINE_EXCEEDED = 4
+PERMISSION_DENIED = 7
+UNAUTHENTICATED = 16
 CALL_TIMEOUT_S = 20.0
 DECIDE_DEADLINE_S = 60.0
 PAGE_SIZE = 100
@@ -57,10 +62,27 @@ class Failed(Exception):
 
 
 class HttpPromotions:
-    def __init__(self, url: str, namespace: str, identity: str = "promoter-cli") -> None:
+    """Over https when `tls` is given (its CA bundle, client certificate and server name, as for gRPC),
+    with `Authorization: Bearer API_KEY` when `api_key` is."""
+
+    def __init__(
+        self,
+        url: str,
+        namespace: str,
+        identity: str = "promoter-cli",
+        tls: TemporalTLS | None = None,
+        api_key: str | None = None,
+    ) -> None:
         self.url = url.rstrip("/")
         self.namespace = namespace
         self.identity = identity
+        self.tls = tls
+        self.api_key = api_key
+        if (tls is not None or api_key) and not self.url.startswith("https://"):
+            raise BadInput(
+                f"{SETTING} is {self.url}, plain http, yet TLS is on (the PROMOTER_TEMPORAL_TLS* settings or an "
+                "API key); set it to the HTTP API's https:// address"
+            )
 
     # ------------------------------------------------------------------------------ the answers
 
@@ -197,21 +219,26 @@ class HttpPromotions:
         url = f"{self.url}/api/v1/namespaces/{_part(self.namespace)}/{path}"
         if params:
             url += "?" + urllib.parse.urlencode(params)
+        headers = {"Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE}
+        if self.api_key:
+            headers["Authorization"] = f"Bearer {self.api_key}"
         request = urllib.request.Request(
-            url,
-            data=None if body is None else json.dumps(body).encode(),
-            method=method,
-            headers={"Content-Type": MEDIA_TYPE, "Accept": MEDIA_TYPE},
+            url, data=None if body is None else json.dumps(body).encode(), method=method, headers=headers
         )
+        context = self.tls.context if self.tls is not None else None  # None: urllib's default (the system's CAs)
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s) as answer:
+            with urllib.request.urlopen(request, timeout=timeout_s, context=context) as answer:
                 raw = answer.read()
         except urllib.error.HTTPError as e:
             raise self._failed(e) from None
         except TimeoutError:
             raise Failed(DEADLINE_EXCEEDED, f"no answer within {timeout_s:g}s") from None
         except (urllib.error.URLError, OSError) as e:
-            reason = getattr(e, "reason", None) or e
+            # a refused handshake: the connection's error (URLError), or with TLS 1.3 the first read's (SSLError)
+            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            if isinstance(reason, ssl.SSLError):
+                where = f"Temporal's HTTP API at {self.url}"
+                raise tls_refused(where, SETTING, self.tls, *_tls_problem(reason)) from None
             if isinstance(reason, TimeoutError):
                 raise Failed(DEADLINE_EXCEEDED, f"no answer within {timeout_s:g}s") from None
             raise BadInput(
@@ -227,14 +254,47 @@ class HttpPromotions:
         data = _json(e.read())
         code = data.get("code") if isinstance(data, dict) else None
         if isinstance(code, int) and 0 < code <= 16 and isinstance(data.get("message"), str):  # a gRPC status
-            return Failed(data["code"], " ".join(data["message"].split()))
+            message = secrets.redact(" ".join(data["message"].split()))
+            if code in (UNAUTHENTICATED, PERMISSION_DENIED):
+                return self._refused(message)
+            return Failed(data["code"], message)
+        if e.code in (401, 403):  # a proxy in front of the API refused the credentials
+            return self._refused(f"HTTP {e.code}")
         return self._not_the_api(f"HTTP {e.code} without a Temporal error")
+
+    def _refused(self, why: str) -> BadInput:
+        return BadInput(
+            f"Temporal's HTTP API at {self.url} refused this client ({why}); set PROMOTER_TEMPORAL_API_KEY (or "
+            f"PROMOTER_TEMPORAL_TLS_CERT and _KEY) to credentials it accepts for namespace {self.namespace}"
+        )
 
     def _not_the_api(self, what: str) -> BadInput:
         return BadInput(
             f"{self.url} is not Temporal's HTTP API ({what}); set {SETTING} to the frontend's HTTP address "
             "(empty: use gRPC)"
         )
+
+
+def _tls_problem(error: ssl.SSLError) -> tuple[str, str]:
+    """(kind, detail) of a TLS failure in OpenSSL's words, for `settings.tls_refused`."""
+    if isinstance(error, ssl.SSLCertVerificationError):
+        message = error.verify_message or str(error)
+        if "mismatch" in message:  # "Hostname mismatch, certificate is not valid for 'NAME'."
+            name = re.search(r"'([^']*)'", message)
+            return "name", name.group(1) if name else ""
+        if error.verify_code in (2, 18, 19, 20, 21):  # no issuer among the CAs trusted, or self-signed
+            return "unknown issuer", message
+        return "server certificate", message
+    reason = error.reason or ""
+    if "CERTIFICATE_REQUIRED" in reason:
+        return "certificate required", reason
+    if "ALERT" in reason:  # e.g. TLSV1_ALERT_UNKNOWN_CA: the server does not trust the certificate presented
+        return "alert", reason
+    if reason in ("WRONG_VERSION_NUMBER", "RECORD_LAYER_FAILURE", "PACKET_LENGTH_TOO_LONG"):
+        return "not tls", reason
+    if isinstance(error, ssl.SSLEOFError):
+        return "closed", reason
+    return "other", f"{reason or error}"
 
 
 def _part(text: str) -> str:
