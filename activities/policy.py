@@ -15,6 +15,7 @@ from temporalio import activity
 
 from activities import classified
 from promoter.errors import PromoterError, TemporaryError
+from promoter.forges import CommitLogins, Forge
 from promoter.gitrepo import GitRepository
 from promoter.models import (
     Approval,
@@ -29,7 +30,15 @@ from promoter.models import (
     ScreenResult,
 )
 from promoter.names import app_folder, check
-from promoter.policy import PolicyBundle, PolicyEngine, build_input, clean_error, decide, schema_input
+from promoter.policy import (
+    PolicyBundle,
+    PolicyEngine,
+    authors_input,
+    build_input,
+    clean_error,
+    decide,
+    schema_input,
+)
 from promoter.render import parse_manifests, render_files
 
 
@@ -59,10 +68,13 @@ class PolicyActivities:
         repo: GitRepository,
         engine: PolicyEngine,
         cluster_crds: Callable[[ClusterConfig], list[dict[str, Any]]] | None = None,
+        forge: Forge | None = None,
     ) -> None:
         self.repo = repo
         self.engine = engine
         self.cluster_crds = cluster_crds  # the target cluster's CRDs, for custom resources the repository has none for
+        # the accounts the forge ties to a commit, when it can tell (promotion.authors)
+        self.logins = forge if isinstance(forge, CommitLogins) else None
         self._bundles: dict[str, PolicyBundle] = {}
         self._crds: dict[tuple[str, str], list[dict[str, Any]]] = {}  # (main, env) → its folder's CRDs
         self._lock = threading.Lock()
@@ -103,39 +115,69 @@ class PolicyActivities:
             self.repo.change_files(change, base), folder, lambda tmp: self.repo.export_change(change, tmp, base)
         )
 
-    def evaluate(self, req: PolicyCheckInput, base: str | None = None) -> PolicyDecision:
+    def evaluate(
+        self, req: PolicyCheckInput, base: str | None = None, authors: dict[str, Any] | None = None
+    ) -> PolicyDecision:
         """The decision on `req`, with main (its policies and the target's folder) at `base`, or as it is now.
         A release set's is one decision over its members: each judged as its app (its objects, its
-        exceptions), every finding kept once; it allows only when every member is allowed."""
+        exceptions), every finding kept once; it allows only when every member is allowed. `authors`:
+        the promoted range's (`authors`), read here when the input carries approvals to judge."""
         if req.members:
             if base is None:
                 try:
                     base = self._bundle(None)[1]  # one fetch of main serves every member
                 except PromoterError:
                     pass  # each member's evaluation denies, naming it
+            if authors is None and req.approvals:
+                try:  # the set's range: every member's folders, judged alike for each member
+                    authors = self.authors(req)
+                except PromoterError as e:
+                    return self._input_error(e)
             return combined(
-                [self.evaluate(req.model_copy(update={"app": m, "members": []}), base) for m in req.members]
+                [self.evaluate(req.model_copy(update={"app": m, "members": []}), base, authors) for m in req.members]
             )
         try:
             for name, what in ((req.app, "app"), (req.source_env, "environment"), (req.target_env, "environment")):
                 check(name, what)
             bundle, main = self._bundle(base)  # one fetch of main serves the policies and the change
+            if authors is None and req.approvals:
+                authors = self.authors(req)
             objects = self.objects(req, main) if req.render_objects else []
             found = schema_input(req.environment, objects, self._more_crds(req, main)) if req.render_objects else None
         except PromoterError as e:
-            return PolicyDecision(
-                allow=False,
-                engine=self.engine.name,
-                deny=[
-                    PolicyViolation(
-                        rule="promoter.input_error",
-                        message=clean_error(e),
-                        severity="critical",
-                        remediation="Fix the manifests or policies named here, then promote again.",
-                    )
-                ],
-            )
-        return decide(self.engine, bundle, build_input(req, objects, found))
+            return self._input_error(e)
+        return decide(self.engine, bundle, build_input(req, objects, found, authors))
+
+    def _input_error(self, e: PromoterError) -> PolicyDecision:
+        return PolicyDecision(
+            allow=False,
+            engine=self.engine.name,
+            deny=[
+                PolicyViolation(
+                    rule="promoter.input_error",
+                    message=clean_error(e),
+                    severity="critical",
+                    remediation="Fix the manifests or policies named here, then promote again.",
+                )
+            ],
+        )
+
+    def authors(self, req: PolicyCheckInput) -> dict[str, Any]:
+        """`promotion.authors` (`authors_input`): the authors, committers and signers of every commit
+        that shaped what `req` promotes into its target (`GitRepository.authors`), and the accounts the
+        forge ties to those commits. A forge that cannot answer raises (the check is retried, then
+        refused): a login is never silently left out."""
+        found = self.repo.authors(req.commit, req.target_env, req.members or [req.app])
+        people: list[tuple[str, str, str]] = []
+        for touch in found.touches:
+            people += [(touch.author, "authored", touch.commit), (touch.committer, "committed", touch.commit)]
+            if touch.signer:
+                people.append((touch.signer, "signed", touch.commit))
+            if self.logins is not None:
+                people += [
+                    (login, "authored or committed", touch.commit) for login in self.logins.commit_logins(touch.commit)
+                ]
+        return authors_input(people, found.unknown)
 
     def _more_crds(self, req: PolicyCheckInput, main: str) -> Callable[[], tuple[list[dict[str, Any]], str]]:
         """The CRDs of the target environment's folder on main (read once per commit of main), then
@@ -198,7 +240,10 @@ class PolicyActivities:
     def check_approval(self, req: PolicyCheckInput) -> ApprovalCheck:
         """The `promotion` policies' word on the last approval of `req.approvals` (the candidate): any
         approval rule that denies now is about it, since the earlier ones were all accepted."""
-        decision = self.evaluate(req.model_copy(update={"phase": "approval", "render_objects": False}))
+        return self._approval(req)
+
+    def _approval(self, req: PolicyCheckInput, authors: dict[str, Any] | None = None) -> ApprovalCheck:
+        decision = self.evaluate(req.model_copy(update={"phase": "approval", "render_objects": False}), None, authors)
         reasons = [
             v.message
             for v in decision.deny
@@ -215,11 +260,17 @@ class PolicyActivities:
         handler still asks the policies again for every approval it accepts."""
         who_may = self.evaluate(req.check.model_copy(update={"phase": "approval", "render_objects": False}))
         refused: dict[str, str] = {}
+        authors = None
+        if who_may.approvers:
+            try:  # read once for every approver asked about
+                authors = self.authors(req.check)
+            except PromoterError:
+                pass  # each approver's check reads them again, and denies naming why
         for who in who_may.approvers:
             alone = req.check.model_copy(
                 update={"approvals": [Approval(approver=who, at=req.check.started_at, via="screen")]}
             )
-            verdict = self.check_approval(alone)
+            verdict = self._approval(alone, authors)
             if not verdict.allowed:
                 refused[who] = verdict.reason
         return ScreenResult(approvers=who_may.approvers, refused=refused)

@@ -23,6 +23,7 @@ import hashlib
 import io
 import os
 import posixpath
+import re
 import shlex
 import shutil
 import tarfile
@@ -65,6 +66,32 @@ class Entry:
     sha: str
 
 
+MAX_AUTHOR_COMMITS = 10_000  # commits of a promoted range read for its authors; past that they are unknown
+MAX_SIGNERS_BYTES = 1_000_000  # trust/allowed_signers, as the authors' signatures are verified against it
+_SHA = re.compile(r"[0-9a-f]{40}")
+# one commit's people, as `git log` prints them: commit, author, committer, signature (status, signer, key)
+_PEOPLE = "%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%G?%x1f%GS%x1f%GK%x1e"
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A commit of a promoted range that touched an app's folder, and the people on it."""
+
+    commit: str
+    author: str  # "Name <email>", as the commit says (never mapped through a .mailmap)
+    committer: str  # "Name <email>"
+    signer: str = ""  # an SSH signature's principal (else its key's fingerprint), a GPG signature's signer; "" unsigned
+
+
+@dataclass(frozen=True)
+class Authorship:
+    """Who shaped what a promotion brings to an environment (`GitClone.authors`)."""
+
+    touches: list[Touch]  # each commit once, newest first (app by app for a release set)
+    since: dict[str, str]  # app -> the commit deployed in the environment its range starts after (none: all history)
+    unknown: str = ""  # why `touches` is not the whole range ("": it is); the policies then deny (fail closed)
+
+
 def refuse_entry(folder: str, path: str, mode: str, link_target: str | None = None) -> str | None:
     """Why a tree entry can never be promoted (None: it can): a component git itself should never
     carry (`..`, `.`, `.git`), a name that is not UTF-8, a submodule, or a symlink that is absolute or
@@ -105,6 +132,7 @@ class GitRepository(Protocol):
     ) -> tuple[str, str]: ...
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
+    def authors(self, commit: str, env: str, apps: Sequence[str]) -> Authorship: ...
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
     def environments(self) -> list[EnvironmentConfig]: ...
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
@@ -523,6 +551,115 @@ class GitClone:
                 configs.append(parse_environment(text, where, name))
         return layout.in_order(configs)
 
+    # ------------------------------------------------------------ who shaped a change
+
+    def authors(self, commit: str, env: str, apps: Sequence[str], limit: int = MAX_AUTHOR_COMMITS) -> Authorship:
+        """Everyone who shaped what promoting `commit` brings to `env`: the authors, committers and
+        signers of every commit of the promoted range that touched one of the apps' folders (any
+        `environments/<env>/<app>`, whichever environment: each could have shaped the promoted content).
+
+        A commit touched a folder when it changed it against any of its parents (`--full-history`: a
+        merge that only takes one side's folder still counts, and no side branch is skipped). SSH
+        signatures are verified against `trust/allowed_signers` on main, so a known key gives its
+        principal, any other its fingerprint. More than `limit` commits: `unknown` says so and the
+        policies deny (fail closed), never a silently shortened list."""
+        check(env, "environment")
+        for app in apps:
+            check(app, "app")
+        repo = self._fresh()
+        main = self._main(repo)
+        sha = self._rev(repo, commit)
+        if sha is None:
+            raise NotFound(f"commit {commit[:12]} not found in {self.url}")
+        commit = sha
+        since = {app: d for app in apps if (d := self._deployed(repo, main, app, env, commit)) is not None}
+        touches: dict[str, Touch] = {}
+        with tempfile.TemporaryDirectory(prefix="promoter-signers-") as tmp:
+            signers = Path(tmp) / "allowed_signers"
+            signers.write_text(self._allowed_signers(repo, main))  # empty: git still names an SSH key
+            for app in apps:
+                out = self._git(
+                    repo,
+                    "-c",
+                    f"gpg.ssh.allowedSignersFile={signers}",
+                    "log",
+                    "--full-history",
+                    "--no-use-mailmap",
+                    "--no-show-signature",
+                    f"--max-count={limit + 1}",
+                    f"--format={_PEOPLE}",
+                    commit,
+                    *([f"^{since[app]}"] if app in since else []),
+                    "--",
+                    f":(glob){ENVIRONMENTS}/*/{app}/**",
+                )
+                for record in out.split("\x1e"):
+                    if not record.strip():
+                        continue
+                    touch = _touch(record.lstrip("\n"))
+                    if isinstance(touch, str):
+                        return Authorship(list(touches.values()), since, touch)
+                    touches.setdefault(touch.commit, touch)
+                    if len(touches) > limit:
+                        return Authorship(
+                            [], since, f"the promoted range holds more than {limit:,} commits that touched its folders"
+                        )
+        return Authorship(list(touches.values()), since)
+
+    def _deployed(self, repo: git.Repo, main: str, app: str, env: str, commit: str) -> str | None:
+        """The commit deployed in `env` that `commit`'s range starts after (None: all history).
+
+        Chosen: the newest commit promoter promoted into `env` for `app` (a merge of main's
+        first-parent line whose message carries `Promoter-Promotion`, its second parent's
+        `Promoted-Commit`), not reverted since, that is an ancestor of `commit`. Why: that content
+        passed the gate, so only what came after it is new to the environment. A merge made by hand
+        on the forge, a squash merge or a reverted promotion never narrows the range (fail closed:
+        more authors, never fewer)."""
+        glob = f":(glob){app_folder(env, app)}/**"
+        out = self._git(
+            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
+        )
+        merges: list[dict[str, str]] = []
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                sha, parents, at, message = parts
+                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
+        seconds = [m["parent"] for m in merges if m["parent"]]
+        branches: dict[str, str] = {}
+        if seconds:
+            shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *seconds)
+            for entry in shown.split("\x1e"):
+                sha, sep, message = entry.strip().partition("\x1f")
+                if sep:
+                    branches[sha] = message
+        for rank, m in enumerate(merges):  # newest first, as main's first parents have them
+            m["branch_message"], m["rank"] = branches.get(m["parent"], ""), str(rank)
+        reverted: set[str] = set()
+        for event in history.events(app, merges, []):
+            if event.env != env:
+                continue
+            if event.kind == "reverted":
+                reverted.add(event.commit)
+            elif (
+                event.promotion
+                and _SHA.fullmatch(event.commit)
+                and event.commit not in reverted
+                and self._rev(repo, event.commit) is not None
+                and self._is_ancestor(repo, event.commit, commit)
+            ):
+                return event.commit
+        return None
+
+    def _allowed_signers(self, repo: git.Repo, main: str) -> str:
+        """`trust/allowed_signers` on main ("" when there is none)."""
+        found = self._path(repo, main, "trust/allowed_signers")
+        if found is None or found.mode == TREE:
+            return ""
+        if repo.odb.info(bytes.fromhex(found.sha)).size > MAX_SIGNERS_BYTES:
+            raise BadInput(f"trust/allowed_signers on {MAIN} is larger than {MAX_SIGNERS_BYTES} bytes; list fewer keys")
+        return self._raw(repo, found.sha).decode("utf-8", "replace")
+
     # ------------------------------------------------------------ a stage's change
 
     def prepare(self, req: PrepareInput) -> PrepareResult:
@@ -923,6 +1060,17 @@ class GitClone:
                     last = _stderr(e)
                     main = None  # main moved under us: fetch and merge again on top of it
             raise TemporaryError(f"could not push {MAIN} of {self.url} after {PUSH_ATTEMPTS} attempts: {last}")
+
+
+def _touch(record: str) -> Touch | str:
+    """One commit's people from `git log --format=_PEOPLE`, or why they cannot be read (fail closed)."""
+    parts = record.split("\x1f")
+    if len(parts) != 8 or not _SHA.fullmatch(parts[0]):
+        return f"a commit of the promoted range could not be read ({shown(record[:60], 80)})"
+    sha, an, ae, cn, ce, status, signer, key = parts
+    if status != "N" and not (signer or key):  # signed, but git cannot say by whom (no gpg, no ssh-keygen)
+        return f"commit {sha[:7]} is signed, but its signer cannot be read (signature status {status})"
+    return Touch(sha, f"{an} <{ae}>", f"{cn} <{ce}>", signer or key if status != "N" else "")
 
 
 def _is_utf8(data: bytes) -> bool:

@@ -78,7 +78,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
     cluster = ClusterActivities(repo)
-    policy = PolicyActivities(repo, settings.make_policy_engine(), lambda cfg: cluster.cluster(cfg).crds())
+    policy = PolicyActivities(repo, settings.make_policy_engine(), lambda cfg: cluster.cluster(cfg).crds(), forge)
     reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
     promotions = PromotionActivities(client)

@@ -1,6 +1,6 @@
 # METADATA
 # title: Approvals
-# description: Who may approve, that the commit's author never approves protected environments, one person once.
+# description: Who may approve, that no author of the promoted change approves protected environments, one person once.
 # custom:
 #   severity: critical
 #   remediation: Ask an approver named in the environment's approval.approvers.
@@ -45,7 +45,30 @@ author_names contains lower(split(email, "@")[0]) if {
 	email := trim_suffix(trim_space(split(input.promotion.author, "<")[1]), ">")
 }
 
+# Everyone who touched the change: the authors, committers and signers of every commit of the
+# promoted range that touched the app's folders, and the forge's logins for those commits (promoter
+# reads them; docs/policies.md). Lower-cased here too, whoever built the input.
+range_authors contains lower(a) if {
+	some a in object.get(input.promotion, "authors", [])
+}
+
 is_author(who) if lower(who) in author_names
+
+is_author(who) if lower(who) in range_authors
+
+# Why `who` is an author, as a denial says it: the promoted commit's author wrote it; anyone else
+# by the first role the range gives them (promotion.authorship: "committed 1a2b3c4").
+why_author(who) := sprintf("%s wrote commit %s", [who, substring(input.promotion.commit, 0, 7)]) if {
+	lower(who) in author_names
+} else := sprintf("%s %s in the promoted range", [who, role]) if {
+	role := object.get(object.get(input.promotion, "authorship", {}), lower(who), "")
+	role != ""
+} else := sprintf("%s touched the promoted range", [who])
+
+# Why the range's authors are not all known ("" when they are): then nobody may approve here.
+default authors_unknown := ""
+
+authors_unknown := object.get(input.promotion, "authors_unknown", "")
 
 protected if input.environment.name in author_cannot_approve
 
@@ -66,7 +89,10 @@ deny_unlisted_approver contains {"msg": msg, "object": null, "details": {"approv
 
 # METADATA
 # title: Authors do not approve their own change
-# description: The commit's author never approves an environment listed in data author_cannot_approve.
+# description: >-
+#   No author of the change (the promoted commit's author, or anyone who authored, committed or
+#   signed a commit of the promoted range that touched the app's folders) approves an environment
+#   listed in data author_cannot_approve.
 # custom:
 #   severity: critical
 #   remediation: Ask another approver; four eyes are required here.
@@ -74,9 +100,24 @@ deny_author_approval contains {"msg": msg, "object": null, "details": {"approver
 	protected
 	some a in input.approvals
 	is_author(a.approver)
-	msg := sprintf("%s wrote commit %s and may not approve it for %s", [
-		a.approver, substring(input.promotion.commit, 0, 7),
-		input.environment.name,
+	msg := sprintf("%s and may not approve it for %s", [why_author(a.approver), input.environment.name])
+}
+
+# METADATA
+# title: The change's authors are known
+# description: >-
+#   Where authors may not approve, an approval counts only when every author of the promoted range
+#   is known (fail closed: a range too long to read, or a commit whose signer cannot be read).
+# custom:
+#   severity: critical
+#   remediation: Promote a range promoter can read (e.g. promote an older commit first), or fix what the message names.
+deny_unknown_authors contains {"msg": msg, "object": null, "details": {"approver": a.approver}} if {
+	protected
+	authors_unknown != ""
+	some a in input.approvals
+	msg := sprintf("%s may not approve %s: the authors of the promoted range are not known (%s)", [
+		a.approver, input.environment.name,
+		authors_unknown,
 	])
 }
 
@@ -103,6 +144,11 @@ valid := {a.approver |
 author_blocked(who) if {
 	protected
 	is_author(who)
+}
+
+author_blocked(_) if {
+	protected
+	authors_unknown != ""
 }
 
 # METADATA

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from promoter.errors import Conflict
 from promoter.models import PullRequest, PullRequestState
@@ -52,6 +52,16 @@ class Forge(Protocol):
         ...
 
     def close(self, number: int, comment: str = "") -> PullRequest: ...
+
+
+@runtime_checkable
+class CommitLogins(Protocol):
+    """An optional capability of a forge: the accounts it ties to a commit."""
+
+    def commit_logins(self, sha: str) -> list[str]:
+        """The logins of the accounts the forge says authored and committed `sha` ([] when it ties the
+        commit to none). An error raises: an unanswered question is never an empty answer."""
+        ...
 
 
 def newest(prs: list[PullRequest]) -> PullRequest | None:

@@ -78,6 +78,12 @@ class GiteaForge(GitHubForge):
             if (s.get("status") or s.get("state")) != "success"
         ]
 
+    def _commit_path(self, sha: str) -> str:
+        """Gitea's commit (its `author` and `committer` accounts, as GitHub's) is under `git/`."""
+        return f"{self.repo_path}/git/commits/{sha}"
+
+    _commit_query = {"stat": "false", "verification": "false", "files": "false"}  # only the accounts are read
+
     def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> None:
         payload: dict[str, Any] = {"Do": method, "MergeTitleField": title, "MergeMessageField": message}
         if expected_head:

@@ -10,12 +10,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from promoter.errors import Conflict, NotFound
+from promoter.errors import Conflict, NotFound, TemporaryError
 from promoter.forges import Review, already_merged, newest, pr_state, register
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
 
 BODY_LIMIT = 65536  # characters GitHub accepts in a PR body or comment
+MAX_CACHED_COMMITS = 100_000  # commits whose logins are kept (a commit never changes)
 TRUNCATED = "\n\n… (truncated to fit the forge's limit; the full report is in the promotion's result)"
 REVIEW_STATES = {
     "APPROVED": "approved",
@@ -51,6 +52,7 @@ class GitHubForge:
         self.merge_method = merge_method
         self.api = client or ApiClient(self.name, api_url, self.auth(token), scope_hint=self.scopes)
         self.repo_path = f"/repos/{repository}"
+        self._logins: dict[str, list[str]] = {}  # commit -> its logins (a commit never changes)
 
     def auth(self, token: str) -> str:
         return f"Bearer {token}"
@@ -129,6 +131,32 @@ class GitHubForge:
             if r.get("conclusion") != "success"
         ]
         return pending
+
+    def commit_logins(self, sha: str) -> list[str]:
+        """The logins GitHub ties to commit `sha`: its `author` and `committer` accounts (each null
+        when the commit's email belongs to no account), from `GET /repos/{owner}/{repo}/commits/{sha}`.
+        Cached by commit; an error raises (never an empty answer)."""
+        known = self._logins.get(sha)
+        if known is None:
+            answer = self.api.request(
+                "GET", self._commit_path(sha), params=self._commit_query, what=f"commit {sha[:7]}"
+            )
+            if not isinstance(answer.body, dict):
+                raise TemporaryError(f"{self.name} answered commit {sha[:7]} without a commit: {str(answer.body)[:80]}")
+            known = [
+                str(account["login"])
+                for account in (answer.body.get("author"), answer.body.get("committer"))
+                if isinstance(account, dict) and account.get("login")
+            ]
+            if len(self._logins) >= MAX_CACHED_COMMITS:
+                self._logins.clear()  # bounded: asked again when needed
+            self._logins[sha] = known
+        return list(known)
+
+    def _commit_path(self, sha: str) -> str:
+        return f"{self.repo_path}/commits/{sha}"
+
+    _commit_query: dict[str, str] | None = None
 
     # ---------------------------------------------------------------- writing
 

@@ -191,6 +191,11 @@ class GitLabForge:
             )
         return out
 
+    def commit_logins(self, sha: str) -> list[str]:
+        """None: GitLab's commit API reports the commit's names and emails only, never an account
+        (the emails and names are read from Git itself)."""
+        return []
+
     def checks(self, sha: str) -> list[str]:
         """Commit statuses of `sha` (pipelines and external checks) that are not successful."""
         return [

@@ -223,6 +223,10 @@ class LocalForge:
             )
         return self.get_pull_request(number)
 
+    def commit_logins(self, sha: str) -> list[str]:
+        """None: the local forge has no accounts (a commit's people are read from Git itself)."""
+        return []
+
     def close(self, number: int, comment: str = "") -> PullRequest:
         """Close with an optional comment, in one transaction: a retry never comments twice."""
         self.get_pull_request(number)

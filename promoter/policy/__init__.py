@@ -322,11 +322,36 @@ def schema_input(
     return {"version": version, "findings": [f.as_input() for f in schemas.check(objects, version, more_crds)]}
 
 
+def identities(person: str) -> list[str]:
+    """The names a person may approve under, lower-cased as the policies compare them: of
+    `Name <email>`, the name, the email and the email's local part; of anything else (an SSH
+    principal, a forge login, a key's fingerprint), itself, and its local part when it is an email."""
+    name, bracket, rest = person.partition("<")
+    email = rest.strip().removesuffix(">").strip() if bracket else name.strip()
+    found = [name.strip(), email] + ([email.split("@", 1)[0]] if "@" in email else [])
+    return list(dict.fromkeys(x.lower() for x in found if x))
+
+
+def authors_input(people: Iterable[tuple[str, str, str]], unknown: str = "") -> dict[str, Any]:
+    """`promotion.authors` (every identity of the promoted range's people), `promotion.authorship`
+    (identity -> the first role and commit that made it an author, e.g. `committed 1a2b3c4`) and
+    `promotion.authors_unknown` (why the list is not the whole range; "" when it is), from
+    (person, role, commit) triples in the range's order."""
+    authorship: dict[str, str] = {}
+    for person, role, commit in people:
+        for identity in identities(person):
+            authorship.setdefault(identity, f"{role} {commit[:7]}")
+    return {"authors": list(authorship), "authorship": authorship, "authors_unknown": unknown}
+
+
 def build_input(
-    req: Any, objects: list[dict[str, Any]], schema_findings: dict[str, Any] | None = None
+    req: Any,
+    objects: list[dict[str, Any]],
+    schema_findings: dict[str, Any] | None = None,
+    authors: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The policy input document (docs/policies.md) from a `PolicyCheckInput`, the rendered objects
-    and the schema gate's findings."""
+    """The policy input document (docs/policies.md) from a `PolicyCheckInput`, the rendered objects,
+    the schema gate's findings and the promoted range's authors (`authors_input`; none: nobody known)."""
     doc = {
         "promotion": {
             "id": req.promotion_id,
@@ -348,6 +373,7 @@ def build_input(
                 }
                 for h in req.history
             ],
+            **(authors or authors_input([])),
         },
         "environment": environment_document(req.environment),
         "objects": objects,

@@ -222,6 +222,52 @@ def test_github_404_names_what_was_not_found(httpserver: HTTPServer, github: Git
         github.get_pull_request(99)
 
 
+def gh_commit(sha: str, author: dict[str, Any] | None, committer: dict[str, Any] | None) -> dict[str, Any]:
+    """GitHub's answer to GET /repos/{owner}/{repo}/commits/{sha}: the git data, and the accounts
+    (null when the commit's email belongs to none)."""
+    return {
+        "sha": sha,
+        "node_id": "C_kwDOAbc",
+        "commit": {
+            "author": {"name": "alice", "email": "alice@example.com", "date": "2026-11-26T10:00:00Z"},
+            "committer": {"name": "bob", "email": "bob@example.com", "date": "2026-11-26T10:00:00Z"},
+            "message": "demo 1.2.3",
+            "tree": {"sha": "e" * 40, "url": f"https://api.github.com{REPO}/git/trees/{'e' * 40}"},
+            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+        },
+        "url": f"https://api.github.com{REPO}/commits/{sha}",
+        "html_url": f"https://github.com/acme/gitops/commit/{sha}",
+        "author": author,
+        "committer": committer,
+        "parents": [{"sha": "f" * 40, "url": f"https://api.github.com{REPO}/commits/{'f' * 40}"}],
+        "stats": {"total": 2, "additions": 1, "deletions": 1},
+        "files": [{"filename": "environments/dev/demo/deployment.yaml", "status": "modified", "changes": 2}],
+    }
+
+
+def test_github_commit_logins_are_its_accounts_asked_once(httpserver: HTTPServer, github: GitHubForge) -> None:
+    sha = "b" * 40
+    httpserver.expect_ordered_request(f"{REPO}/commits/{sha}", "GET", headers=AUTH).respond_with_json(
+        gh_commit(sha, {"login": "alice-gh", "id": 1, "type": "User"}, {"login": "bobby42", "id": 2, "type": "User"})
+    )
+    httpserver.expect_ordered_request(f"{REPO}/commits/{'c' * 40}", "GET").respond_with_json(
+        gh_commit("c" * 40, None, None)  # emails no account claims
+    )
+    assert github.commit_logins(sha) == ["alice-gh", "bobby42"]
+    assert github.commit_logins(sha) == ["alice-gh", "bobby42"]  # a commit never changes: not asked again
+    assert github.commit_logins("c" * 40) == []
+    httpserver.check_assertions()
+    assert len(httpserver.log) == 2
+
+
+def test_github_commit_logins_fail_closed(httpserver: HTTPServer, github: GitHubForge) -> None:
+    httpserver.expect_ordered_request(f"{REPO}/commits/{'b' * 40}", "GET").respond_with_json(
+        {"message": "No commit found for SHA: bbbbbbb"}, status=422
+    )
+    with pytest.raises(Conflict, match="No commit found"):  # an error, never an empty list of logins
+        github.commit_logins("b" * 40)
+
+
 def test_github_long_bodies_are_truncated_with_a_note(httpserver: HTTPServer, github: GitHubForge) -> None:
     seen: list[str] = []
 
@@ -288,6 +334,42 @@ def test_gitea_reviews_map_states_and_skip_stale_ones(httpserver: HTTPServer, gi
         ("3", "approved"),
         ("4", "dismissed"),
     ]
+
+
+def test_gitea_commit_logins_read_its_git_commit(httpserver: HTTPServer, gitea: GiteaForge) -> None:
+    sha = "d" * 40
+    user = {
+        "id": 3,
+        "login": "bob",
+        "login_name": "",
+        "full_name": "Bob",
+        "email": "bob@example.com",
+        "username": "bob",
+    }
+    httpserver.expect_ordered_request(
+        f"{GT}/git/commits/{sha}",
+        "GET",
+        headers={"Authorization": f"token {TOKEN}"},
+        query_string={"stat": "false", "verification": "false", "files": "false"},
+    ).respond_with_json(
+        {  # Gitea's Commit: the git data under `commit`, the accounts (or null) beside it
+            "url": f"http://gitea.example/api/v1/repos/acme/gitops/git/commits/{sha}",
+            "sha": sha,
+            "created": "2026-11-26T10:00:00Z",
+            "html_url": f"http://gitea.example/acme/gitops/commit/{sha}",
+            "commit": {
+                "author": {"name": "Bob", "email": "bob@example.com", "date": "2026-11-26T10:00:00Z"},
+                "committer": {"name": "Carol", "email": "carol@elsewhere.example", "date": "2026-11-26T10:00:00Z"},
+                "message": "demo 1.2.3\n",
+                "tree": {"sha": "e" * 40, "created": "2026-11-26T10:00:00Z"},
+            },
+            "author": user,
+            "committer": None,
+            "parents": [{"sha": "f" * 40, "created": "2026-11-26T10:00:00Z"}],
+        }
+    )
+    assert gitea.commit_logins(sha) == ["bob"]
+    httpserver.check_assertions()
 
 
 def test_gitea_merge_blocked_by_a_failing_status(httpserver: HTTPServer, gitea: GiteaForge, waits: list[float]) -> None:

@@ -2,7 +2,8 @@
 
 It answers the documented endpoints promoter uses, with GitHub's shapes, status codes and headers:
 pulls (list with `head` filter, create, get, update, merge), reviews (list, create as the token's
-user), issue comments and labels, commit statuses and check runs; `Link` pagination; `ETag` and
+user), issue comments and labels, commit statuses and check runs, a commit (its git data and the
+accounts its author's and committer's emails belong to, `accounts`); `Link` pagination; `ETag` and
 `304 Not Modified`; `X-RateLimit-*`; 401 for an unknown token. Merges are real `--no-ff` merges
 pushed to the bare repository with plain git.
 
@@ -28,6 +29,7 @@ from urllib.parse import parse_qs, urlparse
 
 import git
 
+DOCS = "https://docs.github.com/rest/commits/commits#get-a-commit"
 Query = dict[str, list[str]]
 Answer = tuple[int, Any, dict[str, str]]
 
@@ -46,6 +48,8 @@ class GitHubStandIn:
     origin: str  # path of the bare repository
     repository: str = "acme/gitops"
     tokens: dict[str, str] = field(default_factory=dict)  # token -> login
+    # a verified email -> its account's login (GitHub's own merges are committed by web-flow)
+    accounts: dict[str, str] = field(default_factory=lambda: {"noreply@github.com": "web-flow"})
     required: list[str] = field(default_factory=list)  # required status checks on main
     checks: dict[str, str] = field(default_factory=dict)  # sha -> state of every check
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -155,6 +159,7 @@ class GitHubStandIn:
             (r"POST /issues/(\d+)/labels", self._labels),
             (r"GET /commits/(\w+)/status", self._status),
             (r"GET /commits/(\w+)/check-runs", self._check_runs),
+            (r"GET /commits/(\w+)", self._commit),
         ]
 
     def _page(self, items: list[Any], query: dict[str, list[str]], path: str) -> Answer:
@@ -306,6 +311,48 @@ class GitHubStandIn:
 
     def _check_runs(self, user: str, query: Query, body: Any, sha: str) -> Answer:
         return 200, {"total_count": 0, "check_runs": []}, {}
+
+    def _commit(self, user: str, query: Query, body: Any, sha: str) -> Answer:
+        """GET /repos/{owner}/{repo}/commits/{ref}: the commit's git data, and as `author` and
+        `committer` the account each email belongs to (null when none does), as GitHub answers."""
+        fields = "%H%x1f%an%x1f%ae%x1f%aI%x1f%cn%x1f%ce%x1f%cI%x1f%T%x1f%P%x1f%B"
+        try:
+            out = git.Repo(self.origin).git.show("-s", f"--format={fields}", f"{sha}^{{commit}}", "--")
+        except git.GitCommandError:
+            return 422, {"message": f"No commit found for SHA: {sha}", "documentation_url": DOCS}, {}
+        full, an, ae, ad, cn, ce, cd, tree, parents, message = out.split("\x1f")
+        api = f"https://api.github.example/repos/{self.repository}"
+
+        def account(email: str) -> dict[str, Any] | None:
+            login = self.accounts.get(email.lower())
+            if login is None:
+                return None
+            return {"login": login, "id": int(hashlib.sha1(login.encode()).hexdigest()[:7], 16), "type": "User"}
+
+        return (
+            200,
+            {
+                "sha": full,
+                "node_id": "C_" + full[:20],
+                "commit": {
+                    "author": {"name": an, "email": ae, "date": ad},
+                    "committer": {"name": cn, "email": ce, "date": cd},
+                    "message": message.rstrip("\n"),
+                    "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
+                    "url": f"{api}/git/commits/{full}",
+                    "comment_count": 0,
+                    "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+                },
+                "url": f"{api}/commits/{full}",
+                "html_url": f"https://github.example/{self.repository}/commit/{full}",
+                "author": account(ae),
+                "committer": account(ce),
+                "parents": [{"sha": p, "url": f"{api}/commits/{p}"} for p in parents.split()],
+                "stats": {"total": 0, "additions": 0, "deletions": 0},
+                "files": [],
+            },
+            {},
+        )
 
     # ---------------------------------------------------------------- for tests
 

@@ -111,6 +111,35 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
     assert commit in message or commit[:7] in message
 
 
+async def test_the_committer_of_a_commit_with_a_forged_author_may_not_approve_prod(
+    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    """sam commits a change claiming alice wrote it: git's author is alice, yet sam touched it, so the
+    policies refuse sam in prod as they refuse alice; sue, who touched nothing, opens the gate."""
+    origin = origin_factory(envs())
+    path = origin.work / "environments/dev/demo/deployment.yaml"
+    path.write_text(re.sub(r"demo:[\w.\-]+", "demo:2.3.4", path.read_text()))
+    origin.repo.git.execute(
+        ["git", "-c", "user.name=sam", "-c", "user.email=sam@example.com", "commit", "-qam", "demo 2.3.4"]
+        + ["--author=alice <alice@example.com>"]
+    )
+    origin.repo.git.push("-q", "origin", "main")
+    async with run_worker(ts_env, origin) as tq:
+        plan = await api.plan(ts_env.client, tq, "demo")
+        assert plan.author == "alice <alice@example.com>"  # all the commit's author field says
+        handle = await api.start(ts_env.client, tq, plan, "dana")
+        await api.wait_for(handle, waiting)
+        for who, why in (("sam", "sam committed"), ("alice", "alice wrote commit")):
+            with pytest.raises(WorkflowUpdateFailedError) as refused:
+                await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver=who, via="cli"))
+            assert f"{why} {plan.short_commit}" in str(refused.value.cause)
+            assert "may not approve it for prod" in str(refused.value.cause)
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sue", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    assert [a.approver for a in result.stages[1].approvals] == ["sue"]
+
+
 async def test_an_approving_review_on_the_pr_opens_the_gate(
     dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
 ) -> None:
