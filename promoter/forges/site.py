@@ -10,16 +10,35 @@ open, read and review like ones on a hosted forge.
 Every field is untrusted (PR bodies quote commit messages; names are whatever a person typed): text
 is escaped, and markdown is rendered with raw HTML off and only safe link schemes.
 
+The review form is a state change a browser can be tricked into sending, so a review is taken only
+from the site's own pages:
+- each PR page's form carries a token: an HMAC, keyed by a secret made when the site starts (held in
+  memory only), over the PR's number and the time it was issued, valid for `TOKEN_TTL_S`; a review
+  without the token of that PR's page, or with a tampered or expired one, is refused;
+- a POST's `Origin` (or, without one, its `Referer`) must be the site's own origin: browsers send
+  Origin on every form POST, so a request with neither is refused too;
+- every request's `Host` must be the address the site is served on (a foreign name that resolves
+  here, DNS rebinding, reads no page and posts no review);
+- every response forbids framing (no clickjacking of the form) and MIME sniffing.
+Refusals are 403 with one line of plain text, and record nothing.
+
+The local forge does not authenticate: the reviewer is the name typed in the form, and the page says so.
+
     python -m promoter.forges.site --db forge.sqlite --origin origin.git --port 8234
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import html
 import re
+import secrets
 import sys
+import time
 import urllib.parse
+from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
@@ -36,7 +55,18 @@ from promoter.models import PullRequest
 REVIEW_STATES = {"approved": "Approve", "changes_requested": "Request changes", "commented": "Comment only"}
 MAX_FORM_BYTES = 64 * 1024
 MAX_DIFF_CHARS = 400_000
-CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'"  # no script runs, whatever a body holds
+# No script runs, whatever a body holds; the one inline <style> is the only resource; the form posts
+# only here; no page may be framed (a framed form can be clicked through by a page laid over it).
+CSP = "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'"
+SECURITY_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "X-Frame-Options": "DENY",  # frame-ancestors for browsers that predate it
+    "X-Content-Type-Options": "nosniff",  # a one-line text/plain refusal is never read as HTML
+    "Referrer-Policy": "same-origin",  # links in PR bodies do not tell other sites the forge's address
+}
+TOKEN_TTL_S = 3600  # a page's form is good for an hour; after that, reloading the page gives a new one
+CLOCK_SKEW_S = 60  # a token issued "in the future" by this much is still taken (the clock stepped back)
+RELOAD = "this page's review form has expired or is not this page's: reload the page and send the review again"
 _HEAD = re.compile(r"(?:promote|revert)/([a-z0-9-]+)/([a-z0-9-]+)/")
 _MARKDOWN = MarkdownIt("commonmark", {"html": False}).enable("table")
 STYLE = """
@@ -67,11 +97,72 @@ class Refused(Exception):
 
 
 class ForgeSite:
-    """The pages, rendered from the forge's records and the origin's commits."""
+    """The pages, rendered from the forge's records and the origin's commits.
 
-    def __init__(self, forge: LocalForge, origin: Path) -> None:
+    `url` is the address the site is served on (its origin for the Origin and Host checks); `clock`
+    gives the time in seconds, for the forms' tokens (tests move it instead of waiting an hour)."""
+
+    def __init__(self, forge: LocalForge, origin: Path, url: str, clock: Callable[[], float] = time.time) -> None:
         self.forge = forge
         self.origin = origin
+        self.clock = clock
+        # made afresh at every start and kept only here: never written to disk or logged, so a
+        # restart voids the forms of the pages open before it (a reload gives new ones)
+        self._secret = secrets.token_bytes(32)
+        own = urllib.parse.urlsplit(url)
+        self.scheme = own.scheme
+        self.url = f"{own.scheme}://{own.netloc.lower()}"
+        self.hosts = {own.netloc.lower()}  # the Host values a request for this site carries
+        if own.hostname in ("127.0.0.1", "localhost"):
+            # the same loopback address by its other usual name: no other site can be behind either
+            port = f":{own.port}" if own.port else ""
+            self.hosts |= {f"127.0.0.1{port}", f"localhost{port}"}
+
+    # ------------------------------------------------------------------ cross-site checks
+
+    def token(self, number: int) -> str:
+        """The review form's token for PR `number`: its issue time and an HMAC over the number and that time."""
+        issued = int(self.clock())
+        return f"{issued}.{self._mac(number, issued)}"
+
+    def token_refusal(self, number: int, token: str) -> str | None:
+        """Why `token` is not a live token of PR `number`'s page, or None when it is."""
+        issued_text, _, mac = token.partition(".")
+        if not (issued_text.isascii() and issued_text.isdigit()) or len(issued_text) > 12:  # a time, not a huge int
+            return RELOAD
+        issued = int(issued_text)
+        # bytes, compared in constant time (compare_digest refuses str that is not ASCII)
+        if not hmac.compare_digest(mac.encode(), self._mac(number, issued).encode()):  # another PR's, or tampered
+            return RELOAD
+        age = self.clock() - issued
+        if age > TOKEN_TTL_S or age < -CLOCK_SKEW_S:
+            return RELOAD
+        return None
+
+    def host_refusal(self, host: str | None) -> str | None:
+        """Why a request with this Host is not for this site, or None when it is."""
+        if host is None or host.lower() not in self.hosts:
+            return f"refused: this forge answers only at its own address ({self.url}); open the page there"
+        return None
+
+    def origin_refusal(self, host: str, origin: str | None, referer: str | None) -> str | None:
+        """Why a POST did not come from this site's own pages, or None when it did: its Origin (or,
+        without one, its Referer's origin) must be this site's, the one its Host names."""
+        if origin is None and referer is None:
+            # a browser sends Origin with every form POST: with neither header this is no browser
+            # submitting our form, and nothing else is meant to post here
+            return "refused: a review is taken only from the forge's own page (no Origin or Referer was sent)"
+        if origin is None:
+            parts = urllib.parse.urlsplit(referer or "")
+            origin = f"{parts.scheme}://{parts.netloc}"
+        if origin.lower() != f"{self.scheme}://{host.lower()}":  # "null" (a sandboxed frame, a file) too
+            return "refused: a review is taken only from the forge's own page, not from another site's"
+        return None
+
+    def _mac(self, number: int, issued: int) -> str:
+        return hmac.new(self._secret, f"review-form:{number}:{issued}".encode(), hashlib.sha256).hexdigest()
+
+    # ------------------------------------------------------------------ pages
 
     def pulls_page(self) -> str:
         rows = []
@@ -123,8 +214,12 @@ class ForgeSite:
         return self._page(f"#{number} {pr.title}", "".join(parts))
 
     def review(self, number: int, raw: bytes) -> None:
-        """Record the form's review; `Refused` with the line to show when the form is wrong."""
+        """Record the form's review; `Refused` with the line to show when the form is wrong. The
+        form's token is checked first: a form that is not from this PR's page is looked at no further."""
         form = {k: v[-1] for k, v in urllib.parse.parse_qs(raw.decode("utf-8", "replace")).items()}
+        refusal = self.token_refusal(number, form.get("token", ""))
+        if refusal:
+            raise Refused(HTTPStatus.FORBIDDEN, refusal)
         reviewer = " ".join(form.get("reviewer", "").split())
         state = form.get("state", "")
         body = form.get("body", "").strip()
@@ -199,7 +294,11 @@ class ForgeSite:
         )
         shown = _alert(error) if error else ""
         return (
-            f'<h2>Review</h2>{shown}<form method="post" action="/pulls/{number}/reviews">'
+            f'<h2>Review</h2>{shown}<p id="unauthenticated">The local forge does not authenticate:'
+            " there is no sign-in, the name typed below is recorded as the reviewer as it is typed, and the"
+            " review is marked unauthenticated.</p>"
+            f'<form method="post" action="/pulls/{number}/reviews" aria-describedby="unauthenticated">'
+            f'<input type="hidden" name="token" value="{escape(self.token(number))}">'
             '<label>Reviewer <input name="reviewer" required maxlength="100" autocomplete="username"></label>'
             f"{choices}"
             '<label>Comment<br><textarea name="body" rows="3" cols="80"></textarea></label>'
@@ -229,6 +328,9 @@ def handler(site: ForgeSite) -> type[BaseHTTPRequestHandler]:
         server_version = "promoter-forge"
 
         def do_GET(self) -> None:
+            refusal = site.host_refusal(self._one("Host"))
+            if refusal:
+                return self._refuse(refusal)
             path = urllib.parse.urlsplit(self.path).path.rstrip("/")
             if path in ("", "/pulls"):
                 return self._answer(lambda: site.pulls_page()) if path else self._redirect("/pulls")
@@ -243,10 +345,18 @@ def handler(site: ForgeSite) -> type[BaseHTTPRequestHandler]:
             length = int(given) if given.isdigit() else MAX_FORM_BYTES + 1  # not a length: refused, never read
             if number is None or length > MAX_FORM_BYTES:
                 return self._send(HTTPStatus.BAD_REQUEST, site._page("Bad request", "<p>Not a review form.</p>"))
-            raw = self.rfile.read(length)
+            raw = self.rfile.read(length)  # read before any refusal: an unread body can reset the answer
+            host = self._one("Host")
+            refusal = site.host_refusal(host) or site.origin_refusal(
+                host or "", self._one("Origin"), self._one("Referer")
+            )
+            if refusal:
+                return self._refuse(refusal)
             try:
                 site.review(number, raw)
             except Refused as e:
+                if e.status == HTTPStatus.FORBIDDEN:
+                    return self._refuse(str(e))
                 if e.status == HTTPStatus.NOT_FOUND:
                     return self._send(e.status, site._page("Not found", f"<p>{escape(e)}</p>"))
                 why = str(e)
@@ -265,9 +375,29 @@ def handler(site: ForgeSite) -> type[BaseHTTPRequestHandler]:
             self.send_response(status)
             self.send_header("Content-Type", "text/html; charset=utf-8")
             self.send_header("Content-Length", str(len(data)))
-            self.send_header("Content-Security-Policy", CSP)
             self.end_headers()
             self.wfile.write(data)
+
+        def _refuse(self, line: str) -> None:
+            """403 and one line of plain text: a cross-site request gets no page (and no new token)."""
+            data = f"{line}\n".encode()
+            self.send_response(HTTPStatus.FORBIDDEN)
+            self.send_header("Content-Type", "text/plain; charset=utf-8")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def end_headers(self) -> None:
+            # every response, the stdlib's own error pages (send_error) and redirects included
+            for name, value in SECURITY_HEADERS.items():
+                self.send_header(name, value)
+            super().end_headers()
+
+        def _one(self, name: str) -> str | None:
+            """The header's value; None when it is missing or sent twice (which of two would count is
+            ambiguous, so neither does)."""
+            values = self.headers.get_all(name) or []
+            return values[0].strip() if len(values) == 1 else None
 
         def _redirect(self, where: str) -> None:
             self.send_response(HTTPStatus.SEE_OTHER)
@@ -286,9 +416,18 @@ def _number(path: str, suffix: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def serve(db: Path, origin: Path, port: int, host: str = "127.0.0.1", web_url: str | None = None) -> Server:
+def serve(
+    db: Path,
+    origin: Path,
+    port: int,
+    host: str = "127.0.0.1",
+    web_url: str | None = None,
+    clock: Callable[[], float] = time.time,
+) -> Server:
+    """The site on `host:port`; `web_url` is the address browsers use for it (default: `http://host:port`)."""
     forge = LocalForge(None, db, str(origin), web_url=web_url)
-    return Server((host, port), handler(ForgeSite(forge, origin)))
+    url = web_url or f"http://{f'[{host}]' if ':' in host else host}:{port}"
+    return Server((host, port), handler(ForgeSite(forge, origin, url, clock)))
 
 
 def main(argv: list[str] | None = None) -> None:
