@@ -460,8 +460,12 @@ def tls_refused(what: str, setting: str, tls: TemporalTLS | None, kind: str, det
         ),
         "alert": (f"the server refused the handshake: TLS alert {detail}", CLIENT_CERTIFICATE_FIX),
         "closed": (
-            "the server closed the connection during the handshake, as one does that "
-            + ("does not trust the client certificate" if presented else "requires a client certificate"),
+            "the server closed the connection during the handshake: it likely "
+            + (
+                "does not trust this client certificate"
+                if presented
+                else "requires a client certificate, and none is set"
+            ),
             CLIENT_CERTIFICATE_FIX,
         ),
         "unknown issuer": (

@@ -236,9 +236,12 @@ class HttpPromotions:
         except (urllib.error.URLError, OSError) as e:
             # a refused handshake: the connection's error (URLError), or with TLS 1.3 the first read's (SSLError)
             reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            where = f"Temporal's HTTP API at {self.url}"
             if isinstance(reason, ssl.SSLError):
-                where = f"Temporal's HTTP API at {self.url}"
                 raise tls_refused(where, SETTING, self.tls, *_tls_problem(reason)) from None
+            if isinstance(reason, ConnectionResetError) and self.url.startswith("https://"):
+                # the server hung up before its alert could be read: a refused client certificate, as a rule
+                raise tls_refused(where, SETTING, self.tls, "closed", "") from None
             if isinstance(reason, TimeoutError):
                 raise Failed(DEADLINE_EXCEEDED, f"no answer within {timeout_s:g}s") from None
             raise BadInput(
