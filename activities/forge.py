@@ -30,6 +30,7 @@ from promoter.models import (
     WatchInput,
     WatchResult,
 )
+from promoter.names import app_folder
 
 
 class ForgeActivities:
@@ -50,7 +51,8 @@ class ForgeActivities:
         pr = self.open_pull_request(
             OpenPullRequestInput(branch=prepared.branch, title=req.title, body=req.body, labels=req.labels)
         )
-        return OpenedChange(prepared=prepared, pr=pr)
+        folders = [app_folder(req.change.target_env, app) for app in req.change.apps]
+        return OpenedChange(prepared=prepared, pr=pr, trees=self.repo.folder_trees(prepared.head, folders))
 
     def open_pull_request(self, req: OpenPullRequestInput) -> PullRequest:
         """Open (or find again) the stage's PR, then close older promotion PRs of the same app and
@@ -114,7 +116,16 @@ class ForgeActivities:
             if req.review_states.get(r.id) != r.state
         ]
         if pr.state != "open" or pr.head_sha != req.head_sha or fresh:
-            return WatchResult(state=pr.state, head_sha=pr.head_sha, merge_commit=pr.merge_commit, reviews=fresh)
+            moved = pr.state == "open" and pr.head_sha is not None and pr.head_sha != req.head_sha
+            return WatchResult(
+                state=pr.state,
+                head_sha=pr.head_sha,
+                trees=self.repo.folder_trees(pr.head_sha, req.folders) if moved and pr.head_sha else {},
+                merge_commit=pr.merge_commit,
+                reviews=fresh,
+                # only a forge that authenticates its users proves who reviewed; one that does not say is taken not to
+                authenticated=getattr(self.forge, "authenticates", False),
+            )
         return None
 
     @activity.defn(name="watch_pull_request")

@@ -487,6 +487,9 @@ def history(
         out.print(line, markup=False, highlight=False)
         for decision in e.decisions:
             out.print(f"      {decision}", markup=False, highlight=False)
+        for a in e.approvals:  # verified again from Git alone: verified, unsigned or INVALID: why
+            via = f" via {a['via']}" if a["via"] else ""
+            out.print(f"      approval by {a['approver']}{via}: {a['verdict']}", markup=False, highlight=False)
 
 
 async def _ended_or_running(promotions: Any, wid: str, timeout_s: float = 60.0) -> Any:
@@ -609,7 +612,7 @@ def status(
 
 
 async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
-    from promoter.models import PromotionStatus
+    from promoter.models import PromotionStatus, proof_note
 
     wid = promotion_id(promotion) if promotion is not None else None
     promotions = await _promotions(s)
@@ -634,7 +637,7 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
         if st.audit:
             out.print("audit:")
         for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert
-            who = f"{e.actor} via {e.via}" if e.via else e.actor
+            who = f"{e.actor} via {e.via}{proof_note(e.proof, e.via)}" if e.via else e.actor
             out.print(
                 f"  {e.at:%Y-%m-%d %H:%M:%S}Z {e.env} {e.kind} by {who}" + (f": {e.detail}" if e.detail else ""),
                 markup=False,
@@ -703,16 +706,32 @@ def _difference(d: dict[str, Any]) -> str:
     return f"{d['object']} {d['path']}: Git {d.get('git')!r}, live {d.get('live')!r}{since}"
 
 
+SignKey = Annotated[
+    str | None,
+    typer.Option(
+        "--sign-key",
+        envvar="PROMOTER_SIGNING_KEY",
+        help="an OpenSSH private key: sign the decision (its public key in trust/allowed_signers for --as)",
+    ),
+]
+PrintPayload = Annotated[
+    bool,
+    typer.Option("--print-payload", help="print the signed payload for the Web UI's update dialog; send nothing"),
+]
+
+
 @app.command()
 def approve(
     promotion: Annotated[str, typer.Argument(metavar="ID")],
     env: Annotated[str, typer.Option("--env", help="environment whose gate to approve")],
     approver: Annotated[str, typer.Option("--as", help="who approves")],
     comment: Annotated[str, typer.Option(help="a note kept with the approval")] = "",
+    sign_key: SignKey = None,
+    print_payload: PrintPayload = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Approve a gate (the workflow's `approve` update)."""
-    _run(_decide(Settings.load(state_dir), promotion, "approve", env, approver, comment))
+    """Approve a gate (the workflow's `approve` update), signed with --sign-key."""
+    _run(_decide(Settings.load(state_dir), promotion, "approve", env, approver, comment, sign_key, print_payload))
 
 
 @app.command()
@@ -721,22 +740,41 @@ def reject(
     env: Annotated[str, typer.Option("--env", help="environment whose gate to reject")],
     approver: Annotated[str, typer.Option("--as", help="who rejects")],
     reason: Annotated[str, typer.Option(help="why (required)")],
+    sign_key: SignKey = None,
+    print_payload: PrintPayload = False,
     state_dir: StateDir = None,
 ) -> None:
     """Reject a gate (the workflow's `reject` update); the promotion ends `rejected`."""
-    _run(_decide(Settings.load(state_dir), promotion, "reject", env, approver, reason))
+    _run(_decide(Settings.load(state_dir), promotion, "reject", env, approver, reason, sign_key, print_payload))
 
 
-async def _decide(s: Settings, promotion: str, update: str, env: str, approver: str, comment: str) -> int:
+async def _decide(
+    s: Settings,
+    promotion: str,
+    update: str,
+    env: str,
+    approver: str,
+    comment: str,
+    sign_key: str | None = None,
+    print_payload: bool = False,
+) -> int:
     from promoter.models import Decision
 
     if update == "reject" and not comment.strip():
         raise PromoterError("a rejection needs a reason: add --reason TEXT")
+    if print_payload and not sign_key:
+        raise PromoterError("--print-payload prints a signed payload: give --sign-key PATH (or PROMOTER_SIGNING_KEY)")
     wid = promotion_id(promotion)
     _check_name(env, "environment")
     promotions = await _promotions(s)
     await _require_running(promotions, wid)
-    stage = await promotions.decide(wid, update, Decision(env=env, approver=approver, comment=comment, via="cli"))
+    decision = Decision(env=env, approver=approver, comment=comment, via="cli")
+    if sign_key:
+        decision = await _signed(promotions, wid, decision, update, sign_key)
+    if print_payload:  # for the Web UI's "Send an Update" dialog: `via` left out, the UI is the channel
+        print(json.dumps(decision.model_dump(include={"env", "approver", "comment", "statement", "signature"})))
+        return 0
+    stage = await promotions.decide(wid, update, decision)
     verb = "approved" if update == "approve" else "rejected"
     extra = f" ({len(stage.approvals)}/{stage.approvals_required})" if update == "approve" else ""
     out.print(f"{wid}: {env} {verb} by {approver}{extra}")
@@ -1095,6 +1133,28 @@ async def _promotions(s: Settings) -> Any:
     from promoter.api import GrpcPromotions
 
     return GrpcPromotions(await _client(s))
+
+
+async def _signed(promotions: Any, wid: str, decision: Any, update: str, key: str) -> Any:
+    """The decision with its statement (what the gate will check: this run, the environment, the
+    commit, the trees its PR would merge, now) and the statement's SSH signature by `key`."""
+    from datetime import UTC, datetime
+
+    from promoter import proofs, signing
+
+    status = await promotions.status(await promotions.describe(wid))
+    stage = next((st for st in status.stages if st.env == decision.env), None)
+    if stage is None:
+        envs = ", ".join(st.env for st in status.stages)
+        raise PromoterError(f"promotion {wid} has no environment '{decision.env}'; it has: {envs}")
+    if not status.run_id or not stage.trees:
+        raise PromoterError(
+            f"{decision.env} has no pull request to sign for yet ({stage.state.value}); sign once its gate waits"
+        )
+    at = datetime.now(UTC).replace(microsecond=0)
+    text = proofs.statement_for(status, stage, update, decision.approver, at, decision.comment).text()
+    signature = signing.armor_to_line(signing.sign_file(text.encode(), key))
+    return decision.model_copy(update={"statement": text, "signature": signature})
 
 
 async def _require_running(promotions: Any, wid: str) -> None:

@@ -39,7 +39,7 @@ from typing import Protocol
 import git
 from gitdb.base import IStream
 
-from promoter import history, holds, layout, yamlsafe
+from promoter import history, holds, layout, proofs, yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
@@ -50,8 +50,9 @@ from promoter.models import (
     PrepareInput,
     PrepareResult,
     PromotionPlan,
+    Trust,
 )
-from promoter.names import ENVIRONMENTS, app_folder, check, env_folder, shown
+from promoter.names import ALLOWED_SIGNERS, ENVIRONMENTS, REVOKED_KEYS, app_folder, check, env_folder, shown
 from promoter.yamlsafe import MAX_FILE_BYTES
 
 MAIN = "main"
@@ -137,9 +138,13 @@ class GitRepository(Protocol):
     def environments(self) -> list[EnvironmentConfig]: ...
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
     def branch_head(self, branch: str) -> str | None: ...
+    def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]: ...
+    def trust(self, rev: str) -> Trust: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
 
 
+HistoryEvent = history.Event  # (in the class, `history` is the method)
+MAX_TRUST_BYTES = 1_000_000  # trust/allowed_signers or trust/revoked_keys: thousands of keys
 MAX_PATCH_CHARS = 200_000  # of one environment's change, as `promoter plan --diff` shows it
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a forge's token
 
@@ -429,7 +434,39 @@ class GitClone:
             author=info[0],
             message=info[1] if len(info) > 1 else "",
             environments=envs,
+            trust=self._trust(repo, main),
         )
+
+    def trust(self, rev: str) -> Trust:
+        """`trust/allowed_signers` and `trust/revoked_keys` at `rev` (a commit of main)."""
+        return self._trust(self._have(rev), rev)
+
+    def _trust(self, repo: git.Repo, rev: str) -> Trust:
+        texts: dict[str, str] = {}
+        for name in (ALLOWED_SIGNERS, REVOKED_KEYS):
+            found = self._path(repo, rev, name)
+            if (
+                found is not None
+                and found.mode != TREE
+                and repo.odb.info(bytes.fromhex(found.sha)).size > MAX_TRUST_BYTES
+            ):
+                raise BadInput(f"{name} at {rev[:12]} is larger than {MAX_TRUST_BYTES} bytes; list fewer keys")
+            texts[name] = self._show(repo, rev, name) or ""
+        return Trust(
+            revision=self._rev(repo, rev) or rev,
+            allowed_signers=texts[ALLOWED_SIGNERS],
+            revoked_keys=texts[REVOKED_KEYS],
+        )
+
+    def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]:
+        """Each folder's git tree id at `rev` ("" when it has none): the digest of exactly what a
+        branch would merge there, which a signed approval names."""
+        repo = self._have(rev)
+        trees: dict[str, str] = {}
+        for folder in folders:
+            found = self._path(repo, rev, folder)
+            trees[folder] = found.sha if found is not None and found.mode == TREE else ""
+        return trees
 
     def history(self, app: str) -> list[history.Event]:
         """The app's promotions, reverts and released holds per environment, newest first, read from
@@ -475,7 +512,38 @@ class GitClone:
         for r in releases:
             landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
             r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
-        return history.events(app, merges, releases)
+        events = history.events(app, merges, releases)
+        self._verify_approvals(repo, main, app, events, {m["sha"]: m["message"] for m in merges})
+        return events
+
+    def _verify_approvals(
+        self, repo: git.Repo, main: str, app: str, events: list[HistoryEvent], messages: dict[str, str]
+    ) -> None:
+        """Each promotion's approvals, verified again from Git alone (promoter.proofs): against the
+        trust/ of the revision its merge names, which must be on main before that merge."""
+        revoked_now = self._trust(repo, main).revoked_keys
+        trusts: dict[tuple[str, str], proofs.TrustAt] = {}
+        for event in events:
+            if event.kind != "promoted":
+                continue
+            fields = holds.parse_trailers(messages.get(event.main_commit, ""))
+            rev = dict(fields).get(history.TRUST, "")
+            if (rev, event.main_commit) not in trusts:
+                trusts[rev, event.main_commit] = self._trust_at(repo, rev, event.main_commit, revoked_now)
+            merge = event.main_commit
+
+            def trees(folders: list[str], at: str = merge) -> dict[str, str]:
+                return self.folder_trees(at, folders)
+
+            event.approvals = proofs.check(event, fields, app, trusts[rev, merge], trees)
+
+    def _trust_at(self, repo: git.Repo, rev: str, merge: str, revoked_now: str) -> proofs.TrustAt:
+        if not rev:
+            return proofs.TrustAt(None, f"the merge names no {history.TRUST} revision to verify against")
+        sha = self._rev(repo, rev) if len(rev) == 40 else None
+        if sha is None or not self._is_ancestor(repo, sha, f"{merge}^1"):  # main before it, not the PR branch
+            return proofs.TrustAt(None, f"{history.TRUST} {rev[:12]} is not a commit of main before this merge")
+        return proofs.TrustAt(self._trust(repo, sha), revoked_now=revoked_now)
 
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]:
         """(main's commit, the environment's configuration, its apps) as main has them now."""

@@ -10,6 +10,7 @@ retention and needs no Temporal server at all.
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -17,6 +18,27 @@ from typing import Any
 from promoter import holds
 
 PROMOTION = "Promoter-Promotion"
+APPROVAL = "Promoter-Approval"
+TRUST = "Promoter-Trust"  # the revision of main whose trust/ verified the merge's signed approvals
+SIGNED = "Promoter-Signed-Approval"  # one per signed approval: its statement (base64) and signature
+_NOT_SHOWN = (PROMOTION, SIGNED)  # a decision's own line says it was signed; its proof is verified, not printed
+
+
+def signed_trailer(statement: str, signature: str) -> str:
+    """A signed approval as one trailer: `Promoter-Signed-Approval: <statement, base64> <signature line>`."""
+    return f"{SIGNED}: {base64.b64encode(statement.encode()).decode()} {signature}"
+
+
+def parse_signed(value: str) -> tuple[str, str] | None:
+    """(statement, signature line) of a `Promoter-Signed-Approval` trailer's value; None when malformed."""
+    encoded, _, signature = value.partition(" ")
+    try:
+        statement = base64.b64decode(encoded, validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    return (statement, signature.strip()) if signature.strip() else None
+
+
 _MERGE = re.compile(r"Merge pull request #(\d+) from (promote|revert)/([a-z0-9-]+)/([a-z0-9-]+)/")
 
 
@@ -31,6 +53,8 @@ class Event:
     promotion: str = ""
     decisions: list[str] = field(default_factory=list)  # the Promoter-* trailers, in order
     reason: str = ""
+    # each approval, verified again from Git alone: {approver, via, verdict: verified | unsigned | INVALID: why}
+    approvals: list[dict[str, str]] = field(default_factory=list)
 
     def as_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,7 +89,7 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
                 main_commit=m["sha"],
                 pr_number=number,
                 promotion=values.get(PROMOTION, ""),
-                decisions=[f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k != PROMOTION],
+                decisions=[f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k not in _NOT_SHOWN],
             )
         else:
             event = Event(

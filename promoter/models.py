@@ -101,6 +101,9 @@ class ApprovalConfig(_Strict):
     timeout: Duration = None
     pull_request_reviews: bool = True  # an approving review on the stage's PR counts as an approval
     require_review: bool = False  # the gate also needs one approving review (the forge authenticates its author)
+    # only approvals that prove who gave them count: an SSH-signed approval (trust/allowed_signers), or a
+    # review read from a forge that authenticates its users (GitHub, GitLab, Gitea)
+    require_signed: bool = False
 
 
 class PolicyConfig(_Strict):
@@ -136,8 +139,26 @@ class MergeConfig(_Strict):
 Event = Literal["waiting", "denied", "rejected", "expired", "reverted", "failed", "succeeded", "drift"]
 NOTIFY_EVENTS: tuple[str, ...] = get_args(Event)
 # who or what gave an approval, a refusal or a decision: the Web UI, the CLI, a review on the PR, the
-# screening of approvers when a gate opens
+# screening of approvers when a gate opens. Only `ui` and `cli` may arrive in an update or a signal
+# (both are a Temporal client, so which of the two is declared, not proven); `pull_request` is the PR
+# watcher's alone, and `screen` the gate's own.
 Via = Literal["ui", "cli", "pull_request", "screen"]
+SENT_VIA: tuple[str, ...] = ("ui", "cli")  # the channels a payload may name
+# what proves an approval's approver: an SSH signature verified against trust/allowed_signers, a
+# review read from a forge that authenticates its users, or nothing but the name given
+Proof = Literal["signed", "forge", "declared"]
+
+
+def proof_note(proof: str, via: str) -> str:
+    """How an approval's proof is shown beside its channel: ` (signed)`, nothing for a review read from
+    a forge that authenticates, ` (unauthenticated)` for one that does not, ` (unsigned)` otherwise."""
+    if proof == "signed":
+        return " (signed)"
+    if proof == "declared":
+        return " (unauthenticated)" if via == "pull_request" else " (unsigned)"
+    return ""
+
+
 AuditKind = Literal[
     "policy",
     "approval",
@@ -253,12 +274,22 @@ class PlannedEnvironment(BaseModel):
     config: EnvironmentConfig
 
 
+class Trust(BaseModel):
+    """Who may sign approvals: `trust/allowed_signers` (git's allowed-signers format) and
+    `trust/revoked_keys` as they were at `revision` of main when the promotion started."""
+
+    revision: str = ""
+    allowed_signers: str = ""
+    revoked_keys: str = ""
+
+
 class PromotionPlan(Subject):
     commit: str
     short_commit: str
     author: str
     message: str
     environments: list[PlannedEnvironment]  # sorted by order, the source first, up to `to_env`
+    trust: Trust = Field(default_factory=Trust)
 
     @property
     def title(self) -> str:
@@ -280,6 +311,10 @@ class Approval(BaseModel):
     via: Via
     comment: str = ""
     head: str | None = None  # the PR head it was given on: a new commit on the branch voids it
+    proof: Proof = "declared"
+    fingerprint: str = ""  # of the SSH key that signed it (proof "signed")
+    statement: str = ""  # the signed statement (promoter.signing.Statement.text())
+    signature: str = ""  # its SSH signature, on one line (promoter.signing.armor_to_line)
 
 
 class AuditEntry(BaseModel):
@@ -291,10 +326,13 @@ class AuditEntry(BaseModel):
     actor: str = "promoter"
     via: Via | Literal[""] = ""
     detail: str = ""
+    proof: Proof | Literal[""] = ""  # an approval's or a rejection's: what proves who gave it
 
     def trailer(self) -> str:
         """A git trailer (one line): `Promoter-Approval: alice via ui at 2026-...: looks good`."""
         who = f"{self.actor} via {self.via}" if self.via else self.actor
+        if self.proof:
+            who += proof_note(self.proof, self.via)
         text = f"{who} at {self.at:%Y-%m-%dT%H:%M:%SZ}" + (f": {self.detail}" if self.detail else "")
         return f"Promoter-{self.kind.capitalize()}: " + " ".join(text.split())
 
@@ -317,12 +355,17 @@ class Refusal(BaseModel):
 
 
 class Decision(BaseModel):
-    """Payload of the `approve` / `reject` update and signal."""
+    """Payload of the `approve` / `reject` update and signal. `statement` and `signature` make it a
+    signed decision: the statement (promoter.signing.Statement: promotion, run, environment, commit,
+    the folders' trees at the PR head, the decision, the approver, a time, the comment) and its SSH
+    signature (namespace `promoter-approval`); the gate accepts it only when the statement is its own."""
 
     env: str
     approver: str
     comment: str = ""
     via: Via = "ui"
+    statement: str = ""
+    signature: str = ""  # armored (as `ssh-keygen -Y sign` writes it) or on one line
 
 
 class StageStatus(BaseModel):
@@ -345,8 +388,10 @@ class StageStatus(BaseModel):
     approvers: list[str] = Field(default_factory=list)  # who may decide this gate (groups expanded)
     screened: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason to refuse them
     head_sha: str | None = None  # the PR head the gate knows
+    trees: dict[str, str] = Field(default_factory=dict)  # folder -> git tree id at head_sha: what would merge
     review_states: dict[str, str] = Field(default_factory=dict)  # review id -> its state when last taken in
     review_required: bool = False
+    signed_required: bool = False
     rejected_by: str | None = None
     deadline: datetime | None = None
     message: str = ""
@@ -355,6 +400,7 @@ class StageStatus(BaseModel):
 
 class PromotionStatus(BaseModel):
     id: str
+    run_id: str = ""  # a signed approval names it: a signature for an earlier run of the same ID is refused
     app: str  # the app, or a release set's name
     commit: str
     members: list[str] = Field(default_factory=list)  # a release set's apps
@@ -441,6 +487,7 @@ class WatchInput(BaseModel):
 
     number: int
     head_sha: str | None = None
+    folders: list[str] = Field(default_factory=list)  # their trees at a new head are returned with it
     review_states: dict[str, str] = Field(default_factory=dict)  # a review unseen, or whose state changed, is news
 
 
@@ -456,6 +503,8 @@ class ReviewEvent(BaseModel):
 class WatchResult(BaseModel):
     state: PullRequestState
     head_sha: str | None = None
+    trees: dict[str, str] = Field(default_factory=dict)  # the folders' trees at a new head_sha
+    authenticated: bool = True  # the forge authenticates its reviewers (the local forge does not)
     merge_commit: str | None = None
     reviews: list[ReviewEvent] = Field(default_factory=list)  # new, or changed (e.g. dismissed), since `review_states`
 
@@ -645,6 +694,7 @@ class OpenChangeInput(BaseModel):
 
 class OpenedChange(BaseModel):
     prepared: PrepareResult  # the branch and the head that was pushed
+    trees: dict[str, str] = Field(default_factory=dict)  # the changed folders' tree ids at the head
     pr: PullRequest | None = None  # None: main already has the change, nothing was opened
 
 

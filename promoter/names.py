@@ -13,6 +13,9 @@ from promoter.errors import BadInput
 
 MAX_NAME = 63
 ENVIRONMENTS = "environments"
+# who may sign approvals (git's allowed-signers format) and the keys that may no longer sign
+ALLOWED_SIGNERS = "trust/allowed_signers"
+REVOKED_KEYS = "trust/revoked_keys"
 WORKFLOW_PREFIX = "promote-"
 RELEASE_PREFIX = "release-hold-"
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")

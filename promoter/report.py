@@ -5,7 +5,16 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from promoter.models import AuditEntry, DiffSummary, PolicyDecision, PolicyViolation, PromotionPlan
+from promoter import history
+from promoter.models import (
+    Approval,
+    AuditEntry,
+    DiffSummary,
+    PolicyDecision,
+    PolicyViolation,
+    PromotionPlan,
+    proof_note,
+)
 
 
 def human_duration(d: timedelta | None) -> str:
@@ -115,12 +124,27 @@ def audit_section(entries: list[AuditEntry]) -> str:
     """The stage's decisions, appended to its PR body: the record outlives Temporal's retention."""
     lines = ["", "### Audit", "", "| when (UTC) | what | who | via | detail |", "|---|---|---|---|---|"]
     lines += [
-        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {e.actor} | {e.via} | {' '.join(e.detail.split())} |" for e in entries
+        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {e.actor} | {e.via}{proof_note(e.proof, e.via)} "
+        f"| {' '.join(e.detail.split())} |"
+        for e in entries
     ]
     return "\n".join(lines)
 
 
-def merge_message(number: int, branch: str, title: str, promotion: str, entries: list[AuditEntry]) -> str:
-    """The merge commit's message: git trailers carry every decision of the stage."""
+def merge_message(
+    number: int,
+    branch: str,
+    title: str,
+    promotion: str,
+    entries: list[AuditEntry],
+    signed: list[Approval] | None = None,
+    trust_revision: str = "",
+) -> str:
+    """The merge commit's message: git trailers carry every decision of the stage, and each signed
+    approval's statement and signature with the revision of main whose trust/ verified them, so that
+    `promoter history` verifies them again from Git alone."""
     trailers = [f"Promoter-Promotion: {promotion}", *(e.trailer() for e in entries)]
+    proofs = [history.signed_trailer(a.statement, a.signature) for a in signed or [] if a.proof == "signed"]
+    if proofs:
+        trailers += [f"{history.TRUST}: {trust_revision}", *proofs]
     return f"Merge pull request #{number} from {branch}\n\n{title}\n\n" + "\n".join(trailers) + "\n"

@@ -20,10 +20,11 @@ from pathlib import Path
 import git
 
 from promoter.errors import BadInput
-from promoter.names import is_label
+from promoter.names import ALLOWED_SIGNERS, is_label
 
 STACK_FILE = "stack.json"
-SEED_FOLDERS = ("environments", "policies")
+SEED_FOLDERS = ("environments", "policies", "trust")
+DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up` makes each an SSH key
 
 
 def binary(name: str) -> str:
@@ -57,8 +58,43 @@ def free_port(preferred: int | None = None) -> int:
     raise RuntimeError("no free port")
 
 
-def seed_origin(source: Path, origin: Path, folders: tuple[str, ...] = SEED_FOLDERS) -> str:
-    """Create a bare `origin` whose main holds `folders` of `source`; returns main's commit."""
+def demo_keys(keys: Path, names: tuple[str, ...] = DEMO_SIGNERS) -> dict[str, str]:
+    """An ed25519 SSH key per name, as `keys/<name>` (OpenSSH private key, mode 600) and
+    `keys/<name>.pub`, kept when they exist; returns each name's public key line."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519
+
+    keys.mkdir(parents=True, exist_ok=True)
+    public: dict[str, str] = {}
+    for name in names:
+        private, pub = keys / name, keys / f"{name}.pub"
+        if not private.exists() or not pub.exists():
+            key = ed25519.Ed25519PrivateKey.generate()
+            pem = key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption()
+            )
+            fd = os.open(private, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "wb") as f:
+                f.write(pem)
+            line = key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH)
+            pub.write_text(f"{line.decode()} {name}@promoter-demo\n")
+        public[name] = " ".join(pub.read_text().split()[:2])
+    return public
+
+
+def allowed_signers(public: dict[str, str], existing: str = "") -> str:
+    """`existing` (a repository's trust/allowed_signers) with a line per demo key, for approvals only."""
+    lines = [existing.rstrip("\n")] if existing.strip() else []
+    lines.append("# demo keys that `promoter up` made in its state directory (keys/<name>): for this stack only")
+    lines += [f'{name} namespaces="promoter-approval" {key}' for name, key in public.items()]
+    return "\n".join(lines) + "\n"
+
+
+def seed_origin(
+    source: Path, origin: Path, folders: tuple[str, ...] = SEED_FOLDERS, signers: dict[str, str] | None = None
+) -> str:
+    """Create a bare `origin` whose main holds `folders` of `source` (and `signers`' public keys in
+    trust/allowed_signers, added to the source's own); returns main's commit."""
     source = Path(source).resolve()
     missing = [f for f in folders[:1] if not (source / f).is_dir()]
     if missing:
@@ -69,6 +105,10 @@ def seed_origin(source: Path, origin: Path, folders: tuple[str, ...] = SEED_FOLD
         for folder in folders:
             if (source / folder).is_dir():
                 shutil.copytree(source / folder, Path(tmp) / folder)
+        if signers:
+            trust = Path(tmp) / ALLOWED_SIGNERS
+            trust.parent.mkdir(parents=True, exist_ok=True)
+            trust.write_text(allowed_signers(signers, trust.read_text() if trust.is_file() else ""))
         work.git.add("-A")
         env = {
             "GIT_AUTHOR_NAME": "promoter",
@@ -161,8 +201,8 @@ class Stack:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         origin = self.dir / "origin.git"
-        if not origin.exists():
-            seed_origin(repo, origin)
+        if not origin.exists():  # the demo approvers' keys sign approvals of this stack's gates
+            seed_origin(repo, origin, signers=demo_keys(self.dir / "keys"))
         grpc = free_port(port or 7233)
         ui = free_port(ui_port or 8233)
         http = free_port()

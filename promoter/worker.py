@@ -37,6 +37,7 @@ from promoter.forges import Forge, make_forge
 from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
+from workflows import RUNNER
 from workflows.claim import ReleaseSetClaim
 from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
@@ -85,6 +86,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     main = Worker(
         client,
         task_queue=settings.task_queue,
+        workflow_runner=RUNNER,
         workflows=[
             PromotionWorkflow,
             PlanWorkflow,

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -14,19 +15,22 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from promoter import report
+    from promoter import report, signing
     from promoter.models import (
+        SENT_VIA,
         Approval,
         AuditKind,
         Decision,
         PlannedEnvironment,
         PromotionState,
+        Proof,
         Refusal,
         ScreenInput,
         StageState,
         StageStatus,
         WatchInput,
         WatchResult,
+        proof_note,
     )
     from workflows import steps
     from workflows.recorder import Promotion, Recorder
@@ -37,6 +41,21 @@ WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no d
 # before it replay without waiting)
 WATCHERS_AWAITED = "watchers-awaited"
 Outcome = bool | Literal["merged"]  # open, ended, or merged on the forge by hand
+SIGNATURE_SKEW = timedelta(minutes=10)  # a signed statement's time may be this far off the workflow's clock
+
+
+@dataclass(frozen=True)
+class Proven:
+    """What proves who gave a decision (see `Proof`), and for a signed one the signature's record."""
+
+    proof: Proof = "declared"
+    fingerprint: str = ""
+    statement: str = ""
+    signature: str = ""  # on one line
+
+
+FORGE = Proven("forge")
+DECLARED = Proven()
 
 
 def _consume(task: asyncio.Task[Any]) -> None:
@@ -89,6 +108,7 @@ class Gate:
         # until the policies say who may decide (the screen), the approvers named without a group
         stage.approvers = [a for a in approval.approvers if not a.startswith("group:")]
         stage.review_required = approval.require_review
+        stage.signed_required = approval.require_signed
         await self._screen(stage)
         self.r.set(stage, StageState.AWAITING_APPROVAL, self.waiting_message(stage, planned))
         self.r.gate_opened(stage.env)
@@ -99,7 +119,7 @@ class Gate:
         self.r.gate_waited(stage, "rejected" if stage.env in self.rejection else "approved")
         if stage.env in self.rejection:
             return await self._rejected(stage, self.rejection[stage.env])
-        approvers = ", ".join(f"{a.approver} ({a.via})" for a in stage.approvals)
+        approvers = ", ".join(f"{a.approver} via {a.via}{proof_note(a.proof, a.via)}" for a in stage.approvals)
         self.r.set(stage, StageState.APPROVED, f"approved by {approvers}")
         return True
 
@@ -203,7 +223,12 @@ class Gate:
     def _watch(self, stage: StageStatus, deadline: datetime | None) -> asyncio.Task[WatchResult]:
         assert stage.pr_number is not None
         window = WATCH_WINDOW if deadline is None else min(WATCH_WINDOW, deadline - workflow.now())
-        known = WatchInput(number=stage.pr_number, head_sha=stage.head_sha, review_states=stage.review_states)
+        known = WatchInput(
+            number=stage.pr_number,
+            head_sha=stage.head_sha,
+            review_states=stage.review_states,
+            folders=list(stage.trees),
+        )
         step = steps.watch_step(window, awaited=workflow.patched(WATCHERS_AWAITED))
         task: asyncio.Task[WatchResult] = asyncio.ensure_future(
             step.call(known, f"watch PR #{stage.pr_number} for reviews and new commits")
@@ -226,6 +251,7 @@ class Gate:
             return False
         if seen.head_sha != stage.head_sha:
             self._void(stage, planned, seen.head_sha)
+            stage.trees = seen.trees  # what would merge now: a signature over the older trees no longer matches
         for review in seen.reviews:
             stage.review_states[review.id] = review.state
             if review.state in WITHDRAWN:
@@ -233,8 +259,9 @@ class Gate:
             elif review.state != "approved":
                 self.r.audit(stage.env, "review", actor=review.author, via="pull_request", detail=review.state)
             elif not review.commit or review.commit == stage.head_sha:  # one on an older head is stale
+                # the one place a `pull_request` approval is made: from what this workflow's watcher read
                 d = Decision(env=stage.env, approver=review.author, comment=review.body, via="pull_request")
-                reason = await self.decide(d, True)
+                reason = await self.decide(d, True, FORGE if seen.authenticated else DECLARED)
                 if reason is not None:
                     self.record_refusal(d, reason)
         return None
@@ -288,6 +315,90 @@ class Gate:
             return "a rejection needs a reason"
         return None
 
+    def channel_refusal(self, d: Decision) -> str | None:
+        """An update or a signal says which client sent it (`ui` or `cli`), never that it is a review
+        on the PR: those only the PR watcher reads from the forge."""
+        if d.via in SENT_VIA:
+            return None
+        how = "approve on the PR itself" if d.via == "pull_request" else "leave `via` out"
+        return (
+            f"an update or signal cannot say it came by {d.via!r}: only the PR watcher records reviews "
+            f"read from the forge; send via ui or cli, or {how}"
+        )
+
+    def unproven(self, d: Decision, proven: Proven) -> str | None:
+        """Why a decision that proves nothing cannot open a gate that requires signed approvals."""
+        if proven.proof != "declared" or not self.p.stage_by_env[d.env].signed_required:
+            return None
+        if d.via == "pull_request":
+            return (
+                f"{d.env} requires signed approvals and this forge does not authenticate its reviewers, so a "
+                f"review there does not count; sign: `promoter approve {self.p.status.id} --env {d.env} "
+                f"--as {d.approver} --sign-key KEY`"
+            )
+        return (
+            f"{d.env} requires signed approvals; an unsigned one does not count: sign with `promoter approve "
+            f"{self.p.status.id} --env {d.env} --as {d.approver} --sign-key KEY`, or paste the payload that "
+            "`--print-payload` prints into the Web UI's update dialog"
+        )
+
+    def proven(self, d: Decision, approving: bool) -> tuple[Proven, str | None]:
+        """What proves a sent decision: its SSH signature over this gate's statement, verified against
+        trust/allowed_signers as main had it when the promotion started (or nothing, unsigned)."""
+        if not d.statement and not d.signature:
+            return DECLARED, None
+        if not d.statement or not d.signature:
+            return (
+                DECLARED,
+                "a signed decision needs both `statement` and `signature`; make them with `--print-payload`",
+            )
+        stage = self.p.stage_by_env[d.env]
+        trust = self.p.plan.trust
+        try:
+            said = signing.Statement.parse(d.statement)
+            armored = d.signature if "BEGIN SSH SIGNATURE" in d.signature else signing.line_to_armor(d.signature)
+            verified = signing.verify(
+                d.statement.encode(),
+                armored,
+                principal=d.approver,
+                allowed_signers=trust.allowed_signers,
+                revoked_keys=trust.revoked_keys,
+                at=said.at,
+            )
+        except signing.SignatureError as e:
+            return DECLARED, str(e)
+        mismatch = self._mismatch(said, d, approving, stage)
+        if mismatch is not None:
+            return DECLARED, f"the signature is for {mismatch}; sign this gate's statement again"
+        off = abs(workflow.now() - said.at)
+        if off > SIGNATURE_SKEW:
+            return DECLARED, (
+                f"the signature was made at {said.at:%Y-%m-%dT%H:%M:%SZ}, {int(off.total_seconds() // 60)} minutes "
+                f"off the workflow's clock (at most {int(SIGNATURE_SKEW.total_seconds() // 60)}); sign again now"
+            )
+        return Proven("signed", verified.fingerprint, d.statement, signing.armor_to_line(armored)), None
+
+    def _mismatch(self, said: signing.Statement, d: Decision, approving: bool, stage: StageStatus) -> str | None:
+        """What a verified statement names that this decision is not (None: it is this decision)."""
+        decision = "approve" if approving else "reject"
+        trees = tuple(sorted(stage.trees.items()))
+        checks = [
+            (said.promotion, self.p.status.id, f"promotion {said.promotion}, not {self.p.status.id}"),
+            (said.run, self.p.status.run_id, f"another run of {said.promotion} ({said.run[:8]}), not this one"),
+            (said.env, d.env, f"environment {said.env}, not {d.env}"),
+            (said.commit, self.p.plan.commit, f"commit {said.commit[:12]}, not {self.p.plan.commit[:12]}"),
+            (
+                said.trees,
+                trees,
+                f"a tree that is not what would merge now (PR head {(stage.head_sha or '?')[:7]}: "
+                "a commit pushed onto the PR changes it)",
+            ),
+            (said.decision, decision, f"a decision to {said.decision}, not to {decision}"),
+            (said.approver, d.approver, f"approver {said.approver}, not {d.approver}"),
+            (said.comment, d.comment, "another comment"),
+        ]
+        return next((why for theirs, ours, why in checks if theirs != ours), None)
+
     def validate(self, d: Decision, approving: bool) -> None:
         """For the update validators: refuse before anything enters history."""
         reason = self.refusal(d, approving)
@@ -301,15 +412,23 @@ class Gate:
             self.r.audit(d.env, "refusal", actor=d.approver, via=d.via, detail=reason)
             workflow.set_current_details(self.r.details(self.p.stage_by_env[d.env]))
 
-    async def decide(self, d: Decision, approving: bool) -> str | None:
+    async def decide_sent(self, d: Decision, approving: bool) -> str | None:
+        """A decision sent as an update or a signal: its channel, its signature, then `decide`."""
+        reason = self.channel_refusal(d) or self.refusal(d, approving)
+        if reason is not None:
+            return reason
+        proven, reason = self.proven(d, approving)
+        return reason or await self.decide(d, approving, proven)
+
+    async def decide(self, d: Decision, approving: bool, proven: Proven = DECLARED) -> str | None:
         """Validate, ask the policies (approvals only), validate again (the gate may have moved
         meanwhile), accept. Returns the reason for a refusal, or None."""
-        reason = self.refusal(d, approving)
+        reason = self.refusal(d, approving) or (self.unproven(d, proven) if approving else None)
         if reason is None and approving:
             reason = await self._policy_says(d)
             reason = reason or self.refusal(d, approving)
         if reason is None:
-            self._accept(d, approving)
+            self._accept(d, approving, proven)
         return reason
 
     async def _policy_says(self, d: Decision) -> str | None:
@@ -323,11 +442,21 @@ class Gate:
             return f"the approval could not be checked against the policies ({steps.cause(e)}); try again"
         return None if verdict.allowed else str(verdict.reason)
 
-    def _accept(self, d: Decision, approving: bool) -> None:
+    def _accept(self, d: Decision, approving: bool, proven: Proven) -> None:
         stage = self.p.stage_by_env[d.env]
         if approving:
             stage.approvals.append(
-                Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment, head=stage.head_sha)
+                Approval(
+                    approver=d.approver,
+                    at=workflow.now(),
+                    via=d.via,
+                    comment=d.comment,
+                    head=stage.head_sha,
+                    proof=proven.proof,
+                    fingerprint=proven.fingerprint,
+                    statement=proven.statement,
+                    signature=proven.signature,
+                )
             )
             planned = self.p.envs[d.env]
             if not self.is_open(stage, planned):
@@ -335,4 +464,4 @@ class Gate:
         else:
             self.rejection[d.env] = d
         kind: AuditKind = "approval" if approving else "rejection"
-        self.r.audit(d.env, kind, actor=d.approver, via=d.via, detail=d.comment)
+        self.r.audit(d.env, kind, actor=d.approver, via=d.via, detail=d.comment, proof=proven.proof)

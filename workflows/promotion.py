@@ -239,7 +239,7 @@ class PromotionWorkflow:
         if opened.pr is None:
             return None
         pr = opened.pr
-        stage.branch, stage.head_sha = opened.prepared.branch, opened.prepared.head
+        stage.branch, stage.head_sha, stage.trees = opened.prepared.branch, opened.prepared.head, opened.trees
         stage.pr_number, stage.pr_url = pr.number, pr.url
         self.r.set(stage, StageState.PR_OPEN, f"PR #{pr.number} opened")
         self.runner.checkpoint()
@@ -261,7 +261,15 @@ class PromotionWorkflow:
         merge = MergePullRequest(
             number=pr.number,
             expected_head=stage.head_sha,
-            comment=report.merge_message(pr.number, stage.branch, pr.title, self.status.id, entries),
+            comment=report.merge_message(
+                pr.number,
+                stage.branch,
+                pr.title,
+                self.status.id,
+                entries,
+                signed=stage.approvals,
+                trust_revision=self.plan.trust.revision,
+            ),
             merge_method=merging.method,
             fail_when_blocked=merging.on_blocked == "fail",
         )
@@ -356,9 +364,10 @@ class PromotionWorkflow:
 
     @workflow.update(name=APPROVE)
     async def approve(self, d: Decision) -> StageStatus:
-        reason = await self.gate.decide(d, True)
+        reason = await self.gate.decide_sent(d, True)
         if reason is not None:
-            self.gate.record_refusal(d, reason)  # accepted by the validator, refused by the policies: on record
+            # accepted by the validator, refused by its channel, its signature or the policies: on record
+            self.gate.record_refusal(d, reason)
             raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
         return self.p.stage_by_env[d.env]
 
@@ -368,8 +377,9 @@ class PromotionWorkflow:
 
     @workflow.update(name=REJECT)
     async def reject(self, d: Decision) -> StageStatus:
-        reason = await self.gate.decide(d, False)
+        reason = await self.gate.decide_sent(d, False)
         if reason is not None:
+            self.gate.record_refusal(d, reason)
             raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
         return self.p.stage_by_env[d.env]
 
@@ -378,7 +388,7 @@ class PromotionWorkflow:
         self.gate.validate(d, False)
 
     async def _signalled(self, d: Decision, approving: bool) -> None:
-        reason = await self.gate.decide(d, approving)
+        reason = await self.gate.decide_sent(d, approving)
         if reason is not None:
             self.gate.record_refusal(d, reason)
 

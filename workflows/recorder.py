@@ -27,9 +27,11 @@ with workflow.unsafe.imports_passed_through():
         PromotionInput,
         PromotionState,
         PromotionStatus,
+        Proof,
         StageState,
         StageStatus,
         Via,
+        proof_note,
     )
     from workflows import steps
 
@@ -42,6 +44,7 @@ class Promotion:
         self.envs: dict[str, PlannedEnvironment] = {e.config.name: e for e in inp.plan.environments}
         self.status = PromotionStatus(
             id=workflow.info().workflow_id,
+            run_id=workflow.info().run_id,
             app=inp.plan.app,
             members=inp.plan.members,
             commit=inp.plan.commit,
@@ -168,12 +171,21 @@ class Recorder:
                 lines.append(f"Refused: {last.approver} via {last.via}: {last.reason}")
             if stage.deadline is not None:
                 lines.append(f"Deadline: {stage.deadline:%Y-%m-%d %H:%M} UTC.")
-            lines += [
-                "",
-                "Approve: More Actions → Send an Update → `approve`, input "
-                f'`{{"env": "{stage.env}", "approver": "<you>", "comment": "..."}}`',
-                f"(or `promoter approve {self.status.id} --env {stage.env} --as <you>`).",
-            ]
+            if stage.signed_required:
+                lines += [
+                    "",
+                    f"{stage.env} requires signed approvals. Approve with "
+                    f"`promoter approve {self.status.id} --env {stage.env} --as <you> --sign-key <your SSH key>`, "
+                    "or add `--print-payload` and paste what it prints into More Actions → Send an Update → "
+                    "`approve` (a signature is good for 10 minutes).",
+                ]
+            else:
+                lines += [
+                    "",
+                    "Approve: More Actions → Send an Update → `approve`, input "
+                    f'`{{"env": "{stage.env}", "approver": "<you>", "comment": "..."}}`',
+                    f"(or `promoter approve {self.status.id} --env {stage.env} --as <you>`).",
+                ]
         return "\n".join(lines)
 
     def outcome(self) -> str:
@@ -183,7 +195,9 @@ class Recorder:
         for stage in self.status.stages:
             line = f"- {stage.env}: {stage.state.value}"
             if stage.approvals:
-                line += " — approved by " + ", ".join(f"{a.approver} via {a.via}" for a in stage.approvals)
+                line += " — approved by " + ", ".join(
+                    f"{a.approver} via {a.via}{proof_note(a.proof, a.via)}" for a in stage.approvals
+                )
             if stage.pr_url:
                 line += f" — PR {pr_link(stage)}"
             lines.append(line)
@@ -232,9 +246,16 @@ class Recorder:
     # ------------------------------------------------------------------ audit and metrics
 
     def audit(
-        self, env: str, kind: AuditKind, actor: str = "promoter", via: Via | Literal[""] = "", detail: str = ""
+        self,
+        env: str,
+        kind: AuditKind,
+        actor: str = "promoter",
+        via: Via | Literal[""] = "",
+        detail: str = "",
+        proof: Proof | Literal[""] = "",
     ) -> None:
-        self.status.audit.append(AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via, detail=detail))
+        entry = AuditEntry(at=workflow.now(), env=env, kind=kind, actor=actor, via=via, detail=detail, proof=proof)
+        self.status.audit.append(entry)
 
     def entries(self, env: str) -> list[AuditEntry]:
         return [e for e in self.status.audit if e.env == env]

@@ -17,6 +17,7 @@ from temporalio.exceptions import ApplicationError
 with workflow.unsafe.imports_passed_through():
     from promoter.converter import REFUSED
     from promoter.models import (
+        SENT_VIA,
         Approval,
         ClosePullRequest,
         Decision,
@@ -100,6 +101,8 @@ class ReleaseHoldWorkflow:
         return self.stage
 
     def _refuse(self, d: Decision) -> None:
+        if d.via not in SENT_VIA:  # this gate reads no reviews: nothing sent may claim to be one
+            raise ApplicationError(f"an update cannot say it came by {d.via!r}; send via ui or cli", type=REFUSED)
         if d.env != self.inp.env:
             raise ApplicationError(f"this release is for {self.inp.env}, not {d.env}", type=REFUSED)
         if self.allowed is None or self.stage.state != StageState.AWAITING_APPROVAL:

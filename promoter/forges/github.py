@@ -33,6 +33,7 @@ def fit(text: str, limit: int = BODY_LIMIT) -> str:
 
 class GitHubForge:
     name = "GitHub"
+    authenticates = True  # a review's author is the login the forge authenticated (the token's users)
     scopes = "`repo` (classic) or Pull requests, Contents and Issues read & write (fine-grained, App)"
 
     def __init__(

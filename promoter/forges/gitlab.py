@@ -41,6 +41,7 @@ BLOCKING = {
 
 class GitLabForge:
     name = "GitLab"
+    authenticates = True  # a review's author is the login the forge authenticated
     scopes = "the scope `api` and the Developer role (Maintainer on protected branches)"
 
     def __init__(

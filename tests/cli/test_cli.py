@@ -17,7 +17,7 @@ import git
 import pytest
 import yaml
 
-from tests.support.gitops import Cli, Origin
+from tests.support.gitops import PROMOTER, Cli, Origin
 from tests.support.workflows import failing_in, plan_matches
 
 
@@ -76,7 +76,17 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
         assert refused.returncode == 2 and "mallory may not decide prod" in refused.stderr
         same_over_both(cli, grpc, ["approve", "promote-demo", "--env", "prod", "--as", "mallory"])
         same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "--json"], ["list", "--json"])
-        ok = grpc("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go")
+        # the sample's prod requires signed approvals: unsigned is refused with how to sign, and
+        # --print-payload signs without sending (the payload is for the Web UI's update dialog)
+        unsigned = grpc("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go")
+        assert unsigned.returncode == 2 and "prod requires signed approvals" in unsigned.stderr, unsigned.stderr
+        key = str(cli.state_dir / "keys" / "alice")
+        payload = cli("approve", "promote-demo", "--env", "prod", "--as", "alice", "--sign-key", key, "--print-payload")
+        assert payload.returncode == 0, payload.stderr
+        printed = json.loads(payload.stdout)
+        assert set(printed) == {"env", "approver", "comment", "statement", "signature"}
+        assert "\nenv prod\n" in printed["statement"] and cli.status("promote-demo")["stages"][2]["approvals"] == []
+        ok = grpc("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go", "--sign-key", key)
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout.strip() == "promote-demo: prod approved by alice (1/1)"
         out, errs = follower.communicate(timeout=120)
@@ -93,9 +103,13 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     assert status["stages"][2]["approvals"][0]["via"] == "cli"
     audit = [(e["env"], e["kind"], e["actor"]) for e in status["audit"]]  # the audit trail, in --json too
     assert ("prod", "approval", "alice") in audit and ("prod", "merge", "promoter") in audit
-    assert [e["via"] for e in status["audit"] if e["kind"] == "refusal"] == []  # mallory never entered history
+    # mallory never entered history (the validator refused her); alice's unsigned approval is on record
+    refusals = [(e["actor"], e["via"]) for e in status["audit"] if e["kind"] == "refusal"]
+    assert refusals == [("alice", "cli")], refusals
     human = cli("status", "promote-demo")
-    assert "prod approval by alice via cli: go" in human.stdout, human.stdout
+    assert "prod approval by alice via cli (signed): go" in human.stdout, human.stdout
+    history = cli("history", "demo", "--env", "prod")
+    assert history.returncode == 0 and "approval by alice via cli: verified (SHA256:" in history.stdout, history.stdout
     bare = git.Repo(origin.path)
     for env in ("staging", "prod"):
         for f in ("deployment.yaml", "service.yaml"):
@@ -128,7 +142,13 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     waiting = cli.status("promote-demo")  # the gate survived the crash and the server's restart
     assert drift_schedules(cli) == ["drift-dev", "drift-staging", "drift-prod"]  # and so did the schedules
     assert waiting["state"] == "running" and waiting["stages"][2]["state"] == "awaiting_approval"
-    approved = cli("approve", "promote-demo", "--env", "prod", "--as", "bob")  # over the HTTP API
+    bob = str(cli.state_dir / "keys" / "bob")  # over the HTTP API, signed with the key in the environment
+    approved = subprocess.run(
+        [*PROMOTER, "approve", "promote-demo", "--env", "prod", "--as", "bob"],
+        env={**cli.env, "PROMOTER_SIGNING_KEY": bob},
+        capture_output=True,
+        text=True,
+    )
     assert approved.returncode == 0 and approved.stdout.strip() == "promote-demo: prod approved by bob (1/1)"
     done = cli.wait_status("promote-demo", lambda s: s["state"] != "running")
     assert done["state"] == "succeeded", done["message"]

@@ -71,12 +71,21 @@ class Origin:
         return [h.name for h in git.Repo(self.path).heads]
 
 
-def make_gitops(tmp: Path, envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",)) -> Path:
-    """A GitOps source tree: this repository's sample, or environments built from `envs`."""
+def make_gitops(
+    tmp: Path, envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",), signed: bool = False
+) -> Path:
+    """A GitOps source tree: this repository's sample, or environments built from `envs`. The sample's
+    prod requires signed approvals; unless `signed`, that is switched off, so that the tests of other
+    behaviours approve prod by name (the embedded stack's tests and tests/workflows/test_signed_approvals.py
+    keep it and sign)."""
     src = tmp / "gitops-src"
     if envs is None:
         shutil.copytree(ROOT / "environments", src / "environments")
         shutil.copytree(ROOT / "policies", src / "policies")
+        if not signed:
+            prod = src / "environments" / "prod" / "environment.yaml"
+            prod.write_text(re.sub(r"\n  require_signed: true[^\n]*", "", prod.read_text()))
+            assert "require_signed" not in prod.read_text()
         for app in apps:
             if app != "demo":
                 for env in ("dev", "staging", "prod"):
@@ -150,7 +159,7 @@ def running_stack(base: Path, env: dict[str, str] | None = None) -> Iterator[tup
     environment the stack's processes start with), and `promoter down` after, whatever happened."""
     from promoter.stack import Stack, free_port
 
-    src = make_gitops(base)
+    src = make_gitops(base, signed=True)
     state = base / "state"
     cli = Cli(state)
     cli.env.update(env or {})

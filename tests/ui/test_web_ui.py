@@ -2,7 +2,8 @@
 would use it: find the waiting promotion by its search attributes, open it, and send the `approve`
 update through the UI's own dialog (More Actions → Send an Update). An approver the policies refuse
 (the commit's author, for prod) sees the policy's reason in the dialog and the gate keeps waiting;
-an allowed approver opens it and the promotion completes.
+an allowed approver's typed name is refused (the sample's prod requires signed approvals), and the
+payload `promoter approve --sign-key … --print-payload` prints, pasted into the same dialog, opens it.
 
 Chromium is the Debian package (`.ci/run` installs `chromium` when missing), driven by Playwright's
 Python package with `executable_path`; no browser is ever downloaded. Screenshots are saved under
@@ -116,17 +117,42 @@ def test_approve_through_the_web_ui(stack: tuple[Cli, Origin], browser: Browser)
     prod = status["stages"][2]  # type: ignore[index]
     assert prod["state"] == "awaiting_approval" and prod["approvals"] == []
 
-    # bob is a release manager: the gate opens and the promotion completes
+    # bob is a release manager, but prod requires signed approvals: his typed name alone is refused
     dialog = send_update(page, "approve", {"env": "prod", "approver": "bob", "comment": "ship it"})
+    dialog.get_by_text("prod requires signed approvals").wait_for(state="visible", timeout=30000)
+    shot(page, "4-unsigned-refused")
+    dialog.get_by_test_id("cancel-modal-button").click()
+
+    # bob signs with his key (`--print-payload` sends nothing) and pastes the payload: the gate opens
+    key = str(cli.state_dir / "keys" / "bob")
+    printed = cli("approve", "promote-demo", "--env", "prod", "--as", "bob", "--comment", "ship it")
+    assert printed.returncode == 2  # unsigned, through the CLI too
+    printed = cli(
+        "approve",
+        "promote-demo",
+        "--env",
+        "prod",
+        "--as",
+        "bob",
+        "--comment",
+        "ship it",
+        "--sign-key",
+        key,
+        "--print-payload",
+    )
+    assert printed.returncode == 0, printed.stderr
+    dialog = send_update(page, "approve", json.loads(printed.stdout))
     dialog.wait_for(state="hidden", timeout=30000)  # a successful update closes the dialog
-    shot(page, "4-approved")
+    shot(page, "5-approved-signed")
     final = cli.wait_status("promote-demo", lambda s: s["state"] != "running", timeout_s=120)
     assert final["state"] == "succeeded", final["message"]
     approvals = final["stages"][2]["approvals"]  # type: ignore[index]
-    assert [(a["approver"], a["via"], a["comment"]) for a in approvals] == [("bob", "ui", "ship it")]
+    assert [(a["approver"], a["via"], a["comment"], a["proof"]) for a in approvals] == [
+        ("bob", "ui", "ship it", "signed")
+    ]
     page.reload()
     page.get_by_text("COMPLETED").first.wait_for(state="visible", timeout=30000)
-    shot(page, "5-completed")
+    shot(page, "6-completed")
     page.close()
 
 
@@ -199,12 +225,18 @@ def test_review_the_pr_on_the_forge_page_opened_from_the_web_ui(stack: tuple[Cli
     assert "Refused: mallory via pull_request: mallory may not decide prod" in details_text(page)
     shot(page, "8-refused-review-in-the-details")
 
-    # bob is a release manager: his approving review opens the gate
+    # bob is a release manager, but the local forge authenticates nobody and prod requires signed
+    # approvals: his review is refused and says how to sign; he signs through the CLI
     review("bob", "lgtm from the forge")
+    refused = cli.wait_status("promote-demo", lambda s: len(s["stages"][2]["refusals"]) == 2)
+    assert "does not authenticate its reviewers" in refused["stages"][2]["refusals"][1]["reason"]  # type: ignore[index]
+    key = str(cli.state_dir / "keys" / "bob")
+    signed = cli("approve", "promote-demo", "--env", "prod", "--as", "bob", "--sign-key", key)
+    assert signed.returncode == 0, signed.stderr
     final = cli.wait_status("promote-demo", lambda s: s["state"] != "running", timeout_s=120)
     assert final["state"] == "succeeded", final["message"]
     approvals = final["stages"][2]["approvals"]  # type: ignore[index]
-    assert [(a["approver"], a["via"]) for a in approvals] == [("bob", "pull_request")]
+    assert [(a["approver"], a["via"], a["proof"]) for a in approvals] == [("bob", "cli", "signed")]
     pr.reload()
     pr.get_by_text("merged", exact=True).first.wait_for(state="visible", timeout=10000)
     shot(pr, "9-forge-pr-merged")
@@ -213,7 +245,7 @@ def test_review_the_pr_on_the_forge_page_opened_from_the_web_ui(stack: tuple[Cli
     page.reload()
     link_in_details(page)
     text = details_text(page)
-    assert "succeeded" in text and "approved by bob via pull_request" in text, text
+    assert "succeeded" in text and "approved by bob via cli (signed)" in text, text
     assert re.search(r"Pending Activities\s*0\b", page.inner_text("body")), "a pending activity outlived the promotion"
     shot(page, "10-completed-details")
     pr.close()

@@ -13,6 +13,7 @@ from typing import Any
 import git
 import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
@@ -104,7 +105,7 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
     # the record outlives Temporal: trailers on the merge commit, a table in the PR body
     message = git.Repo(origin.path).git.log("-1", "--format=%B", prod.merge_commit)
     assert f"Promoter-Promotion: {result.id}" in message
-    assert "Promoter-Approval: sam via cli at " in message and ": lgtm" in message
+    assert "Promoter-Approval: sam via cli (unsigned) at " in message and ": lgtm" in message
     assert f"revision {prod.policy.revision}" in message
     body = forge.get_pull_request(prod.pr_number or 0).body
     assert "### Audit" in body and "| approval | alice | cli | go |" in body and "| verdict |" in body
@@ -245,13 +246,31 @@ async def test_require_review_needs_a_review_besides_the_quorum(
     async with run_worker(dev_env, origin) as tq:
         handle = await start(dev_env, tq)
         status = await api.wait_for(handle, waiting)
+        # an update that claims to be a review on the PR: refused, on record, and the gate stays closed
+        forged = Decision(env="prod", approver="alice", via="pull_request")
+        with pytest.raises(WorkflowUpdateFailedError) as claimed:
+            await handle.execute_update(PromotionWorkflow.approve, forged)
+        assert "cannot say it came by 'pull_request'" in str(claimed.value.cause)
+        await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="sam", via="pull_request"))
+        status = await api.wait_for(handle, lambda s: len(s.stages[1].refusals) == 2)
+        assert waiting(status) and status.stages[1].approvals == []
+        assert [(r.approver, r.via) for r in status.stages[1].refusals] == [
+            ("alice", "pull_request"),
+            ("sam", "pull_request"),
+        ]
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert "Refused: sam via pull_request: an update or signal cannot say" in metadata.current_details  # in the UI
         await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
         status = await handle.query(PromotionWorkflow.query_status)
         assert waiting(status) and "also needs an approving review" in status.stages[1].message
         forge.add_review(status.stages[1].pr_number or 0, "sam", "approved")
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
-    assert [a.via for a in result.stages[1].approvals] == ["cli", "pull_request"]
+    prod = result.stages[1]
+    assert [(a.via, a.proof) for a in prod.approvals] == [("cli", "declared"), ("pull_request", "declared")]
+    message = git.Repo(origin.path).git.log("-1", "--format=%B", prod.merge_commit)
+    # the local forge authenticates nobody: its review is marked so in the record that outlives Temporal
+    assert "Promoter-Approval: sam via pull_request (unauthenticated) at " in message
 
 
 async def test_supersede_cancels_the_waiting_promotion_and_points_to_the_new_one(

@@ -84,7 +84,7 @@ async def test_full_promotion_with_prod_approved_by_update(
     assert [s.state for s in result.stages] == [StageState.HEALTHY] * 3
     # the page tells the truth once it is over: the outcome, and who approved how
     assert metadata.current_details.startswith(f"**demo @ {commit[:7]}: succeeded**")
-    assert "- prod: healthy — approved by carol via cli — PR #" in metadata.current_details
+    assert "- prod: healthy — approved by carol via cli (unsigned) — PR #" in metadata.current_details
     offered = {s.name for s in metadata.definition.signal_definitions}  # what the UI's Signal dialog lists
     # supersede is a tools' signal, not offered to people (a dynamic handler is listed without a name)
     assert offered - {""} == {"approve", "reject"}

@@ -11,6 +11,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.worker import Replayer
 
 from promoter.converter import DATA_CONVERTER
+from workflows import RUNNER
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
@@ -23,6 +24,8 @@ def test_histories_are_recorded() -> None:
 @pytest.mark.asyncio
 @pytest.mark.parametrize("path", HISTORIES, ids=[p.stem for p in HISTORIES])
 async def test_replay(path: Path) -> None:
-    replayer = Replayer(workflows=[PromotionWorkflow, PlanWorkflow], data_converter=DATA_CONVERTER)
+    replayer = Replayer(
+        workflows=[PromotionWorkflow, PlanWorkflow], data_converter=DATA_CONVERTER, workflow_runner=RUNNER
+    )
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     await replayer.replay_workflow(history)
