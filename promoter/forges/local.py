@@ -9,7 +9,10 @@ one: its body, the diff of its environment folder, its reviews, and a form to re
 address (`web_url`), a PR's URL is `<web_url>/pulls/N`; without, `local://<origin>/pulls/N`.
 
 Where it differs from a hosted forge: there is no authentication (a review's author is whoever wrote
-the record, through the page's form or the API), and no branch is deleted after a merge.
+the record, through the page's form or the API; `authenticates` is False, so the gate marks such a
+review unauthenticated and `approval.require_signed` refuses it), and no branch is deleted after a
+merge. The pages' form is guarded against other sites (a per-page token, Origin and Host checks, no
+framing), which stops a cross-site post, not a person typing another's name.
 """
 
 from __future__ import annotations

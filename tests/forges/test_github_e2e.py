@@ -74,6 +74,9 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     caplog.set_level(logging.DEBUG)
+    prod_yaml = origin.work / "environments/prod/environment.yaml"
+    signed = prod_yaml.read_text().replace("approval:\n", "approval:\n  require_signed: true\n", 1)
+    origin.commit({"environments/prod/environment.yaml": signed}, "prod requires proven approvals")
     commit = origin.bump(tag="8.0.0")
     clusters(["dev", "staging", "prod"])
     settings = on_github(github, origin, tmp_path)
@@ -84,6 +87,7 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
         )
         waiting = await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
         number = waiting.stages[2].pr_number or 0
+        assert waiting.stages[2].signed_required
         review(github, number, ALICE, "COMMENT", "reading")
         review(github, number, ALICE, "REQUEST_CHANGES", "hm")
         review(github, number, ALICE, "APPROVE", "ship it")
@@ -92,7 +96,10 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
         status = (await handle.query(PromotionWorkflow.query_status)).model_dump_json()
     assert result.state == PromotionState.SUCCEEDED, result.message
     prod = result.stages[2]
-    assert [(a.approver, a.via, a.comment) for a in prod.approvals] == [("alice", "pull_request", "ship it")]
+    # GitHub authenticated the review's author: it opens a gate that requires signed approvals
+    assert [(a.approver, a.via, a.comment, a.proof) for a in prod.approvals] == [
+        ("alice", "pull_request", "ship it", "forge")
+    ]
     assert prod.pr_url == f"https://github.example/acme/gitops/pull/{number}"
 
     # exactly once each: two PRs opened, two merges, on the right branches, with the merge trailers

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import importlib.util
 import subprocess
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -394,14 +393,11 @@ def test_a_passphrase_protected_key_says_what_to_do(tmp_path: Path, monkeypatch:
         "PROMOTER_SIGNING_KEY_PASSPHRASE"
     )
     monkeypatch.setenv(signing.PASSPHRASE_VARIABLE, "open sesame")
-    if importlib.util.find_spec("bcrypt") is None:  # cryptography opens such keys only with bcrypt installed
-        with pytest.raises(SignatureError, match="needs the Python package bcrypt"):
-            signing.sign_file(MESSAGE, key.path)
-    else:
-        assert signing.verify(MESSAGE, signing.sign_file(MESSAGE, key.path), "alice", key.allowed())
-        monkeypatch.setenv(signing.PASSPHRASE_VARIABLE, "wrong")
-        with pytest.raises(SignatureError, match="the passphrase does not open"):
-            signing.sign_file(MESSAGE, key.path)
+    # bcrypt is a dependency: cryptography opens such keys with it
+    assert signing.verify(MESSAGE, signing.sign_file(MESSAGE, key.path), "alice", key.allowed())
+    monkeypatch.setenv(signing.PASSPHRASE_VARIABLE, "wrong")
+    with pytest.raises(SignatureError, match="the passphrase does not open"):
+        signing.sign_file(MESSAGE, key.path)
 
 
 def test_a_signing_key_that_is_missing_unreadable_or_no_key_says_so(keys: dict[str, Key], tmp_path: Path) -> None:
