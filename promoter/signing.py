@@ -692,3 +692,89 @@ def verify(
             "tree, decision or time"
         )
     return Verified(principal, key)
+
+
+# --- Git commits ------------------------------------------------------------------------------------
+# A commit signed with an SSH key carries its armored signature (namespace `git`) in a `gpgsig` header
+# after `committer`, each line after the first indented by one space; the signature is over the commit
+# object without that header, as `git commit -S` (gpg.format ssh) writes it and `git verify-commit`
+# checks it.
+
+GIT_NAMESPACE = "git"
+
+
+def commit_signature(raw: bytes) -> tuple[bytes, str] | None:
+    """(what was signed, the armored signature) of a raw commit object; None when it is not SSH-signed."""
+    head, sep, message = raw.partition(b"\n\n")
+    lines = head.split(b"\n")
+    kept: list[bytes] = []
+    signature: list[bytes] = []
+    inside = False
+    for line in lines:
+        if line.startswith(b"gpgsig "):
+            inside = True
+            signature.append(line[len(b"gpgsig ") :])
+        elif inside and line.startswith(b" "):
+            signature.append(line[1:])
+        else:
+            inside = False
+            kept.append(line)
+    if not signature:
+        return None
+    text = b"\n".join(signature).decode("utf-8", "replace")
+    if _BEGIN not in text:
+        return None  # a GPG (or X.509) signature: not one this module verifies
+    return b"\n".join(kept) + sep + message, text + "\n"
+
+
+def sign_commit(raw: bytes, private_key: bytes, passphrase: bytes | None = None) -> bytes:
+    """The raw commit object signed as `git commit -S` with gpg.format ssh signs it (it must be unsigned)."""
+    if commit_signature(raw) is not None or b"\ngpgsig " in raw.partition(b"\n\n")[0]:
+        raise SignatureError("the commit is already signed")
+    armored = _sign(raw, _load_private_key(private_key, passphrase, "the commit signing key"), GIT_NAMESPACE)
+    head, sep, message = raw.partition(b"\n\n")
+    header = b"gpgsig " + armored.rstrip("\n").replace("\n", "\n ").encode()
+    return head + b"\n" + header + sep + message
+
+
+def _committed_at(raw: bytes) -> datetime | None:
+    for line in raw.partition(b"\n\n")[0].split(b"\n"):
+        if line.startswith(b"committer "):
+            try:
+                return datetime.fromtimestamp(int(line.rsplit(b" ", 2)[1]), UTC)
+            except (ValueError, IndexError):
+                return None
+    return None
+
+
+def commit_signer(raw: bytes, allowed_signers: str, revoked_keys: str = "") -> Verified:
+    """Who signed the raw commit object, as `git verify-commit` with gpg.ssh.allowedSignersFile says it:
+    a key listed in allowed_signers for the namespace `git`, valid at the commit's committer time, not
+    revoked, whose signature matches. SignatureError (one line) otherwise."""
+    found = commit_signature(raw)
+    if found is None:
+        raise SignatureError("the commit is not signed with an SSH key")
+    payload, armored = found
+    signature = _parse(_dearmor(armored))
+    key = fingerprint(signature.key_blob)
+    if signature.namespace != GIT_NAMESPACE:
+        raise SignatureError(f"the commit's signature is for namespace {signature.namespace!r}, not 'git'")
+    if signature.key_blob in parse_revoked_keys(revoked_keys):
+        raise SignatureError(f"the commit was signed by the key {key}, which is revoked (in trust/revoked_keys)")
+    at = _committed_at(raw)
+    listed = [
+        s
+        for s in parse_allowed_signers(allowed_signers)
+        if s.key_blob == signature.key_blob
+        and (s.namespaces is None or _matches(GIT_NAMESPACE, s.namespaces))
+        and (at is None or s.valid_after is None or s.valid_after <= at)
+        and (at is None or s.valid_before is None or at <= s.valid_before)
+    ]
+    principals = [p for s in listed for p in s.principals if not p.startswith("!")]
+    if not principals:
+        raise SignatureError(
+            f"the commit was signed by the key {key}, which trust/allowed_signers does not list for git"
+        )
+    if not _signature_matches(signature, payload):
+        raise SignatureError(f"the commit's signature by the key {key} does not match the commit")
+    return Verified(principals[0], key)
