@@ -57,6 +57,10 @@ class Settings:
     policy_timeout_s: float = 10.0
     review_poll_s: float = 15.0  # how often a waiting gate reads its PR's reviews and head
     max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
+    # the commit of main whose rule files are trusted as they are; a later change to them counts once a
+    # key its trust/allowed_signers lists for `git` signed it (docs/policies.md, "Who can change the rules")
+    trust_root: str | None = None
+    commit_signing_key: str | None = None  # an OpenSSH private key: promoter signs the commits it writes
 
     @classmethod
     def load(cls, state_dir: str | None = None) -> Settings:
@@ -73,6 +77,7 @@ class Settings:
             s.forge_db = info.get("forge_db")
             s.cache_dir = info.get("cache_dir", s.cache_dir)
             s.ui_url = info.get("ui_url")
+            s.trust_root = info.get("trust_root")
         env = os.environ
         s.temporal_address = env.get("PROMOTER_TEMPORAL_ADDRESS", s.temporal_address)
         s.temporal_http_url = env.get("PROMOTER_TEMPORAL_HTTP_URL", s.temporal_http_url) or None
@@ -116,6 +121,10 @@ class Settings:
         s.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", s.review_poll_s)
         if env.get("PROMOTER_MAX_FILE_SIZE"):
             s.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
+        s.trust_root = env.get("PROMOTER_TRUST_ROOT") or s.trust_root
+        if s.trust_root is not None and not re.fullmatch(r"[0-9a-f]{40}", s.trust_root):
+            raise BadInput(f"PROMOTER_TRUST_ROOT must be a full 40-character commit id, not {s.trust_root[:60]!r}")
+        s.commit_signing_key = env.get("PROMOTER_COMMIT_SIGNING_KEY") or s.commit_signing_key
         return s
 
     def make_policy_engine(self) -> PolicyEngine:

@@ -25,6 +25,9 @@ from promoter.names import ALLOWED_SIGNERS, is_label
 STACK_FILE = "stack.json"
 SEED_FOLDERS = ("environments", "policies", "trust")
 DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up` makes each an SSH key
+# who signs git commits on the stack: a platform engineer (rule changes) and promoter itself (its merges,
+# reverts and hold releases); each is listed for the namespace `git` only
+GIT_SIGNERS = ("platform", "promoter")
 
 
 def binary(name: str) -> str:
@@ -83,10 +86,13 @@ def demo_keys(keys: Path, names: tuple[str, ...] = DEMO_SIGNERS) -> dict[str, st
 
 
 def allowed_signers(public: dict[str, str], existing: str = "") -> str:
-    """`existing` (a repository's trust/allowed_signers) with a line per demo key, for approvals only."""
+    """`existing` (a repository's trust/allowed_signers) with a line per demo key: the approvers' for
+    approvals (namespace promoter-approval), platform's and promoter's for commits (namespace git)."""
     lines = [existing.rstrip("\n")] if existing.strip() else []
     lines.append("# demo keys that `promoter up` made in its state directory (keys/<name>): for this stack only")
-    lines += [f'{name} namespaces="promoter-approval" {key}' for name, key in public.items()]
+    for name, key in public.items():
+        namespace = "git" if name in GIT_SIGNERS else "promoter-approval"
+        lines.append(f'{name} namespaces="{namespace}" {key}')
     return "\n".join(lines) + "\n"
 
 
@@ -201,8 +207,10 @@ class Stack:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         origin = self.dir / "origin.git"
-        if not origin.exists():  # the demo approvers' keys sign approvals of this stack's gates
-            seed_origin(repo, origin, signers=demo_keys(self.dir / "keys"))
+        keys = demo_keys(self.dir / "keys", DEMO_SIGNERS + GIT_SIGNERS)
+        if not origin.exists():  # the demo keys sign this stack's approvals, rule changes and promoter's commits
+            seed_origin(repo, origin, signers=keys)
+        root = git.Repo(origin).git.rev_list("--max-parents=0", "main").split()[0]  # the seed: the rules' trust root
         grpc = free_port(port or 7233)
         ui = free_port(ui_port or 8233)
         http = free_port()
@@ -239,6 +247,7 @@ class Stack:
             "repo_url": str(origin),
             "forge_db": str(self.dir / "forge.sqlite"),
             "cache_dir": str(self.dir / "cache"),
+            "trust_root": root,
             "pids": {"temporal": temporal},
         }
         self._write(info)
@@ -291,6 +300,8 @@ class Stack:
             if not alive(site):
                 raise BadInput(f"the local forge's pages did not start; see {self.logs / 'forge.log'}")
             worker_env = {
+                "PROMOTER_TRUST_ROOT": root,  # rule changes after the seed count once signed (docs/policies.md)
+                "PROMOTER_COMMIT_SIGNING_KEY": str(self.dir / "keys" / "promoter"),  # promoter signs its commits
                 "PROMOTER_TEMPORAL_ADDRESS": address,
                 "PROMOTER_REPO_URL": str(origin),
                 "PROMOTER_FORGE": "local",
