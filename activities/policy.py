@@ -6,6 +6,7 @@ cannot be reached is left to retry.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -89,16 +90,19 @@ class PolicyActivities:
         return self._bundle(base)[0]
 
     def _bundle(self, base: str | None) -> tuple[PolicyBundle, str]:
-        """(the bundle, the commit of main it was read at)."""
-        tree, commit = self.repo.policy_revision(base)
+        """(the bundle of the trusted rules revision, the commit of main it was read for). The bundle
+        names that revision's commit, which the decision, the audit and the merge trailers carry."""
+        tree, main = self.repo.policy_revision(base)
+        trusted = self.repo.rules(main).commit
+        key = f"{tree}@{trusted}"
         with self._lock:
-            if tree in self._bundles:
-                return self._bundles[tree], commit
-        _, files = self.repo.policy_files(commit)
+            if key in self._bundles:
+                return self._bundles[key], main
+        _, files = self.repo.policy_files(trusted)
         with self._lock:
-            if tree not in self._bundles:
-                self._bundles = {tree: PolicyBundle.from_files(files)}  # keep only the newest revision
-            return self._bundles[tree], commit
+            if key not in self._bundles:  # keep only the newest revision
+                self._bundles = {key: dataclasses.replace(PolicyBundle.from_files(files), commit=trusted)}
+            return self._bundles[key], main
 
     def objects(self, req: PolicyCheckInput, base: str | None = None) -> list[dict[str, Any]]:
         folder = app_folder(req.target_env, req.app)
@@ -144,9 +148,32 @@ class PolicyActivities:
                 authors = self.authors(req)
             objects = self.objects(req, main) if req.render_objects else []
             found = schema_input(req.environment, objects, self._more_crds(req, main)) if req.render_objects else None
+            unsigned = self._unsigned_source(req)
         except PromoterError as e:
             return self._input_error(e)
-        return decide(self.engine, bundle, build_input(req, objects, found, authors))
+        decision = decide(self.engine, bundle, build_input(req, objects, found, authors))
+        if unsigned:
+            decision = decision.model_copy(update={"allow": False, "deny": [*decision.deny, *unsigned]})
+        return decision
+
+    def _unsigned_source(self, req: PolicyCheckInput) -> list[PolicyViolation]:
+        """With `source.require_signed`, a denial for each commit of the promoted range that touched the
+        app's source folder without a trusted git signature (before the PR and before the merge)."""
+        if not req.environment.source.require_signed or req.phase not in ("pre_pr", "merge"):
+            return []
+        unsigned = self.repo.unsigned_source(req.commit, req.source_env, req.target_env, [req.app])
+        return [
+            PolicyViolation(
+                rule="promoter.unsigned_source",
+                message=(
+                    f"{c.commit[:12]} by {c.author} in the promoted range of {req.app} is not trusted: {c.reason}; "
+                    f"{req.target_env} takes only commits signed by a key trust/allowed_signers lists for git"
+                ),
+                severity="critical",
+                remediation="Sign the commits (git commit -S with gpg.format ssh) with a listed key, then promote.",
+            )
+            for c in unsigned
+        ]
 
     def _input_error(self, e: PromoterError) -> PolicyDecision:
         return PolicyDecision(

@@ -949,6 +949,29 @@ def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
     raise Exit(1 if failed else 0)
 
 
+@policy_app.command("trust")
+def policy_trust(as_json: AsJson = False, state_dir: StateDir = None) -> None:
+    """Which revision of the rule files (policies/, environment.yaml, trust/) judges promotions now,
+    and every rule change on main that is not used because no trusted key signed it (exit 1 when any)."""
+    s = Settings.load(state_dir)
+    rules = s.repository("cli").rules()
+    if as_json:
+        print(json.dumps(rules.model_dump(mode="json")))
+    elif rules.root is None:
+        out.print(
+            f"no trust root is set (PROMOTER_TRUST_ROOT): main's rule files are used as they stand, "
+            f"last changed in {rules.commit[:12]}; nothing checks who changed them",
+            markup=False,
+        )
+    else:
+        out.print(f"trusted rules revision: {rules.commit} (from the trust root {rules.root[:12]})", markup=False)
+        for change in rules.untrusted:
+            out.print(f"  untrusted: {change.commit[:12]} by {change.author}: {change.reason}", markup=False)
+        if not rules.untrusted:
+            out.print("every rule change on main since then is trusted", markup=False)
+    raise Exit(1 if rules.untrusted or rules.root is None else 0)
+
+
 @policy_app.command("check")
 def policy_check(
     env: Annotated[

@@ -39,7 +39,7 @@ from typing import Protocol
 import git
 from gitdb.base import IStream
 
-from promoter import history, holds, layout, proofs, yamlsafe
+from promoter import history, holds, layout, proofs, signing, yamlsafe
 from promoter.environments import parse_environment
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.models import (
@@ -50,6 +50,8 @@ from promoter.models import (
     PrepareInput,
     PrepareResult,
     PromotionPlan,
+    RuleChange,
+    RulesRevision,
     Trust,
 )
 from promoter.names import ALLOWED_SIGNERS, ENVIRONMENTS, REVOKED_KEYS, app_folder, check, env_folder, shown
@@ -129,21 +131,27 @@ class GitRepository(Protocol):
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
     def export_tree(self, rev: str, dest: Path) -> None: ...
     def push_revert(
-        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = ...
+        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = ..., held: str = ...
     ) -> tuple[str, str]: ...
+    def held_trees(self, commit: str, apps: Sequence[str]) -> dict[str, str]: ...
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
     def authors(self, commit: str, env: str, apps: Sequence[str]) -> Authorship: ...
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
     def environments(self) -> list[EnvironmentConfig]: ...
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
+    def release_request(self, commit: str) -> tuple[str, str, str, str]: ...
+    def seal_release(self, branch: str, request: str, approvals: Sequence[str] = ...) -> str: ...
     def branch_head(self, branch: str) -> str | None: ...
     def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]: ...
     def trust(self, rev: str) -> Trust: ...
+    def rules(self, main: str | None = None) -> RulesRevision: ...
+    def unsigned_source(self, commit: str, source: str, target: str, apps: Sequence[str]) -> list[RuleChange]: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
 
 
 HistoryEvent = history.Event  # (in the class, `history` is the method)
+PROMOTER_PRINCIPAL = "promoter"  # the principal of promoter's own commit signing key in trust/allowed_signers
 MAX_TRUST_BYTES = 1_000_000  # trust/allowed_signers or trust/revoked_keys: thousands of keys
 MAX_PATCH_CHARS = 200_000  # of one environment's change, as `promoter plan --diff` shows it
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a forge's token
@@ -179,9 +187,12 @@ class GitClone:
         author_email: str = "promoter@localhost",
         auth_env: dict[str, str] | None = None,
         max_file_bytes: int = MAX_FILE_BYTES,
+        trust_root: str | None = None,
     ) -> None:
         self.url = url
         self.max_file_bytes = max_file_bytes
+        self.trust_root = trust_root  # None: main's rule files are used as they stand (see rules())
+        self._rules: dict[str, RulesRevision] = {}  # main's commit -> its trusted rules revision
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / key
         self._lock_path = Path(cache_dir) / f"{key}.lock"
@@ -201,6 +212,17 @@ class GitClone:
         self._fetch_started = self._fetch_done = 0
         self._fetching = False
         self._pushed_main: str | None = None  # the main this process pushed last (merge_branch)
+        self._signing_key: bytes | None = None  # promoter's commit signing key (sign_commits_with); None: unsigned
+
+    def sign_commits_with(self, private_key: bytes) -> None:
+        """Sign every commit this clone writes (merges, reverts, releases, promotion branches) with
+        `private_key` (an unencrypted OpenSSH private key), as `git commit -S` with gpg.format ssh does.
+        Checked here, so that a worker with a key it cannot use does not start."""
+        try:
+            signing.public_key_line(private_key)
+        except signing.SignatureError as e:
+            raise BadInput(f"the commit signing key (PROMOTER_COMMIT_SIGNING_KEY): {e}") from None
+        self._signing_key = private_key
 
     # ------------------------------------------------------------ plumbing
 
@@ -388,7 +410,8 @@ class GitClone:
             check_revision(req.commit)
         repo = self._fresh()
         main = self._main(repo)
-        envs = self._environments(repo, main)
+        rules = self.rules(main)  # environment.yaml and trust/ as the trusted rules revision has them
+        envs = self._environments(repo, rules.commit)
         source = envs[0].config.name
         if req.to_env is not None:
             names = [e.config.name for e in envs]
@@ -421,10 +444,10 @@ class GitClone:
                     f"apps in {source}: {', '.join(apps_here) or 'none'}"
                 )
             held = self._holds(repo, main, app)
-            for env in envs[1:]:
-                hold = held.get((env.config.name, sha))
+            for env in envs[1:]:  # held: that commit, or the same content of the app's folder as a held one
+                hold = holds.find(held, env.config.name, sha, lambda folder: self._tree_id(repo, sha, folder))
                 if hold is not None:
-                    raise BadInput(hold.refusal())
+                    raise BadInput(hold.refusal(sha))
         info = self._git(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
         return PromotionPlan(
             app=req.app,
@@ -434,7 +457,8 @@ class GitClone:
             author=info[0],
             message=info[1] if len(info) > 1 else "",
             environments=envs,
-            trust=self._trust(repo, main),
+            trust=self._trust(repo, rules.commit),
+            rules=rules,
         )
 
     def trust(self, rev: str) -> Trust:
@@ -457,6 +481,107 @@ class GitClone:
             allowed_signers=texts[ALLOWED_SIGNERS],
             revoked_keys=texts[REVOKED_KEYS],
         )
+
+    # ------------------------------------------------------------ the trusted rules revision
+
+    def rules(self, main: str | None = None) -> RulesRevision:
+        """The revision of the rule files that judges a promotion on `main` (as it is now by default):
+        from the trust root (`PROMOTER_TRUST_ROOT`), main's first-parent commits that change a rule file
+        (policies/, trust/, any environment.yaml) are followed while each is trusted: a commit whose rules
+        are the trusted ones already, one signed by a key that trust/allowed_signers *of the trusted
+        revision before it* lists for `git` (as `git verify-commit` checks it; never the principal
+        `promoter`, whose key signs promoter's own merges), or a merge whose second parent is such a signed
+        commit with the same rules. An untrusted change is not used, and is reported. Without a trust
+        root, main's rule files are used as they stand (RulesRevision.root is None)."""
+        repo = self._have(main)
+        main = main or self._main(repo)
+        cached = self._rules.get(main)
+        if cached is not None:
+            return cached
+        paths = ["policies", "trust", f":(glob){ENVIRONMENTS}/*/environment.yaml"]
+        if self.trust_root is None:  # the rules are main's, named by the last commit that changed them
+            last = self._git(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *paths).strip()
+            found = RulesRevision(commit=last or main)
+            self._rules = {**dict(list(self._rules.items())[-15:]), main: found}
+            return found
+        root = self._rev(repo, self.trust_root)
+        if root is None or not self._is_ancestor(repo, root, main):
+            raise BadInput(
+                f"the trust root {self.trust_root[:12]} (PROMOTER_TRUST_ROOT) is not a commit of {MAIN} in "
+                f"{self.url}; pin a commit of {MAIN} whose rule files you trust"
+            )
+        changed = self._git(repo, "log", "--first-parent", "--reverse", "--format=%H", f"{root}..{main}", "--", *paths)
+        trusted, digest = root, self._rules_digest(repo, root)
+        untrusted: list[RuleChange] = []
+        for commit in changed.split():
+            here = self._rules_digest(repo, commit)
+            if here == digest:
+                trusted = commit  # the same rules: a newer name for them
+                continue
+            reason = self._vouched(repo, commit, trusted, here)
+            if reason is None:
+                trusted, digest, untrusted = commit, here, []  # a trusted key took in everything before it
+            else:
+                author = self._git(repo, "log", "-1", "--format=%an <%ae>", commit)
+                untrusted.append(RuleChange(commit=commit, author=author, reason=reason))
+        if self._rules_digest(repo, main) == digest:
+            untrusted = []  # what was changed unsigned has been changed back
+        found = RulesRevision(commit=trusted, root=root, untrusted=untrusted)
+        self._rules = {**dict(list(self._rules.items())[-15:]), main: found}  # a few recent mains
+        return found
+
+    def unsigned_source(self, commit: str, source: str, target: str, apps: Sequence[str]) -> list[RuleChange]:
+        """The commits of the promoted range (after the commit deployed in `target`, and after the trust
+        root, which is trusted as it is) that touched an app's folder in `source` and carry no git SSH
+        signature by a key trust/allowed_signers lists for `git` at the trusted rules revision
+        (`source.require_signed`, as Flux and Argo CD verify a source's commits)."""
+        repo = self._have(commit)
+        trust = self._trust(repo, self.rules(self._main(repo)).commit)
+        since = self.authors(commit, target, apps).since
+        found: list[RuleChange] = []
+        for app in apps:
+            stop = [f"^{rev}" for rev in (since.get(app), self.trust_root) if rev]
+            out = self._git(repo, "log", "--format=%H%x1f%an <%ae>", commit, *stop, "--", app_folder(source, app))
+            for line in out.splitlines():
+                sha, _, author = line.partition("\x1f")
+                try:
+                    signing.commit_signer(self._raw(repo, sha), trust.allowed_signers, trust.revoked_keys)
+                except signing.SignatureError as e:
+                    found.append(RuleChange(commit=sha, author=author, reason=str(e)))
+        return found
+
+    def _rules_digest(self, repo: git.Repo, commit: str) -> tuple[str, ...]:
+        """The rule files at `commit`, as the ids of their trees and blobs."""
+        parts = []
+        for path in ("policies", "trust"):
+            found = self._path(repo, commit, path)
+            parts.append(found.sha if found is not None else "")
+        for name in self._folders(repo, commit, ENVIRONMENTS):
+            found = self._path(repo, commit, f"{ENVIRONMENTS}/{name}/environment.yaml")
+            parts.append(f"{name}:{found.sha if found is not None else ''}")
+        return tuple(parts)
+
+    def _vouched(self, repo: git.Repo, commit: str, trusted: str, digest: tuple[str, ...]) -> str | None:
+        """None when a key trusted at `trusted` vouches for `commit`'s rules; else why not (one phrase)."""
+        trust = self._trust(repo, trusted)
+        reason = self._signed_by_rules_key(repo, commit, trust)
+        if reason is None:
+            return None
+        parents = self._raw(repo, commit).split(b"\n\n", 1)[0].split(b"\n")
+        second = [line.split()[1].decode() for line in parents if line.startswith(b"parent ")][1:2]
+        if second and self._rules_digest(repo, second[0]) == digest:  # a merge of a signed rules change
+            if self._signed_by_rules_key(repo, second[0], trust) is None:
+                return None
+        return reason
+
+    def _signed_by_rules_key(self, repo: git.Repo, commit: str, trust: Trust) -> str | None:
+        try:
+            signer = signing.commit_signer(self._raw(repo, commit), trust.allowed_signers, trust.revoked_keys)
+        except signing.SignatureError as e:
+            return "unsigned" if "not signed" in str(e) else str(e)
+        if signer.principal == PROMOTER_PRINCIPAL:
+            return "signed by promoter's own key, which signs its merges, never rule changes"
+        return None
 
     def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]:
         """Each folder's git tree id at `rev` ("" when it has none): the digest of exactly what a
@@ -495,10 +620,12 @@ class GitClone:
         for m in merges:
             m["branch_message"] = branches.get(m["parent"], "")
         out = self._git(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.RELEASE}: ", main)
-        releases = [
+        claims = [p for p in (entry.strip().split("\x1f") for entry in out.split("\x1e")) if len(p) == 3]
+        signers = self._promoter_signers(repo, main) if claims else ("", "")
+        releases = [  # only those that lift a hold: promoter's signed releases (promoter.holds)
             {"sha": p[0], "at": p[1], "message": p[2]}
-            for p in (entry.strip().split("\x1f") for entry in out.split("\x1e"))
-            if len(p) == 3
+            for p in claims
+            if holds.is_release(p[2]) and self._signed_by_promoter(repo, p[0], signers)
         ]
         # newest first by main's own order (first parents), not by the clock: a release merged within
         # the same second as the revert before it still comes after it
@@ -550,42 +677,143 @@ class GitClone:
         check(env, "environment")
         repo = self._fresh()
         main = self._main(repo)
-        return main, self._environment(repo, main, env), self._apps(repo, main, env)
+        return main, self._environment(repo, self.rules(main).commit, env), self._apps(repo, main, env)
 
     def environments(self) -> list[EnvironmentConfig]:
+        """Every environment's configuration, as the trusted rules revision of main has it."""
         repo = self._fresh()
-        return [e.config for e in self._environments(repo, self._main(repo))]
+        return [e.config for e in self._environments(repo, self.rules(self._main(repo)).commit)]
 
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]:
-        """The hold of `app` @ `commit` in `env` on main, with the environment's configuration and the
-        commit's author; `BadInput` when there is no such hold."""
+        """The hold that keeps `app` @ `commit` out of `env` on main (one of that commit, or of the same
+        content), with the environment's configuration and the held commit's author; `BadInput` when
+        there is none."""
         check(app, "app")
         check(env, "environment")
         repo = self._fresh()
         main = self._main(repo)
-        config = self._environment(repo, main, env)
+        config = self._environment(repo, self.rules(main).commit, env)
         sha = self._rev(repo, commit) or ""
-        hold = self._holds(repo, main, app).get((env, sha)) if sha else None
+        hold = None
+        if sha:
+            in_force = self._holds(repo, main, app)
+            hold = holds.find(in_force, env, sha, lambda folder: self._tree_id(repo, sha, folder))
         if hold is None:
             raise BadInput(f"{app} @ {commit[:12]} is not held in {env}; `promoter history {app}` shows the holds")
-        author = self._git(repo, "log", "-1", "--format=%an <%ae>", sha)
+        held = self._rev(repo, hold.commit) or sha
+        author = self._git(repo, "log", "-1", "--format=%an <%ae>", held)
         return hold, config, author
 
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
-        """An empty commit on main carrying the release of `hold`, pushed as
-        `release-hold/<app>/<env>/<short>` (idempotent: an unmerged branch is reused). (branch, head)"""
+        """The release PR's first commit: an empty commit on main that asks for the release of `hold`
+        and lifts nothing (see promoter.holds), pushed as `release-hold/<app>/<env>/<short>`. The
+        commit that lifts the hold is written only once the gate approved (`seal_release`). Idempotent:
+        promoter's own unmerged request for that hold is reused. (branch, head)"""
+        if self._signing_key is None:  # fail closed: an unsigned release would lift nothing
+            raise BadInput(
+                "promoter has no commit signing key (PROMOTER_COMMIT_SIGNING_KEY), and a hold is lifted only by "
+                "a release promoter signed; set the key, list its public key for the principal `promoter` "
+                '(namespaces="git") in trust/allowed_signers, and ask again'
+            )
         branch = layout.release_branch(hold.app, hold.env, hold.commit)
         repo = self._fresh()
         main = self._main(repo)
         existing = self._branch(repo, branch)
         if existing is not None and not self._is_ancestor(repo, existing, main):
-            return branch, existing
-        message = f"release-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + holds.release_trailers(
-            hold.app, hold.env, hold.commit, who, why
+            asked = self._request(repo, existing)
+            if asked is not None and asked[:3] == (hold.app, hold.env, hold.commit):
+                return branch, existing
+        message = f"release-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + (
+            f"Asked by {who}; lifts nothing until {hold.env}'s approvers approve it.\n\n"
+            + holds.request_trailers(hold.app, hold.env, hold.commit, who, why)
         )
         head = self._write_commit(repo, self._root(repo, main), [main], message)
         self._push_branch(repo, branch, head, existing)
         return branch, head
+
+    def release_request(self, commit: str) -> tuple[str, str, str, str]:
+        """(app, environment, held commit, `who: why`) of a release PR's request commit, which promoter
+        wrote and signed with its own key; `BadInput` for any other commit."""
+        repo = self._have(commit)
+        asked = self._request(repo, commit)
+        if asked is None:
+            raise BadInput(
+                f"{commit[:12]} is not a release request promoter wrote and signed; run `promoter release-hold` again"
+            )
+        return asked
+
+    def seal_release(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
+        """After the gate's approvals: the commit that lifts the hold `request` asks to release, written
+        and signed by promoter on top of it and pushed to `branch`, for the caller to merge at once (with
+        that commit as the expected head). `approvals` (`Promoter-Approval: ...` lines) are recorded in it.
+        Idempotent: a retry finds the commit it pushed. `Conflict` when the branch moved past `request`."""
+        repo = self._have(request)
+        app, env, held, asked_by = self.release_request(request)
+        head = self._branch(repo, branch)
+        if head is None:
+            raise NotFound(f"branch {branch} not found in {self.url}")
+        if head != request:
+            if self._parents(repo, head) == [request] and self._ours(repo, head):
+                released = holds.release(holds.Record(head, self._commit_message(repo, head), signed=True))
+                if released == (app, env, held):
+                    return head  # pushed by an earlier attempt whose merge did not happen yet
+            raise Conflict(
+                f"branch {branch} is at {head[:12]}, not the approved {request[:12]}; the hold stays, "
+                "run `promoter release-hold` again"
+            )
+        who, _, why = asked_by.partition(": ")
+        message = f"release-hold({app}): {env} may take {held[:7]} again\n\n" + (
+            "Approved on the release's pull request; promoter signed this commit after the approvals.\n\n"
+            + holds.release_trailers(app, env, held, who, why, approvals)
+        )
+        sealed = self._write_commit(repo, self._root(repo, request), [request], message)
+        self._push_branch(repo, branch, sealed, request)
+        return sealed
+
+    def _request(self, repo: git.Repo, commit: str) -> tuple[str, str, str, str] | None:
+        """A release request in `commit` that this promoter signed (its own key), else None."""
+        if not self._ours(repo, commit):
+            return None
+        return holds.release_request(self._commit_message(repo, commit))
+
+    def _ours(self, repo: git.Repo, commit: str) -> bool:
+        """Whether `commit` is signed with this clone's own signing key."""
+        if self._signing_key is None:
+            return False
+        mine = f'{holds.PRINCIPAL} namespaces="git" {signing.public_key_line(self._signing_key)}\n'
+        try:
+            signing.commit_signer(self._raw(repo, commit), mine)
+        except BadInput:  # SignatureError: unsigned, or another key
+            return False
+        return True
+
+    def _commit_message(self, repo: git.Repo, commit: str) -> str:
+        """A commit's message, read in process."""
+        return self._raw(repo, commit).partition(b"\n\n")[2].decode("utf-8", "replace")
+
+    def _parents(self, repo: git.Repo, commit: str) -> list[str]:
+        head = self._raw(repo, commit).partition(b"\n\n")[0]
+        return [line.split()[1].decode() for line in head.split(b"\n") if line.startswith(b"parent ")]
+
+    def _tree_id(self, repo: git.Repo, rev: str, folder: str) -> str:
+        """The tree id of `folder` at `rev` ("" when it is no folder there)."""
+        found = self._path(repo, rev, folder)
+        return found.sha if found is not None and found.mode == TREE else ""
+
+    def held_trees(self, commit: str, apps: Sequence[str]) -> dict[str, str]:
+        """What `commit` deploys of each app: the tree id of its folder in the source environment (the
+        first), by folder. A revert holds these: any commit with the same content is held too."""
+        repo = self._fresh()
+        return self._held_trees(repo, self._main(repo), commit, apps)
+
+    def _held_trees(self, repo: git.Repo, main: str, commit: str, apps: Sequence[str]) -> dict[str, str]:
+        try:
+            source = self._environments(repo, main)[0].config.name
+        except BadInput:  # main's environments do not parse: the revert still happens, held by its commit alone
+            return {}
+        if self._rev(repo, commit) is None:
+            return {}
+        return {app_folder(source, app): self._tree_id(repo, commit, app_folder(source, app)) for app in apps}
 
     def _environment(self, repo: git.Repo, main: str, env: str) -> EnvironmentConfig:
         """`env`'s configuration on `main`; `BadInput` naming the environments when there is none."""
@@ -594,11 +822,35 @@ class GitClone:
             raise BadInput(f"unknown environment '{env}'; environments: {', '.join(configs)}")
         return configs[env]
 
-    def _holds(self, repo: git.Repo, main: str, app: str) -> dict[tuple[str, str], holds.Hold]:
-        """The holds of `app` in force on `main` (see promoter.holds): read from main's commits."""
+    def _holds(self, repo: git.Repo, main: str, app: str) -> list[holds.Hold]:
+        """The holds of `app` in force on `main` (see promoter.holds), read from main's commits: every hold
+        counts, signed or not (fail closed); a release counts only when promoter's key signed it."""
         out = self._git(repo, "log", "--format=%H%x1f%B%x1e", f"--grep=^{holds.HELD}-App: {app}$", main)
         commits = [tuple(entry.strip().split("\x1f", 1)) for entry in out.split("\x1e") if "\x1f" in entry]
-        return holds.current(app, ((sha, message) for sha, message in reversed(commits)))
+        signers: tuple[str, str] | None = None
+        records = []
+        for sha, message in commits:
+            signed = False
+            if holds.is_release(message):
+                signers = signers or self._promoter_signers(repo, main)
+                signed = self._signed_by_promoter(repo, sha, signers)
+            records.append(holds.Record(sha, message, signed))
+        return holds.current(app, records, lambda sha, of: self._is_ancestor(repo, sha, of))
+
+    def _promoter_signers(self, repo: git.Repo, main: str) -> tuple[str, str]:
+        """(allowed signers of the principal `promoter`, revoked keys), from trust/ as the trusted rules
+        revision of `main` has it: a key a person lists for `promoter` in an unsigned change of trust/
+        does not count."""
+        trust = self._trust(repo, self.rules(main).commit)
+        return holds.promoter_signers(trust.allowed_signers), trust.revoked_keys
+
+    def _signed_by_promoter(self, repo: git.Repo, commit: str, signers: tuple[str, str]) -> bool:
+        """Whether `commit` carries a valid signature by a key listed for `promoter` (as git verify-commit)."""
+        try:
+            signing.commit_signer(self._raw(repo, commit), *signers)
+        except BadInput:  # SignatureError: unsigned, another key, revoked; or a trust file that does not parse
+            return False
+        return True
 
     def _folders(self, repo: git.Repo, rev: str, folder: str) -> list[str]:
         """The names of the folders directly under `folder` at `rev`."""
@@ -878,11 +1130,13 @@ class GitClone:
                     ) from None
 
     def push_revert(
-        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = ()
+        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = (), held: str = ""
     ) -> tuple[str, str]:
         """Commit on `revert/<app>/<env>/<short>` that puts the app folder (every member's, for a
-        release set) back as it was before `merge_commit`, and push it. Idempotent: an unmerged
-        branch with that content is reused. Returns (branch, head)."""
+        release set) back as it was before `merge_commit`, and push it. With `held` (the promoted
+        commit), the commit's trailers hold its content out of `env` (promoter.holds): this commit is
+        promoter's own, signed, whoever merges it. Idempotent: an unmerged branch with that content is
+        reused. Returns (branch, head)."""
         apps = list(members) or [app]
         branch = layout.revert_branch(app, env, merge_commit)
         repo = self._fresh()
@@ -894,19 +1148,21 @@ class GitClone:
         if existing is not None and self._folders_at(repo, existing, env, apps) == before:
             return branch, existing
         message = (
-            f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason}\n\n"
+            f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason.strip() or 'unhealthy'}\n\n"
             f"Reverts: {merge_commit}\nTarget-Environment: {env}\n"
         )
+        if held:  # the hold, in the trailer block of promoter's own commit
+            message += holds.trailers(apps, env, held, reason, trees=self._held_trees(repo, main, held, apps))
         head = self._commit_folders(repo, main, env, apps, before, message)
         self._push_branch(repo, branch, head, existing)
         return branch, head
 
     def policy_revision(self, base: str | None = None) -> tuple[str, str]:
-        """(tree id of policies/, commit) on main as it is now, or at `base` (a commit of main): the
-        tree id names the policy revision."""
+        """(tree id of policies/ at the trusted rules revision, commit of main) for main as it is now,
+        or at `base` (a commit of main); `rules(main).commit` names the revision that judges."""
         repo = self._have(base)
         main = base or self._main(repo)
-        return self._policy_tree(repo, main), main
+        return self._policy_tree(repo, self.rules(main).commit), main
 
     def _policy_tree(self, repo: git.Repo, commit: str) -> str:
         found = self._path(repo, commit, "policies")
@@ -1005,13 +1261,16 @@ class GitClone:
         return self._store(repo, b"tree", data)
 
     def _write_commit(self, repo: git.Repo, tree: str, parents: list[str], message: str) -> str:
-        """A commit object by promoter's identity (as `git commit-tree -m` writes it)."""
+        """A commit object by promoter's identity (as `git commit-tree -m` writes it), signed with
+        promoter's key when it has one (as `git commit-tree -S` with gpg.format ssh signs it)."""
         when = f"{int(time.time())} +0000"
         author = f"{self._identity['GIT_AUTHOR_NAME']} <{self._identity['GIT_AUTHOR_EMAIL']}> {when}"
         committer = f"{self._identity['GIT_COMMITTER_NAME']} <{self._identity['GIT_COMMITTER_EMAIL']}> {when}"
         lines = [f"tree {tree}", *(f"parent {p}" for p in parents), f"author {author}", f"committer {committer}"]
-        text = "\n".join(lines) + "\n\n" + (message if message.endswith("\n") else message + "\n")
-        return self._store(repo, b"commit", text.encode())
+        raw = ("\n".join(lines) + "\n\n" + (message if message.endswith("\n") else message + "\n")).encode()
+        if self._signing_key is not None:
+            raw = signing.sign_commit(raw, self._signing_key)
+        return self._store(repo, b"commit", raw)
 
     @staticmethod
     def _store(repo: git.Repo, kind: bytes, data: bytes) -> str:

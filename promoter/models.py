@@ -111,6 +111,12 @@ class PolicyConfig(_Strict):
     warn_only: list[str] = Field(default_factory=list)
 
 
+class SourceConfig(_Strict):
+    # every commit in the promoted range that touched the app's folder must carry a git SSH signature by
+    # a key trust/allowed_signers lists for `git`, as Flux and Argo CD verify sources; else denied before any PR
+    require_signed: bool = False
+
+
 class HttpProbe(_Strict):
     url: str
     expect_status: int = 200
@@ -204,6 +210,7 @@ class EnvironmentConfig(_Strict):
     revert: RevertConfig = Field(default_factory=RevertConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
+    source: SourceConfig = Field(default_factory=SourceConfig)
     soak: Duration = None
     local_files: list[str] = Field(default_factory=list)
     notify: list[Webhook] = Field(default_factory=list)
@@ -283,6 +290,34 @@ class Trust(BaseModel):
     revoked_keys: str = ""
 
 
+class RuleChange(BaseModel):
+    """A commit of main that changed the rule files and is not trusted: its change is not used."""
+
+    commit: str
+    author: str
+    reason: str  # e.g. "unsigned", or why its signature does not count
+
+
+class RulesRevision(BaseModel):
+    """The revision of the rule files (policies/, every environment.yaml, trust/) that judges: the
+    newest one reached from the trust root through commits a trusted key signed (docs/policies.md)."""
+
+    commit: str = ""
+    root: str | None = None  # the trust root (None: none is set, so main's rule files are used as they are)
+    untrusted: list[RuleChange] = Field(default_factory=list)  # on main since `commit`, and not used
+
+    def notice(self) -> str:
+        """One line for status, the Web UI and the PR body ("" when main's rules are all trusted)."""
+        if not self.untrusted:
+            return ""
+        changes = "; ".join(f"{c.commit[:12]} by {c.author}, {c.reason}" for c in self.untrusted[:5])
+        more = f" (and {len(self.untrusted) - 5} more)" if len(self.untrusted) > 5 else ""
+        return (
+            f"main has untrusted rule changes since {self.commit[:12]}: {changes}{more}; "
+            f"they are not used until a trusted key signs them (`promoter policy trust`)"
+        )
+
+
 class PromotionPlan(Subject):
     commit: str
     short_commit: str
@@ -290,6 +325,7 @@ class PromotionPlan(Subject):
     message: str
     environments: list[PlannedEnvironment]  # sorted by order, the source first, up to `to_env`
     trust: Trust = Field(default_factory=Trust)
+    rules: RulesRevision = Field(default_factory=RulesRevision)  # what the environments and trust were read at
 
     @property
     def title(self) -> str:

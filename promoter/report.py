@@ -113,11 +113,22 @@ def pr_body(
             "",
             "### Policy",
             *policy_lines(decision),
+            *rules_lines(plan),
             "",
             "### Gate",
             gate,
         ]
     )
+
+
+def rules_lines(plan: PromotionPlan) -> list[str]:
+    """Which revision of the rule files judged, and what on main was not used."""
+    if plan.rules.root is None:
+        return ["", f"Rules: main's as they stand at `{plan.rules.commit[:12]}` (no trust root is set)."]
+    lines = ["", f"Rules: the trusted revision `{plan.rules.commit}`."]
+    if plan.rules.untrusted:
+        lines.append(f"**{plan.rules.notice()}.**")
+    return lines
 
 
 def audit_section(entries: list[AuditEntry]) -> str:

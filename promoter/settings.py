@@ -156,6 +156,7 @@ class Settings:
             Path(self.cache_dir) / cache if cache else Path(self.cache_dir),
             auth_env=auth_env(self.forge_token, GIT_USERS.get(self.forge, "promoter"), self.ssh_key),
             max_file_bytes=self.max_file_bytes,
+            trust_root=self.trust_root,
         )
 
     def workflow_url(self, workflow_id: str, run_id: str | None = None) -> str | None:

@@ -62,6 +62,8 @@ class Promotion:
             ],
         )
         self.stage_by_env = {s.env: s for s in self.status.stages}
+        if inp.plan.rules.notice():  # judged by the last trusted rules: say what on main is not used
+            self.status.notices.append(inp.plan.rules.notice())
 
     @property
     def label(self) -> str:
@@ -160,6 +162,8 @@ class Recorder:
         lines = [f"**{self.p.label} — {stage.env}: {stage.state.value}**", ""]
         if stage.message:
             lines.append(stage.message)
+        if self.p.plan.rules.untrusted:
+            lines += ["", f"Rules: {self.p.plan.rules.notice()}."]
         if stage.pr_url:
             lines += ["", f"Pull request {pr_link(stage)}"]
         if stage.state == StageState.AWAITING_APPROVAL:

@@ -33,6 +33,7 @@ class PolicyBundle:
     modules: dict[str, str]
     data: dict[str, Any]
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
+    commit: str = ""  # the trusted rules revision it was read at (empty: a working tree, e.g. `policy check`)
 
     @property
     def revision(self) -> str:
@@ -212,7 +213,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
             excepted=[_violation(v) for v in raw.get("excepted", [])],
             approvers=[str(a) for a in raw.get("approvers", [])],
             engine=engine.name,
-            revision=bundle.revision,
+            revision=bundle.commit or bundle.revision,  # the trusted commit; a content hash off Git
         )
     except EngineFault:
         raise
@@ -229,7 +230,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
                 )
             ],
             engine=engine.name,
-            revision=bundle.revision,
+            revision=bundle.commit or bundle.revision,  # the trusted commit; a content hash off Git
         )
 
 

@@ -17,7 +17,7 @@ import git
 import pytest
 import yaml
 
-from tests.support.gitops import PROMOTER, Cli, Origin
+from tests.support.gitops import PROMOTER, Cli, Origin, fresh_ports
 from tests.support.workflows import failing_in, plan_matches
 
 
@@ -136,7 +136,7 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
     pids = json.loads((cli.state_dir / "stack.json").read_text())["pids"]
     os.kill(pids["worker"], signal.SIGKILL)  # a crash, not a shutdown
     assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0
-    again = cli("up", "--detach", "--state-dir", str(cli.state_dir))
+    again = cli("up", "--detach", "--state-dir", str(cli.state_dir), *fresh_ports())
     assert again.returncode == 0, again.stderr
     assert json.loads((cli.state_dir / "stack.json").read_text())["pids"]["worker"] != pids["worker"]
     waiting = cli.status("promote-demo")  # the gate survived the crash and the server's restart

@@ -24,7 +24,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from promoter.converter import DATA_CONVERTER
-from tests.support.gitops import PROMOTER, Cli, Origin, running_stack
+from tests.support.gitops import PROMOTER, Cli, Origin, fresh_ports, running_stack
 from tests.support.trees import ODD_NAMES, configmap
 
 FORGE_TOKEN = "ghp_PlantedForgeToken7Q2x9"
@@ -289,7 +289,7 @@ def test_the_simulated_clusters_keep_their_objects_across_down_and_up(hostile: t
     before = kubectl(cli, "dev", "get", "deployment", "demo", "-o", "json")
     assert before.returncode == 0, before.stderr
     assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0
-    assert cli("up", "--detach", "--state-dir", str(cli.state_dir)).returncode == 0
+    assert cli("up", "--detach", "--state-dir", str(cli.state_dir), *fresh_ports()).returncode == 0
     after = kubectl(cli, "dev", "get", "deployment", "demo", "-o", "json")
     assert after.returncode == 0, after.stderr  # the namespace `apps` and what it holds came back
     kept, now = json.loads(before.stdout), json.loads(after.stdout)

@@ -153,6 +153,14 @@ class Cli:
         raise TimeoutError(f"{wid} never reached the expected status")
 
 
+def fresh_ports() -> list[str]:
+    """`--port` and `--ui-port` on free ports: a stack started again after `down` never takes 7233 or
+    8233, which a person's own `promoter up` may be using."""
+    from promoter.stack import free_port
+
+    return ["--port", str(free_port()), "--ui-port", str(free_port())]
+
+
 @contextmanager
 def running_stack(base: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Cli, Origin]]:
     """`promoter up --detach` on free ports over the sample GitOps tree (with `env` added to the

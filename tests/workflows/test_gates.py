@@ -108,7 +108,7 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
     assert "Promoter-Approval: sam via cli (unsigned) at " in message and ": lgtm" in message
     assert f"revision {prod.policy.revision}" in message
     body = forge.get_pull_request(prod.pr_number or 0).body
-    assert "### Audit" in body and "| approval | alice | cli | go |" in body and "| verdict |" in body
+    assert "### Audit" in body and "| approval | alice | cli (unsigned) | go |" in body and "| verdict |" in body
     assert commit in message or commit[:7] in message
 
 
