@@ -4,14 +4,15 @@ merge (once), close, and the gate's watcher of a pull request's reviews and head
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import classified, classified_errors
-from promoter import layout
-from promoter.errors import TemporaryError
+from promoter import holds, layout
+from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked
 from promoter.gitrepo import GitRepository
@@ -31,6 +32,9 @@ from promoter.models import (
     WatchResult,
 )
 from promoter.names import app_folder
+
+# the release workflow's merge message names the release's branch (workflows/release_hold.py)
+_RELEASE_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
 
 class ForgeActivities:
@@ -74,12 +78,45 @@ class ForgeActivities:
     @activity.defn(name="merge_pull_request")
     @classified
     def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
+        expected, method = req.expected_head, req.merge_method
+        release = _RELEASE_MERGE.match(req.comment)
+        if release is not None:  # an approved release-hold PR: promoter signs the release, then merges it
+            sealed = self._seal_release(req, release.group(1))
+            if isinstance(sealed, MergeResult):
+                return sealed
+            # the signed commit itself must reach main: a merge commit, never a squash
+            expected, method = sealed, "merge"
         try:
-            pr = self.forge.merge(req.number, req.comment or None, req.expected_head, req.merge_method)
+            pr = self.forge.merge(req.number, req.comment or None, expected, method)
         except Blocked as e:  # retried under the stage's merge.wait, unless merge.on_blocked is fail
             raise ApplicationError(str(e), type="Blocked", non_retryable=req.fail_when_blocked) from None
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+
+    def _seal_release(self, req: MergePullRequest, branch: str) -> str | MergeResult:
+        """The commit that lifts the hold an approved release PR asks to lift, to merge at once: its
+        branch holds only promoter's request, which lifts nothing; now that the gate approved, promoter
+        writes and signs the release on top of the approved head and pushes it (promoter.holds). The
+        merge's result when the PR is merged already (a retry). A PR merged by hand before that lifted
+        nothing: the hold stays, and this says so."""
+        if req.expected_head is None:
+            raise BadInput(f"the release PR #{req.number} must be merged at its approved head")
+        app, env, held, _ = self.repo.release_request(req.expected_head)
+        pr = self.forge.get_pull_request(req.number)
+        if pr.state == "merged":
+            try:
+                self.repo.held(app, env, held)
+            except BadInput:  # no longer held: lifted by this PR's merge, made by an earlier attempt
+                assert pr.merge_commit is not None
+                return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+            raise BadInput(
+                f"PR #{pr.number} was merged on the forge before promoter wrote its release; it lifted nothing, "
+                f"and {app} @ {held[:7]} stays held in {env}: run `promoter release-hold` again"
+            )
+        approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
+        sealed = self.repo.seal_release(branch, req.expected_head, approvals)
+        activity.heartbeat(f"release {sealed[:12]} pushed")
+        return sealed
 
     @activity.defn(name="open_release")
     @classified
@@ -92,7 +129,9 @@ class ForgeActivities:
             f"Lifts the hold of **{req.app}** @ `{hold.commit}` in **{req.env}**, so that it may be promoted "
             f"there again.\n\n- held because: {hold.reason}\n- revert: {hold.pr_url or hold.recorded_in}\n"
             f"- asked by {req.requested_by}: {req.reason}\n\nMerged by promoter once {req.env}'s approvers "
-            "have approved it (`promoter approve`, or the `approve` update in the Temporal Web UI)."
+            "have approved it (`promoter approve`, or the `approve` update in the Temporal Web UI). This branch "
+            "only asks: the commit that lifts the hold is written and signed by promoter after the approvals, "
+            "so merging this PR by hand lifts nothing."
         )
         pr = self.forge.open_pull_request(
             branch,

@@ -1,6 +1,10 @@
 """The revert activity: a stage's merge undone through a pull request merged without a gate (a
 folder-level revert of the app in that environment). Idempotent: it finds its branch, its PR and
-its merge again after a crash at any point."""
+its merge again after a crash at any point.
+
+The hold it puts on the promoted content (promoter.holds) is in the trailers of the revert commit,
+which promoter writes and signs, and again in the merge's message with the PR's URL: on a hosted
+forge the merge commit is the forge's, not promoter's."""
 
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ class RevertActivities:
     @activity.defn(name="revert")
     @classified
     def revert(self, req: RevertInput) -> RevertResult:
-        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason, req.members)
+        branch, _ = self.repo.push_revert(req.app, req.env, req.merge_commit, req.reason, req.members, req.commit)
         activity.heartbeat("revert branch pushed")
         folders = ", ".join(f"`{app_folder(req.env, app)}`" for app in req.apps)
         body = (
@@ -40,8 +44,9 @@ class RevertActivities:
         )
         activity.heartbeat(f"revert PR #{pr.number} open")
         message = f"Merge pull request #{pr.number} from {branch}\n\n{pr.title}\n\n"
-        if req.commit:  # the record of the hold is this merge on main: git, not Temporal
-            message += holds.trailers(req.apps, req.env, req.commit, req.reason, pr.url)
+        if req.commit:  # the record of the hold is on main: git, not Temporal
+            trees = self.repo.held_trees(req.commit, req.apps)
+            message += holds.trailers(req.apps, req.env, req.commit, req.reason, pr.url, trees)
         merged = self.forge.merge(pr.number, message=message)
         return RevertResult(
             reverted=True, revert_commit=merged.merge_commit, pr_number=pr.number, pr_url=pr.url, engine="git"

@@ -3,9 +3,10 @@
 Every fact is in origin's main: a promotion's merge (`Merge pull request #N from
 promote/<app>/<env>/<short>`) carries the promotion's ID and its decisions as trailers
 (`Promoter-Promotion`, `Promoter-Policy`, `Promoter-Approval`, ...), and its second parent, the
-branch's commit, names the promoted commit (`Promoted-Commit`). A revert's merge carries the hold it
-puts in place (promoter.holds), and a later commit may lift it. So the history outlives Temporal's
-retention and needs no Temporal server at all.
+branch's commit, names the promoted commit (`Promoted-Commit`). A revert's merge (and promoter's signed
+revert commit it merges) carries the hold it puts in place, and a later release signed by promoter's
+key may lift it (promoter.holds). So the history outlives Temporal's retention and needs no Temporal
+server at all.
 """
 
 from __future__ import annotations
@@ -60,12 +61,21 @@ class Event:
         return asdict(self)
 
 
-def _set_members(kind: str, merge: dict[str, str], fields: list[tuple[str, str]]) -> list[str]:
+def _set_members(kind: str, merge: dict[str, str]) -> list[str]:
     """A release set's apps, as its promotion's branch commit (`Release-Set-App`) or its revert's
     merge (one `Promoter-Held-App` per member) names them."""
     if kind == "promote":
         return [v for k, v in holds.parse_trailers(merge.get("branch_message", "")) if k == "Release-Set-App"]
-    return [v for k, v in fields if k == f"{holds.HELD}-App"]
+    return [v for k, v in _held(merge) if k == f"{holds.HELD}-App"]
+
+
+def _held(merge: dict[str, str]) -> list[tuple[str, str]]:
+    """A revert's hold: the trailer block of its merge (promoter's message, with the PR's URL), else of
+    its branch's commit (promoter's own signed revert commit, when a forge's merge dropped the message)."""
+    fields = holds.trailer_block(merge["message"])
+    if any(k == holds.HELD for k, _ in fields):
+        return fields
+    return holds.trailer_block(merge.get("branch_message", ""))
 
 
 def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]]) -> list[Event]:
@@ -76,7 +86,7 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
     for m in merges:
         match = _MERGE.match(m["message"])
         fields = holds.parse_trailers(m["message"])
-        if match is None or (match.group(3) != app and app not in _set_members(match.group(2), m, fields)):
+        if match is None or (match.group(3) != app and app not in _set_members(match.group(2), m)):
             continue
         number, kind, env = int(match.group(1)), match.group(2), match.group(4)
         values = dict(fields)
@@ -92,6 +102,8 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
                 decisions=[f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k not in _NOT_SHOWN],
             )
         else:
+            held = _held(m)
+            values = dict(held)
             event = Event(
                 env=env,
                 kind="reverted",
@@ -100,11 +112,11 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
                 main_commit=m["sha"],
                 pr_number=number,
                 reason=values.get(f"{holds.HELD}-Reason", ""),
-                decisions=[f"{k}: {v}" for k, v in fields if k.startswith(holds.HELD)],
+                decisions=[f"{k}: {v}" for k, v in held if k.startswith(holds.HELD)],
             )
         ranked.append((int(m.get("rank", 0)), event))
-    for r in releases:
-        values = dict(holds.parse_trailers(r["message"]))
+    for r in releases:  # the caller passes only releases that count (signed by promoter's key)
+        values = dict(holds.trailer_block(r["message"]))
         if values.get(f"{holds.HELD}-App") != app:
             continue
         event = Event(

@@ -76,6 +76,8 @@ class Workers:
 
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
     repo = settings.repository()  # no repository configured: one line that says what to set
+    if settings.commit_signing_key:  # promoter signs the commits it writes (docs/approving.md, "Held versions")
+        repo.sign_commits_with(_read_key(settings.commit_signing_key))
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
     cluster = ClusterActivities(repo)
@@ -127,6 +129,13 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         max_heartbeat_throttle_interval=min(WATCH_HEARTBEAT_THROTTLE, timedelta(seconds=settings.review_poll_s)),
     )
     return Workers(main, watchers, warm=policy.warm, environments=repo.environments)
+
+
+def _read_key(path: str) -> bytes:
+    try:
+        return Path(path).expanduser().read_bytes()
+    except OSError as e:
+        raise BadInput(f"PROMOTER_COMMIT_SIGNING_KEY: cannot read {path}: {e.strerror or e}") from None
 
 
 def build_forge(settings: Settings, repo: GitClone) -> Forge:

@@ -1,8 +1,10 @@
 """Sync, health and automatic revert inside real promotions, on simulated clusters: a demo commit that
 adds `sim.promoter.dev/fail-in: staging` is merged into staging, fails its rollout, and is reverted
 (origin's main shows the revert, the cluster runs the previous pod template and is healthy), the
-promotion ends `reverted` with the reason, prod is untouched and has no PR; with
-`revert.automatic: false` the stage fails and says what to do."""
+promotion ends `reverted` with the reason, prod is untouched and has no PR; the reverted content is
+held out of staging (any commit carrying it), a release written by hand lifts nothing, and only the
+release promoter signs once the gate approved does; with `revert.automatic: false` the stage fails and
+says what to do."""
 
 from __future__ import annotations
 
@@ -21,11 +23,12 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from promoter import api
+from promoter import api, holds
 from promoter.errors import PromoterError
 from promoter.models import Decision, PromotionState, ReleaseHoldInput, StageState, StageStatus
 from promoter.sim.kube import KubeSim
-from tests.support.gitops import PROMOTER, Origin
+from promoter.stack import demo_keys, seed_origin
+from tests.support.gitops import PROMOTER, Origin, make_gitops
 from tests.support.workflows import deployment, failing_in
 
 pytestmark = pytest.mark.asyncio
@@ -44,15 +47,27 @@ async def wait_query(handle: WorkflowHandle[Any, Any], check: Callable[[StageSta
         await asyncio.sleep(0.05)
 
 
+@pytest.fixture
+def signed_origin(tmp_path: Path) -> tuple[Origin, Path]:
+    """An origin whose trust/allowed_signers lists promoter's commit signing key (principal promoter,
+    namespace git), as `promoter up` seeds it, and that key."""
+    public = demo_keys(tmp_path / "keys", ("promoter",))
+    base = tmp_path / "signed"
+    base.mkdir()
+    seed_origin(make_gitops(base), base / "origin.git", signers=public)
+    return Origin(base / "origin.git", base / "person"), tmp_path / "keys" / "promoter"
+
+
 async def test_unhealthy_staging_is_reverted_and_prod_untouched(
     dev_env: WorkflowEnvironment,
-    origin: Origin,
+    signed_origin: tuple[Origin, Path],
     run_worker: Any,
     clusters: Callable[[list[str]], dict[str, KubeSim]],
     tmp_path: Path,
 ) -> None:
+    origin, key = signed_origin
     forge = origin.forge()
-    async with run_worker(dev_env, origin) as tq:
+    async with run_worker(dev_env, origin, commit_signing_key=str(key)) as tq:
         sims = clusters([])
         # a first, healthy promotion to staging gives staging a previous state to return to
         good = origin.bump(tag="3.0.0")
@@ -76,6 +91,19 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         assert (await api.plan(dev_env.client, tq, "demo", commit=bad, to_env="dev")).commit == bad
         newer = origin.bump(tag="3.0.1")
         assert (await api.plan(dev_env.client, tq, "demo", commit=newer)).commit == newer
+        # the same content as the held commit, in a later commit: held too, naming the revert's PR
+        failing_in(origin, "staging")
+        same = origin.repo.head.commit.hexsha
+        with pytest.raises(PromoterError) as content:
+            await api.plan(dev_env.client, tq, "demo", commit=same)
+        said = str(content.value)
+        assert f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert" in said
+        assert f"PR #{staging_pr}" in said and "promoter release-hold demo --env staging" in said
+        # a person pushes the release's lines to main by hand: the hold stays
+        lines = holds.release_trailers("demo", "staging", bad, "mallory", "trust me", ["Promoter-Approval: bob"])
+        origin.commit({"README.md": "released?\n"}, f"release-hold(demo): staging may take it again\n\n{lines}")
+        with pytest.raises(PromoterError, match=f"demo @ {bad[:7]} is held out of staging"):
+            await api.plan(dev_env.client, tq, "demo", commit=bad)
         # lifting the hold takes a PR that staging's approvers approve: refused approvers change nothing
         ask = ReleaseHoldInput(
             app="demo", env="staging", commit=bad, requested_by="alice", reason="the cluster was at fault"
@@ -92,6 +120,7 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         released = await release.result()
         assert released.state == StageState.HEALTHY and released.merge_commit, released.message
         assert (await api.plan(dev_env.client, tq, "demo", commit=bad)).commit == bad
+        assert (await api.plan(dev_env.client, tq, "demo", commit=same)).commit == same
         assert forge.get_pull_request(released.pr_number or 0).state == "merged"
         assert "Promoter-Approval: bob via cli at " in git.Repo(origin.path).git.log(
             "-1", "--format=%B", released.merge_commit
