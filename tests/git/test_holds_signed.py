@@ -121,16 +121,16 @@ class World:
     """An origin whose trust/allowed_signers lists promoter's key (principal promoter) and mallory's
     (principal mallory), both for git; promoter's clone signing with its key; the local forge."""
 
-    def __init__(self, tmp: Path, sign: bool = True) -> None:
+    def __init__(self, tmp: Path, sign: bool = True, trust_root: bool = False) -> None:
         self.keys = tmp / "keys"
         public = demo_keys(self.keys, ("promoter", "mallory"))
         src = make_gitops(tmp)
         (src / "trust").mkdir(exist_ok=True)
         self.allowed = "".join(f'{name} namespaces="git" {key}\n' for name, key in public.items())
         (src / "trust" / "allowed_signers").write_text(self.allowed)
-        seed_origin(src, tmp / "origin.git")
+        seed = seed_origin(src, tmp / "origin.git")
         self.origin = Origin(tmp / "origin.git", tmp / "person")
-        self.clone = GitClone(self.origin.url, tmp / "cache")
+        self.clone = GitClone(self.origin.url, tmp / "cache", trust_root=seed if trust_root else None)
         if sign:
             self.clone.sign_commits_with((self.keys / "promoter").read_bytes())
         self.forge = LocalForge(self.clone, tmp / "forge.sqlite")
@@ -240,7 +240,10 @@ def test_the_same_content_is_held_and_a_hand_written_release_lifts_nothing(world
 
     # a person writes the release lines by hand: unsigned, then signed by their own key (listed for git),
     # then with the lines in the middle of a commit promoter signed (its revert, merged again): nothing
-    lines = holds.release_trailers("demo", "staging", bad, "mallory", "trust me", [APPROVED])
+    lines = (
+        f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
+        f"Promoter-Released-By: mallory: trust me\n{APPROVED}\n"
+    )
     world.person_commits(f"release-hold(demo): staging may take it again\n\n{lines}")
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
     signed = world.person_commits(f"release it\n\n{lines}", sign_with="mallory")
@@ -330,3 +333,16 @@ def test_promoters_commits_are_signed_as_git_verify_commit_checks_them(world: Wo
     assert checked.returncode == 0, checked.stderr
     raw = subprocess.run(["git", "cat-file", "commit", merged], cwd=world.origin.path, capture_output=True).stdout
     assert signing.commit_signer(raw, world.allowed).principal == "promoter"
+
+
+def test_a_key_listed_for_promoter_by_an_unsigned_change_of_trust_signs_no_release(tmp_path: Path) -> None:
+    """With a trust root (as `promoter up` and production set it), trust/ is read at the trusted rules
+    revision: a person who lists their own key for `promoter` in an unsigned commit forges no release."""
+    world = World(tmp_path, trust_root=True)
+    bad, _ = world.promote_and_revert()
+    mallory = " ".join((world.keys / "mallory.pub").read_text().split()[:2])
+    world.origin.commit({"trust/allowed_signers": world.allowed + f'promoter namespaces="git" {mallory}\n'}, "keys")
+    lines = f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
+    world.person_commits(f"release-hold(demo): staging may take it again\n\n{lines}", sign_with="mallory")
+    assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
+    assert not [e for e in world.clone.history("demo") if e.kind == "hold-released"]

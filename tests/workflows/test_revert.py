@@ -23,7 +23,7 @@ import pytest
 from temporalio.client import WorkflowFailureError, WorkflowHandle, WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from promoter import api, holds
+from promoter import api
 from promoter.errors import PromoterError
 from promoter.models import Decision, PromotionState, ReleaseHoldInput, StageState, StageStatus
 from promoter.sim.kube import KubeSim
@@ -100,7 +100,10 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         assert f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert" in said
         assert f"PR #{staging_pr}" in said and "promoter release-hold demo --env staging" in said
         # a person pushes the release's lines to main by hand: the hold stays
-        lines = holds.release_trailers("demo", "staging", bad, "mallory", "trust me", ["Promoter-Approval: bob"])
+        lines = (
+            f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
+            "Promoter-Released-By: mallory: trust me\n"
+        )
         origin.commit({"README.md": "released?\n"}, f"release-hold(demo): staging may take it again\n\n{lines}")
         with pytest.raises(PromoterError, match=f"demo @ {bad[:7]} is held out of staging"):
             await api.plan(dev_env.client, tq, "demo", commit=bad)
