@@ -122,6 +122,20 @@ class PolicyActivities:
     def evaluate(
         self, req: PolicyCheckInput, base: str | None = None, authors: dict[str, Any] | None = None
     ) -> PolicyDecision:
+        """`judge`, and before a merge what the PR's head changes outside the app folders (a release
+        set's: every member's)."""
+        decision = self.judge(req, base, authors)
+        try:
+            outside = self._outside(req)
+        except PromoterError as e:
+            return self._input_error(e)
+        if outside:
+            decision = decision.model_copy(update={"allow": False, "deny": [*decision.deny, *outside]})
+        return decision
+
+    def judge(
+        self, req: PolicyCheckInput, base: str | None = None, authors: dict[str, Any] | None = None
+    ) -> PolicyDecision:
         """The decision on `req`, with main (its policies and the target's folder) at `base`, or as it is now.
         A release set's is one decision over its members: each judged as its app (its objects, its
         exceptions), every finding kept once; it allows only when every member is allowed. `authors`:
@@ -138,7 +152,7 @@ class PolicyActivities:
                 except PromoterError as e:
                     return self._input_error(e)
             return combined(
-                [self.evaluate(req.model_copy(update={"app": m, "members": []}), base, authors) for m in req.members]
+                [self.judge(req.model_copy(update={"app": m, "members": []}), base, authors) for m in req.members]
             )
         try:
             for name, what in ((req.app, "app"), (req.source_env, "environment"), (req.target_env, "environment")):
@@ -155,6 +169,25 @@ class PolicyActivities:
         if unsigned:
             decision = decision.model_copy(update={"allow": False, "deny": [*decision.deny, *unsigned]})
         return decision
+
+    def _outside(self, req: PolicyCheckInput) -> list[PolicyViolation]:
+        """Before the merge: a denial naming what the PR's head changes outside the app's folders (a
+        commit pushed onto the PR there would reach main unjudged: trust/, policies/, another app)."""
+        if req.phase != "merge" or not req.head:
+            return []
+        folders = [app_folder(req.target_env, app) for app in req.members or [req.app]]
+        outside = self.repo.outside_folders(req.head, folders)
+        if not outside:
+            return []
+        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+        return [
+            PolicyViolation(
+                rule="promoter.outside_folder",
+                message=f"the PR's head {req.head[:7]} changes {shown}, outside {', '.join(folders)}; not merged",
+                severity="critical",
+                remediation="Take those changes out of the PR; change them on main through their own review.",
+            )
+        ]
 
     def _unsigned_source(self, req: PolicyCheckInput) -> list[PolicyViolation]:
         """With `source.require_signed`, a denial for each commit of the promoted range that touched the

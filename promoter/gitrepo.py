@@ -147,6 +147,7 @@ class GitRepository(Protocol):
     def trust(self, rev: str) -> Trust: ...
     def rules(self, main: str | None = None) -> RulesRevision: ...
     def unsigned_source(self, commit: str, source: str, target: str, apps: Sequence[str]) -> list[RuleChange]: ...
+    def outside_folders(self, head: str, folders: Sequence[str]) -> list[str]: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
 
 
@@ -550,6 +551,27 @@ class GitClone:
                     found.append(RuleChange(commit=sha, author=author, reason=str(e)))
         return found
 
+    def outside_folders(self, head: str, folders: Sequence[str]) -> list[str]:
+        """The paths a branch's `head` changes, since it left main, outside `folders` (a promotion's PR
+        may change its app folders only: anything else would ride along, unjudged, into main)."""
+        repo = self._have(head)
+        base = self._git(repo, "merge-base", self._main(repo), head).strip()
+        changed = self._git(repo, "diff", "--name-only", "--no-renames", "-z", base, head).split("\0")
+        return [p for p in changed if p and not any(p.startswith(f.rstrip("/") + "/") for f in folders)]
+
+    def _only_folders(self, repo: git.Repo, head: str, main: str, folders: Sequence[str]) -> bool:
+        """Whether `head` is one commit on a commit of main that changes nothing outside `folders`:
+        the only kind of branch promoter takes up again instead of writing its own."""
+        parents = [
+            line.split()[1].decode()
+            for line in self._raw(repo, head).split(b"\n\n", 1)[0].split(b"\n")
+            if line.startswith(b"parent ")
+        ]
+        if len(parents) != 1 or not self._is_ancestor(repo, parents[0], main):
+            return False
+        changed = self._git(repo, "diff", "--name-only", "--no-renames", "-z", parents[0], head).split("\0")
+        return all(any(p.startswith(f.rstrip("/") + "/") for f in folders) for p in changed if p)
+
     def _rules_digest(self, repo: git.Repo, commit: str) -> tuple[str, ...]:
         """The rule files at `commit`, as the ids of their trees and blobs."""
         parts = []
@@ -640,11 +662,11 @@ class GitClone:
             landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
             r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
         events = history.events(app, merges, releases)
-        self._verify_approvals(repo, main, app, events, {m["sha"]: m["message"] for m in merges})
+        self._verify_approvals(repo, main, app, events, {m["sha"]: (m["message"], m["parent"]) for m in merges})
         return events
 
     def _verify_approvals(
-        self, repo: git.Repo, main: str, app: str, events: list[HistoryEvent], messages: dict[str, str]
+        self, repo: git.Repo, main: str, app: str, events: list[HistoryEvent], merges: dict[str, tuple[str, str]]
     ) -> None:
         """Each promotion's approvals, verified again from Git alone (promoter.proofs): against the
         trust/ of the revision its merge names, which must be on main before that merge."""
@@ -653,7 +675,8 @@ class GitClone:
         for event in events:
             if event.kind != "promoted":
                 continue
-            fields = holds.parse_trailers(messages.get(event.main_commit, ""))
+            message, head = merges.get(event.main_commit, ("", ""))
+            fields = holds.parse_trailers(message)
             rev = dict(fields).get(history.TRUST, "")
             if (rev, event.main_commit) not in trusts:
                 trusts[rev, event.main_commit] = self._trust_at(repo, rev, event.main_commit, revoked_now)
@@ -662,7 +685,7 @@ class GitClone:
             def trees(folders: list[str], at: str = merge) -> dict[str, str]:
                 return self.folder_trees(at, folders)
 
-            event.approvals = proofs.check(event, fields, app, trusts[rev, merge], trees)
+            event.approvals = proofs.check(event, fields, app, trusts[rev, merge], trees, head)
 
     def _trust_at(self, repo: git.Repo, rev: str, merge: str, revoked_now: str) -> proofs.TrustAt:
         if not rev:
@@ -1008,10 +1031,12 @@ class GitClone:
         if not push:
             return PrepareResult(changed=True, branch=branch, base=main, diff=diff)
         existing = self._branch(repo, branch)
+        folders = [app_folder(req.target_env, app) for app in req.apps]
         if (
             existing is not None
             and self._folders_at(repo, existing, req.target_env, req.apps) == desired
             and not self._is_ancestor(repo, existing, main)  # an old, merged branch is not reused
+            and self._only_folders(repo, existing, main, folders)  # nor one that brings anything else
         ):
             return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
         head = self._commit_folders(repo, main, req.target_env, req.apps, desired, self._message(req, diff))

@@ -36,6 +36,7 @@ def statement_for(
         run=status.run_id,
         env=stage.env,
         commit=status.commit,
+        head=stage.head_sha or "",
         trees=tuple(sorted(stage.trees.items())),
         decision=decision,
         approver=approver,
@@ -60,9 +61,11 @@ def check(
     app: str,
     trust: TrustAt,
     trees: Callable[[list[str]], dict[str, str]],
+    head: str = "",
 ) -> list[dict[str, str]]:
     """Each approval of a promotion's merge (`fields`: its trailers, in order), with its verdict:
-    `verified (SHA256:…)`, `unsigned`, or `INVALID: why`. `trees` gives folders' trees at the merge."""
+    `verified (SHA256:…)`, `unsigned`, or `INVALID: why`. `trees` gives folders' trees at the merge,
+    `head` the PR head it merged (its second parent; "" for a squash merge, which has none)."""
     signed: dict[str, tuple[str, str]] = {}
     results: list[dict[str, str]] = []
     for key, value in fields:
@@ -79,14 +82,15 @@ def check(
         if match is None:
             continue
         who, via, note = match.group("who"), match.group("via"), match.group("note")
-        if who in signed:
-            verdict = _verify(event, app, *signed.pop(who), trust, trees)
+        if note == "signed" and who in signed:  # each signed line (a voided one too) against the signature
+            verdict = _verify(event, app, *signed[who], trust, trees, head)
         elif note == "signed":
             verdict = "INVALID: recorded as signed, but the merge carries no signature for it"
         else:
             verdict = UNSIGNED + (" (the local forge's unauthenticated review)" if note == "unauthenticated" else "")
         results.append({"approver": who, "via": via, "verdict": verdict})
-    for who in signed:  # a signature with no approval beside it: added to the message by hand
+    recorded = {r["approver"] for r in results}
+    for who in signed.keys() - recorded:  # a signature with no approval beside it: added to the message by hand
         results.append({"approver": who, "via": "", "verdict": "INVALID: a signature for an approval not recorded"})
     return results
 
@@ -105,6 +109,7 @@ def _verify(
     signature: str,
     trust: TrustAt,
     trees: Callable[[list[str]], dict[str, str]],
+    head: str,
 ) -> str:
     if trust.trust is None:
         return f"INVALID: {trust.problem}"
@@ -126,6 +131,7 @@ def _verify(
         (said.promotion == event.promotion, f"it is for promotion {said.promotion}, not {event.promotion}"),
         (said.env == event.env, f"it is for environment {said.env}, not {event.env}"),
         (said.commit == event.commit, f"it is for commit {said.commit[:12]}, not {event.commit[:12]}"),
+        (not head or said.head == head, f"it is for PR head {said.head[:12]}, not the {head[:12]} merged"),
         (app_folder(event.env, app) in folders, f"it does not name {app_folder(event.env, app)}"),
         (trees(list(folders)) == folders, "the trees it names are not what this merge put on main"),
     ]

@@ -135,11 +135,18 @@ def audit_section(entries: list[AuditEntry]) -> str:
     """The stage's decisions, appended to its PR body: the record outlives Temporal's retention."""
     lines = ["", "### Audit", "", "| when (UTC) | what | who | via | detail |", "|---|---|---|---|---|"]
     lines += [
-        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {e.actor} | {e.via}{proof_note(e.proof, e.via)} "
-        f"| {' '.join(e.detail.split())} |"
+        f"| {e.at:%Y-%m-%d %H:%M:%S} | {e.kind} | {_cell(e.actor, 80)} | {e.via}{proof_note(e.proof, e.via)} "
+        f"| {_cell(e.detail, 2000)} |"
         for e in entries
     ]
     return "\n".join(lines)
+
+
+def _cell(text: str, limit: int) -> str:
+    """A table cell of text a person typed (an approver's name, a comment): one line, with `\\` and `|`
+    escaped, so it can neither end its row nor forge another."""
+    flat = " ".join(text.split())[:limit]
+    return flat.replace("\\", "\\\\").replace("|", "\\|")
 
 
 def merge_message(

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 
 MASK = "***"
 MIN_LENGTH = 6  # shorter values would mask ordinary words; no real token is this short
-_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|API_?KEY|WEBHOOK)", re.IGNORECASE)
+_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|WEBHOOK)", re.IGNORECASE)
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()

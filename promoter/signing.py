@@ -91,6 +91,7 @@ class Statement:
     run: str  # workflow run ID
     env: str
     commit: str  # the promoted commit (full sha)
+    head: str  # the PR's head commit: what will merge, whole (a push onto the PR, anywhere, changes it)
     trees: tuple[tuple[str, str], ...]  # (folder path, git tree id) at the PR head, sorted by path
     decision: str  # "approve" | "reject"
     approver: str
@@ -102,7 +103,7 @@ class Statement:
 
         The comment is a JSON string (ASCII only), so nothing in it can start a line of its own.
         """
-        for name in ("promotion", "run", "env", "commit", "approver"):
+        for name in ("promotion", "run", "env", "commit", "head", "approver"):
             _one_line(name, getattr(self, name))
         paths = [path for path, _ in self.trees]
         if paths != sorted(set(paths)):
@@ -122,6 +123,7 @@ class Statement:
             f"run {self.run}",
             f"env {self.env}",
             f"commit {self.commit}",
+            f"head {self.head}",
             *(f"tree {path} {tree}" for path, tree in self.trees),
             f"decision {self.decision}",
             f"approver {self.approver}",
@@ -134,7 +136,7 @@ class Statement:
     def parse(cls, text: str) -> Statement:
         """The statement `text()` wrote, refusing anything that is not exactly such a text."""
         lines = text.split("\n")
-        if len(lines) < 10 or lines[0] != _HEADER or lines[-1] != "":
+        if len(lines) < 11 or lines[0] != _HEADER or lines[-1] != "":
             raise SignatureError(f"not a promoter approval statement: it must start with {_HEADER!r}")
         fields = [line.partition(" ") for line in lines[1:-1]]  # (key, " ", value)
         keys = [key for key, _, _ in fields]
@@ -143,7 +145,7 @@ class Statement:
             if key == "tree":
                 path, _, tree = value.rpartition(" ")  # a tree id has no space; a path may
                 trees.append((path, tree))
-        expected = ["promotion", "run", "env", "commit", *["tree"] * len(trees)]
+        expected = ["promotion", "run", "env", "commit", "head", *["tree"] * len(trees)]
         expected += ["decision", "approver", "at", "comment"]
         if keys != expected or any(not sep for _, sep, _ in fields):
             raise SignatureError(f"not a promoter approval statement: its lines must be {', '.join(expected)}")
@@ -160,6 +162,7 @@ class Statement:
             run=values["run"],
             env=values["env"],
             commit=values["commit"],
+            head=values["head"],
             trees=tuple(trees),
             decision=values["decision"],
             approver=values["approver"],

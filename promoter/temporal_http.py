@@ -61,6 +61,14 @@ class Failed(Exception):
         self.message = message
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Temporal's HTTP API never redirects: a redirect is answered as the error it is, never followed, so
+    the API key in the Authorization header cannot be carried to another address (or over plain http)."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
 class HttpPromotions:
     """Over https when `tls` is given (its CA bundle, client certificate and server name, as for gRPC),
     with `Authorization: Bearer API_KEY` when `api_key` is."""
@@ -226,8 +234,11 @@ class HttpPromotions:
             url, data=None if body is None else json.dumps(body).encode(), method=method, headers=headers
         )
         context = self.tls.context if self.tls is not None else None  # None: urllib's default (the system's CAs)
+        handlers: list[urllib.request.BaseHandler] = [_NoRedirects()]
+        if context is not None:
+            handlers.append(urllib.request.HTTPSHandler(context=context))
         try:
-            with urllib.request.urlopen(request, timeout=timeout_s, context=context) as answer:
+            with urllib.request.build_opener(*handlers).open(request, timeout=timeout_s) as answer:
                 raw = answer.read()
         except urllib.error.HTTPError as e:
             raise self._failed(e) from None

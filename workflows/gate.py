@@ -388,6 +388,11 @@ class Gate:
             (said.env, d.env, f"environment {said.env}, not {d.env}"),
             (said.commit, self.p.plan.commit, f"commit {said.commit[:12]}, not {self.p.plan.commit[:12]}"),
             (
+                said.head,
+                stage.head_sha or "",
+                f"PR head {said.head[:7]}, not {(stage.head_sha or '?')[:7]} (a commit was pushed onto the PR since)",
+            ),
+            (
                 said.trees,
                 trees,
                 f"a tree that is not what would merge now (PR head {(stage.head_sha or '?')[:7]}: "
@@ -424,12 +429,24 @@ class Gate:
         """Validate, ask the policies (approvals only), validate again (the gate may have moved
         meanwhile), accept. Returns the reason for a refusal, or None."""
         reason = self.refusal(d, approving) or (self.unproven(d, proven) if approving else None)
+        reason = reason or (self._key_used(d, proven) if approving else None)
+        head = self.p.stage_by_env[d.env].head_sha if d.env in self.p.stage_by_env else None
         if reason is None and approving:
             reason = await self._policy_says(d)
-            reason = reason or self.refusal(d, approving)
+            reason = reason or self.refusal(d, approving) or self._key_used(d, proven)
+            if reason is None and self.p.stage_by_env[d.env].head_sha != head:  # moved while the policies judged
+                reason = "a commit was pushed onto the PR while this approval was checked; approve its new head"
         if reason is None:
             self._accept(d, approving, proven)
         return reason
+
+    def _key_used(self, d: Decision, proven: Proven) -> str | None:
+        """One key counts once, whatever principals trust/allowed_signers lists it for."""
+        stage = self.p.stage_by_env[d.env]
+        other = next((a for a in stage.approvals if proven.fingerprint and a.fingerprint == proven.fingerprint), None)
+        if other is None:
+            return None
+        return f"the key {proven.fingerprint} has already approved {d.env} (as {other.approver}); one key counts once"
 
     async def _policy_says(self, d: Decision) -> str | None:
         """The `promotion` policies' word on one more approval (None: allowed)."""

@@ -55,6 +55,9 @@ with workflow.unsafe.imports_passed_through():
 OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
 # states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
 UNSTARTED_STATES = {StageState.PENDING, StageState.CHECKING_POLICY, StageState.OPENING_PR}
+# the patch that made a promotion read its environments, trust/ and rules on a worker as it starts, instead
+# of taking the starter's (histories recorded before it replay without that step)
+PLANNED_ON_WORKER = "plan-on-worker"
 
 
 @workflow.defn(name="PromotionWorkflow")
@@ -74,6 +77,8 @@ class PromotionWorkflow:
     @workflow.run
     async def run(self, inp: PromotionInput) -> PromotionStatus:
         try:
+            if workflow.patched(PLANNED_ON_WORKER) and not await self._replan():
+                return self.status
             if self.plan.members and not await self._claim():
                 await self._release()
                 return self.status
@@ -93,6 +98,32 @@ class PromotionWorkflow:
         await self.r.notifications_sent()
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
+
+    async def _replan(self) -> bool:
+        """The rules a promotion obeys are the repository's, read on a worker as it starts: whoever
+        starts the workflow chooses what to promote (app, commit, how far), never its gates, approvers
+        or trusted keys. False (the promotion ends failed, nothing done) when that reading fails or
+        names other environments than the starter's plan."""
+        given = self.plan
+        ask = PlanInput(
+            app=given.app, members=given.members, commit=given.commit, to_env=given.environments[-1].config.name
+        )
+        try:
+            fresh = await self.runner.run(steps.PLAN, ask, "read the environments, trust/ and rules on a worker")
+        except ActivityError as e:
+            self.r.finish(PromotionState.FAILED, f"the promotion could not be planned on a worker: {steps.cause(e)}")
+            return False
+        names = [e.config.name for e in fresh.environments]
+        if names != [e.config.name for e in given.environments] or fresh.commit != given.commit:
+            self.r.finish(
+                PromotionState.FAILED,
+                f"it was started with a plan ({' → '.join(e.config.name for e in given.environments)} @ "
+                f"{given.commit[:7]}) that is not the repository's ({' → '.join(names)} @ {fresh.commit[:7]}); "
+                "start it again",
+            )
+            return False
+        self.p.adopt(fresh)
+        return True
 
     async def _claim(self) -> bool:
         """A release set holds `promote-<member>` for each member while it runs (workflows/claim.py),

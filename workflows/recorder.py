@@ -25,6 +25,7 @@ with workflow.unsafe.imports_passed_through():
         PolicyCheckInput,
         PrepareResult,
         PromotionInput,
+        PromotionPlan,
         PromotionState,
         PromotionStatus,
         Proof,
@@ -62,8 +63,18 @@ class Promotion:
             ],
         )
         self.stage_by_env = {s.env: s for s in self.status.stages}
-        if inp.plan.rules.notice():  # judged by the last trusted rules: say what on main is not used
-            self.status.notices.append(inp.plan.rules.notice())
+
+    def adopt(self, fresh: PromotionPlan) -> None:
+        """Take the plan as a worker read it from the repository (same environments, same commit): its
+        configurations, trust/ and rules revision replace the starter's, which nothing checked."""
+        self.plan.environments, self.plan.trust, self.plan.rules = fresh.environments, fresh.trust, fresh.rules
+        self.plan.author, self.plan.message = fresh.author, fresh.message
+        self.envs = {e.config.name: e for e in fresh.environments}
+        self.status.author = fresh.author
+        for stage, planned in zip(self.status.stages, fresh.environments, strict=True):
+            stage.approvals_required = 0 if stage.source else planned.config.approval.required
+        if fresh.rules.notice():  # judged by the last trusted rules: say what on main is not used
+            self.status.notices.append(fresh.rules.notice())
 
     @property
     def label(self) -> str:

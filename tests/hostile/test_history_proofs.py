@@ -16,6 +16,7 @@ from promoter.models import Trust
 FOLDER = "environments/prod/demo"
 TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"
 COMMIT = "1" * 40
+HEAD = "6" * 40  # the PR head the merge brought in (its second parent)
 
 
 def key() -> tuple[bytes, str]:
@@ -32,6 +33,7 @@ def statement(**changes: object) -> str:
         "run": "r1",
         "env": "prod",
         "commit": COMMIT,
+        "head": HEAD,
         "trees": ((FOLDER, TREE),),
         "decision": "approve",
         "approver": "alice",
@@ -56,7 +58,7 @@ EVENT = history.Event(env="prod", kind="promoted", at="", commit=COMMIT, main_co
 
 
 def verdicts(fields: list[tuple[str, str]], trust: proofs.TrustAt, trees: str = TREE) -> list[str]:
-    found = proofs.check(EVENT, fields, "demo", trust, lambda folders: {f: trees for f in folders})
+    found = proofs.check(EVENT, fields, "demo", trust, lambda folders: {f: trees for f in folders}, HEAD)
     return [f"{a['approver']}: {a['verdict']}" for a in found]
 
 
@@ -70,6 +72,8 @@ def test_each_forgery_of_the_record_is_invalid_and_says_why() -> None:
     assert verdicts(good, trust, trees="5" * 40) == [
         "alice: INVALID: the trees it names are not what this merge put on main"
     ]
+    other_head = merge_fields(private, statement(head="7" * 40))
+    assert verdicts(other_head, trust) == [f"alice: INVALID: it is for PR head {'7' * 12}, not the {'6' * 12} merged"]
     stripped = [f for f in good if f[0] != history.SIGNED]
     assert verdicts(stripped, trust) == [
         "alice: INVALID: recorded as signed, but the merge carries no signature for it"

@@ -36,6 +36,7 @@ STATEMENT = Statement(
     run="0192f3a4-5b6c-7d8e-9f00-112233445566",
     env="prod",
     commit="1a2b3c4d" * 5,
+    head="5e6f7a8b" * 5,
     trees=(("environments/prod/demo", "4b825dc6" * 5), ("environments/prod/web", "9e1f00aa" * 5)),
     decision="approve",
     approver="alice",
@@ -48,6 +49,7 @@ STATEMENT_TEXT = (
     "run 0192f3a4-5b6c-7d8e-9f00-112233445566\n"
     "env prod\n"
     f"commit {'1a2b3c4d' * 5}\n"
+    f"head {'5e6f7a8b' * 5}\n"
     f"tree environments/prod/demo {'4b825dc6' * 5}\n"
     f"tree environments/prod/web {'9e1f00aa' * 5}\n"
     "decision approve\n"

@@ -56,6 +56,7 @@ def push_to_branch(origin: Origin, branch: str, files: dict[str, str] | None = N
     repo.git.fetch("-q", "origin", branch)
     repo.git.checkout("-q", "-B", "fix", f"origin/{branch}")
     for rel, text in (files or {"environments/prod/demo/extra.yaml": EXTRA}).items():
+        (origin.work / rel).parent.mkdir(parents=True, exist_ok=True)
         (origin.work / rel).write_text(text)
     repo.git.add("-A")
     repo.git.commit("-qm", "a fix on the PR")
@@ -384,3 +385,47 @@ async def test_denial_and_expiry_are_notified(
     assert [(h["event"], h["env"]) for h in hooks["got"]] == [("denied", "prod"), ("expired", "prod")]
     assert "deny_unpinned_image" in hooks["got"][0]["text"] and "expired after 2s" in hooks["got"][1]["text"]
     assert hooks["got"][1]["pr_url"] and hooks["got"][0]["pr_url"] is None  # a denial opens nothing
+
+
+async def test_a_starter_cannot_choose_the_gates_the_worker_reads_them_from_the_repository(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory(envs())
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        plan = await api.plan(dev_env.client, tq, "demo")
+        forged = plan.model_copy(deep=True)
+        forged.environments[1].config.approval.required = 0  # a client that wants no gate
+        forged.trust.allowed_signers = (
+            "alice ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOMqqnkVzrm0SdG6UOoqKLsabgH5C9okWi0dh2l9GKJl\n"
+        )
+        handle = await api.start(dev_env.client, tq, forged, "mallory")
+        status = await api.wait_for(handle, waiting)  # the gate is the repository's: it waits
+        assert status.stages[1].approvals_required == 1
+        await handle.cancel()
+        skipping = plan.model_copy(deep=True)
+        skipping.environments = skipping.environments[1:]  # a plan that leaves dev out
+        result = await (await api.start(dev_env.client, tq, skipping, "mallory", supersede=True)).result()
+    assert result.state == PromotionState.FAILED
+    assert "that is not the repository's (dev → prod" in result.message, result.message
+
+
+async def test_a_commit_pushed_onto_the_pr_outside_the_app_folder_is_never_merged(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory(envs())
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        branch = status.stages[1].branch or ""
+        head = push_to_branch(origin, branch, {"trust/allowed_signers": "* ssh-ed25519 AAAAmallory\n"})
+        await api.wait_for(handle, lambda s: s.stages[1].head_sha == head)  # the gate saw it
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.POLICY_DENIED, result.message
+    prod = result.stages[1]
+    assert prod.merge_commit is None and prod.policy is not None
+    denial = next(v for v in prod.policy.deny if v.rule == "promoter.outside_folder")
+    assert "changes trust/allowed_signers, outside environments/prod/demo" in denial.message
+    assert "trust/allowed_signers" not in git.Repo(origin.path).git.ls_tree("-r", "--name-only", "main")

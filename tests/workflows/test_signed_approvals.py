@@ -109,13 +109,14 @@ async def test_only_a_signature_for_exactly_this_gate_opens_it_and_git_alone_ver
         assert "promotion promote-other, not promote-demo" in other
         assert "another run of promote-demo" in await refused(handle, signed("alice", run="0" * 36))
         assert "commit 000000000000, not" in await refused(handle, signed("alice", commit="0" * 40))
+        assert "PR head 0000000, not" in await refused(handle, signed("alice", head="0" * 40))
         changed = tuple((folder, "1" * 40) for folder, _ in stage.trees.items())
         assert "a tree that is not what would merge now" in await refused(handle, signed("alice", trees=changed))
         stale = await refused(handle, signed("alice", at=now - timedelta(minutes=11)))
         assert "minutes off the workflow's clock (at most 10)" in stale
         assert "another comment" in await refused(handle, signed("alice", comment="something else"))
         unknown = await refused(handle, signed("carol"))  # carol's key, as alice
-        assert "not in trust/allowed_signers for alice" in unknown, unknown
+        assert "not in trust/allowed_signers for 'alice'" in unknown, unknown
         bob_signs = signed("bob", approver="bob")
         revoked = await refused(handle, bob_signs.model_copy(update={"approver": "bob"}))
         assert "revoked" in revoked, revoked
@@ -124,7 +125,7 @@ async def test_only_a_signature_for_exactly_this_gate_opens_it_and_git_alone_ver
         assert "does not match the statement" in await refused(handle, tampered)
         status = await handle.query(PromotionWorkflow.query_status)
         assert waiting(status) and status.stages[1].approvals == []
-        assert len(status.stages[1].refusals) == 12  # each one on record, with its reason
+        assert len(status.stages[1].refusals) == 13  # each one on record, with its reason
         # alice signs with OpenSSH itself, and the gate opens
         text = proofs.statement_for(status, stage, "approve", "alice", datetime.now(UTC).replace(microsecond=0)).text()
         good = Decision(
@@ -142,3 +143,28 @@ async def test_only_a_signature_for_exactly_this_gate_opens_it_and_git_alone_ver
     shown = subprocess.run([*PROMOTER, "history", "demo", "--env", "prod"], env=env, capture_output=True, text=True)
     assert shown.returncode == 0, shown.stderr
     assert f"approval by alice via ui: verified ({approval.fingerprint})" in shown.stdout, shown.stdout
+
+
+async def test_one_key_counts_once_whatever_principals_it_is_listed_for(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any, tmp_path: Path
+) -> None:
+    shared = keygen(tmp_path / "shared")
+    gate = {"required": 2, "approvers": ["alice", "bob"], "timeout": "24h", "require_signed": True}
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2, "approval": gate}])
+    origin.commit({"trust/allowed_signers": f"alice,bob {shared}\n"}, "trust: one key for two people")
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        status = await api.wait_for(handle, waiting)
+        stage = status.stages[1]
+
+        def signed_as(who: str) -> Decision:
+            now = datetime.now(UTC).replace(microsecond=0)
+            text = proofs.statement_for(status, stage, "approve", who, now).text()
+            armored = signing.sign_file(text.encode(), tmp_path / "shared")
+            return Decision(env="prod", approver=who, statement=text, signature=armored)
+
+        await handle.execute_update(PromotionWorkflow.approve, signed_as("alice"))
+        twice = await refused(handle, signed_as("bob"))
+        assert "has already approved prod (as alice); one key counts once" in twice, twice
+        await handle.cancel()
