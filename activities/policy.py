@@ -227,7 +227,7 @@ class PolicyActivities:
         that shaped what `req` promotes into its target (`GitRepository.authors`), and the accounts the
         forge ties to those commits. A forge that cannot answer raises (the check is retried, then
         refused): a login is never silently left out."""
-        found = self.repo.authors(req.commit, req.target_env, req.members or [req.app])
+        found = self.repo.authors(req.commit, req.target_env, req.members or [req.app], head=req.pr_head)
         people: list[tuple[str, str, str]] = []
         for touch in found.touches:
             people += [(touch.author, "authored", touch.commit), (touch.committer, "committed", touch.commit)]

@@ -136,7 +136,7 @@ class GitRepository(Protocol):
     def held_trees(self, commit: str, apps: Sequence[str]) -> dict[str, str]: ...
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
-    def authors(self, commit: str, env: str, apps: Sequence[str]) -> Authorship: ...
+    def authors(self, commit: str, env: str, apps: Sequence[str], head: str | None = None) -> Authorship: ...
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
     def environments(self) -> list[EnvironmentConfig]: ...
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
@@ -744,7 +744,11 @@ class GitClone:
         existing = self._branch(repo, branch)
         if existing is not None and not self._is_ancestor(repo, existing, main):
             asked = self._request(repo, existing)
-            if asked is not None and asked[:3] == (hold.app, hold.env, hold.commit):
+            if (
+                asked is not None
+                and asked[:3] == (hold.app, hold.env, hold.commit)
+                and self._only_folders(repo, existing, main, [])  # promoter's empty request, nothing else
+            ):
                 return branch, existing
         message = f"release-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + (
             f"Asked by {who}; lifts nothing until {hold.env}'s approvers approve it.\n\n"
@@ -896,7 +900,9 @@ class GitClone:
 
     # ------------------------------------------------------------ who shaped a change
 
-    def authors(self, commit: str, env: str, apps: Sequence[str], limit: int = MAX_AUTHOR_COMMITS) -> Authorship:
+    def authors(
+        self, commit: str, env: str, apps: Sequence[str], head: str | None = None, limit: int = MAX_AUTHOR_COMMITS
+    ) -> Authorship:
         """Everyone who shaped what promoting `commit` brings to `env`: the authors, committers and
         signers of every commit of the promoted range that touched one of the apps' folders (any
         `environments/<env>/<app>`, whichever environment: each could have shaped the promoted content).
@@ -905,11 +911,13 @@ class GitClone:
         merge that only takes one side's folder still counts, and no side branch is skipped). SSH
         signatures are verified against `trust/allowed_signers` on main, so a known key gives its
         principal, any other its fingerprint. More than `limit` commits: `unknown` says so and the
-        policies deny (fail closed), never a silently shortened list."""
+        policies deny (fail closed), never a silently shortened list. With `head` (the stage's PR head),
+        every commit pushed onto the PR's branch counts too, whatever it touched: a person who pushed
+        onto the PR shaped what will merge."""
         check(env, "environment")
         for app in apps:
             check(app, "app")
-        repo = self._fresh()
+        repo = self._have(head) if head else self._fresh()
         main = self._main(repo)
         sha = self._rev(repo, commit)
         if sha is None:
@@ -920,7 +928,13 @@ class GitClone:
         with tempfile.TemporaryDirectory(prefix="promoter-signers-") as tmp:
             signers = Path(tmp) / "allowed_signers"
             signers.write_text(self._allowed_signers(repo, main))  # empty: git still names an SSH key
-            for app in apps:
+            ranges = [
+                [commit, *([f"^{since[app]}"] if app in since else []), "--", f":(glob){ENVIRONMENTS}/*/{app}/**"]
+                for app in apps
+            ]
+            if head:  # the PR's own commits, on top of main
+                ranges.append([head, f"^{main}"])
+            for selection in ranges:
                 out = self._git(
                     repo,
                     "-c",
@@ -931,10 +945,7 @@ class GitClone:
                     "--no-show-signature",
                     f"--max-count={limit + 1}",
                     f"--format={_PEOPLE}",
-                    commit,
-                    *([f"^{since[app]}"] if app in since else []),
-                    "--",
-                    f":(glob){ENVIRONMENTS}/*/{app}/**",
+                    *selection,
                 )
                 for record in out.split("\x1e"):
                     if not record.strip():
@@ -1170,7 +1181,11 @@ class GitClone:
         before = self._folders_at(repo, f"{merge_commit}^1", env, apps)
         main = self._main(repo)
         existing = self._branch(repo, branch)
-        if existing is not None and self._folders_at(repo, existing, env, apps) == before:
+        if (
+            existing is not None
+            and self._folders_at(repo, existing, env, apps) == before
+            and self._only_folders(repo, existing, main, [app_folder(env, a) for a in apps])  # nothing else
+        ):
             return branch, existing
         message = (
             f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason.strip() or 'unhealthy'}\n\n"

@@ -592,6 +592,7 @@ class PolicyCheckInput(BaseModel):
     evaluated_at: datetime | None = None
     render_objects: bool = True
     head: str | None = None  # render the target from this commit (the PR's head) instead of the computed change
+    pr_head: str | None = None  # the stage's PR head: whoever pushed onto the PR is an author too
     diff: DiffSummary = Field(default_factory=DiffSummary)
     approvals: list[Approval] = Field(default_factory=list)
 

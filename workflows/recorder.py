@@ -113,6 +113,7 @@ class Promotion:
             ],
             phase=phase,
             head=stage.head_sha if phase == "merge" else None,  # what the merge would take
+            pr_head=stage.head_sha,
             evaluated_at=workflow.now(),
             diff=diff.diff if diff else PrepareResult(changed=False).diff,
             approvals=stage.approvals if approvals is None else approvals,

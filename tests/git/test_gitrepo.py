@@ -252,3 +252,27 @@ def test_a_base_that_is_no_commit_of_the_repository_is_not_found(origin: Origin,
     change = PrepareInput(app="demo", commit=main, source_env="dev", target_env="staging", base=rev)
     with pytest.raises(NotFound):
         clone.prepare(change)
+
+
+def test_a_branch_seeded_by_someone_else_is_never_taken_up(origin: Origin, clone: GitClone) -> None:
+    """A person who can push pre-seeds the promotion branch with the right app folder plus a change of
+    trust/: promoter writes its own commit over it instead of opening a PR that brings trust/ along."""
+    sha = origin.bump(tag="5.0.0")
+    honest = clone.push_branch(prep(sha))
+    assert honest.head is not None
+    repo = origin.repo
+    branch = promotion_branch("demo", "staging", sha)
+    repo.git.fetch("-q", "origin", branch)
+    repo.git.checkout("-q", "-B", "seed", f"origin/{branch}")
+    (origin.work / "trust").mkdir(exist_ok=True)
+    (origin.work / "trust" / "allowed_signers").write_text("* ssh-ed25519 AAAAmallory\n")
+    repo.git.add("-A")
+    repo.git.commit("-qm", "seeded")
+    repo.git.push("-q", "-f", "origin", f"seed:{branch}")
+    seeded = repo.head.commit.hexsha
+    repo.git.checkout("-q", "main")
+    again = clone.push_branch(prep(sha))
+    assert again.head not in (None, seeded)
+    assert git.Repo(origin.path).git.rev_parse(branch) == again.head
+    changed = git.Repo(origin.path).git.diff("--name-only", f"{again.head}~1", again.head).splitlines()
+    assert all(p.startswith("environments/staging/demo/") for p in changed)

@@ -429,3 +429,29 @@ async def test_a_commit_pushed_onto_the_pr_outside_the_app_folder_is_never_merge
     denial = next(v for v in prod.policy.deny if v.rule == "promoter.outside_folder")
     assert "changes trust/allowed_signers, outside environments/prod/demo" in denial.message
     assert "trust/allowed_signers" not in git.Repo(origin.path).git.ls_tree("-r", "--name-only", "main")
+
+
+async def test_whoever_pushed_onto_the_pr_may_not_approve_it_in_prod(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory(envs())
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await start(dev_env, tq)
+        status = await api.wait_for(handle, waiting)
+        repo, branch = origin.repo, status.stages[1].branch or ""
+        repo.git.fetch("-q", "origin", branch)
+        repo.git.checkout("-q", "-B", "tweak", f"origin/{branch}")
+        (origin.work / "environments/prod/demo/extra.yaml").write_text(EXTRA)
+        repo.git.add("-A")
+        repo.git.commit("-qm", "a tweak on the PR", "--author", "sam <sam@example.com>")  # sam, an approver
+        repo.git.push("-q", "origin", f"tweak:{branch}")
+        head = repo.head.commit.hexsha
+        repo.git.checkout("-q", "main")
+        await api.wait_for(handle, lambda s: s.stages[1].head_sha == head)
+        with pytest.raises(WorkflowUpdateFailedError) as own:
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sam", via="cli"))
+        assert "sam" in str(own.value.cause) and "may not approve" in str(own.value.cause), str(own.value.cause)
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+        result = await handle.result()
+    assert result.state == PromotionState.SUCCEEDED, result.message
