@@ -15,6 +15,7 @@ from typing import Any
 from temporalio import activity
 
 from activities import classified
+from promoter import signing
 from promoter.errors import PromoterError, TemporaryError
 from promoter.forges import CommitLogins, Forge
 from promoter.gitrepo import GitRepository
@@ -299,7 +300,22 @@ class PolicyActivities:
     @classified
     def check_approval(self, req: PolicyCheckInput) -> ApprovalCheck:
         """The `promotion` policies' word on the last approval of `req.approvals` (the candidate): any
-        approval rule that denies now is about it, since the earlier ones were all accepted."""
+        approval rule that denies now is about it, since the earlier ones were all accepted. A signed
+        candidate whose key main's trusted trust/revoked_keys lists now is refused, though the gate
+        verified it against trust/ as the promotion started (a key revoked while a gate waits)."""
+        candidate = req.approvals[-1] if req.approvals else None
+        if candidate is not None and candidate.fingerprint:
+            trust = self.repo.trust(self.repo.rules().commit)
+            try:
+                revoked = {signing.fingerprint(blob) for blob in signing.parse_revoked_keys(trust.revoked_keys)}
+            except signing.SignatureError as e:
+                return ApprovalCheck(allowed=False, reason=f"trust/revoked_keys on main cannot be read: {e}")
+            if candidate.fingerprint in revoked:
+                return ApprovalCheck(
+                    allowed=False,
+                    reason=f"the key {candidate.fingerprint} has been revoked (trust/revoked_keys on main) since "
+                    "the promotion started; sign with another key",
+                )
         return self._approval(req)
 
     def _approval(self, req: PolicyCheckInput, authors: dict[str, Any] | None = None) -> ApprovalCheck:

@@ -432,7 +432,7 @@ class Gate:
         reason = reason or (self._key_used(d, proven) if approving else None)
         head = self.p.stage_by_env[d.env].head_sha if d.env in self.p.stage_by_env else None
         if reason is None and approving:
-            reason = await self._policy_says(d)
+            reason = await self._policy_says(d, proven)
             reason = reason or self.refusal(d, approving) or self._key_used(d, proven)
             if reason is None and self.p.stage_by_env[d.env].head_sha != head:  # moved while the policies judged
                 reason = "a commit was pushed onto the PR while this approval was checked; approve its new head"
@@ -448,10 +448,17 @@ class Gate:
             return None
         return f"the key {proven.fingerprint} has already approved {d.env} (as {other.approver}); one key counts once"
 
-    async def _policy_says(self, d: Decision) -> str | None:
+    async def _policy_says(self, d: Decision, proven: Proven = DECLARED) -> str | None:
         """The `promotion` policies' word on one more approval (None: allowed)."""
         stage = self.p.stage_by_env[d.env]
-        candidate = Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment)
+        candidate = Approval(
+            approver=d.approver,
+            at=workflow.now(),
+            via=d.via,
+            comment=d.comment,
+            proof=proven.proof,
+            fingerprint=proven.fingerprint,
+        )
         check = self.p.policy_input(stage, "approval", approvals=[*stage.approvals, candidate])
         try:
             verdict = await steps.CHECK_APPROVAL.call(check, f"may {d.approver} approve {d.env}?")

@@ -168,3 +168,24 @@ async def test_one_key_counts_once_whatever_principals_it_is_listed_for(
         twice = await refused(handle, signed_as("bob"))
         assert "has already approved prod (as alice); one key counts once" in twice, twice
         await handle.cancel()
+
+
+async def test_a_key_revoked_while_the_gate_waits_no_longer_signs(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any, tmp_path: Path
+) -> None:
+    alice = keygen(tmp_path / "alice")
+    origin = origin_factory(envs())
+    origin.commit({"trust/allowed_signers": f"alice {alice}\n"}, "trust: alice signs")
+    origin.bump()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        status = await api.wait_for(handle, waiting)
+        origin.commit({"trust/revoked_keys": f"{alice} lost\n"}, "revoke alice's key")  # after the start
+        now = datetime.now(UTC).replace(microsecond=0)
+        text = proofs.statement_for(status, status.stages[1], "approve", "alice", now).text()
+        signed = Decision(
+            env="prod", approver="alice", statement=text, signature=signing.sign_file(text.encode(), tmp_path / "alice")
+        )
+        reason = await refused(handle, signed)
+        assert "has been revoked (trust/revoked_keys on main) since the promotion started" in reason, reason
+        await handle.cancel()
