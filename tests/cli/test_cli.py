@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from tests.support.gitops import PROMOTER, Cli, Origin, fresh_ports
+from tests.support.keys import commit_signed
 from tests.support.workflows import failing_in, plan_matches
 
 
@@ -390,3 +391,20 @@ def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
             },
             "remove duo2",
         )
+
+
+def test_policy_trust_names_unsigned_rule_changes_until_the_platform_key_signs(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    root = json.loads((cli.state_dir / "stack.json").read_text())["trust_root"]
+    first = cli("policy", "trust")
+    assert first.returncode == 0 and "trusted rules revision: " in first.stdout, first.stdout + first.stderr
+    unsigned = origin.commit({"policies/NOTES.md": "who owns what\n"}, "policies: notes, unsigned")
+    listed = cli("policy", "trust")
+    assert (
+        listed.returncode == 1 and f"untrusted: {unsigned[:12]} by dana <dana@example.com>: unsigned" in listed.stdout
+    )
+    data = json.loads(cli("policy", "trust", "--json").stdout)
+    assert data["root"] == root and [c["commit"] for c in data["untrusted"]] == [unsigned]
+    signed = commit_signed(origin, cli.state_dir / "keys" / "platform", {"policies/NOTES.md": "reviewed\n"}, "ok")
+    done = cli("policy", "trust")
+    assert done.returncode == 0 and f"trusted rules revision: {signed}" in done.stdout, done.stdout
