@@ -33,6 +33,7 @@ from promoter.models import (
 )
 from promoter.names import app_folder
 
+SEEN_PUSH_TRIES = 30  # seconds a release's push may take to show on its PR before the merge step is retried
 # the release workflow's merge message names the release's branch (workflows/release_hold.py)
 _RELEASE_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
@@ -116,7 +117,13 @@ class ForgeActivities:
         approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
         sealed = self.repo.seal_release(branch, req.expected_head, approvals)
         activity.heartbeat(f"release {sealed[:12]} pushed")
-        return sealed
+        # a hosted forge may show the PR at its old head for a moment after the push; the merge names the new one
+        for _ in range(SEEN_PUSH_TRIES):
+            if self.forge.get_pull_request(req.number).head_sha == sealed:
+                return sealed
+            time.sleep(1.0)
+            activity.heartbeat(f"waiting for PR #{req.number} to show {sealed[:12]}")
+        raise TemporaryError(f"the forge does not show PR #{req.number} at {sealed[:12]} yet; trying again")
 
     @activity.defn(name="open_release")
     @classified

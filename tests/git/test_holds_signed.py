@@ -12,6 +12,7 @@ promoter's signatures."""
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import git
@@ -23,10 +24,13 @@ from activities.forge import ForgeActivities
 from activities.revert import RevertActivities
 from promoter import holds, signing
 from promoter.errors import BadInput
+from promoter.forges import Forge
+from promoter.forges.github import GitHubForge
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
 from promoter.models import MergePullRequest, PlanInput, PrepareInput, ReleaseHoldInput, RevertInput
 from promoter.stack import demo_keys, seed_origin
+from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin, make_gitops
 
 BAD = "a" * 40
@@ -121,7 +125,7 @@ class World:
     """An origin whose trust/allowed_signers lists promoter's key (principal promoter) and mallory's
     (principal mallory), both for git; promoter's clone signing with its key; the local forge."""
 
-    def __init__(self, tmp: Path, sign: bool = True, trust_root: bool = False) -> None:
+    def __init__(self, tmp: Path, sign: bool = True, trust_root: bool = False, github: bool = False) -> None:
         self.keys = tmp / "keys"
         public = demo_keys(self.keys, ("promoter", "mallory"))
         src = make_gitops(tmp)
@@ -133,7 +137,11 @@ class World:
         self.clone = GitClone(self.origin.url, tmp / "cache", trust_root=seed if trust_root else None)
         if sign:
             self.clone.sign_commits_with((self.keys / "promoter").read_bytes())
-        self.forge = LocalForge(self.clone, tmp / "forge.sqlite")
+        self.forge: Forge = LocalForge(self.clone, tmp / "forge.sqlite")
+        self.github: GitHubStandIn | None = None
+        if github:  # merges are GitHub's own (plain git, unsigned), as on a hosted forge
+            self.github = GitHubStandIn(origin=self.origin.url, tokens={"token": "promoter-bot"}).start()
+            self.forge = GitHubForge("acme/gitops", "token", api_url=self.github.url)
         self.forge_acts = ForgeActivities(self.forge, self.clone)
         self.tmp = tmp
 
@@ -215,6 +223,14 @@ class World:
 @pytest.fixture
 def world(tmp_path: Path) -> World:
     return World(tmp_path)
+
+
+@pytest.fixture
+def on_github(tmp_path: Path) -> Iterator[World]:
+    world = World(tmp_path, github=True)
+    yield world
+    assert world.github is not None
+    world.github.stop()
 
 
 def test_the_same_content_is_held_and_a_hand_written_release_lifts_nothing(world: World) -> None:
@@ -346,3 +362,27 @@ def test_a_key_listed_for_promoter_by_an_unsigned_change_of_trust_signs_no_relea
     world.person_commits(f"release-hold(demo): staging may take it again\n\n{lines}", sign_with="mallory")
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
     assert not [e for e in world.clone.history("demo") if e.kind == "hold-released"]
+
+
+def test_on_a_hosted_forge_the_hold_and_the_release_are_in_promoters_own_commits(on_github: World) -> None:
+    """GitHub merges the revert and the release itself (unsigned): the hold still holds, and the release
+    that counts is promoter's signed commit the forge's merge brings (its second parent)."""
+    world = on_github
+    bad, revert_pr = world.promote_and_revert()
+    main = git.Repo(world.origin.path)
+    assert world.verify("main").returncode != 0  # GitHub's merge: not promoter's
+    assert world.verify("main^2").returncode == 0  # the revert commit: promoter's, with the hold
+    assert "Promoter-Held-Tree: " in main.git.log("-1", "--format=%B", "main^2")
+    said = world.refusal(bad)
+    assert f"is held out of staging: it was reverted there by the revert in PR #{revert_pr}" in said
+
+    number, request = world.ask_release(bad)
+    world.forge.merge(number, f"Merge pull request #{number} by hand")  # before any approval
+    assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
+    with pytest.raises(ApplicationError, match="lifted nothing"):
+        world.merge_release(number, request)
+
+    number, request = world.ask_release(bad)
+    merged = world.merge_release(number, request)
+    assert world.verify(merged).returncode != 0 and world.verify(f"{merged}^2").returncode == 0
+    assert world.clone.plan(PlanInput(app="demo", commit=bad, to_env="staging")).commit == bad
