@@ -1,11 +1,15 @@
 """Both policy backends: the embedded engine, and the `opa` backend over real HTTP (opa-python-client)
-against a loopback server that speaks OPA's Data API (tests/support/opa_standin.py: no OPA server
-installs here, so it wraps OPA's own Go engine, never the embedded one it is compared with). Same
-inputs, same decisions; and every way to fail
-(a Rego syntax error, an unreachable OPA, an erroring OPA, a timeout) is a denial naming its cause."""
+against a loopback server that speaks OPA's Policy and Data APIs (tests/support/opa_standin.py: no OPA
+server installs here, so it wraps OPA's own Go engine, never the embedded one it is compared with).
+Same inputs, same decisions; the `opa` backend judges with the revision it pushes (never the server's
+own copy), two revisions coexist and neither is ever answered half loaded; and every way to fail (a
+Rego syntax error, an unreachable OPA, an erroring OPA, a timeout, a builtin error, a forged revision)
+is a denial naming its cause."""
 
 from __future__ import annotations
 
+import concurrent.futures
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -13,7 +17,8 @@ import pytest
 
 from promoter.policy import PolicyBundle, decide, metadata_gaps
 from promoter.policy.embedded import EmbeddedEngine
-from promoter.policy.opa import OpaEngine
+from promoter.policy.opa import OpaEngine, namespaced
+from promoter.policy.testing import discover
 from promoter.stack import free_port
 from tests.support.opa_standin import OpaStandIn
 from tests.support.policy import CASES, POLICIES
@@ -47,20 +52,36 @@ def test_embedded_decisions(bundle: PolicyBundle) -> None:
 
 def test_opa_backend_gives_the_same_decisions_over_http(bundle: PolicyBundle) -> None:
     embedded = EmbeddedEngine()
-    with OpaStandIn(POLICIES) as opa:
+    with OpaStandIn() as opa:  # an OPA server with no policies of its own
         engine = OpaEngine(opa.url)
         for name, make in CASES.items():
             doc = make()
             assert decide(engine, bundle, doc) == decide(embedded, bundle, doc).model_copy(update={"engine": "opa"}), (
                 name
             )
-        # what went over the wire: the metadata once, then one Data API query per decision
-        puts = [r for r in opa.requests if r[0] == "PUT"]
-        assert [(m, p) for m, p, _ in puts] == [("PUT", "/v1/data/policy_metadata")]
-        assert puts[0][2]["kubernetes.images.deny_registry"]["severity"] == "critical"
-        posts = [r for r in opa.requests if r[0] == "POST"]
-        assert len(posts) == len(CASES) and {p for _, p, _ in posts} == {"/v1/data/promoter/decision"}
-        assert set(posts[0][2]) == {"input"} and posts[0][2]["input"]["promotion"]["app"] == "demo"
+        # what went over the wire: one push of the revision (its data whole, then each module under its
+        # key, the answer module last, then its entry in the list), then one Data API query per decision
+        key = engine.layout(bundle).key
+        puts = [(p, b) for m, p, b in opa.requests if m == "PUT"]
+        assert puts[0][0] == f"/v1/data/promoter_rev/{key}"
+        pushed = puts[0][1]
+        assert pushed["policy_metadata"]["kubernetes.images.deny_registry"]["severity"] == "critical"
+        assert pushed["allowed_registries"] == bundle.data["allowed_registries"]
+        assert pushed["promoter_revision"] == bundle.revision
+        modules = [p for p, _ in puts[1:-1]]
+        assert modules[-1] == f"/v1/policies/promoter/{key}/answer"
+        assert sorted(modules[:-1]) == sorted(f"/v1/policies/promoter/{key}/{p}" for p in bundle.policies())
+        assert puts[-1][0] == f"/v1/data/promoter_revisions/{key}"
+        posts = [(p, b) for m, p, b in opa.requests if m == "POST"]
+        assert {p for p, _ in posts} == {f"/v1/data/promoter_answer/{key}?strict-builtin-errors=true"}
+        assert len(posts) == len(CASES) + 1  # the first found nothing loaded, pushed, and asked again
+        assert set(posts[0][1]) == {"input"} and posts[0][1]["input"]["promotion"]["app"] == "demo"
+        # steady state, and another worker on the same server: one query per decision, nothing pushed
+        before = len(opa.requests)
+        for worker in (engine, OpaEngine(opa.url)):
+            assert decide(worker, bundle, CASES["latest"]()).deny
+        assert [m for m, _, _ in opa.requests[before:]] == ["POST", "POST"]
+    embedded.close()
 
 
 def test_unreachable_opa_denies_naming_it(bundle: PolicyBundle) -> None:
@@ -72,17 +93,199 @@ def test_unreachable_opa_denies_naming_it(bundle: PolicyBundle) -> None:
 
 
 def test_erroring_opa_denies(bundle: PolicyBundle) -> None:
-    with OpaStandIn(POLICIES) as opa:
+    with OpaStandIn() as opa:
         opa.fail_with = 500
         decision = decide(OpaEngine(opa.url), bundle, CASES["clean"]())
     assert not decision.allow and "500" in decision.deny[0].message
 
 
 def test_slow_opa_times_out_into_a_denial(bundle: PolicyBundle) -> None:
-    with OpaStandIn(POLICIES) as opa:
+    with OpaStandIn() as opa:
         opa.delay_s = 2.0
         decision = decide(OpaEngine(opa.url, timeout_s=0.3), bundle, CASES["clean"]())
     assert not decision.allow and "Timeout" in decision.deny[0].message
+
+
+# ---------------------------------------------------------------------- OPA sees what the audit names
+
+EXTRA = """package kubernetes.extra
+
+import rego.v1
+
+deny_everything contains {"msg": "revision B denies everything"} if true
+"""
+
+
+def revision_b(bundle: PolicyBundle) -> PolicyBundle:
+    """Another revision: one more module (denying everything) and data that allows no registry, so
+    that either leaking into revision A's evaluation would deny A's clean change."""
+    return dataclasses.replace(
+        bundle,
+        modules={**bundle.modules, "kubernetes/extra.rego": EXTRA},
+        data={**bundle.data, "allowed_registries": ["registry.example.com/"]},
+    )
+
+
+B_RULES = {"kubernetes.extra.deny_everything", "kubernetes.images.deny_registry"}
+
+
+def test_opa_judges_with_the_pushed_revision_not_the_copy_it_loaded(bundle: PolicyBundle, tmp_path: Path) -> None:
+    """A stale, permissive copy planted in the server (no image rules at all) is never what judges."""
+    shutil.copytree(POLICIES, tmp_path / "policies")
+    (tmp_path / "policies" / "kubernetes" / "images.rego").unlink()
+    with OpaStandIn(tmp_path / "policies") as opa:
+        stale = opa.query(["promoter", "decision"], CASES["latest"]())
+        assert stale["allow"]  # what the server would say with its own copy
+        decision = decide(OpaEngine(opa.url), bundle, CASES["latest"]())
+    assert not decision.allow and decision.revision == bundle.revision
+    assert "kubernetes.images.deny_unpinned_image" in {v.rule for v in decision.deny}
+
+
+def test_two_revisions_judged_at_once_each_get_their_own_verdict(bundle: PolicyBundle) -> None:
+    """Two revisions coexist on one server: threads of one worker and of a second worker evaluate both
+    at the same time, and each evaluation gets its own revision's verdict."""
+    b = revision_b(bundle)
+    with OpaStandIn() as opa:
+        workers = [OpaEngine(opa.url), OpaEngine(opa.url)]
+        jobs = [(workers[i % 2], bundle if i % 3 else b) for i in range(12)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
+            verdicts = list(pool.map(lambda job: (job[1], decide(job[0], job[1], CASES["clean"]())), jobs))
+        held = {v["revision"] for v in (opa.query(["promoter_revisions"]) or {}).values()}
+    for judged, decision in verdicts:
+        assert decision.revision == judged.revision
+        if judged is bundle:
+            assert decision.allow, decision.deny
+        else:
+            assert not decision.allow and {v.rule for v in decision.deny} == B_RULES, decision.deny
+    assert held == {bundle.revision, b.revision}
+
+
+def test_between_any_two_writes_of_a_push_or_removal_each_answer_is_right_or_absent(bundle: PolicyBundle) -> None:
+    """Two workers that keep only their newest revision push and remove each other's. Before every
+    write either makes, the server is asked for both revisions' answers: each is its own revision's
+    verdict, or not there (and then the evaluation pushes it again); never half a revision, never the
+    other's rules."""
+    b = revision_b(bundle)
+    doc = CASES["clean"]()
+    checked: list[str] = []
+    with OpaStandIn() as opa:
+        one, two = OpaEngine(opa.url, keep=1), OpaEngine(opa.url, keep=1)
+        keys = {one.layout(bundle).key: bundle, two.layout(b).key: b}
+
+        def look(method: str, path: str) -> None:
+            answers = opa.query(["promoter_answer"], doc) or {}  # both at once: one snapshot of the store
+            for key, judged in keys.items():
+                answer = answers.get(key) or {}
+                if "decision" not in answer:
+                    continue  # not loaded whole: an evaluation would push it again
+                assert answer["revision"] == answer["pinned"] == judged.revision, (method, path)
+                rules = {f["rule"] for f in answer["decision"]["deny"]}
+                assert rules == (set() if judged is bundle else B_RULES), (method, path, rules)
+                checked.append(f"{method} {path}")
+
+        assert decide(one, bundle, doc).allow  # pushes A
+        opa.before_write = look
+        assert {v.rule for v in decide(two, b, doc).deny} == B_RULES  # pushes B, removes A
+        assert decide(one, bundle, doc).allow  # A again, B removed
+        deletes = [p for m, p, _ in opa.requests if m == "DELETE"]
+    assert any(p.endswith("/answer") for p in deletes) and len(checked) > 30
+
+
+def test_a_half_removed_revision_is_pushed_again_not_answered(bundle: PolicyBundle) -> None:
+    """OPA itself keeps a revision whole: while its answer module stands, deleting any of its modules is
+    refused (the answer calls a function each of them defines); a query that finds the answer without
+    its data (removed in between) pushes the revision again and judges with it."""
+    with OpaStandIn() as opa:
+        engine = OpaEngine(opa.url)
+        assert decide(engine, bundle, CASES["clean"]()).allow
+        key = engine.layout(bundle).key
+        with pytest.raises(Exception, match="undefined function"):
+            opa.delete_policy(f"promoter/{key}/kubernetes/images.rego")
+        opa.delete_data(["promoter_rev", key])  # as another worker's removal does, after the answer
+        assert opa.query(["promoter_answer", key, "decision"], CASES["latest"]()) is None  # no data, no decision
+        decision = decide(engine, bundle, CASES["latest"]())
+    assert "kubernetes.images.deny_unpinned_image" in {v.rule for v in decision.deny}
+
+
+def test_old_revisions_are_removed_whole(bundle: PolicyBundle) -> None:
+    with OpaStandIn() as opa:
+        engine = OpaEngine(opa.url, keep=1)
+        revisions = [bundle, revision_b(bundle)]
+        keys = [engine.layout(r).key for r in revisions]
+        for r in revisions:
+            decide(engine, r, CASES["clean"]())
+        assert sorted(opa.query(["promoter_revisions"])) == keys[1:]
+        assert not [i for i in opa.policies if keys[0] in i] and keys[0] not in opa.data["promoter_rev"]
+        assert {i.split("/")[1] for i in opa.policies} == set(keys[1:])
+
+
+def test_a_builtin_error_is_a_denial_not_an_allow(bundle: PolicyBundle) -> None:
+    """Under strict-builtin-errors a builtin's error is an error, and so a denial naming it; OPA's default
+    would leave the rule undefined, and the change allowed."""
+    ports = (
+        "package kubernetes.ports\n\nimport rego.v1\n\n"
+        'deny_port contains {"msg": "port out of range"} if {\n'
+        "\tsome o in input.objects\n\tto_number(o.metadata.name) > 65535\n}\n"
+    )
+    broken = dataclasses.replace(bundle, modules={**bundle.modules, "kubernetes/ports.rego": ports})
+    with OpaStandIn() as opa:
+        decision = decide(OpaEngine(opa.url), broken, CASES["clean"]())
+        queries = [p for m, p, _ in opa.requests if m == "POST"]
+    assert not decision.allow
+    [v] = decision.deny
+    assert v.rule == "promoter.engine_error"
+    assert "policies/kubernetes/ports.rego:7: eval_builtin_error: to_number" in v.message, v.message
+    assert all(q.endswith("?strict-builtin-errors=true") for q in queries)
+
+
+def test_a_revision_opa_did_not_push_is_a_denial_naming_both(bundle: PolicyBundle) -> None:
+    with OpaStandIn() as opa:
+        engine = OpaEngine(opa.url)
+        assert decide(engine, bundle, CASES["clean"]()).allow
+        key = engine.layout(bundle).key
+        opa.put_data(["promoter_rev", key, "promoter_revision"], "f0rged")
+        decision = decide(engine, bundle, CASES["clean"]())
+    assert not decision.allow
+    assert f"answered with revision f0rged (answer module {bundle.revision}), not the pushed {bundle.revision}" in (
+        decision.deny[0].message
+    )
+
+
+def test_a_module_opa_refuses_is_a_denial_naming_the_file(bundle: PolicyBundle) -> None:
+    broken = dataclasses.replace(
+        bundle,
+        modules={**bundle.modules, "kubernetes/broken.rego": "package kubernetes.broken\n\ndeny_x contains msg if {\n"},
+    )
+    with OpaStandIn() as opa:
+        decision = decide(OpaEngine(opa.url), broken, CASES["clean"]())
+    assert not decision.allow
+    assert "refused policies/kubernetes/broken.rego" in decision.deny[0].message, decision.deny[0].message
+
+
+def test_the_token_goes_on_every_request_and_into_no_message(bundle: PolicyBundle) -> None:
+    with OpaStandIn(token="s3cret-token") as opa:
+        assert decide(OpaEngine(opa.url, token="s3cret-token"), bundle, CASES["clean"]()).allow
+        assert set(opa.authorization) == {"Bearer s3cret-token"} and len(opa.authorization) > 10
+        refused = decide(OpaEngine(opa.url, token="wrong-token"), revision_b(bundle), CASES["clean"]())
+    assert not refused.allow and "401" in refused.deny[0].message
+    assert "token" not in refused.deny[0].message.replace("invalid token", "")
+
+
+def test_namespaced_moves_packages_and_data_references_only() -> None:
+    source = (
+        "# data.x in a comment\npackage a.b\n\nimport data.lib.k8s\nimport rego.v1\n\n"
+        'x := data.y if input.data == "data.z"\n'
+        "w := [k | some k, _ in data[input.k]]\n"
+        "r := `data.raw`\n"
+        'v := {"data": data}\n'
+    )
+    assert namespaced(source, "promoter_rev.r1") == (
+        "# data.x in a comment\npackage promoter_rev.r1.a.b\n\nimport data.promoter_rev.r1.lib.k8s\nimport rego.v1\n\n"
+        'x := data.promoter_rev.r1.y if input.data == "data.z"\n'
+        "w := [k | some k, _ in data.promoter_rev.r1[input.k]]\n"
+        "r := `data.raw`\n"
+        'v := {"data": data.promoter_rev.r1}\n'
+    )
 
 
 def test_rego_syntax_error_denies_naming_the_file(tmp_path: Path) -> None:
@@ -112,3 +315,29 @@ def test_no_decision_package_denies(tmp_path: Path) -> None:
     (tmp_path / "policies" / "x.rego").write_text("package x\n\nimport rego.v1\n\nallow := true\n")
     decision = decide(EmbeddedEngine(), PolicyBundle.from_dir(tmp_path / "policies"), CASES["clean"]())
     assert not decision.allow and "no package promoter" in decision.deny[0].message
+
+
+def test_the_namespaced_library_passes_every_rego_test_under_opa(bundle: PolicyBundle) -> None:
+    """The rewrite keeps the library's meaning: moved into a revision's namespace, tests included, every
+    Rego unit test (`with data.x as ...` overrides too) still passes under OPA's own engine."""
+    from opa_bindings import OpaEngine as GoEngine
+    from opa_bindings import OpaError
+
+    prefix = "promoter_rev.rtest"
+    names = discover(bundle)
+    engine = GoEngine()
+    for path, text in sorted(bundle.modules.items()):
+        engine.add_policy(path, namespaced(text, prefix))
+    # one query for them all (each query compiles the library): the tests that are true
+    engine.add_policy(
+        "all_tests.rego",
+        "package all_tests\n\nimport rego.v1\n\n"
+        + "".join(f'passed contains "{n}" if data.{prefix}.{n.removeprefix("data.")} == true\n' for n in names),
+    )
+    engine.add_data({"promoter_rev": {"rtest": bundle.full_data()}})
+    try:
+        failed = sorted(set(names) - set(engine.eval_document("all_tests.passed")))
+    except OpaError as e:
+        failed = [str(e)]
+    engine.close()
+    assert len(names) > 100 and failed == []
