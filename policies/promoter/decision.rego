@@ -6,11 +6,22 @@
 #   remediation: Not a rule.
 package promoter
 
+import data.lib.dates
 import rego.v1
 
-warned := {c | some c in object.get(input.environment.policy, "warn_only", [])}
+# The promotion rules (order, soak, freeze, approvals) are the gates: they hold in every environment,
+# whatever its environment.yaml says. policy.enforce and policy.warn_only choose among the other
+# concerns (kubernetes, schemas) only; naming promotion in warn_only does not demote it, and leaving
+# it out of enforce does not drop it. (promoter's input says the same; this holds for any caller.)
+always_enforced := {"promotion"}
 
-enforced := {c | some c in object.get(input.environment.policy, "enforce", [])} - warned
+default env_policy := {}
+
+env_policy := input.environment.policy if is_object(input.environment.policy)
+
+warned := {c | some c in object.get(env_policy, "warn_only", [])} - always_enforced
+
+enforced := ({c | some c in object.get(env_policy, "enforce", [])} - warned) | always_enforced
 
 concerns := enforced | warned
 
@@ -81,8 +92,9 @@ findings contains f if {
 # METADATA
 # title: Decision
 # description: >-
-#   allow, deny (enforced concerns, less what a live exception excepts, plus exceptions that run
-#   too long), warn (warn_only concerns) and excepted (the denials live exceptions except).
+#   allow, deny (enforced concerns, always promotion, less what a live exception excepts; plus
+#   exceptions that run too long or are refused, and a max_exception_days above its ceiling), warn
+#   (warn_only concerns) and excepted (the denials live exceptions except).
 # custom:
 #   severity: info
 #   remediation: Not a rule.
@@ -100,7 +112,10 @@ approvers := sort([u | some u in data.promotion.approvals.allowed])
 
 enforced_findings := [f | some f in findings; f.concern in enforced; not f.advisory]
 
-deny := array.concat([noted(f) | some f in enforced_findings; not live_exception(f)], too_long)
+deny := array.concat(
+	array.concat([noted(f) | some f in enforced_findings; not live_exception(f)], too_long),
+	array.concat(refused, bad_days),
+)
 
 warn := [f | some f in findings; advisory(f)]
 
@@ -114,25 +129,82 @@ excepted := [object.union(f, {"exception": describe(id, "until")}) |
 ]
 
 # ------------------------------------------------------------------ exceptions
-# policies/exceptions/*.yaml, loaded (and checked for owner, reason and expiry) at data.exceptions:
-# {id: {rule, app, env, object, reason, owner, expires}}. `rule` names a rule or a whole package.
+# policies/exceptions/*.yaml, loaded (and checked) at data.exceptions: {id: {rule, app, env, object,
+# path, reason, owner, expires, file}}. `rule` names a rule or a whole package. promoter refuses a bad
+# exception file as it loads it; the checks here hold whatever puts the data there (OPA's own data).
 
 default exceptions := {}
 
 exceptions := data.exceptions
 
+# An exception may waive the hygiene of what is deployed (the kubernetes and schemas concerns), never
+# a gate of the promotion itself (approvals, order, soak, freeze): those hold for everyone.
+exceptable_concerns := {"kubernetes", "schemas"}
+
+# The longest an exception may run, in days: data.max_exception_days may lower it, never raise it.
+max_exception_days_ceiling := 90
+
+default days_in_data := null
+
+days_in_data := data.max_exception_days
+
 default max_exception_days := 90
 
-max_exception_days := data.max_exception_days
+max_exception_days := days_in_data if days_allowed(days_in_data)
 
-day_ns := ((24 * 60) * 60) * 1000000000
+days_allowed(d) if {
+	is_number(d)
+	round(d) == d
+	d >= 0
+	d <= max_exception_days_ceiling
+}
 
 now_ns := time.parse_rfc3339_ns(input.promotion.evaluated_at)
 
-# an exception holds until the end of its expiry date (UTC)
-expires_ns(e) := time.parse_rfc3339_ns(sprintf("%sT00:00:00Z", [substring(e.expires, 0, 10)])) + day_ns
+# an exception expiring on a date holds until the end of that day (UTC); on an RFC 3339 time, until then
+expires_ns(e) := dates.ns(e.expires) + dates.day_ns if dates.is_date(e.expires)
+
+expires_ns(e) := dates.ns(e.expires) if dates.is_rfc3339(e.expires)
+
+exceptable(rule) if {
+	is_string(rule)
+	some concern in exceptable_concerns
+	startswith(rule, concat("", [concern, "."]))
+}
+
+# [id, why] of each exception that is refused: it never applies, and it denies every promotion
+refusals contains [id, "is not a mapping of rule, app, reason, owner and expires"] if {
+	some id, e in exceptions
+	not is_object(e)
+}
+
+refusals contains [id, why] if {
+	some id, e in exceptions
+	is_object(e)
+	not exceptable(object.get(e, "rule", null))
+	why := sprintf(
+		"rule %s cannot be excepted: only rules of the kubernetes and schemas concerns can be (the promotion rules always hold)",
+		[json.marshal(object.get(e, "rule", null))],
+	)
+}
+
+refusals contains [id, why] if {
+	some id, e in exceptions
+	is_object(e)
+	not dates.is_time(object.get(e, "expires", null))
+	why := sprintf("expires %s is not a date (YYYY-MM-DD) or an RFC 3339 time", [json.marshal(object.get(e, "expires", null))])
+}
+
+refused_ids := {r[0] | some r in refusals}
+
+# the exceptions that may apply: every one that is not refused
+usable[id] := e if {
+	some id, e in exceptions
+	not id in refused_ids
+}
 
 applies(e, f) if {
+	f.concern in exceptable_concerns
 	e.app == input.promotion.app
 	object.get(e, "env", null) in {null, input.environment.name}
 	object.get(e, "object", null) in {null, f.object}
@@ -146,16 +218,16 @@ covers(rule, id) if startswith(id, concat("", [rule, "."]))
 
 live(e) if now_ns < expires_ns(e)
 
-overlong(e) if expires_ns(e) - now_ns > max_exception_days * day_ns
+overlong(e) if expires_ns(e) - now_ns > max_exception_days * dates.day_ns
 
 # the first (by ID) live exception that excepts finding f
 live_exception(f) := min(ids) if {
-	ids := {id | some id, e in exceptions; applies(e, f); live(e); not overlong(e)}
+	ids := {id | some id, e in usable; applies(e, f); live(e); not overlong(e)}
 	count(ids) > 0
 }
 
 expired_exception(f) := min(ids) if {
-	ids := {id | some id, e in exceptions; applies(e, f); not live(e)}
+	ids := {id | some id, e in usable; applies(e, f); not live(e)}
 	count(ids) > 0
 }
 
@@ -165,21 +237,52 @@ noted(f) := f if not expired_exception(f)
 
 describe(id, state) := sprintf("exception %s by %s %s %s: %s", [
 	id, exceptions[id].owner, state,
-	substring(exceptions[id].expires, 0, 10), exceptions[id].reason,
+	exceptions[id].expires, exceptions[id].reason,
 ])
 
-# an exception of this app that runs longer than data.max_exception_days fails closed
+# where an exception came from (promoter names its file; OPA's own data does not)
+source(id) := object.get(exceptions[id], "file", "data.exceptions") if is_object(exceptions[id])
+
+source(id) := "data.exceptions" if not is_object(exceptions[id])
+
+# an exception of this app that runs longer than max_exception_days fails closed
 too_long := [f |
-	some id, e in exceptions
+	some id, e in usable
 	e.app == input.promotion.app
 	overlong(e)
 	f := {
 		"concern": "promoter", "rule": "promoter.exception_too_long",
 		"message": sprintf("exception %s (%s) expires %s, more than %d days ahead", [
-			id, e.file, substring(e.expires, 0, 10),
+			id, source(id), e.expires,
 			max_exception_days,
 		]),
 		"object": null, "path": null, "advisory": false, "severity": "critical",
-		"remediation": "Give the exception an earlier expires date, or raise data.max_exception_days.",
+		"remediation": sprintf("Give the exception an earlier expires date: at most %d days ahead.", [max_exception_days]),
+	}
+]
+
+# a refused exception denies every promotion until it is fixed, as promoter's own loading does
+refused := [f |
+	some r in refusals
+	f := {
+		"concern": "promoter", "rule": "promoter.exception_refused",
+		"message": sprintf("exception %v (%s): %s", [r[0], source(r[0]), r[1]]),
+		"object": null, "path": null, "advisory": false, "severity": "critical",
+		"remediation": "Fix or remove the exception: only kubernetes and schemas rules can be excepted, until a date.",
+	}
+]
+
+# data.max_exception_days above the ceiling (or not a number of days) denies every promotion
+bad_days := [f |
+	days_in_data != null
+	not days_allowed(days_in_data)
+	f := {
+		"concern": "promoter", "rule": "promoter.max_exception_days",
+		"message": sprintf(
+			"data.max_exception_days %s is not a whole number of days from 0 to %d (its ceiling: data may lower it, never raise it)",
+			[json.marshal(days_in_data), max_exception_days_ceiling],
+		),
+		"object": null, "path": null, "advisory": false, "severity": "critical",
+		"remediation": sprintf("Set max_exception_days in policies/data.yaml to %d or less, or remove it.", [max_exception_days_ceiling]),
 	}
 ]

@@ -84,10 +84,120 @@ test_deny_an_exception_that_runs_too_long if {
 	v.message == "exception forever (policies/exceptions/demo.yaml) expires 2027-06-01, more than 90 days ahead"
 }
 
-test_allow_a_longer_exception_when_the_data_allows_it if {
+test_data_may_lower_max_exception_days if {
+	d := promoter.decision with input as f.objects_input([latest], "staging")
+		with data.exceptions as {"month": exception({"expires": "2026-12-20"})}
+		with data.max_exception_days as 14
+	not d.allow
+	some v in d.deny
+	v.rule == "promoter.exception_too_long"
+	v.message == "exception month (policies/exceptions/demo.yaml) expires 2026-12-20, more than 14 days ahead"
+}
+
+test_data_may_not_raise_max_exception_days if {
 	d := promoter.decision with input as f.objects_input([latest], "staging")
 		with data.exceptions as {"long": exception({"expires": "2027-06-01"})}
-		with data.max_exception_days as 365
+		with data.max_exception_days as 100000
+	not d.allow
+	rules := {v.rule | some v in d.deny}
+	rules == {"promoter.max_exception_days", "promoter.exception_too_long", "kubernetes.images.deny_unpinned_image"}
+	some v in d.deny
+	v.rule == "promoter.max_exception_days"
+	v.message == "data.max_exception_days 100000 is not a whole number of days from 0 to 90 (its ceiling: data may lower it, never raise it)"
+}
+
+test_an_exception_until_2099_runs_too_long if {
+	d := promoter.decision with input as f.objects_input([latest], "staging")
+		with data.exceptions as {"forever": exception({"expires": "2099-12-31"})}
+	not d.allow
+	{v.rule | some v in d.deny} == {"promoter.exception_too_long", "kubernetes.images.deny_unpinned_image"}
+	d.excepted == []
+}
+
+test_an_exception_may_expire_at_an_rfc3339_time if {
+	# the fixture evaluates at 2026-11-25T10:00:00Z
+	live := promoter.decision with input as f.objects_input([latest], "staging")
+		with data.exceptions as {"x": exception({"expires": "2026-11-25T11:00:00Z"})}
+	live.allow
+	gone := promoter.decision with input as f.objects_input([latest], "staging")
+		with data.exceptions as {"x": exception({"expires": "2026-11-25T09:00:00+00:00"})}
+	not gone.allow
+	some v in gone.deny
+	v.exception == "exception x by alice expired on 2026-11-25T09:00:00+00:00: debug build until the fix lands"
+}
+
+test_deny_an_exception_whose_expiry_is_not_a_date if {
+	every bad in ["2026-12-20 junk", "2026-13-01", "2026-02-30", "tomorrow", "2026-12-20T00:00:00", 20261220, null] {
+		d := promoter.decision with input as f.objects_input([latest], "staging")
+			with data.exceptions as {"junk": exception({"expires": bad})}
+		not d.allow
+		d.excepted == []
+		some v in d.deny
+		v.rule == "promoter.exception_refused"
+		v.message == sprintf("exception junk (policies/exceptions/demo.yaml): expires %s is not a date (YYYY-MM-DD) or an RFC 3339 time", [json.marshal(bad)])
+	}
+}
+
+# what a developer could push to waive the gates: none of these ever excepts a finding
+promotion_exceptions := [
+	"promotion.approvals.deny_author_approval", "promotion.approvals", "promotion.order",
+	"promotion.order.deny_skipped_environment", "promotion.freeze", "promotion.soak", "promotion",
+	"promoter.exception_too_long", "lib.k8s",
+]
+
+skipped_staging := object.union(f.objects_input([f.good], "prod"), {"promotion": {"history": []}})
+
+test_an_exception_never_waives_a_promotion_rule if {
+	every rule in promotion_exceptions {
+		d := promoter.decision with input as skipped_staging
+			with data.exceptions as {"skip": exception({"rule": rule, "env": "prod"})}
+		not d.allow
+		d.excepted == []
+		rules := {v.rule | some v in d.deny}
+		rules == {"promotion.order.deny_skipped_environment", "promoter.exception_refused"}
+		some v in d.deny
+		v.rule == "promoter.exception_refused"
+		v.message == sprintf(
+			"exception skip (policies/exceptions/demo.yaml): rule \"%s\" cannot be excepted: only rules of the kubernetes and schemas concerns can be (the promotion rules always hold)",
+			[rule],
+		)
+	}
+}
+
+test_an_exception_never_lets_an_author_approve_prod if {
+	inp := object.union(f.objects_input([f.good], "prod"), {
+		"promotion": {"phase": "approval", "author": "Alice Liddell <alice@example.com>"},
+		"approvals": [{"approver": "alice", "at": "2026-11-25T10:00:00Z", "via": "cli"}],
+	})
+	d := promoter.decision with input as inp
+		with data.exceptions as {"self": exception({"rule": "promotion.approvals.deny_author_approval"})}
+	not d.allow
+	some v in d.deny
+	v.rule == "promotion.approvals.deny_author_approval"
+}
+
+test_the_promotion_rules_hold_whatever_the_environment_enforces if {
+	every policy in [
+		{"enforce": [], "warn_only": []},
+		{"enforce": ["kubernetes"], "warn_only": ["promotion"]},
+		{"enforce": [], "warn_only": ["promotion", "kubernetes"]},
+		null,
+	] {
+		inp := object.union(skipped_staging, {"environment": {"policy": policy}})
+		d := promoter.decision with input as inp
+		not d.allow
+		some v in d.deny
+		v.rule == "promotion.order.deny_skipped_environment"
+		v.concern == "promotion"
+		every w in d.warn {
+			w.concern != "promotion"
+		}
+	}
+}
+
+test_kubernetes_stays_configurable if {
+	inp := object.union(f.objects_input([latest], "staging"), {"environment": {"policy": {"enforce": [], "warn_only": []}}})
+	d := promoter.decision with input as inp
 	d.allow
 }
 

@@ -13,9 +13,11 @@ import json
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any, Protocol
+
+import yaml
 
 from promoter import schemas, yamlsafe
 from promoter.errors import BadInput, TemporaryError
@@ -57,9 +59,10 @@ class PolicyBundle:
         data: dict[str, Any] = {}
         for p in sorted(files):
             if Path(p).name in ("data.yaml", "data.yml", "data.json") and "/" not in p:
-                loaded = yamlsafe.load(files[p], f"policies/{p}") or {}
+                loaded = _load_yaml(files[p], f"policies/{p}") or {}
                 if not isinstance(loaded, dict):
                     raise BadInput(f"policies/{p}: expected a mapping")
+                check_data(loaded, f"policies/{p}")
                 data.update(loaded)
         exceptions = load_exceptions({p: t for p, t in files.items() if p.startswith(EXCEPTIONS + "/")})
         if exceptions:
@@ -84,16 +87,202 @@ class PolicyBundle:
 
 EXCEPTIONS = "exceptions"
 _RULE_ID = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)+$")
-_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}")
+
+# An exception may waive the hygiene of what is deployed, never a gate of the promotion itself
+# (approvals, order, soak, freeze). policies/promoter/decision.rego holds the same list, so that an
+# exception reaching the policies some other way (OPA's own data) does not waive a gate either.
+EXCEPTABLE = ("kubernetes", "schemas")
+# The concern every environment enforces, whatever its policy.enforce and policy.warn_only say.
+ALWAYS_ENFORCED = "promotion"
+# The longest an exception may run, in days: data.yaml's max_exception_days may lower it, never
+# raise it. decision.rego holds the same ceiling.
+MAX_EXCEPTION_DAYS = 90
+
+# The grammar of policies/lib/dates.rego (ASCII digits; fullmatch, so no trailing newline slips by).
+_DAY = re.compile(r"[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])")
+_RFC3339 = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]+)?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+)
+_NOT_A_DATE = "is not a date; write it as YYYY-MM-DD (or an RFC 3339 time, 2026-12-20T00:00:00Z)"
+_HHMM = re.compile(r"([01][0-9]|2[0-3]):[0-5][0-9]")
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_WINDOW_FIELDS = ("name", "environments", "start", "end", "weekly")
+_WEEKLY_FIELDS = ("days", "from", "to")
+
+
+def _is_day(text: str) -> bool:
+    if not _DAY.fullmatch(text):
+        return False
+    try:
+        date.fromisoformat(text)  # 2026-02-30 has the shape of a date, and is none
+    except ValueError:
+        return False
+    return True
+
+
+def strict_time(value: Any) -> str | None:
+    """A date (`YYYY-MM-DD`) or an RFC 3339 time (`2026-12-20T00:00:00Z`), as the policies read it;
+    None for anything else (`2026-12-20 junk`, `2026-13-01`, `tomorrow`, a time without an offset).
+    YAML's own unquoted dates and times are written out in those forms."""
+    if isinstance(value, datetime):
+        if value.utcoffset() is None:
+            return None
+        return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, str):
+        m = _RFC3339.fullmatch(value)
+        if _is_day(value) or (m is not None and _is_day(m.group(1))):
+            return value
+    return None
+
+
+def _instant(text: str, end: bool = False) -> datetime:
+    """The moment a `strict_time` names: a date is its first instant (UTC), or as an end, its last."""
+    if _is_day(text):
+        return datetime.fromisoformat(text).replace(tzinfo=UTC) + timedelta(days=1 if end else 0)
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+
+
+def _shown(value: Any) -> str:
+    return json.dumps(value, default=str)  # as the policies' json.marshal shows it
+
+
+def _load_yaml(text: str, where: str) -> Any:
+    """A policy data file; an unquoted date that is no date (`2026-13-01`, which PyYAML reads as a date
+    and fails on) is bad input naming where it sits, not an error of ours."""
+    try:
+        return yamlsafe.load(text, where)
+    except ValueError as e:
+        found = _impossible_date(text)
+        if found is None:
+            raise BadInput(f"{where}: {e}") from None
+        keys, value = found
+        if f"/{EXCEPTIONS}/" in where and len(keys) > 1:  # an exception file: its ID, then the field
+            keys = [f"exception {keys[0]!r}: {keys[1]}", *keys[2:]]
+        at = "".join(k if k.startswith("[") or i == 0 else f".{k}" for i, k in enumerate(keys))
+        raise BadInput(f"{where}: {at} {value!r} {_NOT_A_DATE}") from None
+
+
+def _impossible_date(text: str) -> tuple[list[str], str] | None:
+    """The keys leading to the first unquoted date that is no date, and its text. (The text was already
+    read within yamlsafe's budget; composing it again expands no alias.)"""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except (yaml.YAMLError, RecursionError):
+        return None
+    checker = yaml.SafeLoader("")
+    stack: list[tuple[yaml.Node | None, list[str]]] = [(root, [])]
+    seen: set[int] = set()
+    while stack:
+        node, keys = stack.pop()
+        if node is None or id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:timestamp":
+            try:
+                checker.construct_yaml_timestamp(node)
+            except ValueError:
+                return keys, str(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            stack += [(v, [*keys, str(getattr(k, "value", "?"))]) for k, v in reversed(node.value)]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += [(v, [*keys, f"[{i}]"]) for i, v in reversed(list(enumerate(node.value)))]
+    return None
+
+
+def check_data(data: dict[str, Any], where: str) -> None:
+    """The settings of policies/data.yaml that loosen or judge the gates, checked as they load (the
+    policies check them again): max_exception_days may lower the ceiling, never raise it, and every
+    freeze window must be readable (a window promoter cannot read must not pass for no freeze)."""
+    days = data.get("max_exception_days")
+    if days is not None and (
+        isinstance(days, bool)
+        or not isinstance(days, int | float)
+        or not 0 <= days <= MAX_EXCEPTION_DAYS  # before int(): .inf and .nan stop here
+        or days != int(days)
+    ):
+        raise BadInput(
+            f"{where}: max_exception_days {_shown(days)} is not a whole number of days from 0 to "
+            f"{MAX_EXCEPTION_DAYS} (its ceiling: data may lower it, never raise it)"
+        )
+    if "freeze_windows" in data:
+        data["freeze_windows"] = check_freeze_windows(data["freeze_windows"], where)
+
+
+def check_freeze_windows(windows: Any, where: str) -> list[dict[str, Any]]:
+    """`freeze_windows`, checked as policies/promotion/freeze.rego checks it (the same grammar), with
+    YAML's own dates written out as the policies read them. The first problem is bad input naming the
+    window and the field."""
+    if not isinstance(windows, list):
+        raise BadInput(f"{where}: freeze_windows is not a list of freeze windows")
+    checked = []
+    for i, window in enumerate(windows):
+        named = isinstance(window, dict) and isinstance(window.get("name"), str) and window["name"] != ""
+        label = window["name"] if named else f"#{i + 1}"
+
+        def bad(field: str, why: str) -> BadInput:
+            return BadInput(f"{where}: freeze window {label!r}: {field} {why}")  # noqa: B023 - raised at once
+
+        if not isinstance(window, dict):
+            raise bad("window", "is not a mapping (name, environments, and start and end or weekly)")
+        w = dict(window)
+        for key in w:
+            if key not in _WINDOW_FIELDS:
+                raise bad(str(key), "is not a field of a freeze window (name, environments, start, end, weekly)")
+        if not named:
+            raise bad("name", "is required (a name for the window)")
+        if "environments" in w and not (
+            isinstance(w["environments"], list) and all(isinstance(e, str) for e in w["environments"])
+        ):
+            raise bad("environments", "is not a list of environment names")
+        if "weekly" in w:
+            if "start" in w or "end" in w:
+                raise bad("weekly", "and start/end are both set: a window is dated or weekly, not both")
+            weekly = w["weekly"]
+            if not isinstance(weekly, dict):
+                raise bad("weekly", "is not a mapping of days, from and to")
+            for key in weekly:
+                if key not in _WEEKLY_FIELDS:
+                    raise bad(f"weekly.{key}", "is not a field of a weekly window (days, from, to)")
+            days = weekly.get("days")
+            if not isinstance(days, list) or not days:
+                raise bad("weekly.days", "is missing: a list of weekdays (Monday to Sunday)")
+            for day in days:
+                if not isinstance(day, str) or day.lower() not in WEEKDAYS:
+                    raise bad("weekly.days", f"{_shown(day)} is not a weekday (Monday to Sunday, in any case)")
+            for key in ("from", "to"):
+                if key not in weekly:
+                    raise bad(f"weekly.{key}", "is missing (HH:MM, UTC)")
+                if not isinstance(weekly[key], str) or not _HHMM.fullmatch(weekly[key]):
+                    shown = _shown(weekly[key])
+                    raise bad(f"weekly.{key}", f"{shown} is not a time HH:MM from 00:00 to 23:59 (quote it in YAML)")
+            if weekly["to"] <= weekly["from"]:  # HH:MM compare as text as they do as times
+                raise bad("weekly.to", "is not after weekly.from (a weekly window ends the day it starts)")
+        else:
+            for key in ("start", "end"):
+                if key not in w:
+                    raise bad(key, "is missing: a window has start and end, or weekly")
+            for key in ("start", "end"):
+                value = strict_time(w[key])
+                if value is None:
+                    raise bad(
+                        key,
+                        f"{_shown(w[key])} is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-12-24T00:00:00Z)",
+                    )
+                w[key] = value
+            if _instant(w["end"], end=True) <= _instant(w["start"]):
+                raise bad("end", "is not after start")
+        checked.append(w)
+    return checked
 
 
 def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
     """`policies/exceptions/*.yaml`: each a mapping of exception IDs to `{rule, app, env?, object?,
     reason, owner, expires}` (the layout OPA itself loads at `data.exceptions`). A malformed one is
     bad input naming its file and ID: the policies then deny everything (fail closed). Whether an
-    exception matches, has expired or runs too long is the policies' decision."""
-    from datetime import date
-
+    exception matches, has expired or runs too long is the policies' decision; so is a refusal of an
+    exception for a rule outside `EXCEPTABLE`, which they make again whatever loads the data."""
     from promoter.names import is_label
 
     found: dict[str, dict[str, Any]] = {}
@@ -101,7 +290,7 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
         if not path.endswith((".yaml", ".yml")):
             continue
         where = f"policies/{path}"
-        doc = yamlsafe.load(files[path], where) or {}
+        doc = _load_yaml(files[path], where) or {}
         if not isinstance(doc, dict):
             raise BadInput(f"{where}: expected a mapping of exception IDs to exceptions")
         for key, entry in doc.items():
@@ -117,14 +306,17 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
             rule, expires = str(entry["rule"]), entry["expires"]
             if not _RULE_ID.match(rule):
                 raise BadInput(f"{at}: rule {rule!r} is not a rule or package (e.g. kubernetes.images.deny_registry)")
+            if rule.split(".")[0] not in EXCEPTABLE:
+                raise BadInput(
+                    f"{at}: rule {rule!r} cannot be excepted: only rules of the {' and '.join(EXCEPTABLE)} concerns "
+                    "can be (the promotion rules, approvals, order, soak and freeze, always hold)"
+                )
             for name in ("app", "env"):
                 if entry.get(name) is not None and not is_label(entry[name]):
                     raise BadInput(f"{at}: {name} {entry[name]!r} is not an app or environment name")
-            day = expires.isoformat()[:10] if isinstance(expires, date) else str(expires)
-            try:
-                date.fromisoformat(day[:10])
-            except ValueError:
-                raise BadInput(f"{at}: expires {str(expires)[:40]!r} is not a date; write it as YYYY-MM-DD") from None
+            until = strict_time(expires)
+            if until is None:
+                raise BadInput(f"{at}: expires {str(expires)[:40]!r} {_NOT_A_DATE}")
             if key in found:
                 raise BadInput(f"{at}: the ID is used twice; give each exception its own")
             found[str(key)] = {
@@ -135,7 +327,7 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
                 "path": entry.get("path"),
                 "reason": str(entry["reason"]).strip(),
                 "owner": str(entry["owner"]).strip(),
-                "expires": day[:10],
+                "expires": until,
                 "file": where,
             }
     return found
@@ -260,6 +452,11 @@ def environment_document(env: EnvironmentConfig) -> dict[str, Any]:
     def seconds(d: timedelta | None) -> float | None:
         return None if d is None else d.total_seconds()
 
+    # the promotion rules hold in every environment: environment.yaml cannot leave them out of enforce
+    # or demote them to warn_only (decision.rego says the same, for any caller)
+    policy = doc["policy"]
+    policy["enforce"] = list(dict.fromkeys([*policy["enforce"], ALWAYS_ENFORCED]))
+    policy["warn_only"] = [c for c in policy["warn_only"] if c != ALWAYS_ENFORCED]
     doc["approval"]["timeout"] = seconds(env.approval.timeout)
     doc["health"]["timeout"] = seconds(env.health.timeout)
     doc["soak"] = seconds(env.soak)

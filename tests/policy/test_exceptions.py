@@ -26,6 +26,9 @@ GOOD = (
 )
 
 
+ONLY = "only rules of the kubernetes and schemas concerns can be"
+
+
 def load(text: str) -> PolicyBundle:
     return PolicyBundle.from_files({"promoter/decision.rego": "package promoter\n", "exceptions/demo.yaml": text})
 
@@ -37,6 +40,29 @@ def load(text: str) -> PolicyBundle:
         (GOOD.replace("  reason: the debug build, until the fix lands\n", ""), "reason is required"),
         (GOOD.replace("  expires: {expires}\n", ""), "expires is required"),
         (GOOD.replace("{expires}", "soon"), "expires 'soon' is not a date; write it as YYYY-MM-DD"),
+        # dates are strict: YYYY-MM-DD or RFC 3339, quoted or not
+        (GOOD.replace("{expires}", "2026-12-20 junk"), "expires '2026-12-20 junk' is not a date"),
+        (GOOD.replace("{expires}", "2026-13-01"), "expires '2026-13-01' is not a date"),
+        (GOOD.replace("{expires}", "'2026-13-01'"), "expires '2026-13-01' is not a date"),
+        (GOOD.replace("{expires}", "2026-02-30"), "expires '2026-02-30' is not a date"),
+        (GOOD.replace("{expires}", "tomorrow"), "expires 'tomorrow' is not a date"),
+        (GOOD.replace("{expires}", "2026-12-20 10:00:00"), "expires '2026-12-20 10:00:00' is not a date"),  # no offset
+        (GOOD.replace("{expires}", "'2026-12-20T10:00:00'"), "expires '2026-12-20T10:00:00' is not a date"),
+        (GOOD.replace("{expires}", "20261220"), "expires '20261220' is not a date"),
+        # the gates cannot be excepted: only the kubernetes and schemas concerns' rules can
+        *[
+            (GOOD.replace("kubernetes.images.deny_unpinned_image", rule), f"rule '{rule}' cannot be excepted: {ONLY}")
+            for rule in (
+                "promotion.approvals",
+                "promotion.approvals.deny_author_approval",
+                "promotion.order",
+                "promotion.order.deny_skipped_environment",
+                "promotion.freeze.deny_freeze_window",
+                "promotion.soak",
+                "promoter.exception_too_long",
+                "lib.k8s.ident",
+            )
+        ],
         (GOOD + "  ticket: OPS-1\n", "unknown key 'ticket'"),
         (GOOD.replace("deny_unpinned_image", "deny unpinned"), "is not a rule or package"),
         (GOOD.replace("app: demo", "app: ../prod"), "app '../prod' is not an app or environment name"),
@@ -48,6 +74,26 @@ def test_a_malformed_exception_is_bad_input_naming_its_file_and_id(text: str, ex
     with pytest.raises(BadInput) as e:
         load(text.replace("{expires}", "2026-12-01"))
     assert str(e.value).startswith("policies/exceptions/demo.yaml") and expected in str(e.value), e.value
+
+
+@pytest.mark.parametrize(
+    ("expires", "read"),
+    [
+        ("2026-12-01", "2026-12-01"),
+        ("'2026-12-01'", "2026-12-01"),
+        ("2026-12-01T18:00:00Z", "2026-12-01T18:00:00Z"),
+        ("2026-12-01T18:00:00+02:00", "2026-12-01T16:00:00Z"),  # YAML's own time, written out in UTC
+        ("'2026-12-01T18:00:00+02:00'", "2026-12-01T18:00:00+02:00"),
+    ],
+)
+def test_an_expiry_is_a_date_or_an_rfc3339_time(expires: str, read: str) -> None:
+    assert load(GOOD.replace("{expires}", expires)).data["exceptions"]["demo-debug"]["expires"] == read
+
+
+@pytest.mark.parametrize("rule", ["kubernetes", "schemas"])
+def test_a_kubernetes_or_schemas_package_may_be_excepted(rule: str) -> None:
+    text = GOOD.replace("kubernetes.images.deny_unpinned_image", f"{rule}.anything").replace("{expires}", "2026-12-01")
+    assert load(text).data["exceptions"]["demo-debug"]["rule"] == f"{rule}.anything"
 
 
 def test_a_valid_exception_loads_at_data_exceptions() -> None:

@@ -25,11 +25,17 @@ def make_input(
     phase: str = "pre_pr",
     approvals: list[str] = (),
     author: str = "dana <dana@example.com>",
+    policy: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """The sample's `env` (its environment.yaml, with `policy` in place of its own when given), evaluated
+    on Wednesday 2026-11-25 at 10:00 UTC."""
     from datetime import UTC, datetime
 
     path = ROOT / "environments" / env / "environment.yaml"
-    config = EnvironmentConfig.model_validate(yaml.safe_load(path.read_text()))
+    settings = yaml.safe_load(path.read_text())
+    if policy is not None:
+        settings["policy"] = policy
+    config = EnvironmentConfig.model_validate(settings)
     now = datetime(2026, 11, 25, 10, tzinfo=UTC)
     req = PolicyCheckInput(
         promotion_id="promote-demo",
