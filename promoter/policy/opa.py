@@ -163,7 +163,7 @@ class Layout:
 def named(bundle: PolicyBundle) -> str:
     """The revision `decide` records for `bundle`, so the one OPA must answer with: the trusted rules
     revision's commit, or (off Git, e.g. `policy check`) the hash of its files."""
-    return str(getattr(bundle, "commit", "") or bundle.revision)
+    return bundle.commit or bundle.revision
 
 
 def _dependencies_first(modules: dict[str, str]) -> list[str]:

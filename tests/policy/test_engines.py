@@ -141,6 +141,18 @@ def test_opa_judges_with_the_pushed_revision_not_the_copy_it_loaded(bundle: Poli
     assert "kubernetes.images.deny_unpinned_image" in {v.rule for v in decision.deny}
 
 
+def test_the_decision_names_the_commit_opa_answered_with(bundle: PolicyBundle) -> None:
+    """A bundle read from Git is named by its trusted rules commit: that is what is pushed, what OPA
+    answers with, and what the decision (so the audit) records."""
+    commit = "0123456789abcdef0123456789abcdef01234567"
+    named = dataclasses.replace(bundle, commit=commit)
+    with OpaStandIn() as opa:
+        engine = OpaEngine(opa.url)
+        decision = decide(engine, named, CASES["clean"]())
+        answered = opa.query(["promoter_answer", engine.layout(named).key, "revision"])
+    assert decision.allow and decision.revision == answered == commit
+
+
 def test_two_revisions_judged_at_once_each_get_their_own_verdict(bundle: PolicyBundle) -> None:
     """Two revisions coexist on one server: threads of one worker and of a second worker evaluate both
     at the same time, and each evaluation gets its own revision's verdict."""
