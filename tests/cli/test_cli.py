@@ -214,8 +214,9 @@ def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
     stack: tuple[Cli, Origin], args: list[str], files: dict[str, str], expected: str
 ) -> None:
     cli, origin = stack
+    platform = cli.state_dir / "keys" / "platform"  # a rule change counts once the platform key signed it
     if files:
-        origin.commit(files, "break the configuration")
+        commit_signed(origin, platform, files, "break the configuration")
     before = refs(origin)
     try:
         r = cli(*args)
@@ -225,7 +226,8 @@ def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
         assert refs(origin) == before
     finally:
         if files:
-            origin.repo.git.revert("--no-edit", "HEAD")
+            sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={platform}.pub"]
+            origin.repo.git.execute(["git", *sign, "revert", "-S", "--no-edit", "HEAD"])
             origin.repo.git.push("-q", "origin", "main")
 
 
@@ -408,3 +410,19 @@ def test_policy_trust_names_unsigned_rule_changes_until_the_platform_key_signs(s
     signed = commit_signed(origin, cli.state_dir / "keys" / "platform", {"policies/NOTES.md": "reviewed\n"}, "ok")
     done = cli("policy", "trust")
     assert done.returncode == 0 and f"trusted rules revision: {signed}" in done.stdout, done.stdout
+
+
+def test_history_verifies_signed_approvals_after_temporal_s_database_is_gone(stack: tuple[Cli, Origin]) -> None:
+    """Last in this module: the stack goes down, its Temporal database is deleted, and the history of
+    prod (promoted by earlier tests with signed approvals) is read and verified from Git alone."""
+    cli, origin = stack
+    assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0
+    (cli.state_dir / "temporal.db").unlink()
+    alone = Cli(cli.state_dir.parent / "no-stack")
+    alone.env["PROMOTER_REPO_URL"] = str(origin.path)
+    shown = alone("history", "demo", "--env", "prod")
+    assert shown.returncode == 0, shown.stderr
+    assert re.search(r"approval by (alice|bob) via (cli|ui): verified \(SHA256:", shown.stdout), shown.stdout
+    assert "INVALID" not in shown.stdout, shown.stdout
+    # the stack comes back (with a new, empty Temporal database) for whatever runs after
+    assert cli("up", "--detach", "--state-dir", str(cli.state_dir), *fresh_ports()).returncode == 0
