@@ -195,7 +195,7 @@ class PolicyActivities:
         app's source folder without a trusted git signature (before the PR and before the merge)."""
         if not req.environment.source.require_signed or req.phase not in ("pre_pr", "merge"):
             return []
-        unsigned = self.repo.unsigned_source(req.commit, req.source_env, req.target_env, [req.app])
+        unsigned = self.repo.unsigned_source(req.commit, req.source_env, req.target_env, [req.app], head=req.pr_head)
         return [
             PolicyViolation(
                 rule="promoter.unsigned_source",

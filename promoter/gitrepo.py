@@ -17,6 +17,7 @@ Concurrency, so that a hundred apps promoted at once do not queue behind one loc
 from __future__ import annotations
 
 import base64
+import dataclasses
 import difflib
 import fcntl
 import hashlib
@@ -32,7 +33,7 @@ import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
 
@@ -146,12 +147,40 @@ class GitRepository(Protocol):
     def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]: ...
     def trust(self, rev: str) -> Trust: ...
     def rules(self, main: str | None = None) -> RulesRevision: ...
-    def unsigned_source(self, commit: str, source: str, target: str, apps: Sequence[str]) -> list[RuleChange]: ...
+    def unsigned_source(
+        self, commit: str, source: str, target: str, apps: Sequence[str], head: str | None = None
+    ) -> list[RuleChange]: ...
     def outside_folders(self, head: str, folders: Sequence[str]) -> list[str]: ...
     def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str: ...
 
 
 HistoryEvent = history.Event  # (in the class, `history` is the method)
+RULE_PATHS = ("policies", "trust", f":(glob){ENVIRONMENTS}/*/environment.yaml")  # the rule files, as pathspecs
+MAX_UNTRUSTED_SHOWN = 20  # untrusted rule changes named; more are counted (a flood must not fill the plan)
+
+
+def _cut(text: str, limit: int) -> str:
+    """One line of at most `limit` characters (an author or a reason that someone else wrote)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass
+class _RulesWalk:
+    """How far rules() followed main from the trust root: the trusted revision reached, its rule files'
+    digest, and the untrusted changes since it."""
+
+    root: str
+    main: str
+    trusted: str
+    digest: tuple[str, ...]
+    untrusted: list[RuleChange] = field(default_factory=list)
+    more: int = 0
+
+    def copy(self) -> _RulesWalk:
+        return dataclasses.replace(self, untrusted=list(self.untrusted))
+
+
 PROMOTER_PRINCIPAL = "promoter"  # the principal of promoter's own commit signing key in trust/allowed_signers
 MAX_TRUST_BYTES = 1_000_000  # trust/allowed_signers or trust/revoked_keys: thousands of keys
 MAX_PATCH_CHARS = 200_000  # of one environment's change, as `promoter plan --diff` shows it
@@ -194,6 +223,8 @@ class GitClone:
         self.max_file_bytes = max_file_bytes
         self.trust_root = trust_root  # None: main's rule files are used as they stand (see rules())
         self._rules: dict[str, RulesRevision] = {}  # main's commit -> its trusted rules revision
+        self._walks: list[_RulesWalk] = []  # where rules() reached on recent mains, to go on from
+        self._trusts: dict[str, Trust] = {}  # trust/ at a few trusted revisions
         key = hashlib.sha256(url.encode()).hexdigest()[:16]
         self.path = Path(cache_dir) / key
         self._lock_path = Path(cache_dir) / f"{key}.lock"
@@ -490,59 +521,100 @@ class GitClone:
         from the trust root (`PROMOTER_TRUST_ROOT`), main's first-parent commits that change a rule file
         (policies/, trust/, any environment.yaml) are followed while each is trusted: a commit whose rules
         are the trusted ones already, one signed by a key that trust/allowed_signers *of the trusted
-        revision before it* lists for `git` (as `git verify-commit` checks it; never the principal
-        `promoter`, whose key signs promoter's own merges), or a merge whose second parent is such a signed
-        commit with the same rules. An untrusted change is not used, and is reported. Without a trust
-        root, main's rule files are used as they stand (RulesRevision.root is None)."""
+        revision before it* lists for `git` (as `git verify-commit` checks it; never a key listed for the
+        principal `promoter`, which signs promoter's own merges), or a merge whose second parent is such a
+        signed commit made on top of the trusted revision, with the same rules. An untrusted change is not
+        used, and is reported. Without a trust root, main's rule files are used as they stand
+        (RulesRevision.root is None). The walk goes on from the last main it reached, so a new commit on
+        main costs what it changed, not the whole history since the root."""
         repo = self._have(main)
         main = main or self._main(repo)
         cached = self._rules.get(main)
         if cached is not None:
             return cached
-        paths = ["policies", "trust", f":(glob){ENVIRONMENTS}/*/environment.yaml"]
         if self.trust_root is None:  # the rules are main's, named by the last commit that changed them
-            last = self._git(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *paths).strip()
-            found = RulesRevision(commit=last or main)
-            self._rules = {**dict(list(self._rules.items())[-15:]), main: found}
-            return found
+            last = self._git(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *RULE_PATHS).strip()
+            return self._remember(main, RulesRevision(commit=last or main))
         root = self._rev(repo, self.trust_root)
         if root is None or not self._is_ancestor(repo, root, main):
             raise BadInput(
                 f"the trust root {self.trust_root[:12]} (PROMOTER_TRUST_ROOT) is not a commit of {MAIN} in "
                 f"{self.url}; pin a commit of {MAIN} whose rule files you trust"
             )
-        changed = self._git(repo, "log", "--first-parent", "--reverse", "--format=%H", f"{root}..{main}", "--", *paths)
-        trusted, digest = root, self._rules_digest(repo, root)
-        untrusted: list[RuleChange] = []
-        for commit in changed.split():
+        walk = self._walk_from(repo, root, main)
+        for line in self._git(
+            repo,
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H%x1f%an <%ae>",
+            f"{walk.main}..{main}",
+            "--",
+            *RULE_PATHS,
+        ).splitlines():
+            commit, _, author = line.partition("\x1f")
             here = self._rules_digest(repo, commit)
-            if here == digest:
-                trusted = commit  # the same rules: a newer name for them
+            if here == walk.digest:
+                walk.trusted = commit  # the same rules: a newer name for them
                 continue
-            reason = self._vouched(repo, commit, trusted, here)
+            reason = self._vouched(repo, commit, walk.trusted, here)
             if reason is None:
-                trusted, digest, untrusted = commit, here, []  # a trusted key took in everything before it
+                walk.trusted, walk.digest, walk.untrusted, walk.more = commit, here, [], 0  # took in all before it
+            elif len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
+                walk.untrusted.append(RuleChange(commit=commit, author=_cut(author, 120), reason=_cut(reason, 300)))
             else:
-                author = self._git(repo, "log", "-1", "--format=%an <%ae>", commit)
-                untrusted.append(RuleChange(commit=commit, author=author, reason=reason))
-        if self._rules_digest(repo, main) == digest:
-            untrusted = []  # what was changed unsigned has been changed back
-        found = RulesRevision(commit=trusted, root=root, untrusted=untrusted)
+                walk.more += 1
+        walk.main = main
+        self._walks = [*self._walks[-7:], walk.copy()]
+        undone = self._rules_digest(repo, main) == walk.digest  # what was changed unsigned has been changed back
+        return self._remember(
+            main,
+            RulesRevision(
+                commit=walk.trusted,
+                root=root,
+                untrusted=[] if undone else list(walk.untrusted),
+                more_untrusted=0 if undone else walk.more,
+            ),
+        )
+
+    def _remember(self, main: str, found: RulesRevision) -> RulesRevision:
         self._rules = {**dict(list(self._rules.items())[-15:]), main: found}  # a few recent mains
         return found
 
-    def unsigned_source(self, commit: str, source: str, target: str, apps: Sequence[str]) -> list[RuleChange]:
+    def _walk_from(self, repo: git.Repo, root: str, main: str) -> _RulesWalk:
+        """Where to go on following main from: the walk of an earlier main on `main`'s first-parent line
+        (the newest such), or the trust root."""
+        for walk in reversed(self._walks):
+            if walk.root != root or not self._is_ancestor(repo, walk.main, main):
+                continue
+            oldest = self._git(repo, "log", "--first-parent", "--reverse", "--format=%H %P", f"{walk.main}..{main}")
+            first = oldest.split("\n", 1)[0].split()
+            if len(first) >= 2 and first[1] == walk.main:  # the walk's main is on this main's first-parent line
+                return walk.copy()
+        return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root))
+
+    def unsigned_source(
+        self, commit: str, source: str, target: str, apps: Sequence[str], head: str | None = None
+    ) -> list[RuleChange]:
         """The commits of the promoted range (after the commit deployed in `target`, and after the trust
-        root, which is trusted as it is) that touched an app's folder in `source` and carry no git SSH
-        signature by a key trust/allowed_signers lists for `git` at the trusted rules revision
+        root, which is trusted as it is) that touched an app's folder in `source`, and with `head` (the
+        stage's PR head) the commits pushed onto the PR after promoter's own first one, that carry no git
+        SSH signature by a key trust/allowed_signers lists for `git` at the trusted rules revision
         (`source.require_signed`, as Flux and Argo CD verify a source's commits)."""
-        repo = self._have(commit)
-        trust = self._trust(repo, self.rules(self._main(repo)).commit)
+        repo = self._have(head or commit)
+        main = self._main(repo)
+        trust = self._trust(repo, self.rules(main).commit)
         since = self.authors(commit, target, apps).since
         found: list[RuleChange] = []
-        for app in apps:
-            stop = [f"^{rev}" for rev in (since.get(app), self.trust_root) if rev]
-            out = self._git(repo, "log", "--format=%H%x1f%an <%ae>", commit, *stop, "--", app_folder(source, app))
+        selections = [
+            [commit, *(f"^{rev}" for rev in (since.get(app), self.trust_root) if rev), "--", app_folder(source, app)]
+            for app in apps
+        ]
+        if head:  # the PR's commits but its first, which promoter wrote (signed by its key, when it has one)
+            pushed = self._git(repo, "log", "--reverse", "--format=%H", head, f"^{main}").split()
+            selections += [[sha, "-1"] for sha in pushed[1:]]
+        for selection in selections:
+            out = self._git(repo, "log", "--format=%H%x1f%an <%ae>", *selection)
             for line in out.splitlines():
                 sha, _, author = line.partition("\x1f")
                 try:
@@ -585,23 +657,37 @@ class GitClone:
 
     def _vouched(self, repo: git.Repo, commit: str, trusted: str, digest: tuple[str, ...]) -> str | None:
         """None when a key trusted at `trusted` vouches for `commit`'s rules; else why not (one phrase)."""
-        trust = self._trust(repo, trusted)
+        trust = self._trust_cached(repo, trusted)
         reason = self._signed_by_rules_key(repo, commit, trust)
         if reason is None:
             return None
         parents = self._raw(repo, commit).split(b"\n\n", 1)[0].split(b"\n")
         second = [line.split()[1].decode() for line in parents if line.startswith(b"parent ")][1:2]
-        if second and self._rules_digest(repo, second[0]) == digest:  # a merge of a signed rules change
-            if self._signed_by_rules_key(repo, second[0], trust) is None:
-                return None
+        if (
+            second
+            and self._rules_digest(repo, second[0]) == digest  # a merge that brings exactly a signed change
+            and self._is_ancestor(repo, trusted, second[0])  # made on top of today's rules, never an old one
+            and self._signed_by_rules_key(repo, second[0], trust) is None
+        ):
+            return None
         return reason
+
+    def _trust_cached(self, repo: git.Repo, rev: str) -> Trust:
+        found = self._trusts.get(rev)
+        if found is None:
+            found = self._trust(repo, rev)
+            self._trusts = {**dict(list(self._trusts.items())[-7:]), rev: found}
+        return found
 
     def _signed_by_rules_key(self, repo: git.Repo, commit: str, trust: Trust) -> str | None:
         try:
             signer = signing.commit_signer(self._raw(repo, commit), trust.allowed_signers, trust.revoked_keys)
+            promoters = [
+                s for s in signing.parse_allowed_signers(trust.allowed_signers) if PROMOTER_PRINCIPAL in s.principals
+            ]
         except signing.SignatureError as e:
             return "unsigned" if "not signed" in str(e) else str(e)
-        if signer.principal == PROMOTER_PRINCIPAL:
+        if any(signing.fingerprint(s.key_blob) == signer.fingerprint for s in promoters):
             return "signed by promoter's own key, which signs its merges, never rule changes"
         return None
 
@@ -693,6 +779,9 @@ class GitClone:
         sha = self._rev(repo, rev) if len(rev) == 40 else None
         if sha is None or not self._is_ancestor(repo, sha, f"{merge}^1"):  # main before it, not the PR branch
             return proofs.TrustAt(None, f"{history.TRUST} {rev[:12]} is not a commit of main before this merge")
+        if self.trust_root is not None and self._is_ancestor(repo, self.trust_root, sha):
+            if self.rules(sha).commit != sha:  # a revision whose trust/ nobody trusted verifies nothing
+                return proofs.TrustAt(None, f"{history.TRUST} {rev[:12]} is not a trusted rules revision")
         return proofs.TrustAt(self._trust(repo, sha), revoked_now=revoked_now)
 
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]:
@@ -834,9 +923,9 @@ class GitClone:
         return self._held_trees(repo, self._main(repo), commit, apps)
 
     def _held_trees(self, repo: git.Repo, main: str, commit: str, apps: Sequence[str]) -> dict[str, str]:
-        try:
-            source = self._environments(repo, main)[0].config.name
-        except BadInput:  # main's environments do not parse: the revert still happens, held by its commit alone
+        try:  # the source environment as the trusted rules name it: an unsigned change of main's cannot move it
+            source = self._environments(repo, self.rules(main).commit)[0].config.name
+        except BadInput:  # the environments do not parse: the revert still happens, held by its commit alone
             return {}
         if self._rev(repo, commit) is None:
             return {}
@@ -870,6 +959,9 @@ class GitClone:
         does not count."""
         trust = self._trust(repo, self.rules(main).commit)
         return holds.promoter_signers(trust.allowed_signers), trust.revoked_keys
+
+    def _branch_signed(self, repo: git.Repo, commit: str, signers: tuple[str, str]) -> bool:
+        return bool(_SHA.fullmatch(commit)) and self._signed_by_promoter(repo, commit, signers)
 
     def _signed_by_promoter(self, repo: git.Repo, commit: str, signers: tuple[str, str]) -> bool:
         """Whether `commit` carries a valid signature by a key listed for `promoter` (as git verify-commit)."""
@@ -927,7 +1019,7 @@ class GitClone:
         touches: dict[str, Touch] = {}
         with tempfile.TemporaryDirectory(prefix="promoter-signers-") as tmp:
             signers = Path(tmp) / "allowed_signers"
-            signers.write_text(self._allowed_signers(repo, main))  # empty: git still names an SSH key
+            signers.write_text(self._allowed_signers(repo, self.rules(main).commit))  # empty: git still names a key
             ranges = [
                 [commit, *([f"^{since[app]}"] if app in since else []), "--", f":(glob){ENVIRONMENTS}/*/{app}/**"]
                 for app in apps
@@ -990,6 +1082,8 @@ class GitClone:
         for rank, m in enumerate(merges):  # newest first, as main's first parents have them
             m["branch_message"], m["rank"] = branches.get(m["parent"], ""), str(rank)
         reverted: set[str] = set()
+        second_parents = {m["sha"]: m["parent"] for m in merges}
+        signers = self._promoter_signers(repo, main) if self._signing_key is not None else None
         for event in history.events(app, merges, []):
             if event.env != env:
                 continue
@@ -1001,6 +1095,8 @@ class GitClone:
                 and event.commit not in reverted
                 and self._rev(repo, event.commit) is not None
                 and self._is_ancestor(repo, event.commit, commit)
+                # promoter signs its branch commits: a look-alike merge a person pushed narrows nothing
+                and (signers is None or self._branch_signed(repo, second_parents.get(event.main_commit, ""), signers))
             ):
                 return event.commit
         return None

@@ -304,14 +304,16 @@ class RulesRevision(BaseModel):
 
     commit: str = ""
     root: str | None = None  # the trust root (None: none is set, so main's rule files are used as they are)
-    untrusted: list[RuleChange] = Field(default_factory=list)  # on main since `commit`, and not used
+    untrusted: list[RuleChange] = Field(default_factory=list)  # on main since `commit`, and not used (the first 20)
+    more_untrusted: int = 0  # untrusted changes beyond those listed
 
     def notice(self) -> str:
         """One line for status, the Web UI and the PR body ("" when main's rules are all trusted)."""
         if not self.untrusted:
             return ""
         changes = "; ".join(f"{c.commit[:12]} by {c.author}, {c.reason}" for c in self.untrusted[:5])
-        more = f" (and {len(self.untrusted) - 5} more)" if len(self.untrusted) > 5 else ""
+        others = len(self.untrusted) - 5 + self.more_untrusted
+        more = f" (and {others} more)" if others > 0 else ""
         return (
             f"main has untrusted rule changes since {self.commit[:12]}: {changes}{more}; "
             f"they are not used until a trusted key signs them (`promoter policy trust`)"

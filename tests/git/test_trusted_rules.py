@@ -106,3 +106,72 @@ def test_unsigned_source_names_each_unsigned_commit_of_the_range(
     found = clone.unsigned_source(signed, "dev", "staging", ["demo"])
     assert [c.commit for c in found] == [unsigned] and "not signed" in found[0].reason
     assert clone.unsigned_source(root, "dev", "staging", ["demo"]) == []  # the root is trusted as it is
+
+
+def test_an_old_signed_commit_merged_again_rolls_nothing_back(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path
+) -> None:
+    """The platform key signed A (prod needs no approval), then B (back to one): an unsigned merge that
+    brings A in again, with A's rules, is not trusted, since A was not made on top of today's rules."""
+    origin, keys, root = keyed
+    clone = GitClone(origin.url, tmp_path / "cache", trust_root=root)
+    loose = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 0"), "A: loosen")
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 0", "required: 1"), "B: back")
+    assert clone.rules().commit == strict
+    repo = origin.repo
+    tree = repo.git.execute(["git", "rev-parse", f"{loose}^{{tree}}"])
+    replay = repo.git.execute(["git", "commit-tree", tree, "-p", strict, "-p", loose, "-m", "Merge A again"])
+    repo.git.push("-q", "origin", f"{replay}:refs/heads/main")
+    rules = clone.rules()
+    assert rules.commit == strict and [c.commit for c in rules.untrusted] == [replay], rules
+
+
+def test_a_key_listed_for_promoter_on_any_line_never_vouches_for_rules(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    bot = tmp_path / "bot"
+    origin = origin_factory()
+    root = origin.commit({"trust/allowed_signers": f'bot,promoter namespaces="git" {keygen(bot)}\n'}, "trust")
+    clone = GitClone(origin.url, tmp_path / "cache", trust_root=root)
+    signed = commit_signed(origin, bot, {"policies/notes.txt": "x"}, "signed by a key promoter signs with")
+    assert [c.commit for c in clone.rules().untrusted] == [signed]
+    assert "promoter's own key" in clone.rules().untrusted[0].reason
+
+
+def test_a_look_alike_promotion_merge_narrows_no_range_when_promoter_signs(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path
+) -> None:
+    """A person pushes a merge that looks like promoter's promotion of an unsigned commit U into prod:
+    with promoter signing its commits, the range still starts before U (U stays unsigned, its author an
+    author)."""
+    origin, keys, root = keyed
+    clone = GitClone(origin.url, tmp_path / "cache", trust_root=root)
+    clone.sign_commits_with(keys["promoter"].read_bytes())
+    unsigned = origin.bump(tag="6.6.6")
+    repo = origin.repo
+    main = repo.head.commit.hexsha
+    (origin.work / "environments/prod/demo/NOTES.md").write_text("notes\n")
+    repo.git.add("-A")
+    tree = repo.git.write_tree()
+    branch = repo.git.execute(
+        ["git", "commit-tree", tree, "-p", main, "-m", f"promote(demo): prod <- dev\n\nPromoted-Commit: {unsigned}\n"]
+    )
+    fake = repo.git.execute(
+        ["git", "commit-tree", tree, "-p", main, "-p", branch, "-m",
+         "Merge pull request #999 from promote/demo/prod/abcdef0\n\nnotes\n\nPromoter-Promotion: promote-demo\n"]
+    )  # fmt: skip
+    repo.git.push("-q", "origin", f"{fake}:refs/heads/main")
+    assert [c.commit for c in clone.unsigned_source(unsigned, "dev", "prod", ["demo"])] == [unsigned]
+    assert "dana <dana@example.com>" in {t.author for t in clone.authors(unsigned, "prod", ["demo"]).touches}
+
+
+def test_a_revert_holds_content_even_when_main_s_environments_are_broken_unsigned(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path
+) -> None:
+    origin, _, root = keyed
+    clone = GitClone(origin.url, tmp_path / "cache", trust_root=root)
+    held = origin.bump(tag="7.0.0")
+    origin.commit(prod_yaml(origin, "order: 3", "order: 2"), "unsigned: prod clashes with staging")
+    assert clone.held_trees(held, ["demo"]) == {
+        "environments/dev/demo": clone.folder_trees(held, ["environments/dev/demo"])["environments/dev/demo"]
+    }
