@@ -64,11 +64,16 @@ warn_deprecated_api contains result(f) if {
 
 # METADATA
 # title: Custom resource not validated
-# description: No CustomResourceDefinition for the kind in the repository or the cluster; it is said, never passed silently.
+# description: >-
+#   No CustomResourceDefinition for the kind in the repository or the cluster: nothing can check the
+#   object, and a cluster without the CRD refuses it at sync, after the approval. Denied, never passed
+#   on a warning (fail closed); under warn_only: [schemas] it is a warning like every rule here.
 # custom:
-#   severity: low
-#   remediation: Add the CRD to the repository (or install it in the cluster) so that its schema checks the object.
-warn_not_validated contains result(f) if {
+#   severity: high
+#   remediation: >-
+#     Add the CRD to the environment's folder (or install it in the target cluster) so that its schema
+#     checks the object; fix the apiVersion or kind if it names no CRD by mistake.
+deny_not_validated contains result(f) if {
 	some f in found
 	f.kind == "unvalidated"
 }

@@ -16,12 +16,19 @@ test_a_removed_api_is_denied if {
 	count(kubernetes.deny_removed_api) == 1 with input as with_findings([finding("removed", "apiVersion")])
 }
 
-test_deprecated_and_unvalidated_only_warn if {
-	fs := [finding("deprecated", "apiVersion"), finding("unvalidated", "")]
+test_deprecated_only_warns if {
+	fs := [finding("deprecated", "apiVersion")]
 	count(kubernetes.warn_deprecated_api) == 1 with input as with_findings(fs)
-	count(kubernetes.warn_not_validated) == 1 with input as with_findings(fs)
 	count(kubernetes.deny_invalid) == 0 with input as with_findings(fs)
 	count(kubernetes.deny_removed_api) == 0 with input as with_findings(fs)
+	count(kubernetes.deny_not_validated) == 0 with input as with_findings(fs)
+}
+
+test_a_custom_resource_without_a_crd_is_denied if {
+	fs := [{"kind": "unvalidated", "object": "Widget/-/w", "path": "", "message": "not validated: no CRD"}]
+	some r in kubernetes.deny_not_validated with input as with_findings(fs)
+	r == {"msg": "not validated: no CRD", "object": "Widget/-/w", "path": ""}
+	count(kubernetes.deny_invalid) == 0 with input as with_findings(fs)
 }
 
 test_no_schemas_input_no_finding if {

@@ -106,9 +106,10 @@ def test_policy_check_runs_the_schema_gate(repo: Path) -> None:
     assert denied == {
         ("schemas.kubernetes.deny_invalid", "Deployment/-/demo", "spec.replicsa"),
         ("schemas.kubernetes.deny_invalid", "Widget/-/w", "spec.size"),
+        ("schemas.kubernetes.deny_not_validated", "Gadget/-/g", ""),  # no CRD anywhere it looked: fail closed
     }
-    [unchecked] = [v for v in data["warn"] if v["rule"] == "schemas.kubernetes.warn_not_validated"]
-    assert unchecked["object"] == "Gadget/-/g" and "(the CLI does not read the cluster)" in unchecked["message"]
+    [unchecked] = [v for v in data["deny"] if v["rule"] == "schemas.kubernetes.deny_not_validated"]
+    assert "(the CLI does not read the cluster)" in unchecked["message"]
     table = run("policy", "check", "--env", "prod", "--repo", str(repo), str(deployment))
     assert table.returncode == 1 and "spec.replicsa" in table.stdout and "schemas.kubernetes" in table.stdout
     environment = folder / "environment.yaml"

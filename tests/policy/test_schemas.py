@@ -208,14 +208,14 @@ def test_findings_decide_as_a_concern_with_warn_only_and_an_exception_by_path(en
         denied = {(v.rule, v.object, v.path) for v in staging.deny}
         assert ("schemas.kubernetes.deny_invalid", "Deployment/-/demo", "spec.replicsa") in denied, engine.name
         assert ("schemas.kubernetes.deny_removed_api", "Ingress/-/demo", "apiVersion") in denied
-        [unchecked] = [v for v in staging.warn if v.rule == "schemas.kubernetes.warn_not_validated"]
-        assert unchecked.object == "Widget/-/w" and not staging.allow  # a warning even in an enforced concern
+        assert ("schemas.kubernetes.deny_not_validated", "Widget/-/w", "") in denied  # no CRD: fail closed
 
         warned = make_input("staging", objects=schema_faults())
         warned["environment"]["policy"] = {"enforce": ["promotion"], "warn_only": ["schemas"]}
         only_warned = decide(engine, bundle, warned)
         assert not [v for v in only_warned.deny if v.rule.startswith("schemas.")]
         assert {v.path for v in only_warned.warn} >= {"spec.replicsa", "apiVersion"}
+        assert "schemas.kubernetes.deny_not_validated" in {v.rule for v in only_warned.warn}  # warn_only: a warning
 
         excepted = decide(engine, excepted_bundle, make_input("staging", objects=schema_faults()))
         [by_path] = excepted.excepted
