@@ -590,7 +590,23 @@ class KubeCluster:
             for c in status.get("conditions") or []:
                 if c.get("type") == "Failed" and c.get("status") == "True":
                     return False, f"{name} failed: {c.get('reason')}: {c.get('message', '')}"
-            return (True, f"{name} complete") if status.get("succeeded") else (None, f"{name} is running")
+            # complete once as many pods succeeded as it asks for (no `completions`: one is enough)
+            want = spec.get("completions") or 1
+            succeeded = status.get("succeeded") or 0
+            if succeeded >= want:
+                return True, f"{name} complete"
+            return None, f"{name} is running: {succeeded} of {want} completions"
+        if kind == "PersistentVolumeClaim":
+            phase = status.get("phase") or "Pending"
+            if phase == "Bound":
+                return True, f"{name} bound"
+            if phase == "Lost":  # its volume is gone: it never binds again by itself
+                return False, f"{name} lost its volume"
+            return None, f"{name} is {phase}, not yet bound"
+        if kind == "Service":
+            return self._service_verdict(live, name)
+        if kind not in ("Deployment", "StatefulSet", "DaemonSet"):
+            return True, f"{name} exists"  # a kind without readiness (its controller, if any, reports none)
         observed = status.get("observedGeneration") or 0
         if observed < generation:
             return None, f"{name}: waiting for the controller to observe generation {generation}"
@@ -619,14 +635,47 @@ class KubeCluster:
             if ready < want or updated < want:
                 return None, f"{name}: {ready} of {want} ready, {updated} updated"
             return True, f"{name} rolled out"
-        if kind == "DaemonSet":
-            want = status.get("desiredNumberScheduled") or 0
-            updated = status.get("updatedNumberScheduled") or 0
-            available = status.get("numberAvailable") or 0
-            if updated < want or available < want:
-                return None, f"{name}: {updated} of {want} updated, {available} available"
-            return True, f"{name} rolled out"
-        return True, f"{name} exists"
+        # a DaemonSet
+        want = status.get("desiredNumberScheduled") or 0
+        updated = status.get("updatedNumberScheduled") or 0
+        available = status.get("numberAvailable") or 0
+        if updated < want or available < want:
+            return None, f"{name}: {updated} of {want} updated, {available} available"
+        return True, f"{name} rolled out"
+
+    def _service_verdict(self, live: dict[str, Any], name: str) -> tuple[bool | None, str]:
+        """A Service that selects pods is ready once it has a ready endpoint (its EndpointSlices, else
+        its Endpoints); one without a selector (ExternalName, endpoints kept by hand) once it exists."""
+        spec = live.get("spec") or {}
+        if not spec.get("selector") or spec.get("type") == "ExternalName":
+            return True, f"{name} exists"
+        namespace, service = live["metadata"].get("namespace"), live["metadata"]["name"]
+        try:
+            slices = self._resource("discovery.k8s.io/v1", "EndpointSlice")
+            found = slices.get(
+                namespace=namespace, label_selector=f"kubernetes.io/service-name={service}", serializer=_plain
+            )
+            ready = [
+                e
+                for item in found.get("items") or []
+                for e in item.get("endpoints") or []
+                if (e.get("conditions") or {}).get("ready") is not False
+            ]
+        except PermanentError:  # a cluster without EndpointSlices (before 1.21): the Endpoints object
+            try:
+                endpoints = self._get({"apiVersion": "v1", "kind": "Endpoints", "metadata": live["metadata"]})
+            except PermanentError:
+                # Not a real API server (every one serves both): nothing to read the endpoints from, said
+                return True, f"{name} exists (the cluster serves no Endpoints to check it has any)"
+            subsets = (endpoints or {}).get("subsets") or []
+            ready = [a for subset in subsets for a in subset.get("addresses") or []]
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"read the endpoints of {name}") from None
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, f"read the endpoints of {name}") from None
+        if ready:
+            return True, f"{name} has {len(ready)} ready endpoint(s)"
+        return None, f"{name} has no ready endpoints yet"
 
     def wait_healthy(
         self,
@@ -636,21 +685,35 @@ class KubeCluster:
         interval_s: float = 0.05,
         max_interval_s: float = 2.0,
     ) -> tuple[bool, str]:
-        """Poll every workload until all are healthy, one fails for good, or the deadline passes: first
-        after `interval_s`, then half as long again each time, up to `max_interval_s`."""
-        watched = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "DaemonSet", "Job")]
-        for o in watched:
+        """Poll every applied object until each exists and holds its kind's readiness (a workload
+        rolled out, a Job complete, a PVC bound, a Service with endpoints; any other kind: it exists),
+        one fails for good, or the deadline passes: first after `interval_s`, then half as long again
+        each time, up to `max_interval_s`. An app without workloads is not healthy at once: its
+        objects must be there and ready too. A workload is asked again at every poll (a rollout can
+        still fail); any other object, once ready, is not asked again."""
+        workloads = ("Deployment", "StatefulSet", "DaemonSet", "Job")
+        for o in objects:
             if self._resource(o["apiVersion"], o["kind"]).namespaced:
                 o.setdefault("metadata", {}).setdefault("namespace", self.default_namespace)
+        waiting = list(objects)
+        count = sum(o["kind"] in workloads for o in objects)
 
         def all_of_them() -> tuple[bool | None, str]:
-            pending = []
-            for obj in watched:
+            nonlocal waiting
+            pending, still = [], []
+            for obj in waiting:
                 verdict, why = self.rollout_verdict(obj)
                 if verdict is False:
                     return False, why
                 if verdict is None:
                     pending.append(why)
-            return (None, "; ".join(pending)) if pending else (True, f"{len(watched)} workload(s) healthy")
+                if verdict is None or obj["kind"] in workloads:
+                    still.append(obj)
+            waiting = still
+            if pending:
+                return None, "; ".join(pending)
+            if count:
+                return True, f"{count} workload(s) healthy"
+            return True, f"no workloads; {len(objects)} object(s) in place and ready"
 
         return _poll(all_of_them, timeout_s, "not healthy", progress, interval_s, max_interval_s)

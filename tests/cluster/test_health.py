@@ -1,0 +1,109 @@
+"""Health of an app without workloads (issue 25, no fail-open defaults): every applied object must
+exist and hold its kind's readiness. The simulator completes a Job with one success and never binds a
+PVC; where a test needs more, it writes the status through the API as a controller would."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from promoter.cluster import KubeCluster
+from promoter.sim.kube import KubeSim
+
+
+@pytest.fixture
+def sim() -> Iterator[KubeSim]:
+    with KubeSim(env="staging", rollout_delay_s=0.05) as server:
+        yield server
+
+
+@pytest.fixture
+def api(sim: KubeSim) -> client.ApiClient:
+    configuration = client.Configuration()
+    configuration.host = sim.url
+    configuration.retries = 0
+    return client.ApiClient(configuration)
+
+
+@pytest.fixture
+def cluster(api: client.ApiClient) -> KubeCluster:
+    return KubeCluster(api, "apps")
+
+
+def job(completions: int) -> dict[str, Any]:
+    pod = {"restartPolicy": "Never", "containers": [{"name": "c", "image": "ghcr.io/promoter-dev/demo:1"}]}
+    return {
+        "apiVersion": "batch/v1",
+        "kind": "Job",
+        "metadata": {"name": "migrate"},
+        "spec": {"completions": completions, "template": {"spec": pod}},
+    }
+
+
+PVC = {
+    "apiVersion": "v1",
+    "kind": "PersistentVolumeClaim",
+    "metadata": {"name": "data"},
+    "spec": {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}},
+}
+CONFIG = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "settings"}, "data": {"a": "1"}}
+
+
+def test_an_app_without_workloads_is_not_healthy_before_its_objects_exist(cluster: KubeCluster) -> None:
+    healthy, why = cluster.wait_healthy([dict(CONFIG)], timeout_s=0.3)  # never applied
+    assert not healthy and why == "not healthy within 0.3s: ConfigMap/settings does not exist yet"
+    cluster.sync("settings", "p", [CONFIG])
+    assert cluster.wait_healthy([dict(CONFIG)], timeout_s=5) == (
+        True,
+        "no workloads; 1 object(s) in place and ready",
+    )
+
+
+def test_a_job_only_app_is_healthy_once_every_completion_succeeded(cluster: KubeCluster, api: client.ApiClient) -> None:
+    cluster.sync("migrate", "p", [job(3)])
+    deadline = time.monotonic() + 5  # the simulator's controller reports one success and stops there
+    while cluster.rollout_verdict(job(3) | {"metadata": {"name": "migrate", "namespace": "apps"}})[1] != (
+        "Job/migrate is running: 1 of 3 completions"
+    ):
+        assert time.monotonic() < deadline, "the simulator never ran the Job"
+        time.sleep(0.02)
+    healthy, why = cluster.wait_healthy([job(3)], timeout_s=0.3)
+    assert not healthy and why.endswith("Job/migrate is running: 1 of 3 completions")
+    # the Job controller's word: all three pods succeeded
+    client.BatchV1Api(api).patch_namespaced_job_status("migrate", "apps", {"status": {"succeeded": 3}})
+    assert cluster.wait_healthy([job(3)], timeout_s=5) == (True, "1 workload(s) healthy")
+
+
+def test_a_pvc_is_healthy_once_bound_and_a_lost_one_fails(cluster: KubeCluster, api: client.ApiClient) -> None:
+    cluster.sync("data", "p", [PVC, CONFIG])
+    healthy, why = cluster.wait_healthy([dict(PVC), dict(CONFIG)], timeout_s=0.3)
+    assert not healthy and why == "not healthy within 0.3s: PersistentVolumeClaim/data is Pending, not yet bound"
+    core = client.CoreV1Api(api)
+    core.patch_namespaced_persistent_volume_claim_status("data", "apps", {"status": {"phase": "Bound"}})
+    assert cluster.wait_healthy([dict(PVC), dict(CONFIG)], timeout_s=5) == (
+        True,
+        "no workloads; 2 object(s) in place and ready",
+    )
+    core.patch_namespaced_persistent_volume_claim_status("data", "apps", {"status": {"phase": "Lost"}})
+    assert cluster.wait_healthy([dict(PVC)], timeout_s=5) == (False, "PersistentVolumeClaim/data lost its volume")
+
+
+def test_a_service_the_simulator_has_no_endpoints_for_is_said(cluster: KubeCluster) -> None:
+    """The simulator serves neither EndpointSlices nor Endpoints: a Service with a selector is judged
+    by its existence there, and the reason says so (a real API server serves both)."""
+    service = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "web"},
+        "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
+    }
+    cluster.sync("web", "p", [service])
+    live = {**service, "metadata": {"name": "web", "namespace": "apps"}}
+    assert cluster.rollout_verdict(live) == (
+        True,
+        "Service/web exists (the cluster serves no Endpoints to check it has any)",
+    )
