@@ -32,6 +32,7 @@ from promoter.models import (
     WatchResult,
 )
 from promoter.names import app_folder
+from promoter.secrets import redact
 
 SEEN_PUSH_TRIES = 30  # seconds a release's push may take to show on its PR before the merge step is retried
 # the release workflow's merge message names the release's branch (workflows/release_hold.py)
@@ -181,7 +182,8 @@ class ForgeActivities:
         The gate runs it while it waits, so history grows by one activity per change, not per poll.
         It heartbeats every poll: a worker that dies is noticed by the heartbeat timeout and the
         watch starts again elsewhere. A forge that errs is polled again later (its error is in the
-        heartbeat details); a permanent error (a bad token, a deleted PR) ends the watch.
+        heartbeat details, its secrets masked as an activity error's are); a permanent error (a bad
+        token, a deleted PR) ends the watch.
         """
         with classified_errors():  # a permanent error ends the watch; a temporary one is polled through
             while True:
@@ -190,7 +192,8 @@ class ForgeActivities:
                     detail = "ok"
                 except (TemporaryError, OSError) as e:
                     changed = None
-                    detail = f"forge error, polling again: {e}"
+                    # heartbeat details are kept by Temporal and shown like an error: masked the same way
+                    detail = redact(f"forge error, polling again: {e}")
                 activity.heartbeat(detail)
                 if changed is not None:
                     return changed

@@ -703,7 +703,14 @@ def _difference(d: dict[str, Any]) -> str:
     since = f" (since {str(d['since'])[:19].replace('T', ' ')}Z)" if d.get("since") else ""
     if not d.get("path"):
         return f"{d['object']} is missing{since}" if d.get("git") else f"{d['object']} is not in Git{since}"
-    return f"{d['object']} {d['path']}: Git {d.get('git')!r}, live {d.get('live')!r}{since}"
+    from promoter.cluster import masked
+
+    # masked again here: a memo written before drift reports hid secrets may still hold one
+    kind, path = str(d["object"]).split("/", 1)[0], tuple(str(d["path"]).split("."))
+    git, live = masked(kind, path, d.get("git")), masked(kind, path, d.get("live"))
+    if git == live:  # what differs is hidden on both sides
+        return f"{d['object']} {d['path']}: differs from Git (secret values hidden){since}"
+    return f"{d['object']} {d['path']}: Git {git!r}, live {live!r}{since}"
 
 
 SignKey = Annotated[

@@ -37,6 +37,8 @@ from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, Resour
 
 from promoter.errors import BadInput, PermanentError, TemporaryError
 from promoter.models import ClusterConfig, FieldDrift
+from promoter.secrets import _SECRET_NAME as SECRET_NAME
+from promoter.secrets import redact
 
 APP_LABEL = "promoter.dev/app"
 PROMOTION_LABEL = PROMOTION_ANNOTATION = "promoter.dev/promotion"
@@ -44,6 +46,7 @@ APPLIED_ANNOTATION = "promoter.dev/applied"  # the hash of what promoter applied
 MANAGER = "promoter"
 INVENTORY = "promoter-inventory-{app}"
 APPLY_CONCURRENCY = 8
+HIDDEN = "<hidden>"  # what a drift report shows in place of a secret's value
 Ident = tuple[str, str, str, str]
 
 
@@ -79,6 +82,37 @@ def differences(want: Any, live: Any, path: tuple[str, ...] = ()) -> list[tuple[
             found += differences(value, live[key], here) if key in live else [(here, value, None)]
         return found
     return [] if holds(live, want) else [(path, want, live)]
+
+
+def masked(kind: str, path: tuple[str, ...], value: Any) -> Any:
+    """`value`, the field at `path` of a `kind` object (Git's or the live one), as a drift report may
+    show it. A report lands in workflow history, the memo, webhooks and terminals, so it names where
+    a secret differs, never the secret: a Secret's `data`/`stringData` (its keys stay, their values
+    go), a name/value pair whose name says it holds a secret (an env var `DB_PASSWORD`), and any field
+    so named (promoter.secrets' names: TOKEN, SECRET, PASSWORD, API_KEY, WEBHOOK...) become `<hidden>`
+    at any depth. Every other value stays (replicas, an image): that is what people need to see."""
+    if value is None:  # absent on this side: saying so reveals nothing
+        return None
+    if kind == "Secret" and path[:1] in (("data",), ("stringData",)):
+        return {key: HIDDEN for key in value} if isinstance(value, dict) and len(path) == 1 else HIDDEN
+    if any(SECRET_NAME.search(part) for part in path):
+        return HIDDEN
+    return _masked(value)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        name = value.get("name")
+        pair = isinstance(name, str) and SECRET_NAME.search(name) is not None  # env: [{name, value}]
+        return {
+            key: HIDDEN
+            if (pair and key == "value") or (SECRET_NAME.search(key) and not isinstance(v, dict))
+            else _masked(v)
+            for key, v in value.items()
+        }
+    return redact(value) if isinstance(value, str) else value  # a token the worker knows, wherever it is
 
 
 def at(obj: Any, path: tuple[str, ...]) -> Any:
@@ -406,7 +440,8 @@ class KubeCluster:
 
     def reconciler_drift(self, engine: str, name: str, namespace: str) -> list[FieldDrift]:
         """Drift as Argo CD (`OutOfSync`) or Flux (`Ready` not `True`, since its last transition)
-        reports it: they compare the cluster with Git themselves, so promoter does not recompute it."""
+        reports it: they compare the cluster with Git themselves, so promoter does not recompute it. Only
+        the controller's status words are shown (`OutOfSync`, `False`), never a field's value."""
         status = self._reconciler(engine, name, namespace).get("status") or {}
         where = f"{RECONCILERS[engine][1]}/{namespace}/{name}"
         if engine == "argocd":
@@ -453,7 +488,8 @@ class KubeCluster:
 
         A field that looks different is confirmed by a server-side apply dry run, so what the server
         only normalises (`cpu: 0.5` stored as `500m`) is not drift; `since` is when another field
-        manager last wrote the field (from `managedFields`)."""
+        manager last wrote the field (from `managedFields`). Values are shown as `masked` leaves them:
+        a secret's is `<hidden>`, on both sides."""
         wanted = [self._label(o, app, "drift") for o in objects]
         kinds = {(o["apiVersion"], o["kind"]) for o in wanted} | self._kinds(self._inventory(app))
         live = self._live(app, kinds)
@@ -469,7 +505,11 @@ class KubeCluster:
                 applied = self._apply(obj, dry_run=True)
                 found += [
                     FieldDrift(
-                        object=_where(obj), path=".".join(path), git=want, live=have, since=changed_since(there, path)
+                        object=_where(obj),
+                        path=".".join(path),
+                        git=masked(obj["kind"], path, want),
+                        live=masked(obj["kind"], path, have),
+                        since=changed_since(there, path),
                     )
                     for path, want, have in suspects
                     if at(there, path) != at(applied, path)

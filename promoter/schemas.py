@@ -5,7 +5,9 @@ The schemas are the strict JSON schemas (no unknown field anywhere) that PyPI's 
 ships, one set per minor version; they are read once per version, and one compiled `jsonschema`
 validator per kind is kept and reused. A finding is one of:
 - `invalid`: an unknown field, a wrong type, a missing required field, an unsupported value, or a
-  kind its group does not have; with the JSON path and the schema's message;
+  kind its group does not have; with the JSON path and what the schema expects. A finding never
+  quotes the object's value, only its type (`expected string, got integer`): the field may be a
+  password, and findings reach denials, PR bodies and webhooks;
 - `removed`: an apiVersion the target version does not serve, naming the one that replaces it when
   the schemas know it (the same kind served under another apiVersion);
 - `deprecated`: an apiVersion the target serves but a newer shipped version no longer does (it goes
@@ -196,14 +198,18 @@ def _findings(where: str, error: Any) -> list[Finding]:
     if error.validator in ("type", "oneOf", "anyOf"):
         options = [schema] if error.validator == "type" else error.validator_value
         wanted = [t for s in options for t in _types(s) if t != "null"]
-        got = f"{_json_type(value)} {json.dumps(value)[:60]}"
-        message = f"expected {' or '.join(dict.fromkeys(wanted))}, got {got}"
+        message = f"expected {' or '.join(dict.fromkeys(wanted))}, got {_json_type(value)}"
         return [Finding("invalid", where, _path(at), message, tuple(at))]
     if error.validator == "enum":
         allowed = ", ".join(json.dumps(v) for v in error.validator_value if v is not None)
-        message = f"Unsupported value: {json.dumps(value)[:60]}: supported values: {allowed}"
+        message = f"Unsupported value (a {_json_type(value)}): supported values: {allowed}"
         return [Finding("invalid", where, _path(at), message, tuple(at))]
-    return [Finding("invalid", where, _path(at), error.message[:200], tuple(at))]
+    # jsonschema's own messages quote the instance ("'hunter2' is too short"): rebuilt from the rule
+    # the schema states and the instance's type alone
+    rule = json.dumps(error.validator_value, default=str)
+    rule = rule if len(rule) <= 80 else rule[:77] + "..."
+    message = f"fails the schema's {error.validator} {rule} (got {_json_type(value)})"
+    return [Finding("invalid", where, _path(at), message, tuple(at))]
 
 
 def _types(schema: Any) -> list[str]:

@@ -2,7 +2,8 @@
 retrying with backoff that honours the forge's own hints, follows pagination, and revalidates GETs
 with ETags so that polling a waiting gate costs (almost) nothing of the API budget.
 
-The token is only ever put in the Authorization header. It is never part of a URL, a log line or an
+The token is only ever put in the Authorization header, and only of requests to the API's origin
+(scheme, host and port of `base_url`): a next page elsewhere is refused. It is never part of a URL, a log line or an
 exception: messages name the method, the path and the forge's own message.
 """
 
@@ -62,7 +63,17 @@ class ApiClient:
     calls: int = 0  # requests sent (tests and metrics read it)
 
     def url(self, path: str) -> str:
-        return path if path.startswith(("http://", "https://")) else self.base_url.rstrip("/") + path
+        """The URL of an API path; an absolute URL (a `Link` header's next page) only on the forge's
+        own origin, else `BadInput`: the request would carry the token to whoever the answer named."""
+        if not path.startswith(("http://", "https://")):
+            return self.base_url.rstrip("/") + path
+        there, home = _origin(path), _origin(self.base_url)
+        if there != home:
+            raise BadInput(
+                f"{self.name} named a URL on {there} (a next page), not on its API's origin {home}: "
+                "refused, the token is sent to the forge alone"
+            )
+        return path
 
     def request(
         self, method: str, path: str, body: Any = None, params: dict[str, Any] | None = None, what: str = ""
@@ -116,7 +127,8 @@ class ApiClient:
         raise TemporaryError(f"{last} (gave up after {self.attempts} attempts)")
 
     def paginate(self, path: str, params: dict[str, Any] | None = None, what: str = "") -> Iterator[Any]:
-        """Every item of a paginated list, following `Link: <…>; rel="next"` (GitHub, Gitea, GitLab)."""
+        """Every item of a paginated list, following `Link: <…>; rel="next"` (GitHub, Gitea, GitLab), only
+        to the forge's own origin (`url` refuses any other before a request is made)."""
         url: str | None = path
         query = {"per_page": 100, **(params or {})}
         while url:
@@ -182,6 +194,18 @@ class ApiClient:
 
     def _needs(self) -> str:
         return f"; it needs {self.scope_hint}" if self.scope_hint else ""
+
+
+def _origin(url: str) -> str:
+    """A URL's origin, `scheme://host:port` (the scheme's default port when none is written), as
+    browsers compare origins; a port that is not a number is `?`."""
+    parts = urllib.parse.urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port: int | str | None = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:
+        port = "?"
+    return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
 
 
 def _json(data: bytes) -> Any:
