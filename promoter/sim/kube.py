@@ -1,30 +1,38 @@
 """A simulated Kubernetes API server on loopback, for the embedded stack and the tests.
 
-The official `kubernetes` client (typed and dynamic) talks to it unchanged over HTTP: discovery
-(`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`), namespaced and cluster-scoped CRUD
-for any kind it knows (built-ins, and custom resources once their CustomResourceDefinition is
-created), `resourceVersion` and `generation`, list with label selectors, server-side apply
-(`application/apply-patch+yaml`), merge patches (a strategic merge patch, as `kubectl edit` sends,
-is taken as one), JSON patches (`kubectl patch --type json`: add, replace, remove, test), the `/scale`
-subresource of Deployments and StatefulSets (`kubectl scale`), delete, `dryRun=All` on every write
-(`kubectl apply --server-side --dry-run=server`, `kubectl diff --server-side`: the answer is what the
-write would leave, and nothing is kept), `metadata.managedFields` (promoter.sim.fields), resource
-quantities in canonical form, and a rollout controller: Deployments,
+The official `kubernetes` client (typed and dynamic) and the real `kubectl` talk to it unchanged over
+HTTP: discovery (`/version`, `/api`, `/api/v1`, `/apis`, `/apis/{group}/{version}`, with the short
+names, singular names and categories of a real server, and a CRD's own: `kubectl get deploy`,
+`kubectl get all`), `/openapi/v2` and `/openapi/v3` with a document per group version
+(promoter.sim.openapi, built from the schemas the schema gate uses: `kubectl apply` validates, and
+`kubectl explain` answers), namespaced and cluster-scoped CRUD for any kind it knows (built-ins, and
+custom resources once their CustomResourceDefinition is created), `resourceVersion` and `generation`,
+list with label selectors, server-side apply (`application/apply-patch+yaml`), merge patches,
+strategic merge patches merged by the kind's patch strategies and merge keys (what `kubectl apply`,
+`diff` and `edit` send), JSON patches (`kubectl patch --type json`: add, replace, remove, test), the
+`/scale` subresource of Deployments and StatefulSets (`kubectl scale`), delete, `dryRun=All` on every
+write (`kubectl diff`, `kubectl apply --server-side --dry-run=server`: the answer is what the write
+would leave, with the resourceVersion it read, and nothing is kept), `metadata.managedFields`
+(promoter.sim.fields), resource quantities in canonical form, and a rollout controller: Deployments,
 StatefulSets and DaemonSets become available after `rollout_delay_s`, Jobs complete, unless the pod
 template carries the annotation `sim.promoter.dev/fail-in` naming this server's environment (a
 comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`.
 
 Where it differs from a real API server (kept honest on purpose):
 - no authentication or authorization, admission or defaulting; no watch, no subresources but
-  `/status` reads and `/scale`; no `/openapi` documents (so `kubectl apply` needs `--validate=false`,
-  and then sends `fieldValidation=Ignore`);
+  `/status` reads and `/scale`; no aggregated discovery (kubectl falls back to the per-group
+  documents, as for an old server); lists are never answered as a `Table`, so `kubectl get` shows
+  only NAME and AGE; the OpenAPI documents cover only the kinds served (promoter.sim.openapi says
+  where else they differ);
 - objects are validated against the strict schemas of `kubernetes_version` (promoter.schemas, the
   schema gate's), as a real server's decoding and validation do: a wrong type is 400, an unknown
   field is 400 under `fieldValidation=Strict` and dropped with a `Warning` header under `Warn` (the
   default), anything else invalid is 422 `Invalid` with `details.causes`. What a real server checks
   in Go code beyond the OpenAPI schema (name formats, a Job's restartPolicy, immutable fields) is not
   checked, and a 400's message is shorter than a real server's;
-- a strategic merge patch is applied as a JSON merge patch (lists are replaced, never merged by key);
+- a strategic merge patch to a custom resource is taken as a JSON merge patch (a real server answers
+  415; kubectl never sends one); `$setElementOrder` puts the items the patch lists first and the rest
+  after them, where a real server interleaves them;
 - server-side apply is simplified: one applied configuration is remembered per field manager; a new
   apply removes the fields that manager applied before and no longer does, then merges the new
   configuration in; lists are atomic; conflicts between managers are never reported;
@@ -63,6 +71,7 @@ import yaml
 
 from promoter import schemas
 from promoter.httpserver import Server
+from promoter.sim import openapi
 from promoter.sim.fields import canonicalise, changed, fieldset, now, record
 
 FAIL_IN = "sim.promoter.dev/fail-in"
@@ -80,31 +89,43 @@ class Kind:
     plural: str
     kind: str
     namespaced: bool
+    short_names: tuple[str, ...] = ()  # as a real server lists them (`kubectl get deploy`)
+    categories: tuple[str, ...] = ()  # `all`: what `kubectl get all` lists
+    singular: str = ""  # default: the kind in lower case
 
     @property
     def group_version(self) -> str:
         return f"{self.group}/{self.version}" if self.group else self.version
 
 
-BUILTIN = [
-    Kind("", "v1", "namespaces", "Namespace", False),
-    Kind("", "v1", "configmaps", "ConfigMap", True),
+ALL = ("all",)
+BUILTIN = [  # with the short names and categories of Kubernetes 1.31's own discovery
+    Kind("", "v1", "namespaces", "Namespace", False, ("ns",)),
+    Kind("", "v1", "configmaps", "ConfigMap", True, ("cm",)),
     Kind("", "v1", "secrets", "Secret", True),
-    Kind("", "v1", "services", "Service", True),
-    Kind("", "v1", "serviceaccounts", "ServiceAccount", True),
-    Kind("", "v1", "pods", "Pod", True),
-    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True),
-    Kind("apps", "v1", "deployments", "Deployment", True),
-    Kind("apps", "v1", "statefulsets", "StatefulSet", True),
-    Kind("apps", "v1", "daemonsets", "DaemonSet", True),
-    Kind("batch", "v1", "jobs", "Job", True),
-    Kind("batch", "v1", "cronjobs", "CronJob", True),
-    Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True),
-    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True),
-    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True),
+    Kind("", "v1", "services", "Service", True, ("svc",), ALL),
+    Kind("", "v1", "serviceaccounts", "ServiceAccount", True, ("sa",)),
+    Kind("", "v1", "pods", "Pod", True, ("po",), ALL),
+    Kind("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ("pvc",)),
+    Kind("apps", "v1", "deployments", "Deployment", True, ("deploy",), ALL),
+    Kind("apps", "v1", "statefulsets", "StatefulSet", True, ("sts",), ALL),
+    Kind("apps", "v1", "daemonsets", "DaemonSet", True, ("ds",), ALL),
+    Kind("batch", "v1", "jobs", "Job", True, (), ALL),
+    Kind("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ALL),
+    Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
+    Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
+    Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",), ALL),
     Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
-    Kind("apiextensions.k8s.io", "v1", "customresourcedefinitions", "CustomResourceDefinition", False),
+    Kind(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "CustomResourceDefinition",
+        False,
+        ("crd", "crds"),
+        ("api-extensions",),
+    ),
 ]
 
 
@@ -191,6 +212,7 @@ class KubeSim:
         self.kubernetes_version = schemas.check_version(kubernetes_version)  # whose schemas writes must meet
         self._field_validation = "Warn"  # the request's (under the lock): Strict, Warn or Ignore
         self._warnings: Warnings = []  # the request's `Warning` headers
+        self._dry_run = False  # whether the request is `dryRun=All` (under the lock)
         self.rollout_delay_s = rollout_delay_s
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
@@ -202,6 +224,7 @@ class KubeSim:
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
         self._faults: list[tuple[str, float, str]] = []
+        self._documents: dict[str, Any] = {}  # the OpenAPI documents of the kinds served now, and their key
         self.server = Server(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
@@ -367,7 +390,10 @@ class KubeSim:
                 return previous  # a no-op write: no new resourceVersion or generation, as a real server
             if _content(obj) != _content(previous):
                 meta["generation"] += 1
-        meta["resourceVersion"] = self._bump()
+        if self._dry_run and previous is not None:  # as a real server: a dry run keeps the version it read
+            meta["resourceVersion"] = previous["metadata"]["resourceVersion"]
+        else:
+            meta["resourceVersion"] = self._bump()
         self.objects[(kind.group, kind.plural, namespace, meta["name"])] = obj
         if kind.kind in WORKLOADS or kind.kind == "Job":
             self.workloads.add((kind.group, kind.plural, namespace, meta["name"]))
@@ -424,12 +450,16 @@ class KubeSim:
         spec = crd.get("spec", {})
         for v in spec.get("versions", []):
             if v.get("served", True):
+                names = spec["names"]
                 k = Kind(
                     spec["group"],
                     v["name"],
-                    spec["names"]["plural"],
-                    spec["names"]["kind"],
+                    names["plural"],
+                    names["kind"],
                     spec.get("scope", "Namespaced") == "Namespaced",
+                    tuple(names.get("shortNames") or ()),
+                    tuple(names.get("categories") or ()),
+                    names.get("singular") or "",
                 )
                 self.kinds[(k.group, k.version, k.plural)] = k
 
@@ -523,6 +553,22 @@ class KubeSim:
         obj = copy.deepcopy(previous)
         _merge(obj, patch)
         return self._store(kind, namespace, obj, previous, manager, subresource=subresource)
+
+    def strategic_patch(
+        self, kind: Kind, namespace: str, name: str, patch: Any, manager: str = "sim"
+    ) -> dict[str, Any]:
+        """A strategic merge patch (`kubectl apply`, `edit`, `diff` send them), merged by the patch
+        strategies of the kind's schema. A custom resource has none: its patch is taken as a JSON
+        merge patch (a real server refuses it with 415; kubectl never sends one)."""
+        if not isinstance(patch, dict):
+            raise ApiError(400, "BadRequest", "a strategic merge patch is an object")
+        definition = openapi.definition_of(self.kubernetes_version, kind.group_version, kind.kind)
+        if definition is None:
+            return self.merge_patch(kind, namespace, name, patch, manager)
+        previous = self.get(kind, namespace, name)
+        walker = openapi.Schemas(self.kubernetes_version)
+        obj = openapi.strategic_merge(previous, patch, {"$ref": openapi.DEFS + definition}, walker)
+        return self._store(kind, namespace, obj, previous, manager)
 
     def delete(self, kind: Kind, namespace: str, name: str) -> dict[str, Any]:
         obj = self.get(kind, namespace, name)
@@ -712,11 +758,13 @@ class KubeSim:
                 "resources": [
                     {
                         "name": k.plural,
-                        "singularName": k.kind.lower(),
+                        "singularName": k.singular or k.kind.lower(),
                         "namespaced": k.namespaced,
                         "kind": k.kind,
                         "verbs": verbs,
                     }
+                    | ({"shortNames": list(k.short_names)} if k.short_names else {})
+                    | ({"categories": list(k.categories)} if k.categories else {})
                     for k in resources
                 ]
                 + [
@@ -745,6 +793,42 @@ class KubeSim:
             }
         return None
 
+    def _openapi(self, path: str, accept: str) -> dict[str, Any]:
+        """`/openapi/v2`, the `/openapi/v3` index and its group versions' documents (promoter.sim.openapi),
+        of the kinds served now; built once per set of kinds and CRDs."""
+        if path == "/openapi/v2" and accept and not any(t in accept for t in ("json", "*/*")):
+            raise ApiError(406, "NotAcceptable", "only application/json is served here")
+        with self.lock:
+            kinds = sorted(self.kinds.values(), key=lambda k: (k.group, k.version, k.plural))
+            crds = [o for (_, p, _, _), o in self.objects.items() if p == "customresourcedefinitions"]
+            key = (tuple(kinds), tuple(o["metadata"]["resourceVersion"] for o in crds))
+            crds = copy.deepcopy(crds)
+        if self._documents.get("key") != key:
+            groups: dict[str, Any] = {}
+            for gv in dict.fromkeys(k.group_version for k in kinds):
+                served = [k for k in kinds if k.group_version == gv]
+                groups[f"apis/{gv}" if "/" in gv else f"api/{gv}"] = openapi.v3(self.kubernetes_version, served, crds)
+            self._documents = {
+                "key": key,
+                "v2": openapi.v2(self.kubernetes_version, kinds, crds),
+                "v3": groups,
+                "hashes": {where: openapi.digest(doc) for where, doc in groups.items()},
+            }
+        documents = self._documents
+        if path == "/openapi/v2":
+            return dict(documents["v2"])
+        if path == "/openapi/v3":
+            return {
+                "paths": {
+                    where: {"serverRelativeURL": f"/openapi/v3/{where}?hash={digest}"}
+                    for where, digest in documents["hashes"].items()
+                }
+            }
+        found = documents["v3"].get(path.removeprefix("/openapi/v3/"))
+        if found is None:
+            raise ApiError(404, "NotFound", f"the server could not find the requested resource ({path})")
+        return dict(found)
+
     def _route(self, path: str) -> tuple[Kind, str | None, str | None, bool | str]:
         parts = path.strip("/").split("/")
         if parts[0] == "api":
@@ -770,7 +854,7 @@ class KubeSim:
         return kind, namespace, name, status
 
     def handle(
-        self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = ""
+        self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = "", accept: str = ""
     ) -> tuple[int, Any, Warnings]:
         """One request: (status, the answer, its `Warning` headers)."""
         url = urlsplit(raw_path)
@@ -797,6 +881,8 @@ class KubeSim:
             found = self._discovery(url.path)
             if found is not None:
                 return 200, found, []
+            if url.path.startswith("/openapi/"):
+                return 200, self._openapi(url.path, accept), []
         payload: Any = None
         if body:  # outside the lock; JSON (which YAML includes, and which clients send) first
             try:
@@ -809,7 +895,7 @@ class KubeSim:
                 except (ValueError, yaml.YAMLError) as e:
                     raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
         with self.lock:  # the request's field validation and warnings are its own while it holds the lock
-            self._field_validation, self._warnings = validation, []
+            self._field_validation, self._warnings, self._dry_run = validation, [], bool(dry_run)
             if not dry_run or method == "GET":
                 return (*self._write(method, url.path, query, content_type, payload, manager), self._warnings)
             saved = (dict(self.objects), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
@@ -835,6 +921,8 @@ class KubeSim:
             return 200, self._scale(kind, ns, name)
         if method == "PATCH" and name is not None and content_type.startswith("application/json-patch"):
             return 200, self.json_patch(kind, ns, name, payload, manager)
+        if method == "PATCH" and name is not None and content_type.startswith("application/strategic-merge-patch"):
+            return 200, self.strategic_patch(kind, ns, name, payload, manager)
         if method == "GET":
             if name is None:
                 return 200, self.list(kind, namespace, query.get("labelSelector", [""])[0])
@@ -881,6 +969,7 @@ class KubeSim:
                         self.headers.get("Content-Type", ""),
                         body,
                         self.headers.get("User-Agent", ""),
+                        self.headers.get("Accept", ""),
                     )
                 except ApiError as e:
                     code, answer = e.code, e.status()
