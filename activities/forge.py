@@ -172,6 +172,8 @@ class ForgeActivities:
                 reviews=fresh,
                 # only a forge that authenticates its users proves who reviewed; one that does not say is taken not to
                 authenticated=getattr(self.forge, "authenticates", False),
+                # a forge that pins reviews to a commit vouches for no review that names none
+                pins_reviews=getattr(self.forge, "pins_reviews", False),
             )
         return None
 

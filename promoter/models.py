@@ -543,6 +543,8 @@ class WatchResult(BaseModel):
     head_sha: str | None = None
     trees: dict[str, str] = Field(default_factory=dict)  # the folders' trees at a new head_sha
     authenticated: bool = True  # the forge authenticates its reviewers (the local forge does not)
+    # the forge records the commit each review was given on: one that names none never counts
+    pins_reviews: bool = False
     merge_commit: str | None = None
     reviews: list[ReviewEvent] = Field(default_factory=list)  # new, or changed (e.g. dismissed), since `review_states`
 

@@ -258,6 +258,12 @@ class Gate:
                 self._withdraw(stage, planned, review.author, review.state)
             elif review.state != "approved":
                 self.r.audit(stage.env, "review", actor=review.author, via="pull_request", detail=review.state)
+            elif not review.commit and seen.pins_reviews:  # fail closed: it cannot be tied to the head
+                d = Decision(env=stage.env, approver=review.author, comment=review.body, via="pull_request")
+                head = (stage.head_sha or "?")[:7]
+                self.record_refusal(
+                    d, f"the review names no commit; the forge pins each review to one, so it cannot count for {head}"
+                )
             elif not review.commit or review.commit == stage.head_sha:  # one on an older head is stale
                 # the one place a `pull_request` approval is made: from what this workflow's watcher read
                 d = Decision(env=stage.env, approver=review.author, comment=review.body, via="pull_request")

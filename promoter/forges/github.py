@@ -34,6 +34,7 @@ def fit(text: str, limit: int = BODY_LIMIT) -> str:
 class GitHubForge:
     name = "GitHub"
     authenticates = True  # a review's author is the login the forge authenticated (the token's users)
+    pins_reviews = True  # every review carries the commit it was given on (`commit_id`); Gitea's too
     scopes = "`repo` (classic) or Pull requests, Contents and Issues read & write (fine-grained, App)"
 
     def __init__(

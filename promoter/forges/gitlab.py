@@ -42,6 +42,8 @@ BLOCKING = {
 class GitLabForge:
     name = "GitLab"
     authenticates = True  # a review's author is the login the forge authenticated
+    # an approval note carries no commit: it is inferred from the MR's versions, and may be unknown
+    pins_reviews = False
     scopes = "the scope `api` and the Developer role (Maintainer on protected branches)"
 
     def __init__(

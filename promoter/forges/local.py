@@ -57,6 +57,7 @@ def _now() -> str:
 class LocalForge:
     # a review's author is whatever name its form was given: nothing proves it (docs/approving.md)
     authenticates = False
+    pins_reviews = True  # a review is stored with the PR's head when it was given
 
     def __init__(
         self, repo: GitRepository | None, db_path: str | Path, origin: str | None = None, web_url: str | None = None
