@@ -94,12 +94,12 @@ def test_each_mistake_is_a_finding_at_its_path() -> None:
         ("invalid", "metadata.lables", 'unknown field "lables"'),
         ("invalid", "spec.replicsa", 'unknown field "replicsa"'),
     ]
-    assert found([number]) == [("invalid", f"{container}.ports[0].containerPort", 'expected integer, got string "80"')]
+    assert found([number]) == [("invalid", f"{container}.ports[0].containerPort", 'expected integer, got string')]
     assert sorted(found([missing])) == [
         ("invalid", "spec.selector", "Required value"),
         ("invalid", f"{container}.name", "Required value"),
     ]
-    assert found([enum]) == [("invalid", f"{container}.imagePullPolicy", "expected string, got integer 3")]
+    assert found([enum]) == [("invalid", f"{container}.imagePullPolicy", "expected string, got integer")]
     assert found([kind]) == [("invalid", "kind", "Kubernetes 1.31 has no kind Deploymnet in apps/v1")]
     assert found([{"kind": "ConfigMap", "metadata": {"name": "x"}}]) == [("invalid", "apiVersion", "Required value")]
     [one] = schemas.check([typo], "1.31")[:1]
@@ -138,7 +138,7 @@ def test_removed_and_deprecated_api_versions_name_their_replacement() -> None:
 def test_custom_resources_are_checked_against_their_crd_or_said_to_be_unchecked() -> None:
     bad = widget(size="3", colour="red", port="http", extra={"anything": 1})
     assert found([CRD, widget(size=2, port=8080), bad]) == [
-        ("invalid", "spec.size", 'expected integer, got string "3"'),
+        ("invalid", "spec.size", 'expected integer, got string'),
         ("invalid", "spec.colour", 'unknown field "colour"'),
     ]
     assert found([CRD, widget()]) == [("invalid", "spec.size", "Required value")]
@@ -235,7 +235,7 @@ def test_a_crd_whose_schema_is_broken_fails_closed() -> None:
         "CustomResourceDefinition/-/widgets.example.com",
         "spec.versions[0].schema.openAPIV3Schema.properties.spec.type",
     )
-    assert findings[key] == "expected string, got integer 5"
+    assert findings[key] == "expected string, got integer"
     nowhere = copy.deepcopy(CRD)
     nowhere["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {"$ref": "#/nowhere"}
     [(kind, path, message)] = [f for f in found([nowhere, widget(size=1)]) if f[0] == "invalid"]
