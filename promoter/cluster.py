@@ -9,9 +9,16 @@ applied (`promoter.dev/applied`).
 What the cluster has is read with one list per kind (by the app's label), never a read per object.
 An object is skipped, not applied, when the live one carries the hash of exactly what would be
 applied *and* still holds every field of it (so an unchanged re-sync writes nothing, while an object
-someone edited by hand, say `kubectl scale`, is applied again). Prune deletes this app's objects that
-the new revision no longer has, among the kinds listed in the app's inventory ConfigMap
-(`promoter-inventory-<app>`), which is rewritten only when its kinds change. Health judges workloads
+someone edited by hand, say `kubectl scale`, is applied again).
+
+Each app owns what its inventory lists: a ConfigMap `promoter-inventory-<app>` in the environment's
+namespace holding the references (group, version, kind, namespace, name) of every object it applied,
+its kinds, and the promoted commit, rewritten only when they change. Prune deletes only inventory
+entries the new revision no longer has, never by label alone. An object another app owns (its
+inventory lists it, its label names that app, or a field manager `promoter/<that app>` wrote it) is
+never applied over: sync refuses it (the policy gate denies it before the PR, through `claims`). An
+object that exists and that no app owns is adopted only with `adopt`. A cluster synced before
+inventories listed objects gets its inventory built from the app's labels, once. Health judges workloads
 as `kubectl rollout status` does, polling from 50 ms and backing off to 2 s. The promotion's ID (the
 workflow ID `promote-<app>`, a valid label value) is both a label and an annotation.
 """
@@ -45,6 +52,7 @@ PROMOTION_LABEL = PROMOTION_ANNOTATION = "promoter.dev/promotion"
 APPLIED_ANNOTATION = "promoter.dev/applied"  # the hash of what promoter applied to the object
 MANAGER = "promoter"
 INVENTORY = "promoter-inventory-{app}"
+INVENTORY_LABEL = APP_LABEL + "-inventory"  # on an inventory: the app it belongs to
 APPLY_CONCURRENCY = 8
 HIDDEN = "<hidden>"  # what a drift report shows in place of a secret's value
 Ident = tuple[str, str, str, str]
@@ -214,6 +222,79 @@ class SyncOutcome:
     applied: int
     unchanged: int
     pruned: int
+    note: str = ""  # said once: the inventory was built from the labels (a cluster synced before inventories)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Why an app may not apply one of its objects: another app owns it, or no app does (and the
+    environment does not adopt)."""
+
+    rule: str  # promoter.owned_by_another_app | promoter.unowned_object
+    object: str  # Kind/namespace/name
+    message: str
+    remediation: str
+
+
+Ref = tuple[str, str, str, str]  # (group, kind, namespace, name): what an inventory lists, version aside
+
+
+def _ref(obj: dict[str, Any]) -> Ref:
+    meta = obj.get("metadata") or {}
+    group = obj["apiVersion"].rpartition("/")[0]
+    return group, obj["kind"], meta.get("namespace", ""), meta["name"]
+
+
+def _shown(ref: Ref) -> str:
+    return "/".join(p for p in (ref[1], ref[2], ref[3]) if p)
+
+
+def _managers(live: dict[str, Any]) -> set[str]:
+    """The apps whose promoter field manager (`promoter/<app>`) wrote part of `live`."""
+    entries = (live.get("metadata") or {}).get("managedFields") or []
+    return {
+        str(e.get("manager"))[len(MANAGER) + 1 :] for e in entries if str(e.get("manager")).startswith(MANAGER + "/")
+    }
+
+
+def _owner(app: str, ref: Ref, live: dict[str, Any] | None, listed: dict[Ref, str]) -> tuple[str, str] | None:
+    """(another app that owns the object, how it does), or None when none does."""
+    other = listed.get(ref)
+    if other is not None and other != app:
+        return other, f"{other}'s inventory lists it"
+    if live is None:
+        return None
+    label = ((live.get("metadata") or {}).get("labels") or {}).get(APP_LABEL)
+    if label and label != app:
+        return label, f"it is labelled {APP_LABEL}={label}"
+    for manager in sorted(_managers(live) - {app}):
+        return manager, f"field manager {MANAGER}/{manager} wrote it"
+    return None
+
+
+def _claim(
+    app: str, ref: Ref, live: dict[str, Any] | None, listed: dict[Ref, str], mine: set[Ref], adopt: bool
+) -> Claim | None:
+    """Whether `app` may apply the object at `ref` (live as `live`): None when it may."""
+    owner = _owner(app, ref, live, listed)
+    if owner is not None:
+        return Claim(
+            rule="promoter.owned_by_another_app",
+            object=_shown(ref),
+            message=f"{_shown(ref)} belongs to app {owner[0]} ({owner[1]}); app {app} may not take it over",
+            remediation=f"Rename {app}'s object, or hand it over: remove it from {owner[0]} first, then promote {app}.",
+        )
+    if live is None or adopt or ref in mine or ref[1] == "Namespace":  # promoter makes namespaces itself
+        return None
+    labels = (live.get("metadata") or {}).get("labels") or {}
+    if labels.get(APP_LABEL) == app:  # this app's by label: a cluster synced before inventories listed objects
+        return None
+    return Claim(
+        rule="promoter.unowned_object",
+        object=_shown(ref),
+        message=f"{_shown(ref)} exists and no app owns it; app {app} would take it over",
+        remediation="Set cluster.adopt: true in the environment's environment.yaml to adopt it, or delete the object.",
+    )
 
 
 def _where(obj: dict[str, Any]) -> str:
@@ -344,17 +425,33 @@ class KubeCluster:
         return obj
 
     def sync(
-        self, app: str, promotion: str, objects: list[dict[str, Any]], progress: Callable[[str], None] = lambda _: None
+        self,
+        app: str,
+        promotion: str,
+        objects: list[dict[str, Any]],
+        progress: Callable[[str], None] = lambda _: None,
+        revision: str = "",
+        adopt: bool = False,
     ) -> SyncOutcome:
+        """Apply `objects` as `app`'s (at `revision`, the promoted commit the inventory records), prune
+        what its inventory lists and they no longer have, and record the new inventory. An object
+        another app owns, or an existing one no app owns without `adopt`, is refused before anything
+        is written (the policy gate denies it before the PR; this is the second line)."""
+        inventories = self._inventories()
+        inventory = self._own_inventory(app, inventories)
+        listed = self._listed(app, inventories)
+        recorded = self._kinds(inventory)
+        entries = self._entries(inventory)  # None: no inventory lists objects yet (a label-only sync's cluster)
+        mine = set(entries or {})
         # CRDs first (cluster-scoped), so discovery knows their kinds; then namespaces; then the rest
         crds = [self._label(o, app, promotion) for o in objects if o["kind"] == "CustomResourceDefinition"]
         crd_kinds = {(o["apiVersion"], o["kind"]) for o in crds}
         live = self._live(app, crd_kinds)
+        self._refuse(app, crds, live, listed, mine, adopt)
         applied = self._apply_all(crds, live, progress)
         rest = [self._label(o, app, promotion) for o in objects if o["kind"] != "CustomResourceDefinition"]
-        inventory = self._inventory(app)
-        recorded = self._kinds(inventory)
         live.update(self._live(app, (recorded | {(o["apiVersion"], o["kind"]) for o in rest}) - crd_kinds))
+        self._refuse(app, rest, live, listed, mine, adopt)
         for ns in sorted(
             {o["metadata"]["namespace"] for o in rest if o["metadata"].get("namespace")} | {self.default_namespace}
         ):
@@ -363,11 +460,61 @@ class KubeCluster:
         applied += self._apply_all(namespaces, live, progress)
         applied += self._apply_all([o for o in rest if o["kind"] != "Namespace"], live, progress)
         desired = crds + rest
-        pruned = self._prune(app, desired, live)
-        present = {(o["apiVersion"], o["kind"]) for o in desired}
-        if recorded != present or inventory is None:
-            self._write_inventory(app, present)
-        return SyncOutcome(applied=applied, unchanged=len(desired) - applied, pruned=pruned)
+        note = ""
+        if entries is None:  # migrate once: what the app's label marks (as label-only sync pruned by) is its
+            entries = {_ref(o): o["apiVersion"] for o in live.values()}
+            if entries:
+                note = f"inventory of {app} built from its {APP_LABEL} labels ({len(entries)} objects), once"
+                progress(note)
+        pruned = self._prune(app, desired, live, entries, listed)
+        self._write_inventory(app, desired, revision, inventory)
+        return SyncOutcome(applied=applied, unchanged=len(desired) - applied, pruned=pruned, note=note)
+
+    def claims(self, app: str, objects: list[dict[str, Any]], adopt: bool) -> list[Claim]:
+        """Why `app` may not apply some of `objects` (rendered, as Git has them) to this cluster: each
+        one another app owns, and each existing one no app owns unless `adopt`. One read per object
+        and one list of the inventories; a kind the cluster does not serve yet has nothing to claim."""
+        inventories = self._inventories()
+        listed = self._listed(app, inventories)
+        mine = set(self._entries(self._own_inventory(app, inventories)) or {})
+        found: list[Claim] = []
+        for raw in objects:
+            meta = dict(raw.get("metadata") or {})
+            if not raw.get("apiVersion") or not raw.get("kind") or not meta.get("name"):
+                continue  # not an object the cluster could hold: the schema gate names it
+            try:
+                namespaced = self._resource(raw["apiVersion"], raw["kind"]).namespaced
+            except PermanentError:
+                continue
+            if namespaced:
+                meta.setdefault("namespace", self.default_namespace)
+            else:
+                meta.pop("namespace", None)
+            obj = {**raw, "metadata": meta}
+            claim = _claim(app, _ref(obj), self._get(obj), listed, mine, adopt)
+            if claim is not None:
+                found.append(claim)
+        return found
+
+    def _refuse(
+        self,
+        app: str,
+        objects: list[dict[str, Any]],
+        live: dict[Ident, dict[str, Any]],
+        listed: dict[Ref, str],
+        mine: set[Ref],
+        adopt: bool,
+    ) -> None:
+        """Raise, naming them, when `app` may not apply some of `objects` (never force-applied over
+        another app's). An object the app's label already marks is read from `live`; any other is read."""
+        found = []
+        for obj in objects:
+            there = live.get(_ident(obj))
+            claim = _claim(app, _ref(obj), there if there is not None else self._get(obj), listed, mine, adopt)
+            if claim is not None:
+                found.append(claim)
+        if found:
+            raise PermanentError(f"sync of {app} refused, nothing applied: " + "; ".join(c.message for c in found))
 
     def _apply_all(
         self, objects: list[dict[str, Any]], live: dict[Ident, dict[str, Any]], progress: Callable[[str], None]
@@ -587,32 +734,108 @@ class KubeCluster:
     def _inventory(self, app: str) -> dict[str, Any] | None:
         return self._get(self._inventory_ref(app))
 
+    def _inventories(self) -> list[dict[str, Any]]:
+        """Every app's inventory in the cluster, in any namespace: one list."""
+        try:
+            answer = self._resource("v1", "ConfigMap").get(label_selector=INVENTORY_LABEL, serializer=_plain)
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, "list the inventories") from None
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, "list the inventories") from None
+        return list(answer.get("items") or [])
+
+    def _own_inventory(self, app: str, inventories: list[dict[str, Any]]) -> dict[str, Any] | None:
+        name = INVENTORY.format(app=app)
+        for item in inventories:
+            meta = item.get("metadata") or {}
+            if meta.get("name") == name and meta.get("namespace") == self.default_namespace:
+                return item
+        return None
+
+    @classmethod
+    def _listed(cls, app: str, inventories: list[dict[str, Any]]) -> dict[Ref, str]:
+        """The objects other apps' inventories list, and the app each belongs to."""
+        found: dict[Ref, str] = {}
+        for item in inventories:
+            other = ((item.get("metadata") or {}).get("labels") or {}).get(INVENTORY_LABEL)
+            if other and other != app:
+                found.update(dict.fromkeys(cls._entries(item) or {}, other))
+        return found
+
     @staticmethod
     def _kinds(inventory: dict[str, Any] | None) -> set[tuple[str, str]]:
         recorded = ((inventory or {}).get("data") or {}).get("kinds", "").split()
         return {(k.split("|", 1)[0], k.split("|", 1)[1]) for k in recorded if "|" in k}
 
-    def _write_inventory(self, app: str, kinds: set[tuple[str, str]]) -> None:
+    @staticmethod
+    def _entries(inventory: dict[str, Any] | None) -> dict[Ref, str] | None:
+        """The objects the inventory lists (each with the apiVersion it was applied as); None when it
+        lists none, as before inventories listed objects."""
+        text = ((inventory or {}).get("data") or {}).get("objects")
+        if text is None:
+            return None
+        found: dict[Ref, str] = {}
+        for e in json.loads(text):
+            version = f"{e['group']}/{e['version']}" if e["group"] else e["version"]
+            found[(e["group"], e["kind"], e["namespace"], e["name"])] = version
+        return found
+
+    def _write_inventory(
+        self, app: str, desired: list[dict[str, Any]], revision: str, before: dict[str, Any] | None
+    ) -> None:
+        """Record what `app` now owns and the commit promoted (written only when that changed)."""
+        rows = sorted({(*_ref(o)[:2], o["apiVersion"].rpartition("/")[2], *_ref(o)[2:]) for o in desired})
+        objects = [dict(zip(("group", "kind", "version", "namespace", "name"), row, strict=True)) for row in rows]
+        data = {
+            "app": app,
+            "commit": revision or ((before or {}).get("data") or {}).get("commit", ""),
+            "kinds": " ".join(sorted({f"{o['apiVersion']}|{o['kind']}" for o in desired})),
+            "objects": "[\n" + ",\n".join(json.dumps(o, sort_keys=True) for o in objects) + "\n]" if objects else "[]",
+        }
+        if before is not None and (before.get("data") or {}) == data:
+            return
         inventory = self._inventory_ref(app)
-        inventory["data"] = {"kinds": " ".join(sorted(f"{a}|{k}" for a, k in kinds))}
-        inventory["metadata"]["labels"] = {APP_LABEL + "-inventory": app}
+        inventory["data"] = data
+        inventory["metadata"]["labels"] = {INVENTORY_LABEL: app}
         self._apply(inventory)
 
-    def _prune(self, app: str, desired: list[dict[str, Any]], live: dict[Ident, dict[str, Any]]) -> int:
-        """Delete this app's live objects that `desired` no longer has (never a namespace: it may hold more)."""
-        wanted = {_ident(o) for o in desired}
+    def _prune(
+        self,
+        app: str,
+        desired: list[dict[str, Any]],
+        live: dict[Ident, dict[str, Any]],
+        entries: dict[Ref, str],
+        listed: dict[Ref, str],
+    ) -> int:
+        """Delete what the app's inventory lists and `desired` no longer has: never an object by its
+        label alone, never one another app now owns, never a namespace (it may hold more)."""
+        wanted = {_ref(o) for o in desired}
+        by_ref = {_ref(o): o for o in live.values()}
         pruned = 0
-        for ident, item in sorted(live.items()):
-            if ident in wanted or item["kind"] == "Namespace":
+        for ref, api_version in sorted(entries.items()):
+            if ref in wanted or ref[1] == "Namespace" or ref in listed:
                 continue
-            resource = self._resource(item["apiVersion"], item["kind"])
+            item = by_ref.get(ref)
+            if item is None:
+                try:
+                    item = self._get(
+                        {"apiVersion": api_version, "kind": ref[1], "metadata": {"namespace": ref[2], "name": ref[3]}}
+                    )
+                except PermanentError:
+                    continue  # its kind is gone (its CRD pruned): so is it
+                if item is None:
+                    continue
+            label = ((item.get("metadata") or {}).get("labels") or {}).get(APP_LABEL)
+            if label and label != app:
+                continue  # another app's now
+            resource = self._resource(api_version, ref[1])
             try:
-                resource.delete(name=item["metadata"]["name"], namespace=item["metadata"].get("namespace"))
+                resource.delete(name=ref[3], namespace=ref[2] or None)
                 pruned += 1
             except NotFoundError:
                 pass
             except (DynamicApiError, ApiException) as e:
-                raise _api_error(e, f"delete {item['kind']}/{item['metadata']['name']}") from None
+                raise _api_error(e, f"delete {_shown(ref)}") from None
         return pruned
 
     # ------------------------------------------------------------------ health
