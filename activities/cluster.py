@@ -95,7 +95,12 @@ class ClusterActivities:
     @classified
     def detect_drift(self, req: DriftInput) -> DriftReport:
         """Compare every app of the environment on main (or `req.apps`) with its live objects, field by
-        field for what promoter manages; with healing on, re-apply the apps that drifted from Git."""
+        field for what promoter manages, against the app folder's last *promoted* revision (not main's
+        folder: GitRepository.promoted_folder); with healing on, re-apply that revision to the apps that
+        drifted (or, with `req.defer_heal`, only mark them for DriftWorkflow to heal under their claim).
+
+        A commit that changed the folder on main without a promotion is reported, never applied; an app
+        never promoted into the environment is compared with its folder's seed and never healed."""
         main, config, apps = self.repo.environment_apps(req.env)
         unknown = sorted(set(req.apps) - set(apps))
         if unknown:
@@ -114,20 +119,29 @@ class ClusterActivities:
                 report.apps.append(AppDrift(app=app, paused=True))
                 continue
             activity.heartbeat(f"comparing {app}")
-            healed = False
+            promoted = self.repo.promoted_folder(req.env, app)
+            entry = AppDrift(app=app, revision=promoted.revision, unpromoted=promoted.unpromoted)
+            refused = ""  # why what differs must not be healed
+            if not promoted.promoted:
+                refused = f"never promoted into {req.env}: compared with the commit that created its folder, not healed"
             if engine != "native":  # Argo CD or Flux compares with Git itself: read its word
                 name, namespace = config.cluster.reconciler(app, req.env)
-                found = cluster.reconciler_drift(engine, name, namespace)
-                if found and heal:
+                entry.drifts = cluster.reconciler_drift(engine, name, namespace)
+                if promoted.unpromoted and not refused:  # it would apply main's folder, unpromoted changes and all
+                    refused = f"{engine} would apply main's folder, which holds unpromoted changes: not healed"
+                if entry.drifts and heal and not refused and not req.defer_heal:
                     cluster.request_reconcile(engine, name, namespace)
-                    healed = True
+                    entry.healed = True
             else:
-                objects = self.objects(app, req.env, main)
-                found = cluster.drift(app, objects)
-                if found and heal:
-                    cluster.sync(app, f"drift-heal-{main[:7]}", objects, progress=activity.heartbeat)
-                    healed = True
-            report.apps.append(AppDrift(app=app, drifts=found, healed=healed))
+                objects = self.objects(app, req.env, promoted.revision)
+                entry.drifts = cluster.drift(app, objects)
+                if entry.drifts and heal and not refused and not req.defer_heal:
+                    heal_id = f"drift-heal-{promoted.revision[:7]}"
+                    cluster.sync(app, heal_id, objects, progress=activity.heartbeat)
+                    entry.healed = True
+            if entry.drifts and heal:
+                entry.note, entry.to_heal = refused, not refused and req.defer_heal
+            report.apps.append(entry)
         return report
 
     @activity.defn(name="check_health")

@@ -448,13 +448,20 @@ async def _drift(s: Settings, env: str | None, apps: list[str], heal: bool | Non
             if a.paused:
                 out.print(f"  {a.app}: not compared, a promotion of it is in flight", markup=False)
                 continue
+            # each app is compared with its folder as promoter last promoted it (the merge's commit)
+            promoted = f" (as promoted @ {a.revision[:7]})" if a.revision and a.revision != report.revision else ""
             if not a.drifts:
-                out.print(f"  {a.app}: matches Git", markup=False)
-                continue
-            healed = ", healed: re-applied from Git (live differed from Git; who changed it is not known)"
-            out.print(f"  {a.app}: {len(a.drifts)} difference(s)" + (healed if a.healed else ""), markup=False)
+                out.print(f"  {a.app}: matches Git{promoted}", markup=False)
+            else:
+                healed = ", healed: re-applied from Git (live differed from Git; who changed it is not known)"
+                line = f"  {a.app}: {len(a.drifts)} difference(s){promoted}" + (healed if a.healed else "")
+                out.print(line, markup=False)
             for d in a.drifts:
                 out.print(f"    {_difference(d.model_dump(mode='json'))}", markup=False, highlight=False)
+            for u in a.unpromoted:  # on main, never promoted: never applied by a heal
+                out.print(f"    {u.line()}", markup=False, highlight=False)
+            if a.note:
+                out.print(f"    {a.note}", markup=False, highlight=False)
     return 1 if remaining else 0
 
 

@@ -50,10 +50,12 @@ from promoter.models import (
     PlannedEnvironment,
     PrepareInput,
     PrepareResult,
+    PromotedFolder,
     PromotionPlan,
     RuleChange,
     RulesRevision,
     Trust,
+    UnpromotedChange,
 )
 from promoter.names import ALLOWED_SIGNERS, ENVIRONMENTS, REVOKED_KEYS, app_folder, check, env_folder, shown
 from promoter.yamlsafe import MAX_FILE_BYTES
@@ -139,6 +141,7 @@ class GitRepository(Protocol):
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
     def authors(self, commit: str, env: str, apps: Sequence[str], head: str | None = None) -> Authorship: ...
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
+    def promoted_folder(self, env: str, app: str) -> PromotedFolder: ...
     def environments(self) -> list[EnvironmentConfig]: ...
     def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
     def release_request(self, commit: str) -> tuple[str, str, str, str]: ...
@@ -1100,6 +1103,62 @@ class GitClone:
             ):
                 return event.commit
         return None
+
+    def promoted_folder(self, env: str, app: str) -> PromotedFolder:
+        """What drift compares `app`'s folder of `env` with and heals it to: the folder as promoter's own
+        merge last wrote it, and every commit of main that changed the folder since (unpromoted).
+
+        Read from main's first-parent line, newest first: a merge of a promotion (`Merge pull request #N
+        from promote/<app>/<env>/…` carrying `Promoter-Promotion`, or a release set's naming the app) or
+        of a revert counts; when promoter signs its commits, only one whose second parent promoter signed
+        (a look-alike merge a person pushed counts for nothing). Anything else that changed the folder
+        was pushed to main without a gate. Two exceptions: the source environment (the first) takes
+        changes by a push, which its promotions then check, so there main's folder is what it has; and an
+        app never promoted into `env` is compared with the commit that created its folder (the seed),
+        which `promoted: False` marks so that drift reports it and never heals it."""
+        check(env, "environment")
+        check(app, "app")
+        repo = self._fresh()
+        main = self._main(repo)
+        if self._environments(repo, self.rules(main).commit)[0].config.name == env:
+            return PromotedFolder(revision=main, promoted=True)
+        out = self._git(
+            repo, "log", "--first-parent", "--format=%H%x1f%P%x1f%an <%ae>%x1f%B%x1e", main, "--", app_folder(env, app)
+        )
+        touched: list[tuple[str, str, str, str]] = []  # (sha, second parent, author, message), newest first
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                touched.append((parts[0], (parts[1].split() + ["", ""])[1], parts[2], parts[3]))
+        merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in touched if second]
+        seconds = [second for _, second, _, _ in touched if second]
+        branches: dict[str, str] = {}
+        if seconds:
+            shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *seconds)
+            for entry in shown.split("\x1e"):
+                sha, sep, message = entry.strip().partition("\x1f")
+                if sep:
+                    branches[sha] = message
+        second_of = {sha: second for sha, second, _, _ in touched}
+        for m in merges:
+            m["branch_message"] = branches.get(second_of[m["sha"]], "")
+        signers = self._promoter_signers(repo, main) if self._signing_key is not None else None
+        ours = {
+            event.main_commit
+            for event in history.events(app, merges, [])
+            if event.env == env
+            and (event.kind == "reverted" or event.promotion)
+            and (signers is None or self._branch_signed(repo, second_of.get(event.main_commit, ""), signers))
+        }
+        unpromoted: list[UnpromotedChange] = []
+        for sha, _, author, _ in touched:
+            if sha in ours:
+                return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
+            unpromoted.append(UnpromotedChange(commit=sha, author=author))
+        if not unpromoted:  # the folder is not on main's first-parent line at all
+            return PromotedFolder(revision=main, promoted=False)
+        seed = unpromoted.pop()  # the oldest: the commit that created the folder
+        return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)
 
     def _allowed_signers(self, repo: git.Repo, main: str) -> str:
         """`trust/allowed_signers` on main ("" when there is none)."""

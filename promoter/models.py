@@ -635,6 +635,27 @@ class DriftInput(BaseModel):
     apps: list[str] = Field(default_factory=list)  # none: every app of the environment on main
     heal: bool | None = None  # None: as the environment's `drift.self_heal` says
     paused: list[str] = Field(default_factory=list)  # apps being promoted now: left alone (no fight with a sync)
+    # True: compare only, and mark on each app whether it is to be healed; DriftWorkflow then heals each
+    # such app itself, holding the app's claim (`promote-<app>`), so that no promotion runs beside the heal
+    defer_heal: bool = False
+
+
+class UnpromotedChange(BaseModel):
+    """A commit of main that changed an environment's app folder after what promoter last promoted there."""
+
+    commit: str
+    author: str  # "name <email>", as the commit names its author
+
+    def line(self) -> str:
+        return f"unpromoted change on main: {self.commit[:12]} by {self.author}"
+
+
+class PromotedFolder(BaseModel):
+    """What drift compares an app folder of an environment with, and heals it to (GitRepository.promoted_folder)."""
+
+    revision: str  # the commit of main whose folder that is
+    promoted: bool  # False: no promotion ever wrote the folder; `revision` is the commit that created it
+    unpromoted: list[UnpromotedChange] = Field(default_factory=list)  # newest first: on main, never promoted
 
 
 class FieldDrift(BaseModel):
@@ -650,11 +671,15 @@ class AppDrift(BaseModel):
     drifts: list[FieldDrift] = Field(default_factory=list)
     healed: bool = False
     paused: bool = False  # a promotion of the app is in flight: not compared this time
+    revision: str = ""  # the commit of main whose folder it was compared with: the last promoted (see PromotedFolder)
+    unpromoted: list[UnpromotedChange] = Field(default_factory=list)  # reported, never applied by a heal
+    to_heal: bool = False  # it differs, healing is on and nothing refuses it (see `defer_heal`)
+    note: str = ""  # why what differs was not healed (a promotion runs, never promoted, ...)
 
 
 class DriftReport(BaseModel):
     env: str
-    revision: str  # the commit of main compared with
+    revision: str  # main's commit when compared (each app's own revision compared with: AppDrift.revision)
     checked_at: datetime
     apps: list[AppDrift] = Field(default_factory=list)
     notify: list[str] = Field(default_factory=list)  # the environment's webhooks that take `drift` (or ${NAME})

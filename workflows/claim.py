@@ -26,6 +26,17 @@ with workflow.unsafe.imports_passed_through():
 RELEASE = "release"  # the set's signal: it has ended, with this outcome
 
 
+def holder(set_id: str) -> str:
+    """Who holds the claim, as its status says: a release set, or a drift check healing the app
+    (workflows/drift.py takes the same claim, so that a heal and a promotion never run at once)."""
+    return f"the drift heal {set_id}" if set_id.startswith("drift-") else f"the release set {set_id}"
+
+
+def member(set_id: str, verb: str) -> str:
+    """`<verb> as a member of the release set <id>`, or `held for the drift heal <id>`."""
+    return f"held for {holder(set_id)}" if set_id.startswith("drift-") else f"{verb} as a member of {holder(set_id)}"
+
+
 @workflow.defn(name="ReleaseSetClaim")
 class ReleaseSetClaim:
     @workflow.init
@@ -37,7 +48,7 @@ class ReleaseSetClaim:
             commit=inp.commit,
             requested_by=inp.requested_by,
             started_at=workflow.info().start_time,
-            message=f"moving as a member of the release set {inp.set_id}",
+            message=member(inp.set_id, "moving"),
         )
         self.outcome: PromotionState | None = None
 
@@ -47,13 +58,13 @@ class ReleaseSetClaim:
             await workflow.wait_condition(lambda: self.outcome is not None)
         except asyncio.CancelledError:
             self.status.state = PromotionState.CANCELLED
-            self.status.message = f"no longer held for the release set {inp.set_id}"
+            self.status.message = f"no longer held for {holder(inp.set_id)}"
             await workflow.wait_condition(workflow.all_handlers_finished)  # a supersede passed on to the set
             raise
         assert self.outcome is not None
         self.status.state = self.outcome
         self.status.finished_at = workflow.now()
-        self.status.message = f"moved as a member of the release set {inp.set_id}: {self.outcome.value}"
+        self.status.message = f"{member(inp.set_id, 'moved')}: {self.outcome.value}"
         return self.status
 
     @workflow.signal(name=RELEASE)

@@ -34,10 +34,10 @@ pytestmark = [
 ]
 
 
-def kubectl(*args: str) -> None:
+def kubectl(*args: str, context: str = "staging") -> None:
     """As a person runs it, against the kubeconfig the `clusters` fixture wrote (KUBECONFIG)."""
     done = subprocess.run(
-        ["kubectl", "--kubeconfig", os.environ["KUBECONFIG"], "--context", "staging", "-n", "apps", *args],
+        ["kubectl", "--kubeconfig", os.environ["KUBECONFIG"], "--context", context, "-n", "apps", *args],
         capture_output=True,
         text=True,
     )
@@ -132,3 +132,99 @@ def origin_environments(origin: Origin) -> list[Any]:
     from promoter.gitrepo import GitClone
 
     return GitClone(origin.url, origin.path.parent / "env-reader").environments()
+
+
+HEAL_ENVS: list[dict[str, object]] = [
+    {"name": "dev", "order": 1},
+    {"name": "staging", "order": 2},
+    {
+        "name": "prod",
+        "order": 3,
+        "approval": {"required": 1, "approvers": ["alice"]},
+        "drift": {"interval": "5m", "self_heal": True},
+    },
+]
+
+
+def image(sim: KubeSim) -> str:
+    return str(deployment(sim)["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+async def promote_to_prod(dev_env: WorkflowEnvironment, tq: str) -> None:
+    from promoter.models import Decision
+    from workflows.promotion import PromotionWorkflow
+
+    handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="prod"))
+    await api.wait_for(handle, awaiting("prod"))
+    await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+    assert (await handle.result()).state == PromotionState.SUCCEEDED
+
+
+async def test_a_heal_restores_what_was_promoted_never_an_unpromoted_push_to_main(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from promoter.cli import _drift
+    from promoter.models import ClaimInput
+    from promoter.settings import Settings
+    from workflows.claim import RELEASE, ReleaseSetClaim
+
+    origin = origin_factory(HEAL_ENVS)
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        sims = clusters([])
+        await promote_to_prod(dev_env, tq)
+        assert image(sims["prod"]).endswith(":2.0.0")
+
+        # someone pushes straight to prod's folder on main: no PR, no policy, no approval
+        path = "environments/prod/demo/deployment.yaml"
+        origin.repo.git.pull("--quiet", "--rebase", "origin", "main")  # with the promotion's merge
+        text = (origin.work / path).read_text().replace(":2.0.0", ":6.6.6-unpromoted")
+        assert ":6.6.6-unpromoted" in text
+        pushed = origin.commit({path: text}, "prod: hotfix by hand")
+        line = f"unpromoted change on main: {pushed[:12]} by dana <dana@example.com>"
+
+        # and live prod drifts (a scale by hand): the self-heal cycle heals it, to what was promoted
+        kubectl("scale", "deployment", "demo", "--replicas", "5", context="prod")
+        report = await api.drift(dev_env.client, tq, DriftInput(env="prod"))  # drift.self_heal: true
+        assert image(sims["prod"]).endswith(":2.0.0")  # the unpromoted push is still not live
+        [demo] = report.apps
+        assert [u.line() for u in demo.unpromoted] == [line]
+        assert [d.path for d in demo.drifts] == ["spec.replicas"]  # the image is not drift: it was never promoted
+        assert demo.healed and demo.revision != report.revision  # healed to the promotion's merge, not main
+        assert deployment(sims["prod"])["spec"]["replicas"] == 2
+        assert image(sims["prod"]).endswith(":2.0.0")  # the unpromoted push is still not live
+        again = await api.drift(dev_env.client, tq, DriftInput(env="prod"))
+        assert again.apps[0].drifts == [] and image(sims["prod"]).endswith(":2.0.0")
+
+        # `promoter drift prod` says so too (run in process, against this server and task queue)
+        target = dev_env.client.service_client.config.target_host
+        settings = Settings(temporal_address=target, task_queue=tq)
+        assert await _drift(settings, "prod", [], None, False) == 0
+        printed = capsys.readouterr().out
+        assert "  demo: matches Git (as promoted @ " in printed and f"    {line}\n" in printed, printed
+
+        # a heal that finds the app's ID held (a promotion visibility does not list yet): it applies nothing
+        kubectl("scale", "deployment", "demo", "--replicas", "4", context="prod")
+        held = await dev_env.client.start_workflow(
+            ReleaseSetClaim.run,
+            ClaimInput(app="demo", commit=pushed, set_id="promote-someone-else"),
+            id="promote-demo",
+            task_queue=tq,
+        )
+        blocked = await api.drift(dev_env.client, tq, DriftInput(env="prod", heal=True))
+        [demo] = blocked.apps
+        assert not demo.paused and not demo.healed and "promote-demo is running" in demo.note
+        assert deployment(sims["prod"])["spec"]["replicas"] == 4  # untouched
+        await held.signal(RELEASE, PromotionState.CANCELLED)
+        await held.result()
+
+        # a real promotion of the change deploys it, through the gate
+        origin.bump(tag="6.6.6")
+        await promote_to_prod(dev_env, tq)
+        assert image(sims["prod"]).endswith(":6.6.6")
+        after = await api.drift(dev_env.client, tq, DriftInput(env="prod"))
+        assert after.apps[0].unpromoted == [] and after.apps[0].drifts == []
