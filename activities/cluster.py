@@ -86,7 +86,16 @@ class ClusterActivities:
             self.cluster(req.cluster).request_reconcile(req.cluster.sync, name, namespace)
             return SyncResult(applied=0, unchanged=0, pruned=0, engine=req.cluster.sync)
         objects = self.objects(req.app, req.env, req.revision)
-        outcome = self.cluster(req.cluster).sync(req.app, req.promotion_id, objects, progress=activity.heartbeat)
+        outcome = self.cluster(req.cluster).sync(
+            req.app,
+            req.promotion_id,
+            objects,
+            progress=activity.heartbeat,
+            revision=req.revision,
+            adopt=req.cluster.adopt,
+        )
+        if outcome.note:  # a cluster synced before inventories listed objects: said once, where people look
+            activity.logger.info("%s in %s: %s", req.app, req.env, outcome.note)
         return SyncResult(
             applied=outcome.applied, unchanged=outcome.unchanged, pruned=outcome.pruned, engine="kubernetes"
         )

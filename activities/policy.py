@@ -16,6 +16,7 @@ from temporalio import activity
 
 from activities import classified
 from promoter import signing
+from promoter.cluster import Claim
 from promoter.errors import PromoterError, TemporaryError
 from promoter.forges import CommitLogins, Forge
 from promoter.gitrepo import GitRepository
@@ -71,10 +72,12 @@ class PolicyActivities:
         engine: PolicyEngine,
         cluster_crds: Callable[[ClusterConfig], list[dict[str, Any]]] | None = None,
         forge: Forge | None = None,
+        claims: Callable[[ClusterConfig, str, list[dict[str, Any]]], list[Claim]] | None = None,
     ) -> None:
         self.repo = repo
         self.engine = engine
         self.cluster_crds = cluster_crds  # the target cluster's CRDs, for custom resources the repository has none for
+        self.claims = claims  # what another app owns in the target cluster (KubeCluster.claims), asked before the PR
         # the accounts the forge ties to a commit, when it can tell (promotion.authors)
         self.logins = forge if isinstance(forge, CommitLogins) else None
         self._bundles: dict[str, PolicyBundle] = {}
@@ -169,7 +172,70 @@ class PolicyActivities:
         decision = decide(self.engine, bundle, build_input(req, objects, found, authors))
         if unsigned:
             decision = decision.model_copy(update={"allow": False, "deny": [*decision.deny, *unsigned]})
+        if objects and req.phase in ("pre_pr", "merge") and req.environment.cluster.sync == "native":
+            denied, warned = self._ownership(req, objects)
+            decision = decision.model_copy(
+                update={
+                    "allow": decision.allow and not denied,
+                    "deny": [*decision.deny, *denied],
+                    "warn": [*decision.warn, *warned],
+                }
+            )
         return decision
+
+    def _ownership(
+        self, req: PolicyCheckInput, objects: list[dict[str, Any]]
+    ) -> tuple[list[PolicyViolation], list[PolicyViolation]]:
+        """(denials, warnings) on what the app may write to the target cluster: only the namespaces
+        the environment gives it (`cluster.namespace` and `apps.<app>.namespaces`), and no object
+        another app owns, nor an existing one no app owns unless `cluster.adopt` (docs/clusters.md,
+        "Ownership and the inventory"). Sync refuses the same objects again."""
+        cluster = req.environment.cluster
+        extra = req.environment.apps.get(req.app)
+        allowed = {cluster.namespace, *(extra.namespaces if extra else [])}
+        denied = []
+        for obj in objects:
+            meta = obj.get("metadata") or {}
+            namespace = meta.get("name") if obj.get("kind") == "Namespace" else meta.get("namespace")
+            if namespace and namespace not in allowed:
+                where = "/".join(
+                    p for p in (obj.get("kind", "?"), meta.get("namespace", ""), meta.get("name", "")) if p
+                )
+                denied.append(
+                    PolicyViolation(
+                        rule="promoter.namespace_not_allowed",
+                        object=where,
+                        message=f"{where} is in namespace {namespace}, which app {req.app} may not write in "
+                        f"{req.target_env} (it may: {', '.join(sorted(allowed))})",
+                        severity="critical",
+                        remediation=f"Move the object into an allowed namespace, or list {namespace} under "
+                        f"apps.{req.app}.namespaces in environments/{req.target_env}/environment.yaml.",
+                    )
+                )
+        if self.claims is None:
+            return denied, []
+        try:
+            found = self.claims(cluster, req.app, objects)
+        except (PromoterError, TemporaryError) as e:  # the sync refuses a takeover anyway: said, not waited for
+            return denied, [
+                PolicyViolation(
+                    rule="promoter.ownership_unchecked",
+                    message=f"who owns {req.app}'s objects in {req.target_env} could not be read: {clean_error(e)}; "
+                    "the sync refuses any object another app owns",
+                    severity="medium",
+                )
+            ]
+        denied += [
+            PolicyViolation(
+                rule=c.rule,
+                object=c.object,
+                message=f"{c.message} in {req.target_env}",
+                severity="critical",
+                remediation=c.remediation,
+            )
+            for c in found
+        ]
+        return denied, []
 
     def _outside(self, req: PolicyCheckInput) -> list[PolicyViolation]:
         """Before the merge: a denial naming what the PR's head changes outside the app's folders (a

@@ -79,6 +79,9 @@ class ClusterConfig(_Strict):
     controller_namespace: str | None = None  # where it lives; default: argocd, or flux-system
     # the Kubernetes minor version the schema gate checks objects against ("1.31"); default: the newest shipped
     version: str | None = None
+    # an object that exists and that no app owns (in no inventory, labelled for no app) is taken over by
+    # the app that ships it only when this is true; otherwise promoting it is denied (docs/clusters.md)
+    adopt: bool = False
 
     @field_validator("version", mode="before")
     @classmethod
@@ -198,6 +201,12 @@ class Webhook(_Strict):
         return events
 
 
+class AppSettings(_Strict):
+    """`apps.<app>` in environment.yaml: what one app may do in this environment beyond the defaults."""
+
+    namespaces: list[str] = Field(default_factory=list)  # namespaces it may write besides cluster.namespace
+
+
 class EnvironmentConfig(_Strict):
     """`environments/<name>/environment.yaml`; unknown keys are an error."""
 
@@ -214,6 +223,7 @@ class EnvironmentConfig(_Strict):
     soak: Duration = None
     local_files: list[str] = Field(default_factory=list)
     notify: list[Webhook] = Field(default_factory=list)
+    apps: dict[str, AppSettings] = Field(default_factory=dict)  # per app: {namespaces: [...]}
 
     @field_validator("approval")
     @classmethod

@@ -81,7 +81,13 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     forge = build_forge(settings, repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
     cluster = ClusterActivities(repo)
-    policy = PolicyActivities(repo, settings.make_policy_engine(), lambda cfg: cluster.cluster(cfg).crds(), forge)
+    policy = PolicyActivities(
+        repo,
+        settings.make_policy_engine(),
+        lambda cfg: cluster.cluster(cfg).crds(),
+        forge,
+        claims=lambda cfg, app, objects: cluster.cluster(cfg).claims(app, objects, cfg.adopt),
+    )
     reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
     promotions = PromotionActivities(client)

@@ -1,0 +1,186 @@
+"""Each app owns what its inventory lists (issue 25, part 1), against the simulated API server: another
+app's object is never taken over (sync refuses it, `claims` names it for the policy gate), prune deletes
+only inventory entries, an unowned object is adopted only with `adopt`, and a cluster synced by the
+label-only sync gets its inventory from the labels, once. The policy step's namespace rule and its
+ownership denials are at the end."""
+
+from __future__ import annotations
+
+import copy
+import json
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from kubernetes import client
+
+from activities.policy import PolicyActivities
+from promoter.cluster import APP_LABEL, INVENTORY_LABEL, KubeCluster
+from promoter.errors import PermanentError
+from promoter.models import EnvironmentConfig, PolicyCheckInput
+from promoter.policy.embedded import EmbeddedEngine
+from promoter.render import render_dir
+from promoter.sim.kube import KubeSim
+from tests.support.gitops import ROOT
+
+DEPLOYMENT = ("apps", "deployments", "apps", "demo")
+
+
+@pytest.fixture
+def sim() -> Iterator[KubeSim]:
+    with KubeSim(env="staging", rollout_delay_s=0.01) as server:
+        yield server
+
+
+@pytest.fixture
+def cluster(sim: KubeSim) -> KubeCluster:
+    configuration = client.Configuration()
+    configuration.host = sim.url
+    configuration.retries = 0
+    return KubeCluster(client.ApiClient(configuration), "apps")
+
+
+def demo() -> list[dict[str, Any]]:
+    return render_dir(ROOT / "environments" / "staging" / "demo")
+
+
+def tools_shipping_demo() -> list[dict[str, Any]]:
+    """App `tools`, whose folder carries a Deployment named `demo` (another image), and its own ConfigMap."""
+    [deployment] = [copy.deepcopy(o) for o in demo() if o["kind"] == "Deployment"]
+    deployment["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/acme/tools:9.9.9"
+    own = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "tools"}, "data": {"a": "b"}}
+    return [deployment, own]
+
+
+def inventory(sim: KubeSim, app: str) -> dict[str, Any]:
+    data: dict[str, Any] = sim.objects[("", "configmaps", "apps", f"promoter-inventory-{app}")]["data"]
+    return data
+
+
+def names(sim: KubeSim, app: str) -> set[str]:
+    return {f"{o['kind']}/{o['name']}" for o in json.loads(inventory(sim, app)["objects"])}
+
+
+def by_hand(cluster: KubeCluster, name: str, labels: dict[str, str] | None = None) -> None:
+    """A ConfigMap made as a person makes it (kubectl create: not server-side apply, not promoter)."""
+    cluster._ensure_namespace("apps")
+    body = client.V1ConfigMap(
+        api_version="v1", kind="ConfigMap", metadata=client.V1ObjectMeta(name=name, labels=labels), data={"old": "1"}
+    )
+    client.CoreV1Api(cluster.api).create_namespaced_config_map("apps", body, field_manager="kubectl-create")
+
+
+def test_another_apps_deployment_is_never_taken_over(sim: KubeSim, cluster: KubeCluster) -> None:
+    cluster.sync("demo", "promote-demo", demo(), revision="a" * 40)
+    assert cluster.wait_healthy(demo(), timeout_s=10)[0]
+    before = copy.deepcopy(sim.objects[DEPLOYMENT])
+
+    [claim] = cluster.claims("tools", tools_shipping_demo(), adopt=True)  # adopting never means taking over
+    assert claim.rule == "promoter.owned_by_another_app" and claim.object == "Deployment/apps/demo"
+    assert "app demo" in claim.message and "app tools" in claim.message
+    with pytest.raises(PermanentError, match="Deployment/apps/demo belongs to app demo.*app tools may not"):
+        cluster.sync("tools", "promote-tools", tools_shipping_demo(), adopt=True)
+
+    after = sim.objects[DEPLOYMENT]  # untouched: not relabelled, not re-imaged, not written at all
+    assert after["metadata"]["labels"][APP_LABEL] == "demo"
+    assert after["metadata"]["resourceVersion"] == before["metadata"]["resourceVersion"]
+    assert ("", "configmaps", "apps", "tools") not in sim.objects  # refused before anything was written
+    assert cluster.wait_healthy(demo(), timeout_s=10)[0]
+    assert cluster.sync("demo", "promote-demo", demo()).pruned == 0
+
+
+def test_a_label_or_a_field_manager_of_another_app_claims_an_object_too(sim: KubeSim, cluster: KubeCluster) -> None:
+    cluster.sync("demo", "promote-demo", demo())
+    del sim.objects[("", "configmaps", "apps", "promoter-inventory-demo")]  # only the label says whose it is
+    [claim] = cluster.claims("tools", tools_shipping_demo(), adopt=False)
+    assert f"labelled {APP_LABEL}=demo" in claim.message
+
+    sim.objects[DEPLOYMENT]["metadata"]["labels"].pop(APP_LABEL)
+    sim.objects[DEPLOYMENT]["metadata"]["managedFields"].append(
+        {"manager": "promoter/shop", "operation": "Apply", "fieldsV1": {"f:spec": {}}}
+    )
+    [claim] = cluster.claims("tools", tools_shipping_demo(), adopt=True)
+    assert "belongs to app shop (field manager promoter/shop wrote it)" in claim.message
+
+
+def test_prune_deletes_only_what_the_inventory_lists(sim: KubeSim, cluster: KubeCluster) -> None:
+    cluster.sync("demo", "promote-demo", demo(), revision="a" * 40)
+    assert inventory(sim, "demo")["commit"] == "a" * 40
+    assert names(sim, "demo") == {"ConfigMap/demo-settings", "Deployment/demo", "Service/demo"}
+    # someone labels an object of their own with demo's label: not demo's to prune
+    by_hand(cluster, "by-hand", {APP_LABEL: "demo"})
+    outcome = cluster.sync("demo", "promote-demo", [o for o in demo() if o["kind"] != "Service"], revision="b" * 40)
+    assert outcome.pruned == 1 and ("", "services", "apps", "demo") not in sim.objects
+    assert ("", "configmaps", "apps", "by-hand") in sim.objects
+    assert names(sim, "demo") == {"ConfigMap/demo-settings", "Deployment/demo"}
+    assert inventory(sim, "demo")["commit"] == "b" * 40
+    labels = sim.objects[("", "configmaps", "apps", "promoter-inventory-demo")]["metadata"]["labels"]
+    assert labels == {INVENTORY_LABEL: "demo"}
+
+
+def test_an_unowned_object_is_adopted_only_with_adopt(sim: KubeSim, cluster: KubeCluster) -> None:
+    [settings] = [o for o in demo() if o["kind"] == "ConfigMap"]
+    by_hand(cluster, "demo-settings")  # made before promoter came
+    [claim] = cluster.claims("demo", demo(), adopt=False)
+    assert claim.rule == "promoter.unowned_object" and "cluster.adopt: true" in claim.remediation
+    with pytest.raises(PermanentError, match="ConfigMap/apps/demo-settings exists and no app owns it"):
+        cluster.sync("demo", "promote-demo", demo())
+    assert ("apps", "deployments", "apps", "demo") not in sim.objects
+
+    assert cluster.claims("demo", demo(), adopt=True) == []
+    cluster.sync("demo", "promote-demo", demo(), adopt=True)
+    adopted = sim.objects[("", "configmaps", "apps", "demo-settings")]
+    assert adopted["metadata"]["labels"][APP_LABEL] == "demo" and settings["data"].items() <= adopted["data"].items()
+    assert "ConfigMap/demo-settings" in names(sim, "demo")
+    assert cluster.claims("demo", demo(), adopt=False) == []  # its own from now on
+
+
+def test_a_label_only_cluster_gets_its_inventory_from_the_labels_once(sim: KubeSim, cluster: KubeCluster) -> None:
+    cluster.sync("demo", "promote-demo", demo())
+    kept = sim.objects[("", "configmaps", "apps", "promoter-inventory-demo")]
+    kept["data"] = {"kinds": kept["data"]["kinds"]}  # as the label-only sync left it: kinds, no objects
+    assert cluster.claims("demo", demo(), adopt=False) == []  # its label makes them its own
+
+    first = cluster.sync("demo", "promote-demo", [o for o in demo() if o["kind"] != "Service"], revision="c" * 40)
+    assert first.note == f"inventory of demo built from its {APP_LABEL} labels (3 objects), once"
+    assert first.pruned == 1 and ("", "services", "apps", "demo") not in sim.objects  # listed by the labels
+    assert names(sim, "demo") == {"ConfigMap/demo-settings", "Deployment/demo"}
+    assert cluster.sync("demo", "promote-demo", demo()).note == ""  # once
+
+
+def check(env: EnvironmentConfig, app: str = "tools") -> PolicyCheckInput:
+    return PolicyCheckInput(
+        promotion_id=f"promote-{app}",
+        app=app,
+        commit="a" * 40,
+        author="dana",
+        source_env="staging",
+        target_env="prod",
+        started_at=datetime.now(UTC),
+        environment=env,
+    )
+
+
+def test_the_policy_step_denies_namespaces_and_takeovers(sim: KubeSim, cluster: KubeCluster) -> None:
+    cluster.sync("demo", "promote-demo", demo())
+    env = EnvironmentConfig.model_validate(
+        {"name": "prod", "order": 3, "cluster": {"namespace": "apps"}, "apps": {"tools": {"namespaces": ["tools"]}}}
+    )
+    policy = PolicyActivities(
+        None,  # type: ignore[arg-type]  # _ownership reads no repository
+        EmbeddedEngine(),
+        claims=lambda cfg, app, objects: cluster.claims(app, objects, cfg.adopt),
+    )
+    elsewhere = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "kube-system"}}
+    allowed = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "y", "namespace": "tools"}}
+    denied, warned = policy._ownership(check(env), [*tools_shipping_demo(), elsewhere, allowed])
+    assert warned == []
+    assert [(d.rule, d.object) for d in denied] == [
+        ("promoter.namespace_not_allowed", "ConfigMap/kube-system/x"),
+        ("promoter.owned_by_another_app", "Deployment/apps/demo"),
+    ]
+    assert "app tools may not write in prod (it may: apps, tools)" in denied[0].message
+    assert "apps.tools.namespaces" in denied[0].remediation
+    with pytest.raises(ValueError, match="Extra inputs"):
+        EnvironmentConfig.model_validate({"name": "prod", "order": 3, "apps": {"tools": {"namespace": ["x"]}}})
