@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
+import json
 import shutil
 from pathlib import Path
 
@@ -17,7 +19,7 @@ import pytest
 
 from promoter.policy import PolicyBundle, decide, metadata_gaps
 from promoter.policy.embedded import EmbeddedEngine
-from promoter.policy.opa import OpaEngine, namespaced
+from promoter.policy.opa import OpaEngine, foreign, namespaced, package_path
 from promoter.policy.testing import discover
 from promoter.stack import free_port
 from tests.support.opa_standin import OpaStandIn
@@ -60,7 +62,8 @@ def test_opa_backend_gives_the_same_decisions_over_http(bundle: PolicyBundle) ->
                 name
             )
         # what went over the wire: one push of the revision (its data whole, then each module under its
-        # key, the answer module last, then its entry in the list), then one Data API query per decision
+        # key, the answer module last, then its entry in the list), then per decision one Data API query
+        # and one listing of the modules (nothing foreign in the namespace)
         key = engine.layout(bundle).key
         puts = [(p, b) for m, p, b in opa.requests if m == "PUT"]
         assert puts[0][0] == f"/v1/data/promoter_rev/{key}"
@@ -76,11 +79,20 @@ def test_opa_backend_gives_the_same_decisions_over_http(bundle: PolicyBundle) ->
         assert {p for p, _ in posts} == {f"/v1/data/promoter_answer/{key}?strict-builtin-errors=true"}
         assert len(posts) == len(CASES) + 1  # the first found nothing loaded, pushed, and asked again
         assert set(posts[0][1]) == {"input"} and posts[0][1]["input"]["promotion"]["app"] == "demo"
-        # steady state, and another worker on the same server: one query per decision, nothing pushed
+        assert [(m, p) for m, p, _ in opa.requests if m == "GET" and p.startswith("/v1/policies")] == [
+            ("GET", "/v1/policies")
+        ] * len(CASES)  # after every answer used, none after the one that found nothing
+        # steady state: a query and a listing per decision, nothing pushed
         before = len(opa.requests)
-        for worker in (engine, OpaEngine(opa.url)):
-            assert decide(worker, bundle, CASES["latest"]()).deny
-        assert [m for m, _, _ in opa.requests[before:]] == ["POST", "POST"]
+        assert decide(engine, bundle, CASES["latest"]()).deny
+        assert [(m, p.split("?")[0]) for m, p, _ in opa.requests[before:]] == [
+            ("POST", f"/v1/data/promoter_answer/{key}"),
+            ("GET", "/v1/policies"),
+        ]
+        # another worker pushes its own copy, under its own key (its secret is not this one's)
+        other = OpaEngine(opa.url)
+        assert decide(other, bundle, CASES["latest"]()).deny and other.layout(bundle).key != key
+        assert sorted({i.split("/")[1] for i in opa.policies}) == sorted([key, other.layout(bundle).key])
     embedded.close()
 
 
@@ -173,15 +185,15 @@ def test_two_revisions_judged_at_once_each_get_their_own_verdict(bundle: PolicyB
 
 
 def test_between_any_two_writes_of_a_push_or_removal_each_answer_is_right_or_absent(bundle: PolicyBundle) -> None:
-    """Two workers that keep only their newest revision push and remove each other's. Before every
-    write either makes, the server is asked for both revisions' answers: each is its own revision's
-    verdict, or not there (and then the evaluation pushes it again); never half a revision, never the
-    other's rules."""
+    """Two workers that keep only their newest revision, and take each other's for stale at once, push
+    and remove each other's. Before every write either makes, the server is asked for both revisions'
+    answers: each is its own revision's verdict, or not there (and then the evaluation pushes it again);
+    never half a revision, never the other's rules."""
     b = revision_b(bundle)
     doc = CASES["clean"]()
     checked: list[str] = []
     with OpaStandIn() as opa:
-        one, two = OpaEngine(opa.url, keep=1), OpaEngine(opa.url, keep=1)
+        one, two = OpaEngine(opa.url, keep=1, stale_s=0), OpaEngine(opa.url, keep=1, stale_s=0)
         keys = {one.layout(bundle).key: bundle, two.layout(b).key: b}
 
         def look(method: str, path: str) -> None:
@@ -229,6 +241,118 @@ def test_old_revisions_are_removed_whole(bundle: PolicyBundle) -> None:
         assert sorted(opa.query(["promoter_revisions"])) == keys[1:]
         assert not [i for i in opa.policies if keys[0] in i] and keys[0] not in opa.data["promoter_rev"]
         assert {i.split("/")[1] for i in opa.policies} == set(keys[1:])
+
+
+def test_another_workers_revision_stays_until_it_is_stale(bundle: PolicyBundle) -> None:
+    """Each worker pushes its own copy, and removes another's only once that one has gone unused for
+    `stale_s` (its worker marks it used as it evaluates). (Its own beyond `keep`: above.)"""
+    b = revision_b(bundle)
+    with OpaStandIn() as opa:
+        engine, other = OpaEngine(opa.url), OpaEngine(opa.url)
+        assert decide(other, bundle, CASES["clean"]()).allow
+        theirs = other.layout(bundle).key
+        decide(engine, b, CASES["clean"]())
+        assert sorted(opa.query(["promoter_revisions"])) == sorted([theirs, engine.layout(b).key])
+        opa.put_data(["promoter_revisions", theirs, "used_at"], 0)  # unused since 1970
+        assert decide(engine, bundle, CASES["clean"]()).allow
+        mine = {engine.layout(bundle).key, engine.layout(b).key}
+        assert set(opa.query(["promoter_revisions"])) == mine == {i.split("/")[1] for i in opa.policies}
+
+
+# ---------------------------------------------------------------------- no one else's module in the namespace
+
+PLANTED = """package {package}
+
+import rego.v1
+
+# a second definition, which does not conflict with the repository's (undefined for these findings):
+# every finding of a promotion gate is excepted
+{head}live_exception(f) := "zz" if f.concern == "promotion"
+"""
+
+GATES = ("missing-approvals-at-merge", "skipped-staging")
+
+
+def first_layout_key(bundle: PolicyBundle) -> str:
+    """The key the first layout gave a revision: a hash of its name, files and data, which anyone could
+    compute from the trusted commit and its files (how the review planted a module ahead of the push)."""
+    digest = hashlib.sha256(f"promoter-opa-push/1\0{bundle.commit or bundle.revision}\0".encode())
+    for path, text in sorted(bundle.policies().items()):
+        digest.update(path.encode() + b"\0" + text.encode() + b"\0")
+    digest.update(json.dumps(bundle.full_data(), sort_keys=True, default=str).encode())
+    return "r" + digest.hexdigest()[:20]
+
+
+def test_a_module_planted_in_the_namespace_never_makes_a_gate_allow(bundle: PolicyBundle) -> None:
+    """OPA merges every module of a package, so a module in a revision's namespace takes part in its
+    decision: here a second `live_exception` that excepts every finding of the promotion gates. Planted
+    before the first push, under the key the first layout computed from the commit and its files, it
+    names no namespace of this worker (the key is a MAC under the worker's secret) and is named in a
+    denial. Planted after the push, under the key read from the server's listing, it does inject (asked
+    directly, the answer allows), and the listing the worker reads after its query finds it: a denial
+    naming it. A module of this worker's changed on the server is a denial naming it too."""
+    expected = {case: {v.rule for v in decide(EmbeddedEngine(), bundle, CASES[case]()).deny} for case in GATES}
+    assert all(expected.values())
+
+    def denied_naming(engine: OpaEngine, planted: str) -> None:
+        for case in GATES:
+            decision = decide(engine, bundle, CASES[case]())
+            assert not decision.allow and decision.revision == bundle.revision
+            [v] = decision.deny
+            assert v.rule == "promoter.engine_error" and repr(planted) in v.message, v.message
+
+    with OpaStandIn() as opa:
+        engine = OpaEngine(opa.url)
+        guessed = first_layout_key(bundle)
+        # before the first push: laid out as a worker's own (its id names the key), it is another namespace
+        # than this worker's, and never judges; under any other id, promoter's roots hold a foreign module
+        opa.put_policy(
+            f"promoter/{guessed}/x.rego", PLANTED.format(package=f"promoter_rev.{guessed}.promoter", head="")
+        )
+        for case in GATES:
+            assert {v.rule for v in decide(engine, bundle, CASES[case]()).deny} == expected[case]
+        [key] = {i.split("/")[1] for i in opa.policies if i.startswith("promoter/")} - {guessed}
+        assert key != guessed
+        opa.put_policy("planted/early.rego", PLANTED.format(package=f"promoter_rev.{guessed}.promoter", head=""))
+        denied_naming(engine, "planted/early.rego")
+        opa.delete_policy("planted/early.rego")
+
+        # after the push, with the key as the server's listing shows it to anyone who may read it
+        for planted, package, head in [
+            ("planted/late.rego", f"promoter_rev.{key}.promoter", ""),
+            ("planted/bracketed.rego", f'promoter_rev["{key}"]["promoter"]', ""),  # the same package
+            ("planted/parent.rego", "promoter_rev", f"{key}.promoter."),  # a rule head reaching into it
+            (f"promoter/{key}/promoter/extra.rego", f"promoter_rev.{key}.promoter", ""),  # among its ids
+        ]:
+            opa.put_policy(planted, PLANTED.format(package=package, head=head))
+            for case in GATES:
+                assert opa.query(["promoter_answer", key, "decision"], CASES[case]())["allow"], (planted, case)
+            denied_naming(engine, planted)
+            opa.delete_policy(planted)
+
+        # one of the worker's own modules, rewritten on the server (its pin kept, so OPA takes it)
+        mine = f"promoter/{key}/promoter/decision.rego"
+        opa.put_policy(mine, opa.policies[mine] + '\nlive_exception(f) := "zz" if f.concern == "promotion"\n')
+        assert opa.query(["promoter_answer", key, "decision"], CASES["skipped-staging"]())["allow"]
+        decision = decide(engine, bundle, CASES["skipped-staging"]())
+        assert not decision.allow and f"module {mine} (policies/promoter/decision.rego) changed" in (
+            decision.deny[0].message
+        )
+
+
+def test_the_package_of_a_listed_module_is_read_as_opa_reads_it() -> None:
+    assert package_path('# c\n\npackage a.b["c"][`d`]["\\u0065"]\n\nx := 1\n') == ["a", "b", "c", "d", "e"]
+    assert package_path("package a.b\n.c := 1\n") == ["a", "b"]  # a ref has no blank space in it
+    assert package_path("x := 1\n") is None and package_path("package a[x]\n") is None
+    assert package_path('package a[ "b" ] # c\n') == ["a", "b"]
+    ast = {"package": {"path": [{"type": "var", "value": "data"}, {"type": "string", "value": "promoter_rev"}]}}
+    assert foreign({"id": "x", "raw": "package kubernetes.x\n", "ast": ast}, "rk") is not None  # the AST wins
+    assert foreign({"id": "x", "raw": "package kubernetes.x\n"}, "rk") is None
+    assert foreign({"id": "x", "raw": "not rego"}, "rk") == "its package cannot be read, so it may be anywhere"
+    assert foreign({"id": "promoter/r2/a", "raw": "package promoter_rev.r2.a\n"}, "rk") is None  # another worker's
+    assert foreign({"id": "promoter/r2/a", "raw": "package promoter_rev.rk.a\n"}, "rk") is not None
+    assert foreign({"id": "promoter/r2/a", "raw": "package promoter_answer.r3\n"}, "rk") is not None
+    assert foreign({"id": "promoter/r2/a", "raw": "package promoter_revisions\n"}, "rk") is not None
 
 
 def test_a_builtin_error_is_a_denial_not_an_allow(bundle: PolicyBundle) -> None:

@@ -10,7 +10,8 @@ id, `data.yaml` at the root of `data`), e.g. a stale copy planted to show it is 
 
 What it implements, as OPA does:
 - `PUT /v1/policies/{id}` (Rego text; 200 `{}`), `DELETE /v1/policies/{id}` (200 `{}`; 404 when
-  there is no such module), `GET /v1/policies` (`{"result": [{"id", "raw"}]}`) and
+  there is no such module), `GET /v1/policies` (`{"result": [{"id", "raw", "ast"}]}`, the AST as
+  OPA's `rego.parse_module` gives it, which is OPA's JSON of the parsed module) and
   `GET /v1/policies/{id}`. Every change compiles all the modules with all the data, and one that does
   not compile (a parse error, an undefined function, a conflict) is refused, 400, nothing changed.
 - `PUT /v1/data/{path}` (a JSON document; the objects on the way are created; 204),
@@ -28,7 +29,7 @@ Where it differs from a real OPA server:
   switch. A query *without* `strict-builtin-errors` whose evaluation hits a builtin error is refused
   400 saying so, where OPA would carry on with that expression undefined (and could allow).
 - A compile error's body has one entry in `errors`, with OPA's text as its message (OPA lists each
-  error with its location); a policy listing carries no `ast`.
+  error with its location).
 - The token is compared directly; OPA checks tokens only through an authorization policy
   (`--authorization=basic` and `system.authz`).
 - No bundles, no decision logs, no Query, Compile or Config APIs, no PATCH, no `If-None-Match`, no
@@ -141,6 +142,9 @@ class OpaStandIn:
         self.delay_s = 0.0
         self.fail_with: int | None = None
         self.before_write: Callable[[str, str], None] | None = None
+        self._asts: dict[tuple[str, str], Any] = {}  # (id, text) -> OPA's AST of it, for listings
+        self._parser: OpaEngine | None = None
+        self._parse = threading.Lock()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
@@ -152,6 +156,8 @@ class OpaStandIn:
     def __exit__(self, *exc: object) -> None:
         self.server.shutdown()
         self.server.server_close()
+        if self._parser is not None:
+            self._parser.close()
 
     # ------------------------------------------------------------------ the store, for tests
 
@@ -211,6 +217,18 @@ class OpaStandIn:
     def query(self, path: list[str], input_doc: Any = None, strict: bool = True) -> Any:
         return self._snapshot.query(path, input_doc, strict)
 
+    def listed(self, policies: dict[str, str]) -> list[dict[str, Any]]:
+        """`policies` as `GET /v1/policies` lists them: id, raw text and OPA's AST of it."""
+        with self._parse:
+            missing = {i: t for i, t in policies.items() if (i, t) not in self._asts}
+            if missing:  # all at once: one evaluation parses them all
+                if self._parser is None:
+                    self._parser = OpaEngine()
+                parsed = self._parser.eval_query("x := {i: rego.parse_module(i, m) | some i, m in input}", missing)
+                for i, t in missing.items():
+                    self._asts[(i, t)] = parsed[0]["x"][i]
+            return [{"id": i, "raw": t, "ast": self._asts[(i, t)]} for i, t in sorted(policies.items())]
+
     def _change(self, change: Any) -> None:
         """Apply `change` to a copy of the store; keep it only if everything still compiles."""
         with self._write:
@@ -258,8 +276,7 @@ class OpaStandIn:
                 if path.startswith("/health"):
                     return 200, {}
                 if path.rstrip("/") == "/v1/policies" and method == "GET":
-                    listed = [{"id": i, "raw": t} for i, t in sorted(standin.policies.items())]
-                    return 200, {"result": listed}
+                    return 200, {"result": standin.listed(standin.policies)}
                 if path.startswith("/v1/policies/"):
                     policy_id = unquote(path.removeprefix("/v1/policies/"))
                     if method == "PUT":
@@ -269,7 +286,8 @@ class OpaStandIn:
                         standin.delete_policy(policy_id)
                         return 200, {}
                     if method == "GET" and policy_id in standin.policies:
-                        return 200, {"result": {"id": policy_id, "raw": standin.policies[policy_id]}}
+                        [listed] = standin.listed({policy_id: standin.policies[policy_id]})
+                        return 200, {"result": listed}
                     return 404, {"code": "resource_not_found", "message": f"storage_not_found_error: {policy_id}"}
                 if path.startswith("/v1/data"):
                     parts = [unquote(p) for p in path.removeprefix("/v1/data").split("/") if p]
