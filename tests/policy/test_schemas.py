@@ -94,7 +94,7 @@ def test_each_mistake_is_a_finding_at_its_path() -> None:
         ("invalid", "metadata.lables", 'unknown field "lables"'),
         ("invalid", "spec.replicsa", 'unknown field "replicsa"'),
     ]
-    assert found([number]) == [("invalid", f"{container}.ports[0].containerPort", 'expected integer, got string')]
+    assert found([number]) == [("invalid", f"{container}.ports[0].containerPort", "expected integer, got string")]
     assert sorted(found([missing])) == [
         ("invalid", "spec.selector", "Required value"),
         ("invalid", f"{container}.name", "Required value"),
@@ -138,7 +138,7 @@ def test_removed_and_deprecated_api_versions_name_their_replacement() -> None:
 def test_custom_resources_are_checked_against_their_crd_or_said_to_be_unchecked() -> None:
     bad = widget(size="3", colour="red", port="http", extra={"anything": 1})
     assert found([CRD, widget(size=2, port=8080), bad]) == [
-        ("invalid", "spec.size", 'expected integer, got string'),
+        ("invalid", "spec.size", "expected integer, got string"),
         ("invalid", "spec.colour", 'unknown field "colour"'),
     ]
     assert found([CRD, widget()]) == [("invalid", "spec.size", "Required value")]
