@@ -114,10 +114,7 @@ def load_all(text: str | bytes, where: str, max_nodes: int = MAX_EXPANDED_NODES,
                 ) from None
             except ValueError as e:
                 raise BadInput(f"{where}: {e}; YAML that refers to itself cannot be a manifest") from None
-            try:
-                docs.append(loader.construct_document(node))
-            except ValueError as e:  # a value YAML reads as an impossible date or time (2026-13-01)
-                raise BadInput(f"{where}: a date or time that cannot be: {e}; quote it to keep it a string") from None
+            docs.append(loader.construct_document(node))
     except yaml.YAMLError as e:
         raise BadInput(_invalid(text, where, what, e)) from None
     except RecursionError:

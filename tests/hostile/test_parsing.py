@@ -52,7 +52,6 @@ def test_aliases_within_the_budget_still_load() -> None:
         ("&a [*a]", "a recursive alias"),
         ("[" * 20_000 + "]" * 20_000, "deep.yaml"),
         ("a: [1\n", "deep.yaml: line 2: invalid YAML"),
-        ("expires: 2026-13-01\n", "deep.yaml: a date or time that cannot be: month must be in 1..12"),
     ],
 )
 def test_odd_yaml_is_one_line(text: str, expected: str) -> None:
