@@ -629,7 +629,8 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
     if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
     st: PromotionStatus = await promotions.status(execution)
-    drift = await _app_drift(promotions, st.app, [stage.env for stage in st.stages])
+    # no stages: the latest run of the ID held it for a release set or a drift heal (its message says which)
+    drift = await _app_drift(promotions, st.app, [stage.env for stage in st.stages] or None)
     if as_json:
         data = st.model_dump(mode="json")
         data["run_id"] = execution.run_id
@@ -638,6 +639,8 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
         print(json.dumps(data))
     else:
         out.print(_table(st))
+        if not st.stages and st.message:
+            out.print(f"  {st.message}", markup=False, highlight=False)
         for stage in st.stages:
             if stage.pr_url:
                 out.print(f"  {stage.env} PR #{stage.pr_number}: {stage.pr_url}", markup=False, highlight=False)
@@ -667,16 +670,16 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
 DRIFT_ROWS = 50  # the newest drift checks `status` reads (one page), for the latest of each environment
 
 
-async def _app_drift(promotions: Any, app_name: str, envs: list[str]) -> dict[str, dict[str, Any]]:
+async def _app_drift(promotions: Any, app_name: str, envs: list[str] | None) -> dict[str, dict[str, Any]]:
     """The app's drift in each environment, as the newest drift check that compared it says (its
     memo): {env: {checked_at, revision, count, healed, paused, drifts}}; an environment no recent
-    check compared is left out."""
+    check compared is left out. `envs` None: every environment a check compared the app in."""
     from promoter.promotions import DRIFT_MEMO, DRIFT_QUERY
 
     found: dict[str, dict[str, Any]] = {}
     async for row in promotions.listing(DRIFT_QUERY, page_size=DRIFT_ROWS):
         memo = row.memo.get(DRIFT_MEMO)
-        if not isinstance(memo, dict) or memo.get("env") not in envs or memo["env"] in found:
+        if not isinstance(memo, dict) or (envs is not None and memo.get("env") not in envs) or memo.get("env") in found:
             continue
         mine = (memo.get("apps") or {}).get(app_name)
         if app_name in (memo.get("checked") or []) or mine is not None:
@@ -689,9 +692,9 @@ async def _app_drift(promotions: Any, app_name: str, envs: list[str]) -> dict[st
                 "drifts": [],
                 **(mine or {}),
             }
-        if len(found) == len(envs):
+        if envs is not None and len(found) == len(envs):
             break
-    return {env: found[env] for env in envs if env in found}
+    return {env: found[env] for env in envs if env in found} if envs is not None else found
 
 
 def _drift_line(seen: dict[str, Any]) -> str:

@@ -307,8 +307,10 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
     assert "  staging: 1 difference(s) (checked " in shown.stdout
     assert "Deployment/apps/demo spec.replicas: Git 2, live 5 (since " in shown.stdout
     assert cli.status("promote-demo")["drift"]["staging"]["drifts"][0]["live"] == 5  # type: ignore[index]
-    assert cli("drift", "staging", "--heal").returncode == 0
-    assert "  staging: 1 difference(s), healed from Git (live differed from Git; " in cli("status", "demo").stdout
+    healing = cli("drift", "staging", "--heal")
+    assert healing.returncode == 0, healing.stdout + healing.stderr
+    after = cli("status", "demo").stdout
+    assert "  staging: 1 difference(s), healed from Git (live differed from Git; " in after, healing.stdout + after
     assert "  staging: matches Git (checked " in (cli("drift", "staging"), cli("status", "demo"))[1].stdout
 
     origin.repo.git.pull("-q", "--rebase", "origin", "main")  # dev as it was: staging matches it again

@@ -71,6 +71,14 @@ class Origin:
         return [h.name for h in git.Repo(self.path).heads]
 
 
+def own_objects(folder: Path, app: str) -> None:
+    """A copy of demo's manifests for `app`: its objects named and labelled for it, so two apps never
+    ship the same object (the cluster's inventory refuses a takeover)."""
+    for path in folder.iterdir():
+        if path.is_file():
+            path.write_text(path.read_text().replace("demo", app))
+
+
 def make_gitops(
     tmp: Path, envs: list[dict[str, object]] | None = None, apps: tuple[str, ...] = ("demo",), signed: bool = False
 ) -> Path:
@@ -90,6 +98,7 @@ def make_gitops(
             if app != "demo":
                 for env in ("dev", "staging", "prod"):
                     shutil.copytree(src / "environments" / env / "demo", src / "environments" / env / app)
+                    own_objects(src / "environments" / env / app, app)
         return src
     shutil.copytree(ROOT / "policies", src / "policies")
     data = yaml.safe_load((src / "policies" / "data.yaml").read_text())
@@ -104,6 +113,8 @@ def make_gitops(
             for f in ("deployment.yaml", "service.yaml"):
                 (folder / app).mkdir(exist_ok=True)
                 (folder / app / f).write_text((ROOT / "environments" / "dev" / "demo" / f).read_text())
+            if app != "demo":
+                own_objects(folder / app, app)
     return src
 
 
