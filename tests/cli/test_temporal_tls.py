@@ -355,17 +355,7 @@ async def test_a_promotion_through_haproxy_approved_over_grpc_and_over_the_http_
     executor: concurrent.futures.ThreadPoolExecutor,
     tmp_path: Path,
 ) -> None:
-    origin = origin_factory(ENVS, apps=(APP,))
-    origin.commit(
-        {
-            f"environments/{env}/{APP}/{name}": (origin.work / f"environments/{env}/{APP}/{name}")
-            .read_text()
-            .replace("demo", APP)  # the app's objects named after it
-            for env in ("dev", "prod")
-            for name in ("deployment.yaml", "service.yaml")
-        },
-        f"name {APP}'s objects after it",
-    )
+    origin = origin_factory(ENVS, apps=(APP,))  # make_gitops names the app's objects after it
     commit = origin.bump(app=APP, tag="2.0.0")  # dev moves on; prod is to follow
     sims = clusters(["dev", "prod"])
     worker_cert, worker_key = front.worker_cert
