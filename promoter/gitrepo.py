@@ -414,6 +414,18 @@ class GitClone:
             else:
                 yield f"{prefix}{name}", mode, sha
 
+    def _messages(self, repo: git.Repo, shas: list[str]) -> dict[str, str]:
+        """Each commit's message, read in one git run (the branch commits that merges bring in)."""
+        if not shas:
+            return {}
+        messages: dict[str, str] = {}
+        shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *shas)
+        for entry in shown.split("\x1e"):
+            sha, sep, message = entry.strip().partition("\x1f")
+            if sep:
+                messages[sha] = message
+        return messages
+
     def _is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
         try:
             self._git(repo, "merge-base", "--is-ancestor", sha, of)
@@ -720,14 +732,7 @@ class GitClone:
             if len(parts) == 4:
                 sha, parents, at, message = parts
                 merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
-        branches: dict[str, str] = {}
-        seconds = [m["parent"] for m in merges if m["parent"]]
-        if seconds:
-            shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *seconds)
-            for entry in shown.split("\x1e"):
-                sha, sep, message = entry.strip().partition("\x1f")
-                if sep:
-                    branches[sha] = message
+        branches = self._messages(repo, [m["parent"] for m in merges if m["parent"]])
         for m in merges:
             m["branch_message"] = branches.get(m["parent"], "")
         out = self._git(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.RELEASE}: ", main)
@@ -1074,14 +1079,7 @@ class GitClone:
             if len(parts) == 4:
                 sha, parents, at, message = parts
                 merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
-        seconds = [m["parent"] for m in merges if m["parent"]]
-        branches: dict[str, str] = {}
-        if seconds:
-            shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *seconds)
-            for entry in shown.split("\x1e"):
-                sha, sep, message = entry.strip().partition("\x1f")
-                if sep:
-                    branches[sha] = message
+        branches = self._messages(repo, [m["parent"] for m in merges if m["parent"]])
         for rank, m in enumerate(merges):  # newest first, as main's first parents have them
             m["branch_message"], m["rank"] = branches.get(m["parent"], ""), str(rank)
         reverted: set[str] = set()
@@ -1131,14 +1129,7 @@ class GitClone:
             if len(parts) == 4:
                 touched.append((parts[0], (parts[1].split() + ["", ""])[1], parts[2], parts[3]))
         merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in touched if second]
-        seconds = [second for _, second, _, _ in touched if second]
-        branches: dict[str, str] = {}
-        if seconds:
-            shown = self._git(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *seconds)
-            for entry in shown.split("\x1e"):
-                sha, sep, message = entry.strip().partition("\x1f")
-                if sep:
-                    branches[sha] = message
+        branches = self._messages(repo, [second for _, second, _, _ in touched if second])
         second_of = {sha: second for sha, second, _, _ in touched}
         for m in merges:
             m["branch_message"] = branches.get(second_of[m["sha"]], "")
