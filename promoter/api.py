@@ -354,17 +354,31 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     old = client.get_workflow_handle(wid, result_type=PromotionStatus)
     new = workflow_id(plan.app)
     url = f"{ui_url}/namespaces/{client.namespace}/workflows/{new}" if ui_url else None
+    what = f"the release set {plan.title}" if plan.members else plan.app
     try:
-        what = f"the release set {plan.title}" if plan.members else plan.app
-        await old.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by=requested_by, url=url, what=what))
-        await old.cancel()
-        await asyncio.wait_for(old.result(), timeout=120)
-    except (WorkflowFailureError, RPCError):
-        pass  # cancelled (the expected end), or it ended by itself meanwhile: either way it is over
+        async with asyncio.timeout(120):
+            try:
+                desc = await old.describe()
+            except RPCError:
+                return  # it ended and was cleaned up meanwhile: it is over
+            await _end(old, Supersede(commit=plan.commit, requested_by=requested_by, url=url, what=what))
+            if desc.parent_id:  # a claim passes the supersede on to its release set (or drift heal): wait for that too
+                await _end(client.get_workflow_handle(desc.parent_id, run_id=desc.parent_run_id))
     except TimeoutError:
         raise PromoterError(
             f"{wid} did not end within 2 minutes of its cancel (is a worker running?); nothing new was started"
         ) from None
+
+
+async def _end(handle: WorkflowHandle[Any, Any], by: Supersede | None = None) -> None:
+    """Signal `by` to a running workflow (when given), cancel it and wait for it to close."""
+    try:
+        if by is not None:
+            await handle.signal(SUPERSEDE, by)
+            await handle.cancel()
+        await handle.result()
+    except (WorkflowFailureError, RPCError):
+        pass  # cancelled (the expected end), or it ended by itself meanwhile: either way it is over
 
 
 async def pollers(client: Client, task_queue: str) -> int:

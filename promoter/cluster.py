@@ -54,6 +54,7 @@ MANAGER = "promoter"
 INVENTORY = "promoter-inventory-{app}"
 INVENTORY_LABEL = APP_LABEL + "-inventory"  # on an inventory: the app it belongs to
 APPLY_CONCURRENCY = 8
+MISSING_FOR_S = 30.0  # how long a kind the cluster did not serve after a fresh discovery is taken as missing
 HIDDEN = "<hidden>"  # what a drift report shows in place of a secret's value
 Ident = tuple[str, str, str, str]
 
@@ -338,6 +339,8 @@ class KubeCluster:
         self.default_namespace = default_namespace
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()
+        self._discovery = threading.Lock()  # the discoverer's cache: a lookup or a refresh at a time
+        self._missing: dict[tuple[str, str], float] = {}  # a kind not served after a refresh, and when
 
     @classmethod
     def from_config(cls, cfg: ClusterConfig, timeout_s: float = 10.0) -> KubeCluster:
@@ -378,16 +381,28 @@ class KubeCluster:
             return self._dynamic
 
     def _resource(self, api_version: str, kind: str) -> Any:
-        try:
-            return self.dynamic.resources.get(api_version=api_version, kind=kind)
-        except ResourceNotFoundError:
-            self.dynamic.resources.invalidate_cache()  # a CRD applied a moment ago
+        """The dynamic client's resource for a kind, discovered again once when the cluster does not
+        serve it (a CRD applied a moment ago). A kind found missing after a fresh discovery is not
+        looked for again for `MISSING_FOR_S` unless a CRD is applied meanwhile: one Service polled for
+        its EndpointSlices on a cluster without them must not rediscover the whole API at each poll.
+        The discoverer's cache is one dict that a refresh replaces, so lookups and refreshes take turns
+        (concurrent activities share this cluster)."""
+        dynamic = self.dynamic
+        key = (api_version, kind)
+        missing = PermanentError(f"the cluster does not serve {kind} ({api_version}); is its CRD installed?")
+        with self._discovery:
+            if time.monotonic() - self._missing.get(key, -MISSING_FOR_S) < MISSING_FOR_S:
+                raise missing
             try:
-                return self.dynamic.resources.get(api_version=api_version, kind=kind)
+                return dynamic.resources.get(api_version=api_version, kind=kind)
             except ResourceNotFoundError:
-                raise PermanentError(
-                    f"the cluster does not serve {kind} ({api_version}); is its CRD installed?"
-                ) from None
+                pass
+            dynamic.resources.invalidate_cache()
+            try:
+                return dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                self._missing[key] = time.monotonic()
+                raise missing from None
 
     def _apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
         """Server-side apply `obj` as promoter; with `dry_run`, what it would leave (nothing written)."""
@@ -449,6 +464,8 @@ class KubeCluster:
         live = self._live(app, crd_kinds)
         self._refuse(app, crds, live, listed, mine, adopt)
         applied = self._apply_all(crds, live, progress)
+        if crds:
+            self._missing.clear()  # their kinds are served now
         rest = [self._label(o, app, promotion) for o in objects if o["kind"] != "CustomResourceDefinition"]
         live.update(self._live(app, (recorded | {(o["apiVersion"], o["kind"]) for o in rest}) - crd_kinds))
         self._refuse(app, rest, live, listed, mine, adopt)

@@ -40,7 +40,10 @@ Where it differs from a real API server (kept honest on purpose):
   decimal numbers and millis are canonicalised); an update names its manager from `fieldManager`,
   else the User-Agent before its first `/`, as a real server does;
 - generation counts changes to anything but metadata and status, for every kind;
-- no pods or ReplicaSets are created: the controller writes the workload's status directly;
+- no pods or ReplicaSets are created: the controller writes the workload's status directly, and an
+  EndpointSlice controller keeps one slice per Service with a selector, `<service>-sim`, with one
+  ready endpoint per ready replica of the workloads whose pod template the selector matches (fake
+  addresses; no Endpoints objects, which real servers still serve);
 - namespaces are deleted at once (no finalizers), and deleting one deletes what is in it.
 Why not kmock (PyPI, 0.8): it is a scripted mock of responses, with no server-side apply, no
 generation semantics and no controller, and a promotion needs all three behaving as a cluster does.
@@ -75,6 +78,7 @@ from promoter.sim import openapi
 from promoter.sim.fields import canonicalise, changed, fieldset, now, record
 
 FAIL_IN = "sim.promoter.dev/fail-in"
+SLICER = "endpointslice-controller.k8s.io"  # the EndpointSlice controller's name, as a real cluster's
 WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet"}
 SCALABLE = {"Deployment", "StatefulSet"}  # kinds with a `/scale` subresource
 SCALE = "scale"
@@ -114,6 +118,7 @@ BUILTIN = [  # with the short names and categories of Kubernetes 1.31's own disc
     Kind("batch", "v1", "cronjobs", "CronJob", True, ("cj",), ALL),
     Kind("networking.k8s.io", "v1", "ingresses", "Ingress", True, ("ing",)),
     Kind("policy", "v1", "poddisruptionbudgets", "PodDisruptionBudget", True, ("pdb",)),
+    Kind("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
     Kind("autoscaling", "v2", "horizontalpodautoscalers", "HorizontalPodAutoscaler", True, ("hpa",), ALL),
     Kind("rbac.authorization.k8s.io", "v1", "roles", "Role", True),
     Kind("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding", True),
@@ -127,6 +132,7 @@ BUILTIN = [  # with the short names and categories of Kubernetes 1.31's own disc
         ("api-extensions",),
     ),
 ]
+SLICES = next(k for k in BUILTIN if k.kind == "EndpointSlice")
 
 
 class ApiError(Exception):
@@ -221,6 +227,7 @@ class KubeSim:
         self.rollouts: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # generation, started
         self.done: dict[tuple[str, str, str, str], int] = {}  # the generation whose rollout ended
         self.version = 0
+        self._sliced = -1  # the version the EndpointSlice controller last looked at
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
         self._faults: list[tuple[str, float, str]] = []
@@ -608,6 +615,68 @@ class KubeSim:
                         self.workloads.discard(key)  # deleted
                     else:
                         self._reconcile(key, obj, now)
+                if self._sliced != self.version:
+                    self._slice()
+                    self._sliced = self.version
+
+    def _slice(self) -> None:
+        """The EndpointSlice controller: each Service with a selector has the slice `<service>-sim`
+        (labelled `kubernetes.io/service-name`), with one ready endpoint per ready replica of the
+        workloads in its namespace whose pod template labels the selector matches; a slice whose
+        Service is gone is deleted."""
+        wanted: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        for (group, plural, namespace, name), service in list(self.objects.items()):
+            spec = service.get("spec") or {}
+            selector = spec.get("selector") or {}
+            if group or plural != "services" or not selector or spec.get("type") == "ExternalName":
+                continue
+            matched = [key for key in self.workloads if self._selects(key, namespace, selector)]
+            ready = sum(self._ready(self.objects[key]) for key in matched)
+            wanted[(SLICES.group, SLICES.plural, namespace, f"{name}-sim")] = {
+                "apiVersion": SLICES.group_version,
+                "kind": SLICES.kind,
+                "metadata": {
+                    "name": f"{name}-sim",
+                    "namespace": namespace,
+                    "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": SLICER},
+                },
+                "addressType": "IPv4",
+                "endpoints": [
+                    {"addresses": [f"10.0.{i // 250}.{i % 250 + 1}"], "conditions": {"ready": True}}
+                    for i in range(ready)
+                ],
+                "ports": [
+                    {"port": p.get("targetPort") if isinstance(p.get("targetPort"), int) else p.get("port")}
+                    for p in spec.get("ports") or []
+                ],
+            }
+        for key, obj in list(self.objects.items()):
+            managed = ((obj.get("metadata") or {}).get("labels") or {}).get("endpointslice.kubernetes.io/managed-by")
+            if key[:2] == (SLICES.group, SLICES.plural) and managed == SLICER and key not in wanted:
+                del self.objects[key]
+                self._bump()
+        for key, body in wanted.items():
+            old = self.objects.get(key)
+            if old is not None and _content(old) == _content(body):
+                continue
+            meta = body["metadata"]
+            meta["uid"] = old["metadata"]["uid"] if old else f"sim-{self.env}-{self.version + 1}"
+            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"] if old else now()
+            meta["generation"] = 1
+            meta["resourceVersion"] = self._bump()
+            self.objects[key] = body
+
+    def _selects(self, key: tuple[str, str, str, str], namespace: str, selector: dict[str, Any]) -> bool:
+        obj = self.objects.get(key)
+        if key[2] != namespace or obj is None or obj["kind"] == "Job":
+            return False
+        labels = ((obj.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+        return all(labels.get(k) == v for k, v in selector.items())
+
+    @staticmethod
+    def _ready(obj: dict[str, Any]) -> int:
+        status = obj.get("status") or {}
+        return int(status.get("readyReplicas") or status.get("numberReady") or 0)
 
     def _reconcile(self, key: tuple[str, str, str, str], obj: dict[str, Any], now: float) -> None:
         generation = obj["metadata"].get("generation", 1)

@@ -92,18 +92,41 @@ def test_a_pvc_is_healthy_once_bound_and_a_lost_one_fails(cluster: KubeCluster, 
     assert cluster.wait_healthy([dict(PVC)], timeout_s=5) == (False, "PersistentVolumeClaim/data lost its volume")
 
 
-def test_a_service_the_simulator_has_no_endpoints_for_is_said(cluster: KubeCluster) -> None:
-    """The simulator serves neither EndpointSlices nor Endpoints: a Service with a selector is judged
-    by its existence there, and the reason says so (a real API server serves both)."""
+def test_a_service_is_healthy_once_it_has_a_ready_endpoint(cluster: KubeCluster, sim: KubeSim) -> None:
+    """A Service with a selector needs a ready endpoint (its EndpointSlices, which the simulator keeps
+    from the workloads its selector matches); one the cluster has no slices for is not healthy. The
+    EndpointSlice kind missing after a fresh discovery is not rediscovered at every poll."""
     service = {
         "apiVersion": "v1",
         "kind": "Service",
         "metadata": {"name": "web"},
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80}]},
     }
+    pod = {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c", "image": "web:1"}]}}
+    web = {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}}, "template": pod},
+    }
     cluster.sync("web", "p", [service])
+    healthy, why = cluster.wait_healthy([dict(service)], timeout_s=0.3)
+    assert not healthy and why == "not healthy within 0.3s: Service/web has no ready endpoints yet"
+    cluster.sync("web", "p", [service, web])
+    assert cluster.wait_healthy([dict(service), dict(web)], timeout_s=5) == (True, "1 workload(s) healthy")
     live = {**service, "metadata": {"name": "web", "namespace": "apps"}}
-    assert cluster.rollout_verdict(live) == (
-        True,
-        "Service/web exists (the cluster serves no Endpoints to check it has any)",
-    )
+    assert cluster.rollout_verdict(live) == (True, "Service/web has 2 ready endpoint(s)")
+
+
+def test_a_kind_the_cluster_does_not_serve_is_rediscovered_once_not_at_every_lookup(
+    cluster: KubeCluster, sim: KubeSim
+) -> None:
+    from promoter.errors import PermanentError
+
+    cluster.rollout_verdict({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "apps"}})
+    before = len([r for r in sim.requests if r[1] in ("/api", "/apis")])
+    for _ in range(20):
+        with pytest.raises(PermanentError, match="does not serve Widget"):
+            cluster._resource("example.com/v1", "Widget")
+    after = len([r for r in sim.requests if r[1] in ("/api", "/apis")])
+    assert after - before <= 3  # the first lookup and one refresh, not 20 of each
