@@ -94,10 +94,14 @@ class ClusterActivities:
             revision=req.revision,
             adopt=req.cluster.adopt,
         )
-        if outcome.note:  # a cluster synced before inventories listed objects: said once, where people look
+        if outcome.note:  # a cluster synced before inventories listed objects: said once, in the log and the stage
             activity.logger.info("%s in %s: %s", req.app, req.env, outcome.note)
         return SyncResult(
-            applied=outcome.applied, unchanged=outcome.unchanged, pruned=outcome.pruned, engine="kubernetes"
+            applied=outcome.applied,
+            unchanged=outcome.unchanged,
+            pruned=outcome.pruned,
+            engine="kubernetes",
+            note=outcome.note,
         )
 
     @activity.defn(name="detect_drift")

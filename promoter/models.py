@@ -787,6 +787,7 @@ class SyncResult(BaseModel):
     unchanged: int = 0
     pruned: int = 0
     engine: str = ""
+    note: str = ""  # said once, e.g. an inventory built from a label-only sync's labels
 
 
 class HealthInput(BaseModel):

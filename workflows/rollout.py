@@ -50,6 +50,7 @@ class Rollout:
         reverting = stage.state == StageState.REVERTING  # the revert's sync keeps the stage `reverting`
         self.r.set(stage, stage.state if reverting else StageState.SYNCING, f"syncing {revision[:7]}")
         applied = unchanged = pruned = 0
+        notes: list[str] = []
         for app in apps:
             sync = SyncInput(
                 promotion_id=self.p.status.id, app=app, env=stage.env, revision=revision, cluster=cfg.cluster
@@ -57,8 +58,10 @@ class Rollout:
             of = f" ({app})" if self.p.plan.members else ""
             synced = await self.runner.run(steps.SYNC, sync, f"sync {stage.env} to {revision[:7]}{of}")
             applied, unchanged, pruned = applied + synced.applied, unchanged + synced.unchanged, pruned + synced.pruned
+            notes += [synced.note] if synced.note else []
         if not reverting:
-            self.r.set(stage, StageState.VERIFYING, f"{applied} applied, {unchanged} unchanged, {pruned} pruned")
+            counts = f"{applied} applied, {unchanged} unchanged, {pruned} pruned"
+            self.r.set(stage, StageState.VERIFYING, "; ".join([counts, *notes]))
         step = steps.health_step(cfg.health.timeout or timedelta(minutes=5))
         verdicts: list[tuple[str, HealthResult]] = []
         for app in apps:
@@ -73,10 +76,13 @@ class Rollout:
             of = f" ({app})" if self.p.plan.members else ""
             verdicts.append((app, await self.runner.run(step, check, f"health of {stage.env} at {revision[:7]}{of}")))
         if len(verdicts) == 1:
-            return verdicts[0][1]
-        sick = [(app, v) for app, v in verdicts if not v.healthy]
-        reasons = "; ".join(f"{app}: {v.reason}" for app, v in (sick or verdicts))
-        return HealthResult(healthy=not sick, reason=reasons, engine=verdicts[0][1].engine)
+            reasons = verdicts[0][1].reason
+            sick = [] if verdicts[0][1].healthy else verdicts
+        else:
+            sick = [(app, v) for app, v in verdicts if not v.healthy]
+            reasons = "; ".join(f"{app}: {v.reason}" for app, v in (sick or verdicts))
+        said = "; ".join([reasons, *notes])  # what the sync said once (an inventory built) stays on the stage
+        return HealthResult(healthy=not sick, reason=said, engine=verdicts[0][1].engine)
 
     async def _revert(self, stage: StageStatus, automatic: bool, reason: str) -> bool:
         unhealthy = f"unhealthy: {reason}"

@@ -2,7 +2,10 @@
 is promoted; then app `tools` ships a Deployment named `demo` in the same namespace. The promotion of
 `tools` is denied before any PR, naming both apps and the object, and demo's Deployment is untouched
 (same resourceVersion, same image) and still healthy in every environment. Before inventories, sync
-relabelled the Deployment to `tools`, changed its image, and pruned it when `tools` dropped the file."""
+relabelled the Deployment to `tools`, changed its image, and pruned it when `tools` dropped the file.
+
+First, staging is made to look as a label-only sync (before inventories) left it: the next promotion
+builds demo's inventory from the labels, and its stage says so."""
 
 from __future__ import annotations
 
@@ -14,6 +17,7 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
+from promoter.cluster import APP_LABEL
 from promoter.models import PromotionState, StageState
 from promoter.sim.kube import KubeSim
 from tests.support.gitops import Origin
@@ -35,8 +39,15 @@ async def test_a_second_apps_deployment_of_the_same_name_is_denied_before_the_pr
         sims = clusters([])
         promoted = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))).result()
         assert promoted.state == PromotionState.SUCCEEDED, promoted.message
+        kept = sims["staging"].objects[("", "configmaps", "apps", "promoter-inventory-demo")]
+        kept["data"] = {"kinds": kept["data"]["kinds"]}  # as the label-only sync left it: kinds, no objects
+        origin.bump(tag="2.0.1")
+        promoted = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))).result()
+        assert promoted.state == PromotionState.SUCCEEDED, promoted.message
+        said = f"inventory of demo built from its {APP_LABEL} labels (2 objects), once"  # its Deployment and Service
+        assert [said in s.message for s in promoted.stages] == [False, True], [s.message for s in promoted.stages]
         before = {env: deployment(sims[env]) for env in ("dev", "staging")}
-        assert all(d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0.0") for d in before.values())
+        assert all(d["spec"]["template"]["spec"]["containers"][0]["image"].endswith(":2.0.1") for d in before.values())
 
         theirs = yaml.safe_load((origin.work / "environments/dev/demo/deployment.yaml").read_text())
         theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/acme/tools:9.9.9"
