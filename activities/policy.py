@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,8 @@ from promoter.policy import (
     schema_input,
 )
 from promoter.render import parse_manifests, render_files
+
+OWNERSHIP_RETRY_S = (0.5, 1.5, 3.0)  # the waits between reads of who owns what, before an unreachable cluster denies
 
 
 def combined(decisions: list[PolicyDecision]) -> PolicyDecision:
@@ -214,17 +217,23 @@ class PolicyActivities:
                 )
         if self.claims is None:
             return denied, []
-        try:
-            found = self.claims(cluster, req.app, objects)
-        except (PromoterError, TemporaryError) as e:  # the sync refuses a takeover anyway: said, not waited for
-            return denied, [
-                PolicyViolation(
-                    rule="promoter.ownership_unchecked",
-                    message=f"who owns {req.app}'s objects in {req.target_env} could not be read: {clean_error(e)}; "
-                    "the sync refuses any object another app owns",
-                    severity="medium",
-                )
-            ]
+        for wait in (*OWNERSHIP_RETRY_S, None):
+            try:
+                found = self.claims(cluster, req.app, objects)
+                break
+            except (PromoterError, TemporaryError) as e:  # fails closed: what it cannot read is denied, nothing opened
+                if isinstance(e, TemporaryError) and wait is not None:
+                    time.sleep(wait)  # a blip of the API server is waited out, briefly
+                    continue
+                return denied + [
+                    PolicyViolation(
+                        rule="promoter.ownership_unchecked",
+                        message=f"who owns {req.app}'s objects in {req.target_env} could not be read: {clean_error(e)}",
+                        severity="critical",
+                        remediation="Promote again once the cluster answers (or fix cluster in "
+                        f"environments/{req.target_env}/environment.yaml, or the kubeconfig).",
+                    )
+                ], []
         denied += [
             PolicyViolation(
                 rule=c.rule,

@@ -647,16 +647,19 @@ class KubeCluster:
 
     def drift(self, app: str, objects: list[dict[str, Any]]) -> list[FieldDrift]:
         """How the live objects of `app` differ from `objects` (Git's), for every field promoter
-        manages: a field that differs, an object that is gone, and an object with the app's label that
-        Git no longer has. Metadata is left out: the cluster and promoter itself write there.
+        manages: a field that differs, an object that is gone, and an object the app's inventory lists
+        (its label, before inventories) that Git no longer has: what a sync would prune. Metadata is
+        left out: the cluster and promoter itself write there.
 
         A field that looks different is confirmed by a server-side apply dry run, so what the server
         only normalises (`cpu: 0.5` stored as `500m`) is not drift; `since` is when another field
         manager last wrote the field (from `managedFields`). Values are shown as `masked` leaves them:
         a secret's is `<hidden>`, on both sides."""
         wanted = [self._label(o, app, "drift") for o in objects]
-        kinds = {(o["apiVersion"], o["kind"]) for o in wanted} | self._kinds(self._inventory(app))
+        inventory = self._inventory(app)
+        kinds = {(o["apiVersion"], o["kind"]) for o in wanted} | self._kinds(inventory)
         live = self._live(app, kinds)
+        entries = self._entries(inventory)  # None: a label-only sync's cluster, whose labels a sync prunes by
         found: list[FieldDrift] = []
         for obj in wanted:
             there = live.pop(_ident(obj), None)
@@ -687,7 +690,7 @@ class KubeCluster:
                 since=_timestamp(extra["metadata"].get("creationTimestamp")),
             )
             for extra in live.values()
-            if extra["kind"] != "Namespace"
+            if extra["kind"] != "Namespace" and (entries is None or _ref(extra) in entries)
         ]
         return found
 

@@ -110,6 +110,15 @@ def test_prune_deletes_only_what_the_inventory_lists(sim: KubeSim, cluster: Kube
     assert names(sim, "demo") == {"ConfigMap/demo-settings", "Deployment/demo", "Service/demo"}
     # someone labels an object of their own with demo's label: not demo's to prune
     by_hand(cluster, "by-hand", {APP_LABEL: "demo"})
+    assert cluster.drift("demo", demo()) == []  # nor drift: a sync would leave it
+    sim.objects.pop(("", "services", "apps", "demo"))
+    assert [
+        (d.object, d.git, d.live) for d in cluster.drift("demo", [o for o in demo() if o["kind"] != "ConfigMap"])
+    ] == [
+        ("Service/apps/demo", "present", None),
+        ("ConfigMap/apps/demo-settings", None, "present"),  # listed, and Git no longer has it: a sync prunes it
+    ]
+    cluster.sync("demo", "promote-demo", demo(), revision="a" * 40)
     outcome = cluster.sync("demo", "promote-demo", [o for o in demo() if o["kind"] != "Service"], revision="b" * 40)
     assert outcome.pruned == 1 and ("", "services", "apps", "demo") not in sim.objects
     assert ("", "configmaps", "apps", "by-hand") in sim.objects

@@ -1,7 +1,6 @@
 """Cluster faults inside promotions: an API server that answers 500 or stalls is retried with backoff
-and the promotion succeeds; one that is down past the sync deadline fails the stage with a clear
-error, and nothing further is merged (time-skipping server, so the retries' backoff costs no time).
-HTTP probes decide health too."""
+and the promotion succeeds; one that is down is a denial before its PR (who owns the objects there
+cannot be read: fails closed), and nothing is opened or merged there. HTTP probes decide health too."""
 
 from __future__ import annotations
 
@@ -36,7 +35,7 @@ async def test_500s_and_a_stall_are_retried_then_succeed(
     assert not staging._faults  # every injected fault was met
 
 
-async def test_api_down_past_the_deadline_fails_the_stage(
+async def test_api_down_before_the_pr_is_a_denial_and_nothing_opens(
     ts_env: WorkflowEnvironment,
     origin_factory: Callable[..., Origin],
     run_worker: Any,
@@ -51,12 +50,15 @@ async def test_api_down_past_the_deadline_fails_the_stage(
         clusters([])["staging"].stop()  # staging's API server is down, and stays down
         handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
         result = await handle.result()
-    assert result.state == PromotionState.FAILED
+    assert result.state == PromotionState.POLICY_DENIED
     staging = result.stages[1]
-    assert staging.state == StageState.FAILED and staging.merge_commit
-    assert "cannot reach the Kubernetes API at http://127.0.0.1:" in staging.message
+    # who owns the objects there cannot be read before the PR: fails closed, nothing opened or merged
+    assert staging.state == StageState.POLICY_DENIED and staging.merge_commit is None and staging.pr_number is None
+    assert staging.policy is not None
+    [unread] = [d for d in staging.policy.deny if d.rule == "promoter.ownership_unchecked"]
+    assert "cannot reach the Kubernetes API at http://127.0.0.1:" in unread.message
     assert result.stages[2].state == StageState.PENDING
-    assert not [p for p in forge.list_pull_requests() if "/prod/" in p.head]  # nothing further merged
+    assert [p.head for p in forge.list_pull_requests() if "/dev/" not in p.head] == []
 
 
 @pytest.fixture
