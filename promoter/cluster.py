@@ -136,7 +136,8 @@ def changed_since(live: dict[str, Any], path: tuple[str, ...]) -> datetime | Non
     entry's time), or None when none owns it (a field removed by hand, or a cluster that keeps none)."""
     times: list[datetime] = []
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
-        if entry.get("manager") == MANAGER or not entry.get("time"):
+        manager = str(entry.get("manager"))
+        if manager == MANAGER or manager.startswith(MANAGER + "/") or not entry.get("time"):
             continue
         owned = entry.get("fieldsV1") or {}
         for key in path:
@@ -256,6 +257,17 @@ def _managers(live: dict[str, Any]) -> set[str]:
     return {
         str(e.get("manager"))[len(MANAGER) + 1 :] for e in entries if str(e.get("manager")).startswith(MANAGER + "/")
     }
+
+
+def _legacy(live: dict[str, Any]) -> bool:
+    """Whether the field manager `promoter` (before per-app managers) applied part of `live`."""
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        if entry.get("manager") == MANAGER and entry.get("operation") == "Apply":
+            owned = dict(entry.get("fieldsV1") or {})
+            meta = {k for k in owned.pop("f:metadata", None) or {} if k not in ("f:name", "f:namespace")}
+            if owned or meta:  # more than the name its release left it
+                return True
+    return False
 
 
 def _owner(app: str, ref: Ref, live: dict[str, Any] | None, listed: dict[Ref, str]) -> tuple[str, str] | None:
@@ -404,16 +416,21 @@ class KubeCluster:
                 self._missing[key] = time.monotonic()
                 raise missing from None
 
-    def _apply(self, obj: dict[str, Any], dry_run: bool = False) -> dict[str, Any]:
-        """Server-side apply `obj` as promoter; with `dry_run`, what it would leave (nothing written)."""
+    def _apply(self, obj: dict[str, Any], dry_run: bool = False, manager: str | None = None) -> dict[str, Any]:
+        """Server-side apply `obj` as its app's field manager (`promoter/<app>`, from its app label;
+        `promoter` for what no app owns: a namespace, an inventory) unless `manager` is given; with
+        `dry_run`, what it would leave (nothing written)."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        if manager is None:
+            app = ((obj["metadata"].get("labels") or {}).get(APP_LABEL)) or ""
+            manager = f"{MANAGER}/{app}" if app else MANAGER
         try:
             result: dict[str, Any] = resource.server_side_apply(
                 body=obj,
                 name=obj["metadata"]["name"],
                 namespace=namespace,
-                field_manager=MANAGER,
+                field_manager=manager,
                 force_conflicts=True,
                 serializer=_plain,
                 query_params=[("fieldValidation", "Strict")],  # an unknown field fails the sync, never dropped
@@ -546,6 +563,8 @@ class KubeCluster:
         def one(obj: dict[str, Any]) -> bool:
             before = live.get(_ident(obj))
             after = self._apply(obj)
+            if before is not None and _legacy(before):
+                after = self._release_legacy(obj)
             return before is None or before["metadata"].get("resourceVersion") != after["metadata"].get(
                 "resourceVersion"
             )
@@ -561,6 +580,13 @@ class KubeCluster:
         if errors:
             raise first_error(errors)
         return sum(f.result() for f in futures)
+
+    def _release_legacy(self, obj: dict[str, Any]) -> dict[str, Any]:
+        """Release what the field manager `promoter` (one for every app, before per-app managers) still
+        owns of `obj`, by applying nothing as it: its fields stay where `promoter/<app>` now owns them
+        and go where Git no longer has them, as a real API server's server-side apply decides."""
+        meta = {k: v for k, v in obj["metadata"].items() if k in ("name", "namespace")}
+        return self._apply({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta}, manager=MANAGER)
 
     @staticmethod
     def _holds(live: dict[str, Any] | None, obj: dict[str, Any]) -> bool:

@@ -34,8 +34,9 @@ Where it differs from a real API server (kept honest on purpose):
   415; kubectl never sends one); `$setElementOrder` puts the items the patch lists first and the rest
   after them, where a real server interleaves them;
 - server-side apply is simplified: one applied configuration is remembered per field manager; a new
-  apply removes the fields that manager applied before and no longer does, then merges the new
-  configuration in; lists are atomic; conflicts between managers are never reported;
+  apply removes the fields that manager applied before and no longer does (unless another manager's
+  applied configuration still sets them; fields only an update wrote do not count), then merges the
+  new configuration in; lists are atomic; conflicts between managers are never reported;
 - managed fields and quantities are kept as promoter.sim.fields says (lists are one field; only
   decimal numbers and millis are canonicalised); an update names its manager from `fieldManager`,
   else the User-Agent before its first `/`, as a real server does;
@@ -181,13 +182,18 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-def _prune(target: dict[str, Any], old: dict[str, Any], new: dict[str, Any]) -> None:
-    """Remove from `target` what `old` applied and `new` no longer does (recursing into mappings)."""
+def _prune(target: dict[str, Any], old: dict[str, Any], new: dict[str, Any], others: list[Any] | None = None) -> None:
+    """Remove from `target` what `old` applied and `new` no longer does (recursing into mappings),
+    unless another manager's applied configuration (`others`) still sets it: a field two managers
+    applied stays while one of them does."""
     for key, old_value in old.items():
-        if key not in new:
+        kept = [o[key] for o in others or [] if isinstance(o, dict) and key in o]
+        if key not in new and not kept:
             target.pop(key, None)
-        elif isinstance(old_value, dict) and isinstance(new[key], dict) and isinstance(target.get(key), dict):
-            _prune(target[key], old_value, new[key])
+        elif isinstance(old_value, dict) and isinstance(target.get(key), dict):
+            below = new.get(key, {})
+            if isinstance(below, dict):  # (else a mapping replaced by a value: the merge writes it)
+                _prune(target[key], old_value, below, kept)
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -506,7 +512,8 @@ class KubeSim:
             obj: dict[str, Any] = {}
         else:
             obj = copy.deepcopy(previous)
-            _prune(obj, self.applied.get((*key, manager), {}), config)
+            others = [c for (*k, m), c in self.applied.items() if tuple(k) == key and m != manager]
+            _prune(obj, self.applied.get((*key, manager), {}), config, others)
         _merge(obj, config)
         self.applied[(*key, manager)] = config
         return self._store(kind, namespace, obj, previous, manager, applied=config)

@@ -97,11 +97,35 @@ def test_a_label_or_a_field_manager_of_another_app_claims_an_object_too(sim: Kub
     assert f"labelled {APP_LABEL}=demo" in claim.message
 
     sim.objects[DEPLOYMENT]["metadata"]["labels"].pop(APP_LABEL)
-    sim.objects[DEPLOYMENT]["metadata"]["managedFields"].append(
+    sim.objects[DEPLOYMENT]["metadata"]["managedFields"] = [  # as if only app shop had applied it
         {"manager": "promoter/shop", "operation": "Apply", "fieldsV1": {"f:spec": {}}}
-    )
+    ]
     [claim] = cluster.claims("tools", tools_shipping_demo(), adopt=True)
     assert "belongs to app shop (field manager promoter/shop wrote it)" in claim.message
+
+
+def test_each_app_applies_as_its_own_field_manager_and_takes_over_the_shared_one_s_fields(
+    sim: KubeSim, cluster: KubeCluster
+) -> None:
+    """`promoter/<app>` applies an app's objects. A cluster synced when every app applied as `promoter`
+    is released from that manager at the next change: a field Git dropped goes, as a real server
+    decides (a field the old manager alone still owned would otherwise stay for ever)."""
+    objects = demo()
+    [deployment] = [o for o in objects if o["kind"] == "Deployment"]
+    cluster._ensure_namespace("apps")
+    cluster._apply(cluster._label(deployment, "demo", "promote-demo"), manager="promoter")  # as before
+    assert [m["manager"] for m in sim.objects[DEPLOYMENT]["metadata"]["managedFields"]] == ["promoter"]
+    assert "revisionHistoryLimit" not in deployment["spec"]
+    deployment["spec"]["revisionHistoryLimit"] = 3
+    cluster._apply(cluster._label(deployment, "demo", "promote-demo"), manager="promoter")
+    del deployment["spec"]["revisionHistoryLimit"]  # Git drops the field
+    cluster.sync("demo", "promote-demo", objects)
+    live = sim.objects[DEPLOYMENT]
+    assert "revisionHistoryLimit" not in live["spec"]
+    owners = {m["manager"]: m["fieldsV1"] for m in live["metadata"]["managedFields"]}
+    assert "f:replicas" in owners["promoter/demo"]["f:spec"] and "f:spec" not in owners.get("promoter", {})
+    [claim] = cluster.claims("tools", tools_shipping_demo(), adopt=False)
+    assert claim.message.startswith("Deployment/apps/demo belongs to app demo (")
 
 
 def test_prune_deletes_only_what_the_inventory_lists(sim: KubeSim, cluster: KubeCluster) -> None:

@@ -288,7 +288,7 @@ def test_managed_fields_dry_runs_and_quantities_as_a_real_server_keeps_them(
     live = sim.objects[key]
     assert live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"] == "200m"
     [applied] = live["metadata"]["managedFields"]
-    assert (applied["manager"], applied["operation"]) == ("promoter", "Apply")
+    assert (applied["manager"], applied["operation"]) == ("promoter/demo", "Apply")  # the app's own manager
     assert "f:replicas" in applied["fieldsV1"]["f:spec"]
     assert cluster.drift("demo", objects) == []  # 0.2 and 200m are one quantity: the dry run says so
 
@@ -302,7 +302,7 @@ def test_managed_fields_dry_runs_and_quantities_as_a_real_server_keeps_them(
     assert run("scale", "deployment", "demo", "--replicas", "5").returncode == 0
     entries = {(e["manager"], e.get("subresource", "")): e for e in sim.objects[key]["metadata"]["managedFields"]}
     assert entries[("kubectl", "scale")]["fieldsV1"] == {"f:spec": {"f:replicas": {}}}  # kubectl took replicas
-    assert "f:replicas" not in entries[("promoter", "")]["fieldsV1"]["f:spec"]
+    assert "f:replicas" not in entries[("promoter/demo", "")]["fieldsV1"]["f:spec"]
     [found] = cluster.drift("demo", objects)
     assert (found.object, found.path, found.git, found.live) == ("Deployment/apps/demo", "spec.replicas", 2, 5)
     assert found.since is not None and found.since.isoformat().startswith(entries[("kubectl", "scale")]["time"][:19])
