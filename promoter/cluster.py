@@ -259,6 +259,32 @@ def _managers(live: dict[str, Any]) -> set[str]:
     }
 
 
+def _genuine(inventory: dict[str, Any]) -> bool:
+    """Whether a ConfigMap with the inventory label is an inventory promoter wrote (not one planted)."""
+    meta = inventory.get("metadata") or {}
+    app = (meta.get("labels") or {}).get(INVENTORY_LABEL)
+    managers = {e.get("manager") for e in meta.get("managedFields") or []}
+    return bool(app) and meta.get("name") == INVENTORY.format(app=app) and managers <= {MANAGER}
+
+
+def reserved(app: str, obj: dict[str, Any]) -> Claim | None:
+    """An object no app's folder may ship: an inventory (by its name or its label) is promoter's record
+    of who owns what, and one an app wrote could make another app prune or give up objects."""
+    meta = obj.get("metadata") or {}
+    labels = meta.get("labels") or {}
+    name = str(meta.get("name") or "")
+    if INVENTORY_LABEL in labels or (obj.get("kind") == "ConfigMap" and name.startswith(INVENTORY.format(app=""))):
+        shown = "/".join(p for p in (str(obj.get("kind", "?")), str(meta.get("namespace") or ""), name) if p)
+        return Claim(
+            rule="promoter.reserved_object",
+            object=shown,
+            message=f"{shown} is promoter's own record of what an app owns ({INVENTORY_LABEL}, "
+            f"{INVENTORY.format(app='<app>')}); app {app} may not ship one",
+            remediation=f"Remove it from {app}'s folder; promoter writes inventories itself.",
+        )
+    return None
+
+
 def _legacy(live: dict[str, Any]) -> bool:
     """Whether the field manager `promoter` (before per-app managers) applied part of `live`."""
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
@@ -297,7 +323,7 @@ def _claim(
             message=f"{_shown(ref)} belongs to app {owner[0]} ({owner[1]}); app {app} may not take it over",
             remediation=f"Rename {app}'s object, or hand it over: remove it from {owner[0]} first, then promote {app}.",
         )
-    if live is None or adopt or ref in mine or ref[1] == "Namespace":  # promoter makes namespaces itself
+    if live is None or adopt or ref in mine:
         return None
     labels = (live.get("metadata") or {}).get("labels") or {}
     if labels.get(APP_LABEL) == app:  # this app's by label: a cluster synced before inventories listed objects
@@ -450,7 +476,7 @@ class KubeCluster:
         obj = {**raw, "metadata": dict(raw.get("metadata") or {})}
         meta = obj["metadata"]
         if self._resource(obj["apiVersion"], obj["kind"]).namespaced:
-            meta.setdefault("namespace", self.default_namespace)
+            meta["namespace"] = meta.get("namespace") or self.default_namespace  # "" and null mean the default
         meta["labels"] = {**(meta.get("labels") or {}), APP_LABEL: app, PROMOTION_LABEL: promotion}
         meta["annotations"] = {**(meta.get("annotations") or {}), PROMOTION_ANNOTATION: promotion}
         meta["annotations"][APPLIED_ANNOTATION] = applied_hash(obj)
@@ -521,11 +547,11 @@ class KubeCluster:
             except PermanentError:
                 continue
             if namespaced:
-                meta.setdefault("namespace", self.default_namespace)
+                meta["namespace"] = meta.get("namespace") or self.default_namespace  # "" and null mean the default
             else:
                 meta.pop("namespace", None)
             obj = {**raw, "metadata": meta}
-            claim = _claim(app, _ref(obj), self._get(obj), listed, mine, adopt)
+            claim = reserved(app, obj) or _claim(app, _ref(obj), self._get(obj), listed, mine, adopt)
             if claim is not None:
                 found.append(claim)
         return found
@@ -544,7 +570,9 @@ class KubeCluster:
         found = []
         for obj in objects:
             there = live.get(_ident(obj))
-            claim = _claim(app, _ref(obj), there if there is not None else self._get(obj), listed, mine, adopt)
+            claim = reserved(app, obj) or _claim(
+                app, _ref(obj), there if there is not None else self._get(obj), listed, mine, adopt
+            )
             if claim is not None:
                 found.append(claim)
         if found:
@@ -781,14 +809,16 @@ class KubeCluster:
         return self._get(self._inventory_ref(app))
 
     def _inventories(self) -> list[dict[str, Any]]:
-        """Every app's inventory in the cluster, in any namespace: one list."""
+        """Every app's inventory in the cluster, in any namespace: one list. Only a genuine one counts:
+        named `promoter-inventory-<app>` for the app its label names, and written by no field manager
+        but promoter's own (an app's folder can never ship one: `reserved` refuses it)."""
         try:
             answer = self._resource("v1", "ConfigMap").get(label_selector=INVENTORY_LABEL, serializer=_plain)
         except (DynamicApiError, ApiException) as e:
             raise _api_error(e, "list the inventories") from None
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, "list the inventories") from None
-        return list(answer.get("items") or [])
+        return [item for item in answer.get("items") or [] if _genuine(item)]
 
     def _own_inventory(self, app: str, inventories: list[dict[str, Any]]) -> dict[str, Any] | None:
         name = INVENTORY.format(app=app)

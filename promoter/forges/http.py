@@ -68,7 +68,10 @@ class ApiClient:
         if not path.startswith(("http://", "https://")):
             return self.base_url.rstrip("/") + path
         there, home = _origin(path), _origin(self.base_url)
-        if there != home:
+        # the host the request would be sent to (urllib3 parses it, not urlsplit) must be the one
+        # compared, and a URL the two parsers may read differently (userinfo, `\`, spaces) is refused
+        sent = urllib3.util.parse_url(path)
+        if (there, _origin(f"{sent.scheme}://{sent.netloc}")) != (home, home) or any(c in path for c in "\\@ \t\r\n"):
             raise BadInput(
                 f"{self.name} named a URL on {there} (a next page), not on its API's origin {home}: "
                 "refused, the token is sent to the forge alone"

@@ -217,3 +217,58 @@ def test_the_policy_step_denies_namespaces_and_takeovers(sim: KubeSim, cluster: 
     assert "apps.tools.namespaces" in denied[0].remediation
     with pytest.raises(ValueError, match="Extra inputs"):
         EnvironmentConfig.model_validate({"name": "prod", "order": 3, "apps": {"tools": {"namespace": ["x"]}}})
+
+
+def test_an_app_can_never_ship_an_inventory_nor_plant_one(sim: KubeSim, cluster: KubeCluster) -> None:
+    """An inventory is promoter's record of who owns what: one an app shipped (by its name or its label)
+    is refused before the PR and at sync, and one planted by hand is not believed (only promoter's own
+    field manager writes a genuine one): it neither makes another app prune nor give up objects."""
+    coredns = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "coredns", "namespace": "kube-system"}}
+    planted = {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {"name": "promoter-inventory-newapp", "labels": {INVENTORY_LABEL: "newapp"}},
+        "data": {
+            "objects": json.dumps([{"group": "", "kind": "ConfigMap", "namespace": "kube-system", "name": "coredns"}])
+        },
+    }
+    listing = {**planted, "metadata": {"name": "harmless", "labels": {INVENTORY_LABEL: "evil"}}}
+    for shipped in (planted, listing):
+        [claim] = cluster.claims("evil", [shipped], adopt=True)
+        assert claim.rule == "promoter.reserved_object" and "may not ship one" in claim.message
+        with pytest.raises(PermanentError, match="reserved|may not ship one"):
+            cluster.sync("evil", "promote-evil", [shipped])
+    cluster.sync("demo", "promote-demo", demo())
+    cluster._ensure_namespace("kube-system")
+    client.CoreV1Api(cluster.api).create_namespaced_config_map("kube-system", coredns, field_manager="kubectl-create")
+    for hand in (planted, listing):  # as a person (or another tool) writes them, past every gate
+        client.CoreV1Api(cluster.api).create_namespaced_config_map("apps", hand, field_manager="kubectl-create")
+    assert cluster.claims("demo", demo(), adopt=False) == []  # "harmless" listing demo's objects is not believed
+    newapp = [{"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "newapp"}, "data": {"a": "b"}}]
+    assert cluster.sync("newapp", "promote-newapp", newapp).pruned == 0
+    assert ("", "configmaps", "kube-system", "coredns") in sim.objects
+
+
+def test_an_existing_namespace_no_app_owns_is_adopted_only_with_adopt(sim: KubeSim, cluster: KubeCluster) -> None:
+    """The shared namespace (promoter made it) is not any app's to relabel, nor to set its Pod Security
+    Admission labels on, unless the environment says `cluster.adopt: true`."""
+    cluster.sync("demo", "promote-demo", demo())
+    namespace = {
+        "apiVersion": "v1",
+        "kind": "Namespace",
+        "metadata": {"name": "apps", "labels": {"pod-security.kubernetes.io/enforce": "privileged"}},
+    }
+    [claim] = cluster.claims("evil", [namespace], adopt=False)
+    assert claim.rule == "promoter.unowned_object" and claim.object == "Namespace/apps"
+    assert cluster.claims("evil", [namespace], adopt=True) == []
+
+
+def test_a_blank_namespace_is_the_default_one_for_the_checks_too(sim: KubeSim, cluster: KubeCluster) -> None:
+    cluster.sync("demo", "promote-demo", demo())
+    for blank in ("", None):
+        theirs = tools_shipping_demo()
+        theirs[0]["metadata"]["namespace"] = blank
+        [claim] = cluster.claims("tools", theirs, adopt=True)
+        assert claim.object == "Deployment/apps/demo" and "belongs to app demo" in claim.message
+        with pytest.raises(PermanentError, match="belongs to app demo"):
+            cluster.sync("tools", "promote-tools", theirs)

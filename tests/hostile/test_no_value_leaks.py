@@ -298,3 +298,22 @@ def test_pagination_follows_only_the_forges_own_origin() -> None:
     assert other.received == []  # nothing sent there, the token least of all
     assert leaks("\n".join(other.received), TOKEN) == []
     assert len(forge.received) == 2
+
+
+@pytest.mark.parametrize("trick", ["{other}\\@{host}/steal", "{other}@{host}/steal", "http://u:p@{host}/steal"])
+def test_a_next_page_that_parsers_read_differently_is_refused(trick: str) -> None:
+    """A `Link` whose host urlsplit and urllib3 read differently (`http://evil\\@forge/`: the check
+    would see the forge, the request would go to evil) never gets a request, nor the token."""
+    with Recorder() as forge, Recorder() as other:
+        pull = {"number": 1, "head": {"ref": "promote/demo/prod/abc"}}
+        host = forge.url.split("//")[1]
+        forge.pages["/repos/acme/gitops/pulls"] = (
+            [pull],
+            {"Link": f'<{trick.format(other=other.url, host=host)}>; rel="next"'},
+        )
+        api = ApiClient("GitHub", forge.url, f"Bearer {TOKEN}", sleep=lambda _: None)
+        pages = api.paginate("/repos/acme/gitops/pulls", what="open PRs")
+        assert next(pages) == pull
+        with pytest.raises(BadInput, match="refused"):
+            next(pages)
+    assert other.received == [] and len(forge.received) == 1
