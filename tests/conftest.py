@@ -18,6 +18,8 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import yaml
+from temporalio.client import WorkflowExecutionStatus
+from temporalio.service import RPCError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import search
@@ -133,9 +135,34 @@ def run_worker(
         )
         worker = build_worker(env.client, settings, executor)
         async with worker:
-            yield settings.task_queue
+            try:
+                yield settings.task_queue
+            finally:
+                await _end_leftovers(env, origin, settings.task_queue)
 
     return start
+
+
+async def _end_leftovers(env: WorkflowEnvironment, origin: Origin, task_queue: str) -> None:
+    """Terminate what a test left running on its task queue: the dev server is shared by the whole
+    session, and a promotion left waiting (its worker gone) holds `promote-<app>` for every later test.
+    Each app's ID is described (strongly consistent); visibility adds any other ID (a release set's)."""
+    apps = {p.name for p in (origin.work / "environments").glob("*/*") if p.is_dir()}
+    ids = {f"promote-{app}" for app in apps}
+    try:
+        ids |= {
+            w.id async for w in env.client.list_workflows(f'TaskQueue="{task_queue}" AND ExecutionStatus="Running"')
+        }
+    except RPCError:
+        pass  # the time-skipping server has no visibility (and each of its tests has a server of its own)
+    for wid in sorted(ids):
+        handle = env.client.get_workflow_handle(wid)
+        try:
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.RUNNING and desc.task_queue == task_queue:
+                await handle.terminate("left running by the test that started it")
+        except RPCError:
+            continue
 
 
 @pytest.fixture(scope="module")
