@@ -45,7 +45,7 @@ from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, Resour
 from promoter.errors import BadInput, PermanentError, TemporaryError
 from promoter.models import ClusterConfig, FieldDrift
 from promoter.secrets import _SECRET_NAME as SECRET_NAME
-from promoter.secrets import redact
+from promoter.secrets import _USERINFO, redact
 
 APP_LABEL = "promoter.dev/app"
 PROMOTION_LABEL = PROMOTION_ANNOTATION = "promoter.dev/promotion"
@@ -121,6 +121,8 @@ def _masked(value: Any) -> Any:
             else _masked(v)
             for key, v in value.items()
         }
+    if isinstance(value, str) and _USERINFO.search(value):  # a URL with a password in it (DATABASE_URL)
+        return HIDDEN
     return redact(value) if isinstance(value, str) else value  # a token the worker knows, wherever it is
 
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from promoter import yamlsafe
+from promoter import secrets, yamlsafe
 from promoter.errors import BadInput
 from promoter.yamlsafe import MAX_FILE_BYTES
 
@@ -83,7 +83,7 @@ def kustomize(folder: Path, where: str, timeout_s: float = 60.0) -> list[dict[st
         raise BadInput(f"{where}: kustomize did not finish within {timeout_s:g}s") from None
     if out.returncode != 0:
         first = next((ln.strip() for ln in out.stderr.splitlines() if ln.strip()), "failed")
-        raise BadInput(f"{where}: kustomize failed: {first}")
+        raise BadInput(f"{where}: kustomize failed: {secrets.quoted(first)}")  # it may quote a literal
     return parse_manifests({"kustomize-output.yaml": out.stdout.encode()}, where)
 
 

@@ -16,7 +16,16 @@ from urllib.parse import urlsplit
 
 MASK = "***"
 MIN_LENGTH = 6  # shorter values would mask ordinary words; no real token is this short
-_SECRET_NAME = re.compile(r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|API_?KEY|WEBHOOK)", re.IGNORECASE)
+_SECRET_NAME = re.compile(
+    r"(TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|(^|[_.\-])PASS$|(^|[_.\-])PWD$|CREDENTIAL|PRIVATE_?KEY|API_?KEY|DSN$|WEBHOOK)",
+    re.IGNORECASE,
+)
+_PAIR = re.compile(
+    r"\b([\w.\-]*(?:TOKEN|SECRET|PASSWORD|PASSWD|PASSPHRASE|PASS|PWD|CREDENTIAL|PRIVATE_?KEY|API_?KEY|DSN)[\w.\-]*)"
+    r"(\s*[:=]\s*)(\S+)",
+    re.IGNORECASE,
+)
+_USERINFO = re.compile(r"://[^/\s:@]+:[^/\s@]+@")  # a URL that carries a password (postgres://u:SECRET@db)
 _values: set[str] = set()
 _pattern: re.Pattern[str] | None = None
 _lock = threading.Lock()
@@ -74,3 +83,10 @@ def install_log_filter(logger: logging.Logger | None = None) -> None:
     for handler in (logger or logging.getLogger()).handlers:
         if not any(isinstance(f, RedactingFilter) for f in handler.filters):
             handler.addFilter(RedactingFilter())
+
+
+def quoted(text: str) -> str:
+    """Text that another program printed about the manifests (kustomize's error): every `NAME: value`
+    or `NAME=value` whose name says it holds a secret, and every password in a URL, masked."""
+    text = _PAIR.sub(lambda m: f"{m.group(1)}{m.group(2)}<hidden>", text)
+    return redact(_USERINFO.sub("://<hidden>@", text))

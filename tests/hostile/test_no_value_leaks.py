@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -127,6 +128,39 @@ def test_drift_names_where_a_secret_differs_never_its_value(sim: KubeSim, api: c
     )
     produced = "\n".join([report.model_dump_json(), json.dumps(summary(report)), *printed])
     assert leaks(produced, PLANTED, "from-git-placeholder") == []
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("DB_PASS", PLANTED),
+        ("SMTP_PWD", PLANTED),
+        ("AWS_CREDENTIALS", PLANTED),
+        ("TLS_PRIVATE_KEY", PLANTED),
+        ("SENTRY_DSN", PLANTED),
+        ("DATABASE_URL", f"postgres://app:{PLANTED}@db:5432/app"),
+    ],
+)
+def test_drift_masks_the_other_spellings_of_a_secret(name: str, value: str) -> None:
+    """Names a secret goes by beyond PASSWORD/TOKEN/SECRET, and a URL that carries a password."""
+    from promoter.cluster import masked
+
+    env = [{"name": name, "value": value}, {"name": "LOG_FORMAT", "value": "json"}]
+    shown = masked("Deployment", ("spec", "template", "spec", "containers"), [{"name": "web", "env": env}])
+    assert leaks(json.dumps(shown), PLANTED) == [] and shown[0]["env"][1]["value"] == "json"
+
+
+def test_a_kustomize_error_that_quotes_a_secret_literal_is_masked(tmp_path: Path) -> None:
+    """kustomize quotes a bad secretGenerator literal whole in its error; the denial must not."""
+    from promoter.render import kustomize
+
+    (tmp_path / "kustomization.yaml").write_text(
+        f'secretGenerator:\n- name: db\n  literals:\n  - "DB_PASSWORD: {PLANTED}"\n'
+    )
+    with pytest.raises(BadInput) as failed:
+        kustomize(tmp_path, "environments/dev/demo")
+    assert "kustomize failed" in str(failed.value) and "DB_PASSWORD" in str(failed.value)
+    assert leaks(str(failed.value), PLANTED) == []
 
 
 def test_a_memo_from_before_is_masked_when_printed() -> None:
