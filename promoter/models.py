@@ -112,6 +112,10 @@ class ApprovalConfig(_Strict):
 class PolicyConfig(_Strict):
     enforce: list[str] = Field(default_factory=lambda: ["kubernetes", "promotion", "schemas"])
     warn_only: list[str] = Field(default_factory=list)
+    # the Pod Security Standards level the kubernetes.security rules judge pods by, as a Pod Security
+    # Admission namespace label sets it: privileged judges nothing, baseline its controls, restricted
+    # all of them (the default, so an environment that says nothing keeps the strictest rules)
+    pod_security: Literal["privileged", "baseline", "restricted"] = "restricted"
 
 
 class SourceConfig(_Strict):

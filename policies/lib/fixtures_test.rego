@@ -14,12 +14,13 @@ container := {
 	"name": "web",
 	"image": "ghcr.io/promoter-dev/demo:1.0.0",
 	"resources": {"requests": {"cpu": "50m", "memory": "64Mi"}, "limits": {"cpu": "200m", "memory": "128Mi"}},
-	"securityContext": {"allowPrivilegeEscalation": false, "privileged": false},
+	"securityContext": {"allowPrivilegeEscalation": false, "privileged": false, "capabilities": {"drop": ["ALL"]}},
 	"readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
 	"livenessProbe": {"httpGet": {"path": "/healthz", "port": 8080}},
 }
 
-pod_spec := {"securityContext": {"runAsNonRoot": true}, "containers": [container]}
+# restricted by the Pod Security Standards: non-root, RuntimeDefault seccomp, no escalation, ALL dropped
+pod_spec := {"securityContext": {"runAsNonRoot": true, "seccompProfile": {"type": "RuntimeDefault"}}, "containers": [container]}
 
 deployment_with(spec_patch) := {
 	"apiVersion": "apps/v1", "kind": "Deployment",

@@ -132,3 +132,43 @@ containers contains [o, c, helper] if {
 #   severity: info
 #   remediation: Not a rule.
 result(o, msg, details) := {"msg": msg, "object": ident(o), "details": details}
+
+# METADATA
+# title: Pod security levels
+# description: The Pod Security Standards' levels, from the least to the most restrictive.
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+pod_security_levels := {"privileged": 0, "baseline": 1, "restricted": 2}
+
+# METADATA
+# title: Pod security level
+# description: >-
+#   The environment's policy.pod_security (privileged, baseline or restricted, as a Pod Security
+#   Admission namespace label sets it); restricted when it is unset or not one of those (fail closed).
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+default pod_security := "restricted"
+
+pod_security := input.environment.policy.pod_security if input.environment.policy.pod_security in object.keys(pod_security_levels)
+
+# METADATA
+# title: Level enforced
+# description: Whether the environment's pod security level includes the controls of `level`.
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+enforces(level) if pod_security_levels[pod_security] >= pod_security_levels[level]
+
+# METADATA
+# title: Pod metadata
+# description: The metadata of a Pod, or of a workload's pod template (where annotations reach the pod).
+# custom:
+#   severity: info
+#   remediation: Not a rule.
+pod_metadata(o) := object.get(o, "metadata", {}) if o.kind == "Pod"
+
+pod_metadata(o) := object.get(o.spec.template, "metadata", {}) if o.kind in {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job"}
+
+pod_metadata(o) := object.get(o.spec.jobTemplate.spec.template, "metadata", {}) if o.kind == "CronJob"

@@ -232,7 +232,11 @@ def test_the_input_says_promotion_is_enforced_and_the_rego_does_too(engines: lis
             "policy": {"enforce": [], "warn_only": ["promotion"]},
         }
     )
-    assert environment_document(config)["policy"] == {"enforce": ["promotion"], "warn_only": []}
+    assert environment_document(config)["policy"] == {
+        "enforce": ["promotion"],
+        "warn_only": [],
+        "pod_security": "restricted",  # unset: the strictest level
+    }
     # an input built some other way (an OPA client of its own) is judged alike
     doc = SKIPPED_STAGE()
     doc["environment"]["policy"] = {"enforce": [], "warn_only": ["promotion"]}
