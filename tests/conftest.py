@@ -69,6 +69,7 @@ async def dev_env() -> AsyncIterator[WorkflowEnvironment]:
         data_converter=DATA_CONVERTER,
         dev_server_existing_path=binary("temporal"),
         search_attributes=search.KEYS,
+        dev_server_startup_timeout=timedelta(seconds=60),  # a loaded machine takes longer than the 5 s default
     )
     try:
         yield env
