@@ -357,13 +357,7 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
     what = f"the release set {plan.title}" if plan.members else plan.app
     try:
         async with asyncio.timeout(120):
-            try:
-                desc = await old.describe()
-            except RPCError:
-                return  # it ended and was cleaned up meanwhile: it is over
             await _end(old, Supersede(commit=plan.commit, requested_by=requested_by, url=url, what=what))
-            if desc.parent_id:  # a claim passes the supersede on to its release set (or drift heal): wait for that too
-                await _end(client.get_workflow_handle(desc.parent_id, run_id=desc.parent_run_id))
     except TimeoutError:
         raise PromoterError(
             f"{wid} did not end within 2 minutes of its cancel (is a worker running?); nothing new was started"

@@ -270,6 +270,8 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
             newer = await api.start(client, tq, await api.plan(client, tq, "release", members=list(APPS)))
             await api.wait_for(newer, awaiting("prod"))
             alone = await api.start(client, tq, await api.plan(client, tq, "worker"), supersede=True)
+            with pytest.raises(WorkflowFailureError):  # the claim passed the supersede on: the set ends cancelled
+                await client.get_workflow_handle("promote-release", run_id=newer.result_run_id).result()
             replaced = await answered_status(client, "promote-release", newer.result_run_id)
             assert replaced.state == PromotionState.CANCELLED and "the promotion of worker" in (
                 replaced.superseded_by or ""
