@@ -18,7 +18,6 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,18 +26,8 @@ import pytest
 from promoter.errors import BadInput
 from promoter.models import EnvironmentConfig
 from promoter.policy import PolicyBundle, PolicyEngine, decide, environment_document
-from promoter.policy.embedded import EmbeddedEngine
-from promoter.policy.goopa import GoOpaEngine
 from tests.support.gitops import ROOT
 from tests.support.policy import CASES, POLICIES, latest_image, make_input
-
-
-@pytest.fixture(scope="module")
-def engines() -> Iterator[list[PolicyEngine]]:
-    embedded, opa = EmbeddedEngine(), GoOpaEngine()
-    yield [embedded, opa]
-    embedded.close()
-    opa.close()
 
 
 def files() -> dict[str, str]:

@@ -7,7 +7,6 @@ policies/kubernetes/pod_security_test.rego, which `promoter policy test` runs on
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,18 +15,8 @@ from pydantic import ValidationError
 
 from promoter.models import EnvironmentConfig
 from promoter.policy import PolicyBundle, PolicyEngine, decide, environment_document
-from promoter.policy.embedded import EmbeddedEngine
-from promoter.policy.goopa import GoOpaEngine
 from tests.support.gitops import ROOT
 from tests.support.policy import POLICIES, demo_objects, make_input
-
-
-@pytest.fixture(scope="module")
-def engines() -> Iterator[list[PolicyEngine]]:
-    embedded, opa = EmbeddedEngine(), GoOpaEngine()
-    yield [embedded, opa]
-    embedded.close()
-    opa.close()
 
 
 def decisions(engines: list[PolicyEngine], doc: dict[str, Any]) -> Any:

@@ -18,8 +18,6 @@ from promoter import schemas
 from promoter.errors import BadInput
 from promoter.models import ClusterConfig, EnvironmentConfig
 from promoter.policy import PolicyBundle, decide
-from promoter.policy.embedded import EmbeddedEngine
-from promoter.policy.goopa import GoOpaEngine
 from tests.support.policy import POLICIES, demo_objects, make_input, schema_faults
 
 CRD: dict[str, Any] = {
@@ -179,14 +177,6 @@ def test_versions_are_read_strictly() -> None:
         ValidationError, match=r'write the version in quotes, e.g. "1.31" \(YAML reads 1.3 as a number\)'
     ):
         ClusterConfig.model_validate(yaml.safe_load("version: 1.30"))  # the YAML number 1.3, not 1.30
-
-
-@pytest.fixture(scope="module")
-def engines() -> Any:
-    embedded, opa = EmbeddedEngine(), GoOpaEngine()
-    yield [embedded, opa]
-    embedded.close()
-    opa.close()
 
 
 def test_findings_decide_as_a_concern_with_warn_only_and_an_exception_by_path(engines: Any) -> None:
