@@ -364,12 +364,11 @@ async def _supersede(client: Client, wid: str, plan: PromotionPlan, requested_by
         ) from None
 
 
-async def _end(handle: WorkflowHandle[Any, Any], by: Supersede | None = None) -> None:
-    """Signal `by` to a running workflow (when given), cancel it and wait for it to close."""
+async def _end(handle: WorkflowHandle[Any, Any], by: Supersede) -> None:
+    """Signal `by` to a running workflow, cancel it and wait for it to close."""
     try:
-        if by is not None:
-            await handle.signal(SUPERSEDE, by)
-            await handle.cancel()
+        await handle.signal(SUPERSEDE, by)
+        await handle.cancel()
         await handle.result()
     except (WorkflowFailureError, RPCError):
         pass  # cancelled (the expected end), or it ended by itself meanwhile: either way it is over
