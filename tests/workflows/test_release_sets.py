@@ -21,7 +21,8 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.errors import PromoterError
 from promoter.gitrepo import GitClone
-from promoter.models import Decision, DriftInput, PromotionState, PromotionStatus, StageState
+from promoter.models import Decision, DriftInput, PromotionState, PromotionStatus, StageState, Supersede
+from promoter.promotions import SUPERSEDE
 from promoter.sim.kube import FAIL_IN, KubeSim
 from tests.support.gitops import Origin
 from tests.support.workflows import awaiting, plan_matches
@@ -189,9 +190,19 @@ async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
             await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "worker"))
         during = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
         assert [(a.app, a.paused) for a in during.apps] == [("api", True), ("worker", True)]  # no fight with its sync
-        await moving.cancel()
+        # A starter of worker alone whose visibility missed the set meets worker's claim instead (its
+        # start fails on the ID) and supersedes that: the claim passes it on, and the set ends replaced.
+        # (On the time-skipping test server this cancel could hang: a watcher scheduled in a workflow
+        # task that ran long is known there under another event ID, ACTIVITY_UNKNOWN.)
+        claim = dev_env.client.get_workflow_handle("promote-worker")
+        await claim.signal(SUPERSEDE, Supersede(commit=plan.commit, requested_by="bob", url=None, what="worker"))
+        await claim.cancel()
         with pytest.raises(WorkflowFailureError):  # ended while its worker runs: this server outlives the test
             await moving.result()
+        replaced = await answered_status(dev_env.client, "promote-release", moving.result_run_id)
+        assert replaced.state == PromotionState.CANCELLED
+        assert replaced.superseded_by is not None and replaced.superseded_by.startswith("the promotion of worker")
+        assert origin.forge().list_pull_requests("open") == []  # its prod PR was closed
 
 
 async def test_a_denial_of_one_member_denies_the_set_before_any_pr(
@@ -215,16 +226,20 @@ async def test_a_denial_of_one_member_denies_the_set_before_any_pr(
 
 
 async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together(
-    ts_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
 ) -> None:
     """Past the starters' checks (two people starting at the same instant both pass them), Temporal's
-    one-run-per-ID decides: a set holds `promote-<member>` for each member while it runs."""
+    one-run-per-ID decides: a set holds `promote-<member>` for each member while it runs.
+
+    On the real dev server: the time-skipping test server, loaded, sometimes refused the cancel of a
+    gate's PR watcher (ACTIVITY_UNKNOWN: it had filed the watcher under another event ID) and the
+    cancelled promotion then never ended."""
     from promoter.models import PromotionInput
 
     origin = two_apps(origin_factory)
     release(origin, "7.0.0")
-    client = ts_env.client
-    async with run_worker(ts_env, origin) as tq:
+    client = dev_env.client
+    async with run_worker(dev_env, origin) as tq:
         try:
             set_plan = await api.plan(client, tq, "release", members=list(APPS))
             single = await api.start(client, tq, await api.plan(client, tq, "api"))
@@ -244,10 +259,10 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
 
             held = await api.start(client, tq, set_plan)
             await api.wait_for(held, awaiting("prod"))
-            with pytest.raises(PromoterError, match="a promotion of worker is already running"):
-                await api.start(
-                    client, tq, await api.plan(client, tq, "worker")
-                )  # this server has no visibility to ask
+            # refused by the set's listing, or (visibility is eventually consistent) by the member's ID
+            refused = "promote-release is running and moves an app of worker|a promotion of worker is already running"
+            with pytest.raises(PromoterError, match=refused):
+                await api.start(client, tq, await api.plan(client, tq, "worker"))
             with pytest.raises(WorkflowAlreadyStartedError):  # past any check: the ID itself is taken
                 await client.start_workflow(
                     PromotionWorkflow.run,
@@ -266,18 +281,5 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
                 "moved as a member of the release set promote-release: succeeded",
             )
 
-            release(origin, "8.0.0")  # a new release waits at prod's gate; worker alone replaces it, through its claim
-            newer = await api.start(client, tq, await api.plan(client, tq, "release", members=list(APPS)))
-            await api.wait_for(newer, awaiting("prod"))
-            alone = await api.start(client, tq, await api.plan(client, tq, "worker"), supersede=True)
-            with pytest.raises(WorkflowFailureError):  # the claim passed the supersede on: the set ends cancelled
-                await client.get_workflow_handle("promote-release", run_id=newer.result_run_id).result()
-            replaced = await answered_status(client, "promote-release", newer.result_run_id)
-            assert replaced.state == PromotionState.CANCELLED and "the promotion of worker" in (
-                replaced.superseded_by or ""
-            )
-            await alone.cancel()
-            with pytest.raises(WorkflowFailureError):
-                await alone.result()
         finally:  # this server is shared: a failure here must not leave a workflow that stops its clock
             await end_leftovers(client, tq, ["promote-api", "promote-worker", "promote-release"])
