@@ -31,10 +31,12 @@ import concurrent.futures
 import os
 import sys
 import tempfile
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -74,6 +76,28 @@ async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float 
     while not await check():
         assert time.monotonic() < deadline, f"never: {what}"
         await asyncio.sleep(0.1)
+
+
+@contextmanager
+def webhook() -> Iterator[str]:
+    """A webhook receiver on loopback (a free port) that answers 200 to every post."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_port}/drift"
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @asynccontextmanager
@@ -134,12 +158,15 @@ async def promotions() -> None:
                 write(f"{VERSION}_{name}", await handle.fetch_history())
 
 
-async def drifted_and_healed(env: WorkflowEnvironment, origin: Origin, tq: str, sims: dict[str, KubeSim]) -> str:
-    """staging heals by itself (`drift.self_heal`): demo promoted there, then scaled by hand, is put
-    back by a drift check. Returns the check's workflow ID."""
+async def drifted_and_healed(
+    env: WorkflowEnvironment, origin: Origin, tq: str, sims: dict[str, KubeSim], hook: str
+) -> str:
+    """staging heals by itself (`drift.self_heal`) and posts drift to the webhook `hook`: demo promoted
+    there, then scaled by hand, is put back by a drift check. Returns the check's workflow ID."""
     path = origin.work / "environments/staging/environment.yaml"
     config = yaml.safe_load(path.read_text())
     config["drift"] = {"interval": "5m", "self_heal": True}
+    config["notify"] = [{"url": hook, "events": ["drift"]}]  # the check posts each drifted app to it
     origin.commit({"environments/staging/environment.yaml": yaml.safe_dump(config)}, "staging heals drift")
     origin.bump(tag="drift-1")
     handle = await api.start(env.client, tq, await api.plan(env.client, tq, "demo", to_env="staging"))
@@ -160,9 +187,9 @@ async def drifted_and_healed(env: WorkflowEnvironment, origin: Origin, tq: str, 
 
 async def drift() -> None:
     case = os.environ.get("PROMOTER_HISTORIES_CASE", "healed")
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, webhook() as hook:
         async with stack(Path(tmp)) as (env, origin, settings, sims):
-            check = await drifted_and_healed(env, origin, settings.task_queue, sims)
+            check = await drifted_and_healed(env, origin, settings.task_queue, sims, hook)
             write(f"DriftWorkflow.{case}", await fetch(env.client, check))
 
 
@@ -175,7 +202,7 @@ async def others() -> None:
         await forget(client, wid)
 
     api._forget = kept_then_forgotten  # type: ignore[assignment]
-    with tempfile.TemporaryDirectory() as tmp:
+    with tempfile.TemporaryDirectory() as tmp, webhook() as hook:
         async with stack(Path(tmp), apps=("demo", "tools"), signed_commits=True) as (env, origin, settings, sims):
             client, tq = env.client, settings.task_queue
             await api.plan(client, tq, "demo", to_env="staging")
@@ -183,7 +210,7 @@ async def others() -> None:
             await api.dry_run(client, tq, "demo", with_patch=True)
             write("DryRunWorkflow.demo", captured["dry-run-demo"])
 
-            check = await drifted_and_healed(env, origin, tq, sims)
+            check = await drifted_and_healed(env, origin, tq, sims, hook)
             write("DriftWorkflow.healed", await fetch(client, check))
             claim = await client.get_workflow_handle("promote-demo").describe()  # the heal's claim, its last run
             assert claim.workflow_type == "ReleaseSetClaim", claim.workflow_type
