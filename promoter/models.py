@@ -614,6 +614,21 @@ class PolicyCheckInput(BaseModel):
     diff: DiffSummary = Field(default_factory=DiffSummary)
     approvals: list[Approval] = Field(default_factory=list)
 
+    def change(self, base: str | None = None) -> PrepareInput:
+        """The change this check is about: the source's folder(s) at the commit, into the target's. The
+        one place a `PrepareInput` is made from a stage, so that the change a promotion pushes, the
+        one its policies judged and the one `promoter plan --diff` shows cannot differ. `base`: the
+        commit of main to build on (the one the policies judged)."""
+        return PrepareInput(
+            app=self.app,
+            members=self.members,
+            commit=self.commit,
+            source_env=self.source_env,
+            target_env=self.target_env,
+            local_files=self.environment.local_files,
+            base=base,
+        )
+
 
 class ScreenInput(BaseModel):
     check: PolicyCheckInput

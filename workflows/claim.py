@@ -9,6 +9,9 @@ A claim answers the `status` query as a promotion does ("moving as a member of t
 ends with the set's outcome when the set releases it, and is cancelled by the server if the set ever
 closes without releasing it (parent close policy REQUEST_CANCEL). `promote APP --supersede` of a
 member supersedes and cancels the whole set through its claim.
+
+`Claims` is the set's side: it takes each member's claim as the set starts and lets them go, with the
+set's outcome, as it ends.
 """
 
 from __future__ import annotations
@@ -17,11 +20,15 @@ import asyncio
 from collections.abc import Sequence
 
 from temporalio import workflow
-from temporalio.common import RawValue
+from temporalio.common import RawValue, WorkflowIDReusePolicy
+from temporalio.exceptions import ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
+from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from promoter.models import ClaimInput, PromotionState, PromotionStatus, Supersede
+    from promoter.names import workflow_id
     from promoter.promotions import STATUS_QUERY, SUPERSEDE
+    from workflows.recorder import Promotion, Recorder
 
 RELEASE = "release"  # the set's signal: it has ended, with this outcome
 
@@ -83,3 +90,50 @@ class ReleaseSetClaim:
     @workflow.query(name=STATUS_QUERY)
     def query_status(self) -> PromotionStatus:
         return self.status
+
+
+class Claims:
+    """A release set's claims on its members' promotion IDs, held while the set runs."""
+
+    def __init__(self, promotion: Promotion, recorder: Recorder) -> None:
+        self.p = promotion
+        self.r = recorder
+        self.held: list[ChildWorkflowHandle[ReleaseSetClaim, PromotionStatus]] = []
+
+    async def take(self) -> bool:
+        """Hold `promote-<member>` for each member, so that no promotion of a member runs beside the
+        set; False (the set ends failed, nothing started) when one of them is running."""
+        status = self.p.status
+        for app in self.p.plan.members:
+            try:
+                claim = await workflow.start_child_workflow(
+                    ReleaseSetClaim.run,
+                    ClaimInput(app=app, commit=self.p.plan.commit, set_id=status.id, requested_by=status.requested_by),
+                    id=workflow_id(app),
+                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
+                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+                    static_summary=f"Held for the release set {status.id}",
+                )
+            except WorkflowAlreadyStartedError:
+                self.r.finish(
+                    PromotionState.FAILED,
+                    f"{workflow_id(app)} is running: a release set and a promotion of one of its apps never run "
+                    f"at once; nothing of {self.p.label} was started",
+                )
+                return False
+            self.held.append(claim)
+        return True
+
+    async def release(self) -> None:
+        """Let the members go, with the set's outcome, and wait for their claims to end."""
+        claims, self.held = self.held, []
+        for claim in claims:
+            try:
+                await claim.signal(RELEASE, self.p.status.state)
+            except ApplicationError:
+                pass  # it has ended already (cancelled by a promotion of its member that superseded the set)
+        for claim in claims:
+            try:
+                await claim
+            except ChildWorkflowError:
+                pass  # cancelled by hand: the member is free all the same

@@ -20,7 +20,6 @@ with workflow.unsafe.imports_passed_through():
     from promoter.models import (
         DryRun,
         PlanInput,
-        PrepareInput,
         PromotionInput,
         PromotionPlan,
         ScreenInput,
@@ -54,20 +53,13 @@ class DryRunWorkflow:
                 check = p.policy_input(stage, "pre_pr")
                 shown.decision = await steps.CHECK_POLICY.call(check, f"policy for {stage.env}")
             else:
-                checked = await steps.CHECK_CHANGE.call(p.policy_input(stage, "pre_pr"), f"change for {stage.env}")
+                check = p.policy_input(stage, "pre_pr")
+                checked = await steps.CHECK_CHANGE.call(check, f"change for {stage.env}")
                 shown.diff = checked.prepared.diff
                 shown.skipped = checked.decision is None
                 shown.decision = checked.decision
                 if req.with_patch and not shown.skipped:
-                    change = PrepareInput(
-                        app=plan.app,
-                        members=plan.members,
-                        commit=plan.commit,
-                        source_env=p.status.stages[0].env,
-                        target_env=stage.env,
-                        local_files=config.local_files,
-                        base=checked.prepared.base,
-                    )
+                    change = check.change(base=checked.prepared.base)
                     shown.patch = await steps.CHANGE_PATCH.call(change, f"the change for {stage.env}, as a diff")
                 if not shown.skipped and (approval.required or approval.require_review):
                     screen = ScreenInput(check=p.policy_input(stage, "approval", approvals=[]))

@@ -2,35 +2,30 @@
 
 Only orchestration lives here: no I/O, no clock but `workflow.now()`. Every side effect is a typed
 step (`workflows/steps.py`) whose arguments derive from the input, so a retry or a replay never opens
-a second PR. The gate (`workflows/gate.py`), the rollout (`workflows/rollout.py`) and the record
-(`workflows/recorder.py`) are units of their own; this class runs the stages and takes the handlers.
+a second PR. The gate (`workflows/gate.py`, with the decisions it is sent in `workflows/decisions.py`),
+the stage's pull request (`workflows/pull_request.py`), the rollout (`workflows/rollout.py`), a release
+set's claims (`workflows/claim.py`) and the record (`workflows/recorder.py`) are units of their own;
+this class runs the stages and takes the handlers.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.common import RawValue, WorkflowIDReusePolicy
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, WorkflowAlreadyStartedError
-from temporalio.workflow import ChildWorkflowHandle, ParentClosePolicy
+from temporalio.common import RawValue
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from promoter import report
+    from promoter.converter import REFUSED
     from promoter.models import (
         ChangeCheck,
-        ClaimInput,
-        ClosePullRequest,
         Decision,
-        MergePullRequest,
-        OpenChangeInput,
         Phase,
         PlanInput,
         PlannedEnvironment,
         PolicyDecision,
-        PrepareInput,
         PrepareResult,
         PromotionInput,
         PromotionPlan,
@@ -40,19 +35,16 @@ with workflow.unsafe.imports_passed_through():
         StageState,
         StageStatus,
         Supersede,
-        UpdatePullRequest,
     )
-    from promoter.names import workflow_id
     from promoter.promotions import APPROVE, REJECT, STATUS_QUERY, SUPERSEDE
     from workflows import steps
-    from workflows.claim import RELEASE as CLAIM_RELEASE
-    from workflows.claim import ReleaseSetClaim
+    from workflows.claim import Claims
+    from workflows.decisions import Decisions
     from workflows.gate import Gate
+    from workflows.pull_request import OPEN_PR_STATES, PullRequests
     from workflows.recorder import Promotion, Recorder
     from workflows.rollout import Rollout
 
-# states in which a stage's PR is open and ours to close when the promotion ends early
-OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
 # states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
 UNSTARTED_STATES = {StageState.PENDING, StageState.CHECKING_POLICY, StageState.OPENING_PR}
 # the patch that made a promotion read its environments, trust/ and rules on a worker as it starts, instead
@@ -68,9 +60,11 @@ class PromotionWorkflow:
         self.plan, self.status = self.p.plan, self.p.status
         self.runner = steps.Runner(self.status)
         self.r = Recorder(self.p)
-        self.gate = Gate(self.p, self.r, self.runner, self._close)
+        self.decisions = Decisions(self.p, self.r)
+        self.prs = PullRequests(self.p, self.r, self.runner)
+        self.gate = Gate(self.p, self.r, self.runner, self.decisions, self.prs.close)
         self.rollout = Rollout(self.p, self.r, self.runner)
-        self.claims: list[ChildWorkflowHandle[ReleaseSetClaim, PromotionStatus]] = []
+        self.claims = Claims(self.p, self.r)
 
     # ------------------------------------------------------------------ run
 
@@ -79,8 +73,8 @@ class PromotionWorkflow:
         try:
             if workflow.patched(PLANNED_ON_WORKER) and not await self._replan():
                 return self.status
-            if self.plan.members and not await self._claim():
-                await self._release()
+            if self.plan.members and not await self.claims.take():
+                await self.claims.release()
                 return self.status
             for index, stage in enumerate(self.status.stages):
                 self.runner.checkpoint()
@@ -91,9 +85,9 @@ class PromotionWorkflow:
                 self.r.finish(PromotionState.SUCCEEDED, f"{self.p.label} promoted")
         except asyncio.CancelledError:
             await self._cancelled()
-            await self._release()
+            await self.claims.release()
             raise
-        await self._release()
+        await self.claims.release()
         await self.gate.watchers_ended()
         await self.r.notifications_sent()
         await workflow.wait_condition(workflow.all_handlers_finished)
@@ -125,53 +119,10 @@ class PromotionWorkflow:
         self.p.adopt(fresh)
         return True
 
-    async def _claim(self) -> bool:
-        """A release set holds `promote-<member>` for each member while it runs (workflows/claim.py),
-        so that no promotion of a member runs beside it; False (the set ends, nothing started) when
-        one of them is running."""
-        for member in self.plan.members:
-            try:
-                claim = await workflow.start_child_workflow(
-                    ReleaseSetClaim.run,
-                    ClaimInput(
-                        app=member,
-                        commit=self.plan.commit,
-                        set_id=self.status.id,
-                        requested_by=self.status.requested_by,
-                    ),
-                    id=workflow_id(member),
-                    parent_close_policy=ParentClosePolicy.REQUEST_CANCEL,
-                    id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-                    static_summary=f"Held for the release set {self.status.id}",
-                )
-            except WorkflowAlreadyStartedError:
-                self.r.finish(
-                    PromotionState.FAILED,
-                    f"{workflow_id(member)} is running: a release set and a promotion of one of its apps never run "
-                    f"at once; nothing of {self.p.label} was started",
-                )
-                return False
-            self.claims.append(claim)
-        return True
-
-    async def _release(self) -> None:
-        """Let the members go, with the set's outcome, and wait for their claims to end."""
-        claims, self.claims = self.claims, []
-        for claim in claims:
-            try:
-                await claim.signal(CLAIM_RELEASE, self.status.state)
-            except ApplicationError:
-                pass  # it has ended already (cancelled by a promotion of its member that superseded the set)
-        for claim in claims:
-            try:
-                await claim
-            except ChildWorkflowError:
-                pass  # cancelled by hand: the member is free all the same
-
     async def _cancelled(self) -> None:
         by = self.status.superseded_by
         reason = f"superseded by {by}" if by else "cancelled"
-        await self._close_open_prs(
+        await self.prs.close_open(
             f"Superseded: promotion `{self.status.id}` was replaced by {by}."
             if by
             else f"Promotion `{self.status.id}` was cancelled."
@@ -203,16 +154,9 @@ class PromotionWorkflow:
         self.runner.checkpoint()
         self.r.set(stage, StageState.CHECKING_POLICY, "preparing the change and checking it")
         try:
-            change = PrepareInput(
-                app=self.plan.app,
-                members=self.plan.members,
-                commit=self.plan.commit,
-                source_env=self.status.stages[0].env,
-                target_env=stage.env,
-                local_files=planned.config.local_files,
-            )
+            check = self.p.policy_input(stage, "pre_pr")
             checked: ChangeCheck = await self.runner.run(
-                steps.CHECK_CHANGE, self.p.policy_input(stage, "pre_pr"), f"change and policy for {stage.env}"
+                steps.CHECK_CHANGE, check, f"change and policy for {stage.env}"
             )
             if checked.decision is None:
                 return self._skip(stage)
@@ -220,8 +164,8 @@ class PromotionWorkflow:
                 return False  # denied before anything was pushed or opened
             # the branch builds on the main the policies judged: a change made to the folder on main
             # since then is a merge conflict to reconcile, never silently overwritten
-            change = change.model_copy(update={"base": checked.prepared.base})
-            opened = await self._open_pull_request(stage, planned, change, checked.prepared, checked.decision)
+            change = check.change(base=checked.prepared.base)
+            opened = await self.prs.open(stage, planned, change, checked.prepared, checked.decision)
             if opened is None:
                 return self._skip(stage)
             pr, body = opened
@@ -229,7 +173,7 @@ class PromotionWorkflow:
             if gate == "merged":  # merged on the forge by hand: sync what main has now
                 assert stage.merge_commit is not None
                 healthy = await self.rollout.verify(stage, stage.merge_commit)
-                await self._record_verdict(stage, body)
+                await self.prs.record_verdict(stage, body)
                 return healthy
             if not gate:
                 return False
@@ -244,38 +188,6 @@ class PromotionWorkflow:
         stage.finished_at = workflow.now()
         return True
 
-    async def _open_pull_request(
-        self,
-        stage: StageStatus,
-        planned: PlannedEnvironment,
-        change: PrepareInput,
-        prepared: PrepareResult,
-        decision: PolicyDecision,
-    ) -> tuple[PullRequest, str] | None:
-        """Push the stage's branch and open its PR (with the diff and the policy report), in one step.
-        None: main has had the change since it was checked, so there is nothing to open."""
-        self.r.set(stage, StageState.OPENING_PR, f"pushing {prepared.branch} and opening its PR")
-        source = self.status.stages[0].env
-        approval = planned.config.approval
-        body = report.pr_body(
-            self.plan, self.status.id, source, stage.env, prepared.diff, decision, approval.approvers, approval.required
-        )
-        request = OpenChangeInput(
-            change=change,
-            title=report.pr_title(self.plan, source, stage.env),
-            body=body,
-            labels=["promotion", f"env:{stage.env}", *(f"app:{app}" for app in self.plan.apps)],
-        )
-        opened = await self.runner.run(steps.OPEN_CHANGE, request, f"open PR for {stage.env}")
-        if opened.pr is None:
-            return None
-        pr = opened.pr
-        stage.branch, stage.head_sha, stage.trees = opened.prepared.branch, opened.prepared.head, opened.trees
-        stage.pr_number, stage.pr_url = pr.number, pr.url
-        self.r.set(stage, StageState.PR_OPEN, f"PR #{pr.number} opened")
-        self.runner.checkpoint()
-        return pr, body
-
     async def _merge(
         self, stage: StageStatus, planned: PlannedEnvironment, prepared: PrepareResult, pr: PullRequest, body: str
     ) -> bool:
@@ -283,48 +195,12 @@ class PromotionWorkflow:
         From the merge on, the stage runs to its verdict even if cancelled: never a merge without sync."""
         approval = planned.config.approval
         if (approval.required or approval.require_review) and not await self._policy(stage, "merge", prepared):
-            await self._close(pr.number, f"Not merged: the policies deny it at merge time.\n\n{stage.message}")
+            await self.prs.close(pr.number, f"Not merged: the policies deny it at merge time.\n\n{stage.message}")
             return False
-        self.r.set(stage, StageState.MERGING)
-        entries = self.r.entries(stage.env)  # in the merge commit's trailers; the PR body gets them with the verdict
-        assert stage.branch is not None
-        merging = planned.config.merge
-        merge = MergePullRequest(
-            number=pr.number,
-            expected_head=stage.head_sha,
-            comment=report.merge_message(
-                pr.number,
-                stage.branch,
-                pr.title,
-                self.status.id,
-                entries,
-                signed=stage.approvals,
-                trust_revision=self.plan.trust.revision,
-            ),
-            merge_method=merging.method,
-            fail_when_blocked=merging.on_blocked == "fail",
-        )
-        waits = max(merging.wait or timedelta(minutes=30), timedelta(minutes=2))  # a blocked merge is retried
-        merged = await self.runner.run(
-            steps.MERGE_PULL_REQUEST.but(schedule_to_close=waits), merge, f"merge PR #{pr.number}"
-        )
-        stage.merge_commit = merged.merge_commit
-        self.r.audit(stage.env, "merge", detail=f"PR #{pr.number} merged as {merged.merge_commit[:12]}")
-        healthy = await self.rollout.verify(stage, merged.merge_commit)
-        await self._record_verdict(stage, body)
+        merge_commit = await self.prs.merge(stage, planned, pr)
+        healthy = await self.rollout.verify(stage, merge_commit)
+        await self.prs.record_verdict(stage, body)
         return healthy
-
-    async def _record_verdict(self, stage: StageStatus, body: str) -> None:
-        """After a merged stage's verdict, its PR body gets the whole record (merge, revert, verdict)."""
-        if stage.pr_number is not None:
-            self.r.audit(stage.env, "verdict", detail=f"{stage.state.value}: {stage.message}")
-            record = UpdatePullRequest(
-                number=stage.pr_number, body=body + report.audit_section(self.r.entries(stage.env))
-            )
-            try:
-                await self.runner.run(steps.UPDATE_PULL_REQUEST, record, f"record the verdict on PR #{stage.pr_number}")
-            except ActivityError as e:  # the verdict stands; the record is also in the status
-                self.status.notices.append(f"PR #{stage.pr_number}: the audit could not be written: {steps.cause(e)}")
 
     # ------------------------------------------------------------------ steps
 
@@ -362,16 +238,6 @@ class PromotionWorkflow:
             )
             await workflow.sleep(ready - workflow.now(), summary=f"soak of {previous.env}")
 
-    async def _close(self, number: int, comment: str) -> None:
-        await self.runner.run(
-            steps.CLOSE_PULL_REQUEST, ClosePullRequest(number=number, comment=comment), f"close PR #{number}"
-        )
-
-    async def _close_open_prs(self, comment: str) -> None:
-        for stage in self.status.stages:
-            if stage.pr_number is not None and stage.state in OPEN_PR_STATES:
-                await self._close(stage.pr_number, comment)
-
     async def _fail(self, stage: StageStatus, err: ActivityError) -> bool:
         """End the promotion `failed`, and close the stage's PR with the reason: it belongs to a
         promotion that is over, and a new promotion of the same commit opens a fresh one."""
@@ -382,7 +248,7 @@ class PromotionWorkflow:
         self.r.notify(stage, "failed", f"{self.p.label} failed in {stage.env}: {message}")
         if had_open_pr and stage.pr_number is not None:
             try:
-                await self._close(
+                await self.prs.close(
                     stage.pr_number,
                     f"Promotion `{self.status.id}` failed while {step}: {message}\n\n"
                     "Fix the cause, then start a new promotion.",
@@ -395,41 +261,33 @@ class PromotionWorkflow:
 
     @workflow.update(name=APPROVE)
     async def approve(self, d: Decision) -> StageStatus:
-        reason = await self.gate.decide_sent(d, True)
-        if reason is not None:
-            # accepted by the validator, refused by its channel, its signature or the policies: on record
-            self.gate.record_refusal(d, reason)
-            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
-        return self.p.stage_by_env[d.env]
+        return await self._decide_update(d, True)
 
     @approve.validator
     def _approve_validator(self, d: Decision) -> None:
-        self.gate.validate(d, True)
+        self.decisions.validate(d, True)
 
     @workflow.update(name=REJECT)
     async def reject(self, d: Decision) -> StageStatus:
-        reason = await self.gate.decide_sent(d, False)
-        if reason is not None:
-            self.gate.record_refusal(d, reason)
-            raise ApplicationError(reason, type="ApprovalRefused", non_retryable=True)
-        return self.p.stage_by_env[d.env]
+        return await self._decide_update(d, False)
 
     @reject.validator
     def _reject_validator(self, d: Decision) -> None:
-        self.gate.validate(d, False)
+        self.decisions.validate(d, False)
 
-    async def _signalled(self, d: Decision, approving: bool) -> None:
-        reason = await self.gate.decide_sent(d, approving)
-        if reason is not None:
-            self.gate.record_refusal(d, reason)
+    async def _decide_update(self, d: Decision, approving: bool) -> StageStatus:
+        reason = await self.decisions.decide_sent(d, approving)
+        if reason is not None:  # accepted by the validator, refused by its channel, its signature or the policies
+            raise ApplicationError(reason, type=REFUSED, non_retryable=True)
+        return self.p.stage_by_env[d.env]
 
     @workflow.signal(name=APPROVE)
     async def approve_signal(self, d: Decision) -> None:
-        await self._signalled(d, True)
+        await self.decisions.decide_sent(d, True)  # a refusal is on record: a signal has no answer
 
     @workflow.signal(name=REJECT)
     async def reject_signal(self, d: Decision) -> None:
-        await self._signalled(d, False)
+        await self.decisions.decide_sent(d, False)
 
     @workflow.signal(dynamic=True)
     def tools_signal(self, name: str, args: Sequence[RawValue]) -> None:

@@ -15,10 +15,12 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from promoter import report
     from promoter.converter import REFUSED
     from promoter.models import (
         SENT_VIA,
         Approval,
+        AuditEntry,
         ClosePullRequest,
         Decision,
         MergePullRequest,
@@ -31,6 +33,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from promoter.promotions import APPROVE, REJECT, STATUS_QUERY
     from workflows import steps
+    from workflows.decisions import refusal
 
 
 @workflow.defn
@@ -39,32 +42,19 @@ class ReleaseHoldWorkflow:
     def __init__(self, inp: ReleaseHoldInput) -> None:
         self.inp = inp
         self.stage = StageStatus(env=inp.env, order=0, state=StageState.OPENING_PR, message="opening the PR")
-        self.allowed: list[str] | None = None
         self.rejection: Decision | None = None
+
+    @property
+    def allowed(self) -> list[str]:
+        """Who may decide the release: its approvers as the policies expanded them, less those they screened out."""
+        return [a for a in self.stage.approvers if a not in self.stage.screened]
 
     @workflow.run
     async def run(self, inp: ReleaseHoldInput) -> StageStatus:
         opened: OpenedRelease = await steps.OPEN_RELEASE.call(inp, f"open the release of the hold in {inp.env}")
         self.stage.pr_number, self.stage.pr_url = opened.pr.number, opened.pr.url
         self.stage.approvals_required = max(1, opened.environment.approval.required)
-        now = workflow.now()
-        check = PolicyCheckInput(
-            promotion_id=workflow.info().workflow_id,
-            app=inp.app,
-            commit=opened.commit,
-            author=opened.author,
-            source_env=inp.env,
-            target_env=inp.env,
-            started_at=now,
-            environment=opened.environment,
-            environments=[inp.env],
-            phase="approval",
-            evaluated_at=now,
-            render_objects=False,
-        )
-        who = await steps.SCREEN_APPROVERS.call(ScreenInput(check=check), f"who may release the hold in {inp.env}?")
-        self.stage.approvers, self.stage.screened = who.approvers, who.refused
-        self.allowed = [a for a in who.approvers if a not in who.refused]
+        await self._screen(inp, opened)
         self.stage.state = StageState.AWAITING_APPROVAL
         self.stage.message = (
             f"waiting for {self.stage.approvals_required} approval(s) from {', '.join(self.allowed) or 'nobody'} "
@@ -82,42 +72,62 @@ class ReleaseHoldWorkflow:
             self.stage.state, self.stage.rejected_by = StageState.REJECTED, d.approver
             self.stage.message = f"rejected by {d.approver}: {d.comment}; the hold stays"
             return self.stage
-        self.stage.state = StageState.MERGING
-        approvals = "".join(
-            f"Promoter-Approval: {a.approver} via {a.via} at {a.at:%Y-%m-%dT%H:%M:%SZ}"
-            + (f": {' '.join(a.comment.split())}" if a.comment else "")
-            + "\n"
-            for a in self.stage.approvals
-        )
-        message = f"Merge pull request #{opened.pr.number} from {opened.pr.head}\n\n{opened.pr.title}\n\n{approvals}"
-        merged = await steps.MERGE_PULL_REQUEST.call(
-            MergePullRequest(number=opened.pr.number, comment=message, expected_head=opened.pr.head_sha),
-            f"merge PR #{opened.pr.number}",
-        )
-        self.stage.merge_commit = merged.merge_commit
+        await self._merge(opened)
         self.stage.state = StageState.HEALTHY
         self.stage.message = f"the hold is lifted: {inp.app} @ {opened.commit[:7]} may be promoted to {inp.env} again"
         self.stage.finished_at = workflow.now()
         return self.stage
 
-    def _refuse(self, d: Decision) -> None:
+    async def _screen(self, inp: ReleaseHoldInput, opened: OpenedRelease) -> None:
+        """Who may release the hold, as the policies expand and screen the environment's approvers (the
+        held commit's author is asked about like any approver)."""
+        now = workflow.now()
+        check = PolicyCheckInput(
+            promotion_id=workflow.info().workflow_id,
+            app=inp.app,
+            commit=opened.commit,
+            author=opened.author,
+            source_env=inp.env,
+            target_env=inp.env,
+            started_at=now,
+            environment=opened.environment,
+            environments=[inp.env],
+            phase="approval",
+            evaluated_at=now,
+            render_objects=False,
+        )
+        who = await steps.SCREEN_APPROVERS.call(ScreenInput(check=check), f"who may release the hold in {inp.env}?")
+        self.stage.approvers, self.stage.screened = who.approvers, who.refused
+
+    async def _merge(self, opened: OpenedRelease) -> None:
+        """Merge the approved PR, its approvals as trailers (`AuditEntry.trailer`, as a promotion's merge
+        writes them): the activity seals the release with them before it merges."""
+        self.stage.state = StageState.MERGING
+        approvals = [
+            AuditEntry(at=a.at, env=self.inp.env, kind="approval", actor=a.approver, via=a.via, detail=a.comment)
+            for a in self.stage.approvals
+        ]
+        # no promotion's ID: the release's own is no promotion's, and `promoter history` reads none here
+        message = report.merge_message(opened.pr.number, opened.pr.head, opened.pr.title, "", approvals)
+        merged = await steps.MERGE_PULL_REQUEST.call(
+            MergePullRequest(number=opened.pr.number, comment=message, expected_head=opened.pr.head_sha),
+            f"merge PR #{opened.pr.number}",
+        )
+        self.stage.merge_commit = merged.merge_commit
+
+    def _refuse(self, d: Decision, approving: bool) -> None:
+        """For the update validators: the gate's own rule of who may decide (workflows/decisions.py), for
+        this release's one environment. A rejection is held to an approval's standing here (one the
+        policies screened out, or who has approved, may not reject either)."""
         if d.via not in SENT_VIA:  # this gate reads no reviews: nothing sent may claim to be one
             raise ApplicationError(f"an update cannot say it came by {d.via!r}; send via ui or cli", type=REFUSED)
         if d.env != self.inp.env:
             raise ApplicationError(f"this release is for {self.inp.env}, not {d.env}", type=REFUSED)
-        if self.allowed is None or self.stage.state != StageState.AWAITING_APPROVAL:
-            raise ApplicationError(
-                f"the release is not waiting for a decision ({self.stage.state.value})", type=REFUSED
-            )
-        if d.approver in self.stage.screened:
-            raise ApplicationError(self.stage.screened[d.approver], type=REFUSED)
-        if d.approver not in self.allowed:
-            raise ApplicationError(
-                f"{d.approver} may not decide {d.env}; its approvers are: {', '.join(self.allowed) or 'nobody'}",
-                type=REFUSED,
-            )
-        if any(a.approver == d.approver for a in self.stage.approvals):
-            raise ApplicationError(f"{d.approver} has already approved; one person counts once", type=REFUSED)
+        reason = refusal(self.stage, d, True, self.allowed)
+        if reason is None and not approving and not d.comment.strip():
+            reason = "a rejection needs a reason"
+        if reason is not None:
+            raise ApplicationError(reason, type=REFUSED)
 
     @workflow.update(name=APPROVE)
     async def approve(self, d: Decision) -> StageStatus:
@@ -126,7 +136,7 @@ class ReleaseHoldWorkflow:
 
     @approve.validator
     def _approve_valid(self, d: Decision) -> None:
-        self._refuse(d)
+        self._refuse(d, True)
 
     @workflow.update(name=REJECT)
     async def reject(self, d: Decision) -> StageStatus:
@@ -135,9 +145,7 @@ class ReleaseHoldWorkflow:
 
     @reject.validator
     def _reject_valid(self, d: Decision) -> None:
-        self._refuse(d)
-        if not d.comment.strip():
-            raise ApplicationError("a rejection needs a reason", type=REFUSED)
+        self._refuse(d, False)
 
     @workflow.query(name=STATUS_QUERY)
     def query_status(self) -> StageStatus:
