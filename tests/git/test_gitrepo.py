@@ -11,6 +11,7 @@ import git
 import pytest
 
 from promoter.errors import BadInput, Conflict, NotFound
+from promoter.git import objects
 from promoter.gitrepo import Entry, GitClone
 from promoter.layout import promotion_branch
 from promoter.models import PlanInput, PrepareInput
@@ -203,10 +204,10 @@ def test_merge_refuses_a_branch_that_conflicts(origin: Origin, clone: GitClone) 
 def test_commits_written_in_process_are_the_trees_git_would_write(origin: Origin, clone: GitClone) -> None:
     """A folder replaced (a nested file, a file gone, a folder new to its parent, a folder emptied)
     gives exactly the tree git's own index would write, and objects `git fsck` accepts."""
-    repo = clone._fresh()
-    main = clone._main(repo)
+    repo = clone.plumbing.fresh()
+    main = clone.plumbing.main(repo)
     content = origin.show("main", "environments/dev/demo/deployment.yaml").encode()
-    blob_sha = clone._store(repo, b"blob", content)
+    blob_sha = objects.store(repo, b"blob", content)
     cases = {
         "environments/staging/demo": {
             "deployment.yaml": Entry("100644", blob_sha),
@@ -216,7 +217,7 @@ def test_commits_written_in_process_are_the_trees_git_would_write(origin: Origin
         "environments/prod/demo": {},
     }
     for folder, entries in cases.items():
-        commit = clone._commit_folder(repo, main, folder, entries, f"replace {folder}")
+        commit = clone.changes.commit_folder(repo, main, folder, entries, f"replace {folder}")
         mine = repo.git.rev_parse(f"{commit}^{{tree}}")
         index = {"GIT_INDEX_FILE": str(origin.path.parent / f"index-{len(folder)}")}
         repo.git.execute(["git", "read-tree", main], env=index)

@@ -46,9 +46,9 @@ NAME_CHARS = st.characters(blacklist_categories=("Cs",), blacklist_characters="/
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.text(NAME_CHARS, min_size=1, max_size=20), min_size=1, max_size=4, unique=True))
 def test_any_name_git_allows_survives_the_round_trip(clone: GitClone, names: list[str]) -> None:
-    """Names built from any character but `/` and NUL: each either survives `_commit_folder` and
-    `_tree` unchanged, or (`.`, `..`, `.git`) is refused naming it."""
-    repo = clone._open()
+    """Names built from any character but `/` and NUL: each either survives `StageChange.commit_folder` and
+    `Clone.tree` unchanged, or (`.`, `..`, `.git`) is refused naming it."""
+    repo = clone.plumbing.open()
     base = repo.git.rev_parse("origin/main")
     with tempfile.TemporaryDirectory() as tmp:
         blob = Path(tmp) / "blob"
@@ -61,8 +61,8 @@ def test_any_name_git_allows_survives_the_round_trip(clone: GitClone, names: lis
     if refused:
         assert all(n.lower().rstrip(". ") in {"", ".git"} or n in {".", ".."} for n in refused), refused
         return
-    head = clone._commit_folder(repo, base, "environments/dev/x", entries, "odd")
-    assert clone._tree(repo, head, "environments/dev/x") == entries
+    head = clone.changes.commit_folder(repo, base, "environments/dev/x", entries, "odd")
+    assert clone.plumbing.tree(repo, head, "environments/dev/x") == entries
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,348 @@
+"""Reading who and what shaped an app's folder, from main's commits alone: its history (promotions,
+reverts, released holds, each promotion's approvals verified again), the people on a promoted range
+(`authors`), the commits of it that carry no trusted signature, and what drift compares a folder with.
+
+Each reading fails closed: a merge promoter did not sign, a squash merge or a reverted promotion never
+narrows a range (more authors, never fewer), and a range too long to read is said to be unknown.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from promoter import history, holds, proofs, signing
+from promoter.errors import BadInput, NotFound
+from promoter.git import objects
+from promoter.git.clone import Clone
+from promoter.git.objects import MAIN, TREE
+from promoter.git.reading import GitOpsReader
+from promoter.git.rules import TrustedRules
+from promoter.models import PromotedFolder, RuleChange, UnpromotedChange
+from promoter.names import ENVIRONMENTS, app_folder, check, shown
+
+MAX_AUTHOR_COMMITS = 10_000  # commits of a promoted range read for its authors; past that they are unknown
+MAX_SIGNERS_BYTES = 1_000_000  # trust/allowed_signers, as the authors' signatures are verified against it
+# one commit's people, as `git log` prints them: commit, author, committer, signature (status, signer, key)
+_PEOPLE = "%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%G?%x1f%GS%x1f%GK%x1e"
+
+
+@dataclass(frozen=True)
+class Touch:
+    """A commit of a promoted range that touched an app's folder, and the people on it."""
+
+    commit: str
+    author: str  # "Name <email>", as the commit says (never mapped through a .mailmap)
+    committer: str  # "Name <email>"
+    signer: str = ""  # an SSH signature's principal (else its key's fingerprint), a GPG signature's signer; "" unsigned
+
+
+@dataclass(frozen=True)
+class Authorship:
+    """Who shaped what a promotion brings to an environment (`Provenance.authors`)."""
+
+    touches: list[Touch]  # each commit once, newest first (app by app for a release set)
+    since: dict[str, str]  # app -> the commit deployed in the environment its range starts after (none: all history)
+    unknown: str = ""  # why `touches` is not the whole range ("": it is); the policies then deny (fail closed)
+
+
+HistoryEvent = history.Event  # (in the class, `history` is the method)
+
+
+class Provenance:
+    """Who and what shaped an app's folder on main."""
+
+    def __init__(self, clone: Clone, trusted: TrustedRules, reading: GitOpsReader) -> None:
+        self.clone = clone
+        self.trusted = trusted
+        self.reading = reading
+
+    def history(self, app: str) -> list[HistoryEvent]:
+        """The app's promotions, reverts and released holds per environment, newest first, read from
+        main's commits alone (see promoter.history)."""
+        check(app, "app")
+        repo = self.clone.fresh()
+        main = self.clone.main(repo)
+        glob = f":(glob){ENVIRONMENTS}/*/{app}/**"
+        out = self.clone.run(
+            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
+        )
+        merges = []
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                sha, parents, at, message = parts
+                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
+        branches = self.clone.messages(repo, [m["parent"] for m in merges if m["parent"]])
+        for m in merges:
+            m["branch_message"] = branches.get(m["parent"], "")
+        out = self.clone.run(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.RELEASE}: ", main)
+        claims = [p for p in (entry.strip().split("\x1f") for entry in out.split("\x1e")) if len(p) == 3]
+        signers = self.trusted.promoter_signers(repo, main) if claims else ("", "")
+        releases = [  # only those that lift a hold: promoter's signed releases (promoter.holds)
+            {"sha": p[0], "at": p[1], "message": p[2]}
+            for p in claims
+            if holds.is_release(p[2]) and self.trusted.signed_by_promoter(repo, p[0], signers)
+        ]
+        # newest first by main's own order (first parents), not by the clock: a release merged within
+        # the same second as the revert before it still comes after it
+        position = {sha: i for i, sha in enumerate(self.clone.run(repo, "rev-list", "--first-parent", main).split())}
+        merged_by: dict[str, str] = {}
+        for line in self.clone.run(repo, "log", "--first-parent", "--merges", "--format=%H %P", main).splitlines():
+            parts = line.split()
+            merged_by.update({p: parts[0] for p in parts[2:]})
+        for m in merges:
+            m["rank"] = str(position.get(m["sha"], len(position)))
+        for r in releases:
+            landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
+            r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
+        events = history.events(app, merges, releases)
+        self._verify_approvals(repo, main, app, events, {m["sha"]: (m["message"], m["parent"]) for m in merges})
+        return events
+
+    def _verify_approvals(
+        self, repo: git.Repo, main: str, app: str, events: list[HistoryEvent], merges: dict[str, tuple[str, str]]
+    ) -> None:
+        """Each promotion's approvals, verified again from Git alone (promoter.proofs): against the
+        trust/ of the revision its merge names, which must be on main before that merge."""
+        revoked_now = self.trusted.read_trust(repo, main).revoked_keys
+        trusts: dict[tuple[str, str], proofs.TrustAt] = {}
+        for event in events:
+            if event.kind != "promoted":
+                continue
+            message, head = merges.get(event.main_commit, ("", ""))
+            fields = holds.parse_trailers(message)
+            rev = dict(fields).get(history.TRUST, "")
+            if (rev, event.main_commit) not in trusts:
+                trusts[rev, event.main_commit] = self._trust_at(repo, rev, event.main_commit, revoked_now)
+            merge = event.main_commit
+
+            def trees(folders: list[str], at: str = merge) -> dict[str, str]:
+                return self.reading.folder_trees(at, folders)
+
+            event.approvals = proofs.check(event, fields, app, trusts[rev, merge], trees, head)
+
+    def _trust_at(self, repo: git.Repo, rev: str, merge: str, revoked_now: str) -> proofs.TrustAt:
+        if not rev:
+            return proofs.TrustAt(None, f"the merge names no {history.TRUST} revision to verify against")
+        sha = objects.rev(repo, rev) if len(rev) == 40 else None
+        if sha is None or not self.clone.is_ancestor(repo, sha, f"{merge}^1"):  # main before it, not the PR branch
+            return proofs.TrustAt(None, f"{history.TRUST} {rev[:12]} is not a commit of main before this merge")
+        if self.trusted.trust_root is not None and self.clone.is_ancestor(repo, self.trusted.trust_root, sha):
+            if self.trusted.rules(sha).commit != sha:  # a revision whose trust/ nobody trusted verifies nothing
+                return proofs.TrustAt(None, f"{history.TRUST} {rev[:12]} is not a trusted rules revision")
+        return proofs.TrustAt(self.trusted.read_trust(repo, sha), revoked_now=revoked_now)
+
+    def authors(
+        self, commit: str, env: str, apps: Sequence[str], head: str | None = None, limit: int = MAX_AUTHOR_COMMITS
+    ) -> Authorship:
+        """Everyone who shaped what promoting `commit` brings to `env`: the authors, committers and
+        signers of every commit of the promoted range that touched one of the apps' folders (any
+        `environments/<env>/<app>`, whichever environment: each could have shaped the promoted content).
+
+        A commit touched a folder when it changed it against any of its parents (`--full-history`: a
+        merge that only takes one side's folder still counts, and no side branch is skipped). SSH
+        signatures are verified against `trust/allowed_signers` on main, so a known key gives its
+        principal, any other its fingerprint. More than `limit` commits: `unknown` says so and the
+        policies deny (fail closed), never a silently shortened list. With `head` (the stage's PR head),
+        every commit pushed onto the PR's branch counts too, whatever it touched: a person who pushed
+        onto the PR shaped what will merge."""
+        check(env, "environment")
+        for app in apps:
+            check(app, "app")
+        repo = self.clone.have(head) if head else self.clone.fresh()
+        main = self.clone.main(repo)
+        sha = objects.rev(repo, commit)
+        if sha is None:
+            raise NotFound(f"commit {commit[:12]} not found in {self.clone.url}")
+        commit = sha
+        since = {app: d for app in apps if (d := self._deployed(repo, main, app, env, commit)) is not None}
+        touches: dict[str, Touch] = {}
+        with tempfile.TemporaryDirectory(prefix="promoter-signers-") as tmp:
+            signers = Path(tmp) / "allowed_signers"
+            rules = self.trusted.rules(main).commit
+            signers.write_text(self._allowed_signers(repo, rules))  # empty: git still names a key
+            ranges = [
+                [commit, *([f"^{since[app]}"] if app in since else []), "--", f":(glob){ENVIRONMENTS}/*/{app}/**"]
+                for app in apps
+            ]
+            if head:  # the PR's own commits, on top of main
+                ranges.append([head, f"^{main}"])
+            for selection in ranges:
+                for record in self._people(repo, signers, limit, selection).split("\x1e"):
+                    if not record.strip():
+                        continue
+                    touch = _touch(record.lstrip("\n"))
+                    if isinstance(touch, str):
+                        return Authorship(list(touches.values()), since, touch)
+                    touches.setdefault(touch.commit, touch)
+                    if len(touches) > limit:
+                        return Authorship(
+                            [], since, f"the promoted range holds more than {limit:,} commits that touched its folders"
+                        )
+        return Authorship(list(touches.values()), since)
+
+    def _people(self, repo: git.Repo, signers: Path, limit: int, selection: list[str]) -> str:
+        """`git log --format=_PEOPLE` of a selection, its signatures checked against `signers`: every
+        commit that touched it (`--full-history`), as it names its people (no .mailmap), up to `limit + 1`."""
+        return self.clone.run(
+            repo,
+            "-c",
+            f"gpg.ssh.allowedSignersFile={signers}",
+            "log",
+            "--full-history",
+            "--no-use-mailmap",
+            "--no-show-signature",
+            f"--max-count={limit + 1}",
+            f"--format={_PEOPLE}",
+            *selection,
+        )
+
+    def _deployed(self, repo: git.Repo, main: str, app: str, env: str, commit: str) -> str | None:
+        """The commit deployed in `env` that `commit`'s range starts after (None: all history).
+
+        Chosen: the newest commit promoter promoted into `env` for `app` (a merge of main's
+        first-parent line whose message carries `Promoter-Promotion`, its second parent's
+        `Promoted-Commit`), not reverted since, that is an ancestor of `commit`. Why: that content
+        passed the gate, so only what came after it is new to the environment. A merge made by hand
+        on the forge, a squash merge or a reverted promotion never narrows the range (fail closed:
+        more authors, never fewer)."""
+        glob = f":(glob){app_folder(env, app)}/**"
+        out = self.clone.run(
+            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
+        )
+        merges: list[dict[str, str]] = []
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                sha, parents, at, message = parts
+                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
+        branches = self.clone.messages(repo, [m["parent"] for m in merges if m["parent"]])
+        for rank, m in enumerate(merges):  # newest first, as main's first parents have them
+            m["branch_message"], m["rank"] = branches.get(m["parent"], ""), str(rank)
+        reverted: set[str] = set()
+        second_parents = {m["sha"]: m["parent"] for m in merges}
+        signers = self.trusted.promoter_signers(repo, main) if self.clone.signing_key is not None else None
+        for event in history.events(app, merges, []):
+            if event.env != env:
+                continue
+            if event.kind == "reverted":
+                reverted.add(event.commit)
+            elif (
+                event.promotion
+                and objects.SHA.fullmatch(event.commit)
+                and event.commit not in reverted
+                and objects.rev(repo, event.commit) is not None
+                and self.clone.is_ancestor(repo, event.commit, commit)
+                # promoter signs its branch commits: a look-alike merge a person pushed narrows nothing
+                and (
+                    signers is None
+                    or self.trusted.branch_signed(repo, second_parents.get(event.main_commit, ""), signers)
+                )
+            ):
+                return event.commit
+        return None
+
+    def promoted_folder(self, env: str, app: str) -> PromotedFolder:
+        """What drift compares `app`'s folder of `env` with and heals it to: the folder as promoter's own
+        merge last wrote it, and every commit of main that changed the folder since (unpromoted).
+
+        Read from main's first-parent line, newest first: a merge of a promotion (`Merge pull request #N
+        from promote/<app>/<env>/…` carrying `Promoter-Promotion`, or a release set's naming the app) or
+        of a revert counts; when promoter signs its commits, only one whose second parent promoter signed
+        (a look-alike merge a person pushed counts for nothing). Anything else that changed the folder
+        was pushed to main without a gate. Two exceptions: the source environment (the first) takes
+        changes by a push, which its promotions then check, so there main's folder is what it has; and an
+        app never promoted into `env` is compared with the commit that created its folder (the seed),
+        which `promoted: False` marks so that drift reports it and never heals it."""
+        check(env, "environment")
+        check(app, "app")
+        repo = self.clone.fresh()
+        main = self.clone.main(repo)
+        if self.reading.environments_at(repo, self.trusted.rules(main).commit)[0].config.name == env:
+            return PromotedFolder(revision=main, promoted=True)
+        out = self.clone.run(
+            repo, "log", "--first-parent", "--format=%H%x1f%P%x1f%an <%ae>%x1f%B%x1e", main, "--", app_folder(env, app)
+        )
+        touched: list[tuple[str, str, str, str]] = []  # (sha, second parent, author, message), newest first
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                touched.append((parts[0], (parts[1].split() + ["", ""])[1], parts[2], parts[3]))
+        merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in touched if second]
+        branches = self.clone.messages(repo, [second for _, second, _, _ in touched if second])
+        second_of = {sha: second for sha, second, _, _ in touched}
+        for m in merges:
+            m["branch_message"] = branches.get(second_of[m["sha"]], "")
+        signers = self.trusted.promoter_signers(repo, main) if self.clone.signing_key is not None else None
+        ours = {
+            event.main_commit
+            for event in history.events(app, merges, [])
+            if event.env == env
+            and (event.kind == "reverted" or event.promotion)
+            and (signers is None or self.trusted.branch_signed(repo, second_of.get(event.main_commit, ""), signers))
+        }
+        unpromoted: list[UnpromotedChange] = []
+        for sha, _, author, _ in touched:
+            if sha in ours:
+                return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
+            unpromoted.append(UnpromotedChange(commit=sha, author=author))
+        if not unpromoted:  # the folder is not on main's first-parent line at all
+            return PromotedFolder(revision=main, promoted=False)
+        seed = unpromoted.pop()  # the oldest: the commit that created the folder
+        return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)
+
+    def _allowed_signers(self, repo: git.Repo, main: str) -> str:
+        """`trust/allowed_signers` on main ("" when there is none)."""
+        found = self.clone.entry(repo, main, "trust/allowed_signers")
+        if found is None or found.mode == TREE:
+            return ""
+        if repo.odb.info(bytes.fromhex(found.sha)).size > MAX_SIGNERS_BYTES:
+            raise BadInput(f"trust/allowed_signers on {MAIN} is larger than {MAX_SIGNERS_BYTES} bytes; list fewer keys")
+        return objects.raw(repo, found.sha).decode("utf-8", "replace")
+
+    def unsigned_source(
+        self, commit: str, source: str, target: str, apps: Sequence[str], head: str | None = None
+    ) -> list[RuleChange]:
+        """The commits of the promoted range (after the commit deployed in `target`, and after the trust
+        root, which is trusted as it is) that touched an app's folder in `source`, and with `head` (the
+        stage's PR head) the commits pushed onto the PR after promoter's own first one, that carry no git
+        SSH signature by a key trust/allowed_signers lists for `git` at the trusted rules revision
+        (`source.require_signed`, as Flux and Argo CD verify a source's commits)."""
+        repo = self.clone.have(head or commit)
+        main = self.clone.main(repo)
+        trust = self.trusted.read_trust(repo, self.trusted.rules(main).commit)
+        since = self.authors(commit, target, apps).since
+        found: list[RuleChange] = []
+        root = self.trusted.trust_root
+        selections = [
+            [commit, *(f"^{rev}" for rev in (since.get(app), root) if rev), "--", app_folder(source, app)]
+            for app in apps
+        ]
+        if head:  # the PR's commits but its first, which promoter wrote (signed by its key, when it has one)
+            pushed = self.clone.run(repo, "log", "--reverse", "--format=%H", head, f"^{main}").split()
+            selections += [[sha, "-1"] for sha in pushed[1:]]
+        for selection in selections:
+            out = self.clone.run(repo, "log", "--format=%H%x1f%an <%ae>", *selection)
+            for line in out.splitlines():
+                sha, _, author = line.partition("\x1f")
+                try:
+                    signing.commit_signer(objects.raw(repo, sha), trust.allowed_signers, trust.revoked_keys)
+                except signing.SignatureError as e:
+                    found.append(RuleChange(commit=sha, author=author, reason=str(e)))
+        return found
+
+
+def _touch(record: str) -> Touch | str:
+    """One commit's people from `git log --format=_PEOPLE`, or why they cannot be read (fail closed)."""
+    parts = record.split("\x1f")
+    if len(parts) != 8 or not objects.SHA.fullmatch(parts[0]):
+        return f"a commit of the promoted range could not be read ({shown(record[:60], 80)})"
+    sha, an, ae, cn, ce, status, signer, key = parts
+    if status != "N" and not (signer or key):  # signed, but git cannot say by whom (no gpg, no ssh-keygen)
+        return f"commit {sha[:7]} is signed, but its signer cannot be read (signature status {status})"
+    return Touch(sha, f"{an} <{ae}>", f"{cn} <{ce}>", signer or key if status != "N" else "")

@@ -1,0 +1,231 @@
+"""The trusted rules revision, and the signature checks it rests on: which revision of the rule files
+(policies/, trust/, every environment.yaml) judges a promotion on main, `trust/` at a revision, and
+whether a commit carries promoter's own signature (a release, a promotion branch).
+
+Why a walk from a trust root: a person who can push to main must not be able to loosen the rules that
+judge their own promotion; only changes signed by a key the rules before them trust are taken in.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+
+import git
+
+from promoter import holds, signing
+from promoter.errors import BadInput
+from promoter.git import objects
+from promoter.git.clone import Clone
+from promoter.git.objects import MAIN, TREE
+from promoter.models import RuleChange, RulesRevision, Trust
+from promoter.names import ALLOWED_SIGNERS, ENVIRONMENTS, REVOKED_KEYS
+
+RULE_PATHS = ("policies", "trust", f":(glob){ENVIRONMENTS}/*/environment.yaml")  # the rule files, as pathspecs
+MAX_UNTRUSTED_SHOWN = 20  # untrusted rule changes named; more are counted (a flood must not fill the plan)
+PROMOTER_PRINCIPAL = "promoter"  # the principal of promoter's own commit signing key in trust/allowed_signers
+MAX_TRUST_BYTES = 1_000_000  # trust/allowed_signers or trust/revoked_keys: thousands of keys
+
+
+def _cut(text: str, limit: int) -> str:
+    """One line of at most `limit` characters (an author or a reason that someone else wrote)."""
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+@dataclass
+class _RulesWalk:
+    """How far rules() followed main from the trust root: the trusted revision reached, its rule files'
+    digest, and the untrusted changes since it."""
+
+    root: str
+    main: str
+    trusted: str
+    digest: tuple[str, ...]
+    untrusted: list[RuleChange] = field(default_factory=list)
+    more: int = 0
+
+    def copy(self) -> _RulesWalk:
+        return dataclasses.replace(self, untrusted=list(self.untrusted))
+
+
+class TrustedRules:
+    """The rules revision that judges main, and `trust/` as a revision has it."""
+
+    def __init__(self, clone: Clone, trust_root: str | None = None) -> None:
+        self.clone = clone
+        self.trust_root = trust_root  # None: main's rule files are used as they stand (see rules())
+        self._rules: dict[str, RulesRevision] = {}  # main's commit -> its trusted rules revision
+        self._walks: list[_RulesWalk] = []  # where rules() reached on recent mains, to go on from
+        self._trusts: dict[str, Trust] = {}  # trust/ at a few trusted revisions
+
+    def rules(self, main: str | None = None) -> RulesRevision:
+        """The revision of the rule files that judges a promotion on `main` (as it is now by default):
+        from the trust root (`PROMOTER_TRUST_ROOT`), main's first-parent commits that change a rule file
+        (policies/, trust/, any environment.yaml) are followed while each is trusted: a commit whose rules
+        are the trusted ones already, one signed by a key that trust/allowed_signers *of the trusted
+        revision before it* lists for `git` (as `git verify-commit` checks it; never a key listed for the
+        principal `promoter`, which signs promoter's own merges), or a merge whose second parent is such a
+        signed commit made on top of the trusted revision, with the same rules. An untrusted change is not
+        used, and is reported. Without a trust root, main's rule files are used as they stand
+        (RulesRevision.root is None). The walk goes on from the last main it reached, so a new commit on
+        main costs what it changed, not the whole history since the root."""
+        repo = self.clone.have(main)
+        main = main or self.clone.main(repo)
+        cached = self._rules.get(main)
+        if cached is not None:
+            return cached
+        if self.trust_root is None:  # the rules are main's, named by the last commit that changed them
+            last = self.clone.run(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *RULE_PATHS).strip()
+            return self._remember(main, RulesRevision(commit=last or main))
+        root = objects.rev(repo, self.trust_root)
+        if root is None or not self.clone.is_ancestor(repo, root, main):
+            raise BadInput(
+                f"the trust root {self.trust_root[:12]} (PROMOTER_TRUST_ROOT) is not a commit of {MAIN} in "
+                f"{self.clone.url}; pin a commit of {MAIN} whose rule files you trust"
+            )
+        walk = self._walk_from(repo, root, main)
+        self._follow(repo, walk, main)
+        walk.main = main
+        self._walks = [*self._walks[-7:], walk.copy()]
+        undone = self._rules_digest(repo, main) == walk.digest  # what was changed unsigned has been changed back
+        return self._remember(
+            main,
+            RulesRevision(
+                commit=walk.trusted,
+                root=root,
+                untrusted=[] if undone else list(walk.untrusted),
+                more_untrusted=0 if undone else walk.more,
+            ),
+        )
+
+    def trust(self, rev: str) -> Trust:
+        """`trust/allowed_signers` and `trust/revoked_keys` at `rev` (a commit of main)."""
+        return self.read_trust(self.clone.have(rev), rev)
+
+    def read_trust(self, repo: git.Repo, rev: str) -> Trust:
+        texts: dict[str, str] = {}
+        for name in (ALLOWED_SIGNERS, REVOKED_KEYS):
+            found = self.clone.entry(repo, rev, name)
+            if (
+                found is not None
+                and found.mode != TREE
+                and repo.odb.info(bytes.fromhex(found.sha)).size > MAX_TRUST_BYTES
+            ):
+                raise BadInput(f"{name} at {rev[:12]} is larger than {MAX_TRUST_BYTES} bytes; list fewer keys")
+            texts[name] = self.clone.show(repo, rev, name) or ""
+        return Trust(
+            revision=objects.rev(repo, rev) or rev,
+            allowed_signers=texts[ALLOWED_SIGNERS],
+            revoked_keys=texts[REVOKED_KEYS],
+        )
+
+    def _follow(self, repo: git.Repo, walk: _RulesWalk, main: str) -> None:
+        """Take `walk` along main's first-parent commits that change a rule file, up to `main`: each one
+        whose rules are the trusted ones already, or that a trusted key vouches for, becomes the trusted
+        revision (taking in all before it); any other is an untrusted change, named or counted."""
+        for line in self.clone.run(
+            repo,
+            "log",
+            "--first-parent",
+            "--reverse",
+            "--format=%H%x1f%an <%ae>",
+            f"{walk.main}..{main}",
+            "--",
+            *RULE_PATHS,
+        ).splitlines():
+            commit, _, author = line.partition("\x1f")
+            here = self._rules_digest(repo, commit)
+            if here == walk.digest:
+                walk.trusted = commit  # the same rules: a newer name for them
+                continue
+            reason = self._vouched(repo, commit, walk.trusted, here)
+            if reason is None:
+                walk.trusted, walk.digest, walk.untrusted, walk.more = commit, here, [], 0  # took in all before it
+            elif len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
+                walk.untrusted.append(RuleChange(commit=commit, author=_cut(author, 120), reason=_cut(reason, 300)))
+            else:
+                walk.more += 1
+
+    def _remember(self, main: str, found: RulesRevision) -> RulesRevision:
+        self._rules = {**dict(list(self._rules.items())[-15:]), main: found}  # a few recent mains
+        return found
+
+    def _walk_from(self, repo: git.Repo, root: str, main: str) -> _RulesWalk:
+        """Where to go on following main from: the walk of an earlier main on `main`'s first-parent line
+        (the newest such), or the trust root."""
+        for walk in reversed(self._walks):
+            if walk.root != root or not self.clone.is_ancestor(repo, walk.main, main):
+                continue
+            oldest = self.clone.run(
+                repo, "log", "--first-parent", "--reverse", "--format=%H %P", f"{walk.main}..{main}"
+            )
+            first = oldest.split("\n", 1)[0].split()
+            if len(first) >= 2 and first[1] == walk.main:  # the walk's main is on this main's first-parent line
+                return walk.copy()
+        return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root))
+
+    def _rules_digest(self, repo: git.Repo, commit: str) -> tuple[str, ...]:
+        """The rule files at `commit`, as the ids of their trees and blobs."""
+        parts = []
+        for path in ("policies", "trust"):
+            found = self.clone.entry(repo, commit, path)
+            parts.append(found.sha if found is not None else "")
+        for name in self.clone.folders(repo, commit, ENVIRONMENTS):
+            found = self.clone.entry(repo, commit, f"{ENVIRONMENTS}/{name}/environment.yaml")
+            parts.append(f"{name}:{found.sha if found is not None else ''}")
+        return tuple(parts)
+
+    def _vouched(self, repo: git.Repo, commit: str, trusted: str, digest: tuple[str, ...]) -> str | None:
+        """None when a key trusted at `trusted` vouches for `commit`'s rules; else why not (one phrase)."""
+        trust = self._trust_cached(repo, trusted)
+        reason = self._signed_by_rules_key(repo, commit, trust)
+        if reason is None:
+            return None
+        parents = objects.raw(repo, commit).split(b"\n\n", 1)[0].split(b"\n")
+        second = [line.split()[1].decode() for line in parents if line.startswith(b"parent ")][1:2]
+        if (
+            second
+            and self._rules_digest(repo, second[0]) == digest  # a merge that brings exactly a signed change
+            and self.clone.is_ancestor(repo, trusted, second[0])  # made on top of today's rules, never an old one
+            and self._signed_by_rules_key(repo, second[0], trust) is None
+        ):
+            return None
+        return reason
+
+    def _trust_cached(self, repo: git.Repo, rev: str) -> Trust:
+        found = self._trusts.get(rev)
+        if found is None:
+            found = self.read_trust(repo, rev)
+            self._trusts = {**dict(list(self._trusts.items())[-7:]), rev: found}
+        return found
+
+    def _signed_by_rules_key(self, repo: git.Repo, commit: str, trust: Trust) -> str | None:
+        try:
+            signer = signing.commit_signer(objects.raw(repo, commit), trust.allowed_signers, trust.revoked_keys)
+            promoters = [
+                s for s in signing.parse_allowed_signers(trust.allowed_signers) if PROMOTER_PRINCIPAL in s.principals
+            ]
+        except signing.SignatureError as e:
+            return "unsigned" if "not signed" in str(e) else str(e)
+        if any(signing.fingerprint(s.key_blob) == signer.fingerprint for s in promoters):
+            return "signed by promoter's own key, which signs its merges, never rule changes"
+        return None
+
+    def promoter_signers(self, repo: git.Repo, main: str) -> tuple[str, str]:
+        """(allowed signers of the principal `promoter`, revoked keys), from trust/ as the trusted rules
+        revision of `main` has it: a key a person lists for `promoter` in an unsigned change of trust/
+        does not count."""
+        trust = self.read_trust(repo, self.rules(main).commit)
+        return holds.promoter_signers(trust.allowed_signers), trust.revoked_keys
+
+    def signed_by_promoter(self, repo: git.Repo, commit: str, signers: tuple[str, str]) -> bool:
+        """Whether `commit` carries a valid signature by a key listed for `promoter` (as git verify-commit)."""
+        try:
+            signing.commit_signer(objects.raw(repo, commit), *signers)
+        except BadInput:  # SignatureError: unsigned, another key, revoked; or a trust file that does not parse
+            return False
+        return True
+
+    def branch_signed(self, repo: git.Repo, commit: str, signers: tuple[str, str]) -> bool:
+        return bool(objects.SHA.fullmatch(commit)) and self.signed_by_promoter(repo, commit, signers)

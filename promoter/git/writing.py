@@ -1,0 +1,230 @@
+"""Writing to the GitOps repository: a revert's branch, a hold's release (its request, then the signed
+commit that lifts it once the gate approved), and merging a branch into main.
+
+Every commit is promoter's own, written as objects and signed with its key when it has one. Only the
+update of main is serialised, by a lock held across threads and worker processes (a file lock), and a
+push that lost the race is merged again on top of the new main, so no commit pushed by anyone else is
+lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import git
+
+from promoter import holds, layout, signing
+from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
+from promoter.git import objects
+from promoter.git.change import StageChange
+from promoter.git.clone import Clone
+from promoter.git.objects import MAIN
+from promoter.git.reading import GitOpsReader
+from promoter.names import app_folder
+
+PUSH_ATTEMPTS = 8
+
+
+class MainWriter:
+    """The branches promoter writes besides a stage's, and the merges of main."""
+
+    def __init__(self, clone: Clone, reading: GitOpsReader, changes: StageChange) -> None:
+        self.clone = clone
+        self.reading = reading
+        self.changes = changes
+
+    def push_revert(
+        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = (), held: str = ""
+    ) -> tuple[str, str]:
+        """Commit on `revert/<app>/<env>/<short>` that puts the app folder (every member's, for a
+        release set) back as it was before `merge_commit`, and push it. With `held` (the promoted
+        commit), the commit's trailers hold its content out of `env` (promoter.holds): this commit is
+        promoter's own, signed, whoever merges it. Idempotent: an unmerged branch with that content is
+        reused. Returns (branch, head)."""
+        apps = list(members) or [app]
+        branch = layout.revert_branch(app, env, merge_commit)
+        repo = self.clone.fresh()
+        if objects.rev(repo, merge_commit) is None:
+            raise NotFound(f"merge commit {merge_commit[:12]} not found in {self.clone.url}")
+        before = self.changes.folders_at(repo, f"{merge_commit}^1", env, apps)
+        main = self.clone.main(repo)
+        existing = self.clone.branch(repo, branch)
+        if (
+            existing is not None
+            and self.changes.folders_at(repo, existing, env, apps) == before
+            and self.changes.only_folders(repo, existing, main, [app_folder(env, a) for a in apps])  # nothing else
+        ):
+            return branch, existing
+        message = (
+            f"revert({app}): {env} back to before {merge_commit[:7]}\n\n{reason.strip() or 'unhealthy'}\n\n"
+            f"Reverts: {merge_commit}\nTarget-Environment: {env}\n"
+        )
+        if held:  # the hold, in the trailer block of promoter's own commit
+            message += holds.trailers(apps, env, held, reason, trees=self.reading.held_trees_at(repo, main, held, apps))
+        head = self.changes.commit_folders(repo, main, env, apps, before, message)
+        self.clone.push_branch(repo, branch, head, existing)
+        return branch, head
+
+    def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
+        """The release PR's first commit: an empty commit on main that asks for the release of `hold`
+        and lifts nothing (see promoter.holds), pushed as `release-hold/<app>/<env>/<short>`. The
+        commit that lifts the hold is written only once the gate approved (`seal_release`). Idempotent:
+        promoter's own unmerged request for that hold is reused. (branch, head)"""
+        if self.clone.signing_key is None:  # fail closed: an unsigned release would lift nothing
+            raise BadInput(
+                "promoter has no commit signing key (PROMOTER_COMMIT_SIGNING_KEY), and a hold is lifted only by "
+                "a release promoter signed; set the key, list its public key for the principal `promoter` "
+                '(namespaces="git") in trust/allowed_signers, and ask again'
+            )
+        branch = layout.release_branch(hold.app, hold.env, hold.commit)
+        repo = self.clone.fresh()
+        main = self.clone.main(repo)
+        existing = self.clone.branch(repo, branch)
+        if existing is not None and not self.clone.is_ancestor(repo, existing, main):
+            asked = self._request(repo, existing)
+            if (
+                asked is not None
+                and asked[:3] == (hold.app, hold.env, hold.commit)
+                and self.changes.only_folders(repo, existing, main, [])  # promoter's empty request, nothing else
+            ):
+                return branch, existing
+        message = f"release-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + (
+            f"Asked by {who}; lifts nothing until {hold.env}'s approvers approve it.\n\n"
+            + holds.request_trailers(hold.app, hold.env, hold.commit, who, why)
+        )
+        head = self.clone.write_commit(repo, objects.root(repo, main), [main], message)
+        self.clone.push_branch(repo, branch, head, existing)
+        return branch, head
+
+    def release_request(self, commit: str) -> tuple[str, str, str, str]:
+        """(app, environment, held commit, `who: why`) of a release PR's request commit, which promoter
+        wrote and signed with its own key; `BadInput` for any other commit."""
+        repo = self.clone.have(commit)
+        asked = self._request(repo, commit)
+        if asked is None:
+            raise BadInput(
+                f"{commit[:12]} is not a release request promoter wrote and signed; run `promoter release-hold` again"
+            )
+        return asked
+
+    def seal_release(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
+        """After the gate's approvals: the commit that lifts the hold `request` asks to release, written
+        and signed by promoter on top of it and pushed to `branch`, for the caller to merge at once (with
+        that commit as the expected head). `approvals` (`Promoter-Approval: ...` lines) are recorded in it.
+        Idempotent: a retry finds the commit it pushed. `Conflict` when the branch moved past `request`."""
+        repo = self.clone.have(request)
+        app, env, held, asked_by = self.release_request(request)
+        head = self.clone.branch(repo, branch)
+        if head is None:
+            raise NotFound(f"branch {branch} not found in {self.clone.url}")
+        if head != request:
+            if objects.parents(repo, head) == [request] and self._ours(repo, head):
+                released = holds.release(holds.Record(head, objects.commit_message(repo, head), signed=True))
+                if released == (app, env, held):
+                    return head  # pushed by an earlier attempt whose merge did not happen yet
+            raise Conflict(
+                f"branch {branch} is at {head[:12]}, not the approved {request[:12]}; the hold stays, "
+                "run `promoter release-hold` again"
+            )
+        who, _, why = asked_by.partition(": ")
+        message = f"release-hold({app}): {env} may take {held[:7]} again\n\n" + (
+            "Approved on the release's pull request; promoter signed this commit after the approvals.\n\n"
+            + holds.release_trailers(app, env, held, who, why, approvals)
+        )
+        sealed = self.clone.write_commit(repo, objects.root(repo, request), [request], message)
+        self.clone.push_branch(repo, branch, sealed, request)
+        return sealed
+
+    def _request(self, repo: git.Repo, commit: str) -> tuple[str, str, str, str] | None:
+        """A release request in `commit` that this promoter signed (its own key), else None."""
+        if not self._ours(repo, commit):
+            return None
+        return holds.release_request(objects.commit_message(repo, commit))
+
+    def _ours(self, repo: git.Repo, commit: str) -> bool:
+        """Whether `commit` is signed with this clone's own signing key."""
+        if self.clone.signing_key is None:
+            return False
+        mine = f'{holds.PRINCIPAL} namespaces="git" {signing.public_key_line(self.clone.signing_key)}\n'
+        try:
+            signing.commit_signer(objects.raw(repo, commit), mine)
+        except BadInput:  # SignatureError: unsigned, or another key
+            return False
+        return True
+
+    def merge_branch(self, branch: str, message: str, expected_head: str | None = None) -> str:
+        """Merge `branch` into main with a merge commit and push it, if main is still what it was
+        merged onto; otherwise main is fetched and the merge redone on top of it, so no commit pushed
+        by anyone else is lost. The first try merges onto the main this process pushed last (no
+        fetch), since under load it is nearly always still main."""
+        clone = self.clone
+        with clone.main_lock, clone.file_lock(".main"):
+            last = ""
+            repo = clone.have(expected_head) if expected_head else clone.open()  # no fetch yet: see below
+            main = clone.pushed_main if clone.pushed_main and objects.rev(repo, clone.pushed_main) else None
+            for _ in range(PUSH_ATTEMPTS):
+                if main is None:
+                    repo = clone.fresh()
+                    main = clone.main(repo)
+                head = self._head(repo, branch, expected_head)
+                done = self._find_merge(repo, head, main)
+                if done is not None:
+                    return done
+                merge = clone.write_commit(repo, self._merge_tree(repo, branch, main, head), [main, head], message)
+                try:  # by URL, and only if main is still the one merged onto
+                    clone.run(
+                        repo,
+                        "push",
+                        "--quiet",
+                        f"--force-with-lease=refs/heads/{MAIN}:{main}",
+                        clone.url,
+                        f"{merge}:refs/heads/{MAIN}",
+                    )
+                    clone.pushed_main = merge
+                    return merge
+                except git.GitCommandError as e:
+                    last = objects.stderr(e)
+                    main = None  # main moved under us: fetch and merge again on top of it
+            raise TemporaryError(f"could not push {MAIN} of {clone.url} after {PUSH_ATTEMPTS} attempts: {last}")
+
+    def _head(self, repo: git.Repo, branch: str, expected_head: str | None) -> str:
+        """The head to merge: the reviewed head, when the forge has just checked that the PR is still at
+        it, merged as it is (no round trip to ask the remote again); otherwise the branch's head."""
+        head = expected_head if expected_head and objects.rev(repo, expected_head) else self.clone.branch(repo, branch)
+        if head is None:
+            raise NotFound(f"branch {branch} not found in {self.clone.url}")
+        if expected_head is not None and head != expected_head:
+            raise Conflict(
+                f"branch {branch} is at {head[:12]}, not the reviewed {expected_head[:12]}; review the new commit first"
+            )
+        return head
+
+    def _merge_tree(self, repo: git.Repo, branch: str, main: str, head: str) -> str:
+        """The tree of `head` merged onto `main` (`merge-tree --write-tree`, no working tree); `Conflict`
+        naming the files when they conflict."""
+        status, out, _ = repo.git.execute(
+            ["git", "merge-tree", "--write-tree", "--name-only", "--no-messages", main, head],
+            env=self.clone.identity,
+            with_extended_output=True,
+            with_exceptions=False,
+        )
+        if status != 0:  # exit 1: conflicts; the lines after the tree name the files
+            files = sorted(set(out.splitlines()[1:])) or ["(unknown files)"]
+            raise Conflict(
+                f"{branch} conflicts with {MAIN} in {', '.join(files)}: that folder was changed on "
+                f"{MAIN} directly; reconcile it there, then promote again"
+            )
+        tree: str = out.splitlines()[0]
+        return tree
+
+    def _find_merge(self, repo: git.Repo, head: str, main: str) -> str | None:
+        if not self.clone.is_ancestor(repo, head, main):
+            return None
+        out = self.clone.run(repo, "rev-list", "--first-parent", "--parents", "-n", "2000", main)
+        for line in out.splitlines():
+            shas = line.split()
+            if head in shas[2:]:
+                return shas[0]
+            if shas[0] == head:
+                return head  # fast-forwarded
+        return head
