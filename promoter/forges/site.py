@@ -42,7 +42,7 @@ from collections.abc import Callable
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import git
 from markdown_it import MarkdownIt
@@ -323,91 +323,101 @@ def _app_env(pr: PullRequest) -> tuple[str, str]:
     return (match.group(1), match.group(2)) if match else ("", "")
 
 
+class SiteHandler(BaseHTTPRequestHandler):
+    """The forge site's pages and review form, for `site` (set on the class `handler` makes)."""
+
+    site: ClassVar[ForgeSite]
+    server_version = "promoter-forge"
+
+    def do_GET(self) -> None:
+        refusal = self.site.host_refusal(self._one("Host"))
+        if refusal:
+            return self._refuse(refusal)
+        path = urllib.parse.urlsplit(self.path).path.rstrip("/")
+        if path in ("", "/pulls"):
+            return self._answer(self.site.pulls_page) if path else self._redirect("/pulls")
+        number = _number(path, "")
+        if number is None:
+            return self._send(HTTPStatus.NOT_FOUND, self.site._page("Not found", "<p>No such page.</p>"))
+        return self._answer(lambda: self.site.pull_page(number))
+
+    def do_POST(self) -> None:
+        number = _number(urllib.parse.urlsplit(self.path).path, "/reviews")
+        given = (self.headers.get("Content-Length") or "0").strip()
+        length = int(given) if given.isdigit() else MAX_FORM_BYTES + 1  # not a length: refused, never read
+        if number is None or length > MAX_FORM_BYTES:
+            return self._send(HTTPStatus.BAD_REQUEST, self.site._page("Bad request", "<p>Not a review form.</p>"))
+        raw = self.rfile.read(length)  # read before any refusal: an unread body can reset the answer
+        host = self._one("Host")
+        refusal = self.site.host_refusal(host) or self.site.origin_refusal(
+            host or "", self._one("Origin"), self._one("Referer")
+        )
+        if refusal:
+            return self._refuse(refusal)
+        try:
+            self.site.review(number, raw)
+        except Refused as e:
+            if e.status == HTTPStatus.FORBIDDEN:
+                return self._refuse(str(e))
+            if e.status == HTTPStatus.NOT_FOUND:
+                return self._send(e.status, self.site._page("Not found", f"<p>{escape(e)}</p>"))
+            why = str(e)
+            return self._answer(lambda: self.site.pull_page(number, why), e.status)
+        return self._redirect(f"/pulls/{number}#reviews")
+
+    def _answer(self, render: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
+        try:
+            page = render()
+        except Refused as e:
+            return self._send(e.status, self.site._page("Not found", f"<p>{escape(e)}</p>"))
+        self._send(status, page)
+
+    def _send(self, status: HTTPStatus, page: str) -> None:
+        data = page.encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _refuse(self, line: str) -> None:
+        """403 and one line of plain text: a cross-site request gets no page (and no new token)."""
+        data = f"{line}\n".encode()
+        self.send_response(HTTPStatus.FORBIDDEN)
+        self.send_header("Content-Type", "text/plain; charset=utf-8")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def end_headers(self) -> None:
+        # every response, the stdlib's own error pages (send_error) and redirects included
+        for name, value in SECURITY_HEADERS.items():
+            self.send_header(name, value)
+        super().end_headers()
+
+    def _one(self, name: str) -> str | None:
+        """The header's value; None when it is missing or sent twice (which of two would count is
+        ambiguous, so neither does)."""
+        values = self.headers.get_all(name) or []
+        return values[0].strip() if len(values) == 1 else None
+
+    def _redirect(self, where: str) -> None:
+        self.send_response(HTTPStatus.SEE_OTHER)
+        self.send_header("Location", where)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        sys.stderr.write(f"forge site: {format % args}\n")
+
+
 def handler(site: ForgeSite) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        server_version = "promoter-forge"
+    """A handler class serving `site`: the stdlib server makes one handler per request from a class."""
 
-        def do_GET(self) -> None:
-            refusal = site.host_refusal(self._one("Host"))
-            if refusal:
-                return self._refuse(refusal)
-            path = urllib.parse.urlsplit(self.path).path.rstrip("/")
-            if path in ("", "/pulls"):
-                return self._answer(lambda: site.pulls_page()) if path else self._redirect("/pulls")
-            number = _number(path, "")
-            if number is None:
-                return self._send(HTTPStatus.NOT_FOUND, site._page("Not found", "<p>No such page.</p>"))
-            return self._answer(lambda: site.pull_page(number))
+    class Handler(SiteHandler):
+        pass
 
-        def do_POST(self) -> None:
-            number = _number(urllib.parse.urlsplit(self.path).path, "/reviews")
-            given = (self.headers.get("Content-Length") or "0").strip()
-            length = int(given) if given.isdigit() else MAX_FORM_BYTES + 1  # not a length: refused, never read
-            if number is None or length > MAX_FORM_BYTES:
-                return self._send(HTTPStatus.BAD_REQUEST, site._page("Bad request", "<p>Not a review form.</p>"))
-            raw = self.rfile.read(length)  # read before any refusal: an unread body can reset the answer
-            host = self._one("Host")
-            refusal = site.host_refusal(host) or site.origin_refusal(
-                host or "", self._one("Origin"), self._one("Referer")
-            )
-            if refusal:
-                return self._refuse(refusal)
-            try:
-                site.review(number, raw)
-            except Refused as e:
-                if e.status == HTTPStatus.FORBIDDEN:
-                    return self._refuse(str(e))
-                if e.status == HTTPStatus.NOT_FOUND:
-                    return self._send(e.status, site._page("Not found", f"<p>{escape(e)}</p>"))
-                why = str(e)
-                return self._answer(lambda: site.pull_page(number, why), e.status)
-            return self._redirect(f"/pulls/{number}#reviews")
-
-        def _answer(self, render: Any, status: HTTPStatus = HTTPStatus.OK) -> None:
-            try:
-                page = render()
-            except Refused as e:
-                return self._send(e.status, site._page("Not found", f"<p>{escape(e)}</p>"))
-            self._send(status, page)
-
-        def _send(self, status: HTTPStatus, page: str) -> None:
-            data = page.encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _refuse(self, line: str) -> None:
-            """403 and one line of plain text: a cross-site request gets no page (and no new token)."""
-            data = f"{line}\n".encode()
-            self.send_response(HTTPStatus.FORBIDDEN)
-            self.send_header("Content-Type", "text/plain; charset=utf-8")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def end_headers(self) -> None:
-            # every response, the stdlib's own error pages (send_error) and redirects included
-            for name, value in SECURITY_HEADERS.items():
-                self.send_header(name, value)
-            super().end_headers()
-
-        def _one(self, name: str) -> str | None:
-            """The header's value; None when it is missing or sent twice (which of two would count is
-            ambiguous, so neither does)."""
-            values = self.headers.get_all(name) or []
-            return values[0].strip() if len(values) == 1 else None
-
-        def _redirect(self, where: str) -> None:
-            self.send_response(HTTPStatus.SEE_OTHER)
-            self.send_header("Location", where)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, format: str, *args: Any) -> None:
-            sys.stderr.write(f"forge site: {format % args}\n")
-
+    Handler.site = site
     return Handler
 
 

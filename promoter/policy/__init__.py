@@ -237,44 +237,55 @@ def check_freeze_windows(windows: Any, where: str) -> list[dict[str, Any]]:
         ):
             raise bad("environments", "is not a list of environment names")
         if "weekly" in w:
-            if "start" in w or "end" in w:
-                raise bad("weekly", "and start/end are both set: a window is dated or weekly, not both")
-            weekly = w["weekly"]
-            if not isinstance(weekly, dict):
-                raise bad("weekly", "is not a mapping of days, from and to")
-            for key in weekly:
-                if key not in _WEEKLY_FIELDS:
-                    raise bad(f"weekly.{key}", "is not a field of a weekly window (days, from, to)")
-            days = weekly.get("days")
-            if not isinstance(days, list) or not days:
-                raise bad("weekly.days", "is missing: a list of weekdays (Monday to Sunday)")
-            for day in days:
-                if not isinstance(day, str) or day.lower() not in WEEKDAYS:
-                    raise bad("weekly.days", f"{_shown(day)} is not a weekday (Monday to Sunday, in any case)")
-            for key in ("from", "to"):
-                if key not in weekly:
-                    raise bad(f"weekly.{key}", "is missing (HH:MM, UTC)")
-                if not isinstance(weekly[key], str) or not _HHMM.fullmatch(weekly[key]):
-                    shown = _shown(weekly[key])
-                    raise bad(f"weekly.{key}", f"{shown} is not a time HH:MM from 00:00 to 23:59 (quote it in YAML)")
-            if weekly["to"] <= weekly["from"]:  # HH:MM compare as text as they do as times
-                raise bad("weekly.to", "is not after weekly.from (a weekly window ends the day it starts)")
+            _check_weekly(w, bad)
         else:
-            for key in ("start", "end"):
-                if key not in w:
-                    raise bad(key, "is missing: a window has start and end, or weekly")
-            for key in ("start", "end"):
-                value = strict_time(w[key])
-                if value is None:
-                    raise bad(
-                        key,
-                        f"{_shown(w[key])} is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-12-24T00:00:00Z)",
-                    )
-                w[key] = value
-            if _instant(w["end"], end=True) <= _instant(w["start"]):
-                raise bad("end", "is not after start")
+            _check_dated(w, bad)
         checked.append(w)
     return checked
+
+
+def _check_weekly(w: dict[str, Any], bad: Callable[[str, str], BadInput]) -> None:
+    """A weekly window's `weekly`: days, from and to (HH:MM, UTC), ending the day it starts."""
+    if "start" in w or "end" in w:
+        raise bad("weekly", "and start/end are both set: a window is dated or weekly, not both")
+    weekly = w["weekly"]
+    if not isinstance(weekly, dict):
+        raise bad("weekly", "is not a mapping of days, from and to")
+    for key in weekly:
+        if key not in _WEEKLY_FIELDS:
+            raise bad(f"weekly.{key}", "is not a field of a weekly window (days, from, to)")
+    days = weekly.get("days")
+    if not isinstance(days, list) or not days:
+        raise bad("weekly.days", "is missing: a list of weekdays (Monday to Sunday)")
+    for day in days:
+        if not isinstance(day, str) or day.lower() not in WEEKDAYS:
+            raise bad("weekly.days", f"{_shown(day)} is not a weekday (Monday to Sunday, in any case)")
+    for key in ("from", "to"):
+        if key not in weekly:
+            raise bad(f"weekly.{key}", "is missing (HH:MM, UTC)")
+        if not isinstance(weekly[key], str) or not _HHMM.fullmatch(weekly[key]):
+            shown = _shown(weekly[key])
+            raise bad(f"weekly.{key}", f"{shown} is not a time HH:MM from 00:00 to 23:59 (quote it in YAML)")
+    if weekly["to"] <= weekly["from"]:  # HH:MM compare as text as they do as times
+        raise bad("weekly.to", "is not after weekly.from (a weekly window ends the day it starts)")
+
+
+def _check_dated(w: dict[str, Any], bad: Callable[[str, str], BadInput]) -> None:
+    """A dated window's `start` and `end`, written out in place as the policies read them (YAML's own
+    dates become text), the end after the start."""
+    for key in ("start", "end"):
+        if key not in w:
+            raise bad(key, "is missing: a window has start and end, or weekly")
+    for key in ("start", "end"):
+        value = strict_time(w[key])
+        if value is None:
+            raise bad(
+                key,
+                f"{_shown(w[key])} is not a date (YYYY-MM-DD) or an RFC 3339 time (2026-12-24T00:00:00Z)",
+            )
+        w[key] = value
+    if _instant(w["end"], end=True) <= _instant(w["start"]):
+        raise bad("end", "is not after start")
 
 
 def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:

@@ -54,7 +54,7 @@ def _serve(conn: multiprocessing.connection.Connection, modules: dict[str, str],
     """The engine process: compile once, then answer (rule, input JSON) until the pipe closes."""
     try:
         engine = _compile(modules, data)
-    except Exception as e:  # noqa: BLE001
+    except Exception as e:  # noqa: BLE001 - sent to the parent, which raises it (unsent: a dead process)
         conn.send(("error", str(e)))
         return
     conn.send(("ok", None))
@@ -66,7 +66,7 @@ def _serve(conn: multiprocessing.connection.Connection, modules: dict[str, str],
         try:
             engine.set_input_json(input_json)
             conn.send(("ok", engine.eval_rule_as_json(rule)))
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - this request's answer; the engine serves on
             conn.send(("error", clean_error(e)))
 
 
