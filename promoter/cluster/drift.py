@@ -1,0 +1,151 @@
+"""Drift: how the live objects of an app differ from Git's, field by field, confirmed by a server-side
+apply dry run, with when another field manager wrote the field; a secret's value never shown."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from promoter.cluster.inventory import Inventories
+from promoter.cluster.objects import (
+    MANAGER,
+    _ident,
+    _ref,
+    _where,
+    holds,
+)
+from promoter.models import FieldDrift
+from promoter.secrets import _SECRET_NAME as SECRET_NAME
+from promoter.secrets import _USERINFO, redact
+
+HIDDEN = "<hidden>"  # what a drift report shows in place of a secret's value
+
+
+def differences(want: Any, live: Any, path: tuple[str, ...] = ()) -> list[tuple[tuple[str, ...], Any, Any]]:
+    """Where `live` does not hold `want`: (the field's path, Git's value, the live value), field by
+    field (a list is one value, as server-side apply treats most lists)."""
+    if isinstance(want, dict) and isinstance(live, dict):
+        found: list[tuple[tuple[str, ...], Any, Any]] = []
+        for key, value in want.items():
+            here = (*path, key)
+            found += differences(value, live[key], here) if key in live else [(here, value, None)]
+        return found
+    return [] if holds(live, want) else [(path, want, live)]
+
+
+def masked(kind: str, path: tuple[str, ...], value: Any) -> Any:
+    """`value`, the field at `path` of a `kind` object (Git's or the live one), as a drift report may
+    show it. A report lands in workflow history, the memo, webhooks and terminals, so it names where
+    a secret differs, never the secret: a Secret's `data`/`stringData` (its keys stay, their values
+    go), a name/value pair whose name says it holds a secret (an env var `DB_PASSWORD`), and any field
+    so named (promoter.secrets' names: TOKEN, SECRET, PASSWORD, API_KEY, WEBHOOK...) become `<hidden>`
+    at any depth. Every other value stays (replicas, an image): that is what people need to see."""
+    if value is None:  # absent on this side: saying so reveals nothing
+        return None
+    if kind == "Secret" and path[:1] in (("data",), ("stringData",)):
+        return {key: HIDDEN for key in value} if isinstance(value, dict) and len(path) == 1 else HIDDEN
+    if any(SECRET_NAME.search(part) for part in path):
+        return HIDDEN
+    return _masked(value)
+
+
+def _masked(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_masked(v) for v in value]
+    if isinstance(value, dict):
+        name = value.get("name")
+        pair = isinstance(name, str) and SECRET_NAME.search(name) is not None  # env: [{name, value}]
+        return {
+            key: HIDDEN
+            if (pair and key == "value") or (SECRET_NAME.search(key) and not isinstance(v, dict))
+            else _masked(v)
+            for key, v in value.items()
+        }
+    if isinstance(value, str) and _USERINFO.search(value):  # a URL with a password in it (DATABASE_URL)
+        return HIDDEN
+    return redact(value) if isinstance(value, str) else value  # a token the worker knows, wherever it is
+
+
+def at(obj: Any, path: tuple[str, ...]) -> Any:
+    """The value at `path` in `obj`, or None."""
+    for key in path:
+        obj = obj.get(key) if isinstance(obj, dict) else None
+    return obj
+
+
+def changed_since(live: dict[str, Any], path: tuple[str, ...]) -> datetime | None:
+    """When a field manager other than promoter last wrote the field at `path` (its `managedFields`
+    entry's time), or None when none owns it (a field removed by hand, or a cluster that keeps none)."""
+    times: list[datetime] = []
+    for entry in (live.get("metadata") or {}).get("managedFields") or []:
+        manager = str(entry.get("manager"))
+        if manager == MANAGER or manager.startswith(MANAGER + "/") or not entry.get("time"):
+            continue
+        owned = entry.get("fieldsV1") or {}
+        for key in path:
+            owned = owned.get(f"f:{key}") if isinstance(owned, dict) else None
+        when = _timestamp(entry["time"]) if owned is not None else None
+        if when is not None:
+            times.append(when)
+    return max(times, default=None)
+
+
+def _timestamp(value: Any) -> datetime | None:
+    """An API server's RFC 3339 time (`2026-11-27T22:12:47Z`); None when it is not one."""
+    try:
+        return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+class Drift(Inventories):
+    """Comparing the cluster with Git."""
+
+    def drift(self, app: str, objects: list[dict[str, Any]]) -> list[FieldDrift]:
+        """How the live objects of `app` differ from `objects` (Git's), for every field promoter
+        manages: a field that differs, an object that is gone, and an object the app's inventory lists
+        (its label, before inventories) that Git no longer has: what a sync would prune. Metadata is
+        left out: the cluster and promoter itself write there.
+
+        A field that looks different is confirmed by a server-side apply dry run, so what the server
+        only normalises (`cpu: 0.5` stored as `500m`) is not drift; `since` is when another field
+        manager last wrote the field (from `managedFields`). Values are shown as `masked` leaves them:
+        a secret's is `<hidden>`, on both sides."""
+        wanted = [self._label(o, app, "drift") for o in objects]
+        inventory = self._inventory(app)
+        kinds = {(o["apiVersion"], o["kind"]) for o in wanted} | self._kinds(inventory)
+        live = self._live(app, kinds)
+        entries = self._entries(inventory)  # None: a label-only sync's cluster, whose labels a sync prunes by
+        found: list[FieldDrift] = []
+        for obj in wanted:
+            there = live.pop(_ident(obj), None)
+            if there is None:
+                found.append(FieldDrift(object=_where(obj), path="", git="present", live=None))
+                continue
+            body = {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
+            suspects = differences(body, there)
+            if suspects:
+                applied = self._apply(obj, dry_run=True)
+                found += [
+                    FieldDrift(
+                        object=_where(obj),
+                        path=".".join(path),
+                        git=masked(obj["kind"], path, want),
+                        live=masked(obj["kind"], path, have),
+                        since=changed_since(there, path),
+                    )
+                    for path, want, have in suspects
+                    if at(there, path) != at(applied, path)
+                ]
+        found += [  # a sync would prune these (never a namespace: it may hold more)
+            FieldDrift(
+                object=_where(extra),
+                path="",
+                git=None,
+                live="present",
+                since=_timestamp(extra["metadata"].get("creationTimestamp")),
+            )
+            for extra in live.values()
+            if extra["kind"] != "Namespace" and (entries is None or _ref(extra) in entries)
+        ]
+        return found

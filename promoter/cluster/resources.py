@@ -1,0 +1,196 @@
+"""The cluster's API as promoter reaches it: the kubeconfig, the dynamic client and its discovery
+(a kind looked up, rediscovered once when missing), server-side apply, one read, one list per kind.
+Every failure is sorted: the API server's answer by `_api_error`, a transport one as unreachable."""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, Self
+
+from kubernetes import client, config
+from kubernetes.client.exceptions import ApiException
+from kubernetes.dynamic import DynamicClient
+from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+
+from promoter.cluster.objects import (
+    APP_LABEL,
+    APPLIED_ANNOTATION,
+    MANAGER,
+    MISSING_FOR_S,
+    PROMOTION_ANNOTATION,
+    PROMOTION_LABEL,
+    Ident,
+    _api_error,
+    _ident,
+    _plain,
+    applied_hash,
+)
+from promoter.errors import BadInput, PermanentError, TemporaryError
+from promoter.models import ClusterConfig
+
+
+class Resources:
+    """The dynamic client over `api`, with what every concern of `KubeCluster` shares."""
+
+    def __init__(self, api: client.ApiClient, default_namespace: str = "default") -> None:
+        self.api = api
+        self.default_namespace = default_namespace
+        self._dynamic: DynamicClient | None = None
+        self._lock = threading.Lock()
+        self._discovery = threading.Lock()  # the discoverer's cache: a lookup or a refresh at a time
+        self._missing: dict[tuple[str, str], float] = {}  # a kind not served after a refresh, and when
+
+    @classmethod
+    def from_config(cls, cfg: ClusterConfig, timeout_s: float = 10.0) -> Self:
+        path = cfg.kubeconfig or os.environ.get("KUBECONFIG") or str(Path.home() / ".kube" / "config")
+        configuration = client.Configuration()
+        if Path(path).is_file():
+            try:
+                config.load_kube_config(  # type: ignore[no-untyped-call]
+                    config_file=path, context=cfg.context, client_configuration=configuration
+                )
+            except config.ConfigException as e:
+                raise BadInput(f"kubeconfig {path}, context {cfg.context!r}: {e}") from None
+        elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+            config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
+        else:
+            raise BadInput(f"no kubeconfig at {path} and not in a cluster; set cluster.kubeconfig or KUBECONFIG")
+        configuration.retries = 0  # retries are Temporal's, with backoff and a deadline
+        api = client.ApiClient(configuration)
+        api.rest_client.pool_manager.connection_pool_kw["timeout"] = timeout_s
+        return cls(api, cfg.namespace)
+
+    def _unreachable(self, e: Exception, what: str) -> TemporaryError:
+        reason = getattr(e, "reason", None) or e
+        return TemporaryError(
+            f"{what}: cannot reach the Kubernetes API at {self.api.configuration.host} ({type(reason).__name__})"
+        )
+
+    @property
+    def dynamic(self) -> DynamicClient:
+        with self._lock:
+            if self._dynamic is None:
+                try:
+                    self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+                except (DynamicApiError, ApiException) as e:
+                    raise _api_error(e, "discovery") from None
+                except Exception as e:  # noqa: BLE001 - transport
+                    raise self._unreachable(e, "discovery") from None
+            return self._dynamic
+
+    def _resource(self, api_version: str, kind: str) -> Any:
+        """The dynamic client's resource for a kind, discovered again once when the cluster does not
+        serve it (a CRD applied a moment ago). A kind found missing after a fresh discovery is not
+        looked for again for `MISSING_FOR_S` unless a CRD is applied meanwhile: one Service polled for
+        its EndpointSlices on a cluster without them must not rediscover the whole API at each poll.
+        The discoverer's cache is one dict that a refresh replaces, so lookups and refreshes take turns
+        (concurrent activities share this cluster)."""
+        dynamic = self.dynamic
+        key = (api_version, kind)
+        missing = PermanentError(f"the cluster does not serve {kind} ({api_version}); is its CRD installed?")
+        with self._discovery:
+            if time.monotonic() - self._missing.get(key, -MISSING_FOR_S) < MISSING_FOR_S:
+                raise missing
+            try:
+                return dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                pass
+            dynamic.resources.invalidate_cache()
+            try:
+                return dynamic.resources.get(api_version=api_version, kind=kind)
+            except ResourceNotFoundError:
+                self._missing[key] = time.monotonic()
+                raise missing from None
+
+    def _apply(self, obj: dict[str, Any], dry_run: bool = False, manager: str | None = None) -> dict[str, Any]:
+        """Server-side apply `obj` as its app's field manager (`promoter/<app>`, from its app label;
+        `promoter` for what no app owns: a namespace, an inventory) unless `manager` is given; with
+        `dry_run`, what it would leave (nothing written)."""
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        if manager is None:
+            app = ((obj["metadata"].get("labels") or {}).get(APP_LABEL)) or ""
+            manager = f"{MANAGER}/{app}" if app else MANAGER
+        try:
+            result: dict[str, Any] = resource.server_side_apply(
+                body=obj,
+                name=obj["metadata"]["name"],
+                namespace=namespace,
+                field_manager=manager,
+                force_conflicts=True,
+                serializer=_plain,
+                query_params=[("fieldValidation", "Strict")],  # an unknown field fails the sync, never dropped
+                **({"dry_run": "All"} if dry_run else {}),
+            )
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
+        except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)
+            raise self._unreachable(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
+        return result
+
+    def _label(self, raw: dict[str, Any], app: str, promotion: str) -> dict[str, Any]:
+        if not raw.get("apiVersion") or not (raw.get("metadata") or {}).get("name"):
+            raise PermanentError(
+                f"a {raw.get('kind', 'manifest')} without apiVersion or metadata.name cannot be applied"
+            )
+        obj = {**raw, "metadata": dict(raw.get("metadata") or {})}
+        meta = obj["metadata"]
+        if self._resource(obj["apiVersion"], obj["kind"]).namespaced:
+            meta["namespace"] = meta.get("namespace") or self.default_namespace  # "" and null mean the default
+        meta["labels"] = {**(meta.get("labels") or {}), APP_LABEL: app, PROMOTION_LABEL: promotion}
+        meta["annotations"] = {**(meta.get("annotations") or {}), PROMOTION_ANNOTATION: promotion}
+        meta["annotations"][APPLIED_ANNOTATION] = applied_hash(obj)
+        return obj
+
+    def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        resource = self._resource(obj["apiVersion"], obj["kind"])
+        namespace = obj["metadata"].get("namespace") if resource.namespaced else None
+        try:
+            found: dict[str, Any] = resource.get(name=obj["metadata"]["name"], namespace=namespace, serializer=_plain)
+            return found
+        except NotFoundError:
+            return None
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
+        except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)
+            raise self._unreachable(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
+
+    def _live(self, app: str, kinds: set[tuple[str, str]]) -> dict[Ident, dict[str, Any]]:
+        """This app's objects in the cluster, of these kinds: one list per kind."""
+        found: dict[Ident, dict[str, Any]] = {}
+        for api_version, kind in sorted(kinds):
+            try:
+                resource = self._resource(api_version, kind)
+            except PermanentError:
+                continue  # the kind is gone from the cluster (or not yet there: a CRD applied next)
+            try:
+                answer = resource.get(label_selector=f"{APP_LABEL}={app}", serializer=_plain)
+            except (DynamicApiError, ApiException) as e:
+                raise _api_error(e, f"list {kind}") from None
+            except Exception as e:  # noqa: BLE001 - transport
+                raise self._unreachable(e, f"list {kind}") from None
+            for item in answer.get("items") or []:
+                item.setdefault("apiVersion", api_version)
+                item.setdefault("kind", kind)
+                found[_ident(item)] = item
+        return found
+
+    def _ensure_namespace(self, name: str) -> None:
+        ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}
+        if self._get(ns) is None:
+            self._apply(ns)
+
+    def crds(self) -> list[dict[str, Any]]:
+        """The cluster's CustomResourceDefinitions (for the schema gate's custom resources)."""
+        try:
+            answer = self._resource("apiextensions.k8s.io/v1", "CustomResourceDefinition").get(serializer=_plain)
+        except (DynamicApiError, ApiException) as e:
+            raise _api_error(e, "list CustomResourceDefinitions") from None
+        except PermanentError:
+            raise
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, "list CustomResourceDefinitions") from None
+        return list(answer.get("items") or [])
