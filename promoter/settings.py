@@ -9,7 +9,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal, TypeVar, get_args
 
 from promoter import MAX_FILE_BYTES, TASK_QUEUE, secrets
 from promoter.errors import BadInput
@@ -20,10 +20,22 @@ if TYPE_CHECKING:  # Temporal's client is imported where it is used: `policy che
     from temporalio.client import Client
     from temporalio.runtime import Runtime
 
+    from promoter.forges import Forge
     from promoter.gitrepo import GitClone
     from promoter.policy import PolicyEngine
 
 DEFAULT_STATE_DIR = ".promoter"
+
+# The closed sets a setting chooses from, checked as they are loaded (a typo is one line naming them,
+# not a failure when the worker first builds the adapter). Each names what its factory registers:
+# promoter.forges (forgejo is gitea's API) and promoter.policy.BACKENDS.
+ForgeName = Literal["local", "github", "gitlab", "gitea", "forgejo"]
+# rebase: GitHub's and Gitea's API take it too (GitLab merges); environment.yaml's merge.method is merge | squash
+MergeMethod = Literal["merge", "squash", "rebase"]
+PolicyEngineName = Literal["embedded", "opa", "opa-go"]  # opa-go: OPA's own Go engine, in process
+FORGES: tuple[ForgeName, ...] = get_args(ForgeName)
+MERGE_METHODS: tuple[MergeMethod, ...] = get_args(MergeMethod)
+POLICY_ENGINES: tuple[PolicyEngineName, ...] = get_args(PolicyEngineName)
 
 
 @dataclass
@@ -41,19 +53,19 @@ class Settings:
     namespace: str = "default"
     task_queue: str = TASK_QUEUE
     repo_url: str | None = None
-    forge: str = "local"  # local | github | gitlab | gitea
+    forge: ForgeName = "local"
     forge_db: str | None = None
     forge_repo: str | None = None  # OWNER/NAME (GitHub, Gitea) or group/project (GitLab)
     forge_url: str | None = None  # the API's base URL; default: the provider's public one
     forge_token: str | None = field(default=None, repr=False)  # never printed, logged or put in history
     opa_token: str | None = field(default=None, repr=False)  # likewise
-    merge_method: str = "merge"  # merge | squash
+    merge_method: MergeMethod = "merge"
     ssh_key: str | None = None
     metrics_port: int | None = None  # the worker's /metrics endpoint
     cache_dir: str = str(Path.home() / ".cache" / "promoter")
     ui_url: str | None = None
     opa_url: str | None = None
-    policy_engine: str | None = None  # embedded | opa; default: opa when opa_url is set
+    policy_engine: PolicyEngineName | None = None  # default: opa when opa_url is set, else embedded
     policy_timeout_s: float = 10.0
     review_poll_s: float = 15.0  # how often a waiting gate reads its PR's reviews and head
     max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
@@ -65,67 +77,84 @@ class Settings:
     @classmethod
     def load(cls, state_dir: str | None = None) -> Settings:
         s = cls()
-        stack = Path(state_dir or os.environ.get("PROMOTER_STATE_DIR") or DEFAULT_STATE_DIR) / "stack.json"
-        if stack.is_file():
-            try:
-                info = json.loads(stack.read_text())
-            except ValueError:
-                raise BadInput(f"{stack} is not valid JSON; run `promoter down` and `promoter up` again") from None
-            s.temporal_address = info.get("temporal_address", s.temporal_address)
-            s.temporal_http_url = info.get("temporal_http_url")
-            s.repo_url = info.get("repo_url")
-            s.forge_db = info.get("forge_db")
-            s.cache_dir = info.get("cache_dir", s.cache_dir)
-            s.ui_url = info.get("ui_url")
-            s.trust_root = info.get("trust_root")
+        s._read_stack(Path(state_dir or os.environ.get("PROMOTER_STATE_DIR") or DEFAULT_STATE_DIR) / "stack.json")
         env = os.environ
-        s.temporal_address = env.get("PROMOTER_TEMPORAL_ADDRESS", s.temporal_address)
-        s.temporal_http_url = env.get("PROMOTER_TEMPORAL_HTTP_URL", s.temporal_http_url) or None
-        if s.temporal_http_url and not re.match(r"https?://[^/\s]+(/\S*)?$", s.temporal_http_url):
+        s._read_temporal(env)
+        s._read_repository(env)
+        s._read_worker(env)
+        return s
+
+    def _read_stack(self, stack: Path) -> None:
+        """The embedded stack's addresses, when `promoter up` wrote them (the environment overrides them)."""
+        if not stack.is_file():
+            return
+        try:
+            info = json.loads(stack.read_text())
+        except ValueError:
+            raise BadInput(f"{stack} is not valid JSON; run `promoter down` and `promoter up` again") from None
+        self.temporal_address = info.get("temporal_address", self.temporal_address)
+        self.temporal_http_url = info.get("temporal_http_url")
+        self.repo_url = info.get("repo_url")
+        self.forge_db = info.get("forge_db")
+        self.cache_dir = info.get("cache_dir", self.cache_dir)
+        self.ui_url = info.get("ui_url")
+        self.trust_root = info.get("trust_root")
+
+    def _read_temporal(self, env: Mapping[str, str]) -> None:
+        """Where Temporal is and how to authenticate to it: PROMOTER_TEMPORAL_*, the namespace, the task queue."""
+        self.temporal_address = env.get("PROMOTER_TEMPORAL_ADDRESS", self.temporal_address)
+        self.temporal_http_url = env.get("PROMOTER_TEMPORAL_HTTP_URL", self.temporal_http_url) or None
+        if self.temporal_http_url and not re.match(r"https?://[^/\s]+(/\S*)?$", self.temporal_http_url):
             raise BadInput(
                 "PROMOTER_TEMPORAL_HTTP_URL must be an http:// or https:// URL such as http://localhost:7243, "
-                f"not {s.temporal_http_url[:60]!r}"
+                f"not {self.temporal_http_url[:60]!r}"
             )
         if env.get("PROMOTER_TEMPORAL_TLS"):
-            s.temporal_tls = _flag(env, "PROMOTER_TEMPORAL_TLS")
-        s.temporal_tls_ca = env.get("PROMOTER_TEMPORAL_TLS_CA") or s.temporal_tls_ca
-        s.temporal_tls_cert = env.get("PROMOTER_TEMPORAL_TLS_CERT") or s.temporal_tls_cert
-        s.temporal_tls_key = env.get("PROMOTER_TEMPORAL_TLS_KEY") or s.temporal_tls_key
-        s.temporal_tls_server_name = env.get("PROMOTER_TEMPORAL_TLS_SERVER_NAME") or s.temporal_tls_server_name
-        s.temporal_api_key = _secret(env, "PROMOTER_TEMPORAL_API_KEY") or s.temporal_api_key
-        secrets.register(s.temporal_api_key)
-        s.namespace = env.get("PROMOTER_NAMESPACE", s.namespace)
-        s.task_queue = env.get("PROMOTER_TASK_QUEUE", s.task_queue)
-        s.repo_url = env.get("PROMOTER_REPO_URL", s.repo_url)
-        s.forge = env.get("PROMOTER_FORGE", s.forge)
-        s.forge_db = env.get("PROMOTER_FORGE_DB", s.forge_db)
-        s.forge_repo = env.get("PROMOTER_FORGE_REPO", s.forge_repo)
-        s.forge_url = env.get("PROMOTER_FORGE_URL", s.forge_url)
-        s.forge_token = _secret(env, "PROMOTER_FORGE_TOKEN") or s.forge_token
-        secrets.register(s.forge_token)
-        s.opa_token = _secret(env, "PROMOTER_OPA_TOKEN") or s.opa_token
-        secrets.register(s.opa_token)
+            self.temporal_tls = _flag(env, "PROMOTER_TEMPORAL_TLS")
+        self.temporal_tls_ca = env.get("PROMOTER_TEMPORAL_TLS_CA") or self.temporal_tls_ca
+        self.temporal_tls_cert = env.get("PROMOTER_TEMPORAL_TLS_CERT") or self.temporal_tls_cert
+        self.temporal_tls_key = env.get("PROMOTER_TEMPORAL_TLS_KEY") or self.temporal_tls_key
+        self.temporal_tls_server_name = env.get("PROMOTER_TEMPORAL_TLS_SERVER_NAME") or self.temporal_tls_server_name
+        self.temporal_api_key = _secret(env, "PROMOTER_TEMPORAL_API_KEY") or self.temporal_api_key
+        secrets.register(self.temporal_api_key)
+        self.namespace = env.get("PROMOTER_NAMESPACE", self.namespace)
+        self.task_queue = env.get("PROMOTER_TASK_QUEUE", self.task_queue)
+
+    def _read_repository(self, env: Mapping[str, str]) -> None:
+        """The GitOps repository and its forge, with the tokens (registered as secrets, to be masked)."""
+        self.repo_url = env.get("PROMOTER_REPO_URL", self.repo_url)
+        self.forge = _choice(env, "PROMOTER_FORGE", FORGES) or self.forge
+        self.forge_db = env.get("PROMOTER_FORGE_DB", self.forge_db)
+        self.forge_repo = env.get("PROMOTER_FORGE_REPO", self.forge_repo)
+        self.forge_url = env.get("PROMOTER_FORGE_URL", self.forge_url)
+        self.forge_token = _secret(env, "PROMOTER_FORGE_TOKEN") or self.forge_token
+        secrets.register(self.forge_token)
+        self.opa_token = _secret(env, "PROMOTER_OPA_TOKEN") or self.opa_token
+        secrets.register(self.opa_token)
         secrets.register_environment(env)
-        s.merge_method = env.get("PROMOTER_MERGE_METHOD", s.merge_method)
-        s.ssh_key = env.get("PROMOTER_SSH_KEY", s.ssh_key)
+        self.merge_method = _choice(env, "PROMOTER_MERGE_METHOD", MERGE_METHODS) or self.merge_method
+        self.ssh_key = env.get("PROMOTER_SSH_KEY", self.ssh_key)
+
+    def _read_worker(self, env: Mapping[str, str]) -> None:
+        """The worker's own settings: metrics, cache, the policy engine, polling, limits and trust."""
         if env.get("PROMOTER_METRICS_PORT"):
             port = env["PROMOTER_METRICS_PORT"]
             if not port.isdigit() or not 0 < int(port) < 65536:
                 raise BadInput(f"PROMOTER_METRICS_PORT must be a port number, not {port!r}")
-            s.metrics_port = int(port)
-        s.cache_dir = env.get("PROMOTER_CACHE_DIR", s.cache_dir)
-        s.ui_url = env.get("PROMOTER_UI_URL", s.ui_url)
-        s.opa_url = env.get("PROMOTER_OPA_URL", s.opa_url)
-        s.policy_engine = env.get("PROMOTER_POLICY_ENGINE", s.policy_engine)
-        s.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", s.policy_timeout_s)
-        s.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", s.review_poll_s)
+            self.metrics_port = int(port)
+        self.cache_dir = env.get("PROMOTER_CACHE_DIR", self.cache_dir)
+        self.ui_url = env.get("PROMOTER_UI_URL", self.ui_url)
+        self.opa_url = env.get("PROMOTER_OPA_URL", self.opa_url)
+        if env.get("PROMOTER_POLICY_ENGINE"):  # set but empty: the default, as when unset
+            self.policy_engine = _choice(env, "PROMOTER_POLICY_ENGINE", POLICY_ENGINES)
+        self.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", self.policy_timeout_s)
+        self.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", self.review_poll_s)
         if env.get("PROMOTER_MAX_FILE_SIZE"):
-            s.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
-        s.trust_root = env.get("PROMOTER_TRUST_ROOT") or s.trust_root
-        if s.trust_root is not None and not re.fullmatch(r"[0-9a-f]{40}", s.trust_root):
-            raise BadInput(f"PROMOTER_TRUST_ROOT must be a full 40-character commit id, not {s.trust_root[:60]!r}")
-        s.commit_signing_key = env.get("PROMOTER_COMMIT_SIGNING_KEY") or s.commit_signing_key
-        return s
+            self.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
+        self.trust_root = env.get("PROMOTER_TRUST_ROOT") or self.trust_root
+        if self.trust_root is not None and not re.fullmatch(r"[0-9a-f]{40}", self.trust_root):
+            raise BadInput(f"PROMOTER_TRUST_ROOT must be a full 40-character commit id, not {self.trust_root[:60]!r}")
+        self.commit_signing_key = env.get("PROMOTER_COMMIT_SIGNING_KEY") or self.commit_signing_key
 
     def make_policy_engine(self) -> PolicyEngine:
         from promoter.policy import make_engine
@@ -141,6 +170,30 @@ class Settings:
                 token=self.opa_token,
             )
         return make_engine(name, timeout_s=self.policy_timeout_s)
+
+    def make_forge(self, repo: GitClone) -> Forge:
+        """The forge PROMOTER_FORGE names: the local one over `repo` (its records beside origin unless
+        PROMOTER_FORGE_DB says), or a hosted one, which needs its repository and a token."""
+        from promoter.forges import make_forge
+
+        if self.forge == "local":
+            assert self.repo_url is not None
+            db_path = self.forge_db or str(Path(self.repo_url).parent / "forge.sqlite")
+            return make_forge("local", repo=repo, db_path=db_path, web_url=self.forge_url)  # its pages' address
+        if not self.forge_repo:
+            raise BadInput(f"PROMOTER_FORGE={self.forge} needs PROMOTER_FORGE_REPO (the repository, e.g. acme/gitops)")
+        if not self.forge_token:
+            raise BadInput(
+                f"PROMOTER_FORGE={self.forge} needs a token: set PROMOTER_FORGE_TOKEN or PROMOTER_FORGE_TOKEN_FILE"
+            )
+        options: dict[str, object] = {
+            "repository": self.forge_repo,
+            "token": self.forge_token,
+            "merge_method": self.merge_method,
+        }
+        if self.forge_url:
+            options["api_url"] = self.forge_url
+        return make_forge(self.forge, **options)
 
     def repository(self, cache: str = "") -> GitClone:
         """The GitOps repository, cloned under the cache directory (in `cache` beneath it: the CLI keeps
@@ -333,6 +386,19 @@ def parse_size(text: str, name: str) -> int:
         raise BadInput(f"{name} must be a size like 5MB, 512k or a number of bytes, not {text[:40]!r}")
     unit = match.group(2).lower()[:1]
     return int(match.group(1)) * {"": 1, "b": 1, "k": 1024, "m": 1024**2, "g": 1024**3}[unit]
+
+
+_Choice = TypeVar("_Choice", bound=str)
+
+
+def _choice(env: Mapping[str, str], name: str, allowed: tuple[_Choice, ...]) -> _Choice | None:
+    """NAME when it is one of `allowed` (None when unset); otherwise one line naming them."""
+    text = env.get(name)
+    if text is None:
+        return None
+    if text not in allowed:
+        raise BadInput(f"{name} must be one of {', '.join(allowed)}, not {text[:40]!r}")
+    return text
 
 
 def _flag(env: Mapping[str, str], name: str) -> bool:

@@ -16,6 +16,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import git
 
@@ -28,6 +29,10 @@ DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up
 # who signs git commits on the stack: a platform engineer (rule changes) and promoter itself (its merges,
 # reverts and hold releases); each is listed for the namespace `git` only
 GIT_SIGNERS = ("platform", "promoter")
+# Temporal's own defaults, which `promoter up` takes when they are free (a person's stack answers where
+# the docs say); the tests always pass free ports, so the suite runs beside a person's stack
+DEFAULT_PORT = 7233
+DEFAULT_UI_PORT = 8233
 
 
 def binary(name: str) -> str:
@@ -177,6 +182,23 @@ def stop_pid(pid: int, grace_s: float = 10.0) -> None:
             pass
 
 
+class Ports(NamedTuple):
+    """The ports a stack's servers listen on, all on 127.0.0.1."""
+
+    grpc: int  # Temporal's frontend
+    ui: int  # its Web UI
+    http: int  # its HTTP API
+    forge: int  # the local forge's pages
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.grpc}"
+
+    @property
+    def forge_url(self) -> str:
+        return f"http://127.0.0.1:{self.forge}"
+
+
 class Stack:
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir).resolve()
@@ -199,6 +221,9 @@ class Stack:
     def up(
         self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
     ) -> dict[str, object]:
+        """Start every process of the stack (or return the running one's `stack.json`): Temporal on
+        `port` and `ui_port` when given, else on DEFAULT_PORT and DEFAULT_UI_PORT when they are free,
+        else on free ones; the HTTP API and the forge's pages always on free ones."""
         if self.running():
             current = self.info()
             assert current is not None
@@ -211,12 +236,21 @@ class Stack:
         if not origin.exists():  # the demo keys sign this stack's approvals, rule changes and promoter's commits
             seed_origin(repo, origin, signers=keys)
         root = git.Repo(origin).git.rev_list("--max-parents=0", "main").split()[0]  # the seed: the rules' trust root
-        grpc = free_port(port or 7233)
-        ui = free_port(ui_port or 8233)
-        http = free_port()
-        forge_port = free_port()
-        forge_url = f"http://127.0.0.1:{forge_port}"
-        address = f"127.0.0.1:{grpc}"
+        ports = Ports(free_port(port or DEFAULT_PORT), free_port(ui_port or DEFAULT_UI_PORT), free_port(), free_port())
+        try:
+            info = self._start_temporal(ports, origin, root, ready_timeout_s)
+            self._start_clusters_and_forge(info, origin, ports, ready_timeout_s)
+            self._start_worker(info, ready_timeout_s)
+        except BaseException:
+            # not only Exception: a Ctrl-C or a timeout while starting must not leave a half-started
+            # stack's processes running (nothing else knows their PIDs); the error goes on unchanged
+            self.down()
+            raise
+        return info
+
+    def _start_temporal(self, ports: Ports, origin: Path, root: str, timeout_s: float) -> dict[str, object]:
+        """The dev server, and the first `stack.json` (its PID written at once, for `down`); returns once
+        its gRPC port, Web UI and HTTP API answer."""
         temporal = self._spawn(
             [
                 binary("temporal"),
@@ -225,11 +259,11 @@ class Stack:
                 "--ip",
                 "127.0.0.1",
                 "--port",
-                str(grpc),
+                str(ports.grpc),
                 "--ui-port",
-                str(ui),
+                str(ports.ui),
                 "--http-port",
-                str(http),
+                str(ports.http),
                 "--db-filename",
                 str(self.dir / "temporal.db"),
                 "--log-level",
@@ -240,10 +274,10 @@ class Stack:
             {},
         )
         info: dict[str, object] = {
-            "temporal_address": address,
-            "temporal_http_url": f"http://127.0.0.1:{http}",
-            "ui_url": f"http://127.0.0.1:{ui}",
-            "forge_url": forge_url,
+            "temporal_address": ports.address,
+            "temporal_http_url": f"http://127.0.0.1:{ports.http}",
+            "ui_url": f"http://127.0.0.1:{ports.ui}",
+            "forge_url": ports.forge_url,
             "repo_url": str(origin),
             "forge_db": str(self.dir / "forge.sqlite"),
             "cache_dir": str(self.dir / "cache"),
@@ -251,81 +285,61 @@ class Stack:
             "pids": {"temporal": temporal},
         }
         self._write(info)
-        try:
-            wait_until(lambda: port_open(address) or not alive(temporal), ready_timeout_s, "the Temporal server")
-            if not alive(temporal):
-                raise BadInput(f"the Temporal server did not start; see {self.logs / 'temporal.log'}")
-            wait_until(lambda: port_open(f"127.0.0.1:{ui}"), ready_timeout_s, "the Temporal Web UI")
-            wait_until(lambda: port_open(f"127.0.0.1:{http}"), ready_timeout_s, "Temporal's HTTP API")
-            kubeconfig = self.dir / "kubeconfig"
-            kubeconfig.unlink(missing_ok=True)
-            envs = sorted(p.parent.name for p in self._environments(origin))
-            clusters = self._spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "promoter.sim",
-                    "--kubeconfig",
-                    str(kubeconfig),
-                    "--state-dir",
-                    str(self.dir / "clusters"),
-                    *[a for env in envs for a in ("--env", env)],
-                ],
-                "clusters.log",
-                {},
-            )
-            site = self._spawn(
-                [
-                    sys.executable,
-                    "-m",
-                    "promoter.forges.site",
-                    "--db",
-                    str(self.dir / "forge.sqlite"),
-                    "--origin",
-                    str(origin),
-                    "--port",
-                    str(forge_port),
-                ],
-                "forge.log",
-                {},
-            )
-            info["pids"] = {"temporal": temporal, "clusters": clusters, "forge": site}
-            info["kubeconfig"] = str(kubeconfig)
-            info["clusters"] = envs
-            self._write(info)
-            wait_until(lambda: kubeconfig.exists() or not alive(clusters), ready_timeout_s, "the simulated clusters")
-            if not alive(clusters):
-                raise BadInput(f"the simulated clusters did not start; see {self.logs / 'clusters.log'}")
-            wait_until(lambda: port_open(f"127.0.0.1:{forge_port}") or not alive(site), ready_timeout_s, "the forge")
-            if not alive(site):
-                raise BadInput(f"the local forge's pages did not start; see {self.logs / 'forge.log'}")
-            worker_env = {
-                "PROMOTER_TRUST_ROOT": root,  # rule changes after the seed count once signed (docs/policies.md)
-                "PROMOTER_COMMIT_SIGNING_KEY": str(self.dir / "keys" / "promoter"),  # promoter signs its commits
-                "PROMOTER_TEMPORAL_ADDRESS": address,
-                "PROMOTER_REPO_URL": str(origin),
-                "PROMOTER_FORGE": "local",
-                "PROMOTER_FORGE_DB": str(self.dir / "forge.sqlite"),
-                "PROMOTER_CACHE_DIR": str(self.dir / "cache"),
-                "PROMOTER_UI_URL": f"http://127.0.0.1:{ui}",
-                "PROMOTER_FORGE_URL": forge_url,  # the local forge's pages: PR links point there
-                "KUBECONFIG": str(kubeconfig),
-            }
-            worker = self._spawn(
-                [sys.executable, "-m", "promoter", "worker", "--ready-file", str(self.dir / "worker.ready")],
-                "worker.log",
-                worker_env,
-            )
-            info["pids"] = {"temporal": temporal, "clusters": clusters, "forge": site, "worker": worker}
-            self._write(info)
-            ready = self.dir / "worker.ready"
-            wait_until(lambda: ready.exists() or not alive(worker), ready_timeout_s, "the worker")
-            if not alive(worker):
-                raise BadInput(f"the worker did not start; see {self.logs / 'worker.log'}")
-        except BaseException:
-            self.down()
-            raise
+        wait_until(lambda: port_open(ports.address) or not alive(temporal), timeout_s, "the Temporal server")
+        if not alive(temporal):
+            raise BadInput(f"the Temporal server did not start; see {self.logs / 'temporal.log'}")
+        wait_until(lambda: port_open(f"127.0.0.1:{ports.ui}"), timeout_s, "the Temporal Web UI")
+        wait_until(lambda: port_open(f"127.0.0.1:{ports.http}"), timeout_s, "Temporal's HTTP API")
         return info
+
+    def _start_clusters_and_forge(self, info: dict[str, object], origin: Path, ports: Ports, timeout_s: float) -> None:
+        """A simulated cluster per environment on origin's main, and the local forge's pages."""
+        kubeconfig = self.dir / "kubeconfig"
+        kubeconfig.unlink(missing_ok=True)
+        envs = sorted(p.parent.name for p in self._environments(origin))
+        sim = [sys.executable, "-m", "promoter.sim", "--kubeconfig", str(kubeconfig)]
+        sim += ["--state-dir", str(self.dir / "clusters"), *[a for env in envs for a in ("--env", env)]]
+        clusters = self._spawn(sim, "clusters.log", {})
+        site = self._spawn(
+            [sys.executable, "-m", "promoter.forges.site", "--db", str(self.dir / "forge.sqlite")]
+            + ["--origin", str(origin), "--port", str(ports.forge)],
+            "forge.log",
+            {},
+        )
+        info["pids"] = {**info["pids"], "clusters": clusters, "forge": site}  # type: ignore[dict-item]
+        info["kubeconfig"] = str(kubeconfig)
+        info["clusters"] = envs
+        self._write(info)
+        wait_until(lambda: kubeconfig.exists() or not alive(clusters), timeout_s, "the simulated clusters")
+        if not alive(clusters):
+            raise BadInput(f"the simulated clusters did not start; see {self.logs / 'clusters.log'}")
+        wait_until(lambda: port_open(f"127.0.0.1:{ports.forge}") or not alive(site), timeout_s, "the forge")
+        if not alive(site):
+            raise BadInput(f"the local forge's pages did not start; see {self.logs / 'forge.log'}")
+
+    def _start_worker(self, info: dict[str, object], timeout_s: float) -> None:
+        """The worker, configured through its environment to use everything started before it."""
+        worker_env = {
+            "PROMOTER_TRUST_ROOT": str(info["trust_root"]),  # rule changes after the seed count once signed
+            "PROMOTER_COMMIT_SIGNING_KEY": str(self.dir / "keys" / "promoter"),  # promoter signs its commits
+            "PROMOTER_TEMPORAL_ADDRESS": str(info["temporal_address"]),
+            "PROMOTER_REPO_URL": str(info["repo_url"]),
+            "PROMOTER_FORGE": "local",
+            "PROMOTER_FORGE_DB": str(self.dir / "forge.sqlite"),
+            "PROMOTER_CACHE_DIR": str(self.dir / "cache"),
+            "PROMOTER_UI_URL": str(info["ui_url"]),
+            "PROMOTER_FORGE_URL": str(info["forge_url"]),  # the local forge's pages: PR links point there
+            "KUBECONFIG": str(info["kubeconfig"]),
+        }
+        ready = self.dir / "worker.ready"
+        worker = self._spawn(
+            [sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)], "worker.log", worker_env
+        )
+        info["pids"] = {**info["pids"], "worker": worker}  # type: ignore[dict-item]
+        self._write(info)
+        wait_until(lambda: ready.exists() or not alive(worker), timeout_s, "the worker")
+        if not alive(worker):
+            raise BadInput(f"the worker did not start; see {self.logs / 'worker.log'}")
 
     @staticmethod
     def _environments(origin: Path) -> list[Path]:

@@ -1,4 +1,7 @@
-"""The worker: the one place that builds real adapters and hands them to the activities."""
+"""The worker: it builds a promotion's adapters through the settings' factories (`Settings.repository`,
+`make_forge`, `make_policy_engine`), once, and hands them to the activities; each cluster's client is
+made by `ClusterActivities.cluster` when an activity first needs it (docs/architecture.md, "Where
+adapters are built")."""
 
 from __future__ import annotations
 
@@ -33,8 +36,6 @@ from activities.promotions import PromotionActivities
 from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from promoter.errors import BadInput
-from promoter.forges import Forge, make_forge
-from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
 from workflows import RUNNER
@@ -47,6 +48,7 @@ from workflows.steps import WATCH_QUEUE_SUFFIX
 
 log = logging.getLogger("promoter.worker")
 WATCH_HEARTBEAT_THROTTLE = timedelta(seconds=5)  # a waiting gate's watcher: one heartbeat per 5 s at most
+WORKFLOWS = [PromotionWorkflow, PlanWorkflow, DryRunWorkflow, ReleaseHoldWorkflow, DriftWorkflow, ReleaseSetClaim]
 
 
 class Workers:
@@ -75,10 +77,12 @@ class Workers:
 
 
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
+    """The task queue's worker and its PR watchers, over the adapters the settings' factories build
+    (the repository, the forge, the policy engine), each built once and shared by the activities."""
     repo = settings.repository()  # no repository configured: one line that says what to set
     if settings.commit_signing_key:  # promoter signs the commits it writes (docs/approving.md, "Held versions")
         repo.sign_commits_with(_read_key(settings.commit_signing_key))
-    forge = build_forge(settings, repo)
+    forge = settings.make_forge(repo)
     git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
     cluster = ClusterActivities(repo)
     policy = PolicyActivities(
@@ -95,14 +99,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         client,
         task_queue=settings.task_queue,
         workflow_runner=RUNNER,
-        workflows=[
-            PromotionWorkflow,
-            PlanWorkflow,
-            DryRunWorkflow,
-            ReleaseHoldWorkflow,
-            DriftWorkflow,
-            ReleaseSetClaim,
-        ],
+        workflows=WORKFLOWS,
         activities=[
             git_acts.plan,
             git_acts.change_patch,
@@ -142,27 +139,6 @@ def _read_key(path: str) -> bytes:
         return Path(path).expanduser().read_bytes()
     except OSError as e:
         raise BadInput(f"PROMOTER_COMMIT_SIGNING_KEY: cannot read {path}: {e.strerror or e}") from None
-
-
-def build_forge(settings: Settings, repo: GitClone) -> Forge:
-    if settings.forge == "local":
-        assert settings.repo_url is not None
-        db_path = settings.forge_db or str(Path(settings.repo_url).parent / "forge.sqlite")
-        return make_forge("local", repo=repo, db_path=db_path, web_url=settings.forge_url)  # its pages' address
-    if not settings.forge_repo:
-        raise BadInput(f"PROMOTER_FORGE={settings.forge} needs PROMOTER_FORGE_REPO (the repository, e.g. acme/gitops)")
-    if not settings.forge_token:
-        raise BadInput(
-            f"PROMOTER_FORGE={settings.forge} needs a token: set PROMOTER_FORGE_TOKEN or PROMOTER_FORGE_TOKEN_FILE"
-        )
-    options: dict[str, object] = {
-        "repository": settings.forge_repo,
-        "token": settings.forge_token,
-        "merge_method": settings.merge_method,
-    }
-    if settings.forge_url:
-        options["api_url"] = settings.forge_url
-    return make_forge(settings.forge, **options)
 
 
 def _replace_schedule(schedule: Schedule, _: object) -> ScheduleUpdate:

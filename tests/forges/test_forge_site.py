@@ -24,8 +24,7 @@ from promoter.forges.local import LocalForge
 from promoter.forges.site import TOKEN_TTL_S, serve
 from promoter.gitrepo import GitClone
 from promoter.stack import free_port
-from tests.forges.test_local_forge import branch_for
-from tests.support.gitops import Origin
+from tests.support.gitops import Origin, branch_for
 
 HOSTILE = '<script>alert("pwned")</script> <img src=x onerror=alert(1)> [link](javascript:alert(1))'
 

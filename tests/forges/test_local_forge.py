@@ -11,15 +11,7 @@ from promoter.errors import Conflict, NotFound
 from promoter.forges import make_forge
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
-from promoter.models import PrepareInput
-from tests.support.gitops import Origin
-
-
-def branch_for(origin: Origin, clone: GitClone, tag: str = "1.1.0") -> str:
-    sha = origin.bump(tag=tag)
-    result = clone.push_branch(PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging"))
-    assert result.branch is not None
-    return result.branch
+from tests.support.gitops import Origin, branch_for
 
 
 def test_open_is_idempotent_by_head_branch(origin: Origin, clone: GitClone, forge: LocalForge) -> None:

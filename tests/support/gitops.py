@@ -15,12 +15,16 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import git
+import psutil
 import yaml
 
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
+from promoter.models import PrepareInput
+from promoter.stack import DEFAULT_PORT, DEFAULT_UI_PORT
 
 ROOT = Path(__file__).resolve().parents[2]  # the repository
+DEFAULT_PORTS = {DEFAULT_PORT, DEFAULT_UI_PORT}  # a person's own `promoter up` takes these: no test stack may
 
 
 class Origin:
@@ -69,6 +73,14 @@ class Origin:
 
     def branches(self) -> list[str]:
         return [h.name for h in git.Repo(self.path).heads]
+
+
+def branch_for(origin: Origin, clone: GitClone, tag: str = "1.1.0") -> str:
+    """A promotion branch of demo (dev to staging) at `tag`, pushed to origin, as a forge's PR head."""
+    sha = origin.bump(tag=tag)
+    result = clone.push_branch(PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging"))
+    assert result.branch is not None
+    return result.branch
 
 
 def own_objects(folder: Path, app: str) -> None:
@@ -127,9 +139,18 @@ class Cli:
         self.state_dir = state_dir
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        """`promoter ARGS`; an `up` without `--port` gets free ports (`fresh_ports`), and a stack it
+        started is checked to listen on neither of Temporal's default ports."""
+        if args[:1] == ("up",) and "--port" not in args:
+            args = (*args, *fresh_ports())
+        done = subprocess.run(
             [*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
+        if args[:1] == ("up",) and "--detach" in args and done.returncode == 0:
+            state = Path(args[args.index("--state-dir") + 1]) if "--state-dir" in args else self.state_dir
+            taken = listening_ports(state) & DEFAULT_PORTS
+            assert not taken, f"a test stack listens on {sorted(taken)}, which a person's `promoter up` takes"
+        return done
 
     def over_grpc(self) -> Cli:
         """The same CLI with Temporal's HTTP API switched off: every command takes the SDK's gRPC client."""
@@ -164,9 +185,23 @@ class Cli:
         raise TimeoutError(f"{wid} never reached the expected status")
 
 
+def listening_ports(state_dir: Path) -> set[int]:
+    """The TCP ports the processes of the stack in `state_dir` (and their children) listen on."""
+    info = json.loads((state_dir / "stack.json").read_text())
+    ports: set[int] = set()
+    for pid in info["pids"].values():
+        try:
+            process = psutil.Process(int(pid))
+            for p in (process, *process.children(recursive=True)):
+                ports |= {c.laddr.port for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.NoSuchProcess:
+            continue
+    return ports
+
+
 def fresh_ports() -> list[str]:
-    """`--port` and `--ui-port` on free ports: a stack started again after `down` never takes 7233 or
-    8233, which a person's own `promoter up` may be using."""
+    """`--port` and `--ui-port` on free ports: a test stack (started again after `down` too) never
+    takes 7233 or 8233, which a person's own `promoter up` may be using."""
     from promoter.stack import free_port
 
     return ["--port", str(free_port()), "--ui-port", str(free_port())]
@@ -176,14 +211,14 @@ def fresh_ports() -> list[str]:
 def running_stack(base: Path, env: dict[str, str] | None = None) -> Iterator[tuple[Cli, Origin]]:
     """`promoter up --detach` on free ports over the sample GitOps tree (with `env` added to the
     environment the stack's processes start with), and `promoter down` after, whatever happened."""
-    from promoter.stack import Stack, free_port
+    from promoter.stack import Stack
 
     src = make_gitops(base, signed=True)
     state = base / "state"
     cli = Cli(state)
     cli.env.update(env or {})
     up = ["up", "--detach", "--repo", str(src), "--state-dir", str(state)]
-    r = cli(*up, "--port", str(free_port()), "--ui-port", str(free_port()))
+    r = cli(*up, *fresh_ports())
     try:
         assert r.returncode == 0, r.stdout + r.stderr
         assert "Temporal UI   http://127.0.0.1:" in r.stdout
