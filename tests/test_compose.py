@@ -1,8 +1,9 @@
 """docker-compose.yml's structure (no Docker engine runs here): the services of the production stack,
 images pinned to versions, healthchecks, volumes, the one-shot setup order, and a worker environment
-that `promoter worker` reads entirely (each variable is loaded into the worker's settings); the OPA
-service's files, loaded as its command loads them, compile in OPA's own engine, and its authorization
-policy allows a request only with the token the opa-token service makes and the worker reads."""
+that `promoter worker` reads entirely (each variable is loaded into the worker's settings; a closed
+one outside its set is refused as it is loaded); the OPA service's files, loaded as its command loads
+them, compile in OPA's own engine, and its authorization policy allows a request only with the token
+the opa-token service makes and the worker reads."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 import pytest
 import yaml
 
+from promoter.errors import BadInput
 from promoter.settings import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -106,6 +108,27 @@ def test_the_worker_reads_every_variable_it_is_given(tmp_path: Path, monkeypatch
     assert s.temporal_address == "temporal:7233" and s.opa_url == "http://opa:8181" and s.review_poll_s == 15
     assert s.opa_token == "opa-from-the-file"
     assert "from-the-file" not in repr(s)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "allowed"),
+    [
+        ("PROMOTER_FORGE", "bitbucket", "local, github, gitlab, gitea, forgejo"),
+        ("PROMOTER_POLICY_ENGINE", "rego", "embedded, opa, opa-go"),
+        ("PROMOTER_MERGE_METHOD", "fast-forward", "merge, squash, rebase"),
+    ],
+)
+def test_a_closed_setting_outside_its_set_is_one_line_naming_it(
+    variable: str, value: str, allowed: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A typo in a closed setting fails as the settings are loaded, not when the worker first builds
+    the adapter; compose's worker environment holds only values from each set."""
+    assert SERVICES["worker"]["environment"].get(variable, allowed.split(", ")[0]) in allowed.split(", ")
+    monkeypatch.setattr(os, "environ", {variable: value, "HOME": str(tmp_path)})
+    monkeypatch.chdir(tmp_path)  # no stack.json around
+    with pytest.raises(BadInput) as refused:
+        Settings.load()
+    assert str(refused.value) == f"{variable} must be one of {allowed}, not {value!r}"
 
 
 def opa_token_script(root: Path) -> str:
