@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,15 @@ from typing import Any
 from temporalio import activity
 
 from activities import classified
+from activities.findings import (
+    claim_denials,
+    combined,
+    crds_in,
+    input_error,
+    namespace_denials,
+    outside_denials,
+    unsigned_denials,
+)
 from promoter import signing
 from promoter.cluster import Claim
 from promoter.errors import PromoterError, TemporaryError
@@ -43,29 +51,7 @@ from promoter.policy import (
     decide,
     schema_input,
 )
-from promoter.render import parse_manifests, render_files
-
-OWNERSHIP_RETRY_S = (0.5, 1.5, 3.0)  # the waits between reads of who owns what, before an unreachable cluster denies
-
-
-def combined(decisions: list[PolicyDecision]) -> PolicyDecision:
-    """Several members' decisions as one: allowed when all are, each finding once, in order."""
-
-    def once(found: list[PolicyViolation]) -> list[PolicyViolation]:
-        seen: dict[str, PolicyViolation] = {}
-        for v in found:
-            seen.setdefault(v.model_dump_json(), v)
-        return list(seen.values())
-
-    first = decisions[0]
-    return first.model_copy(
-        update={
-            "allow": all(d.allow for d in decisions),
-            "deny": once([v for d in decisions for v in d.deny]),
-            "warn": once([v for d in decisions for v in d.warn]),
-            "excepted": once([v for d in decisions for v in d.excepted]),
-        }
-    )
+from promoter.render import render_files
 
 
 class PolicyActivities:
@@ -193,110 +179,19 @@ class PolicyActivities:
         the environment gives it (`cluster.namespace` and `apps.<app>.namespaces`), and no object
         another app owns, nor an existing one no app owns unless `cluster.adopt` (docs/clusters.md,
         "Ownership and the inventory"). Sync refuses the same objects again."""
-        cluster = req.environment.cluster
-        extra = req.environment.apps.get(req.app)
-        allowed = {cluster.namespace, *(extra.namespaces if extra else [])}
-        denied = []
-        for obj in objects:
-            meta = obj.get("metadata") or {}
-            namespace = meta.get("name") if obj.get("kind") == "Namespace" else meta.get("namespace")
-            if namespace and namespace not in allowed:
-                where = "/".join(
-                    p for p in (obj.get("kind", "?"), meta.get("namespace", ""), meta.get("name", "")) if p
-                )
-                denied.append(
-                    PolicyViolation(
-                        rule="promoter.namespace_not_allowed",
-                        object=where,
-                        message=f"{where} is in namespace {namespace}, which app {req.app} may not write in "
-                        f"{req.target_env} (it may: {', '.join(sorted(allowed))})",
-                        severity="critical",
-                        remediation=f"Move the object into an allowed namespace, or list {namespace} under "
-                        f"apps.{req.app}.namespaces in environments/{req.target_env}/environment.yaml.",
-                    )
-                )
+        denied = namespace_denials(req, objects)
         if self.claims is None:
             return denied, []
-        for wait in (*OWNERSHIP_RETRY_S, None):
-            try:
-                found = self.claims(cluster, req.app, objects)
-                break
-            except (PromoterError, TemporaryError) as e:  # fails closed: what it cannot read is denied, nothing opened
-                if isinstance(e, TemporaryError) and wait is not None:
-                    time.sleep(wait)  # a blip of the API server is waited out, briefly
-                    continue
-                return denied + [
-                    PolicyViolation(
-                        rule="promoter.ownership_unchecked",
-                        message=f"who owns {req.app}'s objects in {req.target_env} could not be read: {clean_error(e)}",
-                        severity="critical",
-                        remediation="Promote again once the cluster answers (or fix cluster in "
-                        f"environments/{req.target_env}/environment.yaml, or the kubeconfig).",
-                    )
-                ], []
-        denied += [
-            PolicyViolation(
-                rule=c.rule,
-                object=c.object,
-                message=f"{c.message} in {req.target_env}",
-                severity="critical",
-                remediation=c.remediation,
-            )
-            for c in found
-        ]
-        return denied, []
+        return denied + claim_denials(self.claims, req, objects), []
 
     def _outside(self, req: PolicyCheckInput) -> list[PolicyViolation]:
-        """Before the merge: a denial naming what the PR's head changes outside the app's folders (a
-        commit pushed onto the PR there would reach main unjudged: trust/, policies/, another app)."""
-        if req.phase != "merge" or not req.head:
-            return []
-        folders = [app_folder(req.target_env, app) for app in req.members or [req.app]]
-        outside = self.repo.outside_folders(req.head, folders)
-        if not outside:
-            return []
-        shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
-        return [
-            PolicyViolation(
-                rule="promoter.outside_folder",
-                message=f"the PR's head {req.head[:7]} changes {shown}, outside {', '.join(folders)}; not merged",
-                severity="critical",
-                remediation="Take those changes out of the PR; change them on main through their own review.",
-            )
-        ]
+        return outside_denials(self.repo, req)
 
     def _unsigned_source(self, req: PolicyCheckInput) -> list[PolicyViolation]:
-        """With `source.require_signed`, a denial for each commit of the promoted range that touched the
-        app's source folder without a trusted git signature (before the PR and before the merge)."""
-        if not req.environment.source.require_signed or req.phase not in ("pre_pr", "merge"):
-            return []
-        unsigned = self.repo.unsigned_source(req.commit, req.source_env, req.target_env, [req.app], head=req.pr_head)
-        return [
-            PolicyViolation(
-                rule="promoter.unsigned_source",
-                message=(
-                    f"{c.commit[:12]} by {c.author} in the promoted range of {req.app} is not trusted: {c.reason}; "
-                    f"{req.target_env} takes only commits signed by a key trust/allowed_signers lists for git"
-                ),
-                severity="critical",
-                remediation="Sign the commits (git commit -S with gpg.format ssh) with a listed key, then promote.",
-            )
-            for c in unsigned
-        ]
+        return unsigned_denials(self.repo, req)
 
     def _input_error(self, e: PromoterError) -> PolicyDecision:
-        return PolicyDecision(
-            allow=False,
-            engine=self.engine.name,
-            deny=[
-                PolicyViolation(
-                    rule="promoter.input_error",
-                    message=clean_error(e),
-                    severity="critical",
-                    remediation="Fix the manifests or policies named here, then promote again.",
-                )
-            ],
-        )
+        return input_error(self.engine.name, e)
 
     def authors(self, req: PolicyCheckInput) -> dict[str, Any]:
         """`promotion.authors` (`authors_input`): the authors, committers and signers of every commit
@@ -325,14 +220,11 @@ class PolicyActivities:
                 known = self._crds.get(key)
             if known is None:
                 folder = f"environments/{req.target_env}"
-                known = []
-                for path, text in sorted(self.repo.folder_files(main, folder).items()):
-                    if path.endswith((".yaml", ".yml")) and b"CustomResourceDefinition" in text:
-                        try:
-                            found = parse_manifests({path: text}, f"{folder}/{path}")
-                        except PromoterError:
-                            continue  # another app's broken file is its own promotion's denial
-                        known += [o for o in found if o.get("kind") == "CustomResourceDefinition"]
+                files = self.repo.folder_files(main, folder)
+                known = crds_in(
+                    {path: text for path, text in files.items() if path.endswith((".yaml", ".yml"))},
+                    lambda path: f"{folder}/{path}",
+                )
                 with self._lock:
                     self._crds = {key: known}  # keep only the newest commit's
             if self.cluster_crds is None:

@@ -19,6 +19,7 @@ from temporalio.client import (
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
+    WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
 )
 from temporalio.common import (
@@ -43,6 +44,7 @@ from promoter.models import (
     PromotionPlan,
     PromotionStatus,
     ReleaseHoldInput,
+    StageState,
     StageStatus,
     Supersede,
 )
@@ -433,10 +435,81 @@ class GrpcPromotions:
             raise PromoterError(f"{update} refused: {e.message}") from None
         return stage
 
+    async def follow(
+        self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]
+    ) -> PromotionStatus:
+        handle = self.client.get_workflow_handle(workflow_id, run_id=run_id, result_type=PromotionStatus)
+        result = asyncio.ensure_future(handle.result())
+        status: PromotionStatus | None = None
+        unreachable_since: float | None = None
+        while not result.done():
+            try:
+                status = await self._query(handle)
+                unreachable_since = None
+            except RPCError as e:  # Temporal unreachable for a while: the outcome cannot be known from here
+                status = None
+                if e.status == RPCStatusCode.UNAVAILABLE:
+                    unreachable_since = unreachable_since or time.monotonic()
+                    if time.monotonic() - unreachable_since > promotions.UNREACHABLE_FOR_S:
+                        raise promotions.ConnectionLost(failure_message(e)) from None
+            except Exception:  # noqa: BLE001 - a query can fail transiently (no worker yet); keep following
+                status = None
+            if status is not None:
+                seen(status)
+            await asyncio.wait([result], timeout=0.3)
+        failure = result.exception()
+        if failure is not None and not isinstance(failure, WorkflowFailureError):
+            raise promotions.ConnectionLost(failure_message(failure))  # no outcome: the server could not be asked
+        if failure is None:
+            done: PromotionStatus = result.result()  # a completed run's own result
+            return done
+        try:
+            final = await self._query(handle)
+        except Exception:  # noqa: BLE001 - the workflow ended without an answer to give
+            final = status or PromotionStatus(id=workflow_id, app="", commit="")
+        return promotions.ended(final, failure_message(failure))
+
+    @staticmethod
+    async def _query(handle: WorkflowHandle[Any, PromotionStatus]) -> PromotionStatus:
+        timeout = timedelta(seconds=promotions.QUERY_TIMEOUT_S)
+        return await handle.query(PromotionWorkflow.query_status, rpc_timeout=timeout)
+
+    async def hold_pr(self, workflow_id: str, timeout_s: float = promotions.HOLD_PR_WAIT_S) -> StageStatus:
+        handle = self.client.get_workflow_handle(workflow_id)
+        deadline = time.monotonic() + timeout_s
+        while True:  # until its PR is open and its gate waits, or it failed (no such hold)
+            desc = await handle.describe()
+            if desc.status == WorkflowExecutionStatus.FAILED:
+                try:
+                    await handle.result()
+                except WorkflowFailureError as e:
+                    raise PromoterError(failure_message(e)) from None
+            try:
+                stage: StageStatus | None = await handle.query(promotions.STATUS_QUERY, result_type=StageStatus)
+            except (RPCError, WorkflowQueryFailedError):  # its first workflow task has not run yet
+                stage = None
+            if stage is not None and stage.state != StageState.OPENING_PR:
+                return stage
+            if time.monotonic() > deadline:
+                raise PromoterError(f"{workflow_id} did not open its PR within {timeout_s:g} s; is a worker running?")
+            await asyncio.sleep(0.1)
+
+    async def cancel(self, workflow_id: str, timeout_s: float = 60.0) -> PromotionStatus | None:
+        """Cancel a running promotion and wait for it to close its PRs: its final status, or None when it
+        has not closed within `timeout_s`."""
+        handle = self.client.get_workflow_handle(workflow_id)
+        await handle.cancel()
+        try:
+            await asyncio.wait_for(handle.result(), timeout=timeout_s)
+        except TimeoutError:
+            return None
+        except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
+            pass
+        return await handle.query(PromotionWorkflow.query_status)
+
     async def listing(self, query: str, page_size: int = 1000) -> AsyncIterator[promotions.Listed]:
-        keys = (search.APP, search.ENV, search.COMMIT, search.STATE)
         async for wf in self.client.list_workflows(query, page_size=page_size):
-            found = {key.name: wf.typed_search_attributes.get(key) for key in keys}
+            found = {key.name: wf.typed_search_attributes.get(key) for key in search.BASE}
             yield promotions.Listed(
                 id=wf.id,
                 run_id=wf.run_id,

@@ -12,13 +12,13 @@ search attributes it keeps. It imports nothing of Temporal, so the fast path sta
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
 from promoter.errors import PromoterError
-from promoter.models import Decision, PromotionStatus, StageStatus
+from promoter.models import Decision, PromotionState, PromotionStatus, StageStatus
 
 STATUS_QUERY = "status"
 SUPERSEDE = "supersede"  # the tools' signal that a newer promotion replaces this one
@@ -30,12 +30,23 @@ APPS_ATTRIBUTE = "PromotionApps"  # every app it moves (a keyword list: a releas
 ENV_ATTRIBUTE = "PromotionEnv"
 COMMIT_ATTRIBUTE = "PromotionCommit"
 STATE_ATTRIBUTE = "PromotionState"  # the stage's state while running, then the outcome
+# the keyword attributes every indexed promotion carries, in this order: `promoter.search` makes the SDK's
+# typed keys of them, the HTTP client reads them from a listing's raw fields
+INDEXED = (APP_ATTRIBUTE, ENV_ATTRIBUTE, COMMIT_ATTRIBUTE, STATE_ATTRIBUTE)
 
 PROMOTION_QUERY = "WorkflowType = 'PromotionWorkflow'"
 DRIFT_QUERY = "WorkflowType = 'DriftWorkflow' AND ExecutionStatus = 'Completed'"
 DRIFT_MEMO = "drift"  # a drift check's summary, in its memo: what `promoter status` shows of an app's drift
 QUERY_TIMEOUT_S = 5.0  # a worker answers the status query within this, or the CLI says why not
 POLLER_STALE_S = 90.0  # an idle worker polls again at least every ~70 s
+UNREACHABLE_FOR_S = 10.0  # how long following keeps asking an unreachable Temporal before it says so
+HOLD_PR_WAIT_S = 60.0  # a release of a hold opens its PR within this, or the CLI asks whether a worker runs
+# how a run that closed without reaching an outcome of its own is listed (its memo still says "running")
+CLOSED_STATES = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
+
+
+class ConnectionLost(Exception):
+    """Temporal could not be reached for a while as a promotion was followed: its outcome is unknown."""
 
 
 @dataclass(frozen=True)
@@ -61,6 +72,23 @@ class Listed:
     started_at: datetime | None
     closed_at: datetime | None
 
+    @property
+    def state(self) -> str:
+        """The promotion's state (a `PromotionState` value): its memo's outcome, else how the run closed."""
+        state = str(self.memo.get("state", "running"))
+        if self.status != "RUNNING" and state == "running":
+            return CLOSED_STATES.get(self.status) or "failed"
+        return state
+
+    @property
+    def stage(self) -> tuple[str | None, str | None]:
+        """(the environment it is at, that stage's state). An indexed running promotion's search
+        attributes follow every state; its memo, only the stage."""
+        stage, stage_state = self.memo.get("stage"), self.memo.get("stage_state")
+        if self.status == "RUNNING" and self.attributes.get(STATE_ATTRIBUTE):
+            return self.attributes.get(ENV_ATTRIBUTE) or stage, self.attributes[STATE_ATTRIBUTE]
+        return stage, stage_state
+
 
 class Promotions(Protocol):
     async def describe(self, workflow_id: str) -> Execution | None:
@@ -76,12 +104,32 @@ class Promotions(Protocol):
         """The executions matching a visibility query, as Temporal orders them (newest first), fetched
         `page_size` at a time."""
 
+    async def follow(
+        self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]
+    ) -> PromotionStatus:
+        """Ask the `status` query until the run closes, handing each answer to `seen`; then its final
+        status (a run that closed without an outcome of its own is `failed`, saying why). Raises
+        `ConnectionLost` when Temporal cannot be reached for `UNREACHABLE_FOR_S`."""
+
+    async def hold_pr(self, workflow_id: str, timeout_s: float = ...) -> StageStatus:
+        """A release of a hold's stage once its PR is open and its gate waits; `PromoterError` when the
+        run failed (no such hold: its own message) or opened nothing within `timeout_s`."""
+
 
 def recent(last_polls: Iterable[float]) -> int:
     """How many of the pollers (their last poll, in epoch seconds) polled lately: a killed worker's
     last poll lingers on the server for minutes, so it counts only while it is recent."""
     now = time.time()
     return sum(1 for at in last_polls if now - at < POLLER_STALE_S)
+
+
+def ended(status: PromotionStatus, why: str) -> PromotionStatus:
+    """A run's last status, once it closed: still `running`, it closed without an outcome of its own
+    (terminated, timed out, failed outside a stage), so it is `failed`, saying why."""
+    if status.state == PromotionState.RUNNING:
+        status.state = PromotionState.FAILED
+        status.message = why
+    return status
 
 
 def no_worker(task_queue: str) -> PromoterError:

@@ -13,10 +13,15 @@ from temporalio.common import SearchAttributeKey
 
 from promoter import promotions
 
-APP = SearchAttributeKey.for_keyword(promotions.APP_ATTRIBUTE)
-ENV = SearchAttributeKey.for_keyword(promotions.ENV_ATTRIBUTE)
-COMMIT = SearchAttributeKey.for_keyword(promotions.COMMIT_ATTRIBUTE)
-STATE = SearchAttributeKey.for_keyword(promotions.STATE_ATTRIBUTE)  # the stage's state while running, then the outcome
+# the keys, each written once: their names in `promotions.INDEXED` (which the HTTP client reads too,
+# without importing the SDK), their types here
+APP, ENV, COMMIT, STATE = (SearchAttributeKey.for_keyword(name) for name in promotions.INDEXED)
+# STATE: the stage's state while running, then the outcome
 APPS = SearchAttributeKey.for_keyword_list(promotions.APPS_ATTRIBUTE)  # every app moved: `PromotionApps = 'api'`
-BASE = (APP, ENV, COMMIT, STATE)  # what a promotion needs to be indexed; APPS is set too when registered
+BASE = (
+    APP,
+    ENV,
+    COMMIT,
+    STATE,
+)  # what a promotion needs to be indexed (and what a listing shows); APPS too when registered
 KEYS = (*BASE, APPS)

@@ -16,6 +16,7 @@ decoded by the same pydantic models as the SDK's converter. A payload in an enco
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import re
@@ -25,13 +26,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime
 from typing import Any
 
 from promoter import promotions, secrets
 from promoter.errors import BadInput, PromoterError
-from promoter.models import Decision, PromotionStatus, StageStatus
+from promoter.models import Decision, PromotionStatus, StageState, StageStatus
 from promoter.settings import TemporalTLS, tls_refused
 
 NOT_FOUND = 5  # gRPC status codes, as the HTTP API's error bodies carry them
@@ -44,12 +45,6 @@ PAGE_SIZE = 100
 SETTING = "PROMOTER_TEMPORAL_HTTP_URL"
 MEDIA_TYPE = "application/json+no-payload-shorthand"
 JSON_PLAIN = base64.b64encode(b"json/plain").decode()
-_KEYS = (
-    promotions.APP_ATTRIBUTE,
-    promotions.ENV_ATTRIBUTE,
-    promotions.COMMIT_ATTRIBUTE,
-    promotions.STATE_ATTRIBUTE,
-)
 
 
 class Failed(Exception):
@@ -95,8 +90,12 @@ class HttpPromotions:
     # ------------------------------------------------------------------------------ the answers
 
     async def describe(self, workflow_id: str) -> promotions.Execution | None:
+        return self._describe(workflow_id)
+
+    def _describe(self, workflow_id: str, run_id: str | None = None) -> promotions.Execution | None:
+        params = {"execution.runId": run_id} if run_id else None
         try:
-            found = self._call("GET", f"workflows/{_part(workflow_id)}")
+            found = self._call("GET", f"workflows/{_part(workflow_id)}", params=params)
         except Failed as e:
             if e.code == NOT_FOUND:
                 return None
@@ -118,20 +117,62 @@ class HttpPromotions:
         if self._pollers(execution.task_queue) == 0:
             raise promotions.no_worker(execution.task_queue)
         try:
-            answer = self._call(
-                "POST",
-                f"workflows/{_part(execution.id)}/query/{promotions.STATUS_QUERY}",
-                {
-                    "execution": {"workflowId": execution.id, "runId": execution.run_id},
-                    "query": {"queryType": promotions.STATUS_QUERY},
-                },
-                timeout_s=promotions.QUERY_TIMEOUT_S,
-            )
+            answer = self._query(execution)
         except Failed as e:
             if self._pollers(execution.task_queue) == 0:
                 raise promotions.no_worker(execution.task_queue) from None
             raise promotions.unanswered(execution.task_queue, e.message) from None
-        return PromotionStatus.model_validate_json(_first(answer.get("queryResult"), "the status query"))
+        return PromotionStatus.model_validate_json(answer)
+
+    async def follow(
+        self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]
+    ) -> PromotionStatus:
+        """As the gRPC client follows, by asking for the run's state and its `status` query in turn."""
+        status: PromotionStatus | None = None
+        unreachable_since: float | None = None
+        while True:
+            try:
+                execution = self._describe(workflow_id, run_id)
+                unreachable_since = None
+            except PromoterError as e:  # Temporal unreachable for a while: the outcome cannot be known from here
+                unreachable_since = unreachable_since or time.monotonic()
+                if time.monotonic() - unreachable_since > promotions.UNREACHABLE_FOR_S:
+                    raise promotions.ConnectionLost(str(e)) from None
+                await asyncio.sleep(0.3)
+                continue
+            if execution is None:
+                raise PromoterError(f"no promotion {workflow_id}; `promoter list` shows the promotions")
+            if execution.status == "COMPLETED":
+                return PromotionStatus.model_validate_json(self._result(execution))
+            try:
+                status = PromotionStatus.model_validate_json(self._query(execution))
+            except (Failed, PromoterError):  # a query can fail transiently (no worker yet); keep following
+                if execution.status == "RUNNING":
+                    status = None
+            if execution.status != "RUNNING":  # closed without a result of its own
+                final = status or PromotionStatus(id=workflow_id, app="", commit="")
+                return promotions.ended(final, self._why(execution))
+            if status is not None:
+                seen(status)
+            await asyncio.sleep(0.3)
+
+    async def hold_pr(self, workflow_id: str, timeout_s: float = promotions.HOLD_PR_WAIT_S) -> StageStatus:
+        deadline = time.monotonic() + timeout_s
+        while True:  # until its PR is open and its gate waits, or it failed (no such hold)
+            execution = self._describe(workflow_id)
+            if execution is not None and execution.status == "FAILED":
+                raise PromoterError(self._why(execution))
+            stage: StageStatus | None = None
+            if execution is not None:
+                try:
+                    stage = StageStatus.model_validate_json(self._query(execution))
+                except Failed:  # its first workflow task has not run yet
+                    stage = None
+            if stage is not None and stage.state != StageState.OPENING_PR:
+                return stage
+            if time.monotonic() > deadline:
+                raise PromoterError(f"{workflow_id} did not open its PR within {timeout_s:g} s; is a worker running?")
+            await asyncio.sleep(0.1)
 
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
         """The update, sent again with the same update ID until it has an outcome: Temporal runs an
@@ -178,7 +219,7 @@ class HttpPromotions:
             for found in page.get("executions") or []:
                 execution = found.get("execution") or {}
                 fields = (found.get("searchAttributes") or {}).get("indexedFields") or {}
-                values = {key: _value(fields[key]) for key in _KEYS if key in fields}
+                values = {key: _value(fields[key]) for key in promotions.INDEXED if key in fields}
                 yield promotions.Listed(
                     id=execution.get("workflowId", ""),
                     run_id=execution.get("runId", ""),
@@ -193,6 +234,40 @@ class HttpPromotions:
                 return
 
     # ------------------------------------------------------------------------------ the calls
+
+    def _query(self, execution: promotions.Execution) -> bytes:
+        """The `status` query's answer (a promotion's or a release of a hold's), as JSON."""
+        answer = self._call(
+            "POST",
+            f"workflows/{_part(execution.id)}/query/{promotions.STATUS_QUERY}",
+            {
+                "execution": {"workflowId": execution.id, "runId": execution.run_id},
+                "query": {"queryType": promotions.STATUS_QUERY},
+            },
+            timeout_s=promotions.QUERY_TIMEOUT_S,
+        )
+        return _first(answer.get("queryResult"), "the status query")
+
+    def _why(self, execution: promotions.Execution) -> str:
+        """Why a run closed without a result: its failure's innermost message, as the SDK's client says it."""
+        event = self._close_event(execution)
+        failure = (event.get("workflowExecutionFailedEventAttributes") or {}).get("failure")
+        if isinstance(failure, dict):
+            return _deepest(failure)
+        reason = (event.get("workflowExecutionTerminatedEventAttributes") or {}).get("reason")
+        return str(reason or execution.status.lower().replace("_", " ") or "ended")
+
+    def _close_event(self, execution: promotions.Execution) -> dict[str, Any]:
+        history = self._call(
+            "GET",
+            f"workflows/{_part(execution.id)}/history",
+            params={
+                "execution.runId": execution.run_id,
+                "historyEventFilterType": "HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT",
+            },
+        )
+        events = (history.get("history") or {}).get("events") or []
+        return events[-1] if events and isinstance(events[-1], dict) else {}
 
     def _result(self, execution: promotions.Execution) -> bytes:
         history = self._call(

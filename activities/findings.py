@@ -1,0 +1,181 @@
+"""What the policy activities add to the engine's decision, and the CRDs they and the CLI read.
+
+Each function here judges one thing the Rego policies cannot see (the PR's head outside the app's
+folders, unsigned source commits, the namespaces and objects an app may write) and returns findings
+as `PolicyViolation`s, so that `PolicyActivities` only gathers and combines them. `crds_in` is shared
+with `promoter policy check`, which reads the CRDs from disk instead of from main: both parse the
+same way and skip the same broken files. Nothing here imports Temporal or the Kubernetes client, so
+the CLI's pre-commit path stays light.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from promoter.errors import PromoterError, TemporaryError
+from promoter.models import PolicyCheckInput, PolicyDecision, PolicyViolation
+from promoter.names import app_folder
+from promoter.policy import clean_error
+from promoter.render import parse_manifests
+
+if TYPE_CHECKING:
+    from promoter.cluster import Claim
+    from promoter.gitrepo import GitRepository
+    from promoter.models import ClusterConfig
+
+    Claims = Callable[[ClusterConfig, str, list[dict[str, Any]]], list[Claim]]
+
+OWNERSHIP_RETRY_S = (0.5, 1.5, 3.0)  # the waits between reads of who owns what, before an unreachable cluster denies
+
+
+def crds_in(files: Mapping[str, bytes], where: Callable[[str], str]) -> list[dict[str, Any]]:
+    """The CustomResourceDefinitions among `files` (path → YAML text), in path order; `where(path)`
+    names a file in a parse error. A broken file is skipped: it is reported where it is checked
+    (another app's broken file is its own promotion's denial)."""
+    found: list[dict[str, Any]] = []
+    for path, text in sorted(files.items()):
+        if b"CustomResourceDefinition" not in text:
+            continue
+        try:
+            found += [
+                o for o in parse_manifests({path: text}, where(path)) if o.get("kind") == "CustomResourceDefinition"
+            ]
+        except PromoterError:
+            continue
+    return found
+
+
+def combined(decisions: list[PolicyDecision]) -> PolicyDecision:
+    """Several members' decisions as one: allowed when all are, each finding once, in order."""
+
+    def once(found: list[PolicyViolation]) -> list[PolicyViolation]:
+        seen: dict[str, PolicyViolation] = {}
+        for v in found:
+            seen.setdefault(v.model_dump_json(), v)
+        return list(seen.values())
+
+    first = decisions[0]
+    return first.model_copy(
+        update={
+            "allow": all(d.allow for d in decisions),
+            "deny": once([v for d in decisions for v in d.deny]),
+            "warn": once([v for d in decisions for v in d.warn]),
+            "excepted": once([v for d in decisions for v in d.excepted]),
+        }
+    )
+
+
+def input_error(engine: str, e: PromoterError) -> PolicyDecision:
+    """A denial naming what could not be read or rendered (fail closed)."""
+    return PolicyDecision(
+        allow=False,
+        engine=engine,
+        deny=[
+            PolicyViolation(
+                rule="promoter.input_error",
+                message=clean_error(e),
+                severity="critical",
+                remediation="Fix the manifests or policies named here, then promote again.",
+            )
+        ],
+    )
+
+
+def namespace_denials(req: PolicyCheckInput, objects: list[dict[str, Any]]) -> list[PolicyViolation]:
+    """A denial for each object outside the namespaces the environment gives the app
+    (`cluster.namespace` and `apps.<app>.namespaces`)."""
+    extra = req.environment.apps.get(req.app)
+    allowed = {req.environment.cluster.namespace, *(extra.namespaces if extra else [])}
+    denied = []
+    for obj in objects:
+        meta = obj.get("metadata") or {}
+        namespace = meta.get("name") if obj.get("kind") == "Namespace" else meta.get("namespace")
+        if namespace and namespace not in allowed:
+            where = "/".join(p for p in (obj.get("kind", "?"), meta.get("namespace", ""), meta.get("name", "")) if p)
+            denied.append(
+                PolicyViolation(
+                    rule="promoter.namespace_not_allowed",
+                    object=where,
+                    message=f"{where} is in namespace {namespace}, which app {req.app} may not write in "
+                    f"{req.target_env} (it may: {', '.join(sorted(allowed))})",
+                    severity="critical",
+                    remediation=f"Move the object into an allowed namespace, or list {namespace} under "
+                    f"apps.{req.app}.namespaces in environments/{req.target_env}/environment.yaml.",
+                )
+            )
+    return denied
+
+
+def claim_denials(claims: Claims, req: PolicyCheckInput, objects: list[dict[str, Any]]) -> list[PolicyViolation]:
+    """A denial for each object another app owns in the target cluster (or an existing one no app owns,
+    without `cluster.adopt`). It fails closed: a cluster whose owners cannot be read, after a few
+    brief retries of a blip, is one critical denial, and nothing is opened."""
+    for wait in (*OWNERSHIP_RETRY_S, None):
+        try:
+            found = claims(req.environment.cluster, req.app, objects)
+            break
+        except (PromoterError, TemporaryError) as e:
+            if isinstance(e, TemporaryError) and wait is not None:
+                time.sleep(wait)  # a blip of the API server is waited out, briefly
+                continue
+            return [
+                PolicyViolation(
+                    rule="promoter.ownership_unchecked",
+                    message=f"who owns {req.app}'s objects in {req.target_env} could not be read: {clean_error(e)}",
+                    severity="critical",
+                    remediation="Promote again once the cluster answers (or fix cluster in "
+                    f"environments/{req.target_env}/environment.yaml, or the kubeconfig).",
+                )
+            ]
+    return [
+        PolicyViolation(
+            rule=c.rule,
+            object=c.object,
+            message=f"{c.message} in {req.target_env}",
+            severity="critical",
+            remediation=c.remediation,
+        )
+        for c in found
+    ]
+
+
+def outside_denials(repo: GitRepository, req: PolicyCheckInput) -> list[PolicyViolation]:
+    """Before the merge: a denial naming what the PR's head changes outside the app's folders (a
+    commit pushed onto the PR there would reach main unjudged: trust/, policies/, another app)."""
+    if req.phase != "merge" or not req.head:
+        return []
+    folders = [app_folder(req.target_env, app) for app in req.members or [req.app]]
+    outside = repo.outside_folders(req.head, folders)
+    if not outside:
+        return []
+    shown = ", ".join(outside[:5]) + (f" and {len(outside) - 5} more" if len(outside) > 5 else "")
+    return [
+        PolicyViolation(
+            rule="promoter.outside_folder",
+            message=f"the PR's head {req.head[:7]} changes {shown}, outside {', '.join(folders)}; not merged",
+            severity="critical",
+            remediation="Take those changes out of the PR; change them on main through their own review.",
+        )
+    ]
+
+
+def unsigned_denials(repo: GitRepository, req: PolicyCheckInput) -> list[PolicyViolation]:
+    """With `source.require_signed`, a denial for each commit of the promoted range that touched the
+    app's source folder without a trusted git signature (before the PR and before the merge)."""
+    if not req.environment.source.require_signed or req.phase not in ("pre_pr", "merge"):
+        return []
+    unsigned = repo.unsigned_source(req.commit, req.source_env, req.target_env, [req.app], head=req.pr_head)
+    return [
+        PolicyViolation(
+            rule="promoter.unsigned_source",
+            message=(
+                f"{c.commit[:12]} by {c.author} in the promoted range of {req.app} is not trusted: {c.reason}; "
+                f"{req.target_env} takes only commits signed by a key trust/allowed_signers lists for git"
+            ),
+            severity="critical",
+            remediation="Sign the commits (git commit -S with gpg.format ssh) with a listed key, then promote.",
+        )
+        for c in unsigned
+    ]

@@ -1,0 +1,236 @@
+"""`promoter promote`, `plan` and `release-hold`: what starts work on a worker, and following it."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from promoter.cli.common import (
+    AsJson,
+    CommitOpt,
+    SetName,
+    StateDir,
+    app,
+    checked_request,
+    client,
+    err,
+    out,
+    release,
+    run_async,
+    whoami,
+)
+from promoter.cli.render import stage_lines, stage_plan, subject, table
+from promoter.errors import PromoterError
+from promoter.names import check as check_name
+from promoter.names import check_revision, workflow_id
+from promoter.promotions import ConnectionLost
+from promoter.settings import Settings
+
+if TYPE_CHECKING:
+    from promoter.models import PromotionPlan, PromotionStatus
+    from promoter.promotions import Execution, Promotions
+
+EXIT_CONNECTION_LOST = 3  # `--wait` lost Temporal: the promotion's outcome is unknown, not failed
+
+
+@app.command()
+def promote(
+    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
+    commit: CommitOpt = None,
+    to: Annotated[str | None, typer.Option(help="last environment to promote to")] = None,
+    wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
+    as_json: AsJson = False,
+    requested_by: Annotated[str | None, typer.Option("--as", help="who asks (default: $USER)")] = None,
+    supersede: Annotated[
+        bool, typer.Option("--supersede", help="replace a running promotion of APP: it is cancelled and its PRs closed")
+    ] = False,
+    name: SetName = None,
+    state_dir: StateDir = None,
+) -> None:
+    """Start a promotion of APP (several APPs: one release set, moved together); prints its ID and UI link."""
+    app_name, members = release(app_names, name)
+    run_async(_promote(Settings.load(state_dir), app_name, commit, to, wait, as_json, requested_by, supersede, members))
+
+
+async def _promote(
+    s: Settings,
+    app_name: str,
+    commit: str | None,
+    to: str | None,
+    wait: bool,
+    as_json: bool,
+    requested_by: str | None,
+    supersede: bool = False,
+    members: list[str] | None = None,
+) -> int:
+    from promoter import api
+
+    wid = checked_request(app_name, to, commit)
+    temporal = await client(s)
+    promotions = api.GrpcPromotions(temporal)
+    running = await _ended_or_running(promotions, wid)
+    if not supersede and running is not None and running.status == "RUNNING":
+        raise api.already_running(app_name)
+    plan = await api.plan(temporal, s.task_queue, app_name, commit, to, members or [])
+    handle = await api.start(temporal, s.task_queue, plan, requested_by or whoami(), supersede, s.ui_url)
+    run_id = handle.result_run_id
+    if not (as_json and wait):  # following with --json prints only the outcome
+        _started(s, plan, wid, run_id, as_json)
+    if not wait:
+        return 0
+    try:
+        status = await _follow(promotions, wid, run_id, quiet=as_json)
+    except ConnectionLost as e:
+        line = (
+            f"lost the connection to Temporal at {s.temporal_address} ({e}); the promotion is still running: "
+            f"follow it with `promoter status {wid}`"
+        )
+        if as_json:
+            print(json.dumps({"id": wid, "run_id": run_id, "state": "unknown", "message": line}))
+        err.print(f"error: {line}", markup=False)
+        return EXIT_CONNECTION_LOST
+    if as_json:
+        print(status.model_dump_json())
+    else:
+        out.print(f"{wid}: [bold]{status.state.value}[/bold]" + (f" — {status.message}" if status.message else ""))
+    return 0 if status.state.value == "succeeded" else 1
+
+
+def _started(s: Settings, plan: PromotionPlan, wid: str, run_id: str | None, as_json: bool) -> None:
+    """Say what started: its ID and UI link (as JSON when asked and not waiting; nothing else then)."""
+    url = s.workflow_url(wid, run_id)
+    if as_json:
+        environments = [e.config.name for e in plan.environments]
+        shown = {"id": wid, "run_id": run_id, "app": plan.app, "members": plan.members, "commit": plan.commit}
+        print(json.dumps({**shown, "environments": environments, "url": url}))
+        return
+    envs = " → ".join(e.config.name for e in plan.environments)
+    out.print(f"started {wid} ({subject(plan.app, plan.members)} @ {plan.short_commit}: {envs})", markup=False)
+    if url:
+        out.print(f"UI: {url}")
+
+
+async def _ended_or_running(promotions: Promotions, wid: str, timeout_s: float = 60.0) -> Execution | None:
+    """The latest run of `wid`. One that has reached its outcome (its memo says so) but is still closing
+    (a decided gate's PR watcher ends within seconds; one on a worker that died, within its heartbeat
+    timeout) is waited for, so that `promote` right after `status` said `succeeded` is not refused."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        execution = await promotions.describe(wid)
+        running = execution is not None and execution.status == "RUNNING"
+        ending = running and execution is not None and execution.memo.get("state", "running") != "running"
+        if not ending or time.monotonic() > deadline:
+            return execution
+        await asyncio.sleep(0.2)
+
+
+async def _follow(promotions: Promotions, wid: str, run_id: str | None, quiet: bool) -> PromotionStatus:
+    """Follow the promotion until it closes: a live table on a terminal, lines otherwise, nothing when
+    `quiet`. `ConnectionLost` when Temporal cannot be reached any more: the outcome is then unknown."""
+    from rich.live import Live
+
+    live = Live(console=out.real(), auto_refresh=False) if (out.is_terminal and not quiet) else None
+    seen: dict[str, str] = {}
+
+    def show(status: PromotionStatus) -> None:
+        if live:
+            live.update(table(status), refresh=True)
+        elif not quiet:
+            for line in stage_lines(status, seen):
+                out.print(line)
+
+    try:
+        if live:
+            live.start()
+        final = await promotions.follow(wid, run_id, show)
+    finally:
+        if live:
+            live.stop()
+    if live:
+        out.print(table(final))
+    return final
+
+
+@app.command()
+def plan(
+    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
+    commit: CommitOpt = None,
+    to: Annotated[str | None, typer.Option(help="last environment to plan for")] = None,
+    diff: Annotated[bool, typer.Option("--diff", help="each environment's change as a unified diff too")] = False,
+    as_json: AsJson = False,
+    name: SetName = None,
+    state_dir: StateDir = None,
+) -> None:
+    """What promoting APP (or the release set of several APPs) would do in every environment, without
+    starting anything: exit 0 when every stage could pass, 1 when one would be denied."""
+    app_name, members = release(app_names, name)
+    run_async(_plan(Settings.load(state_dir), app_name, commit, to, diff, as_json, members))
+
+
+async def _plan(
+    s: Settings,
+    app_name: str,
+    commit: str | None,
+    to: str | None,
+    diff: bool,
+    as_json: bool,
+    members: list[str] | None = None,
+) -> int:
+    from promoter import api
+
+    checked_request(app_name, to, commit)
+    dry = await api.dry_run(await client(s), s.task_queue, app_name, commit, to, with_patch=diff, members=members or [])
+    if as_json:
+        print(json.dumps({**dry.model_dump(mode="json"), "denied": dry.denied}))
+        return 1 if dry.denied else 0
+    p = dry.plan
+    envs = " → ".join(st.env for st in dry.stages)
+    out.print(
+        f"plan of {subject(p.app, p.members)} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False
+    )
+    for st in dry.stages:
+        for line in stage_plan(st):
+            out.print(line, markup=False, highlight=False)
+        if st.patch:
+            out.print(st.patch.rstrip("\n"), markup=False, highlight=False)
+    if dry.denied:
+        err.print(f"{dry.denied[0]} would be denied: a promotion of {p.app} would stop there", markup=False)
+        return 1
+    out.print("every stage could pass", markup=False)
+    return 0
+
+
+@app.command("release-hold")
+def release_hold(
+    app_name: Annotated[str, typer.Argument(metavar="APP")],
+    env: Annotated[str, typer.Option("--env", help="the environment the commit is held out of")],
+    commit: Annotated[str, typer.Option("--commit", help="the held commit")],
+    requested_by: Annotated[str, typer.Option("--as", help="who asks")],
+    reason: Annotated[str, typer.Option(help="why it may be promoted there again (required)")],
+    state_dir: StateDir = None,
+) -> None:
+    """Lift the hold an automatic revert put on a commit, through a PR that ENV's approvers must approve."""
+    run_async(_release_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason))
+
+
+async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: str, reason: str) -> int:
+    from promoter import api
+    from promoter.models import ReleaseHoldInput
+
+    workflow_id(app_name)
+    check_name(env, "environment")
+    check_revision(commit)
+    if not reason.strip():
+        raise PromoterError("a release of a hold needs a reason: add --reason TEXT")
+    temporal = await client(s)
+    req = ReleaseHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
+    handle = await api.release_hold(temporal, s.task_queue, req)
+    stage = await api.GrpcPromotions(temporal).hold_pr(handle.id)
+    out.print(f"{handle.id}: PR #{stage.pr_number} {stage.pr_url}", markup=False, highlight=False)
+    out.print(f"{stage.message}; approve with `promoter approve {handle.id} --env {env} --as <you>`", markup=False)
+    return 0

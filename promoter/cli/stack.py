@@ -1,0 +1,81 @@
+"""`promoter up`, `down` and `worker`: the embedded stack, and a worker against a Temporal server."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from promoter.cli.common import Exit, StateDir, app, err, out, run_async, state_path
+from promoter.settings import Settings
+
+
+@app.command()
+def up(
+    repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path(
+        "."
+    ),
+    state_dir: StateDir = None,
+    detach: Annotated[bool, typer.Option("--detach", help="return once everything is up")] = False,
+    port: Annotated[int | None, typer.Option(help="Temporal gRPC port (default 7233, or a free one)")] = None,
+    ui_port: Annotated[int | None, typer.Option(help="Web UI port (default 8233, or a free one)")] = None,
+) -> None:
+    """Start the embedded stack: Temporal dev server with its Web UI, a worker, origin and local forge."""
+    from promoter.stack import Stack, alive, wait_until
+
+    stack = Stack(state_path(state_dir))
+    info = stack.up(repo, port=port, ui_port=ui_port)
+    out.print(f"Temporal UI   {info['ui_url']}")
+    out.print(f"Temporal      {info['temporal_address']}")
+    if info.get("temporal_http_url"):
+        out.print(f"Temporal HTTP {info['temporal_http_url']}")
+    if info.get("forge_url"):
+        out.print(f"Forge         {info['forge_url']}/pulls")
+    out.print(f"origin        {info['repo_url']}")
+    out.print(f"state         {stack.dir}")
+    if detach:
+        raise Exit(0)
+    out.print("Press Ctrl-C to stop.")
+    pids: dict[str, int] = info["pids"]  # type: ignore[assignment]
+    try:
+        wait_until(lambda: not all(alive(p) for p in pids.values()), float("inf"), "a stack process to exit", 0.5)
+        err.print("error: a stack process exited; see the logs in " + str(stack.logs))
+        raise Exit(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        stack.down()
+    raise Exit(0)
+
+
+@app.command()
+def down(state_dir: StateDir = None) -> None:
+    """Stop what `promoter up` started (its state stays for the next `up`)."""
+    from promoter.stack import Stack
+
+    where = state_path(state_dir)
+    stopped = Stack(where).down()
+    out.print("stopped" if stopped else f"nothing running in {where}")
+    raise Exit(0)
+
+
+@app.command()
+def worker(ready_file: Annotated[str | None, typer.Option(hidden=True)] = None) -> None:
+    """Run a worker against PROMOTER_TEMPORAL_ADDRESS (default localhost:7233)."""
+    import logging
+
+    from promoter.secrets import install_log_filter
+    from promoter.worker import run_worker
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    install_log_filter()  # every line: secrets masked
+    run_async(_worker(Settings.load(), ready_file, run_worker))
+
+
+async def _worker(
+    settings: Settings, ready_file: str | None, runner: Callable[[Settings, str | None], Awaitable[None]]
+) -> int:
+    await runner(settings, ready_file)
+    return 0
