@@ -9,10 +9,10 @@ from typing import Any
 from promoter.cluster.inventory import Inventories
 from promoter.cluster.objects import (
     MANAGER,
-    _ident,
-    _ref,
-    _where,
     holds,
+    ident_of,
+    ref_of,
+    where_of,
 )
 from promoter.models import FieldDrift
 from promoter.secrets import _SECRET_NAME as SECRET_NAME
@@ -118,9 +118,9 @@ class Drift(Inventories):
         entries = self._entries(inventory)  # None: a label-only sync's cluster, whose labels a sync prunes by
         found: list[FieldDrift] = []
         for obj in wanted:
-            there = live.pop(_ident(obj), None)
+            there = live.pop(ident_of(obj), None)
             if there is None:
-                found.append(FieldDrift(object=_where(obj), path="", git="present", live=None))
+                found.append(FieldDrift(object=where_of(obj), path="", git="present", live=None))
                 continue
             body = {k: v for k, v in obj.items() if k not in ("metadata", "status", "apiVersion", "kind")}
             suspects = differences(body, there)
@@ -128,7 +128,7 @@ class Drift(Inventories):
                 applied = self._apply(obj, dry_run=True)
                 found += [
                     FieldDrift(
-                        object=_where(obj),
+                        object=where_of(obj),
                         path=".".join(path),
                         git=masked(obj["kind"], path, want),
                         live=masked(obj["kind"], path, have),
@@ -139,13 +139,13 @@ class Drift(Inventories):
                 ]
         found += [  # a sync would prune these (never a namespace: it may hold more)
             FieldDrift(
-                object=_where(extra),
+                object=where_of(extra),
                 path="",
                 git=None,
                 live="present",
                 since=_timestamp(extra["metadata"].get("creationTimestamp")),
             )
             for extra in live.values()
-            if extra["kind"] != "Namespace" and (entries is None or _ref(extra) in entries)
+            if extra["kind"] != "Namespace" and (entries is None or ref_of(extra) in entries)
         ]
         return found

@@ -11,14 +11,14 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 
 from promoter.cluster.objects import (
-    _api_error,
-    _plain,
+    api_error,
+    plain,
 )
 from promoter.cluster.resources import Resources
 from promoter.errors import PermanentError
 
 
-def _poll(
+def poll(
     check: Callable[[], tuple[bool | None, str]],
     timeout_s: float,
     failing: str,
@@ -137,7 +137,7 @@ class Health(Resources):
         try:
             slices = self._resource("discovery.k8s.io/v1", "EndpointSlice")
             found = slices.get(
-                namespace=namespace, label_selector=f"kubernetes.io/service-name={service}", serializer=_plain
+                namespace=namespace, label_selector=f"kubernetes.io/service-name={service}", serializer=plain
             )
             ready = [
                 e
@@ -154,7 +154,7 @@ class Health(Resources):
             subsets = (endpoints or {}).get("subsets") or []
             ready = [a for subset in subsets for a in subset.get("addresses") or []]
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, f"read the endpoints of {name}") from None
+            raise api_error(e, f"read the endpoints of {name}") from None
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, f"read the endpoints of {name}") from None
         if ready:
@@ -200,4 +200,4 @@ class Health(Resources):
                 return True, f"{count} workload(s) healthy"
             return True, f"no workloads; {len(objects)} object(s) in place and ready"
 
-        return _poll(all_of_them, timeout_s, "not healthy", progress, interval_s, max_interval_s)
+        return poll(all_of_them, timeout_s, "not healthy", progress, interval_s, max_interval_s)

@@ -16,12 +16,12 @@ from promoter.cluster.objects import (
     INVENTORY_LABEL,
     Ident,
     Ref,
-    _api_error,
-    _plain,
-    _ref,
-    _shown,
+    api_error,
+    plain,
+    ref_of,
+    shown_ref,
 )
-from promoter.cluster.ownership import _genuine
+from promoter.cluster.ownership import genuine
 from promoter.cluster.resources import Resources
 from promoter.errors import PermanentError
 
@@ -44,12 +44,12 @@ class Inventories(Resources):
         named `promoter-inventory-<app>` for the app its label names, and written by no field manager
         but promoter's own (an app's folder can never ship one: `reserved` refuses it)."""
         try:
-            answer = self._resource("v1", "ConfigMap").get(label_selector=INVENTORY_LABEL, serializer=_plain)
+            answer = self._resource("v1", "ConfigMap").get(label_selector=INVENTORY_LABEL, serializer=plain)
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, "list the inventories") from None
+            raise api_error(e, "list the inventories") from None
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, "list the inventories") from None
-        return [item for item in answer.get("items") or [] if _genuine(item)]
+        return [item for item in answer.get("items") or [] if genuine(item)]
 
     def _own_inventory(self, app: str, inventories: list[dict[str, Any]]) -> dict[str, Any] | None:
         name = INVENTORY.format(app=app)
@@ -91,7 +91,7 @@ class Inventories(Resources):
         self, app: str, desired: list[dict[str, Any]], revision: str, before: dict[str, Any] | None
     ) -> None:
         """Record what `app` now owns and the commit promoted (written only when that changed)."""
-        rows = sorted({(*_ref(o)[:2], o["apiVersion"].rpartition("/")[2], *_ref(o)[2:]) for o in desired})
+        rows = sorted({(*ref_of(o)[:2], o["apiVersion"].rpartition("/")[2], *ref_of(o)[2:]) for o in desired})
         objects = [dict(zip(("group", "kind", "version", "namespace", "name"), row, strict=True)) for row in rows]
         data = {
             "app": app,
@@ -116,8 +116,8 @@ class Inventories(Resources):
     ) -> int:
         """Delete what the app's inventory lists and `desired` no longer has: never an object by its
         label alone, never one another app now owns, never a namespace (it may hold more)."""
-        wanted = {_ref(o) for o in desired}
-        by_ref = {_ref(o): o for o in live.values()}
+        wanted = {ref_of(o) for o in desired}
+        by_ref = {ref_of(o): o for o in live.values()}
         pruned = 0
         for ref, api_version in sorted(entries.items()):
             if ref in wanted or ref[1] == "Namespace" or ref in listed:
@@ -142,5 +142,5 @@ class Inventories(Resources):
             except NotFoundError:
                 pass
             except (DynamicApiError, ApiException) as e:
-                raise _api_error(e, f"delete {_shown(ref)}") from None
+                raise api_error(e, f"delete {shown_ref(ref)}") from None
         return pruned

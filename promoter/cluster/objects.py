@@ -21,7 +21,7 @@ Ident = tuple[str, str, str, str]
 Ref = tuple[str, str, str, str]  # (group, kind, namespace, name): what an inventory lists, version aside
 
 
-def _plain(_client: Any, data: dict[str, Any]) -> dict[str, Any]:
+def plain(_client: Any, data: dict[str, Any]) -> dict[str, Any]:
     """The dynamic client's answer as the plain JSON it was (its ResourceInstance is slow to build)."""
     return data
 
@@ -43,23 +43,23 @@ def holds(live: Any, want: Any) -> bool:
     return bool(live == want)
 
 
-def _ref(obj: dict[str, Any]) -> Ref:
+def ref_of(obj: dict[str, Any]) -> Ref:
     meta = obj.get("metadata") or {}
     group = obj["apiVersion"].rpartition("/")[0]
     return group, obj["kind"], meta.get("namespace", ""), meta["name"]
 
 
-def _shown(ref: Ref) -> str:
+def shown_ref(ref: Ref) -> str:
     return "/".join(p for p in (ref[1], ref[2], ref[3]) if p)
 
 
-def _where(obj: dict[str, Any]) -> str:
+def where_of(obj: dict[str, Any]) -> str:
     """Kind/namespace/name, as a person reads an object."""
     meta = obj["metadata"]
     return "/".join(p for p in (obj["kind"], meta.get("namespace", ""), meta["name"]) if p)
 
 
-def _ident(obj: dict[str, Any]) -> tuple[str, str, str, str]:
+def ident_of(obj: dict[str, Any]) -> tuple[str, str, str, str]:
     meta = obj.get("metadata", {})
     return obj["apiVersion"], obj["kind"], meta.get("namespace", ""), meta["name"]
 
@@ -70,7 +70,7 @@ def first_error(errors: list[BaseException]) -> BaseException:
     return next((e for e in errors if isinstance(e, PermanentError)), errors[0])
 
 
-def _api_error(e: Exception, what: str) -> Exception:
+def api_error(e: Exception, what: str) -> Exception:
     """Sort an API failure: 5xx, 429 and transport errors retry; the rest is the manifests' fault."""
     status = getattr(e, "status", None)
     reason = getattr(e, "reason", None) or type(e).__name__

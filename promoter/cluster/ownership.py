@@ -13,7 +13,7 @@ from promoter.cluster.objects import (
     INVENTORY_LABEL,
     MANAGER,
     Ref,
-    _shown,
+    shown_ref,
 )
 
 
@@ -36,7 +36,7 @@ def _managers(live: dict[str, Any]) -> set[str]:
     }
 
 
-def _genuine(inventory: dict[str, Any]) -> bool:
+def genuine(inventory: dict[str, Any]) -> bool:
     """Whether a ConfigMap with the inventory label is an inventory promoter wrote (not one planted)."""
     meta = inventory.get("metadata") or {}
     app = (meta.get("labels") or {}).get(INVENTORY_LABEL)
@@ -62,7 +62,7 @@ def reserved(app: str, obj: dict[str, Any]) -> Claim | None:
     return None
 
 
-def _legacy(live: dict[str, Any]) -> bool:
+def legacy_managed(live: dict[str, Any]) -> bool:
     """Whether the field manager `promoter` (before per-app managers) applied part of `live`."""
     for entry in (live.get("metadata") or {}).get("managedFields") or []:
         if entry.get("manager") == MANAGER and entry.get("operation") == "Apply":
@@ -88,7 +88,7 @@ def _owner(app: str, ref: Ref, live: dict[str, Any] | None, listed: dict[Ref, st
     return None
 
 
-def _claim(
+def claim_for(
     app: str, ref: Ref, live: dict[str, Any] | None, listed: dict[Ref, str], mine: set[Ref], adopt: bool
 ) -> Claim | None:
     """Whether `app` may apply the object at `ref` (live as `live`): None when it may."""
@@ -96,8 +96,8 @@ def _claim(
     if owner is not None:
         return Claim(
             rule="promoter.owned_by_another_app",
-            object=_shown(ref),
-            message=f"{_shown(ref)} belongs to app {owner[0]} ({owner[1]}); app {app} may not take it over",
+            object=shown_ref(ref),
+            message=f"{shown_ref(ref)} belongs to app {owner[0]} ({owner[1]}); app {app} may not take it over",
             remediation=f"Rename {app}'s object, or hand it over: remove it from {owner[0]} first, then promote {app}.",
         )
     if live is None or adopt or ref in mine:
@@ -107,7 +107,7 @@ def _claim(
         return None
     return Claim(
         rule="promoter.unowned_object",
-        object=_shown(ref),
-        message=f"{_shown(ref)} exists and no app owns it; app {app} would take it over",
+        object=shown_ref(ref),
+        message=f"{shown_ref(ref)} exists and no app owns it; app {app} would take it over",
         remediation="Set cluster.adopt: true in the environment's environment.yaml to adopt it, or delete the object.",
     )

@@ -10,10 +10,10 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 from kubernetes.dynamic.exceptions import DynamicApiError
 
-from promoter.cluster.health import _poll
+from promoter.cluster.health import poll
 from promoter.cluster.objects import (
-    _api_error,
-    _plain,
+    api_error,
+    plain,
 )
 from promoter.cluster.resources import Resources
 from promoter.models import FieldDrift
@@ -73,7 +73,7 @@ class Reconcilers(Resources):
                 content_type="application/merge-patch+json",
             )
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, f"annotate {kind} {namespace}/{name}") from None
+            raise api_error(e, f"annotate {kind} {namespace}/{name}") from None
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, f"annotate {kind} {namespace}/{name}") from None
 
@@ -82,11 +82,11 @@ class Reconcilers(Resources):
         api_version, kind, _ = RECONCILERS[engine]
         try:
             found: dict[str, Any] = self._resource(api_version, kind).get(
-                name=name, namespace=namespace, serializer=_plain
+                name=name, namespace=namespace, serializer=plain
             )
             return found
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, f"read {kind} {namespace}/{name}") from None
+            raise api_error(e, f"read {kind} {namespace}/{name}") from None
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, f"read {kind} {namespace}/{name}") from None
 
@@ -126,7 +126,7 @@ class Reconcilers(Resources):
         progress: Callable[[str], None] = lambda _: None,
     ) -> tuple[bool, str]:
         """Until Argo CD or Flux says `revision` is applied and healthy (or failed), or `timeout_s`."""
-        return _poll(
+        return poll(
             lambda: reconcile_verdict(engine, self._reconciler(engine, name, namespace), revision),
             timeout_s,
             "not applied and healthy",

@@ -1,6 +1,6 @@
 """The cluster's API as promoter reaches it: the kubeconfig, the dynamic client and its discovery
 (a kind looked up, rediscovered once when missing), server-side apply, one read, one list per kind.
-Every failure is sorted: the API server's answer by `_api_error`, a transport one as unreachable."""
+Every failure is sorted: the API server's answer by `api_error`, a transport one as unreachable."""
 
 from __future__ import annotations
 
@@ -23,10 +23,10 @@ from promoter.cluster.objects import (
     PROMOTION_ANNOTATION,
     PROMOTION_LABEL,
     Ident,
-    _api_error,
-    _ident,
-    _plain,
+    api_error,
     applied_hash,
+    ident_of,
+    plain,
 )
 from promoter.errors import BadInput, PermanentError, TemporaryError
 from promoter.models import ClusterConfig
@@ -76,7 +76,7 @@ class Resources:
                 try:
                     self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
                 except (DynamicApiError, ApiException) as e:
-                    raise _api_error(e, "discovery") from None
+                    raise api_error(e, "discovery") from None
                 except Exception as e:  # noqa: BLE001 - transport
                     raise self._unreachable(e, "discovery") from None
             return self._dynamic
@@ -121,12 +121,12 @@ class Resources:
                 namespace=namespace,
                 field_manager=manager,
                 force_conflicts=True,
-                serializer=_plain,
+                serializer=plain,
                 query_params=[("fieldValidation", "Strict")],  # an unknown field fails the sync, never dropped
                 **({"dry_run": "All"} if dry_run else {}),
             )
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
+            raise api_error(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
         except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)
             raise self._unreachable(e, f"apply {obj['kind']}/{obj['metadata']['name']}") from None
         return result
@@ -149,12 +149,12 @@ class Resources:
         resource = self._resource(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace") if resource.namespaced else None
         try:
-            found: dict[str, Any] = resource.get(name=obj["metadata"]["name"], namespace=namespace, serializer=_plain)
+            found: dict[str, Any] = resource.get(name=obj["metadata"]["name"], namespace=namespace, serializer=plain)
             return found
         except NotFoundError:
             return None
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
+            raise api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
         except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)
             raise self._unreachable(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
 
@@ -167,15 +167,15 @@ class Resources:
             except PermanentError:
                 continue  # the kind is gone from the cluster (or not yet there: a CRD applied next)
             try:
-                answer = resource.get(label_selector=f"{APP_LABEL}={app}", serializer=_plain)
+                answer = resource.get(label_selector=f"{APP_LABEL}={app}", serializer=plain)
             except (DynamicApiError, ApiException) as e:
-                raise _api_error(e, f"list {kind}") from None
+                raise api_error(e, f"list {kind}") from None
             except Exception as e:  # noqa: BLE001 - transport
                 raise self._unreachable(e, f"list {kind}") from None
             for item in answer.get("items") or []:
                 item.setdefault("apiVersion", api_version)
                 item.setdefault("kind", kind)
-                found[_ident(item)] = item
+                found[ident_of(item)] = item
         return found
 
     def _ensure_namespace(self, name: str) -> None:
@@ -186,9 +186,9 @@ class Resources:
     def crds(self) -> list[dict[str, Any]]:
         """The cluster's CustomResourceDefinitions (for the schema gate's custom resources)."""
         try:
-            answer = self._resource("apiextensions.k8s.io/v1", "CustomResourceDefinition").get(serializer=_plain)
+            answer = self._resource("apiextensions.k8s.io/v1", "CustomResourceDefinition").get(serializer=plain)
         except (DynamicApiError, ApiException) as e:
-            raise _api_error(e, "list CustomResourceDefinitions") from None
+            raise api_error(e, "list CustomResourceDefinitions") from None
         except PermanentError:
             raise
         except Exception as e:  # noqa: BLE001 - transport

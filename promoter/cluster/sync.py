@@ -17,12 +17,12 @@ from promoter.cluster.objects import (
     MANAGER,
     Ident,
     Ref,
-    _ident,
-    _ref,
     first_error,
     holds,
+    ident_of,
+    ref_of,
 )
-from promoter.cluster.ownership import Claim, _claim, _legacy, reserved
+from promoter.cluster.ownership import Claim, claim_for, legacy_managed, reserved
 from promoter.errors import PermanentError
 
 
@@ -77,7 +77,7 @@ class Syncing(Inventories):
         desired = crds + rest
         note = ""
         if entries is None:  # migrate once: what the app's label marks (as label-only sync pruned by) is its
-            entries = {_ref(o): o["apiVersion"] for o in live.values()}
+            entries = {ref_of(o): o["apiVersion"] for o in live.values()}
             if entries:
                 note = f"inventory of {app} built from its {APP_LABEL} labels ({len(entries)} objects), once"
                 progress(note)
@@ -106,7 +106,7 @@ class Syncing(Inventories):
             else:
                 meta.pop("namespace", None)
             obj = {**raw, "metadata": meta}
-            claim = reserved(app, obj) or _claim(app, _ref(obj), self._get(obj), listed, mine, adopt)
+            claim = reserved(app, obj) or claim_for(app, ref_of(obj), self._get(obj), listed, mine, adopt)
             if claim is not None:
                 found.append(claim)
         return found
@@ -124,9 +124,9 @@ class Syncing(Inventories):
         another app's). An object the app's label already marks is read from `live`; any other is read."""
         found = []
         for obj in objects:
-            there = live.get(_ident(obj))
-            claim = reserved(app, obj) or _claim(
-                app, _ref(obj), there if there is not None else self._get(obj), listed, mine, adopt
+            there = live.get(ident_of(obj))
+            claim = reserved(app, obj) or claim_for(
+                app, ref_of(obj), there if there is not None else self._get(obj), listed, mine, adopt
             )
             if claim is not None:
                 found.append(claim)
@@ -139,14 +139,14 @@ class Syncing(Inventories):
         """Apply each object that the cluster does not hold as it is, `APPLY_CONCURRENCY` at a time;
         returns how many changed. The first error (a permanent one before a temporary one) is raised
         once every apply in flight has ended."""
-        todo = [o for o in objects if not self._holds(live.get(_ident(o)), o)]
+        todo = [o for o in objects if not self._holds(live.get(ident_of(o)), o)]
         if not todo:
             return 0
 
         def one(obj: dict[str, Any]) -> bool:
-            before = live.get(_ident(obj))
+            before = live.get(ident_of(obj))
             after = self._apply(obj)
-            if before is not None and _legacy(before):
+            if before is not None and legacy_managed(before):
                 after = self._release_legacy(obj)
             return before is None or before["metadata"].get("resourceVersion") != after["metadata"].get(
                 "resourceVersion"

@@ -14,7 +14,7 @@ from promoter.sim.fields import now
 from promoter.sim.store import (
     SLICES,
     Store,
-    _content,
+    content_of,
 )
 
 FAIL_IN = "sim.promoter.dev/fail-in"
@@ -82,7 +82,7 @@ class Controllers(Store):
                 self._bump()
         for key, body in wanted.items():
             old = self.objects.get(key)
-            if old is not None and _content(old) == _content(body):
+            if old is not None and content_of(old) == content_of(body):
                 continue
             meta = body["metadata"]
             meta["uid"] = old["metadata"]["uid"] if old else f"sim-{self.env}-{self.version + 1}"

@@ -115,7 +115,9 @@ def _selector_matches(selector: str, labels: dict[str, str]) -> bool:
     return True
 
 
-def _prune(target: dict[str, Any], old: dict[str, Any], new: dict[str, Any], others: list[Any] | None = None) -> None:
+def prune_applied(
+    target: dict[str, Any], old: dict[str, Any], new: dict[str, Any], others: list[Any] | None = None
+) -> None:
     """Remove from `target` what `old` applied and `new` no longer does (recursing into mappings),
     unless another manager's applied configuration (`others`) still sets it: a field two managers
     applied stays while one of them does."""
@@ -126,21 +128,21 @@ def _prune(target: dict[str, Any], old: dict[str, Any], new: dict[str, Any], oth
         elif isinstance(old_value, dict) and isinstance(target.get(key), dict):
             below = new.get(key, {})
             if isinstance(below, dict):  # (else a mapping replaced by a value: the merge writes it)
-                _prune(target[key], old_value, below, kept)
+                prune_applied(target[key], old_value, below, kept)
 
 
-def _merge(target: dict[str, Any], patch: dict[str, Any]) -> None:
+def merge_into(target: dict[str, Any], patch: dict[str, Any]) -> None:
     """JSON merge patch (RFC 7386): mappings merge, null deletes, anything else replaces."""
     for key, value in patch.items():
         if value is None:
             target.pop(key, None)
         elif isinstance(value, dict) and isinstance(target.get(key), dict):
-            _merge(target[key], value)
+            merge_into(target[key], value)
         else:
             target[key] = copy.deepcopy(value)
 
 
-def _content(obj: dict[str, Any]) -> dict[str, Any]:
+def content_of(obj: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in obj.items() if k not in ("metadata", "status")}
 
 
@@ -239,7 +241,7 @@ class Store:
         if previous is not None:
             if obj == previous:
                 return previous  # a no-op write: no new resourceVersion or generation, as a real server
-            if _content(obj) != _content(previous):
+            if content_of(obj) != content_of(previous):
                 meta["generation"] += 1
         if self._dry_run and previous is not None:  # as a real server: a dry run keeps the version it read
             meta["resourceVersion"] = previous["metadata"]["resourceVersion"]

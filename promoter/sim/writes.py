@@ -11,8 +11,8 @@ from promoter.sim.store import (
     ApiError,
     Kind,
     Store,
-    _merge,
-    _prune,
+    merge_into,
+    prune_applied,
 )
 
 
@@ -56,8 +56,8 @@ class Writes(Store):
         else:
             obj = copy.deepcopy(previous)
             others = [c for (*k, m), c in self.applied.items() if tuple(k) == key and m != manager]
-            _prune(obj, self.applied.get((*key, manager), {}), config, others)
-        _merge(obj, config)
+            prune_applied(obj, self.applied.get((*key, manager), {}), config, others)
+        merge_into(obj, config)
         self.applied[(*key, manager)] = config
         return self._store(kind, namespace, obj, previous, manager, applied=config)
 
@@ -108,7 +108,7 @@ class Writes(Store):
     ) -> dict[str, Any]:
         previous = self.get(kind, namespace, name)
         obj = copy.deepcopy(previous)
-        _merge(obj, patch)
+        merge_into(obj, patch)
         return self._store(kind, namespace, obj, previous, manager, subresource=subresource)
 
     def strategic_patch(
