@@ -1,5 +1,5 @@
 """The GitOps repository's layout rules, as pure functions: branch names and the environments'
-order. No git here: `gitrepo.py` reads the repository and hands names and configs to these. (Who may
+order. No git here: `promoter.git` reads the repository and hands names and configs to these. (Who may
 approve, `group:NAME` expanded, is the policies' word: `data.promoter.decision.approvers`.)"""
 
 from __future__ import annotations

@@ -9,8 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parent.parent
 PRODUCT = ("promoter", "workflows", "activities")
 
@@ -26,11 +24,6 @@ def product_lines() -> list[tuple[str, int, str, list[str]]]:
     return found
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="issue 27: reasons still missing in promoter/cli.py, promoter/cluster.py, promoter/policy/embedded.py "
-    "(their owners add them) and promoter/policy/opa.py",
-)
 def test_every_blind_except_noqa_says_why() -> None:
     bare = [
         f"{rel}:{n}"

@@ -394,7 +394,7 @@ class OpaEngine:
             pass  # removed again already: the first evaluation pushes it
         except (RuntimeError, BadInput):
             raise
-        except Exception as e:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001 - any transport or API failure becomes one line naming the server
             raise RuntimeError(f"OPA at {self.url}: {_describe(e)}") from None
 
     def layout(self, bundle: PolicyBundle) -> Layout:
