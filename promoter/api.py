@@ -7,7 +7,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from temporalio.api.common.v1 import WorkflowExecution
 from temporalio.api.enums.v1 import TaskQueueType
@@ -31,6 +31,7 @@ from temporalio.common import (
 from temporalio.exceptions import TimeoutError as TemporalTimeout
 from temporalio.exceptions import WorkflowAlreadyStartedError
 from temporalio.service import RPCError, RPCStatusCode
+from temporalio.types import MethodAsyncSingleParam
 
 from promoter import names, promotions, search
 from promoter.errors import PromoterError
@@ -54,6 +55,9 @@ from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
 from workflows.promotion import PlanWorkflow, PromotionWorkflow
 from workflows.release_hold import ReleaseHoldWorkflow
+
+In = TypeVar("In")
+Out = TypeVar("Out")
 
 
 def _timed_out(e: BaseException) -> bool:
@@ -95,8 +99,7 @@ async def plan(
     Names are checked here first, so a bad one never reaches Temporal. With `members`, `app` names a
     release set of those apps."""
     req = _plan_input(app, members, commit, to_env)
-    result: PromotionPlan = await _short_run(client, task_queue, PlanWorkflow.run, req, f"plan-{app}", "planning")
-    return result
+    return await _short_run(client, task_queue, PlanWorkflow.run, req, f"plan-{app}", "planning")
 
 
 async def dry_run(
@@ -164,13 +167,13 @@ async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport
 async def _short_run(
     client: Client,
     task_queue: str,
-    run: Any,
-    arg: Any,
+    run: MethodAsyncSingleParam[Any, In, Out],
+    arg: In,
     prefix: str,
     what: str,
     timeout: timedelta = timedelta(minutes=2),
     keep: bool = False,
-) -> Any:
+) -> Out:
     """Run a short workflow on a worker (planning, a dry run, a drift check) and return its answer; its
     failure is one line (its own message as it is, a timeout said as one), and the run is forgotten
     once it has answered unless it is to be kept."""

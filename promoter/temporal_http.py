@@ -295,7 +295,7 @@ class HttpPromotions:
         self,
         method: str,
         path: str,
-        body: Any = None,
+        body: dict[str, Any] | None = None,
         params: dict[str, str] | None = None,
         timeout_s: float = CALL_TIMEOUT_S,
     ) -> dict[str, Any]:
