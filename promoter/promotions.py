@@ -1,7 +1,9 @@
 """What a client asks Temporal about promotions, however it reaches Temporal.
 
-The CLI's everyday commands (`status`, `approve`, `reject`, `list`) go through `Promotions`. It has
-two implementations with the same answers: `promoter.api.GrpcPromotions` (the Temporal SDK's client,
+The CLI's everyday commands (`status`, `approve`, `reject`, `list`) go through `Promotions`, and so
+do following a promotion to its end (`promote --wait`) and waiting for a release of a hold to open its
+PR (`release-hold`): the CLI itself never touches an SDK handle or a transport's errors. It has two
+implementations with the same answers: `promoter.api.GrpcPromotions` (the Temporal SDK's client,
 used by the worker, `promote` and the tests) and `promoter.temporal_http.HttpPromotions` (Temporal's
 HTTP API, for a command that must start fast: it imports neither the SDK nor its protobufs).
 
