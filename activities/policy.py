@@ -37,7 +37,6 @@ from promoter.models import (
     PolicyCheckInput,
     PolicyDecision,
     PolicyViolation,
-    PrepareInput,
     ScreenInput,
     ScreenResult,
 )
@@ -107,7 +106,7 @@ class PolicyActivities:
                 return tmp / folder
 
             return render_files(self.repo.folder_files(req.head, folder), folder, tree)
-        change = self.change(req)
+        change = req.change()
         return render_files(
             self.repo.change_files(change, base), folder, lambda tmp: self.repo.export_change(change, tmp, base)
         )
@@ -246,22 +245,11 @@ class PolicyActivities:
     def check_change(self, req: PolicyCheckInput) -> ChangeCheck:
         """What promoting would change in the target's folder (nothing is pushed), and the policies'
         decision on exactly that change: one fetch of main serves both."""
-        prepared = self.repo.prepare(self.change(req))
+        prepared = self.repo.prepare(req.change())
         if not prepared.changed:
             return ChangeCheck(prepared=prepared)
         decision = self.evaluate(req.model_copy(update={"diff": prepared.diff}), base=prepared.base)
         return ChangeCheck(prepared=prepared, decision=decision)
-
-    @staticmethod
-    def change(req: PolicyCheckInput) -> PrepareInput:
-        return PrepareInput(
-            app=req.app,
-            members=req.members,
-            commit=req.commit,
-            source_env=req.source_env,
-            target_env=req.target_env,
-            local_files=req.environment.local_files,
-        )
 
     @activity.defn(name="check_approval")
     @classified
