@@ -71,3 +71,25 @@ def test_every_workflow_patch_is_documented() -> None:
     versioning = versioning.split("\n## ", 1)[0]
     undocumented = sorted(f"{pid} ({rel})" for pid, rel in ids.items() if f"`{pid}`" not in versioning)
     assert not undocumented, f"CONTRIBUTING.md's 'Versioning a workflow change' does not name {undocumented}"
+
+
+def test_no_function_over_60_lines_no_class_over_300_and_the_split_packages_under_400() -> None:
+    """The sizes a new maintainer can read at once: in the product, no function over 60 lines and no
+    class over 300; the packages cut by concern (the CLI, git, the cluster client) keep each module
+    under 400 lines."""
+    import ast
+
+    too_long = []
+    for package in PRODUCT:
+        for path in sorted((ROOT / package).rglob("*.py")):
+            rel = str(path.relative_to(ROOT))
+            source = path.read_text()
+            if rel.startswith(("promoter/cli/", "promoter/git/", "promoter/cluster/")) and source.count("\n") > 400:
+                too_long.append(f"{rel}: {source.count(chr(10))} lines")
+            for node in ast.walk(ast.parse(source)):
+                limit = 300 if isinstance(node, ast.ClassDef) else 60
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+                    length = (node.end_lineno or node.lineno) - node.lineno + 1
+                    if length > limit:
+                        too_long.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
+    assert not too_long, f"over the size limits: {too_long}"
