@@ -145,8 +145,7 @@ class Settings:
         self.cache_dir = env.get("PROMOTER_CACHE_DIR", self.cache_dir)
         self.ui_url = env.get("PROMOTER_UI_URL", self.ui_url)
         self.opa_url = env.get("PROMOTER_OPA_URL", self.opa_url)
-        if env.get("PROMOTER_POLICY_ENGINE"):  # set but empty: the default, as when unset
-            self.policy_engine = _choice(env, "PROMOTER_POLICY_ENGINE", POLICY_ENGINES)
+        self.policy_engine = _choice(env, "PROMOTER_POLICY_ENGINE", POLICY_ENGINES) or self.policy_engine
         self.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", self.policy_timeout_s)
         self.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", self.review_poll_s)
         if env.get("PROMOTER_MAX_FILE_SIZE"):
@@ -392,9 +391,10 @@ _Choice = TypeVar("_Choice", bound=str)
 
 
 def _choice(env: Mapping[str, str], name: str, allowed: tuple[_Choice, ...]) -> _Choice | None:
-    """NAME when it is one of `allowed` (None when unset); otherwise one line naming them."""
+    """NAME when it is one of `allowed` (None when unset or set but empty, as the other settings read
+    an empty value); otherwise one line naming them."""
     text = env.get(name)
-    if text is None:
+    if not text:
         return None
     if text not in allowed:
         raise BadInput(f"{name} must be one of {', '.join(allowed)}, not {text[:40]!r}")

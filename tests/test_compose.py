@@ -129,6 +129,9 @@ def test_a_closed_setting_outside_its_set_is_one_line_naming_it(
     with pytest.raises(BadInput) as refused:
         Settings.load()
     assert str(refused.value) == f"{variable} must be one of {allowed}, not {value!r}"
+    monkeypatch.setattr(os, "environ", {variable: "", "HOME": str(tmp_path)})  # set but empty: the default
+    attribute = {"PROMOTER_FORGE": "forge", "PROMOTER_POLICY_ENGINE": "policy_engine"}.get(variable, "merge_method")
+    assert getattr(Settings.load(), attribute) == getattr(Settings(), attribute)
 
 
 def opa_token_script(root: Path) -> str:
