@@ -27,3 +27,8 @@ class Conflict(PermanentError):
 
 class TemporaryError(Exception):
     """Retrying later may help (a remote that is down, a push race lost too often)."""
+
+
+class ConnectionLost(Exception):
+    """Temporal could not be reached for a while as a promotion was followed: its outcome is unknown.
+    (Here, not in `promotions`, so that the CLI can name it without importing the models.)"""

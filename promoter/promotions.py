@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
+from promoter.errors import ConnectionLost as ConnectionLost
 from promoter.errors import PromoterError
 from promoter.models import Decision, PromotionState, PromotionStatus, StageStatus
 
@@ -45,10 +46,6 @@ UNREACHABLE_FOR_S = 10.0  # how long following keeps asking an unreachable Tempo
 HOLD_PR_WAIT_S = 60.0  # a release of a hold opens its PR within this, or the CLI asks whether a worker runs
 # how a run that closed without reaching an outcome of its own is listed (its memo still says "running")
 CLOSED_STATES = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
-
-
-class ConnectionLost(Exception):
-    """Temporal could not be reached for a while as a promotion was followed: its outcome is unknown."""
 
 
 @dataclass(frozen=True)

@@ -22,10 +22,9 @@ from promoter.cli.common import (
     whoami,
 )
 from promoter.cli.render import stage_lines, stage_plan, subject, table
-from promoter.errors import PromoterError
+from promoter.errors import ConnectionLost, PromoterError
 from promoter.names import check as check_name
 from promoter.names import check_revision, workflow_id
-from promoter.promotions import ConnectionLost
 from promoter.settings import Settings
 
 if TYPE_CHECKING:

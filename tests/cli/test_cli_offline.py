@@ -91,3 +91,13 @@ def test_a_release_set_asked_for_wrongly_is_one_line_and_exit_2(args: list[str],
 def test_help_exits_0() -> None:
     r = run("--help")
     assert r.returncode == 0 and "promote" in r.stdout
+
+
+def test_the_cli_starts_without_the_heavy_libraries() -> None:
+    """A command's start-up is mostly imports (docs/benchmarks.md): loading the CLI, as every command
+    does before it runs, imports neither pydantic (the models), nor the Temporal SDK, nor the
+    Kubernetes client, git or the policy engine; each command imports what it needs when it runs."""
+    heavy = ("pydantic", "temporalio", "promoter.models", "kubernetes", "git", "regorus", "rich")
+    probe = f"import sys, promoter.cli; print([m for m in {heavy!r} if m in sys.modules])"
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=60, check=True)
+    assert loaded.stdout.strip() == "[]", f"importing promoter.cli loads {loaded.stdout.strip()}"
