@@ -270,16 +270,7 @@ class HttpPromotions:
         return events[-1] if events and isinstance(events[-1], dict) else {}
 
     def _result(self, execution: promotions.Execution) -> bytes:
-        history = self._call(
-            "GET",
-            f"workflows/{_part(execution.id)}/history",
-            params={
-                "execution.runId": execution.run_id,
-                "historyEventFilterType": "HISTORY_EVENT_FILTER_TYPE_CLOSE_EVENT",
-            },
-        )
-        events = (history.get("history") or {}).get("events") or []
-        done = events[-1].get("workflowExecutionCompletedEventAttributes") if events else None
+        done = self._close_event(execution).get("workflowExecutionCompletedEventAttributes")
         if done is None:
             raise PromoterError(f"Temporal has no result for {execution.id} run {execution.run_id}; try again")
         return _first(done.get("result"), "the promotion's result")
