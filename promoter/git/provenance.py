@@ -68,18 +68,7 @@ class Provenance:
         repo = self.clone.fresh()
         main = self.clone.main(repo)
         glob = f":(glob){ENVIRONMENTS}/*/{app}/**"
-        out = self.clone.run(
-            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
-        )
-        merges = []
-        for entry in out.split("\x1e"):
-            parts = entry.strip().split("\x1f")
-            if len(parts) == 4:
-                sha, parents, at, message = parts
-                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
-        branches = self.clone.messages(repo, [m["parent"] for m in merges if m["parent"]])
-        for m in merges:
-            m["branch_message"] = branches.get(m["parent"], "")
+        merges = self._merges(repo, main, glob)
         out = self.clone.run(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.RELEASE}: ", main)
         claims = [p for p in (entry.strip().split("\x1f") for entry in out.split("\x1e")) if len(p) == 3]
         signers = self.trusted.promoter_signers(repo, main) if claims else ("", "")
@@ -103,6 +92,23 @@ class Provenance:
         events = history.events(app, merges, releases)
         self._verify_approvals(repo, main, app, events, {m["sha"]: (m["message"], m["parent"]) for m in merges})
         return events
+
+    def _merges(self, repo: git.Repo, main: str, glob: str) -> list[dict[str, str]]:
+        """The merges of main's first-parent line that touch `glob`, newest first: sha, second parent,
+        commit time, message, and the message of the branch commit it merged (`branch_message`)."""
+        out = self.clone.run(
+            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
+        )
+        merges: list[dict[str, str]] = []
+        for entry in out.split("\x1e"):
+            parts = entry.strip().split("\x1f")
+            if len(parts) == 4:
+                sha, parents, at, message = parts
+                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
+        branches = self.clone.messages(repo, [m["parent"] for m in merges if m["parent"]])
+        for m in merges:
+            m["branch_message"] = branches.get(m["parent"], "")
+        return merges
 
     def _verify_approvals(
         self, repo: git.Repo, main: str, app: str, events: list[HistoryEvent], merges: dict[str, tuple[str, str]]
@@ -212,18 +218,9 @@ class Provenance:
         on the forge, a squash merge or a reverted promotion never narrows the range (fail closed:
         more authors, never fewer)."""
         glob = f":(glob){app_folder(env, app)}/**"
-        out = self.clone.run(
-            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
-        )
-        merges: list[dict[str, str]] = []
-        for entry in out.split("\x1e"):
-            parts = entry.strip().split("\x1f")
-            if len(parts) == 4:
-                sha, parents, at, message = parts
-                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
-        branches = self.clone.messages(repo, [m["parent"] for m in merges if m["parent"]])
+        merges = self._merges(repo, main, glob)
         for rank, m in enumerate(merges):  # newest first, as main's first parents have them
-            m["branch_message"], m["rank"] = branches.get(m["parent"], ""), str(rank)
+            m["rank"] = str(rank)
         reverted: set[str] = set()
         second_parents = {m["sha"]: m["parent"] for m in merges}
         signers = self.trusted.promoter_signers(repo, main) if self.clone.signing_key is not None else None
