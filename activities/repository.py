@@ -7,7 +7,7 @@ from temporalio import activity
 
 from activities import classified
 from promoter.gitrepo import GitRepository
-from promoter.models import PlanInput, PrepareInput, PromotionPlan
+from promoter.models import PrepareInput, PromotionPlan, PromotionRequest
 
 
 class GitActivities:
@@ -16,11 +16,11 @@ class GitActivities:
 
     @activity.defn(name="plan")
     @classified
-    def plan(self, req: PlanInput) -> PromotionPlan:
-        return self.repo.plan(req)
+    def resolve(self, req: PromotionRequest) -> PromotionPlan:
+        return self.repo.resolve(req)
 
     @activity.defn(name="change_patch")
     @classified
     def change_patch(self, req: PrepareInput) -> str:
-        """A stage's change as a unified diff, with nothing written (`promoter plan --diff`)."""
+        """A stage's change as a unified diff, with nothing written (`promoter dry-run --diff`)."""
         return self.repo.change_patch(req)

@@ -40,7 +40,9 @@ COMMANDS = {
 async def one_promotion(stack: Stack) -> None:
     settings = Settings.load(str(stack.dir))
     client = await connect(settings)
-    handle = await api.start(client, settings.task_queue, await api.plan(client, settings.task_queue, "demo"), "bench")
+    handle = await api.start(
+        client, settings.task_queue, await api.resolve(client, settings.task_queue, "demo"), "bench"
+    )
     await handle.result()
 
 

@@ -105,7 +105,7 @@ async def main(runs: int) -> None:
                 )
                 person.git.push("-q", "origin", "main")
                 t0 = time.perf_counter()
-                plan = await api.plan(client, settings.task_queue, "demo")
+                plan = await api.resolve(client, settings.task_queue, "demo")
                 t1 = time.perf_counter()
                 handle = await api.start(client, settings.task_queue, plan, "bench")
                 result = await handle.result()

@@ -100,7 +100,7 @@ async def main(apps: int) -> None:
             processes = {name: psutil.Process(int(pid)) for name, pid in info["pids"].items()}  # type: ignore[union-attr]
             cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
             t0 = time.perf_counter()
-            plans = await asyncio.gather(*(api.plan(client, settings.task_queue, n) for n in names))
+            plans = await asyncio.gather(*(api.resolve(client, settings.task_queue, n) for n in names))
             t1 = time.perf_counter()
             handles = await asyncio.gather(*(api.start(client, settings.task_queue, p, "bench") for p in plans))
             t2 = time.perf_counter()

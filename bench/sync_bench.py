@@ -127,7 +127,7 @@ async def revert_figure() -> float:
             )
             with concurrent.futures.ThreadPoolExecutor(16) as pool:
                 async with build_worker(env.client, settings, pool):
-                    plan = await api.plan(env.client, settings.task_queue, "demo")
+                    plan = await api.resolve(env.client, settings.task_queue, "demo")
                     handle = await api.start(env.client, settings.task_queue, plan)
                     result = await handle.result()
                     assert result.state.value == "reverted", result.message

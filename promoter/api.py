@@ -40,9 +40,9 @@ from promoter.models import (
     DriftInput,
     DriftReport,
     DryRun,
-    PlanInput,
     PromotionInput,
     PromotionPlan,
+    PromotionRequest,
     PromotionStatus,
     ReleaseHoldInput,
     StageState,
@@ -53,7 +53,7 @@ from promoter.names import workflow_id
 from promoter.promotions import SUPERSEDE
 from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
-from workflows.promotion import PlanWorkflow, PromotionWorkflow
+from workflows.promotion import PromotionWorkflow, ResolveWorkflow
 from workflows.release_hold import ReleaseHoldWorkflow
 
 In = TypeVar("In")
@@ -78,16 +78,16 @@ def failure_message(e: BaseException) -> str:
     return str(msg).splitlines()[0] if msg else "failed"
 
 
-def _plan_input(app: str, members: Sequence[str], commit: str | None, to_env: str | None) -> PlanInput:
+def _request(app: str, members: Sequence[str], commit: str | None, to_env: str | None) -> PromotionRequest:
     """A planning request, its names checked first, so that a bad one never reaches Temporal."""
     for name in (app, *members):
         names.check(name, "app")
     if to_env is not None:
         names.check(to_env, "environment")
-    return PlanInput(app=app, members=list(members), commit=commit, to_env=to_env)
+    return PromotionRequest(app=app, members=list(members), commit=commit, to_env=to_env)
 
 
-async def plan(
+async def resolve(
     client: Client,
     task_queue: str,
     app: str,
@@ -98,8 +98,8 @@ async def plan(
     """Resolve and validate on a worker (where the repository is); bad input raises `PromoterError`.
     Names are checked here first, so a bad one never reaches Temporal. With `members`, `app` names a
     release set of those apps."""
-    req = _plan_input(app, members, commit, to_env)
-    return await _short_run(client, task_queue, PlanWorkflow.run, req, f"plan-{app}", "planning")
+    req = _request(app, members, commit, to_env)
+    return await _short_run(client, task_queue, ResolveWorkflow.run, req, f"resolve-{app}", "resolving the request")
 
 
 async def dry_run(
@@ -113,7 +113,7 @@ async def dry_run(
 ) -> DryRun:
     """What promoting `app` (or the release set `app` of `members`) would do in every environment,
     without starting anything (`DryRunWorkflow` on a worker, deleted once it has answered)."""
-    req = _plan_input(app, members, commit, to_env).model_copy(update={"with_patch": with_patch})
+    req = _request(app, members, commit, to_env).model_copy(update={"with_patch": with_patch})
     result: DryRun = await _short_run(
         client, task_queue, DryRunWorkflow.run, req, f"dry-run-{app}", "the plan", timedelta(minutes=5)
     )

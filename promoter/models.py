@@ -285,10 +285,10 @@ class Subject(BaseModel):
         return self.members or [self.app]
 
 
-class PlanInput(Subject):
+class PromotionRequest(Subject):
     commit: str | None = None
     to_env: str | None = None
-    with_patch: bool = False  # `promoter plan --diff`: each stage's change as a unified diff too
+    with_patch: bool = False  # `promoter dry-run --diff`: each stage's change as a unified diff too
 
 
 class PlannedEnvironment(BaseModel):
@@ -617,7 +617,7 @@ class PolicyCheckInput(BaseModel):
     def change(self, base: str | None = None) -> PrepareInput:
         """The change this check is about: the source's folder(s) at the commit, into the target's. The
         one place a `PrepareInput` is made from a stage, so that the change a promotion pushes, the
-        one its policies judged and the one `promoter plan --diff` shows cannot differ. `base`: the
+        one its policies judged and the one `promoter dry-run --diff` shows cannot differ. `base`: the
         commit of main to build on (the one the policies judged)."""
         return PrepareInput(
             app=self.app,
@@ -739,13 +739,13 @@ class OpenedRelease(BaseModel):
 
 
 class StagePlan(BaseModel):
-    """What a promotion would do in one environment (`promoter plan`)."""
+    """What a promotion would do in one environment (`promoter dry-run`)."""
 
     env: str
     source: bool = False  # the source: its policy check, sync and health; no PR
     skipped: bool = False  # its folder already matches the source at the commit
     diff: DiffSummary = Field(default_factory=DiffSummary)
-    patch: str = ""  # the change as a unified diff (`promoter plan --diff`)
+    patch: str = ""  # the change as a unified diff (`promoter dry-run --diff`)
     decision: PolicyDecision | None = None  # the policies' decision before the PR (None when skipped)
     approvals_required: int = 0
     require_review: bool = False
@@ -760,7 +760,7 @@ class StagePlan(BaseModel):
 
 
 class DryRun(BaseModel):
-    """`promoter plan`: the plan, and what each environment would see, in order."""
+    """`promoter dry-run`: the plan, and what each environment would see, in order."""
 
     plan: PromotionPlan
     stages: list[StagePlan]

@@ -16,8 +16,8 @@ from promoter.models import (
     ClosePullRequest,
     MergePullRequest,
     OpenChangeInput,
-    PlanInput,
     PrepareInput,
+    PromotionRequest,
 )
 from tests.support.gitops import Origin
 
@@ -26,7 +26,7 @@ def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitC
     env = ActivityEnvironment()
     gits, forges = GitActivities(clone), ForgeActivities(forge, clone)
     sha = origin.bump()
-    plans = [env.run(gits.plan, PlanInput(app="demo")) for _ in range(2)]
+    plans = [env.run(gits.resolve, PromotionRequest(app="demo")) for _ in range(2)]
     assert plans[0] == plans[1]
     req = PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging")
     dry = [clone.prepare(req) for _ in range(2)]
@@ -50,7 +50,7 @@ def test_each_activity_twice_gives_one_of_everything(origin: Origin, clone: GitC
 
 def test_permanent_errors_do_not_retry(origin: Origin, clone: GitClone) -> None:
     with pytest.raises(ApplicationError) as err:
-        ActivityEnvironment().run(GitActivities(clone).plan, PlanInput(app="nope"))
+        ActivityEnvironment().run(GitActivities(clone).resolve, PromotionRequest(app="nope"))
     assert err.value.non_retryable and err.value.type == "BadInput"
     assert "unknown app 'nope'" in err.value.message
 

@@ -1,4 +1,4 @@
-"""`promoter plan`: what a promotion would do in every environment, without doing any of it.
+"""`promoter dry-run`: what a promotion would do in every environment, without doing any of it.
 
 It runs where the repository is (on a worker) and takes the promotion's own steps with the
 promotion's own inputs (`Promotion.policy_input`): the source's policy check, then for each later
@@ -19,9 +19,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from promoter.models import (
         DryRun,
-        PlanInput,
         PromotionInput,
         PromotionPlan,
+        PromotionRequest,
         ScreenInput,
         StagePlan,
         StageState,
@@ -33,9 +33,9 @@ with workflow.unsafe.imports_passed_through():
 @workflow.defn
 class DryRunWorkflow:
     @workflow.run
-    async def run(self, req: PlanInput) -> DryRun:
-        plan: PromotionPlan = await steps.PLAN.call(req, "plan")
-        p = Promotion(PromotionInput(plan=plan, requested_by="promoter plan"))
+    async def run(self, req: PromotionRequest) -> DryRun:
+        plan: PromotionPlan = await steps.RESOLVE.call(req, "resolve the request")
+        p = Promotion(PromotionInput(plan=plan, requested_by="promoter dry-run"))
         stages: list[StagePlan] = []
         for index, stage in enumerate(p.status.stages):
             config = p.envs[stage.env].config

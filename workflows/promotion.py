@@ -23,12 +23,12 @@ with workflow.unsafe.imports_passed_through():
         ChangeCheck,
         Decision,
         Phase,
-        PlanInput,
         PlannedEnvironment,
         PolicyDecision,
         PrepareResult,
         PromotionInput,
         PromotionPlan,
+        PromotionRequest,
         PromotionState,
         PromotionStatus,
         PullRequest,
@@ -99,11 +99,11 @@ class PromotionWorkflow:
         or trusted keys. False (the promotion ends failed, nothing done) when that reading fails or
         names other environments than the starter's plan."""
         given = self.plan
-        ask = PlanInput(
+        ask = PromotionRequest(
             app=given.app, members=given.members, commit=given.commit, to_env=given.environments[-1].config.name
         )
         try:
-            fresh = await self.runner.run(steps.PLAN, ask, "read the environments, trust/ and rules on a worker")
+            fresh = await self.runner.run(steps.RESOLVE, ask, "read the environments, trust/ and rules on a worker")
         except ActivityError as e:
             self.r.finish(PromotionState.FAILED, f"the promotion could not be planned on a worker: {steps.cause(e)}")
             return False
@@ -310,7 +310,7 @@ class PromotionWorkflow:
 
 
 @workflow.defn(name="PlanWorkflow")
-class PlanWorkflow:
+class ResolveWorkflow:
     """Resolves and validates a promotion request where the repository is: on a worker.
 
     The CLI runs it before starting a promotion, so bad input (unknown app or environment, a missing
@@ -318,6 +318,6 @@ class PlanWorkflow:
     """
 
     @workflow.run
-    async def run(self, req: PlanInput) -> PromotionPlan:
-        plan: PromotionPlan = await steps.PLAN.call(req, "plan")
+    async def run(self, req: PromotionRequest) -> PromotionPlan:
+        plan: PromotionPlan = await steps.RESOLVE.call(req, "resolve the request")
         return plan

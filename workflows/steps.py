@@ -42,11 +42,11 @@ with workflow.unsafe.imports_passed_through():
         OpenChangeInput,
         OpenedChange,
         OpenedRelease,
-        PlanInput,
         PolicyCheckInput,
         PolicyDecision,
         PrepareInput,
         PromotionPlan,
+        PromotionRequest,
         PromotionStatus,
         PullRequest,
         ReleaseHoldInput,
@@ -151,16 +151,16 @@ def _policy(name: str, inp: type[In], out: type[Out], minutes: int = 10) -> Step
     )
 
 
-PLAN = Step(
+RESOLVE = Step(
     "plan",
-    PlanInput,
+    PromotionRequest,
     PromotionPlan,
     start_to_close=timedelta(minutes=2),
     retry=RetryPolicy(maximum_attempts=3),
     local=True,
 )
 CHECK_CHANGE = _policy("check_change", PolicyCheckInput, ChangeCheck)  # prepare (dry) + policy, one fetch
-CHANGE_PATCH = _git("change_patch", PrepareInput, str, local=True)  # `promoter plan --diff`: nothing written
+CHANGE_PATCH = _git("change_patch", PrepareInput, str, local=True)  # `promoter dry-run --diff`: nothing written
 OPEN_RELEASE = _git("open_release", ReleaseHoldInput, OpenedRelease, local=True)  # `promoter release-hold`
 OPEN_CHANGE = _git("open_change", OpenChangeInput, OpenedChange, local=True)  # push the branch + open its PR
 UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest, local=True)
@@ -221,7 +221,7 @@ NOTIFY = Step(
 )
 
 ALL: tuple[Step[Any, Any], ...] = (
-    PLAN,
+    RESOLVE,
     CHECK_CHANGE,
     CHANGE_PATCH,
     OPEN_RELEASE,

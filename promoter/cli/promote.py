@@ -1,4 +1,4 @@
-"""`promoter promote`, `plan` and `release-hold`: what starts work on a worker, and following it."""
+"""`promoter promote`, `dry-run` and `release-hold`: what starts work on a worker, and following it."""
 
 from __future__ import annotations
 
@@ -72,7 +72,7 @@ async def _promote(
     running = await _ended_or_running(promotions, wid)
     if not supersede and running is not None and running.status == "RUNNING":
         raise api.already_running(app_name)
-    plan = await api.plan(temporal, s.task_queue, app_name, commit, to, members or [])
+    plan = await api.resolve(temporal, s.task_queue, app_name, commit, to, members or [])
     handle = await api.start(temporal, s.task_queue, plan, requested_by or whoami(), supersede, s.ui_url)
     run_id = handle.result_run_id
     if not (as_json and wait):  # following with --json prints only the outcome
@@ -155,11 +155,11 @@ async def _follow(promotions: Promotions, wid: str, run_id: str | None, quiet: b
     return final
 
 
-@app.command()
-def plan(
+@app.command("dry-run")
+def dry_run(
     app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
     commit: CommitOpt = None,
-    to: Annotated[str | None, typer.Option(help="last environment to plan for")] = None,
+    to: Annotated[str | None, typer.Option(help="last environment to look at")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="each environment's change as a unified diff too")] = False,
     as_json: AsJson = False,
     name: SetName = None,
@@ -168,10 +168,14 @@ def plan(
     """What promoting APP (or the release set of several APPs) would do in every environment, without
     starting anything: exit 0 when every stage could pass, 1 when one would be denied."""
     app_name, members = release(app_names, name)
-    run_async(_plan(Settings.load(state_dir), app_name, commit, to, diff, as_json, members))
+    run_async(_dry_run(Settings.load(state_dir), app_name, commit, to, diff, as_json, members))
 
 
-async def _plan(
+# the old name, hidden: click says on stderr that it is deprecated, and it runs the dry run
+app.command("plan", hidden=True, deprecated=True)(dry_run)
+
+
+async def _dry_run(
     s: Settings,
     app_name: str,
     commit: str | None,

@@ -62,7 +62,7 @@ def stage_lines(status: PromotionStatus, seen: dict[str, str]) -> list[str]:
 
 
 def stage_plan(st: StagePlan) -> list[str]:
-    """A stage of `promoter plan`, as lines: the change, the policies' decision, the gate."""
+    """A stage of `promoter dry-run`, as lines: the change, the policies' decision, the gate."""
     head = f"{st.env} (source)" if st.source else st.env
     if st.skipped:
         return [f"{head}: skipped, its folder already matches"]

@@ -24,7 +24,7 @@ from promoter.git.objects import Entry
 from promoter.models import DiffSummary, PrepareInput, PrepareResult
 from promoter.names import app_folder
 
-MAX_PATCH_CHARS = 200_000  # of one environment's change, as `promoter plan --diff` shows it
+MAX_PATCH_CHARS = 200_000  # of one environment's change, as `promoter dry-run --diff` shows it
 
 
 class StageChange:

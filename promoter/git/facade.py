@@ -18,11 +18,11 @@ from promoter.git.rules import TrustedRules
 from promoter.git.writing import MainWriter
 from promoter.models import (
     EnvironmentConfig,
-    PlanInput,
     PrepareInput,
     PrepareResult,
     PromotedFolder,
     PromotionPlan,
+    PromotionRequest,
     RuleChange,
     RulesRevision,
     Trust,
@@ -66,8 +66,8 @@ class GitClone:
 
     # ------------------------------------------------------------ reading main
 
-    def plan(self, req: PlanInput) -> PromotionPlan:
-        return self.reading.plan(req)
+    def resolve(self, req: PromotionRequest) -> PromotionPlan:
+        return self.reading.resolve(req)
 
     def environments(self) -> list[EnvironmentConfig]:
         return self.reading.environments()

@@ -13,11 +13,11 @@ from promoter import holds
 from promoter.git.provenance import Authorship
 from promoter.models import (
     EnvironmentConfig,
-    PlanInput,
     PrepareInput,
     PrepareResult,
     PromotedFolder,
     PromotionPlan,
+    PromotionRequest,
     RuleChange,
     RulesRevision,
     Trust,
@@ -38,7 +38,7 @@ class RepositoryReading(Protocol):
     """What main holds: the request resolved (activities/repository.py), environments and their apps
     (the cluster activities, the CLI), holds (the forge activities), trees and files at a commit."""
 
-    def plan(self, req: PlanInput) -> PromotionPlan: ...
+    def resolve(self, req: PromotionRequest) -> PromotionPlan: ...
     def environments(self) -> list[EnvironmentConfig]: ...
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
     def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
@@ -61,7 +61,7 @@ class ProvenanceReading(Protocol):
 
 class StageChanges(Protocol):
     """A stage's change: judged by the policy activities before it exists (`prepare`, its files, the
-    tree with it), pushed by the forge activities (`push_branch`), shown by `promoter plan --diff`."""
+    tree with it), pushed by the forge activities (`push_branch`), shown by `promoter dry-run --diff`."""
 
     def prepare(self, req: PrepareInput) -> PrepareResult: ...
     def push_branch(self, req: PrepareInput) -> PrepareResult: ...

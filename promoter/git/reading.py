@@ -20,7 +20,7 @@ from promoter.git import objects
 from promoter.git.clone import Clone
 from promoter.git.objects import MAIN, TREE
 from promoter.git.rules import TrustedRules
-from promoter.models import EnvironmentConfig, PlanInput, PlannedEnvironment, PromotionPlan
+from promoter.models import EnvironmentConfig, PlannedEnvironment, PromotionPlan, PromotionRequest
 from promoter.names import ENVIRONMENTS, app_folder, check, check_revision, env_folder
 
 
@@ -31,7 +31,7 @@ class GitOpsReader:
         self.clone = clone
         self.trusted = trusted
 
-    def plan(self, req: PlanInput) -> PromotionPlan:
+    def resolve(self, req: PromotionRequest) -> PromotionPlan:
         """The request resolved against main as it is now: the commit to promote (the newest that changed
         the app, or the one given, which must be on main), the environments it goes through (up to
         `to_env`), and the trust/ and rules revision that judge it. `BadInput` names what is wrong."""
@@ -70,7 +70,7 @@ class GitOpsReader:
             rules=rules,
         )
 
-    def _commit(self, repo: git.Repo, main: str, req: PlanInput, source: str) -> str:
+    def _commit(self, repo: git.Repo, main: str, req: PromotionRequest, source: str) -> str:
         """The commit a request promotes: the one it names, which must be on main, or else the newest
         commit of main that changed the app (any member of a set)."""
         if req.commit is None:
@@ -84,7 +84,13 @@ class GitOpsReader:
         return sha
 
     def _check_promotable(
-        self, repo: git.Repo, main: str, sha: str, req: PlanInput, envs: list[PlannedEnvironment], apps_here: list[str]
+        self,
+        repo: git.Repo,
+        main: str,
+        sha: str,
+        req: PromotionRequest,
+        envs: list[PlannedEnvironment],
+        apps_here: list[str],
     ) -> None:
         """Each app's folder exists at `sha` with nothing that can never be promoted in it, and no hold
         keeps `sha` out of an environment the request goes to."""
@@ -230,7 +236,7 @@ class GitOpsReader:
         self.clone.extract(self.clone.have(rev), rev, dest)
 
 
-def _check_request(req: PlanInput) -> None:
+def _check_request(req: PromotionRequest) -> None:
     """The request's names, each as a name of its kind must be (`BadInput` otherwise)."""
     check(req.app, "app")
     for member in req.members:

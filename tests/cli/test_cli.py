@@ -62,7 +62,7 @@ def drift_schedules(cli: Cli) -> list[str]:
 def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:
     cli, origin = stack
     commit = origin.bump(tag="4.2.0")
-    planned = cli("plan", "demo", "--json")  # what the promotion will do, before it starts
+    planned = cli("dry-run", "demo", "--json")  # what the promotion will do, before it starts
     assert planned.returncode == 0, planned.stderr
     foretold = json.loads(planned.stdout)
     assert foretold["denied"] == [] and foretold["plan"]["commit"] == commit
@@ -238,13 +238,13 @@ def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_no
     origin.bump(tag="latest")
     before = refs(origin)
     try:
-        r = cli("plan", "demo")
+        r = cli("dry-run", "demo")
         assert r.returncode == 1, r.stdout + r.stderr
         assert r.stderr.strip() == "staging would be denied: a promotion of demo would stop there"
         assert "policy: DENY" in r.stdout and "latest" in r.stdout
-        as_json = cli("plan", "demo", "--json")
+        as_json = cli("dry-run", "demo", "--json")
         assert as_json.returncode == 1 and json.loads(as_json.stdout)["denied"] == ["staging", "prod"]
-        unknown = cli("plan", "nothing")
+        unknown = cli("dry-run", "nothing")
         assert unknown.returncode == 2 and "unknown app 'nothing'" in unknown.stderr
         head = origin.repo.head.commit.hexsha
         release = ["release-hold", "demo", "--env", "staging", "--commit", head, "--as", "alice"]
@@ -268,7 +268,7 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
     reverted = cli("promote", "demo", "--to", "staging", "--wait", "--json")
     assert reverted.returncode == 1 and json.loads(reverted.stdout.strip().splitlines()[-1])["state"] == "reverted"
     assert any("is now held out of staging" in n for n in cli.status("promote-demo")["notices"])  # type: ignore[union-attr]
-    held = cli("plan", "demo", "--commit", bad, "--to", "staging")
+    held = cli("dry-run", "demo", "--commit", bad, "--to", "staging")
     assert held.returncode == 2 and f"demo @ {bad[:7]} is held out of staging" in held.stderr
     assert "promoter release-hold demo --env staging" in held.stderr
 
@@ -282,7 +282,7 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
     ok = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob")
     assert ok.returncode == 0 and "staging approved by bob (1/1)" in ok.stdout, ok.stdout + ok.stderr
     deadline = time.monotonic() + 60  # the release merges its PR once approved
-    while (again := cli("plan", "demo", "--commit", bad, "--to", "staging")).returncode == 2:
+    while (again := cli("dry-run", "demo", "--commit", bad, "--to", "staging")).returncode == 2:
         assert time.monotonic() < deadline, again.stderr
     assert again.returncode == 0, again.stderr
     events = json.loads(cli("history", "demo", "--env", "staging", "--json").stdout)
@@ -358,7 +358,7 @@ def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
         path = "environments/dev/duo2/deployment.yaml"
         text = (origin.work / path).read_text()
         commit = origin.commit({path: re.sub(r"(duo2):[\w.\-]+", r"\1:9.9.9", text)}, "duo2 9.9.9")
-        plan = cli("plan", "demo", "duo2", "--name", "duo", "--to", "staging")
+        plan = cli("dry-run", "demo", "duo2", "--name", "duo", "--to", "staging")
         assert plan.returncode == 0 and "plan of duo = demo + duo2 @ " in plan.stdout, plan.stdout + plan.stderr
         r = cli("promote", "demo", "duo2", "--name", "duo", "--to", "staging", "--wait", "--json")
         assert r.returncode == 0, r.stdout + r.stderr

@@ -78,7 +78,7 @@ def test_usage_errors_exit_2(args: list[str]) -> None:
     [
         (["promote", "api", "api"], "error: name each app of a release set once"),
         (["promote", "api", "--name", "release"], "error: --name names a release set: give two apps or more"),
-        (["plan", "api", "worker", "--name", "Bad Name"], "error: 'Bad Name' is not a valid release set name"),
+        (["dry-run", "api", "worker", "--name", "Bad Name"], "error: 'Bad Name' is not a valid release set name"),
         (["promote", "a" * 30, "b" * 30], "error: the apps' names make too long a set name"),
     ],
 )
@@ -91,6 +91,19 @@ def test_a_release_set_asked_for_wrongly_is_one_line_and_exit_2(args: list[str],
 def test_help_exits_0() -> None:
     r = run("--help")
     assert r.returncode == 0 and "promote" in r.stdout
+
+
+def test_the_old_names_still_run_and_say_they_are_deprecated(tmp_path: Path) -> None:
+    """`plan` became `dry-run` and `release-hold` became `lift-hold` (one name per idea): scripts that
+    use the old names keep working, hidden from --help, with a deprecation line on stderr."""
+    listed = run("--help").stdout
+    for old, new in (("plan", "dry-run"), ("release-hold", "lift-hold")):
+        assert new in listed and f" {old} " not in listed
+        r = run(old, "Bad Name", env={"PROMOTER_STATE_DIR": str(tmp_path)})
+        assert r.returncode == 2, r.stderr
+        first, said = r.stderr.strip().splitlines()
+        assert first == f"DeprecationWarning: The command {old!r} is deprecated."
+        assert said.startswith("error: 'Bad Name' is not a valid app name"), said
 
 
 def test_the_cli_starts_without_the_heavy_libraries() -> None:

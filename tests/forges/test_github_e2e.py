@@ -83,7 +83,7 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
     github.page_size = 2  # reviews and PR lists come back in pages of two: pagination is exercised
     async with build_worker(dev_env.client, settings, executor):
         handle = await api.start(
-            dev_env.client, settings.task_queue, await api.plan(dev_env.client, settings.task_queue, "demo"), "dana"
+            dev_env.client, settings.task_queue, await api.resolve(dev_env.client, settings.task_queue, "demo"), "dana"
         )
         waiting = await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
         number = waiting.stages[2].pr_number or 0
@@ -160,7 +160,7 @@ async def promote_on(
     settings = on_github(github, origin, tmp_path)
     async with build_worker(dev_env.client, settings, executor):
         handle = await api.start(
-            dev_env.client, settings.task_queue, await api.plan(dev_env.client, settings.task_queue, "demo")
+            dev_env.client, settings.task_queue, await api.resolve(dev_env.client, settings.task_queue, "demo")
         )
         if during is not None:
             await api.wait_for(handle, lambda s: s.stages[1].state == StageState.MERGING)

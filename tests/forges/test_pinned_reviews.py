@@ -33,7 +33,7 @@ async def test_a_review_without_a_commit_is_refused_on_github(
     settings = on_github(github, origin, tmp_path)
     async with build_worker(dev_env.client, settings, executor):
         handle = await api.start(
-            dev_env.client, settings.task_queue, await api.plan(dev_env.client, settings.task_queue, "demo"), "dana"
+            dev_env.client, settings.task_queue, await api.resolve(dev_env.client, settings.task_queue, "demo"), "dana"
         )
         waiting = await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
         number = waiting.stages[2].pr_number or 0

@@ -14,7 +14,7 @@ from promoter.errors import BadInput, Conflict, NotFound
 from promoter.git import objects
 from promoter.gitrepo import Entry, GitClone
 from promoter.layout import promotion_branch
-from promoter.models import PlanInput, PrepareInput
+from promoter.models import PrepareInput, PromotionRequest
 from tests.support.gitops import Origin
 
 ENV = "environments/{}/environment.yaml"
@@ -33,7 +33,7 @@ def prep(plan_commit: str, target: str = "staging", local: list[str] | None = No
 def test_plan_orders_environments_and_resolves_the_newest_commit(origin: Origin, clone: GitClone) -> None:
     sha = origin.bump()
     origin.commit({"README.md": "unrelated\n"}, "docs")
-    plan = clone.plan(PlanInput(app="demo"))
+    plan = clone.resolve(PromotionRequest(app="demo"))
     assert [e.config.name for e in plan.environments] == ["dev", "staging", "prod"]
     assert plan.commit == sha  # the newest commit that touched dev/demo, not the docs commit
     assert plan.author == "dana <dana@example.com>"
@@ -42,52 +42,56 @@ def test_plan_orders_environments_and_resolves_the_newest_commit(origin: Origin,
 
 
 def test_plan_to_env_truncates(origin: Origin, clone: GitClone) -> None:
-    plan = clone.plan(PlanInput(app="demo", to_env="staging"))
+    plan = clone.resolve(PromotionRequest(app="demo", to_env="staging"))
     assert [e.config.name for e in plan.environments] == ["dev", "staging"]
 
 
 @pytest.mark.parametrize(
     ("files", "request_", "expected"),
     [
-        ({}, PlanInput(app="nope"), "unknown app 'nope'"),
-        ({}, PlanInput(app="demo", to_env="qa"), "unknown environment 'qa'; environments: dev, staging, prod"),
-        ({}, PlanInput(app="demo", commit="0123456789abcdef0123456789abcdef01234567"), "does not exist"),
+        ({}, PromotionRequest(app="nope"), "unknown app 'nope'"),
+        ({}, PromotionRequest(app="demo", to_env="qa"), "unknown environment 'qa'; environments: dev, staging, prod"),
+        ({}, PromotionRequest(app="demo", commit="0123456789abcdef0123456789abcdef01234567"), "does not exist"),
         (
             {ENV.format("staging"): "name: staging\norder: [2\n"},
-            PlanInput(app="demo"),
+            PromotionRequest(app="demo"),
             "environments/staging/environment.yaml: line 2: invalid YAML",
         ),
         (
             {ENV.format("staging"): "name: staging\norder: 2\napprovals: {}\n"},
-            PlanInput(app="demo"),
+            PromotionRequest(app="demo"),
             "environments/staging/environment.yaml: approvals: unknown key",
         ),
         (
             {ENV.format("staging"): "name: staging\norder: 1\n"},
-            PlanInput(app="demo"),
+            PromotionRequest(app="demo"),
             "environments 'dev' and 'staging' both have order 1",
         ),
-        ({ENV.format("staging"): "name: stage\norder: 2\n"}, PlanInput(app="demo"), "but the folder is 'staging'"),
+        (
+            {ENV.format("staging"): "name: stage\norder: 2\n"},
+            PromotionRequest(app="demo"),
+            "but the folder is 'staging'",
+        ),
         (
             {ENV.format("prod"): "name: prod\norder: 3\napproval: {required: 1}\n"},
-            PlanInput(app="demo"),
+            PromotionRequest(app="demo"),
             "approval.required is 1 but approval.approvers is empty",
         ),
         (
             {ENV.format("prod"): "name: prod\norder: 3\napproval: {timeout: soon}\n"},
-            PlanInput(app="demo"),
+            PromotionRequest(app="demo"),
             "'soon' is not a duration",
         ),
     ],
 )
 def test_plan_refuses_bad_input_with_one_line(
-    origin: Origin, clone: GitClone, files: dict[str, str], request_: PlanInput, expected: str
+    origin: Origin, clone: GitClone, files: dict[str, str], request_: PromotionRequest, expected: str
 ) -> None:
     if files:
         origin.commit(files, "break it")
     before = origin.main_log()
     with pytest.raises(BadInput) as err:
-        clone.plan(request_)
+        clone.resolve(request_)
     assert expected in str(err.value)
     assert "\n" not in str(err.value)
     assert origin.main_log() == before and origin.branches() == ["main"]  # nothing pushed
@@ -100,7 +104,7 @@ def test_plan_refuses_a_commit_not_on_main(origin: Origin, clone: GitClone) -> N
     origin.repo.git.commit("-q", "-m", "side")
     origin.repo.git.push("-q", "origin", "side")
     with pytest.raises(BadInput, match="is not on main"):
-        clone.plan(PlanInput(app="demo", commit=origin.repo.head.commit.hexsha))
+        clone.resolve(PromotionRequest(app="demo", commit=origin.repo.head.commit.hexsha))
 
 
 def test_prepare_copies_the_source_folder_except_local_files(origin: Origin, clone: GitClone) -> None:

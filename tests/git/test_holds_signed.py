@@ -28,7 +28,7 @@ from promoter.forges import Forge
 from promoter.forges.github import GitHubForge
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
-from promoter.models import MergePullRequest, PlanInput, PrepareInput, ReleaseHoldInput, RevertInput
+from promoter.models import MergePullRequest, PrepareInput, PromotionRequest, ReleaseHoldInput, RevertInput
 from promoter.stack import demo_keys, seed_origin
 from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin, make_gitops
@@ -187,7 +187,7 @@ class World:
 
     def refusal(self, commit: str) -> str:
         with pytest.raises(BadInput) as held:
-            self.clone.plan(PlanInput(app="demo", commit=commit, to_env="staging"))
+            self.clone.resolve(PromotionRequest(app="demo", commit=commit, to_env="staging"))
         return str(held.value)
 
     def person_commits(self, message: str, sign_with: str | None = None) -> str:
@@ -252,7 +252,9 @@ def test_the_same_content_is_held_and_a_hand_written_release_lifts_nothing(world
     said = world.refusal(same)
     assert said.startswith(f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert")
     assert f"PR #{revert_pr}" in said and "ProgressDeadlineExceeded" in said and "promoter release-hold demo" in said
-    assert world.clone.plan(PlanInput(app="demo", commit=same, to_env="dev")).commit == same  # dev is not held
+    assert (
+        world.clone.resolve(PromotionRequest(app="demo", commit=same, to_env="dev")).commit == same
+    )  # dev is not held
 
     # a person writes the release lines by hand: unsigned, then signed by their own key (listed for git),
     # then with the lines in the middle of a commit promoter signed (its revert, merged again): nothing
@@ -292,8 +294,8 @@ def test_a_release_merged_by_hand_before_its_gate_lifts_nothing_and_the_approved
     # asked again and approved: promoter writes and signs the release after the approvals and merges it
     number, request = world.ask_release(bad)
     merged = world.merge_release(number, request)
-    assert world.clone.plan(PlanInput(app="demo", commit=bad, to_env="staging")).commit == bad
-    assert world.clone.plan(PlanInput(app="demo", commit=same, to_env="staging")).commit == same
+    assert world.clone.resolve(PromotionRequest(app="demo", commit=bad, to_env="staging")).commit == bad
+    assert world.clone.resolve(PromotionRequest(app="demo", commit=same, to_env="staging")).commit == same
     main = git.Repo(world.origin.path)
     release = main.git.rev_parse(f"{merged}^2")
     assert main.git.rev_parse(f"{release}^") == request  # on top of the approved request
@@ -385,4 +387,4 @@ def test_on_a_hosted_forge_the_hold_and_the_release_are_in_promoters_own_commits
     number, request = world.ask_release(bad)
     merged = world.merge_release(number, request)
     assert world.verify(merged).returncode != 0 and world.verify(f"{merged}^2").returncode == 0
-    assert world.clone.plan(PlanInput(app="demo", commit=bad, to_env="staging")).commit == bad
+    assert world.clone.resolve(PromotionRequest(app="demo", commit=bad, to_env="staging")).commit == bad

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 from promoter.errors import BadInput
 from promoter.gitrepo import GitClone, refuse_entry
-from promoter.models import PlanInput, PrepareInput
+from promoter.models import PrepareInput, PromotionRequest
 from tests.support.gitops import Origin
 from tests.support.trees import ODD_NAMES, blob, configmap, plant, tree_of
 
@@ -87,9 +87,9 @@ def test_entries_git_should_never_carry_are_refused_at_planning_naming_the_path(
 ) -> None:
     sha = content if kind == "commit" else blob(origin, content)
     commit = plant(origin, "environments/dev/demo", [(mode, kind, sha, name)])
-    for request in (PlanInput(app="demo"), PlanInput(app="demo", commit=commit)):
+    for request in (PromotionRequest(app="demo"), PromotionRequest(app="demo", commit=commit)):
         with pytest.raises(BadInput) as refused:
-            clone.plan(request)
+            clone.resolve(request)
         assert str(refused.value).startswith(f"'environments/dev/demo/{name}': {expected}"), refused.value
 
 

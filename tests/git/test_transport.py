@@ -25,7 +25,7 @@ import pytest
 
 from promoter.errors import TemporaryError
 from promoter.gitrepo import GitClone, auth_env
-from promoter.models import PlanInput, PrepareInput
+from promoter.models import PrepareInput, PromotionRequest
 from tests.support.gitops import Origin
 
 TOKEN = "glpat-PLANTED-0123456789abcdef"
@@ -93,7 +93,7 @@ def test_https_with_a_token_fetches_and_pushes_and_writes_the_token_nowhere(
 ) -> None:
     commit = origin.bump(tag="5.5.5")
     clone = GitClone(https_remote, tmp_path / "cache", auth_env=auth_env(TOKEN))
-    plan = clone.plan(PlanInput(app="demo"))  # clone + fetch over HTTP with the token
+    plan = clone.resolve(PromotionRequest(app="demo"))  # clone + fetch over HTTP with the token
     assert plan.commit == commit
     pushed = clone.push_branch(PrepareInput(app="demo", commit=commit, source_env="dev", target_env="staging"))
     assert pushed.branch and origin.repo.git.ls_remote(origin.url, pushed.branch).startswith(pushed.head or "-")
@@ -107,7 +107,7 @@ def test_https_without_the_token_is_refused_with_a_clear_error(
 ) -> None:
     clone = GitClone(https_remote, tmp_path / "cache", auth_env=auth_env("wrong-token"))
     with pytest.raises(TemporaryError) as err:
-        clone.plan(PlanInput(app="demo"))
+        clone.resolve(PromotionRequest(app="demo"))
     assert f"cannot clone {https_remote}" in str(err.value) and "wrong-token" not in str(err.value)
 
 
@@ -121,7 +121,7 @@ def test_ssh_remotes_use_the_configured_key_non_interactively(tmp_path: Path, mo
         "ssh://git@forge.example/acme/gitops.git", tmp_path / "cache", auth_env=auth_env(ssh_key="/secrets/deploy key")
     )
     with pytest.raises(TemporaryError, match="cannot clone ssh://git@forge.example/acme/gitops.git"):
-        clone.plan(PlanInput(app="demo"))
+        clone.resolve(PromotionRequest(app="demo"))
     args = record.read_text()
     assert "-i /secrets/deploy key -o IdentitiesOnly=yes -o BatchMode=yes" in args
     assert "git@forge.example" in args and "acme/gitops.git" in args

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from promoter.gitrepo import GitClone
-from promoter.models import PlanInput
+from promoter.models import PromotionRequest
 from tests.support.gitops import Origin
 from tests.support.keys import commit_signed, keygen
 
@@ -52,7 +52,7 @@ def test_only_signed_rule_changes_are_used(keyed: tuple[Origin, dict[str, Path],
     assert rules.commit == root and [(c.commit, c.reason) for c in rules.untrusted] == [(weaker, "unsigned")]
     assert rules.untrusted[0].author == "dana <dana@example.com>"
     assert f"main has untrusted rule changes since {root[:12]}: {weaker[:12]} by dana" in rules.notice()
-    plan = clone.plan(PlanInput(app="demo"))
+    plan = clone.resolve(PromotionRequest(app="demo"))
     prod = plan.environments[-1].config
     assert prod.approval.required == 1 and plan.rules.commit == root  # judged by the trusted rules
     # keys that do not count for rule changes
@@ -63,7 +63,7 @@ def test_only_signed_rule_changes_are_used(keyed: tuple[Origin, dict[str, Path],
     signed = commit_signed(origin, keys["platform"], {"policies/notes.txt": "reviewed"}, "platform: reviewed")
     rules = clone.rules()
     assert rules.commit == signed and rules.untrusted == []
-    assert clone.plan(PlanInput(app="demo")).environments[-1].config.approval.required == 0
+    assert clone.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required == 0
 
 
 def test_a_merge_of_a_signed_change_is_trusted_and_a_changed_back_one_is_not_reported(

@@ -11,7 +11,7 @@ signal, the prod gate opened by an approving review on the PR) and `<VERSION>_re
 
 `others` writes one history or more of every other workflow type the worker registers, named
 `<type>.<case>.json`, each run for real on the dev server through the product's own calls (`api`):
-PlanWorkflow and DryRunWorkflow (`promoter plan`), DriftWorkflow healing an app under its claim and
+PlanWorkflow and DryRunWorkflow (`promoter dry-run`), DriftWorkflow healing an app under its claim and
 the ReleaseSetClaim it holds meanwhile, ReleaseHoldWorkflow rejected and then approved (the hold an
 automatic revert put), and a release set superseded through a member's claim (the claim cancelled,
 and the set, a PromotionWorkflow, cancelled by it).
@@ -144,7 +144,7 @@ async def promotions() -> None:
             for name, decide in (("approved", "approve"), ("rejected", "reject")):
                 origin.bump(tag=f"{name}-1")
                 handle = await api.start(
-                    env.client, settings.task_queue, await api.plan(env.client, settings.task_queue, "demo")
+                    env.client, settings.task_queue, await api.resolve(env.client, settings.task_queue, "demo")
                 )
                 status = await api.wait_for(handle, lambda s: s.stages[2].state == "awaiting_approval")
                 await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="mallory"))
@@ -169,7 +169,7 @@ async def drifted_and_healed(
     config["notify"] = [{"url": hook, "events": ["drift"]}]  # the check posts each drifted app to it
     origin.commit({"environments/staging/environment.yaml": yaml.safe_dump(config)}, "staging heals drift")
     origin.bump(tag="drift-1")
-    handle = await api.start(env.client, tq, await api.plan(env.client, tq, "demo", to_env="staging"))
+    handle = await api.start(env.client, tq, await api.resolve(env.client, tq, "demo", to_env="staging"))
     assert (await handle.result()).state == PromotionState.SUCCEEDED
     sims["staging"].objects[("apps", "deployments", "apps", "demo")]["spec"]["replicas"] = 5  # by hand
     report = await api.drift(env.client, tq, DriftInput(env="staging"))
@@ -205,8 +205,8 @@ async def others() -> None:
     with tempfile.TemporaryDirectory() as tmp, webhook() as hook:
         async with stack(Path(tmp), apps=("demo", "tools"), signed_commits=True) as (env, origin, settings, sims):
             client, tq = env.client, settings.task_queue
-            await api.plan(client, tq, "demo", to_env="staging")
-            write("PlanWorkflow.demo", captured["plan-demo"])
+            await api.resolve(client, tq, "demo", to_env="staging")
+            write("PlanWorkflow.demo", captured["resolve-demo"])
             await api.dry_run(client, tq, "demo", with_patch=True)
             write("DryRunWorkflow.demo", captured["dry-run-demo"])
 
@@ -227,7 +227,7 @@ async def held(client: Client, tq: str, origin: Origin) -> None:
     from tests.support.workflows import failing_in
 
     bad = failing_in(origin, "staging", tag="held-1")
-    handle = await api.start(client, tq, await api.plan(client, tq, "demo", to_env="staging"))
+    handle = await api.start(client, tq, await api.resolve(client, tq, "demo", to_env="staging"))
     assert (await handle.result()).state == PromotionState.REVERTED
     ask = ReleaseHoldInput(app="demo", env="staging", commit=bad, requested_by="alice", reason="recorded")
     for case, decide in (("rejected", REJECT), ("approved", APPROVE)):
@@ -260,11 +260,11 @@ async def superseded(client: Client, tq: str, origin: Origin) -> None:
         template["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/{app}:set-1"
         files[path] = yaml.safe_dump(doc, sort_keys=False)
     origin.commit(files, "release set-1")
-    handle = await api.start(client, tq, await api.plan(client, tq, "release", members=["demo", "tools"]), "dana")
+    handle = await api.start(client, tq, await api.resolve(client, tq, "release", members=["demo", "tools"]), "dana")
     await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
     claim = await client.get_workflow_handle("promote-tools").describe()
     assert claim.workflow_type == "ReleaseSetClaim", claim.workflow_type
-    await api._supersede(client, claim.id, await api.plan(client, tq, "tools", to_env="dev"), "erin", None)
+    await api._supersede(client, claim.id, await api.resolve(client, tq, "tools", to_env="dev"), "erin", None)
     try:
         await handle.result()
         raise AssertionError("the set was not cancelled")

@@ -124,7 +124,7 @@ async def test_a_live_exception_lets_a_latest_image_into_staging_as_a_recorded_e
         {"environments/dev/demo/deployment.yaml": re.sub(r"(image: \S+):\S+", r"\1:latest", text)}, "demo :latest"
     )
     async with run_worker(dev_env, origin) as tq:
-        plan = await api.plan(dev_env.client, tq, "demo", to_env="staging")
+        plan = await api.resolve(dev_env.client, tq, "demo", to_env="staging")
         assert plan.commit == commit
         result = await (await api.start(dev_env.client, tq, plan, "dana")).result()
     assert result.state == PromotionState.SUCCEEDED, result.message

@@ -30,7 +30,7 @@ def deployment(sim: KubeSim) -> dict[str, Any]:
 
 
 def plan_matches(plan: dict[str, Any], result: dict[str, Any]) -> None:
-    """A plan (`promoter plan --json`, or `DryRun` dumped) foretold what the promotion then did, stage
+    """A plan (`promoter dry-run --json`, or `DryRun` dumped) foretold what the promotion then did, stage
     by stage: skipped or not, the pre-PR policy decision (its verdict, the policy revision, the
     counts of denials and warnings, as audited), and who could open each gate."""
     stages = {s["env"]: s for s in plan["stages"]}

@@ -28,7 +28,7 @@ async def test_500s_and_a_stall_are_retried_then_succeed(
         staging = clusters([])["staging"]
         staging.fail_next(500, count=3)
         staging.stall_next(1.5, count=1)
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert staging.objects[("apps", "deployments", "apps", "demo")]["metadata"]["generation"] == 1
@@ -48,7 +48,7 @@ async def test_api_down_before_the_pr_is_a_denial_and_nothing_opens(
     forge = origin.forge()
     async with run_worker(ts_env, origin) as tq:
         clusters([])["staging"].stop()  # staging's API server is down, and stays down
-        handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
+        handle = await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))
         result = await handle.result()
     assert result.state == PromotionState.POLICY_DENIED
     staging = result.stages[1]
@@ -104,7 +104,7 @@ async def test_http_probes_decide_health(
     )
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         result = await handle.result()
     if healthy:
         assert result.state == PromotionState.SUCCEEDED

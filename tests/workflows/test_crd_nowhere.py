@@ -30,7 +30,7 @@ async def test_a_custom_resource_without_a_crd_anywhere_is_denied_before_the_pr(
     origin.commit({"environments/dev/demo/gadget.yaml": GADGET}, "a gadget no CRD describes")
     async with run_worker(ts_env, origin) as tq:
         clusters([])  # the clusters answer, and have no CRD for it either
-        result = await (await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))).result()
+        result = await (await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))).result()
     assert result.state == PromotionState.POLICY_DENIED, result.message
     dev = result.stages[0]
     assert dev.policy is not None
@@ -51,7 +51,7 @@ async def test_under_warn_only_it_is_a_warning(
     origin.commit({"environments/dev/demo/gadget.yaml": GADGET}, "a gadget no CRD describes")
     async with run_worker(ts_env, origin) as tq:
         clusters([])
-        plan = await api.plan(ts_env.client, tq, "demo", to_env="dev")
+        plan = await api.resolve(ts_env.client, tq, "demo", to_env="dev")
         result = await (await api.start(ts_env.client, tq, plan)).result()
     dev = result.stages[0]
     assert dev.policy is not None

@@ -59,7 +59,7 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
     origin.bump(tag="4.0.0")
     async with run_worker(dev_env, origin) as tq:
         sims = clusters([])
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
         assert (await handle.result()).state == PromotionState.SUCCEEDED
 
         clean = await api.drift(dev_env.client, tq, DriftInput(env="staging"))
@@ -90,7 +90,7 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
 
         # a promotion in flight: the check leaves its app alone, so a heal never fights its sync
         origin.bump(tag="4.1.0")
-        moving = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        moving = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         await api.wait_for(moving, awaiting("prod"))
         during = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
         assert [(a.app, a.paused, a.drifts) for a in during.apps] == [("demo", True, [])]
@@ -154,7 +154,7 @@ async def promote_to_prod(dev_env: WorkflowEnvironment, tq: str) -> None:
     from promoter.models import Decision
     from workflows.promotion import PromotionWorkflow
 
-    handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="prod"))
+    handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="prod"))
     await api.wait_for(handle, awaiting("prod"))
     await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
     assert (await handle.result()).state == PromotionState.SUCCEEDED

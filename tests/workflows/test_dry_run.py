@@ -1,4 +1,4 @@
-"""`promoter plan`'s workflow on a real Temporal dev server with real git, the local forge and the
+"""`promoter dry-run`'s workflow on a real Temporal dev server with real git, the local forge and the
 embedded policy engine: a plan writes nothing anywhere (origin, forge records; it starts no
 promotion, and its own run is deleted as a plan run is, see tests/cli/test_cli.py), names
 the stage a `:latest` image would be denied at, reports a freeze window with its end, screens the

@@ -47,7 +47,7 @@ async def test_a_promotion_started_before_a_freeze_cannot_merge_inside_it(
     origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "a year-end freeze of prod")
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
-        handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
+        handle = await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))
         with ts_env.auto_time_skipping_disabled():
             waiting = await api.wait_for(handle, awaiting)  # prod's PR is open: its pre-PR check passed
         assert waiting.stages[1].pr_number is not None and waiting.stages[1].policy is not None

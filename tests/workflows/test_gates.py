@@ -36,7 +36,7 @@ def waiting(s: PromotionStatus) -> bool:
 
 
 async def start(env: WorkflowEnvironment, tq: str, **options: Any) -> Any:
-    return await api.start(env.client, tq, await api.plan(env.client, tq, "demo"), "dana", **options)
+    return await api.start(env.client, tq, await api.resolve(env.client, tq, "demo"), "dana", **options)
 
 
 async def accepted_updates(handle: Any) -> int:
@@ -127,7 +127,7 @@ async def test_the_committer_of_a_commit_with_a_forged_author_may_not_approve_pr
     )
     origin.repo.git.push("-q", "origin", "main")
     async with run_worker(ts_env, origin) as tq:
-        plan = await api.plan(ts_env.client, tq, "demo")
+        plan = await api.resolve(ts_env.client, tq, "demo")
         assert plan.author == "alice <alice@example.com>"  # all the commit's author field says
         handle = await api.start(ts_env.client, tq, plan, "dana")
         await api.wait_for(handle, waiting)
@@ -393,7 +393,7 @@ async def test_a_starter_cannot_choose_the_gates_the_worker_reads_them_from_the_
     origin = origin_factory(envs())
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
-        plan = await api.plan(dev_env.client, tq, "demo")
+        plan = await api.resolve(dev_env.client, tq, "demo")
         forged = plan.model_copy(deep=True)
         forged.environments[1].config.approval.required = 0  # a client that wants no gate
         forged.trust.allowed_signers = (

@@ -27,7 +27,7 @@ APPS = tuple(f"app{i:02d}" for i in range(20))
 
 
 async def promote(env: WorkflowEnvironment, tq: str, app: str, to_env: str | None = None) -> PromotionStatus:
-    plan = await api.plan(env.client, tq, app, to_env=to_env)
+    plan = await api.resolve(env.client, tq, app, to_env=to_env)
     handle = await api.start(env.client, tq, plan, "dana")
     return await asyncio.wait_for(handle.result(), timeout=120)
 

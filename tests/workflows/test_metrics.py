@@ -72,7 +72,7 @@ async def test_metrics_endpoint_has_the_sdk_and_the_product_metrics(
         forge_db=str(origin.path.parent / "forge.sqlite"),
     )
     async with build_worker(client, settings, executor):
-        handle = await api.start(client, settings.task_queue, await api.plan(client, settings.task_queue, "demo"))
+        handle = await api.start(client, settings.task_queue, await api.resolve(client, settings.task_queue, "demo"))
         await api.wait_for(handle, lambda s: s.stages[1].state == StageState.AWAITING_APPROVAL)
         await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))
         assert (await handle.result()).state == PromotionState.SUCCEEDED

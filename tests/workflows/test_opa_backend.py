@@ -48,11 +48,11 @@ async def test_a_promotion_judged_by_the_policies_pushed_from_the_repository(
         async with run_worker(dev_env, origin, opa_url=opa.url, policy_engine="opa", opa_token="opa-s3cret") as tq:
             origin.bump(tag="2.0.0")
             ok = await (
-                await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+                await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
             ).result()
             text = (origin.work / DEPLOYMENT).read_text()
             origin.commit({DEPLOYMENT: re.sub(r"(image: \S+):\S+", r"\1:latest", text)})
-            plan = await api.plan(dev_env.client, tq, "demo", to_env="staging")
+            plan = await api.resolve(dev_env.client, tq, "demo", to_env="staging")
             denied = await (await api.start(dev_env.client, tq, plan, "dana")).result()
             # an exception reviewed into the repository like the policies: OPA judges with it too
             until = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
@@ -66,7 +66,7 @@ async def test_a_promotion_judged_by_the_policies_pushed_from_the_repository(
                 "except the debug image in staging",
             )
             excepted_bundle = PolicyBundle.from_dir(origin.work / "policies")
-            plan = await api.plan(dev_env.client, tq, "demo", to_env="staging")
+            plan = await api.resolve(dev_env.client, tq, "demo", to_env="staging")
             excepted = await (await api.start(dev_env.client, tq, plan, "dana")).result()
         pushed = {
             p.rsplit("/", 1)[1]: b for m, p, b in opa.requests if m == "PUT" and p.startswith("/v1/data/promoter_rev/")

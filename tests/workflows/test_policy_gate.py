@@ -31,7 +31,7 @@ async def test_latest_image_is_denied_at_staging_before_any_pr(
     origin.bump(tag="latest")
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         result = await handle.result()
     assert result.state == PromotionState.POLICY_DENIED
     dev, staging, prod = result.stages
@@ -58,7 +58,7 @@ async def test_prod_approval_by_the_commits_author_is_refused(
     )
     origin.repo.git.push("-q", "origin", "main")
     async with run_worker(dev_env, origin) as tq:
-        plan = await api.plan(dev_env.client, tq, "demo")
+        plan = await api.resolve(dev_env.client, tq, "demo")
         assert plan.author == "alice <alice@example.com>"
         handle = await api.start(dev_env.client, tq, plan)
         await api.wait_for(handle, awaiting("prod"))
@@ -91,7 +91,7 @@ async def test_staging_soaks_before_prod(
     )
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
-        handle = await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))
+        handle = await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))
         result = await handle.result()  # the server skips the soak
     assert result.state == PromotionState.SUCCEEDED, result.message
     staging, prod = result.stages[1], result.stages[2]

@@ -50,7 +50,7 @@ async def test_full_promotion_with_prod_approved_by_update(
     commit = origin.bump()
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
-        plan = await api.plan(dev_env.client, tq, "demo")
+        plan = await api.resolve(dev_env.client, tq, "demo")
         assert plan.commit == commit
         handle = await api.start(dev_env.client, tq, plan, "dana")
         status = await api.wait_for(handle, awaiting("prod"))
@@ -100,7 +100,7 @@ async def test_signal_from_a_stranger_is_recorded_as_refused_and_never_counts(
 ) -> None:
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         await api.wait_for(handle, awaiting("prod"))
         await handle.signal(PromotionWorkflow.approve_signal, Decision(env="prod", approver="mallory"))
         status = await api.wait_for(handle, lambda s: bool(s.stages[2].refusals))
@@ -123,7 +123,7 @@ async def test_rejection_closes_the_pr_and_ends_rejected(
     forge = origin.forge()
     before_prod = folder(origin, "main", "prod")
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))
         with pytest.raises(WorkflowUpdateFailedError):
             await handle.execute_update(PromotionWorkflow.reject, Decision(env="prod", approver="alice", comment=""))
@@ -141,7 +141,7 @@ async def test_cancel_closes_open_prs(dev_env: WorkflowEnvironment, origin: Orig
     origin.bump()
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))
         await handle.cancel()
         with pytest.raises(WorkflowFailureError):
@@ -153,7 +153,7 @@ async def test_cancel_closes_open_prs(dev_env: WorkflowEnvironment, origin: Orig
 
 async def test_nothing_to_promote_skips_stages(dev_env: WorkflowEnvironment, origin: Origin, run_worker: Any) -> None:
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED
     assert [s.state for s in result.stages] == [StageState.HEALTHY, StageState.SKIPPED, StageState.SKIPPED]
@@ -165,7 +165,7 @@ async def test_second_promotion_of_a_running_app_is_refused(
 ) -> None:
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
-        plan = await api.plan(dev_env.client, tq, "demo")
+        plan = await api.resolve(dev_env.client, tq, "demo")
         handle = await api.start(dev_env.client, tq, plan)
         await api.wait_for(handle, awaiting("prod"))
         with pytest.raises(PromoterError, match="a promotion of demo is already running"):
@@ -190,8 +190,8 @@ async def test_four_environments_of_other_names(
     origin.commit({"environments/uat/demo/local.env": "uat only\n"}, "uat settings")
     commit = origin.bump(env="qa", tag="5.0.0")
     async with run_worker(dev_env, origin) as tq:
-        foretold = await api.dry_run(dev_env.client, tq, "demo")  # `promoter plan`: nothing started
-        plan = await api.plan(dev_env.client, tq, "demo")
+        foretold = await api.dry_run(dev_env.client, tq, "demo")  # `promoter dry-run`: nothing started
+        plan = await api.resolve(dev_env.client, tq, "demo")
         assert [e.config.name for e in plan.environments] == ["qa", "uat", "preprod", "live"]
         handle = await api.start(dev_env.client, tq, plan)
         await api.wait_for(handle, awaiting("live"))
@@ -215,7 +215,7 @@ async def test_two_apps_at_once_lose_no_commit(
     shop = origin.bump("shop", tag="3.0.0")
     async with run_worker(dev_env, origin) as tq:
         handles = [
-            await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, app)) for app in ("demo", "shop")
+            await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, app)) for app in ("demo", "shop")
         ]
         for h in handles:
             await api.wait_for(h, awaiting("prod"))
@@ -241,7 +241,7 @@ async def test_cancel_during_a_merge_finishes_that_stage_and_stops(
     commit = origin.bump()
     entered, release = tmp_path / "entered", tmp_path / "release"
     async with run_worker(dev_env, origin) as tq:
-        plan = await api.plan(dev_env.client, tq, "demo")  # the worker's clone exists from here on
+        plan = await api.resolve(dev_env.client, tq, "demo")  # the worker's clone exists from here on
         hook = GitClone(origin.url, tmp_path / "cache").path / ".git" / "hooks" / "pre-push"
         hook.write_text(  # holds the first push to main until the test releases it (deadline 60 s)
             "#!/bin/sh\ngrep -q ' refs/heads/main ' || exit 0\n"
@@ -271,7 +271,7 @@ async def test_merge_conflict_fails_the_stage_and_closes_its_pr(
     origin.bump(tag="6.0.0")
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         status = await api.wait_for(handle, awaiting("prod"))
         hotfix = origin.bump(env="prod", tag="6.0.1-hotfix")  # someone edits prod's folder on main directly
         await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice"))

@@ -108,7 +108,7 @@ async def test_two_apps_reach_prod_together_one_pr_per_environment(
         assert dry.denied == [] and dry.plan.members == list(APPS)
         patch = dry.stages[1].patch or ""  # the set's one change: both folders
         assert "environments/staging/api/deployment.yaml" in patch and "environments/staging/worker/" in patch
-        plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
+        plan = await api.resolve(ts_env.client, tq, "release", members=list(APPS))
         assert (plan.app, plan.members, plan.commit) == ("release", list(APPS), commit)
         handle = await api.start(ts_env.client, tq, plan, "dana")
         assert handle.id == "promote-release"
@@ -140,7 +140,7 @@ async def test_one_unhealthy_member_reverts_every_member_in_one_pr_and_holds_the
     origin = two_apps(origin_factory)
     commit = release(origin, "3.0.0", failing={"worker": "staging"})
     async with run_worker(ts_env, origin) as tq:
-        plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
+        plan = await api.resolve(ts_env.client, tq, "release", members=list(APPS))
         result = await (await api.start(ts_env.client, tq, plan)).result()
         assert result.state == PromotionState.REVERTED, result.message
         staging = result.stages[1]
@@ -154,7 +154,7 @@ async def test_one_unhealthy_member_reverts_every_member_in_one_pr_and_holds_the
         assert not [p for p in origin.forge().list_pull_requests() if "/prod/" in p.head]
         for app in APPS:  # the commit is held out of staging for each member, alone or in a set
             with pytest.raises(PromoterError, match=f"{app} @ {commit[:7]} is held out of staging"):
-                await api.plan(ts_env.client, tq, app, commit=commit, to_env="staging")
+                await api.resolve(ts_env.client, tq, app, commit=commit, to_env="staging")
         assert any("api, worker @" in n and "held out of staging" in n for n in result.notices)
     for app in APPS:  # each member's history, from git alone, has the set's promotion and its revert
         events = GitClone(origin.url, origin.path.parent / f"history-{app}").history(app)
@@ -170,9 +170,9 @@ async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
     origin = two_apps(origin_factory)
     release(origin, "4.0.0")
     async with run_worker(dev_env, origin) as tq:
-        single = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "api"))
+        single = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "api"))
         await api.wait_for(single, awaiting("prod"))
-        plan = await api.plan(dev_env.client, tq, "release", members=list(APPS))
+        plan = await api.resolve(dev_env.client, tq, "release", members=list(APPS))
         with pytest.raises(PromoterError, match="promote-api is running and moves an app of release"):
             await api.start(dev_env.client, tq, plan)
         moving = await api.start(dev_env.client, tq, plan, supersede=True)  # the member's own is replaced
@@ -187,7 +187,7 @@ async def test_a_set_and_a_promotion_of_a_member_never_run_at_once(
             assert time.monotonic() < deadline
             await asyncio.sleep(0.2)
         with pytest.raises(PromoterError, match="promote-release is running and moves an app of worker"):
-            await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "worker"))
+            await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "worker"))
         during = await api.drift(dev_env.client, tq, DriftInput(env="staging", heal=True))
         assert [(a.app, a.paused) for a in during.apps] == [("api", True), ("worker", True)]  # no fight with its sync
         # A starter of worker alone whose visibility missed the set meets worker's claim instead (its
@@ -213,7 +213,7 @@ async def test_a_denial_of_one_member_denies_the_set_before_any_pr(
     path = "environments/dev/worker/deployment.yaml"
     origin.commit({path: (origin.work / path).read_text().replace("worker:5.0.0", "worker:latest")}, "worker :latest")
     async with run_worker(ts_env, origin) as tq:
-        plan = await api.plan(ts_env.client, tq, "release", members=list(APPS))
+        plan = await api.resolve(ts_env.client, tq, "release", members=list(APPS))
         result = await (await api.start(ts_env.client, tq, plan)).result()
     assert result.state == PromotionState.POLICY_DENIED, result.message
     [denied] = [s for s in result.stages if s.state == StageState.POLICY_DENIED]
@@ -241,8 +241,8 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
     client = dev_env.client
     async with run_worker(dev_env, origin) as tq:
         try:
-            set_plan = await api.plan(client, tq, "release", members=list(APPS))
-            single = await api.start(client, tq, await api.plan(client, tq, "api"))
+            set_plan = await api.resolve(client, tq, "release", members=list(APPS))
+            single = await api.start(client, tq, await api.resolve(client, tq, "api"))
             await api.wait_for(single, awaiting("prod"))
             raced = await client.start_workflow(  # as a second starter whose check ran a moment too early
                 PromotionWorkflow.run, PromotionInput(plan=set_plan), id="promote-release", task_queue=tq
@@ -262,11 +262,11 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
             # refused by the set's listing, or (visibility is eventually consistent) by the member's ID
             refused = "promote-release is running and moves an app of worker|a promotion of worker is already running"
             with pytest.raises(PromoterError, match=refused):
-                await api.start(client, tq, await api.plan(client, tq, "worker"))
+                await api.start(client, tq, await api.resolve(client, tq, "worker"))
             with pytest.raises(WorkflowAlreadyStartedError):  # past any check: the ID itself is taken
                 await client.start_workflow(
                     PromotionWorkflow.run,
-                    PromotionInput(plan=await api.plan(client, tq, "worker")),
+                    PromotionInput(plan=await api.resolve(client, tq, "worker")),
                     id="promote-worker",
                     task_queue=tq,
                 )

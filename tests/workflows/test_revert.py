@@ -71,31 +71,31 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         sims = clusters([])
         # a first, healthy promotion to staging gives staging a previous state to return to
         good = origin.bump(tag="3.0.0")
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
         assert (await handle.result()).state == PromotionState.SUCCEEDED
         healthy_template = deployment(sims["staging"])["spec"]["template"]
         assert "demo:3.0.0" in str(healthy_template)
 
         bad = failing_in(origin, "staging")
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         result = await handle.result()
 
         # the reverted commit is held out of staging: planning it again is refused with the revert's
         # reason and PR; dev alone, and a newer commit, are not held; a commit on main lifts the hold
         staging_pr = result.stages[1].revert_pr_number
         with pytest.raises(PromoterError) as held:
-            await api.plan(dev_env.client, tq, "demo", commit=bad)
+            await api.resolve(dev_env.client, tq, "demo", commit=bad)
         said = str(held.value)
         assert f"demo @ {bad[:7]} is held out of staging" in said and "ProgressDeadlineExceeded" in said
         assert f"/pulls/{staging_pr}" in said
-        assert (await api.plan(dev_env.client, tq, "demo", commit=bad, to_env="dev")).commit == bad
+        assert (await api.resolve(dev_env.client, tq, "demo", commit=bad, to_env="dev")).commit == bad
         newer = origin.bump(tag="3.0.1")
-        assert (await api.plan(dev_env.client, tq, "demo", commit=newer)).commit == newer
+        assert (await api.resolve(dev_env.client, tq, "demo", commit=newer)).commit == newer
         # the same content as the held commit, in a later commit: held too, naming the revert's PR
         failing_in(origin, "staging")
         same = origin.repo.head.commit.hexsha
         with pytest.raises(PromoterError) as content:
-            await api.plan(dev_env.client, tq, "demo", commit=same)
+            await api.resolve(dev_env.client, tq, "demo", commit=same)
         said = str(content.value)
         assert f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert" in said
         assert f"PR #{staging_pr}" in said and "promoter release-hold demo --env staging" in said
@@ -106,7 +106,7 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         )
         origin.commit({"README.md": "released?\n"}, f"release-hold(demo): staging may take it again\n\n{lines}")
         with pytest.raises(PromoterError, match=f"demo @ {bad[:7]} is held out of staging"):
-            await api.plan(dev_env.client, tq, "demo", commit=bad)
+            await api.resolve(dev_env.client, tq, "demo", commit=bad)
         # lifting the hold takes a PR that staging's approvers approve: refused approvers change nothing
         ask = ReleaseHoldInput(
             app="demo", env="staging", commit=bad, requested_by="alice", reason="the cluster was at fault"
@@ -118,12 +118,12 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
             await release.execute_update("approve", Decision(env="staging", approver="mallory", via="cli"))
         assert "mallory may not decide staging" in str(refused.value.cause)
         with pytest.raises(PromoterError):
-            await api.plan(dev_env.client, tq, "demo", commit=bad)  # still held
+            await api.resolve(dev_env.client, tq, "demo", commit=bad)  # still held
         await release.execute_update("approve", Decision(env="staging", approver="bob", via="cli", comment="ok"))
         released = await release.result()
         assert released.state == StageState.HEALTHY and released.merge_commit, released.message
-        assert (await api.plan(dev_env.client, tq, "demo", commit=bad)).commit == bad
-        assert (await api.plan(dev_env.client, tq, "demo", commit=same)).commit == same
+        assert (await api.resolve(dev_env.client, tq, "demo", commit=bad)).commit == bad
+        assert (await api.resolve(dev_env.client, tq, "demo", commit=same)).commit == same
         assert forge.get_pull_request(released.pr_number or 0).state == "merged"
         assert "Promoter-Approval: bob via cli at " in git.Repo(origin.path).git.log(
             "-1", "--format=%B", released.merge_commit
@@ -195,7 +195,7 @@ async def test_revert_off_leaves_the_environment_and_fails(
     )
     failing_in(origin, "staging")
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         result = await handle.result()
     assert result.state == PromotionState.FAILED
     message = result.stages[1].message

@@ -34,7 +34,7 @@ async def test_a_typo_in_dev_is_denied_before_any_pr_with_its_path(
     typo(origin)
     before = {h.name: h.commit.hexsha for h in git.Repo(origin.path).heads}
     async with run_worker(ts_env, origin) as tq:
-        result = await (await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))).result()
+        result = await (await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))).result()
     assert result.state == PromotionState.POLICY_DENIED, result.message
     [stage] = [s for s in result.stages if s.state == StageState.POLICY_DENIED]
     assert stage.policy is not None
@@ -58,7 +58,7 @@ async def test_with_the_gate_off_the_cluster_refuses_the_typo_at_sync_and_the_st
     )
     typo(origin)
     async with run_worker(ts_env, origin) as tq:
-        result = await (await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))).result()
+        result = await (await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))).result()
     assert result.state == PromotionState.FAILED, result.message
     [failed] = [s for s in result.stages if s.state == StageState.FAILED]  # dev's sync: its API server refused
     assert failed.env == "dev"
@@ -76,7 +76,7 @@ async def test_a_kubernetes_version_without_schemas_denies_naming_it(
     origin = origin_factory([{"name": "dev", "order": 1}, {"name": "staging", "order": 2, "cluster": old}])
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
-        result = await (await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))).result()
+        result = await (await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))).result()
     assert result.state == PromotionState.POLICY_DENIED  # fail closed: no schemas, no promotion
     [denial] = result.stages[1].policy.deny if result.stages[1].policy else []
     assert denial.rule == "promoter.input_error"
@@ -102,7 +102,7 @@ async def test_a_custom_resource_is_checked_against_the_crd_the_cluster_has(
     async with run_worker(ts_env, origin) as tq:
         for sim in clusters([]).values():  # installed by the platform team, not in the repository
             sim.create(sim.kinds[("apiextensions.k8s.io", "v1", "customresourcedefinitions")], "", CRD)
-        result = await (await api.start(ts_env.client, tq, await api.plan(ts_env.client, tq, "demo"))).result()
+        result = await (await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))).result()
     assert result.state == PromotionState.POLICY_DENIED, result.message
     dev = result.stages[0]
     assert dev.policy is not None

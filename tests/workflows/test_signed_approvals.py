@@ -82,7 +82,7 @@ async def test_only_a_signature_for_exactly_this_gate_opens_it_and_git_alone_ver
     origin.bump()
     forge = origin.forge()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
         status = await api.wait_for(handle, waiting)
         stage = status.stages[1]
         assert stage.signed_required and stage.trees, stage
@@ -154,7 +154,7 @@ async def test_one_key_counts_once_whatever_principals_it_is_listed_for(
     origin.commit({"trust/allowed_signers": f"alice,bob {shared}\n"}, "trust: one key for two people")
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
         status = await api.wait_for(handle, waiting)
         stage = status.stages[1]
 
@@ -178,7 +178,7 @@ async def test_a_key_revoked_while_the_gate_waits_no_longer_signs(
     origin.commit({"trust/allowed_signers": f"alice {alice}\n"}, "trust: alice signs")
     origin.bump()
     async with run_worker(dev_env, origin) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
         status = await api.wait_for(handle, waiting)
         origin.commit({"trust/revoked_keys": f"{alice} lost\n"}, "revoke alice's key")  # after the start
         now = datetime.now(UTC).replace(microsecond=0)

@@ -49,7 +49,7 @@ async def test_the_syncer_reconciles_the_merge_and_a_degraded_one_is_reverted_th
         staging = clusters([])["staging"]
         with Controller(staging, origin.path, engine, ["demo-staging"], fail=fail) as controller:
             staging.requests.clear()
-            handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+            handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
             result = await handle.result()
             stage = result.stages[1]
             drift = await api.drift(dev_env.client, tq, DriftInput(env="staging"))

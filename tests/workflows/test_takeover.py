@@ -37,12 +37,12 @@ async def test_a_second_apps_deployment_of_the_same_name_is_denied_before_the_pr
     origin.bump(tag="2.0.0")
     async with run_worker(dev_env, origin) as tq:
         sims = clusters([])
-        promoted = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))).result()
+        promoted = await (await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))).result()
         assert promoted.state == PromotionState.SUCCEEDED, promoted.message
         kept = sims["staging"].objects[("", "configmaps", "apps", "promoter-inventory-demo")]
         kept["data"] = {"kinds": kept["data"]["kinds"]}  # as the label-only sync left it: kinds, no objects
         origin.bump(tag="2.0.1")
-        promoted = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))).result()
+        promoted = await (await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))).result()
         assert promoted.state == PromotionState.SUCCEEDED, promoted.message
         said = f"inventory of demo built from its {APP_LABEL} labels (2 objects), once"  # its Deployment and Service
         assert [said in s.message for s in promoted.stages] == [False, True], [s.message for s in promoted.stages]
@@ -52,7 +52,7 @@ async def test_a_second_apps_deployment_of_the_same_name_is_denied_before_the_pr
         theirs = yaml.safe_load((origin.work / "environments/dev/demo/deployment.yaml").read_text())
         theirs["spec"]["template"]["spec"]["containers"][0]["image"] = "ghcr.io/acme/tools:9.9.9"
         origin.commit({"environments/dev/tools/demo.yaml": yaml.safe_dump(theirs)}, "tools: ships a Deployment demo")
-        denied = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "tools"))).result()
+        denied = await (await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "tools"))).result()
 
     assert denied.state == PromotionState.POLICY_DENIED, denied.message
     first = denied.stages[0]

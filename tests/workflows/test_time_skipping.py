@@ -40,7 +40,7 @@ def awaiting(s: PromotionStatus) -> bool:
 
 async def start_until_gate(env: WorkflowEnvironment, task_queue: str) -> tuple[Any, PromotionStatus]:
     """Start a promotion of demo and return once prod's gate waits (no time skipped on the way)."""
-    handle = await api.start(env.client, task_queue, await api.plan(env.client, task_queue, "demo"))
+    handle = await api.start(env.client, task_queue, await api.resolve(env.client, task_queue, "demo"))
     with env.auto_time_skipping_disabled():
         return handle, await api.wait_for(handle, awaiting)
 

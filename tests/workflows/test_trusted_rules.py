@@ -39,7 +39,7 @@ async def test_an_unsigned_rule_change_is_not_used_and_a_signed_one_is(
     unsigned = origin.commit(loosen, "prod needs no approval")  # pushed to main, never reviewed
     origin.bump(tag="1.1.0")
     async with run_worker(dev_env, origin, trust_root=root) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
         status: PromotionStatus = await api.wait_for(
             handle, lambda s: s.stages[1].state == StageState.AWAITING_APPROVAL
         )
@@ -53,7 +53,9 @@ async def test_an_unsigned_rule_change_is_not_used_and_a_signed_one_is(
         # the platform engineer signs the change (here: the same content, signed): it judges from now on
         signed = commit_signed(origin, platform, {"policies/notes.txt": "reviewed: prod needs no approval"}, "ok")
         origin.bump(tag="1.2.0")
-        second = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana", supersede=True)
+        second = await api.start(
+            dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana", supersede=True
+        )
         result = await second.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert result.stages[1].approvals == [] and result.notices == []
@@ -70,7 +72,7 @@ async def test_source_require_signed_denies_an_unsigned_commit_before_any_pr(
     root = origin.commit({"trust/allowed_signers": f'platform namespaces="git" {keygen(platform)}\n'}, "trust")
     bad = origin.bump(tag="1.1.0")  # unsigned
     async with run_worker(dev_env, origin, trust_root=root) as tq:
-        handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"), "dana")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
         result = await handle.result()
     assert result.state == PromotionState.POLICY_DENIED, result.message
     prod = result.stages[1]

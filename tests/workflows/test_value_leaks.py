@@ -101,14 +101,14 @@ async def test_a_planted_secret_appears_nowhere_promoter_writes(
     )
     async with run_worker(dev_env, origin) as tq:
         sims = clusters([])
-        denied = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))).result()
+        denied = await (await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))).result()
         assert denied.state == PromotionState.POLICY_DENIED, denied.message
         rules = {d.rule for d in denied.stages[0].policy.deny} if denied.stages[0].policy else set()
         assert "kubernetes.secrets.deny_literal_secret" in rules, rules  # the planted values were seen
 
         origin.commit({path: clean, "environments/dev/demo/secret.yaml": None}, "demo: the password goes")
         origin.bump(tag="5.0.0")
-        promoted = await (await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))).result()
+        promoted = await (await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))).result()
         assert promoted.state == PromotionState.SUCCEEDED, promoted.message
 
         done = subprocess.run(

@@ -76,7 +76,7 @@ async def test_worker_killed_during_sync(
     pid = worker_process(origin, tq)
     origin.bump(tag="5.0.0")
     sims["staging"].stall_next(3.0, count=2)  # staging's API is slow: the sync is surely in flight
-    handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo", to_env="staging"))
+    handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
     await until(handle, lambda s: s.stages[1].state == StageState.SYNCING)
     kill(pid)
     worker_process(origin, tq)
@@ -94,7 +94,7 @@ async def test_worker_killed_during_revert(
     tq = str(uuid.uuid4())
     pid = worker_process(origin, tq)
     failing_in(origin, "staging")
-    handle = await api.start(dev_env.client, tq, await api.plan(dev_env.client, tq, "demo"))
+    handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
     await until(handle, lambda s: s.stages[1].state == StageState.REVERTING)
     kill(pid)
     worker_process(origin, tq)
@@ -124,7 +124,7 @@ async def test_worker_killed_mid_release_set_finishes_with_one_pr_per_environmen
     pid = worker_process(origin, tq)
     commit = release(origin, "6.0.0")
     sims["staging"].stall_next(3.0, count=2)  # the set's sync of staging is surely in flight
-    plan = await api.plan(dev_env.client, tq, "crash-set", members=list(APPS))
+    plan = await api.resolve(dev_env.client, tq, "crash-set", members=list(APPS))
     handle = await api.start(dev_env.client, tq, plan)
     await until(handle, lambda s: s.stages[1].state == StageState.SYNCING)
     kill(pid)
