@@ -18,14 +18,14 @@ from promoter.forges.http import Blocked
 from promoter.gitrepo import GitRepository
 from promoter.models import (
     ClosePullRequest,
+    LiftHoldInput,
     MergePullRequest,
     MergeResult,
     OpenChangeInput,
     OpenedChange,
-    OpenedRelease,
+    OpenedLift,
     OpenPullRequestInput,
     PullRequest,
-    ReleaseHoldInput,
     ReviewEvent,
     UpdatePullRequest,
     WatchInput,
@@ -35,8 +35,8 @@ from promoter.names import app_folder
 from promoter.secrets import redact
 
 SEEN_PUSH_TRIES = 30  # seconds a release's push may take to show on its PR before the merge step is retried
-# the release workflow's merge message names the release's branch (workflows/release_hold.py)
-_RELEASE_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
+# the release workflow's merge message names the release's branch (workflows/lift_hold.py)
+_LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
 
 class ForgeActivities:
@@ -81,9 +81,9 @@ class ForgeActivities:
     @classified
     def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
         expected, method = req.expected_head, req.merge_method
-        release = _RELEASE_MERGE.match(req.comment)
+        release = _LIFT_MERGE.match(req.comment)
         if release is not None:  # an approved release-hold PR: promoter signs the release, then merges it
-            sealed = self._seal_release(req, release.group(1))
+            sealed = self._seal_lift(req, release.group(1))
             if isinstance(sealed, MergeResult):
                 return sealed
             # the signed commit itself must reach main: a merge commit, never a squash
@@ -95,7 +95,7 @@ class ForgeActivities:
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
 
-    def _seal_release(self, req: MergePullRequest, branch: str) -> str | MergeResult:
+    def _seal_lift(self, req: MergePullRequest, branch: str) -> str | MergeResult:
         """The commit that lifts the hold an approved release PR asks to lift, to merge at once: its
         branch holds only promoter's request, which lifts nothing; now that the gate approved, promoter
         writes and signs the release on top of the approved head and pushes it (promoter.holds). The
@@ -103,7 +103,7 @@ class ForgeActivities:
         nothing: the hold stays, and this says so."""
         if req.expected_head is None:
             raise BadInput(f"the release PR #{req.number} must be merged at its approved head")
-        app, env, held, _ = self.repo.release_request(req.expected_head)
+        app, env, held, _ = self.repo.lift_request(req.expected_head)
         pr = self.forge.get_pull_request(req.number)
         if pr.state == "merged":
             try:
@@ -113,10 +113,10 @@ class ForgeActivities:
                 return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
             raise BadInput(
                 f"PR #{pr.number} was merged on the forge before promoter wrote its release; it lifted nothing, "
-                f"and {app} @ {held[:7]} stays held in {env}: run `promoter release-hold` again"
+                f"and {app} @ {held[:7]} stays held in {env}: run `promoter lift-hold` again"
             )
         approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
-        sealed = self.repo.seal_release(branch, req.expected_head, approvals)
+        sealed = self.repo.seal_lift(branch, req.expected_head, approvals)
         activity.heartbeat(f"release {sealed[:12]} pushed")
         # a hosted forge may show the PR at its old head for a moment after the push; the merge names the new one
         for _ in range(SEEN_PUSH_TRIES):
@@ -126,13 +126,13 @@ class ForgeActivities:
             activity.heartbeat(f"waiting for PR #{req.number} to show {sealed[:12]}")
         raise TemporaryError(f"the forge does not show PR #{req.number} at {sealed[:12]} yet; trying again")
 
-    @activity.defn(name="open_release")
+    @activity.defn(name="open_release")  # its first name, kept for runs in flight
     @classified
-    def open_release(self, req: ReleaseHoldInput) -> OpenedRelease:
+    def open_lift(self, req: LiftHoldInput) -> OpenedLift:
         """Push the commit that lifts a hold and open its PR (both idempotent); `BadInput` when there
         is no such hold."""
         hold, environment, author = self.repo.held(req.app, req.env, req.commit)
-        branch, _ = self.repo.push_release(hold, req.requested_by, req.reason)
+        branch, _ = self.repo.push_lift_request(hold, req.requested_by, req.reason)
         body = (
             f"Lifts the hold of **{req.app}** @ `{hold.commit}` in **{req.env}**, so that it may be promoted "
             f"there again.\n\n- held because: {hold.reason}\n- revert: {hold.pr_url or hold.recorded_in}\n"
@@ -147,7 +147,7 @@ class ForgeActivities:
             body,
             labels=["release-hold", f"env:{req.env}", f"app:{req.app}"],
         )
-        return OpenedRelease(pr=pr, commit=hold.commit, author=author, hold_reason=hold.reason, environment=environment)
+        return OpenedLift(pr=pr, commit=hold.commit, author=author, hold_reason=hold.reason, environment=environment)
 
     @activity.defn(name="close_pull_request")
     @classified

@@ -40,11 +40,11 @@ from promoter.models import (
     DriftInput,
     DriftReport,
     DryRun,
+    LiftHoldInput,
     PromotionInput,
     PromotionPlan,
     PromotionRequest,
     PromotionStatus,
-    ReleaseHoldInput,
     StageState,
     StageStatus,
     Supersede,
@@ -53,8 +53,8 @@ from promoter.names import workflow_id
 from promoter.promotions import SUPERSEDE
 from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
+from workflows.lift_hold import LiftHoldWorkflow
 from workflows.promotion import PromotionWorkflow, ResolveWorkflow
-from workflows.release_hold import ReleaseHoldWorkflow
 
 In = TypeVar("In")
 Out = TypeVar("Out")
@@ -120,20 +120,20 @@ async def dry_run(
     return result
 
 
-def release_id(app: str, env: str) -> str:
+def lift_id(app: str, env: str) -> str:
     return f"release-hold-{names.check(app, 'app')}-{names.check(env, 'environment')}"
 
 
-async def release_hold(
-    client: Client, task_queue: str, req: ReleaseHoldInput
-) -> WorkflowHandle[ReleaseHoldWorkflow, StageStatus]:
-    """Start lifting a hold (`ReleaseHoldWorkflow`): its PR is opened at once; `BadInput` (raised on the
+async def lift_hold(
+    client: Client, task_queue: str, req: LiftHoldInput
+) -> WorkflowHandle[LiftHoldWorkflow, StageStatus]:
+    """Start lifting a hold (`LiftHoldWorkflow`): its PR is opened at once; `BadInput` (raised on the
     worker, shown as one line) when there is no such hold. A release of that hold already running
     is refused."""
-    wid = release_id(req.app, req.env)
+    wid = lift_id(req.app, req.env)
     try:
         return await client.start_workflow(
-            ReleaseHoldWorkflow.run,
+            LiftHoldWorkflow.run,
             req,
             id=wid,
             task_queue=task_queue,

@@ -123,7 +123,7 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
             env=values.get(f"{holds.HELD}-Env", ""),
             kind="hold-released",
             at=r["at"],
-            commit=values.get(holds.RELEASE, ""),
+            commit=values.get(holds.LIFT, ""),
             main_commit=r["sha"],
             reason=values.get("Promoter-Released-By", ""),
         )

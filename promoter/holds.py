@@ -40,10 +40,10 @@ from dataclasses import dataclass
 
 HELD = "Promoter-Held"
 TREE = f"{HELD}-Tree"
-RELEASE = "Promoter-Release-Hold"
-REQUEST = "Promoter-Release-Request"  # the release PR's first commit: asks, lifts nothing (see release_request)
+LIFT = "Promoter-Release-Hold"
+REQUEST = "Promoter-Release-Request"  # the release PR's first commit: asks, lifts nothing (see lift_request)
 REQUESTED_BY = "Promoter-Requested-By"
-RELEASED_BY = "Promoter-Released-By"
+LIFTED_BY = "Promoter-Released-By"
 APPROVAL = "Promoter-Approval"
 PRINCIPAL = "promoter"  # whose signature makes a release count, in trust/allowed_signers
 
@@ -78,7 +78,7 @@ class Hold:
         """Why `commit` (by default the held commit itself) may not be promoted into the environment."""
         why = f"({self.reason}; {self.pr_url})" if self.pr_url else f"({self.reason})"
         lift = (
-            f"lift the hold with `promoter release-hold {self.app} --env {self.env} --commit {self.commit[:12]} "
+            f"lift the hold with `promoter lift-hold {self.app} --env {self.env} --commit {self.commit[:12]} "
             "--as <you> --reason <why>`"
         )
         if commit is None or commit == self.commit:
@@ -124,11 +124,11 @@ def request_trailers(app: str, env: str, commit: str, who: str, why: str) -> str
     )
 
 
-def release_trailers(app: str, env: str, commit: str, who: str, why: str, approvals: Iterable[str] = ()) -> str:
+def lift_trailers(app: str, env: str, commit: str, who: str, why: str, approvals: Iterable[str] = ()) -> str:
     """The release of the hold: counts only in a commit signed by promoter's key (see the module)."""
-    by = f"{RELEASED_BY}: {_one_line(who)}: {_one_line(why)}"
+    by = f"{LIFTED_BY}: {_one_line(who)}: {_one_line(why)}"
     approved = "".join(f"{_one_line(line)}\n" for line in approvals)
-    return f"{RELEASE}: {commit}\n{HELD}-App: {app}\n{HELD}-Env: {env}\n{by}\n{approved}"
+    return f"{LIFT}: {commit}\n{HELD}-App: {app}\n{HELD}-Env: {env}\n{by}\n{approved}"
 
 
 def parse_trailers(message: str) -> list[tuple[str, str]]:
@@ -177,19 +177,19 @@ def _hold(app: str, record: Record) -> Hold | None:
     )
 
 
-def release(record: Record) -> tuple[str, str, str] | None:
+def lift(record: Record) -> tuple[str, str, str] | None:
     """(app, environment, held commit) a record releases; None when it releases nothing: not signed by
     promoter's key, or the release lines are not its trailer block."""
     if not record.signed:
         return None
     fields = trailer_block(record.message)
-    found = (_first(fields, f"{HELD}-App"), _first(fields, f"{HELD}-Env"), _first(fields, RELEASE))
+    found = (_first(fields, f"{HELD}-App"), _first(fields, f"{HELD}-Env"), _first(fields, LIFT))
     return found if all(found) and not _first(fields, HELD) else None
 
 
-def is_release(message: str) -> bool:
+def is_lift(message: str) -> bool:
     """Whether the message's trailer block claims to release a hold (its signature then decides)."""
-    return any(key == RELEASE for key, _ in trailer_block(message))
+    return any(key == LIFT for key, _ in trailer_block(message))
 
 
 def current(app: str, records: Iterable[Record], is_ancestor: Callable[[str, str], bool]) -> list[Hold]:
@@ -202,7 +202,7 @@ def current(app: str, records: Iterable[Record], is_ancestor: Callable[[str, str
         hold = _hold(app, record)
         if hold is not None:
             found.append(hold)
-        released = release(record)
+        released = lift(record)
         if released is not None and released[0] == app:
             releases.append((released[1], released[2], record.sha))
     return [
@@ -240,7 +240,7 @@ def promoter_signers(allowed_signers: str) -> str:
     return "\n".join(kept) + ("\n" if kept else "")
 
 
-def release_request(message: str) -> tuple[str, str, str, str] | None:
+def lift_request(message: str) -> tuple[str, str, str, str] | None:
     """(app, environment, held commit, `who: why`) of a release PR's request commit; None when it is not one."""
     fields = trailer_block(message)
     found = (_first(fields, f"{HELD}-App"), _first(fields, f"{HELD}-Env"), _first(fields, REQUEST))

@@ -30,7 +30,7 @@ def revert_branch(app: str, env: str, merge_commit: str) -> str:
     return f"{REVERT}/{check(app, 'app')}/{check(env, 'environment')}/{merge_commit[:7]}"
 
 
-def release_branch(app: str, env: str, commit: str) -> str:
+def lift_branch(app: str, env: str, commit: str) -> str:
     """`release-hold/<app>/<env>/<short sha>`: the PR that lifts a hold (see promoter.holds)."""
     return f"release-hold/{check(app, 'app')}/{check(env, 'environment')}/{commit[:7]}"
 

@@ -718,8 +718,8 @@ class DriftReport(BaseModel):
         return [a for a in self.apps if a.drifts]
 
 
-class ReleaseHoldInput(BaseModel):
-    """`promoter release-hold`: lift the hold of `app` @ `commit` in `env` (see promoter.holds)."""
+class LiftHoldInput(BaseModel):
+    """`promoter lift-hold`: lift the hold of `app` @ `commit` in `env` (see promoter.holds)."""
 
     app: str
     env: str
@@ -728,7 +728,7 @@ class ReleaseHoldInput(BaseModel):
     reason: str
 
 
-class OpenedRelease(BaseModel):
+class OpenedLift(BaseModel):
     """The release's PR, opened, and what its gate needs to know."""
 
     pr: PullRequest

@@ -17,7 +17,7 @@ ENVIRONMENTS = "environments"
 ALLOWED_SIGNERS = "trust/allowed_signers"
 REVOKED_KEYS = "trust/revoked_keys"
 WORKFLOW_PREFIX = "promote-"
-RELEASE_PREFIX = "release-hold-"
+LIFT_PREFIX = "release-hold-"
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -63,8 +63,8 @@ def promotion_id(id_or_app: str) -> str:
     """What a person may type where a promotion is meant: its ID (`promote-demo`) or its app (`demo`)."""
     if id_or_app.startswith(WORKFLOW_PREFIX) and is_label(id_or_app[len(WORKFLOW_PREFIX) :]):
         return id_or_app
-    if id_or_app.startswith(RELEASE_PREFIX) and is_label(id_or_app[len(RELEASE_PREFIX) :]):
-        return id_or_app  # `promoter release-hold`'s run, which takes approve and reject as a promotion does
+    if id_or_app.startswith(LIFT_PREFIX) and is_label(id_or_app[len(LIFT_PREFIX) :]):
+        return id_or_app  # `promoter lift-hold`'s run, which takes approve and reject as a promotion does
     try:
         return workflow_id(id_or_app)
     except BadInput as e:

@@ -42,13 +42,13 @@ from workflows import RUNNER
 from workflows.claim import ReleaseSetClaim
 from workflows.drift import DriftWorkflow
 from workflows.dry_run import DryRunWorkflow
+from workflows.lift_hold import LiftHoldWorkflow
 from workflows.promotion import PromotionWorkflow, ResolveWorkflow
-from workflows.release_hold import ReleaseHoldWorkflow
 from workflows.steps import WATCH_QUEUE_SUFFIX
 
 log = logging.getLogger("promoter.worker")
 WATCH_HEARTBEAT_THROTTLE = timedelta(seconds=5)  # a waiting gate's watcher: one heartbeat per 5 s at most
-WORKFLOWS = [PromotionWorkflow, ResolveWorkflow, DryRunWorkflow, ReleaseHoldWorkflow, DriftWorkflow, ReleaseSetClaim]
+WORKFLOWS = [PromotionWorkflow, ResolveWorkflow, DryRunWorkflow, LiftHoldWorkflow, DriftWorkflow, ReleaseSetClaim]
 
 
 class Workers:
@@ -105,7 +105,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             git_acts.change_patch,
             policy.check_change,
             forge_acts.open_change,
-            forge_acts.open_release,
+            forge_acts.open_lift,
             forge_acts.merge_pull_request,
             forge_acts.close_pull_request,
             forge_acts.update_pull_request,

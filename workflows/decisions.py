@@ -2,7 +2,7 @@
 the CLI (an update, or a signal), or an approving review the PR watcher read on the forge. Each is
 refused with its reason, on record, or accepted onto its stage. The rule of who may decide a gate now
 (`refusal`) is written once, here: a promotion's gates and the release of a hold
-(workflows/release_hold.py) both obey it. Deterministic: workflow code only."""
+(workflows/lift_hold.py) both obey it. Deterministic: workflow code only."""
 
 from __future__ import annotations
 

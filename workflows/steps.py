@@ -36,12 +36,13 @@ with workflow.unsafe.imports_passed_through():
         DriftReport,
         HealthInput,
         HealthResult,
+        LiftHoldInput,
         MergePullRequest,
         MergeResult,
         NotifyInput,
         OpenChangeInput,
         OpenedChange,
-        OpenedRelease,
+        OpenedLift,
         PolicyCheckInput,
         PolicyDecision,
         PrepareInput,
@@ -49,7 +50,6 @@ with workflow.unsafe.imports_passed_through():
         PromotionRequest,
         PromotionStatus,
         PullRequest,
-        ReleaseHoldInput,
         RevertInput,
         RevertResult,
         ScreenInput,
@@ -161,7 +161,7 @@ RESOLVE = Step(
 )
 CHECK_CHANGE = _policy("check_change", PolicyCheckInput, ChangeCheck)  # prepare (dry) + policy, one fetch
 CHANGE_PATCH = _git("change_patch", PrepareInput, str, local=True)  # `promoter dry-run --diff`: nothing written
-OPEN_RELEASE = _git("open_release", ReleaseHoldInput, OpenedRelease, local=True)  # `promoter release-hold`
+OPEN_LIFT = _git("open_release", LiftHoldInput, OpenedLift, local=True)  # `promoter lift-hold`
 OPEN_CHANGE = _git("open_change", OpenChangeInput, OpenedChange, local=True)  # push the branch + open its PR
 UPDATE_PULL_REQUEST = _git("update_pull_request", UpdatePullRequest, PullRequest, local=True)
 MERGE_PULL_REQUEST = _git("merge_pull_request", MergePullRequest, MergeResult)
@@ -224,7 +224,7 @@ ALL: tuple[Step[Any, Any], ...] = (
     RESOLVE,
     CHECK_CHANGE,
     CHANGE_PATCH,
-    OPEN_RELEASE,
+    OPEN_LIFT,
     RUNNING_PROMOTIONS,
     DETECT_DRIFT,
     OPEN_CHANGE,

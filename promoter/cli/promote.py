@@ -208,8 +208,8 @@ async def _dry_run(
     return 0
 
 
-@app.command("release-hold")
-def release_hold(
+@app.command("lift-hold")
+def lift_hold(
     app_name: Annotated[str, typer.Argument(metavar="APP")],
     env: Annotated[str, typer.Option("--env", help="the environment the commit is held out of")],
     commit: Annotated[str, typer.Option("--commit", help="the held commit")],
@@ -218,21 +218,25 @@ def release_hold(
     state_dir: StateDir = None,
 ) -> None:
     """Lift the hold an automatic revert put on a commit, through a PR that ENV's approvers must approve."""
-    run_async(_release_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason))
+    run_async(_lift_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason))
 
 
-async def _release_hold(s: Settings, app_name: str, env: str, commit: str, who: str, reason: str) -> int:
+# the old name, hidden: click says on stderr that it is deprecated, and it lifts the hold
+app.command("release-hold", hidden=True, deprecated=True)(lift_hold)
+
+
+async def _lift_hold(s: Settings, app_name: str, env: str, commit: str, who: str, reason: str) -> int:
     from promoter import api
-    from promoter.models import ReleaseHoldInput
+    from promoter.models import LiftHoldInput
 
     workflow_id(app_name)
     check_name(env, "environment")
     check_revision(commit)
     if not reason.strip():
-        raise PromoterError("a release of a hold needs a reason: add --reason TEXT")
+        raise PromoterError("lifting a hold needs a reason: add --reason TEXT")
     temporal = await client(s)
-    req = ReleaseHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
-    handle = await api.release_hold(temporal, s.task_queue, req)
+    req = LiftHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
+    handle = await api.lift_hold(temporal, s.task_queue, req)
     stage = await api.GrpcPromotions(temporal).hold_pr(handle.id)
     out.print(f"{handle.id}: PR #{stage.pr_number} {stage.pr_url}", markup=False, highlight=False)
     out.print(f"{stage.message}; approve with `promoter approve {handle.id} --env {env} --as <you>`", markup=False)

@@ -139,14 +139,14 @@ class GitClone:
     ) -> tuple[str, str]:
         return self.writing.push_revert(app, env, merge_commit, reason, members, held)
 
-    def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
-        return self.writing.push_release(hold, who, why)
+    def push_lift_request(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
+        return self.writing.push_lift_request(hold, who, why)
 
-    def release_request(self, commit: str) -> tuple[str, str, str, str]:
-        return self.writing.release_request(commit)
+    def lift_request(self, commit: str) -> tuple[str, str, str, str]:
+        return self.writing.lift_request(commit)
 
-    def seal_release(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
-        return self.writing.seal_release(branch, request, approvals)
+    def seal_lift(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
+        return self.writing.seal_lift(branch, request, approvals)
 
     def branch_head(self, branch: str) -> str | None:
         return self.plumbing.branch_head(branch)

@@ -69,13 +69,13 @@ class Provenance:
         main = self.clone.main(repo)
         glob = f":(glob){ENVIRONMENTS}/*/{app}/**"
         merges = self._merges(repo, main, glob)
-        out = self.clone.run(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.RELEASE}: ", main)
+        out = self.clone.run(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.LIFT}: ", main)
         claims = [p for p in (entry.strip().split("\x1f") for entry in out.split("\x1e")) if len(p) == 3]
         signers = self.trusted.promoter_signers(repo, main) if claims else ("", "")
         releases = [  # only those that lift a hold: promoter's signed releases (promoter.holds)
             {"sha": p[0], "at": p[1], "message": p[2]}
             for p in claims
-            if holds.is_release(p[2]) and self.trusted.signed_by_promoter(repo, p[0], signers)
+            if holds.is_lift(p[2]) and self.trusted.signed_by_promoter(repo, p[0], signers)
         ]
         # newest first by main's own order (first parents), not by the clock: a release merged within
         # the same second as the revert before it still comes after it

@@ -183,7 +183,7 @@ class GitOpsReader:
         records = []
         for sha, message in commits:
             signed = False
-            if holds.is_release(message):
+            if holds.is_lift(message):
                 signers = signers or self.trusted.promoter_signers(repo, main)
                 signed = self.trusted.signed_by_promoter(repo, sha, signers)
             records.append(holds.Record(sha, message, signed))

@@ -65,10 +65,10 @@ class MainWriter:
         self.clone.push_branch(repo, branch, head, existing)
         return branch, head
 
-    def push_release(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
+    def push_lift_request(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
         """The release PR's first commit: an empty commit on main that asks for the release of `hold`
         and lifts nothing (see promoter.holds), pushed as `release-hold/<app>/<env>/<short>`. The
-        commit that lifts the hold is written only once the gate approved (`seal_release`). Idempotent:
+        commit that lifts the hold is written only once the gate approved (`seal_lift`). Idempotent:
         promoter's own unmerged request for that hold is reused. (branch, head)"""
         if self.clone.signing_key is None:  # fail closed: an unsigned release would lift nothing
             raise BadInput(
@@ -76,7 +76,7 @@ class MainWriter:
                 "a release promoter signed; set the key, list its public key for the principal `promoter` "
                 '(namespaces="git") in trust/allowed_signers, and ask again'
             )
-        branch = layout.release_branch(hold.app, hold.env, hold.commit)
+        branch = layout.lift_branch(hold.app, hold.env, hold.commit)
         repo = self.clone.fresh()
         main = self.clone.main(repo)
         existing = self.clone.branch(repo, branch)
@@ -96,40 +96,40 @@ class MainWriter:
         self.clone.push_branch(repo, branch, head, existing)
         return branch, head
 
-    def release_request(self, commit: str) -> tuple[str, str, str, str]:
+    def lift_request(self, commit: str) -> tuple[str, str, str, str]:
         """(app, environment, held commit, `who: why`) of a release PR's request commit, which promoter
         wrote and signed with its own key; `BadInput` for any other commit."""
         repo = self.clone.have(commit)
         asked = self._request(repo, commit)
         if asked is None:
             raise BadInput(
-                f"{commit[:12]} is not a release request promoter wrote and signed; run `promoter release-hold` again"
+                f"{commit[:12]} is not a release request promoter wrote and signed; run `promoter lift-hold` again"
             )
         return asked
 
-    def seal_release(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
+    def seal_lift(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
         """After the gate's approvals: the commit that lifts the hold `request` asks to release, written
         and signed by promoter on top of it and pushed to `branch`, for the caller to merge at once (with
         that commit as the expected head). `approvals` (`Promoter-Approval: ...` lines) are recorded in it.
         Idempotent: a retry finds the commit it pushed. `Conflict` when the branch moved past `request`."""
         repo = self.clone.have(request)
-        app, env, held, asked_by = self.release_request(request)
+        app, env, held, asked_by = self.lift_request(request)
         head = self.clone.branch(repo, branch)
         if head is None:
             raise NotFound(f"branch {branch} not found in {self.clone.url}")
         if head != request:
             if objects.parents(repo, head) == [request] and self._ours(repo, head):
-                released = holds.release(holds.Record(head, objects.commit_message(repo, head), signed=True))
+                released = holds.lift(holds.Record(head, objects.commit_message(repo, head), signed=True))
                 if released == (app, env, held):
                     return head  # pushed by an earlier attempt whose merge did not happen yet
             raise Conflict(
                 f"branch {branch} is at {head[:12]}, not the approved {request[:12]}; the hold stays, "
-                "run `promoter release-hold` again"
+                "run `promoter lift-hold` again"
             )
         who, _, why = asked_by.partition(": ")
         message = f"release-hold({app}): {env} may take {held[:7]} again\n\n" + (
             "Approved on the release's pull request; promoter signed this commit after the approvals.\n\n"
-            + holds.release_trailers(app, env, held, who, why, approvals)
+            + holds.lift_trailers(app, env, held, who, why, approvals)
         )
         sealed = self.clone.write_commit(repo, objects.root(repo, request), [request], message)
         self.clone.push_branch(repo, branch, sealed, request)
@@ -139,7 +139,7 @@ class MainWriter:
         """A release request in `commit` that this promoter signed (its own key), else None."""
         if not self._ours(repo, commit):
             return None
-        return holds.release_request(objects.commit_message(repo, commit))
+        return holds.lift_request(objects.commit_message(repo, commit))
 
     def _ours(self, repo: git.Repo, commit: str) -> bool:
         """Whether `commit` is signed with this clone's own signing key."""

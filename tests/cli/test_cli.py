@@ -270,7 +270,7 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
     assert any("is now held out of staging" in n for n in cli.status("promote-demo")["notices"])  # type: ignore[union-attr]
     held = cli("dry-run", "demo", "--commit", bad, "--to", "staging")
     assert held.returncode == 2 and f"demo @ {bad[:7]} is held out of staging" in held.stderr
-    assert "promoter release-hold demo --env staging" in held.stderr
+    assert "promoter lift-hold demo --env staging" in held.stderr
 
     asked = cli(
         "release-hold", "demo", "--env", "staging", "--commit", bad, "--as", "alice", "--reason", "cluster fault"

@@ -97,9 +97,10 @@ def test_the_old_names_still_run_and_say_they_are_deprecated(tmp_path: Path) -> 
     """`plan` became `dry-run` and `release-hold` became `lift-hold` (one name per idea): scripts that
     use the old names keep working, hidden from --help, with a deprecation line on stderr."""
     listed = run("--help").stdout
-    for old, new in (("plan", "dry-run"), ("release-hold", "lift-hold")):
+    lift = ["--env", "prod", "--commit", "abc1234", "--as", "dana", "--reason", "fixed"]
+    for old, new, rest in (("plan", "dry-run", []), ("release-hold", "lift-hold", lift)):
         assert new in listed and f" {old} " not in listed
-        r = run(old, "Bad Name", env={"PROMOTER_STATE_DIR": str(tmp_path)})
+        r = run(old, "Bad Name", *rest, env={"PROMOTER_STATE_DIR": str(tmp_path)})
         assert r.returncode == 2, r.stderr
         first, said = r.stderr.strip().splitlines()
         assert first == f"DeprecationWarning: The command {old!r} is deprecated."

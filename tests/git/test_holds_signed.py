@@ -28,7 +28,7 @@ from promoter.forges import Forge
 from promoter.forges.github import GitHubForge
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
-from promoter.models import MergePullRequest, PrepareInput, PromotionRequest, ReleaseHoldInput, RevertInput
+from promoter.models import LiftHoldInput, MergePullRequest, PrepareInput, PromotionRequest, RevertInput
 from promoter.stack import demo_keys, seed_origin
 from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin, make_gitops
@@ -46,7 +46,7 @@ def hold_message(commit: str = BAD, env: str = "prod", trees: dict[str, str] | N
 
 
 def release_message(commit: str = BAD, env: str = "prod") -> str:
-    return "release-hold(demo): prod may take it again\n\n" + holds.release_trailers(
+    return "release-hold(demo): prod may take it again\n\n" + holds.lift_trailers(
         "demo", env, commit, "alice", "the cluster was at fault", [APPROVED]
     )
 
@@ -63,7 +63,7 @@ def test_only_the_last_paragraph_of_a_message_is_its_trailer_block() -> None:
     # the old parser took any such line anywhere; holds and releases no longer do
     middle = f"subject\n\n{release_message().split(chr(10), 2)[2]}\nand a closing paragraph\n\nSigned-off-by: x\n"
     assert ("Promoter-Release-Hold", BAD) in holds.parse_trailers(middle)
-    assert not holds.is_release(middle)
+    assert not holds.is_lift(middle)
 
 
 def test_a_hold_counts_signed_or_not_and_only_promoters_signed_release_lifts_it() -> None:
@@ -83,7 +83,7 @@ def test_a_hold_counts_signed_or_not_and_only_promoters_signed_release_lifts_it(
     assert [h.recorded_in for h in left] == [later.sha]
     # a signed commit whose release lines are not its trailer block releases nothing
     buried = holds.Record("b" * 40, release_message() + "\nA closing paragraph.\n", signed=True)
-    assert holds.release(buried) is None
+    assert holds.lift(buried) is None
 
 
 def test_a_commit_is_held_by_its_sha_or_by_the_tree_of_its_source_folder() -> None:
@@ -98,7 +98,7 @@ def test_a_commit_is_held_by_its_sha_or_by_the_tree_of_its_source_folder() -> No
     said = same.refusal("d" * 40)
     assert said.startswith(f"demo @ ddddddd has the same content as {BAD[:7]}, held out of prod by the revert in PR #7")
     assert "(ProgressDeadlineExceeded; https://forge/pulls/7)" in said
-    assert f"promoter release-hold demo --env prod --commit {BAD[:12]}" in said
+    assert f"promoter lift-hold demo --env prod --commit {BAD[:12]}" in said
     assert holds.find(in_force, "staging", "d" * 40, lambda f: trees.get(f, "")) is None  # per environment
     assert holds.find(in_force, "prod", "d" * 40, lambda f: "u" * 40) is None  # other content
     # the old hold, without a tree, holds its commit only
@@ -202,10 +202,10 @@ class World:
         return repo.head.commit.hexsha
 
     def ask_release(self, commit: str) -> tuple[int, str]:
-        """`promoter release-hold`'s first step: the request on its branch and the PR. (PR, head)"""
+        """`promoter lift-hold`'s first step: the request on its branch and the PR. (PR, head)"""
         opened = ActivityEnvironment().run(
-            self.forge_acts.open_release,
-            ReleaseHoldInput(app="demo", env="staging", commit=commit, requested_by="alice", reason="cluster fault"),
+            self.forge_acts.open_lift,
+            LiftHoldInput(app="demo", env="staging", commit=commit, requested_by="alice", reason="cluster fault"),
         )
         assert opened.pr.head_sha is not None
         return opened.pr.number, opened.pr.head_sha
@@ -251,7 +251,7 @@ def test_the_same_content_is_held_and_a_hand_written_release_lifts_nothing(world
     assert same != bad and main.git.rev_parse(f"{same}:environments/dev/demo") == tree
     said = world.refusal(same)
     assert said.startswith(f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert")
-    assert f"PR #{revert_pr}" in said and "ProgressDeadlineExceeded" in said and "promoter release-hold demo" in said
+    assert f"PR #{revert_pr}" in said and "ProgressDeadlineExceeded" in said and "promoter lift-hold demo" in said
     assert (
         world.clone.resolve(PromotionRequest(app="demo", commit=same, to_env="dev")).commit == same
     )  # dev is not held
@@ -282,7 +282,7 @@ def test_a_release_merged_by_hand_before_its_gate_lifts_nothing_and_the_approved
     assert world.forge.get_pull_request(number).title == f"Release the hold of demo @ {bad[:7]} in staging"
     assert world.verify(request).returncode == 0  # promoter's request, signed, that lifts nothing
     body = git.Repo(world.origin.path).git.log("-1", "--format=%B", request)
-    assert not holds.is_release(body) and holds.release_request(body) is not None
+    assert not holds.is_lift(body) and holds.lift_request(body) is not None
 
     # a person merges the release PR on the forge before anyone approved it: the hold stays
     world.forge.merge(number, f"Merge pull request #{number} by hand")
@@ -300,7 +300,7 @@ def test_a_release_merged_by_hand_before_its_gate_lifts_nothing_and_the_approved
     release = main.git.rev_parse(f"{merged}^2")
     assert main.git.rev_parse(f"{release}^") == request  # on top of the approved request
     message = main.git.log("-1", "--format=%B", release)
-    assert holds.is_release(message) and APPROVED in message and "Promoter-Released-By: alice: cluster fault" in message
+    assert holds.is_lift(message) and APPROVED in message and "Promoter-Released-By: alice: cluster fault" in message
     assert world.verify(release).returncode == 0 and world.verify(merged).returncode == 0
     assert world.merge_release(number, request) == merged  # a retry merges once
     released = [e for e in world.clone.history("demo") if e.kind == "hold-released"]

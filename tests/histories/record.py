@@ -12,7 +12,7 @@ signal, the prod gate opened by an approving review on the PR) and `<VERSION>_re
 `others` writes one history or more of every other workflow type the worker registers, named
 `<type>.<case>.json`, each run for real on the dev server through the product's own calls (`api`):
 PlanWorkflow and DryRunWorkflow (`promoter dry-run`), DriftWorkflow healing an app under its claim and
-the ReleaseSetClaim it holds meanwhile, ReleaseHoldWorkflow rejected and then approved (the hold an
+the ReleaseSetClaim it holds meanwhile, LiftHoldWorkflow rejected and then approved (the hold an
 automatic revert put), and a release set superseded through a member's claim (the claim cancelled,
 and the set, a PromotionWorkflow, cancelled by it).
 
@@ -46,7 +46,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api, search
 from promoter.converter import DATA_CONVERTER
-from promoter.models import Decision, DriftInput, PromotionState, ReleaseHoldInput, StageState, StageStatus
+from promoter.models import Decision, DriftInput, LiftHoldInput, PromotionState, StageState, StageStatus
 from promoter.promotions import APPROVE, REJECT
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim, kubeconfig
@@ -229,9 +229,9 @@ async def held(client: Client, tq: str, origin: Origin) -> None:
     bad = failing_in(origin, "staging", tag="held-1")
     handle = await api.start(client, tq, await api.resolve(client, tq, "demo", to_env="staging"))
     assert (await handle.result()).state == PromotionState.REVERTED
-    ask = ReleaseHoldInput(app="demo", env="staging", commit=bad, requested_by="alice", reason="recorded")
+    ask = LiftHoldInput(app="demo", env="staging", commit=bad, requested_by="alice", reason="recorded")
     for case, decide in (("rejected", REJECT), ("approved", APPROVE)):
-        release = await api.release_hold(client, tq, ask)
+        release = await api.lift_hold(client, tq, ask)
 
         async def waiting(release: Any = release) -> bool:
             try:

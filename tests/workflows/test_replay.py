@@ -7,7 +7,7 @@ Covered: PromotionWorkflow (approved by a review after a refused signal, rejecte
 after each of its patches, and a release set superseded through a member's claim), PlanWorkflow,
 DryRunWorkflow, DriftWorkflow (a heal under the app's claim, and the older heals recorded on each side
 of its patches), ReleaseSetClaim (released by a drift heal, cancelled by a supersede) and
-ReleaseHoldWorkflow (rejected, approved). It also fails when a workflow type the worker registers has
+LiftHoldWorkflow (rejected, approved). It also fails when a workflow type the worker registers has
 no history, when a patch in the code has no history on each side of it, and when a history carries a
 secret or grows large."""
 

@@ -25,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.errors import PromoterError
-from promoter.models import Decision, PromotionState, ReleaseHoldInput, StageState, StageStatus
+from promoter.models import Decision, LiftHoldInput, PromotionState, StageState, StageStatus
 from promoter.sim.kube import KubeSim
 from promoter.stack import demo_keys, seed_origin
 from tests.support.gitops import PROMOTER, Origin, make_gitops
@@ -98,7 +98,7 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
             await api.resolve(dev_env.client, tq, "demo", commit=same)
         said = str(content.value)
         assert f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert" in said
-        assert f"PR #{staging_pr}" in said and "promoter release-hold demo --env staging" in said
+        assert f"PR #{staging_pr}" in said and "promoter lift-hold demo --env staging" in said
         # a person pushes the release's lines to main by hand: the hold stays
         lines = (
             f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
@@ -108,10 +108,10 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         with pytest.raises(PromoterError, match=f"demo @ {bad[:7]} is held out of staging"):
             await api.resolve(dev_env.client, tq, "demo", commit=bad)
         # lifting the hold takes a PR that staging's approvers approve: refused approvers change nothing
-        ask = ReleaseHoldInput(
+        ask = LiftHoldInput(
             app="demo", env="staging", commit=bad, requested_by="alice", reason="the cluster was at fault"
         )
-        release = await api.release_hold(dev_env.client, tq, ask)
+        release = await api.lift_hold(dev_env.client, tq, ask)
         waiting = await wait_query(release, lambda s: s.state == StageState.AWAITING_APPROVAL)
         assert waiting.pr_url and "bob" in waiting.approvers
         with pytest.raises(WorkflowUpdateFailedError) as refused:
@@ -128,7 +128,7 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         assert "Promoter-Approval: bob via cli at " in git.Repo(origin.path).git.log(
             "-1", "--format=%B", released.merge_commit
         )
-        not_held = await api.release_hold(dev_env.client, tq, ask.model_copy(update={"commit": newer}))
+        not_held = await api.lift_hold(dev_env.client, tq, ask.model_copy(update={"commit": newer}))
         with pytest.raises(WorkflowFailureError) as nothing:
             await not_held.result()
         assert "is not held in staging" in api.failure_message(nothing.value)

@@ -1,4 +1,4 @@
-"""`promoter release-hold`: lift the hold an automatic revert put on a commit (see promoter.holds),
+"""`promoter lift-hold`: lift the hold an automatic revert put on a commit (see promoter.holds),
 through a pull request that the environment's approvers must approve.
 
 The PR carries an empty commit with the `Promoter-Release-Hold` trailers. Its gate is the
@@ -23,10 +23,10 @@ with workflow.unsafe.imports_passed_through():
         AuditEntry,
         ClosePullRequest,
         Decision,
+        LiftHoldInput,
         MergePullRequest,
-        OpenedRelease,
+        OpenedLift,
         PolicyCheckInput,
-        ReleaseHoldInput,
         ScreenInput,
         StageState,
         StageStatus,
@@ -36,10 +36,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.decisions import refusal
 
 
-@workflow.defn
-class ReleaseHoldWorkflow:
+@workflow.defn(name="ReleaseHoldWorkflow")  # its first name: runs in flight keep it
+class LiftHoldWorkflow:
     @workflow.init
-    def __init__(self, inp: ReleaseHoldInput) -> None:
+    def __init__(self, inp: LiftHoldInput) -> None:
         self.inp = inp
         self.stage = StageStatus(env=inp.env, order=0, state=StageState.OPENING_PR, message="opening the PR")
         self.rejection: Decision | None = None
@@ -50,8 +50,8 @@ class ReleaseHoldWorkflow:
         return [a for a in self.stage.approvers if a not in self.stage.screened]
 
     @workflow.run
-    async def run(self, inp: ReleaseHoldInput) -> StageStatus:
-        opened: OpenedRelease = await steps.OPEN_RELEASE.call(inp, f"open the release of the hold in {inp.env}")
+    async def run(self, inp: LiftHoldInput) -> StageStatus:
+        opened: OpenedLift = await steps.OPEN_LIFT.call(inp, f"open the release of the hold in {inp.env}")
         self.stage.pr_number, self.stage.pr_url = opened.pr.number, opened.pr.url
         self.stage.approvals_required = max(1, opened.environment.approval.required)
         await self._screen(inp, opened)
@@ -78,7 +78,7 @@ class ReleaseHoldWorkflow:
         self.stage.finished_at = workflow.now()
         return self.stage
 
-    async def _screen(self, inp: ReleaseHoldInput, opened: OpenedRelease) -> None:
+    async def _screen(self, inp: LiftHoldInput, opened: OpenedLift) -> None:
         """Who may release the hold, as the policies expand and screen the environment's approvers (the
         held commit's author is asked about like any approver)."""
         now = workflow.now()
@@ -99,7 +99,7 @@ class ReleaseHoldWorkflow:
         who = await steps.SCREEN_APPROVERS.call(ScreenInput(check=check), f"who may release the hold in {inp.env}?")
         self.stage.approvers, self.stage.screened = who.approvers, who.refused
 
-    async def _merge(self, opened: OpenedRelease) -> None:
+    async def _merge(self, opened: OpenedLift) -> None:
         """Merge the approved PR, its approvals as trailers (`AuditEntry.trailer`, as a promotion's merge
         writes them): the activity seals the release with them before it merges."""
         self.stage.state = StageState.MERGING
