@@ -34,8 +34,8 @@ from promoter.models import (
 from promoter.names import app_folder
 from promoter.secrets import redact
 
-SEEN_PUSH_TRIES = 30  # seconds a release's push may take to show on its PR before the merge step is retried
-# the release workflow's merge message names the release's branch (workflows/lift_hold.py)
+SEEN_PUSH_TRIES = 30  # seconds a lift's push may take to show on its PR before the merge step is retried
+# the lift-hold workflow's merge message names the lift-hold PR's branch (workflows/lift_hold.py)
 _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
 
@@ -81,9 +81,9 @@ class ForgeActivities:
     @classified
     def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
         expected, method = req.expected_head, req.merge_method
-        release = _LIFT_MERGE.match(req.comment)
-        if release is not None:  # an approved release-hold PR: promoter signs the release, then merges it
-            sealed = self._seal_lift(req, release.group(1))
+        lift = _LIFT_MERGE.match(req.comment)
+        if lift is not None:  # an approved lift-hold PR: promoter signs the lift, then merges it
+            sealed = self._seal_lift(req, lift.group(1))
             if isinstance(sealed, MergeResult):
                 return sealed
             # the signed commit itself must reach main: a merge commit, never a squash
@@ -96,13 +96,13 @@ class ForgeActivities:
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
 
     def _seal_lift(self, req: MergePullRequest, branch: str) -> str | MergeResult:
-        """The commit that lifts the hold an approved release PR asks to lift, to merge at once: its
+        """The commit that lifts the hold an approved lift-hold PR asks to lift, to merge at once: its
         branch holds only promoter's request, which lifts nothing; now that the gate approved, promoter
-        writes and signs the release on top of the approved head and pushes it (promoter.holds). The
+        writes and signs the lift on top of the approved head and pushes it (promoter.holds). The
         merge's result when the PR is merged already (a retry). A PR merged by hand before that lifted
         nothing: the hold stays, and this says so."""
         if req.expected_head is None:
-            raise BadInput(f"the release PR #{req.number} must be merged at its approved head")
+            raise BadInput(f"the lift-hold PR #{req.number} must be merged at its approved head")
         app, env, held, _ = self.repo.lift_request(req.expected_head)
         pr = self.forge.get_pull_request(req.number)
         if pr.state == "merged":
@@ -112,12 +112,13 @@ class ForgeActivities:
                 assert pr.merge_commit is not None
                 return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
             raise BadInput(
-                f"PR #{pr.number} was merged on the forge before promoter wrote its release; it lifted nothing, "
+                f"PR #{pr.number} was merged on the forge before promoter wrote the commit that lifts the hold; "
+                "it lifted nothing, "
                 f"and {app} @ {held[:7]} stays held in {env}: run `promoter lift-hold` again"
             )
         approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
         sealed = self.repo.seal_lift(branch, req.expected_head, approvals)
-        activity.heartbeat(f"release {sealed[:12]} pushed")
+        activity.heartbeat(f"lift {sealed[:12]} pushed")
         # a hosted forge may show the PR at its old head for a moment after the push; the merge names the new one
         for _ in range(SEEN_PUSH_TRIES):
             if self.forge.get_pull_request(req.number).head_sha == sealed:
@@ -143,9 +144,9 @@ class ForgeActivities:
         )
         pr = self.forge.open_pull_request(
             branch,
-            f"Release the hold of {req.app} @ {hold.commit[:7]} in {req.env}",
+            f"Lift the hold of {req.app} @ {hold.commit[:7]} in {req.env}",
             body,
-            labels=["release-hold", f"env:{req.env}", f"app:{req.app}"],
+            labels=["release-hold", f"env:{req.env}", f"app:{req.app}"],  # the label's first name, kept on the forge
         )
         return OpenedLift(pr=pr, commit=hold.commit, author=author, hold_reason=hold.reason, environment=environment)
 

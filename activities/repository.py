@@ -1,4 +1,4 @@
-"""Git activities: plan a promotion. (A stage's change is prepared by `check_change` in
+"""Git activities: resolve a promotion request. (A stage's change is prepared by `check_change` in
 activities/policy.py and pushed by `open_change` in activities/forge.py.)"""
 
 from __future__ import annotations

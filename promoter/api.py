@@ -1,4 +1,4 @@
-"""Client-side calls shared by the CLI, the tests and the benchmark: plan, start, wait for a state."""
+"""Client-side calls shared by the CLI, the tests and the benchmark: resolve, start, wait for a state."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def failure_message(e: BaseException) -> str:
 
 
 def _request(app: str, members: Sequence[str], commit: str | None, to_env: str | None) -> PromotionRequest:
-    """A planning request, its names checked first, so that a bad one never reaches Temporal."""
+    """A promotion request, its names checked first, so that a bad one never reaches Temporal."""
     for name in (app, *members):
         names.check(name, "app")
     if to_env is not None:
@@ -115,7 +115,7 @@ async def dry_run(
     without starting anything (`DryRunWorkflow` on a worker, deleted once it has answered)."""
     req = _request(app, members, commit, to_env).model_copy(update={"with_patch": with_patch})
     result: DryRun = await _short_run(
-        client, task_queue, DryRunWorkflow.run, req, f"dry-run-{app}", "the plan", timedelta(minutes=5)
+        client, task_queue, DryRunWorkflow.run, req, f"dry-run-{app}", "the dry run", timedelta(minutes=5)
     )
     return result
 
@@ -128,8 +128,8 @@ async def lift_hold(
     client: Client, task_queue: str, req: LiftHoldInput
 ) -> WorkflowHandle[LiftHoldWorkflow, StageStatus]:
     """Start lifting a hold (`LiftHoldWorkflow`): its PR is opened at once; `BadInput` (raised on the
-    worker, shown as one line) when there is no such hold. A release of that hold already running
-    is refused."""
+    worker, shown as one line) when there is no such hold. A second lift in the same app and environment,
+    while one runs, is refused."""
     wid = lift_id(req.app, req.env)
     try:
         return await client.start_workflow(
@@ -139,10 +139,10 @@ async def lift_hold(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            static_summary=f"Release the hold of {req.app} @ {req.commit[:7]} in {req.env}",
+            static_summary=f"Lift the hold of {req.app} @ {req.commit[:7]} in {req.env}",
         )
     except WorkflowAlreadyStartedError:
-        raise PromoterError(f"a release of a hold of {req.app} in {req.env} is already waiting ({wid})") from None
+        raise PromoterError(f"a lift of a hold of {req.app} in {req.env} is already waiting ({wid})") from None
 
 
 async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport:
@@ -174,7 +174,7 @@ async def _short_run(
     timeout: timedelta = timedelta(minutes=2),
     keep: bool = False,
 ) -> Out:
-    """Run a short workflow on a worker (planning, a dry run, a drift check) and return its answer; its
+    """Run a short workflow on a worker (resolving a request, a dry run, a drift check) and return its answer; its
     failure is one line (its own message as it is, a timeout said as one), and the run is forgotten
     once it has answered unless it is to be kept."""
     wid = f"{prefix}-{uuid.uuid4()}"
@@ -191,8 +191,8 @@ async def _short_run(
 
 
 async def _forget(client: Client, wid: str) -> None:
-    """Ask the server to delete a finished plan (or dry) run, so that the Web UI's workflow list
-    shows promotions, not one `plan-…` row per promotion. Best effort: the server deletes in the
+    """Ask the server to delete a finished resolve (or dry) run, so that the Web UI's workflow list
+    shows promotions, not one `resolve-…` row per promotion. Best effort: the server deletes in the
     background, one run after another (the dev server takes about 25 s each), so under load the rows
     linger for a while; docs/approving.md gives the list's query that shows promotions only."""
     try:

@@ -4,7 +4,7 @@ Every fact is in origin's main: a promotion's merge (`Merge pull request #N from
 promote/<app>/<env>/<short>`) carries the promotion's ID and its decisions as trailers
 (`Promoter-Promotion`, `Promoter-Policy`, `Promoter-Approval`, ...), and its second parent, the
 branch's commit, names the promoted commit (`Promoted-Commit`). A revert's merge (and promoter's signed
-revert commit it merges) carries the hold it puts in place, and a later release signed by promoter's
+revert commit it merges) carries the hold it puts in place, and a later commit signed by promoter's
 key may lift it (promoter.holds). So the history outlives Temporal's retention and needs no Temporal
 server at all.
 """
@@ -46,7 +46,7 @@ _MERGE = re.compile(r"Merge pull request #(\d+) from (promote|revert)/([a-z0-9-]
 @dataclass
 class Event:
     env: str
-    kind: str  # promoted | reverted | hold-released
+    kind: str  # promoted | reverted | hold-released (a lifted hold: the kind keeps its first name, scripts read it)
     at: str  # when it reached main (the commit's date, ISO 8601)
     commit: str  # the app's commit this is about
     main_commit: str  # the commit of main that records it
@@ -78,8 +78,8 @@ def _held(merge: dict[str, str]) -> list[tuple[str, str]]:
     return holds.trailer_block(merge.get("branch_message", ""))
 
 
-def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]]) -> list[Event]:
-    """`merges`: main's merges touching the app ({sha, at, message, branch_message, rank}); `releases`:
+def events(app: str, merges: list[dict[str, str]], lifts: list[dict[str, str]]) -> list[Event]:
+    """`merges`: main's merges touching the app ({sha, at, message, branch_message, rank}); `lifts`:
     commits lifting a hold ({sha, at, message, rank}). `rank` is the position on main's first-parent
     line (0: the newest). Returns the events, newest first."""
     ranked: list[tuple[int, Event]] = []
@@ -115,7 +115,7 @@ def events(app: str, merges: list[dict[str, str]], releases: list[dict[str, str]
                 decisions=[f"{k}: {v}" for k, v in held if k.startswith(holds.HELD)],
             )
         ranked.append((int(m.get("rank", 0)), event))
-    for r in releases:  # the caller passes only releases that count (signed by promoter's key)
+    for r in lifts:  # the caller passes only lifts that count (signed by promoter's key)
         values = dict(holds.trailer_block(r["message"]))
         if values.get(f"{holds.HELD}-App") != app:
             continue

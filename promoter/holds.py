@@ -10,15 +10,16 @@ Git is the record, not Temporal. The commit of an automatic revert (written and 
     Promoter-Held-Tree: <tree id> <source folder>     (one line per member: what the commit deploys)
     Promoter-Held-PR: <the revert PR's URL>           (the merge only: the PR does not exist before)
 
-Planning a promotion into that environment of the held commit, or of any commit whose source folder
+Resolving a promotion into that environment of the held commit, or of any commit whose source folder
 of the app has the same tree (the same content), is refused naming the revert. A hold without a
 `Promoter-Held-Tree` line (written before holds were on content) holds its commit only. A hold counts
 wherever it is found on main, signed or not: a hold is never ignored for lack of a signature (fail
 closed; the worst a forged one does is refuse a promotion).
 
-A hold is lifted only by a release: a commit on main that promoter wrote and signed with its commit
+A hold is lifted only by a commit on main that promoter wrote and signed with its commit
 signing key (a key trust/allowed_signers lists for the principal `promoter`, namespace `git`) *after*
-the gate of a release-hold PR was approved, carrying as its last paragraph:
+the gate of a lift-hold PR was approved, carrying as its last paragraph (the trailers keep their first
+names, which Git history holds):
 
     Promoter-Release-Hold: <the held commit>
     Promoter-Held-App: <app>
@@ -26,8 +27,8 @@ the gate of a release-hold PR was approved, carrying as its last paragraph:
     Promoter-Released-By: <who>: <why>
     Promoter-Approval: ...                            (the gate's approvals)
 
-A release lifts the holds of that commit recorded before it (in its ancestors): an old release never
-lifts a newer hold of the same commit. The same lines written by a person (unsigned, signed by their
+Such a commit lifts the holds of the held commit recorded before it (in its ancestors): an old lift
+never lifts a newer hold of the same commit. The same lines written by a person (unsigned, signed by their
 own key, or anywhere but the last paragraph) lift nothing. docs/approving.md ("Held versions") tells
 why a person cannot get such a commit out of promoter without the gate.
 """
@@ -41,11 +42,11 @@ from dataclasses import dataclass
 HELD = "Promoter-Held"
 TREE = f"{HELD}-Tree"
 LIFT = "Promoter-Release-Hold"
-REQUEST = "Promoter-Release-Request"  # the release PR's first commit: asks, lifts nothing (see lift_request)
+REQUEST = "Promoter-Release-Request"  # the lift-hold PR's first commit: asks, lifts nothing (see lift_request)
 REQUESTED_BY = "Promoter-Requested-By"
 LIFTED_BY = "Promoter-Released-By"
 APPROVAL = "Promoter-Approval"
-PRINCIPAL = "promoter"  # whose signature makes a release count, in trust/allowed_signers
+PRINCIPAL = "promoter"  # whose signature makes a lift count, in trust/allowed_signers
 
 _KEY = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 _PR_NUMBER = re.compile(r"(\d+)/?$")
@@ -94,7 +95,7 @@ class Hold:
 
 @dataclass(frozen=True)
 class Record:
-    """A commit of main that may hold or release: its message, and whether promoter's key signed it."""
+    """A commit of main that may hold or lift a hold: its message, and whether promoter's key signed it."""
 
     sha: str
     message: str
@@ -117,7 +118,7 @@ def trailers(
 
 
 def request_trailers(app: str, env: str, commit: str, who: str, why: str) -> str:
-    """The release PR's first commit: it names the hold and who asks, and lifts nothing."""
+    """The lift-hold PR's first commit: it names the hold and who asks, and lifts nothing."""
     return (
         f"{REQUEST}: {commit}\n{HELD}-App: {app}\n{HELD}-Env: {env}\n"
         f"{REQUESTED_BY}: {_one_line(who)}: {_one_line(why)}\n"
@@ -125,7 +126,7 @@ def request_trailers(app: str, env: str, commit: str, who: str, why: str) -> str
 
 
 def lift_trailers(app: str, env: str, commit: str, who: str, why: str, approvals: Iterable[str] = ()) -> str:
-    """The release of the hold: counts only in a commit signed by promoter's key (see the module)."""
+    """The lift of the hold: counts only in a commit signed by promoter's key (see the module)."""
     by = f"{LIFTED_BY}: {_one_line(who)}: {_one_line(why)}"
     approved = "".join(f"{_one_line(line)}\n" for line in approvals)
     return f"{LIFT}: {commit}\n{HELD}-App: {app}\n{HELD}-Env: {env}\n{by}\n{approved}"
@@ -133,7 +134,7 @@ def lift_trailers(app: str, env: str, commit: str, who: str, why: str, approvals
 
 def parse_trailers(message: str) -> list[tuple[str, str]]:
     """A commit message's `Key: value` lines (git trailers, and the like), in order, wherever they are.
-    For holds and releases only `trailer_block` counts."""
+    For holds and their lifts only `trailer_block` counts."""
     found = []
     for line in message.splitlines():
         key, sep, value = line.partition(": ")
@@ -178,8 +179,8 @@ def _hold(app: str, record: Record) -> Hold | None:
 
 
 def lift(record: Record) -> tuple[str, str, str] | None:
-    """(app, environment, held commit) a record releases; None when it releases nothing: not signed by
-    promoter's key, or the release lines are not its trailer block."""
+    """(app, environment, held commit) whose hold a record lifts; None when it lifts nothing: not signed
+    by promoter's key, or the lift's lines are not its trailer block."""
     if not record.signed:
         return None
     fields = trailer_block(record.message)
@@ -188,29 +189,29 @@ def lift(record: Record) -> tuple[str, str, str] | None:
 
 
 def is_lift(message: str) -> bool:
-    """Whether the message's trailer block claims to release a hold (its signature then decides)."""
+    """Whether the message's trailer block claims to lift a hold (its signature then decides)."""
     return any(key == LIFT for key, _ in trailer_block(message))
 
 
 def current(app: str, records: Iterable[Record], is_ancestor: Callable[[str, str], bool]) -> list[Hold]:
     """The holds of `app` in force on main: every hold `records` carry (commits of main, in any order)
-    that no release of the same commit, environment and app lifts. A release lifts a hold recorded in its
-    ancestors (`is_ancestor(hold's commit, release's commit)`), never one recorded after it."""
+    that no lift of the same commit, environment and app lifts. A lift covers a hold recorded in its
+    ancestors (`is_ancestor(hold's commit, lift's commit)`), never one recorded after it."""
     found: list[Hold] = []
-    releases: list[tuple[str, str, str]] = []  # (env, held commit, the release's commit)
+    lifts: list[tuple[str, str, str]] = []  # (env, held commit, the lift's commit)
     for record in records:
         hold = _hold(app, record)
         if hold is not None:
             found.append(hold)
-        released = lift(record)
-        if released is not None and released[0] == app:
-            releases.append((released[1], released[2], record.sha))
+        lifted = lift(record)
+        if lifted is not None and lifted[0] == app:
+            lifts.append((lifted[1], lifted[2], record.sha))
     return [
         h
         for h in found
         if not any(
             env == h.env and commit == h.commit and sha != h.recorded_in and is_ancestor(h.recorded_in, sha)
-            for env, commit, sha in releases
+            for env, commit, sha in lifts
         )
     ]
 
@@ -231,7 +232,7 @@ def find(in_force: list[Hold], env: str, commit: str, tree_at: Callable[[str], s
 
 def promoter_signers(allowed_signers: str) -> str:
     """The lines of trust/allowed_signers that list the principal `promoter` by name (its comma-separated
-    first field): the only keys whose signature makes a release count."""
+    first field): the only keys whose signature makes a lift count."""
     kept = []
     for line in allowed_signers.splitlines():
         fields = line.strip().split(maxsplit=1)
@@ -241,7 +242,7 @@ def promoter_signers(allowed_signers: str) -> str:
 
 
 def lift_request(message: str) -> tuple[str, str, str, str] | None:
-    """(app, environment, held commit, `who: why`) of a release PR's request commit; None when it is not one."""
+    """(app, environment, held commit, `who: why`) of a lift-hold PR's request commit; None when it is not one."""
     fields = trailer_block(message)
     found = (_first(fields, f"{HELD}-App"), _first(fields, f"{HELD}-Env"), _first(fields, REQUEST))
     if not all(found):

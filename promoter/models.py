@@ -269,7 +269,7 @@ class PromotionState(StrEnum):
     CANCELLED = "cancelled"
 
 
-# ---------------------------------------------------------------- planning
+# ---------------------------------------------------------------- resolving
 
 
 class Subject(BaseModel):
@@ -729,7 +729,7 @@ class LiftHoldInput(BaseModel):
 
 
 class OpenedLift(BaseModel):
-    """The release's PR, opened, and what its gate needs to know."""
+    """The lift-hold PR, opened, and what its gate needs to know."""
 
     pr: PullRequest
     commit: str  # the held commit, in full

@@ -1,8 +1,8 @@
 """What a client asks Temporal about promotions, however it reaches Temporal.
 
 The CLI's everyday commands (`status`, `approve`, `reject`, `list`) go through `Promotions`, and so
-do following a promotion to its end (`promote --wait`) and waiting for a release of a hold to open its
-PR (`release-hold`): the CLI itself never touches an SDK handle or a transport's errors. It has two
+do following a promotion to its end (`promote --wait`) and waiting for the lift of a hold to open its
+PR (`lift-hold`): the CLI itself never touches an SDK handle or a transport's errors. It has two
 implementations with the same answers: `promoter.api.GrpcPromotions` (the Temporal SDK's client,
 used by the worker, `promote` and the tests) and `promoter.temporal_http.HttpPromotions` (Temporal's
 HTTP API, for a command that must start fast: it imports neither the SDK nor its protobufs).
@@ -43,7 +43,7 @@ DRIFT_MEMO = "drift"  # a drift check's summary, in its memo: what `promoter sta
 QUERY_TIMEOUT_S = 5.0  # a worker answers the status query within this, or the CLI says why not
 POLLER_STALE_S = 90.0  # an idle worker polls again at least every ~70 s
 UNREACHABLE_FOR_S = 10.0  # how long following keeps asking an unreachable Temporal before it says so
-HOLD_PR_WAIT_S = 60.0  # a release of a hold opens its PR within this, or the CLI asks whether a worker runs
+HOLD_PR_WAIT_S = 60.0  # lifting a hold opens its PR within this, or the CLI asks whether a worker runs
 # how a run that closed without reaching an outcome of its own is listed (its memo still says "running")
 CLOSED_STATES = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
 
@@ -111,7 +111,7 @@ class Promotions(Protocol):
         `ConnectionLost` when Temporal cannot be reached for `UNREACHABLE_FOR_S`."""
 
     async def hold_pr(self, workflow_id: str, timeout_s: float = ...) -> StageStatus:
-        """A release of a hold's stage once its PR is open and its gate waits; `PromoterError` when the
+        """The stage of a hold's lift once its PR is open and its gate waits; `PromoterError` when the
         run failed (no such hold: its own message) or opened nothing within `timeout_s`."""
 
 

@@ -161,7 +161,7 @@ def merge_message(
     """The merge commit's message: git trailers carry every decision of the stage, and each signed
     approval's statement and signature with the revision of main whose trust/ verified them, so that
     `promoter history` verifies them again from Git alone. `promotion` is empty for a merge that is no
-    promotion's (a hold's release: its approvals are its only trailers)."""
+    promotion's (a hold's lift: its approvals are its only trailers)."""
     named = [f"{history.PROMOTION}: {promotion}"] if promotion else []
     trailers = [*named, *(e.trailer() for e in entries)]
     proofs = [history.signed_trailer(a.statement, a.signature) for a in signed or [] if a.proof == "signed"]

@@ -27,7 +27,7 @@ STACK_FILE = "stack.json"
 SEED_FOLDERS = ("environments", "policies", "trust")
 DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up` makes each an SSH key
 # who signs git commits on the stack: a platform engineer (rule changes) and promoter itself (its merges,
-# reverts and hold releases); each is listed for the namespace `git` only
+# reverts and the commits that lift holds); each is listed for the namespace `git` only
 GIT_SIGNERS = ("platform", "promoter")
 # Temporal's own defaults, which `promoter up` takes when they are free (a person's stack answers where
 # the docs say); the tests always pass free ports, so the suite runs beside a person's stack

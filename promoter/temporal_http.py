@@ -236,7 +236,7 @@ class HttpPromotions:
     # ------------------------------------------------------------------------------ the calls
 
     def _query(self, execution: promotions.Execution) -> bytes:
-        """The `status` query's answer (a promotion's or a release of a hold's), as JSON."""
+        """The `status` query's answer (of a promotion, or of the lift of a hold), as JSON."""
         answer = self._call(
             "POST",
             f"workflows/{_part(execution.id)}/query/{promotions.STATUS_QUERY}",

@@ -184,7 +184,7 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
                 "stand, whoever pushed them; pin a reviewed commit of main (docs/policies.md, Who can change the rules)"
             )
         if settings.commit_signing_key is None:
-            log.warning("no PROMOTER_COMMIT_SIGNING_KEY: promoter's commits are unsigned, so release-hold is refused")
+            log.warning("no PROMOTER_COMMIT_SIGNING_KEY: promoter's commits are unsigned, so lift-hold is refused")
         try:
             await asyncio.to_thread(worker.warm)
         except Exception as e:  # noqa: BLE001 - never fatal: the first check of that revision denies, naming it

@@ -1,7 +1,7 @@
 """Who may decide a gate, and every decision sent to it: an approval or a rejection from the Web UI or
 the CLI (an update, or a signal), or an approving review the PR watcher read on the forge. Each is
 refused with its reason, on record, or accepted onto its stage. The rule of who may decide a gate now
-(`refusal`) is written once, here: a promotion's gates and the release of a hold
+(`refusal`) is written once, here: a promotion's gates and the lift of a hold
 (workflows/lift_hold.py) both obey it. Deterministic: workflow code only."""
 
 from __future__ import annotations

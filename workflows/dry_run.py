@@ -3,10 +3,10 @@
 It runs where the repository is (on a worker) and takes the promotion's own steps with the
 promotion's own inputs (`Promotion.policy_input`): the source's policy check, then for each later
 environment the change and its policy decision on main as it is now (`check_change`: nothing is
-pushed) and who may open its gate (`screen_approvers`). So a plan and the promotion that follows
+pushed) and who may open its gate (`screen_approvers`). So a dry run and the promotion that follows
 cannot disagree about a stage's change or its policy decision, unless main or the policies change in
 between. Each environment is judged as the promotion would judge it: after the previous one became
-healthy and soaked (the promotion waits for the soak by itself). The plan goes on past a denial, so
+healthy and soaked (the promotion waits for the soak by itself). The dry run goes on past a denial, so
 that every stage is shown; the promotion would stop at the first.
 """
 

@@ -46,12 +46,12 @@ class LiftHoldWorkflow:
 
     @property
     def allowed(self) -> list[str]:
-        """Who may decide the release: its approvers as the policies expanded them, less those they screened out."""
+        """Who may decide the lift: its approvers as the policies expanded them, less those they screened out."""
         return [a for a in self.stage.approvers if a not in self.stage.screened]
 
     @workflow.run
     async def run(self, inp: LiftHoldInput) -> StageStatus:
-        opened: OpenedLift = await steps.OPEN_LIFT.call(inp, f"open the release of the hold in {inp.env}")
+        opened: OpenedLift = await steps.OPEN_LIFT.call(inp, f"open the PR that lifts the hold in {inp.env}")
         self.stage.pr_number, self.stage.pr_url = opened.pr.number, opened.pr.url
         self.stage.approvals_required = max(1, opened.environment.approval.required)
         await self._screen(inp, opened)
@@ -79,7 +79,7 @@ class LiftHoldWorkflow:
         return self.stage
 
     async def _screen(self, inp: LiftHoldInput, opened: OpenedLift) -> None:
-        """Who may release the hold, as the policies expand and screen the environment's approvers (the
+        """Who may lift the hold, as the policies expand and screen the environment's approvers (the
         held commit's author is asked about like any approver)."""
         now = workflow.now()
         check = PolicyCheckInput(
@@ -96,18 +96,18 @@ class LiftHoldWorkflow:
             evaluated_at=now,
             render_objects=False,
         )
-        who = await steps.SCREEN_APPROVERS.call(ScreenInput(check=check), f"who may release the hold in {inp.env}?")
+        who = await steps.SCREEN_APPROVERS.call(ScreenInput(check=check), f"who may lift the hold in {inp.env}?")
         self.stage.approvers, self.stage.screened = who.approvers, who.refused
 
     async def _merge(self, opened: OpenedLift) -> None:
         """Merge the approved PR, its approvals as trailers (`AuditEntry.trailer`, as a promotion's merge
-        writes them): the activity seals the release with them before it merges."""
+        writes them): the activity seals the lift with them before it merges."""
         self.stage.state = StageState.MERGING
         approvals = [
             AuditEntry(at=a.at, env=self.inp.env, kind="approval", actor=a.approver, via=a.via, detail=a.comment)
             for a in self.stage.approvals
         ]
-        # no promotion's ID: the release's own is no promotion's, and `promoter history` reads none here
+        # no promotion's ID: the lift's own is no promotion's, and `promoter history` reads none here
         message = report.merge_message(opened.pr.number, opened.pr.head, opened.pr.title, "", approvals)
         merged = await steps.MERGE_PULL_REQUEST.call(
             MergePullRequest(number=opened.pr.number, comment=message, expected_head=opened.pr.head_sha),
@@ -117,12 +117,12 @@ class LiftHoldWorkflow:
 
     def _refuse(self, d: Decision, approving: bool) -> None:
         """For the update validators: the gate's own rule of who may decide (workflows/decisions.py), for
-        this release's one environment. A rejection is held to an approval's standing here (one the
+        this lift's one environment. A rejection is held to an approval's standing here (one the
         policies screened out, or who has approved, may not reject either)."""
         if d.via not in SENT_VIA:  # this gate reads no reviews: nothing sent may claim to be one
             raise ApplicationError(f"an update cannot say it came by {d.via!r}; send via ui or cli", type=REFUSED)
         if d.env != self.inp.env:
-            raise ApplicationError(f"this release is for {self.inp.env}, not {d.env}", type=REFUSED)
+            raise ApplicationError(f"this lift is for {self.inp.env}, not {d.env}", type=REFUSED)
         reason = refusal(self.stage, d, True, self.allowed)
         if reason is None and not approving and not d.comment.strip():
             reason = "a rejection needs a reason"

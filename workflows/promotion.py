@@ -48,8 +48,9 @@ with workflow.unsafe.imports_passed_through():
 # states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
 UNSTARTED_STATES = {StageState.PENDING, StageState.CHECKING_POLICY, StageState.OPENING_PR}
 # the patch that made a promotion read its environments, trust/ and rules on a worker as it starts, instead
-# of taking the starter's (histories recorded before it replay without that step)
-PLANNED_ON_WORKER = "plan-on-worker"
+# of taking the starter's (histories recorded before it replay without that step); the patch ID keeps its
+# first name, which histories hold
+RESOLVED_ON_WORKER = "plan-on-worker"
 
 
 @workflow.defn(name="PromotionWorkflow")
@@ -71,7 +72,7 @@ class PromotionWorkflow:
     @workflow.run
     async def run(self, inp: PromotionInput) -> PromotionStatus:
         try:
-            if workflow.patched(PLANNED_ON_WORKER) and not await self._replan():
+            if workflow.patched(RESOLVED_ON_WORKER) and not await self._resolve_on_worker():
                 return self.status
             if self.plan.members and not await self.claims.take():
                 await self.claims.release()
@@ -93,7 +94,7 @@ class PromotionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
 
-    async def _replan(self) -> bool:
+    async def _resolve_on_worker(self) -> bool:
         """The rules a promotion obeys are the repository's, read on a worker as it starts: whoever
         starts the workflow chooses what to promote (app, commit, how far), never its gates, approvers
         or trusted keys. False (the promotion ends failed, nothing done) when that reading fails or
@@ -105,7 +106,9 @@ class PromotionWorkflow:
         try:
             fresh = await self.runner.run(steps.RESOLVE, ask, "read the environments, trust/ and rules on a worker")
         except ActivityError as e:
-            self.r.finish(PromotionState.FAILED, f"the promotion could not be planned on a worker: {steps.cause(e)}")
+            self.r.finish(
+                PromotionState.FAILED, f"the promotion's request could not be resolved on a worker: {steps.cause(e)}"
+            )
             return False
         names = [e.config.name for e in fresh.environments]
         if names != [e.config.name for e in given.environments] or fresh.commit != given.commit:

@@ -5,7 +5,7 @@ worker registers exactly these names (tests/workflows/test_steps.py checks both 
 Activities live in `activities/`, which a workflow may not import (`lint-imports`), so a step names
 its activity; `Step.call` is the one place that turns a step into `workflow.execute_activity`.
 
-Short idempotent steps whose retry is harmless (planning, policy checks, pushing a branch and
+Short idempotent steps whose retry is harmless (resolving a request, policy checks, pushing a branch and
 opening its PR, a PR body, closing a PR) are *local* activities: they run in the worker that runs the workflow task and
 are recorded as one marker event, with no round trip through the server's task queues. The merge,
 the sync, the health check, the revert, the PR watcher and the webhooks stay ordinary activities:

@@ -3,7 +3,7 @@ code: 0 success, 1 the promotion or check did not succeed, 2 bad input (one line
 
 A package by concern, each command talking to Temporal only through the client API (`promoter.api`
 and the `Promotions` of `promoter.promotions`): `common` (the app, consoles, options, how a command
-reaches Temporal), `stack` (up, down, worker), `promote` (promote, dry-run, release-hold), `drift`
+reaches Temporal), `stack` (up, down, worker), `promote` (promote, dry-run, lift-hold), `drift`
 (drift, history), `status` (status, approve, reject, cancel, list), `policy` (policy ...), and
 `render` (the tables and lines they print). The modules are imported in that order, which is the
 order `promoter --help` lists the commands in.

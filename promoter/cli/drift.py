@@ -85,7 +85,7 @@ def history(
     as_json: AsJson = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Every promotion, revert and released hold of APP, per environment, newest first: read from the
+    """Every promotion, revert and lifted hold of APP, per environment, newest first: read from the
     GitOps repository's main alone (no Temporal server needed)."""
     workflow_id(app_name)
     if env is not None:

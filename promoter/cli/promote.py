@@ -1,4 +1,4 @@
-"""`promoter promote`, `dry-run` and `release-hold`: what starts work on a worker, and following it."""
+"""`promoter promote`, `dry-run` and `lift-hold`: what starts work on a worker, and following it."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ EXIT_CONNECTION_LOST = 3  # `--wait` lost Temporal: the promotion's outcome is u
 
 @app.command()
 def promote(
-    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
+    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release set")],
     commit: CommitOpt = None,
     to: Annotated[str | None, typer.Option(help="last environment to promote to")] = None,
     wait: Annotated[bool, typer.Option("--wait", help="follow live; exit 0 only on succeeded")] = False,
@@ -157,7 +157,7 @@ async def _follow(promotions: Promotions, wid: str, run_id: str | None, quiet: b
 
 @app.command("dry-run")
 def dry_run(
-    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release")],
+    app_names: Annotated[list[str], typer.Argument(metavar="APP...", help="one app, or several: one release set")],
     commit: CommitOpt = None,
     to: Annotated[str | None, typer.Option(help="last environment to look at")] = None,
     diff: Annotated[bool, typer.Option("--diff", help="each environment's change as a unified diff too")] = False,

@@ -7,7 +7,7 @@
 - `reading`: main resolved for a request, environments, apps, holds, files and policies;
 - `provenance`: an app's history, the people on a promoted range, what drift compares with;
 - `change`: a stage's change, judged before it exists, then pushed as one commit;
-- `writing`: reverts, a hold's release, merges of main;
+- `writing`: reverts, a hold's lift, merges of main;
 - `ports`: one small Protocol per concern, and `GitRepository`, all of them;
 - `facade`: `GitClone`, the composition callers build.
 

@@ -94,7 +94,7 @@ class Clone:
         self.signing_key: bytes | None = None  # promoter's commit signing key (sign_commits_with); None: unsigned
 
     def sign_commits_with(self, private_key: bytes) -> None:
-        """Sign every commit this clone writes (merges, reverts, releases, promotion branches) with
+        """Sign every commit this clone writes (merges, reverts, lifts of holds, promotion branches) with
         `private_key` (an unencrypted OpenSSH private key), as `git commit -S` with gpg.format ssh does.
         Checked here, so that a worker with a key it cannot use does not start."""
         try:

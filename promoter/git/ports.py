@@ -72,7 +72,7 @@ class StageChanges(Protocol):
 
 
 class MainWriting(Protocol):
-    """What promoter writes besides a stage's branch: reverts (activities/revert.py), a hold's release
+    """What promoter writes besides a stage's branch: reverts (activities/revert.py), a hold's lift
     (the forge activities) and the merges of main (the local forge)."""
 
     def push_revert(

@@ -1,5 +1,5 @@
 """Reading who and what shaped an app's folder, from main's commits alone: its history (promotions,
-reverts, released holds, each promotion's approvals verified again), the people on a promoted range
+reverts, lifted holds, each promotion's approvals verified again), the people on a promoted range
 (`authors`), the commits of it that carry no trusted signature, and what drift compares a folder with.
 
 Each reading fails closed: a merge promoter did not sign, a squash merge or a reverted promotion never
@@ -62,7 +62,7 @@ class Provenance:
         self.reading = reading
 
     def history(self, app: str) -> list[HistoryEvent]:
-        """The app's promotions, reverts and released holds per environment, newest first, read from
+        """The app's promotions, reverts and lifted holds per environment, newest first, read from
         main's commits alone (see promoter.history)."""
         check(app, "app")
         repo = self.clone.fresh()
@@ -72,12 +72,12 @@ class Provenance:
         out = self.clone.run(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.LIFT}: ", main)
         claims = [p for p in (entry.strip().split("\x1f") for entry in out.split("\x1e")) if len(p) == 3]
         signers = self.trusted.promoter_signers(repo, main) if claims else ("", "")
-        releases = [  # only those that lift a hold: promoter's signed releases (promoter.holds)
+        lifts = [  # only those that lift a hold: promoter's signed commits (promoter.holds)
             {"sha": p[0], "at": p[1], "message": p[2]}
             for p in claims
             if holds.is_lift(p[2]) and self.trusted.signed_by_promoter(repo, p[0], signers)
         ]
-        # newest first by main's own order (first parents), not by the clock: a release merged within
+        # newest first by main's own order (first parents), not by the clock: a lift merged within
         # the same second as the revert before it still comes after it
         position = {sha: i for i, sha in enumerate(self.clone.run(repo, "rev-list", "--first-parent", main).split())}
         merged_by: dict[str, str] = {}
@@ -86,10 +86,10 @@ class Provenance:
             merged_by.update({p: parts[0] for p in parts[2:]})
         for m in merges:
             m["rank"] = str(position.get(m["sha"], len(position)))
-        for r in releases:
+        for r in lifts:
             landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
             r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
-        events = history.events(app, merges, releases)
+        events = history.events(app, merges, lifts)
         self._verify_approvals(repo, main, app, events, {m["sha"]: (m["message"], m["parent"]) for m in merges})
         return events
 

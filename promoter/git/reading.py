@@ -176,7 +176,7 @@ class GitOpsReader:
 
     def _holds(self, repo: git.Repo, main: str, app: str) -> list[holds.Hold]:
         """The holds of `app` in force on `main` (see promoter.holds), read from main's commits: every hold
-        counts, signed or not (fail closed); a release counts only when promoter's key signed it."""
+        counts, signed or not (fail closed); a lift counts only when promoter's key signed it."""
         out = self.clone.run(repo, "log", "--format=%H%x1f%B%x1e", f"--grep=^{holds.HELD}-App: {app}$", main)
         commits = [tuple(entry.strip().split("\x1f", 1)) for entry in out.split("\x1e") if "\x1f" in entry]
         signers: tuple[str, str] | None = None

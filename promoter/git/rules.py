@@ -1,6 +1,6 @@
 """The trusted rules revision, and the signature checks it rests on: which revision of the rule files
 (policies/, trust/, every environment.yaml) judges a promotion on main, `trust/` at a revision, and
-whether a commit carries promoter's own signature (a release, a promotion branch).
+whether a commit carries promoter's own signature (the commit that lifts a hold, a promotion branch).
 
 Why a walk from a trust root: a person who can push to main must not be able to loosen the rules that
 judge their own promotion; only changes signed by a key the rules before them trust are taken in.

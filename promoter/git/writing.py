@@ -1,4 +1,4 @@
-"""Writing to the GitOps repository: a revert's branch, a hold's release (its request, then the signed
+"""Writing to the GitOps repository: a revert's branch, a hold's lift (its request, then the signed
 commit that lifts it once the gate approved), and merging a branch into main.
 
 Every commit is promoter's own, written as objects and signed with its key when it has one. Only the
@@ -66,14 +66,14 @@ class MainWriter:
         return branch, head
 
     def push_lift_request(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]:
-        """The release PR's first commit: an empty commit on main that asks for the release of `hold`
+        """The lift-hold PR's first commit: an empty commit on main that asks to lift `hold`
         and lifts nothing (see promoter.holds), pushed as `release-hold/<app>/<env>/<short>`. The
         commit that lifts the hold is written only once the gate approved (`seal_lift`). Idempotent:
         promoter's own unmerged request for that hold is reused. (branch, head)"""
-        if self.clone.signing_key is None:  # fail closed: an unsigned release would lift nothing
+        if self.clone.signing_key is None:  # fail closed: an unsigned lift would lift nothing
             raise BadInput(
                 "promoter has no commit signing key (PROMOTER_COMMIT_SIGNING_KEY), and a hold is lifted only by "
-                "a release promoter signed; set the key, list its public key for the principal `promoter` "
+                "a commit promoter signed; set the key, list its public key for the principal `promoter` "
                 '(namespaces="git") in trust/allowed_signers, and ask again'
             )
         branch = layout.lift_branch(hold.app, hold.env, hold.commit)
@@ -88,7 +88,7 @@ class MainWriter:
                 and self.changes.only_folders(repo, existing, main, [])  # promoter's empty request, nothing else
             ):
                 return branch, existing
-        message = f"release-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + (
+        message = f"lift-hold({hold.app}): {hold.env} may take {hold.commit[:7]} again\n\n" + (
             f"Asked by {who}; lifts nothing until {hold.env}'s approvers approve it.\n\n"
             + holds.request_trailers(hold.app, hold.env, hold.commit, who, why)
         )
@@ -97,18 +97,18 @@ class MainWriter:
         return branch, head
 
     def lift_request(self, commit: str) -> tuple[str, str, str, str]:
-        """(app, environment, held commit, `who: why`) of a release PR's request commit, which promoter
+        """(app, environment, held commit, `who: why`) of a lift-hold PR's request commit, which promoter
         wrote and signed with its own key; `BadInput` for any other commit."""
         repo = self.clone.have(commit)
         asked = self._request(repo, commit)
         if asked is None:
             raise BadInput(
-                f"{commit[:12]} is not a release request promoter wrote and signed; run `promoter lift-hold` again"
+                f"{commit[:12]} is not a lift-hold request promoter wrote and signed; run `promoter lift-hold` again"
             )
         return asked
 
     def seal_lift(self, branch: str, request: str, approvals: Sequence[str] = ()) -> str:
-        """After the gate's approvals: the commit that lifts the hold `request` asks to release, written
+        """After the gate's approvals: the commit that lifts the hold `request` asks to lift, written
         and signed by promoter on top of it and pushed to `branch`, for the caller to merge at once (with
         that commit as the expected head). `approvals` (`Promoter-Approval: ...` lines) are recorded in it.
         Idempotent: a retry finds the commit it pushed. `Conflict` when the branch moved past `request`."""
@@ -119,16 +119,16 @@ class MainWriter:
             raise NotFound(f"branch {branch} not found in {self.clone.url}")
         if head != request:
             if objects.parents(repo, head) == [request] and self._ours(repo, head):
-                released = holds.lift(holds.Record(head, objects.commit_message(repo, head), signed=True))
-                if released == (app, env, held):
+                lifted = holds.lift(holds.Record(head, objects.commit_message(repo, head), signed=True))
+                if lifted == (app, env, held):
                     return head  # pushed by an earlier attempt whose merge did not happen yet
             raise Conflict(
                 f"branch {branch} is at {head[:12]}, not the approved {request[:12]}; the hold stays, "
                 "run `promoter lift-hold` again"
             )
         who, _, why = asked_by.partition(": ")
-        message = f"release-hold({app}): {env} may take {held[:7]} again\n\n" + (
-            "Approved on the release's pull request; promoter signed this commit after the approvals.\n\n"
+        message = f"lift-hold({app}): {env} may take {held[:7]} again\n\n" + (
+            "Approved on the lift-hold pull request; promoter signed this commit after the approvals.\n\n"
             + holds.lift_trailers(app, env, held, who, why, approvals)
         )
         sealed = self.clone.write_commit(repo, objects.root(repo, request), [request], message)
@@ -136,7 +136,7 @@ class MainWriter:
         return sealed
 
     def _request(self, repo: git.Repo, commit: str) -> tuple[str, str, str, str] | None:
-        """A release request in `commit` that this promoter signed (its own key), else None."""
+        """A lift-hold request in `commit` that this promoter signed (its own key), else None."""
         if not self._ours(repo, commit):
             return None
         return holds.lift_request(objects.commit_message(repo, commit))

@@ -404,7 +404,7 @@ class PolicyEngine(Protocol):
 def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]) -> PolicyDecision:
     """Evaluate and read the decision, failing closed: any error of the policies (or of reaching
     OPA) is a denial that names its cause. A fault of our own engine is raised (`EngineFault`), so
-    the policy step is retried instead of denying a good release."""
+    the policy step is retried instead of denying a good promotion."""
     try:
         raw = engine.evaluate(bundle, input_doc)
         if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):

@@ -19,7 +19,7 @@ import yaml
 
 from tests.support.gitops import PROMOTER, Cli, Origin, fresh_ports
 from tests.support.keys import commit_signed
-from tests.support.workflows import failing_in, plan_matches
+from tests.support.workflows import dry_run_matches, failing_in
 
 
 def refs(origin: Origin) -> dict[str, str]:
@@ -62,9 +62,9 @@ def drift_schedules(cli: Cli) -> list[str]:
 def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origin]) -> None:
     cli, origin = stack
     commit = origin.bump(tag="4.2.0")
-    planned = cli("dry-run", "demo", "--json")  # what the promotion will do, before it starts
-    assert planned.returncode == 0, planned.stderr
-    foretold = json.loads(planned.stdout)
+    dry = cli("dry-run", "demo", "--json")  # what the promotion will do, before it starts
+    assert dry.returncode == 0, dry.stderr
+    foretold = json.loads(dry.stdout)
     assert foretold["denied"] == [] and foretold["plan"]["commit"] == commit
     follower = cli.popen("promote", "demo", "--wait", "--json")
     try:
@@ -98,7 +98,7 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     assert final["state"] == "succeeded"
     status = cli.status("promote-demo")
     same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "promote-demo"])  # the result
-    plan_matches(foretold, status)
+    dry_run_matches(foretold, status)
     assert [s["state"] for s in status["stages"]] == ["healthy", "healthy", "healthy"]
     assert status["stages"][2]["approvals"][0]["approver"] == "alice"
     assert status["stages"][2]["approvals"][0]["via"] == "cli"
@@ -231,7 +231,7 @@ def test_bad_input_is_one_line_exit_2_and_nothing_pushed(
             origin.repo.git.push("-q", "origin", "main")
 
 
-def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_nothing(
+def test_dry_run_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_nothing(
     stack: tuple[Cli, Origin],
 ) -> None:
     cli, origin = stack
@@ -247,10 +247,10 @@ def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_no
         unknown = cli("dry-run", "nothing")
         assert unknown.returncode == 2 and "unknown app 'nothing'" in unknown.stderr
         head = origin.repo.head.commit.hexsha
-        release = ["release-hold", "demo", "--env", "staging", "--commit", head, "--as", "alice"]
-        not_held = cli(*release, "--reason", "it was fine")
+        lift = ["lift-hold", "demo", "--env", "staging", "--commit", head, "--as", "alice"]
+        not_held = cli(*lift, "--reason", "it was fine")
         assert not_held.returncode == 2 and f"demo @ {head[:12]} is not held in staging" in not_held.stderr
-        assert cli(*release, "--reason", " ").returncode == 2
+        assert cli(*lift, "--reason", " ").returncode == 2
         every = cli("drift", "--json")  # every environment, named from the repository (dev drifts: :latest)
         assert every.returncode == 1 and [r["env"] for r in json.loads(every.stdout)] == ["dev", "staging", "prod"]
         assert "dev against main @ " in cli("drift", "dev").stdout
@@ -262,7 +262,7 @@ def test_plan_exits_1_naming_the_stage_a_latest_image_is_denied_at_and_writes_no
         origin.repo.git.push("-q", "origin", "main")
 
 
-def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli, Origin]) -> None:
+def test_a_reverted_commit_is_held_and_lifted_through_the_cli(stack: tuple[Cli, Origin]) -> None:
     cli, origin = stack
     bad = failing_in(origin, "staging", tag="6.6.6")
     reverted = cli("promote", "demo", "--to", "staging", "--wait", "--json")
@@ -272,16 +272,14 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
     assert held.returncode == 2 and f"demo @ {bad[:7]} is held out of staging" in held.stderr
     assert "promoter lift-hold demo --env staging" in held.stderr
 
-    asked = cli(
-        "release-hold", "demo", "--env", "staging", "--commit", bad, "--as", "alice", "--reason", "cluster fault"
-    )
+    asked = cli("lift-hold", "demo", "--env", "staging", "--commit", bad, "--as", "alice", "--reason", "cluster fault")
     assert asked.returncode == 0, asked.stderr
     assert "release-hold-demo-staging: PR #" in asked.stdout and "/pulls/" in asked.stdout
     refused = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "mallory")
     assert refused.returncode == 2 and "mallory may not decide staging" in refused.stderr
     ok = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob")
     assert ok.returncode == 0 and "staging approved by bob (1/1)" in ok.stdout, ok.stdout + ok.stderr
-    deadline = time.monotonic() + 60  # the release merges its PR once approved
+    deadline = time.monotonic() + 60  # the lift merges its PR once approved
     while (again := cli("dry-run", "demo", "--commit", bad, "--to", "staging")).returncode == 2:
         assert time.monotonic() < deadline, again.stderr
     assert again.returncode == 0, again.stderr
@@ -319,7 +317,7 @@ def test_a_reverted_commit_is_held_and_released_through_the_cli(stack: tuple[Cli
 
 
 def test_each_command_exits_with_its_documented_code_again_and_again(stack: tuple[Cli, Origin]) -> None:
-    """Each command 5 times; a whole (skipped) promotion 3 times, which costs a plan and a workflow each
+    """Each command 5 times; a whole (skipped) promotion 3 times, which costs a resolve run and a workflow each
     (each run is a fresh process: 260 of them took 100 s of the suite)."""
     cli, origin = stack
     empty = cli.state_dir.parent / "empty-state"

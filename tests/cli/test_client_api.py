@@ -1,7 +1,7 @@
 """The client API the CLI talks through, over Temporal's HTTP API answered by a loopback server
 (pytest-httpserver speaking the routes and whole payloads of `promoter.temporal_http`): following a
 promotion to its result, and to `failed` with its failure's words when it closed without one; waiting
-for a release of a hold to open its PR, and its own one-line failure when there is no such hold; and
+for the lift of a hold to open its PR, and its own one-line failure when there is no such hold; and
 how a listed run's state and stage are read (memo, search attributes, how it closed), the same for both
 transports since both list `Listed` rows. The gRPC side runs against real servers in test_cli.py."""
 
@@ -73,7 +73,7 @@ async def test_a_run_that_closed_without_an_outcome_is_failed_saying_why(httpser
     assert (final.state, final.message) == (PromotionState.FAILED, "the worker's own words")
 
 
-async def test_a_release_of_a_hold_is_waited_for_until_its_pr_is_open(httpserver: HTTPServer) -> None:
+async def test_the_lift_of_a_hold_is_waited_for_until_its_pr_is_open(httpserver: HTTPServer) -> None:
     opening = StageStatus(env="staging", order=1, state=StageState.OPENING_PR).model_dump(mode="json")
     waiting = {**opening, "state": "awaiting_approval", "pr_number": 7}
     answers(httpserver, "release-hold-demo-staging", [("RUNNING", opening), ("RUNNING", waiting)], {})
@@ -81,7 +81,7 @@ async def test_a_release_of_a_hold_is_waited_for_until_its_pr_is_open(httpserver
     assert (stage.state, stage.pr_number) == (StageState.AWAITING_APPROVAL, 7)
 
 
-async def test_a_release_of_no_hold_is_its_own_one_line_failure(httpserver: HTTPServer) -> None:
+async def test_a_lift_of_no_hold_is_its_own_one_line_failure(httpserver: HTTPServer) -> None:
     wid = "release-hold-demo-staging"
     httpserver.expect_request(f"{BASE}/{wid}", "GET").respond_with_json(described(wid, "FAILED"))
     failure = {"message": "activity failed", "cause": {"message": "demo @ abc is not held out of staging"}}

@@ -1,4 +1,4 @@
-"""The Git adapter on real repositories: planning and its bad input, preparing a stage's change
+"""The Git adapter on real repositories: resolving a request and its bad input, preparing a stage's change
 (local_files, nothing to promote, idempotency), and merging into a main that moved meanwhile."""
 
 from __future__ import annotations

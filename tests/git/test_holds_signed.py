@@ -1,12 +1,12 @@
-"""Holds on content, released only by promoter's own signed commit (issue 24, part 3).
+"""Holds on content, lifted only by promoter's own signed commit (issue 24, part 3).
 
 The pure rules first (promoter.holds): only a message's trailer block counts; a hold counts signed or
-not; a release counts only when promoter's key signed it, and lifts holds recorded before it; a commit
+not; a lift counts only when promoter's key signed it, and lifts holds recorded before it; a commit
 is held by its SHA or by the tree of its app's source folder. Then the real thing on a real origin,
 without Temporal (the activities run in temporalio's ActivityEnvironment): a revert holds the content,
-an identical commit is refused naming the revert's PR, a hand-written release (unsigned, or signed by
-a person's own key) lifts nothing, a release PR merged by hand before its gate lifts nothing, and the
-approved release (promoter's commit, signed after the approvals) lifts it; git itself verifies
+an identical commit is refused naming the revert's PR, a hand-written lift (unsigned, or signed by
+a person's own key) lifts nothing, a lift-hold PR merged by hand before its gate lifts nothing, and the
+approved lift (promoter's commit, signed after the approvals) lifts it; git itself verifies
 promoter's signatures."""
 
 from __future__ import annotations
@@ -45,8 +45,8 @@ def hold_message(commit: str = BAD, env: str = "prod", trees: dict[str, str] | N
     )
 
 
-def release_message(commit: str = BAD, env: str = "prod") -> str:
-    return "release-hold(demo): prod may take it again\n\n" + holds.lift_trailers(
+def lift_message(commit: str = BAD, env: str = "prod") -> str:
+    return "lift-hold(demo): prod may take it again\n\n" + holds.lift_trailers(
         "demo", env, commit, "alice", "the cluster was at fault", [APPROVED]
     )
 
@@ -60,29 +60,29 @@ def test_only_the_last_paragraph_of_a_message_is_its_trailer_block() -> None:
     assert holds.trailer_block("subject\n\nPromoter-Release-Hold: x\n\nthen prose\n") == []  # not the last
     assert holds.trailer_block("subject\n\nA: 1\nnot a trailer\n") == []  # a block is trailers only
     assert holds.trailer_block("Promoter-Release-Hold: x") == []  # a subject alone is no block
-    # the old parser took any such line anywhere; holds and releases no longer do
-    middle = f"subject\n\n{release_message().split(chr(10), 2)[2]}\nand a closing paragraph\n\nSigned-off-by: x\n"
+    # the old parser took any such line anywhere; holds and lifts no longer do
+    middle = f"subject\n\n{lift_message().split(chr(10), 2)[2]}\nand a closing paragraph\n\nSigned-off-by: x\n"
     assert ("Promoter-Release-Hold", BAD) in holds.parse_trailers(middle)
     assert not holds.is_lift(middle)
 
 
-def test_a_hold_counts_signed_or_not_and_only_promoters_signed_release_lifts_it() -> None:
+def test_a_hold_counts_signed_or_not_and_only_promoters_signed_lift_lifts_it() -> None:
     hold = holds.Record("h" * 40, hold_message(pr="https://forge/pulls/7"))
     assert [h.commit for h in holds.current("demo", [hold], always)] == [BAD]  # unsigned: held (fail closed)
-    forged = holds.Record("r" * 40, release_message(), signed=False)
+    forged = holds.Record("r" * 40, lift_message(), signed=False)
     assert [h.commit for h in holds.current("demo", [hold, forged], always)] == [BAD]
-    other_env = holds.Record("s" * 40, release_message(env="staging"), signed=True)
+    other_env = holds.Record("s" * 40, lift_message(env="staging"), signed=True)
     assert holds.current("demo", [hold, other_env], always) != []
-    release = holds.Record("r" * 40, release_message(), signed=True)
-    assert holds.current("demo", [hold, release], always) == []
+    lift = holds.Record("r" * 40, lift_message(), signed=True)
+    assert holds.current("demo", [hold, lift], always) == []
     assert holds.current("other", [hold], always) == []  # another app is not held
-    # a release lifts the holds recorded before it (its ancestors), never a later hold of the same commit
+    # a lift lifts the holds recorded before it (its ancestors), never a later hold of the same commit
     later = holds.Record("l" * 40, hold_message())
-    before: dict[tuple[str, str], bool] = {(hold.sha, release.sha): True, (later.sha, release.sha): False}
-    left = holds.current("demo", [hold, release, later], lambda a, b: before[(a, b)])
+    before: dict[tuple[str, str], bool] = {(hold.sha, lift.sha): True, (later.sha, lift.sha): False}
+    left = holds.current("demo", [hold, lift, later], lambda a, b: before[(a, b)])
     assert [h.recorded_in for h in left] == [later.sha]
-    # a signed commit whose release lines are not its trailer block releases nothing
-    buried = holds.Record("b" * 40, release_message() + "\nA closing paragraph.\n", signed=True)
+    # a signed commit whose lift lines are not its trailer block lifts nothing
+    buried = holds.Record("b" * 40, lift_message() + "\nA closing paragraph.\n", signed=True)
     assert holds.lift(buried) is None
 
 
@@ -106,7 +106,7 @@ def test_a_commit_is_held_by_its_sha_or_by_the_tree_of_its_source_folder() -> No
     assert holds.find(in_force, "prod", "e" * 40, lambda f: "x") is None
 
 
-def test_only_keys_listed_for_the_principal_promoter_sign_releases() -> None:
+def test_only_keys_listed_for_the_principal_promoter_sign_lifts() -> None:
     text = (
         "# comment\n"
         'promoter namespaces="git" ssh-ed25519 AAAA1\n'
@@ -201,7 +201,7 @@ class World:
         repo.git.push("--quiet", "origin", "main")
         return repo.head.commit.hexsha
 
-    def ask_release(self, commit: str) -> tuple[int, str]:
+    def ask_lift(self, commit: str) -> tuple[int, str]:
         """`promoter lift-hold`'s first step: the request on its branch and the PR. (PR, head)"""
         opened = ActivityEnvironment().run(
             self.forge_acts.open_lift,
@@ -210,8 +210,8 @@ class World:
         assert opened.pr.head_sha is not None
         return opened.pr.number, opened.pr.head_sha
 
-    def merge_release(self, number: int, head: str) -> str:
-        """The release workflow's merge, once approved (its message names the branch and the approvals)."""
+    def merge_lift(self, number: int, head: str) -> str:
+        """The lift-hold workflow's merge, once approved (its message names the branch and the approvals)."""
         pr = self.forge.get_pull_request(number)
         message = f"Merge pull request #{number} from {pr.head}\n\n{pr.title}\n\n{APPROVED}\n"
         merged = ActivityEnvironment().run(
@@ -233,7 +233,7 @@ def on_github(tmp_path: Path) -> Iterator[World]:
     world.github.stop()
 
 
-def test_the_same_content_is_held_and_a_hand_written_release_lifts_nothing(world: World) -> None:
+def test_the_same_content_is_held_and_a_hand_written_lift_lifts_nothing(world: World) -> None:
     bad, revert_pr = world.promote_and_revert()
     said = world.refusal(bad)
     assert f"demo @ {bad[:7]} is held out of staging" in said and f"the revert in PR #{revert_pr}" in said
@@ -256,65 +256,67 @@ def test_the_same_content_is_held_and_a_hand_written_release_lifts_nothing(world
         world.clone.resolve(PromotionRequest(app="demo", commit=same, to_env="dev")).commit == same
     )  # dev is not held
 
-    # a person writes the release lines by hand: unsigned, then signed by their own key (listed for git),
+    # a person writes the lift lines by hand: unsigned, then signed by their own key (listed for git),
     # then with the lines in the middle of a commit promoter signed (its revert, merged again): nothing
     lines = (
         f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
         f"Promoter-Released-By: mallory: trust me\n{APPROVED}\n"
     )
-    world.person_commits(f"release-hold(demo): staging may take it again\n\n{lines}")
+    world.person_commits(f"lift-hold(demo): staging may take it again\n\n{lines}")
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
-    signed = world.person_commits(f"release it\n\n{lines}", sign_with="mallory")
+    signed = world.person_commits(f"lift it\n\n{lines}", sign_with="mallory")
     assert world.verify(signed).returncode == 0  # a good signature, but not promoter's
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
     assert "has the same content" in world.refusal(same)
     with pytest.raises(BadInput, match="is not held"):
         world.clone.held("demo", "staging", world.origin.bump(tag="8.0.0"))
     events = world.clone.history("demo")
-    assert [e.kind for e in events if e.env == "staging"][:2] == ["reverted", "promoted"]  # no release shown
+    assert [e.kind for e in events if e.env == "staging"][:2] == ["reverted", "promoted"]  # no lift shown
 
 
-def test_a_release_merged_by_hand_before_its_gate_lifts_nothing_and_the_approved_one_does(world: World) -> None:
+def test_a_lift_hold_pr_merged_by_hand_before_its_gate_lifts_nothing_and_the_approved_one_does(world: World) -> None:
     bad, _ = world.promote_and_revert()
     world.origin.bump(tag="7.0.0")
     same = world.origin.bump(tag="6.6.6")
-    number, request = world.ask_release(same)  # asked by a commit of the same content: the hold of `bad`
-    assert world.forge.get_pull_request(number).title == f"Release the hold of demo @ {bad[:7]} in staging"
+    number, request = world.ask_lift(same)  # asked by a commit of the same content: the hold of `bad`
+    assert world.forge.get_pull_request(number).title == f"Lift the hold of demo @ {bad[:7]} in staging"
     assert world.verify(request).returncode == 0  # promoter's request, signed, that lifts nothing
     body = git.Repo(world.origin.path).git.log("-1", "--format=%B", request)
     assert not holds.is_lift(body) and holds.lift_request(body) is not None
 
-    # a person merges the release PR on the forge before anyone approved it: the hold stays
+    # a person merges the lift-hold PR on the forge before anyone approved it: the hold stays
     world.forge.merge(number, f"Merge pull request #{number} by hand")
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
-    with pytest.raises(ApplicationError, match="merged on the forge before promoter wrote its release"):
-        world.merge_release(number, request)
+    with pytest.raises(
+        ApplicationError, match="merged on the forge before promoter wrote the commit that lifts the hold"
+    ):
+        world.merge_lift(number, request)
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
 
-    # asked again and approved: promoter writes and signs the release after the approvals and merges it
-    number, request = world.ask_release(bad)
-    merged = world.merge_release(number, request)
+    # asked again and approved: promoter writes and signs the lift after the approvals and merges it
+    number, request = world.ask_lift(bad)
+    merged = world.merge_lift(number, request)
     assert world.clone.resolve(PromotionRequest(app="demo", commit=bad, to_env="staging")).commit == bad
     assert world.clone.resolve(PromotionRequest(app="demo", commit=same, to_env="staging")).commit == same
     main = git.Repo(world.origin.path)
-    release = main.git.rev_parse(f"{merged}^2")
-    assert main.git.rev_parse(f"{release}^") == request  # on top of the approved request
-    message = main.git.log("-1", "--format=%B", release)
+    lift = main.git.rev_parse(f"{merged}^2")
+    assert main.git.rev_parse(f"{lift}^") == request  # on top of the approved request
+    message = main.git.log("-1", "--format=%B", lift)
     assert holds.is_lift(message) and APPROVED in message and "Promoter-Released-By: alice: cluster fault" in message
-    assert world.verify(release).returncode == 0 and world.verify(merged).returncode == 0
-    assert world.merge_release(number, request) == merged  # a retry merges once
-    released = [e for e in world.clone.history("demo") if e.kind == "hold-released"]
-    assert [(e.env, e.commit, e.main_commit) for e in released] == [("staging", bad, merged)]
+    assert world.verify(lift).returncode == 0 and world.verify(merged).returncode == 0
+    assert world.merge_lift(number, request) == merged  # a retry merges once
+    lifted = [e for e in world.clone.history("demo") if e.kind == "hold-released"]
+    assert [(e.env, e.commit, e.main_commit) for e in lifted] == [("staging", bad, merged)]
 
-    # promoted and reverted again later: the old release does not lift the new hold of the same commit
+    # promoted and reverted again later: the old lift does not lift the new hold of the same commit
     world.revert(bad)
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
     assert "has the same content" in world.refusal(same)
 
 
-def test_a_release_branch_moved_after_approval_is_not_sealed(world: World) -> None:
+def test_a_lift_hold_branch_moved_after_approval_is_not_sealed(world: World) -> None:
     bad, _ = world.promote_and_revert()
-    number, request = world.ask_release(bad)
+    number, request = world.ask_lift(bad)
     pr = world.forge.get_pull_request(number)
     world.origin.repo.git.fetch("--quiet", "origin", pr.head)
     world.origin.repo.git.checkout("-q", "FETCH_HEAD")
@@ -322,18 +324,18 @@ def test_a_release_branch_moved_after_approval_is_not_sealed(world: World) -> No
     world.origin.repo.git.push("--quiet", "origin", f"HEAD:refs/heads/{pr.head}")
     world.origin.repo.git.checkout("-q", "main")
     with pytest.raises(ApplicationError, match="not the approved"):
-        world.merge_release(number, request)
+        world.merge_lift(number, request)
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
 
 
-def test_without_a_signing_key_holds_still_hold_and_no_release_can_be_asked(tmp_path: Path) -> None:
+def test_without_a_signing_key_holds_still_hold_and_no_lift_can_be_asked(tmp_path: Path) -> None:
     world = World(tmp_path, sign=False)
     bad, _ = world.promote_and_revert()
     main = git.Repo(world.origin.path)
     assert world.verify(main.git.rev_parse("main^2")).returncode != 0  # unsigned revert commit
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)  # fail closed: still held
     with pytest.raises(ApplicationError, match="no commit signing key"):
-        world.ask_release(bad)
+        world.ask_lift(bad)
     with pytest.raises(BadInput, match="PROMOTER_COMMIT_SIGNING_KEY"):
         world.clone.sign_commits_with(b"not a key")
 
@@ -353,21 +355,21 @@ def test_promoters_commits_are_signed_as_git_verify_commit_checks_them(world: Wo
     assert signing.commit_signer(raw, world.allowed).principal == "promoter"
 
 
-def test_a_key_listed_for_promoter_by_an_unsigned_change_of_trust_signs_no_release(tmp_path: Path) -> None:
+def test_a_key_listed_for_promoter_by_an_unsigned_change_of_trust_signs_no_lift(tmp_path: Path) -> None:
     """With a trust root (as `promoter up` and production set it), trust/ is read at the trusted rules
-    revision: a person who lists their own key for `promoter` in an unsigned commit forges no release."""
+    revision: a person who lists their own key for `promoter` in an unsigned commit forges no lift."""
     world = World(tmp_path, trust_root=True)
     bad, _ = world.promote_and_revert()
     mallory = " ".join((world.keys / "mallory.pub").read_text().split()[:2])
     world.origin.commit({"trust/allowed_signers": world.allowed + f'promoter namespaces="git" {mallory}\n'}, "keys")
     lines = f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
-    world.person_commits(f"release-hold(demo): staging may take it again\n\n{lines}", sign_with="mallory")
+    world.person_commits(f"lift-hold(demo): staging may take it again\n\n{lines}", sign_with="mallory")
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
     assert not [e for e in world.clone.history("demo") if e.kind == "hold-released"]
 
 
-def test_on_a_hosted_forge_the_hold_and_the_release_are_in_promoters_own_commits(on_github: World) -> None:
-    """GitHub merges the revert and the release itself (unsigned): the hold still holds, and the release
+def test_on_a_hosted_forge_the_hold_and_its_lift_are_in_promoters_own_commits(on_github: World) -> None:
+    """GitHub merges the revert and the lift-hold PR itself (unsigned): the hold still holds, and the lift
     that counts is promoter's signed commit the forge's merge brings (its second parent)."""
     world = on_github
     bad, revert_pr = world.promote_and_revert()
@@ -378,13 +380,13 @@ def test_on_a_hosted_forge_the_hold_and_the_release_are_in_promoters_own_commits
     said = world.refusal(bad)
     assert f"is held out of staging: it was reverted there by the revert in PR #{revert_pr}" in said
 
-    number, request = world.ask_release(bad)
+    number, request = world.ask_lift(bad)
     world.forge.merge(number, f"Merge pull request #{number} by hand")  # before any approval
     assert f"demo @ {bad[:7]} is held out of staging" in world.refusal(bad)
     with pytest.raises(ApplicationError, match="lifted nothing"):
-        world.merge_release(number, request)
+        world.merge_lift(number, request)
 
-    number, request = world.ask_release(bad)
-    merged = world.merge_release(number, request)
+    number, request = world.ask_lift(bad)
+    merged = world.merge_lift(number, request)
     assert world.verify(merged).returncode != 0 and world.verify(f"{merged}^2").returncode == 0
     assert world.clone.resolve(PromotionRequest(app="demo", commit=bad, to_env="staging")).commit == bad

@@ -2,7 +2,7 @@
 named with spaces, unicode, quotes, a leading dash and a newline is promoted byte-identical (a property
 test over file names too); tree entries git itself should never carry (`..`, `.git`, a submodule, an
 absolute or escaping symlink), planted with `git mktree` as a hostile pusher would, are bad input
-naming the path at planning and at every later read; and a checkout of a tree with an escaping link
+naming the path when a request is resolved and at every later read; and a checkout of a tree with an escaping link
 is refused instead of retried."""
 
 from __future__ import annotations
@@ -82,7 +82,7 @@ def test_any_name_git_allows_survives_the_round_trip(clone: GitClone, names: lis
         ("160000", "commit", "0123456789abcdef0123456789abcdef01234567", "sub", "a submodule cannot be promoted"),
     ],
 )
-def test_entries_git_should_never_carry_are_refused_at_planning_naming_the_path(
+def test_entries_git_should_never_carry_are_refused_when_resolving_naming_the_path(
     origin: Origin, clone: GitClone, mode: str, kind: str, content: str, name: str, expected: str
 ) -> None:
     sha = content if kind == "commit" else blob(origin, content)

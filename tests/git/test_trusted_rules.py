@@ -2,7 +2,7 @@
 main that changes a rule file (policies/, an environment.yaml, trust/) is used only once a key that
 trust/allowed_signers of the revision before lists for `git` signed it (`git commit -S`, gpg.format ssh),
 or once a merge brings exactly such a signed commit; an unsigned one, one signed by a key listed only for
-approvals, by promoter's own key or by an unknown key is reported and not used. Planning reads the
+approvals, by promoter's own key or by an unknown key is reported and not used. Resolving reads the
 environments and trust/ at that revision; `source.require_signed` names the unsigned commits of a range."""
 
 from __future__ import annotations

@@ -222,7 +222,7 @@ async def others() -> None:
 
 
 async def held(client: Client, tq: str, origin: Origin) -> None:
-    """A commit that fails its rollout in staging is reverted and held out of it; a release of the hold
+    """A commit that fails its rollout in staging is reverted and held out of it; a lift of the hold
     is rejected (the hold stays), then another is approved (the hold is lifted)."""
     from tests.support.workflows import failing_in
 
@@ -231,20 +231,20 @@ async def held(client: Client, tq: str, origin: Origin) -> None:
     assert (await handle.result()).state == PromotionState.REVERTED
     ask = LiftHoldInput(app="demo", env="staging", commit=bad, requested_by="alice", reason="recorded")
     for case, decide in (("rejected", REJECT), ("approved", APPROVE)):
-        release = await api.lift_hold(client, tq, ask)
+        lift = await api.lift_hold(client, tq, ask)
 
-        async def waiting(release: Any = release) -> bool:
+        async def waiting(lift: Any = lift) -> bool:
             try:
-                stage = await release.query("status", result_type=StageStatus)
+                stage = await lift.query("status", result_type=StageStatus)
             except Exception:  # noqa: BLE001 - its first workflow task has not run yet
                 return False
             return stage.state == StageState.AWAITING_APPROVAL
 
-        await until(waiting, "the release waits for a decision")
-        await release.execute_update(decide, Decision(env="staging", approver="bob", via="cli", comment="recorded"))
-        stage = await release.result()
+        await until(waiting, "the lift waits for a decision")
+        await lift.execute_update(decide, Decision(env="staging", approver="bob", via="cli", comment="recorded"))
+        stage = await lift.result()
         assert stage.state == (StageState.HEALTHY if decide == APPROVE else StageState.REJECTED), stage
-        write(f"ReleaseHoldWorkflow.{case}", await release.fetch_history())
+        write(f"ReleaseHoldWorkflow.{case}", await lift.fetch_history())  # its recorded type's name
 
 
 async def superseded(client: Client, tq: str, origin: Origin) -> None:

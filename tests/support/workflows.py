@@ -29,11 +29,11 @@ def deployment(sim: KubeSim) -> dict[str, Any]:
     return sim.objects[("apps", "deployments", "apps", "demo")]
 
 
-def plan_matches(plan: dict[str, Any], result: dict[str, Any]) -> None:
-    """A plan (`promoter dry-run --json`, or `DryRun` dumped) foretold what the promotion then did, stage
+def dry_run_matches(dry: dict[str, Any], result: dict[str, Any]) -> None:
+    """A dry run (`promoter dry-run --json`, or `DryRun` dumped) foretold what the promotion then did, stage
     by stage: skipped or not, the pre-PR policy decision (its verdict, the policy revision, the
     counts of denials and warnings, as audited), and who could open each gate."""
-    stages = {s["env"]: s for s in plan["stages"]}
+    stages = {s["env"]: s for s in dry["stages"]}
     assert [s["env"] for s in result["stages"]] == list(stages), (list(stages), result["stages"])
     policy = [e for e in result["audit"] if e["kind"] == "policy" and e["detail"].startswith("pre_pr")]
     audited = {e["env"]: e["detail"] for e in policy}

@@ -1,8 +1,8 @@
 """`promoter dry-run`'s workflow on a real Temporal dev server with real git, the local forge and the
-embedded policy engine: a plan writes nothing anywhere (origin, forge records; it starts no
-promotion, and its own run is deleted as a plan run is, see tests/cli/test_cli.py), names
+embedded policy engine: a dry run writes nothing anywhere (origin, forge records; it starts no
+promotion, and its own run is deleted as a resolve run is, see tests/cli/test_cli.py), names
 the stage a `:latest` image would be denied at, reports a freeze window with its end, screens the
-commit's author out of prod's approvers, and shows each change as a unified diff. That a plan
+commit's author out of prod's approvers, and shows each change as a unified diff. That a dry run
 and the promotion after it agree is checked in test_promotion.py (four environments) and
 tests/cli/test_cli.py (the demo)."""
 

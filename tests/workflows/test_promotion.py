@@ -23,7 +23,7 @@ from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, StageState
 from promoter.stack import wait_until
 from tests.support.gitops import Origin
-from tests.support.workflows import awaiting, plan_matches
+from tests.support.workflows import awaiting, dry_run_matches
 from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -202,7 +202,7 @@ async def test_four_environments_of_other_names(
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     assert [s.env for s in result.stages] == ["qa", "uat", "preprod", "live"]
-    plan_matches(foretold.model_dump(mode="json"), result.model_dump(mode="json"))
+    dry_run_matches(foretold.model_dump(mode="json"), result.model_dump(mode="json"))
     assert_promoted(origin, commit, ["qa", "uat", "preprod", "live"], local=("local.env",))
     assert origin.show("main", "environments/uat/demo/local.env") == "uat only"
 

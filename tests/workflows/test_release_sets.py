@@ -25,7 +25,7 @@ from promoter.models import Decision, DriftInput, PromotionState, PromotionStatu
 from promoter.promotions import SUPERSEDE
 from promoter.sim.kube import FAIL_IN, KubeSim
 from tests.support.gitops import Origin
-from tests.support.workflows import awaiting, plan_matches
+from tests.support.workflows import awaiting, dry_run_matches
 from workflows.promotion import PromotionWorkflow
 
 pytestmark = pytest.mark.asyncio
@@ -128,7 +128,7 @@ async def test_two_apps_reach_prod_together_one_pr_per_environment(
             assert image(clusters([])[env], app) == f"ghcr.io/promoter-dev/{app}:2.0.0"
     staging = result.stages[1]
     assert staging.policy is not None and staging.policy.allow  # one decision over both apps' objects
-    plan_matches(dry.model_dump(mode="json"), result.model_dump(mode="json"))  # the plan foretold it
+    dry_run_matches(dry.model_dump(mode="json"), result.model_dump(mode="json"))  # the dry run foretold it
 
 
 async def test_one_unhealthy_member_reverts_every_member_in_one_pr_and_holds_them(

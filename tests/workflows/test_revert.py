@@ -2,8 +2,8 @@
 adds `sim.promoter.dev/fail-in: staging` is merged into staging, fails its rollout, and is reverted
 (origin's main shows the revert, the cluster runs the previous pod template and is healthy), the
 promotion ends `reverted` with the reason, prod is untouched and has no PR; the reverted content is
-held out of staging (any commit carrying it), a release written by hand lifts nothing, and only the
-release promoter signs once the gate approved does; with `revert.automatic: false` the stage fails and
+held out of staging (any commit carrying it), a lift written by hand lifts nothing, and only the
+lift promoter signs once the gate approved does; with `revert.automatic: false` the stage fails and
 says what to do."""
 
 from __future__ import annotations
@@ -43,7 +43,7 @@ async def wait_query(handle: WorkflowHandle[Any, Any], check: Callable[[StageSta
                 return stage
         except Exception:  # noqa: BLE001 - its first workflow task has not run yet
             pass
-        assert time.monotonic() < deadline, "the release never got there"
+        assert time.monotonic() < deadline, "the lift never got there"
         await asyncio.sleep(0.05)
 
 
@@ -80,7 +80,7 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         result = await handle.result()
 
-        # the reverted commit is held out of staging: planning it again is refused with the revert's
+        # the reverted commit is held out of staging: resolving it again is refused with the revert's
         # reason and PR; dev alone, and a newer commit, are not held; a commit on main lifts the hold
         staging_pr = result.stages[1].revert_pr_number
         with pytest.raises(PromoterError) as held:
@@ -99,34 +99,34 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
         said = str(content.value)
         assert f"demo @ {same[:7]} has the same content as {bad[:7]}, held out of staging by the revert" in said
         assert f"PR #{staging_pr}" in said and "promoter lift-hold demo --env staging" in said
-        # a person pushes the release's lines to main by hand: the hold stays
+        # a person pushes the lift's lines to main by hand: the hold stays
         lines = (
             f"Promoter-Release-Hold: {bad}\nPromoter-Held-App: demo\nPromoter-Held-Env: staging\n"
             "Promoter-Released-By: mallory: trust me\n"
         )
-        origin.commit({"README.md": "released?\n"}, f"release-hold(demo): staging may take it again\n\n{lines}")
+        origin.commit({"README.md": "lifted?\n"}, f"lift-hold(demo): staging may take it again\n\n{lines}")
         with pytest.raises(PromoterError, match=f"demo @ {bad[:7]} is held out of staging"):
             await api.resolve(dev_env.client, tq, "demo", commit=bad)
         # lifting the hold takes a PR that staging's approvers approve: refused approvers change nothing
         ask = LiftHoldInput(
             app="demo", env="staging", commit=bad, requested_by="alice", reason="the cluster was at fault"
         )
-        release = await api.lift_hold(dev_env.client, tq, ask)
-        waiting = await wait_query(release, lambda s: s.state == StageState.AWAITING_APPROVAL)
+        lift = await api.lift_hold(dev_env.client, tq, ask)
+        waiting = await wait_query(lift, lambda s: s.state == StageState.AWAITING_APPROVAL)
         assert waiting.pr_url and "bob" in waiting.approvers
         with pytest.raises(WorkflowUpdateFailedError) as refused:
-            await release.execute_update("approve", Decision(env="staging", approver="mallory", via="cli"))
+            await lift.execute_update("approve", Decision(env="staging", approver="mallory", via="cli"))
         assert "mallory may not decide staging" in str(refused.value.cause)
         with pytest.raises(PromoterError):
             await api.resolve(dev_env.client, tq, "demo", commit=bad)  # still held
-        await release.execute_update("approve", Decision(env="staging", approver="bob", via="cli", comment="ok"))
-        released = await release.result()
-        assert released.state == StageState.HEALTHY and released.merge_commit, released.message
+        await lift.execute_update("approve", Decision(env="staging", approver="bob", via="cli", comment="ok"))
+        lifted = await lift.result()
+        assert lifted.state == StageState.HEALTHY and lifted.merge_commit, lifted.message
         assert (await api.resolve(dev_env.client, tq, "demo", commit=bad)).commit == bad
         assert (await api.resolve(dev_env.client, tq, "demo", commit=same)).commit == same
-        assert forge.get_pull_request(released.pr_number or 0).state == "merged"
+        assert forge.get_pull_request(lifted.pr_number or 0).state == "merged"
         assert "Promoter-Approval: bob via cli at " in git.Repo(origin.path).git.log(
-            "-1", "--format=%B", released.merge_commit
+            "-1", "--format=%B", lifted.merge_commit
         )
         not_held = await api.lift_hold(dev_env.client, tq, ask.model_copy(update={"commit": newer}))
         with pytest.raises(WorkflowFailureError) as nothing:
@@ -176,9 +176,9 @@ async def test_unhealthy_staging_is_reverted_and_prod_untouched(
             [*PROMOTER, "history", "demo", "--env", "staging", "--json"], env=env, capture_output=True, text=True
         )
     assert shown.returncode == 0, shown.stderr
-    released, reverted, promoted, first = json.loads(shown.stdout)
-    assert (released["kind"], released["commit"]) == ("hold-released", bad)
-    assert released["reason"] == "alice: the cluster was at fault"
+    lifted, reverted, promoted, first = json.loads(shown.stdout)
+    assert (lifted["kind"], lifted["commit"]) == ("hold-released", bad)
+    assert lifted["reason"] == "alice: the cluster was at fault"
     assert (reverted["kind"], reverted["commit"], reverted["pr_number"]) == ("reverted", bad, staging.revert_pr_number)
     assert reverted["main_commit"] == staging.revert_commit and "ProgressDeadlineExceeded" in reverted["reason"]
     assert (promoted["kind"], promoted["commit"], promoted["pr_number"]) == ("promoted", bad, staging.pr_number)
