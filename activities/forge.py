@@ -11,7 +11,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import classified, classified_errors
-from promoter import holds, layout
+from promoter import holds, names
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked
@@ -64,7 +64,7 @@ class ForgeActivities:
         """Open (or find again) the stage's PR, then close older promotion PRs of the same app and
         environment with a pointer to it, so the repository does not fill with stale ones."""
         pr = self.forge.open_pull_request(req.branch, req.title, req.body, labels=req.labels)
-        family = layout.family_of(req.branch)  # promote/<app>/<env>/
+        family = names.family_of(req.branch)  # promote/<app>/<env>/
         for stale in self.forge.list_open(family):
             if stale.number != pr.number:
                 self.forge.close(

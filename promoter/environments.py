@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from promoter import yamlsafe
 from promoter.errors import BadInput
-from promoter.models import EnvironmentConfig
+from promoter.models import EnvironmentConfig, PlannedEnvironment
 
 
 def parse_environment(text: str, where: str, name: str) -> EnvironmentConfig:
@@ -40,3 +40,18 @@ def format_validation_error(where: str, err: ValidationError) -> str:
         msg = "unknown key; remove it or fix its spelling"
     more = f" (and {err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{where}: {loc}: {msg}{more}"
+
+
+def in_order(configs: list[EnvironmentConfig]) -> list[PlannedEnvironment]:
+    """The environments by `order`, the source first; two with the same order are bad input."""
+    if not configs:
+        raise BadInput("no environments: environments/<name>/environment.yaml is missing on main")
+    by_order: dict[int, str] = {}
+    for cfg in configs:
+        if cfg.order in by_order:
+            raise BadInput(
+                f"environments '{by_order[cfg.order]}' and '{cfg.name}' both have order "
+                f"{cfg.order}; give each environment a distinct order"
+            )
+        by_order[cfg.order] = cfg.name
+    return [PlannedEnvironment(config=cfg) for cfg in sorted(configs, key=lambda c: c.order)]

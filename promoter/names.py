@@ -1,8 +1,9 @@
 """App and environment names are identifiers, never paths: each is a DNS-1123 label (lowercase
 letters, digits and `-`, at most 63 characters, starting and ending with a letter or digit), checked
-once at every edge that takes one (the CLI, planning, every activity). Folder paths and workflow IDs
-are built here, from checked names only, so `../staging/demo`, `demo/` or `''` can never become a
-folder of another environment or a second workflow ID for the same app.
+once at every edge that takes one (the CLI, resolving a request, every activity). Every name derived
+from them (folder paths, branch names, workflow IDs) is built here, from checked names only, so
+`../staging/demo`, `demo/` or `''` can never become a folder of another environment, a branch of
+another app or a second workflow ID for the same app.
 """
 
 from __future__ import annotations
@@ -79,3 +80,31 @@ def check_revision(value: str) -> str:
     if _REVISION.fullmatch(value) and ".." not in value:
         return value
     raise BadInput(f"{shown(value)} is not a commit: give a commit SHA of main (or a revision like main~1)")
+
+
+# branches: derived from the input, so a retry finds its branch again
+PROMOTE, REVERT = "promote", "revert"
+
+
+def promotion_branch(app: str, env: str, commit: str) -> str:
+    """`promote/<app>/<env>/<short sha>`: derived from the input, so a retry finds its branch again."""
+    return f"{branch_family(app, env)}{commit[:7]}"
+
+
+def branch_family(app: str, env: str) -> str:
+    """The prefix every promotion branch of an app into an environment shares."""
+    return f"{PROMOTE}/{check(app, 'app')}/{check(env, 'environment')}/"
+
+
+def family_of(branch: str) -> str:
+    """The family (`promote/<app>/<env>/`) of a promotion branch."""
+    return branch.rsplit("/", 1)[0] + "/"
+
+
+def revert_branch(app: str, env: str, merge_commit: str) -> str:
+    return f"{REVERT}/{check(app, 'app')}/{check(env, 'environment')}/{merge_commit[:7]}"
+
+
+def lift_branch(app: str, env: str, commit: str) -> str:
+    """`release-hold/<app>/<env>/<short sha>`: the PR that lifts a hold (see promoter.holds)."""
+    return f"release-hold/{check(app, 'app')}/{check(env, 'environment')}/{commit[:7]}"

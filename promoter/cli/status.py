@@ -272,16 +272,16 @@ async def _listing(promotions: Promotions, queries: list[str]) -> AsyncIterator[
 def _queries(app_name: str | None) -> list[str]:
     """The listing's queries, the preferred first: an app's own promotions, and the release sets holding
     it where `PromotionApps` is registered; else its own alone."""
-    from promoter import promotions as names
+    from promoter import promotions
 
     if app_name is not None:
         workflow_id(app_name)  # checks it: the query quotes it
     if not app_name:
-        return [names.PROMOTION_QUERY]
+        return [promotions.PROMOTION_QUERY]
     own = f"WorkflowId = '{workflow_id(app_name)}'"
     return [
-        f"{names.PROMOTION_QUERY} AND ({own} OR {names.APPS_ATTRIBUTE} = '{app_name}')",
-        f"{names.PROMOTION_QUERY} AND {own}",
+        f"{promotions.PROMOTION_QUERY} AND ({own} OR {promotions.APPS_ATTRIBUTE} = '{app_name}')",
+        f"{promotions.PROMOTION_QUERY} AND {own}",
     ]
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from promoter.cluster.inventory import Inventories
 from promoter.cluster.objects import (
     MANAGER,
-    holds,
+    contains,
     ident_of,
     ref_of,
     where_of,
@@ -30,7 +30,7 @@ def differences(want: Any, live: Any, path: tuple[str, ...] = ()) -> list[tuple[
             here = (*path, key)
             found += differences(value, live[key], here) if key in live else [(here, value, None)]
         return found
-    return [] if holds(live, want) else [(path, want, live)]
+    return [] if contains(live, want) else [(path, want, live)]
 
 
 def masked(kind: str, path: tuple[str, ...], value: Any) -> Any:

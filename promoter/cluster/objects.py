@@ -34,12 +34,12 @@ def applied_hash(obj: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()[:32]
 
 
-def holds(live: Any, want: Any) -> bool:
+def contains(live: Any, want: Any) -> bool:
     """Whether `live` holds every field of `want` with the same value (a list: item by item)."""
     if isinstance(want, dict):
-        return isinstance(live, dict) and all(k in live and holds(live[k], v) for k, v in want.items())
+        return isinstance(live, dict) and all(k in live and contains(live[k], v) for k, v in want.items())
     if isinstance(want, list):
-        return isinstance(live, list) and len(live) == len(want) and all(map(holds, live, want))
+        return isinstance(live, list) and len(live) == len(want) and all(map(contains, live, want))
     return bool(live == want)
 
 

@@ -17,8 +17,8 @@ from promoter.cluster.objects import (
     MANAGER,
     Ident,
     Ref,
+    contains,
     first_error,
-    holds,
     ident_of,
     ref_of,
 )
@@ -139,7 +139,7 @@ class Syncing(Inventories):
         """Apply each object that the cluster does not hold as it is, `APPLY_CONCURRENCY` at a time;
         returns how many changed. The first error (a permanent one before a temporary one) is raised
         once every apply in flight has ended."""
-        todo = [o for o in objects if not self._holds(live.get(ident_of(o)), o)]
+        todo = [o for o in objects if not self._in_place(live.get(ident_of(o)), o)]
         if not todo:
             return 0
 
@@ -172,7 +172,7 @@ class Syncing(Inventories):
         return self._apply({"apiVersion": obj["apiVersion"], "kind": obj["kind"], "metadata": meta}, manager=MANAGER)
 
     @staticmethod
-    def _holds(live: dict[str, Any] | None, obj: dict[str, Any]) -> bool:
+    def _in_place(live: dict[str, Any] | None, obj: dict[str, Any]) -> bool:
         """Whether the live object is exactly what applying `obj` would leave: it carries the hash of
         `obj` (so no field promoter applied before was dropped since) and every field of `obj`."""
         if live is None:
@@ -180,4 +180,4 @@ class Syncing(Inventories):
         annotations = (live.get("metadata") or {}).get("annotations") or {}
         return bool(
             annotations.get(APPLIED_ANNOTATION) == obj["metadata"]["annotations"][APPLIED_ANNOTATION]
-        ) and holds(live, obj)
+        ) and contains(live, obj)

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import git
 
-from promoter import layout
+from promoter import names
 from promoter.errors import BadInput, NotFound
 from promoter.git import objects
 from promoter.git.clone import Clone
@@ -46,7 +46,7 @@ class StageChange:
     def _prepare(self, req: PrepareInput, push: bool) -> PrepareResult:
         """The target's app folder (each member's, for a release set) becomes the source's at the
         commit, except `local_files`: one commit on one branch."""
-        branch = layout.promotion_branch(req.app, req.target_env, req.commit)
+        branch = names.promotion_branch(req.app, req.target_env, req.commit)
         repo = self.clone.have(req.base)
         main, current, desired = self._desired(repo, req, req.base)
         diff = DiffSummary(

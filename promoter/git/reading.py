@@ -13,8 +13,8 @@ from pathlib import Path
 
 import git
 
-from promoter import holds, layout
-from promoter.environments import parse_environment
+from promoter import holds
+from promoter.environments import in_order, parse_environment
 from promoter.errors import BadInput, NotFound
 from promoter.git import objects
 from promoter.git.clone import Clone
@@ -169,7 +169,7 @@ class GitOpsReader:
             text = self.clone.show(repo, rev, where)
             if text is not None:  # a folder without environment.yaml is not an environment
                 configs.append(parse_environment(text, where, name))
-        return layout.in_order(configs)
+        return in_order(configs)
 
     def apps(self, repo: git.Repo, rev: str, env: str) -> list[str]:
         return [name for name in self.clone.folders(repo, rev, env_folder(env)) if not name.startswith(".")]

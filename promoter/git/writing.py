@@ -13,7 +13,7 @@ from collections.abc import Sequence
 
 import git
 
-from promoter import holds, layout, signing
+from promoter import holds, names, signing
 from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.git import objects
 from promoter.git.change import StageChange
@@ -42,7 +42,7 @@ class MainWriter:
         promoter's own, signed, whoever merges it. Idempotent: an unmerged branch with that content is
         reused. Returns (branch, head)."""
         apps = list(members) or [app]
-        branch = layout.revert_branch(app, env, merge_commit)
+        branch = names.revert_branch(app, env, merge_commit)
         repo = self.clone.fresh()
         if objects.rev(repo, merge_commit) is None:
             raise NotFound(f"merge commit {merge_commit[:12]} not found in {self.clone.url}")
@@ -76,7 +76,7 @@ class MainWriter:
                 "a commit promoter signed; set the key, list its public key for the principal `promoter` "
                 '(namespaces="git") in trust/allowed_signers, and ask again'
             )
-        branch = layout.lift_branch(hold.app, hold.env, hold.commit)
+        branch = names.lift_branch(hold.app, hold.env, hold.commit)
         repo = self.clone.fresh()
         main = self.clone.main(repo)
         existing = self.clone.branch(repo, branch)

@@ -13,8 +13,8 @@ import pytest
 from promoter.errors import BadInput, Conflict, NotFound
 from promoter.git import objects
 from promoter.gitrepo import Entry, GitClone
-from promoter.layout import promotion_branch
 from promoter.models import PrepareInput, PromotionRequest
+from promoter.names import promotion_branch
 from tests.support.gitops import Origin
 
 ENV = "environments/{}/environment.yaml"
