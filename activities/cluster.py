@@ -11,22 +11,23 @@ import urllib.request
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 
 from activities import classified
 from promoter.cluster import KubeCluster
 from promoter.errors import BadInput
-from promoter.gitrepo import GitRepository
 from promoter.models import (
     AppDrift,
     ClusterConfig,
     DriftInput,
     DriftReport,
+    EnvironmentConfig,
     HealthInput,
     HealthResult,
     HttpProbe,
+    PromotedFolder,
     SyncInput,
     SyncResult,
 )
@@ -56,8 +57,18 @@ def probe_http(probes: list[HttpProbe], deadline: float, progress: Callable[[str
     return True, f"{len(probes)} HTTP probe(s) answered as expected"
 
 
+class ClusterGit(Protocol):
+    """What the cluster activities need of the git side (promoter.git.ports): an environment's apps,
+    a folder's files, a tree to render, and the revision an app's folder was promoted at (drift)."""
+
+    def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
+    def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
+    def export_tree(self, rev: str, dest: Path) -> None: ...
+    def promoted_folder(self, env: str, app: str) -> PromotedFolder: ...
+
+
 class ClusterActivities:
-    def __init__(self, repo: GitRepository) -> None:
+    def __init__(self, repo: ClusterGit) -> None:
         self.repo = repo
         self._clusters: dict[tuple[str | None, str | None, str], KubeCluster] = {}
         self._lock = threading.Lock()
@@ -109,7 +120,7 @@ class ClusterActivities:
     def detect_drift(self, req: DriftInput) -> DriftReport:
         """Compare every app of the environment on main (or `req.apps`) with its live objects, field by
         field for what promoter manages, against the app folder's last *promoted* revision (not main's
-        folder: GitRepository.promoted_folder); with healing on, re-apply that revision to the apps that
+        folder: ClusterGit.promoted_folder); with healing on, re-apply that revision to the apps that
         drifted (or, with `req.defer_heal`, only mark them for DriftWorkflow to heal under their claim).
 
         A commit that changed the folder on main without a promotion is reported, never applied; an app

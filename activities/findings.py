@@ -11,18 +11,17 @@ the CLI's pre-commit path stays light.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
 
 from promoter.errors import PromoterError, TemporaryError
-from promoter.models import PolicyCheckInput, PolicyDecision, PolicyViolation
+from promoter.models import PolicyCheckInput, PolicyDecision, PolicyViolation, RuleChange
 from promoter.names import app_folder
 from promoter.policy import clean_error
 from promoter.render import parse_manifests
 
 if TYPE_CHECKING:
     from promoter.cluster import Claim
-    from promoter.gitrepo import GitRepository
     from promoter.models import ClusterConfig
 
     Claims = Callable[[ClusterConfig, str, list[dict[str, Any]]], list[Claim]]
@@ -141,7 +140,17 @@ def claim_denials(claims: Claims, req: PolicyCheckInput, objects: list[dict[str,
     ]
 
 
-def outside_denials(repo: GitRepository, req: PolicyCheckInput) -> list[PolicyViolation]:
+class SourceGit(Protocol):
+    """What these findings need of the git side (promoter.git.ports): the paths a PR's head changes
+    outside some folders, and the unsigned commits of a promoted range."""
+
+    def outside_folders(self, head: str, folders: Sequence[str]) -> list[str]: ...
+    def unsigned_source(
+        self, commit: str, source: str, target: str, apps: Sequence[str], head: str | None = None
+    ) -> list[RuleChange]: ...
+
+
+def outside_denials(repo: SourceGit, req: PolicyCheckInput) -> list[PolicyViolation]:
     """Before the merge: a denial naming what the PR's head changes outside the app's folders (a
     commit pushed onto the PR there would reach main unjudged: trust/, policies/, another app)."""
     if req.phase != "merge" or not req.head:
@@ -161,7 +170,7 @@ def outside_denials(repo: GitRepository, req: PolicyCheckInput) -> list[PolicyVi
     ]
 
 
-def unsigned_denials(repo: GitRepository, req: PolicyCheckInput) -> list[PolicyViolation]:
+def unsigned_denials(repo: SourceGit, req: PolicyCheckInput) -> list[PolicyViolation]:
     """With `source.require_signed`, a denial for each commit of the promoted range that touched the
     app's source folder without a trusted git signature (before the PR and before the merge)."""
     if not req.environment.source.require_signed or req.phase not in ("pre_pr", "merge"):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 import re
 import time
+from collections.abc import Sequence
+from typing import Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -15,9 +17,9 @@ from promoter import holds, names
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked
-from promoter.gitrepo import GitRepository
 from promoter.models import (
     ClosePullRequest,
+    EnvironmentConfig,
     LiftHoldInput,
     MergePullRequest,
     MergeResult,
@@ -25,6 +27,8 @@ from promoter.models import (
     OpenedChange,
     OpenedLift,
     OpenPullRequestInput,
+    PrepareInput,
+    PrepareResult,
     PullRequest,
     ReviewEvent,
     UpdatePullRequest,
@@ -39,8 +43,20 @@ SEEN_PUSH_TRIES = 30  # seconds a lift's push may take to show on its PR before 
 _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
 
+class ForgeGit(Protocol):
+    """What the forge activities need of the git side (promoter.git.ports): a stage's branch pushed,
+    the folders' trees a merge must still have, and a hold, its lift-hold request and the sealed lift."""
+
+    def push_branch(self, req: PrepareInput) -> PrepareResult: ...
+    def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]: ...
+    def held(self, app: str, env: str, commit: str) -> tuple[holds.Hold, EnvironmentConfig, str]: ...
+    def push_lift_request(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
+    def lift_request(self, commit: str) -> tuple[str, str, str, str]: ...
+    def seal_lift(self, branch: str, request: str, approvals: Sequence[str] = ...) -> str: ...
+
+
 class ForgeActivities:
-    def __init__(self, forge: Forge, repo: GitRepository, poll_seconds: float = 15.0) -> None:
+    def __init__(self, forge: Forge, repo: ForgeGit, poll_seconds: float = 15.0) -> None:
         self.forge = forge
         self.repo = repo
         self.poll_seconds = poll_seconds

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import dataclasses
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from temporalio import activity
 
 from activities import classified
 from activities.findings import (
+    SourceGit,
     claim_denials,
     combined,
     crds_in,
@@ -28,7 +29,7 @@ from promoter import signing
 from promoter.cluster import Claim
 from promoter.errors import PromoterError, TemporaryError
 from promoter.forges import CommitLogins, Forge
-from promoter.gitrepo import GitRepository
+from promoter.git.provenance import Authorship
 from promoter.models import (
     Approval,
     ApprovalCheck,
@@ -37,8 +38,12 @@ from promoter.models import (
     PolicyCheckInput,
     PolicyDecision,
     PolicyViolation,
+    PrepareInput,
+    PrepareResult,
+    RulesRevision,
     ScreenInput,
     ScreenResult,
+    Trust,
 )
 from promoter.names import app_folder, check
 from promoter.policy import (
@@ -53,10 +58,27 @@ from promoter.policy import (
 from promoter.render import render_files
 
 
+class PolicyGit(SourceGit, Protocol):
+    """What the policy activities need of the git side (promoter.git.ports): the rules and trust of
+    main, the policies' files, a stage's change (prepared, its files, its tree), the folders it
+    renders from, and who shaped the promoted range."""
+
+    def rules(self, main: str | None = None) -> RulesRevision: ...
+    def trust(self, rev: str) -> Trust: ...
+    def policy_revision(self, base: str | None = None) -> tuple[str, str]: ...
+    def policy_files(self, commit: str | None = None) -> tuple[str, dict[str, str]]: ...
+    def prepare(self, req: PrepareInput) -> PrepareResult: ...
+    def change_files(self, req: PrepareInput, base: str | None = None) -> dict[str, bytes]: ...
+    def export_change(self, req: PrepareInput, dest: Path, base: str | None = None) -> Path: ...
+    def export_tree(self, rev: str, dest: Path) -> None: ...
+    def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
+    def authors(self, commit: str, env: str, apps: Sequence[str], head: str | None = None) -> Authorship: ...
+
+
 class PolicyActivities:
     def __init__(
         self,
-        repo: GitRepository,
+        repo: PolicyGit,
         engine: PolicyEngine,
         cluster_crds: Callable[[ClusterConfig], list[dict[str, Any]]] | None = None,
         forge: Forge | None = None,
@@ -194,7 +216,7 @@ class PolicyActivities:
 
     def authors(self, req: PolicyCheckInput) -> dict[str, Any]:
         """`promotion.authors` (`authors_input`): the authors, committers and signers of every commit
-        that shaped what `req` promotes into its target (`GitRepository.authors`), and the accounts the
+        that shaped what `req` promotes into its target (`PolicyGit.authors`), and the accounts the
         forge ties to those commits. A forge that cannot answer raises (the check is retried, then
         refused): a login is never silently left out."""
         found = self.repo.authors(req.commit, req.target_env, req.members or [req.app], head=req.pr_head)

@@ -3,15 +3,23 @@ activities/policy.py and pushed by `open_change` in activities/forge.py.)"""
 
 from __future__ import annotations
 
+from typing import Protocol
+
 from temporalio import activity
 
 from activities import classified
-from promoter.gitrepo import GitRepository
 from promoter.models import PrepareInput, PromotionPlan, PromotionRequest
 
 
+class ResolvingGit(Protocol):
+    """What these activities need of the git side (promoter.git.ports)."""
+
+    def resolve(self, req: PromotionRequest) -> PromotionPlan: ...
+    def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
+
+
 class GitActivities:
-    def __init__(self, repo: GitRepository) -> None:
+    def __init__(self, repo: ResolvingGit) -> None:
         self.repo = repo
 
     @activity.defn(name="plan")

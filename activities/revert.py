@@ -8,18 +8,29 @@ forge the merge commit is the forge's, not promoter's."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Protocol
+
 from temporalio import activity
 
 from activities import classified
 from promoter import holds
 from promoter.forges import Forge
-from promoter.gitrepo import GitRepository
 from promoter.models import RevertInput, RevertResult
 from promoter.names import app_folder
 
 
+class RevertingGit(Protocol):
+    """What the revert needs of the git side (promoter.git.ports)."""
+
+    def held_trees(self, commit: str, apps: Sequence[str]) -> dict[str, str]: ...
+    def push_revert(
+        self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = ..., held: str = ...
+    ) -> tuple[str, str]: ...
+
+
 class RevertActivities:
-    def __init__(self, repo: GitRepository, forge: Forge) -> None:
+    def __init__(self, repo: RevertingGit, forge: Forge) -> None:
         self.repo = repo
         self.forge = forge
 

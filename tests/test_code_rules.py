@@ -6,6 +6,7 @@ change", so the next maintainer knows which old paths are still live."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -93,3 +94,17 @@ def test_no_function_over_60_lines_no_class_over_300_and_the_split_packages_unde
                     if length > limit:
                         too_long.append(f"{rel}:{node.lineno} {node.name}: {length} lines")
     assert not too_long, f"over the size limits: {too_long}"
+
+
+def test_each_activity_class_takes_only_the_git_port_it_declares() -> None:
+    """The activities never take the whole git side (`GitRepository`, `GitClone`): each declares the
+    methods it uses as a Protocol beside it, so what a step may do to the repository is read there."""
+    takers = []
+    for path in sorted((ROOT / "activities").glob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id in ("GitRepository", "GitClone"):
+                takers.append(f"{path.name}:{node.lineno} {node.id}")
+            if isinstance(node, ast.ImportFrom) and node.module in ("promoter.gitrepo", "promoter.git.facade"):
+                takers.append(f"{path.name}:{node.lineno} imports {node.module}")
+    assert takers == []

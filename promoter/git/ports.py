@@ -1,6 +1,8 @@
-"""The git side's ports: one small Protocol per concern, each naming what its callers need of it.
-`GitRepository` is all of them together (what the worker hands the activities today); a caller that
-needs one concern can take that port alone, and a test fake need implement only it.
+"""The git side's ports: one Protocol per concern, and `GitRepository`, all of them over one remote
+(what `GitClone` is, and what the CLI's readers take). Each activity class declares the few methods
+it uses as its own Protocol beside it (`ResolvingGit`, `PolicyGit` and `SourceGit`, `ForgeGit`,
+`RevertingGit`, `ClusterGit`), so a reader sees what a step may do to the repository, and a test
+fake need implement only that.
 """
 
 from __future__ import annotations
