@@ -3,7 +3,7 @@
 Starts the real stack (`promoter up --detach`: Temporal dev server, worker process, local origin
 and forge) in a temporary state directory, makes prod's gate open by itself (approval.required: 0)
 so no human time is counted, then runs 5 promotions, each of a fresh commit to dev. For each it
-measures the wall time from the workflow's start to its result (planning excluded, printed apart),
+measures the wall time from the workflow's start to its result (resolving the request excluded, printed apart),
 and the worker process's peak RSS. The last line is `median <seconds> s`.
 
     .venv/bin/python bench/promotion_bench.py [--runs 5]
@@ -114,7 +114,7 @@ async def main(runs: int) -> None:
                 assert [s.state.value for s in result.stages] == ["healthy"] * 3
                 plans.append(t1 - t0)
                 totals.append(t2 - t1)
-                print(f"run {i + 1}: promotion {t2 - t1:.3f} s (plan {t1 - t0:.3f} s)")
+                print(f"run {i + 1}: promotion {t2 - t1:.3f} s (resolve {t1 - t0:.3f} s)")
             shape = await history_shape(handle)
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
             rss = peak_rss_mb(worker_pid)
@@ -129,7 +129,7 @@ async def main(runs: int) -> None:
                         "min_s": round(min(totals), 3),
                         "max_s": round(max(totals), 3),
                         "per_environment_s": round(median / 3, 3),
-                        "plan_median_s": round(statistics.median(plans), 3),
+                        "resolve_median_s": round(statistics.median(plans), 3),
                         "worker_peak_rss_mb": round(rss, 1),
                         "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
                         "git_reader_processes_pss_mb": round(git_rss, 1),

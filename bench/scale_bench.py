@@ -4,12 +4,12 @@ Starts the real embedded stack (`promoter up --detach`: Temporal dev server, wor
 origin and forge, simulated clusters with their 0.2 s rollout delay) in a temporary state directory,
 with N copies of the sample app in every environment and prod's gate opening by itself
 (approval.required: 0). One commit changes every app's image in dev; then, through the same API the
-CLI uses, every app is planned at once, every promotion started at once, and every result awaited.
+CLI uses, every app is resolved at once, every promotion started at once, and every result awaited.
 
-It prints the plan/start/run seconds, the promotions' end states, the merges on main, the lost
+It prints the resolve/start/run seconds, the promotions' end states, the merges on main, the lost
 changes (a prod or staging folder not carrying its new image at the end), and the worker's and the
 policy engine processes' peak RSS. The last line is
-`scale: <N> apps in <s> s, <k> not succeeded, <l> lost` (seconds from the first plan to the last result).
+`scale: <N> apps in <s> s, <k> not succeeded, <l> lost` (seconds from the first resolve to the last result).
 
     .venv/bin/python bench/scale_bench.py [--apps 100]
 """
@@ -133,7 +133,7 @@ async def main(apps: int) -> None:
                 json.dumps(
                     {
                         "apps": apps,
-                        "plan_s": round(t1 - t0, 3),
+                        "resolve_s": round(t1 - t0, 3),
                         "start_s": round(t2 - t1, 3),
                         "run_s": round(t3 - t2, 3),
                         "total_s": round(total, 3),

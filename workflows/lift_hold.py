@@ -1,7 +1,9 @@
 """`promoter lift-hold`: lift the hold an automatic revert put on a commit (see promoter.holds),
 through a pull request that the environment's approvers must approve.
 
-The PR carries an empty commit with the `Promoter-Release-Hold` trailers. Its gate is the
+The PR opens on an empty commit that asks (`Promoter-Release-Request` trailers: it lifts nothing).
+Once the gate approved, promoter writes and signs the commit that lifts the hold on top of it
+(`Promoter-Release-Hold` trailers, with the approvals) and merges that. Its gate is the
 environment's: the approvals it requires (at least one), from its approvers as the policies expand
 and screen them (the held commit's author is asked about like any approver), given with the
 `approve` update (`promoter approve`, or the Temporal Web UI) and refused at once by its validator
