@@ -27,7 +27,7 @@ from pathlib import Path
 
 import git
 
-from promoter.errors import NotFound
+from promoter.errors import BadInput, NotFound
 from promoter.forges import Review, already_merged, register
 from promoter.gitrepo import MAIN, GitRepository
 from promoter.models import PullRequest
@@ -52,6 +52,9 @@ CREATE TABLE IF NOT EXISTS reviews (
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
+
+
+MERGE_METHODS = (None, "merge")  # what `merge(method=...)` takes: None is the forge's default, a merge commit
 
 
 class LocalForge:
@@ -215,7 +218,13 @@ class LocalForge:
         self, number: int, message: str | None = None, expected_head: str | None = None, method: str | None = None
     ) -> PullRequest:
         """Merge once: a retry after a crash finds the merge already on main and records it. Always a
-        merge commit (`method` is ignored: the local forge has no squash)."""
+        merge commit: the local forge has no squash nor rebase, and refuses them (`BadInput`, one line)
+        rather than merge otherwise than `merge.method` says."""
+        if method not in MERGE_METHODS:
+            raise BadInput(
+                f"the local forge merges only with a merge commit, not {method}: set merge.method to merge (or "
+                "null) in the environment's environment.yaml and PROMOTER_MERGE_METHOD to merge, or use a hosted forge"
+            )
         pr = self.get_pull_request(number)
         if already_merged(pr, expected_head):
             return pr

@@ -7,7 +7,7 @@ import sqlite3
 
 import pytest
 
-from promoter.errors import Conflict, NotFound
+from promoter.errors import BadInput, Conflict, NotFound
 from promoter.forges import make_forge
 from promoter.forges.local import LocalForge
 from promoter.gitrepo import GitClone
@@ -68,3 +68,16 @@ def test_factory_table(clone: GitClone, origin: Origin) -> None:
     assert isinstance(make_forge("local", repo=clone, db_path=origin.path.parent / "f.sqlite"), LocalForge)
     with pytest.raises(Exception, match="unknown forge 'bitbucket'; choose one of: forgejo, gitea, github, gitlab"):
         make_forge("bitbucket")
+
+
+@pytest.mark.parametrize("method", ["squash", "rebase"])
+def test_a_method_it_cannot_do_is_refused_in_one_line_and_nothing_merges(
+    origin: Origin, clone: GitClone, forge: LocalForge, method: str
+) -> None:
+    pr = forge.open_pull_request(branch_for(origin, clone), "title", "body")
+    commits = origin.main_log()
+    with pytest.raises(BadInput, match=f"merges only with a merge commit, not {method}: set merge.method") as e:
+        forge.merge(pr.number, method=method)
+    assert "\n" not in str(e.value)
+    assert origin.main_log() == commits and forge.get_pull_request(pr.number).state == "open"
+    assert forge.merge(pr.number, method="merge").state == "merged"
