@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -13,6 +14,7 @@ from promoter.models import (
     PolicyDecision,
     PolicyViolation,
     PromotionPlan,
+    StageStatus,
     proof_note,
 )
 
@@ -30,6 +32,34 @@ def human_duration(d: timedelta | None) -> str:
             parts.append(f"{total // size}{unit}")
             total %= size
     return "".join(parts) or "0s"
+
+
+# ---------------------------------------------------------------------- the gate, in one phrase
+
+
+def needs(required: int, approved: int, approvers: Sequence[str], review: bool, reviewed: bool) -> str:
+    """What a gate still needs, the one phrase every message says it with (status, the Web UI, the
+    PR body, webhooks, the approve reply): "needs N more approval(s) from <approvers>", and when the gate
+    also requires a review on its PR "; also needs an approving PR review" (alone once the count is
+    met). "" when it needs nothing more."""
+    more = max(0, required - approved)
+    parts = [f"needs {more} more approval(s) from {', '.join(approvers) or 'nobody'}"] if more else []
+    if review and not reviewed:
+        parts.append("also needs an approving PR review" if parts else "needs an approving PR review")
+    return "; ".join(parts)
+
+
+def may_approve(stage: StageStatus) -> list[str]:
+    """Who may decide a stage's gate: its approvers as the policies expand them (groups to their
+    members), less those the policies screened out. The one list every message names."""
+    return [a for a in stage.approvers if a not in stage.screened]
+
+
+def stage_needs(stage: StageStatus) -> str:
+    """What a stage's gate still needs (`needs`), from the stage alone: what a client shows after an
+    approval it sent (the update returns the stage). "" when the gate needs nothing more."""
+    reviewed = any(a.via == "pull_request" for a in stage.approvals)
+    return needs(stage.approvals_required, len(stage.approvals), may_approve(stage), stage.review_required, reviewed)
 
 
 def pr_title(plan: PromotionPlan, source: str, target: str) -> str:
@@ -94,13 +124,22 @@ def pr_body(
     approvers: list[str],
     required: int,
 ) -> str:
+    """The PR's body. Its gate names the approvers as the policies expanded them for this check
+    (`decision.approvers`, groups to their members; `approvers`, the environment's own list, only when
+    the rules give none), in the gate's one phrase (`needs`)."""
+    planned = next((e for e in plan.environments if e.config.name == target), None)
+    review = planned is not None and planned.config.approval.require_review
+    wanted = needs(required, 0, decision.approvers or approvers, review, False)
     gate = (
-        f"Needs {required} approval(s) from: {', '.join(approvers)}.\n"
-        f"Approve with `promoter approve {promotion_id} --env {target} --as <you>` "
-        "or the `approve` update in the Temporal Web UI."
-        if required
+        f"{wanted[:1].upper()}{wanted[1:]}."
+        if wanted
         else "No approval required: this PR merges as soon as its checks pass."
     )
+    if required:
+        gate += (
+            f"\nApprove with `promoter approve {promotion_id} --env {target} --as <you>` "
+            "or the `approve` update in the Temporal Web UI."
+        )
     return "\n".join(
         [
             f"Promotion `{promotion_id}` carries `{plan.app}` from **{source}** to **{target}**.",

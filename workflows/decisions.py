@@ -12,6 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from promoter import report
     from promoter.converter import REFUSED
     from promoter.models import (
         SENT_VIA,
@@ -35,13 +36,19 @@ def is_open(stage: StageStatus, planned: PlannedEnvironment) -> bool:
     return len(stage.approvals) >= approval.required and reviewed
 
 
-def waiting_message(stage: StageStatus, planned: PlannedEnvironment) -> str:
+def needs(stage: StageStatus, planned: PlannedEnvironment) -> str:
+    """What the gate still needs, in the one phrase every message uses (`report.needs`), naming the
+    people the details' "May approve" names (`report.may_approve`); "" when nothing."""
     approval = planned.config.approval
-    have = f"{len(stage.approvals)} of {approval.required} approval(s)"
-    # the same people the details' "May approve" names: groups expanded, screened-out ones left out
-    who = ", ".join(a for a in stage.approvers if a not in stage.screened) or ", ".join(approval.approvers)
-    review = "; it also needs an approving review on the PR" if approval.require_review else ""
-    return f"waiting for {have} from {who} on PR #{stage.pr_number}{review}"
+    reviewed = any(a.via == "pull_request" for a in stage.approvals)
+    return report.needs(
+        approval.required, len(stage.approvals), report.may_approve(stage), approval.require_review, reviewed
+    )
+
+
+def waiting_message(stage: StageStatus, planned: PlannedEnvironment) -> str:
+    """A waiting gate's message: what it still needs, and on which PR."""
+    return f"{needs(stage, planned)} (PR #{stage.pr_number})"
 
 
 def refusal(stage: StageStatus, d: Decision, approving: bool, approvers: Sequence[str]) -> str | None:
@@ -90,7 +97,7 @@ class Decisions:
         stage = self.p.stage_by_env.get(d.env)
         if stage is None:
             return f"this promotion has no environment '{d.env}'; it has: {', '.join(self.p.stage_by_env)}"
-        return refusal(stage, d, approving, self.p.envs[d.env].config.approval.approvers)
+        return refusal(stage, d, approving, report.may_approve(stage))
 
     def unproven(self, d: Decision, proof: Proven) -> str | None:
         """Why a decision that proves nothing cannot open a gate that requires signed approvals."""

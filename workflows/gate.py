@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
         proof_note,
     )
     from workflows import steps
-    from workflows.decisions import Decisions, is_open, waiting_message
+    from workflows.decisions import Decisions, is_open, needs, waiting_message
     from workflows.recorder import Promotion, Recorder
     from workflows.watcher import Outcome, Watcher
 
@@ -142,12 +142,9 @@ class Gate:
         waited = report.human_duration(approval.timeout)
         self.r.gate_waited(stage, "expired")
         self.r.set(stage, StageState.EXPIRED, f"no decision within {waited}")
-        have = f"{len(stage.approvals)} of {approval.required} approval(s) within {waited}"
-        self.r.audit(stage.env, "expired", detail=have)
-        await self.close(
-            stage.pr_number,
-            f"Closed: the {stage.env} gate expired after {waited} without {approval.required} approval(s).",
-        )
+        wanted = needs(stage, planned)
+        self.r.audit(stage.env, "expired", detail=f"after {waited} it still {wanted}")
+        await self.close(stage.pr_number, f"Closed: the {stage.env} gate expired after {waited}; it still {wanted}.")
         stage.finished_at = workflow.now()
         self.r.finish(PromotionState.EXPIRED, f"{stage.env}: gate expired after {waited}")
         self.r.notify(

@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from promoter import search
+    from promoter import report, search
     from promoter.models import (
         Approval,
         AuditEntry,
@@ -179,7 +179,7 @@ class Recorder:
         if stage.pr_url:
             lines += ["", f"Pull request {pr_link(stage)}"]
         if stage.state == StageState.AWAITING_APPROVAL:
-            people = ", ".join(a for a in stage.approvers if a not in stage.screened) or "nobody"
+            people = ", ".join(report.may_approve(stage)) or "nobody"
             lines += ["", f"May approve: {people}."]
             last = stage.refusals[-1] if stage.refusals else None
             if last is not None and not any(a.at > last.at for a in stage.approvals):

@@ -17,7 +17,7 @@ from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
-from promoter import api, search
+from promoter import api, report, search
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from promoter.stack import wait_until
 from tests.support.gitops import Origin
@@ -80,7 +80,7 @@ async def test_quorum_of_two_counts_each_person_once_and_records_everything(
             PromotionWorkflow.approve, Decision(env="prod", approver="sam", comment="lgtm", via="cli")
         )
         status = await handle.query(PromotionWorkflow.query_status)
-        assert waiting(status) and "1 of 2 approval(s)" in status.stages[1].message
+        assert waiting(status) and status.stages[1].message.startswith("needs 1 more approval(s) from alice, sam, sue")
         before = await accepted_updates(handle)
         with pytest.raises(WorkflowUpdateFailedError) as twice:
             await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="sam", via="cli"))
@@ -247,6 +247,14 @@ async def test_require_review_needs_a_review_besides_the_quorum(
     async with run_worker(dev_env, origin) as tq:
         handle = await start(dev_env, tq)
         status = await api.wait_for(handle, waiting)
+        pr = status.stages[1].pr_number
+        # one phrase, one list (group:sre expanded, as the policies expand it) in every message
+        phrase = "needs 1 more approval(s) from alice, sam, sue; also needs an approving PR review"
+        assert status.stages[1].message == f"{phrase} (PR #{pr})"
+        assert f"{phrase[:1].upper()}{phrase[1:]}." in forge.get_pull_request(pr or 0).body
+        with pytest.raises(WorkflowUpdateFailedError) as outsider:
+            await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="dana", via="cli"))
+        assert "dana may not decide prod; its approvers are: alice, sam, sue" in str(outsider.value.cause)
         # an update that claims to be a review on the PR: refused, on record, and the gate stays closed
         forged = Decision(env="prod", approver="alice", via="pull_request")
         with pytest.raises(WorkflowUpdateFailedError) as claimed:
@@ -261,13 +269,19 @@ async def test_require_review_needs_a_review_besides_the_quorum(
         ]
         metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
         assert "Refused: sam via pull_request: an update or signal cannot say" in metadata.current_details  # in the UI
-        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+        stage = await handle.execute_update(
+            PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli")
+        )
+        # the count is met: only the review is left, and the approve reply's stage says just that
+        assert report.stage_needs(stage) == "needs an approving PR review"
         status = await handle.query(PromotionWorkflow.query_status)
-        assert waiting(status) and "also needs an approving review" in status.stages[1].message
-        forge.add_review(status.stages[1].pr_number or 0, "sam", "approved")
+        assert waiting(status) and status.stages[1].message == f"needs an approving PR review (PR #{pr})"
+        forge.add_review(pr or 0, "sam", "approved")
         result = await handle.result()
     assert result.state == PromotionState.SUCCEEDED, result.message
     prod = result.stages[1]
+    said = [prod.message, *(e.detail for e in result.audit), *(r.reason for r in prod.refusals)]
+    assert not [m for m in said if " of " in m and "approval" in m], said  # never "0 of 1", "1 of 1"
     assert [(a.via, a.proof) for a in prod.approvals] == [("cli", "declared"), ("pull_request", "declared")]
     message = git.Repo(origin.path).git.log("-1", "--format=%B", prod.merge_commit)
     # the local forge authenticates nobody: its review is marked so in the record that outlives Temporal
