@@ -163,6 +163,51 @@ async def drift_schedules(client: Client, task_queue: str, environments: list[En
             await client.get_schedule_handle(sid).update(functools.partial(_replace_schedule, schedule))
 
 
+DRIFT_SCHEDULES_REREAD = timedelta(minutes=1)  # how often the worker re-reads main's drift intervals
+
+
+Intervals = list[tuple[str, timedelta | None]]  # each environment's drift.interval, as the schedules were made
+
+
+async def refresh_drift_schedules(
+    client: Client, task_queue: str, environments: Callable[[], list[EnvironmentConfig]], made: Intervals | None
+) -> Intervals | None:
+    """Re-read main's environments and make or update the drift schedules when an environment's
+    `drift.interval` (or the set of environments) differs from `made`; what they now follow. A read
+    or update that fails is logged (never fatal: promotions do not need them) and tried again later."""
+    try:
+        current = await asyncio.to_thread(environments)
+        seen = [(e.name, e.drift.interval) for e in current]
+        if seen != made:
+            await drift_schedules(client, task_queue, current)
+            if made is not None:
+                log.info("drift schedules updated from main's environment.yaml: %s", seen)
+        return seen
+    except Exception as e:  # noqa: BLE001 - never fatal: promotions do not need them
+        log.warning("the drift schedules could not be made or updated: %s", e)
+        return made
+
+
+async def follow_drift_schedules(
+    client: Client,
+    task_queue: str,
+    environments: Callable[[], list[EnvironmentConfig]],
+    stop: asyncio.Event,
+    made: Intervals | None = None,
+    every: timedelta = DRIFT_SCHEDULES_REREAD,
+) -> None:
+    """Every `every` until `stop`, `refresh_drift_schedules`: the schedules follow `environment.yaml`
+    without a worker restart. It runs beside the worker, outside any workflow, so nothing here is
+    replayed and `DriftWorkflow`'s history gains no command (a drift run that updated its own schedule
+    through an activity would need a patch, and would only notice a change at its next, old-interval run)."""
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), every.total_seconds())
+            return
+        except TimeoutError:
+            made = await refresh_drift_schedules(client, task_queue, environments, made)
+
+
 async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings, runtime)
@@ -189,11 +234,12 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
             await asyncio.to_thread(worker.warm)
         except Exception as e:  # noqa: BLE001 - never fatal: the first check of that revision denies, naming it
             log.warning("the policies on main could not be compiled ahead: %s", e)
-        try:
-            await drift_schedules(client, settings.task_queue, await asyncio.to_thread(worker.environments))
-        except Exception as e:  # noqa: BLE001 - never fatal: promotions do not need them
-            log.warning("the drift schedules could not be made: %s", e)
+        made = await refresh_drift_schedules(client, settings.task_queue, worker.environments, None)
+        schedules = asyncio.create_task(
+            follow_drift_schedules(client, settings.task_queue, worker.environments, stop, made), name="drift schedules"
+        )
         async with worker:
             if ready_file:
                 Path(ready_file).write_text(str(os.getpid()))
             await stop.wait()
+        await schedules

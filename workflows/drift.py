@@ -1,7 +1,8 @@
 """Drift: how an environment's live objects differ from Git, and, with `drift.self_heal`, put back.
 
-Each environment has a Temporal Schedule, `drift-<env>`, made by the worker as it starts and visible
-on the Web UI's Schedules page. Every `drift.interval` (environment.yaml, 5 minutes by default) it
+Each environment has a Temporal Schedule, `drift-<env>`, made by the worker as it starts (and updated
+when main's `drift.interval` changes: the worker re-reads it every minute) and visible on the Web UI's
+Schedules page. Every `drift.interval` (environment.yaml, 5 minutes by default) it
 runs this workflow. `promoter drift ENV` runs it at once. One step compares every app folder of the
 environment with the live objects (`detect_drift`): each against the folder as promoter's own merge
 (a promotion's or a revert's) last wrote it, not main's folder, so that a commit pushed to an

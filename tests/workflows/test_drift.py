@@ -12,6 +12,7 @@ import os
 import shutil
 import subprocess
 import time
+import uuid
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -24,7 +25,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.models import DriftConfig, DriftInput, DriftReport, PromotionState
 from promoter.sim.kube import KubeSim
-from promoter.worker import drift_schedules
+from promoter.worker import drift_schedules, follow_drift_schedules, refresh_drift_schedules
 from tests.support.gitops import Origin
 from tests.support.workflows import awaiting, deployment
 
@@ -124,6 +125,41 @@ async def test_a_hand_edit_and_a_deletion_are_reported_and_healed_from_git(
             runs[0].id, run_id=runs[0].run_id, result_type=DriftReport
         ).result()
         assert scheduled.env in ("dev", "staging", "prod") and [a.app for a in scheduled.apps] == ["demo"]
+        for env in ("dev", "staging", "prod"):  # this server outlives the test: leave no schedule firing
+            await dev_env.client.get_schedule_handle(f"drift-{env}").delete()
+
+
+async def test_the_drift_schedule_follows_environment_yaml_without_a_worker_restart(
+    dev_env: WorkflowEnvironment, origin: Origin
+) -> None:
+    """A changed `drift.interval` on main reaches the environment's schedule at the worker's next
+    re-read (a fifth of a second here, a minute by default), with the worker still running."""
+    from promoter.gitrepo import GitClone
+
+    repo = GitClone(origin.url, origin.path.parent / "schedule-reader")
+    tq, stop = f"schedules-{uuid.uuid4()}", asyncio.Event()
+
+    async def every(env: str) -> timedelta | None:
+        return (await dev_env.client.get_schedule_handle(f"drift-{env}").describe()).schedule.spec.intervals[0].every
+
+    made = await refresh_drift_schedules(dev_env.client, tq, repo.environments, None)
+    follower = asyncio.create_task(
+        follow_drift_schedules(dev_env.client, tq, repo.environments, stop, made, every=timedelta(seconds=0.2))
+    )
+    try:
+        assert await every("staging") == timedelta(minutes=5)
+        path = origin.work / "environments/staging/environment.yaml"
+        config = yaml.safe_load(path.read_text())
+        config["drift"] = {"interval": "2h"}
+        origin.commit({"environments/staging/environment.yaml": yaml.safe_dump(config)}, "staging: drift every 2h")
+        deadline = time.monotonic() + 30
+        while await every("staging") != timedelta(hours=2):
+            assert time.monotonic() < deadline, "the schedule never took the new interval"
+            await asyncio.sleep(0.1)
+        assert await every("prod") == timedelta(minutes=5)  # the others are left as they are
+    finally:
+        stop.set()
+        await follower
         for env in ("dev", "staging", "prod"):  # this server outlives the test: leave no schedule firing
             await dev_env.client.get_schedule_handle(f"drift-{env}").delete()
 
