@@ -1,0 +1,147 @@
+"""The embedded stack across restarts, on one shared stack: `up` on a running stack says so in one line
+and changes nothing; `up` after the worker was killed restarts the worker alone, on the same ports;
+`down` then `up` comes back on every recorded port that is free (the forge's pages answer at the
+stored URL), and a recorded port another program took in between is replaced, with one warning line
+saying which and that links to it are dead. Without a stack: the port choice, a PID reused after a
+reboot is never taken for (or stopped as) the stack's, and `up --help` shows the state directory's
+default."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from promoter.stack import Stack, alive, choose_ports, free_port, wait_until
+from tests.support.gitops import DEFAULT_PORTS, PROMOTER, Cli, Origin, listening_ports, running_stack
+
+ADDRESSES = ("temporal_address", "temporal_http_url", "ui_url", "forge_url")
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origin]]:
+    with running_stack(tmp_path_factory.mktemp("restart")) as started:
+        yield started
+
+
+def up(cli: Cli) -> subprocess.CompletedProcess[str]:
+    """`promoter up --detach` as a person runs it again: no `--port` (the test `Cli` would add fresh ones)."""
+    done = subprocess.run(
+        [*PROMOTER, "up", "--detach", "--state-dir", str(cli.state_dir)],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    if done.returncode == 0:
+        assert not listening_ports(cli.state_dir) & DEFAULT_PORTS  # never a person's 7233/8233
+    return done
+
+
+def stack_json(cli: Cli) -> dict[str, object]:
+    info: dict[str, object] = json.loads((cli.state_dir / "stack.json").read_text())
+    return info
+
+
+def addresses(cli: Cli) -> dict[str, object]:
+    info = stack_json(cli)
+    return {k: info[k] for k in ADDRESSES}
+
+
+def test_up_on_a_running_stack_says_so_in_one_line(shared: tuple[Cli, Origin]) -> None:
+    cli, _ = shared
+    before = stack_json(cli)
+    again = up(cli)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.count("\n") == 1 and again.stderr == "", (again.stdout, again.stderr)
+    line = again.stdout.strip()
+    assert line.startswith(f"the stack in {cli.state_dir.resolve()} is already running"), line
+    assert all(str(before[k]) in line for k in ADDRESSES), line
+    assert stack_json(cli) == before  # nothing restarted
+
+
+def test_up_after_the_worker_died_restarts_only_the_worker(shared: tuple[Cli, Origin]) -> None:
+    cli, _ = shared
+    before = stack_json(cli)
+    pids: dict[str, int] = before["pids"]  # type: ignore[assignment]
+    os.kill(pids["worker"], signal.SIGKILL)
+    wait_until(lambda: not alive(pids["worker"]), 10, "the killed worker to be gone")
+    again = up(cli)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout.splitlines()[0] == f"restarted worker, which had stopped (logs in {cli.state_dir / 'logs'})"
+    after = stack_json(cli)
+    now: dict[str, int] = after["pids"]  # type: ignore[assignment]
+    assert now["worker"] != pids["worker"] and alive(now["worker"])
+    assert {k: now[k] for k in ("temporal", "clusters", "forge")} == {
+        k: pids[k] for k in ("temporal", "clusters", "forge")
+    }
+    assert addresses(cli) == {k: before[k] for k in ADDRESSES}
+    assert (cli.state_dir / "worker.ready").is_file()  # the new worker polls
+    assert cli("list").returncode == 0
+
+
+def test_down_then_up_keeps_every_free_port_and_names_a_taken_one(shared: tuple[Cli, Origin]) -> None:
+    """One `down`/`up` (each costs seconds): the Web UI's port is taken in between, the others stay."""
+    cli, _ = shared
+    before = addresses(cli)
+    ui_port = int(str(before["ui_url"]).rsplit(":", 1)[1])
+    assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0
+    with socket.socket() as squatter:  # another program takes the Web UI's port while the stack is down
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: past TIME_WAIT
+        squatter.bind(("127.0.0.1", ui_port))
+        squatter.listen()
+        again = up(cli)
+    assert again.returncode == 0, again.stderr
+    lines = again.stderr.splitlines()
+    assert len(lines) == 1, again.stderr
+    assert lines[0].startswith(f"warning: the Temporal Web UI: port {ui_port} is taken by another program, so"), lines
+    assert f"links to port {ui_port} (Web UI links in PR bodies" in lines[0] and "are dead" in lines[0], lines
+    after = addresses(cli)
+    assert after["ui_url"] != before["ui_url"] and f"Temporal UI   {after['ui_url']}" in again.stdout
+    assert {k: after[k] for k in ADDRESSES if k != "ui_url"} == {k: before[k] for k in ADDRESSES if k != "ui_url"}
+    with urllib.request.urlopen(f"{before['forge_url']}/pulls", timeout=10) as page:  # stored PR links' site
+        assert page.status == 200
+    assert json.loads((cli.state_dir / "ports.json").read_text())["ui"] == int(str(after["ui_url"]).rsplit(":", 1)[1])
+
+
+def test_choose_ports_keeps_free_recorded_ports_and_names_a_taken_one() -> None:
+    recorded = {"grpc": free_port(), "ui": free_port(), "http": free_port(), "forge": free_port()}
+    ports, lines = choose_ports(recorded, {})
+    assert ports._asdict() == recorded and lines == []
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", recorded["ui"]))
+        squatter.listen()
+        ports, lines = choose_ports(recorded, {})
+    assert ports.ui != recorded["ui"] and {**ports._asdict(), "ui": recorded["ui"]} == recorded
+    assert len(lines) == 1 and lines[0].startswith(f"the Temporal Web UI: port {recorded['ui']} is taken"), lines
+    asked = free_port()
+    ports, lines = choose_ports(recorded, {"grpc": asked})  # --port: the user moves it, and is told
+    assert ports.grpc == asked and lines == [
+        f"Temporal's gRPC port moves from port {recorded['grpc']} to {asked}, as asked; "
+        f"links to port {recorded['grpc']} (workers and clients given the old address) are dead"
+    ]
+
+
+def test_a_pid_reused_after_a_reboot_is_not_the_stacks(tmp_path: Path) -> None:
+    """stack.json names this test's own PID with another start time: dead to `up`, untouched by `down`."""
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"pids": {"temporal": os.getpid()}, "started": {"temporal": "1"}, "repo_url": "x"})
+    )
+    stack = Stack(tmp_path)
+    assert stack.dead(stack.info() or {}) == ["temporal"] and not stack.running()
+    assert stack.down() and alive(os.getpid()) and not (tmp_path / "stack.json").exists()
+
+
+def test_up_help_shows_the_state_dirs_default() -> None:
+    shown = subprocess.run(
+        [*PROMOTER, "up", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
+    )
+    assert shown.returncode == 0 and "[default: ($PROMOTER_STATE_DIR, else .promoter)]" in shown.stdout, shown.stdout
