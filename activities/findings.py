@@ -188,3 +188,81 @@ def unsigned_denials(repo: SourceGit, req: PolicyCheckInput) -> list[PolicyViola
         )
         for c in unsigned
     ]
+
+
+WORKLOADS = {"Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob", "Pod"}
+
+
+def _pod_spec(obj: dict[str, Any]) -> dict[str, Any]:
+    spec = obj.get("spec") or {}
+    if obj.get("kind") == "Pod":
+        return spec if isinstance(spec, dict) else {}
+    if obj.get("kind") == "CronJob":
+        spec = ((spec.get("jobTemplate") or {}).get("spec") or {}) if isinstance(spec, dict) else {}
+    template = (spec.get("template") or {}) if isinstance(spec, dict) else {}
+    pod = template.get("spec") if isinstance(template, dict) else None
+    return pod if isinstance(pod, dict) else {}
+
+
+def _mapping(value: object) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _references(pod: dict[str, Any]) -> set[tuple[str, str, str]]:
+    """(kind, name, how) of every ConfigMap and Secret a pod spec needs (not the `optional` ones)."""
+
+    def ref(kind: str, how: str, r: object, key: str = "name") -> set[tuple[str, str, str]]:
+        if isinstance(r, dict) and isinstance(r.get(key), str) and not r.get("optional"):
+            return {(kind, r[key], how)}
+        return set()
+
+    found: set[tuple[str, str, str]] = set()
+    containers = [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+    for c in (c for c in containers if isinstance(c, dict)):
+        for source in (s for s in c.get("envFrom") or [] if isinstance(s, dict)):
+            found |= ref("ConfigMap", "envFrom", source.get("configMapRef"))
+            found |= ref("Secret", "envFrom", source.get("secretRef"))
+        for var in (v for v in c.get("env") or [] if isinstance(v, dict)):
+            value = _mapping(var.get("valueFrom"))
+            found |= ref("ConfigMap", "valueFrom", value.get("configMapKeyRef"))
+            found |= ref("Secret", "valueFrom", value.get("secretKeyRef"))
+    for volume in (v for v in pod.get("volumes") or [] if isinstance(v, dict)):
+        found |= ref("ConfigMap", "a volume", volume.get("configMap"))
+        found |= ref("Secret", "a volume", volume.get("secret"), "secretName")
+        projected = _mapping(volume.get("projected"))
+        for source in (s for s in projected.get("sources") or [] if isinstance(s, dict)):
+            found |= ref("ConfigMap", "a volume", source.get("configMap"))
+            found |= ref("Secret", "a volume", source.get("secret"))
+    return found
+
+
+def local_file_advisories(req: PolicyCheckInput, objects: list[dict[str, Any]]) -> list[PolicyViolation]:
+    """An advisory (a warning, never a denial) for each ConfigMap or Secret a workload of the app needs
+    that the target's folder, after the change, does not define, when the environment lists
+    `local_files`: promotion never copies those files (a new app's ConfigMap stays behind in the
+    source), so the target environment must hold its own copy. Whatever is created outside Git
+    (a Secret put there by hand) is still named: the advisory says what the workload needs."""
+    local = req.environment.local_files
+    if not local or req.target_env == req.source_env:
+        return []
+    defined = {(o.get("kind"), (o.get("metadata") or {}).get("name")) for o in objects}
+    folder = app_folder(req.target_env, req.app)
+    found: list[PolicyViolation] = []
+    for obj in (o for o in objects if o.get("kind") in WORKLOADS):
+        meta = obj.get("metadata") or {}
+        where = "/".join([str(obj.get("kind")), str(meta.get("namespace") or "-"), str(meta.get("name") or "?")])
+        for kind, name, how in sorted(_references(_pod_spec(obj))):
+            if (kind, name) in defined:
+                continue
+            found.append(
+                PolicyViolation(
+                    rule="promoter.local_file_missing",
+                    object=where,
+                    message=f"{where} needs {kind} {name} ({how}), which {folder}/ does not define: promotion "
+                    f"never copies local_files ({', '.join(local)}), so {req.target_env} must hold its own copy",
+                    severity="medium",
+                    remediation=f"Commit {req.target_env}'s own {kind} {name} to {folder}/ (e.g. its "
+                    f"{local[0]}), or create it in {req.target_env}'s cluster, before this promotion syncs.",
+                )
+            )
+    return found

@@ -21,6 +21,7 @@ from activities.findings import (
     combined,
     crds_in,
     input_error,
+    local_file_advisories,
     namespace_denials,
     outside_denials,
     unsigned_denials,
@@ -191,6 +192,8 @@ class PolicyActivities:
                     "warn": [*decision.warn, *warned],
                 }
             )
+        if objects and req.phase == "pre_pr":  # advisory: a needed ConfigMap or Secret the target lacks
+            decision = decision.model_copy(update={"warn": [*decision.warn, *local_file_advisories(req, objects)]})
         return decision
 
     def _ownership(

@@ -67,3 +67,30 @@ async def test_a_plan_writes_nothing_names_the_denied_stage_and_a_freeze_with_it
         assert started.count == 0  # nothing started
     assert refs(origin) == before  # no branch pushed, main untouched
     assert forge.list_pull_requests() == []
+
+
+async def test_a_new_apps_configmap_left_behind_as_a_local_file_is_an_advisory_at_each_later_stage(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    """A new app exists in dev only; its ConfigMap is in `configmap.yaml`, a local file, so promotion
+    never copies it: staging and prod are told, as a warning (never a denial), that they must hold
+    their own copy. demo, whose later folders hold their own, is told nothing."""
+    origin = origin_factory()
+    demo = origin.work / "environments/dev/demo"
+    origin.commit(
+        {f"environments/dev/fresh/{f.name}": f.read_text().replace("demo", "fresh") for f in demo.iterdir()},
+        "fresh: a new app in dev",
+    )
+    async with run_worker(dev_env, origin) as tq:
+        dry = await api.dry_run(dev_env.client, tq, "fresh")
+        assert dry.denied == [], [s.decision for s in dry.stages]
+        for stage in dry.stages[1:]:
+            found = [v for v in stage.decision.warn if v.rule == "promoter.local_file_missing"]  # type: ignore[union-attr]
+            assert [(v.object, v.severity) for v in found] == [("Deployment/-/fresh", "medium")], stage
+            assert f"needs ConfigMap fresh-settings (envFrom), which environments/{stage.env}/fresh/ does not" in (
+                found[0].message
+            )
+            assert f"so {stage.env} must hold its own copy" in found[0].message
+        origin.bump(tag="7.0.0")
+        plain = await api.dry_run(dev_env.client, tq, "demo")
+        assert not [v for s in plain.stages if s.decision for v in s.decision.warn if "local_file" in v.rule]
