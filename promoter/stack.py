@@ -329,7 +329,7 @@ class Stack:
         if info and dead and "temporal" not in dead and "temporal" in info.get("pids", {}):  # type: ignore[operator]
             try:
                 return self._restart(info, dead, ready_timeout_s)
-            except BaseException:
+            except BaseException:  # as in _start_all: a half-restarted stack is stopped, the error goes on
                 self.down()
                 raise
         lines = [f"{', '.join(dead)} had stopped: restarting the whole stack"] if dead else []
