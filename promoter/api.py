@@ -379,9 +379,9 @@ async def _end(handle: WorkflowHandle[Any, Any], by: Supersede) -> None:
         pass  # cancelled (the expected end), or it ended by itself meanwhile: either way it is over
 
 
-async def pollers(client: Client, task_queue: str) -> int:
-    """How many workers polled `task_queue` for workflow tasks lately (a killed worker's last poll
-    lingers on the server for minutes: it counts only while it is recent)."""
+async def pollers(client: Client, task_queue: str, within: float = promotions.POLLER_STALE_S) -> int:
+    """How many workers polled `task_queue` for workflow tasks within `within` seconds (a killed
+    worker's last poll lingers on the server for minutes: it counts only while it is recent)."""
     found = await client.workflow_service.describe_task_queue(
         DescribeTaskQueueRequest(
             namespace=client.namespace,
@@ -389,7 +389,7 @@ async def pollers(client: Client, task_queue: str) -> int:
             task_queue_type=TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         )
     )
-    return promotions.recent(p.last_access_time.ToSeconds() for p in found.pollers)
+    return promotions.recent((p.last_access_time.ToSeconds() for p in found.pollers), within)
 
 
 class GrpcPromotions:
@@ -411,6 +411,7 @@ class GrpcPromotions:
             status=desc.status.name if desc.status else "RUNNING",
             task_queue=desc.task_queue,
             memo=dict(await desc.memo()),
+            parent_id=desc.parent_id or "",
         )
 
     async def status(self, execution: promotions.Execution) -> PromotionStatus:
@@ -424,11 +425,12 @@ class GrpcPromotions:
             timeout = timedelta(seconds=promotions.QUERY_TIMEOUT_S)
             return await handle.query(PromotionWorkflow.query_status, rpc_timeout=timeout)
         except RPCError as e:
-            if await pollers(self.client, execution.task_queue) == 0:
+            if await pollers(self.client, execution.task_queue, promotions.SILENT_S) == 0:
                 raise promotions.no_worker(execution.task_queue) from None
             raise promotions.unanswered(execution.task_queue, e.message) from None
 
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
+        await self._answering(workflow_id)
         try:
             handle = self.client.get_workflow_handle(workflow_id)
             stage: StageStatus = await handle.execute_update(update, decision, result_type=StageStatus)
@@ -437,6 +439,23 @@ class GrpcPromotions:
         except RPCError as e:
             raise PromoterError(f"{update} refused: {e.message}") from None
         return stage
+
+    async def _answering(self, workflow_id: str) -> None:
+        """`no_worker` at once when no worker polls the run's task queue: an update would wait a minute
+        for one. A worker that is there but slow to answer is left to the update."""
+        execution = await self.describe(workflow_id)
+        if execution is None or execution.status != "RUNNING":
+            return  # the update says why
+        if await pollers(self.client, execution.task_queue) == 0:
+            raise promotions.no_worker(execution.task_queue)
+        handle = self.client.get_workflow_handle(workflow_id, run_id=execution.run_id)
+        try:
+            await handle.query(promotions.STATUS_QUERY, rpc_timeout=timedelta(seconds=promotions.QUERY_TIMEOUT_S))
+        except RPCError:
+            if await pollers(self.client, execution.task_queue, promotions.SILENT_S) == 0:
+                raise promotions.no_worker(execution.task_queue) from None
+        except WorkflowQueryFailedError:  # a worker answered: it is there
+            pass
 
     async def follow(
         self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]

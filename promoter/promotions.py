@@ -57,6 +57,7 @@ class Execution:
     status: str  # Temporal's execution status: RUNNING, COMPLETED, FAILED, CANCELED, TERMINATED, TIMED_OUT, ...
     task_queue: str
     memo: dict[str, Any]
+    parent_id: str = ""  # the workflow that started it: a release set, when this is a member's claim
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,17 @@ class Promotions(Protocol):
         run failed (no such hold: its own message) or opened nothing within `timeout_s`."""
 
 
-def recent(last_polls: Iterable[float]) -> int:
-    """How many of the pollers (their last poll, in epoch seconds) polled lately: a killed worker's
-    last poll lingers on the server for minutes, so it counts only while it is recent."""
+def recent(last_polls: Iterable[float], within: float = POLLER_STALE_S) -> int:
+    """How many of the pollers (their last poll, in epoch seconds) polled within the last `within`
+    seconds: a killed worker's last poll lingers on the server for minutes, so it counts only while it
+    is recent. A live worker's poll waits on the server up to a minute, so a poll a minute old says
+    little; but a worker that was handed a query polls again as soon as it answers, so a query that went
+    unanswered for `QUERY_TIMEOUT_S` while nothing polled (`within=SILENT_S`) means no worker is there."""
     now = time.time()
-    return sum(1 for at in last_polls if now - at < POLLER_STALE_S)
+    return sum(1 for at in last_polls if now - at < within)
+
+
+SILENT_S = QUERY_TIMEOUT_S + 1.0  # no poll while a query waited this long: no worker polls the queue
 
 
 def ended(status: PromotionStatus, why: str) -> PromotionStatus:
@@ -129,6 +136,14 @@ def ended(status: PromotionStatus, why: str) -> PromotionStatus:
         status.state = PromotionState.FAILED
         status.message = why
     return status
+
+
+def member_of_set(app: str, set_id: str) -> PromoterError:
+    """Promoting `app` while the release set `set_id` moves it (its claim holds `app`'s promotion ID)."""
+    return PromoterError(
+        f"{app} is moving as a member of the release set {set_id}; follow it with `promoter status {set_id}`, "
+        f"end the set with `promoter cancel {set_id}`, or replace the set with `promoter promote {app} --supersede`"
+    )
 
 
 def no_worker(task_queue: str) -> PromoterError:

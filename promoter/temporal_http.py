@@ -109,6 +109,7 @@ class HttpPromotions:
             status=_status(info.get("status")),
             task_queue=queue,
             memo=_memo(info),
+            parent_id=(info.get("parentExecution") or {}).get("workflowId", ""),
         )
 
     async def status(self, execution: promotions.Execution) -> PromotionStatus:
@@ -119,7 +120,7 @@ class HttpPromotions:
         try:
             answer = self._query(execution)
         except Failed as e:
-            if self._pollers(execution.task_queue) == 0:
+            if self._pollers(execution.task_queue, promotions.SILENT_S) == 0:
                 raise promotions.no_worker(execution.task_queue) from None
             raise promotions.unanswered(execution.task_queue, e.message) from None
         return PromotionStatus.model_validate_json(answer)
@@ -177,6 +178,7 @@ class HttpPromotions:
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
         """The update, sent again with the same update ID until it has an outcome: Temporal runs an
         update ID once and answers a repeat with the first one's outcome."""
+        _answering(self, workflow_id)
         body = {
             "workflowExecution": {"workflowId": workflow_id},
             "request": {
@@ -275,12 +277,12 @@ class HttpPromotions:
             raise PromoterError(f"Temporal has no result for {execution.id} run {execution.run_id}; try again")
         return _first(done.get("result"), "the promotion's result")
 
-    def _pollers(self, task_queue: str) -> int:
+    def _pollers(self, task_queue: str, within: float = promotions.POLLER_STALE_S) -> int:
         found = self._call(
             "GET", f"task-queues/{_part(task_queue)}", params={"taskQueueType": "TASK_QUEUE_TYPE_WORKFLOW"}
         )
         polls = (_time(p.get("lastAccessTime")) for p in found.get("pollers") or [])
-        return promotions.recent(at.timestamp() for at in polls if at is not None)
+        return promotions.recent((at.timestamp() for at in polls if at is not None), within)
 
     def _call(
         self,
@@ -353,6 +355,21 @@ class HttpPromotions:
             f"{self.url} is not Temporal's HTTP API ({what}); set {SETTING} to the frontend's HTTP address "
             "(empty: use gRPC)"
         )
+
+
+def _answering(http: HttpPromotions, workflow_id: str) -> None:
+    """`no_worker` at once when no worker polls the run's task queue: an update would wait a minute for
+    one. A worker that is there but slow to answer is left to the update."""
+    execution = http._describe(workflow_id)
+    if execution is None or execution.status != "RUNNING":
+        return  # the update says why
+    if http._pollers(execution.task_queue) == 0:
+        raise promotions.no_worker(execution.task_queue)
+    try:
+        http._query(execution)
+    except Failed:
+        if http._pollers(execution.task_queue, promotions.SILENT_S) == 0:
+            raise promotions.no_worker(execution.task_queue) from None
 
 
 def _tls_problem(error: ssl.SSLError) -> tuple[str, str]:

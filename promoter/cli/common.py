@@ -3,6 +3,7 @@ a command reaches Temporal (always through the client API: `promoter.api` and `P
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Awaitable
 from pathlib import Path
@@ -18,6 +19,7 @@ from promoter.settings import DEFAULT_STATE_DIR, Settings
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
     from temporalio.client import Client
+    from temporalio.runtime import Runtime
 
     from promoter.promotions import Promotions
 
@@ -110,9 +112,30 @@ def release(app_names: list[str], name: str | None) -> tuple[str, list[str]]:
 
 
 async def client(s: Settings) -> Client:
+    """The SDK's client, on a runtime that writes none of the SDK core's own log lines: its retry warnings
+    (`temporalio_client::retry WARN`, with colour codes) would reach the user's stderr when the server goes
+    away; each command says so in one line of its own instead."""
     from promoter.settings import connect
 
-    return await connect(s)
+    return await connect(s, quiet_runtime())
+
+
+def quiet_runtime() -> Runtime:
+    from temporalio.runtime import Runtime, TelemetryConfig
+
+    global _runtime
+    if _runtime is None:
+        _runtime = Runtime(telemetry=TelemetryConfig(logging=None, metrics=None))
+    return _runtime
+
+
+_runtime: Runtime | None = None
+
+
+def changed(s: Settings, wid: str, run_id: str | None, **fields: object) -> None:
+    """What a command that changes something prints with `--json`: one object naming the run it changed
+    (its workflow ID, run ID and Web UI URL) and what it did."""
+    print(json.dumps({"id": wid, "run_id": run_id, **fields, "url": s.workflow_url(wid, run_id)}))
 
 
 async def promotions_of(s: Settings) -> Promotions:

@@ -15,6 +15,7 @@ from promoter.names import workflow_id
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
+    from promoter.gitrepo import GitClone
     from promoter.models import AppDrift, DriftReport
 
 
@@ -58,6 +59,20 @@ async def _drift(s: Settings, env: str | None, apps: list[str], heal: bool | Non
     return 1 if remaining else 0
 
 
+def _check_known(repository: GitClone, app_name: str, env: str | None) -> None:
+    """`PromoterError` naming the real ones when `env` is no environment of main, or `app_name` is in
+    none of its environments."""
+    configs = repository.environments()
+    envs = [c.name for c in configs]
+    if env is not None and env not in envs:
+        raise PromoterError(f"unknown environment '{env}'; environments: {', '.join(envs)}")
+    apps: list[str] = []
+    for name in envs:
+        apps += [a for a in repository.environment_apps(name)[2] if a not in apps]
+    if app_name not in apps:
+        raise PromoterError(f"unknown app '{app_name}'; apps: {', '.join(apps) or 'none'}")
+
+
 def _print_app(report: DriftReport, a: AppDrift) -> None:
     if a.paused:
         out.print(f"  {a.app}: not compared, a promotion of it is in flight", markup=False)
@@ -93,15 +108,19 @@ def history(
     s = Settings.load(state_dir)
     if not s.repo_url:
         raise PromoterError("no GitOps repository: set PROMOTER_REPO_URL (or use `--state-dir` of `promoter up`)")
-    events = [e for e in s.repository("cli").history(app_name) if env is None or e.env == env]
+    repository = s.repository("cli")
+    events = [e for e in repository.history(app_name) if env is None or e.env == env]
+    if not events:  # a mistyped name is bad input (exit 2, naming the real ones), not "no promotions yet"
+        _check_known(repository, app_name, env)
     if as_json:
         print(json.dumps([e.as_json() for e in events]))
         return
     if not events:
         out.print(f"no promotions of {app_name} on main yet", markup=False)
     for e in events:
-        where = f"PR #{e.pr_number}" if e.pr_number else e.main_commit[:12]
-        line = f"{e.at[:19]}  {e.env:<10} {e.kind:<13} {e.commit[:7]}  {where}"
+        # a lifted hold's record names no PR of its own (its lift-hold PR is not in main's trailers): nothing there
+        where = f"PR #{e.pr_number}" if e.pr_number else ("" if e.kind == "hold-released" else e.main_commit[:12])
+        line = f"{e.at[:19]}  {e.env:<10} {e.kind:<13} {e.commit[:7]}  {where}".rstrip()
         line += f"  {e.promotion}" if e.promotion else ""
         line += f"  {e.reason}" if e.reason else ""
         out.print(line, markup=False, highlight=False)

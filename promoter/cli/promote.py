@@ -13,6 +13,7 @@ from promoter.cli.common import (
     SetName,
     StateDir,
     app,
+    changed,
     checked_request,
     client,
     err,
@@ -28,10 +29,13 @@ from promoter.names import check_revision, workflow_id
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
+    from temporalio.client import Client
+
     from promoter.models import PromotionPlan, PromotionStatus
     from promoter.promotions import Execution, Promotions
 
 EXIT_CONNECTION_LOST = 3  # `--wait` lost Temporal: the promotion's outcome is unknown, not failed
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
 
 
 @app.command()
@@ -65,33 +69,78 @@ async def _promote(
     members: list[str] | None = None,
 ) -> int:
     from promoter import api
+    from promoter import promotions as promotions_api
 
     wid = checked_request(app_name, to, commit)
     temporal = await client(s)
     promotions = api.GrpcPromotions(temporal)
     running = await _ended_or_running(promotions, wid)
     if not supersede and running is not None and running.status == "RUNNING":
-        raise api.already_running(app_name)
+        if running.parent_id:  # a release set's claim on the app: name the set, not the claim
+            raise promotions_api.member_of_set(app_name, running.parent_id)
+        if not wait or not await _same_request(temporal, s, running, app_name, commit, to, members or []):
+            raise api.already_running(app_name)
+        if not as_json:  # its own promotion, asked for again with --wait: follow it rather than refuse
+            out.print(f"{wid} is already running this request: following it", markup=False)
+        return await _wait(s, promotions, wid, running.run_id, as_json)
     plan = await api.resolve(temporal, s.task_queue, app_name, commit, to, members or [])
     handle = await api.start(temporal, s.task_queue, plan, requested_by or whoami(), supersede, s.ui_url)
     run_id = handle.result_run_id
     if not (as_json and wait):  # following with --json prints only the outcome
         _started(s, plan, wid, run_id, as_json)
-    if not wait:
-        return 0
+    return await _wait(s, promotions, wid, run_id, as_json) if wait else 0
+
+
+async def _same_request(
+    temporal: Client,
+    s: Settings,
+    running: Execution,
+    app_name: str,
+    commit: str | None,
+    to: str | None,
+    members: list[str],
+) -> bool:
+    """Whether the running promotion moves what this request asks for: the same commit (the newest of the
+    app when none is named: resolved on a worker), the same members, and the same last environment."""
+    from promoter import api
+
+    if sorted(running.memo.get("members") or []) != sorted(members):
+        return False
+    plan = await api.resolve(temporal, s.task_queue, app_name, commit, to, members)
+    if running.memo.get("commit") != plan.commit:
+        return False
+    if to is None:
+        return True
+    stages = (await api.GrpcPromotions(temporal).status(running)).stages
+    return [st.env for st in stages] == [e.config.name for e in plan.environments]
+
+
+async def _wait(s: Settings, promotions: Promotions, wid: str, run_id: str | None, as_json: bool) -> int:
+    """Follow the run to its end: exit 0 on succeeded, 1 otherwise, 3 when Temporal was lost, 130 on
+    Ctrl-C, which stops following only (the promotion goes on: the line says how to follow it again)."""
+    import asyncio
+
+    url = s.workflow_url(wid, run_id)
     try:
         status = await _follow(promotions, wid, run_id, quiet=as_json)
     except ConnectionLost as e:
         line = (
             f"lost the connection to Temporal at {s.temporal_address} ({e}); the promotion is still running: "
-            f"follow it with `promoter status {wid}`"
+            f"follow it with `promoter status {wid} --follow`"
         )
         if as_json:
-            print(json.dumps({"id": wid, "run_id": run_id, "state": "unknown", "message": line}))
+            print(json.dumps({"id": wid, "run_id": run_id, "state": "unknown", "message": line, "url": url}))
         err.print(f"error: {line}", markup=False)
         return EXIT_CONNECTION_LOST
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: asyncio.run cancels this task
+        err.print(
+            f"interrupted: stopped following; the promotion goes on: follow it again with "
+            f"`promoter status {wid} --follow`",
+            markup=False,
+        )
+        return EXIT_INTERRUPTED
     if as_json:
-        print(status.model_dump_json())
+        print(json.dumps({**status.model_dump(mode="json"), "run_id": run_id, "url": url}))
     else:
         out.print(f"{wid}: [bold]{status.state.value}[/bold]" + (f" — {status.message}" if status.message else ""))
     return 0 if status.state.value == "succeeded" else 1
@@ -215,17 +264,20 @@ def lift_hold(
     commit: Annotated[str, typer.Option("--commit", help="the held commit")],
     requested_by: Annotated[str, typer.Option("--as", help="who asks")],
     reason: Annotated[str, typer.Option(help="why it may be promoted there again (required)")],
+    as_json: AsJson = False,
     state_dir: StateDir = None,
 ) -> None:
     """Lift the hold an automatic revert put on a commit, through a PR that ENV's approvers must approve."""
-    run_async(_lift_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason))
+    run_async(_lift_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason, as_json))
 
 
 # the old name, hidden: click says on stderr that it is deprecated, and it lifts the hold
 app.command("release-hold", hidden=True, deprecated=True)(lift_hold)
 
 
-async def _lift_hold(s: Settings, app_name: str, env: str, commit: str, who: str, reason: str) -> int:
+async def _lift_hold(
+    s: Settings, app_name: str, env: str, commit: str, who: str, reason: str, as_json: bool = False
+) -> int:
     from promoter import api
     from promoter.models import LiftHoldInput
 
@@ -238,6 +290,10 @@ async def _lift_hold(s: Settings, app_name: str, env: str, commit: str, who: str
     req = LiftHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
     handle = await api.lift_hold(temporal, s.task_queue, req)
     stage = await api.GrpcPromotions(temporal).hold_pr(handle.id)
+    if as_json:
+        pr = {"pr_number": stage.pr_number, "pr_url": stage.pr_url, "state": stage.state.value}
+        changed(s, handle.id, handle.result_run_id, app=app_name, env=env, commit=commit, **pr, message=stage.message)
+        return 0
     out.print(f"{handle.id}: PR #{stage.pr_number} {stage.pr_url}", markup=False, highlight=False)
     out.print(f"{stage.message}; approve with `promoter approve {handle.id} --env {env} --as <you>`", markup=False)
     return 0
