@@ -19,6 +19,7 @@ from pathlib import Path
 import psutil
 
 from tests.support.gitops import PROMOTER, Cli, Origin, make_gitops
+from tests.support.workflows import failing_in
 
 
 def wait_for_line(process: subprocess.Popen[str], cli: Cli, wid: str, commit: str) -> dict[str, object]:
@@ -96,6 +97,68 @@ def test_policy_check_of_a_mistyped_environment_is_worded_as_every_command(tmp_p
     )
     assert r.returncode == 2
     assert r.stderr.strip() == "error: unknown environment 'prdo'; environments: dev, prod, staging"
+
+
+def test_promoting_a_member_of_a_running_release_set_names_the_set(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    second = {}
+    for env in ("dev", "staging", "prod"):
+        for source in sorted((origin.work / "environments" / env / "demo").iterdir()):
+            second[f"environments/{env}/duo2/{source.name}"] = source.read_text().replace("demo", "duo2")
+    origin.commit(second, "a second app, duo2")
+    try:
+        started = cli("promote", "demo", "duo2", "--name", "duo")
+        assert started.returncode == 0, started.stderr
+        deadline = time.monotonic() + 60  # the set claims each member's promotion ID as it starts
+        while cli("status", "promote-duo2").returncode != 0:
+            assert time.monotonic() < deadline
+        r = cli("promote", "duo2")
+        assert r.returncode == 2 and r.stderr.strip() == (
+            "error: duo2 is moving as a member of the release set promote-duo; follow it with "
+            "`promoter status promote-duo`, end the set with `promoter cancel promote-duo`, or replace the set "
+            "with `promoter promote duo2 --supersede`"
+        ), r.stderr
+        assert cli("cancel", "promote-duo").returncode == 0
+    finally:
+        origin.repo.git.pull("-q", "--rebase", "origin", "main")
+        folders = [f"environments/{env}/duo2" for env in ("dev", "staging", "prod")]
+        origin.commit({f"{d}/{f.name}": None for d in folders for f in (origin.work / d).iterdir()}, "remove duo2")
+
+
+def test_lift_hold_json_and_history_s_lifted_hold_row(stack: tuple[Cli, Origin]) -> None:
+    cli, origin = stack
+    bad = failing_in(origin, "staging", tag="6.6.7")
+    try:
+        reverted = cli("promote", "demo", "--to", "staging", "--wait", "--json")
+        assert reverted.returncode == 1 and json.loads(reverted.stdout.strip().splitlines()[-1])["state"] == "reverted"
+        asked = cli(
+            "lift-hold", "demo", "--env", "staging", "--commit", bad, "--as", "alice", "--reason", "fault", "--json"
+        )
+        assert asked.returncode == 0, asked.stderr
+        lift = json.loads(asked.stdout)
+        assert (lift["id"], lift["app"], lift["env"], lift["commit"]) == (
+            "release-hold-demo-staging",
+            "demo",
+            "staging",
+            bad,
+        )
+        assert re.fullmatch(r"[0-9a-f-]{36}", lift["run_id"]), lift
+        assert lift["pr_url"].endswith(f"/pulls/{lift['pr_number']}") and lift["state"] == "awaiting_approval"
+        assert lift["url"].endswith(f"/workflows/release-hold-demo-staging/{lift['run_id']}/history")
+        assert cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob").returncode == 0
+        deadline = time.monotonic() + 60  # the lift merges its PR once approved
+        while not (
+            released := [
+                ln for ln in cli("history", "demo", "--env", "staging").stdout.splitlines() if " hold-released " in ln
+            ]
+        ):
+            assert time.monotonic() < deadline
+        assert re.fullmatch(rf"\S+  staging\s+hold-released {bad[:7]}  alice: fault", released[0]), released
+    finally:
+        origin.repo.git.pull("-q", "--rebase", "origin", "main")  # dev as it was
+        origin.repo.git.revert("--no-edit", bad)
+        origin.repo.git.push("-q", "origin", "main")
 
 
 def test_a_killed_worker_is_said_at_once_and_a_lost_server_in_one_line(stack: tuple[Cli, Origin]) -> None:
