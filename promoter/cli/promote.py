@@ -126,7 +126,7 @@ async def _wait(s: Settings, promotions: Promotions, wid: str, run_id: str | Non
     except ConnectionLost as e:
         line = (
             f"lost the connection to Temporal at {s.temporal_address} ({e}); the promotion is still running: "
-            f"follow it with `promoter status {wid} --follow`"
+            f"follow it with `promoter status {wid}`, live with `promoter status {wid} --follow`"
         )
         if as_json:
             print(json.dumps({"id": wid, "run_id": run_id, "state": "unknown", "message": line, "url": url}))

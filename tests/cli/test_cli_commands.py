@@ -194,6 +194,6 @@ def test_a_killed_worker_is_said_at_once_and_a_lost_server_in_one_line(stack: tu
     (line,) = err.strip().splitlines()
     assert re.fullmatch(
         r"error: lost the connection to Temporal at 127\.0\.0\.1:\d+ \(.*\); the promotion is still running: "
-        r"follow it with `promoter status promote-demo --follow`",
+        r"follow it with `promoter status promote-demo`, live with `promoter status promote-demo --follow`",
         line,
     ), line
