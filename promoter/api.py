@@ -139,6 +139,7 @@ async def lift_hold(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={"app": req.app, "env": req.env, "commit": req.commit},  # `list` and `status` name what it lifts
             static_summary=f"Lift the hold of {req.app} @ {req.commit[:7]} in {req.env}",
         )
     except WorkflowAlreadyStartedError:
@@ -419,15 +420,30 @@ class GrpcPromotions:
         if execution.status == "COMPLETED":
             done: PromotionStatus = await handle.result()
             return done
-        if await pollers(self.client, execution.task_queue) == 0:
-            raise promotions.no_worker(execution.task_queue)
+        return await self._asked(handle, execution.task_queue, PromotionStatus)
+
+    async def lift(self, execution: promotions.Execution) -> StageStatus:
+        handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id, result_type=StageStatus)
+        if execution.status != "RUNNING":
+            try:
+                done: StageStatus = await handle.result()
+            except WorkflowFailureError as e:  # no such hold, cancelled, terminated: no result of its own
+                return promotions.lift_ended(failure_message(e))
+            return done
+        return await self._asked(handle, execution.task_queue, StageStatus)
+
+    async def _asked(self, handle: WorkflowHandle[Any, Any], task_queue: str, answer_type: type[Out]) -> Out:
+        """The `status` query's answer, or why no worker gave one."""
+        if await pollers(self.client, task_queue) == 0:
+            raise promotions.no_worker(task_queue)
         try:
             timeout = timedelta(seconds=promotions.QUERY_TIMEOUT_S)
-            return await handle.query(PromotionWorkflow.query_status, rpc_timeout=timeout)
+            answer: Out = await handle.query(promotions.STATUS_QUERY, result_type=answer_type, rpc_timeout=timeout)
         except RPCError as e:
-            if await pollers(self.client, execution.task_queue, promotions.SILENT_S) == 0:
-                raise promotions.no_worker(execution.task_queue) from None
-            raise promotions.unanswered(execution.task_queue, e.message) from None
+            if await pollers(self.client, task_queue, promotions.SILENT_S) == 0:
+                raise promotions.no_worker(task_queue) from None
+            raise promotions.unanswered(task_queue, e.message) from None
+        return answer
 
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
         await self._answering(workflow_id)

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 
 from promoter.errors import ConnectionLost as ConnectionLost
 from promoter.errors import PromoterError
-from promoter.models import Decision, PromotionState, PromotionStatus, StageStatus
+from promoter.models import Decision, PromotionState, PromotionStatus, StageState, StageStatus
 
 STATUS_QUERY = "status"
 SUPERSEDE = "supersede"  # the tools' signal that a newer promotion replaces this one
@@ -38,6 +38,7 @@ STATE_ATTRIBUTE = "PromotionState"  # the stage's state while running, then the 
 INDEXED = (APP_ATTRIBUTE, ENV_ATTRIBUTE, COMMIT_ATTRIBUTE, STATE_ATTRIBUTE)
 
 PROMOTION_QUERY = "WorkflowType = 'PromotionWorkflow'"
+LIFT_QUERY = "WorkflowType = 'ReleaseHoldWorkflow'"  # the lifts of holds (`promoter lift-hold`), by their first name
 DRIFT_QUERY = "WorkflowType = 'DriftWorkflow' AND ExecutionStatus = 'Completed'"
 DRIFT_MEMO = "drift"  # a drift check's summary, in its memo: what `promoter status` shows of an app's drift
 QUERY_TIMEOUT_S = 5.0  # a worker answers the status query within this, or the CLI says why not
@@ -97,6 +98,10 @@ class Promotions(Protocol):
     async def status(self, execution: Execution) -> PromotionStatus:
         """A completed run's result, else the `status` query; `PromoterError` when no worker answers."""
 
+    async def lift(self, execution: Execution) -> StageStatus:
+        """A lift-hold run's one stage: a completed run's result, else the `status` query (a run that
+        closed without a result: `lift_ended`); `PromoterError` when no worker answers."""
+
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
         """The `approve` or `reject` update; `PromoterError("<update> refused: <why>")` when refused."""
 
@@ -136,6 +141,11 @@ def ended(status: PromotionStatus, why: str) -> PromotionStatus:
         status.state = PromotionState.FAILED
         status.message = why
     return status
+
+
+def lift_ended(why: str) -> StageStatus:
+    """A lift-hold run that closed without a result of its own (it failed: no such hold; cancelled; terminated)."""
+    return StageStatus(env="", order=0, state=StageState.FAILED, message=why)
 
 
 def member_of_set(app: str, set_id: str) -> PromoterError:

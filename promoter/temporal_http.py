@@ -115,15 +115,24 @@ class HttpPromotions:
     async def status(self, execution: promotions.Execution) -> PromotionStatus:
         if execution.status == "COMPLETED":
             return PromotionStatus.model_validate_json(self._result(execution))
+        return PromotionStatus.model_validate_json(self._asked(execution))
+
+    async def lift(self, execution: promotions.Execution) -> StageStatus:
+        if execution.status not in ("COMPLETED", "RUNNING"):  # no such hold, cancelled, terminated: no result
+            return promotions.lift_ended(self._why(execution))
+        done = execution.status == "COMPLETED"
+        return StageStatus.model_validate_json(self._result(execution) if done else self._asked(execution))
+
+    def _asked(self, execution: promotions.Execution) -> bytes:
+        """The `status` query's answer, or why no worker gave one."""
         if self._pollers(execution.task_queue) == 0:
             raise promotions.no_worker(execution.task_queue)
         try:
-            answer = self._query(execution)
+            return self._query(execution)
         except Failed as e:
             if self._pollers(execution.task_queue, promotions.SILENT_S) == 0:
                 raise promotions.no_worker(execution.task_queue) from None
             raise promotions.unanswered(execution.task_queue, e.message) from None
-        return PromotionStatus.model_validate_json(answer)
 
     async def follow(
         self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]

@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from promoter.models import PromotionStatus, StagePlan
+    from promoter.models import PromotionStatus, StagePlan, StageStatus
+    from promoter.promotions import Listed
 
 STAGE_COLOURS = {
     "healthy": "green",
@@ -28,25 +29,162 @@ def subject(app_name: str, members: list[str]) -> str:
     return app_name + (f" = {' + '.join(members)}" if members else "")
 
 
-def table(status: PromotionStatus) -> Table:
+def title(status: PromotionStatus) -> str:
+    """A promotion's heading: its ID, what it moves and its state; a lift of a hold says so."""
+    from promoter.names import LIFT_PREFIX
+
+    if status.id.startswith(LIFT_PREFIX):
+        held = f" @ {status.commit[:7]}" if status.commit else ""
+        what = f"lift of the hold of {status.app or '?'}{held}" + (
+            f" in {status.stages[0].env}" if status.stages else ""
+        )
+    else:
+        what = f"{subject(status.app, status.members)} @ {status.commit[:7]}"
+    return f"{status.id}  {what}  [{status.state.value}]"
+
+
+def approvals(st: StageStatus) -> str:
+    """A stage's count of approvals: only where it has a gate that was not skipped."""
+    if not st.approvals_required or st.state.value == "skipped":
+        return ""
+    return f"{len(st.approvals)}/{st.approvals_required}"
+
+
+def table(status: PromotionStatus, titled: bool = True) -> Table:
+    """Its stages; headed by its `title` unless `titled` is False (a title in a table wraps at its width)."""
     from rich.table import Table
 
-    shown = Table(
-        title=f"{status.id}  {subject(status.app, status.members)} @ {status.commit[:7]}  [{status.state.value}]"
-    )
+    shown = Table(title=title(status) if titled else None)
     for col in ("env", "state", "PR", "approvals", "message"):
         shown.add_column(col)
     for st in status.stages:
         colour = STAGE_COLOURS.get(st.state.value, "cyan")
-        approvals = f"{len(st.approvals)}/{st.approvals_required}" if st.approvals_required else ""
         shown.add_row(
             st.env,
             f"[{colour}]{st.state.value}[/{colour}]",
             f"#{st.pr_number}" if st.pr_number else "",
-            approvals,
+            approvals(st),
             st.message,
         )
     return shown
+
+
+# a lift's one stage, as the outcome of a promotion: lifted is its success
+LIFT_OUTCOMES = {"healthy": "succeeded", "rejected": "rejected", "failed": "failed", "cancelled": "cancelled"}
+
+
+def lift_app(wid: str, env: str) -> str:
+    """The app of a lift (its ID is release-hold-<app>-<env>); "" when its env is not known either."""
+    from promoter.names import LIFT_PREFIX
+
+    rest = wid.removeprefix(LIFT_PREFIX)
+    return rest.removesuffix(f"-{env}") if env and rest.endswith(f"-{env}") else ""
+
+
+def lift_status(
+    wid: str, run_id: str, closed: str, stage: StageStatus, memo: dict[str, Any] | None = None
+) -> PromotionStatus:
+    """A lift of a hold as a promotion of one stage (its environment, gate and PR), so that `status`
+    and `list` show it as they show a promotion. `closed`: how Temporal says the run closed (RUNNING if
+    not); `memo`: the run's (its app, env and held commit, where `lift-hold` named them when it started)."""
+    from promoter.models import PromotionState, PromotionStatus
+
+    memo = memo or {}
+    env = stage.env or str(memo.get("env") or "")
+    state = LIFT_OUTCOMES.get(stage.state.value, "running") if closed != "CANCELED" else "cancelled"
+    return PromotionStatus(
+        id=wid,
+        run_id=run_id,
+        app=str(memo.get("app") or lift_app(wid, env)),
+        commit=str(memo.get("commit") or ""),
+        state=PromotionState(state),
+        started_at=stage.started_at,
+        finished_at=stage.finished_at,
+        message=stage.message if state != "running" else "",
+        stages=[stage] if stage.env else [],
+    )
+
+
+KIND, LIFT_KIND = "promotion", "lift-hold"  # what `status --json` and `list` call each kind of run
+
+
+def list_row(wf: Listed, lift: PromotionStatus | None = None) -> dict[str, Any]:
+    """A run as `promoter list` shows it: a promotion, or a lift of a hold (`lift`: as `lift_status` reads it).
+    Once it ended, its `stage` is the last it reached and its `stage_state` none (its memo's is stale then)."""
+    stage, stage_state = wf.stage
+    if lift is not None:
+        at = lift.stages[0] if lift.stages else None
+        stage, stage_state = (at.env, at.state.value) if at else (wf.memo.get("env"), None)
+    return {
+        "id": wf.id,
+        "run_id": wf.run_id,
+        "kind": KIND if lift is None else LIFT_KIND,
+        "app": lift.app if lift is not None else wf.memo.get("app", wf.id.removeprefix("promote-")),
+        "commit": wf.memo.get("commit", ""),
+        "state": wf.state if lift is None else lift.state.value,
+        "stage": stage,
+        "stage_state": stage_state if wf.status == "RUNNING" else None,
+        "started_at": wf.started_at.isoformat() if wf.started_at else None,
+        "closed_at": wf.closed_at.isoformat() if wf.closed_at else None,
+    }
+
+
+def listing(rows: list[dict[str, Any]], terminal: bool) -> list[str] | Table:
+    """`promoter list`'s rows: a table on a terminal (IDs never cut), aligned lines otherwise (nothing cut).
+    A finished promotion shows its outcome and the stage it ended at (none when it succeeded)."""
+    header = ("id", "kind", "app", "commit", "state", "stage", "started")
+    cells = [
+        (r["id"], r["kind"], r["app"], r["commit"][:7], r["state"], _stage(r), (r["started_at"] or "")[:19])
+        for r in rows
+    ]
+    if terminal:
+        from rich.table import Table
+
+        shown = Table()
+        for i, col in enumerate(header):
+            widest = max([len(c[i]) for c in cells] + [len(col)])
+            shown.add_column(col, no_wrap=i < 2, min_width=widest if i < 2 else None)
+        for c in cells:
+            shown.add_row(*c)
+        return shown
+    widths = [max([len(c[i]) for c in cells] + [len(col)]) for i, col in enumerate(header)]
+    return ["  ".join(c.ljust(w) for c, w in zip(line, widths, strict=True)).rstrip() for line in [header, *cells]]
+
+
+def _stage(row: dict[str, Any]) -> str:
+    if row["state"] == "running":
+        return f"{row['stage']}: {row['stage_state']}" if row["stage"] and row["stage_state"] else row["stage"] or ""
+    return "" if row["state"] == "succeeded" else f"at {row['stage']}" if row["stage"] else ""
+
+
+def status_parts(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str | None) -> list[str | Table]:
+    """What `promoter status` prints of one run, in order: lines (printed as they are) and its stages' table."""
+    from promoter.models import proof_note
+
+    parts: list[str | Table] = [title(st)]  # a line of its own: never wrapped, nor cut
+    if st.stages:
+        parts.append(table(st, titled=False))
+    elif st.message:  # a claim (a member of a running release set, or an app a drift heal holds)
+        parts.append(f"  {st.message}{how_to_follow(st)}")
+    parts += [f"  {stage.env} PR #{stage.pr_number}: {stage.pr_url}" for stage in st.stages if stage.pr_url]
+    parts += ["audit:"] if st.audit else []
+    for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert
+        who = f"{e.actor} via {e.via}{proof_note(e.proof, e.via)}" if e.via else e.actor
+        parts.append(f"  {e.at:%Y-%m-%d %H:%M:%S}Z {e.env} {e.kind} by {who}" + (f": {e.detail}" if e.detail else ""))
+    parts += [f"  note: {notice}" for notice in st.notices]
+    parts += ["drift (the latest check of each environment):"] if drift else []
+    for env, seen in drift.items():
+        parts.append(f"  {env}: {drift_line(seen)}")
+        parts += [f"    {difference(d)}" for d in seen["drifts"]]
+    return parts + ([f"UI: {url}"] if url else [])
+
+
+def how_to_follow(st: PromotionStatus) -> str:
+    """How to follow the release set a running member moves in (its claim's message names the set)."""
+    import re
+
+    held = re.search(r"as a member of the release set (promote-[a-z0-9-]+)", st.message)
+    return f"; follow it with `promoter status {held[1]} --follow`" if held and st.state.value == "running" else ""
 
 
 def stage_lines(status: PromotionStatus, seen: dict[str, str]) -> list[str]:

@@ -1,5 +1,5 @@
-"""`promoter status`, `list`, `approve`, `reject` and `cancel`: reading and deciding promotions, over
-whichever transport `promotions_of` picks (`Promotions`); `cancel` needs the SDK's client."""
+"""`promoter status`, `list`, `approve`, `reject` and `cancel`: reading and deciding promotions and lifts of
+holds, over whichever transport `promotions_of` picks (`Promotions`); `cancel` needs the SDK's client."""
 
 from __future__ import annotations
 
@@ -9,31 +9,41 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from promoter.cli.common import AsJson, StateDir, app, client, err, out, promotions_of, run_async
-from promoter.cli.render import difference, drift_line, table
-from promoter.errors import PromoterError
+from promoter.cli.common import StateDir, app, client, err, out, promotions_of, run_async
+from promoter.cli.render import KIND, LIFT_KIND, lift_status, list_row, listing, stage_lines, status_parts
+from promoter.errors import ConnectionLost, PromoterError
+from promoter.names import LIFT_PREFIX, promotion_id, workflow_id
 from promoter.names import check as check_name
-from promoter.names import promotion_id, workflow_id
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
     from promoter.models import Decision, PromotionStatus
-    from promoter.promotions import Listed, Promotions
+    from promoter.promotions import Execution, Listed, Promotions
 
 DRIFT_ROWS = 50  # the newest drift checks `status` reads (one page), for the latest of each environment
+# its formats are in docs/cli.md (the README shows none)
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (its format: docs/cli.md)")]
 
 
 @app.command()
 def status(
     promotion: Annotated[str | None, typer.Argument(metavar="[ID]")] = None,
+    follow: Annotated[
+        bool,
+        typer.Option("--follow", help="follow it live to its end, as `promote --wait` does; exit 0 only on succeeded"),
+    ] = False,
     as_json: AsJson = False,
     state_dir: StateDir = None,
 ) -> None:
-    """The stages of one promotion, or the running ones."""
-    run_async(_status(Settings.load(state_dir), promotion, as_json))
+    """The stages of one promotion or lift of a hold (ID, or an app), or the running ones.
+
+    The JSON formats are described in docs/cli.md."""
+    if follow and promotion is None:
+        raise PromoterError("--follow follows one promotion: give its ID (`promoter status` lists the running ones)")
+    run_async(_status(Settings.load(state_dir), promotion, as_json, follow))
 
 
-async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
+async def _status(s: Settings, promotion: str | None, as_json: bool, follow: bool = False) -> int:
     wid = promotion_id(promotion) if promotion is not None else None
     promotions = await promotions_of(s)
     if wid is None:
@@ -41,45 +51,75 @@ async def _status(s: Settings, promotion: str | None, as_json: bool) -> int:
     execution = await promotions.describe(wid)
     if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
+    if wid.startswith(LIFT_PREFIX):
+        return await _lift(s, promotions, execution, as_json, follow)
+    if follow:
+        return await _followed(s, promotions, wid, execution.run_id, as_json)
     st = await promotions.status(execution)
     # no stages: the latest run of the ID held it for a release set or a drift heal (its message says which)
     drift = await _app_drift(promotions, st.app, [stage.env for stage in st.stages] or None)
     url = s.workflow_url(wid, execution.run_id)
     if as_json:
-        print(json.dumps({**st.model_dump(mode="json"), "run_id": execution.run_id, "url": url, "drift": drift}))
+        print(
+            json.dumps(
+                {**st.model_dump(mode="json"), "kind": KIND, "run_id": execution.run_id, "url": url, "drift": drift}
+            )
+        )
     else:
         _print_status(st, drift, url)
     return 0
 
 
-def _print_status(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str | None) -> None:
-    from promoter.models import proof_note
+async def _followed(s: Settings, promotions: Promotions, wid: str, run_id: str, as_json: bool) -> int:
+    """`status ID --follow`: as `promote --wait` follows what it started, and with its exit codes."""
+    from promoter.cli.promote import EXIT_CONNECTION_LOST, _follow
 
-    out.print(table(st))
-    if not st.stages and st.message:
-        out.print(f"  {st.message}", markup=False, highlight=False)
-    for stage in st.stages:
-        if stage.pr_url:
-            out.print(f"  {stage.env} PR #{stage.pr_number}: {stage.pr_url}", markup=False, highlight=False)
-    if st.audit:
-        out.print("audit:")
-    for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert
-        who = f"{e.actor} via {e.via}{proof_note(e.proof, e.via)}" if e.via else e.actor
-        out.print(
-            f"  {e.at:%Y-%m-%d %H:%M:%S}Z {e.env} {e.kind} by {who}" + (f": {e.detail}" if e.detail else ""),
+    try:
+        final = await _follow(promotions, wid, run_id, quiet=as_json)
+    except ConnectionLost as e:
+        err.print(
+            f"error: lost the connection to Temporal at {s.temporal_address} ({e}); the promotion may still be "
+            f"running: follow it again with `promoter status {wid} --follow`",
             markup=False,
-            highlight=False,
         )
-    for notice in st.notices:
-        out.print(f"  note: {notice}", markup=False, highlight=False)
-    if drift:
-        out.print("drift (the latest check of each environment):")
-    for env, seen in drift.items():
-        out.print(f"  {env}: {drift_line(seen)}", markup=False, highlight=False)
-        for d in seen["drifts"]:
-            out.print(f"    {difference(d)}", markup=False, highlight=False)
-    if url:
-        out.print(f"UI: {url}")
+        return EXIT_CONNECTION_LOST
+    url = s.workflow_url(wid, run_id)
+    if as_json:
+        print(json.dumps({**final.model_dump(mode="json"), "kind": KIND, "run_id": run_id, "url": url}))
+    else:
+        out.print(f"{wid}: [bold]{final.state.value}[/bold]" + (f" — {final.message}" if final.message else ""))
+    return 0 if final.state.value == "succeeded" else 1
+
+
+async def _lift(s: Settings, promotions: Promotions, execution: Execution, as_json: bool, follow: bool) -> int:
+    """A lift of a hold (`promoter lift-hold`): its one stage, its gate and PR; followed to its end when asked."""
+    import asyncio
+
+    seen: dict[str, str] = {}
+    while True:
+        st = lift_status(
+            execution.id, execution.run_id, execution.status, await promotions.lift(execution), execution.memo
+        )
+        if not follow or execution.status != "RUNNING":
+            break
+        for line in [] if as_json else stage_lines(st, seen):
+            out.print(line, markup=False, highlight=False)
+        await asyncio.sleep(0.5)
+        execution = await promotions.describe(execution.id) or execution
+    url = s.workflow_url(execution.id, execution.run_id)
+    if as_json:
+        print(json.dumps({**st.model_dump(mode="json"), "kind": LIFT_KIND, "url": url}))
+    else:
+        _print_status(st, {}, url)
+    return (0 if st.state.value == "succeeded" else 1) if follow else 0
+
+
+def _print_status(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str | None) -> None:
+    for part in status_parts(st, drift, url):
+        if isinstance(part, str):
+            out.print(part, markup=False, highlight=False)
+        else:
+            out.print(part)
 
 
 async def _app_drift(promotions: Promotions, app_name: str, envs: list[str] | None) -> dict[str, dict[str, Any]]:
@@ -297,40 +337,50 @@ async def _list(
 
     if state is not None and state not in {x.value for x in PromotionState}:
         raise PromoterError(f"unknown state '{state}'; choose one of: {', '.join(x.value for x in PromotionState)}")
-    queries = _queries(app_name)
+    promotions = promotions or await promotions_of(s)
     rows: list[dict[str, Any]] = []
-    async for wf in _listing(promotions or await promotions_of(s), queries):
-        if state is not None and wf.state != state:
-            continue
-        rows.append(_row(wf))
+    async for wf in _listing(promotions, _queries(app_name)):
+        if state is None or wf.state == state:
+            rows.append(list_row(wf))
         if len(rows) >= limit:
             break
-    rows.sort(key=lambda r: r["started_at"] or "", reverse=True)
+    rows += await _lift_rows(promotions, app_name, state, limit)
+    rows = sorted(rows, key=lambda r: r["started_at"] or "", reverse=True)[:limit]
     if as_json:
         print(json.dumps(rows))
-        return 0
-    from rich.table import Table
-
-    shown = Table()
-    for col in ("id", "app", "commit", "state", "stage", "started"):
-        shown.add_column(col)
-    for r in rows:
-        stage = f"{r['stage']}: {r['stage_state']}" if r["stage"] else ""
-        shown.add_row(r["id"], r["app"], r["commit"][:7], r["state"], stage, (r["started_at"] or "")[:19])
-    out.print(shown if rows else "no promotions")
+    elif not rows:
+        out.print("no promotions")
+    else:
+        shown = listing(rows, out.is_terminal)
+        for line in shown if isinstance(shown, list) else [shown]:
+            out.print(line, markup=False, highlight=False)
     return 0
 
 
-def _row(wf: Listed) -> dict[str, Any]:
-    stage, stage_state = wf.stage
-    return {
-        "id": wf.id,
-        "run_id": wf.run_id,
-        "app": wf.memo.get("app", wf.id.removeprefix("promote-")),
-        "commit": wf.memo.get("commit", ""),
-        "state": wf.state,
-        "stage": stage,
-        "stage_state": stage_state,
-        "started_at": wf.started_at.isoformat() if wf.started_at else None,
-        "closed_at": wf.closed_at.isoformat() if wf.closed_at else None,
-    }
+async def _lift_rows(
+    promotions: Promotions, app_name: str | None, state: str | None, limit: int
+) -> list[dict[str, Any]]:
+    """The lifts of holds (of `app_name`), as rows of the listing: each one's stage asked of Temporal
+    (a finished one's result; a running one's `status` query, its stage left blank when no worker answers)."""
+    from promoter.promotions import LIFT_QUERY, Execution
+
+    rows: list[dict[str, Any]] = []
+    async for wf in _listing(promotions, [LIFT_QUERY]):
+        if app_name is not None and not wf.id.startswith(f"{LIFT_PREFIX}{app_name}-"):
+            continue
+        execution = Execution(wf.id, wf.run_id, wf.status, "", wf.memo)
+        if wf.status == "RUNNING":
+            execution = await promotions.describe(wf.id) or execution
+        try:
+            stage = await promotions.lift(execution)
+        except PromoterError:  # no worker answers: it runs, at a stage not known here
+            from promoter.models import StageStatus
+
+            stage = StageStatus(env="", order=0)
+        st = lift_status(wf.id, wf.run_id, wf.status, stage, wf.memo)
+        if (app_name is not None and st.app and st.app != app_name) or (state is not None and st.state != state):
+            continue
+        rows.append(list_row(wf, st))
+        if len(rows) >= limit:
+            break
+    return rows

@@ -73,6 +73,7 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
         )
         assert waiting["state"] == "running" and waiting["url"]
         grpc = cli.over_grpc()
+        following = grpc.popen("status", "promote-demo", "--follow", "--json")  # re-attached, as --wait follows
         refused = cli("approve", "promote-demo", "--env", "prod", "--as", "mallory")
         assert refused.returncode == 2 and "mallory may not decide prod" in refused.stderr
         same_over_both(cli, grpc, ["approve", "promote-demo", "--env", "prod", "--as", "mallory"])
@@ -91,11 +92,15 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
         assert ok.returncode == 0, ok.stderr
         assert ok.stdout.strip() == "promote-demo: prod approved by alice (1/1)"
         out, errs = follower.communicate(timeout=120)
+        followed, errs_followed = following.communicate(timeout=60)
     finally:
         follower.kill()
+        following.kill()
     assert follower.returncode == 0, errs
     final = json.loads(out.strip().splitlines()[-1])
     assert final["state"] == "succeeded"
+    assert following.returncode == 0, errs_followed
+    assert json.loads(followed)["state"] == "succeeded" and json.loads(followed)["kind"] == "promotion"
     status = cli.status("promote-demo")
     same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "promote-demo"])  # the result
     dry_run_matches(foretold, status)
@@ -277,12 +282,27 @@ def test_a_reverted_commit_is_held_and_lifted_through_the_cli(stack: tuple[Cli, 
     assert "release-hold-demo-staging: PR #" in asked.stdout and "/pulls/" in asked.stdout
     refused = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "mallory")
     assert refused.returncode == 2 and "mallory may not decide staging" in refused.stderr
+    lifting = cli("status", "release-hold-demo-staging")  # a lift of a hold: its one stage, its gate and PR
+    assert lifting.returncode == 0 and f"lift of the hold of demo @ {bad[:7]} in staging  [running]" in lifting.stdout
+    assert "staging PR #" in lifting.stdout and "0/1" in lifting.stdout
+    same_over_both(cli, cli.over_grpc(), ["status", "release-hold-demo-staging", "--json"])
+    shown = cli.status("release-hold-demo-staging")
+    assert (shown["kind"], shown["app"], shown["state"]) == ("lift-hold", "demo", "running")
+    assert [(s["env"], s["state"]) for s in shown["stages"]] == [("staging", "awaiting_approval")]  # type: ignore[union-attr,index]
     ok = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob")
     assert ok.returncode == 0 and "staging approved by bob (1/1)" in ok.stdout, ok.stdout + ok.stderr
     deadline = time.monotonic() + 60  # the lift merges its PR once approved
     while (again := cli("dry-run", "demo", "--commit", bad, "--to", "staging")).returncode == 2:
         assert time.monotonic() < deadline, again.stderr
     assert again.returncode == 0, again.stderr
+    assert cli("status", "release-hold-demo-staging", "--follow").returncode == 0  # lifted: its success
+    listed = {r["id"]: r for r in reversed(json.loads(cli("list", "--app", "demo", "--json").stdout))}  # the newest
+    lift = listed["release-hold-demo-staging"]
+    assert (lift["kind"], lift["app"], lift["state"], lift["stage"]) == ("lift-hold", "demo", "succeeded", "staging")
+    reverted_row = listed["promote-demo"]  # the reverted promotion: its outcome, at the stage it ended at
+    assert (reverted_row["state"], reverted_row["stage"], reverted_row["stage_state"]) == ("reverted", "staging", None)
+    lines = cli("list", "--app", "demo").stdout  # not a terminal: aligned lines, nothing cut
+    assert "checking_policy" not in lines and "release-hold-demo-staging  lift-hold  demo" in lines, lines
     events = json.loads(cli("history", "demo", "--env", "staging", "--json").stdout)
     assert [(e["kind"], e["commit"]) for e in events[:3]] == [
         ("hold-released", bad),
@@ -368,6 +388,10 @@ def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
             commit,
         )
         assert "promote-duo  duo = demo + duo2 @ " in cli("status", "duo").stdout
+        member = cli("status", "duo2")  # its claim: no empty table, the set it moved in
+        assert member.returncode == 0 and "approvals" not in member.stdout, member.stdout
+        assert "moved as a member of the release set promote-duo: succeeded" in member.stdout, member.stdout
+        assert cli("status", "promote-duo", "--follow").returncode == 0  # ended: its outcome at once
         assert any(e["promotion"] == "promote-duo" for e in json.loads(cli("history", "duo2", "--json").stdout))
         listed = json.loads(cli("list", "--json", "--app", "duo2").stdout)  # the sets holding it too
         assert [(r["id"], r["app"]) for r in listed] == [("promote-duo", "duo")]
