@@ -1,7 +1,13 @@
 """`promoter policy test | check | eval` as CI and pre-commit run them (policy test on both engines,
 with their counts; a test passing on one engine only fails; the hooks of .pre-commit-hooks.yaml run
 on changed files, each app folder checked with its environment's rules), and rendering: plain YAML
-folders and kustomizations (through kubectl kustomize, which the CI machine has)."""
+folders and kustomizations (through kubectl kustomize, which the CI machine has).
+
+The whole library's Rego tests run once here, on both engines (test_policy_test_passes_every_rego_test:
+OPA itself is the judge of our Rego). Each of them is a query that loads the whole library, so the
+tests of how `policy test` behaves (a broken test fails the run, a disagreement between engines fails
+the test, the pre-commit hook runs the tests of its folder) run it on SLICE, a policy with its tests
+and what they import: the same command and engines, ten times fewer queries, each on a smaller library."""
 
 from __future__ import annotations
 
@@ -17,8 +23,13 @@ import pytest
 import yaml
 
 from promoter.errors import BadInput
+from promoter.policy import PolicyBundle
+from promoter.policy.testing import discover
 from promoter.render import render_dir
 from tests.support.gitops import ROOT
+
+# a part of policies/ that compiles on its own: one policy, its tests, and what they import
+SLICE = ("data.yaml", "lib/k8s.rego", "lib/fixtures_test.rego", "kubernetes/images.rego", "kubernetes/images_test.rego")
 
 
 def run(*args: str, cwd: Path = ROOT) -> subprocess.CompletedProcess[str]:
@@ -40,11 +51,28 @@ def repo(tmp_path: Path) -> Path:
     return tmp_path
 
 
+@pytest.fixture
+def small_repo(tmp_path: Path) -> Path:
+    """A repository whose policies/ is SLICE of ours (for `policy test` on a library of a few tests)."""
+    for name in SLICE:
+        (tmp_path / "slice" / "policies" / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / "policies" / name, tmp_path / "slice" / "policies" / name)
+    return tmp_path / "slice"
+
+
+def slice_tests(repo: Path) -> list[str]:
+    names = discover(PolicyBundle.from_dir(repo / "policies"))
+    assert len(names) >= 10 and "data.kubernetes.images_test.test_deny_latest_tag" in names
+    return names
+
+
 def test_policy_test_passes_every_rego_test() -> None:
+    """The one run of the whole library's Rego tests, on each engine (both are installed here)."""
     r = run("policy", "test", "--json")
     assert r.returncode == 0, r.stdout[-2000:] + r.stderr
     report = json.loads(r.stdout)
     assert report["failed"] == 0 and report["passed"] >= 90
+    assert report["passed"] == len(discover(PolicyBundle.from_dir(ROOT / "policies")))  # every test, none missed
     assert report["engines"] == {
         "embedded": {"passed": report["passed"], "failed": 0},
         "opa-go": {"passed": report["passed"], "failed": 0},
@@ -54,13 +82,17 @@ def test_policy_test_passes_every_rego_test() -> None:
     assert "data.promotion.approvals_test.test_deny_author_approving_prod" in names
 
 
-def test_a_broken_rego_test_fails_the_run(repo: Path) -> None:
-    test = repo / "policies" / "kubernetes" / "images_test.rego"
-    test.write_text(test.read_text().replace('contains(v.msg, ":latest")', 'contains(v.msg, ":stable")'))
-    r = run("policy", "test", "--repo", str(repo))
-    assert r.returncode == 1
+def test_a_broken_rego_test_fails_the_run(small_repo: Path) -> None:
+    n = len(slice_tests(small_repo))
+    test = small_repo / "policies" / "kubernetes" / "images_test.rego"
+    broken = test.read_text().replace('contains(v.msg, ":latest")', 'contains(v.msg, ":stable")')
+    assert broken != test.read_text()
+    test.write_text(broken)
+    r = run("policy", "test", "--repo", str(small_repo))
+    assert r.returncode == 1, r.stdout + r.stderr
     assert "FAIL data.kubernetes.images_test.test_deny_latest_tag" in r.stdout
-    assert r.stdout.strip().splitlines()[-1].endswith("passed, 1 failed")
+    assert f"embedded: {n - 1} of {n} passed" in r.stdout and f"opa-go: {n - 1} of {n} passed" in r.stdout
+    assert r.stdout.strip().splitlines()[-1] == f"{n - 1} passed, 1 failed"
 
 
 def test_policy_check_allows_the_sample(repo: Path) -> None:
@@ -223,9 +255,8 @@ def test_policy_activity_renders_a_kustomized_change(origin_factory: Any, tmp_pa
     assert decision.allow, decision.deny
 
 
-def test_a_test_that_passes_on_one_engine_only_fails() -> None:
+def test_a_test_that_passes_on_one_engine_only_fails(small_repo: Path) -> None:
     """The combination, with a second engine that disagrees on one test (the real engines agree)."""
-    from promoter.policy import PolicyBundle
     from promoter.policy.embedded import EmbeddedEngine
     from promoter.policy.testing import run_tests
 
@@ -235,15 +266,22 @@ def test_a_test_that_passes_on_one_engine_only_fails() -> None:
         def query(self, bundle: Any, rule: str, input_doc: Any, with_tests: bool = False) -> Any:
             return rule != "data.kubernetes.images_test.test_deny_latest_tag"
 
-    bundle = PolicyBundle.from_dir(ROOT / "policies")
-    results = {r.name: r for r in run_tests(bundle, [EmbeddedEngine(), Disagreeing()])}
+    names = slice_tests(small_repo)
+    embedded = EmbeddedEngine()
+    try:
+        results = {
+            r.name: r for r in run_tests(PolicyBundle.from_dir(small_repo / "policies"), [embedded, Disagreeing()])
+        }
+    finally:
+        embedded.close()
+    assert sorted(results) == sorted(names)
     odd = results["data.kubernetes.images_test.test_deny_latest_tag"]
     assert not odd.passed and odd.engines == {"embedded": True, "other": False}
     assert odd.error == "other: got False"
     assert sum(not r.passed for r in results.values()) == 1
 
 
-def test_the_pre_commit_hooks_check_what_a_commit_touches(repo: Path) -> None:
+def test_the_pre_commit_hooks_check_what_a_commit_touches(repo: Path, small_repo: Path) -> None:
     import re
 
     import yaml
@@ -268,4 +306,7 @@ def test_the_pre_commit_hooks_check_what_a_commit_touches(repo: Path) -> None:
     r = run(*entry[1:], *staged, cwd=repo)
     assert r.returncode == 1 and "object(s) of demo in prod: denied" in r.stdout, r.stdout
     assert test["pass_filenames"] is False and re.search(test["files"], "policies/kubernetes/images.rego")
-    assert run(*test["entry"].split()[1:], cwd=repo).returncode == 0
+    # the test hook runs the Rego tests of the repository it is run in (SLICE's here, all of them)
+    r = run(*test["entry"].split()[1:], cwd=small_repo)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert r.stdout.strip().splitlines()[-1] == f"{len(slice_tests(small_repo))} passed, 0 failed"
