@@ -11,7 +11,7 @@ import typer
 
 from promoter.cli.common import StateDir, app, client, err, out, promotions_of, run_async
 from promoter.cli.render import KIND, LIFT_KIND, lift_status, list_row, listing, stage_lines, status_parts
-from promoter.errors import ConnectionLost, PromoterError
+from promoter.errors import PromoterError
 from promoter.names import LIFT_PREFIX, promotion_id, workflow_id
 from promoter.names import check as check_name
 from promoter.settings import Settings
@@ -53,8 +53,10 @@ async def _status(s: Settings, promotion: str | None, as_json: bool, follow: boo
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
     if wid.startswith(LIFT_PREFIX):
         return await _lift(s, promotions, execution, as_json, follow)
-    if follow:
-        return await _followed(s, promotions, wid, execution.run_id, as_json)
+    if follow:  # as `promote --wait` follows what it started: its output, its exit codes, its Ctrl-C
+        from promoter.cli.promote import _wait
+
+        return await _wait(s, promotions, wid, execution.run_id, as_json)
     st = await promotions.status(execution)
     # no stages: the latest run of the ID held it for a release set or a drift heal (its message says which)
     drift = await _app_drift(promotions, st.app, [stage.env for stage in st.stages] or None)
@@ -68,27 +70,6 @@ async def _status(s: Settings, promotion: str | None, as_json: bool, follow: boo
     else:
         _print_status(st, drift, url)
     return 0
-
-
-async def _followed(s: Settings, promotions: Promotions, wid: str, run_id: str, as_json: bool) -> int:
-    """`status ID --follow`: as `promote --wait` follows what it started, and with its exit codes."""
-    from promoter.cli.promote import EXIT_CONNECTION_LOST, _follow
-
-    try:
-        final = await _follow(promotions, wid, run_id, quiet=as_json)
-    except ConnectionLost as e:
-        err.print(
-            f"error: lost the connection to Temporal at {s.temporal_address} ({e}); the promotion may still be "
-            f"running: follow it again with `promoter status {wid} --follow`",
-            markup=False,
-        )
-        return EXIT_CONNECTION_LOST
-    url = s.workflow_url(wid, run_id)
-    if as_json:
-        print(json.dumps({**final.model_dump(mode="json"), "kind": KIND, "run_id": run_id, "url": url}))
-    else:
-        out.print(f"{wid}: [bold]{final.state.value}[/bold]" + (f" — {final.message}" if final.message else ""))
-    return 0 if final.state.value == "succeeded" else 1
 
 
 async def _lift(s: Settings, promotions: Promotions, execution: Execution, as_json: bool, follow: bool) -> int:

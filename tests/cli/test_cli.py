@@ -100,7 +100,7 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
     final = json.loads(out.strip().splitlines()[-1])
     assert final["state"] == "succeeded"
     assert following.returncode == 0, errs_followed
-    assert json.loads(followed)["state"] == "succeeded" and json.loads(followed)["kind"] == "promotion"
+    assert (json.loads(followed)["state"], json.loads(followed)["run_id"]) == ("succeeded", final["run_id"])
     status = cli.status("promote-demo")
     same_over_both(cli, grpc, ["status", "promote-demo", "--json"], ["status", "promote-demo"])  # the result
     dry_run_matches(foretold, status)
