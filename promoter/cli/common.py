@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from temporalio.client import Client
     from temporalio.runtime import Runtime
 
+    from promoter.gitrepo import GitClone
     from promoter.promotions import Promotions
 
 
@@ -159,3 +160,17 @@ def whoami() -> str:
         return os.environ.get("USER") or getpass.getuser()
     except Exception:  # noqa: BLE001 - getpass raises whatever the platform does for no user name: then unknown
         return "unknown"
+
+
+def check_known(repository: GitClone, app_name: str, env: str | None) -> None:
+    """`PromoterError` naming the real ones when `env` is no environment of main, or `app_name` is in
+    none of its environments: what a command that found nothing checks before it says "none yet"."""
+    configs = repository.environments()
+    envs = [c.name for c in configs]
+    if env is not None and env not in envs:
+        raise PromoterError(f"unknown environment '{env}'; environments: {', '.join(envs)}")
+    apps: list[str] = []
+    for name in envs:
+        apps += [a for a in repository.environment_apps(name)[2] if a not in apps]
+    if app_name not in apps:
+        raise PromoterError(f"unknown app '{app_name}'; apps: {', '.join(apps) or 'none'}")

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from promoter.cli.common import AsJson, StateDir, app, client, out, run_async
+from promoter.cli.common import AsJson, StateDir, app, check_known, client, out, run_async
 from promoter.cli.render import difference
 from promoter.errors import PromoterError
 from promoter.names import check as check_name
@@ -15,7 +15,6 @@ from promoter.names import workflow_id
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
-    from promoter.gitrepo import GitClone
     from promoter.models import AppDrift, DriftReport
 
 
@@ -59,20 +58,6 @@ async def _drift(s: Settings, env: str | None, apps: list[str], heal: bool | Non
     return 1 if remaining else 0
 
 
-def _check_known(repository: GitClone, app_name: str, env: str | None) -> None:
-    """`PromoterError` naming the real ones when `env` is no environment of main, or `app_name` is in
-    none of its environments."""
-    configs = repository.environments()
-    envs = [c.name for c in configs]
-    if env is not None and env not in envs:
-        raise PromoterError(f"unknown environment '{env}'; environments: {', '.join(envs)}")
-    apps: list[str] = []
-    for name in envs:
-        apps += [a for a in repository.environment_apps(name)[2] if a not in apps]
-    if app_name not in apps:
-        raise PromoterError(f"unknown app '{app_name}'; apps: {', '.join(apps) or 'none'}")
-
-
 def _print_app(report: DriftReport, a: AppDrift) -> None:
     if a.paused:
         out.print(f"  {a.app}: not compared, a promotion of it is in flight", markup=False)
@@ -111,7 +96,7 @@ def history(
     repository = s.repository("cli")
     events = [e for e in repository.history(app_name) if env is None or e.env == env]
     if not events:  # a mistyped name is bad input (exit 2, naming the real ones), not "no promotions yet"
-        _check_known(repository, app_name, env)
+        check_known(repository, app_name, env)
     if as_json:
         print(json.dumps([e.as_json() for e in events]))
         return
