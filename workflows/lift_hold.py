@@ -58,10 +58,8 @@ class LiftHoldWorkflow:
         self.stage.approvals_required = max(1, opened.environment.approval.required)
         await self._screen(inp, opened)
         self.stage.state = StageState.AWAITING_APPROVAL
-        self.stage.message = (
-            f"waiting for {self.stage.approvals_required} approval(s) from {', '.join(self.allowed) or 'nobody'} "
-            f"on PR #{opened.pr.number}"
-        )
+        needed = report.needs(self.stage.approvals_required, 0, self.allowed, False, False)
+        self.stage.message = f"{needed} (PR #{opened.pr.number})"
         await workflow.wait_condition(
             lambda: self.rejection is not None or len(self.stage.approvals) >= self.stage.approvals_required
         )

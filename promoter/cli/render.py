@@ -230,10 +230,11 @@ def _gated(st: StagePlan) -> bool:
 def gate_line(st: StagePlan) -> str:
     if not _gated(st):
         return "  gate: none"
+    from promoter.report import needs
+
     may = [a for a in st.approvers if a not in st.screened]
-    gate = f"  gate: {st.approvals_required} approval(s) from {', '.join(may) or 'nobody'}"
-    gate += " + a PR review" if st.require_review else ""
-    gate += "; an approving PR review counts" if st.pull_request_reviews else ""
+    gate = f"  gate: {needs(st.approvals_required, 0, may, st.require_review, False)}"
+    gate += "; an approving PR review counts as an approval" if st.pull_request_reviews else ""
     return gate
 
 

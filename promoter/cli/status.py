@@ -199,9 +199,12 @@ async def _decide(
         print(json.dumps(decision.model_dump(include={"env", "approver", "comment", "statement", "signature"})))
         return 0
     stage = await promotions.decide(wid, update, decision)
-    verb = "approved" if update == "approve" else "rejected"
-    extra = f" ({len(stage.approvals)}/{stage.approvals_required})" if update == "approve" else ""
-    out.print(f"{wid}: {env} {verb} by {approver}{extra}")
+    if update == "approve":
+        from promoter.report import stage_needs
+
+        out.print(f"{wid}: {env} approved by {approver}; {stage_needs(stage) or 'the gate is open'}")
+    else:
+        out.print(f"{wid}: {env} rejected by {approver}")
     return 0
 
 

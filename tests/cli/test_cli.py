@@ -90,7 +90,7 @@ def test_promote_wait_with_prod_approved_through_the_cli(stack: tuple[Cli, Origi
         assert "\nenv prod\n" in printed["statement"] and cli.status("promote-demo")["stages"][2]["approvals"] == []
         ok = grpc("approve", "promote-demo", "--env", "prod", "--as", "alice", "--comment", "go", "--sign-key", key)
         assert ok.returncode == 0, ok.stderr
-        assert ok.stdout.strip() == "promote-demo: prod approved by alice (1/1)"
+        assert ok.stdout.strip() == "promote-demo: prod approved by alice; the gate is open"
         out, errs = follower.communicate(timeout=120)
         followed, errs_followed = following.communicate(timeout=60)
     finally:
@@ -155,7 +155,8 @@ def test_worker_killed_and_stack_restarted_mid_gate_loses_nothing(stack: tuple[C
         capture_output=True,
         text=True,
     )
-    assert approved.returncode == 0 and approved.stdout.strip() == "promote-demo: prod approved by bob (1/1)"
+    assert approved.returncode == 0, approved.stderr
+    assert approved.stdout.strip() == "promote-demo: prod approved by bob; the gate is open"
     done = cli.wait_status("promote-demo", lambda s: s["state"] != "running")
     assert done["state"] == "succeeded", done["message"]
     with sqlite3.connect(cli.state_dir / "forge.sqlite") as db:
@@ -290,7 +291,7 @@ def test_a_reverted_commit_is_held_and_lifted_through_the_cli(stack: tuple[Cli, 
     assert (shown["kind"], shown["app"], shown["state"]) == ("lift-hold", "demo", "running")
     assert [(s["env"], s["state"]) for s in shown["stages"]] == [("staging", "awaiting_approval")]  # type: ignore[union-attr,index]
     ok = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob")
-    assert ok.returncode == 0 and "staging approved by bob (1/1)" in ok.stdout, ok.stdout + ok.stderr
+    assert ok.returncode == 0 and "staging approved by bob; the gate is open" in ok.stdout, ok.stdout + ok.stderr
     deadline = time.monotonic() + 60  # the lift merges its PR once approved
     while (again := cli("dry-run", "demo", "--commit", bad, "--to", "staging")).returncode == 2:
         assert time.monotonic() < deadline, again.stderr
