@@ -44,6 +44,11 @@ def member(set_id: str, verb: str) -> str:
     return f"held for {holder(set_id)}" if set_id.startswith("drift-") else f"{verb} as a member of {holder(set_id)}"
 
 
+def following(set_id: str) -> str:
+    """How to follow the release set a member moves in (a drift heal is no promotion to follow)."""
+    return "" if set_id.startswith("drift-") else f"; follow it with `promoter status {set_id} --follow`"
+
+
 @workflow.defn(name="ReleaseSetClaim")
 class ReleaseSetClaim:
     @workflow.init
@@ -55,7 +60,7 @@ class ReleaseSetClaim:
             commit=inp.commit,
             requested_by=inp.requested_by,
             started_at=workflow.info().start_time,
-            message=member(inp.set_id, "moving"),
+            message=member(inp.set_id, "moving") + following(inp.set_id),
         )
         self.outcome: PromotionState | None = None
 

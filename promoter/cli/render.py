@@ -165,7 +165,7 @@ def status_parts(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str
     if st.stages:
         parts.append(table(st, titled=False))
     elif st.message:  # a claim (a member of a running release set, or an app a drift heal holds)
-        parts.append(f"  {st.message}{how_to_follow(st)}")
+        parts.append(f"  {st.message}")
     parts += [f"  {stage.env} PR #{stage.pr_number}: {stage.pr_url}" for stage in st.stages if stage.pr_url]
     parts += ["audit:"] if st.audit else []
     for e in st.audit:  # every decision, in order: policy, approvals, refusals, voided, merge, revert
@@ -177,14 +177,6 @@ def status_parts(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str
         parts.append(f"  {env}: {drift_line(seen)}")
         parts += [f"    {difference(d)}" for d in seen["drifts"]]
     return parts + ([f"UI: {url}"] if url else [])
-
-
-def how_to_follow(st: PromotionStatus) -> str:
-    """How to follow the release set a running member moves in (its claim's message names the set)."""
-    import re
-
-    held = re.search(r"as a member of the release set (promote-[a-z0-9-]+)", st.message)
-    return f"; follow it with `promoter status {held[1]} --follow`" if held and st.state.value == "running" else ""
 
 
 def stage_lines(status: PromotionStatus, seen: dict[str, str]) -> list[str]:

@@ -272,7 +272,10 @@ async def test_the_members_ids_are_held_so_even_racing_starts_never_run_together
                 )
             claim = client.get_workflow_handle("promote-worker", result_type=PromotionStatus)
             holding = await claim.query("status", result_type=PromotionStatus)  # what `promoter status worker` shows
-            assert holding.message == "moving as a member of the release set promote-release"
+            assert holding.message == (
+                "moving as a member of the release set promote-release; "
+                "follow it with `promoter status promote-release --follow`"
+            )
             await held.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
             assert (await held.result()).state == PromotionState.SUCCEEDED
             ended = await claim.result()  # released with the set's outcome
