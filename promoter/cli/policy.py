@@ -166,7 +166,8 @@ def _check_group(
 
     if not (repo / "environments" / env / "environment.yaml").is_file():  # worded as every command words it
         envs = sorted(p.parent.name for p in (repo / "environments").glob("*/environment.yaml"))
-        raise PromoterError(f"unknown environment '{env}'; environments: {', '.join(envs) or 'none'}")
+        where = f"environments/{env}/environment.yaml does not exist"  # as `promote`'s unknown app says
+        raise PromoterError(f"unknown environment '{env}': {where}; environments: {', '.join(envs) or 'none'}")
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
     objects = [o for target in targets for o in render_dir(target, limit)]
     now = datetime.now(UTC)

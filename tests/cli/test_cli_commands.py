@@ -96,7 +96,10 @@ def test_policy_check_of_a_mistyped_environment_is_worded_as_every_command(tmp_p
         env={**os.environ, "COLUMNS": "200", "PROMOTER_STATE_DIR": str(tmp_path / "none")},
     )
     assert r.returncode == 2
-    assert r.stderr.strip() == "error: unknown environment 'prdo'; environments: dev, prod, staging"
+    assert r.stderr.strip() == (
+        "error: unknown environment 'prdo': environments/prdo/environment.yaml does not exist; "
+        "environments: dev, prod, staging"
+    )
 
 
 def test_promoting_a_member_of_a_running_release_set_names_the_set(stack: tuple[Cli, Origin]) -> None:
