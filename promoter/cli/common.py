@@ -63,8 +63,15 @@ class LazyConsole:
 out = LazyConsole()
 err = LazyConsole(stderr=True)
 
-StateDir = Annotated[str | None, typer.Option("--state-dir", help="the embedded stack's state directory")]
-AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (see README)")]
+StateDir = Annotated[
+    str | None,
+    typer.Option(
+        "--state-dir",
+        help="the embedded stack's state directory",
+        show_default=f"$PROMOTER_STATE_DIR, else {DEFAULT_STATE_DIR}",
+    ),
+]
+AsJson = Annotated[bool, typer.Option("--json", help="machine-readable output (its format: docs/cli.md)")]
 CommitOpt = Annotated[
     str | None, typer.Option("--commit", help="commit of main (default: the newest touching the source app folder)")
 ]

@@ -8,18 +8,8 @@ from typing import Annotated
 
 import typer
 
-from promoter.cli.common import Exit, app, err, out, run_async, state_path
-from promoter.settings import DEFAULT_STATE_DIR, Settings
-
-# `up` and `down` show where the state directory is when none is given (common's StateDir does not)
-StackStateDir = Annotated[
-    str | None,
-    typer.Option(
-        "--state-dir",
-        help="the embedded stack's state directory",
-        show_default=f"$PROMOTER_STATE_DIR, else {DEFAULT_STATE_DIR}",
-    ),
-]
+from promoter.cli.common import Exit, StateDir, app, err, out, run_async, state_path
+from promoter.settings import Settings
 
 
 @app.command()
@@ -27,7 +17,7 @@ def up(
     repo: Annotated[Path, typer.Option(help="GitOps repository whose environments/ and policies/ seed origin")] = Path(
         "."
     ),
-    state_dir: StackStateDir = None,
+    state_dir: StateDir = None,
     detach: Annotated[bool, typer.Option("--detach", help="return once everything is up")] = False,
     port: Annotated[
         int | None, typer.Option(help="Temporal gRPC port (default: the last up's, else 7233, else a free one)")
@@ -88,7 +78,7 @@ def _print_table(where: Path, info: dict[str, object]) -> None:
 
 
 @app.command()
-def down(state_dir: StackStateDir = None) -> None:
+def down(state_dir: StateDir = None) -> None:
     """Stop what `promoter up` started (its state stays for the next `up`)."""
     from promoter.stack import Stack
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from promoter.cli.common import StateDir, app, client, err, out, promotions_of, run_async
+from promoter.cli.common import StateDir, app, changed, check_known, client, err, out, promotions_of, run_async
 from promoter.cli.render import KIND, LIFT_KIND, lift_status, list_row, listing, stage_lines, status_parts
 from promoter.errors import PromoterError
 from promoter.names import LIFT_PREFIX, promotion_id, workflow_id
@@ -138,6 +138,7 @@ SignKey = Annotated[
         help="an OpenSSH private key: sign the decision (its public key in trust/allowed_signers for --as)",
     ),
 ]
+ChangeJson = Annotated[bool, typer.Option("--json", help="one JSON object: the run it changed (ID, run ID, URL)")]
 PrintPayload = Annotated[
     bool,
     typer.Option("--print-payload", help="print the signed payload for the Web UI's update dialog; send nothing"),
@@ -152,10 +153,12 @@ def approve(
     comment: Annotated[str, typer.Option(help="a note kept with the approval")] = "",
     sign_key: SignKey = None,
     print_payload: PrintPayload = False,
+    as_json: ChangeJson = False,
     state_dir: StateDir = None,
 ) -> None:
     """Approve a gate (the workflow's `approve` update), signed with --sign-key."""
-    run_async(_decide(Settings.load(state_dir), promotion, "approve", env, approver, comment, sign_key, print_payload))
+    s = Settings.load(state_dir)
+    run_async(_decide(s, promotion, "approve", env, approver, comment, sign_key, print_payload, as_json))
 
 
 @app.command()
@@ -166,10 +169,12 @@ def reject(
     reason: Annotated[str, typer.Option(help="why (required)")],
     sign_key: SignKey = None,
     print_payload: PrintPayload = False,
+    as_json: ChangeJson = False,
     state_dir: StateDir = None,
 ) -> None:
     """Reject a gate (the workflow's `reject` update); the promotion ends `rejected`."""
-    run_async(_decide(Settings.load(state_dir), promotion, "reject", env, approver, reason, sign_key, print_payload))
+    s = Settings.load(state_dir)
+    run_async(_decide(s, promotion, "reject", env, approver, reason, sign_key, print_payload, as_json))
 
 
 async def _decide(
@@ -181,6 +186,7 @@ async def _decide(
     comment: str,
     sign_key: str | None = None,
     print_payload: bool = False,
+    as_json: bool = False,
 ) -> int:
     from promoter.models import Decision
 
@@ -199,10 +205,16 @@ async def _decide(
         print(json.dumps(decision.model_dump(include={"env", "approver", "comment", "statement", "signature"})))
         return 0
     stage = await promotions.decide(wid, update, decision)
-    if update == "approve":
-        from promoter.report import stage_needs
+    from promoter.report import stage_needs
 
-        out.print(f"{wid}: {env} approved by {approver}; {stage_needs(stage) or 'the gate is open'}")
+    needs = stage_needs(stage)
+    if as_json:
+        execution = await promotions.describe(wid)
+        run_id = execution.run_id if execution else None
+        kept = {"approvals": len(stage.approvals), "approvals_required": stage.approvals_required, "needs": needs}
+        changed(s, wid, run_id, env=env, decision=update, approver=approver, **kept, state=stage.state.value)
+    elif update == "approve":
+        out.print(f"{wid}: {env} approved by {approver}; {needs or 'the gate is open'}")
     else:
         out.print(f"{wid}: {env} rejected by {approver}")
     return 0
@@ -243,12 +255,14 @@ async def _require_running(promotions: Promotions, wid: str) -> None:
 
 
 @app.command()
-def cancel(promotion: Annotated[str, typer.Argument(metavar="ID")], state_dir: StateDir = None) -> None:
+def cancel(
+    promotion: Annotated[str, typer.Argument(metavar="ID")], as_json: ChangeJson = False, state_dir: StateDir = None
+) -> None:
     """End a promotion, closing its open pull requests."""
-    run_async(_cancel(Settings.load(state_dir), promotion))
+    run_async(_cancel(Settings.load(state_dir), promotion, as_json))
 
 
-async def _cancel(s: Settings, promotion: str) -> int:
+async def _cancel(s: Settings, promotion: str, as_json: bool = False) -> int:
     from promoter.api import GrpcPromotions
 
     wid = promotion_id(promotion)
@@ -258,6 +272,9 @@ async def _cancel(s: Settings, promotion: str) -> int:
     if final is None:
         err.print(f"{wid}: cancel requested; the workflow has not finished closing its PRs yet")
         return 1
+    if as_json:
+        changed(s, wid, final.run_id, state=final.state.value, message=final.message)
+        return 0 if final.state.value == "cancelled" else 1
     if final.state.value == "cancelled":
         out.print(f"{wid}: cancelled")
         return 0
@@ -330,6 +347,8 @@ async def _list(
             break
     rows += await _lift_rows(promotions, app_name, state, limit)
     rows = sorted(rows, key=lambda r: r["started_at"] or "", reverse=True)[:limit]
+    if not rows and app_name is not None and s.repo_url:  # a mistyped app is bad input, not "none yet"
+        check_known(s.repository("cli"), app_name, None)
     if as_json:
         print(json.dumps(rows))
     elif not rows:

@@ -53,8 +53,11 @@ def test_ctrl_c_says_the_promotion_goes_on_and_promote_wait_re_attaches(stack: t
     try:
         assert again.stdout is not None
         assert again.stdout.readline().strip() == "promote-demo is already running this request: following it"
-        cancelled = cli("cancel", "promote-demo")
+        cancelled = cli("cancel", "promote-demo", "--json")
         assert cancelled.returncode == 0, cancelled.stderr
+        ended = json.loads(cancelled.stdout)
+        assert (ended["id"], ended["run_id"], ended["state"]) == ("promote-demo", waiting["run_id"], "cancelled")
+        assert ended["url"].endswith(f"/workflows/promote-demo/{waiting['run_id']}/history")
         out, err = again.communicate(timeout=90)
     finally:
         again.kill()
@@ -83,6 +86,8 @@ def test_history_of_a_mistyped_app_or_environment_is_exit_2_naming_the_real_ones
         and env.stderr.strip() == "error: unknown environment 'prdo'; environments: dev, staging, prod"
     )
     assert cli("history", "demo", "--json").returncode == 0
+    listed = cli("list", "--app", "dmeo")  # as history: a mistyped app is no "no promotions"
+    assert (listed.returncode, listed.stderr.strip()) == (2, "error: unknown app 'dmeo'; apps: demo"), listed.stdout
 
 
 def test_policy_check_of_a_mistyped_environment_is_worded_as_every_command(tmp_path: Path) -> None:
@@ -149,7 +154,17 @@ def test_lift_hold_json_and_history_s_lifted_hold_row(stack: tuple[Cli, Origin])
         assert re.fullmatch(r"[0-9a-f-]{36}", lift["run_id"]), lift
         assert lift["pr_url"].endswith(f"/pulls/{lift['pr_number']}") and lift["state"] == "awaiting_approval"
         assert lift["url"].endswith(f"/workflows/release-hold-demo-staging/{lift['run_id']}/history")
-        assert cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob").returncode == 0
+        approved = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob", "--json")
+        assert approved.returncode == 0, approved.stderr
+        decided = json.loads(approved.stdout)
+        assert (decided["id"], decided["run_id"], decided["decision"], decided["approver"]) == (
+            "release-hold-demo-staging",
+            lift["run_id"],
+            "approve",
+            "bob",
+        )
+        assert (decided["approvals"], decided["approvals_required"], decided["needs"]) == (1, 1, "")
+        assert decided["url"] == lift["url"]
         deadline = time.monotonic() + 60  # the lift merges its PR once approved
         while not (
             released := [
