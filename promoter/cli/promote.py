@@ -22,7 +22,7 @@ from promoter.cli.common import (
     run_async,
     whoami,
 )
-from promoter.cli.render import stage_lines, stage_plan, subject, table
+from promoter.cli.render import nothing_to_promote, stage_lines, stage_plan, subject, table
 from promoter.errors import ConnectionLost, PromoterError
 from promoter.names import check as check_name
 from promoter.names import check_revision, workflow_id
@@ -253,7 +253,7 @@ async def _dry_run(
     if dry.denied:
         err.print(f"{dry.denied[0]} would be denied: a promotion of {p.app} would stop there", markup=False)
         return 1
-    out.print("every stage could pass", markup=False)
+    out.print(nothing_to_promote(dry) or "every stage could pass", markup=False)
     return 0
 
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from promoter.models import PromotionStatus, StagePlan, StageStatus
+    from promoter.models import DryRun, PromotionStatus, StagePlan, StageStatus
     from promoter.promotions import Listed
 
 STAGE_COLOURS = {
@@ -254,3 +254,17 @@ def difference(d: dict[str, Any]) -> str:
     if git == live:  # what differs is hidden on both sides
         return f"{d['object']} {d['path']}: differs from Git (secret values hidden){since}"
     return f"{d['object']} {d['path']}: Git {git!r}, live {live!r}{since}"
+
+
+def nothing_to_promote(dry: DryRun) -> str:
+    """When every environment after the source already holds the source's folders at the commit (a
+    fresh stack, or a commit already promoted): one line saying so and how to make a change; else ""."""
+    later = [st for st in dry.stages if not st.source]
+    if not later or not all(st.skipped for st in later):
+        return ""
+    p, source = dry.plan, dry.stages[0].env
+    folders = " and ".join(f"environments/{source}/{app}/" for app in p.members or [p.app])
+    return (
+        f"nothing to promote: {', '.join(st.env for st in later)} already match {source} at {p.short_commit}; "
+        f"commit a change to {folders} (e.g. a new image) and push it to main first"
+    )

@@ -147,3 +147,28 @@ async def test_the_client_api_reads_a_lift_of_a_hold_as_its_stage(httpserver: HT
     assert (ended.state, ended.message) == (StageState.FAILED, "no hold of demo in staging")
     shown = lift_status(wid, "r1", "FAILED", ended)
     assert (shown.app, shown.state, shown.stages) == ("", PromotionState.FAILED, [])
+
+
+def test_a_dry_run_where_nothing_differs_says_so_and_how_to_make_a_change() -> None:
+    from promoter.cli.render import nothing_to_promote
+    from promoter.models import DryRun, PromotionPlan, StagePlan
+
+    plan = PromotionPlan(
+        app="demo", commit="a" * 40, short_commit="aaaaaaa", author="dana", message="m", environments=[]
+    )
+    fresh = DryRun(
+        plan=plan,
+        stages=[
+            StagePlan(env="dev", source=True),
+            StagePlan(env="staging", skipped=True),
+            StagePlan(env="prod", skipped=True),
+        ],
+    )
+    assert nothing_to_promote(fresh) == (
+        "nothing to promote: staging, prod already match dev at aaaaaaa; "
+        "commit a change to environments/dev/demo/ (e.g. a new image) and push it to main first"
+    )
+    moving = fresh.model_copy(update={"stages": [fresh.stages[0], StagePlan(env="staging"), fresh.stages[2]]})
+    assert nothing_to_promote(moving) == ""  # one environment would change: the usual verdict
+    both = fresh.model_copy(update={"plan": plan.model_copy(update={"app": "duo", "members": ["api", "worker"]})})
+    assert "environments/dev/api/ and environments/dev/worker/" in nothing_to_promote(both)
