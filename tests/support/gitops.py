@@ -139,15 +139,16 @@ class Cli:
         self.state_dir = state_dir
 
     def __call__(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-        """`promoter ARGS`; an `up` without `--port` gets free ports (`fresh_ports`), and a stack it
-        started is checked to listen on neither of Temporal's default ports."""
-        if args[:1] == ("up",) and "--port" not in args:
+        """`promoter ARGS`; a first `up` without `--port` gets free ports (`fresh_ports`), a later one
+        keeps the ports its state directory recorded (as a person's does), and a stack it started is
+        checked to listen on neither of Temporal's default ports."""
+        state = Path(args[args.index("--state-dir") + 1]) if "--state-dir" in args else self.state_dir
+        if args[:1] == ("up",) and "--port" not in args and not (state / "ports.json").exists():
             args = (*args, *fresh_ports())
         done = subprocess.run(
             [*PROMOTER, *args], env=self.env, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
         )
         if args[:1] == ("up",) and "--detach" in args and done.returncode == 0:
-            state = Path(args[args.index("--state-dir") + 1]) if "--state-dir" in args else self.state_dir
             taken = listening_ports(state) & DEFAULT_PORTS
             assert not taken, f"a test stack listens on {sorted(taken)}, which a person's `promoter up` takes"
         return done
