@@ -85,9 +85,13 @@ class Settings:
         return s
 
     def _read_stack(self, stack: Path) -> None:
-        """The embedded stack's addresses, when `promoter up` wrote them (the environment overrides them)."""
+        """The embedded stack's addresses, when `promoter up` wrote them (the environment overrides them).
+        A stopped stack (`promoter down`) leaves its origin in `origin.json`, so reading git (`history`)
+        needs no running stack."""
         if not stack.is_file():
-            return
+            stack = stack.with_name("origin.json")
+            if not stack.is_file():
+                return
         try:
             info = json.loads(stack.read_text())
         except ValueError:

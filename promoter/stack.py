@@ -27,6 +27,8 @@ from promoter.errors import BadInput
 from promoter.names import ALLOWED_SIGNERS, is_label
 
 STACK_FILE = "stack.json"
+ORIGIN_FILE = "origin.json"  # the stack's GitOps origin and trust root: kept by `down`, read by `history`
+ORIGIN_KEYS = ("repo_url", "trust_root", "cache_dir")
 PORTS_FILE = "ports.json"  # the ports the stack last listened on: kept by `down`, reused by the next `up`
 SEED_FOLDERS = ("environments", "policies", "trust")
 DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up` makes each an SSH key
@@ -519,6 +521,11 @@ class Stack:
         tmp = self.file.with_suffix(".tmp")
         tmp.write_text(json.dumps(info, indent=2))
         os.replace(tmp, self.file)
+        # what outlives the stack (`down` keeps it): its origin, so `promoter history` reads git without it
+        kept = {k: info[k] for k in ORIGIN_KEYS if k in info}
+        tmp = self.dir / f"{ORIGIN_FILE}.tmp"
+        tmp.write_text(json.dumps(kept, indent=2))
+        os.replace(tmp, self.dir / ORIGIN_FILE)
 
     def down(self) -> bool:
         """Stop every process of the stack that still runs (never another process that took a dead one's

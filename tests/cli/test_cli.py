@@ -451,5 +451,8 @@ def test_history_verifies_signed_approvals_after_temporal_s_database_is_gone(sta
     assert shown.returncode == 0, shown.stderr
     assert re.search(r"approval by (alice|bob) via (cli|ui): verified \(SHA256:", shown.stdout), shown.stdout
     assert "INVALID" not in shown.stdout, shown.stdout
+    stopped = cli("history", "demo", "--env", "prod")  # no PROMOTER_REPO_URL: the stopped stack's origin.json
+    assert stopped.returncode == 0, stopped.stderr
+    assert re.search(r"approval by (alice|bob) via (cli|ui): verified \(SHA256:", stopped.stdout), stopped.stdout
     # the stack comes back (with a new, empty Temporal database) for whatever runs after
     assert cli("up", "--detach", "--state-dir", str(cli.state_dir), *fresh_ports()).returncode == 0
