@@ -11,6 +11,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from promoter import secrets, yamlsafe
 from promoter.errors import BadInput
 from promoter.yamlsafe import MAX_FILE_BYTES
@@ -54,6 +56,59 @@ def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]
     return objects
 
 
+def ident(obj: dict[str, Any]) -> str:
+    """Kind/namespace/name, as the policies name an object (`-`: no namespace; lib.k8s.ident)."""
+    meta = obj.get("metadata")
+    meta = meta if isinstance(meta, dict) else {}
+    return f"{obj.get('kind')}/{meta.get('namespace') or '-'}/{meta.get('name')}"
+
+
+def _scalar(node: Any, key: str) -> Any:
+    """The node under `key` of a YAML mapping node (None when there is none)."""
+    if isinstance(node, yaml.MappingNode):
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value == key:
+                return v
+    return None
+
+
+def _located(node: Any) -> list[tuple[str, int]]:
+    """(Kind/namespace/name, 1-based line) of the object a document node holds, or of each item of a
+    `*List` document."""
+    kind, meta = _scalar(node, "kind"), _scalar(node, "metadata")
+    if not isinstance(kind, yaml.ScalarNode):
+        return []
+    items = _scalar(node, "items")
+    if kind.value.endswith("List") and isinstance(items, yaml.SequenceNode):
+        return [found for item in items.value for found in _located(item)]
+    names = {k: _scalar(meta, k) for k in ("namespace", "name")}
+    values = {k: v.value if isinstance(v, yaml.ScalarNode) else None for k, v in names.items()}
+    obj = {"kind": kind.value, "metadata": values}
+    return [(ident(obj), node.start_mark.line + 1)]
+
+
+def source_lines(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
+    """Kind/namespace/name → (file, line where its document starts), for the plain YAML manifests
+    among `files` (path → bytes), so that a finding names the line it is about (`policy check
+    --format=line`). Call it after `parse_manifests` accepted the files; a file it cannot read again,
+    and JSON, are named without a line (line 1)."""
+    found: dict[str, tuple[str, int]] = {}
+    for rel in sorted(files):
+        if not rel.endswith(MANIFEST_SUFFIXES):
+            continue
+        try:
+            nodes = [] if rel.endswith(".json") else list(yaml.compose_all(files[rel], Loader=yaml.SafeLoader))
+            for node in nodes:
+                for name, line in _located(node):
+                    found.setdefault(name, (rel, line))
+        except (yaml.YAMLError, RecursionError):
+            continue
+        if rel.endswith(".json"):
+            for obj in parse_manifests({rel: files[rel]}, rel):
+                found.setdefault(ident(obj), (rel, 1))
+    return found
+
+
 def render_files(files: dict[str, bytes], where: str, materialize: Callable[[Path], Path]) -> list[dict[str, Any]]:
     """Objects of an app folder given as files: parsed as they are, or, for a kustomization, built
     from the folder that `materialize(tmp)` writes (with whatever else of the tree it reaches)."""
@@ -94,12 +149,26 @@ def _read(path: Path, max_bytes: int) -> bytes:
 
 def render_dir(folder: Path, max_bytes: int = MAX_FILE_BYTES) -> list[dict[str, Any]]:
     """Objects of a folder on disk (for `promoter policy check`)."""
+    return render_located(folder, max_bytes)[0]
+
+
+def render_located(
+    folder: Path, max_bytes: int = MAX_FILE_BYTES
+) -> tuple[list[dict[str, Any]], dict[str, tuple[str, int]]]:
+    """The objects of a folder (or one file) on disk, and where each is written: Kind/namespace/name →
+    (its file's path, as `folder` names it, and the line its document starts on). A kustomization's
+    objects are built, not written: each is placed at line 1 of its kustomization file."""
     folder = Path(folder)
     if folder.is_file():
-        return parse_manifests({folder.name: _read(folder, max_bytes)}, str(folder.parent))
+        files = {folder.name: _read(folder, max_bytes)}
+        objects = parse_manifests(files, str(folder.parent))
+        return objects, {k: (str(folder), line) for k, (_, line) in source_lines(files).items()}
     if not folder.is_dir():
         raise BadInput(f"{folder} does not exist")
     files = {str(p.relative_to(folder)): _read(p, max_bytes) for p in sorted(folder.rglob("*")) if p.is_file()}
     if is_kustomization(files):
-        return kustomize(folder, str(folder))
-    return parse_manifests(files, str(folder))
+        objects = kustomize(folder, str(folder))
+        built = str(folder / next(name for name in KUSTOMIZATIONS if name in files))
+        return objects, {ident(o): (built, 1) for o in objects}
+    objects = parse_manifests(files, str(folder))
+    return objects, {k: (str(folder / rel), line) for k, (rel, line) in source_lines(files).items()}

@@ -94,7 +94,8 @@ findings contains f if {
 # description: >-
 #   allow, deny (enforced concerns, always promotion, less what a live exception excepts; plus
 #   exceptions that run too long or are refused, and a max_exception_days above its ceiling), warn
-#   (warn_only concerns) and excepted (the denials live exceptions except).
+#   (warn_only concerns, warn_* rules, and exceptions that match no finding) and excepted (the
+#   denials live exceptions except).
 # custom:
 #   severity: info
 #   remediation: Not a rule.
@@ -117,7 +118,7 @@ deny := array.concat(
 	array.concat(refused, bad_days),
 )
 
-warn := [f | some f in findings; advisory(f)]
+warn := array.concat([f | some f in findings; advisory(f)], unmatched)
 
 advisory(f) if f.concern in warned
 
@@ -207,10 +208,28 @@ applies(e, f) if {
 	f.concern in exceptable_concerns
 	e.app == input.promotion.app
 	object.get(e, "env", null) in {null, input.environment.name}
-	object.get(e, "object", null) in {null, f.object}
+	names_object(object.get(e, "object", null), f.object)
 	object.get(e, "path", null) in {null, f.path}
 	covers(e.rule, f.rule)
 }
+
+# An exception names an object as Kind/namespace/name. A finding names an object without a namespace
+# Kind/-/name: sync applies it in the environment's cluster.namespace, so there it is named either way.
+names_object(named, _) if named == null
+
+names_object(named, found) if named == found
+
+names_object(named, found) if {
+	is_string(found)
+	parts := split(found, "/")
+	count(parts) == 3
+	parts[1] == "-"
+	named == sprintf("%s/%s/%s", [parts[0], cluster_namespace, parts[2]])
+}
+
+default cluster_namespace := ""
+
+cluster_namespace := input.environment.cluster.namespace if is_string(input.environment.cluster.namespace)
 
 covers(rule, id) if rule == id
 
@@ -244,6 +263,36 @@ describe(id, state) := sprintf("exception %s by %s %s %s: %s", [
 source(id) := object.get(exceptions[id], "file", "data.exceptions") if is_object(exceptions[id])
 
 source(id) := "data.exceptions" if not is_object(exceptions[id])
+
+# an exception of this app and environment that matches no finding of the objects judged (a rule,
+# object or path that names nothing, or a finding fixed since): a warning, never a denial. Judged only
+# when there are objects (the approval checks render none).
+unmatched := [f |
+	count(object.get(input, "objects", [])) > 0
+	some id, e in usable
+	e.app == input.promotion.app
+	object.get(e, "env", null) in {null, input.environment.name}
+	not matches_any(e)
+	f := {
+		"concern": "promoter", "rule": "promoter.exception_unmatched",
+		"message": sprintf("exception %s (%s) matches no finding of %s in %s (%s)", [
+			id, source(id), e.app,
+			input.environment.name, scope(e),
+		]),
+		"object": null, "path": null, "advisory": true, "severity": "low",
+		"remediation": "Make its rule, object (Kind/namespace/name) and path name a finding that promoter policy check reports, or remove it: nothing needs it.",
+	}
+]
+
+matches_any(e) if {
+	some f in findings
+	applies(e, f)
+}
+
+scope(e) := concat(", ", array.concat(
+	[sprintf("rule %s", [e.rule])],
+	[sprintf("%s %s", [k, e[k]]) | some k in ["object", "path"]; is_string(object.get(e, k, null))],
+))
 
 # an exception of this app that runs longer than max_exception_days fails closed
 too_long := [f |

@@ -215,6 +215,59 @@ test_an_exception_naming_the_object_applies if {
 	d.allow
 }
 
+# a manifest without a namespace: the finding names Deployment/-/demo, sync puts it in cluster.namespace
+in_apps := object.union(f.objects_input([json.patch(latest, [{"op": "remove", "path": "/metadata/namespace"}])], "staging"), {"environment": {"cluster": {"namespace": "apps"}}})
+
+test_an_exception_names_an_object_without_a_namespace_by_the_cluster_namespace if {
+	some denied in promoter.decision.deny with input as in_apps
+	denied.object == "Deployment/-/demo"
+	every named in ["Deployment/apps/demo", "Deployment/-/demo"] {
+		d := promoter.decision with input as in_apps with data.exceptions as {"x": exception({"object": named})}
+		d.allow
+		[e.object | some e in d.excepted] == ["Deployment/-/demo"]
+	}
+	every named in ["Deployment/other/demo", "Deployment/apps/other", "Service/apps/demo", "Deployment/apps"] {
+		d := promoter.decision with input as in_apps with data.exceptions as {"x": exception({"object": named})}
+		not d.allow
+	}
+}
+
+test_an_exception_matching_no_finding_warns if {
+	d := promoter.decision with input as f.objects_input([f.good], "staging")
+		with data.exceptions as {"stale": exception({"object": "Deployment/apps/demo"})}
+	d.allow
+	[v] := d.warn
+	v.rule == "promoter.exception_unmatched"
+	v.severity == "low"
+	v.message == "exception stale (policies/exceptions/demo.yaml) matches no finding of demo in staging (rule kubernetes.images.deny_unpinned_image, object Deployment/apps/demo)"
+}
+
+test_a_path_on_a_finding_without_one_matches_nothing if {
+	d := promoter.decision with input as f.objects_input([latest], "staging")
+		with data.exceptions as {"p": exception({"path": "spec.replicas"})}
+	not d.allow
+	[v.rule | some v in d.warn] == ["promoter.exception_unmatched"]
+}
+
+test_an_exception_that_matches_or_is_elsewhere_does_not_warn if {
+	d := promoter.decision with input as f.objects_input([latest], "staging")
+		with data.exceptions as {"x": exception({}), "other": exception({"app": "other"}), "prod": exception({"env": "prod"})}
+	d.allow
+	d.warn == []
+}
+
+test_an_exception_matching_a_warned_finding_does_not_warn if {
+	inp := object.union(f.objects_input([latest], "dev"), {"environment": {"policy": {"enforce": ["promotion"], "warn_only": ["kubernetes"]}}})
+	d := promoter.decision with input as inp with data.exceptions as {"x": exception({})}
+	[v.rule | some v in d.warn] == ["kubernetes.images.deny_unpinned_image"]
+}
+
+test_no_unmatched_warning_without_objects if {
+	inp := object.union(f.objects_input([], "staging"), {"promotion": {"phase": "approval"}})
+	d := promoter.decision with input as inp with data.exceptions as {"stale": exception({})}
+	d.warn == []
+}
+
 test_approvers_are_the_environment_s_with_groups_expanded if {
 	d := promoter.decision with input as f.objects_input([f.good], "staging")
 		with data.groups as {"release-managers": ["bob", "carol"]}

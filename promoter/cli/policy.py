@@ -16,16 +16,31 @@ from promoter.names import check as check_name
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
+    from promoter.models import PolicyDecision, PolicyViolation
     from promoter.policy import PolicyBundle, PolicyEngine
 
 policy_app = typer.Typer(no_args_is_help=True, help="Rego policies: unit tests, shift-left checks, evaluation.")
 app.add_typer(policy_app, name="policy")
 RepoOpt = Annotated[Path, typer.Option("--repo", help="the GitOps repository (its policies/ and environments/)")]
+FormatOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--format",
+        metavar="table|line",
+        help="table (the default on a terminal) or line: PATH:LINE: error[SEVERITY] RULE OBJECT: MESSAGE "
+        "(fix: REMEDIATION), one finding a line, nothing when clean (the default otherwise, e.g. under pre-commit)",
+    ),
+]
 
 
 @policy_app.command("test")
-def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
-    """Run every test_* rule of every *_test.rego on each engine; non-zero exit on any failure."""
+def policy_test(
+    repo: RepoOpt = Path("."),
+    as_json: AsJson = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="a line for every test, passed too")] = False,
+) -> None:
+    """Run every test_* rule of every *_test.rego on each engine; non-zero exit on any failure.
+    Prints each failure and the counts (every test with -v)."""
     from promoter.policy import PolicyBundle
     from promoter.policy.goopa import INSTALL, available
     from promoter.policy.testing import run_tests, test_engines
@@ -50,7 +65,7 @@ def policy_test(repo: RepoOpt = Path("."), as_json: AsJson = False) -> None:
             )
         )
     else:
-        for r in results:
+        for r in results if verbose else failed:
             mark = "[green]PASS[/green]" if r.passed else "[red]FAIL[/red]"
             out.print(f"{mark} {r.name}" + (f"  — {r.error}" if r.error else ""))
         for name, n in counts.items():
@@ -96,12 +111,21 @@ def policy_check(
     paths: Annotated[list[Path] | None, typer.Argument(metavar="[PATH]...", help="files or folders")] = None,
     repo: RepoOpt = Path("."),
     as_json: AsJson = False,
+    output: FormatOpt = None,
 ) -> None:
     """Check manifests on disk against the policies (exit 1 on deny): for CI and pre-commit.
 
     Without --env, each PATH must lie in environments/ENV/APP/: every app folder a PATH touches is
-    checked whole, with its environment's rules (what a pre-commit hook passes: the changed files)."""
+    checked whole, with its environment's rules (what a pre-commit hook passes: the changed files).
+    On a terminal a table; otherwise (or with --format=line) one line per finding, as linters print:
+    PATH:LINE: error[SEVERITY] RULE OBJECT: MESSAGE (fix: REMEDIATION); nothing when all is clean."""
+    import sys
+
     from promoter.policy import PolicyBundle
+
+    if output not in (None, "table", "line"):
+        raise PromoterError(f"--format {output!r}: choose table or line (or --json)")
+    style = "json" if as_json else output or ("table" if sys.stdout.isatty() else "line")
 
     bundle = PolicyBundle.from_dir(repo / "policies")
     if env is None:
@@ -119,7 +143,7 @@ def policy_check(
     settings, engine = Settings.load(), one_shot_engine()  # one of each, however many app folders
     allowed = True
     for group_env, group_app, targets in groups:
-        verdict = _check_group(engine, bundle, repo, group_env, group_app, targets, settings.max_file_bytes, as_json)
+        verdict = _check_group(engine, bundle, repo, group_env, group_app, targets, settings.max_file_bytes, style)
         allowed = verdict and allowed
     raise Exit(0 if allowed else 1)
 
@@ -155,21 +179,25 @@ def _check_group(
     app: str,
     targets: list[Path],
     limit: int,
-    as_json: bool,
+    style: str,
 ) -> bool:
     from datetime import UTC, datetime
 
     from promoter.environments import load_environment
     from promoter.models import PolicyCheckInput
     from promoter.policy import build_input, decide, schema_input
-    from promoter.render import render_dir
+    from promoter.render import render_located
 
     if not (repo / "environments" / env / "environment.yaml").is_file():  # worded as every command words it
         envs = sorted(p.parent.name for p in (repo / "environments").glob("*/environment.yaml"))
-        where = f"environments/{env}/environment.yaml does not exist"  # as `promote`'s unknown app says
-        raise PromoterError(f"unknown environment '{env}': {where}; environments: {', '.join(envs) or 'none'}")
+        raise PromoterError(f"unknown environment '{env}'; environments: {', '.join(envs) or 'none'}")
     config = load_environment(repo / "environments" / env / "environment.yaml", env)
-    objects = [o for target in targets for o in render_dir(target, limit)]
+    objects: list[dict[str, Any]] = []
+    sources: dict[str, tuple[str, int]] = {}
+    for target in targets:
+        found, where = render_located(target, limit)
+        objects += found
+        sources = {**where, **sources}
     now = datetime.now(UTC)
     req = PolicyCheckInput(
         promotion_id="check",
@@ -184,14 +212,62 @@ def _check_group(
         phase="check",
     )
     decision = decide(engine, bundle, build_input(req, objects, schema_input(config, objects, _disk_crds(repo, env))))
-    if as_json:
+    title = f"{len(objects)} object(s) of {f'{app} in {env}' if app else env}"
+    if style == "json":
         print(decision.model_dump_json())
-    else:
+    elif style == "line":
+        for line in finding_lines(decision, _locator(repo, env, sources)):
+            print(line)
+    elif decision.deny or decision.warn or decision.excepted:
         from promoter.report import decision_table
 
-        where = f"{app} in {env}" if app else env
-        out.print(decision_table(decision, f"{len(objects)} object(s) of {where}"))
+        out.print(decision_table(decision, title))
+    else:
+        out.print(f"{title}: allowed ({decision.engine}, revision {decision.revision})", markup=False)
     return decision.allow
+
+
+LEVELS = (("deny", "error"), ("warn", "warning"), ("excepted", "note"))
+UNMATCHED = "promoter.exception_unmatched"  # "exception ID (FILE) matches no finding ...": placed at its ID
+
+
+def finding_lines(decision: PolicyDecision, where: Callable[[PolicyViolation], tuple[str, int]]) -> list[str]:
+    """Each finding as a linter prints it: `PATH:LINE: LEVEL[SEVERITY] RULE OBJECT: MESSAGE (fix:
+    REMEDIATION)`, LEVEL error (a denial), warning or note (excepted); `where` places it."""
+    lines = []
+    for field, level in LEVELS:
+        for v in getattr(decision, field):
+            path, line = where(v)
+            message = f"{v.message} ({v.exception})" if v.exception else v.message
+            fix = f" (fix: {v.remediation})" if v.remediation else ""
+            text = f"{path}:{line}: {level}[{v.severity}] {v.rule} {v.object or '-'}: {message}{fix}"
+            lines.append(" ".join(text.split()))  # one line, whatever a message holds
+    return lines
+
+
+def _locator(repo: Path, env: str, sources: dict[str, tuple[str, int]]) -> Callable[[PolicyViolation], tuple[str, int]]:
+    """Where a finding is: its object's file and line; an exception's file and the line of its ID;
+    anything else, the environment's environment.yaml (its rules judged it)."""
+    import re
+
+    def shown(path: Path) -> str:
+        try:
+            return str(path.resolve().relative_to(Path.cwd()))
+        except ValueError:
+            return str(path)
+
+    def where(v: PolicyViolation) -> tuple[str, int]:
+        if v.object and v.object in sources:
+            path, line = sources[v.object]
+            return shown(Path(path)), line
+        named = re.match(r"exception (\S+) \((\S+)\)", v.message) if v.rule == UNMATCHED else None
+        if named and (repo / named[2]).is_file():
+            lines = (repo / named[2]).read_text().splitlines()
+            at = next((i for i, ln in enumerate(lines, 1) if ln.split(":")[0].strip("'\" ") == named[1]), 1)
+            return shown(repo / named[2]), at
+        return shown(repo / "environments" / env / "environment.yaml"), 1
+
+    return where
 
 
 def _disk_crds(repo: Path, env: str) -> Callable[[], tuple[list[dict[str, Any]], str]]:

@@ -325,6 +325,7 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
             for name in ("app", "env"):
                 if entry.get(name) is not None and not is_label(entry[name]):
                     raise BadInput(f"{at}: {name} {entry[name]!r} is not an app or environment name")
+            _check_scope(at, rule, entry.get("object"), entry.get("path"))
             until = strict_time(expires)
             if until is None:
                 raise BadInput(f"{at}: expires {str(expires)[:40]!r} {_NOT_A_DATE}")
@@ -342,6 +343,22 @@ def load_exceptions(files: dict[str, str]) -> dict[str, dict[str, Any]]:
                 "file": where,
             }
     return found
+
+
+def _check_scope(at: str, rule: str, obj: Any, path: Any) -> None:
+    """An exception's `object` is Kind/namespace/name (as findings name objects), and its `path` the
+    field of a schema finding: only `schemas` findings have one, so a path on another rule would
+    match nothing."""
+    if obj is not None and (not isinstance(obj, str) or len(obj.split("/")) != 3 or not all(obj.split("/"))):
+        raise BadInput(
+            f"{at}: object {str(obj)[:80]!r} is not Kind/namespace/name (e.g. Deployment/apps/demo; "
+            "Deployment/-/demo for a manifest without a namespace)"
+        )
+    if path is not None and rule.split(".")[0] != SCHEMAS:
+        raise BadInput(
+            f"{at}: path narrows a schema finding ({SCHEMAS}.* rules) only; {rule} findings have no path, "
+            "so remove it (object names what to except)"
+        )
 
 
 def parse_metadata(source: str) -> dict[str, dict[str, Any]]:

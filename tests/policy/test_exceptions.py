@@ -64,6 +64,11 @@ def load(text: str) -> PolicyBundle:
             )
         ],
         (GOOD + "  ticket: OPS-1\n", "unknown key 'ticket'"),
+        # a path narrows a schema finding: on any other rule it would match nothing
+        (GOOD + "  path: spec.replicas\n", "path narrows a schema finding (schemas.* rules) only"),
+        # an object is Kind/namespace/name, as findings name it
+        (GOOD + "  object: Deployment/demo\n", "object 'Deployment/demo' is not Kind/namespace/name"),
+        (GOOD + "  object: Deployment//demo\n", "object 'Deployment//demo' is not Kind/namespace/name"),
         (GOOD.replace("deny_unpinned_image", "deny unpinned"), "is not a rule or package"),
         (GOOD.replace("app: demo", "app: ../prod"), "app '../prod' is not an app or environment name"),
         ("- rule: x\n", "expected a mapping of exception IDs to exceptions"),
