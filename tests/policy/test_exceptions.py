@@ -1,8 +1,10 @@
 """Policy exceptions with an expiry (`policies/exceptions/*.yaml`): a malformed one (no owner, no
-reason, no or a bad expiry, an unknown key, a bad rule or app, an ID used twice, not a mapping) is
+reason, no or a bad expiry, an unknown key, a bad rule or app, a path on a rule that is not a schema
+rule, an object that is not Kind/namespace/name, an ID used twice, not a mapping) is
 bad input naming its file and ID, so the policies deny until it is fixed; a valid one loads at
 `data.exceptions`; and through a whole promotion a live exception lets a `:latest` image into staging
-as a recorded `excepted` finding, in the stage's status and the PR body. Matching, expiry and the
+as a recorded `excepted` finding, in the stage's status and the PR body, where an exception that
+matches nothing is a warning. Matching, expiry and the
 `max_exception_days` limit are the policies' (policies/promoter/decision_test.rego)."""
 
 from __future__ import annotations
@@ -124,7 +126,8 @@ async def test_a_live_exception_lets_a_latest_image_into_staging_as_a_recorded_e
 ) -> None:
     expires = (datetime.now(UTC) + timedelta(days=30)).date().isoformat()
     text = (origin.work / "environments/dev/demo/deployment.yaml").read_text()
-    origin.commit({"policies/exceptions/demo.yaml": GOOD.replace("{expires}", expires)}, "an exception")
+    stale = GOOD.replace("demo-debug:", "stale:").replace("deny_unpinned_image", "deny_registry")  # names nothing
+    origin.commit({"policies/exceptions/demo.yaml": (GOOD + stale).replace("{expires}", expires)}, "an exception")
     commit = origin.commit(
         {"environments/dev/demo/deployment.yaml": re.sub(r"(image: \S+):\S+", r"\1:latest", text)}, "demo :latest"
     )
@@ -142,3 +145,12 @@ async def test_a_live_exception_lets_a_latest_image_into_staging_as_a_recorded_e
     assert staging.pr_number is not None
     body = origin.forge().get_pull_request(staging.pr_number).body
     assert "| Excepted | rule | object | exception |" in body and "exception demo-debug by alice" in body
+    # the exception that matches nothing is a warning of the stage, in its findings and the PR body
+    [unmatched] = [v for v in staging.policy.warn if v.rule == "promoter.exception_unmatched"]
+    assert unmatched.message == (
+        "exception stale (policies/exceptions/demo.yaml) matches no finding of demo in staging "
+        "(rule kubernetes.images.deny_registry)"
+    )
+    assert (
+        "| Warnings | rule |" in body and "exception stale (policies/exceptions/demo.yaml) matches no finding" in body
+    )
