@@ -290,7 +290,8 @@ def policy_eval(
     input_file: Annotated[Path, typer.Option("--input", help="a JSON (or YAML) policy input document")],
     repo: RepoOpt = Path("."),
 ) -> None:
-    """Evaluate data.promoter.decision for an input document; prints the decision as JSON."""
+    """Evaluate data.promoter.decision for an input document; prints the decision as JSON (exit 1 on a
+    deny, as policy check)."""
     from promoter import yamlsafe
     from promoter.policy import PolicyBundle, decide
 

@@ -8,10 +8,10 @@ matches nothing warned of at its file and line, and rendering: plain YAML folder
 file and line) and kustomizations (through kubectl kustomize, which the CI machine has).
 
 The whole library's Rego tests run once here, on both engines (test_policy_test_passes_every_rego_test:
-OPA itself is the judge of our Rego). Each of them is a query that loads the whole library, so the
-tests of how `policy test` behaves (a broken test fails the run, a disagreement between engines fails
-the test, the pre-commit hook runs the tests of its folder) run it on SLICE, a policy with its tests
-and what they import: the same command and engines, ten times fewer queries, each on a smaller library."""
+OPA itself is the judge of our Rego; about 4 s). The tests of how `policy test` behaves (a broken test
+fails the run, a test that errors is named, a disagreement between engines fails the test, the
+pre-commit hook runs the tests of its folder) run it on SLICE, a policy with its tests and what they
+import: the same command and engines on a smaller library."""
 
 from __future__ import annotations
 
