@@ -90,22 +90,21 @@ def _located(node: Any) -> list[tuple[str, int]]:
 def source_lines(files: dict[str, bytes]) -> dict[str, tuple[str, int]]:
     """Kind/namespace/name → (file, line where its document starts), for the plain YAML manifests
     among `files` (path → bytes), so that a finding names the line it is about (`policy check
-    --format=line`). Call it after `parse_manifests` accepted the files; a file it cannot read again,
-    and JSON, are named without a line (line 1)."""
+    --format=line`). A JSON file's objects are at its line 1; a file that is not a manifest is left out."""
     found: dict[str, tuple[str, int]] = {}
     for rel in sorted(files):
         if not rel.endswith(MANIFEST_SUFFIXES):
             continue
         try:
-            nodes = [] if rel.endswith(".json") else list(yaml.compose_all(files[rel], Loader=yaml.SafeLoader))
-            for node in nodes:
-                for name, line in _located(node):
-                    found.setdefault(name, (rel, line))
-        except (yaml.YAMLError, RecursionError):
-            continue
-        if rel.endswith(".json"):
-            for obj in parse_manifests({rel: files[rel]}, rel):
-                found.setdefault(ident(obj), (rel, 1))
+            if rel.endswith(".json"):
+                located = [(ident(obj), 1) for obj in parse_manifests({rel: files[rel]}, rel)]
+            else:
+                nodes = yaml.compose_all(files[rel], Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+                located = [found for node in nodes for found in _located(node)]
+        except (BadInput, yaml.YAMLError, RecursionError):
+            continue  # not a manifest (a kustomization's patch, say): nothing of it is placed
+        for name, line in located:
+            found.setdefault(name, (rel, line))
     return found
 
 
@@ -157,7 +156,8 @@ def render_located(
 ) -> tuple[list[dict[str, Any]], dict[str, tuple[str, int]]]:
     """The objects of a folder (or one file) on disk, and where each is written: Kind/namespace/name →
     (its file's path, as `folder` names it, and the line its document starts on). A kustomization's
-    objects are built, not written: each is placed at line 1 of its kustomization file."""
+    objects are built: each is placed where the folder writes it under the same Kind/namespace/name,
+    else at line 1 of the kustomization file."""
     folder = Path(folder)
     if folder.is_file():
         files = {folder.name: _read(folder, max_bytes)}
@@ -168,7 +168,8 @@ def render_located(
     files = {str(p.relative_to(folder)): _read(p, max_bytes) for p in sorted(folder.rglob("*")) if p.is_file()}
     if is_kustomization(files):
         objects = kustomize(folder, str(folder))
-        built = str(folder / next(name for name in KUSTOMIZATIONS if name in files))
-        return objects, {ident(o): (built, 1) for o in objects}
+        built = (str(folder / next(name for name in KUSTOMIZATIONS if name in files)), 1)
+        written = {k: (str(folder / rel), line) for k, (rel, line) in source_lines(files).items()}
+        return objects, {ident(o): written.get(ident(o), built) for o in objects}
     objects = parse_manifests(files, str(folder))
     return objects, {k: (str(folder / rel), line) for k, (rel, line) in source_lines(files).items()}

@@ -335,6 +335,9 @@ def test_render_kustomize_overlay_reaching_a_base(tmp_path: Path) -> None:
     )
     [deployment] = render_dir(overlay)
     assert deployment["metadata"]["namespace"] == "shop"
+    # where each is written: the folder's own file, or (renamed by the overlay) its kustomization
+    assert render_located(base)[1] == {"Deployment/-/demo": (str(base / "deployment.yaml"), 1)}
+    assert render_located(overlay)[1] == {"Deployment/shop/demo": (str(overlay / "kustomization.yaml"), 1)}
     assert deployment["spec"]["template"]["spec"]["containers"][0]["image"] == "ghcr.io/promoter-dev/demo:9.9.9"
     (overlay / "kustomization.yaml").write_text("resources: [../missing]\n")
     with pytest.raises(BadInput, match="kustomize failed"):
