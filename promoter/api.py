@@ -439,11 +439,17 @@ class GrpcPromotions:
         try:
             timeout = timedelta(seconds=promotions.QUERY_TIMEOUT_S)
             answer: Out = await handle.query(promotions.STATUS_QUERY, result_type=answer_type, rpc_timeout=timeout)
+            return answer
+        except RPCError:
+            pass
+        try:  # a worker busy in a workflow task answers when the task heartbeats: within PATIENCE_S
+            timeout = timedelta(seconds=promotions.PATIENCE_S)
+            answer = await handle.query(promotions.STATUS_QUERY, result_type=answer_type, rpc_timeout=timeout)
+            return answer
         except RPCError as e:
-            if await pollers(self.client, task_queue, promotions.SILENT_S) == 0:
+            if await pollers(self.client, task_queue, promotions.SILENT_S + promotions.PATIENCE_S) == 0:
                 raise promotions.no_worker(task_queue) from None
             raise promotions.unanswered(task_queue, e.message) from None
-        return answer
 
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
         await self._answering(workflow_id)
@@ -465,13 +471,16 @@ class GrpcPromotions:
         if await pollers(self.client, execution.task_queue) == 0:
             raise promotions.no_worker(execution.task_queue)
         handle = self.client.get_workflow_handle(workflow_id, run_id=execution.run_id)
-        try:
-            await handle.query(promotions.STATUS_QUERY, rpc_timeout=timedelta(seconds=promotions.QUERY_TIMEOUT_S))
-        except RPCError:
-            if await pollers(self.client, execution.task_queue, promotions.SILENT_S) == 0:
-                raise promotions.no_worker(execution.task_queue) from None
-        except WorkflowQueryFailedError:  # a worker answered: it is there
-            pass
+        for patience in (promotions.QUERY_TIMEOUT_S, promotions.PATIENCE_S):  # as `_asked` asks
+            try:
+                await handle.query(promotions.STATUS_QUERY, rpc_timeout=timedelta(seconds=patience))
+                return
+            except RPCError:
+                continue
+            except WorkflowQueryFailedError:  # a worker answered: it is there
+                return
+        if await pollers(self.client, execution.task_queue, promotions.SILENT_S + promotions.PATIENCE_S) == 0:
+            raise promotions.no_worker(execution.task_queue)  # else a worker polls: slow; the update waits
 
     async def follow(
         self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]

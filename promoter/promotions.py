@@ -131,7 +131,12 @@ def recent(last_polls: Iterable[float], within: float = POLLER_STALE_S) -> int:
     return sum(1 for at in last_polls if now - at < within)
 
 
-SILENT_S = QUERY_TIMEOUT_S + 1.0  # no poll while a query waited this long: no worker polls the queue
+SILENT_S = QUERY_TIMEOUT_S + 1.0
+# A live worker whose workflow task runs local activities (resolve, a policy check, opening a PR)
+# answers a query only when that task heartbeats (~8 s): an unanswered query is asked once more with
+# this patience, and only a query unanswered both times while nothing polled (SILENT_S + PATIENCE_S)
+# means no worker is there.
+PATIENCE_S = 12.0
 
 
 def ended(status: PromotionStatus, why: str) -> PromotionStatus:

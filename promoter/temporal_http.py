@@ -115,24 +115,13 @@ class HttpPromotions:
     async def status(self, execution: promotions.Execution) -> PromotionStatus:
         if execution.status == "COMPLETED":
             return PromotionStatus.model_validate_json(self._result(execution))
-        return PromotionStatus.model_validate_json(self._asked(execution))
+        return PromotionStatus.model_validate_json(_asked(self, execution))
 
     async def lift(self, execution: promotions.Execution) -> StageStatus:
         if execution.status not in ("COMPLETED", "RUNNING"):  # no such hold, cancelled, terminated: no result
             return promotions.lift_ended(self._why(execution))
         done = execution.status == "COMPLETED"
-        return StageStatus.model_validate_json(self._result(execution) if done else self._asked(execution))
-
-    def _asked(self, execution: promotions.Execution) -> bytes:
-        """The `status` query's answer, or why no worker gave one."""
-        if self._pollers(execution.task_queue) == 0:
-            raise promotions.no_worker(execution.task_queue)
-        try:
-            return self._query(execution)
-        except Failed as e:
-            if self._pollers(execution.task_queue, promotions.SILENT_S) == 0:
-                raise promotions.no_worker(execution.task_queue) from None
-            raise promotions.unanswered(execution.task_queue, e.message) from None
+        return StageStatus.model_validate_json(self._result(execution) if done else _asked(self, execution))
 
     async def follow(
         self, workflow_id: str, run_id: str | None, seen: Callable[[PromotionStatus], None]
@@ -246,7 +235,7 @@ class HttpPromotions:
 
     # ------------------------------------------------------------------------------ the calls
 
-    def _query(self, execution: promotions.Execution) -> bytes:
+    def _query(self, execution: promotions.Execution, timeout_s: float = promotions.QUERY_TIMEOUT_S) -> bytes:
         """The `status` query's answer (of a promotion, or of the lift of a hold), as JSON."""
         answer = self._call(
             "POST",
@@ -255,7 +244,7 @@ class HttpPromotions:
                 "execution": {"workflowId": execution.id, "runId": execution.run_id},
                 "query": {"queryType": promotions.STATUS_QUERY},
             },
-            timeout_s=promotions.QUERY_TIMEOUT_S,
+            timeout_s=timeout_s,
         )
         return _first(answer.get("queryResult"), "the status query")
 
@@ -366,6 +355,23 @@ class HttpPromotions:
         )
 
 
+def _asked(http: HttpPromotions, execution: promotions.Execution) -> bytes:
+    """The `status` query's answer, or why no worker gave one."""
+    if http._pollers(execution.task_queue) == 0:
+        raise promotions.no_worker(execution.task_queue)
+    why = ""
+    for patience in (promotions.QUERY_TIMEOUT_S, promotions.PATIENCE_S):  # see promoter.promotions
+        try:
+            return http._query(execution, patience)
+        except Failed as e:
+            if e.code != DEADLINE_EXCEEDED:  # the worker answered with an error
+                raise promotions.unanswered(execution.task_queue, e.message) from None
+            why = e.message
+    if http._pollers(execution.task_queue, promotions.SILENT_S + promotions.PATIENCE_S) == 0:
+        raise promotions.no_worker(execution.task_queue)
+    raise promotions.unanswered(execution.task_queue, why)
+
+
 def _answering(http: HttpPromotions, workflow_id: str) -> None:
     """`no_worker` at once when no worker polls the run's task queue: an update would wait a minute for
     one. A worker that is there but slow to answer is left to the update."""
@@ -374,11 +380,15 @@ def _answering(http: HttpPromotions, workflow_id: str) -> None:
         return  # the update says why
     if http._pollers(execution.task_queue) == 0:
         raise promotions.no_worker(execution.task_queue)
-    try:
-        http._query(execution)
-    except Failed:
-        if http._pollers(execution.task_queue, promotions.SILENT_S) == 0:
-            raise promotions.no_worker(execution.task_queue) from None
+    for patience in (promotions.QUERY_TIMEOUT_S, promotions.PATIENCE_S):  # as `_asked` asks
+        try:
+            http._query(execution, patience)
+            return
+        except Failed as e:
+            if e.code != DEADLINE_EXCEEDED:  # answered with an error: a worker is there
+                return
+    if http._pollers(execution.task_queue, promotions.SILENT_S + promotions.PATIENCE_S) == 0:
+        raise promotions.no_worker(execution.task_queue)  # else a worker polls: slow; the update waits
 
 
 def _tls_problem(error: ssl.SSLError) -> tuple[str, str]:

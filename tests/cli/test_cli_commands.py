@@ -101,10 +101,7 @@ def test_policy_check_of_a_mistyped_environment_is_worded_as_every_command(tmp_p
         env={**os.environ, "COLUMNS": "200", "PROMOTER_STATE_DIR": str(tmp_path / "none")},
     )
     assert r.returncode == 2
-    assert r.stderr.strip() == (
-        "error: unknown environment 'prdo': environments/prdo/environment.yaml does not exist; "
-        "environments: dev, prod, staging"
-    )
+    assert r.stderr.strip() == "error: unknown environment 'prdo'; environments: dev, prod, staging"
 
 
 def test_promoting_a_member_of_a_running_release_set_names_the_set(stack: tuple[Cli, Origin]) -> None:
@@ -199,7 +196,7 @@ def test_a_killed_worker_is_said_at_once_and_a_lost_server_in_one_line(stack: tu
                     "error: no worker is polling task queue 'promoter'; start one with `promoter worker` "
                     "(or `promoter up` for the embedded stack)"
                 ], args
-                assert took < 20, (args, took)  # not the minute a killed worker's last poll lingers
+                assert took < 30, (args, took)  # not the minute a killed worker's last poll lingers (5 + 12 s)
         temporal = psutil.Process(pids["temporal"])
         for child in temporal.children(recursive=True):
             child.kill()
