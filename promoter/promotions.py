@@ -154,7 +154,13 @@ def lift_ended(why: str) -> StageStatus:
 
 
 def member_of_set(app: str, set_id: str) -> PromoterError:
-    """Promoting `app` while the release set `set_id` moves it (its claim holds `app`'s promotion ID)."""
+    """Promoting `app` while the release set `set_id` moves it (its claim holds `app`'s promotion ID),
+    or while a drift heal (`drift-…`, which takes the same claim) re-applies it."""
+    if set_id.startswith("drift-"):
+        return PromoterError(
+            f"{app} is held for the drift heal {set_id}, which re-applies it now; promote it again once "
+            f"the heal has ended (`promoter status {app}` says when)"
+        )
     return PromoterError(
         f"{app} is moving as a member of the release set {set_id}; follow it with `promoter status {set_id}`, "
         f"end the set with `promoter cancel {set_id}`, or replace the set with `promoter promote {app} --supersede`"

@@ -75,9 +75,16 @@ class Settings:
     commit_signing_key: str | None = None  # an OpenSSH private key: promoter signs the commits it writes
 
     @classmethod
-    def load(cls, state_dir: str | None = None) -> Settings:
+    def load(cls, state_dir: str | None = None, stopped_stack: bool = False) -> Settings:
+        """The settings from the stack's `stack.json` (when `promoter up` runs) and the environment. With
+        `stopped_stack` (`promoter history` only: it reads git alone), a stopped stack's origin and trust
+        root (`origin.json`, which `down` keeps) stand in for a running one's, unless PROMOTER_REPO_URL
+        names a repository: its trust root is never paired with another repository."""
         s = cls()
-        s._read_stack(Path(state_dir or os.environ.get("PROMOTER_STATE_DIR") or DEFAULT_STATE_DIR) / "stack.json")
+        stack = Path(state_dir or os.environ.get("PROMOTER_STATE_DIR") or DEFAULT_STATE_DIR) / "stack.json"
+        if not stack.is_file() and stopped_stack and not os.environ.get("PROMOTER_REPO_URL"):
+            stack = stack.with_name("origin.json")
+        s._read_stack(stack)
         env = os.environ
         s._read_temporal(env)
         s._read_repository(env)
@@ -85,13 +92,9 @@ class Settings:
         return s
 
     def _read_stack(self, stack: Path) -> None:
-        """The embedded stack's addresses, when `promoter up` wrote them (the environment overrides them).
-        A stopped stack (`promoter down`) leaves its origin in `origin.json`, so reading git (`history`)
-        needs no running stack."""
+        """The embedded stack's addresses, when `promoter up` wrote them (the environment overrides them)."""
         if not stack.is_file():
-            stack = stack.with_name("origin.json")
-            if not stack.is_file():
-                return
+            return
         try:
             info = json.loads(stack.read_text())
         except ValueError:

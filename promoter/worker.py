@@ -25,6 +25,7 @@ from temporalio.client import (
     SchedulePolicy,
     ScheduleSpec,
     ScheduleUpdate,
+    ScheduleUpdateInput,
 )
 from temporalio.worker import Worker
 
@@ -141,7 +142,9 @@ def _read_key(path: str) -> bytes:
         raise BadInput(f"PROMOTER_COMMIT_SIGNING_KEY: cannot read {path}: {e.strerror or e}") from None
 
 
-def _replace_schedule(schedule: Schedule, _: object) -> ScheduleUpdate:
+def _replace_schedule(schedule: Schedule, current: ScheduleUpdateInput) -> ScheduleUpdate:
+    """The new action, spec and policy; the schedule's state (paused by an operator, and why) is kept."""
+    schedule.state = current.description.schedule.state
     return ScheduleUpdate(schedule=schedule)
 
 

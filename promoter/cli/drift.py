@@ -90,7 +90,7 @@ def history(
     workflow_id(app_name)
     if env is not None:
         check_name(env, "environment")
-    s = Settings.load(state_dir)
+    s = Settings.load(state_dir, stopped_stack=True)
     if not s.repo_url:
         raise PromoterError("no GitOps repository: set PROMOTER_REPO_URL (or use `--state-dir` of `promoter up`)")
     repository = s.repository("cli")

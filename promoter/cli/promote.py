@@ -109,8 +109,6 @@ async def _same_request(
     plan = await api.resolve(temporal, s.task_queue, app_name, commit, to, members)
     if running.memo.get("commit") != plan.commit:
         return False
-    if to is None:
-        return True
     stages = (await api.GrpcPromotions(temporal).status(running)).stages
     return [st.env for st in stages] == [e.config.name for e in plan.environments]
 

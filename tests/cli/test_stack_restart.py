@@ -145,3 +145,20 @@ def test_up_help_shows_the_state_dirs_default() -> None:
         [*PROMOTER, "up", "--help"], capture_output=True, text=True, env={**os.environ, "COLUMNS": "200"}
     )
     assert shown.returncode == 0 and "[default: ($PROMOTER_STATE_DIR, else .promoter)]" in shown.stdout, shown.stdout
+
+
+def test_a_stopped_stacks_origin_serves_history_alone(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`origin.json` (kept by `down`) stands in for a running stack in `promoter history` only: no other
+    command (the worker least of all) takes a stopped stack's origin, and its trust root is never paired
+    with a repository PROMOTER_REPO_URL names."""
+    from promoter.settings import Settings
+
+    (tmp_path / "origin.json").write_text(json.dumps({"repo_url": "/stopped/origin.git", "trust_root": "a" * 40}))
+    for name in ("PROMOTER_REPO_URL", "PROMOTER_TRUST_ROOT", "PROMOTER_STATE_DIR"):
+        monkeypatch.delenv(name, raising=False)
+    assert Settings.load(str(tmp_path)).repo_url is None
+    stopped = Settings.load(str(tmp_path), stopped_stack=True)
+    assert (stopped.repo_url, stopped.trust_root) == ("/stopped/origin.git", "a" * 40)
+    monkeypatch.setenv("PROMOTER_REPO_URL", "https://git.example/prod.git")
+    other = Settings.load(str(tmp_path), stopped_stack=True)
+    assert (other.repo_url, other.trust_root) == ("https://git.example/prod.git", None)

@@ -172,3 +172,12 @@ def test_a_dry_run_where_nothing_differs_says_so_and_how_to_make_a_change() -> N
     assert nothing_to_promote(moving) == ""  # one environment would change: the usual verdict
     both = fresh.model_copy(update={"plan": plan.model_copy(update={"app": "duo", "members": ["api", "worker"]})})
     assert "environments/dev/api/ and environments/dev/worker/" in nothing_to_promote(both)
+
+
+def test_promoting_an_app_a_drift_heal_holds_names_the_heal_not_a_release_set() -> None:
+    from promoter.promotions import member_of_set
+
+    said = str(member_of_set("demo", "drift-staging-20261202T1200"))
+    assert said.startswith("demo is held for the drift heal drift-staging-20261202T1200, which re-applies it now")
+    assert "release set" not in said and "promoter cancel" not in said
+    assert "release set promote-duo" in str(member_of_set("api", "promote-duo"))

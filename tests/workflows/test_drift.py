@@ -148,6 +148,7 @@ async def test_the_drift_schedule_follows_environment_yaml_without_a_worker_rest
     )
     try:
         assert await every("staging") == timedelta(minutes=5)
+        await dev_env.client.get_schedule_handle("drift-staging").pause(note="an operator paused it")
         path = origin.work / "environments/staging/environment.yaml"
         config = yaml.safe_load(path.read_text())
         config["drift"] = {"interval": "2h"}
@@ -157,6 +158,8 @@ async def test_the_drift_schedule_follows_environment_yaml_without_a_worker_rest
             assert time.monotonic() < deadline, "the schedule never took the new interval"
             await asyncio.sleep(0.1)
         assert await every("prod") == timedelta(minutes=5)  # the others are left as they are
+        state = (await dev_env.client.get_schedule_handle("drift-staging").describe()).schedule.state
+        assert (state.paused, state.note) == (True, "an operator paused it")  # the update kept the pause
     finally:
         stop.set()
         await follower
