@@ -223,7 +223,7 @@ class LocalForge:
         if method not in MERGE_METHODS:
             raise BadInput(
                 f"the local forge merges only with a merge commit, not {method}: set merge.method to merge (or "
-                "null) in the environment's environment.yaml and PROMOTER_MERGE_METHOD to merge, or use a hosted forge"
+                "null) in the environment's environment.yaml, or use a hosted forge"
             )
         pr = self.get_pull_request(number)
         if already_merged(pr, expected_head):
