@@ -348,7 +348,13 @@ async def _list(
     rows += await _lift_rows(promotions, app_name, state, limit)
     rows = sorted(rows, key=lambda r: r["started_at"] or "", reverse=True)[:limit]
     if not rows and app_name is not None and s.repo_url:  # a mistyped app is bad input, not "none yet"
-        check_known(s.repository("cli"), app_name, None)
+        repository = s.repository("cli")
+        try:
+            readable = bool(repository.environments())
+        except PromoterError:  # main is not readable from here (no token): the listing alone answers
+            readable = False
+        if readable:
+            check_known(repository, app_name, None)
     if as_json:
         print(json.dumps(rows))
     elif not rows:
