@@ -246,7 +246,7 @@ def local_file_advisories(req: PolicyCheckInput, objects: list[dict[str, Any]]) 
     if not local or req.target_env == req.source_env:
         return []
     defined = {(o.get("kind"), (o.get("metadata") or {}).get("name")) for o in objects}
-    folder = app_folder(req.target_env, req.app)
+    folder = " or ".join(f"{app_folder(req.target_env, app)}/" for app in req.members or [req.app])  # a set's members
     found: list[PolicyViolation] = []
     for obj in (o for o in objects if o.get("kind") in WORKLOADS):
         meta = obj.get("metadata") or {}
@@ -258,10 +258,10 @@ def local_file_advisories(req: PolicyCheckInput, objects: list[dict[str, Any]]) 
                 PolicyViolation(
                     rule="promoter.local_file_missing",
                     object=where,
-                    message=f"{where} needs {kind} {name} ({how}), which {folder}/ does not define: promotion "
+                    message=f"{where} needs {kind} {name} ({how}), which {folder} does not define: promotion "
                     f"never copies local_files ({', '.join(local)}), so {req.target_env} must hold its own copy",
                     severity="medium",
-                    remediation=f"Commit {req.target_env}'s own {kind} {name} to {folder}/ (e.g. its "
+                    remediation=f"Commit {req.target_env}'s own {kind} {name} to {folder} (e.g. its "
                     f"{local[0]}), or create it in {req.target_env}'s cluster, before this promotion syncs.",
                 )
             )
