@@ -103,8 +103,12 @@ def test_each_activity_class_takes_only_the_git_port_it_declares() -> None:
     for path in sorted((ROOT / "activities").glob("*.py")):
         tree = ast.parse(path.read_text())
         for node in ast.walk(tree):
-            if isinstance(node, ast.Name) and node.id in ("GitRepository", "GitClone"):
-                takers.append(f"{path.name}:{node.lineno} {node.id}")
-            if isinstance(node, ast.ImportFrom) and node.module in ("promoter.gitrepo", "promoter.git.facade"):
-                takers.append(f"{path.name}:{node.lineno} imports {node.module}")
+            named = node.id if isinstance(node, ast.Name) else node.attr if isinstance(node, ast.Attribute) else ""
+            if named in ("GitRepository", "GitClone"):
+                takers.append(f"{path.name}:{getattr(node, 'lineno', 0)} {named}")
+            modules = [node.module] if isinstance(node, ast.ImportFrom) else []
+            modules += [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for module in modules:
+                if module in ("promoter.gitrepo", "promoter.git.facade", "promoter.git.ports"):
+                    takers.append(f"{path.name}:{getattr(node, 'lineno', 0)} imports {module}")
     assert takers == []
