@@ -55,11 +55,18 @@ def may_approve(stage: StageStatus) -> list[str]:
     return [a for a in stage.approvers if a not in stage.screened]
 
 
+def yet_to_approve(stage: StageStatus) -> list[str]:
+    """Who may still approve: `may_approve`, less those whose approval already counts (nobody approves
+    twice), so "needs 1 more approval(s) from …" never names someone who just approved."""
+    approved = {a.approver for a in stage.approvals}
+    return [a for a in may_approve(stage) if a not in approved]
+
+
 def stage_needs(stage: StageStatus) -> str:
     """What a stage's gate still needs (`needs`), from the stage alone: what a client shows after an
     approval it sent (the update returns the stage). "" when the gate needs nothing more."""
     reviewed = any(a.via == "pull_request" for a in stage.approvals)
-    return needs(stage.approvals_required, len(stage.approvals), may_approve(stage), stage.review_required, reviewed)
+    return needs(stage.approvals_required, len(stage.approvals), yet_to_approve(stage), stage.review_required, reviewed)
 
 
 def pr_title(plan: PromotionPlan, source: str, target: str) -> str:

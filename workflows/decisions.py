@@ -42,7 +42,7 @@ def needs(stage: StageStatus, planned: PlannedEnvironment) -> str:
     approval = planned.config.approval
     reviewed = any(a.via == "pull_request" for a in stage.approvals)
     return report.needs(
-        approval.required, len(stage.approvals), report.may_approve(stage), approval.require_review, reviewed
+        approval.required, len(stage.approvals), report.yet_to_approve(stage), approval.require_review, reviewed
     )
 
 
