@@ -186,17 +186,18 @@ def test_a_killed_worker_is_said_at_once_and_a_lost_server_in_one_line(stack: tu
         pids = json.loads((cli.state_dir / "stack.json").read_text())["pids"]
         os.kill(pids["worker"], signal.SIGKILL)
         psutil.Process(pids["worker"]).wait(timeout=30)
-        for args in (["status", "promote-demo"], ["approve", "promote-demo", "--env", "prod", "--as", "bob"]):
-            for transport in (cli, cli.over_grpc()):
-                began = time.monotonic()
-                r = transport(*args)
-                took = time.monotonic() - began
-                assert r.returncode == 2, r.stdout + r.stderr
-                assert r.stderr.strip().splitlines() == [
-                    "error: no worker is polling task queue 'promoter'; start one with `promoter worker` "
-                    "(or `promoter up` for the embedded stack)"
-                ], args
-                assert took < 30, (args, took)  # not the minute a killed worker's last poll lingers (5 + 12 s)
+        asked = (["status", "promote-demo"], ["approve", "promote-demo", "--env", "prod", "--as", "bob"])
+        # a status over HTTP and an approval over gRPC: each transport, and each kind of ask, once
+        for args, transport in zip(asked, (cli, cli.over_grpc()), strict=True):
+            began = time.monotonic()
+            r = transport(*args)
+            took = time.monotonic() - began
+            assert r.returncode == 2, r.stdout + r.stderr
+            assert r.stderr.strip().splitlines() == [
+                "error: no worker is polling task queue 'promoter'; start one with `promoter worker` "
+                "(or `promoter up` for the embedded stack)"
+            ], args
+            assert took < 30, (args, took)  # not the minute a killed worker's last poll lingers (5 + 12 s)
         temporal = psutil.Process(pids["temporal"])
         for child in temporal.children(recursive=True):
             child.kill()
