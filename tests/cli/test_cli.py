@@ -19,7 +19,7 @@ import yaml
 
 from tests.support.gitops import PROMOTER, Cli, Origin, fresh_ports
 from tests.support.keys import commit_signed
-from tests.support.workflows import dry_run_matches, failing_in
+from tests.support.workflows import copy_app, dry_run_matches, failing_in
 
 
 def refs(origin: Origin) -> dict[str, str]:
@@ -367,12 +367,7 @@ def test_each_command_exits_with_its_documented_code_again_and_again(stack: tupl
 def test_a_release_set_through_the_cli(stack: tuple[Cli, Origin]) -> None:
     """`promoter promote demo duo2 --name duo`: one run, one PR per environment with both folders."""
     cli, origin = stack
-    origin.repo.git.pull("-q", "--rebase", "origin", "main")
-    second = {}
-    for env in ("dev", "staging", "prod"):
-        for source in sorted((origin.work / "environments" / env / "demo").iterdir()):
-            second[f"environments/{env}/duo2/{source.name}"] = source.read_text().replace("demo", "duo2")
-    origin.commit(second, "a second app, duo2")
+    copy_app(origin, "demo", "duo2")
     try:
         path = "environments/dev/duo2/deployment.yaml"
         text = (origin.work / path).read_text()

@@ -19,7 +19,7 @@ from pathlib import Path
 import psutil
 
 from tests.support.gitops import PROMOTER, Cli, Origin, make_gitops
-from tests.support.workflows import failing_in
+from tests.support.workflows import copy_app, failing_in
 
 
 def wait_for_line(process: subprocess.Popen[str], cli: Cli, wid: str, commit: str) -> dict[str, object]:
@@ -106,12 +106,7 @@ def test_policy_check_of_a_mistyped_environment_is_worded_as_every_command(tmp_p
 
 def test_promoting_a_member_of_a_running_release_set_names_the_set(stack: tuple[Cli, Origin]) -> None:
     cli, origin = stack
-    origin.repo.git.pull("-q", "--rebase", "origin", "main")
-    second = {}
-    for env in ("dev", "staging", "prod"):
-        for source in sorted((origin.work / "environments" / env / "demo").iterdir()):
-            second[f"environments/{env}/duo2/{source.name}"] = source.read_text().replace("demo", "duo2")
-    origin.commit(second, "a second app, duo2")
+    copy_app(origin, "demo", "duo2")
     try:
         started = cli("promote", "demo", "duo2", "--name", "duo")
         assert started.returncode == 0, started.stderr

@@ -49,3 +49,14 @@ def dry_run_matches(dry: dict[str, Any], result: dict[str, Any]) -> None:
         assert audited[stage["env"]] == foretold, stage["env"]
         if not planned["source"] and planned["approvals_required"]:
             assert (planned["approvers"], planned["screened"]) == (stage["approvers"], stage["screened"]), stage["env"]
+
+
+def copy_app(origin: Origin, app: str, to: str) -> str:
+    """A second app in every environment: `app`'s files under `to`, with its name replaced (main
+    pulled first, so the commit lands on what other tests pushed)."""
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    files = {}
+    for env in ("dev", "staging", "prod"):
+        for source in sorted((origin.work / "environments" / env / app).iterdir()):
+            files[f"environments/{env}/{to}/{source.name}"] = source.read_text().replace(app, to)
+    return origin.commit(files, f"a second app, {to}")
