@@ -83,7 +83,7 @@ deny_unlisted_approver contains {"msg": msg, "object": null, "details": {"approv
 	not a.approver in allowed
 	msg := sprintf("%s may not approve %s; its approvers are: %s", [
 		a.approver, input.environment.name,
-		concat(", ", input.environment.approval.approvers),
+		names(sort(allowed)),
 	])
 }
 
@@ -161,8 +161,21 @@ deny_missing_approvals contains {"msg": msg, "object": null, "details": {"have":
 	input.promotion.phase == "merge"
 	need := input.environment.approval.required
 	count(valid) < need
-	msg := sprintf("%s needs %d approval(s) from %s; it has %d", [
-		input.environment.name, need,
-		concat(", ", input.environment.approval.approvers), count(valid),
+	msg := sprintf("%s needs %d more approval(s) from %s", [
+		input.environment.name, need - count(valid),
+		names(yet_to_approve),
 	])
 }
+
+# Who may still approve, as the gate's phrase names them everywhere (promoter.report.needs): the
+# allowed approvers, groups expanded, less those whose approval counts and those the rules screen out.
+yet_to_approve := [u |
+	some u in sort(allowed)
+	not u in valid
+	not author_blocked(u)
+]
+
+# A list of people as every message names them: "alice, bob", or "nobody".
+names(people) := concat(", ", people) if count(people) > 0
+
+else := "nobody"

@@ -15,6 +15,7 @@ gate(env, phase, who) := {
 test_deny_unlisted_approver if {
 	some v in approvals.deny_unlisted_approver with input as gate("prod", "approval", ["mallory"]) with data.groups as groups
 	v.details.approver == "mallory"
+	v.msg == "mallory may not approve prod; its approvers are: alice, bob, carol" # groups expanded, as everywhere
 }
 
 test_allow_approver_through_group if {
@@ -37,6 +38,13 @@ test_deny_duplicate_approval if {
 test_deny_missing_approvals_at_merge if {
 	some v in approvals.deny_missing_approvals with input as gate("prod", "merge", ["alice"]) with data.groups as groups
 	v.details == {"have": 0, "need": 1}
+	v.msg == "prod needs 1 more approval(s) from bob, carol" # the gate's phrase: alice wrote the change
+}
+
+test_missing_approvals_name_only_who_may_still_approve if {
+	two := object.union(gate("staging", "merge", ["bob"]), {"environment": {"approval": {"required": 3}}})
+	some v in approvals.deny_missing_approvals with input as two with data.groups as groups
+	v.msg == "staging needs 2 more approval(s) from alice, carol" # bob's approval counts already
 }
 
 test_allow_enough_approvals_at_merge if {

@@ -211,4 +211,4 @@ def test_the_policy_activity_refuses_the_committer_of_a_forged_commit_in_prod(or
     # the merge-time check: bob's approval does not count toward the quorum
     merge = check(sha, "bob").model_copy(update={"phase": "merge", "render_objects": False})
     decision = ActivityEnvironment().run(policy.check_policy, merge)
-    assert "prod needs 1 approval(s) from alice, bob, sam; it has 0" in [v.message for v in decision.deny]
+    assert "prod needs 1 more approval(s) from sam" in [v.message for v in decision.deny]
