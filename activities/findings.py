@@ -236,14 +236,30 @@ def _references(pod: dict[str, Any]) -> set[tuple[str, str, str]]:
     return found
 
 
-def local_file_advisories(req: PolicyCheckInput, objects: list[dict[str, Any]]) -> list[PolicyViolation]:
+def left_behind(req: PolicyCheckInput, source_files: Mapping[str, bytes]) -> set[tuple[str, str]]:
+    """(kind, name) of each ConfigMap and Secret the source's app folder defines in one of the target's
+    `local_files` (`source_files`: that folder's files at the commit, relative paths): promotion never
+    copies those, so they stay behind. An unreadable one defines nothing here (its own check names it)."""
+    local = {p: c for p, c in source_files.items() if p in set(req.environment.local_files)}
+    try:
+        found = parse_manifests(local, app_folder(req.source_env, req.app))
+    except PromoterError:
+        return set()
+    named = ((o.get("kind"), (o.get("metadata") or {}).get("name")) for o in found)
+    return {(k, n) for k, n in named if k in ("ConfigMap", "Secret") and isinstance(n, str)}
+
+
+def local_file_advisories(
+    req: PolicyCheckInput, objects: list[dict[str, Any]], behind: set[tuple[str, str]]
+) -> list[PolicyViolation]:
     """An advisory (a warning, never a denial) for each ConfigMap or Secret a workload of the app needs
-    that the target's folder, after the change, does not define, when the environment lists
-    `local_files`: promotion never copies those files (a new app's ConfigMap stays behind in the
-    source), so the target environment must hold its own copy. Whatever is created outside Git
-    (a Secret put there by hand) is still named: the advisory says what the workload needs."""
+    that the target's folder, after the change, does not define, while the source defines it in a
+    local file (`behind`, from `left_behind`): promotion never copies `local_files` (a new app's
+    ConfigMap stays behind in the source), so the target environment must hold its own copy. What
+    neither folder defines (a Secret created outside Git, by hand or by an operator) is not named: it
+    is not Git's to copy."""
     local = req.environment.local_files
-    if not local or req.target_env == req.source_env:
+    if not local or req.target_env == req.source_env or not behind:
         return []
     defined = {(o.get("kind"), (o.get("metadata") or {}).get("name")) for o in objects}
     folder = " or ".join(f"{app_folder(req.target_env, app)}/" for app in req.members or [req.app])  # a set's members
@@ -252,7 +268,7 @@ def local_file_advisories(req: PolicyCheckInput, objects: list[dict[str, Any]]) 
         meta = obj.get("metadata") or {}
         where = "/".join([str(obj.get("kind")), str(meta.get("namespace") or "-"), str(meta.get("name") or "?")])
         for kind, name, how in sorted(_references(_pod_spec(obj))):
-            if (kind, name) in defined:
+            if (kind, name) in defined or (kind, name) not in behind:
                 continue
             found.append(
                 PolicyViolation(

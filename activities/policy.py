@@ -21,6 +21,7 @@ from activities.findings import (
     combined,
     crds_in,
     input_error,
+    left_behind,
     local_file_advisories,
     namespace_denials,
     outside_denials,
@@ -192,9 +193,19 @@ class PolicyActivities:
                     "warn": [*decision.warn, *warned],
                 }
             )
-        if objects and req.phase == "pre_pr":  # advisory: a needed ConfigMap or Secret the target lacks
-            decision = decision.model_copy(update={"warn": [*decision.warn, *local_file_advisories(req, objects)]})
+        if objects and req.phase == "pre_pr":  # advisory: a needed ConfigMap or Secret left behind in the source
+            advisories = local_file_advisories(req, objects, self._left_behind(req))
+            decision = decision.model_copy(update={"warn": [*decision.warn, *advisories]})
         return decision
+
+    def _left_behind(self, req: PolicyCheckInput) -> set[tuple[str, str]]:
+        """What the source's local files define (`left_behind`); nothing when no file is local."""
+        if not req.environment.local_files or req.target_env == req.source_env:
+            return set()
+        try:
+            return left_behind(req, self.repo.folder_files(req.commit, app_folder(req.source_env, req.app)))
+        except PromoterError:
+            return set()  # an unreadable source is the change's own denial
 
     def _ownership(
         self, req: PolicyCheckInput, objects: list[dict[str, Any]]

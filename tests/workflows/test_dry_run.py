@@ -74,13 +74,18 @@ async def test_a_new_apps_configmap_left_behind_as_a_local_file_is_an_advisory_a
 ) -> None:
     """A new app exists in dev only; its ConfigMap is in `configmap.yaml`, a local file, so promotion
     never copies it: staging and prod are told, as a warning (never a denial), that they must hold
-    their own copy. demo, whose later folders hold their own, is told nothing."""
+    their own copy. Its Secret, which no folder defines, is not named (it is made outside Git); demo,
+    whose later folders hold their own ConfigMap, is told nothing."""
     origin = origin_factory()
     demo = origin.work / "environments/dev/demo"
-    origin.commit(
-        {f"environments/dev/fresh/{f.name}": f.read_text().replace("demo", "fresh") for f in demo.iterdir()},
-        "fresh: a new app in dev",
+    files = {f"environments/dev/fresh/{f.name}": f.read_text().replace("demo", "fresh") for f in demo.iterdir()}
+    # and a Secret that no folder defines (made outside Git, by hand or an operator): not Git's to copy
+    needs_token = "            - configMapRef:\n                name: fresh-settings\n"
+    files["environments/dev/fresh/deployment.yaml"] = files["environments/dev/fresh/deployment.yaml"].replace(
+        needs_token, needs_token + "            - secretRef:\n                name: fresh-token\n"
     )
+    assert "fresh-token" in files["environments/dev/fresh/deployment.yaml"]
+    origin.commit(files, "fresh: a new app in dev")
     async with run_worker(dev_env, origin) as tq:
         dry = await api.dry_run(dev_env.client, tq, "fresh")
         assert dry.denied == [], [s.decision for s in dry.stages]
