@@ -30,6 +30,7 @@ STACK_FILE = "stack.json"
 ORIGIN_FILE = "origin.json"  # the stack's GitOps origin and trust root: kept by `down`, read by `history`
 ORIGIN_KEYS = ("repo_url", "trust_root", "cache_dir")
 PORTS_FILE = "ports.json"  # the ports the stack last listened on: kept by `down`, reused by the next `up`
+PARTS = ("temporal", "clusters", "forge", "worker")  # what a whole stack runs, in the order `up` starts them
 SEED_FOLDERS = ("environments", "policies", "trust")
 DEMO_SIGNERS = ("alice", "bob", "carol")  # the sample's approvers: `promoter up` makes each an SSH key
 # who signs git commits on the stack: a platform engineer (rule changes) and promoter itself (its merges,
@@ -208,6 +209,15 @@ def stop_pid(pid: int, grace_s: float = 10.0) -> None:
             pass
 
 
+def cluster_ports(kubeconfig: Path) -> dict[str, int]:
+    """Each context's server port in a kubeconfig the simulator wrote."""
+    import yaml
+
+    config = yaml.safe_load(kubeconfig.read_text()) or {}
+    servers = {c["name"]: str(c["cluster"]["server"]) for c in config.get("clusters") or []}
+    return {env: int(url.rsplit(":", 1)[1]) for env, url in servers.items()}
+
+
 class Ports(NamedTuple):
     """The ports a stack's servers listen on, all on 127.0.0.1."""
 
@@ -296,8 +306,9 @@ class Stack:
         return pid > 0 and alive(pid) and (started is None or proc_start(pid) in (None, started))
 
     def dead(self, info: dict[str, object]) -> list[str]:
-        """The parts of the stack (temporal, clusters, forge, worker) that no longer run."""
-        return [name for name in info.get("pids", {}) if not self.ours(info, name)]  # type: ignore[attr-defined]
+        """The parts of the stack (`PARTS`) that do not run: those that stopped, and those a start cut
+        short never recorded (a `stack.json` with only Temporal's PID is not a running stack)."""
+        return [name for name in PARTS if not self.ours(info, name)]
 
     def running(self) -> bool:
         info = self.info()
@@ -305,11 +316,26 @@ class Stack:
 
     def recorded_ports(self) -> dict[str, int]:
         """The ports the last `up` chose (`ports.json`, which `down` keeps)."""
+        data = self._ports_file()
+        try:
+            return {k: int(str(v)) for k, v in data.items() if k in Ports._fields and int(str(v)) > 0}
+        except (ValueError, TypeError):
+            return {}
+
+    def recorded_cluster_ports(self) -> dict[str, int]:
+        """Each simulated cluster's port, as the last `up` recorded it (`ports.json`'s `clusters`)."""
+        clusters = self._ports_file().get("clusters")
+        try:
+            return {str(k): int(v) for k, v in clusters.items() if int(v) > 0} if isinstance(clusters, dict) else {}
+        except (ValueError, TypeError):
+            return {}
+
+    def _ports_file(self) -> dict[str, object]:
         try:
             data = json.loads((self.dir / PORTS_FILE).read_text())
-            return {k: int(v) for k, v in data.items() if k in Ports._fields and int(v) > 0}
-        except (OSError, ValueError, TypeError, AttributeError):
+        except (OSError, ValueError):
             return {}
+        return data if isinstance(data, dict) else {}
 
     def up(
         self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
@@ -350,7 +376,7 @@ class Stack:
         ports, lines = choose_ports(self.recorded_ports(), asked)
         try:
             info = self._start_temporal(ports, origin, root, timeout_s)
-            self._start_clusters(info, origin, timeout_s)
+            lines += self._start_clusters(info, origin, timeout_s)
             self._start_forge(info, origin, ports.forge, timeout_s)
             self._start_worker(info, timeout_s)
         except BaseException:
@@ -367,7 +393,7 @@ class Stack:
         lines: list[str] = []
         origin = Path(str(info["repo_url"]))
         if "clusters" in dead:
-            self._start_clusters(info, origin, timeout_s)
+            lines += self._start_clusters(info, origin, timeout_s)
         if "forge" in dead:
             old = int(str(info["forge_url"]).rsplit(":", 1)[1])
             port, line = choose_port("forge", old, None)
@@ -386,9 +412,14 @@ class Stack:
             self._start_worker(info, timeout_s)
         return Started(info, "restarted", tuple(d for d in ("clusters", "forge", "worker") if d in dead), lines)
 
-    def _record_ports(self, ports: Ports) -> None:
+    def _record_ports(self, ports: Ports | None = None, clusters: dict[str, int] | None = None) -> None:
+        """Record the servers' ports (`ports`) and the clusters' (`clusters`) in `ports.json`, keeping
+        what is not given."""
+        data = self._ports_file()
+        data.update(ports._asdict() if ports else {})
+        data.update({"clusters": clusters} if clusters is not None else {})
         tmp = self.dir / f"{PORTS_FILE}.tmp"
-        tmp.write_text(json.dumps(ports._asdict()))
+        tmp.write_text(json.dumps(data))
         os.replace(tmp, self.dir / PORTS_FILE)
 
     def _start_temporal(self, ports: Ports, origin: Path, root: str, timeout_s: float) -> dict[str, object]:
@@ -434,13 +465,17 @@ class Stack:
         wait_until(lambda: port_open(f"127.0.0.1:{ports.http}"), timeout_s, "Temporal's HTTP API")
         return info
 
-    def _start_clusters(self, info: dict[str, object], origin: Path, timeout_s: float) -> None:
-        """A simulated cluster per environment on origin's main (on free ports: the kubeconfig is written anew)."""
+    def _start_clusters(self, info: dict[str, object], origin: Path, timeout_s: float) -> list[str]:
+        """A simulated cluster per environment on origin's main, each on the port the last `up` recorded
+        when it is free, else a free one (the kubeconfig is written anew); returns a line per cluster
+        whose port changed."""
         kubeconfig = self.dir / "kubeconfig"
         kubeconfig.unlink(missing_ok=True)
         envs = sorted(p.parent.name for p in self._environments(origin))
+        old = self.recorded_cluster_ports()
         sim = [sys.executable, "-m", "promoter.sim", "--kubeconfig", str(kubeconfig)]
         sim += ["--state-dir", str(self.dir / "clusters"), *[a for env in envs for a in ("--env", env)]]
+        sim += [a for env in envs if env in old for a in ("--port", f"{env}={old[env]}")]
         clusters = self._spawn(sim, "clusters.log", {})
         info["kubeconfig"] = str(kubeconfig)
         info["clusters"] = envs
@@ -448,6 +483,14 @@ class Stack:
         wait_until(lambda: kubeconfig.exists() or not alive(clusters), timeout_s, "the simulated clusters")
         if not alive(clusters):
             raise BadInput(f"the simulated clusters did not start; see {self.logs / 'clusters.log'}")
+        now = cluster_ports(kubeconfig)
+        self._record_ports(clusters=now)
+        return [
+            f"the simulated cluster {env}: port {old[env]} is taken by another program, so it listens on "
+            f"{port}; a kubeconfig copied from {kubeconfig} before is stale"
+            for env, port in sorted(now.items())
+            if env in old and old[env] != port
+        ]
 
     def _start_forge(self, info: dict[str, object], origin: Path, port: int, timeout_s: float) -> None:
         """The local forge's pages on `port`."""

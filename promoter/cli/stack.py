@@ -35,6 +35,10 @@ def up(
     started = stack.start(repo, port=port, ui_port=ui_port)
     info = started.info
     if started.how == "running":
+        moved = _asked_to_move(info, port, ui_port)
+        if moved:
+            err.print(f"error: {_running_line(stack.dir, info).split(';')[0]}; {moved}", markup=False)
+            raise Exit(2)
         out.print(_running_line(stack.dir, info), markup=False)
         raise Exit(0)
     for line in started.lines:  # a port that changed: the links to its old one are dead
@@ -56,6 +60,22 @@ def up(
     finally:
         stack.down()
     raise Exit(0)
+
+
+def _asked_to_move(info: dict[str, object], port: int | None, ui_port: int | None) -> str:
+    """What to do when `up` on a running stack asks for other ports ("" when it asks for none, or for
+    those it has): a running server cannot move, and silence would leave the ports asked for unused."""
+    now = {
+        "--port": str(info["temporal_address"]).rsplit(":", 1)[1],
+        "--ui-port": str(info["ui_url"]).rsplit(":", 1)[1],
+    }
+    asked = {flag: str(n) for flag, n in (("--port", port), ("--ui-port", ui_port)) if n is not None}
+    other = {flag: n for flag, n in asked.items() if now[flag] != n}
+    if not other:
+        return ""
+    flags = " ".join(f"{flag} {n}" for flag, n in other.items())
+    where = ", ".join(f"{now[f]} ({f})" for f in other)
+    return f"it listens on {where}: `promoter down`, then `promoter up {flags}` to move it"
 
 
 def _running_line(where: Path, info: dict[str, object]) -> str:

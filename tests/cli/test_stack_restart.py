@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from promoter.stack import Stack, alive, choose_ports, free_port, wait_until
+from promoter.stack import Stack, alive, choose_ports, cluster_ports, free_port, wait_until
 from tests.support.gitops import DEFAULT_PORTS, PROMOTER, Cli, Origin, listening_ports, running_stack
 
 ADDRESSES = ("temporal_address", "temporal_http_url", "ui_url", "forge_url")
@@ -66,6 +66,36 @@ def test_up_on_a_running_stack_says_so_in_one_line(shared: tuple[Cli, Origin]) -
     assert line.startswith(f"the stack in {cli.state_dir.resolve()} is already running"), line
     assert all(str(before[k]) in line for k in ADDRESSES), line
     assert stack_json(cli) == before  # nothing restarted
+    other = str(free_port())  # a running server cannot move: asked to, `up` says how, and changes nothing
+    moved = subprocess.run(
+        [*PROMOTER, "up", "--detach", "--state-dir", str(cli.state_dir), "--port", other],
+        env=cli.env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        stdin=subprocess.DEVNULL,
+    )
+    grpc = str(before["temporal_address"]).rsplit(":", 1)[1]
+    assert moved.returncode == 2 and moved.stderr.strip().endswith(
+        f"is already running (Temporal {before['temporal_address']}, UI {before['ui_url']}, HTTP "
+        f"{before['temporal_http_url']}, forge {before['forge_url']}/pulls); it listens on {grpc} (--port): "
+        f"`promoter down`, then `promoter up --port {other}` to move it"
+    ), moved.stderr
+    assert stack_json(cli) == before
+
+
+def test_a_stack_json_that_a_start_cut_short_is_not_a_running_stack(tmp_path: Path) -> None:
+    """`up` killed (SIGKILL) after Temporal started leaves a stack.json with its PID alone: the parts it
+    never recorded count as not running, so the next `up` starts them rather than saying it runs."""
+    from promoter.stack import proc_start
+
+    stack = Stack(tmp_path)
+    (tmp_path / "stack.json").write_text(
+        json.dumps({"pids": {"temporal": os.getpid()}, "started": {"temporal": proc_start(os.getpid())}})
+    )
+    info = stack.info()
+    assert info is not None and stack.dead(info) == ["clusters", "forge", "worker"]
+    assert not stack.running()
 
 
 def test_up_after_the_worker_died_restarts_only_the_worker(shared: tuple[Cli, Origin]) -> None:
@@ -92,18 +122,29 @@ def test_down_then_up_keeps_every_free_port_and_names_a_taken_one(shared: tuple[
     """One `down`/`up` (each costs seconds): the Web UI's port is taken in between, the others stay."""
     cli, _ = shared
     before = addresses(cli)
+    kubeconfig = cli.state_dir / "kubeconfig"
+    clusters = cluster_ports(kubeconfig)
     ui_port = int(str(before["ui_url"]).rsplit(":", 1)[1])
     assert cli("down", "--state-dir", str(cli.state_dir)).returncode == 0
-    with socket.socket() as squatter:  # another program takes the Web UI's port while the stack is down
-        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: past TIME_WAIT
-        squatter.bind(("127.0.0.1", ui_port))
-        squatter.listen()
+    with socket.socket() as squatter, socket.socket() as other:  # two ports are taken while the stack is down
+        for sock, port in ((squatter, ui_port), (other, clusters["staging"])):  # the UI's, staging's cluster's
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as servers do: past TIME_WAIT
+            sock.bind(("127.0.0.1", port))
+            sock.listen()
         again = up(cli)
     assert again.returncode == 0, again.stderr
     lines = again.stderr.splitlines()
-    assert len(lines) == 1, again.stderr
+    assert len(lines) == 2, again.stderr
     assert lines[0].startswith(f"warning: the Temporal Web UI: port {ui_port} is taken by another program, so"), lines
     assert f"links to port {ui_port} (Web UI links in PR bodies" in lines[0] and "are dead" in lines[0], lines
+    assert lines[1].startswith(
+        f"warning: the simulated cluster staging: port {clusters['staging']} is taken by another program, so"
+    ), lines
+    now = cluster_ports(kubeconfig)  # the other clusters keep theirs: a kubeconfig copied before still works
+    assert now["staging"] != clusters["staging"] and {e: p for e, p in now.items() if e != "staging"} == {
+        e: p for e, p in clusters.items() if e != "staging"
+    }
+    assert json.loads((cli.state_dir / "ports.json").read_text())["clusters"] == now
     after = addresses(cli)
     assert after["ui_url"] != before["ui_url"] and f"Temporal UI   {after['ui_url']}" in again.stdout
     assert {k: after[k] for k in ADDRESSES if k != "ui_url"} == {k: before[k] for k in ADDRESSES if k != "ui_url"}
@@ -136,7 +177,7 @@ def test_a_pid_reused_after_a_reboot_is_not_the_stacks(tmp_path: Path) -> None:
         json.dumps({"pids": {"temporal": os.getpid()}, "started": {"temporal": "1"}, "repo_url": "x"})
     )
     stack = Stack(tmp_path)
-    assert stack.dead(stack.info() or {}) == ["temporal"] and not stack.running()
+    assert stack.dead(stack.info() or {}) == ["temporal", "clusters", "forge", "worker"] and not stack.running()
     assert stack.down() and alive(os.getpid()) and not (tmp_path / "stack.json").exists()
 
 
