@@ -8,6 +8,7 @@ from typing import Protocol
 from temporalio import activity
 
 from activities import classified
+from promoter.errors import BadInput
 from promoter.models import PrepareInput, PromotionPlan, PromotionRequest
 
 
@@ -19,13 +20,27 @@ class ResolvingGit(Protocol):
 
 
 class GitActivities:
-    def __init__(self, repo: ResolvingGit) -> None:
+    def __init__(self, repo: ResolvingGit, merge_methods: tuple[str, ...] | None = None, forge: str = "") -> None:
+        """`merge_methods`: the ones the worker's forge (`forge`, its name) can merge with; None: any."""
         self.repo = repo
+        self.merge_methods = merge_methods
+        self.forge = forge
 
     @activity.defn(name="plan")
     @classified
     def resolve(self, req: PromotionRequest) -> PromotionPlan:
-        return self.repo.resolve(req)
+        """The request read into a plan; refused (`BadInput`, before anything is pushed) when an
+        environment asks for a merge method the forge cannot do, rather than at its merge."""
+        plan = self.repo.resolve(req)
+        for e in plan.environments:
+            method = e.config.merge.method
+            if self.merge_methods is not None and method is not None and method not in self.merge_methods:
+                raise BadInput(
+                    f"environments/{e.config.name}/environment.yaml: merge.method {method}: the {self.forge} forge "
+                    f"merges only with {' or '.join(self.merge_methods)}; set merge.method to "
+                    f"{self.merge_methods[0]} (or remove it), or use a forge that can {method}"
+                )
+        return plan
 
     @activity.defn(name="change_patch")
     @classified

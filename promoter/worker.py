@@ -77,6 +77,16 @@ class Workers:
             await w.__aexit__(*exc)  # type: ignore[arg-type]
 
 
+def _merge_methods(forge: object) -> tuple[tuple[str, ...] | None, str]:
+    """The merge methods `forge` can do (None: all that environment.yaml allows), and its name: the
+    local forge merges only with a merge commit."""
+    from promoter.forges.local import MERGE_METHODS, LocalForge
+
+    if isinstance(forge, LocalForge):
+        return tuple(m for m in MERGE_METHODS if m), "local"
+    return None, type(forge).__name__
+
+
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
     """The task queue's worker and its PR watchers, over the adapters the settings' factories build
     (the repository, the forge, the policy engine), each built once and shared by the activities."""
@@ -84,7 +94,8 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     if settings.commit_signing_key:  # promoter signs the commits it writes (docs/approving.md, "Held versions")
         repo.sign_commits_with(_read_key(settings.commit_signing_key))
     forge = settings.make_forge(repo)
-    git_acts, forge_acts = GitActivities(repo), ForgeActivities(forge, repo, settings.review_poll_s)
+    git_acts = GitActivities(repo, *_merge_methods(forge))
+    forge_acts = ForgeActivities(forge, repo, settings.review_poll_s)
     cluster = ClusterActivities(repo)
     policy = PolicyActivities(
         repo,

@@ -7,7 +7,7 @@ import json
 import os
 from collections.abc import Awaitable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from temporalio.runtime import Runtime
 
     from promoter.gitrepo import GitClone
+    from promoter.models import PromotionStatus
     from promoter.promotions import Promotions
 
 
@@ -181,3 +182,14 @@ def check_known(repository: GitClone, app_name: str, env: str | None) -> None:
         apps += [a for a in repository.environment_apps(name)[2] if a not in apps]
     if app_name not in apps:
         raise PromoterError(f"unknown app '{app_name}'; apps: {', '.join(apps) or 'none'}")
+
+
+def print_status(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str | None) -> None:
+    """A promotion's or lift's status as `promoter status` prints it: its stages, drift and link."""
+    from promoter.cli.render import status_parts
+
+    for part in status_parts(st, drift, url):
+        if isinstance(part, str):
+            out.print(part, markup=False, highlight=False)
+        else:
+            out.print(part)

@@ -1,4 +1,4 @@
-"""`promoter promote`, `dry-run` and `lift-hold`: what starts work on a worker, and following it."""
+"""`promoter promote` and `dry-run`: what starts work on a worker, and following it."""
 
 from __future__ import annotations
 
@@ -13,7 +13,6 @@ from promoter.cli.common import (
     SetName,
     StateDir,
     app,
-    changed,
     checked_request,
     client,
     err,
@@ -23,9 +22,7 @@ from promoter.cli.common import (
     whoami,
 )
 from promoter.cli.render import nothing_to_promote, stage_lines, stage_plan, subject, table
-from promoter.errors import ConnectionLost, PromoterError
-from promoter.names import check as check_name
-from promoter.names import check_revision, workflow_id
+from promoter.errors import ConnectionLost
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
@@ -252,46 +249,4 @@ async def _dry_run(
         err.print(f"{dry.denied[0]} would be denied: a promotion of {p.app} would stop there", markup=False)
         return 1
     out.print(nothing_to_promote(dry) or "every stage could pass", markup=False)
-    return 0
-
-
-@app.command("lift-hold")
-def lift_hold(
-    app_name: Annotated[str, typer.Argument(metavar="APP")],
-    env: Annotated[str, typer.Option("--env", help="the environment the commit is held out of")],
-    commit: Annotated[str, typer.Option("--commit", help="the held commit")],
-    requested_by: Annotated[str, typer.Option("--as", help="who asks")],
-    reason: Annotated[str, typer.Option(help="why it may be promoted there again (required)")],
-    as_json: AsJson = False,
-    state_dir: StateDir = None,
-) -> None:
-    """Lift the hold an automatic revert put on a commit, through a PR that ENV's approvers must approve."""
-    run_async(_lift_hold(Settings.load(state_dir), app_name, env, commit, requested_by, reason, as_json))
-
-
-# the old name, hidden: click says on stderr that it is deprecated, and it lifts the hold
-app.command("release-hold", hidden=True, deprecated=True)(lift_hold)
-
-
-async def _lift_hold(
-    s: Settings, app_name: str, env: str, commit: str, who: str, reason: str, as_json: bool = False
-) -> int:
-    from promoter import api
-    from promoter.models import LiftHoldInput
-
-    workflow_id(app_name)
-    check_name(env, "environment")
-    check_revision(commit)
-    if not reason.strip():
-        raise PromoterError("lifting a hold needs a reason: add --reason TEXT")
-    temporal = await client(s)
-    req = LiftHoldInput(app=app_name, env=env, commit=commit, requested_by=who, reason=reason)
-    handle = await api.lift_hold(temporal, s.task_queue, req)
-    stage = await api.GrpcPromotions(temporal).hold_pr(handle.id)
-    if as_json:
-        pr = {"pr_number": stage.pr_number, "pr_url": stage.pr_url, "state": stage.state.value}
-        changed(s, handle.id, handle.result_run_id, app=app_name, env=env, commit=commit, **pr, message=stage.message)
-        return 0
-    out.print(f"{handle.id}: PR #{stage.pr_number} {stage.pr_url}", markup=False, highlight=False)
-    out.print(f"{stage.message}; approve with `promoter approve {handle.id} --env {env} --as <you>`", markup=False)
     return 0

@@ -9,16 +9,28 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from promoter.cli.common import StateDir, app, changed, check_known, client, err, out, promotions_of, run_async
-from promoter.cli.render import KIND, LIFT_KIND, lift_status, list_row, listing, stage_lines, status_parts
+from promoter.cli.common import (
+    StateDir,
+    app,
+    changed,
+    check_known,
+    client,
+    err,
+    out,
+    print_status,
+    promotions_of,
+    run_async,
+)
+from promoter.cli.lift import lift_of
+from promoter.cli.render import KIND, lift_status, list_row, listing
 from promoter.errors import PromoterError
 from promoter.names import LIFT_PREFIX, promotion_id, workflow_id
 from promoter.names import check as check_name
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
-    from promoter.models import Decision, PromotionStatus
-    from promoter.promotions import Execution, Listed, Promotions
+    from promoter.models import Decision
+    from promoter.promotions import Listed, Promotions
 
 DRIFT_ROWS = 50  # the newest drift checks `status` reads (one page), for the latest of each environment
 # its formats are in docs/cli.md (the README shows none)
@@ -52,7 +64,7 @@ async def _status(s: Settings, promotion: str | None, as_json: bool, follow: boo
     if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
     if wid.startswith(LIFT_PREFIX):
-        return await _lift(s, promotions, execution, as_json, follow)
+        return await lift_of(s, promotions, execution, as_json, follow)
     if follow:  # as `promote --wait` follows what it started: its output, its exit codes, its Ctrl-C
         from promoter.cli.promote import _wait
 
@@ -68,39 +80,8 @@ async def _status(s: Settings, promotion: str | None, as_json: bool, follow: boo
             )
         )
     else:
-        _print_status(st, drift, url)
+        print_status(st, drift, url)
     return 0
-
-
-async def _lift(s: Settings, promotions: Promotions, execution: Execution, as_json: bool, follow: bool) -> int:
-    """A lift of a hold (`promoter lift-hold`): its one stage, its gate and PR; followed to its end when asked."""
-    import asyncio
-
-    seen: dict[str, str] = {}
-    while True:
-        st = lift_status(
-            execution.id, execution.run_id, execution.status, await promotions.lift(execution), execution.memo
-        )
-        if not follow or execution.status != "RUNNING":
-            break
-        for line in [] if as_json else stage_lines(st, seen):
-            out.print(line, markup=False, highlight=False)
-        await asyncio.sleep(0.5)
-        execution = await promotions.describe(execution.id) or execution
-    url = s.workflow_url(execution.id, execution.run_id)
-    if as_json:
-        print(json.dumps({**st.model_dump(mode="json"), "kind": LIFT_KIND, "url": url}))
-    else:
-        _print_status(st, {}, url)
-    return (0 if st.state.value == "succeeded" else 1) if follow else 0
-
-
-def _print_status(st: PromotionStatus, drift: dict[str, dict[str, Any]], url: str | None) -> None:
-    for part in status_parts(st, drift, url):
-        if isinstance(part, str):
-            out.print(part, markup=False, highlight=False)
-        else:
-            out.print(part)
 
 
 async def _app_drift(promotions: Promotions, app_name: str, envs: list[str] | None) -> dict[str, dict[str, Any]]:

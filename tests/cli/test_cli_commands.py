@@ -146,8 +146,12 @@ def test_lift_hold_json_and_history_s_lifted_hold_row(stack: tuple[Cli, Origin])
         assert re.fullmatch(r"[0-9a-f-]{36}", lift["run_id"]), lift
         assert lift["pr_url"].endswith(f"/pulls/{lift['pr_number']}") and lift["state"] == "awaiting_approval"
         assert lift["url"].endswith(f"/workflows/release-hold-demo-staging/{lift['run_id']}/history")
+        follower = cli.popen("status", "release-hold-demo-staging", "--follow")  # as `promote --wait` follows
         approved = cli("approve", "release-hold-demo-staging", "--env", "staging", "--as", "bob", "--json")
         assert approved.returncode == 0, approved.stderr
+        followed, errors = follower.communicate(timeout=120)
+        assert follower.returncode == 0 and errors == "", (followed, errors)  # to its end: succeeded
+        assert "staging: awaiting_approval" in followed and "release-hold-demo-staging" in followed, followed
         decided = json.loads(approved.stdout)
         assert (decided["id"], decided["run_id"], decided["decision"], decided["approver"]) == (
             "release-hold-demo-staging",

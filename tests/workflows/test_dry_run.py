@@ -75,7 +75,8 @@ async def test_a_new_apps_configmap_left_behind_as_a_local_file_is_an_advisory_a
     """A new app exists in dev only; its ConfigMap is in `configmap.yaml`, a local file, so promotion
     never copies it: staging and prod are told, as a warning (never a denial), that they must hold
     their own copy. Its Secret, which no folder defines, is not named (it is made outside Git); demo,
-    whose later folders hold their own ConfigMap, is told nothing."""
+    whose later folders hold their own ConfigMap, is told nothing. And a merge method the local forge
+    cannot do (squash) is refused as the request is resolved."""
     origin = origin_factory()
     demo = origin.work / "environments/dev/demo"
     files = {f"environments/dev/fresh/{f.name}": f.read_text().replace("demo", "fresh") for f in demo.iterdir()}
@@ -99,3 +100,14 @@ async def test_a_new_apps_configmap_left_behind_as_a_local_file_is_an_advisory_a
         origin.bump(tag="7.0.0")
         plain = await api.dry_run(dev_env.client, tq, "demo")
         assert not [v for s in plain.stages if s.decision for v in s.decision.warn if "local_file" in v.rule]
+        # a merge method the worker's forge cannot do is refused as the request is resolved, not at its merge
+        staging = origin.work / "environments/staging/environment.yaml"
+        origin.commit(
+            {"environments/staging/environment.yaml": staging.read_text() + "merge: {method: squash}\n"}, "squash"
+        )
+        with pytest.raises(Exception) as refused:
+            await api.dry_run(dev_env.client, tq, "demo")
+        assert (
+            "environments/staging/environment.yaml: merge.method squash: the local forge merges only with merge; "
+            "set merge.method to merge (or remove it), or use a forge that can squash"
+        ) in str(refused.value), refused.value
