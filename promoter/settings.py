@@ -58,6 +58,7 @@ class Settings:
     forge_repo: str | None = None  # OWNER/NAME (GitHub, Gitea) or group/project (GitLab)
     forge_url: str | None = None  # the API's base URL; default: the provider's public one
     forge_token: str | None = field(default=None, repr=False)  # never printed, logged or put in history
+    github_api_version: str | None = None  # X-GitHub-Api-Version; default: promoter.forges.github.API_VERSION
     opa_token: str | None = field(default=None, repr=False)  # likewise
     merge_method: MergeMethod = "merge"
     ssh_key: str | None = None
@@ -136,6 +137,7 @@ class Settings:
         self.forge_url = env.get("PROMOTER_FORGE_URL", self.forge_url)
         self.forge_token = _secret(env, "PROMOTER_FORGE_TOKEN") or self.forge_token
         secrets.register(self.forge_token)
+        self.github_api_version = env.get("PROMOTER_GITHUB_API_VERSION") or self.github_api_version
         self.opa_token = _secret(env, "PROMOTER_OPA_TOKEN") or self.opa_token
         secrets.register(self.opa_token)
         secrets.register_environment(env)
@@ -199,6 +201,8 @@ class Settings:
         }
         if self.forge_url:
             options["api_url"] = self.forge_url
+        if self.forge == "github" and self.github_api_version:
+            options["api_version"] = self.github_api_version
         return make_forge(self.forge, **options)
 
     def repository(self, cache: str = "") -> GitClone:

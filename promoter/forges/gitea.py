@@ -2,8 +2,14 @@
 
 The token needs the scopes `write:repository` and `write:issue` (labels and comments). Where Gitea
 differs from GitHub: no check runs (CI reports commit statuses, whose field is `status`), PRs are
-not filterable by head (the open ones are listed and filtered here), and a merge is
-`POST …/pulls/N/merge` with `Do`.
+not filterable by head (the open ones are listed and filtered here), a list's page size is `limit`,
+and a merge is `POST …/pulls/N/merge` with `Do`, answered without a body.
+
+Reviews: Gitea marks each review `official` when it counts toward the branch's required approvals (a
+reviewer allowed to approve, and only their latest approve or reject review: submitting another
+one clears the flag on their earlier ones), `stale` when given on an older head and `dismissed` when
+dismissed. Only an official approval that is neither stale nor dismissed counts here too: a stale one
+is left out, a dismissed one is `dismissed`, and one Gitea does not call official is `unapproved`.
 """
 
 from __future__ import annotations
@@ -11,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
+from promoter.errors import TemporaryError
 from promoter.forges import Review, register
 from promoter.forges.github import GitHubForge
 
@@ -26,6 +33,12 @@ REVIEW_STATES = {
 class GiteaForge(GitHubForge):
     name = "Gitea"
     scopes = "the scopes write:repository and write:issue"
+    page_size_param = "limit"  # Gitea's list parameters are `page` and `limit`
+    # Gitea's refusals of a merge that branch protection holds back (services/pull CheckPullBranchProtections:
+    # "Not all required status checks successful", "Does not have enough approvals", "There are requested
+    # changes", "There are official review requests", "The head branch is behind the base branch",
+    # "Changed protected files")
+    gate_words = ("status check", "approvals", "requested changes", "review requests", "behind the base", "protected")
 
     def __init__(
         self,
@@ -36,6 +49,7 @@ class GiteaForge(GitHubForge):
         **kwargs: Any,
     ) -> None:
         base = api_url.rstrip("/")
+        kwargs.setdefault("api_version", None)  # GitHub's version header means nothing to Gitea
         super().__init__(
             repository, token, base if base.endswith("/api/v1") else base + "/api/v1", merge_method, **kwargs
         )
@@ -68,7 +82,25 @@ class GiteaForge(GitHubForge):
         if r.get("stale"):  # given on an older head
             return None
         review = super()._review(r)
-        return dataclasses.replace(review, state="dismissed") if review and r.get("dismissed") else review
+        if review is None:
+            return None
+        if r.get("dismissed"):
+            return dataclasses.replace(review, state="dismissed")
+        if review.state == "approved" and r.get("official") is False:  # counts toward no approval on Gitea
+            return dataclasses.replace(review, state="unapproved")
+        return review
+
+    def _merged_as(self, number: int) -> str:
+        """Gitea's PR always names its merge commit once merged: none yet is asked again later."""
+        raise TemporaryError(f"{self.name} shows PR #{number} merged but names no merge commit yet; asking again")
+
+    def _why_blocked(self, pr: Any, answer: str) -> Exception:
+        """As GitHub's, and Gitea's "Please try again later" (the PR's mergeability is still being
+        checked) is waited out, not a conflict."""
+        reason = super()._why_blocked(pr, answer)
+        if not isinstance(reason, TemporaryError) and "try again later" in answer.lower():
+            return TemporaryError(f"{self.name} is still checking whether PR #{pr.number} can merge: {answer}")
+        return reason
 
     def checks(self, sha: str) -> list[str]:
         status = self.api.request("GET", f"{self.repo_path}/commits/{sha}/status", what=f"statuses of {sha[:7]}")
@@ -84,11 +116,13 @@ class GiteaForge(GitHubForge):
 
     _commit_query = {"stat": "false", "verification": "false", "files": "false"}  # only the accounts are read
 
-    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> None:
+    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> str | None:
+        """Merge; Gitea answers without a body, so the merge commit is read from the PR afterwards."""
         payload: dict[str, Any] = {"Do": method, "MergeTitleField": title, "MergeMessageField": message}
         if expected_head:
             payload["head_commit_id"] = expected_head
         self.api.request("POST", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}")
+        return None
 
 
 @register("gitea")

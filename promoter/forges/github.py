@@ -7,14 +7,17 @@ speak a dialect of the same API (see gitea.py).
 
 from __future__ import annotations
 
+import dataclasses
+import re
 from datetime import datetime
 from typing import Any
 
-from promoter.errors import Conflict, NotFound, TemporaryError
+from promoter.errors import BadInput, Conflict, NotFound, TemporaryError
 from promoter.forges import Review, already_merged, newest, pr_state, register
 from promoter.forges.http import ApiClient, Blocked
 from promoter.models import PullRequest
 
+API_VERSION = "2022-11-28"  # the REST API version every request pins (X-GitHub-Api-Version)
 BODY_LIMIT = 65536  # characters GitHub accepts in a PR body or comment
 MAX_CACHED_COMMITS = 100_000  # commits whose logins are kept (a commit never changes)
 TRUNCATED = "\n\n… (truncated to fit the forge's limit; the full report is in the promotion's result)"
@@ -25,6 +28,9 @@ REVIEW_STATES = {
     "DISMISSED": "dismissed",
     "PENDING": "pending",
 }
+# review states after which a reviewer's earlier approval no longer stands: GitHub counts a reviewer's
+# latest review that is not a comment (a COMMENTED review changes nothing)
+TAKES_BACK = ("changes_requested", "dismissed")
 
 
 def fit(text: str, limit: int = BODY_LIMIT) -> str:
@@ -36,6 +42,7 @@ class GitHubForge:
     authenticates = True  # a review's author is the login the forge authenticated (the token's users)
     pins_reviews = True  # every review carries the commit it was given on (`commit_id`); Gitea's too
     scopes = "`repo` (classic) or Pull requests, Contents and Issues read & write (fine-grained, App)"
+    page_size_param = "per_page"  # the list's page size, as the forge names it (Gitea: limit)
 
     def __init__(
         self,
@@ -44,6 +51,7 @@ class GitHubForge:
         api_url: str = "https://api.github.com",
         merge_method: str = "merge",
         client: ApiClient | None = None,
+        api_version: str | None = API_VERSION,
     ) -> None:
         if repository.count("/") != 1:
             raise NotFound(f"the {self.name} repository must be OWNER/NAME, not {repository!r}")
@@ -53,6 +61,14 @@ class GitHubForge:
         self.owner = repository.split("/")[0]
         self.merge_method = merge_method
         self.api = client or ApiClient(self.name, api_url, self.auth(token), scope_hint=self.scopes)
+        self.api.page_size_param = self.page_size_param
+        if api_version is not None:
+            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", api_version):
+                raise BadInput(
+                    f"PROMOTER_GITHUB_API_VERSION must be a GitHub REST API version such as {API_VERSION}, "
+                    f"not {api_version[:40]!r}"
+                )
+            self.api.headers["X-GitHub-Api-Version"] = api_version
         self.repo_path = f"/repos/{repository}"
         self._logins: dict[str, list[str]] = {}  # commit -> its logins (a commit never changes)
 
@@ -61,7 +77,9 @@ class GitHubForge:
 
     # ---------------------------------------------------------------- reading
 
-    def _pr(self, data: dict[str, Any]) -> PullRequest:
+    def _pr(self, data: dict[str, Any], merge_commit: str | None = None) -> PullRequest:
+        """The PR of an answer; its merge commit is `merge_commit` (the merge's own answer) or the PR's
+        `merge_commit_sha`, which GitHub's API version 2026-03-10 no longer has (None then)."""
         state = pr_state("merged" if data.get("merged") or data.get("merged_at") else str(data["state"]))
         return PullRequest(
             number=data["number"],
@@ -72,7 +90,7 @@ class GitHubForge:
             state=state,
             url=data["html_url"],
             head_sha=data["head"]["sha"],
-            merge_commit=data.get("merge_commit_sha") if state == "merged" else None,
+            merge_commit=(merge_commit or data.get("merge_commit_sha")) if state == "merged" else None,
         )
 
     def _by_head(self, head: str) -> dict[str, str]:
@@ -96,7 +114,22 @@ class GitHubForge:
         ]
 
     def get_pull_request(self, number: int) -> PullRequest:
-        return self._pr(self.api.request("GET", f"{self.repo_path}/pulls/{number}", what=f"PR #{number}").body)
+        pr = self._pr(self.api.request("GET", f"{self.repo_path}/pulls/{number}", what=f"PR #{number}").body)
+        if pr.state == "merged" and pr.merge_commit is None:
+            pr = pr.model_copy(update={"merge_commit": self._merged_as(number)})
+        return pr
+
+    def _merged_as(self, number: int) -> str:
+        """The merge commit of a merged PR whose answer names none: the `commit_id` of its `merged`
+        issue event (`GET /repos/{owner}/{repo}/issues/{n}/events`), the newest one."""
+        merged = [
+            str(e["commit_id"])
+            for e in self.api.paginate(f"{self.repo_path}/issues/{number}/events", what=f"events of PR #{number}")
+            if isinstance(e, dict) and e.get("event") == "merged" and e.get("commit_id")
+        ]
+        if not merged:
+            raise TemporaryError(f"{self.name} shows PR #{number} merged but names no merge commit yet; asking again")
+        return merged[-1]
 
     review_states = REVIEW_STATES
 
@@ -112,11 +145,14 @@ class GitHubForge:
         )
 
     def reviews(self, number: int) -> list[Review]:
+        """The PR's reviews, oldest first, as the gate takes them in: an approval followed by the same
+        reviewer's later request for changes (or a dismissed later review) no longer stands, and is
+        `unapproved`; a later comment changes nothing."""
         found = (
             self._review(r)
             for r in self.api.paginate(f"{self.repo_path}/pulls/{number}/reviews", what=f"reviews of PR #{number}")
         )
-        return [r for r in found if r is not None]
+        return latest_stands([r for r in found if r is not None])
 
     def checks(self, sha: str) -> list[str]:
         """Commit statuses and check runs of `sha` that are not successful, as `name (state)`."""
@@ -215,19 +251,27 @@ class GitHubForge:
             return pr
         title, _, rest = (message or pr.title).partition("\n")
         try:
-            self._merge_call(number, title, rest.strip("\n"), expected_head, method or self.merge_method)
+            sha = self._merge_call(number, title, rest.strip("\n"), expected_head, method or self.merge_method)
         except Conflict as e:
             again = self.get_pull_request(number)
             if again.state == "merged":  # merged by an earlier attempt whose answer was lost
                 return again
             raise self._why_blocked(again, str(e)) from None
-        return self.get_pull_request(number)
+        if sha is None:
+            return self.get_pull_request(number)
+        merged = self.api.request("GET", f"{self.repo_path}/pulls/{number}", what=f"PR #{number}").body
+        return self._pr(merged, merge_commit=sha)
 
-    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> None:
+    def _merge_call(self, number: int, title: str, message: str, expected_head: str | None, method: str) -> str | None:
+        """Merge; the merge commit's sha, from the answer (`{"sha", "merged", "message"}`)."""
         payload: dict[str, Any] = {"merge_method": method, "commit_title": title, "commit_message": message}
         if expected_head:
             payload["sha"] = expected_head  # GitHub refuses (409) if the head moved meanwhile
-        self.api.request("PUT", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}")
+        answer = self.api.request(
+            "PUT", f"{self.repo_path}/pulls/{number}/merge", payload, what=f"merge of PR #{number}"
+        ).body
+        sha = answer.get("sha") if isinstance(answer, dict) else None
+        return str(sha) if sha else None
 
     def _why_blocked(self, pr: PullRequest, answer: str) -> Exception:
         if "head branch was modified" in answer.lower() or "merge conflict" in answer.lower():
@@ -235,9 +279,13 @@ class GitHubForge:
         failing = self.checks(pr.head_sha or "") if pr.head_sha else []
         if failing:
             return Blocked(f"PR #{pr.number} is blocked by required check {', '.join(failing)}")
-        if "required" in answer.lower() or "protected" in answer.lower() or "review" in answer.lower():
+        if any(word in answer.lower() for word in self.gate_words):
             return Blocked(f"PR #{pr.number} is blocked by branch protection: {answer}")
         return Conflict(answer)
+
+    # words of a merge refusal that branch protection made (GitHub: "Required status check …",
+    # "At least 1 approving review is required …", "Protected branch …")
+    gate_words: tuple[str, ...] = ("required", "protected", "review")
 
     def close(self, number: int, comment: str = "") -> PullRequest:
         """Close with a comment, once: a retry finds the comment (or the closed PR) and does not repeat it."""
@@ -251,6 +299,18 @@ class GitHubForge:
                 "PATCH", f"{self.repo_path}/pulls/{number}", {"state": "closed"}, what=f"PR #{number}"
             ).body
         )
+
+
+def latest_stands(reviews: list[Review]) -> list[Review]:
+    """`reviews` (oldest first) with each approval that a later review of the same reviewer takes back
+    (`TAKES_BACK`) marked `unapproved`: a reviewer's latest review is the one that counts."""
+    out = list(reviews)
+    for i, review in enumerate(out):
+        if review.state == "approved" and any(
+            later.author == review.author and later.state in TAKES_BACK for later in reviews[i + 1 :]
+        ):
+            out[i] = dataclasses.replace(review, state="unapproved")
+    return out
 
 
 def _time(text: str | None) -> datetime:

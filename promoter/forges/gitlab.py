@@ -12,31 +12,55 @@ whatever the project's own "reset approvals on push" setting says.
 
 from __future__ import annotations
 
+import logging
 import urllib.parse
 from datetime import datetime
 from typing import Any
 
-from promoter.errors import Conflict, NotFound
+from promoter.errors import Conflict, NotFound, TemporaryError
 from promoter.forges import Review, already_merged, newest, pr_state, register
 from promoter.forges.github import _time, fit
-from promoter.forges.http import ApiClient, Blocked
+from promoter.forges.http import ApiClient, Blocked, Unauthorized
 from promoter.models import PullRequest
+
+log = logging.getLogger("promoter.forges.gitlab")
 
 BODY_LIMIT = 1_000_000  # GitLab's description limit (characters)
 STATES = {"opened": "open", "closed": "closed", "locked": "closed", "merged": "merged"}
-# detailed_merge_status values that mean "not now, maybe later" rather than "never"
+# REST's `detailed_merge_status` (docs/api/merge_requests.md, "Merge status") after a refused merge:
+# the forge decided "not now": held back until a pipeline, a person or a check lets it through
 BLOCKING = {
     "ci_must_pass": "a required pipeline",
     "ci_still_running": "a running pipeline",
     "not_approved": "missing GitLab approvals",
-    "blocked_status": "a blocking merge request",
+    "requested_changes": "requested changes",
+    "merge_request_blocked": "a blocking merge request",
     "discussions_not_resolved": "unresolved discussions",
     "draft_status": "draft status",
-    "external_status_checks": "an external status check",
     "status_checks_must_pass": "a status check",
-    "requested_changes": "requested changes",
-    "checking": "GitLab still checking",
+    "jira_association_missing": "a missing Jira issue reference",
+    "merge_time": "its merge-after time",
+    "security_policy_violations": "a security policy",
+    "locked_paths": "locked paths",
+    "locked_lfs_files": "locked LFS files",
+    # the names GitLab's REST answered before 16.x (and GraphQL still uses) for the same two
+    "blocked_status": "a blocking merge request",
+    "external_status_checks": "a status check",
 }
+STATUS_CHECKS = ("status_checks_must_pass", "external_status_checks")
+# GitLab has not decided yet: asked again (with backoff) until it has, never taken for a refusal
+STILL_CHECKING = {
+    "unchecked": "Git has not yet tested if a valid merge is possible",
+    "checking": "Git is testing if a valid merge is possible",
+    "preparing": "the merge request diff is being created",
+    "approvals_syncing": "the merge request's approvals are syncing",
+}
+# 401 on a merge, once the token read the merge request a moment before: GitLab's way of saying "This
+# user does not have permission to accept this merge request"
+NO_MERGE_PERMISSION = (
+    "the token's user may not merge it (GitLab answers 401 to a merge without the permission to merge: "
+    "the Developer role, and 'Allowed to merge' on a protected target branch)"
+)
 
 
 class GitLabForge:
@@ -212,32 +236,57 @@ class GitLabForge:
     def merge(
         self, number: int, message: str | None = None, expected_head: str | None = None, method: str | None = None
     ) -> PullRequest:
+        """Merge once. A refusal is sorted by the `detailed_merge_status` GitLab then reports: blocked
+        (`Blocked`), still being checked (asked again with backoff until GitLab decides; still
+        undecided after the client's attempts, a `TemporaryError`), or a conflict."""
         mr = self.get_pull_request(number)
         if already_merged(mr, expected_head, "merge request !"):
             return mr
         squash = self.squash if method is None else method == "squash"
-        payload: dict[str, Any] = {
-            "merge_commit_message": message or mr.title,
-            "squash": squash,
-            "should_remove_source_branch": False,
-        }
+        text = message or mr.title
+        payload: dict[str, Any] = {"merge_commit_message": text, "squash": squash, "should_remove_source_branch": False}
+        if squash:
+            payload["squash_commit_message"] = text  # the squash commit's own message
         if expected_head:
             payload["sha"] = expected_head
-        try:
-            self.api.request("PUT", self._path(number, "/merge"), payload, what=f"merge of merge request !{number}")
-        except Conflict as e:
-            data = self.api.request("GET", self._path(number), what=f"merge request !{number}").body
-            if STATES.get(data.get("state")) == "merged":
-                return self._mr(data)
-            status = str(data.get("detailed_merge_status") or "")
-            if status in BLOCKING:
-                pipeline = data.get("head_pipeline") or {}
-                detail = f" (pipeline #{pipeline['id']} {pipeline.get('status')})" if pipeline.get("id") else ""
-                if status in ("external_status_checks", "status_checks_must_pass") and data.get("sha"):
-                    detail = f": {', '.join(self.checks(str(data['sha']))) or 'none reported yet'}"
-                raise Blocked(f"merge request !{number} is blocked by {BLOCKING[status]}{detail}") from None
-            raise Conflict(f"{e} (detailed_merge_status: {status or 'unknown'})") from None
-        return self.get_pull_request(number)
+        status = ""
+        for attempt in range(1, self.api.attempts + 1):
+            try:
+                self.api.request("PUT", self._path(number, "/merge"), payload, what=f"merge of merge request !{number}")
+            except Unauthorized as e:
+                if e.status != 401:
+                    raise
+                raise Unauthorized(f"merge request !{number} was not merged: {NO_MERGE_PERMISSION}", 401) from None
+            except Conflict as e:
+                data = self.api.request("GET", self._path(number), what=f"merge request !{number}").body
+                if STATES.get(data.get("state")) == "merged":
+                    return self._mr(data)
+                status = str(data.get("detailed_merge_status") or "")
+                if status not in STILL_CHECKING:
+                    raise self._refusal(number, data, status, str(e)) from None
+                self._wait(attempt, number, status)
+                continue
+            return self.get_pull_request(number)
+        raise TemporaryError(
+            f"merge request !{number} was not merged: GitLab is still deciding ({status}: {STILL_CHECKING[status]}); "
+            "trying again"
+        )
+
+    def _wait(self, attempt: int, number: int, status: str) -> None:
+        if attempt < self.api.attempts:
+            wait = min(8.0, 0.5 * 2 ** (attempt - 1))
+            log.info("merge request !%d: GitLab is still deciding (%s); asking again in %.1fs", number, status, wait)
+            self.api.sleep(wait)
+
+    def _refusal(self, number: int, data: dict[str, Any], status: str, answer: str) -> Exception:
+        """Why GitLab refused the merge, from the merge request's `detailed_merge_status`."""
+        if status in BLOCKING:
+            pipeline = data.get("head_pipeline") or {}
+            detail = f" (pipeline #{pipeline['id']} {pipeline.get('status')})" if pipeline.get("id") else ""
+            if status in STATUS_CHECKS and data.get("sha"):
+                detail = f": {', '.join(self.checks(str(data['sha']))) or 'none reported yet'}"
+            return Blocked(f"merge request !{number} is blocked by {BLOCKING[status]}{detail}")
+        return Conflict(f"{answer} (detailed_merge_status: {status or 'unknown'})")
 
     def close(self, number: int, comment: str = "") -> PullRequest:
         mr = self.get_pull_request(number)

@@ -30,6 +30,10 @@ _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 class Unauthorized(PermanentError):
     """401/403 that no retry will fix: a bad token or a missing scope or permission."""
 
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status  # the forge's answer, 401 or 403 (a caller may know better what it means)
+
 
 class Blocked(TemporaryError):
     """A merge that branch protection or a required check holds back: retried until it passes or the
@@ -41,6 +45,7 @@ class Response:
     status: int
     headers: dict[str, str]
     body: Any
+    cached: bool = False  # a 304: the body and headers are the ones cached with the ETag
 
     def header(self, name: str) -> str:
         return self.headers.get(name.lower(), "")
@@ -61,6 +66,8 @@ class ApiClient:
     _pool: urllib3.PoolManager = field(default_factory=lambda: urllib3.PoolManager(retries=False), repr=False)
     _etags: dict[str, tuple[str, Any, dict[str, str]]] = field(default_factory=dict, repr=False)
     calls: int = 0  # requests sent (tests and metrics read it)
+    headers: dict[str, str] = field(default_factory=dict)  # sent with every request (e.g. an API version)
+    page_size_param: str = "per_page"  # the forge's name for a page's size (GitHub, GitLab; Gitea: limit)
 
     def url(self, path: str) -> str:
         """The URL of an API path; an absolute URL (a `Link` header's next page) only on the forge's
@@ -93,6 +100,7 @@ class ApiClient:
             "Accept": "application/json",
             "User-Agent": "promoter",
             "Content-Type": "application/json",
+            **self.headers,
         }
         cached = self._etags.get(url) if method == "GET" else None
         if cached:
@@ -113,7 +121,7 @@ class ApiClient:
                 self.calls += 1
             resp = Response(raw.status, {k.lower(): v for k, v in raw.headers.items()}, _json(raw.data))
             if resp.status == 304 and cached:
-                return Response(200, cached[2], cached[1])
+                return Response(200, cached[2], cached[1], cached=True)
             if 200 <= resp.status < 300:
                 if method == "GET" and resp.header("etag"):
                     self._etags[url] = (resp.header("etag"), resp.body, resp.headers)
@@ -131,14 +139,26 @@ class ApiClient:
 
     def paginate(self, path: str, params: dict[str, Any] | None = None, what: str = "") -> Iterator[Any]:
         """Every item of a paginated list, following `Link: <…>; rel="next"` (GitHub, Gitea, GitLab), only
-        to the forge's own origin (`url` refuses any other before a request is made)."""
+        to the forge's own origin (`url` refuses any other before a request is made).
+
+        A page answered `304 Not Modified` comes with the `Link` cached beside it, which is as old as
+        the page: a last page that was full then names no next page even when items were added after
+        it since (a forge's ETag covers the body, not the `Link`). So after a non-empty last page that
+        came from the cache, the next page is asked for too: empty (itself a 304 from then on, which
+        GitHub does not count against the rate limit), or the items added since."""
         url: str | None = path
-        query = {"per_page": 100, **(params or {})}
+        query: dict[str, Any] = {self.page_size_param: 100, **(params or {})}
         while url:
             resp = self.request("GET", url, params=query, what=what)
-            yield from resp.body or []
+            items = resp.body or []
+            yield from items
             match = _NEXT.search(resp.header("link"))
-            url, query = (match.group(1), {}) if match else (None, {})
+            if match:
+                url, query = match.group(1), {}
+            elif resp.cached and items:
+                url, query = _page_after(url, query), {}
+            else:
+                url = None
 
     # ---------------------------------------------------------------- sorting
 
@@ -181,11 +201,13 @@ class ApiClient:
         if resp.status == 401:
             return Unauthorized(
                 f"{label}{subject} answered 401{message}: the token is missing, invalid or "
-                f"expired; set PROMOTER_FORGE_TOKEN (or _FILE) to a valid token{self._needs()}"
+                f"expired; set PROMOTER_FORGE_TOKEN (or _FILE) to a valid token{self._needs()}",
+                401,
             )
         if resp.status == 403:
             return Unauthorized(
-                f"{label}{subject} answered 403{message}: the token lacks a permission{_scopes(resp)}{self._needs()}"
+                f"{label}{subject} answered 403{message}: the token lacks a permission{_scopes(resp)}{self._needs()}",
+                403,
             )
         if resp.status == 404:
             return NotFound(
@@ -209,6 +231,18 @@ def _origin(url: str) -> str:
     except ValueError:
         port = "?"
     return f"{scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _page_after(url: str, query: dict[str, Any]) -> str | None:
+    """The URL of the page after the one `url` and `query` asked for (`page`, 1 when unnamed); None
+    when the list is not paged by number."""
+    parts = urllib.parse.urlsplit(url)
+    merged = {**dict(urllib.parse.parse_qsl(parts.query)), **{k: str(v) for k, v in query.items() if v is not None}}
+    page = merged.get("page", "1")
+    if not page.isdigit():
+        return None
+    merged["page"] = str(int(page) + 1)
+    return urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(merged)))
 
 
 def _json(data: bytes) -> Any:

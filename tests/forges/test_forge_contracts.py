@@ -53,7 +53,12 @@ def github(httpserver: HTTPServer, waits: list[float]) -> GitHubForge:
     )
 
 
-AUTH = {"Authorization": f"Bearer {TOKEN}", "Accept": "application/json", "User-Agent": "promoter"}
+AUTH = {
+    "Authorization": f"Bearer {TOKEN}",
+    "Accept": "application/json",
+    "User-Agent": "promoter",
+    "X-GitHub-Api-Version": "2022-11-28",  # pinned: the day GitHub's default moves, nothing changes here
+}
 
 
 def test_github_open_finds_by_head_then_creates_and_labels(httpserver: HTTPServer, github: GitHubForge) -> None:
@@ -320,19 +325,23 @@ def test_gitea_merge_is_a_post_with_do_and_the_head(httpserver: HTTPServer, gite
 
 
 def test_gitea_reviews_map_states_and_skip_stale_ones(httpserver: HTTPServer, gitea: GiteaForge) -> None:
-    base = {"user": {"login": "bob"}, "body": "", "commit_id": "c" * 40, "submitted_at": "2026-11-26T10:00:00Z"}
+    base = {"body": "", "commit_id": "c" * 40, "submitted_at": "2026-11-26T10:00:00Z", "official": True}
     httpserver.expect_ordered_request(f"{GT}/pulls/3/reviews", "GET").respond_with_json(
         [
-            {**base, "id": 1, "state": "REQUEST_CHANGES"},
-            {**base, "id": 2, "state": "APPROVED", "stale": True},
-            {**base, "id": 3, "state": "APPROVED"},
-            {**base, "id": 4, "state": "APPROVED", "dismissed": True},
+            {**base, "id": 1, "user": {"login": "bob"}, "state": "REQUEST_CHANGES"},
+            {**base, "id": 2, "user": {"login": "carol"}, "state": "APPROVED", "stale": True},
+            {**base, "id": 3, "user": {"login": "dave"}, "state": "APPROVED"},
+            {**base, "id": 4, "user": {"login": "erin"}, "state": "APPROVED", "dismissed": True},
+            # Gitea's own word that this approval counts toward no required approval (a reviewer it
+            # does not allow to approve, or an approval the reviewer's later review replaced)
+            {**base, "id": 5, "user": {"login": "frank"}, "state": "APPROVED", "official": False},
         ]
     )
     assert [(r.id, r.state) for r in gitea.reviews(3)] == [
         ("1", "changes_requested"),
         ("3", "approved"),
         ("4", "dismissed"),
+        ("5", "unapproved"),
     ]
 
 
@@ -565,9 +574,11 @@ class Provider:
         auth: str,
         forbidden: dict[str, Any],
         says: str,
+        page_size: str = "per_page",
     ) -> None:
         self.name, self.make, self.pulls, self.one, self.item = name, make, pulls, one, item
         self.open_query, self.auth, self.forbidden, self.says = open_query, auth, forbidden, says
+        self.page_size = page_size  # the forge's own name of a list's page size
 
 
 def _gh_item(n: int) -> dict[str, Any]:
@@ -604,6 +615,7 @@ PROVIDERS = [
         f"token {TOKEN}",
         {"message": "token does not have at least one of required scope(s): [write:repository]"},
         "write:repository and write:issue",
+        "limit",  # Gitea's swagger: every list takes `page` and `limit`
     ),
     Provider(
         "gitlab",
@@ -637,16 +649,16 @@ def test_every_provider_follows_pagination(httpserver: HTTPServer, provider: Pro
         httpserver.url_for(provider.pulls)
         + "?"
         + "&".join(f"{k}={v}" for k, v in provider.open_query.items())
-        + "&per_page=100&page=2"
+        + f"&{provider.page_size}=100&page=2"
     )
     httpserver.expect_ordered_request(
         provider.pulls,
         "GET",
         headers={"Authorization": provider.auth},
-        query_string={**provider.open_query, "per_page": "100"},
+        query_string={**provider.open_query, provider.page_size: "100"},
     ).respond_with_json([provider.item(1), provider.item(2)], headers={"Link": f'<{nxt}>; rel="next"'})
     httpserver.expect_ordered_request(
-        provider.pulls, "GET", query_string={**provider.open_query, "per_page": "100", "page": "2"}
+        provider.pulls, "GET", query_string={**provider.open_query, provider.page_size: "100", "page": "2"}
     ).respond_with_json([provider.item(3)])
     assert [p.number for p in forge.list_open("promote/demo/prod/")] == [1, 2, 3]
     httpserver.check_assertions()
@@ -699,7 +711,7 @@ def test_gitlab_merge_blocked_by_a_status_check_names_it(httpserver: HTTPServer,
 
 def test_gitea_labels_by_id_creating_the_missing_ones(httpserver: HTTPServer, gitea: GiteaForge) -> None:
     httpserver.expect_ordered_request(
-        f"{GT}/pulls", "GET", query_string={"state": "all", "per_page": "100"}
+        f"{GT}/pulls", "GET", query_string={"state": "all", "limit": "100"}
     ).respond_with_json([])
     httpserver.expect_ordered_request(
         f"{GT}/pulls", "POST", json={"title": "t", "head": "promote/demo/prod/abc1234", "base": "main", "body": "b"}

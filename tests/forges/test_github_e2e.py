@@ -12,6 +12,7 @@ import logging
 import urllib.request
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -88,12 +89,17 @@ async def test_promotion_on_github_opens_approves_merges_exactly_once_and_never_
         waiting = await api.wait_for(handle, lambda s: s.stages[2].state == StageState.AWAITING_APPROVAL)
         number = waiting.stages[2].pr_number or 0
         assert waiting.stages[2].signed_required
-        # the three land at once, under the stand-in's lock: a poll between two of them would cache a full
-        # page of two, and promoter.forges.http answers a 304 with the cached page and its cached Link, which
-        # names no next page: the third would be missed (known; on GitHub it takes a PR with 100 reviews)
-        with github.lock:
-            for event, body in (("COMMENT", "reading"), ("REQUEST_CHANGES", "hm"), ("APPROVE", "ship it")):
-                github._create_review(github.tokens[ALICE], {}, {"event": event, "body": body}, str(number))
+
+        # alice reviews three times, as a person would, each after the gate has read the one before: with
+        # pages of two, the third lands on a page 2 while page 1 answers 304 with its cached Link, which
+        # names no next page (the ETag gap promoter.forges.http closes by asking for the next page)
+        def read_since(start: int) -> bool:
+            return any(r.method == "GET" and r.path.endswith(f"/{number}/reviews") for r in github.requests[start:])
+
+        for event, body in (("COMMENT", "reading"), ("REQUEST_CHANGES", "hm"), ("APPROVE", "ship it")):
+            seen = len(github.requests)
+            review(github, number, ALICE, event, body)
+            await asyncio.to_thread(wait_until, partial(read_since, seen), 30, f"the gate to read the {event} review")
         result = await handle.result()
         history = (await handle.fetch_history()).to_json()
         status = (await handle.query(PromotionWorkflow.query_status)).model_dump_json()

@@ -2,10 +2,17 @@
 
 It answers the documented endpoints promoter uses, with GitHub's shapes, status codes and headers:
 pulls (list with `head` filter, create, get, update, merge), reviews (list, create as the token's
-user), issue comments and labels, commit statuses and check runs, a commit (its git data and the
-accounts its author's and committer's emails belong to, `accounts`); `Link` pagination; `ETag` and
-`304 Not Modified`; `X-RateLimit-*`; 401 for an unknown token. Merges are real `--no-ff` merges
-pushed to the bare repository with plain git.
+user), issue comments, labels and events (`merged`, `closed`), commit statuses and check runs, a commit
+(its git data and the accounts its author's and committer's emails belong to, `accounts`); `Link`
+pagination; `ETag` (over the body alone, as GitHub's) and `304 Not Modified`; `X-RateLimit-*`; 401
+for an unknown token. Merges are real `--no-ff` merges pushed to the bare repository with plain git,
+answered `{"sha", "merged", "message"}`.
+
+API versions as GitHub has them: `X-GitHub-Api-Version` is one of `versions` (none sent: 2022-11-28),
+any other is a 400; under 2026-03-10 a pull request has no `merge_commit_sha`. `required_approvals`
+is branch protection's count of approving reviews, counted as GitHub does: each reviewer's latest
+review that is not a comment (a later CHANGES_REQUESTED takes their APPROVED back; a dismissed review
+counts for nothing).
 
 Where it differs from GitHub: one repository; no web pages (html_url is not served); no GraphQL;
 the merge is always a merge commit whatever `merge_method` says; required checks are a list set by
@@ -30,6 +37,8 @@ from urllib.parse import parse_qs, urlparse
 import git
 
 DOCS = "https://docs.github.com/rest/commits/commits#get-a-commit"
+DEFAULT_VERSION = "2022-11-28"
+WITHOUT_MERGE_COMMIT_SHA = "2026-03-10"  # the version whose pull request drops `merge_commit_sha`
 Query = dict[str, list[str]]
 Answer = tuple[int, Any, dict[str, str]]
 
@@ -51,10 +60,13 @@ class GitHubStandIn:
     # a verified email -> its account's login (GitHub's own merges are committed by web-flow)
     accounts: dict[str, str] = field(default_factory=lambda: {"noreply@github.com": "web-flow"})
     required: list[str] = field(default_factory=list)  # required status checks on main
+    required_approvals: int = 0  # approving reviews branch protection requires on main
+    versions: tuple[str, ...] = (DEFAULT_VERSION, WITHOUT_MERGE_COMMIT_SHA)  # the API versions it knows
     checks: dict[str, str] = field(default_factory=dict)  # sha -> state of every check
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
+    events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # issue events of each PR
     requests: list[Recorded] = field(default_factory=list)
     faults: list[tuple[int, dict[str, str], str]] = field(default_factory=list)  # (status, headers, path re)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -128,6 +140,10 @@ class GitHubStandIn:
         user = self.tokens.get(token)
         if user is None:
             return 401, {"message": "Bad credentials", "documentation_url": "https://docs.github.com/rest"}, {}
+        version = h.headers.get("X-GitHub-Api-Version") or DEFAULT_VERSION
+        if version not in self.versions:
+            docs = "https://docs.github.com/rest/about-the-rest-api/api-versions"
+            return 400, {"message": f"Unsupported 'X-GitHub-Api-Version': {version}", "documentation_url": docs}, {}
         prefix = f"/repos/{self.repository}"
         if not path.startswith(prefix):
             return 404, {"message": "Not Found"}, {}
@@ -137,6 +153,7 @@ class GitHubStandIn:
             if m:
                 result: tuple[int, Any, dict[str, str]] = handler(user, query, body, *m.groups())
                 status, payload, headers = result
+                payload = _as_of(version, payload)
                 if method == "GET" and status == 200:
                     etag = '"' + hashlib.sha1(json.dumps(payload, sort_keys=True).encode()).hexdigest() + '"'
                     if h.headers.get("If-None-Match") == etag:
@@ -157,6 +174,7 @@ class GitHubStandIn:
             (r"GET /issues/(\d+)/comments", self._list_comments),
             (r"POST /issues/(\d+)/comments", self._create_comment),
             (r"POST /issues/(\d+)/labels", self._labels),
+            (r"GET /issues/(\d+)/events", self._list_events),
             (r"GET /commits/(\w+)/status", self._status),
             (r"GET /commits/(\w+)/check-runs", self._check_runs),
             (r"GET /commits/(\w+)", self._commit),
@@ -244,6 +262,7 @@ class GitHubStandIn:
             pr["body"] = body["body"]
         if body.get("state") == "closed" and pr["state"] == "open":
             pr["state"] = "closed"
+            self._event(int(n), user, "closed", None)
         return 200, pr, {}
 
     def _merge(self, user: str, query: Query, body: Any, n: str) -> Answer:
@@ -255,6 +274,13 @@ class GitHubStandIn:
         for check in self.required:
             if self.checks.get(pr["head"]["sha"]) != "success":
                 return 405, {"message": f'Required status check "{check}" is expected.'}, {}
+        if len(self.approvers(int(n))) < self.required_approvals:
+            count = self.required_approvals
+            return (
+                405,
+                {"message": f"At least {count} approving review is required by reviewers with write access."},
+                {},
+            )
         repo = self._clone
         repo.git.fetch("-q", "origin")
         repo.git.checkout("-q", "-B", "main", "origin/main")
@@ -267,8 +293,38 @@ class GitHubStandIn:
             repo.git.merge("--abort")
             return 405, {"message": "Pull Request is not mergeable"}, {}
         repo.git.push("-q", "origin", "main")
-        pr.update(state="closed", merged=True, merged_at=_now(), merge_commit_sha=repo.head.commit.hexsha)
-        return 200, {"sha": repo.head.commit.hexsha, "merged": True, "message": "Pull Request successfully merged"}, {}
+        sha = repo.head.commit.hexsha
+        pr.update(state="closed", merged=True, merged_at=_now(), merge_commit_sha=sha)
+        self._event(int(n), user, "merged", sha)
+        self._event(int(n), user, "closed", None)
+        return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
+
+    def _event(self, number: int, user: str, event: str, commit: str | None) -> None:
+        """An issue event, as `GET /repos/{owner}/{repo}/issues/{n}/events` lists it."""
+        self.events.setdefault(number, []).append(
+            {
+                "id": 9000 + sum(len(v) for v in self.events.values()),
+                "node_id": f"E_{event}",
+                "url": f"https://api.github.example/repos/{self.repository}/issues/events/{number}",
+                "actor": {"login": user},
+                "event": event,
+                "commit_id": commit,
+                "commit_url": None,
+                "created_at": _now(),
+            }
+        )
+
+    def _list_events(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        return self._page(self.events.get(int(n), []), query, f"/issues/{n}/events")
+
+    def approvers(self, number: int) -> list[str]:
+        """Who approves PR `number` as GitHub counts it: each reviewer's latest review that is not a
+        comment, when it is APPROVED."""
+        latest: dict[str, str] = {}
+        for review in self.reviews.get(number, []):
+            if review["state"] != "COMMENTED":
+                latest[review["user"]["login"]] = review["state"]
+        return sorted(login for login, state in latest.items() if state == "APPROVED")
 
     def _list_reviews(self, user: str, query: Query, body: Any, n: str) -> Answer:
         return self._page(self.reviews.get(int(n), []), query, f"/pulls/{n}/reviews")
@@ -358,6 +414,17 @@ class GitHubStandIn:
 
     def open_pulls(self) -> list[dict[str, Any]]:
         return [p for p in self.pulls.values() if p["state"] == "open"]
+
+
+def _as_of(version: str, payload: Any) -> Any:
+    """An answer as API `version` shapes it: under 2026-03-10 a pull request has no `merge_commit_sha`."""
+    if version != WITHOUT_MERGE_COMMIT_SHA:
+        return payload
+    if isinstance(payload, list):
+        return [_as_of(version, item) for item in payload]
+    if isinstance(payload, dict) and "head" in payload and "base" in payload:
+        return {k: v for k, v in payload.items() if k != "merge_commit_sha"}
+    return payload
 
 
 def _now() -> str:
