@@ -6,7 +6,8 @@ clone of the origin of ONE embedded stack started for this module (`promoter up 
 ports, `PROMOTER_STATE_DIR` set, `promoter` and `kubectl` on `PATH`, `EDITOR=true` for
 `kubectl edit`), and stopped at the end; `<!-- runnable: environment.yaml -->` before a `yaml`
 block loads it with the product's own parser (promoter.environments), and `<!-- runnable:
-manifest -->` parses it as Kubernetes manifests (promoter.render). A block that fails names its
+manifest -->` parses it as Kubernetes manifests (promoter.render). In a shell block, a `#> TEXT` line
+after a command says what it prints: its output must contain TEXT. A block that fails names its
 document, the line in it and the command. The blocks run in document order, and each shell block
 sees what the ones before it did (so keep them cheap: no promotion waits on a gate here)."""
 
@@ -95,13 +96,24 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, Origi
         yield running
 
 
-def commands(example: Example) -> list[tuple[int, str]]:
+@dataclass
+class Command:
+    line: int  # in the document
+    text: str
+    prints: list[str]  # what its output must contain: the `#> TEXT` lines after it
+
+
+def commands(example: Example) -> list[Command]:
     """The block's commands with the document's line of each: comments and blank lines dropped, lines
-    ending in a backslash joined."""
-    found: list[tuple[int, str]] = []
+    ending in a backslash joined; a `#> TEXT` line says what the command before it prints."""
+    found: list[Command] = []
     pending: tuple[int, str] | None = None
     for n, raw in enumerate(example.text.splitlines(), start=example.line + 1):
         line = raw if pending else raw.strip()
+        if pending is None and line.startswith("#>"):
+            assert found, f"{example.doc}:{n}: `#>` says what the command before it prints: there is none"
+            found[-1].prints.append(line[2:].strip())
+            continue
         if pending is None and (not line or line.startswith("#")):
             continue
         at, text = pending or (n, "")
@@ -109,7 +121,7 @@ def commands(example: Example) -> list[tuple[int, str]]:
             pending = (at, text + line.rstrip()[:-1])
             continue
         pending = None
-        found.append((at, text + line))
+        found.append(Command(at, text + line, []))
     return found
 
 
@@ -121,7 +133,8 @@ def run_shell(example: Example, cli: Cli, origin: Origin) -> None:
         "KUBE_EDITOR": "true",
     }
     exports: list[str] = []
-    for line, command in commands(example):
+    for c in commands(example):
+        line, command = c.line, c.text
         script = "\n".join([*exports, command])
         done = subprocess.run(
             ["bash", "-c", script],
@@ -134,6 +147,11 @@ def run_shell(example: Example, cli: Cli, origin: Origin) -> None:
         )
         assert done.returncode == 0, (
             f"{example.doc}:{line}: `{command}` exited {done.returncode}\n"
+            f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
+        )
+        missing = [text for text in c.prints if text not in done.stdout + done.stderr]
+        assert not missing, (
+            f"{example.doc}:{line}: `{command}` does not print {missing[0]!r}\n"
             f"stdout: {done.stdout[-2000:]}\nstderr: {done.stderr[-2000:]}"
         )
         if command.startswith("export "):

@@ -23,6 +23,7 @@ from promoter.cli.common import (
 )
 from promoter.cli.render import nothing_to_promote, stage_lines, stage_plan, subject, table
 from promoter.errors import ConnectionLost
+from promoter.names import workflow_id
 from promoter.settings import Settings
 
 if TYPE_CHECKING:
@@ -83,6 +84,8 @@ async def _promote(
     plan = await api.resolve(temporal, s.task_queue, app_name, commit, to, members or [])
     handle = await api.start(temporal, s.task_queue, plan, requested_by or whoami(), supersede, s.ui_url)
     run_id = handle.result_run_id
+    if plan.members:  # so that `promoter status <member>` answers as soon as this returns
+        await _claimed(promotions, wid, plan.members)
     if not (as_json and wait):  # following with --json prints only the outcome
         _started(s, plan, wid, run_id, as_json)
     return await _wait(s, promotions, wid, run_id, as_json) if wait else 0
@@ -153,6 +156,27 @@ def _started(s: Settings, plan: PromotionPlan, wid: str, run_id: str | None, as_
     out.print(f"started {wid} ({subject(plan.app, plan.members)} @ {plan.short_commit}: {envs})", markup=False)
     if url:
         out.print(f"UI: {url}")
+
+
+async def _claimed(promotions: Promotions, wid: str, members: list[str], timeout_s: float = 30.0) -> None:
+    """Wait until the release set `wid` holds each member's ID (its claims start as it starts), or it
+    ended (it could not take one: its status says why), or `timeout_s` passed (no worker yet: the
+    set takes them once one runs)."""
+    import asyncio
+    import time
+
+    deadline = time.monotonic() + timeout_s
+    pending = [workflow_id(m) for m in members]
+    while pending and time.monotonic() < deadline:
+        for member in list(pending):
+            held = await promotions.describe(member)
+            if held is not None and held.status == "RUNNING" and held.parent_id == wid:
+                pending.remove(member)
+        the_set = await promotions.describe(wid)
+        if pending and (the_set is None or the_set.status != "RUNNING"):
+            return
+        if pending:
+            await asyncio.sleep(0.2)
 
 
 async def _ended_or_running(promotions: Promotions, wid: str, timeout_s: float = 60.0) -> Execution | None:
