@@ -120,11 +120,11 @@ class GitHubForge:
         return pr
 
     def _merged_as(self, number: int) -> str:
-        """The merge commit of a merged PR whose answer names none: the `commit_id` of its `merged`
-        issue event (`GET /repos/{owner}/{repo}/issues/{n}/events`), the newest one."""
+        """The merge commit of a merged PR whose answer names none: the `commit_id` of the `merged` event
+        of its timeline (`GET /repos/{owner}/{repo}/issues/{n}/timeline`, a state-change event), the newest."""
         merged = [
             str(e["commit_id"])
-            for e in self.api.paginate(f"{self.repo_path}/issues/{number}/events", what=f"events of PR #{number}")
+            for e in self.api.paginate(f"{self.repo_path}/issues/{number}/timeline", what=f"timeline of PR #{number}")
             if isinstance(e, dict) and e.get("event") == "merged" and e.get("commit_id")
         ]
         if not merged:

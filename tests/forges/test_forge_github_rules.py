@@ -1,7 +1,7 @@
 """GitHub as its REST description has it: every request pins `X-GitHub-Api-Version` (2022-11-28, or
 PROMOTER_GITHUB_API_VERSION); the merge commit is the merge's own answer (`sha`), since a pull request
 has no `merge_commit_sha` under API version 2026-03-10, and a merge whose answer was lost finds it in
-the PR's `merged` issue event; a reviewer's latest review is the one that counts; and a list's page
+the `merged` event of the PR's timeline; a reviewer's latest review is the one that counts; and a list's page
 answered `304 Not Modified` does not hide the items added on a next page since."""
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from promoter.errors import BadInput
 from promoter.forges.github import GitHubForge
 from promoter.forges.http import ApiClient, Blocked
 from promoter.settings import Settings
-from tests.forges.test_forge_contracts import REPO, TOKEN, gh_pr
+from tests.forges.test_forge_contracts import REPO, TOKEN
 from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin
+from tests.support.openapi import github_objects as gh
 
 BOT = "ghp_bot0123456789abcdefghijklmnopqrstu"
 ALICE = "ghp_alice0123456789abcdefghijklmnopq"
@@ -33,49 +34,77 @@ def github(httpserver: HTTPServer) -> GitHubForge:
     return GitHubForge("acme/gitops", TOKEN, client=ApiClient("GitHub", url, f"Bearer {TOKEN}"))
 
 
-def without_merge_commit_sha(**kwargs: Any) -> dict[str, Any]:
+@pytest.fixture
+def github_2026(httpserver: HTTPServer) -> GitHubForge:
+    url = httpserver.url_for("/").rstrip("/")
+    client = ApiClient("GitHub", url, f"Bearer {TOKEN}")
+    return GitHubForge("acme/gitops", TOKEN, client=client, api_version="2026-03-10")
+
+
+HEAD = "promote/demo/prod/abc1234"
+AS_OF_2026 = (
+    "answers as API version 2026-03-10, whose pull request has no merge_commit_sha (the description's "
+    "x-github-breaking-changes 'remove_pull_request_merge_commit_sha'); the base description requires it"
+)
+
+
+def without_merge_commit_sha(sha: str, merged: bool = False) -> dict[str, Any]:
     """A pull request as API version 2026-03-10 describes it: no `merge_commit_sha`."""
-    return {k: v for k, v in gh_pr(**kwargs).items() if k != "merge_commit_sha"}
+    state = "closed" if merged else "open"
+    pr = gh.pull_request(7, HEAD, sha, merged=merged, state=state)
+    return {k: v for k, v in pr.items() if k != "merge_commit_sha"}
 
 
 def review(i: int, login: str, state: str) -> dict[str, Any]:
-    at = f"2026-11-26T10:0{i}:00Z"
-    return {"id": i, "user": {"login": login}, "state": state, "body": "", "commit_id": "a" * 40, "submitted_at": at}
+    return gh.review(i, login, state, "a" * 40) | {"submitted_at": f"2026-11-26T10:0{i}:00Z"}
 
 
 # ---------------------------------------------------------------- against a scripted GitHub
 
 
-def test_the_merge_commit_is_the_merge_answers_sha(httpserver: HTTPServer, github: GitHubForge) -> None:
+@pytest.mark.off_spec(AS_OF_2026)
+def test_the_merge_commit_is_the_merge_answers_sha(httpserver: HTTPServer, github_2026: GitHubForge) -> None:
     sha = "b" * 40
-    httpserver.expect_ordered_request(f"{REPO}/pulls/7", "GET").respond_with_json(without_merge_commit_sha(sha=sha))
-    httpserver.expect_ordered_request(f"{REPO}/pulls/7/merge", "PUT").respond_with_json(
-        {"sha": "5" * 40, "merged": True, "message": "Pull Request successfully merged"}
-    )
+    httpserver.expect_ordered_request(f"{REPO}/pulls/7", "GET").respond_with_json(without_merge_commit_sha(sha))
+    httpserver.expect_ordered_request(
+        f"{REPO}/pulls/7/merge", "PUT", headers={"X-GitHub-Api-Version": "2026-03-10"}
+    ).respond_with_json(gh.merge_result("5" * 40))
     httpserver.expect_ordered_request(f"{REPO}/pulls/7", "GET").respond_with_json(
-        without_merge_commit_sha(sha=sha, state="closed", merged=True)
+        without_merge_commit_sha(sha, merged=True)
     )
-    assert github.merge(7, "m", expected_head=sha).merge_commit == "5" * 40
+    assert github_2026.merge(7, "m", expected_head=sha).merge_commit == "5" * 40
     httpserver.check_assertions()
 
 
+@pytest.mark.off_spec(AS_OF_2026)
 def test_a_merged_pr_without_merge_commit_sha_is_found_by_its_merged_event(
-    httpserver: HTTPServer, github: GitHubForge
+    httpserver: HTTPServer, github_2026: GitHubForge
 ) -> None:
-    # the merge's answer was lost: the retry finds the PR merged, and its merge commit in the events
+    # the merge's answer was lost: the retry finds the PR merged, and its merge commit in the timeline
     httpserver.expect_ordered_request(f"{REPO}/pulls/7", "GET").respond_with_json(
-        without_merge_commit_sha(state="closed", merged=True)
+        without_merge_commit_sha("b" * 40, merged=True)
     )
-    httpserver.expect_ordered_request(f"{REPO}/issues/7/events", "GET").respond_with_json(
-        [
-            {"id": 1, "event": "labeled", "commit_id": None},
-            {"id": 2, "event": "merged", "commit_id": "6" * 40},
-            {"id": 3, "event": "closed", "commit_id": None},
-        ]
+    httpserver.expect_ordered_request(f"{REPO}/issues/7/timeline", "GET").respond_with_json(
+        [state_change(1, "closed", None), state_change(2, "merged", "6" * 40), state_change(3, "closed", None)]
     )
-    assert github.merge(7, "m").merge_commit == "6" * 40
+    assert github_2026.merge(7, "m").merge_commit == "6" * 40
     httpserver.check_assertions()
     assert not any(r.method == "PUT" for r, _ in httpserver.log)  # merged once
+
+
+def state_change(i: int, event: str, commit: str | None) -> dict[str, Any]:
+    """state-change-issue-event, as the timeline lists a PR's `merged` and `closed`."""
+    return {
+        "id": i,
+        "node_id": f"SCE_{i}",
+        "url": f"{gh.API}/repos/acme/gitops/issues/events/{i}",
+        "actor": gh.user("alice", 5),
+        "event": event,
+        "commit_id": commit,
+        "commit_url": f"{gh.API}/repos/acme/gitops/commits/{commit}" if commit else None,
+        "created_at": gh.WHEN,
+        "performed_via_github_app": None,
+    }
 
 
 def test_a_reviewers_latest_review_is_the_one_that_counts(httpserver: HTTPServer, github: GitHubForge) -> None:
@@ -144,7 +173,7 @@ def test_the_api_version_is_configurable(
         monkeypatch.setenv(name, value)
     httpserver.expect_ordered_request(
         f"{REPO}/pulls/7", "GET", headers={"X-GitHub-Api-Version": "2026-03-10"}
-    ).respond_with_json(gh_pr())
+    ).respond_with_json(gh.pull_request(7, HEAD, "a" * 40))
     forge = Settings.load().make_forge(None)  # type: ignore[arg-type] - a hosted forge needs no clone
     assert forge.get_pull_request(7).number == 7
     httpserver.check_assertions()

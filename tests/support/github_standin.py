@@ -2,11 +2,11 @@
 
 It answers the documented endpoints promoter uses, with GitHub's shapes, status codes and headers:
 pulls (list with `head` filter, create, get, update, merge), reviews (list, create as the token's
-user), issue comments, labels and events (`merged`, `closed`), commit statuses and check runs, a commit
-(its git data and the accounts its author's and committer's emails belong to, `accounts`); `Link`
-pagination; `ETag` (over the body alone, as GitHub's) and `304 Not Modified`; `X-RateLimit-*`; 401
-for an unknown token. Merges are real `--no-ff` merges pushed to the bare repository with plain git,
-answered `{"sha", "merged", "message"}`.
+user), issue comments, labels and timeline (its `merged` and `closed` state-change events), commit
+statuses and check runs, a commit (its git data and the accounts its author's and committer's emails
+belong to, `accounts`); `Link` pagination; `ETag` (over the body alone, as GitHub's) and `304 Not
+Modified`; `X-RateLimit-*`; 401 for an unknown token. Merges are real `--no-ff` merges pushed to the
+bare repository with plain git, answered `{"sha", "merged", "message"}`.
 
 API versions as GitHub has them: `X-GitHub-Api-Version` is one of `versions` (none sent: 2022-11-28),
 any other is a 400; under 2026-03-10 a pull request has no `merge_commit_sha`. `required_approvals`
@@ -66,7 +66,7 @@ class GitHubStandIn:
     pulls: dict[int, dict[str, Any]] = field(default_factory=dict)
     reviews: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     comments: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
-    events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # issue events of each PR
+    events: dict[int, list[dict[str, Any]]] = field(default_factory=dict)  # each PR's timeline events
     requests: list[Recorded] = field(default_factory=list)
     faults: list[tuple[int, dict[str, str], str]] = field(default_factory=list)  # (status, headers, path re)
     lock: threading.RLock = field(default_factory=threading.RLock)
@@ -174,7 +174,7 @@ class GitHubStandIn:
             (r"GET /issues/(\d+)/comments", self._list_comments),
             (r"POST /issues/(\d+)/comments", self._create_comment),
             (r"POST /issues/(\d+)/labels", self._labels),
-            (r"GET /issues/(\d+)/events", self._list_events),
+            (r"GET /issues/(\d+)/timeline", self._timeline),
             (r"GET /commits/(\w+)/status", self._status),
             (r"GET /commits/(\w+)/check-runs", self._check_runs),
             (r"GET /commits/(\w+)", self._commit),
@@ -300,7 +300,7 @@ class GitHubStandIn:
         return 200, {"sha": sha, "merged": True, "message": "Pull Request successfully merged"}, {}
 
     def _event(self, number: int, user: str, event: str, commit: str | None) -> None:
-        """An issue event, as `GET /repos/{owner}/{repo}/issues/{n}/events` lists it."""
+        """A state-change event, as `GET /repos/{owner}/{repo}/issues/{n}/timeline` lists it."""
         self.events.setdefault(number, []).append(
             {
                 "id": 9000 + sum(len(v) for v in self.events.values()),
@@ -311,11 +311,12 @@ class GitHubStandIn:
                 "commit_id": commit,
                 "commit_url": None,
                 "created_at": _now(),
+                "performed_via_github_app": None,
             }
         )
 
-    def _list_events(self, user: str, query: Query, body: Any, n: str) -> Answer:
-        return self._page(self.events.get(int(n), []), query, f"/issues/{n}/events")
+    def _timeline(self, user: str, query: Query, body: Any, n: str) -> Answer:
+        return self._page(self.events.get(int(n), []), query, f"/issues/{n}/timeline")
 
     def approvers(self, number: int) -> list[str]:
         """Who approves PR `number` as GitHub counts it: each reviewer's latest review that is not a
