@@ -209,6 +209,15 @@ def stop_pid(pid: int, grace_s: float = 10.0) -> None:
             pass
 
 
+def ports_file(state_dir: Path) -> dict[str, object]:
+    """`ports.json` of a state directory, as written (`{}` when missing or unreadable)."""
+    try:
+        data = json.loads((state_dir / PORTS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
 def cluster_ports(kubeconfig: Path) -> dict[str, int]:
     """Each context's server port in a kubeconfig the simulator wrote."""
     import yaml
@@ -316,7 +325,7 @@ class Stack:
 
     def recorded_ports(self) -> dict[str, int]:
         """The ports the last `up` chose (`ports.json`, which `down` keeps)."""
-        data = self._ports_file()
+        data = ports_file(self.dir)
         try:
             return {k: int(str(v)) for k, v in data.items() if k in Ports._fields and int(str(v)) > 0}
         except (ValueError, TypeError):
@@ -324,18 +333,12 @@ class Stack:
 
     def recorded_cluster_ports(self) -> dict[str, int]:
         """Each simulated cluster's port, as the last `up` recorded it (`ports.json`'s `clusters`)."""
-        clusters = self._ports_file().get("clusters")
+        clusters = ports_file(self.dir).get("clusters")
         try:
             return {str(k): int(v) for k, v in clusters.items() if int(v) > 0} if isinstance(clusters, dict) else {}
         except (ValueError, TypeError):
             return {}
 
-    def _ports_file(self) -> dict[str, object]:
-        try:
-            data = json.loads((self.dir / PORTS_FILE).read_text())
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
 
     def up(
         self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
@@ -415,7 +418,7 @@ class Stack:
     def _record_ports(self, ports: Ports | None = None, clusters: dict[str, int] | None = None) -> None:
         """Record the servers' ports (`ports`) and the clusters' (`clusters`) in `ports.json`, keeping
         what is not given."""
-        data = self._ports_file()
+        data = ports_file(self.dir)
         data.update(ports._asdict() if ports else {})
         data.update({"clusters": clusters} if clusters is not None else {})
         tmp = self.dir / f"{PORTS_FILE}.tmp"
