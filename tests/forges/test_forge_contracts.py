@@ -20,24 +20,21 @@ from promoter.forges.gitea import GiteaForge
 from promoter.forges.github import BODY_LIMIT, GitHubForge
 from promoter.forges.gitlab import GitLabForge
 from promoter.forges.http import ApiClient, Blocked, Unauthorized
+from tests.support.openapi import github_objects as gh
 
 TOKEN = "tok_0123456789abcdef"
 REPO = "/repos/acme/gitops"
 
 
-def gh_pr(number: int = 7, state: str = "open", sha: str = "a" * 40, merged: bool = False) -> dict[str, Any]:
-    return {
-        "number": number,
-        "state": state,
-        "title": "Promote demo",
-        "body": "b",
-        "merged": merged,
-        "merged_at": "2026-11-26T10:00:00Z" if merged else None,
-        "merge_commit_sha": "m" * 40,
-        "html_url": f"https://github.com/acme/gitops/pull/{number}",
-        "head": {"ref": "promote/demo/prod/abc1234", "sha": sha},
-        "base": {"ref": "main"},
-    }
+def gh_pr(
+    number: int = 7,
+    state: str = "open",
+    sha: str = "a" * 40,
+    merged: bool = False,
+    head: str = "promote/demo/prod/abc1234",
+) -> dict[str, Any]:
+    """A pull request as GitHub's description requires it (tests/forges/conftest.py checks)."""
+    return gh.pull_request(number, head, sha, state=state, merged=merged, body="b", merge_commit_sha="m" * 40)
 
 
 @pytest.fixture
@@ -76,7 +73,7 @@ def test_github_open_finds_by_head_then_creates_and_labels(httpserver: HTTPServe
     ).respond_with_json(gh_pr(), status=201)
     httpserver.expect_ordered_request(
         f"{REPO}/issues/7/labels", "POST", json={"labels": ["promotion"]}
-    ).respond_with_json([{"name": "promotion"}])
+    ).respond_with_json([gh.label("promotion")])
     pr = github.open_pull_request("promote/demo/prod/abc1234", "Promote demo", "the body", labels=["promotion"])
     httpserver.check_assertions()
     assert (pr.number, pr.state, pr.url) == (7, "open", "https://github.com/acme/gitops/pull/7")
@@ -87,7 +84,13 @@ def test_github_open_after_a_lost_answer_finds_the_pr_instead_of_a_second(
 ) -> None:
     httpserver.expect_ordered_request(f"{REPO}/pulls", "GET").respond_with_json([])
     httpserver.expect_ordered_request(f"{REPO}/pulls", "POST").respond_with_json(
-        {"message": "Validation Failed", "errors": [{"message": "A pull request already exists for acme:x."}]},
+        {
+            "message": "Validation Failed",
+            "errors": [
+                {"resource": "PullRequest", "code": "custom", "message": "A pull request already exists for acme:x."}
+            ],
+            "documentation_url": "https://docs.github.com/rest/pulls/pulls#create-a-pull-request",
+        },
         status=422,
     )
     httpserver.expect_ordered_request(f"{REPO}/pulls", "GET").respond_with_json([gh_pr()])
@@ -99,14 +102,7 @@ def test_github_reviews_follow_pagination(httpserver: HTTPServer, github: GitHub
     page2 = httpserver.url_for(f"{REPO}/pulls/7/reviews") + "?per_page=100&page=2"
 
     def review(i: int, state: str) -> dict[str, Any]:
-        return {
-            "id": i,
-            "user": {"login": f"u{i}"},
-            "state": state,
-            "body": "",
-            "commit_id": "a" * 40,
-            "submitted_at": "2026-11-26T10:00:00Z",
-        }
+        return gh.review(i, f"u{i}", state, "a" * 40)
 
     httpserver.expect_ordered_request(
         f"{REPO}/pulls/7/reviews", "GET", query_string={"per_page": "100"}
@@ -189,10 +185,10 @@ def test_github_merge_blocked_by_a_required_check_is_reported_as_blocked(
     ).respond_with_json({"message": 'Required status check "ci" is expected.'}, status=405)
     httpserver.expect_ordered_request(f"{REPO}/pulls/7", "GET").respond_with_json(gh_pr(sha=sha))
     httpserver.expect_ordered_request(f"{REPO}/commits/{sha}/status", "GET").respond_with_json(
-        {"state": "failure", "statuses": [{"context": "ci", "state": "failure"}]}
+        gh.combined_status(sha, {"ci": "failure"})
     )
     httpserver.expect_ordered_request(f"{REPO}/commits/{sha}/check-runs", "GET").respond_with_json(
-        {"check_runs": [{"name": "lint", "status": "completed", "conclusion": "success"}]}
+        gh.check_runs(sha, {"lint": ("completed", "success")})
     )
     with pytest.raises(Blocked) as err:
         github.merge(7, "Merge pull request #7\n\nPromoter-Promotion: x", expected_head=sha)
@@ -234,26 +230,47 @@ def gh_commit(sha: str, author: dict[str, Any] | None, committer: dict[str, Any]
         "sha": sha,
         "node_id": "C_kwDOAbc",
         "commit": {
+            "url": f"https://api.github.com{REPO}/git/commits/{sha}",
+            "comment_count": 0,
             "author": {"name": "alice", "email": "alice@example.com", "date": "2026-11-26T10:00:00Z"},
             "committer": {"name": "bob", "email": "bob@example.com", "date": "2026-11-26T10:00:00Z"},
             "message": "demo 1.2.3",
             "tree": {"sha": "e" * 40, "url": f"https://api.github.com{REPO}/git/trees/{'e' * 40}"},
-            "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+            "verification": {
+                "verified": False,
+                "reason": "unsigned",
+                "signature": None,
+                "payload": None,
+                "verified_at": None,
+            },
         },
         "url": f"https://api.github.com{REPO}/commits/{sha}",
         "html_url": f"https://github.com/acme/gitops/commit/{sha}",
+        "comments_url": f"https://api.github.com{REPO}/commits/{sha}/comments",
         "author": author,
         "committer": committer,
         "parents": [{"sha": "f" * 40, "url": f"https://api.github.com{REPO}/commits/{'f' * 40}"}],
         "stats": {"total": 2, "additions": 1, "deletions": 1},
-        "files": [{"filename": "environments/dev/demo/deployment.yaml", "status": "modified", "changes": 2}],
+        "files": [
+            {
+                "sha": "d" * 40,
+                "filename": "environments/dev/demo/deployment.yaml",
+                "status": "modified",
+                "additions": 1,
+                "deletions": 1,
+                "changes": 2,
+                "blob_url": f"https://github.com/acme/gitops/blob/{sha}/environments/dev/demo/deployment.yaml",
+                "raw_url": f"https://github.com/acme/gitops/raw/{sha}/environments/dev/demo/deployment.yaml",
+                "contents_url": f"https://api.github.com{REPO}/contents/environments/dev/demo/deployment.yaml",
+            }
+        ],
     }
 
 
 def test_github_commit_logins_are_its_accounts_asked_once(httpserver: HTTPServer, github: GitHubForge) -> None:
     sha = "b" * 40
     httpserver.expect_ordered_request(f"{REPO}/commits/{sha}", "GET", headers=AUTH).respond_with_json(
-        gh_commit(sha, {"login": "alice-gh", "id": 1, "type": "User"}, {"login": "bobby42", "id": 2, "type": "User"})
+        gh_commit(sha, gh.user("alice-gh", 1), gh.user("bobby42", 2))
     )
     httpserver.expect_ordered_request(f"{REPO}/commits/{'c' * 40}", "GET").respond_with_json(
         gh_commit("c" * 40, None, None)  # emails no account claims
@@ -267,7 +284,11 @@ def test_github_commit_logins_are_its_accounts_asked_once(httpserver: HTTPServer
 
 def test_github_commit_logins_fail_closed(httpserver: HTTPServer, github: GitHubForge) -> None:
     httpserver.expect_ordered_request(f"{REPO}/commits/{'b' * 40}", "GET").respond_with_json(
-        {"message": "No commit found for SHA: bbbbbbb"}, status=422
+        {
+            "message": "No commit found for SHA: bbbbbbb",
+            "documentation_url": "https://docs.github.com/rest/commits/commits#get-a-commit",
+        },
+        status=422,
     )
     with pytest.raises(Conflict, match="No commit found"):  # an error, never an empty list of logins
         github.commit_logins("b" * 40)
@@ -550,7 +571,8 @@ def test_gitlab_429_honours_retry_after_and_401_is_final(
 def test_gitlab_merge_conflict_is_a_conflict(httpserver: HTTPServer, gitlab: GitLabForge) -> None:
     httpserver.expect_ordered_request(f"{GL}/merge_requests/4", "GET").respond_with_json(mr())
     httpserver.expect_ordered_request(f"{GL}/merge_requests/4/merge", "PUT").respond_with_json(
-        {"message": "Branch cannot be merged"}, status=406
+        {"message": "Branch cannot be merged"},
+        status=422,  # GitLab's doc: "The merge request failed to merge."
     )
     httpserver.expect_ordered_request(f"{GL}/merge_requests/4", "GET").respond_with_json(
         mr(detailed_merge_status="conflict")
@@ -582,7 +604,7 @@ class Provider:
 
 
 def _gh_item(n: int) -> dict[str, Any]:
-    return gh_pr(n) | {"head": {"ref": f"promote/demo/prod/{n:07d}", "sha": "a" * 40}}
+    return gh_pr(n, head=f"promote/demo/prod/{n:07d}")
 
 
 PROVIDERS = [
