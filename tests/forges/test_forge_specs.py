@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import git
 import pytest
 from pytest_httpserver import HTTPServer
 
 from promoter.forges.github import GitHubForge
 from promoter.forges.http import ApiClient
+from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import ROOT
 from tests.support.openapi import (
     GITHUB_HOST,
@@ -112,6 +114,9 @@ SPEC_VALID = {
     "checks/list-for-ref": exchange(
         "GET", f"/commits/{SHA}/check-runs", gh.check_runs(SHA, {"lint": ("completed", "success")})
     ),
+    "repos/get-commit": exchange("GET", f"/commits/{SHA}", gh.commit(SHA, "alice-gh", "bobby42")),
+    # null where the commit's email belongs to no account: GitHub marks that `oneOf` nullable
+    "repos/get-commit without accounts": exchange("GET", f"/commits/{SHA}", gh.commit(SHA, None, None)),
     "pulls/merge": exchange(
         "PUT", "/pulls/7/merge", gh.merge_result("m" * 40), 200, {"merge_method": "merge", "sha": SHA}
     ),
@@ -278,3 +283,26 @@ def test_a_gitlab_stand_in_off_the_documentation_is_named(
 def test_a_documented_gitlab_status_passes(status: str) -> None:
     assert gitlab.complaints("GET", GL_MR, 200, json.dumps({"detailed_merge_status": status}).encode()) == []
     assert gitlab.complaints("PUT", GL_MR + "/merge", 405, b'{"message": "405 Method Not Allowed"}') == []
+
+
+def test_the_github_stand_in_checks_its_own_answers(tmp_path: Path) -> None:
+    """tests/support/github_standin.py (the e2e tests' GitHub) checks each exchange the same way and
+    names, when stopped, each answer the description does not allow."""
+    git.Repo.init(tmp_path / "origin.git", bare=True)
+    standin = GitHubStandIn(origin=str(tmp_path / "origin.git"), tokens={"t0k": "promoter-bot"}).start()
+    record = {"number": 1, "state": "open", "title": "Promote demo", "body": "", "labels": [], "merged": False}
+    record |= {"merged_at": None, "merge_commit_sha": None, "user": {"login": "promoter-bot"}, "created_at": gh.WHEN}
+    record |= {"html_url": "https://github.example/acme/gitops/pull/1", "base": {"ref": "main"}}
+    standin.pulls[1] = record | {"head": {"ref": "promote/demo/prod/abc1234", "sha": SHA}}
+    forge = GitHubForge("acme/gitops", "t0k", api_url=standin.url)
+    try:
+        assert forge.get_pull_request(1).title == "Promote demo" and standin.mismatches == []
+        standin.pulls[1]["created_at"] = 1764700000  # epoch seconds where the description has a date-time
+        forge.get_pull_request(1)
+    finally:
+        with pytest.raises(SpecMismatch) as err:
+            standin.stop()
+    assert str(err.value) == (
+        "GitHub GET /repos/{owner}/{repo}/pulls/{pull_number} (pulls/get): response 200: body: "
+        "created_at: 1764700000 is not of type 'string'"
+    )

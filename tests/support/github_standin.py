@@ -18,6 +18,11 @@ Where it differs from GitHub: one repository; no web pages (html_url is not serv
 the merge is always a merge commit whatever `merge_method` says; required checks are a list set by
 the test (`required`), reported as failing until `checks[sha]` says success; no secondary rate
 limits unless injected with `fail_next`.
+
+Its answers are GitHub's objects as the api.github.com OpenAPI description requires them
+(tests/support/openapi/github_objects.py), built from its own records; while the description is
+cached, every exchange in API version 2022-11-28 (the description's) is checked against it, and
+`stop()` raises one line for each exchange it does not allow.
 """
 
 from __future__ import annotations
@@ -32,11 +37,16 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs, urlparse
+from urllib.parse import ParseResult, parse_qs, parse_qsl, urlparse
 
 import git
 
+from tests.support.openapi import GITHUB_SPEC, Exchange, SpecMismatch, github
+from tests.support.openapi import github_objects as gh
+
 DOCS = "https://docs.github.com/rest/commits/commits#get-a-commit"
+CREATE_DOCS = "https://docs.github.com/rest/pulls/pulls#create-a-pull-request"
+UPDATE_DOCS = "https://docs.github.com/rest/pulls/pulls#update-a-pull-request"
 DEFAULT_VERSION = "2022-11-28"
 WITHOUT_MERGE_COMMIT_SHA = "2026-03-10"  # the version whose pull request drops `merge_commit_sha`
 Query = dict[str, list[str]]
@@ -71,6 +81,7 @@ class GitHubStandIn:
     faults: list[tuple[int, dict[str, str], str]] = field(default_factory=list)  # (status, headers, path re)
     lock: threading.RLock = field(default_factory=threading.RLock)
     page_size: int = 100
+    mismatches: list[str] = field(default_factory=list)  # exchanges GitHub's description does not allow
 
     def start(self) -> GitHubStandIn:
         standin = self
@@ -99,6 +110,8 @@ class GitHubStandIn:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        if self.mismatches:
+            raise SpecMismatch("\n".join(dict.fromkeys(self.mismatches)))
 
     @property
     def url(self) -> str:
@@ -117,7 +130,8 @@ class GitHubStandIn:
         with self.lock:
             self.requests.append(Recorded(method, url.path, parse_qs(url.query), dict(h.headers.items()), body))
             status, payload, headers = self._answer(h, method, url.path, parse_qs(url.query), body)
-        data = b"" if payload is None else json.dumps(payload).encode()
+            data = b"" if payload is None else json.dumps(payload).encode()
+            self._check(method, url, dict(h.headers.items()), raw, status, data)
         h.send_response(status)
         h.send_header("Content-Type", "application/json; charset=utf-8")
         h.send_header("X-RateLimit-Limit", "5000")
@@ -127,6 +141,18 @@ class GitHubStandIn:
         h.send_header("Content-Length", str(len(data)))
         h.end_headers()
         h.wfile.write(data)
+
+    def _check(
+        self, method: str, url: ParseResult, headers: dict[str, str], sent: bytes, status: int, data: bytes
+    ) -> None:
+        """The exchange against GitHub's description (its version, 2022-11-28), while that is cached."""
+        if not GITHUB_SPEC.is_file() or headers.get("X-GitHub-Api-Version", DEFAULT_VERSION) != DEFAULT_VERSION:
+            return
+        exchange = Exchange(method, url.path, parse_qsl(url.query), headers, sent, status, data)
+        try:
+            github().check(exchange)
+        except SpecMismatch as e:
+            self.mismatches.append(str(e))
 
     def _answer(
         self, h: BaseHTTPRequestHandler, method: str, path: str, query: dict[str, list[str]], body: Any
@@ -197,6 +223,21 @@ class GitHubStandIn:
         except git.GitCommandError:
             return None
 
+    def _out(self, pr: dict[str, Any]) -> dict[str, Any]:
+        """A pull request as GitHub's description has it, from the stand-in's record of it."""
+        fields = {k: pr[k] for k in ("state", "merged", "merged_at", "merge_commit_sha", "title", "body")}
+        data = gh.pull_request(
+            pr["number"],
+            pr["head"]["ref"],
+            pr["head"]["sha"],
+            **fields,
+            base=pr["base"]["ref"],
+            full_name=self.repository,
+            author=pr["user"]["login"],
+        )
+        labels = [gh.label(x["name"], i) for i, x in enumerate(pr["labels"], 1)]
+        return data | {"html_url": pr["html_url"], "created_at": pr["created_at"], "labels": labels}
+
     def _pr(self, number: int) -> dict[str, Any]:
         pr = self.pulls[number]
         if pr["state"] == "open":
@@ -209,7 +250,7 @@ class GitHubStandIn:
         state = query.get("state", ["open"])[0]
         head = query.get("head", [""])[0]
         items = [
-            self._pr(n)
+            self._out(self._pr(n))
             for n in sorted(self.pulls, reverse=True)
             if (state == "all" or self.pulls[n]["state"] == state)
             and (not head or f"{self.repository.split('/')[0]}:{self.pulls[n]['head']['ref']}" == head)
@@ -220,13 +261,15 @@ class GitHubStandIn:
         head, base = body["head"], body["base"]
         sha = self._head(head)
         if sha is None:
-            return 422, {"message": "Validation Failed", "errors": [{"field": "head", "code": "invalid"}]}, {}
+            invalid = [{"resource": "PullRequest", "field": "head", "code": "invalid"}]
+            return 422, {"message": "Validation Failed", "errors": invalid, "documentation_url": CREATE_DOCS}, {}
         if any(p["state"] == "open" and p["head"]["ref"] == head for p in self.pulls.values()):
             return (
                 422,
                 {
                     "message": "Validation Failed",
-                    "errors": [{"message": f"A pull request already exists for acme:{head}."}],
+                    "errors": [{"code": "custom", "message": f"A pull request already exists for acme:{head}."}],
+                    "documentation_url": CREATE_DOCS,
                 },
                 {},
             )
@@ -247,23 +290,28 @@ class GitHubStandIn:
             "user": {"login": user},
             "created_at": now,
         }
-        return 201, self.pulls[number], {}
+        return 201, self._out(self.pulls[number]), {}
 
     def _get_pull(self, user: str, query: Query, body: Any, n: str) -> Answer:
         if int(n) not in self.pulls:
             return 404, {"message": "Not Found"}, {}
-        return 200, self._pr(int(n)), {}
+        return 200, self._out(self._pr(int(n))), {}
 
     def _update_pull(self, user: str, query: Query, body: Any, n: str) -> Answer:
         pr = self._pr(int(n))
         if "body" in body:
             if len(body["body"]) > 65536:
-                return 422, {"message": "Validation Failed", "errors": [{"message": "body is too long"}]}, {}
+                too_long = {
+                    "code": "custom",
+                    "field": "body",
+                    "message": "body is too long (maximum is 65536 characters)",
+                }
+                return 422, {"message": "Validation Failed", "errors": [too_long], "documentation_url": UPDATE_DOCS}, {}
             pr["body"] = body["body"]
         if body.get("state") == "closed" and pr["state"] == "open":
             pr["state"] = "closed"
             self._event(int(n), user, "closed", None)
-        return 200, pr, {}
+        return 200, self._out(pr), {}
 
     def _merge(self, user: str, query: Query, body: Any, n: str) -> Answer:
         pr = self._pr(int(n))
@@ -306,7 +354,7 @@ class GitHubStandIn:
                 "id": 9000 + sum(len(v) for v in self.events.values()),
                 "node_id": f"E_{event}",
                 "url": f"https://api.github.example/repos/{self.repository}/issues/events/{number}",
-                "actor": {"login": user},
+                "actor": gh.user(user),
                 "event": event,
                 "commit_id": commit,
                 "commit_url": None,
@@ -328,7 +376,8 @@ class GitHubStandIn:
         return sorted(login for login, state in latest.items() if state == "APPROVED")
 
     def _list_reviews(self, user: str, query: Query, body: Any, n: str) -> Answer:
-        return self._page(self.reviews.get(int(n), []), query, f"/pulls/{n}/reviews")
+        found = [_review_out(r, int(n)) for r in self.reviews.get(int(n), [])]
+        return self._page(found, query, f"/pulls/{n}/reviews")
 
     def _create_review(self, user: str, query: Query, body: Any, n: str) -> Answer:
         states = {"APPROVE": "APPROVED", "REQUEST_CHANGES": "CHANGES_REQUESTED", "COMMENT": "COMMENTED"}
@@ -342,10 +391,13 @@ class GitHubStandIn:
             "submitted_at": _now(),
         }
         self.reviews.setdefault(int(n), []).append(review)
-        return 200, review, {}
+        return 200, _review_out(review, int(n)), {}
 
     def _list_comments(self, user: str, query: Query, body: Any, n: str) -> Answer:
-        return self._page(self.comments.get(int(n), []), query, f"/issues/{n}/comments")
+        found = [
+            gh.issue_comment(c["id"], c["body"], int(n), c["user"]["login"]) for c in self.comments.get(int(n), [])
+        ]
+        return self._page(found, query, f"/issues/{n}/comments")
 
     def _create_comment(self, user: str, query: Query, body: Any, n: str) -> Answer:
         comment = {
@@ -354,17 +406,17 @@ class GitHubStandIn:
             "user": {"login": user},
         }
         self.comments.setdefault(int(n), []).append(comment)
-        return 201, comment, {}
+        return 201, gh.issue_comment(comment["id"], comment["body"], int(n), user), {}
 
     def _labels(self, user: str, query: Query, body: Any, n: str) -> Answer:
         pr = self.pulls[int(n)]
         pr["labels"] = sorted({*(x["name"] for x in pr["labels"]), *body["labels"]})
         pr["labels"] = [{"name": x} for x in pr["labels"]]
-        return 200, pr["labels"], {}
+        return 200, [gh.label(x["name"], i) for i, x in enumerate(pr["labels"], 1)], {}
 
     def _status(self, user: str, query: Query, body: Any, sha: str) -> Answer:
         state = self.checks.get(sha, "pending")
-        return 200, {"state": state, "statuses": [{"context": c, "state": state} for c in self.required]}, {}
+        return 200, gh.combined_status(sha, dict.fromkeys(self.required, state)) | {"state": state}, {}
 
     def _check_runs(self, user: str, query: Query, body: Any, sha: str) -> Answer:
         return 200, {"total_count": 0, "check_runs": []}, {}
@@ -384,7 +436,7 @@ class GitHubStandIn:
             login = self.accounts.get(email.lower())
             if login is None:
                 return None
-            return {"login": login, "id": int(hashlib.sha1(login.encode()).hexdigest()[:7], 16), "type": "User"}
+            return gh.user(login, int(hashlib.sha1(login.encode()).hexdigest()[:7], 16))
 
         return (
             200,
@@ -398,10 +450,17 @@ class GitHubStandIn:
                     "tree": {"sha": tree, "url": f"{api}/git/trees/{tree}"},
                     "url": f"{api}/git/commits/{full}",
                     "comment_count": 0,
-                    "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None},
+                    "verification": {
+                        "verified": False,
+                        "reason": "unsigned",
+                        "signature": None,
+                        "payload": None,
+                        "verified_at": None,
+                    },
                 },
                 "url": f"{api}/commits/{full}",
                 "html_url": f"https://github.example/{self.repository}/commit/{full}",
+                "comments_url": f"{api}/commits/{full}/comments",
                 "author": account(ae),
                 "committer": account(ce),
                 "parents": [{"sha": p, "url": f"{api}/commits/{p}"} for p in parents.split()],
@@ -415,6 +474,19 @@ class GitHubStandIn:
 
     def open_pulls(self) -> list[dict[str, Any]]:
         return [p for p in self.pulls.values() if p["state"] == "open"]
+
+
+def _review_out(review: dict[str, Any], number: int) -> dict[str, Any]:
+    """A review as GitHub's description has it, from the stand-in's record (or a test's) of it."""
+    return gh.review(
+        review["id"],
+        review["user"]["login"],
+        review["state"],
+        review["commit_id"],
+        number,
+        review.get("body") or "",
+        submitted_at=review["submitted_at"],
+    )
 
 
 def _as_of(version: str, payload: Any) -> Any:

@@ -1,6 +1,6 @@
 """GitHub's objects as its description requires them (every `required` field, of the right type), for
 the stand-ins' answers: a pull request, its list item, a review, a comment, a label, a combined status,
-check runs and a merge result. Each takes the few fields a test cares about; the rest are
+check runs, a commit and a merge result. Each takes the few fields a test cares about; the rest are
 plausible constants. tests/forges/test_forge_specs.py checks each against the description."""
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def label(name: str, label_id: int = 1) -> dict[str, Any]:
         "node_id": f"LA_{label_id}",
         "url": f"{API}/repos/acme/gitops/labels/{name}",
         "name": name,
-        "description": None,
+        "description": "",  # a string: a pull request's labels may not have null here
         "color": "5319e7",
         "default": False,
     }
@@ -263,6 +263,37 @@ def check_runs(sha: str, runs: dict[str, tuple[str, str | None]]) -> dict[str, A
             }
             for i, (name, (status, conclusion)) in enumerate(runs.items(), 1)
         ],
+    }
+
+
+def commit(sha: str, author: str | None, committer: str | None, message: str = "demo 1.2.3") -> dict[str, Any]:
+    """commit: the answer of `GET /repos/{owner}/{repo}/commits/{ref}`; `author` and `committer` are the
+    logins of the accounts the commit's emails belong to, None (null) where none does."""
+    api = f"{API}/repos/acme/gitops"
+    person = {"name": "Alice", "email": "alice@example.com", "date": WHEN}
+    unsigned = {"verified": False, "reason": "unsigned", "signature": None, "payload": None, "verified_at": None}
+    return {
+        "sha": sha,
+        "node_id": f"C_{sha[:12]}",
+        "url": f"{api}/commits/{sha}",
+        "html_url": f"{WEB}/acme/gitops/commit/{sha}",
+        "comments_url": f"{api}/commits/{sha}/comments",
+        "commit": {
+            "url": f"{api}/git/commits/{sha}",
+            "author": person,
+            "committer": person,
+            "message": message,
+            "comment_count": 0,
+            "tree": {"sha": "e" * 40, "url": f"{api}/git/trees/{'e' * 40}"},
+            "verification": unsigned,
+        },
+        "author": user(author, 4) if author else None,
+        "committer": user(committer, 5) if committer else None,
+        "parents": [
+            {"sha": "f" * 40, "url": f"{api}/commits/{'f' * 40}", "html_url": f"{WEB}/acme/gitops/commit/{'f' * 40}"}
+        ],
+        "stats": {"total": 0, "additions": 0, "deletions": 0},
+        "files": [],
     }
 
 
