@@ -19,6 +19,9 @@ class ResolvingGit(Protocol):
     def change_patch(self, req: PrepareInput, limit: int = ...) -> str: ...
 
 
+MERGES = {"merge": "a merge commit", "squash": "a squash", "rebase": "a rebase"}  # as a refusal names them
+
+
 class GitActivities:
     def __init__(self, repo: ResolvingGit, merge_methods: tuple[str, ...] | None = None, forge: str = "") -> None:
         """`merge_methods`: the ones the worker's forge (`forge`, its name) can merge with; None: any."""
@@ -32,13 +35,14 @@ class GitActivities:
         """The request read into a plan; refused (`BadInput`, before anything is pushed) when an
         environment asks for a merge method the forge cannot do, rather than at its merge."""
         plan = self.repo.resolve(req)
-        for e in plan.environments:
+        for e in plan.environments[1:]:  # the source (first) is never merged into
             method = e.config.merge.method
             if self.merge_methods is not None and method is not None and method not in self.merge_methods:
+                can = " or ".join(MERGES.get(m, m) for m in self.merge_methods)
                 raise BadInput(
                     f"environments/{e.config.name}/environment.yaml: merge.method {method}: the {self.forge} forge "
-                    f"merges only with {' or '.join(self.merge_methods)}; set merge.method to "
-                    f"{self.merge_methods[0]} (or remove it), or use a forge that can {method}"
+                    f"merges only with {can}; set merge.method to {self.merge_methods[0]} (or remove it), or use "
+                    f"a forge that can {method}"
                 )
         return plan
 

@@ -289,6 +289,7 @@ class Started(NamedTuple):
     how: str
     restarted: tuple[str, ...]
     lines: list[str]
+    stopped: tuple[str, ...] = ()  # of `restarted`, those that had stopped (the others restarted with them)
 
 
 class Stack:
@@ -394,6 +395,7 @@ class Stack:
         """Start again the dead ones of clusters, forge and worker, on the running Temporal server; the
         worker too when the clusters restart (it keeps their old addresses) or the forge moves."""
         lines: list[str] = []
+        stopped = tuple(dead)
         origin = Path(str(info["repo_url"]))
         if "clusters" in dead:
             lines += self._start_clusters(info, origin, timeout_s)
@@ -413,7 +415,8 @@ class Stack:
             stop_pid(int(info["pids"]["worker"]))  # type: ignore[index]
         if "worker" in dead:
             self._start_worker(info, timeout_s)
-        return Started(info, "restarted", tuple(d for d in ("clusters", "forge", "worker") if d in dead), lines)
+        restarted = tuple(d for d in ("clusters", "forge", "worker") if d in dead)
+        return Started(info, "restarted", restarted, lines, stopped)
 
     def _record_ports(self, ports: Ports | None = None, clusters: dict[str, int] | None = None) -> None:
         """Record the servers' ports (`ports`) and the clusters' (`clusters`) in `ports.json`, keeping

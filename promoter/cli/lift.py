@@ -81,6 +81,10 @@ async def lift_of(s: Settings, promotions: Promotions, execution: Execution, as_
             st, execution = await _follow_lift(promotions, execution, st, as_json)
     except ConnectionLost as e:
         line = f"lost the connection to Temporal at {s.temporal_address} ({e}); the lift is still running: {again}"
+        if as_json:  # as `promote --wait --json`: the outcome is unknown
+            url = s.workflow_url(execution.id, execution.run_id)
+            unknown = {"id": execution.id, "run_id": execution.run_id, "state": "unknown", "message": line}
+            print(json.dumps({**unknown, "url": url}))
         err.print(f"error: {line}", markup=False)
         return EXIT_CONNECTION_LOST
     except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: stop following, the lift goes on

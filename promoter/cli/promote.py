@@ -21,7 +21,7 @@ from promoter.cli.common import (
     run_async,
     whoami,
 )
-from promoter.cli.render import nothing_to_promote, stage_lines, stage_plan, subject, table
+from promoter.cli.render import KIND, nothing_to_promote, stage_lines, stage_plan, subject, table
 from promoter.errors import ConnectionLost
 from promoter.names import workflow_id
 from promoter.settings import Settings
@@ -138,7 +138,7 @@ async def _wait(s: Settings, promotions: Promotions, wid: str, run_id: str | Non
         )
         return EXIT_INTERRUPTED
     if as_json:
-        print(json.dumps({**status.model_dump(mode="json"), "run_id": run_id, "url": url}))
+        print(json.dumps({**status.model_dump(mode="json"), "kind": KIND, "run_id": run_id, "url": url}))
     else:
         out.print(f"{wid}: [bold]{status.state.value}[/bold]" + (f" — {status.message}" if status.message else ""))
     return 0 if status.state.value == "succeeded" else 1

@@ -44,8 +44,7 @@ def up(
     for line in started.lines:  # a port that changed: the links to its old one are dead
         err.print(f"warning: {line}", markup=False)
     if started.how == "restarted":
-        restarted = ", ".join(started.restarted)
-        out.print(f"restarted {restarted}, which had stopped (logs in {stack.logs})", markup=False)
+        out.print(_restarted_line(started.restarted, started.stopped, stack.logs), markup=False)
     _print_table(stack.dir, info)
     if detach:
         raise Exit(0)
@@ -76,6 +75,15 @@ def _asked_to_move(info: dict[str, object], port: int | None, ui_port: int | Non
     flags = " ".join(f"{flag} {n}" for flag, n in other.items())
     where = ", ".join(f"{now[f]} ({f})" for f in other)
     return f"it listens on {where}: `promoter down`, then `promoter up {flags}` to move it"
+
+
+def _restarted_line(restarted: tuple[str, ...], stopped: tuple[str, ...], logs: Path) -> str:
+    """What `up` restarted: those that had stopped, and those it restarted with them (the worker keeps
+    the old addresses of the clusters and the forge)."""
+    dead = [p for p in restarted if p in stopped] or list(restarted)
+    line = f"restarted {', '.join(dead)}, which had stopped"
+    others = [p for p in restarted if p not in dead]
+    return line + (f", and {', '.join(others)} with them" if others else "") + f" (logs in {logs})"
 
 
 def _running_line(where: Path, info: dict[str, object]) -> str:

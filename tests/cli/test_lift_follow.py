@@ -7,6 +7,7 @@ tests/cli/test_cli_commands.py, which follows a lift to its end)."""
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 import pytest
@@ -68,6 +69,11 @@ def test_temporal_gone_for_too_long_is_exit_3_saying_how_to_follow_again(
     monkeypatch.setattr(promotions_module, "UNREACHABLE_FOR_S", 0.05)
     code, out, err = follow(Run(["waiting", "gone"]), capsys)
     assert code == 3, (out, err)
+    run = Run(["waiting", "gone"])  # with --json, stdout says the outcome is unknown, as `promote --wait --json`
+    settings: Any = Settings.load(None)
+    assert asyncio.run(lift.lift_of(settings, run, run.execution(), as_json=True, follow=True)) == 3  # type: ignore[arg-type]
+    unknown = json.loads(capsys.readouterr().out)
+    assert (unknown["id"], unknown["run_id"], unknown["state"]) == (WID, "r1", "unknown") and "url" in unknown
     assert err.strip().splitlines() == [
         f"error: lost the connection to Temporal at {Settings.load(None).temporal_address} (cannot reach Temporal "
         f"at 127.0.0.1:1); the lift is still running: follow it again with `promoter status {WID} --follow`"

@@ -203,3 +203,17 @@ def test_a_stopped_stacks_origin_serves_history_alone(tmp_path: Path, monkeypatc
     monkeypatch.setenv("PROMOTER_REPO_URL", "https://git.example/prod.git")
     other = Settings.load(str(tmp_path), stopped_stack=True)
     assert (other.repo_url, other.trust_root) == ("https://git.example/prod.git", None)
+
+
+def test_up_names_what_had_stopped_apart_from_what_restarted_with_it() -> None:
+    """The clusters died; the worker, which keeps their old addresses, restarts with them: it had not
+    stopped, and the line does not say it had."""
+    from promoter.cli.stack import _restarted_line
+
+    logs = Path("/state/logs")
+    assert _restarted_line(("clusters", "worker"), ("clusters",), logs) == (
+        "restarted clusters, which had stopped, and worker with them (logs in /state/logs)"
+    )
+    assert (
+        _restarted_line(("worker",), ("worker",), logs) == "restarted worker, which had stopped (logs in /state/logs)"
+    )

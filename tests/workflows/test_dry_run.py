@@ -101,13 +101,15 @@ async def test_a_new_apps_configmap_left_behind_as_a_local_file_is_an_advisory_a
         plain = await api.dry_run(dev_env.client, tq, "demo")
         assert not [v for s in plain.stages if s.decision for v in s.decision.warn if "local_file" in v.rule]
         # a merge method the worker's forge cannot do is refused as the request is resolved, not at its merge
-        staging = origin.work / "environments/staging/environment.yaml"
-        origin.commit(
-            {"environments/staging/environment.yaml": staging.read_text() + "merge: {method: squash}\n"}, "squash"
-        )
+        squash = {f"environments/{e}/environment.yaml": "merge: {method: squash}\n" for e in ("dev", "staging")}
+        for path in squash:
+            squash[path] = (origin.work / path).read_text() + squash[path]
+        origin.commit({"environments/dev/environment.yaml": squash["environments/dev/environment.yaml"]}, "dev")
+        await api.dry_run(dev_env.client, tq, "demo")  # the source: nothing is ever merged into it
+        origin.commit({"environments/staging/environment.yaml": squash["environments/staging/environment.yaml"]}, "st")
         with pytest.raises(Exception) as refused:
             await api.dry_run(dev_env.client, tq, "demo")
         assert (
-            "environments/staging/environment.yaml: merge.method squash: the local forge merges only with merge; "
-            "set merge.method to merge (or remove it), or use a forge that can squash"
+            "environments/staging/environment.yaml: merge.method squash: the local forge merges only with a merge "
+            "commit; set merge.method to merge (or remove it), or use a forge that can squash"
         ) in str(refused.value), refused.value
