@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 _DURATION = re.compile(r"(\d{1,18})\s*(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -215,7 +215,11 @@ class EnvironmentConfig(_Strict):
     """`environments/<name>/environment.yaml`; unknown keys are an error."""
 
     name: str = Field(pattern=_NAME)
-    order: int
+    # where it stands: a line by `order` (the lowest is the source), or a graph by `after` (the environments
+    # it takes a version from once it is healthy and soaked in every one; none: the source); a repository
+    # uses one or the other (promoter.environments checks the whole)
+    order: int | None = None
+    after: list[Annotated[str, Field(pattern=_NAME)]] | None = None
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
@@ -422,7 +426,8 @@ class Decision(BaseModel):
 
 class StageStatus(BaseModel):
     env: str
-    order: int
+    order: int  # `order`, or in a graph (`after`) the environment's place in the plan
+    after: list[str] = Field(default_factory=list)  # in a graph: the environments it waits for (a line: none)
     state: StageState = StageState.PENDING
     source: bool = False
     branch: str | None = None
@@ -753,6 +758,7 @@ class StagePlan(BaseModel):
     approvers: list[str] = Field(default_factory=list)  # who may decide its gate (groups expanded)
     screened: dict[str, str] = Field(default_factory=dict)  # approver -> the policy's reason to refuse them
     soak_s: float = 0.0
+    after: list[str] = Field(default_factory=list)  # in a graph: the environments it waits for (DryRun fills it)
 
     @property
     def denied(self) -> bool:
@@ -764,6 +770,15 @@ class DryRun(BaseModel):
 
     plan: PromotionPlan
     stages: list[StagePlan]
+
+    @model_validator(mode="after")
+    def _graph(self) -> DryRun:
+        """Environments in a graph (`after`): each stage names what it waits for, as the plan has it."""
+        after = {e.config.name: e.config.after for e in self.plan.environments}
+        if any(names is not None for names in after.values()):
+            for stage in self.stages:
+                stage.after = list(after.get(stage.env) or [])
+        return self
 
     @property
     def denied(self) -> list[str]:

@@ -1,4 +1,5 @@
-"""PromotionWorkflow: carries one commit of an app through the environments, in their `order`.
+"""PromotionWorkflow: carries one commit of an app through the environments, in their `order`, or
+through their graph (`after`: stages with the same upstreams side by side, a fan-in after all of them).
 
 Only orchestration lives here: no I/O, no clock but `workflow.now()`. Every side effect is a typed
 step (`workflows/steps.py`) whose arguments derive from the input, so a retry or a replay never opens
@@ -18,6 +19,7 @@ from temporalio.common import RawValue
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from promoter import environments
     from promoter.converter import REFUSED
     from promoter.models import (
         ChangeCheck,
@@ -77,13 +79,16 @@ class PromotionWorkflow:
             if self.plan.members and not await self.claims.take():
                 await self.claims.release()
                 return self.status
-            for index, stage in enumerate(self.status.stages):
-                self.runner.checkpoint()
-                done = await (self._source_stage(stage) if index == 0 else self._stage(stage))
-                if not done:
-                    break
+            if self.p.graph:
+                await self._run_graph()
             else:
-                self.r.finish(PromotionState.SUCCEEDED, f"{self.p.label} promoted")
+                for index, stage in enumerate(self.status.stages):
+                    self.runner.checkpoint()
+                    done = await (self._source_stage(stage) if index == 0 else self._stage(stage))
+                    if not done:
+                        break
+                else:
+                    self.r.finish(PromotionState.SUCCEEDED, f"{self.p.label} promoted")
         except asyncio.CancelledError:
             await self._cancelled()
             await self.claims.release()
@@ -94,6 +99,43 @@ class PromotionWorkflow:
         await workflow.wait_condition(workflow.all_handlers_finished)
         return self.status
 
+    async def _run_graph(self) -> None:
+        """A graph (`after`): the source, then each stage as soon as every stage it comes after is healthy
+        (or skipped), each in a task of its own, so that stages with the same upstreams run side by side
+        (each one's work as in a line) and a fan-in waits for all of its upstreams, soaked. A stage that
+        ends the promotion (failed, reverted, denied, rejected, expired) stops only the stages after it:
+        the other branches run to their own end, then the promotion ends as the first such stage said."""
+        self.r.branches = True
+        ran: dict[str, asyncio.Task[bool]] = {}
+        for index, stage in enumerate(self.status.stages):  # in graph order: every upstream has its task
+            ups = [ran[up] for up in self.p.upstreams[stage.env]]
+            ran[stage.env] = asyncio.ensure_future(self._branch(stage, index == 0, ups))
+        try:
+            await workflow.wait_condition(lambda: all(t.done() for t in ran.values()))
+        except asyncio.CancelledError:  # each stage finishes its step in flight (steps.Runner), then stops
+            for task in ran.values():
+                task.cancel()
+            await workflow.wait_condition(lambda: all(t.done() for t in ran.values()))
+            raise
+        finally:
+            self.r.branches = False
+        for task in ran.values():
+            task.result()  # an error that is no verdict fails the workflow task, as it does in a line
+        end = self.r.first_end
+        self.r.finish(*(end or (PromotionState.SUCCEEDED, f"{self.p.label} promoted")))
+
+    async def _branch(self, stage: StageStatus, source: bool, ups: list[asyncio.Task[bool]]) -> bool:
+        """One stage of a graph, once every stage it comes after has ended: run when all took the
+        commit, left pending (with the reason) when one did not."""
+        took = [await up for up in ups]
+        stopped = [env for env, ok in zip(self.p.upstreams[stage.env], took, strict=True) if not ok]
+        if stopped:
+            ended = ", ".join(f"{env} ({self.p.stage_by_env[env].state.value})" for env in stopped)
+            stage.message = f"not started: it comes after {ended}"
+            return False
+        self.runner.checkpoint()
+        return await (self._source_stage(stage) if source else self._stage(stage))
+
     async def _resolve_on_worker(self) -> bool:
         """The rules a promotion obeys are the repository's, read on a worker as it starts: whoever
         starts the workflow chooses what to promote (app, commit, how far), never its gates, approvers
@@ -101,7 +143,7 @@ class PromotionWorkflow:
         names other environments than the starter's plan."""
         given = self.plan
         ask = PromotionRequest(
-            app=given.app, members=given.members, commit=given.commit, to_env=given.environments[-1].config.name
+            app=given.app, members=given.members, commit=given.commit, to_env=environments.last(given.environments)
         )
         try:
             fresh = await self.runner.run(steps.RESOLVE, ask, "read the environments, trust/ and rules on a worker")
@@ -230,16 +272,20 @@ class PromotionWorkflow:
         return False
 
     async def _soak_previous(self, stage: StageStatus) -> None:
-        """Wait until the previous environment has been healthy for its soak time (a durable timer)."""
-        previous = self.status.stages[self.status.stages.index(stage) - 1]
-        if previous.state != StageState.HEALTHY or previous.finished_at is None:
+        """Wait until every environment it comes after (in a line, the previous one) has been healthy for
+        its soak time: one durable timer, to the last of their soaks."""
+        ups = [self.p.stage_by_env[env] for env in self.p.upstreams[stage.env]]
+        soaks = [
+            (up.finished_at + self.p.soak(up.env), up.env)
+            for up in ups
+            if up.state == StageState.HEALTHY and up.finished_at is not None
+        ]
+        waiting = [(at, env) for at, env in soaks if workflow.now() < at]
+        if not waiting:
             return
-        ready = previous.finished_at + self.p.soak(previous.env)
-        if workflow.now() < ready:
-            self.r.set(
-                stage, StageState.PENDING, f"waiting for {previous.env} to soak until {ready:%Y-%m-%d %H:%M:%S}Z"
-            )
-            await workflow.sleep(ready - workflow.now(), summary=f"soak of {previous.env}")
+        ready, names = max(at for at, _ in waiting), ", ".join(env for _, env in waiting)
+        self.r.set(stage, StageState.PENDING, f"waiting for {names} to soak until {ready:%Y-%m-%d %H:%M:%S}Z")
+        await workflow.sleep(ready - workflow.now(), summary=f"soak of {names}")
 
     async def _fail(self, stage: StageStatus, err: ActivityError) -> bool:
         """End the promotion `failed`, and close the stage's PR with the reason: it belongs to a

@@ -12,7 +12,7 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from promoter import report, search
+    from promoter import environments, report, search
     from promoter.models import (
         Approval,
         AuditEntry,
@@ -43,6 +43,10 @@ class Promotion:
     def __init__(self, inp: PromotionInput) -> None:
         self.plan = inp.plan
         self.envs: dict[str, PlannedEnvironment] = {e.config.name: e for e in inp.plan.environments}
+        # what each stage waits for: the one before it in a line, every `after` in a graph
+        self.graph = environments.is_graph(inp.plan.environments)
+        self.upstreams = environments.upstreams(inp.plan.environments)
+        levels = environments.levels(inp.plan.environments)
         self.status = PromotionStatus(
             id=workflow.info().workflow_id,
             run_id=workflow.info().run_id,
@@ -55,7 +59,8 @@ class Promotion:
             stages=[
                 StageStatus(
                     env=e.config.name,
-                    order=e.config.order,
+                    order=levels[e.config.name],
+                    after=self.upstreams[e.config.name] if self.graph else [],
                     source=i == 0,
                     approvals_required=0 if i == 0 else e.config.approval.required,
                 )
@@ -71,8 +76,15 @@ class Promotion:
         self.plan.author, self.plan.message = fresh.author, fresh.message
         self.envs = {e.config.name: e for e in fresh.environments}
         self.status.author = fresh.author
+        self.graph, self.upstreams = (
+            environments.is_graph(fresh.environments),
+            environments.upstreams(fresh.environments),
+        )
+        levels = environments.levels(fresh.environments)
         for stage, planned in zip(self.status.stages, fresh.environments, strict=True):
             stage.approvals_required = 0 if stage.source else planned.config.approval.required
+            if self.graph:  # the repository's graph, not the starter's
+                stage.order, stage.after = levels[stage.env], self.upstreams[stage.env]
         if fresh.rules.notice():  # judged by the last trusted rules: say what on main is not used
             self.status.notices.append(fresh.rules.notice())
 
@@ -138,6 +150,10 @@ class Recorder:
         self.indexed_values: dict[str, str] = {}
         self.pending_index: dict[str, str] | None = None  # set within this activation, upserted at its end
         self.memo_stage = ""  # the stage the memo names
+        # a graph's branches run side by side: while `branches` is set, the first ending (a failure in one
+        # branch) is kept in `first_end` and the promotion ends with it once every branch has ended
+        self.branches = False
+        self.first_end: tuple[PromotionState, str] | None = None
         self.notifications: list[asyncio.Task[None]] = []
         self.gate_opened_at: dict[str, datetime] = {}
 
@@ -239,6 +255,9 @@ class Recorder:
         )
 
     def finish(self, state: PromotionState, message: str) -> None:
+        if self.branches:
+            self.first_end = self.first_end or (state, message)
+            return
         self.status.state = state
         self.status.message = message
         self.status.finished_at = workflow.now()

@@ -55,12 +55,14 @@ def table(status: PromotionStatus, titled: bool = True) -> Table:
     from rich.table import Table
 
     shown = Table(title=title(status) if titled else None)
-    for col in ("env", "state", "PR", "approvals", "message"):
+    graph = any(st.after for st in status.stages)  # environments in a graph: each stage says what it comes after
+    for col in ("env", *(("after",) if graph else ()), "state", "PR", "approvals", "message"):
         shown.add_column(col)
     for st in status.stages:
         colour = STAGE_COLOURS.get(st.state.value, "cyan")
         shown.add_row(
             st.env,
+            *((", ".join(st.after) or "(source)",) if graph else ()),
             f"[{colour}]{st.state.value}[/{colour}]",
             f"#{st.pr_number}" if st.pr_number else "",
             approvals(st),
@@ -194,6 +196,7 @@ def stage_lines(status: PromotionStatus, seen: dict[str, str]) -> list[str]:
 def stage_plan(st: StagePlan) -> list[str]:
     """A stage of `promoter dry-run`, as lines: the change, the policies' decision, the gate."""
     head = f"{st.env} (source)" if st.source else st.env
+    head += f" (after {', '.join(st.after)})" if st.after else ""  # a graph: what it waits for
     if st.skipped:
         return [f"{head}: skipped, its folder already matches"]
     lines = [head + ":"]

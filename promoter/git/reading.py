@@ -14,7 +14,7 @@ from pathlib import Path
 import git
 
 from promoter import holds
-from promoter.environments import in_order, parse_environment
+from promoter.environments import in_order, parse_environment, up_to
 from promoter.errors import BadInput, NotFound
 from promoter.git import objects
 from promoter.git.clone import Clone
@@ -34,7 +34,8 @@ class GitOpsReader:
     def resolve(self, req: PromotionRequest) -> PromotionPlan:
         """The request resolved against main as it is now: the commit to promote (the newest that changed
         the app, or the one given, which must be on main), the environments it goes through (up to
-        `to_env`), and the trust/ and rules revision that judge it. `BadInput` names what is wrong."""
+        `to_env`; in a graph, those on a path from the source to it), and the trust/ and rules revision
+        that judge it. `BadInput` names what is wrong."""
         _check_request(req)
         repo = self.clone.fresh()
         main = self.clone.main(repo)
@@ -45,7 +46,7 @@ class GitOpsReader:
             names = [e.config.name for e in envs]
             if req.to_env not in names:
                 raise BadInput(f"unknown environment '{req.to_env}'; environments: {', '.join(names)}")
-            envs = envs[: names.index(req.to_env) + 1]
+            envs = up_to(envs, req.to_env)  # a graph: the environments on some path to it
         apps_here = self.apps(repo, main, source)
         if req.members and req.app in apps_here:
             raise BadInput(f"the release set's name '{req.app}' is an app's; give the set another --name")
