@@ -11,7 +11,17 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, get_args
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+
+from promoter.verify import parse_success  # the `success` language (it imports nothing of promoter)
 
 _DURATION = re.compile(r"(\d{1,18})\s*(w|d|h|m|s)")
 _UNIT_SECONDS = {"w": 604800, "d": 86400, "h": 3600, "m": 60, "s": 1}
@@ -134,6 +144,41 @@ class HealthConfig(_Strict):
     http: list[HttpProbe] = Field(default_factory=list)
 
 
+class PrometheusCheck(_Strict):
+    """`verify[].prometheus`: a query whose one number (`result`) `success` judges (promoter.verify)."""
+
+    query: str = Field(min_length=1, max_length=4000)
+    success: str
+    url: str | None = None  # this check's Prometheus; default: the worker's PROMOTER_PROMETHEUS_URL
+
+    @field_validator("success")
+    @classmethod
+    def _parses(cls, success: str) -> str:
+        parse_success(success)
+        return success
+
+
+class VerifyConfig(_Strict):
+    """One `verify:` check of environment.yaml: a Prometheus query or an HTTP check, measured `count`
+    times `interval` apart once the rollout is healthy; it fails once more than `failure_limit` failed."""
+
+    name: str = Field(pattern=_NAME)
+    prometheus: PrometheusCheck | None = None
+    http: HttpProbe | None = None
+    interval: Duration = timedelta(seconds=10)
+    initial_delay: Duration = None  # before the first measurement (e.g. for a rate's window to fill)
+    count: int = Field(default=1, ge=1, le=1000)
+    failure_limit: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> VerifyConfig:
+        if (self.prometheus is None) == (self.http is None):
+            raise ValueError(f"verify check {self.name!r} needs exactly one of prometheus or http")
+        if self.interval is None or self.interval <= timedelta(0):
+            raise ValueError(f"verify check {self.name!r}: interval must be a duration above 0, e.g. 10s")
+        return self
+
+
 class RevertConfig(_Strict):
     automatic: bool = True
 
@@ -184,6 +229,7 @@ AuditKind = Literal[
     "revert",
     "verdict",
     "cancelled",
+    "verify",  # a verification check's measurements and verdict
 ]
 Phase = Literal["pre_pr", "approval", "merge", "check"]  # when the policies are asked
 PullRequestState = Literal["open", "merged", "closed"]
@@ -224,6 +270,7 @@ class EnvironmentConfig(_Strict):
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    verify: list[VerifyConfig] = Field(default_factory=list)  # metric and HTTP checks after health (docs)
     revert: RevertConfig = Field(default_factory=RevertConfig)
     merge: MergeConfig = Field(default_factory=MergeConfig)
     drift: DriftConfig = Field(default_factory=DriftConfig)
@@ -453,6 +500,7 @@ class StageStatus(BaseModel):
     deadline: datetime | None = None
     message: str = ""
     policy: PolicyDecision | None = None
+    verification: list[CheckStatus] = Field(default_factory=list)  # its `verify` checks' measurements
 
 
 class PromotionStatus(BaseModel):
@@ -837,6 +885,37 @@ class HealthResult(BaseModel):
     healthy: bool
     reason: str = ""
     engine: str = ""
+
+
+class MeasureInput(BaseModel):
+    """One measurement of a `verify` check (the `measure` activity substitutes `{{app}}` and `{{env}}`)."""
+
+    check: VerifyConfig
+    app: str
+    env: str
+
+
+class Measurement(BaseModel):
+    at: datetime
+    passed: bool
+    value: float | None = None  # the query's number, or the HTTP status
+    error: str = ""  # why it failed (an unreachable server, an empty answer, `success` not met)
+
+
+class CheckStatus(BaseModel):
+    """A `verify` check of a stage: what it measures, its measurements (the last 20), its verdict."""
+
+    name: str
+    app: str
+    kind: Literal["prometheus", "http"]
+    target: str  # the query (substituted), or the URL
+    success: str = ""  # the prometheus check's condition; an HTTP check's: `status == N`
+    count: int = 1
+    failure_limit: int = 0
+    taken: int = 0
+    failed: int = 0
+    measurements: list[Measurement] = Field(default_factory=list)
+    verdict: Literal["running", "passed", "failed", "stopped"] = "running"  # stopped: another check failed
 
 
 class RevertInput(Subject):  # a release set: every member's folder is reverted

@@ -66,6 +66,7 @@ class Settings:
     cache_dir: str = str(Path.home() / ".cache" / "promoter")
     ui_url: str | None = None
     opa_url: str | None = None
+    prometheus_url: str | None = None  # the Prometheus `verify` checks ask (PROMOTER_PROMETHEUS_URL)
     policy_engine: PolicyEngineName | None = None  # default: opa when opa_url is set, else embedded
     policy_timeout_s: float = 10.0
     review_poll_s: float = 15.0  # how often a waiting gate reads its PR's reviews and head
@@ -107,6 +108,7 @@ class Settings:
         self.cache_dir = info.get("cache_dir", self.cache_dir)
         self.ui_url = info.get("ui_url")
         self.trust_root = info.get("trust_root")
+        self.prometheus_url = info.get("prometheus_url")
 
     def _read_temporal(self, env: Mapping[str, str]) -> None:
         """Where Temporal is and how to authenticate to it: PROMOTER_TEMPORAL_*, the namespace, the task queue."""
@@ -154,6 +156,14 @@ class Settings:
         self.cache_dir = env.get("PROMOTER_CACHE_DIR", self.cache_dir)
         self.ui_url = env.get("PROMOTER_UI_URL", self.ui_url)
         self.opa_url = env.get("PROMOTER_OPA_URL", self.opa_url)
+        self.prometheus_url = env.get("PROMOTER_PROMETHEUS_URL") or self.prometheus_url
+        if self.prometheus_url and not re.match(r"https?://[^/\s]+(/\S*)?$", self.prometheus_url):
+            raise BadInput(
+                "PROMOTER_PROMETHEUS_URL must be an http:// or https:// URL such as http://localhost:9090, "
+                f"not {self.prometheus_url[:60]!r}"
+            )
+        if self.prometheus_url and "@" in self.prometheus_url.split("/")[2]:  # user:password@host: masked
+            secrets.register(self.prometheus_url.split("/")[2].rsplit("@", 1)[0])
         self.policy_engine = _choice(env, "PROMOTER_POLICY_ENGINE", POLICY_ENGINES) or self.policy_engine
         self.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", self.policy_timeout_s)
         self.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", self.review_poll_s)

@@ -227,6 +227,47 @@ def cluster_ports(kubeconfig: Path) -> dict[str, int]:
     return {env: int(url.rsplit(":", 1)[1]) for env, url in servers.items()}
 
 
+def prometheus_config(targets: dict[str, int], scrape_interval_s: int = 1) -> str:
+    """A Prometheus configuration scraping each simulated cluster's `/metrics` (promoter.sim.metrics) on
+    127.0.0.1:`port`, every `scrape_interval_s` seconds, its target labelled `cluster`."""
+    import yaml
+
+    every = f"{scrape_interval_s}s"
+    return yaml.safe_dump(
+        {
+            "global": {"scrape_interval": every, "scrape_timeout": every, "evaluation_interval": every},
+            "scrape_configs": [
+                {
+                    "job_name": "clusters",
+                    "static_configs": [
+                        {"targets": [f"127.0.0.1:{port}"], "labels": {"cluster": env}}
+                        for env, port in sorted(targets.items())
+                    ],
+                }
+            ],
+        },
+        sort_keys=False,
+    )
+
+
+def prometheus_argv(binary_path: str, config: Path, data: Path, port: int) -> list[str]:
+    """Debian's `prometheus` on 127.0.0.1:`port`, keeping its data in `data` for a day."""
+    return [
+        binary_path,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={data}",
+        "--storage.tsdb.retention.time=1d",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--log.level=warn",
+    ]
+
+
+def parts(info: dict[str, object]) -> tuple[str, ...]:
+    """What a stack runs: `PARTS`, and Prometheus when it was started (it is optional)."""
+    pids = info.get("pids")
+    return PARTS + (("prometheus",) if isinstance(pids, dict) and "prometheus" in pids else ())
+
+
 class Ports(NamedTuple):
     """The ports a stack's servers listen on, all on 127.0.0.1."""
 
@@ -318,7 +359,7 @@ class Stack:
     def dead(self, info: dict[str, object]) -> list[str]:
         """The parts of the stack (`PARTS`) that do not run: those that stopped, and those a start cut
         short never recorded (a `stack.json` with only Temporal's PID is not a running stack)."""
-        return [name for name in PARTS if not self.ours(info, name)]
+        return [name for name in parts(info) if not self.ours(info, name)]
 
     def running(self) -> bool:
         info = self.info()
@@ -339,7 +380,6 @@ class Stack:
             return {str(k): int(v) for k, v in clusters.items() if int(v) > 0} if isinstance(clusters, dict) else {}
         except (ValueError, TypeError):
             return {}
-
 
     def up(
         self, repo: Path, port: int | None = None, ui_port: int | None = None, ready_timeout_s: float = 60.0
@@ -381,6 +421,7 @@ class Stack:
         try:
             info = self._start_temporal(ports, origin, root, timeout_s)
             lines += self._start_clusters(info, origin, timeout_s)
+            lines += start_prometheus(self, info, timeout_s)
             self._start_forge(info, origin, ports.forge, timeout_s)
             self._start_worker(info, timeout_s)
         except BaseException:
@@ -399,6 +440,8 @@ class Stack:
         origin = Path(str(info["repo_url"]))
         if "clusters" in dead:
             lines += self._start_clusters(info, origin, timeout_s)
+        if "prometheus" in dead or ("clusters" in dead and "prometheus" in parts(info)):
+            lines += start_prometheus(self, info, timeout_s)  # scraping the clusters' ports as they are now
         if "forge" in dead:
             old = int(str(info["forge_url"]).rsplit(":", 1)[1])
             port, line = choose_port("forge", old, None)
@@ -415,7 +458,7 @@ class Stack:
             stop_pid(int(info["pids"]["worker"]))  # type: ignore[index]
         if "worker" in dead:
             self._start_worker(info, timeout_s)
-        restarted = tuple(d for d in ("clusters", "forge", "worker") if d in dead)
+        restarted = tuple(d for d in ("clusters", "prometheus", "forge", "worker") if d in dead)
         return Started(info, "restarted", restarted, lines, stopped)
 
     def _record_ports(self, ports: Ports | None = None, clusters: dict[str, int] | None = None) -> None:
@@ -525,6 +568,7 @@ class Stack:
             "PROMOTER_UI_URL": str(info["ui_url"]),
             "PROMOTER_FORGE_URL": str(info["forge_url"]),  # the local forge's pages: PR links point there
             "KUBECONFIG": str(info["kubeconfig"]),
+            **({"PROMOTER_PROMETHEUS_URL": str(info["prometheus_url"])} if info.get("prometheus_url") else {}),
         }
         ready = self.dir / "worker.ready"
         ready.unlink(missing_ok=True)  # a dead worker's: the new one writes its own once it polls
@@ -583,9 +627,42 @@ class Stack:
         if info is None:
             return False
         pids: dict[str, int] = info.get("pids", {})  # type: ignore[assignment]
-        for name in ("worker", "forge", "clusters", "temporal"):  # the worker first: it never sees its servers vanish
+        for name in ("worker", "forge", "prometheus", "clusters", "temporal"):  # the worker first
             if name in pids and self.ours(info, name):
                 stop_pid(int(pids[name]))
         (self.dir / "worker.ready").unlink(missing_ok=True)
         self.file.unlink(missing_ok=True)
         return True
+
+
+def start_prometheus(stack: Stack, info: dict[str, object], timeout_s: float) -> list[str]:
+    """Debian's `prometheus`, scraping the simulated clusters, on the port the last `up` recorded when it
+    is free, else a free one; where it is not installed, one line and no Prometheus (the `verify` checks
+    that query it then fail, closed)."""
+    if stack.ours(info, "prometheus"):  # restarted with the clusters: they may listen on other ports
+        stop_pid(int(info["pids"]["prometheus"]))  # type: ignore[index]
+    found = shutil.which("prometheus")
+    info.pop("prometheus_url", None)
+    if found is None:
+        return [
+            "prometheus is not installed (scripts/setup-system, or apt-get install prometheus): "
+            "the stack runs without it, and `verify` checks that query Prometheus fail"
+        ]
+    old = ports_file(stack.dir).get("prometheus")
+    port = old if isinstance(old, int) and port_free(old) else free_port()
+    config = stack.dir / "prometheus.yml"
+    config.write_text(prometheus_config(cluster_ports(Path(str(info["kubeconfig"])))))
+    pid = stack._spawn(prometheus_argv(found, config, stack.dir / "prometheus", port), "prometheus.log", {})
+    stack._add(info, "prometheus", pid)
+    wait_until(lambda: port_open(f"127.0.0.1:{port}") or not alive(pid), timeout_s, "Prometheus")
+    if not alive(pid):
+        raise BadInput(f"Prometheus did not start; see {stack.logs / 'prometheus.log'}")
+    info["prometheus_url"] = f"http://127.0.0.1:{port}"
+    stack._write(info)
+    recorded = ports_file(stack.dir)
+    recorded["prometheus"] = port
+    tmp = stack.dir / f"{PORTS_FILE}.tmp"
+    tmp.write_text(json.dumps(recorded))
+    os.replace(tmp, stack.dir / PORTS_FILE)
+    moved = isinstance(old, int) and old != port
+    return [f"Prometheus: port {old} is taken by another program, so it listens on {port}"] if moved else []

@@ -36,6 +36,7 @@ from activities.policy import PolicyActivities
 from activities.promotions import PromotionActivities
 from activities.repository import GitActivities
 from activities.revert import RevertActivities
+from activities.verify import VerifyActivities
 from promoter.errors import BadInput
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
@@ -107,6 +108,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
     reverts = RevertActivities(repo, forge)
     notify = NotifyActivities()
     promotions = PromotionActivities(client)
+    measures = VerifyActivities(settings.prometheus_url)
     main = Worker(
         client,
         task_queue=settings.task_queue,
@@ -130,6 +132,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             reverts.revert,
             notify.notify,
             promotions.running_promotions,
+            measures.measure,
         ],
         activity_executor=executor,
         max_concurrent_activities=16,

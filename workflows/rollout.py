@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows import steps
     from workflows.recorder import Promotion, Recorder
+    from workflows.verification import Verification
 
 
 class Rollout:
@@ -28,13 +29,23 @@ class Rollout:
         self.p = promotion
         self.r = recorder
         self.runner = runner
+        self.verification = Verification(recorder, runner)
 
     async def verify(self, stage: StageStatus, revision: str) -> bool:
-        """Sync and judge `revision`; healthy: the stage is healthy, else it is reverted (or fails)."""
+        """Sync and judge `revision`, then run the environment's `verify` checks (when it has any);
+        healthy and verified: the stage is healthy, else it is reverted (or fails)."""
         health = await self._sync_and_judge(stage, revision)
+        cfg = self.p.envs[stage.env].config
+        healthy_at = workflow.now()
+        if health.healthy and cfg.verify:
+            failed = await self.verification.run(stage, cfg, self.p.plan.apps)
+            passed = f"{len(stage.verification)} verify check(s) passed"
+            said = failed or f"{health.reason}; {passed}"
+            health = HealthResult(healthy=not failed, reason=said, engine=health.engine)
         if health.healthy:
             self.r.set(stage, StageState.HEALTHY, health.reason)
-            stage.finished_at = workflow.now()
+            # with a soak, the checks measured across it: the soak counts from the rollout's health
+            stage.finished_at = healthy_at if cfg.verify and cfg.soak else workflow.now()
             self.r.notify(stage, "succeeded", f"{self.p.label} is healthy in {stage.env}")
             return True
         healthy = await self._revert(stage, self.p.envs[stage.env].config.revert.automatic, health.reason)

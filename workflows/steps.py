@@ -37,6 +37,8 @@ with workflow.unsafe.imports_passed_through():
         HealthInput,
         HealthResult,
         LiftHoldInput,
+        MeasureInput,
+        Measurement,
         MergePullRequest,
         MergeResult,
         NotifyInput,
@@ -195,6 +197,13 @@ DETECT_DRIFT = Step(  # `promoter drift` and the environments' drift schedules
 CHECK_HEALTH = Step(  # its timeouts grow with the environment's health.timeout (see `health_step`)
     "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=timedelta(seconds=15)
 )
+MEASURE = Step(  # one measurement of a `verify` check: a query or a GET, 10 s at most; a failed one is a result
+    "measure",
+    MeasureInput,
+    Measurement,
+    start_to_close=timedelta(seconds=30),
+    schedule_to_close=timedelta(minutes=2),
+)
 REVERT = Step(
     "revert",
     RevertInput,
@@ -236,6 +245,7 @@ ALL: tuple[Step[Any, Any], ...] = (
     SCREEN_APPROVERS,
     SYNC,
     CHECK_HEALTH,
+    MEASURE,
     REVERT,
     WATCH_PULL_REQUEST,
     NOTIFY,

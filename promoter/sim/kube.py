@@ -16,7 +16,9 @@ would leave, with the resourceVersion it read, and nothing is kept), `metadata.m
 (promoter.sim.fields), resource quantities in canonical form, and a rollout controller: Deployments,
 StatefulSets and DaemonSets become available after `rollout_delay_s`, Jobs complete, unless the pod
 template carries the annotation `sim.promoter.dev/fail-in` naming this server's environment (a
-comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`.
+comma-separated list of names, or `*`): that rollout ends in `ProgressDeadlineExceeded`. `GET /metrics`
+serves request counters per workload, their errors shaped by the pod template's annotation
+`sim.promoter.dev/error-rate` (promoter.sim.metrics).
 
 Where it differs from a real API server (kept honest on purpose):
 - no authentication or authorization, admission or defaulting; no watch, no subresources but
@@ -68,6 +70,7 @@ from typing import Any
 from promoter import schemas
 from promoter.httpserver import Server
 from promoter.sim.controllers import FAIL_IN, SLICER, Controllers
+from promoter.sim.metrics import Counters
 from promoter.sim.serving import Serving
 from promoter.sim.store import (
     BUILTIN,
@@ -110,6 +113,7 @@ class KubeSim(Serving, Controllers):
         self.requests: list[tuple[str, str]] = []
         self._faults: list[tuple[str, float, str]] = []
         self._documents: dict[str, Any] = {}  # the OpenAPI documents of the kinds served now, and their key
+        self.counters = Counters()  # `GET /metrics` (promoter.sim.metrics)
         self.server = Server(("127.0.0.1", port), self._handler())
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs, urlsplit
 import yaml
 
 from promoter.sim import openapi
+from promoter.sim.metrics import Counters, send_metrics
 from promoter.sim.store import (
     SCALABLE,
     SCALE,
@@ -29,6 +30,7 @@ class Serving(Writes):
     """Requests as a real API server answers them."""
 
     port: int
+    counters: Counters  # `GET /metrics` (promoter.sim.metrics)
     requests: list[tuple[str, str]]
     _faults: list[tuple[str, float, str]]
     _documents: dict[str, Any]
@@ -287,6 +289,8 @@ class Serving(Writes):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                if self.command == "GET" and urlsplit(self.path).path == "/metrics":
+                    return send_metrics(self, sim)  # Prometheus' text format, not the API's JSON
                 warnings: list[str] = []
                 try:
                     code, answer, warnings = sim.handle(

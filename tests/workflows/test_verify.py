@@ -1,0 +1,139 @@
+"""Metric verification inside real promotions, against a real Prometheus (Debian's `prometheus`)
+scraping the simulated clusters: a version whose pods answer 20 % errors
+(`sim.promoter.dev/error-rate: "0.2"`) passes rollout health, fails staging's `verify` check and is
+reverted there (the revert PR merged, the cluster back on the previous version), prod untouched; the
+measurements (query, values, verdict) are in the stage's status, the audit and the PR body; a good
+version passes every measurement and is healthy; with Prometheus down the check fails, closed, and the
+version is reverted. An environment without `verify` measures nothing (no `measure` activity)."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from temporalio.api.enums.v1 import EventType
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.models import PromotionState, PromotionStatus, StageState
+from promoter.sim.kube import KubeSim
+from promoter.sim.metrics import ERROR_RATE
+from tests.support.gitops import Origin
+from tests.support.prometheus import running_prometheus
+from tests.support.workflows import deployment
+
+RATIO = (
+    'sum(rate(http_requests_total{app="{{app}}",env="{{env}}",code=~"5.."}[5s]))'
+    ' / sum(rate(http_requests_total{app="{{app}}",env="{{env}}"}[5s]))'
+)
+# the rate's window fills with two scrapes (1 s apart) before the first measurement
+CHECK = {
+    "name": "error-rate",
+    "prometheus": {"query": RATIO, "success": "result < 0.01"},
+    "initial_delay": "3s",
+    "interval": "1s",
+    "count": 2,
+}
+ENVS: list[dict[str, object]] = [
+    {"name": "dev", "order": 1},
+    {"name": "staging", "order": 2, "verify": [CHECK]},
+    {"name": "prod", "order": 3},
+]
+
+
+def with_error_rate(origin: Origin, rate: str, tag: str) -> str:
+    """A commit of demo at `tag` whose pods answer `rate` of their requests with a 500."""
+    path = "environments/dev/demo/deployment.yaml"
+    doc = yaml.safe_load((origin.work / path).read_text())
+    doc["spec"]["template"]["metadata"]["annotations"] = {ERROR_RATE: rate}
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/demo:{tag}"
+    return origin.commit({path: yaml.safe_dump(doc, sort_keys=False)}, f"demo {tag}, {rate} errors")
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+async def measured(env: WorkflowEnvironment, workflow_id: str, run_id: str) -> int:
+    """How many `measure` activities the run scheduled."""
+    history = await env.client.get_workflow_handle(workflow_id, run_id=run_id).fetch_history()
+    return sum(
+        1
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "measure"
+    )
+
+
+async def promote(env: WorkflowEnvironment, tq: str, to_env: str | None = None) -> PromotionStatus:
+    handle = await api.start(env.client, tq, await api.resolve(env.client, tq, "demo", to_env=to_env))
+    return await handle.result()
+
+
+async def test_an_erroring_version_is_reverted_in_staging_by_its_metrics_and_a_good_one_passes(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    tmp_path: Path,
+) -> None:
+    origin = origin_factory(ENVS)
+    forge = origin.forge()
+    sims = clusters(["dev", "staging", "prod"])
+    targets = {env: sim.port for env, sim in sims.items()}
+    with running_prometheus(tmp_path / "prometheus", targets) as prometheus:
+        async with run_worker(dev_env, origin, prometheus_url=prometheus) as tq:
+            with_error_rate(origin, "0", "2.0.0")  # a good version: verified in staging
+            good = await promote(dev_env, tq, to_env="staging")
+            with_error_rate(origin, "0.2", "2.1.0")  # healthy by its rollout, 20 % errors by its metrics
+            bad = await promote(dev_env, tq)
+
+    assert good.state == PromotionState.SUCCEEDED, good.message
+    dev, staging = good.stages
+    assert dev.verification == [] and staging.state == StageState.HEALTHY
+    (check,) = staging.verification
+    assert (check.name, check.app, check.kind, check.verdict) == ("error-rate", "demo", "prometheus", "passed")
+    assert check.target == RATIO.replace("{{app}}", "demo").replace("{{env}}", "staging")
+    assert check.taken == 2 and check.failed == 0 and all(m.value == 0.0 for m in check.measurements)
+    assert "1 verify check(s) passed" in staging.message
+    assert await measured(dev_env, good.id, good.run_id) == 2  # dev has no checks: nothing measured there
+    good_pr = forge.get_pull_request(staging.pr_number or 0)
+    assert "| verify | prometheus |" in good_pr.body and "error-rate (demo) passed" in good_pr.body
+
+    assert bad.state == PromotionState.REVERTED, bad.message
+    dev, staging, prod = bad.stages
+    assert dev.state == StageState.HEALTHY and dev.verification == []
+    assert staging.state == StageState.REVERTED and staging.revert_commit
+    assert prod.state == StageState.PENDING and prod.pr_number is None  # prod untouched
+    assert ("apps", "deployments", "apps", "demo") not in sims["prod"].objects
+    (check,) = staging.verification
+    assert check.verdict == "failed" and check.failed == 1 and check.taken == 1  # failure_limit 0: stops at once
+    value = check.measurements[0].value
+    assert value is not None and value > 0.01 and check.measurements[0].error == "result < 0.01 is false"
+    assert bad.message.startswith("staging: unhealthy: verification failed: error-rate (demo): 1 of 1")
+    audit = [e for e in bad.audit if e.kind == "verify"]
+    assert [e.env for e in audit] == ["staging"] and "failed" in audit[0].detail and RATIO[:20] in audit[0].detail
+    # the cluster runs the good version again (the revert's sync), and the PR records the measurements
+    template = deployment(sims["staging"])["spec"]["template"]
+    assert "demo:2.0.0" in str(template) and template["metadata"]["annotations"] == {ERROR_RATE: "0"}
+    bad_pr = forge.get_pull_request(staging.pr_number or 0)
+    assert "| verify | prometheus |" in bad_pr.body and "error-rate (demo) failed" in bad_pr.body
+    assert f"{value:g}" in bad_pr.body
+
+
+async def test_prometheus_down_fails_closed(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    origin = origin_factory(ENVS[:2])
+    with_error_rate(origin, "0", "2.0.0")  # nothing wrong with it: only nothing can say so
+    async with run_worker(dev_env, origin, prometheus_url=f"http://127.0.0.1:{closed_port()}") as tq:
+        result = await promote(dev_env, tq)
+    assert result.state == PromotionState.REVERTED, result.message
+    (check,) = result.stages[1].verification
+    assert check.verdict == "failed" and check.measurements[0].value is None
+    assert "cannot be reached" in check.measurements[0].error and "cannot be reached" in result.message
