@@ -1,9 +1,11 @@
 """Every exchange a forge stand-in of these tests answers is held to the forge's own description: after
 each test that uses pytest-httpserver, each (request, response) pair of `httpserver.log` is checked
-(tests/support/openapi/): GitHub's with openapi-core against its OpenAPI description, GitLab's
-(under `/api/v4/`) against the merge request documentation's statuses and codes; Gitea's (under
-`/api/v1/`) are not, as no package ships its description. A test whose stand-in answers off the
-description on purpose says why with `@pytest.mark.off_spec("why")`."""
+(tests/support/openapi/): GitHub's with openapi-core against its OpenAPI description; Gitea's (under
+`/api/v1/`) with openapi-core against Gitea 1.22's description as read from gitea-js 1.22.0's
+`dist/index.d.ts` (paths, path and query parameters, request bodies, answers' types; not each
+operation's error statuses nor required fields, which those declarations lose); GitLab's (under
+`/api/v4/`) against the merge request documentation's statuses and codes. A test whose stand-in
+answers off the description on purpose says why with `@pytest.mark.off_spec("why")`."""
 
 from __future__ import annotations
 
