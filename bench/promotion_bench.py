@@ -1,12 +1,16 @@
-"""The engine's own time for a dev -> staging -> prod promotion of `demo` on the embedded stack.
+"""The engine's own time for a promotion of `demo` on the embedded stack, in a line and in a graph.
 
-Starts the real stack (`promoter up --detach`: Temporal dev server, worker process, local origin
-and forge) in a temporary state directory, makes prod's gate open by itself (approval.required: 0)
+The line: dev -> staging -> prod. The graph: dev -> staging-eu and staging-us side by side -> prod
+after both (`after:`, docs/gitops-repository.md). For each case it starts the real stack (`promoter up
+--detach`: Temporal dev server, worker process, local origin and forge, a simulated cluster per
+environment) in a temporary state directory, makes prod's gate open by itself (approval.required: 0)
 so no human time is counted, then runs 5 promotions, each of a fresh commit to dev. For each it
-measures the wall time from the workflow's start to its result (resolving the request excluded, printed apart),
-and the worker process's peak RSS. The last line is `median <seconds> s`.
+measures the wall time from the workflow's start to its result (resolving the request excluded, printed
+apart), and the worker process's peak RSS; the graph case also the time its two staging stages overlap.
+Each case prints one JSON line (`case`: line or graph); the last line is `median <seconds> s` of the line,
+and the one before it the graph's.
 
-    .venv/bin/python bench/promotion_bench.py [--runs 5]
+    .venv/bin/python bench/promotion_bench.py [--runs 5] [--case line|graph|all]
 """
 
 from __future__ import annotations
@@ -30,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from promoter import api  # noqa: E402
-from promoter.models import PromotionState  # noqa: E402
+from promoter.models import PromotionState, StageStatus  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
 from promoter.stack import Stack  # noqa: E402
 
@@ -44,6 +48,31 @@ def auto_approving_copy(tmp: Path) -> Path:
     prod = src / "environments" / "prod" / "environment.yaml"
     prod.write_text(re.sub(r"required: 1", "required: 0", prod.read_text()))
     return src
+
+
+def graph_copy(tmp: Path) -> Path:
+    """The auto-approving sample as a graph: staging becomes staging-eu and staging-us (each `after:
+    [dev]`, each its own cluster), prod comes after both, dev is the source (no `order` anywhere)."""
+    import shutil
+
+    src = auto_approving_copy(tmp)
+    envs = src / "environments"
+    for name in ("staging-eu", "staging-us"):
+        shutil.copytree(envs / "staging", envs / name)
+        config = envs / name / "environment.yaml"
+        text = re.sub(r"\bstaging\b", name, config.read_text())
+        config.write_text(re.sub(r"(?m)^order: .*$", "after: [dev]", text))
+    shutil.rmtree(envs / "staging")
+    dev, prod = envs / "dev" / "environment.yaml", envs / "prod" / "environment.yaml"
+    dev.write_text(re.sub(r"(?m)^order: .*\n", "", dev.read_text()))
+    prod.write_text(re.sub(r"(?m)^order: .*$", "after: [staging-eu, staging-us]", prod.read_text()))
+    return src
+
+
+CASES = {  # case -> (the repository, the environments a promotion goes through)
+    "line": (auto_approving_copy, ["dev", "staging", "prod"]),
+    "graph": (graph_copy, ["dev", "staging-eu", "staging-us", "prod"]),
+}
 
 
 async def history_shape(handle: Any) -> dict[str, int]:
@@ -85,17 +114,19 @@ def peak_rss_mb(pid: int) -> float:
     return psutil.Process(pid).memory_info().rss / 2**20
 
 
-async def main(runs: int) -> None:
+async def case(name: str, runs: int) -> float:
+    """Run `runs` promotions on a stack of its own for case `name`; print its JSON line; its median."""
+    seed, envs = CASES[name]
     with tempfile.TemporaryDirectory(prefix="promoter-bench-") as tmp_s:
         tmp = Path(tmp_s)
         stack = Stack(tmp / "state")
-        info = stack.up(auto_approving_copy(tmp))
+        info = stack.up(seed(tmp))
         try:
             settings = Settings.load(str(stack.dir))
             client = await connect(settings)
             person = git.Repo.clone_from(str(info["repo_url"]), tmp / "person")
             deployment = tmp / "person" / "environments" / "dev" / "demo" / "deployment.yaml"
-            totals, plans = [], []
+            totals, plans, overlaps = [], [], []
             for i in range(runs):
                 person.git.pull("-q", "--rebase", "origin", "main")
                 text = deployment.read_text()
@@ -111,39 +142,58 @@ async def main(runs: int) -> None:
                 result = await handle.result()
                 t2 = time.perf_counter()
                 assert result.state == PromotionState.SUCCEEDED, result.message
-                assert [s.state.value for s in result.stages] == ["healthy"] * 3
+                assert [s.env for s in result.stages] == envs
+                assert [s.state.value for s in result.stages] == ["healthy"] * len(envs)
                 plans.append(t1 - t0)
                 totals.append(t2 - t1)
-                print(f"run {i + 1}: promotion {t2 - t1:.3f} s (resolve {t1 - t0:.3f} s)")
+                overlaps += [overlap(result.stages[1], result.stages[2])] if name == "graph" else []
+                print(f"{name} run {i + 1}: promotion {t2 - t1:.3f} s (resolve {t1 - t0:.3f} s)")
             shape = await history_shape(handle)
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
             rss = peak_rss_mb(worker_pid)
             # the policy engine runs in child processes of the worker (the fork server, one per revision)
             engine_rss, git_rss, engines = child_peaks(worker_pid)
             median = statistics.median(totals)
+            figures: dict[str, Any] = {
+                "case": name,
+                "environments": " -> ".join(envs) if name == "line" else "dev -> (staging-eu | staging-us) -> prod",
+                "runs": runs,
+                "median_s": round(median, 3),
+                "min_s": round(min(totals), 3),
+                "max_s": round(max(totals), 3),
+                "per_environment_s": round(median / len(envs), 3),
+                "resolve_median_s": round(statistics.median(plans), 3),
+                "worker_peak_rss_mb": round(rss, 1),
+                "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
+                "git_reader_processes_pss_mb": round(git_rss, 1),
+                **shape,
+            }
+            if overlaps:  # how long both staging stages ran at once (0: one after the other)
+                figures["staging_overlap_median_s"] = round(statistics.median(overlaps), 3)
+            print(json.dumps(figures))
             print(
-                json.dumps(
-                    {
-                        "runs": runs,
-                        "median_s": round(median, 3),
-                        "min_s": round(min(totals), 3),
-                        "max_s": round(max(totals), 3),
-                        "per_environment_s": round(median / 3, 3),
-                        "resolve_median_s": round(statistics.median(plans), 3),
-                        "worker_peak_rss_mb": round(rss, 1),
-                        "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
-                        "git_reader_processes_pss_mb": round(git_rss, 1),
-                        **shape,
-                    }
-                )
+                f"{name}: worker peak RSS {rss:.1f} MiB (+ {engine_rss:.1f} MiB in {engines} policy engine processes)"
             )
-            print(f"worker peak RSS {rss:.1f} MiB (+ {engine_rss:.1f} MiB in {engines} policy engine processes)")
-            print(f"median {median:.3f} s")
+            return median
         finally:
             stack.down()
+
+
+def overlap(a: StageStatus, b: StageStatus) -> float:
+    """Seconds during which stages `a` and `b` both ran (their started_at..finished_at intersected)."""
+    assert a.started_at and a.finished_at and b.started_at and b.finished_at
+    return max(0.0, (min(a.finished_at, b.finished_at) - max(a.started_at, b.started_at)).total_seconds())
+
+
+async def main(runs: int, cases: list[str]) -> None:
+    medians = {name: await case(name, runs) for name in cases}
+    for name in sorted(medians, key=lambda n: n == "line"):  # the line's median last, as before
+        print(f"median {medians[name]:.3f} s" if name == "line" else f"{name} median {medians[name]:.3f} s")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--runs", type=int, default=5)
-    asyncio.run(main(parser.parse_args().runs))
+    parser.add_argument("--case", choices=[*CASES, "all"], default="all")
+    args = parser.parse_args()
+    asyncio.run(main(args.runs, list(CASES) if args.case == "all" else [args.case]))
