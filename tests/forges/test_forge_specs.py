@@ -78,6 +78,7 @@ def _setup_system(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str
         (tools / name).chmod(0o755)
     present = str(tools / "present")
     stubs = {"PROMOTER_CHROMIUM": present, "PROMOTER_HAPROXY": present, "PROMOTER_SSH_KEYGEN": present}
+    stubs["PROMOTER_PROMETHEUS"] = present  # asked for by setup-system too since the metric verification
     bash = shutil.which("bash") or "/bin/bash"
     script = str(tmp_path / "scripts" / "setup-system")
     return subprocess.run(
