@@ -1,5 +1,5 @@
-"""scripts/setup-system, which the README's test command runs: with Chromium, HAProxy and ssh-keygen
-present it does nothing; on a machine lacking some where it may not install (not root, no apt-get) it
+"""scripts/setup-system, which the README's test command runs: with Chromium, HAProxy, ssh-keygen and
+Prometheus present it does nothing; on a machine lacking some where it may not install (not root, no apt-get) it
 fails with one line that names every missing package, exit 2, never a traceback. (Installing through
 apt-get is what CI does on its fresh machine; it is not repeated here.)"""
 
@@ -34,6 +34,7 @@ def test_nothing_to_do_when_everything_is_there(tmp_path: Path) -> None:
         "PROMOTER_CHROMIUM": tool(tmp_path, "chromium"),
         "PROMOTER_HAPROXY": tool(tmp_path, "haproxy"),
         "PROMOTER_SSH_KEYGEN": tool(tmp_path, "ssh-keygen"),
+        "PROMOTER_PROMETHEUS": tool(tmp_path, "prometheus"),
     }
     r = run({**os.environ, **present})
     assert r.returncode == 0 and r.stdout == "" and r.stderr == ""
@@ -48,6 +49,7 @@ def test_nothing_to_do_when_everything_is_there(tmp_path: Path) -> None:
             ["PROMOTER_CHROMIUM", "PROMOTER_HAPROXY", "PROMOTER_SSH_KEYGEN"],
             "chromium chromium-driver haproxy openssh-client",
         ),
+        (["PROMOTER_PROMETHEUS"], "prometheus"),
     ],
 )
 def test_a_machine_that_lacks_some_and_may_not_install_gets_one_line(
@@ -62,6 +64,7 @@ def test_a_machine_that_lacks_some_and_may_not_install_gets_one_line(
         "PROMOTER_CHROMIUM": tool(tmp_path, "chromium"),
         "PROMOTER_HAPROXY": tool(tmp_path, "haproxy"),
         "PROMOTER_SSH_KEYGEN": tool(tmp_path, "ssh-keygen"),
+        "PROMOTER_PROMETHEUS": tool(tmp_path, "prometheus"),
     }
     for name in lacking:
         env[name] = str(tmp_path / "absent" / name.lower())

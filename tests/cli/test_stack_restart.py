@@ -2,7 +2,8 @@
 and changes nothing; `up` after the worker was killed restarts the worker alone, on the same ports;
 `down` then `up` comes back on every recorded port that is free (the forge's pages answer at the
 stored URL), and a recorded port another program took in between is replaced, with one warning line
-saying which and that links to it are dead. Without a stack: the port choice, a PID reused after a
+saying which and that links to it are dead; `up` runs Prometheus over the clusters, and a version
+answering 20 % errors is reverted in staging by its metrics. Without a stack: the port choice, a PID reused after a
 reboot is never taken for (or stopped as) the stack's, and `up --help` shows the state directory's
 default."""
 
@@ -18,9 +19,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from promoter.stack import Stack, alive, choose_ports, cluster_ports, free_port, wait_until
 from tests.support.gitops import DEFAULT_PORTS, PROMOTER, Cli, Origin, listening_ports, running_stack
+from tests.support.keys import commit_signed
+from tests.support.prometheus import ERROR_RATE_CHECK, targets_up, with_error_rate
 
 ADDRESSES = ("temporal_address", "temporal_http_url", "ui_url", "forge_url")
 
@@ -82,6 +86,38 @@ def test_up_on_a_running_stack_says_so_in_one_line(shared: tuple[Cli, Origin]) -
         f"`promoter down`, then `promoter up --port {other}` to move it"
     ), moved.stderr
     assert stack_json(cli) == before
+
+
+def test_up_runs_prometheus_over_the_clusters_and_a_version_erroring_by_its_metrics_is_reverted(
+    shared: tuple[Cli, Origin],
+) -> None:
+    """`up` started Debian's Prometheus scraping each simulated cluster (the worker asks it:
+    PROMOTER_PROMETHEUS_URL); once staging verifies its error rate (a rule change, signed by the
+    platform key), a version answering 20 % errors is reverted in staging by its metrics."""
+    cli, origin = shared
+    info = stack_json(cli)
+    url = str(info["prometheus_url"])
+    assert url.startswith("http://127.0.0.1:") and "prometheus" in info["pids"]  # type: ignore[operator]
+    assert json.loads((cli.state_dir / "ports.json").read_text())["prometheus"] == int(url.rsplit(":", 1)[1])
+    wait_until(lambda: targets_up(url), 60, "Prometheus to scrape the clusters")
+    with urllib.request.urlopen(f"{url}/api/v1/targets", timeout=10) as answer:
+        active = json.loads(answer.read())["data"]["activeTargets"]
+    assert sorted(t["labels"]["cluster"] for t in active) == ["dev", "prod", "staging"]
+    path = "environments/staging/environment.yaml"
+    origin.repo.git.pull("--quiet", "--rebase", "origin", "main")
+    config = yaml.safe_load((origin.work / path).read_text())
+    config["verify"] = [ERROR_RATE_CHECK]
+    key = cli.state_dir / "keys" / "platform"
+    commit_signed(origin, key, {path: yaml.safe_dump(config, sort_keys=False)}, "staging verifies its error rate")
+    with_error_rate(origin, "0.2", "7.0.0")
+    reverted = cli("promote", "demo", "--to", "staging", "--wait", "--json", timeout=180)
+    assert reverted.returncode == 1, reverted.stdout + reverted.stderr
+    assert json.loads(reverted.stdout.strip().splitlines()[-1])["state"] == "reverted"
+    shown = cli.status("promote-demo")
+    staging = shown["stages"][1]  # type: ignore[index]
+    assert staging["state"] == "reverted" and "verification failed: error-rate (demo)" in staging["message"]
+    (check,) = staging["verification"]
+    assert check["verdict"] == "failed" and check["measurements"][0]["value"] > 0.01
 
 
 def test_a_stack_json_that_a_start_cut_short_is_not_a_running_stack(tmp_path: Path) -> None:

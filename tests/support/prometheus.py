@@ -16,10 +16,36 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+import yaml
 
+from promoter.sim.metrics import ERROR_RATE
 from promoter.stack import free_port, prometheus_argv, prometheus_config
+from tests.support.gitops import Origin
 
 DEADLINE_S = 60.0
+# an app's share of 5xx answers in an environment, over the simulators' request counters
+RATIO = (
+    'sum(rate(http_requests_total{app="{{app}}",env="{{env}}",code=~"5.."}[5s]))'
+    ' / sum(rate(http_requests_total{app="{{app}}",env="{{env}}"}[5s]))'
+)
+# a `verify` check on it: the rate's window fills with two scrapes (1 s apart) before the first measurement
+ERROR_RATE_CHECK: dict[str, object] = {
+    "name": "error-rate",
+    "prometheus": {"query": RATIO, "success": "result < 0.01"},
+    "initial_delay": "3s",
+    "interval": "1s",
+    "count": 2,
+}
+
+
+def with_error_rate(origin: Origin, rate: str, tag: str) -> str:
+    """A commit of demo at `tag` whose pods answer `rate` of their requests with a 500."""
+    path = "environments/dev/demo/deployment.yaml"
+    origin.repo.git.pull("--quiet", "--rebase", "origin", "main")
+    doc = yaml.safe_load((origin.work / path).read_text())
+    doc["spec"]["template"]["metadata"]["annotations"] = {ERROR_RATE: rate}
+    doc["spec"]["template"]["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/demo:{tag}"
+    return origin.commit({path: yaml.safe_dump(doc, sort_keys=False)}, f"demo {tag}, {rate} errors")
 
 
 def prometheus_binary() -> str:

@@ -20,12 +20,7 @@ from promoter import verify
 from promoter.models import MeasureInput, VerifyConfig
 from promoter.sim.kube import KubeSim
 from promoter.sim.metrics import ERROR_RATE
-from tests.support.prometheus import running_prometheus, wait_for_series
-
-RATIO = (
-    'sum(rate(http_requests_total{app="{{app}}",env="{{env}}",code=~"5.."}[5s]))'
-    ' / sum(rate(http_requests_total{app="{{app}}",env="{{env}}"}[5s]))'
-)
+from tests.support.prometheus import RATIO, running_prometheus, wait_for_series
 
 
 def send(sim: KubeSim, method: str, path: str, body: dict[str, Any], content_type: str) -> None:

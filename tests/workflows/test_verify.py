@@ -4,53 +4,35 @@ scraping the simulated clusters: a version whose pods answer 20 % errors
 reverted there (the revert PR merged, the cluster back on the previous version), prod untouched; the
 measurements (query, values, verdict) are in the stage's status, the audit and the PR body; a good
 version passes every measurement and is healthy; with Prometheus down the check fails, closed, and the
-version is reverted. An environment without `verify` measures nothing (no `measure` activity)."""
+version is reverted. An environment without `verify` measures nothing (no `measure` activity). With a
+soak, the checks measure across it and the next stage does not wait for the soak again."""
 
 from __future__ import annotations
 
 import socket
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import yaml
 from temporalio.api.enums.v1 import EventType
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
-from promoter.models import PromotionState, PromotionStatus, StageState
+from promoter.models import PromotionState, PromotionStatus, StageState, VerifyConfig
 from promoter.sim.kube import KubeSim
 from promoter.sim.metrics import ERROR_RATE
 from tests.support.gitops import Origin
-from tests.support.prometheus import running_prometheus
+from tests.support.prometheus import ERROR_RATE_CHECK, RATIO, running_prometheus, with_error_rate
 from tests.support.workflows import deployment
+from workflows.verification import MAX_MEASUREMENTS, schedule
 
-RATIO = (
-    'sum(rate(http_requests_total{app="{{app}}",env="{{env}}",code=~"5.."}[5s]))'
-    ' / sum(rate(http_requests_total{app="{{app}}",env="{{env}}"}[5s]))'
-)
-# the rate's window fills with two scrapes (1 s apart) before the first measurement
-CHECK = {
-    "name": "error-rate",
-    "prometheus": {"query": RATIO, "success": "result < 0.01"},
-    "initial_delay": "3s",
-    "interval": "1s",
-    "count": 2,
-}
+CHECK = ERROR_RATE_CHECK
 ENVS: list[dict[str, object]] = [
     {"name": "dev", "order": 1},
     {"name": "staging", "order": 2, "verify": [CHECK]},
     {"name": "prod", "order": 3},
 ]
-
-
-def with_error_rate(origin: Origin, rate: str, tag: str) -> str:
-    """A commit of demo at `tag` whose pods answer `rate` of their requests with a 500."""
-    path = "environments/dev/demo/deployment.yaml"
-    doc = yaml.safe_load((origin.work / path).read_text())
-    doc["spec"]["template"]["metadata"]["annotations"] = {ERROR_RATE: rate}
-    doc["spec"]["template"]["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/demo:{tag}"
-    return origin.commit({path: yaml.safe_dump(doc, sort_keys=False)}, f"demo {tag}, {rate} errors")
 
 
 def closed_port() -> int:
@@ -137,3 +119,41 @@ async def test_prometheus_down_fails_closed(
     (check,) = result.stages[1].verification
     assert check.verdict == "failed" and check.measurements[0].value is None
     assert "cannot be reached" in check.measurements[0].error and "cannot be reached" in result.message
+
+
+async def test_with_a_soak_the_checks_measure_across_it_and_the_next_stage_does_not_wait_again(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    """dev soaks 3 s and checks its cluster's /version each second: four measurements (at 0, 1, 2 and
+    3 s), three interval timers and no soak timer after them (the soak counts from the rollout's health)."""
+    sims = clusters(["dev", "staging"])
+    smoke = {"name": "smoke", "http": {"url": sims["dev"].url + "/version"}, "interval": "1s"}
+    origin = origin_factory(
+        [{"name": "dev", "order": 1, "soak": "3s", "verify": [smoke]}, {"name": "staging", "order": 2}]
+    )
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        result = await promote(dev_env, tq)
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    dev, staging = result.stages
+    (check,) = dev.verification
+    assert (check.kind, check.verdict, check.taken, check.count) == ("http", "passed", 4, 4)
+    assert all(m.value == 200.0 for m in check.measurements)
+    assert (
+        dev.finished_at and staging.started_at and check.measurements[-1].at - dev.finished_at >= timedelta(seconds=2)
+    )
+    history = await dev_env.client.get_workflow_handle(result.id, run_id=result.run_id).fetch_history()
+    timers = [e for e in history.events if e.event_type == EventType.EVENT_TYPE_TIMER_STARTED]
+    assert len(timers) == 3  # the intervals; staging found dev soaked already
+
+
+def test_a_soak_spreads_the_measurements_and_bounds_them() -> None:
+    check = VerifyConfig.model_validate({"name": "c", "http": {"url": "http://x"}, "interval": "10s", "count": 3})
+    assert schedule(check, None) == (3, timedelta(seconds=10))
+    assert schedule(check, timedelta(seconds=5)) == (3, timedelta(seconds=10))  # count covers it already
+    assert schedule(check, timedelta(minutes=1)) == (7, timedelta(seconds=10))  # at 0, 10, ..., 60 s
+    count, interval = schedule(check, timedelta(days=7))
+    assert count == MAX_MEASUREMENTS and abs(interval * (count - 1) - timedelta(days=7)) < timedelta(seconds=1)
