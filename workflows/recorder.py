@@ -139,6 +139,12 @@ def pr_link(stage: StageStatus) -> str:
     return f"#{stage.pr_number}: {stage.pr_url}"
 
 
+def graph_entry(stage: StageStatus) -> str:
+    """A stage of a graph in the Web UI's details: `prod (after staging-eu, staging-us): pending`."""
+    after = f" (after {', '.join(stage.after)})" if stage.after else " (source)" if stage.source else ""
+    return f"{stage.env}{after}: {stage.state.value}"
+
+
 class Recorder:
     """Every record of a promotion, kept in step with its status."""
 
@@ -190,6 +196,8 @@ class Recorder:
         lines = [f"**{self.p.label} — {stage.env}: {stage.state.value}**", ""]
         if stage.message:
             lines.append(stage.message)
+        if self.p.graph:  # the environments run as a graph: where each one stands, and what runs beside
+            lines += ["", "Environments: " + "; ".join(graph_entry(s) for s in self.status.stages) + "."]
         if self.p.plan.rules.untrusted:
             lines += ["", f"Rules: {self.p.plan.rules.notice()}."]
         if stage.pr_url:
@@ -225,7 +233,7 @@ class Recorder:
         ended, who approved it and how, and its PR (a list: the UI draws no markdown tables)."""
         lines = [f"**{self.p.label}: {self.status.state.value}**", "", self.status.message, ""]
         for stage in self.status.stages:
-            line = f"- {stage.env}: {stage.state.value}"
+            line = "- " + (graph_entry(stage) if self.p.graph else f"{stage.env}: {stage.state.value}")
             if stage.approvals:
                 line += " — approved by " + ", ".join(
                     f"{a.approver} via {a.via}{proof_note(a.proof, a.via)}" for a in stage.approvals

@@ -3,7 +3,7 @@ and a simulated cluster per environment: dev → staging-eu ∥ staging-us → p
 run at once (staging-us becomes healthy while staging-eu waits at its gate; their stage intervals in the
 final status overlap) and prod starts only once both are healthy; a failure in one branch (staging-eu
 reverted) stops prod, which never opens a PR, while the other branch (staging-us) runs to its own end.
-`promoter dry-run` and `status` show what each stage comes after."""
+`promoter dry-run`, `status` and the Web UI's details show what each stage comes after."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 from rich.console import Console
+from temporalio.api.sdk.v1 import WorkflowMetadata
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -68,11 +69,18 @@ async def test_both_branches_run_at_once_and_prod_waits_for_both(
         assert status.state == PromotionState.RUNNING
         table_text = shown(status)
         assert "after" in table_text and "staging-us, staging-eu" in table_text and "(source)" in table_text
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
+        assert (  # the Web UI's details show the graph
+            "Environments: dev (source): healthy; staging-eu (after dev): awaiting_approval; "
+            "staging-us (after dev): healthy; prod (after staging-us, staging-eu): pending."
+        ) in metadata.current_details
 
         await handle.execute_update(PromotionWorkflow.approve, Decision(env="staging-eu", approver="alice"))
         result = await handle.result()
+        metadata = await handle.query("__temporal_workflow_metadata", result_type=WorkflowMetadata)
 
     assert result.state == PromotionState.SUCCEEDED, result.message
+    assert "- prod (after staging-us, staging-eu): healthy" in metadata.current_details
     by = stages(result)
     assert all(s.state == StageState.HEALTHY for s in result.stages), [(s.env, s.state) for s in result.stages]
     eu, us, prod = by["staging-eu"], by["staging-us"], by["prod"]
