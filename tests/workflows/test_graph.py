@@ -2,7 +2,8 @@
 and a simulated cluster per environment: dev → staging-eu ∥ staging-us → prod. Both staging branches
 run at once (staging-us becomes healthy while staging-eu waits at its gate; their stage intervals in the
 final status overlap) and prod starts only once both are healthy; a failure in one branch (staging-eu
-reverted) stops prod, which never opens a PR, while the other branch (staging-us) runs to its own end.
+reverted) stops prod, which never opens a PR, while the other branch (staging-us) runs to its own end; a
+cancel while both branches wait at their gates closes both PRs and cancels every stage.
 `promoter dry-run`, `status` and the Web UI's details show what each stage comes after."""
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import pytest
 from rich.console import Console
 from temporalio.api.sdk.v1 import WorkflowMetadata
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -123,3 +125,24 @@ async def test_a_failed_branch_stops_prod_and_the_other_branch_runs_to_its_end(
     assert any(s.startswith(f"promote(demo): staging-us <- dev @ {bad[:7]}") for s in subjects), subjects
     assert not any("prod" in s for s in subjects), subjects
     assert not [pr for pr in origin.forge().list_pull_requests() if "prod" in pr.title]
+
+
+async def test_a_cancel_stops_every_branch_and_closes_their_prs(
+    dev_env: WorkflowEnvironment, origin_factory: Callable[..., Origin], run_worker: Any
+) -> None:
+    envs = graph(["staging-eu", "staging-us"], eu_gate=True)
+    envs[2]["approval"] = GATE  # both branches wait at their gates at once
+    origin = origin_factory(envs)
+    origin.bump(tag="4.1.0")
+    forge = origin.forge()
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        status = await api.wait_for(handle, lambda s: awaiting("staging-eu")(s) and awaiting("staging-us")(s))
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        final = await handle.query(PromotionWorkflow.query_status)
+    assert final.state == PromotionState.CANCELLED
+    assert [s.state for s in final.stages] == [StageState.HEALTHY] + [StageState.CANCELLED] * 3
+    for env in ("staging-eu", "staging-us"):
+        assert forge.get_pull_request(stages(status)[env].pr_number or 0).state == "closed", env
