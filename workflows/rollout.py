@@ -40,6 +40,8 @@ class Rollout:
         if health.healthy and cfg.verify:
             failed = await self.verification.run(stage, cfg, self.p.plan.apps)
             passed = f"{len(stage.verification)} verify check(s) passed"
+            if any(c.verdict == "stopped" for c in stage.verification):
+                passed = "verification stopped by a cancel"
             said = failed or f"{health.reason}; {passed}"
             health = HealthResult(healthy=not failed, reason=said, engine=health.engine)
         if health.healthy:

@@ -4,7 +4,8 @@ is one `measure` activity and the wait between two is a durable timer, so a work
 measurements loses none, and the history holds what each measurement found. A check fails once more
 than `failure_limit` measurements failed; then the others stop at their next wait. With a `soak`, the
 checks go on measuring until it has passed (at most `MAX_MEASUREMENTS` each: a long soak spaces them
-out). Deterministic: workflow code only."""
+out). A cancel stops the checks at their next wait (each ends `stopped`); the stage is then judged by
+what was measured, and the cancel takes effect after it. Deterministic: workflow code only."""
 
 from __future__ import annotations
 
@@ -22,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
 
 MAX_MEASUREMENTS = 200  # a check's measurements in one stage: bounds the history however long the soak
 KEPT = 20  # the measurements a check keeps in the status (the audit sums up all of them)
+CANCELLED = "(the promotion was cancelled)"
 
 
 def schedule(check: VerifyConfig, soak: timedelta | None) -> tuple[int, timedelta]:
@@ -51,8 +53,16 @@ class Verification:
                 status = describe(check, app, stage.env, count)
                 stage.verification.append(status)
                 jobs.append((check, status))
-        stopped: list[str] = []  # the first failed check's reason: the others stop at their next wait
-        await asyncio.gather(*(self._check(stage, check, status, cfg.soak, stopped) for check, status in jobs))
+        stopped: list[str] = []  # the first failed check's name (or a cancel): the others stop at their next wait
+        checks = asyncio.ensure_future(
+            asyncio.gather(*(self._check(stage, check, status, cfg.soak, stopped) for check, status in jobs))
+        )
+        try:
+            await asyncio.shield(checks)
+        except asyncio.CancelledError:  # as for any step (steps.Runner): the checks end, then the cancel acts
+            self.runner.cancel_requested = True
+            stopped.append(CANCELLED)
+            await checks
         for _, status in jobs:
             self.r.audit(stage.env, "verify", actor=status.kind, detail=audit_line(status))
         failed = [s for _, s in jobs if s.verdict == "failed"]

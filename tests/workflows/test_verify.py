@@ -5,7 +5,8 @@ reverted there (the revert PR merged, the cluster back on the previous version),
 measurements (query, values, verdict) are in the stage's status, the audit and the PR body; a good
 version passes every measurement and is healthy; with Prometheus down the check fails, closed, and the
 version is reverted. An environment without `verify` measures nothing (no `measure` activity). With a
-soak, the checks measure across it and the next stage does not wait for the soak again."""
+soak, the checks measure across it and the next stage does not wait for the soak again. A cancel stops
+the checks at their next wait."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from temporalio.api.enums.v1 import EventType
+from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -25,6 +28,7 @@ from promoter.sim.metrics import ERROR_RATE
 from tests.support.gitops import Origin
 from tests.support.prometheus import ERROR_RATE_CHECK, RATIO, running_prometheus, with_error_rate
 from tests.support.workflows import deployment
+from workflows.promotion import PromotionWorkflow
 from workflows.verification import MAX_MEASUREMENTS, schedule
 
 CHECK = ERROR_RATE_CHECK
@@ -157,3 +161,32 @@ def test_a_soak_spreads_the_measurements_and_bounds_them() -> None:
     assert schedule(check, timedelta(minutes=1)) == (7, timedelta(seconds=10))  # at 0, 10, ..., 60 s
     count, interval = schedule(check, timedelta(days=7))
     assert count == MAX_MEASUREMENTS and abs(interval * (count - 1) - timedelta(days=7)) < timedelta(seconds=1)
+
+
+async def test_a_cancel_stops_the_checks_at_their_next_wait_and_then_cancels(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    """A minute of measurements in staging, cancelled after the first: the check ends `stopped` at its
+    next wait (the measurement in flight finishes first), staging is healthy by what was measured, and
+    the promotion ends cancelled before prod, well within the minute."""
+    sims = clusters(["dev", "staging", "prod"])
+    smoke = {"name": "smoke", "http": {"url": sims["staging"].url + "/version"}, "interval": "1s", "count": 60}
+    origin = origin_factory([{**env, "verify": [smoke]} if env["name"] == "staging" else env for env in ENVS])
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        await api.wait_for(handle, lambda s: bool(s.stages[1].verification) and s.stages[1].verification[0].taken > 0)
+        await handle.cancel()
+        with pytest.raises(WorkflowFailureError):
+            await handle.result()
+        final = await handle.query(PromotionWorkflow.query_status)
+    assert final.state == PromotionState.CANCELLED
+    staging, prod = final.stages[1], final.stages[2]
+    (check,) = staging.verification
+    assert check.verdict == "stopped" and 0 < check.taken < 30
+    assert staging.state == StageState.HEALTHY and "verification stopped by a cancel" in staging.message
+    assert prod.state == StageState.CANCELLED and prod.pr_number is None
+    assert [e.detail.split(":")[0] for e in final.audit if e.kind == "verify"] == ["smoke (demo) stopped"]
