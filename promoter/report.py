@@ -15,8 +15,10 @@ from promoter.models import (
     PolicyViolation,
     PromotionPlan,
     StageStatus,
+    VerifyConfig,
     proof_note,
 )
+from promoter.verify import substitute
 
 
 def human_duration(d: timedelta | None) -> str:
@@ -163,8 +165,26 @@ def pr_body(
             "",
             "### Gate",
             gate,
+            *verify_lines(planned.config.verify if planned else [], plan.app, target),
         ]
     )
+
+
+def verify_lines(checks: Sequence[VerifyConfig], app: str, env: str) -> list[str]:
+    """The checks that must pass after the merge (environment.yaml's `verify`), for the PR body; their
+    measurements are added to its audit once they ran."""
+    if not checks:
+        return []
+    lines = ["", "### Verification", "After the merge and a healthy rollout each check must pass, else it is reverted:"]
+    for c in checks:
+        if c.prometheus is not None:
+            what = f"`{substitute(c.prometheus.query, app, env)}` meets `{c.prometheus.success}`"
+        else:
+            assert c.http is not None
+            what = f"`{substitute(c.http.url, app, env)}` answers {c.http.expect_status}"
+        every = f"at least {c.count} measurement(s), {human_duration(c.interval)} apart"
+        lines.append(f"- {c.name}: {what}; {every}, failure_limit {c.failure_limit}")
+    return lines
 
 
 def rules_lines(plan: PromotionPlan) -> list[str]:

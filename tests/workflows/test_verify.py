@@ -90,6 +90,9 @@ async def test_an_erroring_version_is_reverted_in_staging_by_its_metrics_and_a_g
     assert await measured(dev_env, good.id, good.run_id) == 2  # dev has no checks: nothing measured there
     good_pr = forge.get_pull_request(staging.pr_number or 0)
     assert "| verify | prometheus |" in good_pr.body and "error-rate (demo) passed" in good_pr.body
+    assert "### Verification" in good_pr.body
+    assert '- error-rate: `sum(rate(http_requests_total{app="demo",env="staging"' in good_pr.body
+    assert "at least 2 measurement(s), 1s apart, failure_limit 0" in good_pr.body
 
     assert bad.state == PromotionState.REVERTED, bad.message
     dev, staging, prod = bad.stages
