@@ -22,6 +22,7 @@ model can check an expression while it loads.
 
 from __future__ import annotations
 
+import http.client
 import json
 import math
 import re
@@ -190,7 +191,7 @@ def query_prometheus(base_url: str, query: str, timeout_s: float = TIMEOUT_S) ->
         except ValueError:
             said = f"HTTP {e.code}"
         raise MeasureError(f"Prometheus refused the query: {said}") from None
-    except (urllib.error.URLError, OSError) as e:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:  # or a URL that cannot be
         raise MeasureError(f"Prometheus at {base_url} cannot be reached: {getattr(e, 'reason', e)}") from None
     try:
         body = json.loads(raw)
@@ -231,7 +232,7 @@ def check_http(url: str, expect_status: int, timeout_s: float = TIMEOUT_S) -> in
             status = int(answer.status)
     except urllib.error.HTTPError as e:
         status = e.code
-    except (urllib.error.URLError, OSError, ValueError) as e:
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
         raise MeasureError(f"{url} cannot be reached: {getattr(e, 'reason', e)}") from None
     if status != expect_status:
         raise MeasureError(f"{url} answered {status}, expected {expect_status}")

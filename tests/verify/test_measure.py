@@ -155,6 +155,8 @@ def test_the_measure_activity_fails_closed(prometheus: str, cluster: KubeSim) ->
         MeasureInput(check=check, app="good", env="staging")
     )
     assert not down.passed and "cannot be reached" in down.error and down.value is None
+    odd = VerifyActivities("http://127.0.0.1:port").measure(MeasureInput(check=check, app="good", env="staging"))
+    assert not odd.passed and "cannot be reached" in odd.error  # a URL that cannot be: failed, not an error
     none = VerifyActivities(None).measure(MeasureInput(check=check, app="good", env="staging"))
     assert not none.passed and "PROMOTER_PROMETHEUS_URL" in none.error
     # the check's own url wins over the worker's
@@ -172,3 +174,5 @@ def test_the_http_check(cluster: KubeSim) -> None:
     assert not failed.passed and failed.error == f"{cluster.url}/api/v1/nope answered 404, expected 200"
     down = ok.model_copy(update={"http": ok.http.model_copy(update={"url": f"http://127.0.0.1:{closed_port()}/"})})  # type: ignore[union-attr]
     assert "cannot be reached" in measure(MeasureInput(check=down, app="good", env="staging")).error
+    odd = ok.model_copy(update={"http": ok.http.model_copy(update={"url": "http://127.0.0.1:port/"})})  # type: ignore[union-attr]
+    assert "cannot be reached: nonnumeric port" in measure(MeasureInput(check=odd, app="good", env="staging")).error
