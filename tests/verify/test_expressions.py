@@ -1,14 +1,19 @@
 """The `success` language of `verify` checks (promoter.verify): what it accepts and how it judges a
 result, that it never evaluates Python, and that a bad expression or a bad `verify` entry in
 environment.yaml is refused as it loads, in one line naming the file and the key; `{{app}}` and
-`{{env}}` substitution."""
+`{{env}}` substitution; the worker's PROMOTER_PROMETHEUS_URL."""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import pytest
 
 from promoter.environments import parse_environment
 from promoter.errors import BadInput
+from promoter.secrets import redact
+from promoter.settings import Settings
 from promoter.verify import holds, parse_success, substitute, verdict
 
 
@@ -144,3 +149,21 @@ def test_a_good_verify_list_loads() -> None:
     assert first.prometheus is not None and first.count == 6 and first.interval is not None
     assert first.interval.total_seconds() == 10 and first.failure_limit == 1
     assert smoke.http is not None and smoke.count == 1 and smoke.http.expect_status == 200
+
+
+def test_the_worker_s_prometheus_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """PROMOTER_PROMETHEUS_URL, else the running stack's (stack.json); anything but an http(s) URL is one
+    line; a password in it is masked wherever a message could show it."""
+    monkeypatch.delenv("PROMOTER_PROMETHEUS_URL", raising=False)
+    (tmp_path / "stack.json").write_text(json.dumps({"prometheus_url": "http://127.0.0.1:9999"}))
+    assert Settings.load(str(tmp_path)).prometheus_url == "http://127.0.0.1:9999"
+    monkeypatch.setenv("PROMOTER_PROMETHEUS_URL", "https://ops:hunter2@prometheus.example")
+    assert Settings.load(str(tmp_path)).prometheus_url == "https://ops:hunter2@prometheus.example"
+    assert "hunter2" not in redact("cannot reach https://ops:hunter2@prometheus.example/api/v1/query")
+    monkeypatch.setenv("PROMOTER_PROMETHEUS_URL", "prometheus:9090")
+    with pytest.raises(BadInput) as refused:
+        Settings.load(str(tmp_path))
+    assert str(refused.value) == (
+        "PROMOTER_PROMETHEUS_URL must be an http:// or https:// URL such as http://localhost:9090, "
+        "not 'prometheus:9090'"
+    )
