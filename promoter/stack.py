@@ -441,7 +441,7 @@ class Stack:
         if "clusters" in dead:
             lines += self._start_clusters(info, origin, timeout_s)
         if "prometheus" in dead or ("clusters" in dead and "prometheus" in parts(info)):
-            lines += start_prometheus(self, info, timeout_s)  # scraping the clusters' ports as they are now
+            lines += start_prometheus(self, info, timeout_s, dead)  # scraping the clusters' ports as they are now
         if "forge" in dead:
             old = int(str(info["forge_url"]).rsplit(":", 1)[1])
             port, line = choose_port("forge", old, None)
@@ -635,10 +635,14 @@ class Stack:
         return True
 
 
-def start_prometheus(stack: Stack, info: dict[str, object], timeout_s: float) -> list[str]:
+def start_prometheus(
+    stack: Stack, info: dict[str, object], timeout_s: float, dead: list[str] | None = None
+) -> list[str]:
     """Debian's `prometheus`, scraping the simulated clusters, on the port the last `up` recorded when it
     is free, else a free one; where it is not installed, one line and no Prometheus (the `verify` checks
-    that query it then fail, closed)."""
+    that query it then fail, closed). Restarted (`dead`: what `up` restarts) on another port, the worker,
+    which was given the old URL, is stopped and added to `dead`, to be started again."""
+    before = info.get("prometheus_url")
     if stack.ours(info, "prometheus"):  # restarted with the clusters: they may listen on other ports
         stop_pid(int(info["pids"]["prometheus"]))  # type: ignore[index]
     found = shutil.which("prometheus")
@@ -664,5 +668,8 @@ def start_prometheus(stack: Stack, info: dict[str, object], timeout_s: float) ->
     tmp = stack.dir / f"{PORTS_FILE}.tmp"
     tmp.write_text(json.dumps(recorded))
     os.replace(tmp, stack.dir / PORTS_FILE)
+    if dead is not None and before and before != info["prometheus_url"] and "worker" not in dead:
+        dead.append("worker")
+        stop_pid(int(info["pids"]["worker"]))  # type: ignore[index]
     moved = isinstance(old, int) and old != port
     return [f"Prometheus: port {old} is taken by another program, so it listens on {port}"] if moved else []

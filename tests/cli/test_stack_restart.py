@@ -3,9 +3,10 @@ and changes nothing; `up` after the worker was killed restarts the worker alone,
 `down` then `up` comes back on every recorded port that is free (the forge's pages answer at the
 stored URL), and a recorded port another program took in between is replaced, with one warning line
 saying which and that links to it are dead; `up` runs Prometheus over the clusters, and a version
-answering 20 % errors is reverted in staging by its metrics. Without a stack: the port choice, a PID reused after a
-reboot is never taken for (or stopped as) the stack's, and `up --help` shows the state directory's
-default."""
+answering 20 % errors is reverted in staging by its metrics; a Prometheus that died is restarted alone.
+Without a stack (or without `prometheus` installed: one line, and the stack runs without it): the port
+choice, a PID reused after a reboot is never taken for (or stopped as) the stack's, and `up --help`
+shows the state directory's default."""
 
 from __future__ import annotations
 
@@ -21,7 +22,17 @@ from pathlib import Path
 import pytest
 import yaml
 
-from promoter.stack import Stack, alive, choose_ports, cluster_ports, free_port, wait_until
+from promoter.stack import (
+    Stack,
+    alive,
+    choose_ports,
+    cluster_ports,
+    free_port,
+    parts,
+    port_free,
+    start_prometheus,
+    wait_until,
+)
 from tests.support.gitops import DEFAULT_PORTS, PROMOTER, Cli, Origin, listening_ports, running_stack
 from tests.support.keys import commit_signed
 from tests.support.prometheus import ERROR_RATE_CHECK, targets_up, with_error_rate
@@ -118,6 +129,60 @@ def test_up_runs_prometheus_over_the_clusters_and_a_version_erroring_by_its_metr
     assert staging["state"] == "reverted" and "verification failed: error-rate (demo)" in staging["message"]
     (check,) = staging["verification"]
     assert check["verdict"] == "failed" and check["measurements"][0]["value"] > 0.01
+
+
+def test_up_after_prometheus_died_restarts_it_and_the_worker_when_its_port_was_taken(
+    shared: tuple[Cli, Origin],
+) -> None:
+    """Prometheus killed, and its port taken meanwhile: `up` starts it on another port, says so, and
+    restarts the worker with it (its PROMOTER_PROMETHEUS_URL named the old port)."""
+    cli, _ = shared
+    before = stack_json(cli)
+    pids: dict[str, int] = before["pids"]  # type: ignore[assignment]
+    os.kill(pids["prometheus"], signal.SIGKILL)
+    wait_until(lambda: not alive(pids["prometheus"]), 10, "the killed Prometheus to be gone")
+    old = int(str(before["prometheus_url"]).rsplit(":", 1)[1])
+    wait_until(lambda: port_free(old), 10, "its port to be let go")  # by its last thread (a Go program's leader
+    # thread is a zombie before the others have exited)
+    with socket.socket() as squatter:
+        squatter.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        squatter.bind(("127.0.0.1", old))
+        squatter.listen()
+        again = up(cli)
+    assert again.returncode == 0, again.stderr
+    logs = cli.state_dir / "logs"
+    assert (
+        again.stdout.splitlines()[0]
+        == f"restarted prometheus, which had stopped, and worker with them (logs in {logs})"
+    )
+    assert again.stderr.startswith(f"warning: Prometheus: port {old} is taken by another program, so it listens on ")
+    after = stack_json(cli)
+    now: dict[str, int] = after["pids"]  # type: ignore[assignment]
+    assert now["prometheus"] != pids["prometheus"] and now["worker"] != pids["worker"]
+    assert {k: now[k] for k in ("temporal", "clusters", "forge")} == {
+        k: pids[k] for k in ("temporal", "clusters", "forge")
+    }
+    moved = str(after["prometheus_url"])
+    assert moved != before["prometheus_url"] and json.loads((cli.state_dir / "ports.json").read_text())[
+        "prometheus"
+    ] == int(moved.rsplit(":", 1)[1])
+    worker_env = Path(f"/proc/{now['worker']}/environ").read_bytes().split(b"\0")
+    assert f"PROMOTER_PROMETHEUS_URL={moved}".encode() in worker_env
+    wait_until(lambda: targets_up(moved), 60, "Prometheus to scrape the clusters again")
+
+
+def test_without_prometheus_installed_up_says_so_and_runs_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))  # no `prometheus` on it
+    info: dict[str, object] = {"kubeconfig": str(tmp_path / "kubeconfig"), "prometheus_url": "http://stale"}
+    lines = start_prometheus(Stack(tmp_path), info, 5)
+    assert lines == [
+        "prometheus is not installed (scripts/setup-system, or apt-get install prometheus): "
+        "the stack runs without it, and `verify` checks that query Prometheus fail"
+    ]
+    assert "prometheus_url" not in info and "pids" not in info
+    assert parts(info) == ("temporal", "clusters", "forge", "worker")
 
 
 def test_a_stack_json_that_a_start_cut_short_is_not_a_running_stack(tmp_path: Path) -> None:
