@@ -33,7 +33,8 @@ class VerifyActivities:
                 query = verify.substitute(check.prometheus.query, req.app, req.env)
                 value = verify.query_prometheus(url, query)
                 if not verify.holds(verify.parse_success(check.prometheus.success), value):
-                    return Measurement(at=at, passed=False, value=value, error=f"{check.prometheus.success} is false")
+                    said = f"{check.prometheus.success} is false for {value:g}"
+                    return Measurement(at=at, passed=False, value=value, error=said)
                 return Measurement(at=at, passed=True, value=value)
             assert check.http is not None  # the model holds exactly one of the two
             url = verify.substitute(check.http.url, req.app, req.env)

@@ -16,6 +16,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from promoter import report
     from promoter.models import CheckStatus, EnvironmentConfig, MeasureInput, StageStatus, VerifyConfig
     from promoter.verify import substitute, verdict
     from workflows import steps
@@ -76,7 +77,7 @@ class Verification:
         count, interval = schedule(check, soak)
         of = f" ({status.app})"
         if check.initial_delay:
-            stage.message = f"verifying: {status.name}{of} measures in {check.initial_delay}"
+            stage.message = f"verifying: {status.name}{of} measures in {report.human_duration(check.initial_delay)}"
             await pause(stopped, check.initial_delay, f"initial delay of {status.name}")
         for index in range(count):
             if stopped:

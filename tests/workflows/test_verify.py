@@ -103,7 +103,7 @@ async def test_an_erroring_version_is_reverted_in_staging_by_its_metrics_and_a_g
     (check,) = staging.verification
     assert check.verdict == "failed" and check.failed == 1 and check.taken == 1  # failure_limit 0: stops at once
     value = check.measurements[0].value
-    assert value is not None and value > 0.01 and check.measurements[0].error == "result < 0.01 is false"
+    assert value is not None and value > 0.01 and check.measurements[0].error == f"result < 0.01 is false for {value:g}"
     assert bad.message.startswith("staging: unhealthy: verification failed: error-rate (demo): 1 of 1")
     audit = [e for e in bad.audit if e.kind == "verify"]
     assert [e.env for e in audit] == ["staging"] and "failed" in audit[0].detail and RATIO[:20] in audit[0].detail
