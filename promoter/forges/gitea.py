@@ -94,6 +94,14 @@ class GiteaForge(GitHubForge):
         """Gitea's PR always names its merge commit once merged: none yet is asked again later."""
         raise TemporaryError(f"{self.name} shows PR #{number} merged but names no merge commit yet; asking again")
 
+    def comments(self, number: int) -> list[str]:
+        """Every comment of the PR, in one answer: Gitea's issueGetComments takes no paging (only `since`
+        and `before`), so `limit` would be a parameter its description does not have."""
+        answer = self.api.request("GET", f"{self.repo_path}/issues/{number}/comments", what=f"comments of PR #{number}")
+        return (
+            [c.get("body") or "" for c in answer.body if isinstance(c, dict)] if isinstance(answer.body, list) else []
+        )
+
     def _why_blocked(self, pr: Any, answer: str) -> Exception:
         """As GitHub's, and Gitea's "Please try again later" (the PR's mergeability is still being
         checked) is waited out, not a conflict."""

@@ -24,11 +24,12 @@ operations the Gitea adapter calls (OPERATIONS) and the definitions they reach. 
 - not checked, as the declarations lose them: which 2xx status an operation answers (200 and 201 are
   both allowed), the error statuses each operation documents (any 4xx or 5xx is allowed, with Gitea's
   error body `APIError`, `{"message", "url"}`; 502, 503 and 504 with any body, from a proxy in front),
-  required fields in answers (Gitea's swagger marks none of the definitions answered here), and integer against number where
-  the swagger gives an integer no format (swagger-typescript-api writes both `number`; `page` and
-  `limit` read as numbers, while an `int64` field reads as an integer). Null is allowed for every field
-  of an answer: go-swagger writes no `x-nullable`, while Gitea answers null for its pointer fields
-  (`merged_at`, `merged_by`, `milestone`, `due_date`), so only a non-null value's type is checked.
+  required fields in answers (Gitea's swagger marks none of the definitions answered here), and
+  integer against number where the swagger gives an integer no format (swagger-typescript-api
+  writes both `number`; `page` and `limit` read as numbers, while an `int64` field reads as an
+  integer). Null is allowed for every field of an answer: go-swagger writes no `x-nullable`, while
+  Gitea answers null for its pointer fields (`merged_at`, `merged_by`, `milestone`, `due_date`), so
+  only a non-null value's type is checked.
 """
 
 from __future__ import annotations
