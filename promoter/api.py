@@ -34,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.types import MethodAsyncSingleParam
 
 from promoter import names, promotions, search
+from promoter.environments import path_line
 from promoter.errors import PromoterError
 from promoter.models import (
     Decision,
@@ -315,9 +316,7 @@ async def start(
     """
     wid = workflow_id(promotion_plan.app)
     what = promotion_plan.title
-    summary = f"Promote {what} @ {promotion_plan.short_commit}: " + " → ".join(
-        e.config.name for e in promotion_plan.environments
-    )
+    summary = f"Promote {what} @ {promotion_plan.short_commit}: " + path_line(promotion_plan.environments)
     arg = PromotionInput(plan=promotion_plan, requested_by=requested_by)
     registered = await _registered(client)
     base = all(key.name in registered for key in search.BASE)

@@ -150,6 +150,15 @@ def levels(envs: Sequence[PlannedEnvironment]) -> dict[str, int]:
     return level
 
 
+def path_line(envs: Sequence[PlannedEnvironment]) -> str:
+    """The environments as one line, each place after the one before: `dev → staging → prod`, and in
+    a graph side-by-side ones joined: `dev → staging-eu ∥ staging-us → prod`."""
+    by_level: dict[int, list[str]] = {}
+    for name, level in levels(envs).items():
+        by_level.setdefault(level, []).append(name)
+    return " → ".join(" ∥ ".join(by_level[level]) for level in sorted(by_level))
+
+
 def up_to(envs: list[PlannedEnvironment], to_env: str) -> list[PlannedEnvironment]:
     """The environments a promotion `--to to_env` goes through: in a line those up to it, in a graph
     those on some path from the source to it (in the same order)."""

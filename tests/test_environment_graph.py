@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import pytest
 
-from promoter.environments import in_order, last, levels, parse_environment, up_to, upstreams
+from promoter.environments import in_order, last, levels, parse_environment, path_line, up_to, upstreams
 from promoter.errors import BadInput
 from promoter.gitrepo import GitClone
 from promoter.models import EnvironmentConfig, PlannedEnvironment, PromotionRequest
@@ -44,6 +44,7 @@ def test_a_graph_is_ordered_source_first_with_branches_side_by_side() -> None:
     }
     assert levels(envs) == {"dev": 1, "staging-eu": 2, "staging-us": 2, "prod": 3}
     assert last(envs) == "prod"
+    assert path_line(envs) == "dev → staging-eu ∥ staging-us → prod"  # as promote, dry-run and the UI say it
 
 
 def test_to_env_in_a_graph_is_every_environment_on_a_path_to_it() -> None:
@@ -64,6 +65,7 @@ def test_a_line_by_order_reads_as_before() -> None:
     assert names(up_to(envs, "staging")) == ["dev", "staging"]
     assert last(envs) == "prod"
     assert levels(envs) == {"dev": 1, "staging": 2, "prod": 3}
+    assert path_line(envs) == "dev → staging → prod"
 
 
 @pytest.mark.parametrize(
