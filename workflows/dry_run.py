@@ -17,6 +17,7 @@ from datetime import timedelta
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from promoter.environments import upstreams
     from promoter.models import (
         DryRun,
         PromotionInput,
@@ -37,6 +38,9 @@ class DryRunWorkflow:
         plan: PromotionPlan = await steps.RESOLVE.call(req, "resolve the request")
         p = Promotion(PromotionInput(plan=plan, requested_by="promoter dry-run"))
         stages: list[StagePlan] = []
+        # the environments another one comes after: only those soak before a next one (in a line every
+        # one but the last; in a graph every one some `after` names)
+        led = {up for ups in upstreams(list(p.envs.values())).values() for up in ups}
         for index, stage in enumerate(p.status.stages):
             config = p.envs[stage.env].config
             approval = config.approval
@@ -46,7 +50,7 @@ class DryRunWorkflow:
                 approvals_required=0 if index == 0 else approval.required,
                 require_review=index > 0 and approval.require_review,
                 pull_request_reviews=index > 0 and approval.pull_request_reviews,
-                soak_s=p.soak(stage.env).total_seconds() if index < len(p.status.stages) - 1 else 0.0,
+                soak_s=p.soak(stage.env).total_seconds() if stage.env in led else 0.0,
             )
             stage.started_at = workflow.now()
             if index == 0:

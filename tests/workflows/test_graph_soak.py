@@ -32,6 +32,13 @@ async def test_the_fan_in_waits_for_the_longest_soak_of_its_upstreams(
     origin = origin_factory(GRAPH)
     origin.bump(tag="6.0.0")
     async with run_worker(ts_env, origin) as tq:
+        dry = await api.dry_run(ts_env.client, tq, "demo")  # each environment's own soak, before what comes after it
+        assert dry.denied == [] and {st.env: st.soak_s for st in dry.stages} == {
+            "dev": 0.0,
+            "staging-eu": 7200.0,
+            "staging-us": 1800.0,
+            "prod": 0.0,
+        }
         handle = await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))
         result = await handle.result()  # the server skips the soak
     assert result.state == PromotionState.SUCCEEDED, result.message
