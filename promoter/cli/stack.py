@@ -101,6 +101,8 @@ def _print_table(where: Path, info: dict[str, object]) -> None:
         out.print(f"Temporal HTTP {info['temporal_http_url']}")
     if info.get("forge_url"):
         out.print(f"Forge         {info['forge_url']}/pulls")
+    if info.get("prometheus_url"):
+        out.print(f"Prometheus    {info['prometheus_url']}")
     out.print(f"origin        {info['repo_url']}")
     out.print(f"state         {where}")
 

@@ -163,6 +163,7 @@ def test_up_after_prometheus_died_restarts_it_and_the_worker_when_its_port_was_t
         k: pids[k] for k in ("temporal", "clusters", "forge")
     }
     moved = str(after["prometheus_url"])
+    assert f"Prometheus    {moved}" in again.stdout  # the table names where it listens now
     assert moved != before["prometheus_url"] and json.loads((cli.state_dir / "ports.json").read_text())[
         "prometheus"
     ] == int(moved.rsplit(":", 1)[1])
