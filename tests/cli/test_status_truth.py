@@ -13,8 +13,8 @@ from datetime import UTC, datetime
 from pytest_httpserver import HTTPServer
 from rich.console import Console
 
+from promoter.cli.common import print_status
 from promoter.cli.render import KIND, approvals, lift_app, lift_status, list_row, listing, table, title
-from promoter.cli.status import _print_status
 from promoter.models import Approval, PromotionState, PromotionStatus, StageState, StageStatus
 from promoter.promotions import Execution, Listed
 from promoter.temporal_http import HttpPromotions
@@ -116,7 +116,7 @@ def test_a_member_of_a_running_release_set_names_the_set_and_how_to_follow_it() 
 
     real, common.out._console = common.out._console, console
     try:
-        _print_status(claim, {}, None)
+        print_status(claim, {}, None)
     finally:
         common.out._console = real
     shown = console.file.getvalue()  # type: ignore[attr-defined]
