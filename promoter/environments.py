@@ -11,7 +11,7 @@ from pydantic import ValidationError
 
 from promoter import yamlsafe
 from promoter.errors import BadInput
-from promoter.models import EnvironmentConfig, PlannedEnvironment
+from promoter.models import ClusterConfig, EnvironmentConfig, PlannedEnvironment
 from promoter.names import ENVIRONMENTS
 
 
@@ -26,7 +26,37 @@ def parse_environment(text: str, where: str, name: str) -> EnvironmentConfig:
         raise BadInput(format_validation_error(where, e)) from None
     if config.name != name:
         raise BadInput(f"{where}: name is '{config.name}' but the folder is '{name}'; make them equal")
+    if "cluster" in raw and "clusters" in raw:
+        raise BadInput(f"{where}: clusters: given beside cluster; use cluster for one cluster or clusters for several")
+    if config.waves is not None:
+        waves(config, where)
     return config
+
+
+def waves(config: EnvironmentConfig, where: str = "") -> list[list[ClusterConfig]]:
+    """The clusters of `config` in their waves: `waves.size` at a time in the listed order, or its
+    `groups`; without `waves`, one wave of every cluster. A group naming an unknown context, a context
+    twice or leaving one out is bad input, one line naming the file."""
+    where = where or _file(config.name)
+    targets = config.targets()
+    if config.waves is None:
+        return [targets]
+    if config.clusters is None:
+        raise BadInput(f"{where}: waves: needs clusters (a list of several); with one cluster there are no waves")
+    if config.waves.size is not None:
+        size = config.waves.size
+        return [targets[i : i + size] for i in range(0, len(targets), size)]
+    by_context = {str(c.context): c for c in targets}
+    named = [context for group in config.waves.groups or [] for context in group]
+    for context in named:
+        if context not in by_context:
+            raise BadInput(f"{where}: waves.groups: unknown context '{context}'; clusters: {', '.join(by_context)}")
+    if len(set(named)) != len(named):
+        raise BadInput(f"{where}: waves.groups: a cluster is named twice; name each once")
+    left = [c for c in by_context if c not in named]
+    if left:
+        raise BadInput(f"{where}: waves.groups: {', '.join(left)} in no wave; name every cluster once")
+    return [[by_context[c] for c in group] for group in config.waves.groups or []]
 
 
 def load_environment(path: Path, name: str) -> EnvironmentConfig:

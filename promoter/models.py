@@ -108,6 +108,40 @@ class ClusterConfig(_Strict):
         return self.application.replace("{app}", app).replace("{env}", env), self.controller_namespace or default
 
 
+class WavesConfig(_Strict):
+    """`waves:` of an environment with `clusters`: the clusters synced together, in turn, each wave judged
+    (health, then the `verify` checks) before `pause` and the next. Either `size` (the clusters in their
+    listed order, `size` at a time) or `groups` (lists of contexts, every cluster named once); a plain
+    list of lists is read as `groups`."""
+
+    size: int | None = Field(default=None, ge=1)
+    groups: list[list[str]] | None = None
+    pause: Duration = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _list_is_groups(cls, value: Any) -> Any:
+        return {"groups": value} if isinstance(value, list) else value
+
+    @model_validator(mode="after")
+    def _one_way(self) -> WavesConfig:
+        if (self.size is None) == (self.groups is None):
+            raise ValueError("give either size (clusters per wave) or groups (lists of contexts), not both nor neither")
+        if self.groups is not None and (not self.groups or not all(self.groups)):
+            raise ValueError("groups: every wave names at least one cluster's context")
+        return self
+
+
+class ClusterStatus(BaseModel):
+    """One cluster of an environment with `clusters`, in a stage: its wave and what the rollout did there."""
+
+    context: str
+    wave: int  # 1 for the first wave
+    state: Literal["pending", "syncing", "synced", "healthy", "failed", "reverting", "reverted"] = "pending"
+    message: str = ""
+    synced_at: datetime | None = None  # when the stage's revision was applied (its sync ended)
+
+
 class ApprovalConfig(_Strict):
     required: int = Field(default=0, ge=0)
     approvers: list[str] = Field(default_factory=list)
@@ -267,6 +301,10 @@ class EnvironmentConfig(_Strict):
     order: int | None = None
     after: list[Annotated[str, Field(pattern=_NAME)]] | None = None
     cluster: ClusterConfig = Field(default_factory=ClusterConfig)
+    # several clusters instead of `cluster` (each a ClusterConfig with a context; later entries take the
+    # first's namespace), synced in `waves` after the one merge; `cluster` becomes the first of them
+    clusters: list[ClusterConfig] | None = Field(default=None, min_length=1)
+    waves: WavesConfig | None = None
     approval: ApprovalConfig = Field(default_factory=ApprovalConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
@@ -286,6 +324,35 @@ class EnvironmentConfig(_Strict):
         if approval.required > 0 and not approval.approvers:
             raise ValueError(f"approval.required is {approval.required} but approval.approvers is empty")
         return approval
+
+    @field_validator("clusters")
+    @classmethod
+    def _named_clusters(cls, clusters: list[ClusterConfig] | None) -> list[ClusterConfig] | None:
+        for i, c in enumerate(clusters or []):
+            if not c.context:
+                raise ValueError(f"entry {i + 1} has no context; name each cluster's kubeconfig context")
+            if "namespace" not in c.model_fields_set and clusters:
+                c.namespace = clusters[0].namespace
+            elif clusters and c.namespace != clusters[0].namespace:
+                raise ValueError(
+                    f"{c.context}: namespace {c.namespace} differs from the first cluster's ({clusters[0].namespace}); "
+                    "an environment writes one namespace in every cluster"
+                )
+        contexts = [(c.kubeconfig, c.context) for c in clusters or []]
+        twice = next((c for i, (_, c) in enumerate(contexts) if contexts.index(contexts[i]) != i), None)
+        if twice:
+            raise ValueError(f"context {twice} is listed twice; list each cluster once")
+        return clusters
+
+    @model_validator(mode="after")
+    def _first_cluster(self) -> EnvironmentConfig:
+        if self.clusters:  # what judges one cluster (the schema version, CRDs, owners) reads the first
+            self.cluster = self.clusters[0]
+        return self
+
+    def targets(self) -> list[ClusterConfig]:
+        """The clusters a merge is synced to: `clusters`, or the one `cluster`."""
+        return list(self.clusters) if self.clusters else [self.cluster]
 
 
 class StageState(StrEnum):
@@ -501,6 +568,7 @@ class StageStatus(BaseModel):
     message: str = ""
     policy: PolicyDecision | None = None
     verification: list[CheckStatus] = Field(default_factory=list)  # its `verify` checks' measurements
+    clusters: list[ClusterStatus] = Field(default_factory=list)  # with `clusters`: each one's wave and state
 
 
 class PromotionStatus(BaseModel):
@@ -916,6 +984,7 @@ class CheckStatus(BaseModel):
     failed: int = 0
     measurements: list[Measurement] = Field(default_factory=list)
     verdict: Literal["running", "passed", "failed", "stopped"] = "running"  # stopped: another check failed
+    cluster: str = ""  # with `clusters`: the wave's cluster a check naming {{cluster}} measured
 
 
 class RevertInput(Subject):  # a release set: every member's folder is reverted

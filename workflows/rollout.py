@@ -1,15 +1,22 @@
 """A merged stage's rollout: sync the environment's cluster to a revision, judge its health, and when
 it is unhealthy revert the merge (a revert PR merged without a gate), sync the revert and judge it
-again. Deterministic: workflow code only."""
+again. An environment with `clusters` is rolled out in waves (`Waves`): each wave's clusters synced
+side by side and judged (health, then the `verify` checks) before a durable pause and the next wave; a
+failing wave stops the rollout, and the revert restores every cluster already synced (later waves'
+clusters were never touched). Deterministic: workflow code only."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from promoter import environments, report
     from promoter.models import (
+        ClusterConfig,
+        ClusterStatus,
         Event,
         HealthInput,
         HealthResult,
@@ -30,14 +37,18 @@ class Rollout:
         self.r = recorder
         self.runner = runner
         self.verification = Verification(recorder, runner)
+        self.waves = Waves(self)
 
     async def verify(self, stage: StageStatus, revision: str) -> bool:
         """Sync and judge `revision`, then run the environment's `verify` checks (when it has any);
         healthy and verified: the stage is healthy, else it is reverted (or fails)."""
-        health = await self._sync_and_judge(stage, revision)
         cfg = self.p.envs[stage.env].config
+        if cfg.clusters:
+            health = await self.waves.roll(stage, revision)
+        else:
+            health = await self._sync_and_judge(stage, revision)
         healthy_at = workflow.now()
-        if health.healthy and cfg.verify:
+        if health.healthy and cfg.verify and not cfg.clusters:  # with clusters each wave was verified
             failed = await self.verification.run(stage, cfg, self.p.plan.apps)
             passed = f"{len(stage.verification)} verify check(s) passed"
             if any(c.verdict == "stopped" for c in stage.verification):
@@ -47,7 +58,7 @@ class Rollout:
         if health.healthy:
             self.r.set(stage, StageState.HEALTHY, health.reason)
             # with a soak, the checks measured across it: the soak counts from the rollout's health
-            stage.finished_at = healthy_at if cfg.verify and cfg.soak else workflow.now()
+            stage.finished_at = healthy_at if cfg.verify and cfg.soak and not cfg.clusters else workflow.now()
             self.r.notify(stage, "succeeded", f"{self.p.label} is healthy in {stage.env}")
             return True
         healthy = await self._revert(stage, self.p.envs[stage.env].config.revert.automatic, health.reason)
@@ -59,35 +70,44 @@ class Rollout:
         """Sync every app (each member of a release set, in turn), then judge every app's health:
         healthy only when all are."""
         cfg = self.p.envs[stage.env].config
-        apps = self.p.plan.apps
         reverting = stage.state == StageState.REVERTING  # the revert's sync keeps the stage `reverting`
         self.r.set(stage, stage.state if reverting else StageState.SYNCING, f"syncing {revision[:7]}")
+        counts, notes = await self.sync(stage.env, revision, cfg.cluster, stage.env)
+        if not reverting:
+            self.r.set(stage, StageState.VERIFYING, "; ".join([counts, *notes]))
+        return await self.judge(stage.env, revision, cfg.cluster, stage.env, notes)
+
+    async def sync(self, env: str, revision: str, cluster: ClusterConfig, where: str) -> tuple[str, list[str]]:
+        """Sync every app to one cluster (`where` names it in the steps' summaries); the counts, and
+        what the syncs said once."""
         applied = unchanged = pruned = 0
         notes: list[str] = []
-        for app in apps:
-            sync = SyncInput(
-                promotion_id=self.p.status.id, app=app, env=stage.env, revision=revision, cluster=cfg.cluster
-            )
+        for app in self.p.plan.apps:
+            sync = SyncInput(promotion_id=self.p.status.id, app=app, env=env, revision=revision, cluster=cluster)
             of = f" ({app})" if self.p.plan.members else ""
-            synced = await self.runner.run(steps.SYNC, sync, f"sync {stage.env} to {revision[:7]}{of}")
+            synced = await self.runner.run(steps.SYNC, sync, f"sync {where} to {revision[:7]}{of}")
             applied, unchanged, pruned = applied + synced.applied, unchanged + synced.unchanged, pruned + synced.pruned
             notes += [synced.note] if synced.note else []
-        if not reverting:
-            counts = f"{applied} applied, {unchanged} unchanged, {pruned} pruned"
-            self.r.set(stage, StageState.VERIFYING, "; ".join([counts, *notes]))
+        return f"{applied} applied, {unchanged} unchanged, {pruned} pruned", notes
+
+    async def judge(
+        self, env: str, revision: str, cluster: ClusterConfig, where: str, notes: list[str]
+    ) -> HealthResult:
+        """Judge every app's health in one cluster: healthy only when all are."""
+        cfg = self.p.envs[env].config
         step = steps.health_step(cfg.health.timeout or timedelta(minutes=5))
         verdicts: list[tuple[str, HealthResult]] = []
-        for app in apps:
+        for app in self.p.plan.apps:
             check = HealthInput(
                 app=app,
-                env=stage.env,
+                env=env,
                 revision=revision,
-                cluster=cfg.cluster,
+                cluster=cluster,
                 timeout=cfg.health.timeout,
                 http=cfg.health.http,
             )
             of = f" ({app})" if self.p.plan.members else ""
-            verdicts.append((app, await self.runner.run(step, check, f"health of {stage.env} at {revision[:7]}{of}")))
+            verdicts.append((app, await self.runner.run(step, check, f"health of {where} at {revision[:7]}{of}")))
         if len(verdicts) == 1:
             reasons = verdicts[0][1].reason
             sick = [] if verdicts[0][1].healthy else verdicts
@@ -125,13 +145,17 @@ class Rollout:
             stage.env, "revert", detail=f"{reason}; reverted by {result.revert_commit[:12]} (PR #{result.pr_number})"
         )
         self.r.reverted(stage.env)
-        restored = await self._sync_and_judge(stage, result.revert_commit)
+        if self.p.envs[stage.env].config.clusters:
+            restored = await self.waves.restore(stage, result.revert_commit)
+        else:
+            restored = await self._sync_and_judge(stage, result.revert_commit)
         stage.finished_at = workflow.now()
         if not restored.healthy:
             self.r.set(stage, StageState.FAILED, f"{unhealthy}; {by}, but still unhealthy: {restored.reason}")
             self.r.finish(PromotionState.FAILED, f"{stage.env}: the revert did not restore health: {restored.reason}")
             return False
-        self.r.set(stage, StageState.REVERTED, f"{unhealthy}; {by}, healthy again")
+        again = f"{restored.reason}, healthy again" if self.p.envs[stage.env].config.clusters else "healthy again"
+        self.r.set(stage, StageState.REVERTED, f"{unhealthy}; {by}, {again}")
         held = ", ".join(self.p.plan.apps)
         self.p.status.notices.append(
             f"{held} @ {self.p.plan.short_commit} is now held out of {stage.env}: "
@@ -139,3 +163,100 @@ class Rollout:
         )
         self.r.finish(PromotionState.REVERTED, f"{stage.env}: {unhealthy}")
         return False
+
+
+class Waves:
+    """An environment with `clusters`: its rollout wave by wave, and its revert in every cluster synced."""
+
+    def __init__(self, rollout: Rollout) -> None:
+        self.o = rollout
+
+    async def roll(self, stage: StageStatus, revision: str) -> HealthResult:
+        """Each wave in turn: its clusters synced side by side and judged, then the `verify` checks (those
+        naming `{{cluster}}` once per cluster of the wave), then the pause. The first wave that fails ends
+        the rollout: its verdict is the stage's, and the later waves' clusters stay `pending`, untouched."""
+        cfg = self.o.p.envs[stage.env].config
+        groups = environments.waves(cfg)
+        stage.clusters = [ClusterStatus(context=str(c.context), wave=i + 1) for i, g in enumerate(groups) for c in g]
+        stage.verification = []
+        unsoaked = cfg.model_copy(update={"soak": None})  # each wave is measured `count` times; the soak follows
+        pause = cfg.waves.pause if cfg.waves else None
+        for i, group in enumerate(groups):
+            contexts = [str(c.context) for c in group]
+            label = f"wave {i + 1}/{len(groups)} ({', '.join(contexts)})"
+            self.o.r.set(stage, StageState.SYNCING, f"{label}: syncing {revision[:7]}")
+            verdicts = await asyncio.gather(*(self._one(stage, revision, c) for c in group))
+            sick = [(ctx, v) for ctx, v in zip(contexts, verdicts, strict=True) if not v.healthy]
+            if sick:
+                said = "; ".join(f"{ctx}: {v.reason}" for ctx, v in sick)
+                return HealthResult(healthy=False, reason=f"{label}: {said}", engine=verdicts[0].engine)
+            if cfg.verify:
+                self.o.r.set(stage, StageState.VERIFYING, f"{label}: healthy, verifying")
+                failed = await self.o.verification.run(stage, unsoaked, self.o.p.plan.apps, contexts)
+                if failed:
+                    self._mark(stage, contexts, "failed", failed)
+                    return HealthResult(healthy=False, reason=f"{label}: {failed}", engine=verdicts[0].engine)
+                self._mark(stage, contexts, "healthy", f"healthy; {len(cfg.verify)} verify check(s) passed")
+            if i + 1 < len(groups) and pause:
+                self.o.r.set(
+                    stage, StageState.VERIFYING, f"{label} healthy; the next wave in {report.human_duration(pause)}"
+                )
+                await self._pause(pause, f"pause after wave {i + 1} of {stage.env}")
+        names = " → ".join(", ".join(str(c.context) for c in g) for g in groups)
+        return HealthResult(healthy=True, reason=f"{len(groups)} wave(s) healthy: {names}", engine=verdicts[0].engine)
+
+    async def _pause(self, pause: timedelta, summary: str) -> None:
+        """A durable timer between two waves. A cancel cuts it short and the next waves are still synced:
+        as for every step from the merge on, the stage runs to its verdict and then the cancel acts."""
+        try:
+            await workflow.sleep(pause, summary=summary)
+        except asyncio.CancelledError:
+            self.o.runner.cancel_requested = True
+
+    async def _one(self, stage: StageStatus, revision: str, cluster: ClusterConfig) -> HealthResult:
+        """Sync one cluster of a wave and judge it; its state follows."""
+        where = f"{stage.env}/{cluster.context}"
+        status = self._status(stage, str(cluster.context))
+        status.state, status.message = "syncing", f"syncing {revision[:7]}"
+        counts, notes = await self.o.sync(stage.env, revision, cluster, where)
+        status.state, status.message, status.synced_at = "synced", "; ".join([counts, *notes]), workflow.now()
+        health = await self.o.judge(stage.env, revision, cluster, where, notes)
+        status.state, status.message = ("healthy" if health.healthy else "failed"), health.reason
+        return health
+
+    async def restore(self, stage: StageStatus, revision: str) -> HealthResult:
+        """The revert in every cluster already synced (side by side), each judged again; the clusters of
+        later waves were never touched and stay as they are."""
+        cfg = self.o.p.envs[stage.env].config
+        by_context = {str(c.context): c for c in cfg.targets()}
+        touched = [c.context for c in stage.clusters if c.state != "pending"]
+        verdicts = await asyncio.gather(*(self._restore(stage, revision, by_context[c]) for c in touched))
+        sick = [(ctx, v) for ctx, v in zip(touched, verdicts, strict=True) if not v.healthy]
+        untouched = [c.context for c in stage.clusters if c.state == "pending"]
+        left = f"; untouched: {', '.join(untouched)}" if untouched else ""
+        if sick:
+            said = "; ".join(f"{ctx}: {v.reason}" for ctx, v in sick)
+            return HealthResult(healthy=False, reason=said, engine=verdicts[0].engine)
+        return HealthResult(healthy=True, reason=f"restored in {', '.join(touched)}{left}", engine=verdicts[0].engine)
+
+    async def _restore(self, stage: StageStatus, revision: str, cluster: ClusterConfig) -> HealthResult:
+        where = f"{stage.env}/{cluster.context}"
+        status = self._status(stage, str(cluster.context))
+        status.state, status.message = "reverting", f"syncing the revert {revision[:7]}"
+        _, notes = await self.o.sync(stage.env, revision, cluster, where)
+        health = await self.o.judge(stage.env, revision, cluster, where, notes)
+        status.state = "reverted" if health.healthy else "failed"
+        status.message = f"reverted to {revision[:7]}" + (
+            "" if health.healthy else f", still unhealthy: {health.reason}"
+        )
+        return health
+
+    @staticmethod
+    def _status(stage: StageStatus, context: str) -> ClusterStatus:
+        return next(c for c in stage.clusters if c.context == context)
+
+    @staticmethod
+    def _mark(stage: StageStatus, contexts: list[str], state: str, message: str) -> None:
+        for c in stage.clusters:
+            if c.context in contexts:
+                c.state, c.message = state, message  # type: ignore[assignment]

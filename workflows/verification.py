@@ -44,14 +44,20 @@ class Verification:
         self.r = recorder
         self.runner = runner
 
-    async def run(self, stage: StageStatus, cfg: EnvironmentConfig, apps: list[str]) -> str | None:
-        """Measure every check of every app; None when all passed, else why verification failed."""
-        stage.verification = []
+    async def run(
+        self, stage: StageStatus, cfg: EnvironmentConfig, apps: list[str], wave: list[str] | None = None
+    ) -> str | None:
+        """Measure every check of every app; None when all passed, else why verification failed. For a
+        `wave` of clusters (their contexts) the checks add to the stage's earlier waves', and a check
+        naming `{{cluster}}` is measured once per cluster of the wave, its context substituted."""
+        if wave is None:
+            stage.verification = []
         jobs: list[tuple[VerifyConfig, CheckStatus]] = []
         for app in apps:
-            for check in cfg.verify:
+            for check, cluster in per_cluster(cfg.verify, wave):
                 count, _ = schedule(check, cfg.soak)
                 status = describe(check, app, stage.env, count)
+                status.cluster = cluster
                 stage.verification.append(status)
                 jobs.append((check, status))
         stopped: list[str] = []  # the first failed check's name (or a cancel): the others stop at their next wait
@@ -75,7 +81,7 @@ class Verification:
         self, stage: StageStatus, check: VerifyConfig, status: CheckStatus, soak: timedelta | None, stopped: list[str]
     ) -> None:
         count, interval = schedule(check, soak)
-        of = f" ({status.app})"
+        of = f" ({_of(status)})"
         if check.initial_delay:
             stage.message = f"verifying: {status.name}{of} measures in {report.human_duration(check.initial_delay)}"
             await pause(stopped, check.initial_delay, f"initial delay of {status.name}")
@@ -97,6 +103,33 @@ class Verification:
                     stopped.append(status.name)
                 return
             await pause(stopped, interval, f"interval of {status.name}")
+
+
+CLUSTER = "{{cluster}}"
+
+
+def per_cluster(checks: list[VerifyConfig], wave: list[str] | None) -> list[tuple[VerifyConfig, str]]:
+    """The checks to measure: each once, or, in a wave, one naming `{{cluster}}` (in its query or URL)
+    once per cluster of the wave, with the context in its place."""
+    out: list[tuple[VerifyConfig, str]] = []
+    for check in checks:
+        text = check.prometheus.query if check.prometheus is not None else check.http.url if check.http else ""
+        if not wave or CLUSTER not in text:
+            out.append((check, ""))
+            continue
+        for context in wave:
+            if check.prometheus is not None:
+                query = check.prometheus.query.replace(CLUSTER, context)
+                out.append(
+                    (
+                        check.model_copy(update={"prometheus": check.prometheus.model_copy(update={"query": query})}),
+                        context,
+                    )
+                )
+            elif check.http is not None:
+                url = check.http.url.replace(CLUSTER, context)
+                out.append((check.model_copy(update={"http": check.http.model_copy(update={"url": url})}), context))
+    return out
 
 
 async def pause(stopped: list[str], duration: timedelta, summary: str) -> None:
@@ -124,6 +157,10 @@ def describe(check: VerifyConfig, app: str, env: str, count: int) -> CheckStatus
     )
 
 
+def _of(status: CheckStatus) -> str:
+    return f"{status.app}, {status.cluster}" if status.cluster else status.app
+
+
 def _values(status: CheckStatus) -> str:
     shown = [f"{m.value:g}" if m.value is not None else "none" for m in status.measurements]
     more = status.taken - len(status.measurements)
@@ -134,7 +171,7 @@ def reason(status: CheckStatus) -> str:
     """Why a failed check failed, in one line."""
     last = next((m.error for m in reversed(status.measurements) if not m.passed), "")
     return (
-        f"{status.name} ({status.app}): {status.failed} of {status.taken} measurement(s) failed "
+        f"{status.name} ({_of(status)}): {status.failed} of {status.taken} measurement(s) failed "
         f"(failure_limit {status.failure_limit}); last: {last}"
     )
 
@@ -143,7 +180,7 @@ def audit_line(status: CheckStatus) -> str:
     """A check's record for the audit (and with it the PR body): what it measured, the values, the verdict."""
     what = f"query `{status.target}`, success `{status.success}`" if status.kind == "prometheus" else status.target
     line = (
-        f"{status.name} ({status.app}) {status.verdict}: {what}; values: {_values(status) or 'none'}; "
+        f"{status.name} ({_of(status)}) {status.verdict}: {what}; values: {_values(status) or 'none'}; "
         f"{status.failed} of {status.taken} failed (failure_limit {status.failure_limit})"
     )
     last = next((m.error for m in reversed(status.measurements) if not m.passed), "")

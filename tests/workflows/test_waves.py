@@ -1,0 +1,160 @@
+"""Many clusters per environment, in waves (`clusters:` and `waves:` in environment.yaml), end to end on
+the dev server with real git, the local forge and a simulated cluster per context: a good version goes
+through prod's three clusters one wave at a time, in order, with the pause between two waves; a version
+that fails health in the first wave's cluster stops the rollout there, the one revert restores that
+cluster, the later waves' clusters are never touched, and every cluster ends on the previous version; one
+failing in the second wave has both synced clusters restored.
+Also the parser's bad inputs for the new keys (one line naming the file and the key), and which checks
+are measured once per cluster of a wave (`{{cluster}}`)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import yaml
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.environments import parse_environment, waves
+from promoter.errors import BadInput
+from promoter.models import PromotionState, StageState, StageStatus, VerifyConfig
+from promoter.sim.kube import KubeSim
+from tests.support.gitops import Origin
+from tests.support.workflows import deployment, failing_in
+from workflows.verification import per_cluster
+
+CONTEXTS = ["prod-eu-1", "prod-eu-2", "prod-us-1"]
+PAUSE = timedelta(seconds=1)
+
+
+def prod_in_waves(origin: Origin) -> str:
+    """prod as three clusters in waves of one, a second apart (a commit on main)."""
+    path = "environments/prod/environment.yaml"
+    doc = yaml.safe_load((origin.work / path).read_text())
+    del doc["cluster"]
+    doc["clusters"] = [{"context": CONTEXTS[0], "namespace": "apps"}, *({"context": c} for c in CONTEXTS[1:])]
+    doc["waves"] = {"size": 1, "pause": "1s"}
+    doc["health"] = {"timeout": "30s"}
+    return origin.commit({path: yaml.safe_dump(doc)}, "prod: three clusters in waves of one")
+
+
+def image(sim: KubeSim) -> str:
+    return str(deployment(sim)["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+def prod(stages: list[StageStatus]) -> StageStatus:
+    return next(s for s in stages if s.env == "prod")
+
+
+@pytest.mark.asyncio
+async def test_waves_in_order_and_a_failing_first_wave_restores_every_synced_cluster(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
+    prod_in_waves(origin)
+    sims = clusters(CONTEXTS)
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        good = await handle.result()
+        assert good.state == PromotionState.SUCCEEDED, good.message
+        stage = prod(good.stages)
+        assert [(c.context, c.wave, c.state) for c in stage.clusters] == [
+            (c, i + 1, "healthy") for i, c in enumerate(CONTEXTS)
+        ]
+        synced = [c.synced_at for c in stage.clusters]
+        assert all(synced), synced
+        for before, after in zip(synced, synced[1:], strict=False):
+            assert before and after and after - before >= PAUSE, synced  # in order, the pause between
+        assert all(image(sims[c]).endswith(":2.0.0") for c in CONTEXTS), [image(sims[c]) for c in CONTEXTS]
+        assert stage.message.startswith("3 wave(s) healthy: prod-eu-1 → prod-eu-2 → prod-us-1"), stage.message
+
+        failing_in(origin, CONTEXTS[0], tag="3.1.0")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        bad = await handle.result()
+        # failing in the second wave: the first wave's cluster, healthy on it, is restored too
+        failing_in(origin, CONTEXTS[1], tag="3.2.0")
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        second = await handle.result()
+
+    assert second.state == PromotionState.REVERTED, second.message
+    assert [(c.context, c.state) for c in prod(second.stages).clusters] == [
+        ("prod-eu-1", "reverted"),
+        ("prod-eu-2", "reverted"),
+        ("prod-us-1", "pending"),
+    ], prod(second.stages).clusters
+    assert [image(sims[c]) for c in CONTEXTS] == ["ghcr.io/promoter-dev/demo:2.0.0"] * 3
+
+    assert bad.state == PromotionState.REVERTED, bad.message
+    stage = prod(bad.stages)
+    assert stage.state == StageState.REVERTED, stage.message
+    assert stage.revert_pr_number is not None and stage.revert_commit is not None
+    assert [(c.context, c.state) for c in stage.clusters] == [
+        ("prod-eu-1", "reverted"),
+        ("prod-eu-2", "pending"),
+        ("prod-us-1", "pending"),
+    ], stage.clusters
+    assert stage.clusters[1].synced_at is None and stage.clusters[2].synced_at is None
+    assert "untouched: prod-eu-2, prod-us-1" in stage.message, stage.message
+    # every cluster ends on the previous version: the first restored by the revert, the others never touched
+    assert [image(sims[c]) for c in CONTEXTS] == ["ghcr.io/promoter-dev/demo:2.0.0"] * 3
+    reverts = [e for e in bad.audit if e.kind == "revert"]
+    assert len(reverts) == 1 and "wave 1/3 (prod-eu-1)" in reverts[0].detail, reverts
+
+
+PROD = "name: prod\norder: 2\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        ("cluster: {context: a}\nclusters: [{context: b}]", "clusters: given beside cluster"),
+        ("waves: {size: 1}", "waves: needs clusters"),
+        ("clusters: [{context: a}, {context: a}]", "clusters: context a is listed twice"),
+        ("clusters: [{context: a}, {namespace: x}]", "clusters: entry 2 has no context"),
+        ("clusters: [{context: a, namespace: x}, {context: b, namespace: y}]", "clusters: b: namespace y differs"),
+        ("clusters: [{context: a}, {context: b}]\nwaves: [[a], [c]]", "waves.groups: unknown context 'c'"),
+        ("clusters: [{context: a}, {context: b}]\nwaves: [[a]]", "waves.groups: b in no wave"),
+        ("clusters: [{context: a}, {context: b}]\nwaves: [[a, b], [a]]", "waves.groups: a cluster is named twice"),
+        ("clusters: [{context: a}]\nwaves: {size: 1, groups: [[a]]}", "waves: give either size"),
+        ("clusters: [{context: a}]\nwaves: {size: 0}", "waves.size:"),
+        ("clusters: [{context: a}]\nwaves: {size: 1, pause: soon}", "waves.pause:"),
+    ],
+)
+def test_bad_clusters_and_waves_are_one_line_naming_the_key(text: str, said: str) -> None:
+    with pytest.raises(BadInput) as e:
+        parse_environment(PROD + text, "environments/prod/environment.yaml", "prod")
+    assert str(e.value).startswith(f"environments/prod/environment.yaml: {said}"), str(e.value)
+    assert "\n" not in str(e.value)
+
+
+def test_waves_by_size_by_groups_and_the_first_clusters_namespace() -> None:
+    three = "clusters: [{context: a, namespace: apps}, {context: b}, {context: c, version: '1.31'}]\n"
+    cfg = parse_environment(PROD + three + "waves: {size: 2, pause: 5m}", "x", "prod")
+    assert [[c.context for c in w] for w in waves(cfg)] == [["a", "b"], ["c"]]
+    assert [c.namespace for c in cfg.targets()] == ["apps"] * 3 and cfg.cluster.context == "a"
+    assert cfg.waves is not None and cfg.waves.pause == timedelta(minutes=5)
+    cfg = parse_environment(PROD + three + "waves: [[c], [b, a]]", "x", "prod")
+    assert [[c.context for c in w] for w in waves(cfg)] == [["c"], ["b", "a"]]
+    cfg = parse_environment(PROD + three, "x", "prod")  # no waves: one wave of every cluster
+    assert [[c.context for c in w] for w in waves(cfg)] == [["a", "b", "c"]]
+    one = parse_environment(PROD + "cluster: {context: solo}", "x", "prod")
+    assert one.clusters is None and [c.context for c in one.targets()] == ["solo"]
+    assert [[c.context for c in w] for w in waves(one)] == [["solo"]]
+
+
+def test_a_check_naming_the_cluster_is_measured_once_per_cluster_of_the_wave() -> None:
+    q = "sum(rate(http_requests_total{app='{{app}}',cluster='{{cluster}}'}[1m]))"
+    named = VerifyConfig.model_validate({"name": "errors", "prometheus": {"query": q, "success": "result < 1"}})
+    plain = VerifyConfig.model_validate({"name": "smoke", "http": {"url": "http://{{app}}.example/healthz"}})
+    got = per_cluster([named, plain], ["eu-1", "eu-2"])
+    assert [(c.name, cluster) for c, cluster in got] == [("errors", "eu-1"), ("errors", "eu-2"), ("smoke", "")]
+    assert got[0][0].prometheus is not None and "cluster='eu-1'" in got[0][0].prometheus.query
+    assert got[1][0].prometheus is not None and "cluster='eu-2'" in got[1][0].prometheus.query
+    assert [c for c, _ in per_cluster([named, plain], None)] == [named, plain]  # no wave: as written
