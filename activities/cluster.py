@@ -1,5 +1,6 @@
 """Cluster activities: sync an environment's app folder at a revision, and judge its rollout (with
-heartbeats). Each is idempotent: a sync of the same revision changes nothing."""
+heartbeats); compare an environment with Git (drift), in every one of its clusters. Each is
+idempotent: a sync of the same revision changes nothing."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from promoter.models import (
     DriftInput,
     DriftReport,
     EnvironmentConfig,
+    FieldDrift,
     HealthInput,
     HealthResult,
     HttpProbe,
@@ -130,14 +132,12 @@ class ClusterActivities:
         if unknown:
             raise BadInput(f"no app {', '.join(unknown)} in {req.env} on main; apps there: {', '.join(apps)}")
         heal = config.drift.self_heal if req.heal is None else req.heal
-        cluster = self.cluster(config.cluster)
         report = DriftReport(
             env=req.env,
             revision=main,
             checked_at=datetime.now(UTC),
             notify=[hook.url for hook in config.notify if "drift" in hook.events],  # only when asked for
         )
-        engine = config.cluster.sync
         for app in req.apps or apps:
             if app in req.paused:
                 report.apps.append(AppDrift(app=app, paused=True))
@@ -148,25 +148,41 @@ class ClusterActivities:
             refused = ""  # why what differs must not be healed
             if not promoted.promoted:
                 refused = f"never promoted into {req.env}: compared with the commit that created its folder, not healed"
-            if engine != "native":  # Argo CD or Flux compares with Git itself: read its word
-                name, namespace = config.cluster.reconciler(app, req.env)
-                entry.drifts = cluster.reconciler_drift(engine, name, namespace)
-                if promoted.unpromoted and not refused:  # it would apply main's folder, unpromoted changes and all
-                    refused = f"{engine} would apply main's folder, which holds unpromoted changes: not healed"
-                if entry.drifts and heal and not refused and not req.defer_heal:
-                    cluster.request_reconcile(engine, name, namespace)
-                    entry.healed = True
-            else:
-                objects = self.objects(app, req.env, promoted.revision)
-                entry.drifts = cluster.drift(app, objects)
-                if entry.drifts and heal and not refused and not req.defer_heal:
-                    heal_id = f"drift-heal-{promoted.revision[:7]}"
-                    cluster.sync(app, heal_id, objects, progress=activity.heartbeat)
-                    entry.healed = True
+            engine = next((c.sync for c in config.targets() if c.sync != "native"), None)
+            if engine and promoted.unpromoted and not refused:
+                # Argo CD or Flux would apply main's folder, unpromoted changes and all
+                refused = f"{engine} would apply main's folder, which holds unpromoted changes: not healed"
+            healing = heal and not refused and not req.defer_heal
+            rendered: list[list[dict[str, Any]]] = []  # the app's objects at its revision, rendered once
+            for cluster in config.targets():  # every cluster of the environment (`clusters`), each healed alone
+                named = str(cluster.context) if config.clusters else ""
+                drifts, healed = self._compare(app, req.env, promoted.revision, cluster, healing, rendered)
+                entry.drifts += [d.model_copy(update={"cluster": named}) for d in drifts]
+                entry.healed = entry.healed or healed
             if entry.drifts and heal:
                 entry.note, entry.to_heal = refused, not refused and req.defer_heal
             report.apps.append(entry)
         return report
+
+    def _compare(
+        self, app: str, env: str, revision: str, config: ClusterConfig, heal: bool, rendered: list[list[dict[str, Any]]]
+    ) -> tuple[list[FieldDrift], bool]:
+        """How one app differs from `revision` in one cluster, and whether it was healed (when `heal`);
+        `rendered` keeps the objects rendered for the first cluster for the others."""
+        cluster = self.cluster(config)
+        if config.sync != "native":  # Argo CD or Flux compares with Git itself: read its word
+            name, namespace = config.reconciler(app, env)
+            drifts = cluster.reconciler_drift(config.sync, name, namespace)
+            if drifts and heal:
+                cluster.request_reconcile(config.sync, name, namespace)
+            return drifts, bool(drifts) and heal
+        if not rendered:
+            rendered.append(self.objects(app, env, revision))
+        objects = rendered[0]
+        drifts = cluster.drift(app, objects)
+        if drifts and heal:
+            cluster.sync(app, f"drift-heal-{revision[:7]}", objects, progress=activity.heartbeat)
+        return drifts, bool(drifts) and heal
 
     @activity.defn(name="check_health")
     @classified

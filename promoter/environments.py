@@ -4,6 +4,7 @@ key; the environments in the order a promotion goes through them (a line by `ord
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -30,6 +31,12 @@ def parse_environment(text: str, where: str, name: str) -> EnvironmentConfig:
         raise BadInput(f"{where}: clusters: given beside cluster; use cluster for one cluster or clusters for several")
     if config.waves is not None:
         waves(config, where)
+    for check in config.verify if config.clusters is None else []:
+        text = check.prometheus.query if check.prometheus else check.http.url if check.http else ""
+        if re.search(r"\{\{\s*cluster\s*\}\}", text):
+            raise BadInput(
+                f"{where}: verify: {check.name} names {{{{cluster}}}}, which only an environment with clusters has"
+            )
     return config
 
 

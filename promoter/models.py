@@ -172,6 +172,13 @@ class HttpProbe(_Strict):
     url: str
     expect_status: int = 200
 
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str) -> str:
+        if not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http:// or https:// URL, not {url[:60]!r}")
+        return url
+
 
 class HealthConfig(_Strict):
     timeout: Duration = timedelta(minutes=5)
@@ -184,6 +191,13 @@ class PrometheusCheck(_Strict):
     query: str = Field(min_length=1, max_length=4000)
     success: str
     url: str | None = None  # this check's Prometheus; default: the worker's PROMOTER_PROMETHEUS_URL
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, url: str | None) -> str | None:
+        if url is not None and not url.lower().startswith(("http://", "https://")):
+            raise ValueError(f"url must be an http:// or https:// URL, not {url[:60]!r}")
+        return url
 
     @field_validator("success")
     @classmethod
@@ -201,7 +215,7 @@ class VerifyConfig(_Strict):
     http: HttpProbe | None = None
     interval: Duration = timedelta(seconds=10)
     initial_delay: Duration = None  # before the first measurement (e.g. for a rate's window to fill)
-    count: int = Field(default=1, ge=1, le=1000)
+    count: int = Field(default=1, ge=1, le=200)  # workflows.verification.MAX_MEASUREMENTS
     failure_limit: int = Field(default=0, ge=0)
 
     @model_validator(mode="after")
@@ -210,6 +224,10 @@ class VerifyConfig(_Strict):
             raise ValueError(f"verify check {self.name!r} needs exactly one of prometheus or http")
         if self.interval is None or self.interval <= timedelta(0):
             raise ValueError(f"verify check {self.name!r}: interval must be a duration above 0, e.g. 10s")
+        if self.failure_limit >= self.count:  # else every measurement could fail and the check still pass
+            raise ValueError(
+                f"verify check {self.name!r}: failure_limit ({self.failure_limit}) must be below count ({self.count})"
+            )
         return self
 
 
@@ -814,6 +832,7 @@ class FieldDrift(BaseModel):
     git: Any = None  # "present" for an object deleted by hand; None for one that Git no longer has
     live: Any = None
     since: datetime | None = None  # when the live value was written, where the cluster records it
+    cluster: str = ""  # with `clusters`: the context of the cluster where it differs
 
 
 class AppDrift(BaseModel):

@@ -7,7 +7,8 @@ runs this workflow. `promoter drift ENV` runs it at once. One step compares ever
 environment with the live objects (`detect_drift`): each against the folder as promoter's own merge
 (a promotion's or a revert's) last wrote it, not main's folder, so that a commit pushed to an
 environment folder without a promotion is reported (`unpromoted change on main: <commit> by <author>`)
-and never deployed by a heal. The report is the workflow's result: the last scheduled run's result is
+and never deployed by a heal. An environment with `clusters` is compared (and healed) in every one of
+them, each difference naming its cluster. The report is the workflow's result: the last scheduled run's result is
 the environment's drift. An app with a promotion in flight is left alone (reported `paused`): its sync
 and a heal must never fight. Visibility, which says so, lags; so each heal also takes the app's claim
 (`promote-<app>`, the one running workflow per app that promotions and release sets hold too, see
@@ -57,7 +58,10 @@ class DriftWorkflow:
             healed = " (healed: re-applied from Git; live differed from Git)" if app.healed else ""
             for url in report.notify:
                 text = f"{app.app} in {req.env} differs from Git @ {report.revision[:7]}{healed}: " + "; ".join(
-                    [f"{d.object} {d.path or 'missing'}" for d in app.drifts[:10]]
+                    [
+                        f"{d.cluster + ': ' if d.cluster else ''}{d.object} {d.path or 'missing'}"
+                        for d in app.drifts[:10]
+                    ]
                     + [u.line() for u in app.unpromoted[:10]]
                     + ([app.note] if app.note else [])
                 )

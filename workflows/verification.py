@@ -4,13 +4,15 @@ is one `measure` activity and the wait between two is a durable timer, so a work
 measurements loses none, and the history holds what each measurement found. A check fails once more
 than `failure_limit` measurements failed; then the others stop at their next wait. With a `soak`, the
 checks go on measuring until it has passed (at most `MAX_MEASUREMENTS` each: a long soak spaces them
-out). A cancel stops the checks at their next wait (each ends `stopped`); the stage is then judged by
-what was measured, and the cancel takes effect after it. Deterministic: workflow code only."""
+out). A cancel stops the checks at their next wait (each ends `stopped`): the version is then not
+verified, and the stage is reverted as a failed check's is (workflows/rollout.py), never left healthy.
+Deterministic: workflow code only."""
 
 from __future__ import annotations
 
 import asyncio
 import math
+import re
 from datetime import timedelta
 
 from temporalio import workflow
@@ -105,7 +107,7 @@ class Verification:
             await pause(stopped, interval, f"interval of {status.name}")
 
 
-CLUSTER = "{{cluster}}"
+CLUSTER = re.compile(r"\{\{\s*cluster\s*\}\}")  # spaces inside the braces allowed, as for {{app}}
 
 
 def per_cluster(checks: list[VerifyConfig], wave: list[str] | None) -> list[tuple[VerifyConfig, str]]:
@@ -114,12 +116,12 @@ def per_cluster(checks: list[VerifyConfig], wave: list[str] | None) -> list[tupl
     out: list[tuple[VerifyConfig, str]] = []
     for check in checks:
         text = check.prometheus.query if check.prometheus is not None else check.http.url if check.http else ""
-        if not wave or CLUSTER not in text:
+        if not wave or not CLUSTER.search(text):
             out.append((check, ""))
             continue
         for context in wave:
             if check.prometheus is not None:
-                query = check.prometheus.query.replace(CLUSTER, context)
+                query = CLUSTER.sub(context, check.prometheus.query)
                 out.append(
                     (
                         check.model_copy(update={"prometheus": check.prometheus.model_copy(update={"query": query})}),
@@ -127,7 +129,7 @@ def per_cluster(checks: list[VerifyConfig], wave: list[str] | None) -> list[tupl
                     )
                 )
             elif check.http is not None:
-                url = check.http.url.replace(CLUSTER, context)
+                url = CLUSTER.sub(context, check.http.url)
                 out.append((check.model_copy(update={"http": check.http.model_copy(update={"url": url})}), context))
     return out
 

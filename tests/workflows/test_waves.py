@@ -3,12 +3,14 @@ the dev server with real git, the local forge and a simulated cluster per contex
 through prod's three clusters one wave at a time, in order, with the pause between two waves; a version
 that fails health in the first wave's cluster stops the rollout there, the one revert restores that
 cluster, the later waves' clusters are never touched, and every cluster ends on the previous version; one
-failing in the second wave has both synced clusters restored.
+failing in the second wave has both synced clusters restored. Drift compares (and heals) every cluster.
 Also the parser's bad inputs for the new keys (one line naming the file and the key), and which checks
 are measured once per cluster of a wave (`{{cluster}}`)."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -20,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.environments import parse_environment, waves
 from promoter.errors import BadInput
-from promoter.models import PromotionState, StageState, StageStatus, VerifyConfig
+from promoter.models import DriftInput, PromotionState, StageState, StageStatus, VerifyConfig
 from promoter.sim.kube import KubeSim
 from tests.support.gitops import Origin
 from tests.support.workflows import deployment, failing_in
@@ -39,6 +41,13 @@ def prod_in_waves(origin: Origin) -> str:
     doc["waves"] = {"size": 1, "pause": "1s"}
     doc["health"] = {"timeout": "30s"}
     return origin.commit({path: yaml.safe_dump(doc)}, "prod: three clusters in waves of one")
+
+
+def kubectl(*args: str, context: str) -> None:
+    """As a person runs it, against the kubeconfig the `clusters` fixture wrote (KUBECONFIG)."""
+    argv = ["kubectl", "--kubeconfig", os.environ["KUBECONFIG"], "--context", context, "-n", "apps", *args]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
 
 
 def image(sim: KubeSim) -> str:
@@ -74,6 +83,16 @@ async def test_waves_in_order_and_a_failing_first_wave_restores_every_synced_clu
             assert before and after and after - before >= PAUSE, synced  # in order, the pause between
         assert all(image(sims[c]).endswith(":2.0.0") for c in CONTEXTS), [image(sims[c]) for c in CONTEXTS]
         assert stage.message.startswith("3 wave(s) healthy: prod-eu-1 → prod-eu-2 → prod-us-1"), stage.message
+
+        # drift looks in every cluster: a hand edit in the last one is found, named by its cluster, and healed
+        kubectl("scale", "deployment", "demo", "--replicas", "5", context=CONTEXTS[2])
+        seen = await api.drift(dev_env.client, tq, DriftInput(env="prod", heal=False))
+        [demo] = seen.drifted
+        assert [(d.cluster, d.object, d.path, d.live) for d in demo.drifts] == [
+            ("prod-us-1", "Deployment/apps/demo", "spec.replicas", 5)
+        ]
+        healed = await api.drift(dev_env.client, tq, DriftInput(env="prod", heal=True))
+        assert healed.drifted[0].healed and deployment(sims[CONTEXTS[2]])["spec"]["replicas"] == 2
 
         failing_in(origin, CONTEXTS[0], tag="3.1.0")
         handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
@@ -125,6 +144,10 @@ PROD = "name: prod\norder: 2\n"
         ("clusters: [{context: a}]\nwaves: {size: 1, groups: [[a]]}", "waves: give either size"),
         ("clusters: [{context: a}]\nwaves: {size: 0}", "waves.size:"),
         ("clusters: [{context: a}]\nwaves: {size: 1, pause: soon}", "waves.pause:"),
+        (
+            "verify: [{name: e, http: {url: 'http://x/{{ cluster }}'}}]",
+            "verify: e names {{cluster}}, which only an environment with clusters has",
+        ),
     ],
 )
 def test_bad_clusters_and_waves_are_one_line_naming_the_key(text: str, said: str) -> None:
@@ -150,7 +173,7 @@ def test_waves_by_size_by_groups_and_the_first_clusters_namespace() -> None:
 
 
 def test_a_check_naming_the_cluster_is_measured_once_per_cluster_of_the_wave() -> None:
-    q = "sum(rate(http_requests_total{app='{{app}}',cluster='{{cluster}}'}[1m]))"
+    q = "sum(rate(http_requests_total{app='{{app}}',cluster='{{ cluster }}'}[1m]))"
     named = VerifyConfig.model_validate({"name": "errors", "prometheus": {"query": q, "success": "result < 1"}})
     plain = VerifyConfig.model_validate({"name": "smoke", "http": {"url": "http://{{app}}.example/healthz"}})
     got = per_cluster([named, plain], ["eu-1", "eu-2"])
