@@ -51,7 +51,8 @@ def approvals(st: StageStatus) -> str:
 
 
 def table(status: PromotionStatus, titled: bool = True) -> Table:
-    """Its stages; headed by its `title` unless `titled` is False (a title in a table wraps at its width)."""
+    """Its stages (and below a stage with `clusters`, a row for each cluster: its wave and state); headed
+    by its `title` unless `titled` is False (a title in a table wraps at its width)."""
     from rich.table import Table
 
     shown = Table(title=title(status) if titled else None)
@@ -68,7 +69,20 @@ def table(status: PromotionStatus, titled: bool = True) -> Table:
             approvals(st),
             st.message,
         )
+        for c in st.clusters:  # an environment with `clusters`: each one's wave and state, below its stage
+            colour = CLUSTER_COLOURS.get(c.state, "cyan")
+            shown.add_row(
+                f"  {c.context}",
+                *(("",) if graph else ()),
+                f"[{colour}]{c.state}[/{colour}]",
+                "",
+                "",
+                f"wave {c.wave}" + (f": {c.message}" if c.message else ""),
+            )
     return shown
+
+
+CLUSTER_COLOURS = {"healthy": "green", "pending": "dim", "failed": "red", "reverted": "red"}
 
 
 # a lift's one stage, as the outcome of a promotion: lifted is its success

@@ -17,9 +17,11 @@ from typing import Any
 
 import pytest
 import yaml
+from rich.console import Console
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
+from promoter.cli.render import table
 from promoter.environments import parse_environment, waves
 from promoter.errors import BadInput
 from promoter.models import DriftInput, PromotionState, StageState, StageStatus, VerifyConfig
@@ -123,6 +125,11 @@ async def test_waves_in_order_and_a_failing_first_wave_restores_every_synced_clu
     assert "untouched: prod-eu-2, prod-us-1" in stage.message, stage.message
     # every cluster ends on the previous version: the first restored by the revert, the others never touched
     assert [image(sims[c]) for c in CONTEXTS] == ["ghcr.io/promoter-dev/demo:2.0.0"] * 3
+    console = Console(width=200, record=True)  # promoter status: each cluster's wave and state below prod
+    console.print(table(bad))
+    rows = {line.split("│")[1].strip(): line for line in console.export_text().splitlines() if line.count("│") > 3}
+    assert "reverted" in rows["prod-eu-1"] and "wave 1: reverted to" in rows["prod-eu-1"], rows
+    assert "pending" in rows["prod-eu-2"] and "wave 2" in rows["prod-eu-2"], rows
     reverts = [e for e in bad.audit if e.kind == "revert"]
     assert len(reverts) == 1 and "wave 1/3 (prod-eu-1)" in reverts[0].detail, reverts
 
