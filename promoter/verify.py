@@ -22,6 +22,7 @@ model can check an expression while it loads.
 
 from __future__ import annotations
 
+import base64
 import http.client
 import json
 import math
@@ -30,6 +31,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
+from typing import Any
 
 MAX_EXPRESSION = 500  # characters: a `success` longer than this is a typo or an attack
 TIMEOUT_S = 10.0  # one query or one HTTP check
@@ -132,10 +134,12 @@ class _Parser:
             sign, token = -1.0, self.take()
         if token == "result" and sign > 0:
             return None
-        try:
-            return sign * float(token)
-        except ValueError:
-            raise ValueError(f"expected `result` or a number, got {token!r}") from None
+        if not isinstance(token, str) or not NUMBER.fullmatch(token):  # never float()'s nan, inf, Infinity
+            raise ValueError(f"expected `result` or a number, got {token!r}")
+        value = sign * float(token)
+        if math.isinf(value):
+            raise ValueError(f"the number {token!r} is too large")
+        return value
 
 
 def parse_success(text: str) -> Expr:
@@ -174,15 +178,41 @@ def substitute(template: str, app: str, env: str) -> str:
     return re.sub(r"\{\{\s*(app|env)\s*\}\}", lambda m: app if m.group(1) == "app" else env, template)
 
 
+NUMBER = re.compile(r"(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?")  # a decimal number, as `success` writes one
+
+
 class MeasureError(Exception):
     """A measurement that could not be taken: it fails, with this one line as its reason."""
+
+
+def _without_credentials(url: str) -> tuple[str, dict[str, str]]:
+    """`url` without a `user:password@` (urllib would take it for part of the host name), and the
+    Basic `Authorization` header that carries it instead; the URL as messages may show it."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, {}
+    host = parts.hostname or ""
+    netloc = f"[{host}]" if ":" in host else host
+    netloc += f":{parts.port}" if parts.port else ""
+    token = base64.b64encode(
+        f"{urllib.parse.unquote(parts.username)}:{urllib.parse.unquote(parts.password or '')}".encode()
+    ).decode()
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), {"Authorization": f"Basic {token}"}
+
+
+def _open(url: str, timeout_s: float) -> Any:
+    clean, headers = _without_credentials(url)
+    if not clean.lower().startswith(("http://", "https://")):
+        raise ValueError("only http:// and https:// URLs are measured")
+    return urllib.request.urlopen(urllib.request.Request(clean, headers=headers), timeout=timeout_s)
 
 
 def query_prometheus(base_url: str, query: str, timeout_s: float = TIMEOUT_S) -> float:
     """The one number `query` evaluates to now (Prometheus' `/api/v1/query`); `MeasureError` otherwise."""
     url = base_url.rstrip("/") + "/api/v1/query?" + urllib.parse.urlencode({"query": query})
+    shown = _without_credentials(base_url)[0]  # never a password in a message
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
+        with _open(url, timeout_s) as answer:
             raw = answer.read(1 << 20)
     except urllib.error.HTTPError as e:  # a bad query is 400 with an error body
         raw = e.read(1 << 16)
@@ -192,7 +222,7 @@ def query_prometheus(base_url: str, query: str, timeout_s: float = TIMEOUT_S) ->
             said = f"HTTP {e.code}"
         raise MeasureError(f"Prometheus refused the query: {said}") from None
     except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:  # or a URL that cannot be
-        raise MeasureError(f"Prometheus at {base_url} cannot be reached: {getattr(e, 'reason', e)}") from None
+        raise MeasureError(f"Prometheus at {shown} cannot be reached: {getattr(e, 'reason', e)}") from None
     try:
         body = json.loads(raw)
         data = body["data"] if body.get("status") == "success" else None
@@ -227,15 +257,16 @@ def _one_number(data: dict[str, object]) -> float:
 
 def check_http(url: str, expect_status: int, timeout_s: float = TIMEOUT_S) -> int:
     """`url`'s status (one GET); `MeasureError` when it does not answer or answers another status."""
+    shown = _without_credentials(url)[0]
     try:
-        with urllib.request.urlopen(url, timeout=timeout_s) as answer:
-            status = int(answer.status)
+        with _open(url, timeout_s) as answer:
+            status = int(answer.status or 0)
     except urllib.error.HTTPError as e:
         status = e.code
-    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as e:
-        raise MeasureError(f"{url} cannot be reached: {getattr(e, 'reason', e)}") from None
+    except (urllib.error.URLError, OSError, ValueError, TypeError, http.client.HTTPException) as e:
+        raise MeasureError(f"{shown} cannot be reached: {getattr(e, 'reason', e)}") from None
     if status != expect_status:
-        raise MeasureError(f"{url} answered {status}, expected {expect_status}")
+        raise MeasureError(f"{shown} answered {status}, expected {expect_status}")
     return status
 
 

@@ -51,8 +51,10 @@ class Rollout:
         if health.healthy and cfg.verify and not cfg.clusters:  # with clusters each wave was verified
             failed = await self.verification.run(stage, cfg, self.p.plan.apps)
             passed = f"{len(stage.verification)} verify check(s) passed"
-            if any(c.verdict == "stopped" for c in stage.verification):
-                passed = "verification stopped by a cancel"
+            if not failed and any(c.verdict == "stopped" for c in stage.verification):
+                # fail closed: a version whose checks a cancel cut short is not verified, and never stays
+                # as if it were (a later promotion would find its folder matching and skip the stage)
+                failed = "verification stopped by a cancel before it finished: the version is not verified"
             said = failed or f"{health.reason}; {passed}"
             health = HealthResult(healthy=not failed, reason=said, engine=health.engine)
         if health.healthy:

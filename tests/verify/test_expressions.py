@@ -5,16 +5,19 @@ environment.yaml is refused as it loads, in one line naming the file and the key
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
 import pytest
+from pytest_httpserver import HTTPServer
 
 from promoter.environments import parse_environment
 from promoter.errors import BadInput
 from promoter.secrets import redact
 from promoter.settings import Settings
-from promoter.verify import holds, parse_success, substitute, verdict
+from promoter.stack import free_port
+from promoter.verify import MeasureError, check_http, holds, parse_success, query_prometheus, substitute, verdict
 
 
 @pytest.mark.parametrize(
@@ -65,6 +68,10 @@ def test_expressions_judge_the_result(text: str, result: float, expected: bool) 
         ("-result < 1", "expected `result` or a number"),
         ("result = 1", "unexpected '= 1' at character 7"),
         ("result < 1" + " and result < 1" * 100, "longer than 500"),
+        ("result != nan", "expected `result` or a number, got 'nan'"),  # float() would take these
+        ("result < inf", "expected `result` or a number, got 'inf'"),
+        ("result < Infinity", "got 'Infinity'"),
+        ("result < 1e999", "too large"),
     ],
 )
 def test_anything_else_is_one_line_and_never_evaluated(text: str, said: str) -> None:
@@ -122,6 +129,17 @@ ENV = "name: staging\norder: 2\n"
         ("verify:\n  - name: E!\n    http: {url: 'http://x'}\n", "verify.0.name:"),
         ("verify:\n  - name: e\n    http: {url: 'http://x'}\n    wait: 1s\n", "verify.0.wait: unknown key"),
         ("verify:\n  - name: e\n    http: {url: 'http://x'}\n    interval: soon\n", "verify.0.interval:"),
+        # a check that can never fail: every measurement could fail and it would still pass
+        (
+            "verify:\n  - name: e\n    http: {url: 'http://x'}\n    count: 3\n    failure_limit: 3\n",
+            "failure_limit (3) must be below count (3)",
+        ),
+        ("verify:\n  - name: e\n    http: {url: 'http://x'}\n    count: 201\n", "verify.0.count:"),
+        ("verify:\n  - name: e\n    http: {url: 'file:///etc/passwd'}\n", "must be an http:// or https:// URL"),
+        (
+            "verify:\n  - name: e\n    prometheus: {query: up, success: result > 0, url: 'ftp://p'}\n",
+            "verify.0.prometheus.url: url must be an http:// or https:// URL",
+        ),
     ],
 )
 def test_a_bad_verify_entry_is_one_line_naming_file_and_key(verify: str, said: str) -> None:
@@ -167,3 +185,23 @@ def test_the_worker_s_prometheus_url(tmp_path: Path, monkeypatch: pytest.MonkeyP
         "PROMOTER_PROMETHEUS_URL must be an http:// or https:// URL such as http://localhost:9090, "
         "not 'prometheus:9090'"
     )
+
+
+def test_a_prometheus_behind_basic_auth_gets_the_url_s_credentials_as_a_header_never_in_a_message(
+    httpserver: HTTPServer,
+) -> None:
+    """urllib would take `user:password@` for part of the host name: the header carries them instead, and
+    no message ever shows the password."""
+    answer = {"status": "success", "data": {"resultType": "vector", "result": [{"value": [0, "0.5"]}]}}
+    httpserver.expect_request(
+        "/api/v1/query", headers={"Authorization": "Basic " + base64.b64encode(b"alice:s3cret pw").decode()}
+    ).respond_with_json(answer)
+    base = httpserver.url_for("/").rstrip("/").replace("http://", "http://alice:s3cret%20pw@")
+    assert query_prometheus(base, "up") == 0.5
+    dead = f"http://alice:s3cret@127.0.0.1:{free_port()}"
+    with pytest.raises(MeasureError) as refused:
+        query_prometheus(dead, "up", timeout_s=2)
+    assert "s3cret" not in str(refused.value) and "cannot be reached" in str(refused.value), refused.value
+    with pytest.raises(MeasureError) as odd:  # a scheme that is no HTTP is a failed measurement, not a crash
+        check_http("file:///etc/passwd", 200)
+    assert "cannot be reached" in str(odd.value)

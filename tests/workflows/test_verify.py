@@ -173,8 +173,8 @@ async def test_a_cancel_stops_the_checks_at_their_next_wait_and_then_cancels(
     clusters: Callable[[list[str]], dict[str, KubeSim]],
 ) -> None:
     """A minute of measurements in staging, cancelled after the first: the check ends `stopped` at its
-    next wait (the measurement in flight finishes first), staging is healthy by what was measured, and
-    the promotion ends cancelled before prod, well within the minute."""
+    next wait (the measurement in flight finishes first), staging is not verified, so it is reverted
+    (never left as if healthy), and the promotion ends cancelled before prod, well within the minute."""
     sims = clusters(["dev", "staging", "prod"])
     smoke = {"name": "smoke", "http": {"url": sims["staging"].url + "/version"}, "interval": "1s", "count": 60}
     origin = origin_factory([{**env, "verify": [smoke]} if env["name"] == "staging" else env for env in ENVS])
@@ -183,13 +183,12 @@ async def test_a_cancel_stops_the_checks_at_their_next_wait_and_then_cancels(
         handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
         await api.wait_for(handle, lambda s: bool(s.stages[1].verification) and s.stages[1].verification[0].taken > 0)
         await handle.cancel()
-        with pytest.raises(WorkflowFailureError):
-            await handle.result()
-        final = await handle.query(PromotionWorkflow.query_status)
-    assert final.state == PromotionState.CANCELLED
+        final = await handle.result()
+    assert final.state == PromotionState.REVERTED, (final.state, final.message)  # the cancel's outcome: reverted
     staging, prod = final.stages[1], final.stages[2]
     (check,) = staging.verification
     assert check.verdict == "stopped" and 0 < check.taken < 30
-    assert staging.state == StageState.HEALTHY and "verification stopped by a cancel" in staging.message
-    assert prod.state == StageState.CANCELLED and prod.pr_number is None
+    # fail closed: cut short, the version is not verified, so it is reverted rather than left as if healthy
+    assert staging.state == StageState.REVERTED and "verification stopped by a cancel" in staging.message
+    assert prod.state == StageState.PENDING and prod.pr_number is None  # prod untouched
     assert [e.detail.split(":")[0] for e in final.audit if e.kind == "verify"] == ["smoke (demo) stopped"]
