@@ -4,6 +4,8 @@ through prod's three clusters one wave at a time, in order, with the pause betwe
 that fails health in the first wave's cluster stops the rollout there, the one revert restores that
 cluster, the later waves' clusters are never touched, and every cluster ends on the previous version; one
 failing in the second wave has both synced clusters restored. Drift compares (and heals) every cluster.
+Each wave is verified: a check naming `{{cluster}}` measured for the wave's cluster, the second wave's
+failed check reverting both clusters.
 Also the parser's bad inputs for the new keys (one line naming the file and the key), and which checks
 are measured once per cluster of a wave (`{{cluster}}`)."""
 
@@ -11,8 +13,10 @@ from __future__ import annotations
 
 import os
 import subprocess
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from datetime import timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
@@ -132,6 +136,61 @@ async def test_waves_in_order_and_a_failing_first_wave_restores_every_synced_clu
     assert "pending" in rows["prod-eu-2"] and "wave 2" in rows["prod-eu-2"], rows
     reverts = [e for e in bad.audit if e.kind == "revert"]
     assert len(reverts) == 1 and "wave 1/3 (prod-eu-1)" in reverts[0].detail, reverts
+
+
+@pytest.fixture
+def healthz() -> Iterator[str]:
+    """A loopback server answering GET /<context>: 200 for prod-eu-1, 503 for every other cluster."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200 if self.path == f"/{CONTEXTS[0]}" else 503)
+            self.end_headers()
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.asyncio
+async def test_each_wave_is_verified_per_cluster_and_a_failed_check_reverts_every_synced_cluster(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    healthz: str,
+) -> None:
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
+    path = "environments/prod/environment.yaml"
+    doc = yaml.safe_load((origin.work / path).read_text())
+    del doc["cluster"]
+    doc["clusters"] = [{"context": c, "namespace": "apps"} for c in CONTEXTS[:2]]
+    doc["waves"] = [[CONTEXTS[0]], [CONTEXTS[1]]]
+    doc["verify"] = [{"name": "smoke", "http": {"url": healthz + "/{{cluster}}"}, "interval": "1s"}]
+    origin.commit({path: yaml.safe_dump(doc)}, "prod: two clusters, each checked")
+    sims = clusters(CONTEXTS[:2])
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        result = await handle.result()
+
+    assert result.state == PromotionState.REVERTED, result.message
+    stage = prod(result.stages)
+    assert [(c.cluster, c.target, c.verdict) for c in stage.verification] == [
+        (CONTEXTS[0], f"{healthz}/{CONTEXTS[0]}", "passed"),  # the first wave passed its check
+        (CONTEXTS[1], f"{healthz}/{CONTEXTS[1]}", "failed"),
+    ], stage.verification
+    assert [(c.context, c.state) for c in stage.clusters] == [(CONTEXTS[0], "reverted"), (CONTEXTS[1], "reverted")]
+    assert "wave 2/2 (prod-eu-2): verification failed: smoke (demo, prod-eu-2)" in stage.message, stage.message
+    assert all(not image(sims[c]).endswith(":2.0.0") for c in CONTEXTS[:2]), [image(sims[c]) for c in CONTEXTS[:2]]
+    audited = [e.detail for e in result.audit if e.kind == "verify"]
+    assert len(audited) == 2 and audited[1].startswith("smoke (demo, prod-eu-2) failed"), audited
 
 
 PROD = "name: prod\norder: 2\n"
