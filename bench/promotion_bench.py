@@ -1,16 +1,19 @@
-"""The engine's own time for a promotion of `demo` on the embedded stack, in a line and in a graph.
+"""The engine's own time for a promotion of `demo` on the embedded stack, in a line, in a graph and in waves.
 
 The line: dev -> staging -> prod. The graph: dev -> staging-eu and staging-us side by side -> prod
-after both (`after:`, docs/gitops-repository.md). For each case it starts the real stack (`promoter up
+after both (`after:`, docs/gitops-repository.md). The waves: the line with prod as three clusters
+synced one wave at a time with no pause (`clusters:`, `waves: {size: 1}`), on simulated clusters this
+script starts beside the stack's. For each case it starts the real stack (`promoter up
 --detach`: Temporal dev server, worker process, local origin and forge, a simulated cluster per
 environment) in a temporary state directory, makes prod's gate open by itself (approval.required: 0)
 so no human time is counted, then runs 5 promotions, each of a fresh commit to dev. For each it
 measures the wall time from the workflow's start to its result (resolving the request excluded, printed
-apart), and the worker process's peak RSS; the graph case also the time its two staging stages overlap.
-Each case prints one JSON line (`case`: line or graph); the last line is `median <seconds> s` of the line,
-and the one before it the graph's.
+apart), and the worker process's peak RSS; the graph case also the time its two staging stages overlap,
+the wave case the time from one prod cluster's sync to the next one's. Each case prints one JSON line
+(`case`: line, graph or waves); the last line is `median <seconds> s` of the line, and the ones before
+it the other cases'.
 
-    .venv/bin/python bench/promotion_bench.py [--runs 5] [--case line|graph|all]
+    .venv/bin/python bench/promotion_bench.py [--runs 5] [--case line|graph|waves|all]
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from typing import Any
 
 import git
 import psutil
+import yaml
 from temporalio.api.enums.v1 import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +40,7 @@ sys.path.insert(0, str(ROOT))
 from promoter import api  # noqa: E402
 from promoter.models import PromotionState, StageStatus  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
+from promoter.sim.kube import KubeSim, kubeconfig  # noqa: E402
 from promoter.stack import Stack  # noqa: E402
 
 
@@ -69,9 +74,36 @@ def graph_copy(tmp: Path) -> Path:
     return src
 
 
+WAVE_CONTEXTS = ["prod-eu-1", "prod-eu-2", "prod-us-1"]
+STARTED: list[KubeSim] = []  # the wave case's own simulated clusters, stopped with its stack
+
+
+def waves_copy(tmp: Path) -> Path:
+    """The auto-approving sample (a line) with prod as three clusters in waves of one, no pause
+    (`clusters:`, `waves:`): simulated clusters this process starts, named in a kubeconfig of their
+    own that each entry names (the stack simulates one cluster per environment)."""
+    src = auto_approving_copy(tmp)
+    sims = [KubeSim(env=context, rollout_delay_s=0.2).start() for context in WAVE_CONTEXTS]
+    STARTED.extend(sims)
+    config = tmp / "waves-kubeconfig"
+    config.write_text(yaml.safe_dump(kubeconfig({s.env: s.url for s in sims})))
+    prod = src / "environments" / "prod" / "environment.yaml"
+    doc = yaml.safe_load(prod.read_text())
+    first = doc.pop("cluster")
+    doc["clusters"] = [{**first, "context": c, "kubeconfig": str(config)} for c in WAVE_CONTEXTS]
+    doc["waves"] = {"size": 1}
+    prod.write_text(yaml.safe_dump(doc, sort_keys=False))
+    return src
+
+
 CASES = {  # case -> (the repository, the environments a promotion goes through)
     "line": (auto_approving_copy, ["dev", "staging", "prod"]),
     "graph": (graph_copy, ["dev", "staging-eu", "staging-us", "prod"]),
+    "waves": (waves_copy, ["dev", "staging", "prod"]),
+}
+DRAWN = {
+    "graph": "dev -> (staging-eu | staging-us) -> prod",
+    "waves": f"dev -> staging -> prod ({' then '.join(WAVE_CONTEXTS)})",
 }
 
 
@@ -126,7 +158,7 @@ async def case(name: str, runs: int) -> float:
             client = await connect(settings)
             person = git.Repo.clone_from(str(info["repo_url"]), tmp / "person")
             deployment = tmp / "person" / "environments" / "dev" / "demo" / "deployment.yaml"
-            totals, plans, overlaps = [], [], []
+            totals, plans, overlaps, gaps = [], [], [], []
             for i in range(runs):
                 person.git.pull("-q", "--rebase", "origin", "main")
                 text = deployment.read_text()
@@ -147,6 +179,7 @@ async def case(name: str, runs: int) -> float:
                 plans.append(t1 - t0)
                 totals.append(t2 - t1)
                 overlaps += [overlap(result.stages[1], result.stages[2])] if name == "graph" else []
+                gaps += wave_gaps(result.stages[-1]) if name == "waves" else []
                 print(f"{name} run {i + 1}: promotion {t2 - t1:.3f} s (resolve {t1 - t0:.3f} s)")
             shape = await history_shape(handle)
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
@@ -156,7 +189,7 @@ async def case(name: str, runs: int) -> float:
             median = statistics.median(totals)
             figures: dict[str, Any] = {
                 "case": name,
-                "environments": " -> ".join(envs) if name == "line" else "dev -> (staging-eu | staging-us) -> prod",
+                "environments": DRAWN.get(name, " -> ".join(envs)),
                 "runs": runs,
                 "median_s": round(median, 3),
                 "min_s": round(min(totals), 3),
@@ -170,6 +203,8 @@ async def case(name: str, runs: int) -> float:
             }
             if overlaps:  # how long both staging stages ran at once (0: one after the other)
                 figures["staging_overlap_median_s"] = round(statistics.median(overlaps), 3)
+            if gaps:  # from one prod cluster's sync to the next one's: a wave's sync, health and step overhead
+                figures["wave_gap_median_s"] = round(statistics.median(gaps), 3)
             print(json.dumps(figures))
             print(
                 f"{name}: worker peak RSS {rss:.1f} MiB (+ {engine_rss:.1f} MiB in {engines} policy engine processes)"
@@ -177,12 +212,21 @@ async def case(name: str, runs: int) -> float:
             return median
         finally:
             stack.down()
+            while STARTED:
+                STARTED.pop().stop()
 
 
 def overlap(a: StageStatus, b: StageStatus) -> float:
     """Seconds during which stages `a` and `b` both ran (their started_at..finished_at intersected)."""
     assert a.started_at and a.finished_at and b.started_at and b.finished_at
     return max(0.0, (min(a.finished_at, b.finished_at) - max(a.started_at, b.started_at)).total_seconds())
+
+
+def wave_gaps(stage: StageStatus) -> list[float]:
+    """Seconds from each cluster's sync to the next wave's (the clusters in wave order)."""
+    synced = [c.synced_at for c in stage.clusters]
+    assert all(synced) and len(synced) == len(WAVE_CONTEXTS), stage.clusters
+    return [(b - a).total_seconds() for a, b in zip(synced, synced[1:], strict=False) if a and b]
 
 
 async def main(runs: int, cases: list[str]) -> None:
