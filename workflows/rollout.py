@@ -195,6 +195,9 @@ class Waves:
             if cfg.verify:
                 self.o.r.set(stage, StageState.VERIFYING, f"{label}: healthy, verifying")
                 failed = await self.o.verification.run(stage, unsoaked, self.o.p.plan.apps, contexts)
+                if not failed and any(c.verdict == "stopped" for c in stage.verification):
+                    # fail closed, as for one cluster: a wave whose checks a cancel cut short is not verified
+                    failed = "verification stopped by a cancel before it finished: the version is not verified"
                 if failed:
                     self._mark(stage, contexts, "failed", failed)
                     return HealthResult(healthy=False, reason=f"{label}: {failed}", engine=verdicts[0].engine)

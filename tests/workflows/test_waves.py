@@ -5,7 +5,7 @@ that fails health in the first wave's cluster stops the rollout there, the one r
 cluster, the later waves' clusters are never touched, and every cluster ends on the previous version; one
 failing in the second wave has both synced clusters restored. Drift compares (and heals) every cluster.
 Each wave is verified: a check naming `{{cluster}}` measured for the wave's cluster, the second wave's
-failed check reverting both clusters.
+failed check reverting both clusters; a cancel that cuts a wave's checks short reverts it (fail closed).
 Also the parser's bad inputs for the new keys (one line naming the file and the key), and which checks
 are measured once per cluster of a wave (`{{cluster}}`)."""
 
@@ -158,6 +158,19 @@ def healthz() -> Iterator[str]:
     server.server_close()
 
 
+def two_clusters(origin_factory: Callable[..., Origin], check: dict[str, Any]) -> Origin:
+    """dev, and prod as two clusters in two waves (`groups`), checked by `check`."""
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
+    path = "environments/prod/environment.yaml"
+    doc = yaml.safe_load((origin.work / path).read_text())
+    del doc["cluster"]
+    doc["clusters"] = [{"context": c, "namespace": "apps"} for c in CONTEXTS[:2]]
+    doc["waves"] = [[CONTEXTS[0]], [CONTEXTS[1]]]
+    doc["verify"] = [check]
+    origin.commit({path: yaml.safe_dump(doc)}, "prod: two clusters, each checked")
+    return origin
+
+
 @pytest.mark.asyncio
 async def test_each_wave_is_verified_per_cluster_and_a_failed_check_reverts_every_synced_cluster(
     dev_env: WorkflowEnvironment,
@@ -166,14 +179,9 @@ async def test_each_wave_is_verified_per_cluster_and_a_failed_check_reverts_ever
     clusters: Callable[[list[str]], dict[str, KubeSim]],
     healthz: str,
 ) -> None:
-    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
-    path = "environments/prod/environment.yaml"
-    doc = yaml.safe_load((origin.work / path).read_text())
-    del doc["cluster"]
-    doc["clusters"] = [{"context": c, "namespace": "apps"} for c in CONTEXTS[:2]]
-    doc["waves"] = [[CONTEXTS[0]], [CONTEXTS[1]]]
-    doc["verify"] = [{"name": "smoke", "http": {"url": healthz + "/{{cluster}}"}, "interval": "1s"}]
-    origin.commit({path: yaml.safe_dump(doc)}, "prod: two clusters, each checked")
+    origin = two_clusters(
+        origin_factory, {"name": "smoke", "http": {"url": healthz + "/{{cluster}}"}, "interval": "1s"}
+    )
     sims = clusters(CONTEXTS[:2])
     origin.bump(tag="2.0.0")
     async with run_worker(dev_env, origin) as tq:
@@ -191,6 +199,34 @@ async def test_each_wave_is_verified_per_cluster_and_a_failed_check_reverts_ever
     assert all(not image(sims[c]).endswith(":2.0.0") for c in CONTEXTS[:2]), [image(sims[c]) for c in CONTEXTS[:2]]
     audited = [e.detail for e in result.audit if e.kind == "verify"]
     assert len(audited) == 2 and audited[1].startswith("smoke (demo, prod-eu-2) failed"), audited
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_that_cuts_a_waves_checks_short_reverts_it(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    healthz: str,
+) -> None:
+    """Fail closed, as for one cluster: the first wave's checks stopped by a cancel leave it unverified,
+    so its cluster is reverted, and the second wave's is never touched."""
+    smoke = {"name": "smoke", "http": {"url": healthz + "/{{cluster}}"}, "interval": "1s", "count": 60}
+    origin = two_clusters(origin_factory, smoke)
+    clusters(CONTEXTS[:2])
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        await api.wait_for(handle, lambda s: any(c.taken > 0 for c in prod(s.stages).verification))
+        await handle.cancel()
+        final = await handle.result()
+
+    assert final.state == PromotionState.REVERTED, (final.state, final.message)
+    stage = prod(final.stages)
+    (check,) = stage.verification
+    assert check.verdict == "stopped" and check.cluster == CONTEXTS[0] and 0 < check.taken < 30
+    assert stage.state == StageState.REVERTED and "verification stopped by a cancel" in stage.message
+    assert [(c.context, c.state) for c in stage.clusters] == [(CONTEXTS[0], "reverted"), (CONTEXTS[1], "pending")]
 
 
 PROD = "name: prod\norder: 2\n"
