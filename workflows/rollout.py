@@ -8,6 +8,7 @@ clusters were never touched). Deterministic: workflow code only."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Iterable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -187,7 +188,7 @@ class Waves:
             contexts = [str(c.context) for c in group]
             label = f"wave {i + 1}/{len(groups)} ({', '.join(contexts)})"
             self.o.r.set(stage, StageState.SYNCING, f"{label}: syncing {revision[:7]}")
-            verdicts = await asyncio.gather(*(self._one(stage, revision, c) for c in group))
+            verdicts = await self._every(self._one(stage, revision, c) for c in group)
             sick = [(ctx, v) for ctx, v in zip(contexts, verdicts, strict=True) if not v.healthy]
             if sick:
                 said = "; ".join(f"{ctx}: {v.reason}" for ctx, v in sick)
@@ -235,7 +236,7 @@ class Waves:
         cfg = self.o.p.envs[stage.env].config
         by_context = {str(c.context): c for c in cfg.targets()}
         touched = [c.context for c in stage.clusters if c.state != "pending"]
-        verdicts = await asyncio.gather(*(self._restore(stage, revision, by_context[c]) for c in touched))
+        verdicts = await self._every(self._restore(stage, revision, by_context[c]) for c in touched)
         sick = [(ctx, v) for ctx, v in zip(touched, verdicts, strict=True) if not v.healthy]
         untouched = [c.context for c in stage.clusters if c.state == "pending"]
         left = f"; untouched: {', '.join(untouched)}" if untouched else ""
@@ -255,6 +256,21 @@ class Waves:
             "" if health.healthy else f", still unhealthy: {health.reason}"
         )
         return health
+
+    async def _every(self, jobs: Iterable[Awaitable[HealthResult]]) -> list[HealthResult]:
+        """Each cluster's job side by side, every one to its end, even when the promotion is cancelled
+        meanwhile (as `steps.Runner` runs one step: the cancel then acts after the stage's verdict); a
+        step that fails for good (its error then fails the stage) never leaves another one unawaited."""
+        together = asyncio.ensure_future(asyncio.gather(*jobs, return_exceptions=True))
+        try:
+            results = await asyncio.shield(together)
+        except asyncio.CancelledError:
+            self.o.runner.cancel_requested = True
+            results = await together
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return [r for r in results if isinstance(r, HealthResult)]
 
     @staticmethod
     def _status(stage: StageStatus, context: str) -> ClusterStatus:

@@ -5,9 +5,10 @@ that fails health in the first wave's cluster stops the rollout there, the one r
 cluster, the later waves' clusters are never touched, and every cluster ends on the previous version; one
 failing in the second wave has both synced clusters restored. Drift compares (and heals) every cluster.
 Each wave is verified: a check naming `{{cluster}}` measured for the wave's cluster, the second wave's
-failed check reverting both clusters; a cancel that cuts a wave's checks short reverts it (fail closed).
-Also the parser's bad inputs for the new keys (one line naming the file and the key), and which checks
-are measured once per cluster of a wave (`{{cluster}}`)."""
+failed check reverting both clusters; a cancel that cuts a wave's checks short reverts it (fail closed);
+a cancel while a wave syncs lets every wave run to the stage's verdict. Also the parser's bad inputs
+for the new keys (one line naming the file and the key), and which checks are measured once per
+cluster of a wave (`{{cluster}}`)."""
 
 from __future__ import annotations
 
@@ -138,13 +139,19 @@ async def test_waves_in_order_and_a_failing_first_wave_restores_every_synced_clu
     assert len(reverts) == 1 and "wave 1/3 (prod-eu-1)" in reverts[0].detail, reverts
 
 
+GATE = threading.Event()  # /gate answers 503 until it is set
+
+
 @pytest.fixture
 def healthz() -> Iterator[str]:
-    """A loopback server answering GET /<context>: 200 for prod-eu-1, 503 for every other cluster."""
+    """A loopback server answering GET /<context>: 200 for prod-eu-1, 503 for every other cluster;
+    GET /gate: 503 until GATE is set."""
+    GATE.clear()
 
     class Handler(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            self.send_response(200 if self.path == f"/{CONTEXTS[0]}" else 503)
+            opened = GATE.is_set() if self.path == "/gate" else self.path == f"/{CONTEXTS[0]}"
+            self.send_response(200 if opened else 503)
             self.end_headers()
 
         def log_message(self, *args: Any) -> None:
@@ -158,15 +165,15 @@ def healthz() -> Iterator[str]:
     server.server_close()
 
 
-def two_clusters(origin_factory: Callable[..., Origin], check: dict[str, Any]) -> Origin:
-    """dev, and prod as two clusters in two waves (`groups`), checked by `check`."""
+def two_clusters(origin_factory: Callable[..., Origin], check: dict[str, Any], **more: Any) -> Origin:
+    """dev, and prod as two clusters in two waves (`groups`), checked by `check` (none when empty)."""
     origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
     path = "environments/prod/environment.yaml"
     doc = yaml.safe_load((origin.work / path).read_text())
     del doc["cluster"]
     doc["clusters"] = [{"context": c, "namespace": "apps"} for c in CONTEXTS[:2]]
     doc["waves"] = [[CONTEXTS[0]], [CONTEXTS[1]]]
-    doc["verify"] = [check]
+    doc.update({"verify": [check] if check else [], **more})
     origin.commit({path: yaml.safe_dump(doc)}, "prod: two clusters, each checked")
     return origin
 
@@ -227,6 +234,37 @@ async def test_a_cancel_that_cuts_a_waves_checks_short_reverts_it(
     assert check.verdict == "stopped" and check.cluster == CONTEXTS[0] and 0 < check.taken < 30
     assert stage.state == StageState.REVERTED and "verification stopped by a cancel" in stage.message
     assert [(c.context, c.state) for c in stage.clusters] == [(CONTEXTS[0], "reverted"), (CONTEXTS[1], "pending")]
+
+
+@pytest.mark.asyncio
+async def test_a_cancel_while_a_wave_syncs_lets_the_rollout_run_to_its_verdict(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    healthz: str,
+) -> None:
+    """From the merge on a stage runs to its verdict, cancelled or not: a cancel while the first wave's
+    health is judged lets every wave be synced and judged (never a merge synced to some clusters
+    only); the cancel then acts at the next step, of which a last stage has none."""
+    origin = two_clusters(origin_factory, {}, health={"timeout": "60s", "http": [{"url": healthz + "/gate"}]})
+    sims = clusters(CONTEXTS[:2])
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        await api.wait_for(
+            handle, lambda s: bool(prod(s.stages).clusters) and prod(s.stages).clusters[0].state == "synced"
+        )
+        await handle.cancel()
+        GATE.set()
+        final = await handle.result()
+
+    stage = prod(final.stages)
+    # prod is the last stage: no step is left where the cancel could act once its verdict is in
+    assert final.state == PromotionState.SUCCEEDED, (final.state, final.message)
+    assert stage.state == StageState.HEALTHY, (stage.state, stage.message)
+    assert [(c.context, c.state) for c in stage.clusters] == [(c, "healthy") for c in CONTEXTS[:2]]
+    assert all(image(sims[c]).endswith(":2.0.0") for c in CONTEXTS[:2])
 
 
 PROD = "name: prod\norder: 2\n"
