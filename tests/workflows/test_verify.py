@@ -16,9 +16,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import pytest
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import WorkflowFailureError
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
@@ -28,7 +26,6 @@ from promoter.sim.metrics import ERROR_RATE
 from tests.support.gitops import Origin
 from tests.support.prometheus import ERROR_RATE_CHECK, RATIO, running_prometheus, with_error_rate
 from tests.support.workflows import deployment
-from workflows.promotion import PromotionWorkflow
 from workflows.verification import MAX_MEASUREMENTS, schedule
 
 CHECK = ERROR_RATE_CHECK
