@@ -22,7 +22,6 @@ from promoter.cli.common import (
     whoami,
 )
 from promoter.cli.render import KIND, nothing_to_promote, stage_lines, stage_plan, subject, table
-from promoter.environments import path_line
 from promoter.errors import ConnectionLost
 from promoter.names import workflow_id
 from promoter.settings import Settings
@@ -153,6 +152,8 @@ def _started(s: Settings, plan: PromotionPlan, wid: str, run_id: str | None, as_
         shown = {"id": wid, "run_id": run_id, "app": plan.app, "members": plan.members, "commit": plan.commit}
         print(json.dumps({**shown, "environments": environments, "url": url}))
         return
+    from promoter.environments import path_line  # here: `promoter --help` never loads pydantic
+
     envs = path_line(plan.environments)
     out.print(f"started {wid} ({subject(plan.app, plan.members)} @ {plan.short_commit}: {envs})", markup=False)
     if url:
@@ -261,6 +262,8 @@ async def _dry_run(
         print(json.dumps({**dry.model_dump(mode="json"), "denied": dry.denied}))
         return 1 if dry.denied else 0
     p = dry.plan
+    from promoter.environments import path_line
+
     envs = path_line(p.environments)
     out.print(
         f"plan of {subject(p.app, p.members)} @ {p.short_commit} by {p.author}: {envs}", markup=False, highlight=False
