@@ -179,6 +179,41 @@ def two_clusters(origin_factory: Callable[..., Origin], check: dict[str, Any], *
 
 
 @pytest.mark.asyncio
+async def test_three_clusters_in_waves_of_one_stop_after_the_first_wave_fails_its_verification(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+    healthz: str,
+) -> None:
+    """The issue's case: prod as three clusters in waves of one, a version healthy by its rollout whose check
+    fails in the first wave: the rollout stops there, and every cluster ends on the previous version (the
+    first reverted, the other two never touched)."""
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
+    prod_in_waves(origin)
+    path = "environments/prod/environment.yaml"
+    doc = yaml.safe_load((origin.work / path).read_text())
+    doc["verify"] = [{"name": "smoke", "http": {"url": healthz + "/gate"}, "interval": "1s"}]  # 503: not open
+    origin.commit({path: yaml.safe_dump(doc)}, "prod: each wave checked")
+    sims = clusters(CONTEXTS)
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        result = await handle.result()
+    assert result.state == PromotionState.REVERTED, result.message
+    stage = prod(result.stages)
+    assert [(c.context, c.state) for c in stage.clusters] == [
+        (CONTEXTS[0], "reverted"),
+        (CONTEXTS[1], "pending"),
+        (CONTEXTS[2], "pending"),
+    ], stage.clusters
+    assert [(c.cluster or CONTEXTS[0], c.verdict) for c in stage.verification] == [(CONTEXTS[0], "failed")]
+    assert not image(sims[CONTEXTS[0]]).endswith(":2.0.0"), image(sims[CONTEXTS[0]])  # back on the previous one
+    for untouched in CONTEXTS[1:]:  # never synced: as they were (these fresh clusters held no demo)
+        assert ("apps", "deployments", "apps", "demo") not in sims[untouched].objects, untouched
+
+
+@pytest.mark.asyncio
 async def test_each_wave_is_verified_per_cluster_and_a_failed_check_reverts_every_synced_cluster(
     dev_env: WorkflowEnvironment,
     origin_factory: Callable[..., Origin],
