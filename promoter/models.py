@@ -356,10 +356,15 @@ class EnvironmentConfig(_Strict):
                     f"{c.context}: namespace {c.namespace} differs from the first cluster's ({clusters[0].namespace}); "
                     "an environment writes one namespace in every cluster"
                 )
-        contexts = [(c.kubeconfig, c.context) for c in clusters or []]
-        twice = next((c for i, (_, c) in enumerate(contexts) if contexts.index(contexts[i]) != i), None)
+        # by context alone: waves, status rows and the revert name a cluster by its context, so two
+        # kubeconfigs' same-named contexts would be one cluster to them (and the other never reverted)
+        contexts = [c.context for c in clusters or []]
+        twice = next((c for i, c in enumerate(contexts) if contexts.index(c) != i), None)
         if twice:
-            raise ValueError(f"context {twice} is listed twice; list each cluster once")
+            raise ValueError(
+                f"context {twice} is listed twice; list each cluster once (contexts name clusters, even in two "
+                "kubeconfigs: rename one)"
+            )
         return clusters
 
     @model_validator(mode="after")

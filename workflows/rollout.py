@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Iterable
 from datetime import timedelta
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from promoter import environments, report
@@ -187,6 +188,8 @@ class Waves:
         for i, group in enumerate(groups):
             contexts = [str(c.context) for c in group]
             label = f"wave {i + 1}/{len(groups)} ({', '.join(contexts)})"
+            if i and self.o.runner.cancel_requested:  # fail closed: a cancel stops the fleet, never speeds it up
+                return HealthResult(healthy=False, reason=f"cancelled before {label}")
             self.o.r.set(stage, StageState.SYNCING, f"{label}: syncing {revision[:7]}")
             verdicts = await self._every(self._one(stage, revision, c) for c in group)
             sick = [(ctx, v) for ctx, v in zip(contexts, verdicts, strict=True) if not v.healthy]
@@ -212,8 +215,8 @@ class Waves:
         return HealthResult(healthy=True, reason=f"{len(groups)} wave(s) healthy: {names}", engine=verdicts[0].engine)
 
     async def _pause(self, pause: timedelta, summary: str) -> None:
-        """A durable timer between two waves. A cancel cuts it short and the next waves are still synced:
-        as for every step from the merge on, the stage runs to its verdict and then the cancel acts."""
+        """A durable timer between two waves. A cancel cuts it short, and no later wave is synced: the
+        clusters synced so far are reverted (`roll`), so a cancel stops the fleet rather than rushing it."""
         try:
             await workflow.sleep(pause, summary=summary)
         except asyncio.CancelledError:
@@ -224,9 +227,13 @@ class Waves:
         where = f"{stage.env}/{cluster.context}"
         status = self._status(stage, str(cluster.context))
         status.state, status.message = "syncing", f"syncing {revision[:7]}"
-        counts, notes = await self.o.sync(stage.env, revision, cluster, where)
-        status.state, status.message, status.synced_at = "synced", "; ".join([counts, *notes]), workflow.now()
-        health = await self.o.judge(stage.env, revision, cluster, where, notes)
+        try:
+            counts, notes = await self.o.sync(stage.env, revision, cluster, where)
+            status.state, status.message, status.synced_at = "synced", "; ".join([counts, *notes]), workflow.now()
+            health = await self.o.judge(stage.env, revision, cluster, where, notes)
+        except ActivityError as e:  # its sync or health step failed for good: an unhealthy cluster, so the
+            # clusters already synced are reverted (with one cluster such an error fails the stage, as before)
+            health = HealthResult(healthy=False, reason=f"{status.state} failed: {e.cause or e}")
         status.state, status.message = ("healthy" if health.healthy else "failed"), health.reason
         return health
 
@@ -249,8 +256,12 @@ class Waves:
         where = f"{stage.env}/{cluster.context}"
         status = self._status(stage, str(cluster.context))
         status.state, status.message = "reverting", f"syncing the revert {revision[:7]}"
-        _, notes = await self.o.sync(stage.env, revision, cluster, where)
-        health = await self.o.judge(stage.env, revision, cluster, where, notes)
+        try:
+            _, notes = await self.o.sync(stage.env, revision, cluster, where)
+            health = await self.o.judge(stage.env, revision, cluster, where, notes)
+        except ActivityError as e:  # this cluster cannot be reverted: the others still are, and the stage
+            # fails naming it (never a silent "restored")
+            health = HealthResult(healthy=False, reason=f"the revert's sync or health failed: {e.cause or e}")
         status.state = "reverted" if health.healthy else "failed"
         status.message = f"reverted to {revision[:7]}" + (
             "" if health.healthy else f", still unhealthy: {health.reason}"

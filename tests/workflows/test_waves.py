@@ -214,6 +214,36 @@ async def test_three_clusters_in_waves_of_one_stop_after_the_first_wave_fails_it
 
 
 @pytest.mark.asyncio
+async def test_a_wave_whose_sync_errors_reverts_the_clusters_already_synced(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    run_worker: Any,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    """The second wave's cluster cannot be reached (its context is in no kubeconfig): its sync fails for
+    good, which is an unhealthy wave, so the first wave's cluster is reverted, never left on the new
+    version; the unreachable one cannot be reverted either, so the promotion fails naming it (never a
+    silent "restored"), and the third wave is never touched."""
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2}])
+    prod_in_waves(origin)
+    sims = clusters(CONTEXTS[:1])  # prod-eu-2 and prod-us-1 exist nowhere
+    origin.bump(tag="2.0.0")
+    async with run_worker(dev_env, origin) as tq:
+        handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+        result = await handle.result()
+    assert result.state == PromotionState.FAILED, (result.state, result.message)
+    assert "the revert did not restore health: prod-eu-2: the revert's sync or health failed" in result.message
+    stage = prod(result.stages)
+    assert [(c.context, c.state) for c in stage.clusters] == [
+        (CONTEXTS[0], "reverted"),
+        (CONTEXTS[1], "failed"),
+        (CONTEXTS[2], "pending"),
+    ], [(c.context, c.state, c.message) for c in stage.clusters]
+    assert stage.revert_commit, stage  # main is reverted too: one revert PR
+    assert not image(sims[CONTEXTS[0]]).endswith(":2.0.0"), image(sims[CONTEXTS[0]])
+
+
+@pytest.mark.asyncio
 async def test_each_wave_is_verified_per_cluster_and_a_failed_check_reverts_every_synced_cluster(
     dev_env: WorkflowEnvironment,
     origin_factory: Callable[..., Origin],
@@ -272,16 +302,16 @@ async def test_a_cancel_that_cuts_a_waves_checks_short_reverts_it(
 
 
 @pytest.mark.asyncio
-async def test_a_cancel_while_a_wave_syncs_lets_the_rollout_run_to_its_verdict(
+async def test_a_cancel_while_a_wave_syncs_stops_before_the_next_wave_and_reverts(
     dev_env: WorkflowEnvironment,
     origin_factory: Callable[..., Origin],
     run_worker: Any,
     clusters: Callable[[list[str]], dict[str, KubeSim]],
     healthz: str,
 ) -> None:
-    """From the merge on a stage runs to its verdict, cancelled or not: a cancel while the first wave's
-    health is judged lets every wave be synced and judged (never a merge synced to some clusters
-    only); the cancel then acts at the next step, of which a last stage has none."""
+    """A cancel while the first wave's health is judged: that wave is judged to its end (never a sync left
+    half done), no later wave is synced (a cancel stops the fleet, never rushes it past its pauses), and
+    the clusters synced so far are reverted, as a failing wave's are."""
     origin = two_clusters(origin_factory, {}, health={"timeout": "60s", "http": [{"url": healthz + "/gate"}]})
     sims = clusters(CONTEXTS[:2])
     origin.bump(tag="2.0.0")
@@ -295,11 +325,11 @@ async def test_a_cancel_while_a_wave_syncs_lets_the_rollout_run_to_its_verdict(
         final = await handle.result()
 
     stage = prod(final.stages)
-    # prod is the last stage: no step is left where the cancel could act once its verdict is in
-    assert final.state == PromotionState.SUCCEEDED, (final.state, final.message)
-    assert stage.state == StageState.HEALTHY, (stage.state, stage.message)
-    assert [(c.context, c.state) for c in stage.clusters] == [(c, "healthy") for c in CONTEXTS[:2]]
-    assert all(image(sims[c]).endswith(":2.0.0") for c in CONTEXTS[:2])
+    assert final.state == PromotionState.REVERTED, (final.state, final.message)
+    assert "cancelled before wave 2/2 (prod-eu-2)" in stage.message, stage.message
+    assert [(c.context, c.state) for c in stage.clusters] == [(CONTEXTS[0], "reverted"), (CONTEXTS[1], "pending")]
+    assert not image(sims[CONTEXTS[0]]).endswith(":2.0.0"), image(sims[CONTEXTS[0]])
+    assert ("apps", "deployments", "apps", "demo") not in sims[CONTEXTS[1]].objects  # never synced
 
 
 PROD = "name: prod\norder: 2\n"
@@ -311,6 +341,10 @@ PROD = "name: prod\norder: 2\n"
         ("cluster: {context: a}\nclusters: [{context: b}]", "clusters: given beside cluster"),
         ("waves: {size: 1}", "waves: needs clusters"),
         ("clusters: [{context: a}, {context: a}]", "clusters: context a is listed twice"),
+        (  # contexts name clusters in waves, status and the revert: two kubeconfigs' same name is refused too
+            "clusters: [{context: a, kubeconfig: /k1}, {context: a, kubeconfig: /k2}]",
+            "clusters: context a is listed twice",
+        ),
         ("clusters: [{context: a}, {namespace: x}]", "clusters: entry 2 has no context"),
         ("clusters: [{context: a, namespace: x}, {context: b, namespace: y}]", "clusters: b: namespace y differs"),
         ("clusters: [{context: a}, {context: b}]\nwaves: [[a], [c]]", "waves.groups: unknown context 'c'"),
