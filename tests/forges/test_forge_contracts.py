@@ -223,57 +223,13 @@ def test_github_404_names_what_was_not_found(httpserver: HTTPServer, github: Git
         github.get_pull_request(99)
 
 
-def gh_commit(sha: str, author: dict[str, Any] | None, committer: dict[str, Any] | None) -> dict[str, Any]:
-    """GitHub's answer to GET /repos/{owner}/{repo}/commits/{sha}: the git data, and the accounts
-    (null when the commit's email belongs to none)."""
-    return {
-        "sha": sha,
-        "node_id": "C_kwDOAbc",
-        "commit": {
-            "url": f"https://api.github.com{REPO}/git/commits/{sha}",
-            "comment_count": 0,
-            "author": {"name": "alice", "email": "alice@example.com", "date": "2026-11-26T10:00:00Z"},
-            "committer": {"name": "bob", "email": "bob@example.com", "date": "2026-11-26T10:00:00Z"},
-            "message": "demo 1.2.3",
-            "tree": {"sha": "e" * 40, "url": f"https://api.github.com{REPO}/git/trees/{'e' * 40}"},
-            "verification": {
-                "verified": False,
-                "reason": "unsigned",
-                "signature": None,
-                "payload": None,
-                "verified_at": None,
-            },
-        },
-        "url": f"https://api.github.com{REPO}/commits/{sha}",
-        "html_url": f"https://github.com/acme/gitops/commit/{sha}",
-        "comments_url": f"https://api.github.com{REPO}/commits/{sha}/comments",
-        "author": author,
-        "committer": committer,
-        "parents": [{"sha": "f" * 40, "url": f"https://api.github.com{REPO}/commits/{'f' * 40}"}],
-        "stats": {"total": 2, "additions": 1, "deletions": 1},
-        "files": [
-            {
-                "sha": "d" * 40,
-                "filename": "environments/dev/demo/deployment.yaml",
-                "status": "modified",
-                "additions": 1,
-                "deletions": 1,
-                "changes": 2,
-                "blob_url": f"https://github.com/acme/gitops/blob/{sha}/environments/dev/demo/deployment.yaml",
-                "raw_url": f"https://github.com/acme/gitops/raw/{sha}/environments/dev/demo/deployment.yaml",
-                "contents_url": f"https://api.github.com{REPO}/contents/environments/dev/demo/deployment.yaml",
-            }
-        ],
-    }
-
-
 def test_github_commit_logins_are_its_accounts_asked_once(httpserver: HTTPServer, github: GitHubForge) -> None:
     sha = "b" * 40
     httpserver.expect_ordered_request(f"{REPO}/commits/{sha}", "GET", headers=AUTH).respond_with_json(
-        gh_commit(sha, gh.user("alice-gh", 1), gh.user("bobby42", 2))
+        gh.commit(sha, "alice-gh", "bobby42")
     )
     httpserver.expect_ordered_request(f"{REPO}/commits/{'c' * 40}", "GET").respond_with_json(
-        gh_commit("c" * 40, None, None)  # emails no account claims
+        gh.commit("c" * 40, None, None)  # emails no account claims
     )
     assert github.commit_logins(sha) == ["alice-gh", "bobby42"]
     assert github.commit_logins(sha) == ["alice-gh", "bobby42"]  # a commit never changes: not asked again
