@@ -54,6 +54,9 @@ class Resources:
                 )
             except config.ConfigException as e:
                 raise BadInput(f"kubeconfig {path}, context {cfg.context!r}: {e}") from None
+        elif cfg.kubeconfig or cfg.context:  # named, so meant: never some other cluster's credentials
+            named = f"context {cfg.context!r}" if cfg.context else f"kubeconfig {cfg.kubeconfig}"
+            raise BadInput(f"{named}: no kubeconfig file at {path}; mount it there or set cluster.kubeconfig")
         elif os.environ.get("KUBERNETES_SERVICE_HOST"):
             config.load_incluster_config(client_configuration=configuration)  # type: ignore[no-untyped-call]
         else:

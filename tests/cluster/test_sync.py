@@ -397,3 +397,18 @@ def cluster_of(sim: KubeSim) -> KubeCluster:
     configuration = client.Configuration()
     configuration.host = sim.url
     return KubeCluster(client.ApiClient(configuration), "apps")
+
+
+@pytest.mark.parametrize("named", [{"context": "prod"}, {"kubeconfig": "/nonexistent/prod.yaml"}])
+def test_a_named_cluster_whose_kubeconfig_is_missing_never_falls_back_to_the_pod(
+    named: dict[str, str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Inside a pod (KUBERNETES_SERVICE_HOST set), an environment that names its kubeconfig or context
+    and whose file is missing fails in one line: the pod's own service account is some other cluster."""
+    from promoter.errors import BadInput
+    from promoter.models import ClusterConfig
+
+    monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "10.0.0.1")
+    monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
+    with pytest.raises(BadInput, match="no kubeconfig file at"):
+        KubeCluster.from_config(ClusterConfig(**named))
