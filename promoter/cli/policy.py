@@ -4,6 +4,7 @@ pre-commit hooks. No Temporal server is asked; `check` reads the CRDs from disk,
 from __future__ import annotations
 
 import json
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -300,9 +301,25 @@ def policy_eval(
     doc = yamlsafe.load(input_file.read_bytes(), str(input_file))
     if not isinstance(doc, dict):
         raise PromoterError(f"{input_file}: the input must be an object")
+    _warn_unjudged(doc, input_file)
     decision = decide(one_shot_engine(), PolicyBundle.from_dir(repo / "policies"), doc)
     print(decision.model_dump_json(indent=2))
     raise Exit(0 if decision.allow else 1)
+
+
+def _warn_unjudged(doc: dict[str, object], input_file: Path) -> None:
+    """One line on stderr when the input's environment names no concern: only the promotion rules (always
+    enforced) judge it, and an allow would say nothing of its objects (the worker always sends them)."""
+    environment = doc.get("environment")
+    policy = environment.get("policy") if isinstance(environment, dict) else None
+    named = [k for k in ("enforce", "warn_only") if isinstance(policy, dict) and policy.get(k)]
+    if not named:
+        print(
+            f"warning: {input_file}: environment.policy names no enforce or warn_only concern, so only the "
+            "promotion rules judge it (its objects are not checked); add e.g. "
+            '"policy": {"enforce": ["kubernetes"]}',
+            file=sys.stderr,
+        )
 
 
 def one_shot_engine() -> PolicyEngine:

@@ -293,8 +293,14 @@ def test_policy_eval(tmp_path: Path) -> None:
     assert set(decision) == {"allow", "deny", "warn", "excepted", "engine", "revision", "approvers"}
     doc["objects"] = []
     (tmp_path / "input.json").write_text(json.dumps(doc))
-    assert run("policy", "eval", "--input", str(tmp_path / "input.json")).returncode == 0
+    quiet = run("policy", "eval", "--input", str(tmp_path / "input.json"))
+    assert quiet.returncode == 0 and "warning" not in quiet.stderr
     assert run("policy", "eval", "--input", str(tmp_path / "missing.json")).returncode == 2
+    del doc["environment"]["policy"]  # only the promotion rules judge it: allowed, and said so
+    (tmp_path / "input.json").write_text(json.dumps(doc))
+    unjudged = run("policy", "eval", "--input", str(tmp_path / "input.json"))
+    assert unjudged.returncode == 0
+    assert "names no enforce or warn_only concern" in unjudged.stderr
 
 
 def test_render_plain_folder() -> None:
