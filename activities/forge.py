@@ -16,7 +16,7 @@ from activities import classified, classified_errors
 from promoter import holds, names
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
-from promoter.forges.http import Blocked
+from promoter.forges.http import Blocked, PollBudget, counting
 from promoter.models import (
     ClosePullRequest,
     EnvironmentConfig,
@@ -38,6 +38,11 @@ from promoter.models import (
 from promoter.names import app_folder
 from promoter.secrets import redact
 
+# the PR watchers of one worker send the server about this many heartbeats a second at most: each sends
+# one every `watchers / HEARTBEATS_PER_S` seconds, within these bounds (the watch step's heartbeat timeout
+# is twice the longest), so 1,000 waiting gates make 33 a second, not 200
+HEARTBEATS_PER_S = 30.0
+HEARTBEAT_EVERY_S = (1.0, 30.0)
 SEEN_PUSH_TRIES = 30  # seconds a lift's push may take to show on its PR before the merge step is retried
 # the lift-hold workflow's merge message names the lift-hold PR's branch (workflows/lift_hold.py)
 _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
@@ -56,10 +61,18 @@ class ForgeGit(Protocol):
 
 
 class ForgeActivities:
-    def __init__(self, forge: Forge, repo: ForgeGit, poll_seconds: float = 15.0) -> None:
+    def __init__(
+        self, forge: Forge, repo: ForgeGit, poll_seconds: float = 15.0, poll_budget: float | None = None
+    ) -> None:
+        """`poll_budget`: requests an hour the PR watchers may spend on the forge's token (None: the
+        forge's own `poll_budget`, which PROMOTER_FORGE_POLL_BUDGET sets; none: no limit)."""
         self.forge = forge
         self.repo = repo
         self.poll_seconds = poll_seconds
+        api = getattr(forge, "api", None)  # a hosted forge's client: the rate limit its answers state
+        per_hour = poll_budget if poll_budget is not None else getattr(forge, "poll_budget", None)
+        self.budget = PollBudget(per_hour, poll_seconds, rate=lambda: getattr(api, "rate", None))
+        self.watching = 0  # the watchers waiting now
 
     @activity.defn(name="open_change")
     @classified
@@ -199,30 +212,67 @@ class ForgeActivities:
         """Poll the PR until its head moves, a review arrives or it is closed outside promoter.
 
         The gate runs it while it waits, so history grows by one activity per change, not per poll.
-        It heartbeats every poll: a worker that dies is noticed by the heartbeat timeout and the
-        watch starts again elsewhere. A forge that errs is polled again later (its error is in the
-        heartbeat details, its secrets masked as an activity error's are); a permanent error (a bad
-        token, a deleted PR) ends the watch.
+        The watchers of a worker share the forge's poll budget (`PollBudget`): each polls every
+        PROMOTER_REVIEW_POLL seconds, or less often when many wait. It heartbeats while it waits (less
+        often when many wait: `HEARTBEATS_PER_S`): a worker that dies is noticed by the heartbeat timeout
+        and the watch starts again elsewhere; a worker that shuts down hands its watchers back at once
+        (a retryable error, taken by another worker). A forge that errs is polled again later (its error
+        is in the heartbeat details, its secrets masked as an activity error's are); a permanent error
+        (a bad token, a deleted PR) ends the watch.
         """
-        with classified_errors():  # a permanent error ends the watch; a temporary one is polled through
-            while True:
-                try:
-                    changed = await asyncio.to_thread(self._look, req)
-                    detail = "ok"
-                except (TemporaryError, OSError) as e:
-                    changed = None
-                    # heartbeat details are kept by Temporal and shown like an error: masked the same way
-                    detail = redact(f"forge error, polling again: {e}")
-                activity.heartbeat(detail)
-                if changed is not None:
-                    return changed
-                await self._pause(detail)
+        self.watching += 1
+        detail = "waiting for a turn to poll"
+        try:
+            with classified_errors():  # a permanent error ends the watch; a temporary one is polled through
+                while True:
+                    await self._wait_turn(detail)
+                    try:
+                        changed, sent = await asyncio.to_thread(self._counted_look, req)
+                        detail = "ok"
+                    except (TemporaryError, OSError) as e:
+                        changed = None
+                        # heartbeat details are kept by Temporal and shown like an error: masked the same way
+                        detail = redact(f"forge error, polling again: {e}")
+                    activity.heartbeat(detail)
+                    if changed is not None:
+                        return changed
+                    await self._pause(detail, time.monotonic() + self.poll_seconds)
+        finally:
+            self.watching -= 1
 
-    async def _pause(self, detail: str) -> None:
-        """Wait until the next poll, heartbeating every second: a cancel (the gate decided) reaches the
-        watcher with a heartbeat's answer, and the SDK sends one per throttle interval (the watch
-        worker's `WATCH_HEARTBEAT_THROTTLE`), so the watcher ends within seconds of the decision."""
-        end = time.monotonic() + self.poll_seconds
+    def _counted_look(self, req: WatchInput) -> tuple[WatchResult | None, int]:
+        """`_look`, and the requests it sent (what the poll cost of the budget)."""
+        with counting() as sent:
+            try:
+                return self._look(req), sent[0]
+            finally:
+                self.budget.spent(sent[0])
+
+    async def _wait_turn(self, detail: str) -> None:
+        """Wait for this watcher's turn of the shared budget (at once while it is not spent); a turn of a
+        window the forge has reset since is taken again."""
+        end, epoch = self.budget.turn()
+        while True:
+            await self._pause(detail, end)
+            if self.budget.epoch == epoch:
+                return
+            end, epoch = self.budget.turn()
+            if end <= time.monotonic():
+                return
+
+    async def _pause(self, detail: str, end: float) -> None:
+        """Wait until `end` (the clock's), heartbeating: a cancel (the gate decided) reaches the watcher
+        with a heartbeat's answer, so the watcher ends within a heartbeat's interval of the decision
+        (the SDK sends at most one per the watch worker's `WATCH_HEARTBEAT_THROTTLE`; fewer when many
+        wait, see `HEARTBEATS_PER_S`). On the worker's shutdown it hands the watch back at once."""
+        beat = time.monotonic()
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(left, 1.0))
-            activity.heartbeat(detail)
+            if activity.is_worker_shutdown():
+                raise ApplicationError(
+                    "this worker is shutting down; another worker takes the watch over", type="WorkerShutdown"
+                )
+            low, high = HEARTBEAT_EVERY_S
+            if time.monotonic() - beat >= min(high, max(low, self.watching / HEARTBEATS_PER_S)):
+                activity.heartbeat(detail)
+                beat = time.monotonic()

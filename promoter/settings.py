@@ -70,6 +70,9 @@ class Settings:
     policy_engine: PolicyEngineName | None = None  # default: opa when opa_url is set, else embedded
     policy_timeout_s: float = 10.0
     review_poll_s: float = 15.0  # how often a waiting gate reads its PR's reviews and head
+    # requests an hour a worker's PR watchers may spend on the forge's token; default: the forge's own
+    # (`poll_budget` of its class: GitHub 4,000 of its 5,000, GitLab and Gitea 36,000)
+    forge_poll_budget: float | None = None
     max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
     # the commit of main whose rule files are trusted as they are; a later change to them counts once a
     # key its trust/allowed_signers lists for `git` signed it (docs/policies.md, "Who can change the rules")
@@ -167,6 +170,8 @@ class Settings:
         self.policy_engine = _choice(env, "PROMOTER_POLICY_ENGINE", POLICY_ENGINES) or self.policy_engine
         self.policy_timeout_s = _seconds(env, "PROMOTER_POLICY_TIMEOUT", self.policy_timeout_s)
         self.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", self.review_poll_s)
+        if env.get("PROMOTER_FORGE_POLL_BUDGET"):
+            self.forge_poll_budget = _per_hour(env, "PROMOTER_FORGE_POLL_BUDGET")
         if env.get("PROMOTER_MAX_FILE_SIZE"):
             self.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
         self.trust_root = env.get("PROMOTER_TRUST_ROOT") or self.trust_root
@@ -213,7 +218,10 @@ class Settings:
             options["api_url"] = self.forge_url
         if self.forge == "github" and self.github_api_version:
             options["api_version"] = self.github_api_version
-        return make_forge(self.forge, **options)
+        forge = make_forge(self.forge, **options)
+        if self.forge_poll_budget is not None:  # the PR watchers' share of the token (activities.forge)
+            forge.poll_budget = self.forge_poll_budget  # type: ignore[attr-defined]
+        return forge
 
     def repository(self, cache: str = "") -> GitClone:
         """The GitOps repository, cloned under the cache directory (in `cache` beneath it: the CLI keeps
@@ -427,6 +435,17 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise BadInput(f"{name} must be true or false, not {env[name][:40]!r}")
     return text in ("true", "1", "yes", "on")
+
+
+def _per_hour(env: Mapping[str, str], name: str) -> float:
+    text = env[name]
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value < float("inf"):
+        raise BadInput(f"{name} must be a number of requests an hour (1 or more), such as 4000, not {text[:40]!r}")
+    return value
 
 
 def _seconds(env: Mapping[str, str], name: str, default: float) -> float:

@@ -217,7 +217,9 @@ WATCH_PULL_REQUEST = Step(  # its limits follow the gate's deadline (see `watch_
     WatchInput,
     WatchResult,
     start_to_close=timedelta(days=30),
-    heartbeat=timedelta(seconds=20),  # a watcher on a worker that died is retried (or ends, if cancelled) by then
+    # a watcher on a worker that died is retried (or ends, if cancelled) by then: twice the longest interval
+    # between a watcher's heartbeats (activities.forge.HEARTBEAT_EVERY_S, when 900 or more gates wait)
+    heartbeat=timedelta(seconds=60),
     watch_queue=True,
 )
 NOTIFY = Step(

@@ -34,6 +34,7 @@ class GiteaForge(GitHubForge):
     name = "Gitea"
     scopes = "the scopes write:repository and write:issue"
     page_size_param = "limit"  # Gitea's list parameters are `page` and `limit`
+    poll_budget = 36000.0  # requests an hour for the PR watchers: Gitea limits no API rate unless told to
     # Gitea's refusals of a merge that branch protection holds back (services/pull CheckPullBranchProtections:
     # "Not all required status checks successful", "Does not have enough approvals", "There are requested
     # changes", "There are official review requests", "The head branch is behind the base branch",

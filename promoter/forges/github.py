@@ -43,6 +43,9 @@ class GitHubForge:
     pins_reviews = True  # every review carries the commit it was given on (`commit_id`); Gitea's too
     scopes = "`repo` (classic) or Pull requests, Contents and Issues read & write (fine-grained, App)"
     page_size_param = "per_page"  # the list's page size, as the forge names it (Gitea: limit)
+    poll_budget: float | None = (
+        4000.0  # requests an hour the PR watchers may spend (of the token's 5,000: the rest for promotions' own)
+    )
 
     def __init__(
         self,

@@ -69,6 +69,9 @@ class GitLabForge:
     # an approval note carries no commit: it is inferred from the MR's versions, and may be unknown
     pins_reviews = False
     scopes = "the scope `api` and the Developer role (Maintainer on protected branches)"
+    # requests an hour for the PR watchers (GitLab.com allows a user 2,000 a minute; a self-managed one what
+    # its admin set, said in the RateLimit-* headers, which slow the polls further)
+    poll_budget: float | None = 36000.0
 
     def __init__(
         self,

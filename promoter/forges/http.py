@@ -9,12 +9,15 @@ exception: messages name the method, the path and the forge's own message.
 
 from __future__ import annotations
 
+import contextvars
 import json
 import logging
 import re
+import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -25,6 +28,7 @@ from promoter.errors import BadInput, Conflict, NotFound, PermanentError, Tempor
 
 log = logging.getLogger("promoter.forges.http")
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
+_SENT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("promoter_forge_requests", default=None)
 
 
 class Unauthorized(PermanentError):
@@ -51,6 +55,109 @@ class Response:
         return self.headers.get(name.lower(), "")
 
 
+@contextmanager
+def counting() -> Iterator[list[int]]:
+    """Count the requests this context (a thread, a task) sends: `with counting() as sent: ...; sent[0]`."""
+    sent = [0]
+    token = _SENT.set(sent)
+    try:
+        yield sent
+    finally:
+        _SENT.reset(token)
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """What a forge's last answer said of the token's rate limit: GitHub's `X-RateLimit-Remaining`,
+    `-Reset` (epoch seconds) and `-Limit`, GitLab's `RateLimit-Remaining`, `-Reset` (epoch) and `-Limit`."""
+
+    remaining: int
+    reset_at: float  # epoch seconds
+    limit: int = 0  # 0: not said
+
+
+def rate_limit(headers: dict[str, str]) -> RateLimit | None:
+    """The rate limit an answer's headers (lower-cased names) state; None when they state none."""
+    for prefix in ("x-ratelimit-", "ratelimit-"):
+        remaining, reset = headers.get(prefix + "remaining", ""), headers.get(prefix + "reset", "")
+        if remaining.isdigit() and reset.isdigit():
+            value = float(reset)
+            limit = headers.get(prefix + "limit", "")
+            at = value if value > 1e9 else time.time() + value  # epoch (GitHub, GitLab), or seconds from now
+            return RateLimit(int(remaining), at, int(limit) if limit.isdigit() else 0)
+    return None
+
+
+class PollBudget:
+    """The requests an hour the PR watchers of one worker may spend on one forge token, shared by them.
+
+    A watcher waits `floor_s` (PROMOTER_REVIEW_POLL) after its last poll, then for its turn: turns are
+    handed out first come, first served, spaced so that the polls stay within `per_hour` requests (each
+    poll's cost learnt from the requests it sent), and further apart while the forge's rate-limit headers
+    say that less remains before the limit resets than that pace would spend (a tenth of the limit is
+    kept for the promotions' own requests: opening, merging). So N waiting watchers each poll about every
+    max(floor_s, N x cost x 3600 / per_hour) seconds, never faster than floor_s. When the forge's window
+    resets, the turns handed out while it was short are handed out again (`epoch` changes). `per_hour`
+    None: no budget (the local forge), each watcher polls every floor_s."""
+
+    BURST = 10  # requests that may go at once after a quiet spell (a few gates starting to wait)
+
+    def __init__(
+        self,
+        per_hour: float | None,
+        floor_s: float,
+        rate: Callable[[], RateLimit | None] = lambda: None,
+        clock: Callable[[], float] = time.monotonic,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.per_hour = per_hour
+        self.floor_s = floor_s
+        self.rate = rate
+        self.clock, self.wall = clock, wall
+        self.cost = 2.0  # requests per poll (a PR read and a reviews read), learnt from the polls
+        self.epoch = 0  # changes when the turns handed out are void (the forge's limit reset)
+        self._next = 0.0  # the clock's time from which the next turn may begin
+        self._short = False  # the last pace was the headers' (less remained than the budget's pace would spend)
+        self._lock = threading.Lock()
+
+    def spacing(self) -> float:
+        """Seconds of the budget one request takes: the budget's pace, or the headers' when slower."""
+        with self._lock:
+            return self._spacing()
+
+    def _spacing(self) -> float:
+        pace = 3600.0 / self.per_hour if self.per_hour else 0.0
+        seen, now = self.rate(), self.wall()
+        short = False
+        if seen is not None and seen.reset_at > now:
+            kept = max(100, seen.limit // 10)  # left for the promotions' own requests
+            hint = (seen.reset_at - now) / max(seen.remaining - kept, 1)
+            pace, short = max(pace, hint), hint > pace
+        if self._short and not short:  # the window reset (or more remains): the long turns are void
+            self._next = min(self._next, self.clock())
+            self.epoch += 1
+        self._short = short
+        return pace
+
+    def turn(self) -> tuple[float, int]:
+        """Take the next turn to poll: the clock's time it begins (now, or later when the budget is
+        spent), and the epoch it belongs to (a turn of an older epoch is taken again)."""
+        with self._lock:
+            spacing = self._spacing()
+            now = self.clock()
+            burst = self.BURST * 3600.0 / self.per_hour if self.per_hour else 0.0  # at the budget's pace
+            at = max(now, self._next - burst)
+            self._next = max(self._next, at) + self.cost * spacing
+            return at, self.epoch
+
+    def spent(self, requests: int) -> None:
+        """A poll sent `requests`: the turns after it make up for what it cost beyond the estimate, and
+        the estimate follows."""
+        with self._lock:
+            self._next += (requests - self.cost) * self._spacing()
+            self.cost = max(1.0, 0.8 * self.cost + 0.2 * requests)
+
+
 @dataclass
 class ApiClient:
     """A JSON API at `base_url` with `auth_header` as its credentials (e.g. `Bearer <token>`)."""
@@ -68,6 +175,7 @@ class ApiClient:
     calls: int = 0  # requests sent (tests and metrics read it)
     headers: dict[str, str] = field(default_factory=dict)  # sent with every request (e.g. an API version)
     page_size_param: str = "per_page"  # the forge's name for a page's size (GitHub, GitLab; Gitea: limit)
+    rate: RateLimit | None = None  # the token's rate limit as the latest answer that stated it said
 
     def url(self, path: str) -> str:
         """The URL of an API path; an absolute URL (a `Link` header's next page) only on the forge's
@@ -119,7 +227,10 @@ class ApiClient:
                 continue
             finally:
                 self.calls += 1
+                if (sent := _SENT.get()) is not None:
+                    sent[0] += 1
             resp = Response(raw.status, {k.lower(): v for k, v in raw.headers.items()}, _json(raw.data))
+            self.rate = rate_limit(resp.headers) or self.rate  # a 304's own headers: the cached ones are old
             if resp.status == 304 and cached:
                 return Response(200, cached[2], cached[1], cached=True)
             if 200 <= resp.status < 300:

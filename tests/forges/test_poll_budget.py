@@ -1,0 +1,213 @@
+"""The forge polling budget of the PR watchers (promoter.forges.http.PollBudget, activities/forge.py):
+the pause between a watcher's polls grows with the number of watchers and with a low remaining limit
+the forge's headers state, never below the poll setting; watchers sharing a budget stay within it on a
+loopback GitHub (pytest-httpserver, its answers GitHub's own objects) over a short window; a watcher
+heartbeats less often when many wait; and a watcher hands its watch back at once when its worker
+shuts down. The budget's own arithmetic is driven by a simulated clock; the watchers run for real."""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import re
+import time
+from collections import defaultdict
+from typing import Any
+
+import pytest
+from pytest_httpserver import HTTPServer
+from temporalio.exceptions import ApplicationError
+from temporalio.testing import ActivityEnvironment
+from werkzeug import Request, Response
+
+from activities.forge import ForgeActivities
+from promoter.forges.github import GitHubForge
+from promoter.forges.http import ApiClient, PollBudget, RateLimit, rate_limit
+from promoter.models import WatchInput
+from tests.support.openapi import github_objects as gh
+
+TOKEN = "tok_0123456789abcdef"
+SHA = "a" * 40
+
+
+def periods(watchers: int, per_hour: float, floor_s: float, cost: int = 2, rounds: int = 6) -> list[float]:
+    """Each watcher's seconds between its polls, simulated: it waits `floor_s` after a poll, then for
+    its turn (the budget's clock is the simulation's)."""
+    now = [0.0]
+    budget = PollBudget(per_hour, floor_s, clock=lambda: now[0])
+    ready = [(0.0, w, "ready") for w in range(watchers)]
+    polls: dict[int, list[float]] = defaultdict(list)
+    while ready:
+        now[0], w, what = heapq.heappop(ready)
+        if what == "ready":
+            at, _ = budget.turn()
+            heapq.heappush(ready, (at, w, "poll"))
+        else:
+            polls[w].append(now[0])
+            budget.spent(cost)
+            if len(polls[w]) < rounds:
+                heapq.heappush(ready, (now[0] + floor_s, w, "ready"))
+    return [b - a for times in polls.values() for a, b in zip(times[2:], times[3:], strict=False)]
+
+
+def test_the_pause_grows_with_the_watchers_and_never_below_the_poll_setting() -> None:
+    # GitHub's default: 4,000 requests an hour for the watchers, a poll of 2 requests every 15 s at most
+    assert min(periods(1, 4000, 15)) >= 15 - 1e-9 and max(periods(1, 4000, 15)) == pytest.approx(15)
+    assert min(periods(8, 4000, 15)) >= 15 - 1e-9  # 8 gates: 3,840 requests an hour, within the budget
+    for watchers in (50, 200, 1000):
+        seen = periods(watchers, 4000, 15, rounds=4)
+        expected = watchers * 2 * 3600 / 4000  # 1,000 gates: each polls every 30 minutes
+        assert min(seen) >= 15 - 1e-9 and sum(seen) / len(seen) == pytest.approx(expected, rel=0.05), watchers
+
+
+def test_a_low_remaining_limit_slows_the_polls_until_the_window_resets() -> None:
+    wall = [1_000_000_000.0]
+    said: list[RateLimit | None] = [None]
+    budget = PollBudget(36000, 1.0, rate=lambda: said[0], wall=lambda: wall[0])
+    assert budget.spacing() == pytest.approx(0.1)  # the budget's pace: 10 requests a second
+    said[0] = RateLimit(remaining=4999, reset_at=wall[0] + 3600, limit=5000)
+    plenty = budget.spacing()  # GitHub's hour, a tenth of it kept for the promotions' own requests
+    assert plenty == pytest.approx(3600 / 4499)
+    said[0] = RateLimit(remaining=600, reset_at=wall[0] + 3600, limit=5000)
+    assert budget.spacing() == pytest.approx(3600 / 100)  # 100 left above the tenth kept, for the hour
+    _, epoch = budget.turn()
+    said[0] = RateLimit(remaining=0, reset_at=wall[0] + 600, limit=5000)
+    assert budget.spacing() == pytest.approx(600)  # spent: one request when the window resets
+    wall[0] += 601  # the window reset: the pace is the budget's again, and the long turns are void
+    assert budget.spacing() == pytest.approx(0.1) and budget.epoch != epoch
+
+
+def test_the_rate_limit_headers_are_read_as_github_and_gitlab_send_them() -> None:
+    github = rate_limit({"x-ratelimit-remaining": "12", "x-ratelimit-reset": "1900000000", "x-ratelimit-limit": "5000"})
+    assert github == RateLimit(12, 1900000000.0, 5000)
+    gitlab = rate_limit({"ratelimit-remaining": "7", "ratelimit-reset": "1900000000", "ratelimit-limit": "2000"})
+    assert gitlab == RateLimit(7, 1900000000.0, 2000)
+    assert rate_limit({"x-ratelimit-remaining": "12"}) is None  # no reset: nothing to pace by
+
+
+class GitHubPulls:
+    """A loopback GitHub answering `GET /pulls/N` (an open PR at SHA) and its reviews (none), with the
+    `X-RateLimit-*` headers GitHub sends; it records when each request of each PR came."""
+
+    def __init__(self, httpserver: HTTPServer, remaining: int = 4999, reset_in: int = 3600) -> None:
+        self.seen: dict[int, list[float]] = defaultdict(list)
+        self.headers = {
+            "X-RateLimit-Limit": "5000",
+            "X-RateLimit-Remaining": str(remaining),
+            "X-RateLimit-Reset": str(int(time.time()) + reset_in),
+            "X-RateLimit-Used": str(5000 - remaining),
+            "X-RateLimit-Resource": "core",
+        }
+        httpserver.expect_request(re.compile(r"/repos/acme/gitops/pulls/\d+$"), "GET").respond_with_handler(self.pull)
+        httpserver.expect_request(re.compile(r"/repos/acme/gitops/pulls/\d+/reviews$"), "GET").respond_with_handler(
+            self.reviews
+        )
+        self.url = httpserver.url_for("/").rstrip("/")
+
+    def pull(self, request: Request) -> Response:
+        number = int(request.path.rsplit("/", 1)[1])
+        self.seen[number].append(time.monotonic())
+        return self._json(gh.pull_request(number, f"promote/app-{number}/prod/abc1234", SHA, body="b"))
+
+    def reviews(self, request: Request) -> Response:
+        return self._json([])
+
+    def _json(self, payload: Any) -> Response:
+        import json
+
+        return Response(json.dumps(payload), 200, {**self.headers, "Content-Type": "application/json"})
+
+    @property
+    def requests(self) -> int:
+        return 2 * sum(len(v) for v in self.seen.values())  # each poll: the PR, then its reviews
+
+    def watcher(self, poll_s: float, per_hour: float | None) -> ForgeActivities:
+        api = ApiClient("GitHub", self.url, f"Bearer {TOKEN}", scope_hint="repo")
+        return ForgeActivities(
+            GitHubForge("acme/gitops", TOKEN, client=api), repo=None, poll_seconds=poll_s, poll_budget=per_hour
+        )  # type: ignore[arg-type]
+
+
+async def watch_for(watcher: ForgeActivities, numbers: list[int], seconds: float) -> list[ActivityEnvironment]:
+    """Run a watcher of each PR for `seconds` (none of them changes), then cancel them all."""
+    envs = [ActivityEnvironment() for _ in numbers]
+    tasks = [
+        asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=n, head_sha=SHA)))
+        for env, n in zip(envs, numbers, strict=True)
+    ]
+    done, _ = await asyncio.wait(tasks, timeout=seconds)
+    assert not done, [t.exception() for t in done]  # nothing changed: every watcher still watches
+    for env in envs:
+        env.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return envs
+
+
+def test_watchers_sharing_a_budget_stay_within_it(httpserver: HTTPServer) -> None:
+    forge = GitHubPulls(httpserver, reset_in=1)  # GitHub's headers allow plenty: the budget binds
+    per_hour = 14400.0  # 4 requests a second, shared by 20 watchers that would each poll every 0.05 s
+    start = time.monotonic()
+    asyncio.run(watch_for(forge.watcher(0.05, per_hour), list(range(1, 21)), 3.0))
+    elapsed = time.monotonic() - start
+    # a burst, then 2 requests per turn at the budget's pace (without it: thousands)
+    assert forge.requests <= PollBudget.BURST + 4 + elapsed * per_hour / 3600, forge.requests
+    assert len(forge.seen) >= 5  # first come, first served: the turns went round
+
+
+def test_a_low_remaining_limit_slows_the_watchers(httpserver: HTTPServer) -> None:
+    forge = GitHubPulls(httpserver, remaining=560)  # 60 left above the tenth kept: one request a minute
+    asyncio.run(watch_for(forge.watcher(0.05, 36000.0), [1, 2, 3], 2.0))
+    # the first turns went at the budget's pace before an answer said so; then one more, and a minute's pause
+    # (the budget alone, 10 requests a second, would have let them send some 30)
+    assert forge.requests <= 2 * 4, forge.requests
+
+
+def test_a_watcher_never_polls_faster_than_the_poll_setting(httpserver: HTTPServer) -> None:
+    forge = GitHubPulls(httpserver, remaining=4999, reset_in=1)  # the headers' window ends at once
+    asyncio.run(watch_for(forge.watcher(0.3, 3_600_000.0), [1], 2.0))  # a budget that never binds
+    times = forge.seen[1]
+    assert len(times) >= 3 and min(b - a for a, b in zip(times, times[1:], strict=False)) >= 0.29
+
+
+def heartbeats_in(watcher: ForgeActivities, seconds: float) -> int:
+    beats: list[Any] = []
+
+    async def run() -> None:
+        env = ActivityEnvironment()
+        env.on_heartbeat = lambda *details: beats.append(details)
+        task = asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=1, head_sha=SHA)))
+        await asyncio.wait([task], timeout=seconds)
+        env.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+    asyncio.run(run())
+    return len(beats)
+
+
+def test_a_watcher_heartbeats_less_often_when_many_wait(httpserver: HTTPServer) -> None:
+    forge = GitHubPulls(httpserver)
+    alone = forge.watcher(60, None)
+    many = forge.watcher(60, None)
+    many.watching = 599  # with this one, 600 gates wait on this worker: one heartbeat per 20 s each
+    assert heartbeats_in(alone, 2.5) >= 3  # after its poll, then every second while it waits
+    assert heartbeats_in(many, 2.5) == 1  # after its poll only
+
+
+def test_a_watcher_hands_its_watch_back_at_once_when_the_worker_shuts_down(httpserver: HTTPServer) -> None:
+    forge = GitHubPulls(httpserver)
+    watcher = forge.watcher(300, None)  # its next poll is 5 minutes away
+
+    async def run() -> BaseException | None:
+        env = ActivityEnvironment()
+        task = asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=1, head_sha=SHA)))
+        deadline = time.monotonic() + 10
+        while not forge.seen[1] and time.monotonic() < deadline:  # it polled once and waits
+            await asyncio.sleep(0.05)
+        env.worker_shutdown()
+        done, _ = await asyncio.wait([task], timeout=10)
+        env.cancel()
+        return task.exception() if done else None
+
+    ended = asyncio.run(run())
+    assert isinstance(ended, ApplicationError), ended  # within seconds, not at the next poll
+    assert ended.type == "WorkerShutdown" and not ended.non_retryable  # retried at once, by another worker
