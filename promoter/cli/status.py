@@ -97,15 +97,8 @@ async def _app_drift(promotions: Promotions, app_name: str, envs: list[str] | No
             continue
         mine = (memo.get("apps") or {}).get(app_name)
         if app_name in (memo.get("checked") or []) or mine is not None:
-            found[memo["env"]] = {
-                "checked_at": memo.get("checked_at"),
-                "revision": memo.get("revision", ""),
-                "count": 0,
-                "healed": False,
-                "paused": False,
-                "drifts": [],
-                **(mine or {}),
-            }
+            seen = {"checked_at": memo.get("checked_at"), "revision": memo.get("revision", "")}
+            found[memo["env"]] = {**seen, "count": 0, "healed": False, "paused": False, "drifts": [], **(mine or {})}
         if envs is not None and len(found) == len(envs):
             break
     return {env: found[env] for env in envs if env in found} if envs is not None else found
@@ -124,60 +117,97 @@ PrintPayload = Annotated[
     bool,
     typer.Option("--print-payload", help="print the signed payload for the Web UI's update dialog; send nothing"),
 ]
+Ids = Annotated[list[str] | None, typer.Argument(metavar="ID...", help="one promotion or several (or --waiting)")]
+Waiting = Annotated[bool, typer.Option("--waiting", help="also each running promotion whose gate at --env waits")]
+DECIDE_AT_ONCE = 16  # decisions in flight at once when several promotions are named
 
 
 @app.command()
 def approve(
-    promotion: Annotated[str, typer.Argument(metavar="ID")],
     env: Annotated[str, typer.Option("--env", help="environment whose gate to approve")],
     approver: Annotated[str, typer.Option("--as", help="who approves")],
+    promotions: Ids = None,
     comment: Annotated[str, typer.Option(help="a note kept with the approval")] = "",
+    waiting: Waiting = False,
     sign_key: SignKey = None,
     print_payload: PrintPayload = False,
     as_json: ChangeJson = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Approve a gate (the workflow's `approve` update), signed with --sign-key."""
-    s = Settings.load(state_dir)
-    run_async(_decide(s, promotion, "approve", env, approver, comment, sign_key, print_payload, as_json))
+    """Approve a gate (the `approve` update) of one promotion or several, each signed with --sign-key."""
+    opts = (approver, comment, sign_key, print_payload, as_json)
+    run_async(_decide_all(Settings.load(state_dir), promotions or [], waiting, "approve", env, *opts))
 
 
 @app.command()
 def reject(
-    promotion: Annotated[str, typer.Argument(metavar="ID")],
     env: Annotated[str, typer.Option("--env", help="environment whose gate to reject")],
     approver: Annotated[str, typer.Option("--as", help="who rejects")],
-    reason: Annotated[str, typer.Option(help="why (required)")],
+    promotions: Ids = None,
+    reason: Annotated[str, typer.Option(help="why (required)")] = "",
+    waiting: Waiting = False,
     sign_key: SignKey = None,
     print_payload: PrintPayload = False,
     as_json: ChangeJson = False,
     state_dir: StateDir = None,
 ) -> None:
-    """Reject a gate (the workflow's `reject` update); the promotion ends `rejected`."""
-    s = Settings.load(state_dir)
-    run_async(_decide(s, promotion, "reject", env, approver, reason, sign_key, print_payload, as_json))
+    """Reject a gate (the `reject` update) of one promotion or several; each ends `rejected`."""
+    opts = (approver, reason, sign_key, print_payload, as_json)
+    run_async(_decide_all(Settings.load(state_dir), promotions or [], waiting, "reject", env, *opts))
 
 
-async def _decide(
-    s: Settings,
-    promotion: str,
-    update: str,
-    env: str,
-    approver: str,
-    comment: str,
-    sign_key: str | None = None,
-    print_payload: bool = False,
-    as_json: bool = False,
-) -> int:
-    from promoter.models import Decision
+async def _decide_all(s: Settings, ids: list[str], waiting: bool, update: str, env: str, *args: Any) -> int:
+    """Decide each promotion named (with `waiting`, each whose gate at `env` waits too), DECIDE_AT_ONCE at a
+    time, a line each; one that fails is a line on stderr, the others go on, and the exit is 1 naming them."""
+    import asyncio
 
+    from promoter.promotions import PROMOTION_QUERY
+    from promoter.temporal_http import HttpPromotions
+
+    approver, comment, sign_key, print_payload, _ = args
+    check_name(env, "environment")
     if update == "reject" and not comment.strip():
         raise PromoterError("a rejection needs a reason: add --reason TEXT")
     if print_payload and not sign_key:
         raise PromoterError("--print-payload prints a signed payload: give --sign-key PATH (or PROMOTER_SIGNING_KEY)")
-    wid = promotion_id(promotion)
-    check_name(env, "environment")
+    wids = list(dict.fromkeys(promotion_id(i) for i in ids))  # each once, in the order given
     promotions = await promotions_of(s)
+    if waiting:
+        query = f"{PROMOTION_QUERY} AND ExecutionStatus = 'Running' AND PromotionEnv = '{env}'"
+        async for row in promotions.listing(f"{query} AND PromotionState = 'awaiting_approval'"):
+            wids += [] if row.id in wids else [row.id]
+        if not wids:
+            out.print(f"no promotion waits at {env}'s gate")
+            return 0
+    if len(wids) != 1 and (not wids or print_payload):
+        raise PromoterError("name one promotion (its ID or app)" + ("" if print_payload else ", several, or --waiting"))
+    if len(wids) == 1:
+        return await _decide(s, promotions, wids[0], update, env, *args)
+    gate = asyncio.Semaphore(DECIDE_AT_ONCE)
+
+    async def one(wid: str) -> str | None:
+        async with gate:
+            try:  # the HTTP API's calls block: each decision then runs on a thread (and a loop) of its own
+                run = _decide(s, promotions, wid, update, env, *args)
+                await (asyncio.to_thread(asyncio.run, run) if isinstance(promotions, HttpPromotions) else run)
+                return None
+            except PromoterError as e:
+                err.print(f"{wid}: {e}", markup=False, highlight=False)
+                return wid
+
+    if failed := [wid for wid in await asyncio.gather(*(one(w) for w in wids)) if wid]:
+        err.print(f"{len(failed)} of {len(wids)} not {update}d: {' '.join(failed)}", markup=False, highlight=False)
+    return 1 if failed else 0
+
+
+async def _decide(
+    s: Settings, promotions: Promotions, wid: str, update: str, env: str, approver: str, comment: str, *rest: Any
+) -> int:
+    """Decide one promotion (`rest`: the signing key, --print-payload, --json)."""
+    from promoter.models import Decision
+    from promoter.report import stage_needs
+
+    sign_key, print_payload, as_json = rest
     await _require_running(promotions, wid)
     decision = Decision(env=env, approver=approver, comment=comment, via="cli")
     if sign_key:
@@ -185,10 +215,7 @@ async def _decide(
     if print_payload:  # for the Web UI's "Send an Update" dialog: `via` left out, the UI is the channel
         print(json.dumps(decision.model_dump(include={"env", "approver", "comment", "statement", "signature"})))
         return 0
-    stage = await promotions.decide(wid, update, decision)
-    from promoter.report import stage_needs
-
-    needs = stage_needs(stage)
+    needs = stage_needs(stage := await promotions.decide(wid, update, decision))
     if as_json:
         execution = await promotions.describe(wid)
         run_id = execution.run_id if execution else None
@@ -294,17 +321,14 @@ async def _listing(promotions: Promotions, queries: list[str]) -> AsyncIterator[
 def _queries(app_name: str | None) -> list[str]:
     """The listing's queries, the preferred first: an app's own promotions, and the release sets holding
     it where `PromotionApps` is registered; else its own alone."""
-    from promoter import promotions
+    from promoter.promotions import APPS_ATTRIBUTE, PROMOTION_QUERY
 
     if app_name is not None:
         workflow_id(app_name)  # checks it: the query quotes it
     if not app_name:
-        return [promotions.PROMOTION_QUERY]
+        return [PROMOTION_QUERY]
     own = f"WorkflowId = '{workflow_id(app_name)}'"
-    return [
-        f"{promotions.PROMOTION_QUERY} AND ({own} OR {promotions.APPS_ATTRIBUTE} = '{app_name}')",
-        f"{promotions.PROMOTION_QUERY} AND {own}",
-    ]
+    return [f"{PROMOTION_QUERY} AND ({own} OR {APPS_ATTRIBUTE} = '{app_name}')", f"{PROMOTION_QUERY} AND {own}"]
 
 
 async def _list(
@@ -352,6 +376,7 @@ async def _lift_rows(
 ) -> list[dict[str, Any]]:
     """The lifts of holds (of `app_name`), as rows of the listing: each one's stage asked of Temporal
     (a finished one's result; a running one's `status` query, its stage left blank when no worker answers)."""
+    from promoter.models import StageStatus
     from promoter.promotions import LIFT_QUERY, Execution
 
     rows: list[dict[str, Any]] = []
@@ -364,8 +389,6 @@ async def _lift_rows(
         try:
             stage = await promotions.lift(execution)
         except PromoterError:  # no worker answers: it runs, at a stage not known here
-            from promoter.models import StageStatus
-
             stage = StageStatus(env="", order=0)
         st = lift_status(wf.id, wf.run_id, wf.status, stage, wf.memo)
         if (app_name is not None and st.app and st.app != app_name) or (state is not None and st.state != state):
