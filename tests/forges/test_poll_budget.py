@@ -211,3 +211,23 @@ def test_a_watcher_hands_its_watch_back_at_once_when_the_worker_shuts_down(https
     ended = asyncio.run(run())
     assert isinstance(ended, ApplicationError), ended  # within seconds, not at the next poll
     assert ended.type == "WorkerShutdown" and not ended.non_retryable  # retried at once, by another worker
+
+
+def test_the_budget_setting_reaches_the_watchers_and_a_bad_one_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from promoter.errors import BadInput
+    from promoter.settings import Settings
+
+    base = {"PROMOTER_FORGE": "github", "PROMOTER_FORGE_REPO": "acme/gitops", "PROMOTER_FORGE_TOKEN": TOKEN}
+    for name, value in base.items():
+        monkeypatch.setenv(name, value)
+    state = str(tmp_path)  # no stack here
+    github = Settings.load(state).make_forge(None)  # type: ignore[arg-type]
+    assert ForgeActivities(github, repo=None).budget.per_hour == 4000  # type: ignore[arg-type]  # the forge's own
+    monkeypatch.setenv("PROMOTER_FORGE_POLL_BUDGET", "12000")
+    assert ForgeActivities(Settings.load(state).make_forge(None), repo=None).budget.per_hour == 12000  # type: ignore[arg-type]
+    for bad in ("0", "lots", "nan", "-5"):
+        monkeypatch.setenv("PROMOTER_FORGE_POLL_BUDGET", bad)
+        with pytest.raises(BadInput, match="PROMOTER_FORGE_POLL_BUDGET must be a number of requests an hour"):
+            Settings.load(state)
