@@ -36,6 +36,7 @@ from promoter.git.objects import MAIN, SYMLINK, TREE, Entry, refuse_entry
 from promoter.names import shown
 from promoter.yamlsafe import MAX_FILE_BYTES
 
+MAINTENANCE_EVERY_S = 60.0
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a forge's token
 
 
@@ -90,6 +91,7 @@ class Clone:
         self._fetches = threading.Condition()
         self._fetch_started = self._fetch_done = 0
         self._fetching = False
+        self._maintained: float | None = None  # when `maintain` last ran git's housekeeping
         self.pushed_main: str | None = None  # the main this process pushed last (MainWriter.merge_branch)
         self.signing_key: bytes | None = None  # promoter's commit signing key (sign_commits_with); None: unsigned
 
@@ -182,9 +184,23 @@ class Clone:
             "+refs/heads/*:refs/remotes/origin/*" if everything else f"+refs/heads/{MAIN}:refs/remotes/origin/{MAIN}"
         )
         try:
-            self.run(repo, "fetch", "--quiet", "--prune", "origin", refspec)
+            self.run(repo, "fetch", "--quiet", "--prune", "--no-auto-maintenance", "origin", refspec)
         except git.GitCommandError as e:
             raise TemporaryError(f"cannot fetch {self.url}: {objects.stderr(e)}") from e
+        self.maintain(repo)
+
+    def maintain(self, repo: git.Repo) -> None:
+        """Git's housekeeping of the clone (`maintenance run --auto`: packs loose objects when there
+        are many), which every fetch would run (two more git runs each): here at most once every
+        `MAINTENANCE_EVERY_S` seconds per process. Like a fetch's own, a failure of it fails nothing."""
+        now = time.monotonic()
+        if self._maintained is not None and now - self._maintained < MAINTENANCE_EVERY_S:
+            return
+        self._maintained = now
+        try:
+            self.run(repo, "maintenance", "run", "--auto", "--quiet")
+        except git.GitCommandError:
+            pass
 
     def tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
         """Every file under `folder` at `rev`, from the raw tree objects (names as bytes: any name
@@ -249,6 +265,8 @@ class Clone:
         return messages
 
     def is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
+        if sha == of and objects.rev(repo, sha) is not None:  # a commit is its own ancestor: no git run
+            return True
         try:
             self.run(repo, "merge-base", "--is-ancestor", sha, of)
             return True
@@ -298,7 +316,15 @@ class Clone:
         head = self.branch_head(branch)
         if head is not None and objects.rev(repo, head) is None:
             try:  # objects only: no ref is written, so this may run beside any other fetch
-                self.run(repo, "fetch", "--quiet", "--no-write-fetch-head", "origin", f"refs/heads/{branch}")
+                self.run(
+                    repo,
+                    "fetch",
+                    "--quiet",
+                    "--no-write-fetch-head",
+                    "--no-auto-maintenance",
+                    "origin",
+                    f"refs/heads/{branch}",
+                )
             except git.GitCommandError as e:
                 raise TemporaryError(f"cannot fetch {branch} from {self.url}: {objects.stderr(e)}") from e
         return head

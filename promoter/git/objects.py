@@ -4,18 +4,28 @@ raw commits and trees, the names an entry may carry, and the trees and objects a
 Every change is built as objects, so no working tree or index is ever half-updated: a worker killed
 at any point leaves the clone usable. Functions only: the state (the clone, its locks, its remote)
 lives in `promoter.git.clone`.
+
+An object never changes once its ID names it, so the objects read or written here are kept in a cache
+per object store (`ObjectCache`, least recently used out first): a hundred promotions read the same
+root and `environments/<env>` trees again and again, each read a round trip to git's `cat-file`.
+Objects are written as loose objects by this process itself (zlib, a temporary file renamed into
+place, as git writes them): no `git hash-object` run per tree or commit.
 """
 
 from __future__ import annotations
 
-import io
+import hashlib
+import os
 import posixpath
 import re
+import tempfile
+import threading
+import zlib
+from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import git
-from gitdb.base import IStream
 
 from promoter.names import shown
 
@@ -23,6 +33,7 @@ MAIN = "main"
 SYMLINK, GITLINK, TREE = "120000", "160000", "040000"
 FORBIDDEN_NAMES = {"", ".", "..", ".git"}
 SHA = re.compile(r"[0-9a-f]{40}")
+REF_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/-]*")  # a plain ref name: no ^ ~ : @ or other revision syntax
 
 
 @dataclass(frozen=True)
@@ -54,8 +65,83 @@ def refuse_entry(folder: str, path: str, mode: str, link_target: str | None = No
     return None
 
 
+class ObjectCache:
+    """Objects by (object store, ID): their kind, their bytes and, for a tree, its parsed entries; at
+    most `max_bytes` of object data, the least recently used dropped first. An object is only ever
+    put after it was read from, or written into, that store: a hit means the store holds it."""
+
+    def __init__(self, max_bytes: int = 64 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[str, str], tuple[str, bytes]] = OrderedDict()
+        self._trees: dict[tuple[str, str], tuple[tuple[str, str, str], ...]] = {}
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> tuple[str, bytes] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is not None:
+                self._items.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[str, str], kind: str, data: bytes) -> None:
+        if len(data) > self.max_bytes // 16:
+            return  # a big blob is read when asked, not kept
+        with self._lock:
+            if key in self._items:
+                return
+            self._items[key] = (kind, data)
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                old, (_, dropped) = self._items.popitem(last=False)
+                self._trees.pop(old, None)
+                self._size -= len(dropped)
+
+    def tree(self, key: tuple[str, str]) -> tuple[tuple[str, str, str], ...] | None:
+        with self._lock:
+            return self._trees.get(key)
+
+    def put_tree(self, key: tuple[str, str], items: tuple[tuple[str, str, str], ...]) -> None:
+        with self._lock:
+            if key in self._items:  # parsed entries live only as long as the object itself
+                self._trees[key] = items
+
+
+CACHE = ObjectCache()
+
+
+def _key(repo: git.Repo, sha: str) -> tuple[str, str]:
+    return (str(repo.common_dir), sha)
+
+
+def typed(repo: git.Repo, sha: str) -> tuple[str, bytes]:
+    """(kind, bytes) of the object `sha` (40 hex digits), from the cache or git's object reader."""
+    key = _key(repo, sha)
+    found = CACHE.get(key)
+    if found is not None:
+        return found
+    stream = repo.odb.stream(bytes.fromhex(sha))
+    kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
+    data: bytes = stream.read()
+    CACHE.put(key, kind, data)
+    return kind, data
+
+
 def rev(repo: git.Repo, name: str) -> str | None:
     """The commit `rev` names, or None; read in process (refs and the object reader), no git run."""
+    if SHA.fullmatch(name):  # an ID: one read of the object (often none: it is cached)
+        sha: str | None = name
+    elif REF_NAME.fullmatch(name) and ".." not in name and not name.endswith((".", "/", ".lock")):
+        sha = ref(repo, name)  # a ref's file (or packed-refs) read directly: rev_parse reads them slowly
+    else:
+        sha = None
+    if sha is not None:
+        try:
+            kind, _ = typed(repo, sha)
+        except (git.BadName, git.BadObject, ValueError, IndexError, KeyError):
+            return None
+        if kind != "tag":  # a tag is peeled below
+            return sha if kind == "commit" else None
     try:
         obj = repo.rev_parse(name)
         while obj.type == "tag":
@@ -72,14 +158,68 @@ def root(repo: git.Repo, commit: str) -> str:
     return raw(repo, commit).split(b"\n", 1)[0].split()[1].decode()
 
 
+def ref(repo: git.Repo, name: str) -> str | None:
+    """The object ID the ref `name` points at, looked up where git looks, in git's order (`name`,
+    refs/`name`, refs/tags/, refs/heads/, refs/remotes/, refs/remotes/`name`/HEAD), symbolic refs
+    followed; None when none of them exists."""
+    for candidate in (name, f"refs/{name}", f"refs/tags/{name}", f"refs/heads/{name}", f"refs/remotes/{name}"):
+        found = _ref_file(repo, candidate, 0)
+        if found is not None:
+            return found
+    return _ref_file(repo, f"refs/remotes/{name}/HEAD", 0)
+
+
+def _ref_file(repo: git.Repo, name: str, depth: int) -> str | None:
+    if depth > 5:
+        return None
+    try:
+        with open(os.path.join(repo.git_dir, name), "rb") as f:
+            text = f.read().decode("utf-8", "replace").strip()
+    except OSError:  # no such file (or a name no file can have): packed, or no such ref
+        return _packed_refs(repo).get(name) if name.startswith("refs/") else None
+    if text.startswith("ref: "):
+        return _ref_file(repo, text[5:].strip(), depth + 1)
+    return text if SHA.fullmatch(text) else None
+
+
+_PACKED: dict[str, tuple[tuple[int, int], dict[str, str]]] = {}  # packed-refs file -> (its stat, its refs)
+
+
+def _packed_refs(repo: git.Repo) -> dict[str, str]:
+    path = os.path.join(repo.common_dir, "packed-refs")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return {}
+    stamp = (st.st_mtime_ns, st.st_size)
+    known = _PACKED.get(path)
+    if known is not None and known[0] == stamp:
+        return known[1]
+    refs: dict[str, str] = {}
+    with open(path, "rb") as f:
+        for line in f.read().decode("utf-8", "replace").splitlines():
+            sha, _, refname = line.partition(" ")
+            if SHA.fullmatch(sha) and refname:
+                refs[refname] = sha
+    _PACKED[path] = (stamp, refs)
+    return refs
+
+
 def raw(repo: git.Repo, sha: str) -> bytes:
-    data: bytes = repo.odb.stream(bytes.fromhex(sha)).read()
-    return data
+    return typed(repo, sha)[1]
 
 
 def entries(repo: git.Repo, tree: str) -> Iterator[tuple[str, str, str]]:
     """(mode, name, sha) of each entry of a tree object, as `ls-tree` shows them."""
-    data = raw(repo, tree)
+    key = _key(repo, tree)
+    parsed = CACHE.tree(key)
+    if parsed is None:
+        parsed = tuple(parse_tree(raw(repo, tree)))
+        CACHE.put_tree(key, parsed)
+    return iter(parsed)
+
+
+def parse_tree(data: bytes) -> Iterator[tuple[str, str, str]]:
     i = 0
     while i < len(data):
         space = data.index(b" ", i)
@@ -98,9 +238,28 @@ def walk(repo: git.Repo, tree: str, prefix: str) -> Iterator[tuple[str, str, str
 
 
 def store(repo: git.Repo, kind: bytes, data: bytes) -> str:
-    """Write an object into the clone's object store (a loose object, written atomically)."""
-    stored = repo.odb.store(IStream(kind, len(data), io.BytesIO(data)))
-    return bytes(stored.binsha).hex()
+    """Write an object into the clone's object store (a loose object, written atomically by this
+    process: compressed into a temporary file beside it, then renamed into place, read-only, as git
+    does); an object the store already holds as a loose one is not written again."""
+    whole = kind + b" " + str(len(data)).encode() + b"\0" + data
+    sha = hashlib.sha1(whole).hexdigest()
+    key = _key(repo, sha)
+    if CACHE.get(key) is None:
+        folder = os.path.join(key[0], "objects", sha[:2])
+        path = os.path.join(folder, sha[2:])
+        if not os.path.exists(path):
+            os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix="tmp_obj_", dir=folder)
+            try:
+                with os.fdopen(fd, "wb") as out:
+                    out.write(zlib.compress(whole, 1))
+                os.chmod(tmp, 0o444)
+                os.replace(tmp, path)
+            except BaseException:
+                os.unlink(tmp)
+                raise
+        CACHE.put(key, kind.decode(), data)
+    return sha
 
 
 def write_tree(repo: git.Repo, items: list[tuple[str, str, str]]) -> str:

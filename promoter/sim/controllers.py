@@ -50,12 +50,13 @@ class Controllers(Store):
         workloads in its namespace whose pod template labels the selector matches; a slice whose
         Service is gone is deleted."""
         wanted: dict[tuple[str, str, str, str], dict[str, Any]] = {}
+        labelled = self._labelled()
         for (group, plural, namespace, name), service in list(self.objects.items()):
             spec = service.get("spec") or {}
             selector = spec.get("selector") or {}
             if group or plural != "services" or not selector or spec.get("type") == "ExternalName":
                 continue
-            matched = [key for key in self.workloads if self._selects(key, namespace, selector)]
+            matched = set.intersection(*(self._selected(labelled, namespace, k, v) for k, v in selector.items()))
             ready = sum(self._ready(self.objects[key]) for key in matched)
             wanted[(SLICES.group, SLICES.plural, namespace, f"{name}-sim")] = {
                 "apiVersion": SLICES.group_version,
@@ -91,12 +92,31 @@ class Controllers(Store):
             meta["resourceVersion"] = self._bump()
             self.objects[key] = body
 
-    def _selects(self, key: tuple[str, str, str, str], namespace: str, selector: dict[str, Any]) -> bool:
-        obj = self.objects.get(key)
-        if key[2] != namespace or obj is None or obj["kind"] == "Job":
-            return False
-        labels = ((obj.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-        return all(labels.get(k) == v for k, v in selector.items())
+    @staticmethod
+    def _selected(
+        labelled: dict[tuple[str, Any, Any], set[tuple[str, str, str, str]]], namespace: str, k: Any, v: Any
+    ) -> set[tuple[str, str, str, str]]:
+        try:
+            return labelled.get((namespace, k, v), set())
+        except TypeError:  # an unhashable value: no label can equal it
+            return set()
+
+    def _labelled(self) -> dict[tuple[str, Any, Any], set[tuple[str, str, str, str]]]:
+        """The workloads (no Jobs) by (namespace, label, value) of their pod template's labels: a
+        Service selects the workloads in every one of its selector's sets. Built once per pass, so a
+        pass costs the workloads plus the Services, not their product."""
+        index: dict[tuple[str, Any, Any], set[tuple[str, str, str, str]]] = {}
+        for key in self.workloads:
+            obj = self.objects.get(key)
+            if obj is None or obj["kind"] == "Job":
+                continue
+            labels = ((obj.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
+            for k, v in labels.items():
+                try:
+                    index.setdefault((key[2], k, v), set()).add(key)
+                except TypeError:  # an unhashable value: no selector's value can be looked up equal to it
+                    continue
+        return index
 
     @staticmethod
     def _ready(obj: dict[str, Any]) -> int:

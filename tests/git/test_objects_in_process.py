@@ -1,0 +1,96 @@
+"""Git's objects and refs read and written by the worker itself (promoter.git.objects), checked against
+git: objects written with no `git hash-object` run, refs resolved as `git rev-parse` resolves them
+(loose, packed, symbolic, annotated tags), the object cache's bound, and the clone's housekeeping run
+at most once a minute instead of after every fetch."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import git
+import pytest
+
+from promoter.git import objects
+from promoter.gitrepo import GitClone
+from tests.support.gitops import Origin
+
+
+def run(cwd: Path, *args: str, data: bytes | None = None) -> str:
+    return subprocess.run(["git", *args], cwd=cwd, input=data, capture_output=True, check=True).stdout.decode()
+
+
+def test_objects_are_written_in_process_and_git_reads_them(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = tmp_path / "repo"
+    git.Repo.init(path)
+    trace = tmp_path / "trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    repo = git.Repo(path)
+    blob = objects.store(repo, b"blob", b"hello\n")
+    tree = objects.write_tree(repo, [("100644", "a.txt", blob)])
+    commit = objects.store(
+        repo, b"commit", f"tree {tree}\nauthor a <a@x> 0 +0000\ncommitter a <a@x> 0 +0000\n\nm\n".encode()
+    )
+    assert objects.store(repo, b"blob", b"hello\n") == blob  # written once: the second time is a no-op
+    written = trace.read_text() if trace.exists() else ""
+    monkeypatch.delenv("GIT_TRACE")
+    assert "hash-object" not in written  # no git run per object
+    assert blob == run(path, "hash-object", "--stdin", data=b"hello\n").strip()
+    assert run(path, "cat-file", "-t", commit).strip() == "commit"
+    assert "a.txt" in run(path, "ls-tree", tree)
+    run(path, "update-ref", "refs/heads/main", commit)
+    run(path, "fsck", "--strict", "--no-dangling")  # every object well formed, as git writes them
+    assert objects.raw(repo, blob) == b"hello\n" and objects.rev(repo, commit) == commit
+
+
+def test_refs_resolve_as_git_resolves_them(origin: Origin, clone: GitClone) -> None:
+    """Loose and packed refs, a symbolic ref, an annotated tag (peeled to its commit), a branch that
+    is both packed and loose (the loose one wins), and names that are no ref."""
+    first = origin.bump()
+    repo = clone.plumbing.fresh()
+    path = Path(repo.git_dir).parent
+    run(path, "-c", "user.name=t", "-c", "user.email=t@x", "tag", "-a", "-m", "t", "v1", first)
+    run(path, "branch", "packed", first)
+    run(path, "pack-refs", "--all")
+    second = origin.bump(tag="1.2.0")
+    repo = clone.plumbing.fresh()  # origin/main loose again, its old value still in packed-refs
+    run(path, "symbolic-ref", "refs/heads/alias", "refs/remotes/origin/main")
+    names = ["origin/main", "refs/remotes/origin/main", "v1", "packed", "alias", "HEAD", "main", "nope", "origin/nope"]
+    for name in names:
+        found = subprocess.run(
+            ["git", "rev-parse", "--verify", "-q", f"{name}^{{commit}}"], cwd=path, capture_output=True, check=False
+        )
+        assert objects.rev(repo, name) == (found.stdout.decode().strip() or None), name
+    assert objects.rev(repo, "origin/main") == second != first
+
+
+def test_the_object_cache_keeps_at_most_its_bound() -> None:
+    cache = objects.ObjectCache(max_bytes=64)
+    for i in range(10):
+        cache.put(("store", f"{i:040x}"), "blob", b"x" * 3)
+        cache.put_tree(("store", f"{i:040x}"), (("100644", "a", "0" * 40),))
+    cache.put(("store", "big"), "blob", b"x" * 5)  # over a sixteenth of the bound: never kept
+    assert cache.get(("store", "big")) is None
+    cache.put(("store", "a" * 40), "blob", b"y" * 60)
+    assert cache.get(("store", "a" * 40)) is None  # too big as well
+    for i in range(20):
+        cache.put(("store", f"{100 + i:040x}"), "blob", b"z" * 4)
+    assert cache.get(("store", f"{0:040x}")) is None and cache.tree(("store", f"{0:040x}")) is None  # dropped
+    assert cache.get(("store", f"{119:040x}")) == ("blob", b"z" * 4)
+
+
+def test_housekeeping_runs_once_for_many_fetches(
+    origin: Origin, clone: GitClone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A fetch no longer runs `git maintenance run --auto` (and through it `gc --auto`) itself: the
+    clone runs it after the first fetch, then at most once a minute."""
+    trace = tmp_path / "fetch-trace"
+    for i in range(3):
+        origin.bump(tag=f"1.{i + 5}.0")
+        with monkeypatch.context() as traced:
+            traced.setenv("GIT_TRACE", str(trace))
+            clone.plumbing.fresh()
+    lines = trace.read_text().splitlines()
+    fetches = [line for line in lines if "built-in: git fetch" in line]
+    assert len(fetches) == 3 and all("--no-auto-maintenance" in line for line in fetches)
+    assert sum("built-in: git maintenance run --auto" in line for line in lines) == 1
