@@ -255,7 +255,7 @@ def store(repo: git.Repo, kind: bytes, data: bytes) -> str:
                     out.write(zlib.compress(whole, 1))
                 os.chmod(tmp, 0o444)
                 os.replace(tmp, path)
-            except BaseException:
+            except BaseException:  # even a cancel: no temporary file is left beside the objects
                 os.unlink(tmp)
                 raise
         CACHE.put(key, kind.decode(), data)
