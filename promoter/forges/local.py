@@ -82,6 +82,16 @@ class LocalForge:
         if "://" in self.origin or not Path(self.origin).is_dir():
             assert self.repo is not None, "a remote origin is read through the git adapter"
             return self.repo.branch_head(branch)
+        if ".." not in branch:  # a waiting gate reads its head every poll: the refs file itself, as git stores it
+            loose = Path(self.origin, "refs", "heads", branch)
+            try:
+                text = loose.read_text().strip()
+            except (FileNotFoundError, NotADirectoryError, IsADirectoryError):
+                return self._packed().get(f"refs/heads/{branch}")
+            except OSError:
+                text = ""
+            if len(text) == 40 and all(c in "0123456789abcdef" for c in text):
+                return text
         origin: git.Repo | None = getattr(self._local, "origin", None)
         if origin is None:
             origin = self._local.origin = git.Repo(self.origin)
@@ -90,6 +100,34 @@ class LocalForge:
             return sha
         except ValueError:  # no such ref
             return None
+
+    def _packed(self) -> dict[str, str]:
+        """The origin's packed refs (`packed-refs`: one `<sha> <ref>` a line, `^<sha>` peels the tag above),
+        read again only when the file changed."""
+        path = Path(self.origin, "packed-refs")
+        try:
+            stat = path.stat()
+        except FileNotFoundError:
+            return {}
+        key = (stat.st_mtime_ns, stat.st_size, stat.st_ino)
+        cached: tuple[tuple[int, int, int], dict[str, str]] | None = getattr(self._local, "packed", None)
+        if cached is None or cached[0] != key:
+            refs = {}
+            for line in path.read_text().splitlines():
+                if line and line[0] not in "#^":
+                    sha, _, ref = line.partition(" ")
+                    refs[ref] = sha
+            cached = self._local.packed = (key, refs)
+        return cached[1]
+
+    def _read(self, query: str, args: tuple[object, ...]) -> list[sqlite3.Row]:
+        """The rows of a read, on this thread's own connection, kept open (a waiting gate reads every poll)."""
+        db: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if db is None:
+            db = self._local.db = sqlite3.connect(self.db_path, timeout=30, isolation_level=None)
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+        return db.execute(query, args).fetchall()
 
     @contextmanager
     def _db(self) -> Iterator[sqlite3.Connection]:
@@ -147,8 +185,7 @@ class LocalForge:
         return self._pr(row)
 
     def get_pull_request(self, number: int) -> PullRequest:
-        with self._db() as db:
-            row = db.execute("SELECT * FROM pulls WHERE number = ?", (number,)).fetchone()
+        row = next(iter(self._read("SELECT * FROM pulls WHERE number = ?", (number,))), None)
         if row is None:
             raise NotFound(f"pull request #{number} does not exist on {self.origin}")
         if row["state"] == "open":  # a hosted forge follows pushes to the branch; read it from origin
@@ -207,8 +244,7 @@ class LocalForge:
             db.execute("UPDATE reviews SET state = 'dismissed' WHERE number = ? AND id = ?", (number, int(review_id)))
 
     def reviews(self, number: int) -> list[Review]:
-        with self._db() as db:
-            rows = db.execute("SELECT * FROM reviews WHERE number = ? ORDER BY id", (number,)).fetchall()
+        rows = self._read("SELECT * FROM reviews WHERE number = ? ORDER BY id", (number,))
         return [
             Review(str(r["id"]), r["author"], r["state"], datetime.fromisoformat(r["at"]), r["commit_id"], r["body"])
             for r in rows

@@ -81,3 +81,31 @@ def test_a_method_it_cannot_do_is_refused_in_one_line_and_nothing_merges(
     assert "\n" not in str(e.value)
     assert origin.main_log() == commits and forge.get_pull_request(pr.number).state == "open"
     assert forge.merge(pr.number, method="merge").state == "merged"
+
+
+def test_a_prs_head_is_read_from_loose_and_packed_refs_as_they_change(
+    origin: Origin, clone: GitClone, forge: LocalForge
+) -> None:
+    """A waiting gate reads its PR's head every poll: from the origin's ref file, else its packed
+    refs (read again only when `packed-refs` changes), following every push."""
+    import subprocess
+
+    branch = branch_for(origin, clone)
+    pr = forge.open_pull_request(branch, "title", "body")
+    bare = ["git", "-C", str(origin.path)]
+
+    def head() -> str:
+        return subprocess.run(
+            [*bare, "rev-parse", f"refs/heads/{branch}"], capture_output=True, text=True
+        ).stdout.strip()
+
+    assert forge.get_pull_request(pr.number).head_sha == head()  # a loose ref
+    subprocess.run([*bare, "pack-refs", "--all", "--prune"], check=True)
+    assert not (origin.path / "refs" / "heads" / branch).exists()
+    assert forge.get_pull_request(pr.number).head_sha == head()  # a packed one
+    packed_before = head()
+    subprocess.run([*bare, "update-ref", f"refs/heads/{branch}", f"refs/heads/{branch}~1"], check=True)
+    moved = forge.get_pull_request(pr.number).head_sha  # loose again, over the packed one
+    assert moved == head() != packed_before
+    subprocess.run([*bare, "pack-refs", "--all", "--prune"], check=True)
+    assert forge.get_pull_request(pr.number).head_sha == moved  # the packed refs, read again
