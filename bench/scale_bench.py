@@ -1,17 +1,30 @@
-"""A platform team's morning: N apps (default 100) changed in one commit, all promoted at once.
+"""A platform team's morning: N apps (default 100) changed in one commit, all promoted at once, by one
+worker or several, one of which may be lost on the way.
 
 Starts the real embedded stack (`promoter up --detach`: Temporal dev server, worker process, local
 origin and forge, simulated clusters with their 0.2 s rollout delay) in a temporary state directory,
 with N copies of the sample app in every environment and prod's gate opening by itself
-(approval.required: 0). One commit changes every app's image in dev; then, through the same API the
-CLI uses, every app is resolved at once, every promotion started at once, and every result awaited.
+(approval.required: 0). With `--workers W` (default 1) W - 1 more worker processes join the stack's
+own on its task queue, each with a cache directory of its own (PROMOTER_CACHE_DIR), as an operator
+scales out. One commit changes every app's image in dev; then, through the same API the CLI uses,
+every app is resolved at once, every promotion started at once, and every result awaited.
 
-It prints the resolve/start/run seconds, the promotions' end states, the merges on main, the lost
-changes (a prod or staging folder not carrying its new image at the end), and the worker's and the
-policy engine processes' peak RSS. The last line is
-`scale: <N> apps in <s> s, <k> not succeeded, <l> lost` (seconds from the first resolve to the last result).
+`--kill-after S` SIGKILLs one of the added workers S seconds after the first resolve (a lost
+machine); `--term-after S` sends it SIGTERM instead (a rolling deploy: it stops taking work, lets what
+it runs end for its graceful period and hands back the rest). `--compare` first runs the same promotions
+without the fault, on a fresh stack, and prints the extra wall time the fault cost.
 
-    .venv/bin/python bench/scale_bench.py [--apps 100]
+Each run prints one JSON line: the resolve/start/run seconds, the promotions' end states, the merges on
+main, the PRs the local forge holds per app and environment (none opened twice), the merges on main per
+app and environment (exactly one each), the lost changes (a prod or staging folder not carrying its new
+image at the end), CPU seconds per process (each worker with its whole process tree: the policy-engine
+processes, git's readers and the git runs that ended; sampled every half second, so a killed worker's
+figure is its last sample), CPU seconds per promotion, and the first worker's and its policy engine
+processes' peak RSS. Then `scale: <N> apps, <W> workers[, <fault>] in <s> s, <k> not succeeded, <l>
+lost, <d> PRs or merges not exactly once` (seconds from the first resolve to the last result), and with
+`--compare`, `extra wall time of the <fault>: <s> s`.
+
+    .venv/bin/python bench/scale_bench.py [--apps 100] [--workers 1] [--kill-after S | --term-after S] [--compare]
 """
 
 from __future__ import annotations
@@ -22,10 +35,14 @@ import collections
 import json
 import re
 import shutil
+import signal
+import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import git
 import psutil
@@ -35,12 +52,14 @@ sys.path.insert(0, str(ROOT))
 
 from bench.promotion_bench import child_peaks, peak_rss_mb  # noqa: E402
 from promoter import api  # noqa: E402
+from promoter.forges.local import LocalForge  # noqa: E402
 from promoter.models import PromotionState  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
-from promoter.stack import Stack  # noqa: E402
+from promoter.stack import Stack, wait_until  # noqa: E402
 
 ENVS = ("dev", "staging", "prod")
 TARGETS = ("staging", "prod")
+_PROMOTE = re.compile(r"promote/([^/]+)/([^/]+)/")
 
 
 def app_name(i: int) -> str:
@@ -70,92 +89,260 @@ def cpu_seconds(p: psutil.Process) -> dict[str, float]:
     return {"self": t.user + t.system, "children": t.children_user + t.children_system}
 
 
+def tree_cpu(pid: int) -> float:
+    """CPU seconds of a process's whole tree now: itself and every live descendant (the worker's
+    policy-engine processes and git readers live as long as it does, which `children_*` never counts),
+    each with the children it reaped (the git runs that ended)."""
+    root = psutil.Process(pid)
+    total = 0.0
+    for proc in [root, *root.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue  # ended meanwhile: its parent counts it once reaped
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
 def image_of(text: str) -> str:
     found = re.search(r"image: (\S+)", text)
     return found.group(1) if found else ""
 
 
-async def main(apps: int) -> None:
+class Sampler:
+    """The CPU seconds of each named process tree, sampled every half second while it runs (a killed
+    process keeps its last sample)."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.last: dict[str, float] = {}
+        self.sample()
+        self.first = dict(self.last)
+
+    def sample(self) -> None:
+        for name, pid in self.pids.items():
+            try:
+                self.last[name] = tree_cpu(pid)
+            except psutil.Error:
+                continue
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            self.sample()
+            try:
+                await asyncio.wait_for(stop.wait(), 0.5)
+            except TimeoutError:
+                pass
+        self.sample()
+
+    def spent(self) -> dict[str, float]:
+        return {name: round(self.last.get(name, 0.0) - self.first.get(name, 0.0), 1) for name in self.pids}
+
+
+def add_workers(stack: Stack, info: dict[str, Any], count: int) -> list[subprocess.Popen[bytes]]:
+    """`count` more workers on the stack's task queue, configured as its own worker is, each with a
+    cache directory of its own."""
+    env = psutil.Process(int(info["pids"]["worker"])).environ()
+    started = []
+    for i in range(1, count + 1):
+        ready = stack.dir / f"worker-{i}.ready"
+        with open(stack.dir / f"worker-{i}.log", "ab") as log:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)],
+                env={**env, "PROMOTER_CACHE_DIR": str(stack.dir / f"cache-{i}")},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=stack.dir,
+            )
+        started.append(proc)
+        wait_until(lambda: ready.exists() or proc.poll() is not None, 120, f"worker {i}")  # noqa: B023
+        if proc.poll() is not None:
+            raise SystemExit(f"worker {i} did not start; see {stack.dir / f'worker-{i}.log'}")
+    return started
+
+
+def once_each(counts: collections.Counter[tuple[str, str]], names: list[str]) -> list[str]:
+    """The app/environment pairs not counted exactly once."""
+    return [f"{env}/{n}: {counts[(n, env)]}" for n in names for env in TARGETS if counts[(n, env)] != 1]
+
+
+def by_app_and_env(heads: list[str]) -> collections.Counter[tuple[str, str]]:
+    found = (_PROMOTE.search(h) for h in heads)
+    return collections.Counter((m.group(1), m.group(2)) for m in found if m)
+
+
+@dataclass
+class Fault:
+    kind: str  # "kill" (SIGKILL) or "term" (SIGTERM)
+    after_s: float
+
+    def __str__(self) -> str:
+        return f"SIG{self.kind.upper()} after {self.after_s:g} s"
+
+
+async def fault_later(fault: Fault | None, victim: subprocess.Popen[bytes] | None, sampler: Sampler) -> float | None:
+    """Send the fault's signal to `victim` after its delay; the moment it was sent."""
+    if fault is None or victim is None:
+        return None
+    await asyncio.sleep(fault.after_s)
+    sampler.sample()  # a killed worker's last CPU figure
+    victim.send_signal(signal.SIGKILL if fault.kind == "kill" else signal.SIGTERM)
+    return time.perf_counter()
+
+
+def push_release(person: git.Repo, tmp: Path, names: list[str]) -> tuple[str, str]:
+    """One commit that changes every app's dev image, pushed; (its tag, the commit before it)."""
+    base = person.head.commit.hexsha
+    tag = f"scale-{time.time_ns()}"
+    for name in names:
+        deployment = tmp / "person" / "environments" / "dev" / name / "deployment.yaml"
+        deployment.write_text(re.sub(r"(image: \S+):\S+", rf"\1:{tag}", deployment.read_text()))
+    person.git.execute(
+        ["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam", f"{len(names)} apps to {tag}"]
+    )
+    person.git.push("-q", "origin", "main")
+    return tag, base
+
+
+def outcome(tmp: Path, person: git.Repo, base: str, tag: str, names: list[str], forge: LocalForge) -> dict[str, Any]:
+    """What main and the forge hold after the run: merges, PRs per app and environment, lost changes."""
+    person.git.pull("-q", "--rebase", "origin", "main")
+    subjects = person.git.log("--merges", "--format=%s", f"{base}..HEAD").splitlines()
+    merges = by_app_and_env(subjects)
+    prs = by_app_and_env([pr.head for pr in forge.list_pull_requests()])
+    lost = [
+        f"{env}/{name}"
+        for name in names
+        for env in TARGETS
+        if not image_of((tmp / "person" / "environments" / env / name / "deployment.yaml").read_text()).endswith(
+            f":{tag}"
+        )
+    ]
+    return {
+        "merges_on_main": len(subjects),
+        "commits_on_main": int(person.git.rev_list("--count", f"{base}..HEAD") or 0),
+        "merges_not_once": once_each(merges, names),
+        "prs_not_once": once_each(prs, names),
+        "lost": lost,
+    }
+
+
+async def promote_all(client: Any, task_queue: str, names: list[str]) -> tuple[list[Any], float, float, float]:
+    """Resolve, start and await every promotion; (results, resolve s, start s, run s)."""
+    t0 = time.perf_counter()
+    plans = await asyncio.gather(*(api.resolve(client, task_queue, n) for n in names))
+    t1 = time.perf_counter()
+    handles = await asyncio.gather(*(api.start(client, task_queue, p, "bench") for p in plans))
+    t2 = time.perf_counter()
+    results = await asyncio.gather(*(h.result() for h in handles))
+    return results, t1 - t0, t2 - t1, time.perf_counter() - t2
+
+
+async def run(apps: int, workers: int, fault: Fault | None) -> float:
+    """One run on a stack of its own: prints its JSON line and its `scale:` line; its total seconds."""
     with tempfile.TemporaryDirectory(prefix="promoter-scale-") as tmp_s:
         tmp = Path(tmp_s)
         stack = Stack(tmp / "state")
         t_up = time.perf_counter()
-        info = stack.up(gitops_with_apps(tmp, apps), ready_timeout_s=120)
-        print(f"stack up in {time.perf_counter() - t_up:.1f} s")
+        info = stack.up(gitops_with_apps(tmp, apps), ready_timeout_s=180)
+        added: list[subprocess.Popen[bytes]] = []
         try:
-            settings = Settings.load(str(stack.dir))
-            client = await connect(settings)
-            person = git.Repo.clone_from(str(info["repo_url"]), tmp / "person")
-            names = [app_name(i) for i in range(apps)]
-            tag = f"scale-{time.time_ns()}"
-            for name in names:
-                deployment = tmp / "person" / "environments" / "dev" / name / "deployment.yaml"
-                deployment.write_text(re.sub(r"(image: \S+):\S+", rf"\1:{tag}", deployment.read_text()))
-            person.git.execute(
-                ["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam", f"{apps} apps to {tag}"]
-            )
-            person.git.push("-q", "origin", "main")
-            base = person.head.commit.hexsha
-
-            processes = {name: psutil.Process(int(pid)) for name, pid in info["pids"].items()}  # type: ignore[union-attr]
-            cpu_before = {name: cpu_seconds(p) for name, p in processes.items()}
-            t0 = time.perf_counter()
-            plans = await asyncio.gather(*(api.resolve(client, settings.task_queue, n) for n in names))
-            t1 = time.perf_counter()
-            handles = await asyncio.gather(*(api.start(client, settings.task_queue, p, "bench") for p in plans))
-            t2 = time.perf_counter()
-            results = await asyncio.gather(*(h.result() for h in handles))
-            t3 = time.perf_counter()
-
-            cpu = {
-                name: {k: round(v - cpu_before[name][k], 1) for k, v in cpu_seconds(p).items()}
-                for name, p in processes.items()
-            }
-            states = collections.Counter(r.state.value for r in results)
-            not_succeeded = [r for r in results if r.state != PromotionState.SUCCEEDED]
-            for r in not_succeeded[:5]:
-                print(f"  {r.app}: {r.state.value}: {r.message}")
-
-            person.git.pull("-q", "--rebase", "origin", "main")
-            merges = int(person.git.rev_list("--count", "--merges", f"{base}..HEAD") or 0)
-            commits = int(person.git.rev_list("--count", f"{base}..HEAD") or 0)
-            lost = []
-            for name in names:
-                for env in TARGETS:
-                    text = (tmp / "person" / "environments" / env / name / "deployment.yaml").read_text()
-                    if not image_of(text).endswith(f":{tag}"):
-                        lost.append(f"{env}/{name}")
-            worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
-            rss = peak_rss_mb(worker_pid)
-            engine_rss, git_rss, _ = child_peaks(worker_pid)
-            total = t3 - t0
-            print(
-                json.dumps(
-                    {
-                        "apps": apps,
-                        "resolve_s": round(t1 - t0, 3),
-                        "start_s": round(t2 - t1, 3),
-                        "run_s": round(t3 - t2, 3),
-                        "total_s": round(total, 3),
-                        "states": dict(states),
-                        "merges_on_main": merges,
-                        "commits_on_main": commits,
-                        "lost": len(lost),
-                        "cpu_s": cpu,
-                        "worker_peak_rss_mb": round(rss, 1),
-                        "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
-                        "git_reader_processes_pss_mb": round(git_rss, 1),
-                    }
-                )
-            )
-            if lost:
-                print("lost: " + ", ".join(lost[:10]))
-            print(f"scale: {apps} apps in {total:.1f} s, {len(not_succeeded)} not succeeded, {len(lost)} lost")
+            added = add_workers(stack, info, workers - 1)
+            print(f"stack up with {workers} worker(s) in {time.perf_counter() - t_up:.1f} s", flush=True)
+            return await measured(stack, info, tmp, apps, added, fault)
         finally:
+            for proc in added:
+                if proc.poll() is None:
+                    proc.kill()
+                proc.wait(timeout=60)
             stack.down()
+
+
+async def measured(
+    stack: Stack, info: dict[str, Any], tmp: Path, apps: int, added: list[subprocess.Popen[bytes]], fault: Fault | None
+) -> float:
+    settings = Settings.load(str(stack.dir))
+    client = await connect(settings)
+    person = git.Repo.clone_from(str(info["repo_url"]), tmp / "person")
+    names = [app_name(i) for i in range(apps)]
+    tag, base = push_release(person, tmp, names)
+    pids = {name: int(pid) for name, pid in info["pids"].items()}
+    pids |= {f"worker-{i + 1}": p.pid for i, p in enumerate(added)}
+    sampler = Sampler(pids)
+    stop = asyncio.Event()
+    sampling = asyncio.create_task(sampler.run(stop))
+    t0 = time.perf_counter()
+    signalled = asyncio.create_task(fault_later(fault, added[0] if added else None, sampler))
+    results, resolve_s, start_s, run_s = await promote_all(client, settings.task_queue, names)
+    total = time.perf_counter() - t0
+    stop.set()
+    await sampling
+    sent = signalled.result() if signalled.done() else None
+    signalled.cancel()
+    not_succeeded = [r for r in results if r.state != PromotionState.SUCCEEDED]
+    for r in not_succeeded[:5]:
+        print(f"  {r.app}: {r.state.value}: {r.message}")
+    found = outcome(tmp, person, base, tag, names, LocalForge(None, stack.dir / "forge.sqlite", str(info["repo_url"])))
+    cpu = sampler.spent()
+    worker_pid = int(info["pids"]["worker"])
+    engine_rss, git_rss, _ = child_peaks(worker_pid)
+    figures = {
+        "apps": apps,
+        "workers": 1 + len(added),
+        "fault": str(fault) if fault else None,
+        "fault_sent_s": round(sent - t0, 1) if sent else None,
+        "resolve_s": round(resolve_s, 3),
+        "start_s": round(start_s, 3),
+        "run_s": round(run_s, 3),
+        "total_s": round(total, 3),
+        "states": dict(collections.Counter(r.state.value for r in results)),
+        **{k: (len(v) if isinstance(v, list) else v) for k, v in found.items()},
+        "cpu_s": cpu,
+        "cpu_s_per_promotion": round(sum(cpu.values()) / apps, 3),
+        "worker_cpu_s_per_promotion": round(sum(v for k, v in cpu.items() if k.startswith("worker")) / apps, 3),
+        "worker_peak_rss_mb": round(peak_rss_mb(worker_pid), 1),
+        "policy_engine_processes_peak_rss_mb": round(engine_rss, 1),
+        "git_reader_processes_pss_mb": round(git_rss, 1),
+    }
+    print(json.dumps(figures), flush=True)
+    for key in ("lost", "merges_not_once", "prs_not_once"):
+        if found[key]:
+            print(f"{key}: " + ", ".join(found[key][:10]))
+    twice = len(found["merges_not_once"]) + len(found["prs_not_once"])
+    print(
+        f"scale: {apps} apps, {1 + len(added)} workers{', ' + str(fault) if fault else ''} in {total:.1f} s, "
+        f"{len(not_succeeded)} not succeeded, {len(found['lost'])} lost, {twice} PRs or merges not exactly once",
+        flush=True,
+    )
+    return total
+
+
+async def main(args: argparse.Namespace) -> None:
+    fault = (
+        Fault("kill", args.kill_after)
+        if args.kill_after is not None
+        else Fault("term", args.term_after)
+        if args.term_after is not None
+        else None
+    )
+    baseline = await run(args.apps, args.workers, None) if args.compare and fault else None
+    total = await run(args.apps, args.workers, fault)
+    if baseline is not None:
+        print(f"extra wall time of the {fault}: {total - baseline:.1f} s ({total:.1f} s against {baseline:.1f} s)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--apps", type=int, default=100)
-    asyncio.run(main(parser.parse_args().apps))
+    parser.add_argument("--workers", type=int, default=1, help="worker processes on the one task queue")
+    faults = parser.add_mutually_exclusive_group()
+    faults.add_argument("--kill-after", type=float, metavar="S", help="SIGKILL a worker S s in")
+    faults.add_argument("--term-after", type=float, metavar="S", help="SIGTERM a worker S s in")
+    parser.add_argument("--compare", action="store_true", help="run without the fault first; print the extra time")
+    parsed = parser.parse_args()
+    if parsed.workers < 1:
+        parser.error("--workers must be 1 or more")
+    if (parsed.kill_after is not None or parsed.term_after is not None) and parsed.workers < 2:
+        parser.error("--kill-after and --term-after stop one of the added workers: use --workers 2 or more")
+    asyncio.run(main(parsed))

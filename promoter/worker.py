@@ -11,9 +11,11 @@ import functools
 import logging
 import os
 import signal
+import threading
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 from temporalio.client import (
     Client,
@@ -29,6 +31,7 @@ from temporalio.client import (
 )
 from temporalio.worker import Worker
 
+from activities import Heartbeats
 from activities.cluster import ClusterActivities
 from activities.forge import ForgeActivities
 from activities.notify import NotifyActivities
@@ -50,6 +53,15 @@ from workflows.steps import WATCH_QUEUE_SUFFIX
 
 log = logging.getLogger("promoter.worker")
 WATCH_HEARTBEAT_THROTTLE = timedelta(seconds=5)  # a waiting gate's watcher: one heartbeat per 5 s at most
+HEARTBEAT_THROTTLE = timedelta(seconds=2)  # an ordinary activity's heartbeats reach the server this often
+# a workflow cached on a worker that died waits this long for its next task before any worker takes it
+# (with a full replay): short, since a lost worker's promotions wait it; the SDK's default is 10 s
+STICKY_TIMEOUT = timedelta(seconds=3)
+# SIGTERM: the worker stops polling at once, then lets its activities end for this long; what is still
+# running is then cancelled and handed back (activities.Heartbeats) to another worker, which retries it
+# at once. Kubernetes' default terminationGracePeriodSeconds (30 s) leaves room for it.
+GRACEFUL_SHUTDOWN = timedelta(seconds=5)
+SHUTDOWN_BOUND = GRACEFUL_SHUTDOWN + timedelta(seconds=10)  # then the process exits whatever still runs
 WORKFLOWS = [PromotionWorkflow, ResolveWorkflow, DryRunWorkflow, LiftHoldWorkflow, DriftWorkflow, ReleaseSetClaim]
 
 
@@ -74,8 +86,9 @@ class Workers:
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        for w in reversed(self.workers):
-            await w.__aexit__(*exc)  # type: ignore[arg-type]
+        """Shut every worker down at once (each stops polling, then waits for its graceful period):
+        one after the other, the main worker would keep taking work while the watchers stop."""
+        await asyncio.gather(*(w.__aexit__(*exc) for w in reversed(self.workers)))  # type: ignore[arg-type]
 
 
 def _merge_methods(forge: object) -> tuple[tuple[str, ...] | None, str]:
@@ -86,6 +99,19 @@ def _merge_methods(forge: object) -> tuple[tuple[str, ...] | None, str]:
     if isinstance(forge, LocalForge):
         return tuple(m for m in MERGE_METHODS if m), "local"
     return None, type(forge).__name__
+
+
+def losing_a_worker() -> dict[str, Any]:
+    """The main worker's options that bound what a lost or stopped worker costs: its thread activities
+    heartbeat from the event loop and a shutdown hands back what it cannot finish (`Heartbeats`), the
+    heartbeats reach the server often enough for a short timeout, a workflow cached on a dead worker
+    moves to another soon, and a SIGTERM lets running activities end first."""
+    return {
+        "interceptors": [Heartbeats()],
+        "max_heartbeat_throttle_interval": HEARTBEAT_THROTTLE,
+        "sticky_queue_schedule_to_start_timeout": STICKY_TIMEOUT,
+        "graceful_shutdown_timeout": GRACEFUL_SHUTDOWN,
+    }
 
 
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
@@ -137,6 +163,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         activity_executor=executor,
         max_concurrent_activities=16,
         max_concurrent_local_activities=16,  # the same threads run both kinds
+        **losing_a_worker(),
     )
     watchers = Worker(
         client,
@@ -255,8 +282,20 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
         schedules = asyncio.create_task(
             follow_drift_schedules(client, settings.task_queue, worker.environments, stop, made), name="drift schedules"
         )
+        bound = threading.Timer(SHUTDOWN_BOUND.total_seconds(), _exit_now)
+        bound.daemon = True
         async with worker:
             if ready_file:
                 Path(ready_file).write_text(str(os.getpid()))
             await stop.wait()
+            log.info("stopping: no new work; running activities get %s to end", GRACEFUL_SHUTDOWN)
+            bound.start()
         await schedules
+    bound.cancel()  # the executor's threads have ended (a thread whose work was handed back too)
+
+
+def _exit_now() -> None:
+    """A thread activity that does not end on its cancel (blocked in a system call) would hold the
+    shutdown for good (its work was handed back already): past the bound the process ends."""
+    log.warning("activities still running %s after the stop: exiting without them", SHUTDOWN_BOUND)
+    os._exit(1)

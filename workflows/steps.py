@@ -72,6 +72,12 @@ RETRY = RetryPolicy(
 # a local step's retries wait in the worker up to this backoff; a longer one is a durable timer, so a
 # step that keeps failing (a cluster down for minutes) does not hold a workflow task meanwhile
 LOCAL_RETRY_THRESHOLD = timedelta(seconds=4)
+# Every ordinary activity but the PR watcher heartbeats (the worker's `activities.Heartbeats` sends one
+# every second from its event loop while the activity's thread works, whatever it waits on), so a
+# worker that dies is noticed after this long and its activity retried on another worker: short, since
+# the promotions it held wait that long. The worker sends at most one heartbeat per
+# `promoter.worker.HEARTBEAT_THROTTLE` (2 s), four chances within it on a loaded machine.
+HEARTBEAT = timedelta(seconds=8)
 WATCH_QUEUE_SUFFIX = "-watch"  # the PR watchers' own task queue (see promoter.worker.Workers)
 
 
@@ -139,9 +145,16 @@ class Step(Generic[In, Out]):
 
 
 def _git(name: str, inp: type[In], out: type[Out], local: bool = False) -> Step[In, Out]:
-    """A git or forge step: 2 minutes an attempt, retried for 15 minutes, then the stage fails with the last error."""
+    """A git or forge step: 2 minutes an attempt, retried for 15 minutes, then the stage fails with the
+    last error; an ordinary one (the merge, which may wait on the push lock or a slow forge) heartbeats."""
     return Step(
-        name, inp, out, start_to_close=timedelta(minutes=2), schedule_to_close=timedelta(minutes=15), local=local
+        name,
+        inp,
+        out,
+        start_to_close=timedelta(minutes=2),
+        schedule_to_close=timedelta(minutes=15),
+        heartbeat=None if local else HEARTBEAT,
+        local=local,
     )
 
 
@@ -176,7 +189,7 @@ SYNC = Step(  # an ordinary activity: it heartbeats, and a cluster down for minu
     SyncInput,
     SyncResult,
     start_to_close=timedelta(minutes=5),
-    heartbeat=timedelta(seconds=15),  # a worker that dies mid-sync is noticed at once
+    heartbeat=HEARTBEAT,  # a worker that dies mid-sync is noticed within seconds
     schedule_to_close=timedelta(minutes=10),
 )
 RUNNING_PROMOTIONS = Step(  # the drift check leaves an app alone while it is being promoted
@@ -191,11 +204,11 @@ DETECT_DRIFT = Step(  # `promoter drift` and the environments' drift schedules
     DriftInput,
     DriftReport,
     start_to_close=timedelta(minutes=10),
-    heartbeat=timedelta(seconds=30),
+    heartbeat=HEARTBEAT,
     schedule_to_close=timedelta(minutes=15),
 )
 CHECK_HEALTH = Step(  # its timeouts grow with the environment's health.timeout (see `health_step`)
-    "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=timedelta(seconds=15)
+    "check_health", HealthInput, HealthResult, start_to_close=timedelta(minutes=6), heartbeat=HEARTBEAT
 )
 MEASURE = Step(  # one measurement of a `verify` check: a query or a GET, 10 s at most; a failed one is a result
     "measure",
@@ -203,13 +216,14 @@ MEASURE = Step(  # one measurement of a `verify` check: a query or a GET, 10 s a
     Measurement,
     start_to_close=timedelta(seconds=30),
     schedule_to_close=timedelta(minutes=2),
+    heartbeat=HEARTBEAT,
 )
 REVERT = Step(
     "revert",
     RevertInput,
     RevertResult,
     start_to_close=timedelta(minutes=5),
-    heartbeat=timedelta(seconds=15),
+    heartbeat=HEARTBEAT,
     schedule_to_close=timedelta(minutes=15),
 )
 WATCH_PULL_REQUEST = Step(  # its limits follow the gate's deadline (see `watch_step`)
@@ -228,6 +242,7 @@ NOTIFY = Step(
     int,
     start_to_close=timedelta(seconds=15),
     schedule_to_close=timedelta(minutes=1),
+    heartbeat=HEARTBEAT,
     retry=RetryPolicy(initial_interval=timedelta(seconds=2), maximum_attempts=3),
 )
 

@@ -4,13 +4,8 @@ commit (or none, for the sync case) and a healthy cluster. Real processes, real 
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import uuid
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 from typing import Any
 
 import git
@@ -20,52 +15,15 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api
 from promoter.models import PromotionState, PromotionStatus, StageState
 from promoter.sim.kube import KubeSim
-from promoter.stack import alive, wait_until
 from tests.support.gitops import Origin
+from tests.support.workers import kill
 from tests.support.workflows import deployment, failing_in
 
 pytestmark = pytest.mark.asyncio
 
 
-@pytest.fixture
-def worker_process(tmp_path: Path, dev_env: WorkflowEnvironment) -> Iterator[Callable[[Origin, str], int]]:
-    started: list[subprocess.Popen[bytes]] = []
-
-    def start(origin: Origin, task_queue: str) -> int:
-        ready = tmp_path / f"ready-{len(started)}"
-        env = {
-            **os.environ,
-            "PROMOTER_TEMPORAL_ADDRESS": dev_env.client.service_client.config.target_host,
-            "PROMOTER_TASK_QUEUE": task_queue,
-            "PROMOTER_REPO_URL": origin.url,
-            "PROMOTER_FORGE_DB": str(origin.path.parent / "forge.sqlite"),
-            "PROMOTER_CACHE_DIR": str(tmp_path / "worker-cache"),
-        }
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "promoter", "worker", "--ready-file", str(ready)],
-            env=env,
-            stdout=subprocess.DEVNULL,
-            stderr=open(tmp_path / "worker.log", "ab"),
-        )
-        started.append(proc)
-        wait_until(lambda: ready.exists() or proc.poll() is not None, 60, "the worker")
-        assert proc.poll() is None, (tmp_path / "worker.log").read_text()[-2000:]
-        return proc.pid
-
-    yield start
-    for proc in started:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-
-
 async def until(handle: Any, check: Callable[[PromotionStatus], bool]) -> PromotionStatus:
     return await api.wait_for(handle, check, timeout_s=120)
-
-
-def kill(pid: int) -> None:
-    os.kill(pid, signal.SIGKILL)
-    wait_until(lambda: not alive(pid), 30, f"worker {pid} to die")
 
 
 async def test_worker_killed_during_sync(

@@ -1,0 +1,198 @@
+"""Several worker processes on one task queue, as an operator runs them: promotions of six apps
+dev → staging → prod with one worker SIGKILLed in the middle (everything succeeds, one merge per app
+and environment, no PR opened twice, no change lost, the dead worker's activity retried after its short
+heartbeat timeout), and a worker stopped with SIGTERM as a rolling deploy does (what it runs either ends
+there within the graceful period or is handed back to another worker at once: no timeout is waited).
+Real processes, real signals, the session's dev server, simulated clusters."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import git
+import pytest
+import yaml
+from temporalio.api.enums.v1 import EventType, TimeoutType
+from temporalio.api.history.v1 import HistoryEvent
+from temporalio.client import WorkflowHandle
+from temporalio.testing import WorkflowEnvironment
+
+from promoter import api
+from promoter.models import Decision, PromotionState, PromotionStatus, StageState
+from promoter.sim.kube import KubeSim
+from promoter.stack import alive, wait_until
+from tests.support.gitops import Origin
+from tests.support.workers import identity_pid, kill, running_on
+from tests.workflows.conftest import WorkerProcess
+from workflows.promotion import PromotionWorkflow
+from workflows.steps import HEARTBEAT
+
+pytestmark = pytest.mark.asyncio
+
+APPS = tuple(f"app{i}" for i in range(6))
+TARGETS = ("staging", "prod")
+
+
+def release(origin: Origin, tag: str, apps: tuple[str, ...]) -> str:
+    """One commit that moves every app's dev image to `tag`."""
+    files = {}
+    for app in apps:
+        path = f"environments/dev/{app}/deployment.yaml"
+        doc = yaml.safe_load((origin.work / path).read_text())
+        doc["spec"]["template"]["spec"]["containers"][0]["image"] = f"ghcr.io/promoter-dev/{app}:{tag}"
+        files[path] = yaml.safe_dump(doc, sort_keys=False)
+    return origin.commit(files, f"release {tag}")
+
+
+def stall_sync(sim: KubeSim, app: str, seconds: float) -> None:
+    """The app's next sync is answered `seconds` late as it writes the app's inventory, its last
+    request: the sync is surely in flight meanwhile. (`KubeSim.stall_next` stalls any request: the
+    policy check's lookups of the cluster's CRDs and objects would take it.)"""
+    with sim.lock:
+        sim._faults.append(("stall", seconds, f"/configmaps/promoter-inventory-{app}"))
+
+
+def image(sim: KubeSim, app: str) -> str:
+    obj = sim.objects[("apps", "deployments", "apps", app)]
+    return str(obj["spec"]["template"]["spec"]["containers"][0]["image"])
+
+
+async def approved_to_the_end(handle: WorkflowHandle[Any, PromotionStatus]) -> PromotionStatus:
+    """Approve prod when its gate waits, then the promotion's result."""
+
+    def at_gate(s: PromotionStatus) -> bool:
+        return s.stages[-1].state == StageState.AWAITING_APPROVAL or s.state != PromotionState.RUNNING
+
+    status = await api.wait_for(handle, at_gate, timeout_s=120)
+    if status.state == PromotionState.RUNNING:
+        await handle.execute_update(PromotionWorkflow.approve, Decision(env="prod", approver="alice", via="cli"))
+    return await handle.result()
+
+
+async def syncing_staging(handle: WorkflowHandle[Any, PromotionStatus]) -> bool:
+    status = await handle.query(PromotionWorkflow.query_status)
+    return status.stages[1].state == StageState.SYNCING
+
+
+async def retries(handle: WorkflowHandle[Any, Any], kind: str | None = None) -> list[HistoryEvent]:
+    """The started events of the promotion's activities (of `kind`) that were a second or later attempt."""
+    history = await handle.fetch_history()
+    scheduled = {
+        e.event_id: e.activity_task_scheduled_event_attributes.activity_type.name
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+    }
+    return [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.attempt > 1
+        and kind in (None, scheduled[e.activity_task_started_event_attributes.scheduled_event_id])
+    ]
+
+
+async def started(handle: WorkflowHandle[Any, Any], kind: str) -> list[HistoryEvent]:
+    """The started events of the promotion's `kind` activities (an attempt's started event is written
+    when it ends, with the attempt's number and the worker that ran it)."""
+    history = await handle.fetch_history()
+    ids = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == kind
+    }
+    return [
+        e
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+        and e.activity_task_started_event_attributes.scheduled_event_id in ids
+    ]
+
+
+async def test_three_workers_one_killed_lose_nothing(
+    dev_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    clusters: Any,
+    worker_process: WorkerProcess,
+) -> None:
+    origin = origin_factory(apps=APPS)
+    sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
+    tq = str(uuid.uuid4())
+    pids = {worker_process(origin, tq) for _ in range(3)}
+    commit = release(origin, "8.0.0", APPS)
+    for app in APPS:  # staging's API is slow: its syncs are surely in flight
+        stall_sync(sims["staging"], app, 3.0)
+    plans = await asyncio.gather(*(api.resolve(dev_env.client, tq, app) for app in APPS))
+    handles = list(await asyncio.gather(*(api.start(dev_env.client, tq, plan) for plan in plans)))
+    victim, wid = await running_on(handles, pids, {"sync"}, syncing_staging)
+    killed_at = datetime.now(UTC)
+    kill(victim)
+
+    results = await asyncio.gather(*(approved_to_the_end(h) for h in handles))
+
+    assert [r.state for r in results] == [PromotionState.SUCCEEDED] * len(APPS), [r.message for r in results]
+    merges = git.Repo(origin.path).git.log("--merges", "--format=%s", "main").splitlines()
+    for app in APPS:
+        for env in TARGETS:
+            assert sum(f"from promote/{app}/{env}/" in m for m in merges) == 1, (app, env, merges)
+    heads = sorted(p.head for p in origin.forge().list_pull_requests())
+    assert heads == sorted(f"promote/{app}/{env}/{commit[:7]}" for app in APPS for env in TARGETS)  # none twice
+    for env in TARGETS:  # no change lost: every app runs its new image in every environment
+        assert [image(sims[env], app) for app in APPS] == [f"ghcr.io/promoter-dev/{app}:8.0.0" for app in APPS]
+    # the killed worker's sync was retried on another worker once its heartbeat timed out, not after its
+    # start-to-close timeout (5 minutes) nor the 15 s heartbeat timeout it had before: the worker
+    # heartbeats for its thread activities from its event loop, so the timeout can be short
+    handle = next(h for h in handles if h.id == wid)
+    [again] = await retries(handle, "sync")
+    failure = again.activity_task_started_event_attributes.last_failure
+    assert failure.timeout_failure_info.timeout_type == TimeoutType.TIMEOUT_TYPE_HEARTBEAT, failure
+    assert identity_pid(again.activity_task_started_event_attributes.identity) in pids - {victim}
+    waited = again.event_time.ToDatetime(UTC) - killed_at
+    assert waited < timedelta(seconds=15), f"the retry started {waited} after the kill (heartbeat timeout {HEARTBEAT})"
+
+
+@pytest.mark.parametrize(
+    ("stall", "handed_back"),
+    [
+        (2.0, False),  # the sync ends within the graceful period (5 s): on the stopped worker, once
+        (8.0, True),  # the sync outlasts it: handed back, and redone on the other worker at once
+    ],
+)
+async def test_sigterm_finishes_or_hands_back(
+    dev_env: WorkflowEnvironment,
+    origin: Origin,
+    clusters: Any,
+    worker_process: WorkerProcess,
+    stall: float,
+    handed_back: bool,
+) -> None:
+    sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
+    tq = str(uuid.uuid4())
+    pids = {worker_process(origin, tq) for _ in range(2)}
+    origin.bump(tag="9.0.0")
+    stall_sync(sims["staging"], "demo", stall)
+    handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
+    victim, _ = await running_on([handle], pids, {"sync"}, syncing_staging)
+    os.kill(victim, signal.SIGTERM)
+    wait_until(lambda: not alive(victim), 30, f"worker {victim} to stop")  # it stops, within its bound
+
+    result = await handle.result()
+
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    assert "demo:9.0.0" in image(sims["staging"], "demo")
+    attempts = await started(handle, "sync")
+    staging = attempts[-1].activity_task_started_event_attributes  # dev's sync is the first
+    if not handed_back:
+        assert staging.attempt == 1 and identity_pid(staging.identity) == victim
+        return
+    # the stopped worker failed the sync as handed back (a retryable error) when its graceful period
+    # ended, so the other worker took it at once: the retry's last failure is that, not a timeout
+    assert staging.attempt == 2 and identity_pid(staging.identity) in pids - {victim}
+    failure = staging.last_failure
+    assert failure.application_failure_info.type == "WorkerShutdown", failure
