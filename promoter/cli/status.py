@@ -160,6 +160,7 @@ async def _decide_all(s: Settings, ids: list[str], waiting: bool, update: str, e
     """Decide each promotion named (with `waiting`, each whose gate at `env` waits too), DECIDE_AT_ONCE at a
     time, a line each; one that fails is a line on stderr, the others go on, and the exit is 1 naming them."""
     import asyncio
+    from concurrent.futures import ThreadPoolExecutor
 
     from promoter.promotions import PROMOTION_QUERY
     from promoter.temporal_http import HttpPromotions
@@ -184,6 +185,7 @@ async def _decide_all(s: Settings, ids: list[str], waiting: bool, update: str, e
     if len(wids) == 1:
         return await _decide(s, promotions, wids[0], update, env, *args)
     gate = asyncio.Semaphore(DECIDE_AT_ONCE)
+    asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(DECIDE_AT_ONCE))  # for HttpPromotions
 
     async def one(wid: str) -> str | None:
         async with gate:
@@ -217,8 +219,7 @@ async def _decide(
         return 0
     needs = stage_needs(stage := await promotions.decide(wid, update, decision))
     if as_json:
-        execution = await promotions.describe(wid)
-        run_id = execution.run_id if execution else None
+        run_id = execution.run_id if (execution := await promotions.describe(wid)) else None
         kept = {"approvals": len(stage.approvals), "approvals_required": stage.approvals_required, "needs": needs}
         changed(s, wid, run_id, env=env, decision=update, approver=approver, **kept, state=stage.state.value)
     elif update == "approve":
