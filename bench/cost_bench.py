@@ -9,7 +9,8 @@ part's whole process tree: the process itself, its live descendants (the worker'
 processes, git's long-lived object readers) and the descendants that ended meanwhile (git runs,
 kustomize: the kernel adds them to their parent's children times when it reaps them).
 
-It first measures `--idle` seconds (default 10) of the stack doing nothing (Prometheus scraping, the
+It pauses the drift schedules (their checks of every app are periodic, not per promotion), then
+first measures `--idle` seconds (default 10) of the stack doing nothing (Prometheus scraping, the
 clusters' controllers, the Temporal server's own timers), then the promotions. It prints one JSON line
 per `--rounds` round with the CPU seconds per part (total and per promotion) and the idle rate per
 second; the last line is `cost: <cpu> CPU s per promotion (<wall> s wall for <N>)`, the median round.
@@ -36,6 +37,7 @@ from pathlib import Path
 
 import git
 import psutil
+from temporalio.client import Client
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -139,6 +141,20 @@ async def one_round(
     }
 
 
+async def pause_drift_checks(client: Client) -> list[str]:
+    """Pause every `drift-<env>` schedule (each checks every app of its environment every 5 minutes, on
+    the clock: a round that crossed the minute would count them). Waits for the worker to make them."""
+    deadline = time.monotonic() + 30
+    while True:
+        ids = [s.id async for s in await client.list_schedules() if s.id.startswith("drift-")]
+        if ids or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.5)
+    for schedule in ids:
+        await client.get_schedule_handle(schedule).pause(note="cost_bench")
+    return sorted(ids)
+
+
 async def main(apps: int, rounds: int, idle_s: float) -> None:
     with tempfile.TemporaryDirectory(prefix="promoter-cost-") as tmp_s:
         tmp = Path(tmp_s)
@@ -148,6 +164,8 @@ async def main(apps: int, rounds: int, idle_s: float) -> None:
             settings = Settings.load(str(stack.dir))
             client = await connect(settings)
             roots = {name: int(pid) for name, pid in info["pids"].items()}  # type: ignore[union-attr]
+            paused = await pause_drift_checks(client)
+            print(f"paused the drift schedules {', '.join(paused)}: their checks of every app are no promotion's cost")
             person, url = tmp / "person", str(info["repo_url"])
             # one promotion first, so every part has loaded what it loads once (modules, schemas, engine)
             await one_round(client, settings, roots, url, person, [app_name(0)])

@@ -3,10 +3,14 @@ kustomization rendered by `kubectl kustomize` or `kustomize build`, whichever is
 
 from __future__ import annotations
 
+import hashlib
 import json
+import pickle
 import shutil
 import subprocess
 import tempfile
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,15 +35,7 @@ def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]
     for rel in sorted(files):
         if not rel.endswith(MANIFEST_SUFFIXES):
             continue
-        text = files[rel].decode("utf-8", errors="replace")
-        if rel.endswith(".json"):
-            try:
-                docs = [json.loads(text)]
-            except (ValueError, RecursionError) as e:
-                raise BadInput(f"{where}/{rel}: invalid manifest: {str(e) or type(e).__name__}") from None
-        else:
-            docs = yamlsafe.load_all(text, f"{where}/{rel}", what="manifest")
-        for doc in docs:
+        for doc in _documents(files[rel], rel, where):
             if doc is None:
                 continue
             if (
@@ -54,6 +50,63 @@ def parse_manifests(files: dict[str, bytes], where: str) -> list[dict[str, Any]]
             else:
                 objects.append(doc)
     return objects
+
+
+class _Parsed:
+    """Each manifest file's documents by its content, pickled (each caller gets its own copy to change):
+    the same file is read again by every stage's policy check, sync and drift check, and parsing YAML
+    safely (aliases counted, every node built in Python) costs milliseconds, unpickling microseconds.
+    At most `max_bytes` of pickles, the least recently used dropped first; a file that does not parse
+    is not kept (its error names where it was found)."""
+
+    def __init__(self, max_bytes: int = 32 * 2**20) -> None:
+        self.max_bytes = max_bytes
+        self._items: OrderedDict[tuple[bool, bytes], bytes] = OrderedDict()
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[bool, bytes]) -> list[Any] | None:
+        with self._lock:
+            found = self._items.get(key)
+            if found is None:
+                return None
+            self._items.move_to_end(key)
+        docs: list[Any] = pickle.loads(found)
+        return docs
+
+    def put(self, key: tuple[bool, bytes], docs: list[Any]) -> None:
+        try:
+            data = pickle.dumps(docs, protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, RecursionError, TypeError):  # nothing YAML or JSON builds: then not kept
+            return
+        with self._lock:
+            if key in self._items or len(data) > self.max_bytes // 16:
+                return
+            self._items[key] = data
+            self._size += len(data)
+            while self._size > self.max_bytes:
+                self._size -= len(self._items.popitem(last=False)[1])
+
+
+PARSED = _Parsed()
+
+
+def _documents(data: bytes, rel: str, where: str) -> list[Any]:
+    """The documents of the manifest file `rel` (JSON or YAML by its name)."""
+    key = (rel.endswith(".json"), hashlib.sha256(data).digest())
+    docs = PARSED.get(key)
+    if docs is not None:
+        return docs
+    text = data.decode("utf-8", errors="replace")
+    if key[0]:
+        try:
+            docs = [json.loads(text)]
+        except (ValueError, RecursionError) as e:
+            raise BadInput(f"{where}/{rel}: invalid manifest: {str(e) or type(e).__name__}") from None
+    else:
+        docs = yamlsafe.load_all(text, f"{where}/{rel}", what="manifest")
+    PARSED.put(key, docs)  # a pickle of them: the documents returned stay the caller's own
+    return docs
 
 
 def ident(obj: dict[str, Any]) -> str:

@@ -8,6 +8,7 @@ main as it stands: an unsigned change of main's must not move what judges a prom
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,6 +23,10 @@ from promoter.git.objects import MAIN, TREE
 from promoter.git.rules import TrustedRules
 from promoter.models import EnvironmentConfig, PlannedEnvironment, PromotionPlan, PromotionRequest
 from promoter.names import ENVIRONMENTS, app_folder, check, check_revision, env_folder
+
+# an environments/ tree's id -> its environments, parsed (a bad one is never kept: parsing it raises)
+_ENVIRONMENTS: dict[str, list[PlannedEnvironment]] = {}
+_ENVIRONMENTS_LOCK = threading.Lock()
 
 
 class GitOpsReader:
@@ -164,6 +169,21 @@ class GitOpsReader:
         return configs[env]
 
     def environments_at(self, repo: git.Repo, rev: str) -> list[PlannedEnvironment]:
+        """The environments at `rev`, in order. They depend only on the `environments/` tree, so they are
+        parsed once per tree id (a hundred promotions read the same ones) and handed out as copies."""
+        tree = self.clone.tree_id(repo, rev, ENVIRONMENTS)
+        with _ENVIRONMENTS_LOCK:
+            parsed = _ENVIRONMENTS.get(tree) if tree else None
+        if parsed is None:
+            parsed = self._parse_environments(repo, rev)
+            with _ENVIRONMENTS_LOCK:
+                if tree:
+                    _ENVIRONMENTS[tree] = parsed
+                while len(_ENVIRONMENTS) > 64:
+                    del _ENVIRONMENTS[next(iter(_ENVIRONMENTS))]
+        return [e.model_copy(deep=True) for e in parsed]
+
+    def _parse_environments(self, repo: git.Repo, rev: str) -> list[PlannedEnvironment]:
         configs: list[EnvironmentConfig] = []
         for name in self.clone.folders(repo, rev, ENVIRONMENTS):
             where = f"{ENVIRONMENTS}/{name}/environment.yaml"
