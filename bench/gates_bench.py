@@ -1,0 +1,303 @@
+"""A change-advisory morning: N promotions (default 1,000) parked at prod's gate on ONE worker, then
+approved in a burst.
+
+Starts the real embedded stack (`promoter up --detach`: Temporal dev server, one worker process, local
+origin and forge, simulated clusters) in a temporary state directory, with N copies of the sample app
+in dev and prod (staging is left out: it adds nothing to a waiting gate) and prod's gate needing one
+approval (unsigned: the HTTP half below sends what a script would). One commit changes every app's
+image in dev; every app is promoted; once all N wait at prod's gate, the bench lets them sit
+(`--settle` seconds), then samples for `--window` seconds while nothing happens:
+
+- the worker's RSS (and its children's: the policy engine processes, git's object readers),
+- the Temporal server's and the worker's CPU, in % of one core.
+
+Then it approves all N at once: half through ONE `promoter approve --env prod --as alice ID ...`
+process, half through Temporal's HTTP API directly (a POST of the `approve` update per promotion,
+as a script or the Web UI sends it, 32 at a time). It prints the seconds from the first approval to
+the last merge on main and to the last promotion's end, the CPU seconds of that burst, and checks
+that nothing was lost (every prod folder carries its new image) or duplicated (one merge per app
+on main, one PR per app and environment on the forge). The last line is
+`gates: <N> waiting, worker <MiB> MiB, server <%> % idle CPU, approved to last merge in <s> s, <l> lost,
+<d> duplicated`.
+
+    .venv/bin/python bench/gates_bench.py [--apps 1000] [--settle 60] [--window 30]
+
+`--wait-only` stops after the sampling (to measure an older tree's waiting cost: run this script with
+PYTHONPATH set to that tree's checkout, whose worker the stack then starts).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import collections
+import concurrent.futures
+import json
+import os
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+import uuid
+from pathlib import Path
+
+import git
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.scale_bench import app_name, cpu_seconds, gitops_with_apps, image_of  # noqa: E402
+from promoter import api  # noqa: E402
+from promoter.settings import Settings, connect  # noqa: E402
+from promoter.stack import Stack, free_port  # noqa: E402
+
+STARTS_AT_ONCE = 16  # resolves (and then starts) in flight at once
+HTTP_AT_ONCE = 32  # the HTTP half's updates in flight at once
+WAITING = "PromotionEnv = 'prod' AND PromotionState = 'awaiting_approval' AND ExecutionStatus = 'Running'"
+
+
+def gitops(tmp: Path, apps: int) -> Path:
+    """scale_bench's repository (N copies of demo), without staging, prod's gate needing one unsigned
+    approval."""
+    src = gitops_with_apps(tmp, apps)
+    shutil.rmtree(src / "environments" / "staging")
+    prod = src / "environments" / "prod" / "environment.yaml"
+    text = re.sub(r"required: 0", "required: 1", prod.read_text())
+    prod.write_text(re.sub(r"require_signed: true", "require_signed: false", text))
+    return src
+
+
+def usage(processes: dict[str, psutil.Process]) -> dict[str, float]:
+    return {name: cpu_seconds(p)["self"] for name, p in processes.items()}
+
+
+def family_rss_mb(pid: int) -> tuple[float, float]:
+    """(the process's RSS now, its children's summed) in MiB."""
+    p = psutil.Process(pid)
+    children = 0.0
+    for c in p.children(recursive=True):
+        try:
+            children += c.memory_info().rss / 2**20
+        except psutil.Error:
+            continue
+    return p.memory_info().rss / 2**20, children
+
+
+async def start_all(client: object, queue: str, names: list[str]) -> list[object]:
+    """Resolve every app (STARTS_AT_ONCE at a time), then start every promotion: resolving reads main on
+    the worker, which would otherwise queue behind the promotions already started."""
+    gate = asyncio.Semaphore(STARTS_AT_ONCE)
+
+    async def resolve(name: str) -> object:
+        async with gate:
+            return await api.resolve(client, queue, name)  # type: ignore[arg-type]
+
+    async def start(plan: object) -> object:
+        async with gate:
+            return await api.start(client, queue, plan, "bench")  # type: ignore[arg-type]
+
+    t = time.perf_counter()
+    plans = await asyncio.gather(*(resolve(n) for n in names))
+    print(f"{len(plans)} resolved in {time.perf_counter() - t:.1f} s", flush=True)
+    return await asyncio.gather(*(start(p) for p in plans))
+
+
+async def count(client: object, query: str) -> int:
+    return int((await client.count_workflows(query)).count)  # type: ignore[attr-defined]
+
+
+def http_approve(url: str, wid: str) -> str:
+    """The `approve` update over Temporal's HTTP API, as a script sends it; '' or what went wrong."""
+    decision = {"env": "prod", "approver": "alice", "comment": "CAB 2026-12", "via": "ui"}
+    payload = {"metadata": {"encoding": "anNvbi9wbGFpbg=="}, "data": _b64(json.dumps(decision))}
+    body = {
+        "workflowExecution": {"workflowId": wid},
+        "request": {
+            "meta": {"updateId": str(uuid.uuid4()), "identity": "gates-bench"},
+            "input": {"name": "approve", "args": {"payloads": [payload]}},
+        },
+        "waitPolicy": {"lifecycleStage": "UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED"},
+    }
+    request = urllib.request.Request(
+        f"{url}/api/v1/namespaces/default/workflows/{wid}/update/approve",
+        data=json.dumps(body).encode(),
+        method="POST",
+        headers={"Content-Type": "application/json"},
+    )
+    for _ in range(5):
+        try:
+            with urllib.request.urlopen(request, timeout=60) as answer:
+                outcome = json.loads(answer.read()).get("outcome") or {}
+        except OSError as e:
+            return f"{wid}: {e}"
+        if "failure" in outcome:
+            return f"{wid}: {outcome['failure'].get('message')}"
+        if "success" in outcome:
+            return ""
+    return f"{wid}: no outcome"
+
+
+def _b64(text: str) -> str:
+    import base64
+
+    return base64.b64encode(text.encode()).decode()
+
+
+def merges_by_app(origin: str, base: str) -> collections.Counter[str]:
+    log = subprocess.run(
+        ["git", "-C", origin, "log", "--merges", "--format=%s", f"{base}..main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return collections.Counter(m.group(1) for m in re.finditer(r"from promote/([^/]+)/prod/", log))
+
+
+def prs_by_family(db: str) -> collections.Counter[str]:
+    with sqlite3.connect(db) as conn:
+        heads = [row[0] for row in conn.execute("SELECT head FROM pulls")]
+    return collections.Counter(h.rsplit("/", 1)[0] for h in heads)
+
+
+async def main(apps: int, settle: float, window: float, wait_only: bool) -> None:
+    with tempfile.TemporaryDirectory(prefix="promoter-gates-") as tmp_s:
+        tmp = Path(tmp_s)
+        stack = Stack(tmp / "state")
+        t_up = time.perf_counter()
+        # free ports, never Temporal's defaults: another stack on this machine may take those meanwhile
+        info = stack.up(gitops(tmp, apps), port=free_port(), ui_port=free_port(), ready_timeout_s=600)
+        print(f"stack up with {apps} apps in {time.perf_counter() - t_up:.1f} s", flush=True)
+        try:
+            settings = Settings.load(str(stack.dir))
+            client = await connect(settings)
+            person = git.Repo.clone_from(str(info["repo_url"]), tmp / "person")
+            names = [app_name(i) for i in range(apps)]
+            tag = f"gates-{time.time_ns()}"
+            for name in names:
+                deployment = tmp / "person" / "environments" / "dev" / name / "deployment.yaml"
+                deployment.write_text(re.sub(r"(image: \S+):\S+", rf"\1:{tag}", deployment.read_text()))
+            person.git.execute(
+                ["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam", f"{apps} apps to {tag}"]
+            )
+            person.git.push("-q", "origin", "main")
+            base = person.head.commit.hexsha
+            processes = {name: psutil.Process(int(pid)) for name, pid in info["pids"].items()}  # type: ignore[union-attr]
+            worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
+
+            t0 = time.perf_counter()
+            cpu0 = usage(processes)
+            handles = await start_all(client, settings.task_queue, names)
+            print(f"{apps} started in {time.perf_counter() - t0:.1f} s", flush=True)
+            while (waiting := await count(client, WAITING)) < apps:
+                ended = await count(client, "WorkflowType = 'PromotionWorkflow' AND ExecutionStatus != 'Running'")
+                if ended:
+                    raise SystemExit(f"{ended} promotions ended before prod's gate; see {stack.logs}")
+                await asyncio.sleep(2.0)
+            t_gated = time.perf_counter()
+            cpu_gated = usage(processes)
+            print(f"{waiting} waiting at prod's gate {t_gated - t0:.1f} s after the first start", flush=True)
+
+            await asyncio.sleep(settle)
+            before = usage(processes)
+            t_w = time.perf_counter()
+            await asyncio.sleep(window)
+            spent = {k: v - before[k] for k, v in usage(processes).items()}
+            idle = {k: round(100 * v / (time.perf_counter() - t_w), 1) for k, v in spent.items()}
+            rss, children = family_rss_mb(worker_pid)
+            figures: dict[str, object] = {
+                "apps": apps,
+                "to_the_gates_s": round(t_gated - t0, 1),
+                "cpu_s_to_the_gates": {k: round(v - cpu0[k], 1) for k, v in cpu_gated.items()},
+                "waiting": waiting,
+                "worker_rss_mb": round(rss, 1),
+                "worker_children_rss_mb": round(children, 1),
+                f"idle_cpu_pct_of_one_core_over_{window:g}s": idle,
+            }
+            print(json.dumps(figures), flush=True)
+            if wait_only:
+                print(f"gates: {apps} waiting, worker {rss:.0f} MiB, server {idle['temporal']} % idle CPU")
+                return
+
+            ids = [f"promote-{n}" for n in names]
+            by_cli, by_http = ids[: apps // 2], ids[apps // 2 :]
+            origin = str(info["repo_url"])
+            env = {**os.environ, "PROMOTER_STATE_DIR": str(stack.dir)}
+            cpu_a = usage(processes)
+            t_a = time.perf_counter()
+            cli = subprocess.Popen(
+                [sys.executable, "-m", "promoter", "approve", "--env", "prod", "--as", "alice", *by_cli],
+                env=env,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            with concurrent.futures.ThreadPoolExecutor(HTTP_AT_ONCE) as pool:
+                http_failed = [
+                    e for e in pool.map(lambda w: http_approve(str(info["temporal_http_url"]), w), by_http) if e
+                ]
+            t_http = time.perf_counter()
+            cli_out, cli_err = cli.communicate()
+            t_cli = time.perf_counter()
+            last_merge = None
+            while time.perf_counter() - t_a < 1800:
+                merged = merges_by_app(origin, base)
+                if sum(merged.values()) >= apps:
+                    last_merge = time.perf_counter()
+                    break
+                await asyncio.sleep(0.5)
+            results = await asyncio.gather(*(h.result() for h in handles))  # type: ignore[attr-defined]
+            t_end = time.perf_counter()
+            cpu_b = usage(processes)
+
+            states = collections.Counter(r.state.value for r in results)
+            merged = merges_by_app(origin, base)
+            prs = prs_by_family(str(stack.dir / "forge.sqlite"))
+            person.git.pull("-q", "--rebase", "origin", "main")
+            lost = [
+                n
+                for n in names
+                if not image_of(
+                    (tmp / "person" / "environments" / "prod" / n / "deployment.yaml").read_text()
+                ).endswith(f":{tag}")
+            ]
+            duplicated = sorted({n for n, k in merged.items() if k > 1} | {f for f, k in prs.items() if k > 1})
+            burst = {
+                "cli_exit": cli.returncode,
+                "cli_lines": len(cli_out.splitlines()),
+                "cli_errors": cli_err.strip().splitlines()[:5],
+                "http_failed": http_failed[:5],
+                "http_half_s": round(t_http - t_a, 1),
+                "cli_half_s": round(t_cli - t_a, 1),
+                "approved_to_last_merge_s": round(last_merge - t_a, 1) if last_merge else None,
+                "approved_to_last_end_s": round(t_end - t_a, 1),
+                "cpu_s_burst": {k: round(v - cpu_a[k], 1) for k, v in cpu_b.items()},
+                "states": dict(states),
+                "merges_on_main": sum(merged.values()),
+                "lost": len(lost),
+                "duplicated": len(duplicated),
+            }
+            print(json.dumps(burst), flush=True)
+            if lost or duplicated:
+                print("lost: " + ", ".join(lost[:10]) + "; duplicated: " + ", ".join(duplicated[:10]))
+            took = f"{last_merge - t_a:.1f}" if last_merge else "(not all merged)"
+            print(
+                f"gates: {apps} waiting, worker {rss:.0f} MiB, server {idle['temporal']} % idle CPU, "
+                f"approved to last merge in {took} s, {len(lost)} lost, {len(duplicated)} duplicated"
+            )
+        finally:
+            stack.down()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--apps", type=int, default=1000)
+    parser.add_argument("--settle", type=float, default=60.0, help="seconds to let the waiting gates settle")
+    parser.add_argument("--window", type=float, default=30.0, help="seconds over which idle CPU is sampled")
+    parser.add_argument("--wait-only", action="store_true", help="stop after measuring the waiting gates")
+    a = parser.parse_args()
+    asyncio.run(main(a.apps, a.settle, a.window, a.wait_only))
