@@ -33,6 +33,7 @@ import argparse
 import asyncio
 import collections
 import json
+import os
 import re
 import shutil
 import signal
@@ -49,6 +50,8 @@ import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+# the stack's processes (`python -m promoter ...`) run this tree's code too, also from a `git worktree`
+os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
 from bench.promotion_bench import child_peaks, peak_rss_mb  # noqa: E402
 from promoter import api  # noqa: E402
@@ -122,7 +125,8 @@ class Sampler:
     def sample(self) -> None:
         for name, pid in self.pids.items():
             try:
-                self.last[name] = tree_cpu(pid)
+                # never less than before: a killed worker, not yet reaped, reads as a zombie with no times
+                self.last[name] = max(tree_cpu(pid), self.last.get(name, 0.0))
             except psutil.Error:
                 continue
 
@@ -228,15 +232,27 @@ def outcome(tmp: Path, person: git.Repo, base: str, tag: str, names: list[str], 
     }
 
 
-async def promote_all(client: Any, task_queue: str, names: list[str]) -> tuple[list[Any], float, float, float]:
-    """Resolve, start and await every promotion; (results, resolve s, start s, run s)."""
+async def promote_all(client: Any, task_queue: str, names: list[str]) -> tuple[list[Any], list[float], list[Any]]:
+    """Resolve, start and await every promotion; (results, [resolve s, start s, run s], handles)."""
     t0 = time.perf_counter()
     plans = await asyncio.gather(*(api.resolve(client, task_queue, n) for n in names))
     t1 = time.perf_counter()
     handles = await asyncio.gather(*(api.start(client, task_queue, p, "bench") for p in plans))
     t2 = time.perf_counter()
     results = await asyncio.gather(*(h.result() for h in handles))
-    return results, t1 - t0, t2 - t1, time.perf_counter() - t2
+    return results, [t1 - t0, t2 - t1, time.perf_counter() - t2], list(handles)
+
+
+async def longest_waits(handles: list[Any]) -> list[float]:
+    """Each promotion's longest stillness: the most seconds between two events of its history (server
+    clocks). A lost worker shows here as the wait for its activities' heartbeat timeouts and for the
+    workflows it had cached; wall time, shared with whatever else the machine does, hides it."""
+    waits = []
+    for handle in handles:
+        history = await handle.fetch_history()
+        times = [e.event_time.ToMicroseconds() / 1e6 for e in history.events]
+        waits.append(max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0))
+    return waits
 
 
 async def run(apps: int, workers: int, fault: Fault | None) -> float:
@@ -274,7 +290,7 @@ async def measured(
     sampling = asyncio.create_task(sampler.run(stop))
     t0 = time.perf_counter()
     signalled = asyncio.create_task(fault_later(fault, added[0] if added else None, sampler))
-    results, resolve_s, start_s, run_s = await promote_all(client, settings.task_queue, names)
+    results, (resolve_s, start_s, run_s), handles = await promote_all(client, settings.task_queue, names)
     total = time.perf_counter() - t0
     stop.set()
     await sampling
@@ -285,6 +301,7 @@ async def measured(
         print(f"  {r.app}: {r.state.value}: {r.message}")
     found = outcome(tmp, person, base, tag, names, LocalForge(None, stack.dir / "forge.sqlite", str(info["repo_url"])))
     cpu = sampler.spent()
+    waits = sorted(await longest_waits(handles))
     worker_pid = int(info["pids"]["worker"])
     engine_rss, git_rss, _ = child_peaks(worker_pid)
     figures = {
@@ -297,6 +314,8 @@ async def measured(
         "run_s": round(run_s, 3),
         "total_s": round(total, 3),
         "states": dict(collections.Counter(r.state.value for r in results)),
+        "longest_wait_s": {"max": round(waits[-1], 1), "p90": round(waits[int(0.9 * (len(waits) - 1))], 1)},
+        "waits_over_5_s": sum(w > 5 for w in waits),
         **{k: (len(v) if isinstance(v, list) else v) for k, v in found.items()},
         "cpu_s": cpu,
         "cpu_s_per_promotion": round(sum(cpu.values()) / apps, 3),

@@ -172,6 +172,9 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         max_concurrent_activities=1000,
         # a decided gate's watcher learns of its cancel from a heartbeat's answer: sent this often
         max_heartbeat_throttle_interval=min(WATCH_HEARTBEAT_THROTTLE, timedelta(seconds=settings.review_poll_s)),
+        # on SIGTERM a watcher sees the shutdown within a second and hands its watch back (WorkerShutdown)
+        # before the SDK would cancel it, which another worker would learn of only at the heartbeat timeout
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
     )
     return Workers(main, watchers, warm=policy.warm, environments=repo.environments)
 

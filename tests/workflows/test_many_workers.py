@@ -196,3 +196,27 @@ async def test_sigterm_finishes_or_hands_back(
     assert staging.attempt == 2 and identity_pid(staging.identity) in pids - {victim}
     failure = staging.last_failure
     assert failure.application_failure_info.type == "WorkerShutdown", failure
+
+
+async def test_sigterm_hands_a_waiting_gates_watcher_back(
+    dev_env: WorkflowEnvironment, origin: Origin, clusters: Any, worker_process: WorkerProcess
+) -> None:
+    """A gate waiting on a worker that is stopped: its PR watcher is handed back (WorkerShutdown) and
+    watched on by the other worker at once, and the approval then merges as usual."""
+    clusters(["dev", "staging", "prod"])
+    tq = str(uuid.uuid4())
+    pids = {worker_process(origin, tq) for _ in range(2)}
+    origin.bump(tag="9.1.0")
+    handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
+    await api.wait_for(handle, lambda s: s.stages[-1].state == StageState.AWAITING_APPROVAL, timeout_s=120)
+    victim, _ = await running_on([handle], pids, {"watch_pull_request"})
+    os.kill(victim, signal.SIGTERM)
+    wait_until(lambda: not alive(victim), 30, f"worker {victim} to stop")
+    await running_on([handle], pids - {victim}, {"watch_pull_request"})  # watched again, by the other one
+
+    result = await approved_to_the_end(handle)
+
+    assert result.state == PromotionState.SUCCEEDED, result.message
+    [again] = [e.activity_task_started_event_attributes for e in await retries(handle, "watch_pull_request")]
+    assert identity_pid(again.identity) in pids - {victim}
+    assert again.last_failure.application_failure_info.type == "WorkerShutdown", again.last_failure
