@@ -252,19 +252,15 @@ class ForgeActivities:
         """Wait for this watcher's turn of the shared budget (at once while it is not spent); a turn of a
         window the forge has reset since is taken again."""
         end, epoch = self.budget.turn()
-        while True:
-            await self._pause(detail, end)
-            if self.budget.epoch == epoch:
-                return
+        while not await self._pause(detail, end, epoch):
             end, epoch = self.budget.turn()
-            if end <= time.monotonic():
-                return
 
-    async def _pause(self, detail: str, end: float) -> None:
+    async def _pause(self, detail: str, end: float, epoch: int | None = None) -> bool:
         """Wait until `end` (the clock's), heartbeating: a cancel (the gate decided) reaches the watcher
         with a heartbeat's answer, so the watcher ends within a heartbeat's interval of the decision
         (the SDK sends at most one per the watch worker's `WATCH_HEARTBEAT_THROTTLE`; fewer when many
-        wait, see `HEARTBEATS_PER_S`). On the worker's shutdown it hands the watch back at once."""
+        wait, see `HEARTBEATS_PER_S`). On the worker's shutdown it hands the watch back at once. With a
+        turn's `epoch`: False as soon as the budget voids the turn (the forge's window reset)."""
         beat = time.monotonic()
         while (left := end - time.monotonic()) > 0:
             await asyncio.sleep(min(left, 1.0))
@@ -276,3 +272,6 @@ class ForgeActivities:
             if time.monotonic() - beat >= min(high, max(low, self.watching / HEARTBEATS_PER_S)):
                 activity.heartbeat(detail)
                 beat = time.monotonic()
+            if epoch is not None and self.budget.refresh() != epoch:
+                return False
+        return True

@@ -139,6 +139,12 @@ class PollBudget:
         self._short = short
         return pace
 
+    def refresh(self) -> int:
+        """The epoch, once the forge's latest headers are taken in (a reset window voids the turns)."""
+        with self._lock:
+            self._spacing()
+            return self.epoch
+
     def turn(self) -> tuple[float, int]:
         """Take the next turn to poll: the clock's time it begins (now, or later when the budget is
         spent), and the epoch it belongs to (a turn of an older epoch is taken again)."""

@@ -162,6 +162,12 @@ def test_a_low_remaining_limit_slows_the_watchers(httpserver: HTTPServer) -> Non
     assert forge.requests <= 2 * 4, forge.requests
 
 
+def test_a_watcher_polls_again_soon_after_the_forges_window_resets(httpserver: HTTPServer) -> None:
+    forge = GitHubPulls(httpserver, remaining=0, reset_in=5)  # spent for 4 to 5 s: a turn then is 7 s or more away
+    asyncio.run(watch_for(forge.watcher(0.05, 36000.0), [1], 6.0))
+    assert len(forge.seen[1]) >= 3, forge.seen  # the turn taken while spent was voided when the window reset
+
+
 def test_a_watcher_never_polls_faster_than_the_poll_setting(httpserver: HTTPServer) -> None:
     forge = GitHubPulls(httpserver, remaining=4999, reset_in=1)  # the headers' window ends at once
     asyncio.run(watch_for(forge.watcher(0.3, 3_600_000.0), [1], 2.0))  # a budget that never binds
