@@ -124,7 +124,7 @@ async def test_three_workers_one_killed_lose_nothing(
     origin = origin_factory(apps=APPS)
     sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
     tq = str(uuid.uuid4())
-    pids = {worker_process(origin, tq) for _ in range(3)}
+    pids = worker_process.many(origin, tq, 3)
     commit = release(origin, "8.0.0", APPS)
     for app in APPS:  # staging's API is slow: its syncs are surely in flight
         stall_sync(sims["staging"], app, 3.0)
@@ -174,7 +174,7 @@ async def test_sigterm_finishes_or_hands_back(
 ) -> None:
     sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
     tq = str(uuid.uuid4())
-    pids = {worker_process(origin, tq) for _ in range(2)}
+    pids = worker_process.many(origin, tq, 2)
     origin.bump(tag="9.0.0")
     stall_sync(sims["staging"], "demo", stall)
     handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
@@ -205,7 +205,7 @@ async def test_sigterm_hands_a_waiting_gates_watcher_back(
     watched on by the other worker at once, and the approval then merges as usual."""
     clusters(["dev", "staging", "prod"])
     tq = str(uuid.uuid4())
-    pids = {worker_process(origin, tq) for _ in range(2)}
+    pids = worker_process.many(origin, tq, 2)
     origin.bump(tag="9.1.0")
     handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"))
     await api.wait_for(handle, lambda s: s.stages[-1].state == StageState.AWAITING_APPROVAL, timeout_s=120)
