@@ -47,6 +47,7 @@ from typing import Any
 
 import git
 import psutil
+from temporalio.api.enums.v1 import EventType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -192,7 +193,7 @@ async def fault_later(fault: Fault | None, victim: subprocess.Popen[bytes] | Non
     await asyncio.sleep(fault.after_s)
     sampler.sample()  # a killed worker's last CPU figure
     victim.send_signal(signal.SIGKILL if fault.kind == "kill" else signal.SIGTERM)
-    return time.perf_counter()
+    return time.time()
 
 
 def push_release(person: git.Repo, tmp: Path, names: list[str]) -> tuple[str, str]:
@@ -243,19 +244,42 @@ async def promote_all(client: Any, task_queue: str, names: list[str]) -> tuple[l
     return results, [t1 - t0, t2 - t1, time.perf_counter() - t2], list(handles)
 
 
-async def longest_waits(handles: list[Any]) -> list[float]:
-    """Each promotion's longest stillness: the most seconds between two events of its history (server
-    clocks). A lost worker shows here as the wait for its activities' heartbeat timeouts and for the
-    workflows it had cached; wall time, shared with whatever else the machine does, hides it."""
-    waits = []
+async def histories(handles: list[Any], fault_at: float | None) -> dict[str, Any]:
+    """From the promotions' histories (server clocks): each one's longest stillness (the most seconds
+    between two of its events), and after a fault sent at `fault_at` (epoch seconds) what it cost: the
+    activities retried (a killed worker's time out; a stopped one's are handed back) and how long after
+    the signal the last retry started, and the workflow tasks that timed out (on a dead worker: a
+    sticky queue's or a task's timeout) and how long after the signal the last one started again."""
+    waits, retried, moved = [], [], []
     for handle in handles:
-        history = await handle.fetch_history()
-        times = [e.event_time.ToMicroseconds() / 1e6 for e in history.events]
+        events = (await handle.fetch_history()).events
+        times = [e.event_time.ToMicroseconds() / 1e6 for e in events]
         waits.append(max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0))
-    return waits
+        timed_out = False
+        for e, at in zip(events, times, strict=True):
+            if fault_at is None or at < fault_at:
+                continue
+            if (
+                e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
+                and e.activity_task_started_event_attributes.attempt > 1
+            ):
+                retried.append(at - fault_at)
+            elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
+                timed_out = True
+            elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and timed_out:
+                moved.append(at - fault_at)
+                timed_out = False
+    waits.sort()
+    return {
+        "longest_wait_s": {"max": round(waits[-1], 1), "p90": round(waits[int(0.9 * (len(waits) - 1))], 1)},
+        "activities_retried": len(retried),
+        "last_retry_after_fault_s": round(max(retried), 1) if retried else None,
+        "workflow_tasks_timed_out": len(moved),
+        "last_task_moved_after_fault_s": round(max(moved), 1) if moved else None,
+    }
 
 
-async def run(apps: int, workers: int, fault: Fault | None) -> float:
+def run(apps: int, workers: int, fault: Fault | None) -> float:
     """One run on a stack of its own: prints its JSON line and its `scale:` line; its total seconds."""
     with tempfile.TemporaryDirectory(prefix="promoter-scale-") as tmp_s:
         tmp = Path(tmp_s)
@@ -288,7 +312,7 @@ async def measured(
     sampler = Sampler(pids)
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
-    t0 = time.perf_counter()
+    t0, started_at = time.perf_counter(), time.time()
     signalled = asyncio.create_task(fault_later(fault, added[0] if added else None, sampler))
     results, (resolve_s, start_s, run_s), handles = await promote_all(client, settings.task_queue, names)
     total = time.perf_counter() - t0
@@ -301,21 +325,20 @@ async def measured(
         print(f"  {r.app}: {r.state.value}: {r.message}")
     found = outcome(tmp, person, base, tag, names, LocalForge(None, stack.dir / "forge.sqlite", str(info["repo_url"])))
     cpu = sampler.spent()
-    waits = sorted(await longest_waits(handles))
+    seen = await histories(handles, sent)
     worker_pid = int(info["pids"]["worker"])
     engine_rss, git_rss, _ = child_peaks(worker_pid)
     figures = {
         "apps": apps,
         "workers": 1 + len(added),
         "fault": str(fault) if fault else None,
-        "fault_sent_s": round(sent - t0, 1) if sent else None,
+        "fault_sent_s": round(sent - started_at, 1) if sent else None,
         "resolve_s": round(resolve_s, 3),
         "start_s": round(start_s, 3),
         "run_s": round(run_s, 3),
         "total_s": round(total, 3),
         "states": dict(collections.Counter(r.state.value for r in results)),
-        "longest_wait_s": {"max": round(waits[-1], 1), "p90": round(waits[int(0.9 * (len(waits) - 1))], 1)},
-        "waits_over_5_s": sum(w > 5 for w in waits),
+        **seen,
         **{k: (len(v) if isinstance(v, list) else v) for k, v in found.items()},
         "cpu_s": cpu,
         "cpu_s_per_promotion": round(sum(cpu.values()) / apps, 3),
