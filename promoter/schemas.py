@@ -26,6 +26,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import cache, lru_cache
@@ -360,7 +361,7 @@ def check(objects: list[dict[str, Any]], version: str, more_crds: Lookup | None 
             extra, problem = more_crds()
             kinds.validators = {**CustomKinds.of(extra).validators, **kinds.validators}
         if (api_version, kind) in schemas.served:
-            found += _errors(where, schemas.validator(api_version, kind), obj)
+            found += _served_errors(version, where, schemas, obj)
             removed_in = _removal(version, api_version, kind)
             if removed_in is not None:
                 instead = schemas.replacement(api_version, kind)
@@ -382,6 +383,32 @@ def check(objects: list[dict[str, Any]], version: str, more_crds: Lookup | None 
         else:
             message = f"Kubernetes {version} has no kind {kind} in {api_version}"
             found.append(Finding("invalid", where, "kind", message))
+    return found
+
+
+_CHECKED: OrderedDict[tuple[str, str, str], tuple[Finding, ...]] = OrderedDict()  # see _served_errors
+_CHECKED_LOCK = threading.Lock()
+CHECKED_MAX = 4096
+
+
+def _served_errors(version: str, where: str, schemas: Catalog, obj: dict[str, Any]) -> list[Finding]:
+    """`_errors` of a built-in kind's object, remembered by (version, where, the object's JSON): every
+    stage checks the same Deployment again (and staging's and prod's are often alike), and a validation
+    takes milliseconds where the JSON takes microseconds. Findings are frozen: shared, never changed."""
+    try:
+        key = (version, where, json.dumps(obj, sort_keys=True, separators=(",", ":")))
+    except (TypeError, ValueError, RecursionError):  # not JSON (a YAML date, say): checked every time
+        return _errors(where, schemas.validator(obj["apiVersion"], obj["kind"]), obj)
+    with _CHECKED_LOCK:
+        known = _CHECKED.get(key)
+        if known is not None:
+            _CHECKED.move_to_end(key)
+            return list(known)
+    found = _errors(where, schemas.validator(obj["apiVersion"], obj["kind"]), obj)
+    with _CHECKED_LOCK:
+        _CHECKED[key] = tuple(found)
+        while len(_CHECKED) > CHECKED_MAX:
+            _CHECKED.popitem(last=False)
     return found
 
 

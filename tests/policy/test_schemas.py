@@ -230,3 +230,29 @@ def test_a_crd_whose_schema_is_broken_fails_closed() -> None:
     nowhere["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"] = {"$ref": "#/nowhere"}
     [(kind, path, message)] = [f for f in found([nowhere, widget(size=1)]) if f[0] == "invalid"]
     assert path == "" and message.startswith("its schema could not be applied: PointerToNowhere")
+
+
+def test_an_object_checked_again_is_not_validated_again(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every stage checks the same objects: the findings of a built-in kind's object are remembered by
+    its content, so the second check costs a lookup and finds the same, and a changed object is checked."""
+    validated: list[str] = []
+    real = schemas._errors
+
+    def spy(where: str, validator: Any, obj: dict[str, Any]) -> list[schemas.Finding]:
+        validated.append(where)
+        return real(where, validator, obj)
+
+    monkeypatch.setattr(schemas, "_errors", spy)
+    bad = {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {"name": "checked-once-4c1e"},  # no other test's object
+        "spec": {"ports": [{"port": "eighty"}]},
+    }
+    first = schemas.check([bad], "1.31")
+    again = schemas.check([copy.deepcopy(bad)], "1.31")
+    assert first == again and [f.path for f in first] == ["spec.ports[0].port"]
+    assert len(validated) == 1
+    changed = copy.deepcopy(bad)
+    changed["spec"]["ports"][0]["port"] = 80
+    assert schemas.check([changed], "1.31") == [] and len(validated) == 2
