@@ -279,7 +279,7 @@ async def histories(handles: list[Any], fault_at: float | None) -> dict[str, Any
     }
 
 
-def run(apps: int, workers: int, fault: Fault | None) -> float:
+async def run(apps: int, workers: int, fault: Fault | None) -> float:
     """One run on a stack of its own: prints its JSON line and its `scale:` line; its total seconds."""
     with tempfile.TemporaryDirectory(prefix="promoter-scale-") as tmp_s:
         tmp = Path(tmp_s)
