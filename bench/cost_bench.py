@@ -29,6 +29,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -44,11 +45,35 @@ sys.path.insert(0, str(ROOT))
 # the stack's processes (`python -m promoter ...`) run this tree's code too, also from a `git worktree`
 os.environ["PYTHONPATH"] = os.pathsep.join([str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])])
 
-from bench.scale_bench import app_name, gitops_with_apps  # noqa: E402
 from promoter import api  # noqa: E402
 from promoter.models import PromotionState  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
 from promoter.stack import Stack  # noqa: E402
+
+ENVS = ("dev", "staging", "prod")
+
+
+def app_name(i: int) -> str:
+    return f"app-{i:03d}"
+
+
+def gitops_with_apps(tmp: Path, apps: int) -> Path:
+    """The sample repository with `apps` copies of `demo` (renamed) in every environment, prod's gate
+    opening by itself (approval.required: 0), as bench/scale_bench.py builds it."""
+    src = tmp / "gitops"
+    shutil.copytree(ROOT / "environments", src / "environments")
+    shutil.copytree(ROOT / "policies", src / "policies")
+    prod = src / "environments" / "prod" / "environment.yaml"
+    prod.write_text(re.sub(r"required: 1", "required: 0", prod.read_text()))
+    for env in ENVS:
+        demo = src / "environments" / env / "demo"
+        for i in range(apps):
+            folder = demo.parent / app_name(i)
+            folder.mkdir()
+            for f in demo.iterdir():
+                (folder / f.name).write_text(f.read_text().replace("demo", app_name(i)))
+    return src
+
 
 Snapshot = dict[tuple[int, float], tuple[str, float]]  # (pid, start time) -> (part, CPU seconds)
 
