@@ -94,3 +94,19 @@ def test_housekeeping_runs_once_for_many_fetches(
     fetches = [line for line in lines if "built-in: git fetch" in line]
     assert len(fetches) == 3 and all("--no-auto-maintenance" in line for line in fetches)
     assert sum("built-in: git maintenance run --auto" in line for line in lines) == 1
+
+
+def test_a_commit_is_its_own_ancestor_without_a_git_run(
+    origin: Origin, clone: GitClone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = origin.bump(tag="1.9.0")
+    repo = clone.plumbing.fresh()
+    trace = tmp_path / "ancestor-trace"
+    with monkeypatch.context() as traced:
+        traced.setenv("GIT_TRACE", str(trace))
+        assert clone.plumbing.is_ancestor(repo, first, first)
+    assert "merge-base" not in (trace.read_text() if trace.exists() else "")
+    assert not clone.plumbing.is_ancestor(repo, "0" * 40, "0" * 40)  # no such commit: not its own ancestor
+    second = origin.bump(tag="1.9.1")
+    repo = clone.plumbing.fresh()
+    assert clone.plumbing.is_ancestor(repo, first, second) and not clone.plumbing.is_ancestor(repo, second, first)
