@@ -115,8 +115,7 @@ def losing_a_worker() -> dict[str, Any]:
 
 
 def build_worker(client: Client, settings: Settings, executor: concurrent.futures.Executor) -> Workers:
-    """The task queue's worker and its PR watchers, over the adapters the settings' factories build
-    (the repository, the forge, the policy engine), each built once and shared by the activities."""
+    """The task queue's worker and its PR watchers, over the adapters the settings' factories build once."""
     repo = settings.repository()  # no repository configured: one line that says what to set
     if settings.commit_signing_key:  # promoter signs the commits it writes (docs/approving.md, "Held versions")
         repo.sign_commits_with(_read_key(settings.commit_signing_key))
@@ -172,9 +171,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         max_concurrent_activities=1000,
         # a decided gate's watcher learns of its cancel from a heartbeat's answer: sent this often
         max_heartbeat_throttle_interval=min(WATCH_HEARTBEAT_THROTTLE, timedelta(seconds=settings.review_poll_s)),
-        # on SIGTERM a watcher sees the shutdown within a second and hands its watch back (WorkerShutdown)
-        # before the SDK would cancel it, which another worker would learn of only at the heartbeat timeout
-        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,
+        graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,  # a watcher hands its watch back first (WorkerShutdown)
     )
     return Workers(main, watchers, warm=policy.warm, environments=repo.environments)
 
