@@ -61,15 +61,22 @@ class Event:
         return asdict(self)
 
 
-def _set_members(kind: str, merge: dict[str, str]) -> list[str]:
+def merge_of(message: str) -> tuple[int, str, str, str] | None:
+    """(PR number, `promote` | `revert`, app, environment) of a promotion's or a revert's merge on main;
+    None for any other commit. (`promoter metrics` reads main with it too.)"""
+    match = _MERGE.match(message)
+    return None if match is None else (int(match.group(1)), match.group(2), match.group(3), match.group(4))
+
+
+def set_members(kind: str, merge: dict[str, str]) -> list[str]:
     """A release set's apps, as its promotion's branch commit (`Release-Set-App`) or its revert's
     merge (one `Promoter-Held-App` per member) names them."""
     if kind == "promote":
         return [v for k, v in holds.parse_trailers(merge.get("branch_message", "")) if k == "Release-Set-App"]
-    return [v for k, v in _held(merge) if k == f"{holds.HELD}-App"]
+    return [v for k, v in held(merge) if k == f"{holds.HELD}-App"]
 
 
-def _held(merge: dict[str, str]) -> list[tuple[str, str]]:
+def held(merge: dict[str, str]) -> list[tuple[str, str]]:
     """A revert's hold: the trailer block of its merge (promoter's message, with the PR's URL), else of
     its branch's commit (promoter's own signed revert commit, when a forge's merge dropped the message)."""
     fields = holds.trailer_block(merge["message"])
@@ -86,7 +93,7 @@ def events(app: str, merges: list[dict[str, str]], lifts: list[dict[str, str]]) 
     for m in merges:
         match = _MERGE.match(m["message"])
         fields = holds.parse_trailers(m["message"])
-        if match is None or (match.group(3) != app and app not in _set_members(match.group(2), m)):
+        if match is None or (match.group(3) != app and app not in set_members(match.group(2), m)):
             continue
         number, kind, env = int(match.group(1)), match.group(2), match.group(4)
         values = dict(fields)
@@ -102,8 +109,8 @@ def events(app: str, merges: list[dict[str, str]], lifts: list[dict[str, str]]) 
                 decisions=[f"{k}: {v}" for k, v in fields if k.startswith("Promoter-") and k not in _NOT_SHOWN],
             )
         else:
-            held = _held(m)
-            values = dict(held)
+            fields = held(m)
+            values = dict(fields)
             event = Event(
                 env=env,
                 kind="reverted",
@@ -112,7 +119,7 @@ def events(app: str, merges: list[dict[str, str]], lifts: list[dict[str, str]]) 
                 main_commit=m["sha"],
                 pr_number=number,
                 reason=values.get(f"{holds.HELD}-Reason", ""),
-                decisions=[f"{k}: {v}" for k, v in held if k.startswith(holds.HELD)],
+                decisions=[f"{k}: {v}" for k, v in fields if k.startswith(holds.HELD)],
             )
         ranked.append((int(m.get("rank", 0)), event))
     for r in lifts:  # the caller passes only lifts that count (signed by promoter's key)

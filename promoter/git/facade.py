@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from promoter import holds
+from promoter import holds, metrics
 from promoter.git.change import MAX_PATCH_CHARS, StageChange
 from promoter.git.clone import Clone
 from promoter.git.provenance import MAX_AUTHOR_COMMITS, Authorship, HistoryEvent, Provenance
@@ -98,6 +98,12 @@ class GitClone:
 
     def history(self, app: str) -> list[HistoryEvent]:
         return self.provenance.history(app)
+
+    def delivery(self, since: int | None = None) -> metrics.Delivery:
+        """Main's promotions and reverts merged since `since` (Unix seconds), for `promoter metrics`."""
+        repo = self.plumbing.fresh()
+        main = self.plumbing.main(repo)
+        return metrics.read(lambda *args: self.plumbing.run(repo, *args), main, since)
 
     def authors(
         self, commit: str, env: str, apps: Sequence[str], head: str | None = None, limit: int = MAX_AUTHOR_COMMITS
