@@ -348,3 +348,38 @@ def parse_since(text: str, now: datetime) -> int:
     if at > now:
         raise BadInput(f"--since {value[:40]!r} is in the future: give a date before now")
     return int(at.timestamp())
+
+
+# the worker's gauges (docs/metrics.md): name -> help; each with the label `env`, the timings also `quantile`
+GAUGES = {
+    "promoter_dora_deployments": "promotions merged into the environment in the last 30 days",
+    "promoter_dora_deployments_per_day": "deployment frequency: promotions merged per day over the last 30 days",
+    "promoter_dora_lead_time_seconds": "lead time for changes: the promoted commit's commit time to its merge",
+    "promoter_dora_change_failure_rate": "promotions reverted (and held), over promotions merged (NaN: none merged)",
+    "promoter_dora_time_to_restore_seconds": "a revert's merge to the next healthy promotion of its app there",
+}
+WORKER_WINDOW = timedelta(days=30)  # what the worker's gauges cover
+
+
+def gauge_values(found: list[Figures]) -> list[tuple[str, dict[str, str], float]]:
+    """(gauge, labels, value) of each environment's figures; NaN where there is no figure (yet)."""
+    values: list[tuple[str, dict[str, str], float]] = []
+    for f in found:
+        row = f.as_json()
+        env = {"env": f.env}
+        values += [
+            ("promoter_dora_deployments", env, float(f.deployments)),
+            ("promoter_dora_deployments_per_day", env, f.per_day),
+            ("promoter_dora_change_failure_rate", env, _value(row["change_failure_rate"]["rate"])),
+        ]
+        for quantile, key in (("0.5", "median"), ("0.9", "p90")):
+            labels = {**env, "quantile": quantile}
+            values.append(("promoter_dora_lead_time_seconds", labels, _value(row["lead_time_seconds"][key])))
+            values.append(
+                ("promoter_dora_time_to_restore_seconds", labels, _value(row["time_to_restore_seconds"][key]))
+            )
+    return values
+
+
+def _value(figure: float | None) -> float:
+    return math.nan if figure is None else float(figure)

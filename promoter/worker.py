@@ -13,7 +13,7 @@ import os
 import signal
 import threading
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ from temporalio.client import (
     ScheduleUpdate,
     ScheduleUpdateInput,
 )
+from temporalio.common import MetricMeter
 from temporalio.worker import Worker
 
 from activities import Heartbeats
@@ -41,6 +42,7 @@ from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from activities.verify import VerifyActivities
 from promoter.errors import BadInput
+from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
 from workflows import RUNNER
@@ -252,6 +254,36 @@ async def follow_drift_schedules(
             made = await refresh_drift_schedules(client, task_queue, environments, made)
 
 
+DELIVERY_EVERY = timedelta(minutes=1)  # how often the worker sets its promoter_dora_* gauges from main
+
+
+def export_delivery(meter: MetricMeter, repository: GitClone) -> None:
+    """Set the `promoter_dora_*` gauges (promoter.metrics.GAUGES) from main's last 30 days: one fetch
+    of main and one `git log` of its first-parent line in the worker's clone (docs/metrics.md)."""
+    from promoter import metrics
+
+    now = datetime.now(UTC)
+    delivery = repository.delivery(int((now - metrics.WORKER_WINDOW).timestamp()))
+    _, found = metrics.figures(delivery, [e.name for e in repository.environments()], int(now.timestamp()))
+    gauges = {name: meter.create_gauge_float(name, text) for name, text in metrics.GAUGES.items()}
+    for name, labels, value in metrics.gauge_values(found):
+        gauges[name].set(value, labels)
+
+
+async def follow_delivery(meter: MetricMeter, settings: Settings, stop: asyncio.Event) -> None:
+    """`export_delivery` now and every `DELIVERY_EVERY` until `stop`; a failed read is logged, never fatal."""
+    repository = settings.repository()  # beside the worker's own clone, in the same cache
+    while not stop.is_set():
+        try:
+            await asyncio.to_thread(export_delivery, meter, repository)
+        except Exception as e:  # noqa: BLE001 - never fatal: promotions do not need them
+            log.warning("the delivery metrics could not be read from main: %s", e)
+        try:
+            await asyncio.wait_for(stop.wait(), DELIVERY_EVERY.total_seconds())
+        except TimeoutError:
+            continue
+
+
 async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
     runtime = metrics_runtime(settings.metrics_port) if settings.metrics_port else None
     client = await connect(settings, runtime)
@@ -282,6 +314,8 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
         schedules = asyncio.create_task(
             follow_drift_schedules(client, settings.task_queue, worker.environments, stop, made), name="drift schedules"
         )
+        if runtime is not None:  # metrics on: the delivery gauges beside the SDK's
+            delivery = asyncio.create_task(follow_delivery(runtime.metric_meter, settings, stop), name="delivery")
         bound = threading.Timer(SHUTDOWN_BOUND.total_seconds(), _exit_now)
         bound.daemon = True
         async with worker:
@@ -291,6 +325,8 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
             log.info("stopping: no new work; running activities get %s to end", GRACEFUL_SHUTDOWN)
             bound.start()
         await schedules
+        if runtime is not None:
+            await delivery
     bound.cancel()  # the executor's threads have ended (a thread whose work was handed back too)
 
 

@@ -51,7 +51,8 @@ def metrics(
     names = [e.name for e in repository.environments()]
     if env is not None and env not in names:
         check_known(repository, app_name or "", env)  # a mistyped environment: exit 2, naming the real ones
-    if app_name is not None and not any(app_name in d.apps for d in [*delivery.deployments, *delivery.reverts]):
+    apps = [d.apps for d in delivery.deployments] + [r.apps for r in delivery.reverts]
+    if app_name is not None and not any(app_name in named for named in apps):
         check_known(repository, app_name, env)  # nothing of it in the window: is it an app at all?
     window, found = figures_of.figures(delivery, [env] if env else names, int(now.timestamp()), app_name)
     found = [f for f in found if env is None or f.env == env]
