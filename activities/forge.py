@@ -40,9 +40,10 @@ from promoter.secrets import redact
 
 # the PR watchers of one worker send the server about this many heartbeats a second at most: each sends
 # one every `watchers / HEARTBEATS_PER_S` seconds, within these bounds (the watch step's heartbeat timeout
-# is twice the longest), so 1,000 waiting gates make 33 a second, not 200
-HEARTBEATS_PER_S = 30.0
-HEARTBEAT_EVERY_S = (1.0, 30.0)
+# is twice the longest), so 1,000 waiting gates make 8 a second, not 200: each heartbeat is a write of
+# the promotion's state on the server (docs/benchmarks.md, "A thousand waiting gates")
+HEARTBEATS_PER_S = 8.0
+HEARTBEAT_EVERY_S = (1.0, 120.0)
 SEEN_PUSH_TRIES = 30  # seconds a lift's push may take to show on its PR before the merge step is retried
 # the lift-hold workflow's merge message names the lift-hold PR's branch (workflows/lift_hold.py)
 _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")

@@ -232,8 +232,9 @@ WATCH_PULL_REQUEST = Step(  # its limits follow the gate's deadline (see `watch_
     WatchResult,
     start_to_close=timedelta(days=30),
     # a watcher on a worker that died is retried (or ends, if cancelled) by then: twice the longest interval
-    # between a watcher's heartbeats (activities.forge.HEARTBEAT_EVERY_S, when 900 or more gates wait)
-    heartbeat=timedelta(seconds=60),
+    # between a watcher's heartbeats (activities.forge.HEARTBEAT_EVERY_S, when 960 or more gates wait on
+    # one worker); the gate's approvals through the CLI, the Web UI and the HTTP API never wait for it
+    heartbeat=timedelta(minutes=4),
     watch_queue=True,
 )
 NOTIFY = Step(

@@ -194,9 +194,22 @@ def test_a_watcher_heartbeats_less_often_when_many_wait(httpserver: HTTPServer) 
     forge = GitHubPulls(httpserver)
     alone = forge.watcher(60, None)
     many = forge.watcher(60, None)
-    many.watching = 599  # with this one, 600 gates wait on this worker: one heartbeat per 20 s each
+    many.watching = 599  # with this one, 600 gates wait on this worker: one heartbeat per 75 s each
     assert heartbeats_in(alone, 2.5) >= 3  # after its poll, then every second while it waits
     assert heartbeats_in(many, 2.5) == 1  # after its poll only
+
+
+def test_a_thousand_watchers_send_a_few_heartbeats_a_second_within_their_timeout() -> None:
+    """Each heartbeat is a write on the server: 1,000 waiting gates of one worker send 8 a second
+    (docs/benchmarks.md, "A thousand waiting gates"), each well within the watch step's heartbeat
+    timeout, so a watcher on a loaded worker is not timed out while its worker lives."""
+    from activities.forge import HEARTBEAT_EVERY_S, HEARTBEATS_PER_S
+    from workflows.steps import WATCH_PULL_REQUEST
+
+    low, high = HEARTBEAT_EVERY_S
+    every = min(high, max(low, 1000 / HEARTBEATS_PER_S))
+    assert 1000 / every <= 8.5, every
+    assert WATCH_PULL_REQUEST.heartbeat is not None and WATCH_PULL_REQUEST.heartbeat.total_seconds() >= 2 * high
 
 
 def test_a_watcher_hands_its_watch_back_at_once_when_the_worker_shuts_down(httpserver: HTTPServer) -> None:
