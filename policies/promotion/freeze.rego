@@ -1,7 +1,9 @@
 # METADATA
 # title: Change freezes
 # description: >-
-#   No check passes inside a freeze window from policies/data.yaml (dated, or weekly in UTC). Each
+#   No check passes inside a freeze window from policies/data.yaml (dated, or weekly in UTC), or inside
+#   an event of a change calendar (data.yaml's freeze_calendars, which promoter expands around each
+#   check's time into input.calendar_windows). Each
 #   check (before the PR, on each approval, before the merge) is judged at its own evaluation time,
 #   so a promotion started before a freeze cannot merge inside it. A window that cannot be read is a
 #   denial naming it and its field, never a window silently ignored.
@@ -21,6 +23,13 @@ freeze_windows := data.freeze_windows
 default windows := []
 
 windows := freeze_windows if is_array(freeze_windows)
+
+# The change calendars' events around this check, expanded by promoter (promoter/calendars.py) from the
+# .ics files data.yaml's freeze_calendars names: {name (the event's SUMMARY), environments, start, end
+# (RFC 3339, UTC), calendar (its file)}. A list promoter did not build this way is a denial below.
+default calendar_windows := []
+
+calendar_windows := input.calendar_windows if is_array(input.calendar_windows)
 
 # The moment judged: this check's own evaluation time (the workflow's clock at the check), never the
 # wall clock. The promotion's start time only for an input that carries no evaluation time.
@@ -45,6 +54,16 @@ deny_freeze_window contains {"msg": msg, "object": null, "details": {"window": w
 	msg := sprintf("%s is frozen by '%s' at %s, until %s", [input.environment.name, w.name, checked_at, until(w)])
 }
 
+deny_freeze_window contains {"msg": msg, "object": null, "details": {"window": w.name, "until": w.end, "calendar": w.calendar}} if {
+	some w in calendar_windows
+	calendar_window(w)
+	applies(w)
+	t := time.parse_rfc3339_ns(checked_at)
+	t >= dates.ns(w.start)
+	t < dates.ns(w.end)
+	msg := sprintf("%s is frozen by '%s' (%s) at %s, until %s", [input.environment.name, w.name, w.calendar, checked_at, w.end])
+}
+
 # METADATA
 # title: Readable freeze windows
 # description: >-
@@ -57,6 +76,32 @@ deny_freeze_window contains {"msg": msg, "object": null, "details": {"window": w
 #   remediation: Fix the window named in policies/data.yaml (freeze_windows).
 deny_malformed_window contains {"msg": p.msg, "object": null, "details": {"window": p.window, "field": p.field}} if {
 	some p in problems
+}
+
+deny_malformed_window contains {"msg": msg, "object": null, "details": {"window": sprintf("#%d", [i + 1]), "field": "calendar_windows"}} if {
+	some i, w in calendar_windows
+	not calendar_window(w)
+	msg := sprintf("calendar window #%d of input.calendar_windows is not {name, environments, start, end (RFC 3339, after start), calendar}", [i + 1])
+}
+
+deny_malformed_window contains {"msg": "input.calendar_windows is not a list of calendar windows", "object": null, "details": {"window": "", "field": "calendar_windows"}} if {
+	"calendar_windows" in object.keys(input)
+	not is_array(input.calendar_windows)
+}
+
+calendar_window(w) if {
+	is_object(w)
+	is_string(w.name)
+	is_string(w.calendar)
+	dates.is_rfc3339(w.start)
+	dates.is_rfc3339(w.end)
+	dates.ns(w.start) < dates.ns(w.end)
+	not bad_environments(w)
+}
+
+bad_environments(w) if {
+	has(w, "environments")
+	not environment_names(w.environments)
 }
 
 # a dated window's end: an RFC 3339 time, or the end of a date (inclusive, UTC)

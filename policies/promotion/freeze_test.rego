@@ -145,3 +145,47 @@ test_a_good_window_is_no_problem if {
 	windows := array.concat(year_end, array.concat(fridays, [{"name": "d", "start": "2026-12-24", "end": "2026-12-24T12:00:00+01:00"}]))
 	count(freeze.deny_malformed_window) == 0 with input as checked("dev", "pre_pr", "2026-11-25T10:00:00Z") with data.freeze_windows as windows
 }
+
+# ------------------------------------------------------------------ change calendars
+# input.calendar_windows as promoter expands them (promoter/calendars.py) from data.yaml's freeze_calendars
+
+berlin := [
+	{"name": "Weekly change freeze", "environments": ["prod"], "start": "2026-03-30T16:00:00Z", "end": "2026-03-30T18:00:00Z", "calendar": "policies/calendars/change-freeze.ics"},
+	{"name": "Quarter close", "start": "2026-03-31T00:00:00Z", "end": "2026-04-01T00:00:00Z", "calendar": "policies/calendars/change-freeze.ics"},
+]
+
+at_with_calendar(env, at, windows) := object.union(checked(env, "pre_pr", at), {"calendar_windows": windows})
+
+test_deny_inside_a_calendar_event_naming_it_and_its_end if {
+	found := freeze.deny_freeze_window with input as at_with_calendar("prod", "2026-03-30T17:00:00Z", berlin) with data.freeze_windows as []
+	count(found) == 1
+	some v in found
+	v.msg == "prod is frozen by 'Weekly change freeze' (policies/calendars/change-freeze.ics) at 2026-03-30T17:00:00Z, until 2026-03-30T18:00:00Z"
+	v.details == {"window": "Weekly change freeze", "until": "2026-03-30T18:00:00Z", "calendar": "policies/calendars/change-freeze.ics"}
+}
+
+test_allow_at_a_calendar_event_end if {
+	count(freeze.deny_freeze_window) == 0 with input as at_with_calendar("prod", "2026-03-30T18:00:00Z", berlin) with data.freeze_windows as []
+	count(freeze.deny_freeze_window) == 0 with input as at_with_calendar("prod", "2026-03-30T15:59:59Z", berlin) with data.freeze_windows as []
+}
+
+test_a_calendar_event_only_in_its_environments if {
+	count(freeze.deny_freeze_window) == 0 with input as at_with_calendar("staging", "2026-03-30T17:00:00Z", berlin) with data.freeze_windows as []
+	count(freeze.deny_freeze_window) == 1 with input as at_with_calendar("staging", "2026-03-31T12:00:00Z", berlin) with data.freeze_windows as []
+}
+
+test_a_calendar_window_promoter_did_not_build_is_a_denial if {
+	every bad in [
+		{"name": "x", "start": "2026-03-30", "end": "2026-03-31T00:00:00Z", "calendar": "c.ics"},
+		{"name": "x", "start": "2026-03-31T00:00:00Z", "end": "2026-03-30T00:00:00Z", "calendar": "c.ics"},
+		{"name": "x", "environments": "prod", "start": "2026-03-30T00:00:00Z", "end": "2026-03-31T00:00:00Z", "calendar": "c.ics"},
+		{"start": "2026-03-30T00:00:00Z", "end": "2026-03-31T00:00:00Z", "calendar": "c.ics"},
+		"Quarter close",
+	] {
+		some v in freeze.deny_malformed_window with input as at_with_calendar("prod", "2026-03-30T17:00:00Z", [bad]) with data.freeze_windows as []
+		v.details.field == "calendar_windows"
+	}
+	some v in freeze.deny_malformed_window with input as at_with_calendar("prod", "2026-03-30T17:00:00Z", {"a": 1}) with data.freeze_windows as []
+	v.msg == "input.calendar_windows is not a list of calendar windows"
+	count(freeze.deny_malformed_window) == 0 with input as at_with_calendar("prod", "2026-03-30T17:00:00Z", berlin) with data.freeze_windows as []
+}

@@ -36,6 +36,8 @@ class PolicyBundle:
     data: dict[str, Any]
     metadata: dict[str, dict[str, Any]] = field(default_factory=dict)
     commit: str = ""  # the trusted rules revision it was read at (empty: a working tree, e.g. `policy check`)
+    calendars: tuple[Any, ...] = ()  # data.yaml's freeze_calendars, read (promoter.calendars.Calendar)
+    calendar_files: dict[str, str] = field(default_factory=dict)  # their texts, by path under policies/
 
     @property
     def revision(self) -> str:
@@ -43,6 +45,8 @@ class PolicyBundle:
         for path in sorted(self.modules):
             h.update(path.encode() + b"\0" + self.modules[path].encode() + b"\0")
         h.update(json.dumps(self.data, sort_keys=True, default=str).encode())
+        for path in sorted(self.calendar_files):
+            h.update(path.encode() + b"\0" + self.calendar_files[path].encode() + b"\0")
         return h.hexdigest()[:16]
 
     def policies(self) -> dict[str, str]:
@@ -55,14 +59,18 @@ class PolicyBundle:
     @classmethod
     def from_files(cls, files: dict[str, str]) -> PolicyBundle:
         """`files`: paths relative to policies/ → text, as read from disk or from a Git tree."""
+        from promoter import calendars as ical
+
         modules = {p: t for p, t in files.items() if p.endswith(".rego")}
         data: dict[str, Any] = {}
+        found: tuple[Any, ...] = ()
         for p in sorted(files):
             if Path(p).name in ("data.yaml", "data.yml", "data.json") and "/" not in p:
                 loaded = _load_yaml(files[p], f"policies/{p}") or {}
                 if not isinstance(loaded, dict):
                     raise BadInput(f"policies/{p}: expected a mapping")
                 check_data(loaded, f"policies/{p}")
+                found += ical.load(loaded.get("freeze_calendars"), files, f"policies/{p}")
                 data.update(loaded)
         exceptions = load_exceptions({p: t for p, t in files.items() if p.startswith(EXCEPTIONS + "/")})
         if exceptions:
@@ -70,7 +78,8 @@ class PolicyBundle:
         metadata: dict[str, dict[str, Any]] = {}
         for text in modules.values():
             metadata.update(parse_metadata(text))
-        return cls(modules=modules, data=data, metadata=metadata)
+        texts = {c.file.removeprefix("policies/"): files[c.file.removeprefix("policies/")] for c in found}
+        return cls(modules=modules, data=data, metadata=metadata, calendars=found, calendar_files=texts)
 
     @classmethod
     def from_dir(cls, root: Path) -> PolicyBundle:
@@ -80,7 +89,7 @@ class PolicyBundle:
         files = {
             str(p.relative_to(root)): p.read_text()
             for p in sorted(root.rglob("*"))
-            if p.is_file() and p.suffix in (".rego", ".yaml", ".yml", ".json")
+            if p.is_file() and p.suffix in (".rego", ".yaml", ".yml", ".json", ".ics")
         }
         return cls.from_files(files)
 
@@ -423,7 +432,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
     OPA) is a denial that names its cause. A fault of our own engine is raised (`EngineFault`), so
     the policy step is retried instead of denying a good promotion."""
     try:
-        raw = engine.evaluate(bundle, input_doc)
+        raw = engine.evaluate(bundle, with_calendars(bundle, input_doc))
         if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
             raise ValueError(f"{DECISION} is not a decision document (got {str(raw)[:120]})")
         return PolicyDecision(
@@ -452,6 +461,25 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
             engine=engine.name,
             revision=bundle.commit or bundle.revision,  # the trusted commit; a content hash off Git
         )
+
+
+def with_calendars(bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
+    """`input_doc` with `calendar_windows`: the bundle's change calendars expanded around the check's
+    evaluation time (its start time when it has none), for policies/promotion/freeze.rego to judge. An
+    input given as it is (no calendars in the bundle) keeps its own."""
+    if not bundle.calendars:
+        return input_doc
+    from promoter import calendars as ical
+
+    promotion = input_doc.get("promotion")
+    at = (promotion.get("evaluated_at") or promotion.get("started_at")) if isinstance(promotion, dict) else None
+    moment = strict_time(at) if isinstance(at, str) else None
+    if moment is None or _is_day(moment):
+        raise BadInput(
+            f"the input's promotion.evaluated_at {at!r} is not an RFC 3339 time, and the change calendars "
+            "are expanded around it"
+        )
+    return {**input_doc, "calendar_windows": ical.windows(bundle.calendars, _instant(moment))}
 
 
 def _violation(v: dict[str, Any]) -> PolicyViolation:
