@@ -12,6 +12,7 @@ from typing import Any, Self
 
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
+from kubernetes.config import kube_config
 from kubernetes.dynamic import DynamicClient
 from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
 
@@ -32,6 +33,20 @@ from promoter.errors import BadInput, PermanentError, TemporaryError
 from promoter.models import ClusterConfig
 
 
+def load_kubeconfig(path: str, context: str | None, configuration: client.Configuration) -> None:
+    """`config.load_kube_config` into `configuration`, without its per-request hook when the token
+    cannot expire. With a token, the client calls that hook before every request; it reloads the
+    credentials only once they carry an expiry (an exec plugin's or an auth provider's), and otherwise
+    just sets the same host and token again, and setting the host reads every environment variable to
+    look for a proxy (a few per cent of the worker's CPU while many apps are promoted at once)."""
+    loader = kube_config._get_kube_config_loader(  # type: ignore[no-untyped-call]
+        filename=path, active_context=context, persist_config=True
+    )
+    loader.load_and_set(configuration)
+    if "expiry" not in vars(loader):  # only the hook itself could set it later, and it runs only with it
+        configuration.refresh_api_key_hook = None
+
+
 class Resources:
     """The dynamic client over `api`, with what every concern of `KubeCluster` shares."""
 
@@ -49,9 +64,7 @@ class Resources:
         configuration = client.Configuration()
         if Path(path).is_file():
             try:
-                config.load_kube_config(  # type: ignore[no-untyped-call]
-                    config_file=path, context=cfg.context, client_configuration=configuration
-                )
+                load_kubeconfig(path, cfg.context, configuration)
             except config.ConfigException as e:
                 raise BadInput(f"kubeconfig {path}, context {cfg.context!r}: {e}") from None
         elif cfg.kubeconfig or cfg.context:  # named, so meant: never some other cluster's credentials

@@ -114,6 +114,7 @@ class KubeSim(Serving, Controllers):
         self._sliced = -1  # the version the EndpointSlice controller last looked at
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
+        self.authorizations: dict[str, int] = {}  # each `Authorization` header received, and how often
         self._faults: list[tuple[str, float, str]] = []
         self._documents: dict[str, Any] = {}  # the OpenAPI documents of the kinds served now, and their key
         self.counters = Counters()  # `GET /metrics` (promoter.sim.metrics)

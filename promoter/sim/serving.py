@@ -32,6 +32,7 @@ class Serving(Writes):
     port: int
     counters: Counters  # `GET /metrics` (promoter.sim.metrics)
     requests: list[tuple[str, str]]
+    authorizations: dict[str, int]
     _faults: list[tuple[str, float, str]]
     _documents: dict[str, Any]
 
@@ -289,6 +290,9 @@ class Serving(Writes):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
+                authorization = self.headers.get("Authorization", "")
+                with sim.lock:  # the simulator takes any credentials; tests read which ones came
+                    sim.authorizations[authorization] = sim.authorizations.get(authorization, 0) + 1
                 if self.command == "GET" and urlsplit(self.path).path == "/metrics":
                     return send_metrics(self, sim)  # Prometheus' text format, not the API's JSON
                 warnings: list[str] = []

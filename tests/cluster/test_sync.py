@@ -1,7 +1,8 @@
 """Sync and health with the official client against the simulated API server (promoter/sim/kube.py):
 create, update, prune; a second sync of the same revision changes no object's generation; custom
 resources apply through discovery; rollout verdicts as `kubectl rollout status` gives them,
-`ProgressDeadlineExceeded` at once; API faults sorted into retryable and permanent."""
+`ProgressDeadlineExceeded` at once; API faults sorted into retryable and permanent; a kubeconfig's static
+token set once, an expiring one fetched again."""
 
 from __future__ import annotations
 
@@ -412,3 +413,55 @@ def test_a_named_cluster_whose_kubeconfig_is_missing_never_falls_back_to_the_pod
     monkeypatch.setenv("KUBECONFIG", str(tmp_path / "missing"))
     with pytest.raises(BadInput, match="no kubeconfig file at"):
         KubeCluster.from_config(ClusterConfig(**named))
+
+
+def test_a_static_token_is_sent_on_every_request_without_a_refresh_hook(sim: KubeSim, tmp_path: Path) -> None:
+    """A kubeconfig's token that cannot expire is set once: no hook runs before each request (it only set
+    the same host and token again, reading every environment variable for a proxy), and every request
+    still carries the token."""
+    from promoter.models import ClusterConfig
+
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(kubeconfig({"staging": sim.url})))
+    cluster = KubeCluster.from_config(ClusterConfig(kubeconfig=str(path), context="staging", namespace="apps"))
+    assert cluster.api.configuration.refresh_api_key_hook is None
+    assert cluster.sync("demo", "promote-demo", demo()).applied == 3
+    assert set(sim.authorizations) == {"Bearer simulated"}
+
+
+def test_an_expiring_token_is_fetched_again_once_it_expires(sim: KubeSim, tmp_path: Path) -> None:
+    """An exec plugin's token with an expiry keeps the client's refresh: one that expires within the
+    client's five minutes of margin is fetched again before each request, and each request carries the
+    fresh one."""
+    from promoter.models import ClusterConfig
+
+    counter, plugin = tmp_path / "count", tmp_path / "plugin"
+    plugin.write_text(
+        "#!/bin/sh\n"
+        f"n=$(($(cat {counter} 2>/dev/null || echo 0) + 1)); echo $n > {counter}\n"
+        'echo "{\\"apiVersion\\": \\"client.authentication.k8s.io/v1beta1\\", \\"kind\\": \\"ExecCredential\\",'
+        ' \\"status\\": {\\"token\\": \\"t$n\\", \\"expirationTimestamp\\": \\"$(date -u -d @$(($(date +%s) + 60))'
+        ' +%Y-%m-%dT%H:%M:%SZ)\\"}}"\n'
+    )
+    plugin.chmod(0o755)
+    config = kubeconfig({"staging": sim.url})
+    config["users"] = [
+        {
+            "name": "promoter",
+            "user": {
+                "exec": {
+                    "apiVersion": "client.authentication.k8s.io/v1beta1",
+                    "command": str(plugin),
+                    "interactiveMode": "Never",
+                }
+            },
+        }
+    ]
+    path = tmp_path / "kubeconfig"
+    path.write_text(yaml.safe_dump(config))
+    cluster = KubeCluster.from_config(ClusterConfig(kubeconfig=str(path), context="staging", namespace="apps"))
+    assert cluster.api.configuration.refresh_api_key_hook is not None
+    cluster.sync("demo", "promote-demo", demo())
+    fetched = int(counter.read_text())
+    assert fetched > 2  # once at load, then before the requests
+    assert len(sim.authorizations) > 2 and all(a.startswith("Bearer t") for a in sim.authorizations)
