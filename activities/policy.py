@@ -27,7 +27,7 @@ from activities.findings import (
     outside_denials,
     unsigned_denials,
 )
-from promoter import signing
+from promoter import breakglass, signing
 from promoter.cluster import Claim
 from promoter.errors import PromoterError, TemporaryError
 from promoter.forges import CommitLogins, Forge
@@ -115,9 +115,12 @@ class PolicyActivities:
             if key in self._bundles:
                 return self._bundles[key], main
         _, files = self.repo.policy_files(trusted)
+        glass = self.repo.folder_files(trusted, breakglass.FOLDER)  # trust/break-glass/ at the same revision
+        texts = {p: t.decode("utf-8", "replace") for p, t in glass.items()}
         with self._lock:
             if key not in self._bundles:  # keep only the newest revision
-                self._bundles = {key: dataclasses.replace(PolicyBundle.from_files(files), commit=trusted)}
+                bundle = PolicyBundle.from_files(files, texts)
+                self._bundles = {key: dataclasses.replace(bundle, commit=trusted)}
             return self._bundles[key], main
 
     def objects(self, req: PolicyCheckInput, base: str | None = None) -> list[dict[str, Any]]:

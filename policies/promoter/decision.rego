@@ -114,19 +114,86 @@ approvers := sort([u | some u in data.promotion.approvals.allowed])
 enforced_findings := [f | some f in findings; f.concern in enforced; not f.advisory]
 
 deny := array.concat(
-	array.concat([noted(f) | some f in enforced_findings; not live_exception(f)], too_long),
+	array.concat([noted(f) | some f in enforced_findings; not live_exception(f); not glass(f)], too_long),
 	array.concat(refused, bad_days),
 )
 
-warn := array.concat([f | some f in findings; advisory(f)], unmatched)
+warn := array.concat(array.concat([f | some f in findings; advisory(f)], unmatched), glass_refused)
 
 advisory(f) if f.concern in warned
 
 advisory(f) if f.advisory
 
-excepted := [object.union(f, {"exception": describe(id, "until")}) |
-	some f in enforced_findings
-	id := live_exception(f)
+excepted := array.concat(
+	[object.union(f, {"exception": describe(id, "until")}) |
+		some f in enforced_findings
+		id := live_exception(f)
+	],
+	[object.union(f, {"exception": glass_describe(id)}) |
+		some f in enforced_findings
+		not live_exception(f)
+		id := glass(f)
+	],
+)
+
+# ------------------------------------------------------------------ break-glass
+# trust/break-glass/*.yaml, loaded at data.break_glass: {id: {app, env, reason, requested_by, until,
+# approved_at, approved_by, file}}, read only at the trusted rules revision (promoter writes and signs
+# them after the break-glass PR's own approvals; promoter/breakglass.py). One lets a freeze denial of
+# its app in its environment through, and nothing else, from its approval until its end, judged at
+# this check's own evaluation time; one that runs more than 24 hours after its approval is refused.
+
+default break_glass := {}
+
+break_glass := data.break_glass if is_object(data.break_glass)
+
+break_glass_rule := "promotion.freeze.deny_freeze_window"
+
+break_glass_max_ns := 24 * ((60 * 60) * 1000000000)
+
+glass_fits(g) if {
+	is_object(g)
+	g.app == input.promotion.app
+	g.env == input.environment.name
+	dates.is_rfc3339(g.until)
+	dates.is_rfc3339(g.approved_at)
+}
+
+glass_live(g) if {
+	glass_fits(g)
+	now_ns >= dates.ns(g.approved_at)
+	now_ns < dates.ns(g.until)
+	not glass_overlong(g)
+}
+
+glass_overlong(g) if dates.ns(g.until) - dates.ns(g.approved_at) > break_glass_max_ns
+
+# the first (by ID) live break-glass that lets finding f through
+glass(f) := min(ids) if {
+	f.rule == break_glass_rule
+	ids := {id | some id, g in break_glass; glass_live(g)}
+	count(ids) > 0
+}
+
+glass_describe(id) := sprintf("break-glass %s by %s until %s: %s", [
+	id, break_glass[id].requested_by, break_glass[id].until,
+	break_glass[id].reason,
+])
+
+# a break-glass of this app and environment that runs too long: never honoured, and said so
+glass_refused := [f |
+	some id, g in break_glass
+	glass_fits(g)
+	glass_overlong(g)
+	f := {
+		"concern": "promoter", "rule": "promoter.break_glass_refused",
+		"message": sprintf("break-glass %s (%s) runs from %s until %s, more than 24 hours: it is not honoured", [
+			id, object.get(g, "file", "data.break_glass"),
+			g.approved_at, g.until,
+		]),
+		"object": null, "path": null, "advisory": true, "severity": "high",
+		"remediation": "Ask again with `promoter break-glass --until` at most 24 hours ahead.",
+	}
 ]
 
 # ------------------------------------------------------------------ exceptions

@@ -273,3 +273,73 @@ test_approvers_are_the_environment_s_with_groups_expanded if {
 		with data.groups as {"release-managers": ["bob", "carol"]}
 	d.approvers == ["alice", "bob", "carol"]
 }
+
+# ------------------------------------------------------------------ break-glass
+
+frozen := [{"name": "year-end", "environments": ["prod"], "start": "2026-11-20T00:00:00Z", "end": "2026-12-01T00:00:00Z"}]
+
+glass(patch) := object.union({
+	"app": "demo", "env": "prod", "reason": "fix for incident 4711", "requested_by": "alice",
+	"until": "2026-11-25T12:00:00Z", "approved_at": "2026-11-25T09:00:00Z", "approved_by": ["bob"],
+	"file": "trust/break-glass/demo-prod-20261125085500.yaml",
+}, patch)
+
+# prod, checked at `at` (the fixture's promotion is otherwise clean: staging soaked, no objects)
+prod_at(at) := object.union(f.objects_input([f.good], "prod"), {"promotion": {"evaluated_at": at}})
+
+test_a_live_break_glass_lets_a_freeze_through_and_says_so if {
+	d := promoter.decision with input as prod_at("2026-11-25T10:00:00Z") with data.freeze_windows as frozen
+		with data.break_glass as {"demo-prod-1": glass({})}
+	d.allow
+	some v in d.excepted
+	v.rule == "promotion.freeze.deny_freeze_window"
+	v.exception == "break-glass demo-prod-1 by alice until 2026-11-25T12:00:00Z: fix for incident 4711"
+}
+
+test_a_break_glass_stops_counting_at_its_end if {
+	d := promoter.decision with input as prod_at("2026-11-25T12:01:00Z") with data.freeze_windows as frozen
+		with data.break_glass as {"demo-prod-1": glass({})}
+	not d.allow
+	d.excepted == []
+	some v in d.deny
+	v.rule == "promotion.freeze.deny_freeze_window"
+	# nor before its approval
+	not promoter.decision.allow with input as prod_at("2026-11-25T08:59:00Z") with data.freeze_windows as frozen
+		with data.break_glass as {"demo-prod-1": glass({})}
+}
+
+test_a_break_glass_counts_only_for_its_app_and_environment if {
+	every g in [glass({"app": "other"}), glass({"env": "staging"})] {
+		not promoter.decision.allow with input as prod_at("2026-11-25T10:00:00Z") with data.freeze_windows as frozen
+			with data.break_glass as {"g": g}
+	}
+}
+
+test_a_break_glass_never_lets_another_rule_through if {
+	inp := object.union(skipped_staging, {"promotion": {"evaluated_at": "2026-11-25T10:00:00Z"}})
+	d := promoter.decision with input as inp with data.freeze_windows as frozen with data.break_glass as {"g": glass({})}
+	not d.allow
+	rules := {v.rule | some v in d.deny}
+	rules == {"promotion.order.deny_skipped_environment"}
+	some v in d.excepted
+	v.rule == "promotion.freeze.deny_freeze_window"
+	# an approval rule holds too: the author may not approve prod
+	appr := object.union(prod_at("2026-11-25T10:00:00Z"), {
+		"promotion": {"phase": "approval", "author": "Alice Liddell <alice@example.com>"},
+		"approvals": [{"approver": "alice", "at": "2026-11-25T10:00:00Z", "via": "cli"}],
+	})
+	d2 := promoter.decision with input as appr with data.freeze_windows as frozen with data.break_glass as {"g": glass({})}
+	some w in d2.deny
+	w.rule == "promotion.approvals.deny_author_approval"
+}
+
+test_a_break_glass_of_a_week_is_refused_and_said_so if {
+	long := glass({"until": "2026-12-02T09:00:00Z"})
+	d := promoter.decision with input as prod_at("2026-11-25T10:00:00Z") with data.freeze_windows as frozen
+		with data.break_glass as {"week": long}
+	not d.allow
+	d.excepted == []
+	some w in d.warn
+	w.rule == "promoter.break_glass_refused"
+	w.message == "break-glass week (trust/break-glass/demo-prod-20261125085500.yaml) runs from 2026-11-25T09:00:00Z until 2026-12-02T09:00:00Z, more than 24 hours: it is not honoured"
+}

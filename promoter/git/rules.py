@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import git
 
-from promoter import holds, signing
+from promoter import breakglass, holds, signing
 from promoter.errors import BadInput
 from promoter.git import objects
 from promoter.git.clone import Clone
@@ -191,7 +191,27 @@ class TrustedRules:
             and self._signed_by_rules_key(repo, second[0], trust) is None
         ):
             return None
+        if self._break_glass(repo, commit, trusted, trust):
+            return None
         return reason
+
+    def _break_glass(self, repo: git.Repo, commit: str, trusted: str, trust: Trust) -> bool:
+        """Whether `commit` (or the second parent it merges) is a break-glass promoter put in place after
+        its PR's own gate approved (promoter.breakglass): signed by a key the trusted trust/ lists for
+        `promoter`, its trailer block naming the break-glass, and adding exactly that one file under
+        trust/break-glass/ to the trusted rules, nothing else of the rule files."""
+        parents = objects.parents(repo, commit)
+        sealed = parents[1] if len(parents) > 1 else commit
+        gid = breakglass.sealed(objects.commit_message(repo, sealed))
+        if gid is None:
+            return False
+        changed = self.clone.run(repo, "diff", "--name-status", "--no-renames", trusted, commit, "--", *RULE_PATHS)
+        if changed.splitlines() != [f"A\t{breakglass.path(gid)}"]:
+            return False
+        if sealed != commit and self.clone.run(repo, "diff", "--name-only", sealed, commit, "--", *RULE_PATHS).strip():
+            return False  # the merge brings exactly the sealed commit's rules
+        signers = (holds.promoter_signers(trust.allowed_signers), trust.revoked_keys)
+        return self.signed_by_promoter(repo, sealed, signers)
 
     def _trust_cached(self, repo: git.Repo, rev: str) -> Trust:
         found = self._trusts.get(rev)

@@ -57,8 +57,10 @@ class PolicyBundle:
         return {**self.data, "policy_metadata": self.metadata}
 
     @classmethod
-    def from_files(cls, files: dict[str, str]) -> PolicyBundle:
-        """`files`: paths relative to policies/ → text, as read from disk or from a Git tree."""
+    def from_files(cls, files: dict[str, str], break_glass: dict[str, str] | None = None) -> PolicyBundle:
+        """`files`: paths relative to policies/ → text, as read from disk or from a Git tree;
+        `break_glass`: trust/break-glass/'s files (relative to it) at the same trusted revision."""
+        from promoter import breakglass
         from promoter import calendars as ical
 
         modules = {p: t for p, t in files.items() if p.endswith(".rego")}
@@ -75,6 +77,9 @@ class PolicyBundle:
         exceptions = load_exceptions({p: t for p, t in files.items() if p.startswith(EXCEPTIONS + "/")})
         if exceptions:
             data["exceptions"] = exceptions
+        glass = breakglass.load(break_glass or {})
+        if glass:
+            data["break_glass"] = glass
         metadata: dict[str, dict[str, Any]] = {}
         for text in modules.values():
             metadata.update(parse_metadata(text))
