@@ -282,6 +282,7 @@ AuditKind = Literal[
     "verdict",
     "cancelled",
     "verify",  # a verification check's measurements and verdict
+    "break-glass",  # a break-glass let a freeze through (its ID, who asked, until when, why)
 ]
 Phase = Literal["pre_pr", "approval", "merge", "check"]  # when the policies are asked
 PullRequestState = Literal["open", "merged", "closed"]
@@ -307,6 +308,14 @@ class AppSettings(_Strict):
     """`apps.<app>` in environment.yaml: what one app may do in this environment beyond the defaults."""
 
     namespaces: list[str] = Field(default_factory=list)  # namespaces it may write besides cluster.namespace
+
+
+class BreakGlassConfig(_Strict):
+    """`break_glass` in environment.yaml: who approves a break-glass of this environment (`promoter
+    break-glass`: a time-boxed pass through a freeze), and how many of them must (docs/policies.md)."""
+
+    approvers: list[str] = Field(min_length=1)  # names, or group:NAME from policies/data.yaml's groups
+    required: int = Field(default=1, ge=1)
 
 
 class EnvironmentConfig(_Strict):
@@ -335,6 +344,7 @@ class EnvironmentConfig(_Strict):
     local_files: list[str] = Field(default_factory=list)
     notify: list[Webhook] = Field(default_factory=list)
     apps: dict[str, AppSettings] = Field(default_factory=dict)  # per app: {namespaces: [...]}
+    break_glass: BreakGlassConfig | None = None  # none: no break-glass through this environment's freezes
 
     @field_validator("approval")
     @classmethod
@@ -527,7 +537,8 @@ class AuditEntry(BaseModel):
         if self.proof:
             who += proof_note(self.proof, self.via)
         text = f"{who} at {self.at:%Y-%m-%dT%H:%M:%SZ}" + (f": {self.detail}" if self.detail else "")
-        return f"Promoter-{self.kind.capitalize()}: " + " ".join(text.split())
+        kind = "-".join(part.capitalize() for part in self.kind.split("-"))  # Promoter-Break-Glass
+        return f"Promoter-{kind}: " + " ".join(text.split())
 
 
 class Supersede(BaseModel):
@@ -864,13 +875,16 @@ class DriftReport(BaseModel):
 
 
 class LiftHoldInput(BaseModel):
-    """`promoter lift-hold`: lift the hold of `app` @ `commit` in `env` (see promoter.holds)."""
+    """`promoter lift-hold`: lift the hold of `app` @ `commit` in `env` (see promoter.holds). With `until`,
+    `promoter break-glass`: a break-glass of `app` in `env` until then (promoter.breakglass; `commit` is
+    empty), through the same gate: a PR that needs its own approvals."""
 
     app: str
     env: str
     commit: str
     requested_by: str
     reason: str
+    until: datetime | None = None
 
 
 class OpenedLift(BaseModel):
