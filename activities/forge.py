@@ -7,12 +7,13 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities import classified, classified_errors
+from activities import classified, classified_errors, glass
 from promoter import holds, names
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
@@ -59,6 +60,11 @@ class ForgeGit(Protocol):
     def push_lift_request(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
     def lift_request(self, commit: str) -> tuple[str, str, str, str]: ...
     def seal_lift(self, branch: str, request: str, approvals: Sequence[str] = ...) -> str: ...
+    def push_break_glass_request(
+        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
+    ) -> tuple[str, str, str, EnvironmentConfig]: ...
+    def break_glass_request(self, commit: str) -> dict[str, str]: ...
+    def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str: ...
 
 
 class ForgeActivities:
@@ -111,8 +117,8 @@ class ForgeActivities:
     @classified
     def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
         expected, method = req.expected_head, req.merge_method
-        lift = _LIFT_MERGE.match(req.comment)
-        if lift is not None:  # an approved lift-hold PR: promoter signs the lift, then merges it
+        lift = _LIFT_MERGE.match(req.comment) or glass.MERGE.match(req.comment)
+        if lift is not None:  # an approved lift-hold (or break-glass) PR: promoter signs the lift, then merges it
             sealed = self._seal_lift(req, lift.group(1))
             if isinstance(sealed, MergeResult):
                 return sealed
@@ -130,7 +136,9 @@ class ForgeActivities:
         branch holds only promoter's request, which lifts nothing; now that the gate approved, promoter
         writes and signs the lift on top of the approved head and pushes it (promoter.holds). The
         merge's result when the PR is merged already (a retry). A PR merged by hand before that lifted
-        nothing: the hold stays, and this says so."""
+        nothing: the hold stays, and this says so. A break-glass PR's: activities/glass.py."""
+        if branch.startswith("break-glass/"):
+            return glass.seal(self.forge, self.repo, req, branch)
         if req.expected_head is None:
             raise BadInput(f"the lift-hold PR #{req.number} must be merged at its approved head")
         app, env, held, _ = self.repo.lift_request(req.expected_head)
@@ -161,7 +169,9 @@ class ForgeActivities:
     @classified
     def open_lift(self, req: LiftHoldInput) -> OpenedLift:
         """Push the commit that lifts a hold and open its PR (both idempotent); `BadInput` when there
-        is no such hold."""
+        is no such hold. With `until`, a break-glass's PR instead (activities/glass.py)."""
+        if req.until is not None:
+            return glass.open_pr(self.forge, self.repo, req)
         hold, environment, author = self.repo.held(req.app, req.env, req.commit)
         branch, _ = self.repo.push_lift_request(hold, req.requested_by, req.reason)
         body = (

@@ -7,11 +7,13 @@ Each method only hands the call to the part that owns it: plumbing (`clone`), th
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from pathlib import Path
 
 from promoter import holds, metrics
 from promoter.git.change import MAX_PATCH_CHARS, StageChange
 from promoter.git.clone import Clone
+from promoter.git.glass import BreakGlassWriter
 from promoter.git.provenance import MAX_AUTHOR_COMMITS, Authorship, HistoryEvent, Provenance
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
@@ -51,6 +53,18 @@ class GitClone:
         self.provenance = Provenance(self.plumbing, self.trusted, self.reading)
         self.changes = StageChange(self.plumbing)
         self.writing = MainWriter(self.plumbing, self.reading, self.changes)
+        self.glass = BreakGlassWriter(self.plumbing, self.reading)
+
+    def push_break_glass_request(
+        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
+    ) -> tuple[str, str, str, EnvironmentConfig]:
+        return self.glass.push_request(app, env, until, who, why, now)
+
+    def break_glass_request(self, commit: str) -> dict[str, str]:
+        return self.glass.asked(commit)
+
+    def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str:
+        return self.glass.seal(branch, request, approvals, approved_by)
 
     def sign_commits_with(self, private_key: bytes) -> None:
         """Sign every commit this clone writes (see `Clone.sign_commits_with`)."""

@@ -1,0 +1,89 @@
+"""The forge side of a break-glass (promoter.breakglass), for the lift gate's activities
+(activities/forge.py): open its PR on promoter's request commit, and once its gate approved, seal it
+(promoter writes and signs the commit that adds the break-glass file) before the merge."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from temporalio import activity
+
+from promoter import breakglass, holds
+from promoter.errors import BadInput, TemporaryError
+from promoter.forges import Forge
+from promoter.models import EnvironmentConfig, LiftHoldInput, MergePullRequest, MergeResult, OpenedLift
+
+# the lift gate's merge message names the break-glass PR's branch (workflows/lift_hold.py)
+MERGE = re.compile(r"Merge pull request #\d+ from (break-glass/\S+)")
+SEEN_PUSH_TRIES = 30  # seconds a sealed commit may take to show on its PR before the merge step is retried
+
+
+class GlassGit(Protocol):
+    def push_break_glass_request(
+        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
+    ) -> tuple[str, str, str, EnvironmentConfig]: ...
+    def break_glass_request(self, commit: str) -> dict[str, str]: ...
+    def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str: ...
+
+
+def open_pr(forge: Forge, repo: GlassGit, req: LiftHoldInput) -> OpenedLift:
+    """Push the break-glass request and open its PR (both idempotent). Its gate is the environment's
+    `break_glass` (its approvers, its quorum), never the promotion gate's."""
+    assert req.until is not None
+    gid, branch, main, config = repo.push_break_glass_request(
+        req.app, req.env, req.until, req.requested_by, req.reason, datetime.now(UTC)
+    )
+    assert config.break_glass is not None
+    until = breakglass.rfc3339(req.until)
+    body = (
+        f"Break-glass `{gid}`: lets **{req.app}**'s promotions into **{req.env}** through a freeze, and only "
+        f"a freeze (never approvals, order, soak or the Kubernetes checks), until **{until}**.\n\n"
+        f"- asked by {breakglass.one_line(req.requested_by, 120)}: {breakglass.one_line(req.reason)}\n"
+        f"- needs {config.break_glass.required} approval(s) from {', '.join(config.break_glass.approvers)} "
+        f"(`promoter approve <id> --env {req.env} --as <you>`)\n\n"
+        "This branch only asks: the file `trust/break-glass/` that lets promotions through is written and "
+        "signed by promoter after the approvals, so merging this PR by hand changes nothing. It stops "
+        "counting at its end by itself."
+    )
+    pr = forge.open_pull_request(
+        branch,
+        f"Break-glass: {req.app} through a freeze in {req.env} until {until}",
+        body,
+        labels=["break-glass", f"env:{req.env}", f"app:{req.app}"],
+    )
+    gate = config.approval.model_copy(
+        update={
+            "approvers": list(config.break_glass.approvers),
+            "required": config.break_glass.required,
+            "pull_request_reviews": False,
+            "require_review": False,
+        }
+    )
+    environment = config.model_copy(update={"approval": gate})
+    return OpenedLift(pr=pr, commit=main, author=req.requested_by, hold_reason=gid, environment=environment)
+
+
+def seal(forge: Forge, repo: GlassGit, req: MergePullRequest, branch: str) -> str | MergeResult:
+    """The commit that puts an approved break-glass in place, pushed onto its PR to merge at once; the
+    merge's result when the PR is merged already (a retry, or a hand merge: that one added nothing)."""
+    if req.expected_head is None:
+        raise BadInput(f"the break-glass PR #{req.number} must be merged at its approved head")
+    repo.break_glass_request(req.expected_head)  # promoter's own request, else bad input
+    pr = forge.get_pull_request(req.number)
+    if pr.state == "merged":
+        assert pr.merge_commit is not None
+        return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+    approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
+    approved_by = [v.split(" via ", 1)[0] for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
+    sealed = repo.seal_break_glass(branch, req.expected_head, approvals, approved_by)
+    activity.heartbeat(f"break-glass {sealed[:12]} pushed")
+    for _ in range(SEEN_PUSH_TRIES):
+        if forge.get_pull_request(req.number).head_sha == sealed:
+            return sealed
+        time.sleep(1.0)
+        activity.heartbeat(f"waiting for PR #{req.number} to show {sealed[:12]}")
+    raise TemporaryError(f"the forge does not show PR #{req.number} at {sealed[:12]} yet; trying again")
