@@ -96,14 +96,26 @@ def _shown(git: Git, shas: Sequence[str], fmt: str, fields: int) -> list[list[st
     unique = list(dict.fromkeys(s for s in shas if _OBJECT_ID.fullmatch(s)))
     for i in range(0, len(unique), _CHUNK):
         names = unique[i : i + _CHUNK]
-        found += _entries(git("log", "--no-walk=unsorted", "--ignore-missing", f"--format={fmt}", *names), fields)
+        found += _entries(git("log", "--no-walk=unsorted", "--ignore-missing", f"--format={fmt}%x1e", *names), fields)
     return found
+
+
+def _line(git: Git, main: str, since: int | None) -> list[list[str]]:
+    """Main's first-parent line, newest first: with `since`, the commits committed at or after it. Git's
+    `--since` would stop at the first older commit (a person's commit dated before the merge under it);
+    `--since-as-filter` (git 2.37) walks the whole line and keeps the newer ones. An older git reads it all."""
+    if since is not None:
+        bound = f"--since-as-filter={datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%S} +0000"
+        try:
+            return _entries(git("log", "--first-parent", f"--format={_LOG}", bound, main), 4)
+        except Exception:  # noqa: BLE001 - a git before 2.37 does not know the option: filtered below instead
+            pass
+    return _entries(git("log", "--first-parent", f"--format={_LOG}", main), 4)
 
 
 def read(git: Git, main: str, since: int | None = None) -> Delivery:
     """Main's deployments and reverts merged at or after `since` (Unix seconds; None: all of main)."""
-    bound = [f"--since={datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%S} +0000"] if since is not None else []
-    line = _entries(git("log", "--first-parent", f"--format={_LOG}", *bound, main), 4)
+    line = _line(git, main, since)
     times = {sha: int(at) for sha, _, at, _ in line}
     merges = []
     for position, (sha, parents, at, message) in enumerate(reversed(line)):  # oldest first
@@ -256,7 +268,7 @@ def figures(delivery: Delivery, envs: Sequence[str], now: int, app: str | None =
     reverts = [r for r in delivery.reverts if app is None or app in r.apps]
     first = min((d.merged_at for d in delivery.deployments), default=now)
     window = Window(start=delivery.since if delivery.since is not None else min(first, now), end=now)
-    seen = sorted({d.env for d in deployments} | {r.env for r in reverts} - set(envs))
+    seen = sorted(({d.env for d in deployments} | {r.env for r in reverts}) - set(envs))
     result = []
     for env in [*envs, *seen]:
         here = [d for d in deployments if d.env == env]
