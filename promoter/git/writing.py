@@ -9,6 +9,7 @@ lost.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 
 import git
@@ -23,6 +24,28 @@ from promoter.git.reading import GitOpsReader
 from promoter.names import app_folder
 
 PUSH_ATTEMPTS = 8
+MERGE_BATCH = 64  # merges pushed together at most (a push that fails redoes them all)
+
+
+class _Merge:
+    """One merge asked of `MainWriter.merge_branch`: its merge commit or its error, once settled."""
+
+    def __init__(self, branch: str, message: str, expected_head: str | None) -> None:
+        self.branch, self.message, self.expected_head = branch, message, expected_head
+        self.settled = False
+        self.result: str | None = None
+        self.error: BaseException | None = None
+
+    def settle(self, result: str | None = None, error: BaseException | None = None) -> None:
+        """The first answer counts: a later one (a batch's catch-all) changes nothing."""
+        if not self.settled:
+            self.settled, self.result, self.error = True, result, error
+
+    def outcome(self) -> str:
+        if self.error is not None:
+            raise self.error
+        assert self.result is not None
+        return self.result
 
 
 class MainWriter:
@@ -32,6 +55,8 @@ class MainWriter:
         self.clone = clone
         self.reading = reading
         self.changes = changes
+        self._waiting: list[_Merge] = []  # merges asked and not yet taken by a lock holder (`merge_branch`)
+        self._waiting_lock = threading.Lock()
 
     def push_revert(
         self, app: str, env: str, merge_commit: str, reason: str, members: Sequence[str] = (), held: str = ""
@@ -156,36 +181,84 @@ class MainWriter:
         """Merge `branch` into main with a merge commit and push it, if main is still what it was
         merged onto; otherwise main is fetched and the merge redone on top of it, so no commit pushed
         by anyone else is lost. The first try merges onto the main this process pushed last (no
-        fetch), since under load it is nearly always still main."""
+        fetch), since under load it is nearly always still main.
+
+        Merges asked at once are pushed together (a group commit): whoever takes the main lock merges
+        the waiting ones too (up to `MERGE_BATCH`), each its own merge commit on top of the one before,
+        and pushes them in one push; the others find their merge made when they get the lock. A push
+        costs several times a merge (git's pack, the remote's checks), so a burst of approved gates
+        merges at the pace of the merges, not of the pushes. A merge that fails (a conflict, a branch
+        gone) fails alone; a push that fails fails them all (retried by their activities)."""
+        job = _Merge(branch, message, expected_head)
+        with self._waiting_lock:
+            self._waiting.append(job)
+        with self.clone.main_lock:
+            if not job.settled:
+                with self._waiting_lock:
+                    others = [j for j in self._waiting if j is not job][: MERGE_BATCH - 1]
+                    batch = [job, *others]
+                    self._waiting = [j for j in self._waiting if j not in batch]
+                try:
+                    with self.clone.file_lock(".main"):
+                        self._merge_all(batch)
+                finally:
+                    for j in batch:  # never leave a waiting thread without its answer
+                        j.settle(error=TemporaryError(f"the merge of {j.branch} was not made; trying again"))
+        return job.outcome()
+
+    def _merge_all(self, batch: list[_Merge]) -> None:
+        """Merge each of `batch` onto main, one merge commit on top of the other, and push the last;
+        each job settled with its merge commit or its error. Callers hold the main locks."""
         clone = self.clone
-        with clone.main_lock, clone.file_lock(".main"):
-            last = ""
-            repo = clone.have(expected_head) if expected_head else clone.open()  # no fetch yet: see below
-            main = clone.pushed_main if clone.pushed_main and objects.rev(repo, clone.pushed_main) else None
-            for _ in range(PUSH_ATTEMPTS):
-                if main is None:
-                    repo = clone.fresh()
-                    main = clone.main(repo)
-                head = self._head(repo, branch, expected_head)
-                done = self._find_merge(repo, head, main)
-                if done is not None:
-                    return done
-                merge = clone.write_commit(repo, self._merge_tree(repo, branch, main, head), [main, head], message)
-                try:  # by URL, and only if main is still the one merged onto
+        repo = clone.open()
+        for job in batch:  # each reviewed head, fetched only when this clone lacks it (no fetch of main yet)
+            if job.expected_head:
+                try:
+                    repo = clone.have(job.expected_head)
+                except Exception as e:  # noqa: BLE001 - this job's alone: the others merge
+                    job.settle(error=e)
+        main = clone.pushed_main if clone.pushed_main and objects.rev(repo, clone.pushed_main) else None
+        last = ""
+        for _ in range(PUSH_ATTEMPTS):
+            if main is None:
+                repo = clone.fresh()
+                main = clone.main(repo)
+            tip, merged = main, dict[_Merge, str]()
+            for job in batch:
+                if job.settled:
+                    continue
+                try:
+                    head = self._head(repo, job.branch, job.expected_head)
+                    done = self._find_merge(repo, head, tip)
+                    if done is None:
+                        tree = self._merge_tree(repo, job.branch, tip, head)
+                        done = tip = clone.write_commit(repo, tree, [tip, head], job.message)
+                    merged[job] = done
+                except Exception as e:  # noqa: BLE001 - a conflict or a branch gone fails this merge alone
+                    job.settle(error=e)
+            try:
+                if tip != main:  # by URL, and only if main is still the one merged onto
                     clone.run(
                         repo,
                         "push",
                         "--quiet",
                         f"--force-with-lease=refs/heads/{MAIN}:{main}",
                         clone.url,
-                        f"{merge}:refs/heads/{MAIN}",
+                        f"{tip}:refs/heads/{MAIN}",
                     )
-                    clone.pushed_main = merge
-                    return merge
-                except git.GitCommandError as e:
-                    last = objects.stderr(e)
-                    main = None  # main moved under us: fetch and merge again on top of it
-            raise TemporaryError(f"could not push {MAIN} of {clone.url} after {PUSH_ATTEMPTS} attempts: {last}")
+                    clone.pushed_main = tip
+            except git.GitCommandError as e:
+                last = objects.stderr(e)
+                main = None  # main moved under us: fetch and merge again on top of it
+                continue
+            for job in batch:
+                if job in merged:
+                    job.settle(merged[job])
+            return
+        for job in batch:  # an error of its own each: each is raised in its own thread
+            job.settle(
+                error=TemporaryError(f"could not push {MAIN} of {clone.url} after {PUSH_ATTEMPTS} attempts: {last}")
+            )
 
     def _head(self, repo: git.Repo, branch: str, expected_head: str | None) -> str:
         """The head to merge: the reviewed head, when the forge has just checked that the PR is still at

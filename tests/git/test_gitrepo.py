@@ -1,10 +1,14 @@
 """The Git adapter on real repositories: resolving a request and its bad input, preparing a stage's change
-(local_files, nothing to promote, idempotency), and merging into a main that moved meanwhile."""
+(local_files, nothing to promote, idempotency), merging into a main that moved meanwhile, and merges
+asked at once pushed together."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import stat
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import git
@@ -281,3 +285,61 @@ def test_a_branch_seeded_by_someone_else_is_never_taken_up(origin: Origin, clone
     assert git.Repo(origin.path).git.rev_parse(branch) == again.head
     changed = git.Repo(origin.path).git.diff("--name-only", f"{again.head}~1", again.head).splitlines()
     assert all(p.startswith("environments/staging/demo/") for p in changed)
+
+
+def until(condition: Callable[[], bool], what: str, timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def test_merges_asked_at_once_are_pushed_together_each_once(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """A burst of approved gates: while one merge's push is held at the origin, eleven more are asked
+    at once. Each gets its own merge commit (its head the second parent), every one is on main once,
+    the eleven went to the origin in one push, and the one that conflicts fails alone."""
+    apps = tuple(f"app{i}" for i in range(12))
+    origin = origin_factory(apps=apps)
+    clone = GitClone(origin.url, tmp_path / "cache")
+    branches = {}
+    for app in apps:
+        sha = origin.bump(app=app, tag="2.0.0")
+        prepared = clone.push_branch(prep(sha, target="staging").model_copy(update={"app": app}))
+        assert prepared.branch is not None and prepared.head is not None
+        branches[app] = (prepared.branch, prepared.head)
+    origin.bump(app="app11", env="staging", tag="9.9.9")  # app11's staging folder changed on main directly
+    pushes, release = tmp_path / "pushes", tmp_path / "release"
+    hook = origin.path / "hooks" / "pre-receive"  # the origin counts the pushes; the first waits for the rest
+    hook.write_text(
+        f"#!/bin/sh\necho x >> {pushes}\nn=0\n"
+        f'while [ ! -e {release} ] && [ "$n" -lt 300 ]; do sleep 0.1; n=$((n+1)); done\nexit 0\n'
+    )
+    hook.chmod(hook.stat().st_mode | stat.S_IEXEC)
+
+    def merge(app: str) -> str | Exception:
+        branch, head = branches[app]
+        try:
+            return clone.merge_branch(branch, f"Merge {branch}", head)
+        except Exception as e:  # noqa: BLE001 - the conflicting one's answer
+            return e
+
+    with concurrent.futures.ThreadPoolExecutor(len(apps)) as pool:
+        futures = {apps[0]: pool.submit(merge, apps[0])}
+        until(pushes.exists, "the first merge's push to reach the origin")
+        futures |= {app: pool.submit(merge, app) for app in apps[1:]}
+        until(lambda: len(clone.writing._waiting) == len(apps) - 1, "the other merges to queue behind it")
+        release.touch()
+        results = {app: f.result(timeout=60) for app, f in futures.items()}
+
+    assert isinstance(results["app11"], Conflict), results["app11"]
+    bare = git.Repo(origin.path)
+    first_parents = bare.git.rev_list("--first-parent", "--parents", "main").splitlines()
+    for app in apps[:-1]:
+        merge_commit = results[app]
+        assert isinstance(merge_commit, str), (app, merge_commit)
+        [line] = [line for line in first_parents if line.split()[0] == merge_commit]
+        assert line.split()[2] == branches[app][1]  # its own head, merged once
+        assert sum(branches[app][1] in line.split()[2:] for line in first_parents) == 1
+    assert len(pushes.read_text().split()) == 2, pushes.read_text()  # the first merge's, then the other ten's
