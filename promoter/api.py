@@ -147,6 +147,34 @@ async def lift_hold(
         raise PromoterError(f"a lift of a hold of {req.app} in {req.env} is already waiting ({wid})") from None
 
 
+def glass_id(app: str, env: str) -> str:
+    return f"{names.GLASS_PREFIX}{names.check(app, 'app')}-{names.check(env, 'environment')}"
+
+
+async def break_glass(
+    client: Client, task_queue: str, req: LiftHoldInput
+) -> WorkflowHandle[LiftHoldWorkflow, StageStatus]:
+    """Start a break-glass (`promoter break-glass`, promoter.breakglass): the lift gate's workflow with
+    `until` set, whose PR needs the environment's break_glass approvers; bad input (raised on the worker)
+    when the environment has none, or `until` is not within 24 hours. One at a time per app and env."""
+    assert req.until is not None
+    wid = glass_id(req.app, req.env)
+    until = f"{req.until:%Y-%m-%dT%H:%M:%SZ}"
+    try:
+        return await client.start_workflow(
+            LiftHoldWorkflow.run,
+            req,
+            id=wid,
+            task_queue=task_queue,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            memo={"app": req.app, "env": req.env, "commit": "", "break_glass_until": until},
+            static_summary=f"Break-glass: {req.app} through a freeze in {req.env} until {until}",
+        )
+    except WorkflowAlreadyStartedError:
+        raise PromoterError(f"a break-glass of {req.app} in {req.env} is already waiting ({wid})") from None
+
+
 async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport:
     """Compare an environment with Git now (`DriftWorkflow` on a worker). The run is kept, as a scheduled
     one is: it is the latest drift of the apps it checked, which `promoter status` shows."""

@@ -19,6 +19,7 @@ ALLOWED_SIGNERS = "trust/allowed_signers"
 REVOKED_KEYS = "trust/revoked_keys"
 WORKFLOW_PREFIX = "promote-"
 LIFT_PREFIX = "release-hold-"
+GLASS_PREFIX = "break-glass-"  # `promoter break-glass`'s run: break-glass-<app>-<env>
 _LABEL = re.compile(r"[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?")
 
 
@@ -66,6 +67,8 @@ def promotion_id(id_or_app: str) -> str:
         return id_or_app
     if id_or_app.startswith(LIFT_PREFIX) and is_label(id_or_app[len(LIFT_PREFIX) :]):
         return id_or_app  # `promoter lift-hold`'s run, which takes approve and reject as a promotion does
+    if id_or_app.startswith(GLASS_PREFIX) and is_label(id_or_app[len(GLASS_PREFIX) :]):
+        return id_or_app  # `promoter break-glass`'s run, the same gate
     try:
         return workflow_id(id_or_app)
     except BadInput as e:

@@ -9,6 +9,11 @@ and screen them (the held commit's author is asked about like any approver), giv
 `approve` update (`promoter approve`, or the Temporal Web UI) and refused at once by its validator
 otherwise. `reject` closes the PR and the hold stays. Approved, the PR is merged and the hold is
 lifted: git holds the record, with the approvals as trailers on the merge.
+
+A break-glass (`promoter break-glass`, `LiftHoldInput.until` set; promoter.breakglass) takes the same
+gate and the same steps: its PR opens on promoter's request, its approvers and quorum are the
+environment's `break_glass` (the activity hands them over as the gate's approval settings), and once
+approved promoter signs the commit that adds its file under trust/break-glass/ and merges it.
 """
 
 from __future__ import annotations
@@ -70,11 +75,17 @@ class LiftHoldWorkflow:
                 f"close PR #{opened.pr.number}",
             )
             self.stage.state, self.stage.rejected_by = StageState.REJECTED, d.approver
-            self.stage.message = f"rejected by {d.approver}: {d.comment}; the hold stays"
+            stays = "no break-glass is put in place" if inp.until is not None else "the hold stays"
+            self.stage.message = f"rejected by {d.approver}: {d.comment}; {stays}"
             return self.stage
         await self._merge(opened)
         self.stage.state = StageState.HEALTHY
         self.stage.message = f"the hold is lifted: {inp.app} @ {opened.commit[:7]} may be promoted to {inp.env} again"
+        if inp.until is not None:
+            self.stage.message = (
+                f"break-glass {opened.hold_reason} is in place: {inp.app}'s promotions into {inp.env} pass its "
+                f"freezes until {inp.until:%Y-%m-%dT%H:%M:%SZ}"
+            )
         self.stage.finished_at = workflow.now()
         return self.stage
 

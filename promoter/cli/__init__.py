@@ -4,7 +4,7 @@ code: 0 success, 1 the promotion or check did not succeed, 2 bad input (one line
 A package by concern, each command talking to Temporal only through the client API (`promoter.api`
 and the `Promotions` of `promoter.promotions`): `common` (the app, consoles, options, how a command
 reaches Temporal), `stack` (up, down, worker), `promote` (promote, dry-run), `lift` (lift-hold, a
-lift's status), `drift` (drift, history), `metrics` (metrics), `status` (status, approve, reject,
+lift's status), `glass` (break-glass), `drift` (drift, history), `metrics` (metrics), `status` (status, approve, reject,
 cancel, list), `policy` (policy ...), and `render` (the tables and lines they print). The modules are
 imported in that order, which is the order `promoter --help` lists the commands in.
 """
@@ -18,7 +18,7 @@ import typer
 
 # isort: off
 # each module registers its commands as it is imported: this order is the order `--help` lists them in
-from promoter.cli import stack, promote, lift, drift, metrics, status, policy
+from promoter.cli import stack, promote, lift, glass, drift, metrics, status, policy
 
 # isort: on
 from promoter.cli.common import Exit, app, err
@@ -33,6 +33,7 @@ __all__ = [
     "_listing",
     "app",
     "drift",
+    "glass",
     "lift",
     "main",
     "metrics",

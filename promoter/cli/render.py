@@ -31,9 +31,11 @@ def subject(app_name: str, members: list[str]) -> str:
 
 def title(status: PromotionStatus) -> str:
     """A promotion's heading: its ID, what it moves and its state; a lift of a hold says so."""
-    from promoter.names import LIFT_PREFIX
+    from promoter.names import GLASS_PREFIX, LIFT_PREFIX
 
-    if status.id.startswith(LIFT_PREFIX):
+    if status.id.startswith(GLASS_PREFIX):
+        what = f"break-glass of {status.app or '?'}" + (f" in {status.stages[0].env}" if status.stages else "")
+    elif status.id.startswith(LIFT_PREFIX):
         held = f" @ {status.commit[:7]}" if status.commit else ""
         what = f"lift of the hold of {status.app or '?'}{held}" + (
             f" in {status.stages[0].env}" if status.stages else ""

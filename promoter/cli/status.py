@@ -24,7 +24,7 @@ from promoter.cli.common import (
 from promoter.cli.lift import lift_of
 from promoter.cli.render import KIND, lift_status, list_row, listing
 from promoter.errors import PromoterError
-from promoter.names import LIFT_PREFIX, promotion_id, workflow_id
+from promoter.names import GLASS_PREFIX, LIFT_PREFIX, promotion_id, workflow_id
 from promoter.names import check as check_name
 from promoter.settings import Settings
 
@@ -63,7 +63,7 @@ async def _status(s: Settings, promotion: str | None, as_json: bool, follow: boo
     execution = await promotions.describe(wid)
     if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
-    if wid.startswith(LIFT_PREFIX):
+    if wid.startswith((LIFT_PREFIX, GLASS_PREFIX)):
         return await lift_of(s, promotions, execution, as_json, follow)
     if follow:  # as `promote --wait` follows what it started: its output, its exit codes, its Ctrl-C
         from promoter.cli.promote import _wait
