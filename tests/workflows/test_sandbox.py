@@ -1,0 +1,72 @@
+"""The workflow sandbox (workflows/sandbox.py) as each workflow run meets it: the run imports its own
+workflow module afresh and nothing else of ours (not `workflows.steps`, which the sandbox imported
+again for every run), compiles nothing once a first run of that module has, and still keeps the
+sandbox's restrictions on the workflow's own module."""
+
+from __future__ import annotations
+
+import importlib._bootstrap_external as bootstrap
+from typing import Any
+
+import pytest
+from temporalio.workflow import _Definition
+
+from workflows import RUNNER
+from workflows.drift import DriftWorkflow
+from workflows.promotion import PromotionWorkflow, ResolveWorkflow
+
+OURS = ("workflows", "activities", "promoter")
+
+
+@pytest.fixture
+def imports(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
+    """The modules of ours whose code a run loads (`get_code`), and the sources compiled meanwhile."""
+    loaded: list[str] = []
+    compiled: list[str] = []
+    get_code, source_to_code = bootstrap.SourceLoader.get_code, bootstrap.SourceLoader.source_to_code
+
+    def counting_get_code(self: Any, fullname: str) -> Any:
+        if fullname.split(".")[0] in OURS:
+            loaded.append(fullname)
+        return get_code(self, fullname)
+
+    def counting_source_to_code(self: Any, data: Any, path: Any, *, _optimize: int = -1) -> Any:
+        compiled.append(str(path))
+        return source_to_code(self, data, path, _optimize=_optimize)
+
+    monkeypatch.setattr(bootstrap.SourceLoader, "get_code", counting_get_code)
+    monkeypatch.setattr(bootstrap.SourceLoader, "source_to_code", counting_source_to_code)
+    return loaded, compiled
+
+
+@pytest.mark.parametrize(
+    "cls, module",
+    [
+        (PromotionWorkflow, "workflows.promotion"),
+        (ResolveWorkflow, "workflows.promotion"),
+        (DriftWorkflow, "workflows.drift"),
+    ],
+)
+async def test_a_run_imports_its_workflow_module_again_compiled_once(
+    imports: tuple[list[str], list[str]], cls: type, module: str
+) -> None:
+    loaded, compiled = imports
+    defn = _Definition.must_from_class(cls)
+    RUNNER.prepare_workflow(defn)  # a first run: its module may be compiled
+    loaded.clear()
+    compiled.clear()
+    for _ in range(3):
+        RUNNER.prepare_workflow(defn)
+    assert sorted(set(loaded)) == ["workflows", module]  # the package's __init__ and the module, afresh
+    assert loaded.count(module) == 3  # each run executes its module again
+    assert compiled == []
+
+
+async def test_the_workflow_module_stays_restricted() -> None:
+    """The workflow's own module is not passed through: its code meets the sandbox's restrictions."""
+    from temporalio.worker.workflow_sandbox._importer import Importer
+
+    importer = Importer(RUNNER.restrictions, None)  # type: ignore[arg-type]
+    for name in ("workflows", "workflows.promotion", "workflows.drift", "workflows.claim", "workflows.lift_hold"):
+        assert not importer.module_configured_passthrough(name), name
+    assert importer.module_configured_passthrough("workflows.steps")

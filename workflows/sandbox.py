@@ -1,0 +1,62 @@
+"""The sandbox every worker and replayer runs the workflows in (`RUNNER`), and what it costs per run.
+
+The sandbox imports a workflow's module afresh for every workflow run it starts (a promotion, each
+`resolve`, each drift check), so that no state leaks between runs and its restrictions (no clock, no
+I/O, no randomness) apply to that module's code. It should import nothing else afresh:
+- `workflows.steps` is passed through: the other workflow modules take it from within
+  `imports_passed_through` blocks as `from workflows import steps`, a form under which the sandbox
+  imported it again for each run (it found the package `workflows` already in its own modules);
+- this module is passed through, so the package's `__init__`, run again for each run, costs nothing;
+- `cryptography` (the signed approvals' verification, promoter.signing): its Rust core imports Python
+  modules while it runs, which the sandbox would import again, and a native extension cannot be
+  loaded twice.
+And the workflow modules are compiled once per process (`CompiledOnce`): without bytecode files
+(`PYTHONDONTWRITEBYTECODE`, a read-only install) each run's import compiled the module's source again,
+about half of the run's start. The module is still executed afresh for each run.
+"""
+
+from __future__ import annotations
+
+import importlib.abc
+import importlib.machinery
+import sys
+from collections.abc import Sequence
+from types import CodeType, ModuleType
+from typing import Any
+
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+PASSED_THROUGH = ("cryptography", "workflows.sandbox", "workflows.steps")
+
+_compiled: dict[tuple[str, bytes], CodeType] = {}  # (path, source) -> its code
+
+
+class _CompilingOnce(importlib.machinery.SourceFileLoader):
+    """A source loader that keeps each compiled source: the same path and bytes give the same code."""
+
+    def source_to_code(self, data: Any, path: Any, *, _optimize: int = -1) -> CodeType:  # type: ignore[override]
+        key = (str(path), data.encode() if isinstance(data, str) else bytes(data))
+        code = _compiled.get(key)
+        if code is None:
+            code = _compiled[key] = super().source_to_code(data, path, _optimize=_optimize)
+        return code
+
+
+class CompiledOnce(importlib.abc.MetaPathFinder):
+    """Finds the `workflows` package's modules as the path finder does, loaded by `_CompilingOnce`."""
+
+    def find_spec(
+        self, fullname: str, path: Sequence[str] | None, target: ModuleType | None = None
+    ) -> importlib.machinery.ModuleSpec | None:
+        if fullname.split(".")[0] != "workflows":
+            return None
+        spec = importlib.machinery.PathFinder.find_spec(fullname, path, target)
+        if spec is not None and type(spec.loader) is importlib.machinery.SourceFileLoader:
+            spec.loader = _CompilingOnce(spec.loader.name, spec.loader.path)
+        return spec
+
+
+if not any(isinstance(f, CompiledOnce) for f in sys.meta_path):
+    sys.meta_path.insert(0, CompiledOnce())
+
+RUNNER = SandboxedWorkflowRunner(restrictions=SandboxRestrictions.default.with_passthrough_modules(*PASSED_THROUGH))
