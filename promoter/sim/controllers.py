@@ -34,12 +34,12 @@ class Controllers(Store):
         while not self._stop.wait(0.02):
             now = time.monotonic()
             with self.lock:
-                for key in list(self.workloads):
+                for key in list(self.active):  # a workload whose rollout ended waits for its next write
                     obj = self.objects.get(key)
                     if obj is None:
                         self.workloads.discard(key)  # deleted
-                    else:
-                        self._reconcile(key, obj, now)
+                    if obj is None or self._reconcile(key, obj, now):
+                        self.active.discard(key)
                 if self._sliced != self.version:
                     self._slice()
                     self._sliced = self.version
@@ -123,20 +123,24 @@ class Controllers(Store):
         status = obj.get("status") or {}
         return int(status.get("readyReplicas") or status.get("numberReady") or 0)
 
-    def _reconcile(self, key: tuple[str, str, str, str], obj: dict[str, Any], now: float) -> None:
+    def _reconcile(self, key: tuple[str, str, str, str], obj: dict[str, Any], now: float) -> bool:
+        """Move the workload's rollout on; whether the rollout of its latest generation has ended."""
         generation = obj["metadata"].get("generation", 1)
         started = self.rollouts.get(key)
         if started is None or started[0] != generation:
             self.rollouts[key] = (generation, now)
             self._set_status(key, obj, self._progressing(obj, generation))
-            return
-        if now - started[1] < self.rollout_delay_s or self.done.get(key) == generation:
-            return
+            return False
+        if self.done.get(key) == generation:
+            return True
+        if now - started[1] < self.rollout_delay_s:
+            return False
         annotations = obj.get("spec", {}).get("template", {}).get("metadata", {}).get("annotations") or {}
         targets = {t.strip() for t in str(annotations.get(FAIL_IN, "")).split(",") if t.strip()}
         failing = "*" in targets or self.env in targets
         self.done[key] = generation
         self._set_status(key, obj, self._failed(obj, generation) if failing else self._available(obj, generation))
+        return True
 
     def _set_status(self, key: tuple[str, str, str, str], obj: dict[str, Any], status: dict[str, Any]) -> None:
         updated = copy.deepcopy(obj)

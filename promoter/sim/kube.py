@@ -52,8 +52,8 @@ Why not kmock (PyPI, 0.8): it is a scripted mock of responses, with no server-si
 generation semantics and no controller, and a promotion needs all three behaving as a cluster does.
 
 With `state_file`, the objects (and what each field manager applied, and which rollouts ended)
-are written to that JSON file within ~0.1 s of every change and read back at start, so the embedded
-stack's clusters survive `promoter down` / `up` as a real cluster would.
+are written to that JSON file within ~1 s of every change (and as the simulator stops) and read back
+at start, so the embedded stack's clusters survive `promoter down` / `up` as a real cluster would.
 
 Faults for tests: `fail_next(status, count)` answers the next requests with that HTTP status,
 `stall_next(seconds, count)` delays them; `fail_next(..., path=...)` only requests whose path ends so.
@@ -83,7 +83,7 @@ from promoter.sim.store import (
 
 __all__ = ["FAIL_IN", "SLICER", "ApiError", "Kind", "KubeSim", "kubeconfig"]
 
-SAVE_EVERY_S = 0.1  # the state file's writes, at most this often (more seldom when a write takes long)
+SAVE_EVERY_S = 1.0  # the state file's writes, at most this often (more seldom when a write takes long)
 
 
 class KubeSim(Serving, Controllers):
@@ -107,6 +107,7 @@ class KubeSim(Serving, Controllers):
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
         self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
         self.workloads: set[tuple[str, str, str, str]] = set()  # the controller's keys (of objects)
+        self.active: set[tuple[str, str, str, str]] = set()  # those it still has to roll out (or check)
         self.applied: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}  # + field manager
         self.rollouts: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # generation, started
         self.done: dict[tuple[str, str, str, str], int] = {}  # the generation whose rollout ended
@@ -161,6 +162,7 @@ class KubeSim(Serving, Controllers):
         self.version = int(state.get("version", 0))
         self.objects = {tuple(k): o for k, o in state.get("objects", [])}
         self.workloads = {k for k, o in self.objects.items() if o.get("kind") in WORKLOADS or o.get("kind") == "Job"}
+        self.active = set(self.workloads)  # each one whose rollout ended is dropped at the controller's first pass
         self.applied = {tuple(k): c for k, c in state.get("applied", [])}
         self.done = {tuple(k): g for k, g in state.get("done", [])}
         self.rollouts = {k: (g, 0.0) for k, g in self.done.items()}  # ended rollouts stay ended
@@ -181,8 +183,9 @@ class KubeSim(Serving, Controllers):
         self._saved_version = snapshot["version"]
 
     def _saver(self) -> None:
-        """Save every 0.1 s when anything changed; a big state waits 20 times as long as its last write
-        took, so writing the file costs at most a twentieth of a core however many objects there are."""
+        """Save every second when anything changed (the whole state each time: a busy cluster's file is
+        not rewritten ten times a second); a big state waits 20 times as long as its last write took, so
+        writing the file costs at most a twentieth of a core however many objects there are."""
         pause = SAVE_EVERY_S
         while not self._stop.wait(pause):
             started = time.monotonic()

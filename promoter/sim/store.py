@@ -155,6 +155,7 @@ class Store:
     kinds: dict[tuple[str, str, str], Kind]
     objects: dict[tuple[str, str, str, str], dict[str, Any]]
     workloads: set[tuple[str, str, str, str]]
+    active: set[tuple[str, str, str, str]]  # the workloads whose latest generation has not yet rolled out
     applied: dict[tuple[str, str, str, str, str], dict[str, Any]]
     version: int
     _field_validation: str
@@ -250,6 +251,7 @@ class Store:
         self.objects[(kind.group, kind.plural, namespace, meta["name"])] = obj
         if kind.kind in WORKLOADS or kind.kind == "Job":
             self.workloads.add((kind.group, kind.plural, namespace, meta["name"]))
+            self.active.add((kind.group, kind.plural, namespace, meta["name"]))
         if kind.kind == "CustomResourceDefinition":
             self._register_crd(obj)
         return obj
