@@ -115,7 +115,8 @@ def _line(git: Git, main: str, since: int | None) -> list[list[str]]:
 
 def read(git: Git, main: str, since: int | None = None) -> Delivery:
     """Main's deployments and reverts merged at or after `since` (Unix seconds; None: all of main)."""
-    line = _line(git, main, since)
+    # a message holding the separators could split into entries of its own: only well-formed ones count
+    line = [e for e in _line(git, main, since) if _OBJECT_ID.fullmatch(e[0]) and e[2].isdigit()]
     times = {sha: int(at) for sha, _, at, _ in line}
     merges = []
     for position, (sha, parents, at, message) in enumerate(reversed(line)):  # oldest first
@@ -134,7 +135,7 @@ def read(git: Git, main: str, since: int | None = None) -> Delivery:
         else:
             delivery.reverts.append(_revert(number, app, env, m))
     missing = [d.commit for d in delivery.deployments if d.commit and d.commit not in times]
-    times.update({sha: int(at) for sha, at in _shown(git, missing, "%H%x1f%ct", 2)})
+    times.update({sha: int(at) for sha, at in _shown(git, missing, "%H%x1f%ct", 2) if at.isdigit()})
     for d in delivery.deployments:
         d.committed_at = times.get(d.commit)
     link(delivery.deployments, delivery.reverts)

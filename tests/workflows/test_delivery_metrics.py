@@ -213,7 +213,8 @@ async def test_a_scripted_week_gives_each_figure_exactly(
     expected = envs_of(report)["prod"] | {"deployment_frequency": {"deployments": 4, "per_day": per_day(only, 4)}}
     assert only["environments"][0] == expected
 
-    # the table a person reads
+    # the table a person reads (shown with -s: docs/metrics.md's example is one)
+    print(metrics(origin, tmp_path).stdout)
     table = metrics(origin, tmp_path, "--env", "prod")
     assert table.returncode == 0, table.stderr
     header, _, row = table.stdout.splitlines()
