@@ -263,23 +263,13 @@ class PromotionWorkflow:
         verdict = "allow" if decision.allow else "deny"
         counts = f"{len(decision.deny)} denial(s), {len(decision.warn)} warning(s)"
         detail = f"{phase} {verdict}, revision {decision.revision or '?'}, {counts}"
-        self.r.audit(stage.env, "policy", actor=decision.engine or "policy", detail=detail)
-        self._break_glass(stage, decision)
+        audit_policy(self.r, stage, decision, detail)
         if decision.allow:
             return True
         reasons = "; ".join(f"{v.rule}: {v.message}" for v in decision.deny) or "denied"
         self.r.end(stage, StageState.POLICY_DENIED, reasons, PromotionState.POLICY_DENIED, reasons)
         self.r.notify(stage, "denied", f"Policy denied {self.p.label} for {stage.env}: {reasons}")
         return False
-
-    def _break_glass(self, stage: StageStatus, decision: PolicyDecision) -> None:
-        """Each break-glass that let a freeze through (an excepted finding the policies name so), audited
-        once per stage: the PR body, the merge's trailers (Promoter-Break-Glass) and history name it."""
-        seen = {e.detail for e in self.r.entries(stage.env) if e.kind == "break-glass"}
-        for v in decision.excepted:
-            if v.exception.startswith("break-glass ") and v.exception not in seen:
-                seen.add(v.exception)
-                self.r.audit(stage.env, "break-glass", detail=v.exception)
 
     async def _soak_previous(self, stage: StageStatus) -> None:
         """Wait until every environment it comes after (in a line, the previous one) has been healthy for
@@ -380,3 +370,15 @@ class ResolveWorkflow:
     async def run(self, req: PromotionRequest) -> PromotionPlan:
         plan: PromotionPlan = await steps.RESOLVE.call(req, "resolve the request")
         return plan
+
+
+def audit_policy(r: Recorder, stage: StageStatus, decision: PolicyDecision, detail: str) -> None:
+    """The policy check, audited; and each break-glass that let a freeze through (an excepted finding the
+    policies name so), once per stage: the PR body, the merge's trailers (Promoter-Break-Glass) and
+    `promoter history` name it."""
+    r.audit(stage.env, "policy", actor=decision.engine or "policy", detail=detail)
+    seen = {e.detail for e in r.entries(stage.env) if e.kind == "break-glass"}
+    for v in decision.excepted:
+        if v.exception.startswith("break-glass ") and v.exception not in seen:
+            seen.add(v.exception)
+            r.audit(stage.env, "break-glass", detail=v.exception)
