@@ -51,6 +51,7 @@ import psutil
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from activities.forge import HEARTBEAT_EVERY_S, HEARTBEATS_PER_S  # noqa: E402
 from bench.scale_bench import app_name, cpu_seconds, gitops_with_apps, image_of  # noqa: E402
 from promoter import api  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
@@ -74,6 +75,21 @@ def gitops(tmp: Path, apps: int) -> Path:
 
 def usage(processes: dict[str, psutil.Process]) -> dict[str, float]:
     return {name: cpu_seconds(p)["self"] for name, p in processes.items()}
+
+
+async def idle_cpu(processes: dict[str, psutil.Process], window: float) -> dict[str, float]:
+    """Each process's CPU over `window` seconds, in % of one core."""
+    before = usage(processes)
+    t = time.perf_counter()
+    await asyncio.sleep(window)
+    spent = {k: v - before[k] for k, v in usage(processes).items()}
+    return {k: round(100 * v / (time.perf_counter() - t), 1) for k, v in spent.items()}
+
+
+def heartbeats_per_s(gates: int) -> float:
+    """The heartbeats a second that `gates` waiting watchers of one worker send (activities.forge)."""
+    low, high = HEARTBEAT_EVERY_S
+    return gates / min(high, max(low, gates / HEARTBEATS_PER_S))
 
 
 def family_rss_mb(pid: int) -> tuple[float, float]:
@@ -188,6 +204,10 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             base = person.head.commit.hexsha
             processes = {name: psutil.Process(int(pid)) for name, pid in info["pids"].items()}  # type: ignore[union-attr]
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
+            # the same stack with no promotion at all: what the waiting gates add is measured against it
+            empty_cpu = await idle_cpu(processes, window)
+            empty_rss, _ = family_rss_mb(worker_pid)
+            print(f"no gates: worker {empty_rss:.0f} MiB, idle CPU {json.dumps(empty_cpu)}", flush=True)
 
             t0 = time.perf_counter()
             cpu0 = usage(processes)
@@ -203,20 +223,29 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             print(f"{waiting} waiting at prod's gate {t_gated - t0:.1f} s after the first start", flush=True)
 
             await asyncio.sleep(settle)
-            before = usage(processes)
-            t_w = time.perf_counter()
-            await asyncio.sleep(window)
-            spent = {k: v - before[k] for k, v in usage(processes).items()}
-            idle = {k: round(100 * v / (time.perf_counter() - t_w), 1) for k, v in spent.items()}
+            idle = await idle_cpu(processes, window)
             rss, children = family_rss_mb(worker_pid)
+            drift = [client.get_schedule_handle(f"drift-{env}") for env in ("dev", "prod")]
+            for schedule in drift:  # what the watchers alone cost: the drift checks paused for a window
+                await schedule.pause(note="gates_bench: idle CPU without the drift checks")
+            idle_no_drift = await idle_cpu(processes, window)
+            for schedule in drift:
+                await schedule.unpause()
             figures: dict[str, object] = {
                 "apps": apps,
                 "to_the_gates_s": round(t_gated - t0, 1),
                 "cpu_s_to_the_gates": {k: round(v - cpu0[k], 1) for k, v in cpu_gated.items()},
                 "waiting": waiting,
+                "worker_rss_mb_no_gates": round(empty_rss, 1),
                 "worker_rss_mb": round(rss, 1),
+                "worker_rss_kib_per_gate": round((rss - empty_rss) * 1024 / apps),
                 "worker_children_rss_mb": round(children, 1),
-                f"idle_cpu_pct_of_one_core_over_{window:g}s": idle,
+                "watcher_heartbeats_per_s": round(heartbeats_per_s(apps), 1),
+                f"idle_cpu_pct_of_one_core_over_{window:g}s": {
+                    "no_gates": empty_cpu,
+                    "gates_waiting": idle,
+                    "gates_waiting_drift_paused": idle_no_drift,
+                },
             }
             print(json.dumps(figures), flush=True)
             if wait_only:
@@ -244,8 +273,12 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             cli_out, cli_err = cli.communicate()
             t_cli = time.perf_counter()
             last_merge = None
+            pace: dict[str, float] = {}  # seconds from the first approval to a tenth, half, 90 % of the merges
             while time.perf_counter() - t_a < 1800:
                 merged = merges_by_app(origin, base)
+                for share in (0.1, 0.5, 0.9):
+                    if sum(merged.values()) >= share * apps:
+                        pace.setdefault(f"{share:.0%}", round(time.perf_counter() - t_a, 1))
                 if sum(merged.values()) >= apps:
                     last_merge = time.perf_counter()
                     break
@@ -273,6 +306,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
                 "http_failed": http_failed[:5],
                 "http_half_s": round(t_http - t_a, 1),
                 "cli_half_s": round(t_cli - t_a, 1),
+                "approved_to_merges_s": pace,
                 "approved_to_last_merge_s": round(last_merge - t_a, 1) if last_merge else None,
                 "approved_to_last_end_s": round(t_end - t_a, 1),
                 "cpu_s_burst": {k: round(v - cpu_a[k], 1) for k, v in cpu_b.items()},

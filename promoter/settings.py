@@ -73,6 +73,9 @@ class Settings:
     # requests an hour a worker's PR watchers may spend on the forge's token; default: the forge's own
     # (`poll_budget` of its class: GitHub 4,000 of its 5,000, GitLab and Gitea 36,000)
     forge_poll_budget: float | None = None
+    # workflows a worker keeps in memory between their tasks (the SDK's max_cached_workflows); one evicted
+    # is replayed from its history at its next task (docs/benchmarks.md, "A thousand waiting gates")
+    workflow_cache: int = 1000
     max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
     # the commit of main whose rule files are trusted as they are; a later change to them counts once a
     # key its trust/allowed_signers lists for `git` signed it (docs/policies.md, "Who can change the rules")
@@ -172,6 +175,11 @@ class Settings:
         self.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", self.review_poll_s)
         if env.get("PROMOTER_FORGE_POLL_BUDGET"):
             self.forge_poll_budget = _per_hour(env, "PROMOTER_FORGE_POLL_BUDGET")
+        if env.get("PROMOTER_WORKFLOW_CACHE"):
+            text = env["PROMOTER_WORKFLOW_CACHE"]
+            if not text.isdigit() or int(text) < 1:
+                raise BadInput(f"PROMOTER_WORKFLOW_CACHE must be a number of workflows (1 or more), not {text[:40]!r}")
+            self.workflow_cache = int(text)
         if env.get("PROMOTER_MAX_FILE_SIZE"):
             self.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
         self.trust_root = env.get("PROMOTER_TRUST_ROOT") or self.trust_root

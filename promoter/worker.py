@@ -133,7 +133,6 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         claims=lambda cfg, app, objects: cluster.cluster(cfg).claims(app, objects, cfg.adopt),
     )
     reverts = RevertActivities(repo, forge)
-    notify = NotifyActivities()
     promotions = PromotionActivities(client)
     measures = VerifyActivities(settings.prometheus_url)
     main = Worker(
@@ -157,11 +156,12 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
             cluster.check_health,
             cluster.detect_drift,
             reverts.revert,
-            notify.notify,
+            NotifyActivities().notify,
             promotions.running_promotions,
             measures.measure,
         ],
         activity_executor=executor,
+        max_cached_workflows=settings.workflow_cache,
         max_concurrent_activities=16,
         max_concurrent_local_activities=16,  # the same threads run both kinds
         **losing_a_worker(),

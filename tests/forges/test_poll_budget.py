@@ -250,3 +250,18 @@ def test_the_budget_setting_reaches_the_watchers_and_a_bad_one_is_one_line(
         monkeypatch.setenv("PROMOTER_FORGE_POLL_BUDGET", bad)
         with pytest.raises(BadInput, match="PROMOTER_FORGE_POLL_BUDGET must be a number of requests an hour"):
             Settings.load(state)
+
+
+def test_the_workflow_cache_setting_is_read_and_a_bad_one_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    from promoter.errors import BadInput
+    from promoter.settings import Settings
+
+    assert Settings.load(str(tmp_path)).workflow_cache == 1000  # the SDK's own default
+    monkeypatch.setenv("PROMOTER_WORKFLOW_CACHE", "200")
+    assert Settings.load(str(tmp_path)).workflow_cache == 200
+    for bad in ("0", "lots", "-5", "1.5"):
+        monkeypatch.setenv("PROMOTER_WORKFLOW_CACHE", bad)
+        with pytest.raises(BadInput, match="PROMOTER_WORKFLOW_CACHE must be a number of workflows"):
+            Settings.load(str(tmp_path))
