@@ -3,7 +3,8 @@
 merges into staging or prod (each with its branch commit) and REVERTS reverts' merges, written with
 promoter's own message writers (the branch commit's message of `promoter.git.change`, the merge's of
 `promoter.report.merge_message`, the hold's `promoter.holds.trailers`); every other commit is a person's
-change of an app in dev.
+change: of an app in dev before each promotion, of a note otherwise (so that the build does not
+write a 5,000-entry tree 20,000 times: `promoter metrics` reads commits, never trees).
 
     .venv/bin/python bench/metrics_bench.py [--apps 5000] [--commits 20000] [--promotions 300] [--reverts 30]
 
@@ -119,10 +120,14 @@ def build(origin: Path, apps: int, commits: int, promotions: int, reverts: int) 
     number = done = 0
     while w.mark < commits - 4:
         app = f"app-{(w.mark * 7919) % apps}"
-        if w.mark % every or not pending:
+        if w.mark % every == every - 1:  # a person's change of an app in dev, promoted next
             change = {f"environments/dev/{app}/deployment.yaml": MANIFEST.format(app=app, v=w.mark)}
             main = w.commit(f"{app}: a change", change, [main])
             pending.append((main, app))
+            continue
+        if w.mark % every or not pending:  # a note (a tree of 5,000 apps written for each of 20,000
+            # commits would make the build, not the benchmark, take many minutes)
+            main = w.commit(f"notes {w.mark}", {f"notes/{w.mark % 500}.md": f"{w.mark}\n"}, [main])
             continue
         mark, _ = pending.pop()
         number, done = number + 1, done + 1
