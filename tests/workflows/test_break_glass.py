@@ -1,0 +1,216 @@
+"""Change calendars and break-glass end to end (issue 33, parts 2 and 3), on the Temporal dev server with
+real git, the local forge and a trust root pinned in the worker's settings:
+
+- prod is frozen by an event of a change calendar (policies/calendars/change-freeze.ics, named by
+  policies/data.yaml's freeze_calendars): a promotion into prod is denied naming the event and its end;
+- `promoter break-glass`'s workflow opens a PR whose gate is prod's `break_glass` (bob and carol, both
+  needed; alice, prod's promotion approver, may not approve it); approved, promoter signs and merges the
+  commit adding trust/break-glass/<id>.yaml, and the rules walk takes it into the trusted revision;
+- the next promotion goes through the freeze, and says so: its audit, its PR body, its merge's
+  `Promoter-Break-Glass` trailer and `promoter history` name the break-glass;
+- judged one minute after the break-glass's end (the same trusted rules, read from git), the freeze
+  denies again; a break-glass file pushed by hand counts for nothing.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import git
+import pytest
+from temporalio.client import WorkflowUpdateFailedError
+from temporalio.testing import WorkflowEnvironment
+
+from activities.policy import PolicyActivities
+from promoter import api, breakglass
+from promoter.gitrepo import GitClone
+from promoter.models import (
+    Decision,
+    EnvironmentConfig,
+    LiftHoldInput,
+    PolicyCheckInput,
+    PromotionState,
+    PromotionStatus,
+    StageState,
+    StageStatus,
+)
+from promoter.policy.embedded import EmbeddedEngine
+from promoter.stack import demo_keys, seed_origin
+from tests.support.gitops import Origin, make_gitops
+from tests.support.keys import commit_signed
+
+pytestmark = pytest.mark.asyncio
+
+FREEZE = "Year-end change freeze"
+ICS = "policies/calendars/change-freeze.ics"
+
+
+def stamp(t: datetime) -> str:
+    return t.astimezone(UTC).strftime("%Y%m%dT%H%M%SZ")
+
+
+def calendar(start: datetime, end: datetime) -> str:
+    return (
+        "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//promoter tests//EN\r\nBEGIN:VEVENT\r\n"
+        f"UID:freeze@promoter.test\r\nSUMMARY:{FREEZE}\r\nDTSTART:{stamp(start)}\r\nDTEND:{stamp(end)}\r\n"
+        "END:VEVENT\r\nEND:VCALENDAR\r\n"
+    )
+
+
+def envs() -> list[dict[str, object]]:
+    gate = {"required": 1, "approvers": ["alice"], "timeout": "24h", "pull_request_reviews": False}
+    glass = {"approvers": ["bob", "carol"], "required": 2}
+    return [{"name": "dev", "order": 1}, {"name": "prod", "order": 2, "approval": gate, "break_glass": glass}]
+
+
+@pytest.fixture
+def frozen(tmp_path: Path) -> tuple[Origin, Path, str, datetime]:
+    """An origin whose trusted rules (the trust root: its first commit) freeze prod by a calendar event
+    from an hour ago to three hours on, and list promoter's commit signing key; that key, the root, and
+    the event's end."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    end = now + timedelta(hours=3)
+    public = demo_keys(tmp_path / "keys", ("promoter",))
+    base = tmp_path / "frozen"
+    base.mkdir()
+    source = make_gitops(base, envs())
+    (source / ICS).parent.mkdir(parents=True, exist_ok=True)
+    (source / ICS).write_text(calendar(now - timedelta(hours=1), end))
+    data = source / "policies" / "data.yaml"
+    data.write_text(
+        data.read_text() + "freeze_calendars:\n  - {file: calendars/change-freeze.ics, environments: [prod]}\n"
+    )
+    root = seed_origin(source, base / "origin.git", signers=public)
+    return Origin(base / "origin.git", base / "person"), tmp_path / "keys" / "promoter", root, end
+
+
+async def wait_stage(handle: Any, check: Callable[[StageStatus], bool]) -> StageStatus:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            stage = await handle.query("status", result_type=StageStatus)
+            if check(stage):
+                return stage
+        except Exception:  # noqa: BLE001 - its first workflow task has not run yet
+            pass
+        assert time.monotonic() < deadline, "the break-glass never got there"
+        await _pause()
+
+
+async def _pause() -> None:
+    import asyncio
+
+    await asyncio.sleep(0.05)
+
+
+def judged_at(origin: Origin, cache: Path, root: str, env: EnvironmentConfig, at: datetime) -> Any:
+    """prod's policy decision on demo's promotion, evaluated at `at` on main's trusted rules as the
+    worker reads them (git, the trust root, regorus)."""
+    engine = EmbeddedEngine()
+    try:
+        activities = PolicyActivities(GitClone(origin.url, cache, trust_root=root), engine)
+        req = PolicyCheckInput(
+            promotion_id="promote-demo",
+            app="demo",
+            commit=origin.repo.head.commit.hexsha,
+            author="dana <dana@example.com>",
+            source_env="dev",
+            target_env="prod",
+            started_at=at,
+            evaluated_at=at,
+            environment=env,
+            environments=["dev", "prod"],
+            phase="merge",
+            render_objects=False,
+        )
+        return activities.judge(req)
+    finally:
+        engine.close()
+
+
+def freezes(decision: Any) -> list[str]:
+    """The freeze's denials (the check judged here has no approvals nor history: those rules deny too)."""
+    return [v.message for v in decision.deny if v.rule == "promotion.freeze.deny_freeze_window"]
+
+
+async def test_a_calendar_freeze_denies_and_an_approved_break_glass_lets_through_until_its_end(
+    dev_env: WorkflowEnvironment, run_worker: Any, frozen: tuple[Origin, Path, str, datetime], tmp_path: Path
+) -> None:
+    origin, key, root, freeze_end = frozen
+    forge = origin.forge()
+    origin.bump(tag="9.1.0")
+    async with run_worker(dev_env, origin, commit_signing_key=str(key), trust_root=root) as tq:
+        # inside the calendar's event, prod is frozen: the promotion is denied naming the event and its end
+        first = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
+        denied: PromotionStatus = await first.result()
+        assert denied.state == PromotionState.POLICY_DENIED, denied.message
+        until_event = freeze_end.strftime("%Y-%m-%dT%H:%M:%SZ")
+        assert f"prod is frozen by '{FREEZE}' ({ICS}) at " in denied.message, denied.message
+        assert f"until {until_event}" in denied.message
+
+        # a break-glass, through its own gate: prod's break_glass approvers, both of them
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+        ask = LiftHoldInput(
+            app="demo", env="prod", commit="", requested_by="alice", reason="fix for incident 4711", until=until
+        )
+        glass = await api.break_glass(dev_env.client, tq, ask)
+        waiting = await wait_stage(glass, lambda s: s.state == StageState.AWAITING_APPROVAL)
+        assert waiting.approvers == ["bob", "carol"] and waiting.approvals_required == 2
+        with pytest.raises(WorkflowUpdateFailedError):  # prod's promotion approver is not a break-glass approver
+            await glass.execute_update("approve", Decision(env="prod", approver="alice", via="cli"))
+        await glass.execute_update("approve", Decision(env="prod", approver="bob", via="cli", comment="ok"))
+        await glass.execute_update("approve", Decision(env="prod", approver="carol", via="cli", comment="ok"))
+        placed: StageStatus = await glass.result()
+        assert placed.state == StageState.HEALTHY and placed.merge_commit, placed.message
+        assert "pass its freezes until" in placed.message
+        tree = git.Repo(origin.path).git.ls_tree("-r", "--name-only", placed.merge_commit).split()
+        files = [p for p in tree if "break-glass" in p]
+        assert len(files) == 1 and files[0].startswith("trust/break-glass/demo-prod-"), files
+        gid = Path(files[0]).stem
+
+        # the next promotion passes the freeze (prod's own gate still holds) and says so everywhere
+        second = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo"), "dana")
+        gated: PromotionStatus = await api.wait_for(second, lambda s: s.stages[1].state == StageState.AWAITING_APPROVAL)
+        assert gated.stages[1].policy is not None and gated.stages[1].policy.allow
+        await second.execute_update("approve", Decision(env="prod", approver="alice", via="cli", comment="ship"))
+        done: PromotionStatus = await second.result()
+    assert done.state == PromotionState.SUCCEEDED, done.message
+    said = f"break-glass {gid} by alice until {breakglass.rfc3339(until)}: fix for incident 4711"
+    assert [e.detail for e in done.audit if e.kind == "break-glass"] == [said]
+    prod = done.stages[1]
+    assert said in forge.get_pull_request(prod.pr_number or 0).body
+    merged = git.Repo(origin.path).git.log("-1", "--format=%B", prod.merge_commit)
+    assert "Promoter-Break-Glass: promoter at " in merged and said in merged, merged
+    history = GitClone(origin.url, tmp_path / "history-cache").history("demo")
+    promoted = next(e for e in history if e.env == "prod" and e.kind == "promoted")
+    assert any(d.startswith("Promoter-Break-Glass: ") and said in d for d in promoted.decisions), promoted.decisions
+
+    # the same trusted rules, one minute after the break-glass's end: denied by the freeze again; a
+    # minute before it, let through naming it
+    prod_env = next(c for c in GitClone(origin.url, tmp_path / "c1").environments() if c.name == "prod")
+    after = judged_at(origin, tmp_path / "c2", root, prod_env, until + timedelta(minutes=1))
+    minute_after = breakglass.rfc3339(until + timedelta(minutes=1))
+    assert freezes(after) == [f"prod is frozen by '{FREEZE}' ({ICS}) at {minute_after}, until {until_event}"]
+    assert after.excepted == []
+    before = judged_at(origin, tmp_path / "c3", root, prod_env, until - timedelta(minutes=1))
+    assert freezes(before) == [] and [v.exception for v in before.excepted] == [said]
+
+    # a break-glass file pushed by hand (unsigned, an hour past the real one's end) counts for nothing
+    hand = {
+        "app": "demo",
+        "env": "prod",
+        "reason": "by hand",
+        "requested_by": "mallory",
+        "until": breakglass.rfc3339(until + timedelta(hours=2)),
+        "approved_at": breakglass.rfc3339(until),
+        "approved_by": ["mallory"],
+    }
+    import yaml
+
+    commit_signed(origin, None, {"trust/break-glass/demo-prod-hand.yaml": yaml.safe_dump(hand)}, "break glass")
+    later = judged_at(origin, tmp_path / "c4", root, prod_env, until + timedelta(minutes=30))
+    assert len(freezes(later)) == 1 and later.excepted == []
