@@ -100,15 +100,16 @@ def _print(main: str, window: Window, found: list[Figures], app_name: str | None
 
 
 def _span(seconds: float | None) -> str:
-    """A duration as a person reads it: `-` for none, else `2d 3h`, `5h 20m`, `12m 5s`, `40s`."""
+    """A duration as a person reads it: `-` for none, else `4d 3h`, `27h 20m`, `12m 5s`, `40s`."""
     if seconds is None:
         return "-"
     whole = round(seconds)
     days, rest = divmod(whole, 86400)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
+    if days >= 3:  # under three days in hours: 24h 30m reads better than 1d 0h
         return f"{days}d {hours}h" if hours else f"{days}d"
+    hours += 24 * days
     if hours:
         return f"{hours}h {minutes}m" if minutes else f"{hours}h"
     if minutes:
