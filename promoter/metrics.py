@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from promoter import history, holds
+from promoter import breakglass, history, holds
 from promoter.errors import BadInput
 
 Git = Callable[..., str]  # runs `git <args>` in the clone, returns its output
@@ -45,8 +45,7 @@ class Deployment:
     promotion: str = ""  # the promotion's ID (`Promoter-Promotion`)
     failed_by: str = ""  # the merge of the revert that reverted it or held its commit ("": not so far)
     position: int = 0  # its place on main's first-parent line as read (0: the oldest); not in --json
-    # A promotion that went through break-glass counts here once promoter writes that in its merge's
-    # trailers (not yet): set it in `_deployment`, and `promoter metrics` can count them per environment.
+    # it went through a freeze by a break-glass: its merge carries `Promoter-Break-Glass` (promoter.breakglass)
     break_glass: bool = False
 
     @property
@@ -154,6 +153,7 @@ def _deployment(number: int, app: str, env: str, merge: dict[str, str]) -> Deplo
         committed_at=None,
         promotion=dict(holds.parse_trailers(merge["message"])).get(history.PROMOTION, ""),
         position=int(merge["position"]),
+        break_glass=any(key == breakglass.GLASS for key, _ in holds.parse_trailers(merge["message"])),
     )
 
 
@@ -226,6 +226,7 @@ class Figures:
     reverts: int
     restores: list[int]
     unrestored: int
+    break_glass: int = 0  # deployments that went through a freeze by a break-glass
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -248,6 +249,7 @@ class Figures:
                 "median": median(self.restores),
                 "p90": p90(self.restores),
             },
+            "break_glass_deployments": self.break_glass,
         }
 
 
@@ -285,6 +287,7 @@ def figures(delivery: Delivery, envs: Sequence[str], now: int, app: str | None =
                 reverts=len(undone),
                 restores=restores,
                 unrestored=len(undone) - len(restores),
+                break_glass=sum(1 for d in here if d.break_glass),
             )
         )
     return window, result

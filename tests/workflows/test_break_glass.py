@@ -26,7 +26,7 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy import PolicyActivities
-from promoter import api, breakglass
+from promoter import api, breakglass, metrics
 from promoter.gitrepo import GitClone
 from promoter.models import (
     Decision,
@@ -188,6 +188,10 @@ async def test_a_calendar_freeze_denies_and_an_approved_break_glass_lets_through
     history = GitClone(origin.url, tmp_path / "history-cache").history("demo")
     promoted = next(e for e in history if e.env == "prod" and e.kind == "promoted")
     assert any(d.startswith("Promoter-Break-Glass: ") and said in d for d in promoted.decisions), promoted.decisions
+    delivery = GitClone(origin.url, tmp_path / "metrics-cache").delivery()  # what `promoter metrics` reads
+    assert [(d.env, d.break_glass) for d in delivery.deployments] == [("prod", True)]
+    _, figures = metrics.figures(delivery, ["dev", "prod"], int(time.time()))
+    assert [(f.env, f.break_glass) for f in figures] == [("dev", 0), ("prod", 1)]
 
     # the same trusted rules, one minute after the break-glass's end: denied by the freeze again; a
     # minute before it, let through naming it
