@@ -37,6 +37,13 @@ with workflow.unsafe.imports_passed_through():
     from workflows import steps
 
 
+# the patch that upserts the search attributes once per workflow task rather than once per activation:
+# the worker keeps a workflow task open while a local step runs, so the states set before and after
+# one (checking_policy, opening_pr, merging) reached the server together, each its own history event
+# and visibility write, and only the last of them was ever seen
+INDEX_PER_TASK = "index-per-task"
+
+
 class Promotion:
     """The plan and the status of one promotion, and the policy input built from them."""
 
@@ -155,6 +162,7 @@ class Recorder:
         self.indexed = workflow.info().typed_search_attributes.get(search.APP) is not None
         self.indexed_values: dict[str, str] = {}
         self.pending_index: dict[str, str] | None = None  # set within this activation, upserted at its end
+        self.per_task = workflow.patched(INDEX_PER_TASK)  # ... or, while a local step runs, after it
         self.memo_stage = ""  # the stage the memo names
         # a graph's branches run side by side: while `branches` is set, the first ending (a failure in one
         # branch) is kept in `first_end` and the promotion ends with it once every branch has ended
@@ -253,7 +261,13 @@ class Recorder:
             asyncio.get_running_loop().call_soon(self.flush_index)  # after this activation's code
         self.pending_index = {"env": env, "state": state}
 
-    def flush_index(self) -> None:
+    def flush_index(self, now: bool = False) -> None:
+        """Upsert the attributes set last, unless a local step is in flight: the workflow task stays open
+        until it ends, so they are upserted once it has (and the code it resumes has set its own)."""
+        runner = getattr(workflow.instance(), "runner", None)  # the workflow's steps.Runner
+        if not now and self.per_task and runner is not None and runner.local_steps:
+            runner.after_local_steps(self.flush_index)
+            return
         values, self.pending_index = self.pending_index, None
         if values is None or values == self.indexed_values:
             return
@@ -273,7 +287,7 @@ class Recorder:
         workflow.upsert_memo({"state": state.value})
         last = self.pending_index or self.indexed_values
         self._index(last.get("env", ""), state.value)
-        self.flush_index()  # now: the workflow may return before the activation's callbacks run
+        self.flush_index(now=True)  # now: the workflow may return before the activation's callbacks run
         meter = workflow.metric_meter()  # the SDK skips these while replaying: each is counted once
         meter.create_counter("promoter_promotions", "promotions ended, by outcome").add(
             1, {"app": self.p.plan.app, "outcome": state.value}

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, Generic, TypeVar
@@ -301,16 +302,32 @@ class Runner:
     def __init__(self, status: PromotionStatus) -> None:
         self.status = status
         self.cancel_requested = False
+        # local steps in flight: the worker keeps the workflow task open until they end (see Recorder)
+        self.local_steps = 0
+        self._after_local_steps: list[Callable[[], None]] = []
 
     async def run(self, step: Step[In, Out], arg: In, summary: str) -> Out:
-        task = asyncio.ensure_future(step.call(arg, summary))
+        self.local_steps += int(step.local)
         try:
-            result: Out = await asyncio.shield(task)
-        except asyncio.CancelledError:
-            self.cancel_requested = True
-            self.status.message = f"cancel requested: finishing '{summary}' first"
-            result = await task
+            task = asyncio.ensure_future(step.call(arg, summary))
+            try:
+                result: Out = await asyncio.shield(task)
+            except asyncio.CancelledError:
+                self.cancel_requested = True
+                self.status.message = f"cancel requested: finishing '{summary}' first"
+                result = await task
+        finally:
+            self.local_steps -= int(step.local)
+            if not self.local_steps:  # after the code this step's result resumes has run to its next wait
+                waiting, self._after_local_steps = self._after_local_steps, []
+                for later in waiting:
+                    asyncio.get_running_loop().call_soon(later)
         return result
+
+    def after_local_steps(self, callback: Callable[[], None]) -> None:
+        """Call `callback` once no local step is in flight (once, however often it is asked meanwhile)."""
+        if callback not in self._after_local_steps:
+            self._after_local_steps.append(callback)
 
     def checkpoint(self) -> None:
         if self.cancel_requested:

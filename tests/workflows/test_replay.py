@@ -8,8 +8,9 @@ after each of its patches, and a release set superseded through a member's claim
 DryRunWorkflow, DriftWorkflow (a heal under the app's claim, and the older heals recorded on each side
 of its patches), ReleaseSetClaim (released by a drift heal, cancelled by a supersede) and
 LiftHoldWorkflow (rejected, approved). It also fails when a workflow type the worker registers has
-no history, when a patch in the code has no history on each side of it, and when a history carries a
-secret or grows large."""
+no history, when a patch in the code has no history on each side of it, when a history carries a
+secret or grows large, and when a promotion recorded since `index-per-task` upserts its search
+attributes more than once per workflow task."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ import promoter.worker
 import workflows
 from promoter.converter import DATA_CONVERTER
 from workflows import RUNNER
+from workflows.recorder import INDEX_PER_TASK
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 LARGEST = 256 * 1024  # a history is a fixture: one run's worth, not a soak test
@@ -149,3 +151,22 @@ def test_a_history_is_small_and_carries_no_secret(path: Path) -> None:
 async def test_replay(path: Path) -> None:
     replayer = Replayer(workflows=list(registered()), data_converter=DATA_CONVERTER, workflow_runner=RUNNER)
     await replayer.replay_workflow(WorkflowHistory.from_json(path.stem, path.read_text()))
+
+
+PER_TASK = [p for p in HISTORIES if INDEX_PER_TASK in markers(p)]
+
+
+@pytest.mark.parametrize("path", PER_TASK, ids=[p.stem for p in PER_TASK])
+def test_a_promotion_upserts_its_search_attributes_once_per_workflow_task(path: Path) -> None:
+    """Since `index-per-task`, the attributes set while local steps run (checking_policy, opening_pr,
+    merging, which the server would only ever see together) are one upsert when the workflow task ends:
+    at most one upsert of the promotion's own attributes between two workflow tasks. (The replay above
+    fails if the code upserted otherwise than the history it recorded.)"""
+    per_task: list[int] = [0]
+    for event in history(path)["events"]:
+        if "workflowTaskCompletedEventAttributes" in event:
+            per_task.append(0)
+        attributes = event.get("upsertWorkflowSearchAttributesEventAttributes")
+        if attributes and set(attributes["searchAttributes"]["indexedFields"]) != {"TemporalChangeVersion"}:
+            per_task[-1] += 1
+    assert max(per_task) == 1, f"{path.name}: upserts per workflow task {per_task}"
