@@ -263,8 +263,8 @@ def export_delivery(meter: MetricMeter, repository: GitClone) -> None:
     from promoter import metrics
 
     now = datetime.now(UTC)
-    delivery = repository.delivery(int((now - metrics.WORKER_WINDOW).timestamp()))
-    _, found = metrics.figures(delivery, [e.name for e in repository.environments()], int(now.timestamp()))
+    delivery, envs = repository.delivery(int((now - metrics.WORKER_WINDOW).timestamp()))
+    _, found = metrics.figures(delivery, envs, int(now.timestamp()))
     gauges = {name: meter.create_gauge_float(name, text) for name, text in metrics.GAUGES.items()}
     for name, labels, value in metrics.gauge_values(found):
         gauges[name].set(value, labels)

@@ -47,8 +47,7 @@ def metrics(
     if not s.repo_url:
         raise PromoterError("no GitOps repository: set PROMOTER_REPO_URL (or use `--state-dir` of `promoter up`)")
     repository = s.repository("cli")
-    delivery = repository.delivery(start)
-    names = [e.name for e in repository.environments()]
+    delivery, names = repository.delivery(start)
     if env is not None and env not in names:
         check_known(repository, app_name or "", env)  # a mistyped environment: exit 2, naming the real ones
     apps = [d.apps for d in delivery.deployments] + [r.apps for r in delivery.reverts]

@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 
 from promoter import holds, metrics
+from promoter.errors import BadInput
 from promoter.git.change import MAX_PATCH_CHARS, StageChange
 from promoter.git.clone import Clone
 from promoter.git.glass import BreakGlassWriter
@@ -113,11 +114,18 @@ class GitClone:
     def history(self, app: str) -> list[HistoryEvent]:
         return self.provenance.history(app)
 
-    def delivery(self, since: int | None = None) -> metrics.Delivery:
-        """Main's promotions and reverts merged since `since` (Unix seconds), for `promoter metrics`."""
+    def delivery(self, since: int | None = None) -> tuple[metrics.Delivery, list[str]]:
+        """Main's promotions and reverts merged since `since` (Unix seconds), and the names of main's
+        environments in their order, from one fetch, for `promoter metrics`. The names are main's as
+        they stand (they only order and name what is shown; the trusted rules' walk would cost more
+        than the figures): none when they do not parse."""
         repo = self.plumbing.fresh()
         main = self.plumbing.main(repo)
-        return metrics.read(lambda *args: self.plumbing.run(repo, *args), main, since)
+        try:
+            envs = [e.config.name for e in self.reading.environments_at(repo, main)]
+        except BadInput:
+            envs = []
+        return metrics.read(lambda *args: self.plumbing.run(repo, *args), main, since), envs
 
     def authors(
         self, commit: str, env: str, apps: Sequence[str], head: str | None = None, limit: int = MAX_AUTHOR_COMMITS
