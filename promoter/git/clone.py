@@ -23,6 +23,7 @@ import tarfile
 import tempfile
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -37,6 +38,7 @@ from promoter.names import shown
 from promoter.yamlsafe import MAX_FILE_BYTES
 
 MAINTENANCE_EVERY_S = 60.0
+ANCESTRY_WALK = 256  # commits an ancestry check walks in process before it runs `git merge-base`
 GIT_USERS = {"github": "x-access-token", "gitlab": "oauth2"}  # the HTTPS user that goes with a forge's token
 
 
@@ -265,8 +267,25 @@ class Clone:
         return messages
 
     def is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
-        if sha == of and objects.rev(repo, sha) is not None:  # a commit is its own ancestor: no git run
-            return True
+        """Whether `sha` is `of` or one of its ancestors. The commits behind `of` are walked in process,
+        newest first, up to `ANCESTRY_WALK` of them (what a promotion asks about is usually a few merges
+        back, and each commit read is cached); past that, or when either is no commit here, git answers."""
+        target, start = objects.rev(repo, sha), objects.rev(repo, of)
+        if target is not None and start is not None:
+            seen, todo = {start}, deque([start])
+            try:
+                while todo and len(seen) <= ANCESTRY_WALK:
+                    commit = todo.popleft()
+                    if commit == target:
+                        return True
+                    for parent in objects.parents(repo, commit):
+                        if parent not in seen:
+                            seen.add(parent)
+                            todo.append(parent)
+            except (git.BadName, git.BadObject, ValueError, IndexError, KeyError):
+                todo.append(start)  # a parent missing here (a shallow clone): git answers
+            if not todo:
+                return False  # every ancestor of `of` was seen
         try:
             self.run(repo, "merge-base", "--is-ancestor", sha, of)
             return True

@@ -1,7 +1,7 @@
 """Git's objects and refs read and written by the worker itself (promoter.git.objects), checked against
 git: objects written with no `git hash-object` run, refs resolved as `git rev-parse` resolves them
-(loose, packed, symbolic, annotated tags), the object cache's bound, and the clone's housekeeping run
-at most once a minute instead of after every fetch."""
+(loose, packed, symbolic, annotated tags), the object cache's bound, the clone's housekeeping run
+at most once a minute instead of after every fetch, and ancestry walked in process as git answers it."""
 
 from __future__ import annotations
 
@@ -110,3 +110,47 @@ def test_a_commit_is_its_own_ancestor_without_a_git_run(
     second = origin.bump(tag="1.9.1")
     repo = clone.plumbing.fresh()
     assert clone.plumbing.is_ancestor(repo, first, second) and not clone.plumbing.is_ancestor(repo, second, first)
+
+
+def test_ancestry_is_walked_in_process_and_answers_as_git_does(
+    origin: Origin, clone: GitClone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A history with a merged side branch and an unmerged one: every pair answered as
+    `git merge-base --is-ancestor` answers it, with no git run; past `ANCESTRY_WALK` commits, by git."""
+    from promoter.git import clone as plumbing_module
+
+    person = origin.repo.git
+    base = origin.bump(tag="2.0.0")
+    person.checkout("-q", "-b", "side")
+    side = [origin.repo.index.commit(f"side {i}").hexsha for i in range(2)]
+    person.push("-q", "origin", "side")
+    person.checkout("-q", "main")
+    ahead = origin.bump(tag="2.0.1")
+    person.merge("--no-ff", "-q", "-m", "merge side", "side")
+    person.push("-q", "origin", "main")
+    merged = origin.repo.head.commit.hexsha
+    later = origin.bump(tag="2.0.2")
+    person.checkout("-q", "side")
+    unmerged = origin.repo.index.commit("side 2").hexsha
+    person.push("-q", "origin", "side")
+    person.checkout("-q", "main")
+    repo = clone.plumbing.fresh()
+    repo = clone.plumbing.have(unmerged)  # the side branch fetched too
+    commits = [base, *side, ahead, merged, later, unmerged]
+
+    def git_says(sha: str, of: str) -> bool:
+        return subprocess.run(["git", "merge-base", "--is-ancestor", sha, of], cwd=repo.working_dir).returncode == 0
+
+    expected = {(a, b): git_says(a, b) for a in commits for b in commits}
+    assert sum(expected.values()) > len(commits) and not all(expected.values())  # both answers occur
+    trace = tmp_path / "walk-trace"
+    with monkeypatch.context() as traced:
+        traced.setenv("GIT_TRACE", str(trace))
+        answers = {(a, b): clone.plumbing.is_ancestor(repo, a, b) for a in commits for b in commits}
+    assert answers == expected
+    assert "merge-base" not in (trace.read_text() if trace.exists() else "")
+    monkeypatch.setattr(plumbing_module, "ANCESTRY_WALK", 1)  # a long history: past the walk, git answers
+    with monkeypatch.context() as traced:
+        traced.setenv("GIT_TRACE", str(trace))
+        assert clone.plumbing.is_ancestor(repo, base, later) and not clone.plumbing.is_ancestor(repo, unmerged, later)
+    assert "merge-base --is-ancestor" in trace.read_text()
