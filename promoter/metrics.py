@@ -6,8 +6,8 @@ where a promotion's merge (`Merge pull request #N from promote/<app>/<env>/<shor
 branch commit naming the promoted commit (`Promoted-Commit`, and `Release-Set-App` per member of a
 set), and a revert's merge (`... from revert/<app>/<env>/<short>`) brings in promoter's revert commit
 naming the merge it reverts (`Reverts:`) and the hold it puts in place (`Promoter-Held`, promoter.holds).
-One `git log` of main's first-parent line (bounded by `since`) reads them all; one more run reads the
-branch commits, and a third, rarely, the time of a promoted commit that is not on that line.
+One `git log` of the merges of main's first-parent line (bounded by `since`) reads them all; one more
+run reads their branch commits, and a third the promoted commits' times.
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ class Deployment:
     committed_at: int | None  # the promoted commit's committer time (None: not found)
     promotion: str = ""  # the promotion's ID (`Promoter-Promotion`)
     failed_by: str = ""  # the merge of the revert that reverted it or held its commit ("": not so far)
-    position: int = 0  # its place on main's first-parent line as read (0: the oldest); not in --json
+    position: int = 0  # its place among the merges of main's first-parent line read (0: the oldest); not in --json
     # it went through a freeze by a break-glass: its merge carries `Promoter-Break-Glass` (promoter.breakglass)
     break_glass: bool = False
 
@@ -100,16 +100,16 @@ def _shown(git: Git, shas: Sequence[str], fmt: str, fields: int) -> list[list[st
 
 
 def _line(git: Git, main: str, since: int | None) -> list[list[str]]:
-    """Main's first-parent line, newest first: with `since`, the commits committed at or after it. Git's
+    """The merges of main's first-parent line, newest first: with `since`, those committed at or after it. Git's
     `--since` would stop at the first older commit (a person's commit dated before the merge under it);
     `--since-as-filter` (git 2.37) walks the whole line and keeps the newer ones. An older git reads it all."""
     if since is not None:
         bound = f"--since-as-filter={datetime.fromtimestamp(since, UTC):%Y-%m-%d %H:%M:%S} +0000"
         try:
-            return _entries(git("log", "--first-parent", f"--format={_LOG}", bound, main), 4)
+            return _entries(git("log", "--first-parent", "--merges", f"--format={_LOG}", bound, main), 4)
         except Exception:  # noqa: BLE001 - a git before 2.37 does not know the option: filtered below instead
             pass
-    return _entries(git("log", "--first-parent", f"--format={_LOG}", main), 4)
+    return _entries(git("log", "--first-parent", "--merges", f"--format={_LOG}", main), 4)
 
 
 def read(git: Git, main: str, since: int | None = None) -> Delivery:
