@@ -63,14 +63,13 @@ class GitOpsReader:
                 )
         sha = self._commit(repo, main, req, source)
         self._check_promotable(repo, main, sha, req, envs, apps_here)
-        info = self.clone.run(repo, "log", "-1", "--format=%an <%ae>%n%s", sha).split("\n", 1)
         return PromotionPlan(
             app=req.app,
             members=req.members,
             commit=sha,
             short_commit=sha[:7],
-            author=info[0],
-            message=info[1] if len(info) > 1 else "",
+            author=objects.author(repo, sha),  # as `git log --format='%an <%ae>'`, read in process
+            message=objects.subject(repo, sha),
             environments=envs,
             trust=self.trusted.read_trust(repo, rules.commit),
             rules=rules,
@@ -143,7 +142,7 @@ class GitOpsReader:
         if hold is None:
             raise BadInput(f"{app} @ {commit[:12]} is not held in {env}; `promoter history {app}` shows the holds")
         held = objects.rev(repo, hold.commit) or sha
-        author = self.clone.run(repo, "log", "-1", "--format=%an <%ae>", held)
+        author = objects.author(repo, held)
         return hold, config, author
 
     def held_trees(self, commit: str, apps: Sequence[str]) -> dict[str, str]:

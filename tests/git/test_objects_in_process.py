@@ -154,3 +154,23 @@ def test_ancestry_is_walked_in_process_and_answers_as_git_does(
         traced.setenv("GIT_TRACE", str(trace))
         assert clone.plumbing.is_ancestor(repo, base, later) and not clone.plumbing.is_ancestor(repo, unmerged, later)
     assert "merge-base --is-ancestor" in trace.read_text()
+
+
+@pytest.mark.parametrize(
+    "ident, message",
+    [
+        ("dana <dana@example.com>", "demo 1.1.0\n"),
+        ("Zoë  Ø <z@x>", "\n\n  first line  \nsecond line\t\n\nbody\n"),
+        ("x <>", "one paragraph\nover\nthree lines"),
+        ("nameless <n@x>", ""),
+    ],
+)
+def test_a_commits_author_and_subject_are_read_as_git_log_shows_them(tmp_path: Path, ident: str, message: str) -> None:
+    path = tmp_path / "repo"
+    git.Repo.init(path)
+    repo = git.Repo(path)
+    tree = objects.write_tree(repo, [])
+    raw = f"tree {tree}\nauthor {ident} 0 +0000\ncommitter c <c@x> 0 +0000\n\n{message}".encode()
+    commit = objects.store(repo, b"commit", raw)
+    shown = run(path, "log", "-1", "--format=%an <%ae>%x00%s", commit).rstrip("\n").split("\0")
+    assert [objects.author(repo, commit), objects.subject(repo, commit)] == shown
