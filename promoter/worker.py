@@ -272,9 +272,10 @@ def export_delivery(meter: MetricMeter, repository: GitClone) -> None:
 
 async def follow_delivery(meter: MetricMeter, settings: Settings, stop: asyncio.Event) -> None:
     """`export_delivery` now and every `DELIVERY_EVERY` until `stop`; a failed read is logged, never fatal."""
-    repository = settings.repository()  # beside the worker's own clone, in the same cache
+    repository: GitClone | None = None
     while not stop.is_set():
         try:
+            repository = repository or settings.repository()  # beside the worker's own clone, in its cache
             await asyncio.to_thread(export_delivery, meter, repository)
         except Exception as e:  # noqa: BLE001 - never fatal: promotions do not need them
             log.warning("the delivery metrics could not be read from main: %s", e)

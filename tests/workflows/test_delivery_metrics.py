@@ -1,10 +1,11 @@
 """`promoter metrics` and the worker's `promoter_dora_*` gauges, from a scripted week of real promotions
-of demo (dev -> staging -> prod, prod gated) on the time-skipping server: four promotions, the third of
-which fails its rollout in prod and is reverted (and held) automatically. Each step runs with git's clock
-set to its scripted instant (GIT_COMMITTER_DATE: the person's pushes and promoter's merges and revert
-alike), so that every figure is known in advance and checked exactly: deployments and their rate,
-lead times (median and p90), change failure rate and time to restore, per environment, with `--since`,
-`--env` and `--app`; bad input is exit 2 with one line."""
+of demo (dev -> staging -> prod, prod gated) on the time-skipping server: a person's commits dated 7, 5,
+3 and 2 days back (GIT_COMMITTER_DATE), each promoted; the third fails its rollout in prod and is
+reverted (and held) automatically, the fourth restores prod. Every figure is checked exactly against
+what the test computes from the commits' own times read back from origin and the merges the promotions
+reported: deployments and their rate, lead times (median and p90), change failure rate and time to
+restore, per environment, with `--since` (a date, a span), `--env` and `--app`, the table, and the
+gauges; a `promoter worker` with metrics on sets them; bad input is exit 2 with one line."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import os
 import socket
 import subprocess
 import urllib.request
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -29,7 +31,7 @@ from promoter.gitrepo import GitClone
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from promoter.settings import metrics_runtime
 from promoter.sim.controllers import FAIL_IN
-from promoter.stack import free_port
+from promoter.stack import free_port, wait_until
 from promoter.worker import export_delivery
 from tests.support.gitops import PROMOTER, Origin
 from workflows.promotion import PromotionWorkflow
@@ -264,6 +266,29 @@ async def test_the_gauges_before_any_promotion(origin: Origin, tmp_path: Path) -
     assert value(text, "promoter_dora_deployments", env="staging") == 0.0
     assert str(value(text, "promoter_dora_lead_time_seconds", env="prod", quantile="0.5")) == "nan"
     assert str(value(text, "promoter_dora_change_failure_rate", env="prod")) == "nan"
+
+
+async def test_a_worker_with_metrics_on_sets_the_gauges(
+    origin: Origin, worker_process: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`promoter worker` with PROMOTER_METRICS_PORT: the gauges appear on its /metrics as it starts (its
+    minute's loop runs at once), one per environment of main."""
+    port = free_port()
+    monkeypatch.setenv("PROMOTER_METRICS_PORT", str(port))
+    worker_process(origin, str(uuid.uuid4()))
+    seen: list[str] = []
+
+    def exported() -> bool:
+        try:
+            seen[:] = [scrape(port)]
+        except OSError:
+            return False
+        return 'promoter_dora_deployments{env="prod"' in seen[0]
+
+    wait_until(exported, 60, "the worker's promoter_dora_* gauges")
+    assert value(seen[0], "promoter_dora_deployments", env="dev") == 0.0
+    assert value(seen[0], "promoter_dora_deployments", env="staging") == 0.0
+    assert str(value(seen[0], "promoter_dora_change_failure_rate", env="prod")) == "nan"
 
 
 def scrape(port: int) -> str:
