@@ -1,7 +1,7 @@
 """The workflow sandbox (workflows/sandbox.py) as each workflow run meets it: the run imports its own
 workflow module afresh and nothing else of ours (not `workflows.steps`, which the sandbox imported
-again for every run), compiles nothing once a first run of that module has, and still keeps the
-sandbox's restrictions on the workflow's own module."""
+again for every run), compiles nothing once a first run of that module has, compiles the SDK's own
+code strings once, and still keeps the sandbox's restrictions on the workflow's own module."""
 
 from __future__ import annotations
 
@@ -70,3 +70,24 @@ async def test_the_workflow_module_stays_restricted() -> None:
     for name in ("workflows", "workflows.promotion", "workflows.drift", "workflows.claim", "workflows.lift_hold"):
         assert not importer.module_configured_passthrough(name), name
     assert importer.module_configured_passthrough("workflows.steps")
+
+
+async def test_the_sdks_code_strings_are_compiled_once() -> None:
+    """The SDK enters the sandbox by `exec`ing a few code strings, at every activation and for every
+    payload: a replay of a whole promotion compiles each string once, and a second replay none."""
+    from pathlib import Path
+
+    from temporalio.client import WorkflowHistory
+    from temporalio.worker import Replayer
+
+    from promoter.converter import DATA_CONVERTER
+    from workflows import sandbox
+
+    path = Path(__file__).parent.parent / "histories" / "v2.2_approved.json"
+    history = WorkflowHistory.from_json(path.stem, path.read_text())
+    replayer = Replayer(workflows=[PromotionWorkflow], data_converter=DATA_CONVERTER, workflow_runner=RUNNER)
+    await replayer.replay_workflow(history)
+    compiled = dict(sandbox._snippets)
+    assert len(compiled) >= 3  # creating the instance, activating it, a payload's serialization context
+    await replayer.replay_workflow(history)
+    assert sandbox._snippets == compiled  # the same code objects: nothing compiled again
