@@ -18,6 +18,8 @@ approved promoter signs the commit that adds its file under trust/break-glass/ a
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
@@ -65,9 +67,8 @@ class LiftHoldWorkflow:
         self.stage.state = StageState.AWAITING_APPROVAL
         needed = report.needs(self.stage.approvals_required, 0, self.allowed, False, False)
         self.stage.message = f"{needed} (PR #{opened.pr.number})"
-        await workflow.wait_condition(
-            lambda: self.rejection is not None or len(self.stage.approvals) >= self.stage.approvals_required
-        )
+        if not await self._decided(inp, opened):
+            return self.stage
         if self.rejection is not None:
             d = self.rejection
             await steps.CLOSE_PULL_REQUEST.call(
@@ -88,6 +89,26 @@ class LiftHoldWorkflow:
             )
         self.stage.finished_at = workflow.now()
         return self.stage
+
+    async def _decided(self, inp: LiftHoldInput, opened: OpenedLift) -> bool:
+        """Wait for the gate's decision. A lift waits as long as it takes; a break-glass only until its
+        own end (False: it ended first, and its PR is closed, nothing put in place)."""
+        ends = None if inp.until is None else max(inp.until - workflow.now(), timedelta(0))
+        try:
+            await workflow.wait_condition(
+                lambda: self.rejection is not None or len(self.stage.approvals) >= self.stage.approvals_required,
+                timeout=ends,
+            )
+            return True
+        except TimeoutError:
+            pass
+        until = f"{inp.until:%Y-%m-%dT%H:%M:%SZ}" if inp.until else "?"
+        why = f"break-glass {opened.hold_reason} ended at {until} before its approvals; nothing was put in place"
+        await steps.CLOSE_PULL_REQUEST.call(
+            ClosePullRequest(number=opened.pr.number, comment=why), f"close PR #{opened.pr.number}"
+        )
+        self.stage.state, self.stage.message = StageState.EXPIRED, why
+        return False
 
     async def _screen(self, inp: LiftHoldInput, opened: OpenedLift) -> None:
         """Who may lift the hold, as the policies expand and screen the environment's approvers (the

@@ -188,7 +188,7 @@ async def test_a_calendar_freeze_denies_and_an_approved_break_glass_lets_through
     history = GitClone(origin.url, tmp_path / "history-cache").history("demo")
     promoted = next(e for e in history if e.env == "prod" and e.kind == "promoted")
     assert any(d.startswith("Promoter-Break-Glass: ") and said in d for d in promoted.decisions), promoted.decisions
-    delivery = GitClone(origin.url, tmp_path / "metrics-cache").delivery()  # what `promoter metrics` reads
+    delivery, _ = GitClone(origin.url, tmp_path / "metrics-cache").delivery()  # what `promoter metrics` reads
     assert [(d.env, d.break_glass) for d in delivery.deployments] == [("prod", True)]
     _, figures = metrics.figures(delivery, ["dev", "prod"], int(time.time()))
     assert [(f.env, f.break_glass) for f in figures] == [("dev", 0), ("prod", 1)]
@@ -218,3 +218,20 @@ async def test_a_calendar_freeze_denies_and_an_approved_break_glass_lets_through
     commit_signed(origin, None, {"trust/break-glass/demo-prod-hand.yaml": yaml.safe_dump(hand)}, "break glass")
     later = judged_at(origin, tmp_path / "c4", root, prod_env, until + timedelta(minutes=30))
     assert len(freezes(later)) == 1 and later.excepted == []
+
+
+async def test_a_break_glass_not_approved_by_its_end_puts_nothing_in_place(
+    dev_env: WorkflowEnvironment, run_worker: Any, frozen: tuple[Origin, Path, str, datetime]
+) -> None:
+    origin, key, root, _ = frozen
+    forge = origin.forge()
+    async with run_worker(dev_env, origin, commit_signing_key=str(key), trust_root=root) as tq:
+        until = datetime.now(UTC) + timedelta(seconds=8)
+        ask = LiftHoldInput(app="demo", env="prod", commit="", requested_by="alice", reason="too late", until=until)
+        glass = await api.break_glass(dev_env.client, tq, ask)
+        ended: StageStatus = await glass.result()
+    assert ended.state == StageState.EXPIRED, ended.message
+    assert ended.message.endswith("before its approvals; nothing was put in place")
+    assert forge.get_pull_request(ended.pr_number or 0).state == "closed"
+    tree = git.Repo(origin.path).git.ls_tree("-r", "--name-only", "main").split()
+    assert not [p for p in tree if p.startswith("trust/break-glass/")]
