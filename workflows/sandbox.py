@@ -15,7 +15,9 @@ And the workflow modules are compiled once per process (`CompiledOnce`): without
 about half of the run's start. The module is still executed afresh for each run. The SDK's own code
 strings, which it `exec`s to enter the sandbox at every activation and for every payload it encodes or
 decodes, are compiled once too (`Runner`; about a fifteenth of the worker's Python time went to
-compiling them again).
+compiling them again). And with promoter's data converter, which has no codec and no external
+storage, no payload's context is asked of the sandbox at all (`PLAIN`): the SDK's passes over the
+payloads apply only the codec and the storage, so the context picks nothing.
 """
 
 from __future__ import annotations
@@ -28,8 +30,12 @@ from dataclasses import dataclass
 from types import CodeType, ModuleType
 from typing import Any
 
+from temporalio.converter import SerializationContext
+from temporalio.converter._extstore import StorageDriverStoreContext
 from temporalio.worker import WorkflowInstance, WorkflowInstanceDetails
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions, _runner
+
+from promoter.converter import DATA_CONVERTER
 
 PASSED_THROUGH = ("cryptography", "workflows.sandbox", "workflows.steps")
 
@@ -67,15 +73,29 @@ if not any(isinstance(f, CompiledOnce) for f in sys.meta_path):
 _snippets: dict[str, CodeType] = {}  # the SDK's few code strings, each compiled once
 
 
+# The worker's and the replayer's data converter has no payload codec and no external storage: the
+# passes the SDK makes over every payload of an activation and of its completion (codec, then storage)
+# change nothing, and the serialization context each payload's pass asks the sandbox for picks nothing
+PLAIN = DATA_CONVERTER.payload_codec is None and DATA_CONVERTER.external_storage is None
+
+
 class _Instance(_runner._Instance):
     """The SDK's sandboxed instance, whose code strings (one per activation, and one per payload to learn
-    its serialization context: a few hundred a promotion) are compiled once, not at every `exec`."""
+    its serialization context: a few hundred a promotion) are compiled once, not at every `exec`; and,
+    with a data converter that has no codec and no storage (`PLAIN`), whose payloads' contexts are not
+    asked of the sandbox (each ask entered it, its import hooks set and reset, for nothing)."""
 
     def _run_code(self, code: str, **extra_globals: Any) -> None:
         compiled = _snippets.get(code)
         if compiled is None:
             compiled = _snippets[code] = compile(code, "<string>", "exec")
         super()._run_code(compiled, **extra_globals)  # type: ignore[arg-type]  # exec takes code objects
+
+    def get_serialization_context(self, command_info: Any) -> SerializationContext | None:
+        return None if PLAIN else super().get_serialization_context(command_info)
+
+    def get_external_store_context(self, command_info: Any) -> StorageDriverStoreContext:
+        return StorageDriverStoreContext(target=None) if PLAIN else super().get_external_store_context(command_info)
 
 
 @dataclass(frozen=True)

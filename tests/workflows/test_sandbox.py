@@ -91,3 +91,27 @@ async def test_the_sdks_code_strings_are_compiled_once() -> None:
     assert len(compiled) >= 3  # creating the instance, activating it, a payload's serialization context
     await replayer.replay_workflow(history)
     assert sandbox._snippets == compiled  # the same code objects: nothing compiled again
+
+
+async def test_no_payloads_context_is_asked_of_the_sandbox_with_a_plain_converter() -> None:
+    """promoter's data converter has no codec and no external storage, so the SDK's passes over each
+    payload change nothing whatever its context: the context is not asked of the sandbox (each ask
+    entered it). A codec or storage added to the converter turns the asking back on."""
+    from temporalio.converter._extstore import StorageDriverStoreContext
+
+    from promoter.converter import DATA_CONVERTER
+    from workflows import sandbox
+
+    assert DATA_CONVERTER.payload_codec is None and DATA_CONVERTER.external_storage is None
+    assert sandbox.PLAIN
+    made: list[Any] = []
+
+    class Keeping(type(RUNNER)):  # type: ignore[misc]  # RUNNER's class, keeping the instance it makes
+        def create_instance(self, det: Any) -> Any:
+            made.append(super().create_instance(det))
+            return made[-1]
+
+    Keeping(restrictions=RUNNER.restrictions).prepare_workflow(_Definition.must_from_class(PromotionWorkflow))
+    [instance] = made
+    assert instance.get_serialization_context(None) is None
+    assert instance.get_external_store_context(None) == StorageDriverStoreContext(target=None)
