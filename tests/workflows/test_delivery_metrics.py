@@ -27,7 +27,9 @@ import yaml
 from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
+from promoter import metrics as metrics_of
 from promoter.gitrepo import GitClone
+from promoter.metrics import Delivery, Deployment, Revert, figures, link
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
 from promoter.settings import metrics_runtime
 from promoter.sim.controllers import FAIL_IN
@@ -302,3 +304,41 @@ def value(text: str, name: str, **labels: str) -> float:
         if line.startswith(name + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
             return float(line.rsplit(" ", 1)[1])
     raise AssertionError(f"no {name} with {labels} in:\n{text}")
+
+
+def deployment(position: int, env: str, apps: list[str], commit: str, at: int) -> Deployment:
+    return Deployment(env, apps, position, f"m{position}", at, commit, at - 60, position=position)
+
+
+def revert(position: int, env: str, apps: list[str], held: str, reverts: str, at: int) -> Revert:
+    return Revert(env, apps, position, f"m{position}", at, reverts, held, position=position)
+
+
+async def test_which_promotion_a_revert_fails_and_which_restores() -> None:
+    """By `Reverts:` first, else by the held commit; a release set's revert restores with any member's
+    next healthy promotion there; a promotion a revert failed restores nothing; the order on main, not
+    the clock, decides (a revert merged in the second of its promotion still follows it)."""
+    d = [
+        deployment(0, "prod", ["api", "web"], "c1", 100),  # a release set
+        deployment(2, "prod", ["api"], "c2", 200),  # failed by revert 3 (named by the held commit only)
+        deployment(4, "prod", ["web"], "c3", 300),  # restores revert 1 (web is of its set), not revert 3
+        deployment(5, "staging", ["api"], "c4", 400),  # another environment: restores nothing in prod
+        deployment(6, "prod", ["api"], "c5", 500),  # failed by revert 7, merged in the same second
+        deployment(8, "prod", ["api"], "c6", 600),  # restores revert 3 and revert 7
+    ]
+    r = [
+        revert(1, "prod", ["api", "web"], "c1", "m0", 150),
+        revert(3, "prod", ["api"], "c2", "", 250),
+        revert(7, "prod", ["api"], "c5", "m6", 500),
+    ]
+    link(d, r)
+    assert [x.failed_by for x in d] == ["m1", "m3", "", "", "m7", ""]
+    assert [(x.restored_by, x.time_to_restore) for x in r] == [("m4", 150), ("m8", 350), ("m8", 100)]
+    window, found = figures(Delivery(main="x", since=None, deployments=d, reverts=r), ["staging", "prod"], 700)
+    prod = {f.env: f for f in found}["prod"]
+    assert (window.start, prod.deployments, prod.failed, prod.restores) == (100, 5, 3, [150, 350, 100])
+    web = {f.env: f for f in figures(Delivery("x", None, d, r), ["prod"], 700, app="web")[1]}["prod"]
+    assert (web.deployments, web.failed, web.reverts) == (2, 1, 1)
+    # promoter's median and nearest-rank p90 (the test's own, above, check the week's figures)
+    assert (metrics_of.median([1, 2, 3, 10]), metrics_of.p90([1, 2, 3, 10])) == (2.5, 10.0)
+    assert (metrics_of.p90(list(range(1, 11))), metrics_of.median([]), metrics_of.p90([7])) == (9.0, None, 7.0)
