@@ -1,6 +1,7 @@
 """Health of an app without workloads (issue 25, no fail-open defaults): every applied object must
 exist and hold its kind's readiness. The simulator completes a Job with one success and never binds a
-PVC; where a test needs more, it writes the status through the API as a controller would."""
+PVC; where a test needs more, it writes the status through the API as a controller would. And how
+often the objects are read while they are not yet healthy."""
 
 from __future__ import annotations
 
@@ -130,3 +131,20 @@ def test_a_kind_the_cluster_does_not_serve_is_rediscovered_once_not_at_every_loo
             cluster._resource("example.com/v1", "Widget")
     after = len([r for r in sim.requests if r[1] in ("/api", "/apis")])
     assert after - before <= 3  # the first lookup and one refresh, not 20 of each
+
+
+def test_the_objects_are_read_at_once_then_after_a_quarter_second_backing_off() -> None:
+    """Each read of the objects is a request per object: the first right away, the next 0.25 s later
+    (not 50 ms: a rollout takes a moment), then half as long again each time, up to every 2 s."""
+    from promoter.cluster.health import poll
+
+    asked: list[float] = []
+
+    def check() -> tuple[bool | None, str]:
+        asked.append(time.monotonic())
+        return (True, "ready") if len(asked) == 5 else (None, "rolling out")
+
+    assert poll(check, timeout_s=30, failing="not healthy", progress=lambda _: None) == (True, "ready")
+    gaps = [b - a for a, b in zip(asked, asked[1:], strict=False)]
+    expected = [0.25, 0.375, 0.5625, 0.84375]  # a sleep never ends early; on a loaded machine it may end late
+    assert all(gap >= want - 0.005 for gap, want in zip(gaps, expected, strict=True)), gaps
