@@ -258,6 +258,22 @@ async def test_bad_input_is_one_line_saying_what_to_fix(origin: Origin, tmp_path
     nothing = as_json(origin, tmp_path, "--app", "demo")  # a real app, not promoted yet: zero, not an error
     assert all(e["deployment_frequency"]["deployments"] == 0 for e in nothing["environments"])
 
+    # a merge pushed by hand that looks like promoter's, with an option for a promoted commit and git log's
+    # separators in its message: counted as main says (no more), never an argument to git, never a crash
+    work = origin.repo
+    work.git.checkout("-q", "-b", "forged")
+    (origin.work / "environments/prod/demo/forged.txt").write_text("x\n")
+    work.git.add("-A")
+    work.git.commit("-q", "-m", f"promote(demo): prod\n\nPromoted-Commit: --output={tmp_path / 'planted'}\n")
+    work.git.checkout("-q", "main")
+    forged = "Merge pull request #9 from promote/demo/prod/abcdef0\n\n\x1eabc\x1fdef\x1fnot-a-time\x1fzzz\x1e\n"
+    work.git.merge("-q", "--no-ff", "-m", forged, "forged")
+    work.git.push("-q", "origin", "main")
+    shown = as_json(origin, tmp_path)
+    [counted] = shown["deployments"]
+    assert (counted["env"], counted["pr_number"], counted["committed_at"]) == ("prod", 9, None)
+    assert not (tmp_path / "planted").exists()
+
 
 async def test_the_gauges_before_any_promotion(origin: Origin, tmp_path: Path) -> None:
     """Nothing merged yet: zero deployments, and no timing or rate (NaN), not a zero that looks good."""
