@@ -297,7 +297,11 @@ class Clone:
         contents: dict[str, bytes] = {}
         for path, entry in sorted(entries.items()):
             stream = repo.odb.stream(bytes.fromhex(entry.sha))  # its size is known before it is read
-            yamlsafe.check_size(shown(path, 80), stream.size, self.max_file_bytes)
+            try:
+                yamlsafe.check_size(shown(path, 80), stream.size, self.max_file_bytes)
+            except BadInput:
+                repo.git.clear_cache()  # its content is left unread: the next read needs a new object reader
+                raise
             contents[path] = stream.read()
         return contents
 

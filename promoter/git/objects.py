@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import git
 
+from promoter.errors import TemporaryError
 from promoter.names import shown
 
 MAIN = "main"
@@ -65,10 +66,16 @@ def refuse_entry(folder: str, path: str, mode: str, link_target: str | None = No
     return None
 
 
+# what a parsed tree entry (a tuple of three str) takes in memory, about: eight times its raw bytes, so
+# an environment's folder of 1,000 apps is 34 KB as git stores it and 271 KB parsed
+TREE_ENTRY_BYTES = 272
+
+
 class ObjectCache:
     """Objects by (object store, ID): their kind, their bytes and, for a tree, its parsed entries; at
-    most `max_bytes` of object data, the least recently used dropped first. An object is only ever
-    put after it was read from, or written into, that store: a hit means the store holds it."""
+    most `max_bytes` of object data and parsed entries together (each entry counted as
+    `TREE_ENTRY_BYTES`), the least recently used dropped first. An object is only ever put after it was
+    read from, or written into, that store: a hit means the store holds it."""
 
     def __init__(self, max_bytes: int = 64 * 2**20) -> None:
         self.max_bytes = max_bytes
@@ -92,10 +99,13 @@ class ObjectCache:
                 return
             self._items[key] = (kind, data)
             self._size += len(data)
-            while self._size > self.max_bytes:
-                old, (_, dropped) = self._items.popitem(last=False)
-                self._trees.pop(old, None)
-                self._size -= len(dropped)
+            self._shrink()
+
+    def _shrink(self) -> None:
+        """Drop the least recently used objects (and their parsed entries) until within the bound."""
+        while self._size > self.max_bytes and self._items:
+            old, (_, dropped) = self._items.popitem(last=False)
+            self._size -= len(dropped) + len(self._trees.pop(old, ())) * TREE_ENTRY_BYTES
 
     def tree(self, key: tuple[str, str]) -> tuple[tuple[str, str, str], ...] | None:
         with self._lock:
@@ -103,8 +113,11 @@ class ObjectCache:
 
     def put_tree(self, key: tuple[str, str], items: tuple[tuple[str, str, str], ...]) -> None:
         with self._lock:
-            if key in self._items:  # parsed entries live only as long as the object itself
+            if key in self._items and key not in self._trees:  # parsed entries live only as long as the object
                 self._trees[key] = items
+                self._size += len(items) * TREE_ENTRY_BYTES
+                self._items.move_to_end(key)
+                self._shrink()
 
 
 CACHE = ObjectCache()
@@ -120,9 +133,18 @@ def typed(repo: git.Repo, sha: str) -> tuple[str, bytes]:
     found = CACHE.get(key)
     if found is not None:
         return found
-    stream = repo.odb.stream(bytes.fromhex(sha))
-    kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
-    data: bytes = stream.read()
+    try:
+        stream = repo.odb.stream(bytes.fromhex(sha))
+        kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
+        data: bytes = stream.read()
+    except ValueError:  # a missing object, or a reader out of step (an object left unread): a new reader next
+        repo.git.clear_cache()
+        raise
+    if len(sha) == 40 and hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest() != sha:
+        # git's object reader (one `cat-file --batch` per thread's repo) fell out of step and answered
+        # with another object: never cached under this ID, and a new reader for the next read
+        repo.git.clear_cache()
+        raise TemporaryError(f"git's object reader answered {sha[:12]} with another object; reading again")
     CACHE.put(key, kind, data)
     return kind, data
 

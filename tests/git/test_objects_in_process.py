@@ -174,3 +174,59 @@ def test_a_commits_author_and_subject_are_read_as_git_log_shows_them(tmp_path: P
     commit = objects.store(repo, b"commit", raw)
     shown = run(path, "log", "-1", "--format=%an <%ae>%x00%s", commit).rstrip("\n").split("\0")
     assert [objects.author(repo, commit), objects.subject(repo, commit)] == shown
+
+
+def test_parsed_trees_count_toward_the_object_caches_bound() -> None:
+    """An environment's folder of 1,000 apps is 34 KB as git stores it and about 271 KB parsed: the
+    parsed entries count toward the bound, so a worker's cache stays within it (a thousand waiting gates'
+    trees once held several hundred MiB of parsed entries beside 64 MiB of objects)."""
+    items = tuple(("040000", f"app-{i:03d}", f"{i:040x}") for i in range(1000))
+    one = 34_000 + len(items) * objects.TREE_ENTRY_BYTES
+    cache = objects.ObjectCache(max_bytes=16 * 34_000 * 4)  # room for the objects of 64 such trees, 7 parsed
+    for n in range(20):
+        key = ("store", f"{n:040x}")
+        cache.put(key, "tree", b"t" * 34_000)
+        cache.put_tree(key, items)
+    kept = [n for n in range(20) if cache.tree(("store", f"{n:040x}")) is not None]
+    assert kept == list(range(20 - cache.max_bytes // one, 20)), kept  # the newest, as many as fit
+    assert cache._size <= cache.max_bytes
+
+
+def test_an_object_reader_out_of_step_heals_and_never_caches_another_objects_content(tmp_path: Path) -> None:
+    """An object left unread (as a size refusal leaves one) puts git's `cat-file --batch` reader out of
+    step: the next read fails, and a new reader answers the one after it truly; nothing read out of step
+    is kept under another object's ID."""
+    run(tmp_path, "init", "-q")
+    for i in range(3):
+        (tmp_path / f"f{i}").write_text(f"content {i}\n")
+    run(tmp_path, "add", ".")
+    run(tmp_path, "-c", "user.name=a", "-c", "user.email=a@x", "commit", "-qm", "three files")
+    repo = git.Repo(tmp_path)
+    shas = [run(tmp_path, "rev-parse", f"HEAD:f{i}").strip() for i in range(3)]
+    left = repo.odb.stream(bytes.fromhex(shas[0]))  # its header read, its content left in the reader while held
+    with pytest.raises(ValueError):
+        objects.typed(repo, shas[1])
+    assert objects.CACHE.get(objects._key(repo, shas[1])) is None
+    assert objects.typed(repo, shas[1]) == ("blob", b"content 1\n")
+    assert objects.typed(repo, shas[2]) == ("blob", b"content 2\n")
+    assert left.size == len(b"content 0\n")
+
+
+def test_a_new_branch_is_pushed_without_asking_the_remote_first(
+    origin: Origin, clone: GitClone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stage's branch is new but on a retry: it is pushed expecting it absent, with no `ls-remote`
+    first; pushed again (a retry), it is found and returned as it is, not pushed over."""
+    from promoter.models import PrepareInput
+
+    sha = origin.bump(tag="3.0.0")
+    req = PrepareInput(app="demo", commit=sha, source_env="dev", target_env="staging", local_files=["configmap.yaml"])
+    trace = tmp_path / "push-trace"
+    with monkeypatch.context() as traced:
+        traced.setenv("GIT_TRACE", str(trace))
+        pushed = clone.push_branch(req)
+    said = trace.read_text()
+    assert "built-in: git push" in said and "ls-remote" not in said
+    assert git.Repo(origin.path).commit(f"refs/heads/{pushed.branch}").hexsha == pushed.head
+    again = clone.push_branch(req)
+    assert again.head == pushed.head and again.branch == pushed.branch
