@@ -164,4 +164,9 @@ class Gate:
         except ActivityError as e:
             self.p.status.notices.append(f"{stage.env}: approvers could not be screened ({steps.cause(e)})")
             return
+        if not result.approvers and stage.approvers:
+            # the policies' input could not be read (their decision then names no approver): a gate that
+            # nobody could ever approve is never left; the named approvers stay, each approval judged anew
+            self.p.status.notices.append(f"{stage.env}: the policies named no approver; approvers not screened")
+            return
         stage.approvers, stage.screened = result.approvers, result.refused
