@@ -183,9 +183,17 @@ class Serving(Writes):
         return kind, namespace, name, status
 
     def handle(
-        self, method: str, raw_path: str, content_type: str, body: bytes, user_agent: str = "", accept: str = ""
+        self,
+        method: str,
+        raw_path: str,
+        content_type: str,
+        body: bytes,
+        user_agent: str = "",
+        accept: str = "",
+        authorization: str = "",
     ) -> tuple[int, Any, Warnings]:
-        """One request: (status, the answer, its `Warning` headers)."""
+        """One request: (status, the answer, its `Warning` headers). Any credentials are taken; which
+        ones came is counted in `authorizations`, for tests."""
         url = urlsplit(raw_path)
         query = parse_qs(url.query)
         dry_run = query.get("dryRun", [])
@@ -198,6 +206,7 @@ class Serving(Writes):
         manager = query.get("fieldManager", [""])[0] or user_agent.split("/", 1)[0] or "unknown"
         with self.lock:
             self.requests.append((method, url.path))
+            self.authorizations[authorization] = self.authorizations.get(authorization, 0) + 1
             at = next((i for i, f in enumerate(self._faults) if url.path.endswith(f[2])), None)
             fault = self._faults.pop(at) if at is not None else None
         if fault is not None:
@@ -290,9 +299,6 @@ class Serving(Writes):
             def _serve(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
-                authorization = self.headers.get("Authorization", "")
-                with sim.lock:  # the simulator takes any credentials; tests read which ones came
-                    sim.authorizations[authorization] = sim.authorizations.get(authorization, 0) + 1
                 if self.command == "GET" and urlsplit(self.path).path == "/metrics":
                     return send_metrics(self, sim)  # Prometheus' text format, not the API's JSON
                 warnings: list[str] = []
@@ -304,6 +310,7 @@ class Serving(Writes):
                         body,
                         self.headers.get("User-Agent", ""),
                         self.headers.get("Accept", ""),
+                        self.headers.get("Authorization", ""),
                     )
                 except ApiError as e:
                     code, answer = e.code, e.status()
