@@ -17,7 +17,7 @@ from pathlib import Path
 import git
 
 from promoter import names
-from promoter.errors import BadInput, NotFound
+from promoter.errors import BadInput, NotFound, TemporaryError
 from promoter.git import objects
 from promoter.git.clone import Clone
 from promoter.git.objects import Entry
@@ -58,6 +58,12 @@ class StageChange:
             return PrepareResult(changed=False, base=main, diff=diff)
         if not push:
             return PrepareResult(changed=True, branch=branch, base=main, diff=diff)
+        head = self.commit_folders(repo, main, req.target_env, req.apps, desired, self._message(req, diff))
+        try:  # the branch is new unless this is a retry: pushed expecting it absent, without asking first
+            self.clone.push_branch(repo, branch, head, None)
+            return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
+        except TemporaryError:
+            pass  # it is there (or the push failed): asked, then reused or pushed over as it is
         existing = self.clone.branch(repo, branch)
         folders = [app_folder(req.target_env, app) for app in req.apps]
         if (
@@ -67,7 +73,6 @@ class StageChange:
             and self.only_folders(repo, existing, main, folders)  # nor one that brings anything else
         ):
             return PrepareResult(changed=True, branch=branch, head=existing, base=main, diff=diff)
-        head = self.commit_folders(repo, main, req.target_env, req.apps, desired, self._message(req, diff))
         self.clone.push_branch(repo, branch, head, existing)
         return PrepareResult(changed=True, branch=branch, head=head, base=main, diff=diff)
 
