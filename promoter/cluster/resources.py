@@ -4,6 +4,7 @@ Every failure is sorted: the API server's answer by `api_error`, a transport one
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -14,7 +15,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config import kube_config
 from kubernetes.dynamic import DynamicClient
-from kubernetes.dynamic.exceptions import DynamicApiError, NotFoundError, ResourceNotFoundError
+from kubernetes.dynamic.exceptions import DynamicApiError, ResourceNotFoundError
 
 from promoter.cluster.objects import (
     APP_LABEL,
@@ -162,13 +163,26 @@ class Resources:
         return obj
 
     def _get(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """The object as the cluster holds it; None when it holds none. Read through the API client
+        itself: the dynamic client turns a 404 into an exception carrying its formatted traceback (the
+        source lines of every frame looked up), which an object's first promotion met for each object."""
         resource = self._resource(obj["apiVersion"], obj["kind"])
         namespace = obj["metadata"].get("namespace") if resource.namespaced else None
         try:
-            found: dict[str, Any] = resource.get(name=obj["metadata"]["name"], namespace=namespace, serializer=plain)
+            request = self.api.param_serialize(
+                "GET",
+                resource.path(name=obj["metadata"]["name"], namespace=namespace),
+                header_params={"Accept": "application/json"},
+                auth_settings=["BearerToken"],
+            )
+            answer = self.api.call_api(*request)
+            answer.read()  # type: ignore[no-untyped-call]
+            if answer.status == 404:
+                return None
+            if not 200 <= answer.status <= 299:
+                self.api.response_deserialize(answer, {})  # raises the ApiException that says why
+            found: dict[str, Any] = json.loads(answer.data or b"null")
             return found
-        except NotFoundError:
-            return None
         except (DynamicApiError, ApiException) as e:
             raise api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
         except Exception as e:  # noqa: BLE001 - transport (connection refused, timeout)

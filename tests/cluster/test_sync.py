@@ -465,3 +465,21 @@ def test_an_expiring_token_is_fetched_again_once_it_expires(sim: KubeSim, tmp_pa
     fetched = len(counter.read_text().splitlines())
     assert fetched > 2  # once at load, then before the requests
     assert len(sim.authorizations) > 2 and all(a.startswith("Bearer t") for a in sim.authorizations)
+
+
+def test_a_missing_object_is_read_without_the_dynamic_clients_exception(
+    sim: KubeSim, cluster: KubeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app's first promotion reads each of its objects and finds none: each 404 is an answer
+    (nothing there), not the dynamic client's exception, which formats its traceback's source lines.
+    A 5xx on such a read still retries."""
+    import kubernetes.dynamic.client as dynamic_client
+
+    raised: list[int] = []
+    real = dynamic_client.api_exception
+    monkeypatch.setattr(dynamic_client, "api_exception", lambda e: raised.append(e.status) or real(e))
+    assert cluster.claims("demo", demo(), adopt=False) == []  # nothing there: nothing another app owns
+    assert len([r for r in sim.requests if r[0] == "GET"]) >= 3 and raised == []
+    sim.fail_next(503, path="/deployments/demo")
+    with pytest.raises(TemporaryError, match="503"):
+        cluster.claims("demo", demo(), adopt=False)
