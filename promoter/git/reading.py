@@ -8,6 +8,7 @@ main as it stands: an unsigned change of main's must not move what judges a prom
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +25,7 @@ from promoter.git.rules import TrustedRules
 from promoter.models import EnvironmentConfig, PlannedEnvironment, PromotionPlan, PromotionRequest
 from promoter.names import ENVIRONMENTS, app_folder, check, check_revision, env_folder
 
+HELD_MAINS = 8  # the mains whose held commits are kept
 # an environments/ tree's id -> its environments, parsed (a bad one is never kept: parsing it raises)
 _ENVIRONMENTS: dict[str, list[PlannedEnvironment]] = {}
 _ENVIRONMENTS_LOCK = threading.Lock()
@@ -35,6 +37,8 @@ class GitOpsReader:
     def __init__(self, clone: Clone, trusted: TrustedRules) -> None:
         self.clone = clone
         self.trusted = trusted
+        self._held: dict[tuple[str, str], list[tuple[str, str]]] = {}  # (clone, main) -> its held commits
+        self._held_lock = threading.Lock()
 
     def resolve(self, req: PromotionRequest) -> PromotionPlan:
         """The request resolved against main as it is now: the commit to promote (the newest that changed
@@ -197,8 +201,8 @@ class GitOpsReader:
     def _holds(self, repo: git.Repo, main: str, app: str) -> list[holds.Hold]:
         """The holds of `app` in force on `main` (see promoter.holds), read from main's commits: every hold
         counts, signed or not (fail closed); a lift counts only when promoter's key signed it."""
-        out = self.clone.run(repo, "log", "--format=%H%x1f%B%x1e", f"--grep=^{holds.HELD}-App: {app}$", main)
-        commits = [tuple(entry.strip().split("\x1f", 1)) for entry in out.split("\x1e") if "\x1f" in entry]
+        named = re.compile(rf"^{re.escape(holds.HELD)}-App: {re.escape(app)}$", re.MULTILINE)
+        commits = [(sha, message) for sha, message in self._held_commits(repo, main) if named.search(message)]
         signers: tuple[str, str] | None = None
         records = []
         for sha, message in commits:
@@ -208,6 +212,25 @@ class GitOpsReader:
                 signed = self.trusted.signed_by_promoter(repo, sha, signers)
             records.append(holds.Record(sha, message, signed))
         return holds.current(app, records, lambda sha, of: self.clone.is_ancestor(repo, sha, of))
+
+    def _held_commits(self, repo: git.Repo, main: str) -> list[tuple[str, str]]:
+        """(sha, message) of every commit of `main` that holds an app, newest first: one `git log` per
+        main, kept for the last few mains (the promotions started together resolve on the same one)."""
+        key = (str(repo.common_dir), main)
+        with self._held_lock:
+            found = self._held.get(key)
+        if found is None:
+            out = self.clone.run(repo, "log", "--format=%H%x1f%B%x1e", f"--grep=^{holds.HELD}-App: ", main)
+            found = [
+                (sha, message)
+                for sha, sep, message in (entry.strip().partition("\x1f") for entry in out.split("\x1e"))
+                if sep
+            ]
+            with self._held_lock:
+                self._held[key] = found
+                while len(self._held) > HELD_MAINS:
+                    self._held.pop(next(iter(self._held)))
+        return found
 
     def folder_trees(self, rev: str, folders: list[str]) -> dict[str, str]:
         """Each folder's git tree id at `rev` ("" when it has none): the digest of exactly what a

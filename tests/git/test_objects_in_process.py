@@ -1,7 +1,9 @@
 """Git's objects and refs read and written by the worker itself (promoter.git.objects), checked against
 git: objects written with no `git hash-object` run, refs resolved as `git rev-parse` resolves them
 (loose, packed, symbolic, annotated tags), the object cache's bound, the clone's housekeeping run
-at most once a minute instead of after every fetch, and ancestry walked in process as git answers it."""
+at most once a minute instead of after every fetch, ancestry walked in process as git answers it, a
+commit's author and subject read as git log shows them, a new branch pushed without asking the remote
+first, and main's held commits read once per main."""
 
 from __future__ import annotations
 
@@ -230,3 +232,19 @@ def test_a_new_branch_is_pushed_without_asking_the_remote_first(
     assert git.Repo(origin.path).commit(f"refs/heads/{pushed.branch}").hexsha == pushed.head
     again = clone.push_branch(req)
     assert again.head == pushed.head and again.branch == pushed.branch
+
+
+def test_the_held_commits_are_read_once_per_main(
+    origin: Origin, clone: GitClone, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Promotions started together resolve on the same main: its commits that hold an app are read
+    with one `git log` for all of them, and each app's holds picked from those."""
+    from promoter.models import PromotionRequest
+
+    origin.bump(tag="4.0.0")
+    trace = tmp_path / "holds-trace"
+    with monkeypatch.context() as traced:
+        traced.setenv("GIT_TRACE", str(trace))
+        plans = [clone.resolve(PromotionRequest(app="demo")) for _ in range(3)]
+    assert len({p.commit for p in plans}) == 1
+    assert sum("--grep=^Promoter-Held-App: " in line for line in trace.read_text().splitlines()) == 1
