@@ -296,13 +296,11 @@ class Clone:
         """The content of each entry; a file over the size limit is refused before it is read."""
         contents: dict[str, bytes] = {}
         for path, entry in sorted(entries.items()):
-            stream = repo.odb.stream(bytes.fromhex(entry.sha))  # its size is known before it is read
-            try:
-                yamlsafe.check_size(shown(path, 80), stream.size, self.max_file_bytes)
-            except BadInput:
-                repo.git.clear_cache()  # its content is left unread: the next read needs a new object reader
-                raise
-            contents[path] = stream.read()
+
+            def size_ok(size: int, path: str = path) -> None:  # known before the content is read
+                yamlsafe.check_size(shown(path, 80), size, self.max_file_bytes)
+
+            contents[path] = objects.read(repo, entry.sha, size_ok)[1]
         return contents
 
     @staticmethod

@@ -22,7 +22,7 @@ import tempfile
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import git
@@ -133,19 +133,33 @@ def typed(repo: git.Repo, sha: str) -> tuple[str, bytes]:
     found = CACHE.get(key)
     if found is not None:
         return found
+    kind, data = read(repo, sha)
+    CACHE.put(key, kind, data)
+    return kind, data
+
+
+def read(repo: git.Repo, sha: str, check_size: Callable[[int], None] | None = None) -> tuple[str, bytes]:
+    """(kind, bytes) of the object `sha` from git's object reader (one `cat-file --batch` per thread's
+    repo), `check_size` asked first (it may refuse the object before it is read).
+
+    The reader answers in order, so an object left half read puts it out of step for good: a refusal,
+    a missing object, or the SDK's cancel of a thread activity, raised into the thread at any point
+    (an activity timed out, a worker shutting down). Then the next read would get the rest of that
+    object, or another object's content for this ID (a sync applied another app's manifests). So any
+    error mid-read starts a new reader, and content that does not hash to `sha` is refused, never
+    returned nor cached."""
     try:
         stream = repo.odb.stream(bytes.fromhex(sha))
+        if check_size is not None:
+            check_size(stream.size)
         kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
         data: bytes = stream.read()
-    except ValueError:  # a missing object, or a reader out of step (an object left unread): a new reader next
+    except BaseException:
         repo.git.clear_cache()
         raise
     if len(sha) == 40 and hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest() != sha:
-        # git's object reader (one `cat-file --batch` per thread's repo) fell out of step and answered
-        # with another object: never cached under this ID, and a new reader for the next read
         repo.git.clear_cache()
         raise TemporaryError(f"git's object reader answered {sha[:12]} with another object; reading again")
-    CACHE.put(key, kind, data)
     return kind, data
 
 

@@ -13,7 +13,8 @@ from pathlib import Path
 import git
 import pytest
 
-from promoter.git import objects
+from promoter.errors import BadInput, TemporaryError
+from promoter.git import commits, objects
 from promoter.gitrepo import GitClone
 from tests.support.gitops import Origin
 
@@ -175,7 +176,7 @@ def test_a_commits_author_and_subject_are_read_as_git_log_shows_them(tmp_path: P
     raw = f"tree {tree}\nauthor {ident} 0 +0000\ncommitter c <c@x> 0 +0000\n\n{message}".encode()
     commit = objects.store(repo, b"commit", raw)
     shown = run(path, "log", "-1", "--format=%an <%ae>%x00%s", commit).rstrip("\n").split("\0")
-    assert [objects.author(repo, commit), objects.subject(repo, commit)] == shown
+    assert [commits.author(repo, commit), commits.subject(repo, commit)] == shown
 
 
 def test_parsed_trees_count_toward_the_object_caches_bound() -> None:
@@ -248,3 +249,28 @@ def test_the_held_commits_are_read_once_per_main(
         plans = [clone.resolve(PromotionRequest(app="demo")) for _ in range(3)]
     assert len({p.commit for p in plans}) == 1
     assert sum("--grep=^Promoter-Held-App: " in line for line in trace.read_text().splitlines()) == 1
+
+
+def test_a_reader_out_of_step_never_answers_with_another_objects_content(tmp_path: Path) -> None:
+    """An object left half read (a thread activity cancelled mid-read: the SDK raises into the thread
+    at any point) whose content looks like the reader's next answer: the next read would take another
+    object's content for its own. It is refused (it does not hash to the ID asked), never cached, and
+    the read after it is true; a read refused by its size check leaves no half-read object behind."""
+    run(tmp_path, "init", "-q")
+    other = run(tmp_path, "hash-object", "-w", "--stdin", data=b"apiVersion: v1\n").strip()
+    decoy = run(tmp_path, "hash-object", "-w", "--stdin", data=f"{other} blob 15\napiVersion: v1\n\n".encode()).strip()
+    asked = run(tmp_path, "hash-object", "-w", "--stdin", data=b"kind: ConfigMap\n").strip()
+    repo = git.Repo(tmp_path)
+    held = repo.odb.stream(bytes.fromhex(decoy))  # cancelled after the header: its content stays in the reader
+    with pytest.raises(TemporaryError, match="answered .* with another object"):
+        objects.typed(repo, asked)
+    assert objects.CACHE.get(objects._key(repo, asked)) is None
+    assert objects.typed(repo, asked) == ("blob", b"kind: ConfigMap\n")
+
+    def too_big(size: int) -> None:
+        raise BadInput(f"{size} bytes: too big")
+
+    with pytest.raises(BadInput):
+        objects.read(repo, decoy, too_big)
+    assert objects.read(repo, other) == ("blob", b"apiVersion: v1\n")
+    assert held.size == len(f"{other} blob 15\napiVersion: v1\n\n")
