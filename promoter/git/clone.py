@@ -23,7 +23,6 @@ import tarfile
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +31,7 @@ import git
 
 from promoter import signing, yamlsafe
 from promoter.errors import BadInput, NotFound, TemporaryError
-from promoter.git import objects
+from promoter.git import commits, objects
 from promoter.git.objects import MAIN, SYMLINK, TREE, Entry, refuse_entry
 from promoter.names import shown
 from promoter.yamlsafe import MAX_FILE_BYTES
@@ -267,25 +266,10 @@ class Clone:
         return messages
 
     def is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
-        """Whether `sha` is `of` or one of its ancestors. The commits behind `of` are walked in process,
-        newest first, up to `ANCESTRY_WALK` of them (what a promotion asks about is usually a few merges
-        back, and each commit read is cached); past that, or when either is no commit here, git answers."""
+        """Whether `sha` is `of` or one of its ancestors: walked in process (`commits.reaches`), else git."""
         target, start = objects.rev(repo, sha), objects.rev(repo, of)
-        if target is not None and start is not None:
-            seen, todo = {start}, deque([start])
-            try:
-                while todo and len(seen) <= ANCESTRY_WALK:
-                    commit = todo.popleft()
-                    if commit == target:
-                        return True
-                    for parent in objects.parents(repo, commit):
-                        if parent not in seen:
-                            seen.add(parent)
-                            todo.append(parent)
-            except (git.BadName, git.BadObject, ValueError, IndexError, KeyError):
-                todo.append(start)  # a parent missing here (a shallow clone): git answers
-            if not todo:
-                return False  # every ancestor of `of` was seen
+        if (walked := commits.reaches(repo, start, target, ANCESTRY_WALK) if target and start else None) is not None:
+            return walked
         try:
             self.run(repo, "merge-base", "--is-ancestor", sha, of)
             return True

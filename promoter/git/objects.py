@@ -348,32 +348,6 @@ def commit_message(repo: git.Repo, commit: str) -> str:
     return raw(repo, commit).partition(b"\n\n")[2].decode("utf-8", "replace")
 
 
-def author(repo: git.Repo, commit: str) -> str:
-    """A commit's author as `git log --format='%an <%ae>'` shows it, read in process."""
-    head = raw(repo, commit).partition(b"\n\n")[0]
-    line = next((x[7:] for x in head.split(b"\n") if x.startswith(b"author ")), b"")
-    opened, closed = line.find(b"<"), line.rfind(b">")
-    if opened < 0 or closed < opened:
-        return line.decode("utf-8", "replace")
-    return (
-        f"{line[:opened].strip().decode('utf-8', 'replace')} <{line[opened + 1 : closed].decode('utf-8', 'replace')}>"
-    )
-
-
-def subject(repo: git.Repo, commit: str) -> str:
-    """A commit's subject as `git log --format=%s` shows it: the message's first paragraph, its lines
-    joined by spaces (leading blank lines skipped, trailing blanks cut), read in process."""
-    lines = commit_message(repo, commit).split("\n")
-    while lines and not lines[0].strip():
-        lines.pop(0)
-    paragraph: list[str] = []
-    for line in lines:
-        if not line.strip():
-            break
-        paragraph.append(line.rstrip())
-    return " ".join(paragraph)
-
-
 def parents(repo: git.Repo, commit: str) -> list[str]:
     head = raw(repo, commit).partition(b"\n\n")[0]
     return [line.split()[1].decode() for line in head.split(b"\n") if line.startswith(b"parent ")]

@@ -18,7 +18,7 @@ import git
 from promoter import holds
 from promoter.environments import in_order, parse_environment, up_to
 from promoter.errors import BadInput, NotFound
-from promoter.git import objects
+from promoter.git import commits, objects
 from promoter.git.clone import Clone
 from promoter.git.objects import MAIN, TREE
 from promoter.git.rules import TrustedRules
@@ -72,8 +72,8 @@ class GitOpsReader:
             members=req.members,
             commit=sha,
             short_commit=sha[:7],
-            author=objects.author(repo, sha),  # as `git log --format='%an <%ae>'`, read in process
-            message=objects.subject(repo, sha),
+            author=commits.author(repo, sha),  # as `git log --format='%an <%ae>'`, read in process
+            message=commits.subject(repo, sha),
             environments=envs,
             trust=self.trusted.read_trust(repo, rules.commit),
             rules=rules,
@@ -146,7 +146,7 @@ class GitOpsReader:
         if hold is None:
             raise BadInput(f"{app} @ {commit[:12]} is not held in {env}; `promoter history {app}` shows the holds")
         held = objects.rev(repo, hold.commit) or sha
-        author = objects.author(repo, held)
+        author = commits.author(repo, held)
         return hold, config, author
 
     def held_trees(self, commit: str, apps: Sequence[str]) -> dict[str, str]:
