@@ -29,7 +29,6 @@ with workflow.unsafe.imports_passed_through():
         PolicyDecision,
         PrepareResult,
         PromotionInput,
-        PromotionPlan,
         PromotionRequest,
         PromotionState,
         PromotionStatus,
@@ -45,6 +44,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.gate import Gate
     from workflows.pull_request import OPEN_PR_STATES, PullRequests
     from workflows.recorder import Promotion, Recorder
+    from workflows.resolve import ResolveWorkflow as ResolveWorkflow  # its own module; callers import it here
     from workflows.rollout import Rollout
 
 # states of a stage that a cancel ends before its change is merged (its audit says "cancelled")
@@ -356,20 +356,6 @@ class PromotionWorkflow:
     @workflow.query(name=STATUS_QUERY)
     def query_status(self) -> PromotionStatus:
         return self.status
-
-
-@workflow.defn(name="PlanWorkflow")
-class ResolveWorkflow:
-    """Resolves and validates a promotion request where the repository is: on a worker.
-
-    The CLI runs it before starting a promotion, so bad input (unknown app or environment, a missing
-    commit, a malformed environment.yaml) is refused with one line and nothing is started or pushed.
-    """
-
-    @workflow.run
-    async def run(self, req: PromotionRequest) -> PromotionPlan:
-        plan: PromotionPlan = await steps.RESOLVE.call(req, "resolve the request")
-        return plan
 
 
 def audit_policy(r: Recorder, stage: StageStatus, decision: PolicyDecision, detail: str) -> None:

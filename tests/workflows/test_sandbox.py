@@ -43,7 +43,7 @@ def imports(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], list[str]]:
     "cls, module",
     [
         (PromotionWorkflow, "workflows.promotion"),
-        (ResolveWorkflow, "workflows.promotion"),
+        (ResolveWorkflow, "workflows.resolve"),
         (DriftWorkflow, "workflows.drift"),
     ],
 )
