@@ -52,7 +52,7 @@ Why not kmock (PyPI, 0.8): it is a scripted mock of responses, with no server-si
 generation semantics and no controller, and a promotion needs all three behaving as a cluster does.
 
 With `state_file`, the objects (and what each field manager applied, and which rollouts ended)
-are written to that JSON file within ~1 s of every change (and as the simulator stops) and read back
+are written to that JSON file within ~5 s of every change (and as the simulator stops) and read back
 at start, so the embedded stack's clusters survive `promoter down` / `up` as a real cluster would.
 
 Faults for tests: `fail_next(status, count)` answers the next requests with that HTTP status,
@@ -83,7 +83,7 @@ from promoter.sim.store import (
 
 __all__ = ["FAIL_IN", "SLICER", "ApiError", "Kind", "KubeSim", "kubeconfig"]
 
-SAVE_EVERY_S = 1.0  # the state file's writes, at most this often (more seldom when a write takes long)
+SAVE_EVERY_S = 5.0  # the state file's writes, at most this often (more seldom when a write takes long)
 
 
 class KubeSim(Serving, Controllers):
@@ -183,14 +183,14 @@ class KubeSim(Serving, Controllers):
         self._saved_version = snapshot["version"]
 
     def _saver(self) -> None:
-        """Save every second when anything changed (the whole state each time: a busy cluster's file is
-        not rewritten ten times a second); a big state waits 20 times as long as its last write took, so
-        writing the file costs at most a twentieth of a core however many objects there are."""
+        """Save every 5 s when anything changed (the whole state each time: it only guards against the
+        simulator being killed, `stop` saves too); a big state waits 50 times as long as its last write
+        took, so writing the file costs at most a fiftieth of a core however many objects there are."""
         pause = SAVE_EVERY_S
         while not self._stop.wait(pause):
             started = time.monotonic()
             self.save()
-            pause = max(SAVE_EVERY_S, 20 * (time.monotonic() - started))
+            pause = max(SAVE_EVERY_S, 50 * (time.monotonic() - started))
 
     def __enter__(self) -> KubeSim:
         return self.start()
