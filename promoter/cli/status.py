@@ -382,7 +382,7 @@ async def _lift_rows(
 
     rows: list[dict[str, Any]] = []
     async for wf in _listing(promotions, [LIFT_QUERY]):
-        if app_name is not None and not wf.id.startswith(f"{LIFT_PREFIX}{app_name}-"):
+        if app_name is not None and not wf.id.startswith((f"{LIFT_PREFIX}{app_name}-", f"{GLASS_PREFIX}{app_name}-")):
             continue
         execution = Execution(wf.id, wf.run_id, wf.status, "", wf.memo)
         if wf.status == "RUNNING":
