@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from promoter.cli.common import AsJson, StateDir, app, changed, client, err, out, print_status, run_async
-from promoter.cli.render import LIFT_KIND, lift_status, stage_lines
+from promoter.cli.render import lift_kind, lift_status, stage_lines
 from promoter.errors import ConnectionLost, PromoterError
 from promoter.names import check as check_name
 from promoter.names import check_revision, workflow_id
@@ -92,7 +92,7 @@ async def lift_of(s: Settings, promotions: Promotions, execution: Execution, as_
         return EXIT_INTERRUPTED
     url = s.workflow_url(execution.id, execution.run_id)
     if as_json:
-        print(json.dumps({**st.model_dump(mode="json"), "kind": LIFT_KIND, "url": url}))
+        print(json.dumps({**st.model_dump(mode="json"), "kind": lift_kind(execution.id), "url": url}))
     else:
         print_status(st, {}, url)
     return (0 if st.state.value == "succeeded" else 1) if follow else 0

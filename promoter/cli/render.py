@@ -124,6 +124,14 @@ def lift_status(
 
 
 KIND, LIFT_KIND = "promotion", "lift-hold"  # what `status --json` and `list` call each kind of run
+GLASS_KIND = "break-glass"  # a break-glass (`promoter break-glass`), through the lift gate's workflow
+
+
+def lift_kind(wid: str) -> str:
+    """What `status --json` and `list` call a run of the lift gate's workflow: a lift, or a break-glass."""
+    from promoter.names import GLASS_PREFIX
+
+    return GLASS_KIND if wid.startswith(GLASS_PREFIX) else LIFT_KIND
 
 
 def list_row(wf: Listed, lift: PromotionStatus | None = None) -> dict[str, Any]:
@@ -136,7 +144,7 @@ def list_row(wf: Listed, lift: PromotionStatus | None = None) -> dict[str, Any]:
     return {
         "id": wf.id,
         "run_id": wf.run_id,
-        "kind": KIND if lift is None else LIFT_KIND,
+        "kind": KIND if lift is None else lift_kind(wf.id),
         "app": lift.app if lift is not None else wf.memo.get("app", wf.id.removeprefix("promote-")),
         "commit": wf.memo.get("commit", ""),
         "state": wf.state if lift is None else lift.state.value,
