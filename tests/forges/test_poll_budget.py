@@ -2,8 +2,10 @@
 the pause between a watcher's polls grows with the number of watchers and with a low remaining limit
 the forge's headers state, never below the poll setting; watchers sharing a budget stay within it on a
 loopback GitHub (pytest-httpserver, its answers GitHub's own objects) over a short window; a watcher
-heartbeats less often when many wait; and a watcher hands its watch back at once when its worker
-shuts down. The budget's own arithmetic is driven by a simulated clock; the watchers run for real."""
+heartbeats less often when many wait (1,000 waiting gates: 8 heartbeats a second, each well within the
+heartbeat timeout); a watcher hands its watch back at once when its worker shuts down; and the worker's
+workflow cache setting. The budget's own arithmetic is driven by a simulated clock; the watchers run for
+real."""
 
 from __future__ import annotations
 
