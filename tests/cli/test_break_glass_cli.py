@@ -1,7 +1,8 @@
 """`promoter break-glass` refuses what it cannot take before it reaches Temporal, each with exit 2 and one
 line saying what to fix: an --until that has passed, lies more than 24 hours ahead or is neither an RFC
 3339 time nor a span; an empty reason; a name that is no app or environment. `--until` as a span (90m,
-4h) is counted from now. (Its gate, its PR and what it lets through: tests/workflows/test_break_glass.py.)"""
+4h) is counted from now; a break-glass run is shown and listed as one. (Its gate, its PR and what it
+lets through: tests/workflows/test_break_glass.py.)"""
 
 from __future__ import annotations
 
@@ -65,3 +66,21 @@ def test_bad_input_is_one_line_and_exit_2(args: list[str], said: str, tmp_path: 
     assert r.returncode == 2, (r.stdout, r.stderr)
     assert r.stderr.startswith(said), r.stderr
     assert len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_a_break_glass_run_is_shown_and_listed_as_one() -> None:
+    from promoter.cli.render import lift_status, list_row, title
+    from promoter.models import PromotionState, StageState, StageStatus
+    from promoter.names import promotion_id
+    from promoter.promotions import Listed
+
+    wid = "break-glass-demo-prod"
+    assert promotion_id(wid) == wid  # `approve`, `reject` and `status` take its ID
+    memo = {"app": "demo", "env": "prod", "commit": "", "break_glass_until": "2026-12-03T18:00:00Z"}
+    waiting = StageStatus(env="prod", order=0, state=StageState.AWAITING_APPROVAL, approvals_required=2)
+    st = lift_status(wid, "r1", "RUNNING", waiting, memo)
+    assert (st.app, st.state) == ("demo", PromotionState.RUNNING)
+    assert title(st) == "break-glass-demo-prod  break-glass of demo in prod  [running]"
+    at = datetime(2026, 12, 3, 9, tzinfo=UTC)
+    row = list_row(Listed(wid, "r1", "RUNNING", memo, {}, at, None), st)
+    assert (row["kind"], row["app"]) == ("break-glass", "demo")
