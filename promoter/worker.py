@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import functools
 import logging
 import os
 import signal
 import threading
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from temporalio import activity
 from temporalio.client import (
     Client,
     Schedule,
@@ -42,6 +45,7 @@ from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from activities.verify import VerifyActivities
 from promoter.errors import BadInput
+from promoter.git import objects
 from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
 from promoter.settings import Settings, connect, metrics_runtime
@@ -101,6 +105,16 @@ def _merge_methods(forge: object) -> tuple[tuple[str, ...] | None, str]:
     if isinstance(forge, LocalForge):
         return tuple(m for m in MERGE_METHODS if m), "local"
     return None, type(forge).__name__
+
+
+def _cancel_held() -> AbstractContextManager[object]:
+    """What each read of a git object runs under in this worker (promoter.git.objects.READ_GUARD): the
+    SDK raises its cancel of a thread activity into the thread at any point, and one raised between an
+    object's header and its content would leave git's object reader out of step; it waits for the read."""
+    return activity.shield_thread_cancel_exception() if activity.in_activity() else contextlib.nullcontext()
+
+
+objects.READ_GUARD = _cancel_held
 
 
 def losing_a_worker() -> dict[str, Any]:

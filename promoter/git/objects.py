@@ -14,6 +14,7 @@ place, as git writes them): no `git hash-object` run per tree or commit.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import posixpath
@@ -23,6 +24,7 @@ import threading
 import zlib
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
 import git
@@ -127,6 +129,11 @@ def _key(repo: git.Repo, sha: str) -> tuple[str, str]:
     return (str(repo.common_dir), sha)
 
 
+# what every read of an object runs under (`read`): nothing here; the worker makes it hold back the SDK's
+# cancel of a thread activity, which is raised into the thread at any point, until the read is done
+READ_GUARD: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
+
+
 def typed(repo: git.Repo, sha: str) -> tuple[str, bytes]:
     """(kind, bytes) of the object `sha` (40 hex digits), from the cache or git's object reader."""
     key = _key(repo, sha)
@@ -147,14 +154,21 @@ def read(repo: git.Repo, sha: str, check_size: Callable[[int], None] | None = No
     (an activity timed out, a worker shutting down). Then the next read would get the rest of that
     object, or another object's content for this ID (a sync applied another app's manifests). So any
     error mid-read starts a new reader, and content that does not hash to `sha` is refused, never
-    returned nor cached."""
+    returned nor cached. `READ_GUARD` holds the SDK's cancel back until the read is done (the worker
+    sets it), and a half-read object is marked read, so that no thread (the event loop's included)
+    ever blocks draining it from a reader that will not send it."""
+    stream = None
     try:
-        stream = repo.odb.stream(bytes.fromhex(sha))
-        if check_size is not None:
-            check_size(stream.size)
-        kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
-        data: bytes = stream.read()
+        with READ_GUARD():
+            stream = repo.odb.stream(bytes.fromhex(sha))
+            if check_size is not None:
+                check_size(stream.size)
+            kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
+            data: bytes = stream.read()
     except BaseException:
+        if stream is not None and hasattr(stream, "stream"):
+            inner = stream.stream  # GitPython's CatFileContentStream: its __del__ drains what is left
+            inner._nbr = getattr(inner, "_size", 0)
         repo.git.clear_cache()
         raise
     if len(sha) == 40 and hashlib.sha1(f"{kind} {len(data)}\0".encode() + data).hexdigest() != sha:
