@@ -165,7 +165,7 @@ def read(repo: git.Repo, sha: str, check_size: Callable[[int], None] | None = No
                 check_size(stream.size)
             kind = stream.type.decode() if isinstance(stream.type, bytes) else str(stream.type)
             data: bytes = stream.read()
-    except BaseException:
+    except BaseException:  # any error mid-read, a cancel raised into the thread too: the reader is out of step
         if stream is not None and hasattr(stream, "stream"):
             inner = stream.stream  # GitPython's CatFileContentStream: its __del__ drains what is left
             inner._nbr = getattr(inner, "_size", 0)
