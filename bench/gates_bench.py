@@ -5,18 +5,21 @@ Starts the real embedded stack (`promoter up --detach`: Temporal dev server, one
 origin and forge, simulated clusters) in a temporary state directory, with N copies of the sample app
 in dev and prod (staging is left out: it adds nothing to a waiting gate) and prod's gate needing one
 approval (unsigned: the HTTP half below sends what a script would). One commit changes every app's
-image in dev; every app is promoted; once all N wait at prod's gate, the bench lets them sit
-(`--settle` seconds), then samples for `--window` seconds while nothing happens:
+image in dev; every app is promoted; once all N wait at prod's gate (one that ends before it is named
+with its message and left out), the bench lets them sit (`--settle` seconds), then samples for
+`--window` seconds while nothing happens, as it did once before any promotion:
 
-- the worker's RSS (and its children's: the policy engine processes, git's object readers),
-- the Temporal server's and the worker's CPU, in % of one core.
+- the worker's RSS (and its children's: the policy engine processes, git's object readers), and what
+  it grew by per waiting gate,
+- each process's CPU in % of one core, once as it is and once with the drift schedules paused.
 
 Then it approves all N at once: half through ONE `promoter approve --env prod --as alice ID ...`
 process, half through Temporal's HTTP API directly (a POST of the `approve` update per promotion,
-as a script or the Web UI sends it, 32 at a time). It prints the seconds from the first approval to
-the last merge on main and to the last promotion's end, the CPU seconds of that burst, and checks
-that nothing was lost (every prod folder carries its new image) or duplicated (one merge per app
-on main, one PR per app and environment on the forge). The last line is
+as a script or the Web UI sends it, 32 at a time). The gates still waiting then (a failed approval)
+are approved again by one more `promoter approve`, up to three rounds, as an operator would. It prints
+the seconds from the first approval to the last merge on main and to the last promotion's end, the
+CPU seconds of that burst, and checks that nothing was lost (every prod folder carries its new
+image) or duplicated (one merge per app on main, one PR per app and environment on the forge). The last line is
 `gates: <N> waiting, worker <MiB> MiB, server <%> % idle CPU, approved to last merge in <s> s, <l> lost,
 <d> duplicated`.
 
