@@ -45,6 +45,7 @@ from promoter.secrets import redact
 # the promotion's state on the server (docs/benchmarks.md, "A thousand waiting gates")
 HEARTBEATS_PER_S = 8.0
 HEARTBEAT_EVERY_S = (1.0, 120.0)
+WAKE_S = 10.0  # a waiting watcher wakes this often at most when no heartbeat is due
 SEEN_PUSH_TRIES = 30  # seconds a lift's push may take to show on its PR before the merge step is retried
 # the lift-hold workflow's merge message names the lift-hold PR's branch (workflows/lift_hold.py)
 _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
@@ -273,14 +274,22 @@ class ForgeActivities:
         wait, see `HEARTBEATS_PER_S`). On the worker's shutdown it hands the watch back at once. With a
         turn's `epoch`: False as soon as the budget voids the turn (the forge's window reset)."""
         beat = time.monotonic()
+        low, high = HEARTBEAT_EVERY_S
         while (left := end - time.monotonic()) > 0:
-            await asyncio.sleep(min(left, 1.0))
+            every = min(high, max(low, self.watching / HEARTBEATS_PER_S))
+            # asleep until the next heartbeat or the end, waking at most every WAKE_S (1 s while a turn
+            # waits on the forge's window): a thousand watchers ticking every second kept the worker's
+            # event loop too busy for its workflow tasks; the worker's shutdown wakes it at once
+            nap = min(left, beat + every - time.monotonic(), 1.0 if epoch is not None else WAKE_S)
+            try:
+                await asyncio.wait_for(activity.wait_for_worker_shutdown(), max(nap, 0.01))
+            except TimeoutError:
+                pass
             if activity.is_worker_shutdown():
                 raise ApplicationError(
                     "this worker is shutting down; another worker takes the watch over", type="WorkerShutdown"
                 )
-            low, high = HEARTBEAT_EVERY_S
-            if time.monotonic() - beat >= min(high, max(low, self.watching / HEARTBEATS_PER_S)):
+            if time.monotonic() - beat >= every:
                 activity.heartbeat(detail)
                 beat = time.monotonic()
             if epoch is not None and self.budget.refresh() != epoch:
