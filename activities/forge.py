@@ -14,7 +14,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities import classified, classified_errors, glass
-from promoter import holds, names
+from promoter import holds, names, report
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked, PollBudget, counting
@@ -87,7 +87,11 @@ class ForgeActivities:
     def open_change(self, req: OpenChangeInput) -> OpenedChange:
         """Commit the change on the stage's branch and push it, then open its PR: both idempotent, so
         a retry finds the same branch and the same PR again. No PR when main already has the change
-        (it landed there since it was checked)."""
+        (it landed there since it was checked), and none when this promotion's PR of the stage was merged
+        or closed already (see `_ended`)."""
+        ended = self._ended(req)
+        if ended is not None:
+            return ended
         prepared = self.repo.push_branch(req.change)
         if prepared.branch is None or prepared.head is None:
             return OpenedChange(prepared=prepared)
@@ -96,6 +100,22 @@ class ForgeActivities:
         )
         folders = [app_folder(req.change.target_env, app) for app in req.change.apps]
         return OpenedChange(prepared=prepared, pr=pr, trees=self.repo.folder_trees(prepared.head, folders))
+
+    def _ended(self, req: OpenChangeInput) -> OpenedChange | None:
+        """This promotion's own PR of the stage when it is merged or closed already. A local step runs
+        again when its workflow task times out (a worker starved or lost): that second run may still be
+        going after the first's result let the promotion merge or close the PR, and must then push
+        nothing and open no second PR. Another promotion of the same commit is not this one: its PR
+        body names another promotion ID."""
+        if not req.promotion_id:
+            return None
+        change = req.change
+        branch = names.promotion_branch(change.app, change.target_env, change.commit)
+        pr = self.forge.find_pull_request(branch)
+        if pr is None or pr.state == "open" or not report.opened_by(pr.body, req.promotion_id):
+            return None
+        prepared = PrepareResult(changed=True, branch=branch, head=pr.head_sha, base=change.base)
+        return OpenedChange(prepared=prepared, pr=pr)
 
     def open_pull_request(self, req: OpenPullRequestInput) -> PullRequest:
         """Open (or find again) the stage's PR, then close older promotion PRs of the same app and

@@ -954,6 +954,7 @@ class OpenChangeInput(BaseModel):
     title: str
     body: str
     labels: list[str] = Field(default_factory=list)
+    promotion_id: str = ""  # the promotion whose PR this is ("": a caller that names none)
 
 
 class OpenedChange(BaseModel):

@@ -123,6 +123,11 @@ def decision_table(decision: PolicyDecision, title: str) -> Any:
     return table
 
 
+def opened_by(body: str, promotion_id: str) -> bool:
+    """Whether a PR's body is the one `pr_body` wrote for this promotion (its first words name it)."""
+    return body.startswith(f"Promotion `{promotion_id}` ")
+
+
 def pr_body(
     plan: PromotionPlan,
     promotion_id: str,

@@ -58,6 +58,7 @@ class PullRequests:
             title=report.pr_title(plan, source, stage.env),
             body=body,
             labels=["promotion", f"env:{stage.env}", *(f"app:{app}" for app in plan.apps)],
+            promotion_id=self.p.status.id,
         )
         opened = await self.runner.run(steps.OPEN_CHANGE, request, f"open PR for {stage.env}")
         if opened.pr is None:

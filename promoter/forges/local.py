@@ -27,7 +27,7 @@ from pathlib import Path
 
 import git
 
-from promoter.errors import BadInput, NotFound
+from promoter.errors import BadInput, Conflict, NotFound
 from promoter.forges import Review, already_merged, register
 from promoter.gitrepo import MAIN, GitRepository
 from promoter.models import PullRequest
@@ -165,6 +165,8 @@ class LocalForge:
         sha = self._head(head)
         if sha is None:
             raise NotFound(f"cannot open a pull request: branch {head} does not exist on {self.origin}")
+        if not self._read("SELECT 1 FROM pulls WHERE head = ? AND state = 'open'", (head,)):
+            self._refuse_merged(head, sha, base)
         with self._db() as db:
             db.execute("BEGIN IMMEDIATE")
             row = db.execute("SELECT * FROM pulls WHERE head = ? AND state = 'open'", (head,)).fetchone()
@@ -183,6 +185,18 @@ class LocalForge:
                 row = db.execute("SELECT * FROM pulls WHERE number = ?", (row["number"],)).fetchone()
             db.execute("COMMIT")
         return self._pr(row)
+
+    def _refuse_merged(self, head: str, sha: str, base: str) -> None:
+        """As GitHub answers 422 "No commits between": a PR whose head the base has already (a branch
+        merged before) is not opened again."""
+        base_sha = self._head(base)
+        if base_sha is None or "://" in self.origin or not Path(self.origin).is_dir():
+            return
+        try:
+            git.Repo(self.origin).git.merge_base("--is-ancestor", sha, base_sha)
+        except git.GitCommandError:  # not an ancestor (exit 1): the PR brings commits
+            return
+        raise Conflict(f"cannot open a pull request: no commits between {base} and {head} (merged already)")
 
     def get_pull_request(self, number: int) -> PullRequest:
         row = next(iter(self._read("SELECT * FROM pulls WHERE number = ?", (number,))), None)
