@@ -131,7 +131,15 @@ async def lift_hold(
     """Start lifting a hold (`LiftHoldWorkflow`): its PR is opened at once; `BadInput` (raised on the
     worker, shown as one line) when there is no such hold. A second lift in the same app and environment,
     while one runs, is refused."""
-    wid = lift_id(req.app, req.env)
+    memo = {"app": req.app, "env": req.env, "commit": req.commit}  # `list` and `status` name what it lifts
+    summary = f"Lift the hold of {req.app} @ {req.commit[:7]} in {req.env}"
+    return await _start_lift(client, task_queue, req, lift_id(req.app, req.env), memo, summary, "a lift of a hold")
+
+
+async def _start_lift(
+    client: Client, task_queue: str, req: LiftHoldInput, wid: str, memo: dict[str, str], summary: str, what: str
+) -> WorkflowHandle[LiftHoldWorkflow, StageStatus]:
+    """Start `LiftHoldWorkflow` as `wid`; one at a time per ID (`what` names it in the refusal)."""
     try:
         return await client.start_workflow(
             LiftHoldWorkflow.run,
@@ -140,11 +148,11 @@ async def lift_hold(
             task_queue=task_queue,
             id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
             id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            memo={"app": req.app, "env": req.env, "commit": req.commit},  # `list` and `status` name what it lifts
-            static_summary=f"Lift the hold of {req.app} @ {req.commit[:7]} in {req.env}",
+            memo=memo,
+            static_summary=summary,
         )
     except WorkflowAlreadyStartedError:
-        raise PromoterError(f"a lift of a hold of {req.app} in {req.env} is already waiting ({wid})") from None
+        raise PromoterError(f"{what} of {req.app} in {req.env} is already waiting ({wid})") from None
 
 
 def glass_id(app: str, env: str) -> str:
@@ -158,21 +166,10 @@ async def break_glass(
     `until` set, whose PR needs the environment's break_glass approvers; bad input (raised on the worker)
     when the environment has none, or `until` is not within 24 hours. One at a time per app and env."""
     assert req.until is not None
-    wid = glass_id(req.app, req.env)
     until = f"{req.until:%Y-%m-%dT%H:%M:%SZ}"
-    try:
-        return await client.start_workflow(
-            LiftHoldWorkflow.run,
-            req,
-            id=wid,
-            task_queue=task_queue,
-            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-            memo={"app": req.app, "env": req.env, "commit": "", "break_glass_until": until},
-            static_summary=f"Break-glass: {req.app} through a freeze in {req.env} until {until}",
-        )
-    except WorkflowAlreadyStartedError:
-        raise PromoterError(f"a break-glass of {req.app} in {req.env} is already waiting ({wid})") from None
+    memo = {"app": req.app, "env": req.env, "commit": "", "break_glass_until": until}
+    summary = f"Break-glass: {req.app} through a freeze in {req.env} until {until}"
+    return await _start_lift(client, task_queue, req, glass_id(req.app, req.env), memo, summary, "a break-glass")
 
 
 async def drift(client: Client, task_queue: str, req: DriftInput) -> DriftReport:
