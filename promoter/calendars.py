@@ -7,15 +7,16 @@
 
 `file` is a path under `policies/`, so the calendar is read with the policies, at the trusted rules
 revision (a calendar pushed unsigned to main changes nothing while a trust root is set). Each check
-expands every calendar's events (RRULE, RDATE, EXDATE, time zones, by `recurring-ical-events`) over a
-bounded horizon around its own evaluation time, and hands them to the policies as dated windows
-(`input.calendar_windows`: name = the event's SUMMARY, start and end in UTC, the calendar's file):
-`policies/promotion/freeze.rego` judges them as it judges `freeze_windows`. A calendar that cannot be
-read fails closed, with one line naming its file and the problem.
+expands every calendar's events (RRULE, RDATE, EXDATE, RECURRENCE-ID, time zones; the rules by
+dateutil's `rrule`, which icalendar brings) over a bounded horizon around its own evaluation time,
+and hands them to the policies as dated windows (`input.calendar_windows`: name = the event's
+SUMMARY, start and end in UTC, the calendar's file): `policies/promotion/freeze.rego` judges them as
+it judges `freeze_windows`. A calendar that cannot be read fails closed, with one line naming its file and the problem.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -26,6 +27,7 @@ BEFORE = timedelta(days=1)  # the horizon expanded around a check's time: a day 
 AFTER = timedelta(days=7)  # and a week after (what `policy check` shows as coming)
 MAX_WINDOWS = 2000  # events a calendar may have in that horizon: more is refused, not cut
 MAX_BYTES = 1_000_000
+MAX_STEPS = 50_000  # recurrences a calendar may step through from DTSTART (a minutely rule of years is refused)
 _FIELDS = ("file", "environments")
 
 
@@ -94,20 +96,12 @@ def windows(calendars: tuple[Calendar, ...], at: datetime) -> list[dict[str, Any
 
 
 def _expand(cal: Calendar, at: datetime) -> list[dict[str, Any]]:
-    import recurring_ical_events
-
+    """The events of one calendar that overlap the horizon around `at`, as windows."""
+    lo, hi = at - BEFORE, at + AFTER
     try:
-        events = list(recurring_ical_events.of(cal.calendar).between(at - BEFORE, at + AFTER))
-        if len(events) > MAX_WINDOWS:
-            raise BadInput(
-                f"{cal.file} has more than {MAX_WINDOWS} events within {(BEFORE + AFTER).days} days; "
-                "merge them into longer events"
-            )
+        budget = [MAX_STEPS]
         found = []
-        for event in events:
-            start, end = _utc(event.start), _utc(event.end)
-            if end <= start:
-                continue  # an event of no length freezes no moment
+        for start, end, event in _occurrences(cal.calendar, lo, hi, budget, cal.file):
             summary = str(event.get("SUMMARY") or "").strip()
             window: dict[str, Any] = {
                 "name": " ".join(summary.split())[:200] or f"event {event.get('UID', '?')}",
@@ -118,11 +112,112 @@ def _expand(cal: Calendar, at: datetime) -> list[dict[str, Any]]:
             if cal.environments is not None:
                 window["environments"] = list(cal.environments)
             found.append(window)
+            if len(found) > MAX_WINDOWS:
+                raise BadInput(
+                    f"{cal.file} has more than {MAX_WINDOWS} events within {(BEFORE + AFTER).days} days; "
+                    "merge them into longer events"
+                )
         return found
     except BadInput:
         raise
     except Exception as e:  # noqa: BLE001 - a broken property surfaces as the events are expanded
         raise BadInput(f"{cal.file} cannot be read as an iCalendar file: {_line(e)}") from None
+
+
+def _occurrences(calendar: Any, lo: datetime, hi: datetime, budget: list[int], file: str) -> Iterator[Any]:
+    """(start, end in UTC, event) of every occurrence overlapping [lo, hi), of positive length and not
+    cancelled: each VEVENT's own and its recurrences', where an event with a RECURRENCE-ID stands for
+    the occurrence of its UID that it names (RFC 5545 3.8.4.4)."""
+    events = list(calendar.walk("VEVENT"))
+    moved = {(str(e.get("UID", "")), _utc(e.decoded("RECURRENCE-ID"))) for e in events if "RECURRENCE-ID" in e}
+    for event in events:
+        if str(event.get("STATUS", "")).upper() == "CANCELLED":
+            continue
+        length = _length(event)
+        one = "RECURRENCE-ID" in event
+        starts = [event.decoded("DTSTART")] if one else _starts(event, lo - length, hi, budget, file)
+        uid = str(event.get("UID", ""))
+        for start in starts:
+            if "RECURRENCE-ID" not in event and (uid, _utc(start)) in moved:
+                continue  # this occurrence was moved or changed by its own event
+            begin = _utc(start)
+            end = _utc(start + length) if isinstance(start, datetime) else begin + length
+            if end > begin and end > lo and begin < hi:
+                yield begin, end, event
+
+
+def _length(event: Any) -> timedelta:
+    """An event's length: DTEND - DTSTART, else its DURATION, else a day for a date and none for a time."""
+    start = event.decoded("DTSTART")
+    if "DTEND" in event:
+        end = event.decoded("DTEND")
+        return _utc(end) - _utc(start) if isinstance(start, datetime) or isinstance(end, datetime) else end - start
+    if "DURATION" in event:
+        duration = event.decoded("DURATION")
+        if not isinstance(duration, timedelta):
+            raise ValueError(f"DURATION {duration!r} is not a duration")
+        return duration
+    return timedelta(0) if isinstance(start, datetime) else timedelta(days=1)
+
+
+def _starts(event: Any, lo: datetime, hi: datetime, budget: list[int], file: str) -> Iterator[Any]:
+    """The starts of an event's occurrences from `lo` to before `hi`: DTSTART, its RRULE's, its RDATEs,
+    less its EXDATEs (dateutil's rrule keeps the wall-clock time of a zoned DTSTART across daylight
+    saving changes, as RFC 5545 asks). Every step from DTSTART counts against `budget`."""
+    first = event.decoded("DTSTART")
+    if "RRULE" not in event and "RDATE" not in event:
+        yield first
+        return
+    from dateutil import rrule
+
+    base = _like(first, first)
+    series = rrule.rruleset()
+    for recur in _each(event.get("RRULE")):
+        parts = {k: v for k, v in recur.items() if k != "UNTIL"}
+        rule = rrule.rrulestr(type(recur)(parts).to_ical().decode(), dtstart=base)
+        if "UNTIL" in recur:
+            rule = rule.replace(until=_like(recur["UNTIL"][0], base))
+        series.rrule(rule)
+    series.rdate(base)
+    for value in _dates(event, "RDATE"):
+        series.rdate(_like(value, base))
+    for value in _dates(event, "EXDATE"):
+        series.exdate(_like(value, base))
+    lo_, hi_ = _like(lo, base), _like(hi, base)
+    for start in series:
+        budget[0] -= 1
+        if budget[0] < 0:
+            raise BadInput(
+                f"{file}: event {str(event.get('SUMMARY', event.get('UID', '?')))[:80]!r} repeats more than "
+                f"{MAX_STEPS} times before {_rfc3339(lo)}; move its DTSTART closer"
+            )
+        if start >= hi_:
+            return
+        if start >= lo_:
+            yield start if isinstance(first, datetime) else start.date()
+
+
+def _each(value: Any) -> list[Any]:
+    return [] if value is None else value if isinstance(value, list) else [value]
+
+
+def _dates(event: Any, name: str) -> Iterator[Any]:
+    """The dates or times of an event's RDATE or EXDATE lines (a period counts by its start)."""
+    for line in _each(event.get(name)):
+        for item in line.dts:
+            value = item.dt
+            yield value[0] if isinstance(value, tuple) else value
+
+
+def _like(value: date, base: date) -> datetime:
+    """`value` (a date or a time) as a time comparable with `base`'s: zoned when DTSTART is zoned (a
+    floating time or a date taken as UTC), else naive in UTC; a date is its first instant."""
+    if not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    assert isinstance(value, datetime)
+    if isinstance(base, datetime) and base.tzinfo is not None:
+        return value if value.tzinfo is not None else value.replace(tzinfo=UTC)
+    return value if value.tzinfo is None else value.astimezone(UTC).replace(tzinfo=None)
 
 
 def _utc(value: Any) -> datetime:

@@ -1,5 +1,5 @@
 """Change calendars (issue 33, part 2): freeze windows from an iCalendar file of policies/, named by
-data.yaml's `freeze_calendars`, expanded by promoter (icalendar + recurring-ical-events) around each
+data.yaml's `freeze_calendars`, expanded by promoter (icalendar + dateutil's rrule) around each
 check's evaluation time and judged by policies/promotion/freeze.rego, on both engines:
 
 - a weekly RRULE in Europe/Berlin with an EXDATE, across the change to summer time (2026-03-29): the
@@ -99,6 +99,66 @@ def test_a_weekly_event_with_an_exception_date_across_summer_time() -> None:
             "calendar": f"policies/{ICS}",
         }
     ]
+
+
+MOVED = """BEGIN:VCALENDAR
+VERSION:2.0
+PRODID:-//promoter tests//EN
+BEGIN:VEVENT
+UID:standup@promoter.test
+SUMMARY:Daily release window closed
+DTSTART;TZID=America/New_York:20261102T090000
+DURATION:PT1H
+RRULE:FREQ=DAILY;UNTIL=20261106T140000Z
+RDATE;TZID=America/New_York:20261108T090000
+END:VEVENT
+BEGIN:VEVENT
+UID:standup@promoter.test
+RECURRENCE-ID;TZID=America/New_York:20261103T090000
+SUMMARY:Daily release window closed (moved)
+DTSTART;TZID=America/New_York:20261103T130000
+DTEND;TZID=America/New_York:20261103T150000
+END:VEVENT
+BEGIN:VEVENT
+UID:standup@promoter.test
+RECURRENCE-ID;TZID=America/New_York:20261104T090000
+STATUS:CANCELLED
+DTSTART;TZID=America/New_York:20261104T090000
+DURATION:PT1H
+END:VEVENT
+BEGIN:VEVENT
+UID:cancelled@promoter.test
+SUMMARY:Called off
+STATUS:CANCELLED
+DTSTART:20261103T000000Z
+DTEND:20261104T000000Z
+END:VEVENT
+END:VCALENDAR
+"""
+
+
+def test_moved_cancelled_added_and_ended_occurrences() -> None:
+    """DURATION, UNTIL (in UTC), an RDATE, an occurrence moved by its RECURRENCE-ID, one cancelled by
+    it, and a cancelled event: New York's 09:00 is 14:00 UTC until 1 November and 14:00 after it."""
+    cal = calendars.load([{"file": ICS}], {ICS: MOVED}, "policies/data.yaml")
+    found = [(w["name"], w["start"], w["end"]) for w in calendars.windows(cal, utc("2026-11-02T00:00:00Z"))]
+    assert found == [
+        ("Daily release window closed", "2026-11-02T14:00:00Z", "2026-11-02T15:00:00Z"),
+        ("Daily release window closed (moved)", "2026-11-03T18:00:00Z", "2026-11-03T20:00:00Z"),
+        ("Daily release window closed", "2026-11-05T14:00:00Z", "2026-11-05T15:00:00Z"),
+        ("Daily release window closed", "2026-11-06T14:00:00Z", "2026-11-06T15:00:00Z"),
+        ("Daily release window closed", "2026-11-08T14:00:00Z", "2026-11-08T15:00:00Z"),
+    ]
+
+
+def test_a_rule_that_steps_too_often_is_refused_naming_the_file() -> None:
+    minutely = BERLIN.replace("RRULE:FREQ=WEEKLY;BYDAY=MO", "RRULE:FREQ=MINUTELY").replace(
+        ";TZID=Europe/Berlin:20260316", ";TZID=Europe/Berlin:20200316"
+    )
+    cal = calendars.load([{"file": ICS}], {ICS: minutely}, "policies/data.yaml")
+    with pytest.raises(BadInput) as e:
+        calendars.windows(cal, utc("2026-03-23T17:30:00Z"))
+    assert str(e.value).startswith(f"policies/{ICS}: event 'Monday evening change freeze' repeats more than 50000")
 
 
 def test_a_promotion_inside_an_event_is_denied_naming_it(engines: list[PolicyEngine]) -> None:
