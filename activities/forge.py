@@ -32,6 +32,8 @@ from promoter.models import (
     PrepareResult,
     PullRequest,
     ReviewEvent,
+    RulesRevision,
+    Trust,
     UpdatePullRequest,
     WatchInput,
     WatchResult,
@@ -66,6 +68,8 @@ class ForgeGit(Protocol):
     ) -> tuple[str, str, str, EnvironmentConfig]: ...
     def break_glass_request(self, commit: str) -> dict[str, str]: ...
     def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str: ...
+    def rules(self, main: str | None = ...) -> RulesRevision: ...
+    def trust(self, rev: str) -> Trust: ...
 
 
 class ForgeActivities:
@@ -190,10 +194,15 @@ class ForgeActivities:
     @classified
     def open_lift(self, req: LiftHoldInput) -> OpenedLift:
         """Push the commit that lifts a hold and open its PR (both idempotent); `BadInput` when there
-        is no such hold. With `until`, a break-glass's PR instead (activities/glass.py)."""
+        is no such hold. With `until`, a break-glass's PR instead (activities/glass.py). Its gate's
+        signed approvals are verified against trust/ at the trusted rules revision of main that its
+        environment was read at (read before and after: when it moved meanwhile, this is retried)."""
         if req.until is not None:
             return glass.open_pr(self.forge, self.repo, req)
+        rules = self.repo.rules().commit
         hold, environment, author = self.repo.held(req.app, req.env, req.commit)
+        if self.repo.rules().commit != rules:
+            raise TemporaryError("main's trusted rules changed while the lift-hold was read; reading them again")
         branch, _ = self.repo.push_lift_request(hold, req.requested_by, req.reason)
         body = (
             f"Lifts the hold of **{req.app}** @ `{hold.commit}` in **{req.env}**, so that it may be promoted "
@@ -209,7 +218,10 @@ class ForgeActivities:
             body,
             labels=["release-hold", f"env:{req.env}", f"app:{req.app}"],  # the label's first name, kept on the forge
         )
-        return OpenedLift(pr=pr, commit=hold.commit, author=author, hold_reason=hold.reason, environment=environment)
+        trust = self.repo.trust(rules)
+        return OpenedLift(
+            pr=pr, commit=hold.commit, author=author, hold_reason=hold.reason, environment=environment, trust=trust
+        )
 
     @activity.defn(name="close_pull_request")
     @classified

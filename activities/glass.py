@@ -15,7 +15,15 @@ from temporalio import activity
 from promoter import breakglass, holds
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
-from promoter.models import EnvironmentConfig, LiftHoldInput, MergePullRequest, MergeResult, OpenedLift
+from promoter.models import (
+    EnvironmentConfig,
+    LiftHoldInput,
+    MergePullRequest,
+    MergeResult,
+    OpenedLift,
+    RulesRevision,
+    Trust,
+)
 
 # the lift gate's merge message names the break-glass PR's branch (workflows/lift_hold.py)
 MERGE = re.compile(r"Merge pull request #\d+ from (break-glass/\S+)")
@@ -28,11 +36,14 @@ class GlassGit(Protocol):
     ) -> tuple[str, str, str, EnvironmentConfig]: ...
     def break_glass_request(self, commit: str) -> dict[str, str]: ...
     def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str: ...
+    def rules(self, main: str | None = ...) -> RulesRevision: ...
+    def trust(self, rev: str) -> Trust: ...
 
 
 def open_pr(forge: Forge, repo: GlassGit, req: LiftHoldInput) -> OpenedLift:
     """Push the break-glass request and open its PR (both idempotent). Its gate is the environment's
-    `break_glass` (its approvers, its quorum), never the promotion gate's."""
+    `break_glass` (its approvers, its quorum), never the promotion gate's; what verifies its signed
+    approvals is trust/ at the same trusted rules revision of main its environment was read at."""
     assert req.until is not None
     gid, branch, main, config = repo.push_break_glass_request(
         req.app, req.env, req.until, req.requested_by, req.reason, datetime.now(UTC)
@@ -64,7 +75,10 @@ def open_pr(forge: Forge, repo: GlassGit, req: LiftHoldInput) -> OpenedLift:
         }
     )
     environment = config.model_copy(update={"approval": gate})
-    return OpenedLift(pr=pr, commit=main, author=req.requested_by, hold_reason=gid, environment=environment)
+    trust = repo.trust(repo.rules(main).commit)  # the revision push_break_glass_request read `config` at
+    return OpenedLift(
+        pr=pr, commit=main, author=req.requested_by, hold_reason=gid, environment=environment, trust=trust
+    )
 
 
 def seal(forge: Forge, repo: GlassGit, req: MergePullRequest, branch: str) -> str | MergeResult:

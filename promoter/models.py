@@ -597,6 +597,9 @@ class StageStatus(BaseModel):
     review_states: dict[str, str] = Field(default_factory=dict)  # review id -> its state when last taken in
     review_required: bool = False
     signed_required: bool = False
+    # a lift's or a break-glass's one stage: the commit its signed decisions name (OpenedLift.commit); "" for a
+    # promotion's stage, whose statement names the promotion's commit
+    commit: str = ""
     rejected_by: str | None = None
     deadline: datetime | None = None
     message: str = ""
@@ -895,6 +898,9 @@ class OpenedLift(BaseModel):
     author: str  # its author (the policies may refuse them as an approver)
     hold_reason: str
     environment: EnvironmentConfig
+    # trust/allowed_signers and revoked_keys at the trusted rules revision of main the gate was read at: what
+    # verifies its signed approvals (empty for a lift opened before it was recorded)
+    trust: Trust = Field(default_factory=Trust)
 
 
 class StagePlan(BaseModel):

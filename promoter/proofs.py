@@ -26,16 +26,25 @@ VERIFIED = "verified"
 UNSIGNED = "unsigned"
 
 
-def statement_for(
-    status: PromotionStatus, stage: StageStatus, decision: str, approver: str, at: datetime, comment: str = ""
+def statement_of(
+    gate: str,
+    run: str,
+    commit: str,
+    stage: StageStatus,
+    decision: str,
+    approver: str,
+    at: datetime,
+    comment: str = "",
 ) -> signing.Statement:
-    """The statement an approver of `stage` signs, from what the promotion says of itself: the gate
-    builds the same one to check a signature, the CLI to make one."""
+    """The statement an approver of `stage` signs: the run's workflow ID and run, the stage's
+    environment, the commit it promotes (or a lift's, `StageStatus.commit`), its PR head and the folder
+    trees that would merge (none for a lift: its PR changes no folder), the decision, who, when and the
+    comment. The gate builds the same one to check a signature (workflows/signatures.py), the CLI to make one."""
     return signing.Statement(
-        promotion=status.id,
-        run=status.run_id,
+        promotion=gate,
+        run=run,
         env=stage.env,
-        commit=status.commit,
+        commit=commit,
         head=stage.head_sha or "",
         trees=tuple(sorted(stage.trees.items())),
         decision=decision,
@@ -43,6 +52,21 @@ def statement_for(
         at=at,
         comment=comment,
     )
+
+
+def statement_for(
+    status: PromotionStatus, stage: StageStatus, decision: str, approver: str, at: datetime, comment: str = ""
+) -> signing.Statement:
+    """The statement an approver of a promotion's `stage` signs, from what the promotion says of itself."""
+    return statement_of(status.id, status.run_id, status.commit, stage, decision, approver, at, comment)
+
+
+def lift_statement(
+    gate: str, run: str, stage: StageStatus, decision: str, approver: str, at: datetime, comment: str = ""
+) -> signing.Statement:
+    """The statement an approver of a lift of a hold or a break-glass signs (workflows/lift_hold.py):
+    its run's ID and run, and the commit its one stage names."""
+    return statement_of(gate, run, stage.commit, stage, decision, approver, at, comment)
 
 
 @dataclass(frozen=True)

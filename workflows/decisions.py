@@ -24,9 +24,9 @@ with workflow.unsafe.imports_passed_through():
         StageState,
         StageStatus,
     )
-    from workflows import steps
+    from workflows import signatures, steps
     from workflows.recorder import Promotion, Recorder
-    from workflows.signatures import DECLARED, Proven, proven
+    from workflows.signatures import DECLARED, Proven
 
 
 def is_open(stage: StageStatus, planned: PlannedEnvironment) -> bool:
@@ -101,19 +101,7 @@ class Decisions:
 
     def unproven(self, d: Decision, proof: Proven) -> str | None:
         """Why a decision that proves nothing cannot open a gate that requires signed approvals."""
-        if proof.proof != "declared" or not self.p.stage_by_env[d.env].signed_required:
-            return None
-        if d.via == "pull_request":
-            return (
-                f"{d.env} requires signed approvals and this forge does not authenticate its reviewers, so a "
-                f"review there does not count; sign: `promoter approve {self.p.status.id} --env {d.env} "
-                f"--as {d.approver} --sign-key KEY`"
-            )
-        return (
-            f"{d.env} requires signed approvals; an unsigned one does not count: sign with `promoter approve "
-            f"{self.p.status.id} --env {d.env} --as {d.approver} --sign-key KEY`, or paste the payload that "
-            "`--print-payload` prints into the Web UI's update dialog"
-        )
+        return signatures.unproven(signatures.gate_of(self.p, d.env), d, proof)
 
     def validate(self, d: Decision, approving: bool) -> None:
         """For the update validators: refuse before anything enters history."""
@@ -134,7 +122,7 @@ class Decisions:
         its signature or the policies), or None when it was accepted."""
         reason = channel_refusal(d) or self.refusal(d, approving)
         if reason is None:
-            proof, reason = proven(self.p, d, approving)
+            proof, reason = signatures.proven(signatures.gate_of(self.p, d.env), d, approving)
             reason = reason or await self.decide(d, approving, proof)
         if reason is not None:
             self.record_refusal(d, reason)
@@ -157,11 +145,7 @@ class Decisions:
 
     def _key_used(self, d: Decision, proof: Proven) -> str | None:
         """One key counts once, whatever principals trust/allowed_signers lists it for."""
-        stage = self.p.stage_by_env[d.env]
-        other = next((a for a in stage.approvals if proof.fingerprint and a.fingerprint == proof.fingerprint), None)
-        if other is None:
-            return None
-        return f"the key {proof.fingerprint} has already approved {d.env} (as {other.approver}); one key counts once"
+        return signatures.key_used(self.p.stage_by_env[d.env], d, proof)
 
     async def _policy_says(self, d: Decision, proof: Proven = DECLARED) -> str | None:
         """The `promotion` policies' word on one more approval (None: allowed)."""

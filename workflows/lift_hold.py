@@ -14,6 +14,14 @@ A break-glass (`promoter break-glass`, `LiftHoldInput.until` set; promoter.break
 gate and the same steps: its PR opens on promoter's request, its approvers and quorum are the
 environment's `break_glass` (the activity hands them over as the gate's approval settings), and once
 approved promoter signs the commit that adds its file under trust/break-glass/ and merges it.
+
+Where the environment requires signed approvals (`approval.require_signed`), so does this gate: an
+approval counts only with an SSH signature over this run's own statement (its ID and run, its
+environment, `OpenedLift.commit`, the PR head, no folder trees: the PR changes none until promoter seals
+it), verified by the validator (workflows/signatures.py, as a promotion's gate does) against
+trust/allowed_signers and trust/revoked_keys as the trusted rules revision of main had them when the lift
+opened (read by the activity that opened it); one key counts once. The merge records each signed
+approval (`Promoter-Signed-Approval`, `Promoter-Trust`) so that Git alone can check it again.
 """
 
 from __future__ import annotations
@@ -39,10 +47,12 @@ with workflow.unsafe.imports_passed_through():
         ScreenInput,
         StageState,
         StageStatus,
+        Trust,
     )
     from promoter.promotions import APPROVE, REJECT, STATUS_QUERY
     from workflows import steps
     from workflows.decisions import refusal
+    from workflows.signatures import DECLARED, Gate, Proven, key_used, proven, unproven
 
 
 @workflow.defn(name="ReleaseHoldWorkflow")  # its first name: runs in flight keep it
@@ -52,6 +62,7 @@ class LiftHoldWorkflow:
         self.inp = inp
         self.stage = StageStatus(env=inp.env, order=0, state=StageState.OPENING_PR, message="opening the PR")
         self.rejection: Decision | None = None
+        self.trust = Trust()  # what verifies signed decisions: the opened lift's (`OpenedLift.trust`)
 
     @property
     def allowed(self) -> list[str]:
@@ -62,6 +73,8 @@ class LiftHoldWorkflow:
     async def run(self, inp: LiftHoldInput) -> StageStatus:
         opened: OpenedLift = await steps.OPEN_LIFT.call(inp, f"open the PR that lifts the hold in {inp.env}")
         self.stage.pr_number, self.stage.pr_url = opened.pr.number, opened.pr.url
+        self.stage.head_sha, self.stage.commit, self.trust = opened.pr.head_sha, opened.commit, opened.trust
+        self.stage.signed_required = opened.environment.approval.require_signed
         self.stage.approvals_required = max(1, opened.environment.approval.required)
         await self._screen(inp, opened)
         self.stage.state = StageState.AWAITING_APPROVAL
@@ -136,21 +149,45 @@ class LiftHoldWorkflow:
         writes them): the activity seals the lift with them before it merges."""
         self.stage.state = StageState.MERGING
         approvals = [
-            AuditEntry(at=a.at, env=self.inp.env, kind="approval", actor=a.approver, via=a.via, detail=a.comment)
+            AuditEntry(
+                at=a.at,
+                env=self.inp.env,
+                kind="approval",
+                actor=a.approver,
+                via=a.via,
+                detail=a.comment,
+                proof="signed" if a.proof == "signed" else "",
+            )
             for a in self.stage.approvals
         ]
         # no promotion's ID: the lift's own is no promotion's, and `promoter history` reads none here
-        message = report.merge_message(opened.pr.number, opened.pr.head, opened.pr.title, "", approvals)
+        message = report.merge_message(
+            opened.pr.number,
+            opened.pr.head,
+            opened.pr.title,
+            "",
+            approvals,
+            signed=self.stage.approvals,
+            trust_revision=self.trust.revision,
+        )
         merged = await steps.MERGE_PULL_REQUEST.call(
             MergePullRequest(number=opened.pr.number, comment=message, expected_head=opened.pr.head_sha),
             f"merge PR #{opened.pr.number}",
         )
         self.stage.merge_commit = merged.merge_commit
 
-    def _refuse(self, d: Decision, approving: bool) -> None:
+    @property
+    def gate(self) -> Gate:
+        """What a signed decision must name here, and the trust that verifies it."""
+        info = workflow.info()
+        return Gate(info.workflow_id, info.run_id, self.stage.commit, self.stage, self.trust)
+
+    def _judge(self, d: Decision, approving: bool) -> Proven:
         """For the update validators: the gate's own rule of who may decide (workflows/decisions.py), for
-        this lift's one environment. A rejection is held to an approval's standing here (one the
-        policies screened out, or who has approved, may not reject either)."""
+        this lift's one environment, then what proves the decision (its signature, verified; required
+        for an approval where the environment requires signed approvals; one key counts once). A
+        rejection is held to an approval's standing here (one the policies screened out, or who has
+        approved, may not reject either). Raises the refusal."""
         if d.via not in SENT_VIA:  # this gate reads no reviews: nothing sent may claim to be one
             raise ApplicationError(f"an update cannot say it came by {d.via!r}; send via ui or cli", type=REFUSED)
         if d.env != self.inp.env:
@@ -158,17 +195,44 @@ class LiftHoldWorkflow:
         reason = refusal(self.stage, d, True, self.allowed)
         if reason is None and not approving and not d.comment.strip():
             reason = "a rejection needs a reason"
+        proof = DECLARED
+        if reason is None:
+            proof, reason = proven(self.gate, d, approving)
+        if reason is None and approving:
+            reason = unproven(self.gate, d, proof) or key_used(self.stage, d, proof)
         if reason is not None:
             raise ApplicationError(reason, type=REFUSED)
+        return proof
 
     @workflow.update(name=APPROVE)
     async def approve(self, d: Decision) -> StageStatus:
-        self.stage.approvals.append(Approval(approver=d.approver, at=workflow.now(), via=d.via, comment=d.comment))
+        # the validator verified it (in a run replayed from before it did, an unsigned one is declared)
+        proof, _ = proven(self.gate, d, True)
+        # two approvals validated in one workflow task, before either counted: the second counts not
+        once = next((a for a in self.stage.approvals if a.approver == d.approver), None)
+        reason = key_used(self.stage, d, proof) or (
+            once and f"{d.approver} has already approved {d.env}; one person counts once"
+        )
+        if reason:
+            raise ApplicationError(reason, type=REFUSED)
+        self.stage.approvals.append(
+            Approval(
+                approver=d.approver,
+                at=workflow.now(),
+                via=d.via,
+                comment=d.comment,
+                head=self.stage.head_sha,
+                proof=proof.proof,
+                fingerprint=proof.fingerprint,
+                statement=proof.statement,
+                signature=proof.signature,
+            )
+        )
         return self.stage
 
     @approve.validator
     def _approve_valid(self, d: Decision) -> None:
-        self._refuse(d, True)
+        self._judge(d, True)
 
     @workflow.update(name=REJECT)
     async def reject(self, d: Decision) -> StageStatus:
@@ -177,7 +241,7 @@ class LiftHoldWorkflow:
 
     @reject.validator
     def _reject_valid(self, d: Decision) -> None:
-        self._refuse(d, False)
+        self._judge(d, False)
 
     @workflow.query(name=STATUS_QUERY)
     def query_status(self) -> StageStatus:

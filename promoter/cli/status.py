@@ -229,9 +229,9 @@ async def _decide(
     return 0
 
 
-async def _signed(promotions: Promotions, wid: str, decision: Decision, update: str, key: str) -> Decision:
-    """The decision with its statement (what the gate will check: this run, the environment, the
-    commit, the trees its PR would merge, now) and the statement's SSH signature by `key`."""
+async def _signed(promotions: Promotions, wid: str, d: Decision, update: str, key: str) -> Decision:
+    """The decision with its statement (what the gate will check: `proofs.statement_of`: this run, the
+    environment, the commit, the PR head and the trees it would merge, now) and its SSH signature by `key`."""
     from datetime import UTC, datetime
 
     from promoter import proofs, signing
@@ -239,19 +239,19 @@ async def _signed(promotions: Promotions, wid: str, decision: Decision, update: 
     execution = await promotions.describe(wid)
     if execution is None:  # it was running a moment ago: `_require_running` said so
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
-    status = await promotions.status(execution)
-    stage = next((st for st in status.stages if st.env == decision.env), None)
+    lift = wid.startswith((LIFT_PREFIX, GLASS_PREFIX))  # its one stage names its commit; its PR, no trees
+    status = None if lift else await promotions.status(execution)
+    stages = status.stages if status else [await promotions.lift(execution)]
+    stage = next((st for st in stages if st.env == d.env), None)
     if stage is None:
-        envs = ", ".join(st.env for st in status.stages)
-        raise PromoterError(f"promotion {wid} has no environment '{decision.env}'; it has: {envs}")
-    if not status.run_id or not stage.trees:
-        raise PromoterError(
-            f"{decision.env} has no pull request to sign for yet ({stage.state.value}); sign once its gate waits"
-        )
+        raise PromoterError(f"{wid} has no environment '{d.env}'; it has: {', '.join(s.env for s in stages)}")
+    run, commit = (status.run_id, status.commit) if status else (execution.run_id, stage.commit)
+    if not run or not stage.head_sha or not (lift or stage.trees):
+        raise PromoterError(f"{d.env} has no pull request to sign for yet ({stage.state.value}); sign once it waits")
     at = datetime.now(UTC).replace(microsecond=0)
-    text = proofs.statement_for(status, stage, update, decision.approver, at, decision.comment).text()
+    text = proofs.statement_of(wid, run, commit, stage, update, d.approver, at, d.comment).text()
     signature = signing.armor_to_line(signing.sign_file(text.encode(), key))
-    return decision.model_copy(update={"statement": text, "signature": signature})
+    return d.model_copy(update={"statement": text, "signature": signature})
 
 
 async def _require_running(promotions: Promotions, wid: str) -> None:
