@@ -373,6 +373,7 @@ GAUGES = {
     "promoter_dora_lead_time_seconds": "lead time for changes: the promoted commit's commit time to its merge",
     "promoter_dora_change_failure_rate": "promotions reverted (and held), over promotions merged (NaN: none merged)",
     "promoter_dora_time_to_restore_seconds": "a revert's merge to the next healthy promotion of its app there",
+    "promoter_dora_break_glass_deployments": "promotions merged through a freeze by a break-glass in the last 30 days",
 }
 WORKER_WINDOW = timedelta(days=30)  # what the worker's gauges cover
 
@@ -387,6 +388,7 @@ def gauge_values(found: list[Figures]) -> list[tuple[str, dict[str, str], float]
             ("promoter_dora_deployments", env, float(f.deployments)),
             ("promoter_dora_deployments_per_day", env, f.per_day),
             ("promoter_dora_change_failure_rate", env, _value(row["change_failure_rate"]["rate"])),
+            ("promoter_dora_break_glass_deployments", env, float(f.break_glass)),
         ]
         for quantile, key in (("0.5", "median"), ("0.9", "p90")):
             labels = {**env, "quantile": quantile}

@@ -58,21 +58,30 @@ def metrics(
     if as_json:
         print(json.dumps(figures_of.report_json(delivery, window, found, app_name)))
         return
-    _print(delivery.main, window, found, app_name)
+    for line in table(delivery.main, window, found, app_name):
+        out.print(line, markup=False, highlight=False)
 
 
-def _print(main: str, window: Window, found: list[Figures], app_name: str | None) -> None:
+def table(main: str, window: Window, found: list[Figures], app_name: str | None) -> list[str]:
+    """The lines `promoter metrics` prints: the window, then a row of figures per environment."""
+
     def day(at: int) -> str:
         return time.strftime("%Y-%m-%d %H:%M", time.gmtime(at))
 
     which = f"app {app_name}" if app_name else "all apps"
-    out.print(
-        f"main @ {main[:7]}, {day(window.start)} to {day(window.end)} UTC ({window.days:.1f} days), {which}",
-        markup=False,
-        highlight=False,
-    )
+    lines = [f"main @ {main[:7]}, {day(window.start)} to {day(window.end)} UTC ({window.days:.1f} days), {which}"]
     rows = [
-        ("env", "deployments", "per day", "lead time median", "p90", "change failure rate", "restore median", "p90"),
+        (
+            "env",
+            "deployments",
+            "per day",
+            "lead time median",
+            "p90",
+            "change failure rate",
+            "restore median",
+            "p90",
+            "break-glass",
+        ),
     ]
     for f in found:
         row = f.as_json()
@@ -91,11 +100,11 @@ def _print(main: str, window: Window, found: list[Figures], app_name: str | None
                 rate,
                 restored,
                 _span(restore["p90"]),
+                str(f.break_glass),
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-    for r in rows:
-        out.print("  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip(), markup=False, highlight=False)
+    return lines + ["  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip() for r in rows]
 
 
 def _span(seconds: float | None) -> str:

@@ -28,6 +28,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter import metrics as metrics_of
+from promoter.cli.metrics import table
 from promoter.gitrepo import GitClone
 from promoter.metrics import Delivery, Deployment, Revert, figures, link
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
@@ -223,7 +224,7 @@ async def test_a_scripted_week_gives_each_figure_exactly(
     assert table.returncode == 0, table.stderr
     header, _, row = table.stdout.splitlines()
     assert header.startswith(f"main @ {report['main'][:7]}, ") and header.endswith("all apps")
-    assert row.split()[:2] == ["prod", "4"] and " 1/4 = 25% " in row
+    assert row.split()[:2] == ["prod", "4"] and " 1/4 = 25% " in row and row.split()[-1] == "0"  # no break-glass
 
     # the worker's gauges: the same figures (the week is within their 30 days), on its /metrics
     port = free_port()
@@ -232,6 +233,7 @@ async def test_a_scripted_week_gives_each_figure_exactly(
     text = scrape(port)
     assert value(text, "promoter_dora_deployments", env="prod") == 4.0
     assert value(text, "promoter_dora_deployments", env="dev") == 0.0
+    assert value(text, "promoter_dora_break_glass_deployments", env="prod") == 0.0
     assert value(text, "promoter_dora_lead_time_seconds", env="prod", quantile="0.5") == median(prod_leads)
     assert value(text, "promoter_dora_lead_time_seconds", env="staging", quantile="0.9") == p90(staging_leads)
     assert value(text, "promoter_dora_change_failure_rate", env="prod") == 0.25
@@ -358,3 +360,13 @@ async def test_which_promotion_a_revert_fails_and_which_restores() -> None:
     # promoter's median and nearest-rank p90 (the test's own, above, check the week's figures)
     assert (metrics_of.median([1, 2, 3, 10]), metrics_of.p90([1, 2, 3, 10])) == (2.5, 10.0)
     assert (metrics_of.p90(list(range(1, 11))), metrics_of.median([]), metrics_of.p90([7])) == (9.0, None, 7.0)
+
+
+def test_the_table_and_the_gauges_count_break_glass_deployments() -> None:
+    glass = deployment(1, "prod", ["demo"], "c1", 1_000_000)
+    glass.break_glass = True
+    delivery = Delivery(main="f" * 40, since=None, deployments=[deployment(0, "prod", ["demo"], "c0", 999_000), glass])
+    window, found = figures(delivery, ["prod"], 1_000_100)
+    header, columns, row = table(delivery.main, window, found, None)
+    assert columns.split()[-1] == "break-glass" and row.split()[:2] == ["prod", "2"] and row.split()[-1] == "1"
+    assert ("promoter_dora_break_glass_deployments", {"env": "prod"}, 1.0) in metrics_of.gauge_values(found)
