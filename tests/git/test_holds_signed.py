@@ -368,6 +368,25 @@ def test_a_key_listed_for_promoter_by_an_unsigned_change_of_trust_signs_no_lift(
     assert not [e for e in world.clone.history("demo") if e.kind == "hold-released"]
 
 
+def test_a_lift_holds_the_trust_of_the_trusted_rules_revision_for_its_signed_approvals(tmp_path: Path) -> None:
+    """The lift-hold gate verifies signed approvals (workflows/lift_hold.py) against trust/ as the activity
+    that opened it read it: at the trusted rules revision, never an unsigned change of trust/ on main."""
+    world = World(tmp_path, trust_root=True)
+    bad, _ = world.promote_and_revert()
+    trusted = world.clone.rules().commit
+    mallory = " ".join((world.keys / "mallory.pub").read_text().split()[:2])
+    listed = world.allowed + f'alice namespaces="promoter-approval" {mallory}\n'
+    unsigned = world.origin.commit(
+        {"trust/allowed_signers": listed, "trust/revoked_keys": ""}, "mallory signs as alice"
+    )
+    opened = ActivityEnvironment().run(
+        world.forge_acts.open_lift,
+        LiftHoldInput(app="demo", env="staging", commit=bad, requested_by="alice", reason="cluster fault"),
+    )
+    assert world.clone.rules().commit == trusted != unsigned
+    assert (opened.trust.revision, opened.trust.allowed_signers.strip()) == (trusted, world.allowed.strip())
+
+
 def test_on_a_hosted_forge_the_hold_and_its_lift_are_in_promoters_own_commits(on_github: World) -> None:
     """GitHub merges the revert and the lift-hold PR itself (unsigned): the hold still holds, and the lift
     that counts is promoter's signed commit the forge's merge brings (its second parent)."""

@@ -9,13 +9,17 @@ real git, the local forge and a trust root pinned in the worker's settings:
 - the next promotion goes through the freeze, and says so: its audit, its PR body, its merge's
   `Promoter-Break-Glass` trailer and `promoter history` name the break-glass;
 - judged one minute after the break-glass's end (the same trusted rules, read from git), the freeze
-  denies again; a break-glass file pushed by hand counts for nothing.
+  denies again; a break-glass file pushed by hand counts for nothing;
+- where prod's approvals must be signed (`approval.require_signed`), the break-glass's gate takes only a
+  signature over its own statement by a key the trusted trust/allowed_signers lists (not revoked), each
+  key once; its merge carries the signatures, which Git alone verifies again.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,7 +30,8 @@ from temporalio.client import WorkflowUpdateFailedError
 from temporalio.testing import WorkflowEnvironment
 
 from activities.policy import PolicyActivities
-from promoter import api, breakglass, metrics
+from promoter import api, breakglass, history, holds, metrics, proofs, signing
+from promoter.cli.status import _signed
 from promoter.gitrepo import GitClone
 from promoter.models import (
     Decision,
@@ -61,8 +66,9 @@ def calendar(start: datetime, end: datetime) -> str:
     )
 
 
-def envs() -> list[dict[str, object]]:
+def envs(signed: bool = False) -> list[dict[str, object]]:
     gate = {"required": 1, "approvers": ["alice"], "timeout": "24h", "pull_request_reviews": False}
+    gate |= {"require_signed": True} if signed else {}
     glass = {"approvers": ["bob", "carol"], "required": 2}
     return [{"name": "dev", "order": 1}, {"name": "prod", "order": 2, "approval": gate, "break_glass": glass}]
 
@@ -72,12 +78,26 @@ def frozen(tmp_path: Path) -> tuple[Origin, Path, str, datetime]:
     """An origin whose trusted rules (the trust root: its first commit) freeze prod by a calendar event
     from an hour ago to three hours on, and list promoter's commit signing key; that key, the root, and
     the event's end."""
+    return frozen_origin(tmp_path)
+
+
+def frozen_origin(tmp_path: Path, signed: bool = False) -> tuple[Origin, Path, str, datetime]:
+    """`frozen`; `signed`: prod's approvals must be signed, and bob's and carol's keys (keys/<name>) are
+    listed for approvals; carol's older key too, revoked, and bob's key for carol as well; mallory's for nobody."""
     now = datetime.now(UTC).replace(microsecond=0)
     end = now + timedelta(hours=3)
-    public = demo_keys(tmp_path / "keys", ("promoter",))
+    public = demo_keys(
+        tmp_path / "keys", ("promoter", "bob", "carol", "carol-old", "mallory") if signed else ("promoter",)
+    )
     base = tmp_path / "frozen"
     base.mkdir()
-    source = make_gitops(base, envs())
+    source = make_gitops(base, envs(signed))
+    if signed:
+        (source / "trust").mkdir(exist_ok=True)
+        lines = [f'carol namespaces="promoter-approval" {public[k]}\n' for k in ("carol-old", "bob")]
+        (source / "trust" / "allowed_signers").write_text("".join(lines))
+        (source / "trust" / "revoked_keys").write_text(f"{public['carol-old']} carol's old laptop\n")
+    public = {k: v for k, v in public.items() if k in ("promoter", "bob", "carol")}
     (source / ICS).parent.mkdir(parents=True, exist_ok=True)
     (source / ICS).write_text(calendar(now - timedelta(hours=1), end))
     data = source / "policies" / "data.yaml"
@@ -235,3 +255,86 @@ async def test_a_break_glass_not_approved_by_its_end_puts_nothing_in_place(
     assert forge.get_pull_request(ended.pr_number or 0).state == "closed"
     tree = git.Repo(origin.path).git.ls_tree("-r", "--name-only", "main").split()
     assert not [p for p in tree if p.startswith("trust/break-glass/")]
+
+
+async def test_where_approvals_must_be_signed_a_break_glass_takes_only_signatures_for_itself(
+    dev_env: WorkflowEnvironment, run_worker: Any, tmp_path: Path
+) -> None:
+    origin, key, root, _ = frozen_origin(tmp_path, signed=True)
+    keys = key.parent
+    async with run_worker(dev_env, origin, commit_signing_key=str(key), trust_root=root) as tq:
+        until = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
+        ask = LiftHoldInput(
+            app="demo", env="prod", commit="", requested_by="alice", reason="incident 4711", until=until
+        )
+        glass = await api.break_glass(dev_env.client, tq, ask)  # not refused where approvals must be signed
+        stage = await wait_stage(glass, lambda s: s.state == StageState.AWAITING_APPROVAL)
+        main = git.Repo(origin.path).commit("main").hexsha
+        assert stage.signed_required and stage.head_sha and stage.commit == main, stage
+        run = (await glass.describe()).run_id
+        now = datetime.now(UTC).replace(microsecond=0)
+
+        def signed(who: str, with_key: str, **changes: Any) -> Decision:
+            """`who`'s approval of this break-glass, its statement changed by `changes`, signed with `with_key`."""
+            said = replace(proofs.lift_statement(glass.id, run, stage, "approve", who, now, "ok"), **changes)
+            armored = signing.sign_file(said.text().encode(), keys / with_key)
+            return Decision(env="prod", approver=who, comment="ok", statement=said.text(), signature=armored)
+
+        async def refused(d: Decision) -> str:
+            with pytest.raises(WorkflowUpdateFailedError) as e:
+                await glass.execute_update("approve", d)
+            return str(e.value.cause)
+
+        unsigned = await refused(Decision(env="prod", approver="bob", via="cli", comment="ok"))
+        assert unsigned == "ApprovalRefused: " + (
+            "prod requires signed approvals; an unsigned one does not count: sign with `promoter approve "
+            "break-glass-demo-prod --env prod --as bob --sign-key KEY`, or paste the payload that `--print-payload` "
+            "prints into the Web UI's update dialog"
+        )
+        assert "environment staging, not prod" in await refused(signed("bob", "bob", env="staging"))
+        other = await refused(signed("bob", "bob", promotion="release-hold-demo-prod"))
+        assert "promotion release-hold-demo-prod, not break-glass-demo-prod" in other
+        assert "another run of break-glass-demo-prod" in await refused(signed("bob", "bob", run="0" * 36))
+        assert f"commit 000000000000, not {main[:12]}" in await refused(signed("bob", "bob", commit="0" * 40))
+        assert "not in trust/allowed_signers for 'bob'" in await refused(signed("bob", "mallory"))
+        assert "revoked" in await refused(signed("carol", "carol-old"))
+        assert (await glass.query("status", result_type=StageStatus)).approvals == []
+
+        await glass.execute_update("approve", signed("bob", "bob"))
+        once = await refused(signed("carol", "bob"))  # bob's key is listed for carol too: it counts once
+        assert "has already approved prod (as bob); one key counts once" in once, once
+        # carol signs as `promoter approve break-glass-demo-prod --sign-key` does, from the run's own status
+        carol = Decision(env="prod", approver="carol", comment="ok", via="cli")
+        await glass.execute_update(
+            "approve",
+            await _signed(api.GrpcPromotions(dev_env.client), glass.id, carol, "approve", str(keys / "carol")),
+        )
+        placed: StageStatus = await glass.result()
+    assert placed.state == StageState.HEALTHY and placed.merge_commit, placed.message
+    assert [(a.approver, a.proof) for a in placed.approvals] == [("bob", "signed"), ("carol", "signed")]
+    repo = git.Repo(origin.path)
+    assert [p for p in repo.git.ls_tree("-r", "--name-only", placed.merge_commit).split() if "break-glass/" in p]
+    # from Git alone: the merge's trailers carry each signature and the revision whose trust/ verified it
+    fields = holds.trailer_block(repo.git.log("-1", "--format=%B", placed.merge_commit))
+    assert [v.split(" at ")[0] for k, v in fields if k == "Promoter-Approval"] == [
+        "bob via ui (signed)",
+        "carol via cli (signed)",
+    ]
+    trust_at = next(v for k, v in fields if k == history.TRUST)
+    assert trust_at == root  # the trusted rules revision when it opened: the trust root
+    allowed = repo.git.show(f"{trust_at}:trust/allowed_signers")
+    revoked = repo.git.show(f"{trust_at}:trust/revoked_keys")
+    request = repo.commit(placed.merge_commit).parents[1].parents[0].hexsha  # the sealed commit's parent
+    for value in [v for k, v in fields if k == history.SIGNED]:
+        statement, line = history.parse_signed(value) or ("", "")
+        said = signing.Statement.parse(statement)
+        assert (said.promotion, said.env, said.commit, said.head, said.trees) == (glass.id, "prod", main, request, ())
+        verified = signing.verify(
+            statement.encode(),
+            signing.line_to_armor(line),
+            principal=said.approver,
+            allowed_signers=allowed,
+            revoked_keys=revoked,
+            at=said.at,
+        )
+        assert verified.fingerprint.startswith("SHA256:")
