@@ -14,9 +14,9 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import NamedTuple
@@ -134,32 +134,76 @@ def allowed_signers(public: dict[str, str], existing: str = "") -> str:
 def seed_origin(
     source: Path, origin: Path, folders: tuple[str, ...] = SEED_FOLDERS, signers: dict[str, str] | None = None
 ) -> str:
-    """Create a bare `origin` whose main holds `folders` of `source` (and `signers`' public keys in
-    trust/allowed_signers, added to the source's own); returns main's commit."""
+    """Create a bare `origin` whose main is one root commit (the rules' trust root) holding `folders` of
+    `source` (and `signers`' public keys in trust/allowed_signers, added to the source's own); returns
+    main's commit. Its tree is what `git add -A` of those folders would take: every file git does not
+    ignore (the source's .gitignore files and git's own excludes), a symlink followed to what it points
+    at, the executable bit kept. Written by one `git fast-import` into a pack, not a file at a time: a
+    5,000-app repository's 45,000 files are seeded in seconds."""
     source = Path(source).resolve()
     missing = [f for f in folders[:1] if not (source / f).is_dir()]
     if missing:
         raise BadInput(f"{source} has no {missing[0]}/ folder; point --repo at a GitOps repository")
     git.Repo.init(origin, bare=True, initial_branch="main")
-    with tempfile.TemporaryDirectory(prefix="promoter-seed-") as tmp:
-        work = git.Repo.init(tmp, initial_branch="main")
-        for folder in folders:
-            if (source / folder).is_dir():
-                shutil.copytree(source / folder, Path(tmp) / folder)
-        if signers:
-            trust = Path(tmp) / ALLOWED_SIGNERS
-            trust.parent.mkdir(parents=True, exist_ok=True)
-            trust.write_text(allowed_signers(signers, trust.read_text() if trust.is_file() else ""))
-        work.git.add("-A")
-        env = {
-            "GIT_AUTHOR_NAME": "promoter",
-            "GIT_AUTHOR_EMAIL": "promoter@localhost",
-            "GIT_COMMITTER_NAME": "promoter",
-            "GIT_COMMITTER_EMAIL": "promoter@localhost",
-        }
-        work.git.execute(["git", "commit", "-q", "-m", f"Seed from {source.name}"], env=env)
-        work.git.push(str(origin), "main:main")
-        return work.head.commit.hexsha
+    files = seed_files(source, origin, folders)
+    if signers:
+        trust = source / ALLOWED_SIGNERS
+        files[ALLOWED_SIGNERS] = (trust, False)
+    who = f"promoter <promoter@localhost> {int(time.time())} +0000"
+    message = f"Seed from {source.name}\n".encode()
+    importer = subprocess.Popen(
+        ["git", "fast-import", "--quiet", "--date-format=raw"], cwd=origin, stdin=subprocess.PIPE
+    )
+    assert importer.stdin is not None
+    with importer.stdin as feed:
+        feed.write(f"commit refs/heads/main\nauthor {who}\ncommitter {who}\ndata {len(message)}\n".encode())
+        feed.write(message)
+        for path, (where, executable) in sorted(files.items()):
+            if path == ALLOWED_SIGNERS and signers:
+                data = allowed_signers(signers, where.read_text() if where.is_file() else "").encode()
+            else:
+                data = where.read_bytes()
+            mode = "100755" if executable else "100644"
+            feed.write(f"M {mode} inline {quoted(path)}\ndata {len(data)}\n".encode())
+            feed.write(data + b"\n")
+    if importer.wait() != 0:
+        raise BadInput(f"could not seed {origin} from {source}: git fast-import exited {importer.returncode}")
+    return str(git.Repo(origin).git.rev_parse("main"))
+
+
+def quoted(path: str) -> str:
+    """`path` as git fast-import reads one whatever it holds: C-style, in double quotes."""
+    return '"' + path.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def seed_files(source: Path, origin: Path, folders: tuple[str, ...]) -> dict[str, tuple[Path, bool]]:
+    """The files of `folders` of `source` that `git add -A` would take (git lists them, by its ignore
+    rules): each path with the file it reads (a symlink's target; a symlinked folder's files) and
+    whether it is executable. Nothing under a `.git`."""
+    present = [f for f in folders if (source / f).is_dir()]
+    listed = subprocess.run(
+        ["git", f"--git-dir={origin}", f"--work-tree={source}", "ls-files", "-z", "--others", "--exclude-standard"]
+        + ["--", *present],
+        env={**os.environ, "GIT_INDEX_FILE": str(origin / "seed-index")},  # none: every file is "other"
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    files: dict[str, tuple[Path, bool]] = {}
+    top = str(source)
+    for rel in filter(None, listed.split("\0")):
+        where = os.path.join(top, rel)
+        try:
+            mode = os.stat(where).st_mode  # a symlink's target's
+        except OSError:
+            continue  # a dangling symlink: nothing to seed
+        if stat.S_ISDIR(mode):  # a symlinked folder (git lists the link): its files
+            for path in Path(where).rglob("*"):
+                name = path.relative_to(source).as_posix()
+                if ".git" not in name.split("/") and path.is_file():
+                    files[name] = (path, bool(path.stat().st_mode & stat.S_IXUSR))
+        elif stat.S_ISREG(mode) and ".git" not in rel.split("/"):
+            files[rel] = (Path(where), bool(mode & stat.S_IXUSR))
+    return files
 
 
 def wait_until(check: object, deadline_s: float, what: str, interval: float = 0.05) -> None:
