@@ -17,8 +17,13 @@ from typing import Any, Protocol
 from temporalio import activity
 
 from activities import classified
+from activities.promoted import PromotedFolders
 from promoter.cluster import KubeCluster
+from promoter.cluster.drift import Seen
 from promoter.errors import BadInput
+from promoter.git.clone import Clone
+from promoter.git.reading import GitOpsReader
+from promoter.git.rules import TrustedRules
 from promoter.models import (
     AppDrift,
     ClusterConfig,
@@ -59,20 +64,35 @@ def probe_http(probes: list[HttpProbe], deadline: float, progress: Callable[[str
     return True, f"{len(probes)} HTTP probe(s) answered as expected"
 
 
+# An app a drift check of many found matching its revision is not rendered and compared again while the
+# cluster holds what it held then (the resourceVersions of its objects and inventory: any write, by
+# promoter or a person, changes one) and its revision is the same; at least this often it is, whatever.
+IN_SYNC_FOR_S = 3600.0
+InSync = tuple[str, tuple[tuple[str, ...], ...], set[tuple[str, str]], float]
+
+
 class ClusterGit(Protocol):
     """What the cluster activities need of the git side (promoter.git.ports): an environment's apps,
-    a folder's files, a tree to render, and the revision an app's folder was promoted at (drift)."""
+    a folder's files, a tree to render, and the revision an app's folder was promoted at (drift), for
+    one app or, through the clone's plumbing, rules and reader, for all of an environment's at once."""
 
     def environment_apps(self, env: str) -> tuple[str, EnvironmentConfig, list[str]]: ...
     def folder_files(self, rev: str, folder: str) -> dict[str, bytes]: ...
     def export_tree(self, rev: str, dest: Path) -> None: ...
     def promoted_folder(self, env: str, app: str) -> PromotedFolder: ...
 
+    # what activities.promoted walks main with, for every app of an environment at once
+    plumbing: Clone
+    trusted: TrustedRules
+    reading: GitOpsReader
+
 
 class ClusterActivities:
     def __init__(self, repo: ClusterGit) -> None:
         self.repo = repo
         self._clusters: dict[tuple[str | None, str | None, str], KubeCluster] = {}
+        # each app a check of many found matching Git: (revision, what the cluster had, its kinds, when)
+        self._in_sync: dict[tuple[KubeCluster, str, str], InSync] = {}
         self._lock = threading.Lock()
 
     def cluster(self, cfg: ClusterConfig) -> KubeCluster:
@@ -138,37 +158,71 @@ class ClusterActivities:
             checked_at=datetime.now(UTC),
             notify=[hook.url for hook in config.notify if "drift" in hook.events],  # only when asked for
         )
+        targets = [app for app in req.apps or apps if app not in req.paused]
+        # many apps: git walked once and each cluster read once for all of them, not per app
+        shared: dict[KubeCluster, Seen] | None = {} if len(targets) > 1 else None
+        promoted = self._promoted_folders(req.env, targets) if shared is not None else {}
         for app in req.apps or apps:
             if app in req.paused:
                 report.apps.append(AppDrift(app=app, paused=True))
                 continue
             activity.heartbeat(f"comparing {app}")
-            promoted = self.repo.promoted_folder(req.env, app)
-            entry = AppDrift(app=app, revision=promoted.revision, unpromoted=promoted.unpromoted)
-            refused = ""  # why what differs must not be healed
-            if not promoted.promoted:
-                refused = f"never promoted into {req.env}: compared with the commit that created its folder, not healed"
-            engine = next((c.sync for c in config.targets() if c.sync != "native"), None)
-            if engine and promoted.unpromoted and not refused:
-                # Argo CD or Flux would apply main's folder, unpromoted changes and all
-                refused = f"{engine} would apply main's folder, which holds unpromoted changes: not healed"
-            healing = heal and not refused and not req.defer_heal
-            rendered: list[list[dict[str, Any]]] = []  # the app's objects at its revision, rendered once
-            for cluster in config.targets():  # every cluster of the environment (`clusters`), each healed alone
-                named = str(cluster.context) if config.clusters else ""
-                drifts, healed = self._compare(app, req.env, promoted.revision, cluster, healing, rendered)
-                entry.drifts += [d.model_copy(update={"cluster": named}) for d in drifts]
-                entry.healed = entry.healed or healed
-            if entry.drifts and heal:
-                entry.note, entry.to_heal = refused, not refused and req.defer_heal
+            entry = None
+            if shared is not None:  # read for every app at once: maybe before a promotion or a sync ended
+                entry = self._check(req, config, app, promoted[app], False, shared)
+            if entry is None or entry.drifts:  # so what differs is read again, for this app alone, now
+                entry = self._check(req, config, app, self.repo.promoted_folder(req.env, app), heal, None)
             report.apps.append(entry)
         return report
 
+    def _promoted_folders(self, env: str, apps: list[str]) -> dict[str, PromotedFolder]:
+        """`ClusterGit.promoted_folder` of every app of `apps`, from one walk of main (activities.promoted)."""
+        return PromotedFolders(self.repo.plumbing, self.repo.trusted, self.repo.reading).of(env, apps)
+
+    def _check(
+        self,
+        req: DriftInput,
+        config: EnvironmentConfig,
+        app: str,
+        promoted: PromotedFolder,
+        heal: bool,
+        shared: dict[KubeCluster, Seen] | None,
+    ) -> AppDrift:
+        """One app compared with `promoted` in every cluster of the environment (through `shared`, the
+        readings made once for many apps, when given), healed when `heal` allows it."""
+        entry = AppDrift(app=app, revision=promoted.revision, unpromoted=promoted.unpromoted)
+        refused = ""  # why what differs must not be healed
+        if not promoted.promoted:
+            refused = f"never promoted into {req.env}: compared with the commit that created its folder, not healed"
+        engine = next((c.sync for c in config.targets() if c.sync != "native"), None)
+        if engine and promoted.unpromoted and not refused:
+            # Argo CD or Flux would apply main's folder, unpromoted changes and all
+            refused = f"{engine} would apply main's folder, which holds unpromoted changes: not healed"
+        healing = heal and not refused and not req.defer_heal
+        rendered: list[list[dict[str, Any]]] = []  # the app's objects at its revision, rendered once
+        for cluster in config.targets():  # every cluster of the environment (`clusters`), each healed alone
+            named = str(cluster.context) if config.clusters else ""
+            drifts, healed = self._compare(app, req.env, promoted.revision, cluster, healing, rendered, shared)
+            entry.drifts += [d.model_copy(update={"cluster": named}) for d in drifts]
+            entry.healed = entry.healed or healed
+        if entry.drifts and heal:
+            entry.note, entry.to_heal = refused, not refused and req.defer_heal
+        return entry
+
     def _compare(
-        self, app: str, env: str, revision: str, config: ClusterConfig, heal: bool, rendered: list[list[dict[str, Any]]]
+        self,
+        app: str,
+        env: str,
+        revision: str,
+        config: ClusterConfig,
+        heal: bool,
+        rendered: list[list[dict[str, Any]]],
+        shared: dict[KubeCluster, Seen] | None = None,
     ) -> tuple[list[FieldDrift], bool]:
         """How one app differs from `revision` in one cluster, and whether it was healed (when `heal`);
-        `rendered` keeps the objects rendered for the first cluster for the others."""
+        `rendered` keeps the objects rendered for the first cluster for the others. With `shared`, the
+        cluster is read once for every app (its `Seen`), and an app found matching `revision` before,
+        whose objects no write has changed since, is not rendered nor compared again (`IN_SYNC_FOR_S`)."""
         cluster = self.cluster(config)
         if config.sync != "native":  # Argo CD or Flux compares with Git itself: read its word
             name, namespace = config.reconciler(app, env)
@@ -176,10 +230,20 @@ class ClusterActivities:
             if drifts and heal:
                 cluster.request_reconcile(config.sync, name, namespace)
             return drifts, bool(drifts) and heal
+        seen = None if shared is None else shared.setdefault(cluster, cluster.seen())
+        key = (cluster, env, app)
+        known = self._in_sync.get(key) if seen is not None else None
+        if known and known[0] == revision and time.monotonic() - known[3] < IN_SYNC_FOR_S:
+            if seen is not None and seen.fingerprint(app, known[2]) == known[1]:
+                return [], False  # nothing written since it matched `revision`: it still does
         if not rendered:
             rendered.append(self.objects(app, env, revision))
         objects = rendered[0]
-        drifts = cluster.drift(app, objects)
+        drifts = cluster.drift(app, objects, seen)
+        self._in_sync.pop(key, None)
+        if seen is not None and not drifts:
+            kinds = {(o["apiVersion"], o["kind"]) for o in objects} | cluster._kinds(seen.inventory(app))
+            self._in_sync[key] = (revision, seen.fingerprint(app, kinds), kinds, time.monotonic())
         if drifts and heal:
             cluster.sync(app, f"drift-heal-{revision[:7]}", objects, progress=activity.heartbeat)
         return drifts, bool(drifts) and heal

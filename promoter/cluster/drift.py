@@ -8,7 +8,11 @@ from typing import Any
 
 from promoter.cluster.inventory import Inventories
 from promoter.cluster.objects import (
+    APP_LABEL,
+    INVENTORY,
+    INVENTORY_LABEL,
     MANAGER,
+    Ident,
     contains,
     ident_of,
     ref_of,
@@ -98,10 +102,58 @@ def _timestamp(value: Any) -> datetime | None:
         return None
 
 
+class Seen:
+    """What a drift check of many apps reads of a cluster, read once for all of them: every inventory
+    in the environment's namespace (one list) and, for each kind an app needs, the objects of every app
+    (one list per kind, by the app label's presence, grouped by app). A check of 5,000 apps then costs
+    a few lists, not three requests per app, each of which a cluster answers by scanning all it holds.
+    Read when first needed, so what it answers may be older than the app's Git revision read later:
+    `ClusterActivities` compares again, alone, an app that looks drifted by it."""
+
+    def __init__(self, cluster: Drift) -> None:
+        self.cluster = cluster
+        self._inventories: dict[str, dict[str, Any]] | None = None
+        self._kinds: dict[tuple[str, str], dict[str, dict[Ident, dict[str, Any]]]] = {}
+
+    def inventory(self, app: str) -> dict[str, Any] | None:
+        if self._inventories is None:
+            items = self.cluster._list("v1", "ConfigMap", INVENTORY_LABEL, self.cluster.default_namespace) or []
+            self._inventories = {str((i.get("metadata") or {}).get("name")): i for i in items}
+        return self._inventories.get(INVENTORY.format(app=app))
+
+    def live(self, app: str, kinds: set[tuple[str, str]]) -> dict[Ident, dict[str, Any]]:
+        """`app`'s objects of these kinds, as `Resources._live` finds them."""
+        found: dict[Ident, dict[str, Any]] = {}
+        for api_version, kind in sorted(kinds):
+            if (api_version, kind) not in self._kinds:
+                by_app: dict[str, dict[Ident, dict[str, Any]]] = {}
+                for item in self.cluster._list(api_version, kind, APP_LABEL) or []:
+                    owner = ((item.get("metadata") or {}).get("labels") or {}).get(APP_LABEL)
+                    by_app.setdefault(str(owner), {})[ident_of(item)] = item
+                self._kinds[(api_version, kind)] = by_app
+            found.update(self._kinds[(api_version, kind)].get(app, {}))
+        return found
+
+    def fingerprint(self, app: str, kinds: set[tuple[str, str]]) -> tuple[tuple[str, ...], ...]:
+        """What `app` has in the cluster, as the resourceVersions of its inventory and of its objects of
+        `kinds` (any write changes one; an object added or deleted changes the set)."""
+        inventory = self.inventory(app)
+        version = str(((inventory or {}).get("metadata") or {}).get("resourceVersion", "-"))
+        objects = sorted(
+            (*ident, str((obj.get("metadata") or {}).get("resourceVersion", "")))
+            for ident, obj in self.live(app, kinds).items()
+        )
+        return (("inventory", version), *objects)
+
+
 class Drift(Inventories):
     """Comparing the cluster with Git."""
 
-    def drift(self, app: str, objects: list[dict[str, Any]]) -> list[FieldDrift]:
+    def seen(self) -> Seen:
+        """A reading of the cluster shared by the drift checks of many apps (`drift(..., seen)`)."""
+        return Seen(self)
+
+    def drift(self, app: str, objects: list[dict[str, Any]], seen: Seen | None = None) -> list[FieldDrift]:
         """How the live objects of `app` differ from `objects` (Git's), for every field promoter
         manages: a field that differs, an object that is gone, and an object the app's inventory lists
         (its label, before inventories) that Git no longer has: what a sync would prune. Metadata is
@@ -110,11 +162,12 @@ class Drift(Inventories):
         A field that looks different is confirmed by a server-side apply dry run, so what the server
         only normalises (`cpu: 0.5` stored as `500m`) is not drift; `since` is when another field
         manager last wrote the field (from `managedFields`). Values are shown as `masked` leaves them:
-        a secret's is `<hidden>`, on both sides."""
+        a secret's is `<hidden>`, on both sides. With `seen`, the cluster is read through it (once for
+        many apps) rather than for this app alone."""
         wanted = [self._label(o, app, "drift") for o in objects]
-        inventory = self._inventory(app)
+        inventory = self._inventory(app) if seen is None else seen.inventory(app)
         kinds = {(o["apiVersion"], o["kind"]) for o in wanted} | self._kinds(inventory)
-        live = self._live(app, kinds)
+        live = self._live(app, kinds) if seen is None else seen.live(app, kinds)
         entries = self._entries(inventory)  # None: a label-only sync's cluster, whose labels a sync prunes by
         found: list[FieldDrift] = []
         for obj in wanted:

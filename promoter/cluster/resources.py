@@ -192,21 +192,31 @@ class Resources:
         """This app's objects in the cluster, of these kinds: one list per kind."""
         found: dict[Ident, dict[str, Any]] = {}
         for api_version, kind in sorted(kinds):
-            try:
-                resource = self._resource(api_version, kind)
-            except PermanentError:
-                continue  # the kind is gone from the cluster (or not yet there: a CRD applied next)
-            try:
-                answer = resource.get(label_selector=f"{APP_LABEL}={app}", serializer=plain)
-            except (DynamicApiError, ApiException) as e:
-                raise api_error(e, f"list {kind}") from None
-            except Exception as e:  # noqa: BLE001 - transport
-                raise self._unreachable(e, f"list {kind}") from None
-            for item in answer.get("items") or []:
-                item.setdefault("apiVersion", api_version)
-                item.setdefault("kind", kind)
+            for item in self._list(api_version, kind, f"{APP_LABEL}={app}") or []:
                 found[ident_of(item)] = item
         return found
+
+    def _list(
+        self, api_version: str, kind: str, selector: str, namespace: str | None = None
+    ) -> list[dict[str, Any]] | None:
+        """The objects of a kind that `selector` selects (in `namespace`, else in all), each with its
+        apiVersion and kind; None when the cluster does not serve the kind (gone, or a CRD not yet
+        applied)."""
+        try:
+            resource = self._resource(api_version, kind)
+        except PermanentError:
+            return None
+        try:
+            answer = resource.get(label_selector=selector, namespace=namespace, serializer=plain)
+        except (DynamicApiError, ApiException) as e:
+            raise api_error(e, f"list {kind}") from None
+        except Exception as e:  # noqa: BLE001 - transport
+            raise self._unreachable(e, f"list {kind}") from None
+        items: list[dict[str, Any]] = answer.get("items") or []
+        for item in items:
+            item.setdefault("apiVersion", api_version)
+            item.setdefault("kind", kind)
+        return items
 
     def _ensure_namespace(self, name: str) -> None:
         ns = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}

@@ -1,0 +1,116 @@
+"""What a drift check of a whole environment compares each app's folder with, read in one walk of main
+for all its apps: the answer `Provenance.promoted_folder` gives for one app, which costs a fetch, a
+read of the trusted rules and a first-parent log of all of main per app (5,000 apps: 5,000 walks).
+
+One fetch, the rules read once, then one `git log --first-parent --name-only` of main limited to the
+environment's folder: each commit that changed an app's folder is handed to that app, and each app's
+commits are judged as `promoted_folder` judges them (the newest merge of promoter's own, a promotion's
+or a revert's, signed by promoter when it signs; what changed the folder since is unpromoted; an app
+never promoted is compared with the commit that created its folder)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from promoter import history
+from promoter.git.clone import Clone
+from promoter.git.reading import GitOpsReader
+from promoter.git.rules import TrustedRules
+from promoter.models import PromotedFolder, UnpromotedChange
+from promoter.names import ENVIRONMENTS, check, env_folder
+
+Touched = tuple[str, str, str, str]  # (sha, second parent, author, message) of a commit that changed the folder
+_START = "\x1dcommit\x1f"  # before each commit's fields in the log (its changed paths follow them)
+
+
+class PromotedFolders:
+    """Each app's `PromotedFolder` in an environment, from one walk of main."""
+
+    def __init__(self, clone: Clone, trusted: TrustedRules, reading: GitOpsReader) -> None:
+        self.clone = clone
+        self.trusted = trusted
+        self.reading = reading
+
+    def of(self, env: str, apps: Sequence[str]) -> dict[str, PromotedFolder]:
+        check(env, "environment")
+        for app in apps:
+            check(app, "app")
+        repo = self.clone.fresh()
+        main = self.clone.main(repo)
+        if self.reading.environments_at(repo, self.trusted.rules(main).commit)[0].config.name == env:
+            return {app: PromotedFolder(revision=main, promoted=True) for app in apps}
+        touched = self.touched(self.clone.run(repo, *log_args(env, main)), env, set(apps))
+        seconds = [second for commits in touched.values() for _, second, _, _ in commits if second]
+        branches = self.clone.messages(repo, sorted(set(seconds)))
+        signers = self.trusted.promoter_signers(repo, main) if self.clone.signing_key is not None else None
+        signed: dict[str, bool] = {}
+
+        def promoters(second: str) -> bool:
+            if signers is None:
+                return True
+            if second not in signed:
+                signed[second] = self.trusted.branch_signed(repo, second, signers)
+            return signed[second]
+
+        found: dict[str, PromotedFolder] = {}
+        for app in apps:
+            commits = touched.get(app, [])
+            merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in commits if second]
+            second_of = {sha: second for sha, second, _, _ in commits}
+            for m in merges:
+                m["branch_message"] = branches.get(second_of[m["sha"]], "")
+            ours = {
+                e.main_commit
+                for e in history.events(app, merges, [])
+                if e.env == env
+                and (e.kind == "reverted" or e.promotion)
+                and promoters(second_of.get(e.main_commit, ""))
+            }
+            found[app] = judged(commits, ours, main)
+        return found
+
+    @staticmethod
+    def touched(log: str, env: str, apps: set[str]) -> dict[str, list[Touched]]:
+        """Each app's commits in `log` (`log_args`' output), newest first."""
+        prefix = env_folder(env) + "/"
+        found: dict[str, list[Touched]] = {}
+        for record in log.split(_START)[1:]:
+            head, _, names = record.partition("\x1e")
+            parts = head.split("\x1f")
+            if len(parts) != 4:
+                continue
+            sha, parents, author, message = parts
+            entry = (sha, (parents.split() + ["", ""])[1], author, message.rstrip())
+            for app in {n[len(prefix) :].split("/", 1)[0] for n in names.split("\n") if n.startswith(prefix)}:
+                if app in apps and (not found.get(app) or found[app][-1][0] != sha):
+                    found.setdefault(app, []).append(entry)
+        return found
+
+
+def log_args(env: str, main: str) -> list[str]:
+    """main's first-parent commits that changed the environment's folder, each with the paths it changed
+    (a merge's: against its first parent; renames as a deletion and an addition)."""
+    return [
+        "log",
+        "--first-parent",
+        "--diff-merges=first-parent",
+        "--no-renames",
+        "--name-only",
+        f"--format={_START}%H%x1f%P%x1f%an <%ae>%x1f%B%x1e",
+        main,
+        "--",
+        f"{ENVIRONMENTS}/{env}/",
+    ]
+
+
+def judged(commits: list[Touched], ours: set[str], main: str) -> PromotedFolder:
+    """`promoted_folder`'s verdict on an app's commits (newest first) given the merges of promoter's own."""
+    unpromoted: list[UnpromotedChange] = []
+    for sha, _, author, _ in commits:
+        if sha in ours:
+            return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
+        unpromoted.append(UnpromotedChange(commit=sha, author=author))
+    if not unpromoted:  # the folder is not on main's first-parent line at all
+        return PromotedFolder(revision=main, promoted=False)
+    seed = unpromoted.pop()  # the oldest: the commit that created the folder
+    return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)

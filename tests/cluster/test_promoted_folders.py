@@ -1,0 +1,92 @@
+"""A drift check's one walk of main for every app (`PromotedFolders.of`) answers what
+`promoted_folder` answers app by app: an app promoted by a merge of promoter's (then changed by hand on
+main: unpromoted), one reverted, one never promoted (compared with its seed), a release set's merge
+naming two apps, a look-alike merge that is no promotion, an app a rename moved, and the source
+environment (main itself); and it reads main once, not once per app."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from pathlib import Path
+
+from activities.promoted import PromotedFolders
+from promoter.gitrepo import GitClone
+from tests.support.gitops import Origin
+
+APPS = ("demo", "api", "web", "jobs", "old")
+
+
+def merge(origin: Origin, branch: str, files: dict[str, str], body: str, branch_body: str = "") -> str:
+    """A merge into main of a branch carrying `files`, as a forge merges a PR (`--no-ff`)."""
+    repo = origin.repo
+    repo.git.pull("--quiet", "--rebase", "origin", "main")
+    repo.git.checkout("-q", "-b", branch)
+    for rel, text in files.items():
+        (origin.work / rel).write_text(text)
+    repo.git.add("-A")
+    repo.git.commit("-q", "-m", f"branch of {branch}\n\n{branch_body}".strip())
+    repo.git.checkout("-q", "main")
+    repo.git.merge("--no-ff", "-q", "-m", f"Merge pull request #7 from {branch}\n\n{body}".strip(), branch)
+    repo.git.push("-q", "origin", "main")
+    return repo.head.commit.hexsha
+
+
+def image(origin: Origin, env: str, app: str, tag: str) -> dict[str, str]:
+    path = f"environments/{env}/{app}/deployment.yaml"
+    return {path: re.sub(r"(image: \S+):[\w.\-]+", rf"\1:{tag}", (origin.work / path).read_text())}
+
+
+def test_one_walk_answers_what_promoted_folder_answers_app_by_app(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    origin = origin_factory(apps=APPS)
+    merge(origin, "promote/demo/staging/a1", image(origin, "staging", "demo", "2.0.0"), "Promoter-Promotion: p-1")
+    origin.commit(image(origin, "staging", "demo", "6.6.6"), "staging: by hand")  # unpromoted since
+    merge(origin, "promote/api/staging/b2", image(origin, "staging", "api", "2.0.0"), "Promoter-Promotion: p-2")
+    merge(origin, "revert/api/staging/c3", image(origin, "staging", "api", "1.0.0"), "Promoter-Held-App: api")
+    both = {**image(origin, "staging", "web", "3.0.0"), **image(origin, "staging", "jobs", "3.0.0")}
+    branch_body = "Release-Set-App: web\nRelease-Set-App: jobs"
+    merge(origin, "promote/web-and-jobs/staging/d4", both, "Promoter-Promotion: p-3", branch_body)
+    merge(origin, "feature/web", image(origin, "staging", "web", "9.9.9"), "not a promotion")
+    origin.repo.git.mv("environments/staging/old", "environments/staging/renamed")
+    origin.repo.git.commit("-q", "-m", "staging: rename old")
+    origin.repo.git.push("-q", "origin", "main")
+
+    clone = GitClone(origin.url, tmp_path / "cache")
+    folders = PromotedFolders(clone.plumbing, clone.trusted, clone.reading)
+    apps = [*APPS, "renamed"]
+    for env in ("dev", "staging", "prod"):
+        one_by_one = {app: clone.promoted_folder(env, app) for app in apps}
+        assert folders.of(env, apps) == one_by_one, env
+    staging = folders.of("staging", apps)
+    assert staging["demo"].promoted and [u.commit for u in staging["demo"].unpromoted] != []
+    assert staging["api"].promoted and staging["web"].promoted and staging["jobs"].promoted
+    assert [u.author for u in staging["web"].unpromoted] == ["dana <dana@example.com>"]  # the look-alike merge
+    assert not staging["renamed"].promoted and not staging["old"].promoted
+
+
+def test_its_git_runs_do_not_grow_with_the_apps(origin_factory: Callable[..., Origin], tmp_path: Path) -> None:
+    origin = origin_factory(apps=APPS)
+    clone = GitClone(origin.url, tmp_path / "cache")
+    runs: list[tuple[str, ...]] = []
+    plumbing = clone.plumbing
+    real = plumbing.run
+
+    def counted(repo: object, *args: str) -> str:  # the real run, counted
+        runs.append(args)
+        return real(repo, *args)  # type: ignore[arg-type]
+
+    plumbing.run = counted  # type: ignore[method-assign]
+    folders = PromotedFolders(plumbing, clone.trusted, clone.reading)
+    folders.of("staging", ["demo"])  # warm: what is read once per clone
+    counts = []
+    for apps in (["demo", "api"], list(APPS)):
+        runs.clear()
+        folders.of("staging", apps)
+        counts.append(len(runs))
+    assert counts[0] == counts[1]
+    runs.clear()
+    for app in APPS:
+        clone.promoted_folder("staging", app)
+    assert len(runs) >= len(APPS) > counts[1]  # app by app: a log of main each
