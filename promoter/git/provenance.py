@@ -9,7 +9,7 @@ narrows a range (more authors, never fewer), and a range too long to read is sai
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +17,7 @@ import git
 
 from promoter import history, holds, proofs, signing
 from promoter.errors import BadInput, NotFound
+from promoter.git import index as main_index
 from promoter.git import objects
 from promoter.git.clone import Clone
 from promoter.git.objects import MAIN, TREE
@@ -28,6 +29,7 @@ from promoter.names import ENVIRONMENTS, app_folder, check, shown
 MAX_AUTHOR_COMMITS = 10_000  # commits of a promoted range read for its authors; past that they are unknown
 MAX_SIGNERS_BYTES = 1_000_000  # trust/allowed_signers, as the authors' signatures are verified against it
 # one commit's people, as `git log` prints them: commit, author, committer, signature (status, signer, key)
+_FOLDER = "%H%x1f%P%x1f%an <%ae>%x1f%B%x1e"  # a commit that changed a folder, as promoted_folder reads it
 _PEOPLE = "%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%G?%x1f%GS%x1f%GK%x1e"
 
 
@@ -67,44 +69,45 @@ class Provenance:
         check(app, "app")
         repo = self.clone.fresh()
         main = self.clone.main(repo)
-        glob = f":(glob){ENVIRONMENTS}/*/{app}/**"
-        merges = self._merges(repo, main, glob)
-        out = self.clone.run(repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep=^{holds.LIFT}: ", main)
-        claims = [p for p in (entry.strip().split("\x1f") for entry in out.split("\x1e")) if len(p) == 3]
+        merges = self._merges(repo, main, app)
+        claims, position, merged_by = self._lift_claims(repo, main)
         signers = self.trusted.promoter_signers(repo, main) if claims else ("", "")
         lifts = [  # only those that lift a hold: promoter's signed commits (promoter.holds)
             {"sha": p[0], "at": p[1], "message": p[2]}
             for p in claims
             if holds.is_lift(p[2]) and self.trusted.signed_by_promoter(repo, p[0], signers)
         ]
-        # newest first by main's own order (first parents), not by the clock: a lift merged within
-        # the same second as the revert before it still comes after it
-        position = {sha: i for i, sha in enumerate(self.clone.run(repo, "rev-list", "--first-parent", main).split())}
-        merged_by: dict[str, str] = {}
-        for line in self.clone.run(repo, "log", "--first-parent", "--merges", "--format=%H %P", main).splitlines():
-            parts = line.split()
-            merged_by.update({p: parts[0] for p in parts[2:]})
         for m in merges:
-            m["rank"] = str(position.get(m["sha"], len(position)))
+            m["rank"] = str(position(m["sha"]))
         for r in lifts:
-            landed = r["sha"] if r["sha"] in position else merged_by.get(r["sha"], r["sha"])
-            r["rank"], r["sha"] = str(position.get(landed, len(position))), landed
+            landed = merged_by.get(r["sha"], r["sha"])
+            r["rank"], r["sha"] = str(position(landed)), landed
         events = history.events(app, merges, lifts)
         self._verify_approvals(repo, main, app, events, {m["sha"]: (m["message"], m["parent"]) for m in merges})
         return events
 
-    def _merges(self, repo: git.Repo, main: str, glob: str) -> list[dict[str, str]]:
-        """The merges of main's first-parent line that touch `glob`, newest first: sha, second parent,
-        commit time, message, and the message of the branch commit it merged (`branch_message`)."""
-        out = self.clone.run(
-            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", main, "--", glob
-        )
-        merges: list[dict[str, str]] = []
-        for entry in out.split("\x1e"):
-            parts = entry.strip().split("\x1f")
-            if len(parts) == 4:
-                sha, parents, at, message = parts
-                merges.append({"sha": sha, "parent": (parents.split() + ["", ""])[1], "at": at, "message": message})
+    def _lift_claims(self, repo: git.Repo, main: str) -> tuple[list[list[str]], Callable[[str], int], dict[str, str]]:
+        """The commits of main claiming to lift a hold ([sha, at, message]), a commit's rank on main's first-
+        parent line (0: newest; main's order, not the clock's), the first-parent commit that took each in."""
+        indexed = main_index.of(self.clone).at(repo, main)
+        found = indexed.records(main_index.LIFT_LINE)
+
+        def rank(sha: str) -> int:
+            at = indexed.rank(sha)
+            return at if at is not None else indexed.top + 1
+
+        return [[r["sha"], r["at"], r["message"]] for r in found], rank, {r["sha"]: r["landed"] for r in found}
+
+    def _merges(self, repo: git.Repo, main: str, app: str, env: str | None = None) -> list[dict[str, str]]:
+        """The merges of main's first-parent line that touch the app's folder (of `env`, else of any),
+        newest first: sha, second parent, time, message, `branch_message` (its branch commit's). From the
+        index, only the promotions' and reverts' merges naming the app (all promoter.history reads)."""
+        indexed = main_index.of(self.clone).at(repo, main)
+        keys = [app_folder(env, app)] if env else indexed.app_keys(app)
+        merges = [m for m in indexed.merges(app) if indexed.changes(m["sha"], keys)]
+        messages = self.clone.messages(repo, [m["sha"] for m in merges])
+        for m in merges:
+            m["message"] = messages.get(m["sha"], "")
         branches = self.clone.messages(repo, [m["parent"] for m in merges if m["parent"]])
         for m in merges:
             m["branch_message"] = branches.get(m["parent"], "")
@@ -172,14 +175,13 @@ class Provenance:
             signers = Path(tmp) / "allowed_signers"
             rules = self.trusted.rules(main).commit
             signers.write_text(self._allowed_signers(repo, rules))  # empty: git still names a key
-            ranges = [
-                [commit, *([f"^{since[app]}"] if app in since else []), "--", f":(glob){ENVIRONMENTS}/*/{app}/**"]
-                for app in apps
+            ranges: list[tuple[list[str], str]] = [
+                ([commit, *([f"^{since[app]}"] if app in since else [])], app) for app in apps
             ]
             if head:  # the PR's own commits, on top of main
-                ranges.append([head, f"^{main}"])
-            for selection in ranges:
-                for record in self._people(repo, signers, limit, selection).split("\x1e"):
+                ranges.append(([head, f"^{main}"], ""))
+            for revs, app in ranges:
+                for record in self._people(repo, main, signers, limit, revs, app).split("\x1e"):
                     if not record.strip():
                         continue
                     touch = _touch(record.lstrip("\n"))
@@ -192,21 +194,30 @@ class Provenance:
                         )
         return Authorship(list(touches.values()), since)
 
-    def _people(self, repo: git.Repo, signers: Path, limit: int, selection: list[str]) -> str:
-        """`git log --format=_PEOPLE` of a selection, its signatures checked against `signers`: every
-        commit that touched it (`--full-history`), as it names its people (no .mailmap), up to `limit + 1`."""
-        return self.clone.run(
-            repo,
-            "-c",
-            f"gpg.ssh.allowedSignersFile={signers}",
-            "log",
-            "--full-history",
-            "--no-use-mailmap",
-            "--no-show-signature",
-            f"--max-count={limit + 1}",
-            f"--format={_PEOPLE}",
-            *selection,
+    def _people(self, repo: git.Repo, main: str, signers: Path, limit: int, revs: list[str], app: str) -> str:
+        """`git log --format=_PEOPLE` of `revs` (with `app`: the commits that changed its folder in any
+        environment against any of their parents, `--full-history`, picked by the index when it knows
+        them all), signatures checked against `signers`, people unmapped (no .mailmap), up to `limit + 1`."""
+        picked = _touched(self.clone, repo, main, revs, app) if app else None
+        if picked is not None and not picked:
+            return ""
+        selection = (
+            ["--no-walk=unsorted", "--stdin"]
+            if picked is not None
+            else ["--full-history", *revs, *(["--", f":(glob){ENVIRONMENTS}/*/{app}/**"] if app else [])]
         )
+        with tempfile.TemporaryFile() as stdin:
+            stdin.write("".join(f"{sha}\n" for sha in (picked or [])[: limit + 1]).encode())
+            stdin.seek(0)
+            out: str = repo.git.execute(
+                [
+                    "git", "-c", f"gpg.ssh.allowedSignersFile={signers}", "log", "--no-use-mailmap",
+                    "--no-show-signature", f"--max-count={limit + 1}", f"--format={_PEOPLE}", *selection,
+                ],
+                env=self.clone.identity,
+                istream=stdin,
+            )  # fmt: skip
+        return out
 
     def _deployed(self, repo: git.Repo, main: str, app: str, env: str, commit: str) -> str | None:
         """The commit deployed in `env` that `commit`'s range starts after (None: all history).
@@ -217,8 +228,7 @@ class Provenance:
         passed the gate, so only what came after it is new to the environment. A merge made by hand
         on the forge, a squash merge or a reverted promotion never narrows the range (fail closed:
         more authors, never fewer)."""
-        glob = f":(glob){app_folder(env, app)}/**"
-        merges = self._merges(repo, main, glob)
+        merges = self._merges(repo, main, app, env)
         for rank, m in enumerate(merges):  # newest first, as main's first parents have them
             m["rank"] = str(rank)
         reverted: set[str] = set()
@@ -262,9 +272,7 @@ class Provenance:
         main = self.clone.main(repo)
         if self.reading.environments_at(repo, self.trusted.rules(main).commit)[0].config.name == env:
             return PromotedFolder(revision=main, promoted=True)
-        out = self.clone.run(
-            repo, "log", "--first-parent", "--format=%H%x1f%P%x1f%an <%ae>%x1f%B%x1e", main, "--", app_folder(env, app)
-        )
+        out = _folder_log(self.clone, repo, main, app_folder(env, app))
         touched: list[tuple[str, str, str, str]] = []  # (sha, second parent, author, message), newest first
         for entry in out.split("\x1e"):
             parts = entry.strip().split("\x1f")
@@ -343,3 +351,26 @@ def _touch(record: str) -> Touch | str:
     if status != "N" and not (signer or key):  # signed, but git cannot say by whom (no gpg, no ssh-keygen)
         return f"commit {sha[:7]} is signed, but its signer cannot be read (signature status {status})"
     return Touch(sha, f"{an} <{ae}>", f"{cn} <{ce}>", signer or key if status != "N" else "")
+
+
+def _touched(clone: Clone, repo: git.Repo, main: str, revs: list[str], app: str) -> list[str] | None:
+    """The commits of `revs` that changed `environments/*/<app>` against any of their parents, in
+    `git log`'s order; None when the index cannot tell for each of them."""
+    indexed = main_index.view(clone, repo, main)
+    if indexed is None:
+        return None
+    listed = clone.run(repo, "rev-list", *revs).split()
+    if not all(sha in indexed.data.number for sha in listed):
+        return None
+    touched = indexed.touching(indexed.app_keys(app))
+    return [sha for sha in listed if sha in touched]
+
+
+def _folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> str:
+    """`git log --first-parent --format=_FOLDER main -- folder`, its commits picked by the index of main's records."""
+    indexed = main_index.of(clone).at(repo, main)
+    shas = [indexed.sha(p) for p in reversed(indexed.changed([folder]))]
+    return "".join(
+        clone.run(repo, "show", "-s", "--no-walk=unsorted", f"--format={_FOLDER}", *shas[i : i + 500])
+        for i in range(0, len(shas), 500)
+    )

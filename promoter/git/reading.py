@@ -19,6 +19,7 @@ from promoter import holds
 from promoter.environments import in_order, parse_environment, up_to
 from promoter.errors import BadInput, NotFound
 from promoter.git import commits, objects
+from promoter.git import index as main_index
 from promoter.git.clone import Clone
 from promoter.git.objects import MAIN, TREE
 from promoter.git.rules import TrustedRules
@@ -84,7 +85,12 @@ class GitOpsReader:
         commit of main that changed the app (any member of a set)."""
         if req.commit is None:
             folders = [app_folder(source, app) + "/" for app in req.apps]
-            return self.clone.run(repo, "log", "-1", "--format=%H", main, "--", *folders)
+            indexed = main_index.view(self.clone, repo, main)
+            changed = indexed.changed([f.rstrip("/") for f in folders]) if indexed is not None else []
+            # the newest first-parent commit that changed them; from it, git finds the very commit
+            # (in the branch a merge took in) as it would from main: no commit after it changed them
+            since = indexed.sha(changed[-1]) if indexed is not None and changed else main
+            return self.clone.run(repo, "log", "-1", "--format=%H", since, "--", *folders)
         sha = objects.rev(repo, req.commit) or ""
         if not sha:
             raise BadInput(f"commit '{req.commit}' does not exist in {self.clone.url}; give a commit of {MAIN}")
@@ -214,8 +220,11 @@ class GitOpsReader:
         return holds.current(app, records, lambda sha, of: self.clone.is_ancestor(repo, sha, of))
 
     def _held_commits(self, repo: git.Repo, main: str) -> list[tuple[str, str]]:
-        """(sha, message) of every commit of `main` that holds an app, newest first: one `git log` per
-        main, kept for the last few mains (the promotions started together resolve on the same one)."""
+        """(sha, message) of every commit of `main` that holds an app, newest first: from the index of
+        main's records (promoter.git.index), else one `git log` per main, kept for the last few mains."""
+        indexed = main_index.view(self.clone, repo, main)
+        if indexed is not None:
+            return [(r["sha"], r["message"]) for r in indexed.records(main_index.HELD_LINE)]
         key = (str(repo.common_dir), main)
         with self._held_lock:
             found = self._held.get(key)

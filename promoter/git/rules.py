@@ -15,7 +15,8 @@ import git
 
 from promoter import breakglass, holds, signing
 from promoter.errors import BadInput
-from promoter.git import objects
+from promoter.git import commits, objects
+from promoter.git import index as main_index
 from promoter.git.clone import Clone
 from promoter.git.objects import MAIN, TREE
 from promoter.models import RuleChange, RulesRevision, Trust
@@ -76,8 +77,7 @@ class TrustedRules:
         if cached is not None:
             return cached
         if self.trust_root is None:  # the rules are main's, named by the last commit that changed them
-            last = self.clone.run(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *RULE_PATHS).strip()
-            return self._remember(main, RulesRevision(commit=last or main))
+            return self._remember(main, RulesRevision(commit=self._last_change(repo, main) or main))
         root = objects.rev(repo, self.trust_root)
         if root is None or not self.clone.is_ancestor(repo, root, main):
             raise BadInput(
@@ -120,21 +120,41 @@ class TrustedRules:
             revoked_keys=texts[REVOKED_KEYS],
         )
 
-    def _follow(self, repo: git.Repo, walk: _RulesWalk, main: str) -> None:
-        """Take `walk` along main's first-parent commits that change a rule file, up to `main`: each one
-        whose rules are the trusted ones already, or that a trusted key vouches for, becomes the trusted
-        revision (taking in all before it); any other is an untrusted change, named or counted."""
-        for line in self.clone.run(
+    def _last_change(self, repo: git.Repo, main: str) -> str:
+        """The newest commit of main's first-parent line that changed a rule file ("" when none did),
+        from the index of main's records, else from git."""
+        indexed = main_index.view(self.clone, repo, main)
+        if indexed is not None:
+            changed = indexed.changed(indexed.rule_keys())
+            return indexed.sha(changed[-1]) if changed else ""
+        return self.clone.run(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *RULE_PATHS).strip()
+
+    def _rule_changes(self, repo: git.Repo, since: str, main: str) -> list[tuple[str, str]]:
+        """(commit, author) of main's first-parent commits after `since` that change a rule file, oldest
+        first: from the index when `since` is on its first-parent line, else from git."""
+        indexed = main_index.view(self.clone, repo, main)
+        rank = indexed.rank(since) if indexed is not None else None
+        if indexed is not None and rank is not None:
+            after = indexed.top - rank
+            shas = [indexed.sha(p) for p in indexed.changed(indexed.rule_keys()) if p > after]
+            return [(sha, commits.author(repo, sha)) for sha in shas]
+        out = self.clone.run(
             repo,
             "log",
             "--first-parent",
             "--reverse",
             "--format=%H%x1f%an <%ae>",
-            f"{walk.main}..{main}",
+            f"{since}..{main}",
             "--",
             *RULE_PATHS,
-        ).splitlines():
-            commit, _, author = line.partition("\x1f")
+        )
+        return [(line.partition("\x1f")[0], line.partition("\x1f")[2]) for line in out.splitlines()]
+
+    def _follow(self, repo: git.Repo, walk: _RulesWalk, main: str) -> None:
+        """Take `walk` along main's first-parent commits that change a rule file, up to `main`: each one
+        whose rules are the trusted ones already, or that a trusted key vouches for, becomes the trusted
+        revision (taking in all before it); any other is an untrusted change, named or counted."""
+        for commit, author in self._rule_changes(repo, walk.main, main):
             here = self._rules_digest(repo, commit)
             if here == walk.digest:
                 walk.trusted = commit  # the same rules: a newer name for them

@@ -17,6 +17,7 @@ LAYERS = [
     {"writing", "provenance", "glass"},
     {"change", "reading"},
     {"rules"},
+    {"index"},
     {"clone"},
     {"commits"},
     {"objects"},

@@ -1,0 +1,181 @@
+"""The index of main's records (promoter.git.index, issue 32): held versions, lifts and reverts are
+found behind thousands of unrelated commits by an update from the last indexed commit (not a rebuild);
+after main is force-pushed the index is rebuilt (a hold that vanished with the rewrite no longer
+holds, one added after does); a corrupt or truncated index is rebuilt; two processes updating one
+clone's index at once leave a whole, correct one. Real git throughout; the commits are written with
+`git fast-import`, as a busy monorepo's pushes would bring them."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import git
+import pytest
+
+from promoter import holds
+from promoter.errors import BadInput
+from promoter.git import index
+from promoter.gitrepo import GitClone
+from promoter.models import PromotionRequest
+from tests.support.gitops import ROOT, Origin
+
+UNRELATED = 3000
+HOLD_REASON = "ProgressDeadlineExceeded"
+
+
+def append(origin: Origin, n: int, messages: dict[int, str] | None = None, base: str = "main") -> str:
+    """`n` commits on top of `base`, each changing a file outside every app's folder (the i-th carries
+    `messages[i]` as its message, and changes prod's demo when it does), pushed as main; main's commit."""
+    lines = []
+    for i in range(n):
+        message = (messages or {}).get(i, f"unrelated {i}")
+        path = "environments/prod/demo/configmap.yaml" if messages and i in messages else f"notes/{i % 50}.txt"
+        content = f"n: {i} {time.time_ns()}\n".encode()
+        lines.append(b"commit refs/heads/main\n")
+        lines.append(b"committer dana <dana@example.com> %d +0000\n" % (1_700_000_000 + i))
+        lines.append(b"data %d\n%s\n" % (len(message.encode()), message.encode()))
+        if i == 0:
+            lines.append(b"from %s\n" % git.Repo(origin.path).git.rev_parse(base).encode())
+        lines.append(b"M 100644 inline %s\ndata %d\n%s\n" % (path.encode(), len(content), content))
+    subprocess.run(["git", "fast-import", "--quiet", "--force"], cwd=origin.path, input=b"".join(lines), check=True)
+    return git.Repo(origin.path).git.rev_parse("main")
+
+
+def hold(commit: str) -> str:
+    return "revert(demo): it broke\n\n" + holds.trailers("demo", "prod", commit, HOLD_REASON, "https://forge/pulls/9")
+
+
+def lift(commit: str) -> str:
+    return "lift-hold(demo)\n\n" + holds.lift_trailers("demo", "prod", commit, "alice", "the cluster was at fault")
+
+
+def refused(clone: GitClone, commit: str) -> str:
+    try:
+        clone.resolve(PromotionRequest(app="demo", commit=commit, to_env="prod"))
+    except BadInput as e:
+        return str(e)
+    return ""
+
+
+def stored(clone: GitClone) -> index.Data:
+    repo = clone.plumbing.fresh()
+    return index.of(clone.plumbing).at(repo, clone.plumbing.main(repo)).data
+
+
+def test_holds_and_lifts_behind_thousands_of_commits_are_found_by_an_update(origin: Origin, clone: GitClone) -> None:
+    bumped = origin.bump(tag="1.2.0")
+    assert refused(clone, bumped) == ""  # indexed here, before the pushes
+    before = stored(clone)
+    append(origin, UNRELATED, {5: hold(bumped), 9: lift("c" * 40)})
+    assert HOLD_REASON in refused(clone, bumped)
+    after = stored(clone)
+    assert after.commits[: len(before.commits)] == before.commits  # taken on from the last indexed commit
+    assert len(after.commits) == len(before.commits) + UNRELATED
+    repo = clone.plumbing.open()
+    view = index.of(clone.plumbing).at(repo, clone.plumbing.main(repo))
+    assert [r["message"] for r in view.records(index.LIFT_LINE)] == [lift("c" * 40).strip()]
+    held = [r for r in view.records(index.HELD_LINE) if HOLD_REASON in r["message"]]
+    assert [view.rank(r["sha"]) for r in held] == [UNRELATED - 6]  # where main took it in
+    # the same index cut at an older main (another thread fetched on meanwhile) does not see the hold
+    old = view.data.at(before.main)
+    assert old is not None and old.records(index.HELD_LINE) == []
+
+
+def test_a_revert_merge_behind_thousands_of_commits_is_in_the_history(origin: Origin, clone: GitClone) -> None:
+    assert clone.history("demo") == []
+    person = origin.repo
+    person.git.pull("--quiet", "--rebase", "origin", "main")
+    person.git.checkout("-q", "-b", "revert/demo/prod/abcdef0")
+    (origin.work / "environments/prod/demo/configmap.yaml").write_text("reverted: true\n")
+    person.git.commit("-q", "-am", hold("a" * 40))
+    person.git.checkout("-q", "main")
+    person.git.merge(
+        "--no-ff", "-q", "revert/demo/prod/abcdef0", "-m", "Merge pull request #9 from revert/demo/prod/abcdef0"
+    )
+    person.git.push("--quiet", "origin", "main")
+    append(origin, UNRELATED)
+    events = clone.history("demo")
+    assert [(e.kind, e.env, e.commit, e.reason) for e in events] == [("reverted", "prod", "a" * 40, HOLD_REASON)]
+
+
+def test_after_a_force_push_the_index_is_rebuilt(origin: Origin, clone: GitClone) -> None:
+    bumped = origin.bump(tag="1.3.0")
+    base = git.Repo(origin.path).git.rev_parse("main")
+    append(origin, 2000, {100: hold(bumped)})
+    assert HOLD_REASON in refused(clone, bumped)
+    first = stored(clone)
+    append(origin, 50, base=base)  # main rewritten from before the hold: the hold is gone
+    assert refused(clone, bumped) == ""
+    rebuilt = stored(clone)
+    assert first.main not in rebuilt.number  # rebuilt from main as it is, not taken on from the old one
+    append(origin, 10, {3: hold(bumped)})  # a hold added after the rewrite holds
+    assert HOLD_REASON in refused(clone, bumped)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "edited"])
+def test_a_damaged_index_is_rebuilt(origin: Origin, clone: GitClone, damage: str) -> None:
+    bumped = origin.bump(tag="1.4.0")
+    append(origin, 500, {7: hold(bumped)})
+    assert HOLD_REASON in refused(clone, bumped)
+    path = clone.plumbing.path / ".git" / index.FILE
+    text = path.read_bytes()
+    damaged = {
+        "truncated": text[: len(text) // 2],
+        "garbage": b"\0\1 not json",
+        "edited": text.replace(b"Promoter-Held-App: demo", b"Promoter-Held-App: dema"),  # its digest no longer holds
+    }[damage]
+    path.write_bytes(damaged)
+    for cached in index._INDEXES.values():  # a fresh process: nothing kept in memory
+        cached._cached = None
+    assert HOLD_REASON in refused(clone, bumped)
+    assert path.read_bytes() == text  # rebuilt whole
+
+
+def meaning(data: index.Data) -> dict[str, object]:
+    """What an index says, by commit (the numbers it gives commits depend on how it was built)."""
+    sha = data.commits.__getitem__
+    return {
+        "chain": [sha(n) for n in data.chain],
+        "first": {k: sorted(map(sha, ns)) for k, ns in data.first.items()},
+        "later": {k: sorted(map(sha, ns)) for k, ns in data.later.items()},
+        "records": sorted((sha(r[0]), r[1], r[2], sha(data.chain[r[3]]), r[4]) for r in data.records),
+        "merges": [(sha(data.chain[m[0]]), *m[1:]) for m in data.merges],
+    }
+
+
+UPDATE = """
+import sys
+from pathlib import Path
+from promoter.git import index
+from promoter.gitrepo import GitClone
+clone = GitClone(sys.argv[1], Path(sys.argv[2]))
+repo = clone.plumbing.fresh()
+view = index.of(clone.plumbing).at(repo, clone.plumbing.main(repo))
+print(len(view.records(index.HELD_LINE)))
+"""
+
+
+def test_two_processes_updating_one_index_at_once_leave_it_whole(origin: Origin, tmp_path: Path) -> None:
+    cache = tmp_path / "shared-cache"
+    clone = GitClone(origin.url, cache)
+    bumped = origin.bump(tag="1.5.0")
+    assert refused(clone, bumped) == ""
+    append(origin, 2000, {1500: hold(bumped)})
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", UPDATE, origin.url, str(cache)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    outs = [run.communicate(timeout=120)[0].strip() for run in runs]
+    assert [run.returncode for run in runs] == [0, 0]
+    assert outs == ["1", "1"]
+    for cached in index._INDEXES.values():
+        cached._cached = None
+    shared = stored(clone)
+    fresh = GitClone(origin.url, tmp_path / "fresh-cache")
+    assert HOLD_REASON in refused(fresh, bumped)
+    assert meaning(shared) == meaning(stored(fresh))  # the same as one built alone
