@@ -159,20 +159,22 @@ class ClusterActivities:
             notify=[hook.url for hook in config.notify if "drift" in hook.events],  # only when asked for
         )
         targets = [app for app in req.apps or apps if app not in req.paused]
-        # many apps: git walked once and each cluster read once for all of them, not per app
-        shared: dict[KubeCluster, Seen] | None = {} if len(targets) > 1 else None
-        promoted = self._promoted_folders(req.env, targets) if shared is not None else {}
-        for app in req.apps or apps:
-            if app in req.paused:
-                report.apps.append(AppDrift(app=app, paused=True))
-                continue
-            activity.heartbeat(f"comparing {app}")
-            entry = None
-            if shared is not None:  # read for every app at once: maybe before a promotion or a sync ended
-                entry = self._check(req, config, app, promoted[app], False, shared)
-            if entry is None or entry.drifts:  # so what differs is read again, for this app alone, now
-                entry = self._check(req, config, app, self.repo.promoted_folder(req.env, app), heal, None)
-            report.apps.append(entry)
+        found: dict[str, AppDrift] = {}
+        if len(targets) > 1:  # git walked once and each cluster read once for all the apps, not app by app
+            shared: dict[KubeCluster, Seen] = {}
+            promoted = self._promoted_folders(req.env, targets)
+            for app in targets:
+                activity.heartbeat(f"comparing {app}")
+                found[app] = self._check(req, config, app, promoted[app], False, shared)
+        # what differs by those readings, made before the app's turn (a promotion may have ended since),
+        # is read again, for those apps alone, and only then reported or healed
+        again = [app for app in targets if app not in found or found[app].drifts]
+        promoted = self._promoted_folders(req.env, again) if len(again) > 1 else {}
+        for app in again:
+            activity.heartbeat(f"comparing {app} again" if app in found else f"comparing {app}")
+            folder = promoted[app] if app in promoted else self.repo.promoted_folder(req.env, app)
+            found[app] = self._check(req, config, app, folder, heal, None)
+        report.apps = [found[app] if app in found else AppDrift(app=app, paused=True) for app in req.apps or apps]
         return report
 
     def _promoted_folders(self, env: str, apps: list[str]) -> dict[str, PromotedFolder]:
