@@ -7,6 +7,7 @@ clone's index at once leave a whole, correct one. Real git throughout; the commi
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -164,15 +165,19 @@ def test_two_processes_updating_one_index_at_once_leave_it_whole(origin: Origin,
     bumped = origin.bump(tag="1.5.0")
     assert refused(clone, bumped) == ""
     append(origin, 2000, {1500: hold(bumped)})
+    trace = tmp_path / "git-trace"
+    env = {**os.environ, "GIT_TRACE": str(trace)}  # every git run of both processes, to count the updates
     runs = [
         subprocess.Popen(
-            [sys.executable, "-c", UPDATE, origin.url, str(cache)], cwd=ROOT, stdout=subprocess.PIPE, text=True
+            [sys.executable, "-c", UPDATE, origin.url, str(cache)], cwd=ROOT, stdout=subprocess.PIPE, text=True, env=env
         )
         for _ in range(2)
     ]
     outs = [run.communicate(timeout=120)[0].strip() for run in runs]
     assert [run.returncode for run in runs] == [0, 0]
     assert outs == ["1", "1"]
+    updates = [line for line in trace.read_text().splitlines() if "git log -z --no-renames" in line]
+    assert len(updates) == 1  # one updated it under the lock; the other took its update as it was
     for cached in index._INDEXES.values():
         cached._cached = None
     shared = stored(clone)
