@@ -19,10 +19,11 @@ then measures, with CPU seconds per process beside wall time:
   (default staging, the apps of each applied first: minutes at 5,000 apps) triggered, their CPU
   counted for every environment.
 
-CPU seconds are per process tree (itself, its live descendants, and those it reaped): temporal,
-worker (with its policy engine and git processes), clusters, forge, prometheus; a `promoter` CLI run's
-are its own and its children's (getrusage, `cli`), this script's own are `bench`. Prints one JSON
-line per measure, then the table.
+The drift schedules are paused as soon as the stack is up (each checks every app of its environment
+every 5 minutes: measured apart, last, not beside the promotions). CPU seconds are per process tree
+(itself, its live descendants, and those it reaped): temporal, worker (with its policy engine and git
+processes), clusters, forge, prometheus; a `promoter` CLI run's are its own and its children's
+(getrusage, `cli`), this script's own are `bench`. Prints one JSON line per measure, then the table.
 
     .venv/bin/python bench/repo_scale_bench.py [--apps 5000] [--commits 20000] [--rounds 3] [--idle 60]
     .venv/bin/python bench/repo_scale_bench.py --build-only DIR [--apps N] [--commits N]
@@ -337,6 +338,8 @@ async def on_stack(tmp: Path, source: Path, label: str, out: dict[str, Any], run
         started.update({name: round(cpu, 2) for name, cpu in meter.now().items() if name != "cli"})
         settings = Settings.load(str(state))
         client = await connect(settings)
+        for sid in await drift_schedules(client):  # every app of every environment every 5 minutes: apart
+            await client.get_schedule_handle(sid).pause(note="repo_scale_bench")
         await run(client, settings.task_queue, state, info, meter)
     finally:
         Stack(state).down()
@@ -378,9 +381,7 @@ async def big(tmp: Path, args: argparse.Namespace, out: dict[str, Any]) -> None:
             cli(state, "history", "demo")
         with meter.measure(f"{label}: promoter dry-run demo", out):
             cli(state, "dry-run", "demo", check=False)  # exit 1 only when a stage would be denied
-        schedules = await drift_schedules(client)
-        for sid in schedules:
-            await client.get_schedule_handle(sid).pause(note="repo_scale_bench")
+        schedules = await drift_schedules(client)  # paused since `up` (on_stack)
         t1 = time.perf_counter()
         for env in args.sync_envs:
             sync_environment(
