@@ -170,7 +170,9 @@ def test_two_revisions_judged_at_once_each_get_their_own_verdict(bundle: PolicyB
     at the same time, and each evaluation gets its own revision's verdict."""
     b = revision_b(bundle)
     with OpaStandIn() as opa:
-        workers = [OpaEngine(opa.url), OpaEngine(opa.url)]
+        # the stand-in's real OPA judges 12 bundles' first evaluations at once: on a loaded 2-core machine
+        # that can take longer than the engine's 5 s default, which is not what this test is about
+        workers = [OpaEngine(opa.url, 30.0), OpaEngine(opa.url, 30.0)]
         jobs = [(workers[i % 2], bundle if i % 3 else b) for i in range(12)]
         with concurrent.futures.ThreadPoolExecutor(max_workers=6) as pool:
             verdicts = list(pool.map(lambda job: (job[1], decide(job[0], job[1], CASES["clean"]())), jobs))

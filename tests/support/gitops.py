@@ -175,7 +175,7 @@ class Cli:
         data: dict[str, object] = json.loads(r.stdout)
         return data
 
-    def wait_status(self, wid: str, check: object, timeout_s: float = 60) -> dict[str, object]:
+    def wait_status(self, wid: str, check: object, timeout_s: float = 150) -> dict[str, object]:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             r = self("status", wid, "--json")
