@@ -177,9 +177,9 @@ def check_known(repository: GitClone, app_name: str, env: str | None) -> None:
     envs = [c.name for c in configs]
     if env is not None and env not in envs:
         raise PromoterError(f"unknown environment '{env}'; environments: {', '.join(envs)}")
-    apps: list[str] = []
+    apps: dict[str, None] = {}  # each once, in order (a list's `in` took 1.5 s over 3 x 5,000 apps)
     for name in envs:
-        apps += [a for a in repository.environment_apps(name)[2] if a not in apps]
+        apps.update(dict.fromkeys(repository.environment_apps(name)[2]))
     if app_name not in apps:
         raise PromoterError(f"unknown app '{app_name}'; apps: {', '.join(apps) or 'none'}")
 
