@@ -17,11 +17,17 @@ and the authors of the promoted range (what the policies judge). Wall time and C
 process and its git runs (getrusage of itself and its children) per step, one JSON line each.
 
     .venv/bin/python bench/index_bench.py --base /tmp/base [--apps 5000] [--commits 20000]
+
+`--stack` measures whole promotions instead, on this tree's code alone (run the script of each checkout
+for before and after): `repo_scale_bench.py`'s monorepo part up to `promoter dry-run` (promoter up,
+the push, the first promotion after it, `--rounds` next ones, history and dry-run from a fresh
+process, CPU seconds per stack process), without its drift and idle parts.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import resource
@@ -123,15 +129,45 @@ def bump(origin: Path, parent: str) -> str:
     ).stdout.strip()  # fmt: skip
 
 
+async def stack(apps: int, commits: int, rounds: int) -> None:
+    """Whole promotions of demo through the embedded stack (see the module), this tree's code."""
+    from bench import repo_scale_bench as scale
+
+    out: dict[str, object] = {}
+    label = f"{apps} apps ({ROOT})"
+    with tempfile.TemporaryDirectory(prefix="promoter-index-stack-") as tmp_s:
+        tmp = Path(tmp_s)
+        source = scale.write_source(tmp / "big", apps)
+
+        async def run(client: object, task_queue: str, state: Path, info: dict[str, object], meter: object) -> None:
+            person = tmp / "person-big"
+            scale.git(tmp, "clone", "-q", str(info["repo_url"]), str(person))
+            with meter.measure(f"{label}: push of {commits} other teams' commits", out):  # type: ignore[attr-defined]
+                scale.other_teams_commits(person, commits, apps)
+                scale.git(person, "push", "-q", "origin", "main")
+            scale.git(person, "reset", "-q", "--hard")
+            await scale.promotions(client, task_queue, person, meter, out, label, rounds)  # type: ignore[arg-type]
+            for command in ("history", "dry-run"):
+                with meter.measure(f"{label}: promoter {command} demo", out):  # type: ignore[attr-defined]
+                    scale.cli(state, command, "demo", check=command == "history")
+
+        await scale.on_stack(tmp, source, label, out, run)  # type: ignore[arg-type]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--base", required=True, type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--base", type=Path, help="a checkout of the code to compare with")
+    parser.add_argument("--stack", action="store_true", help="whole promotions through promoter up, this tree")
+    parser.add_argument("--rounds", type=int, default=3, help="next promotions with --stack")
     parser.add_argument("--apps", type=int, default=5000)
     parser.add_argument("--commits", type=int, default=20000)
     parser.add_argument("--origin", type=Path, help="a repository repo_scale_bench.py --build-only built")
     args = parser.parse_args()
-    if not (args.base / "promoter").is_dir():
-        parser.error(f"{args.base} has no promoter/ folder; give a checkout of this repository")
+    if args.stack:
+        asyncio.run(stack(args.apps, args.commits, args.rounds))
+        return
+    if args.base is None or not (args.base / "promoter").is_dir():
+        parser.error("give --base, a checkout of this repository (its promoter/ folder) to compare with, or --stack")
     from bench.repo_scale_bench import build_repository
 
     with tempfile.TemporaryDirectory(prefix="promoter-index-bench-") as tmp:
