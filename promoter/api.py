@@ -21,6 +21,7 @@ from temporalio.client import (
     WorkflowHandle,
     WorkflowQueryFailedError,
     WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
 )
 from temporalio.common import (
     SearchAttributePair,
@@ -476,15 +477,26 @@ class GrpcPromotions:
             raise promotions.unanswered(task_queue, e.message) from None
 
     async def decide(self, workflow_id: str, update: str, decision: Decision) -> StageStatus:
+        """The update, sent again with the same update ID while the server cannot take it yet (the run's
+        workflow task is being retried) or the call timed out: Temporal runs an update ID once and answers
+        a repeat with the first one's outcome, so a decision sent twice counts once."""
         await self._answering(workflow_id)
-        try:
-            handle = self.client.get_workflow_handle(workflow_id)
-            stage: StageStatus = await handle.execute_update(update, decision, result_type=StageStatus)
-        except WorkflowUpdateFailedError as e:
-            raise PromoterError(f"{update} refused: {failure_message(e)}") from None
-        except RPCError as e:
-            raise PromoterError(f"{update} refused: {e.message}") from None
-        return stage
+        handle = self.client.get_workflow_handle(workflow_id)
+        update_id, deadline, attempt = str(uuid.uuid4()), time.monotonic() + promotions.DECIDE_DEADLINE_S, 0
+        stage: StageStatus
+        while True:
+            try:
+                stage = await handle.execute_update(update, decision, id=update_id, result_type=StageStatus)
+                return stage
+            except WorkflowUpdateFailedError as e:
+                raise PromoterError(f"{update} refused: {failure_message(e)}") from None
+            except (RPCError, WorkflowUpdateRPCTimeoutOrCancelledError) as e:
+                why = e.message if isinstance(e, RPCError) else "the call timed out"
+                again = isinstance(e, WorkflowUpdateRPCTimeoutOrCancelledError) or promotions.NOT_READY in e.message
+                if not again or time.monotonic() >= deadline:
+                    raise PromoterError(f"{update} refused: {why}") from None
+            await asyncio.sleep(min(promotions.retry_pause(attempt), max(0.0, deadline - time.monotonic())))
+            attempt += 1
 
     async def _answering(self, workflow_id: str) -> None:
         """`no_worker` at once when no worker polls the run's task queue: an update would wait a minute

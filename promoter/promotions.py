@@ -45,6 +45,19 @@ QUERY_TIMEOUT_S = 5.0  # a worker answers the status query within this, or the C
 POLLER_STALE_S = 90.0  # an idle worker polls again at least every ~70 s
 UNREACHABLE_FOR_S = 10.0  # how long following keeps asking an unreachable Temporal before it says so
 HOLD_PR_WAIT_S = 60.0  # lifting a hold opens its PR within this, or the CLI asks whether a worker runs
+DECIDE_DEADLINE_S = 60.0  # an approval or rejection is sent again (the same update ID) until it has an outcome
+# The server refuses an update while the run's workflow task is being retried (one timed out on a starved
+# worker, as in a burst of approvals): `WorkflowNotReady`, "... due to Workflow Task in failed state". Not a
+# refusal of the decision: it is sent again, with the same update ID, once the task can run.
+NOT_READY = "Workflow Task in failed state"
+
+
+def retry_pause(attempt: int) -> float:
+    """How long to wait before sending an update again that the server could not take yet (0.25 s, doubling
+    up to 4 s)."""
+    return float(min(4.0, 0.25 * 2**attempt))
+
+
 # how a run that closed without reaching an outcome of its own is listed (its memo still says "running")
 CLOSED_STATES = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
 

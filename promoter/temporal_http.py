@@ -40,7 +40,7 @@ DEADLINE_EXCEEDED = 4
 PERMISSION_DENIED = 7
 UNAUTHENTICATED = 16
 CALL_TIMEOUT_S = 20.0
-DECIDE_DEADLINE_S = 60.0
+DECIDE_DEADLINE_S = promotions.DECIDE_DEADLINE_S
 PAGE_SIZE = 100
 SETTING = "PROMOTER_TEMPORAL_HTTP_URL"
 MEDIA_TYPE = "application/json+no-payload-shorthand"
@@ -186,6 +186,7 @@ class HttpPromotions:
             "waitPolicy": {"lifecycleStage": "UPDATE_WORKFLOW_EXECUTION_LIFECYCLE_STAGE_COMPLETED"},
         }
         deadline = time.monotonic() + DECIDE_DEADLINE_S
+        attempt = 0
         while (left := deadline - time.monotonic()) > 0:
             try:
                 answer = self._call(
@@ -193,6 +194,10 @@ class HttpPromotions:
                 )
             except Failed as e:
                 if e.code == DEADLINE_EXCEEDED:
+                    continue
+                if promotions.NOT_READY in e.message:  # the run's task is being retried: send it again soon
+                    time.sleep(min(promotions.retry_pause(attempt), max(0.0, deadline - time.monotonic())))
+                    attempt += 1
                     continue
                 raise PromoterError(f"{update} refused: {e.message}") from None
             outcome = answer.get("outcome")
