@@ -131,6 +131,7 @@ def _occurrences(calendar: Any, lo: datetime, hi: datetime, budget: list[int], f
     events = list(calendar.walk("VEVENT"))
     moved = {(str(e.get("UID", "")), _utc(e.decoded("RECURRENCE-ID"))) for e in events if "RECURRENCE-ID" in e}
     for event in events:
+        _check(event, file)
         if str(event.get("STATUS", "")).upper() == "CANCELLED":
             continue
         length = _length(event)
@@ -173,6 +174,7 @@ def _starts(event: Any, lo: datetime, hi: datetime, budget: list[int], file: str
     base = _like(first, first)
     series = rrule.rruleset()
     for recur in _each(event.get("RRULE")):
+        _feasible(recur, _utc(first), hi, f"{file}: event {_name(event)!r}")
         parts = {k: v for k, v in recur.items() if k != "UNTIL"}
         rule = rrule.rrulestr(type(recur)(parts).to_ical().decode(), dtstart=base)
         if "UNTIL" in recur:
@@ -188,8 +190,8 @@ def _starts(event: Any, lo: datetime, hi: datetime, budget: list[int], file: str
         budget[0] -= 1
         if budget[0] < 0:
             raise BadInput(
-                f"{file}: event {str(event.get('SUMMARY', event.get('UID', '?')))[:80]!r} repeats more than "
-                f"{MAX_STEPS} times before {_rfc3339(lo)}; move its DTSTART closer"
+                f"{file}: event {_name(event)!r} repeats more than {MAX_STEPS} times before {_rfc3339(lo)}; "
+                "move its DTSTART closer"
             )
         if start >= hi_:
             return
@@ -197,16 +199,66 @@ def _starts(event: Any, lo: datetime, hi: datetime, budget: list[int], file: str
             yield start if isinstance(first, datetime) else start.date()
 
 
+def _name(event: Any) -> str:
+    return str(event.get("SUMMARY", event.get("UID", "?")))[:80]
+
+
+# the longest a period of each frequency can be, and the days of each month at most (for what can occur)
+_PERIOD = {"HOURLY": 3600, "DAILY": 86400, "WEEKLY": 7 * 86400, "MONTHLY": 31 * 86400, "YEARLY": 366 * 86400}
+_MONTH_DAYS = (31, 29, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31)
+
+
+def _feasible(recur: Any, start: datetime, hi: datetime, what: str) -> None:
+    """Refuse a rule that dateutil would step through for long before answering: one finer than hourly,
+    one whose periods from DTSTART to the horizon are more than MAX_STEPS, and one whose BYMONTHDAY no
+    month of its BYMONTH has (dateutil looks for it until the year 9999: seconds of CPU a check)."""
+    freq = str(_first(recur.get("FREQ")) or "").upper()
+    if freq not in _PERIOD:
+        raise BadInput(f"{what} repeats with FREQ={freq or '?'}; a change calendar's events repeat at most hourly")
+    interval = int(_first(recur.get("INTERVAL")) or 1)
+    periods = (hi - start).total_seconds() / (_PERIOD[freq] * max(interval, 1))
+    if freq in ("HOURLY", "DAILY") and periods > MAX_STEPS:
+        raise BadInput(
+            f"{what} repeats over more than {MAX_STEPS} periods before {_rfc3339(hi)}; move its DTSTART closer"
+        )
+    days = [int(d) for d in recur.get("BYMONTHDAY") or []]
+    months = [int(m) for m in recur.get("BYMONTH") or []] or list(range(1, 13))
+    if days and not any(abs(d) <= _MONTH_DAYS[m - 1] for d in days for m in months if 1 <= m <= 12):
+        raise BadInput(f"{what} never occurs: no month of its BYMONTH has its BYMONTHDAY")
+
+
+def _first(values: Any) -> Any:
+    return values[0] if isinstance(values, list) and values else values or None
+
+
+def _check(event: Any, file: str) -> None:
+    """Refuse what would freeze less than the calendar says, rather than guess: a time zone this machine
+    does not know (its times would be read as UTC), an end before the start, an RDATE period (its own
+    length is not the event's)."""
+    what = f"{file}: event {_name(event)!r}"
+    for name in ("DTSTART", "DTEND", "RECURRENCE-ID", "RDATE", "EXDATE"):
+        for line in _each(event.get(name)):
+            zone = getattr(line, "params", {}).get("TZID")
+            values = [i.dt for i in line.dts] if hasattr(line, "dts") else [line.dt]
+            if zone and any(isinstance(v, datetime) and v.tzinfo is None for v in values):
+                raise BadInput(f"{what}: its {name} names the time zone {str(zone)[:60]!r}, which is not known here")
+            if name == "RDATE" and any(isinstance(v, tuple) for v in values):
+                raise BadInput(f"{what}: an RDATE period is not supported; give that occurrence a VEVENT of its own")
+    if "DTSTART" not in event:
+        raise BadInput(f"{what} has no DTSTART")
+    if _length(event) < timedelta(0):
+        raise BadInput(f"{what} ends before it starts; fix its DTEND or DURATION")
+
+
 def _each(value: Any) -> list[Any]:
     return [] if value is None else value if isinstance(value, list) else [value]
 
 
 def _dates(event: Any, name: str) -> Iterator[Any]:
-    """The dates or times of an event's RDATE or EXDATE lines (a period counts by its start)."""
+    """The dates or times of an event's RDATE or EXDATE lines (`_check` refused RDATE periods)."""
     for line in _each(event.get(name)):
         for item in line.dts:
-            value = item.dt
-            yield value[0] if isinstance(value, tuple) else value
+            yield item.dt
 
 
 def _like(value: date, base: date) -> datetime:

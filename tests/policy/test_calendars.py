@@ -152,13 +152,41 @@ def test_moved_cancelled_added_and_ended_occurrences() -> None:
 
 
 def test_a_rule_that_steps_too_often_is_refused_naming_the_file() -> None:
-    minutely = BERLIN.replace("RRULE:FREQ=WEEKLY;BYDAY=MO", "RRULE:FREQ=MINUTELY").replace(
-        ";TZID=Europe/Berlin:20260316", ";TZID=Europe/Berlin:20200316"
-    )
-    cal = calendars.load([{"file": ICS}], {ICS: minutely}, "policies/data.yaml")
+    weekly_for_ages = BERLIN.replace(";TZID=Europe/Berlin:20260316", ";TZID=Europe/Berlin:10000316")
+    cal = calendars.load([{"file": ICS}], {ICS: weekly_for_ages}, "policies/data.yaml")
     with pytest.raises(BadInput) as e:
         calendars.windows(cal, utc("2026-03-23T17:30:00Z"))
     assert str(e.value).startswith(f"policies/{ICS}: event 'Monday evening change freeze' repeats more than 50000")
+
+
+WEEKLY = "RRULE:FREQ=WEEKLY;BYDAY=MO"
+START = ";TZID=Europe/Berlin:20260316T18"
+
+
+@pytest.mark.parametrize(
+    ("changes", "expected"),
+    [
+        ({WEEKLY: "RRULE:FREQ=MINUTELY"}, "repeats with FREQ=MINUTELY; a change calendar's events repeat at most"),
+        ({WEEKLY: "RRULE:FREQ=DAILY;BYMONTH=2,4;BYMONTHDAY=31,-31"}, "never occurs: no month of its BYMONTH has"),
+        ({WEEKLY: "RRULE:FREQ=HOURLY", START: ";TZID=Europe/Berlin:20000316T18"}, "repeats over more than 50000"),
+        ({"DTSTART" + START: "DTSTART;TZID=Europe/Berlni:20260316T18"}, "its DTSTART names the time zone 'Europe/"),
+        ({"DTEND;TZID=Europe/Berlin:20260316T200000": "DTEND;TZID=Europe/Berlin:20260316T170000"}, "ends before it"),
+        ({"EXDATE;": "RDATE;VALUE=PERIOD:20260324T170000Z/PT8H\nEXDATE;"}, "an RDATE period is not supported"),
+    ],
+)
+def test_a_rule_that_freezes_less_than_it_says_or_never_ends_is_refused(changes: dict[str, str], expected: str) -> None:
+    """Each would freeze less than the calendar means (a zone read as UTC, an end before the start, a
+    period's own length) or keep dateutil stepping for seconds a check (a minutely rule, a day no month
+    has, hourly from 2000): refused, naming the file and the event, so the check fails closed."""
+    hostile = BERLIN
+    for old, new in changes.items():
+        assert old in hostile
+        hostile = hostile.replace(old, new)
+    cal = calendars.load([{"file": ICS}], {ICS: hostile}, "policies/data.yaml")
+    with pytest.raises(BadInput) as e:
+        calendars.windows(cal, utc("2026-03-23T17:30:00Z"))
+    assert str(e.value).startswith(f"policies/{ICS}: event 'Monday evening change freeze'"), e.value
+    assert expected in str(e.value), e.value
 
 
 def test_a_promotion_inside_an_event_is_denied_naming_it(engines: list[PolicyEngine]) -> None:
