@@ -7,7 +7,6 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
-from datetime import datetime
 from typing import Protocol
 
 from temporalio import activity
@@ -32,8 +31,6 @@ from promoter.models import (
     PrepareResult,
     PullRequest,
     ReviewEvent,
-    RulesRevision,
-    Trust,
     UpdatePullRequest,
     WatchInput,
     WatchResult,
@@ -53,7 +50,7 @@ SEEN_PUSH_TRIES = 30  # seconds a lift's push may take to show on its PR before 
 _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
 
-class ForgeGit(Protocol):
+class ForgeGit(glass.GlassGit, Protocol):
     """What the forge activities need of the git side (promoter.git.ports): a stage's branch pushed,
     the folders' trees a merge must still have, and a hold, its lift-hold request and the sealed lift."""
 
@@ -63,13 +60,8 @@ class ForgeGit(Protocol):
     def push_lift_request(self, hold: holds.Hold, who: str, why: str) -> tuple[str, str]: ...
     def lift_request(self, commit: str) -> tuple[str, str, str, str]: ...
     def seal_lift(self, branch: str, request: str, approvals: Sequence[str] = ...) -> str: ...
-    def push_break_glass_request(
-        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
-    ) -> tuple[str, str, str, EnvironmentConfig]: ...
-    def break_glass_request(self, commit: str) -> dict[str, str]: ...
-    def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str: ...
-    def rules(self, main: str | None = ...) -> RulesRevision: ...
-    def trust(self, rev: str) -> Trust: ...
+
+    # and a break-glass's request and seal, the trusted rules and their trust/ (glass.GlassGit)
 
 
 class ForgeActivities:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Protocol
 
@@ -32,7 +32,14 @@ SEEN_PUSH_TRIES = 30  # seconds a sealed commit may take to show on its PR befor
 
 class GlassGit(Protocol):
     def push_break_glass_request(
-        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
+        self,
+        app: str,
+        env: str,
+        until: datetime,
+        who: str,
+        why: str,
+        now: datetime,
+        vet: Callable[[EnvironmentConfig, Trust], None] | None = None,
     ) -> tuple[str, str, str, EnvironmentConfig]: ...
     def break_glass_request(self, commit: str) -> dict[str, str]: ...
     def seal_break_glass(self, branch: str, request: str, approvals: Sequence[str], approved_by: list[str]) -> str: ...
@@ -45,8 +52,15 @@ def open_pr(forge: Forge, repo: GlassGit, req: LiftHoldInput) -> OpenedLift:
     `break_glass` (its approvers, its quorum), never the promotion gate's; what verifies its signed
     approvals is trust/ at the same trusted rules revision of main its environment was read at."""
     assert req.until is not None
+    asker: list[str] = []  # the fingerprint of the key that signed the request, once verified
     gid, branch, main, config = repo.push_break_glass_request(
-        req.app, req.env, req.until, req.requested_by, req.reason, datetime.now(UTC)
+        req.app,
+        req.env,
+        req.until,
+        req.requested_by,
+        req.reason,
+        datetime.now(UTC),
+        lambda c, t: asker.extend([vetted(req, c, t)]),
     )
     assert config.break_glass is not None
     until = breakglass.rfc3339(req.until)
@@ -77,8 +91,46 @@ def open_pr(forge: Forge, repo: GlassGit, req: LiftHoldInput) -> OpenedLift:
     environment = config.model_copy(update={"approval": gate})
     trust = repo.trust(repo.rules(main).commit)  # the revision push_break_glass_request read `config` at
     return OpenedLift(
-        pr=pr, commit=main, author=req.requested_by, hold_reason=gid, environment=environment, trust=trust
+        pr=pr,
+        commit=main,
+        author=req.requested_by,
+        hold_reason=gid,
+        environment=environment,
+        trust=trust,
+        asker_fingerprint=asker[0] if asker else "",
     )
+
+
+def vetted(req: LiftHoldInput, config: EnvironmentConfig, trust: Trust) -> str:
+    """The fingerprint of the key that signed the request ("" unsigned), its signature verified against
+    `trust` for the principal who asks. Where the environment's approvals must be signed, so must the
+    request be: who asked (whom `author_cannot_approve` refuses, whose key may not approve) is then
+    proven, not a name typed by hand. Bad input saying how to sign otherwise."""
+    from promoter import signing
+
+    assert req.until is not None
+    if not req.statement and not req.signature:
+        if config.approval.require_signed:
+            raise BadInput(
+                f"{req.env} requires signed approvals, so a break-glass request must be signed too: add "
+                f"--sign-key KEY (a key trust/allowed_signers lists for {req.requested_by})"
+            )
+        return ""
+    at = breakglass.check_request(
+        req.statement, req.app, req.env, req.until, req.requested_by, req.reason, datetime.now(UTC)
+    )
+    try:
+        verified = signing.verify(
+            req.statement.encode(),
+            signing.line_to_armor(req.signature),
+            principal=req.requested_by,
+            allowed_signers=trust.allowed_signers,
+            revoked_keys=trust.revoked_keys,
+            at=at,
+        )
+    except signing.SignatureError as e:
+        raise BadInput(f"the break-glass request's signature does not verify: {e}") from None
+    return verified.fingerprint
 
 
 def seal(forge: Forge, repo: GlassGit, req: MergePullRequest, branch: str) -> str | MergeResult:

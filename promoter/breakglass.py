@@ -97,6 +97,34 @@ def one_line(text: str, limit: int = 300) -> str:
     return " ".join(text.split())[:limit]
 
 
+REQUEST_HEADER = "promoter break-glass request v1"
+SKEW = timedelta(minutes=10)  # a signed request's time may be this far off the worker's clock
+
+
+def request_statement(app: str, env: str, until: datetime, who: str, why: str, at: datetime) -> str:
+    """What who asks for a break-glass signs (`promoter break-glass --sign-key`), where the environment's
+    approvals must be signed: the asker is then who the signature proves, not a name typed by hand. The
+    reason is a JSON string (ASCII), so nothing in it starts a line of its own."""
+    import json
+
+    lines = [REQUEST_HEADER, f"app {app}", f"env {env}", f"until {rfc3339(until)}", f"by {one_line(who, 120)}"]
+    return "\n".join([*lines, f"reason {json.dumps(why)}", f"at {rfc3339(at)}", ""])
+
+
+def check_request(statement: str, app: str, env: str, until: datetime, who: str, why: str, now: datetime) -> datetime:
+    """The time a signed request names, once it is this request's statement, made within SKEW of `now`;
+    bad input saying what differs otherwise."""
+    said = dict(line.split(" ", 1) for line in statement.splitlines()[1:] if " " in line)
+    at = parse_time(said.get("at", ""), "the signed request's time") if said.get("at") else None
+    if at is None or statement != request_statement(app, env, until, who, why, at):
+        raise BadInput(
+            "the signed request is not for this break-glass (its app, env, until, asker or reason); sign again"
+        )
+    if abs(now - at) > SKEW:
+        raise BadInput(f"the signed request was made at {rfc3339(at)}, more than 10 minutes off now; sign again")
+    return at
+
+
 def request_trailers(gid: str, app: str, env: str, until: str, who: str, why: str) -> str:
     """The break-glass PR's first commit: it names what is asked, and adds nothing."""
     return (

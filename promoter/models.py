@@ -888,6 +888,10 @@ class LiftHoldInput(BaseModel):
     requested_by: str
     reason: str
     until: datetime | None = None
+    # a break-glass asked with `--sign-key`: `promoter.breakglass.request_statement` and its SSH signature
+    # (one line), verified by the activity that opens it against trust/ at the trusted rules revision
+    statement: str = ""
+    signature: str = ""
 
 
 class OpenedLift(BaseModel):
@@ -901,6 +905,8 @@ class OpenedLift(BaseModel):
     # trust/allowed_signers and revoked_keys at the trusted rules revision of main the gate was read at: what
     # verifies its signed approvals (empty for a lift opened before it was recorded)
     trust: Trust = Field(default_factory=Trust)
+    # the key that signed the break-glass request ("" unsigned): it may not approve what it asked for
+    asker_fingerprint: str = ""
 
 
 class StagePlan(BaseModel):

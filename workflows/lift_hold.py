@@ -63,6 +63,7 @@ class LiftHoldWorkflow:
         self.stage = StageStatus(env=inp.env, order=0, state=StageState.OPENING_PR, message="opening the PR")
         self.rejection: Decision | None = None
         self.trust = Trust()  # what verifies signed decisions: the opened lift's (`OpenedLift.trust`)
+        self.asker_key = ""  # the key that signed a break-glass's request: it may not approve it
 
     @property
     def allowed(self) -> list[str]:
@@ -74,6 +75,7 @@ class LiftHoldWorkflow:
         opened: OpenedLift = await steps.OPEN_LIFT.call(inp, f"open the PR that lifts the hold in {inp.env}")
         self.stage.pr_number, self.stage.pr_url = opened.pr.number, opened.pr.url
         self.stage.head_sha, self.stage.commit, self.trust = opened.pr.head_sha, opened.commit, opened.trust
+        self.asker_key = opened.asker_fingerprint
         self.stage.signed_required = opened.environment.approval.require_signed
         self.stage.approvals_required = max(1, opened.environment.approval.required)
         await self._screen(inp, opened)
@@ -199,10 +201,16 @@ class LiftHoldWorkflow:
         if reason is None:
             proof, reason = proven(self.gate, d, approving)
         if reason is None and approving:
-            reason = unproven(self.gate, d, proof) or key_used(self.stage, d, proof)
+            reason = unproven(self.gate, d, proof) or key_used(self.stage, d, proof) or self._asker(proof)
         if reason is not None:
             raise ApplicationError(reason, type=REFUSED)
         return proof
+
+    def _asker(self, proof: Proven) -> str | None:
+        """Who asked for a break-glass does not approve it, by whatever name their key is listed for."""
+        if self.asker_key and proof.fingerprint == self.asker_key:
+            return f"the key {proof.fingerprint} signed this break-glass's request; it may not approve it too"
+        return None
 
     @workflow.update(name=APPROVE)
     async def approve(self, d: Decision) -> StageStatus:
@@ -210,8 +218,10 @@ class LiftHoldWorkflow:
         proof, _ = proven(self.gate, d, True)
         # two approvals validated in one workflow task, before either counted: the second counts not
         once = next((a for a in self.stage.approvals if a.approver == d.approver), None)
-        reason = key_used(self.stage, d, proof) or (
-            once and f"{d.approver} has already approved {d.env}; one person counts once"
+        reason = (
+            key_used(self.stage, d, proof)
+            or self._asker(proof)
+            or (once and f"{d.approver} has already approved {d.env}; one person counts once")
         )
         if reason:
             raise ApplicationError(reason, type=REFUSED)

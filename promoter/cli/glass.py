@@ -44,16 +44,25 @@ def break_glass(
     reason: Annotated[str, typer.Option(help="why (required; named on every promotion that uses it)")],
     until: Annotated[str, typer.Option(help="its end: an RFC 3339 time or a span (4h), at most 24 hours ahead")],
     requested_by: Annotated[str, typer.Option("--as", help="who asks")] = "",
+    sign_key: Annotated[
+        str | None,
+        typer.Option(
+            "--sign-key",
+            envvar="PROMOTER_SIGNING_KEY",
+            help="an OpenSSH private key: sign the request (required where ENV's approvals must be signed)",
+        ),
+    ] = None,
     as_json: AsJson = False,
     state_dir: StateDir = None,
 ) -> None:
     """Let APP's promotions into ENV through a freeze until --until, through a PR that ENV's break_glass
     approvers must approve; it stops counting at its end by itself."""
-    run_async(_break_glass(Settings.load(state_dir), app_name, env, reason, until, requested_by, as_json))
+    asked = (app_name, env, reason, until, requested_by, sign_key)
+    run_async(_break_glass(Settings.load(state_dir), *asked, as_json=as_json))
 
 
 async def _break_glass(
-    s: Settings, app_name: str, env: str, reason: str, until: str, who: str, as_json: bool = False
+    s: Settings, app_name: str, env: str, reason: str, until: str, who: str, key: str | None, as_json: bool = False
 ) -> int:
     from promoter import api
     from promoter.models import LiftHoldInput
@@ -66,6 +75,11 @@ async def _break_glass(
     who = who.strip() or whoami()
     temporal = await client(s)
     req = LiftHoldInput(app=app_name, env=env, commit="", requested_by=who, reason=reason, until=ends)
+    if key:  # the asker, proven: the worker verifies it against trust/allowed_signers for --as
+        from promoter import breakglass, signing
+
+        req.statement = breakglass.request_statement(app_name, env, ends, who, reason, datetime.now(UTC))
+        req.signature = signing.armor_to_line(signing.sign_file(req.statement.encode(), key))
     handle = await api.break_glass(temporal, s.task_queue, req)
     stage = await api.GrpcPromotions(temporal).hold_pr(handle.id)
     if as_json:

@@ -6,7 +6,7 @@ Each method only hands the call to the part that owns it: plumbing (`clone`), th
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 
@@ -57,9 +57,16 @@ class GitClone:
         self.glass = BreakGlassWriter(self.plumbing, self.reading)
 
     def push_break_glass_request(
-        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
+        self,
+        app: str,
+        env: str,
+        until: datetime,
+        who: str,
+        why: str,
+        now: datetime,
+        vet: Callable[[EnvironmentConfig, Trust], None] | None = None,
     ) -> tuple[str, str, str, EnvironmentConfig]:
-        return self.glass.push_request(app, env, until, who, why, now)
+        return self.glass.push_request(app, env, until, who, why, now, vet)
 
     def break_glass_request(self, commit: str) -> dict[str, str]:
         return self.glass.asked(commit)

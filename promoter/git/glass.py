@@ -3,7 +3,7 @@ then, once its gate approved, the commit promoter signs that adds `trust/break-g
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 
 import git
@@ -14,7 +14,7 @@ from promoter.git import objects
 from promoter.git.clone import Clone
 from promoter.git.objects import Entry
 from promoter.git.reading import GitOpsReader
-from promoter.models import EnvironmentConfig
+from promoter.models import EnvironmentConfig, Trust
 from promoter.names import check
 
 
@@ -24,7 +24,14 @@ class BreakGlassWriter:
         self.reading = reading
 
     def push_request(
-        self, app: str, env: str, until: datetime, who: str, why: str, now: datetime
+        self,
+        app: str,
+        env: str,
+        until: datetime,
+        who: str,
+        why: str,
+        now: datetime,
+        vet: Callable[[EnvironmentConfig, Trust], None] | None = None,
     ) -> tuple[str, str, str, EnvironmentConfig]:
         """The break-glass PR's first commit, on `break-glass/<app>/<env>/<stamp>`: an empty commit on main
         that asks, signed by promoter. (id, branch, main's commit it was written on, the environment as the
@@ -40,12 +47,15 @@ class BreakGlassWriter:
         breakglass.check_until(until, now)
         repo = self.clone.fresh()
         main = self.clone.main(repo)
-        config = self.reading.environment(repo, self.reading.trusted.rules(main).commit, env)
+        rules = self.reading.trusted.rules(main).commit
+        config = self.reading.environment(repo, rules, env)
         if config.break_glass is None:
             raise BadInput(
                 f"{env} has no break_glass in its environment.yaml: add break_glass: {{approvers: [...], required: N}} "
                 "(a reviewed rules change) before anyone can break the glass there"
             )
+        if vet is not None:  # the asker's signature, against trust/ at the same revision: before anything is pushed
+            vet(config, self.reading.trusted.trust(rules))
         if app not in self.reading.apps(repo, main, env):
             raise BadInput(f"{env} has no app {app!r}; name one of its apps (environments/{env}/<app>)")
         gid = breakglass.glass_id(app, env, now)

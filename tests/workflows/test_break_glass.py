@@ -82,12 +82,13 @@ def frozen(tmp_path: Path) -> tuple[Origin, Path, str, datetime]:
 
 
 def frozen_origin(tmp_path: Path, signed: bool = False) -> tuple[Origin, Path, str, datetime]:
-    """`frozen`; `signed`: prod's approvals must be signed, and bob's and carol's keys (keys/<name>) are
-    listed for approvals; carol's older key too, revoked, and bob's key for carol as well; mallory's for nobody."""
+    """`frozen`; `signed`: prod's approvals must be signed, and alice's, bob's and carol's keys (keys/<name>)
+    are listed for approvals; carol's older key too, revoked, bob's key for carol as well, and alice's for bob;
+    mallory's for nobody."""
     now = datetime.now(UTC).replace(microsecond=0)
     end = now + timedelta(hours=3)
     public = demo_keys(
-        tmp_path / "keys", ("promoter", "bob", "carol", "carol-old", "mallory") if signed else ("promoter",)
+        tmp_path / "keys", ("promoter", "alice", "bob", "carol", "carol-old", "mallory") if signed else ("promoter",)
     )
     base = tmp_path / "frozen"
     base.mkdir()
@@ -95,9 +96,10 @@ def frozen_origin(tmp_path: Path, signed: bool = False) -> tuple[Origin, Path, s
     if signed:
         (source / "trust").mkdir(exist_ok=True)
         lines = [f'carol namespaces="promoter-approval" {public[k]}\n' for k in ("carol-old", "bob")]
+        lines.append(f'bob namespaces="promoter-approval" {public["alice"]}\n')
         (source / "trust" / "allowed_signers").write_text("".join(lines))
         (source / "trust" / "revoked_keys").write_text(f"{public['carol-old']} carol's old laptop\n")
-    public = {k: v for k, v in public.items() if k in ("promoter", "bob", "carol")}
+    public = {k: v for k, v in public.items() if k in ("promoter", "alice", "bob", "carol")}
     (source / ICS).parent.mkdir(parents=True, exist_ok=True)
     (source / ICS).write_text(calendar(now - timedelta(hours=1), end))
     data = source / "policies" / "data.yaml"
@@ -267,6 +269,9 @@ async def test_where_approvals_must_be_signed_a_break_glass_takes_only_signature
         ask = LiftHoldInput(
             app="demo", env="prod", commit="", requested_by="alice", reason="incident 4711", until=until
         )
+        # alice asks as `promoter break-glass --sign-key` does: where approvals must be signed, so is the request
+        ask.statement = breakglass.request_statement("demo", "prod", until, "alice", "incident 4711", datetime.now(UTC))
+        ask.signature = signing.armor_to_line(signing.sign_file(ask.statement.encode(), keys / "alice"))
         glass = await api.break_glass(dev_env.client, tq, ask)  # not refused where approvals must be signed
         stage = await wait_stage(glass, lambda s: s.state == StageState.AWAITING_APPROVAL)
         main = git.Repo(origin.path).commit("main").hexsha
@@ -298,6 +303,9 @@ async def test_where_approvals_must_be_signed_a_break_glass_takes_only_signature
         assert f"commit 000000000000, not {main[:12]}" in await refused(signed("bob", "bob", commit="0" * 40))
         assert "not in trust/allowed_signers for 'bob'" in await refused(signed("bob", "mallory"))
         assert "revoked" in await refused(signed("carol", "carol-old"))
+        # alice's key is listed for bob too: the key that asked may not approve, whatever name it signs as
+        asker = await refused(signed("bob", "alice"))
+        assert "signed this break-glass's request; it may not approve it too" in asker, asker
         assert (await glass.query("status", result_type=StageStatus)).approvals == []
 
         await glass.execute_update("approve", signed("bob", "bob"))
