@@ -205,10 +205,20 @@ def _impossible_date(text: str) -> tuple[list[str], str] | None:
     return None
 
 
+# what promoter hands the policies from elsewhere, each checked there: a data file setting it would pass unchecked
+RESERVED_DATA = {
+    "break_glass": "a break-glass is asked with `promoter break-glass`; promoter writes it under trust/break-glass/",
+    "exceptions": "an exception is a file under policies/exceptions/ (checked against max_exception_days)",
+}
+
+
 def check_data(data: dict[str, Any], where: str) -> None:
     """The settings of policies/data.yaml that loosen or judge the gates, checked as they load (the
     policies check them again): max_exception_days may lower the ceiling, never raise it, and every
     freeze window must be readable (a window promoter cannot read must not pass for no freeze)."""
+    for key, where_from in RESERVED_DATA.items():
+        if key in data:
+            raise BadInput(f"{where}: {key} is not set in a data file; {where_from}")
     days = data.get("max_exception_days")
     if days is not None and (
         isinstance(days, bool)

@@ -239,3 +239,19 @@ def test_a_broken_event_fails_closed_naming_the_file(engines: list[PolicyEngine]
 
 def test_the_calendar_is_part_of_the_policy_revision(tmp_path: Path) -> None:
     assert bundle().revision != bundle(BERLIN.replace("Quarter close", "Quarter closing")).revision
+
+
+@pytest.mark.parametrize(
+    ("key", "said"),
+    [
+        ("break_glass", "a break-glass is asked with `promoter break-glass`"),
+        ("exceptions", "an exception is a file under policies/exceptions/"),
+    ],
+)
+def test_a_data_file_cannot_set_what_promoter_hands_the_policies_from_elsewhere(key: str, said: str) -> None:
+    """A break-glass in data.yaml would skip promoter's seal and its gate, an exception there the
+    max_exception_days check: both are refused as data.yaml loads (every check then fails closed)."""
+    files = {"data.yaml": yaml.safe_dump({key: {"demo-prod-1": {"app": "demo", "env": "prod"}}})}
+    with pytest.raises(BadInput) as e:
+        PolicyBundle.from_files(files)
+    assert str(e.value).startswith(f"policies/data.yaml: {key} is not set in a data file; {said}"), e.value
