@@ -186,9 +186,7 @@ class MainIndex:
     def at(self, repo: git.Repo, main: str) -> View:
         """The index at `main` (a commit of main as fetched), updated or rebuilt first when it must be."""
         try:
-            data = self._load()
-            view = data.at(main) if data is not None else None
-            if view is not None:
+            if (data := self._load()) is not None and (view := data.at(main)) is not None:
                 return view
             with self._lock, self.clone.file_lock(".index"):
                 data = self._load()
@@ -237,6 +235,8 @@ class MainIndex:
                 out.flush()
                 os.fsync(out.fileno())
             os.replace(tmp, self.path)
+            stat = self.path.stat()  # kept as written: the next read need not parse it again
+            self._cached = ((stat.st_ino, stat.st_size, stat.st_mtime_ns), data)
         except BaseException:
             # a cancel or an interrupt too: no half-written file is left beside the index
             Path(tmp).unlink(missing_ok=True)
