@@ -28,6 +28,12 @@ with workflow.unsafe.imports_passed_through():
 
 WITHDRAWN = ("dismissed", "unapproved")  # review states that take an approval back
 WATCH_WINDOW = timedelta(days=30)  # a watcher attempt's limit; a gate with no deadline starts another
+# how long a finished promotion waits for its cancelled PR watchers to end: a watcher sees its cancel at its
+# next heartbeat (every 2 minutes at most with a thousand gates waiting), and one on a worker that died, only
+# at its heartbeat timeout (4 minutes); the run, which `promoter promote` of the same app waits out, must
+# not stay open that long after its outcome. A watcher still running afterwards finds the run closed at its
+# next heartbeat and stops; it only reads the forge.
+WATCHERS_GRACE = timedelta(seconds=5)
 # the patch that made a decided gate's watcher end before the promotion does (histories recorded
 # before it replay without waiting)
 WATCHERS_AWAITED = "watchers-awaited"
@@ -70,10 +76,21 @@ class Watcher:
 
     async def ended(self) -> None:
         """Wait for the cancelled PR watchers to end, so that a finished promotion leaves no pending
-        activity behind. The gate does not wait for them: the merge, sync and health check go on
-        meanwhile. A watcher sees its cancel at its next heartbeat, within seconds."""
-        if self.ending:
+        activity behind, for WATCHERS_GRACE at most (see there). The gate does not wait for them: the
+        merge, sync and health check go on meanwhile."""
+        if not self.ending:
+            return
+        if not workflow.patched("watchers-grace"):  # a run from before: it waited for every watcher
             await asyncio.wait(self.ending)
+            return
+        try:
+            await workflow.wait_condition(
+                lambda: all(task.done() for task in self.ending),
+                timeout=WATCHERS_GRACE,
+                timeout_summary="cancelled PR watchers",
+            )
+        except TimeoutError:
+            pass  # the run ends without them (a dead worker's, or one that heartbeats minutes apart)
 
     async def take_in(self, stage: StageStatus, planned: PlannedEnvironment, seen: WatchResult) -> Outcome | None:
         """Take in what the watcher saw; an outcome ends the gate, None keeps it waiting."""

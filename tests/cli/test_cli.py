@@ -177,9 +177,14 @@ def test_wait_exits_1_when_the_promotion_does_not_succeed(stack: tuple[Cli, Orig
     commit = origin.bump(tag=f"8.0.0-{ending}")
     follower = cli.popen("promote", "demo", "--wait")
     try:
-        waiting = cli.wait_status(
-            "promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval"
-        )
+        try:
+            waiting = cli.wait_status(
+                "promote-demo", lambda s: s["commit"] == commit and s["stages"][2]["state"] == "awaiting_approval"
+            )
+        except TimeoutError as e:
+            follower.kill()
+            said, complained = follower.communicate()
+            raise AssertionError(f"{e}; `promote demo --wait` said: {said[-600:]!r} {complained[-600:]!r}") from None
         if ending == "reject":
             r = cli("reject", "promote-demo", "--env", "prod", "--as", "carol", "--reason", "freeze")
         else:

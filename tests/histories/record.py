@@ -60,7 +60,7 @@ OUT = Path(os.environ.get("PROMOTER_HISTORIES", HERE))  # an older tree's run wr
 # v2.2: the search attributes upserted once per workflow task (patch "index-per-task");
 # v2.1: a decided gate's PR watcher ends before the promotion does (patch "watchers-awaited");
 # v2: the steps folded and made local (issue 13); v1 was retired by a drained cut-over
-VERSION = "v2.2"
+VERSION = "v2.3"
 
 
 def write(name: str, history: WorkflowHistory) -> None:

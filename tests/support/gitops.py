@@ -177,13 +177,18 @@ class Cli:
 
     def wait_status(self, wid: str, check: object, timeout_s: float = 150) -> dict[str, object]:
         deadline = time.monotonic() + timeout_s
+        last = ""
         while time.monotonic() < deadline:
             r = self("status", wid, "--json")
             if r.returncode == 0:
                 data = json.loads(r.stdout)
                 if callable(check) and check(data):
                     return data  # type: ignore[no-any-return]
-        raise TimeoutError(f"{wid} never reached the expected status")
+                stages = [f"{s['env']}: {s['state']} ({s['message']})" for s in data.get("stages", [])]
+                last = f"{data.get('state')}, {data.get('commit', '')[:7]}: {'; '.join(stages)}"
+            else:
+                last = r.stderr.strip()[-300:]
+        raise TimeoutError(f"{wid} never reached the expected status; last seen: {last}")
 
 
 def listening_ports(state_dir: Path) -> set[int]:
