@@ -199,6 +199,10 @@ class TrustedRules:
     def _vouched(self, repo: git.Repo, commit: str, trusted: str, digest: tuple[str, ...]) -> str | None:
         """None when a key trusted at `trusted` vouches for `commit`'s rules; else why not (one phrase)."""
         trust = self._trust_cached(repo, trusted)
+        if self._adds_break_glass(repo, trusted, commit):  # whoever signed it: only promoter's seal counts
+            if self._break_glass(repo, commit, trusted, trust):
+                return None
+            return "it adds or changes a break-glass, which only promoter writes after the break-glass's own gate"
         reason = self._signed_by_rules_key(repo, commit, trust)
         if reason is None:
             return None
@@ -211,9 +215,15 @@ class TrustedRules:
             and self._signed_by_rules_key(repo, second[0], trust) is None
         ):
             return None
-        if self._break_glass(repo, commit, trusted, trust):
-            return None
         return reason
+
+    def _adds_break_glass(self, repo: git.Repo, trusted: str, commit: str) -> bool:
+        """Whether `commit` adds or changes a file under trust/break-glass/ against the trusted rules (a
+        removal, of one that ended, is an ordinary rules change)."""
+        changed = self.clone.run(
+            repo, "diff", "--name-only", "--no-renames", "--diff-filter=AMT", trusted, commit, "--", breakglass.FOLDER
+        )
+        return bool(changed.strip())
 
     def _break_glass(self, repo: git.Repo, commit: str, trusted: str, trust: Trust) -> bool:
         """Whether `commit` (or the second parent it merges) is a break-glass promoter put in place after

@@ -86,6 +86,15 @@ def test_promoters_signed_break_glass_of_exactly_its_file_is_trusted(
             "more than its file",
         ),
         ("promoter", {"trust/break-glass/demo-prod-1.yaml": "x"}, "", "no break-glass trailer"),
+        # a rules key vouches for rule changes, never for a break-glass: only promoter's seal after its gate
+        ("platform", {"trust/break-glass/demo-prod-1.yaml": "x"}, "demo-prod-1", "the rules key, sealed"),
+        ("platform", {"trust/break-glass/demo-prod-1.yaml": "x"}, "", "the rules key, by hand"),
+        (
+            "platform",
+            {"trust/break-glass/demo-prod-1.yaml": "x", "policies/notes.txt": "and this"},
+            "",
+            "the rules key, beside a rule change",
+        ),
     ],
 )
 def test_any_other_break_glass_is_untrusted_and_not_loaded(
