@@ -38,7 +38,7 @@ def test_ctrl_c_says_the_promotion_goes_on_and_promote_wait_re_attaches(stack: t
     try:
         waiting = wait_for_line(follower, cli, "promote-demo", commit)
         follower.send_signal(signal.SIGINT)
-        out, err = follower.communicate(timeout=60)  # a loaded 2-core CI machine is slow to start a process
+        out, err = follower.communicate(timeout=30)
     finally:
         follower.kill()
     assert follower.returncode == 130, out + err

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -160,6 +161,8 @@ class Cli:
         return other
 
     def popen(self, *args: str) -> subprocess.Popen[str]:
+        """The command, running, as from a terminal: Ctrl-C (SIGINT) reaches it even when the tests run in
+        a shell's background job, whose commands inherit SIGINT ignored (and Python then keeps it so)."""
         return subprocess.Popen(
             [*PROMOTER, *args],
             env=self.env,
@@ -167,6 +170,7 @@ class Cli:
             stderr=subprocess.PIPE,
             text=True,
             stdin=subprocess.DEVNULL,
+            preexec_fn=_sigint_default,
         )
 
     def status(self, wid: str) -> dict[str, object]:
@@ -189,6 +193,10 @@ class Cli:
             else:
                 last = r.stderr.strip()[-300:]
         raise TimeoutError(f"{wid} never reached the expected status; last seen: {last}")
+
+
+def _sigint_default() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def listening_ports(state_dir: Path) -> set[int]:
