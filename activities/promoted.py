@@ -14,9 +14,10 @@ from collections.abc import Sequence
 
 from promoter import history
 from promoter.git.clone import Clone
+from promoter.git.provenance import judged
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
-from promoter.models import PromotedFolder, UnpromotedChange
+from promoter.models import PromotedFolder
 from promoter.names import ENVIRONMENTS, check, env_folder
 
 Touched = tuple[str, str, str, str]  # (sha, second parent, author, message) of a commit that changed the folder
@@ -101,16 +102,3 @@ def log_args(env: str, main: str) -> list[str]:
         "--",
         f"{ENVIRONMENTS}/{env}/",
     ]
-
-
-def judged(commits: list[Touched], ours: set[str], main: str) -> PromotedFolder:
-    """`promoted_folder`'s verdict on an app's commits (newest first) given the merges of promoter's own."""
-    unpromoted: list[UnpromotedChange] = []
-    for sha, _, author, _ in commits:
-        if sha in ours:
-            return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
-        unpromoted.append(UnpromotedChange(commit=sha, author=author))
-    if not unpromoted:  # the folder is not on main's first-parent line at all
-        return PromotedFolder(revision=main, promoted=False)
-    seed = unpromoted.pop()  # the oldest: the commit that created the folder
-    return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)

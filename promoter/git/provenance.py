@@ -291,15 +291,7 @@ class Provenance:
             and (event.kind == "reverted" or event.promotion)
             and (signers is None or self.trusted.branch_signed(repo, second_of.get(event.main_commit, ""), signers))
         }
-        unpromoted: list[UnpromotedChange] = []
-        for sha, _, author, _ in touched:
-            if sha in ours:
-                return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
-            unpromoted.append(UnpromotedChange(commit=sha, author=author))
-        if not unpromoted:  # the folder is not on main's first-parent line at all
-            return PromotedFolder(revision=main, promoted=False)
-        seed = unpromoted.pop()  # the oldest: the commit that created the folder
-        return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)
+        return judged(touched, ours, main)
 
     def _allowed_signers(self, repo: git.Repo, main: str) -> str:
         """`trust/allowed_signers` on main ("" when there is none)."""
@@ -374,3 +366,17 @@ def _folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> str:
         clone.run(repo, "show", "-s", "--no-walk=unsorted", f"--format={_FOLDER}", *shas[i : i + 500])
         for i in range(0, len(shas), 500)
     )
+
+
+def judged(touched: Sequence[tuple[str, str, str, str]], ours: set[str], main: str) -> PromotedFolder:
+    """`promoted_folder`'s verdict on the commits (sha, second parent, author, message; newest first) that
+    changed an app's folder, given the merges of promoter's own among them (the drift check's too)."""
+    unpromoted: list[UnpromotedChange] = []
+    for sha, _, author, _ in touched:
+        if sha in ours:
+            return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
+        unpromoted.append(UnpromotedChange(commit=sha, author=author))
+    if not unpromoted:  # the folder is not on main's first-parent line at all
+        return PromotedFolder(revision=main, promoted=False)
+    seed = unpromoted.pop()  # the oldest: the commit that created the folder
+    return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)
