@@ -31,6 +31,9 @@ from promoter.sim.kube import KubeSim, kubeconfig
 from promoter.stack import binary, seed_origin
 from promoter.worker import build_worker
 from tests.support.gitops import Cli, Origin, make_gitops, running_stack
+from tests.support.left_running import cancel_left_running, pytest_runtest_makereport
+
+__all__ = ["cancel_left_running", "pytest_runtest_makereport"]  # a failed test's promotion is cancelled
 
 
 @pytest.fixture

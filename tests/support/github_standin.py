@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ class GitHubStandIn:
     def stop(self) -> None:
         self._server.shutdown()
         self._server.server_close()
+        self._clone.close()
+        shutil.rmtree(self._work, ignore_errors=True)  # its clone of the origin: nothing left in /tmp
         if self.mismatches:
             raise SpecMismatch("\n".join(dict.fromkeys(self.mismatches)))
 

@@ -57,14 +57,14 @@ def open_waiting_promotion(page: Page, ui: str, app: str) -> None:
     query = f'PromotionState="awaiting_approval" AND PromotionApp="{app}"'
     page.goto(f"{ui}/namespaces/default/workflows?query={urllib.parse.quote(query)}")
     link = page.get_by_role("link", name=f"promote-{app}").first
-    deadline = time.monotonic() + 60
-    while not link.is_visible():
-        assert time.monotonic() < deadline, "the waiting promotion never appeared in the filtered list"
-        page.reload()
+    deadline = time.monotonic() + 120  # a loaded machine draws the page slowly: 15 s per load before reloading
+    while True:
         try:
-            link.wait_for(state="visible", timeout=3000)
+            link.wait_for(state="visible", timeout=15000)
+            break
         except Exception:  # noqa: BLE001 - not there yet: reload again
-            continue
+            assert time.monotonic() < deadline, "the waiting promotion never appeared in the filtered list"
+            page.reload()
     shot(page, "1-filtered-list")
     link.click()
     page.get_by_role("button", name="More Actions").wait_for(state="visible", timeout=30000)

@@ -1,4 +1,4 @@
-"""The CLI tests share one embedded stack per module (tests/conftest.py's `stack`): a test that fails
+"""Modules that share one embedded stack (tests/conftest.py's `stack`: the CLI and Web UI tests): a test that fails
 while its promotion still runs (a deadline passed on a loaded machine) would leave `promote-demo` running,
 and every later test of the module would then fail on "a promotion of demo is already running". So after
 a failed test, whatever still runs on the stack is cancelled (its PRs closed): one failure stays one."""
@@ -24,7 +24,7 @@ _FAILED = pytest.StashKey[bool]()
 
 
 @pytest.fixture(autouse=True)
-def _cancel_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
+def cancel_left_running(request: pytest.FixtureRequest) -> Iterator[None]:
     yield
     if "stack" not in request.fixturenames or not request.node.stash.get(_FAILED, False):
         return
