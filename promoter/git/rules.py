@@ -129,40 +129,52 @@ class TrustedRules:
             return indexed.sha(changed[-1]) if changed else ""
         return self.clone.run(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *RULE_PATHS).strip()
 
-    def _rule_changes(self, repo: git.Repo, since: str, main: str) -> list[tuple[str, str]]:
-        """(commit, author) of main's first-parent commits after `since` that change a rule file, oldest
-        first: from the index when `since` is on its first-parent line, else from git."""
+    def _rule_changes(self, repo: git.Repo, since: str, main: str) -> list[tuple[str, bool]]:
+        """(commit, whether it is on main's first-parent line) of the commits of `since..main` that change
+        a rule file against any of their parents, parents before children: the commits a merge brings
+        come before the merge. `git log --first-parent` alone would let a pushed merge whose first parent
+        is older than the main it follows (`commit-tree P^{tree} -p P -p main`, a fast-forward) hide the
+        signed rule changes main had since P, and undo them by taking P's rules back."""
         indexed = main_index.view(self.clone, repo, main)
         rank = indexed.rank(since) if indexed is not None else None
         if indexed is not None and rank is not None:
-            after = indexed.top - rank
-            shas = [indexed.sha(p) for p in indexed.changed(indexed.rule_keys()) if p > after]
-            return [(sha, commits.author(repo, sha)) for sha in shas]
-        out = self.clone.run(
-            repo,
-            "log",
-            "--first-parent",
-            "--reverse",
-            "--format=%H%x1f%an <%ae>",
-            f"{since}..{main}",
-            "--",
-            *RULE_PATHS,
-        )
-        return [(line.partition("\x1f")[0], line.partition("\x1f")[2]) for line in out.splitlines()]
+            touching = indexed.touching(indexed.rule_keys())
+            ranks = {sha: indexed.rank(sha) for sha in touching}
+            if all(r is not None for r in ranks.values()):  # nothing merged in changed a rule: main's own order
+                return [(sha, True) for sha, r in sorted(ranks.items(), key=lambda x: -(x[1] or 0)) if (r or 0) < rank]
+            order = self.clone.run(repo, "rev-list", "--topo-order", "--reverse", f"{since}..{main}").split()
+            return [(sha, ranks[sha] is not None) for sha in order if sha in touching]
+        found = self.clone.run(
+            repo, "rev-list", "--full-history", "--topo-order", "--reverse", f"{since}..{main}", "--", *RULE_PATHS
+        ).split()
+        line = set(self.clone.run(repo, "rev-list", "--first-parent", f"{since}..{main}").split())
+        return [(sha, sha in line) for sha in found]
 
     def _follow(self, repo: git.Repo, walk: _RulesWalk, main: str) -> None:
-        """Take `walk` along main's first-parent commits that change a rule file, up to `main`: each one
-        whose rules are the trusted ones already, or that a trusted key vouches for, becomes the trusted
-        revision (taking in all before it); any other is an untrusted change, named or counted."""
-        for commit, author in self._rule_changes(repo, walk.main, main):
+        """Take `walk` along the commits after it that change a rule file, up to `main` (see _rule_changes):
+        each one whose rules are the trusted ones already, or that a trusted key vouches for, becomes the
+        trusted revision (taking in all before it); any other is an untrusted change, named or counted. A
+        commit that a merge brings is taken in only when made on top of the trusted revision (a signed
+        change to older rules would drop what was signed since), and a merge whose rules are its first
+        parent's is judged when what it brings changed a rule (it must not undo that by keeping them)."""
+        brought = False  # a commit off main's first-parent line changed a rule since the last one on it
+        for commit, on_line in self._rule_changes(repo, since=walk.main, main=main):
             here = self._rules_digest(repo, commit)
+            if on_line and not brought and (first := objects.parents(repo, commit)[:1]):
+                if here == walk.digest or here == self._rules_digest(repo, first[0]):
+                    walk.trusted = commit if here == walk.digest else walk.trusted
+                    continue  # the same rules as before it (a merge of a branch that changed none)
+            brought = not on_line
             if here == walk.digest:
-                walk.trusted = commit  # the same rules: a newer name for them
+                walk.trusted = commit if on_line else walk.trusted  # the same rules: a newer name for them
                 continue
             reason = self._vouched(repo, commit, walk.trusted, here)
+            if reason is None and not on_line and not self.clone.is_ancestor(repo, walk.trusted, commit):
+                reason = "it changes older rules than the trusted ones; rebase it on main and sign it again"
             if reason is None:
                 walk.trusted, walk.digest, walk.untrusted, walk.more = commit, here, [], 0  # took in all before it
             elif len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
+                author = commits.author(repo, commit)
                 walk.untrusted.append(RuleChange(commit=commit, author=_cut(author, 120), reason=_cut(reason, 300)))
             else:
                 walk.more += 1

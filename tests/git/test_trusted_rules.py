@@ -175,3 +175,58 @@ def test_a_revert_holds_content_even_when_main_s_environments_are_broken_unsigne
     assert clone.held_trees(held, ["demo"]) == {
         "environments/dev/demo": clone.folder_trees(held, ["environments/dev/demo"])["environments/dev/demo"]
     }
+
+
+def fast_forward_merge(origin: Origin, tree_of: str, first: str, second: str, message: str) -> str:
+    """Push to main a merge with `tree_of`'s files whose first parent is `first` and second `second`
+    (main itself, so the push is a fast-forward: no force-push, nothing branch protection refuses)."""
+    repo = origin.repo
+    tree = repo.git.execute(["git", "rev-parse", f"{tree_of}^{{tree}}"])
+    merge = repo.git.execute(["git", "commit-tree", tree, "-p", first, "-p", second, "-m", message])
+    repo.git.push("-q", "origin", f"{merge}:refs/heads/main")
+    return merge
+
+
+@pytest.mark.parametrize("indexed", [True, False], ids=["index", "git"])
+def test_a_merge_whose_first_parent_is_older_than_main_undoes_no_signed_change(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch, indexed: bool
+) -> None:
+    """P, then T (signed: prod needs two approvals), then M. A person pushes X = P's files with parents
+    P and M: a fast-forward of main whose first-parent line skips T. Neither the clone that saw M nor a
+    fresh one takes X's rules (T's stay), and each names X; with the index of main or by git alone."""
+    from promoter.git import index
+
+    if not indexed:
+        monkeypatch.setattr(index, "view", lambda *_: None)
+    origin, keys, root = keyed
+    seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
+    before = origin.bump(tag="2.0.0")
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "T: two")
+    main = origin.bump(tag="2.0.1")
+    assert seen.rules(main).commit == strict
+    undoing = fast_forward_merge(origin, before, before, main, "Merge main into an old branch")
+    for clone in (seen, GitClone(origin.url, tmp_path / "fresh", trust_root=root)):
+        rules = clone.rules()
+        assert rules.commit == strict and [c.commit for c in rules.untrusted] == [undoing], rules
+        assert clone.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required == 2
+    # the same through a changed-back commit first, and a merge inside the merge: still named, not used
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    back = origin.commit(prod_yaml(origin, "required: 2", "required: 1"), "unsigned: back to one")
+    nested = fast_forward_merge(origin, before, before, back, "inner")
+    outer = fast_forward_merge(origin, before, before, nested, "outer")
+    rules = GitClone(origin.url, tmp_path / "nested", trust_root=root).rules()
+    assert rules.commit == strict and {back, nested} <= {c.commit for c in rules.untrusted}, rules
+    assert outer not in {c.commit for c in rules.untrusted}  # the same files as the merge it brings: no change
+
+
+def test_main_merged_into_an_old_branch_and_pushed_keeps_its_trusted_rules(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path
+) -> None:
+    """The honest shape of the same push: the merge keeps main's rules (T's), so nothing is untrusted."""
+    origin, keys, root = keyed
+    before = origin.bump(tag="3.0.0")
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "T: two")
+    main = origin.bump(tag="3.0.1")
+    merged = fast_forward_merge(origin, main, before, main, "Merge main into an old branch")
+    rules = GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
+    assert rules.untrusted == [] and rules.commit in (merged, strict), rules

@@ -46,6 +46,7 @@ def closed_port() -> int:
         (f"https://hooks.example/{TOKEN} x", "the webhook URL in ${PLANTED} is not a valid URL"),
         (f"http://127.0.0.1:{closed_port()}/services/T0/B0/{HOOK_KEY}", "webhook at 127.0.0.1:"),
     ],
+    ids=["bare-token", "token-in-url", "closed-port"],  # the port is random: ids must not name it (pytest-xdist)
 )
 def test_a_webhook_error_never_quotes_the_value_of_its_variable(
     monkeypatch: pytest.MonkeyPatch, value: str, expected: str
