@@ -7,6 +7,7 @@ import asyncio
 import re
 import time
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Protocol
 
 from temporalio import activity
@@ -14,7 +15,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities import classified, classified_errors, glass
 from promoter import holds, names, report
-from promoter.errors import BadInput, TemporaryError
+from promoter.errors import DECISION_EXPIRED, BadInput, TemporaryError
 from promoter.forges import Forge
 from promoter.forges.http import Blocked, PollBudget, counting
 from promoter.models import (
@@ -133,6 +134,16 @@ class ForgeActivities:
     @activity.defn(name="merge_pull_request")
     @classified
     def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
+        if req.not_after is not None and _attempt_time() >= req.not_after:
+            pr = self.forge.get_pull_request(req.number)
+            if pr.state == "merged" and pr.merge_commit:  # an earlier attempt (or a person) merged it: sync it
+                return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+            raise ApplicationError(
+                f"not merged: the policies' decision on PR #{req.number} stood until "
+                f"{req.not_after:%Y-%m-%dT%H:%M:%SZ}; they are asked again first",
+                type=DECISION_EXPIRED,
+                non_retryable=True,
+            )
         expected, method = req.expected_head, req.merge_method
         lift = _LIFT_MERGE.match(req.comment) or glass.MERGE.match(req.comment)
         if lift is not None:  # an approved lift-hold (or break-glass) PR: promoter signs the lift, then merges it
@@ -319,3 +330,10 @@ class ForgeActivities:
             if epoch is not None and self.budget.refresh() != epoch:
                 return False
         return True
+
+
+def _attempt_time() -> datetime:
+    """When the server scheduled this attempt: its clock, which the workflow's decisions were made by
+    (a test server that skips time moves both alike)."""
+    at = activity.info().current_attempt_scheduled_time
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

@@ -4,6 +4,10 @@ The CLI prints a `PromoterError` as one line and exits 2; activities turn a `Per
 non-retryable `ApplicationError` of the same type name, and let everything else retry.
 """
 
+# the type of the activity error of a merge asked after its policy decision stood (`MergePullRequest.not_after`):
+# the workflow asks the policies again and merges only if they still allow it
+DECISION_EXPIRED = "DecisionExpired"
+
 
 class PromoterError(Exception):
     """Something a person got wrong (input, configuration). The message says what to fix."""

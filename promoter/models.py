@@ -685,6 +685,7 @@ class MergePullRequest(BaseModel):
     expected_head: str | None = None  # merge only if the PR's head is still this commit
     merge_method: Literal["merge", "squash"] | None = None  # None: the forge's configured default
     fail_when_blocked: bool = False  # a blocked merge fails at once instead of being retried
+    not_after: datetime | None = None  # the policies' decision stands until then: no merge after it (Expired)
 
 
 class ClosePullRequest(BaseModel):
@@ -815,6 +816,8 @@ class PolicyDecision(BaseModel):
     engine: str = ""
     revision: str = ""  # of the policy bundle that decided
     approvers: list[str] = Field(default_factory=list)  # who may decide the gate (groups expanded)
+    # until when it stands: a merge after it is refused and the policies asked again (promoter.policy.validity)
+    valid_until: datetime | None = None
 
 
 class DriftInput(BaseModel):

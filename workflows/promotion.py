@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
+from functools import partial
 
 from temporalio import workflow
 from temporalio.common import RawValue
@@ -238,11 +239,10 @@ class PromotionWorkflow:
     ) -> bool:
         """Check the policies once more (a gated stage), record the decisions, merge, and verify.
         From the merge on, the stage runs to its verdict even if cancelled: never a merge without sync."""
-        approval = planned.config.approval
-        if (approval.required or approval.require_review) and not await self._policy(stage, "merge", prepared):
-            await self.prs.close(pr.number, f"Not merged: the policies deny it at merge time.\n\n{stage.message}")
+        gated = bool(planned.config.approval.required or planned.config.approval.require_review)
+        merge_commit = await self.prs.merge(stage, planned, pr, partial(self._policy, stage, "merge", prepared), gated)
+        if merge_commit is None:  # the policies deny it at merge time: its PR is closed
             return False
-        merge_commit = await self.prs.merge(stage, planned, pr)
         healthy = await self.rollout.verify(stage, merge_commit)
         await self.prs.record_verdict(stage, body)
         return healthy

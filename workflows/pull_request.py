@@ -4,13 +4,15 @@ promotion ends early. Deterministic: workflow code only."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from promoter import report
+    from promoter.errors import DECISION_EXPIRED
     from promoter.models import (
         ClosePullRequest,
         MergePullRequest,
@@ -29,6 +31,8 @@ with workflow.unsafe.imports_passed_through():
 
 # states in which a stage's PR is open and ours to close when the promotion ends early
 OPEN_PR_STATES = {StageState.PR_OPEN, StageState.AWAITING_APPROVAL, StageState.APPROVED}
+# a merge asked again after its decision was renewed, past `merge.wait`, gets this long (then it fails)
+RECHECKED_MERGE = timedelta(seconds=30)
 
 
 class PullRequests:
@@ -70,10 +74,22 @@ class PullRequests:
         self.runner.checkpoint()
         return pr, body
 
-    async def merge(self, stage: StageStatus, planned: PlannedEnvironment, pr: PullRequest) -> str:
+    async def merge(
+        self,
+        stage: StageStatus,
+        planned: PlannedEnvironment,
+        pr: PullRequest,
+        recheck: Callable[[], Awaitable[bool]],
+        ask_first: bool,
+    ) -> str | None:
         """Merge the PR at the head its gate knows, the stage's decisions in the merge commit's
-        trailers (the PR body gets them with the verdict); returns the merge commit."""
-        self.r.set(stage, StageState.MERGING)
+        trailers (the PR body gets them with the verdict); returns the merge commit. `recheck` asks the
+        policies again: first when `ask_first` (a gated stage), and whenever the stage's last decision
+        no longer stands (`valid_until`: a freeze may begin, an exception end) before the forge merged.
+        When they deny, the PR is closed saying so, and None is returned."""
+        if ask_first and not await recheck():
+            await self._denied(stage, pr)
+            return None
         entries = self.r.entries(stage.env)
         assert stage.branch is not None
         merging = planned.config.merge
@@ -93,12 +109,26 @@ class PullRequests:
             fail_when_blocked=merging.on_blocked == "fail",
         )
         waits = max(merging.wait or timedelta(minutes=30), timedelta(minutes=2))  # a blocked merge is retried
-        merged = await self.runner.run(
-            steps.MERGE_PULL_REQUEST.but(schedule_to_close=waits), merge, f"merge PR #{pr.number}"
-        )
+        deadline = workflow.now() + waits
+        while True:
+            self.r.set(stage, StageState.MERGING)
+            asked = merge.model_copy(update={"not_after": stage.policy.valid_until if stage.policy else None})
+            step = steps.MERGE_PULL_REQUEST.but(schedule_to_close=max(deadline - workflow.now(), RECHECKED_MERGE))
+            try:
+                merged = await self.runner.run(step, asked, f"merge PR #{pr.number}")
+                break
+            except ActivityError as e:
+                if not (isinstance(e.cause, ApplicationError) and e.cause.type == DECISION_EXPIRED):
+                    raise
+            if not await recheck():
+                await self._denied(stage, pr)
+                return None
         stage.merge_commit = merged.merge_commit
         self.r.audit(stage.env, "merge", detail=f"PR #{pr.number} merged as {merged.merge_commit[:12]}")
         return merged.merge_commit
+
+    async def _denied(self, stage: StageStatus, pr: PullRequest) -> None:
+        await self.close(pr.number, f"Not merged: the policies deny it at merge time.\n\n{stage.message}")
 
     async def record_verdict(self, stage: StageStatus, body: str) -> None:
         """After a merged stage's verdict, its PR body gets the whole record (merge, revert, verdict)."""

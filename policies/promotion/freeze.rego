@@ -5,7 +5,8 @@
 #   an event of a change calendar (data.yaml's freeze_calendars, which promoter expands around each
 #   check's time into input.calendar_windows). Each
 #   check (before the PR, on each approval, before the merge) is judged at its own evaluation time,
-#   so a promotion started before a freeze cannot merge inside it. A window that cannot be read is a
+#   and promoter refuses a merge after the next moment a window starts or ends (it asks again), so a
+#   promotion started before a freeze cannot merge inside it. A window that cannot be read is a
 #   denial naming it and its field, never a window silently ignored.
 # custom:
 #   severity: high

@@ -447,7 +447,8 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
     OPA) is a denial that names its cause. A fault of our own engine is raised (`EngineFault`), so
     the policy step is retried instead of denying a good promotion."""
     try:
-        raw = engine.evaluate(bundle, with_calendars(bundle, input_doc))
+        doc = with_calendars(bundle, input_doc)
+        raw = engine.evaluate(bundle, doc)
         if not isinstance(raw, dict) or not isinstance(raw.get("allow"), bool):
             raise ValueError(f"{DECISION} is not a decision document (got {str(raw)[:120]})")
         return PolicyDecision(
@@ -458,6 +459,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
             approvers=[str(a) for a in raw.get("approvers", [])],
             engine=engine.name,
             revision=bundle.commit or bundle.revision,  # the trusted commit; a content hash off Git
+            valid_until=_valid_until(bundle, doc),
         )
     except EngineFault:
         raise
@@ -495,6 +497,21 @@ def with_calendars(bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str,
             "are expanded around it"
         )
     return {**input_doc, "calendar_windows": ical.windows(bundle.calendars, _instant(moment))}
+
+
+def _valid_until(bundle: PolicyBundle, doc: dict[str, Any]) -> datetime | None:
+    """Until when the decision on `doc` stands (promoter.policy.validity); None without an evaluation time."""
+    from promoter import calendars as ical
+    from promoter.policy import validity
+
+    promotion = doc.get("promotion")
+    at = promotion.get("evaluated_at") if isinstance(promotion, dict) else None
+    moment = strict_time(at) if isinstance(at, str) else None
+    if moment is None or _is_day(moment):
+        return None
+    when = _instant(moment)
+    horizon = when + ical.AFTER if bundle.calendars else None
+    return validity.valid_until(bundle.data, doc.get("calendar_windows") or [], when, horizon)
 
 
 def _violation(v: dict[str, Any]) -> PolicyViolation:

@@ -9,8 +9,12 @@ As in tests/workflows/test_time_skipping.py, the gate reads no PR reviews, so no
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
+import uuid
 from collections.abc import Callable
 from datetime import UTC, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -19,6 +23,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
+from promoter.settings import Settings
+from promoter.sim.kube import KubeSim
+from promoter.worker import build_worker
+from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin
 from workflows.promotion import PromotionWorkflow
 
@@ -67,4 +75,67 @@ async def test_a_promotion_started_before_a_freeze_cannot_merge_inside_it(
     assert "year-end" in result.message
     pr = origin.forge().get_pull_request(prod.pr_number or 0)
     assert pr.state == "closed" and "deny it at merge time" in origin.forge().comments(pr.number)[-1]
+    assert "demo:1.1.0" not in origin.show("main", "environments/prod/demo/deployment.yaml")
+
+
+async def test_a_merge_the_forge_blocks_into_a_freeze_is_asked_again_and_denied(
+    ts_env: WorkflowEnvironment,
+    origin_factory: Callable[..., Origin],
+    tmp_path: Path,
+    executor: concurrent.futures.ThreadPoolExecutor,
+    clusters: Callable[[list[str]], dict[str, KubeSim]],
+) -> None:
+    """prod needs no approval, so its policies are asked before its PR only. GitHub blocks the merge (a
+    required check is pending) until a freeze of prod has begun, then lets it through: the merge is
+    refused once the decision's `valid_until` (the freeze's start) has passed, the policies are asked
+    again, deny it naming the window, and the PR is closed unmerged. Before, the retried merge went
+    through inside the freeze."""
+    origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2, "approval": {"required": 0}}])
+    now = (await ts_env.get_current_time()).astimezone(UTC)
+    start, end = now + timedelta(minutes=10), now + timedelta(days=2)
+    data = yaml.safe_load((origin.work / "policies/data.yaml").read_text())
+    window = {"name": "year-end", "environments": ["prod"], "start": f"{start:%Y-%m-%dT%H:%M:%SZ}"}
+    data["freeze_windows"] = [{**window, "end": f"{end:%Y-%m-%dT%H:%M:%SZ}"}]
+    origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "a year-end freeze of prod")
+    origin.bump()
+    clusters(["dev", "prod"])
+    github = GitHubStandIn(origin=origin.url, tokens={"ghp_bot0123456789abcdefghijklmnopqrstu": "promoter-bot"})
+    github.required = ["ci/build"]  # pending until the freeze has begun (below)
+    github.start()
+    settings = Settings(
+        task_queue=str(uuid.uuid4()),
+        repo_url=origin.url,
+        forge="github",
+        forge_repo="acme/gitops",
+        forge_url=github.url,
+        forge_token="ghp_bot0123456789abcdefghijklmnopqrstu",
+        cache_dir=str(tmp_path / "cache"),
+        review_poll_s=0.1,
+    )
+
+    async def pass_the_check_inside_the_freeze() -> None:
+        while (await ts_env.get_current_time()).astimezone(UTC) < start + timedelta(minutes=1):
+            await asyncio.sleep(0.1)
+        for pull in list(github.pulls.values()):
+            github.checks[pull["head"]["sha"]] = "success"
+
+    try:
+        async with build_worker(ts_env.client, settings, executor):
+            unblock = asyncio.create_task(pass_the_check_inside_the_freeze())
+            handle = await api.start(
+                ts_env.client, settings.task_queue, await api.resolve(ts_env.client, settings.task_queue, "demo")
+            )
+            result = await handle.result()
+            await unblock
+    finally:
+        github.stop()
+    prod = result.stages[1]
+    assert result.state == PromotionState.POLICY_DENIED, result.message
+    assert prod.state == StageState.POLICY_DENIED and prod.merge_commit is None
+    assert prod.policy is not None
+    assert [v.rule for v in prod.policy.deny] == ["promotion.freeze.deny_freeze_window"]
+    [pull] = [p for p in github.pulls.values() if "/prod/" in p["head"]["ref"]]
+    assert pull["state"] == "closed" and not pull["merged"]
+    merges = [r for r in github.requests if r.method == "PUT" and r.path.endswith(f"/{pull['number']}/merge")]
+    assert merges, "the merge was never asked: the forge did not block it"
     assert "demo:1.1.0" not in origin.show("main", "environments/prod/demo/deployment.yaml")
