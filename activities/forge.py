@@ -333,7 +333,7 @@ class ForgeActivities:
 
 
 def _attempt_time() -> datetime:
-    """When the server scheduled this attempt: its clock, which the workflow's decisions were made by
-    (a test server that skips time moves both alike)."""
+    """Now: the later of this machine's clock and the time the server scheduled this attempt by its own
+    clock, which the workflow's decisions were made by (a test server that skips time is ahead)."""
     at = activity.info().current_attempt_scheduled_time
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+    return max(datetime.now(UTC), at if at.tzinfo is not None else at.replace(tzinfo=UTC))
