@@ -12,9 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import git
+
 from promoter import history
+from promoter.git import index as main_index
 from promoter.git.clone import Clone
-from promoter.git.provenance import judged
+from promoter.git.provenance import Provenance, judged
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
 from promoter.models import PromotedFolder
@@ -68,7 +71,17 @@ class PromotedFolders:
                 and promoters(second_of.get(e.main_commit, ""))
             }
             found[app] = judged(commits, ours, main)
+        for app in self.thrown_away(repo, main, env, apps):  # a merge threw away its folder's changes
+            found[app] = Provenance(self.clone, self.trusted, self.reading).promoted_folder(env, app)
         return found
+
+    def thrown_away(self, repo: git.Repo, main: str, env: str, apps: Sequence[str]) -> list[str]:
+        """The apps whose folder a merge on main threw away changes of (promoter.git.merged), which the
+        first-parent log above does not see: each is judged alone, from the index of main's records."""
+        indexed = main_index.view(self.clone, repo, main)
+        if indexed is None:
+            return []
+        return [app for app in apps if indexed.thrown_at(f"{env_folder(env)}/{app}")]
 
     @staticmethod
     def touched(log: str, env: str, apps: set[str]) -> dict[str, list[Touched]]:

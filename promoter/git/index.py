@@ -24,11 +24,12 @@ import git
 
 from promoter import history, holds
 from promoter.errors import TemporaryError
+from promoter.git import merged
 from promoter.git.clone import Clone
 from promoter.git.objects import SHA
 from promoter.names import ENVIRONMENTS
 
-VERSION = 1
+VERSION = 2  # 2: `thrown`
 FILE = "promoter-index.json"
 HELD_GREP = f"^{holds.HELD}-App: "  # as `git log --grep` reads it: a line that starts with it
 LIFT_GREP = f"^{holds.LIFT}: "
@@ -63,6 +64,7 @@ class Data:
     chain: list[int] = field(default_factory=list)
     first: dict[str, list[int]] = field(default_factory=dict)  # key -> commits that changed it (first parent)
     later: dict[str, list[int]] = field(default_factory=dict)  # key -> merges that changed it (another parent)
+    thrown: dict[str, list[int]] = field(default_factory=dict)  # key -> merges that threw away its changes
     records: list[list[Any]] = field(default_factory=list)  # [commit, %cI, message, landing position, direct]
     merges: list[list[Any]] = field(default_factory=list)  # [position, second parent, %cI, [apps]]
 
@@ -98,14 +100,19 @@ class View:
 
     def changed(self, keys: list[str]) -> list[int]:
         """The first-parent positions (up to main, oldest first) whose commit changed one of `keys`
-        against its first parent, as `git log --first-parent main -- <keys>` selects them."""
+        against its first parent, as `git log --first-parent main -- <keys>` selects them, or is a
+        merge that threw away a change of one (promoter.git.merged)."""
         found: set[int] = set()
         for name in keys:
-            for n in self.data.first.get(name, ()):
+            for n in (*self.data.first.get(name, ()), *self.data.thrown.get(name, ())):
                 p = self.data.position.get(n)
                 if p is not None and p <= self.top:
                     found.add(p)
         return sorted(found)
+
+    def thrown_at(self, name: str) -> bool:
+        """Whether a merge up to main threw away a change of the folder `name` (promoter.git.merged)."""
+        return any(self.data.position.get(n, self.top + 1) <= self.top for n in self.data.thrown.get(name, ()))
 
     def app_keys(self, app: str) -> list[str]:
         """`environments/*/<app>` in every environment folder the index has seen."""
@@ -167,7 +174,10 @@ def _whole(data: Data) -> bool:
         and data.commits[data.chain[-1]] == data.main
         and all(isinstance(n, int) and 0 <= n < count for n in data.chain)
         and all(
-            isinstance(n, int) and 0 <= n < count for t in (data.first, data.later) for ns in t.values() for n in ns
+            isinstance(n, int) and 0 <= n < count
+            for t in (data.first, data.later, data.thrown)
+            for ns in t.values()
+            for n in ns
         )
         and all(len(r) == 5 and 0 <= r[0] < count and 0 <= r[3] < chain for r in data.records)
         and all(len(m) == 4 and 0 <= m[0] < chain and isinstance(m[3], list) for m in data.merges)
@@ -271,6 +281,7 @@ class MainIndex:
             "--format=%x1e%H%x1f%P", *selection,
         )  # fmt: skip
         merges: list[tuple[str, list[str]]] = []
+        parents_of: dict[str, list[str]] = {}
         for chunk in out.split("\x1e")[1:]:
             names = chunk.split("\0")
             sha, _, parents = names[0].partition("\x1f")
@@ -280,9 +291,11 @@ class MainIndex:
                 names[1] = names[1].removeprefix("\n")  # git puts a newline between a commit and its names
             new.commits.append(sha)
             new.first[sha] = {key(n) for n in names[1:] if n}
-            if len(parents.split()) > 1:
-                merges.append((sha, parents.split()[1:]))
-        new.later = self._later(repo, merges)
+            parents_of[sha] = parents.split()
+            if len(parents_of[sha]) > 1:
+                merges.append((sha, parents_of[sha][1:]))
+        new.later = merged.later(repo, self.clone.identity, key, merges)
+        new.thrown = merged.thrown_away(line, parents_of, new.first, new.later)
         new.records = self._records(repo, selection)
         new.merges = self._merges(repo, selection)
         new.landing = self._landings(repo, new)
@@ -305,30 +318,6 @@ class MainIndex:
                 else:
                     low = middle + 1
             found[sha] = (low, 0)
-        return found
-
-    def _later(self, repo: git.Repo, merges: list[tuple[str, list[str]]]) -> dict[str, set[str]]:
-        """Each merge's folders changed against its parents but the first (`--full-history` counts them)."""
-        if not merges:
-            return {}
-        asked = "".join(f"{sha} {parent}\n" for sha, parents in merges for parent in parents)
-        with tempfile.TemporaryFile() as stdin:
-            stdin.write(asked.encode())
-            stdin.seek(0)
-            out = repo.git.execute(
-                ["git", "diff-tree", "--stdin", "-z", "--no-renames", "--name-only", "-r"],
-                env=self.clone.identity,
-                istream=stdin,
-            )
-        found: dict[str, set[str]] = {}
-        wanted = {sha for sha, _ in merges}
-        current: set[str] | None = None
-        for token in str(out).split("\0"):
-            name = token.strip("\n")
-            if name in wanted:
-                current = found.setdefault(name, set())
-            elif name and current is not None:
-                current.add(key(name))
         return found
 
     def _records(self, repo: git.Repo, selection: list[str]) -> list[tuple[str, str, str]]:
@@ -365,6 +354,7 @@ class _New:
     commits: list[str] = field(default_factory=list)
     first: dict[str, set[str]] = field(default_factory=dict)
     later: dict[str, set[str]] = field(default_factory=dict)
+    thrown: dict[str, set[str]] = field(default_factory=dict)  # a merge -> the folders it threw away (merged.py)
     records: list[tuple[str, str, str]] = field(default_factory=list)
     merges: list[tuple[str, str, str, list[str]]] = field(default_factory=list)
 
@@ -375,7 +365,8 @@ def _extended(old: Data, main: str, new: _New) -> Data:
     number = {sha: i for i, sha in enumerate(commits)}
     first = {k: list(v) for k, v in old.first.items()}
     later = {k: list(v) for k, v in old.later.items()}
-    for table, changed in ((first, new.first), (later, new.later)):
+    thrown = {k: list(v) for k, v in old.thrown.items()}
+    for table, changed in ((first, new.first), (later, new.later), (thrown, new.thrown)):
         for sha, keys in changed.items():
             for name in keys:
                 table.setdefault(name, []).append(number[sha])
@@ -387,7 +378,7 @@ def _extended(old: Data, main: str, new: _New) -> Data:
     merges = [[start + offset[sha], parent, at, apps] for sha, parent, at, apps in new.merges]
     return Data(
         main=main, commits=commits, chain=[*old.chain, *(number[sha] for sha in new.line)], first=first,
-        later=later, records=[*records, *old.records], merges=[*old.merges, *merges],
+        later=later, thrown=thrown, records=[*records, *old.records], merges=[*old.merges, *merges],
     )  # fmt: skip
 
 

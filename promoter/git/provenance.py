@@ -275,7 +275,7 @@ class Provenance:
         out = _folder_log(self.clone, repo, main, app_folder(env, app))
         touched: list[tuple[str, str, str, str]] = []  # (sha, second parent, author, message), newest first
         for entry in out.split("\x1e"):
-            parts = entry.strip().split("\x1f")
+            parts = entry.strip("\n").split("\x1f")  # not strip(): \x1f is whitespace to it
             if len(parts) == 4:
                 touched.append((parts[0], (parts[1].split() + ["", ""])[1], parts[2], parts[3]))
         merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in touched if second]

@@ -90,3 +90,54 @@ def test_its_git_runs_do_not_grow_with_the_apps(origin_factory: Callable[..., Or
     for app in APPS:
         clone.promoted_folder("staging", app)
     assert len(runs) >= len(APPS) > counts[1]  # app by app: a log of main each
+
+
+def test_a_merge_with_an_older_first_parent_is_an_unpromoted_change_of_what_it_threw_away(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """main: P, then demo promoted into staging (2.0.0), then a stale PR branch (made at P, adding jobs'
+    notes) merged. A person pushes X = P's files with parents P and main: a fast-forward whose first-parent
+    line skips the promotion and the notes, putting them back as at P unseen. Both readings name X as an
+    unpromoted change of demo and of jobs; before X, the stale branch's merge changed nothing of demo."""
+    origin = origin_factory(apps=APPS)
+    before = origin.bump(app="web", env="staging", tag="0.9.0")
+    promotion = image(origin, "staging", "demo", "2.0.0")
+    promoted = merge(origin, "promote/demo/staging/a1", promotion, "Promoter-Promotion: p")
+    repo = origin.repo
+    repo.git.checkout("-q", "-b", "stale", before)  # a PR branch made before the promotion, merged after it
+    (origin.work / "environments/staging/jobs/NOTES.md").write_text("notes\n")
+    repo.git.add("-A")
+    repo.git.commit("-q", "-m", "jobs notes")
+    repo.git.checkout("-q", "main")
+    repo.git.merge("--no-ff", "-q", "-m", "Merge pull request #8 from stale", "stale")
+    repo.git.push("-q", "origin", "main")
+    clone = GitClone(origin.url, tmp_path / "cache")
+    folders = PromotedFolders(clone.plumbing, clone.trusted, clone.reading)
+    assert folders.of("staging", ["demo"])["demo"].revision == promoted  # the stale branch's merge: nothing
+    assert folders.of("staging", ["demo"])["demo"].unpromoted == []
+    thrown = repo.git.execute(["git", "commit-tree", f"{before}^{{tree}}", "-p", before, "-p", "main"])
+    repo.git.push("-q", "origin", f"{thrown}:refs/heads/main")
+    apps = ("demo", "jobs")
+    for found in (folders.of("staging", list(apps)), {a: clone.promoted_folder("staging", a) for a in apps}):
+        assert [u.commit for u in found["demo"].unpromoted] == [thrown], found
+        assert [u.commit for u in found["jobs"].unpromoted][:1] == [thrown], found  # its notes thrown away too
+
+
+def test_a_push_with_an_empty_message_is_still_an_unpromoted_change(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """A commit with no message (`--allow-empty-message`) was dropped by the per-app reading (its log line
+    ended in the separator, which Python's strip() takes for whitespace): now named like any other."""
+    origin = origin_factory(apps=APPS)
+    promoted = merge(
+        origin, "promote/demo/staging/a1", image(origin, "staging", "demo", "2.0.0"), "Promoter-Promotion: p"
+    )
+    for rel, text in image(origin, "staging", "demo", "6.6.6").items():
+        (origin.work / rel).write_text(text)
+    origin.repo.git.execute(["git", "commit", "-qa", "--allow-empty-message", "-m", ""])
+    origin.repo.git.push("-q", "origin", "main")
+    silent = origin.repo.head.commit.hexsha
+    clone = GitClone(origin.url, tmp_path / "cache")
+    folders = PromotedFolders(clone.plumbing, clone.trusted, clone.reading)
+    for found in (clone.promoted_folder("staging", "demo"), folders.of("staging", ["demo"])["demo"]):
+        assert found.revision == promoted and [u.commit for u in found.unpromoted] == [silent], found

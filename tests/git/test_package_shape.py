@@ -18,7 +18,7 @@ LAYERS = [
     {"change", "reading"},
     {"rules"},
     {"index"},
-    {"clone"},
+    {"merged", "clone"},
     {"commits"},
     {"objects"},
 ]
