@@ -196,6 +196,7 @@ class ClusterActivities:
         refused = ""  # why what differs must not be healed
         if not promoted.promoted:
             refused = f"never promoted into {req.env}: compared with the commit that created its folder, not healed"
+        refused = refused or promoted.unhealable
         engine = next((c.sync for c in config.targets() if c.sync != "native"), None)
         if engine and promoted.unpromoted and not refused:
             # Argo CD or Flux would apply main's folder, unpromoted changes and all

@@ -81,7 +81,7 @@ class PromotedFolders:
         indexed = main_index.view(self.clone, repo, main)
         if indexed is None:
             return []
-        return [app for app in apps if indexed.thrown_at(f"{env_folder(env)}/{app}")]
+        return [app for app in apps if indexed.thrown(f"{env_folder(env)}/{app}")]
 
     @staticmethod
     def touched(log: str, env: str, apps: set[str]) -> dict[str, list[Touched]]:

@@ -846,6 +846,7 @@ class PromotedFolder(BaseModel):
     revision: str  # the commit of main whose folder that is
     promoted: bool  # False: no promotion ever wrote the folder; `revision` is the commit that created it
     unpromoted: list[UnpromotedChange] = Field(default_factory=list)  # newest first: on main, never promoted
+    unhealable: str = ""  # why a heal must not apply `revision` ("": it may)
 
 
 class FieldDrift(BaseModel):

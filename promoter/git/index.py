@@ -110,9 +110,10 @@ class View:
                     found.add(p)
         return sorted(found)
 
-    def thrown_at(self, name: str) -> bool:
-        """Whether a merge up to main threw away a change of the folder `name` (promoter.git.merged)."""
-        return any(self.data.position.get(n, self.top + 1) <= self.top for n in self.data.thrown.get(name, ()))
+    def thrown(self, name: str) -> set[str]:
+        """The merges up to main that threw away a change of the folder `name` (promoter.git.merged)."""
+        data = self.data
+        return {data.commits[n] for n in data.thrown.get(name, ()) if data.position.get(n, self.top + 1) <= self.top}
 
     def app_keys(self, app: str) -> list[str]:
         """`environments/*/<app>` in every environment folder the index has seen."""

@@ -291,7 +291,14 @@ class Provenance:
             and (event.kind == "reverted" or event.promotion)
             and (signers is None or self.trusted.branch_signed(repo, second_of.get(event.main_commit, ""), signers))
         }
-        return judged(touched, ours, main)
+        found = judged(touched, ours, main)
+        thrown = main_index.of(self.clone).at(repo, main).thrown(app_folder(env, app))
+        if found.promoted and (merge := next((u.commit for u in found.unpromoted if u.commit in thrown), None)):
+            found.unhealable = (
+                f"merge {merge[:12]} threw away what main had since its older first parent: the promotion "
+                "compared with may be older than what was deployed, so it is not healed"
+            )
+        return found
 
     def _allowed_signers(self, repo: git.Repo, main: str) -> str:
         """`trust/allowed_signers` on main ("" when there is none)."""

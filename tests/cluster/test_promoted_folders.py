@@ -95,11 +95,13 @@ def test_its_git_runs_do_not_grow_with_the_apps(origin_factory: Callable[..., Or
 def test_a_merge_with_an_older_first_parent_is_an_unpromoted_change_of_what_it_threw_away(
     origin_factory: Callable[..., Origin], tmp_path: Path
 ) -> None:
-    """main: P, then demo promoted into staging (2.0.0), then a stale PR branch (made at P, adding jobs'
-    notes) merged. A person pushes X = P's files with parents P and main: a fast-forward whose first-parent
-    line skips the promotion and the notes, putting them back as at P unseen. Both readings name X as an
-    unpromoted change of demo and of jobs; before X, the stale branch's merge changed nothing of demo."""
+    """main: demo promoted into staging (1.5.0), P, demo promoted again (2.0.0), then a stale PR branch
+    (made at P, adding jobs' notes) merged. A person pushes X = P's files with parents P and main: a
+    fast-forward whose first-parent line skips the promotion and the notes, putting them back as at P
+    unseen. Both readings name X as an unpromoted change of demo and of jobs, and refuse to heal demo
+    to 1.5.0, the promotion before P; before X, the stale branch's merge changed nothing of demo."""
     origin = origin_factory(apps=APPS)
+    older = merge(origin, "promote/demo/staging/a0", image(origin, "staging", "demo", "1.5.0"), "Promoter-Promotion: o")
     before = origin.bump(app="web", env="staging", tag="0.9.0")
     promotion = image(origin, "staging", "demo", "2.0.0")
     promoted = merge(origin, "promote/demo/staging/a1", promotion, "Promoter-Promotion: p")
@@ -115,11 +117,13 @@ def test_a_merge_with_an_older_first_parent_is_an_unpromoted_change_of_what_it_t
     folders = PromotedFolders(clone.plumbing, clone.trusted, clone.reading)
     assert folders.of("staging", ["demo"])["demo"].revision == promoted  # the stale branch's merge: nothing
     assert folders.of("staging", ["demo"])["demo"].unpromoted == []
+    assert folders.of("staging", ["demo"])["demo"].unhealable == ""
     thrown = repo.git.execute(["git", "commit-tree", f"{before}^{{tree}}", "-p", before, "-p", "main"])
     repo.git.push("-q", "origin", f"{thrown}:refs/heads/main")
     apps = ("demo", "jobs")
     for found in (folders.of("staging", list(apps)), {a: clone.promoted_folder("staging", a) for a in apps}):
         assert [u.commit for u in found["demo"].unpromoted] == [thrown], found
+        assert found["demo"].revision == older and "threw away" in found["demo"].unhealable  # never healed to it
         assert [u.commit for u in found["jobs"].unpromoted][:1] == [thrown], found  # its notes thrown away too
 
 
