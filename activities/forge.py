@@ -182,6 +182,7 @@ class ForgeActivities:
                 "it lifted nothing, "
                 f"and {app} @ {held[:7]} stays held in {env}: run `promoter lift-hold` again"
             )
+        glass.keys_still_trusted(self.repo, req.comment)
         approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
         sealed = self.repo.seal_lift(branch, req.expected_head, approvals)
         activity.heartbeat(f"lift {sealed[:12]} pushed")

@@ -12,7 +12,7 @@ from typing import Protocol
 
 from temporalio import activity
 
-from promoter import breakglass, holds
+from promoter import breakglass, history, holds, signing
 from promoter.errors import BadInput, TemporaryError
 from promoter.forges import Forge
 from promoter.models import (
@@ -133,6 +133,23 @@ def vetted(req: LiftHoldInput, config: EnvironmentConfig, trust: Trust) -> str:
     return verified.fingerprint
 
 
+def keys_still_trusted(repo: GlassGit, comment: str) -> None:
+    """Refuse (BadInput) when a key that signed an approval in `comment`'s trailers is revoked now, in
+    trust/revoked_keys at main's trusted rules revision: the gate verified each signature against trust/
+    as it stood when the lift opened, and a key revoked since must not seal it."""
+    trust = repo.trust(repo.rules().commit)
+    revoked = signing.parse_revoked_keys(trust.revoked_keys)
+    for key, value in holds.trailer_block(comment):
+        parsed = history.parse_signed(value) if key == history.SIGNED else None
+        if parsed is not None and signing.key_of(parsed[1]) in revoked:
+            who = signing.Statement.parse(parsed[0]).approver
+            raise BadInput(
+                f"{who}'s key {signing.fingerprint(signing.key_of(parsed[1]))} has been revoked since they "
+                f"approved (trust/revoked_keys at {trust.revision[:12]}): not sealed; ask for it again and "
+                "approve with a valid key"
+            )
+
+
 def seal(forge: Forge, repo: GlassGit, req: MergePullRequest, branch: str) -> str | MergeResult:
     """The commit that puts an approved break-glass in place, pushed onto its PR to merge at once; the
     merge's result when the PR is merged already (a retry, or a hand merge: that one added nothing)."""
@@ -143,6 +160,7 @@ def seal(forge: Forge, repo: GlassGit, req: MergePullRequest, branch: str) -> st
     if pr.state == "merged":
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+    keys_still_trusted(repo, req.comment)
     approvals = [f"{k}: {v}" for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
     approved_by = [v.split(" via ", 1)[0] for k, v in holds.trailer_block(req.comment) if k == holds.APPROVAL]
     sealed = repo.seal_break_glass(branch, req.expected_head, approvals, approved_by)

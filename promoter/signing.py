@@ -416,6 +416,12 @@ def line_to_armor(line: str) -> str:
     return _armor(blob)
 
 
+def key_of(line: str) -> bytes:
+    """The public key blob that made a signature given as `armor_to_line`'s line (SignatureError when it
+    is none)."""
+    return _parse(_blob_from_base64("".join(line.split()))).key_blob
+
+
 @dataclass(frozen=True)
 class _Signature:
     key_blob: bytes

@@ -6,17 +6,21 @@ approvals may be unsigned, an unsigned request is declared, as the approvals are
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import yaml
 
-from activities.glass import vetted
-from promoter import breakglass, signing
+from activities.glass import keys_still_trusted, vetted
+from promoter import breakglass, history, signing
 from promoter.errors import BadInput
+from promoter.gitrepo import GitClone
 from promoter.models import EnvironmentConfig, LiftHoldInput, Trust
 from promoter.stack import demo_keys
+from tests.support.gitops import Origin
+from tests.support.keys import keygen
 
 PROD = EnvironmentConfig.model_validate(yaml.safe_load(Path("environments/prod/environment.yaml").read_text()))
 UNTIL = datetime.now(UTC).replace(microsecond=0) + timedelta(hours=2)
@@ -80,3 +84,26 @@ def test_a_request_not_signed_by_the_asker_for_itself_is_refused(
         vetted(req, PROD, t)
     assert str(e.value).startswith(expected), e.value
     assert "\n" not in str(e.value)
+
+
+def test_a_key_revoked_after_it_approved_seals_no_lift_nor_break_glass(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """The gate verified bob's signed approval against trust/ as it stood when the lift opened; bob's key
+    is revoked on main before the seal: the seal (a lift's and a break-glass's) refuses, naming him and
+    the key, and nothing is pushed. Before the revocation the same trailers pass."""
+    origin = origin_factory()
+    bob = tmp_path / "bob"
+    public = keygen(bob)
+    at = datetime(2026, 12, 3, 12, tzinfo=UTC)
+    statement = signing.Statement(
+        promotion="lift-demo-prod", run="r", env="prod", commit="c" * 40, head="h" * 40, trees=(),
+        decision="approve", approver="bob", at=at, comment="",
+    )  # fmt: skip
+    line = signing.armor_to_line(signing.sign(statement.text().encode(), bob.read_bytes()))
+    comment = f"Merge pull request #3 from lift/demo/prod/abc\n\n{history.signed_trailer(statement.text(), line)}\n"
+    clone = GitClone(origin.url, tmp_path / "cache")
+    keys_still_trusted(clone, comment)  # not revoked: nothing to say
+    origin.commit({"trust/revoked_keys": public + "\n"}, "revoke bob's key")
+    with pytest.raises(BadInput, match=r"bob's key SHA256:\S+ has been revoked since they approved"):
+        keys_still_trusted(clone, comment)
