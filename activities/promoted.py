@@ -17,7 +17,8 @@ import git
 from promoter import history
 from promoter.git import index as main_index
 from promoter.git.clone import Clone
-from promoter.git.provenance import Provenance, judged
+from promoter.git.folders import judged, moved_aside
+from promoter.git.provenance import Provenance
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
 from promoter.models import PromotedFolder
@@ -71,17 +72,25 @@ class PromotedFolders:
                 and promoters(second_of.get(e.main_commit, ""))
             }
             found[app] = judged(commits, ours, main)
-        for app in self.thrown_away(repo, main, env, apps):  # a merge threw away its folder's changes
+            found[app].unhealable = moved_aside(self.clone, repo, main, found[app], env, app)
+        for app in self.thrown_away(repo, main, env, found):  # a merge threw away its folder's changes
             found[app] = Provenance(self.clone, self.trusted, self.reading).promoted_folder(env, app)
         return found
 
-    def thrown_away(self, repo: git.Repo, main: str, env: str, apps: Sequence[str]) -> list[str]:
-        """The apps whose folder a merge on main threw away changes of (promoter.git.merged), which the
-        first-parent log above does not see: each is judged alone, from the index of main's records."""
+    def thrown_away(self, repo: git.Repo, main: str, env: str, found: dict[str, PromotedFolder]) -> list[str]:
+        """The apps whose folder a merge on main threw away changes of (promoter.git.merged) after the
+        revision found for it, which the first-parent log above does not see: each is judged alone, from
+        the index of main's records. An older such merge was judged by the promotion after it."""
         indexed = main_index.view(self.clone, repo, main)
         if indexed is None:
             return []
-        return [app for app in apps if indexed.thrown(f"{env_folder(env)}/{app}")]
+        newer = []
+        for app, folder in found.items():
+            since = indexed.rank(folder.revision)
+            ranks = [indexed.rank(sha) for sha in indexed.thrown(f"{env_folder(env)}/{app}")]
+            if any(since is None or (r is not None and r < since) for r in ranks):
+                newer.append(app)
+        return newer
 
     @staticmethod
     def touched(log: str, env: str, apps: set[str]) -> dict[str, list[Touched]]:

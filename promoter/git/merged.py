@@ -50,22 +50,27 @@ def thrown_away(
     it brings changed (a commit of its other parents not reachable from its first parent). `parents`:
     every new commit's parents (a commit not in it was indexed before, so its first parent reaches it);
     `first` and `others`: the folders each new commit changed against its first parent, and a merge
-    against the others."""
+    against the others. What a brought merge of main into its branch changed is counted against main
+    (its parent that the first parent reaches): a branch brought up to date with main ("Update branch")
+    brings main's own changes back, and throws nothing away by not keeping them."""
     seen: set[str] = set()  # the new commits reached by the first-parent commit before the one at hand
     found: dict[str, set[str]] = {}
     for sha, *its in line:
-        brought: list[str] = []
+        brought: set[str] = set()
         stack = its[1:]
         while stack:
             commit = stack.pop()
-            if commit in seen or commit not in parents:
+            if commit in seen or commit not in parents or commit in brought:
                 continue
-            seen.add(commit)
-            brought.append(commit)
+            brought.add(commit)
             stack.extend(parents[commit])
+        changed: set[str] = set()
+        for commit in brought:
+            on_main = any(p in seen or p not in parents for p in parents[commit][1:])
+            changed |= others.get(commit, set()) if on_main else first.get(commit, set()) | others.get(commit, set())
+        seen.update(brought)
         seen.add(sha)
         kept = others.get(sha, set()) - first.get(sha, set())
-        changed = {k for c in brought for table in (first, others) for k in table.get(c, ())}
         if kept & changed:
             found[sha] = kept & changed
     return found

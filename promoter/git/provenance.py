@@ -20,16 +20,16 @@ from promoter.errors import BadInput, NotFound
 from promoter.git import index as main_index
 from promoter.git import objects
 from promoter.git.clone import Clone
+from promoter.git.folders import folder_log, judged, moved_aside
 from promoter.git.objects import MAIN, TREE
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
-from promoter.models import PromotedFolder, RuleChange, UnpromotedChange
+from promoter.models import PromotedFolder, RuleChange
 from promoter.names import ENVIRONMENTS, app_folder, check, shown
 
 MAX_AUTHOR_COMMITS = 10_000  # commits of a promoted range read for its authors; past that they are unknown
 MAX_SIGNERS_BYTES = 1_000_000  # trust/allowed_signers, as the authors' signatures are verified against it
 # one commit's people, as `git log` prints them: commit, author, committer, signature (status, signer, key)
-_FOLDER = "%H%x1f%P%x1f%an <%ae>%x1f%B%x1e"  # a commit that changed a folder, as promoted_folder reads it
 _PEOPLE = "%H%x1f%an%x1f%ae%x1f%cn%x1f%ce%x1f%G?%x1f%GS%x1f%GK%x1e"
 
 
@@ -272,7 +272,7 @@ class Provenance:
         main = self.clone.main(repo)
         if self.reading.environments_at(repo, self.trusted.rules(main).commit)[0].config.name == env:
             return PromotedFolder(revision=main, promoted=True)
-        out = _folder_log(self.clone, repo, main, app_folder(env, app))
+        out = folder_log(self.clone, repo, main, app_folder(env, app))
         touched: list[tuple[str, str, str, str]] = []  # (sha, second parent, author, message), newest first
         for entry in out.split("\x1e"):
             parts = entry.strip("\n").split("\x1f")  # not strip(): \x1f is whitespace to it
@@ -292,12 +292,7 @@ class Provenance:
             and (signers is None or self.trusted.branch_signed(repo, second_of.get(event.main_commit, ""), signers))
         }
         found = judged(touched, ours, main)
-        thrown = main_index.of(self.clone).at(repo, main).thrown(app_folder(env, app))
-        if found.promoted and (merge := next((u.commit for u in found.unpromoted if u.commit in thrown), None)):
-            found.unhealable = (
-                f"merge {merge[:12]} threw away what main had since its older first parent: the promotion "
-                "compared with may be older than what was deployed, so it is not healed"
-            )
+        found.unhealable = moved_aside(self.clone, repo, main, found, env, app)
         return found
 
     def _allowed_signers(self, repo: git.Repo, main: str) -> str:
@@ -363,27 +358,3 @@ def _touched(clone: Clone, repo: git.Repo, main: str, revs: list[str], app: str)
         return None
     touched = indexed.touching(indexed.app_keys(app))
     return [sha for sha in listed if sha in touched]
-
-
-def _folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> str:
-    """`git log --first-parent --format=_FOLDER main -- folder`, its commits picked by the index of main's records."""
-    indexed = main_index.of(clone).at(repo, main)
-    shas = [indexed.sha(p) for p in reversed(indexed.changed([folder]))]
-    return "".join(
-        clone.run(repo, "show", "-s", "--no-walk=unsorted", f"--format={_FOLDER}", *shas[i : i + 500])
-        for i in range(0, len(shas), 500)
-    )
-
-
-def judged(touched: Sequence[tuple[str, str, str, str]], ours: set[str], main: str) -> PromotedFolder:
-    """`promoted_folder`'s verdict on the commits (sha, second parent, author, message; newest first) that
-    changed an app's folder, given the merges of promoter's own among them (the drift check's too)."""
-    unpromoted: list[UnpromotedChange] = []
-    for sha, _, author, _ in touched:
-        if sha in ours:
-            return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
-        unpromoted.append(UnpromotedChange(commit=sha, author=author))
-    if not unpromoted:  # the folder is not on main's first-parent line at all
-        return PromotedFolder(revision=main, promoted=False)
-    seed = unpromoted.pop()  # the oldest: the commit that created the folder
-    return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)

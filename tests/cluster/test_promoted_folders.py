@@ -12,6 +12,7 @@ from pathlib import Path
 
 from activities.promoted import PromotedFolders
 from promoter.gitrepo import GitClone
+from promoter.models import PromotedFolder
 from tests.support.gitops import Origin
 
 APPS = ("demo", "api", "web", "jobs", "old")
@@ -123,7 +124,7 @@ def test_a_merge_with_an_older_first_parent_is_an_unpromoted_change_of_what_it_t
     apps = ("demo", "jobs")
     for found in (folders.of("staging", list(apps)), {a: clone.promoted_folder("staging", a) for a in apps}):
         assert [u.commit for u in found["demo"].unpromoted] == [thrown], found
-        assert found["demo"].revision == older and "threw away" in found["demo"].unhealable  # never healed to it
+        assert found["demo"].revision == older and "off its first-parent line" in found["demo"].unhealable
         assert [u.commit for u in found["jobs"].unpromoted][:1] == [thrown], found  # its notes thrown away too
 
 
@@ -145,3 +146,61 @@ def test_a_push_with_an_empty_message_is_still_an_unpromoted_change(
     folders = PromotedFolders(clone.plumbing, clone.trusted, clone.reading)
     for found in (clone.promoted_folder("staging", "demo"), folders.of("staging", ["demo"])["demo"]):
         assert found.revision == promoted and [u.commit for u in found.unpromoted] == [silent], found
+
+
+def both(clone: GitClone, apps: tuple[str, ...]) -> list[dict[str, PromotedFolder]]:
+    """The drift check's one walk, and promoted_folder app by app."""
+    folders = PromotedFolders(clone.plumbing, clone.trusted, clone.reading)
+    return [folders.of("staging", list(apps)), {a: clone.promoted_folder("staging", a) for a in apps}]
+
+
+def test_an_older_first_parent_never_lets_drift_heal_an_app_back(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """demo promoted into staging (1.5.0), P, demo promoted again (2.0.0). Whether a person merges main
+    into a branch made at P and pushes it as main (honest: main's files kept) or pushes P's files with
+    one more file of demo's (thrown away and edited), 2.0.0's merge is off main's first-parent line: the
+    revision found is 1.5.0's, and a heal must not apply it."""
+    for edited in (False, True):
+        origin = origin_factory(apps=APPS)
+        merge(origin, "promote/demo/staging/a0", image(origin, "staging", "demo", "1.5.0"), "Promoter-Promotion: o")
+        before = origin.bump(app="web", env="staging", tag="0.9.0")
+        merge(origin, "promote/demo/staging/a1", image(origin, "staging", "demo", "2.0.0"), "Promoter-Promotion: p")
+        repo = origin.repo
+        repo.git.checkout("-q", "-b", "old", before)
+        if edited:  # P's files, and a README of demo's: the merge now changed demo's folder against P
+            (origin.work / "environments/staging/demo/README.md").write_text("hi\n")
+            repo.git.add("-A")
+            tree = repo.git.write_tree()
+        else:
+            tree = repo.git.execute(["git", "rev-parse", "main^{tree}"])
+        pushed = repo.git.execute(["git", "commit-tree", tree, "-p", before, "-p", "main"])
+        repo.git.checkout("-q", "-f", "main")
+        repo.git.push("-q", "origin", f"{pushed}:refs/heads/main")
+        for found in both(GitClone(origin.url, tmp_path / f"cache{edited}"), ("demo",)):
+            assert "off its first-parent line" in found["demo"].unhealable, (edited, found)
+
+
+def test_a_branch_brought_up_to_date_with_main_throws_nothing_away(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """A PR branch, brought up to date with main after demo's promotion ("Update branch": main merged
+    into it), is merged after demo's next promotion: nothing of demo is reported, and it may be healed."""
+    origin = origin_factory(apps=APPS)
+    repo = origin.repo
+    start = repo.head.commit.hexsha
+    merge(origin, "promote/demo/staging/a1", image(origin, "staging", "demo", "2.0.0"), "Promoter-Promotion: p1")
+    repo.git.checkout("-q", "-b", "pr", start)
+    (origin.work / "environments/staging/jobs/NOTES.md").write_text("notes\n")
+    repo.git.add("-A")
+    repo.git.commit("-q", "-m", "jobs notes")
+    repo.git.merge("-q", "--no-ff", "-m", "Merge main into pr", "main")
+    repo.git.checkout("-q", "main")
+    latest = merge(
+        origin, "promote/demo/staging/a2", image(origin, "staging", "demo", "3.0.0"), "Promoter-Promotion: p2"
+    )
+    repo.git.merge("--no-ff", "-q", "-m", "Merge pull request #9 from pr", "pr")
+    repo.git.push("-q", "origin", "main")
+    for found in both(GitClone(origin.url, tmp_path / "cache"), ("demo",)):
+        assert found["demo"].revision == latest and found["demo"].unpromoted == [], found
+        assert found["demo"].unhealable == ""

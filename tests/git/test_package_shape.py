@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "promoter" / "git"
 LAYERS = [
     {"facade", "ports"},
     {"writing", "provenance", "glass"},
-    {"change", "reading"},
+    {"change", "reading", "folders"},
     {"rules"},
     {"index"},
     {"merged", "clone"},

@@ -1,0 +1,65 @@
+"""An app folder's promotions as main's first-parent line shows them: the commits that changed the
+folder (`folder_log`), the verdict on them (`judged`: the folder as promoter's own merge last wrote it,
+and what changed it since), and whether a heal may apply that revision (`moved_aside`). Read by
+`Provenance.promoted_folder` for one app and by a drift check's one walk for all (activities/promoted.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import git
+
+from promoter import history
+from promoter.git import index as main_index
+from promoter.git.clone import Clone
+from promoter.models import PromotedFolder, UnpromotedChange
+
+_FOLDER = "%H%x1f%P%x1f%an <%ae>%x1f%B%x1e"  # a commit that changed a folder, as promoted_folder reads it
+
+
+def folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> str:
+    """`git log --first-parent --format=_FOLDER main -- folder`, its commits picked by the index of main's records."""
+    indexed = main_index.of(clone).at(repo, main)
+    shas = [indexed.sha(p) for p in reversed(indexed.changed([folder]))]
+    return "".join(
+        clone.run(repo, "show", "-s", "--no-walk=unsorted", f"--format={_FOLDER}", *shas[i : i + 500])
+        for i in range(0, len(shas), 500)
+    )
+
+
+def moved_aside(clone: Clone, repo: git.Repo, main: str, found: PromotedFolder, env: str, app: str) -> str:
+    """Why a heal must not apply `found.revision` ("": nothing says so): a merge of a promotion or a
+    revert of `app` into `env` is on main after it, but off main's first-parent line, where a merge
+    with an older first parent than the main it follows put it (`git merge main` on an old branch,
+    pushed as main). What was deployed may be newer than the revision, and a heal would roll it back.
+    Asked only when the folder changed since the revision; a release set's merge is not looked for."""
+    if not found.promoted or not found.unpromoted:
+        return ""
+    out = clone.run(
+        repo, "log", "--merges", "--format=%H%x1f%B%x1e", "--grep=from promote/", "--grep=from revert/",
+        f"{found.revision}..{main}",
+    )  # fmt: skip
+    for entry in out.split("\x1e"):
+        sha, _, message = entry.strip("\n").partition("\x1f")
+        named = history.merge_of(message)
+        if named is not None and named[2:] == (app, env):
+            return (
+                f"{named[1]} merge {sha[:12]} of {app} into {env} is on main after {found.revision[:12]} but off "
+                "its first-parent line (a merge with an older first parent moved it aside): not healed, "
+                "what runs may be newer"
+            )
+    return ""
+
+
+def judged(touched: Sequence[tuple[str, str, str, str]], ours: set[str], main: str) -> PromotedFolder:
+    """`promoted_folder`'s verdict on the commits (sha, second parent, author, message; newest first) that
+    changed an app's folder, given the merges of promoter's own among them (the drift check's too)."""
+    unpromoted: list[UnpromotedChange] = []
+    for sha, _, author, _ in touched:
+        if sha in ours:
+            return PromotedFolder(revision=sha, promoted=True, unpromoted=unpromoted)
+        unpromoted.append(UnpromotedChange(commit=sha, author=author))
+    if not unpromoted:  # the folder is not on main's first-parent line at all
+        return PromotedFolder(revision=main, promoted=False)
+    seed = unpromoted.pop()  # the oldest: the commit that created the folder
+    return PromotedFolder(revision=seed.commit, promoted=False, unpromoted=unpromoted)
