@@ -138,6 +138,8 @@ class ForgeActivities:
             pr = self.forge.get_pull_request(req.number)
             if pr.state == "merged" and pr.merge_commit:  # an earlier attempt (or a person) merged it: sync it
                 return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+            if pr.state == "merged":  # merged, its merge commit not known yet: never closed as denied
+                raise TemporaryError(f"PR #{req.number} is merged; its merge commit is not known yet")
             raise ApplicationError(
                 f"not merged: the policies' decision on PR #{req.number} stood until "
                 f"{req.not_after:%Y-%m-%dT%H:%M:%SZ}; they are asked again first",
@@ -334,7 +336,9 @@ class ForgeActivities:
 
 
 def _attempt_time() -> datetime:
-    """Now: the later of this machine's clock and the time the server scheduled this attempt by its own
-    clock, which the workflow's decisions were made by (a test server that skips time is ahead)."""
-    at = activity.info().current_attempt_scheduled_time
-    return max(datetime.now(UTC), at if at.tzinfo is not None else at.replace(tzinfo=UTC))
+    """When this attempt started, by the Temporal server's clock, which the workflow's decisions were
+    made by (this machine's may be off; a test server that skips time is ahead of it): a task that
+    waited in the queue is judged when a worker took it."""
+    info = activity.info()
+    times = [info.current_attempt_scheduled_time, info.started_time]
+    return max(at if at.tzinfo is not None else at.replace(tzinfo=UTC) for at in times)

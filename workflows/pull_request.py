@@ -118,7 +118,8 @@ class PullRequests:
                 merged = await self.runner.run(step, asked, f"merge PR #{pr.number}")
                 break
             except ActivityError as e:
-                if not (isinstance(e.cause, ApplicationError) and e.cause.type == DECISION_EXPIRED):
+                expired = isinstance(e.cause, ApplicationError) and e.cause.type == DECISION_EXPIRED
+                if not expired or workflow.now() >= deadline:  # asked again and again past merge.wait: failed
                     raise
             if not await recheck():
                 await self._denied(stage, pr)

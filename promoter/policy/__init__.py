@@ -511,7 +511,7 @@ def _valid_until(bundle: PolicyBundle, doc: dict[str, Any]) -> datetime | None:
         return None
     when = _instant(moment)
     horizon = when + ical.AFTER if bundle.calendars else None
-    return validity.valid_until(bundle.data, doc.get("calendar_windows") or [], when, horizon)
+    return validity.valid_until(bundle.data, doc.get("calendar_windows") or [], when, horizon, datetime.now(UTC))
 
 
 def _violation(v: dict[str, Any]) -> PolicyViolation:

@@ -21,12 +21,18 @@ MAX_AGE = timedelta(minutes=2)  # a decision is asked again at the latest this l
 
 
 def valid_until(
-    data: dict[str, Any], calendar_windows: Iterable[Any], at: datetime, horizon: datetime | None
+    data: dict[str, Any],
+    calendar_windows: Iterable[Any],
+    at: datetime,
+    horizon: datetime | None,
+    decided_at: datetime | None = None,
 ) -> datetime:
-    """The first moment after `at` that a time-based rule of `data` (policies/data.yaml with its
-    exceptions and break-glasses) or of `calendar_windows` turns at; `at + MAX_AGE` at the latest (rules
-    changed on main since, such as a freeze declared now, are read at the next check)."""
-    moments = [at + MAX_AGE, *([horizon] if horizon is not None else [])]
+    """The first moment after `at` (the check's evaluation time) that a time-based rule of `data`
+    (policies/data.yaml with its exceptions and break-glasses) or of `calendar_windows` turns at; MAX_AGE
+    after the decision was made (`decided_at`, when later than `at`: a check that waited in a queue) at
+    the latest: rules changed on main since, such as a freeze declared now, are read at the next check."""
+    bound = max(at, decided_at or at) + MAX_AGE
+    moments = [bound, *([horizon] if horizon is not None else [])]
     moments += _windows(data.get("freeze_windows"), at)
     moments += _windows(list(calendar_windows), at)
     exceptions = data.get("exceptions")
@@ -37,7 +43,7 @@ def valid_until(
     for entry in glasses.values() if isinstance(glasses, dict) else ():
         if isinstance(entry, dict):
             moments += _times([entry.get("approved_at"), entry.get("until")])
-    return min(m for m in moments if m > at) if any(m > at for m in moments) else at + MAX_AGE
+    return min(m for m in moments if m > at)  # `bound` is one
 
 
 def _windows(windows: Any, at: datetime) -> Iterator[datetime]:
