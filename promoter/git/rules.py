@@ -9,6 +9,8 @@ judge their own promotion; only changes signed by a key the rules before them tr
 from __future__ import annotations
 
 import dataclasses
+import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import git
@@ -26,6 +28,10 @@ RULE_PATHS = ("policies", "trust", f":(glob){ENVIRONMENTS}/*/environment.yaml") 
 MAX_UNTRUSTED_SHOWN = 20  # untrusted rule changes named; more are counted (a flood must not fill the plan)
 PROMOTER_PRINCIPAL = "promoter"  # the principal of promoter's own commit signing key in trust/allowed_signers
 MAX_TRUST_BYTES = 1_000_000  # trust/allowed_signers or trust/revoked_keys: thousands of keys
+# a signed rule change that is not made on top of the trusted rules: named even when main's rules are the
+# trusted ones (a fresh clone cannot tell which line was main: a signed change it drops is never dropped unseen)
+OLDER_RULES = "it changes older rules than the trusted ones; rebase it on main and sign it again"
+MARK_FILE = "promoter-trusted"  # beside the clone: the last trusted rules revision found, and its root
 
 
 def _cut(text: str, limit: int) -> str:
@@ -87,6 +93,7 @@ class TrustedRules:
         walk = self._walk_from(repo, root, main)
         self._follow(repo, walk, main)
         walk.main = main
+        self._save_mark(walk)
         self._walks = [*self._walks[-7:], walk.copy()]
         undone = self._rules_digest(repo, main) == walk.digest  # what was changed unsigned has been changed back
         return self._remember(
@@ -94,10 +101,26 @@ class TrustedRules:
             RulesRevision(
                 commit=walk.trusted,
                 root=root,
-                untrusted=[] if undone else list(walk.untrusted),
+                untrusted=[c for c in walk.untrusted if c.reason == OLDER_RULES] if undone else list(walk.untrusted),
                 more_untrusted=0 if undone else walk.more,
             ),
         )
+
+    def _mark(self, root: str) -> str:
+        """The last trusted revision this clone found from `root` ("": none), kept beside it
+        (`.git/promoter-trusted`), so that a new process goes on from it as this one would."""
+        try:
+            marked_root, mark = (self.clone.path / ".git" / MARK_FILE).read_text().split()
+        except (OSError, ValueError):
+            return ""
+        return mark if marked_root == root and objects.SHA.fullmatch(mark) else ""
+
+    def _save_mark(self, walk: _RulesWalk) -> None:
+        if self._mark(walk.root) != walk.trusted:
+            path = self.clone.path / ".git" / MARK_FILE
+            tmp = path.with_name(f"{MARK_FILE}.{threading.get_ident()}.tmp")
+            tmp.write_text(f"{walk.root} {walk.trusted}\n")
+            tmp.replace(path)
 
     def trust(self, rev: str) -> Trust:
         """`trust/allowed_signers` and `trust/revoked_keys` at `rev` (a commit of main)."""
@@ -129,26 +152,34 @@ class TrustedRules:
             return indexed.sha(changed[-1]) if changed else ""
         return self.clone.run(repo, "log", "-1", "--first-parent", "--format=%H", main, "--", *RULE_PATHS).strip()
 
-    def _rule_changes(self, repo: git.Repo, since: str, main: str) -> list[tuple[str, bool]]:
+    def _rule_changes(
+        self, repo: git.Repo, since: str, main: str
+    ) -> tuple[list[tuple[str, bool]], Callable[[str], bool]]:
         """(commit, whether it is on main's first-parent line) of the commits of `since..main` that change
         a rule file against any of their parents, parents before children: the commits a merge brings
         come before the merge. `git log --first-parent` alone would let a pushed merge whose first parent
         is older than the main it follows (`commit-tree P^{tree} -p P -p main`, a fast-forward) hide the
-        signed rule changes main had since P, and undo them by taking P's rules back."""
+        signed rule changes main had since P, and undo them by taking P's rules back. And whether a
+        commit is `since` or after it on main's first-parent line (its rules were followed)."""
         indexed = main_index.view(self.clone, repo, main)
         rank = indexed.rank(since) if indexed is not None else None
         if indexed is not None and rank is not None:
             touching = indexed.touching(indexed.rule_keys())
             ranks = {sha: indexed.rank(sha) for sha in touching}
+
+            def followed(sha: str) -> bool:
+                return (r := indexed.rank(sha)) is not None and r <= rank
+
             if all(r is not None for r in ranks.values()):  # nothing merged in changed a rule: main's own order
-                return [(sha, True) for sha, r in sorted(ranks.items(), key=lambda x: -(x[1] or 0)) if (r or 0) < rank]
+                by_rank = sorted(ranks.items(), key=lambda x: -(x[1] or 0))
+                return [(sha, True) for sha, r in by_rank if (r or 0) < rank], followed
             order = self.clone.run(repo, "rev-list", "--topo-order", "--reverse", f"{since}..{main}").split()
-            return [(sha, ranks[sha] is not None) for sha in order if sha in touching]
+            return [(sha, ranks[sha] is not None) for sha in order if sha in touching], followed
         found = self.clone.run(
             repo, "rev-list", "--full-history", "--topo-order", "--reverse", f"{since}..{main}", "--", *RULE_PATHS
         ).split()
-        line = set(self.clone.run(repo, "rev-list", "--first-parent", f"{since}..{main}").split())
-        return [(sha, sha in line) for sha in found]
+        line = {since, *self.clone.run(repo, "rev-list", "--first-parent", f"{since}..{main}").split()}
+        return [(sha, sha in line) for sha in found], line.__contains__
 
     def _follow(self, repo: git.Repo, walk: _RulesWalk, main: str) -> None:
         """Take `walk` along the commits after it that change a rule file, up to `main` (see _rule_changes):
@@ -158,19 +189,20 @@ class TrustedRules:
         change to older rules would drop what was signed since), and a merge whose rules are its first
         parent's is judged when what it brings changed a rule (it must not undo that by keeping them)."""
         brought = False  # a commit off main's first-parent line changed a rule since the last one on it
-        for commit, on_line in self._rule_changes(repo, since=walk.main, main=main):
+        changes, followed = self._rule_changes(repo, since=walk.main, main=main)
+        for commit, on_line in changes:
             here = self._rules_digest(repo, commit)
-            if on_line and not brought and (first := objects.parents(repo, commit)[:1]):
-                if here == walk.digest or here == self._rules_digest(repo, first[0]):
-                    walk.trusted = commit if here == walk.digest else walk.trusted
-                    continue  # the same rules as before it (a merge of a branch that changed none)
+            first = objects.parents(repo, commit)[:1] if on_line and not brought and here != walk.digest else []
+            if first and followed(first[0]) and here == self._rules_digest(repo, first[0]):
+                continue  # the rules of the commit before it on main, already followed (a stale branch's merge)
             brought = not on_line
             if here == walk.digest:
                 walk.trusted = commit if on_line else walk.trusted  # the same rules: a newer name for them
                 continue
             reason = self._vouched(repo, commit, walk.trusted, here)
-            if reason is None and not on_line and not self.clone.is_ancestor(repo, walk.trusted, commit):
-                reason = "it changes older rules than the trusted ones; rebase it on main and sign it again"
+            if reason is None and not self.clone.is_ancestor(repo, walk.trusted, commit):  # on the line, too:
+                # a merge pushed with an older signed commit as its first parent puts it on main's line
+                reason = OLDER_RULES
             if reason is None:
                 walk.trusted, walk.digest, walk.untrusted, walk.more = commit, here, [], 0  # took in all before it
             elif len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
@@ -184,17 +216,18 @@ class TrustedRules:
         return found
 
     def _walk_from(self, repo: git.Repo, root: str, main: str) -> _RulesWalk:
-        """Where to go on following main from: the walk of an earlier main on `main`'s first-parent line
-        (the newest such), or the trust root."""
+        """Where to go on following main from: the newest earlier walk whose main `main` reaches, else the
+        last trusted revision this clone found (`_mark`) when `main` reaches it, else the trust root. Going
+        on from what was seen, whatever main's first-parent line now says, is what keeps a merge pushed
+        with an older first parent (a fast-forward that puts an old line, or an old signed commit, on
+        main's line) from undoing the signed changes since: they were taken in, and the commits after
+        them are judged against them. A main that reaches none of them was force-pushed: from the root."""
         for walk in reversed(self._walks):
-            if walk.root != root or not self.clone.is_ancestor(repo, walk.main, main):
-                continue
-            oldest = self.clone.run(
-                repo, "log", "--first-parent", "--reverse", "--format=%H %P", f"{walk.main}..{main}"
-            )
-            first = oldest.split("\n", 1)[0].split()
-            if len(first) >= 2 and first[1] == walk.main:  # the walk's main is on this main's first-parent line
+            if walk.root == root and self.clone.is_ancestor(repo, walk.main, main):
                 return walk.copy()
+        mark = self._mark(root)
+        if mark and objects.rev(repo, mark) is not None and self.clone.is_ancestor(repo, mark, main):
+            return _RulesWalk(root=root, main=mark, trusted=mark, digest=self._rules_digest(repo, mark))
         return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root))
 
     def _rules_digest(self, repo: git.Repo, commit: str) -> tuple[str, ...]:

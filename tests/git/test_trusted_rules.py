@@ -230,3 +230,35 @@ def test_main_merged_into_an_old_branch_and_pushed_keeps_its_trusted_rules(
     merged = fast_forward_merge(origin, main, before, main, "Merge main into an old branch")
     rules = GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
     assert rules.untrusted == [] and rules.commit in (merged, strict), rules
+
+
+def test_an_old_signed_commit_put_on_main_s_line_by_a_merge_undoes_nothing_unseen(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path
+) -> None:
+    """O: signed by the platform key on a branch from the root, never merged (a rules PR closed or rebased
+    since). S: signed on main, prod needs two approvals; then N. A person pushes M = O's files with
+    parents O and N (a fast-forward). The clone that saw N goes on from there: S's rules stay, O (now on
+    main's line) is named as made on older rules; so does a new process of that clone (from its mark).
+    A fresh clone, which cannot tell which line was main, at least never drops S silently."""
+    origin, keys, root = keyed
+    seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
+    repo = origin.repo
+    repo.git.pull("--quiet", "--rebase", "origin", "main")
+    repo.git.checkout("-q", "-b", "closed-pr")
+    (origin.work / "policies/notes.txt").write_text("an old PR")
+    repo.git.add("policies/notes.txt")
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['platform']}.pub", "commit", "-S"]
+    repo.git.execute(["git", *sign, "-q", "-m", "O: a closed rules PR"])  # never pushed to main
+    old = repo.head.commit.hexsha
+    repo.git.checkout("-q", "main")
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    main = origin.bump(tag="4.0.0")
+    assert seen.rules(main).commit == strict
+    pushed = fast_forward_merge(origin, old, old, main, "Merge main into a closed PR's branch")
+    rules = seen.rules()
+    assert rules.commit == strict and {old, pushed} & {c.commit for c in rules.untrusted}, rules
+    assert seen.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required == 2
+    again = GitClone(origin.url, seen.plumbing.path.parent, trust_root=root).rules()  # a new process, same cache
+    assert again.commit == strict and {old, pushed} & {c.commit for c in again.untrusted}, again
+    fresh = GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
+    assert fresh.commit == strict or strict in {c.commit for c in fresh.untrusted}, fresh
