@@ -17,7 +17,7 @@ import git
 from promoter import history
 from promoter.git import index as main_index
 from promoter.git.clone import Clone
-from promoter.git.folders import judged, moved_aside
+from promoter.git.folders import Aside, judged
 from promoter.git.provenance import Provenance
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
@@ -58,6 +58,7 @@ class PromotedFolders:
             return signed[second]
 
         found: dict[str, PromotedFolder] = {}
+        aside = Aside(self.clone, repo, main, promoters)
         for app in apps:
             commits = touched.get(app, [])
             merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in commits if second]
@@ -72,7 +73,7 @@ class PromotedFolders:
                 and promoters(second_of.get(e.main_commit, ""))
             }
             found[app] = judged(commits, ours, main)
-            found[app].unhealable = moved_aside(self.clone, repo, main, found[app], env, app)
+            found[app].unhealable = aside.unhealable(found[app], env, app)
         for app in self.thrown_away(repo, main, env, found):  # a merge threw away its folder's changes
             found[app] = Provenance(self.clone, self.trusted, self.reading).promoted_folder(env, app)
         return found

@@ -5,7 +5,7 @@ and what changed it since), and whether a heal may apply that revision (`moved_a
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import git
 
@@ -27,28 +27,49 @@ def folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> str:
     )
 
 
-def moved_aside(clone: Clone, repo: git.Repo, main: str, found: PromotedFolder, env: str, app: str) -> str:
-    """Why a heal must not apply `found.revision` ("": nothing says so): a merge of a promotion or a
-    revert of `app` into `env` is on main after it, but off main's first-parent line, where a merge
-    with an older first parent than the main it follows put it (`git merge main` on an old branch,
-    pushed as main). What was deployed may be newer than the revision, and a heal would roll it back.
-    Asked only when the folder changed since the revision; a release set's merge is not looked for."""
-    if not found.promoted or not found.unpromoted:
+class Aside:
+    """Whether a heal may apply an app folder's revision: not when a merge of a promotion or a revert of
+    the app into the environment, promoter's own (`ours`: its branch commit signed by promoter, when it
+    signs), is on main off its first-parent line and not behind the revision. A merge with an older
+    first parent than the main it follows (`git merge main` on an old branch, pushed as main) puts it
+    there: what was deployed may be newer than the revision, and a heal would roll it back. Main's such
+    merges are read once, when first asked (two git runs, none per app); a release set's are not
+    looked for."""
+
+    def __init__(self, clone: Clone, repo: git.Repo, main: str, ours: Callable[[str], bool]) -> None:
+        self.clone, self.repo, self.main, self.ours = clone, repo, main, ours
+        self._merges: list[tuple[str, str, str, str, str]] | None = None  # (sha, second parent, kind, app, env)
+
+    def merges(self) -> list[tuple[str, str, str, str, str]]:
+        if self._merges is None:
+            line = set(self.clone.run(self.repo, "rev-list", "--first-parent", self.main).split())
+            out = self.clone.run(
+                self.repo, "log", "--merges", "--format=%H%x1f%P%x1f%B%x1e", "--grep=from promote/",
+                "--grep=from revert/", self.main,
+            )  # fmt: skip
+            self._merges = []
+            for entry in out.split("\x1e"):
+                sha, _, rest = entry.strip("\n").partition("\x1f")
+                parents, _, message = rest.partition("\x1f")
+                named = history.merge_of(message)
+                if named is not None and sha not in line and len(parents.split()) > 1:
+                    self._merges.append((sha, parents.split()[1], named[1], named[2], named[3]))
+        return self._merges
+
+    def unhealable(self, found: PromotedFolder, env: str, app: str) -> str:
+        """Why a heal must not apply `found.revision` ("": nothing says so); asked when the folder changed
+        since it (a heal would apply it then)."""
+        if not found.promoted or not found.unpromoted:
+            return ""
+        for sha, second, kind, named_app, named_env in self.merges():
+            if (named_app, named_env) == (app, env) and self.ours(second):
+                if not self.clone.is_ancestor(self.repo, sha, found.revision):
+                    return (
+                        f"{kind} merge {sha[:12]} of {app} into {env} is on main but off its first-parent line "
+                        f"and not behind {found.revision[:12]} (a merge with an older first parent moved it "
+                        "aside): not healed, what runs may be newer"
+                    )
         return ""
-    out = clone.run(
-        repo, "log", "--merges", "--format=%H%x1f%B%x1e", "--grep=from promote/", "--grep=from revert/",
-        f"{found.revision}..{main}",
-    )  # fmt: skip
-    for entry in out.split("\x1e"):
-        sha, _, message = entry.strip("\n").partition("\x1f")
-        named = history.merge_of(message)
-        if named is not None and named[2:] == (app, env):
-            return (
-                f"{named[1]} merge {sha[:12]} of {app} into {env} is on main after {found.revision[:12]} but off "
-                "its first-parent line (a merge with an older first parent moved it aside): not healed, "
-                "what runs may be newer"
-            )
-    return ""
 
 
 def judged(touched: Sequence[tuple[str, str, str, str]], ours: set[str], main: str) -> PromotedFolder:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import git
@@ -20,7 +21,7 @@ from promoter.errors import BadInput, NotFound
 from promoter.git import index as main_index
 from promoter.git import objects
 from promoter.git.clone import Clone
-from promoter.git.folders import folder_log, judged, moved_aside
+from promoter.git.folders import Aside, folder_log, judged
 from promoter.git.objects import MAIN, TREE
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
@@ -292,8 +293,12 @@ class Provenance:
             and (signers is None or self.trusted.branch_signed(repo, second_of.get(event.main_commit, ""), signers))
         }
         found = judged(touched, ours, main)
-        found.unhealable = moved_aside(self.clone, repo, main, found, env, app)
+        ours_of = (lambda second: True) if signers is None else partial(self._ours, repo, signers)
+        found.unhealable = Aside(self.clone, repo, main, ours_of).unhealable(found, env, app)
         return found
+
+    def _ours(self, repo: git.Repo, signers: tuple[str, str], second: str) -> bool:
+        return self.trusted.branch_signed(repo, second, signers)
 
     def _allowed_signers(self, repo: git.Repo, main: str) -> str:
         """`trust/allowed_signers` on main ("" when there is none)."""

@@ -78,7 +78,8 @@ class TrustedRules:
         (RulesRevision.root is None). The walk goes on from the last main it reached, so a new commit on
         main costs what it changed, not the whole history since the root."""
         repo = self.clone.have(main)
-        main = main or self.clone.main(repo)
+        current = self.clone.main(repo)
+        main = main or current
         cached = self._rules.get(main)
         if cached is not None:
             return cached
@@ -93,8 +94,9 @@ class TrustedRules:
         walk = self._walk_from(repo, root, main)
         self._follow(repo, walk, main)
         walk.main = main
-        self._save_mark(walk)
-        self._walks = [*self._walks[-7:], walk.copy()]
+        if main == current:  # an older main asked (a branch's base, a merge's trust revision) moves nothing on
+            self._save_mark(repo, walk)
+            self._walks = [*self._walks[-7:], walk.copy()]
         undone = self._rules_digest(repo, main) == walk.digest  # what was changed unsigned has been changed back
         return self._remember(
             main,
@@ -115,8 +117,17 @@ class TrustedRules:
             return ""
         return mark if marked_root == root and objects.SHA.fullmatch(mark) else ""
 
-    def _save_mark(self, walk: _RulesWalk) -> None:
-        if self._mark(walk.root) != walk.trusted:
+    def _save_mark(self, repo: git.Repo, walk: _RulesWalk) -> None:
+        """Keep `walk.trusted` as the mark, forward only: over a mark it reaches on from, or one main no
+        longer reaches (a force-push)."""
+        mark = self._mark(walk.root)
+        if mark == walk.trusted:
+            return
+        if (
+            not mark
+            or self.clone.is_ancestor(repo, mark, walk.trusted)
+            or not self.clone.is_ancestor(repo, mark, walk.main)
+        ):
             path = self.clone.path / ".git" / MARK_FILE
             tmp = path.with_name(f"{MARK_FILE}.{threading.get_ident()}.tmp")
             tmp.write_text(f"{walk.root} {walk.trusted}\n")

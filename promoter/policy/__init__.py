@@ -511,7 +511,19 @@ def _valid_until(bundle: PolicyBundle, doc: dict[str, Any]) -> datetime | None:
         return None
     when = _instant(moment)
     horizon = when + ical.AFTER if bundle.calendars else None
-    return validity.valid_until(bundle.data, doc.get("calendar_windows") or [], when, horizon, datetime.now(UTC))
+    return validity.valid_until(bundle.data, doc.get("calendar_windows") or [], when, horizon, _decided_at())
+
+
+def _decided_at() -> datetime | None:
+    """When this decision is made, by the Temporal server's clock (the activity's start, which the
+    check's evaluation time was taken by too: a worker whose own clock is off changes nothing); None
+    outside an activity (the CLI's checks)."""
+    from temporalio import activity
+
+    if not activity.in_activity():
+        return None
+    started = activity.info().started_time
+    return started if started.tzinfo is not None else started.replace(tzinfo=UTC)
 
 
 def _violation(v: dict[str, Any]) -> PolicyViolation:

@@ -258,6 +258,9 @@ def test_an_old_signed_commit_put_on_main_s_line_by_a_merge_undoes_nothing_unsee
     rules = seen.rules()
     assert rules.commit == strict and {old, pushed} & {c.commit for c in rules.untrusted}, rules
     assert seen.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required == 2
+    assert seen.rules(root).commit == root  # an older main asked (a branch's base) moves nothing back
+    later = origin.bump(tag="4.0.1")
+    assert seen.rules(later).commit == strict
     again = GitClone(origin.url, seen.plumbing.path.parent, trust_root=root).rules()  # a new process, same cache
     assert again.commit == strict and {old, pushed} & {c.commit for c in again.untrusted}, again
     fresh = GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
