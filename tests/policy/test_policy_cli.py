@@ -157,7 +157,7 @@ def test_policy_check_denies_with_exit_1_and_a_table(repo: Path) -> None:
         "kubernetes.replicas.deny_too_few_replicas",
     }
     # the fields docs/policies.md lists for promoter's decision, and no others
-    assert set(data) == {"allow", "deny", "warn", "excepted", "engine", "revision", "approvers"}
+    assert set(data) == {"allow", "deny", "warn", "excepted", "engine", "revision", "approvers", "valid_until"}
     assert set(data["deny"][0]) == {"rule", "message", "severity", "object", "path", "remediation", "exception"}
     revision = PolicyBundle.from_dir(repo / "policies").revision
     allowed = run("policy", "check", "--format=table", "--env", "staging", "--app", "demo", "--repo", str(repo))
@@ -290,7 +290,7 @@ def test_policy_eval(tmp_path: Path) -> None:
     assert r.returncode == 1  # a deny is exit 1, as for policy check
     decision = json.loads(r.stdout)
     assert [v["rule"] for v in decision["deny"]] == ["kubernetes.secrets.deny_literal_secret"]
-    assert set(decision) == {"allow", "deny", "warn", "excepted", "engine", "revision", "approvers"}
+    assert set(decision) == {"allow", "deny", "warn", "excepted", "engine", "revision", "approvers", "valid_until"}
     doc["objects"] = []
     (tmp_path / "input.json").write_text(json.dumps(doc))
     quiet = run("policy", "eval", "--input", str(tmp_path / "input.json"))
