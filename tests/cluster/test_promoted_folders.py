@@ -14,6 +14,7 @@ from activities.promoted import PromotedFolders
 from promoter.gitrepo import GitClone
 from promoter.models import PromotedFolder
 from tests.support.gitops import Origin
+from tests.support.keys import keygen
 
 APPS = ("demo", "api", "web", "jobs", "old")
 
@@ -204,3 +205,34 @@ def test_a_branch_brought_up_to_date_with_main_throws_nothing_away(
     for found in both(GitClone(origin.url, tmp_path / "cache"), ("demo",)):
         assert found["demo"].revision == latest and found["demo"].unpromoted == [], found
         assert found["demo"].unhealable == ""
+
+
+def test_a_look_alike_merge_on_main_s_line_does_not_turn_healing_off(
+    origin_factory: Callable[..., Origin], tmp_path: Path
+) -> None:
+    """promoter signs its commits; demo promoted into staging by a merge whose branch commit it signed. A
+    person pushes a merge named like a promotion of demo (its branch unsigned) on main's line: an
+    unpromoted change, compared with the real promotion, and still healed (it moved no merge aside)."""
+    key = tmp_path / "promoter"
+    origin = origin_factory(apps=APPS)
+    origin.commit({"trust/allowed_signers": f'promoter namespaces="git" {keygen(key)}\n'}, "promoter signs")
+    repo = origin.repo
+    repo.git.checkout("-q", "-b", "promote/demo/staging/a1")
+    for rel, text in image(origin, "staging", "demo", "2.0.0").items():
+        (origin.work / rel).write_text(text)
+    repo.git.add("-A")
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={key}.pub", "commit", "-S", "-q", "-m", "promote"]
+    repo.git.execute(["git", *sign])
+    repo.git.checkout("-q", "main")
+    message = "Merge pull request #7 from promote/demo/staging/a1\n\nPromoter-Promotion: p"
+    repo.git.merge("--no-ff", "-q", "-m", message, "promote/demo/staging/a1")
+    repo.git.push("-q", "origin", "main")
+    promoted = repo.head.commit.hexsha
+    forged = merge(
+        origin, "promote/demo/staging/ff", image(origin, "staging", "demo", "6.6.6"), "Promoter-Promotion: x"
+    )
+    clone = GitClone(origin.url, tmp_path / "cache")
+    clone.sign_commits_with(key.read_bytes())
+    for found in both(clone, ("demo",)):
+        assert found["demo"].revision == promoted and [u.commit for u in found["demo"].unpromoted] == [forged]
+        assert found["demo"].unhealable == "", found
