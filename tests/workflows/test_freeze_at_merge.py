@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
-import uuid
 from collections.abc import Callable
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,9 +22,9 @@ from temporalio.testing import WorkflowEnvironment
 
 from promoter import api
 from promoter.models import Decision, PromotionState, PromotionStatus, StageState
-from promoter.settings import Settings
 from promoter.sim.kube import KubeSim
 from promoter.worker import build_worker
+from tests.forges.test_github_e2e import BOT, on_github
 from tests.support.github_standin import GitHubStandIn
 from tests.support.gitops import Origin
 from workflows.promotion import PromotionWorkflow
@@ -36,6 +35,14 @@ ENVS: list[dict[str, object]] = [
     {"name": "dev", "order": 1},
     {"name": "prod", "order": 2, "approval": {"required": 1, "approvers": ["alice"], "pull_request_reviews": False}},
 ]
+
+
+def freeze_prod(origin: Origin, start: datetime, end: datetime) -> None:
+    """Commit a freeze window of prod, `year-end`, from `start` to `end`, to policies/data.yaml."""
+    data = yaml.safe_load((origin.work / "policies/data.yaml").read_text())
+    window = {"name": "year-end", "environments": ["prod"], "start": f"{start:%Y-%m-%dT%H:%M:%SZ}"}
+    data["freeze_windows"] = [{**window, "end": f"{end:%Y-%m-%dT%H:%M:%SZ}"}]
+    origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "a year-end freeze of prod")
 
 
 def awaiting(s: PromotionStatus) -> bool:
@@ -49,10 +56,7 @@ async def test_a_promotion_started_before_a_freeze_cannot_merge_inside_it(
     # the freeze begins 2 hours after now on the server's clock (earlier tests may have moved it on)
     now = (await ts_env.get_current_time()).astimezone(UTC)
     start, end = now + timedelta(hours=2), now + timedelta(days=10)
-    data = yaml.safe_load((origin.work / "policies/data.yaml").read_text())
-    window = {"name": "year-end", "environments": ["prod"], "start": f"{start:%Y-%m-%dT%H:%M:%SZ}"}
-    data["freeze_windows"] = [{**window, "end": f"{end:%Y-%m-%dT%H:%M:%SZ}"}]
-    origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "a year-end freeze of prod")
+    freeze_prod(origin, start, end)
     origin.bump()
     async with run_worker(ts_env, origin) as tq:
         handle = await api.start(ts_env.client, tq, await api.resolve(ts_env.client, tq, "demo"))
@@ -93,25 +97,13 @@ async def test_a_merge_the_forge_blocks_into_a_freeze_is_asked_again_and_denied(
     origin = origin_factory([{"name": "dev", "order": 1}, {"name": "prod", "order": 2, "approval": {"required": 0}}])
     now = (await ts_env.get_current_time()).astimezone(UTC)
     start, end = now + timedelta(minutes=10), now + timedelta(days=2)
-    data = yaml.safe_load((origin.work / "policies/data.yaml").read_text())
-    window = {"name": "year-end", "environments": ["prod"], "start": f"{start:%Y-%m-%dT%H:%M:%SZ}"}
-    data["freeze_windows"] = [{**window, "end": f"{end:%Y-%m-%dT%H:%M:%SZ}"}]
-    origin.commit({"policies/data.yaml": yaml.safe_dump(data)}, "a year-end freeze of prod")
+    freeze_prod(origin, start, end)
     origin.bump()
     clusters(["dev", "prod"])
-    github = GitHubStandIn(origin=origin.url, tokens={"ghp_bot0123456789abcdefghijklmnopqrstu": "promoter-bot"})
+    github = GitHubStandIn(origin=origin.url, tokens={BOT: "promoter-bot"})
     github.required = ["ci/build"]  # pending until the freeze has begun (below)
     github.start()
-    settings = Settings(
-        task_queue=str(uuid.uuid4()),
-        repo_url=origin.url,
-        forge="github",
-        forge_repo="acme/gitops",
-        forge_url=github.url,
-        forge_token="ghp_bot0123456789abcdefghijklmnopqrstu",
-        cache_dir=str(tmp_path / "cache"),
-        review_poll_s=0.1,
-    )
+    settings = on_github(github, origin, tmp_path)
 
     async def pass_the_check_inside_the_freeze() -> None:
         while (await ts_env.get_current_time()).astimezone(UTC) < start + timedelta(minutes=1):
