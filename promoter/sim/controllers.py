@@ -10,28 +10,27 @@ import threading
 import time
 from typing import Any
 
-from promoter.sim.fields import now
-from promoter.sim.store import (
-    SLICES,
-    Store,
-    content_of,
-)
+from promoter.sim.slices import Slicer
+from promoter.sim.store import Store
 
 FAIL_IN = "sim.promoter.dev/fail-in"
-SLICER = "endpointslice-controller.k8s.io"  # the EndpointSlice controller's name, as a real cluster's
 
 
 class Controllers(Store):
-    """The rollout and EndpointSlice controllers, on their own thread."""
+    """The rollout and EndpointSlice controllers (promoter.sim.slices), on their own thread."""
 
     rollout_delay_s: float
     rollouts: dict[tuple[str, str, str, str], tuple[int, float]]
     done: dict[tuple[str, str, str, str], int]
-    _sliced: int
+    slicer: Slicer
     _stop: threading.Event
 
     def _controller(self) -> None:
-        while not self._stop.wait(0.02):
+        """A pass every 20 ms while a rollout is under way, else at the next write (`written`) or
+        within a second: an idle cluster costs its controllers next to nothing."""
+        while not self._stop.is_set():
+            self.written.wait(0.02 if self.active else 1.0)
+            self.written.clear()
             now = time.monotonic()
             with self.lock:
                 for key in list(self.active):  # a workload whose rollout ended waits for its next write
@@ -40,88 +39,7 @@ class Controllers(Store):
                         self.workloads.discard(key)  # deleted
                     if obj is None or self._reconcile(key, obj, now):
                         self.active.discard(key)
-                if self._sliced != self.version:
-                    self._slice()
-                    self._sliced = self.version
-
-    def _slice(self) -> None:
-        """The EndpointSlice controller: each Service with a selector has the slice `<service>-sim`
-        (labelled `kubernetes.io/service-name`), with one ready endpoint per ready replica of the
-        workloads in its namespace whose pod template labels the selector matches; a slice whose
-        Service is gone is deleted."""
-        wanted: dict[tuple[str, str, str, str], dict[str, Any]] = {}
-        labelled = self._labelled()
-        for (group, plural, namespace, name), service in list(self.objects.items()):
-            spec = service.get("spec") or {}
-            selector = spec.get("selector") or {}
-            if group or plural != "services" or not selector or spec.get("type") == "ExternalName":
-                continue
-            matched = set.intersection(*(self._selected(labelled, namespace, k, v) for k, v in selector.items()))
-            ready = sum(self._ready(self.objects[key]) for key in matched)
-            wanted[(SLICES.group, SLICES.plural, namespace, f"{name}-sim")] = {
-                "apiVersion": SLICES.group_version,
-                "kind": SLICES.kind,
-                "metadata": {
-                    "name": f"{name}-sim",
-                    "namespace": namespace,
-                    "labels": {"kubernetes.io/service-name": name, "endpointslice.kubernetes.io/managed-by": SLICER},
-                },
-                "addressType": "IPv4",
-                "endpoints": [
-                    {"addresses": [f"10.0.{i // 250}.{i % 250 + 1}"], "conditions": {"ready": True}}
-                    for i in range(ready)
-                ],
-                "ports": [
-                    {"port": p.get("targetPort") if isinstance(p.get("targetPort"), int) else p.get("port")}
-                    for p in spec.get("ports") or []
-                ],
-            }
-        for key, obj in list(self.objects.items()):
-            managed = ((obj.get("metadata") or {}).get("labels") or {}).get("endpointslice.kubernetes.io/managed-by")
-            if key[:2] == (SLICES.group, SLICES.plural) and managed == SLICER and key not in wanted:
-                del self.objects[key]
-                self._bump()
-        for key, body in wanted.items():
-            old = self.objects.get(key)
-            if old is not None and content_of(old) == content_of(body):
-                continue
-            meta = body["metadata"]
-            meta["uid"] = old["metadata"]["uid"] if old else f"sim-{self.env}-{self.version + 1}"
-            meta["creationTimestamp"] = old["metadata"]["creationTimestamp"] if old else now()
-            meta["generation"] = 1
-            meta["resourceVersion"] = self._bump()
-            self.objects[key] = body
-
-    @staticmethod
-    def _selected(
-        labelled: dict[tuple[str, Any, Any], set[tuple[str, str, str, str]]], namespace: str, k: Any, v: Any
-    ) -> set[tuple[str, str, str, str]]:
-        try:
-            return labelled.get((namespace, k, v), set())
-        except TypeError:  # an unhashable value: no label can equal it
-            return set()
-
-    def _labelled(self) -> dict[tuple[str, Any, Any], set[tuple[str, str, str, str]]]:
-        """The workloads (no Jobs) by (namespace, label, value) of their pod template's labels: a
-        Service selects the workloads in every one of its selector's sets. Built once per pass, so a
-        pass costs the workloads plus the Services, not their product."""
-        index: dict[tuple[str, Any, Any], set[tuple[str, str, str, str]]] = {}
-        for key in self.workloads:
-            obj = self.objects.get(key)
-            if obj is None or obj["kind"] == "Job":
-                continue
-            labels = ((obj.get("spec") or {}).get("template") or {}).get("metadata", {}).get("labels") or {}
-            for k, v in labels.items():
-                try:
-                    index.setdefault((key[2], k, v), set()).add(key)
-                except TypeError:  # an unhashable value: no selector's value can be looked up equal to it
-                    continue
-        return index
-
-    @staticmethod
-    def _ready(obj: dict[str, Any]) -> int:
-        status = obj.get("status") or {}
-        return int(status.get("readyReplicas") or status.get("numberReady") or 0)
+                self.slicer.run(self.objects, self._bump)
 
     def _reconcile(self, key: tuple[str, str, str, str], obj: dict[str, Any], now: float) -> bool:
         """Move the workload's rollout on; whether the rollout of its latest generation has ended."""

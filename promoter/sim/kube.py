@@ -70,14 +70,16 @@ from typing import Any
 
 from promoter import schemas
 from promoter.httpserver import Server
-from promoter.sim.controllers import FAIL_IN, SLICER, Controllers
+from promoter.sim.controllers import FAIL_IN, Controllers
 from promoter.sim.metrics import Counters
 from promoter.sim.serving import Serving
+from promoter.sim.slices import SLICER, Slicer
 from promoter.sim.store import (
     BUILTIN,
     WORKLOADS,
     ApiError,
     Kind,
+    Objects,
     Warnings,
 )
 
@@ -105,14 +107,14 @@ class KubeSim(Serving, Controllers):
         self._dry_run = False  # whether the request is `dryRun=All` (under the lock)
         self.rollout_delay_s = rollout_delay_s
         self.kinds: dict[tuple[str, str, str], Kind] = {(k.group, k.version, k.plural): k for k in BUILTIN}
-        self.objects: dict[tuple[str, str, str, str], dict[str, Any]] = {}  # (group, plural, ns, name)
+        self.objects = Objects()  # (group, plural, ns, name)
         self.workloads: set[tuple[str, str, str, str]] = set()  # the controller's keys (of objects)
         self.active: set[tuple[str, str, str, str]] = set()  # those it still has to roll out (or check)
         self.applied: dict[tuple[str, str, str, str, str], dict[str, Any]] = {}  # + field manager
         self.rollouts: dict[tuple[str, str, str, str], tuple[int, float]] = {}  # generation, started
         self.done: dict[tuple[str, str, str, str], int] = {}  # the generation whose rollout ended
         self.version = 0
-        self._sliced = -1  # the version the EndpointSlice controller last looked at
+        self.slicer = Slicer(env)  # the EndpointSlice controller's indexes
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
         self.authorizations: dict[str, int] = {}  # each `Authorization` header received, and how often
@@ -123,6 +125,7 @@ class KubeSim(Serving, Controllers):
         self.port = self.server.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
         self._stop = threading.Event()
+        self.written = threading.Event()  # a write wakes the controllers (promoter.sim.controllers)
         self.state_file = Path(state_file) if state_file is not None else None
         self._saved_version = -1
         if self.state_file is not None and self.state_file.is_file():
@@ -143,6 +146,7 @@ class KubeSim(Serving, Controllers):
 
     def stop(self) -> None:
         self._stop.set()
+        self.written.set()
         self.server.shutdown()
         self.server.server_close()
         self.save()
@@ -160,7 +164,7 @@ class KubeSim(Serving, Controllers):
 
     def _load(self, state: dict[str, Any]) -> None:
         self.version = int(state.get("version", 0))
-        self.objects = {tuple(k): o for k, o in state.get("objects", [])}
+        self.objects = Objects((tuple(k), o) for k, o in state.get("objects", []))
         self.workloads = {k for k, o in self.objects.items() if o.get("kind") in WORKLOADS or o.get("kind") == "Job"}
         self.active = set(self.workloads)  # each one whose rollout ended is dropped at the controller's first pass
         self.applied = {tuple(k): c for k, c in state.get("applied", [])}

@@ -20,6 +20,8 @@ import time
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Protocol
 
+from promoter.sim.store import Objects
+
 ERROR_RATE = "sim.promoter.dev/error-rate"
 RPS = 10.0  # requests a second, per ready replica
 APP_LABEL = "promoter.dev/app"  # promoter.cluster.objects' (the simulator imports nothing of the client)
@@ -54,25 +56,38 @@ def _label(value: str) -> str:
 
 class Counters:
     """Each workload's requests and errors so far; `advance` counts what its ready replicas served since
-    the last call (at its error rate then), `exposition` writes them out."""
+    the last call (at its error rate then), `exposition` writes them out. What a workload's object says
+    (ready replicas, error rate, labels) is read again only when its resourceVersion moved, so a scrape
+    of thousands of workloads costs little more than writing their lines."""
 
     def __init__(self) -> None:
         self.totals: dict[tuple[str, str, str], list[float]] = {}  # (plural, namespace, name) -> [ok, errors]
         self.last = time.monotonic()
+        self._read: dict[tuple[str, str, str], tuple[str, int, float, str]] = {}  # rv, ready, rate, series
 
-    def advance(self, objects: dict[tuple[str, str, str, str], dict[str, Any]]) -> None:
+    def _described(self, key: tuple[str, str, str], obj: dict[str, Any], env: str) -> tuple[str, int, float, str]:
+        version = str(obj["metadata"].get("resourceVersion"))
+        read = self._read.get(key)
+        if read is None or read[0] != version:
+            labels = (
+                f'http_requests_total{{app="{_label(_app(obj))}",namespace="{_label(key[1])}",'
+                f'workload="{_label(key[2])}",kind="{_KINDS[key[0]]}",env="{_label(env)}",code='
+            )
+            read = self._read[key] = (version, _ready(obj), error_rate(obj), labels)
+        return read
+
+    def advance(self, objects: Objects, env: str) -> None:
         now = time.monotonic()
         elapsed, self.last = now - self.last, now
-        for (group, plural, namespace, name), obj in objects.items():
-            if group != "apps" or plural not in _KINDS:
-                continue
-            served = RPS * _ready(obj) * elapsed
-            errors = served * error_rate(obj)
-            counts = self.totals.setdefault((plural, namespace, name), [0.0, 0.0])
-            counts[0] += served - errors
-            counts[1] += errors
+        for plural in _KINDS:
+            for (_, _, namespace, name), obj in objects.of("apps", plural).items():
+                _, ready, rate, _ = self._described((plural, namespace, name), obj, env)
+                served = RPS * ready * elapsed
+                counts = self.totals.setdefault((plural, namespace, name), [0.0, 0.0])
+                counts[0] += served - served * rate
+                counts[1] += served * rate
 
-    def exposition(self, objects: dict[tuple[str, str, str, str], dict[str, Any]], env: str) -> str:
+    def exposition(self, objects: Objects, env: str) -> str:
         lines = [
             "# HELP http_requests_total Requests the workload's pods answered (simulated), by status code.",
             "# TYPE http_requests_total counter",
@@ -81,12 +96,9 @@ class Counters:
             obj = objects.get(("apps", plural, namespace, name))
             if obj is None:
                 continue
-            labels = (
-                f'app="{_label(_app(obj))}",namespace="{_label(namespace)}",workload="{_label(name)}",'
-                f'kind="{_KINDS[plural]}",env="{_label(env)}"'
-            )
-            lines.append(f'http_requests_total{{{labels},code="200"}} {ok:.3f}')
-            lines.append(f'http_requests_total{{{labels},code="500"}} {errors:.3f}')
+            series = self._described((plural, namespace, name), obj, env)[3]  # up to its code's value
+            lines.append(f'{series}"200"}} {ok:.3f}')
+            lines.append(f'{series}"500"}} {errors:.3f}')
         return "\n".join(lines) + "\n"
 
 
@@ -95,14 +107,14 @@ class Measured(Protocol):
 
     env: str
     lock: threading.RLock
-    objects: dict[tuple[str, str, str, str], dict[str, Any]]
+    objects: Objects
     counters: Counters
 
 
 def send_metrics(handler: BaseHTTPRequestHandler, sim: Measured) -> None:
     """Answer `GET /metrics` with the counters, advanced to now."""
     with sim.lock:
-        sim.counters.advance(sim.objects)
+        sim.counters.advance(sim.objects, sim.env)
         raw = sim.counters.exposition(sim.objects, sim.env).encode()
     handler.send_response(200)
     handler.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")

@@ -129,7 +129,7 @@ class Serving(Writes):
             raise ApiError(406, "NotAcceptable", "only application/json is served here")
         with self.lock:
             kinds = sorted(self.kinds.values(), key=lambda k: (k.group, k.version, k.plural))
-            crds = [o for (_, p, _, _), o in self.objects.items() if p == "customresourcedefinitions"]
+            crds = list(self.objects.of("apiextensions.k8s.io", "customresourcedefinitions").values())
             key = (tuple(kinds), tuple(o["metadata"]["resourceVersion"] for o in crds))
             crds = copy.deepcopy(crds)
         if self._documents.get("key") != key:
@@ -236,7 +236,7 @@ class Serving(Writes):
             self._field_validation, self._warnings, self._dry_run = validation, [], bool(dry_run)
             if not dry_run or method == "GET":
                 return (*self._write(method, url.path, query, content_type, payload, manager), self._warnings)
-            saved = (dict(self.objects), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
+            saved = (self.objects.copy(), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
             try:  # what the write would leave, and then nothing of it
                 return (*self._write(method, url.path, query, content_type, payload, manager), self._warnings)
             finally:

@@ -18,6 +18,57 @@ SCALABLE = {"Deployment", "StatefulSet"}  # kinds with a `/scale` subresource
 SCALE = "scale"
 Query = dict[str, list[str]]  # a URL's parameters, as parse_qs reads them
 Warnings = list[str]  # a response's `Warning` headers
+Key = tuple[str, str, str, str]  # an object's (group, plural, namespace, name)
+
+
+class Objects(dict[Key, dict[str, Any]]):
+    """The objects by key, also by kind (`of`: a list reads its kind's objects, not every one held), with
+    the keys written or deleted since the controllers last took them (`take_touched`)."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__()
+        self._by_kind: dict[tuple[str, str], dict[Key, dict[str, Any]]] = {}
+        self._touched: set[Key] = set()
+        for key, obj in items:
+            self[key] = obj
+
+    def __setitem__(self, key: Key, obj: dict[str, Any]) -> None:
+        super().__setitem__(key, obj)
+        self._by_kind.setdefault(key[:2], {})[key] = obj
+        self._touched.add(key)
+
+    def __delitem__(self, key: Key) -> None:
+        super().__delitem__(key)
+        self._by_kind[key[:2]].pop(key, None)
+        self._touched.add(key)
+
+    def pop(self, key: Key, *default: Any) -> Any:
+        if key not in self and default:
+            return default[0]
+        obj = self[key]
+        del self[key]
+        return obj
+
+    def _refuse(self, *args: Any, **kwargs: Any) -> Any:
+        raise TypeError("write Objects by key (obj[key] = ..., del obj[key], pop): the index follows those")
+
+    popitem = setdefault = update = clear = __ior__ = _refuse
+
+    def of(self, group: str, plural: str) -> dict[Key, dict[str, Any]]:
+        """The objects of one kind (do not write through it)."""
+        return self._by_kind.get((group, plural), {})
+
+    def take_touched(self) -> set[Key]:
+        touched, self._touched = self._touched, set()
+        return touched
+
+    def copy(self) -> Objects:
+        """A copy with its own index and touched keys (a dry run's: put back afterwards)."""
+        copied = Objects()
+        dict.update(copied, self)
+        copied._by_kind = {kind: dict(objects) for kind, objects in self._by_kind.items()}
+        copied._touched = set(self._touched)
+        return copied
 
 
 @dataclass(frozen=True)
@@ -152,8 +203,9 @@ class Store:
     env: str
     kubernetes_version: str
     lock: threading.RLock
+    written: threading.Event  # set by every write, to wake the controllers
     kinds: dict[tuple[str, str, str], Kind]
-    objects: dict[tuple[str, str, str, str], dict[str, Any]]
+    objects: Objects
     workloads: set[tuple[str, str, str, str]]
     active: set[tuple[str, str, str, str]]  # the workloads whose latest generation has not yet rolled out
     applied: dict[tuple[str, str, str, str, str], dict[str, Any]]
@@ -249,6 +301,7 @@ class Store:
         else:
             meta["resourceVersion"] = self._bump()
         self.objects[(kind.group, kind.plural, namespace, meta["name"])] = obj
+        self.written.set()
         if kind.kind in WORKLOADS or kind.kind == "Job":
             self.workloads.add((kind.group, kind.plural, namespace, meta["name"]))
             self.active.add((kind.group, kind.plural, namespace, meta["name"]))
@@ -262,7 +315,7 @@ class Store:
         field is one under `fieldValidation=Strict` (400), else it is dropped with a warning (`Warn`,
         the default) or silently (`Ignore`); anything else invalid is 422 `Invalid` with its causes."""
         content = {k: v for k, v in obj.items() if k != "status"}
-        crds = lambda: ([o for (g, p, _, _), o in self.objects.items() if p == "customresourcedefinitions"], "")  # noqa: E731
+        crds = lambda: (list(self.objects.of("apiextensions.k8s.io", "customresourcedefinitions").values()), "")  # noqa: E731
         found = [f for f in schemas.check([content], self.kubernetes_version, crds) if f.kind == "invalid"]
         name = (obj.get("metadata") or {}).get("name", "")
         decoding = [f for f in found if f.message.startswith("expected ")]
@@ -324,17 +377,17 @@ class Store:
         for applied in [a for a in self.applied if a[:4] == (kind.group, kind.plural, namespace, name)]:
             del self.applied[applied]
         if kind.kind == "Namespace":
-            for inside in [o for o in self.objects if o[2] == name]:
+            for inside in [o for o in self.objects if o[2] == name]:  # every kind's: a namespace's delete is rare
                 del self.objects[inside]
         self._bump()
+        self.written.set()
         return obj
 
     def list(self, kind: Kind, namespace: str | None, selector: str) -> dict[str, Any]:
-        items = [
-            copy.deepcopy(o)
-            for (g, p, ns, _), o in sorted(self.objects.items())
-            if (g, p) == (kind.group, kind.plural)
-            and (namespace is None or ns == namespace)
+        items = [  # not copied: a stored object is never changed in place, a write stores a new one
+            o
+            for (_, _, ns, _), o in sorted(self.objects.of(kind.group, kind.plural).items())
+            if (namespace is None or ns == namespace)
             and _selector_matches(selector, o.get("metadata", {}).get("labels") or {})
         ]
         return {

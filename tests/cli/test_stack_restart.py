@@ -35,7 +35,7 @@ from promoter.stack import (
 )
 from tests.support.gitops import DEFAULT_PORTS, PROMOTER, Cli, Origin, listening_ports, running_stack
 from tests.support.keys import commit_signed
-from tests.support.prometheus import ERROR_RATE_CHECK, targets_up, with_error_rate
+from tests.support.prometheus import STACK_ERROR_RATE_CHECK, targets_up, with_error_rate
 
 ADDRESSES = ("temporal_address", "temporal_http_url", "ui_url", "forge_url")
 
@@ -117,7 +117,7 @@ def test_up_runs_prometheus_over_the_clusters_and_a_version_erroring_by_its_metr
     path = "environments/staging/environment.yaml"
     origin.repo.git.pull("--quiet", "--rebase", "origin", "main")
     config = yaml.safe_load((origin.work / path).read_text())
-    config["verify"] = [ERROR_RATE_CHECK]
+    config["verify"] = [STACK_ERROR_RATE_CHECK]
     key = cli.state_dir / "keys" / "platform"
     commit_signed(origin, key, {path: yaml.safe_dump(config, sort_keys=False)}, "staging verifies its error rate")
     with_error_rate(origin, "0.2", "7.0.0")
