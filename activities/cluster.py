@@ -225,7 +225,8 @@ class ClusterActivities:
         """How one app differs from `revision` in one cluster, and whether it was healed (when `heal`);
         `rendered` keeps the objects rendered for the first cluster for the others. With `shared`, the
         cluster is read once for every app (its `Seen`), and an app found matching `revision` before,
-        whose objects no write has changed since, is not rendered nor compared again (`IN_SYNC_FOR_S`)."""
+        whose objects no write has changed since (by their metadata alone), is not rendered nor
+        compared again (`IN_SYNC_FOR_S`)."""
         cluster = self.cluster(config)
         if config.sync != "native":  # Argo CD or Flux compares with Git itself: read its word
             name, namespace = config.reconciler(app, env)
@@ -237,16 +238,18 @@ class ClusterActivities:
         key = (cluster, env, app)
         known = self._in_sync.get(key) if seen is not None else None
         if known and known[0] == revision and time.monotonic() - known[3] < IN_SYNC_FOR_S:
-            if seen is not None and seen.fingerprint(app, known[2]) == known[1]:
+            if seen is not None and seen.fingerprint(app, known[2], whole=False) == known[1]:
                 return [], False  # nothing written since it matched `revision`: it still does
         if not rendered:
             rendered.append(self.objects(app, env, revision))
         objects = rendered[0]
-        drifts = cluster.drift(app, objects, seen)
+        reading = None if seen is None else seen.reading()  # its own, or everyone's once many are compared
+        drifts = cluster.drift(app, objects, reading)
         self._in_sync.pop(key, None)
-        if seen is not None and not drifts:
-            kinds = {(o["apiVersion"], o["kind"]) for o in objects} | cluster._kinds(seen.inventory(app))
-            self._in_sync[key] = (revision, seen.fingerprint(app, kinds), kinds, time.monotonic())
+        if reading is not None and not drifts:
+            kinds = {(o["apiVersion"], o["kind"]) for o in objects} | cluster._kinds(reading.inventory(app))
+            # from the very reading just compared: a later one could hold a write made since
+            self._in_sync[key] = (revision, reading.fingerprint(app, kinds, whole=True), kinds, time.monotonic())
         if drifts and heal:
             cluster.sync(app, f"drift-heal-{revision[:7]}", objects, progress=activity.heartbeat)
         return drifts, bool(drifts) and heal

@@ -44,6 +44,7 @@ from activities.promotions import PromotionActivities
 from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from activities.verify import VerifyActivities
+from promoter import heap
 from promoter.errors import BadInput
 from promoter.git import objects
 from promoter.gitrepo import GitClone
@@ -325,6 +326,7 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
             await asyncio.to_thread(worker.warm)
         except Exception as e:  # noqa: BLE001 - never fatal: the first check of that revision denies, naming it
             log.warning("the policies on main could not be compiled ahead: %s", e)
+        heap.tune()  # what start-up and the warm-up made is never collected again (promoter.heap)
         made = await refresh_drift_schedules(client, settings.task_queue, worker.environments, None)
         schedules = asyncio.create_task(
             follow_drift_schedules(client, settings.task_queue, worker.environments, stop, made), name="drift schedules"

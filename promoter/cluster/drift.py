@@ -102,48 +102,89 @@ def _timestamp(value: Any) -> datetime | None:
         return None
 
 
+ALONE = 20  # apps a check of many compares by their own reading before it lists everyone's objects
+
+
 class Seen:
     """What a drift check of many apps reads of a cluster, read once for all of them: every inventory
     in the environment's namespace (one list) and, for each kind an app needs, the objects of every app
     (one list per kind, by the app label's presence, grouped by app). A check of 5,000 apps then costs
     a few lists, not three requests per app, each of which a cluster answers by scanning all it holds.
     Read when first needed, so what it answers may be older than the app's Git revision read later:
-    `ClusterActivities` compares again, alone, an app that looks drifted by it."""
+    `ClusterActivities` compares again, alone, an app that looks drifted by it.
+
+    Two readings, each made only when first asked: the whole objects (`inventory`, `live`: to compare)
+    and their metadata alone (`fingerprint(..., whole=False)`: to tell whether anything was written
+    since an app was last found in sync, half the bytes to send and decode)."""
 
     def __init__(self, cluster: Drift) -> None:
         self.cluster = cluster
-        self._inventories: dict[str, dict[str, Any]] | None = None
-        self._kinds: dict[tuple[str, str], dict[str, dict[Ident, dict[str, Any]]]] = {}
+        self._inventories: dict[bool, dict[str, dict[str, Any]]] = {}  # whole? -> inventory name -> it
+        self._kinds: dict[tuple[str, str, bool], dict[str, dict[Ident, dict[str, Any]]]] = {}
+        self._compared = 0
 
-    def inventory(self, app: str) -> dict[str, Any] | None:
-        if self._inventories is None:
-            items = self.cluster._list("v1", "ConfigMap", INVENTORY_LABEL, self.cluster.default_namespace) or []
-            self._inventories = {str((i.get("metadata") or {}).get("name")): i for i in items}
-        return self._inventories.get(INVENTORY.format(app=app))
+    def reading(self) -> Seen:
+        """What to compare the next app by: its own objects, read for it alone (`Alone`), for the first
+        `ALONE` apps a check compares (those whose metadata moved since they were found in sync: a few,
+        usually), then everyone's whole objects, listed once (the first check of a worker compares all)."""
+        self._compared += 1
+        return self if self._compared > ALONE else Alone(self.cluster)
 
-    def live(self, app: str, kinds: set[tuple[str, str]]) -> dict[Ident, dict[str, Any]]:
+    def inventory(self, app: str, whole: bool = True) -> dict[str, Any] | None:
+        if whole not in self._inventories:
+            namespace = self.cluster.default_namespace
+            items = self.cluster._list("v1", "ConfigMap", INVENTORY_LABEL, namespace, not whole) or []
+            self._inventories[whole] = {str((i.get("metadata") or {}).get("name")): i for i in items}
+        return self._inventories[whole].get(INVENTORY.format(app=app))
+
+    def live(self, app: str, kinds: set[tuple[str, str]], whole: bool = True) -> dict[Ident, dict[str, Any]]:
         """`app`'s objects of these kinds, as `Resources._live` finds them."""
         found: dict[Ident, dict[str, Any]] = {}
         for api_version, kind in sorted(kinds):
-            if (api_version, kind) not in self._kinds:
+            if (api_version, kind, whole) not in self._kinds:
                 by_app: dict[str, dict[Ident, dict[str, Any]]] = {}
-                for item in self.cluster._list(api_version, kind, APP_LABEL) or []:
+                for item in self.cluster._list(api_version, kind, APP_LABEL, None, not whole) or []:
                     owner = ((item.get("metadata") or {}).get("labels") or {}).get(APP_LABEL)
                     by_app.setdefault(str(owner), {})[ident_of(item)] = item
-                self._kinds[(api_version, kind)] = by_app
-            found.update(self._kinds[(api_version, kind)].get(app, {}))
+                self._kinds[(api_version, kind, whole)] = by_app
+            found.update(self._kinds[(api_version, kind, whole)].get(app, {}))
         return found
 
-    def fingerprint(self, app: str, kinds: set[tuple[str, str]]) -> tuple[tuple[str, ...], ...]:
+    def fingerprint(self, app: str, kinds: set[tuple[str, str]], whole: bool = True) -> tuple[tuple[str, ...], ...]:
         """What `app` has in the cluster, as the resourceVersions of its inventory and of its objects of
-        `kinds` (any write changes one; an object added or deleted changes the set)."""
-        inventory = self.inventory(app)
+        `kinds` (any write changes one; an object added or deleted changes the set), from the whole
+        objects (those an app was just compared by) or their metadata."""
+        inventory = self.inventory(app, whole)
         version = str(((inventory or {}).get("metadata") or {}).get("resourceVersion", "-"))
         objects = sorted(
             (*ident, str((obj.get("metadata") or {}).get("resourceVersion", "")))
-            for ident, obj in self.live(app, kinds).items()
+            for ident, obj in self.live(app, kinds, whole).items()
         )
         return (("inventory", version), *objects)
+
+
+class Alone(Seen):
+    """One app's whole objects read for it alone (its inventory, a list per kind by its label), in
+    the shape `Seen` answers; its metadata readings are still everyone's."""
+
+    def inventory(self, app: str, whole: bool = True) -> dict[str, Any] | None:
+        if not whole:
+            return super().inventory(app, whole)
+        if True not in self._inventories:
+            found = self.cluster._inventory(app)
+            self._inventories[True] = {} if found is None else {INVENTORY.format(app=app): found}
+        return self._inventories[True].get(INVENTORY.format(app=app))
+
+    def live(self, app: str, kinds: set[tuple[str, str]], whole: bool = True) -> dict[Ident, dict[str, Any]]:
+        if not whole:
+            return super().live(app, kinds, whole)
+        found: dict[Ident, dict[str, Any]] = {}
+        for api_version, kind in sorted(kinds):
+            if (api_version, kind, True) not in self._kinds:
+                items = self.cluster._list(api_version, kind, f"{APP_LABEL}={app}") or []
+                self._kinds[(api_version, kind, True)] = {app: {ident_of(item): item for item in items}}
+            found.update(self._kinds[(api_version, kind, True)].get(app, {}))
+        return found
 
 
 class Drift(Inventories):

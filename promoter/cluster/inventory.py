@@ -17,7 +17,7 @@ from promoter.cluster.objects import (
     Ident,
     Ref,
     api_error,
-    plain,
+    loads,
     ref_of,
     shown_ref,
 )
@@ -44,7 +44,8 @@ class Inventories(Resources):
         named `promoter-inventory-<app>` for the app its label names, and written by no field manager
         but promoter's own (an app's folder can never ship one: `reserved` refuses it)."""
         try:
-            answer = self._resource("v1", "ConfigMap").get(label_selector=INVENTORY_LABEL, serializer=plain)
+            raw = self._resource("v1", "ConfigMap").get(label_selector=INVENTORY_LABEL, serialize=False)
+            answer = loads(raw.data)
         except (DynamicApiError, ApiException) as e:
             raise api_error(e, "list the inventories") from None
         except Exception as e:  # noqa: BLE001 - transport

@@ -4,7 +4,6 @@ Every failure is sorted: the API server's answer by `api_error`, a transport one
 
 from __future__ import annotations
 
-import json
 import os
 import threading
 import time
@@ -28,10 +27,13 @@ from promoter.cluster.objects import (
     api_error,
     applied_hash,
     ident_of,
+    loads,
     plain,
 )
 from promoter.errors import BadInput, PermanentError, TemporaryError
 from promoter.models import ClusterConfig
+
+PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"  # a list of metadata alone
 
 
 def load_kubeconfig(path: str, context: str | None, configuration: client.Configuration) -> None:
@@ -181,7 +183,7 @@ class Resources:
                 return None
             if not 200 <= answer.status <= 299:
                 self.api.response_deserialize(answer, {})  # raises the ApiException that says why
-            found: dict[str, Any] = json.loads(answer.data or b"null")
+            found: dict[str, Any] = loads(answer.data)
             return found
         except (DynamicApiError, ApiException) as e:
             raise api_error(e, f"read {obj['kind']}/{obj['metadata']['name']}") from None
@@ -197,23 +199,28 @@ class Resources:
         return found
 
     def _list(
-        self, api_version: str, kind: str, selector: str, namespace: str | None = None
+        self, api_version: str, kind: str, selector: str, namespace: str | None = None, metadata_only: bool = False
     ) -> list[dict[str, Any]] | None:
         """The objects of a kind that `selector` selects (in `namespace`, else in all), each with its
         apiVersion and kind; None when the cluster does not serve the kind (gone, or a CRD not yet
-        applied)."""
+        applied). `metadata_only`: each object's metadata alone (a PartialObjectMetadataList, the
+        server's own cut: less to send and decode), or the whole object from a server without it."""
         try:
             resource = self._resource(api_version, kind)
         except PermanentError:
             return None
+        headers = {"Accept": f"{PARTIAL_LIST}, application/json"} if metadata_only else {}
         try:
-            answer = resource.get(label_selector=selector, namespace=namespace, serializer=plain)
+            raw = resource.get(label_selector=selector, namespace=namespace, header_params=headers, serialize=False)
+            answer = loads(raw.data)
         except (DynamicApiError, ApiException) as e:
             raise api_error(e, f"list {kind}") from None
         except Exception as e:  # noqa: BLE001 - transport
             raise self._unreachable(e, f"list {kind}") from None
         items: list[dict[str, Any]] = answer.get("items") or []
         for item in items:
+            if item.get("kind") == "PartialObjectMetadata":  # its own kind: say which objects these are
+                item["apiVersion"], item["kind"] = api_version, kind
             item.setdefault("apiVersion", api_version)
             item.setdefault("kind", kind)
         return items

@@ -14,6 +14,7 @@ from pathlib import Path
 
 import yaml
 
+from promoter import heap
 from promoter.sim.kube import KubeSim, kubeconfig
 
 
@@ -28,6 +29,7 @@ def main() -> None:
     state = Path(args.state_dir) if args.state_dir else None
     ports = {env: int(port) for env, _, port in (p.partition("=") for p in args.port) if port.isdigit()}
     sims = [_sim(env, args.rollout_delay, state, ports.get(env, 0)).start() for env in args.env]
+    heap.tune()  # the loaded state is never collected again (promoter.heap)
     path = Path(args.kubeconfig)
     tmp = path.with_suffix(".tmp")
     tmp.write_text(yaml.safe_dump(kubeconfig({s.env: s.url for s in sims})))

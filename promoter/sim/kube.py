@@ -47,7 +47,10 @@ Where it differs from a real API server (kept honest on purpose):
   EndpointSlice controller keeps one slice per Service with a selector, `<service>-sim`, with one
   ready endpoint per ready replica of the workloads whose pod template the selector matches (fake
   addresses; no Endpoints objects, which real servers still serve);
-- namespaces are deleted at once (no finalizers), and deleting one deletes what is in it.
+- namespaces are deleted at once (no finalizers), and deleting one deletes what is in it;
+- `Accept: application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1` (or `as=PartialObjectMetadata`)
+  is answered with the metadata alone, each item typed `meta.k8s.io/v1` `PartialObjectMetadata`; any
+  other `as=` (a `Table`) is ignored and the whole objects are sent.
 Why not kmock (PyPI, 0.8): it is a scripted mock of responses, with no server-side apply, no
 generation semantics and no controller, and a promotion needs all three behaving as a cluster does.
 
@@ -117,6 +120,7 @@ class KubeSim(Serving, Controllers):
         self.slicer = Slicer(env)  # the EndpointSlice controller's indexes
         self.lock = threading.RLock()
         self.requests: list[tuple[str, str]] = []
+        self.metadata_reads = 0  # GETs answered with metadata alone (PartialObjectMetadata), for tests
         self.authorizations: dict[str, int] = {}  # each `Authorization` header received, and how often
         self._faults: list[tuple[str, float, str]] = []
         self._documents: dict[str, Any] = {}  # the OpenAPI documents of the kinds served now, and their key

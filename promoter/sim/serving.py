@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
+import orjson
 import yaml
 
 from promoter.sim import openapi
@@ -24,6 +25,48 @@ from promoter.sim.store import (
     Warnings,
 )
 from promoter.sim.writes import Writes
+
+
+def decode(body: bytes, content_type: str) -> Any:
+    """A request's body: JSON (which YAML includes, and which clients send) first; None when empty."""
+    if not body:
+        return None
+    try:
+        return json.loads(body)
+    except ValueError:
+        if "yaml" not in content_type:
+            raise ApiError(400, "BadRequest", "cannot decode the body: not JSON") from None
+        try:
+            return yaml.safe_load(body.decode())
+        except (ValueError, yaml.YAMLError) as e:
+            raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
+
+
+def encode(answer: Any) -> bytes:
+    """An answer as JSON: by orjson (a list of thousands of objects in a tenth of json's time), or by
+    json where orjson refuses (an integer beyond 64 bits, which YAML and JSON allow)."""
+    try:
+        return orjson.dumps(answer)
+    except TypeError:
+        return json.dumps(answer).encode()
+
+
+def metadata_only(answer: dict[str, Any]) -> dict[str, Any]:
+    """An object or a list as `Accept: application/json;as=PartialObjectMetadata[List];g=meta.k8s.io;v=v1`
+    asks (what a real server answers to it: each object's metadata alone, as PartialObjectMetadata)."""
+
+    def partial(obj: dict[str, Any]) -> dict[str, Any]:
+        return {"kind": "PartialObjectMetadata", "apiVersion": "meta.k8s.io/v1", "metadata": obj["metadata"]}
+
+    if "items" not in answer:
+        return partial(answer)
+    items = [partial(o) for o in answer["items"]]
+    return {
+        "kind": "PartialObjectMetadataList",
+        "apiVersion": "meta.k8s.io/v1",
+        "metadata": answer["metadata"],
+        "items": items,
+    }
 
 
 class Serving(Writes):
@@ -221,20 +264,16 @@ class Serving(Writes):
                 return 200, found, []
             if url.path.startswith("/openapi/"):
                 return 200, self._openapi(url.path, accept), []
-        payload: Any = None
-        if body:  # outside the lock; JSON (which YAML includes, and which clients send) first
-            try:
-                payload = json.loads(body)
-            except ValueError:
-                if "yaml" not in content_type:
-                    raise ApiError(400, "BadRequest", "cannot decode the body: not JSON") from None
-                try:
-                    payload = yaml.safe_load(body.decode())
-                except (ValueError, yaml.YAMLError) as e:
-                    raise ApiError(400, "BadRequest", f"cannot decode the body: {e}") from None
+        payload = decode(body, content_type)  # outside the lock
         with self.lock:  # the request's field validation and warnings are its own while it holds the lock
             self._field_validation, self._warnings, self._dry_run = validation, [], bool(dry_run)
-            if not dry_run or method == "GET":
+            if method == "GET":
+                code, answer = self._write(method, url.path, query, content_type, payload, manager)
+                if "as=PartialObjectMetadata" in accept:
+                    self.metadata_reads += 1
+                    answer = metadata_only(answer)
+                return code, answer, self._warnings
+            if not dry_run:
                 return (*self._write(method, url.path, query, content_type, payload, manager), self._warnings)
             saved = (self.objects.copy(), dict(self.applied), set(self.workloads), dict(self.kinds), self.version)
             try:  # what the write would leave, and then nothing of it
@@ -314,7 +353,7 @@ class Serving(Writes):
                     )
                 except ApiError as e:
                     code, answer = e.code, e.status()
-                raw = json.dumps(answer).encode()
+                raw = encode(answer)
                 self.send_response(code)
                 for warning in warnings:  # RFC 7234 warn-code 299, as a real API server sends them
                     self.send_header("Warning", '299 - "' + warning.replace('"', '\\"') + '"')

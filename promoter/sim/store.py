@@ -204,6 +204,7 @@ class Store:
     kubernetes_version: str
     lock: threading.RLock
     written: threading.Event  # set by every write, to wake the controllers
+    metadata_reads: int
     kinds: dict[tuple[str, str, str], Kind]
     objects: Objects
     workloads: set[tuple[str, str, str, str]]

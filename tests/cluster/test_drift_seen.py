@@ -48,6 +48,13 @@ def objects_of(app: str) -> list[dict[str, Any]]:
     return found
 
 
+def lists(sim: KubeSim) -> int:
+    """The lists the simulator answered (a GET of a collection: an object's path has a name after its
+    kind's plural; discovery and the OpenAPI documents are left out)."""
+    kinds = {k.plural for k in sim.kinds.values()}
+    return sum(1 for method, path in sim.requests if method == "GET" and path.rstrip("/").rsplit("/", 1)[-1] in kinds)
+
+
 def reads(sim: KubeSim) -> int:
     return sum(1 for method, _ in sim.requests if method == "GET")
 
@@ -78,8 +85,12 @@ def test_one_reading_for_many_apps_finds_what_a_reading_per_app_finds(sim: KubeS
 
 
 @pytest.fixture
-def staging(clusters: Callable[[list[str]], dict[str, KubeSim]]) -> KubeCluster:
-    clusters(["staging"])
+def staging_sim(clusters: Callable[[list[str]], dict[str, KubeSim]]) -> KubeSim:
+    return clusters(["staging"])["staging"]
+
+
+@pytest.fixture
+def staging(staging_sim: KubeSim) -> KubeCluster:
     return KubeCluster.from_config(
         ClusterConfig(kubeconfig=os.environ["KUBECONFIG"], context="staging", namespace="apps")
     )
@@ -118,7 +129,7 @@ def test_an_app_that_the_shared_reading_shows_drifted_is_read_again_before_it_is
 
 
 def test_an_app_found_in_sync_is_compared_again_only_once_something_wrote_to_it(
-    origin_factory: Callable[..., Origin], tmp_path: Path, staging: KubeCluster
+    origin_factory: Callable[..., Origin], tmp_path: Path, staging: KubeCluster, staging_sim: KubeSim
 ) -> None:
     origin = origin_factory(apps=("demo", "api", "web"))
     acts = ClusterActivities(GitClone(origin.url, tmp_path / "cache"))
@@ -135,8 +146,10 @@ def test_an_app_found_in_sync_is_compared_again_only_once_something_wrote_to_it(
     acts.objects = counted  # type: ignore[method-assign]
     env = ActivityEnvironment()
     first = env.run(acts.detect_drift, DriftInput(env="staging"))
+    whole, partial = lists(staging_sim), staging_sim.metadata_reads
     again = env.run(acts.detect_drift, DriftInput(env="staging"))
     assert first.drifted == again.drifted == [] and rendered == ["api", "demo", "web"]  # not rendered again
+    assert partial == 0 and staging_sim.metadata_reads - partial == lists(staging_sim) - whole > 0  # metadata alone
 
     client.AppsV1Api(staging.api).patch_namespaced_deployment_scale("web", "apps", {"spec": {"replicas": 3}})
     staging._resource("v1", "Service").delete(name="api", namespace="apps")
@@ -147,3 +160,37 @@ def test_an_app_found_in_sync_is_compared_again_only_once_something_wrote_to_it(
         "web": [("Deployment/apps/web", "spec.replicas")],
     }
     assert sorted(set(rendered)) == ["api", "web"]  # what was written to; demo still matches as it did
+
+
+def test_a_write_after_the_reading_an_app_was_compared_by_is_never_taken_for_in_sync(
+    origin_factory: Callable[..., Origin], tmp_path: Path, staging: KubeCluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An app found in sync is remembered by the resourceVersions of the very reading it was compared
+    by, not of a later one (the metadata-only lists the next check reads): a person's write made in
+    between is compared, and reported, at the next check. (Every app compared by everyone's whole
+    objects, as once more than `ALONE` are: the first few are read alone, after any such write.)"""
+    monkeypatch.setattr("promoter.cluster.drift.ALONE", 0)
+    origin = origin_factory(apps=("demo", "api", "web"))
+    acts = ClusterActivities(GitClone(origin.url, tmp_path / "cache"))
+    seed = origin.repo.head.commit.hexsha
+    for app in ("api", "demo", "web"):
+        staging.sync(app, "seed", render_dir(origin.work / "environments" / "staging" / app), revision=seed)
+    scale = client.AppsV1Api(staging.api).patch_namespaced_deployment_scale
+    scale("api", "apps", {"spec": {"replicas": 5}})  # api drifted: demo is the first app found in sync
+    env = ActivityEnvironment()
+    edited: list[str] = []
+
+    def heartbeat(*details: Any) -> None:
+        if details == ("comparing demo",) and not edited:  # after the lists api was compared by
+            scale("web", "apps", {"spec": {"replicas": 3}})
+            edited.append("web")
+
+    env.on_heartbeat = heartbeat
+    first = env.run(acts.detect_drift, DriftInput(env="staging"))
+    assert edited == ["web"] and [a.app for a in first.drifted] == ["api"]  # web: by the lists read before
+    env.on_heartbeat = lambda *_: None
+    second = env.run(acts.detect_drift, DriftInput(env="staging"))
+    assert {a.app: [(d.path, d.git, d.live) for d in a.drifts] for a in second.drifted} == {
+        "api": [("spec.replicas", 2, 5)],
+        "web": [("spec.replicas", 2, 3)],
+    }
