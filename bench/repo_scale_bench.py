@@ -388,7 +388,9 @@ async def big(tmp: Path, args: argparse.Namespace, out: dict[str, Any]) -> None:
             git(person, "push", "-q", "origin", "main")
         git(person, "reset", "-q", "--hard")  # fast-import moved main, not the work tree
         await promotions(client, task_queue, person, meter, out, label, args.rounds)
-        with meter.measure(f"{label}: promoter history demo", out):
+        with meter.measure(f"{label}: promoter history demo", out):  # its clone new: cloned, indexed
+            cli(state, "history", "demo")
+        with meter.measure(f"{label}: promoter history demo again", out):  # a fresh process, its clone kept
             cli(state, "history", "demo")
         with meter.measure(f"{label}: promoter dry-run demo", out):
             cli(state, "dry-run", "demo", check=False)  # exit 1 only when a stage would be denied
@@ -447,7 +449,8 @@ def table(out: dict[str, Any], args: argparse.Namespace) -> str:
             f"{s_next['worker_cpu_s']:g} s",
             f"{b_next['worker_cpu_s']:g} s ({b_next['worker_cpu_s'] / max(s_next['worker_cpu_s'], 0.01):.2f}x)",
         ),
-        ("`promoter history demo`, fresh process", "-", cell(f"{label}: promoter history demo")),
+        ("`promoter history demo`, fresh process, new clone", "-", cell(f"{label}: promoter history demo")),
+        ("the same again (a fresh process, its clone kept)", "-", cell(f"{label}: promoter history demo again")),
         ("`promoter dry-run demo` (plan), fresh process", "-", cell(f"{label}: promoter dry-run demo")),
         (
             f"drift check of {args.drift_env}, all in sync",
