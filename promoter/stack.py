@@ -284,7 +284,8 @@ def cluster_ports(kubeconfig: Path) -> dict[str, int]:
     return {env: int(url.rsplit(":", 1)[1]) for env, url in servers.items()}
 
 
-STACK_SCRAPE_S = 5  # `up`'s Prometheus: every 5 s, a fifth of what each second cost over thousands of workloads
+STACK_SCRAPE_S = 10  # `up`'s Prometheus: every 10 s (its own default is a minute); each second cost 5 % of a
+# core over 5,000 workloads, the simulators' formatting and Prometheus' ingesting
 
 
 def prometheus_config(targets: dict[str, int], scrape_interval_s: int = 1) -> str:

@@ -19,6 +19,7 @@ import hashlib
 import os
 import shlex
 import shutil
+import subprocess
 import tarfile
 import tempfile
 import threading
@@ -93,6 +94,7 @@ class Clone:
         self._fetch_started = self._fetch_done = 0
         self._fetching = False
         self._maintained: float | None = None  # when `maintain` last ran git's housekeeping
+        self._graphing = threading.Lock()  # held while the commit-graph is written (`_write_graph`)
         self.pushed_main: str | None = None  # the main this process pushed last (MainWriter.merge_branch)
         self.signing_key: bytes | None = None  # promoter's commit signing key (sign_commits_with); None: unsigned
 
@@ -202,6 +204,24 @@ class Clone:
             self.run(repo, "maintenance", "run", "--auto", "--quiet")
         except git.GitCommandError:
             pass
+        threading.Thread(target=self._write_graph, daemon=True, name=f"commit-graph {self.path.name}").start()
+
+    def _write_graph(self) -> None:
+        """The clone's commit-graph, with changed-path Bloom filters, taken on by a layer for the commits
+        fetched since (`--split`): ancestry, counts and `git log -- <path>` read it instead of parsing
+        every commit (ten times faster over 20,000 commits). In the background, one at a time: the first
+        after a big fetch takes seconds, and git reads without it meanwhile. A failure fails nothing."""
+        if not self._graphing.acquire(blocking=False):
+            return
+        try:
+            subprocess.run(
+                ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split", "--no-progress"],
+                cwd=self.path, env={**os.environ, **self.identity}, capture_output=True, timeout=900, check=False,
+            )  # fmt: skip
+        except (OSError, subprocess.SubprocessError):
+            pass
+        finally:
+            self._graphing.release()
 
     def tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
         """Every file under `folder` at `rev`, from the raw tree objects (names as bytes: any name

@@ -77,28 +77,31 @@ class Counters:
         return read
 
     def advance(self, objects: Objects, env: str) -> None:
+        """Count what each workload served since the last call; a workload gone is forgotten."""
         now = time.monotonic()
         elapsed, self.last = now - self.last, now
+        live = set()
         for plural in _KINDS:
             for (_, _, namespace, name), obj in objects.of("apps", plural).items():
-                _, ready, rate, _ = self._described((plural, namespace, name), obj, env)
+                key = (plural, namespace, name)
+                _, ready, rate, _ = self._described(key, obj, env)
                 served = RPS * ready * elapsed
-                counts = self.totals.setdefault((plural, namespace, name), [0.0, 0.0])
+                counts = self.totals.setdefault(key, [0.0, 0.0])
                 counts[0] += served - served * rate
                 counts[1] += served * rate
+                live.add(key)
+        for gone in [key for key in self.totals if key not in live]:
+            del self.totals[gone], self._read[gone]
 
-    def exposition(self, objects: Objects, env: str) -> str:
+    def exposition(self) -> str:
+        """The counters as `advance` left them, in Prometheus' text format."""
         lines = [
             "# HELP http_requests_total Requests the workload's pods answered (simulated), by status code.",
             "# TYPE http_requests_total counter",
         ]
-        for (plural, namespace, name), (ok, errors) in sorted(self.totals.items()):
-            obj = objects.get(("apps", plural, namespace, name))
-            if obj is None:
-                continue
-            series = self._described((plural, namespace, name), obj, env)[3]  # up to its code's value
-            lines.append(f'{series}"200"}} {ok:.3f}')
-            lines.append(f'{series}"500"}} {errors:.3f}')
+        for key, (ok, errors) in sorted(self.totals.items()):
+            series = self._read[key][3]  # up to its code's value
+            lines.append(f'{series}"200"}} {ok:.3f}\n{series}"500"}} {errors:.3f}')
         return "\n".join(lines) + "\n"
 
 
@@ -115,7 +118,7 @@ def send_metrics(handler: BaseHTTPRequestHandler, sim: Measured) -> None:
     """Answer `GET /metrics` with the counters, advanced to now."""
     with sim.lock:
         sim.counters.advance(sim.objects, sim.env)
-        raw = sim.counters.exposition(sim.objects, sim.env).encode()
+        raw = sim.counters.exposition().encode()
     handler.send_response(200)
     handler.send_header("Content-Type", "text/plain; version=0.0.4; charset=utf-8")
     handler.send_header("Content-Length", str(len(raw)))

@@ -343,3 +343,27 @@ def test_merges_asked_at_once_are_pushed_together_each_once(
         assert line.split()[2] == branches[app][1]  # its own head, merged once
         assert sum(branches[app][1] in line.split()[2:] for line in first_parents) == 1
     assert len(pushes.read_text().split()) == 2, pushes.read_text()  # the first merge's, then the other ten's
+
+
+def test_a_fetch_keeps_a_commit_graph_with_changed_paths_in_the_clone(origin: Origin, clone: GitClone) -> None:
+    """After a fetch the clone's history is written to a commit-graph with changed-path Bloom filters
+    (in the background), a layer more as main grows, so walks of a long history read it."""
+    from promoter.stack import wait_until
+
+    plumbing = clone.plumbing
+    chain = plumbing.path / ".git" / "objects" / "info" / "commit-graphs" / "commit-graph-chain"
+
+    def layers() -> list[str]:
+        written = chain.is_file() and not (chain.parent / "commit-graph-chain.lock").exists()
+        return chain.read_text().split() if written else []
+
+    plumbing.fresh()
+    wait_until(layers, 30, "the clone's commit-graph")
+    first = layers()
+    origin.commit({"environments/dev/demo/note.txt": "more\n"}, "a commit after the graph")
+    plumbing._maintained = None  # git's housekeeping runs at most once a minute: due now
+    plumbing.fresh()
+    wait_until(lambda: layers() not in ([], first), 30, "a layer for the new commit")
+    newest = (chain.parent / f"graph-{layers()[-1]}.graph").read_bytes()
+    assert b"BIDX" in newest and b"BDAT" in newest  # the changed-path Bloom filters' chunks
+    git.Repo(plumbing.path).git.execute(["git", "commit-graph", "verify"])  # whole (raises when not)

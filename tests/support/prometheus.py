@@ -36,13 +36,13 @@ ERROR_RATE_CHECK: dict[str, object] = {
     "interval": "1s",
     "count": 2,
 }
-# the same on `promoter up`'s Prometheus, which scrapes every STACK_SCRAPE_S (5 s): a 15 s window, three
-# scrapes, filled by the new version's before the first measurement
+# the same on `promoter up`'s Prometheus, which scrapes every STACK_SCRAPE_S (10 s): a 25 s window, two
+# scrapes at least, filled by the new version's before the first measurement
 STACK_ERROR_RATE_CHECK: dict[str, object] = {
     **ERROR_RATE_CHECK,
-    "prometheus": {"query": RATIO.replace("[5s]", "[15s]"), "success": "result < 0.01"},
-    "initial_delay": "16s",
-    "interval": "5s",
+    "prometheus": {"query": RATIO.replace("[5s]", "[25s]"), "success": "result < 0.01"},
+    "initial_delay": "26s",
+    "interval": "10s",
 }
 
 
