@@ -14,6 +14,7 @@ Concurrency, so that a hundred apps promoted at once do not queue behind one loc
 from __future__ import annotations
 
 import base64
+import contextlib
 import fcntl
 import hashlib
 import os
@@ -61,6 +62,25 @@ def auth_env(token: str | None = None, username: str = "x-access-token", ssh_key
     return env
 
 
+def write_graph(path: Path, env: dict[str, str], writing: threading.Lock) -> None:
+    """The clone's commit-graph, with changed-path Bloom filters, taken on by a layer for the commits
+    fetched since (`--split`): ancestry, counts and `git log -- <path>` read it instead of parsing
+    every commit (ten times faster over 20,000 commits). In the background (`Clone.maintain`), one at a
+    time: the first after a big fetch takes seconds, and git reads without it meanwhile. A failure
+    fails nothing."""
+    if not writing.acquire(blocking=False):
+        return
+    try:
+        subprocess.run(
+            ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split", "--no-progress"],
+            cwd=path, env=env, capture_output=True, timeout=900, check=False,
+        )  # fmt: skip
+    except (OSError, subprocess.SubprocessError):
+        pass
+    finally:
+        writing.release()
+
+
 class Clone:
     """The working clone of one remote (a path, file://, https, ssh) and the objects it holds."""
 
@@ -94,7 +114,7 @@ class Clone:
         self._fetch_started = self._fetch_done = 0
         self._fetching = False
         self._maintained: float | None = None  # when `maintain` last ran git's housekeeping
-        self._graphing = threading.Lock()  # held while the commit-graph is written (`_write_graph`)
+        self._graphing = threading.Lock()  # held while the commit-graph is written (`write_graph`)
         self.pushed_main: str | None = None  # the main this process pushed last (MainWriter.merge_branch)
         self.signing_key: bytes | None = None  # promoter's commit signing key (sign_commits_with); None: unsigned
 
@@ -193,35 +213,16 @@ class Clone:
         self.maintain(repo)
 
     def maintain(self, repo: git.Repo) -> None:
-        """Git's housekeeping of the clone (`maintenance run --auto`: packs loose objects when there
-        are many), which every fetch would run (two more git runs each): here at most once every
+        """Git's housekeeping of the clone (`maintenance run --auto`, which every fetch would run: two
+        more git runs each), and its commit-graph (`write_graph`): at most once every
         `MAINTENANCE_EVERY_S` seconds per process. Like a fetch's own, a failure of it fails nothing."""
         now = time.monotonic()
-        if self._maintained is not None and now - self._maintained < MAINTENANCE_EVERY_S:
-            return
-        self._maintained = now
-        try:
-            self.run(repo, "maintenance", "run", "--auto", "--quiet")
-        except git.GitCommandError:
-            pass
-        threading.Thread(target=self._write_graph, daemon=True, name=f"commit-graph {self.path.name}").start()
-
-    def _write_graph(self) -> None:
-        """The clone's commit-graph, with changed-path Bloom filters, taken on by a layer for the commits
-        fetched since (`--split`): ancestry, counts and `git log -- <path>` read it instead of parsing
-        every commit (ten times faster over 20,000 commits). In the background, one at a time: the first
-        after a big fetch takes seconds, and git reads without it meanwhile. A failure fails nothing."""
-        if not self._graphing.acquire(blocking=False):
-            return
-        try:
-            subprocess.run(
-                ["git", "commit-graph", "write", "--reachable", "--changed-paths", "--split", "--no-progress"],
-                cwd=self.path, env={**os.environ, **self.identity}, capture_output=True, timeout=900, check=False,
-            )  # fmt: skip
-        except (OSError, subprocess.SubprocessError):
-            pass
-        finally:
-            self._graphing.release()
+        if self._maintained is None or now - self._maintained >= MAINTENANCE_EVERY_S:
+            self._maintained = now
+            with contextlib.suppress(git.GitCommandError):
+                self.run(repo, "maintenance", "run", "--auto", "--quiet")
+            args = (self.path, {**os.environ, **self.identity}, self._graphing)
+            threading.Thread(target=write_graph, args=args, daemon=True, name="commit-graph").start()
 
     def tree(self, repo: git.Repo, rev: str, folder: str) -> dict[str, Entry]:
         """Every file under `folder` at `rev`, from the raw tree objects (names as bytes: any name
