@@ -4,10 +4,10 @@ of a cluster.
 
 With the defaults (a young collection every 700 new objects, a full one once enough survive), decoding
 one list of 5,000 objects (half a million new dicts and strings, none of them in a cycle) ran several
-full collections over the whole heap: a second of the worker's CPU per drift check of 5,000 in-sync
-apps (0.9 s against 2.0 s with this, bench/repo_scale_bench.py). Young collections run 30 times less
-often, and what start-up made (imports, the SDK, the loaded state) is frozen out of every collection;
-cycles are still collected."""
+full collections over the whole heap: about a second of the worker's CPU per drift check of 5,000
+in-sync apps (0.9–1.0 s with this, 1.6–2.1 s without; docs/benchmarks.md, "A monorepo"). Young
+collections run 30 times less often, and what start-up made (imports, the SDK, the loaded state) is
+frozen out of every collection; cycles are still collected."""
 
 from __future__ import annotations
 
