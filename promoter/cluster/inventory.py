@@ -17,13 +17,13 @@ from promoter.cluster.objects import (
     Ident,
     Ref,
     api_error,
-    loads,
     ref_of,
     shown_ref,
 )
 from promoter.cluster.ownership import genuine
 from promoter.cluster.resources import Resources
 from promoter.errors import PermanentError
+from promoter.jsonfast import loads
 
 
 class Inventories(Resources):

@@ -7,8 +7,6 @@ import hashlib
 import json
 from typing import Any
 
-import orjson
-
 from promoter.errors import PermanentError, TemporaryError
 
 APP_LABEL = "promoter.dev/app"
@@ -21,15 +19,6 @@ APPLY_CONCURRENCY = 8
 MISSING_FOR_S = 30.0  # how long a kind the cluster did not serve after a fresh discovery is taken as missing
 Ident = tuple[str, str, str, str]
 Ref = tuple[str, str, str, str]  # (group, kind, namespace, name): what an inventory lists, version aside
-
-
-def loads(raw: bytes | None) -> Any:
-    """A server's JSON answer, decoded by orjson (about eight times json's speed on a list of thousands of
-    objects); by json where orjson refuses what JSON allows (an integer beyond 64 bits)."""
-    try:
-        return orjson.loads(raw or b"null")
-    except orjson.JSONDecodeError:
-        return json.loads(raw or b"null")
 
 
 def plain(_client: Any, data: dict[str, Any]) -> dict[str, Any]:

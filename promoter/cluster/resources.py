@@ -27,10 +27,10 @@ from promoter.cluster.objects import (
     api_error,
     applied_hash,
     ident_of,
-    loads,
     plain,
 )
 from promoter.errors import BadInput, PermanentError, TemporaryError
+from promoter.jsonfast import loads
 from promoter.models import ClusterConfig
 
 PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"  # a list of metadata alone

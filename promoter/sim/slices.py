@@ -57,7 +57,7 @@ class Slicer:
                 self._index(self.selecting, key, _pairs(namespace, self._selector(obj)))
                 services.add(key)
             elif key in self.counted or (obj is not None and obj.get("kind") in WORKLOADS):
-                labels = ((obj or {}).get("spec") or {}).get("template", {}).get("metadata", {}).get("labels")
+                labels = ((((obj or {}).get("spec") or {}).get("template") or {}).get("metadata") or {}).get("labels")
                 pairs = _pairs(namespace, labels) if obj is not None else set()
                 self._index(self.workloads, key, pairs)
                 services |= self.counted.get(key, set())

@@ -194,3 +194,13 @@ def test_a_write_after_the_reading_an_app_was_compared_by_is_never_taken_for_in_
         "api": [("spec.replicas", 2, 5)],
         "web": [("spec.replicas", 2, 3)],
     }
+
+
+def test_a_number_beyond_64_bits_is_read_exactly() -> None:
+    """orjson reads an integer beyond 64 bits as a float; such an answer is read by json instead, so a
+    manifest's big number compares equal to the cluster's (no drift reported on every check)."""
+    from promoter.jsonfast import dumps, loads
+
+    big = 123456789012345678901234567890
+    assert loads(b'{"items": [{"spec": {"n": %d}}]}' % big)["items"][0]["spec"]["n"] == big
+    assert loads(dumps({"n": big, "s": "\udcff"})) == {"n": big, "s": "\udcff"}

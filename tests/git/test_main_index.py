@@ -184,3 +184,23 @@ def test_two_processes_updating_one_index_at_once_leave_it_whole(origin: Origin,
     fresh = GitClone(origin.url, tmp_path / "fresh-cache")
     assert HOLD_REASON in refused(fresh, bumped)
     assert meaning(shared) == meaning(stored(fresh))  # the same as one built alone
+
+
+def test_a_hold_whose_message_git_cannot_decode_is_stored_and_found(origin: Origin, clone: GitClone) -> None:
+    """A record whose message holds bytes that are not UTF-8 (git gives them as surrogate escapes,
+    which orjson refuses) is stored in the index (by json) and read back: the index keeps answering."""
+    bumped = origin.bump(tag="1.3.0")
+    assert refused(clone, bumped) == ""  # indexed
+    lines = [
+        b"commit refs/heads/main\ncommitter dana <dana@example.com> 1700000000 +0000\n",
+        b"from %s\n" % git.Repo(origin.path).git.rev_parse("main").encode(),
+    ]
+    message = hold(bumped).encode().replace(b"it broke", b"it broke \xff\xfe")
+    lines.insert(1, b"data %d\n%s\n" % (len(message), message))
+    lines.append(b"M 100644 inline notes/x.txt\ndata 2\nx\n")
+    subprocess.run(["git", "fast-import", "--quiet", "--force"], cwd=origin.path, input=b"".join(lines), check=True)
+    assert HOLD_REASON in refused(clone, bumped)
+    data = stored(clone)  # saved: read back from the file by a new process's reader
+    index._INDEXES.clear()
+    again = stored(clone)
+    assert again.main == data.main and any("\udcff" in r[2] for r in again.records)
