@@ -7,7 +7,7 @@ compared again from the cluster as it is now before it is reported (`detect_drif
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -24,20 +24,6 @@ from promoter.sim.kube import KubeSim
 from tests.support.gitops import ROOT, Origin
 
 APPS = [f"app-{i:02d}" for i in range(12)]
-
-
-@pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(env="staging", rollout_delay_s=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-def cluster(sim: KubeSim) -> KubeCluster:
-    configuration = client.Configuration()
-    configuration.host = sim.url
-    configuration.retries = 0
-    return KubeCluster(client.ApiClient(configuration), "apps")
 
 
 def objects_of(app: str) -> list[dict[str, Any]]:

@@ -6,7 +6,6 @@ often the objects are read while they are not yet healthy."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -14,25 +13,6 @@ from kubernetes import client
 
 from promoter.cluster import KubeCluster
 from promoter.sim.kube import KubeSim
-
-
-@pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(env="staging", rollout_delay_s=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-def api(sim: KubeSim) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = sim.url
-    configuration.retries = 0
-    return client.ApiClient(configuration)
-
-
-@pytest.fixture
-def cluster(api: client.ApiClient) -> KubeCluster:
-    return KubeCluster(api, "apps")
 
 
 def job(completions: int) -> dict[str, Any]:

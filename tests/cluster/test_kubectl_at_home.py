@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -23,12 +23,6 @@ pytestmark = pytest.mark.skipif(shutil.which("kubectl") is None, reason="needs k
 DEMO = ROOT / "environments" / "staging" / "demo"
 DEPLOYMENT = ("apps", "deployments", "apps", "demo")
 Kubectl = Callable[..., subprocess.CompletedProcess[str]]
-
-
-@pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(env="staging", rollout_delay_s=0.05) as server:  # port 0: a free one
-        yield server
 
 
 @pytest.fixture

@@ -33,14 +33,6 @@ def sim() -> Iterator[KubeSim]:
         yield server
 
 
-@pytest.fixture
-def cluster(sim: KubeSim) -> KubeCluster:
-    configuration = client.Configuration()
-    configuration.host = sim.url
-    configuration.retries = 0
-    return KubeCluster(client.ApiClient(configuration), "apps")
-
-
 def demo() -> list[dict[str, Any]]:
     return render_dir(ROOT / "environments" / "staging" / "demo")
 

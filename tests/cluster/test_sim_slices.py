@@ -5,29 +5,12 @@ concerns, not all of them."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from kubernetes import client
 
 from promoter.sim.kube import KubeSim
 from promoter.stack import wait_until
-
-
-@pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(env="staging", rollout_delay_s=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-def api(sim: KubeSim) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = sim.url
-    configuration.retries = 0
-    return client.ApiClient(configuration)
-
 
 NAMESPACE = {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "apps"}}
 

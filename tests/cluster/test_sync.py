@@ -10,7 +10,6 @@ import concurrent.futures
 import copy
 import shutil
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,20 +35,6 @@ CRD = {
     },
 }
 WIDGET = {"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": {"size": 3}}
-
-
-@pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(env="staging", rollout_delay_s=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-def cluster(sim: KubeSim) -> KubeCluster:
-    configuration = client.Configuration()
-    configuration.host = sim.url
-    configuration.retries = 0
-    return KubeCluster(client.ApiClient(configuration), "apps")
 
 
 def demo() -> list[dict[str, Any]]:

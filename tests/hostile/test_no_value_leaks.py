@@ -15,7 +15,6 @@ import base64
 import copy
 import json
 import threading
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -53,20 +52,6 @@ def leaks(text: str, *secrets_: str) -> list[str]:
 
 
 # ------------------------------------------------------------------ drift
-
-
-@pytest.fixture
-def sim() -> Iterator[KubeSim]:
-    with KubeSim(env="staging", rollout_delay_s=0.05) as server:
-        yield server
-
-
-@pytest.fixture
-def api(sim: KubeSim) -> client.ApiClient:
-    configuration = client.Configuration()
-    configuration.host = sim.url
-    configuration.retries = 0
-    return client.ApiClient(configuration)
 
 
 def with_secrets() -> list[dict[str, Any]]:
