@@ -24,6 +24,11 @@ processes' peak RSS. Then `scale: <N> apps, <W> workers[, <fault>] in <s> s, <k>
 lost, <d> PRs or merges not exactly once` (seconds from the first resolve to the last result), and with
 `--compare`, `extra wall time of the <fault>: <s> s`.
 
+With a fault, a last line tells its own cost apart from the load's (under load a survivor's tasks time
+out too): `the <fault> cost: the worker held <n> activities, <k> started again elsewhere (the last <s> s
+after the signal); <m> of its workflow tasks timed out (the last moved <s> s after it)`, by the worker
+identity the server records for each attempt and workflow task.
+
     .venv/bin/python bench/scale_bench.py [--apps 100] [--workers 1] [--kill-after S | --term-after S] [--compare]
 """
 
@@ -37,6 +42,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -47,7 +53,7 @@ from typing import Any
 
 import git
 import psutil
-from temporalio.api.enums.v1 import EventType
+from temporalio.api.enums.v1 import EventType, PendingActivityState
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -186,14 +192,23 @@ class Fault:
         return f"SIG{self.kind.upper()} after {self.after_s:g} s"
 
 
-async def fault_later(fault: Fault | None, victim: subprocess.Popen[bytes] | None, sampler: Sampler) -> float | None:
-    """Send the fault's signal to `victim` after its delay; the moment it was sent."""
+async def fault_later(
+    fault: Fault | None, victim: subprocess.Popen[bytes] | None, sampler: Sampler, handles: list[Any]
+) -> tuple[float, set[tuple[str, str]]] | None:
+    """Send the fault's signal to `victim` after its delay; the moment it was sent, and the activities
+    the victim held then (of the promotions started by then, in `handles`)."""
     if fault is None or victim is None:
         return None
     await asyncio.sleep(fault.after_s)
     sampler.sample()  # a killed worker's last CPU figure
     victim.send_signal(signal.SIGKILL if fault.kind == "kill" else signal.SIGTERM)
-    return time.time()
+    sent = time.time()
+    return sent, await held_by(list(handles), worker_identity(victim.pid))
+
+
+def worker_identity(pid: int) -> str:
+    """A worker's identity as the server records it (the SDK's default, `<pid>@<host>`)."""
+    return f"{pid}@{socket.gethostname()}"
 
 
 def push_release(person: git.Repo, tmp: Path, names: list[str]) -> tuple[str, str]:
@@ -233,42 +248,92 @@ def outcome(tmp: Path, person: git.Repo, base: str, tag: str, names: list[str], 
     }
 
 
-async def promote_all(client: Any, task_queue: str, names: list[str]) -> tuple[list[Any], list[float], list[Any]]:
-    """Resolve, start and await every promotion; (results, [resolve s, start s, run s], handles)."""
+async def promote_all(
+    client: Any, task_queue: str, names: list[str], handles: list[Any]
+) -> tuple[list[Any], list[float]]:
+    """Resolve, start (each handle added to `handles` as it starts) and await every promotion;
+    (results, [resolve s, start s, run s])."""
+
+    async def start(plan: Any) -> Any:
+        handle = await api.start(client, task_queue, plan, "bench")
+        handles.append(handle)
+        return handle
+
     t0 = time.perf_counter()
     plans = await asyncio.gather(*(api.resolve(client, task_queue, n) for n in names))
     t1 = time.perf_counter()
-    handles = await asyncio.gather(*(api.start(client, task_queue, p, "bench") for p in plans))
+    started = await asyncio.gather(*(start(p) for p in plans))
     t2 = time.perf_counter()
-    results = await asyncio.gather(*(h.result() for h in handles))
-    return results, [t1 - t0, t2 - t1, time.perf_counter() - t2], list(handles)
+    results = await asyncio.gather(*(h.result() for h in started))
+    return results, [t1 - t0, t2 - t1, time.perf_counter() - t2]
 
 
-async def histories(handles: list[Any], fault_at: float | None) -> dict[str, Any]:
+async def held_by(handles: list[Any], identity: str) -> set[tuple[str, str]]:
+    """The activities that the worker `identity` was running, as the server sees them just after its
+    signal: (workflow ID, activity ID) of each pending activity whose last attempt it started."""
+    gate = asyncio.Semaphore(32)
+
+    async def one(handle: Any) -> list[tuple[str, str]]:
+        async with gate:
+            try:
+                desc = await handle.describe()
+            except Exception:  # noqa: BLE001 (a promotion that ended meanwhile holds nothing)
+                return []
+        return [
+            (handle.id, p.activity_id)
+            for p in desc.raw_description.pending_activities
+            if p.last_worker_identity == identity and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+        ]
+
+    return {pair for found in await asyncio.gather(*(one(h) for h in handles)) for pair in found}
+
+
+def _after(values: list[float]) -> dict[str, Any]:
+    return {"count": len(values), "last_s": round(max(values), 1) if values else None}
+
+
+async def histories(
+    handles: list[Any], fault_at: float | None, victim: str | None = None, held: set[tuple[str, str]] | None = None
+) -> dict[str, Any]:
     """From the promotions' histories (server clocks): each one's longest stillness (the most seconds
     between two of its events), and after a fault sent at `fault_at` (epoch seconds) what it cost: the
     activities retried (a killed worker's time out; a stopped one's are handed back) and how long after
     the signal the last retry started, and the workflow tasks that timed out (on a dead worker: a
-    sticky queue's or a task's timeout) and how long after the signal the last one started again."""
-    waits, retried, moved = [], [], []
+    sticky queue's or a task's timeout) and how long after the signal the last one started again.
+
+    Under load a survivor's tasks time out too, so the fault's own cost is told apart by the worker
+    identity `victim`: the activities it held (`held`, read from the server just after the signal) and
+    when each started again elsewhere, and the workflow tasks that timed out on it (started by it, or
+    waiting on its sticky queue: the last task before the timeout was its) and when each moved."""
+    waits, retried, moved, own_retried, own_moved = [], [], [], [], []
+    held = held or set()
     for handle in handles:
         events = (await handle.fetch_history()).events
         times = [e.event_time.ToMicroseconds() / 1e6 for e in events]
         waits.append(max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0))
-        timed_out = False
+        if fault_at is None:
+            continue
+        timed_out, last_worker, held_ids = None, "", {}
         for e, at in zip(events, times, strict=True):
-            if fault_at is None or at < fault_at:
-                continue
-            if (
-                e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED
-                and e.activity_task_started_event_attributes.attempt > 1
-            ):
-                retried.append(at - fault_at)
-            elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:
-                timed_out = True
-            elif e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED and timed_out:
-                moved.append(at - fault_at)
-                timed_out = False
+            kind = e.event_type
+            if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                if (handle.id, e.activity_task_scheduled_event_attributes.activity_id) in held:
+                    held_ids[e.event_id] = True
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
+                started = e.activity_task_started_event_attributes
+                if at >= fault_at and started.attempt > 1:
+                    retried.append(at - fault_at)
+                if started.scheduled_event_id in held_ids and started.identity != victim:
+                    own_retried.append(at - fault_at)
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT and at >= fault_at:
+                timed_out = last_worker
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                if timed_out is not None:
+                    moved.append(at - fault_at)
+                    if timed_out == victim:
+                        own_moved.append(at - fault_at)
+                    timed_out = None
+                last_worker = e.workflow_task_started_event_attributes.identity
     waits.sort()
     return {
         "longest_wait_s": {"max": round(waits[-1], 1), "p90": round(waits[int(0.9 * (len(waits) - 1))], 1)},
@@ -276,6 +341,8 @@ async def histories(handles: list[Any], fault_at: float | None) -> dict[str, Any
         "last_retry_after_fault_s": round(max(retried), 1) if retried else None,
         "workflow_tasks_timed_out": len(moved),
         "last_task_moved_after_fault_s": round(max(moved), 1) if moved else None,
+        "victims_activities_restarted_after_fault": _after(own_retried),
+        "victims_workflow_tasks_moved_after_fault": _after(own_moved),
     }
 
 
@@ -313,19 +380,22 @@ async def measured(
     stop = asyncio.Event()
     sampling = asyncio.create_task(sampler.run(stop))
     t0, started_at = time.perf_counter(), time.time()
-    signalled = asyncio.create_task(fault_later(fault, added[0] if added else None, sampler))
-    results, (resolve_s, start_s, run_s), handles = await promote_all(client, settings.task_queue, names)
+    handles: list[Any] = []
+    victim = added[0] if added else None
+    signalled = asyncio.create_task(fault_later(fault, victim, sampler, handles))
+    results, (resolve_s, start_s, run_s) = await promote_all(client, settings.task_queue, names, handles)
     total = time.perf_counter() - t0
     stop.set()
     await sampling
-    sent = signalled.result() if signalled.done() else None
+    signal_sent = signalled.result() if signalled.done() else None
+    sent, held = signal_sent if signal_sent else (None, set[tuple[str, str]]())
     signalled.cancel()
     not_succeeded = [r for r in results if r.state != PromotionState.SUCCEEDED]
     for r in not_succeeded[:5]:
         print(f"  {r.app}: {r.state.value}: {r.message}")
     found = outcome(tmp, person, base, tag, names, LocalForge(None, stack.dir / "forge.sqlite", str(info["repo_url"])))
     cpu = sampler.spent()
-    seen = await histories(handles, sent)
+    seen = await histories(handles, sent, worker_identity(victim.pid) if victim else None, held)
     worker_pid = int(info["pids"]["worker"])
     engine_rss, git_rss, _ = child_peaks(worker_pid)
     figures = {
@@ -333,6 +403,7 @@ async def measured(
         "workers": 1 + len(added),
         "fault": str(fault) if fault else None,
         "fault_sent_s": round(sent - started_at, 1) if sent else None,
+        "victim_held_activities": len(held),
         "resolve_s": round(resolve_s, 3),
         "start_s": round(start_s, 3),
         "run_s": round(run_s, 3),
@@ -357,6 +428,14 @@ async def measured(
         f"{len(not_succeeded)} not succeeded, {len(found['lost'])} lost, {twice} PRs or merges not exactly once",
         flush=True,
     )
+    if fault is not None and sent is not None:
+        acts, tasks = seen["victims_activities_restarted_after_fault"], seen["victims_workflow_tasks_moved_after_fault"]
+        print(
+            f"the {fault} cost: the worker held {len(held)} activities, {acts['count']} started again elsewhere "
+            f"(the last {acts['last_s']} s after the signal); {tasks['count']} of its workflow tasks timed out "
+            f"(the last moved {tasks['last_s']} s after it)",
+            flush=True,
+        )
     return total
 
 
