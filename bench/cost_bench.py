@@ -12,8 +12,9 @@ kustomize: the kernel adds them to their parent's children times when it reaps t
 It pauses the drift schedules (their checks of every app are periodic, not per promotion), then
 first measures `--idle` seconds (default 10) of the stack doing nothing (Prometheus scraping, the
 clusters' controllers, the Temporal server's own timers), then the promotions. It prints one JSON line
-per `--rounds` round with the CPU seconds per part (total and per promotion) and the idle rate per
-second; the last line is `cost: <cpu> CPU s per promotion (<wall> s wall for <N>)`, the median round.
+per `--rounds` round with the CPU seconds per part (total and per promotion; of which the resolves
+before the starts, each a workflow run of its own) and the idle rate per second; the last line is
+`cost: <cpu> CPU s per promotion (<wall> s wall for <N>)`, the median round.
 
     .venv/bin/python bench/cost_bench.py [--apps 50] [--rounds 1] [--idle 10]
 
@@ -147,10 +148,12 @@ async def one_round(
     before = snapshot(roots)
     t0 = time.perf_counter()
     plans = await asyncio.gather(*(api.resolve(client, settings.task_queue, a) for a in names))  # type: ignore[arg-type]
+    resolved = snapshot(roots)
     handles = await asyncio.gather(*(api.start(client, settings.task_queue, p, "bench") for p in plans))  # type: ignore[arg-type]
     results = await asyncio.gather(*(h.result() for h in handles))
     wall = time.perf_counter() - t0
     cpu = spent(before, snapshot(roots))
+    resolving = spent(before, resolved)
     failed = [r for r in results if r.state != PromotionState.SUCCEEDED]
     for r in failed[:5]:
         print(f"  {r.app}: {r.state.value}: {r.message}")
@@ -163,6 +166,7 @@ async def one_round(
         "cpu_s_per_promotion": {k: round(v / len(names), 3) for k, v in sorted(cpu.items())},
         "total_cpu_s": round(total, 1),
         "total_cpu_s_per_promotion": round(total / len(names), 3),
+        "of_which_resolve_cpu_s_per_promotion": {k: round(v / len(names), 3) for k, v in sorted(resolving.items())},
     }
 
 
