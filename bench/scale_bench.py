@@ -26,8 +26,9 @@ lost, <d> PRs or merges not exactly once` (seconds from the first resolve to the
 
 With a fault, a last line tells its own cost apart from the load's (under load a survivor's tasks time
 out too): `the <fault> cost: the worker held <n> activities, <k> started again elsewhere (the last <s> s
-after the signal); <m> of its workflow tasks timed out (each waited at most <s> s to start
-elsewhere)`, by the worker identity the server records for each attempt and workflow task.
+after the signal); <m> of its workflow tasks timed out (<n> <timeout type>, ...; the longest timeout
+after the signal <s> s)`, by the worker identity the server records for each attempt and workflow
+task (`FaultCost`).
 
     .venv/bin/python bench/scale_bench.py [--apps 100] [--workers 1] [--kill-after S | --term-after S] [--compare]
 """
@@ -47,13 +48,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import git
 import psutil
-from temporalio.api.enums.v1 import EventType, PendingActivityState
+from temporalio.api.enums.v1 import EventType, PendingActivityState, TimeoutType
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
@@ -196,14 +197,17 @@ async def fault_later(
     fault: Fault | None, victim: subprocess.Popen[bytes] | None, sampler: Sampler, handles: list[Any]
 ) -> tuple[float, set[tuple[str, str]]] | None:
     """Send the fault's signal to `victim` after its delay; the moment it was sent, and the activities
-    the victim held then (of the promotions started by then, in `handles`)."""
+    the victim held then (of the promotions started by then, in `handles`; read just before and just
+    after the signal)."""
     if fault is None or victim is None:
         return None
     await asyncio.sleep(fault.after_s)
+    identity = worker_identity(victim.pid)
+    before = await held_by(list(handles), identity)  # a SIGTERM hands back within seconds
     sampler.sample()  # a killed worker's last CPU figure
     victim.send_signal(signal.SIGKILL if fault.kind == "kill" else signal.SIGTERM)
     sent = time.time()
-    return sent, await held_by(list(handles), worker_identity(victim.pid))
+    return sent, before | await held_by(list(handles), identity)
 
 
 def worker_identity(pid: int) -> str:
@@ -292,61 +296,74 @@ def _after(values: list[float]) -> dict[str, Any]:
     return {"count": len(values), "last_s": round(max(values), 1) if values else None}
 
 
-async def histories(
-    handles: list[Any], fault_at: float | None, victim: str | None = None, held: set[tuple[str, str]] | None = None
-) -> dict[str, Any]:
-    """From the promotions' histories (server clocks): each one's longest stillness (the most seconds
-    between two of its events), and after a fault sent at `fault_at` (epoch seconds) what it cost: the
-    activities retried (a killed worker's time out; a stopped one's are handed back) and how long after
-    the signal the last retry started, and the workflow tasks that timed out (on a dead worker: a
-    sticky queue's or a task's timeout) and how long after the signal the last one started again.
+@dataclass
+class FaultCost:
+    """What a fault sent at `at` (epoch seconds, server clock) cost, read from the promotions'
+    histories: every activity retried and workflow task timed out after it (under load a survivor's
+    tasks time out too), and apart from those what the lost worker `victim` (its identity) held: its
+    activities (`held`: read from the server around the signal) and how long after the signal each
+    started again elsewhere; its workflow tasks that timed out (a task it had started, or one waiting on
+    its sticky queue: the task before it was its) and each one's timeout, the time the fault itself
+    cost that promotion (from the signal, or from the task's scheduling if later, to the timeout: the
+    wait that follows in a busy queue is the load's, as for any task)."""
 
-    Under load a survivor's tasks time out too, so the fault's own cost is told apart by the worker
-    identity `victim`: the activities it held (`held`, read from the server just after the signal) and
-    how long after the signal each started again elsewhere, and the workflow tasks that timed out on it
-    (started by it, or waiting on its sticky queue: the last task before the timeout was its) and how
-    long each waited (from the signal, or from its scheduling if later: a promotion cached on the dead
-    worker finds its sticky queue dead at its next step, minutes later) until it started elsewhere."""
-    waits, retried, moved, own_retried, own_moved = [], [], [], [], []
-    held = held or set()
-    for handle in handles:
-        events = (await handle.fetch_history()).events
-        times = [e.event_time.ToMicroseconds() / 1e6 for e in events]
-        waits.append(max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0))
-        if fault_at is None:
-            continue
-        timed_out, last_worker, held_ids, scheduled, since = None, "", {}, 0.0, 0.0
+    at: float
+    victim: str
+    held: set[tuple[str, str]]
+    retried: list[float] = field(default_factory=list)
+    timed_out: list[float] = field(default_factory=list)
+    own_retried: list[float] = field(default_factory=list)
+    own_timeouts: collections.Counter[str] = field(default_factory=collections.Counter)
+    own_penalty: list[float] = field(default_factory=list)
+
+    def read(self, workflow_id: str, events: list[Any], times: list[float]) -> None:
+        last_worker, held_ids, scheduled = "", set(), 0.0
         for e, at in zip(events, times, strict=True):
             kind = e.event_type
             if kind == EventType.EVENT_TYPE_WORKFLOW_TASK_SCHEDULED:
                 scheduled = at
-            if kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
-                if (handle.id, e.activity_task_scheduled_event_attributes.activity_id) in held:
-                    held_ids[e.event_id] = True
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
+                last_worker = e.workflow_task_started_event_attributes.identity
+            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT and at >= self.at:
+                self.timed_out.append(at - self.at)
+                if last_worker == self.victim:
+                    kind_name = TimeoutType.Name(e.workflow_task_timed_out_event_attributes.timeout_type)
+                    self.own_timeouts[kind_name.removeprefix("TIMEOUT_TYPE_").lower()] += 1
+                    self.own_penalty.append(at - max(self.at, scheduled))
+            elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
+                if (workflow_id, e.activity_task_scheduled_event_attributes.activity_id) in self.held:
+                    held_ids.add(e.event_id)
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_STARTED:
                 started = e.activity_task_started_event_attributes
-                if at >= fault_at and started.attempt > 1:
-                    retried.append(at - fault_at)
-                if started.scheduled_event_id in held_ids and started.identity != victim:
-                    own_retried.append(at - fault_at)
-            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT and at >= fault_at:
-                timed_out, since = last_worker, max(fault_at, scheduled)
-            elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_STARTED:
-                if timed_out is not None:
-                    moved.append(at - fault_at)
-                    if timed_out == victim:
-                        own_moved.append(at - since)
-                    timed_out = None
-                last_worker = e.workflow_task_started_event_attributes.identity
+                if at >= self.at and started.attempt > 1:
+                    self.retried.append(at - self.at)
+                if started.scheduled_event_id in held_ids and started.identity != self.victim:
+                    self.own_retried.append(at - self.at)
+
+    def figures(self) -> dict[str, Any]:
+        return {
+            "activities_retried": _after(self.retried),
+            "workflow_tasks_timed_out": _after(self.timed_out),
+            "victims_activities_restarted_after_fault": _after(self.own_retried),
+            "victims_workflow_tasks_timed_out": dict(self.own_timeouts),
+            "victims_workflow_task_timeouts_cost_s": _after(self.own_penalty),
+        }
+
+
+async def histories(handles: list[Any], cost: FaultCost | None) -> dict[str, Any]:
+    """From the promotions' histories (server clocks): each one's longest stillness (the most seconds
+    between two of its events), and with a fault what it cost (`FaultCost`)."""
+    waits = []
+    for handle in handles:
+        events = list((await handle.fetch_history()).events)
+        times = [e.event_time.ToMicroseconds() / 1e6 for e in events]
+        waits.append(max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0))
+        if cost is not None:
+            cost.read(handle.id, events, times)
     waits.sort()
     return {
         "longest_wait_s": {"max": round(waits[-1], 1), "p90": round(waits[int(0.9 * (len(waits) - 1))], 1)},
-        "activities_retried": len(retried),
-        "last_retry_after_fault_s": round(max(retried), 1) if retried else None,
-        "workflow_tasks_timed_out": len(moved),
-        "last_task_moved_after_fault_s": round(max(moved), 1) if moved else None,
-        "victims_activities_restarted_after_fault": _after(own_retried),
-        "victims_workflow_tasks_waited": _after(own_moved),
+        **(cost.figures() if cost else {}),
     }
 
 
@@ -399,7 +416,8 @@ async def measured(
         print(f"  {r.app}: {r.state.value}: {r.message}")
     found = outcome(tmp, person, base, tag, names, LocalForge(None, stack.dir / "forge.sqlite", str(info["repo_url"])))
     cpu = sampler.spent()
-    seen = await histories(handles, sent, worker_identity(victim.pid) if victim else None, held)
+    cost = FaultCost(sent, worker_identity(victim.pid), held) if sent and victim else None
+    seen = await histories(handles, cost)
     worker_pid = int(info["pids"]["worker"])
     engine_rss, git_rss, _ = child_peaks(worker_pid)
     figures = {
@@ -432,12 +450,14 @@ async def measured(
         f"{len(not_succeeded)} not succeeded, {len(found['lost'])} lost, {twice} PRs or merges not exactly once",
         flush=True,
     )
-    if fault is not None and sent is not None:
-        acts, tasks = seen["victims_activities_restarted_after_fault"], seen["victims_workflow_tasks_waited"]
+    if cost is not None:
+        own = cost.figures()
+        acts, tasks = own["victims_activities_restarted_after_fault"], own["victims_workflow_task_timeouts_cost_s"]
         print(
             f"the {fault} cost: the worker held {len(held)} activities, {acts['count']} started again elsewhere "
             f"(the last {acts['last_s']} s after the signal); {tasks['count']} of its workflow tasks timed out "
-            f"(each waited at most {tasks['last_s']} s to start elsewhere)",
+            f"({', '.join(f'{n} {k}' for k, n in own['victims_workflow_tasks_timed_out'].items()) or 'none'}; "
+            f"the longest timeout after the signal {tasks['last_s']} s)",
             flush=True,
         )
     return total
