@@ -416,7 +416,8 @@ async def measured(
         print(f"  {r.app}: {r.state.value}: {r.message}")
     found = outcome(tmp, person, base, tag, names, LocalForge(None, stack.dir / "forge.sqlite", str(info["repo_url"])))
     cpu = sampler.spent()
-    cost = FaultCost(sent, worker_identity(victim.pid), held) if sent and victim else None
+    # without a fault: every retry and timed-out workflow task since the start (the load's own)
+    cost = FaultCost(sent, worker_identity(victim.pid), held) if sent and victim else FaultCost(started_at, "", set())
     seen = await histories(handles, cost)
     worker_pid = int(info["pids"]["worker"])
     engine_rss, git_rss, _ = child_peaks(worker_pid)
@@ -450,7 +451,7 @@ async def measured(
         f"{len(not_succeeded)} not succeeded, {len(found['lost'])} lost, {twice} PRs or merges not exactly once",
         flush=True,
     )
-    if cost is not None:
+    if fault is not None:
         own = cost.figures()
         acts, tasks = own["victims_activities_restarted_after_fault"], own["victims_workflow_task_timeouts_cost_s"]
         print(
