@@ -109,3 +109,45 @@ def test_a_prs_head_is_read_from_loose_and_packed_refs_as_they_change(
     assert moved == head() != packed_before
     subprocess.run([*bare, "pack-refs", "--all", "--prune"], check=True)
     assert forge.get_pull_request(pr.number).head_sha == moved  # the packed refs, read again
+
+
+def test_list_open_reads_only_the_family_it_is_asked_for(forge: LocalForge, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Opening a PR looks for its family's stale ones (`promote/<app>/<env>/`): with a thousand gates
+    waiting, reading every open PR at each opening was most of a burst's work. Only the family's rows
+    are read, and exactly those: not a closed one, not a name that merely shares the characters."""
+    forge.list_pull_requests()  # the schema
+    heads = [f"promote/app-{i}/prod/c{i}" for i in range(300)] + [
+        "promote/demo/prod/aaa",
+        "promote/demo/prod/zzz",
+        "promote/demo/prodx/bbb",  # another environment whose name starts with "prod"
+        "promote/demo/pro",
+        "promote/demo/prod",  # the prefix without its slash
+        "promote/demo/staging/ccc",
+        "promote/démo/prod/ddd",  # not ASCII
+    ]
+    with sqlite3.connect(forge.db_path) as db:
+        for state, head in [("open", h) for h in heads] + [("closed", "promote/demo/prod/closed")]:
+            db.execute(
+                "INSERT INTO pulls (title, body, head, base, state, created_at, updated_at)"
+                " VALUES (?, '', ?, 'main', ?, '', '')",
+                (head, head, state),
+            )
+    made: list[str] = []
+    real = LocalForge._pr
+
+    def counted(self: LocalForge, row: sqlite3.Row) -> object:
+        made.append(row["head"])
+        return real(self, row)
+
+    monkeypatch.setattr(LocalForge, "_pr", counted)
+    assert [p.head for p in forge.list_open("promote/demo/prod/")] == ["promote/demo/prod/aaa", "promote/demo/prod/zzz"]
+    assert made == ["promote/demo/prod/aaa", "promote/demo/prod/zzz"]  # 2 rows read of 307 open
+    assert [p.head for p in forge.list_open("promote/démo/")] == ["promote/démo/prod/ddd"]
+    assert [p.head for p in forge.list_open("promote/demo/pro")] == [
+        "promote/demo/prod/aaa",
+        "promote/demo/prod/zzz",
+        "promote/demo/prodx/bbb",
+        "promote/demo/pro",
+        "promote/demo/prod",
+    ]
+    assert len(forge.list_open("")) == 307
