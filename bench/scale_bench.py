@@ -313,6 +313,7 @@ class FaultCost:
     retried: list[float] = field(default_factory=list)
     timed_out: list[float] = field(default_factory=list)
     own_retried: list[float] = field(default_factory=list)
+    timeouts: collections.Counter[str] = field(default_factory=collections.Counter)  # by type
     own_timeouts: collections.Counter[str] = field(default_factory=collections.Counter)
     own_penalty: list[float] = field(default_factory=list)
 
@@ -326,9 +327,11 @@ class FaultCost:
                 last_worker = e.workflow_task_started_event_attributes.identity
             elif kind == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT and at >= self.at:
                 self.timed_out.append(at - self.at)
+                kind_name = TimeoutType.Name(e.workflow_task_timed_out_event_attributes.timeout_type)
+                kind_name = kind_name.removeprefix("TIMEOUT_TYPE_").lower()
+                self.timeouts[kind_name] += 1
                 if last_worker == self.victim:
-                    kind_name = TimeoutType.Name(e.workflow_task_timed_out_event_attributes.timeout_type)
-                    self.own_timeouts[kind_name.removeprefix("TIMEOUT_TYPE_").lower()] += 1
+                    self.own_timeouts[kind_name] += 1
                     self.own_penalty.append(at - max(self.at, scheduled))
             elif kind == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED:
                 if (workflow_id, e.activity_task_scheduled_event_attributes.activity_id) in self.held:
@@ -344,6 +347,7 @@ class FaultCost:
         return {
             "activities_retried": _after(self.retried),
             "workflow_tasks_timed_out": _after(self.timed_out),
+            "workflow_task_timeouts_by_type": dict(self.timeouts),
             "victims_activities_restarted_after_fault": _after(self.own_retried),
             "victims_workflow_tasks_timed_out": dict(self.own_timeouts),
             "victims_workflow_task_timeouts_cost_s": _after(self.own_penalty),

@@ -76,9 +76,6 @@ class Settings:
     # workflows a worker keeps in memory between their tasks (the SDK's max_cached_workflows); one evicted
     # is replayed from its history at its next task (docs/benchmarks.md, "A thousand waiting gates")
     workflow_cache: int = 1000
-    # workflow tasks a worker takes at once (the SDK's max_concurrent_workflow_tasks); one taken waits on
-    # the worker's own threads with its timeout running, one not yet taken waits on the server's queue
-    workflow_tasks: int = 100
     max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
     # the commit of main whose rule files are trusted as they are; a later change to them counts once a
     # key its trust/allowed_signers lists for `git` signed it (docs/policies.md, "Who can change the rules")
@@ -178,8 +175,11 @@ class Settings:
         self.review_poll_s = _seconds(env, "PROMOTER_REVIEW_POLL", self.review_poll_s)
         if env.get("PROMOTER_FORGE_POLL_BUDGET"):
             self.forge_poll_budget = _per_hour(env, "PROMOTER_FORGE_POLL_BUDGET")
-        self.workflow_cache = _count(env, "PROMOTER_WORKFLOW_CACHE", "workflows", 1, self.workflow_cache)
-        self.workflow_tasks = _count(env, "PROMOTER_WORKFLOW_TASKS", "workflow tasks", 2, self.workflow_tasks)
+        if env.get("PROMOTER_WORKFLOW_CACHE"):
+            text = env["PROMOTER_WORKFLOW_CACHE"]
+            if not text.isdigit() or int(text) < 1:
+                raise BadInput(f"PROMOTER_WORKFLOW_CACHE must be a number of workflows (1 or more), not {text[:40]!r}")
+            self.workflow_cache = int(text)
         if env.get("PROMOTER_MAX_FILE_SIZE"):
             self.max_file_bytes = parse_size(env["PROMOTER_MAX_FILE_SIZE"], "PROMOTER_MAX_FILE_SIZE")
         self.trust_root = env.get("PROMOTER_TRUST_ROOT") or self.trust_root
@@ -443,15 +443,6 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if text not in ("true", "false", "1", "0", "yes", "no", "on", "off"):
         raise BadInput(f"{name} must be true or false, not {env[name][:40]!r}")
     return text in ("true", "1", "yes", "on")
-
-
-def _count(env: Mapping[str, str], name: str, what: str, least: int, default: int) -> int:
-    text = env.get(name)
-    if not text:
-        return default
-    if not text.isdigit() or int(text) < least:
-        raise BadInput(f"{name} must be a number of {what} ({least} or more), not {text[:40]!r}")
-    return int(text)
 
 
 def _per_hour(env: Mapping[str, str], name: str) -> float:

@@ -177,7 +177,6 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         ],
         activity_executor=executor,
         max_cached_workflows=settings.workflow_cache,
-        max_concurrent_workflow_tasks=settings.workflow_tasks,
         max_concurrent_activities=16,
         max_concurrent_local_activities=16,  # the same threads run both kinds
         **losing_a_worker(),

@@ -267,17 +267,3 @@ def test_the_workflow_cache_setting_is_read_and_a_bad_one_is_one_line(
         monkeypatch.setenv("PROMOTER_WORKFLOW_CACHE", bad)
         with pytest.raises(BadInput, match="PROMOTER_WORKFLOW_CACHE must be a number of workflows"):
             Settings.load(str(tmp_path))
-
-
-def test_the_workflow_tasks_setting_is_read_and_a_bad_one_is_one_line(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
-) -> None:
-    from promoter.errors import BadInput
-    from promoter.settings import Settings
-
-    monkeypatch.setenv("PROMOTER_WORKFLOW_TASKS", "12")
-    assert Settings.load(str(tmp_path)).workflow_tasks == 12
-    for bad in ("1", "0", "many", "-5", "2.5"):  # the SDK needs 2 or more with a workflow cache
-        monkeypatch.setenv("PROMOTER_WORKFLOW_TASKS", bad)
-        with pytest.raises(BadInput, match="PROMOTER_WORKFLOW_TASKS must be a number of workflow tasks"):
-            Settings.load(str(tmp_path))
