@@ -127,6 +127,7 @@ class Sampler:
     def __init__(self, pids: dict[str, int]) -> None:
         self.pids = pids
         self.last: dict[str, float] = {}
+        self.signalled: float | None = None  # when a fault's signal was sent (epoch seconds)
         self.sample()
         self.first = dict(self.last)
 
@@ -206,7 +207,7 @@ async def fault_later(
     before = await held_by(list(handles), identity)  # a SIGTERM hands back within seconds
     sampler.sample()  # a killed worker's last CPU figure
     victim.send_signal(signal.SIGKILL if fault.kind == "kill" else signal.SIGTERM)
-    sent = time.time()
+    sent = sampler.signalled = time.time()
     return sent, before | await held_by(list(handles), identity)
 
 
@@ -340,8 +341,8 @@ class FaultCost:
                 started = e.activity_task_started_event_attributes
                 if at >= self.at and started.attempt > 1:
                     self.retried.append(at - self.at)
-                if started.scheduled_event_id in held_ids and started.identity != self.victim:
-                    self.own_retried.append(at - self.at)
+                if started.scheduled_event_id in held_ids and started.identity != self.victim and at >= self.at:
+                    self.own_retried.append(at - self.at)  # (the attempt that ended: a later retry, if any)
 
     def figures(self) -> dict[str, Any]:
         return {
@@ -412,9 +413,12 @@ async def measured(
     total = time.perf_counter() - t0
     stop.set()
     await sampling
-    signal_sent = signalled.result() if signalled.done() else None
+    if sampler.signalled:
+        await signalled  # sent: wait for its reading of what the victim held
+    else:
+        signalled.cancel()  # the run ended before the signal was due: no fault
+    signal_sent = signalled.result() if sampler.signalled else None
     sent, held = signal_sent if signal_sent else (None, set[tuple[str, str]]())
-    signalled.cancel()
     not_succeeded = [r for r in results if r.state != PromotionState.SUCCEEDED]
     for r in not_succeeded[:5]:
         print(f"  {r.app}: {r.state.value}: {r.message}")
