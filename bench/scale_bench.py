@@ -459,7 +459,9 @@ async def measured(
         f"{len(not_succeeded)} not succeeded, {len(found['lost'])} lost, {twice} PRs or merges not exactly once",
         flush=True,
     )
-    if fault is not None:
+    if fault is not None and sent is None:
+        print(f"the {fault} was not sent: every promotion ended before it was due", flush=True)
+    elif fault is not None:
         own = cost.figures()
         acts, tasks = own["victims_activities_restarted_after_fault"], own["victims_workflow_task_timeouts_cost_s"]
         print(
