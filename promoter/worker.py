@@ -45,6 +45,7 @@ from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from activities.verify import VerifyActivities
 from promoter import heap
+from promoter.cluster import resources
 from promoter.errors import BadInput
 from promoter.git import objects
 from promoter.gitrepo import GitClone
@@ -116,6 +117,7 @@ def _cancel_held() -> AbstractContextManager[object]:
 
 
 objects.READ_GUARD = _cancel_held
+resources.CALL_GUARD = _cancel_held  # a request to a cluster's API server, and the reading of its answer
 
 
 def losing_a_worker() -> dict[str, Any]:

@@ -4,9 +4,12 @@ Every failure is sorted: the API server's answer by `api_error`, a transport one
 
 from __future__ import annotations
 
+import contextlib
 import os
 import threading
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, Self
 
@@ -34,6 +37,12 @@ from promoter.jsonfast import loads
 from promoter.models import ClusterConfig
 
 PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"  # a list of metadata alone
+# What each request to the API server runs under, its answer read whole (the worker sets it: the SDK's
+# cancel of a thread activity held back). The SDK raises that cancel into the activity's thread at any
+# point; one raised as urllib3 took its connection pool's lock left the lock taken for good, and every
+# later request of the worker waited on it forever: all 16 activity threads of a worker with 1,000
+# promotions in flight, its cluster steps stopped.
+CALL_GUARD: Callable[[], AbstractContextManager[object]] = contextlib.nullcontext
 
 
 def load_kubeconfig(path: str, context: str | None, configuration: client.Configuration) -> None:
@@ -50,11 +59,30 @@ def load_kubeconfig(path: str, context: str | None, configuration: client.Config
         configuration.refresh_api_key_hook = None
 
 
+def guard_requests(api: client.ApiClient) -> None:
+    """Every request `api` sends, and the reading of its answer, run under `CALL_GUARD` (once per client):
+    a cancel lands between two requests, never inside one."""
+    rest = api.rest_client
+    if getattr(rest, "guarded", False):
+        return
+    send = rest.request
+
+    def request(*args: Any, **kwargs: Any) -> Any:
+        with CALL_GUARD():
+            answer = send(*args, **kwargs)  # type: ignore[no-untyped-call]
+            answer.read()  # the body, and the connection back to its pool (kept by the answer)
+            return answer
+
+    rest.request = request  # type: ignore[method-assign]
+    rest.guarded = True  # type: ignore[attr-defined]
+
+
 class Resources:
     """The dynamic client over `api`, with what every concern of `KubeCluster` shares."""
 
     def __init__(self, api: client.ApiClient, default_namespace: str = "default") -> None:
         self.api = api
+        guard_requests(api)
         self.default_namespace = default_namespace
         self._dynamic: DynamicClient | None = None
         self._lock = threading.Lock()

@@ -1,0 +1,89 @@
+"""The SDK cancels a thread activity by raising its cancel into the thread at any point. Raised inside a
+request to the API server (as urllib3 takes or gives back a connection of its pool, under the pool's
+lock), it left that lock taken for good: every later request of the worker waited on it forever (all
+16 activity threads of a worker with 1,000 promotions in flight). In the worker, each request and the
+reading of its answer hold the cancel back (promoter.cluster.resources.CALL_GUARD): it lands after
+the request, never inside it. The SDK's own cancel of a thread activity (temporalio.testing's
+ActivityEnvironment raises it as a worker does) against a server on loopback that answers only once
+the cancel was sent."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+import traceback
+from collections.abc import Iterator
+
+import pytest
+from kubernetes import client
+from temporalio.exceptions import CancelledError
+from temporalio.testing import ActivityEnvironment
+
+import promoter.worker  # noqa: F401 - the worker's guards, as `promoter worker` sets them
+from promoter.cluster.resources import Resources
+
+CANCEL_SENT = threading.Event()
+ASKED = threading.Event()
+
+
+class _Slow(http.server.BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        ASKED.set()
+        if self.path == "/slow":
+            assert CANCEL_SENT.wait(30)  # the answer comes only once the cancel is on its way
+        body = b'{"kind": "ConfigMap", "metadata": {"name": "x"}}'
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def server() -> Iterator[str]:
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        CANCEL_SENT.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(10)
+
+
+def test_a_cancel_lands_after_a_request_to_the_api_server_never_inside_it(server: str) -> None:
+    configuration = client.Configuration()
+    configuration.host = server
+    api = client.ApiClient(configuration)
+    Resources(api)  # as every cluster adapter is built
+    env = ActivityEnvironment()
+    caught: list[BaseException] = []
+
+    def activity() -> None:
+        try:
+            api.rest_client.request("GET", f"{server}/slow", _request_timeout=20)
+        except BaseException as e:
+            caught.append(e)
+            raise
+
+    running = threading.Thread(target=lambda: pytest.raises(CancelledError, env.run, activity))
+    ASKED.clear()
+    CANCEL_SENT.clear()
+    running.start()
+    assert ASKED.wait(30), "the request never reached the server"
+    env.cancel()
+    CANCEL_SENT.set()
+    running.join(30)
+    assert not running.is_alive()
+    assert len(caught) == 1 and isinstance(caught[0], CancelledError)
+    where = [frame.filename for frame in traceback.extract_tb(caught[0].__traceback__)]
+    inside = [f for f in where if any(part in f for part in ("urllib3", "http/client.py", "socket.py", "kubernetes"))]
+    assert inside == [], f"the cancel landed inside the request: {where}"
+    # the connection went back to its pool: the same client asks again at once
+    answer = api.rest_client.request("GET", f"{server}/again", _request_timeout=5)
+    assert answer.status == 200 and b"ConfigMap" in answer.read()
