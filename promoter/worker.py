@@ -47,6 +47,7 @@ from activities.verify import VerifyActivities
 from promoter import heap
 from promoter.cluster import resources
 from promoter.errors import BadInput
+from promoter.forges import http as forge_http
 from promoter.git import objects
 from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
@@ -118,6 +119,7 @@ def _cancel_held() -> AbstractContextManager[object]:
 
 objects.READ_GUARD = _cancel_held
 resources.CALL_GUARD = _cancel_held  # a request to a cluster's API server, and the reading of its answer
+forge_http.REQUEST_GUARD = _cancel_held  # a request to a forge's API, and the reading of its answer
 
 
 def losing_a_worker() -> dict[str, Any]:

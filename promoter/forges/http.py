@@ -9,6 +9,7 @@ exception: messages name the method, the path and the forge's own message.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import json
 import logging
@@ -17,7 +18,6 @@ import threading
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -29,6 +29,9 @@ from promoter.errors import BadInput, Conflict, NotFound, PermanentError, Tempor
 log = logging.getLogger("promoter.forges.http")
 _NEXT = re.compile(r'<([^>]+)>;\s*rel="next"')
 _SENT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("promoter_forge_requests", default=None)
+# what each request runs under, its answer read whole: the worker holds the SDK's thread cancel back
+# (as promoter.cluster.resources.CALL_GUARD: one raised inside urllib3's pool lock leaves it taken)
+REQUEST_GUARD: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 
 class Unauthorized(PermanentError):
@@ -55,7 +58,7 @@ class Response:
         return self.headers.get(name.lower(), "")
 
 
-@contextmanager
+@contextlib.contextmanager
 def counting() -> Iterator[list[int]]:
     """Count the requests this context (a thread, a task) sends: `with counting() as sent: ...; sent[0]`."""
     sent = [0]
@@ -224,9 +227,10 @@ class ApiClient:
         last = ""
         for attempt in range(1, self.attempts + 1):
             try:
-                raw = self._pool.request(
-                    method, url, body=data, headers=headers, timeout=self.timeout_s, redirect=False
-                )
+                with REQUEST_GUARD():
+                    raw = self._pool.request(
+                        method, url, body=data, headers=headers, timeout=self.timeout_s, redirect=False
+                    )
             except urllib3.exceptions.HTTPError as e:  # refused, reset, timed out: the network
                 last = f"{label}: {type(e).__name__}"
                 self._pause(attempt, None, label)

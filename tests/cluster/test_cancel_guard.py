@@ -2,17 +2,17 @@
 request to the API server (as urllib3 takes or gives back a connection of its pool, under the pool's
 lock), it left that lock taken for good: every later request of the worker waited on it forever (all
 16 activity threads of a worker with 1,000 promotions in flight). In the worker, each request and the
-reading of its answer hold the cancel back (promoter.cluster.resources.CALL_GUARD): it lands after
-the request, never inside it. The SDK's own cancel of a thread activity (temporalio.testing's
-ActivityEnvironment raises it as a worker does) against a server on loopback that answers only once
-the cancel was sent."""
+reading of its answer hold the cancel back (promoter.cluster.resources.CALL_GUARD, and the forges'
+promoter.forges.http.REQUEST_GUARD): it lands after the request, never inside it. The SDK's own
+cancel of a thread activity (temporalio.testing's ActivityEnvironment raises it as a worker does),
+against a server on loopback that answers only once the cancel was sent."""
 
 from __future__ import annotations
 
 import http.server
 import threading
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 from kubernetes import client
@@ -21,6 +21,7 @@ from temporalio.testing import ActivityEnvironment
 
 import promoter.worker  # noqa: F401 - the worker's guards, as `promoter worker` sets them
 from promoter.cluster.resources import Resources
+from promoter.forges.http import ApiClient
 
 CANCEL_SENT = threading.Event()
 ASKED = threading.Event()
@@ -56,17 +57,15 @@ def server() -> Iterator[str]:
         thread.join(10)
 
 
-def test_a_cancel_lands_after_a_request_to_the_api_server_never_inside_it(server: str) -> None:
-    configuration = client.Configuration()
-    configuration.host = server
-    api = client.ApiClient(configuration)
-    Resources(api)  # as every cluster adapter is built
+def _cancelled_during(server: str, ask: Callable[[], object]) -> list[str]:
+    """Run `ask` as a thread activity, cancel it (as the SDK does) while the server holds its answer
+    back; the files of the frames the cancel was raised through."""
     env = ActivityEnvironment()
     caught: list[BaseException] = []
 
     def activity() -> None:
         try:
-            api.rest_client.request("GET", f"{server}/slow", _request_timeout=20)
+            ask()
         except BaseException as e:
             caught.append(e)
             raise
@@ -81,9 +80,27 @@ def test_a_cancel_lands_after_a_request_to_the_api_server_never_inside_it(server
     running.join(30)
     assert not running.is_alive()
     assert len(caught) == 1 and isinstance(caught[0], CancelledError)
-    where = [frame.filename for frame in traceback.extract_tb(caught[0].__traceback__)]
-    inside = [f for f in where if any(part in f for part in ("urllib3", "http/client.py", "socket.py", "kubernetes"))]
-    assert inside == [], f"the cancel landed inside the request: {where}"
+    return [frame.filename for frame in traceback.extract_tb(caught[0].__traceback__)]
+
+
+def _inside(where: list[str]) -> list[str]:
+    return [f for f in where if any(part in f for part in ("urllib3", "http/client.py", "socket.py", "kubernetes"))]
+
+
+def test_a_cancel_lands_after_a_request_to_the_api_server_never_inside_it(server: str) -> None:
+    configuration = client.Configuration()
+    configuration.host = server
+    api = client.ApiClient(configuration)
+    Resources(api)  # as every cluster adapter is built
+    where = _cancelled_during(server, lambda: api.rest_client.request("GET", f"{server}/slow", _request_timeout=20))
+    assert _inside(where) == [], f"the cancel landed inside the request: {where}"
     # the connection went back to its pool: the same client asks again at once
     answer = api.rest_client.request("GET", f"{server}/again", _request_timeout=5)
     assert answer.status == 200 and b"ConfigMap" in answer.read()
+
+
+def test_a_cancel_lands_after_a_request_to_a_forge_never_inside_it(server: str) -> None:
+    forge = ApiClient("GitHub", server, "Bearer t", attempts=1, timeout_s=20)
+    where = _cancelled_during(server, lambda: forge.request("GET", "/slow", what="a PR"))
+    assert _inside(where) == [], f"the cancel landed inside the request: {where}"
+    assert forge.request("GET", "/again", what="a PR").body["kind"] == "ConfigMap"  # its pool still serves
