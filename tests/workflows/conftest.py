@@ -19,7 +19,8 @@ from tests.support.gitops import Origin
 class WorkerProcesses:
     """`worker_process(origin, task_queue)`: a worker process on that task queue, each with a cache
     directory of its own (as in production), ready to take work; its PID. `many(origin, task_queue, n)`
-    starts n side by side and waits for them together. Every one is killed at the end."""
+    starts n side by side and waits for them together; `spawn` starts one without waiting. Every one is
+    killed at the end."""
 
     def __init__(self, tmp_path: Path, address: str) -> None:
         self.tmp_path = tmp_path
@@ -36,6 +37,11 @@ class WorkerProcesses:
             wait_until(lambda: ready.exists() or proc.poll() is not None, 60, "the worker")  # noqa: B023
             assert proc.poll() is None, log.read_text()[-2000:]
         return {proc.pid for proc, _, _ in spawned}
+
+    def spawn(self, origin: Origin, task_queue: str) -> int:
+        """A worker started, not waited for: it takes work once it is up."""
+        proc, _, _ = self._spawn(origin, task_queue)
+        return proc.pid
 
     def _spawn(self, origin: Origin, task_queue: str) -> tuple[subprocess.Popen[bytes], Path, Path]:
         n = len(self.started)

@@ -115,6 +115,17 @@ async def started(handle: WorkflowHandle[Any, Any], kind: str) -> list[HistoryEv
     ]
 
 
+async def timed_out_tasks(handle: WorkflowHandle[Any, Any], since: datetime) -> list[str]:
+    """The promotion's workflow tasks that timed out after `since`, each as its timeout's type: one that
+    waited on a stopped worker's sticky queue is SCHEDULE_TO_START."""
+    history = await handle.fetch_history()
+    return [
+        TimeoutType.Name(e.workflow_task_timed_out_event_attributes.timeout_type)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT and e.event_time.ToDatetime(UTC) >= since
+    ]
+
+
 async def test_three_workers_one_killed_lose_nothing(
     dev_env: WorkflowEnvironment,
     origin_factory: Callable[..., Origin],
@@ -157,45 +168,46 @@ async def test_three_workers_one_killed_lose_nothing(
     assert waited < timedelta(seconds=15), f"the retry started {waited} after the kill (heartbeat timeout {HEARTBEAT})"
 
 
-@pytest.mark.parametrize(
-    ("stall", "handed_back"),
-    [
-        (2.0, False),  # the sync ends within the graceful period (5 s): on the stopped worker, once
-        (8.0, True),  # the sync outlasts it: handed back, and redone on the other worker at once
-    ],
-)
-async def test_sigterm_finishes_or_hands_back(
+async def test_sigterm_finishes_or_hands_back_and_costs_no_timeout(
     dev_env: WorkflowEnvironment,
-    origin: Origin,
+    origin_factory: Callable[..., Origin],
     clusters: Any,
     worker_process: WorkerProcess,
-    stall: float,
-    handed_back: bool,
 ) -> None:
+    """A worker stopped as a rolling deploy does, while two promotions it holds sync staging: `quick`'s
+    sync ends a second into its graceful period (5 s) and is done there, once; `slow`'s outlasts it, is
+    handed back (a retryable error) at its end and redone on the other worker at once. Neither waits
+    out a timeout: the stopping worker still takes the workflow task that `quick`'s sync made, and once
+    it is gone the server sends `slow`'s next task to the other worker, not to its sticky queue."""
+    origin = origin_factory(apps=("quick", "slow"))
     sims: dict[str, KubeSim] = clusters(["dev", "staging", "prod"])
     tq = str(uuid.uuid4())
-    pids = worker_process.many(origin, tq, 2)
-    origin.bump(tag="9.0.0")
-    stall_sync(sims["staging"], "demo", stall)
-    handle = await api.start(dev_env.client, tq, await api.resolve(dev_env.client, tq, "demo", to_env="staging"))
-    victim, _ = await running_on([handle], pids, {"sync"}, syncing_staging)
+    victim = worker_process(origin, tq)  # alone at first: both promotions are cached there, and sync there
+    release(origin, "9.2.0", ("quick", "slow"))
+    stall_sync(sims["staging"], "quick", 1.0)
+    stall_sync(sims["staging"], "slow", 8.0)
+    plans = [await api.resolve(dev_env.client, tq, app, to_env="staging") for app in ("quick", "slow")]
+    handles = [await api.start(dev_env.client, tq, plan) for plan in plans]
+    for handle in handles:
+        await running_on([handle], {victim}, {"sync"}, syncing_staging)
+    pids = {victim, worker_process.spawn(origin, tq)}  # the rolling deploy's new worker, starting meanwhile
+    stopped_at = datetime.now(UTC)
     os.kill(victim, signal.SIGTERM)
     wait_until(lambda: not alive(victim), 30, f"worker {victim} to stop")  # it stops, within its bound
 
-    result = await handle.result()
+    results = await asyncio.gather(*(h.result() for h in handles))
 
-    assert result.state == PromotionState.SUCCEEDED, result.message
-    assert "demo:9.0.0" in image(sims["staging"], "demo")
-    attempts = await started(handle, "sync")
-    staging = attempts[-1].activity_task_started_event_attributes  # dev's sync is the first
-    if not handed_back:
-        assert staging.attempt == 1 and identity_pid(staging.identity) == victim
-        return
-    # the stopped worker failed the sync as handed back (a retryable error) when its graceful period
-    # ended, so the other worker took it at once: the retry's last failure is that, not a timeout
-    assert staging.attempt == 2 and identity_pid(staging.identity) in pids - {victim}
-    failure = staging.last_failure
-    assert failure.application_failure_info.type == "WorkerShutdown", failure
+    assert [r.state for r in results] == [PromotionState.SUCCEEDED] * 2, [r.message for r in results]
+    assert [image(sims["staging"], app) for app in ("quick", "slow")] == [
+        f"ghcr.io/promoter-dev/{app}:9.2.0" for app in ("quick", "slow")
+    ]
+    for handle in handles:
+        assert await timed_out_tasks(handle, stopped_at) == [], handle.id
+    [quick, slow] = [(await started(h, "sync"))[-1].activity_task_started_event_attributes for h in handles]
+    assert (quick.attempt, identity_pid(quick.identity)) == (1, victim)
+    # the retry's last failure is the hand-back, not a timeout
+    assert slow.attempt == 2 and identity_pid(slow.identity) in pids - {victim}
+    assert slow.last_failure.application_failure_info.type == "WorkerShutdown", slow.last_failure
 
 
 async def test_sigterm_hands_a_waiting_gates_watcher_back(
