@@ -11,7 +11,9 @@ with its message and left out), the bench lets them sit (`--settle` seconds), th
 
 - the worker's RSS (and its children's: the policy engine processes, git's object readers), and what
   it grew by per waiting gate,
-- each process's CPU in % of one core, once as it is and once with the drift schedules paused.
+- each process's CPU in % of one core, once as it is and once with the drift schedules paused,
+- the activity heartbeats the server received a second (counted by the dev server's own metrics),
+  beside what the watchers are designed to send.
 
 Then it approves all N at once: half through ONE `promoter approve --env prod --as alice ID ...`
 process, half through Temporal's HTTP API directly (a POST of the `approve` update per promotion,
@@ -89,10 +91,29 @@ async def idle_cpu(processes: dict[str, psutil.Process], window: float) -> dict[
     return {k: round(100 * v / (time.perf_counter() - t), 1) for k, v in spent.items()}
 
 
-def heartbeats_per_s(gates: int) -> float:
-    """The heartbeats a second that `gates` waiting watchers of one worker send (activities.forge)."""
+def designed_heartbeats_per_s(gates: int) -> float:
+    """The heartbeats a second that `gates` waiting watchers of one worker are meant to send
+    (activities.forge), beside the count the server measured."""
     low, high = HEARTBEAT_EVERY_S
     return gates / min(high, max(low, gates / HEARTBEATS_PER_S))
+
+
+def heartbeats_received(stack_dir: Path) -> float:
+    """How many activity heartbeats the dev server's frontend has answered so far, from its own metrics
+    (the address it printed at start, in the stack's temporal.log)."""
+    log = (stack_dir / "logs" / "temporal.log").read_text()
+    url = re.search(r"Temporal Metrics:\s+(\S+)", log)
+    if url is None:
+        raise SystemExit("the dev server's metrics address is not in its log")
+    with urllib.request.urlopen(url.group(1), timeout=10) as answer:
+        text = answer.read().decode()
+    return sum(
+        float(line.rsplit(" ", 1)[1])
+        for line in text.splitlines()
+        if line.startswith("service_requests{")
+        and 'operation="RecordActivityTaskHeartbeat"' in line
+        and 'service_name="frontend"' in line
+    )
 
 
 def family_rss_mb(pid: int) -> tuple[float, float]:
@@ -235,7 +256,9 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             print(f"{waiting} waiting at prod's gate {t_gated - t0:.1f} s after the first start", flush=True)
 
             await asyncio.sleep(settle)
+            beats, t_beats = heartbeats_received(stack.dir), time.perf_counter()
             idle = await idle_cpu(processes, window)
+            beats_per_s = (heartbeats_received(stack.dir) - beats) / (time.perf_counter() - t_beats)
             rss, children = family_rss_mb(worker_pid)
             drift = [client.get_schedule_handle(f"drift-{env}") for env in ("dev", "prod")]
             for schedule in drift:  # what the watchers alone cost: the drift checks paused for a window
@@ -253,7 +276,8 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
                 "worker_rss_mb": round(rss, 1),
                 "worker_rss_kib_per_gate": round((rss - empty_rss) * 1024 / apps),
                 "worker_children_rss_mb": round(children, 1),
-                "watcher_heartbeats_per_s": round(heartbeats_per_s(apps), 1),
+                "heartbeats_per_s": round(beats_per_s, 1),  # measured: the server's count over the window
+                "watcher_heartbeats_per_s_designed": round(designed_heartbeats_per_s(apps), 1),
                 f"idle_cpu_pct_of_one_core_over_{window:g}s": {
                     "no_gates": empty_cpu,
                     "gates_waiting": idle,

@@ -201,6 +201,15 @@ def test_a_watcher_heartbeats_less_often_when_many_wait(httpserver: HTTPServer) 
     assert heartbeats_in(many, 2.5) == 1  # after its poll only
 
 
+def test_a_watcher_that_polls_often_heartbeats_only_when_due(httpserver: HTTPServer) -> None:
+    """Its polls do not each send a heartbeat: 1,000 gates polled every 15 s sent 66 a second."""
+    forge = GitHubPulls(httpserver)
+    many = forge.watcher(0.1, None)  # polls every 0.1 s
+    many.watching = 599  # with this one, 600 gates wait on this worker: one heartbeat per 75 s each
+    assert heartbeats_in(many, 2.5) == 1  # after its first poll only
+    assert len(forge.seen[1]) >= 5  # while it polled on
+
+
 def test_a_thousand_watchers_send_a_few_heartbeats_a_second_within_their_timeout() -> None:
     """Each heartbeat is a write on the server: 1,000 waiting gates of one worker send 8 a second
     (docs/benchmarks.md, "A thousand waiting gates"), each well within the watch step's heartbeat
