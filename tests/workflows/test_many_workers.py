@@ -115,6 +115,23 @@ async def started(handle: WorkflowHandle[Any, Any], kind: str) -> list[HistoryEv
     ]
 
 
+async def completed(handle: WorkflowHandle[Any, Any], kind: str) -> datetime:
+    """When the promotion's last `kind` activity completed."""
+    history = await handle.fetch_history()
+    ids = {
+        e.event_id
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == kind
+    }
+    return [
+        e.event_time.ToDatetime(UTC)
+        for e in history.events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+        and e.activity_task_completed_event_attributes.scheduled_event_id in ids
+    ][-1]
+
+
 async def timed_out_tasks(handle: WorkflowHandle[Any, Any], since: datetime) -> list[str]:
     """The promotion's workflow tasks that timed out after `since`, each as its timeout's type: one that
     waited on a stopped worker's sticky queue is SCHEDULE_TO_START."""
@@ -175,7 +192,7 @@ async def test_sigterm_finishes_or_hands_back_and_costs_no_timeout(
     worker_process: WorkerProcess,
 ) -> None:
     """A worker stopped as a rolling deploy does, while two promotions it holds sync staging: `quick`'s
-    sync ends a second into its graceful period (5 s) and is done there, once; `slow`'s outlasts it, is
+    sync ends within its graceful period (5 s) and is done there, once; `slow`'s outlasts it, is
     handed back (a retryable error) at its end and redone on the other worker at once. Neither waits
     out a timeout: the stopping worker still takes the workflow task that `quick`'s sync made, and once
     it is gone the server sends `slow`'s next task to the other worker, not to its sticky queue."""
@@ -184,8 +201,8 @@ async def test_sigterm_finishes_or_hands_back_and_costs_no_timeout(
     tq = str(uuid.uuid4())
     victim = worker_process(origin, tq)  # alone at first: both promotions are cached there, and sync there
     release(origin, "9.2.0", ("quick", "slow"))
-    stall_sync(sims["staging"], "quick", 1.0)
-    stall_sync(sims["staging"], "slow", 8.0)
+    stall_sync(sims["staging"], "quick", 4.0)
+    stall_sync(sims["staging"], "slow", 12.0)
     plans = [await api.resolve(dev_env.client, tq, app, to_env="staging") for app in ("quick", "slow")]
     handles = [await api.start(dev_env.client, tq, plan) for plan in plans]
     for handle in handles:
@@ -205,6 +222,8 @@ async def test_sigterm_finishes_or_hands_back_and_costs_no_timeout(
         assert await timed_out_tasks(handle, stopped_at) == [], handle.id
     [quick, slow] = [(await started(h, "sync"))[-1].activity_task_started_event_attributes for h in handles]
     assert (quick.attempt, identity_pid(quick.identity)) == (1, victim)
+    ended = await completed(handles[0], "sync")
+    assert stopped_at < ended < stopped_at + timedelta(seconds=5), (stopped_at, ended)  # within the graceful period
     # the retry's last failure is the hand-back, not a timeout
     assert slow.attempt == 2 and identity_pid(slow.identity) in pids - {victim}
     assert slow.last_failure.application_failure_info.type == "WorkerShutdown", slow.last_failure
