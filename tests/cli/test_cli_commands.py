@@ -209,7 +209,9 @@ def test_a_killed_worker_is_said_at_once_and_a_lost_server_in_one_line(stack: tu
         follower.kill()
     assert follower.returncode == 3, out + err
     assert "\x1b[" not in err and "temporalio_client" not in err and "WARN" not in err, err
-    (line,) = err.strip().splitlines()
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err  # one line, whatever else the follower said before it
+    [line] = lines
     assert re.fullmatch(
         r"error: lost the connection to Temporal at 127\.0\.0\.1:\d+ \(.*\); the promotion is still running: "
         r"follow it with `promoter status promote-demo`, live with `promoter status promote-demo --follow`",
