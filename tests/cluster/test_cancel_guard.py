@@ -22,6 +22,7 @@ from temporalio.testing import ActivityEnvironment
 import promoter.worker  # noqa: F401 - the worker's guards, as `promoter worker` sets them
 from promoter.cluster.resources import Resources
 from promoter.forges.http import ApiClient
+from tests.support.loopback import send_json, serving
 
 CANCEL_SENT = threading.Event()
 ASKED = threading.Event()
@@ -32,12 +33,7 @@ class _Slow(http.server.BaseHTTPRequestHandler):
         ASKED.set()
         if self.path == "/slow":
             assert CANCEL_SENT.wait(30)  # the answer comes only once the cancel is on its way
-        body = b'{"kind": "ConfigMap", "metadata": {"name": "x"}}'
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        send_json(self, 200, b'{"kind": "ConfigMap", "metadata": {"name": "x"}}')
 
     def log_message(self, *args: object) -> None:
         pass
@@ -46,15 +42,11 @@ class _Slow(http.server.BaseHTTPRequestHandler):
 @pytest.fixture
 def server() -> Iterator[str]:
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Slow)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    finally:
-        CANCEL_SENT.set()
-        httpd.shutdown()
-        httpd.server_close()
-        thread.join(10)
+    with serving(httpd):
+        try:
+            yield f"http://127.0.0.1:{httpd.server_address[1]}"
+        finally:
+            CANCEL_SENT.set()  # before the server stops: a request it still holds is answered
 
 
 def _cancelled_during(server: str, ask: Callable[[], object]) -> list[str]:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import re
 import socket
-import threading
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -25,6 +24,7 @@ from promoter.forges.site import TOKEN_TTL_S, serve
 from promoter.gitrepo import GitClone
 from promoter.stack import free_port
 from tests.support.gitops import Origin, branch_for
+from tests.support.loopback import serving
 
 HOSTILE = '<script>alert("pwned")</script> <img src=x onerror=alert(1)> [link](javascript:alert(1))'
 
@@ -50,13 +50,8 @@ def site(origin: Origin, clock: Clock) -> Iterator[str]:
     server = serve(
         origin.path.parent / "forge.sqlite", origin.path, port, web_url=f"http://127.0.0.1:{port}", clock=clock
     )
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with serving(server):
         yield f"http://127.0.0.1:{port}"
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 SECURITY_HEADERS = {"X-Frame-Options": "DENY", "X-Content-Type-Options": "nosniff"}

@@ -14,7 +14,7 @@ import asyncio
 import base64
 import copy
 import json
-import threading
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -38,6 +38,7 @@ from promoter.policy import PolicyBundle, decide
 from promoter.policy.embedded import EmbeddedEngine
 from promoter.report import policy_lines
 from promoter.sim.kube import KubeSim
+from tests.support.loopback import send_json, serving
 from tests.support.policy import POLICIES, demo_objects, make_input
 from workflows.drift import summary
 
@@ -179,22 +180,18 @@ class HostileForge:
             def do_GET(self) -> None:
                 forge.seen.append(self.path)
                 body = json.dumps({"message": f"bad gateway for {self.headers.get('Authorization')}"}).encode()
-                self.send_response(forge.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
+                send_json(self, forge.status, body)
 
             def log_message(self, *args: object) -> None:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.served = ExitStack()
+        self.served.enter_context(serving(self.server))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.served.close()
 
     @property
     def url(self) -> str:
@@ -290,12 +287,12 @@ class Recorder:
                 pass
 
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.served = ExitStack()
+        self.served.enter_context(serving(self.server))
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        self.served.close()
 
     @property
     def url(self) -> str:

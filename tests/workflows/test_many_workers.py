@@ -11,7 +11,7 @@ import asyncio
 import os
 import signal
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -97,16 +97,21 @@ async def retries(handle: WorkflowHandle[Any, Any], kind: str | None = None) -> 
     ]
 
 
+def scheduled_ids(events: Iterable[HistoryEvent], kind: str) -> set[int]:
+    """The IDs of the scheduled events of the `kind` activities among `events`."""
+    return {
+        e.event_id
+        for e in events
+        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+        and e.activity_task_scheduled_event_attributes.activity_type.name == kind
+    }
+
+
 async def started(handle: WorkflowHandle[Any, Any], kind: str) -> list[HistoryEvent]:
     """The started events of the promotion's `kind` activities (an attempt's started event is written
     when it ends, with the attempt's number and the worker that ran it)."""
     history = await handle.fetch_history()
-    ids = {
-        e.event_id
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == kind
-    }
+    ids = scheduled_ids(history.events, kind)
     return [
         e
         for e in history.events
@@ -118,12 +123,7 @@ async def started(handle: WorkflowHandle[Any, Any], kind: str) -> list[HistoryEv
 async def completed(handle: WorkflowHandle[Any, Any], kind: str) -> datetime:
     """When the promotion's last `kind` activity completed."""
     history = await handle.fetch_history()
-    ids = {
-        e.event_id
-        for e in history.events
-        if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
-        and e.activity_task_scheduled_event_attributes.activity_type.name == kind
-    }
+    ids = scheduled_ids(history.events, kind)
     return [
         e.event_time.ToDatetime(UTC)
         for e in history.events
