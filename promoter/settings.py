@@ -545,7 +545,8 @@ def _unreachable(settings: Settings, tls: TemporalTLS | None, text: str) -> BadI
     return BadInput(f"cannot reach Temporal at {where} ({reason or text.splitlines()[0]}); {fix}")
 
 
-_CLOSED = ("connection closed", "broken pipe", "Connection reset", "BrokenPipe", "ConnectionReset")
+# hyper's "connection was not ready": the peer closed it after the handshake, before the first request
+_CLOSED = ("connection closed", "broken pipe", "Connection reset", "BrokenPipe", "ConnectionReset", "was not ready")
 
 
 def _grpc_tls_problem(text: str) -> tuple[str, str] | None:

@@ -40,7 +40,7 @@ from temporalio.testing import WorkflowEnvironment
 from promoter import api, secrets
 from promoter.errors import BadInput
 from promoter.models import PromotionState, PromotionStatus
-from promoter.settings import Settings, connect
+from promoter.settings import Settings, _unreachable, connect
 from promoter.sim.kube import KubeSim
 from promoter.stack import free_port, port_open, wait_until
 from promoter.worker import build_worker
@@ -496,3 +496,23 @@ def test_tls_is_on_when_any_setting_or_the_api_key_is_or_when_asked(monkeypatch:
     assert (
         API_KEY not in repr(keyed) and secrets.redact(f"authorization: Bearer {API_KEY}") == "authorization: Bearer ***"
     )
+
+
+@pytest.mark.parametrize(
+    "sdk_said",
+    [
+        "Failed client connect: Transport(Error(Connect, Custom { kind: InvalidData, error: "
+        "AlertReceived(CertificateRequired) })) received fatal alert: CertificateRequired",
+        "Failed client connect: tonic::transport::Error(Transport, hyper::Error(Io, Kind(BrokenPipe)))",
+        # TLS 1.3: the handshake ends on the client's side before the server checks it; HAProxy then
+        # closes the connection before the first request goes out (seen once in a loaded CI run)
+        "Failed client connect: `get_system_info` call error after connection: Status { code: Cancelled, "
+        'message: "operation was canceled", source: Some(tonic::transport::Error(Transport, '
+        'hyper::Error(Canceled, "connection was not ready"))) }',
+    ],
+    ids=["alert", "broken-pipe", "not-ready"],
+)
+def test_each_way_the_sdk_tells_a_missing_certificate_gives_the_same_fix(sdk_said: str) -> None:
+    settings = Settings(temporal_address="127.0.0.1:7", temporal_tls=True)
+    said = f"error: {_unreachable(settings, settings.temporal_tls_config(), sdk_said)}"
+    refused_for_lack_of_a_certificate(said, "Temporal at 127.0.0.1:7")
