@@ -53,18 +53,32 @@ _LIFT_MERGE = re.compile(r"Merge pull request #\d+ from (release-hold/\S+)")
 
 class Pulse:
     """A PR watcher's heartbeats: one when `every` seconds have passed since the last, or at once when
-    what it says changed (the first poll's answer, a forge error, the forge back). Its polls come far
-    more often than its heartbeats are due when many gates wait (every 15 s against every 2 minutes at
-    1,000): a heartbeat after each poll was 66 a second from 1,000 gates, not 8."""
+    what it says changed in kind (the first poll's answer, a forge error, the forge back). Its polls come
+    far more often than its heartbeats are due when many gates wait (every 15 s against every 2 minutes at
+    1,000): a heartbeat after each poll was 66 a second from 1,000 gates, not 8. A forge error's text can
+    change at every poll ("asks to wait 37s"): the error is news once, its next texts when a beat is due."""
 
-    def __init__(self) -> None:
+    def __init__(self, detail: str) -> None:
         self.at = time.monotonic()
-        self.said: str | None = None
+        self.detail = detail  # what the next heartbeat says
+        self.kind: str | None = None  # what the last one said, in kind
 
-    def beat(self, detail: str, every: float) -> None:
-        if detail != self.said or time.monotonic() - self.at >= every:
-            activity.heartbeat(detail)
-            self.at, self.said = time.monotonic(), detail
+    def beat(self, detail: str, every: float, kind: str) -> None:
+        """A poll's outcome: `detail` to say, `kind` what it says (news when it differs from the last)."""
+        self.detail = detail
+        if kind != self.kind:
+            self._send(kind)
+        else:
+            self.tick(every)
+
+    def tick(self, every: float) -> None:
+        """The latest detail again, when `every` seconds have passed since the last heartbeat."""
+        if time.monotonic() - self.at >= every:
+            self._send(self.kind)
+
+    def _send(self, kind: str | None) -> None:
+        activity.heartbeat(self.detail)
+        self.at, self.kind = time.monotonic(), kind
 
 
 class ForgeGit(glass.GlassGit, Protocol):
@@ -287,23 +301,22 @@ class ForgeActivities:
         (a bad token, a deleted PR) ends the watch.
         """
         self.watching += 1
-        pulse = Pulse()
-        detail = "waiting for a turn to poll"
+        pulse = Pulse("waiting for a turn to poll")
         try:
             with classified_errors():  # a permanent error ends the watch; a temporary one is polled through
                 while True:
-                    await self._wait_turn(pulse, detail)
+                    await self._wait_turn(pulse)
                     try:
                         changed, sent = await asyncio.to_thread(self._counted_look, req)
-                        detail = "ok"
+                        detail = kind = "ok"
                     except (TemporaryError, OSError) as e:
-                        changed = None
+                        changed, kind = None, f"forge error: {type(e).__name__}"
                         # heartbeat details are kept by Temporal and shown like an error: masked the same way
                         detail = redact(f"forge error, polling again: {e}")
                     if changed is not None:
                         return changed
-                    pulse.beat(detail, self._every())  # a poll that said something new says it at once
-                    await self._pause(pulse, detail, time.monotonic() + self.poll_seconds)
+                    pulse.beat(detail, self._every(), kind)  # a poll that said something new says it at once
+                    await self._pause(pulse, time.monotonic() + self.poll_seconds)
         finally:
             self.watching -= 1
 
@@ -315,11 +328,11 @@ class ForgeActivities:
             finally:
                 self.budget.spent(sent[0])
 
-    async def _wait_turn(self, pulse: Pulse, detail: str) -> None:
+    async def _wait_turn(self, pulse: Pulse) -> None:
         """Wait for this watcher's turn of the shared budget (at once while it is not spent); a turn of a
         window the forge has reset since is taken again."""
         end, epoch = self.budget.turn()
-        while not await self._pause(pulse, detail, end, epoch):
+        while not await self._pause(pulse, end, epoch):
             end, epoch = self.budget.turn()
 
     def _every(self) -> float:
@@ -327,7 +340,7 @@ class ForgeActivities:
         low, high = HEARTBEAT_EVERY_S
         return min(high, max(low, self.watching / HEARTBEATS_PER_S))
 
-    async def _pause(self, pulse: Pulse, detail: str, end: float, epoch: int | None = None) -> bool:
+    async def _pause(self, pulse: Pulse, end: float, epoch: int | None = None) -> bool:
         """Wait until `end` (the clock's), heartbeating: a cancel (the gate decided) reaches the watcher
         with a heartbeat's answer, so the watcher ends within a heartbeat's interval of the decision
         (the SDK sends at most one per the watch worker's `WATCH_HEARTBEAT_THROTTLE`; fewer when many
@@ -347,7 +360,7 @@ class ForgeActivities:
                 raise ApplicationError(
                     "this worker is shutting down; another worker takes the watch over", type="WorkerShutdown"
                 )
-            pulse.beat(detail, every)
+            pulse.tick(every)
             if epoch is not None and self.budget.refresh() != epoch:
                 return False
         return True

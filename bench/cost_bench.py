@@ -13,7 +13,8 @@ It pauses the drift schedules (their checks of every app are periodic, not per p
 first measures `--idle` seconds (default 10) of the stack doing nothing (Prometheus scraping, the
 clusters' controllers, the Temporal server's own timers), then the promotions. It prints one JSON line
 per `--rounds` round with the CPU seconds per part (total and per promotion; of which the resolves
-before the starts, each a workflow run of its own) and the idle rate per second; the last line is
+before the starts, each a workflow run of its own), the calls the Temporal server answered per
+promotion (its API's and its database's, from its own metrics) and the idle rate per second; the last line is
 `cost: <cpu> CPU s per promotion (<wall> s wall for <N>)`, the median round.
 
     .venv/bin/python bench/cost_bench.py [--apps 50] [--rounds 1] [--idle 10]
@@ -27,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import os
 import re
@@ -35,6 +37,7 @@ import statistics
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 import git
@@ -52,6 +55,29 @@ from promoter.settings import Settings, connect  # noqa: E402
 from promoter.stack import Stack  # noqa: E402
 
 ENVS = ("dev", "staging", "prod")
+
+
+def server_calls(stack_dir: Path) -> collections.Counter[str]:
+    """The calls the dev server has answered so far, from its own metrics (the address it printed at
+    start, in the stack's temporal.log): `frontend:<operation>` for its API's, `persistence:<operation>`
+    for its history service's writes and reads of its database."""
+    log = (stack_dir / "logs" / "temporal.log").read_text()
+    urls = re.findall(r"Temporal Metrics:\s+(\S+)", log)  # the last start's
+    if not urls:
+        raise SystemExit("the dev server's metrics address is not in its log")
+    with urllib.request.urlopen(urls[-1], timeout=10) as answer:
+        text = answer.read().decode()
+    calls: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        if line.startswith("service_requests{") and 'service_name="frontend"' in line:
+            family = "frontend"
+        elif line.startswith("persistence_requests{") and 'service_name="history"' in line:
+            family = "persistence"
+        else:
+            continue
+        if operation := re.search(r'operation="(\w+)"', line):
+            calls[f"{family}:{operation.group(1)}"] += float(line.rsplit(" ", 1)[1])
+    return calls
 
 
 def app_name(i: int) -> str:
@@ -134,7 +160,13 @@ def spent(before: Snapshot, after: Snapshot) -> dict[str, float]:
 
 
 async def one_round(
-    client: object, settings: Settings, roots: dict[str, int], repo_url: str, person: Path, names: list[str]
+    client: object,
+    settings: Settings,
+    roots: dict[str, int],
+    repo_url: str,
+    person: Path,
+    names: list[str],
+    stack_dir: Path,
 ) -> dict:
     """Commit a new image for `names` in dev, promote them all at once, count the CPU it took."""
     clone = git.Repo(person) if person.exists() else git.Repo.clone_from(repo_url, person)
@@ -145,7 +177,7 @@ async def one_round(
         deployment.write_text(re.sub(r"(image: \S+):\S+", rf"\1:{tag}", deployment.read_text()))
     clone.git.execute(["git", "-c", "user.name=bench", "-c", "user.email=b@x", "commit", "-qam", f"to {tag}"])
     clone.git.push("-q", "origin", "main")
-    before = snapshot(roots)
+    before, calls = snapshot(roots), server_calls(stack_dir)
     t0 = time.perf_counter()
     plans = await asyncio.gather(*(api.resolve(client, settings.task_queue, a) for a in names))  # type: ignore[arg-type]
     resolved = snapshot(roots)
@@ -153,6 +185,7 @@ async def one_round(
     results = await asyncio.gather(*(h.result() for h in handles))
     wall = time.perf_counter() - t0
     cpu = spent(before, snapshot(roots))
+    calls = server_calls(stack_dir) - calls
     resolving = spent(before, resolved)
     failed = [r for r in results if r.state != PromotionState.SUCCEEDED]
     for r in failed[:5]:
@@ -167,6 +200,10 @@ async def one_round(
         "total_cpu_s": round(total, 1),
         "total_cpu_s_per_promotion": round(total / len(names), 3),
         "of_which_resolve_cpu_s_per_promotion": {k: round(v / len(names), 3) for k, v in sorted(resolving.items())},
+        # what the server answered a promotion (long polls left out: they wait, they cost nothing)
+        "server_calls_per_promotion": {
+            k: round(v / len(names), 1) for k, v in calls.most_common() if "Poll" not in k and v >= len(names) / 2
+        },
     }
 
 
@@ -197,14 +234,15 @@ async def main(apps: int, rounds: int, idle_s: float) -> None:
             print(f"paused the drift schedules {', '.join(paused)}: their checks of every app are no promotion's cost")
             person, url = tmp / "person", str(info["repo_url"])
             # one promotion first, so every part has loaded what it loads once (modules, schemas, engine)
-            await one_round(client, settings, roots, url, person, [app_name(0)])
+            await one_round(client, settings, roots, url, person, [app_name(0)], stack.dir)
             before = snapshot(roots)
             await asyncio.sleep(idle_s)
             idle = {k: round(v / idle_s, 3) for k, v in sorted(spent(before, snapshot(roots)).items())}
             print(json.dumps({"idle_cpu_s_per_s": idle}))
             lines = []
+            every = [app_name(i) for i in range(apps)]
             for _ in range(rounds):
-                line = await one_round(client, settings, roots, url, person, [app_name(i) for i in range(apps)])
+                line = await one_round(client, settings, roots, url, person, every, stack.dir)
                 print(json.dumps(line), flush=True)
                 lines.append(line)
             mid = sorted(lines, key=lambda x: x["total_cpu_s_per_promotion"])[len(lines) // 2]

@@ -6,14 +6,16 @@ origin and forge, simulated clusters) in a temporary state directory, with N cop
 in dev and prod (staging is left out: it adds nothing to a waiting gate) and prod's gate needing one
 approval (unsigned: the HTTP half below sends what a script would). One commit changes every app's
 image in dev; every app is promoted; once all N wait at prod's gate (one that ends before it is named
-with its message and left out), the bench lets them sit (`--settle` seconds), then samples for
-`--window` seconds while nothing happens, as it did once before any promotion:
+with its message and left out), the bench lets them sit (`--settle` seconds, then until the server
+completes at most one workflow task a second), then samples for `--window` seconds while nothing
+happens, as it did once before any promotion:
 
 - the worker's RSS (and its children's: the policy engine processes, git's object readers), and what
   it grew by per waiting gate,
 - each process's CPU in % of one core, once as it is and once with the drift schedules paused,
 - the activity heartbeats the server received a second (counted by the dev server's own metrics),
-  beside what the watchers are designed to send.
+  beside what the watchers are designed to send, and the workflow tasks it completed a second (none
+  should run while the gates wait).
 
 Then it approves all N at once: half through ONE `promoter approve --env prod --as alice ID ...`
 process, half through Temporal's HTTP API directly (a POST of the `approve` update per promotion,
@@ -58,6 +60,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from activities.forge import HEARTBEAT_EVERY_S, HEARTBEATS_PER_S  # noqa: E402
+from bench.cost_bench import server_calls  # noqa: E402
 from bench.scale_bench import app_name, cpu_seconds, gitops_with_apps, image_of  # noqa: E402
 from promoter import api  # noqa: E402
 from promoter.settings import Settings, connect  # noqa: E402
@@ -99,22 +102,25 @@ def designed_heartbeats_per_s(gates: int) -> float:
     return gates / min(high, max(low, gates / HEARTBEATS_PER_S))
 
 
-def heartbeats_received(stack_dir: Path) -> float:
-    """How many activity heartbeats the dev server's frontend has answered so far, from its own metrics
-    (the address it printed at start, in the stack's temporal.log)."""
-    log = (stack_dir / "logs" / "temporal.log").read_text()
-    urls = re.findall(r"Temporal Metrics:\s+(\S+)", log)  # the last start's
-    if not urls:
-        raise SystemExit("the dev server's metrics address is not in its log")
-    with urllib.request.urlopen(urls[-1], timeout=10) as answer:
-        text = answer.read().decode()
-    return sum(
-        float(line.rsplit(" ", 1)[1])
-        for line in text.splitlines()
-        if line.startswith("service_requests{")
-        and 'operation="RecordActivityTaskHeartbeat"' in line
-        and 'service_name="frontend"' in line
-    )
+def served(stack_dir: Path, operation: str) -> float:
+    """How many `operation` calls the dev server's frontend has answered so far."""
+    return server_calls(stack_dir)[f"frontend:{operation}"]
+
+
+HEARTBEAT = "RecordActivityTaskHeartbeat"
+WORKFLOW_TASK = "RespondWorkflowTaskCompleted"
+
+
+async def quiet(stack_dir: Path, limit_s: float, over_s: float = 10.0) -> float:
+    """Seconds until the server completes no more than one workflow task a second over `over_s` (the
+    gates reached, their watchers started: nothing left to settle), at most `limit_s`."""
+    t0 = time.perf_counter()
+    while time.perf_counter() - t0 < limit_s:
+        before = served(stack_dir, WORKFLOW_TASK)
+        await asyncio.sleep(over_s)
+        if served(stack_dir, WORKFLOW_TASK) - before <= over_s:
+            break
+    return time.perf_counter() - t0
 
 
 def family_rss_mb(pid: int) -> tuple[float, float]:
@@ -284,9 +290,13 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             print(f"{waiting} waiting at prod's gate {t_gated - t0:.1f} s after the first start", flush=True)
 
             await asyncio.sleep(settle)
-            beats, t_beats = heartbeats_received(stack.dir), time.perf_counter()
+            settled = settle + await quiet(stack.dir, limit_s=600)
+            print(f"settled {settled:.0f} s after the last gate was reached", flush=True)
+            beats, tasks, t_beats = served(stack.dir, HEARTBEAT), served(stack.dir, WORKFLOW_TASK), time.perf_counter()
             idle = await idle_cpu(processes, window)
-            beats_per_s = (heartbeats_received(stack.dir) - beats) / (time.perf_counter() - t_beats)
+            took = time.perf_counter() - t_beats
+            beats_per_s = (served(stack.dir, HEARTBEAT) - beats) / took
+            tasks_per_s = (served(stack.dir, WORKFLOW_TASK) - tasks) / took
             rss, children = family_rss_mb(worker_pid)
             drift = [client.get_schedule_handle(f"drift-{env}") for env in ("dev", "prod")]
             for schedule in drift:  # what the watchers alone cost: the drift checks paused for a window
@@ -305,7 +315,9 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
                 "worker_rss_kib_per_gate": round((rss - empty_rss) * 1024 / apps),
                 "worker_children_rss_mb": round(children, 1),
                 # measured: every activity heartbeat the server received over the window (the drift checks' too)
+                "settled_s": round(settled, 1),
                 "heartbeats_per_s": round(beats_per_s, 1),
+                "workflow_tasks_per_s_while_idle": round(tasks_per_s, 2),
                 "watcher_heartbeats_per_s_designed": round(designed_heartbeats_per_s(apps), 1),
                 f"idle_cpu_pct_of_one_core_over_{window:g}s": {
                     "no_gates": empty_cpu,

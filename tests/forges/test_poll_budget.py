@@ -210,6 +210,21 @@ def test_a_watcher_that_polls_often_heartbeats_only_when_due(httpserver: HTTPSer
     assert len(forge.seen[1]) >= 5  # while it polled on
 
 
+def test_a_forge_error_whose_text_changes_at_each_poll_is_news_once(httpserver: HTTPServer) -> None:
+    """A rate-limited forge names another wait at each answer ("asks to wait 121s", "122s", ...): the
+    error is news once, not at every poll."""
+    asked = iter(range(121, 10_000))
+    httpserver.expect_request(re.compile(r"/repos/acme/gitops/pulls/\d+$"), "GET").respond_with_handler(
+        lambda request: Response(
+            '{"message": "busy"}', 503, {"Retry-After": str(next(asked)), "Content-Type": "application/json"}
+        )
+    )
+    many = GitHubPulls(httpserver).watcher(0.1, None)  # polls every 0.1 s, each answered 503
+    many.watching = 599  # one heartbeat per 75 s each is due
+    assert heartbeats_in(many, 2.5) == 1  # the error, once
+    assert next(asked) > 130  # while it polled on, told another wait each time
+
+
 def test_a_thousand_watchers_send_a_few_heartbeats_a_second_within_their_timeout() -> None:
     """Each heartbeat is a write on the server: 1,000 waiting gates of one worker send 8 a second
     (docs/benchmarks.md, "A thousand waiting gates"), each well within the watch step's heartbeat
