@@ -307,7 +307,7 @@ class ForgeActivities:
                 while True:
                     await self._wait_turn(pulse)
                     try:
-                        changed, sent = await asyncio.to_thread(self._counted_look, req)
+                        changed = await self._poll(pulse, req)
                         detail = kind = "ok"
                     except (TemporaryError, OSError) as e:
                         changed, kind = None, f"forge error: {type(e).__name__}"
@@ -319,6 +319,15 @@ class ForgeActivities:
                     await self._pause(pulse, time.monotonic() + self.poll_seconds)
         finally:
             self.watching -= 1
+
+    async def _poll(self, pulse: Pulse, req: WatchInput) -> WatchResult | None:
+        """One poll, in a thread, heartbeating as it is due meanwhile: a poll can take minutes (the
+        client's retries, a forge's Retry-After), longer than the watch step's heartbeat timeout."""
+        look = asyncio.ensure_future(asyncio.to_thread(self._counted_look, req))
+        while not look.done():
+            await asyncio.wait({look}, timeout=max(0.01, pulse.at + self._every() - time.monotonic()))
+            pulse.tick(self._every())
+        return look.result()[0]
 
     def _counted_look(self, req: WatchInput) -> tuple[WatchResult | None, int]:
         """`_look`, and the requests it sent (what the poll cost of the budget)."""

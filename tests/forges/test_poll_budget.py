@@ -225,6 +225,20 @@ def test_a_forge_error_whose_text_changes_at_each_poll_is_news_once(httpserver: 
     assert next(asked) > 130  # while it polled on, told another wait each time
 
 
+def test_a_watcher_heartbeats_while_its_poll_is_slow(httpserver: HTTPServer) -> None:
+    """A poll can take longer than the watch's heartbeat timeout (retries, a forge's Retry-After): the
+    watcher's heartbeats go on meanwhile, or a live worker's watch would be timed out."""
+
+    class SlowPulls(GitHubPulls):
+        def pull(self, request: Request) -> Response:
+            time.sleep(3.0)
+            return super().pull(request)
+
+    forge = SlowPulls(httpserver)
+    alone = forge.watcher(60, None)  # alone: one heartbeat a second is due
+    assert heartbeats_in(alone, 2.8) >= 2  # all within its first poll, which takes 3 s
+
+
 def test_a_thousand_watchers_send_a_few_heartbeats_a_second_within_their_timeout() -> None:
     """Each heartbeat is a write on the server: 1,000 waiting gates of one worker send 8 a second
     (docs/benchmarks.md, "A thousand waiting gates"), each well within the watch step's heartbeat
