@@ -8,7 +8,7 @@ import re
 import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Any, Protocol
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
@@ -310,7 +310,7 @@ class ForgeActivities:
                         changed = await self._poll(pulse, req)
                         detail = kind = "ok"
                     except (TemporaryError, OSError) as e:
-                        changed, kind = None, f"forge error: {type(e).__name__}"
+                        changed, kind = None, "forge error"  # one kind: a flapping forge is not news each poll
                         # heartbeat details are kept by Temporal and shown like an error: masked the same way
                         detail = redact(f"forge error, polling again: {e}")
                     if changed is not None:
@@ -322,12 +322,24 @@ class ForgeActivities:
 
     async def _poll(self, pulse: Pulse, req: WatchInput) -> WatchResult | None:
         """One poll, in a thread, heartbeating as it is due meanwhile: a poll can take minutes (the
-        client's retries, a forge's Retry-After), longer than the watch step's heartbeat timeout."""
+        client's retries, a forge's Retry-After), longer than the watch step's heartbeat timeout. A
+        cancel, or the worker's shutdown, ends the wait at once and cancels a poll not yet begun."""
         look = asyncio.ensure_future(asyncio.to_thread(self._counted_look, req))
-        while not look.done():
-            await asyncio.wait({look}, timeout=max(0.01, pulse.at + self._every() - time.monotonic()))
-            pulse.tick(self._every())
-        return look.result()[0]
+        shutdown = asyncio.ensure_future(activity.wait_for_worker_shutdown())
+        try:
+            while not look.done():
+                nap = max(0.01, pulse.at + self._every() - time.monotonic())
+                await asyncio.wait({look, shutdown}, timeout=nap, return_when=asyncio.FIRST_COMPLETED)
+                if activity.is_worker_shutdown():
+                    raise _handed_back_watch()
+                if not look.done():
+                    pulse.tick(self._every())
+            return look.result()[0]
+        finally:
+            shutdown.cancel()
+            if not look.done():
+                look.cancel()  # not begun: it never runs; begun: its thread ends, its outcome goes nowhere
+                look.add_done_callback(_outcome_dropped)
 
     def _counted_look(self, req: WatchInput) -> tuple[WatchResult | None, int]:
         """`_look`, and the requests it sent (what the poll cost of the budget)."""
@@ -366,13 +378,21 @@ class ForgeActivities:
             except TimeoutError:
                 pass
             if activity.is_worker_shutdown():
-                raise ApplicationError(
-                    "this worker is shutting down; another worker takes the watch over", type="WorkerShutdown"
-                )
+                raise _handed_back_watch()
             pulse.tick(every)
             if epoch is not None and self.budget.refresh() != epoch:
                 return False
         return True
+
+
+def _handed_back_watch() -> ApplicationError:
+    """The watch handed back on a worker's shutdown: retried at once, by another worker."""
+    return ApplicationError("this worker is shutting down; another worker takes the watch over", type="WorkerShutdown")
+
+
+def _outcome_dropped(look: asyncio.Future[Any]) -> None:
+    if not look.cancelled():
+        look.exception()  # retrieved: the watch ended meanwhile, this poll's outcome goes nowhere
 
 
 def _attempt_time() -> datetime:

@@ -222,21 +222,53 @@ def test_a_forge_error_whose_text_changes_at_each_poll_is_news_once(httpserver: 
     many = GitHubPulls(httpserver).watcher(0.1, None)  # polls every 0.1 s, each answered 503
     many.watching = 599  # one heartbeat per 75 s each is due
     assert heartbeats_in(many, 2.5) == 1  # the error, once
-    assert next(asked) > 130  # while it polled on, told another wait each time
+    assert next(asked) > 125  # while it polled on, told another wait each time
+
+
+class SlowPulls(GitHubPulls):
+    """A GitHub whose every PR read takes `slow_s` (its clock starts when the read arrives)."""
+
+    slow_s = 3.0
+    begun: list[float] = []
+
+    def pull(self, request: Request) -> Response:
+        self.begun.append(time.monotonic())
+        time.sleep(self.slow_s)
+        return super().pull(request)
 
 
 def test_a_watcher_heartbeats_while_its_poll_is_slow(httpserver: HTTPServer) -> None:
     """A poll can take longer than the watch's heartbeat timeout (retries, a forge's Retry-After): the
-    watcher's heartbeats go on meanwhile, or a live worker's watch would be timed out."""
+    watcher's heartbeats go on meanwhile, as due (one a second, alone), or a live worker's watch would
+    be timed out."""
+    alone = SlowPulls(httpserver).watcher(60, None)
+    assert 2 <= heartbeats_in(alone, 2.8) <= 3  # all within its first poll, which takes 3 s
 
-    class SlowPulls(GitHubPulls):
-        def pull(self, request: Request) -> Response:
-            time.sleep(3.0)
-            return super().pull(request)
 
+def test_a_watcher_in_a_slow_poll_hands_its_watch_back_at_once_when_the_worker_shuts_down(
+    httpserver: HTTPServer,
+) -> None:
     forge = SlowPulls(httpserver)
-    alone = forge.watcher(60, None)  # alone: one heartbeat a second is due
-    assert heartbeats_in(alone, 2.8) >= 2  # all within its first poll, which takes 3 s
+    forge.begun = []
+    forge.slow_s = 8.0
+    watcher = forge.watcher(60, None)
+
+    async def run() -> tuple[BaseException | None, float]:
+        env = ActivityEnvironment()
+        task = asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=1, head_sha=SHA)))
+        deadline = time.monotonic() + 10
+        while not forge.begun and time.monotonic() < deadline:  # its first poll is in the forge's hands
+            await asyncio.sleep(0.05)
+        env.worker_shutdown()
+        asked = time.monotonic()
+        done, _ = await asyncio.wait([task], timeout=10)
+        took = time.monotonic() - asked
+        env.cancel()
+        return (task.exception() if done else None), took
+
+    ended, took = asyncio.run(run())
+    assert isinstance(ended, ApplicationError) and ended.type == "WorkerShutdown", ended
+    assert took < forge.slow_s - 2  # handed back while the poll still waits on the forge, not after it
 
 
 def test_a_thousand_watchers_send_a_few_heartbeats_a_second_within_their_timeout() -> None:
