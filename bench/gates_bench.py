@@ -49,6 +49,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -180,6 +181,8 @@ def http_approve(url: str, wid: str) -> str:
         try:
             with urllib.request.urlopen(request, timeout=60) as answer:
                 outcome = json.loads(answer.read()).get("outcome") or {}
+        except urllib.error.HTTPError as e:  # what the server said, not just its status
+            return f"{wid}: HTTP {e.code}: {e.read()[:300].decode(errors='replace')}"
         except OSError as e:
             return f"{wid}: {e}"
         if "failure" in outcome:
