@@ -14,6 +14,7 @@ import heapq
 import re
 import time
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -226,15 +227,37 @@ def test_a_forge_error_whose_text_changes_at_each_poll_is_news_once(httpserver: 
 
 
 class SlowPulls(GitHubPulls):
-    """A GitHub whose every PR read takes `slow_s` (its clock starts when the read arrives)."""
+    """A GitHub whose every PR read takes `slow_s`; `begun` records when each read arrived."""
 
-    slow_s = 3.0
-    begun: list[float] = []
+    def __init__(self, httpserver: HTTPServer, slow_s: float = 3.0) -> None:
+        self.slow_s = slow_s
+        self.begun: list[float] = []
+        super().__init__(httpserver)
 
     def pull(self, request: Request) -> Response:
         self.begun.append(time.monotonic())
         time.sleep(self.slow_s)
         return super().pull(request)
+
+
+def shut_down_once(watcher: ForgeActivities, ready: Callable[[], bool]) -> tuple[BaseException | None, float]:
+    """Run `watcher`'s watch until `ready()`, shut its worker down: how the watch ended (None: it had not
+    within 10 s) and the seconds it took after the shutdown."""
+
+    async def run() -> tuple[BaseException | None, float]:
+        env = ActivityEnvironment()
+        task = asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=1, head_sha=SHA)))
+        deadline = time.monotonic() + 10
+        while not ready() and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        env.worker_shutdown()
+        asked = time.monotonic()
+        done, _ = await asyncio.wait([task], timeout=10)
+        took = time.monotonic() - asked
+        env.cancel()
+        return (task.exception() if done else None), took
+
+    return asyncio.run(run())
 
 
 def test_a_watcher_heartbeats_while_its_poll_is_slow(httpserver: HTTPServer) -> None:
@@ -248,25 +271,8 @@ def test_a_watcher_heartbeats_while_its_poll_is_slow(httpserver: HTTPServer) -> 
 def test_a_watcher_in_a_slow_poll_hands_its_watch_back_at_once_when_the_worker_shuts_down(
     httpserver: HTTPServer,
 ) -> None:
-    forge = SlowPulls(httpserver)
-    forge.begun = []
-    forge.slow_s = 8.0
-    watcher = forge.watcher(60, None)
-
-    async def run() -> tuple[BaseException | None, float]:
-        env = ActivityEnvironment()
-        task = asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=1, head_sha=SHA)))
-        deadline = time.monotonic() + 10
-        while not forge.begun and time.monotonic() < deadline:  # its first poll is in the forge's hands
-            await asyncio.sleep(0.05)
-        env.worker_shutdown()
-        asked = time.monotonic()
-        done, _ = await asyncio.wait([task], timeout=10)
-        took = time.monotonic() - asked
-        env.cancel()
-        return (task.exception() if done else None), took
-
-    ended, took = asyncio.run(run())
+    forge = SlowPulls(httpserver, slow_s=8.0)
+    ended, took = shut_down_once(forge.watcher(60, None), lambda: bool(forge.begun))  # its poll in the forge's hands
     assert isinstance(ended, ApplicationError) and ended.type == "WorkerShutdown", ended
     assert took < forge.slow_s - 2  # handed back while the poll still waits on the forge, not after it
 
@@ -287,19 +293,7 @@ def test_a_thousand_watchers_send_a_few_heartbeats_a_second_within_their_timeout
 def test_a_watcher_hands_its_watch_back_at_once_when_the_worker_shuts_down(httpserver: HTTPServer) -> None:
     forge = GitHubPulls(httpserver)
     watcher = forge.watcher(300, None)  # its next poll is 5 minutes away
-
-    async def run() -> BaseException | None:
-        env = ActivityEnvironment()
-        task = asyncio.create_task(env.run(watcher.watch_pull_request, WatchInput(number=1, head_sha=SHA)))
-        deadline = time.monotonic() + 10
-        while not forge.seen[1] and time.monotonic() < deadline:  # it polled once and waits
-            await asyncio.sleep(0.05)
-        env.worker_shutdown()
-        done, _ = await asyncio.wait([task], timeout=10)
-        env.cancel()
-        return task.exception() if done else None
-
-    ended = asyncio.run(run())
+    ended, _ = shut_down_once(watcher, lambda: bool(forge.seen[1]))  # it polled once and waits
     assert isinstance(ended, ApplicationError), ended  # within seconds, not at the next poll
     assert ended.type == "WorkerShutdown" and not ended.non_retryable  # retried at once, by another worker
 
