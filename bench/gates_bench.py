@@ -103,13 +103,8 @@ def designed_heartbeats_per_s(gates: int) -> float:
     return gates / min(high, max(low, gates / HEARTBEATS_PER_S))
 
 
-def served(stack_dir: Path, operation: str) -> float:
-    """How many `operation` calls the dev server's frontend has answered so far."""
-    return server_calls(stack_dir)[f"frontend:{operation}"]
-
-
-HEARTBEAT = "RecordActivityTaskHeartbeat"
-WORKFLOW_TASK = "RespondWorkflowTaskCompleted"
+HEARTBEAT = "frontend:RecordActivityTaskHeartbeat"  # keys of `server_calls`
+WORKFLOW_TASK = "frontend:RespondWorkflowTaskCompleted"
 
 
 async def quiet(stack_dir: Path, limit_s: float, over_s: float = 10.0) -> float:
@@ -117,9 +112,9 @@ async def quiet(stack_dir: Path, limit_s: float, over_s: float = 10.0) -> float:
     gates reached, their watchers started: nothing left to settle), at most `limit_s`."""
     t0 = time.perf_counter()
     while time.perf_counter() - t0 < limit_s:
-        before = served(stack_dir, WORKFLOW_TASK)
+        before = server_calls(stack_dir)[WORKFLOW_TASK]
         await asyncio.sleep(over_s)
-        if served(stack_dir, WORKFLOW_TASK) - before <= over_s:
+        if server_calls(stack_dir)[WORKFLOW_TASK] - before <= over_s:
             break
     return time.perf_counter() - t0
 
@@ -295,11 +290,10 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             await asyncio.sleep(settle)
             settled = settle + await quiet(stack.dir, limit_s=600)
             print(f"settled {settled:.0f} s after the last gate was reached", flush=True)
-            beats, tasks, t_beats = served(stack.dir, HEARTBEAT), served(stack.dir, WORKFLOW_TASK), time.perf_counter()
+            calls, t_calls = server_calls(stack.dir), time.perf_counter()
             idle = await idle_cpu(processes, window)
-            took = time.perf_counter() - t_beats
-            beats_per_s = (served(stack.dir, HEARTBEAT) - beats) / took
-            tasks_per_s = (served(stack.dir, WORKFLOW_TASK) - tasks) / took
+            calls, took = server_calls(stack.dir) - calls, time.perf_counter() - t_calls
+            beats_per_s, tasks_per_s = calls[HEARTBEAT] / took, calls[WORKFLOW_TASK] / took
             rss, children = family_rss_mb(worker_pid)
             drift = [client.get_schedule_handle(f"drift-{env}") for env in ("dev", "prod")]
             for schedule in drift:  # what the watchers alone cost: the drift checks paused for a window
