@@ -18,7 +18,7 @@ import git
 
 from promoter import names
 from promoter.errors import BadInput, NotFound, TemporaryError
-from promoter.git import objects
+from promoter.git import objects, trees
 from promoter.git.clone import Clone
 from promoter.git.objects import Entry
 from promoter.models import DiffSummary, PrepareInput, PrepareResult
@@ -201,11 +201,11 @@ class StageChange:
         tree: str | None = objects.root(repo, base)
         for app in apps:
             mine = {p[len(app) + 1 :]: e for p, e in entries.items() if p.startswith(app + "/")}
-            tree = objects.replace(repo, tree, app_folder(env, app).split("/"), objects.write_folder(repo, mine))
+            tree = trees.replace(repo, tree, app_folder(env, app).split("/"), trees.write_folder(repo, mine))
         return self.clone.write_commit(repo, tree or objects.store(repo, b"tree", b""), [base], message)
 
     def commit_folder(self, repo: git.Repo, base: str, folder: str, entries: dict[str, Entry], message: str) -> str:
         """A commit on `base` whose `folder` holds exactly `entries`: its trees and the commit are
         written in process, as git would write them (no index, no git run)."""
-        tree = objects.replace(repo, objects.root(repo, base), folder.split("/"), objects.write_folder(repo, entries))
+        tree = trees.replace(repo, objects.root(repo, base), folder.split("/"), trees.write_folder(repo, entries))
         return self.clone.write_commit(repo, tree or objects.store(repo, b"tree", b""), [base], message)

@@ -33,7 +33,7 @@ import git
 
 from promoter import signing, yamlsafe
 from promoter.errors import BadInput, NotFound, TemporaryError
-from promoter.git import commits, objects
+from promoter.git import commits, objects, trees
 from promoter.git.objects import MAIN, SYMLINK, TREE, Entry, refuse_entry
 from promoter.names import shown
 from promoter.yamlsafe import MAX_FILE_BYTES
@@ -231,7 +231,7 @@ class Clone:
         if found is None or found.mode != TREE:
             return {}
         entries: dict[str, Entry] = {}
-        for rel, mode, sha in objects.walk(repo, found.sha, ""):
+        for rel, mode, sha in trees.walk(repo, found.sha, ""):
             target = objects.raw(repo, sha).decode("utf-8", "surrogateescape") if mode == SYMLINK else None
             reason = refuse_entry(folder, rel, mode, target)
             if reason is not None:
@@ -248,7 +248,7 @@ class Clone:
         for part in path.split("/"):
             if entry.mode != TREE:
                 return None
-            child = next((Entry(m, sha) for m, name, sha in objects.entries(repo, entry.sha) if name == part), None)
+            child = trees.find(repo, entry.sha, part)
             if child is None:
                 return None
             entry = child
@@ -264,7 +264,7 @@ class Clone:
         found = self.entry(repo, rev, folder)
         if found is None or found.mode != TREE:
             return []
-        return [name for mode, name, _ in objects.entries(repo, found.sha) if mode == TREE]
+        return [name for mode, name, _ in trees.entries(repo, found.sha) if mode == TREE]
 
     def show(self, repo: git.Repo, rev: str, path: str) -> str | None:
         """The text of the file at `path` in `rev` (None: no such file)."""

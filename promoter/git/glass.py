@@ -10,7 +10,7 @@ import git
 
 from promoter import breakglass, holds, signing
 from promoter.errors import BadInput, Conflict, NotFound
-from promoter.git import objects
+from promoter.git import objects, trees
 from promoter.git.clone import Clone
 from promoter.git.objects import Entry
 from promoter.git.reading import GitOpsReader
@@ -104,8 +104,8 @@ class BreakGlassWriter:
         text = breakglass.render(gid, asked, now, approved_by)
         blob = objects.store(repo, b"blob", text.encode())
         files = {**self.clone.tree(repo, request, breakglass.FOLDER), f"{gid}.yaml": Entry("100644", blob)}
-        folder = objects.write_folder(repo, files)
-        tree = objects.replace(repo, objects.root(repo, request), breakglass.FOLDER.split("/"), folder)
+        folder = trees.write_folder(repo, files)
+        tree = trees.replace(repo, objects.root(repo, request), breakglass.FOLDER.split("/"), folder)
         assert tree is not None
         message = f"break-glass({asked['app']}): {asked['env']} through a freeze until {asked['until']}\n\n" + (
             "Approved on the break-glass pull request; promoter signed this commit after the approvals.\n\n"

@@ -23,7 +23,7 @@ import tempfile
 import threading
 import zlib
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 
@@ -125,7 +125,7 @@ class ObjectCache:
 CACHE = ObjectCache()
 
 
-def _key(repo: git.Repo, sha: str) -> tuple[str, str]:
+def cache_key(repo: git.Repo, sha: str) -> tuple[str, str]:
     return (str(repo.common_dir), sha)
 
 
@@ -136,7 +136,7 @@ READ_GUARD: Callable[[], AbstractContextManager[object]] = contextlib.nullcontex
 
 def typed(repo: git.Repo, sha: str) -> tuple[str, bytes]:
     """(kind, bytes) of the object `sha` (40 hex digits), from the cache or git's object reader."""
-    key = _key(repo, sha)
+    key = cache_key(repo, sha)
     found = CACHE.get(key)
     if found is not None:
         return found
@@ -259,41 +259,13 @@ def raw(repo: git.Repo, sha: str) -> bytes:
     return typed(repo, sha)[1]
 
 
-def entries(repo: git.Repo, tree: str) -> Iterator[tuple[str, str, str]]:
-    """(mode, name, sha) of each entry of a tree object, as `ls-tree` shows them."""
-    key = _key(repo, tree)
-    parsed = CACHE.tree(key)
-    if parsed is None:
-        parsed = tuple(parse_tree(raw(repo, tree)))
-        CACHE.put_tree(key, parsed)
-    return iter(parsed)
-
-
-def parse_tree(data: bytes) -> Iterator[tuple[str, str, str]]:
-    i = 0
-    while i < len(data):
-        space = data.index(b" ", i)
-        nul = data.index(b"\0", space)
-        mode = data[i:space].decode().zfill(6)
-        yield mode, data[space + 1 : nul].decode("utf-8", "surrogateescape"), data[nul + 1 : nul + 21].hex()
-        i = nul + 21
-
-
-def walk(repo: git.Repo, tree: str, prefix: str) -> Iterator[tuple[str, str, str]]:
-    for mode, name, sha in entries(repo, tree):
-        if mode == TREE:
-            yield from walk(repo, sha, f"{prefix}{name}/")
-        else:
-            yield f"{prefix}{name}", mode, sha
-
-
 def store(repo: git.Repo, kind: bytes, data: bytes) -> str:
     """Write an object into the clone's object store (a loose object, written atomically by this
     process: compressed into a temporary file beside it, then renamed into place, read-only, as git
     does); an object the store already holds as a loose one is not written again."""
     whole = kind + b" " + str(len(data)).encode() + b"\0" + data
     sha = hashlib.sha1(whole).hexdigest()
-    key = _key(repo, sha)
+    key = cache_key(repo, sha)
     if CACHE.get(key) is None:
         folder = os.path.join(key[0], "objects", sha[:2])
         path = os.path.join(folder, sha[2:])
@@ -310,51 +282,6 @@ def store(repo: git.Repo, kind: bytes, data: bytes) -> str:
                 raise
         CACHE.put(key, kind.decode(), data)
     return sha
-
-
-def write_tree(repo: git.Repo, items: list[tuple[str, str, str]]) -> str:
-    """A tree object of (mode, name, sha), in git's order (a folder's name sorts as if it ended in /)."""
-
-    def key(entry: tuple[str, str, str]) -> bytes:
-        return entry[1].encode("utf-8", "surrogateescape") + (b"/" if entry[0] == TREE else b"")
-
-    data = b"".join(
-        mode.lstrip("0").encode() + b" " + name.encode("utf-8", "surrogateescape") + b"\0" + bytes.fromhex(sha)
-        for mode, name, sha in sorted(items, key=key)
-    )
-    return store(repo, b"tree", data)
-
-
-def write_folder(repo: git.Repo, files: dict[str, Entry]) -> str | None:
-    """The tree of `files` (relative paths), subfolders included; None when there are none."""
-    if not files:
-        return None
-    here: list[tuple[str, str, str]] = []
-    below: dict[str, dict[str, Entry]] = {}
-    for path, entry in files.items():
-        head, nested, rest = path.partition("/")
-        if nested:
-            below.setdefault(head, {})[rest] = entry
-        else:
-            here.append((entry.mode, head, entry.sha))
-    for name, sub in below.items():
-        sha = write_folder(repo, sub)
-        assert sha is not None
-        here.append((TREE, name, sha))
-    return write_tree(repo, here)
-
-
-def replace(repo: git.Repo, tree: str | None, parts: list[str], new: str | None) -> str | None:
-    """`tree` with the entry at `parts` replaced by the tree `new` (removed when None); a tree
-    left empty is removed from its parent, as git does."""
-    items = list(entries(repo, tree)) if tree else []
-    name = parts[0]
-    current = next((sha for mode, n, sha in items if n == name and mode == TREE), None)
-    child = new if len(parts) == 1 else replace(repo, current, parts[1:], new)
-    items = [e for e in items if e[1] != name]
-    if child is not None:
-        items.append((TREE, name, child))
-    return write_tree(repo, items) if items else None
 
 
 def commit_message(repo: git.Repo, commit: str) -> str:

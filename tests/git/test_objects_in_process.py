@@ -14,7 +14,7 @@ import git
 import pytest
 
 from promoter.errors import BadInput, TemporaryError
-from promoter.git import commits, objects
+from promoter.git import commits, objects, trees
 from promoter.gitrepo import GitClone
 from tests.support.gitops import Origin
 
@@ -30,7 +30,7 @@ def test_objects_are_written_in_process_and_git_reads_them(tmp_path: Path, monke
     monkeypatch.setenv("GIT_TRACE", str(trace))
     repo = git.Repo(path)
     blob = objects.store(repo, b"blob", b"hello\n")
-    tree = objects.write_tree(repo, [("100644", "a.txt", blob)])
+    tree = trees.write_tree(repo, [("100644", "a.txt", blob)])
     commit = objects.store(
         repo, b"commit", f"tree {tree}\nauthor a <a@x> 0 +0000\ncommitter a <a@x> 0 +0000\n\nm\n".encode()
     )
@@ -172,7 +172,7 @@ def test_a_commits_author_and_subject_are_read_as_git_log_shows_them(tmp_path: P
     path = tmp_path / "repo"
     git.Repo.init(path)
     repo = git.Repo(path)
-    tree = objects.write_tree(repo, [])
+    tree = trees.write_tree(repo, [])
     raw = f"tree {tree}\nauthor {ident} 0 +0000\ncommitter c <c@x> 0 +0000\n\n{message}".encode()
     commit = objects.store(repo, b"commit", raw)
     shown = run(path, "log", "-1", "--format=%an <%ae>%x00%s", commit).rstrip("\n").split("\0")
@@ -209,7 +209,7 @@ def test_an_object_reader_out_of_step_heals_and_never_caches_another_objects_con
     left = repo.odb.stream(bytes.fromhex(shas[0]))  # its header read, its content left in the reader while held
     with pytest.raises(ValueError):
         objects.typed(repo, shas[1])
-    assert objects.CACHE.get(objects._key(repo, shas[1])) is None
+    assert objects.CACHE.get(objects.cache_key(repo, shas[1])) is None
     assert objects.typed(repo, shas[1]) == ("blob", b"content 1\n")
     assert objects.typed(repo, shas[2]) == ("blob", b"content 2\n")
     assert left.size == len(b"content 0\n")
@@ -264,7 +264,7 @@ def test_a_reader_out_of_step_never_answers_with_another_objects_content(tmp_pat
     held = repo.odb.stream(bytes.fromhex(decoy))  # cancelled after the header: its content stays in the reader
     with pytest.raises(TemporaryError, match="answered .* with another object"):
         objects.typed(repo, asked)
-    assert objects.CACHE.get(objects._key(repo, asked)) is None
+    assert objects.CACHE.get(objects.cache_key(repo, asked)) is None
     assert objects.typed(repo, asked) == ("blob", b"kind: ConfigMap\n")
 
     def too_big(size: int) -> None:
