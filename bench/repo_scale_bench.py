@@ -22,7 +22,9 @@ then measures, with CPU seconds per process beside wall time:
 The drift schedules are paused as soon as the stack is up (each checks every app of its environment
 every 5 minutes: measured apart, last, not beside the promotions). CPU seconds are per process tree
 (itself, its live descendants, and those it reaped): temporal, worker (with its policy engine and git
-processes), clusters, forge, prometheus; a `promoter` CLI run's are its own and its children's
+processes, less the local origin's side of them), origin (the bare repository's `receive-pack` and
+`upload-pack`, which git runs under the worker's pushes and fetches and a hosted forge runs on its own
+machines: `OriginSide`), clusters, forge, prometheus; a `promoter` CLI run's are its own and its children's
 (getrusage, `cli`), this script's own are `bench`. Prints one JSON line per measure, then the table.
 
     .venv/bin/python bench/repo_scale_bench.py [--apps 5000] [--commits 20000] [--rounds 3] [--idle 60]
@@ -159,14 +161,50 @@ def tree_cpu(pid: int) -> float:
     return total
 
 
-class Meter:
-    """Wall time and CPU seconds per stack process (and this process's reaped children: CLI runs)."""
+class OriginSide:
+    """The local origin's own side of the worker's pushes and fetches, counted apart from the worker.
 
-    def __init__(self, pids: dict[str, int]) -> None:
-        self.pids = pids
+    The embedded stack's origin is a bare repository the worker pushes to and fetches from by its path,
+    so git runs the origin's `receive-pack` (unpacking, the connectivity check over the new objects
+    against every ref) and `upload-pack` (enumerating the objects to send) as children of the worker's
+    own git. A hosted forge runs them on its machines. The stack is started with GIT_EXEC_PATH on a copy
+    of git's exec path whose `git-receive-pack` and `git-upload-pack` run git's own and add their CPU
+    seconds (bash's `times`: their own and their children's) to a log; the meter takes them out of the
+    worker's tree and shows them as `origin`."""
+
+    def __init__(self, tmp: Path) -> None:
+        self.path, self.log = tmp / "git-exec-path", tmp / "origin-cpu.log"
+        real = Path(subprocess.run(["git", "--exec-path"], capture_output=True, text=True, check=True).stdout.strip())
+        self.path.mkdir()
+        for tool in real.iterdir():
+            if tool.name not in ("git-receive-pack", "git-upload-pack"):
+                (self.path / tool.name).symlink_to(tool)
+        for name in ("git-receive-pack", "git-upload-pack"):
+            wrapper = self.path / name
+            wrapper.write_text(f'#!/bin/bash\n"{real / name}" "$@"\nrc=$?\ntimes >> "{self.log}"\nexit $rc\n')
+            wrapper.chmod(0o755)
+
+    def env(self) -> dict[str, str]:
+        return {"GIT_EXEC_PATH": str(self.path)}
+
+    def cpu(self) -> float:
+        """CPU seconds the origin's side has used so far (every `XmY.YYYs` bash's `times` wrote)."""
+        text = self.log.read_text() if self.log.exists() else ""
+        return sum(int(m) * 60 + float(sec) for m, sec in re.findall(r"(\d+)m([\d.]+)s", text))
+
+
+class Meter:
+    """Wall time and CPU seconds per stack process (and this process's reaped children: CLI runs); the
+    local origin's side of the worker's git (`OriginSide`) apart from the worker's, when given."""
+
+    def __init__(self, pids: dict[str, int], origin: OriginSide | None = None) -> None:
+        self.pids, self.origin = pids, origin
 
     def now(self) -> dict[str, float]:
         cpu = {name: tree_cpu(pid) for name, pid in self.pids.items()}
+        if self.origin is not None and "worker" in cpu:
+            cpu["origin"] = self.origin.cpu()
+            cpu["worker"] -= cpu["origin"]
         kids = resource.getrusage(resource.RUSAGE_CHILDREN)
         cpu["cli"] = kids.ru_utime + kids.ru_stime
         me = resource.getrusage(resource.RUSAGE_SELF)
@@ -184,10 +222,15 @@ class Meter:
         print(json.dumps({what: out[what]}), flush=True)
 
 
-def cli(state: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`python -m promoter ARGS` against the stack in `state`, a fresh process."""
+def cli(
+    state: Path, *args: str, check: bool = True, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """`python -m promoter ARGS` against the stack in `state`, a fresh process (`env` added to ours)."""
     done = subprocess.run(
-        [sys.executable, "-m", "promoter", *args, "--state-dir", str(state)], capture_output=True, text=True
+        [sys.executable, "-m", "promoter", *args, "--state-dir", str(state)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
     )
     if check and done.returncode != 0:
         raise SystemExit(
@@ -202,10 +245,11 @@ def free_port() -> int:
     return free()
 
 
-def up(source: Path, state: Path) -> dict[str, Any]:
-    """`promoter up --detach` on `source`, a fresh process, on free ports (never Temporal's defaults)."""
+def up(source: Path, state: Path, origin: OriginSide | None = None) -> dict[str, Any]:
+    """`promoter up --detach` on `source`, a fresh process, on free ports (never Temporal's defaults);
+    the stack's origin side counted apart (`OriginSide`) when given."""
     args = ["up", "--repo", str(source), "--detach", "--port", str(free_port()), "--ui-port", str(free_port())]
-    cli(state, *args)
+    cli(state, *args, env=origin.env() if origin is not None else None)
     info: dict[str, Any] = json.loads((state / "stack.json").read_text())
     return info
 
@@ -331,6 +375,7 @@ def median_next(out: dict[str, Any], label: str) -> dict[str, float]:
     return {
         "wall_s": round(statistics.median(r["wall_s"] for r in runs), 2),
         "worker_cpu_s": round(statistics.median(r["cpu_s"].get("worker", 0.0) for r in runs), 2),
+        "origin_cpu_s": round(statistics.median(r["cpu_s"].get("origin", 0.0) for r in runs), 2),
     }
 
 
@@ -340,10 +385,11 @@ async def on_stack(tmp: Path, source: Path, label: str, out: dict[str, Any], run
     from promoter.stack import Stack
 
     state = tmp / f"state-{label}"
-    meter = Meter({})
+    (tmp / f"origin-side-{label}").mkdir()
+    meter = Meter({}, OriginSide(tmp / f"origin-side-{label}"))
     try:
         with meter.measure(f"{label}: promoter up", out):
-            info = up(source, state)
+            info = up(source, state, meter.origin)
         meter.pids = {name: int(pid) for name, pid in info["pids"].items()}
         started = out[f"{label}: promoter up"]["cpu_s"]  # what the servers it started spent meanwhile
         started.update({name: round(cpu, 2) for name, cpu in meter.now().items() if name != "cli"})
@@ -448,6 +494,11 @@ def table(out: dict[str, Any], args: argparse.Namespace) -> str:
             "worker CPU per promotion (next, median)",
             f"{s_next['worker_cpu_s']:g} s",
             f"{b_next['worker_cpu_s']:g} s ({b_next['worker_cpu_s'] / max(s_next['worker_cpu_s'], 0.01):.2f}x)",
+        ),
+        (
+            "the local origin's side of its git (pushes received, fetches served), next, median",
+            f"{s_next['origin_cpu_s']:g} s",
+            f"{b_next['origin_cpu_s']:g} s",
         ),
         ("`promoter history demo`, fresh process, new clone", "-", cell(f"{label}: promoter history demo")),
         ("the same again (a fresh process, its clone kept)", "-", cell(f"{label}: promoter history demo again")),
