@@ -10,6 +10,7 @@ before. docs/architecture.md ("The index of main's records") tells why and how.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -78,8 +79,16 @@ class Data:
         p = self.position.get(n) if n is not None else None
         return View(self, p) if p is not None else None
 
+    @functools.cached_property
+    def rule_keys(self) -> list[str]:
+        """The keys of rule files (policies, trust, environments/*/environment.yaml) any commit changed:
+        found once per index, then grown with it (`_extended`), not sought among every app's folders
+        each time main moves."""
+        return [k for k in self.first if is_rule_key(k)]
+
     def as_json(self) -> dict[str, Any]:
-        return {"version": VERSION, **{k: v for k, v in vars(self).items() if k not in ("number", "position")}}
+        derived = ("number", "position", "rule_keys")
+        return {"version": VERSION, **{k: v for k, v in vars(self).items() if k not in derived}}
 
 
 @dataclass
@@ -124,7 +133,7 @@ class View:
         ]
 
     def rule_keys(self) -> list[str]:  # policies, trust, environments/*/environment.yaml
-        return [k for k in self.data.first if is_rule_key(k)]
+        return self.data.rule_keys
 
     def records(self, line: re.Pattern[str]) -> list[dict[str, str]]:
         """The commits main reaches whose message has a line `line` matches, newest first: sha, at,
@@ -366,6 +375,10 @@ def _extended(old: Data, main: str, new: _New) -> Data:
     commits = [*old.commits, *reversed(new.commits)]
     number = {**old.number, **{sha: i for i, sha in enumerate(commits[len(old.commits) :], len(old.commits))}}
     tables = {"first": dict(old.first), "later": dict(old.later), "thrown": dict(old.thrown)}
+    rule_keys = [
+        *old.rule_keys,
+        *{k: 0 for keys in new.first.values() for k in keys if k not in old.first and is_rule_key(k)},
+    ]
     for name, changed in (("first", new.first), ("later", new.later), ("thrown", new.thrown)):
         grown: dict[str, list[int]] = {}  # each list copied once before it grows: `old`'s is `old`'s
         for sha, keys in changed.items():
@@ -385,7 +398,7 @@ def _extended(old: Data, main: str, new: _New) -> Data:
     data = Data.__new__(Data)  # its maps grown above, not made again from every commit (__post_init__)
     data.__dict__.update(
         number=number, position=position, main=main, commits=commits, chain=chain, **tables,
-        records=[*records, *old.records], merges=[*old.merges, *merges],
+        records=[*records, *old.records], merges=[*old.merges, *merges], rule_keys=rule_keys,
     )  # fmt: skip
     return data
 

@@ -204,3 +204,24 @@ def test_a_hold_whose_message_git_cannot_decode_is_stored_and_found(origin: Orig
     index._INDEXES.clear()
     again = stored(clone)
     assert again.main == data.main and any("\udcff" in r[2] for r in again.records)
+
+
+def test_a_rule_file_a_new_commit_adds_is_among_the_rule_keys_of_the_grown_index(
+    origin: Origin, clone: GitClone
+) -> None:
+    """The rule files' keys are found once per index and grown with it: a new environment's
+    environment.yaml, pushed after the index was made, is one of them, as a fresh scan finds them, and
+    they are not stored (a loaded index finds them again)."""
+    before = stored(clone)
+    assert "environments/qa/environment.yaml" not in before.rule_keys
+    text = b"name: qa\n"
+    commit = b"commit refs/heads/main\ncommitter dana <dana@example.com> 1700000000 +0000\ndata 3\nqa\n"
+    commit += b"from %s\n" % before.main.encode()
+    commit += b"M 100644 inline environments/qa/environment.yaml\ndata %d\n%s\n" % (len(text), text)
+    subprocess.run(["git", "fast-import", "--quiet"], cwd=origin.path, input=commit, check=True)
+    append(origin, 3)
+    after = stored(clone)
+    assert after.commits[: len(before.commits)] == before.commits  # grown, not rebuilt
+    assert "environments/qa/environment.yaml" in after.rule_keys
+    assert after.rule_keys == [k for k in after.first if index.is_rule_key(k)]
+    assert b"rule_keys" not in index.of(clone.plumbing).path.read_bytes()
