@@ -10,7 +10,6 @@ before. docs/architecture.md ("The index of main's records") tells why and how.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import os
@@ -31,6 +30,7 @@ from promoter.git.objects import SHA
 from promoter.names import ENVIRONMENTS
 
 VERSION = 2  # 2: `thrown`
+DERIVED = ("number", "position", "rule_keys")  # made again from the stored fields as an index is read
 FILE = "promoter-index.json"
 HELD_GREP = f"^{holds.HELD}-App: "  # as `git log --grep` reads it: a line that starts with it
 LIFT_GREP = f"^{holds.LIFT}: "
@@ -72,6 +72,7 @@ class Data:
     def __post_init__(self) -> None:
         self.number = {sha: i for i, sha in enumerate(self.commits)}
         self.position = {n: p for p, n in enumerate(self.chain)}  # commit number -> first-parent position
+        self.rule_keys = [k for k in self.first if is_rule_key(k)]  # grown with the index (`_extended`)
 
     def at(self, main: str) -> View | None:
         """The index as it was at `main` (a commit of its first-parent line), else None."""
@@ -79,16 +80,8 @@ class Data:
         p = self.position.get(n) if n is not None else None
         return View(self, p) if p is not None else None
 
-    @functools.cached_property
-    def rule_keys(self) -> list[str]:
-        """The keys of rule files (policies, trust, environments/*/environment.yaml) any commit changed:
-        found once per index, then grown with it (`_extended`), not sought among every app's folders
-        each time main moves."""
-        return [k for k in self.first if is_rule_key(k)]
-
     def as_json(self) -> dict[str, Any]:
-        derived = ("number", "position", "rule_keys")
-        return {"version": VERSION, **{k: v for k, v in vars(self).items() if k not in derived}}
+        return {"version": VERSION, **{k: v for k, v in vars(self).items() if k not in DERIVED}}
 
 
 @dataclass
@@ -148,12 +141,8 @@ class View:
     def merges(self, app: str) -> list[dict[str, str]]:
         """The promotions' and reverts' merges of main's first-parent line that name `app` (its own or
         a release set's), newest first: sha, second parent, at."""
-        merges = self.data.merges
-        return [
-            {"sha": self.sha(p), "parent": parent, "at": at}
-            for p, parent, at, apps in merges
-            if p <= self.top and app in apps
-        ][::-1]
+        found = [(p, parent, at) for p, parent, at, apps in self.data.merges if p <= self.top and app in apps]
+        return [{"sha": self.sha(p), "parent": parent, "at": at} for p, parent, at in found][::-1]
 
     def touching(self, keys: list[str]) -> set[str]:
         """Every indexed commit that changed one of `keys` against any of its parents (`--full-history`)."""
@@ -375,10 +364,7 @@ def _extended(old: Data, main: str, new: _New) -> Data:
     commits = [*old.commits, *reversed(new.commits)]
     number = {**old.number, **{sha: i for i, sha in enumerate(commits[len(old.commits) :], len(old.commits))}}
     tables = {"first": dict(old.first), "later": dict(old.later), "thrown": dict(old.thrown)}
-    rule_keys = [
-        *old.rule_keys,
-        *{k: 0 for keys in new.first.values() for k in keys if k not in old.first and is_rule_key(k)},
-    ]
+    added = {k: 0 for keys in new.first.values() for k in keys if k not in old.first and is_rule_key(k)}
     for name, changed in (("first", new.first), ("later", new.later), ("thrown", new.thrown)):
         grown: dict[str, list[int]] = {}  # each list copied once before it grows: `old`'s is `old`'s
         for sha, keys in changed.items():
@@ -398,7 +384,7 @@ def _extended(old: Data, main: str, new: _New) -> Data:
     data = Data.__new__(Data)  # its maps grown above, not made again from every commit (__post_init__)
     data.__dict__.update(
         number=number, position=position, main=main, commits=commits, chain=chain, **tables,
-        records=[*records, *old.records], merges=[*old.merges, *merges], rule_keys=rule_keys,
+        records=[*records, *old.records], merges=[*old.merges, *merges], rule_keys=[*old.rule_keys, *added],
     )  # fmt: skip
     return data
 
