@@ -18,7 +18,7 @@ import pytest
 
 from promoter import holds
 from promoter.errors import BadInput
-from promoter.git import index
+from promoter.git import index, indexdata
 from promoter.gitrepo import GitClone
 from promoter.models import PromotionRequest
 from tests.support.gitops import ROOT, Origin
@@ -130,7 +130,7 @@ def test_a_damaged_index_is_rebuilt(origin: Origin, clone: GitClone, damage: str
     }[damage]
     path.write_bytes(damaged)
     for cached in index._INDEXES.values():  # a fresh process: nothing kept in memory
-        cached._cached = None
+        cached.forget()
     assert HOLD_REASON in refused(clone, bumped)
     assert path.read_bytes() == text  # rebuilt whole
 
@@ -179,7 +179,7 @@ def test_two_processes_updating_one_index_at_once_leave_it_whole(origin: Origin,
     updates = [line for line in trace.read_text().splitlines() if "git log -z --no-renames" in line]
     assert len(updates) == 1  # one updated it under the lock; the other took its update as it was
     for cached in index._INDEXES.values():
-        cached._cached = None
+        cached.forget()
     shared = stored(clone)
     fresh = GitClone(origin.url, tmp_path / "fresh-cache")
     assert HOLD_REASON in refused(fresh, bumped)
@@ -223,5 +223,28 @@ def test_a_rule_file_a_new_commit_adds_is_among_the_rule_keys_of_the_grown_index
     after = stored(clone)
     assert after.commits[: len(before.commits)] == before.commits  # grown, not rebuilt
     assert "environments/qa/environment.yaml" in after.rule_keys
-    assert after.rule_keys == [k for k in after.first if index.is_rule_key(k)]
+    assert after.rule_keys == [k for k in after.first if indexdata.is_rule_key(k)]
     assert b"rule_keys" not in index.of(clone.plumbing).path.read_bytes()
+
+
+def test_a_few_new_commits_are_kept_in_memory_and_a_fresh_process_grows_the_written_index(
+    origin: Origin, clone: GitClone, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A monorepo's index is megabytes and main moves at every merge: it is written again only after
+    `SAVE_AFTER` commits (or `SAVE_EVERY_S`), and what was not written yet is neither lost to this
+    process nor to a fresh one, which grows the written index by the commits since."""
+    monkeypatch.setattr(index, "SAVE_EVERY_S", 3600.0)  # this test's own pace never writes by the clock
+    bumped = origin.bump(tag="1.6.0")
+    assert refused(clone, bumped) == ""  # indexed and written
+    path = clone.plumbing.path / ".git" / index.FILE
+    written = path.read_bytes()
+    append(origin, 3, {1: hold(bumped)})
+    assert HOLD_REASON in refused(clone, bumped)  # this process: from the index it grew
+    assert path.read_bytes() == written  # not written again for three commits
+    for cached in index._INDEXES.values():  # a fresh process: the written index, grown by the three
+        cached.forget()
+    assert HOLD_REASON in refused(clone, bumped)
+    append(origin, index.SAVE_AFTER)
+    assert HOLD_REASON in refused(clone, bumped)
+    repo = clone.plumbing.fresh()
+    assert f'"main":"{clone.plumbing.main(repo)}"'.encode() in path.read_bytes()  # written: SAVE_AFTER commits

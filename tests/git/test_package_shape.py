@@ -19,7 +19,7 @@ LAYERS = [
     {"rules"},
     {"index"},
     {"merged", "clone"},
-    {"commits", "trees"},
+    {"commits", "trees", "indexdata"},
     {"objects"},
 ]
 MODULES = sorted(p for p in PACKAGE.glob("*.py") if p.name != "__init__.py")
