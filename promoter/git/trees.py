@@ -108,18 +108,37 @@ def write_folder(repo: git.Repo, files: dict[str, Entry]) -> str | None:
 
 def replace(repo: git.Repo, tree: str | None, parts: list[str], new: str | None) -> str | None:
     """`tree` with the entry at `parts` replaced by the tree `new` (removed when None); a tree
-    left empty is removed from its parent, as git does."""
+    left empty is removed from its parent, as git does. In a canonical tree (`canonical`) the folder's
+    entry alone is written again, in place; any other tree is sorted again, every entry of that name
+    dropped (a hostile pusher's duplicate, a file beside the folder) and the folder's entry added."""
     name = parts[0]
     data = raw(repo, tree) if tree else b""
     found = _located(data, name) if data else None
-    if found is not None and found[1] == b"40000":  # a folder there: its entry alone is written again
+    if found is not None and found[1] == b"40000" and canonical(data):
         child = new if len(parts) == 1 else replace(repo, found[3].hex(), parts[1:], new)
         entry = b"40000 " + found[2] + b"\0" + bytes.fromhex(child) if child is not None else b""
         spliced = data[: found.start(1)] + entry + data[found.end() :]
         return store(repo, b"tree", spliced) if spliced else None
-    items = list(entries(repo, tree)) if tree else []  # no folder of that name: the tree is sorted again
-    child = new if len(parts) == 1 else replace(repo, None, parts[1:], new)
+    items = list(entries(repo, tree)) if tree else []
+    current = next((sha for mode, n, sha in items if n == name and mode == TREE), None)
+    child = new if len(parts) == 1 else replace(repo, current, parts[1:], new)
     items = [e for e in items if e[1] != name]
     if child is not None:
         items.append((TREE, name, child))
     return write_tree(repo, items) if items else None
+
+
+_MODES = {b"40000", b"100644", b"100755", b"120000", b"160000"}  # the modes git writes
+
+
+def canonical(data: bytes) -> bool:
+    """Whether a tree's bytes are as git writes a tree: entries in git's order with no name twice (a
+    folder's name sorting as if it ended in /), every mode one git writes. Only then does a change of
+    one entry in place give the tree git would write: in an unsorted tree git's own lookup of a path
+    stops early, and of two entries named alike a checkout takes the last."""
+    if _WELL_FORMED.fullmatch(data) is None:
+        return False
+    found = _ENTRIES.findall(data)
+    keys = [name + b"/" if mode == b"40000" else name for mode, name, _ in found]
+    ordered = all(a < b for a, b in zip(keys, keys[1:], strict=False))
+    return ordered and len({name for _, name, _ in found}) == len(found) and all(m in _MODES for m, _, _ in found)

@@ -139,3 +139,38 @@ def test_a_tree_left_empty_is_removed_up_to_the_root(store: tuple[Path, git.Repo
         ],
     )
     assert trees.replace(repo, root, ["environments", "dev", "demo"], None) is None
+
+
+def planted(repo: git.Repo, rows: list[tuple[bytes, bytes, str]]) -> str:
+    """A tree of raw (mode, name, sha) rows in the order given, as a hostile pusher can write one (git
+    accepts zero-padded modes, and an origin without fsck takes unsorted or duplicate entries)."""
+    return objects.store(repo, b"tree", b"".join(m + b" " + n + b"\0" + bytes.fromhex(s) for m, n, s in rows))
+
+
+@pytest.mark.parametrize("shape", ["zero-padded folder mode", "a file named as the folder", "unsorted", "twice"])
+def test_a_change_to_a_tree_git_does_not_write_gives_the_tree_git_would(
+    store: tuple[Path, git.Repo, str, str], shape: str
+) -> None:
+    """Only a canonical tree is changed in place; any other is sorted again with every entry of that
+    name dropped: the other apps stay, and what git reads and checks out at the path is the promoted
+    folder, never a hidden second `prod` (a checkout takes the last of two)."""
+    path, repo, blob, _ = store
+    evil = objects.store(repo, b"blob", b"kind: Secret\n")
+    prod = planted(repo, [(b"40000", b"other", trees.write_tree(repo, [("100644", "f", blob)]))])
+    hidden = planted(repo, [(b"40000", b"app", trees.write_tree(repo, [("100644", "x", evil)]))])
+    zzz = trees.write_tree(repo, [("100644", "f", blob)])
+    env = {
+        "zero-padded folder mode": [(b"040000", b"prod", prod)],
+        "a file named as the folder": [(b"100644", b"prod", blob), (b"40000", b"prod", prod)],
+        "unsorted": [(b"40000", b"zzz", zzz), (b"40000", b"prod", prod)],
+        "twice": [(b"40000", b"prod", prod), (b"40000", b"prod", hidden)],
+    }[shape]
+    promoted = trees.write_tree(repo, [("100644", "x", blob)])
+    changed = trees.replace(repo, planted(repo, env), ["prod", "app"], promoted)
+    assert changed is not None
+    listed = git_out(path, "ls-tree", "-r", "--name-only", changed).decode().split()
+    assert listed == ["prod/app/x", "prod/other/f", *(["zzz/f"] if shape == "unsorted" else [])]
+    assert git_out(path, "rev-parse", f"{changed}:prod/app").decode().strip() == promoted
+    for tree in (changed, f"{changed}:prod"):  # as git writes them: `git mktree` of their listing is themselves
+        sha = git_out(path, "rev-parse", tree).decode().strip()
+        assert git_out(path, "mktree", "-z", data=git_out(path, "ls-tree", "-z", sha)).decode().strip() == sha
