@@ -11,11 +11,18 @@ writes the one entry again in the tree's bytes (its order kept) instead of sorti
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator
 
 import git
 
+from promoter.errors import BadInput
 from promoter.git.objects import CACHE, TREE, Entry, cache_key, raw, store
+
+SOUND_KEPT = 4096  # trees remembered as well formed (a lookup in one need not check it again)
+_SOUND: OrderedDict[tuple[str, str], None] = OrderedDict()
+_SOUND_LOCK = threading.Lock()
 
 
 def entries(repo: git.Repo, tree: str) -> Iterator[tuple[str, str, str]]:
@@ -23,9 +30,36 @@ def entries(repo: git.Repo, tree: str) -> Iterator[tuple[str, str, str]]:
     key = cache_key(repo, tree)
     parsed = CACHE.tree(key)
     if parsed is None:
-        parsed = parse_tree(raw(repo, tree))
+        try:
+            parsed = parse_tree(raw(repo, tree))
+        except ValueError:
+            raise BadInput(malformed(tree)) from None
         CACHE.put_tree(key, parsed)
     return iter(parsed)
+
+
+def malformed(tree: str) -> str:
+    return (
+        f"the tree {tree[:12]} is not a well-formed git tree (git fsck names it and the commit that brought it); "
+        "rewrite that commit"
+    )
+
+
+def _sound(repo: git.Repo, tree: str) -> bytes:
+    """A tree's bytes, refused (`BadInput`) when they are no git tree: a broken or hostile tree is never
+    half read. A tree found well formed is remembered as such (the newest `SOUND_KEPT`)."""
+    data, key = raw(repo, tree), cache_key(repo, tree)
+    with _SOUND_LOCK:
+        if key in _SOUND:
+            _SOUND.move_to_end(key)
+            return data
+    if _WELL_FORMED.fullmatch(data) is None:
+        raise BadInput(malformed(tree))
+    with _SOUND_LOCK:
+        _SOUND[key] = None
+        while len(_SOUND) > SOUND_KEPT:
+            _SOUND.popitem(last=False)
+    return data
 
 
 # a tree object is a run of entries, each `<octal mode> <name>\0<20-byte id>`: a name holds no NUL, so
@@ -62,7 +96,7 @@ def find(repo: git.Repo, tree: str, name: str) -> Entry | None:
     parsed = CACHE.tree(cache_key(repo, tree))
     if parsed is not None:
         return next((Entry(mode, sha) for mode, n, sha in parsed if n == name), None)
-    found = _located(raw(repo, tree), name)
+    found = _located(_sound(repo, tree), name)
     return Entry(found[1].decode().zfill(6), found[3].hex()) if found is not None else None
 
 

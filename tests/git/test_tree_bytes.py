@@ -13,6 +13,7 @@ from pathlib import Path
 import git
 import pytest
 
+from promoter.errors import BadInput
 from promoter.git import objects, trees
 
 # names a lookup must match byte for byte: regex syntax, look-alike prefixes, spaces, non-UTF-8
@@ -174,3 +175,26 @@ def test_a_change_to_a_tree_git_does_not_write_gives_the_tree_git_would(
     for tree in (changed, f"{changed}:prod"):  # as git writes them: `git mktree` of their listing is themselves
         sha = git_out(path, "rev-parse", tree).decode().strip()
         assert git_out(path, "mktree", "-z", data=git_out(path, "ls-tree", "-z", sha)).decode().strip() == sha
+
+
+@pytest.mark.parametrize("damage", ["cut short", "a mode that is no number", "an empty name"])
+def test_a_tree_that_is_no_git_tree_is_refused_with_its_name_never_half_read(
+    store: tuple[Path, git.Repo, str, str], damage: str
+) -> None:
+    """A broken or hostile push can carry tree bytes git's own reader would refuse: a lookup, a listing
+    and a change each refuse them as bad input naming the tree, even for a name found before the damage."""
+    _, repo, blob, folder = store
+    head = b"40000 demo\0" + bytes.fromhex(folder)
+    tail = {
+        "cut short": b"100644 z\0" + bytes.fromhex(blob)[:12],
+        "a mode that is no number": b"10o644 z\0" + bytes.fromhex(blob),
+        "an empty name": b"100644 \0" + bytes.fromhex(blob),
+    }[damage]
+    broken = objects.store(repo, b"tree", head + tail)
+    for ask in (
+        lambda: trees.find(repo, broken, "demo"),
+        lambda: list(trees.entries(repo, broken)),
+        lambda: trees.replace(repo, broken, ["demo"], None),
+    ):
+        with pytest.raises(BadInput, match=f"the tree {broken[:12]} is not a well-formed git tree"):
+            ask()
