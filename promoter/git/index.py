@@ -25,7 +25,7 @@ from promoter import history, holds, jsonfast
 from promoter.errors import TemporaryError
 from promoter.git import merged
 from promoter.git.clone import Clone
-from promoter.git.indexdata import VERSION, Data, New, View, extended, key, length, whole
+from promoter.git.indexdata import VERSION, Data, New, View, extended, key, whole
 from promoter.git.objects import SHA
 
 SAVE_EVERY_S, SAVE_AFTER = 30.0, 500  # a grown index is written at most this often, or after this many commits
@@ -50,6 +50,12 @@ def of(clone: Clone) -> MainIndex:
         return _INDEXES.setdefault(clone.path, MainIndex(clone))
 
 
+def _base(written: Data | None, mine: Data | None) -> Data | None:
+    """What to grow: this process's own index when it goes on from the written one, else the written
+    one (another process wrote it since, further along main or after main was rewritten)."""
+    return mine if mine is not None and (written is None or mine.at(written.main) is not None) else written
+
+
 class MainIndex:
     """The index of one clone's main, read, updated and rebuilt as the module says."""
 
@@ -68,7 +74,7 @@ class MainIndex:
                 if data is not None and (view := data.at(main)) is not None:
                     return view
             with self._lock, self.clone.file_lock(".index"):
-                data = max((d for d in (self._load(), self._newest) if d is not None), key=length, default=None)
+                data = _base(self._load(), self._newest)
                 view = data.at(main) if data is not None else None
                 if view is None:
                     data = self._update(repo, data, main)

@@ -128,10 +128,6 @@ class View:
         return n is not None and any(n in self.data.first.get(name, ()) for name in keys)
 
 
-def length(data: Data) -> int:
-    return len(data.chain)
-
-
 def whole(data: Data) -> bool:
     """Whether a stored index holds together: its numbers in range, its records and merges whole."""
     count, chain = len(data.commits), len(data.chain)

@@ -248,3 +248,33 @@ def test_a_few_new_commits_are_kept_in_memory_and_a_fresh_process_grows_the_writ
     assert HOLD_REASON in refused(clone, bumped)
     repo = clone.plumbing.fresh()
     assert f'"main":"{clone.plumbing.main(repo)}"'.encode() in path.read_bytes()  # written: SAVE_AFTER commits
+
+
+def test_after_main_is_rewritten_the_index_another_process_wrote_is_grown_not_an_abandoned_one(
+    origin: Origin, clone: GitClone, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """This process's index ran ahead on a line main no longer has (force-pushed, shorter); another
+    process wrote the index of the new main: it is taken as it is, not a rebuild from all of main."""
+    monkeypatch.setattr(index, "SAVE_EVERY_S", 3600.0)
+    bumped = origin.bump(tag="1.7.0")
+    assert refused(clone, bumped) == ""  # indexed and written
+    base = git.Repo(origin.path).git.rev_parse("main")
+    monkeypatch.setattr(index, "SAVE_AFTER", 1000)
+    append(origin, 60)
+    refused(clone, bumped)  # this process's index: 60 commits ahead of the written one
+    append(origin, 5, {2: hold(bumped)}, base=base)  # main rewritten from before them: shorter
+    monkeypatch.setattr(index, "SAVE_AFTER", 1)
+    other = index.MainIndex(clone.plumbing)  # another process, sharing the clone: grows the written one
+    repo = clone.plumbing.fresh()
+    main = clone.plumbing.main(repo)
+    assert other.at(repo, main).records(index.HELD_LINE) != []
+    append(origin, 1)  # main moves on: neither index has it yet
+    repo = clone.plumbing.fresh()
+    main = clone.plumbing.main(repo)
+    trace = tmp_path / "git-trace"
+    monkeypatch.setenv("GIT_TRACE", str(trace))
+    view = index.of(clone.plumbing).at(repo, main)
+    monkeypatch.delenv("GIT_TRACE")
+    assert view.records(index.HELD_LINE) != []
+    logs = [line for line in trace.read_text().splitlines() if "git log -z --no-renames" in line]
+    assert len(logs) == 1 and " ^" in logs[0]  # grown from the written index by one commit, not rebuilt
