@@ -64,9 +64,9 @@ def _sound(repo: git.Repo, tree: str) -> bytes:
 
 # a tree object is a run of entries, each `<octal mode> <name>\0<20-byte id>`: a name holds no NUL, so
 # from the tree's first byte on it splits into entries one way only (the regular expressions rely on it)
-_ENTRY = rb"([0-7]+) ([^\0]+)\0(.{20})"
-_ENTRIES = re.compile(_ENTRY, re.S)
-_WELL_FORMED = re.compile(rb"(?:[0-7]+ [^\0]+\0.{20})*", re.S)
+_ONE = rb"[0-7]+ [^\0]+\0.{20}"  # one entry: `<octal mode> <name>\0<20-byte id>`
+_ENTRIES = re.compile(rb"([0-7]+) ([^\0]+)\0(.{20})", re.S)  # the same, its three parts grouped
+_WELL_FORMED = re.compile(rb"(?:" + _ONE + rb")*", re.S)
 
 
 def parse_tree(data: bytes) -> tuple[tuple[str, str, str], ...]:
@@ -86,7 +86,7 @@ def _located(data: bytes, name: str) -> re.Match[bytes] | None:
     C, without building an entry per name: a lookup in a new 5,000-entry tree costs a fifth of its
     parse); its groups are the mode, the name and the raw ID."""
     exact = re.escape(name.encode("utf-8", "surrogateescape"))
-    pattern = re.compile(rb"(?:[0-7]+ [^\0]+\0.{20})*?([0-7]+) (" + exact + rb")\0(.{20})", re.S)
+    pattern = re.compile(rb"(?:" + _ONE + rb")*?([0-7]+) (" + exact + rb")\0(.{20})", re.S)
     return pattern.match(data)
 
 
