@@ -50,10 +50,15 @@ def of(clone: Clone) -> MainIndex:
         return _INDEXES.setdefault(clone.path, MainIndex(clone))
 
 
+def _goes_on(data: Data, written: Data | None) -> bool:
+    """Whether `data` goes on from the written index (its main is on `data`'s first-parent line)."""
+    return written is None or data.at(written.main) is not None
+
+
 def _base(written: Data | None, mine: Data | None) -> Data | None:
     """What to grow: this process's own index when it goes on from the written one, else the written
     one (another process wrote it since, further along main or after main was rewritten)."""
-    return mine if mine is not None and (written is None or mine.at(written.main) is not None) else written
+    return mine if mine is not None and _goes_on(mine, written) else written
 
 
 class MainIndex:
@@ -70,9 +75,10 @@ class MainIndex:
     def at(self, repo: git.Repo, main: str) -> View:
         """The index at `main` (a commit of main as fetched), updated or rebuilt first when it must be."""
         try:
-            for data in (self._newest, self._load()):
-                if data is not None and (view := data.at(main)) is not None:
-                    return view
+            if (mine := self._newest) is not None and (view := mine.at(main)) is not None:
+                return view
+            if (data := self._load()) is not None and (view := data.at(main)) is not None:  # written since
+                return view
             with self._lock, self.clone.file_lock(".index"):
                 data = _base(self._load(), self._newest)
                 view = data.at(main) if data is not None else None
@@ -95,7 +101,7 @@ class MainIndex:
         written = self._cached[1] if self._cached is not None else None
         if (
             written is None
-            or written.main not in data.number
+            or not _goes_on(data, written)
             or len(data.commits) - len(written.commits) >= SAVE_AFTER
             or time.monotonic() - self._saved_at >= SAVE_EVERY_S
         ):
