@@ -334,18 +334,18 @@ class ForgeActivities:
                     raise _handed_back_watch()
                 if not look.done():
                     pulse.tick(self._every())
-            return look.result()[0]
+            return look.result()
         finally:
             shutdown.cancel()
             if not look.done():
                 look.cancel()  # not begun: it never runs; begun: its thread ends, its outcome goes nowhere
                 look.add_done_callback(_outcome_dropped)
 
-    def _counted_look(self, req: WatchInput) -> tuple[WatchResult | None, int]:
-        """`_look`, and the requests it sent (what the poll cost of the budget)."""
+    def _counted_look(self, req: WatchInput) -> WatchResult | None:
+        """`_look`, the requests it sent spent from the budget."""
         with counting() as sent:
             try:
-                return self._look(req), sent[0]
+                return self._look(req)
             finally:
                 self.budget.spent(sent[0])
 
