@@ -22,7 +22,9 @@ process, half through Temporal's HTTP API directly (a POST of the `approve` upda
 as a script or the Web UI sends it, 32 at a time). The gates still waiting then (a failed approval)
 are approved again by one more `promoter approve`, up to three rounds, as an operator would. It prints
 the seconds from the first approval to the last merge on main and to the last promotion's end, the
-CPU seconds of that burst, and checks that nothing was lost (every prod folder carries its new
+CPU seconds of that burst, the promotions' workflow tasks that timed out or failed (from their
+histories) and the worker's own workflow-task figures over the burst (its SDK's metrics: the stack's
+worker is started with PROMOTER_METRICS_PORT), and checks that nothing was lost (every prod folder carries its new
 image) or duplicated (one merge per app on main, one PR per app and environment on the forge). The last line is
 `gates: <N> waiting, worker <MiB> MiB, server <%> % idle CPU, approved to last merge in <s> s, <l> lost,
 <d> duplicated`.
@@ -192,6 +194,58 @@ async def still_waiting(client: object) -> list[str]:
     return [w.id async for w in client.list_workflows(WAITING)]  # type: ignore[attr-defined]
 
 
+async def task_troubles(client: object, ids: list[str]) -> dict[str, int]:
+    """The workflow tasks in the promotions' histories that timed out (by kind: a sticky task no worker
+    took in time, or one taken and not finished) or failed (by cause), and how many promotions had any:
+    an update sent while a task is retried fails with "Workflow Task in failed state"."""
+    from temporalio.api.enums.v1 import EventType, TimeoutType, WorkflowTaskFailedCause
+
+    troubles: collections.Counter[str] = collections.Counter()
+    at_once = asyncio.Semaphore(STARTS_AT_ONCE)
+
+    def trouble(event: object) -> str | None:
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_TIMED_OUT:  # type: ignore[attr-defined]
+            kind = event.workflow_task_timed_out_event_attributes.timeout_type  # type: ignore[attr-defined]
+            return "timed_out_" + TimeoutType.Name(kind).removeprefix("TIMEOUT_TYPE_").lower()
+        if event.event_type == EventType.EVENT_TYPE_WORKFLOW_TASK_FAILED:  # type: ignore[attr-defined]
+            cause = event.workflow_task_failed_event_attributes.cause  # type: ignore[attr-defined]
+            return "failed_" + WorkflowTaskFailedCause.Name(cause).removeprefix("WORKFLOW_TASK_FAILED_CAUSE_").lower()
+        return None
+
+    async def read(wid: str) -> None:
+        async with at_once:
+            history = await client.get_workflow_handle(wid).fetch_history()  # type: ignore[attr-defined]
+        seen = collections.Counter(k for k in map(trouble, history.events) if k)
+        troubles.update(seen)
+        troubles["promotions_with_any"] += bool(seen)
+
+    await asyncio.gather(*(read(wid) for wid in ids))
+    return dict(sorted(troubles.items()))
+
+
+SDK_FIGURES = {  # the worker's own SDK metrics (PROMOTER_METRICS_PORT), summed over their labels
+    "temporal_sticky_cache_total_forced_eviction_total": "forced_evictions",
+    "temporal_workflow_task_replay_latency_seconds_count": "replays",
+    "temporal_workflow_task_replay_latency_seconds_sum": "replay_s",
+    "temporal_workflow_task_execution_latency_seconds_count": "tasks",
+    "temporal_workflow_task_execution_latency_seconds_sum": "task_execution_s",
+    "temporal_workflow_task_schedule_to_start_latency_seconds_sum": "task_schedule_to_start_s",
+    "temporal_workflow_task_execution_failed_total": "tasks_failed",
+}
+
+
+def sdk_figures(port: int) -> dict[str, float]:
+    """The worker's workflow-task figures so far, from its SDK's Prometheus endpoint."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=30) as answer:
+        text = answer.read().decode()
+    sums: collections.Counter[str] = collections.Counter()
+    for line in text.splitlines():
+        name = re.split(r"[{ ]", line, maxsplit=1)[0]
+        if name in SDK_FIGURES:
+            sums[SDK_FIGURES[name]] += float(line.rsplit(" ", 1)[1])
+    return {k: round(sums[k], 1) for k in SDK_FIGURES.values()}
+
+
 def _b64(text: str) -> str:
     import base64
 
@@ -245,6 +299,8 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
     with tempfile.TemporaryDirectory(prefix="promoter-gates-") as tmp_s:
         tmp = Path(tmp_s)
         stack = Stack(tmp / "state")
+        metrics_port = free_port()
+        os.environ["PROMOTER_METRICS_PORT"] = str(metrics_port)  # the stack's worker serves its SDK's metrics
         t_up = time.perf_counter()
         # free ports, never Temporal's defaults: another stack on this machine may take those meanwhile
         info = stack.up(gitops(tmp, apps), port=free_port(), ui_port=free_port(), ready_timeout_s=600)
@@ -286,6 +342,8 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             t_gated = time.perf_counter()
             cpu_gated = usage(processes)
             print(f"{waiting} waiting at prod's gate {t_gated - t0:.1f} s after the first start", flush=True)
+            sdk_gated = sdk_figures(metrics_port)
+            print(f"worker's workflow tasks to the gates: {json.dumps(sdk_gated)}", flush=True)
 
             await asyncio.sleep(settle)
             settled = settle + await quiet(stack.dir, limit_s=600)
@@ -404,6 +462,10 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
                 "approved_to_last_end_s": round(t_end - t_a, 1),
                 "cpu_s_burst": {k: round(v - cpu_a[k], 1) for k, v in cpu_b.items()},
                 "states": dict(states),
+                "workflow_tasks": await task_troubles(client, ids),
+                "worker_tasks_in_the_burst": {
+                    k: round(v - sdk_gated[k], 1) for k, v in sdk_figures(metrics_port).items()
+                },
                 "not_ended": len(handles) - len(results),
                 "merges_on_main": sum(merged.values()),
                 "lost": len(lost),

@@ -71,6 +71,12 @@ STICKY_TIMEOUT = timedelta(seconds=3)
 # at once. Kubernetes' default terminationGracePeriodSeconds (30 s) leaves room for it.
 GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 SHUTDOWN_BOUND = GRACEFUL_SHUTDOWN + timedelta(seconds=10)  # then the process exits whatever still runs
+# thread activities (a sync, a health check that waits out a rollout, a merge waiting for the push lock)
+# and local ones (a policy check, an approval's) each have their own slots, and the executor a thread for
+# every slot: a local activity never waits for a long one's thread while its workflow task holds a slot,
+# which kept the worker from taking its workflows' tasks in time (a sticky task not taken within
+# STICKY_TIMEOUT times out, and an update sent then fails with "Workflow Task in failed state")
+ACTIVITY_SLOTS, LOCAL_ACTIVITY_SLOTS = 16, 16
 WORKFLOWS = [PromotionWorkflow, ResolveWorkflow, DryRunWorkflow, LiftHoldWorkflow, DriftWorkflow, ReleaseSetClaim]
 
 
@@ -181,8 +187,7 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         ],
         activity_executor=executor,
         max_cached_workflows=settings.workflow_cache,
-        max_concurrent_activities=16,
-        max_concurrent_local_activities=16,  # the same threads run both kinds
+        **activity_slots(),
         **losing_a_worker(),
     )
     watchers = Worker(
@@ -195,6 +200,16 @@ def build_worker(client: Client, settings: Settings, executor: concurrent.future
         graceful_shutdown_timeout=GRACEFUL_SHUTDOWN,  # a watcher hands its watch back first (WorkerShutdown)
     )
     return Workers(main, watchers, warm=policy.warm, environments=repo.environments)
+
+
+def activity_slots() -> dict[str, Any]:
+    """The main worker's activity slots of each kind (run on `activity_threads()`)."""
+    return {"max_concurrent_activities": ACTIVITY_SLOTS, "max_concurrent_local_activities": LOCAL_ACTIVITY_SLOTS}
+
+
+def activity_threads() -> concurrent.futures.ThreadPoolExecutor:
+    """The executor of the main worker's thread activities: a thread for each slot of either kind."""
+    return concurrent.futures.ThreadPoolExecutor(max_workers=ACTIVITY_SLOTS + LOCAL_ACTIVITY_SLOTS)
 
 
 def _read_key(path: str) -> bytes:
@@ -311,7 +326,7 @@ async def run_worker(settings: Settings, ready_file: str | None = None) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as executor:
+    with activity_threads() as executor:
         worker = build_worker(client, settings, executor)
         log.info(
             "worker on %s, task queue %s, repository %s",

@@ -29,7 +29,7 @@ from promoter.gitrepo import GitClone
 from promoter.settings import Settings
 from promoter.sim.kube import KubeSim, kubeconfig
 from promoter.stack import binary, seed_origin
-from promoter.worker import build_worker
+from promoter.worker import activity_threads, build_worker
 from tests.support.gitops import Cli, Origin, make_gitops, running_stack
 from tests.support.left_running import cancel_left_running, pytest_runtest_makereport
 
@@ -95,7 +95,7 @@ async def ts_env() -> AsyncIterator[WorkflowEnvironment]:
 
 @pytest.fixture
 def executor() -> Iterator[concurrent.futures.ThreadPoolExecutor]:
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+    with activity_threads() as pool:  # the worker's own: a thread for each activity slot of either kind
         yield pool
 
 

@@ -1,0 +1,94 @@
+"""A local activity (a policy check, an approval's) never waits for a long thread activity's thread.
+
+The main worker runs both kinds on one executor. When its threads were as many as either kind's slots,
+a full set of long activities (health checks waiting out rollouts, merges waiting for the push lock)
+held every thread: the policy checks queued behind them while their workflow tasks held their slots,
+the worker stopped taking its workflows' tasks, their sticky tasks timed out, and an approval sent then
+failed with "Workflow Task in failed state" (the 1,000-gate burst, docs/benchmarks.md). The real SDK
+worker, with the main worker's slots and executor, on the session's dev server."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from temporalio import activity, workflow
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import UnsandboxedWorkflowRunner, Worker
+
+from promoter.worker import ACTIVITY_SLOTS, activity_slots, activity_threads
+
+pytestmark = pytest.mark.asyncio
+
+RELEASE = threading.Event()  # the long activities hold their threads until the test sets it
+HOLDING = threading.Semaphore(0)  # released once by each long activity as it starts
+
+
+@activity.defn(name="hold_a_thread")
+def hold_a_thread() -> None:
+    HOLDING.release()
+    RELEASE.wait(timeout=120)
+
+
+@activity.defn(name="quick_check")
+def quick_check() -> str:
+    return "checked"
+
+
+@workflow.defn(name="LongThenLocal")
+class LongThenLocal:
+    def __init__(self) -> None:
+        self.all_held = False
+
+    @workflow.run
+    async def run(self, longs: int) -> str:
+        held = [
+            workflow.start_activity(hold_a_thread, start_to_close_timeout=timedelta(minutes=2)) for _ in range(longs)
+        ]
+        await workflow.wait_condition(lambda: self.all_held)
+        checked = await workflow.execute_local_activity(quick_check, start_to_close_timeout=timedelta(minutes=2))
+        await asyncio.gather(*held)
+        return checked
+
+    @workflow.signal
+    def held(self) -> None:
+        self.all_held = True
+
+
+async def test_a_local_activity_runs_while_every_activity_slot_holds_a_long_activity(
+    dev_env: WorkflowEnvironment,
+) -> None:
+    queue = f"threads-{uuid.uuid4()}"
+    RELEASE.clear()
+    with activity_threads() as executor:
+        async with Worker(
+            dev_env.client,
+            task_queue=queue,
+            workflows=[LongThenLocal],
+            activities=[hold_a_thread, quick_check],
+            activity_executor=executor,
+            workflow_runner=UnsandboxedWorkflowRunner(),
+            **activity_slots(),
+        ):
+            try:
+                handle = await dev_env.client.start_workflow(
+                    LongThenLocal.run, ACTIVITY_SLOTS, id=f"threads-{uuid.uuid4()}", task_queue=queue
+                )
+                for _ in range(ACTIVITY_SLOTS):  # every activity slot holds a thread
+                    assert await asyncio.to_thread(HOLDING.acquire, timeout=60), "the long activities never all started"
+                await handle.signal(LongThenLocal.held)
+                # the local activity ran while the long ones still hold every activity slot's thread
+                deadline = asyncio.get_running_loop().time() + 60
+                while not any(
+                    e.HasField("marker_recorded_event_attributes") for e in (await handle.fetch_history()).events
+                ):
+                    waited = "the local activity waited for a long activity's thread"
+                    assert asyncio.get_running_loop().time() < deadline, waited
+                    await asyncio.sleep(0.1)
+                assert not RELEASE.is_set()
+            finally:
+                RELEASE.set()
+            assert await handle.result() == "checked"
