@@ -121,16 +121,18 @@ async def quiet(stack_dir: Path, limit_s: float, over_s: float = 10.0) -> float:
     return time.perf_counter() - t0
 
 
-def family_rss_mb(pid: int) -> tuple[float, float]:
-    """(the process's RSS now, its children's summed) in MiB."""
+def family_rss_mb(pid: int) -> tuple[float, float, float]:
+    """(the process's RSS now, its children's RSS summed, and their PSS summed) in MiB. A child's RSS
+    counts in full the pages it shares (git's readers map the same pack files), its PSS its share."""
     p = psutil.Process(pid)
-    children = 0.0
+    rss = pss = 0.0
     for c in p.children(recursive=True):
         try:
-            children += c.memory_info().rss / 2**20
+            full = c.memory_full_info()
         except psutil.Error:
             continue
-    return p.memory_info().rss / 2**20, children
+        rss, pss = rss + full.rss / 2**20, pss + full.pss / 2**20
+    return p.memory_info().rss / 2**20, rss, pss
 
 
 async def start_all(client: object, queue: str, names: list[str]) -> list[object]:
@@ -323,7 +325,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             worker_pid = int(info["pids"]["worker"])  # type: ignore[index]
             # the same stack with no promotion at all: what the waiting gates add is measured against it
             empty_cpu = await idle_cpu(processes, window)
-            empty_rss, _ = family_rss_mb(worker_pid)
+            empty_rss, _, _ = family_rss_mb(worker_pid)
             print(f"no gates: worker {empty_rss:.0f} MiB, idle CPU {json.dumps(empty_cpu)}", flush=True)
 
             t0 = time.perf_counter()
@@ -342,8 +344,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             t_gated = time.perf_counter()
             cpu_gated = usage(processes)
             print(f"{waiting} waiting at prod's gate {t_gated - t0:.1f} s after the first start", flush=True)
-            sdk_gated = sdk_figures(metrics_port)
-            print(f"worker's workflow tasks to the gates: {json.dumps(sdk_gated)}", flush=True)
+            print(f"worker's workflow tasks to the gates: {json.dumps(sdk_figures(metrics_port))}", flush=True)
 
             await asyncio.sleep(settle)
             settled = settle + await quiet(stack.dir, limit_s=600)
@@ -352,7 +353,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             idle = await idle_cpu(processes, window)
             calls, took = server_calls(stack.dir) - calls, time.perf_counter() - t_calls
             beats_per_s, tasks_per_s = calls[HEARTBEAT] / took, calls[WORKFLOW_TASK] / took
-            rss, children = family_rss_mb(worker_pid)
+            rss, children, children_pss = family_rss_mb(worker_pid)
             drift = [client.get_schedule_handle(f"drift-{env}") for env in ("dev", "prod")]
             for schedule in drift:  # what the watchers alone cost: the drift checks paused for a window
                 await schedule.pause(note="gates_bench: idle CPU without the drift checks")
@@ -369,6 +370,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
                 "worker_rss_mb": round(rss, 1),
                 "worker_rss_kib_per_gate": round((rss - empty_rss) * 1024 / apps),
                 "worker_children_rss_mb": round(children, 1),
+                "worker_children_pss_mb": round(children_pss, 1),
                 # measured: every activity heartbeat the server received over the window (the drift checks' too)
                 "settled_s": round(settled, 1),
                 "heartbeats_per_s": round(beats_per_s, 1),
@@ -391,7 +393,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
             by_cli, by_http = ids[: apps // 2], ids[apps // 2 :]
             origin = str(info["repo_url"])
             env = {**os.environ, "PROMOTER_STATE_DIR": str(stack.dir)}
-            cpu_a = usage(processes)
+            cpu_a, sdk_a = usage(processes), sdk_figures(metrics_port)
             t_a = time.perf_counter()
             pace = MergePace(origin, base, apps, t_a)
             pace.start()
@@ -463,9 +465,7 @@ async def main(apps: int, settle: float, window: float, wait_only: bool) -> None
                 "cpu_s_burst": {k: round(v - cpu_a[k], 1) for k, v in cpu_b.items()},
                 "states": dict(states),
                 "workflow_tasks": await task_troubles(client, ids),
-                "worker_tasks_in_the_burst": {
-                    k: round(v - sdk_gated[k], 1) for k, v in sdk_figures(metrics_port).items()
-                },
+                "worker_tasks_in_the_burst": {k: round(v - sdk_a[k], 1) for k, v in sdk_figures(metrics_port).items()},
                 "not_ended": len(handles) - len(results),
                 "merges_on_main": sum(merged.values()),
                 "lost": len(lost),

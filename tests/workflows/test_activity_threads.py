@@ -24,13 +24,23 @@ from promoter.worker import ACTIVITY_SLOTS, activity_slots, activity_threads
 pytestmark = pytest.mark.asyncio
 
 RELEASE = threading.Event()  # the long activities hold their threads until the test sets it
-HOLDING = threading.Semaphore(0)  # released once by each long activity as it starts
+HELD = {"started": 0, "returned": 0}  # the long activities so far
+HELD_LOCK = threading.Condition()
 
 
 @activity.defn(name="hold_a_thread")
 def hold_a_thread() -> None:
-    HOLDING.release()
-    RELEASE.wait(timeout=120)
+    with HELD_LOCK:
+        HELD["started"] += 1
+        HELD_LOCK.notify_all()
+    RELEASE.wait()  # released by the test only: no long activity returns before the local one has run
+    with HELD_LOCK:
+        HELD["returned"] += 1
+
+
+def all_started(n: int, timeout_s: float) -> bool:
+    with HELD_LOCK:
+        return HELD_LOCK.wait_for(lambda: HELD["started"] >= n, timeout=timeout_s)
 
 
 @activity.defn(name="quick_check")
@@ -63,6 +73,7 @@ async def test_a_local_activity_runs_while_every_activity_slot_holds_a_long_acti
 ) -> None:
     queue = f"threads-{uuid.uuid4()}"
     RELEASE.clear()
+    HELD.update(started=0, returned=0)
     with activity_threads() as executor:
         async with Worker(
             dev_env.client,
@@ -77,8 +88,8 @@ async def test_a_local_activity_runs_while_every_activity_slot_holds_a_long_acti
                 handle = await dev_env.client.start_workflow(
                     LongThenLocal.run, ACTIVITY_SLOTS, id=f"threads-{uuid.uuid4()}", task_queue=queue
                 )
-                for _ in range(ACTIVITY_SLOTS):  # every activity slot holds a thread
-                    assert await asyncio.to_thread(HOLDING.acquire, timeout=60), "the long activities never all started"
+                started = await asyncio.to_thread(all_started, ACTIVITY_SLOTS, 60)
+                assert started, "the long activities never all started"  # every activity slot holds a thread
                 await handle.signal(LongThenLocal.held)
                 # the local activity ran while the long ones still hold every activity slot's thread
                 deadline = asyncio.get_running_loop().time() + 60
@@ -88,7 +99,7 @@ async def test_a_local_activity_runs_while_every_activity_slot_holds_a_long_acti
                     waited = "the local activity waited for a long activity's thread"
                     assert asyncio.get_running_loop().time() < deadline, waited
                     await asyncio.sleep(0.1)
-                assert not RELEASE.is_set()
+                assert HELD["returned"] == 0  # while every long activity still held its thread
             finally:
                 RELEASE.set()
             assert await handle.result() == "checked"
