@@ -53,6 +53,7 @@ into no message.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -61,6 +62,7 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -70,6 +72,11 @@ from opa_client import OpaClient
 
 from promoter.errors import BadInput
 from promoter.policy import DECISION, PolicyBundle, register
+
+# Every request to OPA, and the reading of its answer, runs under this (`promoter worker` sets it, as it
+# sets promoter.forges.http.REQUEST_GUARD): the SDK raises a thread activity's cancel into the thread at
+# any point, and one raised inside urllib3's pool lock would leave it taken for every later request
+REQUEST_GUARD: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 # Part of every revision's key: a worker that lays revisions out differently never shares one.
 SCHEME = "promoter-opa-push/2"
@@ -351,6 +358,7 @@ class OpaEngine:
             retries=0,
             token=token,
         )
+        _guarded(self.client._session)
         self.keep = max(keep, 1)
         self.stale_s = stale_s
         # This worker's secret, in every key it pushes under (one worker, one secret: a worker process
@@ -589,6 +597,18 @@ def _describe(e: BaseException, layout: Layout | None = None) -> str:
         text = "; ".join(_opa_error(err, layout) for err in errors if isinstance(err, dict)) or text
     first = text.splitlines()[0] if text else ""
     return f"{type(e).__name__}: {_unnamespaced(first, layout)[:300]}"
+
+
+def _guarded(session: requests.Session) -> None:
+    """Every request `session` sends (the client's calls and `_listing`), with its answer read (the
+    client never streams), under `REQUEST_GUARD`: a cancel lands between two requests, never inside one."""
+    send = session.request
+
+    def request(*args: Any, **kwargs: Any) -> requests.Response:
+        with REQUEST_GUARD():
+            return send(*args, **kwargs)
+
+    session.request = request  # type: ignore[method-assign]
 
 
 def _http_error(e: requests.HTTPError, layout: Layout) -> str:

@@ -2,8 +2,9 @@
 request to the API server (as urllib3 takes or gives back a connection of its pool, under the pool's
 lock), it left that lock taken for good: every later request of the worker waited on it forever (all
 16 activity threads of a worker with 1,000 promotions in flight). In the worker, each request and the
-reading of its answer hold the cancel back (promoter.cluster.resources.CALL_GUARD, and the forges'
-promoter.forges.http.REQUEST_GUARD): it lands after the request, never inside it. The SDK's own
+reading of its answer hold the cancel back (promoter.cluster.resources.CALL_GUARD, the forges'
+promoter.forges.http.REQUEST_GUARD and the opa backend's promoter.policy.opa.REQUEST_GUARD): it lands
+after the request, never inside it. The SDK's own
 cancel of a thread activity (temporalio.testing's ActivityEnvironment raises it as a worker does),
 against a server on loopback that answers only once the cancel was sent."""
 
@@ -22,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 import promoter.worker  # noqa: F401 - the worker's guards, as `promoter worker` sets them
 from promoter.cluster.resources import Resources
 from promoter.forges.http import ApiClient
+from promoter.policy.opa import OpaEngine
 from tests.support.loopback import send_json, serving
 
 CANCEL_SENT = threading.Event()
@@ -96,3 +98,10 @@ def test_a_cancel_lands_after_a_request_to_a_forge_never_inside_it(server: str) 
     where = _cancelled_during(server, lambda: forge.request("GET", "/slow", what="a PR"))
     assert _inside(where) == [], f"the cancel landed inside the request: {where}"
     assert forge.request("GET", "/again", what="a PR").body["kind"] == "ConfigMap"  # its pool still serves
+
+
+def test_a_cancel_lands_after_a_request_to_opa_never_inside_it(server: str) -> None:
+    session = OpaEngine(server, timeout_s=20).client._session  # the opa backend's every call goes through it
+    where = _cancelled_during(server, lambda: session.get(f"{server}/slow", timeout=20))
+    assert _inside(where) == [], f"the cancel landed inside the request: {where}"
+    assert session.get(f"{server}/again", timeout=5).json()["kind"] == "ConfigMap"  # its pool still serves
