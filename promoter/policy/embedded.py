@@ -18,6 +18,8 @@ import multiprocessing
 import multiprocessing.connection
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from promoter.policy import DECISION, EngineFault, PolicyBundle, clean_error, register
@@ -118,15 +120,28 @@ class _Compiled:
         with self.lock:
             if self.closed:
                 raise _Retired()
-            try:
-                self.conn.send((rule, payload))
-            except OSError as e:
-                self._end()
-                raise EngineFault(f"the policy engine process is gone ({type(e).__name__}); retrying") from None
-            status, detail = self._receive(timeout_s, rule)
+            with self._exchange():
+                try:
+                    self.conn.send((rule, payload))
+                except OSError as e:
+                    self._end()
+                    raise EngineFault(f"the policy engine process is gone ({type(e).__name__}); retrying") from None
+                status, detail = self._receive(timeout_s, rule)
         if status != "ok":
             raise RuntimeError(detail)
         return json.loads(detail)
+
+    @contextmanager
+    def _exchange(self) -> Iterator[None]:
+        """A question and its answer (the caller holds `lock`). Anything raised in between (an
+        activity's cancel, which the SDK raises into the thread at any point) ends the process: its
+        answer would be left in the pipe for the next evaluation, another promotion's, to read."""
+        try:
+            yield
+        except BaseException:
+            if not self.closed:
+                self._end()
+            raise
 
     def _end(self) -> None:
         """End the process (the caller holds `lock`)."""

@@ -1,0 +1,59 @@
+"""An evaluation cancelled while its engine process works never hands its answer to the next one.
+
+The SDK cancels a thread activity (a policy check is a local one) by raising its cancel into the thread
+at any point. Raised after the question was sent to the revision's engine process and before its
+answer was read, it left that answer in the pipe: the next evaluation on that process, another
+promotion's, read it as its own. The process is now ended on any exception in the middle of the
+exchange, and the next evaluation compiles the revision again. The SDK's own cancel
+(temporalio.testing's ActivityEnvironment raises it into the thread as a worker does)."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from temporalio.exceptions import CancelledError
+from temporalio.testing import ActivityEnvironment
+
+from promoter.policy import PolicyBundle
+from promoter.policy.embedded import EmbeddedEngine
+
+ECHO = """package promoter
+import rego.v1
+
+echo := input.n if not input.slow
+
+echo := input.n if {
+	input.slow
+	count([x | some x in numbers.range(1, 3000000); x % 7 == 0]) > 0
+}
+"""
+RULE = "data.promoter.echo"
+
+
+def test_a_cancelled_evaluation_never_answers_the_next_one() -> None:
+    bundle = PolicyBundle(modules={"promoter/echo.rego": ECHO}, data={}, metadata={})
+    engine = EmbeddedEngine(timeout_s=60)
+    try:
+        assert engine.query(bundle, RULE, {"n": 0}) == 0  # compiled: the next question goes to that process
+        compiled = engine.compiled(bundle)
+        env, outcome = ActivityEnvironment(), []
+
+        def slow() -> None:
+            try:
+                env.run(engine.query, bundle, RULE, {"n": 1, "slow": True})
+            except BaseException as e:  # noqa: BLE001 - what ended it is the test's to check
+                outcome.append(e)
+
+        running = threading.Thread(target=slow)
+        running.start()
+        deadline = time.monotonic() + 30
+        while not compiled.lock.locked():  # the question is on its way: the exchange holds the pipe
+            assert time.monotonic() < deadline, "the slow evaluation never started"
+            time.sleep(0.005)
+        env.cancel()
+        running.join(60)
+        assert not running.is_alive() and len(outcome) == 1 and isinstance(outcome[0], CancelledError)
+        assert engine.query(bundle, RULE, {"n": 2}) == 2  # its own answer, not the cancelled one's
+    finally:
+        engine.close()
