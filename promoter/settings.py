@@ -74,8 +74,11 @@ class Settings:
     # (`poll_budget` of its class: GitHub 4,000 of its 5,000, GitLab and Gitea 36,000)
     forge_poll_budget: float | None = None
     # workflows a worker keeps in memory between their tasks (the SDK's max_cached_workflows); one evicted
-    # is replayed from its history at its next task (docs/benchmarks.md, "A thousand waiting gates")
-    workflow_cache: int = 1000
+    # is replayed from its history at its next task (docs/benchmarks.md, "A thousand waiting gates").
+    # Twice the 1,000 gates a worker is sized for: at the SDK's 1,000, the resolves and drift checks run
+    # beside 1,000 open promotions evicted promotions still on their way, whose replays slowed the rest.
+    # Memory grows with the workflows open, not with this bound, until they outnumber it
+    workflow_cache: int = 2000
     max_file_bytes: int = MAX_FILE_BYTES  # a file of an app folder larger than this is refused
     # the commit of main whose rule files are trusted as they are; a later change to them counts once a
     # key its trust/allowed_signers lists for `git` signed it (docs/policies.md, "Who can change the rules")

@@ -324,7 +324,7 @@ def test_the_workflow_cache_setting_is_read_and_a_bad_one_is_one_line(
     from promoter.errors import BadInput
     from promoter.settings import Settings
 
-    assert Settings.load(str(tmp_path)).workflow_cache == 1000  # the SDK's own default
+    assert Settings.load(str(tmp_path)).workflow_cache == 2000  # above the 1,000 gates a worker is sized for
     monkeypatch.setenv("PROMOTER_WORKFLOW_CACHE", "200")
     assert Settings.load(str(tmp_path)).workflow_cache == 200
     for bad in ("0", "lots", "-5", "1.5"):
