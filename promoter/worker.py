@@ -45,13 +45,13 @@ from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from activities.verify import VerifyActivities
 from promoter import heap
+from promoter import policy as policy_engines
 from promoter.cluster import resources
 from promoter.errors import BadInput
 from promoter.forges import http as forge_http
 from promoter.git import objects
 from promoter.gitrepo import GitClone
 from promoter.models import DriftInput, EnvironmentConfig
-from promoter.policy import opa
 from promoter.settings import Settings, connect, metrics_runtime
 from workflows import RUNNER
 from workflows.claim import ReleaseSetClaim
@@ -127,7 +127,7 @@ def _cancel_held() -> AbstractContextManager[object]:
 objects.READ_GUARD = _cancel_held
 resources.CALL_GUARD = _cancel_held  # a request to a cluster's API server, and the reading of its answer
 forge_http.REQUEST_GUARD = _cancel_held  # a request to a forge's API, and the reading of its answer
-opa.REQUEST_GUARD = _cancel_held  # a request to an OPA server (the opa backend), and the reading of its answer
+policy_engines.REQUEST_GUARD = _cancel_held  # a request to a policy server (the opa backend's), and its answer
 
 
 def losing_a_worker() -> dict[str, Any]:

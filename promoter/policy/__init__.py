@@ -8,6 +8,7 @@ remediation come from each rule's `# METADATA` block, handed to the policies as
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import re
@@ -24,6 +25,12 @@ from promoter.errors import BadInput, TemporaryError
 from promoter.models import EnvironmentConfig, PolicyDecision, PolicyViolation
 
 DECISION = "data.promoter.decision"
+# Every request a backend sends to a policy server (the opa backend's), and the reading of its answer,
+# runs under this: `promoter worker` sets it, as it sets promoter.forges.http.REQUEST_GUARD. The SDK
+# raises a thread activity's cancel into the thread at any point, and one raised inside urllib3's pool
+# lock would leave it taken for every later request. Here, not in the backend's module, so that the
+# worker sets it without importing a backend it may not use.
+REQUEST_GUARD: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 _META_LINE = re.compile(r"^\s*#\s?(.*)$")
 _RULE_HEAD = re.compile(r"^([a-z_][a-zA-Z0-9_]*)\b")
 

@@ -53,7 +53,6 @@ into no message.
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import hmac
 import json
@@ -62,7 +61,6 @@ import secrets
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -70,13 +68,9 @@ from urllib.parse import quote, urlsplit
 import requests
 from opa_client import OpaClient
 
+from promoter import policy
 from promoter.errors import BadInput
 from promoter.policy import DECISION, PolicyBundle, register
-
-# Every request to OPA, and the reading of its answer, runs under this (`promoter worker` sets it, as it
-# sets promoter.forges.http.REQUEST_GUARD): the SDK raises a thread activity's cancel into the thread at
-# any point, and one raised inside urllib3's pool lock would leave it taken for every later request
-REQUEST_GUARD: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 # Part of every revision's key: a worker that lays revisions out differently never shares one.
 SCHEME = "promoter-opa-push/2"
@@ -601,11 +595,12 @@ def _describe(e: BaseException, layout: Layout | None = None) -> str:
 
 def _guarded(session: requests.Session) -> None:
     """Every request `session` sends (the client's calls and `_listing`), with its answer read (the
-    client never streams), under `REQUEST_GUARD`: a cancel lands between two requests, never inside one."""
+    client never streams), under `promoter.policy.REQUEST_GUARD`: a cancel lands between two requests,
+    never inside one."""
     send = session.request
 
     def request(*args: Any, **kwargs: Any) -> requests.Response:
-        with REQUEST_GUARD():
+        with policy.REQUEST_GUARD():
             return send(*args, **kwargs)
 
     session.request = request  # type: ignore[method-assign]

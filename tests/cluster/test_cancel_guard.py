@@ -3,7 +3,7 @@ request to the API server (as urllib3 takes or gives back a connection of its po
 lock), it left that lock taken for good: every later request of the worker waited on it forever (all
 16 activity threads of a worker with 1,000 promotions in flight). In the worker, each request and the
 reading of its answer hold the cancel back (promoter.cluster.resources.CALL_GUARD, the forges'
-promoter.forges.http.REQUEST_GUARD and the opa backend's promoter.policy.opa.REQUEST_GUARD): it lands
+promoter.forges.http.REQUEST_GUARD and the opa backend's promoter.policy.REQUEST_GUARD): it lands
 after the request, never inside it. The SDK's own
 cancel of a thread activity (temporalio.testing's ActivityEnvironment raises it as a worker does),
 against a server on loopback that answers only once the cancel was sent."""
