@@ -139,6 +139,7 @@ class _Compiled:
         try:
             yield
         except BaseException:
+            # not just Exception: whatever cuts the exchange short (SystemExit too) leaves its answer unread
             if not self.closed:
                 self._end()
             raise
