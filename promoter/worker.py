@@ -74,9 +74,9 @@ GRACEFUL_SHUTDOWN = timedelta(seconds=5)
 SHUTDOWN_BOUND = GRACEFUL_SHUTDOWN + timedelta(seconds=10)  # then the process exits whatever still runs
 # thread activities (a sync, a health check that waits out a rollout, a merge waiting for the push lock)
 # and local ones (a policy check, an approval's) each have their own slots, and the executor a thread for
-# every slot: a local activity never waits for a long one's thread while its workflow task holds a slot,
-# which kept the worker from taking its workflows' tasks in time (a sticky task not taken within
-# STICKY_TIMEOUT times out, and an update sent then fails with "Workflow Task in failed state")
+# every slot: a local activity never waits for a long one's thread while its workflow task holds a slot
+# (with 16 threads for both kinds, 16 health checks waiting out slow rollouts held every approval's
+# policy check, every PR's opening and every resolve back: tests/workflows/test_activity_threads.py)
 ACTIVITY_SLOTS, LOCAL_ACTIVITY_SLOTS = 16, 16
 WORKFLOWS = [PromotionWorkflow, ResolveWorkflow, DryRunWorkflow, LiftHoldWorkflow, DriftWorkflow, ReleaseSetClaim]
 

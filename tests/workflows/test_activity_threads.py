@@ -2,9 +2,9 @@
 
 The main worker runs both kinds on one executor. When its threads were as many as either kind's slots,
 a full set of long activities (health checks waiting out rollouts, merges waiting for the push lock)
-held every thread: the policy checks queued behind them while their workflow tasks held their slots,
-the worker stopped taking its workflows' tasks, their sticky tasks timed out, and an approval sent then
-failed with "Workflow Task in failed state" (the 1,000-gate burst, docs/benchmarks.md). The real SDK
+held every thread: an approval's policy check, a PR's opening or a resolve queued behind them, for
+as long as a rollout takes, while its workflow task held its slot. (The 1,000-gate runs of
+docs/benchmarks.md showed no clear difference either way: this test is the evidence.) The real SDK
 worker, with the main worker's slots and executor, on the session's dev server."""
 
 from __future__ import annotations
