@@ -578,17 +578,31 @@ class GrpcPromotions:
             await asyncio.sleep(0.1)
 
     async def cancel(self, workflow_id: str, timeout_s: float = 60.0) -> PromotionStatus | None:
-        """Cancel a running promotion and wait for it to close its PRs: its final status, or None when it
-        has not closed within `timeout_s`."""
-        handle = self.client.get_workflow_handle(workflow_id)
-        await handle.cancel()
+        """Cancel a running promotion and wait for it to close its PRs: its final status (`closed`), or
+        None when it has not closed within `timeout_s`."""
+        await self.client.get_workflow_handle(workflow_id).cancel()
+        return await self.closed(workflow_id, timeout_s)
+
+    async def closed(self, workflow_id: str, timeout_s: float = 60.0) -> PromotionStatus | None:
+        """The run's final status once it closes, or None when it has not within `timeout_s`: its result
+        when it completed (a cancel that came too late); else the `status` query, given `QUERY_TIMEOUT_S`
+        (a closed run's answer is a worker's replay of its whole history, which no worker may give);
+        else `unanswered_close`, from its description."""
+        handle = self.client.get_workflow_handle(workflow_id, result_type=PromotionStatus)
         try:
-            await asyncio.wait_for(handle.result(), timeout=timeout_s)
+            done: PromotionStatus = await asyncio.wait_for(handle.result(), timeout=timeout_s)
+            return done
         except TimeoutError:
             return None
-        except Exception:  # noqa: BLE001 - a cancelled workflow's result is a cancellation failure
+        except WorkflowFailureError:  # cancelled, failed or terminated: no result of its own
             pass
-        return await handle.query(PromotionWorkflow.query_status)
+        try:
+            return await self._query(handle)
+        except (RPCError, WorkflowQueryFailedError):
+            execution = await self.describe(workflow_id)
+            if execution is None:
+                raise PromoterError(f"promotion {workflow_id} is gone (deleted as it closed)") from None
+            return promotions.unanswered_close(execution)
 
     async def listing(self, query: str, page_size: int = 1000) -> AsyncIterator[promotions.Listed]:
         async for wf in self.client.list_workflows(query, page_size=page_size):

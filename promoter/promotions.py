@@ -62,6 +62,14 @@ def retry_pause(attempt: int) -> float:
 CLOSED_STATES = {"CANCELED": "cancelled", "TERMINATED": "failed", "TIMED_OUT": "failed", "FAILED": "failed"}
 
 
+def memo_state(status: str, memo: dict[str, Any]) -> str:
+    """A run's state (a `PromotionState` value) from its memo's outcome, else from how it closed."""
+    state = str(memo.get("state", "running"))
+    if status != "RUNNING" and state == "running":
+        return CLOSED_STATES.get(status) or "failed"
+    return state
+
+
 @dataclass(frozen=True)
 class Execution:
     """One run of a promotion, as Temporal describes it."""
@@ -89,10 +97,7 @@ class Listed:
     @property
     def state(self) -> str:
         """The promotion's state (a `PromotionState` value): its memo's outcome, else how the run closed."""
-        state = str(self.memo.get("state", "running"))
-        if self.status != "RUNNING" and state == "running":
-            return CLOSED_STATES.get(self.status) or "failed"
-        return state
+        return memo_state(self.status, self.memo)
 
     @property
     def stage(self) -> tuple[str | None, str | None]:
@@ -159,6 +164,20 @@ def ended(status: PromotionStatus, why: str) -> PromotionStatus:
         status.state = PromotionState.FAILED
         status.message = why
     return status
+
+
+def unanswered_close(execution: Execution) -> PromotionStatus:
+    """A closed run's status when no worker answered the `status` query: what Temporal keeps without
+    one (the memo's app, commit and outcome, and how the run closed), no stages."""
+    return PromotionStatus(
+        id=execution.id,
+        run_id=execution.run_id,
+        app=str(execution.memo.get("app", "")),
+        commit=str(execution.memo.get("commit", "")),
+        state=PromotionState(memo_state(execution.status, execution.memo)),
+        message=f"closed ({execution.status.lower()}); no worker answered for its stages: "
+        f"`promoter status {execution.id}` shows them once one does",
+    )
 
 
 def lift_ended(why: str) -> StageStatus:
