@@ -33,6 +33,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 from temporalio.common import MetricMeter
+from temporalio.exceptions import CancelledError
 from temporalio.worker import Worker
 
 from activities import Heartbeats
@@ -128,6 +129,7 @@ objects.READ_GUARD = _cancel_held
 resources.CALL_GUARD = _cancel_held  # a request to a cluster's API server, and the reading of its answer
 forge_http.REQUEST_GUARD = _cancel_held  # a request to a forge's API, and the reading of its answer
 policy_engines.REQUEST_GUARD = _cancel_held  # a request to a policy server (the opa backend's), and its answer
+policy_engines.PASS_THROUGH = (CancelledError,)  # a cancelled policy check ends cancelled, never as a denial
 
 
 def losing_a_worker() -> dict[str, Any]:

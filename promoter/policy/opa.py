@@ -381,6 +381,8 @@ class OpaEngine:
             ) from None
         except (RuntimeError, BadInput):
             raise
+        except policy.PASS_THROUGH:
+            raise
         except Exception as e:  # noqa: BLE001 - say where, never the token
             raise RuntimeError(f"OPA at {self.url}: {_describe(e)}") from None
 
@@ -395,6 +397,8 @@ class OpaEngine:
         except _NotLoaded:
             pass  # removed again already: the first evaluation pushes it
         except (RuntimeError, BadInput):
+            raise
+        except policy.PASS_THROUGH:
             raise
         except Exception as e:  # noqa: BLE001 - any transport or API failure becomes one line naming the server
             raise RuntimeError(f"OPA at {self.url}: {_describe(e)}") from None
@@ -485,6 +489,8 @@ class OpaEngine:
         """The revision the server holds under the layout's key, whole (None: not loaded)."""
         try:
             found = self.client.get_data(f"{ANSWERS}/{layout.key}/revision")
+        except policy.PASS_THROUGH:
+            raise
         except Exception:  # noqa: BLE001 - anything but an answer: push, which says what is wrong
             return None
         value = found.get("result")
@@ -496,6 +502,8 @@ class OpaEngine:
             self.client.update_or_create_data(
                 {"revision": layout.revision, "used_at": time.time()}, f"{REGISTRY}/{layout.key}"
             )
+        except policy.PASS_THROUGH:
+            raise
         except Exception:  # noqa: BLE001 - housekeeping: at worst the revision is removed and pushed again
             pass
 
@@ -518,6 +526,8 @@ class OpaEngine:
             )
             try:
                 self._remove_old(layout)
+            except policy.PASS_THROUGH:
+                raise
             except Exception:  # noqa: BLE001 - removing is housekeeping: the next push tries again
                 pass
 
@@ -532,6 +542,8 @@ class OpaEngine:
                 try:
                     op(policy_id)
                 except (requests.ConnectionError, requests.Timeout):
+                    raise
+                except policy.PASS_THROUGH:
                     raise
                 except Exception as e:  # noqa: BLE001 - a refusal: perhaps only for now
                     refused.append((policy_id, e))
@@ -562,6 +574,8 @@ class OpaEngine:
                 self.client.delete_policy(_id(answer))
             try:
                 self.client.delete_data(f"{NAMESPACE}/{key}")
+            except policy.PASS_THROUGH:
+                raise
             except Exception:  # noqa: BLE001 - already gone
                 pass
             self._each([i for i in ours if i != answer], lambda i: self.client.delete_policy(_id(i)), None)

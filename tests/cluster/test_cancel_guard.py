@@ -23,6 +23,7 @@ from temporalio.testing import ActivityEnvironment
 import promoter.worker  # noqa: F401 - the worker's guards, as `promoter worker` sets them
 from promoter.cluster.resources import Resources
 from promoter.forges.http import ApiClient
+from promoter.policy import PolicyBundle
 from promoter.policy.opa import OpaEngine
 from tests.support.loopback import send_json, serving
 
@@ -33,7 +34,7 @@ ASKED = threading.Event()
 class _Slow(http.server.BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         ASKED.set()
-        if self.path == "/slow":
+        if self.path == "/slow" or self.path.startswith("/v1/data/promoter_answer/"):  # OPA: is it loaded?
             assert CANCEL_SENT.wait(30)  # the answer comes only once the cancel is on its way
         send_json(self, 200, b'{"kind": "ConfigMap", "metadata": {"name": "x"}}')
 
@@ -105,3 +106,11 @@ def test_a_cancel_lands_after_a_request_to_opa_never_inside_it(server: str) -> N
     where = _cancelled_during(server, lambda: session.get(f"{server}/slow", timeout=20))
     assert _inside(where) == [], f"the cancel landed inside the request: {where}"
     assert session.get(f"{server}/again", timeout=5).json()["kind"] == "ConfigMap"  # its pool still serves
+
+
+def test_a_cancelled_policy_check_on_opa_ends_cancelled_not_as_an_answer(server: str) -> None:
+    """The cancel lands as the request ends, inside the backend's error handling: "not loaded, push it"
+    or a one-line failure (which `decide` denies) would be an answer; it must go on as the cancel."""
+    bundle = PolicyBundle(modules={"promoter/decision.rego": "package promoter\n"}, data={}, metadata={})
+    engine = OpaEngine(server, timeout_s=20)
+    _cancelled_during(server, lambda: engine.warm(bundle))  # asks whether the server holds the revision

@@ -15,7 +15,8 @@ import time
 from temporalio.exceptions import CancelledError
 from temporalio.testing import ActivityEnvironment
 
-from promoter.policy import PolicyBundle
+import promoter.worker  # noqa: F401 - the worker's policy.PASS_THROUGH, as `promoter worker` sets it
+from promoter.policy import PolicyBundle, decide
 from promoter.policy.embedded import EmbeddedEngine
 
 ECHO = """package promoter
@@ -55,5 +56,43 @@ def test_a_cancelled_evaluation_never_answers_the_next_one() -> None:
         running.join(60)
         assert not running.is_alive() and len(outcome) == 1 and isinstance(outcome[0], CancelledError)
         assert engine.query(bundle, RULE, {"n": 2}) == 2  # its own answer, not the cancelled one's
+    finally:
+        engine.close()
+
+
+SLOW_DECISION = """package promoter
+import rego.v1
+
+decision := {"allow": true} if count([x | some x in numbers.range(1, 3000000); x % 7 == 0]) > 0
+"""
+
+
+def test_a_cancelled_check_ends_cancelled_never_as_a_denial() -> None:
+    """`decide` fails closed on any error, and the SDK's cancel is an Exception: taken for one, a
+    cancelled check (a worker shutting down, a promotion cancelled) was recorded as the policies'
+    denial, "policy evaluation failed: CancelledError"."""
+    bundle = PolicyBundle(modules={"promoter/decision.rego": SLOW_DECISION}, data={}, metadata={})
+    engine = EmbeddedEngine(timeout_s=60)
+    try:
+        engine.warm(bundle)
+        compiled = engine.compiled(bundle)
+        env, outcome = ActivityEnvironment(), []
+
+        def check() -> None:
+            try:
+                outcome.append(env.run(decide, engine, bundle, {}))
+            except BaseException as e:  # noqa: BLE001 - what ended it is the test's to check
+                outcome.append(e)
+
+        running = threading.Thread(target=check)
+        running.start()
+        deadline = time.monotonic() + 30
+        while not compiled.lock.locked():
+            assert time.monotonic() < deadline, "the evaluation never started"
+            time.sleep(0.005)
+        env.cancel()
+        running.join(60)
+        assert not running.is_alive() and len(outcome) == 1
+        assert isinstance(outcome[0], CancelledError), f"a cancelled check answered {outcome[0]!r}"
     finally:
         engine.close()
