@@ -34,6 +34,19 @@ OLDER_RULES = "it changes older rules than the trusted ones; rebase it on main a
 MARK_FILE = "promoter-trusted"  # beside the clone: the last trusted rules revision found, and its root
 
 
+def _ambiguous(older: RuleChange) -> str:
+    """Why a walk from the root takes no rules: two lines of signed rule changes meet on main, and a clone
+    with no record of main (new, or main was force-pushed) cannot tell which one main was. A merge pushed
+    with an old signed commit as its first parent makes the old line look like main's; taking it would
+    judge promotions by the older rules, so nothing is taken until a person settles it."""
+    return (
+        f"main holds a signed rules change made on older rules than others it holds ({older.commit[:12]} by "
+        f"{older.author}), and this clone has no record of which line was main (a new clone, or main was "
+        "rewritten), so it cannot tell which rules are in force: sign a rules change made on top of main, "
+        "or pin PROMOTER_TRUST_ROOT to a commit of main whose rules you trust"
+    )
+
+
 def _cut(text: str, limit: int) -> str:
     """One line of at most `limit` characters (an author or a reason that someone else wrote)."""
     flat = " ".join(text.split())
@@ -51,9 +64,12 @@ class _RulesWalk:
     digest: tuple[str, ...]
     untrusted: list[RuleChange] = field(default_factory=list)
     more: int = 0
+    fresh: bool = False  # it began at the root: no earlier walk, no mark of this clone
+    older: RuleChange | None = None  # a signed change left out as made on older rules, since `trusted`
 
     def copy(self) -> _RulesWalk:
-        return dataclasses.replace(self, untrusted=list(self.untrusted))
+        """This walk, to go on from: what it reached is on record now, so no longer fresh."""
+        return dataclasses.replace(self, untrusted=list(self.untrusted), fresh=False)
 
 
 class TrustedRules:
@@ -94,6 +110,8 @@ class TrustedRules:
         walk = self._walk_from(repo, root, main)
         self._follow(repo, walk, main)
         walk.main = main
+        if walk.fresh and walk.older is not None:
+            raise BadInput(_ambiguous(walk.older))
         if main == current:  # an older main asked (a branch's base, a merge's trust revision) moves nothing on
             self._save_mark(repo, walk)
             self._walks = [*self._walks[-7:], walk.copy()]
@@ -214,11 +232,14 @@ class TrustedRules:
             if reason is None and not self.clone.is_ancestor(repo, walk.trusted, commit):  # on the line, too:
                 # a merge pushed with an older signed commit as its first parent puts it on main's line
                 reason = OLDER_RULES
-            if reason is None:
-                walk.trusted, walk.digest, walk.untrusted, walk.more = commit, here, [], 0  # took in all before it
-            elif len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
-                author = commits.author(repo, commit)
-                walk.untrusted.append(RuleChange(commit=commit, author=_cut(author, 120), reason=_cut(reason, 300)))
+            if reason is None:  # took in all before it
+                walk.trusted, walk.digest, walk.untrusted, walk.more, walk.older = commit, here, [], 0, None
+                continue
+            change = RuleChange(commit=commit, author=_cut(commits.author(repo, commit), 120), reason=_cut(reason, 300))
+            if reason == OLDER_RULES and walk.older is None:
+                walk.older = change
+            if len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
+                walk.untrusted.append(change)
             else:
                 walk.more += 1
 
@@ -239,7 +260,7 @@ class TrustedRules:
         mark = self._mark(root)
         if mark and objects.rev(repo, mark) is not None and self.clone.is_ancestor(repo, mark, main):
             return _RulesWalk(root=root, main=mark, trusted=mark, digest=self._rules_digest(repo, mark))
-        return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root))
+        return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root), fresh=True)
 
     def _rules_digest(self, repo: git.Repo, commit: str) -> tuple[str, ...]:
         """The rule files at `commit`, as the ids of their trees and blobs."""

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from promoter.errors import BadInput
 from promoter.gitrepo import GitClone
 from promoter.models import PromotionRequest
 from tests.support.gitops import Origin
@@ -239,7 +240,8 @@ def test_an_old_signed_commit_put_on_main_s_line_by_a_merge_undoes_nothing_unsee
     since). S: signed on main, prod needs two approvals; then N. A person pushes M = O's files with
     parents O and N (a fast-forward). The clone that saw N goes on from there: S's rules stay, O (now on
     main's line) is named as made on older rules; so does a new process of that clone (from its mark).
-    A fresh clone, which cannot tell which line was main, at least never drops S silently."""
+    A fresh clone cannot tell which line was main: it takes no rules (which would judge promotions by
+    O's, whichever order it met them in) and says how to settle it; a signed change on top of main does."""
     origin, keys, root = keyed
     seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
     repo = origin.repo
@@ -263,5 +265,49 @@ def test_an_old_signed_commit_put_on_main_s_line_by_a_merge_undoes_nothing_unsee
     assert seen.rules(later).commit == strict
     again = GitClone(origin.url, seen.plumbing.path.parent, trust_root=root).rules()  # a new process, same cache
     assert again.commit == strict and {old, pushed} & {c.commit for c in again.untrusted}, again
-    fresh = GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
-    assert fresh.commit == strict or strict in {c.commit for c in fresh.untrusted}, fresh
+    fresh = GitClone(origin.url, tmp_path / "fresh", trust_root=root)
+    with pytest.raises(BadInput, match="cannot tell which rules are in force: sign a rules change") as refused:
+        fresh.rules()
+    assert old[:12] in str(refused.value) or strict[:12] in str(refused.value)
+    with pytest.raises(BadInput, match="cannot tell which rules are in force"):  # every worker's, every time
+        fresh.resolve(PromotionRequest(app="demo"))
+    assert seen.rules().commit == strict  # a clone that saw main is not stopped
+    origin.repo.git.pull("-q", "--rebase", "origin", "main")
+    settled = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "two again")
+    assert fresh.rules().commit == settled and seen.rules().commit == settled
+    assert fresh.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required == 2
+
+
+def test_two_rules_prs_signed_on_the_same_rules_stop_a_new_clone_until_signed_again(
+    keyed: tuple[Origin, dict[str, Path], str], tmp_path: Path
+) -> None:
+    """Two rules PRs, each signed on the same trusted revision, both merged (merge commits): the second
+    is made on older rules than the first. The clone that saw the first merged goes on with it and
+    names the second; a new clone, to which this looks like the pushed-merge attack above, takes no
+    rules until the second is signed again on top of main."""
+    origin, keys, root = keyed
+    seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
+    repo = origin.repo
+    repo.git.pull("--quiet", "--rebase", "origin", "main")
+    base = repo.head.commit.hexsha
+    sign = ["-c", "gpg.format=ssh", "-c", f"user.signingkey={keys['platform']}.pub", "commit", "-S", "-q"]
+    for branch, note in (("first-pr", "first"), ("second-pr", "second")):
+        repo.git.checkout("-q", "-b", branch, base)
+        (origin.work / f"policies/{note}.txt").write_text(note)
+        repo.git.add(f"policies/{note}.txt")
+        repo.git.execute(["git", *sign, "-m", f"rules: the {note} PR"])
+    repo.git.checkout("-q", "main")
+    repo.git.merge("--no-ff", "-q", "-m", "Merge the first PR", "first-pr")
+    repo.git.push("--quiet", "origin", "main")
+    first = seen.rules()
+    assert first.commit == repo.head.commit.hexsha and first.untrusted == []
+    repo.git.merge("--no-ff", "-q", "-m", "Merge the second PR", "second-pr")
+    repo.git.push("--quiet", "origin", "main")
+    second = repo.git.rev_parse("second-pr")
+    rules = seen.rules()
+    assert rules.commit == first.commit and second in {c.commit for c in rules.untrusted}, rules
+    fresh = GitClone(origin.url, tmp_path / "fresh", trust_root=root)
+    with pytest.raises(BadInput, match=f"older rules than others it holds \\({second[:12]} "):
+        fresh.rules()
+    again = commit_signed(origin, keys["platform"], {"policies/second.txt": "second, signed again"}, "rules: again")
+    assert fresh.rules().commit == again == seen.rules().commit
