@@ -17,7 +17,7 @@ from activities import classified, classified_errors, glass
 from promoter import holds, names, report
 from promoter.errors import DECISION_EXPIRED, BadInput, TemporaryError
 from promoter.forges import Forge
-from promoter.forges.http import Blocked, PollBudget, counting
+from promoter.forges.http import Blocked, PastDeadline, PollBudget, counting, sent_before
 from promoter.models import (
     ClosePullRequest,
     EnvironmentConfig,
@@ -164,18 +164,11 @@ class ForgeActivities:
     @activity.defn(name="merge_pull_request")
     @classified
     def merge_pull_request(self, req: MergePullRequest) -> MergeResult:
-        if req.not_after is not None and _attempt_time() >= req.not_after:
-            pr = self.forge.get_pull_request(req.number)
-            if pr.state == "merged" and pr.merge_commit:  # an earlier attempt (or a person) merged it: sync it
-                return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
-            if pr.state == "merged":  # merged, its merge commit not known yet: never closed as denied
-                raise TemporaryError(f"PR #{req.number} is merged; its merge commit is not known yet")
-            raise ApplicationError(
-                f"not merged: the policies' decision on PR #{req.number} stood until "
-                f"{req.not_after:%Y-%m-%dT%H:%M:%SZ}; they are asked again first",
-                type=DECISION_EXPIRED,
-                non_retryable=True,
-            )
+        """Merge the PR at its approved head, while the policies' decision stands (`not_after`): the
+        forge is asked nothing after it, not even after a wait it asked for within the attempt."""
+        left = None if req.not_after is None else (req.not_after - _attempt_time()).total_seconds()
+        if left is not None and left <= 0:
+            return self._expired(req)
         expected, method = req.expected_head, req.merge_method
         lift = _LIFT_MERGE.match(req.comment) or glass.MERGE.match(req.comment)
         if lift is not None:  # an approved lift-hold (or break-glass) PR: promoter signs the lift, then merges it
@@ -185,11 +178,30 @@ class ForgeActivities:
             # the signed commit itself must reach main: a merge commit, never a squash
             expected, method = sealed, "merge"
         try:
-            pr = self.forge.merge(req.number, req.comment or None, expected, method)
+            with sent_before(left):
+                pr = self.forge.merge(req.number, req.comment or None, expected, method)
+        except PastDeadline:
+            return self._expired(req)
         except Blocked as e:  # retried under the stage's merge.wait, unless merge.on_blocked is fail
             raise ApplicationError(str(e), type="Blocked", non_retryable=req.fail_when_blocked) from None
         assert pr.merge_commit is not None
         return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+
+    def _expired(self, req: MergePullRequest) -> MergeResult:
+        """A merge asked after the decision it rests on stood: the merge when an earlier request (this
+        attempt's, an earlier one's, a person's) made it, else `DecisionExpired`."""
+        assert req.not_after is not None
+        pr = self.forge.get_pull_request(req.number)
+        if pr.state == "merged" and pr.merge_commit:  # an earlier attempt (or a person) merged it: sync it
+            return MergeResult(number=pr.number, merge_commit=pr.merge_commit)
+        if pr.state == "merged":  # merged, its merge commit not known yet: never closed as denied
+            raise TemporaryError(f"PR #{req.number} is merged; its merge commit is not known yet")
+        raise ApplicationError(
+            f"not merged: the policies' decision on PR #{req.number} stood until "
+            f"{req.not_after:%Y-%m-%dT%H:%M:%SZ}; they are asked again first",
+            type=DECISION_EXPIRED,
+            non_retryable=True,
+        )
 
     def _seal_lift(self, req: MergePullRequest, branch: str) -> str | MergeResult:
         """The commit that lifts the hold an approved lift-hold PR asks to lift, to merge at once: its

@@ -279,7 +279,7 @@ class GitLabForge:
         if attempt < self.api.attempts:
             wait = min(8.0, 0.5 * 2 ** (attempt - 1))
             log.info("merge request !%d: GitLab is still deciding (%s); asking again in %.1fs", number, status, wait)
-            self.api.sleep(wait)
+            self.api.wait(wait, f"merge request !{number}")
 
     def _refusal(self, number: int, data: dict[str, Any], status: str, answer: str) -> Exception:
         """Why GitLab refused the merge, from the merge request's `detailed_merge_status`."""

@@ -34,6 +34,33 @@ _SENT: contextvars.ContextVar[list[int] | None] = contextvars.ContextVar("promot
 REQUEST_GUARD: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
 
 
+_BEFORE: contextvars.ContextVar[float | None] = contextvars.ContextVar("promoter_forge_send_before", default=None)
+
+
+class PastDeadline(TemporaryError):
+    """A request this context did not send: its deadline (`sent_before`) had passed, or would pass
+    during the wait the forge asked for first."""
+
+
+@contextlib.contextmanager
+def sent_before(seconds: float | None) -> Iterator[None]:
+    """No request of this context (a thread, a task) is sent, or sent again after a wait, once `seconds`
+    from now have passed: `PastDeadline` instead (None: no deadline). A merge judged by a decision that
+    stands until a freeze begins must not land inside it after a `Retry-After` or a "checking" wait."""
+    token = _BEFORE.set(None if seconds is None else time.monotonic() + seconds)
+    try:
+        yield
+    finally:
+        _BEFORE.reset(token)
+
+
+def _before(label: str, wait: float = 0.0) -> None:
+    """`PastDeadline` when this context's deadline has passed, or will have after `wait` seconds."""
+    before = _BEFORE.get()
+    if before is not None and time.monotonic() + wait >= before:
+        raise PastDeadline(f"{label}: not sent, its deadline passes first")
+
+
 class Unauthorized(PermanentError):
     """401/403 that no retry will fix: a bad token or a missing scope or permission."""
 
@@ -226,6 +253,7 @@ class ApiClient:
         label = f"{self.name} {method} {urllib3.util.parse_url(url).path}"
         last = ""
         for attempt in range(1, self.attempts + 1):
+            _before(label)
             try:
                 with REQUEST_GUARD():
                     raw = self._pool.request(
@@ -314,7 +342,13 @@ class ApiClient:
             return
         wait = hint or min(8.0, 0.25 * 2 ** (attempt - 1))  # no (or a zero) hint: exponential backoff
         log.info("%s: retrying in %.2fs (attempt %d of %d)", label, wait, attempt + 1, self.attempts)
-        self.sleep(wait)
+        self.wait(wait, label)
+
+    def wait(self, seconds: float, label: str) -> None:
+        """Wait before asking again; `PastDeadline` at once when the wait would end past this context's
+        deadline (`sent_before`)."""
+        _before(label, seconds)
+        self.sleep(seconds)
 
     def _sorted(self, resp: Response, label: str, what: str) -> PermanentError:
         message = _message(resp)
