@@ -577,32 +577,39 @@ class GrpcPromotions:
                 raise PromoterError(f"{workflow_id} did not open its PR within {timeout_s:g} s; is a worker running?")
             await asyncio.sleep(0.1)
 
-    async def cancel(self, workflow_id: str, timeout_s: float = 60.0) -> PromotionStatus | None:
-        """Cancel a running promotion and wait for it to close its PRs: its final status (`closed`), or
-        None when it has not closed within `timeout_s`."""
-        await self.client.get_workflow_handle(workflow_id).cancel()
-        return await self.closed(workflow_id, timeout_s)
+    async def cancel(self, execution: promotions.Execution, timeout_s: float = 60.0) -> PromotionStatus | None:
+        """Cancel a running promotion's run and wait for it to close its PRs: its final status (`closed`),
+        or None when it has not closed within `timeout_s`."""
+        await self.client.get_workflow_handle(execution.id, run_id=execution.run_id).cancel()
+        return await self.closed(execution, timeout_s)
 
-    async def closed(self, workflow_id: str, timeout_s: float = 60.0) -> PromotionStatus | None:
-        """The run's final status once it closes, or None when it has not within `timeout_s`: its result
-        when it completed (a cancel that came too late); else the `status` query, given `QUERY_TIMEOUT_S`
-        (a closed run's answer is a worker's replay of its whole history, which no worker may give);
-        else `unanswered_close`, from its description."""
-        handle = self.client.get_workflow_handle(workflow_id, result_type=PromotionStatus)
+    async def closed(self, execution: promotions.Execution, timeout_s: float = 60.0) -> PromotionStatus | None:
+        """That run's final status once it closes (a newer run of the ID is not asked), or None when it
+        has not within `timeout_s`: its result when it completed (a cancel that came too late); else the
+        `status` query, given `QUERY_TIMEOUT_S` (a closed run's answer is a worker's replay of its whole
+        history, which no worker may give; a run that closed without an outcome is `failed`, saying why);
+        else `unanswered_close`, from how the run closed."""
+        wid, run_id = execution.id, execution.run_id
+        handle = self.client.get_workflow_handle(wid, run_id=run_id, result_type=PromotionStatus)
         try:
             done: PromotionStatus = await asyncio.wait_for(handle.result(), timeout=timeout_s)
             return done
         except TimeoutError:
             return None
-        except WorkflowFailureError:  # cancelled, failed or terminated: no result of its own
-            pass
+        except WorkflowFailureError as e:  # cancelled, failed or terminated: no result of its own
+            why = failure_message(e)
         try:
-            return await self._query(handle)
-        except (RPCError, WorkflowQueryFailedError):
-            execution = await self.describe(workflow_id)
-            if execution is None:
-                raise PromoterError(f"promotion {workflow_id} is gone (deleted as it closed)") from None
-            return promotions.unanswered_close(execution)
+            return promotions.ended(await self._query(handle), why)
+        except (RPCError, WorkflowQueryFailedError):  # no worker answered
+            try:
+                desc = await handle.describe()
+            except RPCError as e:
+                raise PromoterError(f"{wid} closed, but Temporal did not describe it: {e.message}") from None
+            closed = promotions.Execution(
+                id=wid, run_id=run_id, status=desc.status.name if desc.status else "", task_queue="",
+                memo=dict(await desc.memo()),
+            )  # fmt: skip
+            return promotions.unanswered_close(closed)
 
     async def listing(self, query: str, page_size: int = 1000) -> AsyncIterator[promotions.Listed]:
         async for wf in self.client.list_workflows(query, page_size=page_size):

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
+from promoter import errors
 from promoter.errors import BadInput
 
 BEFORE = timedelta(days=1)  # the horizon expanded around a check's time: a day before it
@@ -78,6 +79,8 @@ def parse(text: str, path: str) -> Any:
         raise BadInput(f"policies/{path} is larger than {MAX_BYTES} bytes; keep a calendar smaller")
     try:
         cal = icalendar.Calendar.from_ical(text)
+    except errors.PASS_THROUGH:
+        raise
     except Exception as e:  # noqa: BLE001 - the library's errors vary; each is the file's problem
         raise BadInput(f"policies/{path} cannot be read as an iCalendar file: {_line(e)}") from None
     if not isinstance(cal, icalendar.Calendar):
@@ -119,6 +122,8 @@ def _expand(cal: Calendar, at: datetime) -> list[dict[str, Any]]:
                 )
         return found
     except BadInput:
+        raise
+    except errors.PASS_THROUGH:
         raise
     except Exception as e:  # noqa: BLE001 - a broken property surfaces as the events are expanded
         raise BadInput(f"{cal.file} cannot be read as an iCalendar file: {_line(e)}") from None

@@ -8,6 +8,13 @@ non-retryable `ApplicationError` of the same type name, and let everything else 
 # the workflow asks the policies again and merges only if they still allow it
 DECISION_EXPIRED = "DecisionExpired"
 
+# What no broad handler on a check's way may turn into an answer (a denial, a finding, "not loaded"): each
+# such `except Exception` re-raises these first, read as `errors.PASS_THROUGH` when the exception is
+# matched. `promoter worker` sets the SDK's cancel of an activity, itself an Exception, which the request
+# guards make land in the middle of error handling: a cancelled check ends cancelled. Empty elsewhere
+# (the CLI's own checks stay fail-closed on anything).
+PASS_THROUGH: tuple[type[BaseException], ...] = ()
+
 
 class PromoterError(Exception):
     """Something a person got wrong (input, configuration). The message says what to fix."""

@@ -36,6 +36,7 @@ from typing import Any, Literal
 import jsonschema
 from referencing import Registry, Resource
 
+from promoter import errors
 from promoter.errors import BadInput
 
 Kind = Literal["invalid", "removed", "deprecated", "unvalidated"]
@@ -420,6 +421,8 @@ def _errors(where: str, validator: Any, obj: dict[str, Any]) -> list[Finding]:
         return [Finding("invalid", where, "", validator.message)]
     try:
         return [f for error in validator.iter_errors(obj) for f in _findings(where, error)]
+    except errors.PASS_THROUGH:  # never a finding (nor one cached for the object's later checks)
+        raise
     except Exception as e:  # noqa: BLE001 - a schema the validator cannot apply ($ref to nowhere): fail closed
         return [Finding("invalid", where, "", f"its schema could not be applied: {str(e).splitlines()[0][:200]}")]
 

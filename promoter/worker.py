@@ -45,7 +45,7 @@ from activities.promotions import PromotionActivities
 from activities.repository import GitActivities
 from activities.revert import RevertActivities
 from activities.verify import VerifyActivities
-from promoter import heap
+from promoter import errors, heap
 from promoter import policy as policy_engines
 from promoter.cluster import resources
 from promoter.errors import BadInput
@@ -129,7 +129,7 @@ objects.READ_GUARD = _cancel_held
 resources.CALL_GUARD = _cancel_held  # a request to a cluster's API server, and the reading of its answer
 forge_http.REQUEST_GUARD = _cancel_held  # a request to a forge's API, and the reading of its answer
 policy_engines.REQUEST_GUARD = _cancel_held  # a request to a policy server (the opa backend's), and its answer
-policy_engines.PASS_THROUGH = (CancelledError,)  # a cancelled policy check ends cancelled, never as a denial
+errors.PASS_THROUGH = (CancelledError,)  # a cancelled check ends cancelled, never as a denial or a finding
 
 
 def losing_a_worker() -> dict[str, Any]:

@@ -30,7 +30,7 @@ from promoter.settings import Settings
 
 if TYPE_CHECKING:
     from promoter.models import Decision
-    from promoter.promotions import Listed, Promotions
+    from promoter.promotions import Execution, Listed, Promotions
 
 DRIFT_ROWS = 50  # the newest drift checks `status` reads (one page), for the latest of each environment
 # its formats are in docs/cli.md (the README shows none)
@@ -254,13 +254,14 @@ async def _signed(promotions: Promotions, wid: str, d: Decision, update: str, ke
     return d.model_copy(update={"statement": text, "signature": signature})
 
 
-async def _require_running(promotions: Promotions, wid: str) -> None:
+async def _require_running(promotions: Promotions, wid: str) -> Execution:
     execution = await promotions.describe(wid)
     if execution is None:
         raise PromoterError(f"no promotion {wid}; `promoter list` shows the promotions")
     if execution.status != "RUNNING":
         state = execution.memo.get("state") or execution.status.lower()
         raise PromoterError(f"promotion {wid} has already ended ({state}); start a new one with `promoter promote`")
+    return execution
 
 
 @app.command()
@@ -276,8 +277,7 @@ async def _cancel(s: Settings, promotion: str, as_json: bool = False) -> int:
 
     wid = promotion_id(promotion)
     promotions = GrpcPromotions(await client(s))
-    await _require_running(promotions, wid)
-    final = await promotions.cancel(wid, timeout_s=60)
+    final = await promotions.cancel(await _require_running(promotions, wid), timeout_s=60)
     if final is None:
         err.print(f"{wid}: cancel requested; the workflow has not finished closing its PRs yet")
         return 1

@@ -20,7 +20,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from promoter import schemas, yamlsafe
+from promoter import errors, schemas, yamlsafe
 from promoter.errors import BadInput, TemporaryError
 from promoter.models import EnvironmentConfig, PolicyDecision, PolicyViolation
 
@@ -31,10 +31,6 @@ DECISION = "data.promoter.decision"
 # lock would leave it taken for every later request. Here, not in the backend's module, so that the
 # worker sets it without importing a backend it may not use.
 REQUEST_GUARD: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext
-# What no handler of a policy check may turn into an answer (a denial, "not loaded"), re-raised ahead of
-# every broad `except Exception`: `promoter worker` sets the SDK's cancel, itself an Exception, which the
-# guard above makes land in the middle of a backend's error handling. A cancelled check ends cancelled.
-PASS_THROUGH: tuple[type[BaseException], ...] = ()
 _META_LINE = re.compile(r"^\s*#\s?(.*)$")
 _RULE_HEAD = re.compile(r"^([a-z_][a-zA-Z0-9_]*)\b")
 
@@ -474,7 +470,7 @@ def decide(engine: PolicyEngine, bundle: PolicyBundle, input_doc: dict[str, Any]
         )
     except EngineFault:
         raise
-    except PASS_THROUGH:
+    except errors.PASS_THROUGH:
         raise
     except Exception as e:  # noqa: BLE001 - fail closed on anything
         return PolicyDecision(

@@ -22,7 +22,6 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from promoter import policy
 from promoter.policy import DECISION, EngineFault, PolicyBundle, clean_error, register
 
 
@@ -39,8 +38,6 @@ def _compile(modules: dict[str, str], data: dict[str, Any]) -> Any:
     for path, text in sorted(modules.items()):
         try:
             engine.add_policy(f"policies/{path}", text)
-        except policy.PASS_THROUGH:
-            raise
         except Exception as e:  # noqa: BLE001 - the engine's own errors, made one line naming the file
             raise PolicyLoadError(f"policies/{path}: {clean_error(e)}") from None
     engine.add_data(data)
@@ -255,8 +252,6 @@ class InProcessEngine:
         engine.set_input_json(json.dumps(input_doc))
         try:
             result: dict[str, Any] = json.loads(engine.eval_rule_as_json(DECISION))
-        except policy.PASS_THROUGH:
-            raise
         except Exception as e:  # noqa: BLE001 - a policy error: the caller denies, naming it
             raise RuntimeError(clean_error(e)) from None
         return result

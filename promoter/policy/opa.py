@@ -68,7 +68,7 @@ from urllib.parse import quote, urlsplit
 import requests
 from opa_client import OpaClient
 
-from promoter import policy
+from promoter import errors, policy
 from promoter.errors import BadInput
 from promoter.policy import DECISION, PolicyBundle, register
 
@@ -381,7 +381,7 @@ class OpaEngine:
             ) from None
         except (RuntimeError, BadInput):
             raise
-        except policy.PASS_THROUGH:
+        except errors.PASS_THROUGH:
             raise
         except Exception as e:  # noqa: BLE001 - say where, never the token
             raise RuntimeError(f"OPA at {self.url}: {_describe(e)}") from None
@@ -398,7 +398,7 @@ class OpaEngine:
             pass  # removed again already: the first evaluation pushes it
         except (RuntimeError, BadInput):
             raise
-        except policy.PASS_THROUGH:
+        except errors.PASS_THROUGH:
             raise
         except Exception as e:  # noqa: BLE001 - any transport or API failure becomes one line naming the server
             raise RuntimeError(f"OPA at {self.url}: {_describe(e)}") from None
@@ -489,7 +489,7 @@ class OpaEngine:
         """The revision the server holds under the layout's key, whole (None: not loaded)."""
         try:
             found = self.client.get_data(f"{ANSWERS}/{layout.key}/revision")
-        except policy.PASS_THROUGH:
+        except errors.PASS_THROUGH:
             raise
         except Exception:  # noqa: BLE001 - anything but an answer: push, which says what is wrong
             return None
@@ -502,7 +502,7 @@ class OpaEngine:
             self.client.update_or_create_data(
                 {"revision": layout.revision, "used_at": time.time()}, f"{REGISTRY}/{layout.key}"
             )
-        except policy.PASS_THROUGH:
+        except errors.PASS_THROUGH:
             raise
         except Exception:  # noqa: BLE001 - housekeeping: at worst the revision is removed and pushed again
             pass
@@ -526,7 +526,7 @@ class OpaEngine:
             )
             try:
                 self._remove_old(layout)
-            except policy.PASS_THROUGH:
+            except errors.PASS_THROUGH:
                 raise
             except Exception:  # noqa: BLE001 - removing is housekeeping: the next push tries again
                 pass
@@ -543,7 +543,7 @@ class OpaEngine:
                     op(policy_id)
                 except (requests.ConnectionError, requests.Timeout):
                     raise
-                except policy.PASS_THROUGH:
+                except errors.PASS_THROUGH:
                     raise
                 except Exception as e:  # noqa: BLE001 - a refusal: perhaps only for now
                     refused.append((policy_id, e))
@@ -574,7 +574,7 @@ class OpaEngine:
                 self.client.delete_policy(_id(answer))
             try:
                 self.client.delete_data(f"{NAMESPACE}/{key}")
-            except policy.PASS_THROUGH:
+            except errors.PASS_THROUGH:
                 raise
             except Exception:  # noqa: BLE001 - already gone
                 pass

@@ -18,7 +18,7 @@ from temporalio.worker import UnsandboxedWorkflowRunner, Worker
 
 from promoter.api import GrpcPromotions
 from promoter.models import PromotionState, PromotionStatus
-from promoter.promotions import STATUS_QUERY
+from promoter.promotions import STATUS_QUERY, Execution
 
 
 @workflow.defn(name="WaitsAtItsGate")
@@ -52,9 +52,14 @@ async def test_a_cancelled_run_no_worker_answers_for_is_reported_from_its_descri
             raise AssertionError("a cancelled run has no result")
         except WorkflowFailureError:
             pass
-    # the worker that closed it has stopped: nobody replays the run for the query
-    final = await GrpcPromotions(client).closed(wid, timeout_s=10)
+    # the worker that closed it has stopped: nobody replays the run for the query; and a newer run of the
+    # same ID (a `promote --supersede` waiting for this close) has started: it is not the one reported
+    newer = await client.start_workflow(WaitsAtItsGate.run, id=wid, task_queue=queue, memo=memo)
+    assert newer.result_run_id != handle.result_run_id
+    cancelled = Execution(id=wid, run_id=str(handle.result_run_id), status="RUNNING", task_queue=queue, memo=memo)
+    final = await GrpcPromotions(client).closed(cancelled, timeout_s=10)
     assert final is not None
     assert (final.id, final.app, final.commit, final.state) == (wid, "demo", "c" * 40, PromotionState.CANCELLED)
     assert final.run_id == handle.result_run_id
+    await newer.terminate("the test's own")
     assert "no worker answered" in final.message and f"promoter status {wid}" in final.message

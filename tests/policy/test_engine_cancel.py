@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
+import pytest
 from temporalio.exceptions import CancelledError
 from temporalio.testing import ActivityEnvironment
 
-import promoter.worker  # noqa: F401 - the worker's policy.PASS_THROUGH, as `promoter worker` sets it
+import promoter.worker  # noqa: F401 - the worker's errors.PASS_THROUGH, as `promoter worker` sets it
+from promoter import calendars, schemas
 from promoter.policy import PolicyBundle, decide
 from promoter.policy.embedded import EmbeddedEngine
 
@@ -96,3 +99,46 @@ def test_a_cancelled_check_ends_cancelled_never_as_a_denial() -> None:
         assert isinstance(outcome[0], CancelledError), f"a cancelled check answered {outcome[0]!r}"
     finally:
         engine.close()
+
+
+def _cancelled(*_: object, **__: object) -> Any:
+    """What the SDK raises into an activity's thread at any point: here, mid-step."""
+    raise CancelledError()
+
+
+def test_a_cancel_inside_a_schema_check_is_neither_a_finding_nor_remembered(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The schema gate's broad handler (a schema the validator cannot apply is a finding) took the cancel
+    for one, and the object's findings are remembered for its later checks: every later check of that
+    object on the worker denied it, "its schema could not be applied: Cancelled"."""
+    obj = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "x", "namespace": "d"}, "data": {"a": "b"}}
+    version = schemas.shipped()[-1]
+    schemas._CHECKED.clear()
+
+    class Cancelling:
+        iter_errors = staticmethod(_cancelled)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(schemas.Catalog, "validator", lambda *_: Cancelling())
+        with pytest.raises(CancelledError):
+            schemas.check([obj], version)
+    assert schemas.check([obj], version) == []  # checked again, clean
+
+
+def test_a_cancel_while_a_freeze_calendar_is_expanded_is_no_denial(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A calendar that cannot be expanded is bad input, which `decide` denies; the cancel is not."""
+    monkeypatch.setattr(calendars, "_occurrences", _cancelled)
+    bundle = PolicyBundle(
+        modules={}, data={}, metadata={}, calendars=(calendars.Calendar("policies/f.ics", None, object()),)
+    )
+
+    class Allowing:
+        name = "allowing"
+
+        def evaluate(self, bundle: PolicyBundle, input_doc: dict[str, Any]) -> dict[str, Any]:
+            return {"allow": True}
+
+        def warm(self, bundle: PolicyBundle) -> None:
+            pass
+
+    with pytest.raises(CancelledError):
+        decide(Allowing(), bundle, {"promotion": {"evaluated_at": "2026-12-04T10:00:00Z"}})
