@@ -34,16 +34,15 @@ OLDER_RULES = "it changes older rules than the trusted ones; rebase it on main a
 MARK_FILE = "promoter-trusted"  # beside the clone: the last trusted rules revision found, and its root
 
 
-def _ambiguous(older: RuleChange) -> str:
-    """Why a walk from the root takes no rules: two lines of signed rule changes meet on main, and a clone
-    with no record of main (new, or main was force-pushed) cannot tell which one main was. A merge pushed
-    with an old signed commit as its first parent makes the old line look like main's; taking it would
-    judge promotions by the older rules, so nothing is taken until a person settles it."""
+def _ambiguous(left: RuleChange) -> str:
+    """Why a walk takes no rules: since main as this clone last saw it (nothing, when new or after main was
+    rewritten), two lines of changes signed by trusted keys meet on main; a merge pushed with an old
+    signed commit as its first parent makes the old line look like main's, and either may be it."""
     return (
-        f"main holds a signed rules change made on older rules than others it holds ({older.commit[:12]} by "
-        f"{older.author}), and this clone has no record of which line was main (a new clone, or main was "
-        "rewritten), so it cannot tell which rules are in force: sign a rules change made on top of main, "
-        "or pin PROMOTER_TRUST_ROOT to a commit of main whose rules you trust"
+        f"main holds signed rules changes on two lines since this clone last saw it, and the one it would "
+        f"take leaves out {left.commit[:12]} by {left.author} ({left.reason}), so it cannot tell which rules "
+        "are in force: sign a rules change made on top of main, or pin PROMOTER_TRUST_ROOT to a commit of "
+        "main whose rules you trust"
     )
 
 
@@ -62,14 +61,56 @@ class _RulesWalk:
     main: str
     trusted: str
     digest: tuple[str, ...]
+    base: str = ""  # the commit that brought the trusted rules in (`trusted` may be a newer name for them)
     untrusted: list[RuleChange] = field(default_factory=list)
     more: int = 0
-    fresh: bool = False  # it began at the root: no earlier walk, no mark of this clone
-    older: RuleChange | None = None  # a signed change left out as made on older rules, since `trusted`
+    # this call's: where it began, trust/'s trees it took in (-> a revision with each), and the changes
+    # signed by a key one of those trusted that it did not take (`_signed_elsewhere`)
+    start: str = ""
+    vouchers: dict[str, str] = field(default_factory=dict)
+    left_out: list[RuleChange] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.base = self.base or self.trusted
 
     def copy(self) -> _RulesWalk:
-        """This walk, to go on from: what it reached is on record now, so no longer fresh."""
-        return dataclasses.replace(self, untrusted=list(self.untrusted), fresh=False)
+        """What this walk reached, to go on from."""
+        return dataclasses.replace(self, untrusted=list(self.untrusted), start="", vouchers={}, left_out=[])
+
+
+class _Mark:
+    """The last trusted revision a clone found from a root, and the commit that brought its rules in,
+    kept beside it (`.git/promoter-trusted`), so that a new process goes on from it as this one would."""
+
+    def __init__(self, clone: Clone) -> None:
+        self.clone = clone
+
+    def read(self, root: str) -> tuple[str, str]:
+        """(the revision, its base); ("", "") when there is none for `root`."""
+        try:
+            marked_root, mark, *base = (self.clone.path / ".git" / MARK_FILE).read_text().split()
+        except (OSError, ValueError):
+            return "", ""
+        base = base[:1] or [mark]  # a mark written before the base was kept: the revision itself
+        if marked_root != root or not all(objects.SHA.fullmatch(sha) for sha in (mark, *base)):
+            return "", ""
+        return mark, base[0]
+
+    def save(self, repo: git.Repo, walk: _RulesWalk) -> None:
+        """Keep `walk.trusted` as the mark, forward only: over a mark it reaches on from, or one main no
+        longer reaches (a force-push)."""
+        mark, _ = self.read(walk.root)
+        if mark == walk.trusted:
+            return
+        if (
+            not mark
+            or self.clone.is_ancestor(repo, mark, walk.trusted)
+            or not self.clone.is_ancestor(repo, mark, walk.main)
+        ):
+            path = self.clone.path / ".git" / MARK_FILE
+            tmp = path.with_name(f"{MARK_FILE}.{threading.get_ident()}.tmp")
+            tmp.write_text(f"{walk.root} {walk.trusted} {walk.base}\n")
+            tmp.replace(path)
 
 
 class TrustedRules:
@@ -78,6 +119,7 @@ class TrustedRules:
     def __init__(self, clone: Clone, trust_root: str | None = None) -> None:
         self.clone = clone
         self.trust_root = trust_root  # None: main's rule files are used as they stand (see rules())
+        self.mark = _Mark(clone)
         self._rules: dict[str, RulesRevision] = {}  # main's commit -> its trusted rules revision
         self._walks: list[_RulesWalk] = []  # where rules() reached on recent mains, to go on from
         self._trusts: dict[str, Trust] = {}  # trust/ at a few trusted revisions
@@ -108,12 +150,14 @@ class TrustedRules:
                 f"{self.clone.url}; pin a commit of {MAIN} whose rule files you trust"
             )
         walk = self._walk_from(repo, root, main)
+        walk.start, walk.vouchers = walk.main, {self._trust_tree(repo, walk.base): walk.base}
         self._follow(repo, walk, main)
         walk.main = main
-        if walk.fresh and walk.older is not None:
-            raise BadInput(_ambiguous(walk.older))
+        unsettled = [c for c in walk.left_out if not self.clone.is_ancestor(repo, c.commit, walk.base)]
+        if unsettled:
+            raise BadInput(_ambiguous(unsettled[0]))
         if main == current:  # an older main asked (a branch's base, a merge's trust revision) moves nothing on
-            self._save_mark(repo, walk)
+            self.mark.save(repo, walk)
             self._walks = [*self._walks[-7:], walk.copy()]
         undone = self._rules_digest(repo, main) == walk.digest  # what was changed unsigned has been changed back
         return self._remember(
@@ -125,31 +169,6 @@ class TrustedRules:
                 more_untrusted=0 if undone else walk.more,
             ),
         )
-
-    def _mark(self, root: str) -> str:
-        """The last trusted revision this clone found from `root` ("": none), kept beside it
-        (`.git/promoter-trusted`), so that a new process goes on from it as this one would."""
-        try:
-            marked_root, mark = (self.clone.path / ".git" / MARK_FILE).read_text().split()
-        except (OSError, ValueError):
-            return ""
-        return mark if marked_root == root and objects.SHA.fullmatch(mark) else ""
-
-    def _save_mark(self, repo: git.Repo, walk: _RulesWalk) -> None:
-        """Keep `walk.trusted` as the mark, forward only: over a mark it reaches on from, or one main no
-        longer reaches (a force-push)."""
-        mark = self._mark(walk.root)
-        if mark == walk.trusted:
-            return
-        if (
-            not mark
-            or self.clone.is_ancestor(repo, mark, walk.trusted)
-            or not self.clone.is_ancestor(repo, mark, walk.main)
-        ):
-            path = self.clone.path / ".git" / MARK_FILE
-            tmp = path.with_name(f"{MARK_FILE}.{threading.get_ident()}.tmp")
-            tmp.write_text(f"{walk.root} {walk.trusted}\n")
-            tmp.replace(path)
 
     def trust(self, rev: str) -> Trust:
         """`trust/allowed_signers` and `trust/revoked_keys` at `rev` (a commit of main)."""
@@ -229,15 +248,17 @@ class TrustedRules:
                 walk.trusted = commit if on_line else walk.trusted  # the same rules: a newer name for them
                 continue
             reason = self._vouched(repo, commit, walk.trusted, here)
-            if reason is None and not self.clone.is_ancestor(repo, walk.trusted, commit):  # on the line, too:
+            if reason is None and not self.clone.is_ancestor(repo, walk.base, commit):  # on the line, too:
                 # a merge pushed with an older signed commit as its first parent puts it on main's line
                 reason = OLDER_RULES
             if reason is None:  # took in all before it
-                walk.trusted, walk.digest, walk.untrusted, walk.more, walk.older = commit, here, [], 0, None
+                walk.trusted = walk.base = commit
+                walk.digest, walk.untrusted, walk.more = here, [], 0
+                walk.vouchers.setdefault(self._trust_tree(repo, commit), commit)
                 continue
             change = RuleChange(commit=commit, author=_cut(commits.author(repo, commit), 120), reason=_cut(reason, 300))
-            if reason == OLDER_RULES and walk.older is None:
-                walk.older = change
+            if self._signed_elsewhere(repo, walk, commit, reason):
+                walk.left_out.append(change)
             if len(walk.untrusted) < MAX_UNTRUSTED_SHOWN:
                 walk.untrusted.append(change)
             else:
@@ -249,7 +270,7 @@ class TrustedRules:
 
     def _walk_from(self, repo: git.Repo, root: str, main: str) -> _RulesWalk:
         """Where to go on following main from: the newest earlier walk whose main `main` reaches, else the
-        last trusted revision this clone found (`_mark`) when `main` reaches it, else the trust root. Going
+        last trusted revision this clone found (`_Mark`) when `main` reaches it, else the trust root. Going
         on from what was seen, whatever main's first-parent line now says, is what keeps a merge pushed
         with an older first parent (a fast-forward that puts an old line, or an old signed commit, on
         main's line) from undoing the signed changes since: they were taken in, and the commits after
@@ -257,10 +278,31 @@ class TrustedRules:
         for walk in reversed(self._walks):
             if walk.root == root and self.clone.is_ancestor(repo, walk.main, main):
                 return walk.copy()
-        mark = self._mark(root)
+        mark, base = self.mark.read(root)
         if mark and objects.rev(repo, mark) is not None and self.clone.is_ancestor(repo, mark, main):
-            return _RulesWalk(root=root, main=mark, trusted=mark, digest=self._rules_digest(repo, mark))
-        return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root), fresh=True)
+            base = base if objects.rev(repo, base) is not None else mark
+            return _RulesWalk(root=root, main=mark, trusted=mark, digest=self._rules_digest(repo, mark), base=base)
+        return _RulesWalk(root=root, main=root, trusted=root, digest=self._rules_digest(repo, root))
+
+    def _trust_tree(self, repo: git.Repo, commit: str) -> str:
+        found = self.clone.entry(repo, commit, "trust")
+        return found.sha if found is not None else ""
+
+    def _signed_elsewhere(self, repo: git.Repo, walk: _RulesWalk, commit: str, reason: str) -> bool:
+        """Whether a rule change the walk did not take is signed by a key that rules it took in trusted
+        (today's: made on older rules; an earlier trust/'s: a line whose trust/ went another way), made
+        after main as this clone last saw it (`walk.start`; before it, what the clone saw settles it).
+        An unsigned or a break-glass change is no one's signed rules."""
+        if not self.clone.is_ancestor(repo, walk.start, commit):
+            return False
+        if reason == OLDER_RULES:
+            return True
+        if reason == "unsigned" or self._adds_break_glass(repo, walk.trusted, commit):
+            return False
+        return any(
+            self._signed_by_rules_key(repo, commit, self._trust_cached(repo, rev)) is None
+            for rev in walk.vouchers.values()
+        )
 
     def _rules_digest(self, repo: git.Repo, commit: str) -> tuple[str, ...]:
         """The rule files at `commit`, as the ids of their trees and blobs."""

@@ -1,0 +1,153 @@
+"""Two lines of signed rule changes on main: a clone takes the rules of neither when it cannot tell which
+line was main, and goes on when it can.
+
+A person who can push to main, and holds old commits a trusted key signed (a closed rules PR, a PR's
+commits from before a rebase), can push a fast-forward merge that puts them on main's first-parent
+line, beside the signed changes main really took. A clone that saw main after those changes goes on
+from them. One that did not (a new clone, one whose last look was before them, any after main was
+rewritten) cannot tell the lines apart: whichever it took might be the old one, so it takes none and
+says how to settle it (tests/git/test_trusted_rules.py has the single old commit of the same kind).
+Each case with the index of main and by git alone. Found by review: a closed PR of two signed commits,
+an old commit that rotates the platform key, and a clone that had not yet seen the newer line each got
+older rules past the first version of this check; a feature branch merged after a signed change made a
+rules PR signed on that change count as made on older rules."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from promoter.errors import BadInput
+from promoter.gitrepo import GitClone
+from promoter.models import PromotionRequest
+from tests.git.test_trusted_rules import fast_forward_merge, prod_yaml
+from tests.support.gitops import Origin
+from tests.support.keys import commit_signed, keygen
+
+UNSETTLED = "signed rules changes on two lines since this clone last saw it"
+
+
+@pytest.fixture(params=[True, False], ids=["index", "git"])
+def keyed(
+    request: pytest.FixtureRequest,
+    origin_factory: Callable[..., Origin],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> tuple[Origin, dict[str, Path], dict[str, str], str]:
+    """An origin whose trust/allowed_signers lists platform for git (its main then is the trust root)."""
+    from promoter.git import index
+
+    if not request.param:
+        monkeypatch.setattr(index, "view", lambda *_: None)
+    keys = {name: tmp_path / name for name in ("platform", "platform2", "promoter")}
+    public = {name: keygen(path) for name, path in keys.items()}
+    origin = origin_factory()
+    allowed = f'platform namespaces="git" {public["platform"]}\npromoter namespaces="git" {public["promoter"]}\n'
+    root = origin.commit({"trust/allowed_signers": allowed}, "trust: who signs rule changes")
+    return origin, keys, public, root
+
+
+def closed_pr(origin: Origin, key: Path, base: str, changes: list[tuple[dict[str, str], str]]) -> list[str]:
+    """Signed commits on a branch from `base`, never merged; their shas."""
+    repo, made = origin.repo, []
+    repo.git.checkout("-q", "-b", f"closed-{len(changes)}-{base[:7]}", base)
+    for files, message in changes:
+        for rel, text in files.items():
+            (origin.work / rel).parent.mkdir(parents=True, exist_ok=True)
+            (origin.work / rel).write_text(text)
+            repo.git.add(rel)
+        repo.git.execute(["git", "-c", "gpg.format=ssh", "-c", f"user.signingkey={key}.pub", "commit", "-S", "-q",
+                          "-m", message])  # fmt: skip
+        made.append(repo.head.commit.hexsha)
+    repo.git.checkout("-q", "main")
+    return made
+
+
+def required(clone: GitClone) -> int:
+    return clone.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required
+
+
+def test_an_old_signed_chain_on_main_s_line_takes_in_nothing_unseen(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """A closed PR of two signed commits O1, O2 made on the root; main: S (signed: prod needs two), N.
+    Pushed: K = S's files with parents O1 and N, then M = O2's files with parents K and O2. A new
+    clone met O1, left S out as made on older rules, then took O2 on top of O1: prod needed one again,
+    and nothing was named. It takes nothing now; the clone that saw N keeps S's rules."""
+    origin, keys, _, root = keyed
+    o1, o2 = closed_pr(
+        origin, keys["platform"], root, [({"policies/a.txt": "a"}, "O1"), ({"policies/a.txt": "b"}, "O2")]
+    )
+    seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    main = origin.bump(tag="5.0.0")
+    assert seen.rules(main).commit == strict
+    k = fast_forward_merge(origin, strict, o1, main, "K")
+    fast_forward_merge(origin, o2, k, o2, "M")
+    with pytest.raises(BadInput, match=UNSETTLED):
+        GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
+    assert required(seen) == 2 and seen.rules().untrusted != []  # M, K: named, not used
+    assert required(GitClone(origin.url, seen.plumbing.path.parent, trust_root=root)) == 2  # its mark, a new process
+
+
+def test_an_old_signed_key_rotation_on_main_s_line_takes_in_nothing_unseen(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """O, a closed PR made on the root and signed by platform, lists platform2 instead. Pushed after S:
+    M = O's files with parents O and N. Taking O first, a new clone judged S by O's trust/, found its
+    key unknown (not 'older rules') and kept O's rules; S is signed by a key the root trusted, so the
+    two lines are told apart by nothing here either: nothing is taken."""
+    origin, keys, public, root = keyed
+    allowed = (origin.work / "trust/allowed_signers").read_text().replace(public["platform"], public["platform2"])
+    (rotation,) = closed_pr(origin, keys["platform"], root, [({"trust/allowed_signers": allowed}, "O: rotate")])
+    commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    main = origin.bump(tag="6.0.0")
+    fast_forward_merge(origin, rotation, rotation, main, "M")
+    with pytest.raises(BadInput, match=UNSETTLED):
+        GitClone(origin.url, tmp_path / "fresh", trust_root=root).rules()
+    assert GitClone(origin.url, tmp_path / "settled", trust_root=main).rules().commit == main  # a newer root settles it
+
+
+def test_a_clone_that_had_not_seen_the_newer_line_takes_in_nothing_either(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """The clone last saw main at the root. S lands and the merge putting O on main's line is pushed
+    before the clone looks again: in this process and from its mark, it takes nothing."""
+    origin, keys, _, root = keyed
+    (old,) = closed_pr(origin, keys["platform"], root, [({"policies/a.txt": "old"}, "O")])
+    stale = GitClone(origin.url, tmp_path / "stale", trust_root=root)
+    assert stale.rules().commit == root
+    commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    fast_forward_merge(origin, old, old, origin.bump(tag="7.0.0"), "M")
+    for clone in (stale, GitClone(origin.url, tmp_path / "stale", trust_root=root)):
+        with pytest.raises(BadInput, match=UNSETTLED):
+            clone.rules()
+
+
+def test_a_rules_pr_signed_on_main_is_taken_after_a_feature_branch_merged_beside_it(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """A feature branch from the root, no rule file touched, merged after S (the merge G has S's rules);
+    then P, a rules PR signed on top of S, merged. G was a newer name for S's rules, and P, not made on
+    top of G, was left out as made on older rules (by every clone, and new ones stopped): it is taken."""
+    origin, keys, _, root = keyed
+    repo = origin.repo
+    seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
+    repo.git.checkout("-q", "-b", "feature", root)
+    deployment = origin.work / "environments/dev/demo/deployment.yaml"
+    deployment.write_text(deployment.read_text() + "\n# feature\n")
+    repo.git.commit("-q", "-am", "feature work")
+    repo.git.checkout("-q", "main")
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    assert seen.rules().commit == strict
+    (pr,) = closed_pr(origin, keys["platform"], strict, [({"policies/p.txt": "p"}, "P: a rules PR")])
+    repo.git.merge("--no-ff", "-q", "-m", "Merge the feature", "feature")
+    repo.git.push("-q", "origin", "main")
+    assert seen.rules().commit != strict  # G: the same rules, a newer name
+    repo.git.merge("--no-ff", "-q", "-m", "Merge the rules PR", pr)
+    repo.git.push("-q", "origin", "main")
+    for clone in (seen, GitClone(origin.url, tmp_path / "fresh", trust_root=root)):
+        rules = clone.rules()
+        assert rules.untrusted == [] and clone.plumbing.is_ancestor(clone.plumbing.have(None), pr, rules.commit), rules
