@@ -64,8 +64,8 @@ class _RulesWalk:
     base: str = ""  # the commit that brought the trusted rules in (`trusted` may be a newer name for them)
     untrusted: list[RuleChange] = field(default_factory=list)
     more: int = 0
-    # this call's: where it began, trust/'s trees it took in (-> a revision with each), and the changes
-    # signed by a key one of those trusted that it did not take (`_signed_elsewhere`)
+    # this call's: the base it began from, trust/'s trees it took in (-> a revision with each), and the
+    # changes signed by a key one of those trusted that it did not take (`_signed_elsewhere`)
     start: str = ""
     vouchers: dict[str, str] = field(default_factory=dict)
     left_out: list[RuleChange] = field(default_factory=list)
@@ -88,13 +88,12 @@ class _Mark:
     def read(self, root: str) -> tuple[str, str]:
         """(the revision, its base); ("", "") when there is none for `root`."""
         try:
-            marked_root, mark, *base = (self.clone.path / ".git" / MARK_FILE).read_text().split()
-        except (OSError, ValueError):
+            marked_root, mark, base = (self.clone.path / ".git" / MARK_FILE).read_text().split()
+        except (OSError, ValueError):  # none, or written before the base was kept (which it cannot tell)
             return "", ""
-        base = base[:1] or [mark]  # a mark written before the base was kept: the revision itself
-        if marked_root != root or not all(objects.SHA.fullmatch(sha) for sha in (mark, *base)):
+        if marked_root != root or not all(objects.SHA.fullmatch(sha) for sha in (mark, base)):
             return "", ""
-        return mark, base[0]
+        return mark, base
 
     def save(self, repo: git.Repo, walk: _RulesWalk) -> None:
         """Keep `walk.trusted` as the mark, forward only: over a mark it reaches on from, or one main no
@@ -150,7 +149,7 @@ class TrustedRules:
                 f"{self.clone.url}; pin a commit of {MAIN} whose rule files you trust"
             )
         walk = self._walk_from(repo, root, main)
-        walk.start, walk.vouchers = walk.main, {self._trust_tree(repo, walk.base): walk.base}
+        walk.start, walk.vouchers = walk.base, {self._trust_tree(repo, walk.base): walk.base}
         self._follow(repo, walk, main)
         walk.main = main
         unsettled = [c for c in walk.left_out if not self.clone.is_ancestor(repo, c.commit, walk.base)]
@@ -291,13 +290,13 @@ class TrustedRules:
     def _signed_elsewhere(self, repo: git.Repo, walk: _RulesWalk, commit: str, reason: str) -> bool:
         """Whether a rule change the walk did not take is signed by a key that rules it took in trusted
         (today's: made on older rules; an earlier trust/'s: a line whose trust/ went another way), made
-        after main as this clone last saw it (`walk.start`; before it, what the clone saw settles it).
-        An unsigned or a break-glass change is no one's signed rules."""
-        if not self.clone.is_ancestor(repo, walk.start, commit):
+        on the rules this clone had taken before (`walk.start`; one made on older ones is settled by what
+        it took). An unsigned change, or one that itself adds a break-glass, is no one's signed rules."""
+        if reason == "unsigned" or not self.clone.is_ancestor(repo, walk.start, commit):
             return False
         if reason == OLDER_RULES:
             return True
-        if reason == "unsigned" or self._adds_break_glass(repo, walk.trusted, commit):
+        if self._adds_break_glass(repo, objects.parents(repo, commit)[0], commit):
             return False
         return any(
             self._signed_by_rules_key(repo, commit, self._trust_cached(repo, rev)) is None

@@ -52,7 +52,7 @@ def keyed(
 def closed_pr(origin: Origin, key: Path, base: str, changes: list[tuple[dict[str, str], str]]) -> list[str]:
     """Signed commits on a branch from `base`, never merged; their shas."""
     repo, made = origin.repo, []
-    repo.git.checkout("-q", "-b", f"closed-{len(changes)}-{base[:7]}", base)
+    repo.git.checkout("-q", "--detach", base)
     for files, message in changes:
         for rel, text in files.items():
             (origin.work / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -151,3 +151,65 @@ def test_a_rules_pr_signed_on_main_is_taken_after_a_feature_branch_merged_beside
     for clone in (seen, GitClone(origin.url, tmp_path / "fresh", trust_root=root)):
         rules = clone.rules()
         assert rules.untrusted == [] and clone.plumbing.is_ancestor(clone.plumbing.have(None), pr, rules.commit), rules
+
+
+def test_a_rules_pr_branched_before_main_as_last_seen_counts_when_merged_after(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """The clone last saw X (a non-rules commit after the root). S, a rules PR signed on the root and
+    branched before X, is merged after it; then O (a closed PR signed on the root) is put on main's line
+    by a pushed merge. S was not counted (it does not descend from X), and the clone took O's rules,
+    in this process and from its mark: it is made on the rules the clone had taken, so it counts."""
+    origin, keys, _, root = keyed
+    (old,) = closed_pr(origin, keys["platform"], root, [({"policies/a.txt": "closed"}, "O")])
+    (strict,) = closed_pr(origin, keys["platform"], root, [(prod_yaml(origin, "required: 1", "required: 2"), "S")])
+    stale = GitClone(origin.url, tmp_path / "stale", trust_root=root)
+    assert stale.rules(origin.bump(tag="8.0.0")).commit == root
+    origin.repo.git.merge("--no-ff", "-q", "-m", "Merge the rules PR", strict)
+    origin.repo.git.push("-q", "origin", "main")
+    fast_forward_merge(origin, old, old, origin.repo.head.commit.hexsha, "M")
+    for clone in (stale, GitClone(origin.url, tmp_path / "stale", trust_root=root)):
+        with pytest.raises(BadInput, match=UNSETTLED):
+            clone.rules()
+
+
+def test_a_sealed_break_glass_on_the_line_hides_no_signed_change_after_it(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """Main: a break-glass promoter sealed (its file stays), then S. Against O (a closed PR signed on the
+    root, put on main's line by a pushed merge), S 'adds a break-glass', so it was not counted as a
+    signed line: new and stale clones took O's rules. The clone that saw S keeps them."""
+    from promoter import breakglass
+
+    origin, keys, _, root = keyed
+    (old,) = closed_pr(origin, keys["platform"], root, [({"policies/a.txt": "closed"}, "O")])
+    stale = GitClone(origin.url, tmp_path / "stale", trust_root=root)
+    assert stale.rules().commit == root
+    gid = "demo-prod-20261203090000"
+    sealed = breakglass.seal_trailers(gid, "demo", "prod", "2026-12-03T18:00:00Z", "incident", [])
+    commit_signed(origin, keys["promoter"], {breakglass.path(gid): "app: demo\n"}, f"break-glass\n\n{sealed}")
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
+    assert seen.rules().commit == strict
+    fast_forward_merge(origin, old, old, origin.bump(tag="9.0.0"), "M")
+    for clone in (GitClone(origin.url, tmp_path / "fresh", trust_root=root), stale):
+        with pytest.raises(BadInput, match=UNSETTLED):
+            clone.rules()
+    assert required(seen) == 2
+
+
+def test_a_mark_written_before_its_base_was_kept_is_walked_again_from_the_root(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """A mark of two fields (root, revision) names no base; after a feature merge its revision is a newer
+    name G for S's rules, and a rules PR signed on S would count as made on older rules from it."""
+    origin, keys, _, root = keyed
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    (pr,) = closed_pr(origin, keys["platform"], strict, [(prod_yaml(origin, "required: 2", "required: 3"), "P")])
+    main = origin.bump(tag="10.0.0")
+    clone = GitClone(origin.url, tmp_path / "old", trust_root=root)
+    assert clone.rules(main).commit == strict
+    (clone.plumbing.path / ".git" / "promoter-trusted").write_text(f"{root} {main}\n")  # as older versions wrote it
+    origin.repo.git.merge("--no-ff", "-q", "-m", "Merge the rules PR", pr)
+    origin.repo.git.push("-q", "origin", "main")
+    assert required(GitClone(origin.url, tmp_path / "old", trust_root=root)) == 3  # a new process, the old mark
