@@ -54,8 +54,7 @@ def _cut(text: str, limit: int) -> str:
 
 @dataclass
 class _RulesWalk:
-    """How far rules() followed main from the trust root: the trusted revision reached, its rule files'
-    digest, and the untrusted changes since it."""
+    """How far rules() followed main from the trust root: the trusted revision, and what it did not take."""
 
     root: str
     main: str
@@ -96,8 +95,7 @@ class _Mark:
         return mark, base
 
     def save(self, repo: git.Repo, walk: _RulesWalk) -> None:
-        """Keep `walk.trusted` as the mark, forward only: over a mark it reaches on from, or one main no
-        longer reaches (a force-push)."""
+        """Keep `walk.trusted` as the mark, over a mark it reaches on from or one main no longer reaches."""
         mark, _ = self.read(walk.root)
         if mark == walk.trusted:
             return
@@ -243,10 +241,11 @@ class TrustedRules:
             if first and followed(first[0]) and here == self._rules_digest(repo, first[0]):
                 continue  # the rules of the commit before it on main, already followed (a stale branch's merge)
             brought = not on_line
-            if here == walk.digest:
-                walk.trusted = commit if on_line else walk.trusted  # the same rules: a newer name for them
+            if here == walk.digest:  # the same rules: a newer name for them, when made on them
+                if on_line and self.clone.is_ancestor(repo, walk.base, commit):
+                    walk.trusted = commit
                 continue
-            reason = self._vouched(repo, commit, walk.trusted, here)
+            reason = self._vouched(repo, commit, walk.trusted, here, walk.base)
             if reason is None and not self.clone.is_ancestor(repo, walk.base, commit):  # on the line, too:
                 # a merge pushed with an older signed commit as its first parent puts it on main's line
                 reason = OLDER_RULES
@@ -314,8 +313,9 @@ class TrustedRules:
             parts.append(f"{name}:{found.sha if found is not None else ''}")
         return tuple(parts)
 
-    def _vouched(self, repo: git.Repo, commit: str, trusted: str, digest: tuple[str, ...]) -> str | None:
-        """None when a key trusted at `trusted` vouches for `commit`'s rules; else why not (one phrase)."""
+    def _vouched(self, repo: git.Repo, commit: str, trusted: str, digest: tuple[str, ...], base: str) -> str | None:
+        """None when a key trusted at `trusted` vouches for `commit`'s rules (a merge's second parent: made
+        on `base`, which brought them in); else why not (one phrase)."""
         trust = self._trust_cached(repo, trusted)
         if self._adds_break_glass(repo, trusted, commit):  # whoever signed it: only promoter's seal counts
             if self._break_glass(repo, commit, trusted, trust):
@@ -329,7 +329,7 @@ class TrustedRules:
         if (
             second
             and self._rules_digest(repo, second[0]) == digest  # a merge that brings exactly a signed change
-            and self.clone.is_ancestor(repo, trusted, second[0])  # made on top of today's rules, never an old one
+            and self.clone.is_ancestor(repo, base, second[0])  # made on today's rules, never old ones
             and self._signed_by_rules_key(repo, second[0], trust) is None
         ):
             return None

@@ -213,3 +213,31 @@ def test_a_mark_written_before_its_base_was_kept_is_walked_again_from_the_root(
     origin.repo.git.merge("--no-ff", "-q", "-m", "Merge the rules PR", pr)
     origin.repo.git.push("-q", "origin", "main")
     assert required(GitClone(origin.url, tmp_path / "old", trust_root=root)) == 3  # a new process, the old mark
+
+
+def test_a_clone_that_kept_up_takes_no_signed_change_made_on_an_old_commit_with_today_s_rules(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """A closed PR signed on the root: Q1 changes prod, Q2 changes it back (the root's rules again), Y
+    loosens. Main: S (signed), V (signed, back to the root's rules). A pushed merge with parents Q2, Y
+    and V: Q2, now on main's line with today's rules, became the trusted revision's newer name, and the
+    merge then counted as bringing Y, signed on top of it: the clone that kept up took Y's rules."""
+    origin, keys, _, root = keyed
+    path = "environments/prod/environment.yaml"
+    text = (origin.work / path).read_text()
+    strict = {path: text.replace("required: 1", "required: 2")}
+    _, q2, loose = closed_pr(
+        origin,
+        keys["platform"],
+        root,
+        [(strict, "Q1"), ({path: text}, "Q2: back"), ({"policies/LOOSE.txt": "loose"}, "Y: loosen")],
+    )
+    commit_signed(origin, keys["platform"], strict, "S: two")
+    back = commit_signed(origin, keys["platform"], {path: text}, "V: back to one")
+    kept_up = GitClone(origin.url, tmp_path / "kept-up", trust_root=root)
+    assert kept_up.rules().commit == back
+    tree = origin.repo.git.rev_parse(f"{loose}^{{tree}}")
+    merge = origin.repo.git.execute(["git", "commit-tree", tree, "-p", q2, "-p", loose, "-p", back, "-m", "X"])
+    origin.repo.git.push("-q", "origin", f"{merge}:refs/heads/main")
+    rules = kept_up.rules()
+    assert rules.commit == back and merge in {c.commit for c in rules.untrusted}, rules
