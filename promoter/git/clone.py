@@ -275,16 +275,12 @@ class Clone:
         return objects.raw(repo, found.sha).decode("utf-8", "replace").rstrip("\n")
 
     def messages(self, repo: git.Repo, shas: list[str]) -> dict[str, str]:
-        """Each commit's message, read in one git run (the branch commits that merges bring in)."""
-        if not shas:
-            return {}
-        messages: dict[str, str] = {}
-        shown = self.run(repo, "show", "-s", "--no-walk=unsorted", "--format=%H%x1f%B%x1e", *shas)
-        for entry in shown.split("\x1e"):
-            sha, sep, message = entry.strip().partition("\x1f")
-            if sep:
-                messages[sha] = message
-        return messages
+        """Each commit's message, read from its own object: never split out of one git run's output, where
+        a message holding the separator could pass text off as another commit's (a signed lift's)."""
+        return {  # bytes that are not UTF-8 as git's output gives them: surrogate escapes
+            sha: objects.raw(repo, sha).partition(b"\n\n")[2].decode("utf-8", "surrogateescape").strip()
+            for sha in dict.fromkeys(shas)
+        }
 
     def is_ancestor(self, repo: git.Repo, sha: str, of: str) -> bool:
         """Whether `sha` is `of` or one of its ancestors: walked in process (`commits.reaches`), else git."""

@@ -183,10 +183,11 @@ class MainIndex:
         )  # fmt: skip
         merges: list[tuple[str, list[str]]] = []
         parents_of: dict[str, list[str]] = {}
+        expected = set(self.clone.run(repo, "rev-list", *selection).split())
         for chunk in out.split("\x1e")[1:]:
             names = chunk.split("\0")
             sha, _, parents = names[0].partition("\x1f")
-            if not SHA.fullmatch(sha):
+            if not SHA.fullmatch(sha) or sha in parents_of or sha not in expected:  # a name holding \x1e
                 raise ValueError(f"unexpected git log output near {sha[:50]!r}")
             if len(names) > 1:
                 names[1] = names[1].removeprefix("\n")  # git puts a newline between a commit and its names
@@ -195,6 +196,8 @@ class MainIndex:
             parents_of[sha] = parents.split()
             if len(parents_of[sha]) > 1:
                 merges.append((sha, parents_of[sha][1:]))
+        if len(parents_of) != len(expected):
+            raise ValueError(f"git log listed {len(parents_of)} commits of {len(expected)}")
         new.later = merged.later(repo, self.clone.identity, key, merges)
         new.thrown = merged.thrown_away(line, parents_of, new.first, new.later)
         new.records = self._records(repo, selection)
@@ -222,23 +225,21 @@ class MainIndex:
         return found
 
     def _records(self, repo: git.Repo, selection: list[str]) -> list[tuple[str, str, str]]:
-        out = self.clone.run(
-            repo, "log", "--format=%H%x1f%cI%x1f%B%x1e", f"--grep={HELD_GREP}", f"--grep={LIFT_GREP}", *selection
-        )
-        entries = (entry.strip().split("\x1f", 2) for entry in out.split("\x1e"))
-        return [(p[0], p[1], p[2]) for p in entries if len(p) == 3 and SHA.fullmatch(p[0])]
+        out = self.clone.run(repo, "log", "--format=%H %cI", f"--grep={HELD_GREP}", f"--grep={LIFT_GREP}", *selection)
+        found = [line.split(" ", 1) for line in out.splitlines() if SHA.match(line)]
+        messages = self.clone.messages(repo, [sha for sha, _ in found])  # each from its own object
+        return [(sha, at, messages[sha]) for sha, at in found]
 
     def _merges(self, repo: git.Repo, selection: list[str]) -> list[tuple[str, str, str, list[str]]]:
         """The promotions' and reverts' merges of the new first-parent commits, oldest first: sha,
         second parent, at, the apps it names."""
-        out = self.clone.run(
-            repo, "log", "--first-parent", "--merges", "--format=%H%x1f%P%x1f%cI%x1f%B%x1e", *selection
-        )
+        out = self.clone.run(repo, "log", "--first-parent", "--merges", "--format=%H %cI %P", *selection)
+        listed = [line.split() for line in out.splitlines() if SHA.match(line)]
+        texts = self.clone.messages(repo, [parts[0] for parts in listed])  # each from its own object
         merges = []
-        for entry in out.split("\x1e"):
-            parts = entry.strip().split("\x1f")
-            if len(parts) == 4 and (named := history.merge_of(parts[3])) is not None:
-                merges.append((parts[0], parts[1].split()[1], parts[2], parts[3], named))
+        for sha, at, _, second, *_ in listed:
+            if (named := history.merge_of(texts[sha])) is not None:
+                merges.append((sha, second, at, texts[sha], named))
         branches = self.clone.messages(repo, [m[1] for m in merges])
         found = []
         for sha, parent, at, message, named in reversed(merges):

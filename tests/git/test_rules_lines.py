@@ -14,6 +14,8 @@ rules PR signed on that change count as made on older rules."""
 
 from __future__ import annotations
 
+import os
+import subprocess
 from collections.abc import Callable
 from pathlib import Path
 
@@ -241,3 +243,54 @@ def test_a_clone_that_kept_up_takes_no_signed_change_made_on_an_old_commit_with_
     origin.repo.git.push("-q", "origin", f"{merge}:refs/heads/main")
     rules = kept_up.rules()
     assert rules.commit == back and merge in {c.commit for c in rules.untrusted}, rules
+
+
+def _commit(origin: Origin, tree: str, parents: list[str], message: bytes, date: str = "") -> str:
+    """A commit as a pusher makes it with plumbing (any tree, any parents, any message bytes)."""
+    env = {**os.environ, **({"GIT_COMMITTER_DATE": date, "GIT_AUTHOR_DATE": date} if date else {})}
+    args = ["git", "-C", str(origin.work), "commit-tree", tree, *(a for p in parents for a in ("-p", p))]
+    return subprocess.run(args, input=message, capture_output=True, env=env, check=True).stdout.decode().strip()
+
+
+def test_a_file_named_with_the_index_s_separator_hides_no_signed_change(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """A side commit, dated before S, holds a file named "x\\x1e<S>"; merged keeping S's files. The index
+    read git's log split at that byte: a false record for S, naming no rule file, overwrote S's own, and
+    every clone on the index kept the root's rules. Such a log is refused, and the walk reads git."""
+    origin, keys, _, root = keyed
+    strict = commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
+    git_ = ["git", "-C", str(origin.work)]
+    blob = subprocess.run([*git_, "hash-object", "-w", "--stdin"], input=b"", capture_output=True, check=True)
+    listing = subprocess.run([*git_, "ls-tree", f"{root}^{{tree}}"], capture_output=True, check=True).stdout
+    listing += b"100644 blob " + blob.stdout.strip() + b"\tx\x1e" + strict.encode() + b"\n"
+    tree = subprocess.run([*git_, "mktree"], input=listing, capture_output=True, check=True).stdout.decode().strip()
+    side = _commit(origin, tree, [root], b"a file", date="2001-01-01T00:00:00Z")
+    strict_tree = origin.repo.git.rev_parse(f"{strict}^{{tree}}")
+    origin.repo.git.push("-q", "origin", f"{_commit(origin, strict_tree, [strict, side], b'M')}:refs/heads/main")
+    assert required(GitClone(origin.url, tmp_path / "fresh", trust_root=root)) == 2
+
+
+def test_a_message_holding_the_log_s_separators_passes_no_text_off_as_another_commit_s(
+    keyed: tuple[Origin, dict[str, Path], dict[str, str], str], tmp_path: Path
+) -> None:
+    """Messages were split out of one git run's output at \\x1e and \\x1f: a commit whose message holds
+    "\\x1e<L>\\x1f<text>" made <text> read as L's message, and a hold's or a lift's record carries its
+    message while its signature is checked on L itself. Each message is now read from its own commit."""
+    origin, keys, _, root = keyed
+    from promoter import holds
+
+    real = f"lift\n\n{holds.LIFT}: the real one"
+    lift = commit_signed(origin, keys["promoter"], {"policies/l.txt": "l"}, real)
+    forged = f"ordinary\x1e{lift}\x1f2026-12-04T10:00:00+00:00\x1f{holds.LIFT}: a forged one\n".encode()
+    tree = origin.repo.git.rev_parse(f"{lift}^{{tree}}")
+    pushed = _commit(origin, tree, [lift], forged)
+    origin.repo.git.push("-q", "origin", f"{pushed}:refs/heads/main")
+    clone = GitClone(origin.url, tmp_path / "clone", trust_root=root)
+    repo = clone.plumbing.have(None)
+    texts = clone.plumbing.messages(repo, [pushed, lift])
+    assert texts[lift] == real and "forged" in texts[pushed], texts
+    from promoter.git import index
+
+    found = index.of(clone.plumbing).at(repo, pushed).records(index.LIFT_LINE)
+    assert {r["sha"]: r["message"] for r in found}.get(lift) == real, found
