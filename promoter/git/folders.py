@@ -42,18 +42,17 @@ class Aside:
 
     def merges(self) -> list[tuple[str, str, str, str, str]]:
         if self._merges is None:
-            line = set(self.clone.run(self.repo, "rev-list", "--first-parent", self.main).split())
+            on_line = set(self.clone.run(self.repo, "rev-list", "--first-parent", self.main).split())
             out = self.clone.run(
-                self.repo, "log", "--merges", "--format=%H%x1f%P%x1f%B%x1e", "--grep=from promote/",
-                "--grep=from revert/", self.main,
+                self.repo, "log", "--merges", "--format=%H %P", "--grep=from promote/", "--grep=from revert/",
+                self.main,
             )  # fmt: skip
+            listed = [fields for row in out.splitlines() if len(fields := row.split()) > 2 and fields[0] not in on_line]
+            messages = self.clone.messages(self.repo, [sha for sha, *_ in listed])  # each from its own commit
             self._merges = []
-            for entry in out.split("\x1e"):
-                sha, _, rest = entry.strip("\n").partition("\x1f")
-                parents, _, message = rest.partition("\x1f")
-                named = history.merge_of(message)
-                if named is not None and sha not in line and len(parents.split()) > 1:
-                    self._merges.append((sha, parents.split()[1], named[1], named[2], named[3]))
+            for sha, _, second, *_ in listed:
+                if (named := history.merge_of(messages[sha])) is not None:
+                    self._merges.append((sha, second, named[1], named[2], named[3]))
         return self._merges
 
     def unhealable(self, found: PromotedFolder, env: str, app: str) -> str:

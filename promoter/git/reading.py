@@ -229,12 +229,9 @@ class GitOpsReader:
         with self._held_lock:
             found = self._held.get(key)
         if found is None:
-            out = self.clone.run(repo, "log", "--format=%H%x1f%B%x1e", f"--grep=^{holds.HELD}-App: ", main)
-            found = [
-                (sha, message)
-                for sha, sep, message in (entry.strip().partition("\x1f") for entry in out.split("\x1e"))
-                if sep
-            ]
+            shas = self.clone.run(repo, "log", "--format=%H", f"--grep=^{holds.HELD}-App: ", main).split()
+            messages = self.clone.messages(repo, shas)  # each from its own commit, never split out of a log
+            found = [(sha, messages[sha]) for sha in shas]
             with self._held_lock:
                 self._held[key] = found
                 while len(self._held) > HELD_MAINS:
