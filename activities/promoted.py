@@ -15,17 +15,19 @@ from collections.abc import Sequence
 import git
 
 from promoter import history
+from promoter.errors import TemporaryError
+from promoter.git import commits, objects
 from promoter.git import index as main_index
 from promoter.git.clone import Clone
 from promoter.git.folders import Aside, judged
-from promoter.git.provenance import Provenance
+from promoter.git.provenance import Provenance, brings
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
 from promoter.models import PromotedFolder
-from promoter.names import ENVIRONMENTS, check, env_folder
+from promoter.names import ENVIRONMENTS, app_folder, check, env_folder
 
 Touched = tuple[str, str, str, str]  # (sha, second parent, author, message) of a commit that changed the folder
-_START = "\x1dcommit\x1f"  # before each commit's fields in the log (its changed paths follow them)
+_START = "\x1dcommit\x1f"  # before each commit's sha in the log (its changed paths follow it)
 
 
 class PromotedFolders:
@@ -44,7 +46,7 @@ class PromotedFolders:
         main = self.clone.main(repo)
         if self.reading.environments_at(repo, self.trusted.rules(main).commit)[0].config.name == env:
             return {app: PromotedFolder(revision=main, promoted=True) for app in apps}
-        touched = self.touched(self.clone.run(repo, *log_args(env, main)), env, set(apps))
+        touched = self.touched(repo, self.clone.run(repo, *log_args(env, main)), env, set(apps), main)
         seconds = [second for commits in touched.values() for _, second, _, _ in commits if second]
         branches = self.clone.messages(repo, sorted(set(seconds)))
         signers = self.trusted.promoter_signers(repo, main) if self.clone.signing_key is not None else None
@@ -71,6 +73,7 @@ class PromotedFolders:
                 if e.env == env
                 and (e.kind == "reverted" or e.promotion)
                 and promoters(second_of.get(e.main_commit, ""))
+                and brings(self.clone, repo, e.main_commit, second_of.get(e.main_commit, ""), app_folder(env, app))
             }
             found[app] = judged(commits, ours, main)
             found[app].unhealable = aside.unhealable(found[app], env, app)
@@ -93,18 +96,19 @@ class PromotedFolders:
                 newer.append(app)
         return newer
 
-    @staticmethod
-    def touched(log: str, env: str, apps: set[str]) -> dict[str, list[Touched]]:
-        """Each app's commits in `log` (`log_args`' output), newest first."""
+    def touched(self, repo: git.Repo, log: str, env: str, apps: set[str], main: str) -> dict[str, list[Touched]]:
+        """Each app's commits in `log` (`log_args`' output), newest first. The log gives each commit's
+        sha and changed paths only, and must list exactly git's own commits (a path holding the record
+        mark would start a made-up one): parents, author and message are read from each commit's object."""
         prefix = env_folder(env) + "/"
+        records = [record.partition("\x1e") for record in log.split(_START)[1:]]
+        expected = self.clone.run(repo, "rev-list", "--first-parent", main, "--", f"{ENVIRONMENTS}/{env}/").split()
+        if [sha for sha, _, _ in records] != expected:
+            raise TemporaryError(f"git's log of {env_folder(env)} on {main[:12]} lists other commits than git's own")
         found: dict[str, list[Touched]] = {}
-        for record in log.split(_START)[1:]:
-            head, _, names = record.partition("\x1e")
-            parts = head.split("\x1f")
-            if len(parts) != 4:
-                continue
-            sha, parents, author, message = parts
-            entry = (sha, (parents.split() + ["", ""])[1], author, message.rstrip())
+        for sha, _, names in records:
+            second = (objects.parents(repo, sha) + ["", ""])[1]
+            entry = (sha, second, commits.author(repo, sha), self.clone.messages(repo, [sha])[sha] if second else "")
             for app in {n[len(prefix) :].split("/", 1)[0] for n in names.split("\n") if n.startswith(prefix)}:
                 if app in apps and (not found.get(app) or found[app][-1][0] != sha):
                     found.setdefault(app, []).append(entry)
@@ -120,7 +124,7 @@ def log_args(env: str, main: str) -> list[str]:
         "--diff-merges=first-parent",
         "--no-renames",
         "--name-only",
-        f"--format={_START}%H%x1f%P%x1f%an <%ae>%x1f%B%x1e",
+        f"--format={_START}%H%x1e",
         main,
         "--",
         f"{ENVIRONMENTS}/{env}/",

@@ -10,21 +10,21 @@ from collections.abc import Callable, Sequence
 import git
 
 from promoter import history
+from promoter.git import commits, objects
 from promoter.git import index as main_index
 from promoter.git.clone import Clone
 from promoter.models import PromotedFolder, UnpromotedChange
 
-_FOLDER = "%H%x1f%P%x1f%an <%ae>%x1f%B%x1e"  # a commit that changed a folder, as promoted_folder reads it
 
-
-def folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> str:
-    """`git log --first-parent --format=_FOLDER main -- folder`, its commits picked by the index of main's records."""
+def folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> list[tuple[str, str, str, str]]:
+    """(sha, second parent or "", author as `%an <%ae>`, message) of main's first-parent commits that
+    changed `folder`, newest first: picked by the index of main's records, each read from its own
+    object (never split out of one git run's output, where a name or a message holding the separators
+    could pass off a made-up commit as promoter's merge)."""
     indexed = main_index.of(clone).at(repo, main)
     shas = [indexed.sha(p) for p in reversed(indexed.changed([folder]))]
-    return "".join(
-        clone.run(repo, "show", "-s", "--no-walk=unsorted", f"--format={_FOLDER}", *shas[i : i + 500])
-        for i in range(0, len(shas), 500)
-    )
+    messages = clone.messages(repo, shas)
+    return [(sha, (objects.parents(repo, sha) + ["", ""])[1], commits.author(repo, sha), messages[sha]) for sha in shas]
 
 
 class Aside:

@@ -182,10 +182,11 @@ class Provenance:
             if head:  # the PR's own commits, on top of main
                 ranges.append(([head, f"^{main}"], ""))
             for revs, app in ranges:
-                for record in self._people(repo, main, signers, limit, revs, app).split("\x1e"):
-                    if not record.strip():
-                        continue
-                    touch = _touch(record.lstrip("\n"))
+                records = self._people(repo, main, signers, limit, revs, app)
+                if records is None:
+                    return Authorship([], since, UNREADABLE_PEOPLE)
+                for record in records:
+                    touch = _touch(record)
                     if isinstance(touch, str):
                         return Authorship(list(touches.values()), since, touch)
                     touches.setdefault(touch.commit, touch)
@@ -195,13 +196,17 @@ class Provenance:
                         )
         return Authorship(list(touches.values()), since)
 
-    def _people(self, repo: git.Repo, main: str, signers: Path, limit: int, revs: list[str], app: str) -> str:
+    def _people(
+        self, repo: git.Repo, main: str, signers: Path, limit: int, revs: list[str], app: str
+    ) -> list[str] | None:
         """`git log --format=_PEOPLE` of `revs` (with `app`: the commits that changed its folder in any
         environment against any of their parents, `--full-history`, picked by the index when it knows
-        them all), signatures checked against `signers`, people unmapped (no .mailmap), up to `limit + 1`."""
+        them all), signatures checked against `signers`, people unmapped (no .mailmap), up to `limit + 1`:
+        a record per commit, or None when they are not exactly git's own commits (a name holding the
+        separators would start a made-up record: another commit's authors and signer)."""
         picked = _touched(self.clone, repo, main, revs, app) if app else None
         if picked is not None and not picked:
-            return ""
+            return []
         selection = (
             ["--no-walk=unsorted", "--stdin"]
             if picked is not None
@@ -218,7 +223,14 @@ class Provenance:
                 env=self.clone.identity,
                 istream=stdin,
             )  # fmt: skip
-        return out
+        records = [record.lstrip("\n") for record in out.split("\x1e") if record.strip()]
+        paths = ["--", f":(glob){ENVIRONMENTS}/*/{app}/**"] if app else []
+        expected = (
+            picked[: limit + 1]
+            if picked is not None
+            else self.clone.run(repo, "rev-list", "--full-history", f"--max-count={limit + 1}", *revs, *paths).split()
+        )
+        return records if [record.partition("\x1f")[0] for record in records] == expected else None
 
     def _deployed(self, repo: git.Repo, main: str, app: str, env: str, commit: str) -> str | None:
         """The commit deployed in `env` that `commit`'s range starts after (None: all history).
@@ -273,12 +285,8 @@ class Provenance:
         main = self.clone.main(repo)
         if self.reading.environments_at(repo, self.trusted.rules(main).commit)[0].config.name == env:
             return PromotedFolder(revision=main, promoted=True)
-        out = folder_log(self.clone, repo, main, app_folder(env, app))
-        touched: list[tuple[str, str, str, str]] = []  # (sha, second parent, author, message), newest first
-        for entry in out.split("\x1e"):
-            parts = entry.strip("\n").split("\x1f")  # not strip(): \x1f is whitespace to it
-            if len(parts) == 4:
-                touched.append((parts[0], (parts[1].split() + ["", ""])[1], parts[2], parts[3]))
+        folder = app_folder(env, app)
+        touched = folder_log(self.clone, repo, main, folder)  # (sha, second parent, author, message), newest first
         merges = [{"sha": sha, "at": "", "message": msg} for sha, second, _, msg in touched if second]
         branches = self.clone.messages(repo, [second for _, second, _, _ in touched if second])
         second_of = {sha: second for sha, second, _, _ in touched}
@@ -291,6 +299,7 @@ class Provenance:
             if event.env == env
             and (event.kind == "reverted" or event.promotion)
             and (signers is None or self.trusted.branch_signed(repo, second_of.get(event.main_commit, ""), signers))
+            and brings(self.clone, repo, event.main_commit, second_of.get(event.main_commit, ""), folder)
         }
         found = judged(touched, ours, main)
         ours_of = (lambda second: True) if signers is None else partial(self._ours, repo, signers)
@@ -339,6 +348,24 @@ class Provenance:
                 except signing.SignatureError as e:
                     found.append(RuleChange(commit=sha, author=author, reason=str(e)))
         return found
+
+
+def brings(clone: Clone, repo: git.Repo, merge: str, branch: str, folder: str) -> bool:
+    """Whether `merge` brings `branch` for the first time and writes `folder` as it does: a signed branch
+    commit of an earlier promotion (any pusher can merge one again, naming any app in the message)
+    must not make a folder of the pusher's, or an old version, count as promoter's."""
+    first = objects.parents(repo, merge)[:1]
+    return (
+        bool(first and branch)
+        and not clone.is_ancestor(repo, branch, first[0])
+        and clone.entry(repo, merge, folder) == clone.entry(repo, branch, folder)
+    )
+
+
+UNREADABLE_PEOPLE = (
+    "the people of the promoted range cannot be read: git's log of it lists other commits than its own "
+    "(a name or an email holding a control character)"
+)
 
 
 def _touch(record: str) -> Touch | str:
