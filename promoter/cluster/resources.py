@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -37,6 +39,11 @@ from promoter.jsonfast import loads
 from promoter.models import ClusterConfig
 
 PARTIAL_LIST = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"  # a list of metadata alone
+# where each client keeps its discovery of the API: this process's own directory, removed at exit. The
+# client's default, /tmp/osrcp-<hash of the URL>.json, is shared by every process and kept for good: a
+# new client loaded another's (or a past API server's on the same address) and took kinds for served that
+# the cluster does not serve
+_DISCOVERY = tempfile.TemporaryDirectory(prefix="promoter-discovery-")
 # What each request to the API server runs under, its answer read whole (the worker sets it: the SDK's
 # cancel of a thread activity held back). The SDK raises that cancel into the activity's thread at any
 # point; one raised as urllib3 took its connection pool's lock left the lock taken for good, and every
@@ -121,7 +128,8 @@ class Resources:
         with self._lock:
             if self._dynamic is None:
                 try:
-                    self._dynamic = DynamicClient(self.api)  # type: ignore[no-untyped-call]
+                    cache = Path(_DISCOVERY.name) / f"{uuid.uuid4().hex}.json"  # this client's own, new
+                    self._dynamic = DynamicClient(self.api, cache_file=str(cache))  # type: ignore[no-untyped-call]
                 except (DynamicApiError, ApiException) as e:
                     raise api_error(e, "discovery") from None
                 except Exception as e:  # noqa: BLE001 - transport
