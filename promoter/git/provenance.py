@@ -241,7 +241,7 @@ class Provenance:
         passed the gate, so only what came after it is new to the environment. A merge made by hand
         on the forge, a squash merge or a reverted promotion never narrows the range (fail closed:
         more authors, never fewer)."""
-        merges = self._merges(repo, main, app, env)
+        merges, folder = self._merges(repo, main, app, env), app_folder(env, app)
         for rank, m in enumerate(merges):  # newest first, as main's first parents have them
             m["rank"] = str(rank)
         reverted: set[str] = set()
@@ -263,6 +263,7 @@ class Provenance:
                     signers is None
                     or self.trusted.branch_signed(repo, second_parents.get(event.main_commit, ""), signers)
                 )
+                and brings(self.clone, repo, event.main_commit, second_parents.get(event.main_commit, ""), folder)
             ):
                 return event.commit
         return None
