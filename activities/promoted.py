@@ -16,17 +16,16 @@ import git
 
 from promoter import history
 from promoter.errors import TemporaryError
-from promoter.git import commits, objects
 from promoter.git import index as main_index
 from promoter.git.clone import Clone
-from promoter.git.folders import Aside, judged
+from promoter.git.folders import Aside, Touched, judged
+from promoter.git.folders import touched as read_touched
 from promoter.git.provenance import Provenance, brings
 from promoter.git.reading import GitOpsReader
 from promoter.git.rules import TrustedRules
 from promoter.models import PromotedFolder
 from promoter.names import ENVIRONMENTS, app_folder, check, env_folder
 
-Touched = tuple[str, str, str, str]  # (sha, second parent, author, message) of a commit that changed the folder
 _START = "\x1dcommit\x1f"  # before each commit's sha in the log (its changed paths follow it)
 
 
@@ -106,9 +105,8 @@ class PromotedFolders:
         if [sha for sha, _, _ in records] != expected:
             raise TemporaryError(f"git's log of {env_folder(env)} on {main[:12]} lists other commits than git's own")
         found: dict[str, list[Touched]] = {}
-        for sha, _, names in records:
-            second = (objects.parents(repo, sha) + ["", ""])[1]
-            entry = (sha, second, commits.author(repo, sha), self.clone.messages(repo, [sha])[sha] if second else "")
+        entries = read_touched(self.clone, repo, expected)
+        for entry, (sha, _, names) in zip(entries, records, strict=True):
             for app in {n[len(prefix) :].split("/", 1)[0] for n in names.split("\n") if n.startswith(prefix)}:
                 if app in apps and (not found.get(app) or found[app][-1][0] != sha):
                     found.setdefault(app, []).append(entry)

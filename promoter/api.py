@@ -16,6 +16,7 @@ from temporalio.api.taskqueue.v1 import TaskQueue
 from temporalio.api.workflowservice.v1 import DeleteWorkflowExecutionRequest, DescribeTaskQueueRequest
 from temporalio.client import (
     Client,
+    WorkflowExecutionDescription,
     WorkflowExecutionStatus,
     WorkflowFailureError,
     WorkflowHandle,
@@ -431,14 +432,7 @@ class GrpcPromotions:
             if e.status == RPCStatusCode.NOT_FOUND:
                 return None
             raise
-        return promotions.Execution(
-            id=desc.id,
-            run_id=desc.run_id,
-            status=desc.status.name if desc.status else "RUNNING",
-            task_queue=desc.task_queue,
-            memo=dict(await desc.memo()),
-            parent_id=desc.parent_id or "",
-        )
+        return await _execution(desc)
 
     async def status(self, execution: promotions.Execution) -> PromotionStatus:
         handle = self.client.get_workflow_handle(execution.id, run_id=execution.run_id, result_type=PromotionStatus)
@@ -605,11 +599,7 @@ class GrpcPromotions:
                 desc = await handle.describe()
             except RPCError as e:
                 raise PromoterError(f"{wid} closed, but Temporal did not describe it: {e.message}") from None
-            closed = promotions.Execution(
-                id=wid, run_id=run_id, status=desc.status.name if desc.status else "", task_queue="",
-                memo=dict(await desc.memo()),
-            )  # fmt: skip
-            return promotions.unanswered_close(closed)
+            return promotions.unanswered_close(await _execution(desc))
 
     async def listing(self, query: str, page_size: int = 1000) -> AsyncIterator[promotions.Listed]:
         async for wf in self.client.list_workflows(query, page_size=page_size):
@@ -623,6 +613,17 @@ class GrpcPromotions:
                 started_at=wf.start_time,
                 closed_at=wf.close_time,
             )
+
+
+async def _execution(desc: WorkflowExecutionDescription) -> promotions.Execution:
+    return promotions.Execution(
+        id=desc.id,
+        run_id=desc.run_id,
+        status=desc.status.name if desc.status else "RUNNING",
+        task_queue=desc.task_queue,
+        memo=dict(await desc.memo()),
+        parent_id=desc.parent_id or "",
+    )
 
 
 async def wait_for(

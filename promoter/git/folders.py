@@ -15,16 +15,24 @@ from promoter.git import index as main_index
 from promoter.git.clone import Clone
 from promoter.models import PromotedFolder, UnpromotedChange
 
+Touched = tuple[str, str, str, str]  # (sha, second parent or "", author as `%an <%ae>`, a merge's message)
 
-def folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> list[tuple[str, str, str, str]]:
-    """(sha, second parent or "", author as `%an <%ae>`, message) of main's first-parent commits that
-    changed `folder`, newest first: picked by the index of main's records, each read from its own
-    object (never split out of one git run's output, where a name or a message holding the separators
-    could pass off a made-up commit as promoter's merge)."""
+
+def touched(clone: Clone, repo: git.Repo, shas: list[str]) -> list[Touched]:
+    """What `judged` and the merges of promoter's own are read from, for commits that changed a folder:
+    each from its own object, never split out of one git run's output, where a name or a message holding
+    the separators could pass off a made-up commit as promoter's merge. Only a merge's message is read
+    (no other is asked of it)."""
+    seconds = {sha: (objects.parents(repo, sha) + ["", ""])[1] for sha in shas}
+    messages = clone.messages(repo, [sha for sha in shas if seconds[sha]])
+    return [(sha, seconds[sha], commits.author(repo, sha), messages.get(sha, "")) for sha in shas]
+
+
+def folder_log(clone: Clone, repo: git.Repo, main: str, folder: str) -> list[Touched]:
+    """`touched` for main's first-parent commits that changed `folder`, newest first, picked by the index
+    of main's records."""
     indexed = main_index.of(clone).at(repo, main)
-    shas = [indexed.sha(p) for p in reversed(indexed.changed([folder]))]
-    messages = clone.messages(repo, shas)
-    return [(sha, (objects.parents(repo, sha) + ["", ""])[1], commits.author(repo, sha), messages[sha]) for sha in shas]
+    return touched(clone, repo, [indexed.sha(p) for p in reversed(indexed.changed([folder]))])
 
 
 class Aside:

@@ -67,6 +67,13 @@ def closed_pr(origin: Origin, key: Path, base: str, changes: list[tuple[dict[str
     return made
 
 
+def unsettled(*clones: GitClone) -> None:
+    """Each clone takes no rules, saying the two lines are unsettled."""
+    for clone in clones:
+        with pytest.raises(BadInput, match=UNSETTLED):
+            clone.rules()
+
+
 def required(clone: GitClone) -> int:
     return clone.resolve(PromotionRequest(app="demo")).environments[-1].config.approval.required
 
@@ -123,9 +130,7 @@ def test_a_clone_that_had_not_seen_the_newer_line_takes_in_nothing_either(
     assert stale.rules().commit == root
     commit_signed(origin, keys["platform"], prod_yaml(origin, "required: 1", "required: 2"), "S: two")
     fast_forward_merge(origin, old, old, origin.bump(tag="7.0.0"), "M")
-    for clone in (stale, GitClone(origin.url, tmp_path / "stale", trust_root=root)):
-        with pytest.raises(BadInput, match=UNSETTLED):
-            clone.rules()
+    unsettled(stale, GitClone(origin.url, tmp_path / "stale", trust_root=root))  # and a new process of it
 
 
 def test_a_rules_pr_signed_on_main_is_taken_after_a_feature_branch_merged_beside_it(
@@ -170,9 +175,7 @@ def test_a_rules_pr_branched_before_main_as_last_seen_counts_when_merged_after(
     origin.repo.git.merge("--no-ff", "-q", "-m", "Merge the rules PR", strict)
     origin.repo.git.push("-q", "origin", "main")
     fast_forward_merge(origin, old, old, origin.repo.head.commit.hexsha, "M")
-    for clone in (stale, GitClone(origin.url, tmp_path / "stale", trust_root=root)):
-        with pytest.raises(BadInput, match=UNSETTLED):
-            clone.rules()
+    unsettled(stale, GitClone(origin.url, tmp_path / "stale", trust_root=root))  # and a new process of it
 
 
 def test_a_sealed_break_glass_on_the_line_hides_no_signed_change_after_it(
@@ -194,9 +197,7 @@ def test_a_sealed_break_glass_on_the_line_hides_no_signed_change_after_it(
     seen = GitClone(origin.url, tmp_path / "seen", trust_root=root)
     assert seen.rules().commit == strict
     fast_forward_merge(origin, old, old, origin.bump(tag="9.0.0"), "M")
-    for clone in (GitClone(origin.url, tmp_path / "fresh", trust_root=root), stale):
-        with pytest.raises(BadInput, match=UNSETTLED):
-            clone.rules()
+    unsettled(GitClone(origin.url, tmp_path / "fresh", trust_root=root), stale)
     assert required(seen) == 2
 
 
